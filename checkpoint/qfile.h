@@ -1,0 +1,128 @@
+/*
+ * qfile: a buffered byte channel for checkpoint streams.
+ *
+ * One type serves every place a stream lives: a file descriptor (file or
+ * socket), a growable memory buffer being written, and a read-only view of
+ * bytes already in memory (a received package, a mapped file).  All integers
+ * are big-endian on the wire.
+ *
+ * Errors latch: the first failure is recorded with its byte offset and a
+ * message for a person; every later call is a no-op (reads return zeros) and
+ * qf_error() keeps returning that first error.  Callers can therefore emit or
+ * parse a whole record and check once.
+ */
+#ifndef FTVM_CHECKPOINT_QFILE_H
+#define FTVM_CHECKPOINT_QFILE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct qfile qfile;
+
+typedef enum qf_dir {
+    QF_READ,
+    QF_WRITE,
+} qf_dir;
+
+/*
+ * Opens a channel on fd.  The fd stays the caller's: qf_close() does not
+ * close it.  name appears in error messages (a path or a peer address).
+ */
+qfile *qf_open_fd(int fd, qf_dir dir, const char *name);
+/* A growable in-memory buffer for writing (a checkpoint package). */
+qfile *qf_open_mem(const char *name);
+/* A read-only view of len bytes at buf; the bytes must outlive the qfile. */
+qfile *qf_open_view(const void *buf, size_t len, const char *name);
+
+/* Flushes pending writes and frees f.  Returns the first error, or 0. */
+int qf_close(qfile *f);
+
+/* ---- writing ---- */
+void qf_put_u8(qfile *f, uint8_t v);
+void qf_put_be16(qfile *f, uint16_t v);
+void qf_put_be32(qfile *f, uint32_t v);
+void qf_put_be64(qfile *f, uint64_t v);
+void qf_put_buf(qfile *f, const void *buf, size_t len);
+/* A counted string: one length byte, then the bytes (no NUL); max 255. */
+void qf_put_str(qfile *f, const char *s);
+/*
+ * Queues len bytes at buf without copying them when the backend allows it
+ * (fd channels gather them into one writev).  The caller keeps the bytes
+ * valid and unchanged until the next qf_flush() or qf_close().  Memory
+ * channels copy, so their caller may reuse buf at once.
+ */
+void qf_put_iov(qfile *f, const void *buf, size_t len);
+/* Writes everything queued.  Returns the first error, or 0. */
+int qf_flush(qfile *f);
+
+/* Bytes of a memory channel so far (NULL for other kinds). */
+const uint8_t *qf_mem_data(const qfile *f, size_t *len);
+/* Empties a memory channel for reuse, keeping its allocation and name. */
+void qf_mem_reset(qfile *f);
+
+/* ---- reading ---- */
+uint8_t qf_get_u8(qfile *f);
+uint16_t qf_get_be16(qfile *f);
+uint32_t qf_get_be32(qfile *f);
+uint64_t qf_get_be64(qfile *f);
+/* Reads exactly len bytes; a short stream latches -ENODATA. */
+void qf_get_buf(qfile *f, void *buf, size_t len);
+/* Reads a counted string into out (NUL-terminated); returns its length. */
+size_t qf_get_str(qfile *f, char out[256]);
+/*
+ * Zero-copy read: returns a pointer to the next len bytes and consumes them,
+ * or NULL (with the error latched) when they are not there.  The pointer is
+ * valid until the next call on f.  fd channels refuse len > QF_BUF_SIZE.
+ */
+const uint8_t *qf_get_ptr(qfile *f, size_t len);
+/* The next byte without consuming it, or -1 at the end of the stream. */
+int qf_peek_u8(qfile *f);
+/* True when a read channel has no more bytes (it never latches an error). */
+bool qf_at_eof(qfile *f);
+void qf_skip(qfile *f, size_t len);
+/*
+ * Back to the first byte of a read channel.  Views always can; fd channels
+ * only on seekable files (-ESPIPE otherwise).  Clears nothing else: a
+ * latched error stays latched.
+ */
+int qf_rewind(qfile *f);
+
+/* ---- position and errors ---- */
+
+/* Bytes consumed (reading) or produced (writing) since open or rewind. */
+uint64_t qf_tell(const qfile *f);
+/*
+ * Offset of this channel's first byte inside an enclosing stream, so that a
+ * nested package's errors name the byte in the outer file.
+ */
+void qf_set_base(qfile *f, uint64_t base);
+uint64_t qf_base(const qfile *f);
+const char *qf_name(const qfile *f);
+
+/* 0, or the first negative errno latched. */
+int qf_error(const qfile *f);
+/*
+ * "NAME: byte OFFSET: message" for the first error, or "" when none.
+ * OFFSET is absolute (base + position at the failure).
+ */
+const char *qf_errmsg(const qfile *f);
+/* Absolute byte offset at which the first error was latched. */
+uint64_t qf_error_offset(const qfile *f);
+/*
+ * Latches err (negative errno) with a message, unless an error is already
+ * latched.  Returns the latched error, so parsers can `return qf_fail(...)`.
+ */
+int qf_fail(qfile *f, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int qf_vfail(qfile *f, int err, const char *fmt, va_list ap);
+/*
+ * Latches src's error (code, offset and message as they are) on dst, so an
+ * error inside a nested view surfaces unchanged on the enclosing channel.
+ */
+int qf_take_error(qfile *dst, const qfile *src);
+
+#define QF_BUF_SIZE (256 * 1024)
+
+#endif

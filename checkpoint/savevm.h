@@ -1,0 +1,173 @@
+/*
+ * savevm: the framing of a checkpoint stream, in the reference's wire format.
+ *
+ * A stream is a header, an optional configuration section, then a sequence
+ * of sections (device or live state), commands (control messages such as
+ * PACKAGED, a nested stream), and EOF, optionally followed by the JSON VM
+ * description.  This module writes and parses that framing; what is inside
+ * a section belongs to whoever registered it (devstate/, the RAM codec).
+ * docs/stream-format.md gives the byte layout.
+ */
+#ifndef FTVM_CHECKPOINT_SAVEVM_H
+#define FTVM_CHECKPOINT_SAVEVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/qfile.h"
+
+#define SV_MAGIC 0x5145564du   /* "QEVM" */
+#define SV_VERSION 3u
+#define SV_VERSION_COMPAT 2u   /* obsolete; recognised only to say so */
+
+typedef enum sv_type {
+    SV_EOF = 0x00,
+    SV_SECTION_START = 0x01,
+    SV_SECTION_PART = 0x02,
+    SV_SECTION_END = 0x03,
+    SV_SECTION_FULL = 0x04,
+    SV_SUBSECTION = 0x05,
+    SV_VMDESCRIPTION = 0x06,
+    SV_CONFIGURATION = 0x07,
+    SV_COMMAND = 0x08,
+    SV_SECTION_FOOTER = 0x7e,
+} sv_type;
+
+/* The reference's command numbering (2019 and later). */
+typedef enum sv_cmd {
+    SV_CMD_INVALID = 0,
+    SV_CMD_OPEN_RETURN_PATH = 1,
+    SV_CMD_PING = 2,
+    SV_CMD_POSTCOPY_ADVISE = 3,
+    SV_CMD_POSTCOPY_LISTEN = 4,
+    SV_CMD_POSTCOPY_RUN = 5,
+    SV_CMD_POSTCOPY_RAM_DISCARD = 6,
+    SV_CMD_PACKAGED = 7,
+    SV_CMD_ENABLE_COLO = 8,
+    SV_CMD_POSTCOPY_RESUME = 9,
+    SV_CMD_RECV_BITMAP = 10,
+    SV_CMD_MAX = 11,
+} sv_cmd;
+
+/* Return-path messages (destination to source): be16 type, be16 len, data. */
+typedef enum sv_rp_msg {
+    SV_RP_SHUT = 1,
+    SV_RP_PONG = 2,
+} sv_rp_msg;
+
+/* Name of a command for messages and tools ("PACKAGED"), or NULL. */
+const char *sv_cmd_name(uint16_t cmd);
+/* Fixed payload length of a command, or -1 when variable or unknown. */
+int sv_cmd_len(uint16_t cmd);
+/* Name of a section type byte ("SECTION_FULL"), or NULL. */
+const char *sv_type_name(uint8_t type);
+
+/* ---- writing ---- */
+
+void sv_put_header(qfile *f);
+/* CONFIGURATION section: the machine type name, as the reference sends it. */
+void sv_put_config(qfile *f, const char *machine);
+/* START or FULL: type, section id, id string, instance id, version. */
+void sv_put_section_start(qfile *f, sv_type type, uint32_t section_id,
+                          const char *idstr, uint32_t instance_id,
+                          uint32_t version_id);
+/* PART or END: type and section id only. */
+void sv_put_section_part(qfile *f, sv_type type, uint32_t section_id);
+void sv_put_footer(qfile *f, uint32_t section_id);
+void sv_put_command(qfile *f, sv_cmd cmd, uint16_t len, const void *data);
+void sv_put_ping(qfile *f, uint32_t value);
+/* A PACKAGED command followed by len bytes of nested stream. */
+void sv_put_packaged(qfile *f, const void *buf, uint32_t len);
+void sv_put_eof(qfile *f);
+void sv_put_vmdesc(qfile *f, const char *json, uint32_t len);
+void sv_put_rp_pong(qfile *rp, uint32_t value);
+
+/* ---- loading ---- */
+
+/*
+ * A load runs in one of two passes over the same bytes.  VALIDATE parses and
+ * checks everything and changes nothing a caller can see; APPLY stores.  A
+ * package is always validated in full before it is applied, so a bad one
+ * leaves the target exactly as it was.
+ */
+typedef enum sv_pass {
+    SV_PASS_VALIDATE,
+    SV_PASS_APPLY,
+} sv_pass;
+
+/* The header of a section, as read (PART/END carry their START's fields). */
+typedef struct sv_section {
+    sv_type type;
+    uint32_t section_id;
+    char idstr[256];
+    uint32_t instance_id;
+    uint32_t version_id;
+} sv_section;
+
+/*
+ * What a stream is loaded into.  section() reads one section's body (between
+ * header and footer); it must consume exactly its bytes, and report problems
+ * with qf_fail() naming the section.  For START/FULL it also decides whether
+ * idstr/instance exists and its version is acceptable.  command(), if set,
+ * is told of ENABLE_COLO and OPEN_RETURN_PATH (APPLY pass only).
+ */
+typedef struct sv_target_ops {
+    int (*section)(void *opaque, qfile *f, const sv_section *sec,
+                   sv_pass pass);
+    int (*command)(void *opaque, sv_cmd cmd);
+} sv_target_ops;
+
+/* Why sv_load_main() stopped without error. */
+typedef enum sv_stop {
+    SV_STOP_EOF,        /* an EOF byte */
+    SV_STOP_END,        /* the channel ended cleanly between records */
+} sv_stop;
+
+typedef struct sv_loader sv_loader;
+
+typedef struct sv_loader_opts {
+    uint32_t max_package;   /* largest PACKAGED accepted; 0 = 1 GiB */
+    int max_depth;          /* PACKAGED nesting limit; 0 = 4 */
+    bool footers;           /* expect section footers (default true) */
+    qfile *return_path;     /* where PING is answered; NULL = none */
+} sv_loader_opts;
+
+/*
+ * A loader keeps what outlives one record: which section ids were started
+ * (a PART refers to its START, possibly in an earlier package).
+ */
+sv_loader *sv_loader_new(const sv_target_ops *ops, void *opaque,
+                         const sv_loader_opts *opts);
+void sv_loader_free(sv_loader *l);
+
+/* Reads and checks magic, version and an optional CONFIGURATION section. */
+int sv_load_header(sv_loader *l, qfile *f);
+
+/*
+ * Loads records until EOF (or the clean end of the channel when
+ * allow_end).  Nested packages are validated in full, then applied.
+ * Returns 0 or the latched negative errno; qf_errmsg(f) says what and where.
+ */
+int sv_load_main(sv_loader *l, qfile *f, sv_pass pass, bool allow_end,
+                 sv_stop *why);
+
+/*
+ * A whole stream from a rewindable channel (a view or a regular file):
+ * header and records validated in full, then rewound and applied.  Nothing
+ * reaches the target unless every byte up to EOF is good.
+ */
+int sv_load_checked(sv_loader *l, qfile *f);
+
+/*
+ * After EOF: reads an optional VM description (0x06, be32 length, JSON).
+ * *json is NULL when the stream has none; otherwise a NUL-terminated copy
+ * the caller frees.  Descriptions over 64 MiB are refused.
+ */
+int sv_load_vmdesc(qfile *f, char **json, uint32_t *len);
+
+/* Machine name from the CONFIGURATION section, or "" when there was none. */
+const char *sv_loader_machine(const sv_loader *l);
+/* Whether ENABLE_COLO has been seen. */
+bool sv_loader_colo(const sv_loader *l);
+
+#endif
