@@ -1,0 +1,688 @@
+/*
+ * Unit tests for checkpoint/savevm: header, configuration, sections and
+ * footers, every command, packages, and the all-or-nothing load.
+ *
+ * The target is a small table of devices whose section body is a be32
+ * value, plus a "log" live entry whose START/PART/END bodies append bytes:
+ * enough to see exactly what a load changed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint/savevm.h"
+
+#define NDEV 4
+#define POISON 0xdeadbeefu  /* a value the devices refuse, to test checks */
+
+typedef struct target {
+    uint32_t dev[NDEV];
+    uint8_t log[64];
+    uint32_t loglen;
+    int colo_seen;
+    int rp_seen;
+} target;
+
+static int target_section(void *opaque, qfile *f, const sv_section *sec,
+                          sv_pass pass)
+{
+    target *t = opaque;
+    if (strcmp(sec->idstr, "dev") == 0) {
+        if (sec->instance_id >= NDEV)
+            return qf_fail(f, -ENOENT, "unknown section 'dev' instance %u",
+                           sec->instance_id);
+        if (sec->version_id != 1)
+            return qf_fail(f, -ENOTSUP, "'dev' version %u", sec->version_id);
+        uint32_t v = qf_get_be32(f);
+        if (qf_error(f))
+            return qf_error(f);
+        if (v == POISON)
+            return qf_fail(f, -EINVAL, "'dev' refuses 0x%x", v);
+        if (pass == SV_PASS_APPLY)
+            t->dev[sec->instance_id] = v;
+        return 0;
+    }
+    if (strcmp(sec->idstr, "log") == 0) {
+        uint8_t n = qf_get_u8(f);
+        const uint8_t *p = qf_get_ptr(f, n);
+        if (!p)
+            return qf_error(f);
+        if (t->loglen + n > sizeof(t->log))
+            return qf_fail(f, -ENOSPC, "'log' full");
+        if (pass == SV_PASS_APPLY) {
+            memcpy(t->log + t->loglen, p, n);
+            t->loglen += n;
+        }
+        return 0;
+    }
+    return qf_fail(f, -ENOENT, "unknown section '%s' instance %u",
+                   sec->idstr, sec->instance_id);
+}
+
+static int target_command(void *opaque, sv_cmd cmd)
+{
+    target *t = opaque;
+    if (cmd == SV_CMD_ENABLE_COLO)
+        t->colo_seen++;
+    if (cmd == SV_CMD_OPEN_RETURN_PATH)
+        t->rp_seen++;
+    return 0;
+}
+
+static const sv_target_ops ops = { target_section, target_command };
+
+static void put_dev(qfile *f, uint32_t id, uint32_t inst, uint32_t v)
+{
+    sv_put_section_start(f, SV_SECTION_FULL, id, "dev", inst, 1);
+    qf_put_be32(f, v);
+    sv_put_footer(f, id);
+}
+
+static void put_log(qfile *f, sv_type type, uint32_t id, const char *s)
+{
+    if (type == SV_SECTION_START)
+        sv_put_section_start(f, type, id, "log", 0, 1);
+    else
+        sv_put_section_part(f, type, id);
+    qf_put_u8(f, (uint8_t)strlen(s));
+    qf_put_buf(f, s, strlen(s));
+    sv_put_footer(f, id);
+}
+
+/* A device-state package: FULL sections and EOF, as a checkpoint sends. */
+static qfile *make_package(uint32_t base)
+{
+    qfile *p = qf_open_mem("pkg");
+    for (uint32_t i = 0; i < NDEV; i++)
+        put_dev(p, 10 + i, i, base + i);
+    put_log(p, SV_SECTION_PART, 5, "pk");
+    sv_put_eof(p);
+    return p;
+}
+
+/* A whole stream exercising every record kind the loader accepts. */
+static qfile *make_stream(void)
+{
+    qfile *f = qf_open_mem("stream");
+    sv_put_header(f);
+    sv_put_config(f, "ftvm-test");
+    sv_put_command(f, SV_CMD_OPEN_RETURN_PATH, 0, NULL);
+    sv_put_command(f, SV_CMD_ENABLE_COLO, 0, NULL);
+    put_log(f, SV_SECTION_START, 5, "ab");
+    put_log(f, SV_SECTION_PART, 5, "cd");
+    qfile *p = make_package(100);
+    size_t plen;
+    const uint8_t *pdata = qf_mem_data(p, &plen);
+    sv_put_packaged(f, pdata, (uint32_t)plen);
+    qf_close(p);
+    put_log(f, SV_SECTION_END, 5, "ef");
+    put_dev(f, 11, 1, 7);
+    sv_put_eof(f);
+    sv_put_vmdesc(f, "{\"devices\":[]}", 14);
+    return f;
+}
+
+static int load_bytes(const uint8_t *b, size_t n, target *t, char *msg,
+                      size_t msglen)
+{
+    qfile *r = qf_open_view(b, n, "test-stream");
+    sv_loader *l = sv_loader_new(&ops, t, NULL);
+    int rc = sv_load_checked(l, r);
+    if (msg)
+        snprintf(msg, msglen, "%s", qf_errmsg(r));
+    sv_loader_free(l);
+    qf_close(r);
+    return rc;
+}
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    qfile *f = make_stream();
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    target t = { 0 };
+    qfile *r = qf_open_view(b, n, "s");
+    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+    if (sv_load_checked(l, r) != 0)
+        fail_msg("%s", qf_errmsg(r));
+    assert_string_equal(sv_loader_machine(l), "ftvm-test");
+    assert_true(sv_loader_colo(l));
+    assert_int_equal(t.colo_seen, 1);   /* the validate pass notifies nothing */
+    assert_int_equal(t.rp_seen, 1);
+    assert_int_equal(t.dev[0], 100);
+    assert_int_equal(t.dev[1], 7);       /* the later FULL wins */
+    assert_int_equal(t.dev[3], 103);
+    assert_int_equal(t.loglen, 8);
+    assert_memory_equal(t.log, "abcdpkef", 8);
+    sv_loader_free(l);
+    qf_close(r);
+    qf_close(f);
+}
+
+/* Every prefix of a valid stream is refused and changes nothing. */
+static void test_truncated_everywhere(void **state)
+{
+    (void)state;
+    qfile *f = make_stream();
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    for (size_t cut = 0; cut < n; cut++) {
+        /* Cutting exactly before the description leaves a valid stream. */
+        if (cut == n - 19)
+            continue;
+        target t = { 0 };
+        target before = t;
+        int rc = load_bytes(b, cut, &t, NULL, 0);
+        if (rc == 0)
+            fail_msg("prefix of %zu bytes loaded", cut);
+        assert_memory_equal(&t, &before, sizeof(t));
+    }
+    target t = { 0 };
+    assert_int_equal(load_bytes(b, n - 19, &t, NULL, 0), 0);
+    qf_close(f);
+}
+
+static void expect_error(const uint8_t *b, size_t n, int err,
+                         const char *needle)
+{
+    target t = { 0 };
+    target before = t;
+    char msg[512];
+    int rc = load_bytes(b, n, &t, msg, sizeof(msg));
+    if (rc != err || !strstr(msg, needle))
+        fail_msg("expected %d '%s', got %d '%s'", err, needle, rc, msg);
+    assert_memory_equal(&t, &before, sizeof(t));
+}
+
+static void test_header_errors(void **state)
+{
+    (void)state;
+    uint8_t magic[] = { 'Q', 'E', 'V', 'N', 0, 0, 0, 3, 0 };
+    expect_error(magic, sizeof(magic), -EINVAL, "not a checkpoint stream");
+    uint8_t v2[] = { 'Q', 'E', 'V', 'M', 0, 0, 0, 2, 0 };
+    expect_error(v2, sizeof(v2), -ENOTSUP, "obsolete");
+    uint8_t v4[] = { 'Q', 'E', 'V', 'M', 0, 0, 0, 4, 0 };
+    expect_error(v4, sizeof(v4), -ENOTSUP, "unsupported stream version 4");
+    uint8_t empty[1];
+    expect_error(empty, 0, -ENODATA, "byte 0");
+}
+
+static qfile *start_stream(void)
+{
+    qfile *f = qf_open_mem("s");
+    sv_put_header(f);
+    return f;
+}
+
+static void finish_and_expect(qfile *f, int err, const char *needle)
+{
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    expect_error(b, n, err, needle);
+    qf_close(f);
+}
+
+static void put_subsection_header(qfile *f, const char *name, uint32_t v)
+{
+    qf_put_u8(f, SV_SUBSECTION);
+    qf_put_str(f, name);
+    qf_put_be32(f, v);
+}
+
+static void test_config_subsections(void **state)
+{
+    (void)state;
+    /* The subsections the reference may append to its configuration. */
+    qfile *f = start_stream();
+    sv_put_config(f, "pc-i440fx-7.2");
+    put_subsection_header(f, "configuration/target-page-bits", 1);
+    qf_put_be32(f, 12);
+    put_subsection_header(f, "configuration/capabilities", 1);
+    qf_put_be32(f, 2);
+    qf_put_str(f, "x-ignore-shared");
+    qf_put_str(f, "zero-copy");
+    put_subsection_header(f, "configuration/uuid", 1);
+    qf_put_buf(f, "0123456789abcdef", 16);
+    sv_put_eof(f);
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    target t = { 0 };
+    qfile *r = qf_open_view(b, n, "s");
+    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+    assert_int_equal(sv_load_checked(l, r), 0);
+    assert_string_equal(sv_loader_machine(l), "pc-i440fx-7.2");
+    sv_loader_free(l);
+    qf_close(r);
+    qf_close(f);
+
+    f = start_stream();
+    sv_put_config(f, "m");
+    put_subsection_header(f, "configuration/target-page-bits", 1);
+    qf_put_be32(f, 16);
+    sv_put_eof(f);
+    finish_and_expect(f, -ENOTSUP, "page bits 16");
+
+    f = start_stream();
+    sv_put_config(f, "m");
+    put_subsection_header(f, "configuration/mystery", 3);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "unknown subsection 'configuration/mystery'");
+
+    f = start_stream();
+    qf_put_u8(f, SV_CONFIGURATION);
+    qf_put_be32(f, 300);
+    finish_and_expect(f, -EINVAL, "machine name of 300 bytes");
+}
+
+static void test_section_errors(void **state)
+{
+    (void)state;
+    qfile *f = start_stream();
+    put_dev(f, 1, 9, 5);
+    sv_put_eof(f);
+    finish_and_expect(f, -ENOENT, "unknown section 'dev' instance 9");
+
+    f = start_stream();
+    sv_put_section_start(f, SV_SECTION_FULL, 1, "nosuch", 0, 1);
+    sv_put_eof(f);
+    finish_and_expect(f, -ENOENT, "unknown section 'nosuch'");
+
+    f = start_stream();
+    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 2);
+    qf_put_be32(f, 1);
+    sv_put_footer(f, 1);
+    sv_put_eof(f);
+    finish_and_expect(f, -ENOTSUP, "version 2");
+
+    /* A body one byte shorter than its reader expects eats the footer. */
+    f = start_stream();
+    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 1);
+    qf_put_be16(f, 1);
+    sv_put_footer(f, 1);
+    put_dev(f, 2, 1, 5);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "footer missing");
+
+    f = start_stream();
+    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 1);
+    qf_put_be32(f, 1);
+    sv_put_footer(f, 2);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "footer names section id 2, expected 1");
+
+    f = start_stream();
+    put_log(f, SV_SECTION_PART, 5, "x");
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "SECTION_PART for section id 5");
+
+    f = start_stream();
+    put_log(f, SV_SECTION_START, 5, "x");
+    sv_put_section_start(f, SV_SECTION_START, 5, "other", 0, 1);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "section id 5 reused");
+
+    f = start_stream();
+    qf_put_u8(f, 0x42);
+    finish_and_expect(f, -EINVAL, "unknown record type 0x42");
+
+    /* A subsection byte where a record should be is not a record. */
+    f = start_stream();
+    qf_put_u8(f, SV_SUBSECTION);
+    finish_and_expect(f, -EINVAL, "unknown record type 0x05");
+
+    /* A device's own check fails in the validate pass: nothing applied. */
+    f = start_stream();
+    put_dev(f, 1, 0, 1);
+    put_dev(f, 2, 1, POISON);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "refuses 0xdeadbeef");
+
+    f = start_stream();
+    sv_put_eof(f);
+    qf_put_u8(f, 0x00);
+    finish_and_expect(f, -EINVAL, "after the end of the stream");
+}
+
+static void test_commands(void **state)
+{
+    (void)state;
+    for (uint16_t c = 0; c < SV_CMD_MAX; c++)
+        assert_non_null(sv_cmd_name(c));
+    assert_null(sv_cmd_name(SV_CMD_MAX));
+    assert_int_equal(sv_cmd_len(SV_CMD_PING), 4);
+    assert_int_equal(sv_cmd_len(SV_CMD_PACKAGED), 4);
+    assert_int_equal(sv_cmd_len(SV_CMD_ENABLE_COLO), 0);
+    assert_int_equal(sv_cmd_len(SV_CMD_OPEN_RETURN_PATH), 0);
+    assert_int_equal(sv_cmd_len(SV_CMD_POSTCOPY_ADVISE), -1);
+    assert_string_equal(sv_type_name(SV_SECTION_FOOTER), "SECTION_FOOTER");
+
+    qfile *f = start_stream();
+    sv_put_command(f, SV_CMD_INVALID, 0, NULL);
+    finish_and_expect(f, -EINVAL, "unknown command 0x0000");
+
+    f = start_stream();
+    sv_put_command(f, (sv_cmd)77, 0, NULL);
+    finish_and_expect(f, -EINVAL, "unknown command 0x004d");
+
+    f = start_stream();
+    sv_put_command(f, SV_CMD_PING, 2, "ab");
+    finish_and_expect(f, -EINVAL, "PING with length 2, expected 4");
+
+    f = start_stream();
+    sv_put_command(f, SV_CMD_ENABLE_COLO, 1, "x");
+    finish_and_expect(f, -EINVAL, "ENABLE_COLO with length 1, expected 0");
+
+    f = start_stream();
+    sv_put_command(f, SV_CMD_PACKAGED, 2, "ab");
+    finish_and_expect(f, -EINVAL, "PACKAGED with length 2, expected 4");
+
+    static const sv_cmd refused[] = {
+        SV_CMD_POSTCOPY_ADVISE, SV_CMD_POSTCOPY_LISTEN, SV_CMD_POSTCOPY_RUN,
+        SV_CMD_POSTCOPY_RAM_DISCARD, SV_CMD_POSTCOPY_RESUME,
+        SV_CMD_RECV_BITMAP,
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        f = start_stream();
+        sv_put_command(f, refused[i], 0, NULL);
+        sv_put_eof(f);
+        char needle[64];
+        snprintf(needle, sizeof(needle), "%s is not supported",
+                 sv_cmd_name(refused[i]));
+        finish_and_expect(f, -ENOTSUP, needle);
+    }
+
+    f = start_stream();
+    sv_put_ping(f, 5);
+    sv_put_eof(f);
+    finish_and_expect(f, -EINVAL, "PING 0x5 with no return path");
+}
+
+static void test_ping_pong(void **state)
+{
+    (void)state;
+    qfile *f = start_stream();
+    sv_put_command(f, SV_CMD_OPEN_RETURN_PATH, 0, NULL);
+    sv_put_ping(f, 0x11223344);
+    sv_put_ping(f, 7);
+    sv_put_eof(f);
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+
+    qfile *rp = qf_open_mem("rp");
+    target t = { 0 };
+    sv_loader_opts o = { .footers = true, .return_path = rp };
+    sv_loader *l = sv_loader_new(&ops, &t, &o);
+    qfile *r = qf_open_view(b, n, "s");
+    assert_int_equal(sv_load_checked(l, r), 0);
+    assert_int_equal(t.rp_seen, 1);
+
+    /* One pong per ping, in the apply pass only. */
+    size_t rn;
+    const uint8_t *rb = qf_mem_data(rp, &rn);
+    assert_int_equal(rn, 16);
+    qfile *rr = qf_open_view(rb, rn, "rp");
+    assert_int_equal(qf_get_be16(rr), SV_RP_PONG);
+    assert_int_equal(qf_get_be16(rr), 4);
+    assert_int_equal(qf_get_be32(rr), 0x11223344);
+    assert_int_equal(qf_get_be16(rr), SV_RP_PONG);
+    assert_int_equal(qf_get_be16(rr), 4);
+    assert_int_equal(qf_get_be32(rr), 7);
+    qf_close(rr);
+    qf_close(r);
+    qf_close(rp);
+    sv_loader_free(l);
+    qf_close(f);
+}
+
+static void put_packaged_qfile(qfile *f, qfile *p)
+{
+    size_t n;
+    const uint8_t *b = qf_mem_data(p, &n);
+    sv_put_packaged(f, b, (uint32_t)n);
+    qf_flush(f);    /* the package bytes are queued, not copied, on an fd */
+    qf_close(p);
+}
+
+/* A package streamed after setup: bad ones change nothing, good ones apply. */
+static void test_packages_on_a_live_stream(void **state)
+{
+    (void)state;
+    target t = { 0 };
+    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+
+    /* Setup: header and the START the packages' PART sections refer to. */
+    qfile *f = start_stream();
+    put_log(f, SV_SECTION_START, 5, "s");
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    qfile *r = qf_open_view(b, n, "setup");
+    assert_int_equal(sv_load_header(l, r), 0);
+    sv_stop why;
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
+    assert_int_equal(why, SV_STOP_END);
+    qf_close(r);
+    qf_close(f);
+
+    /* A good package. */
+    f = qf_open_mem("live");
+    put_packaged_qfile(f, make_package(10));
+    b = qf_mem_data(f, &n);
+    r = qf_open_view(b, n, "live");
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
+    assert_int_equal(t.dev[2], 12);
+    assert_memory_equal(t.log, "spk", 3);
+    qf_close(r);
+    qf_close(f);
+
+    /* A package whose last device refuses its value: nothing of it lands,
+     * and the error names the byte in the outer stream. */
+    target before = t;
+    qfile *p = qf_open_mem("pkg");
+    put_log(p, SV_SECTION_PART, 5, "zz");
+    put_dev(p, 10, 0, 999);
+    put_dev(p, 11, 1, POISON);
+    sv_put_eof(p);
+    f = qf_open_mem("live");
+    qf_put_buf(f, "\x00\x00", 0);
+    put_packaged_qfile(f, p);
+    b = qf_mem_data(f, &n);
+    r = qf_open_view(b, n, "live");
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -EINVAL);
+    assert_memory_equal(&t, &before, sizeof(t));
+    /* header 9 bytes + PART(5+1+2+5) + FULL dev 0 (1+4+4+4+4+4+5) +
+     * FULL header of dev 1 (17) = the poisoned value at 9 + 13 + 26 + 17 */
+    assert_non_null(strstr(qf_errmsg(r), "byte 69:"));
+    qf_close(r);
+    qf_close(f);
+
+    /* Bytes after the package's EOF are refused. */
+    p = make_package(1);
+    qf_put_u8(p, 0);
+    f = qf_open_mem("live");
+    put_packaged_qfile(f, p);
+    b = qf_mem_data(f, &n);
+    r = qf_open_view(b, n, "live");
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -EINVAL);
+    assert_non_null(strstr(qf_errmsg(r), "after EOF inside a package"));
+    assert_memory_equal(&t, &before, sizeof(t));
+    qf_close(r);
+    qf_close(f);
+
+    /* A package cut short: its length runs past the end of the stream. */
+    f = qf_open_mem("live");
+    sv_put_command(f, SV_CMD_PACKAGED, 4, "\x00\x00\x01\x00");
+    qf_put_buf(f, "abc", 3);
+    b = qf_mem_data(f, &n);
+    r = qf_open_view(b, n, "live");
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -ENODATA);
+    qf_close(r);
+    qf_close(f);
+    sv_loader_free(l);
+}
+
+static void test_package_limits(void **state)
+{
+    (void)state;
+    /* Oversize against a configured limit. */
+    qfile *f = start_stream();
+    put_packaged_qfile(f, make_package(1));
+    sv_put_eof(f);
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    target t = { 0 };
+    sv_loader_opts o = { .footers = true, .max_package = 16 };
+    sv_loader *l = sv_loader_new(&ops, &t, &o);
+    qfile *r = qf_open_view(b, n, "s");
+    assert_int_equal(sv_load_checked(l, r), -EFBIG);
+    assert_non_null(strstr(qf_errmsg(r), "exceeds the 16-byte limit"));
+    assert_int_equal(t.dev[0], 0);
+    qf_close(r);
+    sv_loader_free(l);
+    qf_close(f);
+
+    /* Nesting: depth 4 loads, depth 5 is refused. */
+    for (int depth = 4; depth <= 5; depth++) {
+        qfile *inner = make_package(50);
+        for (int d = 1; d < depth; d++) {
+            qfile *outer = qf_open_mem("nest");
+            put_packaged_qfile(outer, inner);
+            sv_put_eof(outer);
+            inner = outer;
+        }
+        f = start_stream();
+        put_log(f, SV_SECTION_START, 5, "s");
+        put_packaged_qfile(f, inner);
+        sv_put_eof(f);
+        b = qf_mem_data(f, &n);
+        memset(&t, 0, sizeof(t));
+        int rc = load_bytes(b, n, &t, NULL, 0);
+        if (depth == 4) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(t.dev[0], 50);
+        } else {
+            assert_int_equal(rc, -ELOOP);
+            assert_int_equal(t.dev[0], 0);
+        }
+        qf_close(f);
+    }
+}
+
+/* A package larger than the fd channel's window goes through a copy. */
+static void test_large_package_from_fd(void **state)
+{
+    (void)state;
+    qfile *p = qf_open_mem("big");
+    for (int i = 0; i < 30000; i++)
+        put_dev(p, 20, (uint32_t)(i % NDEV), (uint32_t)i);
+    sv_put_eof(p);
+    size_t plen;
+    qf_mem_data(p, &plen);
+    assert_true(plen > QF_BUF_SIZE);
+
+    FILE *tmp = tmpfile();
+    qfile *w = qf_open_fd(fileno(tmp), QF_WRITE, "file");
+    sv_put_header(w);
+    put_packaged_qfile(w, p);
+    sv_put_eof(w);
+    assert_int_equal(qf_close(w), 0);
+    rewind(tmp);
+    target t = { 0 };
+    qfile *r = qf_open_fd(fileno(tmp), QF_READ, "file");
+    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+    assert_int_equal(sv_load_checked(l, r), 0);
+    assert_int_equal(t.dev[3], 29999);
+    sv_loader_free(l);
+    qf_close(r);
+    fclose(tmp);
+}
+
+static void test_vmdesc(void **state)
+{
+    (void)state;
+    qfile *f = start_stream();
+    sv_put_eof(f);
+    sv_put_vmdesc(f, "{\"a\":1}", 7);
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    qfile *r = qf_open_view(b, n, "s");
+    target t = { 0 };
+    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+    assert_int_equal(sv_load_header(l, r), 0);
+    sv_stop why;
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, false, &why), 0);
+    assert_int_equal(why, SV_STOP_EOF);
+    char *json;
+    uint32_t len;
+    assert_int_equal(sv_load_vmdesc(r, &json, &len), 0);
+    assert_int_equal(len, 7);
+    assert_string_equal(json, "{\"a\":1}");
+    free(json);
+    /* None present: not an error. */
+    assert_int_equal(sv_load_vmdesc(r, &json, &len), 0);
+    assert_null(json);
+    qf_close(r);
+    sv_loader_free(l);
+    qf_close(f);
+
+    uint8_t huge[] = { SV_VMDESCRIPTION, 0x10, 0, 0, 0 };
+    r = qf_open_view(huge, sizeof(huge), "s");
+    assert_int_equal(sv_load_vmdesc(r, &json, &len), -EFBIG);
+    qf_close(r);
+}
+
+/* Byte layout of each writer, against the reference's encoding. */
+static void test_wire_bytes(void **state)
+{
+    (void)state;
+    qfile *f = qf_open_mem("w");
+    sv_put_header(f);
+    sv_put_section_start(f, SV_SECTION_START, 2, "ram", 0, 4);
+    sv_put_section_part(f, SV_SECTION_END, 2);
+    sv_put_footer(f, 2);
+    sv_put_ping(f, 1);
+    sv_put_packaged(f, "Z", 1);
+    sv_put_config(f, "pc");
+    sv_put_eof(f);
+    static const uint8_t want[] = {
+        'Q', 'E', 'V', 'M', 0, 0, 0, 3,
+        0x01, 0, 0, 0, 2, 3, 'r', 'a', 'm', 0, 0, 0, 0, 0, 0, 0, 4,
+        0x03, 0, 0, 0, 2,
+        0x7e, 0, 0, 0, 2,
+        0x08, 0, 2, 0, 4, 0, 0, 0, 1,
+        0x08, 0, 7, 0, 4, 0, 0, 0, 1, 'Z',
+        0x07, 0, 0, 0, 2, 'p', 'c',
+        0x00,
+    };
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(b, want, n);
+    qf_close(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_truncated_everywhere),
+        cmocka_unit_test(test_header_errors),
+        cmocka_unit_test(test_config_subsections),
+        cmocka_unit_test(test_section_errors),
+        cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_ping_pong),
+        cmocka_unit_test(test_packages_on_a_live_stream),
+        cmocka_unit_test(test_package_limits),
+        cmocka_unit_test(test_large_package_from_fd),
+        cmocka_unit_test(test_vmdesc),
+        cmocka_unit_test(test_wire_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
