@@ -336,7 +336,16 @@ static int check_footer(sv_loader *l, qfile *f, const sv_section *sec)
     return 0;
 }
 
-static int load_section(sv_loader *l, qfile *f, uint8_t type, loop_mode mode)
+static void observe(sv_loader *l, qfile *f, sv_record *rec)
+{
+    if (!l->ops.observe)
+        return;
+    rec->end = qf_base(f) + qf_tell(f);
+    l->ops.observe(l->opaque, rec);
+}
+
+static int load_section(sv_loader *l, qfile *f, uint8_t type, loop_mode mode,
+                        sv_record *rec)
 {
     sv_section sec = { .type = type };
     sec.section_id = qf_get_be32(f);
@@ -364,7 +373,11 @@ static int load_section(sv_loader *l, qfile *f, uint8_t type, loop_mode mode)
         return qf_error(f) ? qf_error(f)
                            : qf_fail(f, r, "section '%s' failed to load",
                                      sec.idstr);
-    return check_footer(l, f, &sec);
+    if (check_footer(l, f, &sec) < 0)
+        return qf_error(f);
+    rec->section = &sec;
+    observe(l, f, rec);
+    return 0;
 }
 
 /* One pass over a package: records up to EOF (or its end), then nothing. */
@@ -381,11 +394,13 @@ static int package_pass(sv_loader *l, qfile *pf, loop_mode mode, int depth)
  * A package is a complete record sequence in a length-prefixed buffer.  It
  * is loaded from its own view, so its errors carry the outer byte offset.
  */
-static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth)
+static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth,
+                         sv_record *rec)
 {
     uint32_t len = qf_get_be32(f);
     if (qf_error(f))
         return qf_error(f);
+    rec->package_len = len;
     if (len > l->opts.max_package)
         return qf_fail(f, -EFBIG,
                        "package of %u bytes exceeds the %u-byte limit",
@@ -434,15 +449,21 @@ static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth)
         qf_take_error(f, pf);
     qf_close(pf);
     free(copy);
-    return r < 0 ? qf_error(f) : 0;
+    if (r < 0)
+        return qf_error(f);
+    observe(l, f, rec);
+    return 0;
 }
 
-static int load_command(sv_loader *l, qfile *f, loop_mode mode, int depth)
+static int load_command(sv_loader *l, qfile *f, loop_mode mode, int depth,
+                        sv_record *rec)
 {
     uint16_t cmd = qf_get_be16(f);
     uint16_t len = qf_get_be16(f);
     if (qf_error(f))
         return qf_error(f);
+    rec->cmd = cmd;
+    rec->cmd_len = len;
     if (cmd == SV_CMD_INVALID || cmd >= SV_CMD_MAX)
         return qf_fail(f, -EINVAL, "unknown command 0x%04x (length %u)",
                        cmd, len);
@@ -453,11 +474,14 @@ static int load_command(sv_loader *l, qfile *f, loop_mode mode, int depth)
     bool apply = mode != MODE_VALIDATE;
     switch ((sv_cmd)cmd) {
     case SV_CMD_PACKAGED:
-        return load_packaged(l, f, mode, depth);
+        return load_packaged(l, f, mode, depth, rec);
     case SV_CMD_PING: {
         uint32_t v = qf_get_be32(f);
-        if (qf_error(f) || !apply)
+        if (qf_error(f))
             return qf_error(f);
+        observe(l, f, rec);
+        if (!apply)
+            return 0;
         if (!l->opts.return_path)
             return qf_fail(f, -EINVAL, "PING 0x%x with no return path open",
                            v);
@@ -470,6 +494,7 @@ static int load_command(sv_loader *l, qfile *f, loop_mode mode, int depth)
     }
     case SV_CMD_ENABLE_COLO:
     case SV_CMD_OPEN_RETURN_PATH:
+        observe(l, f, rec);
         if (!apply)
             return 0;
         if (cmd == SV_CMD_ENABLE_COLO)
@@ -495,21 +520,24 @@ static int load_loop(sv_loader *l, qfile *f, loop_mode mode, bool allow_end,
             *why = SV_STOP_END;
             return 0;
         }
+        sv_record rec = { .offset = qf_base(f) + qf_tell(f), .depth = depth };
         uint8_t type = qf_get_u8(f);
         if (qf_error(f))
             return qf_error(f);
+        rec.type = type;
         int r;
         switch (type) {
         case SV_SECTION_START:
         case SV_SECTION_FULL:
         case SV_SECTION_PART:
         case SV_SECTION_END:
-            r = load_section(l, f, type, mode);
+            r = load_section(l, f, type, mode, &rec);
             break;
         case SV_COMMAND:
-            r = load_command(l, f, mode, depth);
+            r = load_command(l, f, mode, depth, &rec);
             break;
         case SV_EOF:
+            observe(l, f, &rec);
             *why = SV_STOP_EOF;
             return 0;
         default:

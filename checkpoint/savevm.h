@@ -104,6 +104,18 @@ typedef struct sv_section {
     uint32_t version_id;
 } sv_section;
 
+/* One record as loaded, for tools that show a stream (ftvm inspect). */
+typedef struct sv_record {
+    sv_type type;
+    uint64_t offset;            /* absolute offset of its type byte */
+    uint64_t end;               /* just past it (footer, payload included) */
+    int depth;                  /* 0 top level, 1 inside a package, ... */
+    const sv_section *section;  /* START/PART/END/FULL */
+    uint16_t cmd;               /* COMMAND */
+    uint16_t cmd_len;
+    uint32_t package_len;       /* PACKAGED */
+} sv_record;
+
 /*
  * What a stream is loaded into.  section() reads one section's body (between
  * header and footer); it must consume exactly its bytes, and report problems
@@ -115,6 +127,8 @@ typedef struct sv_target_ops {
     int (*section)(void *opaque, qfile *f, const sv_section *sec,
                    sv_pass pass);
     int (*command)(void *opaque, sv_cmd cmd);
+    /* Optional: told of every record that loaded, in every pass. */
+    void (*observe)(void *opaque, const sv_record *rec);
 } sv_target_ops;
 
 /* Why sv_load_main() stopped without error. */

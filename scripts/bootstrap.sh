@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what ftvm needs to build and test on Debian 12 (only the packages
+# that are missing), then configures and builds it in ./build.  Idempotent:
+# run it as often as you like.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    gcc pkg-config meson ninja-build     # the build
+    zlib1g-dev libjansson-dev libevent-dev libcmocka-dev
+    clang libclang-rt-14-dev             # libFuzzer target and its runtime
+    python3                              # test helpers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: need root to install packages (try: sudo $0)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f build/build.ninja ]; then
+    meson setup build
+fi
+ninja -C build
