@@ -76,7 +76,10 @@ static int target_command(void *opaque, sv_cmd cmd)
     return 0;
 }
 
-static const sv_target_ops ops = { target_section, target_command };
+static const sv_target_ops ops = {
+    .section = target_section,
+    .command = target_command,
+};
 
 static void put_dev(qfile *f, uint32_t id, uint32_t inst, uint32_t v)
 {
