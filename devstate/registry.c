@@ -1,0 +1,298 @@
+/*
+ * registry: the entries, their save order, and dispatch of loaded sections.
+ */
+#include "devstate/registry.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devstate/vmdesc.h"
+
+typedef struct entry {
+    char idstr[256];
+    uint32_t instance_id;
+    uint32_t section_id;
+    int priority;
+    const vms_desc *desc;       /* device state, or NULL for live state */
+    void *obj;
+    const reg_live_ops *live;
+    void *opaque;
+    bool live_done;             /* save_iterate said it has no more */
+} entry;
+
+struct reg_registry {
+    entry *entries;             /* registration order: index = section id */
+    size_t *order;              /* save order, indices into entries */
+    size_t n, cap;
+};
+
+reg_registry *reg_new(void)
+{
+    return calloc(1, sizeof(reg_registry));
+}
+
+void reg_free(reg_registry *r)
+{
+    if (!r)
+        return;
+    free(r->entries);
+    free(r->order);
+    free(r);
+}
+
+size_t reg_count(const reg_registry *r)
+{
+    return r->n;
+}
+
+uint32_t reg_instance_id(const reg_registry *r, int section_id)
+{
+    if (section_id < 0 || (size_t)section_id >= r->n)
+        return REG_INSTANCE_AUTO;
+    return r->entries[section_id].instance_id;
+}
+
+static entry *find(reg_registry *r, const char *idstr, uint32_t instance_id)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->entries[i].instance_id == instance_id &&
+            strcmp(r->entries[i].idstr, idstr) == 0)
+            return &r->entries[i];
+    return NULL;
+}
+
+static uint32_t next_instance(reg_registry *r, const char *idstr)
+{
+    uint32_t next = 0;
+
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->entries[i].idstr, idstr) == 0 &&
+            r->entries[i].instance_id >= next)
+            next = r->entries[i].instance_id + 1;
+    return next;
+}
+
+static int add(reg_registry *r, const entry *e)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 16;
+        entry *ne = realloc(r->entries, cap * sizeof(*ne));
+        if (!ne)
+            return -ENOMEM;
+        r->entries = ne;
+        size_t *no = realloc(r->order, cap * sizeof(*no));
+        if (!no)
+            return -ENOMEM;
+        r->order = no;
+        r->cap = cap;
+    }
+    size_t id = r->n++;
+    r->entries[id] = *e;
+    r->entries[id].section_id = (uint32_t)id;
+
+    /* Stable: after every entry of the same or higher priority. */
+    size_t pos = id;
+    while (pos > 0 && r->entries[r->order[pos - 1]].priority < e->priority) {
+        r->order[pos] = r->order[pos - 1];
+        pos--;
+    }
+    r->order[pos] = id;
+    return (int)id;
+}
+
+static int fill_names(reg_registry *r, entry *e, const char *idstr,
+                      uint32_t instance_id)
+{
+    if (!idstr || !*idstr)
+        return -EINVAL;
+    if (strlen(idstr) > 255)
+        return -ENAMETOOLONG;
+    if (instance_id == REG_INSTANCE_AUTO)
+        instance_id = next_instance(r, idstr);
+    if (find(r, idstr, instance_id))
+        return -EEXIST;
+    strcpy(e->idstr, idstr);
+    e->instance_id = instance_id;
+    return 0;
+}
+
+int reg_add_device(reg_registry *r, const char *idstr, uint32_t instance_id,
+                   int priority, const vms_desc *d, void *obj)
+{
+    entry e = { .priority = priority, .desc = d, .obj = obj };
+
+    if (!d || !obj || vms_desc_verify(d, NULL, 0) < 0)
+        return -EINVAL;
+    int rc = fill_names(r, &e, idstr, instance_id);
+    return rc < 0 ? rc : add(r, &e);
+}
+
+int reg_add_live(reg_registry *r, const char *idstr, uint32_t instance_id,
+                 int priority, const reg_live_ops *ops, void *opaque)
+{
+    entry e = { .priority = priority, .live = ops, .opaque = opaque };
+
+    if (!ops || !ops->save_setup || !ops->save_complete || !ops->load ||
+        ops->minimum_version > ops->version)
+        return -EINVAL;
+    int rc = fill_names(r, &e, idstr, instance_id);
+    return rc < 0 ? rc : add(r, &e);
+}
+
+/* ---- saving ---- */
+
+/* The i-th entry in save order. */
+static entry *nth(reg_registry *r, size_t i)
+{
+    return &r->entries[r->order[i]];
+}
+
+int reg_save_devices(reg_registry *r, qfile *f, json_t *vmdesc_devices)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = nth(r, i);
+        if (!e->desc)
+            continue;
+        json_t *jdev = NULL;
+        if (vmdesc_devices) {
+            jdev = vmdesc_add_device(vmdesc_devices, e->idstr,
+                                     e->instance_id);
+            if (!jdev)
+                return qf_fail(f, -ENOMEM, "no memory for the VM "
+                               "description of '%s'", e->idstr);
+        }
+        sv_put_section_start(f, SV_SECTION_FULL, e->section_id, e->idstr,
+                             e->instance_id, e->desc->version);
+        if (vms_save(f, e->desc, e->obj, jdev) < 0)
+            break;
+        sv_put_footer(f, e->section_id);
+    }
+    return qf_error(f);
+}
+
+/* Wraps a live callback's body in its section header and footer. */
+static int live_section(qfile *f, entry *e, sv_type type,
+                        int (*body)(qfile *, void *))
+{
+    if (type == SV_SECTION_START)
+        sv_put_section_start(f, type, e->section_id, e->idstr,
+                             e->instance_id, e->live->version);
+    else
+        sv_put_section_part(f, type, e->section_id);
+    int rc = body(f, e->opaque);
+    if (rc < 0)
+        return qf_fail(f, rc, "'%s' instance %" PRIu32 ": saving its %s "
+                       "failed", e->idstr, e->instance_id, sv_type_name(type));
+    sv_put_footer(f, e->section_id);
+    int err = qf_error(f);
+    return err < 0 ? err : rc;
+}
+
+int reg_save_setup(reg_registry *r, qfile *f)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = nth(r, i);
+        if (!e->live)
+            continue;
+        e->live_done = false;
+        if (live_section(f, e, SV_SECTION_START, e->live->save_setup) < 0)
+            break;
+    }
+    return qf_error(f);
+}
+
+int reg_save_iterate(reg_registry *r, qfile *f)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = nth(r, i);
+        if (!e->live || e->live_done || !e->live->save_iterate)
+            continue;
+        int rc = live_section(f, e, SV_SECTION_PART, e->live->save_iterate);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return 0;   /* the rest waits until this one has caught up */
+        e->live_done = true;
+    }
+    return 1;
+}
+
+int reg_save_complete(reg_registry *r, qfile *f)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = nth(r, i);
+        if (!e->live)
+            continue;
+        if (live_section(f, e, SV_SECTION_END, e->live->save_complete) < 0)
+            break;
+    }
+    return qf_error(f);
+}
+
+int reg_save_stream(reg_registry *r, qfile *f)
+{
+    json_t *vmdesc = vmdesc_new(VMDESC_PAGE_SIZE);
+
+    if (!vmdesc)
+        return qf_fail(f, -ENOMEM, "no memory for the VM description");
+    sv_put_header(f);
+    if (reg_save_setup(r, f) == 0 && reg_save_complete(r, f) == 0 &&
+        reg_save_devices(r, f, vmdesc_devices(vmdesc)) == 0) {
+        sv_put_eof(f);
+        size_t len;
+        char *json = vmdesc_dump(vmdesc, &len);
+        if (!json || len > UINT32_MAX)
+            qf_fail(f, -ENOMEM, "cannot encode the VM description");
+        else
+            sv_put_vmdesc(f, json, (uint32_t)len);
+        free(json);
+    }
+    json_decref(vmdesc);
+    return qf_error(f);
+}
+
+/* ---- loading ---- */
+
+static int load_section(void *opaque, qfile *f, const sv_section *sec,
+                        sv_pass pass)
+{
+    reg_registry *r = opaque;
+    entry *e = find(r, sec->idstr, sec->instance_id);
+
+    if (!e)
+        return qf_fail(f, -ENOENT, "unknown section '%s' instance %" PRIu32,
+                       sec->idstr, sec->instance_id);
+
+    uint32_t newest = e->desc ? e->desc->version : e->live->version;
+    uint32_t oldest = e->desc ? e->desc->minimum_version
+                              : e->live->minimum_version;
+    if (sec->version_id > newest)
+        return qf_fail(f, -ENOTSUP, "section '%s' instance %" PRIu32
+                       ": version %" PRIu32 " is newer than %" PRIu32
+                       ", the newest this build reads", sec->idstr,
+                       sec->instance_id, sec->version_id, newest);
+    if (sec->version_id < oldest)
+        return qf_fail(f, -ENOTSUP, "section '%s' instance %" PRIu32
+                       ": version %" PRIu32 " is older than %" PRIu32
+                       ", the oldest this build reads", sec->idstr,
+                       sec->instance_id, sec->version_id, oldest);
+
+    if (e->live) {
+        int rc = e->live->load(f, e->opaque, sec->version_id, pass);
+        if (rc < 0)
+            return qf_fail(f, rc, "section '%s' instance %" PRIu32
+                           ": loading failed", sec->idstr, sec->instance_id);
+        return qf_error(f);
+    }
+    if (sec->type != SV_SECTION_FULL)
+        return qf_fail(f, -EINVAL, "section '%s' instance %" PRIu32 " is "
+                       "device state, but came as %s", sec->idstr,
+                       sec->instance_id, sv_type_name(sec->type));
+    return vms_load(f, e->desc, e->obj, sec->version_id, pass);
+}
+
+const sv_target_ops reg_target_ops = {
+    .section = load_section,
+};
