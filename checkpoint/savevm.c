@@ -338,7 +338,7 @@ static int check_footer(sv_loader *l, qfile *f, const sv_section *sec)
 
 static void observe(sv_loader *l, qfile *f, sv_record *rec)
 {
-    if (!l->ops.observe)
+    if (!l->ops.observe || rec->pass != SV_PASS_APPLY)
         return;
     rec->end = qf_base(f) + qf_tell(f);
     l->ops.observe(l->opaque, rec);
@@ -520,7 +520,8 @@ static int load_loop(sv_loader *l, qfile *f, loop_mode mode, bool allow_end,
             *why = SV_STOP_END;
             return 0;
         }
-        sv_record rec = { .offset = qf_base(f) + qf_tell(f), .depth = depth };
+        sv_record rec = { .offset = qf_base(f) + qf_tell(f), .depth = depth,
+                          .pass = pass_of(mode) };
         uint8_t type = qf_get_u8(f);
         if (qf_error(f))
             return qf_error(f);

@@ -114,6 +114,7 @@ typedef struct sv_record {
     uint16_t cmd;               /* COMMAND */
     uint16_t cmd_len;
     uint32_t package_len;       /* PACKAGED */
+    sv_pass pass;
 } sv_record;
 
 /*
@@ -127,7 +128,7 @@ typedef struct sv_target_ops {
     int (*section)(void *opaque, qfile *f, const sv_section *sec,
                    sv_pass pass);
     int (*command)(void *opaque, sv_cmd cmd);
-    /* Optional: told of every record that loaded, in every pass. */
+    /* Optional: told of every record as it is applied (not validated). */
     void (*observe)(void *opaque, const sv_record *rec);
 } sv_target_ops;
 
