@@ -1,0 +1,130 @@
+#include "tests/fuzz/fixture.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const vms_field cpu_fields[] = {
+    { VMS_ARRAY(fx_cpu, regs) },
+    { VMS_SCALAR(fx_cpu, rip) },
+    { VMS_SCALAR(fx_cpu, flags) },
+    { VMS_SCALAR(fx_cpu, halted) },
+    { VMS_BUFFER(fx_cpu, xsave), .version = 2 },
+    VMS_END,
+};
+
+static const vms_desc cpu_desc = {
+    .name = "cpu", .version = 2, .minimum_version = 1,
+    .size = sizeof(fx_cpu), .fields = cpu_fields,
+};
+
+static const vms_field console_pending_fields[] = {
+    { VMS_SCALAR(fx_console, pending_len) },
+    { VMS_VBUFFER(fx_console, pending, pending_len) },
+    VMS_END,
+};
+
+static bool console_pending_needed(const void *obj)
+{
+    return ((const fx_console *)obj)->pending_len > 0;
+}
+
+static const vms_desc console_pending_desc = {
+    .name = "console/pending", .version = 1, .minimum_version = 1,
+    .fields = console_pending_fields,
+};
+
+static const vms_subsection console_subsections[] = {
+    { &console_pending_desc, console_pending_needed },
+    { NULL, NULL },
+};
+
+static const vms_field console_fields[] = {
+    { VMS_SCALAR(fx_console, seq) },
+    { VMS_SCALAR(fx_console, last_error) },
+    VMS_END,
+};
+
+static const vms_desc console_desc = {
+    .name = "console", .version = 1, .minimum_version = 1,
+    .size = sizeof(fx_console), .fields = console_fields,
+    .subsections = console_subsections,
+};
+
+static int live_setup(qfile *f, void *opaque)
+{
+    return ram_save_setup(((fixture *)opaque)->saver, f);
+}
+
+static int live_iterate(qfile *f, void *opaque)
+{
+    ram_save_stats st;
+    int64_t r = ram_save_dirty(((fixture *)opaque)->saver, f, 64, &st);
+    if (r < 0)
+        return (int)r;
+    return st.remaining == 0;
+}
+
+static int live_complete(qfile *f, void *opaque)
+{
+    int64_t r = ram_save_dirty(((fixture *)opaque)->saver, f, 0, NULL);
+    return r < 0 ? (int)r : 0;
+}
+
+static int live_load(qfile *f, void *opaque, uint32_t version, sv_pass pass)
+{
+    return ram_load(((fixture *)opaque)->loader, f, version, pass);
+}
+
+static const reg_live_ops ram_ops = {
+    .version = RAM_SECTION_VERSION,
+    .minimum_version = RAM_SECTION_VERSION,
+    .save_setup = live_setup,
+    .save_iterate = live_iterate,
+    .save_complete = live_complete,
+    .load = live_load,
+};
+
+int fx_init(fixture *fx, int compress_level, uint64_t xbzrle_cache)
+{
+    static const uint64_t sizes[2] = { 64 * 1024, 16 * 1024 };
+    static const char *const names[2] = { "ram0", "rom" };
+    memset(fx, 0, sizeof(*fx));
+    for (int i = 0; i < 2; i++) {
+        fx->mem[i] = calloc(1, sizes[i]);
+        fx->dirty[i] = calloc(ram_bitmap_longs(sizes[i]), sizeof(long));
+        if (!fx->mem[i] || !fx->dirty[i])
+            return -ENOMEM;
+        fx->blocks[i] = (ram_block){ names[i], fx->mem[i], sizes[i],
+                                     fx->dirty[i] };
+    }
+    ram_save_opts o = { .compress_level = compress_level,
+                        .xbzrle_cache = xbzrle_cache };
+    int r = ram_saver_new(&fx->saver, fx->blocks, 2, &o);
+    if (r == 0)
+        r = ram_loader_new(&fx->loader, fx->blocks, 2);
+    fx->reg = reg_new();
+    if (r < 0 || !fx->reg)
+        return r < 0 ? r : -ENOMEM;
+    /* Registration returns the section id, >= 0. */
+    r = reg_add_live(fx->reg, RAM_SECTION_IDSTR, 0, REG_PRIO_RAM, &ram_ops,
+                     fx);
+    for (uint32_t i = 0; i < 2 && r >= 0; i++)
+        r = reg_add_device(fx->reg, "cpu", i, REG_PRIO_DEFAULT, &cpu_desc,
+                           &fx->cpu[i]);
+    if (r >= 0)
+        r = reg_add_device(fx->reg, "console", 0, REG_PRIO_DEFAULT,
+                           &console_desc, &fx->console);
+    return r < 0 ? r : 0;
+}
+
+void fx_free(fixture *fx)
+{
+    reg_free(fx->reg);
+    ram_saver_free(fx->saver);
+    ram_loader_free(fx->loader);
+    for (int i = 0; i < 2; i++) {
+        free(fx->mem[i]);
+        free(fx->dirty[i]);
+    }
+}

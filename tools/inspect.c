@@ -1,0 +1,405 @@
+/*
+ * inspect: see inspect.h.  One JSON tree holds what was found; --json
+ * prints it as it is, the text renderer below turns it into tables.
+ */
+#include "tools/inspect.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "checkpoint/qfile.h"
+#include "checkpoint/ram.h"
+#include "checkpoint/savevm.h"
+#include "devstate/vmdesc.h"
+
+/* A VM description is searched for in this many bytes before the end. */
+#define VMDESC_SEARCH (64u << 20)
+
+typedef struct inspector {
+    json_t *vmdesc;         /* the stream's description, or NULL */
+    ram_loader *ram;        /* created at the first ram section */
+    json_t *records;
+    json_t *devices;
+} inspector;
+
+/*
+ * The description sits after the final EOF: 0x00, 0x06, be32 length, JSON,
+ * and nothing after it.  Scanning back for a length that lands exactly on
+ * the end finds it without parsing device sections, whose lengths only the
+ * description knows.
+ */
+static json_t *find_vmdesc(const uint8_t *d, size_t len, size_t *at)
+{
+    size_t lo = len > VMDESC_SEARCH ? len - VMDESC_SEARCH : 0;
+    for (size_t p = len >= 6 ? len - 6 : 0; p > lo && len >= 6; p--) {
+        if (d[p] != SV_VMDESCRIPTION || d[p - 1] != SV_EOF || d[p + 5] != '{')
+            continue;
+        uint32_t n = (uint32_t)d[p + 1] << 24 | (uint32_t)d[p + 2] << 16 |
+                     (uint32_t)d[p + 3] << 8 | d[p + 4];
+        if ((uint64_t)p + 5 + n != len)
+            continue;
+        json_t *j = json_loadb((const char *)d + p + 5, n, 0, NULL);
+        if (j) {
+            *at = p;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+static json_t *find_device(const inspector *in, const sv_section *sec)
+{
+    json_t *devs = json_object_get(in->vmdesc, "devices");
+    size_t i;
+    json_t *dev;
+    json_array_foreach(devs, i, dev) {
+        const char *name = json_string_value(json_object_get(dev, "name"));
+        json_int_t inst = json_integer_value(json_object_get(dev,
+                                                             "instance_id"));
+        if (name && strcmp(name, sec->idstr) == 0 &&
+            inst == (json_int_t)sec->instance_id)
+            return dev;
+    }
+    return NULL;
+}
+
+static int on_section(void *opaque, qfile *f, const sv_section *sec,
+                      sv_pass pass)
+{
+    inspector *in = opaque;
+    if (strcmp(sec->idstr, RAM_SECTION_IDSTR) == 0) {
+        if (!in->ram && ram_loader_new_inspect(&in->ram) < 0)
+            return qf_fail(f, -ENOMEM, "no memory for the RAM inspector");
+        return ram_load(in->ram, f, sec->version_id, pass);
+    }
+    if (sec->type != SV_SECTION_FULL)
+        return qf_fail(f, -ENOTSUP,
+                       "section '%s' instance %u is live state ftvm does "
+                       "not know; cannot read past it",
+                       sec->idstr, sec->instance_id);
+    json_t *dev = in->vmdesc ? find_device(in, sec) : NULL;
+    if (!dev)
+        return qf_fail(f, -ENOENT,
+                       "section '%s' instance %u: %s; its length is unknown, "
+                       "so the stream cannot be read past it",
+                       sec->idstr, sec->instance_id,
+                       in->vmdesc ? "not in the VM description"
+                                  : "the stream has no VM description");
+    json_t *values = NULL;
+    int r = vmdesc_decode(f, dev, &values);
+    if (r < 0)
+        return r;
+    if (pass == SV_PASS_APPLY) {
+        json_array_append_new(in->devices, json_pack(
+            "{s:s, s:I, s:I, s:o}", "name", sec->idstr,
+            "instance_id", (json_int_t)sec->instance_id,
+            "version", (json_int_t)sec->version_id, "fields", values));
+    } else {
+        json_decref(values);
+    }
+    return 0;
+}
+
+static void on_record(void *opaque, const sv_record *rec)
+{
+    inspector *in = opaque;
+    json_t *r = json_pack("{s:I, s:I, s:i, s:s}",
+                          "offset", (json_int_t)rec->offset,
+                          "size", (json_int_t)(rec->end - rec->offset),
+                          "depth", rec->depth,
+                          "type", sv_type_name(rec->type));
+    if (rec->section) {
+        json_object_set_new(r, "section_id",
+                            json_integer(rec->section->section_id));
+        json_object_set_new(r, "idstr", json_string(rec->section->idstr));
+        json_object_set_new(r, "instance_id",
+                            json_integer(rec->section->instance_id));
+        json_object_set_new(r, "version",
+                            json_integer(rec->section->version_id));
+    }
+    if (rec->type == SV_COMMAND) {
+        const char *name = sv_cmd_name(rec->cmd);
+        json_object_set_new(r, "command", json_string(name ? name : "?"));
+        if (rec->cmd == SV_CMD_PACKAGED)
+            json_object_set_new(r, "package_bytes",
+                                json_integer(rec->package_len));
+    }
+    json_array_append_new(in->records, r);
+}
+
+static const sv_target_ops inspect_ops = {
+    .section = on_section,
+    .observe = on_record,
+};
+
+static json_t *ram_summary(const ram_loader *l)
+{
+    json_t *blocks = json_array();
+    for (size_t i = 0; l && i < ram_loader_nblocks(l); i++) {
+        ram_block_counts c;
+        if (ram_loader_counts(l, i, &c) < 0)
+            continue;
+        json_array_append_new(blocks, json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "name", c.name, "length", (json_int_t)c.length,
+            "zero_pages", (json_int_t)c.zero_pages,
+            "normal_pages", (json_int_t)c.normal_pages,
+            "compressed_pages", (json_int_t)c.compressed_pages,
+            "xbzrle_pages", (json_int_t)c.xbzrle_pages,
+            "compressed_bytes", (json_int_t)c.compressed_bytes,
+            "xbzrle_bytes", (json_int_t)c.xbzrle_bytes));
+    }
+    return blocks;
+}
+
+/* Walks the stream; fills result, returns 0 or the stream's error. */
+static int walk(inspector *in, qfile *f, json_t *result, size_t vmdesc_at)
+{
+    sv_loader *l = sv_loader_new(&inspect_ops, in, NULL);
+    if (!l)
+        return qf_fail(f, -ENOMEM, "no memory for the loader");
+    int r = sv_load_header(l, f);
+    json_object_set_new(result, "version",
+                        r == 0 ? json_integer(SV_VERSION) : json_null());
+    json_object_set_new(result, "machine",
+                        json_string(sv_loader_machine(l)));
+    sv_stop why = SV_STOP_END;
+    if (r == 0)
+        r = sv_load_main(l, f, SV_PASS_APPLY, true, &why);
+    if (r == 0 && why == SV_STOP_END) {
+        json_object_set_new(result, "complete", json_false());
+        r = qf_fail(f, -ENODATA, "the stream ends without EOF: truncated, "
+                    "or a live stream cut between records");
+    }
+    if (r == 0 && why == SV_STOP_EOF) {
+        json_object_set_new(result, "complete", json_true());
+        if (in->vmdesc) {
+            if (qf_tell(f) != vmdesc_at)
+                r = qf_fail(f, -EINVAL, "stream ends at byte %" PRIu64
+                            " but the VM description starts at %zu",
+                            qf_tell(f), vmdesc_at);
+        } else if (!qf_at_eof(f)) {
+            r = qf_fail(f, -EINVAL, "unexpected bytes after EOF (0x%02x)",
+                        qf_peek_u8(f));
+        }
+    }
+    json_object_set_new(result, "colo", json_boolean(sv_loader_colo(l)));
+    sv_loader_free(l);
+    return r;
+}
+
+static void render_text(json_t *res, FILE *out);
+
+int insp_show(const uint8_t *data, size_t len, const char *name,
+              const insp_opts *opts, FILE *out)
+{
+    inspector in = { .records = json_array(), .devices = json_array() };
+    size_t vmdesc_at = len;
+    in.vmdesc = find_vmdesc(data, len, &vmdesc_at);
+    if (opts->desc_from) {
+        size_t at;
+        json_decref(in.vmdesc);
+        in.vmdesc = find_vmdesc(opts->desc_from, opts->desc_from_len, &at);
+        if (!in.vmdesc) {
+            fprintf(stderr, "inspect: the --desc stream ends with no VM "
+                    "description\n");
+            json_decref(in.records);
+            json_decref(in.devices);
+            return 2;
+        }
+    }
+
+    json_t *res = json_pack("{s:s, s:I}", "file", name,
+                            "bytes", (json_int_t)len);
+    if (!res || !in.records || !in.devices)
+        return 2;
+    qfile *f = qf_open_view(data, vmdesc_at, name);
+    if (!f)
+        return 2;
+    int r = walk(&in, f, res, vmdesc_at);
+
+    json_object_set_new(res, "vmdesc_bytes",
+                        json_integer(vmdesc_at < len ? (json_int_t)(len -
+                                                       vmdesc_at - 5) : 0));
+    json_object_set_new(res, "vmdesc_from",
+                        json_string(opts->desc_from ? "--desc" : "stream"));
+    json_object_set_new(res, "records", in.records);
+    json_object_set_new(res, "ram_blocks", ram_summary(in.ram));
+    json_object_set_new(res, "devices", in.devices);
+    json_object_set_new(res, "error", r == 0 ? json_null() : json_pack(
+        "{s:i, s:s, s:s, s:I}", "code", -r, "errno", strerror(-r),
+        "message", qf_errmsg(f), "offset", (json_int_t)qf_error_offset(f)));
+    qf_close(f);
+
+    if (opts->format == INSP_JSON) {
+        json_dumpf(res, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fputc('\n', out);
+    } else {
+        render_text(res, out);
+    }
+    json_decref(res);
+    json_decref(in.vmdesc);
+    ram_loader_free(in.ram);
+    return r == 0 ? 0 : 1;
+}
+
+/* ---- text ---- */
+
+static json_int_t geti(json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+static const char *gets(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static void print_value(FILE *out, json_t *v, int indent);
+
+/* Short arrays of numbers stay on one line; long ones are cut. */
+static void print_array(FILE *out, json_t *v, int indent)
+{
+    size_t n = json_array_size(v);
+    bool scalars = true;
+    for (size_t i = 0; i < n && scalars; i++)
+        scalars = !json_is_object(json_array_get(v, i)) &&
+                  !json_is_array(json_array_get(v, i));
+    if (!scalars) {
+        for (size_t i = 0; i < n; i++) {
+            fprintf(out, "\n%*s[%zu]", indent, "", i);
+            print_value(out, json_array_get(v, i), indent + 2);
+        }
+        return;
+    }
+    fputs(" [", out);
+    for (size_t i = 0; i < n && i < 16; i++) {
+        char *s = json_dumps(json_array_get(v, i), JSON_ENCODE_ANY);
+        fprintf(out, "%s%s", i ? " " : "", s ? s : "?");
+        free(s);
+    }
+    if (n > 16)
+        fprintf(out, " ... %zu more", n - 16);
+    fputs("]", out);
+}
+
+static void print_value(FILE *out, json_t *v, int indent)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) {
+            fprintf(out, "\n%*s%s:", indent, "", k);
+            print_value(out, x, indent + 2);
+        }
+    } else if (json_is_array(v)) {
+        print_array(out, v, indent);
+    } else {
+        char *s = json_dumps(v, JSON_ENCODE_ANY);
+        fprintf(out, " %s", s ? s : "?");
+        free(s);
+    }
+}
+
+static void render_records(json_t *res, FILE *out)
+{
+    fprintf(out, "\nrecords:\n  %10s %10s  %-*s %4s  %-24s %4s %4s\n",
+            "offset", "size", 16, "record", "id", "section", "inst", "ver");
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(res, "records"), i, r) {
+        int depth = (int)geti(r, "depth");
+        char kind[40];
+        snprintf(kind, sizeof(kind), "%*s%s", 2 * depth, "", gets(r, "type"));
+        fprintf(out, "  %10" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT
+                "  %-16s", geti(r, "offset"), geti(r, "size"), kind);
+        if (json_object_get(r, "idstr"))
+            fprintf(out, " %4" JSON_INTEGER_FORMAT "  %-24s %4"
+                    JSON_INTEGER_FORMAT " %4" JSON_INTEGER_FORMAT,
+                    geti(r, "section_id"), gets(r, "idstr"),
+                    geti(r, "instance_id"), geti(r, "version"));
+        else if (json_object_get(r, "command"))
+            fprintf(out, "       %s", gets(r, "command"));
+        if (json_object_get(r, "package_bytes"))
+            fprintf(out, " (%" JSON_INTEGER_FORMAT " bytes)",
+                    geti(r, "package_bytes"));
+        fputc('\n', out);
+    }
+}
+
+static void render_ram(json_t *res, FILE *out)
+{
+    json_t *blocks = json_object_get(res, "ram_blocks");
+    if (json_array_size(blocks) == 0)
+        return;
+    fprintf(out, "\nRAM blocks (page records by encoding):\n"
+            "  %-28s %12s %9s %9s %10s %8s %12s\n", "block", "bytes", "zero",
+            "normal", "compressed", "xbzrle", "zlib bytes");
+    json_int_t tot[6] = { 0 };
+    static const char *const keys[6] = {
+        "length", "zero_pages", "normal_pages", "compressed_pages",
+        "xbzrle_pages", "compressed_bytes",
+    };
+    size_t i;
+    json_t *b;
+    json_array_foreach(blocks, i, b) {
+        fprintf(out, "  %-28s", gets(b, "name"));
+        for (int k = 0; k < 6; k++) {
+            static const int w[6] = { 12, 9, 9, 10, 8, 12 };
+            fprintf(out, " %*" JSON_INTEGER_FORMAT, w[k], geti(b, keys[k]));
+            tot[k] += geti(b, keys[k]);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-28s %12" JSON_INTEGER_FORMAT " %9" JSON_INTEGER_FORMAT
+            " %9" JSON_INTEGER_FORMAT " %10" JSON_INTEGER_FORMAT " %8"
+            JSON_INTEGER_FORMAT " %12" JSON_INTEGER_FORMAT "\n", "total",
+            tot[0], tot[1], tot[2], tot[3], tot[4], tot[5]);
+}
+
+static void render_text(json_t *res, FILE *out)
+{
+    fprintf(out, "%s: %" JSON_INTEGER_FORMAT " bytes", gets(res, "file"),
+            geti(res, "bytes"));
+    if (json_is_integer(json_object_get(res, "version")))
+        fprintf(out, ", stream version %" JSON_INTEGER_FORMAT,
+                geti(res, "version"));
+    if (*gets(res, "machine"))
+        fprintf(out, ", machine %s", gets(res, "machine"));
+    if (json_is_true(json_object_get(res, "colo")))
+        fputs(", COLO enabled", out);
+    fputc('\n', out);
+    json_int_t vd = geti(res, "vmdesc_bytes");
+    if (strcmp(gets(res, "vmdesc_from"), "--desc") == 0)
+        fputs("VM description: taken from the --desc stream\n", out);
+    else if (vd)
+        fprintf(out, "VM description: %" JSON_INTEGER_FORMAT " bytes of JSON\n",
+                vd);
+    else
+        fputs("VM description: none (device sections cannot be decoded)\n",
+              out);
+    render_records(res, out);
+    render_ram(res, out);
+
+    json_t *devs = json_object_get(res, "devices");
+    if (json_array_size(devs) > 0)
+        fputs("\ndevices:\n", out);
+    size_t i;
+    json_t *d;
+    json_array_foreach(devs, i, d) {
+        fprintf(out, "  %s (instance %" JSON_INTEGER_FORMAT ", version %"
+                JSON_INTEGER_FORMAT "):", gets(d, "name"),
+                geti(d, "instance_id"), geti(d, "version"));
+        print_value(out, json_object_get(d, "fields"), 4);
+        fputc('\n', out);
+    }
+
+    json_t *err = json_object_get(res, "error");
+    if (json_is_object(err))
+        fprintf(out, "\nerror at byte %" JSON_INTEGER_FORMAT ": %s (%s)\n",
+                geti(err, "offset"), gets(err, "message"), gets(err, "errno"));
+}

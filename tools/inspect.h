@@ -1,0 +1,43 @@
+/*
+ * inspect: what a checkpoint stream holds, for people and for scripts.
+ *
+ * The stream is walked by the same loader that restores it (checkpoint/
+ * savevm.c), with a target that stores nothing: RAM sections are counted by
+ * the RAM codec in inspect mode, device sections are decoded through the VM
+ * description found after the stream's EOF.  A damaged stream is shown up
+ * to the damage, then the error with its offset.
+ */
+#ifndef FTVM_TOOLS_INSPECT_H
+#define FTVM_TOOLS_INSPECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum insp_format {
+    INSP_TEXT,
+    INSP_JSON,
+} insp_format;
+
+typedef struct insp_opts {
+    insp_format format;
+    /*
+     * Another complete stream of the same VM whose VM description decodes
+     * this one's devices: a replication stream or a bare package carries
+     * none of its own.  NULL to use the stream's own.
+     */
+    const uint8_t *desc_from;
+    size_t desc_from_len;
+} insp_opts;
+
+/*
+ * Shows the stream in data[0..len) on out.  name labels it (a path, or
+ * "stdin").  Returns 0 when the whole stream read cleanly, 1 when it is
+ * damaged (what could be read is shown, then the error), 2 when out of
+ * memory or desc_from has no description.
+ */
+int insp_show(const uint8_t *data, size_t len, const char *name,
+              const insp_opts *opts, FILE *out);
+
+#endif
