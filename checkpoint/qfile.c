@@ -376,6 +376,13 @@ static bool get_check(qfile *f, size_t n)
     return true;
 }
 
+int64_t qf_remaining(const qfile *f)
+{
+    if (f->kind != QF_KIND_VIEW)
+        return -1;
+    return (int64_t)(f->len - f->pos);
+}
+
 const uint8_t *qf_get_ptr(qfile *f, size_t len)
 {
     if (f->kind == QF_KIND_FD && len > f->cap) {

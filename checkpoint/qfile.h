@@ -83,6 +83,12 @@ int qf_peek_u8(qfile *f);
 bool qf_at_eof(qfile *f);
 void qf_skip(qfile *f, size_t len);
 /*
+ * Bytes left in a view, or -1 when unknown (fd channels).  Lets a parser
+ * refuse a length that cannot be there before it allocates for it, and
+ * take any length zero-copy from a view.
+ */
+int64_t qf_remaining(const qfile *f);
+/*
  * Back to the first byte of a read channel.  Views always can; fd channels
  * only on seekable files (-ESPIPE otherwise).  Clears nothing else: a
  * latched error stays latched.

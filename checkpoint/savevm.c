@@ -413,7 +413,11 @@ static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth,
     uint64_t start = qf_base(f) + qf_tell(f);
     uint8_t *copy = NULL;
     const uint8_t *bytes;
-    if (len <= QF_BUF_SIZE) {
+    int64_t left = qf_remaining(f);
+    if (left >= 0 && len > (uint64_t)left)
+        return qf_fail(f, -ENODATA, "package of %u bytes, but only %lld "
+                       "bytes follow", len, (long long)left);
+    if (len <= QF_BUF_SIZE || left >= 0) {
         bytes = qf_get_ptr(f, len);
     } else {
         copy = malloc(len);

@@ -284,6 +284,7 @@ static void test_pipe_errors(void **state)
     assert_int_equal(pipe(p), 0);
     /* Reading: a pipe cannot rewind; an oversize zero-copy read is refused. */
     qfile *r = qf_open_fd(p[0], QF_READ, "pipe");
+    assert_int_equal(qf_remaining(r), -1);
     assert_int_equal(qf_rewind(r), -ESPIPE);
     assert_null(qf_get_ptr(r, QF_BUF_SIZE + 1));
     assert_int_equal(qf_error(r), -E2BIG);
@@ -321,7 +322,9 @@ static void test_skip_and_peek(void **state)
     (void)state;
     uint8_t b[6] = { 1, 2, 3, 4, 5, 6 };
     qfile *r = qf_open_view(b, 6, "r");
+    assert_int_equal(qf_remaining(r), 6);
     qf_skip(r, 4);
+    assert_int_equal(qf_remaining(r), 2);
     assert_int_equal(qf_peek_u8(r), 5);
     assert_int_equal(qf_tell(r), 4);
     qf_skip(r, 3);

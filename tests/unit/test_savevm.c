@@ -526,6 +526,7 @@ static void test_packages_on_a_live_stream(void **state)
     b = qf_mem_data(f, &n);
     r = qf_open_view(b, n, "live");
     assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -ENODATA);
+    assert_non_null(strstr(qf_errmsg(r), "package of 256 bytes, but only 3"));
     qf_close(r);
     qf_close(f);
     sv_loader_free(l);
