@@ -1,0 +1,1024 @@
+/*
+ * Tests for vm/net over the datagram backend: UDP on 127.0.0.1 and UNIX
+ * datagram sockets in a temporary directory.  The test plays the peer.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vm/net.h"
+
+/* ---- helpers ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A frame whose payload starts with a sequence number. */
+static void make_frame(uint8_t *f, size_t len, uint32_t seq)
+{
+    static const uint8_t hdr[14] = {
+        0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x88, 0xb5,
+    };
+    memcpy(f, hdr, len < 14 ? len : 14);
+    for (size_t i = 14; i < len; i++)
+        f[i] = (uint8_t)(i * 7 + seq);
+    if (len >= 18) {
+        f[14] = (uint8_t)(seq >> 24);
+        f[15] = (uint8_t)(seq >> 16);
+        f[16] = (uint8_t)(seq >> 8);
+        f[17] = (uint8_t)seq;
+    }
+}
+
+static uint32_t frame_seq(const uint8_t *f)
+{
+    return (uint32_t)f[14] << 24 | (uint32_t)f[15] << 16 |
+           (uint32_t)f[16] << 8 | f[17];
+}
+
+typedef struct fixture {
+    bool is_unix;
+    char dir[64];
+    char dev_path[96], peer_path[96];
+    net_dev *n;
+    int peer;                       /* the test's socket */
+    struct sockaddr_storage dev_addr;
+    socklen_t dev_addr_len;
+} fixture;
+
+static void peer_send(fixture *fx, const void *buf, size_t len)
+{
+    ssize_t r = sendto(fx->peer, buf, len, 0,
+                       (struct sockaddr *)&fx->dev_addr, fx->dev_addr_len);
+    assert_int_equal(r, (ssize_t)len);
+}
+
+static void peer_send_seq(fixture *fx, uint32_t seq, size_t len)
+{
+    uint8_t f[NET_FRAME_MAX];
+    make_frame(f, len, seq);
+    peer_send(fx, f, len);
+}
+
+/* One datagram the device sent, or -EAGAIN after timeout_ms. */
+static ssize_t peer_recv(fixture *fx, void *buf, size_t cap, int timeout_ms)
+{
+    struct pollfd p = { .fd = fx->peer, .events = POLLIN };
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return -EAGAIN;
+    ssize_t r = recv(fx->peer, buf, cap, MSG_DONTWAIT);
+    return r < 0 ? -errno : r;
+}
+
+/* Pumps until `want` frames are queued or timeout_ms passes. */
+static size_t pump_until(net_dev *n, size_t want, int timeout_ms)
+{
+    int64_t end = now_ms() + timeout_ms;
+    while (net_rxq_count(n) < want && now_ms() < end) {
+        struct pollfd p = { .fd = net_fd(n), .events = POLLIN };
+        if (poll(&p, 1, 20) > 0)
+            assert_true(net_rx_pump(n) >= 0);
+    }
+    return net_rxq_count(n);
+}
+
+/* Pumps until `want` datagrams were taken in, queued or dropped. */
+static void pump_seen(net_dev *n, uint64_t want)
+{
+    int64_t end = now_ms() + 2000;
+    net_stats st;
+    do {
+        struct pollfd p = { .fd = net_fd(n), .events = POLLIN };
+        if (poll(&p, 1, 20) > 0)
+            assert_true(net_rx_pump(n) >= 0);
+        net_get_stats(n, &st);
+    } while (st.rx_frames + st.rx_dropped < want && now_ms() < end);
+    assert_int_equal(st.rx_frames + st.rx_dropped, want);
+}
+
+/* Waits for the kernel to deliver what was sent, then pumps. */
+static void settle_and_pump(net_dev *n)
+{
+    struct pollfd p = { .fd = net_fd(n), .events = POLLIN };
+    for (int i = 0; i < 5; i++) {
+        if (poll(&p, 1, 50) <= 0)
+            break;
+        assert_true(net_rx_pump(n) >= 0);
+    }
+}
+
+static int udp_socket(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int unix_socket(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static int open_ok(net_dev **n, const char *spec)
+{
+    char err[256];
+    int rc = net_open(n, spec, err, sizeof(err));
+    if (rc < 0)
+        fail_msg("%s", err);
+    return rc;
+}
+
+static int setup_udp(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    uint16_t peer_port;
+    fx->peer = udp_socket(&peer_port);
+    char spec[128];
+    snprintf(spec, sizeof(spec), "dgram:127.0.0.1:0,127.0.0.1:%u",
+             peer_port);
+    open_ok(&fx->n, spec);
+    fx->dev_addr_len = sizeof(fx->dev_addr);
+    assert_int_equal(getsockname(net_fd(fx->n),
+                                 (struct sockaddr *)&fx->dev_addr,
+                                 &fx->dev_addr_len), 0);
+    *state = fx;
+    return 0;
+}
+
+static void make_tmpdir(fixture *fx)
+{
+    snprintf(fx->dir, sizeof(fx->dir), "/tmp/ftvm-net-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+}
+
+static int setup_unix(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    fx->is_unix = true;
+    make_tmpdir(fx);
+    snprintf(fx->dev_path, sizeof(fx->dev_path), "%s/dev.sock", fx->dir);
+    snprintf(fx->peer_path, sizeof(fx->peer_path), "%s/peer.sock", fx->dir);
+    fx->peer = unix_socket(fx->peer_path);
+    char spec[300];
+    snprintf(spec, sizeof(spec), "dgram:%s,%s", fx->dev_path, fx->peer_path);
+    open_ok(&fx->n, spec);
+    struct sockaddr_un *a = (struct sockaddr_un *)&fx->dev_addr;
+    a->sun_family = AF_UNIX;
+    snprintf(a->sun_path, sizeof(a->sun_path), "%s", fx->dev_path);
+    fx->dev_addr_len = sizeof(*a);
+    *state = fx;
+    return 0;
+}
+
+/* A directory with nothing but the tests' own files in it. */
+static void remove_tmpdir(const char *dir)
+{
+    static const char *names[] = {
+        "dev.sock", "peer.sock", "other.sock", "file", "stale.sock",
+    };
+    char p[256];
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    net_close(fx->n);
+    if (fx->peer >= 0)
+        close(fx->peer);
+    if (fx->dir[0])
+        remove_tmpdir(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- tests on both backends ---- */
+
+static void test_send_recv(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+
+    assert_false(net_rx_pending(n));
+    uint8_t buf[NET_FRAME_MAX];
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), -EAGAIN);
+
+    /* Peer to device: smallest, typical and largest frame. */
+    const size_t lens[] = { 1, 60, NET_FRAME_MAX };
+    for (uint32_t i = 0; i < 3; i++)
+        peer_send_seq(fx, i, lens[i]);
+    assert_int_equal(pump_until(n, 3, 2000), 3);
+    assert_true(net_rx_pending(n));
+    for (uint32_t i = 0; i < 3; i++) {
+        uint8_t want[NET_FRAME_MAX];
+        make_frame(want, lens[i], i);
+        assert_int_equal(net_recv(n, buf, sizeof(buf)), (ssize_t)lens[i]);
+        assert_memory_equal(buf, want, lens[i]);
+    }
+    assert_false(net_rx_pending(n));
+
+    /* Device to peer, immediate. */
+    for (uint32_t i = 0; i < 3; i++) {
+        uint8_t f[NET_FRAME_MAX];
+        make_frame(f, lens[i], 100 + i);
+        assert_int_equal(net_send(n, f, lens[i]), 0);
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        uint8_t want[NET_FRAME_MAX];
+        make_frame(want, lens[i], 100 + i);
+        assert_int_equal(peer_recv(fx, buf, sizeof(buf), 2000),
+                         (ssize_t)lens[i]);
+        assert_memory_equal(buf, want, lens[i]);
+    }
+
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_frames, 3);
+    assert_int_equal(st.rx_bytes, 1 + 60 + NET_FRAME_MAX);
+    assert_int_equal(st.rx_dropped, 0);
+    assert_int_equal(st.tx_frames, 3);
+    assert_int_equal(st.tx_bytes, 1 + 60 + NET_FRAME_MAX);
+    assert_int_equal(st.tx_dropped, 0);
+    assert_int_equal(st.held_frames, 0);
+}
+
+static void test_send_invalid(void **state)
+{
+    fixture *fx = *state;
+    uint8_t f[NET_FRAME_MAX + 1];
+    make_frame(f, sizeof(f), 0);
+    assert_int_equal(net_send(fx->n, f, 0), -EINVAL);
+    assert_int_equal(net_send(fx->n, f, NET_FRAME_MAX + 1), -EINVAL);
+    assert_int_equal(net_send(fx->n, NULL, 60), -EINVAL);
+    net_set_tx_policy(fx->n, NET_TX_HOLD);
+    assert_int_equal(net_send(fx->n, f, NET_FRAME_MAX + 1), -EINVAL);
+    net_stats st;
+    net_get_stats(fx->n, &st);
+    assert_int_equal(st.tx_frames + st.tx_dropped + st.held_frames, 0);
+}
+
+/*
+ * More frames than the queue holds, fed in small batches so neither the
+ * socket's buffer nor a UNIX peer's queue limit loses any in the kernel.
+ */
+static void test_rxq_limit(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    const uint32_t total = NET_RXQ_MAX + 44;
+    for (uint32_t seq = 0; seq < total;) {
+        for (int b = 0; b < 8 && seq < total; b++)
+            peer_send_seq(fx, seq++, 64);
+        pump_seen(n, seq);
+    }
+    assert_int_equal(net_rxq_count(n), NET_RXQ_MAX);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_frames, NET_RXQ_MAX);
+    assert_int_equal(st.rx_dropped, 44);
+
+    /* The oldest were kept, in order; the newest were dropped. */
+    uint8_t buf[NET_FRAME_MAX];
+    for (uint32_t i = 0; i < NET_RXQ_MAX; i++) {
+        assert_int_equal(net_recv(n, buf, sizeof(buf)), 64);
+        assert_int_equal(frame_seq(buf), i);
+    }
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), -EAGAIN);
+
+    /* Room again. */
+    peer_send_seq(fx, 999, 64);
+    assert_int_equal(pump_until(n, 1, 2000), 1);
+}
+
+static void test_oversize_and_empty(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    static uint8_t big[65000];
+    make_frame(big, sizeof(big), 1);
+
+    peer_send(fx, big, NET_FRAME_MAX + 1);
+    peer_send(fx, big, sizeof(big));
+    peer_send(fx, big, 0);
+    peer_send(fx, big, NET_FRAME_MAX);
+    assert_int_equal(pump_until(n, 1, 2000), 1);
+    settle_and_pump(n);
+    assert_int_equal(net_rxq_count(n), 1);
+
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_frames, 1);
+    assert_int_equal(st.rx_bytes, NET_FRAME_MAX);
+    assert_int_equal(st.rx_dropped, 3);
+    uint8_t buf[NET_FRAME_MAX];
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), NET_FRAME_MAX);
+    assert_memory_equal(buf, big, NET_FRAME_MAX);
+}
+
+/* Drains what the peer got and checks it is exactly seqs[0..count). */
+static void expect_peer_seqs(fixture *fx, const uint32_t *seqs, size_t count)
+{
+    uint8_t buf[NET_FRAME_MAX];
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal(peer_recv(fx, buf, sizeof(buf), 2000), 60);
+        assert_int_equal(frame_seq(buf), seqs[i]);
+    }
+    assert_int_equal(peer_recv(fx, buf, sizeof(buf), 50), -EAGAIN);
+}
+
+static void send_seq(net_dev *n, uint32_t seq)
+{
+    uint8_t f[60];
+    make_frame(f, sizeof(f), seq);
+    assert_int_equal(net_send(n, f, sizeof(f)), 0);
+}
+
+static void test_hold_mark_release(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    net_set_tx_policy(n, NET_TX_HOLD);
+
+    send_seq(n, 0);                 /* before any mark: 0 */
+    net_tx_mark(n, 1);
+    send_seq(n, 1);
+    send_seq(n, 2);
+    net_tx_mark(n, 2);
+    net_tx_mark(n, 3);              /* an epoch with no output */
+    send_seq(n, 3);
+    net_tx_mark(n, 4);
+    send_seq(n, 4);
+
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, 5);
+    assert_int_equal(st.held_bytes, 5 * 60);
+    assert_int_equal(st.tx_frames, 0);
+    expect_peer_seqs(fx, NULL, 0);
+
+    /* The ack of checkpoint 1 releases what came before it. */
+    assert_int_equal(net_tx_release(n, 0), 1);
+    expect_peer_seqs(fx, (const uint32_t[]){ 0 }, 1);
+    assert_int_equal(net_tx_release(n, 0), 0);
+    assert_int_equal(net_tx_release(n, 1), 2);
+    expect_peer_seqs(fx, (const uint32_t[]){ 1, 2 }, 2);
+    assert_int_equal(net_tx_release(n, 2), 0);
+    assert_int_equal(net_tx_release(n, 3), 1);
+    expect_peer_seqs(fx, (const uint32_t[]){ 3 }, 1);
+
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, 1);
+    assert_int_equal(st.held_bytes, 60);
+    assert_int_equal(st.tx_frames, 4);
+    assert_int_equal(st.tx_bytes, 4 * 60);
+
+    /* Frames sent later still carry the current mark. */
+    send_seq(n, 5);
+    assert_int_equal(net_tx_release(n, 100), 2);
+    expect_peer_seqs(fx, (const uint32_t[]){ 4, 5 }, 2);
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, 0);
+    assert_int_equal(st.held_bytes, 0);
+}
+
+static void test_release_all(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    net_set_tx_policy(n, NET_TX_HOLD);
+    for (uint32_t i = 0; i < 6; i++) {
+        net_tx_mark(n, 10 + i / 2);
+        send_seq(n, i);
+    }
+    assert_int_equal(net_tx_release_all(n), 6);
+    expect_peer_seqs(fx, (const uint32_t[]){ 0, 1, 2, 3, 4, 5 }, 6);
+    assert_int_equal(net_tx_release_all(n), 0);
+    assert_int_equal(net_tx_release(n, UINT64_MAX), 0);
+}
+
+/* Leaving HOLD must not let new frames overtake held ones. */
+static void test_policy_switch_flushes(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    net_set_tx_policy(n, NET_TX_HOLD);
+    net_tx_mark(n, 7);
+    send_seq(n, 0);
+    send_seq(n, 1);
+    net_set_tx_policy(n, NET_TX_IMMEDIATE);
+    send_seq(n, 2);
+    expect_peer_seqs(fx, (const uint32_t[]){ 0, 1, 2 }, 3);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, 0);
+    assert_int_equal(st.tx_frames, 3);
+}
+
+static int notified;
+
+static void on_rx(void *opaque)
+{
+    assert_ptr_equal(opaque, &notified);
+    notified++;
+}
+
+static void test_rx_notify(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    notified = 0;
+    net_set_rx_notify(n, on_rx, &notified);
+    assert_int_equal(net_rx_pump(n), 0);   /* nothing waiting */
+    assert_int_equal(notified, 0);
+    peer_send_seq(fx, 1, 60);
+    peer_send_seq(fx, 2, 60);
+    assert_int_equal(pump_until(n, 2, 2000), 2);
+    assert_true(notified >= 1 && notified <= 2);
+
+    /* Dropped frames wake nobody. */
+    int before = notified;
+    uint8_t big[NET_FRAME_MAX + 1];
+    make_frame(big, sizeof(big), 3);
+    peer_send(fx, big, sizeof(big));
+    settle_and_pump(n);
+    assert_int_equal(notified, before);
+
+    net_set_rx_notify(n, NULL, NULL);
+    peer_send_seq(fx, 4, 60);
+    assert_int_equal(pump_until(n, 3, 2000), 3);
+    assert_int_equal(notified, before);
+}
+
+/* ---- state, limits and errors (backend-independent) ---- */
+
+static void test_recv_truncates(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    uint8_t f[200], buf[200];
+    make_frame(f, sizeof(f), 9);
+    assert_int_equal(net_rxq_push(n, f, sizeof(f)), 0);
+    assert_int_equal(net_rxq_push(n, f, 20), 0);
+    memset(buf, 0xee, sizeof(buf));
+    assert_int_equal(net_recv(n, buf, 50), 200);
+    assert_memory_equal(buf, f, 50);
+    assert_int_equal(buf[50], 0xee);
+    /* The truncated frame is gone; the next one is intact. */
+    assert_int_equal(net_recv(n, buf, 0), 20);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), -EAGAIN);
+}
+
+static void test_rxq_peek_push_clear(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    uint8_t f[NET_FRAME_MAX + 1], buf[NET_FRAME_MAX];
+
+    assert_int_equal(net_rxq_count(n), 0);
+    assert_int_equal(net_rxq_peek(n, 0, buf, sizeof(buf)), -ENOENT);
+    make_frame(f, sizeof(f), 0);
+    assert_int_equal(net_rxq_push(n, f, 0), -EINVAL);
+    assert_int_equal(net_rxq_push(n, f, NET_FRAME_MAX + 1), -EINVAL);
+    assert_int_equal(net_rxq_push(n, NULL, 10), -EINVAL);
+
+    for (uint32_t i = 0; i < NET_RXQ_MAX; i++) {
+        make_frame(f, 18 + i, i);
+        assert_int_equal(net_rxq_push(n, f, 18 + i), 0);
+    }
+    make_frame(f, 60, 0);
+    assert_int_equal(net_rxq_push(n, f, 60), -ENOSPC);
+    assert_int_equal(net_rxq_count(n), NET_RXQ_MAX);
+    assert_true(net_rx_pending(n));
+
+    /* Peek does not consume, and sees the ring in order after it wraps. */
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 18);
+    make_frame(f, 40, 1000);
+    assert_int_equal(net_rxq_push(n, f, 40), 0);
+    for (uint32_t i = 0; i < NET_RXQ_MAX; i++) {
+        size_t want = i + 1 < NET_RXQ_MAX ? 18 + i + 1 : 40;
+        assert_int_equal(net_rxq_peek(n, i, buf, sizeof(buf)),
+                         (ssize_t)want);
+        assert_int_equal(frame_seq(buf), i + 1 < NET_RXQ_MAX ? i + 1 : 1000);
+    }
+    assert_int_equal(net_rxq_peek(n, NET_RXQ_MAX, buf, sizeof(buf)), -ENOENT);
+    assert_int_equal(net_rxq_peek(n, 3, buf, 4), 18 + 4);
+    assert_int_equal(net_rxq_count(n), NET_RXQ_MAX);
+
+    /* Restore pushes are state, not traffic. */
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_frames, 0);
+    assert_int_equal(st.rx_dropped, 0);
+
+    net_rxq_clear(n);
+    assert_int_equal(net_rxq_count(n), 0);
+    assert_false(net_rx_pending(n));
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), -EAGAIN);
+    make_frame(f, 30, 5);
+    assert_int_equal(net_rxq_push(n, f, 30), 0);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 30);
+    assert_int_equal(frame_seq(buf), 5);
+}
+
+static void test_hold_enospc(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    uint8_t f[NET_FRAME_MAX];
+    make_frame(f, sizeof(f), 0);
+    net_set_tx_policy(n, NET_TX_HOLD);
+
+    /* The byte limit. */
+    size_t fits = NET_HOLD_MAX_BYTES / NET_FRAME_MAX;
+    size_t rest = NET_HOLD_MAX_BYTES - fits * NET_FRAME_MAX;
+    for (size_t i = 0; i < fits; i++)
+        assert_int_equal(net_send(n, f, sizeof(f)), 0);
+    assert_int_equal(net_send(n, f, sizeof(f)), -ENOSPC);
+    assert_int_equal(net_send(n, f, rest + 1), -ENOSPC);
+    assert_int_equal(net_send(n, f, rest), 0);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, fits + 1);
+    assert_int_equal(st.held_bytes, NET_HOLD_MAX_BYTES);
+    assert_int_equal(st.tx_dropped, 0);
+
+    /* Releasing makes room. */
+    int sent = net_tx_release_all(n);
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, 0);
+    assert_int_equal((uint64_t)sent, st.tx_frames);
+    assert_int_equal(st.tx_frames + st.tx_dropped, fits + 1);
+
+    /* The frame-count limit, hit first by small frames. */
+    for (size_t i = 0; i < NET_HOLD_MAX_FRAMES; i++)
+        assert_int_equal(net_send(n, f, 60), 0);
+    assert_int_equal(net_send(n, f, 60), -ENOSPC);
+    net_get_stats(n, &st);
+    assert_int_equal(st.held_frames, NET_HOLD_MAX_FRAMES);
+    /* Closing with frames held must free them (the sanitizer build). */
+}
+
+/* Datagrams from anyone but REMOTE do not reach the guest. */
+static void test_udp_source_filter(void **state)
+{
+    fixture *fx = *state;
+    uint16_t port;
+    int other = udp_socket(&port);
+    uint8_t f[60];
+    make_frame(f, sizeof(f), 77);
+    assert_int_equal(sendto(other, f, sizeof(f), 0,
+                            (struct sockaddr *)&fx->dev_addr,
+                            fx->dev_addr_len), (ssize_t)sizeof(f));
+    peer_send_seq(fx, 78, 60);
+    assert_int_equal(pump_until(fx->n, 1, 2000), 1);
+    settle_and_pump(fx->n);
+    uint8_t buf[NET_FRAME_MAX];
+    assert_int_equal(net_recv(fx->n, buf, sizeof(buf)), 60);
+    assert_int_equal(frame_seq(buf), 78);
+    assert_int_equal(net_recv(fx->n, buf, sizeof(buf)), -EAGAIN);
+    net_stats st;
+    net_get_stats(fx->n, &st);
+    assert_int_equal(st.rx_dropped, 1);
+    close(other);
+}
+
+/* ---- UNIX-specific ---- */
+
+static void test_unix_stale_and_cleanup(void **state)
+{
+    fixture *fx = *state;
+    char path[160], spec[400];
+    snprintf(path, sizeof(path), "%s/stale.sock", fx->dir);
+    close(unix_socket(path));       /* a socket file nobody listens on */
+
+    net_dev *n;
+    snprintf(spec, sizeof(spec), "dgram:%s,%s", path, fx->peer_path);
+    open_ok(&n, spec);
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    net_close(n);
+    assert_int_equal(lstat(path, &st), -1);
+    assert_int_equal(errno, ENOENT);
+
+    /* A socket someone else bound there after us is left alone. */
+    open_ok(&n, spec);
+    unlink(path);
+    int fd = unix_socket(path);
+    net_close(n);
+    assert_int_equal(lstat(path, &st), 0);
+    close(fd);
+    unlink(path);
+}
+
+static void test_unix_send_to_missing_peer(void **state)
+{
+    fixture *fx = *state;
+    close(fx->peer);
+    fx->peer = -1;
+    unlink(fx->peer_path);
+    uint8_t f[60];
+    make_frame(f, sizeof(f), 1);
+    int rc = net_send(fx->n, f, sizeof(f));
+    assert_true(rc == -ENOENT || rc == -ECONNREFUSED);
+    net_stats st;
+    net_get_stats(fx->n, &st);
+    assert_int_equal(st.tx_dropped, 1);
+    assert_int_equal(st.tx_frames, 0);
+}
+
+/*
+ * A peer that stops reading fills its queue (net.unix.max_dgram_qlen);
+ * a release then waits once, drops the rest, and returns promptly.
+ */
+static void test_unix_stuck_peer_release_bounded(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    net_set_tx_policy(n, NET_TX_HOLD);
+    for (uint32_t i = 0; i < 100; i++)
+        send_seq(n, i);
+    int64_t t0 = now_ms();
+    int sent = net_tx_release_all(n);
+    int64_t took = now_ms() - t0;
+    assert_true(took < 1000);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal((uint64_t)sent, st.tx_frames);
+    assert_int_equal(st.tx_frames + st.tx_dropped, 100);
+    /* What got through is the oldest, in order. */
+    uint8_t buf[NET_FRAME_MAX];
+    for (int i = 0; i < sent; i++) {
+        assert_int_equal(peer_recv(fx, buf, sizeof(buf), 1000), 60);
+        assert_int_equal(frame_seq(buf), (uint32_t)i);
+    }
+}
+
+/* ---- concurrency ---- */
+
+typedef struct conc {
+    fixture *fx;
+    uint32_t total;
+    int peer_done, stop;            /* atomics */
+    uint32_t got, next;             /* the reader's, after join */
+    bool in_order;
+} conc;
+
+static void *peer_thread(void *arg)
+{
+    conc *c = arg;
+    for (uint32_t i = 0; i < c->total; i++) {
+        uint8_t f[64];
+        make_frame(f, sizeof(f), i);
+        /* UNIX: blocks while the device's socket queue is full. */
+        if (sendto(c->fx->peer, f, sizeof(f), 0,
+                   (struct sockaddr *)&c->fx->dev_addr,
+                   c->fx->dev_addr_len) != (ssize_t)sizeof(f))
+            break;
+    }
+    __atomic_store_n(&c->peer_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *pump_thread(void *arg)
+{
+    conc *c = arg;
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        struct pollfd p = { .fd = net_fd(c->fx->n), .events = POLLIN };
+        if (poll(&p, 1, 10) > 0)
+            net_rx_pump(c->fx->n);
+    }
+    return NULL;
+}
+
+/*
+ * The peer, the pump and the reader run at once: order holds, and every
+ * frame is delivered or counted (UDP may also lose some in the kernel).
+ */
+static void test_concurrent_rx(void **state)
+{
+    fixture *fx = *state;
+    conc c = { .fx = fx, .total = 3000, .in_order = true };
+    struct timeval tv = { .tv_sec = 2 };
+    setsockopt(fx->peer, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    pthread_t pt, pu;
+    assert_int_equal(pthread_create(&pu, NULL, pump_thread, &c), 0);
+    assert_int_equal(pthread_create(&pt, NULL, peer_thread, &c), 0);
+
+    uint8_t buf[NET_FRAME_MAX];
+    int64_t end = now_ms() + 10000, idle_since = -1;
+    while (now_ms() < end) {
+        ssize_t r = net_recv(fx->n, buf, sizeof(buf));
+        if (r == 64) {
+            if (frame_seq(buf) < c.next)
+                c.in_order = false;
+            c.next = frame_seq(buf) + 1;
+            c.got++;
+            idle_since = -1;
+            continue;
+        }
+        if (!__atomic_load_n(&c.peer_done, __ATOMIC_ACQUIRE))
+            usleep(100);
+        else if (idle_since < 0)
+            idle_since = now_ms();
+        else if (now_ms() - idle_since > 200)
+            break;
+        else
+            usleep(1000);
+    }
+    pthread_join(pt, NULL);
+    __atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(pu, NULL);
+    assert_true(c.in_order);
+    net_stats st;
+    net_get_stats(fx->n, &st);
+    assert_int_equal(st.rx_frames, c.got);
+    if (fx->is_unix)
+        assert_int_equal(st.rx_frames + st.rx_dropped, c.total);
+    else
+        assert_true(st.rx_frames + st.rx_dropped <= c.total);
+    assert_true(c.got > 0);
+}
+
+static void *mark_release_thread(void *arg)
+{
+    conc *c = arg;
+    uint64_t id = 1;
+    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+        net_tx_mark(c->fx->n, id);
+        net_tx_release(c->fx->n, id - 1);
+        id++;
+        usleep(50);
+    }
+    return NULL;
+}
+
+static void *drain_thread(void *arg)
+{
+    conc *c = arg;
+    uint8_t buf[NET_FRAME_MAX];
+    for (;;) {
+        ssize_t r = peer_recv(c->fx, buf, sizeof(buf), 20);
+        if (r == 60) {
+            if (frame_seq(buf) < c->next)
+                c->in_order = false;
+            c->next = frame_seq(buf) + 1;
+            c->got++;
+        } else if (__atomic_load_n(&c->peer_done, __ATOMIC_ACQUIRE)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A vCPU sending while the loop marks and releases and the peer reads:
+ * every frame is accounted for once, and the peer sees them in order.
+ */
+static void test_concurrent_tx(void **state)
+{
+    fixture *fx = *state;
+    conc c = { .fx = fx, .total = 2000, .in_order = true };
+    net_set_tx_policy(fx->n, NET_TX_HOLD);
+    pthread_t rel, drain;
+    assert_int_equal(pthread_create(&rel, NULL, mark_release_thread, &c), 0);
+    assert_int_equal(pthread_create(&drain, NULL, drain_thread, &c), 0);
+    for (uint32_t i = 0; i < c.total; i++) {
+        int rc;
+        uint8_t f[60];
+        make_frame(f, sizeof(f), i);
+        while ((rc = net_send(fx->n, f, sizeof(f))) == -ENOSPC)
+            usleep(100);
+        assert_int_equal(rc, 0);
+    }
+    __atomic_store_n(&c.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(rel, NULL);
+    net_tx_release_all(fx->n);
+    __atomic_store_n(&c.peer_done, 1, __ATOMIC_RELEASE);
+    pthread_join(drain, NULL);
+    assert_true(c.in_order);
+    net_stats st;
+    net_get_stats(fx->n, &st);
+    assert_int_equal(st.held_frames, 0);
+    assert_int_equal(st.tx_frames + st.tx_dropped, c.total);
+    assert_true(c.got <= st.tx_frames);
+    if (fx->is_unix)
+        assert_int_equal(c.got, st.tx_frames);
+}
+
+/* ---- specs ---- */
+
+static void expect_open_fails(const char *spec, int want_rc,
+                              const char *want_msg)
+{
+    char err[512];
+    net_dev *n = (net_dev *)0x1;
+    int rc = net_open(&n, spec, err, sizeof(err));
+    if (rc != want_rc || !strstr(err, want_msg))
+        fail_msg("spec '%s': rc %d (want %d), message '%s' (want '%s')",
+                 spec, rc, want_rc, err, want_msg);
+    assert_null(n);
+    char prefix[512];
+    snprintf(prefix, sizeof(prefix), "net %s: ", spec);
+    assert_memory_equal(err, prefix, strlen(prefix));
+    /* No message buffer is fine too. */
+    assert_int_equal(net_open(&n, spec, NULL, 0), want_rc);
+}
+
+static void test_bad_specs(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        { "", -EINVAL, "unknown backend '' (expected tap:IFNAME or "
+                       "dgram:LOCAL,REMOTE)" },
+        { "eth:foo", -EINVAL, "unknown backend 'eth'" },
+        { "tap", -EINVAL, "unknown backend 'tap'" },
+        { "tap:", -EINVAL, "missing interface name" },
+        { "tap:abcdefghijklmnop", -EINVAL,
+          "interface name longer than 15 bytes" },
+        { "tap:ftvm%d", -EINVAL, "bad interface name 'ftvm%d'" },
+        { "tap:a/b", -EINVAL, "bad interface name 'a/b'" },
+        { "dgram:", -EINVAL, "expected dgram:LOCAL,REMOTE" },
+        { "dgram:127.0.0.1:1", -EINVAL, "expected dgram:LOCAL,REMOTE" },
+        { "dgram:127.0.0.1:99999,127.0.0.1:1", -EINVAL,
+          "LOCAL '127.0.0.1:99999': bad port '99999'" },
+        { "dgram:127.0.0.1:1x,127.0.0.1:1", -EINVAL,
+          "LOCAL '127.0.0.1:1x': bad port '1x'" },
+        { "dgram:127.0.0.1:0,127.0.0.1:", -EINVAL,
+          "REMOTE '127.0.0.1:': bad port ''" },
+        { "dgram:localhost:1,127.0.0.1:2", -EINVAL,
+          "LOCAL 'localhost:1': bad IPv4 address 'localhost' (numeric "
+          "only)" },
+        { "dgram:127.0.0.1:0,/tmp/x.sock", -EINVAL,
+          "LOCAL and REMOTE are of different kinds" },
+        { "dgram:127.0.0.1:0,[::1]:5", -EINVAL,
+          "LOCAL and REMOTE are of different kinds" },
+        { "dgram:relative.sock,/tmp/x.sock", -EINVAL,
+          "LOCAL 'relative.sock': expected HOST:PORT, [IPV6]:PORT or an "
+          "absolute path" },
+        { "dgram:127.0.0.1:0,0.0.0.0:5", -EINVAL,
+          "REMOTE '0.0.0.0:5' needs a real address and a port" },
+        { "dgram:127.0.0.1:0,127.0.0.1:0", -EINVAL,
+          "REMOTE '127.0.0.1:0' needs a real address and a port" },
+        { "dgram:[::1]:0,[::]:5", -EINVAL,
+          "REMOTE '[::]:5' needs a real address and a port" },
+        { "dgram:[::1:0,[::1]:5", -EINVAL,
+          "LOCAL '[::1:0': expected [IPV6]:PORT" },
+        { "dgram:[zz]:0,[::1]:5", -EINVAL,
+          "LOCAL '[zz]:0': bad IPv6 address 'zz'" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_open_fails(cases[i].spec, cases[i].rc, cases[i].msg);
+
+    char spec[400], path[200];
+    memset(path, 'a', 120);
+    path[0] = '/';
+    path[120] = 0;
+    snprintf(spec, sizeof(spec), "dgram:%s,/tmp/x.sock", path);
+    expect_open_fails(spec, -ENAMETOOLONG, "path longer than 107 bytes");
+
+    fixture fx = { 0 };
+    make_tmpdir(&fx);
+
+    /* Something that is not a socket is never unlinked. */
+    snprintf(path, sizeof(path), "%s/file", fx.dir);
+    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(spec, sizeof(spec), "dgram:%s,%s/peer.sock", path, fx.dir);
+    char want[300];
+    snprintf(want, sizeof(want), "%s exists and is not a socket", path);
+    expect_open_fails(spec, -EEXIST, want);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+
+    snprintf(spec, sizeof(spec), "dgram:%s/none/dev.sock,%s/peer.sock",
+             fx.dir, fx.dir);
+    snprintf(want, sizeof(want), "bind %s/none/dev.sock: No such file or "
+             "directory", fx.dir);
+    expect_open_fails(spec, -ENOENT, want);
+    remove_tmpdir(fx.dir);
+
+    uint16_t port;
+    int busy = udp_socket(&port);
+    snprintf(spec, sizeof(spec), "dgram:127.0.0.1:%u,127.0.0.1:9", port);
+    snprintf(want, sizeof(want), "bind 127.0.0.1:%u: Address already in use",
+             port);
+    expect_open_fails(spec, -EADDRINUSE, want);
+    close(busy);
+}
+
+static void test_ipv6_spec(void **state)
+{
+    (void)state;
+    net_dev *n;
+    char err[256];
+    /* Binds only; nothing is sent. */
+    int rc = net_open(&n, "dgram:[::1]:0,[::1]:9", err, sizeof(err));
+    if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT) {
+        print_message("IPv6 loopback unavailable (%s), skipped\n", err);
+        return;
+    }
+    assert_int_equal(rc, 0);
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof(ss);
+    assert_int_equal(getsockname(net_fd(n), (struct sockaddr *)&ss, &l), 0);
+    assert_int_equal(ss.ss_family, AF_INET6);
+    net_close(n);
+}
+
+static void test_parse_mac(void **state)
+{
+    (void)state;
+    uint8_t m[6] = { 0 };
+    assert_int_equal(net_parse_mac("02:00:00:00:00:01", m), 0);
+    assert_memory_equal(m, ((uint8_t[]){ 2, 0, 0, 0, 0, 1 }), 6);
+    assert_int_equal(net_parse_mac("aA:bB:cC:dD:eE:fF", m), 0);
+    assert_memory_equal(m,
+                        ((uint8_t[]){ 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff }),
+                        6);
+    static const char *bad[] = {
+        "", "02:00:00:00:00", "02:00:00:00:00:01:", "02:00:00:00:00:011",
+        "2:00:00:00:00:01", "02-00-00-00-00-01", "02:00:00:00:00:0g",
+        "02:00:00:00:00: 1", "0200.0000.0001", NULL,
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(m, 0x5a, 6);
+        assert_int_equal(net_parse_mac(bad[i], m), -EINVAL);
+        assert_memory_equal(m, ((uint8_t[]){ 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                             0x5a }), 6);
+    }
+}
+
+#define BOTH(t) \
+    cmocka_unit_test_setup_teardown(t, setup_udp, teardown), \
+    cmocka_unit_test_setup_teardown(t, setup_unix, teardown)
+#define UDP(t) cmocka_unit_test_setup_teardown(t, setup_udp, teardown)
+#define UNIX(t) cmocka_unit_test_setup_teardown(t, setup_unix, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_mac),
+        cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_ipv6_spec),
+        BOTH(test_send_recv),
+        BOTH(test_send_invalid),
+        BOTH(test_rxq_limit),
+        BOTH(test_oversize_and_empty),
+        BOTH(test_hold_mark_release),
+        BOTH(test_release_all),
+        BOTH(test_policy_switch_flushes),
+        BOTH(test_rx_notify),
+        BOTH(test_concurrent_rx),
+        BOTH(test_concurrent_tx),
+        UDP(test_recv_truncates),
+        UDP(test_rxq_peek_push_clear),
+        UDP(test_hold_enospc),
+        UDP(test_udp_source_filter),
+        UNIX(test_unix_stale_and_cleanup),
+        UNIX(test_unix_send_to_missing_peer),
+        UNIX(test_unix_stuck_peer_release_bounded),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
