@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-    gcc pkg-config meson ninja-build     # the build
+    gcc binutils pkg-config meson ninja-build   # the build
     zlib1g-dev libjansson-dev libevent-dev libcmocka-dev
     clang libclang-rt-14-dev             # libFuzzer target and its runtime
     python3                              # test helpers
