@@ -1,0 +1,240 @@
+/* ckptfile: see ckptfile.h. */
+#include "checkpoint/ckptfile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PREFIX "ckpt-"
+#define TMP_PREFIX ".ckpt-"
+#define TMP_SUFFIX ".tmp"
+
+struct ckf_txn {
+    char dir[PATH_MAX];
+    char tmp[PATH_MAX];
+    char final[PATH_MAX];
+    int fd;
+    qfile *f;
+};
+
+/* The sequence number of "ckpt-NNNNNNNN.ftvm", or -1 for any other name. */
+static long long seq_of(const char *name)
+{
+    size_t n = strlen(name), pl = strlen(PREFIX), sl = strlen(CKF_SUFFIX);
+    if (n <= pl + sl || strncmp(name, PREFIX, pl) != 0 ||
+        strcmp(name + n - sl, CKF_SUFFIX) != 0)
+        return -1;
+    long long v = 0;
+    for (size_t i = pl; i < n - sl; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > LLONG_MAX / 10 - 10)
+            return -1;
+        v = v * 10 + (name[i] - '0');
+    }
+    return v;
+}
+
+static bool is_stale_tmp(const char *name)
+{
+    size_t n = strlen(name), pl = strlen(TMP_PREFIX), sl = strlen(TMP_SUFFIX);
+    return n > pl + sl && strncmp(name, TMP_PREFIX, pl) == 0 &&
+           strcmp(name + n - sl, TMP_SUFFIX) == 0;
+}
+
+/* Sorted sequence numbers of the checkpoints in dir (caller frees). */
+static int list_seqs(const char *dir, long long **out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    long long *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s = seq_of(e->d_name);
+        if (s < 0)
+            continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            long long *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return -ENOMEM;
+            }
+            v = nv;
+        }
+        v[cnt++] = s;
+    }
+    closedir(d);
+    for (size_t i = 1; i < cnt; i++)    /* few files: insertion sort */
+        for (size_t j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            long long t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, errlen, "checkpoint directory %s: %s", dir,
+                 strerror(e));
+        return -e;
+    }
+    long long *seqs;
+    size_t n;
+    int r = list_seqs(dir, &seqs, &n);
+    if (r < 0) {
+        snprintf(err, errlen, "checkpoint directory %s: %s", dir,
+                 strerror(-r));
+        return r;
+    }
+    long long next = n ? seqs[n - 1] + 1 : 1;
+    free(seqs);
+
+    ckf_txn *t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(t->dir, sizeof(t->dir), "%s", dir);
+    snprintf(t->final, sizeof(t->final), "%s/" PREFIX "%08lld" CKF_SUFFIX,
+             dir, next);
+    snprintf(t->tmp, sizeof(t->tmp), "%s/" TMP_PREFIX "%08lld" CKF_SUFFIX
+             TMP_SUFFIX, dir, next);
+    t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (t->fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", t->tmp, strerror(e));
+        free(t);
+        return -e;
+    }
+    t->f = qf_open_fd(t->fd, QF_WRITE, t->final);
+    if (!t->f) {
+        snprintf(err, errlen, "out of memory");
+        ckf_abort(t);
+        return -ENOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+qfile *ckf_stream(ckf_txn *t) { return t->f; }
+const char *ckf_path(const ckf_txn *t) { return t->final; }
+
+void ckf_abort(ckf_txn *t)
+{
+    if (!t)
+        return;
+    qf_close(t->f);
+    if (t->fd >= 0)
+        close(t->fd);
+    unlink(t->tmp);
+    free(t);
+}
+
+int ckf_commit(ckf_txn *t, char *err, size_t errlen)
+{
+    int r = qf_flush(t->f);
+    if (r < 0) {
+        snprintf(err, errlen, "%s", qf_errmsg(t->f));
+    } else if (fsync(t->fd) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "%s: fsync: %s", t->tmp, strerror(-r));
+    }
+    if (r == 0) {
+        qf_close(t->f);
+        t->f = NULL;
+        r = close(t->fd) < 0 ? -errno : 0;
+        t->fd = -1;
+        if (r < 0)
+            snprintf(err, errlen, "%s: close: %s", t->tmp, strerror(-r));
+    }
+    if (r == 0 && rename(t->tmp, t->final) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "rename %s to %s: %s", t->tmp, t->final,
+                 strerror(-r));
+    }
+    if (r < 0) {
+        ckf_abort(t);
+        return r;
+    }
+    r = fsync_dir(t->dir);
+    if (r < 0)
+        snprintf(err, errlen, "%s: fsync: %s", t->dir, strerror(-r));
+    free(t);
+    return r;
+}
+
+int ckf_prune(const char *dir, unsigned keep)
+{
+    if (keep < 1)
+        keep = 1;
+    long long *seqs;
+    size_t n;
+    int r = list_seqs(dir, &seqs, &n);
+    if (r < 0)
+        return r;
+    int removed = 0;
+    char path[PATH_MAX];
+    for (size_t i = 0; i + keep < n; i++) {
+        snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
+                 seqs[i]);
+        if (unlink(path) == 0)
+            removed++;
+    }
+    free(seqs);
+
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!is_stale_tmp(e->d_name))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            removed++;
+    }
+    if (d)
+        closedir(d);
+    if (removed)
+        fsync_dir(dir);
+    return removed;
+}
+
+int ckf_latest(const char *dir, char *out, size_t outlen)
+{
+    long long *seqs;
+    size_t n;
+    int r = list_seqs(dir, &seqs, &n);
+    if (r < 0)
+        return r;
+    if (n == 0) {
+        free(seqs);
+        return -ENOENT;
+    }
+    snprintf(out, outlen, "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
+             seqs[n - 1]);
+    free(seqs);
+    return 0;
+}

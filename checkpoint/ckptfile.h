@@ -1,0 +1,57 @@
+/*
+ * ckptfile: checkpoint files in a directory, written atomically.
+ *
+ * A checkpoint is written to a temporary file in the target directory,
+ * flushed and fsync'ed, renamed to its final name, and the directory is
+ * fsync'ed, so after a crash at any moment the directory holds either the
+ * previous set of checkpoints or the previous set plus the new one: never a
+ * half-written file under a checkpoint's name.  A failed write (a full
+ * disk, say) removes the temporary file and leaves the others alone.
+ *
+ * Files are named ckpt-NNNNNNNN.ftvm with a sequence number one above the
+ * highest already in the directory, so name order is age order.
+ */
+#ifndef FTVM_CHECKPOINT_CKPTFILE_H
+#define FTVM_CHECKPOINT_CKPTFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint/qfile.h"
+
+#define CKF_SUFFIX ".ftvm"
+
+typedef struct ckf_txn ckf_txn;
+
+/*
+ * Starts a checkpoint in dir (created if missing, mode 0700).  Returns 0
+ * and the transaction, or -errno with a message naming the path in err.
+ */
+int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen);
+/* The channel to write the stream into. */
+qfile *ckf_stream(ckf_txn *t);
+/* The final path the checkpoint gets on commit. */
+const char *ckf_path(const ckf_txn *t);
+/*
+ * Flushes, fsyncs, renames into place and fsyncs the directory; frees t.
+ * On any failure the temporary file is removed and -errno returned with
+ * a message in err (the stream's own message when writing failed).
+ */
+int ckf_commit(ckf_txn *t, char *err, size_t errlen);
+/* Drops the checkpoint: removes the temporary file, frees t. */
+void ckf_abort(ckf_txn *t);
+
+/*
+ * Removes the oldest checkpoints of dir so that keep remain (keep >= 1),
+ * and stale temporary files of an earlier crash.  Returns how many files
+ * were removed, or -errno.
+ */
+int ckf_prune(const char *dir, unsigned keep);
+
+/*
+ * The newest checkpoint in dir, as a path in out; -ENOENT when there is
+ * none.
+ */
+int ckf_latest(const char *dir, char *out, size_t outlen);
+
+#endif

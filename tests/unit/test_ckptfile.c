@@ -1,0 +1,182 @@
+/* Unit tests for checkpoint/ckptfile: atomic writes, naming, pruning. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint/ckptfile.h"
+
+static char dir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/ftvm-ckf-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int count_files(const char *d)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", d);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+static void write_one(const char *d, const char *content, char *path_out)
+{
+    ckf_txn *t;
+    char err[256];
+    assert_int_equal(ckf_begin(&t, d, err, sizeof(err)), 0);
+    qf_put_buf(ckf_stream(t), content, strlen(content));
+    if (path_out)
+        strcpy(path_out, ckf_path(t));
+    assert_int_equal(ckf_commit(t, err, sizeof(err)), 0);
+}
+
+static void test_sequence_and_latest(void **state)
+{
+    (void)state;
+    char latest[512], p1[512], p2[512];
+    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), -ENOENT);
+    write_one(dir, "one", p1);
+    write_one(dir, "two", p2);
+    assert_non_null(strstr(p1, "/ckpt-00000001.ftvm"));
+    assert_non_null(strstr(p2, "/ckpt-00000002.ftvm"));
+    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_string_equal(latest, p2);
+    FILE *f = fopen(p2, "r");
+    char buf[8] = { 0 };
+    assert_int_equal(fread(buf, 1, 7, f), 3);
+    fclose(f);
+    assert_string_equal(buf, "two");
+    struct stat st;
+    assert_int_equal(stat(p1, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(count_files(dir), 2);
+}
+
+static void test_abort_leaves_nothing(void **state)
+{
+    (void)state;
+    ckf_txn *t;
+    char err[256];
+    assert_int_equal(ckf_begin(&t, dir, err, sizeof(err)), 0);
+    qf_put_buf(ckf_stream(t), "partial", 7);
+    assert_int_equal(count_files(dir), 1);     /* only the temporary */
+    ckf_abort(t);
+    assert_int_equal(count_files(dir), 0);
+}
+
+static void test_prune_keeps_newest(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 5; i++)
+        write_one(dir, "x", NULL);
+    /* A temporary left by a crash is cleaned up too. */
+    char stale[512];
+    snprintf(stale, sizeof(stale), "%s/.ckpt-00000009.ftvm.tmp", dir);
+    fclose(fopen(stale, "w"));
+    char other[512];
+    snprintf(other, sizeof(other), "%s/notes.txt", dir);
+    fclose(fopen(other, "w"));
+    assert_int_equal(ckf_prune(dir, 3), 3);
+    assert_int_equal(count_files(dir), 4);     /* 3 checkpoints + notes */
+    char latest[512];
+    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_non_null(strstr(latest, "ckpt-00000005"));
+    char oldest[512];
+    snprintf(oldest, sizeof(oldest), "%s/ckpt-00000003.ftvm", dir);
+    assert_int_equal(access(oldest, F_OK), 0);
+    snprintf(oldest, sizeof(oldest), "%s/ckpt-00000002.ftvm", dir);
+    assert_int_equal(access(oldest, F_OK), -1);
+    /* Numbering goes on from the highest left. */
+    char p[512];
+    write_one(dir, "y", p);
+    assert_non_null(strstr(p, "ckpt-00000006"));
+}
+
+static void test_bad_directory(void **state)
+{
+    (void)state;
+    char file[512];
+    snprintf(file, sizeof(file), "%s/plainfile", dir);
+    fclose(fopen(file, "w"));
+    ckf_txn *t;
+    char err[512];
+    assert_int_equal(ckf_begin(&t, file, err, sizeof(err)), -ENOTDIR);
+    assert_non_null(strstr(err, "plainfile"));
+    char deep[512];
+    snprintf(deep, sizeof(deep), "%s/no/such/dir", dir);
+    assert_int_equal(ckf_begin(&t, deep, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "no/such/dir"));
+}
+
+/*
+ * A full disk: a 64 KiB tmpfs in a private mount namespace (root only).
+ * The failed checkpoint disappears; the earlier one is intact.
+ */
+static void test_full_disk(void **state)
+{
+    (void)state;
+    if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=64k") < 0) {
+        print_message("skipped: needs root to mount a small tmpfs\n");
+        skip();
+    }
+    char first[512];
+    write_one(dir, "small and safe", first);
+
+    ckf_txn *t;
+    char err[512];
+    assert_int_equal(ckf_begin(&t, dir, err, sizeof(err)), 0);
+    static char junk[256 * 1024];
+    memset(junk, 'j', sizeof(junk));
+    qf_put_buf(ckf_stream(t), junk, sizeof(junk));
+    assert_int_equal(ckf_commit(t, err, sizeof(err)), -ENOSPC);
+    assert_non_null(strstr(err, "No space left"));
+    assert_int_equal(count_files(dir), 1);
+    char latest[512];
+    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_string_equal(latest, first);
+    umount(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_sequence_and_latest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
