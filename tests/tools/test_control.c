@@ -1,0 +1,253 @@
+/*
+ * The control socket end to end: a server on a real UNIX socket in one
+ * thread, the real ftvmctl binary as the client.
+ *
+ * usage: test_control FTVMCTL
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tools/control.h"
+
+static const char *ftvmctl;
+static char dir[40], sock[80];
+static struct event_base *base;
+static ctl_server *srv;
+static pthread_t loop_thread;
+
+static ctl_outcome do_echo(void *opaque, ctl_req *req, json_t *args,
+                           json_t **result, int *rc, char *err, size_t errlen)
+{
+    (void)opaque; (void)req; (void)rc; (void)err; (void)errlen;
+    *result = json_pack("{s:O, s:{s:i}}", "args", args, "nested", "deep", 5);
+    return CTL_DONE;
+}
+
+static ctl_outcome do_fail(void *opaque, ctl_req *req, json_t *args,
+                           json_t **result, int *rc, char *err, size_t errlen)
+{
+    (void)opaque; (void)req; (void)args; (void)result;
+    *rc = -ENOSPC;
+    snprintf(err, errlen, "save: /var/lib/x: No space left on device");
+    return CTL_DONE;
+}
+
+static void later_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    ctl_reply(arg, json_pack("{s:s}", "done", "later"));
+}
+
+static ctl_outcome do_later(void *opaque, ctl_req *req, json_t *args,
+                            json_t **result, int *rc, char *err,
+                            size_t errlen)
+{
+    (void)opaque; (void)args; (void)result; (void)rc; (void)err; (void)errlen;
+    struct timeval tv = { 0, 200000 };
+    event_base_once(base, -1, EV_TIMEOUT, later_cb, req, &tv);
+    return CTL_DEFERRED;
+}
+
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    evthread_use_pthreads();
+    snprintf(dir, sizeof(dir), "/tmp/ftvm-ctl-XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+    base = event_base_new();
+    char err[256];
+    if (ctl_server_new(&srv, base, sock, "test", err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    ctl_register(srv, "echo", "returns its arguments", do_echo, NULL);
+    ctl_register(srv, "fail", "always fails", do_fail, NULL);
+    ctl_register(srv, "later", "answers after 200 ms", do_later, NULL);
+    return pthread_create(&loop_thread, NULL, loop_main, NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    event_base_loopexit(base, NULL);
+    pthread_join(loop_thread, NULL);
+    ctl_server_free(srv);
+    event_base_free(base);
+    rmdir(dir);
+    return 0;
+}
+
+/* Runs ftvmctl with args; returns its exit status, output in out. */
+static int run_ctl(char *out, size_t outlen, const char *fmt, ...)
+{
+    char args[512], cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s %s 2>&1", ftvmctl, args);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_socket_mode(void **state)
+{
+    (void)state;
+    struct stat st;
+    assert_int_equal(stat(sock, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_table_and_json(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s echo a=1 b=word c=true",
+                             sock), 0);
+    assert_non_null(strstr(out, "args.a"));
+    assert_non_null(strstr(out, "word"));
+    assert_non_null(strstr(out, "nested.deep"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s --json echo n=42",
+                             sock), 0);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(
+        json_object_get(j, "args"), "n")), 42);
+    json_decref(j);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s fail", sock), 1);
+    assert_non_null(strstr(out, "No space left"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s nosuch", sock), 1);
+    assert_non_null(strstr(out, "unknown command 'nosuch'"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s echo positional",
+                             sock), 2);
+    assert_non_null(strstr(out, "not KEY=VALUE"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s/none status", dir), 2);
+    assert_non_null(strstr(out, "cannot connect"));
+    assert_int_equal(run_ctl(out, sizeof(out), "status"), 2);
+}
+
+static void test_deferred_and_help(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s later", sock), 0);
+    assert_non_null(strstr(out, "done"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s help", sock), 0);
+    assert_non_null(strstr(out, "answers after 200 ms"));
+}
+
+/* Raw protocol: greeting, malformed lines, ids echoed, pipelining. */
+static void test_raw_protocol(void **state)
+{
+    (void)state;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    const char *reqs = "not json\n"
+                       "[1,2]\n"
+                       "{\"args\":{}}\n"
+                       "{\"cmd\":\"echo\",\"args\":5,\"id\":\"x\"}\n"
+                       "{\"cmd\":\"later\",\"id\":1}\n"
+                       "{\"cmd\":\"echo\",\"id\":2}\n";
+    assert_int_equal(write(fd, reqs, strlen(reqs)), (ssize_t)strlen(reqs));
+    char buf[8192];
+    size_t n = 0;
+    int lines = 0;
+    while (lines < 7 && n < sizeof(buf) - 1) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+        assert_true(r > 0);
+        for (ssize_t i = 0; i < r; i++)
+            lines += buf[n + (size_t)i] == '\n';
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    close(fd);
+    assert_non_null(strstr(buf, "\"role\":\"test\""));
+    assert_non_null(strstr(buf, "not a JSON object"));
+    assert_non_null(strstr(buf, "no \\\"cmd\\\" string"));
+    assert_non_null(strstr(buf, "{\"id\":\"x\",\"ok\":false"));
+    /* The deferred reply (id 1) comes after the quick one (id 2). */
+    char *quick = strstr(buf, "{\"id\":2,\"ok\":true");
+    char *slow = strstr(buf, "{\"id\":1,\"ok\":true");
+    assert_non_null(quick);
+    assert_non_null(slow);
+    assert_true(quick < slow);
+}
+
+static void test_socket_in_use(void **state)
+{
+    (void)state;
+    ctl_server *second;
+    char err[256];
+    struct event_base *b2 = event_base_new();
+    assert_int_equal(ctl_server_new(&second, b2, sock, "x", err, sizeof(err)),
+                     -EADDRINUSE);
+    assert_non_null(strstr(err, "another process"));
+    /* A stale socket (nobody listening) is replaced. */
+    char stale[80];
+    snprintf(stale, sizeof(stale), "%s/stale.sock", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", stale);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    close(fd);
+    assert_int_equal(ctl_server_new(&second, b2, stale, "x", err,
+                                    sizeof(err)), 0);
+    ctl_server_free(second);
+    assert_int_equal(access(stale, F_OK), -1);
+    event_base_free(b2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_control FTVMCTL\n");
+        return 2;
+    }
+    ftvmctl = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_socket_mode),
+        cmocka_unit_test(test_table_and_json),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_deferred_and_help),
+        cmocka_unit_test(test_raw_protocol),
+        cmocka_unit_test(test_socket_in_use),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
