@@ -106,13 +106,14 @@ static int cmd_inspect(int argc, char **argv)
     static const struct option opts[] = {
         { "json", no_argument, NULL, 'j' },
         { "desc", required_argument, NULL, 'd' },
+        { "extract-ram", required_argument, NULL, 'x' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     insp_opts o = { .format = INSP_TEXT };
     const char *desc_path = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "jd:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "jd:x:h", opts, NULL)) != -1) {
         switch (c) {
         case 'j':
             o.format = INSP_JSON;
@@ -120,8 +121,12 @@ static int cmd_inspect(int argc, char **argv)
         case 'd':
             desc_path = optarg;
             break;
+        case 'x':
+            o.extract_dir = optarg;
+            break;
         case 'h':
-            puts("usage: ftvm inspect [--json] [--desc STREAM] FILE|-\n"
+            puts("usage: ftvm inspect [--json] [--desc STREAM] "
+                 "[--extract-ram DIR] FILE|-\n"
                  "Shows the records, RAM blocks (page counts by encoding),\n"
                  "commands, packages and decoded device fields of a\n"
                  "checkpoint stream (ftvm's or QEMU's).  '-' reads stdin.\n"
@@ -129,6 +134,8 @@ static int cmd_inspect(int argc, char **argv)
                  "  --desc STREAM  decode devices with the VM description\n"
                  "                 of another stream of the same VM (for\n"
                  "                 replication streams, which carry none)\n"
+                 "  --extract-ram DIR  write each RAM block, as the stream\n"
+                 "                 leaves it, to DIR/BLOCK.bin\n"
                  "Exit status: 0 clean, 1 damaged stream, 2 usage or I/O.");
             return 0;
         default:

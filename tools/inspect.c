@@ -21,7 +21,7 @@
 typedef struct inspector {
     json_t *vmdesc;         /* the stream's description, or NULL */
     ram_loader *ram;        /* created at the first ram section */
-    json_t *records;
+    json_t *records;        /* NULL: not collected (extraction pass) */
     json_t *devices;
 } inspector;
 
@@ -92,7 +92,7 @@ static int on_section(void *opaque, qfile *f, const sv_section *sec,
     int r = vmdesc_decode(f, dev, &values);
     if (r < 0)
         return r;
-    if (pass == SV_PASS_APPLY) {
+    if (pass == SV_PASS_APPLY && in->devices) {
         json_array_append_new(in->devices, json_pack(
             "{s:s, s:I, s:I, s:o}", "name", sec->idstr,
             "instance_id", (json_int_t)sec->instance_id,
@@ -106,6 +106,8 @@ static int on_section(void *opaque, qfile *f, const sv_section *sec,
 static void on_record(void *opaque, const sv_record *rec)
 {
     inspector *in = opaque;
+    if (!in->records)
+        return;
     json_t *r = json_pack("{s:I, s:I, s:i, s:s}",
                           "offset", (json_int_t)rec->offset,
                           "size", (json_int_t)(rec->end - rec->offset),
@@ -193,6 +195,71 @@ static int walk(inspector *in, qfile *f, json_t *result, size_t vmdesc_at)
 
 static void render_text(json_t *res, FILE *out);
 
+/*
+ * Loads the stream's RAM into memory of the sizes the first walk learned
+ * and writes each block to DIR/NAME.bin ('/' in names becomes '_'): the
+ * guest's memory as the stream leaves it, for comparing and debugging.
+ */
+static int extract_ram(const inspector *seen, const uint8_t *data,
+                       size_t len, const char *name, const char *dir,
+                       json_t *result)
+{
+    size_t n = ram_loader_nblocks(seen->ram);
+    ram_block *blocks = calloc(n ? n : 1, sizeof(*blocks));
+    ram_block_counts *counts = calloc(n ? n : 1, sizeof(*counts));
+    int r = blocks && counts ? 0 : -ENOMEM;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        ram_loader_counts(seen->ram, i, &counts[i]);
+        blocks[i].name = counts[i].name;
+        blocks[i].length = counts[i].length;
+        blocks[i].host = calloc(1, counts[i].length);
+        if (!blocks[i].host)
+            r = -ENOMEM;
+    }
+    inspector in = { .vmdesc = seen->vmdesc };
+    if (r == 0)
+        r = ram_loader_new(&in.ram, blocks, n);
+    qfile *f = r == 0 ? qf_open_view(data, len, name) : NULL;
+    sv_loader *l = f ? sv_loader_new(&inspect_ops, &in, NULL) : NULL;
+    if (r == 0 && (!f || !l))
+        r = -ENOMEM;
+    if (r == 0 && (r = sv_load_header(l, f)) == 0)
+        r = sv_load_main(l, f, SV_PASS_APPLY, true, NULL);
+    if (r < 0 && f)
+        fprintf(stderr, "inspect: extracting RAM: %s\n", qf_errmsg(f));
+
+    json_t *files = json_array();
+    for (size_t i = 0; i < n && r == 0; i++) {
+        char path[4096], fname[300];
+        snprintf(fname, sizeof(fname), "%s.bin", blocks[i].name);
+        for (char *c = fname; *c; c++)
+            if (*c == '/')
+                *c = '_';
+        snprintf(path, sizeof(path), "%s/%s", dir, fname);
+        FILE *o = fopen(path, "wb");
+        if (!o || fwrite(blocks[i].host, 1, blocks[i].length, o) !=
+                      blocks[i].length) {
+            r = -errno;
+            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
+        }
+        if (o && fclose(o) != 0 && r == 0) {
+            r = -errno;
+            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
+        }
+        json_array_append_new(files, json_pack("{s:s, s:s}", "block",
+                                               blocks[i].name, "file", path));
+    }
+    json_object_set_new(result, "extracted", files);
+    sv_loader_free(l);
+    qf_close(f);
+    ram_loader_free(in.ram);
+    for (size_t i = 0; blocks && i < n; i++)
+        free(blocks[i].host);
+    free(blocks);
+    free(counts);
+    return r;
+}
+
 int insp_show(const uint8_t *data, size_t len, const char *name,
               const insp_opts *opts, FILE *out)
 {
@@ -220,6 +287,9 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
     if (!f)
         return 2;
     int r = walk(&in, f, res, vmdesc_at);
+    int xr = 0;
+    if (r == 0 && opts->extract_dir && in.ram)
+        xr = extract_ram(&in, data, vmdesc_at, name, opts->extract_dir, res);
 
     json_object_set_new(res, "vmdesc_bytes",
                         json_integer(vmdesc_at < len ? (json_int_t)(len -
@@ -243,7 +313,7 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
     json_decref(res);
     json_decref(in.vmdesc);
     ram_loader_free(in.ram);
-    return r == 0 ? 0 : 1;
+    return r < 0 ? 1 : xr < 0 ? 2 : 0;
 }
 
 /* ---- text ---- */

@@ -29,13 +29,15 @@ typedef struct insp_opts {
      */
     const uint8_t *desc_from;
     size_t desc_from_len;
+    /* When set, the RAM as the stream leaves it goes to DIR/BLOCK.bin. */
+    const char *extract_dir;
 } insp_opts;
 
 /*
  * Shows the stream in data[0..len) on out.  name labels it (a path, or
  * "stdin").  Returns 0 when the whole stream read cleanly, 1 when it is
  * damaged (what could be read is shown, then the error), 2 when out of
- * memory or desc_from has no description.
+ * memory, desc_from has no description, or extraction failed.
  */
 int insp_show(const uint8_t *data, size_t len, const char *name,
               const insp_opts *opts, FILE *out);

@@ -8,6 +8,7 @@ an independent walker (tests/qemu/ram_blocks.py) counted, that every device
 section decodes through the VM description, and that damaged input shows
 what it could read, then the error with its offset, and exits 1.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -35,21 +36,40 @@ def inspect(ftvm, *args, stdin=None):
 
 
 def read_expect(path):
-    vals, blocks = {}, []
+    vals, blocks, sha = {}, [], {}
     for line in open(path):
         if line.startswith("#") or not line.strip():
             continue
         parts = line.split()
         if parts[0] == "block":
             blocks.append((" ".join(parts[1:-1]), int(parts[-1])))
+        elif parts[0] == "block_sha256":
+            sha[" ".join(parts[1:-1])] = parts[-1]
         elif len(parts) == 2:
             vals[parts[0]] = int(parts[1])
-    return vals, blocks
+    return vals, blocks, sha
 
 
-def check_qemu_stream(ftvm, name):
+def check_extracted_ram(ftvm, name, sha, tmp):
+    """The loader applies QEMU's pages: the RAM it rebuilds, block by
+    block, hashes as the independent walker's does."""
+    out_dir = os.path.join(tmp, "ram-" + name)
+    os.mkdir(out_dir)
+    rc, out, err = inspect(ftvm, "--json", "--extract-ram", out_dir,
+                           os.path.join(QEMU_DIR, name + ".qemu"))
+    check(rc == 0, f"{name}: extract exit {rc} {err}")
+    files = {e["block"]: e["file"] for e in json.loads(out)["extracted"]}
+    check(set(files) == set(sha), f"{name}: extracted {sorted(files)}")
+    for block, want in sha.items():
+        got = hashlib.sha256(open(files[block], "rb").read()).hexdigest() \
+            if block in files else None
+        check(got == want, f"{name}: block {block} sha256 {got} != {want}")
+
+
+def check_qemu_stream(ftvm, name, tmp):
     path = os.path.join(QEMU_DIR, name + ".qemu")
-    vals, blocks = read_expect(os.path.join(QEMU_DIR, name + ".expect"))
+    vals, blocks, sha = read_expect(os.path.join(QEMU_DIR, name + ".expect"))
+    check_extracted_ram(ftvm, name, sha, tmp)
     rc, out, err = inspect(ftvm, "--json", path)
     check(rc == 0, f"{name}: exit {rc}: {err}")
     res = json.loads(out)
@@ -183,7 +203,7 @@ def main():
     ftvm, gen = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("plain", "compress", "xbzrle"):
-            check_qemu_stream(ftvm, name)
+            check_qemu_stream(ftvm, name, tmp)
         check_damaged(ftvm, tmp)
         check_own_streams(ftvm, gen, tmp)
         check_usage(ftvm)
