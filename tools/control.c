@@ -2,6 +2,7 @@
 #include "tools/control.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -294,6 +295,14 @@ int ctl_server_new(ctl_server **out, struct event_base *base,
     int r = clear_stale(path, err, errlen);
     if (r < 0)
         return r;
+    /*
+     * A client that hangs up before its reply would otherwise kill the
+     * whole process (and its VM) with SIGPIPE on the write.
+     */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+
     ctl_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;

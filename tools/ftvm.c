@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tools/inspect.h"
+#include "tools/run.h"
 
 #ifndef FTVM_VERSION
 #define FTVM_VERSION "dev"
@@ -25,6 +26,8 @@ static void usage(FILE *out)
     fputs("usage: ftvm COMMAND [OPTIONS]\n"
           "\n"
           "commands:\n"
+          "  run [OPTIONS] GUEST.elf [ARGS...]\n"
+          "                            run a guest image in a VM\n"
           "  inspect [--json] [--desc S] FILE|-\n"
           "                            show what a checkpoint stream holds\n"
           "\n"
@@ -191,6 +194,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "inspect") == 0)
         return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return run_main(argc - 1, argv + 1);
     fprintf(stderr, "ftvm: unknown command '%s'; see ftvm --help\n", cmd);
     return 2;
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""The guest's network path end to end: udpkv behind `ftvm run --net`.
+
+    net_udpkv.py FTVM UDPKV.elf
+
+The monitor's network backend is a UNIX datagram socket pair in a fresh
+temporary directory; this script is the peer.  It sends Ethernet frames
+carrying IPv4/UDP requests (docs/udpkv-protocol.md), which wake the guest
+blocked in FTVM_HC_POLL, and checks the replies it writes back.  Then it
+stops the monitor with SIGTERM and expects exit status 128 + 15.
+Exits 77 (skipped) without a usable /dev/kvm.  No traffic leaves the
+temporary directory.
+"""
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+GUEST_MAC = bytes.fromhex("020000000007")
+PEER_MAC = bytes.fromhex("02000000000a")
+GUEST_IP = bytes([10, 0, 0, 2])
+PEER_IP = bytes([10, 0, 0, 1])
+PORT = 7777
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def udp_frame(payload, sport=40000):
+    udp = struct.pack("!HHHH", sport, PORT, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17,
+                     0, PEER_IP, GUEST_IP)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    return GUEST_MAC + PEER_MAC + b"\x08\x00" + ip + udp
+
+
+def udp_payload(frame):
+    """The UDP payload of an IPv4/UDP frame to us, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17:
+        return None
+    ihl = (frame[14] & 0xF) * 4
+    udp = frame[14 + ihl:]
+    length = struct.unpack("!H", udp[4:6])[0]
+    return udp[8:length]
+
+
+def fail(msg, proc=None):
+    print("FAIL:", msg, file=sys.stderr)
+    if proc:
+        proc.kill()
+        out, err = proc.communicate()
+        print("--- stdout:\n" + out.decode(errors="replace"), file=sys.stderr)
+        print("--- stderr:\n" + err.decode(errors="replace"), file=sys.stderr)
+    sys.exit(1)
+
+
+def request(sock, proc, text, want):
+    sock.send(udp_frame(text.encode()))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([sock], [], [], 0.5)
+        if not r:
+            continue
+        reply = udp_payload(sock.recv(2048))
+        if reply is None:
+            continue
+        if reply != want.encode():
+            fail("%r answered %r, expected %r" % (text, reply, want), proc)
+        return
+    fail("no reply to %r" % text, proc)
+
+
+def main():
+    ftvm, image = sys.argv[1], sys.argv[2]
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        print("SKIP: /dev/kvm is missing or not usable; the VM tests need KVM")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory(prefix="ftvm-net-udpkv-") as tmp:
+        guest_sock = os.path.join(tmp, "guest.sock")
+        peer_sock = os.path.join(tmp, "peer.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(peer_sock)
+        proc = subprocess.Popen(
+            [ftvm, "run", "--mem", "32M", "--net",
+             "dgram:%s,%s" % (guest_sock, peer_sock),
+             "--mac", GUEST_MAC.hex(":"), image,
+             "ip=10.0.0.2", "port=%d" % PORT],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = proc.stdout.readline().decode()
+        if not line.startswith("udpkv ready"):
+            fail("first line %r" % line, proc)
+        if "mac=02:00:00:00:00:07" not in line:
+            fail("the guest did not get its --mac: %r" % line, proc)
+        sock.connect(guest_sock)
+        for i in range(20):
+            request(sock, proc, "%d PUT key%d value %d" % (i, i, i),
+                    "%d OK\n" % i)
+        t0 = time.monotonic()
+        for i in range(20):
+            request(sock, proc, "g%d GET key%d" % (i, i),
+                    "g%d VALUE value %d\n" % (i, i))
+        ms = (time.monotonic() - t0) * 1000
+        print("20 GET round trips in %.1f ms" % ms)
+        request(sock, proc, "x DEL key3", "x OK\n")
+        request(sock, proc, "y GET key3", "y NOTFOUND\n")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            fail("the monitor ignored SIGTERM", proc)
+        if proc.returncode != 128 + signal.SIGTERM:
+            fail("exit status %d after SIGTERM: %s" %
+                 (proc.returncode, err.decode(errors="replace")))
+        if b"stopped by" not in err:
+            fail("no message on SIGTERM: %r" % err)
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

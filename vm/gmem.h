@@ -1,0 +1,58 @@
+/*
+ * gmem: guest RAM as a set of blocks, each a memfd mapped into the monitor
+ * and given to KVM as one memory slot with dirty logging.
+ *
+ * The blocks are exposed as the ram_block array the RAM codec walks
+ * (checkpoint/ram.h).  Their dirty bitmaps collect two sources: pages the
+ * guest wrote (KVM's log, fetched by gm_sync_dirty) and pages the monitor
+ * wrote on the guest's behalf (hypercall results, received frames), which
+ * KVM cannot see and which vCPU threads record with gm_mark_dirty.  Bits
+ * are only ever OR-ed in: the codec clears them as it sends.
+ *
+ * Every guest address the monitor follows goes through gm_ptr, which
+ * refuses any range not wholly inside one block.
+ */
+#ifndef FTVM_VM_GMEM_H
+#define FTVM_VM_GMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint/ram.h"
+#include "vm/kvm.h"
+
+#define GM_MAX_BLOCKS 8
+
+typedef struct gm_region {
+    uint64_t gpa;
+    int memfd;
+    unsigned long *kvm_bits;    /* scratch for one KVM_GET_DIRTY_LOG */
+    unsigned long *mon_bits;    /* monitor's writes; atomic */
+} gm_region;
+
+typedef struct gmem {
+    kvm_vm *kvm;
+    size_t n;
+    ram_block blocks[GM_MAX_BLOCKS];    /* blocks[i] is slot i */
+    gm_region regions[GM_MAX_BLOCKS];
+} gmem;
+
+void gm_init(gmem *g, kvm_vm *kvm);
+/*
+ * Adds a block of len bytes (a nonzero multiple of the page size) named
+ * name at guest-physical gpa.  0 or -errno with a message.
+ */
+int gm_add(gmem *g, const char *name, uint64_t gpa, uint64_t len,
+           char *err, size_t errlen);
+void gm_free(gmem *g);
+
+/* Host address of [gpa, gpa + len), or NULL unless it lies in one block. */
+void *gm_ptr(const gmem *g, uint64_t gpa, uint64_t len);
+/* Records that the monitor wrote [gpa, gpa + len) (already checked). */
+void gm_mark_dirty(gmem *g, uint64_t gpa, uint64_t len);
+/* Moves KVM's log and the monitor's marks into the blocks' bitmaps. */
+int gm_sync_dirty(gmem *g);
+/* Bytes of RAM in all blocks. */
+uint64_t gm_total(const gmem *g);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * vcpu: one virtual CPU and its architectural state as device state.
+ *
+ * The state lives in two places: in KVM while the vCPU runs, and in a
+ * vcpu_state the save and load code reads and writes.  vcpu_state_fetch
+ * copies KVM's into it (the VM is paused, pending I/O completed);
+ * vcpu_state_push copies it back (before resuming a VM that was loaded).
+ * vcpu_state_desc describes it for devstate: general and segment registers
+ * (every field), control registers, EFER, APIC base, GDT/IDT, XCR0, the
+ * XSAVE area (FPU, SSE and whatever the host saves), the MSRs a 64-bit
+ * guest uses, and pending events.
+ *
+ * Time: the guest's TSC is carried by value.  A loaded vCPU's TSC is set
+ * to the saved value when it is pushed, so the guest's TSC goes on from
+ * where the checkpoint left it, just as the monotonic clock does.
+ */
+#ifndef FTVM_VM_VCPU_H
+#define FTVM_VM_VCPU_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devstate/vmstate.h"
+#include "vm/kvm.h"
+
+/* Room for the XSAVE area; KVM_CAP_XSAVE2 says how much a host uses. */
+#define VCPU_XSAVE_MAX 16384u
+
+/* The MSRs carried, in this order on the wire. */
+enum vcpu_msr {
+    VCPU_MSR_TSC,
+    VCPU_MSR_SYSENTER_CS,
+    VCPU_MSR_SYSENTER_ESP,
+    VCPU_MSR_SYSENTER_EIP,
+    VCPU_MSR_PAT,
+    VCPU_MSR_STAR,
+    VCPU_MSR_LSTAR,
+    VCPU_MSR_CSTAR,
+    VCPU_MSR_SFMASK,
+    VCPU_MSR_KERNEL_GS_BASE,
+    VCPU_MSR_TSC_AUX,
+    VCPU_MSR_MISC_ENABLE,
+    VCPU_NMSRS,
+};
+
+typedef struct vcpu vcpu;
+
+typedef struct vcpu_state {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_vcpu_events events;
+    uint64_t xcr0;
+    uint32_t msr_mask;              /* bit i: msrs[i] is carried */
+    uint64_t msrs[VCPU_NMSRS];
+    uint32_t xsave_len;
+    uint8_t xsave[VCPU_XSAVE_MAX];
+    vcpu *owner;                    /* not state: for the check hook */
+} vcpu_state;
+
+struct vcpu {
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    kvm_vm *kvm;
+    uint32_t msr_supported;         /* mask of vcpu_msr KVM can get/set */
+    bool loaded;                    /* state was loaded; push before running */
+    vcpu_state state;
+};
+
+extern const vms_desc vcpu_state_desc;
+
+/* Creates vCPU index of k.  0, or -errno with a message. */
+int vcpu_create(vcpu **out, kvm_vm *k, unsigned index, char *err,
+                size_t errlen);
+void vcpu_destroy(vcpu *c);
+
+/* KVM's state into c->state, and back.  0 or -errno with a message. */
+int vcpu_state_fetch(vcpu *c, char *err, size_t errlen);
+int vcpu_state_push(vcpu *c, char *err, size_t errlen);
+
+/* Sets the entry state of a booting vCPU (registers, segments, FPU). */
+int vcpu_set_boot(vcpu *c, const struct kvm_regs *regs,
+                  const struct kvm_sregs *sregs, char *err, size_t errlen);
+int vcpu_get_sregs(vcpu *c, struct kvm_sregs *sregs);
+
+#endif

@@ -1,0 +1,512 @@
+/*
+ * vm: creating, booting, pausing, resuming and stopping the machine, and
+ * its event-loop glue.  The vCPU threads are in vm_cpu.c, the registry
+ * entries in vm_state.c.
+ */
+#include "vm/vm.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "vm/boot.h"
+#include "vm/elfload.h"
+#include "vm/vm_impl.h"
+
+void vm_config_init(vm_config *c)
+{
+    static const uint8_t mac[6] = { 0x02, 0x46, 0x54, 0x56, 0x4d, 0x01 };
+
+    memset(c, 0, sizeof(*c));
+    c->mem_size = 256ull << 20;
+    c->vcpus = 1;
+    memcpy(c->mac, mac, 6);
+    c->console_fd = STDOUT_FILENO;
+}
+
+int vm_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned shift = 0;
+
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (errno)
+        return -EINVAL;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case '\0': break;
+    default: return -EINVAL;
+    }
+    if (*end == 'i' || *end == 'B')
+        end += *end == 'i' && end[1] == 'B' ? 2 : 1;
+    if (*end != '\0' || n > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)n << shift;
+    return 0;
+}
+
+/* ---- the console, when nobody else takes it ---- */
+
+static int console_to_fd(void *opaque, const void *buf, size_t len)
+{
+    int fd = *(const int *)opaque;
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- creation ---- */
+
+static void rx_notify(void *opaque)
+{
+    vm *v = opaque;
+
+    pthread_mutex_lock(&v->lock);
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int init_sync(vm *v)
+{
+    pthread_condattr_t ca;
+
+    if (pthread_mutex_init(&v->lock, NULL) != 0)
+        return -ENOMEM;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&v->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc ? -rc : 0;
+}
+
+int vm_check_mem_size(uint64_t mem_size, char *err, size_t errlen)
+{
+    if (mem_size < BOOT_MIN_MEM || mem_size > BOOT_MAX_MEM ||
+        mem_size % BOOT_MEM_ALIGN) {
+        snprintf(err, errlen, "memory size %" PRIu64 " bytes: it must be a "
+                 "multiple of 2 MiB from 4 MiB to 64 GiB", mem_size);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_config(const vm_config *cfg, char *err, size_t errlen)
+{
+    int rc = vm_check_mem_size(cfg->mem_size, err, errlen);
+
+    if (rc < 0)
+        return rc;
+    if (cfg->vcpus < 1 || cfg->vcpus > VM_MAX_VCPUS) {
+        snprintf(err, errlen, "%u vCPUs: 1 to %d are supported", cfg->vcpus,
+                 VM_MAX_VCPUS);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
+{
+    int rc = check_config(cfg, err, errlen);
+    if (rc < 0)
+        return rc;
+    vm *v = calloc(1, sizeof(*v));
+    if (!v) {
+        snprintf(err, errlen, "vm: no memory");
+        return -ENOMEM;
+    }
+    v->cfg = *cfg;
+    v->cfg.net = NULL;
+    v->notify_fd = -1;
+    v->kvm.sys_fd = v->kvm.vm_fd = -1;
+    if (init_sync(v) < 0) {
+        free(v);
+        snprintf(err, errlen, "vm: cannot create its lock");
+        return -ENOMEM;
+    }
+    rc = kvm_open(&v->kvm, err, errlen);
+    if (rc < 0)
+        goto fail;
+    gm_init(&v->gm, &v->kvm);
+    rc = gm_add(&v->gm, "ram0", 0, cfg->mem_size, err, errlen);
+    if (rc < 0)
+        goto fail;
+    for (unsigned i = 0; i < cfg->vcpus; i++) {
+        v->cpus[i].v = v;
+        v->cpus[i].runnable = i == 0;
+        rc = vcpu_create(&v->cpus[i].c, &v->kvm, i, err, errlen);
+        if (rc < 0)
+            goto fail;
+        v->ncpus++;
+    }
+    if (cfg->net) {
+        rc = net_open(&v->net, cfg->net, err, errlen);
+        if (rc < 0)
+            goto fail;
+        net_set_rx_notify(v->net, rx_notify, v);
+    }
+    rc = hc_init(&v->hc, &v->gm, v->net, cfg->mac);
+    if (rc < 0) {
+        snprintf(err, errlen, "vm: no memory for the devices");
+        goto fail;
+    }
+    v->hc.console = cfg->console_fn ? cfg->console_fn : console_to_fd;
+    v->hc.console_opaque = cfg->console_fn ? cfg->console_opaque
+                                           : &v->cfg.console_fd;
+    v->hc.wait = vm_cpu_poll_wait;
+    v->hc.wait_opaque = v;
+
+    rc = ram_saver_new(&v->saver, v->gm.blocks, v->gm.n, &cfg->ram_opts);
+    if (rc == 0)
+        rc = ram_loader_new(&v->loader, v->gm.blocks, v->gm.n);
+    if (rc < 0) {
+        snprintf(err, errlen, "vm: RAM codec: %s", strerror(-rc));
+        goto fail;
+    }
+    v->reg = reg_new();
+    if (!v->reg) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "vm: no memory for the registry");
+        goto fail;
+    }
+    rc = vm_register_state(v, err, errlen);
+    if (rc < 0)
+        goto fail;
+    v->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (v->notify_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "vm: eventfd: %s", strerror(-rc));
+        goto fail;
+    }
+    v->state = VM_CREATED;
+    *out = v;
+    return 0;
+fail:
+    vm_destroy(v);
+    return rc;
+}
+
+/* Whether the host's CPUID offers NX (CPUID 0x80000001 EDX bit 20). */
+static bool cpuid_has_nx(const kvm_vm *k)
+{
+    for (uint32_t i = 0; i < k->cpuid->nent; i++)
+        if (k->cpuid->entries[i].function == 0x80000001)
+            return k->cpuid->entries[i].edx & (1u << 20);
+    return false;
+}
+
+int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
+            size_t errlen)
+{
+    elf_image img;
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    uint64_t mem = v->cfg.mem_size;
+
+    if (v->state != VM_CREATED) {
+        snprintf(err, errlen, "vm: can only boot a VM not yet started");
+        return -EBUSY;
+    }
+    int rc = elf_load(image, &v->gm, BOOT_IMAGE_BASE,
+                      boot_stack_top(mem) - BOOT_STACK_RESERVE, &img, err,
+                      errlen);
+    if (rc < 0)
+        return rc;
+    rc = vcpu_get_sregs(v->cpus[0].c, &sregs);
+    if (rc < 0) {
+        snprintf(err, errlen, "vCPU 0: KVM_GET_SREGS: %s", strerror(-rc));
+        return rc;
+    }
+    rc = boot_setup(&v->gm, mem, &img, cmdline ? cmdline : "",
+                    cpuid_has_nx(&v->kvm), &regs, &sregs, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = vcpu_set_boot(v->cpus[0].c, &regs, &sregs, err, errlen);
+    /* So that a VM saved before it ever ran holds its entry state. */
+    for (unsigned i = 0; rc == 0 && i < v->ncpus; i++)
+        rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
+    if (rc < 0)
+        return rc;
+    v->booted = true;
+    return 0;
+}
+
+/* ---- the event loop ---- */
+
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    vm *v = arg;
+    uint64_t n;
+
+    (void)what;
+    if (read(fd, &n, sizeof(n)) < 0 || v->stop_reported)
+        return;
+    if (vm_get_state(v) == VM_STOPPED && v->on_stop) {
+        v->stop_reported = true;
+        v->on_stop(v, v->on_stop_arg);
+    }
+}
+
+static void on_net(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    net_rx_pump(arg);
+}
+
+int vm_attach(vm *v, struct event_base *base,
+              void (*on_stop)(vm *v, void *arg), void *arg)
+{
+    v->on_stop = on_stop;
+    v->on_stop_arg = arg;
+    v->ev_notify = event_new(base, v->notify_fd, EV_READ | EV_PERSIST,
+                             on_notify, v);
+    if (!v->ev_notify || event_add(v->ev_notify, NULL) < 0)
+        return -ENOMEM;
+    if (v->net) {
+        v->ev_net = event_new(base, net_fd(v->net), EV_READ | EV_PERSIST,
+                              on_net, v->net);
+        if (!v->ev_net || event_add(v->ev_net, NULL) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- running ---- */
+
+/* Loaded state into KVM and the devices, with the lock held. */
+static int push_loaded(vm *v, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < v->ncpus; i++) {
+        vcpu *c = v->cpus[i].c;
+        if (!c->loaded)
+            continue;
+        int rc = vcpu_state_push(c, err, errlen);
+        if (rc < 0)
+            return rc;
+        c->loaded = false;
+        v->booted = true;
+    }
+    hc_resume(&v->hc);
+    return 0;
+}
+
+int vm_start(vm *v, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&v->lock);
+    if (v->state != VM_CREATED) {
+        snprintf(err, errlen, "vm: already started");
+        rc = -EBUSY;
+        goto out;
+    }
+    rc = push_loaded(v, err, errlen);
+    if (rc < 0)
+        goto out;
+    if (!v->booted) {
+        snprintf(err, errlen, "vm: nothing to run: boot an image or load a "
+                 "checkpoint first");
+        rc = -EINVAL;
+        goto out;
+    }
+    v->state = VM_RUNNING;
+    if (v->hc.st.halted) {
+        /* A checkpoint of a guest that had halted: it stays halted. */
+        vm_stop_locked(v, VM_STOP_HALT, v->hc.st.halt_status,
+                       "vm: guest halted with status %u (restored)",
+                       v->hc.st.halt_status);
+        goto out;
+    }
+    for (unsigned i = 0; i < v->ncpus && rc == 0; i++)
+        rc = vm_cpu_start(v, &v->cpus[i], err, errlen);
+    if (rc < 0)
+        vm_stop_locked(v, VM_STOP_ERROR, 0, "vm: %s", err);
+out:
+    pthread_mutex_unlock(&v->lock);
+    return rc;
+}
+
+int vm_pause(vm *v)
+{
+    pthread_mutex_lock(&v->lock);
+    if (v->state != VM_RUNNING) {
+        /* A stopping VM's threads may still be on their way out. */
+        while (v->state == VM_STOPPED && v->nexited < v->nstarted)
+            pthread_cond_wait(&v->cond, &v->lock);
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
+    uint64_t t0 = hc_host_ns();
+    v->pause_req = true;
+    v->pause_t0 = t0;
+    pthread_cond_broadcast(&v->cond);
+    vm_cpu_kick_all(v);
+    while (v->nparked + v->nexited < v->nstarted)
+        pthread_cond_wait(&v->cond, &v->lock);
+    uint64_t t1 = hc_host_ns(), exit_ns = 0;
+    for (unsigned i = 0; i < v->ncpus; i++) {
+        uint64_t left = __atomic_load_n(&v->cpus[i].left_ns,
+                                        __ATOMIC_RELAXED);
+        if (left > t0 && left - t0 > exit_ns)
+            exit_ns = left - t0;
+    }
+    vm_pause_stats *s = &v->pstats;
+    s->pauses++;
+    s->last_exit_ns = exit_ns;
+    s->last_total_ns = t1 - t0;
+    if (exit_ns > s->max_exit_ns)
+        s->max_exit_ns = exit_ns;
+    if (t1 - t0 > s->max_total_ns)
+        s->max_total_ns = t1 - t0;
+    if (v->state == VM_RUNNING)
+        v->state = VM_PAUSED;
+    hc_clock_pause(&v->hc);
+    pthread_mutex_unlock(&v->lock);
+    return 0;
+}
+
+int vm_resume(vm *v, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&v->lock);
+    if (v->state != VM_PAUSED) {
+        snprintf(err, errlen, "vm: not paused");
+        rc = v->state == VM_STOPPED ? -ESHUTDOWN : -EINVAL;
+        goto out;
+    }
+    rc = push_loaded(v, err, errlen);
+    if (rc < 0)
+        goto out;
+    if (v->hc.st.halted) {
+        vm_stop_locked(v, VM_STOP_HALT, v->hc.st.halt_status,
+                       "vm: guest halted with status %u (restored)",
+                       v->hc.st.halt_status);
+        goto out;
+    }
+    v->pause_req = false;
+    v->state = VM_RUNNING;
+    pthread_cond_broadcast(&v->cond);
+out:
+    pthread_mutex_unlock(&v->lock);
+    return rc;
+}
+
+void vm_stop(vm *v)
+{
+    pthread_mutex_lock(&v->lock);
+    vm_stop_locked(v, VM_STOP_REQUESTED, 0, "vm: stopped on request");
+    pthread_mutex_unlock(&v->lock);
+}
+
+void vm_destroy(vm *v)
+{
+    if (!v)
+        return;
+    pthread_mutex_lock(&v->lock);
+    if (v->nstarted)
+        vm_stop_locked(v, VM_STOP_REQUESTED, 0, "vm: stopped on request");
+    pthread_mutex_unlock(&v->lock);
+    for (unsigned i = 0; i < v->ncpus; i++)
+        if (v->cpus[i].started)
+            pthread_join(v->cpus[i].thread, NULL);
+    if (v->ev_notify)
+        event_free(v->ev_notify);
+    if (v->ev_net)
+        event_free(v->ev_net);
+    if (v->notify_fd >= 0)
+        close(v->notify_fd);
+    reg_free(v->reg);
+    ram_saver_free(v->saver);
+    ram_loader_free(v->loader);
+    hc_fini(&v->hc);
+    if (v->net)
+        net_close(v->net);
+    for (unsigned i = 0; i < v->ncpus; i++)
+        vcpu_destroy(v->cpus[i].c);
+    gm_free(&v->gm);
+    if (v->kvm.vm_fd >= 0 || v->kvm.sys_fd >= 0)
+        kvm_close(&v->kvm);
+    pthread_cond_destroy(&v->cond);
+    pthread_mutex_destroy(&v->lock);
+    free(v);
+}
+
+/* ---- accessors ---- */
+
+vm_state vm_get_state(vm *v)
+{
+    pthread_mutex_lock(&v->lock);
+    vm_state s = v->state;
+    pthread_mutex_unlock(&v->lock);
+    return s;
+}
+
+void vm_get_stop_info(vm *v, vm_stop_info *out)
+{
+    pthread_mutex_lock(&v->lock);
+    *out = v->stop;
+    pthread_mutex_unlock(&v->lock);
+}
+
+void vm_get_pause_stats(vm *v, vm_pause_stats *out)
+{
+    pthread_mutex_lock(&v->lock);
+    *out = v->pstats;
+    pthread_mutex_unlock(&v->lock);
+}
+
+reg_registry *vm_registry(vm *v)
+{
+    return v->reg;
+}
+
+ram_block *vm_ram_blocks(vm *v, size_t *n)
+{
+    *n = v->gm.n;
+    return v->gm.blocks;
+}
+
+int vm_sync_dirty(vm *v)
+{
+    return gm_sync_dirty(&v->gm);
+}
+
+void vm_get_ram_stats(vm *v, ram_save_stats *out)
+{
+    *out = v->ram_stats;
+}
+
+ram_saver *vm_ram_saver(vm *v)
+{
+    return v->saver;
+}
+
+net_dev *vm_net(vm *v)
+{
+    return v->net;
+}
+
+uint64_t vm_guest_clock(vm *v)
+{
+    return hc_clock_now(&v->hc);
+}

@@ -1,0 +1,142 @@
+/*
+ * vm: one KVM virtual machine running an ftvm guest (one per process).
+ *
+ * A VM is created with its RAM and vCPUs, then either booted from an ELF
+ * image (vm_boot) or loaded from a checkpoint through its registry
+ * (restore, failover), then started.  Each vCPU runs in a thread of its
+ * own; everything else (pause, resume, stop, saving, network input) is
+ * driven from one event-loop thread.
+ *
+ *     vm_create -> vm_boot | load into vm_registry -> vm_attach -> vm_start
+ *     ... vm_pause -> save or load -> vm_resume ...
+ *     on_stop -> vm_destroy
+ *
+ * Pausing takes every vCPU out of KVM_RUN (a signal and immediate_exit
+ * kick one that is in the guest; one blocked in FTVM_HC_POLL is woken),
+ * completes any port I/O the guest started, and reads each vCPU's state
+ * into the registry's objects.  A paused VM can be saved with reg_save_*
+ * and loaded with the registry as an sv_target; the next vm_resume (or
+ * vm_start) pushes loaded vCPU state into KVM and carries the guest's
+ * clock on from the checkpoint.
+ *
+ * The registry holds: "ram" (live, the RAM codec over vm_ram_blocks),
+ * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt) and, with
+ * a network, "ftvm-net" (MAC and receive queue).  The "ram" entry's START
+ * marks all RAM dirty (a full first copy); each PART or END section syncs
+ * the dirty log and sends what changed.  Pages go out with qf_put_iov: on
+ * an fd channel, flush it before vm_resume.
+ */
+#ifndef FTVM_VM_VM_H
+#define FTVM_VM_VM_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "checkpoint/ram.h"
+#include "devstate/registry.h"
+#include "vm/hc.h"
+#include "vm/net.h"
+
+struct event_base;
+
+#define VM_MAX_VCPUS 64
+/* The signal that kicks a vCPU thread out of KVM_RUN. */
+#define VM_KICK_SIGNAL SIGUSR1
+
+typedef struct vm vm;
+
+typedef struct vm_config {
+    uint64_t mem_size;          /* bytes; a multiple of 2 MiB, 4 MiB..64 GiB */
+    unsigned vcpus;             /* 1..VM_MAX_VCPUS; vCPU 0 runs the guest */
+    const char *net;            /* backend spec (vm/net.h), NULL for none */
+    uint8_t mac[6];             /* the guest's MAC */
+    int console_fd;             /* console output, unless console_fn */
+    hc_console_fn console_fn;   /* e.g. to hold output for output commit */
+    void *console_opaque;
+    ram_save_opts ram_opts;     /* compression for the "ram" entry */
+} vm_config;
+
+/* Defaults: 256 MiB, one vCPU, no network, MAC 02:46:54:56:4d:01, stdout. */
+void vm_config_init(vm_config *c);
+/* Parses "256M", "4G", "1048576" (bytes), "64K" into bytes.  0 or -EINVAL. */
+int vm_parse_size(const char *s, uint64_t *out);
+/* Whether a VM can have mem_size bytes of RAM; -EINVAL with why if not. */
+int vm_check_mem_size(uint64_t mem_size, char *err, size_t errlen);
+
+typedef enum vm_state {
+    VM_CREATED,     /* not started */
+    VM_RUNNING,
+    VM_PAUSED,
+    VM_STOPPED,     /* for good: see vm_stop_info */
+} vm_state;
+
+typedef enum vm_stop_reason {
+    VM_STOP_NONE,
+    VM_STOP_HALT,       /* the guest called FTVM_HC_HALT */
+    VM_STOP_FAULT,      /* the guest broke the ABI or crashed */
+    VM_STOP_ERROR,      /* the monitor failed (a KVM call) */
+    VM_STOP_REQUESTED,  /* vm_stop */
+} vm_stop_reason;
+
+typedef struct vm_stop_info {
+    vm_stop_reason reason;
+    uint8_t status;     /* the guest's, for VM_STOP_HALT */
+    char msg[512];      /* for a person: "vm: guest stopped: ..." */
+} vm_stop_info;
+
+typedef struct vm_pause_stats {
+    uint64_t pauses;
+    /* From the request until the last vCPU was out of KVM_RUN. */
+    uint64_t last_exit_ns, max_exit_ns;
+    /* Until every vCPU was parked with its state read. */
+    uint64_t last_total_ns, max_total_ns;
+} vm_pause_stats;
+
+/*
+ * Creates the VM: RAM (one block, "ram0", at address 0), vCPUs, the
+ * network backend, the registry.  0, or -errno with a message.
+ */
+int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen);
+/*
+ * Loads image into RAM and sets vCPU 0 up to enter it with cmdline (the
+ * guest's arguments, space-separated).  0, or -errno with a message.
+ */
+int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
+            size_t errlen);
+/*
+ * Puts the VM's events on base: network input, and on_stop(v, arg) once
+ * the VM has stopped (the guest halted or faulted, or vm_stop).
+ */
+int vm_attach(vm *v, struct event_base *base,
+              void (*on_stop)(vm *v, void *arg), void *arg);
+/* Starts the vCPU threads of a booted or loaded VM. */
+int vm_start(vm *v, char *err, size_t errlen);
+/* Synchronous; a no-op unless running.  0 or -errno. */
+int vm_pause(vm *v);
+/* Resumes a paused VM, pushing loaded state first.  0 or -errno + msg. */
+int vm_resume(vm *v, char *err, size_t errlen);
+/* Asks the VM to stop for good (from the loop thread); does not wait. */
+void vm_stop(vm *v);
+/* Stops the threads, frees everything. */
+void vm_destroy(vm *v);
+
+vm_state vm_get_state(vm *v);
+void vm_get_stop_info(vm *v, vm_stop_info *out);
+void vm_get_pause_stats(vm *v, vm_pause_stats *out);
+
+reg_registry *vm_registry(vm *v);
+/* The RAM blocks, for the RAM codec and the secondary's cache. */
+ram_block *vm_ram_blocks(vm *v, size_t *n);
+/* Moves pages written since the last sync into the blocks' dirty bitmaps. */
+int vm_sync_dirty(vm *v);
+/* What the last "ram" PART or END section sent. */
+void vm_get_ram_stats(vm *v, ram_save_stats *out);
+ram_saver *vm_ram_saver(vm *v);
+/* The network device, or NULL. */
+net_dev *vm_net(vm *v);
+/* The guest's monotonic clock (ns). */
+uint64_t vm_guest_clock(vm *v);
+
+#endif
