@@ -22,6 +22,7 @@ struct ckf_txn {
     char final[PATH_MAX];
     int fd;
     qfile *f;
+    uint64_t seq;
 };
 
 /* The sequence number of "ckpt-NNNNNNNN.ftvm", or -1 for any other name. */
@@ -94,6 +95,9 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
+static int open_txn(ckf_txn **out, const char *dir, const char *final,
+                    const char *tmp, char *err, size_t errlen);
+
 int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
 {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
@@ -113,16 +117,48 @@ int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
     long long next = n ? seqs[n - 1] + 1 : 1;
     free(seqs);
 
+    char final[PATH_MAX], tmp[PATH_MAX];
+    snprintf(final, sizeof(final), "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
+             next);
+    snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "%08lld" CKF_SUFFIX
+             TMP_SUFFIX, dir, next);
+    r = open_txn(out, dir, final, tmp, err, errlen);
+    if (r == 0)
+        (*out)->seq = (uint64_t)next;
+    return r;
+}
+
+int ckf_begin_file(ckf_txn **out, const char *path, char *err,
+                   size_t errlen)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s" TMP_SUFFIX, path) >=
+        sizeof(tmp)) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -ENAMETOOLONG;
+    }
+    return open_txn(out, dir, path, tmp, err, errlen);
+}
+
+static int open_txn(ckf_txn **out, const char *dir, const char *final,
+                    const char *tmp, char *err, size_t errlen)
+{
     ckf_txn *t = calloc(1, sizeof(*t));
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    snprintf(t->final, sizeof(t->final), "%s/" PREFIX "%08lld" CKF_SUFFIX,
-             dir, next);
-    snprintf(t->tmp, sizeof(t->tmp), "%s/" TMP_PREFIX "%08lld" CKF_SUFFIX
-             TMP_SUFFIX, dir, next);
+    snprintf(t->final, sizeof(t->final), "%s", final);
+    snprintf(t->tmp, sizeof(t->tmp), "%s", tmp);
     t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (t->fd < 0) {
         int e = errno;
@@ -141,6 +177,7 @@ int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
 }
 
 qfile *ckf_stream(ckf_txn *t) { return t->f; }
+uint64_t ckf_seq(const ckf_txn *t) { return t->seq; }
 const char *ckf_path(const ckf_txn *t) { return t->final; }
 
 void ckf_abort(ckf_txn *t)

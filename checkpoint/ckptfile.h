@@ -28,8 +28,16 @@ typedef struct ckf_txn ckf_txn;
  * and the transaction, or -errno with a message naming the path in err.
  */
 int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen);
+/*
+ * Starts a checkpoint that replaces exactly path on commit (written as
+ * PATH.tmp beside it).  Same contract as ckf_begin.
+ */
+int ckf_begin_file(ckf_txn **out, const char *path, char *err,
+                   size_t errlen);
 /* The channel to write the stream into. */
 qfile *ckf_stream(ckf_txn *t);
+/* The checkpoint's sequence number in its directory (0 for a file). */
+uint64_t ckf_seq(const ckf_txn *t);
 /* The final path the checkpoint gets on commit. */
 const char *ckf_path(const ckf_txn *t);
 /*

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zlib.h>
 
 typedef enum qf_kind {
     QF_KIND_FD,
@@ -42,6 +43,9 @@ struct qfile {
     off_t start;        /* fd readers: file offset of the first byte */
     uint64_t done;      /* bytes consumed or produced before buf's window */
     uint64_t base;
+
+    bool crc_on;        /* a running CRC-32 of the bytes since qf_crc_start */
+    uint32_t crc;
 
     int err;
     uint64_t err_off;
@@ -234,6 +238,27 @@ static void fd_queue_internal(qfile *f, const void *p, size_t n)
     f->niov++;
 }
 
+static void crc_add(qfile *f, const void *p, size_t n)
+{
+    while (n > 0) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        f->crc = (uint32_t)crc32(f->crc, p, chunk);
+        p = (const uint8_t *)p + chunk;
+        n -= chunk;
+    }
+}
+
+void qf_crc_start(qfile *f)
+{
+    f->crc_on = true;
+    f->crc = (uint32_t)crc32(0, Z_NULL, 0);
+}
+
+uint32_t qf_crc(const qfile *f)
+{
+    return f->crc;
+}
+
 static void put_bytes(qfile *f, const void *p, size_t n)
 {
     if (f->err || n == 0)
@@ -242,6 +267,8 @@ static void put_bytes(qfile *f, const void *p, size_t n)
         qf_fail(f, -EBADF, "write to a read channel");
         return;
     }
+    if (f->crc_on)
+        crc_add(f, p, n);
     if (f->kind == QF_KIND_MEM) {
         if (mem_reserve(f, n)) {
             memcpy(f->buf + f->len, p, n);
@@ -265,7 +292,8 @@ void qf_put_iov(qfile *f, const void *buf, size_t len)
 {
     if (f->err || len == 0)
         return;
-    if (f->kind != QF_KIND_FD || f->dir != QF_WRITE) {
+    /* A checksum must cover the bytes as written: copy them now. */
+    if (f->kind != QF_KIND_FD || f->dir != QF_WRITE || f->crc_on) {
         put_bytes(f, buf, len);
         return;
     }
@@ -394,6 +422,8 @@ const uint8_t *qf_get_ptr(qfile *f, size_t len)
         return NULL;
     const uint8_t *p = f->buf + f->pos;
     f->pos += len;
+    if (f->crc_on)
+        crc_add(f, p, len);
     return p;
 }
 
@@ -482,5 +512,7 @@ int qf_rewind(qfile *f)
     }
     f->pos = 0;
     f->done = 0;
+    if (f->crc_on)
+        qf_crc_start(f);
     return 0;
 }

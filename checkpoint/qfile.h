@@ -95,6 +95,15 @@ int64_t qf_remaining(const qfile *f);
  */
 int qf_rewind(qfile *f);
 
+/*
+ * A running CRC-32 (zlib's) of every byte put or consumed from now on; a
+ * rewind restarts it.  While it runs, qf_put_iov copies, so that the sum
+ * covers the bytes as they are written even if the caller's memory (a
+ * running guest's page) changes before the flush.
+ */
+void qf_crc_start(qfile *f);
+uint32_t qf_crc(const qfile *f);
+
 /* ---- position and errors ---- */
 
 /* Bytes consumed (reading) or produced (writing) since open or rewind. */

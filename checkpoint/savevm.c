@@ -618,8 +618,11 @@ int sv_load_checked(sv_loader *l, qfile *f)
     size_t sections_before = l->nsections;
     int r = load_whole(l, f, MODE_VALIDATE);
     l->nsections = sections_before;
+    if (r == 0 && l->ops.validated && (r = l->ops.validated(l->opaque, f)) < 0
+        && !qf_error(f))
+        qf_fail(f, r, "the stream was refused after validation");
     if (r < 0)
-        return r;
+        return qf_error(f);
     r = qf_rewind(f);
     if (r < 0)
         return qf_fail(f, r, "cannot rewind to apply: the channel is not "

@@ -130,6 +130,12 @@ typedef struct sv_target_ops {
     int (*command)(void *opaque, sv_cmd cmd);
     /* Optional: told of every record as it is applied (not validated). */
     void (*observe)(void *opaque, const sv_record *rec);
+    /*
+     * Optional, for sv_load_checked: the last word after the whole stream
+     * validated and before any of it is applied (a required section that
+     * never came, say).  0, or an error latched on f with qf_fail.
+     */
+    int (*validated)(void *opaque, qfile *f);
 } sv_target_ops;
 
 /* Why sv_load_main() stopped without error. */

@@ -506,3 +506,31 @@ int vmdesc_decode(qfile *f, const json_t *device_desc, json_t **values)
     *values = out;
     return 0;
 }
+
+/* Searching further back than this would be a description over 64 MiB. */
+#define VMDESC_SEARCH (64u << 20)
+
+json_t *vmdesc_find_at_end(const uint8_t *d, size_t len, size_t *at)
+{
+    if (len < 7)
+        return NULL;
+    size_t lo = len > VMDESC_SEARCH ? len - VMDESC_SEARCH : 1;
+    for (size_t p = len - 6; p >= lo; p--) {
+        if (d[p] == SV_VMDESCRIPTION && d[p - 1] == SV_EOF &&
+            d[p + 5] == '{') {
+            uint32_t n = (uint32_t)d[p + 1] << 24 |
+                         (uint32_t)d[p + 2] << 16 |
+                         (uint32_t)d[p + 3] << 8 | d[p + 4];
+            json_t *j = (uint64_t)p + 5 + n == len
+                            ? json_loadb((const char *)d + p + 5, n, 0, NULL)
+                            : NULL;
+            if (j) {
+                *at = p;
+                return j;
+            }
+        }
+        if (p == lo)
+            break;
+    }
+    return NULL;
+}

@@ -43,6 +43,15 @@ json_t *vmdesc_find_device(const json_t *vmdesc, const char *idstr,
 char *vmdesc_dump(const json_t *vmdesc, size_t *len);
 
 /*
+ * The description of a complete stream held in memory: it sits after the
+ * final EOF as 0x00, 0x06, be32 length, JSON, ending exactly at the end.
+ * Scanning back for a length that lands on the end finds it without
+ * parsing device sections, whose lengths only the description knows.
+ * Returns the parsed JSON and its record's offset in *at, or NULL.
+ */
+json_t *vmdesc_find_at_end(const uint8_t *data, size_t len, size_t *at);
+
+/*
  * Reads one device section's body from f, guided by a device object of a
  * VM description (ours or the reference's), and returns in *values an
  * object of field name to value: integers as numbers (unsigned 64-bit

@@ -28,6 +28,8 @@ static void usage(FILE *out)
           "commands:\n"
           "  run [OPTIONS] GUEST.elf [ARGS...]\n"
           "                            run a guest image in a VM\n"
+          "  restore [OPTIONS] CHECKPOINT\n"
+          "                            carry a VM on from a checkpoint file\n"
           "  inspect [--json] [--desc S] FILE|-\n"
           "                            show what a checkpoint stream holds\n"
           "\n"
@@ -196,6 +198,8 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return run_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "restore") == 0)
+        return restore_main(argc - 1, argv + 1);
     fprintf(stderr, "ftvm: unknown command '%s'; see ftvm --help\n", cmd);
     return 2;
 }

@@ -13,42 +13,16 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
+#include "checkpoint/trailer.h"
 #include "devstate/vmdesc.h"
-
-/* A VM description is searched for in this many bytes before the end. */
-#define VMDESC_SEARCH (64u << 20)
 
 typedef struct inspector {
     json_t *vmdesc;         /* the stream's description, or NULL */
     ram_loader *ram;        /* created at the first ram section */
     json_t *records;        /* NULL: not collected (extraction pass) */
     json_t *devices;
+    json_t *seals;          /* ftvm-ckpt trailers checked */
 } inspector;
-
-/*
- * The description sits after the final EOF: 0x00, 0x06, be32 length, JSON,
- * and nothing after it.  Scanning back for a length that lands exactly on
- * the end finds it without parsing device sections, whose lengths only the
- * description knows.
- */
-static json_t *find_vmdesc(const uint8_t *d, size_t len, size_t *at)
-{
-    size_t lo = len > VMDESC_SEARCH ? len - VMDESC_SEARCH : 0;
-    for (size_t p = len >= 6 ? len - 6 : 0; p > lo && len >= 6; p--) {
-        if (d[p] != SV_VMDESCRIPTION || d[p - 1] != SV_EOF || d[p + 5] != '{')
-            continue;
-        uint32_t n = (uint32_t)d[p + 1] << 24 | (uint32_t)d[p + 2] << 16 |
-                     (uint32_t)d[p + 3] << 8 | d[p + 4];
-        if ((uint64_t)p + 5 + n != len)
-            continue;
-        json_t *j = json_loadb((const char *)d + p + 5, n, 0, NULL);
-        if (j) {
-            *at = p;
-            return j;
-        }
-    }
-    return NULL;
-}
 
 static json_t *find_device(const inspector *in, const sv_section *sec)
 {
@@ -74,6 +48,15 @@ static int on_section(void *opaque, qfile *f, const sv_section *sec,
         if (!in->ram && ram_loader_new_inspect(&in->ram) < 0)
             return qf_fail(f, -ENOMEM, "no memory for the RAM inspector");
         return ram_load(in->ram, f, sec->version_id, pass);
+    }
+    if (strcmp(sec->idstr, CKT_IDSTR) == 0) {
+        ckt_info ci;
+        int r = ckt_load(f, sec, &ci);
+        if (r == 0 && pass == SV_PASS_APPLY && in->seals)
+            json_array_append_new(in->seals, json_pack(
+                "{s:I, s:I, s:s}", "checkpoint_id", (json_int_t)ci.id,
+                "bytes_covered", (json_int_t)ci.covered, "checksum", "ok"));
+        return r;
     }
     if (sec->type != SV_SECTION_FULL)
         return qf_fail(f, -ENOTSUP,
@@ -220,6 +203,8 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
     if (r == 0)
         r = ram_loader_new(&in.ram, blocks, n);
     qfile *f = r == 0 ? qf_open_view(data, len, name) : NULL;
+    if (f)
+        qf_crc_start(f);
     sv_loader *l = f ? sv_loader_new(&inspect_ops, &in, NULL) : NULL;
     if (r == 0 && (!f || !l))
         r = -ENOMEM;
@@ -263,13 +248,15 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
 int insp_show(const uint8_t *data, size_t len, const char *name,
               const insp_opts *opts, FILE *out)
 {
-    inspector in = { .records = json_array(), .devices = json_array() };
+    inspector in = { .records = json_array(), .devices = json_array(),
+                     .seals = json_array() };
     size_t vmdesc_at = len;
-    in.vmdesc = find_vmdesc(data, len, &vmdesc_at);
+    in.vmdesc = vmdesc_find_at_end(data, len, &vmdesc_at);
     if (opts->desc_from) {
         size_t at;
         json_decref(in.vmdesc);
-        in.vmdesc = find_vmdesc(opts->desc_from, opts->desc_from_len, &at);
+        in.vmdesc = vmdesc_find_at_end(opts->desc_from,
+                                       opts->desc_from_len, &at);
         if (!in.vmdesc) {
             fprintf(stderr, "inspect: the --desc stream ends with no VM "
                     "description\n");
@@ -286,6 +273,7 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
     qfile *f = qf_open_view(data, vmdesc_at, name);
     if (!f)
         return 2;
+    qf_crc_start(f);
     int r = walk(&in, f, res, vmdesc_at);
     int xr = 0;
     if (r == 0 && opts->extract_dir && in.ram)
@@ -299,6 +287,7 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
     json_object_set_new(res, "records", in.records);
     json_object_set_new(res, "ram_blocks", ram_summary(in.ram));
     json_object_set_new(res, "devices", in.devices);
+    json_object_set_new(res, "checkpoints", in.seals);
     json_object_set_new(res, "error", r == 0 ? json_null() : json_pack(
         "{s:i, s:s, s:s, s:I}", "code", -r, "errno", strerror(-r),
         "message", qf_errmsg(f), "offset", (json_int_t)qf_error_offset(f)));
@@ -452,14 +441,18 @@ static void render_text(json_t *res, FILE *out)
     else
         fputs("VM description: none (device sections cannot be decoded)\n",
               out);
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(res, "checkpoints"), i, d)
+        fprintf(out, "checkpoint %" JSON_INTEGER_FORMAT ": checksum ok over "
+                "%" JSON_INTEGER_FORMAT " bytes\n",
+                geti(d, "checkpoint_id"), geti(d, "bytes_covered"));
     render_records(res, out);
     render_ram(res, out);
 
     json_t *devs = json_object_get(res, "devices");
     if (json_array_size(devs) > 0)
         fputs("\ndevices:\n", out);
-    size_t i;
-    json_t *d;
     json_array_foreach(devs, i, d) {
         fprintf(out, "  %s (instance %" JSON_INTEGER_FORMAT ", version %"
                 JSON_INTEGER_FORMAT "):", gets(d, "name"),

@@ -13,44 +13,98 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/thread.h>
+
+#include "tools/control.h"
+#include "tools/restore.h"
+#include "tools/vmctl.h"
 #include "vm/net.h"
 #include "vm/vm.h"
 
+typedef enum run_mode {
+    MODE_RUN,       /* boot a guest image */
+    MODE_RESTORE,   /* carry on from a checkpoint file */
+} run_mode;
+
 typedef struct run_opts {
+    run_mode mode;
     vm_config cfg;
-    const char *image;
+    bool mem_given;
+    const char *image;      /* MODE_RUN: the guest; MODE_RESTORE: the file */
     char *cmdline;          /* the guest's arguments, space-separated */
+    const char *control;    /* control socket path, or NULL */
+    vmc_opts ck;
 } run_opts;
 
 typedef struct run_ctx {
     vm *v;
     struct event_base *base;
     int signal;             /* the one that stopped us, or 0 */
+    const run_opts *o;
 } run_ctx;
 
-static void usage(FILE *out)
+static void usage(FILE *out, run_mode mode)
 {
-    fputs("usage: ftvm run [OPTIONS] GUEST.elf [GUEST ARGS...]\n"
-          "Runs a guest image in a KVM virtual machine, its console on\n"
-          "stdout, and exits with the status the guest halts with.\n"
-          "Options end at the image: what follows goes to the guest.\n"
-          "\n"
+    if (mode == MODE_RUN)
+        fputs("usage: ftvm run [OPTIONS] GUEST.elf [GUEST ARGS...]\n"
+              "Runs a guest image in a KVM virtual machine, its console on\n"
+              "stdout, and exits with the status the guest halts with.\n"
+              "Options end at the image: what follows goes to the guest.\n",
+              out);
+    else
+        fputs("usage: ftvm restore [OPTIONS] CHECKPOINT\n"
+              "Carries on a VM from a checkpoint file (ftvm run\n"
+              "--checkpoint-dir, ftvmctl save): RAM size and vCPUs come\n"
+              "from the file, which is checked in full before the VM runs.\n",
+              out);
+    fputs("\n"
           "options:\n"
           "  -m, --mem SIZE     guest RAM: bytes, or with K, M or G; a\n"
-          "                     multiple of 2M from 4M to 64G (default 256M)\n"
+          "                     multiple of 2M from 4M to 64G (default 256M;\n"
+          "                     restore: the file's, and it must match)\n"
           "      --vcpus N      vCPUs (default 1; vCPU 0 runs the guest)\n"
           "      --net SPEC     network backend: tap:IFNAME or\n"
           "                     dgram:LOCAL,REMOTE (see docs/network.md)\n"
           "      --mac MAC      the guest's MAC (default 02:46:54:56:4d:01)\n"
+          "      --control PATH a control socket for ftvmctl (mode 0600)\n"
+          "      --checkpoint-dir DIR\n"
+          "                     where checkpoints go (ftvmctl checkpoint)\n"
+          "      --checkpoint-every TIME\n"
+          "                     write one every TIME (e.g. 5s, 500ms, 2m)\n"
+          "      --keep N       keep the newest N checkpoints (default 3)\n"
+          "      --compress N   zlib level 1-9 for checkpoint pages (0 off)\n"
           "  -h, --help         this help\n"
-          "\n"
-          "exit status: the guest's halt status (0..255), or\n"
+          "\n", out);
+    fputs("exit status: the guest's halt status (0..255), or\n"
           "  2    bad command line\n"
           "  120  the VM could not be set up (no /dev/kvm, bad image, ...)\n"
           "  121  the guest was stopped: it broke the hypercall ABI or\n"
           "       crashed (stderr says how)\n"
           "  122  the monitor failed while running the guest\n"
           "  128+N  stopped by signal N (SIGINT, SIGTERM)\n", out);
+}
+
+/* "5s", "500ms", "2m", "1h", or a bare number of seconds. */
+static int parse_duration(const char *s, uint64_t *ns)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v <= 0)
+        return -EINVAL;
+    double mult = 1e9;
+    if (strcmp(end, "ms") == 0)
+        mult = 1e6;
+    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+        mult = 60e9;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600e9;
+    else if (*end && strcmp(end, "s") != 0)
+        return -EINVAL;
+    if (v * mult < 1e6 || v * mult > 1e18)
+        return -ERANGE;
+    *ns = (uint64_t)(v * mult);
+    return 0;
 }
 
 /* The guest splits its command line on spaces: an argument cannot hold one. */
@@ -80,19 +134,27 @@ static int join_args(run_opts *o, int argc, char **argv)
 /* 0 to go on, or the exit status (0 after --help). */
 static int parse(run_opts *o, int argc, char **argv, bool *done)
 {
-    enum { OPT_VCPUS = 256, OPT_NET, OPT_MAC };
+    enum { OPT_VCPUS = 256, OPT_NET, OPT_MAC, OPT_CONTROL, OPT_CKDIR,
+           OPT_CKEVERY, OPT_KEEP, OPT_COMPRESS };
     static const struct option opts[] = {
         { "mem", required_argument, NULL, 'm' },
         { "vcpus", required_argument, NULL, OPT_VCPUS },
         { "net", required_argument, NULL, OPT_NET },
         { "mac", required_argument, NULL, OPT_MAC },
+        { "control", required_argument, NULL, OPT_CONTROL },
+        { "checkpoint-dir", required_argument, NULL, OPT_CKDIR },
+        { "checkpoint-every", required_argument, NULL, OPT_CKEVERY },
+        { "keep", required_argument, NULL, OPT_KEEP },
+        { "compress", required_argument, NULL, OPT_COMPRESS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    const char *cmd = o->mode == MODE_RUN ? "ftvm run" : "ftvm restore";
     int c;
 
     *done = false;
     vm_config_init(&o->cfg);
+    o->ck.keep = 3;
     optind = 0;     /* a fresh scan, whoever parsed before */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+m:h", opts, NULL)) != -1) {
@@ -108,6 +170,39 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
                 fprintf(stderr, "ftvm run: --mem '%s': %s\n", optarg, why);
                 return RUN_EXIT_USAGE;
             }
+            o->mem_given = true;
+            break;
+        }
+        case OPT_CONTROL:
+            o->control = optarg;
+            break;
+        case OPT_CKDIR:
+            o->ck.checkpoint_dir = optarg;
+            break;
+        case OPT_CKEVERY:
+            if (parse_duration(optarg, &o->ck.checkpoint_every_ns) < 0) {
+                fprintf(stderr, "%s: --checkpoint-every '%s': expected a "
+                        "time from 1ms up, such as 5s or 500ms\n", cmd,
+                        optarg);
+                return RUN_EXIT_USAGE;
+            }
+            break;
+        case OPT_KEEP:
+        case OPT_COMPRESS: {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            bool keep = c == OPT_KEEP;
+            if (*end || end == optarg || n < (keep ? 1 : 0) ||
+                n > (keep ? 100000 : 9)) {
+                fprintf(stderr, "%s: --%s '%s': expected %s\n", cmd,
+                        keep ? "keep" : "compress", optarg,
+                        keep ? "a count from 1" : "a zlib level 0 to 9");
+                return RUN_EXIT_USAGE;
+            }
+            if (keep)
+                o->ck.keep = (unsigned)n;
+            else
+                o->cfg.ram_opts.compress_level = (int)n;
             break;
         }
         case OPT_VCPUS: {
@@ -132,7 +227,7 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
             }
             break;
         case 'h':
-            usage(stdout);
+            usage(stdout, o->mode);
             *done = true;
             return 0;
         default:
@@ -141,12 +236,25 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
             return RUN_EXIT_USAGE;
         }
     }
+    if (o->ck.checkpoint_every_ns && !o->ck.checkpoint_dir) {
+        fprintf(stderr, "%s: --checkpoint-every needs --checkpoint-dir\n",
+                cmd);
+        return RUN_EXIT_USAGE;
+    }
     if (optind >= argc) {
-        fputs("ftvm run: no guest image given; see ftvm run --help\n",
-              stderr);
+        fprintf(stderr, "%s: no %s given; see %s --help\n", cmd,
+                o->mode == MODE_RUN ? "guest image" : "checkpoint file", cmd);
         return RUN_EXIT_USAGE;
     }
     o->image = argv[optind];
+    if (o->mode == MODE_RESTORE) {
+        if (optind + 1 < argc) {
+            fprintf(stderr, "%s: one checkpoint file only; '%s' is extra\n",
+                    cmd, argv[optind + 1]);
+            return RUN_EXIT_USAGE;
+        }
+        return 0;
+    }
     if (join_args(o, argc - optind - 1, argv + optind + 1) < 0)
         return RUN_EXIT_USAGE;
     return 0;
@@ -176,7 +284,9 @@ static int exit_status(run_ctx *ctx)
 
     vm_get_stop_info(ctx->v, &si);
     if (ctx->signal) {
-        fprintf(stderr, "ftvm run: stopped by %s\n", strsignal(ctx->signal));
+        fprintf(stderr, "ftvm %s: stopped by %s\n",
+                ctx->o->mode == MODE_RUN ? "run" : "restore",
+                strsignal(ctx->signal));
         return RUN_EXIT_SIGNAL + ctx->signal;
     }
     switch (si.reason) {
@@ -197,7 +307,11 @@ static int run_loop(run_ctx *ctx)
     struct event *sigs[2] = { NULL, NULL };
     const int signos[2] = { SIGINT, SIGTERM };
     int status = RUN_EXIT_ERROR;
+    ctl_server *ctl = NULL;
+    vmc *vc = NULL;
 
+    /* Checkpoints are written on a thread that wakes the loop when done. */
+    evthread_use_pthreads();
     ctx->base = event_base_new();
     if (!ctx->base) {
         fputs("ftvm run: cannot create the event loop\n", stderr);
@@ -216,14 +330,33 @@ static int run_loop(run_ctx *ctx)
         status = RUN_EXIT_SETUP;
         goto out;
     }
+    if (ctx->o->control &&
+        ctl_server_new(&ctl, ctx->base, ctx->o->control,
+                       ctx->o->mode == MODE_RUN ? "run" : "restore", err,
+                       sizeof(err)) < 0) {
+        fprintf(stderr, "ftvm: %s\n", err);
+        status = RUN_EXIT_SETUP;
+        goto out;
+    }
+    if (vmc_new(&vc, ctx->v, ctx->base, ctl, &ctx->o->ck, err,
+                sizeof(err)) < 0) {
+        fprintf(stderr, "ftvm: %s\n", err);
+        status = RUN_EXIT_SETUP;
+        goto out;
+    }
     if (vm_start(ctx->v, err, sizeof(err)) < 0) {
         fprintf(stderr, "ftvm run: %s\n", err);
         status = RUN_EXIT_SETUP;
         goto out;
     }
     event_base_dispatch(ctx->base);
+    /* A checkpoint being written ends (and fails) before the VM goes. */
+    while (vmc_busy(vc))
+        event_base_loop(ctx->base, EVLOOP_ONCE);
     status = exit_status(ctx);
 out:
+    ctl_server_free(ctl);
+    vmc_free(vc);
     /* The VM's events live on the base: free the VM first. */
     vm_destroy(ctx->v);
     ctx->v = NULL;
@@ -234,11 +367,49 @@ out:
     return status;
 }
 
-int run_main(int argc, char **argv)
+static char *fmt_size(uint64_t b, char *buf, size_t len)
 {
-    run_opts o = { .cmdline = NULL };
-    run_ctx ctx = { .v = NULL };
-    char err[512];
+    if (b % (1ull << 30) == 0)
+        snprintf(buf, len, "%lluG", (unsigned long long)(b >> 30));
+    else
+        snprintf(buf, len, "%lluM", (unsigned long long)(b >> 20));
+    return buf;
+}
+
+/* Shapes the VM after the checkpoint, creates it and loads it. */
+static int restore_vm(run_opts *o, run_ctx *ctx, char *err, size_t errlen)
+{
+    rst_info info;
+    int r = rst_probe(o->image, &info, err, errlen);
+    if (r < 0)
+        return r;
+    char a[32], b[32];
+    if (o->mem_given && o->cfg.mem_size != info.mem_size) {
+        snprintf(err, errlen, "%s was saved from a VM with %s of RAM; "
+                 "--mem %s differs", o->image,
+                 fmt_size(info.mem_size, a, sizeof(a)),
+                 fmt_size(o->cfg.mem_size, b, sizeof(b)));
+        return -EINVAL;
+    }
+    if (info.has_net && !o->cfg.net) {
+        snprintf(err, errlen, "%s holds a VM with a network device: give "
+                 "--net (a TAP device or datagram socket to attach)",
+                 o->image);
+        return -EINVAL;
+    }
+    o->cfg.mem_size = info.mem_size;
+    o->cfg.vcpus = info.vcpus;
+    r = vm_create(&ctx->v, &o->cfg, err, errlen);
+    if (r == 0)
+        r = rst_load(ctx->v, o->image, err, errlen);
+    return r;
+}
+
+static int main_common(run_mode mode, int argc, char **argv)
+{
+    run_opts o = { .mode = mode };
+    run_ctx ctx = { .v = NULL, .o = &o };
+    char err[1024];
     bool done;
 
     int status = parse(&o, argc, argv, &done);
@@ -249,13 +420,30 @@ int run_main(int argc, char **argv)
     /* A console reader that goes away must not kill the monitor. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (vm_create(&ctx.v, &o.cfg, err, sizeof(err)) < 0 ||
-        vm_boot(ctx.v, o.image, o.cmdline, err, sizeof(err)) < 0) {
-        fprintf(stderr, "ftvm run: %s\n", err);
-        vm_destroy(ctx.v);
-        free(o.cmdline);
-        return RUN_EXIT_SETUP;
+    int r;
+    if (mode == MODE_RUN) {
+        r = vm_create(&ctx.v, &o.cfg, err, sizeof(err));
+        if (r == 0)
+            r = vm_boot(ctx.v, o.image, o.cmdline, err, sizeof(err));
+    } else {
+        r = restore_vm(&o, &ctx, err, sizeof(err));
     }
     free(o.cmdline);
+    if (r < 0) {
+        fprintf(stderr, "%s: %s\n", mode == MODE_RUN ? "ftvm run"
+                                                     : "ftvm restore", err);
+        vm_destroy(ctx.v);
+        return RUN_EXIT_SETUP;
+    }
     return run_loop(&ctx);
+}
+
+int run_main(int argc, char **argv)
+{
+    return main_common(MODE_RUN, argc, argv);
+}
+
+int restore_main(int argc, char **argv)
+{
+    return main_common(MODE_RESTORE, argc, argv);
 }

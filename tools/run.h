@@ -20,5 +20,7 @@ enum {
 
 /* argv[0] is "run"; returns the exit status. */
 int run_main(int argc, char **argv);
+/* argv[0] is "restore": the same, from a checkpoint file. */
+int restore_main(int argc, char **argv);
 
 #endif

@@ -119,6 +119,32 @@ static void test_prune_keeps_newest(void **state)
     assert_non_null(strstr(p, "ckpt-00000006"));
 }
 
+static void test_single_file(void **state)
+{
+    (void)state;
+    char path[512], err[512];
+    snprintf(path, sizeof(path), "%s/vm.ftvm", dir);
+    for (int round = 0; round < 2; round++) {
+        ckf_txn *t;
+        assert_int_equal(ckf_begin_file(&t, path, err, sizeof(err)), 0);
+        assert_string_equal(ckf_path(t), path);
+        qf_put_buf(ckf_stream(t), round ? "new" : "old", 3);
+        /* Until commit the old file (or none) is what is there. */
+        assert_int_equal(access(path, F_OK), round ? 0 : -1);
+        assert_int_equal(ckf_commit(t, err, sizeof(err)), 0);
+    }
+    FILE *f = fopen(path, "r");
+    char buf[4] = { 0 };
+    assert_int_equal(fread(buf, 1, 3, f), 3);
+    fclose(f);
+    assert_string_equal(buf, "new");
+    assert_int_equal(count_files(dir), 1);
+    ckf_txn *t;
+    snprintf(path, sizeof(path), "%s/missing/vm.ftvm", dir);
+    assert_int_equal(ckf_begin_file(&t, path, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "missing/vm.ftvm.tmp"));
+}
+
 static void test_bad_directory(void **state)
 {
     (void)state;
@@ -175,6 +201,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_single_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
     };

@@ -1,0 +1,45 @@
+/*
+ * trailer: the section that seals an ftvm checkpoint.
+ *
+ * The reference format has no checksum, so a flipped bit in a page is
+ * loaded as guest memory.  ftvm ends every checkpoint (a file, and later
+ * each replication package) with a device-state section of its own,
+ * "ftvm-ckpt", carrying the checkpoint's id and a CRC-32 of every byte of
+ * the stream before the section's body.  A reader of the reference format
+ * sees one more device section; ftvm's loader refuses a checkpoint whose
+ * sum does not match, before anything is applied.
+ *
+ * Body (big-endian): u64 checkpoint id, u64 bytes covered, u32 CRC-32.
+ */
+#ifndef FTVM_CHECKPOINT_TRAILER_H
+#define FTVM_CHECKPOINT_TRAILER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/qfile.h"
+#include "checkpoint/savevm.h"
+
+#define CKT_IDSTR "ftvm-ckpt"
+#define CKT_VERSION 1u
+
+typedef struct ckt_info {
+    uint64_t id;
+    uint64_t covered;   /* bytes the sum covers, from the stream's start */
+    uint32_t crc;
+} ckt_info;
+
+/*
+ * Writes the trailer as a FULL section with its footer.  f must have had
+ * qf_crc_start() called at its first byte.
+ */
+void ckt_put(qfile *f, uint32_t section_id, uint64_t id);
+
+/*
+ * Reads a trailer's body (the loader has read its header) and checks it
+ * against f's running sum, which must have started at the stream's first
+ * byte.  0, or -EBADMSG / -EINVAL latched on f with a message.
+ */
+int ckt_load(qfile *f, const sv_section *sec, ckt_info *out);
+
+#endif

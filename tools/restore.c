@@ -1,0 +1,170 @@
+/* restore: see restore.h. */
+#include "tools/restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint/ram.h"
+#include "checkpoint/savevm.h"
+#include "checkpoint/trailer.h"
+#include "devstate/vmdesc.h"
+
+/* The block list of the "ram" START that opens every ftvm checkpoint. */
+static int probe_ram(const uint8_t *d, size_t len, const char *path,
+                     rst_info *out, char *err, size_t errlen)
+{
+    qfile *f = qf_open_view(d, len, path);
+    sv_loader *l = sv_loader_new(&(sv_target_ops){ 0 }, NULL, NULL);
+    ram_loader *rl = NULL;
+    int r = f && l ? 0 : -ENOMEM;
+    if (r == 0)
+        r = sv_load_header(l, f);
+    if (r == 0) {
+        sv_section sec = { 0 };
+        uint8_t type = qf_get_u8(f);
+        sec.section_id = qf_get_be32(f);
+        qf_get_str(f, sec.idstr);
+        sec.instance_id = qf_get_be32(f);
+        sec.version_id = qf_get_be32(f);
+        if (!qf_error(f) && (type != SV_SECTION_START ||
+                             strcmp(sec.idstr, RAM_SECTION_IDSTR) != 0))
+            qf_fail(f, -EINVAL, "not an ftvm checkpoint: it does not open "
+                    "with the RAM section");
+        if (!qf_error(f) && ram_loader_new_inspect(&rl) == 0)
+            ram_load(rl, f, sec.version_id, SV_PASS_VALIDATE);
+        r = qf_error(f);
+    }
+    if (r < 0) {
+        snprintf(err, errlen, "%s", f ? qf_errmsg(f) : "out of memory");
+    } else {
+        ram_block_counts c;
+        if (ram_loader_nblocks(rl) != 1 || ram_loader_counts(rl, 0, &c) < 0 ||
+            strcmp(c.name, "ram0") != 0) {
+            snprintf(err, errlen, "%s: not an ftvm checkpoint: its RAM is "
+                     "not the one block 'ram0' of an ftvm VM", path);
+            r = -EINVAL;
+        } else {
+            out->mem_size = c.length;
+        }
+    }
+    ram_loader_free(rl);
+    sv_loader_free(l);
+    qf_close(f);
+    return r;
+}
+
+int rst_probe(const char *path, rst_info *out, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 8) {
+        close(fd);
+        snprintf(err, errlen, "%s: not a checkpoint file (%s)", path,
+                 S_ISREG(st.st_mode) ? "too short" : "not a regular file");
+        return -EINVAL;
+    }
+    size_t len = (size_t)st.st_size;
+    const uint8_t *d = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (d == MAP_FAILED) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    *out = (rst_info){ 0 };
+    int r = probe_ram(d, len, path, out, err, errlen);
+    size_t at;
+    json_t *desc = r == 0 ? vmdesc_find_at_end(d, len, &at) : NULL;
+    if (r == 0 && !desc) {
+        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
+                 "description at its end (truncated?)", path);
+        r = -EINVAL;
+    }
+    size_t i;
+    json_t *dev;
+    json_array_foreach(json_object_get(desc, "devices"), i, dev) {
+        const char *name = json_string_value(json_object_get(dev, "name"));
+        if (name && strcmp(name, "cpu") == 0)
+            out->vcpus++;
+        if (name && strcmp(name, "ftvm-net") == 0)
+            out->has_net = true;
+    }
+    if (r == 0 && (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)) {
+        snprintf(err, errlen, "%s: not an ftvm checkpoint: %u vCPUs", path,
+                 out->vcpus);
+        r = -EINVAL;
+    }
+    json_decref(desc);
+    munmap((void *)d, len);
+    return r;
+}
+
+/*
+ * The VM's registry, plus the trailer every ftvm checkpoint must end with:
+ * its checksum is checked in the validate pass, before anything applies.
+ */
+typedef struct rst_target {
+    reg_registry *reg;
+    bool sealed;
+} rst_target;
+
+static int rst_section(void *opaque, qfile *f, const sv_section *sec,
+                       sv_pass pass)
+{
+    rst_target *t = opaque;
+    if (strcmp(sec->idstr, CKT_IDSTR) != 0)
+        return reg_target_ops.section(t->reg, f, sec, pass);
+    ckt_info info;
+    int r = ckt_load(f, sec, &info);
+    if (r == 0)
+        t->sealed = true;
+    return r;
+}
+
+static int rst_validated(void *opaque, qfile *f)
+{
+    rst_target *t = opaque;
+    if (!t->sealed)
+        return qf_fail(f, -EBADMSG, "no '%s' section with the checkpoint's "
+                       "checksum: not a checkpoint ftvm wrote", CKT_IDSTR);
+    return 0;
+}
+
+static const sv_target_ops rst_ops = {
+    .section = rst_section,
+    .validated = rst_validated,
+};
+
+int rst_load(vm *v, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    qfile *f = qf_open_fd(fd, QF_READ, path);
+    rst_target t = { .reg = vm_registry(v) };
+    if (f)
+        qf_crc_start(f);
+    sv_loader *l = f ? sv_loader_new(&rst_ops, &t, NULL) : NULL;
+    int r = l ? sv_load_checked(l, f) : -ENOMEM;
+    if (r < 0)
+        snprintf(err, errlen, "%s", f ? qf_errmsg(f) : "out of memory");
+    sv_loader_free(l);
+    qf_close(f);
+    close(fd);
+    return r;
+}

@@ -1,0 +1,31 @@
+/*
+ * restore: bringing a VM back from a checkpoint file.
+ *
+ * First the file is probed for the shape of the VM it holds (RAM size,
+ * vCPUs, a network device) so that a matching VM can be created; then it
+ * is loaded into that VM's registry, validated in full before a byte of
+ * the VM changes.  A damaged, truncated or foreign file, or one whose RAM
+ * size differs from what the user asked for, is refused before any VM
+ * runs.
+ */
+#ifndef FTVM_TOOLS_RESTORE_H
+#define FTVM_TOOLS_RESTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vm/vm.h"
+
+typedef struct rst_info {
+    uint64_t mem_size;
+    unsigned vcpus;
+    bool has_net;
+} rst_info;
+
+/* 0, or -errno with a message naming the file and what is wrong. */
+int rst_probe(const char *path, rst_info *out, char *err, size_t errlen);
+/* Loads path into the paused, never-started v.  0 or -errno + message. */
+int rst_load(vm *v, const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,299 @@
+/* vmctl: see vmctl.h. */
+#include "tools/vmctl.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checkpoint/ckptfile.h"
+#include "vm/snapshot.h"
+
+struct vmc {
+    vm *v;
+    struct event_base *base;
+    vmc_opts o;
+    struct event *timer;
+    uint64_t started_ns;
+
+    snap_job *job;          /* the checkpoint being written, or NULL */
+    ctl_req *job_req;       /* who asked for it, if anyone */
+    uint64_t ok, failed;
+    snap_stats last;
+    char last_path[4096];
+    char last_error[512];
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const char *state_name(vm_state s)
+{
+    switch (s) {
+    case VM_CREATED: return "created";
+    case VM_RUNNING: return "running";
+    case VM_PAUSED: return "paused";
+    case VM_STOPPED: return "stopped";
+    }
+    return "?";
+}
+
+static json_t *snap_json(const snap_stats *st, const char *path)
+{
+    return json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I}",
+                     "path", path,
+                     "bytes", (json_int_t)st->bytes,
+                     "total_ms", st->total_ns / 1e6,
+                     "pause_ms", st->pause_ns / 1e6,
+                     "live_passes", (json_int_t)st->live_passes,
+                     "live_pages", (json_int_t)st->live_pages,
+                     "final_pages", (json_int_t)st->final_pages);
+}
+
+static void on_snap_done(void *opaque, int rc, const char *path,
+                         const char *err, const snap_stats *st)
+{
+    vmc *c = opaque;
+    ctl_req *req = c->job_req;
+    c->job = NULL;
+    c->job_req = NULL;
+    if (rc < 0) {
+        c->failed++;
+        snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+        fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
+        if (req)
+            ctl_reply_error(req, rc, err);
+        return;
+    }
+    c->ok++;
+    c->last = *st;
+    snprintf(c->last_path, sizeof(c->last_path), "%s", path);
+    fprintf(stderr, "ftvm: checkpoint %s: %.1f MiB in %.0f ms, guest paused "
+            "%.2f ms\n", path, st->bytes / 1048576.0, st->total_ns / 1e6,
+            st->pause_ns / 1e6);
+    if (c->o.checkpoint_dir && strncmp(path, c->o.checkpoint_dir,
+                                       strlen(c->o.checkpoint_dir)) == 0)
+        ckf_prune(c->o.checkpoint_dir, c->o.keep);
+    if (req)
+        ctl_reply(req, snap_json(st, path));
+}
+
+static int start_snap(vmc *c, snap_target kind, const char *path,
+                      ctl_req *req, char *err, size_t errlen)
+{
+    if (c->job) {
+        snprintf(err, errlen, "a checkpoint is already being written");
+        return -EBUSY;
+    }
+    int r = snap_start(&c->job, c->v, c->base, kind, path, on_snap_done, c,
+                       err, errlen);
+    if (r == 0)
+        c->job_req = req;
+    return r;
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    vmc *c = arg;
+    char err[512];
+    if (c->job || vm_get_state(c->v) == VM_STOPPED)
+        return;
+    if (start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, NULL, err,
+                   sizeof(err)) < 0) {
+        c->failed++;
+        snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+        fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
+    }
+}
+
+/* ---- control commands ---- */
+
+static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
+                              json_t **result, int *rc, char *err,
+                              size_t errlen)
+{
+    (void)req; (void)args; (void)rc; (void)err; (void)errlen;
+    vmc *c = opaque;
+    vm_pause_stats ps;
+    vm_get_pause_stats(c->v, &ps);
+    size_t nb;
+    ram_block *b = vm_ram_blocks(c->v, &nb);
+    uint64_t mem = 0;
+    for (size_t i = 0; i < nb; i++)
+        mem += b[i].length;
+    json_t *r = json_pack(
+        "{s:s, s:s, s:I, s:f, s:f}",
+        "role", "run", "state", state_name(vm_get_state(c->v)),
+        "mem_bytes", (json_int_t)mem,
+        "uptime_s", (now_ns() - c->started_ns) / 1e9,
+        "guest_clock_s", vm_guest_clock(c->v) / 1e9);
+    json_object_set_new(r, "pause", json_pack(
+        "{s:I, s:f, s:f}", "count", (json_int_t)ps.pauses,
+        "last_ms", ps.last_total_ns / 1e6, "max_ms", ps.max_total_ns / 1e6));
+    json_t *ck = json_pack("{s:I, s:I, s:b}", "written", (json_int_t)c->ok,
+                           "failed", (json_int_t)c->failed,
+                           "in_progress", c->job != NULL);
+    if (c->o.checkpoint_dir) {
+        json_object_set_new(ck, "dir", json_string(c->o.checkpoint_dir));
+        json_object_set_new(ck, "every_s",
+                            json_real(c->o.checkpoint_every_ns / 1e9));
+        json_object_set_new(ck, "keep", json_integer(c->o.keep));
+    }
+    if (c->ok)
+        json_object_set_new(ck, "last", snap_json(&c->last, c->last_path));
+    if (c->last_error[0])
+        json_object_set_new(ck, "last_error", json_string(c->last_error));
+    json_object_set_new(r, "checkpoints", ck);
+    net_dev *n = vm_net(c->v);
+    if (n) {
+        net_stats ns;
+        net_get_stats(n, &ns);
+        json_object_set_new(r, "net", json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I}",
+            "rx_frames", (json_int_t)ns.rx_frames,
+            "rx_dropped", (json_int_t)ns.rx_dropped,
+            "tx_frames", (json_int_t)ns.tx_frames,
+            "tx_dropped", (json_int_t)ns.tx_dropped,
+            "held_frames", (json_int_t)ns.held_frames,
+            "held_bytes", (json_int_t)ns.held_bytes));
+    }
+    vm_stop_info si;
+    vm_get_stop_info(c->v, &si);
+    if (si.reason != VM_STOP_NONE)
+        json_object_set_new(r, "stopped", json_string(si.msg));
+    *result = r;
+    return CTL_DONE;
+}
+
+static ctl_outcome cmd_pause(void *opaque, ctl_req *req, json_t *args,
+                             json_t **result, int *rc, char *err,
+                             size_t errlen)
+{
+    (void)req; (void)args; (void)result;
+    vmc *c = opaque;
+    if (vm_get_state(c->v) != VM_RUNNING) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "the VM is %s, not running",
+                 state_name(vm_get_state(c->v)));
+        return CTL_DONE;
+    }
+    *rc = vm_pause(c->v);
+    if (*rc < 0)
+        snprintf(err, errlen, "pause failed: %s", strerror(-*rc));
+    return CTL_DONE;
+}
+
+static ctl_outcome cmd_resume(void *opaque, ctl_req *req, json_t *args,
+                              json_t **result, int *rc, char *err,
+                              size_t errlen)
+{
+    (void)req; (void)args; (void)result;
+    vmc *c = opaque;
+    *rc = vm_resume(c->v, err, errlen);
+    return CTL_DONE;
+}
+
+static ctl_outcome cmd_save(void *opaque, ctl_req *req, json_t *args,
+                            json_t **result, int *rc, char *err,
+                            size_t errlen)
+{
+    (void)result;
+    vmc *c = opaque;
+    const char *file = json_string_value(json_object_get(args, "file"));
+    if (!file || !*file) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "save needs a file: save FILE");
+        return CTL_DONE;
+    }
+    *rc = start_snap(c, SNAP_TO_FILE, file, req, err, errlen);
+    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+}
+
+static ctl_outcome cmd_checkpoint(void *opaque, ctl_req *req, json_t *args,
+                                  json_t **result, int *rc, char *err,
+                                  size_t errlen)
+{
+    (void)args; (void)result;
+    vmc *c = opaque;
+    if (!c->o.checkpoint_dir) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "no --checkpoint-dir was given; use save FILE");
+        return CTL_DONE;
+    }
+    *rc = start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, req, err, errlen);
+    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+}
+
+static ctl_outcome cmd_quit(void *opaque, ctl_req *req, json_t *args,
+                            json_t **result, int *rc, char *err,
+                            size_t errlen)
+{
+    (void)req; (void)args; (void)result; (void)rc; (void)err; (void)errlen;
+    vm_stop(((vmc *)opaque)->v);
+    return CTL_DONE;
+}
+
+int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
+            const vmc_opts *o, char *err, size_t errlen)
+{
+    vmc *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    c->v = v;
+    c->base = base;
+    c->o = *o;
+    if (c->o.keep < 1)
+        c->o.keep = 1;
+    c->started_ns = now_ns();
+    if (ctl) {
+        ctl_register(ctl, "status", "state, pauses, checkpoints, network",
+                     cmd_status, c);
+        ctl_register(ctl, "pause", "take the vCPUs out of the guest",
+                     cmd_pause, c);
+        ctl_register(ctl, "resume", "run the guest again", cmd_resume, c);
+        ctl_register(ctl, "save", "save FILE: a complete checkpoint to FILE",
+                     cmd_save, c);
+        ctl_register(ctl, "checkpoint", "a checkpoint into --checkpoint-dir "
+                     "now", cmd_checkpoint, c);
+        ctl_register(ctl, "quit", "stop the VM and exit", cmd_quit, c);
+    }
+    if (o->checkpoint_dir && o->checkpoint_every_ns) {
+        c->timer = event_new(base, -1, EV_PERSIST, on_timer, c);
+        struct timeval tv = {
+            .tv_sec = (time_t)(o->checkpoint_every_ns / 1000000000u),
+            .tv_usec = (suseconds_t)(o->checkpoint_every_ns % 1000000000u
+                                     / 1000),
+        };
+        if (!c->timer || event_add(c->timer, &tv) < 0) {
+            snprintf(err, errlen, "cannot start the checkpoint timer");
+            vmc_free(c);
+            return -ENOMEM;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+bool vmc_busy(const vmc *c)
+{
+    return c->job != NULL;
+}
+
+void vmc_free(vmc *c)
+{
+    if (!c)
+        return;
+    if (c->timer)
+        event_free(c->timer);
+    free(c);
+}

@@ -1,0 +1,209 @@
+/* snapshot: see snapshot.h. */
+#include "vm/snapshot.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checkpoint/ckptfile.h"
+#include "checkpoint/savevm.h"
+#include "checkpoint/trailer.h"
+#include "devstate/vmdesc.h"
+
+/*
+ * The live phase ends when a pass leaves at most this many pages dirty
+ * (16 MiB: a few milliseconds of copying), or after MAX_PASSES passes
+ * over the dirty set when the guest dirties memory faster than the disk
+ * takes it; the final pause then copies whatever is left.
+ */
+#define FINAL_PAGES 4096u
+#define MAX_PASSES 8
+
+struct snap_job {
+    vm *v;
+    ckf_txn *txn;
+    struct event *done_ev;
+    pthread_t thread;
+    snap_done_fn done;
+    void *opaque;
+    uint64_t id;            /* the trailer's checkpoint id */
+    int rc;
+    char err[512];
+    char path[4096];
+    snap_stats st;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int fail(snap_job *j, int rc, const char *what)
+{
+    if (!j->rc) {
+        j->rc = rc < 0 ? rc : -EIO;
+        snprintf(j->err, sizeof(j->err), "%s", what);
+    }
+    return j->rc;
+}
+
+static int stream_fail(snap_job *j, qfile *f)
+{
+    return fail(j, qf_error(f), qf_errmsg(f));
+}
+
+/* RAM passes while the guest runs, until little enough is left. */
+static int live_phase(snap_job *j, qfile *f)
+{
+    reg_registry *reg = vm_registry(j->v);
+    qf_crc_start(f);
+    sv_put_header(f);
+    if (reg_save_setup(reg, f) < 0)
+        return stream_fail(j, f);
+    uint64_t budget = 0, sent = 0;
+    size_t n;
+    ram_block *b = vm_ram_blocks(j->v, &n);
+    for (size_t i = 0; i < n; i++)
+        budget += b[i].length / RAM_PAGE_SIZE;
+    budget *= MAX_PASSES;
+    for (;;) {
+        int r = reg_save_iterate(reg, f);
+        ram_save_stats rs;
+        vm_get_ram_stats(j->v, &rs);
+        j->st.live_passes++;
+        j->st.live_pages += rs.zero_pages + rs.normal_pages +
+                            rs.compressed_pages + rs.xbzrle_pages;
+        sent += rs.zero_pages + rs.normal_pages + rs.compressed_pages +
+                rs.xbzrle_pages;
+        if (r < 0)
+            return stream_fail(j, f);
+        /* Write out what was queued before the pages change again. */
+        if (qf_flush(f) < 0)
+            return stream_fail(j, f);
+        if ((r > 0 && rs.remaining == 0 &&
+             rs.normal_pages + rs.compressed_pages + rs.xbzrle_pages <=
+                 FINAL_PAGES) || sent >= budget)
+            return 0;
+        if (vm_get_state(j->v) == VM_STOPPED)
+            return fail(j, -ESHUTDOWN, "the VM stopped during the "
+                        "checkpoint");
+    }
+}
+
+/* The rest, with the vCPUs out of the guest. */
+static int final_phase(snap_job *j, qfile *f)
+{
+    bool was_running = vm_get_state(j->v) == VM_RUNNING;
+    uint64_t t0 = now_ns();
+    if (vm_pause(j->v) < 0)
+        return fail(j, -EIO, "cannot pause the VM");
+    if (vm_get_state(j->v) == VM_STOPPED)
+        return fail(j, -ESHUTDOWN, "the VM stopped during the checkpoint");
+
+    reg_registry *reg = vm_registry(j->v);
+    json_t *desc = vmdesc_new(RAM_PAGE_SIZE);
+    int r = desc ? 0 : -ENOMEM;
+    if (r == 0 && reg_save_complete(reg, f) == 0 &&
+        reg_save_devices(reg, f, vmdesc_devices(desc)) == 0) {
+        ram_save_stats rs;
+        vm_get_ram_stats(j->v, &rs);
+        j->st.final_pages = rs.zero_pages + rs.normal_pages +
+                            rs.compressed_pages + rs.xbzrle_pages;
+        /* Registered entries have section ids 0..count-1. */
+        ckt_put(f, (uint32_t)reg_count(reg), j->id);
+        sv_put_eof(f);
+        size_t len;
+        char *json = vmdesc_dump(desc, &len);
+        if (json && len <= UINT32_MAX)
+            sv_put_vmdesc(f, json, (uint32_t)len);
+        else
+            qf_fail(f, -ENOMEM, "cannot encode the VM description");
+        free(json);
+    }
+    json_decref(desc);
+    /* Queued pages point into guest RAM: out before the guest runs. */
+    qf_flush(f);
+    char rerr[256] = "";
+    if (was_running && vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !j->rc)
+        fail(j, -EIO, rerr);
+    j->st.pause_ns = now_ns() - t0;
+    if (r < 0)
+        return fail(j, r, "no memory for the VM description");
+    return qf_error(f) ? stream_fail(j, f) : j->rc;
+}
+
+static void *job_main(void *arg)
+{
+    snap_job *j = arg;
+    uint64_t t0 = now_ns();
+    qfile *f = ckf_stream(j->txn);
+    if (live_phase(j, f) == 0)
+        final_phase(j, f);
+    j->st.bytes = qf_tell(f);
+    if (j->rc == 0) {
+        char err[512];
+        int r = ckf_commit(j->txn, err, sizeof(err));
+        if (r < 0)
+            fail(j, r, err);
+    } else {
+        ckf_abort(j->txn);
+    }
+    j->txn = NULL;
+    j->st.total_ns = now_ns() - t0;
+    event_active(j->done_ev, EV_READ, 0);
+    return NULL;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    snap_job *j = arg;
+    pthread_join(j->thread, NULL);
+    j->done(j->opaque, j->rc, j->path, j->err, &j->st);
+    event_free(j->done_ev);
+    free(j);
+}
+
+int snap_start(snap_job **out, vm *v, struct event_base *base,
+               snap_target kind, const char *path, snap_done_fn done,
+               void *opaque, char *err, size_t errlen)
+{
+    if (vm_get_state(v) == VM_STOPPED) {
+        snprintf(err, errlen, "the VM has stopped: nothing to checkpoint");
+        return -ESHUTDOWN;
+    }
+    snap_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    j->v = v;
+    j->done = done;
+    j->opaque = opaque;
+    int r = kind == SNAP_TO_DIR ? ckf_begin(&j->txn, path, err, errlen)
+                                : ckf_begin_file(&j->txn, path, err, errlen);
+    if (r < 0) {
+        free(j);
+        return r;
+    }
+    snprintf(j->path, sizeof(j->path), "%s", ckf_path(j->txn));
+    j->id = ckf_seq(j->txn);
+    j->done_ev = event_new(base, -1, 0, on_done, j);
+    if (!j->done_ev || pthread_create(&j->thread, NULL, job_main, j) != 0) {
+        snprintf(err, errlen, "cannot start the checkpoint thread");
+        if (j->done_ev)
+            event_free(j->done_ev);
+        ckf_abort(j->txn);
+        free(j);
+        return -EAGAIN;
+    }
+    *out = j;
+    return 0;
+}

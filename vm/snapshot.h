@@ -1,0 +1,60 @@
+/*
+ * snapshot: a complete checkpoint of a running VM, written to a file while
+ * the guest runs.
+ *
+ * As a live migration to a file: the stream header and RAM block list,
+ * then passes over the RAM while the guest keeps running (each pass sends
+ * what the last one left dirty), and once what is left is small, a short
+ * pause to send the remaining dirty pages and all vCPU and device state,
+ * EOF and the VM description.  The guest is paused only for that last
+ * copy into the file's page cache; the fsync and rename that make the
+ * file durable and visible happen after it runs again (checkpoint/
+ * ckptfile.h).  Pages sent in one pass and dirtied again are simply sent
+ * again later: loading applies records in order.
+ *
+ * The job runs on a thread of its own and tells the event loop when it is
+ * done, so the loop keeps serving the network and the control socket.
+ */
+#ifndef FTVM_VM_SNAPSHOT_H
+#define FTVM_VM_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vm/vm.h"
+
+struct event_base;
+
+typedef struct snap_stats {
+    uint64_t total_ns;      /* from start to the file in place */
+    uint64_t pause_ns;      /* the guest's pause for the final copy */
+    uint64_t live_passes;   /* RAM sections sent while the guest ran */
+    uint64_t live_pages;    /* pages sent while the guest ran */
+    uint64_t final_pages;   /* pages sent while it was paused */
+    uint64_t bytes;         /* size of the checkpoint file */
+} snap_stats;
+
+/*
+ * Called on the loop's thread when the job ends: rc 0 and the file's path,
+ * or rc < 0 and a message for a person.  The job is freed after it.
+ */
+typedef void (*snap_done_fn)(void *opaque, int rc, const char *path,
+                             const char *err, const snap_stats *st);
+
+typedef struct snap_job snap_job;
+
+typedef enum snap_target {
+    SNAP_TO_DIR,    /* a new numbered checkpoint in a directory */
+    SNAP_TO_FILE,   /* exactly this path (replaced atomically) */
+} snap_target;
+
+/*
+ * Starts writing a checkpoint of v.  One job at a time per VM is the
+ * caller's rule.  Requires libevent's pthreads support
+ * (evthread_use_pthreads) on base.  0, or -errno with a message.
+ */
+int snap_start(snap_job **out, vm *v, struct event_base *base,
+               snap_target kind, const char *path, snap_done_fn done,
+               void *opaque, char *err, size_t errlen);
+
+#endif
