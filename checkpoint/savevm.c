@@ -444,8 +444,14 @@ static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth,
         r = package_pass(l, pf, MODE_VALIDATE, depth + 1);
         /* Starts seen while validating become real only when applied. */
         l->nsections = sections_before;
-        if (r == 0)
+        if (r == 0) {
             qf_rewind(pf);
+        } else if (mode == MODE_APPLY_CHECKED && l->ops.package_failed &&
+                   l->ops.package_failed(l->opaque, pf) == 0) {
+            qf_close(pf);
+            free(copy);
+            return 0;
+        }
     }
     if (r == 0 && mode != MODE_VALIDATE)
         r = package_pass(l, pf, MODE_APPLY_TRUSTED, depth + 1);

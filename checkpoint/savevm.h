@@ -136,6 +136,13 @@ typedef struct sv_target_ops {
      * never came, say).  0, or an error latched on f with qf_fail.
      */
     int (*validated)(void *opaque, qfile *f);
+    /*
+     * Optional: a package that failed validation (its error is latched on
+     * pf).  Returning 0 drops it and goes on with the next record, which
+     * is how a replication receiver survives a corrupt checkpoint; without
+     * it, or returning an error, the load stops with the package's error.
+     */
+    int (*package_failed)(void *opaque, qfile *pf);
 } sv_target_ops;
 
 /* Why sv_load_main() stopped without error. */

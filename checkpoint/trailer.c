@@ -42,3 +42,34 @@ int ckt_load(qfile *f, const sv_section *sec, ckt_info *out)
                        want);
     return 0;
 }
+
+void ckt_put_pkg(qfile *f, uint32_t section_id, const ckt_pkg *p)
+{
+    sv_put_section_start(f, SV_SECTION_FULL, section_id, CKT_PKG_IDSTR, 0,
+                         CKT_PKG_VERSION);
+    qf_put_be64(f, p->id);
+    qf_put_be64(f, p->base);
+    qf_put_be32(f, p->flags);
+    sv_put_footer(f, section_id);
+}
+
+int ckt_load_pkg(qfile *f, const sv_section *sec, ckt_pkg *out)
+{
+    if (sec->type != SV_SECTION_FULL || sec->version_id != CKT_PKG_VERSION ||
+        sec->instance_id != 0)
+        return qf_fail(f, -EINVAL, "section '%s': expected a FULL section, "
+                       "instance 0, version %u", CKT_PKG_IDSTR,
+                       CKT_PKG_VERSION);
+    out->id = qf_get_be64(f);
+    out->base = qf_get_be64(f);
+    out->flags = qf_get_be32(f);
+    if (qf_error(f))
+        return qf_error(f);
+    if (out->id == 0 || out->base >= out->id)
+        return qf_fail(f, -EINVAL, "package header: checkpoint %" PRIu64
+                       " cannot build on %" PRIu64, out->id, out->base);
+    if (out->flags != 0)
+        return qf_fail(f, -ENOTSUP, "package header: unknown flags 0x%x",
+                       out->flags);
+    return 0;
+}

@@ -42,4 +42,24 @@ void ckt_put(qfile *f, uint32_t section_id, uint64_t id);
  */
 int ckt_load(qfile *f, const sv_section *sec, ckt_info *out);
 
+/*
+ * The package header: the first section of every replication package,
+ * "ftvm-pkg", saying which checkpoint it is and which one it builds on, so
+ * a receiver never applies a package on top of the wrong state.
+ *
+ * Body (big-endian): u64 checkpoint id, u64 base id (0: the package needs
+ * no earlier state, e.g. a full resend), u32 flags (0).
+ */
+#define CKT_PKG_IDSTR "ftvm-pkg"
+#define CKT_PKG_VERSION 1u
+
+typedef struct ckt_pkg {
+    uint64_t id;
+    uint64_t base;
+    uint32_t flags;
+} ckt_pkg;
+
+void ckt_put_pkg(qfile *f, uint32_t section_id, const ckt_pkg *p);
+int ckt_load_pkg(qfile *f, const sv_section *sec, ckt_pkg *out);
+
 #endif

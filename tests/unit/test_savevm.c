@@ -532,6 +532,51 @@ static void test_packages_on_a_live_stream(void **state)
     sv_loader_free(l);
 }
 
+static int failed_packages;
+static char failed_msg[512];
+
+static int drop_package(void *opaque, qfile *pf)
+{
+    (void)opaque;
+    failed_packages++;
+    snprintf(failed_msg, sizeof(failed_msg), "%s", qf_errmsg(pf));
+    return 0;
+}
+
+/* A receiver that drops a bad package carries on with the next one. */
+static void test_package_failed_hook(void **state)
+{
+    (void)state;
+    target t = { 0 };
+    sv_target_ops o = ops;
+    o.package_failed = drop_package;
+    sv_loader *l = sv_loader_new(&o, &t, NULL);
+    qfile *f = qf_open_mem("live");
+    put_log(f, SV_SECTION_START, 5, "s");   /* the packages' PART refers here */
+    qfile *bad = qf_open_mem("pkg");
+    put_dev(bad, 10, 0, 5);
+    put_dev(bad, 11, 1, POISON);
+    sv_put_eof(bad);
+    put_packaged_qfile(f, bad);
+    put_packaged_qfile(f, make_package(20));
+    sv_put_ping(f, 1);      /* not answered: no return path, so it fails */
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    qfile *r = qf_open_view(b, n, "live");
+    sv_stop why;
+    int rc = sv_load_main(l, r, SV_PASS_APPLY, true, &why);
+    assert_int_equal(failed_packages, 1);
+    assert_non_null(strstr(failed_msg, "refuses 0xdeadbeef"));
+    assert_int_equal(t.dev[0], 20);     /* the good package, not the bad */
+    assert_int_equal(t.dev[1], 21);
+    /* The outer stream is intact: the PING after the packages is read. */
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(qf_errmsg(r), "no return path"));
+    qf_close(r);
+    qf_close(f);
+    sv_loader_free(l);
+}
+
 static void test_package_limits(void **state)
 {
     (void)state;
@@ -683,6 +728,7 @@ int main(void)
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_packages_on_a_live_stream),
+        cmocka_unit_test(test_package_failed_hook),
         cmocka_unit_test(test_package_limits),
         cmocka_unit_test(test_large_package_from_fd),
         cmocka_unit_test(test_vmdesc),
