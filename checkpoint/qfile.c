@@ -110,17 +110,32 @@ int qf_close(qfile *f)
 
 /* ---- errors ---- */
 
-int qf_vfail(qfile *f, int err, const char *fmt, va_list ap)
+static int vfail_at(qfile *f, uint64_t off, int err, const char *fmt,
+                    va_list ap)
 {
     if (f->err)
         return f->err;
     f->err = err < 0 ? err : -EINVAL;
-    f->err_off = f->base + qf_tell(f);
+    f->err_off = f->base + off;
     int n = snprintf(f->errmsg, sizeof(f->errmsg), "%s: byte %llu: ", f->name,
                      (unsigned long long)f->err_off);
     if (n > 0 && (size_t)n < sizeof(f->errmsg))
         vsnprintf(f->errmsg + n, sizeof(f->errmsg) - n, fmt, ap);
     return f->err;
+}
+
+int qf_vfail(qfile *f, int err, const char *fmt, va_list ap)
+{
+    return vfail_at(f, qf_tell(f), err, fmt, ap);
+}
+
+int qf_fail_at(qfile *f, uint64_t offset, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vfail_at(f, offset, err, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 int qf_fail(qfile *f, int err, const char *fmt, ...)

@@ -132,6 +132,9 @@ uint64_t qf_error_offset(const qfile *f);
 int qf_fail(qfile *f, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int qf_vfail(qfile *f, int err, const char *fmt, va_list ap);
+/* The same, naming an earlier offset of this channel (where a field began). */
+int qf_fail_at(qfile *f, uint64_t offset, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /*
  * Latches src's error (code, offset and message as they are) on dst, so an
  * error inside a nested view surfaces unchanged on the enclosing channel.

@@ -282,21 +282,21 @@ static int load_config(sv_loader *l, qfile *f)
 
 int sv_load_header(sv_loader *l, qfile *f)
 {
+    uint64_t at = qf_tell(f);
     uint32_t magic = qf_get_be32(f);
     uint32_t version = qf_get_be32(f);
     if (qf_error(f))
         return qf_error(f);
     if (magic != SV_MAGIC)
-        return qf_fail(f, -EINVAL,
-                       "not a checkpoint stream: magic 0x%08x, expected "
-                       "0x%08x (\"QEVM\")", magic, SV_MAGIC);
+        return qf_fail_at(f, at, -EINVAL,
+                          "not a checkpoint stream: magic 0x%08x, expected "
+                          "0x%08x (\"QEVM\")", magic, SV_MAGIC);
     if (version == SV_VERSION_COMPAT)
-        return qf_fail(f, -ENOTSUP,
-                       "stream version 2 is the obsolete pre-2009 format");
+        return qf_fail_at(f, at + 4, -ENOTSUP, "stream version 2 is the "
+                          "obsolete pre-2009 format");
     if (version != SV_VERSION)
-        return qf_fail(f, -ENOTSUP,
-                       "unsupported stream version %u (this build reads %u)",
-                       version, SV_VERSION);
+        return qf_fail_at(f, at + 4, -ENOTSUP, "unsupported stream version "
+                          "%u (this build reads %u)", version, SV_VERSION);
     l->machine[0] = '\0';
     if (qf_peek_u8(f) == SV_CONFIGURATION) {
         qf_get_u8(f);

@@ -292,6 +292,8 @@ static int exit_status(run_ctx *ctx)
     switch (si.reason) {
     case VM_STOP_HALT:
         return si.status;
+    case VM_STOP_REQUESTED:     /* ftvmctl quit */
+        return 0;
     case VM_STOP_FAULT:
         fprintf(stderr, "%s\n", si.msg);
         return RUN_EXIT_FAULT;

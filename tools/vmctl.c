@@ -93,8 +93,12 @@ static int start_snap(vmc *c, snap_target kind, const char *path,
     }
     int r = snap_start(&c->job, c->v, c->base, kind, path, on_snap_done, c,
                        err, errlen);
-    if (r == 0)
+    if (r == 0) {
         c->job_req = req;
+    } else {
+        c->failed++;
+        snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+    }
     return r;
 }
 
@@ -107,11 +111,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (c->job || vm_get_state(c->v) == VM_STOPPED)
         return;
     if (start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, NULL, err,
-                   sizeof(err)) < 0) {
-        c->failed++;
-        snprintf(c->last_error, sizeof(c->last_error), "%s", err);
+                   sizeof(err)) < 0)
         fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
-    }
 }
 
 /* ---- control commands ---- */

@@ -33,14 +33,18 @@ static const uint32_t msr_index[VCPU_NMSRS] = {
                            KVM_VCPUEVENT_VALID_SIPI_VECTOR |            \
                            KVM_VCPUEVENT_VALID_SHADOW)
 
+/* struct kvm_msrs with room for its entries (it ends in a flexible array). */
 typedef struct msr_buf {
-    struct kvm_msrs hdr;
+    uint32_t nmsrs;
+    uint32_t pad;
     struct kvm_msr_entry e[VCPU_NMSRS];
 } msr_buf;
+_Static_assert(offsetof(msr_buf, e) == offsetof(struct kvm_msrs, entries),
+               "msr_buf must lay out as struct kvm_msrs");
 
 static int get_msr(vcpu *c, uint32_t index, uint64_t *v)
 {
-    msr_buf b = { .hdr.nmsrs = 1, .e[0].index = index };
+    msr_buf b = { .nmsrs = 1, .e[0].index = index };
 
     if (ioctl(c->fd, KVM_GET_MSRS, &b) != 1)
         return -EIO;
@@ -130,14 +134,14 @@ int vcpu_state_fetch(vcpu *c, char *err, size_t errlen)
         return fail(c, err, errlen, "KVM_GET_XSAVE");
     s->xsave_len = c->kvm->xsave_size;
 
-    msr_buf b = { .hdr.nmsrs = 0 };
+    msr_buf b = { .nmsrs = 0 };
     for (unsigned i = 0; i < VCPU_NMSRS; i++)
         if (c->msr_supported & (1u << i))
-            b.e[b.hdr.nmsrs++].index = msr_index[i];
+            b.e[b.nmsrs++].index = msr_index[i];
     int n = ioctl(c->fd, KVM_GET_MSRS, &b);
-    if (n != (int)b.hdr.nmsrs)
+    if (n != (int)b.nmsrs)
         return fail(c, err, errlen, "KVM_GET_MSRS (%d of %" PRIu32 ")", n,
-                    b.hdr.nmsrs);
+                    b.nmsrs);
     s->msr_mask = c->msr_supported;
     memset(s->msrs, 0, sizeof(s->msrs));
     for (unsigned i = 0, j = 0; i < VCPU_NMSRS; i++)
@@ -166,17 +170,17 @@ int vcpu_state_push(vcpu *c, char *err, size_t errlen)
     if (ioctl(c->fd, KVM_SET_REGS, &s->regs) < 0)
         return fail(c, err, errlen, "KVM_SET_REGS");
 
-    msr_buf b = { .hdr.nmsrs = 0 };
+    msr_buf b = { .nmsrs = 0 };
     for (unsigned i = 0; i < VCPU_NMSRS; i++) {
         if (!(s->msr_mask & c->msr_supported & (1u << i)))
             continue;
-        b.e[b.hdr.nmsrs].index = msr_index[i];
-        b.e[b.hdr.nmsrs++].data = s->msrs[i];
+        b.e[b.nmsrs].index = msr_index[i];
+        b.e[b.nmsrs++].data = s->msrs[i];
     }
     int n = ioctl(c->fd, KVM_SET_MSRS, &b);
-    if (n != (int)b.hdr.nmsrs)
+    if (n != (int)b.nmsrs)
         return fail(c, err, errlen, "KVM_SET_MSRS (%d of %" PRIu32 ")", n,
-                    b.hdr.nmsrs);
+                    b.nmsrs);
 
     struct kvm_vcpu_events ev = s->events;
     ev.flags = (ev.flags & KVM_VCPUEVENT_VALID_SMM) | EVENTS_PUSH_FLAGS;

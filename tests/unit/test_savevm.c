@@ -213,7 +213,9 @@ static void test_header_errors(void **state)
     uint8_t v2[] = { 'Q', 'E', 'V', 'M', 0, 0, 0, 2, 0 };
     expect_error(v2, sizeof(v2), -ENOTSUP, "obsolete");
     uint8_t v4[] = { 'Q', 'E', 'V', 'M', 0, 0, 0, 4, 0 };
-    expect_error(v4, sizeof(v4), -ENOTSUP, "unsupported stream version 4");
+    expect_error(v4, sizeof(v4), -ENOTSUP, "byte 4: unsupported stream "
+                 "version 4");
+    expect_error(magic, sizeof(magic), -EINVAL, "byte 0: not a checkpoint");
     uint8_t empty[1];
     expect_error(empty, 0, -ENODATA, "byte 0");
 }
