@@ -1,0 +1,923 @@
+#!/usr/bin/env python3
+"""Checkpoint-to-disk and restore as a user drives them: real processes.
+
+    ckpt_test.py CASE FTVM FTVMCTL GUEST_DIR
+
+Each CASE starts `ftvm run` / `ftvm restore` as child processes (each in a
+process group of its own, always killed at exit), talks to them with
+`ftvmctl` over a control socket in a fresh temporary directory, and checks
+what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
+/dev/kvm; the TAP and full-disk cases also need root).
+
+  save-restore  counter: save FILE, kill -9, restore (twice, chained); the
+                restored ticks continue the run exactly as an uninterrupted
+                reference run prints them; save's figures; inspect
+  periodic      --checkpoint-every/--keep: files, numbering, status
+                counters, checkpoint on demand, pause/resume/quit, restore
+                of the newest
+  bad-files     damaged, truncated and foreign files are refused with
+                status 120, a message naming the file, before the VM runs
+  clock         the guest's monotonic clock continues across a restore
+  udpkv-tap     udpkv behind a TAP device in a network namespace made here:
+                ping, PUT/GET, save, kill -9, restore, every key is back
+  disk-full     periodic checkpoints onto a tiny tmpfs (private mount
+                namespace): failures are counted, the guest runs on, no
+                temporaries, the earlier checkpoint restores
+  quit-status   `ftvmctl quit` ends the process with status 0
+
+Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
+CKPT_RE = re.compile(r"^ckpt-(\d{8})\.ftvm$")
+EXIT_SETUP = 120
+
+case = None
+ftvm = ftvmctl = guests = None
+tmp = None
+procs = []          # every child we started, killed at exit
+cleanups = []       # callables run at exit, last first
+
+
+class Failure(Exception):
+    pass
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def fail(msg):
+    raise Failure(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def skip(msg):
+    log("SKIP [%s]: %s" % (case, msg))
+    sys.exit(77)
+
+
+def needs_kvm():
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        skip("/dev/kvm is missing or not usable by uid %d; the VM tests "
+             "need KVM" % os.geteuid())
+
+
+def needs_root(what):
+    if os.geteuid() != 0:
+        skip("%s needs root" % what)
+
+
+def wait_until(pred, timeout, what, step=0.02):
+    """Polls pred() until it returns a true value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+# ---- child processes ----
+
+class Proc:
+    """A child in its own process group, stdout and stderr to files."""
+
+    def __init__(self, name, argv, netns=None):
+        self.name = name
+        self.argv = argv
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        self.out_path = os.path.join(tmp, name + ".out")
+        self.err_path = os.path.join(tmp, name + ".err")
+        with open(self.out_path, "wb") as out, \
+                open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
+                                      stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.started = time.monotonic()
+        procs.append(self)
+
+    def out(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def err(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def lines(self):
+        """Complete lines of stdout."""
+        text = self.out()
+        return text.split("\n")[:-1]
+
+    def ticks(self):
+        """[(n, line)] of every complete tick line, in order."""
+        r = []
+        for line in self.lines():
+            m = TICK_RE.match(line)
+            if m:
+                r.append((int(m.group(1)), line))
+        return r
+
+    def last_tick(self):
+        t = self.ticks()
+        return t[-1][0] if t else 0
+
+    def wait_tick(self, n, timeout=20):
+        def ok():
+            if self.last_tick() >= n:
+                return True
+            if self.p.poll() is not None:
+                fail("%s exited (%s) before tick %d\n%s" %
+                     (self.name, self.p.returncode, n, self.dump()))
+            return False
+        wait_until(ok, timeout, "%s to print tick %d" % (self.name, n))
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout=15):
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fail("%s did not exit within %d s\n%s" %
+                 (self.name, timeout, self.dump()))
+
+    def kill9(self):
+        self.signal(signal.SIGKILL)
+        return self.p.wait(10)
+
+    def term(self, timeout=15):
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def dump(self):
+        out = self.out()
+        if len(out) > 3000:
+            out = "...\n" + out[-3000:]
+        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
+            self.name, " ".join(self.argv), out, self.err())
+
+
+def kill_all():
+    for p in procs:
+        p.signal(signal.SIGKILL)
+    for p in procs:
+        try:
+            p.p.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def ctl(sock, *args, as_json=False, ok=True):
+    """Runs ftvmctl; (rc, stdout, stderr), or the parsed JSON with as_json."""
+    argv = [ftvmctl, "-s", sock] + (["--json"] if as_json else []) + \
+        list(args)
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        fail("%s timed out" % " ".join(argv))
+    if ok and r.returncode != 0:
+        fail("%s exited %d: %s%s" % (" ".join(argv), r.returncode,
+                                     r.stdout, r.stderr))
+    if as_json and r.returncode == 0:
+        return json.loads(r.stdout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def status(sock):
+    return ctl(sock, "status", as_json=True)
+
+
+def wait_control(sock, proc, timeout=20):
+    """Waits until the process answers status on its control socket."""
+    def ok():
+        if not proc.alive():
+            fail("%s exited (%s) before its control socket answered\n%s" %
+                 (proc.name, proc.p.returncode, proc.dump()))
+        if not os.path.exists(sock):
+            return None
+        r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
+                           capture_output=True, text=True, timeout=30)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+    return wait_until(ok, timeout, "%s's control socket" % proc.name)
+
+
+def save(sock, path):
+    """ftvmctl save PATH as a person would: the table, parsed."""
+    rc, out, err = ctl(sock, "save", path)
+    fields = {}
+    for line in out.splitlines():
+        k, _, v = line.partition(" ")
+        fields[k] = v.strip()
+    return fields
+
+
+def counter_argv(args, mem="64M", extra=()):
+    return [ftvm, "run", "--mem", mem] + list(extra) + \
+        [os.path.join(guests, "counter.elf")] + list(args)
+
+
+def inspect_json(path):
+    r = subprocess.run([ftvm, "inspect", "--json", path],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "ftvm inspect --json %s exited %d: %s" %
+          (path, r.returncode, r.stderr))
+    return json.loads(r.stdout)
+
+
+def check_inspect(path):
+    """ftvm inspect exits 0 and reports the checksum ok."""
+    r = subprocess.run([ftvm, "inspect", path], capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 0, "ftvm inspect %s exited %d: %s" %
+          (path, r.returncode, r.stderr))
+    check(re.search(r"^checkpoint \d+: checksum ok over \d+ bytes$",
+                    r.stdout, re.M),
+          "ftvm inspect %s does not report 'checksum ok':\n%s" %
+          (path, r.stdout[:2000]))
+    d = inspect_json(path)
+    check(d["complete"] and d["error"] is None,
+          "inspect --json %s: complete=%s error=%s" %
+          (path, d["complete"], d["error"]))
+    check(len(d["checkpoints"]) == 1 and
+          d["checkpoints"][0]["checksum"] == "ok",
+          "inspect --json %s: checkpoints %r" % (path, d["checkpoints"]))
+    return d
+
+
+def console_lines(path):
+    """How many lines the guest had printed when the checkpoint was taken:
+    the console hypercalls counted in its ftvm-dev state (one per line)."""
+    dev = [x for x in inspect_json(path)["devices"]
+           if x["name"] == "ftvm-dev"]
+    check(len(dev) == 1, "no ftvm-dev device in %s" % path)
+    return dev[0]["fields"]["console_calls"]
+
+
+def check_continuation(restored, reference, lo=None, hi=None,
+                       want_done=False, exact=None):
+    """restored's ticks start at N (lo <= N <= hi, N == exact), go N, N+1,
+    ... without a gap, and each equals the reference's line for its number.
+    Returns (first, last)."""
+    ticks = restored.ticks()
+    check(ticks, "%s printed no ticks\n%s" % (restored.name,
+                                              restored.dump()))
+    first = ticks[0][0]
+    if exact is not None:
+        check(first == exact, "%s's first tick is %d, but the checkpoint "
+              "holds a guest that had printed ticks 1..%d (console_calls)"
+              % (restored.name, first, exact - 1))
+    if lo is not None:
+        check(first >= lo, "%s's first tick is %d, but tick %d was printed "
+              "before the checkpoint was requested\n%s" %
+              (restored.name, first, lo - 1, restored.dump()))
+    if hi is not None:
+        check(first <= hi, "%s's first tick is %d, but the checkpoint was "
+              "taken before tick %d\n%s" % (restored.name, first, hi,
+                                            restored.dump()))
+    for i, (n, line) in enumerate(ticks):
+        check(n == first + i, "%s: tick %d follows tick %d\n%s" %
+              (restored.name, n, first + i - 1, restored.dump()))
+    # Nothing but ticks (and the final line) after a restore: no header.
+    lines = restored.lines()
+    extra = [l for l in lines if not TICK_RE.match(l)]
+    check(extra == (["counter done ticks=%d" % ticks[-1][0]]
+                    if want_done else []),
+          "%s printed unexpected lines %r" % (restored.name, extra[:5]))
+    last = ticks[-1][0]
+    if reference.last_tick() < last:
+        reference.wait_tick(last, timeout=30)
+    ref = dict(reference.ticks())
+    for n, line in ticks:
+        check(ref.get(n) == line, "%s printed %r, the uninterrupted run "
+              "%r" % (restored.name, line, ref.get(n)))
+    return first, last
+
+
+def only_ckpt_files(d):
+    names = sorted(os.listdir(d))
+    bad = [n for n in names if not CKPT_RE.match(n)]
+    check(not bad, "%s holds files other than checkpoints: %r" % (d, bad))
+    return names
+
+
+# ---- cases ----
+
+def case_save_restore():
+    needs_kvm()
+    args = ["rate=50", "count=70"]
+    sock = os.path.join(tmp, "run.sock")
+    ref = Proc("reference", counter_argv(args))
+    run = Proc("run", counter_argv(args, extra=["--control", sock]))
+    wait_control(sock, run)
+    run.wait_tick(8)
+
+    # 1. Save while it runs, kill -9, restore in a new process.
+    f1 = os.path.join(tmp, "one.ftvm")
+    before = run.last_tick()
+    fields = save(sock, f1)
+    after = run.last_tick()
+    log("save: ticks %d..%d around it: %r" % (before, after, fields))
+    run.kill9()
+    for k in ("path", "bytes", "total_ms", "pause_ms", "live_passes",
+              "live_pages", "final_pages"):
+        check(k in fields, "ftvmctl save printed no '%s': %r" % (k, fields))
+    check(fields["path"] == f1, "save's path %r, expected %r" %
+          (fields["path"], f1))
+    st = os.stat(f1)
+    check(int(fields["bytes"]) == st.st_size, "save's bytes %s, file has %d"
+          % (fields["bytes"], st.st_size))
+    check(st.st_mode & 0o777 == 0o600, "checkpoint mode %o, expected 600" %
+          (st.st_mode & 0o777))
+    pause_ms, total_ms = float(fields["pause_ms"]), float(fields["total_ms"])
+    check(0 < pause_ms <= total_ms, "pause_ms %s, total_ms %s" %
+          (pause_ms, total_ms))
+    check(not os.path.exists(f1 + ".tmp"), "save left %s.tmp" % f1)
+    check_inspect(f1)
+
+    sock2 = os.path.join(tmp, "restore1.sock")
+    r1 = Proc("restore1", [ftvm, "restore", "--control", sock2, f1])
+    wait_control(sock2, r1)
+    r1.wait_tick(after + 8)
+    # The counter prints a header, then one line per tick.
+    first, _ = check_continuation(r1, ref, before + 1, after + 1,
+                                  exact=console_lines(f1))
+    log("restore 1 continues at tick %d" % first)
+
+    # 2. A restored VM is checkpointed again: save, kill -9, restore.
+    f2 = os.path.join(tmp, "two.ftvm")
+    before2 = r1.last_tick()
+    save(sock2, f2)
+    after2 = r1.last_tick()
+    r1.kill9()
+    check_continuation(r1, ref, before + 1, after + 1)
+    check(after2 < 70, "restore 1 reached the end before it was killed")
+    r2 = Proc("restore2", [ftvm, "restore", f2])
+    rc = r2.wait(30)
+    check(rc == 0, "restore 2 exited %d, expected the guest's 0\n%s" %
+          (rc, r2.dump()))
+    first2, last2 = check_continuation(r2, ref, before2 + 1, after2 + 1,
+                                       want_done=True,
+                                       exact=console_lines(f2))
+    check(last2 == 70, "restore 2 ended at tick %d" % last2)
+    log("restore 2 continues at tick %d and ends at 70" % first2)
+    check(ref.wait(30) == 0, "the reference run failed\n" + ref.dump())
+
+
+def case_periodic():
+    needs_kvm()
+    args = ["rate=50"]
+    sock = os.path.join(tmp, "run.sock")
+    ckdir = os.path.join(tmp, "ck")
+    ref = Proc("reference", counter_argv(args))
+    run = Proc("run", counter_argv(args, extra=[
+        "--control", sock, "--checkpoint-dir", ckdir,
+        "--checkpoint-every", "300ms", "--keep", "2"]))
+    wait_control(sock, run)
+    t0 = run.started
+
+    s = wait_until(lambda: (lambda s: s if s["checkpoints"]["written"] >= 3
+                            and time.monotonic() - t0 >= 2 else None)(
+                                status(sock)),
+                   20, "3 periodic checkpoints and 2 s")
+    ck = s["checkpoints"]
+    log("after %.1f s: %r" % (time.monotonic() - t0, ck))
+    check(s["state"] == "running", "state %r" % s["state"])
+    check(ck["failed"] == 0, "failed checkpoints: %r" % ck)
+    check(ck["dir"] == ckdir and ck["keep"] == 2 and
+          abs(ck["every_s"] - 0.3) < 1e-6, "periodic configuration %r" % ck)
+    check(ck["last"]["path"].startswith(ckdir + "/ckpt-"),
+          "last checkpoint %r" % ck["last"])
+    check(s["pause"]["count"] >= ck["written"],
+          "pause.count %d below %d checkpoints" % (s["pause"]["count"],
+                                                  ck["written"]))
+    st = os.stat(ckdir)
+    check(st.st_mode & 0o777 == 0o700, "checkpoint dir mode %o" %
+          (st.st_mode & 0o777))
+
+    # On demand; a periodic one in progress makes it busy: try again.
+    def on_demand():
+        rc, out, err = ctl(sock, "checkpoint", ok=False)
+        if rc == 0:
+            return out
+        check("already being written" in err, "checkpoint failed: " + err)
+        return None
+    out = wait_until(on_demand, 10, "an on-demand checkpoint")
+    path = re.search(r"^path\s+(\S+)$", out, re.M).group(1)
+    check(CKPT_RE.match(os.path.basename(path)) and
+          os.path.dirname(path) == ckdir, "on-demand checkpoint at %s" % path)
+    check(os.path.exists(path), "%s is not there" % path)
+
+    # Pause: the ticks stop, periodic checkpoints go on and leave it paused.
+    w0 = status(sock)
+    ctl(sock, "pause")
+    s = status(sock)
+    check(s["state"] == "paused", "state after pause: %r" % s["state"])
+    check(s["pause"]["count"] > w0["pause"]["count"],
+          "pause.count did not grow: %d -> %d" % (w0["pause"]["count"],
+                                                  s["pause"]["count"]))
+    rc, _, err = ctl(sock, "pause", ok=False)
+    check(rc == 1 and "paused" in err, "a second pause: %d %s" % (rc, err))
+    n = run.last_tick()
+    t = time.monotonic()
+    time.sleep(0.7)
+    check(run.last_tick() == n, "ticks %d..%d while paused" %
+          (n, run.last_tick()))
+    s = status(sock)
+    check(s["state"] == "paused", "state %r after periodic checkpoints "
+          "during a pause" % s["state"])
+    check(s["checkpoints"]["written"] > w0["checkpoints"]["written"] + 1,
+          "no periodic checkpoint during the pause: %r" % s["checkpoints"])
+    ctl(sock, "resume")
+    s = status(sock)
+    check(s["state"] == "running", "state after resume: %r" % s["state"])
+    run.wait_tick(n + 5, timeout=5)
+    log("paused %.1f s at tick %d; ticks again after resume" %
+        (time.monotonic() - t, n))
+    rc, _, err = ctl(sock, "resume", ok=False)
+    check(rc == 1, "resume of a running VM succeeded")
+
+    last = status(sock)["checkpoints"]
+    check(last["failed"] == 0, "failures: %r" % last)
+    ctl(sock, "quit")
+    rc = run.wait(15)
+    log("quit: exit status %d" % rc)
+    check(not os.path.exists(sock), "the control socket outlived quit")
+
+    names = only_ckpt_files(ckdir)
+    check(len(names) == 2, "%d checkpoints kept, expected 2: %r" %
+          (len(names), names))
+    seq = [int(CKPT_RE.match(n).group(1)) for n in names]
+    check(seq[0] < seq[1], "numbering %r" % seq)
+    newest = os.path.join(ckdir, names[-1])
+    for name in names:
+        st = os.stat(os.path.join(ckdir, name))
+        check(st.st_mode & 0o777 == 0o600, "%s mode %o" % (name,
+                                                           st.st_mode))
+    d = check_inspect(newest)
+    check(d["checkpoints"][0]["checkpoint_id"] == seq[1],
+          "checkpoint id %r in %s" % (d["checkpoints"][0], names[-1]))
+
+    end = run.last_tick()
+    r = Proc("restore", [ftvm, "restore", newest])
+    r.wait_tick(end + 10)
+    r.term()
+    first, _ = check_continuation(r, ref, None, end + 1,
+                                  exact=console_lines(newest))
+    log("the newest, %s, continues at tick %d (run stopped at %d)" %
+        (names[-1], first, end))
+    ref.term()
+
+
+def ram_page_offsets(path, d):
+    """File offsets of the data of every raw page record in the file."""
+    data = open(path, "rb").read()
+    offs = []
+    for rec in d["records"]:
+        if rec.get("idstr") != "ram":
+            continue
+        o = rec["offset"]
+        if rec["type"] == "SECTION_START":
+            o += 1 + 4 + 1 + len("ram") + 4 + 4
+        else:
+            o += 1 + 4
+        while True:
+            (w,) = struct.unpack_from(">Q", data, o)
+            o += 8
+            flags = w & 0xfff
+            if flags & 0x10:                    # EOS
+                break
+            if flags & 0x04:                    # MEM_SIZE: the block list
+                total = w & ~0xfff
+                while total > 0:
+                    o += 1 + data[o]
+                    (blen,) = struct.unpack_from(">Q", data, o)
+                    o += 8
+                    total -= blen
+                continue
+            if not flags & 0x20:                # no CONTINUE: block name
+                o += 1 + data[o]
+            if flags & 0x02:                    # ZERO
+                o += 1
+            elif flags & 0x08:                  # PAGE
+                offs.append(o)
+                o += 4096
+            else:
+                fail("unexpected RAM flags %#x at %d" % (flags, o - 8))
+    return offs
+
+
+def case_bad_files():
+    needs_kvm()
+    sock = os.path.join(tmp, "run.sock")
+    run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
+    wait_control(sock, run)
+    run.wait_tick(3)
+    good = os.path.join(tmp, "good.ftvm")
+    save(sock, good)
+    run.kill9()
+    d = inspect_json(good)
+    data = open(good, "rb").read()
+    rec = {}
+    for r in d["records"]:
+        rec.setdefault(r.get("idstr") or r["type"], []).append(r)
+    ram = rec["ram"]
+    ram_mid = ram[len(ram) // 2]
+    trailer = rec["ftvm-ckpt"][0]["offset"]
+    eof = rec["EOF"][0]["offset"]
+    pages = ram_page_offsets(good, d)
+    check(len(pages) > 10, "only %d raw pages in the checkpoint" % len(pages))
+
+    cases = []      # (name, contents or None, extra args, what to find)
+
+    def add(name, content, want, args=()):
+        cases.append((name, content, list(args), want))
+
+    add("cut-header-only", data[:8], ["stream ends early"])
+    for name, cut in [("mid-ram", ram_mid["offset"] + ram_mid["size"] // 2),
+                      ("before-cpu", rec["cpu"][0]["offset"]),
+                      ("before-trailer", trailer),
+                      ("before-eof", eof),
+                      ("last-byte", len(data) - 1)]:
+        add("cut-" + name, data[:cut], ["not a complete checkpoint",
+                                        "truncated"])
+    # Cut out of the middle, the end kept: the loader itself must notice.
+    add("splice-mid-ram", data[:ram_mid["offset"] + ram_mid["size"] // 2] +
+        data[rec["cpu"][0]["offset"]:], ["byte "])
+    add("splice-no-trailer", data[:trailer] + data[eof:],
+        ["no 'ftvm-ckpt' section"])
+    flip = bytearray(data)
+    at = pages[len(pages) // 2] + 2048
+    flip[at] ^= 0x10
+    add("flip-page", bytes(flip), ["checksum mismatch", "corrupt"])
+    add("magic", b"XEVM" + data[4:], ["magic"])
+    add("empty", b"", ["too short"])
+    add("version", data[:4] + b"\0\0\0\x09" + data[8:], ["version"])
+    add("qemu", None, ["not an ftvm checkpoint"])
+    add("mem", good, ["64M", "--mem 32M differs"], ["--mem", "32M"])
+    add("missing", os.path.join(tmp, "no-such.ftvm"),
+        ["No such file or directory"])
+    add("directory", tmp, ["not a regular file"])
+
+    qemu = os.path.join(HERE, "..", "qemu", "plain.qemu")
+    failures = []
+    for name, content, extra, want in cases:
+        if name == "qemu":
+            path = os.path.normpath(qemu)
+        elif isinstance(content, str):
+            path = content
+        else:
+            path = os.path.join(tmp, name + ".ftvm")
+            with open(path, "wb") as f:
+                f.write(content)
+        csock = os.path.join(tmp, "bad.sock")
+        t = time.monotonic()
+        try:
+            r = subprocess.run([ftvm, "restore", "--control", csock] +
+                               extra + [path], capture_output=True,
+                               text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            failures.append("%s: ftvm restore still running after 30 s "
+                            "(the VM ran?)" % name)
+            continue
+        ms = (time.monotonic() - t) * 1000
+        msg = r.stderr.strip()
+        log("%-18s %3d  %5.0f ms  %s" % (name, r.returncode, ms, msg))
+        why = []
+        if r.returncode != EXIT_SETUP:
+            why.append("exit status %d, expected %d" % (r.returncode,
+                                                        EXIT_SETUP))
+        if r.stdout:
+            why.append("the guest printed %r" % r.stdout[:200])
+        if os.path.exists(csock):
+            why.append("the control socket was created: it got to running")
+            os.unlink(csock)
+        if not msg.startswith("ftvm restore: " + path):
+            why.append("the message does not start with 'ftvm restore: "
+                       "%s'" % path)
+        for w in want:
+            if w not in msg:
+                why.append("the message lacks %r" % w)
+        if len(msg.splitlines()) != 1:
+            why.append("%d lines on stderr" % len(msg.splitlines()))
+        if why:
+            failures.append("%s: %s\n    stderr: %s" % (name, "; ".join(why),
+                                                        msg))
+    check(not failures, "bad checkpoints:\n  " + "\n  ".join(failures))
+
+    # And the good one is still good.
+    r = Proc("restore", [ftvm, "restore", "--mem", "64M", good])
+    r.wait_tick(run.last_tick() + 3)
+    r.term()
+
+
+def case_clock():
+    needs_kvm()
+    sock = os.path.join(tmp, "run.sock")
+    run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
+    wait_control(sock, run)
+    run.wait_tick(25)
+    f = os.path.join(tmp, "clock.ftvm")
+    c0 = status(sock)["guest_clock_s"]
+    save(sock, f)
+    c1 = status(sock)["guest_clock_s"]
+    run.kill9()
+    dev = [x for x in inspect_json(f)["devices"] if x["name"] == "ftvm-dev"]
+    check(len(dev) == 1, "no ftvm-dev device in %s" % f)
+    saved = dev[0]["fields"]["clock_ns"] / 1e9
+    log("guest clock %.3f s at save, %.3f s in the file, %.3f s after" %
+        (c0, saved, c1))
+    check(c0 <= saved <= c1, "the saved clock %.3f is not between %.3f and "
+          "%.3f, the guest's clock around the save" % (saved, c0, c1))
+
+    time.sleep(1.0)     # a wall-clock gap the guest must not see
+    sock2 = os.path.join(tmp, "restore.sock")
+    r = Proc("restore", [ftvm, "restore", "--control", sock2, f])
+    s = wait_control(sock2, r)
+    since = time.monotonic() - r.started
+    g = s["guest_clock_s"]
+    log("restored: guest clock %.3f s, %.3f s after the restore started" %
+        (g, since))
+    check(g >= saved, "the guest clock went back: %.6f after restore, "
+          "%.6f saved" % (g, saved))
+    check(g - saved <= since + 0.05, "the guest clock jumped by %.3f s, "
+          "but the restored VM has existed for %.3f s" % (g - saved, since))
+    # It runs on at the wall clock's pace.
+    t = time.monotonic()
+    time.sleep(0.5)
+    g2 = status(sock2)["guest_clock_s"]
+    dt = time.monotonic() - t
+    check(0.4 <= g2 - g <= dt + 0.2, "guest clock advanced %.3f s in %.3f s"
+          % (g2 - g, dt))
+    # And the guest's own deadlines: no burst of ticks to catch up.
+    wait_until(r.ticks, 10, "restored ticks")
+    first = r.ticks()[0][0]
+    base = r.last_tick()
+    time.sleep(0.5)
+    n = r.last_tick() - base
+    check(n <= 40, "%d ticks in 0.5 s at rate=50" % n)
+    r.term()
+    check(first <= run.last_tick() + 1, "first tick %d after %d" %
+          (first, run.last_tick()))
+
+
+# ---- udpkv over TAP ----
+
+NETNS_ADDR = "10.77.0.1/24"
+GUEST_IP = "10.77.0.2"
+
+
+def sh(*argv, ok=True, timeout=30):
+    r = subprocess.run(list(argv), capture_output=True, text=True,
+                       timeout=timeout)
+    if ok and r.returncode != 0:
+        fail("%s exited %d: %s%s" % (" ".join(argv), r.returncode, r.stdout,
+                                     r.stderr))
+    return r
+
+
+def make_netns():
+    if not shutil.which("ip"):
+        skip("`ip` (iproute2) is not installed")
+    if not os.path.exists("/dev/net/tun"):
+        skip("/dev/net/tun is missing")
+    ns = "ftvm-ckpt-%d-%04x" % (os.getpid(), random.getrandbits(16))
+
+    def delete():
+        kill_all()      # nothing may hold the namespace or the tap
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+                       timeout=30)
+    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+                       text=True, timeout=30)
+    if r.returncode != 0:
+        skip("cannot create a network namespace: %s" % r.stderr.strip())
+    cleanups.append(delete)
+    ipn = ["ip", "netns", "exec", ns]
+    sh(*ipn, "ip", "tuntap", "add", "dev", "ftvm-kv0", "mode", "tap")
+    sh(*ipn, "ip", "addr", "add", NETNS_ADDR, "dev", "ftvm-kv0")
+    sh(*ipn, "ip", "link", "set", "ftvm-kv0", "up")
+    sh(*ipn, "ip", "link", "set", "lo", "up")
+    return ns
+
+
+def kv_client(ns, *args):
+    argv = ["ip", "netns", "exec", ns, sys.executable,
+            os.path.join(HERE, "udpkv_client.py"), GUEST_IP] + list(args)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    log(r.stdout.strip())
+    check(r.returncode == 0, "udpkv_client %s exited %d:\n%s%s" %
+          (" ".join(args), r.returncode, r.stdout, r.stderr))
+
+
+def case_udpkv_tap():
+    needs_kvm()
+    needs_root("a TAP device in a network namespace")
+    ns = make_netns()
+    ping = shutil.which("ping")
+    sock = os.path.join(tmp, "run.sock")
+    image = os.path.join(guests, "udpkv.elf")
+    run = Proc("run", [ftvm, "run", "--mem", "32M", "--net", "tap:ftvm-kv0",
+                       "--control", sock, image, "ip=" + GUEST_IP], netns=ns)
+    wait_control(sock, run)
+    wait_until(lambda: any(l.startswith("udpkv ready ip=" + GUEST_IP)
+                           for l in run.lines()) or
+               (not run.alive() and fail("udpkv exited\n" + run.dump())),
+               20, "udpkv ready")
+    if ping:
+        r = sh("ip", "netns", "exec", ns, ping, "-c", "3", "-i", "0.2",
+               "-W", "2", GUEST_IP, ok=False)
+        check(r.returncode == 0, "ping %s failed:\n%s%s" % (GUEST_IP,
+                                                            r.stdout,
+                                                            r.stderr))
+        log(r.stdout.strip().splitlines()[-1])
+    else:
+        log("NOTE: ping (iputils-ping) is not installed; not pinged")
+    kv_client(ns, "put", "50")
+    kv_client(ns, "get", "50")
+    s = status(sock)
+    log("net: %r" % s.get("net"))
+    check(s.get("net", {}).get("rx_frames", 0) >= 100,
+          "net counters %r" % s.get("net"))
+
+    f = os.path.join(tmp, "kv.ftvm")
+    save(sock, f)
+    run.kill9()
+    sock2 = os.path.join(tmp, "restore.sock")
+    r = Proc("restore", [ftvm, "restore", "--net", "tap:ftvm-kv0",
+                         "--control", sock2, f], netns=ns)
+    wait_control(sock2, r)
+    kv_client(ns, "get", "50")
+    check(not [l for l in r.lines() if l.startswith("udpkv ready")],
+          "the restored guest booted again:\n" + r.dump())
+    rc = r.term()
+    check(rc == 128 + signal.SIGTERM, "restore exited %d after SIGTERM\n%s"
+          % (rc, r.dump()))
+
+    # Without --net the restore is refused: the VM had a network device.
+    r = sh(ftvm, "restore", f, ok=False)
+    check(r.returncode == EXIT_SETUP and "--net" in r.stderr,
+          "restore without --net: %d %s" % (r.returncode, r.stderr))
+
+
+# ---- a full disk ----
+
+def case_disk_full():
+    needs_kvm()
+    needs_root("mounting a tmpfs")
+    if os.environ.get("FTVM_CKPT_MNTNS") != "1":
+        if not shutil.which("unshare"):
+            skip("unshare (util-linux) is not installed")
+        # Again, in a private mount namespace: the tmpfs dies with it.
+        env = dict(os.environ, FTVM_CKPT_MNTNS="1")
+        argv = ["unshare", "-m", "--propagation", "private",
+                sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.execvpe(argv[0], argv, env)
+
+    ckdir = os.path.join(tmp, "ck")
+    os.mkdir(ckdir, 0o700)
+    # A 64M counter's checkpoint is ~1.3 MiB: the first fits, a second
+    # beside it does not.
+    sh("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "ftvm-ckpt-test",
+       ckdir)
+    cleanups.append(lambda: subprocess.run(["umount", "-l", ckdir],
+                                           capture_output=True, timeout=30))
+    args = ["rate=50"]
+    sock = os.path.join(tmp, "run.sock")
+    ref = Proc("reference", counter_argv(args))
+    run = Proc("run", counter_argv(args, extra=[
+        "--control", sock, "--checkpoint-dir", ckdir,
+        "--checkpoint-every", "300ms", "--keep", "3"]))
+    wait_control(sock, run)
+
+    def failed():
+        s = status(sock)
+        return s if s["checkpoints"]["failed"] >= 2 else None
+    s = wait_until(failed, 20, "2 failed checkpoints")
+    ck = s["checkpoints"]
+    log("checkpoints: %r" % ck)
+    check(ck["written"] >= 1, "no checkpoint fitted: %r" % ck)
+    check("No space left" in ck.get("last_error", ""),
+          "last_error %r" % ck.get("last_error"))
+    check(s["state"] == "running", "state %r" % s["state"])
+    n = run.last_tick()
+    run.wait_tick(n + 10, timeout=5)
+    check("checkpoint failed" in run.err() and "No space left" in run.err(),
+          "stderr does not report the failure:\n" + run.err())
+
+    # On demand too: the error reaches ftvmctl.
+    def on_demand():
+        rc, out, err = ctl(sock, "checkpoint", ok=False)
+        check(rc != 0, "a checkpoint fitted on the full disk: " + out)
+        return err if "already being written" not in err else None
+    err = wait_until(on_demand, 10, "an on-demand checkpoint to fail")
+    check("No space left" in err, "ftvmctl checkpoint: " + err)
+
+    ctl(sock, "quit")
+    run.wait(15)
+    names = only_ckpt_files(ckdir)
+    check(names, "no checkpoint left in %s" % ckdir)
+    log("left: %r" % names)
+    newest = os.path.join(ckdir, names[-1])
+    check_inspect(newest)
+    end = run.last_tick()
+    r = Proc("restore", [ftvm, "restore", newest])
+    wait_until(r.ticks, 10, "restored ticks")
+    r.wait_tick(r.ticks()[0][0] + 10)
+    r.term()
+    first, _ = check_continuation(r, ref, None, end + 1,
+                                  exact=console_lines(newest))
+    log("%s continues at tick %d" % (names[-1], first))
+    ref.term()
+
+
+def case_quit_status():
+    needs_kvm()
+    sock = os.path.join(tmp, "run.sock")
+    run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
+    wait_control(sock, run)
+    run.wait_tick(2)
+    ctl(sock, "quit")
+    rc = run.wait(15)
+    check(rc == 0, "ftvm run exited %d after `ftvmctl quit`, expected 0 "
+          "(122 means 'the monitor failed')" % rc)
+
+
+CASES = {
+    "save-restore": case_save_restore,
+    "periodic": case_periodic,
+    "bad-files": case_bad_files,
+    "clock": case_clock,
+    "udpkv-tap": case_udpkv_tap,
+    "disk-full": case_disk_full,
+    "quit-status": case_quit_status,
+}
+
+
+def on_signal(sig, frame):
+    raise SystemExit("stopped by signal %d" % sig)
+
+
+def main():
+    global case, ftvm, ftvmctl, guests, tmp
+    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    case = sys.argv[1]
+    ftvm, ftvmctl, guests = (os.path.abspath(a) for a in sys.argv[2:])
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    tmp = tempfile.mkdtemp(prefix="ftvm-ckpt-%s-" % case)
+    status_ = 1
+    t = time.monotonic()
+    try:
+        CASES[case]()
+        status_ = 0
+        log("ok: %s (%.1f s)" % (case, time.monotonic() - t))
+    except Failure as e:
+        print("FAIL [%s]: %s" % (case, e), file=sys.stderr)
+        for p in procs:
+            if p.name != "reference":
+                print(p.dump(), file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        kill_all()
+        for c in reversed(cleanups):
+            try:
+                c()
+            except Exception as e:      # keep cleaning
+                print("cleanup: %s" % e, file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(status_)
+
+
+if __name__ == "__main__":
+    main()
