@@ -205,6 +205,19 @@ int reg_save_setup(reg_registry *r, qfile *f)
 
 int reg_save_iterate(reg_registry *r, qfile *f)
 {
+    /*
+     * Everyone caught up at the last call: a new call asks for another
+     * round, since a running guest may have dirtied more in the meantime.
+     */
+    bool all_done = true;
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = nth(r, i);
+        if (e->live && e->live->save_iterate && !e->live_done)
+            all_done = false;
+    }
+    for (size_t i = 0; all_done && i < r->n; i++)
+        nth(r, i)->live_done = false;
+
     for (size_t i = 0; i < r->n; i++) {
         entry *e = nth(r, i);
         if (!e->live || e->live_done || !e->live->save_iterate)

@@ -80,7 +80,9 @@ int reg_save_setup(reg_registry *r, qfile *f);
 /*
  * One round of PART sections: entries in order, stopping after the first
  * that still has more to send.  Returns 1 when every entry is done, 0 when
- * some still have data, or a negative errno.
+ * some still have data, or a negative errno.  A call after one that
+ * returned 1 starts another round with every entry (a running guest keeps
+ * dirtying memory, so a caller may want a further pass).
  */
 int reg_save_iterate(reg_registry *r, qfile *f);
 /* Each live entry's END section. */

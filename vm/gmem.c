@@ -162,7 +162,9 @@ int gm_sync_dirty(gmem *g)
                 __atomic_load_n(&r->mon_bits[w], __ATOMIC_RELAXED)
                 ? __atomic_exchange_n(&r->mon_bits[w], 0, __ATOMIC_RELAXED)
                 : 0;
-            b->dirty[w] |= r->kvm_bits[w] | mon;
+            if (r->kvm_bits[w] | mon)
+                __atomic_fetch_or(&b->dirty[w], r->kvm_bits[w] | mon,
+                                  __ATOMIC_RELAXED);
         }
     }
     return 0;
@@ -175,4 +177,35 @@ uint64_t gm_total(const gmem *g)
     for (size_t i = 0; i < g->n; i++)
         t += g->blocks[i].length;
     return t;
+}
+
+/* Sets bits [first, last] of a bitmap, atomically (codec threads read it). */
+static void set_bits(unsigned long *map, uint64_t first, uint64_t last)
+{
+    const unsigned bits = 8 * sizeof(unsigned long);
+    for (uint64_t p = first; p <= last; p++)
+        __atomic_fetch_or(&map[p / bits], 1ul << (p % bits),
+                          __ATOMIC_RELAXED);
+}
+
+void gm_mark_allocated_dirty(gmem *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        ram_block *b = &g->blocks[i];
+        int fd = g->regions[i].memfd;
+        off_t pos = 0, len = (off_t)b->length;
+        while (pos < len) {
+            off_t data = lseek(fd, pos, SEEK_DATA);
+            if (data < 0)
+                break;      /* ENXIO: no data after pos */
+            off_t hole = lseek(fd, data, SEEK_HOLE);
+            if (hole < 0 || hole > len)
+                hole = len;
+            set_bits(b->dirty, (uint64_t)data / RAM_PAGE_SIZE,
+                     ((uint64_t)hole - 1) / RAM_PAGE_SIZE);
+            pos = hole;
+        }
+        if (pos == 0 && lseek(fd, 0, SEEK_DATA) < 0 && errno != ENXIO)
+            ram_mark_all_dirty(b, 1);   /* no hole support: copy it all */
+    }
 }

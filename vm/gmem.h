@@ -52,6 +52,14 @@ void *gm_ptr(const gmem *g, uint64_t gpa, uint64_t len);
 void gm_mark_dirty(gmem *g, uint64_t gpa, uint64_t len);
 /* Moves KVM's log and the monitor's marks into the blocks' bitmaps. */
 int gm_sync_dirty(gmem *g);
+/*
+ * Marks dirty every page the guest's memory holds data for, for a full
+ * copy to a receiver that starts from zeroed RAM.  Pages never written are
+ * holes in the memfd: they are skipped without being read, since reading
+ * a hole of a memfd allocates it (a first copy of a mostly idle 4 GiB VM
+ * would otherwise commit all 4 GiB on the host).
+ */
+void gm_mark_allocated_dirty(gmem *g);
 /* Bytes of RAM in all blocks. */
 uint64_t gm_total(const gmem *g);
 

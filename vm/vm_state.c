@@ -22,7 +22,7 @@ static int ram_setup(qfile *f, void *opaque)
         return qf_fail(f, rc, "vm: fetching the dirty log: %s",
                        strerror(-rc));
     /* A new receiver has nothing: everything goes, and no stale deltas. */
-    ram_mark_all_dirty(v->gm.blocks, v->gm.n);
+    gm_mark_allocated_dirty(&v->gm);
     ram_saver_drop_cache(v->saver);
     return ram_save_setup(v->saver, f);
 }
