@@ -269,6 +269,18 @@ void qf_crc_start(qfile *f)
     f->crc = (uint32_t)crc32(0, Z_NULL, 0);
 }
 
+void qf_crc_start_mem(qfile *f)
+{
+    qf_crc_start(f);
+    if (f->kind == QF_KIND_MEM && f->dir == QF_WRITE)
+        crc_add(f, f->buf, f->len);
+}
+
+void qf_crc_stop(qfile *f)
+{
+    f->crc_on = false;
+}
+
 uint32_t qf_crc(const qfile *f)
 {
     return f->crc;
@@ -282,11 +294,15 @@ static void put_bytes(qfile *f, const void *p, size_t n)
         qf_fail(f, -EBADF, "write to a read channel");
         return;
     }
-    if (f->crc_on)
-        crc_add(f, p, n);
+    /*
+     * The sum is taken over the copy, not the source: a running guest's
+     * page, or a RAM cache the receiver writes, may change in between.
+     */
     if (f->kind == QF_KIND_MEM) {
         if (mem_reserve(f, n)) {
             memcpy(f->buf + f->len, p, n);
+            if (f->crc_on)
+                crc_add(f, f->buf + f->len, n);
             f->len += n;
         }
         return;
@@ -297,7 +313,10 @@ static void put_bytes(qfile *f, const void *p, size_t n)
             qf_flush(f);
         size_t room = f->cap - f->len;
         size_t chunk = n < room ? n : room;
+        const uint8_t *dst = f->buf + f->len;
         fd_queue_internal(f, src, chunk);
+        if (f->crc_on)
+            crc_add(f, dst, chunk);
         src += chunk;
         n -= chunk;
     }
@@ -371,6 +390,7 @@ void qf_mem_reset(qfile *f)
     f->len = 0;
     f->err = 0;
     f->errmsg[0] = '\0';
+    f->crc_on = false;
 }
 
 /* ---- reading ---- */

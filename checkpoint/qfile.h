@@ -59,7 +59,10 @@ int qf_flush(qfile *f);
 
 /* Bytes of a memory channel so far (NULL for other kinds). */
 const uint8_t *qf_mem_data(const qfile *f, size_t *len);
-/* Empties a memory channel for reuse, keeping its allocation and name. */
+/*
+ * Empties a memory channel for reuse, keeping its allocation and name;
+ * a running CRC stops (qf_crc_start again for a new one).
+ */
 void qf_mem_reset(qfile *f);
 
 /* ---- reading ---- */
@@ -102,6 +105,15 @@ int qf_rewind(qfile *f);
  * running guest's page) changes before the flush.
  */
 void qf_crc_start(qfile *f);
+/*
+ * On a memory channel being written: starts the running CRC as though
+ * qf_crc_start had been called at its first byte, summing what it holds.
+ * Lets a writer seal what it built (a replication package, taken with
+ * the guest paused) after the fact, outside the pause.
+ */
+void qf_crc_start_mem(qfile *f);
+/* Stops the running CRC (a pass that has nothing left to check). */
+void qf_crc_stop(qfile *f);
 uint32_t qf_crc(const qfile *f);
 
 /* ---- position and errors ---- */

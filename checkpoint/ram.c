@@ -48,7 +48,8 @@ void ram_mark_all_dirty(const ram_block *blocks, size_t n)
         size_t words = ram_bitmap_longs(blocks[i].length);
 
         for (size_t w = 0; w < words; w++)
-            blocks[i].dirty[w] |= word_mask(pages, w);
+            __atomic_fetch_or(&blocks[i].dirty[w], word_mask(pages, w),
+                              __ATOMIC_RELAXED);
     }
 }
 
@@ -334,8 +335,9 @@ static uint64_t count_dirty(const ram_saver *s)
         size_t words = ram_bitmap_longs(sb->b.length);
 
         for (size_t w = 0; w < words; w++)
-            count += (uint64_t)__builtin_popcountl(sb->b.dirty[w] &
-                                                   word_mask(sb->pages, w));
+            count += (uint64_t)__builtin_popcountl(
+                __atomic_load_n(&sb->b.dirty[w], __ATOMIC_RELAXED) &
+                word_mask(sb->pages, w));
     }
     return count;
 }
@@ -357,7 +359,9 @@ int64_t ram_save_dirty(ram_saver *s, qfile *f, uint64_t max_pages,
         size_t words = ram_bitmap_longs(sb->b.length);
 
         for (size_t w = 0; w < words && !stopped && !err; w++) {
-            unsigned long bits = sb->b.dirty[w] & word_mask(sb->pages, w);
+            unsigned long bits = __atomic_load_n(&sb->b.dirty[w],
+                                                 __ATOMIC_RELAXED) &
+                                 word_mask(sb->pages, w);
 
             while (bits) {
                 unsigned bit = (unsigned)__builtin_ctzl(bits);
@@ -368,7 +372,9 @@ int64_t ram_save_dirty(ram_saver *s, qfile *f, uint64_t max_pages,
                     break;
                 }
                 bits &= bits - 1;
-                sb->b.dirty[w] &= ~(1UL << bit);
+                /* Cleared before the page is read: see ram_block. */
+                __atomic_fetch_and(&sb->b.dirty[w], ~(1UL << bit),
+                                   __ATOMIC_ACQ_REL);
                 r = save_page(s, f, sb, (uint64_t)w * LONG_BITS + bit, st);
                 err = r < 0 ? r : qf_error(f);
                 if (err)
@@ -701,7 +707,8 @@ static void note_page(const struct dest *d, unsigned kind, uint32_t payload)
     if (d->page && d->lb->b.dirty) {
         uint64_t p = d->offset >> RAM_PAGE_BITS;
 
-        d->lb->b.dirty[p / LONG_BITS] |= 1UL << (p % LONG_BITS);
+        __atomic_fetch_or(&d->lb->b.dirty[p / LONG_BITS],
+                          1UL << (p % LONG_BITS), __ATOMIC_RELEASE);
     }
 }
 

@@ -41,7 +41,11 @@ enum ram_flag {
  * A region of guest RAM, owned by the caller.  dirty has one bit per page
  * (bit p of word p / LONG_BIT), set when the page has to be sent.  The
  * saver needs it; the loader sets bits in it, when present, for every page
- * it stores, so a RAM cache knows what a package touched.
+ * it stores, so a RAM cache knows what a package touched.  Bits are set
+ * and cleared atomically, a page's bit set after the page is stored and
+ * cleared before it is read, so that a saver may run on one thread while
+ * a loader stores into the same blocks on another (the secondary writing
+ * its RAM cache to disk): a page changed under the saver is sent again.
  */
 typedef struct ram_block {
     const char *name;           /* at most 255 bytes, unique in a set */

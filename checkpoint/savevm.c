@@ -437,6 +437,8 @@ static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth,
         return qf_fail(f, -ENOMEM, "no memory for a package view");
     }
     qf_set_base(pf, start);
+    /* For a trailer's sum over the package; a rewind restarts it. */
+    qf_crc_start(pf);
 
     int r = 0;
     size_t sections_before = l->nsections;
@@ -444,8 +446,13 @@ static int load_packaged(sv_loader *l, qfile *f, loop_mode mode, int depth,
         r = package_pass(l, pf, MODE_VALIDATE, depth + 1);
         /* Starts seen while validating become real only when applied. */
         l->nsections = sections_before;
+        if (r == 0 && mode == MODE_APPLY_CHECKED && l->ops.validated &&
+            (r = l->ops.validated(l->opaque, pf)) < 0 && !qf_error(pf))
+            qf_fail(pf, r, "the package was refused after validation");
         if (r == 0) {
             qf_rewind(pf);
+            /* Validated: summing it again would cost as much as applying. */
+            qf_crc_stop(pf);
         } else if (mode == MODE_APPLY_CHECKED && l->ops.package_failed &&
                    l->ops.package_failed(l->opaque, pf) == 0) {
             qf_close(pf);
@@ -495,10 +502,14 @@ static int load_command(sv_loader *l, qfile *f, loop_mode mode, int depth,
         if (!l->opts.return_path)
             return qf_fail(f, -EINVAL, "PING 0x%x with no return path open",
                            v);
+        if (l->opts.return_path_lock)
+            pthread_mutex_lock(l->opts.return_path_lock);
         sv_put_rp_pong(l->opts.return_path, v);
-        if (qf_flush(l->opts.return_path) < 0)
-            return qf_fail(f, qf_error(l->opts.return_path),
-                           "answering PING: %s",
+        int fr = qf_flush(l->opts.return_path);
+        if (l->opts.return_path_lock)
+            pthread_mutex_unlock(l->opts.return_path_lock);
+        if (fr < 0)
+            return qf_fail(f, fr, "answering PING: %s",
                            qf_errmsg(l->opts.return_path));
         return 0;
     }

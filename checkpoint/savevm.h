@@ -11,6 +11,7 @@
 #ifndef FTVM_CHECKPOINT_SAVEVM_H
 #define FTVM_CHECKPOINT_SAVEVM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -131,9 +132,12 @@ typedef struct sv_target_ops {
     /* Optional: told of every record as it is applied (not validated). */
     void (*observe)(void *opaque, const sv_record *rec);
     /*
-     * Optional, for sv_load_checked: the last word after the whole stream
-     * validated and before any of it is applied (a required section that
-     * never came, say).  0, or an error latched on f with qf_fail.
+     * Optional: the last word after the whole stream validated and before
+     * any of it is applied (sv_load_checked), and in sv_load_main's APPLY
+     * pass after each package validated and before it is applied, with
+     * the package's view as f (a required section that never came, say).
+     * 0, or an error latched on f with qf_fail; a package refused here
+     * has failed validation (package_failed).
      */
     int (*validated)(void *opaque, qfile *f);
     /*
@@ -158,6 +162,11 @@ typedef struct sv_loader_opts {
     int max_depth;          /* PACKAGED nesting limit; 0 = 4 */
     bool footers;           /* expect section footers (default true) */
     qfile *return_path;     /* where PING is answered; NULL = none */
+    /*
+     * Held while a PONG is written, when other threads write to the same
+     * return path (a replication receiver's heartbeats); NULL = none.
+     */
+    pthread_mutex_t *return_path_lock;
 } sv_loader_opts;
 
 /*
@@ -173,7 +182,11 @@ int sv_load_header(sv_loader *l, qfile *f);
 
 /*
  * Loads records until EOF (or the clean end of the channel when
- * allow_end).  Nested packages are validated in full, then applied.
+ * allow_end).  Nested packages are validated in full, then applied.  Each
+ * package is read through a view of its own whose running CRC (qf_crc)
+ * starts at the package's first byte in the validate pass, so that a
+ * section in it can check a sum over the package (ckt_load,
+ * checkpoint/trailer.h); the apply pass that follows runs no sum.
  * Returns 0 or the latched negative errno; qf_errmsg(f) says what and where.
  */
 int sv_load_main(sv_loader *l, qfile *f, sv_pass pass, bool allow_end,

@@ -43,6 +43,15 @@ int ckt_load(qfile *f, const sv_section *sec, ckt_info *out)
     return 0;
 }
 
+int ckt_skip(qfile *f, const sv_section *sec)
+{
+    if (sec->type != SV_SECTION_FULL || sec->version_id != CKT_VERSION)
+        return qf_fail(f, -EINVAL, "section '%s': expected a FULL section, "
+                       "version %u", CKT_IDSTR, CKT_VERSION);
+    qf_skip(f, 8 + 8 + 4);
+    return qf_error(f);
+}
+
 void ckt_put_pkg(qfile *f, uint32_t section_id, const ckt_pkg *p)
 {
     sv_put_section_start(f, SV_SECTION_FULL, section_id, CKT_PKG_IDSTR, 0,

@@ -41,6 +41,11 @@ void ckt_put(qfile *f, uint32_t section_id, uint64_t id);
  * byte.  0, or -EBADMSG / -EINVAL latched on f with a message.
  */
 int ckt_load(qfile *f, const sv_section *sec, ckt_info *out);
+/*
+ * Reads a trailer's body without checking the sum: for the apply pass of
+ * a package, whose sum its validate pass checked (savevm.h).
+ */
+int ckt_skip(qfile *f, const sv_section *sec);
 
 /*
  * The package header: the first section of every replication package,

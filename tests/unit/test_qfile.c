@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "checkpoint/qfile.h"
 
@@ -50,6 +52,28 @@ static void get_everything(qfile *f)
     assert_int_equal(qf_error(f), 0);
     assert_true(qf_at_eof(f));
     assert_int_equal(qf_peek_u8(f), -1);
+}
+
+/* A CRC started after the fact equals one started at the first byte. */
+static void test_crc_start_mem(void **state)
+{
+    (void)state;
+    qfile *a = qf_open_mem("a"), *b = qf_open_mem("b");
+    qf_crc_start(a);
+    put_everything(a);
+    put_everything(b);
+    qf_crc_start_mem(b);
+    assert_int_equal(qf_crc(a), qf_crc(b));
+    qf_put_be32(a, 7);
+    qf_put_be32(b, 7);
+    assert_int_equal(qf_crc(a), qf_crc(b));
+    /* A reset stops the sum: what follows is not summed. */
+    qf_mem_reset(b);
+    uint32_t before = qf_crc(b);
+    put_everything(b);
+    assert_int_equal(qf_crc(b), before);
+    qf_close(a);
+    qf_close(b);
 }
 
 static void test_mem_roundtrip(void **state)
@@ -332,6 +356,56 @@ static void test_skip_and_peek(void **state)
     qf_close(r);
 }
 
+/* A source that keeps changing, as a running guest's page does. */
+typedef struct scribbler {
+    uint8_t buf[16384];
+    int stop;
+} scribbler;
+
+static void *scribble(void *arg)
+{
+    scribbler *s = arg;
+    for (uint32_t i = 0; !__atomic_load_n(&s->stop, __ATOMIC_RELAXED); i++)
+        __atomic_store_n(&s->buf[(i * 2654435761u) % sizeof(s->buf)],
+                         (uint8_t)i, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* The running sum covers the bytes written, whatever the source did. */
+static void test_crc_of_changing_source(void **state)
+{
+    (void)state;
+    static scribbler s;
+    char path[] = "/tmp/ftvm-qfile-crc-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    qfile *m = qf_open_mem("m");
+    qfile *w = qf_open_fd(fd, QF_WRITE, "f");
+    qf_crc_start(m);
+    qf_crc_start(w);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, scribble, &s), 0);
+    for (int i = 0; i < 400; i++) {
+        qf_put_iov(m, s.buf, sizeof(s.buf));
+        qf_put_iov(w, s.buf, sizeof(s.buf));
+    }
+    __atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(t, NULL);
+    assert_int_equal(qf_flush(w), 0);
+    size_t n;
+    const uint8_t *d = qf_mem_data(m, &n);
+    assert_int_equal(n, 400 * sizeof(s.buf));
+    assert_int_equal((uint32_t)crc32(0, d, (uInt)n), qf_crc(m));
+    uint8_t *back = malloc(n);
+    assert_int_equal(pread(fd, back, n, 0), (ssize_t)n);
+    assert_int_equal((uint32_t)crc32(0, back, (uInt)n), qf_crc(w));
+    free(back);
+    qf_close(w);
+    qf_close(m);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +421,8 @@ int main(void)
         cmocka_unit_test(test_pipe_errors),
         cmocka_unit_test(test_pipe_stream),
         cmocka_unit_test(test_skip_and_peek),
+        cmocka_unit_test(test_crc_start_mem),
+        cmocka_unit_test(test_crc_of_changing_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "checkpoint/savevm.h"
+#include "checkpoint/trailer.h"
 
 #define NDEV 4
 #define POISON 0xdeadbeefu  /* a value the devices refuse, to test checks */
@@ -579,6 +582,161 @@ static void test_package_failed_hook(void **state)
     sv_loader_free(l);
 }
 
+/*
+ * A replication receiver's view of packages: each is sealed by an
+ * ftvm-ckpt trailer whose sum covers the package from its first byte, and
+ * the validated hook sees every package before any of it applies.
+ */
+typedef struct sealed_target {
+    target t;
+    int sealed;         /* trailers checked in the current package */
+    int validated;      /* calls of the validated hook */
+    int refuse_next;    /* the hook refuses the next package */
+} sealed_target;
+
+static int sealed_section(void *opaque, qfile *f, const sv_section *sec,
+                          sv_pass pass)
+{
+    sealed_target *st = opaque;
+    if (strcmp(sec->idstr, CKT_IDSTR) != 0)
+        return target_section(&st->t, f, sec, pass);
+    if (pass == SV_PASS_APPLY) {   /* the sum was checked; none runs now */
+        assert_int_equal(qf_crc(f), 0);
+        return ckt_skip(f, sec);
+    }
+    ckt_info info;
+    int rc = ckt_load(f, sec, &info);
+    if (rc == 0)
+        st->sealed++;
+    return rc;
+}
+
+static int sealed_validated(void *opaque, qfile *pf)
+{
+    sealed_target *st = opaque;
+    st->validated++;
+    int sealed = st->sealed;
+    st->sealed = 0;
+    if (st->refuse_next) {
+        st->refuse_next = 0;
+        return -EPERM;
+    }
+    if (sealed != 1)
+        return qf_fail(pf, -EBADMSG, "package has %d trailers", sealed);
+    return 0;
+}
+
+static int sealed_failed(void *opaque, qfile *pf)
+{
+    sealed_target *st = opaque;
+    st->sealed = 0;
+    return drop_package(opaque, pf);
+}
+
+static const sv_target_ops sealed_ops = {
+    .section = sealed_section,
+    .validated = sealed_validated,
+    .package_failed = sealed_failed,
+};
+
+/* dev 0 = v, sealed with a trailer when asked. */
+static qfile *sealed_package(uint32_t v, bool seal)
+{
+    qfile *p = qf_open_mem("pkg");
+    qf_crc_start(p);
+    put_dev(p, 10, 0, v);
+    if (seal)
+        ckt_put(p, 20, v);
+    sv_put_eof(p);
+    return p;
+}
+
+static void load_packages(sealed_target *st, qfile *f)
+{
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    qfile *r = qf_open_view(b, n, "live");
+    sv_loader *l = sv_loader_new(&sealed_ops, st, NULL);
+    sv_stop why;
+    failed_packages = 0;
+    failed_msg[0] = '\0';
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
+    sv_loader_free(l);
+    qf_close(r);
+    qf_close(f);
+}
+
+static void test_package_crc_and_validated_hook(void **state)
+{
+    (void)state;
+    sealed_target st = { 0 };
+    qfile *f = qf_open_mem("live");
+    put_packaged_qfile(f, sealed_package(1, true));
+    load_packages(&st, f);
+    assert_int_equal(failed_packages, 0);
+    assert_int_equal(st.validated, 1);
+    assert_int_equal(st.t.dev[0], 1);
+
+    /* A flipped bit in the device's value: the trailer's sum catches it. */
+    f = qf_open_mem("live");
+    qfile *bad = sealed_package(2, true);
+    size_t bn;
+    uint8_t *bb = (uint8_t *)qf_mem_data(bad, &bn);
+    bb[17] ^= 0x10;     /* the value's first byte, after the FULL header */
+    put_packaged_qfile(f, bad);
+    load_packages(&st, f);
+    assert_int_equal(failed_packages, 1);
+    assert_non_null(strstr(failed_msg, "checksum mismatch"));
+    assert_int_equal(st.validated, 1);
+    assert_int_equal(st.t.dev[0], 1);
+
+    /* The hook refuses: a package without its trailer, then on request. */
+    f = qf_open_mem("live");
+    put_packaged_qfile(f, sealed_package(3, false));
+    load_packages(&st, f);
+    assert_int_equal(failed_packages, 1);
+    assert_non_null(strstr(failed_msg, "0 trailers"));
+    assert_int_equal(st.t.dev[0], 1);
+    f = qf_open_mem("live");
+    put_packaged_qfile(f, sealed_package(4, true));
+    put_packaged_qfile(f, sealed_package(5, true));
+    st.refuse_next = 1;
+    load_packages(&st, f);
+    assert_int_equal(failed_packages, 1);
+    assert_non_null(strstr(failed_msg, "refused after validation"));
+    assert_int_equal(st.validated, 4);
+    assert_int_equal(st.t.dev[0], 5);
+}
+
+/* The PONG is written under the return path's lock, which is free after. */
+static void test_ping_return_path_lock(void **state)
+{
+    (void)state;
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    qfile *rp = qf_open_mem("rp");
+    sv_loader_opts o = { .footers = true, .return_path = rp,
+                         .return_path_lock = &lock };
+    target t = { 0 };
+    sv_loader *l = sv_loader_new(&ops, &t, &o);
+    qfile *f = qf_open_mem("live");
+    sv_put_ping(f, 0x1234);
+    size_t n;
+    const uint8_t *b = qf_mem_data(f, &n);
+    qfile *r = qf_open_view(b, n, "live");
+    sv_stop why;
+    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
+    const uint8_t *pong = qf_mem_data(rp, &n);
+    static const uint8_t want[] = { 0, 2, 0, 4, 0, 0, 0x12, 0x34 };
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(pong, want, n);
+    assert_int_equal(pthread_mutex_trylock(&lock), 0);
+    pthread_mutex_unlock(&lock);
+    qf_close(r);
+    qf_close(f);
+    sv_loader_free(l);
+    qf_close(rp);
+}
+
 static void test_package_limits(void **state)
 {
     (void)state;
@@ -731,6 +889,8 @@ int main(void)
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_packages_on_a_live_stream),
         cmocka_unit_test(test_package_failed_hook),
+        cmocka_unit_test(test_package_crc_and_validated_hook),
+        cmocka_unit_test(test_ping_return_path_lock),
         cmocka_unit_test(test_package_limits),
         cmocka_unit_test(test_large_package_from_fd),
         cmocka_unit_test(test_vmdesc),
