@@ -331,6 +331,17 @@ void ctl_server_free(ctl_server *s)
 {
     if (!s)
         return;
+    /*
+     * Replies already made (quit's, stop-replication's) go out first.  The
+     * bufferevent keeps its output frozen for draining, so copy it out.
+     */
+    for (conn *c = s->conns; c; c = c->next) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t n = evbuffer_get_length(out);
+        const unsigned char *p = n ? evbuffer_pullup(out, -1) : NULL;
+        ssize_t w = p ? write(bufferevent_getfd(c->bev), p, n) : 0;
+        (void)w;    /* best effort: the process is on its way out */
+    }
     while (s->conns)
         conn_free(s->conns);
     evconnlistener_free(s->listener);
@@ -341,9 +352,16 @@ void ctl_server_free(ctl_server *s)
 int ctl_register(ctl_server *s, const char *name, const char *help,
                  ctl_fn fn, void *opaque)
 {
-    if (s->ncmds == MAX_COMMANDS || strlen(name) >= sizeof(s->cmds[0].name))
+    if (strlen(name) >= sizeof(s->cmds[0].name))
         return -EINVAL;
-    command *c = &s->cmds[s->ncmds++];
+    command *c = NULL;
+    for (size_t i = 0; i < s->ncmds && !c; i++)
+        if (strcmp(s->cmds[i].name, name) == 0)
+            c = &s->cmds[i];
+    if (!c && s->ncmds == MAX_COMMANDS)
+        return -EINVAL;
+    if (!c)
+        c = &s->cmds[s->ncmds++];
     snprintf(c->name, sizeof(c->name), "%s", name);
     snprintf(c->help, sizeof(c->help), "%s", help);
     c->fn = fn;

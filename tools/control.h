@@ -54,7 +54,11 @@ int ctl_server_new(ctl_server **out, struct event_base *base,
 /* Stops listening, closes connections, removes the socket file. */
 void ctl_server_free(ctl_server *s);
 
-/* Adds a command; help is one line shown by the "help" command. */
+/*
+ * Adds a command; help is one line shown by the "help" command.  A name
+ * registered again replaces the earlier handler (a role's own "status",
+ * say, over the common one).
+ */
 int ctl_register(ctl_server *s, const char *name, const char *help,
                  ctl_fn fn, void *opaque);
 

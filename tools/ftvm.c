@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "tools/inspect.h"
+#include "tools/primary.h"
 #include "tools/run.h"
+#include "tools/secondary.h"
 
 #ifndef FTVM_VERSION
 #define FTVM_VERSION "dev"
@@ -30,6 +32,11 @@ static void usage(FILE *out)
           "                            run a guest image in a VM\n"
           "  restore [OPTIONS] CHECKPOINT\n"
           "                            carry a VM on from a checkpoint file\n"
+          "  primary GUEST.elf [ARGS...] --secondary HOST:PORT [OPTIONS]\n"
+          "                            run a guest replicated to a "
+          "secondary\n"
+          "  secondary --listen ADDR:PORT [OPTIONS]\n"
+          "                            stand by for a primary, fail over\n"
           "  inspect [--json] [--desc S] FILE|-\n"
           "                            show what a checkpoint stream holds\n"
           "\n"
@@ -200,6 +207,10 @@ int main(int argc, char **argv)
         return run_main(argc - 1, argv + 1);
     if (strcmp(cmd, "restore") == 0)
         return restore_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "primary") == 0)
+        return primary_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "secondary") == 0)
+        return secondary_main(argc - 1, argv + 1);
     fprintf(stderr, "ftvm: unknown command '%s'; see ftvm --help\n", cmd);
     return 2;
 }

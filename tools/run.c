@@ -84,8 +84,7 @@ static void usage(FILE *out, run_mode mode)
           "  128+N  stopped by signal N (SIGINT, SIGTERM)\n", out);
 }
 
-/* "5s", "500ms", "2m", "1h", or a bare number of seconds. */
-static int parse_duration(const char *s, uint64_t *ns)
+int run_parse_duration(const char *s, uint64_t *ns)
 {
     char *end;
     errno = 0;
@@ -107,45 +106,89 @@ static int parse_duration(const char *s, uint64_t *ns)
     return 0;
 }
 
-/* The guest splits its command line on spaces: an argument cannot hold one. */
-static int join_args(run_opts *o, int argc, char **argv)
+char *run_join_args(int argc, char **argv, const char *cmd)
 {
     size_t len = 1;
 
     for (int i = 0; i < argc; i++) {
         if (argv[i][strcspn(argv[i], " \t\n")] != '\0' || !argv[i][0]) {
-            fprintf(stderr, "ftvm run: guest argument '%s' is empty or holds "
-                    "white space, which the guest would split\n", argv[i]);
-            return -EINVAL;
+            fprintf(stderr, "%s: guest argument '%s' is empty or holds "
+                    "white space, which the guest would split\n", cmd,
+                    argv[i]);
+            return NULL;
         }
         len += strlen(argv[i]) + 1;
     }
-    o->cmdline = calloc(1, len);
-    if (!o->cmdline)
-        return -ENOMEM;
-    for (int i = 0; i < argc; i++) {
+    char *line = calloc(1, len);
+    for (int i = 0; line && i < argc; i++) {
         if (i)
-            strcat(o->cmdline, " ");
-        strcat(o->cmdline, argv[i]);
+            strcat(line, " ");
+        strcat(line, argv[i]);
     }
-    return 0;
+    return line;
+}
+
+int run_vm_option(int opt, const char *arg, vm_config *cfg, const char *cmd)
+{
+    char *end;
+    long n;
+    switch (opt) {
+    case 'm': {
+        char why[160];
+        if (vm_parse_size(arg, &cfg->mem_size) < 0) {
+            fprintf(stderr, "%s: --mem '%s': expected a size such as 256M "
+                    "or 4G\n", cmd, arg);
+            return RUN_EXIT_USAGE;
+        }
+        if (vm_check_mem_size(cfg->mem_size, why, sizeof(why)) < 0) {
+            fprintf(stderr, "%s: --mem '%s': %s\n", cmd, arg, why);
+            return RUN_EXIT_USAGE;
+        }
+        return 0;
+    }
+    case RUN_OPT_COMPRESS:
+        n = strtol(arg, &end, 10);
+        if (*end || end == arg || n < 0 || n > 9) {
+            fprintf(stderr, "%s: --compress '%s': expected a zlib level 0 "
+                    "to 9\n", cmd, arg);
+            return RUN_EXIT_USAGE;
+        }
+        cfg->ram_opts.compress_level = (int)n;
+        return 0;
+    case RUN_OPT_VCPUS:
+        n = strtol(arg, &end, 10);
+        if (*end || end == arg || n < 1 || n > VM_MAX_VCPUS) {
+            fprintf(stderr, "%s: --vcpus '%s': expected 1 to %d\n", cmd,
+                    arg, VM_MAX_VCPUS);
+            return RUN_EXIT_USAGE;
+        }
+        cfg->vcpus = (unsigned)n;
+        return 0;
+    case RUN_OPT_NET:
+        cfg->net = arg;
+        return 0;
+    case RUN_OPT_MAC:
+        if (net_parse_mac(arg, cfg->mac) < 0) {
+            fprintf(stderr, "%s: --mac '%s': expected six hex bytes such as "
+                    "02:00:00:00:00:01\n", cmd, arg);
+            return RUN_EXIT_USAGE;
+        }
+        return 0;
+    default:
+        return 1;
+    }
 }
 
 /* 0 to go on, or the exit status (0 after --help). */
 static int parse(run_opts *o, int argc, char **argv, bool *done)
 {
-    enum { OPT_VCPUS = 256, OPT_NET, OPT_MAC, OPT_CONTROL, OPT_CKDIR,
-           OPT_CKEVERY, OPT_KEEP, OPT_COMPRESS };
+    enum { OPT_CONTROL = RUN_OPT_NEXT, OPT_CKDIR, OPT_CKEVERY, OPT_KEEP };
     static const struct option opts[] = {
-        { "mem", required_argument, NULL, 'm' },
-        { "vcpus", required_argument, NULL, OPT_VCPUS },
-        { "net", required_argument, NULL, OPT_NET },
-        { "mac", required_argument, NULL, OPT_MAC },
+        RUN_VM_LONGOPTS,
         { "control", required_argument, NULL, OPT_CONTROL },
         { "checkpoint-dir", required_argument, NULL, OPT_CKDIR },
         { "checkpoint-every", required_argument, NULL, OPT_CKEVERY },
         { "keep", required_argument, NULL, OPT_KEEP },
-        { "compress", required_argument, NULL, OPT_COMPRESS },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -158,21 +201,14 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
     optind = 0;     /* a fresh scan, whoever parsed before */
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+m:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm': {
-            char why[160];
-            if (vm_parse_size(optarg, &o->cfg.mem_size) < 0) {
-                fprintf(stderr, "ftvm run: --mem '%s': expected a size such "
-                        "as 256M or 4G\n", optarg);
-                return RUN_EXIT_USAGE;
-            }
-            if (vm_check_mem_size(o->cfg.mem_size, why, sizeof(why)) < 0) {
-                fprintf(stderr, "ftvm run: --mem '%s': %s\n", optarg, why);
-                return RUN_EXIT_USAGE;
-            }
+        int r = run_vm_option(c, optarg, &o->cfg, cmd);
+        if (r == 0 && c == 'm')
             o->mem_given = true;
-            break;
-        }
+        if (r == 0)
+            continue;
+        if (r != 1)
+            return r;
+        switch (c) {
         case OPT_CONTROL:
             o->control = optarg;
             break;
@@ -180,52 +216,24 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
             o->ck.checkpoint_dir = optarg;
             break;
         case OPT_CKEVERY:
-            if (parse_duration(optarg, &o->ck.checkpoint_every_ns) < 0) {
+            if (run_parse_duration(optarg, &o->ck.checkpoint_every_ns) < 0) {
                 fprintf(stderr, "%s: --checkpoint-every '%s': expected a "
                         "time from 1ms up, such as 5s or 500ms\n", cmd,
                         optarg);
                 return RUN_EXIT_USAGE;
             }
             break;
-        case OPT_KEEP:
-        case OPT_COMPRESS: {
+        case OPT_KEEP: {
             char *end;
             long n = strtol(optarg, &end, 10);
-            bool keep = c == OPT_KEEP;
-            if (*end || end == optarg || n < (keep ? 1 : 0) ||
-                n > (keep ? 100000 : 9)) {
-                fprintf(stderr, "%s: --%s '%s': expected %s\n", cmd,
-                        keep ? "keep" : "compress", optarg,
-                        keep ? "a count from 1" : "a zlib level 0 to 9");
+            if (*end || end == optarg || n < 1 || n > 100000) {
+                fprintf(stderr, "%s: --keep '%s': expected a count from 1\n",
+                        cmd, optarg);
                 return RUN_EXIT_USAGE;
             }
-            if (keep)
-                o->ck.keep = (unsigned)n;
-            else
-                o->cfg.ram_opts.compress_level = (int)n;
+            o->ck.keep = (unsigned)n;
             break;
         }
-        case OPT_VCPUS: {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || end == optarg || n < 1 || n > VM_MAX_VCPUS) {
-                fprintf(stderr, "ftvm run: --vcpus '%s': expected 1 to %d\n",
-                        optarg, VM_MAX_VCPUS);
-                return RUN_EXIT_USAGE;
-            }
-            o->cfg.vcpus = (unsigned)n;
-            break;
-        }
-        case OPT_NET:
-            o->cfg.net = optarg;
-            break;
-        case OPT_MAC:
-            if (net_parse_mac(optarg, o->cfg.mac) < 0) {
-                fprintf(stderr, "ftvm run: --mac '%s': expected six hex "
-                        "bytes such as 02:00:00:00:00:01\n", optarg);
-                return RUN_EXIT_USAGE;
-            }
-            break;
         case 'h':
             usage(stdout, o->mode);
             *done = true;
@@ -255,7 +263,8 @@ static int parse(run_opts *o, int argc, char **argv, bool *done)
         }
         return 0;
     }
-    if (join_args(o, argc - optind - 1, argv + optind + 1) < 0)
+    o->cmdline = run_join_args(argc - optind - 1, argv + optind + 1, cmd);
+    if (!o->cmdline)
         return RUN_EXIT_USAGE;
     return 0;
 }
@@ -278,16 +287,14 @@ static void on_stop(vm *v, void *arg)
     event_base_loopexit(ctx->base, NULL);
 }
 
-static int exit_status(run_ctx *ctx)
+int run_exit_status(vm *v, int signal, const char *who)
 {
     vm_stop_info si;
 
-    vm_get_stop_info(ctx->v, &si);
-    if (ctx->signal) {
-        fprintf(stderr, "ftvm %s: stopped by %s\n",
-                ctx->o->mode == MODE_RUN ? "run" : "restore",
-                strsignal(ctx->signal));
-        return RUN_EXIT_SIGNAL + ctx->signal;
+    vm_get_stop_info(v, &si);
+    if (signal) {
+        fprintf(stderr, "%s: stopped by %s\n", who, strsignal(signal));
+        return RUN_EXIT_SIGNAL + signal;
     }
     switch (si.reason) {
     case VM_STOP_HALT:
@@ -355,7 +362,9 @@ static int run_loop(run_ctx *ctx)
     /* A checkpoint being written ends (and fails) before the VM goes. */
     while (vmc_busy(vc))
         event_base_loop(ctx->base, EVLOOP_ONCE);
-    status = exit_status(ctx);
+    status = run_exit_status(ctx->v, ctx->signal,
+                             ctx->o->mode == MODE_RUN ? "ftvm run"
+                                                      : "ftvm restore");
 out:
     ctl_server_free(ctl);
     vmc_free(vc);

@@ -15,6 +15,7 @@ struct vmc {
     vm *v;
     struct event_base *base;
     vmc_opts o;
+    vmc_hooks hooks;
     struct event *timer;
     uint64_t started_ns;
 
@@ -84,6 +85,12 @@ static void on_snap_done(void *opaque, int rc, const char *path,
         ctl_reply(req, snap_json(st, path));
 }
 
+static int no_vm(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "there is no VM yet");
+    return -ENODEV;
+}
+
 static int start_snap(vmc *c, snap_target kind, const char *path,
                       ctl_req *req, char *err, size_t errlen)
 {
@@ -91,8 +98,15 @@ static int start_snap(vmc *c, snap_target kind, const char *path,
         snprintf(err, errlen, "a checkpoint is already being written");
         return -EBUSY;
     }
-    int r = snap_start(&c->job, c->v, c->base, kind, path, on_snap_done, c,
-                       err, errlen);
+    if (!c->v)
+        return no_vm(err, errlen);
+    if (c->hooks.can_save) {
+        int r = c->hooks.can_save(c->hooks.opaque, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    int r = snap_start(&c->job, c->v, c->base, kind, path, &c->hooks.gate,
+                       on_snap_done, c, err, errlen);
     if (r == 0) {
         c->job_req = req;
     } else {
@@ -108,7 +122,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     vmc *c = arg;
     char err[512];
-    if (c->job || vm_get_state(c->v) == VM_STOPPED)
+    if (c->job || !c->v || vm_get_state(c->v) == VM_STOPPED)
+        return;
+    /* Not yet a VM worth saving (a secondary before its first checkpoint). */
+    if (c->hooks.can_save &&
+        c->hooks.can_save(c->hooks.opaque, err, sizeof(err)) < 0)
         return;
     if (start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, NULL, err,
                    sizeof(err)) < 0)
@@ -117,12 +135,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- control commands ---- */
 
-static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
-                              json_t **result, int *rc, char *err,
-                              size_t errlen)
+json_t *vmc_status(vmc *c)
 {
-    (void)req; (void)args; (void)rc; (void)err; (void)errlen;
-    vmc *c = opaque;
+    const char *role = c->o.role ? c->o.role : "run";
+    if (!c->v) {
+        json_t *r = json_pack("{s:s, s:f}", "role", role, "uptime_s",
+                              (now_ns() - c->started_ns) / 1e9);
+        if (c->hooks.status)
+            c->hooks.status(c->hooks.opaque, r);
+        return r;
+    }
     vm_pause_stats ps;
     vm_get_pause_stats(c->v, &ps);
     size_t nb;
@@ -132,7 +154,7 @@ static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
         mem += b[i].length;
     json_t *r = json_pack(
         "{s:s, s:s, s:I, s:f, s:f}",
-        "role", "run", "state", state_name(vm_get_state(c->v)),
+        "role", role, "state", state_name(vm_get_state(c->v)),
         "mem_bytes", (json_int_t)mem,
         "uptime_s", (now_ns() - c->started_ns) / 1e9,
         "guest_clock_s", vm_guest_clock(c->v) / 1e9);
@@ -170,7 +192,17 @@ static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
     vm_get_stop_info(c->v, &si);
     if (si.reason != VM_STOP_NONE)
         json_object_set_new(r, "stopped", json_string(si.msg));
-    *result = r;
+    if (c->hooks.status)
+        c->hooks.status(c->hooks.opaque, r);
+    return r;
+}
+
+static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
+                              json_t **result, int *rc, char *err,
+                              size_t errlen)
+{
+    (void)req; (void)args; (void)rc; (void)err; (void)errlen;
+    *result = vmc_status(opaque);
     return CTL_DONE;
 }
 
@@ -180,6 +212,10 @@ static ctl_outcome cmd_pause(void *opaque, ctl_req *req, json_t *args,
 {
     (void)req; (void)args; (void)result;
     vmc *c = opaque;
+    if (!c->v) {
+        *rc = no_vm(err, errlen);
+        return CTL_DONE;
+    }
     if (vm_get_state(c->v) != VM_RUNNING) {
         *rc = -EINVAL;
         snprintf(err, errlen, "the VM is %s, not running",
@@ -198,7 +234,7 @@ static ctl_outcome cmd_resume(void *opaque, ctl_req *req, json_t *args,
 {
     (void)req; (void)args; (void)result;
     vmc *c = opaque;
-    *rc = vm_resume(c->v, err, errlen);
+    *rc = c->v ? vm_resume(c->v, err, errlen) : no_vm(err, errlen);
     return CTL_DONE;
 }
 
@@ -238,7 +274,11 @@ static ctl_outcome cmd_quit(void *opaque, ctl_req *req, json_t *args,
                             size_t errlen)
 {
     (void)req; (void)args; (void)result; (void)rc; (void)err; (void)errlen;
-    vm_stop(((vmc *)opaque)->v);
+    vmc *c = opaque;
+    if (c->hooks.quit)
+        c->hooks.quit(c->hooks.opaque);
+    else if (c->v)
+        vm_stop(c->v);
     return CTL_DONE;
 }
 
@@ -253,6 +293,8 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
     c->v = v;
     c->base = base;
     c->o = *o;
+    if (o->hooks)
+        c->hooks = *o->hooks;
     if (c->o.keep < 1)
         c->o.keep = 1;
     c->started_ns = now_ns();
@@ -283,6 +325,11 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
     }
     *out = c;
     return 0;
+}
+
+void vmc_set_vm(vmc *c, vm *v)
+{
+    c->v = v;
 }
 
 bool vmc_busy(const vmc *c)

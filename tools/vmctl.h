@@ -1,8 +1,9 @@
 /*
  * vmctl: what a process running one VM offers its operator: the control
  * commands (status, pause, resume, save, checkpoint, quit) and the
- * periodic checkpoints to a directory.  Used by `ftvm run` and `ftvm
- * restore`; docs/control-protocol.md lists the commands and their results.
+ * periodic checkpoints to a directory.  Used by `ftvm run`, `ftvm
+ * restore` and `ftvm secondary`; docs/control-protocol.md lists the
+ * commands and their results.
  */
 #ifndef FTVM_TOOLS_VMCTL_H
 #define FTVM_TOOLS_VMCTL_H
@@ -10,12 +11,32 @@
 #include <stdint.h>
 
 #include "tools/control.h"
+#include "vm/snapshot.h"
 #include "vm/vm.h"
+
+/*
+ * What a process whose VM is more than a running guest adds (the
+ * secondary: its VM appears when the primary's first sections arrive and
+ * is a RAM cache until failover).  Every member may be NULL.
+ */
+typedef struct vmc_hooks {
+    void *opaque;
+    /* Adds its fields to (or replaces fields of) status's result. */
+    void (*status)(void *opaque, json_t *result);
+    /* Whether a checkpoint may be written now: 0, or -errno and why. */
+    int (*can_save)(void *opaque, char *err, size_t errlen);
+    /* quit does this instead of vm_stop. */
+    void (*quit)(void *opaque);
+    /* Around the final phase of every checkpoint (vm/snapshot.h). */
+    snap_gate gate;
+} vmc_hooks;
 
 typedef struct vmc_opts {
     const char *checkpoint_dir;     /* NULL: no periodic checkpoints */
     uint64_t checkpoint_every_ns;   /* 0: only on request */
     unsigned keep;                  /* checkpoints kept in the directory */
+    const char *role;               /* status's "role"; NULL: "run" */
+    const vmc_hooks *hooks;         /* NULL: none; copied */
 } vmc_opts;
 
 typedef struct vmc vmc;
@@ -23,10 +44,15 @@ typedef struct vmc vmc;
 /*
  * Registers the commands on ctl (may be NULL: no control socket) and
  * starts the checkpoint timer.  quit calls vm_stop, so the caller's
- * on_stop ends the loop as for a guest that halts.
+ * on_stop ends the loop as for a guest that halts.  v may be NULL until
+ * vmc_set_vm: the commands then answer that there is no VM yet.
  */
 int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
             const vmc_opts *o, char *err, size_t errlen);
+/* Gives the commands their VM (from the loop's thread). */
+void vmc_set_vm(vmc *c, vm *v);
+/* What the status command answers (a new reference): for metrics. */
+json_t *vmc_status(vmc *c);
 /* Whether a checkpoint is being written (the caller waits before exit). */
 bool vmc_busy(const vmc *c);
 void vmc_free(vmc *c);

@@ -78,6 +78,12 @@ struct net_dev {
     struct held_frame *held_head, **held_tail;
     size_t held_frames, held_bytes;
     uint64_t tx_frames, tx_bytes, tx_dropped;
+    /* Held since the last mark, against the hold notify's limits. */
+    size_t mark_frames, mark_bytes;
+    bool hold_notified;
+    size_t notify_frames, notify_bytes;
+    void (*hold_notify)(void *);
+    void *hold_notify_opaque;
 };
 
 static int fail(char *err, size_t errlen, const char *spec, int rc,
@@ -669,10 +675,23 @@ int net_send(net_dev *n, const void *frame, size_t len)
             n->held_tail = &f->next;
             n->held_frames++;
             n->held_bytes += len;
+            n->mark_frames++;
+            n->mark_bytes += len;
             rc = 0;
         }
     }
+    void (*notify)(void *) = NULL;
+    void *opaque = n->hold_notify_opaque;
+    if (rc == 0 && n->policy == NET_TX_HOLD && n->hold_notify &&
+        !n->hold_notified &&
+        (n->mark_frames >= n->notify_frames ||
+         n->mark_bytes >= n->notify_bytes)) {
+        n->hold_notified = true;
+        notify = n->hold_notify;
+    }
     pthread_mutex_unlock(&n->tx_lock);
+    if (notify)
+        notify(opaque);
     return rc;
 }
 
@@ -715,6 +734,19 @@ void net_tx_mark(net_dev *n, uint64_t checkpoint_id)
 {
     pthread_mutex_lock(&n->tx_lock);
     n->mark = checkpoint_id;
+    n->mark_frames = n->mark_bytes = 0;
+    n->hold_notified = false;
+    pthread_mutex_unlock(&n->tx_lock);
+}
+
+void net_set_hold_notify(net_dev *n, size_t frames, size_t bytes,
+                         void (*fn)(void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&n->tx_lock);
+    n->notify_frames = frames;
+    n->notify_bytes = bytes;
+    n->hold_notify = fn;
+    n->hold_notify_opaque = opaque;
     pthread_mutex_unlock(&n->tx_lock);
 }
 

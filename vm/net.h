@@ -104,6 +104,15 @@ void net_tx_mark(net_dev *n, uint64_t checkpoint_id);
 int net_tx_release(net_dev *n, uint64_t upto);
 /* Sends everything held, whatever its mark (degraded mode, stop). */
 int net_tx_release_all(net_dev *n);
+/*
+ * Calls fn(opaque) when the frames held since the last net_tx_mark first
+ * reach frames, or their bytes reach bytes (once per mark), so that the
+ * primary can checkpoint early instead of holding a burst for a whole
+ * interval.  Called from net_send, on the vCPU's thread, with no lock of n
+ * held.  NULL removes it.
+ */
+void net_set_hold_notify(net_dev *n, size_t frames, size_t bytes,
+                         void (*fn)(void *opaque), void *opaque);
 
 typedef struct net_stats {
     uint64_t rx_frames, rx_bytes, rx_dropped;

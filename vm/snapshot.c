@@ -30,6 +30,7 @@ struct snap_job {
     pthread_t thread;
     snap_done_fn done;
     void *opaque;
+    snap_gate gate;
     uint64_t id;            /* the trailer's checkpoint id */
     int rc;
     char err[512];
@@ -97,7 +98,7 @@ static int live_phase(snap_job *j, qfile *f)
 }
 
 /* The rest, with the vCPUs out of the guest. */
-static int final_phase(snap_job *j, qfile *f)
+static int final_copy(snap_job *j, qfile *f)
 {
     bool was_running = vm_get_state(j->v) == VM_RUNNING;
     uint64_t t0 = now_ns();
@@ -138,6 +139,21 @@ static int final_phase(snap_job *j, qfile *f)
     return qf_error(f) ? stream_fail(j, f) : j->rc;
 }
 
+/* The gate, if any, keeps other writers out of the final copy. */
+static int final_phase(snap_job *j, qfile *f)
+{
+    char gerr[256];
+    if (j->gate.close) {
+        int r = j->gate.close(j->gate.opaque, gerr, sizeof(gerr));
+        if (r < 0)
+            return fail(j, r, gerr);
+    }
+    int r = final_copy(j, f);
+    if (j->gate.open)
+        j->gate.open(j->gate.opaque);
+    return r;
+}
+
 static void *job_main(void *arg)
 {
     snap_job *j = arg;
@@ -172,8 +188,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 }
 
 int snap_start(snap_job **out, vm *v, struct event_base *base,
-               snap_target kind, const char *path, snap_done_fn done,
-               void *opaque, char *err, size_t errlen)
+               snap_target kind, const char *path, const snap_gate *gate,
+               snap_done_fn done, void *opaque, char *err, size_t errlen)
 {
     if (vm_get_state(v) == VM_STOPPED) {
         snprintf(err, errlen, "the VM has stopped: nothing to checkpoint");
@@ -187,6 +203,8 @@ int snap_start(snap_job **out, vm *v, struct event_base *base,
     j->v = v;
     j->done = done;
     j->opaque = opaque;
+    if (gate)
+        j->gate = *gate;
     int r = kind == SNAP_TO_DIR ? ckf_begin(&j->txn, path, err, errlen)
                                 : ckf_begin_file(&j->txn, path, err, errlen);
     if (r < 0) {

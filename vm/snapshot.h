@@ -19,6 +19,7 @@
 #define FTVM_VM_SNAPSHOT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vm/vm.h"
@@ -43,6 +44,20 @@ typedef void (*snap_done_fn)(void *opaque, int rc, const char *path,
 
 typedef struct snap_job snap_job;
 
+/*
+ * For a VM whose state another thread writes while it is not running (a
+ * secondary's RAM cache, which its receiver applies checkpoints to): the
+ * live phase runs alongside that writer (the RAM codec's dirty bits are
+ * atomic, so pages it changes are sent again), and the final phase runs
+ * between close() and open(), which keep the writer out.  close() may
+ * refuse, with a message, when the state is not one to save.
+ */
+typedef struct snap_gate {
+    int (*close)(void *opaque, char *err, size_t errlen);
+    void (*open)(void *opaque);
+    void *opaque;
+} snap_gate;
+
 typedef enum snap_target {
     SNAP_TO_DIR,    /* a new numbered checkpoint in a directory */
     SNAP_TO_FILE,   /* exactly this path (replaced atomically) */
@@ -50,11 +65,12 @@ typedef enum snap_target {
 
 /*
  * Starts writing a checkpoint of v.  One job at a time per VM is the
- * caller's rule.  Requires libevent's pthreads support
- * (evthread_use_pthreads) on base.  0, or -errno with a message.
+ * caller's rule.  gate may be NULL; it is copied.  Requires libevent's
+ * pthreads support (evthread_use_pthreads) on base.  0, or -errno with a
+ * message.
  */
 int snap_start(snap_job **out, vm *v, struct event_base *base,
-               snap_target kind, const char *path, snap_done_fn done,
-               void *opaque, char *err, size_t errlen);
+               snap_target kind, const char *path, const snap_gate *gate,
+               snap_done_fn done, void *opaque, char *err, size_t errlen);
 
 #endif

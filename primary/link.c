@@ -1,0 +1,380 @@
+/* link: see link.h.  The loop's side; the thread is in link_thread.c. */
+#include "primary/link.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint/savevm.h"
+#include "primary/link_impl.h"
+
+uint64_t lnk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void lnk_wake(lnk *l)
+{
+    event_active(l->ev_wake, EV_READ, 0);
+}
+
+/* ---- the loop's side ---- */
+
+static void report_down(lnk *l, int rc, const char *why)
+{
+    pthread_mutex_lock(&l->lock);
+    bool tell = !l->told_failed && !l->closing && !l->finishing;
+    l->told_failed = true;
+    l->failed = true;
+    pthread_mutex_unlock(&l->lock);
+    if (tell)
+        l->ops.on_down(l->opaque, l, rc, why);
+}
+
+static void stop_reading(lnk *l)
+{
+    if (l->read_added)
+        event_del(l->ev_read);
+    l->read_added = false;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    lnk *l = arg;
+    char why[600];
+    for (;;) {
+        ssize_t n = recv(fd, l->rx + l->rx_len, sizeof(l->rx) - l->rx_len,
+                         MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            int e = n < 0 ? errno : ECONNRESET;
+            snprintf(why, sizeof(why), "secondary %s: %s", l->addr,
+                     n < 0 ? strerror(e) : "closed the connection");
+            stop_reading(l);
+            report_down(l, -e, why);
+            return;
+        }
+        __atomic_store_n(&l->last_recv_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+        l->rx_len += (size_t)n;
+        size_t off = 0;
+        for (;;) {
+            rp_msg m;
+            char err[256];
+            int used = rp_parse(l->rx + off, l->rx_len - off, &m, err,
+                                sizeof(err));
+            if (used < 0) {
+                snprintf(why, sizeof(why), "secondary %s: %s", l->addr, err);
+                stop_reading(l);
+                report_down(l, -EPROTO, why);
+                return;
+            }
+            if (used == 0)
+                break;
+            off += (size_t)used;
+            l->ops.on_msg(l->opaque, l, &m);
+            if (!l->read_added)     /* the owner ended the link */
+                return;
+        }
+        memmove(l->rx, l->rx + off, l->rx_len - off);
+        l->rx_len -= off;
+    }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    lnk *l = arg;
+    pthread_mutex_lock(&l->lock);
+    bool add_read = l->connected && !l->read_added && !l->closing &&
+                    !l->finishing && !l->told_failed;
+    item *done = l->done;
+    l->done = NULL;
+    bool ready = l->ready && !l->told_ready;
+    l->told_ready |= ready;
+    bool failed = l->failed && !l->told_failed;
+    bool exited = l->exited;
+    int rc = l->fail_rc;
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", l->fail_msg);
+    if (exited) {
+        /* What the thread never took is handed back as unsent. */
+        for (item *it = l->head, *next; it; it = next) {
+            next = it->next;
+            if (it->kind == IT_PACKAGE) {
+                it->next = done;
+                done = it;
+            } else {
+                free(it);
+            }
+        }
+        l->head = NULL;
+        l->tail = &l->head;
+    }
+    pthread_mutex_unlock(&l->lock);
+
+    if (add_read && !l->ev_read)
+        l->ev_read = event_new(l->base, l->fd, EV_READ | EV_PERSIST,
+                               on_read, l);
+    if (add_read && l->ev_read && event_add(l->ev_read, NULL) == 0)
+        l->read_added = true;
+    /* Oldest first, so the owner sees packages in the order sent. */
+    item *rev = NULL;
+    while (done) {
+        item *next = done->next;
+        done->next = rev;
+        rev = done;
+        done = next;
+    }
+    while (rev) {
+        item *next = rev->next;
+        l->ops.on_sent(l->opaque, l, rev->id, rev->pkg, rev->sent_ns);
+        free(rev);
+        rev = next;
+    }
+    if (ready && !l->closing && !l->finishing)
+        l->ops.on_ready(l->opaque, l);
+    if (failed)
+        report_down(l, rc, msg);
+    if (exited) {
+        stop_reading(l);
+        l->ops.on_exit(l->opaque, l);   /* may free l */
+    }
+}
+
+static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    lnk_shutdown(arg);
+}
+
+int lnk_new(lnk **out, struct event_base *base, const char *addr, int fd,
+            int connect_timeout_ms, const lnk_ops *ops, void *opaque,
+            char *err, size_t errlen)
+{
+    lnk *l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    l->base = base;
+    snprintf(l->addr, sizeof(l->addr), "%s", addr);
+    l->connect_timeout_ms = connect_timeout_ms;
+    l->ops = *ops;
+    l->opaque = opaque;
+    l->fd = fd;
+    l->tail = &l->head;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->send_lock, NULL);
+    pthread_cond_init(&l->cond, NULL);
+    l->framer = qf_open_mem(addr);
+    l->ev_wake = event_new(base, -1, 0, on_wake, l);
+    l->ev_finish = evtimer_new(base, on_finish_timeout, l);
+    if (fd >= 0)
+        l->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_read, l);
+    if (!l->framer || !l->ev_wake || !l->ev_finish ||
+        (fd >= 0 && !l->ev_read)) {
+        snprintf(err, errlen, "out of memory");
+        lnk_free(l);
+        return -ENOMEM;
+    }
+    if (pthread_create(&l->thread, NULL, lnk_thread_main, l) != 0) {
+        snprintf(err, errlen, "cannot start the sender thread");
+        lnk_free(l);
+        return -EAGAIN;
+    }
+    l->thread_started = true;
+    *out = l;
+    return 0;
+}
+
+void lnk_shutdown(lnk *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->closing = true;
+    if (l->fd >= 0)
+        shutdown(l->fd, SHUT_RDWR);
+    pthread_cond_broadcast(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+    stop_reading(l);
+    evtimer_del(l->ev_finish);
+}
+
+static void free_items(item *it)
+{
+    while (it) {
+        item *next = it->next;
+        qf_close(it->pkg);
+        free(it);
+        it = next;
+    }
+}
+
+void lnk_free(lnk *l)
+{
+    if (!l)
+        return;
+    lnk_shutdown(l);
+    if (l->thread_started)
+        pthread_join(l->thread, NULL);
+    if (l->ev_read)
+        event_free(l->ev_read);
+    if (l->ev_wake)
+        event_free(l->ev_wake);
+    if (l->ev_finish)
+        event_free(l->ev_finish);
+    free_items(l->head);
+    free_items(l->done);
+    if (l->fd >= 0)
+        close(l->fd);
+    qf_close(l->framer);
+    pthread_cond_destroy(&l->cond);
+    pthread_mutex_destroy(&l->send_lock);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
+
+const char *lnk_addr(const lnk *l)
+{
+    return l->addr;
+}
+
+/* The framing of a record, encoded by savevm (on the loop's thread). */
+static void frame(lnk *l, item *it, void (*put)(qfile *, const item *))
+{
+    size_t len;
+    qf_mem_reset(l->framer);
+    put(l->framer, it);
+    const uint8_t *d = qf_mem_data(l->framer, &len);
+    if (!qf_error(l->framer) && len <= sizeof(it->hdr)) {
+        memcpy(it->hdr, d, len);
+        it->hdr_len = len;
+    }
+}
+
+static void put_packaged(qfile *h, const item *it)
+{
+    size_t len;
+    qf_mem_data(it->pkg, &len);
+    uint8_t be[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+                      (uint8_t)(len >> 8), (uint8_t)len };
+    sv_put_command(h, SV_CMD_PACKAGED, 4, be);
+}
+
+static void put_ping(qfile *h, const item *it)
+{
+    sv_put_ping(h, (uint32_t)it->id);
+}
+
+static void put_eof(qfile *h, const item *it)
+{
+    (void)it;
+    sv_put_eof(h);
+}
+
+static void enqueue(lnk *l, item *it)
+{
+    pthread_mutex_lock(&l->lock);
+    *l->tail = it;
+    l->tail = &it->next;
+    pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static item *new_item(lnk *l, item_kind kind, uint64_t id, qfile *pkg,
+                      void (*put)(qfile *, const item *))
+{
+    item *it = calloc(1, sizeof(*it));
+    if (!it)
+        return NULL;
+    it->kind = kind;
+    it->id = id;
+    it->pkg = pkg;
+    frame(l, it, put);
+    if (!it->hdr_len) {
+        free(it);
+        return NULL;
+    }
+    return it;
+}
+
+void lnk_send_package(lnk *l, uint64_t id, qfile *pkg)
+{
+    item *it = new_item(l, IT_PACKAGE, id, pkg, put_packaged);
+    if (!it) {
+        /* Handed back unsent, as if the link had gone down first. */
+        l->ops.on_sent(l->opaque, l, id, pkg, 0);
+        char why[600];
+        snprintf(why, sizeof(why), "secondary %s: out of memory queueing "
+                 "checkpoint %llu", l->addr, (unsigned long long)id);
+        report_down(l, -ENOMEM, why);
+        return;
+    }
+    enqueue(l, it);
+}
+
+bool lnk_ping(lnk *l, uint32_t value)
+{
+    item it = { .id = value };
+    frame(l, &it, put_ping);
+    if (!it.hdr_len || __atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED) == 0
+        || pthread_mutex_trylock(&l->send_lock) != 0)
+        return false;
+    pthread_mutex_lock(&l->lock);
+    int fd = l->closing || l->finishing ? -1 : l->fd;
+    pthread_mutex_unlock(&l->lock);
+    ssize_t w = fd < 0 ? -1 : send(fd, it.hdr, it.hdr_len,
+                                   MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0 && (size_t)w < it.hdr_len) {
+        /* Room for some of 9 bytes but not all: finish the record. */
+        char err[256];
+        struct iovec iov = { it.hdr + w, it.hdr_len - (size_t)w };
+        if (lnk_send_iov(l, &iov, 1, err, sizeof(err)) < 0)
+            w = -1;
+        else
+            w = (ssize_t)it.hdr_len;
+    }
+    if (w > 0)
+        __atomic_store_n(&l->last_sent_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&l->send_lock);
+    return w > 0;
+}
+
+void lnk_finish(lnk *l, uint64_t timeout_ns)
+{
+    pthread_mutex_lock(&l->lock);
+    l->finishing = true;
+    pthread_mutex_unlock(&l->lock);
+    stop_reading(l);
+    item *it = new_item(l, IT_EOF, 0, NULL, put_eof);
+    if (!it) {
+        lnk_shutdown(l);
+        return;
+    }
+    enqueue(l, it);
+    struct timeval tv = { .tv_sec = (time_t)(timeout_ns / 1000000000u),
+                          .tv_usec = (suseconds_t)(timeout_ns % 1000000000u
+                                                   / 1000) };
+    evtimer_add(l->ev_finish, &tv);
+}
+
+void lnk_get_times(lnk *l, lnk_times *out)
+{
+    out->last_recv_ns = __atomic_load_n(&l->last_recv_ns, __ATOMIC_RELAXED);
+    out->last_sent_ns = __atomic_load_n(&l->last_sent_ns, __ATOMIC_RELAXED);
+    out->busy = __atomic_load_n(&l->busy, __ATOMIC_RELAXED);
+    out->progress_ns = __atomic_load_n(&l->progress_ns, __ATOMIC_RELAXED);
+    out->bytes_sent = __atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED);
+}

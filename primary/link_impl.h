@@ -1,0 +1,83 @@
+/*
+ * link_impl: the inside of struct lnk, shared by link.c (the loop's side:
+ * the API, reading the return path, hearing from the thread) and
+ * link_thread.c (the sender thread).  Not for other modules.
+ *
+ * Locking: lock guards the queue, the done list, the flags and fd;
+ * send_lock is held across each record written to the socket; the times
+ * are atomics.
+ */
+#ifndef FTVM_PRIMARY_LINK_IMPL_H
+#define FTVM_PRIMARY_LINK_IMPL_H
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "primary/link.h"
+
+#define RX_BUF (4 * (RP_MSG_MAX + 16))
+
+typedef enum item_kind { IT_PACKAGE, IT_EOF } item_kind;
+
+typedef struct item {
+    struct item *next;
+    item_kind kind;
+    uint64_t id;
+    qfile *pkg;
+    uint64_t sent_ns;
+    uint8_t hdr[16];        /* the record's framing, before pkg's bytes */
+    size_t hdr_len;
+} item;
+
+struct lnk {
+    struct event_base *base;
+    char addr[256];
+    int connect_timeout_ms;
+    lnk_ops ops;
+    void *opaque;
+    pthread_t thread;
+    bool thread_started;
+    struct event *ev_wake, *ev_read, *ev_finish;
+    bool read_added;
+    qfile *framer;          /* encodes records' framing (loop thread) */
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /*
+     * Held across each record written, so that a PING from the loop
+     * (lnk_ping) falls between records, never inside one.
+     */
+    pthread_mutex_t send_lock;
+    int fd;
+    item *head, **tail;     /* queued for the thread */
+    item *done;             /* written, to hand back (newest first) */
+    bool connected, ready, failed, exited;
+    bool told_ready, told_failed;
+    bool closing;           /* lnk_shutdown: stop at once */
+    bool finishing;         /* lnk_finish: EOF is queued */
+    int fail_rc;
+    char fail_msg[512];
+
+    /* Written by the thread, read by lnk_get_times (atomics). */
+    uint64_t last_recv_ns, last_sent_ns, progress_ns, bytes_sent;
+    bool busy;
+
+    uint8_t rx[RX_BUF];
+    size_t rx_len;
+};
+
+/* link.c */
+uint64_t lnk_now_ns(void);
+/* From the thread: tells the loop something changed. */
+void lnk_wake(lnk *l);
+
+/* link_thread.c */
+void *lnk_thread_main(void *arg);
+/* Writes all of iov (send_lock held).  0, or -errno with a message. */
+int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
+                 size_t errlen);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * link_thread: the link's sender thread (link.h): connecting, the
+ * bring-up, then every queued package and the final EOF, each record
+ * written whole under send_lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "primary/dial.h"
+#include "primary/link_impl.h"
+
+static void thread_fail(lnk *l, int rc, const char *msg)
+{
+    pthread_mutex_lock(&l->lock);
+    if (!l->failed) {
+        l->failed = true;
+        l->fail_rc = rc;
+        snprintf(l->fail_msg, sizeof(l->fail_msg), "%s", msg);
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
+                 size_t errlen)
+{
+    for (;;) {
+        while (n > 0 && iov->iov_len == 0) {
+            iov++;
+            n--;
+        }
+        if (n == 0)
+            return 0;
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+        ssize_t w = sendmsg(l->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : EPIPE;
+            snprintf(err, errlen, "secondary %s: sending: %s", l->addr,
+                     strerror(e));
+            return -e;
+        }
+        __atomic_store_n(&l->progress_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->bytes_sent, (uint64_t)w, __ATOMIC_RELAXED);
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+}
+
+int lnk_write(lnk *l, const void *buf, size_t len, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&l->lock);
+    bool stop = l->closing;
+    pthread_mutex_unlock(&l->lock);
+    if (stop) {
+        snprintf(err, errlen, "secondary %s: link closed", l->addr);
+        return -ECANCELED;
+    }
+    pthread_mutex_lock(&l->send_lock);
+    __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    int rc = lnk_send_iov(l, &iov, 1, err, errlen);
+    __atomic_store_n(&l->last_sent_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->busy, false, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&l->send_lock);
+    return rc;
+}
+
+static int send_item(lnk *l, item *it, char *err, size_t errlen)
+{
+    struct iovec iov[2] = { { it->hdr, it->hdr_len } };
+    int n = 1;
+    if (it->kind == IT_PACKAGE) {
+        size_t len;
+        const uint8_t *d = qf_mem_data(it->pkg, &len);
+        iov[1] = (struct iovec){ (void *)d, len };
+        n = 2;
+    }
+    return lnk_send_iov(l, iov, n, err, errlen);
+}
+
+/* Connects (unless given an fd) and writes the bring-up. */
+static int thread_setup(lnk *l, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&l->lock);
+    bool have_fd = l->fd >= 0;
+    pthread_mutex_unlock(&l->lock);
+    if (!have_fd) {
+        int fd;
+        int rc = dial_connect(l->addr, l->connect_timeout_ms, &l->closing,
+                              &l->lock, &fd, err, errlen);
+        if (rc < 0)
+            return rc;
+        pthread_mutex_lock(&l->lock);
+        if (l->closing) {
+            pthread_mutex_unlock(&l->lock);
+            close(fd);
+            return -ECANCELED;
+        }
+        l->fd = fd;
+        pthread_mutex_unlock(&l->lock);
+    }
+    uint64_t t = lnk_now_ns();
+    __atomic_store_n(&l->last_recv_ns, t, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->last_sent_ns, t, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&l->lock);
+    l->connected = true;
+    pthread_mutex_unlock(&l->lock);
+    lnk_wake(l);
+    int rc = l->ops.bringup(l->opaque, l, err, errlen);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&l->lock);
+    l->ready = true;
+    pthread_mutex_unlock(&l->lock);
+    lnk_wake(l);
+    return 0;
+}
+
+void *lnk_thread_main(void *arg)
+{
+    lnk *l = arg;
+    char err[512];
+    int rc = thread_setup(l, err, sizeof(err));
+    while (rc == 0) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->head && !l->closing)
+            pthread_cond_wait(&l->cond, &l->lock);
+        item *it = l->closing ? NULL : l->head;
+        if (it) {
+            l->head = it->next;
+            if (!l->head)
+                l->tail = &l->head;
+            it->next = NULL;
+            __atomic_store_n(&l->progress_ns, lnk_now_ns(),
+                             __ATOMIC_RELAXED);
+            __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&l->lock);
+        if (!it)
+            break;
+        pthread_mutex_lock(&l->send_lock);
+        rc = send_item(l, it, err, sizeof(err));
+        uint64_t t = lnk_now_ns();
+        __atomic_store_n(&l->last_sent_ns, t, __ATOMIC_RELAXED);
+        __atomic_store_n(&l->busy, false, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&l->send_lock);
+        item_kind kind = it->kind;
+        if (kind == IT_PACKAGE) {
+            it->sent_ns = rc == 0 ? t : 0;
+            pthread_mutex_lock(&l->lock);
+            it->next = l->done;
+            l->done = it;
+            pthread_mutex_unlock(&l->lock);
+            lnk_wake(l);
+        } else {
+            free(it);
+        }
+        if (rc == 0 && kind == IT_EOF) {
+            shutdown(l->fd, SHUT_WR);
+            break;
+        }
+    }
+    if (rc < 0 && rc != -ECANCELED)
+        thread_fail(l, rc, err);
+    pthread_mutex_lock(&l->lock);
+    l->exited = true;
+    pthread_mutex_unlock(&l->lock);
+    lnk_wake(l);
+    return NULL;
+}

@@ -1,0 +1,63 @@
+/*
+ * package: what the primary writes into the stream, on top of the VM's
+ * registry: the bring-up (header, commands, the VM's shape, the RAM block
+ * list and passes over the RAM while the guest runs) and each checkpoint
+ * package (docs/replication.md, "A checkpoint").
+ *
+ * Section ids: the registry's entries have 0..n-1; "ftvm-vm" is n,
+ * "ftvm-pkg" n+1 and "ftvm-ckpt" n+2.
+ */
+#ifndef FTVM_PRIMARY_PACKAGE_H
+#define FTVM_PRIMARY_PACKAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/qfile.h"
+#include "primary/link.h"
+#include "vm/vm.h"
+#include "vm/vmshape.h"
+
+typedef struct pkg_bringup_stats {
+    uint64_t passes;        /* RAM PART sections */
+    uint64_t pages;         /* pages they carried */
+    uint64_t bytes;         /* the whole bring-up */
+    uint64_t ns;
+} pkg_bringup_stats;
+
+/*
+ * Writes the bring-up to l (on l's thread), until a pass leaves little
+ * dirty (or RAM size x 8 pages were sent to a guest that dirties faster
+ * than the link takes them).  Nothing else may save v meanwhile.  0, or
+ * -errno with a message.
+ */
+int pkg_bringup(vm *v, const vmshape *shape, lnk *l, pkg_bringup_stats *st,
+                char *err, size_t errlen);
+
+typedef struct pkg_stats {
+    uint64_t pages;         /* dirty pages in the package */
+    uint64_t bytes;         /* the package */
+} pkg_stats;
+
+/*
+ * Builds checkpoint id into q (an empty memory channel), v paused: the
+ * package header (id, base), the RAM END section, every device.  full
+ * sends every page and forgets the XBZRLE cache first.  0, or the error
+ * latched on q; after an error the next package must be full.
+ */
+int pkg_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
+              pkg_stats *st);
+/*
+ * Seals what pkg_build left in q with the trailer (the CRC-32 of the
+ * package) and EOF.  The copy in q is the package's own, so this runs
+ * after the guest resumed: summing megabytes need not pause it.
+ */
+int pkg_seal(vm *v, qfile *q, uint64_t id, pkg_stats *st);
+
+/*
+ * TEST ONLY (FTVM_TEST_CORRUPT_PACKAGE): flips one byte in the middle of
+ * a built package, after its checksum was computed, as a link would.
+ */
+void pkg_test_corrupt(qfile *q);
+
+#endif

@@ -1,0 +1,567 @@
+/*
+ * replicate: see replicate.h.  The state machine: bringing a secondary up
+ * over a link, heartbeats and failure detection, degraded mode and
+ * re-protection, and the API.  The checkpoint cycle is in cycle.c, the
+ * link's thread in link.c, the stream's contents in package.c.
+ */
+#include "primary/replicate.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "primary/dial.h"
+#include "primary/replicate_impl.h"
+
+#define DEFAULT_INTERVAL_NS 50000000ull
+#define DEFAULT_HEARTBEAT_NS 50000000ull
+#define DEFAULT_FAILURE_NS 300000000ull
+#define DEFAULT_STALL_NS 10000000000ull
+
+static const lnk_ops link_ops;
+
+uint64_t rep_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+struct timeval rep_tv(uint64_t ns)
+{
+    return (struct timeval){ .tv_sec = (time_t)(ns / 1000000000u),
+                             .tv_usec = (suseconds_t)(ns % 1000000000u
+                                                      / 1000) };
+}
+
+const char *pri_state_name(pri_state s)
+{
+    switch (s) {
+    case PRI_SETUP: return "setup";
+    case PRI_ACTIVE: return "active";
+    case PRI_DEGRADED: return "degraded";
+    case PRI_STOPPED: return "stopped";
+    }
+    return "?";
+}
+
+void rep_say(pri *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->last_error, sizeof(p->last_error), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ftvm primary: %s\n", p->last_error);
+}
+
+/* ---- the link: bring-up, teardown ---- */
+
+static void arm_reconnect(pri *p)
+{
+    if (!p->o.reconnect_ns || p->ending)
+        return;
+    struct timeval tv = rep_tv(p->o.reconnect_ns);
+    evtimer_add(p->ev_reconnect, &tv);
+}
+
+/* Drops the current link: with EOF first (graceful) or at once. */
+static void end_link(pri *p, bool graceful, const char *why)
+{
+    lnk *l = p->link;
+    p->link = NULL;
+    p->ready = false;
+    p->nwin = 0;
+    p->due = false;
+    evtimer_del(p->ev_ckpt);
+    cyc_complete(p, UINT64_MAX, -ECONNABORTED, why);
+    if (!l)
+        return;
+    if (p->old)
+        lnk_free(p->old);
+    p->old = l;
+    if (graceful)
+        lnk_finish(l, p->o.failure_ns);
+    else
+        lnk_shutdown(l);
+}
+
+void rep_lose(pri *p, const char *why)
+{
+    if (p->state != PRI_SETUP && p->state != PRI_ACTIVE)
+        return;
+    /* A reconnect that fails as the last one did is not news. */
+    bool again = !p->ready && strcmp(why, p->last_error) == 0;
+    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+    if (!again)
+        fprintf(stderr, "ftvm primary: %s; running unprotected (degraded)"
+                "\n", why);
+    end_link(p, false, why);
+    p->state = PRI_DEGRADED;
+    cyc_release_all(p);
+    arm_reconnect(p);
+}
+
+static int protect(pri *p, const char *addr, int fd, char *err,
+                   size_t errlen)
+{
+    if (p->o.may_protect && !p->o.may_protect(p->o.opaque, err, errlen))
+        return -EBUSY;
+    if (p->old) {
+        lnk_free(p->old);
+        p->old = NULL;
+    }
+    if (p->release_on_exit) {
+        p->release_on_exit = false;
+        cyc_release_all(p);
+    }
+    if (addr != p->addr)
+        snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->next_id = 1;
+    p->acked_id = 0;
+    p->epoch_base = p->epoch;
+    p->need_full = false;
+    p->last_full_id = 0;
+    p->full_refusals = 0;
+    p->nwin = 0;
+    p->due = false;
+    p->ready = false;
+    p->secondaries++;
+    p->state = PRI_SETUP;
+    int rc = lnk_new(&p->link, p->base, addr, fd, PRI_CONNECT_TIMEOUT_MS,
+                     &link_ops, p, err, errlen);
+    if (rc < 0) {
+        p->link = NULL;
+        p->state = PRI_DEGRADED;
+        arm_reconnect(p);
+    }
+    return rc;
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pri *p = arg;
+    char err[512];
+    if (p->state != PRI_DEGRADED || p->ending)
+        return;
+    if (protect(p, p->addr, -1, err, sizeof(err)) == -EBUSY)
+        arm_reconnect(p);
+}
+
+static int link_bringup(void *opaque, lnk *l, char *err, size_t errlen)
+{
+    pri *p = opaque;
+    return pkg_bringup(p->v, &p->o.shape, l, &p->bringup_tmp, err, errlen);
+}
+
+static void link_ready(void *opaque, lnk *l)
+{
+    pri *p = opaque;
+    if (l != p->link)
+        return;
+    p->ready = true;
+    p->bringup = p->bringup_tmp;
+    cyc_take(p);
+}
+
+static void link_sent(void *opaque, lnk *l, uint64_t id, qfile *pkg,
+                      uint64_t sent_ns)
+{
+    pri *p = opaque;
+    cyc_pool_put(p, pkg);
+    if (l != p->link)
+        return;
+    for (size_t i = 0; i < p->nwin; i++)
+        if (p->win[i].id == id)
+            p->win[i].sent_ns = sent_ns;
+}
+
+static void link_down(void *opaque, lnk *l, int rc, const char *why)
+{
+    (void)rc;
+    pri *p = opaque;
+    if (l == p->link)
+        rep_lose(p, why);
+}
+
+static void finish_ending(pri *p)
+{
+    if (p->ending && p->done && !p->link && !p->old) {
+        void (*done)(void *) = p->done;
+        p->done = NULL;
+        done(p->done_opaque);
+    }
+}
+
+static void link_exit(void *opaque, lnk *l)
+{
+    pri *p = opaque;
+    if (l == p->link) {
+        /* Ended without a failure being reported: treat it as one. */
+        char why[600];
+        snprintf(why, sizeof(why), "secondary %s: the link ended", p->addr);
+        rep_lose(p, why);
+    }
+    if (l == p->old) {
+        lnk_free(l);
+        p->old = NULL;
+        if (p->release_on_exit && !p->link) {
+            p->release_on_exit = false;
+            cyc_release_all(p);
+        }
+        finish_ending(p);
+    }
+}
+
+static void link_msg(void *opaque, lnk *l, const rp_msg *m)
+{
+    pri *p = opaque;
+    if (l != p->link)
+        return;
+    char why[600];
+    switch (m->type) {
+    case RP_ACK:
+        cyc_ack(p, m->value64);
+        break;
+    case RP_NACK:
+        cyc_nack(p, m->value64, m->text);
+        break;
+    case RP_HEARTBEAT:
+        p->heartbeats++;
+        break;
+    case RP_PONG:
+        p->pongs++;
+        break;
+    case RP_SHUT:
+        if (m->value32 == 0) {
+            rep_say(p, "secondary %s ended replication; running "
+                    "unprotected (stopped)", p->addr);
+            end_link(p, false, p->last_error);
+            p->state = PRI_STOPPED;
+            cyc_release_all(p);
+        } else {
+            snprintf(why, sizeof(why), "secondary %s ended replication "
+                     "with error %" PRIu32, p->addr, m->value32);
+            rep_lose(p, why);
+        }
+        break;
+    }
+}
+
+static const lnk_ops link_ops = {
+    .bringup = link_bringup,
+    .on_ready = link_ready,
+    .on_msg = link_msg,
+    .on_sent = link_sent,
+    .on_down = link_down,
+    .on_exit = link_exit,
+};
+
+/* ---- heartbeats and failure detection ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pri *p = arg;
+    if (!p->link)
+        return;
+    lnk_times t;
+    lnk_get_times(p->link, &t);
+    if (!t.last_recv_ns)
+        return;     /* still connecting: that has its own timeout */
+    uint64_t now = rep_now_ns();
+    /*
+     * After a long stretch without the loop (a full package's pause, a
+     * slow stdout) the peer's messages may be waiting unread: let them
+     * be read before judging it.
+     */
+    uint64_t gap = now - p->last_tick_ns;
+    p->last_tick_ns = now;
+    if (gap > p->o.failure_ns / 2)
+        return;
+    char why[400];
+    if (now - t.last_recv_ns >= p->o.failure_ns) {
+        snprintf(why, sizeof(why), "secondary %s: nothing heard for %.0f ms "
+                 "(failure timeout %.0f ms)", p->addr,
+                 (now - t.last_recv_ns) / 1e6, p->o.failure_ns / 1e6);
+        rep_lose(p, why);
+        return;
+    }
+    if (t.busy && now - t.progress_ns >= p->o.stall_ns) {
+        snprintf(why, sizeof(why), "secondary %s: a write has made no "
+                 "progress for %.1f s (stalled)", p->addr,
+                 (now - t.progress_ns) / 1e9);
+        rep_lose(p, why);
+        return;
+    }
+    if (p->nwin && p->win[0].sent_ns &&
+        now - p->win[0].sent_ns >= p->o.stall_ns) {
+        snprintf(why, sizeof(why), "secondary %s: checkpoint %" PRIu64
+                 " unacknowledged %.1f s after it was sent (stalled)",
+                 p->addr, p->win[0].id, (now - p->win[0].sent_ns) / 1e9);
+        rep_lose(p, why);
+        return;
+    }
+    if (!t.busy && now - t.last_sent_ns >= p->o.heartbeat_ns &&
+        lnk_ping(p->link, p->ping_seq + 1)) {
+        p->ping_seq++;
+        p->pings++;
+    }
+}
+
+static void arm_tick(pri *p)
+{
+    uint64_t period = p->o.heartbeat_ns < p->o.failure_ns
+                          ? p->o.heartbeat_ns : p->o.failure_ns;
+    struct timeval tv = rep_tv(period / 4 ? period / 4 : 1000000);
+    evtimer_del(p->ev_tick);
+    event_add(p->ev_tick, &tv);
+}
+
+/* ---- the API ---- */
+
+int pri_new(pri **out, vm *v, struct event_base *base, ob *console,
+            const pri_opts *o, char *err, size_t errlen)
+{
+    pri *p = calloc(1, sizeof(*p));
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p->v = v;
+    p->base = base;
+    p->ob = console;
+    p->net = vm_net(v);
+    p->o = *o;
+    p->o.secondary = NULL;
+    snprintf(p->addr, sizeof(p->addr), "%s", o->secondary);
+    if (!p->o.interval_ns)
+        p->o.interval_ns = DEFAULT_INTERVAL_NS;
+    if (!p->o.heartbeat_ns)
+        p->o.heartbeat_ns = DEFAULT_HEARTBEAT_NS;
+    if (!p->o.failure_ns)
+        p->o.failure_ns = DEFAULT_FAILURE_NS;
+    if (!p->o.stall_ns)
+        p->o.stall_ns = DEFAULT_STALL_NS;
+    p->state = PRI_DEGRADED;
+    smp_init(&p->pause);
+    smp_init(&p->ack);
+    smp_init(&p->pages);
+    smp_init(&p->bytes);
+    p->ev_ckpt = evtimer_new(base, cyc_on_timer, p);
+    p->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, p);
+    p->ev_early = event_new(base, -1, 0, cyc_on_early, p);
+    p->ev_reconnect = evtimer_new(base, on_reconnect, p);
+    if (!p->ev_ckpt || !p->ev_tick || !p->ev_early || !p->ev_reconnect) {
+        snprintf(err, errlen, "out of memory");
+        pri_free(p);
+        return -ENOMEM;
+    }
+    ob_set_limit(console, PRI_HOLD_BYTES, cyc_early_notify, p);
+    if (p->net)
+        net_set_hold_notify(p->net, PRI_HOLD_FRAMES, PRI_HOLD_BYTES,
+                            cyc_early_notify, p);
+    *out = p;
+    return 0;
+}
+
+int pri_start(pri *p, char *err, size_t errlen)
+{
+    int fd;
+    arm_tick(p);
+    int rc = dial_connect(p->addr, PRI_CONNECT_TIMEOUT_MS, NULL, NULL, &fd,
+                          err, errlen);
+    if (rc < 0 && !p->o.reconnect_ns)
+        return rc;
+    if (rc < 0) {
+        rep_say(p, "%s; starting unprotected (degraded), trying again "
+                "every %.1f s", err, p->o.reconnect_ns / 1e9);
+        arm_reconnect(p);
+        return 0;
+    }
+    return protect(p, p->addr, fd, err, errlen);
+}
+
+void pri_free(pri *p)
+{
+    if (!p)
+        return;
+    lnk_free(p->link);
+    lnk_free(p->old);
+    cyc_complete(p, UINT64_MAX, -ECONNABORTED, "the primary is exiting");
+    if (p->net)
+        net_set_hold_notify(p->net, 0, 0, NULL, NULL);
+    if (p->ob)
+        ob_set_limit(p->ob, 0, NULL, NULL);
+    struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
+                            p->ev_reconnect };
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    while (p->npool)
+        qf_close(p->pool[--p->npool]);
+    free(p);
+}
+
+int pri_checkpoint(pri *p, pri_done_fn done, void *opaque, char *err,
+                   size_t errlen)
+{
+    if (!p->link || p->ending) {
+        snprintf(err, errlen, "not replicating (%s): no secondary to "
+                 "checkpoint to", pri_state_name(p->state));
+        return -ENOTCONN;
+    }
+    waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    *w = (waiter){ .next = p->waiters, .fn = done, .opaque = opaque };
+    p->waiters = w;
+    cyc_take(p);
+    return 0;
+}
+
+int pri_set(pri *p, const char *key, uint64_t ns, char *err, size_t errlen)
+{
+    if (strcmp(key, "checkpoint-interval") == 0 && ns) {
+        p->o.interval_ns = ns;
+        if (evtimer_pending(p->ev_ckpt, NULL))
+            cyc_arm(p);
+    } else if (strcmp(key, "heartbeat") == 0 && ns) {
+        p->o.heartbeat_ns = ns;
+        arm_tick(p);
+    } else if (strcmp(key, "failure-timeout") == 0 && ns) {
+        p->o.failure_ns = ns;
+        arm_tick(p);
+    } else if (strcmp(key, "reconnect") == 0) {
+        p->o.reconnect_ns = ns;
+        evtimer_del(p->ev_reconnect);
+        if (p->state == PRI_DEGRADED)
+            arm_reconnect(p);
+    } else {
+        snprintf(err, errlen, "set %s: not a setting with a value; "
+                 "checkpoint-interval, heartbeat and failure-timeout take "
+                 "a time, reconnect a time or off", key);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int pri_stop(pri *p, char *err, size_t errlen)
+{
+    if (p->state != PRI_SETUP && p->state != PRI_ACTIVE) {
+        snprintf(err, errlen, "replication is not running (%s)",
+                 pri_state_name(p->state));
+        return -ENOTCONN;
+    }
+    rep_say(p, "replication to %s stopped on request; running "
+            "unprotected (stopped)", p->addr);
+    /* Held output leaves once EOF has: until then a failover could. */
+    p->release_on_exit = p->holding;
+    end_link(p, p->ready, "replication stopped on request");
+    p->state = PRI_STOPPED;
+    if (!p->holding)
+        cyc_release_all(p);
+    return 0;
+}
+
+int pri_attach(pri *p, const char *addr, char *err, size_t errlen)
+{
+    if (p->ending) {
+        snprintf(err, errlen, "the VM has stopped");
+        return -ESHUTDOWN;
+    }
+    if (p->state == PRI_SETUP || p->state == PRI_ACTIVE) {
+        snprintf(err, errlen, "already replicating to %s (%s); "
+                 "stop-replication first", p->addr,
+                 pri_state_name(p->state));
+        return -EISCONN;
+    }
+    char host[256];
+    snprintf(host, sizeof(host), "%s", addr);
+    evtimer_del(p->ev_reconnect);
+    fprintf(stderr, "ftvm primary: bringing up secondary %s\n", host);
+    return protect(p, host, -1, err, errlen);
+}
+
+void pri_vm_stopped(pri *p, bool takeover, void (*done)(void *opaque),
+                    void *opaque)
+{
+    p->ending = true;
+    p->done = done;
+    p->done_opaque = opaque;
+    evtimer_del(p->ev_ckpt);
+    evtimer_del(p->ev_reconnect);
+    event_del(p->ev_tick);
+    if (takeover) {
+        /* Held output belongs to state the secondary will redo. */
+        lnk_free(p->link);
+        lnk_free(p->old);
+        p->link = p->old = NULL;
+        cyc_complete(p, UINT64_MAX, -ECONNABORTED, "the VM failed");
+        p->state = PRI_DEGRADED;
+    } else if (p->link) {
+        p->release_on_exit = true;
+        end_link(p, p->ready, "the VM has stopped");
+        p->state = PRI_STOPPED;
+    } else if (!p->old) {
+        cyc_release_all(p);
+    }
+    finish_ending(p);
+}
+
+void pri_get_status(pri *p, pri_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    uint64_t now = rep_now_ns();
+    st->state = p->state;
+    snprintf(st->secondary, sizeof(st->secondary), "%s", p->addr);
+    st->secondaries = p->secondaries;
+    st->interval_ns = p->o.interval_ns;
+    st->heartbeat_ns = p->o.heartbeat_ns;
+    st->failure_ns = p->o.failure_ns;
+    st->reconnect_ns = p->o.reconnect_ns;
+    st->taken = p->taken;
+    st->acked = p->acked;
+    st->last_id = p->next_id ? p->next_id - 1 : 0;
+    st->last_acked = p->acked_id;
+    st->full = p->full;
+    st->nacks = p->nacks;
+    st->in_flight = p->nwin;
+    st->rate = cyc_rate(p, now);
+    smp_summarize(&p->pause, &st->pause_ns);
+    smp_summarize(&p->ack, &st->ack_ns);
+    smp_summarize(&p->pages, &st->pages);
+    smp_summarize(&p->bytes, &st->bytes);
+    st->bytes_total = p->bytes_total;
+    if (p->link) {
+        lnk_times t;
+        lnk_get_times(p->link, &t);
+        st->last_heard_ns = t.last_recv_ns ? now - t.last_recv_ns : 0;
+    }
+    st->pings = p->pings;
+    st->pongs = p->pongs;
+    st->heartbeats = p->heartbeats;
+    st->bringup = p->bringup;
+    if (p->net) {
+        net_stats ns;
+        net_get_stats(p->net, &ns);
+        st->held_frames = ns.held_frames;
+        st->held_bytes = ns.held_bytes;
+    }
+    ob_get_stats(p->ob, &st->console);
+    snprintf(st->last_error, sizeof(st->last_error), "%s", p->last_error);
+}
+
+pri_state pri_get_state(const pri *p)
+{
+    return p->state;
+}

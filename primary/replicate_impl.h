@@ -1,0 +1,110 @@
+/*
+ * replicate_impl: the inside of struct pri, shared by replicate.c (the
+ * state machine: the link, heartbeats, degraded mode, the API) and
+ * cycle.c (checkpoints, acknowledgements, output commit).  Not for other
+ * modules.
+ */
+#ifndef FTVM_PRIMARY_REPLICATE_IMPL_H
+#define FTVM_PRIMARY_REPLICATE_IMPL_H
+
+#include <event2/util.h>
+#include <sys/time.h>
+
+#include "primary/link.h"
+#include "primary/replicate.h"
+
+/* Package buffers kept for reuse (no page faults in the pause). */
+#define POOL_MAX (PRI_WINDOW + 1)
+/* Checkpoint times kept for the rate. */
+#define RATE_N 256
+
+typedef struct flight {
+    uint64_t id;
+    uint64_t sent_ns;       /* 0 until the link wrote it */
+} flight;
+
+typedef struct waiter {
+    struct waiter *next;
+    uint64_t id;            /* 0: the next checkpoint taken */
+    pri_done_fn fn;
+    void *opaque;
+} waiter;
+
+struct pri {
+    vm *v;
+    struct event_base *base;
+    ob *ob;
+    net_dev *net;
+    pri_opts o;
+    char addr[256];
+    pri_state state;
+
+    lnk *link;              /* the current secondary's */
+    lnk *old;               /* one ending, until its thread is gone */
+    bool release_on_exit;   /* write held output once old has ended */
+    bool ready;             /* link's bring-up is written */
+    bool holding;           /* output is held (from checkpoint 1 on) */
+    pkg_bringup_stats bringup_tmp;  /* the link's thread writes it */
+    pkg_bringup_stats bringup;
+
+    uint64_t next_id, acked_id;
+    uint64_t epoch_base, epoch;
+    bool need_full, due;
+    uint64_t last_full_id;
+    unsigned full_refusals; /* full packages refused since the last ACK */
+    flight win[PRI_WINDOW];
+    size_t nwin;
+    waiter *waiters;
+    qfile *pool[POOL_MAX];
+    size_t npool;
+    uint64_t built;         /* packages built, for the test hook */
+    uint32_t ping_seq;
+
+    struct event *ev_ckpt, *ev_tick, *ev_early, *ev_reconnect;
+    uint64_t last_tick_ns;
+    bool ending;
+    void (*done)(void *opaque);
+    void *done_opaque;
+
+    uint64_t secondaries, taken, acked, full, nacks, bytes_total;
+    uint64_t pings, pongs, heartbeats;
+    smp pause, ack, pages, bytes;
+    uint64_t times[RATE_N];
+    size_t ntimes, tnext;
+    char last_error[512];
+};
+
+/* ---- replicate.c ---- */
+
+uint64_t rep_now_ns(void);
+struct timeval rep_tv(uint64_t ns);
+/* Keeps the message for status and says it on stderr. */
+__attribute__((format(printf, 2, 3)))
+void rep_say(pri *p, const char *fmt, ...);
+/* The secondary is gone: run on unprotected. */
+void rep_lose(pri *p, const char *why);
+
+/* ---- cycle.c ---- */
+
+/* Takes a checkpoint now, or marks one due while the window is full. */
+void cyc_take(pri *p);
+/* (Re)arms the checkpoint timer for an interval from now. */
+void cyc_arm(pri *p);
+void cyc_on_timer(evutil_socket_t fd, short what, void *arg);
+void cyc_on_early(evutil_socket_t fd, short what, void *arg);
+/* From vCPU threads: held output passed its limit. */
+void cyc_early_notify(void *opaque);
+void cyc_ack(pri *p, uint64_t id);
+void cyc_nack(pri *p, uint64_t id, const char *text);
+/* Writes everything held and stops holding. */
+void cyc_release_all(pri *p);
+/*
+ * Answers the waiters: rc 0, those waiting on a checkpoint <= upto;
+ * else those on upto exactly, or all for UINT64_MAX.
+ */
+void cyc_complete(pri *p, uint64_t upto, int rc, const char *msg);
+void cyc_pool_put(pri *p, qfile *q);
+/* Checkpoints per second, recently. */
+double cyc_rate(const pri *p, uint64_t now);
+
+#endif

@@ -1,0 +1,607 @@
+#!/usr/bin/env python3
+"""`ftvm primary` as a user drives it: real processes, real secondary.
+
+    pri_test.py CASE FTVM FTVMCTL GUEST_DIR
+
+Each CASE starts `ftvm primary` (and `ftvm secondary`, or a fake secondary
+written here that misbehaves on purpose) as child processes in process
+groups of their own, always killed at exit, drives them with ftvmctl over
+control sockets in a fresh temporary directory, and checks what they
+print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
+
+  usage        bad command lines exit 2 with a message; --help exits 0
+  unreachable  nothing listening, no --reconnect: exit 120 naming the
+               address, before the guest runs
+  basic        active; status and metrics figures; `checkpoint` answers
+               once acknowledged; `set checkpoint-interval`; save refused
+               while active; stop-replication (the secondary exits 0);
+               save allowed when stopped; quit exits 0
+  nack         FTVM_TEST_CORRUPT_PACKAGE=3: the secondary refuses it, the
+               next checkpoint goes in full, replication stays active
+  nack-full    =3,4,5: the full packages after the refusal are refused
+               too; after the second the primary gives up (degraded)
+  secondary-dies  kill -9 of the secondary: degraded within the failure
+               timeout, output flows unheld; attach-secondary to a new one
+               brings it back to active
+  reconnect    --reconnect with no secondary yet: starts degraded, the
+               guest runs; a secondary started later is found by itself
+  silent       a fake secondary that reads and never answers: degraded
+               after the failure timeout
+  stall        a fake secondary that heartbeats but never acknowledges:
+               degraded after --stall-timeout
+  garbage      a fake secondary answering with bytes that are no return-
+               path message: degraded, naming the problem
+  failover     kill -9 of the primary: the secondary's output continues
+               the primary's (output commit: no tick the primary showed is
+               repeated; at most the last epoch's, held, is lost)
+  halt         the guest halts: the primary ends replication with EOF and
+               exits with the guest's status; the secondary exits 0
+  net          udpkv behind a UNIX datagram socket: with a 300 ms interval
+               replies wait for their checkpoint (held frames, round trips
+               of the order of the interval); after stop-replication they
+               go at once; no reply is lost either way
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+EXIT_USAGE, EXIT_SETUP = 2, 120
+
+case = ftvm = ftvmctl = guests = tmp = None
+procs = []
+
+
+class Failure(Exception):
+    pass
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def fail(msg):
+    raise Failure(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def wait_until(pred, timeout, what, step=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+class Proc:
+    """A child in its own process group, stdout and stderr to files."""
+
+    def __init__(self, name, argv, env=None):
+        self.name, self.argv = name, argv
+        self.out_path = os.path.join(tmp, name + ".out")
+        self.err_path = os.path.join(tmp, name + ".err")
+        e = dict(os.environ)
+        e.update(env or {})
+        with open(self.out_path, "wb") as out, \
+                open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
+                                      stdin=subprocess.DEVNULL, env=e,
+                                      start_new_session=True)
+        procs.append(self)
+
+    def out(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def err(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def ticks(self):
+        return [int(m.group(1)) for m in
+                (TICK_RE.match(l) for l in self.out().split("\n")[:-1]) if m]
+
+    def last_tick(self):
+        t = self.ticks()
+        return t[-1] if t else 0
+
+    def wait_tick(self, n, timeout=20):
+        def ok():
+            if self.p.poll() is not None:
+                fail("%s exited (%s) before tick %d\n%s" %
+                     (self.name, self.p.returncode, n, self.dump()))
+            return self.last_tick() >= n
+        wait_until(ok, timeout, "%s to print tick %d" % (self.name, n))
+
+    def signal(self, sig):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout=15):
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fail("%s did not exit within %d s\n%s" %
+                 (self.name, timeout, self.dump()))
+
+    def kill9(self):
+        self.signal(signal.SIGKILL)
+        return self.p.wait(10)
+
+    def dump(self):
+        out = self.out()
+        if len(out) > 2000:
+            out = "...\n" + out[-2000:]
+        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
+            self.name, " ".join(self.argv), out, self.err())
+
+
+def ctl(sock, *args, ok=True):
+    """ftvmctl --json; the result, or (with ok=False) (rc, stderr)."""
+    wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
+    r = subprocess.run([ftvmctl, "-s", sock, "--json"] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    if not ok:
+        return r.returncode, r.stderr
+    if r.returncode != 0:
+        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                          r.stderr))
+    return json.loads(r.stdout)
+
+
+def status(sock):
+    return ctl(sock, "status")
+
+
+def wait_state(sock, state, timeout=10):
+    return wait_until(lambda: status(sock)["state"] == state, timeout,
+                      "state %s on %s" % (state, sock))
+
+
+def guest(name):
+    return os.path.join(guests, name + ".elf")
+
+
+def secondary(name, *extra):
+    """A real secondary on a free port: (Proc, "127.0.0.1:PORT", sock)."""
+    sock = os.path.join(tmp, name + ".sock")
+    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
+                    "--control", sock] + list(extra))
+    m = wait_until(lambda: LISTEN_RE.search(p.err()) or
+                   (p.p.poll() is not None and fail(p.dump())), 10,
+                   name + " to listen")
+    return p, "%s:%s" % (m.group(1), m.group(2)), sock
+
+
+def primary(name, addr, *extra, env=None, image="counter",
+            args=("rate=50",)):
+    sock = os.path.join(tmp, name + ".sock")
+    p = Proc(name, [ftvm, "primary", guest(image)] + list(args) +
+             ["--mem", "64M", "--secondary", addr, "--control", sock] +
+             list(extra), env=env)
+    return p, sock
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def check_consecutive(ticks, what):
+    for a, b in zip(ticks, ticks[1:]):
+        check(b == a + 1, "%s: tick %d followed by %d" % (what, a, b))
+
+
+# ---- a fake secondary that misbehaves ----
+
+class FakeSecondary:
+    """Accepts one primary and reads (discards) its stream; mode says how
+    it answers: 'silent' never, 'heartbeat' HEARTBEATs only, 'garbage'
+    an unknown return-path message."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(1)
+        self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        c, _ = self.ls.accept()
+        c.settimeout(0.05)
+        seq = 0
+        while not self.stop:
+            try:
+                if not c.recv(1 << 20):
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+            try:
+                if self.mode == "heartbeat":
+                    seq += 1
+                    c.sendall(struct.pack(">HHQ", 0x7f03, 8, seq))
+                elif self.mode == "garbage":
+                    c.sendall(b"\x12\x34\x00\x04abcd")
+            except OSError:
+                break
+        c.close()
+
+
+# ---- cases ----
+
+def case_usage():
+    for argv, what in [
+            ([], "no guest image"),
+            ([guest("counter")], "no --secondary"),
+            ([guest("counter"), "--secondary", "x:1",
+              "--checkpoint-interval", "fast"], "checkpoint-interval"),
+            ([guest("counter"), "--secondary", "x:1", "--bogus"],
+             "unknown option"),
+            ([guest("counter"), "--secondary", "x:1", "--mem", "3M"],
+             "--mem")]:
+        r = subprocess.run([ftvm, "primary"] + argv, capture_output=True,
+                           text=True, timeout=20)
+        check(r.returncode == EXIT_USAGE, "%s: exit %d, expected 2: %s" %
+              (argv, r.returncode, r.stderr))
+        check(what in r.stderr, "%s: stderr does not say '%s': %s" %
+              (argv, what, r.stderr))
+    r = subprocess.run([ftvm, "primary", "--help"], capture_output=True,
+                       text=True, timeout=20)
+    check(r.returncode == 0 and "--secondary" in r.stdout, "--help")
+    r = subprocess.run([ftvm, "primary", guest("counter"), "--secondary",
+                        "127.0.0.1:1"], capture_output=True, text=True,
+                       timeout=20, env=dict(os.environ,
+                                            FTVM_TEST_CORRUPT_PACKAGE="x"))
+    check(r.returncode == EXIT_USAGE, "bad FTVM_TEST_CORRUPT_PACKAGE")
+
+
+def case_unreachable():
+    port = free_port()
+    p, _ = primary("pri", "127.0.0.1:%d" % port)
+    rc = p.wait(20)
+    check(rc == EXIT_SETUP, "exit %s, expected 120\n%s" % (rc, p.dump()))
+    check("127.0.0.1:%d" % port in p.err() and "--reconnect" in p.err(),
+          "the message names neither the address nor --reconnect:\n" +
+          p.err())
+    check(not p.ticks(), "the guest ran although setup failed")
+
+
+def case_basic():
+    s, addr, ssock = secondary("sec")
+    mport = free_port()
+    p, sock = primary("pri", addr, "--metrics", "127.0.0.1:%d" % mport)
+    wait_state(sock, "active")
+    p.wait_tick(5)
+    st = status(sock)
+    check(st["role"] == "primary" and st["secondary"] == addr,
+          "role/secondary: %s" % st)
+    check(st["vm_state"] == "running", "vm_state %s" % st["vm_state"])
+    for k in ["checkpoint", "pause_ms", "ack_ms", "dirty_pages",
+              "package_bytes", "output", "heartbeat", "nacks",
+              "last_error"]:
+        check(k in st, "status has no %s" % k)
+    check(st["checkpoint"]["acked"] >= 1, "nothing acknowledged")
+    check(st["output"]["holding"], "output is not held while active")
+
+    r = ctl(sock, "checkpoint")
+    st = status(sock)
+    check(st["checkpoint"]["last_acked"] >= r["id"],
+          "checkpoint %d answered before it was acknowledged" % r["id"])
+
+    ctl(sock, "set", "checkpoint-interval", "20ms")
+    check(status(sock)["checkpoint"]["interval_ms"] == 20, "interval")
+    time.sleep(2.2)
+    rate = status(sock)["checkpoint"]["rate_per_s"]
+    check(rate > 30, "at 20 ms, %.1f checkpoints/s" % rate)
+    rc, err = ctl(sock, "set", "heartbeat", "soon", ok=False)
+    check(rc == 1 and "soon" in err, "set heartbeat soon: %s" % err)
+
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                  timeout=10).read().decode()
+    check('ftvm_primary_state{state="active"} 1' in text,
+          "metrics: no active state:\n" + text[:1000])
+    check(re.search(r"^ftvm_primary_checkpoints_taken_total \d", text,
+                    re.M), "metrics: no checkpoints_taken_total")
+    check("# TYPE ftvm_primary_checkpoints_taken_total counter" in text,
+          "metrics: taken is not a counter")
+
+    save = os.path.join(tmp, "a.ftvm")
+    rc, err = ctl(sock, "save", save, ok=False)
+    check(rc == 1 and "stop-replication" in err,
+          "save while active: %d %s" % (rc, err))
+
+    ctl(sock, "stop-replication")
+    check(status(sock)["state"] == "stopped", "not stopped")
+    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
+    check(not status(sock)["output"]["holding"], "held after stop")
+    n = p.last_tick()
+    p.wait_tick(n + 3)
+    ctl(sock, "save", save)
+    check(os.path.getsize(save) > 0, "no checkpoint file")
+    ctl(sock, "quit")
+    check(p.wait(10) == 0, "quit: exit %s\n%s" % (p.p.returncode, p.dump()))
+    check_consecutive(p.ticks(), "primary's console")
+
+
+def case_nack():
+    s, addr, ssock = secondary("sec")
+    p, sock = primary("pri", addr, env={"FTVM_TEST_CORRUPT_PACKAGE": "3"})
+    wait_until(lambda: status(sock)["nacks"] >= 1, 10, "a NACK")
+    wait_until(lambda: status(sock)["checkpoint"]["last_acked"] > 6, 10,
+               "acknowledgements after the NACK")
+    st = status(sock)
+    check(st["state"] == "active", "state %s" % st["state"])
+    check(st["checkpoint"]["full"] >= 1, "no full checkpoint after it")
+    check("refused checkpoint 3" in st["last_error"], st["last_error"])
+    check("damaged package 3" in p.err(), p.err())
+    p.wait_tick(10)
+    check_consecutive(p.ticks(), "primary's console")
+
+
+def case_nack_full():
+    # 3 is refused; the full packages sent after it (4, then 5: the
+    # interval is long enough for no other to come between) are damaged
+    # too: a full package refused twice means giving up.
+    s, addr, ssock = secondary("sec")
+    p, sock = primary("pri", addr, "--checkpoint-interval", "1s",
+                      env={"FTVM_TEST_CORRUPT_PACKAGE": "3,4,5"})
+    wait_state(sock, "degraded", 15)
+    st = status(sock)
+    check(st["nacks"] >= 3 and st["checkpoint"]["full"] == 2, str(st))
+    check("refused checkpoint 5" in st["last_error"], st["last_error"])
+    check(not st["output"]["holding"], "output held when degraded")
+    p.wait_tick(p.last_tick() + 3)
+
+
+def case_secondary_dies():
+    s, addr, ssock = secondary("sec")
+    p, sock = primary("pri", addr)
+    wait_state(sock, "active")
+    p.wait_tick(3)
+    s.kill9()
+    t0 = time.monotonic()
+    wait_state(sock, "degraded", 5)
+    log("degraded %.0f ms after the kill" % ((time.monotonic() - t0) * 1e3))
+    check("running unprotected (degraded)" in p.err(), p.err())
+    st = status(sock)
+    check(not st["output"]["holding"] and st["output"]["held_bytes"] == 0,
+          "output still held: %s" % st["output"])
+    n = p.last_tick()
+    p.wait_tick(n + 5)
+    s2, addr2, _ = secondary("sec2")
+    ctl(sock, "attach-secondary", addr2)
+    wait_state(sock, "active")
+    st = status(sock)
+    check(st["secondary"] == addr2 and st["secondaries"] == 2, str(st))
+    check(st["checkpoint"]["last_acked"] >= 1, "new ids")
+    rc, err = ctl(sock, "attach-secondary", addr, ok=False)
+    check(rc == 1 and "already" in err, "attach while active: %s" % err)
+    check_consecutive(p.ticks(), "primary's console")
+
+
+def case_reconnect():
+    port = free_port()
+    p, sock = primary("pri", "127.0.0.1:%d" % port, "--reconnect", "200ms")
+    p.wait_tick(3)
+    check(status(sock)["state"] == "degraded", "not degraded")
+    s = Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port])
+    wait_state(sock, "active", 15)
+    check(p.err().count("Connection refused") <= 2,
+          "every failed attempt logged:\n" + p.err())
+
+
+def case_silent():
+    f = FakeSecondary("silent")
+    p, sock = primary("pri", f.addr, "--failure-timeout", "400ms")
+    wait_until(lambda: "nothing heard" in p.err(), 10,
+               "the failure timeout\n")
+    check(status(sock)["state"] == "degraded", "not degraded")
+    p.wait_tick(3)
+
+
+def case_stall():
+    f = FakeSecondary("heartbeat")
+    p, sock = primary("pri", f.addr, "--stall-timeout", "1s")
+    wait_until(lambda: "unacknowledged" in p.err() or
+               "no progress" in p.err(), 15, "the stall timeout")
+    st = status(sock)
+    check(st["state"] == "degraded", "not degraded")
+    check(st["heartbeat"]["received"] > 0, "no heartbeats counted")
+    p.wait_tick(3)
+
+
+def case_garbage():
+    f = FakeSecondary("garbage")
+    p, sock = primary("pri", f.addr)
+    wait_until(lambda: "unknown message type 0x1234" in p.err(), 10,
+               "the bad message\n")
+    check(status(sock)["state"] == "degraded", "not degraded")
+
+
+def case_failover():
+    s, addr, ssock = secondary("sec")
+    p, sock = primary("pri", addr)
+    wait_state(sock, "active")
+    p.wait_tick(20)
+    p.kill9()
+    shown = p.ticks()
+    s.wait_tick(shown[-1] + 10)
+    mine = s.ticks()
+    check(mine, "the secondary printed no tick\n" + s.dump())
+    # Held output is never shown before its checkpoint is safe, so the
+    # secondary repeats nothing; what the primary held when it died may be
+    # lost (the last epoch, if its ACK was in flight), as a packet is.
+    check(mine[0] > shown[-1],
+          "the secondary repeated ticks %d..%d the primary had shown: "
+          "output was released before its checkpoint was safe" %
+          (mine[0], shown[-1]))
+    check(mine[0] - shown[-1] - 1 <= 5,
+          "ticks %d..%d are lost: more than one epoch's output" %
+          (shown[-1] + 1, mine[0] - 1))
+    check_consecutive(shown, "the primary's console")
+    check_consecutive(mine, "the secondary's console")
+    log("primary showed ticks 1..%d, the secondary went on from %d" %
+        (shown[-1], mine[0]))
+
+
+def case_halt():
+    s, addr, ssock = secondary("sec")
+    p, sock = primary("pri", addr, args=("rate=50", "count=40"))
+    rc = p.wait(30)
+    check(rc == 0, "exit %s\n%s" % (rc, p.dump()))
+    check("counter done ticks=40" in p.out(), "output lost at halt\n" +
+          p.dump())
+    check(s.wait(10) == 0, "the secondary did not end cleanly\n" + s.dump())
+
+
+def udpkv_round_trips(sock, n, tag):
+    """n PUT requests one at a time: their round-trip times in ms."""
+    mac, peer = bytes.fromhex("020000000007"), bytes.fromhex("02000000000a")
+
+    def frame(payload):
+        udp = struct.pack("!HHHH", 40000, 7777, 8 + len(payload), 0) + \
+            payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64,
+                         17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        words = struct.unpack("!10H", ip)
+        c = sum(words)
+        while c >> 16:
+            c = (c & 0xFFFF) + (c >> 16)
+        ip = ip[:10] + struct.pack("!H", ~c & 0xFFFF) + ip[12:]
+        return mac + peer + b"\x08\x00" + ip + udp
+
+    times = []
+    for i in range(n):
+        want = ("%s%d OK\n" % (tag, i)).encode()
+        t0 = time.monotonic()
+        sock.send(frame(("%s%d PUT k%d v" % (tag, i, i)).encode()))
+        while True:
+            sock.settimeout(max(0.01, t0 + 10 - time.monotonic()))
+            try:
+                f = sock.recv(2048)
+            except socket.timeout:
+                fail("no reply to request %s%d" % (tag, i))
+            if len(f) < 42 or f[12:14] != b"\x08\x00" or f[23] != 17:
+                continue
+            udp = f[14 + (f[14] & 0xF) * 4:]
+            if udp[8:struct.unpack("!H", udp[4:6])[0]] == want:
+                break
+        times.append((time.monotonic() - t0) * 1e3)
+    return times
+
+
+def case_net():
+    gsock, psock = os.path.join(tmp, "g.sock"), os.path.join(tmp, "p.sock")
+    s, addr, ssock = secondary("sec", "--net", "dgram:%s,%s" % (
+        os.path.join(tmp, "sg.sock"), os.path.join(tmp, "sp.sock")))
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(psock)
+    p, sock = primary("pri", addr, "--net", "dgram:%s,%s" % (gsock, psock),
+                      "--mac", "02:00:00:00:00:07", "--checkpoint-interval",
+                      "300ms", image="udpkv",
+                      args=("ip=10.0.0.2", "port=7777"))
+    wait_state(sock, "active")
+    wait_until(lambda: os.path.exists(gsock), 10, "the guest's socket")
+    peer.connect(gsock)
+    held = udpkv_round_trips(peer, 10, "h")
+    mean = sum(held) / len(held)
+    log("held: round trips %s ms" % " ".join("%.0f" % t for t in held))
+    check(mean > 50, "replies came back in %.1f ms on average with a "
+          "300 ms interval: they were not held" % mean)
+    ctl(sock, "stop-replication")
+    free = udpkv_round_trips(peer, 10, "f")
+    log("stopped: round trips %s ms" % " ".join("%.1f" % t for t in free))
+    check(sum(free) / len(free) < 50, "replies still held after "
+          "stop-replication")
+    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
+
+
+CASES = {
+    "usage": (case_usage, False),
+    "unreachable": (case_unreachable, True),
+    "basic": (case_basic, True),
+    "nack": (case_nack, True),
+    "nack-full": (case_nack_full, True),
+    "secondary-dies": (case_secondary_dies, True),
+    "reconnect": (case_reconnect, True),
+    "silent": (case_silent, True),
+    "stall": (case_stall, True),
+    "garbage": (case_garbage, True),
+    "failover": (case_failover, True),
+    "halt": (case_halt, True),
+    "net": (case_net, True),
+}
+
+
+def main():
+    global case, ftvm, ftvmctl, guests, tmp
+    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
+        sys.stderr.write(__doc__)
+        return 2
+    case, ftvm, ftvmctl, guests = sys.argv[1:]
+    fn, kvm = CASES[case]
+    if kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        log("SKIP [%s]: /dev/kvm is missing or not usable; ftvm primary "
+            "needs KVM" % case)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="ftvm-pri-")
+    try:
+        fn()
+        for p in procs:
+            p.signal(signal.SIGTERM)
+            try:
+                p.p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            for bad in ("Sanitizer", "runtime error:"):
+                check(bad not in p.err(), "%s reported:\n%s" % (bad,
+                                                                 p.dump()))
+        log("PASS [%s]" % case)
+        return 0
+    except Failure as e:
+        log("FAIL [%s]: %s" % (case, e))
+        for p in procs:
+            log(p.dump())
+        return 1
+    finally:
+        for p in procs:
+            p.signal(signal.SIGKILL)
+        for p in procs:
+            try:
+                p.p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

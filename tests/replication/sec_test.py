@@ -1,0 +1,633 @@
+#!/usr/bin/env python3
+"""`ftvm secondary` against fake_primary, a scripted primary: real processes.
+
+    sec_test.py CASE FTVM FTVMCTL FAKE_PRIMARY GUEST_DIR
+
+The helpers (processes, ftvmctl, the counter's continuation check) are
+tests/vm/ckpt_test.py's.  Each case starts `ftvm secondary` on a port of
+its own choosing, a fake_primary running the counter guest with a script
+(fake_primary.c lists the steps), and checks what the secondary says and
+does.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
+
+  usage            bad command lines exit 2, a bad --listen 120
+  failover-kill    the primary dies after 10 checkpoints: the secondary fails
+                   over from the last one ACKed and the counter carries on
+                   exactly, to the end (exit 0); status before and after
+  refuse           corrupt, bad-base, unsealed and nested packages are
+                   NACKed with their reason and change nothing; the next
+                   full package is ACKed; status counts them; the primary's
+                   EOF stops the secondary (exit 0, no failover)
+  truncated        the primary dies half-way through sending a package: the
+                   secondary fails over from the one before
+  stall            the primary goes silent: declared dead after the failure
+                   timeout, heartbeats kept coming meanwhile, failover
+  garbage          bytes that are no record after the bring-up: SHUT 1, exit 4,
+                   a message naming the primary's address
+  nothing          the primary dies before checkpoint 1: exit 3
+  not-a-primary    a connection that closes at once and one sending garbage
+                   leave the secondary waiting for a real primary
+  second           a second connection while one primary is served is closed
+  failover-command `ftvmctl failover` while active: its reply, the VM runs
+  stop             `ftvmctl stop-replication`: SHUT 0 to the primary, exit 0
+  save             periodic checkpoints of the cache and `ftvmctl save` while
+                   packages of a heavily dirtying counter are applied; each
+                   file restores to a counter that carries on exactly
+  announce         with --net dgram:..., five RARP self-announce frames for
+                   the guest's MAC, 50/150/250/350 ms apart
+  primary-kill     with the real `ftvm primary`: kill -9 it; the secondary
+                   carries the counter on from where the primary's (held)
+                   output stopped, never repeating a line
+  primary-stop     `ftvmctl stop-replication` on the real primary: the
+                   secondary exits 0 without failing over
+"""
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "vm"))
+import ckpt_test as ck  # noqa: E402
+
+from ckpt_test import check, fail, log, Proc  # noqa: E402
+
+fake = None
+COUNTER = ["rate=50", "count=150", "area-kib=512", "pages-per-tick=8"]
+LISTEN_RE = re.compile(r"listening on (\S+)")
+
+
+class FakePrimary(Proc):
+    """fake_primary with a pipe on stdin, for its `wait` step."""
+
+    def __init__(self, name, addr, steps, counter=COUNTER, net=None,
+                 mem="64M"):
+        self.console = os.path.join(ck.tmp, name + ".console")
+        argv = [fake, "--mem", mem] + (["--net", net] if net else []) + \
+            [addr, os.path.join(ck.guests, "counter.elf"), " ".join(counter),
+             self.console] + list(steps)
+        self.name = name
+        self.argv = argv
+        self.out_path = os.path.join(ck.tmp, name + ".out")
+        self.err_path = os.path.join(ck.tmp, name + ".err")
+        with open(self.out_path, "wb") as out, \
+                open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
+                                      stdin=subprocess.PIPE,
+                                      start_new_session=True)
+        self.started = time.monotonic()
+        ck.procs.append(self)
+
+    def wait_line(self, prefix, timeout=20):
+        def ok():
+            for line in self.lines():
+                if line.startswith("FAIL"):
+                    fail("fake primary: %s\n%s" % (line, self.dump()))
+                if line.startswith(prefix):
+                    return line
+            if not self.alive() and self.p.returncode == 77:
+                ck.skip("fake_primary: no usable /dev/kvm")
+            if not self.alive():
+                fail("fake primary exited (%s) before '%s'\n%s" %
+                     (self.p.returncode, prefix, self.dump()))
+            return None
+        return ck.wait_until(ok, timeout, "the fake primary's '%s'" % prefix)
+
+    def go_on(self):
+        self.p.stdin.write(b"\n")
+        self.p.stdin.flush()
+
+    def acks(self):
+        """[(id, console bytes)] of every ACK, in order."""
+        r = []
+        for line in self.lines():
+            if line.startswith("ack "):
+                _, i, n = line.split()
+                r.append((int(i), int(n)))
+        return r
+
+    def nacks(self):
+        return [line for line in self.lines() if line.startswith("nack ")]
+
+    def lines_at(self, nbytes):
+        """Console lines the guest had printed at a checkpoint."""
+        with open(self.console, "rb") as f:
+            return f.read()[:nbytes].count(b"\n")
+
+    def finished(self, timeout=20):
+        rc = self.wait(timeout)
+        check(rc == 0, "fake primary exited %d\n%s" % (rc, self.dump()))
+
+
+class Secondary(Proc):
+    """The failure timeout is long where the case does not time it: the
+    fake primary goes quiet for a whole RAM pass of its bring-up, which on
+    a loaded machine can take longer than 300 ms."""
+
+    def __init__(self, name="secondary", extra=(), failure="3s"):
+        self.sock = os.path.join(ck.tmp, name + ".sock")
+        Proc.__init__(self, name, [ck.ftvm, "secondary", "--listen",
+                                   "127.0.0.1:0", "--control", self.sock,
+                                   "--failure-timeout", failure] +
+                      list(extra))
+        self.addr = ck.wait_until(self._addr, 10, "the secondary to listen")
+        ck.wait_control(self.sock, self)
+
+    def _addr(self):
+        m = LISTEN_RE.search(self.err())
+        if not m and not self.alive():
+            fail("the secondary exited (%s)\n%s" % (self.p.returncode,
+                                                    self.dump()))
+        return m.group(1) if m else None
+
+    def status(self):
+        return ck.status(self.sock)
+
+    def wait_state(self, state, timeout=10):
+        def ok():
+            if not self.alive():
+                fail("the secondary exited (%s) before state %s\n%s" %
+                     (self.p.returncode, state, self.dump()))
+            s = self.status()
+            return s if s["state"] == state else None
+        return ck.wait_until(ok, timeout, "the secondary's state %s" % state)
+
+    def expect_exit(self, rc, timeout=20):
+        got = self.wait(timeout)
+        check(got == rc, "the secondary exited %d, expected %d\n%s" %
+              (got, rc, self.dump()))
+
+
+def hung_up(c):
+    """Whether the other end closed (or reset) the connection."""
+    try:
+        return c.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def reference(counter=COUNTER):
+    return Proc("reference", [ck.ftvm, "run", "--mem", "64M",
+                              os.path.join(ck.guests, "counter.elf")] +
+                counter)
+
+
+def check_failover(sec, prim, ref, want_from=None):
+    """The secondary runs from the last checkpoint ACKed, and the counter
+    carries on there exactly (the primary printed up to it)."""
+    s = sec.wait_state("running")
+    acks = prim.acks()
+    last_id, nbytes = acks[-1]
+    fo = s["failover"]
+    check(fo["continued_from"] == (want_from or last_id),
+          "continued from %d, the last ACK was %d" % (fo["continued_from"],
+                                                      last_id))
+    check(fo["ms"] > 0, "failover_ms %r" % fo["ms"])
+    log("failover: %.1f ms (%s), from checkpoint %d" %
+        (fo["ms"], fo["reason"], fo["continued_from"]))
+    sec.wait_tick(prim.lines_at(nbytes) + 3)
+    ck.check_continuation(sec, ref, exact=prim.lines_at(nbytes))
+    return s
+
+
+def log_apply(s):
+    r = s["replication"]
+    log("apply ms: last %.2f p50 %.2f p99 %.2f; %d applied, %d bytes" %
+        (r["apply_ms"]["last"], r["apply_ms"]["p50"], r["apply_ms"]["p99"],
+         r["applied"], r["package_bytes"]["total"]))
+
+
+# ---- cases ----
+
+def case_usage():
+    def run(*args):
+        r = subprocess.run([ck.ftvm, "secondary"] + list(args),
+                           capture_output=True, text=True, timeout=10)
+        return r.returncode, r.stderr
+    rc, err = run()
+    check(rc == 2 and "--listen" in err, "no --listen: %d %r" % (rc, err))
+    rc, err = run("--listen", "127.0.0.1:0", "--failure-timeout", "soon")
+    check(rc == 2 and "failure-timeout" in err, "bad time: %d %r" % (rc, err))
+    rc, err = run("--listen", "127.0.0.1:0", "--bogus")
+    check(rc == 2 and "--bogus" in err, "bad option: %d %r" % (rc, err))
+    rc, err = run("--listen", "nonsense")
+    check(rc == 120 and "nonsense" in err, "bad listen: %d %r" % (rc, err))
+    r = subprocess.run([ck.ftvm, "secondary", "--help"], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 0 and "--failure-timeout" in r.stdout,
+          "--help: %d" % r.returncode)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=5) as r:
+        return r.read().decode()
+
+
+def case_failover_kill():
+    ck.needs_kvm()
+    ref = reference()
+    mport = free_port()
+    sec = Secondary(extra=["--metrics", "127.0.0.1:%d" % mport])
+    s = sec.status()
+    check(s["state"] == "waiting" and s["role"] == "secondary",
+          "before a primary: %r" % s)
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:10", "wait"])
+    prim.wait_line("waiting")
+    s = ck.wait_until(lambda: (lambda s: s if s["replication"]["pings"] > 0
+                               else None)(sec.status()), 5, "a PING")
+    check(s["state"] == "active", "state %s" % s["state"])
+    r = s["replication"]
+    check(r["applied"] == 11 and r["last_id"] == 11 and r["refused"] == 0,
+          "replication %r" % r)
+    check(s["primary"].startswith("127.0.0.1:"), "primary %r" % s["primary"])
+    check(s["vm_state"] == "created", "vm_state %r" % s["vm_state"])
+    log_apply(s)
+    m = scrape(mport)
+    for want in ("ftvm_secondary_checkpoints_applied_total 11",
+                 "ftvm_secondary_checkpoints_refused_total 0",
+                 "ftvm_secondary_last_checkpoint 11",
+                 'ftvm_secondary_state{state="active"} 1'):
+        check(want in m, "metrics lack %r:\n%s" % (want, m))
+    prim.go_on()
+    prim.finished()
+    check_failover(sec, prim, ref)
+    m = scrape(mport)
+    check('ftvm_secondary_state{state="running"} 1' in m and
+          "ftvm_secondary_failover_ms" in m, "metrics after failover:\n%s"
+          % m)
+    sec.expect_exit(0, 30)
+    ck.check_continuation(sec, ref, want_done=True,
+                          exact=prim.lines_at(prim.acks()[-1][1]))
+    check("the primary is lost" in sec.err(), "no log line for the loss")
+
+
+def case_refuse():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, [
+        "bringup", "ckpt:2", "corrupt", "ckpt:2", "badbase", "ckpt:1",
+        "unsealed", "ckpt:1", "nested", "ckpt:1", "wait", "eof"])
+    prim.wait_line("waiting")
+    nacks = prim.nacks()
+    check(len(nacks) == 4, "NACKs %r" % nacks)
+    for nack, why in zip(nacks, ["", "builds on", "no trailer", "nested"]):
+        check(why in nack, "NACK %r should say %r" % (nack, why))
+    s = sec.status()
+    r = s["replication"]
+    acked = [i for i, _ in prim.acks()]
+    check(r["refused"] == 4 and r["applied"] == len(acked) and
+          r["last_id"] == acked[-1], "status %r, ACKs %r" % (r, acked))
+    check("nested" in r["last_refusal"], "last_refusal %r" %
+          r["last_refusal"])
+    check(sec.err().count("refused checkpoint") == 4,
+          "log lines:\n%s" % sec.err())
+    log("NACKs: %s" % "; ".join(nacks))
+    prim.go_on()
+    sec.expect_exit(0)
+    prim.finished()
+    check(any(line == "closed" or line.startswith("closed")
+              for line in prim.lines()), "the fake saw no close")
+    check("no failover" in sec.err(), "log:\n%s" % sec.err())
+    check(not sec.ticks(), "the secondary ran the guest")
+
+
+def case_truncated():
+    ck.needs_kvm()
+    ref = reference()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:5",
+                                             "truncate"])
+    prim.finished()
+    check_failover(sec, prim, ref, want_from=6)
+    ck.ctl(sec.sock, "quit")
+    sec.expect_exit(0)
+
+
+def case_stall():
+    ck.needs_kvm()
+    ref = reference()
+    sec = Secondary(failure="300ms")
+    # A small VM: its bring-up passes are short, never 300 ms of silence.
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:3",
+                                             "stall:3000", "die"], mem="16M")
+    line = prim.wait_line("closed", timeout=10)
+    ms = float(line.split()[1])
+    check(300 <= ms < 1000, "the secondary hung up %.1f ms into the "
+          "silence; the failure timeout is 300 ms" % ms)
+    prim.finished()
+    hb = int(prim.wait_line("heartbeats").split()[1])
+    check(hb >= 3, "%d heartbeats during the silence" % hb)
+    s = check_failover(sec, prim, ref)
+    check(s["failover"]["reason"] == "primary silent", "reason %r" %
+          s["failover"]["reason"])
+    log("declared dead %.1f ms into the silence; %d heartbeats" % (ms, hb))
+    ck.ctl(sec.sock, "quit")
+    sec.expect_exit(0)
+
+
+def case_garbage():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "garbage"])
+    sec.expect_exit(4)
+    prim.finished()
+    check("shut 1" in prim.lines(), "no SHUT 1:\n%s" % prim.dump())
+    err = sec.err()
+    check("127.0.0.1:" in err and "unknown record type 0x55" in err,
+          "the message names neither the primary nor the problem:\n%s" % err)
+
+
+def case_nothing():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, ["partial", "die"])
+    prim.finished()
+    sec.expect_exit(3)
+    check("nothing to fail over to" in sec.err(), sec.err())
+
+
+def case_not_a_primary():
+    ck.needs_kvm()
+    sec = Secondary()
+    host, port = sec.addr.rsplit(":", 1)
+    socket.create_connection((host, int(port)), 5).close()
+    ck.wait_until(lambda: "not a primary" in sec.err(), 5,
+                  "a 'not a primary' log line")
+    with socket.create_connection((host, int(port)), 5) as c:
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        c.settimeout(5)
+        check(hung_up(c), "the secondary answered an HTTP request")
+    ck.wait_until(lambda: sec.err().count("not a primary") == 2, 5,
+                  "two 'not a primary' log lines")
+    check(sec.status()["state"] == "waiting", "not waiting")
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "eof"])
+    sec.expect_exit(0)
+    prim.finished()
+
+
+def case_second():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "wait",
+                                             "eof"])
+    prim.wait_line("waiting")
+    host, port = sec.addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), 5) as c:
+        c.settimeout(5)
+        check(hung_up(c), "a second connection was not closed")
+    check("refusing a connection from 127.0.0.1:" in sec.err(), sec.err())
+    check(sec.status()["state"] == "active", "the first primary suffered")
+    prim.go_on()
+    sec.expect_exit(0)
+    prim.finished()
+
+
+def case_failover_command():
+    ck.needs_kvm()
+    ref = reference()
+    sec = Secondary()
+    rc, _, err = ck.ctl(sec.sock, "failover", ok=False)
+    check(rc == 1 and "waiting" in err, "failover while waiting: %r" % err)
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:4", "wait"])
+    prim.wait_line("waiting")
+    r = ck.ctl(sec.sock, "failover", as_json=True)
+    check(r["continued_from"] == 5 and r["failover_ms"] > 0, "reply %r" % r)
+    log("failover command: %.2f ms" % r["failover_ms"])
+    prim.finished()
+    check("closed" in prim.lines(), "the primary saw no close")
+    s = check_failover(sec, prim, ref)
+    check(s["failover"]["reason"] == "requested", s["failover"])
+    rc, _, err = ck.ctl(sec.sock, "failover", ok=False)
+    check(rc == 1 and "running" in err, "second failover: %r" % err)
+    ck.ctl(sec.sock, "quit")
+    sec.expect_exit(0)
+
+
+def case_stop():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "wait"])
+    prim.wait_line("waiting")
+    ck.ctl(sec.sock, "stop-replication")
+    sec.expect_exit(0)
+    prim.finished()
+    check("shut 0" in prim.lines(), "no SHUT 0:\n%s" % prim.dump())
+
+
+def case_save():
+    ck.needs_kvm()
+    # Every tick rewrites 256 pages and prints the CRC of all 8 MiB: a page
+    # torn or stale in a file shows in the restored run's next line.
+    heavy = ["rate=100", "count=600", "area-kib=8192", "pages-per-tick=256"]
+    ref = reference(heavy)
+    d = os.path.join(ck.tmp, "ckpts")
+    os.mkdir(d)
+    sec = Secondary(extra=["--checkpoint-dir", d, "--checkpoint-every",
+                           "150ms", "--keep", "50"])
+    rc, _, err = ck.ctl(sec.sock, "save", os.path.join(ck.tmp, "x"),
+                        ok=False)
+    check(rc == 1 and "no VM yet" in err, "save with no VM: %r" % err)
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:60", "wait",
+                                             "eof"], counter=heavy)
+    prim.wait_line("waiting")
+    f = os.path.join(ck.tmp, "cache.ftvm")
+
+    def saved():     # a periodic checkpoint may be under way
+        rc, _, err = ck.ctl(sec.sock, "save", f, ok=False)
+        check(rc == 0 or "already being written" in err, "save: %s" % err)
+        return rc == 0
+    ck.wait_until(saved, 10, "save to succeed")
+    s = sec.status()
+    check(s["checkpoints"]["written"] >= 3, "checkpoints %r" %
+          s["checkpoints"])
+    check(s["state"] == "active", "state %s" % s["state"])
+    prim.go_on()
+    prim.finished()
+    sec.expect_exit(0)
+    # The file holds the last checkpoint ACKed (nothing came after it).
+    last_id, nbytes = prim.acks()[-1]
+    restores = [("save", f, prim.lines_at(nbytes))]
+    # Those taken once the guest had printed its header and a tick.
+    files = [os.path.join(d, n) for n in sorted(os.listdir(d))]
+    files = [f for f in files if ck.console_lines(f) >= 2]
+    check(len(files) >= 3, "periodic files %r" % files)
+    restores += [("periodic-%d" % i, f, None)
+                 for i, f in enumerate(files[:2] + files[-1:])]
+    for name, path, exact in restores:
+        r = Proc("restore-" + name, [ck.ftvm, "restore", path])
+        r.wait_tick((exact or 1) + 5)
+        r.kill9()
+        first, last = ck.check_continuation(r, ref, exact=exact or
+                                            ck.console_lines(path))
+        log("%s restores at tick %d" % (name, first))
+
+
+def case_announce():
+    ck.needs_kvm()
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    ports = []
+    for _ in range(3):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    sink = rx.getsockname()[1]
+    sec = Secondary(extra=["--net", "dgram:127.0.0.1:%d,127.0.0.1:%d" %
+                           (ports[0], sink)])
+    frames = []
+
+    def receive():
+        rx.settimeout(10)
+        try:
+            while len(frames) < 5:
+                data = rx.recv(2000)
+                frames.append((time.monotonic(), data))
+        except socket.timeout:
+            pass
+    t = threading.Thread(target=receive)
+    t.start()
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:3", "die"],
+                       net="dgram:127.0.0.1:%d,127.0.0.1:%d" %
+                       (ports[1], ports[2]))
+    prim.finished()
+    t.join()
+    check(len(frames) == 5, "%d self-announce frames arrived, expected 5"
+          "\n%s" % (len(frames), sec.dump()))
+    mac = bytes.fromhex("024654564d01")
+    for _, f in frames:
+        check(len(f) == 60, "frame of %d bytes" % len(f))
+        dst, src, etype = f[:6], f[6:12], struct.unpack(">H", f[12:14])[0]
+        htype, ptype, hl, pl, op = struct.unpack(">HHBBH", f[14:22])
+        check(dst == b"\xff" * 6 and src == mac and etype == 0x8035,
+              "header %s" % f[:14].hex())
+        check((htype, ptype, hl, pl, op) == (1, 0x0800, 6, 4, 3),
+              "RARP fields %s" % f[14:22].hex())
+        check(f[22:28] == mac and f[28:32] == b"\0" * 4 and
+              f[32:38] == mac and f[38:42] == b"\0" * 4,
+              "addresses %s" % f[22:42].hex())
+    gaps = [round((b[0] - a[0]) * 1000) for a, b in zip(frames, frames[1:])]
+    log("announce gaps (ms): %s" % gaps)
+    for got, want in zip(gaps, [50, 150, 250, 350]):
+        check(want - 10 <= got <= want + 60, "gaps %r, expected 50, 150, "
+              "250, 350" % gaps)
+    s = sec.wait_state("running")
+    check(s["failover"]["announced"] == 5, "announced %r" % s["failover"])
+    ck.ctl(sec.sock, "quit")
+    sec.expect_exit(0)
+
+
+def real_primary(sec, extra=()):
+    sock = os.path.join(ck.tmp, "primary.sock")
+    p = Proc("primary", [ck.ftvm, "primary", "--mem", "64M", "--secondary",
+                         sec.addr, "--control", sock] + list(extra) +
+             [os.path.join(ck.guests, "counter.elf")] + COUNTER)
+    ck.wait_control(sock, p)
+    return p, sock
+
+
+def case_primary_kill():
+    ck.needs_kvm()
+    ref = reference()
+    sec = Secondary()
+    prim, _ = real_primary(sec)
+    prim.wait_tick(20)
+    s = sec.wait_state("active")
+    log_apply(s)
+    prim.kill9()
+    s = sec.wait_state("running")
+    last = prim.last_tick()
+    sec.wait_tick(last + 5)
+    first, _ = ck.check_continuation(sec, ref)
+    check(first > last, "the secondary repeated tick %d (the primary had "
+          "printed up to %d)" % (first, last))
+    log("primary printed up to tick %d, the secondary goes on at %d; "
+        "failover %.1f ms from checkpoint %d" %
+        (last, first, s["failover"]["ms"], s["failover"]["continued_from"]))
+    check(first <= last + 2, "ticks %d..%d were lost" % (last + 1, first - 1))
+    sec.expect_exit(0, 30)
+
+
+def case_primary_stop():
+    ck.needs_kvm()
+    sec = Secondary()
+    prim, sock = real_primary(sec)
+    prim.wait_tick(5)
+    sec.wait_state("active")
+    ck.ctl(sock, "stop-replication")
+    sec.expect_exit(0)
+    check("no failover" in sec.err(), sec.err())
+    prim.wait_tick(prim.last_tick() + 2)
+    ck.ctl(sock, "quit")
+    check(prim.wait(15) == 0, "the primary did not quit\n" + prim.dump())
+
+
+CASES = {
+    "usage": case_usage,
+    "failover-kill": case_failover_kill,
+    "refuse": case_refuse,
+    "truncated": case_truncated,
+    "stall": case_stall,
+    "garbage": case_garbage,
+    "nothing": case_nothing,
+    "not-a-primary": case_not_a_primary,
+    "second": case_second,
+    "failover-command": case_failover_command,
+    "stop": case_stop,
+    "save": case_save,
+    "announce": case_announce,
+    "primary-kill": case_primary_kill,
+    "primary-stop": case_primary_stop,
+}
+
+
+def on_signal(sig, frame):
+    raise SystemExit("stopped by signal %d" % sig)
+
+
+def main():
+    global fake
+    if len(sys.argv) != 6 or sys.argv[1] not in CASES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    case = ck.case = sys.argv[1]
+    ck.ftvm, ck.ftvmctl, fake, ck.guests = \
+        (os.path.abspath(a) for a in sys.argv[2:])
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    ck.tmp = tempfile.mkdtemp(prefix="ftvm-sec-%s-" % case)
+    status = 1
+    t = time.monotonic()
+    try:
+        CASES[case]()
+        status = 0
+        log("ok: %s (%.1f s)" % (case, time.monotonic() - t))
+    except ck.Failure as e:
+        print("FAIL [%s]: %s" % (case, e), file=sys.stderr)
+        for p in ck.procs:
+            if p.name != "reference":
+                print(p.dump(), file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ck.kill_all()
+        shutil.rmtree(ck.tmp, ignore_errors=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

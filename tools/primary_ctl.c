@@ -1,0 +1,222 @@
+/* primary_ctl: see primary_ctl.h; docs/replication.md lists the fields. */
+#include "tools/primary_ctl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/run.h"
+
+static double ms(uint64_t ns)
+{
+    return ns / 1e6;
+}
+
+static json_t *timing(const smp_summary *s)
+{
+    return json_pack("{s:f, s:f, s:f, s:f}", "last", ms(s->last),
+                     "p50", ms(s->p50), "p99", ms(s->p99), "max", ms(s->max));
+}
+
+static json_t *counts(const smp_summary *s)
+{
+    return json_pack("{s:I, s:I, s:I, s:I}", "last", (json_int_t)s->last,
+                     "p50", (json_int_t)s->p50, "p99", (json_int_t)s->p99,
+                     "max", (json_int_t)s->max);
+}
+
+void pctl_status(void *opaque, json_t *r)
+{
+    pri_status st;
+    pri_get_status(opaque, &st);
+    /* vmctl's "state" is the VM's; a primary's is replication's. */
+    json_t *vs = json_object_get(r, "state");
+    if (vs)
+        json_object_set(r, "vm_state", vs);
+    /* Its "checkpoints" are to disk (save FILE). */
+    json_t *disk = json_object_get(r, "checkpoints");
+    if (disk) {
+        json_object_set(r, "disk_checkpoints", disk);
+        json_object_del(r, "checkpoints");
+    }
+    json_object_set_new(r, "state", json_string(pri_state_name(st.state)));
+    json_object_set_new(r, "secondary", json_string(st.secondary));
+    json_object_set_new(r, "secondaries", json_integer(st.secondaries));
+    json_object_set_new(r, "checkpoint", json_pack(
+        "{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+        "interval_ms", ms(st.interval_ns),
+        "taken", (json_int_t)st.taken, "acked", (json_int_t)st.acked,
+        "last_id", (json_int_t)st.last_id,
+        "last_acked", (json_int_t)st.last_acked,
+        "in_flight", (json_int_t)st.in_flight,
+        "full", (json_int_t)st.full, "rate_per_s", st.rate));
+    json_object_set_new(r, "pause_ms", timing(&st.pause_ns));
+    json_object_set_new(r, "ack_ms", timing(&st.ack_ns));
+    json_object_set_new(r, "dirty_pages", counts(&st.pages));
+    json_t *bytes = counts(&st.bytes);
+    json_object_set_new(bytes, "total", json_integer(st.bytes_total));
+    json_object_set_new(r, "package_bytes", bytes);
+    json_object_set_new(r, "nacks", json_integer(st.nacks));
+    json_t *out = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:b}",
+        "held_bytes", (json_int_t)(st.held_bytes + st.console.held_bytes),
+        "held_frames", (json_int_t)st.held_frames,
+        "console_held_bytes", (json_int_t)st.console.held_bytes,
+        "console_written_bytes", (json_int_t)st.console.written_bytes,
+        "console_dropped_bytes", (json_int_t)st.console.dropped_bytes,
+        "holding", st.console.holding);
+    json_object_set_new(out, "commit_delay_ms", timing(&st.console.delay_ns));
+    json_object_set_new(r, "output", out);
+    json_object_set_new(r, "heartbeat", json_pack(
+        "{s:f, s:f, s:f, s:I, s:I, s:I}",
+        "interval_ms", ms(st.heartbeat_ns),
+        "failure_timeout_ms", ms(st.failure_ns),
+        "last_heard_ms", ms(st.last_heard_ns),
+        "pings", (json_int_t)st.pings, "pongs", (json_int_t)st.pongs,
+        "received", (json_int_t)st.heartbeats));
+    json_object_set_new(r, "reconnect_s", json_real(st.reconnect_ns / 1e9));
+    json_object_set_new(r, "bringup", json_pack(
+        "{s:I, s:I, s:I, s:f}", "bytes", (json_int_t)st.bringup.bytes,
+        "passes", (json_int_t)st.bringup.passes,
+        "pages", (json_int_t)st.bringup.pages, "ms", ms(st.bringup.ns)));
+    json_object_set_new(r, "last_error", json_string(st.last_error));
+}
+
+int pctl_can_save(void *opaque, char *err, size_t errlen)
+{
+    pri_state s = pri_get_state(opaque);
+    if (s != PRI_SETUP && s != PRI_ACTIVE)
+        return 0;
+    snprintf(err, errlen, "replication is %s: a checkpoint to disk would "
+             "reset the dirty tracking it depends on; stop-replication "
+             "first (saving is allowed degraded or stopped)",
+             pri_state_name(s));
+    return -EBUSY;
+}
+
+static void checkpoint_done(void *opaque, int rc, uint64_t id,
+                            const char *err)
+{
+    ctl_req *req = opaque;
+    if (rc < 0)
+        ctl_reply_error(req, rc, err);
+    else
+        ctl_reply(req, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static ctl_outcome cmd_checkpoint(void *opaque, ctl_req *req, json_t *args,
+                                  json_t **result, int *rc, char *err,
+                                  size_t errlen)
+{
+    (void)args; (void)result;
+    *rc = pri_checkpoint(opaque, checkpoint_done, req, err, errlen);
+    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+}
+
+static ctl_outcome cmd_set(void *opaque, ctl_req *req, json_t *args,
+                           json_t **result, int *rc, char *err,
+                           size_t errlen)
+{
+    (void)req; (void)result;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    json_t *jv = json_object_get(args, "value");
+    char value[64];
+    if (json_is_integer(jv))
+        snprintf(value, sizeof(value), "%lld",
+                 (long long)json_integer_value(jv));
+    else
+        snprintf(value, sizeof(value), "%s",
+                 json_is_string(jv) ? json_string_value(jv) : "");
+    uint64_t ns = 0;
+    if (!key || !value[0]) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "set needs a key and a value: set "
+                 "checkpoint-interval 20ms");
+        return CTL_DONE;
+    }
+    bool off = strcmp(value, "0") == 0 || strcmp(value, "off") == 0;
+    if (!(off && strcmp(key, "reconnect") == 0) &&
+        run_parse_duration(value, &ns) < 0) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "set %s: '%s' is not a time such as 20ms or "
+                 "2s", key, value);
+        return CTL_DONE;
+    }
+    *rc = pri_set(opaque, key, ns, err, errlen);
+    return CTL_DONE;
+}
+
+static ctl_outcome cmd_stop(void *opaque, ctl_req *req, json_t *args,
+                            json_t **result, int *rc, char *err,
+                            size_t errlen)
+{
+    (void)req; (void)args; (void)result;
+    *rc = pri_stop(opaque, err, errlen);
+    return CTL_DONE;
+}
+
+static ctl_outcome cmd_attach(void *opaque, ctl_req *req, json_t *args,
+                              json_t **result, int *rc, char *err,
+                              size_t errlen)
+{
+    (void)req; (void)result;
+    const char *addr = json_string_value(json_object_get(args, "address"));
+    if (!addr || !*addr) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "attach-secondary needs an address: "
+                 "attach-secondary HOST:PORT");
+        return CTL_DONE;
+    }
+    *rc = pri_attach(opaque, addr, err, errlen);
+    return CTL_DONE;
+}
+
+int pctl_register(ctl_server *ctl, pri *rep)
+{
+    int r = ctl_register(ctl, "checkpoint", "a replication checkpoint now; "
+                         "answers once the secondary has it", cmd_checkpoint,
+                         rep);
+    if (r == 0)
+        r = ctl_register(ctl, "set", "set KEY VALUE: checkpoint-interval, "
+                         "heartbeat, failure-timeout, reconnect", cmd_set,
+                         rep);
+    if (r == 0)
+        r = ctl_register(ctl, "stop-replication", "EOF to the secondary; "
+                         "run on unprotected", cmd_stop, rep);
+    if (r == 0)
+        r = ctl_register(ctl, "attach-secondary", "attach-secondary "
+                         "HOST:PORT: bring a new secondary up", cmd_attach,
+                         rep);
+    return r;
+}
+
+const mtr_hint pctl_metric_hints[] = {
+    { "checkpoint.taken", "checkpoints_taken_total", MTR_COUNTER, 0,
+      "checkpoints taken and sent, all secondaries" },
+    { "checkpoint.acked", "checkpoints_acked_total", MTR_COUNTER, 0,
+      "checkpoints the secondary acknowledged" },
+    { "checkpoint.full", "checkpoints_full_total", MTR_COUNTER, 0,
+      "checkpoints sent in full after a NACK or an error" },
+    { "checkpoint.rate_per_s", NULL, MTR_GAUGE, 0,
+      "checkpoints per second, over the last 2 s" },
+    { "nacks", "nacks_total", MTR_COUNTER, 0,
+      "packages the secondary refused" },
+    { "package_bytes.total", "package_bytes_total", MTR_COUNTER, 0,
+      "bytes of checkpoint packages sent" },
+    { "heartbeat.pings", "pings_total", MTR_COUNTER, 0,
+      "PINGs sent on an idle stream" },
+    { "heartbeat.pongs", "pongs_total", MTR_COUNTER, 0, "PONGs received" },
+    { "heartbeat.received", "heartbeats_total", MTR_COUNTER, 0,
+      "HEARTBEATs received from the secondary" },
+    { "pause_ms.p99", NULL, MTR_GAUGE, 0,
+      "99th percentile guest pause per checkpoint, recent, ms" },
+    { "ack_ms.p99", NULL, MTR_GAUGE, 0,
+      "99th percentile package-sent-to-ACK latency, recent, ms" },
+    { "output.commit_delay_ms.p99", NULL, MTR_GAUGE, 0,
+      "99th percentile console output-commit delay, recent, ms" },
+    { "heartbeat.last_heard_ms", NULL, MTR_GAUGE, 0,
+      "ms since the secondary was last heard from" },
+    { "state", NULL, MTR_GAUGE, 0,
+      "replication state: setup, active, degraded or stopped" },
+    { NULL, NULL, MTR_GAUGE, 0, NULL },
+};
