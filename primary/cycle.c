@@ -141,9 +141,10 @@ void cyc_take(pri *p)
     bool full = p->need_full;
     pkg_stats ps;
     uint64_t t0 = rep_now_ns();
-    bool was_running = vm_get_state(p->v) == VM_RUNNING;
     vm_pause(p->v);
     if (vm_get_state(p->v) == VM_STOPPED) {
+        char ignored[64];
+        vm_resume(p->v, ignored, sizeof(ignored));
         cyc_pool_put(p, q);
         return;     /* on_stop follows */
     }
@@ -156,7 +157,8 @@ void cyc_take(pri *p)
             net_tx_mark(p->net, p->epoch);
     }
     char rerr[256];
-    int rr = was_running ? vm_resume(p->v, rerr, sizeof(rerr)) : 0;
+    /* Releases this checkpoint's hold; an operator's pause stays. */
+    int rr = vm_resume(p->v, rerr, sizeof(rerr));
     uint64_t pause = rep_now_ns() - t0;
     if (rr < 0)
         rep_say(p, "resuming the VM after checkpoint %" PRIu64 ": %s", id,

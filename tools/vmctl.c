@@ -19,6 +19,7 @@ struct vmc {
     struct event *timer;
     uint64_t started_ns;
 
+    bool user_paused;       /* the operator holds a pause (vm_pause) */
     snap_job *job;          /* the checkpoint being written, or NULL */
     ctl_req *job_req;       /* who asked for it, if anyone */
     uint64_t ok, failed;
@@ -216,15 +217,17 @@ static ctl_outcome cmd_pause(void *opaque, ctl_req *req, json_t *args,
         *rc = no_vm(err, errlen);
         return CTL_DONE;
     }
-    if (vm_get_state(c->v) != VM_RUNNING) {
+    if (c->user_paused || vm_get_state(c->v) == VM_STOPPED) {
         *rc = -EINVAL;
-        snprintf(err, errlen, "the VM is %s, not running",
-                 state_name(vm_get_state(c->v)));
+        snprintf(err, errlen, "the VM is %s", c->user_paused ? "already "
+                 "paused" : "stopped");
         return CTL_DONE;
     }
     *rc = vm_pause(c->v);
     if (*rc < 0)
         snprintf(err, errlen, "pause failed: %s", strerror(-*rc));
+    else
+        c->user_paused = true;
     return CTL_DONE;
 }
 
@@ -234,7 +237,16 @@ static ctl_outcome cmd_resume(void *opaque, ctl_req *req, json_t *args,
 {
     (void)req; (void)args; (void)result;
     vmc *c = opaque;
-    *rc = c->v ? vm_resume(c->v, err, errlen) : no_vm(err, errlen);
+    if (!c->v) {
+        *rc = no_vm(err, errlen);
+    } else if (!c->user_paused) {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "the VM was not paused with pause");
+    } else {
+        *rc = vm_resume(c->v, err, errlen);
+        if (*rc == 0)
+            c->user_paused = false;
+    }
     return CTL_DONE;
 }
 

@@ -100,12 +100,14 @@ static int live_phase(snap_job *j, qfile *f)
 /* The rest, with the vCPUs out of the guest. */
 static int final_copy(snap_job *j, qfile *f)
 {
-    bool was_running = vm_get_state(j->v) == VM_RUNNING;
     uint64_t t0 = now_ns();
     if (vm_pause(j->v) < 0)
         return fail(j, -EIO, "cannot pause the VM");
-    if (vm_get_state(j->v) == VM_STOPPED)
+    if (vm_get_state(j->v) == VM_STOPPED) {
+        char ignored[64];
+        vm_resume(j->v, ignored, sizeof(ignored));
         return fail(j, -ESHUTDOWN, "the VM stopped during the checkpoint");
+    }
 
     reg_registry *reg = vm_registry(j->v);
     json_t *desc = vmdesc_new(RAM_PAGE_SIZE);
@@ -131,7 +133,8 @@ static int final_copy(snap_job *j, qfile *f)
     /* Queued pages point into guest RAM: out before the guest runs. */
     qf_flush(f);
     char rerr[256] = "";
-    if (was_running && vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !j->rc)
+    /* Releases our hold only: an operator's pause stays in force. */
+    if (vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !j->rc)
         fail(j, -EIO, rerr);
     j->st.pause_ns = now_ns() - t0;
     if (r < 0)

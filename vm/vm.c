@@ -348,6 +348,7 @@ out:
 int vm_pause(vm *v)
 {
     pthread_mutex_lock(&v->lock);
+    v->holds++;
     if (v->state != VM_RUNNING) {
         /* A stopping VM's threads may still be on their way out. */
         while (v->state == VM_STOPPED && v->nexited < v->nstarted)
@@ -389,11 +390,14 @@ int vm_resume(vm *v, char *err, size_t errlen)
     int rc = 0;
 
     pthread_mutex_lock(&v->lock);
-    if (v->state != VM_PAUSED) {
+    if (v->holds == 0) {
         snprintf(err, errlen, "vm: not paused");
         rc = v->state == VM_STOPPED ? -ESHUTDOWN : -EINVAL;
         goto out;
     }
+    /* Another holder (a checkpoint, an operator) keeps it paused. */
+    if (--v->holds > 0 || v->state != VM_PAUSED)
+        goto out;
     rc = push_loaded(v, err, errlen);
     if (rc < 0)
         goto out;

@@ -113,9 +113,19 @@ int vm_attach(vm *v, struct event_base *base,
               void (*on_stop)(vm *v, void *arg), void *arg);
 /* Starts the vCPU threads of a booted or loaded VM. */
 int vm_start(vm *v, char *err, size_t errlen);
-/* Synchronous; a no-op unless running.  0 or -errno. */
+/*
+ * Pauses are held: each vm_pause takes a hold (pausing the vCPUs if they
+ * run) and each vm_resume releases one; the vCPUs run again only when the
+ * last hold goes.  So a checkpoint's short pause never undoes an
+ * operator's pause, and the other way round.  Every vm_pause must be
+ * paired with a vm_resume.  Synchronous; 0 or -errno.
+ */
 int vm_pause(vm *v);
-/* Resumes a paused VM, pushing loaded state first.  0 or -errno + msg. */
+/*
+ * Releases a hold; at the last one, pushes loaded state and resumes a
+ * paused VM (a created, never started VM stays as it is).  -EINVAL when
+ * no hold is held.  0 or -errno + msg.
+ */
 int vm_resume(vm *v, char *err, size_t errlen);
 /* Asks the VM to stop for good (from the loop thread); does not wait. */
 void vm_stop(vm *v);

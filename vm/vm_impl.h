@@ -49,6 +49,7 @@ struct vm {
     pthread_cond_t cond;            /* on CLOCK_MONOTONIC */
     vm_state state;
     bool pause_req;
+    unsigned holds;                 /* vm_pause calls not yet resumed */
     bool stop_req;
     unsigned nstarted, nparked, nexited;
     vm_stop_info stop;

@@ -212,6 +212,16 @@ static void test_pause_latency(const char *memtouch)
     vm_stop_info si;
     vm_get_stop_info(v, &si);
     CHECK(vm_get_state(v) == VM_RUNNING, "memtouch stopped: %s", si.msg);
+
+    /* Pauses are held: an operator's pause outlives a checkpoint's. */
+    char err[256];
+    CHECK(vm_pause(v) == 0 && vm_pause(v) == 0, "nested vm_pause");
+    resume(v);
+    CHECK(vm_get_state(v) == VM_PAUSED, "one resume of two pauses ran it");
+    resume(v);
+    CHECK(vm_get_state(v) == VM_RUNNING, "the last resume left it paused");
+    CHECK(vm_resume(v, err, sizeof(err)) == -EINVAL,
+          "a resume without a pause was accepted");
     vm_destroy(v);
     free(out.buf);
 }
