@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "checkpoint/ckptfile.h"
 #include "vm/snapshot.h"
 
 struct vmc {
@@ -79,9 +78,6 @@ static void on_snap_done(void *opaque, int rc, const char *path,
     fprintf(stderr, "ftvm: checkpoint %s: %.1f MiB in %.0f ms, guest paused "
             "%.2f ms\n", path, st->bytes / 1048576.0, st->total_ns / 1e6,
             st->pause_ns / 1e6);
-    if (c->o.checkpoint_dir && strncmp(path, c->o.checkpoint_dir,
-                                       strlen(c->o.checkpoint_dir)) == 0)
-        ckf_prune(c->o.checkpoint_dir, c->o.keep);
     if (req)
         ctl_reply(req, snap_json(st, path));
 }
@@ -106,8 +102,14 @@ static int start_snap(vmc *c, snap_target kind, const char *path,
         if (r < 0)
             return r;
     }
-    int r = snap_start(&c->job, c->v, c->base, kind, path, &c->hooks.gate,
-                       on_snap_done, c, err, errlen);
+    snap_req rq = {
+        .kind = kind,
+        .path = path,
+        .keep = kind == SNAP_TO_DIR ? c->o.keep : 0,
+        .gate = &c->hooks.gate,
+    };
+    int r = snap_start(&c->job, c->v, c->base, &rq, on_snap_done, c, err,
+                       errlen);
     if (r == 0) {
         c->job_req = req;
     } else {

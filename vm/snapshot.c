@@ -32,6 +32,8 @@ struct snap_job {
     void *opaque;
     snap_gate gate;
     uint64_t id;            /* the trailer's checkpoint id */
+    char prune_dir[4096];   /* where to prune after a good commit */
+    unsigned keep;
     int rc;
     char err[512];
     char path[4096];
@@ -170,6 +172,8 @@ static void *job_main(void *arg)
         int r = ckf_commit(j->txn, err, sizeof(err));
         if (r < 0)
             fail(j, r, err);
+        else if (j->keep)
+            ckf_prune(j->prune_dir, j->keep);
     } else {
         ckf_abort(j->txn);
     }
@@ -191,8 +195,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 }
 
 int snap_start(snap_job **out, vm *v, struct event_base *base,
-               snap_target kind, const char *path, const snap_gate *gate,
-               snap_done_fn done, void *opaque, char *err, size_t errlen)
+               const snap_req *rq, snap_done_fn done, void *opaque,
+               char *err, size_t errlen)
 {
     if (vm_get_state(v) == VM_STOPPED) {
         snprintf(err, errlen, "the VM has stopped: nothing to checkpoint");
@@ -206,10 +210,15 @@ int snap_start(snap_job **out, vm *v, struct event_base *base,
     j->v = v;
     j->done = done;
     j->opaque = opaque;
-    if (gate)
-        j->gate = *gate;
-    int r = kind == SNAP_TO_DIR ? ckf_begin(&j->txn, path, err, errlen)
-                                : ckf_begin_file(&j->txn, path, err, errlen);
+    if (rq->gate)
+        j->gate = *rq->gate;
+    if (rq->kind == SNAP_TO_DIR && rq->keep) {
+        snprintf(j->prune_dir, sizeof(j->prune_dir), "%s", rq->path);
+        j->keep = rq->keep;
+    }
+    int r = rq->kind == SNAP_TO_DIR
+                ? ckf_begin(&j->txn, rq->path, err, errlen)
+                : ckf_begin_file(&j->txn, rq->path, err, errlen);
     if (r < 0) {
         free(j);
         return r;

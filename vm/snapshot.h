@@ -63,14 +63,26 @@ typedef enum snap_target {
     SNAP_TO_FILE,   /* exactly this path (replaced atomically) */
 } snap_target;
 
+/* What to write, and where. */
+typedef struct snap_req {
+    snap_target kind;
+    const char *path;       /* the directory, or the file */
+    /*
+     * SNAP_TO_DIR: after a good checkpoint, keep only the newest keep
+     * files (0: prune nothing).  Done on the job's thread: removing a
+     * multi-GiB file can take a second, which the event loop must not.
+     */
+    unsigned keep;
+    const snap_gate *gate;  /* may be NULL; copied */
+} snap_req;
+
 /*
  * Starts writing a checkpoint of v.  One job at a time per VM is the
- * caller's rule.  gate may be NULL; it is copied.  Requires libevent's
- * pthreads support (evthread_use_pthreads) on base.  0, or -errno with a
- * message.
+ * caller's rule.  Requires libevent's pthreads support
+ * (evthread_use_pthreads) on base.  0, or -errno with a message.
  */
 int snap_start(snap_job **out, vm *v, struct event_base *base,
-               snap_target kind, const char *path, const snap_gate *gate,
-               snap_done_fn done, void *opaque, char *err, size_t errlen);
+               const snap_req *rq, snap_done_fn done, void *opaque,
+               char *err, size_t errlen);
 
 #endif
