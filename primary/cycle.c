@@ -86,9 +86,15 @@ void cyc_complete(pri *p, uint64_t upto, int rc, const char *msg)
 
 /* ---- checkpoints ---- */
 
+/*
+ * The next checkpoint is due one interval after the last one started, not
+ * after it ended: otherwise every checkpoint's own duration (and the
+ * timer's rounding) would stretch the interval.
+ */
 void cyc_arm(pri *p)
 {
-    struct timeval tv = rep_tv(p->o.interval_ns);
+    uint64_t now = rep_now_ns(), due = p->last_start_ns + p->o.interval_ns;
+    struct timeval tv = rep_tv(due > now ? due - now : 0);
     evtimer_add(p->ev_ckpt, &tv);
 }
 
@@ -141,6 +147,7 @@ void cyc_take(pri *p)
     bool full = p->need_full;
     pkg_stats ps;
     uint64_t t0 = rep_now_ns();
+    p->last_start_ns = t0;
     vm_pause(p->v);
     if (vm_get_state(p->v) == VM_STOPPED) {
         char ignored[64];

@@ -48,6 +48,7 @@ struct pri {
     pkg_bringup_stats bringup;
 
     uint64_t next_id, acked_id;
+    uint64_t last_start_ns;     /* when the last checkpoint began */
     uint64_t epoch_base, epoch;
     bool need_full, due;
     uint64_t last_full_id;

@@ -136,6 +136,22 @@ static char *read_line(int fd, char **buf, size_t *len, size_t *cap)
     }
 }
 
+/* The longest dotted key of a result, for aligning the table. */
+static int key_width(json_t *v, int prefix_len)
+{
+    int w = 0;
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x) {
+        int len = prefix_len + (prefix_len ? 1 : 0) + (int)strlen(k);
+        int sub = json_is_object(x) && json_object_size(x) > 0
+                      ? key_width(x, len) : len;
+        if (sub > w)
+            w = sub;
+    }
+    return w;
+}
+
 static void print_table(json_t *v, const char *prefix, int width)
 {
     const char *k;
@@ -147,9 +163,16 @@ static void print_table(json_t *v, const char *prefix, int width)
             print_table(x, key, width);
             continue;
         }
-        char *s = json_is_string(x) ? strdup(json_string_value(x))
-                                    : json_dumps(x, JSON_ENCODE_ANY |
-                                                 JSON_COMPACT);
+        char *s = NULL;
+        if (json_is_string(x)) {
+            s = strdup(json_string_value(x));
+        } else if (json_is_real(x)) {
+            /* Timings for people: six significant digits are plenty. */
+            if (asprintf(&s, "%.6g", json_real_value(x)) < 0)
+                s = NULL;
+        } else {
+            s = json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT);
+        }
         printf("%-*s %s\n", width, key, s ? s : "?");
         free(s);
     }
@@ -235,7 +258,7 @@ int main(int argc, char **argv)
                        json_string_value(json_object_get(e, "name")),
                        json_string_value(json_object_get(e, "help")));
         } else {
-            print_table(res, "", 28);
+            print_table(res, "", key_width(res, 0));
         }
     } else {
         fprintf(stderr, "ftvmctl: %s: %s\n", cmd,

@@ -269,7 +269,12 @@ static int run_loop(prim *pm)
 
     /* The link's thread wakes the loop. */
     evthread_use_pthreads();
-    pm->base = event_base_new();
+    /* Checkpoint intervals of a few ms need a timer finer than 1 ms. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    pm->base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    event_config_free(ecfg);
     if (!pm->base) {
         fputs(CMD ": cannot create the event loop\n", stderr);
         return RUN_EXIT_SETUP;

@@ -141,6 +141,7 @@ static void test_fd_large(void **state)
 
     lseek(fd, 0, SEEK_SET);
     qfile *r = qf_open_fd(fd, QF_READ, "big");
+    qf_crc_start(r);
     uint8_t *back = malloc(n);
     for (int i = 0; i < 200; i++) {
         assert_int_equal(qf_get_be32(r), (uint32_t)i);
@@ -148,10 +149,27 @@ static void test_fd_large(void **state)
         assert_non_null(p);
         assert_memory_equal(p, big + i, 4096);
     }
-    qf_get_buf(r, back, n);
+    qf_get_buf(r, back, n);     /* larger than the window: read direct */
     assert_int_equal(qf_error(r), 0);
     assert_memory_equal(back, big, n);
     assert_true(qf_at_eof(r));
+    assert_int_equal(qf_tell(r), 200 * 4100 + n);
+    /* The running sum covers the direct read like any other. */
+    uint8_t *all = malloc(200 * 4100 + n);
+    assert_int_equal(pread(fd, all, 200 * 4100 + n, 0), 200 * 4100 + n);
+    assert_int_equal(qf_crc(r), crc32(0, all, 200 * 4100 + n));
+    free(all);
+    qf_close(r);
+
+    /* A direct read cut short by the end of the file. */
+    lseek(fd, 0, SEEK_SET);
+    r = qf_open_fd(fd, QF_READ, "big");
+    size_t total = 200 * 4100 + n;
+    uint8_t *over = malloc(total + 1);
+    qf_get_buf(r, over, total + 1);
+    assert_int_equal(qf_error(r), -ENODATA);
+    assert_non_null(strstr(qf_errmsg(r), "stream ends early"));
+    free(over);
     qf_close(r);
     fclose(tmp);
     free(big);
