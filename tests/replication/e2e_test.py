@@ -1,0 +1,899 @@
+#!/usr/bin/env python3
+"""End to end: a client of the VM's output through real failures.
+
+    e2e_test.py CASE FTVM FTVMCTL GUEST_DIR [RUNS]
+
+Real `ftvm primary` and `ftvm secondary` processes (each in a process
+group of its own, always killed at exit), a consumer that reads what the
+primary RELEASES (its stdout, a pipe read line by line) and, after a
+failover, the secondary's stdout.  Exit 0 pass, 1 fail, 77 skipped (no
+usable /dev/kvm; udpkv-tap and partition also need root).  FTVM_E2E_SEED
+fixes the random delays; FTVM_E2E_KEEP_GOING=1 counts failed runs of
+kill-primary instead of stopping at the first (soak.sh).
+
+The counter's lines are compared with an uninterrupted reference run
+(`ftvm run`, same area arguments; its tick lines do not depend on rate):
+the primary's released lines must be the reference's first lines, the
+secondary's must be the reference's lines from some index b on.  b below
+the number of lines the consumer saw is a duplicate: output that a
+failover took back.  b above it is a gap, which docs/replication.md allows
+in one race only: the secondary applied checkpoint K but the primary died
+before it read ACK K, so epoch K-1 (held) is lost, "as a packet is".  A
+gap is accepted only if the primary's last_acked, read just before the
+kill, was below the checkpoint the secondary continued from.
+
+  kill-primary  RUNS (default 20) times: counter rate=50 in 64M, kill -9 of
+                the primary after a random delay spread over bring-up
+                (0-12 ms: checkpoint 1 is acknowledged ~7 ms after start),
+                early (12-300 ms) and steady state (0.3-2 s).  Outcomes:
+                failover (the sequence rule above, every CRC as the
+                reference's); the secondary exits 3 (killed before
+                checkpoint 1 was applied: nothing to fail over to); or the
+                kill came before the primary connected or sent its VM (the
+                secondary keeps waiting).  Rule for a kill before ACK 1:
+                output produced before checkpoint 1's pause was released at
+                once (no failover can go back before checkpoint 1), output
+                after it is held; so the consumer saw a prefix of the
+                reference (empty in practice: the counter prints its first
+                line ~50 ms after start) and the secondary prints nothing.
+  udpkv-tap     udpkv with the primary's TAP (ftvm-p0) and the secondary's
+                (ftvm-s0) on one bridge in a namespace made here; a client
+                PUTs keys, the primary is killed mid-stream; after the
+                failover (the bridge learns the MAC's new port from the
+                RARP announces) every PUT that was answered OK reads back.
+  secondary-kill  counter: kill -9 of the secondary at random moments,
+                three times: degraded within the failure timeout, output
+                released, the guest runs on; attach-secondary to a fresh
+                one each time brings it back to active; at the end kill -9
+                of the primary: the last secondary carries on.  The
+                primary's released output has no gap at all.
+  secondary-kill-big  memtouch over 240 MiB of 256M (packages of several
+                MiB, applies of tens of ms): kills of the secondary at
+                random moments (counted: with a package in flight), one of
+                them during a re-attach's bring-up (output not held then);
+                degraded in time, memtouch keeps reporting; failover of the
+                last secondary at the end.
+  corrupt       FTVM_TEST_CORRUPT_PACKAGE=5,30: both refused (NACK), full
+                checkpoints follow, replication stays active, the output
+                has no gap; a later kill -9 of the primary fails over and
+                the counter carries on by the sequence rule.
+  partition     the replication connection crosses a veth pair between two
+                namespaces made here; `ip link set DEV down` silences it:
+                both sides detect it within the failure timeout (500 ms);
+                the secondary fails over (primary silent), the primary goes
+                degraded and releases its held output (no gap): split
+                brain, inherent without a third party; both VMs run.
+
+Traffic: 10.78.0.2 and 10.79.0.x, only inside the namespaces made here.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "vm"))
+import ckpt_test as ck  # noqa: E402
+from ckpt_test import check, fail, log  # noqa: E402
+
+TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
+HEAD_RE = re.compile(r"^counter rate=\d+ count=\d+ (area-kib=\d+ "
+                     r"pages-per-tick=\d+ crc [0-9a-f]{8})$")
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+COUNTER = ["rate=50"]
+REF_TICKS = 700
+rng = random.Random()
+stats = {}
+
+
+def bump(k, n=1):
+    stats[k] = stats.get(k, 0) + n
+
+
+# ---- processes ----
+
+class Stream(ck.Proc):
+    """A child in its own process group whose stdout is a pipe, read line
+    by line by a thread (a client of the released output); stderr to a
+    file."""
+
+    def __init__(self, name, argv, netns=None, env=None):
+        self.name, self.argv = name, argv
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        self.out_path = os.path.join(ck.tmp, name + ".out")
+        self.err_path = os.path.join(ck.tmp, name + ".err")
+        e = dict(os.environ)
+        e.update(env or {})
+        self._lines, self.partial = [], b""
+        self._lock = threading.Lock()
+        self.times = []
+        with open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                      stderr=err, stdin=subprocess.DEVNULL,
+                                      env=e, start_new_session=True)
+        self.started = time.monotonic()
+        ck.procs.append(self)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        fd = self.p.stdout.fileno()
+        with open(self.out_path, "wb") as f:
+            while True:
+                try:
+                    b = os.read(fd, 65536)
+                except OSError:
+                    b = b""
+                if not b:
+                    break
+                f.write(b)
+                f.flush()
+                now = time.monotonic()
+                with self._lock:
+                    data = self.partial + b
+                    parts = data.split(b"\n")
+                    self.partial = parts.pop()
+                    for l in parts:
+                        self._lines.append(l.decode(errors="replace"))
+                        self.times.append(now)
+
+    def lines(self):
+        with self._lock:
+            return list(self._lines)
+
+    def eof(self, timeout=10):
+        """Waits until stdout ends (every writer gone): all it released."""
+        self.reader.join(timeout)
+        check(not self.reader.is_alive(), "%s's stdout did not end" %
+              self.name)
+        return self.lines()
+
+
+class Ctl:
+    """The control protocol (docs/control-protocol.md) over one
+    connection: cheaper than an ftvmctl process when timing matters."""
+
+    def __init__(self, path, timeout=5):
+        self.path, self.timeout, self.s, self.buf = path, timeout, None, b""
+
+    def close(self):
+        if self.s:
+            self.s.close()
+        self.s, self.buf = None, b""
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            b = self.s.recv(65536)
+            if not b:
+                raise OSError("connection closed")
+            self.buf += b
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, **args):
+        """The result, or None if the process does not answer."""
+        try:
+            if not self.s:
+                self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.s.settimeout(self.timeout)
+                self.s.connect(self.path)
+                self._line()                # the greeting
+            req = {"cmd": name, "id": 1}
+            if args:
+                req["args"] = args
+            self.s.sendall(json.dumps(req).encode() + b"\n")
+            r = self._line()
+        except (OSError, ValueError):
+            self.close()
+            return None
+        if not r.get("ok"):
+            fail("%s on %s: %s" % (name, self.path, r.get("error")))
+        return r["result"]
+
+    def status(self):
+        return self.cmd("status")
+
+
+def spawn_secondary(name, extra=(), netns=None, listen="127.0.0.1:0",
+                    failure="1s"):
+    """(Stream, "host:port", Ctl)."""
+    sock = os.path.join(ck.tmp, name + ".sock")
+    p = Stream(name, [ck.ftvm, "secondary", "--listen", listen, "--control",
+                      sock, "--failure-timeout", failure] + list(extra),
+               netns=netns)
+
+    def listening():
+        m = LISTEN_RE.search(p.err())
+        if not m and not p.alive():
+            fail("%s exited (%s)\n%s" % (name, p.p.returncode, p.dump()))
+        return m
+    m = ck.wait_until(listening, 10, name + " to listen")
+    ck.wait_until(lambda: os.path.exists(sock), 10, name + "'s socket")
+    return p, "%s:%s" % (m.group(1), m.group(2)), Ctl(sock)
+
+
+def spawn_primary(name, addr, image="counter", args=COUNTER, mem="64M",
+                  extra=(), env=None, netns=None, failure="1s"):
+    sock = os.path.join(ck.tmp, name + ".sock")
+    p = Stream(name, [ck.ftvm, "primary", os.path.join(ck.guests,
+                                                        image + ".elf")] +
+               list(args) + ["--mem", mem, "--secondary", addr, "--control",
+                             sock, "--failure-timeout", failure] +
+               list(extra), env=env, netns=netns)
+    return p, Ctl(sock)
+
+
+def wait_state(ctl, proc, want, timeout=10):
+    def ok():
+        if not proc.alive():
+            fail("%s exited (%s) before state %s\n%s" %
+                 (proc.name, proc.p.returncode, want, proc.dump()))
+        s = ctl.status()
+        return s if s and s["state"] in want.split("|") else None
+    return ck.wait_until(ok, timeout, "%s's state %s" % (proc.name, want),
+                         step=0.005)
+
+
+def stop(*ps):
+    for p in ps:
+        p.signal(signal.SIGKILL)
+    for p in ps:
+        try:
+            p.p.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        for bad in ("Sanitizer", "runtime error:"):
+            check(bad not in p.err(), "%s reported:\n%s" % (bad, p.dump()))
+
+
+def ctl_cli(sock, *args):
+    """ftvmctl as an operator runs it."""
+    r = subprocess.run([ck.ftvmctl, "-s", sock] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "ftvmctl %s: exit %d: %s%s" %
+          (" ".join(args), r.returncode, r.stdout, r.stderr))
+    return r.stdout
+
+
+# ---- the counter's reference and the sequence rule ----
+
+class Reference:
+    """An uninterrupted run, as fast as it goes: canonical lines by index
+    (0 the header's area and CRC, n tick n)."""
+
+    def __init__(self, args=COUNTER, count=REF_TICKS):
+        keep = [a for a in args if not a.startswith(("rate=", "count="))]
+        self.p = ck.Proc("reference", [ck.ftvm, "run", "--mem", "64M",
+                                       os.path.join(ck.guests,
+                                                    "counter.elf"),
+                                       "rate=100000", "count=%d" % count] +
+                         keep)
+        self.count = count
+
+    def line(self, i):
+        if i > self.count:
+            fail("the reference has only %d ticks: the run went on too "
+                 "long" % self.count)
+        if self.p.last_tick() < i:
+            self.p.wait_tick(i, timeout=30)
+        lines = self.p.lines()
+        return canon(lines[i] if i < len(lines) else lines[-1])
+
+
+def canon(line):
+    """(index, key) of a counter line: 0 for the header, n for tick n."""
+    m = TICK_RE.match(line)
+    if m:
+        return int(m.group(1)), m.group(2)
+    m = HEAD_RE.match(line)
+    if m:
+        return 0, m.group(1)
+    fail("unexpected console line %r" % line)
+
+
+def check_prefix(ref, lines, who):
+    for i, l in enumerate(lines):
+        idx, key = canon(l)
+        check(idx == i, "%s: line %d is %r; expected index %d (a gap or a "
+              "repeat in released output)" % (who, i, l, i))
+        check(ref.line(i) == (idx, key), "%s: %r, the uninterrupted run "
+              "says %r" % (who, l, ref.line(i)))
+
+
+def check_continues(ref, seen, after, who):
+    """after's lines are the reference's from some index b on; returns
+    (b, gap) where gap = b - len(seen).  Fails on a duplicate."""
+    check(after, "%s printed nothing" % who)
+    b = canon(after[0])[0]
+    for j, l in enumerate(after):
+        idx, key = canon(l)
+        check(idx == b + j, "%s: line %d is %r; expected index %d" %
+              (who, j, l, b + j))
+        check(ref.line(idx) == (idx, key), "%s: %r, the uninterrupted run "
+              "says %r" % (who, l, ref.line(idx)))
+    check(b >= len(seen), "%s starts at index %d but the consumer had "
+          "already seen lines up to %d: output released before its "
+          "checkpoint was safe (%r)" % (who, b, len(seen) - 1,
+                                        seen[b] if b < len(seen) else ""))
+    return b, b - len(seen)
+
+
+def check_gap(gap, continued_from, acked_before, what):
+    """The one permitted gap (see the module's doc)."""
+    if gap == 0:
+        return
+    bump("gaps")
+    check(acked_before is not None and continued_from > acked_before and
+          gap <= 15,
+          "%s: %d line(s) lost across the failover, but the primary had "
+          "acknowledged checkpoint %s before the kill and the secondary "
+          "continued from %d: released output is missing" %
+          (what, gap, acked_before, continued_from))
+    log("  gap of %d line(s): the secondary applied checkpoint %d, the "
+        "primary had read ACK %d (lost ACK race, documented)" %
+        (gap, continued_from, acked_before))
+
+
+# ---- kill-primary ----
+
+def kill_primary_run(i, ref):
+    sec, addr, sctl = spawn_secondary("sec%d" % i)
+    r = rng.random()
+    if r < 0.25:
+        phase, delay = "bring-up", rng.uniform(0, 0.012)
+    elif r < 0.5:
+        phase, delay = "early", rng.uniform(0.012, 0.3)
+    else:
+        phase, delay = "steady", rng.uniform(0.3, 2.0)
+    pri, pctl = spawn_primary("pri%d" % i, addr)
+    t_kill = pri.started + delay
+    acked = None
+    if phase != "bring-up":
+        time.sleep(max(0, t_kill - time.monotonic() - 0.003))
+        st = pctl.status()
+        acked = st["checkpoint"]["last_acked"] if st else None
+    else:
+        time.sleep(max(0, t_kill - time.monotonic()))
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    seen = pri.eof()
+    check(not pri.partial, "the primary's released output ends in a "
+          "partial line %r" % pri.partial)
+    protected = "protected by" in pri.err()
+
+    # What the secondary makes of it.
+    def outcome():
+        if not sec.alive():
+            return "exit"
+        s = sctl.status()
+        if s and s["state"] == "running":
+            return "failover"
+        if s and s["state"] == "waiting" and \
+                time.monotonic() - t_kill > 0.5:
+            return "waiting"
+        return None
+    what = ck.wait_until(outcome, 10, "the secondary to fail over or exit",
+                         step=0.01)
+    check_prefix(ref, seen, "the primary's released output")
+    desc = "run %d: %s kill at %.0f ms" % (i, phase, delay * 1e3)
+    if what == "exit":
+        rc = sec.p.returncode
+        check(rc == 3, "%s: the secondary exited %d, expected 3 (nothing "
+              "to fail over to) or a failover\n%s" % (desc, rc, sec.dump()))
+        check(not protected, "%s: the primary had read ACK 1 but the "
+              "secondary exited 3\n%s" % (desc, sec.dump()))
+        check("before its first checkpoint" in sec.err(), sec.err())
+        check(not sec.eof(), "%s: the secondary printed %r without a "
+              "failover" % (desc, sec.lines()[:3]))
+        bump("exit3")
+        bump("exit3_lines_seen", len(seen))
+        log("%s: before checkpoint 1 was applied: exit 3; the consumer "
+            "saw %d line(s)" % (desc, len(seen)))
+    elif what == "waiting":
+        check(not protected and not seen, "%s: the secondary waits but "
+              "the primary had output or was protected" % desc)
+        bump("before_vm")
+        log("%s: before the primary connected or sent its VM: the "
+            "secondary still waits" % desc)
+    else:
+        s = sctl.status()
+        fo = s["failover"]
+        check(fo["reason"] == "primary lost", "failover reason %r" %
+              fo["reason"])
+        ck.wait_until(lambda: len(sec.lines()) >= 5 or
+                      (not sec.alive() and fail(sec.dump())), 10,
+                      "5 lines from the secondary")
+        b, gap = check_continues(ref, seen, sec.lines(), "the secondary")
+        check_gap(gap, fo["continued_from"], acked, desc)
+        bump("failovers")
+        if fo["continued_from"] == 1:
+            bump("from_ckpt1")
+        log("%s: consumer saw %d line(s) from the primary, the secondary "
+            "goes on at index %d from checkpoint %d (acked before the "
+            "kill: %s) in %.1f ms" % (desc, len(seen), b,
+                                      fo["continued_from"], acked,
+                                      fo["ms"]))
+    stop(sec, pri)
+    sctl.close()
+    pctl.close()
+    ck.procs.remove(sec)
+    ck.procs.remove(pri)
+
+
+def case_kill_primary(runs):
+    ref = Reference()
+    keep_going = os.environ.get("FTVM_E2E_KEEP_GOING") == "1"
+    failures = 0
+    t0 = time.monotonic()
+    for i in range(1, runs + 1):
+        bump("runs")
+        try:
+            kill_primary_run(i, ref)
+        except ck.Failure as e:
+            failures += 1
+            bump("failures")
+            if not keep_going:
+                raise
+            log("FAIL run %d: %s" % (i, e))
+            for p in list(ck.procs):
+                if p.name != "reference":
+                    log(p.dump())
+                    p.signal(signal.SIGKILL)
+                    ck.procs.remove(p)
+    log("summary: runs=%d failovers=%d exit3=%d before_vm=%d "
+        "from_ckpt1=%d gaps=%d failures=%d in %.1f s" %
+        (stats.get("runs", 0), stats.get("failovers", 0),
+         stats.get("exit3", 0), stats.get("before_vm", 0),
+         stats.get("from_ckpt1", 0), stats.get("gaps", 0), failures,
+         time.monotonic() - t0))
+    check(failures == 0, "%d of %d runs failed" % (failures, runs))
+
+
+# ---- the secondary dies ----
+
+def kill_secondary(pri, pctl, sec, timeout_s, desc):
+    """kill -9 of sec: the primary is degraded within timeout_s, holds
+    nothing, its VM runs.  Returns (ms to degraded, status before)."""
+    before = pctl.status()
+    t0 = time.monotonic()
+    sec.signal(signal.SIGKILL)
+    st = wait_state(pctl, pri, "degraded", timeout_s + 2)
+    ms = (time.monotonic() - t0) * 1e3
+    check(ms <= timeout_s * 1e3 + 100, "%s: degraded %.0f ms after the "
+          "kill, the failure timeout is %.0f ms" % (desc, ms,
+                                                   timeout_s * 1e3))
+    out = st["output"]
+    check(not out["holding"] and out["held_bytes"] == 0 and
+          out["console_held_bytes"] == 0, "%s: output still held when "
+          "degraded: %r" % (desc, out))
+    check(st["vm_state"] == "running", "%s: vm_state %r" % (desc,
+                                                          st["vm_state"]))
+    check("running unprotected (degraded)" in pri.err(), pri.err())
+    sec.p.wait(10)
+    return ms, before
+
+
+def attach(pri, pctl, name, **kw):
+    sec, addr, sctl = spawn_secondary(name, **kw)
+    ctl_cli(pctl.path, "attach-secondary", addr)
+    return sec, addr, sctl
+
+
+def final_failover(ref, pri, pctl, sec, sctl, desc):
+    """kill -9 of the primary: the secondary carries the counter on."""
+    time.sleep(rng.uniform(0.2, 0.8))
+    st = pctl.status()
+    acked = st["checkpoint"]["last_acked"]
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    seen = pri.eof()
+    check_prefix(ref, seen, "the primary's released output")
+    s = wait_state(sctl, sec, "running", 10)
+    ck.wait_until(lambda: len(sec.lines()) >= 5 or
+                  (not sec.alive() and fail(sec.dump())), 10,
+                  "5 lines from the secondary")
+    b, gap = check_continues(ref, seen, sec.lines(), "the new secondary")
+    check_gap(gap, s["failover"]["continued_from"], acked, desc)
+    log("%s: the primary released %d lines, the secondary goes on at %d "
+        "from its checkpoint %d" % (desc, len(seen), b,
+                                    s["failover"]["continued_from"]))
+
+
+def case_secondary_kill():
+    ref = Reference()
+    sec, addr, sctl = spawn_secondary("sec1", failure="500ms")
+    pri, pctl = spawn_primary("pri", addr, failure="500ms")
+    wait_state(pctl, pri, "active")
+    for r in range(1, 4):
+        time.sleep(rng.uniform(0.1, 1.0))
+        n = len(pri.lines())
+        ms, before = kill_secondary(pri, pctl, sec, 0.5, "kill %d" % r)
+        held = before["output"]["console_held_bytes"]
+        ck.wait_until(lambda: len(pri.lines()) >= n + 5, 5,
+                      "the primary's ticks to go on, degraded")
+        log("kill %d of the secondary: degraded in %.1f ms; %d bytes were "
+            "held, %d in flight" % (r, ms, held,
+                                    before["checkpoint"]["in_flight"]))
+        check_prefix(ref, pri.lines(), "the primary's released output")
+        sec, addr, sctl = attach(pri, pctl, "sec%d" % (r + 1),
+                                 failure="500ms")
+        st = wait_state(pctl, pri, "active")
+        check(st["secondary"] == addr and st["secondaries"] == r + 1,
+              "after attach: %r" % st)
+        check(st["output"]["holding"], "active but output not held")
+    final_failover(ref, pri, pctl, sec, sctl, "final kill of the primary")
+
+
+MT_RE = re.compile(r"^memtouch pages=(\d+) elapsed_ms=(\d+) rate=(\d+)$")
+
+
+def memtouch_reports(lines, who):
+    """[(pages, elapsed_ms)] of the report lines, checked in order."""
+    r = []
+    for l in lines:
+        m = MT_RE.match(l)
+        if m:
+            r.append((int(m.group(1)), int(m.group(2))))
+        else:
+            check(l.startswith("memtouch pages-per-second="),
+                  "%s: unexpected line %r" % (who, l))
+    for a, b in zip(r, r[1:]):
+        check(b[0] >= a[0] and b[1] > a[1], "%s: report %r follows %r" %
+              (who, b, a))
+    return r
+
+
+def case_secondary_kill_big():
+    args = ["working-set-mib=240"]
+    sec, addr, sctl = spawn_secondary("sec1")
+    pri, pctl = spawn_primary("pri", addr, image="memtouch", args=args,
+                              mem="256M")
+    wait_state(pctl, pri, "active")
+    in_flight = 0
+    for r in range(1, 5):
+        if r == 3:
+            # During a re-attach's bring-up (setup): output is not held.
+            st = wait_state(pctl, pri, "setup|active", 10)
+            check(st["state"] == "setup", "the bring-up of %d MiB was "
+                  "over before it could be seen" % 240)
+            check(not st["output"]["holding"], "output held during the "
+                  "bring-up: %r" % st["output"])
+            what = "during the bring-up"
+        else:
+            if r > 1:
+                wait_state(pctl, pri, "active", 20)
+            time.sleep(rng.uniform(0.1, 0.8))
+            what = "active"
+        n = len(memtouch_reports(pri.lines(), "the primary"))
+        ms, before = kill_secondary(pri, pctl, sec, 1.0, "kill %d" % r)
+        fl = before["checkpoint"]["in_flight"]
+        if before["state"] == "active" and fl:
+            in_flight += 1
+        log("kill %d of the secondary (%s, %d package(s) in flight, the "
+            "last of %d bytes): degraded in %.1f ms" %
+            (r, before["state"], fl, before["package_bytes"]["last"], ms))
+        ck.wait_until(lambda: len(memtouch_reports(pri.lines(),
+                                                   "the primary")) > n,
+                      3, "memtouch to report again, degraded")
+        st = pctl.status()
+        check(st["vm_state"] == "running", "vm_state %r" % st["vm_state"])
+        sec, addr, sctl = attach(pri, pctl, "sec%d" % (r + 1))
+    st = wait_state(pctl, pri, "active", 20)
+    log("bring-up of the last secondary: %.1f MiB in %d pass(es), %.0f ms" %
+        (st["bringup"]["bytes"] / 1048576.0, st["bringup"]["passes"],
+         st["bringup"]["ms"]))
+    log("%d of the 3 kills while active had a package in flight" %
+        in_flight)
+    time.sleep(rng.uniform(0.2, 1.0))
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    seen = memtouch_reports(pri.eof(), "the primary")
+    s = wait_state(sctl, sec, "running", 10)
+    ck.wait_until(lambda: memtouch_reports(sec.lines(), "the secondary"),
+                  5, "a report from the secondary")
+    mine = memtouch_reports(sec.lines(), "the secondary")
+    check(not [l for l in sec.lines() if not MT_RE.match(l)],
+          "the secondary started memtouch again: %r" % sec.lines()[:3])
+    check(mine[0][1] > seen[-1][1] and mine[0][0] >= seen[-1][0],
+          "the secondary's first report %r repeats the primary's %r" %
+          (mine[0], seen[-1]))
+    log("failover from checkpoint %d: the primary's last report %r, the "
+        "secondary's first %r" % (s["failover"]["continued_from"],
+                                  seen[-1], mine[0]))
+
+
+# ---- a package damaged in flight ----
+
+def case_corrupt():
+    ref = Reference()
+    sec, addr, sctl = spawn_secondary("sec")
+    pri, pctl = spawn_primary("pri", addr, env={
+        "FTVM_TEST_CORRUPT_PACKAGE": "5,30"})
+    wait_state(pctl, pri, "active")
+
+    def past():
+        st = pctl.status()
+        return st if st["nacks"] >= 2 and \
+            st["checkpoint"]["last_acked"] > 36 else None
+    st = ck.wait_until(past, 15, "two NACKs and acknowledgements after")
+    check(st["state"] == "active", "state %r" % st["state"])
+    check(st["checkpoint"]["full"] >= 2, "full packages: %r" %
+          st["checkpoint"])
+    check(pri.err().count("TEST: damaged package") == 2, pri.err())
+    ss = sctl.status()
+    rep = ss["replication"]
+    check(ss["state"] == "active" and rep["refused"] >= 2,
+          "the secondary: %r" % ss)
+    log("primary: %d NACKs, %d full packages; secondary: %d refused, the "
+        "last: %s" % (st["nacks"], st["checkpoint"]["full"],
+                      rep["refused"], rep["last_refusal"]))
+    check(sec.err().count("refused checkpoint") >= 2, sec.err())
+    check_prefix(ref, pri.lines(), "the primary's released output")
+    final_failover(ref, pri, pctl, sec, sctl, "kill of the primary")
+
+
+# ---- udpkv over TAP on a bridge ----
+
+GUEST_IP, GUEST_MAC = "10.78.0.2", "02:00:0a:4e:00:02"
+
+
+def sh(*argv, ok=True):
+    return ck.sh(*argv, ok=ok)
+
+
+def netns(tag):
+    """A fresh namespace, deleted at exit (with everything in it)."""
+    if not shutil.which("ip"):
+        ck.skip("`ip` (iproute2) is not installed")
+    ns = "ftvm-e2e-%s-%d-%04x" % (tag, os.getpid(), rng.getrandbits(16))
+    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+                       text=True, timeout=30)
+    if r.returncode != 0:
+        ck.skip("cannot create a network namespace: %s" % r.stderr.strip())
+
+    def delete():
+        ck.kill_all()       # nothing may hold the namespace or a tap
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+                       timeout=30)
+    ck.cleanups.append(delete)
+    sh("ip", "-n", ns, "link", "set", "lo", "up")
+    return ns
+
+
+def case_udpkv_tap():
+    if not os.path.exists("/dev/net/tun"):
+        ck.skip("/dev/net/tun is missing")
+    ns = netns("kv")
+    ipn = ["ip", "-n", ns]
+    sh(*ipn, "link", "add", "ftvm-br0", "type", "bridge", "stp_state", "0")
+    sh(*ipn, "addr", "add", "10.78.0.1/24", "dev", "ftvm-br0")
+    for tap in ("ftvm-p0", "ftvm-s0"):
+        sh(*ipn, "tuntap", "add", "dev", tap, "mode", "tap")
+        sh(*ipn, "link", "set", tap, "master", "ftvm-br0", "up")
+    sh(*ipn, "link", "set", "ftvm-br0", "up")
+
+    sec, addr, sctl = spawn_secondary("sec", netns=ns,
+                                      extra=["--net", "tap:ftvm-s0"])
+    pri, pctl = spawn_primary("pri", addr, image="udpkv", mem="32M",
+                              args=["ip=" + GUEST_IP], netns=ns,
+                              extra=["--net", "tap:ftvm-p0", "--mac",
+                                     GUEST_MAC, "--checkpoint-interval",
+                                     "20ms"])
+    wait_state(pctl, pri, "active")
+    ck.wait_until(lambda: any(l.startswith("udpkv ready ip=" + GUEST_IP)
+                              for l in pri.lines()) or
+                  (not pri.alive() and fail(pri.dump())), 20, "udpkv ready")
+    salt = "%08x" % rng.getrandbits(32)
+    n, kill_after = 150, rng.randint(15, 60)
+    cap = Stream("rarp", [sys.executable, os.path.join(HERE, "kvload.py"),
+                          GUEST_IP, "-", "rarp", "ftvm-br0", "30"],
+                 netns=ns)
+    ck.wait_until(lambda: cap.lines() or (not cap.alive() and
+                                          fail(cap.dump())), 10,
+                  "the RARP capture")
+    client = Stream("put", [sys.executable, os.path.join(HERE, "kvload.py"),
+                            GUEST_IP, salt, "put", str(n)], netns=ns)
+
+    def oks():
+        return [int(l.split()[1]) for l in client.lines()
+                if l.startswith("ok ")]
+    ck.wait_until(lambda: len(oks()) >= kill_after or
+                  (not client.alive() and fail(client.dump())), 30,
+                  "%d PUTs answered" % kill_after)
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    before = len(oks())
+    log("killed the primary after %d PUTs were answered" % before)
+    s = wait_state(sctl, sec, "running", 10)
+    check(client.wait(60) == 0, "the client failed\n" + client.dump())
+    lines = client.eof()
+    acked = oks()
+    lost = [l for l in lines if not l.startswith("ok ")]
+    check(not lost, "PUTs not answered within the client's retries "
+          "(10 s) or refused: %r" % lost[:5])
+    check(len(acked) == n, "%d of %d PUTs answered" % (len(acked), n))
+
+    # The bridge learnt the MAC's new port from the announces.
+    def learnt():
+        r = sh("bridge", "-n", ns, "fdb", "show", "br", "ftvm-br0", ok=False)
+        return [l for l in r.stdout.splitlines()
+                if l.startswith(GUEST_MAC + " ") and "dev ftvm-s0" in l]
+    ck.wait_until(learnt, 3, "the bridge to learn %s on ftvm-s0" % GUEST_MAC)
+    st = ck.wait_until(lambda: (lambda st: st if st["failover"].get(
+        "announced") == 5 else None)(sctl.status()), 3, "5 announces")
+    ck.wait_until(lambda: len([l for l in cap.lines()
+                               if l == "rarp " + GUEST_MAC]) >= 5, 3,
+                  "5 RARP announces of %s on the bridge" % GUEST_MAC)
+    check(not [l for l in cap.lines()[1:] if l != "rarp " + GUEST_MAC],
+          "other RARP frames: %r" % cap.lines())
+    gaps = [b - a for a, b in zip(client.times, client.times[1:])]
+    log("failover from checkpoint %d in %.1f ms, 5 announces seen on the "
+        "bridge; %d PUTs answered by the primary, %d after; the longest "
+        "wait between two answers %.0f ms" %
+        (st["failover"]["continued_from"], st["failover"]["ms"], before,
+         n - before, max(gaps) * 1e3))
+    r = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
+                        os.path.join(HERE, "kvload.py"), GUEST_IP, salt,
+                        "get"], input="\n".join(map(str, acked)),
+                       capture_output=True, text=True, timeout=120)
+    log(r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "")
+    check(r.returncode == 0, "GET after the failover:\n%s%s" %
+          (r.stdout[-3000:], r.stderr))
+    check(not [l for l in sec.lines() if l.startswith("udpkv ready")],
+          "the secondary's guest booted again: %r" % sec.lines()[:3])
+
+
+# ---- the network between the two fails ----
+
+def case_partition():
+    ref = Reference()
+    nsp, nss = netns("p"), netns("s")
+    sh("ip", "-n", nsp, "link", "add", "ftvm-vp", "type", "veth", "peer",
+       "name", "ftvm-vs", "netns", nss)
+    sh("ip", "-n", nsp, "addr", "add", "10.79.0.1/24", "dev", "ftvm-vp")
+    sh("ip", "-n", nss, "addr", "add", "10.79.0.2/24", "dev", "ftvm-vs")
+    sh("ip", "-n", nsp, "link", "set", "ftvm-vp", "up")
+    sh("ip", "-n", nss, "link", "set", "ftvm-vs", "up")
+    timeout = 0.5
+    sec, addr, sctl = spawn_secondary("sec", netns=nss,
+                                      listen="10.79.0.2:0", failure="500ms")
+    pri, pctl = spawn_primary("pri", addr, netns=nsp, failure="500ms")
+    wait_state(pctl, pri, "active")
+    time.sleep(rng.uniform(0.3, 1.0))
+    before = pctl.status()["checkpoint"]["last_acked"]
+    n0 = len(pri.lines())
+    t0 = time.monotonic()
+    sh("ip", "-n", nss, "link", "set", "ftvm-vs", "down")
+    t_link = time.monotonic() - t0
+    got = {}
+
+    def both():
+        if "p" not in got and pctl.status()["state"] == "degraded":
+            got["p"] = time.monotonic() - t0
+        if "s" not in got:
+            st = sctl.status()
+            if st and st["state"] == "running":
+                got["s"] = time.monotonic() - t0
+        if not pri.alive() or not sec.alive():
+            fail("a side exited after the link went down")
+        return len(got) == 2
+    ck.wait_until(both, 5, "both sides to notice the partition (%r)" % got,
+                  step=0.005)
+    log("link down (took %.0f ms); the primary degraded after %.0f ms, the "
+        "secondary failed over after %.0f ms (failure timeout %.0f ms)" %
+        (t_link * 1e3, got["p"] * 1e3, got["s"] * 1e3, timeout * 1e3))
+    for side in "ps":
+        check(got[side] <= timeout + 0.3 + t_link,
+              "detected after %.0f ms" % (got[side] * 1e3))
+    pst, sst = pctl.status(), sctl.status()
+    check("nothing heard" in pst["last_error"], "primary: last_error %r" %
+          pst["last_error"])
+    check(not pst["output"]["holding"] and pst["vm_state"] == "running",
+          "primary: %r" % pst["output"])
+    fo = sst["failover"]
+    check(fo["reason"] == "primary silent", "secondary: reason %r" %
+          fo["reason"])
+    check(fo["continued_from"] >= before, "continued from %d, %d was "
+          "acknowledged" % (fo["continued_from"], before))
+    n = len(pri.lines())
+    ck.wait_until(lambda: len(pri.lines()) >= n + 10 and
+                  len(sec.lines()) >= 10, 10, "both VMs to print 10 lines")
+    check_prefix(ref, pri.lines(), "the primary's output")
+    shown = len(pri.lines())
+    # Both go on from the same state: the secondary repeats what the
+    # primary released after its checkpoint (a client of both sees it).
+    b = canon(sec.lines()[0])[0]
+    for j, l in enumerate(sec.lines()):
+        check(canon(l) == ref.line(b + j), "the secondary: %r" % l)
+    check(b >= n0, "the secondary went on at line %d, but the primary "
+          "had released line %d before the partition" % (b, n0 - 1))
+    log("split brain: both VMs run; the secondary went on at line %d "
+        "(checkpoint %d); the primary had released up to line %d before "
+        "the partition, %d once degraded, %d now: a client of both sees "
+        "lines %d..%d twice" % (b, fo["continued_from"], n0 - 1, n - 1,
+                               shown - 1, b, shown - 1))
+    # The link back: nothing merges; both keep running as they are.
+    sh("ip", "-n", nss, "link", "set", "ftvm-vs", "up")
+    time.sleep(0.5)
+    check(pri.alive() and sec.alive(), "a side exited after the link "
+          "came back")
+    check(pctl.status()["state"] == "degraded" and
+          sctl.status()["state"] == "running", "states changed after the "
+          "link came back")
+
+
+# ---- main ----
+
+CASES = {
+    "kill-primary": (case_kill_primary, False),
+    "secondary-kill": (case_secondary_kill, False),
+    "secondary-kill-big": (case_secondary_kill_big, False),
+    "corrupt": (case_corrupt, False),
+    "partition": (case_partition, "network namespaces and a veth pair"),
+    "udpkv-tap": (case_udpkv_tap, "TAP devices on a bridge in a network "
+                  "namespace"),
+}
+
+
+def on_signal(sig, frame):
+    raise SystemExit("stopped by signal %d" % sig)
+
+
+def main():
+    if len(sys.argv) not in (5, 6) or sys.argv[1] not in CASES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    case = ck.case = sys.argv[1]
+    ck.ftvm, ck.ftvmctl, ck.guests = \
+        (os.path.abspath(a) for a in sys.argv[2:5])
+    runs = int(sys.argv[5]) if len(sys.argv) == 6 else 20
+    fn, root = CASES[case]
+    seed = int(os.environ.get("FTVM_E2E_SEED") or
+               random.SystemRandom().randrange(1 << 32))
+    rng.seed(seed)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    ck.tmp = tempfile.mkdtemp(prefix="ftvm-e2e-%s-" % case)
+    status = 1
+    t = time.monotonic()
+    try:
+        ck.needs_kvm()
+        if root:
+            ck.needs_root(root)
+        log("%s: FTVM_E2E_SEED=%d" % (case, seed))
+        if case == "kill-primary":
+            fn(runs)
+        else:
+            fn()
+        status = 0
+        log("ok: %s (%.1f s)" % (case, time.monotonic() - t))
+    except ck.Failure as e:
+        print("FAIL [%s] (FTVM_E2E_SEED=%d): %s" % (case, seed, e),
+              file=sys.stderr)
+        for p in ck.procs:
+            if p.name != "reference":
+                print(p.dump(), file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ck.kill_all()
+        for c in reversed(ck.cleanups):
+            try:
+                c()
+            except Exception as e:      # keep cleaning
+                print("cleanup: %s" % e, file=sys.stderr)
+        shutil.rmtree(ck.tmp, ignore_errors=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
