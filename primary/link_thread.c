@@ -4,6 +4,7 @@
  * written whole under send_lock.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ int lnk_write(lnk *l, const void *buf, size_t len, char *err, size_t errlen)
         return -ECANCELED;
     }
     pthread_mutex_lock(&l->send_lock);
+    /* Stamp first: a stall check between the two must not see 0. */
+    __atomic_store_n(&l->progress_ns, lnk_now_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     int rc = lnk_send_iov(l, &iov, 1, err, errlen);
@@ -129,6 +132,35 @@ static int thread_setup(lnk *l, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * After our EOF, wait for the secondary to close its side.  Closing ours
+ * with its replies unread would make the kernel send a reset, which
+ * destroys whatever of the stream (the EOF included) is still in flight:
+ * the secondary would then see a lost primary and fail over.  The finish
+ * timer bounds the wait: it shuts the socket down, which ends the reads.
+ */
+static void drain_until_closed(lnk *l)
+{
+    char buf[4096];
+    for (int rounds = 0; rounds < 600; rounds++) {     /* 60 s at most */
+        pthread_mutex_lock(&l->lock);
+        bool closing = l->closing;
+        pthread_mutex_unlock(&l->lock);
+        if (closing)
+            return;
+        struct pollfd pfd = { .fd = l->fd, .events = POLLIN };
+        int n = poll(&pfd, 1, 100);
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n <= 0)
+            continue;
+        ssize_t r = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN &&
+                       errno != EWOULDBLOCK))
+            return;
+    }
+}
+
 void *lnk_thread_main(void *arg)
 {
     lnk *l = arg;
@@ -170,6 +202,7 @@ void *lnk_thread_main(void *arg)
         }
         if (rc == 0 && kind == IT_EOF) {
             shutdown(l->fd, SHUT_WR);
+            drain_until_closed(l);
             break;
         }
     }
