@@ -48,11 +48,13 @@ kill, was below the checkpoint the secondary continued from.
                 of the primary: the last secondary carries on.  The
                 primary's released output has no gap at all.
   secondary-kill-big  memtouch over 240 MiB of 256M (packages of several
-                MiB, applies of tens of ms): kills of the secondary at
-                random moments (counted: with a package in flight), one of
-                them during a re-attach's bring-up (output not held then);
-                degraded in time, memtouch keeps reporting; failover of the
-                last secondary at the end.
+                MiB, applies of tens of ms): four kills of the secondary at
+                random moments (counted: with a package in flight, being
+                received or applied), the third during a re-attach's
+                bring-up (~300 MiB; output is not held then); degraded in
+                time, memtouch keeps reporting; re-attach each time; kill -9
+                of the primary at the end: the last secondary's reports
+                continue after the primary's last one, never repeat it.
   corrupt       FTVM_TEST_CORRUPT_PACKAGE=5,30: both refused (NACK), full
                 checkpoints follow, replication stays active, the output
                 has no gap; a later kill -9 of the primary fails over and
@@ -62,7 +64,15 @@ kill, was below the checkpoint the secondary continued from.
                 both sides detect it within the failure timeout (500 ms);
                 the secondary fails over (primary silent), the primary goes
                 degraded and releases its held output (no gap): split
-                brain, inherent without a third party; both VMs run.
+                brain, inherent without a third party; both VMs run; the
+                secondary never goes back behind what the primary released
+                before the partition; the link back up merges nothing.
+  stop-busy     stop-replication on the primary while packages and PINGs
+                wait unread (the secondary SIGSTOPped for 300 ms, then
+                SIGCONT): the secondary must exit 0 without failing over.
+  slow-link     every sendmsg of the primary delayed 40 ms (LD_PRELOAD of
+                slow_sendmsg.so, FTVM_E2E_PRELOAD): replication must become
+                and stay active (far below the 10 s stall timeout).
 
 Traffic: 10.78.0.2 and 10.79.0.x, only inside the namespaces made here.
 """
@@ -558,6 +568,9 @@ def case_secondary_kill_big():
     pri, pctl = spawn_primary("pri", addr, image="memtouch", args=args,
                               mem="256M")
     wait_state(pctl, pri, "active")
+    # It clears its 240 MiB before its first line: seconds, under load.
+    ck.wait_until(lambda: memtouch_reports(pri.lines(), "the primary"), 20,
+                  "memtouch's first report")
     in_flight = 0
     for r in range(1, 5):
         if r == 3:
@@ -583,7 +596,7 @@ def case_secondary_kill_big():
             (r, before["state"], fl, before["package_bytes"]["last"], ms))
         ck.wait_until(lambda: len(memtouch_reports(pri.lines(),
                                                    "the primary")) > n,
-                      3, "memtouch to report again, degraded")
+                      10, "memtouch to report again, degraded")
         st = pctl.status()
         check(st["vm_state"] == "running", "vm_state %r" % st["vm_state"])
         sec, addr, sctl = attach(pri, pctl, "sec%d" % (r + 1))
@@ -831,6 +844,67 @@ def case_partition():
           "link came back")
 
 
+# ---- stop-replication on a busy link ----
+
+def case_stop_busy():
+    """docs/replication.md: stop-replication on the primary sends EOF and
+    both sides end protection cleanly; the secondary exits 0 without
+    failing over.  Here the link is busy when the operator stops it: the
+    secondary was briefly stopped (SIGSTOP, 300 ms, well inside the 2 s
+    failure timeout), so packages and PINGs are queued unread, as for a
+    slow secondary, and it goes on (SIGCONT) just after the stop."""
+    failed = []
+    for r in range(1, 4):
+        sec, addr, sctl = spawn_secondary("sec%d" % r, failure="2s")
+        pri, pctl = spawn_primary("pri%d" % r, addr, failure="2s")
+        wait_state(pctl, pri, "active")
+        time.sleep(0.5)
+        sec.signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        st = pctl.status()
+        pctl.cmd("stop-replication")
+        sec.signal(signal.SIGCONT)
+        ck.wait_until(lambda: not sec.alive() or "failover (" in sec.err(),
+                      20, "the secondary to exit")
+        rc = sec.p.poll()
+        fo = "failover (" in sec.err()
+        log("stop %d: %d package(s) in flight, the last of %d bytes; the "
+            "secondary %s" % (r, st["checkpoint"]["in_flight"],
+                              st["package_bytes"]["last"],
+                              "FAILED OVER" if fo else "exited %s" % rc))
+        if fo or rc != 0:
+            failed.append("stop %d: %s" % (r, sec.err().splitlines()[-2:]))
+        stop(sec, pri)
+        sctl.close()
+        pctl.close()
+        ck.procs.remove(sec)
+        ck.procs.remove(pri)
+    check(not failed, "after stop-replication on the primary the secondary "
+          "did not end cleanly (split brain):\n  " + "\n  ".join(failed))
+
+
+# ---- a slow link at bring-up ----
+
+def case_slow_link():
+    """Every sendmsg of the primary waits 40 ms first (LD_PRELOAD of
+    slow_sendmsg.so, path in FTVM_E2E_PRELOAD), as a link thread
+    descheduled on a loaded machine: far below the 10 s stall timeout,
+    so replication must still become active and stay so."""
+    lib = os.environ.get("FTVM_E2E_PRELOAD")
+    if not lib or not os.path.exists(lib):
+        ck.skip("FTVM_E2E_PRELOAD does not name slow_sendmsg.so")
+    sec, addr, sctl = spawn_secondary("sec")
+    pri, pctl = spawn_primary("pri", addr, env={
+        "LD_PRELOAD": lib, "FTVM_TEST_SLOW_SENDMSG_MS": "40"})
+    ck.wait_until(lambda: (pctl.status() or {}).get("state") in
+                  ("active", "degraded"), 10, "active or degraded")
+    time.sleep(1)
+    st = pctl.status()
+    check(st["state"] == "active", "a link whose writes each wait 40 ms "
+          "was given up: %r\n%s" % (st["last_error"], pri.err()))
+    log("active; %d checkpoints acknowledged" % st["checkpoint"]["acked"])
+
+
 # ---- main ----
 
 CASES = {
@@ -838,6 +912,8 @@ CASES = {
     "secondary-kill": (case_secondary_kill, False),
     "secondary-kill-big": (case_secondary_kill_big, False),
     "corrupt": (case_corrupt, False),
+    "stop-busy": (case_stop_busy, False),
+    "slow-link": (case_slow_link, False),
     "partition": (case_partition, "network namespaces and a veth pair"),
     "udpkv-tap": (case_udpkv_tap, "TAP devices on a bridge in a network "
                   "namespace"),
