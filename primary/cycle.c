@@ -140,6 +140,7 @@ void cyc_take(pri *p)
     if (!q) {
         rep_say(p, "no memory for checkpoint %" PRIu64 "'s package",
                 p->next_id);
+        p->last_start_ns = rep_now_ns();    /* retry in an interval */
         cyc_arm(p);
         return;
     }
