@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "primary/replicate_impl.h"
+#include "vm/mono.h"
 
 /* A buffer a full package made this big is not kept. */
 #define POOL_KEEP_BYTES (64u << 20)
@@ -93,8 +94,8 @@ void cyc_complete(pri *p, uint64_t upto, int rc, const char *msg)
  */
 void cyc_arm(pri *p)
 {
-    uint64_t now = rep_now_ns(), due = p->last_start_ns + p->o.interval_ns;
-    struct timeval tv = rep_tv(due > now ? due - now : 0);
+    uint64_t now = mono_ns(), due = p->last_start_ns + p->o.interval_ns;
+    struct timeval tv = mono_tv(due > now ? due - now : 0);
     evtimer_add(p->ev_ckpt, &tv);
 }
 
@@ -140,14 +141,14 @@ void cyc_take(pri *p)
     if (!q) {
         rep_say(p, "no memory for checkpoint %" PRIu64 "'s package",
                 p->next_id);
-        p->last_start_ns = rep_now_ns();    /* retry in an interval */
+        p->last_start_ns = mono_ns();    /* retry in an interval */
         cyc_arm(p);
         return;
     }
     uint64_t id = p->next_id;
     bool full = p->need_full;
     pkg_stats ps;
-    uint64_t t0 = rep_now_ns();
+    uint64_t t0 = mono_ns();
     p->last_start_ns = t0;
     vm_pause(p->v);
     if (vm_get_state(p->v) == VM_STOPPED) {
@@ -167,7 +168,7 @@ void cyc_take(pri *p)
     char rerr[256];
     /* Releases this checkpoint's hold; an operator's pause stays. */
     int rr = vm_resume(p->v, rerr, sizeof(rerr));
-    uint64_t pause = rep_now_ns() - t0;
+    uint64_t pause = mono_ns() - t0;
     if (rr < 0)
         rep_say(p, "resuming the VM after checkpoint %" PRIu64 ": %s", id,
                 rerr);
@@ -258,7 +259,7 @@ void cyc_ack(pri *p, uint64_t k)
         return;
     }
     if (p->win[i].sent_ns)
-        smp_add(&p->ack, rep_now_ns() - p->win[i].sent_ns);
+        smp_add(&p->ack, mono_ns() - p->win[i].sent_ns);
     p->nwin -= i + 1;
     memmove(p->win, p->win + i + 1, p->nwin * sizeof(p->win[0]));
     p->acked_id = k;

@@ -12,13 +12,8 @@
 
 #include "checkpoint/savevm.h"
 #include "primary/link_impl.h"
+#include "vm/mono.h"
 
-uint64_t lnk_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 void lnk_wake(lnk *l)
 {
@@ -65,7 +60,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             report_down(l, -e, why);
             return;
         }
-        __atomic_store_n(&l->last_recv_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&l->last_recv_ns, mono_ns(), __ATOMIC_RELAXED);
         l->rx_len += (size_t)n;
         size_t off = 0;
         for (;;) {
@@ -347,7 +342,7 @@ bool lnk_ping(lnk *l, uint32_t value)
             w = (ssize_t)it.hdr_len;
     }
     if (w > 0)
-        __atomic_store_n(&l->last_sent_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&l->last_sent_ns, mono_ns(), __ATOMIC_RELAXED);
     pthread_mutex_unlock(&l->send_lock);
     return w > 0;
 }
@@ -364,9 +359,7 @@ void lnk_finish(lnk *l, uint64_t timeout_ns)
         return;
     }
     enqueue(l, it);
-    struct timeval tv = { .tv_sec = (time_t)(timeout_ns / 1000000000u),
-                          .tv_usec = (suseconds_t)(timeout_ns % 1000000000u
-                                                   / 1000) };
+    struct timeval tv = mono_tv(timeout_ns);
     evtimer_add(l->ev_finish, &tv);
 }
 

@@ -70,7 +70,6 @@ struct lnk {
 };
 
 /* link.c */
-uint64_t lnk_now_ns(void);
 /* From the thread: tells the loop something changed. */
 void lnk_wake(lnk *l);
 

@@ -13,6 +13,7 @@
 
 #include "primary/dial.h"
 #include "primary/link_impl.h"
+#include "vm/mono.h"
 
 static void thread_fail(lnk *l, int rc, const char *msg)
 {
@@ -45,7 +46,7 @@ int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
                      strerror(e));
             return -e;
         }
-        __atomic_store_n(&l->progress_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+        __atomic_store_n(&l->progress_ns, mono_ns(), __ATOMIC_RELAXED);
         __atomic_add_fetch(&l->bytes_sent, (uint64_t)w, __ATOMIC_RELAXED);
         size_t left = (size_t)w;
         while (n > 0 && left >= iov->iov_len) {
@@ -71,11 +72,11 @@ int lnk_write(lnk *l, const void *buf, size_t len, char *err, size_t errlen)
     }
     pthread_mutex_lock(&l->send_lock);
     /* Stamp first: a stall check between the two must not see 0. */
-    __atomic_store_n(&l->progress_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->progress_ns, mono_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     int rc = lnk_send_iov(l, &iov, 1, err, errlen);
-    __atomic_store_n(&l->last_sent_ns, lnk_now_ns(), __ATOMIC_RELAXED);
+    __atomic_store_n(&l->last_sent_ns, mono_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&l->busy, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&l->send_lock);
     return rc;
@@ -115,7 +116,7 @@ static int thread_setup(lnk *l, char *err, size_t errlen)
         l->fd = fd;
         pthread_mutex_unlock(&l->lock);
     }
-    uint64_t t = lnk_now_ns();
+    uint64_t t = mono_ns();
     __atomic_store_n(&l->last_recv_ns, t, __ATOMIC_RELAXED);
     __atomic_store_n(&l->last_sent_ns, t, __ATOMIC_RELAXED);
     pthread_mutex_lock(&l->lock);
@@ -176,7 +177,7 @@ void *lnk_thread_main(void *arg)
             if (!l->head)
                 l->tail = &l->head;
             it->next = NULL;
-            __atomic_store_n(&l->progress_ns, lnk_now_ns(),
+            __atomic_store_n(&l->progress_ns, mono_ns(),
                              __ATOMIC_RELAXED);
             __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
         }
@@ -185,7 +186,7 @@ void *lnk_thread_main(void *arg)
             break;
         pthread_mutex_lock(&l->send_lock);
         rc = send_item(l, it, err, sizeof(err));
-        uint64_t t = lnk_now_ns();
+        uint64_t t = mono_ns();
         __atomic_store_n(&l->last_sent_ns, t, __ATOMIC_RELAXED);
         __atomic_store_n(&l->busy, false, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&l->send_lock);

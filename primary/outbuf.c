@@ -8,6 +8,7 @@
  * decided to write through) first also writes first.
  */
 #include "primary/outbuf.h"
+#include "vm/mono.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -40,13 +41,6 @@ struct ob {
     uint64_t written_bytes, dropped_bytes;
     smp delay;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 int ob_new(ob **out, int fd)
 {
@@ -111,7 +105,7 @@ static size_t write_list(ob *b, chunk *list)
     for (chunk *c = list; c; c = c->next) {
         lost += write_all(b->fd, c->data, c->len);
         written += c->len;
-        c->t_ns = now_ns() - c->t_ns;   /* now the delay */
+        c->t_ns = mono_ns() - c->t_ns;   /* now the delay */
     }
     pthread_mutex_unlock(&b->wlock);
     pthread_mutex_lock(&b->lock);
@@ -148,7 +142,7 @@ int ob_console(void *opaque, const void *buf, size_t len)
     ob *b = opaque;
     if (!len)
         return 0;
-    uint64_t t = now_ns();
+    uint64_t t = mono_ns();
     pthread_mutex_lock(&b->lock);
     if (!b->holding) {
         pthread_mutex_lock(&b->wlock);

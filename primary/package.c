@@ -7,6 +7,7 @@
 
 #include "checkpoint/savevm.h"
 #include "checkpoint/trailer.h"
+#include "vm/mono.h"
 
 /*
  * The bring-up ends when a sweep over the dirty set sent at most this
@@ -16,13 +17,6 @@
  */
 #define FINAL_PAGES 4096u
 #define MAX_PASSES 8
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t pages_sent(const ram_save_stats *rs)
 {
@@ -93,7 +87,7 @@ static int bringup(vm *v, const vmshape *shape, lnk *l, qfile *f,
 int pkg_bringup(vm *v, const vmshape *shape, lnk *l, pkg_bringup_stats *st,
                 char *err, size_t errlen)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     *st = (pkg_bringup_stats){ 0 };
     qfile *f = qf_open_mem(lnk_addr(l));
     if (!f) {
@@ -102,7 +96,7 @@ int pkg_bringup(vm *v, const vmshape *shape, lnk *l, pkg_bringup_stats *st,
     }
     int rc = bringup(v, shape, l, f, st, err, errlen);
     qf_close(f);
-    st->ns = now_ns() - t0;
+    st->ns = mono_ns() - t0;
     return rc;
 }
 

@@ -17,6 +17,7 @@
 
 #include "primary/dial.h"
 #include "primary/replicate_impl.h"
+#include "vm/mono.h"
 
 #define DEFAULT_INTERVAL_NS 50000000ull
 #define DEFAULT_HEARTBEAT_NS 50000000ull
@@ -25,19 +26,6 @@
 
 static const lnk_ops link_ops;
 
-uint64_t rep_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-struct timeval rep_tv(uint64_t ns)
-{
-    return (struct timeval){ .tv_sec = (time_t)(ns / 1000000000u),
-                             .tv_usec = (suseconds_t)(ns % 1000000000u
-                                                      / 1000) };
-}
 
 const char *pri_state_name(pri_state s)
 {
@@ -65,7 +53,7 @@ static void arm_reconnect(pri *p)
 {
     if (!p->o.reconnect_ns || p->ending)
         return;
-    struct timeval tv = rep_tv(p->o.reconnect_ns);
+    struct timeval tv = mono_tv(p->o.reconnect_ns);
     evtimer_add(p->ev_reconnect, &tv);
 }
 
@@ -276,7 +264,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     lnk_get_times(p->link, &t);
     if (!t.last_recv_ns)
         return;     /* still connecting: that has its own timeout */
-    uint64_t now = rep_now_ns();
+    uint64_t now = mono_ns();
     /*
      * After a long stretch without the loop (a full package's pause, a
      * slow stdout) the peer's messages may be waiting unread: let them
@@ -320,7 +308,7 @@ static void arm_tick(pri *p)
 {
     uint64_t period = p->o.heartbeat_ns < p->o.failure_ns
                           ? p->o.heartbeat_ns : p->o.failure_ns;
-    struct timeval tv = rep_tv(period / 4 ? period / 4 : 1000000);
+    struct timeval tv = mono_tv(period / 4 ? period / 4 : 1000000);
     evtimer_del(p->ev_tick);
     event_add(p->ev_tick, &tv);
 }
@@ -521,7 +509,7 @@ void pri_vm_stopped(pri *p, bool takeover, void (*done)(void *opaque),
 void pri_get_status(pri *p, pri_status *st)
 {
     memset(st, 0, sizeof(*st));
-    uint64_t now = rep_now_ns();
+    uint64_t now = mono_ns();
     st->state = p->state;
     snprintf(st->secondary, sizeof(st->secondary), "%s", p->addr);
     st->secondaries = p->secondaries;

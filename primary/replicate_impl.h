@@ -77,8 +77,6 @@ struct pri {
 
 /* ---- replicate.c ---- */
 
-uint64_t rep_now_ns(void);
-struct timeval rep_tv(uint64_t ns);
 /* Keeps the message for status and says it on stderr. */
 __attribute__((format(printf, 2, 3)))
 void rep_say(pri *p, const char *fmt, ...);

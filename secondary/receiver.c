@@ -23,6 +23,7 @@
 #include "checkpoint/savevm.h"
 #include "checkpoint/trailer.h"
 #include "devstate/registry.h"
+#include "vm/mono.h"
 
 #define APPLY_SAMPLES 1024
 /*
@@ -96,20 +97,6 @@ struct sec_rx {
     uint64_t hb_seq;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static struct timeval tv_of(uint64_t ns)
-{
-    return (struct timeval){ .tv_sec = (time_t)(ns / 1000000000u),
-                             .tv_usec = (suseconds_t)(ns % 1000000000u
-                                                      / 1000) };
-}
-
 __attribute__((format(printf, 1, 2)))
 static void say(const char *fmt, ...)
 {
@@ -139,7 +126,7 @@ static void rp_send_ack(sec_rx *rx, bool ack, uint64_t id, const char *why)
         rp_put_nack(rx->rp, id, why);
     qf_flush(rx->rp);
     pthread_mutex_unlock(&rx->wlock);
-    STORE(rx->last_sent_ns, now_ns());
+    STORE(rx->last_sent_ns, mono_ns());
 }
 
 /*
@@ -161,7 +148,7 @@ static int rp_try_send(sec_rx *rx, const uint8_t *msg, size_t len)
     int e = errno;
     pthread_mutex_unlock(&rx->wlock);
     if (n == (ssize_t)len) {
-        STORE(rx->last_sent_ns, now_ns());
+        STORE(rx->last_sent_ns, mono_ns());
         return 1;
     }
     if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR))
@@ -175,7 +162,7 @@ static void stop_with(sec_rx *rx, sec_end why, int code, const char *msg)
     if (!__atomic_compare_exchange_n(&rx->stopping, &none, (int)why, false,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;
-    STORE(rx->stop_ns, now_ns());
+    STORE(rx->stop_ns, mono_ns());
     if (msg) {
         pthread_mutex_lock(&rx->slock);
         snprintf(rx->end_msg, sizeof(rx->end_msg), "%s", msg);
@@ -206,7 +193,7 @@ static void reset_pkg(sec_rx *rx)
     if (rx->cur.held)
         pthread_mutex_unlock(&rx->cache);
     rx->cur = (pkg_check){ 0 };
-    STORE(rx->progress_ns, now_ns());
+    STORE(rx->progress_ns, mono_ns());
     STORE(rx->busy, 0);
 }
 
@@ -233,7 +220,7 @@ static int create_vm(sec_rx *rx, qfile *f, const sv_section *sec)
     /* The primary is not silent while we are busy and not reading. */
     STORE(rx->busy, 1);
     int r = vm_create(&rx->v, &cfg, err, sizeof(err));
-    STORE(rx->progress_ns, now_ns());
+    STORE(rx->progress_ns, mono_ns());
     STORE(rx->busy, 0);
     if (r < 0)
         return qf_fail(f, r, "creating the VM: %s", err);
@@ -271,7 +258,7 @@ static int validate_section(sec_rx *rx, qfile *f, const sv_section *sec)
     pkg_check *c = &rx->cur;
     if (c->sections++ == 0) {
         STORE(rx->busy, 1);
-        c->t0 = now_ns();
+        c->t0 = mono_ns();
         rx->packaged = true;
     }
     if (!rx->v)
@@ -381,7 +368,7 @@ static void sample(sec_rx *rx, uint64_t ns)
 static void package_applied(sec_rx *rx, uint32_t bytes)
 {
     uint64_t id = rx->cur.hdr.id;
-    uint64_t took = now_ns() - rx->cur.t0;
+    uint64_t took = mono_ns() - rx->cur.t0;
     rx->last_applied = id;
     reset_pkg(rx);
     rp_send_ack(rx, true, id, NULL);
@@ -403,14 +390,14 @@ static void rx_observe(void *opaque, const sv_record *rec)
     sec_rx *rx = opaque;
     if (rec->depth != 0)
         return;
-    STORE(rx->progress_ns, now_ns());
+    STORE(rx->progress_ns, mono_ns());
     if (rec->type != SV_COMMAND)
         return;
     if (rec->cmd == SV_CMD_PACKAGED && rx->cur.applying) {
         package_applied(rx, rec->package_len);
     } else if (rec->cmd == SV_CMD_PING) {
         /* The loader writes the PONG right after this. */
-        STORE(rx->last_sent_ns, now_ns());
+        STORE(rx->last_sent_ns, mono_ns());
         pthread_mutex_lock(&rx->slock);
         rx->st.pings++;
         pthread_mutex_unlock(&rx->slock);
@@ -487,7 +474,7 @@ static void finish(sec_rx *rx, int r, sv_stop why)
     }
     pthread_mutex_lock(&rx->slock);
     rx->end = end;
-    rx->end_ns = stop && LOAD(rx->stop_ns) ? LOAD(rx->stop_ns) : now_ns();
+    rx->end_ns = stop && LOAD(rx->stop_ns) ? LOAD(rx->stop_ns) : mono_ns();
     if (!stop || !rx->end_msg[0])
         snprintf(rx->end_msg, sizeof(rx->end_msg), "%s", msg);
     rx->st.phase = SEC_PHASE_ENDED;
@@ -528,7 +515,7 @@ static void on_fail_check(evutil_socket_t fd, short what, void *arg)
     sec_rx *rx = arg;
     if (LOAD(rx->stopping) || LOAD(rx->busy))
         return;
-    uint64_t silent = now_ns() - LOAD(rx->progress_ns);
+    uint64_t silent = mono_ns() - LOAD(rx->progress_ns);
     int64_t ms = heard_ms(rx);
     if (ms >= 0 && (uint64_t)ms * 1000000u < silent)
         silent = (uint64_t)ms * 1000000u;
@@ -546,7 +533,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sec_rx *rx = arg;
-    uint64_t now = now_ns();
+    uint64_t now = mono_ns();
     uint64_t next = rx->o.heartbeat_ns;
     uint64_t due = LOAD(rx->last_sent_ns) + rx->o.heartbeat_ns;
     if (LOAD(rx->stopping))
@@ -574,7 +561,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
     } else if (LOAD(rx->rp_open)) {
         next = due - now;
     }
-    struct timeval tv = tv_of(next);
+    struct timeval tv = mono_tv(next);
     event_add(rx->ev_hb, &tv);
 }
 
@@ -634,7 +621,7 @@ int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
     pthread_mutex_init(&rx->wlock, NULL);
     pthread_mutex_init(&rx->cache, NULL);
     pthread_mutex_init(&rx->slock, NULL);
-    rx->progress_ns = rx->last_sent_ns = now_ns();
+    rx->progress_ns = rx->last_sent_ns = mono_ns();
     int r = setup_socket(fd);
     if (r < 0) {
         snprintf(err, errlen, "%s: setting the socket up: %s", peer,
@@ -665,7 +652,7 @@ int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
     uint64_t every = rx->o.failure_timeout_ns / 10;
     every = every < 5000000u ? 5000000u : every > 50000000u ? 50000000u
                                                               : every;
-    struct timeval hb = tv_of(rx->o.heartbeat_ns), fc = tv_of(every);
+    struct timeval hb = mono_tv(rx->o.heartbeat_ns), fc = mono_tv(every);
     if (event_add(rx->ev_hb, &hb) < 0 || event_add(rx->ev_fail, &fc) < 0) {
         snprintf(err, errlen, "%s: cannot start the timers", peer);
         goto fail;

@@ -35,6 +35,7 @@
 #include "tools/metrics.h"
 #include "tools/run.h"
 #include "tools/vmctl.h"
+#include "vm/mono.h"
 
 #define WHO "ftvm secondary"
 
@@ -83,13 +84,6 @@ typedef struct sd {
     uint64_t continued_from;
     char fo_reason[640];
 } sd;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 1, 2)))
 static void say(const char *fmt, ...)
@@ -338,7 +332,7 @@ static void failover(sd *d, const char *reason)
         finish(d, RUN_EXIT_ERROR);
         return;
     }
-    d->failover_ms = (now_ns() - d->fo_t0) / 1e6;
+    d->failover_ms = (mono_ns() - d->fo_t0) / 1e6;
     d->continued_from = st.last_id;
     d->state = SD_RUNNING;
     say("failover (%s): the VM runs here from checkpoint %" PRIu64 ", "
@@ -496,7 +490,7 @@ static ctl_outcome cmd_failover(void *opaque, ctl_req *req, json_t *args,
         return CTL_DONE;
     }
     say("failover requested");
-    d->fo_t0 = now_ns();
+    d->fo_t0 = mono_ns();
     d->fo_req = req;
     stop_replication(d, AFTER_FAILOVER, 0, -1);
     return CTL_DEFERRED;

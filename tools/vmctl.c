@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "vm/snapshot.h"
+#include "vm/mono.h"
 
 struct vmc {
     vm *v;
@@ -26,13 +27,6 @@ struct vmc {
     char last_path[4096];
     char last_error[512];
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static const char *state_name(vm_state s)
 {
@@ -143,7 +137,7 @@ json_t *vmc_status(vmc *c)
     const char *role = c->o.role ? c->o.role : "run";
     if (!c->v) {
         json_t *r = json_pack("{s:s, s:f}", "role", role, "uptime_s",
-                              (now_ns() - c->started_ns) / 1e9);
+                              (mono_ns() - c->started_ns) / 1e9);
         if (c->hooks.status)
             c->hooks.status(c->hooks.opaque, r);
         return r;
@@ -159,7 +153,7 @@ json_t *vmc_status(vmc *c)
         "{s:s, s:s, s:I, s:f, s:f}",
         "role", role, "state", state_name(vm_get_state(c->v)),
         "mem_bytes", (json_int_t)mem,
-        "uptime_s", (now_ns() - c->started_ns) / 1e9,
+        "uptime_s", (mono_ns() - c->started_ns) / 1e9,
         "guest_clock_s", vm_guest_clock(c->v) / 1e9);
     json_object_set_new(r, "pause", json_pack(
         "{s:I, s:f, s:f}", "count", (json_int_t)ps.pauses,
@@ -311,7 +305,7 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
         c->hooks = *o->hooks;
     if (c->o.keep < 1)
         c->o.keep = 1;
-    c->started_ns = now_ns();
+    c->started_ns = mono_ns();
     if (ctl) {
         ctl_register(ctl, "status", "state, pauses, checkpoints, network",
                      cmd_status, c);
@@ -326,11 +320,7 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
     }
     if (o->checkpoint_dir && o->checkpoint_every_ns) {
         c->timer = event_new(base, -1, EV_PERSIST, on_timer, c);
-        struct timeval tv = {
-            .tv_sec = (time_t)(o->checkpoint_every_ns / 1000000000u),
-            .tv_usec = (suseconds_t)(o->checkpoint_every_ns % 1000000000u
-                                     / 1000),
-        };
+        struct timeval tv = mono_tv(o->checkpoint_every_ns);
         if (!c->timer || event_add(c->timer, &tv) < 0) {
             snprintf(err, errlen, "cannot start the checkpoint timer");
             vmc_free(c);

@@ -13,6 +13,7 @@
 #include "checkpoint/savevm.h"
 #include "checkpoint/trailer.h"
 #include "devstate/vmdesc.h"
+#include "vm/mono.h"
 
 /*
  * The live phase ends when a pass leaves at most this many pages dirty
@@ -39,13 +40,6 @@ struct snap_job {
     char path[4096];
     snap_stats st;
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int fail(snap_job *j, int rc, const char *what)
 {
@@ -102,7 +96,7 @@ static int live_phase(snap_job *j, qfile *f)
 /* The rest, with the vCPUs out of the guest. */
 static int final_copy(snap_job *j, qfile *f)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     if (vm_pause(j->v) < 0)
         return fail(j, -EIO, "cannot pause the VM");
     if (vm_get_state(j->v) == VM_STOPPED) {
@@ -138,7 +132,7 @@ static int final_copy(snap_job *j, qfile *f)
     /* Releases our hold only: an operator's pause stays in force. */
     if (vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !j->rc)
         fail(j, -EIO, rerr);
-    j->st.pause_ns = now_ns() - t0;
+    j->st.pause_ns = mono_ns() - t0;
     if (r < 0)
         return fail(j, r, "no memory for the VM description");
     return qf_error(f) ? stream_fail(j, f) : j->rc;
@@ -162,7 +156,7 @@ static int final_phase(snap_job *j, qfile *f)
 static void *job_main(void *arg)
 {
     snap_job *j = arg;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = mono_ns();
     qfile *f = ckf_stream(j->txn);
     if (live_phase(j, f) == 0)
         final_phase(j, f);
@@ -178,7 +172,7 @@ static void *job_main(void *arg)
         ckf_abort(j->txn);
     }
     j->txn = NULL;
-    j->st.total_ns = now_ns() - t0;
+    j->st.total_ns = mono_ns() - t0;
     event_active(j->done_ev, EV_READ, 0);
     return NULL;
 }
