@@ -38,82 +38,14 @@ import tempfile
 import threading
 import time
 
+from benchproc import (CHILDREN, forget, kill_group, measure_memcpy,
+                        on_signal, parse_size, reap_all, run_child,
+                        size_name, spawn)
+
 PAGE = 4096
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# ---- child processes: each in its own process group, all killed at exit ----
-
-CHILDREN = []
-
-
-def spawn(argv, **kw):
-    """Popen in a new session (so a new process group), remembered."""
-    p = None
-    try:
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
-    finally:
-        if p is not None:
-            CHILDREN.append(p)
-    return p
-
-
-def kill_group(p, sig):
-    try:
-        os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def reap_all(grace=5.0):
-    """SIGTERM to every live child's group, SIGKILL after grace seconds."""
-    for p in CHILDREN:
-        if p.poll() is None:
-            kill_group(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for p in CHILDREN:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        # The group may hold more than the leader: make sure it is gone.
-        kill_group(p, signal.SIGKILL)
-        try:
-            p.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
-    CHILDREN.clear()
-
-
-def run_child(argv, timeout):
-    """Runs argv to the end (bounded); returns (rc, stdout, stderr)."""
-    p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-              text=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(p, signal.SIGKILL)
-        out, err = p.communicate()
-        return -1, out, (err or "") + f"\n(killed after {timeout:.0f} s)"
-    finally:
-        if p.poll() is not None and p in CHILDREN:
-            CHILDREN.remove(p)
-    return p.returncode, out, err
-
-
-def on_signal(sig, frame):
-    raise SystemExit(128 + sig)
-
-
 # ---- parsing the command line ----
-
-def parse_size(s):
-    """'256M', '1G', '4g', '512' (MiB) -> MiB."""
-    m = re.fullmatch(r"(\d+)([MmGg]?)(i?[Bb])?", s.strip())
-    if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"bad size '{s}' (e.g. 256M, 1G)")
-    n = int(m.group(1))
-    return n * 1024 if m.group(2) in ("G", "g") else n
-
 
 def parse_rate(s):
     """'idle', 'max', '10000', '10k' -> 'idle' | 'max' | int pages/s."""
@@ -127,26 +59,11 @@ def parse_rate(s):
     return int(m.group(1)) * (1000 if m.group(2) else 1)
 
 
-def size_name(mib):
-    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
-
-
 def rate_name(r):
     return r if isinstance(r, str) else str(r)
 
 
 # ---- the physical limits ----
-
-def measure_memcpy(build):
-    """GB/s (10^9 bytes) from bench_ram's memcpy row."""
-    exe = os.path.join(build, "bench", "bench_ram")
-    rc, out, err = run_child([exe, "-m", "256", "-n", "3"], timeout=300)
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) >= 4 and f[0] == "memcpy":
-            return float(f[3]), "bench_ram -m 256 -n 3, best of 3"
-    raise RuntimeError(f"bench_ram gave no memcpy row (rc {rc}): {err}")
-
 
 def measure_disk(directory, mib):
     """(durable MB/s, page-cache MB/s): mib MiB of 8 MiB writes + fsync."""
@@ -500,7 +417,8 @@ def main():
     try:
         print(f"bench_ckpt: files in {workdir}", file=sys.stderr)
         print("measuring memcpy (bench_ram) ...", file=sys.stderr, flush=True)
-        memcpy_gbs, memcpy_how = measure_memcpy(build)
+        memcpy_gbs = measure_memcpy(os.path.join(build, "bench", "bench_ram"))
+        memcpy_how = "bench_ram -m 256 -n 3, best of 3"
         print("measuring the disk ...", file=sys.stderr, flush=True)
         disk0 = measure_disk(workdir, a.disk_mib)
 

@@ -54,90 +54,17 @@ import threading
 import time
 import zlib
 
+from benchproc import (CHILDREN, forget, kill_group, measure_memcpy,
+                        on_signal, parse_size, reap_all, run_child,
+                        size_name, spawn)
+
 PAGE = 4096
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("tools/ftvm", "tools/ftvmctl", "guest/memtouch.elf",
             "guest/counter.elf", "bench/bench_ram")
 COUNTER_RATE = 100          # ticks per second of the counter guest
 
-# ---- child processes: each in its own process group, all killed at exit ----
-
-CHILDREN = []
-
-
-def spawn(argv, **kw):
-    """Popen in a new session (so a new process group), remembered."""
-    p = None
-    try:
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
-    finally:
-        if p is not None:
-            CHILDREN.append(p)
-    return p
-
-
-def kill_group(p, sig):
-    try:
-        os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def forget(p):
-    if p in CHILDREN:
-        CHILDREN.remove(p)
-
-
-def reap_all(grace=5.0):
-    """SIGTERM to every live child's group, SIGKILL after grace seconds."""
-    for p in CHILDREN:
-        if p.poll() is None:
-            kill_group(p, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for p in CHILDREN:
-        try:
-            p.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        # The group may hold more than the leader: make sure it is gone.
-        kill_group(p, signal.SIGKILL)
-        try:
-            p.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
-    CHILDREN.clear()
-
-
-def run_child(argv, timeout):
-    """Runs argv to the end (bounded); returns (rc, stdout, stderr)."""
-    p = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-              text=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(p, signal.SIGKILL)
-        out, err = p.communicate()
-        return -1, out, (err or "") + f"\n(killed after {timeout:.0f} s)"
-    finally:
-        if p.poll() is not None:
-            forget(p)
-    return p.returncode, out, err
-
-
-def on_signal(sig, frame):
-    raise SystemExit(128 + sig)
-
-
 # ---- parsing the command line ----
-
-def parse_size(s):
-    """'256M', '1G', '512' (MiB) -> MiB."""
-    m = re.fullmatch(r"(\d+)([MmGg]?)(i?[Bb])?", s.strip())
-    if not m or int(m.group(1)) == 0:
-        raise argparse.ArgumentTypeError(f"bad size '{s}' (e.g. 256M, 1G)")
-    n = int(m.group(1))
-    return n * 1024 if m.group(2) in ("G", "g") else n
-
 
 def parse_rate(s):
     """'idle', '10000', '10k' -> 'idle' | int pages/s."""
@@ -158,10 +85,6 @@ def parse_ms(s):
     return int(m.group(1))
 
 
-def size_name(mib):
-    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
-
-
 def rate_name(r):
     if r is None:
         return "-"
@@ -171,16 +94,6 @@ def rate_name(r):
 
 
 # ---- the physical limits ----
-
-def measure_memcpy(bench_ram):
-    """GB/s (10^9 bytes) from bench_ram's memcpy row."""
-    rc, out, err = run_child([bench_ram, "-m", "256", "-n", "3"], timeout=300)
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) >= 4 and f[0] == "memcpy":
-            return float(f[3])
-    raise RuntimeError(f"bench_ram gave no memcpy row (rc {rc}): {err}")
-
 
 def measure_crc(mib=64):
     """GB/s of zlib's crc32 (the library ftvm sums packages with), best of
