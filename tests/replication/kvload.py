@@ -14,9 +14,14 @@ and a summary; exit 1 if any was bad.  Values depend on SALT (a fresh one
 per run).  Only the test namespace's guest address is accepted: it runs
 inside the network namespace e2e_test.py made (ip netns exec NS ...).
 """
+import os
 import socket
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "vm"))
+import udpkv_client  # noqa: E402  (the request/retry loop, shared)
 
 ALLOWED = "10.78.0.2"
 PORT = 7777
@@ -30,23 +35,7 @@ def value(salt, i):
 
 
 def request(sock, addr, rid, body):
-    msg = rid.encode() + b" " + body
-    prefix = rid.encode() + b" "
-    for _ in range(TRIES):
-        sock.sendto(msg, addr)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            sock.settimeout(left)
-            try:
-                data, src = sock.recvfrom(2048)
-            except socket.timeout:
-                break
-            if src == addr and data.startswith(prefix):
-                return data[len(prefix):]
-    return None
+    return udpkv_client.request(sock, addr, rid, body, TIMEOUT, TRIES)
 
 
 def rarp(ifname, seconds):

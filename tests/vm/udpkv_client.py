@@ -26,12 +26,15 @@ def value(i):
         bytes((i * 37 + k) % 256 for k in range(i % 40))
 
 
-def request(sock, addr, rid, body):
+def request(sock, addr, rid, body, timeout=TIMEOUT, tries=TRIES):
+    """Sends `rid body` until a reply with that id comes (tries times at
+    most, timeout seconds each); returns the reply after the id, or None.
+    Also used by tests/replication/kvload.py."""
     msg = rid.encode() + b" " + body
     prefix = rid.encode() + b" "
-    for _ in range(TRIES):
+    for _ in range(tries):
         sock.sendto(msg, addr)
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
