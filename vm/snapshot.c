@@ -93,48 +93,63 @@ static int live_phase(snap_job *j, qfile *f)
     }
 }
 
-/* The rest, with the vCPUs out of the guest. */
+/*
+ * The rest, with the vCPUs out of the guest.  While they are, the last
+ * dirty pages and the device state are only copied into memory; the write
+ * into the file, and the checksum over it, happen after the guest runs
+ * again, so the pause is a memcpy and not a CRC pass and write syscalls.
+ */
 static int final_copy(snap_job *j, qfile *f)
 {
-    uint64_t t0 = mono_ns();
-    if (vm_pause(j->v) < 0)
-        return fail(j, -EIO, "cannot pause the VM");
-    if (vm_get_state(j->v) == VM_STOPPED) {
-        char ignored[64];
-        vm_resume(j->v, ignored, sizeof(ignored));
-        return fail(j, -ESHUTDOWN, "the VM stopped during the checkpoint");
-    }
-
     reg_registry *reg = vm_registry(j->v);
     json_t *desc = vmdesc_new(RAM_PAGE_SIZE);
-    int r = desc ? 0 : -ENOMEM;
-    if (r == 0 && reg_save_complete(reg, f) == 0 &&
-        reg_save_devices(reg, f, vmdesc_devices(desc)) == 0) {
+    qfile *m = qf_open_mem("final copy");
+    if (!desc || !m) {
+        json_decref(desc);
+        qf_close(m);
+        return fail(j, -ENOMEM, "no memory for the checkpoint's last part");
+    }
+    uint64_t t0 = mono_ns();
+    if (vm_pause(j->v) < 0) {
+        json_decref(desc);
+        qf_close(m);
+        return fail(j, -EIO, "cannot pause the VM");
+    }
+    bool stopped = vm_get_state(j->v) == VM_STOPPED;
+    if (!stopped && reg_save_complete(reg, m) == 0 &&
+        reg_save_devices(reg, m, vmdesc_devices(desc)) == 0) {
         ram_save_stats rs;
         vm_get_ram_stats(j->v, &rs);
         j->st.final_pages = rs.zero_pages + rs.normal_pages +
                             rs.compressed_pages + rs.xbzrle_pages;
+    }
+    char rerr[256] = "";
+    /* Releases our hold only: an operator's pause stays in force. */
+    if (vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !stopped && !j->rc)
+        fail(j, -EIO, rerr);
+    j->st.pause_ns = mono_ns() - t0;
+
+    if (stopped) {
+        fail(j, -ESHUTDOWN, "the VM stopped during the checkpoint");
+    } else if (qf_error(m)) {
+        qf_take_error(f, m);
+    } else {
+        size_t len;
+        const uint8_t *d = qf_mem_data(m, &len);
+        qf_put_buf(f, d, len);
         /* Registered entries have section ids 0..count-1. */
         ckt_put(f, (uint32_t)reg_count(reg), j->id);
         sv_put_eof(f);
-        size_t len;
         char *json = vmdesc_dump(desc, &len);
         if (json && len <= UINT32_MAX)
             sv_put_vmdesc(f, json, (uint32_t)len);
         else
             qf_fail(f, -ENOMEM, "cannot encode the VM description");
         free(json);
+        qf_flush(f);
     }
     json_decref(desc);
-    /* Queued pages point into guest RAM: out before the guest runs. */
-    qf_flush(f);
-    char rerr[256] = "";
-    /* Releases our hold only: an operator's pause stays in force. */
-    if (vm_resume(j->v, rerr, sizeof(rerr)) < 0 && !j->rc)
-        fail(j, -EIO, rerr);
-    j->st.pause_ns = mono_ns() - t0;
-    if (r < 0)
-        return fail(j, r, "no memory for the VM description");
+    qf_close(m);
     return qf_error(f) ? stream_fail(j, f) : j->rc;
 }
 
