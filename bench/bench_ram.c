@@ -77,7 +77,7 @@ static void *map(uint64_t bytes)
 static void die(const char *what, int err, qfile *f)
 {
     fprintf(stderr, "bench_ram: %s: %s %s\n", what, strerror(-err),
-            f ? qf_errmsg(f) : "");
+            f ? qfile_errmsg(f) : "");
     exit(1);
 }
 
@@ -125,7 +125,7 @@ static struct result run_case(struct bcase *c, int reps)
     struct result r = { 0, 0, 1e30, 1e30, 1e30 };
     ram_saver *s;
     ram_loader *l;
-    qfile *w = qf_open_mem("bench");
+    qfile *w = qfile_open_mem("bench");
     ram_save_stats st;
     int err;
 
@@ -141,12 +141,12 @@ static struct result run_case(struct bcase *c, int reps)
 
         ram_mark_all_dirty(&c->src, 1);
         if (ram_save_dirty(s, w, 0, NULL) < 0)
-            die("first pass", qf_error(w), w);
-        data = qf_mem_data(w, &len);
-        v = qf_open_view(data, len, "first pass");
-        if ((err = ram_load(l, v, RAM_SECTION_VERSION, SV_PASS_APPLY)) < 0)
+            die("first pass", qfile_error(w), w);
+        data = qfile_mem_data(w, &len);
+        v = qfile_open_view(data, len, "first pass");
+        if ((err = ram_load(l, v, RAM_SECTION_VERSION, SAVEVM_PASS_APPLY)) < 0)
             die("first pass load", err, v);
-        qf_close(v);
+        qfile_close(v);
     }
 
     for (int rep = 0; rep < reps; rep++) {
@@ -158,7 +158,7 @@ static struct result run_case(struct bcase *c, int reps)
         if (c->prepare)
             c->prepare(c, rep);
         c->dirty(c);
-        qf_mem_reset(w);
+        qfile_mem_reset(w);
         t0 = now();
         n = ram_save_dirty(s, w, 0, &st);
         t1 = now();
@@ -167,12 +167,12 @@ static struct result run_case(struct bcase *c, int reps)
         r.pages = (uint64_t)n + st.unchanged_pages;
         if (t1 - t0 < r.enc)
             r.enc = t1 - t0;
-        data = qf_mem_data(w, &len);
+        data = qfile_mem_data(w, &len);
         r.stream = len;
 
         for (int pass = 0; pass < 2; pass++) {
-            qfile *v = qf_open_view(data, len, "bench view");
-            sv_pass p = pass ? SV_PASS_APPLY : SV_PASS_VALIDATE;
+            qfile *v = qfile_open_view(data, len, "bench view");
+            savevm_pass p = pass ? SAVEVM_PASS_APPLY : SAVEVM_PASS_VALIDATE;
             double *best = pass ? &r.app : &r.val;
 
             t0 = now();
@@ -182,7 +182,7 @@ static struct result run_case(struct bcase *c, int reps)
                 die("load", err, v);
             if (t1 - t0 < *best)
                 *best = t1 - t0;
-            qf_close(v);
+            qfile_close(v);
         }
     }
     if (memcmp(c->src.host, c->tgt.host, c->src.length) != 0) {
@@ -190,7 +190,7 @@ static struct result run_case(struct bcase *c, int reps)
                 c->name);
         exit(1);
     }
-    qf_close(w);
+    qfile_close(w);
     ram_loader_free(l);
     ram_saver_free(s);
     r.enc = rate(r.pages * RAM_PAGE_SIZE, r.enc);
@@ -313,7 +313,8 @@ int main(int argc, char **argv)
     r = run_case(&c, cfg.reps);
     print_row(c.name, &r);
 
-    for (uint64_t off = RAM_PAGE_SIZE; off < cfg.bytes; off += 2 * RAM_PAGE_SIZE)
+    for (uint64_t off = RAM_PAGE_SIZE; off < cfg.bytes;
+         off += 2 * RAM_PAGE_SIZE)
         memset(src + off, 0, RAM_PAGE_SIZE);
     c.name = "half-zero";
     r = run_case(&c, cfg.reps);
@@ -331,7 +332,9 @@ int main(int argc, char **argv)
         uint64_t zbytes = cfg.bytes < (32ULL << 20) ? cfg.bytes : 32ULL << 20;
 
         for (uint64_t i = 0; i < zbytes; i++)
-            src[i] = (uint8_t)"the quick brown fox jumps over "[(i * 7 + i / 4096) % 31];
+            src[i] = (uint8_t) "the quick brown fox jumps over "[(i * 7 +
+                                                                  i / 4096) %
+                                                                 31];
         c.src.length = c.tgt.length = zbytes;
         c.name = "zlib-1";
         c.dirty = all_dirty;

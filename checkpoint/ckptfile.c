@@ -16,7 +16,7 @@
 #define TMP_PREFIX ".ckpt-"
 #define TMP_SUFFIX ".tmp"
 
-struct ckf_txn {
+struct ckptfile_txn {
     char dir[PATH_MAX];
     char tmp[PATH_MAX];
     char final[PATH_MAX];
@@ -28,9 +28,9 @@ struct ckf_txn {
 /* The sequence number of "ckpt-NNNNNNNN.ftvm", or -1 for any other name. */
 static long long seq_of(const char *name)
 {
-    size_t n = strlen(name), pl = strlen(PREFIX), sl = strlen(CKF_SUFFIX);
+    size_t n = strlen(name), pl = strlen(PREFIX), sl = strlen(CKPTFILE_SUFFIX);
     if (n <= pl + sl || strncmp(name, PREFIX, pl) != 0 ||
-        strcmp(name + n - sl, CKF_SUFFIX) != 0)
+        strcmp(name + n - sl, CKPTFILE_SUFFIX) != 0)
         return -1;
     long long v = 0;
     for (size_t i = pl; i < n - sl; i++) {
@@ -95,10 +95,11 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
-static int open_txn(ckf_txn **out, const char *dir, const char *final,
+static int open_txn(ckptfile_txn **out, const char *dir, const char *final,
                     const char *tmp, char *err, size_t errlen);
 
-int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
+int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
+                   size_t errlen)
 {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         int e = errno;
@@ -118,18 +119,18 @@ int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen)
     free(seqs);
 
     char final[PATH_MAX], tmp[PATH_MAX];
-    snprintf(final, sizeof(final), "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
+    snprintf(final, sizeof(final), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX, dir,
              next);
-    snprintf(tmp, sizeof(tmp), "%s/" TMP_PREFIX "%08lld" CKF_SUFFIX
-             TMP_SUFFIX, dir, next);
+    snprintf(tmp, sizeof(tmp),
+             "%s/" TMP_PREFIX "%08lld" CKPTFILE_SUFFIX TMP_SUFFIX, dir, next);
     r = open_txn(out, dir, final, tmp, err, errlen);
     if (r == 0)
         (*out)->seq = (uint64_t)next;
     return r;
 }
 
-int ckf_begin_file(ckf_txn **out, const char *path, char *err,
-                   size_t errlen)
+int ckptfile_begin_file(ckptfile_txn **out, const char *path, char *err,
+                        size_t errlen)
 {
     char dir[PATH_MAX], tmp[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -148,10 +149,10 @@ int ckf_begin_file(ckf_txn **out, const char *path, char *err,
     return open_txn(out, dir, path, tmp, err, errlen);
 }
 
-static int open_txn(ckf_txn **out, const char *dir, const char *final,
+static int open_txn(ckptfile_txn **out, const char *dir, const char *final,
                     const char *tmp, char *err, size_t errlen)
 {
-    ckf_txn *t = calloc(1, sizeof(*t));
+    ckptfile_txn *t = calloc(1, sizeof(*t));
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -166,42 +167,51 @@ static int open_txn(ckf_txn **out, const char *dir, const char *final,
         free(t);
         return -e;
     }
-    t->f = qf_open_fd(t->fd, QF_WRITE, t->final);
+    t->f = qfile_open_fd(t->fd, QFILE_WRITE, t->final);
     if (!t->f) {
         snprintf(err, errlen, "out of memory");
-        ckf_abort(t);
+        ckptfile_abort(t);
         return -ENOMEM;
     }
     *out = t;
     return 0;
 }
 
-qfile *ckf_stream(ckf_txn *t) { return t->f; }
-uint64_t ckf_seq(const ckf_txn *t) { return t->seq; }
-const char *ckf_path(const ckf_txn *t) { return t->final; }
+qfile *ckptfile_stream(ckptfile_txn *t)
+{
+    return t->f;
+}
+uint64_t ckptfile_seq(const ckptfile_txn *t)
+{
+    return t->seq;
+}
+const char *ckptfile_path(const ckptfile_txn *t)
+{
+    return t->final;
+}
 
-void ckf_abort(ckf_txn *t)
+void ckptfile_abort(ckptfile_txn *t)
 {
     if (!t)
         return;
-    qf_close(t->f);
+    qfile_close(t->f);
     if (t->fd >= 0)
         close(t->fd);
     unlink(t->tmp);
     free(t);
 }
 
-int ckf_commit(ckf_txn *t, char *err, size_t errlen)
+int ckptfile_commit(ckptfile_txn *t, char *err, size_t errlen)
 {
-    int r = qf_flush(t->f);
+    int r = qfile_flush(t->f);
     if (r < 0) {
-        snprintf(err, errlen, "%s", qf_errmsg(t->f));
+        snprintf(err, errlen, "%s", qfile_errmsg(t->f));
     } else if (fsync(t->fd) < 0) {
         r = -errno;
         snprintf(err, errlen, "%s: fsync: %s", t->tmp, strerror(-r));
     }
     if (r == 0) {
-        qf_close(t->f);
+        qfile_close(t->f);
         t->f = NULL;
         r = close(t->fd) < 0 ? -errno : 0;
         t->fd = -1;
@@ -214,7 +224,7 @@ int ckf_commit(ckf_txn *t, char *err, size_t errlen)
                  strerror(-r));
     }
     if (r < 0) {
-        ckf_abort(t);
+        ckptfile_abort(t);
         return r;
     }
     r = fsync_dir(t->dir);
@@ -224,7 +234,7 @@ int ckf_commit(ckf_txn *t, char *err, size_t errlen)
     return r;
 }
 
-int ckf_prune(const char *dir, unsigned keep)
+int ckptfile_prune(const char *dir, unsigned keep)
 {
     if (keep < 1)
         keep = 1;
@@ -236,8 +246,8 @@ int ckf_prune(const char *dir, unsigned keep)
     int removed = 0;
     char path[PATH_MAX];
     for (size_t i = 0; i + keep < n; i++) {
-        snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
-                 seqs[i]);
+        snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX,
+                 dir, seqs[i]);
         if (unlink(path) == 0)
             removed++;
     }
@@ -259,7 +269,7 @@ int ckf_prune(const char *dir, unsigned keep)
     return removed;
 }
 
-int ckf_latest(const char *dir, char *out, size_t outlen)
+int ckptfile_latest(const char *dir, char *out, size_t outlen)
 {
     long long *seqs;
     size_t n;
@@ -270,7 +280,7 @@ int ckf_latest(const char *dir, char *out, size_t outlen)
         free(seqs);
         return -ENOENT;
     }
-    snprintf(out, outlen, "%s/" PREFIX "%08lld" CKF_SUFFIX, dir,
+    snprintf(out, outlen, "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX, dir,
              seqs[n - 1]);
     free(seqs);
     return 0;

@@ -19,47 +19,48 @@
 
 #include "checkpoint/qfile.h"
 
-#define CKF_SUFFIX ".ftvm"
+#define CKPTFILE_SUFFIX ".ftvm"
 
-typedef struct ckf_txn ckf_txn;
+typedef struct ckptfile_txn ckptfile_txn;
 
 /*
  * Starts a checkpoint in dir (created if missing, mode 0700).  Returns 0
  * and the transaction, or -errno with a message naming the path in err.
  */
-int ckf_begin(ckf_txn **out, const char *dir, char *err, size_t errlen);
+int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
+                   size_t errlen);
 /*
  * Starts a checkpoint that replaces exactly path on commit (written as
- * PATH.tmp beside it).  Same contract as ckf_begin.
+ * PATH.tmp beside it).  Same contract as ckptfile_begin.
  */
-int ckf_begin_file(ckf_txn **out, const char *path, char *err,
-                   size_t errlen);
+int ckptfile_begin_file(ckptfile_txn **out, const char *path, char *err,
+                        size_t errlen);
 /* The channel to write the stream into. */
-qfile *ckf_stream(ckf_txn *t);
+qfile *ckptfile_stream(ckptfile_txn *t);
 /* The checkpoint's sequence number in its directory (0 for a file). */
-uint64_t ckf_seq(const ckf_txn *t);
+uint64_t ckptfile_seq(const ckptfile_txn *t);
 /* The final path the checkpoint gets on commit. */
-const char *ckf_path(const ckf_txn *t);
+const char *ckptfile_path(const ckptfile_txn *t);
 /*
  * Flushes, fsyncs, renames into place and fsyncs the directory; frees t.
  * On any failure the temporary file is removed and -errno returned with
  * a message in err (the stream's own message when writing failed).
  */
-int ckf_commit(ckf_txn *t, char *err, size_t errlen);
+int ckptfile_commit(ckptfile_txn *t, char *err, size_t errlen);
 /* Drops the checkpoint: removes the temporary file, frees t. */
-void ckf_abort(ckf_txn *t);
+void ckptfile_abort(ckptfile_txn *t);
 
 /*
  * Removes the oldest checkpoints of dir so that keep remain (keep >= 1),
  * and stale temporary files of an earlier crash.  Returns how many files
  * were removed, or -errno.
  */
-int ckf_prune(const char *dir, unsigned keep);
+int ckptfile_prune(const char *dir, unsigned keep);
 
 /*
  * The newest checkpoint in dir, as a path in out; -ENOENT when there is
  * none.
  */
-int ckf_latest(const char *dir, char *out, size_t outlen);
+int ckptfile_latest(const char *dir, char *out, size_t outlen);
 
 #endif

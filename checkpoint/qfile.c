@@ -1,9 +1,9 @@
 /*
  * qfile: see qfile.h.  Three backends share one struct:
  *
- *  - fd writer: small puts are appended to buf; qf_put_iov queues external
+ *  - fd writer: small puts are appended to buf; qfile_put_iov queues external
  *    pointers; both become one iovec list written with writev at flush.
- *  - mem writer: one growable array; qf_put_iov copies.
+ *  - mem writer: one growable array; qfile_put_iov copies.
  *  - readers (fd and view): a window [pos, len) over buf.  For a view, buf
  *    is the caller's bytes and the window is all of them.
  */
@@ -27,7 +27,7 @@ typedef enum qf_kind {
 
 struct qfile {
     qf_kind kind;
-    qf_dir dir;
+    qfile_dir dir;
     int fd;
     char name[128];
 
@@ -44,7 +44,7 @@ struct qfile {
     uint64_t done;      /* bytes consumed or produced before buf's window */
     uint64_t base;
 
-    bool crc_on;        /* a running CRC-32 of the bytes since qf_crc_start */
+    bool crc_on; /* a running CRC-32 of the bytes since qfile_crc_start */
     uint32_t crc;
 
     int err;
@@ -52,7 +52,7 @@ struct qfile {
     char errmsg[512];
 };
 
-static qfile *qf_alloc(qf_kind kind, qf_dir dir, const char *name)
+static qfile *qf_alloc(qf_kind kind, qfile_dir dir, const char *name)
 {
     qfile *f = calloc(1, sizeof(*f));
     if (!f)
@@ -64,14 +64,14 @@ static qfile *qf_alloc(qf_kind kind, qf_dir dir, const char *name)
     return f;
 }
 
-qfile *qf_open_fd(int fd, qf_dir dir, const char *name)
+qfile *qfile_open_fd(int fd, qfile_dir dir, const char *name)
 {
     qfile *f = qf_alloc(QF_KIND_FD, dir, name);
     if (!f)
         return NULL;
     f->fd = fd;
-    f->start = dir == QF_READ ? lseek(fd, 0, SEEK_CUR) : -1;
-    f->cap = QF_BUF_SIZE;
+    f->start = dir == QFILE_READ ? lseek(fd, 0, SEEK_CUR) : -1;
+    f->cap = QFILE_BUF_SIZE;
     f->buf = malloc(f->cap);
     if (!f->buf) {
         free(f);
@@ -80,14 +80,14 @@ qfile *qf_open_fd(int fd, qf_dir dir, const char *name)
     return f;
 }
 
-qfile *qf_open_mem(const char *name)
+qfile *qfile_open_mem(const char *name)
 {
-    return qf_alloc(QF_KIND_MEM, QF_WRITE, name);
+    return qf_alloc(QF_KIND_MEM, QFILE_WRITE, name);
 }
 
-qfile *qf_open_view(const void *buf, size_t len, const char *name)
+qfile *qfile_open_view(const void *buf, size_t len, const char *name)
 {
-    qfile *f = qf_alloc(QF_KIND_VIEW, QF_READ, name);
+    qfile *f = qf_alloc(QF_KIND_VIEW, QFILE_READ, name);
     if (!f)
         return NULL;
     f->buf = (uint8_t *)buf;
@@ -95,12 +95,12 @@ qfile *qf_open_view(const void *buf, size_t len, const char *name)
     return f;
 }
 
-int qf_close(qfile *f)
+int qfile_close(qfile *f)
 {
     if (!f)
         return 0;
-    if (f->dir == QF_WRITE)
-        qf_flush(f);
+    if (f->dir == QFILE_WRITE)
+        qfile_flush(f);
     int err = f->err;
     if (f->kind != QF_KIND_VIEW)
         free(f->buf);
@@ -124,12 +124,12 @@ static int vfail_at(qfile *f, uint64_t off, int err, const char *fmt,
     return f->err;
 }
 
-int qf_vfail(qfile *f, int err, const char *fmt, va_list ap)
+int qfile_vfail(qfile *f, int err, const char *fmt, va_list ap)
 {
-    return vfail_at(f, qf_tell(f), err, fmt, ap);
+    return vfail_at(f, qfile_tell(f), err, fmt, ap);
 }
 
-int qf_fail_at(qfile *f, uint64_t offset, int err, const char *fmt, ...)
+int qfile_fail_at(qfile *f, uint64_t offset, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -138,16 +138,16 @@ int qf_fail_at(qfile *f, uint64_t offset, int err, const char *fmt, ...)
     return r;
 }
 
-int qf_fail(qfile *f, int err, const char *fmt, ...)
+int qfile_fail(qfile *f, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int r = qf_vfail(f, err, fmt, ap);
+    int r = qfile_vfail(f, err, fmt, ap);
     va_end(ap);
     return r;
 }
 
-int qf_take_error(qfile *dst, const qfile *src)
+int qfile_take_error(qfile *dst, const qfile *src)
 {
     if (!dst->err && src->err) {
         dst->err = src->err;
@@ -157,16 +157,34 @@ int qf_take_error(qfile *dst, const qfile *src)
     return dst->err;
 }
 
-int qf_error(const qfile *f) { return f->err; }
-const char *qf_errmsg(const qfile *f) { return f->err ? f->errmsg : ""; }
-uint64_t qf_error_offset(const qfile *f) { return f->err_off; }
-const char *qf_name(const qfile *f) { return f->name; }
-void qf_set_base(qfile *f, uint64_t base) { f->base = base; }
-uint64_t qf_base(const qfile *f) { return f->base; }
-
-uint64_t qf_tell(const qfile *f)
+int qfile_error(const qfile *f)
 {
-    if (f->dir == QF_READ)
+    return f->err;
+}
+const char *qfile_errmsg(const qfile *f)
+{
+    return f->err ? f->errmsg : "";
+}
+uint64_t qfile_error_offset(const qfile *f)
+{
+    return f->err_off;
+}
+const char *qfile_name(const qfile *f)
+{
+    return f->name;
+}
+void qfile_set_base(qfile *f, uint64_t base)
+{
+    f->base = base;
+}
+uint64_t qfile_base(const qfile *f)
+{
+    return f->base;
+}
+
+uint64_t qfile_tell(const qfile *f)
+{
+    if (f->dir == QFILE_READ)
         return f->done + f->pos;
     if (f->kind == QF_KIND_MEM)
         return f->len;
@@ -188,7 +206,7 @@ static int write_all(qfile *f)
             if (errno == EINTR)
                 continue;
             int e = -errno;
-            return qf_fail(f, e, "write failed: %s", strerror(-e));
+            return qfile_fail(f, e, "write failed: %s", strerror(-e));
         }
         f->done += (uint64_t)w;
         while (n > 0 && (size_t)w >= iov->iov_len) {
@@ -204,9 +222,9 @@ static int write_all(qfile *f)
     return 0;
 }
 
-int qf_flush(qfile *f)
+int qfile_flush(qfile *f)
 {
-    if (f->dir != QF_WRITE || f->kind != QF_KIND_FD)
+    if (f->dir != QFILE_WRITE || f->kind != QF_KIND_FD)
         return f->err;
     if (!f->err && f->niov > 0)
         write_all(f);
@@ -221,7 +239,7 @@ static bool mem_reserve(qfile *f, size_t extra)
     if (f->len + extra <= f->cap)
         return true;
     if (extra > SIZE_MAX / 2 - f->len) {
-        qf_fail(f, -ENOMEM, "memory channel would exceed the address space");
+        qfile_fail(f, -ENOMEM, "memory channel would exceed the address space");
         return false;
     }
     size_t cap = f->cap ? f->cap : 64 * 1024;
@@ -229,7 +247,8 @@ static bool mem_reserve(qfile *f, size_t extra)
         cap *= 2;
     uint8_t *nb = realloc(f->buf, cap);
     if (!nb) {
-        qf_fail(f, -ENOMEM, "out of memory growing buffer to %zu bytes", cap);
+        qfile_fail(f, -ENOMEM, "out of memory growing buffer to %zu bytes",
+                   cap);
         return false;
     }
     f->buf = nb;
@@ -263,25 +282,25 @@ static void crc_add(qfile *f, const void *p, size_t n)
     }
 }
 
-void qf_crc_start(qfile *f)
+void qfile_crc_start(qfile *f)
 {
     f->crc_on = true;
     f->crc = (uint32_t)crc32(0, Z_NULL, 0);
 }
 
-void qf_crc_start_mem(qfile *f)
+void qfile_crc_start_mem(qfile *f)
 {
-    qf_crc_start(f);
-    if (f->kind == QF_KIND_MEM && f->dir == QF_WRITE)
+    qfile_crc_start(f);
+    if (f->kind == QF_KIND_MEM && f->dir == QFILE_WRITE)
         crc_add(f, f->buf, f->len);
 }
 
-void qf_crc_stop(qfile *f)
+void qfile_crc_stop(qfile *f)
 {
     f->crc_on = false;
 }
 
-uint32_t qf_crc(const qfile *f)
+uint32_t qfile_crc(const qfile *f)
 {
     return f->crc;
 }
@@ -290,8 +309,8 @@ static void put_bytes(qfile *f, const void *p, size_t n)
 {
     if (f->err || n == 0)
         return;
-    if (f->dir != QF_WRITE) {
-        qf_fail(f, -EBADF, "write to a read channel");
+    if (f->dir != QFILE_WRITE) {
+        qfile_fail(f, -EBADF, "write to a read channel");
         return;
     }
     /*
@@ -310,7 +329,7 @@ static void put_bytes(qfile *f, const void *p, size_t n)
     const uint8_t *src = p;
     while (n > 0 && !f->err) {
         if (f->len == f->cap || f->niov == QF_IOV_MAX)
-            qf_flush(f);
+            qfile_flush(f);
         size_t room = f->cap - f->len;
         size_t chunk = n < room ? n : room;
         const uint8_t *dst = f->buf + f->len;
@@ -322,56 +341,62 @@ static void put_bytes(qfile *f, const void *p, size_t n)
     }
 }
 
-void qf_put_iov(qfile *f, const void *buf, size_t len)
+void qfile_put_iov(qfile *f, const void *buf, size_t len)
 {
     if (f->err || len == 0)
         return;
     /* A checksum must cover the bytes as written: copy them now. */
-    if (f->kind != QF_KIND_FD || f->dir != QF_WRITE || f->crc_on) {
+    if (f->kind != QF_KIND_FD || f->dir != QFILE_WRITE || f->crc_on) {
         put_bytes(f, buf, len);
         return;
     }
     if (f->niov == QF_IOV_MAX)
-        qf_flush(f);
+        qfile_flush(f);
     f->iov[f->niov].iov_base = (void *)buf;
     f->iov[f->niov].iov_len = len;
     f->niov++;
 }
 
-void qf_put_buf(qfile *f, const void *buf, size_t len) { put_bytes(f, buf, len); }
-void qf_put_u8(qfile *f, uint8_t v) { put_bytes(f, &v, 1); }
+void qfile_put_buf(qfile *f, const void *buf, size_t len)
+{
+    put_bytes(f, buf, len);
+}
+void qfile_put_u8(qfile *f, uint8_t v)
+{
+    put_bytes(f, &v, 1);
+}
 
-void qf_put_be16(qfile *f, uint16_t v)
+void qfile_put_be16(qfile *f, uint16_t v)
 {
     uint8_t b[2] = { v >> 8, v };
     put_bytes(f, b, 2);
 }
 
-void qf_put_be32(qfile *f, uint32_t v)
+void qfile_put_be32(qfile *f, uint32_t v)
 {
     uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
     put_bytes(f, b, 4);
 }
 
-void qf_put_be64(qfile *f, uint64_t v)
+void qfile_put_be64(qfile *f, uint64_t v)
 {
-    qf_put_be32(f, (uint32_t)(v >> 32));
-    qf_put_be32(f, (uint32_t)v);
+    qfile_put_be32(f, (uint32_t)(v >> 32));
+    qfile_put_be32(f, (uint32_t)v);
 }
 
-void qf_put_str(qfile *f, const char *s)
+void qfile_put_str(qfile *f, const char *s)
 {
     size_t n = strlen(s);
     if (n > 255) {
-        qf_fail(f, -ENAMETOOLONG, "string '%.32s...' is %zu bytes, limit 255",
-                s, n);
+        qfile_fail(f, -ENAMETOOLONG,
+                   "string '%.32s...' is %zu bytes, limit 255", s, n);
         return;
     }
-    qf_put_u8(f, (uint8_t)n);
+    qfile_put_u8(f, (uint8_t)n);
     put_bytes(f, s, n);
 }
 
-const uint8_t *qf_mem_data(const qfile *f, size_t *len)
+const uint8_t *qfile_mem_data(const qfile *f, size_t *len)
 {
     if (f->kind != QF_KIND_MEM) {
         if (len)
@@ -383,7 +408,7 @@ const uint8_t *qf_mem_data(const qfile *f, size_t *len)
     return f->buf;
 }
 
-void qf_mem_reset(qfile *f)
+void qfile_mem_reset(qfile *f)
 {
     if (f->kind != QF_KIND_MEM)
         return;
@@ -413,7 +438,7 @@ static size_t fill(qfile *f, size_t want)
             if (errno == EINTR)
                 continue;
             int e = -errno;
-            qf_fail(f, e, "read failed: %s", strerror(-e));
+            qfile_fail(f, e, "read failed: %s", strerror(-e));
             break;
         }
         if (r == 0)
@@ -427,30 +452,32 @@ static bool get_check(qfile *f, size_t n)
 {
     if (f->err)
         return false;
-    if (f->dir != QF_READ) {
-        qf_fail(f, -EBADF, "read from a write channel");
+    if (f->dir != QFILE_READ) {
+        qfile_fail(f, -EBADF, "read from a write channel");
         return false;
     }
     if (fill(f, n) < n) {
-        qf_fail(f, -ENODATA, "stream ends early: %zu more bytes needed, %zu left",
-                n, f->len - f->pos);
+        qfile_fail(f, -ENODATA,
+                   "stream ends early: %zu more bytes needed, %zu left", n,
+                   f->len - f->pos);
         return false;
     }
     return true;
 }
 
-int64_t qf_remaining(const qfile *f)
+int64_t qfile_remaining(const qfile *f)
 {
     if (f->kind != QF_KIND_VIEW)
         return -1;
     return (int64_t)(f->len - f->pos);
 }
 
-const uint8_t *qf_get_ptr(qfile *f, size_t len)
+const uint8_t *qfile_get_ptr(qfile *f, size_t len)
 {
     if (f->kind == QF_KIND_FD && len > f->cap) {
-        qf_fail(f, -E2BIG, "record of %zu bytes exceeds the %zu-byte window",
-                len, f->cap);
+        qfile_fail(f, -E2BIG,
+                   "record of %zu bytes exceeds the %zu-byte window", len,
+                   f->cap);
         return NULL;
     }
     if (!get_check(f, len))
@@ -481,10 +508,12 @@ static void get_direct(qfile *f, uint8_t *dst, size_t len)
             continue;
         if (r <= 0) {
             if (r < 0)
-                qf_fail(f, -errno, "read failed: %s", strerror(errno));
+                qfile_fail(f, -errno, "read failed: %s", strerror(errno));
             else
-                qf_fail(f, -ENODATA, "stream ends early: %zu more bytes "
-                        "needed, 0 left", len - got);
+                qfile_fail(f, -ENODATA,
+                           "stream ends early: %zu more bytes "
+                           "needed, 0 left",
+                           len - got);
             memset(dst, 0, len);
             return;
         }
@@ -495,17 +524,17 @@ static void get_direct(qfile *f, uint8_t *dst, size_t len)
     }
 }
 
-void qf_get_buf(qfile *f, void *buf, size_t len)
+void qfile_get_buf(qfile *f, void *buf, size_t len)
 {
     uint8_t *dst = buf;
-    if (f->kind == QF_KIND_FD && f->dir == QF_READ && !f->err &&
+    if (f->kind == QF_KIND_FD && f->dir == QFILE_READ && !f->err &&
         len > f->cap) {
         get_direct(f, dst, len);
         return;
     }
     while (len > 0) {
-        size_t chunk = len < QF_BUF_SIZE ? len : QF_BUF_SIZE;
-        const uint8_t *p = qf_get_ptr(f, chunk);
+        size_t chunk = len < QFILE_BUF_SIZE ? len : QFILE_BUF_SIZE;
+        const uint8_t *p = qfile_get_ptr(f, chunk);
         if (!p) {
             memset(dst, 0, len);
             return;
@@ -516,67 +545,67 @@ void qf_get_buf(qfile *f, void *buf, size_t len)
     }
 }
 
-uint8_t qf_get_u8(qfile *f)
+uint8_t qfile_get_u8(qfile *f)
 {
-    const uint8_t *p = qf_get_ptr(f, 1);
+    const uint8_t *p = qfile_get_ptr(f, 1);
     return p ? p[0] : 0;
 }
 
-uint16_t qf_get_be16(qfile *f)
+uint16_t qfile_get_be16(qfile *f)
 {
-    const uint8_t *p = qf_get_ptr(f, 2);
+    const uint8_t *p = qfile_get_ptr(f, 2);
     return p ? (uint16_t)(p[0] << 8 | p[1]) : 0;
 }
 
-uint32_t qf_get_be32(qfile *f)
+uint32_t qfile_get_be32(qfile *f)
 {
-    const uint8_t *p = qf_get_ptr(f, 4);
+    const uint8_t *p = qfile_get_ptr(f, 4);
     if (!p)
         return 0;
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
            p[3];
 }
 
-uint64_t qf_get_be64(qfile *f)
+uint64_t qfile_get_be64(qfile *f)
 {
-    uint64_t hi = qf_get_be32(f);
-    return hi << 32 | qf_get_be32(f);
+    uint64_t hi = qfile_get_be32(f);
+    return hi << 32 | qfile_get_be32(f);
 }
 
-size_t qf_get_str(qfile *f, char out[256])
+size_t qfile_get_str(qfile *f, char out[256])
 {
-    size_t n = qf_get_u8(f);
-    qf_get_buf(f, out, n);
+    size_t n = qfile_get_u8(f);
+    qfile_get_buf(f, out, n);
     if (f->err)
         n = 0;
     out[n] = '\0';
     return n;
 }
 
-int qf_peek_u8(qfile *f)
+int qfile_peek_u8(qfile *f)
 {
-    if (f->err || f->dir != QF_READ || fill(f, 1) < 1)
+    if (f->err || f->dir != QFILE_READ || fill(f, 1) < 1)
         return -1;
     return f->buf[f->pos];
 }
 
-bool qf_at_eof(qfile *f)
+bool qfile_at_eof(qfile *f)
 {
-    return f->dir == QF_READ && !f->err && fill(f, 1) == 0;
+    return f->dir == QFILE_READ && !f->err && fill(f, 1) == 0;
 }
 
-void qf_skip(qfile *f, size_t len)
+void qfile_skip(qfile *f, size_t len)
 {
     while (len > 0 && !f->err) {
-        size_t chunk = len < QF_BUF_SIZE ? len : QF_BUF_SIZE;
-        qf_get_ptr(f, chunk);
+        size_t chunk = len < QFILE_BUF_SIZE ? len : QFILE_BUF_SIZE;
+        qfile_get_ptr(f, chunk);
         len -= chunk;
     }
 }
 
-int qf_rewind(qfile *f)
+int qfile_rewind(qfile *f)
 {
-    if (f->dir != QF_READ)
+    if (f->dir != QFILE_READ)
         return -EBADF;
     if (f->kind == QF_KIND_FD) {
         if (f->start < 0 || lseek(f->fd, f->start, SEEK_SET) < 0)
@@ -586,6 +615,6 @@ int qf_rewind(qfile *f)
     f->pos = 0;
     f->done = 0;
     if (f->crc_on)
-        qf_crc_start(f);
+        qfile_crc_start(f);
     return 0;
 }

@@ -228,13 +228,13 @@ int ram_save_setup(ram_saver *s, qfile *f)
 
     for (size_t i = 0; i < s->n; i++)
         total += s->blocks[i].b.length;
-    qf_put_be64(f, total | RAM_FLAG_MEM_SIZE);
+    qfile_put_be64(f, total | RAM_FLAG_MEM_SIZE);
     for (size_t i = 0; i < s->n; i++) {
-        qf_put_str(f, s->blocks[i].name);
-        qf_put_be64(f, s->blocks[i].b.length);
+        qfile_put_str(f, s->blocks[i].name);
+        qfile_put_be64(f, s->blocks[i].b.length);
     }
-    qf_put_be64(f, RAM_FLAG_EOS);
-    return qf_error(f);
+    qfile_put_be64(f, RAM_FLAG_EOS);
+    return qfile_error(f);
 }
 
 /* A page record's header; the block name only when the block changes. */
@@ -242,11 +242,11 @@ static void put_header(ram_saver *s, qfile *f, const struct sblock *sb,
                        uint64_t offset, uint64_t flag)
 {
     if (sb == s->last_sent) {
-        qf_put_be64(f, offset | flag | RAM_FLAG_CONTINUE);
+        qfile_put_be64(f, offset | flag | RAM_FLAG_CONTINUE);
         return;
     }
-    qf_put_be64(f, offset | flag);
-    qf_put_str(f, sb->name);
+    qfile_put_be64(f, offset | flag);
+    qfile_put_str(f, sb->name);
     s->last_sent = sb;
 }
 
@@ -260,7 +260,7 @@ static int put_plain(ram_saver *s, qfile *f, const struct sblock *sb,
 {
     if (!s->level) {
         put_header(s, f, sb, offset, RAM_FLAG_PAGE);
-        qf_put_iov(f, page, RAM_PAGE_SIZE);
+        qfile_put_iov(f, page, RAM_PAGE_SIZE);
         st->normal_pages++;
         return 1;
     }
@@ -270,11 +270,13 @@ static int put_plain(ram_saver *s, qfile *f, const struct sblock *sb,
     s->zs.next_out = s->zbuf;
     s->zs.avail_out = (uInt)compressBound(RAM_PAGE_SIZE);
     if (deflate(&s->zs, Z_FINISH) != Z_STREAM_END)
-        return qf_fail(f, -EIO, "RAM block \"%s\": compressing page at "
-                       "0x%" PRIx64 " failed", sb->name, offset);
+        return qfile_fail(f, -EIO,
+                          "RAM block \"%s\": compressing page at "
+                          "0x%" PRIx64 " failed",
+                          sb->name, offset);
     put_header(s, f, sb, offset, RAM_FLAG_COMPRESS_PAGE);
-    qf_put_be32(f, (uint32_t)s->zs.total_out);
-    qf_put_buf(f, s->zbuf, s->zs.total_out);
+    qfile_put_be32(f, (uint32_t)s->zs.total_out);
+    qfile_put_buf(f, s->zbuf, s->zs.total_out);
     st->compressed_pages++;
     return 1;
 }
@@ -293,7 +295,7 @@ static int save_page(ram_saver *s, qfile *f, const struct sblock *sb,
 
     if (ram_page_is_zero(page)) {
         put_header(s, f, sb, offset, RAM_FLAG_ZERO);
-        qf_put_u8(f, 0);
+        qfile_put_u8(f, 0);
         st->zero_pages++;
         if (s->cache.slots && (copy = cache_find(&s->cache, sb->first + p)))
             memset(copy, 0, RAM_PAGE_SIZE);
@@ -308,7 +310,7 @@ static int save_page(ram_saver *s, qfile *f, const struct sblock *sb,
         cache_insert(&s->cache, sb->first + p, page);
         return put_plain(s, f, sb, offset, page, st);
     }
-    n = xbz_encode(copy, page, RAM_PAGE_SIZE, s->delta, RAM_PAGE_SIZE);
+    n = xbzrle_encode(copy, page, RAM_PAGE_SIZE, s->delta, RAM_PAGE_SIZE);
     if (n == 0) {
         st->unchanged_pages++;
         return 0;
@@ -319,9 +321,9 @@ static int save_page(ram_saver *s, qfile *f, const struct sblock *sb,
         return put_plain(s, f, sb, offset, page, st);
     }
     put_header(s, f, sb, offset, RAM_FLAG_XBZRLE);
-    qf_put_u8(f, RAM_XBZRLE_ENCODING);
-    qf_put_be16(f, (uint16_t)n);
-    qf_put_buf(f, s->delta, (size_t)n);
+    qfile_put_u8(f, RAM_XBZRLE_ENCODING);
+    qfile_put_be16(f, (uint16_t)n);
+    qfile_put_buf(f, s->delta, (size_t)n);
     st->xbzrle_pages++;
     return 1;
 }
@@ -347,7 +349,7 @@ int64_t ram_save_dirty(ram_saver *s, qfile *f, uint64_t max_pages,
 {
     ram_save_stats local;
     ram_save_stats *st = stats ? stats : &local;
-    uint64_t start = qf_tell(f);
+    uint64_t start = qfile_tell(f);
     uint64_t written = 0;
     bool stopped = false;
     int err = 0;
@@ -376,17 +378,17 @@ int64_t ram_save_dirty(ram_saver *s, qfile *f, uint64_t max_pages,
                 __atomic_fetch_and(&sb->b.dirty[w], ~(1UL << bit),
                                    __ATOMIC_ACQ_REL);
                 r = save_page(s, f, sb, (uint64_t)w * LONG_BITS + bit, st);
-                err = r < 0 ? r : qf_error(f);
+                err = r < 0 ? r : qfile_error(f);
                 if (err)
                     break;
                 written += (uint64_t)r;
             }
         }
     }
-    qf_put_be64(f, RAM_FLAG_EOS);
-    st->bytes = qf_tell(f) - start;
-    st->remaining = stopped || qf_error(f) ? count_dirty(s) : 0;
-    err = qf_error(f);
+    qfile_put_be64(f, RAM_FLAG_EOS);
+    st->bytes = qfile_tell(f) - start;
+    st->remaining = stopped || qfile_error(f) ? count_dirty(s) : 0;
+    err = qfile_error(f);
     return err < 0 ? err : (int64_t)written;
 }
 
@@ -406,7 +408,7 @@ struct lblock {
  */
 struct ram_loader {
     bool inspect;
-    struct lblock *cur[SV_PASS_APPLY + 1];  /* indexed by sv_pass */
+    struct lblock *cur[SAVEVM_PASS_APPLY + 1];  /* indexed by savevm_pass */
     struct lblock **blocks;
     size_t n, cap;
     bool inflating;
@@ -530,38 +532,45 @@ static int load_mem_size(ram_loader *l, qfile *f, uint64_t total)
         uint64_t length;
         struct lblock *lb;
 
-        qf_get_str(f, name);
-        length = qf_get_be64(f);
-        if (qf_error(f))
-            return qf_error(f);
+        qfile_get_str(f, name);
+        length = qfile_get_be64(f);
+        if (qfile_error(f))
+            return qfile_error(f);
         if (length == 0 || (length & FLAGS_MASK) || length > left)
-            return qf_fail(f, -EINVAL, "RAM block list: block \"%s\" has "
-                           "length 0x%" PRIx64 ", which does not fit the "
-                           "total 0x%" PRIx64, name, length, total);
+            return qfile_fail(f, -EINVAL,
+                              "RAM block list: block \"%s\" has "
+                              "length 0x%" PRIx64 ", which does not fit the "
+                              "total 0x%" PRIx64,
+                              name, length, total);
         lb = find_block(l, name);
         if (!lb && l->inspect) {
             ram_block b = { .name = name, .length = length };
             int err = l->n < MAX_LEARNED_BLOCKS ? add_block(l, &b) : -E2BIG;
 
             if (err)
-                return qf_fail(f, err, "RAM block list: cannot add block "
-                               "\"%s\": %s", name, strerror(-err));
+                return qfile_fail(f, err,
+                                  "RAM block list: cannot add block "
+                                  "\"%s\": %s",
+                                  name, strerror(-err));
             lb = l->blocks[l->n - 1];
         }
         if (!lb)
-            return qf_fail(f, -ENOENT, "RAM block list: unknown block "
-                           "\"%s\"", name);
+            return qfile_fail(f, -ENOENT,
+                              "RAM block list: unknown block "
+                              "\"%s\"",
+                              name);
         if (lb->b.length != length)
-            return qf_fail(f, -EINVAL, "RAM block \"%s\": stream has length "
-                           "0x%" PRIx64 ", this VM 0x%" PRIx64, name, length,
-                           lb->b.length);
+            return qfile_fail(f, -EINVAL,
+                              "RAM block \"%s\": stream has length "
+                              "0x%" PRIx64 ", this VM 0x%" PRIx64,
+                              name, length, lb->b.length);
         left -= length;
     }
     return 0;
 }
 
 /* Resolves a page record's block and offset. */
-static int find_dest(ram_loader *l, qfile *f, uint64_t hdr, sv_pass pass,
+static int find_dest(ram_loader *l, qfile *f, uint64_t hdr, savevm_pass pass,
                      struct dest *d)
 {
     uint64_t offset = hdr & ~FLAGS_MASK;
@@ -569,28 +578,33 @@ static int find_dest(ram_loader *l, qfile *f, uint64_t hdr, sv_pass pass,
 
     if (hdr & RAM_FLAG_CONTINUE) {
         if (!*cur)
-            return qf_fail(f, -EINVAL, "RAM page at 0x%" PRIx64 " continues "
-                           "a block, but no block was named before it",
-                           offset);
+            return qfile_fail(f, -EINVAL,
+                              "RAM page at 0x%" PRIx64 " continues "
+                              "a block, but no block was named before it",
+                              offset);
     } else {
         char name[256];
 
-        qf_get_str(f, name);
-        if (qf_error(f))
-            return qf_error(f);
+        qfile_get_str(f, name);
+        if (qfile_error(f))
+            return qfile_error(f);
         *cur = find_block(l, name);
         if (!*cur)
-            return qf_fail(f, -ENOENT, "RAM page at 0x%" PRIx64 " is for "
-                           "unknown block \"%s\"", offset, name);
+            return qfile_fail(f, -ENOENT,
+                              "RAM page at 0x%" PRIx64 " is for "
+                              "unknown block \"%s\"",
+                              offset, name);
     }
     if (offset >= (*cur)->b.length)
-        return qf_fail(f, -ERANGE, "RAM block \"%s\": page offset 0x%" PRIx64
-                       " is outside the block (length 0x%" PRIx64 ")",
-                       (*cur)->name, offset, (*cur)->b.length);
+        return qfile_fail(f, -ERANGE,
+                          "RAM block \"%s\": page offset 0x%" PRIx64
+                          " is outside the block (length 0x%" PRIx64 ")",
+                          (*cur)->name, offset, (*cur)->b.length);
     d->lb = *cur;
     d->offset = offset;
-    d->page = pass == SV_PASS_APPLY && !l->inspect ? (*cur)->b.host + offset
-                                                   : NULL;
+    d->page = pass == SAVEVM_PASS_APPLY && !l->inspect
+                  ? (*cur)->b.host + offset
+                  : NULL;
     return 0;
 }
 
@@ -631,54 +645,61 @@ static int inflate_page(ram_loader *l, const uint8_t *in, uint32_t len,
 static int load_compressed(ram_loader *l, qfile *f, const struct dest *d,
                            uint32_t *payload)
 {
-    uint32_t len = qf_get_be32(f);
+    uint32_t len = qfile_get_be32(f);
     const uint8_t *in;
     const char *why = NULL;
     int err;
 
-    if (qf_error(f))
-        return qf_error(f);
+    if (qfile_error(f))
+        return qfile_error(f);
     if (len == 0 || len > compressBound(RAM_PAGE_SIZE))
-        return qf_fail(f, -EINVAL, "RAM block \"%s\": compressed page at "
-                       "0x%" PRIx64 " has length %" PRIu32 " (1..%lu allowed)",
-                       d->lb->name, d->offset, len,
-                       (unsigned long)compressBound(RAM_PAGE_SIZE));
-    in = qf_get_ptr(f, len);
+        return qfile_fail(f, -EINVAL,
+                          "RAM block \"%s\": compressed page at "
+                          "0x%" PRIx64 " has length %" PRIu32
+                          " (1..%lu allowed)",
+                          d->lb->name, d->offset, len,
+                          (unsigned long)compressBound(RAM_PAGE_SIZE));
+    in = qfile_get_ptr(f, len);
     if (!in)
-        return qf_error(f);
+        return qfile_error(f);
     err = inflate_page(l, in, len, d->page ? d->page : l->scratch, &why);
     if (err)
-        return qf_fail(f, err, "RAM block \"%s\": compressed page at 0x%"
-                       PRIx64 ": %s", d->lb->name, d->offset, why);
+        return qfile_fail(
+            f, err, "RAM block \"%s\": compressed page at 0x%" PRIx64 ": %s",
+            d->lb->name, d->offset, why);
     *payload = len;
     return 0;
 }
 
 static int load_xbzrle(qfile *f, const struct dest *d, uint32_t *payload)
 {
-    uint8_t encoding = qf_get_u8(f);
-    uint16_t len = qf_get_be16(f);
+    uint8_t encoding = qfile_get_u8(f);
+    uint16_t len = qfile_get_be16(f);
     const uint8_t *in = NULL;
     int err;
 
-    if (qf_error(f))
-        return qf_error(f);
+    if (qfile_error(f))
+        return qfile_error(f);
     if (encoding != RAM_XBZRLE_ENCODING)
-        return qf_fail(f, -EINVAL, "RAM block \"%s\": XBZRLE page at 0x%"
-                       PRIx64 " has encoding 0x%02x, not 0x%02x",
-                       d->lb->name, d->offset, encoding, RAM_XBZRLE_ENCODING);
+        return qfile_fail(f, -EINVAL,
+                          "RAM block \"%s\": XBZRLE page at 0x%" PRIx64
+                          " has encoding 0x%02x, not 0x%02x",
+                          d->lb->name, d->offset, encoding,
+                          RAM_XBZRLE_ENCODING);
     if (len > RAM_PAGE_SIZE)
-        return qf_fail(f, -EINVAL, "RAM block \"%s\": XBZRLE page at 0x%"
-                       PRIx64 " has length %u, more than a page",
-                       d->lb->name, d->offset, len);
-    if (len && !(in = qf_get_ptr(f, len)))
-        return qf_error(f);
-    err = d->page ? xbz_decode(in, len, d->page, RAM_PAGE_SIZE)
-                  : xbz_check(in, len, RAM_PAGE_SIZE);
+        return qfile_fail(f, -EINVAL,
+                          "RAM block \"%s\": XBZRLE page at 0x%" PRIx64
+                          " has length %u, more than a page",
+                          d->lb->name, d->offset, len);
+    if (len && !(in = qfile_get_ptr(f, len)))
+        return qfile_error(f);
+    err = d->page ? xbzrle_decode(in, len, d->page, RAM_PAGE_SIZE)
+                  : xbzrle_check(in, len, RAM_PAGE_SIZE);
     if (err)
-        return qf_fail(f, err, "RAM block \"%s\": XBZRLE page at 0x%" PRIx64
-                       " is malformed or overruns the page",
-                       d->lb->name, d->offset);
+        return qfile_fail(f, err,
+                          "RAM block \"%s\": XBZRLE page at 0x%" PRIx64
+                          " is malformed or overruns the page",
+                          d->lb->name, d->offset);
     *payload = len;
     return 0;
 }
@@ -714,7 +735,7 @@ static void note_page(const struct dest *d, unsigned kind, uint32_t payload)
 
 /* One ZERO, PAGE, COMPRESS_PAGE or XBZRLE record after its header. */
 static int load_page(ram_loader *l, qfile *f, unsigned kind,
-                     const struct dest *d, sv_pass pass)
+                     const struct dest *d, savevm_pass pass)
 {
     uint32_t payload = 0;
     const uint8_t *src;
@@ -723,21 +744,22 @@ static int load_page(ram_loader *l, qfile *f, unsigned kind,
 
     switch (kind) {
     case RAM_FLAG_ZERO:
-        fill = qf_get_u8(f);
-        if (qf_error(f))
-            return qf_error(f);
+        fill = qfile_get_u8(f);
+        if (qfile_error(f))
+            return qfile_error(f);
         if (fill)
-            return qf_fail(f, -EINVAL, "RAM block \"%s\": zero page at 0x%"
-                           PRIx64 " has fill byte 0x%02x", d->lb->name,
-                           d->offset, fill);
+            return qfile_fail(f, -EINVAL,
+                              "RAM block \"%s\": zero page at 0x%" PRIx64
+                              " has fill byte 0x%02x",
+                              d->lb->name, d->offset, fill);
         /* Leaves untouched memory unallocated when it is already zero. */
         if (d->page && !ram_page_is_zero(d->page))
             memset(d->page, 0, RAM_PAGE_SIZE);
         break;
     case RAM_FLAG_PAGE:
-        src = qf_get_ptr(f, RAM_PAGE_SIZE);
+        src = qfile_get_ptr(f, RAM_PAGE_SIZE);
         if (!src)
-            return qf_error(f);
+            return qfile_error(f);
         if (d->page)
             memcpy(d->page, src, RAM_PAGE_SIZE);
         break;
@@ -748,35 +770,39 @@ static int load_page(ram_loader *l, qfile *f, unsigned kind,
         err = load_xbzrle(f, d, &payload);
         break;
     }
-    if (!err && pass == SV_PASS_APPLY)
+    if (!err && pass == SAVEVM_PASS_APPLY)
         note_page(d, kind, payload);
     return err;
 }
 
-int ram_load(ram_loader *l, qfile *f, uint32_t version, sv_pass pass)
+int ram_load(ram_loader *l, qfile *f, uint32_t version, savevm_pass pass)
 {
     if (version != RAM_SECTION_VERSION)
-        return qf_fail(f, -ENOTSUP, "RAM section version %" PRIu32 " is not "
-                       "supported (only %u)", version, RAM_SECTION_VERSION);
+        return qfile_fail(f, -ENOTSUP,
+                          "RAM section version %" PRIu32 " is not "
+                          "supported (only %u)",
+                          version, RAM_SECTION_VERSION);
     for (;;) {
-        uint64_t hdr = qf_get_be64(f);
+        uint64_t hdr = qfile_get_be64(f);
         unsigned flags = (unsigned)(hdr & FLAGS_MASK);
         unsigned kind = flags & ~(unsigned)RAM_FLAG_CONTINUE;
         struct dest d = { .lb = NULL };
         int err;
 
-        if (qf_error(f))
-            return qf_error(f);
+        if (qfile_error(f))
+            return qfile_error(f);
         if (flags & ~(unsigned)KNOWN_FLAGS)
-            return qf_fail(f, -EINVAL, "RAM record header 0x%016" PRIx64
-                           " has unknown flags 0x%x (or an unaligned offset)",
-                           hdr, flags & ~(unsigned)KNOWN_FLAGS);
+            return qfile_fail(
+                f, -EINVAL,
+                "RAM record header 0x%016" PRIx64
+                " has unknown flags 0x%x (or an unaligned offset)",
+                hdr, flags & ~(unsigned)KNOWN_FLAGS);
         switch (kind) {
         case RAM_FLAG_EOS:
             if (hdr != RAM_FLAG_EOS)
                 break;
-            if (pass == SV_PASS_APPLY)
-                l->cur[SV_PASS_VALIDATE] = l->cur[SV_PASS_APPLY];
+            if (pass == SAVEVM_PASS_APPLY)
+                l->cur[SAVEVM_PASS_VALIDATE] = l->cur[SAVEVM_PASS_APPLY];
             return 0;
         case RAM_FLAG_MEM_SIZE:
             if (flags & RAM_FLAG_CONTINUE)
@@ -798,8 +824,9 @@ int ram_load(ram_loader *l, qfile *f, uint32_t version, sv_pass pass)
         default:
             break;
         }
-        return qf_fail(f, -EINVAL, "RAM record header 0x%016" PRIx64
-                       " has an invalid combination of flags 0x%x", hdr,
-                       flags);
+        return qfile_fail(f, -EINVAL,
+                          "RAM record header 0x%016" PRIx64
+                          " has an invalid combination of flags 0x%x",
+                          hdr, flags);
     }
 }

@@ -106,7 +106,7 @@ int ram_save_setup(ram_saver *s, qfile *f);
 /*
  * Sends the dirty pages of every block in order, clearing each bit it
  * sends, then EOS.  Stops after max_pages records (0 = no limit).  Pages
- * go out with qf_put_iov(): on an fd channel, flush f before the blocks
+ * go out with qfile_put_iov(): on an fd channel, flush f before the blocks
  * change.  Returns the number of page records written, or -errno; stats
  * (may be NULL) are filled in either way.  After an error the bitmaps and
  * the XBZRLE cache no longer match what the receiver holds: mark all
@@ -146,13 +146,13 @@ void ram_loader_free(ram_loader *l);
 /*
  * Reads one ram section body, records up to and including EOS.  version
  * is the section's; only RAM_SECTION_VERSION is accepted.  A CONTINUE
- * record may refer to a block named in an earlier body, as QEMU writes.  VALIDATE
- * checks every record and decodes into scratch space, writing nothing to
- * the blocks; APPLY stores and counts.  APPLY on its own is not atomic: a
+ * record may refer to a block named in an earlier body, as QEMU writes.
+ * VALIDATE checks every record and decodes into scratch space, writing nothing
+ * to the blocks; APPLY stores and counts.  APPLY on its own is not atomic: a
  * bad record stops it part way, so run VALIDATE over the same bytes first.
  * Returns 0 or the negative errno latched on f (see docs/ram-format.md).
  */
-int ram_load(ram_loader *l, qfile *f, uint32_t version, sv_pass pass);
+int ram_load(ram_loader *l, qfile *f, uint32_t version, savevm_pass pass);
 
 /* Number of blocks the loader knows (for inspect, learned so far). */
 size_t ram_loader_nblocks(const ram_loader *l);

@@ -16,37 +16,37 @@
 
 #include "checkpoint/qfile.h"
 
-typedef enum rp_type {
-    RP_SHUT = 1,            /* be32: 0 a clean stop, else an error */
-    RP_PONG = 2,            /* be32: the PING's value */
-    RP_ACK = 0x7f01,        /* be64: checkpoint id applied */
-    RP_NACK = 0x7f02,       /* be64: checkpoint id refused; then a message */
-    RP_HEARTBEAT = 0x7f03,  /* be64: the receiver's sequence number */
-} rp_type;
+typedef enum retpath_type {
+    RETPATH_SHUT = 1,      /* be32: 0 a clean stop, else an error */
+    RETPATH_PONG = 2,      /* be32: the PING's value */
+    RETPATH_ACK = 0x7f01,  /* be64: checkpoint id applied */
+    RETPATH_NACK = 0x7f02, /* be64: checkpoint id refused; then a message */
+    RETPATH_HEARTBEAT = 0x7f03, /* be64: the receiver's sequence number */
+} retpath_type;
 
-#define RP_MSG_MAX 1024     /* longest payload ftvm sends or accepts */
+#define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
 
-typedef struct rp_msg {
-    rp_type type;
+typedef struct retpath_msg {
+    retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
     uint64_t value64;       /* ACK, NACK, HEARTBEAT */
-    char text[RP_MSG_MAX];  /* NACK's reason, NUL-terminated */
-} rp_msg;
+    char text[RETPATH_MSG_MAX]; /* NACK's reason, NUL-terminated */
+} retpath_msg;
 
-void rp_put(qfile *f, const rp_msg *m);
-void rp_put_ack(qfile *f, uint64_t id);
-void rp_put_nack(qfile *f, uint64_t id, const char *why);
-void rp_put_heartbeat(qfile *f, uint64_t seq);
-void rp_put_shut(qfile *f, uint32_t code);
+void retpath_put(qfile *f, const retpath_msg *m);
+void retpath_put_ack(qfile *f, uint64_t id);
+void retpath_put_nack(qfile *f, uint64_t id, const char *why);
+void retpath_put_heartbeat(qfile *f, uint64_t seq);
+void retpath_put_shut(qfile *f, uint32_t code);
 
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when
  * more bytes are needed, or -EINVAL for an unknown type or a bad length
  * (with a message in err).
  */
-int rp_parse(const uint8_t *buf, size_t len, rp_msg *out, char *err,
-             size_t errlen);
+int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
+                  size_t errlen);
 
-const char *rp_type_name(uint16_t type);
+const char *retpath_type_name(uint16_t type);
 
 #endif

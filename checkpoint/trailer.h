@@ -20,32 +20,32 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 
-#define CKT_IDSTR "ftvm-ckpt"
-#define CKT_VERSION 1u
+#define TRAILER_IDSTR "ftvm-ckpt"
+#define TRAILER_VERSION 1u
 
-typedef struct ckt_info {
+typedef struct trailer_info {
     uint64_t id;
     uint64_t covered;   /* bytes the sum covers, from the stream's start */
     uint32_t crc;
-} ckt_info;
+} trailer_info;
 
 /*
  * Writes the trailer as a FULL section with its footer.  f must have had
- * qf_crc_start() called at its first byte.
+ * qfile_crc_start() called at its first byte.
  */
-void ckt_put(qfile *f, uint32_t section_id, uint64_t id);
+void trailer_put(qfile *f, uint32_t section_id, uint64_t id);
 
 /*
  * Reads a trailer's body (the loader has read its header) and checks it
  * against f's running sum, which must have started at the stream's first
  * byte.  0, or -EBADMSG / -EINVAL latched on f with a message.
  */
-int ckt_load(qfile *f, const sv_section *sec, ckt_info *out);
+int trailer_load(qfile *f, const savevm_section *sec, trailer_info *out);
 /*
  * Reads a trailer's body without checking the sum: for the apply pass of
  * a package, whose sum its validate pass checked (savevm.h).
  */
-int ckt_skip(qfile *f, const sv_section *sec);
+int trailer_skip(qfile *f, const savevm_section *sec);
 
 /*
  * The package header: the first section of every replication package,
@@ -55,16 +55,16 @@ int ckt_skip(qfile *f, const sv_section *sec);
  * Body (big-endian): u64 checkpoint id, u64 base id (0: the package needs
  * no earlier state, e.g. a full resend), u32 flags (0).
  */
-#define CKT_PKG_IDSTR "ftvm-pkg"
-#define CKT_PKG_VERSION 1u
+#define TRAILER_PKG_IDSTR "ftvm-pkg"
+#define TRAILER_PKG_VERSION 1u
 
-typedef struct ckt_pkg {
+typedef struct trailer_pkg {
     uint64_t id;
     uint64_t base;
     uint32_t flags;
-} ckt_pkg;
+} trailer_pkg;
 
-void ckt_put_pkg(qfile *f, uint32_t section_id, const ckt_pkg *p);
-int ckt_load_pkg(qfile *f, const sv_section *sec, ckt_pkg *out);
+void trailer_put_pkg(qfile *f, uint32_t section_id, const trailer_pkg *p);
+int trailer_load_pkg(qfile *f, const savevm_section *sec, trailer_pkg *out);
 
 #endif

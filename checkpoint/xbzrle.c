@@ -74,7 +74,7 @@ static size_t diff_run(const uint8_t *a, const uint8_t *b, size_t i,
     return i - start;
 }
 
-/* Callers guarantee v <= XBZ_MAX_LEN, so two bytes always suffice. */
+/* Callers guarantee v <= XBZRLE_MAX_LEN, so two bytes always suffice. */
 static size_t put_uleb(uint8_t *out, size_t v)
 {
     if (v < 0x80) {
@@ -86,12 +86,12 @@ static size_t put_uleb(uint8_t *out, size_t v)
     return 2;
 }
 
-int xbz_encode(const uint8_t *old, const uint8_t *new, size_t len,
-               uint8_t *out, size_t out_max)
+int xbzrle_encode(const uint8_t *old, const uint8_t *new, size_t len,
+                  uint8_t *out, size_t out_max)
 {
     size_t i = 0, d = 0;
 
-    if (len > XBZ_MAX_LEN)
+    if (len > XBZRLE_MAX_LEN)
         return -1;
     while (i < len) {
         size_t skip, count;
@@ -169,13 +169,13 @@ static int walk(const uint8_t *in, size_t in_len, uint8_t *page,
     return 0;
 }
 
-int xbz_decode(const uint8_t *in, size_t in_len, uint8_t *page,
-               size_t page_len)
+int xbzrle_decode(const uint8_t *in, size_t in_len, uint8_t *page,
+                  size_t page_len)
 {
     return walk(in, in_len, page, page_len);
 }
 
-int xbz_check(const uint8_t *in, size_t in_len, size_t page_len)
+int xbzrle_check(const uint8_t *in, size_t in_len, size_t page_len)
 {
     return walk(in, in_len, NULL, page_len);
 }

@@ -15,25 +15,25 @@ typedef struct entry {
     uint32_t instance_id;
     uint32_t section_id;
     int priority;
-    const vms_desc *desc;       /* device state, or NULL for live state */
+    const vmstate_desc *desc;       /* device state, or NULL for live state */
     void *obj;
-    const reg_live_ops *live;
+    const registry_live_ops *live;
     void *opaque;
     bool live_done;             /* save_iterate said it has no more */
 } entry;
 
-struct reg_registry {
+struct registry {
     entry *entries;             /* registration order: index = section id */
     size_t *order;              /* save order, indices into entries */
     size_t n, cap;
 };
 
-reg_registry *reg_new(void)
+registry *registry_new(void)
 {
-    return calloc(1, sizeof(reg_registry));
+    return calloc(1, sizeof(registry));
 }
 
-void reg_free(reg_registry *r)
+void registry_free(registry *r)
 {
     if (!r)
         return;
@@ -42,19 +42,19 @@ void reg_free(reg_registry *r)
     free(r);
 }
 
-size_t reg_count(const reg_registry *r)
+size_t registry_count(const registry *r)
 {
     return r->n;
 }
 
-uint32_t reg_instance_id(const reg_registry *r, int section_id)
+uint32_t registry_instance_id(const registry *r, int section_id)
 {
     if (section_id < 0 || (size_t)section_id >= r->n)
-        return REG_INSTANCE_AUTO;
+        return REGISTRY_INSTANCE_AUTO;
     return r->entries[section_id].instance_id;
 }
 
-static entry *find(reg_registry *r, const char *idstr, uint32_t instance_id)
+static entry *find(registry *r, const char *idstr, uint32_t instance_id)
 {
     for (size_t i = 0; i < r->n; i++)
         if (r->entries[i].instance_id == instance_id &&
@@ -63,7 +63,7 @@ static entry *find(reg_registry *r, const char *idstr, uint32_t instance_id)
     return NULL;
 }
 
-static uint32_t next_instance(reg_registry *r, const char *idstr)
+static uint32_t next_instance(registry *r, const char *idstr)
 {
     uint32_t next = 0;
 
@@ -74,7 +74,7 @@ static uint32_t next_instance(reg_registry *r, const char *idstr)
     return next;
 }
 
-static int add(reg_registry *r, const entry *e)
+static int add(registry *r, const entry *e)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 16;
@@ -102,14 +102,14 @@ static int add(reg_registry *r, const entry *e)
     return (int)id;
 }
 
-static int fill_names(reg_registry *r, entry *e, const char *idstr,
+static int fill_names(registry *r, entry *e, const char *idstr,
                       uint32_t instance_id)
 {
     if (!idstr || !*idstr)
         return -EINVAL;
     if (strlen(idstr) > 255)
         return -ENAMETOOLONG;
-    if (instance_id == REG_INSTANCE_AUTO)
+    if (instance_id == REGISTRY_INSTANCE_AUTO)
         instance_id = next_instance(r, idstr);
     if (find(r, idstr, instance_id))
         return -EEXIST;
@@ -118,19 +118,19 @@ static int fill_names(reg_registry *r, entry *e, const char *idstr,
     return 0;
 }
 
-int reg_add_device(reg_registry *r, const char *idstr, uint32_t instance_id,
-                   int priority, const vms_desc *d, void *obj)
+int registry_add_device(registry *r, const char *idstr, uint32_t instance_id,
+                        int priority, const vmstate_desc *d, void *obj)
 {
     entry e = { .priority = priority, .desc = d, .obj = obj };
 
-    if (!d || !obj || vms_desc_verify(d, NULL, 0) < 0)
+    if (!d || !obj || vmstate_desc_verify(d, NULL, 0) < 0)
         return -EINVAL;
     int rc = fill_names(r, &e, idstr, instance_id);
     return rc < 0 ? rc : add(r, &e);
 }
 
-int reg_add_live(reg_registry *r, const char *idstr, uint32_t instance_id,
-                 int priority, const reg_live_ops *ops, void *opaque)
+int registry_add_live(registry *r, const char *idstr, uint32_t instance_id,
+                      int priority, const registry_live_ops *ops, void *opaque)
 {
     entry e = { .priority = priority, .live = ops, .opaque = opaque };
 
@@ -144,12 +144,12 @@ int reg_add_live(reg_registry *r, const char *idstr, uint32_t instance_id,
 /* ---- saving ---- */
 
 /* The i-th entry in save order. */
-static entry *nth(reg_registry *r, size_t i)
+static entry *nth(registry *r, size_t i)
 {
     return &r->entries[r->order[i]];
 }
 
-int reg_save_devices(reg_registry *r, qfile *f, json_t *vmdesc_devices)
+int registry_save_devices(registry *r, qfile *f, json_t *vmdesc_devices)
 {
     for (size_t i = 0; i < r->n; i++) {
         entry *e = nth(r, i);
@@ -160,50 +160,54 @@ int reg_save_devices(reg_registry *r, qfile *f, json_t *vmdesc_devices)
             jdev = vmdesc_add_device(vmdesc_devices, e->idstr,
                                      e->instance_id);
             if (!jdev)
-                return qf_fail(f, -ENOMEM, "no memory for the VM "
-                               "description of '%s'", e->idstr);
+                return qfile_fail(f, -ENOMEM,
+                                  "no memory for the VM "
+                                  "description of '%s'",
+                                  e->idstr);
         }
-        sv_put_section_start(f, SV_SECTION_FULL, e->section_id, e->idstr,
-                             e->instance_id, e->desc->version);
-        if (vms_save(f, e->desc, e->obj, jdev) < 0)
+        savevm_put_section_start(f, SAVEVM_SECTION_FULL, e->section_id,
+                                 e->idstr, e->instance_id, e->desc->version);
+        if (vmstate_save(f, e->desc, e->obj, jdev) < 0)
             break;
-        sv_put_footer(f, e->section_id);
+        savevm_put_footer(f, e->section_id);
     }
-    return qf_error(f);
+    return qfile_error(f);
 }
 
 /* Wraps a live callback's body in its section header and footer. */
-static int live_section(qfile *f, entry *e, sv_type type,
+static int live_section(qfile *f, entry *e, savevm_type type,
                         int (*body)(qfile *, void *))
 {
-    if (type == SV_SECTION_START)
-        sv_put_section_start(f, type, e->section_id, e->idstr,
-                             e->instance_id, e->live->version);
+    if (type == SAVEVM_SECTION_START)
+        savevm_put_section_start(f, type, e->section_id, e->idstr,
+                                 e->instance_id, e->live->version);
     else
-        sv_put_section_part(f, type, e->section_id);
+        savevm_put_section_part(f, type, e->section_id);
     int rc = body(f, e->opaque);
     if (rc < 0)
-        return qf_fail(f, rc, "'%s' instance %" PRIu32 ": saving its %s "
-                       "failed", e->idstr, e->instance_id, sv_type_name(type));
-    sv_put_footer(f, e->section_id);
-    int err = qf_error(f);
+        return qfile_fail(f, rc,
+                          "'%s' instance %" PRIu32 ": saving its %s "
+                          "failed",
+                          e->idstr, e->instance_id, savevm_type_name(type));
+    savevm_put_footer(f, e->section_id);
+    int err = qfile_error(f);
     return err < 0 ? err : rc;
 }
 
-int reg_save_setup(reg_registry *r, qfile *f)
+int registry_save_setup(registry *r, qfile *f)
 {
     for (size_t i = 0; i < r->n; i++) {
         entry *e = nth(r, i);
         if (!e->live)
             continue;
         e->live_done = false;
-        if (live_section(f, e, SV_SECTION_START, e->live->save_setup) < 0)
+        if (live_section(f, e, SAVEVM_SECTION_START, e->live->save_setup) < 0)
             break;
     }
-    return qf_error(f);
+    return qfile_error(f);
 }
 
-int reg_save_iterate(reg_registry *r, qfile *f)
+int registry_save_iterate(registry *r, qfile *f)
 {
     /*
      * Everyone caught up at the last call: a new call asks for another
@@ -222,7 +226,7 @@ int reg_save_iterate(reg_registry *r, qfile *f)
         entry *e = nth(r, i);
         if (!e->live || e->live_done || !e->live->save_iterate)
             continue;
-        int rc = live_section(f, e, SV_SECTION_PART, e->live->save_iterate);
+        int rc = live_section(f, e, SAVEVM_SECTION_PART, e->live->save_iterate);
         if (rc < 0)
             return rc;
         if (rc == 0)
@@ -232,80 +236,85 @@ int reg_save_iterate(reg_registry *r, qfile *f)
     return 1;
 }
 
-int reg_save_complete(reg_registry *r, qfile *f)
+int registry_save_complete(registry *r, qfile *f)
 {
     for (size_t i = 0; i < r->n; i++) {
         entry *e = nth(r, i);
         if (!e->live)
             continue;
-        if (live_section(f, e, SV_SECTION_END, e->live->save_complete) < 0)
+        if (live_section(f, e, SAVEVM_SECTION_END, e->live->save_complete) < 0)
             break;
     }
-    return qf_error(f);
+    return qfile_error(f);
 }
 
-int reg_save_stream(reg_registry *r, qfile *f)
+int registry_save_stream(registry *r, qfile *f)
 {
     json_t *vmdesc = vmdesc_new(VMDESC_PAGE_SIZE);
 
     if (!vmdesc)
-        return qf_fail(f, -ENOMEM, "no memory for the VM description");
-    sv_put_header(f);
-    if (reg_save_setup(r, f) == 0 && reg_save_complete(r, f) == 0 &&
-        reg_save_devices(r, f, vmdesc_devices(vmdesc)) == 0) {
-        sv_put_eof(f);
+        return qfile_fail(f, -ENOMEM, "no memory for the VM description");
+    savevm_put_header(f);
+    if (registry_save_setup(r, f) == 0 && registry_save_complete(r, f) == 0 &&
+        registry_save_devices(r, f, vmdesc_devices(vmdesc)) == 0) {
+        savevm_put_eof(f);
         size_t len;
         char *json = vmdesc_dump(vmdesc, &len);
         if (!json || len > UINT32_MAX)
-            qf_fail(f, -ENOMEM, "cannot encode the VM description");
+            qfile_fail(f, -ENOMEM, "cannot encode the VM description");
         else
-            sv_put_vmdesc(f, json, (uint32_t)len);
+            savevm_put_vmdesc(f, json, (uint32_t)len);
         free(json);
     }
     json_decref(vmdesc);
-    return qf_error(f);
+    return qfile_error(f);
 }
 
 /* ---- loading ---- */
 
-static int load_section(void *opaque, qfile *f, const sv_section *sec,
-                        sv_pass pass)
+static int load_section(void *opaque, qfile *f, const savevm_section *sec,
+                        savevm_pass pass)
 {
-    reg_registry *r = opaque;
+    registry *r = opaque;
     entry *e = find(r, sec->idstr, sec->instance_id);
 
     if (!e)
-        return qf_fail(f, -ENOENT, "unknown section '%s' instance %" PRIu32,
-                       sec->idstr, sec->instance_id);
+        return qfile_fail(f, -ENOENT, "unknown section '%s' instance %" PRIu32,
+                          sec->idstr, sec->instance_id);
 
     uint32_t newest = e->desc ? e->desc->version : e->live->version;
     uint32_t oldest = e->desc ? e->desc->minimum_version
                               : e->live->minimum_version;
     if (sec->version_id > newest)
-        return qf_fail(f, -ENOTSUP, "section '%s' instance %" PRIu32
-                       ": version %" PRIu32 " is newer than %" PRIu32
-                       ", the newest this build reads", sec->idstr,
-                       sec->instance_id, sec->version_id, newest);
+        return qfile_fail(
+            f, -ENOTSUP,
+            "section '%s' instance %" PRIu32 ": version %" PRIu32
+            " is newer than %" PRIu32 ", the newest this build reads",
+            sec->idstr, sec->instance_id, sec->version_id, newest);
     if (sec->version_id < oldest)
-        return qf_fail(f, -ENOTSUP, "section '%s' instance %" PRIu32
-                       ": version %" PRIu32 " is older than %" PRIu32
-                       ", the oldest this build reads", sec->idstr,
-                       sec->instance_id, sec->version_id, oldest);
+        return qfile_fail(
+            f, -ENOTSUP,
+            "section '%s' instance %" PRIu32 ": version %" PRIu32
+            " is older than %" PRIu32 ", the oldest this build reads",
+            sec->idstr, sec->instance_id, sec->version_id, oldest);
 
     if (e->live) {
         int rc = e->live->load(f, e->opaque, sec->version_id, pass);
         if (rc < 0)
-            return qf_fail(f, rc, "section '%s' instance %" PRIu32
-                           ": loading failed", sec->idstr, sec->instance_id);
-        return qf_error(f);
+            return qfile_fail(
+                f, rc, "section '%s' instance %" PRIu32 ": loading failed",
+                sec->idstr, sec->instance_id);
+        return qfile_error(f);
     }
-    if (sec->type != SV_SECTION_FULL)
-        return qf_fail(f, -EINVAL, "section '%s' instance %" PRIu32 " is "
-                       "device state, but came as %s", sec->idstr,
-                       sec->instance_id, sv_type_name(sec->type));
-    return vms_load(f, e->desc, e->obj, sec->version_id, pass);
+    if (sec->type != SAVEVM_SECTION_FULL)
+        return qfile_fail(f, -EINVAL,
+                          "section '%s' instance %" PRIu32 " is "
+                          "device state, but came as %s",
+                          sec->idstr, sec->instance_id,
+                          savevm_type_name(sec->type));
+    return vmstate_load(f, e->desc, e->obj, sec->version_id, pass);
 }
 
-const sv_target_ops reg_target_ops = {
+const savevm_target_ops registry_target_ops = {
     .section = load_section,
 };

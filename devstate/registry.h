@@ -19,15 +19,15 @@
 #include "checkpoint/savevm.h"
 #include "devstate/vmstate.h"
 
-typedef struct reg_registry reg_registry;
+typedef struct registry registry;
 
 /* Pass as instance_id to take the next free instance of that id string. */
-#define REG_INSTANCE_AUTO UINT32_MAX
+#define REGISTRY_INSTANCE_AUTO UINT32_MAX
 
 /* Priorities: state that others' loading depends on goes first. */
 enum {
-    REG_PRIO_DEFAULT = 0,
-    REG_PRIO_RAM = 100,
+    REGISTRY_PRIO_DEFAULT = 0,
+    REGISTRY_PRIO_RAM = 100,
 };
 
 /*
@@ -35,7 +35,7 @@ enum {
  * footer, which the registry writes) and returns 0 or a negative errno,
  * with the message latched on f.
  */
-typedef struct reg_live_ops {
+typedef struct registry_live_ops {
     uint32_t version;           /* written in START sections */
     uint32_t minimum_version;   /* oldest a load accepts */
     /* The START body: what the other side needs before any data. */
@@ -44,28 +44,29 @@ typedef struct reg_live_ops {
     int (*save_iterate)(qfile *f, void *opaque);
     /* The END body, written with the VM paused: the rest. */
     int (*save_complete)(qfile *f, void *opaque);
-    /* Any of its sections' bodies, in either pass (see sv_pass). */
-    int (*load)(qfile *f, void *opaque, uint32_t version, sv_pass pass);
-} reg_live_ops;
+    /* Any of its sections' bodies, in either pass (see savevm_pass). */
+    int (*load)(qfile *f, void *opaque, uint32_t version, savevm_pass pass);
+} registry_live_ops;
 
-reg_registry *reg_new(void);
-void reg_free(reg_registry *r);
+registry *registry_new(void);
+void registry_free(registry *r);
 
 /*
  * Registers device state.  idstr is at most 255 bytes; d is checked with
- * vms_desc_verify (call it yourself for the reason of an -EINVAL).
+ * vmstate_desc_verify (call it yourself for the reason of an -EINVAL).
  * Returns the section id (>= 0), or -EINVAL, -EEXIST (idstr and instance
  * taken), -ENAMETOOLONG, -ENOMEM.
  */
-int reg_add_device(reg_registry *r, const char *idstr, uint32_t instance_id,
-                   int priority, const vms_desc *d, void *obj);
-/* Registers live state; the same returns as reg_add_device. */
-int reg_add_live(reg_registry *r, const char *idstr, uint32_t instance_id,
-                 int priority, const reg_live_ops *ops, void *opaque);
+int registry_add_device(registry *r, const char *idstr, uint32_t instance_id,
+                        int priority, const vmstate_desc *d, void *obj);
+/* Registers live state; the same returns as registry_add_device. */
+int registry_add_live(registry *r, const char *idstr, uint32_t instance_id,
+                      int priority, const registry_live_ops *ops,
+                      void *opaque);
 
 /* Registered entries, and the instance id an entry got (for AUTO). */
-size_t reg_count(const reg_registry *r);
-uint32_t reg_instance_id(const reg_registry *r, int section_id);
+size_t registry_count(const registry *r);
+uint32_t registry_instance_id(const registry *r, int section_id);
 
 /* ---- saving ---- */
 
@@ -73,10 +74,10 @@ uint32_t reg_instance_id(const reg_registry *r, int section_id);
  * Each device entry as a SECTION_FULL.  When vmdesc_devices (a JSON array)
  * is given, a VM description object is appended for each.
  */
-int reg_save_devices(reg_registry *r, qfile *f, json_t *vmdesc_devices);
+int registry_save_devices(registry *r, qfile *f, json_t *vmdesc_devices);
 
 /* Each live entry's START section. */
-int reg_save_setup(reg_registry *r, qfile *f);
+int registry_save_setup(registry *r, qfile *f);
 /*
  * One round of PART sections: entries in order, stopping after the first
  * that still has more to send.  Returns 1 when every entry is done, 0 when
@@ -84,19 +85,20 @@ int reg_save_setup(reg_registry *r, qfile *f);
  * returned 1 starts another round with every entry (a running guest keeps
  * dirtying memory, so a caller may want a further pass).
  */
-int reg_save_iterate(reg_registry *r, qfile *f);
+int registry_save_iterate(registry *r, qfile *f);
 /* Each live entry's END section. */
-int reg_save_complete(reg_registry *r, qfile *f);
+int registry_save_complete(registry *r, qfile *f);
 
 /*
  * A whole snapshot: header, live entries' START then END sections, device
  * sections, EOF, then the VM description JSON.
  */
-int reg_save_stream(reg_registry *r, qfile *f);
+int registry_save_stream(registry *r, qfile *f);
 
 /* ---- loading ---- */
 
-/* Pass the registry as opaque: sv_loader_new(&reg_target_ops, r, ...). */
-extern const sv_target_ops reg_target_ops;
+/* Pass the registry as opaque: savevm_loader_new(&registry_target_ops, r,
+ * ...). */
+extern const savevm_target_ops registry_target_ops;
 
 #endif

@@ -91,9 +91,9 @@ static int dec_fail(dec *d, int err, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (d->path_len)
-        return qf_fail(d->f, err, "device '%s' field '%s': %s", d->device,
-                       d->path, msg);
-    return qf_fail(d->f, err, "device '%s': %s", d->device, msg);
+        return qfile_fail(d->f, err, "device '%s' field '%s': %s", d->device,
+                          d->path, msg);
+    return qfile_fail(d->f, err, "device '%s': %s", d->device, msg);
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -128,13 +128,13 @@ static bool dec_read(dec *d, void *buf, size_t len)
     uint8_t *p = buf;
 
     for (size_t i = 0; i < len; i++) {
-        if (qf_peek_u8(d->f) < 0) {
+        if (qfile_peek_u8(d->f) < 0) {
             memset(p + i, 0, len - i);
             dec_fail(d, -ENODATA, "the stream ends %zu bytes into its %zu",
                      i, len);
             return false;
         }
-        p[i] = qf_get_u8(d->f);
+        p[i] = qfile_get_u8(d->f);
     }
     return true;
 }
@@ -210,7 +210,7 @@ static json_t *read_hex(dec *d, uint64_t len)
     size_t shown = len <= HEX_FULL ? (size_t)len : HEX_HEAD;
     size_t o = 0;
 
-    while (done < len && !qf_error(d->f)) {
+    while (done < len && !qfile_error(d->f)) {
         size_t n = len - done < sizeof(chunk) ? (size_t)(len - done)
                                               : sizeof(chunk);
         dec_read(d, chunk, n);
@@ -245,12 +245,12 @@ static json_t *read_struct(dec *d, const json_t *fdesc, json_int_t size)
         return NULL;
     }
     json_t *obj = json_object();
-    uint64_t start = qf_tell(d->f);
+    uint64_t start = qfile_tell(d->f);
     if (!obj || decode_struct(d, sdesc, obj, false) < 0) {
         json_decref(obj);
         return NULL;
     }
-    uint64_t used = qf_tell(d->f) - start;
+    uint64_t used = qfile_tell(d->f) - start;
     if (size >= 0 && used != (uint64_t)size) {
         dec_fail(d, -EINVAL, "struct took %" PRIu64 " bytes, the "
                  "description says %" PRId64, used, (int64_t)size);
@@ -266,7 +266,7 @@ static json_t *read_counted_string(dec *d, json_int_t size)
     if (size < 1 || size > 256)
         return read_hex(d, size < 0 ? 0 : (uint64_t)size);
     uint8_t len = dec_u8(d);
-    if (qf_error(d->f))
+    if (qfile_error(d->f))
         return NULL;
     if (len + 1 != size) {
         dec_fail(d, -EINVAL, "string of %u bytes in a %" PRId64 "-byte "
@@ -360,7 +360,7 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
             size_t emark = path_push(d, "[%" PRId64 "]", (int64_t)i);
             json_t *e = read_value(d, fdesc, type, size);
             path_pop(d, emark);
-            if (!e || qf_error(d->f)) {
+            if (!e || qfile_error(d->f)) {
                 json_decref(e);
                 json_decref(val);
                 goto fail;
@@ -370,7 +370,7 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
     } else {
         val = read_value(d, fdesc, type, size);
     }
-    if (!val || qf_error(d->f)) {
+    if (!val || qfile_error(d->f)) {
         json_decref(val);
         goto fail;
     }
@@ -423,8 +423,8 @@ static int decode_subsection(dec *d, const json_t *subs, json_t *out)
     dec_read(d, name, len);
     name[len] = '\0';
     dec_read(d, version, sizeof(version));
-    if (qf_error(d->f))
-        return qf_error(d->f);
+    if (qfile_error(d->f))
+        return qfile_error(d->f);
 
     const json_t *sd = find_sub(subs, name);
     if (!sd)
@@ -460,8 +460,8 @@ static int decode_struct(dec *d, const json_t *sdesc, json_t *out, bool top)
             goto out;
     }
     for (i = 0; i < json_array_size(subs); i++) {
-        int next = qf_peek_u8(d->f);
-        if (next != SV_SUBSECTION) {
+        int next = qfile_peek_u8(d->f);
+        if (next != SAVEVM_SUBSECTION) {
             const char *n = json_string_value(
                 json_object_get(json_array_get(subs, i), "vmsd_name"));
             if (next < 0)
@@ -476,11 +476,11 @@ static int decode_struct(dec *d, const json_t *sdesc, json_t *out, bool top)
         if (rc < 0)
             goto out;
     }
-    if (top && qf_peek_u8(d->f) == SV_SUBSECTION)
+    if (top && qfile_peek_u8(d->f) == SAVEVM_SUBSECTION)
         rc = decode_subsection(d, NULL, out);
 out:
     d->depth--;
-    return rc < 0 ? rc : qf_error(d->f);
+    return rc < 0 ? rc : qfile_error(d->f);
 }
 
 int vmdesc_decode(qfile *f, const json_t *device_desc, json_t **values)
@@ -492,11 +492,13 @@ int vmdesc_decode(qfile *f, const json_t *device_desc, json_t **values)
 
     *values = NULL;
     if (!out)
-        return qf_fail(f, -ENOMEM, "device '%s': out of memory", d.device);
+        return qfile_fail(f, -ENOMEM, "device '%s': out of memory", d.device);
     if (!json_is_object(device_desc)) {
         json_decref(out);
-        return qf_fail(f, -EINVAL, "device '%s': description is not an "
-                       "object", d.device);
+        return qfile_fail(f, -EINVAL,
+                          "device '%s': description is not an "
+                          "object",
+                          d.device);
     }
     int rc = decode_struct(&d, device_desc, out, true);
     if (rc < 0) {
@@ -516,7 +518,7 @@ json_t *vmdesc_find_at_end(const uint8_t *d, size_t len, size_t *at)
         return NULL;
     size_t lo = len > VMDESC_SEARCH ? len - VMDESC_SEARCH : 1;
     for (size_t p = len - 6; p >= lo; p--) {
-        if (d[p] == SV_VMDESCRIPTION && d[p - 1] == SV_EOF &&
+        if (d[p] == SAVEVM_VMDESCRIPTION && d[p - 1] == SAVEVM_EOF &&
             d[p + 5] == '{') {
             uint32_t n = (uint32_t)d[p + 1] << 24 |
                          (uint32_t)d[p + 2] << 16 |

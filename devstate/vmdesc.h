@@ -12,7 +12,7 @@
  *                 "subsections": [{"vmsd_name": ..., "version": ...,
  *                                  "fields": [...]}, ...]}, ...]}
  *
- * vms_save() fills each device object while it writes the section, so the
+ * vmstate_save() fills each device object while it writes the section, so the
  * description says what was written, not what could have been.
  */
 #ifndef FTVM_DEVSTATE_VMDESC_H
@@ -32,7 +32,7 @@ json_t *vmdesc_new(uint32_t page_size);
 json_t *vmdesc_devices(const json_t *vmdesc);
 /*
  * Appends {"name": idstr, "instance_id": instance_id} to a devices array and
- * returns it (borrowed) for vms_save() to complete.
+ * returns it (borrowed) for vmstate_save() to complete.
  */
 json_t *vmdesc_add_device(json_t *devices, const char *idstr,
                           uint32_t instance_id);

@@ -33,9 +33,9 @@ static int walk_fail(walk *w, int err, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (w->path_len)
-        return qf_fail(w->f, err, "'%s' field '%s': %s", w->where, w->path,
-                       msg);
-    return qf_fail(w->f, err, "'%s': %s", w->where, msg);
+        return qfile_fail(w->f, err, "'%s' field '%s': %s", w->where, w->path,
+                          msg);
+    return qfile_fail(w->f, err, "'%s': %s", w->where, msg);
 }
 
 /* Appends to the path; returns the mark to give back to path_pop(). */
@@ -61,61 +61,93 @@ static void path_pop(walk *w, size_t mark)
     w->path[mark] = '\0';
 }
 
-static size_t push_field(walk *w, const vms_field *fd)
+static size_t push_field(walk *w, const vmstate_field *fd)
 {
     return path_push(w, w->path_len ? ".%s" : "%s", fd->name);
 }
 
-static bool is_int(vms_type t)
+static bool is_int(vmstate_type t)
 {
-    return t <= VMS_T_I64;
+    return t <= VMSTATE_T_I64;
 }
 
-static bool is_signed(vms_type t)
+static bool is_signed(vmstate_type t)
 {
-    return t >= VMS_T_I8 && t <= VMS_T_I64;
+    return t >= VMSTATE_T_I8 && t <= VMSTATE_T_I64;
 }
 
-static size_t int_width(vms_type t)
+static size_t int_width(vmstate_type t)
 {
     static const size_t width[] = {
-        [VMS_T_U8] = 1, [VMS_T_U16] = 2, [VMS_T_U32] = 4, [VMS_T_U64] = 8,
-        [VMS_T_I8] = 1, [VMS_T_I16] = 2, [VMS_T_I32] = 4, [VMS_T_I64] = 8,
-        [VMS_T_BOOL] = 1,
+        [VMSTATE_T_U8] = 1,  [VMSTATE_T_U16] = 2, [VMSTATE_T_U32] = 4,
+        [VMSTATE_T_U64] = 8, [VMSTATE_T_I8] = 1,  [VMSTATE_T_I16] = 2,
+        [VMSTATE_T_I32] = 4, [VMSTATE_T_I64] = 8, [VMSTATE_T_BOOL] = 1,
     };
-    return t <= VMS_T_BOOL ? width[t] : 0;
+    return t <= VMSTATE_T_BOOL ? width[t] : 0;
 }
 
-const char *vms_type_name(vms_type t)
+const char *vmstate_type_name(vmstate_type t)
 {
     static const char *const names[] = {
-        [VMS_T_U8] = "uint8", [VMS_T_U16] = "uint16",
-        [VMS_T_U32] = "uint32", [VMS_T_U64] = "uint64",
-        [VMS_T_I8] = "int8", [VMS_T_I16] = "int16",
-        [VMS_T_I32] = "int32", [VMS_T_I64] = "int64",
-        [VMS_T_BOOL] = "bool", [VMS_T_BUFFER] = "buffer",
-        [VMS_T_VBUFFER] = "buffer", [VMS_T_STRUCT] = "struct",
+        [VMSTATE_T_U8] = "uint8",       [VMSTATE_T_U16] = "uint16",
+        [VMSTATE_T_U32] = "uint32",     [VMSTATE_T_U64] = "uint64",
+        [VMSTATE_T_I8] = "int8",        [VMSTATE_T_I16] = "int16",
+        [VMSTATE_T_I32] = "int32",      [VMSTATE_T_I64] = "int64",
+        [VMSTATE_T_BOOL] = "bool",      [VMSTATE_T_BUFFER] = "buffer",
+        [VMSTATE_T_VBUFFER] = "buffer", [VMSTATE_T_STRUCT] = "struct",
     };
     return (size_t)t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }
 
 /* Integer members are read and written through their exact width. */
-static uint64_t mem_get_int(const void *p, vms_type t)
+static uint64_t mem_get_int(const void *p, vmstate_type t)
 {
     switch (t) {
-    case VMS_T_U8: { uint8_t v; memcpy(&v, p, 1); return v; }
-    case VMS_T_U16: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case VMS_T_U32: { uint32_t v; memcpy(&v, p, 4); return v; }
-    case VMS_T_U64: { uint64_t v; memcpy(&v, p, 8); return v; }
-    case VMS_T_I8: { int8_t v; memcpy(&v, p, 1); return (uint64_t)(int64_t)v; }
-    case VMS_T_I16: { int16_t v; memcpy(&v, p, 2); return (uint64_t)(int64_t)v; }
-    case VMS_T_I32: { int32_t v; memcpy(&v, p, 4); return (uint64_t)(int64_t)v; }
-    case VMS_T_I64: { int64_t v; memcpy(&v, p, 8); return (uint64_t)v; }
+    case VMSTATE_T_U8: {
+        uint8_t v;
+        memcpy(&v, p, 1);
+        return v;
+    }
+    case VMSTATE_T_U16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
+    case VMSTATE_T_U32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case VMSTATE_T_U64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        return v;
+    }
+    case VMSTATE_T_I8: {
+        int8_t v;
+        memcpy(&v, p, 1);
+        return (uint64_t)(int64_t)v;
+    }
+    case VMSTATE_T_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return (uint64_t)(int64_t)v;
+    }
+    case VMSTATE_T_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return (uint64_t)(int64_t)v;
+    }
+    case VMSTATE_T_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (uint64_t)v;
+    }
     default: return 0;
     }
 }
 
-static void mem_put_int(void *p, vms_type t, uint64_t v)
+static void mem_put_int(void *p, vmstate_type t, uint64_t v)
 {
     switch (int_width(t)) {
     case 1: { uint8_t x = (uint8_t)v; memcpy(p, &x, 1); break; }
@@ -125,9 +157,9 @@ static void mem_put_int(void *p, vms_type t, uint64_t v)
     }
 }
 
-static const vms_field *find_field(const vms_desc *d, const char *name)
+static const vmstate_field *find_field(const vmstate_desc *d, const char *name)
 {
-    for (const vms_field *fd = d->fields; fd && fd->name; fd++)
+    for (const vmstate_field *fd = d->fields; fd && fd->name; fd++)
         if (strcmp(fd->name, name) == 0)
             return fd;
     return NULL;
@@ -138,15 +170,16 @@ static const vms_field *find_field(const vms_desc *d, const char *name)
  * bounded by its max.  A count that a signed field holds negative is as
  * wrong as one over the max.
  */
-static int field_count(walk *w, const vms_desc *d, const vms_field *fd,
+static int field_count(walk *w, const vmstate_desc *d, const vmstate_field *fd,
                        const void *obj, uint64_t *n)
 {
     if (!fd->count_from) {
-        *n = fd->type == VMS_T_VBUFFER ? fd->size
-           : fd->count ? fd->count : 1;
+        *n = fd->type == VMSTATE_T_VBUFFER ? fd->size
+             : fd->count                   ? fd->count
+                                           : 1;
         return 0;
     }
-    const vms_field *cf = find_field(d, fd->count_from);
+    const vmstate_field *cf = find_field(d, fd->count_from);
     if (!cf || !is_int(cf->type))
         return walk_fail(w, -EINVAL, "count field '%s' is not an integer "
                          "of '%s'", fd->count_from, d->name);
@@ -165,41 +198,42 @@ static int field_count(walk *w, const vms_desc *d, const vms_field *fd,
  * The elements a field walks and, for a VBUFFER (always one element), that
  * element's length in bytes.
  */
-static int field_extent(walk *w, const vms_desc *d, const vms_field *fd,
-                        const void *obj, uint64_t *n, uint64_t *bytes)
+static int field_extent(walk *w, const vmstate_desc *d,
+                        const vmstate_field *fd, const void *obj, uint64_t *n,
+                        uint64_t *bytes)
 {
     int rc = field_count(w, d, fd, obj, n);
 
     *bytes = 0;
-    if (rc == 0 && fd->type == VMS_T_VBUFFER) {
+    if (rc == 0 && fd->type == VMSTATE_T_VBUFFER) {
         *bytes = *n;
         *n = 1;
     }
     return rc;
 }
 
-static bool uses_storage(const vms_field *fd, uint64_t n, uint64_t bytes)
+static bool uses_storage(const vmstate_field *fd, uint64_t n, uint64_t bytes)
 {
-    return fd->type == VMS_T_VBUFFER ? bytes > 0 : n > 0;
+    return fd->type == VMSTATE_T_VBUFFER ? bytes > 0 : n > 0;
 }
 
 /* Elements are named by index in messages, except a buffer's one. */
-static size_t push_index(walk *w, const vms_field *fd, uint64_t i)
+static size_t push_index(walk *w, const vmstate_field *fd, uint64_t i)
 {
-    if ((!fd->count && !fd->count_from) || fd->type == VMS_T_VBUFFER)
+    if ((!fd->count && !fd->count_from) || fd->type == VMSTATE_T_VBUFFER)
         return w->path_len;
     return path_push(w, "[%" PRIu64 "]", i);
 }
 
-static size_t elem_size(const vms_field *fd)
+static size_t elem_size(const vmstate_field *fd)
 {
-    return fd->type == VMS_T_VBUFFER ? 1 : fd->size;
+    return fd->type == VMSTATE_T_VBUFFER ? 1 : fd->size;
 }
 
 /* Bytes of storage the field's elements occupy at most. */
-static size_t field_capacity(const vms_field *fd)
+static size_t field_capacity(const vmstate_field *fd)
 {
-    if (fd->type == VMS_T_VBUFFER)
+    if (fd->type == VMSTATE_T_VBUFFER)
         return fd->max;
     size_t n = fd->count_from ? fd->max : fd->count ? fd->count : 1;
     return n * fd->size;
@@ -208,61 +242,65 @@ static size_t field_capacity(const vms_field *fd)
 /* ===================================================================== */
 /* saving                                                                */
 
-static int save_struct(walk *w, const vms_desc *d, const void *obj,
+static int save_struct(walk *w, const vmstate_desc *d, const void *obj,
                        size_t objsize, json_t *jd);
 
 /*
  * The reference describes an array once, with its length, unless its
  * elements can differ in shape; a struct with subsections can.
  */
-static bool can_compress(const vms_field *fd)
+static bool can_compress(const vmstate_field *fd)
 {
-    if (fd->type != VMS_T_STRUCT)
+    if (fd->type != VMSTATE_T_STRUCT)
         return true;
     if (fd->desc->subsections && fd->desc->subsections[0].desc)
         return false;
-    for (const vms_field *sf = fd->desc->fields; sf && sf->name; sf++)
+    for (const vmstate_field *sf = fd->desc->fields; sf && sf->name; sf++)
         if (!can_compress(sf))
             return false;
     return true;
 }
 
-static int save_elem(walk *w, const vms_field *fd, const void *p,
+static int save_elem(walk *w, const vmstate_field *fd, const void *p,
                      uint64_t bytes, json_t *jstruct)
 {
     qfile *f = w->f;
 
     switch (fd->type) {
-    case VMS_T_U8: case VMS_T_I8:
-        qf_put_u8(f, (uint8_t)mem_get_int(p, fd->type));
+    case VMSTATE_T_U8:
+    case VMSTATE_T_I8:
+        qfile_put_u8(f, (uint8_t)mem_get_int(p, fd->type));
         break;
-    case VMS_T_U16: case VMS_T_I16:
-        qf_put_be16(f, (uint16_t)mem_get_int(p, fd->type));
+    case VMSTATE_T_U16:
+    case VMSTATE_T_I16:
+        qfile_put_be16(f, (uint16_t)mem_get_int(p, fd->type));
         break;
-    case VMS_T_U32: case VMS_T_I32:
-        qf_put_be32(f, (uint32_t)mem_get_int(p, fd->type));
+    case VMSTATE_T_U32:
+    case VMSTATE_T_I32:
+        qfile_put_be32(f, (uint32_t)mem_get_int(p, fd->type));
         break;
-    case VMS_T_U64: case VMS_T_I64:
-        qf_put_be64(f, mem_get_int(p, fd->type));
+    case VMSTATE_T_U64:
+    case VMSTATE_T_I64:
+        qfile_put_be64(f, mem_get_int(p, fd->type));
         break;
-    case VMS_T_BOOL:
-        qf_put_u8(f, *(const bool *)p ? 1 : 0);
+    case VMSTATE_T_BOOL:
+        qfile_put_u8(f, *(const bool *)p ? 1 : 0);
         break;
-    case VMS_T_BUFFER:
-        qf_put_buf(f, p, fd->size);
+    case VMSTATE_T_BUFFER:
+        qfile_put_buf(f, p, fd->size);
         break;
-    case VMS_T_VBUFFER:
-        qf_put_buf(f, p, bytes);
+    case VMSTATE_T_VBUFFER:
+        qfile_put_buf(f, p, bytes);
         break;
-    case VMS_T_STRUCT:
+    case VMSTATE_T_STRUCT:
         return save_struct(w, fd->desc, p, fd->desc->size, jstruct);
     }
-    return qf_error(f);
+    return qfile_error(f);
 }
 
 /* A field object in the reference's key order: name, array_len|index, type. */
-static json_t *desc_field_start(const vms_field *fd, uint64_t i, uint64_t n,
-                                bool compress, json_t **jstruct)
+static json_t *desc_field_start(const vmstate_field *fd, uint64_t i,
+                                uint64_t n, bool compress, json_t **jstruct)
 {
     json_t *jf = json_object();
 
@@ -272,22 +310,22 @@ static json_t *desc_field_start(const vms_field *fd, uint64_t i, uint64_t n,
      * it had in this save, so the description also decodes other saves of
      * the same VM (a replication stream carries none of its own).
      */
-    bool varray = fd->count_from && fd->type != VMS_T_VBUFFER;
+    bool varray = fd->count_from && fd->type != VMSTATE_T_VBUFFER;
     if (n > 1 || (varray && compress))
         json_object_set_new(jf, compress ? "array_len" : "index",
                             json_integer((json_int_t)(compress ? n : i)));
-    json_object_set_new(jf, "type", json_string(vms_type_name(fd->type)));
+    json_object_set_new(jf, "type", json_string(vmstate_type_name(fd->type)));
     if (fd->count_from)
         json_object_set_new(jf, "length_from", json_string(fd->count_from));
     *jstruct = NULL;
-    if (fd->type == VMS_T_STRUCT) {
+    if (fd->type == VMSTATE_T_STRUCT) {
         *jstruct = json_object();
         json_object_set_new(jf, "struct", *jstruct);
     }
     return jf;
 }
 
-static int save_field(walk *w, const vms_desc *d, const vms_field *fd,
+static int save_field(walk *w, const vmstate_desc *d, const vmstate_field *fd,
                       const void *obj, json_t *jfields)
 {
     size_t mark = push_field(w, fd);
@@ -317,11 +355,12 @@ static int save_field(walk *w, const vms_desc *d, const vms_field *fd,
         json_t *jf = NULL, *jstruct = NULL;
         if (jfields && (i == 0 || !compress))
             jf = desc_field_start(fd, i, n, compress, &jstruct);
-        uint64_t start = qf_tell(w->f);
+        uint64_t start = qfile_tell(w->f);
         rc = save_elem(w, fd, base + i * elem_size(fd), bytes, jstruct);
         if (jf) {
-            json_object_set_new(jf, "size",
-                json_integer((json_int_t)(qf_tell(w->f) - start)));
+            json_object_set_new(
+                jf, "size",
+                json_integer((json_int_t)(qfile_tell(w->f) - start)));
             json_array_append_new(jfields, jf);
         }
         path_pop(w, emark);
@@ -331,7 +370,7 @@ out:
     return rc;
 }
 
-static int save_subsection(walk *w, const vms_subsection *sub,
+static int save_subsection(walk *w, const vmstate_subsection *sub,
                            const void *obj, size_t objsize, json_t *jsubs)
 {
     json_t *js = NULL;
@@ -340,9 +379,9 @@ static int save_subsection(walk *w, const vms_subsection *sub,
         js = json_object();
         json_array_append_new(jsubs, js);
     }
-    qf_put_u8(w->f, SV_SUBSECTION);
-    qf_put_str(w->f, sub->desc->name);
-    qf_put_be32(w->f, sub->desc->version);
+    qfile_put_u8(w->f, SAVEVM_SUBSECTION);
+    qfile_put_str(w->f, sub->desc->name);
+    qfile_put_be32(w->f, sub->desc->version);
 
     const char *outer = w->where;
     w->where = sub->desc->name;
@@ -351,7 +390,7 @@ static int save_subsection(walk *w, const vms_subsection *sub,
     return rc;
 }
 
-static int save_struct(walk *w, const vms_desc *d, const void *obj,
+static int save_struct(walk *w, const vmstate_desc *d, const void *obj,
                        size_t objsize, json_t *jd)
 {
     void *copy = NULL;
@@ -377,11 +416,11 @@ static int save_struct(walk *w, const vms_desc *d, const void *obj,
         jfields = json_array();
         json_object_set_new(jd, "fields", jfields);
     }
-    for (const vms_field *fd = d->fields; fd && fd->name && rc == 0; fd++)
+    for (const vmstate_field *fd = d->fields; fd && fd->name && rc == 0; fd++)
         rc = save_field(w, d, fd, obj, jfields);
 
     json_t *jsubs = NULL;
-    for (const vms_subsection *sub = d->subsections;
+    for (const vmstate_subsection *sub = d->subsections;
          sub && sub->desc && rc == 0; sub++) {
         if (sub->needed && !sub->needed(obj))
             continue;
@@ -393,15 +432,16 @@ static int save_struct(walk *w, const vms_desc *d, const void *obj,
     }
 out:
     free(copy);
-    return rc < 0 ? rc : qf_error(w->f);
+    return rc < 0 ? rc : qfile_error(w->f);
 }
 
-int vms_save(qfile *f, const vms_desc *d, const void *obj, json_t *desc_out)
+int vmstate_save(qfile *f, const vmstate_desc *d, const void *obj,
+                 json_t *desc_out)
 {
     walk w = { .f = f, .where = d->name };
 
-    if (qf_error(f))
-        return qf_error(f);
+    if (qfile_error(f))
+        return qfile_error(f);
     return save_struct(&w, d, obj, d->size, desc_out);
 }
 
@@ -422,7 +462,7 @@ typedef struct scratch {
  */
 typedef struct loader {
     walk w;
-    sv_pass pass;
+    savevm_pass pass;
     scratch *arena;
     uint8_t back[2 + 255];
     size_t back_pos, back_len;
@@ -463,14 +503,14 @@ static void ld_read(loader *l, void *buf, size_t len)
         len--;
     }
     while (len) {
-        if (qf_peek_u8(l->w.f) < 0) {
-            if (!qf_error(l->w.f))
+        if (qfile_peek_u8(l->w.f) < 0) {
+            if (!qfile_error(l->w.f))
                 walk_fail(&l->w, -ENODATA, "the stream ends inside it");
             memset(p, 0, len);
             return;
         }
         size_t n = len <= 8 ? 1 : len;
-        qf_get_buf(l->w.f, p, n);
+        qfile_get_buf(l->w.f, p, n);
         p += n;
         len -= n;
     }
@@ -480,7 +520,7 @@ static int ld_peek(loader *l)
 {
     if (l->back_pos < l->back_len)
         return l->back[l->back_pos];
-    return qf_peek_u8(l->w.f);
+    return qfile_peek_u8(l->w.f);
 }
 
 static uint64_t ld_get_be(loader *l, size_t width)
@@ -525,36 +565,42 @@ static size_t ld_try_header(loader *l, uint8_t hdr[2 + 255])
     return 0;
 }
 
-static int load_struct(loader *l, const vms_desc *d, void *obj,
+static int load_struct(loader *l, const vmstate_desc *d, void *obj,
                        size_t objsize, uint32_t version);
 
-static int load_elem(loader *l, const vms_field *fd, void *p, uint64_t bytes)
+static int load_elem(loader *l, const vmstate_field *fd, void *p,
+                     uint64_t bytes)
 {
     switch (fd->type) {
-    case VMS_T_U8: case VMS_T_U16: case VMS_T_U32: case VMS_T_U64:
-    case VMS_T_I8: case VMS_T_I16: case VMS_T_I32: case VMS_T_I64:
+    case VMSTATE_T_U8:
+    case VMSTATE_T_U16:
+    case VMSTATE_T_U32:
+    case VMSTATE_T_U64:
+    case VMSTATE_T_I8:
+    case VMSTATE_T_I16:
+    case VMSTATE_T_I32:
+    case VMSTATE_T_I64:
         mem_put_int(p, fd->type, ld_get_be(l, int_width(fd->type)));
         break;
-    case VMS_T_BOOL: {
+    case VMSTATE_T_BOOL: {
         uint8_t b;
         ld_read(l, &b, 1);
-        if (b > 1 && !qf_error(l->w.f))
+        if (b > 1 && !qfile_error(l->w.f))
             return walk_fail(&l->w, -EINVAL, "bool byte 0x%02x is not 0 "
                              "or 1", b);
         *(bool *)p = b;
         break;
     }
-    case VMS_T_BUFFER:
+    case VMSTATE_T_BUFFER:
         ld_read(l, p, fd->size);
         break;
-    case VMS_T_VBUFFER:
+    case VMSTATE_T_VBUFFER:
         ld_read(l, p, bytes);
         break;
-    case VMS_T_STRUCT:
-        return load_struct(l, fd->desc, p, fd->desc->size,
-                           fd->desc->version);
+    case VMSTATE_T_STRUCT:
+        return load_struct(l, fd->desc, p, fd->desc->size, fd->desc->version);
     }
-    return qf_error(l->w.f);
+    return qfile_error(l->w.f);
 }
 
 /*
@@ -562,7 +608,7 @@ static int load_elem(loader *l, const vms_field *fd, void *p, uint64_t bytes)
  * the device's: the scratch object gets its own copy to load into, so the
  * check hooks see the new bytes and the device's stay as they were.
  */
-static int field_storage(loader *l, const vms_field *fd, void *obj,
+static int field_storage(loader *l, const vmstate_field *fd, void *obj,
                          bool used, char **base)
 {
     char *p = (char *)obj + fd->offset;
@@ -579,7 +625,7 @@ static int field_storage(loader *l, const vms_field *fd, void *obj,
         *base = NULL;
         return 0;
     }
-    if (l->pass == SV_PASS_VALIDATE) {
+    if (l->pass == SAVEVM_PASS_VALIDATE) {
         char *copy = arena_dup(l, *slot, field_capacity(fd));
         if (!copy)
             return walk_fail(&l->w, -ENOMEM, "no memory to validate it");
@@ -589,8 +635,8 @@ static int field_storage(loader *l, const vms_field *fd, void *obj,
     return 0;
 }
 
-static int load_field(loader *l, const vms_desc *d, const vms_field *fd,
-                      void *obj)
+static int load_field(loader *l, const vmstate_desc *d,
+                      const vmstate_field *fd, void *obj)
 {
     size_t mark = push_field(&l->w, fd);
     uint64_t n, bytes;
@@ -608,9 +654,10 @@ static int load_field(loader *l, const vms_desc *d, const vms_field *fd,
     return rc;
 }
 
-static const vms_subsection *find_sub(const vms_desc *d, const char *name)
+static const vmstate_subsection *find_sub(const vmstate_desc *d,
+                                          const char *name)
 {
-    for (const vms_subsection *s = d->subsections; s && s->desc; s++)
+    for (const vmstate_subsection *s = d->subsections; s && s->desc; s++)
         if (strcmp(s->desc->name, name) == 0)
             return s;
     return NULL;
@@ -621,10 +668,10 @@ static const vms_subsection *find_sub(const vms_desc *d, const char *name)
  * that is neither ours nor prefixed by our name belongs to an enclosing
  * struct (the reference's convention is "parent/child"), so it goes back.
  */
-static int load_subsections(loader *l, const vms_desc *d, void *obj,
+static int load_subsections(loader *l, const vmstate_desc *d, void *obj,
                             size_t objsize)
 {
-    while (!qf_error(l->w.f) && ld_peek(l) == SV_SUBSECTION) {
+    while (!qfile_error(l->w.f) && ld_peek(l) == SAVEVM_SUBSECTION) {
         uint8_t hdr[2 + 255];
         char name[256];
         size_t hlen = ld_try_header(l, hdr);
@@ -634,7 +681,7 @@ static int load_subsections(loader *l, const vms_desc *d, void *obj,
         memcpy(name, hdr + 2, hlen - 2);
         name[hlen - 2] = '\0';
 
-        const vms_subsection *sub = find_sub(d, name);
+        const vmstate_subsection *sub = find_sub(d, name);
         if (!sub) {
             if (strncmp(name, d->name, strlen(d->name)) == 0)
                 return walk_fail(&l->w, -ENOENT, "unknown subsection '%s'",
@@ -644,7 +691,7 @@ static int load_subsections(loader *l, const vms_desc *d, void *obj,
         }
 
         uint32_t v = (uint32_t)ld_get_be(l, 4);
-        const vms_desc *sd = sub->desc;
+        const vmstate_desc *sd = sub->desc;
         const char *outer = l->w.where;
         l->w.where = sd->name;
         int rc;
@@ -659,15 +706,15 @@ static int load_subsections(loader *l, const vms_desc *d, void *obj,
         if (rc < 0)
             return rc;
     }
-    return qf_error(l->w.f);
+    return qfile_error(l->w.f);
 }
 
-static int load_struct(loader *l, const vms_desc *d, void *obj,
+static int load_struct(loader *l, const vmstate_desc *d, void *obj,
                        size_t objsize, uint32_t version)
 {
     int rc = 0;
 
-    for (const vms_field *fd = d->fields; fd && fd->name && rc == 0; fd++) {
+    for (const vmstate_field *fd = d->fields; fd && fd->name && rc == 0; fd++) {
         if (fd->version > version)
             continue;
         rc = load_field(l, d, fd, obj);
@@ -677,18 +724,18 @@ static int load_struct(loader *l, const vms_desc *d, void *obj,
     if (rc < 0)
         return rc;
 
-    if (l->pass == SV_PASS_VALIDATE && d->check) {
+    if (l->pass == SAVEVM_PASS_VALIDATE && d->check) {
         rc = d->check(l->w.f, obj, version);
         if (rc < 0)
             return walk_fail(&l->w, rc, "'%s' refused the state: %s",
                              d->name, strerror(-rc));
-    } else if (l->pass == SV_PASS_APPLY && d->post_load) {
+    } else if (l->pass == SAVEVM_PASS_APPLY && d->post_load) {
         rc = d->post_load(obj, version);
         if (rc < 0)
             return walk_fail(&l->w, rc, "post_load of '%s' failed: %s",
                              d->name, strerror(-rc));
     }
-    return qf_error(l->w.f);
+    return qfile_error(l->w.f);
 }
 
 /*
@@ -709,34 +756,36 @@ static int leftover(loader *l)
     return walk_fail(&l->w, -ENOENT, "unknown subsection '%s'", name);
 }
 
-int vms_load(qfile *f, const vms_desc *d, void *obj, uint32_t version,
-             sv_pass pass)
+int vmstate_load(qfile *f, const vmstate_desc *d, void *obj, uint32_t version,
+                 savevm_pass pass)
 {
     loader l = { .w = { .f = f, .where = d->name }, .pass = pass };
 
-    if (qf_error(f))
-        return qf_error(f);
+    if (qfile_error(f))
+        return qfile_error(f);
     if (version > d->version)
-        return qf_fail(f, -ENOTSUP, "'%s': version %" PRIu32 " is newer "
-                       "than %" PRIu32 ", the newest this build reads",
-                       d->name, version, d->version);
+        return qfile_fail(f, -ENOTSUP,
+                          "'%s': version %" PRIu32 " is newer "
+                          "than %" PRIu32 ", the newest this build reads",
+                          d->name, version, d->version);
     if (version < d->minimum_version)
-        return qf_fail(f, -ENOTSUP, "'%s': version %" PRIu32 " is older "
-                       "than %" PRIu32 ", the oldest this build reads",
-                       d->name, version, d->minimum_version);
+        return qfile_fail(f, -ENOTSUP,
+                          "'%s': version %" PRIu32 " is older "
+                          "than %" PRIu32 ", the oldest this build reads",
+                          d->name, version, d->minimum_version);
 
     void *target = obj;
-    if (pass == SV_PASS_VALIDATE) {
+    if (pass == SAVEVM_PASS_VALIDATE) {
         target = arena_dup(&l, obj, d->size);
         if (!target)
-            return qf_fail(f, -ENOMEM, "'%s': no memory to validate it",
-                           d->name);
+            return qfile_fail(f, -ENOMEM, "'%s': no memory to validate it",
+                              d->name);
     }
     int rc = load_struct(&l, d, target, d->size, version);
     if (rc == 0 && l.back_pos < l.back_len)
         rc = leftover(&l);
     arena_free(&l);
-    return rc < 0 ? rc : qf_error(f);
+    return rc < 0 ? rc : qfile_error(f);
 }
 
 /* ===================================================================== */
@@ -757,10 +806,10 @@ static int verify_fail(char *why, size_t whylen, const char *fmt, ...)
     return -EINVAL;
 }
 
-static int verify_desc(const vms_desc *d, size_t parent_size, int depth,
+static int verify_desc(const vmstate_desc *d, size_t parent_size, int depth,
                        char *why, size_t whylen);
 
-static int verify_count_from(const vms_desc *d, const vms_field *fd,
+static int verify_count_from(const vmstate_desc *d, const vmstate_field *fd,
                              char *why, size_t whylen)
 {
     if (fd->count)
@@ -769,7 +818,7 @@ static int verify_count_from(const vms_desc *d, const vms_field *fd,
     if (!fd->max)
         return verify_fail(why, whylen, "'%s' field '%s': count_from "
                            "without a max", d->name, fd->name);
-    for (const vms_field *cf = d->fields; cf != fd; cf++) {
+    for (const vmstate_field *cf = d->fields; cf != fd; cf++) {
         if (strcmp(cf->name, fd->count_from) != 0)
             continue;
         if (!is_int(cf->type) || cf->count || cf->count_from || cf->pointer)
@@ -787,23 +836,23 @@ static int verify_count_from(const vms_desc *d, const vms_field *fd,
                        fd->count_from);
 }
 
-static int verify_field(const vms_desc *d, const vms_field *fd,
+static int verify_field(const vmstate_desc *d, const vmstate_field *fd,
                         size_t objsize, int depth, char *why, size_t whylen)
 {
-    if ((unsigned)fd->type > VMS_T_STRUCT)
+    if ((unsigned)fd->type > VMSTATE_T_STRUCT)
         return verify_fail(why, whylen, "'%s' field '%s': unknown type %d",
                            d->name, fd->name, (int)fd->type);
     if (fd->version > d->version)
         return verify_fail(why, whylen, "'%s' field '%s': version %" PRIu32
                            " is newer than the description's %" PRIu32,
                            d->name, fd->name, fd->version, d->version);
-    for (const vms_field *o = d->fields; o != fd; o++)
+    for (const vmstate_field *o = d->fields; o != fd; o++)
         if (strcmp(o->name, fd->name) == 0)
             return verify_fail(why, whylen, "'%s': field name '%s' is used "
                                "twice", d->name, fd->name);
     if (int_width(fd->type) && fd->size != int_width(fd->type))
         return verify_fail(why, whylen, "'%s' field '%s': %s with size %zu",
-                           d->name, fd->name, vms_type_name(fd->type),
+                           d->name, fd->name, vmstate_type_name(fd->type),
                            fd->size);
     if (fd->count_from) {
         int rc = verify_count_from(d, fd, why, whylen);
@@ -811,18 +860,18 @@ static int verify_field(const vms_desc *d, const vms_field *fd,
             return rc;
     }
     switch (fd->type) {
-    case VMS_T_BUFFER:
+    case VMSTATE_T_BUFFER:
         if (!fd->size)
             return verify_fail(why, whylen, "'%s' field '%s': empty buffer",
                                d->name, fd->name);
         break;
-    case VMS_T_VBUFFER:
+    case VMSTATE_T_VBUFFER:
         if (!fd->count_from || fd->count || fd->max > fd->size)
             return verify_fail(why, whylen, "'%s' field '%s': a variable "
                                "buffer needs count_from and max <= size",
                                d->name, fd->name);
         break;
-    case VMS_T_STRUCT:
+    case VMSTATE_T_STRUCT:
         if (!fd->desc || fd->size != fd->desc->size)
             return verify_fail(why, whylen, "'%s' field '%s': struct without "
                                "a description of its size", d->name,
@@ -836,8 +885,10 @@ static int verify_field(const vms_desc *d, const vms_field *fd,
 
     size_t extent = sizeof(void *);
     if (!fd->pointer) {
-        size_t n = fd->type == VMS_T_VBUFFER ? 1
-                 : fd->count_from ? fd->max : fd->count ? fd->count : 1;
+        size_t n = fd->type == VMSTATE_T_VBUFFER ? 1
+                   : fd->count_from              ? fd->max
+                   : fd->count                   ? fd->count
+                                                 : 1;
         if (__builtin_mul_overflow(n, fd->size, &extent))
             extent = SIZE_MAX;
     }
@@ -848,7 +899,7 @@ static int verify_field(const vms_desc *d, const vms_field *fd,
     return 0;
 }
 
-static int verify_desc(const vms_desc *d, size_t parent_size, int depth,
+static int verify_desc(const vmstate_desc *d, size_t parent_size, int depth,
                        char *why, size_t whylen)
 {
     if (depth > VERIFY_DEPTH)
@@ -865,12 +916,12 @@ static int verify_desc(const vms_desc *d, size_t parent_size, int depth,
     if (!objsize)
         return verify_fail(why, whylen, "'%s': no struct size", d->name);
 
-    for (const vms_field *fd = d->fields; fd && fd->name; fd++)
+    for (const vmstate_field *fd = d->fields; fd && fd->name; fd++)
         if (verify_field(d, fd, objsize, depth, why, whylen) < 0)
             return -EINVAL;
 
-    for (const vms_subsection *s = d->subsections; s && s->desc; s++) {
-        for (const vms_subsection *o = d->subsections; o != s; o++)
+    for (const vmstate_subsection *s = d->subsections; s && s->desc; s++) {
+        for (const vmstate_subsection *o = d->subsections; o != s; o++)
             if (strcmp(o->desc->name, s->desc->name) == 0)
                 return verify_fail(why, whylen, "'%s': subsection '%s' is "
                                    "listed twice", d->name, s->desc->name);
@@ -884,7 +935,7 @@ static int verify_desc(const vms_desc *d, size_t parent_size, int depth,
     return 0;
 }
 
-int vms_desc_verify(const vms_desc *d, char *why, size_t whylen)
+int vmstate_desc_verify(const vmstate_desc *d, char *why, size_t whylen)
 {
     if (why && whylen)
         why[0] = '\0';

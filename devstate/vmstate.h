@@ -11,15 +11,15 @@
  *
  * A table looks like this:
  *
- *     static const vms_field uart_fields[] = {
- *         { VMS_SCALAR(uart, lsr) },
- *         { VMS_ARRAY(uart, scratch) },
- *         { VMS_SCALAR(uart, fifo_len) },
- *         { VMS_VBUFFER(uart, fifo, fifo_len) },
- *         { VMS_SCALAR(uart, divisor), .version = 2 },
- *         VMS_END,
+ *     static const vmstate_field uart_fields[] = {
+ *         { VMSTATE_SCALAR(uart, lsr) },
+ *         { VMSTATE_ARRAY(uart, scratch) },
+ *         { VMSTATE_SCALAR(uart, fifo_len) },
+ *         { VMSTATE_VBUFFER(uart, fifo, fifo_len) },
+ *         { VMSTATE_SCALAR(uart, divisor), .version = 2 },
+ *         VMSTATE_END,
  *     };
- *     const vms_desc uart_desc = {
+ *     const vmstate_desc uart_desc = {
  *         .name = "uart", .version = 2, .minimum_version = 1,
  *         .size = sizeof(uart), .fields = uart_fields,
  *     };
@@ -35,26 +35,26 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 
-typedef enum vms_type {
-    VMS_T_U8,
-    VMS_T_U16,
-    VMS_T_U32,
-    VMS_T_U64,
-    VMS_T_I8,
-    VMS_T_I16,
-    VMS_T_I32,
-    VMS_T_I64,
-    VMS_T_BOOL,
-    VMS_T_BUFFER,   /* size bytes, raw */
-    VMS_T_VBUFFER,  /* count_from bytes (at most max), raw */
-    VMS_T_STRUCT,   /* another description, inline */
-} vms_type;
+typedef enum vmstate_type {
+    VMSTATE_T_U8,
+    VMSTATE_T_U16,
+    VMSTATE_T_U32,
+    VMSTATE_T_U64,
+    VMSTATE_T_I8,
+    VMSTATE_T_I16,
+    VMSTATE_T_I32,
+    VMSTATE_T_I64,
+    VMSTATE_T_BOOL,
+    VMSTATE_T_BUFFER,  /* size bytes, raw */
+    VMSTATE_T_VBUFFER, /* count_from bytes (at most max), raw */
+    VMSTATE_T_STRUCT,  /* another description, inline */
+} vmstate_type;
 
-typedef struct vms_desc vms_desc;
+typedef struct vmstate_desc vmstate_desc;
 
-typedef struct vms_field {
+typedef struct vmstate_field {
     const char *name;
-    vms_type type;
+    vmstate_type type;
     size_t offset;
     /*
      * Bytes of one element in memory: the width of an integer, the length
@@ -77,19 +77,19 @@ typedef struct vms_field {
      * or frees it.
      */
     bool pointer;
-    const vms_desc *desc;   /* VMS_T_STRUCT */
+    const vmstate_desc *desc;   /* VMSTATE_T_STRUCT */
     /* First version of the description carrying this field; 0 = all. */
     uint32_t version;
-} vms_field;
+} vmstate_field;
 
-typedef struct vms_subsection {
-    const vms_desc *desc;
+typedef struct vmstate_subsection {
+    const vmstate_desc *desc;
     /* Whether to send it; NULL means always.  Sees the object being saved. */
     bool (*needed)(const void *obj);
-} vms_subsection;
+} vmstate_subsection;
 
-struct vms_desc {
-    const char *name;           /* at most 255 bytes: it is sent for subsections */
+struct vmstate_desc {
+    const char *name; /* at most 255 bytes: it is sent for subsections */
     uint32_t version;
     uint32_t minimum_version;
     /*
@@ -98,8 +98,9 @@ struct vms_desc {
      * describes the same object as its parent and may leave it 0.
      */
     size_t size;
-    const vms_field *fields;            /* ends with VMS_END */
-    const vms_subsection *subsections;  /* ends with { NULL }; may be NULL */
+    const vmstate_field *fields; /* ends with VMSTATE_END */
+    const vmstate_subsection
+        *subsections; /* ends with { NULL }; may be NULL */
     /*
      * Runs on a private copy of the object just before it is written, so
      * it can fill derived members without touching the live device.
@@ -108,7 +109,7 @@ struct vms_desc {
     /*
      * VALIDATE pass: the fully loaded scratch copy (subsections included).
      * Return 0 to accept, or a negative errno; a hook that knows why calls
-     * qf_fail(f, ...) itself so the message says so.
+     * qfile_fail(f, ...) itself so the message says so.
      */
     int (*check)(qfile *f, const void *obj, uint32_t version);
     /* APPLY pass, after the object and its subsections were stored. */
@@ -117,65 +118,71 @@ struct vms_desc {
 
 /* ---- table helpers: each expands to designators inside { } ---- */
 
-#define VMS__TYPE_OF(x) _Generic((x),                                   \
-        uint8_t: VMS_T_U8, uint16_t: VMS_T_U16,                         \
-        uint32_t: VMS_T_U32, uint64_t: VMS_T_U64,                       \
-        int8_t: VMS_T_I8, int16_t: VMS_T_I16,                           \
-        int32_t: VMS_T_I32, int64_t: VMS_T_I64,                         \
-        bool: VMS_T_BOOL)
-#define VMS__M(st, m) (((st *)0)->m)
-#define VMS__LEN(st, m) (sizeof(VMS__M(st, m)) / sizeof(VMS__M(st, m)[0]))
+#define VMSTATE__TYPE_OF(x)                                                   \
+    _Generic((x), uint8_t                                                     \
+             : VMSTATE_T_U8, uint16_t                                         \
+             : VMSTATE_T_U16, uint32_t                                        \
+             : VMSTATE_T_U32, uint64_t                                        \
+             : VMSTATE_T_U64, int8_t                                          \
+             : VMSTATE_T_I8, int16_t                                          \
+             : VMSTATE_T_I16, int32_t                                         \
+             : VMSTATE_T_I32, int64_t                                         \
+             : VMSTATE_T_I64, bool                                            \
+             : VMSTATE_T_BOOL)
+#define VMSTATE__M(st, m) (((st *)0)->m)
+#define VMSTATE__LEN(st, m)                                                   \
+    (sizeof(VMSTATE__M(st, m)) / sizeof(VMSTATE__M(st, m)[0]))
 
 /* An integer or bool member; the wire type follows the C type. */
-#define VMS_SCALAR(st, m)                                               \
-    .name = #m, .type = VMS__TYPE_OF(VMS__M(st, m)),                    \
-    .offset = offsetof(st, m), .size = sizeof(VMS__M(st, m))
+#define VMSTATE_SCALAR(st, m)                                                 \
+    .name = #m, .type = VMSTATE__TYPE_OF(VMSTATE__M(st, m)),                  \
+    .offset = offsetof(st, m), .size = sizeof(VMSTATE__M(st, m))
 /* A fixed array member of integers or bools: T m[N]. */
-#define VMS_ARRAY(st, m)                                                \
-    .name = #m, .type = VMS__TYPE_OF(VMS__M(st, m)[0]),                 \
-    .offset = offsetof(st, m), .size = sizeof(VMS__M(st, m)[0]),        \
-    .count = VMS__LEN(st, m)
+#define VMSTATE_ARRAY(st, m)                                                  \
+    .name = #m, .type = VMSTATE__TYPE_OF(VMSTATE__M(st, m)[0]),               \
+    .offset = offsetof(st, m), .size = sizeof(VMSTATE__M(st, m)[0]),          \
+    .count = VMSTATE__LEN(st, m)
 /* The first n of an inline array T m[N], n read from member `cnt`. */
-#define VMS_VARRAY(st, m, cnt)                                          \
-    .name = #m, .type = VMS__TYPE_OF(VMS__M(st, m)[0]),                 \
-    .offset = offsetof(st, m), .size = sizeof(VMS__M(st, m)[0]),        \
-    .count_from = #cnt, .max = VMS__LEN(st, m)
+#define VMSTATE_VARRAY(st, m, cnt)                                            \
+    .name = #m, .type = VMSTATE__TYPE_OF(VMSTATE__M(st, m)[0]),               \
+    .offset = offsetof(st, m), .size = sizeof(VMSTATE__M(st, m)[0]),          \
+    .count_from = #cnt, .max = VMSTATE__LEN(st, m)
 /* The first n of T *m (room for mx), n read from member `cnt`. */
-#define VMS_VARRAY_PTR(st, m, cnt, mx)                                  \
-    .name = #m, .type = VMS__TYPE_OF(*VMS__M(st, m)),                   \
-    .offset = offsetof(st, m), .size = sizeof(*VMS__M(st, m)),          \
+#define VMSTATE_VARRAY_PTR(st, m, cnt, mx)                                    \
+    .name = #m, .type = VMSTATE__TYPE_OF(*VMSTATE__M(st, m)),                 \
+    .offset = offsetof(st, m), .size = sizeof(*VMSTATE__M(st, m)),            \
     .count_from = #cnt, .max = (mx), .pointer = true
 /* uint8_t m[N], all of it. */
-#define VMS_BUFFER(st, m)                                               \
-    .name = #m, .type = VMS_T_BUFFER, .offset = offsetof(st, m),        \
-    .size = sizeof(VMS__M(st, m))
+#define VMSTATE_BUFFER(st, m)                                                 \
+    .name = #m, .type = VMSTATE_T_BUFFER, .offset = offsetof(st, m),          \
+    .size = sizeof(VMSTATE__M(st, m))
 /* The first len bytes of uint8_t m[N], len read from member `len`. */
-#define VMS_VBUFFER(st, m, len)                                         \
-    .name = #m, .type = VMS_T_VBUFFER, .offset = offsetof(st, m),       \
-    .size = sizeof(VMS__M(st, m)), .count_from = #len,                  \
-    .max = sizeof(VMS__M(st, m))
+#define VMSTATE_VBUFFER(st, m, len)                                           \
+    .name = #m, .type = VMSTATE_T_VBUFFER, .offset = offsetof(st, m),         \
+    .size = sizeof(VMSTATE__M(st, m)), .count_from = #len,                    \
+    .max = sizeof(VMSTATE__M(st, m))
 /* The first len bytes of uint8_t *m (room for mx). */
-#define VMS_VBUFFER_PTR(st, m, len, mx)                                 \
-    .name = #m, .type = VMS_T_VBUFFER, .offset = offsetof(st, m),       \
+#define VMSTATE_VBUFFER_PTR(st, m, len, mx)                                   \
+    .name = #m, .type = VMSTATE_T_VBUFFER, .offset = offsetof(st, m),         \
     .size = (mx), .count_from = #len, .max = (mx), .pointer = true
 /* A nested struct member described by d. */
-#define VMS_STRUCT(st, m, d)                                            \
-    .name = #m, .type = VMS_T_STRUCT, .offset = offsetof(st, m),        \
-    .size = sizeof(VMS__M(st, m)), .desc = &(d)
-#define VMS_STRUCT_ARRAY(st, m, d)                                      \
-    .name = #m, .type = VMS_T_STRUCT, .offset = offsetof(st, m),        \
-    .size = sizeof(VMS__M(st, m)[0]), .count = VMS__LEN(st, m),         \
+#define VMSTATE_STRUCT(st, m, d)                                              \
+    .name = #m, .type = VMSTATE_T_STRUCT, .offset = offsetof(st, m),          \
+    .size = sizeof(VMSTATE__M(st, m)), .desc = &(d)
+#define VMSTATE_STRUCT_ARRAY(st, m, d)                                        \
+    .name = #m, .type = VMSTATE_T_STRUCT, .offset = offsetof(st, m),          \
+    .size = sizeof(VMSTATE__M(st, m)[0]), .count = VMSTATE__LEN(st, m),       \
     .desc = &(d)
-#define VMS_STRUCT_VARRAY(st, m, cnt, d)                                \
-    .name = #m, .type = VMS_T_STRUCT, .offset = offsetof(st, m),        \
-    .size = sizeof(VMS__M(st, m)[0]), .count_from = #cnt,               \
-    .max = VMS__LEN(st, m), .desc = &(d)
-#define VMS_STRUCT_VARRAY_PTR(st, m, cnt, mx, d)                        \
-    .name = #m, .type = VMS_T_STRUCT, .offset = offsetof(st, m),        \
-    .size = sizeof(*VMS__M(st, m)), .count_from = #cnt, .max = (mx),    \
+#define VMSTATE_STRUCT_VARRAY(st, m, cnt, d)                                  \
+    .name = #m, .type = VMSTATE_T_STRUCT, .offset = offsetof(st, m),          \
+    .size = sizeof(VMSTATE__M(st, m)[0]), .count_from = #cnt,                 \
+    .max = VMSTATE__LEN(st, m), .desc = &(d)
+#define VMSTATE_STRUCT_VARRAY_PTR(st, m, cnt, mx, d)                          \
+    .name = #m, .type = VMSTATE_T_STRUCT, .offset = offsetof(st, m),          \
+    .size = sizeof(*VMSTATE__M(st, m)), .count_from = #cnt, .max = (mx),      \
     .pointer = true, .desc = &(d)
 
-#define VMS_END { .name = NULL }
+#define VMSTATE_END { .name = NULL }
 
 /*
  * Checks a description once, before use: offsets inside the struct, sizes
@@ -183,14 +190,15 @@ struct vms_desc {
  * its user, unique names, versions in order, nested descriptions too.
  * Returns 0, or -EINVAL with the reason in why.
  */
-int vms_desc_verify(const vms_desc *d, char *why, size_t whylen);
+int vmstate_desc_verify(const vmstate_desc *d, char *why, size_t whylen);
 
 /*
  * Writes obj's fields, then its needed subsections, at d->version.  When
  * desc_out (a JSON object) is given, adds "vmsd_name", "version", "fields"
  * and "subsections" describing exactly what was written.
  */
-int vms_save(qfile *f, const vms_desc *d, const void *obj, json_t *desc_out);
+int vmstate_save(qfile *f, const vmstate_desc *d, const void *obj,
+                 json_t *desc_out);
 
 /*
  * Reads a state written at `version`.  VALIDATE loads into scratch copies
@@ -198,10 +206,10 @@ int vms_save(qfile *f, const vms_desc *d, const void *obj, json_t *desc_out);
  * obj and everything it points to stay as they were.  APPLY stores into
  * obj and runs post_load.  Returns 0 or the negative errno latched on f.
  */
-int vms_load(qfile *f, const vms_desc *d, void *obj, uint32_t version,
-             sv_pass pass);
+int vmstate_load(qfile *f, const vmstate_desc *d, void *obj, uint32_t version,
+                 savevm_pass pass);
 
 /* The reference's type name for a field ("uint32", "buffer", "struct"). */
-const char *vms_type_name(vms_type t);
+const char *vmstate_type_name(vmstate_type t);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * cycle: the checkpoint cycle of replicate.h: taking checkpoints (pause,
+ * cycle: the checkpoint cycle of replicator.h: taking checkpoints (pause,
  * build, mark the output epoch, resume, seal, queue), the window of
  * unacknowledged packages, acknowledgements and refusals, and releasing
  * held output as they come.
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "primary/replicate_impl.h"
+#include "primary/replicator_impl.h"
 #include "vm/mono.h"
 
 /* A buffer a full package made this big is not kept. */
@@ -21,54 +21,54 @@
 
 /* ---- package buffers ---- */
 
-static qfile *pool_get(pri *p)
+static qfile *pool_get(replicator *p)
 {
     if (!p->npool)
-        return qf_open_mem(p->addr);
+        return qfile_open_mem(p->addr);
     qfile *q = p->pool[--p->npool];
-    qf_mem_reset(q);
+    qfile_mem_reset(q);
     return q;
 }
 
-void cyc_pool_put(pri *p, qfile *q)
+void cycle_pool_put(replicator *p, qfile *q)
 {
     size_t len;
-    qf_mem_data(q, &len);
+    qfile_mem_data(q, &len);
     if (p->npool == POOL_MAX || len > POOL_KEEP_BYTES)
-        qf_close(q);
+        qfile_close(q);
     else
         p->pool[p->npool++] = q;
 }
 
 /* ---- output commit ---- */
 
-static void hold(pri *p)
+static void hold(replicator *p)
 {
     if (p->holding)
         return;
-    ob_set_hold(p->ob, true);
+    outbuf_set_hold(p->ob, true);
     if (p->net)
         net_set_tx_policy(p->net, NET_TX_HOLD);
     p->holding = true;
 }
 
-void cyc_release_all(pri *p)
+void cycle_release_all(replicator *p)
 {
-    ob_set_hold(p->ob, false);
+    outbuf_set_hold(p->ob, false);
     if (p->net)
         net_set_tx_policy(p->net, NET_TX_IMMEDIATE);
     p->holding = false;
 }
 
-void cyc_early_notify(void *opaque)
+void cycle_early_notify(void *opaque)
 {
-    pri *p = opaque;
+    replicator *p = opaque;
     event_active(p->ev_early, EV_READ, 0);
 }
 
 /* ---- requests waiting for a checkpoint ---- */
 
-void cyc_complete(pri *p, uint64_t upto, int rc, const char *msg)
+void cycle_complete(replicator *p, uint64_t upto, int rc, const char *msg)
 {
     waiter **w = &p->waiters;
     while (*w) {
@@ -92,14 +92,14 @@ void cyc_complete(pri *p, uint64_t upto, int rc, const char *msg)
  * after it ended: otherwise every checkpoint's own duration (and the
  * timer's rounding) would stretch the interval.
  */
-void cyc_arm(pri *p)
+void cycle_arm(replicator *p)
 {
     uint64_t now = mono_ns(), due = p->last_start_ns + p->o.interval_ns;
     struct timeval tv = mono_tv(due > now ? due - now : 0);
     evtimer_add(p->ev_ckpt, &tv);
 }
 
-static void rate_add(pri *p, uint64_t t)
+static void rate_add(replicator *p, uint64_t t)
 {
     p->times[p->tnext] = t;
     p->tnext = (p->tnext + 1) % RATE_N;
@@ -107,7 +107,7 @@ static void rate_add(pri *p, uint64_t t)
         p->ntimes++;
 }
 
-double cyc_rate(const pri *p, uint64_t now)
+double cycle_rate(const replicator *p, uint64_t now)
 {
     uint64_t oldest = now, n = 0;
     for (size_t i = 0; i < p->ntimes; i++)
@@ -127,11 +127,11 @@ double cyc_rate(const pri *p, uint64_t now)
  * memory.  Then the package is sealed (its CRC) and goes to the link's
  * thread.
  */
-void cyc_take(pri *p)
+void cycle_take(replicator *p)
 {
     if (!p->link || !p->ready || p->ending)
         return;
-    if (p->nwin == PRI_WINDOW) {
+    if (p->nwin == REPLICATOR_WINDOW) {
         p->due = true;
         return;
     }
@@ -139,29 +139,29 @@ void cyc_take(pri *p)
     evtimer_del(p->ev_ckpt);
     qfile *q = pool_get(p);
     if (!q) {
-        rep_say(p, "no memory for checkpoint %" PRIu64 "'s package",
-                p->next_id);
+        replicator_say(p, "no memory for checkpoint %" PRIu64 "'s package",
+                       p->next_id);
         p->last_start_ns = mono_ns();    /* retry in an interval */
-        cyc_arm(p);
+        cycle_arm(p);
         return;
     }
     uint64_t id = p->next_id;
     bool full = p->need_full;
-    pkg_stats ps;
+    package_stats ps;
     uint64_t t0 = mono_ns();
     p->last_start_ns = t0;
     vm_pause(p->v);
     if (vm_get_state(p->v) == VM_STOPPED) {
         char ignored[64];
         vm_resume(p->v, ignored, sizeof(ignored));
-        cyc_pool_put(p, q);
+        cycle_pool_put(p, q);
         return;     /* on_stop follows */
     }
-    int rc = pkg_build(p->v, q, id, full ? 0 : id - 1, full, &ps);
+    int rc = package_build(p->v, q, id, full ? 0 : id - 1, full, &ps);
     if (rc == 0) {
         hold(p);
         p->epoch = p->epoch_base + id;
-        ob_mark(p->ob, p->epoch);
+        outbuf_mark(p->ob, p->epoch);
         if (p->net)
             net_tx_mark(p->net, p->epoch);
     }
@@ -170,10 +170,10 @@ void cyc_take(pri *p)
     int rr = vm_resume(p->v, rerr, sizeof(rerr));
     uint64_t pause = mono_ns() - t0;
     if (rr < 0)
-        rep_say(p, "resuming the VM after checkpoint %" PRIu64 ": %s", id,
-                rerr);
+        replicator_say(p, "resuming the VM after checkpoint %" PRIu64 ": %s",
+                       id, rerr);
     if (rc == 0)
-        rc = pkg_seal(p->v, q, id, &ps);
+        rc = package_seal(p->v, q, id, &ps);
     if (rc == 0 && ps.bytes > UINT32_MAX)
         rc = -EFBIG;
     if (rc < 0) {
@@ -184,25 +184,25 @@ void cyc_take(pri *p)
                      ps.bytes);
         else
             snprintf(why, sizeof(why), "checkpoint %" PRIu64 ": %s", id,
-                     qf_errmsg(q));
-        cyc_pool_put(p, q);
+                     qfile_errmsg(q));
+        cycle_pool_put(p, q);
         /*
          * The dirty bits it cleared are gone: only a full one is safe.
          * A full one that failed would fail again, pausing the guest
          * for a copy of all its RAM every interval: give up instead.
          */
         if (full) {
-            rep_lose(p, why);
+            replicator_lose(p, why);
             return;
         }
-        rep_say(p, "%s; sending the next checkpoint in full", why);
+        replicator_say(p, "%s; sending the next checkpoint in full", why);
         p->need_full = true;
-        cyc_arm(p);
+        cycle_arm(p);
         return;
     }
-    smp_add(&p->pause, pause);
-    smp_add(&p->pages, ps.pages);
-    smp_add(&p->bytes, ps.bytes);
+    sampler_add(&p->pause, pause);
+    sampler_add(&p->pages, ps.pages);
+    sampler_add(&p->bytes, ps.bytes);
     rate_add(p, t0);
     p->taken++;
     p->bytes_total += ps.bytes;
@@ -212,9 +212,9 @@ void cyc_take(pri *p)
         p->last_full_id = id;
     }
     p->built++;
-    for (size_t i = 0; i < PRI_CORRUPT_MAX && p->o.corrupt[i]; i++)
+    for (size_t i = 0; i < REPLICATOR_CORRUPT_MAX && p->o.corrupt[i]; i++)
         if (p->o.corrupt[i] == p->built) {
-            pkg_test_corrupt(q);
+            package_test_corrupt(q);
             fprintf(stderr, "ftvm primary: TEST: damaged package %" PRIu64
                     " (checkpoint %" PRIu64 ") after its checksum\n",
                     p->built, id);
@@ -224,29 +224,29 @@ void cyc_take(pri *p)
     for (waiter *w = p->waiters; w; w = w->next)
         if (!w->id)
             w->id = id;
-    cyc_arm(p);
-    lnk_send_package(p->link, id, q);
+    cycle_arm(p);
+    channel_send_package(p->link, id, q);
 }
 
-void cyc_on_timer(evutil_socket_t fd, short what, void *arg)
+void cycle_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    cyc_take(arg);
+    cycle_take(arg);
 }
 
-void cyc_on_early(evutil_socket_t fd, short what, void *arg)
+void cycle_on_early(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pri *p = arg;
-    if (p->state == PRI_ACTIVE || p->state == PRI_SETUP)
-        cyc_take(p);
+    replicator *p = arg;
+    if (p->state == REPLICATOR_ACTIVE || p->state == REPLICATOR_SETUP)
+        cycle_take(p);
 }
 
 /* ---- acknowledgements ---- */
 
-void cyc_ack(pri *p, uint64_t k)
+void cycle_ack(replicator *p, uint64_t k)
 {
     size_t i = 0;
     while (i < p->nwin && p->win[i].id != k)
@@ -255,32 +255,32 @@ void cyc_ack(pri *p, uint64_t k)
         char why[600];
         snprintf(why, sizeof(why), "secondary %s acknowledged checkpoint "
                  "%" PRIu64 ", which is not in flight", p->addr, k);
-        rep_lose(p, why);
+        replicator_lose(p, why);
         return;
     }
     if (p->win[i].sent_ns)
-        smp_add(&p->ack, mono_ns() - p->win[i].sent_ns);
+        sampler_add(&p->ack, mono_ns() - p->win[i].sent_ns);
     p->nwin -= i + 1;
     memmove(p->win, p->win + i + 1, p->nwin * sizeof(p->win[0]));
     p->acked_id = k;
     p->acked++;
     p->full_refusals = 0;
     uint64_t upto = p->epoch_base + k - 1;
-    ob_release(p->ob, upto);
+    outbuf_release(p->ob, upto);
     if (p->net)
         net_tx_release(p->net, upto);
-    if (p->state == PRI_SETUP) {
-        p->state = PRI_ACTIVE;
+    if (p->state == REPLICATOR_SETUP) {
+        p->state = REPLICATOR_ACTIVE;
         fprintf(stderr, "ftvm primary: protected by %s (bring-up %.1f MiB "
                 "in %.0f ms)\n", p->addr, p->bringup.bytes / 1048576.0,
                 p->bringup.ns / 1e6);
     }
-    cyc_complete(p, k, 0, NULL);
+    cycle_complete(p, k, 0, NULL);
     if (p->due)
-        cyc_take(p);
+        cycle_take(p);
 }
 
-void cyc_nack(pri *p, uint64_t k, const char *text)
+void cycle_nack(replicator *p, uint64_t k, const char *text)
 {
     p->nacks++;
     /* Too damaged to name itself (NACK 0): packages go in order. */
@@ -294,16 +294,16 @@ void cyc_nack(pri *p, uint64_t k, const char *text)
     char why[1400];
     snprintf(why, sizeof(why), "secondary %s refused checkpoint %" PRIu64
              ": %s", p->addr, k, text);
-    cyc_complete(p, k, -EBADMSG, why);
+    cycle_complete(p, k, -EBADMSG, why);
     /* Refusals of packages that built on it are expected: ignore them. */
     if (p->last_full_id > k)
         return;
     /* A full package refused twice in a row will be refused again. */
     if (p->last_full_id == k && ++p->full_refusals >= 2) {
-        rep_lose(p, why);
+        replicator_lose(p, why);
         return;
     }
-    rep_say(p, "%s; sending the next checkpoint in full", why);
+    replicator_say(p, "%s; sending the next checkpoint in full", why);
     p->need_full = true;
-    cyc_take(p);
+    cycle_take(p);
 }

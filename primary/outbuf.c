@@ -25,7 +25,7 @@ typedef struct chunk {
     uint8_t data[];
 } chunk;
 
-struct ob {
+struct outbuf {
     int fd;
     size_t limit;
     void (*on_limit)(void *opaque);
@@ -39,20 +39,20 @@ struct ob {
     chunk *head, **tail;
     uint64_t held_bytes, held_writes;
     uint64_t written_bytes, dropped_bytes;
-    smp delay;
+    sampler delay;
 };
 
-int ob_new(ob **out, int fd)
+int outbuf_new(outbuf **out, int fd)
 {
-    ob *b = calloc(1, sizeof(*b));
+    outbuf *b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
     b->fd = fd;
-    b->limit = OB_EPOCH_LIMIT;
+    b->limit = OUTBUF_EPOCH_LIMIT;
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->wlock, NULL);
     b->tail = &b->head;
-    smp_init(&b->delay);
+    sampler_init(&b->delay);
     *out = b;
     return 0;
 }
@@ -66,7 +66,7 @@ static void free_list(chunk *c)
     }
 }
 
-void ob_free(ob *b)
+void outbuf_free(outbuf *b)
 {
     if (!b)
         return;
@@ -95,7 +95,7 @@ static size_t write_all(int fd, const uint8_t *p, size_t len)
  * Writes a detached list; called with lock held, returns with it held,
  * having dropped it (but not wlock) around the writes.
  */
-static size_t write_list(ob *b, chunk *list)
+static size_t write_list(outbuf *b, chunk *list)
 {
     if (!list)
         return 0;
@@ -112,13 +112,13 @@ static size_t write_list(ob *b, chunk *list)
     b->written_bytes += written;
     b->dropped_bytes += lost;
     for (chunk *c = list; c; c = c->next)
-        smp_add(&b->delay, c->t_ns);
+        sampler_add(&b->delay, c->t_ns);
     free_list(list);
     return written;
 }
 
 /* Takes the head of the queue while its epoch is <= upto (all: every). */
-static chunk *detach(ob *b, uint64_t upto, bool every)
+static chunk *detach(outbuf *b, uint64_t upto, bool every)
 {
     chunk *list = NULL, **lt = &list;
     while (b->head && (every || b->head->epoch <= upto)) {
@@ -137,9 +137,9 @@ static chunk *detach(ob *b, uint64_t upto, bool every)
     return list;
 }
 
-int ob_console(void *opaque, const void *buf, size_t len)
+int outbuf_console(void *opaque, const void *buf, size_t len)
 {
-    ob *b = opaque;
+    outbuf *b = opaque;
     if (!len)
         return 0;
     uint64_t t = mono_ns();
@@ -155,8 +155,9 @@ int ob_console(void *opaque, const void *buf, size_t len)
         pthread_mutex_unlock(&b->lock);
         return 0;
     }
-    chunk *c = b->held_bytes + len <= OB_HOLD_MAX
-                   ? malloc(sizeof(*c) + len) : NULL;
+    chunk *c = b->held_bytes + len <= OUTBUF_HOLD_MAX
+                   ? malloc(sizeof(*c) + len)
+                   : NULL;
     if (!c) {
         b->dropped_bytes += len;
         pthread_mutex_unlock(&b->lock);
@@ -183,17 +184,17 @@ int ob_console(void *opaque, const void *buf, size_t len)
     return 0;
 }
 
-void ob_set_limit(ob *b, size_t limit, void (*fn)(void *opaque),
-                  void *opaque)
+void outbuf_set_limit(outbuf *b, size_t limit, void (*fn)(void *opaque),
+                      void *opaque)
 {
     pthread_mutex_lock(&b->lock);
-    b->limit = limit ? limit : OB_EPOCH_LIMIT;
+    b->limit = limit ? limit : OUTBUF_EPOCH_LIMIT;
     b->on_limit = fn;
     b->opaque = opaque;
     pthread_mutex_unlock(&b->lock);
 }
 
-void ob_set_hold(ob *b, bool hold)
+void outbuf_set_hold(outbuf *b, bool hold)
 {
     pthread_mutex_lock(&b->lock);
     b->holding = hold;
@@ -202,7 +203,7 @@ void ob_set_hold(ob *b, bool hold)
     pthread_mutex_unlock(&b->lock);
 }
 
-void ob_mark(ob *b, uint64_t epoch)
+void outbuf_mark(outbuf *b, uint64_t epoch)
 {
     pthread_mutex_lock(&b->lock);
     if (epoch > b->epoch) {
@@ -213,7 +214,7 @@ void ob_mark(ob *b, uint64_t epoch)
     pthread_mutex_unlock(&b->lock);
 }
 
-size_t ob_release(ob *b, uint64_t upto)
+size_t outbuf_release(outbuf *b, uint64_t upto)
 {
     pthread_mutex_lock(&b->lock);
     size_t n = write_list(b, detach(b, upto, false));
@@ -221,7 +222,7 @@ size_t ob_release(ob *b, uint64_t upto)
     return n;
 }
 
-void ob_get_stats(ob *b, ob_stats *out)
+void outbuf_get_stats(outbuf *b, outbuf_stats *out)
 {
     pthread_mutex_lock(&b->lock);
     out->held_bytes = b->held_bytes;
@@ -230,6 +231,6 @@ void ob_get_stats(ob *b, ob_stats *out)
     out->dropped_bytes = b->dropped_bytes;
     out->epoch = b->epoch;
     out->holding = b->holding;
-    smp_summarize(&b->delay, &out->delay_ns);
+    sampler_summarize(&b->delay, &out->delay_ns);
     pthread_mutex_unlock(&b->lock);
 }

@@ -14,16 +14,16 @@
 #include <stdint.h>
 
 #include "checkpoint/qfile.h"
-#include "primary/link.h"
+#include "primary/channel.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
-typedef struct pkg_bringup_stats {
+typedef struct package_bringup_stats {
     uint64_t passes;        /* RAM PART sections */
     uint64_t pages;         /* pages they carried */
     uint64_t bytes;         /* the whole bring-up */
     uint64_t ns;
-} pkg_bringup_stats;
+} package_bringup_stats;
 
 /*
  * Writes the bring-up to l (on l's thread), until a pass leaves little
@@ -31,13 +31,13 @@ typedef struct pkg_bringup_stats {
  * than the link takes them).  Nothing else may save v meanwhile.  0, or
  * -errno with a message.
  */
-int pkg_bringup(vm *v, const vmshape *shape, lnk *l, pkg_bringup_stats *st,
-                char *err, size_t errlen);
+int package_bringup(vm *v, const vmshape *shape, channel *l,
+                    package_bringup_stats *st, char *err, size_t errlen);
 
-typedef struct pkg_stats {
+typedef struct package_stats {
     uint64_t pages;         /* dirty pages in the package */
     uint64_t bytes;         /* the package */
-} pkg_stats;
+} package_stats;
 
 /*
  * Builds checkpoint id into q (an empty memory channel), v paused: the
@@ -45,19 +45,19 @@ typedef struct pkg_stats {
  * sends every page and forgets the XBZRLE cache first.  0, or the error
  * latched on q; after an error the next package must be full.
  */
-int pkg_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
-              pkg_stats *st);
+int package_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
+                  package_stats *st);
 /*
- * Seals what pkg_build left in q with the trailer (the CRC-32 of the
+ * Seals what package_build left in q with the trailer (the CRC-32 of the
  * package) and EOF.  The copy in q is the package's own, so this runs
  * after the guest resumed: summing megabytes need not pause it.
  */
-int pkg_seal(vm *v, qfile *q, uint64_t id, pkg_stats *st);
+int package_seal(vm *v, qfile *q, uint64_t id, package_stats *st);
 
 /*
  * TEST ONLY (FTVM_TEST_CORRUPT_PACKAGE): flips one byte in the middle of
  * a built package, after its checksum was computed, as a link would.
  */
-void pkg_test_corrupt(qfile *q);
+void package_test_corrupt(qfile *q);
 
 #endif

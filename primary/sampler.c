@@ -4,16 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-void smp_init(smp *s)
+void sampler_init(sampler *s)
 {
     memset(s, 0, sizeof(*s));
 }
 
-void smp_add(smp *s, uint64_t v)
+void sampler_add(sampler *s, uint64_t v)
 {
     s->v[s->next] = v;
-    s->next = (s->next + 1) % SMP_WINDOW;
-    if (s->n < SMP_WINDOW)
+    s->next = (s->next + 1) % SAMPLER_WINDOW;
+    if (s->n < SAMPLER_WINDOW)
         s->n++;
     s->count++;
     s->last = v;
@@ -37,12 +37,12 @@ static uint64_t rank(const uint64_t *sorted, size_t n, double p)
     return sorted[(k > n ? n : k) - 1];
 }
 
-void smp_summarize(const smp *s, smp_summary *out)
+void sampler_summarize(const sampler *s, sampler_summary *out)
 {
     memset(out, 0, sizeof(*out));
     if (!s->n)
         return;
-    uint64_t sorted[SMP_WINDOW];
+    uint64_t sorted[SAMPLER_WINDOW];
     memcpy(sorted, s->v, s->n * sizeof(sorted[0]));
     qsort(sorted, s->n, sizeof(sorted[0]), cmp_u64);
     out->count = s->count;

@@ -3,7 +3,7 @@
  * an acknowledgement's latency, an output-commit delay), for the last,
  * median, 99th percentile and maximum that status and metrics report.
  *
- * Percentiles are over the newest SMP_WINDOW samples, so they follow what
+ * Percentiles are over the newest SAMPLER_WINDOW samples, so they follow what
  * the service does now rather than since it started; count, sum and max
  * cover every sample.  Not thread-safe: the owner locks if it must.
  */
@@ -13,26 +13,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMP_WINDOW 512
+#define SAMPLER_WINDOW 512
 
-typedef struct smp {
-    uint64_t v[SMP_WINDOW];
-    size_t n;           /* valid entries in v, up to SMP_WINDOW */
+typedef struct sampler {
+    uint64_t v[SAMPLER_WINDOW];
+    size_t n;           /* valid entries in v, up to SAMPLER_WINDOW */
     size_t next;        /* where the next sample goes */
     uint64_t count;     /* every sample ever added */
     uint64_t last, max;
     double sum;
-} smp;
+} sampler;
 
-typedef struct smp_summary {
+typedef struct sampler_summary {
     uint64_t count;
     uint64_t last, p50, p99, max;
     double mean;
-} smp_summary;
+} sampler_summary;
 
-void smp_init(smp *s);
-void smp_add(smp *s, uint64_t v);
+void sampler_init(sampler *s);
+void sampler_add(sampler *s, uint64_t v);
 /* All zero while there is no sample. */
-void smp_summarize(const smp *s, smp_summary *out);
+void sampler_summarize(const sampler *s, sampler_summary *out);
 
 #endif

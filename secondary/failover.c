@@ -10,20 +10,21 @@
 #include "vm/net.h"
 
 /* Gaps between the announce rounds, as the reference spaces them. */
-static const unsigned gap_ms[FO_ANNOUNCE_ROUNDS - 1] = { 50, 150, 250, 350 };
+static const unsigned gap_ms[FAILOVER_ANNOUNCE_ROUNDS - 1] = {50, 150, 250,
+                                                              350};
 
-struct fo {
+struct failover {
     vm *v;
     struct event *timer;
-    uint8_t frame[FO_RARP_LEN];
+    uint8_t frame[FAILOVER_RARP_LEN];
     unsigned sent;          /* rounds done */
     unsigned ok;            /* frames the backend took */
 };
 
-void fo_rarp_frame(uint8_t out[FO_RARP_LEN], const uint8_t mac[6])
+void failover_rarp_frame(uint8_t out[FAILOVER_RARP_LEN], const uint8_t mac[6])
 {
     uint8_t *p = out;
-    memset(out, 0, FO_RARP_LEN);
+    memset(out, 0, FAILOVER_RARP_LEN);
     memset(p, 0xff, 6);                 /* destination: broadcast */
     memcpy(p + 6, mac, 6);
     p[12] = 0x80, p[13] = 0x35;         /* RARP */
@@ -36,7 +37,7 @@ void fo_rarp_frame(uint8_t out[FO_RARP_LEN], const uint8_t mac[6])
     memcpy(p + 18, mac, 6);             /* target: us, IP 0 */
 }
 
-static void announce(fo *f)
+static void announce(failover *f)
 {
     net_dev *n = vm_net(f->v);
     int r = n ? net_send(n, f->frame, sizeof(f->frame)) : -ENODEV;
@@ -46,7 +47,7 @@ static void announce(fo *f)
     else if (f->sent == 1)
         fprintf(stderr, "ftvm secondary: self-announce frame not sent: %s\n",
                 strerror(-r));
-    if (f->sent < FO_ANNOUNCE_ROUNDS) {
+    if (f->sent < FAILOVER_ANNOUNCE_ROUNDS) {
         unsigned ms = gap_ms[f->sent - 1];
         struct timeval tv = { ms / 1000, (suseconds_t)(ms % 1000) * 1000 };
         event_add(f->timer, &tv);
@@ -60,41 +61,41 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     announce(arg);
 }
 
-int fo_start(fo **out, vm *v, struct event_base *base, const uint8_t mac[6],
-             void (*on_stop)(vm *v, void *arg), void *arg, char *err,
-             size_t errlen)
+int failover_start(failover **out, vm *v, struct event_base *base,
+                   const uint8_t mac[6], void (*on_stop)(vm *v, void *arg),
+                   void *arg, char *err, size_t errlen)
 {
-    fo *f = calloc(1, sizeof(*f));
+    failover *f = calloc(1, sizeof(*f));
     if (!f || !(f->timer = evtimer_new(base, on_timer, f))) {
         free(f);
         snprintf(err, errlen, "failover: out of memory");
         return -ENOMEM;
     }
     f->v = v;
-    fo_rarp_frame(f->frame, mac);
+    failover_rarp_frame(f->frame, mac);
     if (vm_attach(v, base, on_stop, arg) < 0) {
         snprintf(err, errlen, "failover: cannot put the VM on the event "
                  "loop");
-        fo_free(f);
+        failover_free(f);
         return -ENOMEM;
     }
     if (vm_net(v))
         announce(f);
     int r = vm_start(v, err, errlen);
     if (r < 0) {
-        fo_free(f);
+        failover_free(f);
         return r;
     }
     *out = f;
     return 0;
 }
 
-unsigned fo_announced(const fo *f)
+unsigned failover_announced(const failover *f)
 {
     return f->ok;
 }
 
-void fo_free(fo *f)
+void failover_free(failover *f)
 {
     if (!f)
         return;

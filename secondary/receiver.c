@@ -44,15 +44,15 @@ enum { NOTE_VM = 1, NOTE_END = 2 };
 typedef struct pkg_check {
     unsigned sections;      /* validated so far */
     bool have_hdr;
-    ckt_pkg hdr;
+    trailer_pkg hdr;
     bool sealed;
     bool applying;          /* validated; its APPLY pass is running */
     bool held;              /* the cache mutex is ours */
     uint64_t t0;            /* when its first section was validated */
 } pkg_check;
 
-struct sec_rx {
-    sec_rx_opts o;
+struct receiver {
+    receiver_opts o;
     struct event_base *base;
     int fd;
     char peer[96];
@@ -61,9 +61,9 @@ struct sec_rx {
     bool vm_given;          /* on_vm was called: the VM is the caller's */
 
     qfile *in, *rp;
-    sv_loader *loader;
+    savevm_loader *loader;
     pthread_mutex_t wlock;  /* the return path */
-    pthread_mutex_t cache;  /* a package being applied; sec_rx_hold */
+    pthread_mutex_t cache;  /* a package being applied; receiver_hold */
     pthread_mutex_t slock;  /* st, samples, end */
 
     /* Receiver thread only; v and shape are published before NOTE_VM. */
@@ -79,15 +79,15 @@ struct sec_rx {
     int busy;               /* inside a package: not reading */
     uint64_t progress_ns;   /* a record read or a package finished */
     uint64_t last_sent_ns;
-    int stopping;           /* a sec_end, set by stop_with */
+    int stopping;           /* a receiver_end, set by stop_with */
     uint64_t stop_ns;
     int notes;
 
     /* Under slock. */
-    sec_rx_stats st;
+    receiver_stats st;
     uint32_t samples[APPLY_SAMPLES];    /* apply times, µs, a ring */
     size_t nsamples;                    /* taken in all */
-    sec_end end;
+    receiver_end end;
     uint64_t end_ns;
     char end_msg[600];
 
@@ -108,7 +108,7 @@ static void say(const char *fmt, ...)
     fprintf(stderr, "ftvm secondary: %s\n", line);
 }
 
-static void note(sec_rx *rx, int what)
+static void note(receiver *rx, int what)
 {
     __atomic_fetch_or(&rx->notes, what, __ATOMIC_ACQ_REL);
     event_active(rx->ev_note, EV_READ, 0);
@@ -117,14 +117,14 @@ static void note(sec_rx *rx, int what)
 /* ---- the return path ---- */
 
 /* From the receiver thread, which may block: the loop never waits on it. */
-static void rp_send_ack(sec_rx *rx, bool ack, uint64_t id, const char *why)
+static void rp_send_ack(receiver *rx, bool ack, uint64_t id, const char *why)
 {
     pthread_mutex_lock(&rx->wlock);
     if (ack)
-        rp_put_ack(rx->rp, id);
+        retpath_put_ack(rx->rp, id);
     else
-        rp_put_nack(rx->rp, id, why);
-    qf_flush(rx->rp);
+        retpath_put_nack(rx->rp, id, why);
+    qfile_flush(rx->rp);
     pthread_mutex_unlock(&rx->wlock);
     STORE(rx->last_sent_ns, mono_ns());
 }
@@ -135,7 +135,7 @@ static void rp_send_ack(sec_rx *rx, bool ack, uint64_t id, const char *why)
  * when the primary does not read (the framing could break), or the
  * socket's error, which the receiver thread will meet as well.
  */
-static int rp_try_send(sec_rx *rx, const uint8_t *msg, size_t len)
+static int rp_try_send(receiver *rx, const uint8_t *msg, size_t len)
 {
     if (pthread_mutex_trylock(&rx->wlock) != 0)
         return 0;
@@ -156,7 +156,7 @@ static int rp_try_send(sec_rx *rx, const uint8_t *msg, size_t len)
     return n < 0 ? -e : -ENOBUFS;
 }
 
-static void stop_with(sec_rx *rx, sec_end why, int code, const char *msg)
+static void stop_with(receiver *rx, receiver_end why, int code, const char *msg)
 {
     int none = 0;
     if (!__atomic_compare_exchange_n(&rx->stopping, &none, (int)why, false,
@@ -170,9 +170,9 @@ static void stop_with(sec_rx *rx, sec_end why, int code, const char *msg)
     }
     if (code >= 0 && LOAD(rx->rp_open)) {
         size_t len;
-        qf_mem_reset(rx->lq);
-        rp_put_shut(rx->lq, (uint32_t)code);
-        const uint8_t *m = qf_mem_data(rx->lq, &len);
+        qfile_mem_reset(rx->lq);
+        retpath_put_shut(rx->lq, (uint32_t)code);
+        const uint8_t *m = qfile_mem_data(rx->lq, &len);
         if (rp_try_send(rx, m, len) <= 0)
             say("%s: could not send SHUT %d: the return path is busy or "
                 "gone", rx->peer, code);
@@ -181,14 +181,14 @@ static void stop_with(sec_rx *rx, sec_end why, int code, const char *msg)
     shutdown(rx->fd, SHUT_RDWR);
 }
 
-void sec_rx_stop(sec_rx *rx, sec_end why, int code)
+void receiver_stop(receiver *rx, receiver_end why, int code)
 {
     stop_with(rx, why, code, NULL);
 }
 
 /* ---- the target: what each section is, and the base rule ---- */
 
-static void reset_pkg(sec_rx *rx)
+static void reset_pkg(receiver *rx)
 {
     if (rx->cur.held)
         pthread_mutex_unlock(&rx->cache);
@@ -197,19 +197,24 @@ static void reset_pkg(sec_rx *rx)
     STORE(rx->busy, 0);
 }
 
-static int create_vm(sec_rx *rx, qfile *f, const sv_section *sec)
+static int create_vm(receiver *rx, qfile *f, const savevm_section *sec)
 {
     if (rx->v)
-        return qf_fail(f, -EPROTO, "a second '%s' section: the VM's shape "
-                       "cannot change", VMSHAPE_IDSTR);
+        return qfile_fail(f, -EPROTO,
+                          "a second '%s' section: the VM's shape "
+                          "cannot change",
+                          VMSHAPE_IDSTR);
     if (!LOAD(rx->rp_open) || !rx->colo)
-        return qf_fail(f, -EPROTO, "not a replication stream: '%s' before "
-                       "OPEN_RETURN_PATH and ENABLE_COLO", VMSHAPE_IDSTR);
+        return qfile_fail(f, -EPROTO,
+                          "not a replication stream: '%s' before "
+                          "OPEN_RETURN_PATH and ENABLE_COLO",
+                          VMSHAPE_IDSTR);
     if (vmshape_load(f, sec, &rx->shape) < 0)
-        return qf_error(f);
+        return qfile_error(f);
     if (rx->shape.has_net && !rx->o.net)
-        return qf_fail(f, -EINVAL, "the primary's VM has a network device: "
-                       "start the secondary with --net");
+        return qfile_fail(f, -EINVAL,
+                          "the primary's VM has a network device: "
+                          "start the secondary with --net");
     vm_config cfg;
     vm_config_init(&cfg);
     cfg.mem_size = rx->shape.mem_size;
@@ -223,9 +228,9 @@ static int create_vm(sec_rx *rx, qfile *f, const sv_section *sec)
     STORE(rx->progress_ns, mono_ns());
     STORE(rx->busy, 0);
     if (r < 0)
-        return qf_fail(f, r, "creating the VM: %s", err);
+        return qfile_fail(f, r, "creating the VM: %s", err);
     pthread_mutex_lock(&rx->slock);
-    rx->st.phase = SEC_PHASE_SETUP;
+    rx->st.phase = RECEIVER_PHASE_SETUP;
     pthread_mutex_unlock(&rx->slock);
     say("%s: VM of %" PRIu64 " MiB, %" PRIu32 " vCPU(s)%s created; "
         "receiving the bring-up", rx->peer, rx->shape.mem_size >> 20,
@@ -235,25 +240,29 @@ static int create_vm(sec_rx *rx, qfile *f, const sv_section *sec)
 }
 
 /* A section at the top level: the bring-up, applied as it comes. */
-static int top_section(sec_rx *rx, qfile *f, const sv_section *sec)
+static int top_section(receiver *rx, qfile *f, const savevm_section *sec)
 {
     if (strcmp(sec->idstr, VMSHAPE_IDSTR) == 0)
         return create_vm(rx, f, sec);
     if (!rx->v)
-        return qf_fail(f, -EPROTO, "section '%s' before the VM's shape "
-                       "('%s')", sec->idstr, VMSHAPE_IDSTR);
-    if (strcmp(sec->idstr, CKT_PKG_IDSTR) == 0 ||
-        strcmp(sec->idstr, CKT_IDSTR) == 0)
-        return qf_fail(f, -EPROTO, "section '%s' outside a package",
-                       sec->idstr);
+        return qfile_fail(f, -EPROTO,
+                          "section '%s' before the VM's shape "
+                          "('%s')",
+                          sec->idstr, VMSHAPE_IDSTR);
+    if (strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0 ||
+        strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return qfile_fail(f, -EPROTO, "section '%s' outside a package",
+                          sec->idstr);
     if (rx->packaged)
-        return qf_fail(f, -EPROTO, "section '%s' outside a package after "
-                       "the bring-up: it could not be applied atomically",
-                       sec->idstr);
-    return reg_target_ops.section(vm_registry(rx->v), f, sec, SV_PASS_APPLY);
+        return qfile_fail(f, -EPROTO,
+                          "section '%s' outside a package after "
+                          "the bring-up: it could not be applied atomically",
+                          sec->idstr);
+    return registry_target_ops.section(vm_registry(rx->v), f, sec,
+                                       SAVEVM_PASS_APPLY);
 }
 
-static int validate_section(sec_rx *rx, qfile *f, const sv_section *sec)
+static int validate_section(receiver *rx, qfile *f, const savevm_section *sec)
 {
     pkg_check *c = &rx->cur;
     if (c->sections++ == 0) {
@@ -262,102 +271,114 @@ static int validate_section(sec_rx *rx, qfile *f, const sv_section *sec)
         rx->packaged = true;
     }
     if (!rx->v)
-        return qf_fail(f, -EPROTO, "a package before the VM's shape ('%s')",
-                       VMSHAPE_IDSTR);
+        return qfile_fail(f, -EPROTO, "a package before the VM's shape ('%s')",
+                          VMSHAPE_IDSTR);
     if (LOAD(rx->stopping))
-        return qf_fail(f, -ECANCELED, "replication is stopping");
+        return qfile_fail(f, -ECANCELED, "replication is stopping");
     if (c->sealed)
-        return qf_fail(f, -EINVAL, "section '%s' after the package's "
-                       "trailer", sec->idstr);
-    bool hdr = strcmp(sec->idstr, CKT_PKG_IDSTR) == 0;
+        return qfile_fail(f, -EINVAL,
+                          "section '%s' after the package's "
+                          "trailer",
+                          sec->idstr);
+    bool hdr = strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0;
     if (hdr != (c->sections == 1))
-        return qf_fail(f, -EINVAL, hdr ? "a second '%s' in one package"
-                       : "a package must open with '%s'", CKT_PKG_IDSTR);
+        return qfile_fail(f, -EINVAL,
+                          hdr ? "a second '%s' in one package"
+                              : "a package must open with '%s'",
+                          TRAILER_PKG_IDSTR);
     if (hdr) {
-        int r = ckt_load_pkg(f, sec, &c->hdr);
+        int r = trailer_load_pkg(f, sec, &c->hdr);
         /* A header that reads but makes no sense still names its id. */
         c->have_hdr = c->hdr.id != 0;
         if (r < 0)
             return r;
         if (c->hdr.base != 0 && c->hdr.base != rx->last_applied)
-            return qf_fail(f, -ESTALE, "checkpoint %" PRIu64 " builds on %"
-                           PRIu64 ", but the last checkpoint applied here "
-                           "is %" PRIu64, c->hdr.id, c->hdr.base,
-                           rx->last_applied);
+            return qfile_fail(f, -ESTALE,
+                              "checkpoint %" PRIu64 " builds on %" PRIu64
+                              ", but the last checkpoint applied here "
+                              "is %" PRIu64,
+                              c->hdr.id, c->hdr.base, rx->last_applied);
         if (c->hdr.id <= rx->last_applied)
-            return qf_fail(f, -ESTALE, "checkpoint %" PRIu64 " is not newer "
-                           "than %" PRIu64 ", the last applied", c->hdr.id,
-                           rx->last_applied);
+            return qfile_fail(f, -ESTALE,
+                              "checkpoint %" PRIu64 " is not newer "
+                              "than %" PRIu64 ", the last applied",
+                              c->hdr.id, rx->last_applied);
         return 0;
     }
-    if (strcmp(sec->idstr, CKT_IDSTR) == 0) {
-        ckt_info info;
-        if (ckt_load(f, sec, &info) < 0)
-            return qf_error(f);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0) {
+        trailer_info info;
+        if (trailer_load(f, sec, &info) < 0)
+            return qfile_error(f);
         if (info.id != c->hdr.id)
-            return qf_fail(f, -EINVAL, "the trailer of checkpoint %" PRIu64
-                           " in the package of checkpoint %" PRIu64, info.id,
-                           c->hdr.id);
+            return qfile_fail(f, -EINVAL,
+                              "the trailer of checkpoint %" PRIu64
+                              " in the package of checkpoint %" PRIu64,
+                              info.id, c->hdr.id);
         c->sealed = true;
         return 0;
     }
-    return reg_target_ops.section(vm_registry(rx->v), f, sec,
-                                  SV_PASS_VALIDATE);
+    return registry_target_ops.section(vm_registry(rx->v), f, sec,
+                                       SAVEVM_PASS_VALIDATE);
 }
 
-static int apply_section(sec_rx *rx, qfile *f, const sv_section *sec)
+static int apply_section(receiver *rx, qfile *f, const savevm_section *sec)
 {
-    if (strcmp(sec->idstr, CKT_PKG_IDSTR) == 0) {
+    if (strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0) {
         /* The first section: from here to the ACK the cache is in flux. */
         pthread_mutex_lock(&rx->cache);
         rx->cur.held = true;
-        ckt_pkg p;
-        return ckt_load_pkg(f, sec, &p);
+        trailer_pkg p;
+        return trailer_load_pkg(f, sec, &p);
     }
-    if (strcmp(sec->idstr, CKT_IDSTR) == 0)
-        return ckt_skip(f, sec);
-    return reg_target_ops.section(vm_registry(rx->v), f, sec, SV_PASS_APPLY);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return trailer_skip(f, sec);
+    return registry_target_ops.section(vm_registry(rx->v), f, sec,
+                                       SAVEVM_PASS_APPLY);
 }
 
-static int rx_section(void *opaque, qfile *f, const sv_section *sec,
-                      sv_pass pass)
+static int rx_section(void *opaque, qfile *f, const savevm_section *sec,
+                      savevm_pass pass)
 {
-    sec_rx *rx = opaque;
-    if (pass == SV_PASS_VALIDATE)
+    receiver *rx = opaque;
+    if (pass == SAVEVM_PASS_VALIDATE)
         return validate_section(rx, f, sec);
     if (rx->cur.applying)
         return apply_section(rx, f, sec);
     return top_section(rx, f, sec);
 }
 
-static int rx_command(void *opaque, sv_cmd cmd)
+static int rx_command(void *opaque, savevm_cmd cmd)
 {
-    sec_rx *rx = opaque;
-    if (cmd == SV_CMD_OPEN_RETURN_PATH)
+    receiver *rx = opaque;
+    if (cmd == SAVEVM_CMD_OPEN_RETURN_PATH)
         STORE(rx->rp_open, 1);
-    if (cmd == SV_CMD_ENABLE_COLO)
+    if (cmd == SAVEVM_CMD_ENABLE_COLO)
         rx->colo = true;
     return 0;
 }
 
 static int rx_validated(void *opaque, qfile *pf)
 {
-    sec_rx *rx = opaque;
+    receiver *rx = opaque;
     pkg_check *c = &rx->cur;
     if (!c->have_hdr)
-        return qf_fail(pf, -EINVAL, "a package without '%s'",
-                       CKT_PKG_IDSTR);
+        return qfile_fail(pf, -EINVAL, "a package without '%s'",
+                          TRAILER_PKG_IDSTR);
     if (!c->sealed)
-        return qf_fail(pf, -EBADMSG, "checkpoint %" PRIu64 ": no trailer "
-                       "('%s') seals the package", c->hdr.id, CKT_IDSTR);
+        return qfile_fail(pf, -EBADMSG,
+                          "checkpoint %" PRIu64 ": no trailer "
+                          "('%s') seals the package",
+                          c->hdr.id, TRAILER_IDSTR);
     if (LOAD(rx->stopping))
-        return qf_fail(pf, -ECANCELED, "replication is stopping: checkpoint "
-                       "%" PRIu64 " is not applied", c->hdr.id);
+        return qfile_fail(pf, -ECANCELED,
+                          "replication is stopping: checkpoint "
+                          "%" PRIu64 " is not applied",
+                          c->hdr.id);
     c->applying = true;
     return 0;
 }
 
-static void sample(sec_rx *rx, uint64_t ns)
+static void sample(receiver *rx, uint64_t ns)
 {
     uint64_t us = ns / 1000;
     rx->samples[rx->nsamples++ % APPLY_SAMPLES] =
@@ -365,7 +386,7 @@ static void sample(sec_rx *rx, uint64_t ns)
     rx->st.apply_last_ms = ns / 1e6;
 }
 
-static void package_applied(sec_rx *rx, uint32_t bytes)
+static void package_applied(receiver *rx, uint32_t bytes)
 {
     uint64_t id = rx->cur.hdr.id;
     uint64_t took = mono_ns() - rx->cur.t0;
@@ -375,7 +396,7 @@ static void package_applied(sec_rx *rx, uint32_t bytes)
     pthread_mutex_lock(&rx->slock);
     bool first = rx->st.applied++ == 0;
     rx->st.last_id = id;
-    rx->st.phase = SEC_PHASE_ACTIVE;
+    rx->st.phase = RECEIVER_PHASE_ACTIVE;
     rx->st.package_bytes_last = bytes;
     rx->st.package_bytes_total += bytes;
     sample(rx, took);
@@ -385,17 +406,17 @@ static void package_applied(sec_rx *rx, uint32_t bytes)
             rx->peer, id);
 }
 
-static void rx_observe(void *opaque, const sv_record *rec)
+static void rx_observe(void *opaque, const savevm_record *rec)
 {
-    sec_rx *rx = opaque;
+    receiver *rx = opaque;
     if (rec->depth != 0)
         return;
     STORE(rx->progress_ns, mono_ns());
-    if (rec->type != SV_COMMAND)
+    if (rec->type != SAVEVM_COMMAND)
         return;
-    if (rec->cmd == SV_CMD_PACKAGED && rx->cur.applying) {
+    if (rec->cmd == SAVEVM_CMD_PACKAGED && rx->cur.applying) {
         package_applied(rx, rec->package_len);
-    } else if (rec->cmd == SV_CMD_PING) {
+    } else if (rec->cmd == SAVEVM_CMD_PING) {
         /* The loader writes the PONG right after this. */
         STORE(rx->last_sent_ns, mono_ns());
         pthread_mutex_lock(&rx->slock);
@@ -406,11 +427,11 @@ static void rx_observe(void *opaque, const sv_record *rec)
 
 static int rx_package_failed(void *opaque, qfile *pf)
 {
-    sec_rx *rx = opaque;
+    receiver *rx = opaque;
     if (!rx->v)
         return -EPROTO;
     uint64_t id = rx->cur.have_hdr ? rx->cur.hdr.id : 0;
-    const char *why = qf_errmsg(pf);
+    const char *why = qfile_errmsg(pf);
     reset_pkg(rx);
     rp_send_ack(rx, false, id, why);
     pthread_mutex_lock(&rx->slock);
@@ -422,7 +443,7 @@ static int rx_package_failed(void *opaque, qfile *pf)
     return 0;
 }
 
-static const sv_target_ops rx_ops = {
+static const savevm_target_ops rx_ops = {
     .section = rx_section,
     .command = rx_command,
     .observe = rx_observe,
@@ -444,31 +465,31 @@ static bool transport_error(int r)
     return false;
 }
 
-static void finish(sec_rx *rx, int r, sv_stop why)
+static void finish(receiver *rx, int r, savevm_stop why)
 {
-    sec_end end;
+    receiver_end end;
     char msg[sizeof(rx->end_msg)];
     int stop = LOAD(rx->stopping);
     if (stop) {
-        end = (sec_end)stop;
+        end = (receiver_end)stop;
         snprintf(msg, sizeof(msg), "replication stopped here");
-    } else if (r == 0 && why == SV_STOP_EOF) {
-        end = SEC_END_EOF;
+    } else if (r == 0 && why == SAVEVM_STOP_EOF) {
+        end = RECEIVER_END_EOF;
         snprintf(msg, sizeof(msg), "%s ended the stream (stop-replication)",
                  rx->peer);
     } else if (r == 0) {
-        end = SEC_END_LOST;
+        end = RECEIVER_END_LOST;
         snprintf(msg, sizeof(msg), "%s closed the connection", rx->peer);
     } else if (transport_error(r)) {
-        end = SEC_END_LOST;
-        snprintf(msg, sizeof(msg), "%s", qf_errmsg(rx->in));
+        end = RECEIVER_END_LOST;
+        snprintf(msg, sizeof(msg), "%s", qfile_errmsg(rx->in));
     } else {
-        end = SEC_END_PROTOCOL;
-        snprintf(msg, sizeof(msg), "%s", qf_errmsg(rx->in));
+        end = RECEIVER_END_PROTOCOL;
+        snprintf(msg, sizeof(msg), "%s", qfile_errmsg(rx->in));
         if (LOAD(rx->rp_open)) {
             pthread_mutex_lock(&rx->wlock);
-            rp_put_shut(rx->rp, SEC_SHUT_ERROR);
-            qf_flush(rx->rp);
+            retpath_put_shut(rx->rp, RECEIVER_SHUT_ERROR);
+            qfile_flush(rx->rp);
             pthread_mutex_unlock(&rx->wlock);
         }
     }
@@ -477,20 +498,21 @@ static void finish(sec_rx *rx, int r, sv_stop why)
     rx->end_ns = stop && LOAD(rx->stop_ns) ? LOAD(rx->stop_ns) : mono_ns();
     if (!stop || !rx->end_msg[0])
         snprintf(rx->end_msg, sizeof(rx->end_msg), "%s", msg);
-    rx->st.phase = SEC_PHASE_ENDED;
+    rx->st.phase = RECEIVER_PHASE_ENDED;
     pthread_mutex_unlock(&rx->slock);
-    /* The peer learns now; the fd stays ours until sec_rx_free. */
+    /* The peer learns now; the fd stays ours until receiver_free. */
     shutdown(rx->fd, SHUT_RDWR);
     note(rx, NOTE_END);
 }
 
 static void *rx_main(void *arg)
 {
-    sec_rx *rx = arg;
-    sv_stop why = SV_STOP_END;
-    int r = sv_load_header(rx->loader, rx->in);
+    receiver *rx = arg;
+    savevm_stop why = SAVEVM_STOP_END;
+    int r = savevm_load_header(rx->loader, rx->in);
     if (r == 0)
-        r = sv_load_main(rx->loader, rx->in, SV_PASS_APPLY, true, &why);
+        r = savevm_load_main(rx->loader, rx->in, SAVEVM_PASS_APPLY, true,
+                             &why);
     reset_pkg(rx);
     finish(rx, r, why);
     return NULL;
@@ -499,7 +521,7 @@ static void *rx_main(void *arg)
 /* ---- the loop's side ---- */
 
 /* Milliseconds since data last arrived, by the kernel's count; -1. */
-static int64_t heard_ms(sec_rx *rx)
+static int64_t heard_ms(receiver *rx)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
@@ -512,7 +534,7 @@ static void on_fail_check(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sec_rx *rx = arg;
+    receiver *rx = arg;
     if (LOAD(rx->stopping) || LOAD(rx->busy))
         return;
     uint64_t silent = mono_ns() - LOAD(rx->progress_ns);
@@ -525,14 +547,14 @@ static void on_fail_check(evutil_socket_t fd, short what, void *arg)
     snprintf(msg, sizeof(msg), "nothing from %s for %" PRIu64 " ms (the "
              "failure timeout is %" PRIu64 " ms)", rx->peer,
              silent / 1000000u, rx->o.failure_timeout_ns / 1000000u);
-    stop_with(rx, SEC_END_TIMEOUT, -1, msg);
+    stop_with(rx, RECEIVER_END_TIMEOUT, -1, msg);
 }
 
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sec_rx *rx = arg;
+    receiver *rx = arg;
     uint64_t now = mono_ns();
     uint64_t next = rx->o.heartbeat_ns;
     uint64_t due = LOAD(rx->last_sent_ns) + rx->o.heartbeat_ns;
@@ -540,9 +562,9 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
         return;
     if (LOAD(rx->rp_open) && now >= due) {
         size_t len;
-        qf_mem_reset(rx->lq);
-        rp_put_heartbeat(rx->lq, rx->hb_seq + 1);
-        const uint8_t *m = qf_mem_data(rx->lq, &len);
+        qfile_mem_reset(rx->lq);
+        retpath_put_heartbeat(rx->lq, rx->hb_seq + 1);
+        const uint8_t *m = qfile_mem_data(rx->lq, &len);
         int r = rp_try_send(rx, m, len);
         if (r > 0) {
             rx->hb_seq++;
@@ -555,7 +577,7 @@ static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
             char msg[256];
             snprintf(msg, sizeof(msg), "%s does not read its return path",
                      rx->peer);
-            stop_with(rx, SEC_END_PROTOCOL, -1, msg);
+            stop_with(rx, RECEIVER_END_PROTOCOL, -1, msg);
             return;
         }
     } else if (LOAD(rx->rp_open)) {
@@ -569,7 +591,7 @@ static void on_note(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sec_rx *rx = arg;
+    receiver *rx = arg;
     int n = __atomic_exchange_n(&rx->notes, 0, __ATOMIC_ACQ_REL);
     if ((n & NOTE_VM) && !rx->vm_given) {
         rx->vm_given = true;
@@ -581,7 +603,7 @@ static void on_note(evutil_socket_t fd, short what, void *arg)
         event_del(rx->ev_hb);
         event_del(rx->ev_fail);
         pthread_mutex_lock(&rx->slock);
-        sec_end end = rx->end;
+        receiver_end end = rx->end;
         char msg[sizeof(rx->end_msg)];
         snprintf(msg, sizeof(msg), "%s", rx->end_msg);
         pthread_mutex_unlock(&rx->slock);
@@ -604,11 +626,11 @@ static int setup_socket(int fd)
     return 0;
 }
 
-int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
-                 const char *peer, const sec_rx_opts *o, char *err,
-                 size_t errlen)
+int receiver_start(receiver **out, struct event_base *base, int fd,
+                   const char *peer, const receiver_opts *o, char *err,
+                   size_t errlen)
 {
-    sec_rx *rx = calloc(1, sizeof(*rx));
+    receiver *rx = calloc(1, sizeof(*rx));
     if (!rx) {
         close(fd);
         snprintf(err, errlen, "%s: out of memory", peer);
@@ -628,18 +650,19 @@ int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
                  strerror(-r));
         goto fail;
     }
-    rx->in = qf_open_fd(fd, QF_READ, rx->peer);
-    rx->rp = qf_open_fd(fd, QF_WRITE, rx->peer);
-    rx->lq = qf_open_mem("return path");
-    sv_loader_opts lo = {
+    rx->in = qfile_open_fd(fd, QFILE_READ, rx->peer);
+    rx->rp = qfile_open_fd(fd, QFILE_WRITE, rx->peer);
+    rx->lq = qfile_open_mem("return path");
+    savevm_loader_opts lo = {
         .footers = true,
-        .max_depth = 1,             /* packages do not nest */
-        .max_package = UINT32_MAX,  /* a full resend holds all of RAM */
+        .max_depth = 1,            /* packages do not nest */
+        .max_package = UINT32_MAX, /* a full resend holds all of RAM */
         .return_path = rx->rp,
         .return_path_lock = &rx->wlock,
     };
     rx->loader = rx->in && rx->rp && rx->lq
-                 ? sv_loader_new(&rx_ops, rx, &lo) : NULL;
+                     ? savevm_loader_new(&rx_ops, rx, &lo)
+                     : NULL;
     rx->ev_note = event_new(base, -1, 0, on_note, rx);
     rx->ev_hb = evtimer_new(base, on_heartbeat, rx);
     rx->ev_fail = event_new(base, -1, EV_PERSIST, on_fail_check, rx);
@@ -667,16 +690,16 @@ int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
     *out = rx;
     return 0;
 fail:
-    sec_rx_free(rx);
+    receiver_free(rx);
     return r;
 }
 
-void sec_rx_free(sec_rx *rx)
+void receiver_free(receiver *rx)
 {
     if (!rx)
         return;
     if (rx->thread_live) {
-        stop_with(rx, SEC_END_LOCAL, -1, NULL);
+        stop_with(rx, RECEIVER_END_LOCAL, -1, NULL);
         pthread_join(rx->thread, NULL);
     }
     if (rx->v && !rx->vm_given)
@@ -687,10 +710,10 @@ void sec_rx_free(sec_rx *rx)
         event_free(rx->ev_hb);
     if (rx->ev_fail)
         event_free(rx->ev_fail);
-    sv_loader_free(rx->loader);
-    qf_close(rx->in);
-    qf_close(rx->rp);
-    qf_close(rx->lq);
+    savevm_loader_free(rx->loader);
+    qfile_close(rx->in);
+    qfile_close(rx->rp);
+    qfile_close(rx->lq);
     close(rx->fd);
     pthread_mutex_destroy(&rx->wlock);
     pthread_mutex_destroy(&rx->cache);
@@ -698,27 +721,27 @@ void sec_rx_free(sec_rx *rx)
     free(rx);
 }
 
-void sec_rx_hold(sec_rx *rx)
+void receiver_hold(receiver *rx)
 {
     pthread_mutex_lock(&rx->cache);
 }
 
-void sec_rx_release(sec_rx *rx)
+void receiver_release(receiver *rx)
 {
     pthread_mutex_unlock(&rx->cache);
 }
 
-const char *sec_rx_peer(const sec_rx *rx)
+const char *receiver_peer(const receiver *rx)
 {
     return rx->peer;
 }
 
-const vmshape *sec_rx_shape(const sec_rx *rx)
+const vmshape *receiver_shape(const receiver *rx)
 {
     return &rx->shape;
 }
 
-uint64_t sec_rx_end_ns(sec_rx *rx)
+uint64_t receiver_end_ns(receiver *rx)
 {
     pthread_mutex_lock(&rx->slock);
     uint64_t t = rx->end_ns;
@@ -732,7 +755,7 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void sec_rx_get_stats(sec_rx *rx, sec_rx_stats *out)
+void receiver_get_stats(receiver *rx, receiver_stats *out)
 {
     uint32_t s[APPLY_SAMPLES];
     pthread_mutex_lock(&rx->slock);

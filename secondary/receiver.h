@@ -24,7 +24,7 @@
  * on the receiver thread, HEARTBEAT on the loop's) take one mutex; the
  * loop only ever tries it and writes without blocking, so a primary that
  * stops reading can never stall the loop and its failure timer.  A second
- * mutex is held while a package is applied; sec_rx_hold takes it to see
+ * mutex is held while a package is applied; receiver_hold takes it to see
  * (or save) the cache at a checkpoint boundary.
  */
 #ifndef FTVM_SECONDARY_RECEIVER_H
@@ -40,44 +40,44 @@
 struct event_base;
 
 /* How far one connection got. */
-typedef enum sec_phase {
-    SEC_PHASE_CONNECTED,    /* no VM yet: not known to be a primary */
-    SEC_PHASE_SETUP,        /* the VM exists; the bring-up is arriving */
-    SEC_PHASE_ACTIVE,       /* at least one checkpoint applied */
-    SEC_PHASE_ENDED,
-} sec_phase;
+typedef enum receiver_phase {
+    RECEIVER_PHASE_CONNECTED, /* no VM yet: not known to be a primary */
+    RECEIVER_PHASE_SETUP,     /* the VM exists; the bring-up is arriving */
+    RECEIVER_PHASE_ACTIVE,    /* at least one checkpoint applied */
+    RECEIVER_PHASE_ENDED,
+} receiver_phase;
 
 /* Why a connection ended. */
-typedef enum sec_end {
-    SEC_END_EOF = 1,    /* the primary ended the stream (stop-replication) */
-    SEC_END_LOST,       /* closed, reset, or cut off inside a record */
-    SEC_END_TIMEOUT,    /* nothing arrived for the failure timeout */
-    SEC_END_PROTOCOL,   /* the stream was refused; SHUT 1 was sent */
-    SEC_END_LOCAL,      /* sec_rx_stop */
-} sec_end;
+typedef enum receiver_end {
+    RECEIVER_END_EOF = 1, /* the primary ended the stream (stop-replication) */
+    RECEIVER_END_LOST,    /* closed, reset, or cut off inside a record */
+    RECEIVER_END_TIMEOUT, /* nothing arrived for the failure timeout */
+    RECEIVER_END_PROTOCOL, /* the stream was refused; SHUT 1 was sent */
+    RECEIVER_END_LOCAL,    /* receiver_stop */
+} receiver_end;
 
 /* SHUT codes the secondary sends (docs/replication.md). */
 enum {
-    SEC_SHUT_CLEAN = 0,     /* stop-replication */
-    SEC_SHUT_ERROR = 1,     /* the stream was refused */
-    SEC_SHUT_LEAVING = 2,   /* the secondary is going away (quit, signal) */
+    RECEIVER_SHUT_CLEAN = 0,   /* stop-replication */
+    RECEIVER_SHUT_ERROR = 1,   /* the stream was refused */
+    RECEIVER_SHUT_LEAVING = 2, /* the secondary is going away (quit, signal) */
 };
 
-typedef struct sec_rx sec_rx;
+typedef struct receiver receiver;
 
-typedef struct sec_rx_opts {
+typedef struct receiver_opts {
     uint64_t failure_timeout_ns;
     uint64_t heartbeat_ns;
     const char *net;        /* backend spec for the VM, or NULL */
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
-    /* The receiver thread has ended (joined); sec_rx_free may follow. */
-    void (*on_end)(void *opaque, sec_end why, const char *msg);
+    /* The receiver thread has ended (joined); receiver_free may follow. */
+    void (*on_end)(void *opaque, receiver_end why, const char *msg);
     void *opaque;
-} sec_rx_opts;
+} receiver_opts;
 
-typedef struct sec_rx_stats {
-    sec_phase phase;
+typedef struct receiver_stats {
+    receiver_phase phase;
     uint64_t applied;           /* checkpoints applied */
     uint64_t last_id;           /* the last one applied, 0 for none */
     uint64_t refused;           /* packages answered NACK */
@@ -88,39 +88,39 @@ typedef struct sec_rx_stats {
     uint64_t pings;             /* PINGs answered */
     uint64_t heartbeats;        /* HEARTBEATs sent */
     int64_t since_heard_ms;     /* since data last arrived; -1 unknown */
-} sec_rx_stats;
+} receiver_stats;
 
 /*
  * Takes over a connected socket (its peer's address in peer, for every
  * message) and starts the receiver thread.  Requires libevent's pthreads
  * support on base.  0, or -errno with a message (fd is then closed).
  */
-int sec_rx_start(sec_rx **out, struct event_base *base, int fd,
-                 const char *peer, const sec_rx_opts *o, char *err,
-                 size_t errlen);
+int receiver_start(receiver **out, struct event_base *base, int fd,
+                   const char *peer, const receiver_opts *o, char *err,
+                   size_t errlen);
 /*
  * Ends replication from this side (from the loop's thread): sends SHUT
  * code unless code < 0, then shuts the socket down, which unblocks the
  * receiver; a package being received is dropped, one that validated is
  * not applied.  on_end(why) follows.  Only the first call counts.
  */
-void sec_rx_stop(sec_rx *rx, sec_end why, int code);
+void receiver_stop(receiver *rx, receiver_end why, int code);
 /* Joins the thread (stopping it if need be), closes the socket. */
-void sec_rx_free(sec_rx *rx);
+void receiver_free(receiver *rx);
 
 /*
  * Waits for a package being applied to finish and keeps the next one
- * out until sec_rx_release: the VM is then exactly the last checkpoint
+ * out until receiver_release: the VM is then exactly the last checkpoint
  * applied (for saving the cache, and for starting it at failover).
  */
-void sec_rx_hold(sec_rx *rx);
-void sec_rx_release(sec_rx *rx);
+void receiver_hold(receiver *rx);
+void receiver_release(receiver *rx);
 
-const char *sec_rx_peer(const sec_rx *rx);
+const char *receiver_peer(const receiver *rx);
 /* The primary's VM shape; valid once on_vm was called. */
-const vmshape *sec_rx_shape(const sec_rx *rx);
+const vmshape *receiver_shape(const receiver *rx);
 /* When the end was decided (CLOCK_MONOTONIC ns), once on_end was called. */
-uint64_t sec_rx_end_ns(sec_rx *rx);
-void sec_rx_get_stats(sec_rx *rx, sec_rx_stats *out);
+uint64_t receiver_end_ns(receiver *rx);
+void receiver_get_stats(receiver *rx, receiver_stats *out);
 
 #endif

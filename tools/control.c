@@ -25,27 +25,27 @@
 typedef struct command {
     char name[32];
     char help[160];
-    ctl_fn fn;
+    control_fn fn;
     void *opaque;
 } command;
 
 typedef struct conn conn;
 
-struct ctl_req {
+struct control_req {
     conn *c;            /* NULL once the client has gone */
     json_t *id;
     char cmd[32];
-    ctl_req *next;
+    control_req *next;
 };
 
 struct conn {
-    ctl_server *s;
+    control_server *s;
     struct bufferevent *bev;
-    ctl_req *pending;   /* deferred requests of this client */
+    control_req *pending;   /* deferred requests of this client */
     conn *next;
 };
 
-struct ctl_server {
+struct control_server {
     struct event_base *base;
     struct evconnlistener *listener;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -90,18 +90,18 @@ static void send_err(conn *c, json_t *id, const char *msg)
     send_json(c, r);
 }
 
-static void unlink_req(ctl_req *req)
+static void unlink_req(control_req *req)
 {
     if (!req->c)
         return;
-    for (ctl_req **p = &req->c->pending; *p; p = &(*p)->next)
+    for (control_req **p = &req->c->pending; *p; p = &(*p)->next)
         if (*p == req) {
             *p = req->next;
             break;
         }
 }
 
-void ctl_reply(ctl_req *req, json_t *result)
+void control_reply(control_req *req, json_t *result)
 {
     if (req->c)
         send_ok(req->c, req->id, result);
@@ -112,7 +112,7 @@ void ctl_reply(ctl_req *req, json_t *result)
     free(req);
 }
 
-void ctl_reply_error(ctl_req *req, int rc, const char *msg)
+void control_reply_error(control_req *req, int rc, const char *msg)
 {
     char buf[512];
     snprintf(buf, sizeof(buf), "%s", msg && *msg ? msg : strerror(-rc));
@@ -123,7 +123,7 @@ void ctl_reply_error(ctl_req *req, int rc, const char *msg)
     free(req);
 }
 
-static json_t *help_result(ctl_server *s)
+static json_t *help_result(control_server *s)
 {
     json_t *list = json_array();
     for (size_t i = 0; i < s->ncmds; i++)
@@ -135,7 +135,7 @@ static json_t *help_result(ctl_server *s)
 
 static void handle_line(conn *c, const char *line)
 {
-    ctl_server *s = c->s;
+    control_server *s = c->s;
     json_error_t jerr;
     json_t *msg = json_loads(line, 0, &jerr);
     if (!json_is_object(msg)) {
@@ -166,7 +166,7 @@ static void handle_line(conn *c, const char *line)
                      name);
             send_err(c, id, buf);
         } else {
-            ctl_req *req = calloc(1, sizeof(*req));
+            control_req *req = calloc(1, sizeof(*req));
             json_t *empty = args ? NULL : json_object();
             json_t *result = NULL;
             int rc = 0;
@@ -176,14 +176,14 @@ static void handle_line(conn *c, const char *line)
             snprintf(req->cmd, sizeof(req->cmd), "%s", name);
             req->next = c->pending;
             c->pending = req;
-            ctl_outcome o = cmd->fn(cmd->opaque, req, args ? args : empty,
-                                    &result, &rc, err, sizeof(err));
+            control_outcome o = cmd->fn(cmd->opaque, req, args ? args : empty,
+                                        &result, &rc, err, sizeof(err));
             json_decref(empty);
-            if (o == CTL_DONE) {
+            if (o == CONTROL_DONE) {
                 if (rc < 0)
-                    ctl_reply_error(req, rc, err);
+                    control_reply_error(req, rc, err);
                 else
-                    ctl_reply(req, result);
+                    control_reply(req, result);
             }
         }
     }
@@ -192,7 +192,7 @@ static void handle_line(conn *c, const char *line)
 
 static void conn_free(conn *c)
 {
-    for (ctl_req *r = c->pending; r; r = r->next)
+    for (control_req *r = c->pending; r; r = r->next)
         r->c = NULL;
     for (conn **p = &c->s->conns; *p; p = &(*p)->next)
         if (*p == c) {
@@ -234,7 +234,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     (void)l;
     (void)sa;
     (void)salen;
-    ctl_server *s = arg;
+    control_server *s = arg;
     conn *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
@@ -282,9 +282,9 @@ static int clear_stale(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int ctl_server_new(ctl_server **out, struct event_base *base,
-                   const char *path, const char *role, char *err,
-                   size_t errlen)
+int control_server_new(control_server **out, struct event_base *base,
+                       const char *path, const char *role, char *err,
+                       size_t errlen)
 {
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -303,7 +303,7 @@ int ctl_server_new(ctl_server **out, struct event_base *base,
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
         signal(SIGPIPE, SIG_IGN);
 
-    ctl_server *s = calloc(1, sizeof(*s));
+    control_server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
     s->base = base;
@@ -327,7 +327,7 @@ int ctl_server_new(ctl_server **out, struct event_base *base,
     return 0;
 }
 
-void ctl_server_free(ctl_server *s)
+void control_server_free(control_server *s)
 {
     if (!s)
         return;
@@ -349,8 +349,8 @@ void ctl_server_free(ctl_server *s)
     free(s);
 }
 
-int ctl_register(ctl_server *s, const char *name, const char *help,
-                 ctl_fn fn, void *opaque)
+int control_register(control_server *s, const char *name, const char *help,
+                     control_fn fn, void *opaque)
 {
     if (strlen(name) >= sizeof(s->cmds[0].name))
         return -EINVAL;

@@ -122,13 +122,13 @@ static int cmd_inspect(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    insp_opts o = { .format = INSP_TEXT };
+    inspect_opts o = { .format = INSPECT_TEXT };
     const char *desc_path = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "jd:x:h", opts, NULL)) != -1) {
         switch (c) {
         case 'j':
-            o.format = INSP_JSON;
+            o.format = INSPECT_JSON;
             break;
         case 'd':
             desc_path = optarg;
@@ -177,8 +177,8 @@ static int cmd_inspect(int argc, char **argv)
         o.desc_from = desc.data;
         o.desc_from_len = desc.len;
     }
-    r = insp_show(in.data, in.len, strcmp(path, "-") == 0 ? "stdin" : path,
-                  &o, stdout);
+    r = inspect_show(in.data, in.len, strcmp(path, "-") == 0 ? "stdin" : path,
+                     &o, stdout);
     input_close(&in);
     if (desc_path)
         input_close(&desc);

@@ -24,7 +24,7 @@ typedef struct inspector {
     json_t *seals;          /* ftvm-ckpt trailers checked */
 } inspector;
 
-static json_t *find_device(const inspector *in, const sv_section *sec)
+static json_t *find_device(const inspector *in, const savevm_section *sec)
 {
     json_t *devs = json_object_get(in->vmdesc, "devices");
     size_t i;
@@ -40,42 +40,43 @@ static json_t *find_device(const inspector *in, const sv_section *sec)
     return NULL;
 }
 
-static int on_section(void *opaque, qfile *f, const sv_section *sec,
-                      sv_pass pass)
+static int on_section(void *opaque, qfile *f, const savevm_section *sec,
+                      savevm_pass pass)
 {
     inspector *in = opaque;
     if (strcmp(sec->idstr, RAM_SECTION_IDSTR) == 0) {
         if (!in->ram && ram_loader_new_inspect(&in->ram) < 0)
-            return qf_fail(f, -ENOMEM, "no memory for the RAM inspector");
+            return qfile_fail(f, -ENOMEM, "no memory for the RAM inspector");
         return ram_load(in->ram, f, sec->version_id, pass);
     }
-    if (strcmp(sec->idstr, CKT_IDSTR) == 0) {
-        ckt_info ci;
-        int r = ckt_load(f, sec, &ci);
-        if (r == 0 && pass == SV_PASS_APPLY && in->seals)
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0) {
+        trailer_info ci;
+        int r = trailer_load(f, sec, &ci);
+        if (r == 0 && pass == SAVEVM_PASS_APPLY && in->seals)
             json_array_append_new(in->seals, json_pack(
                 "{s:I, s:I, s:s}", "checkpoint_id", (json_int_t)ci.id,
                 "bytes_covered", (json_int_t)ci.covered, "checksum", "ok"));
         return r;
     }
-    if (sec->type != SV_SECTION_FULL)
-        return qf_fail(f, -ENOTSUP,
-                       "section '%s' instance %u is live state ftvm does "
-                       "not know; cannot read past it",
-                       sec->idstr, sec->instance_id);
+    if (sec->type != SAVEVM_SECTION_FULL)
+        return qfile_fail(f, -ENOTSUP,
+                          "section '%s' instance %u is live state ftvm does "
+                          "not know; cannot read past it",
+                          sec->idstr, sec->instance_id);
     json_t *dev = in->vmdesc ? find_device(in, sec) : NULL;
     if (!dev)
-        return qf_fail(f, -ENOENT,
-                       "section '%s' instance %u: %s; its length is unknown, "
-                       "so the stream cannot be read past it",
-                       sec->idstr, sec->instance_id,
-                       in->vmdesc ? "not in the VM description"
-                                  : "the stream has no VM description");
+        return qfile_fail(
+            f, -ENOENT,
+            "section '%s' instance %u: %s; its length is unknown, "
+            "so the stream cannot be read past it",
+            sec->idstr, sec->instance_id,
+            in->vmdesc ? "not in the VM description"
+                       : "the stream has no VM description");
     json_t *values = NULL;
     int r = vmdesc_decode(f, dev, &values);
     if (r < 0)
         return r;
-    if (pass == SV_PASS_APPLY && in->devices) {
+    if (pass == SAVEVM_PASS_APPLY && in->devices) {
         json_array_append_new(in->devices, json_pack(
             "{s:s, s:I, s:I, s:o}", "name", sec->idstr,
             "instance_id", (json_int_t)sec->instance_id,
@@ -86,16 +87,15 @@ static int on_section(void *opaque, qfile *f, const sv_section *sec,
     return 0;
 }
 
-static void on_record(void *opaque, const sv_record *rec)
+static void on_record(void *opaque, const savevm_record *rec)
 {
     inspector *in = opaque;
     if (!in->records)
         return;
-    json_t *r = json_pack("{s:I, s:I, s:i, s:s}",
-                          "offset", (json_int_t)rec->offset,
-                          "size", (json_int_t)(rec->end - rec->offset),
-                          "depth", rec->depth,
-                          "type", sv_type_name(rec->type));
+    json_t *r =
+        json_pack("{s:I, s:I, s:i, s:s}", "offset", (json_int_t)rec->offset,
+                  "size", (json_int_t)(rec->end - rec->offset), "depth",
+                  rec->depth, "type", savevm_type_name(rec->type));
     if (rec->section) {
         json_object_set_new(r, "section_id",
                             json_integer(rec->section->section_id));
@@ -105,17 +105,17 @@ static void on_record(void *opaque, const sv_record *rec)
         json_object_set_new(r, "version",
                             json_integer(rec->section->version_id));
     }
-    if (rec->type == SV_COMMAND) {
-        const char *name = sv_cmd_name(rec->cmd);
+    if (rec->type == SAVEVM_COMMAND) {
+        const char *name = savevm_cmd_name(rec->cmd);
         json_object_set_new(r, "command", json_string(name ? name : "?"));
-        if (rec->cmd == SV_CMD_PACKAGED)
+        if (rec->cmd == SAVEVM_CMD_PACKAGED)
             json_object_set_new(r, "package_bytes",
                                 json_integer(rec->package_len));
     }
     json_array_append_new(in->records, r);
 }
 
-static const sv_target_ops inspect_ops = {
+static const savevm_target_ops inspect_ops = {
     .section = on_section,
     .observe = on_record,
 };
@@ -143,36 +143,38 @@ static json_t *ram_summary(const ram_loader *l)
 /* Walks the stream; fills result, returns 0 or the stream's error. */
 static int walk(inspector *in, qfile *f, json_t *result, size_t vmdesc_at)
 {
-    sv_loader *l = sv_loader_new(&inspect_ops, in, NULL);
+    savevm_loader *l = savevm_loader_new(&inspect_ops, in, NULL);
     if (!l)
-        return qf_fail(f, -ENOMEM, "no memory for the loader");
-    int r = sv_load_header(l, f);
+        return qfile_fail(f, -ENOMEM, "no memory for the loader");
+    int r = savevm_load_header(l, f);
     json_object_set_new(result, "version",
-                        r == 0 ? json_integer(SV_VERSION) : json_null());
+                        r == 0 ? json_integer(SAVEVM_VERSION) : json_null());
     json_object_set_new(result, "machine",
-                        json_string(sv_loader_machine(l)));
-    sv_stop why = SV_STOP_END;
+                        json_string(savevm_loader_machine(l)));
+    savevm_stop why = SAVEVM_STOP_END;
     if (r == 0)
-        r = sv_load_main(l, f, SV_PASS_APPLY, true, &why);
-    if (r == 0 && why == SV_STOP_END) {
+        r = savevm_load_main(l, f, SAVEVM_PASS_APPLY, true, &why);
+    if (r == 0 && why == SAVEVM_STOP_END) {
         json_object_set_new(result, "complete", json_false());
-        r = qf_fail(f, -ENODATA, "the stream ends without EOF: truncated, "
-                    "or a live stream cut between records");
+        r = qfile_fail(f, -ENODATA,
+                       "the stream ends without EOF: truncated, "
+                       "or a live stream cut between records");
     }
-    if (r == 0 && why == SV_STOP_EOF) {
+    if (r == 0 && why == SAVEVM_STOP_EOF) {
         json_object_set_new(result, "complete", json_true());
         if (in->vmdesc) {
-            if (qf_tell(f) != vmdesc_at)
-                r = qf_fail(f, -EINVAL, "stream ends at byte %" PRIu64
-                            " but the VM description starts at %zu",
-                            qf_tell(f), vmdesc_at);
-        } else if (!qf_at_eof(f)) {
-            r = qf_fail(f, -EINVAL, "unexpected bytes after EOF (0x%02x)",
-                        qf_peek_u8(f));
+            if (qfile_tell(f) != vmdesc_at)
+                r = qfile_fail(f, -EINVAL,
+                               "stream ends at byte %" PRIu64
+                               " but the VM description starts at %zu",
+                               qfile_tell(f), vmdesc_at);
+        } else if (!qfile_at_eof(f)) {
+            r = qfile_fail(f, -EINVAL, "unexpected bytes after EOF (0x%02x)",
+                           qfile_peek_u8(f));
         }
     }
-    json_object_set_new(result, "colo", json_boolean(sv_loader_colo(l)));
-    sv_loader_free(l);
+    json_object_set_new(result, "colo", json_boolean(savevm_loader_colo(l)));
+    savevm_loader_free(l);
     return r;
 }
 
@@ -202,16 +204,16 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
     inspector in = { .vmdesc = seen->vmdesc };
     if (r == 0)
         r = ram_loader_new(&in.ram, blocks, n);
-    qfile *f = r == 0 ? qf_open_view(data, len, name) : NULL;
+    qfile *f = r == 0 ? qfile_open_view(data, len, name) : NULL;
     if (f)
-        qf_crc_start(f);
-    sv_loader *l = f ? sv_loader_new(&inspect_ops, &in, NULL) : NULL;
+        qfile_crc_start(f);
+    savevm_loader *l = f ? savevm_loader_new(&inspect_ops, &in, NULL) : NULL;
     if (r == 0 && (!f || !l))
         r = -ENOMEM;
-    if (r == 0 && (r = sv_load_header(l, f)) == 0)
-        r = sv_load_main(l, f, SV_PASS_APPLY, true, NULL);
+    if (r == 0 && (r = savevm_load_header(l, f)) == 0)
+        r = savevm_load_main(l, f, SAVEVM_PASS_APPLY, true, NULL);
     if (r < 0 && f)
-        fprintf(stderr, "inspect: extracting RAM: %s\n", qf_errmsg(f));
+        fprintf(stderr, "inspect: extracting RAM: %s\n", qfile_errmsg(f));
 
     json_t *files = json_array();
     for (size_t i = 0; i < n && r == 0; i++) {
@@ -235,8 +237,8 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
                                                blocks[i].name, "file", path));
     }
     json_object_set_new(result, "extracted", files);
-    sv_loader_free(l);
-    qf_close(f);
+    savevm_loader_free(l);
+    qfile_close(f);
     ram_loader_free(in.ram);
     for (size_t i = 0; blocks && i < n; i++)
         free(blocks[i].host);
@@ -245,8 +247,8 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
     return r;
 }
 
-int insp_show(const uint8_t *data, size_t len, const char *name,
-              const insp_opts *opts, FILE *out)
+int inspect_show(const uint8_t *data, size_t len, const char *name,
+                 const inspect_opts *opts, FILE *out)
 {
     inspector in = { .records = json_array(), .devices = json_array(),
                      .seals = json_array() };
@@ -270,10 +272,10 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
                             "bytes", (json_int_t)len);
     if (!res || !in.records || !in.devices)
         return 2;
-    qfile *f = qf_open_view(data, vmdesc_at, name);
+    qfile *f = qfile_open_view(data, vmdesc_at, name);
     if (!f)
         return 2;
-    qf_crc_start(f);
+    qfile_crc_start(f);
     int r = walk(&in, f, res, vmdesc_at);
     int xr = 0;
     if (r == 0 && opts->extract_dir && in.ram)
@@ -288,12 +290,15 @@ int insp_show(const uint8_t *data, size_t len, const char *name,
     json_object_set_new(res, "ram_blocks", ram_summary(in.ram));
     json_object_set_new(res, "devices", in.devices);
     json_object_set_new(res, "checkpoints", in.seals);
-    json_object_set_new(res, "error", r == 0 ? json_null() : json_pack(
-        "{s:i, s:s, s:s, s:I}", "code", -r, "errno", strerror(-r),
-        "message", qf_errmsg(f), "offset", (json_int_t)qf_error_offset(f)));
-    qf_close(f);
+    json_object_set_new(res, "error",
+                        r == 0 ? json_null()
+                               : json_pack("{s:i, s:s, s:s, s:I}", "code", -r,
+                                           "errno", strerror(-r), "message",
+                                           qfile_errmsg(f), "offset",
+                                           (json_int_t)qfile_error_offset(f)));
+    qfile_close(f);
 
-    if (opts->format == INSP_JSON) {
+    if (opts->format == INSPECT_JSON) {
         json_dumpf(res, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         fputc('\n', out);
     } else {

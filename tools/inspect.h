@@ -15,13 +15,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum insp_format {
-    INSP_TEXT,
-    INSP_JSON,
-} insp_format;
+typedef enum inspect_format {
+    INSPECT_TEXT,
+    INSPECT_JSON,
+} inspect_format;
 
-typedef struct insp_opts {
-    insp_format format;
+typedef struct inspect_opts {
+    inspect_format format;
     /*
      * Another complete stream of the same VM whose VM description decodes
      * this one's devices: a replication stream or a bare package carries
@@ -31,7 +31,7 @@ typedef struct insp_opts {
     size_t desc_from_len;
     /* When set, the RAM as the stream leaves it goes to DIR/BLOCK.bin. */
     const char *extract_dir;
-} insp_opts;
+} inspect_opts;
 
 /*
  * Shows the stream in data[0..len) on out.  name labels it (a path, or
@@ -39,7 +39,7 @@ typedef struct insp_opts {
  * damaged (what could be read is shown, then the error), 2 when out of
  * memory, desc_from has no description, or extraction failed.
  */
-int insp_show(const uint8_t *data, size_t len, const char *name,
-              const insp_opts *opts, FILE *out);
+int inspect_show(const uint8_t *data, size_t len, const char *name,
+                 const inspect_opts *opts, FILE *out);
 
 #endif

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct mtr {
+struct metrics {
     struct evhttp *http;
     char prefix[64];
-    const mtr_hint *hints;
-    mtr_source_fn fn;
+    const metrics_hint *hints;
+    metrics_source_fn fn;
     void *opaque;
 };
 
@@ -63,9 +63,10 @@ static void sanitize(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-static const mtr_hint *find_hint(const mtr_hint *hints, const char *path)
+static const metrics_hint *find_hint(const metrics_hint *hints,
+                                     const char *path)
 {
-    for (const mtr_hint *h = hints; h && h->path; h++)
+    for (const metrics_hint *h = hints; h && h->path; h++)
         if (strcmp(h->path, path) == 0)
             return h;
     return NULL;
@@ -84,13 +85,13 @@ static void put_label_value(text *t, const char *v)
     }
 }
 
-static void sample(text *t, const char *prefix, const mtr_hint *hints,
+static void sample(text *t, const char *prefix, const metrics_hint *hints,
                    const char *path, json_t *v)
 {
-    const mtr_hint *h = find_hint(hints, path);
+    const metrics_hint *h = find_hint(hints, path);
     char name[256], leaf[128];
     sanitize(name, sizeof(name), h && h->name ? h->name : path);
-    const char *type = h && h->type == MTR_COUNTER ? "counter" : "gauge";
+    const char *type = h && h->type == METRICS_COUNTER ? "counter" : "gauge";
     if (h && h->help)
         put(t, "# HELP %s_%s %s\n", prefix, name, h->help);
     put(t, "# TYPE %s_%s %s\n", prefix, name, type);
@@ -108,7 +109,7 @@ static void sample(text *t, const char *prefix, const mtr_hint *hints,
         x * (h && h->scale ? h->scale : 1));
 }
 
-static void flatten(text *t, const char *prefix, const mtr_hint *hints,
+static void flatten(text *t, const char *prefix, const metrics_hint *hints,
                     const char *path, json_t *v)
 {
     if (json_is_object(v)) {
@@ -125,7 +126,8 @@ static void flatten(text *t, const char *prefix, const mtr_hint *hints,
     }
 }
 
-char *mtr_format(const char *prefix, const mtr_hint *hints, json_t *status)
+char *metrics_format(const char *prefix, const metrics_hint *hints,
+                     json_t *status)
 {
     text t = { 0 };
     flatten(&t, prefix, hints, "", status);
@@ -135,7 +137,7 @@ char *mtr_format(const char *prefix, const mtr_hint *hints, json_t *status)
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
-    mtr *m = arg;
+    metrics *m = arg;
     const char *uri = evhttp_request_get_uri(req);
     struct evbuffer *out = evbuffer_new();
     if (!out) {
@@ -146,7 +148,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (strcmp(uri, "/metrics") == 0 ||
                strncmp(uri, "/metrics?", 9) == 0) {
         json_t *st = m->fn(m->opaque);
-        char *s = st ? mtr_format(m->prefix, m->hints, st) : NULL;
+        char *s = st ? metrics_format(m->prefix, m->hints, st) : NULL;
         json_decref(st);
         if (s) {
             evhttp_add_header(hdr, "Content-Type",
@@ -167,9 +169,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
-int mtr_new(mtr **out, struct event_base *base, const char *addr,
-            const char *prefix, const mtr_hint *hints, mtr_source_fn fn,
-            void *opaque, char *err, size_t errlen)
+int metrics_new(metrics **out, struct event_base *base, const char *addr,
+                const char *prefix, const metrics_hint *hints,
+                metrics_source_fn fn, void *opaque, char *err, size_t errlen)
 {
     char host[128];
     const char *colon = strrchr(addr, ':');
@@ -188,7 +190,7 @@ int mtr_new(mtr **out, struct event_base *base, const char *addr,
         memmove(host, host + 1, hlen - 2);
         host[hlen - 2] = '\0';
     }
-    mtr *m = calloc(1, sizeof(*m));
+    metrics *m = calloc(1, sizeof(*m));
     if (!m) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -204,7 +206,7 @@ int mtr_new(mtr **out, struct event_base *base, const char *addr,
         int e = errno ? errno : EADDRNOTAVAIL;
         snprintf(err, errlen, "--metrics %s: cannot listen: %s", addr,
                  strerror(e));
-        mtr_free(m);
+        metrics_free(m);
         return -e;
     }
     evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET);
@@ -213,7 +215,7 @@ int mtr_new(mtr **out, struct event_base *base, const char *addr,
     return 0;
 }
 
-void mtr_free(mtr *m)
+void metrics_free(metrics *m)
 {
     if (!m)
         return;

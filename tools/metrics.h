@@ -21,32 +21,33 @@
 
 struct event_base;
 
-typedef enum mtr_type { MTR_GAUGE, MTR_COUNTER } mtr_type;
+typedef enum metrics_type { METRICS_GAUGE, METRICS_COUNTER } metrics_type;
 
-typedef struct mtr_hint {
+typedef struct metrics_hint {
     const char *path;       /* dotted JSON path: "pause_ms.p99" */
     const char *name;       /* without the prefix; NULL: from the path */
-    mtr_type type;
+    metrics_type type;
     double scale;           /* the value is multiplied by it; 0: 1 */
     const char *help;       /* NULL: none */
-} mtr_hint;
+} metrics_hint;
 
 /* The owner's status now, a new reference (or NULL). */
-typedef json_t *(*mtr_source_fn)(void *opaque);
+typedef json_t *(*metrics_source_fn)(void *opaque);
 
-typedef struct mtr mtr;
+typedef struct metrics metrics;
 
 /*
  * Serves metrics on addr ("127.0.0.1:9100", "[::1]:9100", ":9100" for
  * every address).  hints ends with an entry whose path is NULL (may be
  * NULL).  0, or -errno with a message naming addr.
  */
-int mtr_new(mtr **out, struct event_base *base, const char *addr,
-            const char *prefix, const mtr_hint *hints, mtr_source_fn fn,
-            void *opaque, char *err, size_t errlen);
-void mtr_free(mtr *m);
+int metrics_new(metrics **out, struct event_base *base, const char *addr,
+                const char *prefix, const metrics_hint *hints,
+                metrics_source_fn fn, void *opaque, char *err, size_t errlen);
+void metrics_free(metrics *m);
 
 /* The exposition text of one status object (malloc'd), for tests. */
-char *mtr_format(const char *prefix, const mtr_hint *hints, json_t *status);
+char *metrics_format(const char *prefix, const metrics_hint *hints,
+                     json_t *status);
 
 #endif

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "primary/outbuf.h"
-#include "primary/replicate.h"
+#include "primary/replicator.h"
 #include "tools/control.h"
 #include "tools/metrics.h"
 #include "tools/primary_ctl.h"
@@ -32,15 +32,15 @@ typedef struct prim_opts {
     char *cmdline;
     const char *control;
     const char *metrics;
-    pri_opts rep;
+    replicator_opts rep;
 } prim_opts;
 
 typedef struct prim {
     prim_opts o;
     vm *v;
-    ob *out;
-    pri *rep;
-    vmc *vc;
+    outbuf *out;
+    replicator *rep;
+    vmctl *vc;
     struct event_base *base;
     int signal;
 } prim;
@@ -239,14 +239,14 @@ static void on_stop(vm *v, void *arg)
      * replication with EOF; the monitor failing is this host's failure,
      * which the secondary is there to take over.
      */
-    pri_vm_stopped(pm->rep, si.reason == VM_STOP_ERROR, on_replication_ended,
-                   pm);
+    replicator_vm_stopped(pm->rep, si.reason == VM_STOP_ERROR,
+                          on_replication_ended, pm);
 }
 
 static bool may_protect(void *opaque, char *err, size_t errlen)
 {
     prim *pm = opaque;
-    if (!pm->vc || !vmc_busy(pm->vc))
+    if (!pm->vc || !vmctl_busy(pm->vc))
         return true;
     snprintf(err, errlen, "a checkpoint to disk is being written; try "
              "again when it is done");
@@ -255,7 +255,7 @@ static bool may_protect(void *opaque, char *err, size_t errlen)
 
 static json_t *metrics_source(void *opaque)
 {
-    return vmc_status(opaque);
+    return vmctl_status(opaque);
 }
 
 static int run_loop(prim *pm)
@@ -264,8 +264,8 @@ static int run_loop(prim *pm)
     struct event *sigs[2] = { NULL, NULL };
     const int signos[2] = { SIGINT, SIGTERM };
     int status = RUN_EXIT_SETUP;
-    ctl_server *ctl = NULL;
-    mtr *metrics = NULL;
+    control_server *ctl = NULL;
+    metrics *metrics = NULL;
 
     /* The link's thread wakes the loop. */
     evthread_use_pthreads();
@@ -292,33 +292,33 @@ static int run_loop(prim *pm)
     }
     pm->o.rep.may_protect = may_protect;
     pm->o.rep.opaque = pm;
-    if (pri_new(&pm->rep, pm->v, pm->base, pm->out, &pm->o.rep, err,
-                sizeof(err)) < 0) {
-        fprintf(stderr, CMD ": %s\n", err);
-        goto out;
-    }
-    if (pm->o.control &&
-        ctl_server_new(&ctl, pm->base, pm->o.control, "primary", err,
+    if (replicator_new(&pm->rep, pm->v, pm->base, pm->out, &pm->o.rep, err,
                        sizeof(err)) < 0) {
         fprintf(stderr, CMD ": %s\n", err);
         goto out;
     }
-    vmc_hooks hooks = { .opaque = pm->rep, .status = pctl_status,
-                        .can_save = pctl_can_save };
-    vmc_opts vo = { .keep = 1, .role = "primary", .hooks = &hooks };
-    if (vmc_new(&pm->vc, pm->v, pm->base, ctl, &vo, err, sizeof(err)) < 0 ||
-        (ctl && pctl_register(ctl, pm->rep) < 0)) {
+    if (pm->o.control && control_server_new(&ctl, pm->base, pm->o.control,
+                                            "primary", err, sizeof(err)) < 0) {
+        fprintf(stderr, CMD ": %s\n", err);
+        goto out;
+    }
+    vmctl_hooks hooks = {.opaque = pm->rep,
+                         .status = primary_ctl_status,
+                         .can_save = primary_ctl_can_save};
+    vmctl_opts vo = {.keep = 1, .role = "primary", .hooks = &hooks};
+    if (vmctl_new(&pm->vc, pm->v, pm->base, ctl, &vo, err, sizeof(err)) < 0 ||
+        (ctl && primary_ctl_register(ctl, pm->rep) < 0)) {
         fprintf(stderr, CMD ": %s\n", err);
         goto out;
     }
     if (pm->o.metrics &&
-        mtr_new(&metrics, pm->base, pm->o.metrics, "ftvm_primary",
-                pctl_metric_hints, metrics_source, pm->vc, err,
-                sizeof(err)) < 0) {
+        metrics_new(&metrics, pm->base, pm->o.metrics, "ftvm_primary",
+                    primary_ctl_metric_hints, metrics_source, pm->vc, err,
+                    sizeof(err)) < 0) {
         fprintf(stderr, CMD ": %s\n", err);
         goto out;
     }
-    if (pri_start(pm->rep, err, sizeof(err)) < 0) {
+    if (replicator_start(pm->rep, err, sizeof(err)) < 0) {
         fprintf(stderr, CMD ": %s (start the secondary first, or give "
                 "--reconnect TIME to start unprotected and keep trying)\n",
                 err);
@@ -330,15 +330,15 @@ static int run_loop(prim *pm)
     }
     event_base_dispatch(pm->base);
     /* A checkpoint to disk being written ends before the VM goes. */
-    while (vmc_busy(pm->vc))
+    while (vmctl_busy(pm->vc))
         event_base_loop(pm->base, EVLOOP_ONCE);
     status = run_exit_status(pm->v, pm->signal, CMD);
 out:
-    mtr_free(metrics);
-    pri_free(pm->rep);
+    metrics_free(metrics);
+    replicator_free(pm->rep);
     pm->rep = NULL;
-    ctl_server_free(ctl);
-    vmc_free(pm->vc);
+    control_server_free(ctl);
+    vmctl_free(pm->vc);
     pm->vc = NULL;
     /* The VM's events live on the base: free the VM first. */
     vm_destroy(pm->v);
@@ -363,11 +363,13 @@ static int test_hooks(prim_opts *o)
     for (size_t i = 0; *p; i++) {
         char *end;
         unsigned long long n = strtoull(p, &end, 10);
-        if (i == PRI_CORRUPT_MAX || end == p || n == 0 ||
+        if (i == REPLICATOR_CORRUPT_MAX || end == p || n == 0 ||
             (*end && *end != ',')) {
-            fprintf(stderr, CMD ": FTVM_TEST_CORRUPT_PACKAGE='%s': "
-                    "expected up to %d package numbers from 1, separated "
-                    "by commas\n", s, PRI_CORRUPT_MAX);
+            fprintf(stderr,
+                    CMD ": FTVM_TEST_CORRUPT_PACKAGE='%s': "
+                        "expected up to %d package numbers from 1, separated "
+                        "by commas\n",
+                    s, REPLICATOR_CORRUPT_MAX);
             return RUN_EXIT_USAGE;
         }
         o->rep.corrupt[i] = n;
@@ -393,12 +395,12 @@ int primary_main(int argc, char **argv)
     }
     /* A console reader or a secondary going away must not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    if (ob_new(&pm.out, STDOUT_FILENO) < 0) {
+    if (outbuf_new(&pm.out, STDOUT_FILENO) < 0) {
         fputs(CMD ": out of memory\n", stderr);
         free(pm.o.cmdline);
         return RUN_EXIT_SETUP;
     }
-    pm.o.cfg.console_fn = ob_console;
+    pm.o.cfg.console_fn = outbuf_console;
     pm.o.cfg.console_opaque = pm.out;
     int r = vm_create(&pm.v, &pm.o.cfg, err, sizeof(err));
     if (r == 0)
@@ -407,7 +409,7 @@ int primary_main(int argc, char **argv)
     if (r < 0) {
         fprintf(stderr, CMD ": %s\n", err);
         vm_destroy(pm.v);
-        ob_free(pm.out);
+        outbuf_free(pm.out);
         return RUN_EXIT_SETUP;
     }
     pm.o.rep.shape = (vmshape){ .mem_size = pm.o.cfg.mem_size,
@@ -415,6 +417,6 @@ int primary_main(int argc, char **argv)
                                 .has_net = vm_net(pm.v) != NULL };
     memcpy(pm.o.rep.shape.mac, pm.o.cfg.mac, 6);
     status = run_loop(&pm);
-    ob_free(pm.out);
+    outbuf_free(pm.out);
     return status;
 }

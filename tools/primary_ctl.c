@@ -12,23 +12,23 @@ static double ms(uint64_t ns)
     return ns / 1e6;
 }
 
-static json_t *timing(const smp_summary *s)
+static json_t *timing(const sampler_summary *s)
 {
     return json_pack("{s:f, s:f, s:f, s:f}", "last", ms(s->last),
                      "p50", ms(s->p50), "p99", ms(s->p99), "max", ms(s->max));
 }
 
-static json_t *counts(const smp_summary *s)
+static json_t *counts(const sampler_summary *s)
 {
     return json_pack("{s:I, s:I, s:I, s:I}", "last", (json_int_t)s->last,
                      "p50", (json_int_t)s->p50, "p99", (json_int_t)s->p99,
                      "max", (json_int_t)s->max);
 }
 
-void pctl_status(void *opaque, json_t *r)
+void primary_ctl_status(void *opaque, json_t *r)
 {
-    pri_status st;
-    pri_get_status(opaque, &st);
+    replicator_status st;
+    replicator_get_status(opaque, &st);
     /* vmctl's "state" is the VM's; a primary's is replication's. */
     json_t *vs = json_object_get(r, "state");
     if (vs)
@@ -39,7 +39,8 @@ void pctl_status(void *opaque, json_t *r)
         json_object_set(r, "disk_checkpoints", disk);
         json_object_del(r, "checkpoints");
     }
-    json_object_set_new(r, "state", json_string(pri_state_name(st.state)));
+    json_object_set_new(r, "state",
+                        json_string(replicator_state_name(st.state)));
     json_object_set_new(r, "secondary", json_string(st.secondary));
     json_object_set_new(r, "secondaries", json_integer(st.secondaries));
     json_object_set_new(r, "checkpoint", json_pack(
@@ -82,40 +83,41 @@ void pctl_status(void *opaque, json_t *r)
     json_object_set_new(r, "last_error", json_string(st.last_error));
 }
 
-int pctl_can_save(void *opaque, char *err, size_t errlen)
+int primary_ctl_can_save(void *opaque, char *err, size_t errlen)
 {
-    pri_state s = pri_get_state(opaque);
-    if (s != PRI_SETUP && s != PRI_ACTIVE)
+    replicator_state s = replicator_get_state(opaque);
+    if (s != REPLICATOR_SETUP && s != REPLICATOR_ACTIVE)
         return 0;
-    snprintf(err, errlen, "replication is %s: a checkpoint to disk would "
+    snprintf(err, errlen,
+             "replication is %s: a checkpoint to disk would "
              "reset the dirty tracking it depends on; stop-replication "
              "first (saving is allowed degraded or stopped)",
-             pri_state_name(s));
+             replicator_state_name(s));
     return -EBUSY;
 }
 
 static void checkpoint_done(void *opaque, int rc, uint64_t id,
                             const char *err)
 {
-    ctl_req *req = opaque;
+    control_req *req = opaque;
     if (rc < 0)
-        ctl_reply_error(req, rc, err);
+        control_reply_error(req, rc, err);
     else
-        ctl_reply(req, json_pack("{s:I}", "id", (json_int_t)id));
+        control_reply(req, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
-static ctl_outcome cmd_checkpoint(void *opaque, ctl_req *req, json_t *args,
-                                  json_t **result, int *rc, char *err,
-                                  size_t errlen)
+static control_outcome cmd_checkpoint(void *opaque, control_req *req,
+                                      json_t *args, json_t **result, int *rc,
+                                      char *err, size_t errlen)
 {
     (void)args; (void)result;
-    *rc = pri_checkpoint(opaque, checkpoint_done, req, err, errlen);
-    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+    *rc = replicator_checkpoint(opaque, checkpoint_done, req, err, errlen);
+    return *rc < 0 ? CONTROL_DONE : CONTROL_DEFERRED;
 }
 
-static ctl_outcome cmd_set(void *opaque, ctl_req *req, json_t *args,
-                           json_t **result, int *rc, char *err,
-                           size_t errlen)
+static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
 {
     (void)req; (void)result;
     const char *key = json_string_value(json_object_get(args, "key"));
@@ -132,7 +134,7 @@ static ctl_outcome cmd_set(void *opaque, ctl_req *req, json_t *args,
         *rc = -EINVAL;
         snprintf(err, errlen, "set needs a key and a value: set "
                  "checkpoint-interval 20ms");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     bool off = strcmp(value, "0") == 0 || strcmp(value, "off") == 0;
     if (!(off && strcmp(key, "reconnect") == 0) &&
@@ -140,24 +142,24 @@ static ctl_outcome cmd_set(void *opaque, ctl_req *req, json_t *args,
         *rc = -EINVAL;
         snprintf(err, errlen, "set %s: '%s' is not a time such as 20ms or "
                  "2s", key, value);
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
-    *rc = pri_set(opaque, key, ns, err, errlen);
-    return CTL_DONE;
+    *rc = replicator_set(opaque, key, ns, err, errlen);
+    return CONTROL_DONE;
 }
 
-static ctl_outcome cmd_stop(void *opaque, ctl_req *req, json_t *args,
-                            json_t **result, int *rc, char *err,
-                            size_t errlen)
+static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
 {
     (void)req; (void)args; (void)result;
-    *rc = pri_stop(opaque, err, errlen);
-    return CTL_DONE;
+    *rc = replicator_stop(opaque, err, errlen);
+    return CONTROL_DONE;
 }
 
-static ctl_outcome cmd_attach(void *opaque, ctl_req *req, json_t *args,
-                              json_t **result, int *rc, char *err,
-                              size_t errlen)
+static control_outcome cmd_attach(void *opaque, control_req *req, json_t *args,
+                                  json_t **result, int *rc, char *err,
+                                  size_t errlen)
 {
     (void)req; (void)result;
     const char *addr = json_string_value(json_object_get(args, "address"));
@@ -165,58 +167,63 @@ static ctl_outcome cmd_attach(void *opaque, ctl_req *req, json_t *args,
         *rc = -EINVAL;
         snprintf(err, errlen, "attach-secondary needs an address: "
                  "attach-secondary HOST:PORT");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
-    *rc = pri_attach(opaque, addr, err, errlen);
-    return CTL_DONE;
+    *rc = replicator_attach(opaque, addr, err, errlen);
+    return CONTROL_DONE;
 }
 
-int pctl_register(ctl_server *ctl, pri *rep)
+int primary_ctl_register(control_server *ctl, replicator *rep)
 {
-    int r = ctl_register(ctl, "checkpoint", "a replication checkpoint now; "
-                         "answers once the secondary has it", cmd_checkpoint,
-                         rep);
+    int r = control_register(ctl, "checkpoint",
+                             "a replication checkpoint now; "
+                             "answers once the secondary has it",
+                             cmd_checkpoint, rep);
     if (r == 0)
-        r = ctl_register(ctl, "set", "set KEY VALUE: checkpoint-interval, "
-                         "heartbeat, failure-timeout, reconnect", cmd_set,
-                         rep);
+        r = control_register(ctl, "set",
+                             "set KEY VALUE: checkpoint-interval, "
+                             "heartbeat, failure-timeout, reconnect",
+                             cmd_set, rep);
     if (r == 0)
-        r = ctl_register(ctl, "stop-replication", "EOF to the secondary; "
-                         "run on unprotected", cmd_stop, rep);
+        r = control_register(ctl, "stop-replication",
+                             "EOF to the secondary; "
+                             "run on unprotected",
+                             cmd_stop, rep);
     if (r == 0)
-        r = ctl_register(ctl, "attach-secondary", "attach-secondary "
-                         "HOST:PORT: bring a new secondary up", cmd_attach,
-                         rep);
+        r = control_register(ctl, "attach-secondary",
+                             "attach-secondary "
+                             "HOST:PORT: bring a new secondary up",
+                             cmd_attach, rep);
     return r;
 }
 
-const mtr_hint pctl_metric_hints[] = {
-    { "checkpoint.taken", "checkpoints_taken_total", MTR_COUNTER, 0,
-      "checkpoints taken and sent, all secondaries" },
-    { "checkpoint.acked", "checkpoints_acked_total", MTR_COUNTER, 0,
-      "checkpoints the secondary acknowledged" },
-    { "checkpoint.full", "checkpoints_full_total", MTR_COUNTER, 0,
-      "checkpoints sent in full after a NACK or an error" },
-    { "checkpoint.rate_per_s", NULL, MTR_GAUGE, 0,
-      "checkpoints per second, over the last 2 s" },
-    { "nacks", "nacks_total", MTR_COUNTER, 0,
-      "packages the secondary refused" },
-    { "package_bytes.total", "package_bytes_total", MTR_COUNTER, 0,
-      "bytes of checkpoint packages sent" },
-    { "heartbeat.pings", "pings_total", MTR_COUNTER, 0,
-      "PINGs sent on an idle stream" },
-    { "heartbeat.pongs", "pongs_total", MTR_COUNTER, 0, "PONGs received" },
-    { "heartbeat.received", "heartbeats_total", MTR_COUNTER, 0,
-      "HEARTBEATs received from the secondary" },
-    { "pause_ms.p99", NULL, MTR_GAUGE, 0,
-      "99th percentile guest pause per checkpoint, recent, ms" },
-    { "ack_ms.p99", NULL, MTR_GAUGE, 0,
-      "99th percentile package-sent-to-ACK latency, recent, ms" },
-    { "output.commit_delay_ms.p99", NULL, MTR_GAUGE, 0,
-      "99th percentile console output-commit delay, recent, ms" },
-    { "heartbeat.last_heard_ms", NULL, MTR_GAUGE, 0,
-      "ms since the secondary was last heard from" },
-    { "state", NULL, MTR_GAUGE, 0,
-      "replication state: setup, active, degraded or stopped" },
-    { NULL, NULL, MTR_GAUGE, 0, NULL },
+const metrics_hint primary_ctl_metric_hints[] = {
+    {"checkpoint.taken", "checkpoints_taken_total", METRICS_COUNTER, 0,
+     "checkpoints taken and sent, all secondaries"},
+    {"checkpoint.acked", "checkpoints_acked_total", METRICS_COUNTER, 0,
+     "checkpoints the secondary acknowledged"},
+    {"checkpoint.full", "checkpoints_full_total", METRICS_COUNTER, 0,
+     "checkpoints sent in full after a NACK or an error"},
+    {"checkpoint.rate_per_s", NULL, METRICS_GAUGE, 0,
+     "checkpoints per second, over the last 2 s"},
+    {"nacks", "nacks_total", METRICS_COUNTER, 0,
+     "packages the secondary refused"},
+    {"package_bytes.total", "package_bytes_total", METRICS_COUNTER, 0,
+     "bytes of checkpoint packages sent"},
+    {"heartbeat.pings", "pings_total", METRICS_COUNTER, 0,
+     "PINGs sent on an idle stream"},
+    {"heartbeat.pongs", "pongs_total", METRICS_COUNTER, 0, "PONGs received"},
+    {"heartbeat.received", "heartbeats_total", METRICS_COUNTER, 0,
+     "HEARTBEATs received from the secondary"},
+    {"pause_ms.p99", NULL, METRICS_GAUGE, 0,
+     "99th percentile guest pause per checkpoint, recent, ms"},
+    {"ack_ms.p99", NULL, METRICS_GAUGE, 0,
+     "99th percentile package-sent-to-ACK latency, recent, ms"},
+    {"output.commit_delay_ms.p99", NULL, METRICS_GAUGE, 0,
+     "99th percentile console output-commit delay, recent, ms"},
+    {"heartbeat.last_heard_ms", NULL, METRICS_GAUGE, 0,
+     "ms since the secondary was last heard from"},
+    {"state", NULL, METRICS_GAUGE, 0,
+     "replication state: setup, active, degraded or stopped"},
+    {NULL, NULL, METRICS_GAUGE, 0, NULL},
 };

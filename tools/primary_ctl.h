@@ -10,18 +10,18 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "primary/replicate.h"
+#include "primary/replicator.h"
 #include "tools/control.h"
 #include "tools/metrics.h"
 
 /* Registers the commands on ctl (replacing vmctl's checkpoint). */
-int pctl_register(ctl_server *ctl, pri *rep);
+int primary_ctl_register(control_server *ctl, replicator *rep);
 
 /* vmc hooks; opaque is the pri. */
-void pctl_status(void *opaque, json_t *status);
-int pctl_can_save(void *opaque, char *err, size_t errlen);
+void primary_ctl_status(void *opaque, json_t *status);
+int primary_ctl_can_save(void *opaque, char *err, size_t errlen);
 
 /* Names, types and help for the metrics of status's figures. */
-extern const mtr_hint pctl_metric_hints[];
+extern const metrics_hint primary_ctl_metric_hints[];
 
 #endif

@@ -16,31 +16,32 @@
 
 /* The block list of the "ram" START that opens every ftvm checkpoint. */
 static int probe_ram(const uint8_t *d, size_t len, const char *path,
-                     rst_info *out, char *err, size_t errlen)
+                     restore_info *out, char *err, size_t errlen)
 {
-    qfile *f = qf_open_view(d, len, path);
-    sv_loader *l = sv_loader_new(&(sv_target_ops){ 0 }, NULL, NULL);
+    qfile *f = qfile_open_view(d, len, path);
+    savevm_loader *l = savevm_loader_new(&(savevm_target_ops){0}, NULL, NULL);
     ram_loader *rl = NULL;
     int r = f && l ? 0 : -ENOMEM;
     if (r == 0)
-        r = sv_load_header(l, f);
+        r = savevm_load_header(l, f);
     if (r == 0) {
-        sv_section sec = { 0 };
-        uint8_t type = qf_get_u8(f);
-        sec.section_id = qf_get_be32(f);
-        qf_get_str(f, sec.idstr);
-        sec.instance_id = qf_get_be32(f);
-        sec.version_id = qf_get_be32(f);
-        if (!qf_error(f) && (type != SV_SECTION_START ||
-                             strcmp(sec.idstr, RAM_SECTION_IDSTR) != 0))
-            qf_fail(f, -EINVAL, "not an ftvm checkpoint: it does not open "
-                    "with the RAM section");
-        if (!qf_error(f) && ram_loader_new_inspect(&rl) == 0)
-            ram_load(rl, f, sec.version_id, SV_PASS_VALIDATE);
-        r = qf_error(f);
+        savevm_section sec = {0};
+        uint8_t type = qfile_get_u8(f);
+        sec.section_id = qfile_get_be32(f);
+        qfile_get_str(f, sec.idstr);
+        sec.instance_id = qfile_get_be32(f);
+        sec.version_id = qfile_get_be32(f);
+        if (!qfile_error(f) && (type != SAVEVM_SECTION_START ||
+                                strcmp(sec.idstr, RAM_SECTION_IDSTR) != 0))
+            qfile_fail(f, -EINVAL,
+                       "not an ftvm checkpoint: it does not open "
+                       "with the RAM section");
+        if (!qfile_error(f) && ram_loader_new_inspect(&rl) == 0)
+            ram_load(rl, f, sec.version_id, SAVEVM_PASS_VALIDATE);
+        r = qfile_error(f);
     }
     if (r < 0) {
-        snprintf(err, errlen, "%s", f ? qf_errmsg(f) : "out of memory");
+        snprintf(err, errlen, "%s", f ? qfile_errmsg(f) : "out of memory");
     } else {
         ram_block_counts c;
         if (ram_loader_nblocks(rl) != 1 || ram_loader_counts(rl, 0, &c) < 0 ||
@@ -53,12 +54,12 @@ static int probe_ram(const uint8_t *d, size_t len, const char *path,
         }
     }
     ram_loader_free(rl);
-    sv_loader_free(l);
-    qf_close(f);
+    savevm_loader_free(l);
+    qfile_close(f);
     return r;
 }
 
-int rst_probe(const char *path, rst_info *out, char *err, size_t errlen)
+int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -83,7 +84,7 @@ int rst_probe(const char *path, rst_info *out, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    *out = (rst_info){ 0 };
+    *out = (restore_info){ 0 };
     int r = probe_ram(d, len, path, out, err, errlen);
     size_t at;
     json_t *desc = r == 0 ? vmdesc_find_at_end(d, len, &at) : NULL;
@@ -116,18 +117,18 @@ int rst_probe(const char *path, rst_info *out, char *err, size_t errlen)
  * its checksum is checked in the validate pass, before anything applies.
  */
 typedef struct rst_target {
-    reg_registry *reg;
+    registry *reg;
     bool sealed;
 } rst_target;
 
-static int rst_section(void *opaque, qfile *f, const sv_section *sec,
-                       sv_pass pass)
+static int rst_section(void *opaque, qfile *f, const savevm_section *sec,
+                       savevm_pass pass)
 {
     rst_target *t = opaque;
-    if (strcmp(sec->idstr, CKT_IDSTR) != 0)
-        return reg_target_ops.section(t->reg, f, sec, pass);
-    ckt_info info;
-    int r = ckt_load(f, sec, &info);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) != 0)
+        return registry_target_ops.section(t->reg, f, sec, pass);
+    trailer_info info;
+    int r = trailer_load(f, sec, &info);
     if (r == 0)
         t->sealed = true;
     return r;
@@ -137,17 +138,19 @@ static int rst_validated(void *opaque, qfile *f)
 {
     rst_target *t = opaque;
     if (!t->sealed)
-        return qf_fail(f, -EBADMSG, "no '%s' section with the checkpoint's "
-                       "checksum: not a checkpoint ftvm wrote", CKT_IDSTR);
+        return qfile_fail(f, -EBADMSG,
+                          "no '%s' section with the checkpoint's "
+                          "checksum: not a checkpoint ftvm wrote",
+                          TRAILER_IDSTR);
     return 0;
 }
 
-static const sv_target_ops rst_ops = {
+static const savevm_target_ops rst_ops = {
     .section = rst_section,
     .validated = rst_validated,
 };
 
-int rst_load(vm *v, const char *path, char *err, size_t errlen)
+int restore_load(vm *v, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -155,16 +158,16 @@ int rst_load(vm *v, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    qfile *f = qf_open_fd(fd, QF_READ, path);
+    qfile *f = qfile_open_fd(fd, QFILE_READ, path);
     rst_target t = { .reg = vm_registry(v) };
     if (f)
-        qf_crc_start(f);
-    sv_loader *l = f ? sv_loader_new(&rst_ops, &t, NULL) : NULL;
-    int r = l ? sv_load_checked(l, f) : -ENOMEM;
+        qfile_crc_start(f);
+    savevm_loader *l = f ? savevm_loader_new(&rst_ops, &t, NULL) : NULL;
+    int r = l ? savevm_load_checked(l, f) : -ENOMEM;
     if (r < 0)
-        snprintf(err, errlen, "%s", f ? qf_errmsg(f) : "out of memory");
-    sv_loader_free(l);
-    qf_close(f);
+        snprintf(err, errlen, "%s", f ? qfile_errmsg(f) : "out of memory");
+    savevm_loader_free(l);
+    qfile_close(f);
     close(fd);
     return r;
 }

@@ -17,15 +17,16 @@
 
 #include "vm/vm.h"
 
-typedef struct rst_info {
+typedef struct restore_info {
     uint64_t mem_size;
     unsigned vcpus;
     bool has_net;
-} rst_info;
+} restore_info;
 
 /* 0, or -errno with a message naming the file and what is wrong. */
-int rst_probe(const char *path, rst_info *out, char *err, size_t errlen);
+int restore_probe(const char *path, restore_info *out, char *err,
+                  size_t errlen);
 /* Loads path into the paused, never-started v.  0 or -errno + message. */
-int rst_load(vm *v, const char *path, char *err, size_t errlen);
+int restore_load(vm *v, const char *path, char *err, size_t errlen);
 
 #endif

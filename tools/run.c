@@ -33,7 +33,7 @@ typedef struct run_opts {
     const char *image;      /* MODE_RUN: the guest; MODE_RESTORE: the file */
     char *cmdline;          /* the guest's arguments, space-separated */
     const char *control;    /* control socket path, or NULL */
-    vmc_opts ck;
+    vmctl_opts ck;
 } run_opts;
 
 typedef struct run_ctx {
@@ -316,8 +316,8 @@ static int run_loop(run_ctx *ctx)
     struct event *sigs[2] = { NULL, NULL };
     const int signos[2] = { SIGINT, SIGTERM };
     int status = RUN_EXIT_ERROR;
-    ctl_server *ctl = NULL;
-    vmc *vc = NULL;
+    control_server *ctl = NULL;
+    vmctl *vc = NULL;
 
     /* Checkpoints are written on a thread that wakes the loop when done. */
     evthread_use_pthreads();
@@ -340,15 +340,15 @@ static int run_loop(run_ctx *ctx)
         goto out;
     }
     if (ctx->o->control &&
-        ctl_server_new(&ctl, ctx->base, ctx->o->control,
-                       ctx->o->mode == MODE_RUN ? "run" : "restore", err,
-                       sizeof(err)) < 0) {
+        control_server_new(&ctl, ctx->base, ctx->o->control,
+                           ctx->o->mode == MODE_RUN ? "run" : "restore", err,
+                           sizeof(err)) < 0) {
         fprintf(stderr, "ftvm: %s\n", err);
         status = RUN_EXIT_SETUP;
         goto out;
     }
-    if (vmc_new(&vc, ctx->v, ctx->base, ctl, &ctx->o->ck, err,
-                sizeof(err)) < 0) {
+    if (vmctl_new(&vc, ctx->v, ctx->base, ctl, &ctx->o->ck, err, sizeof(err)) <
+        0) {
         fprintf(stderr, "ftvm: %s\n", err);
         status = RUN_EXIT_SETUP;
         goto out;
@@ -360,14 +360,14 @@ static int run_loop(run_ctx *ctx)
     }
     event_base_dispatch(ctx->base);
     /* A checkpoint being written ends (and fails) before the VM goes. */
-    while (vmc_busy(vc))
+    while (vmctl_busy(vc))
         event_base_loop(ctx->base, EVLOOP_ONCE);
     status = run_exit_status(ctx->v, ctx->signal,
                              ctx->o->mode == MODE_RUN ? "ftvm run"
                                                       : "ftvm restore");
 out:
-    ctl_server_free(ctl);
-    vmc_free(vc);
+    control_server_free(ctl);
+    vmctl_free(vc);
     /* The VM's events live on the base: free the VM first. */
     vm_destroy(ctx->v);
     ctx->v = NULL;
@@ -390,8 +390,8 @@ static char *fmt_size(uint64_t b, char *buf, size_t len)
 /* Shapes the VM after the checkpoint, creates it and loads it. */
 static int restore_vm(run_opts *o, run_ctx *ctx, char *err, size_t errlen)
 {
-    rst_info info;
-    int r = rst_probe(o->image, &info, err, errlen);
+    restore_info info;
+    int r = restore_probe(o->image, &info, err, errlen);
     if (r < 0)
         return r;
     char a[32], b[32];
@@ -412,7 +412,7 @@ static int restore_vm(run_opts *o, run_ctx *ctx, char *err, size_t errlen)
     o->cfg.vcpus = info.vcpus;
     r = vm_create(&ctx->v, &o->cfg, err, errlen);
     if (r == 0)
-        r = rst_load(ctx->v, o->image, err, errlen);
+        r = restore_load(ctx->v, o->image, err, errlen);
     return r;
 }
 

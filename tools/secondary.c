@@ -59,7 +59,7 @@ typedef struct sd_opts {
     const char *control;
     const char *net;
     uint64_t failure_ns, heartbeat_ns;
-    vmc_opts ck;
+    vmctl_opts ck;
     const char *metrics;
 } sd_opts;
 
@@ -68,17 +68,17 @@ typedef struct sd {
     struct event_base *base;
     struct evconnlistener *lis;
     char listen_addr[96];
-    ctl_server *ctl;
-    vmc *vc;
-    sec_rx *rx;
+    control_server *ctl;
+    vmctl *vc;
+    receiver *rx;
     vm *v;
-    fo *fo;
+    failover *fo;
     sd_state state;
     sd_after after;
     int after_status;
     int signal;
     int status;
-    ctl_req *fo_req;        /* a failover command waiting for its answer */
+    control_req *fo_req;        /* a failover command waiting for its answer */
     uint64_t fo_t0;         /* detection, or the command */
     double failover_ms;
     uint64_t continued_from;
@@ -266,8 +266,8 @@ static const char *state_name(sd *d)
     switch (d->state) {
     case SD_WAITING: return "waiting";
     case SD_REPLICATING: {
-        sec_rx_stats st;
-        sec_rx_get_stats(d->rx, &st);
+        receiver_stats st;
+        receiver_get_stats(d->rx, &st);
         return st.applied ? "active" : "setup";
     }
     case SD_FAILOVER: return "failover";
@@ -279,10 +279,10 @@ static const char *state_name(sd *d)
 
 static uint64_t applied(sd *d)
 {
-    sec_rx_stats st;
+    receiver_stats st;
     if (!d->rx)
         return 0;
-    sec_rx_get_stats(d->rx, &st);
+    receiver_get_stats(d->rx, &st);
     return st.applied;
 }
 
@@ -306,26 +306,26 @@ static void answer_failover(sd *d, int rc, const char *err)
     if (!d->fo_req)
         return;
     if (rc < 0)
-        ctl_reply_error(d->fo_req, rc, err);
+        control_reply_error(d->fo_req, rc, err);
     else
-        ctl_reply(d->fo_req, json_pack("{s:f, s:I}", "failover_ms",
-                                       d->failover_ms, "continued_from",
-                                       (json_int_t)d->continued_from));
+        control_reply(d->fo_req, json_pack("{s:f, s:I}", "failover_ms",
+                                           d->failover_ms, "continued_from",
+                                           (json_int_t)d->continued_from));
     d->fo_req = NULL;
 }
 
-static void failover(sd *d, const char *reason)
+static void fail_over(sd *d, const char *reason)
 {
     char err[512];
-    sec_rx_stats st;
-    sec_rx_get_stats(d->rx, &st);
+    receiver_stats st;
+    receiver_get_stats(d->rx, &st);
     d->state = SD_FAILOVER;
     snprintf(d->fo_reason, sizeof(d->fo_reason), "%s", reason);
     /* Keeps a checkpoint of the cache being written out of the start. */
-    sec_rx_hold(d->rx);
-    int rc = fo_start(&d->fo, d->v, d->base, sec_rx_shape(d->rx)->mac,
-                      on_vm_stop, d, err, sizeof(err));
-    sec_rx_release(d->rx);
+    receiver_hold(d->rx);
+    int rc = failover_start(&d->fo, d->v, d->base, receiver_shape(d->rx)->mac,
+                            on_vm_stop, d, err, sizeof(err));
+    receiver_release(d->rx);
     if (rc < 0) {
         say("failover failed: %s", err);
         answer_failover(d, rc, err);
@@ -347,13 +347,13 @@ static void on_vm(void *opaque, vm *v)
 {
     sd *d = opaque;
     d->v = v;
-    vmc_set_vm(d->vc, v);
+    vmctl_set_vm(d->vc, v);
 }
 
-static void on_end(void *opaque, sec_end why, const char *msg)
+static void on_end(void *opaque, receiver_end why, const char *msg)
 {
     sd *d = opaque;
-    const char *peer = sec_rx_peer(d->rx);
+    const char *peer = receiver_peer(d->rx);
     if (!d->v) {
         say("%s: %s; not a primary, waiting for one", peer, msg);
         d->state = SD_WAITING;
@@ -362,7 +362,7 @@ static void on_end(void *opaque, sec_end why, const char *msg)
         return;
     }
     if (d->after == AFTER_FAILOVER) {
-        failover(d, "requested");
+        fail_over(d, "requested");
         return;
     }
     if (d->after == AFTER_EXIT) {
@@ -371,18 +371,18 @@ static void on_end(void *opaque, sec_end why, const char *msg)
         return;
     }
     switch (why) {
-    case SEC_END_EOF:
+    case RECEIVER_END_EOF:
         d->state = SD_STOPPED;
         say("%s: no failover", msg);
         finish(d, SEC_EXIT_CLEAN);
         return;
-    case SEC_END_LOST:
-    case SEC_END_TIMEOUT:
+    case RECEIVER_END_LOST:
+    case RECEIVER_END_TIMEOUT:
         if (applied(d)) {
-            d->fo_t0 = sec_rx_end_ns(d->rx);
+            d->fo_t0 = receiver_end_ns(d->rx);
             say("the primary is lost: %s", msg);
-            failover(d, why == SEC_END_TIMEOUT ? "primary silent"
-                                               : "primary lost");
+            fail_over(d, why == RECEIVER_END_TIMEOUT ? "primary silent"
+                                                     : "primary lost");
             return;
         }
         d->state = SD_STOPPED;
@@ -390,8 +390,8 @@ static void on_end(void *opaque, sec_end why, const char *msg)
             "to fail over to", msg);
         finish(d, SEC_EXIT_NOTHING);
         return;
-    case SEC_END_PROTOCOL:
-    case SEC_END_LOCAL:
+    case RECEIVER_END_PROTOCOL:
+    case RECEIVER_END_LOCAL:
         d->state = SD_STOPPED;
         say("replication from %s refused: %s", peer, msg);
         finish(d, SEC_EXIT_REFUSED);
@@ -414,9 +414,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         return;
     }
     /* One that ended before the bring-up; its thread is joined. */
-    sec_rx_free(d->rx);
+    receiver_free(d->rx);
     d->rx = NULL;
-    sec_rx_opts o = {
+    receiver_opts o = {
         .failure_timeout_ns = d->o.failure_ns,
         .heartbeat_ns = d->o.heartbeat_ns,
         .net = d->o.net,
@@ -424,7 +424,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         .on_end = on_end,
         .opaque = d,
     };
-    if (sec_rx_start(&d->rx, d->base, fd, peer, &o, err, sizeof(err)) < 0) {
+    if (receiver_start(&d->rx, d->base, fd, peer, &o, err, sizeof(err)) < 0) {
         say("%s", err);
         return;
     }
@@ -446,7 +446,7 @@ static void stop_replication(sd *d, sd_after after, int status, int code)
 {
     d->after = after;
     d->after_status = status;
-    sec_rx_stop(d->rx, SEC_END_LOCAL, code);
+    receiver_stop(d->rx, RECEIVER_END_LOCAL, code);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -460,7 +460,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     } else if (d->state == SD_REPLICATING) {
         say("stopped by %s", strsignal((int)sig));
         stop_replication(d, AFTER_EXIT, RUN_EXIT_SIGNAL + (int)sig,
-                         SEC_SHUT_LEAVING);
+                         RECEIVER_SHUT_LEAVING);
     } else if (d->state != SD_FAILOVER) {
         say("stopped by %s", strsignal((int)sig));
         finish(d, RUN_EXIT_SIGNAL + (int)sig);
@@ -469,9 +469,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 /* ---- control: what vmctl offers, plus the secondary's own ---- */
 
-static ctl_outcome cmd_failover(void *opaque, ctl_req *req, json_t *args,
-                                json_t **result, int *rc, char *err,
-                                size_t errlen)
+static control_outcome cmd_failover(void *opaque, control_req *req,
+                                    json_t *args, json_t **result, int *rc,
+                                    char *err, size_t errlen)
 {
     (void)args; (void)result;
     sd *d = opaque;
@@ -479,7 +479,7 @@ static ctl_outcome cmd_failover(void *opaque, ctl_req *req, json_t *args,
         *rc = -EINVAL;
         snprintf(err, errlen, "failover: the secondary is %s",
                  state_name(d));
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     if (!applied(d) || d->after != AFTER_NOTHING) {
         *rc = -EAGAIN;
@@ -487,18 +487,18 @@ static ctl_outcome cmd_failover(void *opaque, ctl_req *req, json_t *args,
                  ? "replication is already being stopped"
                  : "no checkpoint has been applied yet: nothing to fail "
                    "over to");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     say("failover requested");
     d->fo_t0 = mono_ns();
     d->fo_req = req;
     stop_replication(d, AFTER_FAILOVER, 0, -1);
-    return CTL_DEFERRED;
+    return CONTROL_DEFERRED;
 }
 
-static ctl_outcome cmd_stop(void *opaque, ctl_req *req, json_t *args,
-                            json_t **result, int *rc, char *err,
-                            size_t errlen)
+static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
 {
     (void)req; (void)args; (void)result;
     sd *d = opaque;
@@ -506,11 +506,11 @@ static ctl_outcome cmd_stop(void *opaque, ctl_req *req, json_t *args,
         *rc = -EINVAL;
         snprintf(err, errlen, "stop-replication: the secondary is %s",
                  state_name(d));
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     say("stop-replication requested: no failover");
-    stop_replication(d, AFTER_EXIT, SEC_EXIT_CLEAN, SEC_SHUT_CLEAN);
-    return CTL_DONE;
+    stop_replication(d, AFTER_EXIT, SEC_EXIT_CLEAN, RECEIVER_SHUT_CLEAN);
+    return CONTROL_DONE;
 }
 
 static void hook_quit(void *opaque)
@@ -519,15 +519,15 @@ static void hook_quit(void *opaque)
     if (d->state == SD_RUNNING)
         vm_stop(d->v);
     else if (d->state == SD_REPLICATING)
-        stop_replication(d, AFTER_EXIT, SEC_EXIT_CLEAN, SEC_SHUT_LEAVING);
+        stop_replication(d, AFTER_EXIT, SEC_EXIT_CLEAN, RECEIVER_SHUT_LEAVING);
     else if (d->state != SD_FAILOVER)
         finish(d, SEC_EXIT_CLEAN);
 }
 
 static json_t *replication_json(sd *d)
 {
-    sec_rx_stats st;
-    sec_rx_get_stats(d->rx, &st);
+    receiver_stats st;
+    receiver_get_stats(d->rx, &st);
     json_t *r = json_pack(
         "{s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I}",
         "applied", (json_int_t)st.applied,
@@ -560,15 +560,16 @@ static void hook_status(void *opaque, json_t *r)
         json_object_del(r, "guest_clock_s");
     json_object_set_new(r, "listen", json_string(d->listen_addr));
     if (d->rx) {
-        json_object_set_new(r, "primary", json_string(sec_rx_peer(d->rx)));
+        json_object_set_new(r, "primary", json_string(receiver_peer(d->rx)));
         json_object_set_new(r, "replication", replication_json(d));
     }
     if (d->state == SD_RUNNING)
-        json_object_set_new(r, "failover", json_pack(
-            "{s:f, s:I, s:s, s:i}", "ms", d->failover_ms,
-            "continued_from", (json_int_t)d->continued_from,
-            "reason", d->fo_reason,
-            "announced", (int)fo_announced(d->fo)));
+        json_object_set_new(r, "failover",
+                            json_pack("{s:f, s:I, s:s, s:i}", "ms",
+                                      d->failover_ms, "continued_from",
+                                      (json_int_t)d->continued_from, "reason",
+                                      d->fo_reason, "announced",
+                                      (int)failover_announced(d->fo)));
 }
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
@@ -587,42 +588,42 @@ static int gate_close(void *opaque, char *err, size_t errlen)
 {
     (void)err;
     (void)errlen;
-    sec_rx_hold(((sd *)opaque)->rx);
+    receiver_hold(((sd *)opaque)->rx);
     return 0;
 }
 
 static void gate_open(void *opaque)
 {
-    sec_rx_release(((sd *)opaque)->rx);
+    receiver_release(((sd *)opaque)->rx);
 }
 
-static const mtr_hint metric_hints[] = {
-    { "replication.applied", "checkpoints_applied_total", MTR_COUNTER, 0,
-      "checkpoints applied to the RAM cache and acknowledged" },
-    { "replication.refused", "checkpoints_refused_total", MTR_COUNTER, 0,
-      "packages refused (NACK): nothing of them applied" },
-    { "replication.last_id", "last_checkpoint", MTR_GAUGE, 0,
-      "the last checkpoint applied" },
-    { "replication.apply_ms.p99", NULL, MTR_GAUGE, 0,
-      "99th percentile validate-and-apply time per package, recent, ms" },
-    { "replication.package_bytes.total", "package_bytes_total", MTR_COUNTER,
-      0, "bytes of checkpoint packages applied" },
-    { "replication.pings", "pings_total", MTR_COUNTER, 0,
-      "PINGs answered" },
-    { "replication.heartbeats_sent", "heartbeats_sent_total", MTR_COUNTER,
-      0, "HEARTBEATs sent to the primary" },
-    { "replication.last_heard_ms", NULL, MTR_GAUGE, 0,
-      "ms since data last arrived from the primary" },
-    { "failover.ms", NULL, MTR_GAUGE, 0,
-      "detection (or command) to vCPUs running, ms" },
-    { "state", NULL, MTR_GAUGE, 0, "waiting, setup, active, failover, "
-      "running or stopped" },
-    { NULL, NULL, MTR_GAUGE, 0, NULL },
+static const metrics_hint metric_hints[] = {
+    {"replication.applied", "checkpoints_applied_total", METRICS_COUNTER, 0,
+     "checkpoints applied to the RAM cache and acknowledged"},
+    {"replication.refused", "checkpoints_refused_total", METRICS_COUNTER, 0,
+     "packages refused (NACK): nothing of them applied"},
+    {"replication.last_id", "last_checkpoint", METRICS_GAUGE, 0,
+     "the last checkpoint applied"},
+    {"replication.apply_ms.p99", NULL, METRICS_GAUGE, 0,
+     "99th percentile validate-and-apply time per package, recent, ms"},
+    {"replication.package_bytes.total", "package_bytes_total", METRICS_COUNTER,
+     0, "bytes of checkpoint packages applied"},
+    {"replication.pings", "pings_total", METRICS_COUNTER, 0, "PINGs answered"},
+    {"replication.heartbeats_sent", "heartbeats_sent_total", METRICS_COUNTER,
+     0, "HEARTBEATs sent to the primary"},
+    {"replication.last_heard_ms", NULL, METRICS_GAUGE, 0,
+     "ms since data last arrived from the primary"},
+    {"failover.ms", NULL, METRICS_GAUGE, 0,
+     "detection (or command) to vCPUs running, ms"},
+    {"state", NULL, METRICS_GAUGE, 0,
+     "waiting, setup, active, failover, "
+     "running or stopped"},
+    {NULL, NULL, METRICS_GAUGE, 0, NULL},
 };
 
 static json_t *metrics_source(void *opaque)
 {
-    return vmc_status(opaque);
+    return vmctl_status(opaque);
 }
 
 /* ---- the process ---- */
@@ -678,11 +679,13 @@ static int serve(sd *d)
     struct event *sigs[2] = { NULL, NULL };
     const int signos[2] = { SIGINT, SIGTERM };
     int status = RUN_EXIT_SETUP;
-    mtr *metrics = NULL;
-    vmc_hooks hooks = {
-        .opaque = d, .status = hook_status, .can_save = hook_can_save,
+    metrics *metrics = NULL;
+    vmctl_hooks hooks = {
+        .opaque = d,
+        .status = hook_status,
+        .can_save = hook_can_save,
         .quit = hook_quit,
-        .gate = { .close = gate_close, .open = gate_open, .opaque = d },
+        .gate = {.close = gate_close, .open = gate_open, .opaque = d},
     };
     d->o.ck.hooks = &hooks;
 
@@ -700,25 +703,31 @@ static int serve(sd *d)
             goto out;
         }
     }
-    if (d->o.control && ctl_server_new(&d->ctl, d->base, d->o.control,
-                                       "secondary", err, sizeof(err)) < 0) {
+    if (d->o.control &&
+        control_server_new(&d->ctl, d->base, d->o.control, "secondary", err,
+                           sizeof(err)) < 0) {
         say("%s", err);
         goto out;
     }
-    if (vmc_new(&d->vc, NULL, d->base, d->ctl, &d->o.ck, err,
-                sizeof(err)) < 0) {
+    if (vmctl_new(&d->vc, NULL, d->base, d->ctl, &d->o.ck, err, sizeof(err)) <
+        0) {
         say("%s", err);
         goto out;
     }
     if (d->ctl) {
-        ctl_register(d->ctl, "failover", "run the VM here now, from the "
-                     "last checkpoint applied", cmd_failover, d);
-        ctl_register(d->ctl, "stop-replication", "end replication without "
-                     "failing over (SHUT 0) and exit", cmd_stop, d);
+        control_register(d->ctl, "failover",
+                         "run the VM here now, from the "
+                         "last checkpoint applied",
+                         cmd_failover, d);
+        control_register(d->ctl, "stop-replication",
+                         "end replication without "
+                         "failing over (SHUT 0) and exit",
+                         cmd_stop, d);
     }
     if (d->o.metrics &&
-        mtr_new(&metrics, d->base, d->o.metrics, "ftvm_secondary",
-                metric_hints, metrics_source, d->vc, err, sizeof(err)) < 0) {
+        metrics_new(&metrics, d->base, d->o.metrics, "ftvm_secondary",
+                    metric_hints, metrics_source, d->vc, err,
+                    sizeof(err)) < 0) {
         say("%s", err);
         goto out;
     }
@@ -729,18 +738,18 @@ static int serve(sd *d)
     say("listening on %s", d->listen_addr);
     event_base_dispatch(d->base);
     /* A checkpoint being written ends before its VM goes. */
-    while (vmc_busy(d->vc))
+    while (vmctl_busy(d->vc))
         event_base_loop(d->base, EVLOOP_ONCE);
     status = d->status;
 out:
     answer_failover(d, -ECANCELED, "the secondary is exiting");
     if (d->lis)
         evconnlistener_free(d->lis);
-    mtr_free(metrics);
-    ctl_server_free(d->ctl);
-    vmc_free(d->vc);
-    sec_rx_free(d->rx);
-    fo_free(d->fo);
+    metrics_free(metrics);
+    control_server_free(d->ctl);
+    vmctl_free(d->vc);
+    receiver_free(d->rx);
+    failover_free(d->fo);
     /* The VM's events live on the base: free the VM first. */
     vm_destroy(d->v);
     for (int i = 0; i < 2; i++)

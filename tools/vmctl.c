@@ -11,19 +11,19 @@
 #include "vm/snapshot.h"
 #include "vm/mono.h"
 
-struct vmc {
+struct vmctl {
     vm *v;
     struct event_base *base;
-    vmc_opts o;
-    vmc_hooks hooks;
+    vmctl_opts o;
+    vmctl_hooks hooks;
     struct event *timer;
     uint64_t started_ns;
 
     bool user_paused;       /* the operator holds a pause (vm_pause) */
-    snap_job *job;          /* the checkpoint being written, or NULL */
-    ctl_req *job_req;       /* who asked for it, if anyone */
+    snapshot_job *job;      /* the checkpoint being written, or NULL */
+    control_req *job_req;   /* who asked for it, if anyone */
     uint64_t ok, failed;
-    snap_stats last;
+    snapshot_stats last;
     char last_path[4096];
     char last_error[512];
 };
@@ -39,7 +39,7 @@ static const char *state_name(vm_state s)
     return "?";
 }
 
-static json_t *snap_json(const snap_stats *st, const char *path)
+static json_t *snap_json(const snapshot_stats *st, const char *path)
 {
     return json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I}",
                      "path", path,
@@ -52,10 +52,10 @@ static json_t *snap_json(const snap_stats *st, const char *path)
 }
 
 static void on_snap_done(void *opaque, int rc, const char *path,
-                         const char *err, const snap_stats *st)
+                         const char *err, const snapshot_stats *st)
 {
-    vmc *c = opaque;
-    ctl_req *req = c->job_req;
+    vmctl *c = opaque;
+    control_req *req = c->job_req;
     c->job = NULL;
     c->job_req = NULL;
     if (rc < 0) {
@@ -63,7 +63,7 @@ static void on_snap_done(void *opaque, int rc, const char *path,
         snprintf(c->last_error, sizeof(c->last_error), "%s", err);
         fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
         if (req)
-            ctl_reply_error(req, rc, err);
+            control_reply_error(req, rc, err);
         return;
     }
     c->ok++;
@@ -73,7 +73,7 @@ static void on_snap_done(void *opaque, int rc, const char *path,
             "%.2f ms\n", path, st->bytes / 1048576.0, st->total_ns / 1e6,
             st->pause_ns / 1e6);
     if (req)
-        ctl_reply(req, snap_json(st, path));
+        control_reply(req, snap_json(st, path));
 }
 
 static int no_vm(char *err, size_t errlen)
@@ -82,8 +82,8 @@ static int no_vm(char *err, size_t errlen)
     return -ENODEV;
 }
 
-static int start_snap(vmc *c, snap_target kind, const char *path,
-                      ctl_req *req, char *err, size_t errlen)
+static int start_snap(vmctl *c, snapshot_target kind, const char *path,
+                      control_req *req, char *err, size_t errlen)
 {
     if (c->job) {
         snprintf(err, errlen, "a checkpoint is already being written");
@@ -96,14 +96,14 @@ static int start_snap(vmc *c, snap_target kind, const char *path,
         if (r < 0)
             return r;
     }
-    snap_req rq = {
+    snapshot_req rq = {
         .kind = kind,
         .path = path,
-        .keep = kind == SNAP_TO_DIR ? c->o.keep : 0,
+        .keep = kind == SNAPSHOT_TO_DIR ? c->o.keep : 0,
         .gate = &c->hooks.gate,
     };
-    int r = snap_start(&c->job, c->v, c->base, &rq, on_snap_done, c, err,
-                       errlen);
+    int r = snapshot_start(&c->job, c->v, c->base, &rq, on_snap_done, c, err,
+                           errlen);
     if (r == 0) {
         c->job_req = req;
     } else {
@@ -117,7 +117,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    vmc *c = arg;
+    vmctl *c = arg;
     char err[512];
     if (c->job || !c->v || vm_get_state(c->v) == VM_STOPPED)
         return;
@@ -125,14 +125,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     if (c->hooks.can_save &&
         c->hooks.can_save(c->hooks.opaque, err, sizeof(err)) < 0)
         return;
-    if (start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, NULL, err,
+    if (start_snap(c, SNAPSHOT_TO_DIR, c->o.checkpoint_dir, NULL, err,
                    sizeof(err)) < 0)
         fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
 }
 
 /* ---- control commands ---- */
 
-json_t *vmc_status(vmc *c)
+json_t *vmctl_status(vmctl *c)
 {
     const char *role = c->o.role ? c->o.role : "run";
     if (!c->v) {
@@ -194,45 +194,45 @@ json_t *vmc_status(vmc *c)
     return r;
 }
 
-static ctl_outcome cmd_status(void *opaque, ctl_req *req, json_t *args,
-                              json_t **result, int *rc, char *err,
-                              size_t errlen)
+static control_outcome cmd_status(void *opaque, control_req *req, json_t *args,
+                                  json_t **result, int *rc, char *err,
+                                  size_t errlen)
 {
     (void)req; (void)args; (void)rc; (void)err; (void)errlen;
-    *result = vmc_status(opaque);
-    return CTL_DONE;
+    *result = vmctl_status(opaque);
+    return CONTROL_DONE;
 }
 
-static ctl_outcome cmd_pause(void *opaque, ctl_req *req, json_t *args,
-                             json_t **result, int *rc, char *err,
-                             size_t errlen)
+static control_outcome cmd_pause(void *opaque, control_req *req, json_t *args,
+                                 json_t **result, int *rc, char *err,
+                                 size_t errlen)
 {
     (void)req; (void)args; (void)result;
-    vmc *c = opaque;
+    vmctl *c = opaque;
     if (!c->v) {
         *rc = no_vm(err, errlen);
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     if (c->user_paused || vm_get_state(c->v) == VM_STOPPED) {
         *rc = -EINVAL;
         snprintf(err, errlen, "the VM is %s", c->user_paused ? "already "
                  "paused" : "stopped");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
     *rc = vm_pause(c->v);
     if (*rc < 0)
         snprintf(err, errlen, "pause failed: %s", strerror(-*rc));
     else
         c->user_paused = true;
-    return CTL_DONE;
+    return CONTROL_DONE;
 }
 
-static ctl_outcome cmd_resume(void *opaque, ctl_req *req, json_t *args,
-                              json_t **result, int *rc, char *err,
-                              size_t errlen)
+static control_outcome cmd_resume(void *opaque, control_req *req, json_t *args,
+                                  json_t **result, int *rc, char *err,
+                                  size_t errlen)
 {
     (void)req; (void)args; (void)result;
-    vmc *c = opaque;
+    vmctl *c = opaque;
     if (!c->v) {
         *rc = no_vm(err, errlen);
     } else if (!c->user_paused) {
@@ -243,57 +243,58 @@ static ctl_outcome cmd_resume(void *opaque, ctl_req *req, json_t *args,
         if (*rc == 0)
             c->user_paused = false;
     }
-    return CTL_DONE;
+    return CONTROL_DONE;
 }
 
-static ctl_outcome cmd_save(void *opaque, ctl_req *req, json_t *args,
-                            json_t **result, int *rc, char *err,
-                            size_t errlen)
+static control_outcome cmd_save(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
 {
     (void)result;
-    vmc *c = opaque;
+    vmctl *c = opaque;
     const char *file = json_string_value(json_object_get(args, "file"));
     if (!file || !*file) {
         *rc = -EINVAL;
         snprintf(err, errlen, "save needs a file: save FILE");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
-    *rc = start_snap(c, SNAP_TO_FILE, file, req, err, errlen);
-    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+    *rc = start_snap(c, SNAPSHOT_TO_FILE, file, req, err, errlen);
+    return *rc < 0 ? CONTROL_DONE : CONTROL_DEFERRED;
 }
 
-static ctl_outcome cmd_checkpoint(void *opaque, ctl_req *req, json_t *args,
-                                  json_t **result, int *rc, char *err,
-                                  size_t errlen)
+static control_outcome cmd_checkpoint(void *opaque, control_req *req,
+                                      json_t *args, json_t **result, int *rc,
+                                      char *err, size_t errlen)
 {
     (void)args; (void)result;
-    vmc *c = opaque;
+    vmctl *c = opaque;
     if (!c->o.checkpoint_dir) {
         *rc = -EINVAL;
         snprintf(err, errlen, "no --checkpoint-dir was given; use save FILE");
-        return CTL_DONE;
+        return CONTROL_DONE;
     }
-    *rc = start_snap(c, SNAP_TO_DIR, c->o.checkpoint_dir, req, err, errlen);
-    return *rc < 0 ? CTL_DONE : CTL_DEFERRED;
+    *rc =
+        start_snap(c, SNAPSHOT_TO_DIR, c->o.checkpoint_dir, req, err, errlen);
+    return *rc < 0 ? CONTROL_DONE : CONTROL_DEFERRED;
 }
 
-static ctl_outcome cmd_quit(void *opaque, ctl_req *req, json_t *args,
-                            json_t **result, int *rc, char *err,
-                            size_t errlen)
+static control_outcome cmd_quit(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
 {
     (void)req; (void)args; (void)result; (void)rc; (void)err; (void)errlen;
-    vmc *c = opaque;
+    vmctl *c = opaque;
     if (c->hooks.quit)
         c->hooks.quit(c->hooks.opaque);
     else if (c->v)
         vm_stop(c->v);
-    return CTL_DONE;
+    return CONTROL_DONE;
 }
 
-int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
-            const vmc_opts *o, char *err, size_t errlen)
+int vmctl_new(vmctl **out, vm *v, struct event_base *base, control_server *ctl,
+              const vmctl_opts *o, char *err, size_t errlen)
 {
-    vmc *c = calloc(1, sizeof(*c));
+    vmctl *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -307,23 +308,26 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
         c->o.keep = 1;
     c->started_ns = mono_ns();
     if (ctl) {
-        ctl_register(ctl, "status", "state, pauses, checkpoints, network",
-                     cmd_status, c);
-        ctl_register(ctl, "pause", "take the vCPUs out of the guest",
-                     cmd_pause, c);
-        ctl_register(ctl, "resume", "run the guest again", cmd_resume, c);
-        ctl_register(ctl, "save", "save FILE: a complete checkpoint to FILE",
-                     cmd_save, c);
-        ctl_register(ctl, "checkpoint", "a checkpoint into --checkpoint-dir "
-                     "now", cmd_checkpoint, c);
-        ctl_register(ctl, "quit", "stop the VM and exit", cmd_quit, c);
+        control_register(ctl, "status", "state, pauses, checkpoints, network",
+                         cmd_status, c);
+        control_register(ctl, "pause", "take the vCPUs out of the guest",
+                         cmd_pause, c);
+        control_register(ctl, "resume", "run the guest again", cmd_resume, c);
+        control_register(ctl, "save",
+                         "save FILE: a complete checkpoint to FILE", cmd_save,
+                         c);
+        control_register(ctl, "checkpoint",
+                         "a checkpoint into --checkpoint-dir "
+                         "now",
+                         cmd_checkpoint, c);
+        control_register(ctl, "quit", "stop the VM and exit", cmd_quit, c);
     }
     if (o->checkpoint_dir && o->checkpoint_every_ns) {
         c->timer = event_new(base, -1, EV_PERSIST, on_timer, c);
         struct timeval tv = mono_tv(o->checkpoint_every_ns);
         if (!c->timer || event_add(c->timer, &tv) < 0) {
             snprintf(err, errlen, "cannot start the checkpoint timer");
-            vmc_free(c);
+            vmctl_free(c);
             return -ENOMEM;
         }
     }
@@ -331,17 +335,17 @@ int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
     return 0;
 }
 
-void vmc_set_vm(vmc *c, vm *v)
+void vmctl_set_vm(vmctl *c, vm *v)
 {
     c->v = v;
 }
 
-bool vmc_busy(const vmc *c)
+bool vmctl_busy(const vmctl *c)
 {
     return c->job != NULL;
 }
 
-void vmc_free(vmc *c)
+void vmctl_free(vmctl *c)
 {
     if (!c)
         return;

@@ -19,7 +19,7 @@
  * secondary: its VM appears when the primary's first sections arrive and
  * is a RAM cache until failover).  Every member may be NULL.
  */
-typedef struct vmc_hooks {
+typedef struct vmctl_hooks {
     void *opaque;
     /* Adds its fields to (or replaces fields of) status's result. */
     void (*status)(void *opaque, json_t *result);
@@ -28,33 +28,33 @@ typedef struct vmc_hooks {
     /* quit does this instead of vm_stop. */
     void (*quit)(void *opaque);
     /* Around the final phase of every checkpoint (vm/snapshot.h). */
-    snap_gate gate;
-} vmc_hooks;
+    snapshot_gate gate;
+} vmctl_hooks;
 
-typedef struct vmc_opts {
+typedef struct vmctl_opts {
     const char *checkpoint_dir;     /* NULL: no periodic checkpoints */
     uint64_t checkpoint_every_ns;   /* 0: only on request */
     unsigned keep;                  /* checkpoints kept in the directory */
     const char *role;               /* status's "role"; NULL: "run" */
-    const vmc_hooks *hooks;         /* NULL: none; copied */
-} vmc_opts;
+    const vmctl_hooks *hooks;       /* NULL: none; copied */
+} vmctl_opts;
 
-typedef struct vmc vmc;
+typedef struct vmctl vmctl;
 
 /*
  * Registers the commands on ctl (may be NULL: no control socket) and
  * starts the checkpoint timer.  quit calls vm_stop, so the caller's
  * on_stop ends the loop as for a guest that halts.  v may be NULL until
- * vmc_set_vm: the commands then answer that there is no VM yet.
+ * vmctl_set_vm: the commands then answer that there is no VM yet.
  */
-int vmc_new(vmc **out, vm *v, struct event_base *base, ctl_server *ctl,
-            const vmc_opts *o, char *err, size_t errlen);
+int vmctl_new(vmctl **out, vm *v, struct event_base *base, control_server *ctl,
+              const vmctl_opts *o, char *err, size_t errlen);
 /* Gives the commands their VM (from the loop's thread). */
-void vmc_set_vm(vmc *c, vm *v);
+void vmctl_set_vm(vmctl *c, vm *v);
 /* What the status command answers (a new reference): for metrics. */
-json_t *vmc_status(vmc *c);
+json_t *vmctl_status(vmctl *c);
 /* Whether a checkpoint is being written (the caller waits before exit). */
-bool vmc_busy(const vmc *c);
-void vmc_free(vmc *c);
+bool vmctl_busy(const vmctl *c);
+void vmctl_free(vmctl *c);
 
 #endif

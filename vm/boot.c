@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vm/hypercall_abi.h"
+#include "include/hypercall_abi.h"
 
 #define PTE_P   0x001ull
 #define PTE_RW  0x002ull
@@ -118,10 +118,10 @@ static void write_idt(uint8_t *idt, uint8_t *stubs)
 
 static void write_page_tables(gmem *g, uint64_t mem_size)
 {
-    uint8_t *pml4 = gm_ptr(g, BOOT_PML4, RAM_PAGE_SIZE);
-    uint8_t *pdpt = gm_ptr(g, BOOT_PDPT, RAM_PAGE_SIZE);
+    uint8_t *pml4 = gmem_ptr(g, BOOT_PML4, RAM_PAGE_SIZE);
+    uint8_t *pdpt = gmem_ptr(g, BOOT_PDPT, RAM_PAGE_SIZE);
     uint64_t gibs = (mem_size + (1ull << 30) - 1) >> 30;
-    uint8_t *pd = gm_ptr(g, BOOT_PD, gibs * RAM_PAGE_SIZE);
+    uint8_t *pd = gmem_ptr(g, BOOT_PD, gibs * RAM_PAGE_SIZE);
 
     memset(pml4, 0, RAM_PAGE_SIZE);
     memset(pdpt, 0, RAM_PAGE_SIZE);
@@ -148,7 +148,7 @@ uint64_t boot_stack_top(uint64_t mem_size)
     return mem_size < BOOT_STACK_TOP_MAX ? mem_size : BOOT_STACK_TOP_MAX;
 }
 
-int boot_setup(gmem *g, uint64_t mem_size, const elf_image *img,
+int boot_setup(gmem *g, uint64_t mem_size, const elfload_image *img,
                const char *cmdline, bool nx, struct kvm_regs *regs,
                struct kvm_sregs *sregs, char *err, size_t errlen)
 {
@@ -160,24 +160,24 @@ int boot_setup(gmem *g, uint64_t mem_size, const elf_image *img,
         return -E2BIG;
     }
     if (mem_size < BOOT_MIN_MEM || mem_size > BOOT_MAX_MEM ||
-        mem_size % BOOT_MEM_ALIGN || !gm_ptr(g, 0, mem_size)) {
+        mem_size % BOOT_MEM_ALIGN || !gmem_ptr(g, 0, mem_size)) {
         snprintf(err, errlen, "RAM of %" PRIu64 " bytes cannot be booted",
                  mem_size);
         return -EINVAL;
     }
 
-    write_gdt(gm_ptr(g, BOOT_GDT, GDT_ENTRIES * 8));
-    write_tss(gm_ptr(g, BOOT_TSS, TSS_LIMIT + 1));
-    write_idt(gm_ptr(g, BOOT_IDT, 16 * BOOT_EXC_VECTORS),
-              gm_ptr(g, BOOT_EXC_STUBS, 16 * BOOT_EXC_VECTORS));
+    write_gdt(gmem_ptr(g, BOOT_GDT, GDT_ENTRIES * 8));
+    write_tss(gmem_ptr(g, BOOT_TSS, TSS_LIMIT + 1));
+    write_idt(gmem_ptr(g, BOOT_IDT, 16 * BOOT_EXC_VECTORS),
+              gmem_ptr(g, BOOT_EXC_STUBS, 16 * BOOT_EXC_VECTORS));
     write_page_tables(g, mem_size);
 
     struct ftvm_boot_info bi = {
         .abi_version = FTVM_HC_ABI_VERSION, .mem_size = mem_size,
         .image_end = img->end, .cmdline = BOOT_CMDLINE,
     };
-    memcpy(gm_ptr(g, BOOT_INFO, sizeof(bi)), &bi, sizeof(bi));
-    memcpy(gm_ptr(g, BOOT_CMDLINE, cl + 1), cmdline, cl + 1);
+    memcpy(gmem_ptr(g, BOOT_INFO, sizeof(bi)), &bi, sizeof(bi));
+    memcpy(gmem_ptr(g, BOOT_CMDLINE, cl + 1), cmdline, cl + 1);
 
     memset(regs, 0, sizeof(*regs));
     regs->rip = img->entry;
@@ -225,7 +225,7 @@ void boot_describe_exception(const gmem *g, const struct kvm_regs *regs,
     unsigned v = (unsigned)(regs->rax & 0xff);
     const char *name = v < BOOT_EXC_VECTORS && exc_names[v] ? exc_names[v]
                                                             : "reserved";
-    const uint8_t *frame = gm_ptr(g, regs->rsp, 6 * 8);
+    const uint8_t *frame = gmem_ptr(g, regs->rsp, 6 * 8);
     uint64_t f[6];
 
     if (!frame) {

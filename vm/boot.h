@@ -64,7 +64,7 @@ uint64_t boot_stack_top(uint64_t mem_size);
  * img->entry.  sregs comes in as KVM_GET_SREGS gave it (APIC base and the
  * like are kept).  0, or -errno with a message (a command line too long).
  */
-int boot_setup(gmem *g, uint64_t mem_size, const elf_image *img,
+int boot_setup(gmem *g, uint64_t mem_size, const elfload_image *img,
                const char *cmdline, bool nx, struct kvm_regs *regs,
                struct kvm_sregs *sregs, char *err, size_t errlen);
 

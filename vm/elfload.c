@@ -117,7 +117,7 @@ static int check_phdr(loader *l, unsigned i, const Elf64_Phdr *ph,
 }
 
 static int load(loader *l, gmem *g, uint64_t lo, uint64_t hi,
-                elf_image *out)
+                elfload_image *out)
 {
     Elf64_Ehdr eh = { .e_ident = { 0 } };
     Elf64_Phdr ph[ELF_MAX_PHDRS];
@@ -165,7 +165,7 @@ static int load(loader *l, gmem *g, uint64_t lo, uint64_t hi,
     for (unsigned i = 0; i < eh.e_phnum; i++) {
         if (ph[i].p_type != PT_LOAD || ph[i].p_memsz == 0)
             continue;
-        uint8_t *dst = gm_ptr(g, ph[i].p_vaddr, ph[i].p_memsz);
+        uint8_t *dst = gmem_ptr(g, ph[i].p_vaddr, ph[i].p_memsz);
         if (!dst)
             return refuse(l, "segment %u: [0x%" PRIx64 ", +0x%" PRIx64 ") is "
                           "not in guest RAM", i, (uint64_t)ph[i].p_vaddr,
@@ -178,8 +178,8 @@ static int load(loader *l, gmem *g, uint64_t lo, uint64_t hi,
     return 0;
 }
 
-int elf_load(const char *path, gmem *g, uint64_t lo, uint64_t hi,
-             elf_image *out, char *err, size_t errlen)
+int elfload_load(const char *path, gmem *g, uint64_t lo, uint64_t hi,
+                 elfload_image *out, char *err, size_t errlen)
 {
     loader l = { .path = path, .err = err, .errlen = errlen };
     struct stat st;

@@ -15,18 +15,18 @@
 
 #include "vm/gmem.h"
 
-typedef struct elf_image {
+typedef struct elfload_image {
     uint64_t entry;
     uint64_t start;     /* lowest guest-physical byte loaded */
     uint64_t end;       /* just past the highest, rounded up to a page */
-} elf_image;
+} elfload_image;
 
 /*
  * Copies the PT_LOAD segments of the image at path into g (zeroing each
  * segment's tail past its file bytes).  Segments must lie in [lo, hi).
  * 0, or -errno with a message.
  */
-int elf_load(const char *path, gmem *g, uint64_t lo, uint64_t hi,
-             elf_image *out, char *err, size_t errlen);
+int elfload_load(const char *path, gmem *g, uint64_t lo, uint64_t hi,
+                 elfload_image *out, char *err, size_t errlen);
 
 #endif

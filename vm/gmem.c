@@ -14,24 +14,24 @@
 
 #define BITS_PER_LONG (8 * sizeof(unsigned long))
 
-void gm_init(gmem *g, kvm_vm *kvm)
+void gmem_init(gmem *g, kvm_vm *kvm)
 {
     memset(g, 0, sizeof(*g));
     g->kvm = kvm;
 }
 
-int gm_add(gmem *g, const char *name, uint64_t gpa, uint64_t len,
-           char *err, size_t errlen)
+int gmem_add(gmem *g, const char *name, uint64_t gpa, uint64_t len, char *err,
+             size_t errlen)
 {
     int rc;
 
-    if (g->n == GM_MAX_BLOCKS || len == 0 || len % RAM_PAGE_SIZE ||
+    if (g->n == GMEM_MAX_BLOCKS || len == 0 || len % RAM_PAGE_SIZE ||
         gpa % RAM_PAGE_SIZE || gpa + len < gpa || strlen(name) > 255) {
         snprintf(err, errlen, "RAM block '%s': bad size or address", name);
         return -EINVAL;
     }
     for (size_t i = 0; i < g->n; i++) {
-        const gm_region *o = &g->regions[i];
+        const gmem_region *o = &g->regions[i];
         if (gpa < o->gpa + g->blocks[i].length && o->gpa < gpa + len) {
             snprintf(err, errlen, "RAM block '%s' overlaps '%s'", name,
                      g->blocks[i].name);
@@ -40,7 +40,7 @@ int gm_add(gmem *g, const char *name, uint64_t gpa, uint64_t len,
     }
 
     ram_block *b = &g->blocks[g->n];
-    gm_region *r = &g->regions[g->n];
+    gmem_region *r = &g->regions[g->n];
     memset(b, 0, sizeof(*b));
     memset(r, 0, sizeof(*r));
     r->gpa = gpa;
@@ -98,11 +98,11 @@ fail:
     return rc;
 }
 
-void gm_free(gmem *g)
+void gmem_free(gmem *g)
 {
     for (size_t i = 0; i < g->n; i++) {
         ram_block *b = &g->blocks[i];
-        gm_region *r = &g->regions[i];
+        gmem_region *r = &g->regions[i];
         munmap(b->host, b->length);
         close(r->memfd);
         free((char *)b->name);
@@ -124,14 +124,14 @@ static ssize_t find(const gmem *g, uint64_t gpa, uint64_t len)
     return -1;
 }
 
-void *gm_ptr(const gmem *g, uint64_t gpa, uint64_t len)
+void *gmem_ptr(const gmem *g, uint64_t gpa, uint64_t len)
 {
     ssize_t i = find(g, gpa, len);
 
     return i < 0 ? NULL : g->blocks[i].host + (gpa - g->regions[i].gpa);
 }
 
-void gm_mark_dirty(gmem *g, uint64_t gpa, uint64_t len)
+void gmem_mark_dirty(gmem *g, uint64_t gpa, uint64_t len)
 {
     ssize_t i = find(g, gpa, len);
 
@@ -145,11 +145,11 @@ void gm_mark_dirty(gmem *g, uint64_t gpa, uint64_t len)
                           __ATOMIC_RELAXED);
 }
 
-int gm_sync_dirty(gmem *g)
+int gmem_sync_dirty(gmem *g)
 {
     for (size_t i = 0; i < g->n; i++) {
         ram_block *b = &g->blocks[i];
-        gm_region *r = &g->regions[i];
+        gmem_region *r = &g->regions[i];
         size_t words = ram_bitmap_longs(b->length);
 
         memset(r->kvm_bits, 0, words * sizeof(long));
@@ -170,7 +170,7 @@ int gm_sync_dirty(gmem *g)
     return 0;
 }
 
-uint64_t gm_total(const gmem *g)
+uint64_t gmem_total(const gmem *g)
 {
     uint64_t t = 0;
 
@@ -188,7 +188,7 @@ static void set_bits(unsigned long *map, uint64_t first, uint64_t last)
                           __ATOMIC_RELAXED);
 }
 
-void gm_mark_allocated_dirty(gmem *g)
+void gmem_mark_allocated_dirty(gmem *g)
 {
     for (size_t i = 0; i < g->n; i++) {
         ram_block *b = &g->blocks[i];

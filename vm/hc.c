@@ -99,7 +99,7 @@ static int64_t do_console(hc_dev *h, struct ftvm_hc_console *a)
 {
     if (a->len > HC_CONSOLE_MAX)
         return FTVM_EINVAL;
-    const void *p = gm_ptr(h->gm, a->data, a->len);
+    const void *p = gmem_ptr(h->gm, a->data, a->len);
     if (!p)
         return FTVM_EFAULT;
     if (a->len)
@@ -145,7 +145,7 @@ static int64_t do_net_write(hc_dev *h, struct ftvm_hc_net_write *a)
         return FTVM_ENODEV;
     if (a->len == 0 || a->len > NET_FRAME_MAX)
         return FTVM_EINVAL;
-    const void *p = gm_ptr(h->gm, a->data, a->len);
+    const void *p = gmem_ptr(h->gm, a->data, a->len);
     if (!p)
         return FTVM_EFAULT;
     int rc = net_send(h->net, p, a->len);
@@ -161,13 +161,14 @@ static int64_t do_net_read(hc_dev *h, struct ftvm_hc_net_read *a)
 {
     if (!h->net)
         return FTVM_ENODEV;
-    void *p = gm_ptr(h->gm, a->data, a->len);
+    void *p = gmem_ptr(h->gm, a->data, a->len);
     if (!p)
         return FTVM_EFAULT;
     ssize_t n = net_recv(h->net, p, a->len);
     if (n < 0)
         return n == -EAGAIN ? FTVM_EAGAIN : FTVM_EINVAL;
-    gm_mark_dirty(h->gm, a->data, (uint64_t)n < a->len ? (uint64_t)n : a->len);
+    gmem_mark_dirty(h->gm, a->data,
+                    (uint64_t)n < a->len ? (uint64_t)n : a->len);
     a->len = (uint64_t)n;
     return FTVM_OK;
 }
@@ -185,7 +186,7 @@ hc_outcome hc_call(hc_dev *h, unsigned nr, uint32_t arg, char *msg,
         struct ftvm_hc_halt halt;
     } a;
     uint32_t size = hc_sizes[nr];
-    uint8_t *p = gm_ptr(h->gm, arg, size);
+    uint8_t *p = gmem_ptr(h->gm, arg, size);
 
     if (!p) {
         snprintf(msg, msglen, "hypercall %s: its %" PRIu32 "-byte argument "
@@ -220,19 +221,19 @@ hc_outcome hc_call(hc_dev *h, unsigned nr, uint32_t arg, char *msg,
         return HC_HALT;
     }
     memcpy(p, &a, size);
-    gm_mark_dirty(h->gm, arg, size);
+    gmem_mark_dirty(h->gm, arg, size);
     return HC_DONE;
 }
 
 /* ---- device state ---- */
 
-static const vms_field state_fields[] = {
-    { VMS_SCALAR(hc_state, console_calls) },
-    { VMS_SCALAR(hc_state, console_bytes) },
-    { VMS_SCALAR(hc_state, clock_ns) },
-    { VMS_SCALAR(hc_state, halted) },
-    { VMS_SCALAR(hc_state, halt_status) },
-    VMS_END,
+static const vmstate_field state_fields[] = {
+    {VMSTATE_SCALAR(hc_state, console_calls)},
+    {VMSTATE_SCALAR(hc_state, console_bytes)},
+    {VMSTATE_SCALAR(hc_state, clock_ns)},
+    {VMSTATE_SCALAR(hc_state, halted)},
+    {VMSTATE_SCALAR(hc_state, halt_status)},
+    VMSTATE_END,
 };
 
 static int state_post_load(void *obj, uint32_t version)
@@ -244,19 +245,19 @@ static int state_post_load(void *obj, uint32_t version)
     return 0;
 }
 
-const vms_desc hc_state_desc = {
+const vmstate_desc hc_state_desc = {
     .name = "ftvm-dev", .version = 1, .minimum_version = 1,
     .size = sizeof(hc_state), .fields = state_fields,
     .post_load = state_post_load,
 };
 
-static const vms_field frame_fields[] = {
-    { VMS_SCALAR(hc_frame, len) },
-    { VMS_VBUFFER(hc_frame, data, len) },
-    VMS_END,
+static const vmstate_field frame_fields[] = {
+    {VMSTATE_SCALAR(hc_frame, len)},
+    {VMSTATE_VBUFFER(hc_frame, data, len)},
+    VMSTATE_END,
 };
 
-static const vms_desc frame_desc = {
+static const vmstate_desc frame_desc = {
     .name = "ftvm-net/frame", .version = 1, .minimum_version = 1,
     .size = sizeof(hc_frame), .fields = frame_fields,
 };
@@ -301,20 +302,20 @@ static int net_check(qfile *f, const void *obj, uint32_t version)
     (void)version;
     for (uint32_t i = 0; i < s->rxq_count; i++)
         if (s->rxq[i].len == 0)
-            return qf_fail(f, -EINVAL, "ftvm-net: queued frame %" PRIu32
-                           " is empty", i);
+            return qfile_fail(
+                f, -EINVAL, "ftvm-net: queued frame %" PRIu32 " is empty", i);
     return 0;
 }
 
-static const vms_field net_fields[] = {
-    { VMS_ARRAY(hc_net_state, mac) },
-    { VMS_SCALAR(hc_net_state, rxq_count) },
-    { VMS_STRUCT_VARRAY_PTR(hc_net_state, rxq, rxq_count, NET_RXQ_MAX,
-                            frame_desc) },
-    VMS_END,
+static const vmstate_field net_fields[] = {
+    {VMSTATE_ARRAY(hc_net_state, mac)},
+    {VMSTATE_SCALAR(hc_net_state, rxq_count)},
+    {VMSTATE_STRUCT_VARRAY_PTR(hc_net_state, rxq, rxq_count, NET_RXQ_MAX,
+                               frame_desc)},
+    VMSTATE_END,
 };
 
-const vms_desc hc_net_state_desc = {
+const vmstate_desc hc_net_state_desc = {
     .name = "ftvm-net", .version = 1, .minimum_version = 1,
     .size = sizeof(hc_net_state), .fields = net_fields,
     .pre_save = net_pre_save, .post_load = net_post_load,

@@ -23,7 +23,7 @@
 
 #include "devstate/vmstate.h"
 #include "vm/gmem.h"
-#include "vm/hypercall_abi.h"
+#include "include/hypercall_abi.h"
 #include "vm/net.h"
 
 #define HC_CONSOLE_MAX (64u * 1024)
@@ -76,8 +76,8 @@ typedef enum hc_outcome {
     HC_FAULT,       /* stop the VM; msg says why */
 } hc_outcome;
 
-extern const vms_desc hc_state_desc;
-extern const vms_desc hc_net_state_desc;
+extern const vmstate_desc hc_state_desc;
+extern const vmstate_desc hc_net_state_desc;
 
 /* Sets up h over g and net (may be NULL); the clock starts at 0. */
 int hc_init(hc_dev *h, gmem *g, net_dev *net, const uint8_t mac[6]);

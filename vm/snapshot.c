@@ -24,24 +24,24 @@
 #define FINAL_PAGES 4096u
 #define MAX_PASSES 8
 
-struct snap_job {
+struct snapshot_job {
     vm *v;
-    ckf_txn *txn;
+    ckptfile_txn *txn;
     struct event *done_ev;
     pthread_t thread;
-    snap_done_fn done;
+    snapshot_done_fn done;
     void *opaque;
-    snap_gate gate;
+    snapshot_gate gate;
     uint64_t id;            /* the trailer's checkpoint id */
     char prune_dir[4096];   /* where to prune after a good commit */
     unsigned keep;
     int rc;
     char err[512];
     char path[4096];
-    snap_stats st;
+    snapshot_stats st;
 };
 
-static int fail(snap_job *j, int rc, const char *what)
+static int fail(snapshot_job *j, int rc, const char *what)
 {
     if (!j->rc) {
         j->rc = rc < 0 ? rc : -EIO;
@@ -50,18 +50,18 @@ static int fail(snap_job *j, int rc, const char *what)
     return j->rc;
 }
 
-static int stream_fail(snap_job *j, qfile *f)
+static int stream_fail(snapshot_job *j, qfile *f)
 {
-    return fail(j, qf_error(f), qf_errmsg(f));
+    return fail(j, qfile_error(f), qfile_errmsg(f));
 }
 
 /* RAM passes while the guest runs, until little enough is left. */
-static int live_phase(snap_job *j, qfile *f)
+static int live_phase(snapshot_job *j, qfile *f)
 {
-    reg_registry *reg = vm_registry(j->v);
-    qf_crc_start(f);
-    sv_put_header(f);
-    if (reg_save_setup(reg, f) < 0)
+    registry *reg = vm_registry(j->v);
+    qfile_crc_start(f);
+    savevm_put_header(f);
+    if (registry_save_setup(reg, f) < 0)
         return stream_fail(j, f);
     uint64_t budget = 0, sent = 0;
     size_t n;
@@ -70,7 +70,7 @@ static int live_phase(snap_job *j, qfile *f)
         budget += b[i].length / RAM_PAGE_SIZE;
     budget *= MAX_PASSES;
     for (;;) {
-        int r = reg_save_iterate(reg, f);
+        int r = registry_save_iterate(reg, f);
         ram_save_stats rs;
         vm_get_ram_stats(j->v, &rs);
         j->st.live_passes++;
@@ -81,7 +81,7 @@ static int live_phase(snap_job *j, qfile *f)
         if (r < 0)
             return stream_fail(j, f);
         /* Write out what was queued before the pages change again. */
-        if (qf_flush(f) < 0)
+        if (qfile_flush(f) < 0)
             return stream_fail(j, f);
         if ((r > 0 && rs.remaining == 0 &&
              rs.normal_pages + rs.compressed_pages + rs.xbzrle_pages <=
@@ -99,25 +99,25 @@ static int live_phase(snap_job *j, qfile *f)
  * into the file, and the checksum over it, happen after the guest runs
  * again, so the pause is a memcpy and not a CRC pass and write syscalls.
  */
-static int final_copy(snap_job *j, qfile *f)
+static int final_copy(snapshot_job *j, qfile *f)
 {
-    reg_registry *reg = vm_registry(j->v);
+    registry *reg = vm_registry(j->v);
     json_t *desc = vmdesc_new(RAM_PAGE_SIZE);
-    qfile *m = qf_open_mem("final copy");
+    qfile *m = qfile_open_mem("final copy");
     if (!desc || !m) {
         json_decref(desc);
-        qf_close(m);
+        qfile_close(m);
         return fail(j, -ENOMEM, "no memory for the checkpoint's last part");
     }
     uint64_t t0 = mono_ns();
     if (vm_pause(j->v) < 0) {
         json_decref(desc);
-        qf_close(m);
+        qfile_close(m);
         return fail(j, -EIO, "cannot pause the VM");
     }
     bool stopped = vm_get_state(j->v) == VM_STOPPED;
-    if (!stopped && reg_save_complete(reg, m) == 0 &&
-        reg_save_devices(reg, m, vmdesc_devices(desc)) == 0) {
+    if (!stopped && registry_save_complete(reg, m) == 0 &&
+        registry_save_devices(reg, m, vmdesc_devices(desc)) == 0) {
         ram_save_stats rs;
         vm_get_ram_stats(j->v, &rs);
         j->st.final_pages = rs.zero_pages + rs.normal_pages +
@@ -131,30 +131,30 @@ static int final_copy(snap_job *j, qfile *f)
 
     if (stopped) {
         fail(j, -ESHUTDOWN, "the VM stopped during the checkpoint");
-    } else if (qf_error(m)) {
-        qf_take_error(f, m);
+    } else if (qfile_error(m)) {
+        qfile_take_error(f, m);
     } else {
         size_t len;
-        const uint8_t *d = qf_mem_data(m, &len);
-        qf_put_buf(f, d, len);
+        const uint8_t *d = qfile_mem_data(m, &len);
+        qfile_put_buf(f, d, len);
         /* Registered entries have section ids 0..count-1. */
-        ckt_put(f, (uint32_t)reg_count(reg), j->id);
-        sv_put_eof(f);
+        trailer_put(f, (uint32_t)registry_count(reg), j->id);
+        savevm_put_eof(f);
         char *json = vmdesc_dump(desc, &len);
         if (json && len <= UINT32_MAX)
-            sv_put_vmdesc(f, json, (uint32_t)len);
+            savevm_put_vmdesc(f, json, (uint32_t)len);
         else
-            qf_fail(f, -ENOMEM, "cannot encode the VM description");
+            qfile_fail(f, -ENOMEM, "cannot encode the VM description");
         free(json);
-        qf_flush(f);
+        qfile_flush(f);
     }
     json_decref(desc);
-    qf_close(m);
-    return qf_error(f) ? stream_fail(j, f) : j->rc;
+    qfile_close(m);
+    return qfile_error(f) ? stream_fail(j, f) : j->rc;
 }
 
 /* The gate, if any, keeps other writers out of the final copy. */
-static int final_phase(snap_job *j, qfile *f)
+static int final_phase(snapshot_job *j, qfile *f)
 {
     char gerr[256];
     if (j->gate.close) {
@@ -170,21 +170,21 @@ static int final_phase(snap_job *j, qfile *f)
 
 static void *job_main(void *arg)
 {
-    snap_job *j = arg;
+    snapshot_job *j = arg;
     uint64_t t0 = mono_ns();
-    qfile *f = ckf_stream(j->txn);
+    qfile *f = ckptfile_stream(j->txn);
     if (live_phase(j, f) == 0)
         final_phase(j, f);
-    j->st.bytes = qf_tell(f);
+    j->st.bytes = qfile_tell(f);
     if (j->rc == 0) {
         char err[512];
-        int r = ckf_commit(j->txn, err, sizeof(err));
+        int r = ckptfile_commit(j->txn, err, sizeof(err));
         if (r < 0)
             fail(j, r, err);
         else if (j->keep)
-            ckf_prune(j->prune_dir, j->keep);
+            ckptfile_prune(j->prune_dir, j->keep);
     } else {
-        ckf_abort(j->txn);
+        ckptfile_abort(j->txn);
     }
     j->txn = NULL;
     j->st.total_ns = mono_ns() - t0;
@@ -196,22 +196,22 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    snap_job *j = arg;
+    snapshot_job *j = arg;
     pthread_join(j->thread, NULL);
     j->done(j->opaque, j->rc, j->path, j->err, &j->st);
     event_free(j->done_ev);
     free(j);
 }
 
-int snap_start(snap_job **out, vm *v, struct event_base *base,
-               const snap_req *rq, snap_done_fn done, void *opaque,
-               char *err, size_t errlen)
+int snapshot_start(snapshot_job **out, vm *v, struct event_base *base,
+                   const snapshot_req *rq, snapshot_done_fn done, void *opaque,
+                   char *err, size_t errlen)
 {
     if (vm_get_state(v) == VM_STOPPED) {
         snprintf(err, errlen, "the VM has stopped: nothing to checkpoint");
         return -ESHUTDOWN;
     }
-    snap_job *j = calloc(1, sizeof(*j));
+    snapshot_job *j = calloc(1, sizeof(*j));
     if (!j) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -221,25 +221,25 @@ int snap_start(snap_job **out, vm *v, struct event_base *base,
     j->opaque = opaque;
     if (rq->gate)
         j->gate = *rq->gate;
-    if (rq->kind == SNAP_TO_DIR && rq->keep) {
+    if (rq->kind == SNAPSHOT_TO_DIR && rq->keep) {
         snprintf(j->prune_dir, sizeof(j->prune_dir), "%s", rq->path);
         j->keep = rq->keep;
     }
-    int r = rq->kind == SNAP_TO_DIR
-                ? ckf_begin(&j->txn, rq->path, err, errlen)
-                : ckf_begin_file(&j->txn, rq->path, err, errlen);
+    int r = rq->kind == SNAPSHOT_TO_DIR
+                ? ckptfile_begin(&j->txn, rq->path, err, errlen)
+                : ckptfile_begin_file(&j->txn, rq->path, err, errlen);
     if (r < 0) {
         free(j);
         return r;
     }
-    snprintf(j->path, sizeof(j->path), "%s", ckf_path(j->txn));
-    j->id = ckf_seq(j->txn);
+    snprintf(j->path, sizeof(j->path), "%s", ckptfile_path(j->txn));
+    j->id = ckptfile_seq(j->txn);
     j->done_ev = event_new(base, -1, 0, on_done, j);
     if (!j->done_ev || pthread_create(&j->thread, NULL, job_main, j) != 0) {
         snprintf(err, errlen, "cannot start the checkpoint thread");
         if (j->done_ev)
             event_free(j->done_ev);
-        ckf_abort(j->txn);
+        ckptfile_abort(j->txn);
         free(j);
         return -EAGAIN;
     }

@@ -26,23 +26,23 @@
 
 struct event_base;
 
-typedef struct snap_stats {
+typedef struct snapshot_stats {
     uint64_t total_ns;      /* from start to the file in place */
     uint64_t pause_ns;      /* the guest's pause for the final copy */
     uint64_t live_passes;   /* RAM sections sent while the guest ran */
     uint64_t live_pages;    /* pages sent while the guest ran */
     uint64_t final_pages;   /* pages sent while it was paused */
     uint64_t bytes;         /* size of the checkpoint file */
-} snap_stats;
+} snapshot_stats;
 
 /*
  * Called on the loop's thread when the job ends: rc 0 and the file's path,
  * or rc < 0 and a message for a person.  The job is freed after it.
  */
-typedef void (*snap_done_fn)(void *opaque, int rc, const char *path,
-                             const char *err, const snap_stats *st);
+typedef void (*snapshot_done_fn)(void *opaque, int rc, const char *path,
+                                 const char *err, const snapshot_stats *st);
 
-typedef struct snap_job snap_job;
+typedef struct snapshot_job snapshot_job;
 
 /*
  * For a VM whose state another thread writes while it is not running (a
@@ -52,37 +52,37 @@ typedef struct snap_job snap_job;
  * between close() and open(), which keep the writer out.  close() may
  * refuse, with a message, when the state is not one to save.
  */
-typedef struct snap_gate {
+typedef struct snapshot_gate {
     int (*close)(void *opaque, char *err, size_t errlen);
     void (*open)(void *opaque);
     void *opaque;
-} snap_gate;
+} snapshot_gate;
 
-typedef enum snap_target {
-    SNAP_TO_DIR,    /* a new numbered checkpoint in a directory */
-    SNAP_TO_FILE,   /* exactly this path (replaced atomically) */
-} snap_target;
+typedef enum snapshot_target {
+    SNAPSHOT_TO_DIR,  /* a new numbered checkpoint in a directory */
+    SNAPSHOT_TO_FILE, /* exactly this path (replaced atomically) */
+} snapshot_target;
 
 /* What to write, and where. */
-typedef struct snap_req {
-    snap_target kind;
+typedef struct snapshot_req {
+    snapshot_target kind;
     const char *path;       /* the directory, or the file */
     /*
-     * SNAP_TO_DIR: after a good checkpoint, keep only the newest keep
+     * SNAPSHOT_TO_DIR: after a good checkpoint, keep only the newest keep
      * files (0: prune nothing).  Done on the job's thread: removing a
      * multi-GiB file can take a second, which the event loop must not.
      */
     unsigned keep;
-    const snap_gate *gate;  /* may be NULL; copied */
-} snap_req;
+    const snapshot_gate *gate; /* may be NULL; copied */
+} snapshot_req;
 
 /*
  * Starts writing a checkpoint of v.  One job at a time per VM is the
  * caller's rule.  Requires libevent's pthreads support
  * (evthread_use_pthreads) on base.  0, or -errno with a message.
  */
-int snap_start(snap_job **out, vm *v, struct event_base *base,
-               const snap_req *rq, snap_done_fn done, void *opaque,
-               char *err, size_t errlen);
+int snapshot_start(snapshot_job **out, vm *v, struct event_base *base,
+                   const snapshot_req *rq, snapshot_done_fn done, void *opaque,
+                   char *err, size_t errlen);
 
 #endif

@@ -210,104 +210,128 @@ int vcpu_get_sregs(vcpu *c, struct kvm_sregs *sregs)
 
 /* ---- the state description ---- */
 
-/* KVM's __u64 is unsigned long long, which VMS_SCALAR's _Generic lacks. */
-#define K64(st, m)                                                      \
-    .name = #m, .type = VMS_T_U64, .offset = offsetof(st, m),          \
+/* KVM's __u64 is unsigned long long, which VMSTATE_SCALAR's _Generic lacks. */
+#define K64(st, m)                                                            \
+    .name = #m, .type = VMSTATE_T_U64, .offset = offsetof(st, m),             \
     .size = sizeof(((st *)0)->m)
 
-static const vms_field regs_fields[] = {
-    { K64(struct kvm_regs, rax) }, { K64(struct kvm_regs, rbx) },
-    { K64(struct kvm_regs, rcx) }, { K64(struct kvm_regs, rdx) },
-    { K64(struct kvm_regs, rsi) }, { K64(struct kvm_regs, rdi) },
-    { K64(struct kvm_regs, rsp) }, { K64(struct kvm_regs, rbp) },
-    { K64(struct kvm_regs, r8) }, { K64(struct kvm_regs, r9) },
-    { K64(struct kvm_regs, r10) }, { K64(struct kvm_regs, r11) },
-    { K64(struct kvm_regs, r12) }, { K64(struct kvm_regs, r13) },
-    { K64(struct kvm_regs, r14) }, { K64(struct kvm_regs, r15) },
-    { K64(struct kvm_regs, rip) }, { K64(struct kvm_regs, rflags) },
-    VMS_END,
+static const vmstate_field regs_fields[] = {
+    {K64(struct kvm_regs, rax)},
+    {K64(struct kvm_regs, rbx)},
+    {K64(struct kvm_regs, rcx)},
+    {K64(struct kvm_regs, rdx)},
+    {K64(struct kvm_regs, rsi)},
+    {K64(struct kvm_regs, rdi)},
+    {K64(struct kvm_regs, rsp)},
+    {K64(struct kvm_regs, rbp)},
+    {K64(struct kvm_regs, r8)},
+    {K64(struct kvm_regs, r9)},
+    {K64(struct kvm_regs, r10)},
+    {K64(struct kvm_regs, r11)},
+    {K64(struct kvm_regs, r12)},
+    {K64(struct kvm_regs, r13)},
+    {K64(struct kvm_regs, r14)},
+    {K64(struct kvm_regs, r15)},
+    {K64(struct kvm_regs, rip)},
+    {K64(struct kvm_regs, rflags)},
+    VMSTATE_END,
 };
-static const vms_desc regs_desc = {
+static const vmstate_desc regs_desc = {
     .name = "cpu/regs", .version = 1, .minimum_version = 1,
     .size = sizeof(struct kvm_regs), .fields = regs_fields,
 };
 
-static const vms_field seg_fields[] = {
-    { K64(struct kvm_segment, base) },
-    { VMS_SCALAR(struct kvm_segment, limit) },
-    { VMS_SCALAR(struct kvm_segment, selector) },
-    { VMS_SCALAR(struct kvm_segment, type) },
-    { VMS_SCALAR(struct kvm_segment, present) },
-    { VMS_SCALAR(struct kvm_segment, dpl) },
-    { VMS_SCALAR(struct kvm_segment, db) },
-    { VMS_SCALAR(struct kvm_segment, s) },
-    { VMS_SCALAR(struct kvm_segment, l) },
-    { VMS_SCALAR(struct kvm_segment, g) },
-    { VMS_SCALAR(struct kvm_segment, avl) },
-    { VMS_SCALAR(struct kvm_segment, unusable) },
-    VMS_END,
+static const vmstate_field seg_fields[] = {
+    {K64(struct kvm_segment, base)},
+    {VMSTATE_SCALAR(struct kvm_segment, limit)},
+    {VMSTATE_SCALAR(struct kvm_segment, selector)},
+    {VMSTATE_SCALAR(struct kvm_segment, type)},
+    {VMSTATE_SCALAR(struct kvm_segment, present)},
+    {VMSTATE_SCALAR(struct kvm_segment, dpl)},
+    {VMSTATE_SCALAR(struct kvm_segment, db)},
+    {VMSTATE_SCALAR(struct kvm_segment, s)},
+    {VMSTATE_SCALAR(struct kvm_segment, l)},
+    {VMSTATE_SCALAR(struct kvm_segment, g)},
+    {VMSTATE_SCALAR(struct kvm_segment, avl)},
+    {VMSTATE_SCALAR(struct kvm_segment, unusable)},
+    VMSTATE_END,
 };
-static const vms_desc seg_desc = {
+static const vmstate_desc seg_desc = {
     .name = "cpu/segment", .version = 1, .minimum_version = 1,
     .size = sizeof(struct kvm_segment), .fields = seg_fields,
 };
 
-static const vms_field dtable_fields[] = {
-    { K64(struct kvm_dtable, base) },
-    { VMS_SCALAR(struct kvm_dtable, limit) },
-    VMS_END,
+static const vmstate_field dtable_fields[] = {
+    {K64(struct kvm_dtable, base)},
+    {VMSTATE_SCALAR(struct kvm_dtable, limit)},
+    VMSTATE_END,
 };
-static const vms_desc dtable_desc = {
+static const vmstate_desc dtable_desc = {
     .name = "cpu/dtable", .version = 1, .minimum_version = 1,
     .size = sizeof(struct kvm_dtable), .fields = dtable_fields,
 };
 
-static const vms_field sregs_fields[] = {
-    { VMS_STRUCT(struct kvm_sregs, cs, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, ds, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, es, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, fs, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, gs, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, ss, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, tr, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, ldt, seg_desc) },
-    { VMS_STRUCT(struct kvm_sregs, gdt, dtable_desc) },
-    { VMS_STRUCT(struct kvm_sregs, idt, dtable_desc) },
-    { K64(struct kvm_sregs, cr0) }, { K64(struct kvm_sregs, cr2) },
-    { K64(struct kvm_sregs, cr3) }, { K64(struct kvm_sregs, cr4) },
-    { K64(struct kvm_sregs, cr8) }, { K64(struct kvm_sregs, efer) },
-    { K64(struct kvm_sregs, apic_base) },
-    { .name = "interrupt_bitmap", .type = VMS_T_U64,
-      .offset = offsetof(struct kvm_sregs, interrupt_bitmap), .size = 8,
-      .count = sizeof(((struct kvm_sregs *)0)->interrupt_bitmap) / 8 },
-    VMS_END,
+static const vmstate_field sregs_fields[] = {
+    {VMSTATE_STRUCT(struct kvm_sregs, cs, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, ds, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, es, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, fs, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, gs, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, ss, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, tr, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, ldt, seg_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, gdt, dtable_desc)},
+    {VMSTATE_STRUCT(struct kvm_sregs, idt, dtable_desc)},
+    {K64(struct kvm_sregs, cr0)},
+    {K64(struct kvm_sregs, cr2)},
+    {K64(struct kvm_sregs, cr3)},
+    {K64(struct kvm_sregs, cr4)},
+    {K64(struct kvm_sregs, cr8)},
+    {K64(struct kvm_sregs, efer)},
+    {K64(struct kvm_sregs, apic_base)},
+    {.name = "interrupt_bitmap",
+     .type = VMSTATE_T_U64,
+     .offset = offsetof(struct kvm_sregs, interrupt_bitmap),
+     .size = 8,
+     .count = sizeof(((struct kvm_sregs *)0)->interrupt_bitmap) / 8},
+    VMSTATE_END,
 };
-static const vms_desc sregs_desc = {
+static const vmstate_desc sregs_desc = {
     .name = "cpu/sregs", .version = 1, .minimum_version = 1,
     .size = sizeof(struct kvm_sregs), .fields = sregs_fields,
 };
 
-#define EV(m, f) .name = #m "_" #f, .type = VMS__TYPE_OF(VMS__M(struct kvm_vcpu_events, m.f)), \
-    .offset = offsetof(struct kvm_vcpu_events, m.f),                    \
-    .size = sizeof(VMS__M(struct kvm_vcpu_events, m.f))
+#define EV(m, f)                                                              \
+    .name = #m "_" #f,                                                        \
+    .type = VMSTATE__TYPE_OF(VMSTATE__M(struct kvm_vcpu_events, m.f)),        \
+    .offset = offsetof(struct kvm_vcpu_events, m.f),                          \
+    .size = sizeof(VMSTATE__M(struct kvm_vcpu_events, m.f))
 
-static const vms_field events_fields[] = {
-    { EV(exception, injected) }, { EV(exception, nr) },
-    { EV(exception, has_error_code) }, { EV(exception, pending) },
-    { EV(exception, error_code) },
-    { EV(interrupt, injected) }, { EV(interrupt, nr) },
-    { EV(interrupt, soft) }, { EV(interrupt, shadow) },
-    { EV(nmi, injected) }, { EV(nmi, pending) }, { EV(nmi, masked) },
-    { VMS_SCALAR(struct kvm_vcpu_events, sipi_vector) },
-    { VMS_SCALAR(struct kvm_vcpu_events, flags) },
-    { EV(smi, smm) }, { EV(smi, pending) }, { EV(smi, smm_inside_nmi) },
-    { EV(smi, latched_init) },
-    { EV(triple_fault, pending) },
-    { VMS_SCALAR(struct kvm_vcpu_events, exception_has_payload) },
-    { K64(struct kvm_vcpu_events, exception_payload) },
-    VMS_END,
+static const vmstate_field events_fields[] = {
+    {EV(exception, injected)},
+    {EV(exception, nr)},
+    {EV(exception, has_error_code)},
+    {EV(exception, pending)},
+    {EV(exception, error_code)},
+    {EV(interrupt, injected)},
+    {EV(interrupt, nr)},
+    {EV(interrupt, soft)},
+    {EV(interrupt, shadow)},
+    {EV(nmi, injected)},
+    {EV(nmi, pending)},
+    {EV(nmi, masked)},
+    {VMSTATE_SCALAR(struct kvm_vcpu_events, sipi_vector)},
+    {VMSTATE_SCALAR(struct kvm_vcpu_events, flags)},
+    {EV(smi, smm)},
+    {EV(smi, pending)},
+    {EV(smi, smm_inside_nmi)},
+    {EV(smi, latched_init)},
+    {EV(triple_fault, pending)},
+    {VMSTATE_SCALAR(struct kvm_vcpu_events, exception_has_payload)},
+    {K64(struct kvm_vcpu_events, exception_payload)},
+    VMSTATE_END,
 };
-static const vms_desc events_desc = {
+static const vmstate_desc events_desc = {
     .name = "cpu/events", .version = 1, .minimum_version = 1,
     .size = sizeof(struct kvm_vcpu_events), .fields = events_fields,
 };
@@ -320,19 +344,24 @@ static int state_check(qfile *f, const void *obj, uint32_t version)
 
     (void)version;
     if (s->xsave_len < 576 || s->xsave_len > c->kvm->xsave_size)
-        return qf_fail(f, -EINVAL, "cpu %u: XSAVE area of %" PRIu32
-                       " bytes; this host takes 576..%" PRIu32, c->index,
-                       s->xsave_len, c->kvm->xsave_size);
+        return qfile_fail(f, -EINVAL,
+                          "cpu %u: XSAVE area of %" PRIu32
+                          " bytes; this host takes 576..%" PRIu32,
+                          c->index, s->xsave_len, c->kvm->xsave_size);
     uint32_t missing = s->msr_mask & ~c->msr_supported;
     for (unsigned i = 0; i < VCPU_NMSRS; i++)
         if ((missing & (1u << i)) && s->msrs[i] != 0)
-            return qf_fail(f, -ENOTSUP, "cpu %u: MSR 0x%" PRIx32 " holds "
-                           "0x%" PRIx64 ", but this host's KVM cannot set it",
-                           c->index, msr_index[i], s->msrs[i]);
+            return qfile_fail(f, -ENOTSUP,
+                              "cpu %u: MSR 0x%" PRIx32 " holds "
+                              "0x%" PRIx64
+                              ", but this host's KVM cannot set it",
+                              c->index, msr_index[i], s->msrs[i]);
     if (!(s->sregs.efer & (1ull << 10)) || !(s->sregs.cr0 & (1ull << 31)))
-        return qf_fail(f, -EINVAL, "cpu %u: not in 64-bit mode (CR0 0x%"
-                       PRIx64 ", EFER 0x%" PRIx64 ")", c->index,
-                       (uint64_t)s->sregs.cr0, (uint64_t)s->sregs.efer);
+        return qfile_fail(f, -EINVAL,
+                          "cpu %u: not in 64-bit mode (CR0 0x%" PRIx64
+                          ", EFER 0x%" PRIx64 ")",
+                          c->index, (uint64_t)s->sregs.cr0,
+                          (uint64_t)s->sregs.efer);
     return 0;
 }
 
@@ -345,19 +374,19 @@ static int state_post_load(void *obj, uint32_t version)
     return 0;
 }
 
-static const vms_field state_fields[] = {
-    { VMS_STRUCT(vcpu_state, regs, regs_desc) },
-    { VMS_STRUCT(vcpu_state, sregs, sregs_desc) },
-    { VMS_STRUCT(vcpu_state, events, events_desc) },
-    { VMS_SCALAR(vcpu_state, xcr0) },
-    { VMS_SCALAR(vcpu_state, msr_mask) },
-    { VMS_ARRAY(vcpu_state, msrs) },
-    { VMS_SCALAR(vcpu_state, xsave_len) },
-    { VMS_VBUFFER(vcpu_state, xsave, xsave_len) },
-    VMS_END,
+static const vmstate_field state_fields[] = {
+    {VMSTATE_STRUCT(vcpu_state, regs, regs_desc)},
+    {VMSTATE_STRUCT(vcpu_state, sregs, sregs_desc)},
+    {VMSTATE_STRUCT(vcpu_state, events, events_desc)},
+    {VMSTATE_SCALAR(vcpu_state, xcr0)},
+    {VMSTATE_SCALAR(vcpu_state, msr_mask)},
+    {VMSTATE_ARRAY(vcpu_state, msrs)},
+    {VMSTATE_SCALAR(vcpu_state, xsave_len)},
+    {VMSTATE_VBUFFER(vcpu_state, xsave, xsave_len)},
+    VMSTATE_END,
 };
 
-const vms_desc vcpu_state_desc = {
+const vmstate_desc vcpu_state_desc = {
     .name = "cpu", .version = 1, .minimum_version = 1,
     .size = sizeof(vcpu_state), .fields = state_fields,
     .check = state_check, .post_load = state_post_load,

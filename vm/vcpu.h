@@ -68,7 +68,7 @@ struct vcpu {
     vcpu_state state;
 };
 
-extern const vms_desc vcpu_state_desc;
+extern const vmstate_desc vcpu_state_desc;
 
 /* Creates vCPU index of k.  0, or -errno with a message. */
 int vcpu_create(vcpu **out, kvm_vm *k, unsigned index, char *err,

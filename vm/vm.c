@@ -145,8 +145,8 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
     rc = kvm_open(&v->kvm, err, errlen);
     if (rc < 0)
         goto fail;
-    gm_init(&v->gm, &v->kvm);
-    rc = gm_add(&v->gm, "ram0", 0, cfg->mem_size, err, errlen);
+    gmem_init(&v->gm, &v->kvm);
+    rc = gmem_add(&v->gm, "ram0", 0, cfg->mem_size, err, errlen);
     if (rc < 0)
         goto fail;
     for (unsigned i = 0; i < cfg->vcpus; i++) {
@@ -181,7 +181,7 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "vm: RAM codec: %s", strerror(-rc));
         goto fail;
     }
-    v->reg = reg_new();
+    v->reg = registry_new();
     if (!v->reg) {
         rc = -ENOMEM;
         snprintf(err, errlen, "vm: no memory for the registry");
@@ -216,7 +216,7 @@ static bool cpuid_has_nx(const kvm_vm *k)
 int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
             size_t errlen)
 {
-    elf_image img;
+    elfload_image img;
     struct kvm_regs regs;
     struct kvm_sregs sregs;
     uint64_t mem = v->cfg.mem_size;
@@ -225,9 +225,9 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
         snprintf(err, errlen, "vm: can only boot a VM not yet started");
         return -EBUSY;
     }
-    int rc = elf_load(image, &v->gm, BOOT_IMAGE_BASE,
-                      boot_stack_top(mem) - BOOT_STACK_RESERVE, &img, err,
-                      errlen);
+    int rc = elfload_load(image, &v->gm, BOOT_IMAGE_BASE,
+                          boot_stack_top(mem) - BOOT_STACK_RESERVE, &img, err,
+                          errlen);
     if (rc < 0)
         return rc;
     rc = vcpu_get_sregs(v->cpus[0].c, &sregs);
@@ -439,7 +439,7 @@ void vm_destroy(vm *v)
         event_free(v->ev_net);
     if (v->notify_fd >= 0)
         close(v->notify_fd);
-    reg_free(v->reg);
+    registry_free(v->reg);
     ram_saver_free(v->saver);
     ram_loader_free(v->loader);
     hc_fini(&v->hc);
@@ -447,7 +447,7 @@ void vm_destroy(vm *v)
         net_close(v->net);
     for (unsigned i = 0; i < v->ncpus; i++)
         vcpu_destroy(v->cpus[i].c);
-    gm_free(&v->gm);
+    gmem_free(&v->gm);
     if (v->kvm.vm_fd >= 0 || v->kvm.sys_fd >= 0)
         kvm_close(&v->kvm);
     pthread_cond_destroy(&v->cond);
@@ -479,7 +479,7 @@ void vm_get_pause_stats(vm *v, vm_pause_stats *out)
     pthread_mutex_unlock(&v->lock);
 }
 
-reg_registry *vm_registry(vm *v)
+registry *vm_registry(vm *v)
 {
     return v->reg;
 }
@@ -492,7 +492,7 @@ ram_block *vm_ram_blocks(vm *v, size_t *n)
 
 int vm_sync_dirty(vm *v)
 {
-    return gm_sync_dirty(&v->gm);
+    return gmem_sync_dirty(&v->gm);
 }
 
 void vm_get_ram_stats(vm *v, ram_save_stats *out)

@@ -23,7 +23,7 @@
  * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt) and, with
  * a network, "ftvm-net" (MAC and receive queue).  The "ram" entry's START
  * marks all RAM dirty (a full first copy); each PART or END section syncs
- * the dirty log and sends what changed.  Pages go out with qf_put_iov: on
+ * the dirty log and sends what changed.  Pages go out with qfile_put_iov: on
  * an fd channel, flush it before vm_resume.
  */
 #ifndef FTVM_VM_VM_H
@@ -136,7 +136,7 @@ vm_state vm_get_state(vm *v);
 void vm_get_stop_info(vm *v, vm_stop_info *out);
 void vm_get_pause_stats(vm *v, vm_pause_stats *out);
 
-reg_registry *vm_registry(vm *v);
+registry *vm_registry(vm *v);
 /* The RAM blocks, for the RAM codec and the secondary's cache. */
 ram_block *vm_ram_blocks(vm *v, size_t *n);
 /* Moves pages written since the last sync into the blocks' dirty bitmaps. */

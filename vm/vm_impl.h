@@ -39,7 +39,7 @@ struct vm {
     unsigned ncpus;
     hc_dev hc;
     net_dev *net;
-    reg_registry *reg;
+    registry *reg;
     ram_saver *saver;
     ram_loader *loader;
     ram_save_stats ram_stats;

@@ -16,24 +16,24 @@
 static int ram_setup(qfile *f, void *opaque)
 {
     vm *v = opaque;
-    int rc = gm_sync_dirty(&v->gm);
+    int rc = gmem_sync_dirty(&v->gm);
 
     if (rc < 0)
-        return qf_fail(f, rc, "vm: fetching the dirty log: %s",
-                       strerror(-rc));
+        return qfile_fail(f, rc, "vm: fetching the dirty log: %s",
+                          strerror(-rc));
     /* A new receiver has nothing: everything goes, and no stale deltas. */
-    gm_mark_allocated_dirty(&v->gm);
+    gmem_mark_allocated_dirty(&v->gm);
     ram_saver_drop_cache(v->saver);
     return ram_save_setup(v->saver, f);
 }
 
 static int64_t ram_send(vm *v, qfile *f, uint64_t max_pages)
 {
-    int rc = gm_sync_dirty(&v->gm);
+    int rc = gmem_sync_dirty(&v->gm);
 
     if (rc < 0)
-        return qf_fail(f, rc, "vm: fetching the dirty log: %s",
-                       strerror(-rc));
+        return qfile_fail(f, rc, "vm: fetching the dirty log: %s",
+                          strerror(-rc));
     return ram_save_dirty(v->saver, f, max_pages, &v->ram_stats);
 }
 
@@ -53,17 +53,18 @@ static int ram_complete(qfile *f, void *opaque)
 }
 
 static int ram_load_section(qfile *f, void *opaque, uint32_t version,
-                            sv_pass pass)
+                            savevm_pass pass)
 {
     vm *v = opaque;
 
-    if (pass == SV_PASS_APPLY && vm_get_state(v) == VM_RUNNING)
-        return qf_fail(f, -EBUSY, "vm: RAM cannot be loaded into a running "
-                       "VM; pause it first");
+    if (pass == SAVEVM_PASS_APPLY && vm_get_state(v) == VM_RUNNING)
+        return qfile_fail(f, -EBUSY,
+                          "vm: RAM cannot be loaded into a running "
+                          "VM; pause it first");
     return ram_load(v->loader, f, version, pass);
 }
 
-static const reg_live_ops ram_ops = {
+static const registry_live_ops ram_ops = {
     .version = RAM_SECTION_VERSION,
     .minimum_version = RAM_SECTION_VERSION,
     .save_setup = ram_setup,
@@ -75,25 +76,25 @@ static const reg_live_ops ram_ops = {
 int vm_register_state(vm *v, char *err, size_t errlen)
 {
     char why[256];
-    int rc = reg_add_live(v->reg, RAM_SECTION_IDSTR, 0, REG_PRIO_RAM,
-                          &ram_ops, v);
+    int rc = registry_add_live(v->reg, RAM_SECTION_IDSTR, 0, REGISTRY_PRIO_RAM,
+                               &ram_ops, v);
 
     for (unsigned i = 0; rc >= 0 && i < v->ncpus; i++)
-        rc = reg_add_device(v->reg, "cpu", i, REG_PRIO_DEFAULT,
-                            &vcpu_state_desc, &v->cpus[i].c->state);
+        rc = registry_add_device(v->reg, "cpu", i, REGISTRY_PRIO_DEFAULT,
+                                 &vcpu_state_desc, &v->cpus[i].c->state);
     if (rc >= 0)
-        rc = reg_add_device(v->reg, "ftvm-dev", 0, REG_PRIO_DEFAULT,
-                            &hc_state_desc, &v->hc.st);
+        rc = registry_add_device(v->reg, "ftvm-dev", 0, REGISTRY_PRIO_DEFAULT,
+                                 &hc_state_desc, &v->hc.st);
     if (rc >= 0 && v->net)
-        rc = reg_add_device(v->reg, "ftvm-net", 0, REG_PRIO_DEFAULT,
-                            &hc_net_state_desc, &v->hc.net_st);
+        rc = registry_add_device(v->reg, "ftvm-net", 0, REGISTRY_PRIO_DEFAULT,
+                                 &hc_net_state_desc, &v->hc.net_st);
     if (rc < 0) {
-        const vms_desc *all[] = { &vcpu_state_desc, &hc_state_desc,
-                                  &hc_net_state_desc };
+        const vmstate_desc *all[] = {&vcpu_state_desc, &hc_state_desc,
+                                     &hc_net_state_desc};
         snprintf(err, errlen, "vm: registering device state: %s",
                  strerror(-rc));
         for (size_t i = 0; i < 3; i++)
-            if (vms_desc_verify(all[i], why, sizeof(why)) < 0)
+            if (vmstate_desc_verify(all[i], why, sizeof(why)) < 0)
                 snprintf(err, errlen, "vm: state description '%s': %s",
                          all[i]->name, why);
     }

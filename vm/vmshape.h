@@ -27,6 +27,6 @@ typedef struct vmshape {
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
 /* Reads the body and checks it (sizes a VM can have); 0 or -errno. */
-int vmshape_load(qfile *f, const sv_section *sec, vmshape *out);
+int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out);
 
 #endif

@@ -2,7 +2,7 @@
  * The freestanding runtime of ftvm guests.
  *
  * Guests run at privilege level 3 with no kernel: everything a program needs
- * beyond the CPU is a hypercall (see vm/hypercall_abi.h).  This header is
+ * beyond the CPU is a hypercall (see include/hypercall_abi.h).  This header is
  * the whole API: hypercall wrappers, a few libc functions under their usual
  * names (gcc may emit calls to the mem* ones), printf to the console,
  * clocks and sleeping, CRC32, a PRNG, argument parsing and a page allocator.
@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vm/hypercall_abi.h"
+#include "include/hypercall_abi.h"
 
 #define FTVM_PAGE_SIZE 4096u
 #define FTVM_NS_PER_SEC 1000000000ull

@@ -4,24 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const vms_field cpu_fields[] = {
-    { VMS_ARRAY(fx_cpu, regs) },
-    { VMS_SCALAR(fx_cpu, rip) },
-    { VMS_SCALAR(fx_cpu, flags) },
-    { VMS_SCALAR(fx_cpu, halted) },
-    { VMS_BUFFER(fx_cpu, xsave), .version = 2 },
-    VMS_END,
+static const vmstate_field cpu_fields[] = {
+    {VMSTATE_ARRAY(fx_cpu, regs)},
+    {VMSTATE_SCALAR(fx_cpu, rip)},
+    {VMSTATE_SCALAR(fx_cpu, flags)},
+    {VMSTATE_SCALAR(fx_cpu, halted)},
+    {VMSTATE_BUFFER(fx_cpu, xsave), .version = 2},
+    VMSTATE_END,
 };
 
-static const vms_desc cpu_desc = {
+static const vmstate_desc cpu_desc = {
     .name = "cpu", .version = 2, .minimum_version = 1,
     .size = sizeof(fx_cpu), .fields = cpu_fields,
 };
 
-static const vms_field console_pending_fields[] = {
-    { VMS_SCALAR(fx_console, pending_len) },
-    { VMS_VBUFFER(fx_console, pending, pending_len) },
-    VMS_END,
+static const vmstate_field console_pending_fields[] = {
+    {VMSTATE_SCALAR(fx_console, pending_len)},
+    {VMSTATE_VBUFFER(fx_console, pending, pending_len)},
+    VMSTATE_END,
 };
 
 static bool console_pending_needed(const void *obj)
@@ -29,23 +29,23 @@ static bool console_pending_needed(const void *obj)
     return ((const fx_console *)obj)->pending_len > 0;
 }
 
-static const vms_desc console_pending_desc = {
+static const vmstate_desc console_pending_desc = {
     .name = "console/pending", .version = 1, .minimum_version = 1,
     .fields = console_pending_fields,
 };
 
-static const vms_subsection console_subsections[] = {
+static const vmstate_subsection console_subsections[] = {
     { &console_pending_desc, console_pending_needed },
     { NULL, NULL },
 };
 
-static const vms_field console_fields[] = {
-    { VMS_SCALAR(fx_console, seq) },
-    { VMS_SCALAR(fx_console, last_error) },
-    VMS_END,
+static const vmstate_field console_fields[] = {
+    {VMSTATE_SCALAR(fx_console, seq)},
+    {VMSTATE_SCALAR(fx_console, last_error)},
+    VMSTATE_END,
 };
 
-static const vms_desc console_desc = {
+static const vmstate_desc console_desc = {
     .name = "console", .version = 1, .minimum_version = 1,
     .size = sizeof(fx_console), .fields = console_fields,
     .subsections = console_subsections,
@@ -71,12 +71,12 @@ static int live_complete(qfile *f, void *opaque)
     return r < 0 ? (int)r : 0;
 }
 
-static int live_load(qfile *f, void *opaque, uint32_t version, sv_pass pass)
+static int live_load(qfile *f, void *opaque, uint32_t version, savevm_pass pass)
 {
     return ram_load(((fixture *)opaque)->loader, f, version, pass);
 }
 
-static const reg_live_ops ram_ops = {
+static const registry_live_ops ram_ops = {
     .version = RAM_SECTION_VERSION,
     .minimum_version = RAM_SECTION_VERSION,
     .save_setup = live_setup,
@@ -103,24 +103,24 @@ int fx_init(fixture *fx, int compress_level, uint64_t xbzrle_cache)
     int r = ram_saver_new(&fx->saver, fx->blocks, 2, &o);
     if (r == 0)
         r = ram_loader_new(&fx->loader, fx->blocks, 2);
-    fx->reg = reg_new();
+    fx->reg = registry_new();
     if (r < 0 || !fx->reg)
         return r < 0 ? r : -ENOMEM;
     /* Registration returns the section id, >= 0. */
-    r = reg_add_live(fx->reg, RAM_SECTION_IDSTR, 0, REG_PRIO_RAM, &ram_ops,
-                     fx);
+    r = registry_add_live(fx->reg, RAM_SECTION_IDSTR, 0, REGISTRY_PRIO_RAM,
+                          &ram_ops, fx);
     for (uint32_t i = 0; i < 2 && r >= 0; i++)
-        r = reg_add_device(fx->reg, "cpu", i, REG_PRIO_DEFAULT, &cpu_desc,
-                           &fx->cpu[i]);
+        r = registry_add_device(fx->reg, "cpu", i, REGISTRY_PRIO_DEFAULT,
+                                &cpu_desc, &fx->cpu[i]);
     if (r >= 0)
-        r = reg_add_device(fx->reg, "console", 0, REG_PRIO_DEFAULT,
-                           &console_desc, &fx->console);
+        r = registry_add_device(fx->reg, "console", 0, REGISTRY_PRIO_DEFAULT,
+                                &console_desc, &fx->console);
     return r < 0 ? r : 0;
 }
 
 void fx_free(fixture *fx)
 {
-    reg_free(fx->reg);
+    registry_free(fx->reg);
     ram_saver_free(fx->saver);
     ram_loader_free(fx->loader);
     for (int i = 0; i < 2; i++) {

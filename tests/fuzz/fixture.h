@@ -32,7 +32,7 @@ typedef struct fixture {
     ram_loader *loader;
     fx_cpu cpu[2];
     fx_console console;
-    reg_registry *reg;
+    registry *reg;
 } fixture;
 
 /* Builds the fixture; compress/xbzrle configure the saver's encodings. */

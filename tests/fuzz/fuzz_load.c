@@ -33,9 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(cpu_before, fx.cpu, sizeof(cpu_before));
     console_before = fx.console;
 
-    qfile *f = qf_open_view(data, size, "fuzz");
-    sv_loader *l = sv_loader_new(&reg_target_ops, fx.reg, NULL);
-    int r = sv_load_checked(l, f);
+    qfile *f = qfile_open_view(data, size, "fuzz");
+    savevm_loader *l = savevm_loader_new(&registry_target_ops, fx.reg, NULL);
+    int r = savevm_load_checked(l, f);
     if (r < 0) {
         /* All or nothing: a refused stream changed nothing. */
         for (int i = 0; i < 2; i++)
@@ -44,10 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memcmp(cpu_before, fx.cpu, sizeof(cpu_before)) != 0 ||
             memcmp(&console_before, &fx.console, sizeof(fx.console)) != 0)
             abort();
-        if (qf_errmsg(f)[0] == '\0')
+        if (qfile_errmsg(f)[0] == '\0')
             abort();
     }
-    sv_loader_free(l);
-    qf_close(f);
+    savevm_loader_free(l);
+    qfile_close(f);
     return 0;
 }

@@ -54,22 +54,22 @@ static int seed_stream(const char *dir, const char *name, int level,
         return -1;
     fill(&fx, seed);
     ram_mark_all_dirty(fx.blocks, 2);
-    qfile *f = qf_open_mem(name);
+    qfile *f = qfile_open_mem(name);
     if (xbzrle) {
         /* A first pass fills the cache; changed pages then go as deltas. */
-        qfile *warm = qf_open_mem("warm");
+        qfile *warm = qfile_open_mem("warm");
         ram_save_setup(fx.saver, warm);
         ram_save_dirty(fx.saver, warm, 0, NULL);
-        qf_close(warm);
+        qfile_close(warm);
         fill(&fx, seed + 1);
         ram_mark_all_dirty(fx.blocks, 2);
     }
-    int r = reg_save_stream(fx.reg, f);
+    int r = registry_save_stream(fx.reg, f);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     if (r == 0)
         r = write_file(dir, name, b, n);
-    qf_close(f);
+    qfile_close(f);
     fx_free(&fx);
     return r;
 }
@@ -82,23 +82,23 @@ static int seed_packaged(const char *dir)
         return -1;
     fill(&fx, 7);
     ram_mark_all_dirty(fx.blocks, 2);
-    qfile *f = qf_open_mem("packaged");
-    sv_put_header(f);
-    sv_put_command(f, SV_CMD_ENABLE_COLO, 0, NULL);
-    reg_save_setup(fx.reg, f);
-    qfile *p = qf_open_mem("pkg");
-    reg_save_complete(fx.reg, p);
-    reg_save_devices(fx.reg, p, NULL);
-    sv_put_eof(p);
+    qfile *f = qfile_open_mem("packaged");
+    savevm_put_header(f);
+    savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
+    registry_save_setup(fx.reg, f);
+    qfile *p = qfile_open_mem("pkg");
+    registry_save_complete(fx.reg, p);
+    registry_save_devices(fx.reg, p, NULL);
+    savevm_put_eof(p);
     size_t pn;
-    const uint8_t *pb = qf_mem_data(p, &pn);
-    sv_put_packaged(f, pb, (uint32_t)pn);
-    sv_put_eof(f);
+    const uint8_t *pb = qfile_mem_data(p, &pn);
+    savevm_put_packaged(f, pb, (uint32_t)pn);
+    savevm_put_eof(f);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    int r = qf_error(f) ? -1 : write_file(dir, "packaged", b, n);
-    qf_close(p);
-    qf_close(f);
+    const uint8_t *b = qfile_mem_data(f, &n);
+    int r = qfile_error(f) ? -1 : write_file(dir, "packaged", b, n);
+    qfile_close(p);
+    qfile_close(f);
     fx_free(&fx);
     return r;
 }

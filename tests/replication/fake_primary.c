@@ -75,7 +75,7 @@ typedef struct replies {
     pthread_cond_t cond;
     bool closed;
     uint64_t closed_ns;
-    rp_msg last;            /* the last ACK or NACK */
+    retpath_msg last;            /* the last ACK or NACK */
     bool have_last;
     uint64_t heartbeats, pongs;
     int shut;               /* -1 none */
@@ -186,18 +186,24 @@ static void *reader_main(void *arg)
             break;
         have += (size_t)n;
         for (;;) {
-            rp_msg m;
+            retpath_msg m;
             char err[256];
-            int used = rp_parse(buf, have, &m, err, sizeof(err));
+            int used = retpath_parse(buf, have, &m, err, sizeof(err));
             if (used < 0)
                 die_fail(p, "return path: %s", err);
             if (used == 0)
                 break;
             pthread_mutex_lock(&p->rp.lock);
             switch (m.type) {
-            case RP_HEARTBEAT: p->rp.heartbeats++; break;
-            case RP_PONG: p->rp.pongs++; break;
-            case RP_SHUT: p->rp.shut = (int)m.value32; break;
+            case RETPATH_HEARTBEAT:
+                p->rp.heartbeats++;
+                break;
+            case RETPATH_PONG:
+                p->rp.pongs++;
+                break;
+            case RETPATH_SHUT:
+                p->rp.shut = (int)m.value32;
+                break;
             default:
                 p->rp.last = m;
                 p->rp.have_last = true;
@@ -229,23 +235,23 @@ static bool await_reply(fp *p, uint64_t id)
             ETIMEDOUT)
             break;
     bool got = p->rp.have_last && p->rp.last.value64 >= id;
-    rp_msg m = p->rp.last;
+    retpath_msg m = p->rp.last;
     pthread_mutex_unlock(&p->rp.lock);
     if (!got)
         die_fail(p, "no answer to checkpoint %" PRIu64, id);
-    if (m.value64 != id && m.type == RP_ACK)
+    if (m.value64 != id && m.type == RETPATH_ACK)
         die_fail(p, "ACK %" PRIu64 " for checkpoint %" PRIu64, m.value64, id);
-    if (m.type == RP_NACK)
+    if (m.type == RETPATH_NACK)
         out("nack %" PRIu64 " %s", m.value64, m.text);
-    return m.type == RP_ACK;
+    return m.type == RETPATH_ACK;
 }
 
 /* ---- the stream ---- */
 
 static void flush(fp *p)
 {
-    if (qf_flush(p->out) < 0)
-        die_fail(p, "sending: %s", qf_errmsg(p->out));
+    if (qfile_flush(p->out) < 0)
+        die_fail(p, "sending: %s", qfile_errmsg(p->out));
 }
 
 typedef enum pkg_kind {
@@ -260,7 +266,7 @@ typedef enum pkg_kind {
 /* One checkpoint of the paused guest, sent as kind says. */
 static void checkpoint(fp *p, pkg_kind kind)
 {
-    reg_registry *reg = vm_registry(p->v);
+    registry *reg = vm_registry(p->v);
     uint64_t id = ++p->next_id;
     if (p->full_next) {
         size_t nb;
@@ -268,23 +274,24 @@ static void checkpoint(fp *p, pkg_kind kind)
         ram_mark_all_dirty(b, nb);
         ram_saver_drop_cache(vm_ram_saver(p->v));
     }
-    ckt_pkg hdr = { .id = id, .base = p->full_next ? 0 : p->last_acked };
+    trailer_pkg hdr = { .id = id, .base = p->full_next ? 0 : p->last_acked };
     if (kind == PKG_BADBASE)
         hdr.base = p->last_acked - 1;
     if (vm_pause(p->v) < 0)
         die_fail(p, "vm_pause");
-    qfile *q = qf_open_mem("package");
-    qf_crc_start(q);
-    ckt_put_pkg(q, p->id_pkg, &hdr);
+    qfile *q = qfile_open_mem("package");
+    qfile_crc_start(q);
+    trailer_put_pkg(q, p->id_pkg, &hdr);
     if (kind == PKG_NESTED)
-        sv_put_packaged(q, "\x00", 1);
-    if (reg_save_complete(reg, q) < 0 || reg_save_devices(reg, q, NULL) < 0)
-        die_fail(p, "saving: %s", qf_errmsg(q));
+        savevm_put_packaged(q, "\x00", 1);
+    if (registry_save_complete(reg, q) < 0 ||
+        registry_save_devices(reg, q, NULL) < 0)
+        die_fail(p, "saving: %s", qfile_errmsg(q));
     if (kind != PKG_UNSEALED)
-        ckt_put(q, p->id_ckpt, id);
-    sv_put_eof(q);
+        trailer_put(q, p->id_ckpt, id);
+    savevm_put_eof(q);
     size_t len;
-    uint8_t *b = (uint8_t *)qf_mem_data(q, &len);
+    uint8_t *b = (uint8_t *)qfile_mem_data(q, &len);
     size_t con = console_len(p);
     char err[256];
     if (vm_resume(p->v, err, sizeof(err)) < 0)
@@ -292,18 +299,18 @@ static void checkpoint(fp *p, pkg_kind kind)
     if (kind == PKG_CORRUPT)
         b[len / 2] ^= 0x04;
     if (kind == PKG_TRUNCATED) {
-        qf_put_u8(p->out, SV_COMMAND);
-        qf_put_be16(p->out, SV_CMD_PACKAGED);
-        qf_put_be16(p->out, 4);
-        qf_put_be32(p->out, (uint32_t)len);
-        qf_put_buf(p->out, b, len / 2);
+        qfile_put_u8(p->out, SAVEVM_COMMAND);
+        qfile_put_be16(p->out, SAVEVM_CMD_PACKAGED);
+        qfile_put_be16(p->out, 4);
+        qfile_put_be32(p->out, (uint32_t)len);
+        qfile_put_buf(p->out, b, len / 2);
         flush(p);
-        qf_close(q);
+        qfile_close(q);
         return;
     }
-    sv_put_packaged(p->out, b, (uint32_t)len);
+    savevm_put_packaged(p->out, b, (uint32_t)len);
     flush(p);
-    qf_close(q);
+    qfile_close(q);
     if (await_reply(p, id)) {
         if (kind != PKG_GOOD)
             die_fail(p, "checkpoint %" PRIu64 " (bad on purpose) was ACKed",
@@ -321,21 +328,21 @@ static void checkpoint(fp *p, pkg_kind kind)
 
 static void bringup(fp *p, bool complete)
 {
-    reg_registry *reg = vm_registry(p->v);
-    sv_put_header(p->out);
-    sv_put_command(p->out, SV_CMD_OPEN_RETURN_PATH, 0, NULL);
-    sv_put_command(p->out, SV_CMD_ENABLE_COLO, 0, NULL);
+    registry *reg = vm_registry(p->v);
+    savevm_put_header(p->out);
+    savevm_put_command(p->out, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+    savevm_put_command(p->out, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(p->out, p->id_vm, &p->shape);
-    if (reg_save_setup(reg, p->out) < 0)
-        die_fail(p, "ram START: %s", qf_errmsg(p->out));
+    if (registry_save_setup(reg, p->out) < 0)
+        die_fail(p, "ram START: %s", qfile_errmsg(p->out));
     flush(p);
     for (int pass = 0; pass < 16; pass++) {
-        int r = reg_save_iterate(reg, p->out);
+        int r = registry_save_iterate(reg, p->out);
         flush(p);
         ram_save_stats rs;
         vm_get_ram_stats(p->v, &rs);
         if (r < 0)
-            die_fail(p, "ram PART: %s", qf_errmsg(p->out));
+            die_fail(p, "ram PART: %s", qfile_errmsg(p->out));
         if (r > 0 && rs.normal_pages < 256)
             break;
     }
@@ -345,7 +352,7 @@ static void bringup(fp *p, bool complete)
 
 static void ping(fp *p)
 {
-    sv_put_ping(p->out, ++p->ping_seq);
+    savevm_put_ping(p->out, ++p->ping_seq);
     flush(p);
 }
 
@@ -498,7 +505,7 @@ int main(int argc, char **argv)
     p.shape = (vmshape){ .mem_size = cfg.mem_size, .vcpus = cfg.vcpus,
                          .has_net = cfg.net != NULL };
     memcpy(p.shape.mac, cfg.mac, 6);
-    uint32_t n = (uint32_t)reg_count(vm_registry(p.v));
+    uint32_t n = (uint32_t)registry_count(vm_registry(p.v));
     p.id_vm = n;
     p.id_pkg = n + 1;
     p.id_ckpt = n + 2;
@@ -506,7 +513,7 @@ int main(int argc, char **argv)
     p.fd = dial(addr);
     if (p.fd < 0)
         die_fail(&p, "connecting to %s: %s", addr, strerror(-p.fd));
-    p.out = qf_open_fd(p.fd, QF_WRITE, addr);
+    p.out = qfile_open_fd(p.fd, QFILE_WRITE, addr);
     if (pthread_create(&p.reader, NULL, reader_main, &p) != 0)
         die_fail(&p, "reader thread");
     out("connected");
@@ -543,11 +550,11 @@ int main(int argc, char **argv)
             finish(&p);
         } else if (strcmp(s, "garbage") == 0) {
             static const uint8_t junk[] = "\x55this is not a record\n";
-            qf_put_buf(p.out, junk, sizeof(junk));
+            qfile_put_buf(p.out, junk, sizeof(junk));
             flush(&p);
             await_close(&p);
         } else if (strcmp(s, "eof") == 0) {
-            sv_put_eof(p.out);
+            savevm_put_eof(p.out);
             flush(&p);
             await_close(&p);
         } else if (strcmp(s, "die") == 0) {

@@ -28,40 +28,42 @@
 static const char *ftvmctl;
 static char dir[40], sock[80];
 static struct event_base *base;
-static ctl_server *srv;
+static control_server *srv;
 static pthread_t loop_thread;
 
-static ctl_outcome do_echo(void *opaque, ctl_req *req, json_t *args,
-                           json_t **result, int *rc, char *err, size_t errlen)
+static control_outcome do_echo(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
 {
     (void)opaque; (void)req; (void)rc; (void)err; (void)errlen;
     *result = json_pack("{s:O, s:{s:i}}", "args", args, "nested", "deep", 5);
-    return CTL_DONE;
+    return CONTROL_DONE;
 }
 
-static ctl_outcome do_fail(void *opaque, ctl_req *req, json_t *args,
-                           json_t **result, int *rc, char *err, size_t errlen)
+static control_outcome do_fail(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
 {
     (void)opaque; (void)req; (void)args; (void)result;
     *rc = -ENOSPC;
     snprintf(err, errlen, "save: /var/lib/x: No space left on device");
-    return CTL_DONE;
+    return CONTROL_DONE;
 }
 
 static void later_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd; (void)what;
-    ctl_reply(arg, json_pack("{s:s}", "done", "later"));
+    control_reply(arg, json_pack("{s:s}", "done", "later"));
 }
 
-static ctl_outcome do_later(void *opaque, ctl_req *req, json_t *args,
-                            json_t **result, int *rc, char *err,
-                            size_t errlen)
+static control_outcome do_later(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
 {
     (void)opaque; (void)args; (void)result; (void)rc; (void)err; (void)errlen;
     struct timeval tv = { 0, 200000 };
     event_base_once(base, -1, EV_TIMEOUT, later_cb, req, &tv);
-    return CTL_DEFERRED;
+    return CONTROL_DEFERRED;
 }
 
 static void *loop_main(void *arg)
@@ -81,13 +83,13 @@ static int setup(void **state)
     snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
     base = event_base_new();
     char err[256];
-    if (ctl_server_new(&srv, base, sock, "test", err, sizeof(err)) < 0) {
+    if (control_server_new(&srv, base, sock, "test", err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    ctl_register(srv, "echo", "returns its arguments", do_echo, NULL);
-    ctl_register(srv, "fail", "always fails", do_fail, NULL);
-    ctl_register(srv, "later", "answers after 200 ms", do_later, NULL);
+    control_register(srv, "echo", "returns its arguments", do_echo, NULL);
+    control_register(srv, "fail", "always fails", do_fail, NULL);
+    control_register(srv, "later", "answers after 200 ms", do_later, NULL);
     return pthread_create(&loop_thread, NULL, loop_main, NULL);
 }
 
@@ -96,7 +98,7 @@ static int teardown(void **state)
     (void)state;
     event_base_loopexit(base, NULL);
     pthread_join(loop_thread, NULL);
-    ctl_server_free(srv);
+    control_server_free(srv);
     event_base_free(base);
     rmdir(dir);
     return 0;
@@ -213,11 +215,12 @@ static void test_raw_protocol(void **state)
 static void test_socket_in_use(void **state)
 {
     (void)state;
-    ctl_server *second;
+    control_server *second;
     char err[256];
     struct event_base *b2 = event_base_new();
-    assert_int_equal(ctl_server_new(&second, b2, sock, "x", err, sizeof(err)),
-                     -EADDRINUSE);
+    assert_int_equal(
+        control_server_new(&second, b2, sock, "x", err, sizeof(err)),
+        -EADDRINUSE);
     assert_non_null(strstr(err, "another process"));
     /* A stale socket (nobody listening) is replaced. */
     char stale[80];
@@ -227,9 +230,9 @@ static void test_socket_in_use(void **state)
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", stale);
     assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
     close(fd);
-    assert_int_equal(ctl_server_new(&second, b2, stale, "x", err,
-                                    sizeof(err)), 0);
-    ctl_server_free(second);
+    assert_int_equal(
+        control_server_new(&second, b2, stale, "x", err, sizeof(err)), 0);
+    control_server_free(second);
     assert_int_equal(access(stale, F_OK), -1);
     event_base_free(b2);
 }

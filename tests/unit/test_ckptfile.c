@@ -48,25 +48,25 @@ static int count_files(const char *d)
 
 static void write_one(const char *d, const char *content, char *path_out)
 {
-    ckf_txn *t;
+    ckptfile_txn *t;
     char err[256];
-    assert_int_equal(ckf_begin(&t, d, err, sizeof(err)), 0);
-    qf_put_buf(ckf_stream(t), content, strlen(content));
+    assert_int_equal(ckptfile_begin(&t, d, err, sizeof(err)), 0);
+    qfile_put_buf(ckptfile_stream(t), content, strlen(content));
     if (path_out)
-        strcpy(path_out, ckf_path(t));
-    assert_int_equal(ckf_commit(t, err, sizeof(err)), 0);
+        strcpy(path_out, ckptfile_path(t));
+    assert_int_equal(ckptfile_commit(t, err, sizeof(err)), 0);
 }
 
 static void test_sequence_and_latest(void **state)
 {
     (void)state;
     char latest[512], p1[512], p2[512];
-    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), -ENOENT);
+    assert_int_equal(ckptfile_latest(dir, latest, sizeof(latest)), -ENOENT);
     write_one(dir, "one", p1);
     write_one(dir, "two", p2);
     assert_non_null(strstr(p1, "/ckpt-00000001.ftvm"));
     assert_non_null(strstr(p2, "/ckpt-00000002.ftvm"));
-    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_int_equal(ckptfile_latest(dir, latest, sizeof(latest)), 0);
     assert_string_equal(latest, p2);
     FILE *f = fopen(p2, "r");
     char buf[8] = { 0 };
@@ -82,12 +82,12 @@ static void test_sequence_and_latest(void **state)
 static void test_abort_leaves_nothing(void **state)
 {
     (void)state;
-    ckf_txn *t;
+    ckptfile_txn *t;
     char err[256];
-    assert_int_equal(ckf_begin(&t, dir, err, sizeof(err)), 0);
-    qf_put_buf(ckf_stream(t), "partial", 7);
+    assert_int_equal(ckptfile_begin(&t, dir, err, sizeof(err)), 0);
+    qfile_put_buf(ckptfile_stream(t), "partial", 7);
     assert_int_equal(count_files(dir), 1);     /* only the temporary */
-    ckf_abort(t);
+    ckptfile_abort(t);
     assert_int_equal(count_files(dir), 0);
 }
 
@@ -103,10 +103,10 @@ static void test_prune_keeps_newest(void **state)
     char other[512];
     snprintf(other, sizeof(other), "%s/notes.txt", dir);
     fclose(fopen(other, "w"));
-    assert_int_equal(ckf_prune(dir, 3), 3);
+    assert_int_equal(ckptfile_prune(dir, 3), 3);
     assert_int_equal(count_files(dir), 4);     /* 3 checkpoints + notes */
     char latest[512];
-    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_int_equal(ckptfile_latest(dir, latest, sizeof(latest)), 0);
     assert_non_null(strstr(latest, "ckpt-00000005"));
     char oldest[512];
     snprintf(oldest, sizeof(oldest), "%s/ckpt-00000003.ftvm", dir);
@@ -125,13 +125,13 @@ static void test_single_file(void **state)
     char path[512], err[512];
     snprintf(path, sizeof(path), "%s/vm.ftvm", dir);
     for (int round = 0; round < 2; round++) {
-        ckf_txn *t;
-        assert_int_equal(ckf_begin_file(&t, path, err, sizeof(err)), 0);
-        assert_string_equal(ckf_path(t), path);
-        qf_put_buf(ckf_stream(t), round ? "new" : "old", 3);
+        ckptfile_txn *t;
+        assert_int_equal(ckptfile_begin_file(&t, path, err, sizeof(err)), 0);
+        assert_string_equal(ckptfile_path(t), path);
+        qfile_put_buf(ckptfile_stream(t), round ? "new" : "old", 3);
         /* Until commit the old file (or none) is what is there. */
         assert_int_equal(access(path, F_OK), round ? 0 : -1);
-        assert_int_equal(ckf_commit(t, err, sizeof(err)), 0);
+        assert_int_equal(ckptfile_commit(t, err, sizeof(err)), 0);
     }
     FILE *f = fopen(path, "r");
     char buf[4] = { 0 };
@@ -139,9 +139,9 @@ static void test_single_file(void **state)
     fclose(f);
     assert_string_equal(buf, "new");
     assert_int_equal(count_files(dir), 1);
-    ckf_txn *t;
+    ckptfile_txn *t;
     snprintf(path, sizeof(path), "%s/missing/vm.ftvm", dir);
-    assert_int_equal(ckf_begin_file(&t, path, err, sizeof(err)), -ENOENT);
+    assert_int_equal(ckptfile_begin_file(&t, path, err, sizeof(err)), -ENOENT);
     assert_non_null(strstr(err, "missing/vm.ftvm.tmp"));
 }
 
@@ -151,13 +151,13 @@ static void test_bad_directory(void **state)
     char file[512];
     snprintf(file, sizeof(file), "%s/plainfile", dir);
     fclose(fopen(file, "w"));
-    ckf_txn *t;
+    ckptfile_txn *t;
     char err[512];
-    assert_int_equal(ckf_begin(&t, file, err, sizeof(err)), -ENOTDIR);
+    assert_int_equal(ckptfile_begin(&t, file, err, sizeof(err)), -ENOTDIR);
     assert_non_null(strstr(err, "plainfile"));
     char deep[512];
     snprintf(deep, sizeof(deep), "%s/no/such/dir", dir);
-    assert_int_equal(ckf_begin(&t, deep, err, sizeof(err)), -ENOENT);
+    assert_int_equal(ckptfile_begin(&t, deep, err, sizeof(err)), -ENOENT);
     assert_non_null(strstr(err, "no/such/dir"));
 }
 
@@ -177,17 +177,17 @@ static void test_full_disk(void **state)
     char first[512];
     write_one(dir, "small and safe", first);
 
-    ckf_txn *t;
+    ckptfile_txn *t;
     char err[512];
-    assert_int_equal(ckf_begin(&t, dir, err, sizeof(err)), 0);
+    assert_int_equal(ckptfile_begin(&t, dir, err, sizeof(err)), 0);
     static char junk[256 * 1024];
     memset(junk, 'j', sizeof(junk));
-    qf_put_buf(ckf_stream(t), junk, sizeof(junk));
-    assert_int_equal(ckf_commit(t, err, sizeof(err)), -ENOSPC);
+    qfile_put_buf(ckptfile_stream(t), junk, sizeof(junk));
+    assert_int_equal(ckptfile_commit(t, err, sizeof(err)), -ENOSPC);
     assert_non_null(strstr(err, "No space left"));
     assert_int_equal(count_files(dir), 1);
     char latest[512];
-    assert_int_equal(ckf_latest(dir, latest, sizeof(latest)), 0);
+    assert_int_equal(ckptfile_latest(dir, latest, sizeof(latest)), 0);
     assert_string_equal(latest, first);
     umount(dir);
 }

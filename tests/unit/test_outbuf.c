@@ -35,27 +35,27 @@ static const char *written(int fd)
     return buf;
 }
 
-static void put(ob *b, const char *s)
+static void put(outbuf *b, const char *s)
 {
-    assert_int_equal(ob_console(b, s, strlen(s)), 0);
+    assert_int_equal(outbuf_console(b, s, strlen(s)), 0);
 }
 
 static void test_passthrough(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
-    assert_int_equal(ob_new(&b, fd), 0);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, fd), 0);
     put(b, "a");
     put(b, "b");
     assert_string_equal(written(fd), "ab");
-    ob_stats st;
-    ob_get_stats(b, &st);
+    outbuf_stats st;
+    outbuf_get_stats(b, &st);
     assert_false(st.holding);
     assert_int_equal(st.written_bytes, 2);
     assert_int_equal(st.held_bytes, 0);
     assert_int_equal(st.delay_ns.count, 0);     /* nothing was held */
-    ob_free(b);
+    outbuf_free(b);
     close(fd);
 }
 
@@ -63,36 +63,36 @@ static void test_epochs(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
-    assert_int_equal(ob_new(&b, fd), 0);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, fd), 0);
     put(b, "0");            /* before holding: out at once */
-    ob_set_hold(b, true);
-    ob_mark(b, 1);
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 1);
     put(b, "1a");
     put(b, "1b");
-    ob_mark(b, 2);
+    outbuf_mark(b, 2);
     put(b, "2");
-    ob_mark(b, 3);
+    outbuf_mark(b, 3);
     put(b, "3");
     assert_string_equal(written(fd), "0");
-    ob_stats st;
-    ob_get_stats(b, &st);
+    outbuf_stats st;
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.held_bytes, 6);
     assert_int_equal(st.held_writes, 4);
     assert_int_equal(st.epoch, 3);
 
-    assert_int_equal(ob_release(b, 0), 0);
+    assert_int_equal(outbuf_release(b, 0), 0);
     assert_string_equal(written(fd), "0");
-    assert_int_equal(ob_release(b, 1), 4);
+    assert_int_equal(outbuf_release(b, 1), 4);
     assert_string_equal(written(fd), "01a1b");
     /* Releasing an epoch again, or an older one, writes nothing. */
-    assert_int_equal(ob_release(b, 1), 0);
-    assert_int_equal(ob_release(b, 2), 1);
+    assert_int_equal(outbuf_release(b, 1), 0);
+    assert_int_equal(outbuf_release(b, 2), 1);
     assert_string_equal(written(fd), "01a1b2");
-    ob_get_stats(b, &st);
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.held_bytes, 1);
     assert_int_equal(st.delay_ns.count, 3);
-    ob_free(b);     /* "3" is dropped: never safe */
+    outbuf_free(b);     /* "3" is dropped: never safe */
     assert_string_equal(written(fd), "01a1b2");
     close(fd);
 }
@@ -102,21 +102,21 @@ static void test_unhold_keeps_order(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
-    assert_int_equal(ob_new(&b, fd), 0);
-    ob_set_hold(b, true);
-    ob_mark(b, 5);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, fd), 0);
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 5);
     put(b, "x");
-    ob_mark(b, 6);
+    outbuf_mark(b, 6);
     put(b, "y");
-    ob_set_hold(b, false);
+    outbuf_set_hold(b, false);
     put(b, "z");
     assert_string_equal(written(fd), "xyz");
     /* Marks may go on while not holding; they do not hold anything. */
-    ob_mark(b, 7);
+    outbuf_mark(b, 7);
     put(b, "w");
     assert_string_equal(written(fd), "xyzw");
-    ob_free(b);
+    outbuf_free(b);
     close(fd);
 }
 
@@ -132,31 +132,31 @@ static void test_limit_once_per_epoch(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
+    outbuf *b;
     char chunk[60];
     memset(chunk, 'c', sizeof(chunk));
-    assert_int_equal(ob_new(&b, fd), 0);
-    ob_set_limit(b, 100, on_limit, &limit_calls);
+    assert_int_equal(outbuf_new(&b, fd), 0);
+    outbuf_set_limit(b, 100, on_limit, &limit_calls);
     limit_calls = 0;
     /* Not holding: nothing accumulates, no call. */
     for (int i = 0; i < 3; i++)
-        ob_console(b, chunk, sizeof(chunk));
+        outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 0);
-    ob_set_hold(b, true);
-    ob_mark(b, 1);
-    ob_console(b, chunk, sizeof(chunk));
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 1);
+    outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 0);
-    ob_console(b, chunk, sizeof(chunk));
+    outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 1);
-    ob_console(b, chunk, sizeof(chunk));
+    outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 1);
     /* A new epoch counts from zero. */
-    ob_mark(b, 2);
-    ob_console(b, chunk, sizeof(chunk));
+    outbuf_mark(b, 2);
+    outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 1);
-    ob_console(b, chunk, sizeof(chunk));
+    outbuf_console(b, chunk, sizeof(chunk));
     assert_int_equal(limit_calls, 2);
-    ob_free(b);
+    outbuf_free(b);
     close(fd);
 }
 
@@ -164,25 +164,25 @@ static void test_hold_max_drops(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
+    outbuf *b;
     size_t big = 1u << 20;
     char *chunk = calloc(1, big);
     assert_non_null(chunk);
-    assert_int_equal(ob_new(&b, fd), 0);
-    ob_set_hold(b, true);
-    ob_mark(b, 1);
-    size_t n = OB_HOLD_MAX / big;
+    assert_int_equal(outbuf_new(&b, fd), 0);
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 1);
+    size_t n = OUTBUF_HOLD_MAX / big;
     for (size_t i = 0; i < n + 2; i++)
-        ob_console(b, chunk, big);
-    ob_stats st;
-    ob_get_stats(b, &st);
+        outbuf_console(b, chunk, big);
+    outbuf_stats st;
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.held_bytes, n * big);
     assert_int_equal(st.dropped_bytes, 2 * big);
-    ob_release(b, 1);
-    ob_get_stats(b, &st);
+    outbuf_release(b, 1);
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.held_bytes, 0);
     assert_int_equal(st.written_bytes, n * big);
-    ob_free(b);
+    outbuf_free(b);
     free(chunk);
     close(fd);
 }
@@ -191,20 +191,20 @@ static void test_delay(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
-    assert_int_equal(ob_new(&b, fd), 0);
-    ob_set_hold(b, true);
-    ob_mark(b, 1);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, fd), 0);
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 1);
     put(b, "late");
     struct timespec ts = { 0, 20 * 1000 * 1000 };
     nanosleep(&ts, NULL);
-    ob_release(b, 1);
-    ob_stats st;
-    ob_get_stats(b, &st);
+    outbuf_release(b, 1);
+    outbuf_stats st;
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.delay_ns.count, 1);
     assert_true(st.delay_ns.last >= 20u * 1000 * 1000);
     assert_true(st.delay_ns.p99 == st.delay_ns.last);
-    ob_free(b);
+    outbuf_free(b);
     close(fd);
 }
 
@@ -215,17 +215,17 @@ static void test_broken_pipe(void **state)
     int p[2];
     assert_int_equal(pipe(p), 0);
     close(p[0]);
-    ob *b;
-    assert_int_equal(ob_new(&b, p[1]), 0);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, p[1]), 0);
     put(b, "gone");
-    ob_set_hold(b, true);
-    ob_mark(b, 1);
+    outbuf_set_hold(b, true);
+    outbuf_mark(b, 1);
     put(b, "held");
-    ob_release(b, 1);
-    ob_stats st;
-    ob_get_stats(b, &st);
+    outbuf_release(b, 1);
+    outbuf_stats st;
+    outbuf_get_stats(b, &st);
     assert_int_equal(st.dropped_bytes, 8);
-    ob_free(b);
+    outbuf_free(b);
     close(p[1]);
 }
 
@@ -237,7 +237,7 @@ static void test_broken_pipe(void **state)
 #define LINES 3000
 
 typedef struct writer {
-    ob *b;
+    outbuf *b;
     int id;
 } writer;
 
@@ -247,7 +247,7 @@ static void *write_lines(void *arg)
     char line[32];
     for (int i = 0; i < LINES; i++) {
         int n = snprintf(line, sizeof(line), "%d:%d\n", w->id, i);
-        ob_console(w->b, line, (size_t)n);
+        outbuf_console(w->b, line, (size_t)n);
     }
     return NULL;
 }
@@ -256,9 +256,9 @@ static void test_threads(void **state)
 {
     (void)state;
     int fd = out_fd();
-    ob *b;
-    assert_int_equal(ob_new(&b, fd), 0);
-    ob_set_hold(b, true);
+    outbuf *b;
+    assert_int_equal(outbuf_new(&b, fd), 0);
+    outbuf_set_hold(b, true);
     pthread_t t[WRITERS];
     writer w[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
@@ -267,14 +267,14 @@ static void test_threads(void **state)
                          0);
     }
     for (uint64_t e = 1; e < 200; e++) {
-        ob_mark(b, e);
-        ob_release(b, e - 1);
+        outbuf_mark(b, e);
+        outbuf_release(b, e - 1);
         if (e == 150)
-            ob_set_hold(b, false);
+            outbuf_set_hold(b, false);
     }
     for (int i = 0; i < WRITERS; i++)
         pthread_join(t[i], NULL);
-    ob_set_hold(b, false);
+    outbuf_set_hold(b, false);
     const char *s = written(fd);
     int next[WRITERS] = { 0 };
     int lines = 0;
@@ -287,7 +287,7 @@ static void test_threads(void **state)
         lines++;
     }
     assert_int_equal(lines, WRITERS * LINES);
-    ob_free(b);
+    outbuf_free(b);
     close(fd);
 }
 

@@ -165,17 +165,17 @@ static struct stream take(qfile *w)
     struct stream s;
     const uint8_t *d;
 
-    assert_int_equal(qf_error(w), 0);
-    d = qf_mem_data(w, &s.len);
+    assert_int_equal(qfile_error(w), 0);
+    d = qfile_mem_data(w, &s.len);
     s.data = malloc(s.len ? s.len : 1);
     memcpy(s.data, d, s.len);
-    assert_int_equal(qf_close(w), 0);
+    assert_int_equal(qfile_close(w), 0);
     return s;
 }
 
 static struct stream save_setup(ram_saver *s)
 {
-    qfile *w = qf_open_mem("setup");
+    qfile *w = qfile_open_mem("setup");
 
     assert_int_equal(ram_save_setup(s, w), 0);
     return take(w);
@@ -184,7 +184,7 @@ static struct stream save_setup(ram_saver *s)
 static struct stream save_dirty(ram_saver *s, uint64_t max,
                                 ram_save_stats *st, int64_t *pages)
 {
-    qfile *w = qf_open_mem("pass");
+    qfile *w = qfile_open_mem("pass");
     int64_t n = ram_save_dirty(s, w, max, st);
 
     assert_true(n >= 0);
@@ -204,22 +204,22 @@ static uint64_t last_err_off;
 static int load_checked(ram_loader *l, const uint8_t *data, size_t len,
                         uint32_t version)
 {
-    qfile *r = qf_open_view(data, len, "pkg");
-    int err = ram_load(l, r, version, SV_PASS_VALIDATE);
+    qfile *r = qfile_open_view(data, len, "pkg");
+    int err = ram_load(l, r, version, SAVEVM_PASS_VALIDATE);
 
     last_msg[0] = 0;
     if (!err) {
-        assert_true(qf_at_eof(r));
-        assert_int_equal(qf_rewind(r), 0);
-        err = ram_load(l, r, version, SV_PASS_APPLY);
+        assert_true(qfile_at_eof(r));
+        assert_int_equal(qfile_rewind(r), 0);
+        err = ram_load(l, r, version, SAVEVM_PASS_APPLY);
         assert_int_equal(err, 0);
-        assert_true(qf_at_eof(r));
+        assert_true(qfile_at_eof(r));
     } else {
-        assert_int_equal(err, qf_error(r));
-        snprintf(last_msg, sizeof(last_msg), "%s", qf_errmsg(r));
-        last_err_off = qf_error_offset(r);
+        assert_int_equal(err, qfile_error(r));
+        snprintf(last_msg, sizeof(last_msg), "%s", qfile_errmsg(r));
+        last_err_off = qfile_error_offset(r);
     }
-    qf_close(r);
+    qfile_close(r);
     return err;
 }
 
@@ -237,9 +237,9 @@ static uint8_t page_buf[PS];
 
 static void put_page_rec(qfile *w, uint64_t hdr, const char *name)
 {
-    qf_put_be64(w, hdr);
+    qfile_put_be64(w, hdr);
     if (name)
-        qf_put_str(w, name);
+        qfile_put_str(w, name);
 }
 
 static void put_mem_size(qfile *w, const struct vm *v)
@@ -248,10 +248,10 @@ static void put_mem_size(qfile *w, const struct vm *v)
 
     for (size_t i = 0; i < v->n; i++)
         total += v->b[i].length;
-    qf_put_be64(w, total | RAM_FLAG_MEM_SIZE);
+    qfile_put_be64(w, total | RAM_FLAG_MEM_SIZE);
     for (size_t i = 0; i < v->n; i++) {
-        qf_put_str(w, v->b[i].name);
-        qf_put_be64(w, v->b[i].length);
+        qfile_put_str(w, v->b[i].name);
+        qfile_put_be64(w, v->b[i].length);
     }
 }
 
@@ -393,36 +393,36 @@ struct rec {
 
 static size_t parse_records(struct stream st, struct rec *out, size_t max)
 {
-    qfile *r = qf_open_view(st.data, st.len, "parse");
+    qfile *r = qfile_open_view(st.data, st.len, "parse");
     size_t n = 0;
 
     for (;;) {
-        uint64_t hdr = qf_get_be64(r);
-        struct rec rec = { (unsigned)(hdr & (PS - 1)), hdr & ~(uint64_t)(PS - 1),
-                           "" };
+        uint64_t hdr = qfile_get_be64(r);
+        struct rec rec = {(unsigned)(hdr & (PS - 1)),
+                          hdr & ~(uint64_t)(PS - 1), ""};
         unsigned kind = rec.flags & ~(unsigned)RAM_FLAG_CONTINUE;
 
-        assert_int_equal(qf_error(r), 0);
+        assert_int_equal(qfile_error(r), 0);
         if (kind == RAM_FLAG_EOS)
             break;
         if (!(rec.flags & RAM_FLAG_CONTINUE))
-            qf_get_str(r, rec.name);
+            qfile_get_str(r, rec.name);
         if (kind == RAM_FLAG_ZERO)
-            qf_skip(r, 1);
+            qfile_skip(r, 1);
         else if (kind == RAM_FLAG_PAGE)
-            qf_skip(r, PS);
+            qfile_skip(r, PS);
         else if (kind == RAM_FLAG_COMPRESS_PAGE)
-            qf_skip(r, qf_get_be32(r));
+            qfile_skip(r, qfile_get_be32(r));
         else if (kind == RAM_FLAG_XBZRLE) {
-            assert_int_equal(qf_get_u8(r), RAM_XBZRLE_ENCODING);
-            qf_skip(r, qf_get_be16(r));
+            assert_int_equal(qfile_get_u8(r), RAM_XBZRLE_ENCODING);
+            qfile_skip(r, qfile_get_be16(r));
         } else
             fail_msg("unexpected flags 0x%x", rec.flags);
         assert_true(n < max);
         out[n++] = rec;
     }
-    assert_true(qf_at_eof(r));
-    qf_close(r);
+    assert_true(qfile_at_eof(r));
+    qfile_close(r);
     return n;
 }
 
@@ -553,7 +553,8 @@ static void test_partial_and_max_pages(void **state)
     assert_int_equal(n, 4);
     for (uint64_t p = 0; p < 100; p++) {
         const uint8_t *want = p == 0 || p == 64 || p == 99
-                                  ? page_of(&src, 0, p) : page_of(&before, 0, p);
+                                  ? page_of(&src, 0, p)
+                                  : page_of(&before, 0, p);
 
         assert_memory_equal(page_of(&tgt, 0, p), want, PS);
     }
@@ -626,7 +627,8 @@ static void test_compression(void **state)
             uLongf outlen = PS;
             uint32_t len = (uint32_t)body.data[pos] << 24 |
                            (uint32_t)body.data[pos + 1] << 16 |
-                           (uint32_t)body.data[pos + 2] << 8 | body.data[pos + 3];
+                           (uint32_t)body.data[pos + 2] << 8 |
+                           body.data[pos + 3];
 
             assert_int_equal(uncompress(out, &outlen, body.data + pos + 4, len),
                              Z_OK);
@@ -926,29 +928,29 @@ static void test_fd_channel(void **state)
     assert_int_equal(ram_saver_new(&s, src.b, 1, &o), 0);
     assert_int_equal(ram_loader_new(&l, tgt.b, 1), 0);
 
-    w = qf_open_fd(fileno(tmp), QF_WRITE, "tmpfile");
+    w = qfile_open_fd(fileno(tmp), QFILE_WRITE, "tmpfile");
     assert_int_equal(ram_save_setup(s, w), 0);
     ram_mark_all_dirty(src.b, 1);
     assert_int_equal(ram_save_dirty(s, w, 0, NULL), 40);
     /* Pages were queued by reference: flush before they change. */
-    assert_int_equal(qf_flush(w), 0);
+    assert_int_equal(qfile_flush(w), 0);
     page_of(&src, 0, 0)[1] ^= 1;
     set_dirty(&src.b[0], 0);
     assert_int_equal(ram_save_dirty(s, w, 0, NULL), 1);
-    assert_int_equal(qf_close(w), 0);
+    assert_int_equal(qfile_close(w), 0);
 
     assert_int_equal(lseek(fileno(tmp), 0, SEEK_SET), 0);
-    r = qf_open_fd(fileno(tmp), QF_READ, "tmpfile");
+    r = qfile_open_fd(fileno(tmp), QFILE_READ, "tmpfile");
     for (int pass = 0; pass < 2; pass++) {
-        sv_pass p = pass ? SV_PASS_APPLY : SV_PASS_VALIDATE;
+        savevm_pass p = pass ? SAVEVM_PASS_APPLY : SAVEVM_PASS_VALIDATE;
 
-        assert_int_equal(qf_rewind(r), 0);
+        assert_int_equal(qfile_rewind(r), 0);
         for (int body = 0; body < 3; body++)
             assert_int_equal(ram_load(l, r, 4, p), 0);
-        assert_true(qf_at_eof(r));
+        assert_true(qfile_at_eof(r));
     }
     vm_assert_equal(&src, &tgt);
-    assert_int_equal(qf_close(r), 0);
+    assert_int_equal(qfile_close(r), 0);
     fclose(tmp);
     ram_loader_free(l);
     ram_saver_free(s);
@@ -992,20 +994,20 @@ static void test_inspect(void **state)
     assert_int_equal(c.zero_pages + c.compressed_pages, 4);
 
     /* A different length for a learned block is refused. */
-    w = qf_open_mem("m");
-    qf_put_be64(w, 2 * PS | RAM_FLAG_MEM_SIZE);
-    qf_put_str(w, "pc.ram");
-    qf_put_be64(w, 2 * PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    w = qfile_open_mem("m");
+    qfile_put_be64(w, 2 * PS | RAM_FLAG_MEM_SIZE);
+    qfile_put_str(w, "pc.ram");
+    qfile_put_be64(w, 2 * PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     assert_int_equal(load_stream(l, take(w)), -EINVAL);
 
     /* A corrupt XBZRLE page is caught without any memory behind it. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, PS | RAM_FLAG_XBZRLE, "pc.ram");
-    qf_put_u8(w, 1);
-    qf_put_be16(w, 3);
-    qf_put_buf(w, "\x00\x09z", 3);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 1);
+    qfile_put_be16(w, 3);
+    qfile_put_buf(w, "\x00\x09z", 3);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     assert_int_equal(load_stream(l, take(w)), -EINVAL);
 
     ram_loader_free(l);
@@ -1032,38 +1034,38 @@ static void test_continue_across_sections(void **state)
     memset(tgt.b[1].host, 0x22, tgt.b[1].length);
     assert_int_equal(ram_loader_new(&l, tgt.b, 2), 0);
 
-    w = qf_open_mem("a");               /* names pc.ram */
+    w = qfile_open_mem("a");               /* names pc.ram */
     put_page_rec(w, RAM_FLAG_ZERO, "pc.ram");
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     a = take(w);
-    w = qf_open_mem("b");               /* continues, then names vga.vram */
+    w = qfile_open_mem("b");               /* continues, then names vga.vram */
     put_page_rec(w, 3 * PS | RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
-    qf_put_u8(w, 0);
+    qfile_put_u8(w, 0);
     put_page_rec(w, PS | RAM_FLAG_ZERO, "vga.vram");
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     b = take(w);
-    w = qf_open_mem("c");               /* continues vga.vram */
+    w = qfile_open_mem("c");               /* continues vga.vram */
     put_page_rec(w, RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     c = take(w);
 
     /* One package of two sections: both validated, then both applied. */
     {
-        qfile *ra = qf_open_view(a.data, a.len, "a");
-        qfile *rb = qf_open_view(b.data, b.len, "b");
+        qfile *ra = qfile_open_view(a.data, a.len, "a");
+        qfile *rb = qfile_open_view(b.data, b.len, "b");
 
-        assert_int_equal(ram_load(l, ra, 4, SV_PASS_VALIDATE), 0);
-        assert_int_equal(ram_load(l, rb, 4, SV_PASS_VALIDATE), 0);
+        assert_int_equal(ram_load(l, ra, 4, SAVEVM_PASS_VALIDATE), 0);
+        assert_int_equal(ram_load(l, rb, 4, SAVEVM_PASS_VALIDATE), 0);
         assert_int_equal(tgt.b[0].host[3 * PS], 0x11);
-        qf_rewind(ra);
-        qf_rewind(rb);
-        assert_int_equal(ram_load(l, ra, 4, SV_PASS_APPLY), 0);
-        assert_int_equal(ram_load(l, rb, 4, SV_PASS_APPLY), 0);
-        qf_close(ra);
-        qf_close(rb);
+        qfile_rewind(ra);
+        qfile_rewind(rb);
+        assert_int_equal(ram_load(l, ra, 4, SAVEVM_PASS_APPLY), 0);
+        assert_int_equal(ram_load(l, rb, 4, SAVEVM_PASS_APPLY), 0);
+        qfile_close(ra);
+        qfile_close(rb);
     }
     assert_int_equal(tgt.b[0].host[0], 0);
     assert_int_equal(tgt.b[0].host[3 * PS], 0);
@@ -1088,16 +1090,16 @@ static void test_zero_page_not_written(void **state)
                        -1, 0);
     ram_block b = { "pc.ram", ro, 2 * PS, NULL };
     ram_loader *l;
-    qfile *w = qf_open_mem("m");
+    qfile *w = qfile_open_mem("m");
     (void)state;
 
     assert_true(ro != MAP_FAILED);
     assert_int_equal(ram_loader_new(&l, &b, 1), 0);
     put_page_rec(w, RAM_FLAG_ZERO, "pc.ram");
-    qf_put_u8(w, 0);
+    qfile_put_u8(w, 0);
     put_page_rec(w, PS | RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     assert_int_equal(load_stream(l, take(w)), 0);
     ram_loader_free(l);
     munmap(ro, 2 * PS);
@@ -1134,33 +1136,33 @@ static void test_err_offsets(void **state)
     memset(tgt.b[0].host, 0x33, tgt.b[0].length);
 
     /* Page offset at the block's end. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, 4 * PS | RAM_FLAG_PAGE, "pc.ram");
-    qf_put_buf(w, page_buf, PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_buf(w, page_buf, PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ERANGE, "\"pc.ram\"", "0x4000");
 
     /* Far outside, after a good page: nothing of the good page lands. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, PS | RAM_FLAG_ZERO, "pc.ram");
-    qf_put_u8(w, 0);
+    qfile_put_u8(w, 0);
     put_page_rec(w, 0x7ffff000 | RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ERANGE, "\"pc.ram\"", "0x7ffff000");
 
     /* In the second block, its own (smaller) length counts. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, 2 * PS | RAM_FLAG_ZERO, "vga.vram");
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ERANGE, "\"vga.vram\"", "0x2000");
 
     /* An unaligned offset shows up as bits below the page size. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, PS | 0x400 | RAM_FLAG_PAGE, "pc.ram");
-    qf_put_buf(w, page_buf, PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_buf(w, page_buf, PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -EINVAL, "0x400", "unaligned");
     vm_free(&tgt);
 }
@@ -1175,46 +1177,46 @@ static void test_err_blocks(void **state)
     vm_init(&tgt, 2, err_pages);
     vm_init(&other, 2, other_pages);
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, RAM_FLAG_ZERO, "nosuch.ram");
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ENOENT, "\"nosuch.ram\"", NULL);
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, PS | RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
-    qf_put_u8(w, 0);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -EINVAL, "no block", "0x1000");
 
     /* MEM_SIZE: a block of another length, named with both lengths. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_mem_size(w, &other);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -EINVAL, "\"vga.vram\"", "0x3000, this VM 0x2000");
 
     /* MEM_SIZE: a block this VM lacks. */
-    w = qf_open_mem("m");
-    qf_put_be64(w, PS | RAM_FLAG_MEM_SIZE);
-    qf_put_str(w, "extra");
-    qf_put_be64(w, PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    w = qfile_open_mem("m");
+    qfile_put_be64(w, PS | RAM_FLAG_MEM_SIZE);
+    qfile_put_str(w, "extra");
+    qfile_put_be64(w, PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ENOENT, "\"extra\"", NULL);
 
     /* MEM_SIZE: lengths that do not add up to the total. */
-    w = qf_open_mem("m");
-    qf_put_be64(w, 3 * PS | RAM_FLAG_MEM_SIZE);
-    qf_put_str(w, "pc.ram");
-    qf_put_be64(w, 4 * PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    w = qfile_open_mem("m");
+    qfile_put_be64(w, 3 * PS | RAM_FLAG_MEM_SIZE);
+    qfile_put_str(w, "pc.ram");
+    qfile_put_be64(w, 4 * PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -EINVAL, "\"pc.ram\"", "total 0x3000");
 
     /* MEM_SIZE: a total larger than the list is a truncated list. */
-    w = qf_open_mem("m");
-    qf_put_be64(w, 5 * PS | RAM_FLAG_MEM_SIZE);
-    qf_put_str(w, "pc.ram");
-    qf_put_be64(w, 4 * PS);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    w = qfile_open_mem("m");
+    qfile_put_be64(w, 5 * PS | RAM_FLAG_MEM_SIZE);
+    qfile_put_str(w, "pc.ram");
+    qfile_put_be64(w, 4 * PS);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -ENODATA, NULL, NULL);
 
     vm_free(&tgt);
@@ -1244,16 +1246,16 @@ static void test_err_flags(void **state)
 
     vm_init(&tgt, 2, err_pages);
     for (size_t i = 0; i < 4; i++) {
-        w = qf_open_mem("m");
+        w = qfile_open_mem("m");
         put_page_rec(w, bad[i], "pc.ram");
-        qf_put_buf(w, page_buf, PS);
-        qf_put_be64(w, RAM_FLAG_EOS);
+        qfile_put_buf(w, page_buf, PS);
+        qfile_put_be64(w, RAM_FLAG_EOS);
         expect_refused(&tgt, w, -EINVAL, "unknown flags", bits[i]);
     }
     for (size_t i = 0; i < 6; i++) {
-        w = qf_open_mem("m");
-        qf_put_be64(w, combos[i]);
-        qf_put_be64(w, RAM_FLAG_EOS);
+        w = qfile_open_mem("m");
+        qfile_put_be64(w, combos[i]);
+        qfile_put_be64(w, RAM_FLAG_EOS);
         expect_refused(&tgt, w, -EINVAL, "invalid combination", NULL);
     }
     vm_free(&tgt);
@@ -1267,10 +1269,10 @@ static void test_err_zero_fill(void **state)
 
     vm_init(&tgt, 2, err_pages);
     memset(tgt.b[0].host, 0x11, tgt.b[0].length);
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, 2 * PS | RAM_FLAG_ZERO, "pc.ram");
-    qf_put_u8(w, 0xcc);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, 0xcc);
+    qfile_put_be64(w, RAM_FLAG_EOS);
     expect_refused(&tgt, w, -EINVAL, "fill byte 0xcc", "0x2000");
     vm_free(&tgt);
 }
@@ -1278,9 +1280,9 @@ static void test_err_zero_fill(void **state)
 static void put_compressed(qfile *w, uint32_t len, const void *data)
 {
     put_page_rec(w, PS | RAM_FLAG_COMPRESS_PAGE, "pc.ram");
-    qf_put_be32(w, len);
-    qf_put_buf(w, data, len);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_be32(w, len);
+    qfile_put_buf(w, data, len);
+    qfile_put_be64(w, RAM_FLAG_EOS);
 }
 
 static void test_err_compressed(void **state)
@@ -1299,7 +1301,7 @@ static void test_err_compressed(void **state)
     /* A good one first, so the failures below are about their defect. */
     zlen = sizeof(z);
     assert_int_equal(compress2(z, &zlen, src, PS, 6), Z_OK);
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, (uint32_t)zlen, z);
     {
         ram_loader *l;
@@ -1310,39 +1312,39 @@ static void test_err_compressed(void **state)
         ram_loader_free(l);
     }
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, 0, z);
     expect_refused(&tgt, w, -EINVAL, "length 0", "0x1000");
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, (uint32_t)compressBound(PS) + 1, z);
     expect_refused(&tgt, w, -EINVAL, "\"pc.ram\"", "length");
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     z[zlen / 2] ^= 0x55;
     put_compressed(w, (uint32_t)zlen, z);
     expect_refused(&tgt, w, -EINVAL, "\"pc.ram\"", "compressed page at 0x1000");
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, 7, "garbage");
     expect_refused(&tgt, w, -EINVAL, "compressed page", NULL);
 
     zlen = sizeof(z);
     assert_int_equal(compress2(z, &zlen, src, PS - 1, 6), Z_OK);
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, (uint32_t)zlen, z);
     expect_refused(&tgt, w, -EINVAL, "less than a page", NULL);
 
     zlen = sizeof(z);
     assert_int_equal(compress2(z, &zlen, src, PS + 1, 6), Z_OK);
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, (uint32_t)zlen, z);
     expect_refused(&tgt, w, -EINVAL, "more than a page", NULL);
 
     zlen = sizeof(z);
     assert_int_equal(compress2(z, &zlen, src, PS, 6), Z_OK);
     z[zlen] = 0;
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_compressed(w, (uint32_t)zlen + 1, z);
     expect_refused(&tgt, w, -EINVAL, "after the end", NULL);
 
@@ -1353,10 +1355,10 @@ static void put_xbzrle(qfile *w, uint8_t enc, uint16_t len, const void *data,
                        size_t have)
 {
     put_page_rec(w, 3 * PS | RAM_FLAG_XBZRLE, "pc.ram");
-    qf_put_u8(w, enc);
-    qf_put_be16(w, len);
-    qf_put_buf(w, data, have);
-    qf_put_be64(w, RAM_FLAG_EOS);
+    qfile_put_u8(w, enc);
+    qfile_put_be16(w, len);
+    qfile_put_buf(w, data, have);
+    qfile_put_be64(w, RAM_FLAG_EOS);
 }
 
 static void test_err_xbzrle(void **state)
@@ -1369,36 +1371,36 @@ static void test_err_xbzrle(void **state)
     vm_init(&tgt, 2, err_pages);
     memset(tgt.b[0].host, 0x44, tgt.b[0].length);
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_xbzrle(w, 2, 3, "\x00\x01z", 3);
     expect_refused(&tgt, w, -EINVAL, "encoding 0x02", "0x3000");
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_xbzrle(w, 1, PS + 1, big, sizeof(big));
     expect_refused(&tgt, w, -EINVAL, "more than a page", "\"pc.ram\"");
 
     /* Skip 4095, then two bytes: past the end of the page. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_xbzrle(w, 1, 5, "\xff\x1f\x02zz", 5);
     expect_refused(&tgt, w, -EINVAL, "malformed", "0x3000");
 
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_xbzrle(w, 1, 4, "\x00\x05zz", 4);
     expect_refused(&tgt, w, -EINVAL, "malformed", NULL);
 
     /* The record claims more bytes than the stream has. */
-    w = qf_open_mem("m");
+    w = qfile_open_mem("m");
     put_page_rec(w, 3 * PS | RAM_FLAG_XBZRLE, "pc.ram");
-    qf_put_u8(w, 1);
-    qf_put_be16(w, 100);
-    qf_put_buf(w, "\x00\x01z", 3);
+    qfile_put_u8(w, 1);
+    qfile_put_be16(w, 100);
+    qfile_put_buf(w, "\x00\x01z", 3);
     expect_refused(&tgt, w, -ENODATA, NULL, NULL);
 
     /* A good delta applies against the page already in the target. */
     {
         ram_loader *l;
 
-        w = qf_open_mem("m");
+        w = qfile_open_mem("m");
         put_xbzrle(w, 1, 5, "\x0a\x03xyz", 5);
         assert_int_equal(ram_loader_new(&l, tgt.b, 2), 0);
         assert_int_equal(load_stream(l, take(w)), 0);

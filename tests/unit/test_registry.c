@@ -21,12 +21,12 @@ typedef struct counter {
     uint8_t tag[4];
 } counter;
 
-static const vms_field counter_fields[] = {
-    { VMS_SCALAR(counter, value) },
-    { VMS_BUFFER(counter, tag) },
-    VMS_END,
+static const vmstate_field counter_fields[] = {
+    {VMSTATE_SCALAR(counter, value)},
+    {VMSTATE_BUFFER(counter, tag)},
+    VMSTATE_END,
 };
-static const vms_desc counter_desc = {
+static const vmstate_desc counter_desc = {
     .name = "counter", .version = 3, .minimum_version = 2,
     .size = sizeof(counter), .fields = counter_fields,
 };
@@ -36,7 +36,7 @@ typedef struct live {
     int setups, iterates, completes, loads;
     int iterate_rounds;     /* rounds before save_iterate says it is done */
     uint32_t last_version;
-    sv_pass last_pass;
+    savevm_pass last_pass;
     uint8_t got[16];
     size_t ngot;
 } live;
@@ -45,8 +45,8 @@ static int live_setup(qfile *f, void *opaque)
 {
     live *l = opaque;
     l->setups++;
-    qf_put_u8(f, 1);
-    qf_put_u8(f, 'S');
+    qfile_put_u8(f, 1);
+    qfile_put_u8(f, 'S');
     return 0;
 }
 
@@ -54,8 +54,8 @@ static int live_iterate(qfile *f, void *opaque)
 {
     live *l = opaque;
     l->iterates++;
-    qf_put_u8(f, 1);
-    qf_put_u8(f, 'I');
+    qfile_put_u8(f, 1);
+    qfile_put_u8(f, 'I');
     return l->iterates >= l->iterate_rounds ? 1 : 0;
 }
 
@@ -63,30 +63,30 @@ static int live_complete(qfile *f, void *opaque)
 {
     live *l = opaque;
     l->completes++;
-    qf_put_u8(f, 2);
-    qf_put_u8(f, 'E');
-    qf_put_u8(f, 'E');
+    qfile_put_u8(f, 2);
+    qfile_put_u8(f, 'E');
+    qfile_put_u8(f, 'E');
     return 0;
 }
 
-static int live_load(qfile *f, void *opaque, uint32_t version, sv_pass pass)
+static int live_load(qfile *f, void *opaque, uint32_t version, savevm_pass pass)
 {
     live *l = opaque;
-    uint8_t n = qf_get_u8(f);
-    const uint8_t *p = qf_get_ptr(f, n);
+    uint8_t n = qfile_get_u8(f);
+    const uint8_t *p = qfile_get_ptr(f, n);
     if (!p)
-        return qf_error(f);
+        return qfile_error(f);
     l->loads++;
     l->last_version = version;
     l->last_pass = pass;
-    if (pass == SV_PASS_APPLY && l->ngot + n <= sizeof(l->got)) {
+    if (pass == SAVEVM_PASS_APPLY && l->ngot + n <= sizeof(l->got)) {
         memcpy(l->got + l->ngot, p, n);
         l->ngot += n;
     }
     return 0;
 }
 
-static const reg_live_ops live_ops = {
+static const registry_live_ops live_ops = {
     .version = 4, .minimum_version = 4,
     .save_setup = live_setup, .save_iterate = live_iterate,
     .save_complete = live_complete, .load = live_load,
@@ -97,32 +97,33 @@ static const reg_live_ops live_ops = {
 static void test_section_ids_and_refusals(void **state)
 {
     (void)state;
-    reg_registry *r = reg_new();
+    registry *r = registry_new();
     counter a = { 0 }, b = { 0 };
     live l = { 0 };
 
-    assert_int_equal(reg_add_device(r, "a", 0, 0, &counter_desc, &a), 0);
-    assert_int_equal(reg_add_live(r, "ram", 0, REG_PRIO_RAM, &live_ops, &l),
-                     1);
-    assert_int_equal(reg_add_device(r, "a", REG_INSTANCE_AUTO, 0,
-                                    &counter_desc, &b), 2);
-    assert_int_equal(reg_instance_id(r, 2), 1);
-    assert_int_equal(reg_add_device(r, "a", 1, 0, &counter_desc, &b),
+    assert_int_equal(registry_add_device(r, "a", 0, 0, &counter_desc, &a), 0);
+    assert_int_equal(
+        registry_add_live(r, "ram", 0, REGISTRY_PRIO_RAM, &live_ops, &l), 1);
+    assert_int_equal(registry_add_device(r, "a", REGISTRY_INSTANCE_AUTO, 0,
+                                         &counter_desc, &b),
+                     2);
+    assert_int_equal(registry_instance_id(r, 2), 1);
+    assert_int_equal(registry_add_device(r, "a", 1, 0, &counter_desc, &b),
                      -EEXIST);
     char longname[300];
     memset(longname, 'x', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    assert_int_equal(reg_add_device(r, longname, 0, 0, &counter_desc, &b),
+    assert_int_equal(registry_add_device(r, longname, 0, 0, &counter_desc, &b),
                      -ENAMETOOLONG);
-    vms_desc broken = counter_desc;
+    vmstate_desc broken = counter_desc;
     broken.size = 2;
-    assert_int_equal(reg_add_device(r, "broken", 0, 0, &broken, &b),
+    assert_int_equal(registry_add_device(r, "broken", 0, 0, &broken, &b),
                      -EINVAL);
-    reg_live_ops no_load = live_ops;
+    registry_live_ops no_load = live_ops;
     no_load.load = NULL;
-    assert_int_equal(reg_add_live(r, "x", 0, 0, &no_load, &l), -EINVAL);
-    assert_int_equal(reg_count(r), 3);
-    reg_free(r);
+    assert_int_equal(registry_add_live(r, "x", 0, 0, &no_load, &l), -EINVAL);
+    assert_int_equal(registry_count(r), 3);
+    registry_free(r);
 }
 
 /* Reads one FULL section's framing around a counter body. */
@@ -130,42 +131,43 @@ static void expect_full(qfile *f, uint32_t id, const char *idstr,
                         uint32_t inst, uint32_t value)
 {
     char name[256];
-    assert_int_equal(qf_get_u8(f), SV_SECTION_FULL);
-    assert_int_equal(qf_get_be32(f), id);
-    qf_get_str(f, name);
+    assert_int_equal(qfile_get_u8(f), SAVEVM_SECTION_FULL);
+    assert_int_equal(qfile_get_be32(f), id);
+    qfile_get_str(f, name);
     assert_string_equal(name, idstr);
-    assert_int_equal(qf_get_be32(f), inst);
-    assert_int_equal(qf_get_be32(f), counter_desc.version);
-    assert_int_equal(qf_get_be32(f), value);
-    qf_skip(f, 4);
-    assert_int_equal(qf_get_u8(f), SV_SECTION_FOOTER);
-    assert_int_equal(qf_get_be32(f), id);
-    assert_int_equal(qf_error(f), 0);
+    assert_int_equal(qfile_get_be32(f), inst);
+    assert_int_equal(qfile_get_be32(f), counter_desc.version);
+    assert_int_equal(qfile_get_be32(f), value);
+    qfile_skip(f, 4);
+    assert_int_equal(qfile_get_u8(f), SAVEVM_SECTION_FOOTER);
+    assert_int_equal(qfile_get_be32(f), id);
+    assert_int_equal(qfile_error(f), 0);
 }
 
 static void test_priority_order(void **state)
 {
     (void)state;
-    reg_registry *r = reg_new();
+    registry *r = registry_new();
     counter c[4] = { { 10, "" }, { 11, "" }, { 12, "" }, { 13, "" } };
     static const int prio[4] = { 0, 10, 0, 10 };
     static const char *const names[4] = { "p0a", "p10a", "p0b", "p10b" };
     for (int i = 0; i < 4; i++)
-        assert_int_equal(reg_add_device(r, names[i], 0, prio[i],
-                                        &counter_desc, &c[i]), i);
+        assert_int_equal(
+            registry_add_device(r, names[i], 0, prio[i], &counter_desc, &c[i]),
+            i);
 
-    qfile *out = qf_open_mem("out");
+    qfile *out = qfile_open_mem("out");
     json_t *devs = json_array();
-    assert_int_equal(reg_save_devices(r, out, devs), 0);
+    assert_int_equal(registry_save_devices(r, out, devs), 0);
     size_t len;
-    const uint8_t *p = qf_mem_data(out, &len);
-    qfile *in = qf_open_view(p, len, "in");
+    const uint8_t *p = qfile_mem_data(out, &len);
+    qfile *in = qfile_open_view(p, len, "in");
     expect_full(in, 1, "p10a", 0, 11);
     expect_full(in, 3, "p10b", 0, 13);
     expect_full(in, 0, "p0a", 0, 10);
     expect_full(in, 2, "p0b", 0, 12);
-    assert_true(qf_at_eof(in));
-    qf_close(in);
+    assert_true(qfile_at_eof(in));
+    qfile_close(in);
 
     assert_int_equal(json_array_size(devs), 4);
     json_t *first = json_array_get(devs, 0);
@@ -175,8 +177,8 @@ static void test_priority_order(void **state)
                                                           "vmsd_name")),
                         "counter");
     json_decref(devs);
-    qf_close(out);
-    reg_free(r);
+    qfile_close(out);
+    registry_free(r);
 }
 
 /* ---- the live entries ---- */
@@ -184,43 +186,66 @@ static void test_priority_order(void **state)
 static void test_live_callbacks(void **state)
 {
     (void)state;
-    reg_registry *r = reg_new();
+    registry *r = registry_new();
     live l1 = { .iterate_rounds = 2 }, l2 = { .iterate_rounds = 1 };
-    assert_int_equal(reg_add_live(r, "one", 0, 5, &live_ops, &l1), 0);
-    assert_int_equal(reg_add_live(r, "two", 0, 5, &live_ops, &l2), 1);
+    assert_int_equal(registry_add_live(r, "one", 0, 5, &live_ops, &l1), 0);
+    assert_int_equal(registry_add_live(r, "two", 0, 5, &live_ops, &l2), 1);
 
-    qfile *f = qf_open_mem("out");
-    assert_int_equal(reg_save_setup(r, f), 0);
+    qfile *f = qfile_open_mem("out");
+    assert_int_equal(registry_save_setup(r, f), 0);
     assert_int_equal(l1.setups, 1);
     assert_int_equal(l2.setups, 1);
 
     /* "one" needs two rounds; "two" waits behind it. */
-    assert_int_equal(reg_save_iterate(r, f), 0);
+    assert_int_equal(registry_save_iterate(r, f), 0);
     assert_int_equal(l1.iterates, 1);
     assert_int_equal(l2.iterates, 0);
-    assert_int_equal(reg_save_iterate(r, f), 1);
+    assert_int_equal(registry_save_iterate(r, f), 1);
     assert_int_equal(l1.iterates, 2);
     assert_int_equal(l2.iterates, 1);
     /* Everyone caught up: the next call is a new round for both. */
-    assert_int_equal(reg_save_iterate(r, f), 1);
+    assert_int_equal(registry_save_iterate(r, f), 1);
     assert_int_equal(l1.iterates, 3);
     assert_int_equal(l2.iterates, 2);
 
-    assert_int_equal(reg_save_complete(r, f), 0);
+    assert_int_equal(registry_save_complete(r, f), 0);
     assert_int_equal(l1.completes, 1);
     assert_int_equal(l2.completes, 1);
 
     /* START one, START two, PART one, PART one, PART two, PART one,
      * PART two, END, END. */
     size_t len;
-    const uint8_t *p = qf_mem_data(f, &len);
+    const uint8_t *p = qfile_mem_data(f, &len);
     static const uint8_t start_one[] = {
-        SV_SECTION_START, 0, 0, 0, 0, 3, 'o', 'n', 'e', 0, 0, 0, 0,
-        0, 0, 0, 4, 1, 'S', SV_SECTION_FOOTER, 0, 0, 0, 0,
+        SAVEVM_SECTION_START,
+        0,
+        0,
+        0,
+        0,
+        3,
+        'o',
+        'n',
+        'e',
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        4,
+        1,
+        'S',
+        SAVEVM_SECTION_FOOTER,
+        0,
+        0,
+        0,
+        0,
     };
     assert_memory_equal(p, start_one, sizeof(start_one));
     static const uint8_t part_one[] = {
-        SV_SECTION_PART, 0, 0, 0, 0, 1, 'I', SV_SECTION_FOOTER, 0, 0, 0, 0,
+        SAVEVM_SECTION_PART,   0, 0, 0, 0, 1, 'I',
+        SAVEVM_SECTION_FOOTER, 0, 0, 0, 0,
     };
     const uint8_t *parts = p + 2 * sizeof(start_one);
     assert_memory_equal(parts, part_one, sizeof(part_one));
@@ -231,60 +256,66 @@ static void test_live_callbacks(void **state)
                         sizeof(part_one));
     assert_int_equal(len, 2 * sizeof(start_one) + 5 * sizeof(part_one) +
                      2 * (sizeof(part_one) + 1));
-    qf_close(f);
-    reg_free(r);
+    qfile_close(f);
+    registry_free(r);
 }
 
 /* ---- dispatch of loaded sections ---- */
 
-static int call_section(reg_registry *r, const char *idstr, uint32_t inst,
-                        uint32_t version, sv_type type, char *msg,
+static int call_section(registry *r, const char *idstr, uint32_t inst,
+                        uint32_t version, savevm_type type, char *msg,
                         size_t msglen)
 {
     static const uint8_t body[8] = { 0, 0, 0, 9, 't', 'a', 'g', '!' };
-    qfile *f = qf_open_view(body, sizeof(body), "in");
-    sv_section sec = { .type = type, .instance_id = inst,
-                       .version_id = version };
+    qfile *f = qfile_open_view(body, sizeof(body), "in");
+    savevm_section sec = {
+        .type = type, .instance_id = inst, .version_id = version};
     snprintf(sec.idstr, sizeof(sec.idstr), "%s", idstr);
-    int rc = reg_target_ops.section(r, f, &sec, SV_PASS_APPLY);
-    snprintf(msg, msglen, "%s", qf_errmsg(f));
-    qf_close(f);
+    int rc = registry_target_ops.section(r, f, &sec, SAVEVM_PASS_APPLY);
+    snprintf(msg, msglen, "%s", qfile_errmsg(f));
+    qfile_close(f);
     return rc;
 }
 
 static void test_dispatch_refusals(void **state)
 {
     (void)state;
-    reg_registry *r = reg_new();
+    registry *r = registry_new();
     counter c = { 0 };
-    assert_int_equal(reg_add_device(r, "foo", 2, 0, &counter_desc, &c), 0);
+    assert_int_equal(registry_add_device(r, "foo", 2, 0, &counter_desc, &c), 0);
     char msg[600];
 
-    assert_int_equal(call_section(r, "foo", 3, 3, SV_SECTION_FULL, msg,
-                                  sizeof(msg)), -ENOENT);
+    assert_int_equal(
+        call_section(r, "foo", 3, 3, SAVEVM_SECTION_FULL, msg, sizeof(msg)),
+        -ENOENT);
     assert_non_null(strstr(msg, "unknown section 'foo' instance 3"));
-    assert_int_equal(call_section(r, "bar", 2, 3, SV_SECTION_FULL, msg,
-                                  sizeof(msg)), -ENOENT);
+    assert_int_equal(
+        call_section(r, "bar", 2, 3, SAVEVM_SECTION_FULL, msg, sizeof(msg)),
+        -ENOENT);
     assert_non_null(strstr(msg, "unknown section 'bar' instance 2"));
 
-    assert_int_equal(call_section(r, "foo", 2, 4, SV_SECTION_FULL, msg,
-                                  sizeof(msg)), -ENOTSUP);
+    assert_int_equal(
+        call_section(r, "foo", 2, 4, SAVEVM_SECTION_FULL, msg, sizeof(msg)),
+        -ENOTSUP);
     assert_non_null(strstr(msg, "section 'foo' instance 2: version 4 is "
                                 "newer than 3"));
-    assert_int_equal(call_section(r, "foo", 2, 1, SV_SECTION_FULL, msg,
-                                  sizeof(msg)), -ENOTSUP);
+    assert_int_equal(
+        call_section(r, "foo", 2, 1, SAVEVM_SECTION_FULL, msg, sizeof(msg)),
+        -ENOTSUP);
     assert_non_null(strstr(msg, "section 'foo' instance 2: version 1 is "
                                 "older than 2"));
-    assert_int_equal(call_section(r, "foo", 2, 3, SV_SECTION_START, msg,
-                                  sizeof(msg)), -EINVAL);
+    assert_int_equal(
+        call_section(r, "foo", 2, 3, SAVEVM_SECTION_START, msg, sizeof(msg)),
+        -EINVAL);
     assert_non_null(strstr(msg, "SECTION_START"));
     assert_int_equal(c.value, 0);
 
-    assert_int_equal(call_section(r, "foo", 2, 2, SV_SECTION_FULL, msg,
-                                  sizeof(msg)), 0);
+    assert_int_equal(
+        call_section(r, "foo", 2, 2, SAVEVM_SECTION_FULL, msg, sizeof(msg)),
+        0);
     assert_int_equal(c.value, 9);
     assert_memory_equal(c.tag, "tag!", 4);
-    reg_free(r);
+    registry_free(r);
 }
 
 /* ---- a whole snapshot ---- */
@@ -294,30 +325,31 @@ typedef struct machine {
     live ram;
 } machine;
 
-static reg_registry *machine_registry(machine *m)
+static registry *machine_registry(machine *m)
 {
-    reg_registry *r = reg_new();
-    assert_int_equal(reg_add_device(r, "timer", 0, 0, &counter_desc, &m->a),
-                     0);
-    assert_int_equal(reg_add_live(r, "ram", 0, REG_PRIO_RAM, &live_ops,
-                                  &m->ram), 1);
-    assert_int_equal(reg_add_device(r, "serial", 0, 0, &counter_desc, &m->b),
-                     2);
-    assert_int_equal(reg_add_device(r, "serial", 1, 0, &counter_desc, &m->c),
-                     3);
+    registry *r = registry_new();
+    assert_int_equal(
+        registry_add_device(r, "timer", 0, 0, &counter_desc, &m->a), 0);
+    assert_int_equal(
+        registry_add_live(r, "ram", 0, REGISTRY_PRIO_RAM, &live_ops, &m->ram),
+        1);
+    assert_int_equal(
+        registry_add_device(r, "serial", 0, 0, &counter_desc, &m->b), 2);
+    assert_int_equal(
+        registry_add_device(r, "serial", 1, 0, &counter_desc, &m->c), 3);
     return r;
 }
 
 static uint8_t *save_snapshot(machine *m, size_t *len)
 {
-    reg_registry *r = machine_registry(m);
-    qfile *f = qf_open_mem("snap");
-    assert_int_equal(reg_save_stream(r, f), 0);
-    const uint8_t *p = qf_mem_data(f, len);
+    registry *r = machine_registry(m);
+    qfile *f = qfile_open_mem("snap");
+    assert_int_equal(registry_save_stream(r, f), 0);
+    const uint8_t *p = qfile_mem_data(f, len);
     uint8_t *copy = malloc(*len);
     memcpy(copy, p, *len);
-    qf_close(f);
-    reg_free(r);
+    qfile_close(f);
+    registry_free(r);
     return copy;
 }
 
@@ -332,31 +364,32 @@ static void test_stream_roundtrip(void **state)
     assert_int_equal(src.ram.iterates, 0);
 
     machine dst = { 0 };
-    reg_registry *r = machine_registry(&dst);
-    sv_loader *l = sv_loader_new(&reg_target_ops, r, NULL);
-    qfile *f = qf_open_view(snap, len, "snap");
-    int rc = sv_load_checked(l, f);
+    registry *r = machine_registry(&dst);
+    savevm_loader *l = savevm_loader_new(&registry_target_ops, r, NULL);
+    qfile *f = qfile_open_view(snap, len, "snap");
+    int rc = savevm_load_checked(l, f);
     if (rc)
-        fail_msg("%s", qf_errmsg(f));
+        fail_msg("%s", qfile_errmsg(f));
     assert_int_equal(dst.a.value, 1);
     assert_memory_equal(dst.b.tag, "bbbb", 4);
     assert_int_equal(dst.c.value, 3);
     assert_int_equal(dst.ram.loads, 4);     /* two sections, two passes */
     assert_int_equal(dst.ram.last_version, 4);
-    assert_int_equal(dst.ram.last_pass, SV_PASS_APPLY);
+    assert_int_equal(dst.ram.last_pass, SAVEVM_PASS_APPLY);
     assert_int_equal(dst.ram.ngot, 3);
     assert_memory_equal(dst.ram.got, "SEE", 3);
-    qf_close(f);
+    qfile_close(f);
 
     /* The description at the end lists the devices in save order. */
-    f = qf_open_view(snap, len, "snap");
-    sv_loader *l2 = sv_loader_new(&reg_target_ops, r, NULL);
-    assert_int_equal(sv_load_header(l2, f), 0);
-    sv_stop why;
-    assert_int_equal(sv_load_main(l2, f, SV_PASS_VALIDATE, false, &why), 0);
+    f = qfile_open_view(snap, len, "snap");
+    savevm_loader *l2 = savevm_loader_new(&registry_target_ops, r, NULL);
+    assert_int_equal(savevm_load_header(l2, f), 0);
+    savevm_stop why;
+    assert_int_equal(
+        savevm_load_main(l2, f, SAVEVM_PASS_VALIDATE, false, &why), 0);
     char *json;
     uint32_t jlen;
-    assert_int_equal(sv_load_vmdesc(f, &json, &jlen), 0);
+    assert_int_equal(savevm_load_vmdesc(f, &json, &jlen), 0);
     assert_non_null(json);
     json_t *vmdesc = json_loads(json, 0, NULL);
     assert_non_null(vmdesc);
@@ -368,10 +401,10 @@ static void test_stream_roundtrip(void **state)
     assert_null(vmdesc_find_device(vmdesc, "ram", 0));
     json_decref(vmdesc);
     free(json);
-    qf_close(f);
-    sv_loader_free(l2);
-    sv_loader_free(l);
-    reg_free(r);
+    qfile_close(f);
+    savevm_loader_free(l2);
+    savevm_loader_free(l);
+    registry_free(r);
     free(snap);
 }
 
@@ -384,23 +417,24 @@ static void test_stream_bad_device_changes_nothing(void **state)
 
     /* A loader that lacks serial instance 1 refuses the whole stream. */
     machine dst = { { 7, "zzzz" }, { 8, "yyyy" }, { 9, "xxxx" }, { 0 } };
-    reg_registry *r = reg_new();
-    assert_int_equal(reg_add_device(r, "timer", 0, 0, &counter_desc,
-                                    &dst.a), 0);
-    assert_int_equal(reg_add_live(r, "ram", 0, 0, &live_ops, &dst.ram), 1);
-    assert_int_equal(reg_add_device(r, "serial", 0, 0, &counter_desc,
-                                    &dst.b), 2);
-    sv_loader *l = sv_loader_new(&reg_target_ops, r, NULL);
-    qfile *f = qf_open_view(snap, len, "snap");
-    assert_int_equal(sv_load_checked(l, f), -ENOENT);
-    assert_non_null(strstr(qf_errmsg(f), "unknown section 'serial' "
-                                         "instance 1"));
+    registry *r = registry_new();
+    assert_int_equal(
+        registry_add_device(r, "timer", 0, 0, &counter_desc, &dst.a), 0);
+    assert_int_equal(registry_add_live(r, "ram", 0, 0, &live_ops, &dst.ram),
+                     1);
+    assert_int_equal(
+        registry_add_device(r, "serial", 0, 0, &counter_desc, &dst.b), 2);
+    savevm_loader *l = savevm_loader_new(&registry_target_ops, r, NULL);
+    qfile *f = qfile_open_view(snap, len, "snap");
+    assert_int_equal(savevm_load_checked(l, f), -ENOENT);
+    assert_non_null(strstr(qfile_errmsg(f), "unknown section 'serial' "
+                                            "instance 1"));
     assert_int_equal(dst.a.value, 7);
     assert_int_equal(dst.b.value, 8);
     assert_int_equal(dst.ram.ngot, 0);
-    qf_close(f);
-    sv_loader_free(l);
-    reg_free(r);
+    qfile_close(f);
+    savevm_loader_free(l);
+    registry_free(r);
     free(snap);
 }
 

@@ -10,10 +10,10 @@
 static void test_empty(void **state)
 {
     (void)state;
-    smp s;
-    smp_summary sum;
-    smp_init(&s);
-    smp_summarize(&s, &sum);
+    sampler s;
+    sampler_summary sum;
+    sampler_init(&s);
+    sampler_summarize(&s, &sum);
     assert_int_equal(sum.count, 0);
     assert_int_equal(sum.p99, 0);
 }
@@ -21,13 +21,13 @@ static void test_empty(void **state)
 static void test_percentiles(void **state)
 {
     (void)state;
-    smp s;
-    smp_summary sum;
-    smp_init(&s);
+    sampler s;
+    sampler_summary sum;
+    sampler_init(&s);
     /* 1..100 in a shuffled order. */
     for (uint64_t i = 0; i < 100; i++)
-        smp_add(&s, (i * 37) % 100 + 1);
-    smp_summarize(&s, &sum);
+        sampler_add(&s, (i * 37) % 100 + 1);
+    sampler_summarize(&s, &sum);
     assert_int_equal(sum.count, 100);
     assert_int_equal(sum.p50, 50);
     assert_int_equal(sum.p99, 99);
@@ -40,14 +40,14 @@ static void test_percentiles(void **state)
 static void test_window(void **state)
 {
     (void)state;
-    smp s;
-    smp_summary sum;
-    smp_init(&s);
-    smp_add(&s, 1000000);
-    for (int i = 0; i < SMP_WINDOW; i++)
-        smp_add(&s, 7);
-    smp_summarize(&s, &sum);
-    assert_int_equal(sum.count, SMP_WINDOW + 1);
+    sampler s;
+    sampler_summary sum;
+    sampler_init(&s);
+    sampler_add(&s, 1000000);
+    for (int i = 0; i < SAMPLER_WINDOW; i++)
+        sampler_add(&s, 7);
+    sampler_summarize(&s, &sum);
+    assert_int_equal(sum.count, SAMPLER_WINDOW + 1);
     assert_int_equal(sum.p99, 7);
     assert_int_equal(sum.max, 1000000);
 }

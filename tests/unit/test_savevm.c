@@ -33,118 +33,119 @@ typedef struct target {
     int rp_seen;
 } target;
 
-static int target_section(void *opaque, qfile *f, const sv_section *sec,
-                          sv_pass pass)
+static int target_section(void *opaque, qfile *f, const savevm_section *sec,
+                          savevm_pass pass)
 {
     target *t = opaque;
     if (strcmp(sec->idstr, "dev") == 0) {
         if (sec->instance_id >= NDEV)
-            return qf_fail(f, -ENOENT, "unknown section 'dev' instance %u",
-                           sec->instance_id);
+            return qfile_fail(f, -ENOENT, "unknown section 'dev' instance %u",
+                              sec->instance_id);
         if (sec->version_id != 1)
-            return qf_fail(f, -ENOTSUP, "'dev' version %u", sec->version_id);
-        uint32_t v = qf_get_be32(f);
-        if (qf_error(f))
-            return qf_error(f);
+            return qfile_fail(f, -ENOTSUP, "'dev' version %u",
+                              sec->version_id);
+        uint32_t v = qfile_get_be32(f);
+        if (qfile_error(f))
+            return qfile_error(f);
         if (v == POISON)
-            return qf_fail(f, -EINVAL, "'dev' refuses 0x%x", v);
-        if (pass == SV_PASS_APPLY)
+            return qfile_fail(f, -EINVAL, "'dev' refuses 0x%x", v);
+        if (pass == SAVEVM_PASS_APPLY)
             t->dev[sec->instance_id] = v;
         return 0;
     }
     if (strcmp(sec->idstr, "log") == 0) {
-        uint8_t n = qf_get_u8(f);
-        const uint8_t *p = qf_get_ptr(f, n);
+        uint8_t n = qfile_get_u8(f);
+        const uint8_t *p = qfile_get_ptr(f, n);
         if (!p)
-            return qf_error(f);
+            return qfile_error(f);
         if (t->loglen + n > sizeof(t->log))
-            return qf_fail(f, -ENOSPC, "'log' full");
-        if (pass == SV_PASS_APPLY) {
+            return qfile_fail(f, -ENOSPC, "'log' full");
+        if (pass == SAVEVM_PASS_APPLY) {
             memcpy(t->log + t->loglen, p, n);
             t->loglen += n;
         }
         return 0;
     }
-    return qf_fail(f, -ENOENT, "unknown section '%s' instance %u",
-                   sec->idstr, sec->instance_id);
+    return qfile_fail(f, -ENOENT, "unknown section '%s' instance %u",
+                      sec->idstr, sec->instance_id);
 }
 
-static int target_command(void *opaque, sv_cmd cmd)
+static int target_command(void *opaque, savevm_cmd cmd)
 {
     target *t = opaque;
-    if (cmd == SV_CMD_ENABLE_COLO)
+    if (cmd == SAVEVM_CMD_ENABLE_COLO)
         t->colo_seen++;
-    if (cmd == SV_CMD_OPEN_RETURN_PATH)
+    if (cmd == SAVEVM_CMD_OPEN_RETURN_PATH)
         t->rp_seen++;
     return 0;
 }
 
-static const sv_target_ops ops = {
+static const savevm_target_ops ops = {
     .section = target_section,
     .command = target_command,
 };
 
 static void put_dev(qfile *f, uint32_t id, uint32_t inst, uint32_t v)
 {
-    sv_put_section_start(f, SV_SECTION_FULL, id, "dev", inst, 1);
-    qf_put_be32(f, v);
-    sv_put_footer(f, id);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, id, "dev", inst, 1);
+    qfile_put_be32(f, v);
+    savevm_put_footer(f, id);
 }
 
-static void put_log(qfile *f, sv_type type, uint32_t id, const char *s)
+static void put_log(qfile *f, savevm_type type, uint32_t id, const char *s)
 {
-    if (type == SV_SECTION_START)
-        sv_put_section_start(f, type, id, "log", 0, 1);
+    if (type == SAVEVM_SECTION_START)
+        savevm_put_section_start(f, type, id, "log", 0, 1);
     else
-        sv_put_section_part(f, type, id);
-    qf_put_u8(f, (uint8_t)strlen(s));
-    qf_put_buf(f, s, strlen(s));
-    sv_put_footer(f, id);
+        savevm_put_section_part(f, type, id);
+    qfile_put_u8(f, (uint8_t)strlen(s));
+    qfile_put_buf(f, s, strlen(s));
+    savevm_put_footer(f, id);
 }
 
 /* A device-state package: FULL sections and EOF, as a checkpoint sends. */
 static qfile *make_package(uint32_t base)
 {
-    qfile *p = qf_open_mem("pkg");
+    qfile *p = qfile_open_mem("pkg");
     for (uint32_t i = 0; i < NDEV; i++)
         put_dev(p, 10 + i, i, base + i);
-    put_log(p, SV_SECTION_PART, 5, "pk");
-    sv_put_eof(p);
+    put_log(p, SAVEVM_SECTION_PART, 5, "pk");
+    savevm_put_eof(p);
     return p;
 }
 
 /* A whole stream exercising every record kind the loader accepts. */
 static qfile *make_stream(void)
 {
-    qfile *f = qf_open_mem("stream");
-    sv_put_header(f);
-    sv_put_config(f, "ftvm-test");
-    sv_put_command(f, SV_CMD_OPEN_RETURN_PATH, 0, NULL);
-    sv_put_command(f, SV_CMD_ENABLE_COLO, 0, NULL);
-    put_log(f, SV_SECTION_START, 5, "ab");
-    put_log(f, SV_SECTION_PART, 5, "cd");
+    qfile *f = qfile_open_mem("stream");
+    savevm_put_header(f);
+    savevm_put_config(f, "ftvm-test");
+    savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+    savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
+    put_log(f, SAVEVM_SECTION_START, 5, "ab");
+    put_log(f, SAVEVM_SECTION_PART, 5, "cd");
     qfile *p = make_package(100);
     size_t plen;
-    const uint8_t *pdata = qf_mem_data(p, &plen);
-    sv_put_packaged(f, pdata, (uint32_t)plen);
-    qf_close(p);
-    put_log(f, SV_SECTION_END, 5, "ef");
+    const uint8_t *pdata = qfile_mem_data(p, &plen);
+    savevm_put_packaged(f, pdata, (uint32_t)plen);
+    qfile_close(p);
+    put_log(f, SAVEVM_SECTION_END, 5, "ef");
     put_dev(f, 11, 1, 7);
-    sv_put_eof(f);
-    sv_put_vmdesc(f, "{\"devices\":[]}", 14);
+    savevm_put_eof(f);
+    savevm_put_vmdesc(f, "{\"devices\":[]}", 14);
     return f;
 }
 
 static int load_bytes(const uint8_t *b, size_t n, target *t, char *msg,
                       size_t msglen)
 {
-    qfile *r = qf_open_view(b, n, "test-stream");
-    sv_loader *l = sv_loader_new(&ops, t, NULL);
-    int rc = sv_load_checked(l, r);
+    qfile *r = qfile_open_view(b, n, "test-stream");
+    savevm_loader *l = savevm_loader_new(&ops, t, NULL);
+    int rc = savevm_load_checked(l, r);
     if (msg)
-        snprintf(msg, msglen, "%s", qf_errmsg(r));
-    sv_loader_free(l);
-    qf_close(r);
+        snprintf(msg, msglen, "%s", qfile_errmsg(r));
+    savevm_loader_free(l);
+    qfile_close(r);
     return rc;
 }
 
@@ -153,14 +154,14 @@ static void test_roundtrip(void **state)
     (void)state;
     qfile *f = make_stream();
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     target t = { 0 };
-    qfile *r = qf_open_view(b, n, "s");
-    sv_loader *l = sv_loader_new(&ops, &t, NULL);
-    if (sv_load_checked(l, r) != 0)
-        fail_msg("%s", qf_errmsg(r));
-    assert_string_equal(sv_loader_machine(l), "ftvm-test");
-    assert_true(sv_loader_colo(l));
+    qfile *r = qfile_open_view(b, n, "s");
+    savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
+    if (savevm_load_checked(l, r) != 0)
+        fail_msg("%s", qfile_errmsg(r));
+    assert_string_equal(savevm_loader_machine(l), "ftvm-test");
+    assert_true(savevm_loader_colo(l));
     assert_int_equal(t.colo_seen, 1);   /* the validate pass notifies nothing */
     assert_int_equal(t.rp_seen, 1);
     assert_int_equal(t.dev[0], 100);
@@ -168,9 +169,9 @@ static void test_roundtrip(void **state)
     assert_int_equal(t.dev[3], 103);
     assert_int_equal(t.loglen, 8);
     assert_memory_equal(t.log, "abcdpkef", 8);
-    sv_loader_free(l);
-    qf_close(r);
-    qf_close(f);
+    savevm_loader_free(l);
+    qfile_close(r);
+    qfile_close(f);
 }
 
 /* Every prefix of a valid stream is refused and changes nothing. */
@@ -179,7 +180,7 @@ static void test_truncated_everywhere(void **state)
     (void)state;
     qfile *f = make_stream();
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     for (size_t cut = 0; cut < n; cut++) {
         /* Cutting exactly before the description leaves a valid stream. */
         if (cut == n - 19)
@@ -193,7 +194,7 @@ static void test_truncated_everywhere(void **state)
     }
     target t = { 0 };
     assert_int_equal(load_bytes(b, n - 19, &t, NULL, 0), 0);
-    qf_close(f);
+    qfile_close(f);
 }
 
 static void expect_error(const uint8_t *b, size_t n, int err,
@@ -225,24 +226,24 @@ static void test_header_errors(void **state)
 
 static qfile *start_stream(void)
 {
-    qfile *f = qf_open_mem("s");
-    sv_put_header(f);
+    qfile *f = qfile_open_mem("s");
+    savevm_put_header(f);
     return f;
 }
 
 static void finish_and_expect(qfile *f, int err, const char *needle)
 {
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     expect_error(b, n, err, needle);
-    qf_close(f);
+    qfile_close(f);
 }
 
 static void put_subsection_header(qfile *f, const char *name, uint32_t v)
 {
-    qf_put_u8(f, SV_SUBSECTION);
-    qf_put_str(f, name);
-    qf_put_be32(f, v);
+    qfile_put_u8(f, SAVEVM_SUBSECTION);
+    qfile_put_str(f, name);
+    qfile_put_be32(f, v);
 }
 
 static void test_config_subsections(void **state)
@@ -250,43 +251,43 @@ static void test_config_subsections(void **state)
     (void)state;
     /* The subsections the reference may append to its configuration. */
     qfile *f = start_stream();
-    sv_put_config(f, "pc-i440fx-7.2");
+    savevm_put_config(f, "pc-i440fx-7.2");
     put_subsection_header(f, "configuration/target-page-bits", 1);
-    qf_put_be32(f, 12);
+    qfile_put_be32(f, 12);
     put_subsection_header(f, "configuration/capabilities", 1);
-    qf_put_be32(f, 2);
-    qf_put_str(f, "x-ignore-shared");
-    qf_put_str(f, "zero-copy");
+    qfile_put_be32(f, 2);
+    qfile_put_str(f, "x-ignore-shared");
+    qfile_put_str(f, "zero-copy");
     put_subsection_header(f, "configuration/uuid", 1);
-    qf_put_buf(f, "0123456789abcdef", 16);
-    sv_put_eof(f);
+    qfile_put_buf(f, "0123456789abcdef", 16);
+    savevm_put_eof(f);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     target t = { 0 };
-    qfile *r = qf_open_view(b, n, "s");
-    sv_loader *l = sv_loader_new(&ops, &t, NULL);
-    assert_int_equal(sv_load_checked(l, r), 0);
-    assert_string_equal(sv_loader_machine(l), "pc-i440fx-7.2");
-    sv_loader_free(l);
-    qf_close(r);
-    qf_close(f);
+    qfile *r = qfile_open_view(b, n, "s");
+    savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
+    assert_int_equal(savevm_load_checked(l, r), 0);
+    assert_string_equal(savevm_loader_machine(l), "pc-i440fx-7.2");
+    savevm_loader_free(l);
+    qfile_close(r);
+    qfile_close(f);
 
     f = start_stream();
-    sv_put_config(f, "m");
+    savevm_put_config(f, "m");
     put_subsection_header(f, "configuration/target-page-bits", 1);
-    qf_put_be32(f, 16);
-    sv_put_eof(f);
+    qfile_put_be32(f, 16);
+    savevm_put_eof(f);
     finish_and_expect(f, -ENOTSUP, "page bits 16");
 
     f = start_stream();
-    sv_put_config(f, "m");
+    savevm_put_config(f, "m");
     put_subsection_header(f, "configuration/mystery", 3);
-    sv_put_eof(f);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "unknown subsection 'configuration/mystery'");
 
     f = start_stream();
-    qf_put_u8(f, SV_CONFIGURATION);
-    qf_put_be32(f, 300);
+    qfile_put_u8(f, SAVEVM_CONFIGURATION);
+    qfile_put_be32(f, 300);
     finish_and_expect(f, -EINVAL, "machine name of 300 bytes");
 }
 
@@ -295,121 +296,122 @@ static void test_section_errors(void **state)
     (void)state;
     qfile *f = start_stream();
     put_dev(f, 1, 9, 5);
-    sv_put_eof(f);
+    savevm_put_eof(f);
     finish_and_expect(f, -ENOENT, "unknown section 'dev' instance 9");
 
     f = start_stream();
-    sv_put_section_start(f, SV_SECTION_FULL, 1, "nosuch", 0, 1);
-    sv_put_eof(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, 1, "nosuch", 0, 1);
+    savevm_put_eof(f);
     finish_and_expect(f, -ENOENT, "unknown section 'nosuch'");
 
     f = start_stream();
-    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 2);
-    qf_put_be32(f, 1);
-    sv_put_footer(f, 1);
-    sv_put_eof(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, 1, "dev", 0, 2);
+    qfile_put_be32(f, 1);
+    savevm_put_footer(f, 1);
+    savevm_put_eof(f);
     finish_and_expect(f, -ENOTSUP, "version 2");
 
     /* A body one byte shorter than its reader expects eats the footer. */
     f = start_stream();
-    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 1);
-    qf_put_be16(f, 1);
-    sv_put_footer(f, 1);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, 1, "dev", 0, 1);
+    qfile_put_be16(f, 1);
+    savevm_put_footer(f, 1);
     put_dev(f, 2, 1, 5);
-    sv_put_eof(f);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "footer missing");
 
     f = start_stream();
-    sv_put_section_start(f, SV_SECTION_FULL, 1, "dev", 0, 1);
-    qf_put_be32(f, 1);
-    sv_put_footer(f, 2);
-    sv_put_eof(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, 1, "dev", 0, 1);
+    qfile_put_be32(f, 1);
+    savevm_put_footer(f, 2);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "footer names section id 2, expected 1");
 
     f = start_stream();
-    put_log(f, SV_SECTION_PART, 5, "x");
-    sv_put_eof(f);
+    put_log(f, SAVEVM_SECTION_PART, 5, "x");
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "SECTION_PART for section id 5");
 
     f = start_stream();
-    put_log(f, SV_SECTION_START, 5, "x");
-    sv_put_section_start(f, SV_SECTION_START, 5, "other", 0, 1);
-    sv_put_eof(f);
+    put_log(f, SAVEVM_SECTION_START, 5, "x");
+    savevm_put_section_start(f, SAVEVM_SECTION_START, 5, "other", 0, 1);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "section id 5 reused");
 
     f = start_stream();
-    qf_put_u8(f, 0x42);
+    qfile_put_u8(f, 0x42);
     finish_and_expect(f, -EINVAL, "unknown record type 0x42");
 
     /* A subsection byte where a record should be is not a record. */
     f = start_stream();
-    qf_put_u8(f, SV_SUBSECTION);
+    qfile_put_u8(f, SAVEVM_SUBSECTION);
     finish_and_expect(f, -EINVAL, "unknown record type 0x05");
 
     /* A device's own check fails in the validate pass: nothing applied. */
     f = start_stream();
     put_dev(f, 1, 0, 1);
     put_dev(f, 2, 1, POISON);
-    sv_put_eof(f);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "refuses 0xdeadbeef");
 
     f = start_stream();
-    sv_put_eof(f);
-    qf_put_u8(f, 0x00);
+    savevm_put_eof(f);
+    qfile_put_u8(f, 0x00);
     finish_and_expect(f, -EINVAL, "after the end of the stream");
 }
 
 static void test_commands(void **state)
 {
     (void)state;
-    for (uint16_t c = 0; c < SV_CMD_MAX; c++)
-        assert_non_null(sv_cmd_name(c));
-    assert_null(sv_cmd_name(SV_CMD_MAX));
-    assert_int_equal(sv_cmd_len(SV_CMD_PING), 4);
-    assert_int_equal(sv_cmd_len(SV_CMD_PACKAGED), 4);
-    assert_int_equal(sv_cmd_len(SV_CMD_ENABLE_COLO), 0);
-    assert_int_equal(sv_cmd_len(SV_CMD_OPEN_RETURN_PATH), 0);
-    assert_int_equal(sv_cmd_len(SV_CMD_POSTCOPY_ADVISE), -1);
-    assert_string_equal(sv_type_name(SV_SECTION_FOOTER), "SECTION_FOOTER");
+    for (uint16_t c = 0; c < SAVEVM_CMD_MAX; c++)
+        assert_non_null(savevm_cmd_name(c));
+    assert_null(savevm_cmd_name(SAVEVM_CMD_MAX));
+    assert_int_equal(savevm_cmd_len(SAVEVM_CMD_PING), 4);
+    assert_int_equal(savevm_cmd_len(SAVEVM_CMD_PACKAGED), 4);
+    assert_int_equal(savevm_cmd_len(SAVEVM_CMD_ENABLE_COLO), 0);
+    assert_int_equal(savevm_cmd_len(SAVEVM_CMD_OPEN_RETURN_PATH), 0);
+    assert_int_equal(savevm_cmd_len(SAVEVM_CMD_POSTCOPY_ADVISE), -1);
+    assert_string_equal(savevm_type_name(SAVEVM_SECTION_FOOTER),
+                        "SECTION_FOOTER");
 
     qfile *f = start_stream();
-    sv_put_command(f, SV_CMD_INVALID, 0, NULL);
+    savevm_put_command(f, SAVEVM_CMD_INVALID, 0, NULL);
     finish_and_expect(f, -EINVAL, "unknown command 0x0000");
 
     f = start_stream();
-    sv_put_command(f, (sv_cmd)77, 0, NULL);
+    savevm_put_command(f, (savevm_cmd)77, 0, NULL);
     finish_and_expect(f, -EINVAL, "unknown command 0x004d");
 
     f = start_stream();
-    sv_put_command(f, SV_CMD_PING, 2, "ab");
+    savevm_put_command(f, SAVEVM_CMD_PING, 2, "ab");
     finish_and_expect(f, -EINVAL, "PING with length 2, expected 4");
 
     f = start_stream();
-    sv_put_command(f, SV_CMD_ENABLE_COLO, 1, "x");
+    savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 1, "x");
     finish_and_expect(f, -EINVAL, "ENABLE_COLO with length 1, expected 0");
 
     f = start_stream();
-    sv_put_command(f, SV_CMD_PACKAGED, 2, "ab");
+    savevm_put_command(f, SAVEVM_CMD_PACKAGED, 2, "ab");
     finish_and_expect(f, -EINVAL, "PACKAGED with length 2, expected 4");
 
-    static const sv_cmd refused[] = {
-        SV_CMD_POSTCOPY_ADVISE, SV_CMD_POSTCOPY_LISTEN, SV_CMD_POSTCOPY_RUN,
-        SV_CMD_POSTCOPY_RAM_DISCARD, SV_CMD_POSTCOPY_RESUME,
-        SV_CMD_RECV_BITMAP,
+    static const savevm_cmd refused[] = {
+        SAVEVM_CMD_POSTCOPY_ADVISE, SAVEVM_CMD_POSTCOPY_LISTEN,
+        SAVEVM_CMD_POSTCOPY_RUN,    SAVEVM_CMD_POSTCOPY_RAM_DISCARD,
+        SAVEVM_CMD_POSTCOPY_RESUME, SAVEVM_CMD_RECV_BITMAP,
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         f = start_stream();
-        sv_put_command(f, refused[i], 0, NULL);
-        sv_put_eof(f);
+        savevm_put_command(f, refused[i], 0, NULL);
+        savevm_put_eof(f);
         char needle[64];
         snprintf(needle, sizeof(needle), "%s is not supported",
-                 sv_cmd_name(refused[i]));
+                 savevm_cmd_name(refused[i]));
         finish_and_expect(f, -ENOTSUP, needle);
     }
 
     f = start_stream();
-    sv_put_ping(f, 5);
-    sv_put_eof(f);
+    savevm_put_ping(f, 5);
+    savevm_put_eof(f);
     finish_and_expect(f, -EINVAL, "PING 0x5 with no return path");
 }
 
@@ -417,46 +419,46 @@ static void test_ping_pong(void **state)
 {
     (void)state;
     qfile *f = start_stream();
-    sv_put_command(f, SV_CMD_OPEN_RETURN_PATH, 0, NULL);
-    sv_put_ping(f, 0x11223344);
-    sv_put_ping(f, 7);
-    sv_put_eof(f);
+    savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+    savevm_put_ping(f, 0x11223344);
+    savevm_put_ping(f, 7);
+    savevm_put_eof(f);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
 
-    qfile *rp = qf_open_mem("rp");
+    qfile *rp = qfile_open_mem("rp");
     target t = { 0 };
-    sv_loader_opts o = { .footers = true, .return_path = rp };
-    sv_loader *l = sv_loader_new(&ops, &t, &o);
-    qfile *r = qf_open_view(b, n, "s");
-    assert_int_equal(sv_load_checked(l, r), 0);
+    savevm_loader_opts o = {.footers = true, .return_path = rp};
+    savevm_loader *l = savevm_loader_new(&ops, &t, &o);
+    qfile *r = qfile_open_view(b, n, "s");
+    assert_int_equal(savevm_load_checked(l, r), 0);
     assert_int_equal(t.rp_seen, 1);
 
     /* One pong per ping, in the apply pass only. */
     size_t rn;
-    const uint8_t *rb = qf_mem_data(rp, &rn);
+    const uint8_t *rb = qfile_mem_data(rp, &rn);
     assert_int_equal(rn, 16);
-    qfile *rr = qf_open_view(rb, rn, "rp");
-    assert_int_equal(qf_get_be16(rr), SV_RP_PONG);
-    assert_int_equal(qf_get_be16(rr), 4);
-    assert_int_equal(qf_get_be32(rr), 0x11223344);
-    assert_int_equal(qf_get_be16(rr), SV_RP_PONG);
-    assert_int_equal(qf_get_be16(rr), 4);
-    assert_int_equal(qf_get_be32(rr), 7);
-    qf_close(rr);
-    qf_close(r);
-    qf_close(rp);
-    sv_loader_free(l);
-    qf_close(f);
+    qfile *rr = qfile_open_view(rb, rn, "rp");
+    assert_int_equal(qfile_get_be16(rr), SAVEVM_RP_PONG);
+    assert_int_equal(qfile_get_be16(rr), 4);
+    assert_int_equal(qfile_get_be32(rr), 0x11223344);
+    assert_int_equal(qfile_get_be16(rr), SAVEVM_RP_PONG);
+    assert_int_equal(qfile_get_be16(rr), 4);
+    assert_int_equal(qfile_get_be32(rr), 7);
+    qfile_close(rr);
+    qfile_close(r);
+    qfile_close(rp);
+    savevm_loader_free(l);
+    qfile_close(f);
 }
 
 static void put_packaged_qfile(qfile *f, qfile *p)
 {
     size_t n;
-    const uint8_t *b = qf_mem_data(p, &n);
-    sv_put_packaged(f, b, (uint32_t)n);
-    qf_flush(f);    /* the package bytes are queued, not copied, on an fd */
-    qf_close(p);
+    const uint8_t *b = qfile_mem_data(p, &n);
+    savevm_put_packaged(f, b, (uint32_t)n);
+    qfile_flush(f); /* the package bytes are queued, not copied, on an fd */
+    qfile_close(p);
 }
 
 /* A package streamed after setup: bad ones change nothing, good ones apply. */
@@ -464,77 +466,81 @@ static void test_packages_on_a_live_stream(void **state)
 {
     (void)state;
     target t = { 0 };
-    sv_loader *l = sv_loader_new(&ops, &t, NULL);
+    savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
 
     /* Setup: header and the START the packages' PART sections refer to. */
     qfile *f = start_stream();
-    put_log(f, SV_SECTION_START, 5, "s");
+    put_log(f, SAVEVM_SECTION_START, 5, "s");
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    qfile *r = qf_open_view(b, n, "setup");
-    assert_int_equal(sv_load_header(l, r), 0);
-    sv_stop why;
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
-    assert_int_equal(why, SV_STOP_END);
-    qf_close(r);
-    qf_close(f);
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "setup");
+    assert_int_equal(savevm_load_header(l, r), 0);
+    savevm_stop why;
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
+    assert_int_equal(why, SAVEVM_STOP_END);
+    qfile_close(r);
+    qfile_close(f);
 
     /* A good package. */
-    f = qf_open_mem("live");
+    f = qfile_open_mem("live");
     put_packaged_qfile(f, make_package(10));
-    b = qf_mem_data(f, &n);
-    r = qf_open_view(b, n, "live");
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
+    b = qfile_mem_data(f, &n);
+    r = qfile_open_view(b, n, "live");
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
     assert_int_equal(t.dev[2], 12);
     assert_memory_equal(t.log, "spk", 3);
-    qf_close(r);
-    qf_close(f);
+    qfile_close(r);
+    qfile_close(f);
 
     /* A package whose last device refuses its value: nothing of it lands,
      * and the error names the byte in the outer stream. */
     target before = t;
-    qfile *p = qf_open_mem("pkg");
-    put_log(p, SV_SECTION_PART, 5, "zz");
+    qfile *p = qfile_open_mem("pkg");
+    put_log(p, SAVEVM_SECTION_PART, 5, "zz");
     put_dev(p, 10, 0, 999);
     put_dev(p, 11, 1, POISON);
-    sv_put_eof(p);
-    f = qf_open_mem("live");
-    qf_put_buf(f, "\x00\x00", 0);
+    savevm_put_eof(p);
+    f = qfile_open_mem("live");
+    qfile_put_buf(f, "\x00\x00", 0);
     put_packaged_qfile(f, p);
-    b = qf_mem_data(f, &n);
-    r = qf_open_view(b, n, "live");
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -EINVAL);
+    b = qfile_mem_data(f, &n);
+    r = qfile_open_view(b, n, "live");
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why),
+                     -EINVAL);
     assert_memory_equal(&t, &before, sizeof(t));
     /* header 9 bytes + PART(5+1+2+5) + FULL dev 0 (1+4+4+4+4+4+5) +
      * FULL header of dev 1 (17) = the poisoned value at 9 + 13 + 26 + 17 */
-    assert_non_null(strstr(qf_errmsg(r), "byte 69:"));
-    qf_close(r);
-    qf_close(f);
+    assert_non_null(strstr(qfile_errmsg(r), "byte 69:"));
+    qfile_close(r);
+    qfile_close(f);
 
     /* Bytes after the package's EOF are refused. */
     p = make_package(1);
-    qf_put_u8(p, 0);
-    f = qf_open_mem("live");
+    qfile_put_u8(p, 0);
+    f = qfile_open_mem("live");
     put_packaged_qfile(f, p);
-    b = qf_mem_data(f, &n);
-    r = qf_open_view(b, n, "live");
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -EINVAL);
-    assert_non_null(strstr(qf_errmsg(r), "after EOF inside a package"));
+    b = qfile_mem_data(f, &n);
+    r = qfile_open_view(b, n, "live");
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why),
+                     -EINVAL);
+    assert_non_null(strstr(qfile_errmsg(r), "after EOF inside a package"));
     assert_memory_equal(&t, &before, sizeof(t));
-    qf_close(r);
-    qf_close(f);
+    qfile_close(r);
+    qfile_close(f);
 
     /* A package cut short: its length runs past the end of the stream. */
-    f = qf_open_mem("live");
-    sv_put_command(f, SV_CMD_PACKAGED, 4, "\x00\x00\x01\x00");
-    qf_put_buf(f, "abc", 3);
-    b = qf_mem_data(f, &n);
-    r = qf_open_view(b, n, "live");
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), -ENODATA);
-    assert_non_null(strstr(qf_errmsg(r), "package of 256 bytes, but only 3"));
-    qf_close(r);
-    qf_close(f);
-    sv_loader_free(l);
+    f = qfile_open_mem("live");
+    savevm_put_command(f, SAVEVM_CMD_PACKAGED, 4, "\x00\x00\x01\x00");
+    qfile_put_buf(f, "abc", 3);
+    b = qfile_mem_data(f, &n);
+    r = qfile_open_view(b, n, "live");
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why),
+                     -ENODATA);
+    assert_non_null(
+        strstr(qfile_errmsg(r), "package of 256 bytes, but only 3"));
+    qfile_close(r);
+    qfile_close(f);
+    savevm_loader_free(l);
 }
 
 static int failed_packages;
@@ -544,7 +550,7 @@ static int drop_package(void *opaque, qfile *pf)
 {
     (void)opaque;
     failed_packages++;
-    snprintf(failed_msg, sizeof(failed_msg), "%s", qf_errmsg(pf));
+    snprintf(failed_msg, sizeof(failed_msg), "%s", qfile_errmsg(pf));
     return 0;
 }
 
@@ -553,33 +559,34 @@ static void test_package_failed_hook(void **state)
 {
     (void)state;
     target t = { 0 };
-    sv_target_ops o = ops;
+    savevm_target_ops o = ops;
     o.package_failed = drop_package;
-    sv_loader *l = sv_loader_new(&o, &t, NULL);
-    qfile *f = qf_open_mem("live");
-    put_log(f, SV_SECTION_START, 5, "s");   /* the packages' PART refers here */
-    qfile *bad = qf_open_mem("pkg");
+    savevm_loader *l = savevm_loader_new(&o, &t, NULL);
+    qfile *f = qfile_open_mem("live");
+    put_log(f, SAVEVM_SECTION_START, 5,
+            "s"); /* the packages' PART refers here */
+    qfile *bad = qfile_open_mem("pkg");
     put_dev(bad, 10, 0, 5);
     put_dev(bad, 11, 1, POISON);
-    sv_put_eof(bad);
+    savevm_put_eof(bad);
     put_packaged_qfile(f, bad);
     put_packaged_qfile(f, make_package(20));
-    sv_put_ping(f, 1);      /* not answered: no return path, so it fails */
+    savevm_put_ping(f, 1);      /* not answered: no return path, so it fails */
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    qfile *r = qf_open_view(b, n, "live");
-    sv_stop why;
-    int rc = sv_load_main(l, r, SV_PASS_APPLY, true, &why);
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "live");
+    savevm_stop why;
+    int rc = savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why);
     assert_int_equal(failed_packages, 1);
     assert_non_null(strstr(failed_msg, "refuses 0xdeadbeef"));
     assert_int_equal(t.dev[0], 20);     /* the good package, not the bad */
     assert_int_equal(t.dev[1], 21);
     /* The outer stream is intact: the PING after the packages is read. */
     assert_int_equal(rc, -EINVAL);
-    assert_non_null(strstr(qf_errmsg(r), "no return path"));
-    qf_close(r);
-    qf_close(f);
-    sv_loader_free(l);
+    assert_non_null(strstr(qfile_errmsg(r), "no return path"));
+    qfile_close(r);
+    qfile_close(f);
+    savevm_loader_free(l);
 }
 
 /*
@@ -594,18 +601,18 @@ typedef struct sealed_target {
     int refuse_next;    /* the hook refuses the next package */
 } sealed_target;
 
-static int sealed_section(void *opaque, qfile *f, const sv_section *sec,
-                          sv_pass pass)
+static int sealed_section(void *opaque, qfile *f, const savevm_section *sec,
+                          savevm_pass pass)
 {
     sealed_target *st = opaque;
-    if (strcmp(sec->idstr, CKT_IDSTR) != 0)
+    if (strcmp(sec->idstr, TRAILER_IDSTR) != 0)
         return target_section(&st->t, f, sec, pass);
-    if (pass == SV_PASS_APPLY) {   /* the sum was checked; none runs now */
-        assert_int_equal(qf_crc(f), 0);
-        return ckt_skip(f, sec);
+    if (pass == SAVEVM_PASS_APPLY) { /* the sum was checked; none runs now */
+        assert_int_equal(qfile_crc(f), 0);
+        return trailer_skip(f, sec);
     }
-    ckt_info info;
-    int rc = ckt_load(f, sec, &info);
+    trailer_info info;
+    int rc = trailer_load(f, sec, &info);
     if (rc == 0)
         st->sealed++;
     return rc;
@@ -622,7 +629,7 @@ static int sealed_validated(void *opaque, qfile *pf)
         return -EPERM;
     }
     if (sealed != 1)
-        return qf_fail(pf, -EBADMSG, "package has %d trailers", sealed);
+        return qfile_fail(pf, -EBADMSG, "package has %d trailers", sealed);
     return 0;
 }
 
@@ -633,7 +640,7 @@ static int sealed_failed(void *opaque, qfile *pf)
     return drop_package(opaque, pf);
 }
 
-static const sv_target_ops sealed_ops = {
+static const savevm_target_ops sealed_ops = {
     .section = sealed_section,
     .validated = sealed_validated,
     .package_failed = sealed_failed,
@@ -642,35 +649,35 @@ static const sv_target_ops sealed_ops = {
 /* dev 0 = v, sealed with a trailer when asked. */
 static qfile *sealed_package(uint32_t v, bool seal)
 {
-    qfile *p = qf_open_mem("pkg");
-    qf_crc_start(p);
+    qfile *p = qfile_open_mem("pkg");
+    qfile_crc_start(p);
     put_dev(p, 10, 0, v);
     if (seal)
-        ckt_put(p, 20, v);
-    sv_put_eof(p);
+        trailer_put(p, 20, v);
+    savevm_put_eof(p);
     return p;
 }
 
 static void load_packages(sealed_target *st, qfile *f)
 {
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    qfile *r = qf_open_view(b, n, "live");
-    sv_loader *l = sv_loader_new(&sealed_ops, st, NULL);
-    sv_stop why;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "live");
+    savevm_loader *l = savevm_loader_new(&sealed_ops, st, NULL);
+    savevm_stop why;
     failed_packages = 0;
     failed_msg[0] = '\0';
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
-    sv_loader_free(l);
-    qf_close(r);
-    qf_close(f);
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
+    savevm_loader_free(l);
+    qfile_close(r);
+    qfile_close(f);
 }
 
 static void test_package_crc_and_validated_hook(void **state)
 {
     (void)state;
     sealed_target st = { 0 };
-    qfile *f = qf_open_mem("live");
+    qfile *f = qfile_open_mem("live");
     put_packaged_qfile(f, sealed_package(1, true));
     load_packages(&st, f);
     assert_int_equal(failed_packages, 0);
@@ -678,10 +685,10 @@ static void test_package_crc_and_validated_hook(void **state)
     assert_int_equal(st.t.dev[0], 1);
 
     /* A flipped bit in the device's value: the trailer's sum catches it. */
-    f = qf_open_mem("live");
+    f = qfile_open_mem("live");
     qfile *bad = sealed_package(2, true);
     size_t bn;
-    uint8_t *bb = (uint8_t *)qf_mem_data(bad, &bn);
+    uint8_t *bb = (uint8_t *)qfile_mem_data(bad, &bn);
     bb[17] ^= 0x10;     /* the value's first byte, after the FULL header */
     put_packaged_qfile(f, bad);
     load_packages(&st, f);
@@ -691,13 +698,13 @@ static void test_package_crc_and_validated_hook(void **state)
     assert_int_equal(st.t.dev[0], 1);
 
     /* The hook refuses: a package without its trailer, then on request. */
-    f = qf_open_mem("live");
+    f = qfile_open_mem("live");
     put_packaged_qfile(f, sealed_package(3, false));
     load_packages(&st, f);
     assert_int_equal(failed_packages, 1);
     assert_non_null(strstr(failed_msg, "0 trailers"));
     assert_int_equal(st.t.dev[0], 1);
-    f = qf_open_mem("live");
+    f = qfile_open_mem("live");
     put_packaged_qfile(f, sealed_package(4, true));
     put_packaged_qfile(f, sealed_package(5, true));
     st.refuse_next = 1;
@@ -713,28 +720,28 @@ static void test_ping_return_path_lock(void **state)
 {
     (void)state;
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    qfile *rp = qf_open_mem("rp");
-    sv_loader_opts o = { .footers = true, .return_path = rp,
-                         .return_path_lock = &lock };
+    qfile *rp = qfile_open_mem("rp");
+    savevm_loader_opts o = {
+        .footers = true, .return_path = rp, .return_path_lock = &lock};
     target t = { 0 };
-    sv_loader *l = sv_loader_new(&ops, &t, &o);
-    qfile *f = qf_open_mem("live");
-    sv_put_ping(f, 0x1234);
+    savevm_loader *l = savevm_loader_new(&ops, &t, &o);
+    qfile *f = qfile_open_mem("live");
+    savevm_put_ping(f, 0x1234);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    qfile *r = qf_open_view(b, n, "live");
-    sv_stop why;
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, true, &why), 0);
-    const uint8_t *pong = qf_mem_data(rp, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "live");
+    savevm_stop why;
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
+    const uint8_t *pong = qfile_mem_data(rp, &n);
     static const uint8_t want[] = { 0, 2, 0, 4, 0, 0, 0x12, 0x34 };
     assert_int_equal(n, sizeof(want));
     assert_memory_equal(pong, want, n);
     assert_int_equal(pthread_mutex_trylock(&lock), 0);
     pthread_mutex_unlock(&lock);
-    qf_close(r);
-    qf_close(f);
-    sv_loader_free(l);
-    qf_close(rp);
+    qfile_close(r);
+    qfile_close(f);
+    savevm_loader_free(l);
+    qfile_close(rp);
 }
 
 static void test_package_limits(void **state)
@@ -743,34 +750,34 @@ static void test_package_limits(void **state)
     /* Oversize against a configured limit. */
     qfile *f = start_stream();
     put_packaged_qfile(f, make_package(1));
-    sv_put_eof(f);
+    savevm_put_eof(f);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     target t = { 0 };
-    sv_loader_opts o = { .footers = true, .max_package = 16 };
-    sv_loader *l = sv_loader_new(&ops, &t, &o);
-    qfile *r = qf_open_view(b, n, "s");
-    assert_int_equal(sv_load_checked(l, r), -EFBIG);
-    assert_non_null(strstr(qf_errmsg(r), "exceeds the 16-byte limit"));
+    savevm_loader_opts o = {.footers = true, .max_package = 16};
+    savevm_loader *l = savevm_loader_new(&ops, &t, &o);
+    qfile *r = qfile_open_view(b, n, "s");
+    assert_int_equal(savevm_load_checked(l, r), -EFBIG);
+    assert_non_null(strstr(qfile_errmsg(r), "exceeds the 16-byte limit"));
     assert_int_equal(t.dev[0], 0);
-    qf_close(r);
-    sv_loader_free(l);
-    qf_close(f);
+    qfile_close(r);
+    savevm_loader_free(l);
+    qfile_close(f);
 
     /* Nesting: depth 4 loads, depth 5 is refused. */
     for (int depth = 4; depth <= 5; depth++) {
         qfile *inner = make_package(50);
         for (int d = 1; d < depth; d++) {
-            qfile *outer = qf_open_mem("nest");
+            qfile *outer = qfile_open_mem("nest");
             put_packaged_qfile(outer, inner);
-            sv_put_eof(outer);
+            savevm_put_eof(outer);
             inner = outer;
         }
         f = start_stream();
-        put_log(f, SV_SECTION_START, 5, "s");
+        put_log(f, SAVEVM_SECTION_START, 5, "s");
         put_packaged_qfile(f, inner);
-        sv_put_eof(f);
-        b = qf_mem_data(f, &n);
+        savevm_put_eof(f);
+        b = qfile_mem_data(f, &n);
         memset(&t, 0, sizeof(t));
         int rc = load_bytes(b, n, &t, NULL, 0);
         if (depth == 4) {
@@ -780,7 +787,7 @@ static void test_package_limits(void **state)
             assert_int_equal(rc, -ELOOP);
             assert_int_equal(t.dev[0], 0);
         }
-        qf_close(f);
+        qfile_close(f);
     }
 }
 
@@ -788,28 +795,28 @@ static void test_package_limits(void **state)
 static void test_large_package_from_fd(void **state)
 {
     (void)state;
-    qfile *p = qf_open_mem("big");
+    qfile *p = qfile_open_mem("big");
     for (int i = 0; i < 30000; i++)
         put_dev(p, 20, (uint32_t)(i % NDEV), (uint32_t)i);
-    sv_put_eof(p);
+    savevm_put_eof(p);
     size_t plen;
-    qf_mem_data(p, &plen);
-    assert_true(plen > QF_BUF_SIZE);
+    qfile_mem_data(p, &plen);
+    assert_true(plen > QFILE_BUF_SIZE);
 
     FILE *tmp = tmpfile();
-    qfile *w = qf_open_fd(fileno(tmp), QF_WRITE, "file");
-    sv_put_header(w);
+    qfile *w = qfile_open_fd(fileno(tmp), QFILE_WRITE, "file");
+    savevm_put_header(w);
     put_packaged_qfile(w, p);
-    sv_put_eof(w);
-    assert_int_equal(qf_close(w), 0);
+    savevm_put_eof(w);
+    assert_int_equal(qfile_close(w), 0);
     rewind(tmp);
     target t = { 0 };
-    qfile *r = qf_open_fd(fileno(tmp), QF_READ, "file");
-    sv_loader *l = sv_loader_new(&ops, &t, NULL);
-    assert_int_equal(sv_load_checked(l, r), 0);
+    qfile *r = qfile_open_fd(fileno(tmp), QFILE_READ, "file");
+    savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
+    assert_int_equal(savevm_load_checked(l, r), 0);
     assert_int_equal(t.dev[3], 29999);
-    sv_loader_free(l);
-    qf_close(r);
+    savevm_loader_free(l);
+    qfile_close(r);
     fclose(tmp);
 }
 
@@ -817,49 +824,50 @@ static void test_vmdesc(void **state)
 {
     (void)state;
     qfile *f = start_stream();
-    sv_put_eof(f);
-    sv_put_vmdesc(f, "{\"a\":1}", 7);
+    savevm_put_eof(f);
+    savevm_put_vmdesc(f, "{\"a\":1}", 7);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    qfile *r = qf_open_view(b, n, "s");
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "s");
     target t = { 0 };
-    sv_loader *l = sv_loader_new(&ops, &t, NULL);
-    assert_int_equal(sv_load_header(l, r), 0);
-    sv_stop why;
-    assert_int_equal(sv_load_main(l, r, SV_PASS_APPLY, false, &why), 0);
-    assert_int_equal(why, SV_STOP_EOF);
+    savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
+    assert_int_equal(savevm_load_header(l, r), 0);
+    savevm_stop why;
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, false, &why),
+                     0);
+    assert_int_equal(why, SAVEVM_STOP_EOF);
     char *json;
     uint32_t len;
-    assert_int_equal(sv_load_vmdesc(r, &json, &len), 0);
+    assert_int_equal(savevm_load_vmdesc(r, &json, &len), 0);
     assert_int_equal(len, 7);
     assert_string_equal(json, "{\"a\":1}");
     free(json);
     /* None present: not an error. */
-    assert_int_equal(sv_load_vmdesc(r, &json, &len), 0);
+    assert_int_equal(savevm_load_vmdesc(r, &json, &len), 0);
     assert_null(json);
-    qf_close(r);
-    sv_loader_free(l);
-    qf_close(f);
+    qfile_close(r);
+    savevm_loader_free(l);
+    qfile_close(f);
 
-    uint8_t huge[] = { SV_VMDESCRIPTION, 0x10, 0, 0, 0 };
-    r = qf_open_view(huge, sizeof(huge), "s");
-    assert_int_equal(sv_load_vmdesc(r, &json, &len), -EFBIG);
-    qf_close(r);
+    uint8_t huge[] = {SAVEVM_VMDESCRIPTION, 0x10, 0, 0, 0};
+    r = qfile_open_view(huge, sizeof(huge), "s");
+    assert_int_equal(savevm_load_vmdesc(r, &json, &len), -EFBIG);
+    qfile_close(r);
 }
 
 /* Byte layout of each writer, against the reference's encoding. */
 static void test_wire_bytes(void **state)
 {
     (void)state;
-    qfile *f = qf_open_mem("w");
-    sv_put_header(f);
-    sv_put_section_start(f, SV_SECTION_START, 2, "ram", 0, 4);
-    sv_put_section_part(f, SV_SECTION_END, 2);
-    sv_put_footer(f, 2);
-    sv_put_ping(f, 1);
-    sv_put_packaged(f, "Z", 1);
-    sv_put_config(f, "pc");
-    sv_put_eof(f);
+    qfile *f = qfile_open_mem("w");
+    savevm_put_header(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_START, 2, "ram", 0, 4);
+    savevm_put_section_part(f, SAVEVM_SECTION_END, 2);
+    savevm_put_footer(f, 2);
+    savevm_put_ping(f, 1);
+    savevm_put_packaged(f, "Z", 1);
+    savevm_put_config(f, "pc");
+    savevm_put_eof(f);
     static const uint8_t want[] = {
         'Q', 'E', 'V', 'M', 0, 0, 0, 3,
         0x01, 0, 0, 0, 2, 3, 'r', 'a', 'm', 0, 0, 0, 0, 0, 0, 0, 4,
@@ -871,10 +879,10 @@ static void test_wire_bytes(void **state)
         0x00,
     };
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     assert_int_equal(n, sizeof(want));
     assert_memory_equal(b, want, n);
-    qf_close(f);
+    qfile_close(f);
 }
 
 int main(void)

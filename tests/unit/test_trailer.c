@@ -17,32 +17,32 @@
 /* A small stream: header, some bytes in a section, the trailer. */
 static qfile *sealed_stream(uint64_t id)
 {
-    qfile *f = qf_open_mem("s");
-    qf_crc_start(f);
-    sv_put_header(f);
-    sv_put_section_start(f, SV_SECTION_FULL, 0, "dev", 0, 1);
-    qf_put_buf(f, "payload-bytes", 13);
-    sv_put_footer(f, 0);
-    ckt_put(f, 1, id);
-    sv_put_eof(f);
+    qfile *f = qfile_open_mem("s");
+    qfile_crc_start(f);
+    savevm_put_header(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, 0, "dev", 0, 1);
+    qfile_put_buf(f, "payload-bytes", 13);
+    savevm_put_footer(f, 0);
+    trailer_put(f, 1, id);
+    savevm_put_eof(f);
     return f;
 }
 
 /* Reads up to the trailer's body and checks it. */
-static int check_bytes(const uint8_t *b, size_t n, ckt_info *info,
+static int check_bytes(const uint8_t *b, size_t n, trailer_info *info,
                        char *msg, size_t msglen)
 {
-    qfile *r = qf_open_view(b, n, "r");
-    qf_crc_start(r);
-    qf_skip(r, 8 + 17 + 13 + 5);   /* header, dev section, footer */
-    sv_section sec = { .type = qf_get_u8(r) };
-    sec.section_id = qf_get_be32(r);
-    qf_get_str(r, sec.idstr);
-    sec.instance_id = qf_get_be32(r);
-    sec.version_id = qf_get_be32(r);
-    int rc = ckt_load(r, &sec, info);
-    snprintf(msg, msglen, "%s", qf_errmsg(r));
-    qf_close(r);
+    qfile *r = qfile_open_view(b, n, "r");
+    qfile_crc_start(r);
+    qfile_skip(r, 8 + 17 + 13 + 5); /* header, dev section, footer */
+    savevm_section sec = {.type = qfile_get_u8(r)};
+    sec.section_id = qfile_get_be32(r);
+    qfile_get_str(r, sec.idstr);
+    sec.instance_id = qfile_get_be32(r);
+    sec.version_id = qfile_get_be32(r);
+    int rc = trailer_load(r, &sec, info);
+    snprintf(msg, msglen, "%s", qfile_errmsg(r));
+    qfile_close(r);
     return rc;
 }
 
@@ -51,8 +51,8 @@ static void test_trailer_roundtrip_and_damage(void **state)
     (void)state;
     qfile *f = sealed_stream(42);
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
-    ckt_info info;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    trailer_info info;
     char msg[512];
     assert_int_equal(check_bytes(b, n, &info, msg, sizeof(msg)), 0);
     assert_int_equal(info.id, 42);
@@ -74,97 +74,99 @@ static void test_trailer_roundtrip_and_damage(void **state)
                      -EBADMSG);
     assert_non_null(strstr(msg, "bytes were lost or added"));
     free(copy);
-    qf_close(f);
+    qfile_close(f);
 }
 
 static void test_pkg_header(void **state)
 {
     (void)state;
-    const ckt_pkg cases[] = {
+    const trailer_pkg cases[] = {
         { 7, 6, 0 }, { 1, 0, 0 }, { 5, 5, 0 }, { 0, 0, 0 }, { 9, 2, 4 },
     };
     const int want[] = { 0, 0, -EINVAL, -EINVAL, -ENOTSUP };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        qfile *f = qf_open_mem("p");
-        ckt_put_pkg(f, 3, &cases[i]);
+        qfile *f = qfile_open_mem("p");
+        trailer_put_pkg(f, 3, &cases[i]);
         size_t n;
-        const uint8_t *b = qf_mem_data(f, &n);
-        qfile *r = qf_open_view(b, n, "p");
-        sv_section sec = { .type = qf_get_u8(r) };
-        sec.section_id = qf_get_be32(r);
-        qf_get_str(r, sec.idstr);
-        sec.instance_id = qf_get_be32(r);
-        sec.version_id = qf_get_be32(r);
-        assert_string_equal(sec.idstr, CKT_PKG_IDSTR);
-        ckt_pkg got;
-        assert_int_equal(ckt_load_pkg(r, &sec, &got), want[i]);
+        const uint8_t *b = qfile_mem_data(f, &n);
+        qfile *r = qfile_open_view(b, n, "p");
+        savevm_section sec = {.type = qfile_get_u8(r)};
+        sec.section_id = qfile_get_be32(r);
+        qfile_get_str(r, sec.idstr);
+        sec.instance_id = qfile_get_be32(r);
+        sec.version_id = qfile_get_be32(r);
+        assert_string_equal(sec.idstr, TRAILER_PKG_IDSTR);
+        trailer_pkg got;
+        assert_int_equal(trailer_load_pkg(r, &sec, &got), want[i]);
         if (want[i] == 0) {
             assert_int_equal(got.id, cases[i].id);
             assert_int_equal(got.base, cases[i].base);
-            assert_int_equal(qf_get_u8(r), SV_SECTION_FOOTER);
+            assert_int_equal(qfile_get_u8(r), SAVEVM_SECTION_FOOTER);
         }
-        qf_close(r);
-        qf_close(f);
+        qfile_close(r);
+        qfile_close(f);
     }
     /* The wrong kind of section is refused. */
-    qfile *r = qf_open_view("", 0, "p");
-    sv_section sec = { .type = SV_SECTION_START, .version_id = 1 };
-    ckt_pkg got;
-    assert_int_equal(ckt_load_pkg(r, &sec, &got), -EINVAL);
-    qf_close(r);
+    qfile *r = qfile_open_view("", 0, "p");
+    savevm_section sec = {.type = SAVEVM_SECTION_START, .version_id = 1};
+    trailer_pkg got;
+    assert_int_equal(trailer_load_pkg(r, &sec, &got), -EINVAL);
+    qfile_close(r);
 }
 
 static void test_retpath(void **state)
 {
     (void)state;
-    qfile *f = qf_open_mem("rp");
-    rp_put_ack(f, 0x0102030405060708ull);
-    rp_put_nack(f, 9, "checksum mismatch");
-    rp_put_heartbeat(f, 77);
-    rp_put_shut(f, 0);
-    rp_put(f, &(rp_msg){ .type = RP_PONG, .value32 = 5 });
+    qfile *f = qfile_open_mem("rp");
+    retpath_put_ack(f, 0x0102030405060708ull);
+    retpath_put_nack(f, 9, "checksum mismatch");
+    retpath_put_heartbeat(f, 77);
+    retpath_put_shut(f, 0);
+    retpath_put(f, &(retpath_msg){.type = RETPATH_PONG, .value32 = 5});
     size_t n;
-    const uint8_t *b = qf_mem_data(f, &n);
+    const uint8_t *b = qfile_mem_data(f, &n);
     assert_int_equal(n, 12 + (12 + 17) + 12 + 8 + 8);
     static const uint8_t ack[12] = { 0x7f, 0x01, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
     assert_memory_equal(b, ack, 12);
-    rp_msg m;
+    retpath_msg m;
     char err[256];
     size_t off = 0;
     /* Partial input asks for more, at every cut. */
     for (size_t cut = 0; cut < 12; cut++)
-        assert_int_equal(rp_parse(b, cut, &m, err, sizeof(err)), 0);
-    assert_int_equal(rp_parse(b, n, &m, err, sizeof(err)), 12);
-    assert_int_equal(m.type, RP_ACK);
+        assert_int_equal(retpath_parse(b, cut, &m, err, sizeof(err)), 0);
+    assert_int_equal(retpath_parse(b, n, &m, err, sizeof(err)), 12);
+    assert_int_equal(m.type, RETPATH_ACK);
     assert_true(m.value64 == 0x0102030405060708ull);
     off = 12;
-    assert_int_equal(rp_parse(b + off, n - off, &m, err, sizeof(err)), 29);
-    assert_int_equal(m.type, RP_NACK);
+    assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)),
+                     29);
+    assert_int_equal(m.type, RETPATH_NACK);
     assert_int_equal(m.value64, 9);
     assert_string_equal(m.text, "checksum mismatch");
     off += 29;
-    assert_int_equal(rp_parse(b + off, n - off, &m, err, sizeof(err)), 12);
-    assert_int_equal(m.type, RP_HEARTBEAT);
+    assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)),
+                     12);
+    assert_int_equal(m.type, RETPATH_HEARTBEAT);
     assert_int_equal(m.value64, 77);
     off += 12;
-    assert_int_equal(rp_parse(b + off, n - off, &m, err, sizeof(err)), 8);
-    assert_int_equal(m.type, RP_SHUT);
+    assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)), 8);
+    assert_int_equal(m.type, RETPATH_SHUT);
     off += 8;
-    assert_int_equal(rp_parse(b + off, n - off, &m, err, sizeof(err)), 8);
-    assert_int_equal(m.type, RP_PONG);
+    assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)), 8);
+    assert_int_equal(m.type, RETPATH_PONG);
     assert_int_equal(m.value32, 5);
-    assert_string_equal(rp_type_name(RP_NACK), "NACK");
-    assert_null(rp_type_name(99));
-    qf_close(f);
+    assert_string_equal(retpath_type_name(RETPATH_NACK), "NACK");
+    assert_null(retpath_type_name(99));
+    qfile_close(f);
 
     static const uint8_t unknown[] = { 0x00, 0x09, 0, 0 };
-    assert_int_equal(rp_parse(unknown, 4, &m, err, sizeof(err)), -EINVAL);
+    assert_int_equal(retpath_parse(unknown, 4, &m, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "unknown message type 0x0009"));
     static const uint8_t badlen[] = { 0x7f, 0x01, 0, 4, 0, 0, 0, 0 };
-    assert_int_equal(rp_parse(badlen, 8, &m, err, sizeof(err)), -EINVAL);
+    assert_int_equal(retpath_parse(badlen, 8, &m, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "ACK with length 4"));
     static const uint8_t longnack[] = { 0x7f, 0x02, 0xff, 0xff };
-    assert_int_equal(rp_parse(longnack, 4, &m, err, sizeof(err)), -EINVAL);
+    assert_int_equal(retpath_parse(longnack, 4, &m, err, sizeof(err)), -EINVAL);
 }
 
 int main(void)

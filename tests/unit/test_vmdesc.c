@@ -1,5 +1,5 @@
 /*
- * Unit tests for devstate/vmdesc: the VM description vms_save writes, in
+ * Unit tests for devstate/vmdesc: the VM description vmstate_save writes, in
  * the reference's shape key by key, and the decoder reading sections back
  * with it -- ours, and sections written the way QEMU writes its devices.
  */
@@ -24,12 +24,12 @@ typedef struct inner {
     int32_t b;
 } inner;
 
-static const vms_field inner_fields[] = {
-    { VMS_SCALAR(inner, a) },
-    { VMS_SCALAR(inner, b) },
-    VMS_END,
+static const vmstate_field inner_fields[] = {
+    {VMSTATE_SCALAR(inner, a)},
+    {VMSTATE_SCALAR(inner, b)},
+    VMSTATE_END,
 };
-static const vms_desc inner_desc = {
+static const vmstate_desc inner_desc = {
     .name = "inner", .version = 1, .size = sizeof(inner),
     .fields = inner_fields,
 };
@@ -64,43 +64,48 @@ static bool sub_needed(const void *obj)
     return ((const every *)obj)->sub_on;
 }
 
-static const vms_field every_sub_fields[] = {
-    { VMS_SCALAR(every, sub_val) },
-    VMS_END,
+static const vmstate_field every_sub_fields[] = {
+    {VMSTATE_SCALAR(every, sub_val)},
+    VMSTATE_END,
 };
-static const vms_desc every_sub_desc = {
+static const vmstate_desc every_sub_desc = {
     .name = "every/sub", .version = 5, .fields = every_sub_fields,
 };
 
-static const vms_field every_fields[] = {
-    { VMS_SCALAR(every, u8) },
-    { VMS_SCALAR(every, u16) },
-    { VMS_SCALAR(every, u32) },
-    { VMS_SCALAR(every, u64) },
-    { VMS_SCALAR(every, i8) },
-    { VMS_SCALAR(every, i16) },
-    { VMS_SCALAR(every, i32) },
-    { VMS_SCALAR(every, i64) },
-    { VMS_SCALAR(every, flag) },
-    { VMS_BUFFER(every, buf) },
-    { VMS_SCALAR(every, vlen) },
-    { VMS_VBUFFER(every, vbuf, vlen) },
-    { VMS_ARRAY(every, arr) },
-    { VMS_ARRAY(every, one) },
-    { VMS_SCALAR(every, n) },
-    { VMS_VARRAY(every, varr, n) },
-    { VMS_SCALAR(every, none_n) },
-    { VMS_VARRAY(every, none, none_n) },
-    { VMS_STRUCT(every, nested, inner_desc) },
-    { VMS_STRUCT_ARRAY(every, inners, inner_desc) },
-    VMS_END,
+static const vmstate_field every_fields[] = {
+    {VMSTATE_SCALAR(every, u8)},
+    {VMSTATE_SCALAR(every, u16)},
+    {VMSTATE_SCALAR(every, u32)},
+    {VMSTATE_SCALAR(every, u64)},
+    {VMSTATE_SCALAR(every, i8)},
+    {VMSTATE_SCALAR(every, i16)},
+    {VMSTATE_SCALAR(every, i32)},
+    {VMSTATE_SCALAR(every, i64)},
+    {VMSTATE_SCALAR(every, flag)},
+    {VMSTATE_BUFFER(every, buf)},
+    {VMSTATE_SCALAR(every, vlen)},
+    {VMSTATE_VBUFFER(every, vbuf, vlen)},
+    {VMSTATE_ARRAY(every, arr)},
+    {VMSTATE_ARRAY(every, one)},
+    {VMSTATE_SCALAR(every, n)},
+    {VMSTATE_VARRAY(every, varr, n)},
+    {VMSTATE_SCALAR(every, none_n)},
+    {VMSTATE_VARRAY(every, none, none_n)},
+    {VMSTATE_STRUCT(every, nested, inner_desc)},
+    {VMSTATE_STRUCT_ARRAY(every, inners, inner_desc)},
+    VMSTATE_END,
 };
-static const vms_desc every_desc = {
-    .name = "every", .version = 2, .minimum_version = 1,
-    .size = sizeof(every), .fields = every_fields,
-    .subsections = (const vms_subsection[]){
-        { &every_sub_desc, sub_needed }, { NULL },
-    },
+static const vmstate_desc every_desc = {
+    .name = "every",
+    .version = 2,
+    .minimum_version = 1,
+    .size = sizeof(every),
+    .fields = every_fields,
+    .subsections =
+        (const vmstate_subsection[]){
+            {&every_sub_desc, sub_needed},
+            {NULL},
+        },
 };
 
 static void every_init(every *e)
@@ -180,17 +185,17 @@ typedef struct saved {
     json_t *dev;
 } saved;
 
-static saved save_dev(const vms_desc *d, const void *obj, const char *idstr)
+static saved save_dev(const vmstate_desc *d, const void *obj, const char *idstr)
 {
     json_t *devs = json_array();
     json_t *dev = vmdesc_add_device(devs, idstr, 0);
-    qfile *f = qf_open_mem("out");
-    assert_int_equal(vms_save(f, d, obj, dev), 0);
+    qfile *f = qfile_open_mem("out");
+    assert_int_equal(vmstate_save(f, d, obj, dev), 0);
     size_t len;
-    const uint8_t *p = qf_mem_data(f, &len);
+    const uint8_t *p = qfile_mem_data(f, &len);
     saved s = { malloc(len + 1), len, json_incref(dev) };
     memcpy(s.data, p, len);
-    qf_close(f);
+    qfile_close(f);
     json_decref(devs);
     return s;
 }
@@ -252,34 +257,38 @@ static bool ranged_needed(const void *obj)
     return ((const ranged *)obj)->extra;
 }
 
-static const vms_field ranged_sub_fields[] = {
-    { VMS_SCALAR(ranged, extra) },
-    VMS_END,
+static const vmstate_field ranged_sub_fields[] = {
+    {VMSTATE_SCALAR(ranged, extra)},
+    VMSTATE_END,
 };
-static const vms_desc ranged_sub_desc = {
+static const vmstate_desc ranged_sub_desc = {
     .name = "ranged/extra", .version = 1, .fields = ranged_sub_fields,
 };
-static const vms_field ranged_fields[] = {
-    { VMS_STRUCT(ranged, v, inner_desc) },
-    VMS_END,
+static const vmstate_field ranged_fields[] = {
+    {VMSTATE_STRUCT(ranged, v, inner_desc)},
+    VMSTATE_END,
 };
-static const vms_desc ranged_desc = {
-    .name = "ranged", .version = 1, .size = sizeof(ranged),
+static const vmstate_desc ranged_desc = {
+    .name = "ranged",
+    .version = 1,
+    .size = sizeof(ranged),
     .fields = ranged_fields,
-    .subsections = (const vms_subsection[]){
-        { &ranged_sub_desc, ranged_needed }, { NULL },
-    },
+    .subsections =
+        (const vmstate_subsection[]){
+            {&ranged_sub_desc, ranged_needed},
+            {NULL},
+        },
 };
 
 typedef struct holder {
     ranged r[2];
 } holder;
 
-static const vms_field holder_fields[] = {
-    { VMS_STRUCT_ARRAY(holder, r, ranged_desc) },
-    VMS_END,
+static const vmstate_field holder_fields[] = {
+    {VMSTATE_STRUCT_ARRAY(holder, r, ranged_desc)},
+    VMSTATE_END,
 };
-static const vms_desc holder_desc = {
+static const vmstate_desc holder_desc = {
     .name = "holder", .version = 1, .size = sizeof(holder),
     .fields = holder_fields,
 };
@@ -306,14 +315,14 @@ static void test_shape_indexed_structs(void **state)
     assert_json_text(s.dev, want);
 
     json_t *values;
-    qfile *f = qf_open_view(s.data, s.len, "in");
+    qfile *f = qfile_open_view(s.data, s.len, "in");
     assert_int_equal(vmdesc_decode(f, s.dev, &values), 0);
-    assert_true(qf_at_eof(f));
+    assert_true(qfile_at_eof(f));
     assert_json_text(values, "{\"r\":[{\"v\":{\"a\":1,\"b\":2}},"
                              "{\"v\":{\"a\":3,\"b\":4},"
                              "\"ranged/extra\":{\"extra\":true}}]}");
     json_decref(values);
-    qf_close(f);
+    qfile_close(f);
     json_decref(s.dev);
     free(s.data);
 }
@@ -327,10 +336,10 @@ static void test_decode_roundtrip(void **state)
     every_init(&e);
     saved s = save_dev(&every_desc, &e, "every");
     json_t *values;
-    qfile *f = qf_open_view(s.data, s.len, "in");
+    qfile *f = qfile_open_view(s.data, s.len, "in");
     assert_int_equal(vmdesc_decode(f, s.dev, &values), 0);
-    assert_true(qf_at_eof(f));
-    qf_close(f);
+    assert_true(qfile_at_eof(f));
+    qfile_close(f);
 
     char vbuf_hex[160] = "";
     for (int i = 0; i < 32; i++)
@@ -362,47 +371,47 @@ static void test_decode_errors(void **state)
 
     /* Cut short anywhere: an error naming the device and a field. */
     for (size_t len = 0; len < s.len; len++) {
-        qfile *f = qf_open_view(s.data, len, "in");
+        qfile *f = qfile_open_view(s.data, len, "in");
         assert_int_equal(vmdesc_decode(f, s.dev, &values), -ENODATA);
         assert_null(values);
-        assert_non_null(strstr(qf_errmsg(f), "device 'every'"));
+        assert_non_null(strstr(qfile_errmsg(f), "device 'every'"));
         if (len < 80)
-            assert_non_null(strstr(qf_errmsg(f), "field '"));
-        qf_close(f);
+            assert_non_null(strstr(qfile_errmsg(f), "field '"));
+        qfile_close(f);
     }
 
     /* A subsection the description does not list. */
     json_t *nosub = json_deep_copy(s.dev);
     json_object_del(nosub, "subsections");
-    qfile *f = qf_open_view(s.data, s.len, "in");
+    qfile *f = qfile_open_view(s.data, s.len, "in");
     assert_int_equal(vmdesc_decode(f, nosub, &values), -ENOENT);
-    assert_non_null(strstr(qf_errmsg(f), "subsection 'every/sub' is not in "
-                                         "the description"));
-    qf_close(f);
+    assert_non_null(strstr(qfile_errmsg(f), "subsection 'every/sub' is not in "
+                                            "the description"));
+    qfile_close(f);
     json_decref(nosub);
 
     /* A listed subsection that is not there. */
     e.sub_on = false;
     saved t = save_dev(&every_desc, &e, "every");
-    t.data[t.len] = SV_SECTION_FOOTER;
-    f = qf_open_view(t.data, t.len + 1, "in");
+    t.data[t.len] = SAVEVM_SECTION_FOOTER;
+    f = qfile_open_view(t.data, t.len + 1, "in");
     assert_int_equal(vmdesc_decode(f, s.dev, &values), -EINVAL);
-    assert_non_null(strstr(qf_errmsg(f), "subsection 'every/sub' missing: "
-                                         "found byte 0x7e"));
-    qf_close(f);
-    f = qf_open_view(t.data, t.len, "in");
+    assert_non_null(strstr(qfile_errmsg(f), "subsection 'every/sub' missing: "
+                                            "found byte 0x7e"));
+    qfile_close(f);
+    f = qfile_open_view(t.data, t.len, "in");
     assert_int_equal(vmdesc_decode(f, s.dev, &values), -ENODATA);
-    qf_close(f);
+    qfile_close(f);
     json_decref(t.dev);
     free(t.data);
 
     /* Junk descriptions are refused, not followed. */
     json_t *junk = json_loads("{\"name\":\"j\",\"fields\":[{\"name\":\"x\","
                               "\"type\":\"mystery\"}]}", 0, NULL);
-    f = qf_open_view(s.data, s.len, "in");
+    f = qfile_open_view(s.data, s.len, "in");
     assert_int_equal(vmdesc_decode(f, junk, &values), -EINVAL);
-    assert_non_null(strstr(qf_errmsg(f), "device 'j' field 'x'"));
-    qf_close(f);
+    assert_non_null(strstr(qfile_errmsg(f), "device 'j' field 'x'"));
+    qfile_close(f);
     json_decref(junk);
     json_decref(s.dev);
     free(s.data);
@@ -455,11 +464,11 @@ static void test_decode_qemu_types(void **state)
     json_t *d = json_loads(desc, 0, NULL);
     assert_non_null(d);
     json_t *values;
-    qfile *f = qf_open_view(bytes, sizeof(bytes), "in");
+    qfile *f = qfile_open_view(bytes, sizeof(bytes), "in");
     int rc = vmdesc_decode(f, d, &values);
     if (rc)
-        fail_msg("%s", qf_errmsg(f));
-    assert_true(qf_at_eof(f));
+        fail_msg("%s", qfile_errmsg(f));
+    assert_true(qfile_at_eof(f));
     char big[128] = "";
     for (int i = 0; i < 32; i++)
         strcat(big, "ee");
@@ -472,17 +481,17 @@ static void test_decode_qemu_types(void **state)
         "\"big\":\"%s... (4096 bytes)\"}", big);
     assert_json_text(values, want);
     json_decref(values);
-    qf_close(f);
+    qfile_close(f);
 
     /* An old-style section: one buffer of its whole size. */
     json_t *old = json_loads("{\"name\":\"old\",\"instance_id\":0,"
                              "\"size\":3,\"fields\":[{\"name\":\"data\","
                              "\"size\":3,\"type\":\"buffer\"}]}", 0, NULL);
-    f = qf_open_view(bytes, 3, "in");
+    f = qfile_open_view(bytes, 3, "in");
     assert_int_equal(vmdesc_decode(f, old, &values), 0);
     assert_json_text(values, "{\"data\":\"cafeba\"}");
     json_decref(values);
-    qf_close(f);
+    qfile_close(f);
     json_decref(old);
     json_decref(d);
 }
@@ -496,20 +505,20 @@ typedef struct qemu_target {
     json_t *globalstate;
 } qemu_target;
 
-static int qemu_section(void *opaque, qfile *f, const sv_section *sec,
-                        sv_pass pass)
+static int qemu_section(void *opaque, qfile *f, const savevm_section *sec,
+                        savevm_pass pass)
 {
     qemu_target *t = opaque;
 
     if (strcmp(sec->idstr, RAM_SECTION_IDSTR) == 0) {
         if (!t->ram && ram_loader_new_inspect(&t->ram) < 0)
-            return qf_fail(f, -ENOMEM, "no ram loader");
+            return qfile_fail(f, -ENOMEM, "no ram loader");
         return ram_load(t->ram, f, sec->version_id, pass);
     }
     json_t *dev = vmdesc_find_device(t->vmdesc, sec->idstr, sec->instance_id);
     if (!dev)
-        return qf_fail(f, -ENOENT, "'%s' %u is not described", sec->idstr,
-                       sec->instance_id);
+        return qfile_fail(f, -ENOENT, "'%s' %u is not described", sec->idstr,
+                          sec->instance_id);
     json_t *values;
     int rc = vmdesc_decode(f, dev, &values);
     if (rc < 0)
@@ -532,7 +541,7 @@ static int qemu_section(void *opaque, qfile *f, const sv_section *sec,
 static json_t *trailing_vmdesc(const uint8_t *d, size_t len)
 {
     for (size_t p = len >= 6 ? len - 6 : 0; p > 0; p--) {
-        if (d[p] != SV_VMDESCRIPTION || d[p + 5] != '{')
+        if (d[p] != SAVEVM_VMDESCRIPTION || d[p + 5] != '{')
             continue;
         uint32_t n = (uint32_t)d[p + 1] << 24 | (uint32_t)d[p + 2] << 16 |
                      (uint32_t)d[p + 3] << 8 | d[p + 4];
@@ -600,13 +609,13 @@ static void test_decode_qemu_streams(void **state)
         size_t ndev = json_array_size(vmdesc_devices(vmdesc));
 
         qemu_target t = { .vmdesc = vmdesc };
-        sv_target_ops ops = { .section = qemu_section };
-        sv_loader *l = sv_loader_new(&ops, &t, NULL);
-        qfile *f = qf_open_view(data, len, path);
-        sv_stop why;
-        if (sv_load_header(l, f) < 0 ||
-            sv_load_main(l, f, SV_PASS_VALIDATE, false, &why) < 0)
-            fail_msg("%s", qf_errmsg(f));
+        savevm_target_ops ops = {.section = qemu_section};
+        savevm_loader *l = savevm_loader_new(&ops, &t, NULL);
+        qfile *f = qfile_open_view(data, len, path);
+        savevm_stop why;
+        if (savevm_load_header(l, f) < 0 ||
+            savevm_load_main(l, f, SAVEVM_PASS_VALIDATE, false, &why) < 0)
+            fail_msg("%s", qfile_errmsg(f));
         assert_int_equal(t.decoded, ndev);
         print_message("%s: %d devices decoded\n", names[i], t.decoded);
 
@@ -621,8 +630,8 @@ static void test_decode_qemu_streams(void **state)
 
         json_decref(t.globalstate);
         ram_loader_free(t.ram);
-        qf_close(f);
-        sv_loader_free(l);
+        qfile_close(f);
+        savevm_loader_free(l);
         json_decref(vmdesc);
         free(data);
     }

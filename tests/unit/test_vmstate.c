@@ -23,12 +23,12 @@ typedef struct inner {
     int32_t b;
 } inner;
 
-static const vms_field inner_fields[] = {
-    { VMS_SCALAR(inner, a) },
-    { VMS_SCALAR(inner, b) },
-    VMS_END,
+static const vmstate_field inner_fields[] = {
+    {VMSTATE_SCALAR(inner, a)},
+    {VMSTATE_SCALAR(inner, b)},
+    VMSTATE_END,
 };
-static const vms_desc inner_desc = {
+static const vmstate_desc inner_desc = {
     .name = "inner", .version = 1, .size = sizeof(inner),
     .fields = inner_fields,
 };
@@ -63,34 +63,34 @@ typedef struct all {
     inner vinners[3];
 } all;
 
-static const vms_field all_fields[] = {
-    { VMS_SCALAR(all, u8) },
-    { VMS_SCALAR(all, u16) },
-    { VMS_SCALAR(all, u32) },
-    { VMS_SCALAR(all, u64) },
-    { VMS_SCALAR(all, i8) },
-    { VMS_SCALAR(all, i16) },
-    { VMS_SCALAR(all, i32) },
-    { VMS_SCALAR(all, i64) },
-    { VMS_SCALAR(all, flag) },
-    { VMS_BUFFER(all, buf) },
-    { VMS_SCALAR(all, vlen) },
-    { VMS_VBUFFER(all, vbuf, vlen) },
-    { VMS_SCALAR(all, plen) },
-    { VMS_VBUFFER_PTR(all, pbuf, plen, PBUF_MAX) },
-    { VMS_ARRAY(all, arr) },
-    { VMS_SCALAR(all, acount) },
-    { VMS_VARRAY(all, varr, acount) },
-    { VMS_SCALAR(all, pcount) },
-    { VMS_VARRAY_PTR(all, parr, pcount, PARR_MAX) },
-    { VMS_ARRAY(all, flags) },
-    { VMS_STRUCT(all, nested, inner_desc) },
-    { VMS_STRUCT_ARRAY(all, inners, inner_desc) },
-    { VMS_SCALAR(all, ninner) },
-    { VMS_STRUCT_VARRAY(all, vinners, ninner, inner_desc) },
-    VMS_END,
+static const vmstate_field all_fields[] = {
+    {VMSTATE_SCALAR(all, u8)},
+    {VMSTATE_SCALAR(all, u16)},
+    {VMSTATE_SCALAR(all, u32)},
+    {VMSTATE_SCALAR(all, u64)},
+    {VMSTATE_SCALAR(all, i8)},
+    {VMSTATE_SCALAR(all, i16)},
+    {VMSTATE_SCALAR(all, i32)},
+    {VMSTATE_SCALAR(all, i64)},
+    {VMSTATE_SCALAR(all, flag)},
+    {VMSTATE_BUFFER(all, buf)},
+    {VMSTATE_SCALAR(all, vlen)},
+    {VMSTATE_VBUFFER(all, vbuf, vlen)},
+    {VMSTATE_SCALAR(all, plen)},
+    {VMSTATE_VBUFFER_PTR(all, pbuf, plen, PBUF_MAX)},
+    {VMSTATE_ARRAY(all, arr)},
+    {VMSTATE_SCALAR(all, acount)},
+    {VMSTATE_VARRAY(all, varr, acount)},
+    {VMSTATE_SCALAR(all, pcount)},
+    {VMSTATE_VARRAY_PTR(all, parr, pcount, PARR_MAX)},
+    {VMSTATE_ARRAY(all, flags)},
+    {VMSTATE_STRUCT(all, nested, inner_desc)},
+    {VMSTATE_STRUCT_ARRAY(all, inners, inner_desc)},
+    {VMSTATE_SCALAR(all, ninner)},
+    {VMSTATE_STRUCT_VARRAY(all, vinners, ninner, inner_desc)},
+    VMSTATE_END,
 };
-static const vms_desc all_desc = {
+static const vmstate_desc all_desc = {
     .name = "all", .version = 1, .size = sizeof(all), .fields = all_fields,
 };
 
@@ -167,38 +167,38 @@ typedef struct blob {
     size_t len;
 } blob;
 
-static blob save(const vms_desc *d, const void *obj)
+static blob save(const vmstate_desc *d, const void *obj)
 {
-    qfile *f = qf_open_mem("test");
-    assert_int_equal(vms_save(f, d, obj, NULL), 0);
+    qfile *f = qfile_open_mem("test");
+    assert_int_equal(vmstate_save(f, d, obj, NULL), 0);
     size_t len;
-    const uint8_t *p = qf_mem_data(f, &len);
+    const uint8_t *p = qfile_mem_data(f, &len);
     blob b = { malloc(len + 1), len };
     memcpy(b.data, p, len);
-    assert_int_equal(qf_close(f), 0);
+    assert_int_equal(qfile_close(f), 0);
     return b;
 }
 
 /* Loads b (whole: the load must consume every byte) and returns the error. */
-static int load(const blob *b, size_t len, const vms_desc *d, void *obj,
-                uint32_t version, sv_pass pass, char *msg, size_t msglen)
+static int load(const blob *b, size_t len, const vmstate_desc *d, void *obj,
+                uint32_t version, savevm_pass pass, char *msg, size_t msglen)
 {
-    qfile *f = qf_open_view(b->data, len, "test");
-    int rc = vms_load(f, d, obj, version, pass);
+    qfile *f = qfile_open_view(b->data, len, "test");
+    int rc = vmstate_load(f, d, obj, version, pass);
     if (rc == 0)
-        assert_true(qf_at_eof(f));
+        assert_true(qfile_at_eof(f));
     if (msg)
-        snprintf(msg, msglen, "%s", qf_errmsg(f));
-    qf_close(f);
+        snprintf(msg, msglen, "%s", qfile_errmsg(f));
+    qfile_close(f);
     return rc;
 }
 
-static int load_both(const blob *b, const vms_desc *d, void *obj,
+static int load_both(const blob *b, const vmstate_desc *d, void *obj,
                      uint32_t version)
 {
-    int rc = load(b, b->len, d, obj, version, SV_PASS_VALIDATE, NULL, 0);
+    int rc = load(b, b->len, d, obj, version, SAVEVM_PASS_VALIDATE, NULL, 0);
     if (rc == 0)
-        rc = load(b, b->len, d, obj, version, SV_PASS_APPLY, NULL, 0);
+        rc = load(b, b->len, d, obj, version, SAVEVM_PASS_APPLY, NULL, 0);
     return rc;
 }
 
@@ -214,18 +214,18 @@ typedef struct scalars {
     uint8_t buf[3];
 } scalars;
 
-static const vms_field scalars_fields[] = {
-    { VMS_SCALAR(scalars, u16) },
-    { VMS_SCALAR(scalars, i32) },
-    { VMS_SCALAR(scalars, t) },
-    { VMS_SCALAR(scalars, f) },
-    { VMS_SCALAR(scalars, i8) },
-    { VMS_SCALAR(scalars, u64) },
-    { VMS_SCALAR(scalars, i64) },
-    { VMS_BUFFER(scalars, buf) },
-    VMS_END,
+static const vmstate_field scalars_fields[] = {
+    {VMSTATE_SCALAR(scalars, u16)},
+    {VMSTATE_SCALAR(scalars, i32)},
+    {VMSTATE_SCALAR(scalars, t)},
+    {VMSTATE_SCALAR(scalars, f)},
+    {VMSTATE_SCALAR(scalars, i8)},
+    {VMSTATE_SCALAR(scalars, u64)},
+    {VMSTATE_SCALAR(scalars, i64)},
+    {VMSTATE_BUFFER(scalars, buf)},
+    VMSTATE_END,
 };
-static const vms_desc scalars_desc = {
+static const vmstate_desc scalars_desc = {
     .name = "scalars", .version = 1, .size = sizeof(scalars),
     .fields = scalars_fields,
 };
@@ -365,8 +365,9 @@ static void test_validate_changes_nothing(void **state)
     all_snapshot(&dst, &before);
 
     blob b = save(&all_desc, &src.s);
-    assert_int_equal(load(&b, b.len, &all_desc, &dst.s, 1, SV_PASS_VALIDATE,
-                          NULL, 0), 0);
+    assert_int_equal(
+        load(&b, b.len, &all_desc, &dst.s, 1, SAVEVM_PASS_VALIDATE, NULL, 0),
+        0);
     assert_all_unchanged(&dst, &before);
     free(b.data);
 }
@@ -383,8 +384,8 @@ static void test_truncated_every_offset(void **state)
 
     for (size_t len = 0; len < b.len; len++) {
         char msg[600];
-        int rc = load(&b, len, &all_desc, &dst.s, 1, SV_PASS_VALIDATE,
-                      msg, sizeof(msg));
+        int rc = load(&b, len, &all_desc, &dst.s, 1, SAVEVM_PASS_VALIDATE, msg,
+                      sizeof(msg));
         assert_int_equal(rc, -ENODATA);
         assert_non_null(strstr(msg, "ends"));
         if (len < 31)   /* inside the scalars: the field is named */
@@ -405,7 +406,8 @@ static void test_bool_not_0_or_1(void **state)
     char msg[600];
     scalars dst = { 0 }, before = dst;
     assert_int_equal(load(&b, b.len, &scalars_desc, &dst, 1,
-                          SV_PASS_VALIDATE, msg, sizeof(msg)), -EINVAL);
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -EINVAL);
     assert_non_null(strstr(msg, "'scalars' field 't'"));
     assert_non_null(strstr(msg, "0x02"));
     assert_memory_equal(&dst, &before, sizeof(dst));
@@ -422,18 +424,19 @@ static void test_vlen_over_max(void **state)
     blob b = save(&all_desc, &src.s);
     b.data[31 + 5 + 3] = 17;    /* vlen: one over the 16-byte vbuf */
     char msg[600];
-    assert_int_equal(load(&b, b.len, &all_desc, &dst.s, 1, SV_PASS_VALIDATE,
-                          msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(&b, b.len, &all_desc, &dst.s, 1,
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -EINVAL);
     assert_non_null(strstr(msg, "field 'vbuf'"));
     assert_non_null(strstr(msg, "17"));
     assert_all_unchanged(&dst, &before);
 
     /* Saving a count over its max is refused too. */
     src.s.plen = PBUF_MAX + 1;
-    qfile *f = qf_open_mem("out");
-    assert_int_equal(vms_save(f, &all_desc, &src.s, NULL), -EINVAL);
-    assert_non_null(strstr(qf_errmsg(f), "field 'pbuf'"));
-    qf_close(f);
+    qfile *f = qfile_open_mem("out");
+    assert_int_equal(vmstate_save(f, &all_desc, &src.s, NULL), -EINVAL);
+    assert_non_null(strstr(qfile_errmsg(f), "field 'pbuf'"));
+    qfile_close(f);
     free(b.data);
 }
 
@@ -442,12 +445,12 @@ typedef struct signed_count {
     uint8_t data[4];
 } signed_count;
 
-static const vms_field signed_count_fields[] = {
-    { VMS_SCALAR(signed_count, n) },
-    { VMS_VARRAY(signed_count, data, n) },
-    VMS_END,
+static const vmstate_field signed_count_fields[] = {
+    {VMSTATE_SCALAR(signed_count, n)},
+    {VMSTATE_VARRAY(signed_count, data, n)},
+    VMSTATE_END,
 };
-static const vms_desc signed_count_desc = {
+static const vmstate_desc signed_count_desc = {
     .name = "sc", .version = 1, .size = sizeof(signed_count),
     .fields = signed_count_fields,
 };
@@ -460,7 +463,8 @@ static void test_negative_count(void **state)
     signed_count dst = { 0 };
     char msg[600];
     assert_int_equal(load(&b, 1, &signed_count_desc, &dst, 1,
-                          SV_PASS_VALIDATE, msg, sizeof(msg)), -EINVAL);
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -EINVAL);
     assert_non_null(strstr(msg, "negative"));
 }
 
@@ -473,14 +477,15 @@ static void test_null_pointer_storage(void **state)
     blob b = save(&all_desc, &src.s);
     dst.s.pbuf = NULL;
     char msg[600];
-    assert_int_equal(load(&b, b.len, &all_desc, &dst.s, 1, SV_PASS_VALIDATE,
-                          msg, sizeof(msg)), -EFAULT);
+    assert_int_equal(load(&b, b.len, &all_desc, &dst.s, 1,
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -EFAULT);
     assert_non_null(strstr(msg, "field 'pbuf'"));
 
     src.s.parr = NULL;
-    qfile *f = qf_open_mem("out");
-    assert_int_equal(vms_save(f, &all_desc, &src.s, NULL), -EFAULT);
-    qf_close(f);
+    qfile *f = qfile_open_mem("out");
+    assert_int_equal(vmstate_save(f, &all_desc, &src.s, NULL), -EFAULT);
+    qfile_close(f);
     free(b.data);
 }
 
@@ -495,21 +500,21 @@ typedef struct dev {
     bool want_sub, want_deep;
 } dev;
 
-static const vms_field dev_v1_fields[] = {
-    { VMS_SCALAR(dev, a) },
-    { VMS_SCALAR(dev, b) },
-    VMS_END,
+static const vmstate_field dev_v1_fields[] = {
+    {VMSTATE_SCALAR(dev, a)},
+    {VMSTATE_SCALAR(dev, b)},
+    VMSTATE_END,
 };
-static const vms_desc dev_v1_desc = {
+static const vmstate_desc dev_v1_desc = {
     .name = "dev", .version = 1, .minimum_version = 1, .size = sizeof(dev),
     .fields = dev_v1_fields,
 };
 
-static const vms_field dev_fields[] = {
-    { VMS_SCALAR(dev, a) },
-    { VMS_SCALAR(dev, added), .version = 2 },
-    { VMS_SCALAR(dev, b) },
-    VMS_END,
+static const vmstate_field dev_fields[] = {
+    {VMSTATE_SCALAR(dev, a)},
+    {VMSTATE_SCALAR(dev, added), .version = 2},
+    {VMSTATE_SCALAR(dev, b)},
+    VMSTATE_END,
 };
 
 static bool deep_needed(const void *obj)
@@ -522,33 +527,42 @@ static bool sub_needed(const void *obj)
     return ((const dev *)obj)->want_sub;
 }
 
-static const vms_field deep_fields[] = {
-    { VMS_SCALAR(dev, deep_y) },
-    VMS_END,
+static const vmstate_field deep_fields[] = {
+    {VMSTATE_SCALAR(dev, deep_y)},
+    VMSTATE_END,
 };
-static const vms_desc deep_desc = {
+static const vmstate_desc deep_desc = {
     .name = "dev/sub/deep", .version = 1, .fields = deep_fields,
 };
-static const vms_field sub_fields[] = {
-    { VMS_SCALAR(dev, sub_x) },
-    VMS_END,
+static const vmstate_field sub_fields[] = {
+    {VMSTATE_SCALAR(dev, sub_x)},
+    VMSTATE_END,
 };
-static const vms_desc sub_desc = {
-    .name = "dev/sub", .version = 2, .minimum_version = 1,
+static const vmstate_desc sub_desc = {
+    .name = "dev/sub",
+    .version = 2,
+    .minimum_version = 1,
     .fields = sub_fields,
-    .subsections = (const vms_subsection[]){
-        { &deep_desc, deep_needed }, { NULL },
-    },
+    .subsections =
+        (const vmstate_subsection[]){
+            {&deep_desc, deep_needed},
+            {NULL},
+        },
 };
-static const vms_desc dev_desc = {
-    .name = "dev", .version = 2, .minimum_version = 1, .size = sizeof(dev),
+static const vmstate_desc dev_desc = {
+    .name = "dev",
+    .version = 2,
+    .minimum_version = 1,
+    .size = sizeof(dev),
     .fields = dev_fields,
-    .subsections = (const vms_subsection[]){
-        { &sub_desc, sub_needed }, { NULL },
-    },
+    .subsections =
+        (const vmstate_subsection[]){
+            {&sub_desc, sub_needed},
+            {NULL},
+        },
 };
 /* The same device as a build that never heard of the subsection. */
-static const vms_desc dev_nosub_desc = {
+static const vmstate_desc dev_nosub_desc = {
     .name = "dev", .version = 2, .minimum_version = 1, .size = sizeof(dev),
     .fields = dev_fields,
 };
@@ -581,18 +595,21 @@ static void test_version_refusals(void **state)
     blob b = save(&dev_desc, &src);
     char msg[600];
 
-    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 3, SV_PASS_VALIDATE,
-                          msg, sizeof(msg)), -ENOTSUP);
+    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 3, SAVEVM_PASS_VALIDATE,
+                          msg, sizeof(msg)),
+                     -ENOTSUP);
     assert_non_null(strstr(msg, "'dev': version 3 is newer than 2"));
-    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 3, SV_PASS_APPLY,
-                          msg, sizeof(msg)), -ENOTSUP);
+    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 3, SAVEVM_PASS_APPLY,
+                          msg, sizeof(msg)),
+                     -ENOTSUP);
 
-    static const vms_desc strict = {
+    static const vmstate_desc strict = {
         .name = "dev", .version = 2, .minimum_version = 2,
         .size = sizeof(dev), .fields = dev_fields,
     };
-    assert_int_equal(load(&b, b.len, &strict, &dst, 1, SV_PASS_VALIDATE,
-                          msg, sizeof(msg)), -ENOTSUP);
+    assert_int_equal(load(&b, b.len, &strict, &dst, 1, SAVEVM_PASS_VALIDATE,
+                          msg, sizeof(msg)),
+                     -ENOTSUP);
     assert_non_null(strstr(msg, "'dev': version 1 is older than 2"));
     assert_int_equal(dst.a, 7);
     free(b.data);
@@ -659,7 +676,8 @@ static void test_subsection_unknown(void **state)
     blob b = save(&dev_desc, &src);
     char msg[600];
     assert_int_equal(load(&b, b.len, &dev_nosub_desc, &dst, 2,
-                          SV_PASS_VALIDATE, msg, sizeof(msg)), -ENOENT);
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -ENOENT);
     assert_non_null(strstr(msg, "unknown subsection 'dev/sub'"));
     assert_int_equal(dst.a, 5);
     free(b.data);
@@ -672,8 +690,9 @@ static void test_subsection_version_refused(void **state)
     blob b = save(&dev_desc, &src);
     b.data[10 + 12] = 3;        /* subsection version 2 -> 3 */
     char msg[600];
-    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 2, SV_PASS_VALIDATE,
-                          msg, sizeof(msg)), -ENOTSUP);
+    assert_int_equal(load(&b, b.len, &dev_desc, &dst, 2, SAVEVM_PASS_VALIDATE,
+                          msg, sizeof(msg)),
+                     -ENOTSUP);
     assert_non_null(strstr(msg, "'dev/sub'"));
     assert_non_null(strstr(msg, "version 3"));
     free(b.data);
@@ -689,23 +708,25 @@ typedef struct holder {
     uint8_t outer_z;
 } holder;
 
-static const vms_field holder_sub_fields[] = {
-    { VMS_SCALAR(holder, outer_z) },
-    VMS_END,
+static const vmstate_field holder_sub_fields[] = {
+    {VMSTATE_SCALAR(holder, outer_z)},
+    VMSTATE_END,
 };
-static const vms_desc holder_sub_desc = {
+static const vmstate_desc holder_sub_desc = {
     .name = "holder/z", .version = 1, .fields = holder_sub_fields,
 };
-static const vms_field holder_fields[] = {
-    { VMS_STRUCT_ARRAY(holder, d, dev_desc) },
-    { VMS_SCALAR(holder, after) },
-    VMS_END,
+static const vmstate_field holder_fields[] = {
+    {VMSTATE_STRUCT_ARRAY(holder, d, dev_desc)},
+    {VMSTATE_SCALAR(holder, after)},
+    VMSTATE_END,
 };
-static const vms_desc holder_desc = {
-    .name = "holder", .version = 1, .size = sizeof(holder),
+static const vmstate_desc holder_desc = {
+    .name = "holder",
+    .version = 1,
+    .size = sizeof(holder),
     .fields = holder_fields,
-    .subsections = (const vms_subsection[]){ { &holder_sub_desc, NULL },
-                                             { NULL } },
+    .subsections =
+        (const vmstate_subsection[]){{&holder_sub_desc, NULL}, {NULL}},
 };
 
 static void test_subsection_inside_nested_struct(void **state)
@@ -745,13 +766,13 @@ typedef struct looks_like {
     uint8_t x, y;
 } looks_like;
 
-static const vms_field looks_like_fields[] = {
-    { VMS_STRUCT(looks_like, d, dev_desc) },
-    { VMS_SCALAR(looks_like, x) },
-    { VMS_SCALAR(looks_like, y) },
-    VMS_END,
+static const vmstate_field looks_like_fields[] = {
+    {VMSTATE_STRUCT(looks_like, d, dev_desc)},
+    {VMSTATE_SCALAR(looks_like, x)},
+    {VMSTATE_SCALAR(looks_like, y)},
+    VMSTATE_END,
 };
-static const vms_desc looks_like_desc = {
+static const vmstate_desc looks_like_desc = {
     .name = "looks_like", .version = 1, .size = sizeof(looks_like),
     .fields = looks_like_fields,
 };
@@ -795,8 +816,8 @@ static int hooked_check(qfile *f, const void *obj, uint32_t version)
     (void)version;
     check_calls++;
     if (h->derived != h->value * 2)
-        return qf_fail(f, -EINVAL, "derived %u is not twice %u", h->derived,
-                       h->value);
+        return qfile_fail(f, -EINVAL, "derived %u is not twice %u", h->derived,
+                          h->value);
     return 0;
 }
 
@@ -809,12 +830,12 @@ static int hooked_post_load(void *obj, uint32_t version)
     return 0;
 }
 
-static const vms_field hooked_fields[] = {
-    { VMS_SCALAR(hooked, value) },
-    { VMS_SCALAR(hooked, derived) },
-    VMS_END,
+static const vmstate_field hooked_fields[] = {
+    {VMSTATE_SCALAR(hooked, value)},
+    {VMSTATE_SCALAR(hooked, derived)},
+    VMSTATE_END,
 };
-static const vms_desc hooked_desc = {
+static const vmstate_desc hooked_desc = {
     .name = "hooked", .version = 1, .size = sizeof(hooked),
     .fields = hooked_fields, .pre_save = hooked_pre_save,
     .check = hooked_check, .post_load = hooked_post_load,
@@ -830,13 +851,14 @@ static void test_hooks(void **state)
 
     hooked dst = { 0 };
     check_calls = post_load_calls = 0;
-    assert_int_equal(load(&b, b.len, &hooked_desc, &dst, 1,
-                          SV_PASS_VALIDATE, NULL, 0), 0);
+    assert_int_equal(
+        load(&b, b.len, &hooked_desc, &dst, 1, SAVEVM_PASS_VALIDATE, NULL, 0),
+        0);
     assert_int_equal(check_calls, 1);
     assert_int_equal(post_load_calls, 0);
     assert_int_equal(dst.value, 0);
-    assert_int_equal(load(&b, b.len, &hooked_desc, &dst, 1, SV_PASS_APPLY,
-                          NULL, 0), 0);
+    assert_int_equal(
+        load(&b, b.len, &hooked_desc, &dst, 1, SAVEVM_PASS_APPLY, NULL, 0), 0);
     assert_int_equal(check_calls, 1);
     assert_int_equal(post_load_calls, 1);
     assert_int_equal(dst.value, 21);
@@ -848,7 +870,8 @@ static void test_hooks(void **state)
     hooked before = dst;
     char msg[600];
     assert_int_equal(load(&b, b.len, &hooked_desc, &dst, 1,
-                          SV_PASS_VALIDATE, msg, sizeof(msg)), -EINVAL);
+                          SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+                     -EINVAL);
     assert_non_null(strstr(msg, "derived 41 is not twice 21"));
     assert_memory_equal(&dst, &before, sizeof(dst));
     free(b.data);
@@ -869,21 +892,22 @@ static int failing_pre_save(void *copy)
 static void test_hook_failures(void **state)
 {
     (void)state;
-    vms_desc d = hooked_desc;
+    vmstate_desc d = hooked_desc;
     d.check = silent_check;
     hooked src = { .value = 1 }, dst = { 0 };
     blob b = save(&d, &src);
     char msg[600];
-    assert_int_equal(load(&b, b.len, &d, &dst, 1, SV_PASS_VALIDATE, msg,
-                          sizeof(msg)), -ERANGE);
+    assert_int_equal(
+        load(&b, b.len, &d, &dst, 1, SAVEVM_PASS_VALIDATE, msg, sizeof(msg)),
+        -ERANGE);
     assert_non_null(strstr(msg, "'hooked' refused the state"));
     free(b.data);
 
     d.pre_save = failing_pre_save;
-    qfile *f = qf_open_mem("out");
-    assert_int_equal(vms_save(f, &d, &src, NULL), -EIO);
-    assert_non_null(strstr(qf_errmsg(f), "pre_save of 'hooked' failed"));
-    qf_close(f);
+    qfile *f = qfile_open_mem("out");
+    assert_int_equal(vmstate_save(f, &d, &src, NULL), -EIO);
+    assert_non_null(strstr(qfile_errmsg(f), "pre_save of 'hooked' failed"));
+    qfile_close(f);
 }
 
 /* ---- description checks ---- */
@@ -894,12 +918,12 @@ typedef struct bad {
     uint8_t data[4];
 } bad;
 
-static void expect_invalid(const vms_field *fields, const char *needle)
+static void expect_invalid(const vmstate_field *fields, const char *needle)
 {
-    vms_desc d = { .name = "bad", .version = 2, .size = sizeof(bad),
-                   .fields = fields };
+    vmstate_desc d = {
+        .name = "bad", .version = 2, .size = sizeof(bad), .fields = fields};
     char why[256];
-    assert_int_equal(vms_desc_verify(&d, why, sizeof(why)), -EINVAL);
+    assert_int_equal(vmstate_desc_verify(&d, why, sizeof(why)), -EINVAL);
     if (!strstr(why, needle))
         fail_msg("'%s' does not mention '%s'", why, needle);
 }
@@ -908,51 +932,80 @@ static void test_desc_verify(void **state)
 {
     (void)state;
     char why[256];
-    assert_int_equal(vms_desc_verify(&all_desc, why, sizeof(why)), 0);
-    assert_int_equal(vms_desc_verify(&dev_desc, why, sizeof(why)), 0);
-    assert_int_equal(vms_desc_verify(&holder_desc, why, sizeof(why)), 0);
+    assert_int_equal(vmstate_desc_verify(&all_desc, why, sizeof(why)), 0);
+    assert_int_equal(vmstate_desc_verify(&dev_desc, why, sizeof(why)), 0);
+    assert_int_equal(vmstate_desc_verify(&holder_desc, why, sizeof(why)), 0);
 
-    expect_invalid((const vms_field[]){
-        { VMS_VARRAY(bad, data, n) }, { VMS_SCALAR(bad, n) }, VMS_END,
-    }, "not an earlier field");
-    expect_invalid((const vms_field[]){
-        { VMS_SCALAR(bad, n), .version = 2 }, { VMS_VARRAY(bad, data, n) },
-        VMS_END,
-    }, "newer than it");
-    expect_invalid((const vms_field[]){
-        { VMS_SCALAR(bad, n) }, { VMS_SCALAR(bad, n) }, VMS_END,
-    }, "used twice");
-    expect_invalid((const vms_field[]){
-        { .name = "x", .type = VMS_T_U32, .offset = 0, .size = 2 }, VMS_END,
-    }, "uint32 with size 2");
-    expect_invalid((const vms_field[]){
-        { .name = "x", .type = VMS_T_U64, .offset = sizeof(bad) - 4,
-          .size = 8 }, VMS_END,
-    }, "outside");
-    expect_invalid((const vms_field[]){
-        { VMS_SCALAR(bad, n), .version = 3 }, VMS_END,
-    }, "newer than the description");
-    expect_invalid((const vms_field[]){
-        { VMS_SCALAR(bad, n) },
-        { .name = "d", .type = VMS_T_VBUFFER, .offset = offsetof(bad, data),
-          .size = 4, .count_from = "n", .max = 5 }, VMS_END,
-    }, "variable buffer");
+    expect_invalid(
+        (const vmstate_field[]){
+            {VMSTATE_VARRAY(bad, data, n)},
+            {VMSTATE_SCALAR(bad, n)},
+            VMSTATE_END,
+        },
+        "not an earlier field");
+    expect_invalid(
+        (const vmstate_field[]){
+            {VMSTATE_SCALAR(bad, n), .version = 2},
+            {VMSTATE_VARRAY(bad, data, n)},
+            VMSTATE_END,
+        },
+        "newer than it");
+    expect_invalid(
+        (const vmstate_field[]){
+            {VMSTATE_SCALAR(bad, n)},
+            {VMSTATE_SCALAR(bad, n)},
+            VMSTATE_END,
+        },
+        "used twice");
+    expect_invalid(
+        (const vmstate_field[]){
+            {.name = "x", .type = VMSTATE_T_U32, .offset = 0, .size = 2},
+            VMSTATE_END,
+        },
+        "uint32 with size 2");
+    expect_invalid(
+        (const vmstate_field[]){
+            {.name = "x",
+             .type = VMSTATE_T_U64,
+             .offset = sizeof(bad) - 4,
+             .size = 8},
+            VMSTATE_END,
+        },
+        "outside");
+    expect_invalid(
+        (const vmstate_field[]){
+            {VMSTATE_SCALAR(bad, n), .version = 3},
+            VMSTATE_END,
+        },
+        "newer than the description");
+    expect_invalid(
+        (const vmstate_field[]){
+            {VMSTATE_SCALAR(bad, n)},
+            {.name = "d",
+             .type = VMSTATE_T_VBUFFER,
+             .offset = offsetof(bad, data),
+             .size = 4,
+             .count_from = "n",
+             .max = 5},
+            VMSTATE_END,
+        },
+        "variable buffer");
 
-    vms_desc nosize = { .name = "x", .version = 1, .fields = dev_fields };
-    assert_int_equal(vms_desc_verify(&nosize, why, sizeof(why)), -EINVAL);
-    vms_desc minver = { .name = "x", .version = 1, .minimum_version = 2,
-                        .size = 4 };
-    assert_int_equal(vms_desc_verify(&minver, why, sizeof(why)), -EINVAL);
+    vmstate_desc nosize = {.name = "x", .version = 1, .fields = dev_fields};
+    assert_int_equal(vmstate_desc_verify(&nosize, why, sizeof(why)), -EINVAL);
+    vmstate_desc minver = {
+        .name = "x", .version = 1, .minimum_version = 2, .size = 4};
+    assert_int_equal(vmstate_desc_verify(&minver, why, sizeof(why)), -EINVAL);
 }
 
 static void test_type_names(void **state)
 {
     (void)state;
-    assert_string_equal(vms_type_name(VMS_T_U8), "uint8");
-    assert_string_equal(vms_type_name(VMS_T_I64), "int64");
-    assert_string_equal(vms_type_name(VMS_T_BOOL), "bool");
-    assert_string_equal(vms_type_name(VMS_T_VBUFFER), "buffer");
-    assert_string_equal(vms_type_name(VMS_T_STRUCT), "struct");
+    assert_string_equal(vmstate_type_name(VMSTATE_T_U8), "uint8");
+    assert_string_equal(vmstate_type_name(VMSTATE_T_I64), "int64");
+    assert_string_equal(vmstate_type_name(VMSTATE_T_BOOL), "bool");
+    assert_string_equal(vmstate_type_name(VMSTATE_T_VBUFFER), "buffer");
+    assert_string_equal(vmstate_type_name(VMSTATE_T_STRUCT), "struct");
 }
 
 int main(void)

@@ -83,22 +83,22 @@ static void test_known_encodings(void **state)
     (void)state;
 
     /* Equal buffers encode to nothing. */
-    assert_int_equal(xbz_encode(old, new, PAGE, out, PAGE), 0);
+    assert_int_equal(xbzrle_encode(old, new, PAGE, out, PAGE), 0);
 
     /* Three bytes changed at 3: skip 3, count 3, bytes; no trailing run. */
     memcpy(new + 3, "abc", 3);
-    assert_int_equal(xbz_encode(old, new, 16, out, PAGE), 5);
+    assert_int_equal(xbzrle_encode(old, new, 16, out, PAGE), 5);
     assert_memory_equal(out, "\x03\x03" "abc", 5);
 
     /* The example in docs/ram-format.md. */
     new[200] = 0xee;
-    assert_int_equal(xbz_encode(old, new, PAGE, out, PAGE), 9);
+    assert_int_equal(xbzrle_encode(old, new, PAGE, out, PAGE), 9);
     assert_memory_equal(out, "\x03\x03" "abc" "\xc2\x01\x01\xee", 9);
 
     /* A change at byte 0 starts with an empty skip. */
     memset(new, 0, sizeof(new));
     new[0] = 7;
-    assert_int_equal(xbz_encode(old, new, 16, out, PAGE), 3);
+    assert_int_equal(xbzrle_encode(old, new, 16, out, PAGE), 3);
     assert_memory_equal(out, "\x00\x01\x07", 3);
 
     /* Skips of 128 and more take two uleb128 bytes: 200 = c8 01. */
@@ -106,7 +106,7 @@ static void test_known_encodings(void **state)
     new[200] = 0xee;
     new[4095] = 0x11;
     /* then skip 4095 - 201 = 3894 = 0xf36: b6 1e */
-    assert_int_equal(xbz_encode(old, new, PAGE, out, PAGE), 8);
+    assert_int_equal(xbzrle_encode(old, new, PAGE, out, PAGE), 8);
     assert_memory_equal(out, "\xc8\x01\x01\xee" "\xb6\x1e\x01\x11", 8);
 }
 
@@ -116,17 +116,20 @@ static void test_known_decodings(void **state)
     (void)state;
 
     memset(page, '.', sizeof(page));
-    assert_int_equal(xbz_decode((const uint8_t *)"\x03\x03" "abc" "\x02\x01Z",
-                                8, page, sizeof(page)), 0);
+    assert_int_equal(xbzrle_decode((const uint8_t *)"\x03\x03"
+                                                    "abc"
+                                                    "\x02\x01Z",
+                                   8, page, sizeof(page)),
+                     0);
     assert_memory_equal(page, "...abc..Z.......", 16);
 
     /* An empty encoding leaves the page as it was. */
-    assert_int_equal(xbz_decode(NULL, 0, page, sizeof(page)), 0);
+    assert_int_equal(xbzrle_decode(NULL, 0, page, sizeof(page)), 0);
     assert_memory_equal(page, "...abc..Z.......", 16);
 
     /* A change may end exactly at the end of the page. */
-    assert_int_equal(xbz_decode((const uint8_t *)"\x0f\x01!", 3, page,
-                                sizeof(page)), 0);
+    assert_int_equal(
+        xbzrle_decode((const uint8_t *)"\x0f\x01!", 3, page, sizeof(page)), 0);
     assert_int_equal(page[15], '!');
 }
 
@@ -137,17 +140,17 @@ static void test_identical_and_full_diff(void **state)
 
     fill_random(old, PAGE);
     memcpy(new, old, PAGE);
-    assert_int_equal(xbz_encode(old, new, PAGE, out, PAGE), 0);
+    assert_int_equal(xbzrle_encode(old, new, PAGE, out, PAGE), 0);
 
     for (size_t i = 0; i < PAGE; i++)
         new[i] = (uint8_t)~old[i];
-    assert_int_equal(xbz_encode(old, new, PAGE, out, PAGE), -1);
+    assert_int_equal(xbzrle_encode(old, new, PAGE, out, PAGE), -1);
 
     /* With room for the headers it fits: skip 0, count 4096, the page. */
     {
         static uint8_t big[PAGE + 8];
 
-        assert_int_equal(xbz_encode(old, new, PAGE, big, sizeof(big)),
+        assert_int_equal(xbzrle_encode(old, new, PAGE, big, sizeof(big)),
                          PAGE + 3);
         assert_memory_equal(big, "\x00\x80\x20", 3);
         assert_memory_equal(big + 3, new, PAGE);
@@ -155,11 +158,13 @@ static void test_identical_and_full_diff(void **state)
 
     /* Longer buffers than two uleb128 bytes can describe are refused. */
     {
-        uint8_t *a = calloc(1, XBZ_MAX_LEN + 1), *b = calloc(1, XBZ_MAX_LEN + 1);
+        uint8_t *a = calloc(1, XBZRLE_MAX_LEN + 1),
+                *b = calloc(1, XBZRLE_MAX_LEN + 1);
 
         b[5] = 1;
-        assert_int_equal(xbz_encode(a, b, XBZ_MAX_LEN + 1, out, PAGE), -1);
-        assert_int_equal(xbz_encode(a, b, XBZ_MAX_LEN, out, PAGE), 3);
+        assert_int_equal(xbzrle_encode(a, b, XBZRLE_MAX_LEN + 1, out, PAGE),
+                         -1);
+        assert_int_equal(xbzrle_encode(a, b, XBZRLE_MAX_LEN, out, PAGE), 3);
         free(a);
         free(b);
     }
@@ -184,7 +189,7 @@ static void roundtrip(const uint8_t *old, const uint8_t *new, size_t len,
     int n, m;
 
     memset(out + out_max, 0xa5, GUARD);
-    n = xbz_encode(old, new, len, out, out_max);
+    n = xbzrle_encode(old, new, len, out, out_max);
     m = naive_encode(old, new, len, ref, out_max);
     assert_int_equal(n, m);
     for (size_t i = 0; i < GUARD; i++)
@@ -193,8 +198,8 @@ static void roundtrip(const uint8_t *old, const uint8_t *new, size_t len,
         return;
     assert_memory_equal(out, ref, (size_t)n);
     memcpy(page, old, len);
-    assert_int_equal(xbz_check(out, (size_t)n, len), 0);
-    assert_int_equal(xbz_decode(out, (size_t)n, page, len), 0);
+    assert_int_equal(xbzrle_check(out, (size_t)n, len), 0);
+    assert_int_equal(xbzrle_decode(out, (size_t)n, page, len), 0);
     assert_memory_equal(page, new, len);
 }
 
@@ -270,9 +275,11 @@ static void expect_bad(const char *enc, size_t len, size_t page_len)
 
     assert_true(page_len <= 64);
     memset(buf, 0xa5, sizeof(buf));
-    assert_int_equal(xbz_check((const uint8_t *)enc, len, page_len), -EINVAL);
-    assert_int_equal(xbz_decode((const uint8_t *)enc, len, buf + GUARD,
-                                page_len), -EINVAL);
+    assert_int_equal(xbzrle_check((const uint8_t *)enc, len, page_len),
+                     -EINVAL);
+    assert_int_equal(
+        xbzrle_decode((const uint8_t *)enc, len, buf + GUARD, page_len),
+        -EINVAL);
     for (size_t i = 0; i < GUARD; i++) {
         assert_int_equal(buf[i], 0xa5);
         assert_int_equal(buf[GUARD + page_len + i], 0xa5);
@@ -313,8 +320,8 @@ static void test_fuzz_decode(void **state)
             in[i] = (uint8_t)(r & 1 ? r >> 8 & 0x0f : r >> 8);
         }
         memset(buf, 0xa5, sizeof(buf));
-        c = xbz_check(in, len, page_len);
-        d = xbz_decode(in, len, buf + GUARD, page_len);
+        c = xbzrle_check(in, len, page_len);
+        d = xbzrle_decode(in, len, buf + GUARD, page_len);
         assert_int_equal(c, d);
         assert_true(d == 0 || d == -EINVAL);
         for (size_t i = 0; i < GUARD; i++) {

@@ -8,9 +8,9 @@
  *    KVM_RUN with its state read.  The latencies are printed (measured,
  *    not asserted: timing on shared machines is not a behaviour).
  * 2. counter runs; after some ticks it is paused, its whole state (vCPU,
- *    devices, RAM) saved with reg_save_stream into a memory qfile, and
+ *    devices, RAM) saved with registry_save_stream into a memory qfile, and
  *    resumed.  A second VM is created, loaded from the stream with
- *    sv_load_checked and started.  The first VM's output up to the pause
+ *    savevm_load_checked and started.  The first VM's output up to the pause
  *    followed by the second's must equal an uninterrupted run's, and so
  *    must the first VM's whole output; the restored guest's clock must
  *    start where the checkpoint left it.
@@ -249,14 +249,15 @@ static int restore_main(const char *path)
         fprintf(stderr, "vm_create: %s\n", err);
         return 1;
     }
-    qfile *in = qf_open_view(buf, len, path);
-    sv_loader *l = sv_loader_new(&reg_target_ops, vm_registry(v), NULL);
-    if (sv_load_checked(l, in) < 0) {
-        fprintf(stderr, "sv_load_checked: %s\n", qf_errmsg(in));
+    qfile *in = qfile_open_view(buf, len, path);
+    savevm_loader *l =
+        savevm_loader_new(&registry_target_ops, vm_registry(v), NULL);
+    if (savevm_load_checked(l, in) < 0) {
+        fprintf(stderr, "savevm_load_checked: %s\n", qfile_errmsg(in));
         return 1;
     }
-    sv_loader_free(l);
-    qf_close(in);
+    savevm_loader_free(l);
+    qfile_close(in);
     start(v);
     wait_stopped(v, 60);
     vm_stop_info si;
@@ -318,22 +319,23 @@ static void test_save_restore(const char *self, const char *counter)
     char *before = capture_copy(&a);
     uint64_t clock_at_pause = vm_guest_clock(va);
 
-    qfile *f = qf_open_mem("checkpoint");
-    int rc = reg_save_stream(vm_registry(va), f);
-    CHECK(rc == 0, "reg_save_stream: %s", qf_errmsg(f));
+    qfile *f = qfile_open_mem("checkpoint");
+    int rc = registry_save_stream(vm_registry(va), f);
+    CHECK(rc == 0, "registry_save_stream: %s", qfile_errmsg(f));
     size_t len;
-    const uint8_t *stream = qf_mem_data(f, &len);
+    const uint8_t *stream = qfile_mem_data(f, &len);
     printf("checkpoint at tick %d: %zu bytes\n", PAUSE_AT_TICK, len);
     resume(va);
 
     /* The restored VM: same memory, no image. */
     vm *vb = make_vm(&b, NULL, NULL);
-    qfile *in = qf_open_view(stream, len, "checkpoint");
-    sv_loader *l = sv_loader_new(&reg_target_ops, vm_registry(vb), NULL);
-    rc = sv_load_checked(l, in);
-    CHECK(rc == 0, "sv_load_checked: %s", qf_errmsg(in));
-    sv_loader_free(l);
-    qf_close(in);
+    qfile *in = qfile_open_view(stream, len, "checkpoint");
+    savevm_loader *l =
+        savevm_loader_new(&registry_target_ops, vm_registry(vb), NULL);
+    rc = savevm_load_checked(l, in);
+    CHECK(rc == 0, "savevm_load_checked: %s", qfile_errmsg(in));
+    savevm_loader_free(l);
+    qfile_close(in);
     start(vb);
     uint64_t clock_at_start = vm_guest_clock(vb);
     CHECK(clock_at_start >= clock_at_pause &&
@@ -368,7 +370,7 @@ static void test_save_restore(const char *self, const char *counter)
           joined, ref.buf);
 
     free(other);
-    qf_close(f);
+    qfile_close(f);
     vm_destroy(va);
     vm_destroy(vb);
     free(before);
@@ -399,9 +401,10 @@ static void test_incremental(const char *counter)
 
     vm *va = make_vm(&a, counter, COUNTER_ARGS);
     vm *vb = make_vm(&b, NULL, NULL);
-    reg_registry *reg = vm_registry(va);
-    sv_loader *l = sv_loader_new(&reg_target_ops, vm_registry(vb), NULL);
-    qfile *f = qf_open_mem("package");
+    registry *reg = vm_registry(va);
+    savevm_loader *l =
+        savevm_loader_new(&registry_target_ops, vm_registry(vb), NULL);
+    qfile *f = qfile_open_mem("package");
     char *before = NULL;
     start(va);
     for (size_t i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++) {
@@ -412,27 +415,28 @@ static void test_incremental(const char *counter)
         free(before);
         before = capture_copy(&a);
 
-        qf_mem_reset(f);
-        sv_put_header(f);
+        qfile_mem_reset(f);
+        savevm_put_header(f);
         if (i == 0)
-            reg_save_setup(reg, f);
-        reg_save_complete(reg, f);
-        reg_save_devices(reg, f, NULL);
-        sv_put_eof(f);
-        CHECK(qf_error(f) == 0, "saving package %zu: %s", i, qf_errmsg(f));
+            registry_save_setup(reg, f);
+        registry_save_complete(reg, f);
+        registry_save_devices(reg, f, NULL);
+        savevm_put_eof(f);
+        CHECK(qfile_error(f) == 0, "saving package %zu: %s", i,
+              qfile_errmsg(f));
 
         size_t len;
-        const uint8_t *pkg = qf_mem_data(f, &len);
+        const uint8_t *pkg = qfile_mem_data(f, &len);
         ram_save_stats rs;
         vm_get_ram_stats(va, &rs);
         printf("package %zu at tick %d: %zu bytes, %" PRIu64 " pages sent\n",
                i, ticks[i], len, rs.normal_pages + rs.zero_pages +
                rs.compressed_pages + rs.xbzrle_pages);
         /* Loaded with the guest paused, so slow builds keep up with it. */
-        qfile *in = qf_open_view(pkg, len, "package");
-        CHECK(sv_load_checked(l, in) == 0, "loading package %zu: %s", i,
-              qf_errmsg(in));
-        qf_close(in);
+        qfile *in = qfile_open_view(pkg, len, "package");
+        CHECK(savevm_load_checked(l, in) == 0, "loading package %zu: %s", i,
+              qfile_errmsg(in));
+        qfile_close(in);
         resume(va);
     }
     start(vb);
@@ -443,8 +447,8 @@ static void test_incremental(const char *counter)
           "restored from incremental packages, the run differs:\n%s\n---\n"
           "%s", joined, ref.buf);
 
-    sv_loader_free(l);
-    qf_close(f);
+    savevm_loader_free(l);
+    qfile_close(f);
     vm_destroy(va);
     vm_destroy(vb);
     free(joined);

@@ -13,8 +13,8 @@
  * against guest RAM and answers FTVM_EFAULT (or stops the VM for a struct
  * it cannot even read).  docs/hypercall-abi.md is the full specification.
  */
-#ifndef FTVM_VM_HYPERCALL_ABI_H
-#define FTVM_VM_HYPERCALL_ABI_H
+#ifndef FTVM_HYPERCALL_ABI_H
+#define FTVM_HYPERCALL_ABI_H
 
 #include <stdint.h>
 
@@ -111,7 +111,7 @@ struct ftvm_hc_halt {
 struct ftvm_boot_info {
     uint64_t abi_version;   /* FTVM_HC_ABI_VERSION */
     uint64_t mem_size;      /* bytes of guest RAM */
-    uint64_t image_end;     /* first byte after the loaded image, page aligned */
+    uint64_t image_end; /* first byte after the loaded image, page aligned */
     uint64_t cmdline;       /* NUL-terminated guest arguments */
 };
 

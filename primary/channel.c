@@ -1,5 +1,6 @@
-/* link: see link.h.  The loop's side; the thread is in link_thread.c. */
-#include "primary/link.h"
+/* channel: see channel.h.  The loop's side; the thread is in channel_thread.c.
+ */
+#include "primary/channel.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -11,18 +12,18 @@
 #include <unistd.h>
 
 #include "checkpoint/savevm.h"
-#include "primary/link_impl.h"
+#include "primary/channel_impl.h"
 #include "vm/mono.h"
 
 
-void lnk_wake(lnk *l)
+void channel_wake(channel *l)
 {
     event_active(l->ev_wake, EV_READ, 0);
 }
 
 /* ---- the loop's side ---- */
 
-static void report_down(lnk *l, int rc, const char *why)
+static void report_down(channel *l, int rc, const char *why)
 {
     pthread_mutex_lock(&l->lock);
     bool tell = !l->told_failed && !l->closing && !l->finishing;
@@ -33,7 +34,7 @@ static void report_down(lnk *l, int rc, const char *why)
         l->ops.on_down(l->opaque, l, rc, why);
 }
 
-static void stop_reading(lnk *l)
+static void stop_reading(channel *l)
 {
     if (l->read_added)
         event_del(l->ev_read);
@@ -43,7 +44,7 @@ static void stop_reading(lnk *l)
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    lnk *l = arg;
+    channel *l = arg;
     char why[600];
     for (;;) {
         ssize_t n = recv(fd, l->rx + l->rx_len, sizeof(l->rx) - l->rx_len,
@@ -64,10 +65,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         l->rx_len += (size_t)n;
         size_t off = 0;
         for (;;) {
-            rp_msg m;
+            retpath_msg m;
             char err[256];
-            int used = rp_parse(l->rx + off, l->rx_len - off, &m, err,
-                                sizeof(err));
+            int used = retpath_parse(l->rx + off, l->rx_len - off, &m, err,
+                                     sizeof(err));
             if (used < 0) {
                 snprintf(why, sizeof(why), "secondary %s: %s", l->addr, err);
                 stop_reading(l);
@@ -90,7 +91,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    lnk *l = arg;
+    channel *l = arg;
     pthread_mutex_lock(&l->lock);
     bool add_read = l->connected && !l->read_added && !l->closing &&
                     !l->finishing && !l->told_failed;
@@ -152,14 +153,14 @@ static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    lnk_shutdown(arg);
+    channel_shutdown(arg);
 }
 
-int lnk_new(lnk **out, struct event_base *base, const char *addr, int fd,
-            int connect_timeout_ms, const lnk_ops *ops, void *opaque,
-            char *err, size_t errlen)
+int channel_new(channel **out, struct event_base *base, const char *addr,
+                int fd, int connect_timeout_ms, const channel_ops *ops,
+                void *opaque, char *err, size_t errlen)
 {
-    lnk *l = calloc(1, sizeof(*l));
+    channel *l = calloc(1, sizeof(*l));
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -174,7 +175,7 @@ int lnk_new(lnk **out, struct event_base *base, const char *addr, int fd,
     pthread_mutex_init(&l->lock, NULL);
     pthread_mutex_init(&l->send_lock, NULL);
     pthread_cond_init(&l->cond, NULL);
-    l->framer = qf_open_mem(addr);
+    l->framer = qfile_open_mem(addr);
     l->ev_wake = event_new(base, -1, 0, on_wake, l);
     l->ev_finish = evtimer_new(base, on_finish_timeout, l);
     if (fd >= 0)
@@ -182,12 +183,12 @@ int lnk_new(lnk **out, struct event_base *base, const char *addr, int fd,
     if (!l->framer || !l->ev_wake || !l->ev_finish ||
         (fd >= 0 && !l->ev_read)) {
         snprintf(err, errlen, "out of memory");
-        lnk_free(l);
+        channel_free(l);
         return -ENOMEM;
     }
-    if (pthread_create(&l->thread, NULL, lnk_thread_main, l) != 0) {
+    if (pthread_create(&l->thread, NULL, channel_thread_main, l) != 0) {
         snprintf(err, errlen, "cannot start the sender thread");
-        lnk_free(l);
+        channel_free(l);
         return -EAGAIN;
     }
     l->thread_started = true;
@@ -195,7 +196,7 @@ int lnk_new(lnk **out, struct event_base *base, const char *addr, int fd,
     return 0;
 }
 
-void lnk_shutdown(lnk *l)
+void channel_shutdown(channel *l)
 {
     pthread_mutex_lock(&l->lock);
     l->closing = true;
@@ -211,17 +212,17 @@ static void free_items(item *it)
 {
     while (it) {
         item *next = it->next;
-        qf_close(it->pkg);
+        qfile_close(it->pkg);
         free(it);
         it = next;
     }
 }
 
-void lnk_free(lnk *l)
+void channel_free(channel *l)
 {
     if (!l)
         return;
-    lnk_shutdown(l);
+    channel_shutdown(l);
     if (l->thread_started)
         pthread_join(l->thread, NULL);
     if (l->ev_read)
@@ -234,26 +235,26 @@ void lnk_free(lnk *l)
     free_items(l->done);
     if (l->fd >= 0)
         close(l->fd);
-    qf_close(l->framer);
+    qfile_close(l->framer);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->send_lock);
     pthread_mutex_destroy(&l->lock);
     free(l);
 }
 
-const char *lnk_addr(const lnk *l)
+const char *channel_addr(const channel *l)
 {
     return l->addr;
 }
 
 /* The framing of a record, encoded by savevm (on the loop's thread). */
-static void frame(lnk *l, item *it, void (*put)(qfile *, const item *))
+static void frame(channel *l, item *it, void (*put)(qfile *, const item *))
 {
     size_t len;
-    qf_mem_reset(l->framer);
+    qfile_mem_reset(l->framer);
     put(l->framer, it);
-    const uint8_t *d = qf_mem_data(l->framer, &len);
-    if (!qf_error(l->framer) && len <= sizeof(it->hdr)) {
+    const uint8_t *d = qfile_mem_data(l->framer, &len);
+    if (!qfile_error(l->framer) && len <= sizeof(it->hdr)) {
         memcpy(it->hdr, d, len);
         it->hdr_len = len;
     }
@@ -262,24 +263,24 @@ static void frame(lnk *l, item *it, void (*put)(qfile *, const item *))
 static void put_packaged(qfile *h, const item *it)
 {
     size_t len;
-    qf_mem_data(it->pkg, &len);
+    qfile_mem_data(it->pkg, &len);
     uint8_t be[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
                       (uint8_t)(len >> 8), (uint8_t)len };
-    sv_put_command(h, SV_CMD_PACKAGED, 4, be);
+    savevm_put_command(h, SAVEVM_CMD_PACKAGED, 4, be);
 }
 
 static void put_ping(qfile *h, const item *it)
 {
-    sv_put_ping(h, (uint32_t)it->id);
+    savevm_put_ping(h, (uint32_t)it->id);
 }
 
 static void put_eof(qfile *h, const item *it)
 {
     (void)it;
-    sv_put_eof(h);
+    savevm_put_eof(h);
 }
 
-static void enqueue(lnk *l, item *it)
+static void enqueue(channel *l, item *it)
 {
     pthread_mutex_lock(&l->lock);
     *l->tail = it;
@@ -288,7 +289,7 @@ static void enqueue(lnk *l, item *it)
     pthread_mutex_unlock(&l->lock);
 }
 
-static item *new_item(lnk *l, item_kind kind, uint64_t id, qfile *pkg,
+static item *new_item(channel *l, item_kind kind, uint64_t id, qfile *pkg,
                       void (*put)(qfile *, const item *))
 {
     item *it = calloc(1, sizeof(*it));
@@ -305,7 +306,7 @@ static item *new_item(lnk *l, item_kind kind, uint64_t id, qfile *pkg,
     return it;
 }
 
-void lnk_send_package(lnk *l, uint64_t id, qfile *pkg)
+void channel_send_package(channel *l, uint64_t id, qfile *pkg)
 {
     item *it = new_item(l, IT_PACKAGE, id, pkg, put_packaged);
     if (!it) {
@@ -320,7 +321,7 @@ void lnk_send_package(lnk *l, uint64_t id, qfile *pkg)
     enqueue(l, it);
 }
 
-bool lnk_ping(lnk *l, uint32_t value)
+bool channel_ping(channel *l, uint32_t value)
 {
     item it = { .id = value };
     frame(l, &it, put_ping);
@@ -336,7 +337,7 @@ bool lnk_ping(lnk *l, uint32_t value)
         /* Room for some of 9 bytes but not all: finish the record. */
         char err[256];
         struct iovec iov = { it.hdr + w, it.hdr_len - (size_t)w };
-        if (lnk_send_iov(l, &iov, 1, err, sizeof(err)) < 0)
+        if (channel_send_iov(l, &iov, 1, err, sizeof(err)) < 0)
             w = -1;
         else
             w = (ssize_t)it.hdr_len;
@@ -347,7 +348,7 @@ bool lnk_ping(lnk *l, uint32_t value)
     return w > 0;
 }
 
-void lnk_finish(lnk *l, uint64_t timeout_ns)
+void channel_finish(channel *l, uint64_t timeout_ns)
 {
     pthread_mutex_lock(&l->lock);
     l->finishing = true;
@@ -355,7 +356,7 @@ void lnk_finish(lnk *l, uint64_t timeout_ns)
     stop_reading(l);
     item *it = new_item(l, IT_EOF, 0, NULL, put_eof);
     if (!it) {
-        lnk_shutdown(l);
+        channel_shutdown(l);
         return;
     }
     enqueue(l, it);
@@ -363,7 +364,7 @@ void lnk_finish(lnk *l, uint64_t timeout_ns)
     evtimer_add(l->ev_finish, &tv);
 }
 
-void lnk_get_times(lnk *l, lnk_times *out)
+void channel_get_times(channel *l, channel_times *out)
 {
     out->last_recv_ns = __atomic_load_n(&l->last_recv_ns, __ATOMIC_RELAXED);
     out->last_sent_ns = __atomic_load_n(&l->last_sent_ns, __ATOMIC_RELAXED);

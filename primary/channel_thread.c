@@ -1,5 +1,5 @@
 /*
- * link_thread: the link's sender thread (link.h): connecting, the
+ * channel_thread: the link's sender thread (channel.h): connecting, the
  * bring-up, then every queued package and the final EOF, each record
  * written whole under send_lock.
  */
@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include "primary/dial.h"
-#include "primary/link_impl.h"
+#include "primary/channel_impl.h"
 #include "vm/mono.h"
 
-static void thread_fail(lnk *l, int rc, const char *msg)
+static void thread_fail(channel *l, int rc, const char *msg)
 {
     pthread_mutex_lock(&l->lock);
     if (!l->failed) {
@@ -26,8 +26,8 @@ static void thread_fail(lnk *l, int rc, const char *msg)
     pthread_mutex_unlock(&l->lock);
 }
 
-int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
-                 size_t errlen)
+int channel_send_iov(channel *l, struct iovec *iov, int n, char *err,
+                     size_t errlen)
 {
     for (;;) {
         while (n > 0 && iov->iov_len == 0) {
@@ -61,7 +61,8 @@ int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
     }
 }
 
-int lnk_write(lnk *l, const void *buf, size_t len, char *err, size_t errlen)
+int channel_write(channel *l, const void *buf, size_t len, char *err,
+                  size_t errlen)
 {
     pthread_mutex_lock(&l->lock);
     bool stop = l->closing;
@@ -75,28 +76,28 @@ int lnk_write(lnk *l, const void *buf, size_t len, char *err, size_t errlen)
     __atomic_store_n(&l->progress_ns, mono_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-    int rc = lnk_send_iov(l, &iov, 1, err, errlen);
+    int rc = channel_send_iov(l, &iov, 1, err, errlen);
     __atomic_store_n(&l->last_sent_ns, mono_ns(), __ATOMIC_RELAXED);
     __atomic_store_n(&l->busy, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&l->send_lock);
     return rc;
 }
 
-static int send_item(lnk *l, item *it, char *err, size_t errlen)
+static int send_item(channel *l, item *it, char *err, size_t errlen)
 {
     struct iovec iov[2] = { { it->hdr, it->hdr_len } };
     int n = 1;
     if (it->kind == IT_PACKAGE) {
         size_t len;
-        const uint8_t *d = qf_mem_data(it->pkg, &len);
+        const uint8_t *d = qfile_mem_data(it->pkg, &len);
         iov[1] = (struct iovec){ (void *)d, len };
         n = 2;
     }
-    return lnk_send_iov(l, iov, n, err, errlen);
+    return channel_send_iov(l, iov, n, err, errlen);
 }
 
 /* Connects (unless given an fd) and writes the bring-up. */
-static int thread_setup(lnk *l, char *err, size_t errlen)
+static int thread_setup(channel *l, char *err, size_t errlen)
 {
     pthread_mutex_lock(&l->lock);
     bool have_fd = l->fd >= 0;
@@ -122,14 +123,14 @@ static int thread_setup(lnk *l, char *err, size_t errlen)
     pthread_mutex_lock(&l->lock);
     l->connected = true;
     pthread_mutex_unlock(&l->lock);
-    lnk_wake(l);
+    channel_wake(l);
     int rc = l->ops.bringup(l->opaque, l, err, errlen);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&l->lock);
     l->ready = true;
     pthread_mutex_unlock(&l->lock);
-    lnk_wake(l);
+    channel_wake(l);
     return 0;
 }
 
@@ -140,7 +141,7 @@ static int thread_setup(lnk *l, char *err, size_t errlen)
  * the secondary would then see a lost primary and fail over.  The finish
  * timer bounds the wait: it shuts the socket down, which ends the reads.
  */
-static void drain_until_closed(lnk *l)
+static void drain_until_closed(channel *l)
 {
     char buf[4096];
     for (int rounds = 0; rounds < 600; rounds++) {     /* 60 s at most */
@@ -162,9 +163,9 @@ static void drain_until_closed(lnk *l)
     }
 }
 
-void *lnk_thread_main(void *arg)
+void *channel_thread_main(void *arg)
 {
-    lnk *l = arg;
+    channel *l = arg;
     char err[512];
     int rc = thread_setup(l, err, sizeof(err));
     while (rc == 0) {
@@ -197,7 +198,7 @@ void *lnk_thread_main(void *arg)
             it->next = l->done;
             l->done = it;
             pthread_mutex_unlock(&l->lock);
-            lnk_wake(l);
+            channel_wake(l);
         } else {
             free(it);
         }
@@ -212,6 +213,6 @@ void *lnk_thread_main(void *arg)
     pthread_mutex_lock(&l->lock);
     l->exited = true;
     pthread_mutex_unlock(&l->lock);
-    lnk_wake(l);
+    channel_wake(l);
     return NULL;
 }

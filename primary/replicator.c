@@ -1,10 +1,10 @@
 /*
- * replicate: see replicate.h.  The state machine: bringing a secondary up
+ * replicator: see replicator.h.  The state machine: bringing a secondary up
  * over a link, heartbeats and failure detection, degraded mode and
  * re-protection, and the API.  The checkpoint cycle is in cycle.c, the
- * link's thread in link.c, the stream's contents in package.c.
+ * link's thread in channel.c, the stream's contents in package.c.
  */
-#include "primary/replicate.h"
+#include "primary/replicator.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "primary/dial.h"
-#include "primary/replicate_impl.h"
+#include "primary/replicator_impl.h"
 #include "vm/mono.h"
 
 #define DEFAULT_INTERVAL_NS 50000000ull
@@ -24,21 +24,25 @@
 #define DEFAULT_FAILURE_NS 300000000ull
 #define DEFAULT_STALL_NS 10000000000ull
 
-static const lnk_ops link_ops;
+static const channel_ops link_ops;
 
 
-const char *pri_state_name(pri_state s)
+const char *replicator_state_name(replicator_state s)
 {
     switch (s) {
-    case PRI_SETUP: return "setup";
-    case PRI_ACTIVE: return "active";
-    case PRI_DEGRADED: return "degraded";
-    case PRI_STOPPED: return "stopped";
+    case REPLICATOR_SETUP:
+        return "setup";
+    case REPLICATOR_ACTIVE:
+        return "active";
+    case REPLICATOR_DEGRADED:
+        return "degraded";
+    case REPLICATOR_STOPPED:
+        return "stopped";
     }
     return "?";
 }
 
-void rep_say(pri *p, const char *fmt, ...)
+void replicator_say(replicator *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -49,7 +53,7 @@ void rep_say(pri *p, const char *fmt, ...)
 
 /* ---- the link: bring-up, teardown ---- */
 
-static void arm_reconnect(pri *p)
+static void arm_reconnect(replicator *p)
 {
     if (!p->o.reconnect_ns || p->ending)
         return;
@@ -58,29 +62,29 @@ static void arm_reconnect(pri *p)
 }
 
 /* Drops the current link: with EOF first (graceful) or at once. */
-static void end_link(pri *p, bool graceful, const char *why)
+static void end_link(replicator *p, bool graceful, const char *why)
 {
-    lnk *l = p->link;
+    channel *l = p->link;
     p->link = NULL;
     p->ready = false;
     p->nwin = 0;
     p->due = false;
     evtimer_del(p->ev_ckpt);
-    cyc_complete(p, UINT64_MAX, -ECONNABORTED, why);
+    cycle_complete(p, UINT64_MAX, -ECONNABORTED, why);
     if (!l)
         return;
     if (p->old)
-        lnk_free(p->old);
+        channel_free(p->old);
     p->old = l;
     if (graceful)
-        lnk_finish(l, p->o.failure_ns);
+        channel_finish(l, p->o.failure_ns);
     else
-        lnk_shutdown(l);
+        channel_shutdown(l);
 }
 
-void rep_lose(pri *p, const char *why)
+void replicator_lose(replicator *p, const char *why)
 {
-    if (p->state != PRI_SETUP && p->state != PRI_ACTIVE)
+    if (p->state != REPLICATOR_SETUP && p->state != REPLICATOR_ACTIVE)
         return;
     /* A reconnect that fails as the last one did is not news. */
     bool again = !p->ready && strcmp(why, p->last_error) == 0;
@@ -89,23 +93,23 @@ void rep_lose(pri *p, const char *why)
         fprintf(stderr, "ftvm primary: %s; running unprotected (degraded)"
                 "\n", why);
     end_link(p, false, why);
-    p->state = PRI_DEGRADED;
-    cyc_release_all(p);
+    p->state = REPLICATOR_DEGRADED;
+    cycle_release_all(p);
     arm_reconnect(p);
 }
 
-static int protect(pri *p, const char *addr, int fd, char *err,
+static int protect(replicator *p, const char *addr, int fd, char *err,
                    size_t errlen)
 {
     if (p->o.may_protect && !p->o.may_protect(p->o.opaque, err, errlen))
         return -EBUSY;
     if (p->old) {
-        lnk_free(p->old);
+        channel_free(p->old);
         p->old = NULL;
     }
     if (p->release_on_exit) {
         p->release_on_exit = false;
-        cyc_release_all(p);
+        cycle_release_all(p);
     }
     if (addr != p->addr)
         snprintf(p->addr, sizeof(p->addr), "%s", addr);
@@ -119,12 +123,13 @@ static int protect(pri *p, const char *addr, int fd, char *err,
     p->due = false;
     p->ready = false;
     p->secondaries++;
-    p->state = PRI_SETUP;
-    int rc = lnk_new(&p->link, p->base, addr, fd, PRI_CONNECT_TIMEOUT_MS,
-                     &link_ops, p, err, errlen);
+    p->state = REPLICATOR_SETUP;
+    int rc =
+        channel_new(&p->link, p->base, addr, fd, REPLICATOR_CONNECT_TIMEOUT_MS,
+                    &link_ops, p, err, errlen);
     if (rc < 0) {
         p->link = NULL;
-        p->state = PRI_DEGRADED;
+        p->state = REPLICATOR_DEGRADED;
         arm_reconnect(p);
     }
     return rc;
@@ -134,35 +139,35 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pri *p = arg;
+    replicator *p = arg;
     char err[512];
-    if (p->state != PRI_DEGRADED || p->ending)
+    if (p->state != REPLICATOR_DEGRADED || p->ending)
         return;
     if (protect(p, p->addr, -1, err, sizeof(err)) == -EBUSY)
         arm_reconnect(p);
 }
 
-static int link_bringup(void *opaque, lnk *l, char *err, size_t errlen)
+static int link_bringup(void *opaque, channel *l, char *err, size_t errlen)
 {
-    pri *p = opaque;
-    return pkg_bringup(p->v, &p->o.shape, l, &p->bringup_tmp, err, errlen);
+    replicator *p = opaque;
+    return package_bringup(p->v, &p->o.shape, l, &p->bringup_tmp, err, errlen);
 }
 
-static void link_ready(void *opaque, lnk *l)
+static void link_ready(void *opaque, channel *l)
 {
-    pri *p = opaque;
+    replicator *p = opaque;
     if (l != p->link)
         return;
     p->ready = true;
     p->bringup = p->bringup_tmp;
-    cyc_take(p);
+    cycle_take(p);
 }
 
-static void link_sent(void *opaque, lnk *l, uint64_t id, qfile *pkg,
+static void link_sent(void *opaque, channel *l, uint64_t id, qfile *pkg,
                       uint64_t sent_ns)
 {
-    pri *p = opaque;
-    cyc_pool_put(p, pkg);
+    replicator *p = opaque;
+    cycle_pool_put(p, pkg);
     if (l != p->link)
         return;
     for (size_t i = 0; i < p->nwin; i++)
@@ -170,15 +175,15 @@ static void link_sent(void *opaque, lnk *l, uint64_t id, qfile *pkg,
             p->win[i].sent_ns = sent_ns;
 }
 
-static void link_down(void *opaque, lnk *l, int rc, const char *why)
+static void link_down(void *opaque, channel *l, int rc, const char *why)
 {
     (void)rc;
-    pri *p = opaque;
+    replicator *p = opaque;
     if (l == p->link)
-        rep_lose(p, why);
+        replicator_lose(p, why);
 }
 
-static void finish_ending(pri *p)
+static void finish_ending(replicator *p)
 {
     if (p->ending && p->done && !p->link && !p->old) {
         void (*done)(void *) = p->done;
@@ -187,62 +192,64 @@ static void finish_ending(pri *p)
     }
 }
 
-static void link_exit(void *opaque, lnk *l)
+static void link_exit(void *opaque, channel *l)
 {
-    pri *p = opaque;
+    replicator *p = opaque;
     if (l == p->link) {
         /* Ended without a failure being reported: treat it as one. */
         char why[600];
         snprintf(why, sizeof(why), "secondary %s: the link ended", p->addr);
-        rep_lose(p, why);
+        replicator_lose(p, why);
     }
     if (l == p->old) {
-        lnk_free(l);
+        channel_free(l);
         p->old = NULL;
         if (p->release_on_exit && !p->link) {
             p->release_on_exit = false;
-            cyc_release_all(p);
+            cycle_release_all(p);
         }
         finish_ending(p);
     }
 }
 
-static void link_msg(void *opaque, lnk *l, const rp_msg *m)
+static void link_msg(void *opaque, channel *l, const retpath_msg *m)
 {
-    pri *p = opaque;
+    replicator *p = opaque;
     if (l != p->link)
         return;
     char why[600];
     switch (m->type) {
-    case RP_ACK:
-        cyc_ack(p, m->value64);
+    case RETPATH_ACK:
+        cycle_ack(p, m->value64);
         break;
-    case RP_NACK:
-        cyc_nack(p, m->value64, m->text);
+    case RETPATH_NACK:
+        cycle_nack(p, m->value64, m->text);
         break;
-    case RP_HEARTBEAT:
+    case RETPATH_HEARTBEAT:
         p->heartbeats++;
         break;
-    case RP_PONG:
+    case RETPATH_PONG:
         p->pongs++;
         break;
-    case RP_SHUT:
+    case RETPATH_SHUT:
         if (m->value32 == 0) {
-            rep_say(p, "secondary %s ended replication; running "
-                    "unprotected (stopped)", p->addr);
+            replicator_say(p,
+                           "secondary %s ended replication; running "
+                           "unprotected (stopped)",
+                           p->addr);
             end_link(p, false, p->last_error);
-            p->state = PRI_STOPPED;
-            cyc_release_all(p);
+            p->state = REPLICATOR_STOPPED;
+            cycle_release_all(p);
         } else {
             snprintf(why, sizeof(why), "secondary %s ended replication "
                      "with error %" PRIu32, p->addr, m->value32);
-            rep_lose(p, why);
+            replicator_lose(p, why);
         }
         break;
     }
 }
 
-static const lnk_ops link_ops = {
+static const channel_ops link_ops = {
     .bringup = link_bringup,
     .on_ready = link_ready,
     .on_msg = link_msg,
@@ -257,11 +264,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pri *p = arg;
+    replicator *p = arg;
     if (!p->link)
         return;
-    lnk_times t;
-    lnk_get_times(p->link, &t);
+    channel_times t;
+    channel_get_times(p->link, &t);
     if (!t.last_recv_ns)
         return;     /* still connecting: that has its own timeout */
     uint64_t now = mono_ns();
@@ -279,14 +286,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         snprintf(why, sizeof(why), "secondary %s: nothing heard for %.0f ms "
                  "(failure timeout %.0f ms)", p->addr,
                  (now - t.last_recv_ns) / 1e6, p->o.failure_ns / 1e6);
-        rep_lose(p, why);
+        replicator_lose(p, why);
         return;
     }
     if (t.busy && now - t.progress_ns >= p->o.stall_ns) {
         snprintf(why, sizeof(why), "secondary %s: a write has made no "
                  "progress for %.1f s (stalled)", p->addr,
                  (now - t.progress_ns) / 1e9);
-        rep_lose(p, why);
+        replicator_lose(p, why);
         return;
     }
     if (p->nwin && p->win[0].sent_ns &&
@@ -294,17 +301,17 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         snprintf(why, sizeof(why), "secondary %s: checkpoint %" PRIu64
                  " unacknowledged %.1f s after it was sent (stalled)",
                  p->addr, p->win[0].id, (now - p->win[0].sent_ns) / 1e9);
-        rep_lose(p, why);
+        replicator_lose(p, why);
         return;
     }
     if (!t.busy && now - t.last_sent_ns >= p->o.heartbeat_ns &&
-        lnk_ping(p->link, p->ping_seq + 1)) {
+        channel_ping(p->link, p->ping_seq + 1)) {
         p->ping_seq++;
         p->pings++;
     }
 }
 
-static void arm_tick(pri *p)
+static void arm_tick(replicator *p)
 {
     uint64_t period = p->o.heartbeat_ns < p->o.failure_ns
                           ? p->o.heartbeat_ns : p->o.failure_ns;
@@ -315,10 +322,11 @@ static void arm_tick(pri *p)
 
 /* ---- the API ---- */
 
-int pri_new(pri **out, vm *v, struct event_base *base, ob *console,
-            const pri_opts *o, char *err, size_t errlen)
+int replicator_new(replicator **out, vm *v, struct event_base *base,
+                   outbuf *console, const replicator_opts *o, char *err,
+                   size_t errlen)
 {
-    pri *p = calloc(1, sizeof(*p));
+    replicator *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -338,72 +346,76 @@ int pri_new(pri **out, vm *v, struct event_base *base, ob *console,
         p->o.failure_ns = DEFAULT_FAILURE_NS;
     if (!p->o.stall_ns)
         p->o.stall_ns = DEFAULT_STALL_NS;
-    p->state = PRI_DEGRADED;
-    smp_init(&p->pause);
-    smp_init(&p->ack);
-    smp_init(&p->pages);
-    smp_init(&p->bytes);
-    p->ev_ckpt = evtimer_new(base, cyc_on_timer, p);
+    p->state = REPLICATOR_DEGRADED;
+    sampler_init(&p->pause);
+    sampler_init(&p->ack);
+    sampler_init(&p->pages);
+    sampler_init(&p->bytes);
+    p->ev_ckpt = evtimer_new(base, cycle_on_timer, p);
     p->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-    p->ev_early = event_new(base, -1, 0, cyc_on_early, p);
+    p->ev_early = event_new(base, -1, 0, cycle_on_early, p);
     p->ev_reconnect = evtimer_new(base, on_reconnect, p);
     if (!p->ev_ckpt || !p->ev_tick || !p->ev_early || !p->ev_reconnect) {
         snprintf(err, errlen, "out of memory");
-        pri_free(p);
+        replicator_free(p);
         return -ENOMEM;
     }
-    ob_set_limit(console, PRI_HOLD_BYTES, cyc_early_notify, p);
+    outbuf_set_limit(console, REPLICATOR_HOLD_BYTES, cycle_early_notify, p);
     if (p->net)
-        net_set_hold_notify(p->net, PRI_HOLD_FRAMES, PRI_HOLD_BYTES,
-                            cyc_early_notify, p);
+        net_set_hold_notify(p->net, REPLICATOR_HOLD_FRAMES,
+                            REPLICATOR_HOLD_BYTES, cycle_early_notify, p);
     *out = p;
     return 0;
 }
 
-int pri_start(pri *p, char *err, size_t errlen)
+int replicator_start(replicator *p, char *err, size_t errlen)
 {
     int fd;
     arm_tick(p);
-    int rc = dial_connect(p->addr, PRI_CONNECT_TIMEOUT_MS, NULL, NULL, &fd,
-                          err, errlen);
+    int rc = dial_connect(p->addr, REPLICATOR_CONNECT_TIMEOUT_MS, NULL, NULL,
+                          &fd, err, errlen);
     if (rc < 0 && !p->o.reconnect_ns)
         return rc;
     if (rc < 0) {
-        rep_say(p, "%s; starting unprotected (degraded), trying again "
-                "every %.1f s", err, p->o.reconnect_ns / 1e9);
+        replicator_say(p,
+                       "%s; starting unprotected (degraded), trying again "
+                       "every %.1f s",
+                       err, p->o.reconnect_ns / 1e9);
         arm_reconnect(p);
         return 0;
     }
     return protect(p, p->addr, fd, err, errlen);
 }
 
-void pri_free(pri *p)
+void replicator_free(replicator *p)
 {
     if (!p)
         return;
-    lnk_free(p->link);
-    lnk_free(p->old);
-    cyc_complete(p, UINT64_MAX, -ECONNABORTED, "the primary is exiting");
+    channel_free(p->link);
+    channel_free(p->old);
+    cycle_complete(p, UINT64_MAX, -ECONNABORTED, "the primary is exiting");
     if (p->net)
         net_set_hold_notify(p->net, 0, 0, NULL, NULL);
     if (p->ob)
-        ob_set_limit(p->ob, 0, NULL, NULL);
+        outbuf_set_limit(p->ob, 0, NULL, NULL);
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
                             p->ev_reconnect };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
     while (p->npool)
-        qf_close(p->pool[--p->npool]);
+        qfile_close(p->pool[--p->npool]);
     free(p);
 }
 
-int pri_checkpoint(pri *p, pri_done_fn done, void *opaque, char *err,
-                   size_t errlen)
+int replicator_checkpoint(replicator *p, replicator_done_fn done, void *opaque,
+                          char *err, size_t errlen)
 {
     if (!p->link || p->ending) {
-        snprintf(err, errlen, "not replicating (%s): no secondary to "
-                 "checkpoint to", pri_state_name(p->state));
+        snprintf(err, errlen,
+                 "not replicating (%s): no secondary to "
+                 "checkpoint to",
+                 replicator_state_name(p->state));
         return -ENOTCONN;
     }
     waiter *w = calloc(1, sizeof(*w));
@@ -413,16 +425,17 @@ int pri_checkpoint(pri *p, pri_done_fn done, void *opaque, char *err,
     }
     *w = (waiter){ .next = p->waiters, .fn = done, .opaque = opaque };
     p->waiters = w;
-    cyc_take(p);
+    cycle_take(p);
     return 0;
 }
 
-int pri_set(pri *p, const char *key, uint64_t ns, char *err, size_t errlen)
+int replicator_set(replicator *p, const char *key, uint64_t ns, char *err,
+                   size_t errlen)
 {
     if (strcmp(key, "checkpoint-interval") == 0 && ns) {
         p->o.interval_ns = ns;
         if (evtimer_pending(p->ev_ckpt, NULL))
-            cyc_arm(p);
+            cycle_arm(p);
     } else if (strcmp(key, "heartbeat") == 0 && ns) {
         p->o.heartbeat_ns = ns;
         arm_tick(p);
@@ -432,7 +445,7 @@ int pri_set(pri *p, const char *key, uint64_t ns, char *err, size_t errlen)
     } else if (strcmp(key, "reconnect") == 0) {
         p->o.reconnect_ns = ns;
         evtimer_del(p->ev_reconnect);
-        if (p->state == PRI_DEGRADED)
+        if (p->state == REPLICATOR_DEGRADED)
             arm_reconnect(p);
     } else {
         snprintf(err, errlen, "set %s: not a setting with a value; "
@@ -443,34 +456,37 @@ int pri_set(pri *p, const char *key, uint64_t ns, char *err, size_t errlen)
     return 0;
 }
 
-int pri_stop(pri *p, char *err, size_t errlen)
+int replicator_stop(replicator *p, char *err, size_t errlen)
 {
-    if (p->state != PRI_SETUP && p->state != PRI_ACTIVE) {
+    if (p->state != REPLICATOR_SETUP && p->state != REPLICATOR_ACTIVE) {
         snprintf(err, errlen, "replication is not running (%s)",
-                 pri_state_name(p->state));
+                 replicator_state_name(p->state));
         return -ENOTCONN;
     }
-    rep_say(p, "replication to %s stopped on request; running "
-            "unprotected (stopped)", p->addr);
+    replicator_say(p,
+                   "replication to %s stopped on request; running "
+                   "unprotected (stopped)",
+                   p->addr);
     /* Held output leaves once EOF has: until then a failover could. */
     p->release_on_exit = p->holding;
     end_link(p, p->ready, "replication stopped on request");
-    p->state = PRI_STOPPED;
+    p->state = REPLICATOR_STOPPED;
     if (!p->holding)
-        cyc_release_all(p);
+        cycle_release_all(p);
     return 0;
 }
 
-int pri_attach(pri *p, const char *addr, char *err, size_t errlen)
+int replicator_attach(replicator *p, const char *addr, char *err, size_t errlen)
 {
     if (p->ending) {
         snprintf(err, errlen, "the VM has stopped");
         return -ESHUTDOWN;
     }
-    if (p->state == PRI_SETUP || p->state == PRI_ACTIVE) {
-        snprintf(err, errlen, "already replicating to %s (%s); "
-                 "stop-replication first", p->addr,
-                 pri_state_name(p->state));
+    if (p->state == REPLICATOR_SETUP || p->state == REPLICATOR_ACTIVE) {
+        snprintf(err, errlen,
+                 "already replicating to %s (%s); "
+                 "stop-replication first",
+                 p->addr, replicator_state_name(p->state));
         return -EISCONN;
     }
     char host[256];
@@ -480,8 +496,8 @@ int pri_attach(pri *p, const char *addr, char *err, size_t errlen)
     return protect(p, host, -1, err, errlen);
 }
 
-void pri_vm_stopped(pri *p, bool takeover, void (*done)(void *opaque),
-                    void *opaque)
+void replicator_vm_stopped(replicator *p, bool takeover,
+                           void (*done)(void *opaque), void *opaque)
 {
     p->ending = true;
     p->done = done;
@@ -491,22 +507,22 @@ void pri_vm_stopped(pri *p, bool takeover, void (*done)(void *opaque),
     event_del(p->ev_tick);
     if (takeover) {
         /* Held output belongs to state the secondary will redo. */
-        lnk_free(p->link);
-        lnk_free(p->old);
+        channel_free(p->link);
+        channel_free(p->old);
         p->link = p->old = NULL;
-        cyc_complete(p, UINT64_MAX, -ECONNABORTED, "the VM failed");
-        p->state = PRI_DEGRADED;
+        cycle_complete(p, UINT64_MAX, -ECONNABORTED, "the VM failed");
+        p->state = REPLICATOR_DEGRADED;
     } else if (p->link) {
         p->release_on_exit = true;
         end_link(p, p->ready, "the VM has stopped");
-        p->state = PRI_STOPPED;
+        p->state = REPLICATOR_STOPPED;
     } else if (!p->old) {
-        cyc_release_all(p);
+        cycle_release_all(p);
     }
     finish_ending(p);
 }
 
-void pri_get_status(pri *p, pri_status *st)
+void replicator_get_status(replicator *p, replicator_status *st)
 {
     memset(st, 0, sizeof(*st));
     uint64_t now = mono_ns();
@@ -524,15 +540,15 @@ void pri_get_status(pri *p, pri_status *st)
     st->full = p->full;
     st->nacks = p->nacks;
     st->in_flight = p->nwin;
-    st->rate = cyc_rate(p, now);
-    smp_summarize(&p->pause, &st->pause_ns);
-    smp_summarize(&p->ack, &st->ack_ns);
-    smp_summarize(&p->pages, &st->pages);
-    smp_summarize(&p->bytes, &st->bytes);
+    st->rate = cycle_rate(p, now);
+    sampler_summarize(&p->pause, &st->pause_ns);
+    sampler_summarize(&p->ack, &st->ack_ns);
+    sampler_summarize(&p->pages, &st->pages);
+    sampler_summarize(&p->bytes, &st->bytes);
     st->bytes_total = p->bytes_total;
     if (p->link) {
-        lnk_times t;
-        lnk_get_times(p->link, &t);
+        channel_times t;
+        channel_get_times(p->link, &t);
         st->last_heard_ns = t.last_recv_ns ? now - t.last_recv_ns : 0;
     }
     st->pings = p->pings;
@@ -545,11 +561,11 @@ void pri_get_status(pri *p, pri_status *st)
         st->held_frames = ns.held_frames;
         st->held_bytes = ns.held_bytes;
     }
-    ob_get_stats(p->ob, &st->console);
+    outbuf_get_stats(p->ob, &st->console);
     snprintf(st->last_error, sizeof(st->last_error), "%s", p->last_error);
 }
 
-pri_state pri_get_state(const pri *p)
+replicator_state replicator_get_state(const replicator *p)
 {
     return p->state;
 }

@@ -1,14 +1,14 @@
 /*
- * link_impl: the inside of struct lnk, shared by link.c (the loop's side:
- * the API, reading the return path, hearing from the thread) and
- * link_thread.c (the sender thread).  Not for other modules.
+ * channel_impl: the inside of struct channel, shared by channel.c (the loop's
+ * side: the API, reading the return path, hearing from the thread) and
+ * channel_thread.c (the sender thread).  Not for other modules.
  *
  * Locking: lock guards the queue, the done list, the flags and fd;
  * send_lock is held across each record written to the socket; the times
  * are atomics.
  */
-#ifndef FTVM_PRIMARY_LINK_IMPL_H
-#define FTVM_PRIMARY_LINK_IMPL_H
+#ifndef FTVM_PRIMARY_CHANNEL_IMPL_H
+#define FTVM_PRIMARY_CHANNEL_IMPL_H
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "primary/link.h"
+#include "primary/channel.h"
 
-#define RX_BUF (4 * (RP_MSG_MAX + 16))
+#define RX_BUF (4 * (RETPATH_MSG_MAX + 16))
 
 typedef enum item_kind { IT_PACKAGE, IT_EOF } item_kind;
 
@@ -32,11 +32,11 @@ typedef struct item {
     size_t hdr_len;
 } item;
 
-struct lnk {
+struct channel {
     struct event_base *base;
     char addr[256];
     int connect_timeout_ms;
-    lnk_ops ops;
+    channel_ops ops;
     void *opaque;
     pthread_t thread;
     bool thread_started;
@@ -48,7 +48,7 @@ struct lnk {
     pthread_cond_t cond;
     /*
      * Held across each record written, so that a PING from the loop
-     * (lnk_ping) falls between records, never inside one.
+     * (channel_ping) falls between records, never inside one.
      */
     pthread_mutex_t send_lock;
     int fd;
@@ -56,12 +56,12 @@ struct lnk {
     item *done;             /* written, to hand back (newest first) */
     bool connected, ready, failed, exited;
     bool told_ready, told_failed;
-    bool closing;           /* lnk_shutdown: stop at once */
-    bool finishing;         /* lnk_finish: EOF is queued */
+    bool closing;   /* channel_shutdown: stop at once */
+    bool finishing; /* channel_finish: EOF is queued */
     int fail_rc;
     char fail_msg[512];
 
-    /* Written by the thread, read by lnk_get_times (atomics). */
+    /* Written by the thread, read by channel_get_times (atomics). */
     uint64_t last_recv_ns, last_sent_ns, progress_ns, bytes_sent;
     bool busy;
 
@@ -69,14 +69,14 @@ struct lnk {
     size_t rx_len;
 };
 
-/* link.c */
+/* channel.c */
 /* From the thread: tells the loop something changed. */
-void lnk_wake(lnk *l);
+void channel_wake(channel *l);
 
-/* link_thread.c */
-void *lnk_thread_main(void *arg);
+/* channel_thread.c */
+void *channel_thread_main(void *arg);
 /* Writes all of iov (send_lock held).  0, or -errno with a message. */
-int lnk_send_iov(lnk *l, struct iovec *iov, int n, char *err,
-                 size_t errlen);
+int channel_send_iov(channel *l, struct iovec *iov, int n, char *err,
+                     size_t errlen);
 
 #endif
