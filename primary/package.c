@@ -8,15 +8,7 @@
 #include "checkpoint/savevm.h"
 #include "checkpoint/trailer.h"
 #include "vm/mono.h"
-
-/*
- * The bring-up ends when a sweep over the dirty set sent at most this
- * many pages with data (16 MiB: checkpoint 1 then copies little), or
- * after RAM size x MAX_PASSES pages for a guest that dirties memory faster
- * than the link takes them, as a checkpoint to disk does (vm/snapshot.c).
- */
-#define FINAL_PAGES 4096u
-#define MAX_PASSES 8
+#include "vm/precopy.h"
 
 static uint64_t pages_sent(const ram_save_stats *rs)
 {
@@ -24,18 +16,23 @@ static uint64_t pages_sent(const ram_save_stats *rs)
            rs->xbzrle_pages + rs->unchanged_pages;
 }
 
-/* Sends what f holds and empties it. */
-static int drain(qfile *f, channel *l, package_bringup_stats *st, char *err,
-                 size_t errlen)
+typedef struct drain_ctx {
+    channel *link;
+    package_bringup_stats *st;
+} drain_ctx;
+
+/* The precopy flush: sends what f holds and empties it. */
+static int drain(void *opaque, qfile *f, char *err, size_t errlen)
 {
+    drain_ctx *c = opaque;
     if (qfile_error(f)) {
-        snprintf(err, errlen, "bring-up: %s", qfile_errmsg(f));
+        snprintf(err, errlen, "%s", qfile_errmsg(f));
         return qfile_error(f);
     }
     size_t len;
     const uint8_t *d = qfile_mem_data(f, &len);
-    int rc = channel_write(l, d, len, err, errlen);
-    st->bytes += len;
+    int rc = channel_write(c->link, d, len, err, errlen);
+    c->st->bytes += len;
     qfile_mem_reset(f);
     return rc;
 }
@@ -43,44 +40,19 @@ static int drain(qfile *f, channel *l, package_bringup_stats *st, char *err,
 static int bringup(vm *v, const vmshape *shape, channel *l, qfile *f,
                    package_bringup_stats *st, char *err, size_t errlen)
 {
-    registry *reg = vm_registry(v);
-    uint32_t n = (uint32_t)registry_count(reg);
+    uint32_t n = (uint32_t)registry_count(vm_registry(v));
     savevm_put_header(f);
     savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(f, n, shape);
-    registry_save_setup(reg, f);
-    int rc = drain(f, l, st, err, errlen);
-    uint64_t budget = 0;
-    size_t nb;
-    ram_block *b = vm_ram_blocks(v, &nb);
-    for (size_t i = 0; i < nb; i++)
-        budget += b[i].length / RAM_PAGE_SIZE;
-    budget *= MAX_PASSES;
-    /* Pages with data sent since the dirty set was last empty. */
-    uint64_t sweep = 0;
-    while (rc == 0) {
-        int r = registry_save_iterate(reg, f);
-        ram_save_stats rs;
-        vm_get_ram_stats(v, &rs);
-        st->passes++;
-        st->pages += pages_sent(&rs);
-        sweep += rs.normal_pages + rs.compressed_pages + rs.xbzrle_pages;
-        rc = drain(f, l, st, err, errlen);
-        if (r < 0 && rc == 0)
-            rc = r;
-        if (rc < 0 || st->pages >= budget)
-            break;
-        if (r > 0 && rs.remaining == 0) {
-            if (sweep <= FINAL_PAGES)
-                break;
-            sweep = 0;
-        }
-        if (vm_get_state(v) == VM_STOPPED) {
-            snprintf(err, errlen, "bring-up: the VM stopped");
-            rc = -ESHUTDOWN;
-        }
-    }
+    drain_ctx c = { .link = l, .st = st };
+    precopy_stats ps;
+    char why[512];
+    int rc = precopy_run(v, f, drain, &c, &ps, why, sizeof(why));
+    st->passes = ps.passes;
+    st->pages = ps.pages;
+    if (rc < 0)
+        snprintf(err, errlen, "bring-up: %s", why);
     return rc;
 }
 

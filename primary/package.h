@@ -19,17 +19,17 @@
 #include "vm/vmshape.h"
 
 typedef struct package_bringup_stats {
-    uint64_t passes;        /* RAM PART sections */
-    uint64_t pages;         /* pages they carried */
+    uint64_t passes;        /* RAM PART sections (precopy_stats) */
+    uint64_t pages;         /* dirty pages they took */
     uint64_t bytes;         /* the whole bring-up */
     uint64_t ns;
 } package_bringup_stats;
 
 /*
- * Writes the bring-up to l (on l's thread), until a pass leaves little
- * dirty (or RAM size x 8 pages were sent to a guest that dirties faster
- * than the link takes them).  Nothing else may save v meanwhile.  0, or
- * -errno with a message.
+ * Writes the bring-up to l (on l's thread): the header, the commands, the
+ * VM's shape, then the RAM while the guest runs, until vm/precopy.h's end
+ * rule says what is left is small.  Nothing else may save v meanwhile.
+ * 0, or -errno with a message.
  */
 int package_bringup(vm *v, const vmshape *shape, channel *l,
                     package_bringup_stats *st, char *err, size_t errlen);

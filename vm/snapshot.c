@@ -14,15 +14,7 @@
 #include "checkpoint/trailer.h"
 #include "devstate/vmdesc.h"
 #include "vm/mono.h"
-
-/*
- * The live phase ends when a pass leaves at most this many pages dirty
- * (16 MiB: a few milliseconds of copying), or after MAX_PASSES passes
- * over the dirty set when the guest dirties memory faster than the disk
- * takes it; the final pause then copies whatever is left.
- */
-#define FINAL_PAGES 4096u
-#define MAX_PASSES 8
+#include "vm/precopy.h"
 
 struct snapshot_job {
     vm *v;
@@ -55,42 +47,29 @@ static int stream_fail(snapshot_job *j, qfile *f)
     return fail(j, qfile_error(f), qfile_errmsg(f));
 }
 
+static int flush_file(void *opaque, qfile *f, char *err, size_t errlen)
+{
+    (void)opaque;
+    int rc = qfile_flush(f);
+    if (rc == 0 && !qfile_error(f))
+        return 0;
+    snprintf(err, errlen, "%s", qfile_errmsg(f));
+    return qfile_error(f) ? qfile_error(f) : rc;
+}
+
 /* RAM passes while the guest runs, until little enough is left. */
 static int live_phase(snapshot_job *j, qfile *f)
 {
-    registry *reg = vm_registry(j->v);
     qfile_crc_start(f);
     savevm_put_header(f);
-    if (registry_save_setup(reg, f) < 0)
-        return stream_fail(j, f);
-    uint64_t budget = 0, sent = 0;
-    size_t n;
-    ram_block *b = vm_ram_blocks(j->v, &n);
-    for (size_t i = 0; i < n; i++)
-        budget += b[i].length / RAM_PAGE_SIZE;
-    budget *= MAX_PASSES;
-    for (;;) {
-        int r = registry_save_iterate(reg, f);
-        ram_save_stats rs;
-        vm_get_ram_stats(j->v, &rs);
-        j->st.live_passes++;
-        j->st.live_pages += rs.zero_pages + rs.normal_pages +
-                            rs.compressed_pages + rs.xbzrle_pages;
-        sent += rs.zero_pages + rs.normal_pages + rs.compressed_pages +
-                rs.xbzrle_pages;
-        if (r < 0)
-            return stream_fail(j, f);
-        /* Write out what was queued before the pages change again. */
-        if (qfile_flush(f) < 0)
-            return stream_fail(j, f);
-        if ((r > 0 && rs.remaining == 0 &&
-             rs.normal_pages + rs.compressed_pages + rs.xbzrle_pages <=
-                 FINAL_PAGES) || sent >= budget)
-            return 0;
-        if (vm_get_state(j->v) == VM_STOPPED)
-            return fail(j, -ESHUTDOWN, "the VM stopped during the "
-                        "checkpoint");
-    }
+    precopy_stats ps;
+    char err[512];
+    int rc = precopy_run(j->v, f, flush_file, NULL, &ps, err, sizeof(err));
+    j->st.live_passes = ps.passes;
+    j->st.live_pages = ps.pages;
+    if (rc == -ESHUTDOWN)
+        return fail(j, rc, "the VM stopped during the checkpoint");
+    return rc < 0 ? fail(j, rc, err) : 0;
 }
 
 /*

@@ -3,10 +3,10 @@
  * the guest runs.
  *
  * As a live migration to a file: the stream header and RAM block list,
- * then passes over the RAM while the guest keeps running (each pass sends
- * what the last one left dirty), and once what is left is small, a short
- * pause to send the remaining dirty pages and all vCPU and device state,
- * EOF and the VM description.  The guest is paused only for that last
+ * then passes over the RAM while the guest keeps running (vm/precopy.h:
+ * each pass sends what the last one left dirty), and once what is left is
+ * small, a short pause to send the remaining dirty pages and all vCPU and
+ * device state, EOF and the VM description.  The guest is paused only for that last
  * copy into the file's page cache; the fsync and rename that make the
  * file durable and visible happen after it runs again (checkpoint/
  * ckptfile.h).  Pages sent in one pass and dirtied again are simply sent
@@ -30,7 +30,7 @@ typedef struct snapshot_stats {
     uint64_t total_ns;      /* from start to the file in place */
     uint64_t pause_ns;      /* the guest's pause for the final copy */
     uint64_t live_passes;   /* RAM sections sent while the guest ran */
-    uint64_t live_pages;    /* pages sent while the guest ran */
+    uint64_t live_pages;    /* dirty pages taken while the guest ran */
     uint64_t final_pages;   /* pages sent while it was paused */
     uint64_t bytes;         /* size of the checkpoint file */
 } snapshot_stats;
