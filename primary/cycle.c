@@ -42,21 +42,9 @@ void cycle_pool_put(replicator *p, qfile *q)
 
 /* ---- output commit ---- */
 
-static void hold(replicator *p)
-{
-    if (p->holding)
-        return;
-    outbuf_set_hold(p->ob, true);
-    if (p->net)
-        net_set_tx_policy(p->net, NET_TX_HOLD);
-    p->holding = true;
-}
-
 void cycle_release_all(replicator *p)
 {
-    outbuf_set_hold(p->ob, false);
-    if (p->net)
-        net_set_tx_policy(p->net, NET_TX_IMMEDIATE);
+    outqueue_release_all(p->out);
     p->holding = false;
 }
 
@@ -159,11 +147,8 @@ void cycle_take(replicator *p)
     }
     int rc = package_build(p->v, q, id, full ? 0 : id - 1, full, &ps);
     if (rc == 0) {
-        hold(p);
-        p->epoch = p->epoch_base + id;
-        outbuf_mark(p->ob, p->epoch);
-        if (p->net)
-            net_tx_mark(p->net, p->epoch);
+        outqueue_checkpoint(p->out, id);
+        p->holding = true;
     }
     char rerr[256];
     /* Releases this checkpoint's hold; an operator's pause stays. */
@@ -265,10 +250,7 @@ void cycle_ack(replicator *p, uint64_t k)
     p->acked_id = k;
     p->acked++;
     p->full_refusals = 0;
-    uint64_t upto = p->epoch_base + k - 1;
-    outbuf_release(p->ob, upto);
-    if (p->net)
-        net_tx_release(p->net, upto);
+    outqueue_acked(p->out, k);
     if (p->state == REPLICATOR_SETUP) {
         p->state = REPLICATOR_ACTIVE;
         fprintf(stderr, "ftvm primary: protected by %s (bring-up %.1f MiB "

@@ -115,7 +115,7 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
         snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->next_id = 1;
     p->acked_id = 0;
-    p->epoch_base = p->epoch;
+    outqueue_begin(p->out);
     p->need_full = false;
     p->last_full_id = 0;
     p->full_refusals = 0;
@@ -323,7 +323,7 @@ static void arm_tick(replicator *p)
 /* ---- the API ---- */
 
 int replicator_new(replicator **out, vm *v, struct event_base *base,
-                   outbuf *console, const replicator_opts *o, char *err,
+                   outqueue *output, const replicator_opts *o, char *err,
                    size_t errlen)
 {
     replicator *p = calloc(1, sizeof(*p));
@@ -333,8 +333,7 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     }
     p->v = v;
     p->base = base;
-    p->ob = console;
-    p->net = vm_net(v);
+    p->out = output;
     p->o = *o;
     p->o.secondary = NULL;
     snprintf(p->addr, sizeof(p->addr), "%s", o->secondary);
@@ -360,10 +359,9 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
         replicator_free(p);
         return -ENOMEM;
     }
-    outbuf_set_limit(console, REPLICATOR_HOLD_BYTES, cycle_early_notify, p);
-    if (p->net)
-        net_set_hold_notify(p->net, REPLICATOR_HOLD_FRAMES,
-                            REPLICATOR_HOLD_BYTES, cycle_early_notify, p);
+    outqueue_set_limit(output, 0, 0, cycle_early_notify, p);
+    if (vm_net(v))
+        outqueue_set_frame_sink(output, outqueue_net_send, vm_net(v));
     *out = p;
     return 0;
 }
@@ -394,10 +392,8 @@ void replicator_free(replicator *p)
     channel_free(p->link);
     channel_free(p->old);
     cycle_complete(p, UINT64_MAX, -ECONNABORTED, "the primary is exiting");
-    if (p->net)
-        net_set_hold_notify(p->net, 0, 0, NULL, NULL);
-    if (p->ob)
-        outbuf_set_limit(p->ob, 0, NULL, NULL);
+    if (p->out)
+        outqueue_set_limit(p->out, 0, 0, NULL, NULL);
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
                             p->ev_reconnect };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
@@ -555,13 +551,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->pongs = p->pongs;
     st->heartbeats = p->heartbeats;
     st->bringup = p->bringup;
-    if (p->net) {
-        net_stats ns;
-        net_get_stats(p->net, &ns);
-        st->held_frames = ns.held_frames;
-        st->held_bytes = ns.held_bytes;
-    }
-    outbuf_get_stats(p->ob, &st->console);
+    outqueue_get_stats(p->out, &st->output);
     snprintf(st->last_error, sizeof(st->last_error), "%s", p->last_error);
 }
 

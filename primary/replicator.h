@@ -6,16 +6,14 @@
  * interval (pause, build the package in memory, mark the output epoch,
  * resume, queue the package for the link's thread), keeps at most
  * REPLICATOR_WINDOW packages unacknowledged, releases held output (console
- * through primary/outbuf.h, network frames through vm/net.h) as
- * acknowledgements come, answers a NACK with a full package, sends PINGs
+ * bytes and network frames, primary/outqueue.h) as acknowledgements
+ * come, answers a NACK with a full package, sends PINGs
  * when idle and declares the secondary dead when it goes quiet, resets,
  * stalls or says so.  Then the VM runs on unprotected (degraded) until
  * replicator_attach, or the reconnect timer, brings a secondary up again.
  *
  * Checkpoint ids start at 1 with each secondary, as the protocol says;
- * output epochs go on across secondaries (the net queue's marks must not
- * decrease): checkpoint k of a secondary brought up at epoch g marks
- * epoch g + k.
+ * output epochs go on across secondaries (outqueue_begin).
  *
  * Everything here runs on the loop's thread, which must have libevent's
  * pthreads support (evthread_use_pthreads) before its base was made.
@@ -26,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "primary/outbuf.h"
+#include "primary/outqueue.h"
 #include "primary/package.h"
 #include "primary/sampler.h"
 #include "vm/vm.h"
@@ -35,9 +33,6 @@
 struct event_base;
 
 #define REPLICATOR_WINDOW 4        /* packages unacknowledged at most */
-#define REPLICATOR_HOLD_FRAMES 256 /* held frames that checkpoint early */
-#define REPLICATOR_HOLD_BYTES                                                 \
-    (1u << 20) /* ... and held bytes (net, console) */
 #define REPLICATOR_CONNECT_TIMEOUT_MS 3000
 #define REPLICATOR_CORRUPT_MAX 8 /* FTVM_TEST_CORRUPT_PACKAGE entries */
 
@@ -76,12 +71,13 @@ typedef struct replicator_opts {
 typedef struct replicator replicator;
 
 /*
- * Sets up replication of v (created, not yet started) whose console goes
- * through console.  Nothing is sent before replicator_start.  0 or -errno +
- * msg.
+ * Sets up replication of v (created, not yet started) whose console and
+ * network output go through output (v's console_fn and transmit_fn);
+ * frames released from it go to v's network backend.  Nothing is sent
+ * before replicator_start.  0 or -errno + msg.
  */
 int replicator_new(replicator **out, vm *v, struct event_base *base,
-                   outbuf *console, const replicator_opts *o, char *err,
+                   outqueue *output, const replicator_opts *o, char *err,
                    size_t errlen);
 /*
  * Connects to the secondary (up to REPLICATOR_CONNECT_TIMEOUT_MS) and starts
@@ -136,8 +132,7 @@ typedef struct replicator_status {
     uint64_t last_heard_ns;         /* since the secondary last spoke */
     uint64_t pings, pongs, heartbeats;
     package_bringup_stats bringup;      /* the last one */
-    uint64_t held_frames, held_bytes;   /* network, held now */
-    outbuf_stats console;
+    outqueue_stats output;
     char last_error[512];
 } replicator_status;
 

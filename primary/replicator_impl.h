@@ -33,8 +33,7 @@ typedef struct waiter {
 struct replicator {
     vm *v;
     struct event_base *base;
-    outbuf *ob;
-    net_dev *net;
+    outqueue *out;
     replicator_opts o;
     char addr[256];
     replicator_state state;
@@ -49,7 +48,6 @@ struct replicator {
 
     uint64_t next_id, acked_id;
     uint64_t last_start_ns;     /* when the last checkpoint began */
-    uint64_t epoch_base, epoch;
     bool need_full, due;
     uint64_t last_full_id;
     unsigned full_refusals; /* full packages refused since the last ACK */

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "primary/outbuf.h"
+#include "primary/outqueue.h"
 #include "primary/replicator.h"
 #include "tools/control.h"
 #include "tools/metrics.h"
@@ -38,7 +38,7 @@ typedef struct prim_opts {
 typedef struct prim {
     prim_opts o;
     vm *v;
-    outbuf *out;
+    outqueue *out;
     replicator *rep;
     vmctl *vc;
     struct event_base *base;
@@ -395,13 +395,15 @@ int primary_main(int argc, char **argv)
     }
     /* A console reader or a secondary going away must not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    if (outbuf_new(&pm.out, STDOUT_FILENO) < 0) {
+    if (outqueue_new(&pm.out, STDOUT_FILENO) < 0) {
         fputs(CMD ": out of memory\n", stderr);
         free(pm.o.cmdline);
         return RUN_EXIT_SETUP;
     }
-    pm.o.cfg.console_fn = outbuf_console;
+    pm.o.cfg.console_fn = outqueue_console;
     pm.o.cfg.console_opaque = pm.out;
+    pm.o.cfg.transmit_fn = outqueue_transmit;
+    pm.o.cfg.transmit_opaque = pm.out;
     int r = vm_create(&pm.v, &pm.o.cfg, err, sizeof(err));
     if (r == 0)
         r = vm_boot(pm.v, pm.o.image, pm.o.cmdline, err, sizeof(err));
@@ -409,7 +411,7 @@ int primary_main(int argc, char **argv)
     if (r < 0) {
         fprintf(stderr, CMD ": %s\n", err);
         vm_destroy(pm.v);
-        outbuf_free(pm.out);
+        outqueue_free(pm.out);
         return RUN_EXIT_SETUP;
     }
     pm.o.rep.shape = (vmshape){ .mem_size = pm.o.cfg.mem_size,
@@ -417,6 +419,6 @@ int primary_main(int argc, char **argv)
                                 .has_net = vm_net(pm.v) != NULL };
     memcpy(pm.o.rep.shape.mac, pm.o.cfg.mac, 6);
     status = run_loop(&pm);
-    outbuf_free(pm.out);
+    outqueue_free(pm.out);
     return status;
 }

@@ -58,16 +58,27 @@ void primary_ctl_status(void *opaque, json_t *r)
     json_object_set_new(bytes, "total", json_integer(st.bytes_total));
     json_object_set_new(r, "package_bytes", bytes);
     json_object_set_new(r, "nacks", json_integer(st.nacks));
+    const outqueue_stats *o = &st.output;
     json_t *out = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:b}",
-        "held_bytes", (json_int_t)(st.held_bytes + st.console.held_bytes),
-        "held_frames", (json_int_t)st.held_frames,
-        "console_held_bytes", (json_int_t)st.console.held_bytes,
-        "console_written_bytes", (json_int_t)st.console.written_bytes,
-        "console_dropped_bytes", (json_int_t)st.console.dropped_bytes,
-        "holding", st.console.holding);
-    json_object_set_new(out, "commit_delay_ms", timing(&st.console.delay_ns));
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+        "held_bytes", (json_int_t)(o->held_console_bytes +
+                                   o->held_frame_bytes),
+        "held_frames", (json_int_t)o->held_frames,
+        "console_held_bytes", (json_int_t)o->held_console_bytes,
+        "console_written_bytes", (json_int_t)o->console_written_bytes,
+        "console_dropped_bytes", (json_int_t)o->console_dropped_bytes,
+        "frames_refused", (json_int_t)o->frames_refused,
+        "holding", o->holding);
+    json_object_set_new(out, "commit_delay_ms", timing(&o->delay_ns));
     json_object_set_new(r, "output", out);
+    /* The NIC holds nothing itself: its held frames are the queue's. */
+    json_t *net = json_object_get(r, "net");
+    if (net) {
+        json_object_set_new(net, "held_frames",
+                            json_integer((json_int_t)o->held_frames));
+        json_object_set_new(net, "held_bytes",
+                            json_integer((json_int_t)o->held_frame_bytes));
+    }
     json_object_set_new(r, "heartbeat", json_pack(
         "{s:f, s:f, s:f, s:I, s:I, s:I}",
         "interval_ms", ms(st.heartbeat_ns),
@@ -220,7 +231,8 @@ const metrics_hint primary_ctl_metric_hints[] = {
     {"ack_ms.p99", NULL, METRICS_GAUGE, 0,
      "99th percentile package-sent-to-ACK latency, recent, ms"},
     {"output.commit_delay_ms.p99", NULL, METRICS_GAUGE, 0,
-     "99th percentile console output-commit delay, recent, ms"},
+     "99th percentile output-commit delay (console writes and frames), "
+     "recent, ms"},
     {"heartbeat.last_heard_ms", NULL, METRICS_GAUGE, 0,
      "ms since the secondary was last heard from"},
     {"state", NULL, METRICS_GAUGE, 0,

@@ -177,13 +177,11 @@ json_t *vmctl_status(vmctl *c)
         net_stats ns;
         net_get_stats(n, &ns);
         json_object_set_new(r, "net", json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I}",
+            "{s:I, s:I, s:I, s:I}",
             "rx_frames", (json_int_t)ns.rx_frames,
             "rx_dropped", (json_int_t)ns.rx_dropped,
             "tx_frames", (json_int_t)ns.tx_frames,
-            "tx_dropped", (json_int_t)ns.tx_dropped,
-            "held_frames", (json_int_t)ns.held_frames,
-            "held_bytes", (json_int_t)ns.held_bytes));
+            "tx_dropped", (json_int_t)ns.tx_dropped));
     }
     vm_stop_info si;
     vm_get_stop_info(c->v, &si);

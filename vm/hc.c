@@ -148,7 +148,7 @@ static int64_t do_net_write(hc_dev *h, struct ftvm_hc_net_write *a)
     const void *p = gmem_ptr(h->gm, a->data, a->len);
     if (!p)
         return FTVM_EFAULT;
-    int rc = net_send(h->net, p, a->len);
+    int rc = h->transmit(h->transmit_opaque, p, a->len);
     if (rc == -ENOSPC)
         return FTVM_ENOSPC;
     if (rc == -EINVAL)

@@ -30,6 +30,13 @@
 
 /* Where console bytes go: 0 or -errno (which the guest does not see). */
 typedef int (*hc_console_fn)(void *opaque, const void *buf, size_t len);
+/*
+ * Where every frame the guest sends goes (len 1..NET_FRAME_MAX): 0 once
+ * taken, -ENOSPC for "no room now, try again" (the guest sees
+ * FTVM_ENOSPC), -EINVAL, or another -errno for a frame lost on the way
+ * (the guest sees success, as on a wire).
+ */
+typedef int (*hc_transmit_fn)(void *opaque, const void *frame, size_t len);
 
 typedef struct hc_state {
     uint64_t console_calls;
@@ -59,6 +66,8 @@ typedef struct hc_dev {
     net_dev *net;                   /* NULL: no network device */
     hc_console_fn console;
     void *console_opaque;
+    hc_transmit_fn transmit;        /* set when net is */
+    void *transmit_opaque;
     /*
      * Blocks the calling vCPU until a frame is queued, the host's
      * CLOCK_MONOTONIC reaches deadline_ns, or the VM must pause or stop.

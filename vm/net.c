@@ -1,11 +1,10 @@
 /*
- * net: host network backends and the guest NIC's two queues.
+ * net: host network backends and the guest NIC's receive queue.
  *
  * Two locks, so the event loop pumping frames in never waits on a vCPU
  * sending frames out: rx_lock guards the receive ring and its counters,
- * tx_lock the hold queue, the policy, the mark and their counters.  Sends
- * to the backend happen under tx_lock, which is what keeps the output in
- * order between immediate sends and releases.
+ * tx_lock the transmit counters.  Sends to the backend take no lock: the
+ * order of the output is its caller's (primary/outqueue.c keeps it).
  */
 #include "vm/net.h"
 
@@ -47,13 +46,6 @@ struct rx_slot {
     uint8_t data[NET_FRAME_MAX];
 };
 
-struct held_frame {
-    struct held_frame *next;
-    uint64_t mark;
-    size_t len;
-    uint8_t data[];
-};
-
 struct net_dev {
     int fd;
     enum net_kind kind;
@@ -73,17 +65,7 @@ struct net_dev {
     uint64_t rx_frames, rx_bytes, rx_dropped;
 
     pthread_mutex_t tx_lock;
-    net_tx_policy policy;
-    uint64_t mark;
-    struct held_frame *held_head, **held_tail;
-    size_t held_frames, held_bytes;
     uint64_t tx_frames, tx_bytes, tx_dropped;
-    /* Held since the last mark, against the hold notify's limits. */
-    size_t mark_frames, mark_bytes;
-    bool hold_notified;
-    size_t notify_frames, notify_bytes;
-    void (*hold_notify)(void *);
-    void *hold_notify_opaque;
 };
 
 static int fail(char *err, size_t errlen, const char *spec, int rc,
@@ -358,19 +340,6 @@ out:
     return rc;
 }
 
-static void free_held(net_dev *n)
-{
-    struct held_frame *f = n->held_head;
-    while (f) {
-        struct held_frame *next = f->next;
-        free(f);
-        f = next;
-    }
-    n->held_head = NULL;
-    n->held_tail = &n->held_head;
-    n->held_frames = n->held_bytes = 0;
-}
-
 int net_open(net_dev **out, const char *spec, char *err, size_t errlen)
 {
     *out = NULL;
@@ -390,8 +359,6 @@ int net_open(net_dev **out, const char *spec, char *err, size_t errlen)
     }
     pthread_mutex_init(&n->rx_lock, NULL);
     pthread_mutex_init(&n->tx_lock, NULL);
-    n->held_tail = &n->held_head;
-    n->policy = NET_TX_IMMEDIATE;
 
     int rc;
     if (strncmp(spec, "tap:", 4) == 0) {
@@ -427,7 +394,6 @@ void net_close(net_dev *n)
             unlink(n->bound_path);
         free(n->bound_path);
     }
-    free_held(n);
     pthread_mutex_destroy(&n->rx_lock);
     pthread_mutex_destroy(&n->tx_lock);
     free(n->rxq);
@@ -628,142 +594,31 @@ void net_rxq_clear(net_dev *n)
 
 /* ---- transmit ---- */
 
-/* One frame to the backend, under tx_lock; counts it either way. */
-static int backend_send_locked(net_dev *n, const void *frame, size_t len,
-                               bool nowait)
+int net_transmit(net_dev *n, const void *frame, size_t len, bool may_wait)
 {
+    if (!frame || len == 0 || len > NET_FRAME_MAX)
+        return -EINVAL;
     ssize_t r;
     do {
         if (n->kind == NET_KIND_TAP)
             r = write(n->fd, frame, len);
         else
             r = sendto(n->fd, frame, len,
-                       MSG_NOSIGNAL | (nowait ? MSG_DONTWAIT : 0),
+                       MSG_NOSIGNAL | (may_wait ? 0 : MSG_DONTWAIT),
                        (const struct sockaddr *)&n->remote, n->remote_len);
     } while (r < 0 && errno == EINTR);
+    int e = r < 0 ? errno : 0;
+    pthread_mutex_lock(&n->tx_lock);
     if (r < 0) {
-        int e = errno;
         n->tx_dropped++;
-        return e == EWOULDBLOCK ? -EAGAIN : -e;
-    }
-    n->tx_frames++;
-    n->tx_bytes += len;
-    return 0;
-}
-
-int net_send(net_dev *n, const void *frame, size_t len)
-{
-    if (!frame || len == 0 || len > NET_FRAME_MAX)
-        return -EINVAL;
-    pthread_mutex_lock(&n->tx_lock);
-    int rc;
-    if (n->policy == NET_TX_IMMEDIATE) {
-        rc = backend_send_locked(n, frame, len, false);
-    } else if (n->held_frames >= NET_HOLD_MAX_FRAMES ||
-               n->held_bytes + len > NET_HOLD_MAX_BYTES) {
-        rc = -ENOSPC;
     } else {
-        struct held_frame *f = malloc(sizeof(*f) + len);
-        if (!f) {
-            rc = -ENOMEM;
-        } else {
-            f->next = NULL;
-            f->mark = n->mark;
-            f->len = len;
-            memcpy(f->data, frame, len);
-            *n->held_tail = f;
-            n->held_tail = &f->next;
-            n->held_frames++;
-            n->held_bytes += len;
-            n->mark_frames++;
-            n->mark_bytes += len;
-            rc = 0;
-        }
-    }
-    void (*notify)(void *) = NULL;
-    void *opaque = n->hold_notify_opaque;
-    if (rc == 0 && n->policy == NET_TX_HOLD && n->hold_notify &&
-        !n->hold_notified &&
-        (n->mark_frames >= n->notify_frames ||
-         n->mark_bytes >= n->notify_bytes)) {
-        n->hold_notified = true;
-        notify = n->hold_notify;
+        n->tx_frames++;
+        n->tx_bytes += len;
     }
     pthread_mutex_unlock(&n->tx_lock);
-    if (notify)
-        notify(opaque);
-    return rc;
-}
-
-/*
- * Sends the head of the hold queue while marks are <= upto (all when
- * every_mark).  Stopping at the first later mark, rather than skipping
- * it, is what keeps the output in the order the guest sent it.
- */
-static int release_locked(net_dev *n, uint64_t upto, bool every_mark)
-{
-    int sent = 0;
-    bool nowait = false;
-    struct held_frame *f;
-    while ((f = n->held_head) && (every_mark || f->mark <= upto)) {
-        n->held_head = f->next;
-        if (!n->held_head)
-            n->held_tail = &n->held_head;
-        n->held_frames--;
-        n->held_bytes -= f->len;
-        int rc = backend_send_locked(n, f->data, f->len, nowait);
-        if (rc == 0)
-            sent++;
-        else if (rc == -EAGAIN)
-            nowait = true;  /* the peer is not reading: do not wait again */
-        free(f);
-    }
-    return sent;
-}
-
-void net_set_tx_policy(net_dev *n, net_tx_policy p)
-{
-    pthread_mutex_lock(&n->tx_lock);
-    if (p == NET_TX_IMMEDIATE)
-        release_locked(n, 0, true);
-    n->policy = p;
-    pthread_mutex_unlock(&n->tx_lock);
-}
-
-void net_tx_mark(net_dev *n, uint64_t checkpoint_id)
-{
-    pthread_mutex_lock(&n->tx_lock);
-    n->mark = checkpoint_id;
-    n->mark_frames = n->mark_bytes = 0;
-    n->hold_notified = false;
-    pthread_mutex_unlock(&n->tx_lock);
-}
-
-void net_set_hold_notify(net_dev *n, size_t frames, size_t bytes,
-                         void (*fn)(void *opaque), void *opaque)
-{
-    pthread_mutex_lock(&n->tx_lock);
-    n->notify_frames = frames;
-    n->notify_bytes = bytes;
-    n->hold_notify = fn;
-    n->hold_notify_opaque = opaque;
-    pthread_mutex_unlock(&n->tx_lock);
-}
-
-int net_tx_release(net_dev *n, uint64_t upto)
-{
-    pthread_mutex_lock(&n->tx_lock);
-    int sent = release_locked(n, upto, false);
-    pthread_mutex_unlock(&n->tx_lock);
-    return sent;
-}
-
-int net_tx_release_all(net_dev *n)
-{
-    pthread_mutex_lock(&n->tx_lock);
-    int sent = release_locked(n, 0, true);
-    pthread_mutex_unlock(&n->tx_lock);
-    return sent;
+    if (r >= 0)
+        return 0;
+    return e == EWOULDBLOCK ? -EAGAIN : -e;
 }
 
 void net_get_stats(net_dev *n, net_stats *out)
@@ -778,7 +633,5 @@ void net_get_stats(net_dev *n, net_stats *out)
     out->tx_frames = n->tx_frames;
     out->tx_bytes = n->tx_bytes;
     out->tx_dropped = n->tx_dropped;
-    out->held_frames = n->held_frames;
-    out->held_bytes = n->held_bytes;
     pthread_mutex_unlock(&n->tx_lock);
 }

@@ -4,15 +4,15 @@
  * A backend moves Ethernet frames between the guest and the host: a TAP
  * device (`tap:IFNAME`) or a datagram socket (`dgram:LOCAL,REMOTE`, UDP
  * `HOST:PORT` or UNIX socket paths), which wires two monitors together or
- * a test to a monitor.  Frames the guest sends pass through one output
- * queue; in a plain run it releases them at once, and replication (later)
- * holds them until the checkpoint that produced them is safe (output
- * commit).  Frames from the host wait in a bounded receive queue until the
- * guest reads them.
+ * a test to a monitor.  Frames the guest sends go to the VM's transmit
+ * hook (vm_config.transmit_fn): without one, straight to net_transmit;
+ * the primary's hook holds them for output commit (primary/outqueue.h)
+ * and sends them with net_transmit once released.  Frames from the host
+ * wait in a bounded receive queue until the guest reads them.
  *
- * Threads: vCPU threads call net_send / net_recv / net_rx_pending; the
- * event-loop thread calls net_rx_pump when net_fd() is readable and
- * net_tx_release.  All entry points are safe to call concurrently.
+ * Threads: vCPU threads call net_transmit / net_recv / net_rx_pending;
+ * the event-loop thread calls net_rx_pump when net_fd() is readable.  All
+ * entry points are safe to call concurrently.
  */
 #ifndef FTVM_VM_NET_H
 #define FTVM_VM_NET_H
@@ -25,18 +25,9 @@
 #define NET_MTU 1500
 #define NET_FRAME_MAX (NET_MTU + 14)    /* Ethernet header, no FCS */
 
-/* Queue limits (docs/network.md). */
 #define NET_RXQ_MAX 256                 /* received frames waiting */
-#define NET_HOLD_MAX_FRAMES 65536       /* held output frames ... */
-#define NET_HOLD_MAX_BYTES (16u << 20)  /* ... and their bytes */
 
 typedef struct net_dev net_dev;
-
-/* How the output queue treats frames the guest sends. */
-typedef enum net_tx_policy {
-    NET_TX_IMMEDIATE,   /* send at once (plain run) */
-    NET_TX_HOLD,        /* hold until net_tx_release (output commit) */
-} net_tx_policy;
 
 /*
  * Opens a backend from a spec: "tap:ftvm0" (the caller creates the
@@ -44,7 +35,7 @@ typedef enum net_tx_policy {
  * "dgram:[::1]:7001,[::1]:7002" (UDP, numeric addresses, LOCAL first),
  * "dgram:/run/a.sock,/run/b.sock" (UNIX datagram sockets).  On failure
  * returns a negative errno and writes a message naming the spec and the
- * cause.  The output policy starts as NET_TX_IMMEDIATE, the mark as 0.
+ * cause.
  */
 int net_open(net_dev **out, const char *spec, char *err, size_t errlen);
 void net_close(net_dev *n);
@@ -78,46 +69,17 @@ bool net_rx_pending(net_dev *n);
  */
 ssize_t net_recv(net_dev *n, void *buf, size_t cap);
 /*
- * Queues a frame from the guest (len <= NET_FRAME_MAX); under
- * NET_TX_IMMEDIATE it is sent before this returns.  0, -EINVAL, -ENOSPC
- * when the hold queue is full, or the backend's send error.
+ * Sends one frame (len <= NET_FRAME_MAX) to the backend.  A datagram
+ * socket waits a little for room (10 ms) when may_wait, else not at all.
+ * 0, -EINVAL for an empty or oversize frame, or the backend's error
+ * (-EAGAIN: no room), counted in tx_dropped: a frame the backend refuses
+ * is lost, as on a wire.
  */
-int net_send(net_dev *n, const void *frame, size_t len);
-
-/* Switching to NET_TX_IMMEDIATE first sends everything held, in order. */
-void net_set_tx_policy(net_dev *n, net_tx_policy p);
-/*
- * Output commit.  Frames queued after net_tx_mark(n, N), up to the next
- * mark, carry N (before any mark, 0).  The primary calls net_tx_mark(n, N)
- * while the vCPUs are paused for checkpoint N, so frames marked N are
- * exactly those the guest produced after checkpoint N: checkpoint N+1
- * holds the state that produced them, and they may leave only once the
- * secondary has acknowledged N+1.  So on the acknowledgement of checkpoint
- * K, call net_tx_release(n, K - 1).  Ids must not decrease.
- */
-void net_tx_mark(net_dev *n, uint64_t checkpoint_id);
-/*
- * Sends, in order, the held frames at the head of the queue whose mark is
- * <= upto.  A frame the backend refuses is dropped and counted in
- * tx_dropped, as a link would drop it.  Returns the number of frames sent.
- */
-int net_tx_release(net_dev *n, uint64_t upto);
-/* Sends everything held, whatever its mark (degraded mode, stop). */
-int net_tx_release_all(net_dev *n);
-/*
- * Calls fn(opaque) when the frames held since the last net_tx_mark first
- * reach frames, or their bytes reach bytes (once per mark), so that the
- * primary can checkpoint early instead of holding a burst for a whole
- * interval.  Called from net_send, on the vCPU's thread, with no lock of n
- * held.  NULL removes it.
- */
-void net_set_hold_notify(net_dev *n, size_t frames, size_t bytes,
-                         void (*fn)(void *opaque), void *opaque);
+int net_transmit(net_dev *n, const void *frame, size_t len, bool may_wait);
 
 typedef struct net_stats {
     uint64_t rx_frames, rx_bytes, rx_dropped;
     uint64_t tx_frames, tx_bytes, tx_dropped;
-    uint64_t held_frames, held_bytes;
 } net_stats;
 void net_get_stats(net_dev *n, net_stats *out);
 

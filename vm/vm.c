@@ -55,7 +55,12 @@ int vm_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/* ---- the console, when nobody else takes it ---- */
+/* ---- the console and the NIC's output, when nobody else takes them ---- */
+
+static int transmit_to_backend(void *opaque, const void *frame, size_t len)
+{
+    return net_transmit(opaque, frame, len, true);
+}
 
 static int console_to_fd(void *opaque, const void *buf, size_t len)
 {
@@ -171,6 +176,10 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
     v->hc.console = cfg->console_fn ? cfg->console_fn : console_to_fd;
     v->hc.console_opaque = cfg->console_fn ? cfg->console_opaque
                                            : &v->cfg.console_fd;
+    v->hc.transmit = cfg->transmit_fn ? cfg->transmit_fn
+                                      : transmit_to_backend;
+    v->hc.transmit_opaque = cfg->transmit_fn ? cfg->transmit_opaque
+                                             : v->net;
     v->hc.wait = vm_cpu_poll_wait;
     v->hc.wait_opaque = v;
 

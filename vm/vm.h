@@ -55,6 +55,12 @@ typedef struct vm_config {
     int console_fd;             /* console output, unless console_fn */
     hc_console_fn console_fn;   /* e.g. to hold output for output commit */
     void *console_opaque;
+    /*
+     * Receives every frame the guest sends, e.g. to hold it for output
+     * commit; NULL: frames go straight to the backend (net_transmit).
+     */
+    hc_transmit_fn transmit_fn;
+    void *transmit_opaque;
     ram_save_opts ram_opts;     /* compression for the "ram" entry */
 } vm_config;
 
