@@ -196,14 +196,6 @@ void cycle_take(replicator *p)
         p->need_full = false;
         p->last_full_id = id;
     }
-    p->built++;
-    for (size_t i = 0; i < REPLICATOR_CORRUPT_MAX && p->o.corrupt[i]; i++)
-        if (p->o.corrupt[i] == p->built) {
-            package_test_corrupt(q);
-            fprintf(stderr, "ftvm primary: TEST: damaged package %" PRIu64
-                    " (checkpoint %" PRIu64 ") after its checksum\n",
-                    p->built, id);
-        }
     p->win[p->nwin++] = (flight){ .id = id };
     p->next_id++;
     for (waiter *w = p->waiters; w; w = w->next)

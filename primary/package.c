@@ -102,12 +102,3 @@ int package_seal(vm *v, qfile *q, uint64_t id, package_stats *st)
     st->bytes = qfile_tell(q);
     return qfile_error(q);
 }
-
-void package_test_corrupt(qfile *q)
-{
-    size_t len;
-    /* The channel's own buffer: this hook exists to damage it. */
-    uint8_t *d = (uint8_t *)qfile_mem_data(q, &len);
-    if (len)
-        d[len / 2] ^= 0x40;
-}

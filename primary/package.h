@@ -54,10 +54,4 @@ int package_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
  */
 int package_seal(vm *v, qfile *q, uint64_t id, package_stats *st);
 
-/*
- * TEST ONLY (FTVM_TEST_CORRUPT_PACKAGE): flips one byte in the middle of
- * a built package, after its checksum was computed, as a link would.
- */
-void package_test_corrupt(qfile *q);
-
 #endif

@@ -34,7 +34,6 @@ struct event_base;
 
 #define REPLICATOR_WINDOW 4        /* packages unacknowledged at most */
 #define REPLICATOR_CONNECT_TIMEOUT_MS 3000
-#define REPLICATOR_CORRUPT_MAX 8 /* FTVM_TEST_CORRUPT_PACKAGE entries */
 
 typedef enum replicator_state {
     REPLICATOR_SETUP,    /* connecting, bring-up not yet acknowledged */
@@ -58,8 +57,6 @@ typedef struct replicator_opts {
      * (it heartbeats, so the failure timeout cannot tell).  0: 10 s.
      */
     uint64_t stall_ns;
-    /* TEST ONLY: packages (from 1) damaged after their sum; 0 ends. */
-    uint64_t corrupt[REPLICATOR_CORRUPT_MAX];
     /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).

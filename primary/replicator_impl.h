@@ -56,7 +56,6 @@ struct replicator {
     waiter *waiters;
     qfile *pool[POOL_MAX];
     size_t npool;
-    uint64_t built;         /* packages built, for the test hook */
     uint32_t ping_seq;
 
     struct event *ev_ckpt, *ev_tick, *ev_early, *ev_reconnect;

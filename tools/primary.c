@@ -350,36 +350,6 @@ out:
     return status;
 }
 
-/*
- * TEST ONLY: FTVM_TEST_CORRUPT_PACKAGE=N[,M...] damages the Nth (Mth...)
- * package after its checksum, for the end-to-end tests of refusals.
- */
-static int test_hooks(prim_opts *o)
-{
-    const char *s = getenv("FTVM_TEST_CORRUPT_PACKAGE");
-    if (!s || !*s)
-        return 0;
-    const char *p = s;
-    for (size_t i = 0; *p; i++) {
-        char *end;
-        unsigned long long n = strtoull(p, &end, 10);
-        if (i == REPLICATOR_CORRUPT_MAX || end == p || n == 0 ||
-            (*end && *end != ',')) {
-            fprintf(stderr,
-                    CMD ": FTVM_TEST_CORRUPT_PACKAGE='%s': "
-                        "expected up to %d package numbers from 1, separated "
-                        "by commas\n",
-                    s, REPLICATOR_CORRUPT_MAX);
-            return RUN_EXIT_USAGE;
-        }
-        o->rep.corrupt[i] = n;
-        p = *end ? end + 1 : end;
-    }
-    fprintf(stderr, CMD ": TEST: package(s) %s will be damaged in flight\n",
-            s);
-    return 0;
-}
-
 int primary_main(int argc, char **argv)
 {
     prim pm = { 0 };
@@ -387,8 +357,6 @@ int primary_main(int argc, char **argv)
     bool done;
 
     int status = parse(&pm.o, argc, argv, &done);
-    if (!status && !done)
-        status = test_hooks(&pm.o);
     if (status || done) {
         free(pm.o.cmdline);
         return status;

@@ -55,7 +55,9 @@ kill, was below the checkpoint the secondary continued from.
                 time, memtouch keeps reporting; re-attach each time; kill -9
                 of the primary at the end: the last secondary's reports
                 continue after the primary's last one, never repeat it.
-  corrupt       FTVM_TEST_CORRUPT_PACKAGE=5,30: both refused (NACK), full
+  corrupt       FTVM_TEST_CORRUPT_PACKAGE=5,30 (LD_PRELOAD of
+                corrupt_package.so, FTVM_CORRUPT_PRELOAD): both refused
+                (NACK), full
                 checkpoints follow, replication stays active, the output
                 has no gap; a later kill -9 of the primary fails over and
                 the counter carries on by the sequence rule.
@@ -627,10 +629,14 @@ def case_secondary_kill_big():
 # ---- a package damaged in flight ----
 
 def case_corrupt():
+    lib = os.environ.get("FTVM_CORRUPT_PRELOAD")
+    if not lib or not os.path.exists(lib):
+        fail("FTVM_CORRUPT_PRELOAD does not name corrupt_package.so (the "
+             "meson test sets it)")
     ref = Reference()
     sec, addr, sctl = spawn_secondary("sec")
     pri, pctl = spawn_primary("pri", addr, env={
-        "FTVM_TEST_CORRUPT_PACKAGE": "5,30"})
+        "LD_PRELOAD": lib, "FTVM_TEST_CORRUPT_PACKAGE": "5,30"})
     wait_state(pctl, pri, "active")
 
     def past():

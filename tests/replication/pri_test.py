@@ -9,15 +9,18 @@ groups of their own, always killed at exit, drives them with ftvmctl over
 control sockets in a fresh temporary directory, and checks what they
 print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
 
-  usage        bad command lines exit 2 with a message; --help exits 0
+  usage        bad command lines exit 2 with a message, as does a bad
+               FTVM_TEST_CORRUPT_PACKAGE under the shim; --help exits 0
   unreachable  nothing listening, no --reconnect: exit 120 naming the
                address, before the guest runs
   basic        active; status and metrics figures; `checkpoint` answers
                once acknowledged; `set checkpoint-interval`; save refused
                while active; stop-replication (the secondary exits 0);
                save allowed when stopped; quit exits 0
-  nack         FTVM_TEST_CORRUPT_PACKAGE=3: the secondary refuses it, the
-               next checkpoint goes in full, replication stays active
+  nack         FTVM_TEST_CORRUPT_PACKAGE=3 (LD_PRELOAD of
+               corrupt_package.so, FTVM_CORRUPT_PRELOAD): the secondary
+               refuses it, the next checkpoint goes in full, replication
+               stays active
   nack-full    =3,4,5: the full packages after the refusal are refused
                too; after the second the primary gives up (degraded)
   secondary-dies  kill -9 of the secondary: degraded within the failure
@@ -203,6 +206,16 @@ def primary(name, addr, *extra, env=None, image="counter",
     return p, sock
 
 
+def corrupt_env(packages):
+    """The environment in which the primary damages those packages in
+    flight (tests/replication/corrupt_package.c, preloaded)."""
+    lib = os.environ.get("FTVM_CORRUPT_PRELOAD")
+    if not lib or not os.path.exists(lib):
+        fail("FTVM_CORRUPT_PRELOAD does not name corrupt_package.so (the "
+             "meson test sets it)")
+    return {"LD_PRELOAD": lib, "FTVM_TEST_CORRUPT_PACKAGE": packages}
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -279,9 +292,11 @@ def case_usage():
     check(r.returncode == 0 and "--secondary" in r.stdout, "--help")
     r = subprocess.run([ftvm, "primary", guest("counter"), "--secondary",
                         "127.0.0.1:1"], capture_output=True, text=True,
-                       timeout=20, env=dict(os.environ,
-                                            FTVM_TEST_CORRUPT_PACKAGE="x"))
-    check(r.returncode == EXIT_USAGE, "bad FTVM_TEST_CORRUPT_PACKAGE")
+                       timeout=20, env=dict(os.environ, **corrupt_env("x")))
+    check(r.returncode == EXIT_USAGE and
+          "FTVM_TEST_CORRUPT_PACKAGE" in r.stderr,
+          "bad FTVM_TEST_CORRUPT_PACKAGE: exit %d: %s" % (r.returncode,
+                                                          r.stderr))
 
 
 def case_unreachable():
@@ -354,7 +369,7 @@ def case_basic():
 
 def case_nack():
     s, addr, ssock = secondary("sec")
-    p, sock = primary("pri", addr, env={"FTVM_TEST_CORRUPT_PACKAGE": "3"})
+    p, sock = primary("pri", addr, env=corrupt_env("3"))
     wait_until(lambda: status(sock)["nacks"] >= 1, 10, "a NACK")
     wait_until(lambda: status(sock)["checkpoint"]["last_acked"] > 6, 10,
                "acknowledgements after the NACK")
@@ -373,7 +388,7 @@ def case_nack_full():
     # too: a full package refused twice means giving up.
     s, addr, ssock = secondary("sec")
     p, sock = primary("pri", addr, "--checkpoint-interval", "1s",
-                      env={"FTVM_TEST_CORRUPT_PACKAGE": "3,4,5"})
+                      env=corrupt_env("3,4,5"))
     wait_state(sock, "degraded", 15)
     st = status(sock)
     check(st["nacks"] >= 3 and st["checkpoint"]["full"] == 2, str(st))
