@@ -221,6 +221,8 @@ const metrics_hint primary_ctl_metric_hints[] = {
      "packages the secondary refused"},
     {"package_bytes.total", "package_bytes_total", METRICS_COUNTER, 0,
      "bytes of checkpoint packages sent"},
+    {"output.frames_refused", "frames_refused_total", METRICS_COUNTER, 0,
+     "frames refused while output commit held its maximum"},
     {"heartbeat.pings", "pings_total", METRICS_COUNTER, 0,
      "PINGs sent on an idle stream"},
     {"heartbeat.pongs", "pongs_total", METRICS_COUNTER, 0, "PONGs received"},
