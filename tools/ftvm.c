@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tools/inspect.h"
+#include "devstate/inspect.h"
 #include "tools/primary.h"
 #include "tools/run.h"
 #include "tools/secondary.h"

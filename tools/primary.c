@@ -18,11 +18,11 @@
 
 #include "primary/outbuf.h"
 #include "primary/replicator.h"
-#include "tools/control.h"
-#include "tools/metrics.h"
+#include "daemon/control.h"
+#include "daemon/metrics.h"
 #include "tools/primary_ctl.h"
 #include "tools/run.h"
-#include "tools/vmctl.h"
+#include "daemon/vmctl.h"
 
 #define CMD "ftvm primary"
 

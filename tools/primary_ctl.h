@@ -1,6 +1,6 @@
 /*
  * primary_ctl: what `ftvm primary` adds to a VM process's control
- * commands (tools/vmctl.h): checkpoint (a replication checkpoint, answered
+ * commands (daemon/vmctl.h): checkpoint (a replication checkpoint, answered
  * once acknowledged), set, stop-replication, attach-secondary, and the
  * replication figures in status; the same figures as metrics.
  */
@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 #include "primary/replicator.h"
-#include "tools/control.h"
-#include "tools/metrics.h"
+#include "daemon/control.h"
+#include "daemon/metrics.h"
 
 /* Registers the commands on ctl (replacing vmctl's checkpoint). */
 int primary_ctl_register(control_server *ctl, replicator *rep);

@@ -15,9 +15,9 @@
 
 #include <event2/thread.h>
 
-#include "tools/control.h"
-#include "tools/restore.h"
-#include "tools/vmctl.h"
+#include "daemon/control.h"
+#include "vm/restore.h"
+#include "daemon/vmctl.h"
 #include "vm/net.h"
 #include "vm/vm.h"
 

@@ -1,7 +1,7 @@
 /*
  * secondary: parse the command line, listen for a primary, and drive the
  * receiver (secondary/receiver.h), failover (secondary/failover.h), the
- * control socket and the checkpoints to disk (tools/vmctl.h) from one
+ * control socket and the checkpoints to disk (daemon/vmctl.h) from one
  * libevent loop in the main thread.
  *
  * One primary at a time: a connection that ends before it has sent the
@@ -31,10 +31,10 @@
 
 #include "secondary/failover.h"
 #include "secondary/receiver.h"
-#include "tools/control.h"
-#include "tools/metrics.h"
+#include "daemon/control.h"
+#include "daemon/metrics.h"
 #include "tools/run.h"
-#include "tools/vmctl.h"
+#include "daemon/vmctl.h"
 #include "vm/mono.h"
 
 #define WHO "ftvm secondary"

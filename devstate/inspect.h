@@ -7,8 +7,8 @@
  * description found after the stream's EOF.  A damaged stream is shown up
  * to the damage, then the error with its offset.
  */
-#ifndef FTVM_TOOLS_INSPECT_H
-#define FTVM_TOOLS_INSPECT_H
+#ifndef FTVM_DEVSTATE_INSPECT_H
+#define FTVM_DEVSTATE_INSPECT_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,7 +2,7 @@
  * inspect: see inspect.h.  One JSON tree holds what was found; --json
  * prints it as it is, the text renderer below turns it into tables.
  */
-#include "tools/inspect.h"
+#include "devstate/inspect.h"
 
 #include <errno.h>
 #include <inttypes.h>
