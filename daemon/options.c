@@ -73,12 +73,12 @@ static void print_help(const options_command *c)
         printf("\n%s", checkpoint_help);
     fputs("\n  -h, --help           this help\n\n"
           "SIZE is bytes, or a number with K, M or G; TIME is e.g. 500ms,\n"
-          "2s, 1m.  ", stdout);
+          "2s or 1m.\n", stdout);
     switch (c->operands) {
     case OPTIONS_IMAGE_AND_ARGS:
         printf("Options may come anywhere: the first argument that is not\n"
                "an option is the %s, the others are the guest's\n"
-               "arguments.  After `--` everything is the guest's, even what\n"
+               "arguments; after `--` everything is the guest's, even what\n"
                "begins with '-'.\n", c->operand);
         break;
     case OPTIONS_ONE_OPERAND:
