@@ -313,8 +313,15 @@ static void set_defaults(const options_command *c)
         vm_config_init(&c->vm->cfg);
         c->vm->mem_given = false;
     }
-    if (c->checkpoints)
+    if (c->process) {
+        c->process->control = NULL;
+        c->process->metrics = NULL;
+    }
+    if (c->checkpoints) {
+        c->checkpoints->checkpoint_dir = NULL;
+        c->checkpoints->checkpoint_every_ns = 0;
         c->checkpoints->keep = 3;
+    }
 }
 
 int options_parse(const options_command *c, int argc, char **argv,
