@@ -43,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 
 #define OUTQUEUE_EPOCH_BYTES (1u << 20)  /* one epoch's, then early ... */
 #define OUTQUEUE_EPOCH_FRAMES 256u       /* ... checkpoint (defaults) */

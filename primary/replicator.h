@@ -26,7 +26,7 @@
 
 #include "primary/outqueue.h"
 #include "primary/package.h"
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
