@@ -102,11 +102,17 @@ void connection_set_busy(connection *c, bool busy)
     STORE(c->busy, busy ? 1 : 0);
 }
 
-/* Blocking: the return path may be full while the primary catches up. */
-static void send_rp(connection *c, const retpath_msg *m)
+/*
+ * The receiver thread's messages block: the return path may be full while
+ * the primary catches up.  Between rp_begin and rp_end, put into c->rp.
+ */
+static void rp_begin(connection *c)
 {
     pthread_mutex_lock(&c->wlock);
-    retpath_put(c->rp, m);
+}
+
+static void rp_end(connection *c)
+{
     qfile_flush(c->rp);
     pthread_mutex_unlock(&c->wlock);
     connection_sent(c);
@@ -114,21 +120,25 @@ static void send_rp(connection *c, const retpath_msg *m)
 
 void connection_send_ack(connection *c, uint64_t id)
 {
-    send_rp(c, &(retpath_msg){ .type = RETPATH_ACK, .value64 = id });
+    rp_begin(c);
+    retpath_put_ack(c->rp, id);
+    rp_end(c);
 }
 
 void connection_send_nack(connection *c, uint64_t id, const char *why)
 {
-    retpath_msg m = { .type = RETPATH_NACK, .value64 = id };
-    snprintf(m.text, sizeof(m.text), "%s", why);
-    send_rp(c, &m);
+    rp_begin(c);
+    retpath_put_nack(c->rp, id, why);
+    rp_end(c);
 }
 
 void connection_send_shut(connection *c, uint32_t code)
 {
     if (!LOAD(c->rp_open))
         return;
-    send_rp(c, &(retpath_msg){ .type = RETPATH_SHUT, .value32 = code });
+    rp_begin(c);
+    retpath_put_shut(c->rp, code);
+    rp_end(c);
 }
 
 void connection_hang_up(connection *c)
@@ -165,12 +175,10 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
     return n < 0 ? -e : -ENOBUFS;
 }
 
-/* The loop's own message, encoded into lq: 1, 0 or -errno as try_send. */
-static int try_send_rp(connection *c, const retpath_msg *m)
+/* The loop's own message, put into lq: 1, 0 or -errno as try_send. */
+static int try_send_lq(connection *c)
 {
     size_t len;
-    qfile_mem_reset(c->lq);
-    retpath_put(c->lq, m);
     const uint8_t *d = qfile_mem_data(c->lq, &len);
     return try_send(c, d, len);
 }
@@ -188,11 +196,13 @@ static bool end(connection *c, connection_state why, int code,
         snprintf(c->msg, sizeof(c->msg), "%s", msg);
         pthread_mutex_unlock(&c->slock);
     }
-    if (code >= 0 && LOAD(c->rp_open) &&
-        try_send_rp(c, &(retpath_msg){ .type = RETPATH_SHUT,
-                                       .value32 = (uint32_t)code }) <= 0)
-        log_msg("%s: could not send SHUT %d: the return path is busy or "
-                "gone", c->peer, code);
+    if (code >= 0 && LOAD(c->rp_open)) {
+        qfile_mem_reset(c->lq);
+        retpath_put_shut(c->lq, (uint32_t)code);
+        if (try_send_lq(c) <= 0)
+            log_msg("%s: could not send SHUT %d: the return path is busy "
+                    "or gone", c->peer, code);
+    }
     /* Unblocks the receiver thread's read (and any write). */
     shutdown(c->fd, SHUT_RDWR);
     return true;
@@ -245,8 +255,9 @@ uint64_t connection_heartbeat(connection *c)
     uint64_t now = connection_now(c);
     if (now < due)
         return due - now;
-    int r = try_send_rp(c, &(retpath_msg){ .type = RETPATH_HEARTBEAT,
-                                           .value64 = c->hb_seq + 1 });
+    qfile_mem_reset(c->lq);
+    retpath_put_heartbeat(c->lq, c->hb_seq + 1);
+    int r = try_send_lq(c);
     if (r > 0) {
         c->hb_seq++;
         __atomic_fetch_add(&c->heartbeats, 1, __ATOMIC_RELAXED);

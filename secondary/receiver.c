@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "daemon/log.h"
 #include "secondary/connection.h"
@@ -187,21 +186,23 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
                    const char *peer, const receiver_opts *o, char *err,
                    size_t errlen)
 {
-    receiver *rx = calloc(1, sizeof(*rx));
-    if (!rx) {
-        close(fd);
-        snprintf(err, errlen, "%s: out of memory", peer);
-        return -ENOMEM;
-    }
-    rx->o = *o;
-    pthread_mutex_init(&rx->slock, NULL);
+    connection *conn;
     connection_opts co = {
         .failure_timeout_ns = o->failure_timeout_ns,
         .heartbeat_ns = o->heartbeat_ns,
     };
-    int r = connection_new(&rx->conn, base, fd, peer, &co, err, errlen);
+    int r = connection_new(&conn, base, fd, peer, &co, err, errlen);
     if (r < 0)
-        goto fail;
+        return r;
+    receiver *rx = calloc(1, sizeof(*rx));
+    if (!rx) {
+        connection_free(conn);
+        snprintf(err, errlen, "%s: out of memory", peer);
+        return -ENOMEM;
+    }
+    rx->o = *o;
+    rx->conn = conn;
+    pthread_mutex_init(&rx->slock, NULL);
     r = apply_new(&rx->apply, &(apply_opts){ .conn = rx->conn,
                                              .create = make_vm,
                                              .opaque = rx });
