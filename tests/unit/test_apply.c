@@ -403,6 +403,15 @@ static void recovers(env *e, uint64_t id)
     expect_ack(e, id + 1, id);
 }
 
+/* Active at 2; checkpoint 3 (on base) refused; then 4 in full applied. */
+static void refused(env *e, pkg_kind kind, uint64_t base, uint64_t nack_id,
+                    const char *why)
+{
+    active(e);
+    expect_nack(e, kind, 3, base, nack_id, why);
+    recovers(e, 4);
+}
+
 /* ---- accepted ---- */
 
 static void test_good_packages(void **state)
@@ -475,75 +484,50 @@ static void test_not_newer(void **state)
 
 static void test_base_not_last(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_GOOD, 3, 1, 3,
-                "checkpoint 3 builds on 1, but the last checkpoint applied "
-                "here is 2");
-    recovers(e, 4);
+    refused(*state, PKG_GOOD, 1, 3,
+            "checkpoint 3 builds on 1, but the last checkpoint applied "
+            "here is 2");
 }
 
 static void test_second_header(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_SECOND_HEADER, 3, 2, 3,
-                "a second 'ftvm-pkg' in one package");
-    recovers(e, 4);
+    refused(*state, PKG_SECOND_HEADER, 2, 3,
+            "a second 'ftvm-pkg' in one package");
 }
 
 static void test_no_header(void **state)
 {
-    env *e = *state;
-    active(e);
     /* A package that cannot name itself is answered NACK 0. */
-    expect_nack(e, PKG_NO_HEADER, 3, 2, 0,
-                "a package must open with 'ftvm-pkg'");
-    recovers(e, 4);
+    refused(*state, PKG_NO_HEADER, 2, 0,
+            "a package must open with 'ftvm-pkg'");
 }
 
 static void test_section_after_trailer(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_AFTER_TRAILER, 3, 2, 3,
-                "section 'cpu' after the package's trailer");
-    recovers(e, 4);
+    refused(*state, PKG_AFTER_TRAILER, 2, 3,
+            "section 'cpu' after the package's trailer");
 }
 
 static void test_trailer_id(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_TRAILER_ID, 3, 2, 3,
-                "the trailer of checkpoint 4 in the package of checkpoint "
-                "3");
-    recovers(e, 4);
+    refused(*state, PKG_TRAILER_ID, 2, 3,
+            "the trailer of checkpoint 4 in the package of checkpoint 3");
 }
 
 static void test_damaged_byte(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_DAMAGED, 3, 2, 3, "checkpoint 3: checksum mismatch");
-    recovers(e, 4);
+    refused(*state, PKG_DAMAGED, 2, 3, "checkpoint 3: checksum mismatch");
 }
 
 static void test_no_trailer(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_UNSEALED, 3, 2, 3,
-                "checkpoint 3: no trailer ('ftvm-ckpt') seals the package");
-    recovers(e, 4);
+    refused(*state, PKG_UNSEALED, 2, 3,
+            "checkpoint 3: no trailer ('ftvm-ckpt') seals the package");
 }
 
 static void test_nested(void **state)
 {
-    env *e = *state;
-    active(e);
-    expect_nack(e, PKG_NESTED, 3, 2, 3, "package nested 2 deep (limit 1)");
-    recovers(e, 4);
+    refused(*state, PKG_NESTED, 2, 3, "package nested 2 deep (limit 1)");
 }
 
 /*
