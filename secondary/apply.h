@@ -10,7 +10,8 @@
  * trailer, whose id is the header's and whose CRC covers the package.
  * Only then is it applied, under the cache lock, and ACKed.  A package
  * that fails is NACKed with the reason and changes nothing; the stream
- * goes on.  Sections outside a package after the first one are refused.
+ * goes on.  After the first package, a section outside a package ends
+ * the stream: it could not be applied atomically.
  *
  * It loads into a registry (devstate/) and answers on a connection; it
  * knows no VM, so that a unit test can drive it with a registry and RAM
