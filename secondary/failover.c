@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/log.h"
 #include "vm/net.h"
 
 /* Gaps between the announce rounds, as the reference spaces them. */
@@ -45,8 +46,7 @@ static void announce(failover *f)
     if (r == 0)
         f->ok++;
     else if (f->sent == 1)
-        fprintf(stderr, "ftvm secondary: self-announce frame not sent: %s\n",
-                strerror(-r));
+        log_msg("self-announce frame not sent: %s", strerror(-r));
     if (f->sent < FAILOVER_ANNOUNCE_ROUNDS) {
         unsigned ms = gap_ms[f->sent - 1];
         struct timeval tv = { ms / 1000, (suseconds_t)(ms % 1000) * 1000 };

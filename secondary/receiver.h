@@ -1,31 +1,17 @@
 /*
  * receiver: the secondary's end of one replication connection
- * (docs/replication.md).
+ * (docs/replication.md), made of three parts:
  *
- * A receiver thread runs the stream loader (checkpoint/savevm.h) over the
- * socket.  It creates the VM from the primary's "ftvm-vm" section (created,
- * never started: its RAM is the RAM cache), applies the bring-up's "ram"
- * sections directly, then takes each checkpoint package whole, validates
- * it in full (the "ftvm-pkg" base rule, every section, the "ftvm-ckpt" sum
- * over the package), applies it to the VM's RAM and device state and
- * answers ACK; a package that fails is answered NACK with the reason,
- * changes nothing, and the stream goes on.  PINGs are answered by the
- * loader.
+ *   secondary/connection.h  the socket, the return path's writers,
+ *                           heartbeats and failure detection (the loop's);
+ *   secondary/apply.h       each record's fate: the bring-up, and every
+ *                           package validated whole, applied, ACKed or
+ *                           NACKed (the loader's target);
+ *   secondary/replica.h     the VM, made from the primary's "ftvm-vm".
  *
- * The event loop's thread sends a HEARTBEAT whenever nothing else went
- * out for the heartbeat interval, and declares the primary dead when
- * nothing has arrived from it for the failure timeout.  Arrival is the
- * kernel's (TCP_INFO's last data received), so that a large package
- * arriving slowly counts as life even though the loader reads it in one
- * call; time spent validating and applying a package, while the thread
- * does not read, never counts as silence.
- *
- * Locks: the return path's writers (the loader's PONG, ACK, NACK and SHUT
- * on the receiver thread, HEARTBEAT on the loop's) take one mutex; the
- * loop only ever tries it and writes without blocking, so a primary that
- * stops reading can never stall the loop and its failure timer.  A second
- * mutex is held while a package is applied; receiver_hold takes it to see
- * (or save) the cache at a checkpoint boundary.
+ * A receiver thread runs the loader over the socket; the VM it creates
+ * (created, never started: its RAM is the RAM cache) and the end of the
+ * connection are reported to the loop's thread.
  */
 #ifndef FTVM_SECONDARY_RECEIVER_H
 #define FTVM_SECONDARY_RECEIVER_H
@@ -34,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "secondary/apply.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
@@ -78,14 +65,7 @@ typedef struct receiver_opts {
 
 typedef struct receiver_stats {
     receiver_phase phase;
-    uint64_t applied;           /* checkpoints applied */
-    uint64_t last_id;           /* the last one applied, 0 for none */
-    uint64_t refused;           /* packages answered NACK */
-    char last_refusal[512];
-    /* From a package's first section validated to its ACK, in ms. */
-    double apply_last_ms, apply_p50_ms, apply_p99_ms;
-    uint64_t package_bytes_last, package_bytes_total;
-    uint64_t pings;             /* PINGs answered */
+    apply_stats apply;          /* checkpoints applied and refused */
     uint64_t heartbeats;        /* HEARTBEATs sent */
     int64_t since_heard_ms;     /* since data last arrived; -1 unknown */
 } receiver_stats;

@@ -43,7 +43,7 @@ static bool applied(secondary *s)
     if (!s->rx)
         return false;
     receiver_get_stats(s->rx, &st);
-    return st.applied > 0;
+    return st.apply.applied > 0;
 }
 
 static const char *state_name(secondary *s)
@@ -92,10 +92,10 @@ static void fail_over(secondary *s, const char *reason)
         return;
     }
     s->failover_ms = (mono_ns() - s->fo_t0) / 1e6;
-    s->continued_from = st.last_id;
+    s->continued_from = st.apply.last_id;
     s->state = STANDBY_RUNNING;
     log_msg("failover (%s): the VM runs here from checkpoint %" PRIu64 ", "
-            "%.1f ms after %s", reason, st.last_id, s->failover_ms,
+            "%.1f ms after %s", reason, st.apply.last_id, s->failover_ms,
             s->fo_req ? "the command" : "detection");
     answer_failover(s, 0, NULL);
 }
@@ -261,20 +261,21 @@ static json_t *replication_json(secondary *s)
 {
     receiver_stats st;
     receiver_get_stats(s->rx, &st);
+    const apply_stats *a = &st.apply;
     json_t *r = json_pack(
         "{s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I}",
-        "applied", (json_int_t)st.applied,
-        "last_id", (json_int_t)st.last_id,
-        "refused", (json_int_t)st.refused,
-        "apply_ms", "last", st.apply_last_ms, "p50", st.apply_p50_ms,
-        "p99", st.apply_p99_ms,
-        "package_bytes", "last", (json_int_t)st.package_bytes_last,
-        "total", (json_int_t)st.package_bytes_total,
-        "pings", (json_int_t)st.pings,
+        "applied", (json_int_t)a->applied,
+        "last_id", (json_int_t)a->last_id,
+        "refused", (json_int_t)a->refused,
+        "apply_ms", "last", a->apply_last_ms, "p50", a->apply_p50_ms,
+        "p99", a->apply_p99_ms,
+        "package_bytes", "last", (json_int_t)a->package_bytes_last,
+        "total", (json_int_t)a->package_bytes_total,
+        "pings", (json_int_t)a->pings,
         "heartbeats_sent", (json_int_t)st.heartbeats);
-    if (st.last_refusal[0])
+    if (a->last_refusal[0])
         json_object_set_new(r, "last_refusal",
-                            json_string(st.last_refusal));
+                            json_string(a->last_refusal));
     if (st.since_heard_ms >= 0)
         json_object_set_new(r, "last_heard_ms",
                             json_integer(st.since_heard_ms));

@@ -284,7 +284,8 @@ def case_refuse():
     prim.wait_line("waiting")
     nacks = prim.nacks()
     check(len(nacks) == 4, "NACKs %r" % nacks)
-    for nack, why in zip(nacks, ["", "builds on", "no trailer", "nested"]):
+    for nack, why in zip(nacks, ["checksum mismatch", "builds on",
+                                 "no trailer", "nested"]):
         check(why in nack, "NACK %r should say %r" % (nack, why))
     s = sec.status()
     r = s["replication"]

@@ -1,0 +1,373 @@
+/* apply: see apply.h. */
+#include "secondary/apply.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint/trailer.h"
+#include "daemon/log.h"
+#include "daemon/sampler.h"
+#include "vm/vmshape.h"
+
+/* The package being validated, then applied. */
+typedef struct pkg_check {
+    unsigned sections;      /* validated so far */
+    bool have_hdr;
+    trailer_pkg hdr;
+    bool sealed;
+    bool applying;          /* validated; its APPLY pass is running */
+    bool held;              /* the cache mutex is ours */
+    uint64_t t0;            /* when its first section was validated */
+} pkg_check;
+
+struct apply {
+    apply_opts o;
+    savevm_loader *loader;
+    registry *reg;          /* the VM's, once "ftvm-vm" made it */
+    bool return_path;       /* OPEN_RETURN_PATH arrived */
+    bool colo;              /* ENABLE_COLO arrived */
+    bool packaged;          /* a package arrived: the bring-up is over */
+    uint64_t last_applied;
+    pkg_check cur;
+    pthread_mutex_t cache;  /* a package being applied; apply_hold */
+    pthread_mutex_t slock;  /* st, samples */
+    apply_stats st;
+    sampler samples;        /* apply times, ns */
+};
+
+static bool stopping(apply *a)
+{
+    return connection_get_state(a->o.conn, NULL, NULL, 0) != CONNECTION_OPEN;
+}
+
+/* The package is over, applied or not: the cache and the reader are free. */
+static void reset_pkg(apply *a)
+{
+    if (a->cur.held)
+        pthread_mutex_unlock(&a->cache);
+    a->cur = (pkg_check){ 0 };
+    connection_set_busy(a->o.conn, false);
+}
+
+/* ---- the bring-up, outside packages ---- */
+
+static int create_vm(apply *a, qfile *f, const savevm_section *sec)
+{
+    if (a->reg)
+        return qfile_fail(f, -EPROTO,
+                          "a second '%s' section: the VM's shape "
+                          "cannot change",
+                          VMSHAPE_IDSTR);
+    if (!a->return_path || !a->colo)
+        return qfile_fail(f, -EPROTO,
+                          "not a replication stream: '%s' before "
+                          "OPEN_RETURN_PATH and ENABLE_COLO",
+                          VMSHAPE_IDSTR);
+    /* The primary is not silent while we are busy and not reading. */
+    connection_set_busy(a->o.conn, true);
+    registry *reg = NULL;
+    int r = a->o.create(a->o.opaque, f, sec, &reg);
+    connection_set_busy(a->o.conn, false);
+    if (r < 0 || qfile_error(f))
+        return qfile_error(f) ? qfile_error(f) : r;
+    a->reg = reg;
+    pthread_mutex_lock(&a->slock);
+    a->st.have_vm = true;
+    pthread_mutex_unlock(&a->slock);
+    return 0;
+}
+
+static int top_section(apply *a, qfile *f, const savevm_section *sec)
+{
+    if (strcmp(sec->idstr, VMSHAPE_IDSTR) == 0)
+        return create_vm(a, f, sec);
+    if (!a->reg)
+        return qfile_fail(f, -EPROTO,
+                          "section '%s' before the VM's shape "
+                          "('%s')",
+                          sec->idstr, VMSHAPE_IDSTR);
+    if (strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0 ||
+        strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return qfile_fail(f, -EPROTO, "section '%s' outside a package",
+                          sec->idstr);
+    if (a->packaged)
+        return qfile_fail(f, -EPROTO,
+                          "section '%s' outside a package after "
+                          "the bring-up: it could not be applied atomically",
+                          sec->idstr);
+    return registry_target_ops.section(a->reg, f, sec, SAVEVM_PASS_APPLY);
+}
+
+/* ---- a package: validate ---- */
+
+static int validate_header(apply *a, qfile *f, const savevm_section *sec)
+{
+    pkg_check *c = &a->cur;
+    int r = trailer_load_pkg(f, sec, &c->hdr);
+    /* A header that reads but makes no sense still names its id. */
+    c->have_hdr = c->hdr.id != 0;
+    if (r < 0)
+        return r;
+    if (c->hdr.base != 0 && c->hdr.base != a->last_applied)
+        return qfile_fail(f, -ESTALE,
+                          "checkpoint %" PRIu64 " builds on %" PRIu64
+                          ", but the last checkpoint applied here "
+                          "is %" PRIu64,
+                          c->hdr.id, c->hdr.base, a->last_applied);
+    if (c->hdr.id <= a->last_applied)
+        return qfile_fail(f, -ESTALE,
+                          "checkpoint %" PRIu64 " is not newer "
+                          "than %" PRIu64 ", the last applied",
+                          c->hdr.id, a->last_applied);
+    return 0;
+}
+
+static int validate_trailer(apply *a, qfile *f, const savevm_section *sec)
+{
+    pkg_check *c = &a->cur;
+    trailer_info info;
+    if (trailer_load(f, sec, &info) < 0)
+        return qfile_error(f);
+    if (info.id != c->hdr.id)
+        return qfile_fail(f, -EINVAL,
+                          "the trailer of checkpoint %" PRIu64
+                          " in the package of checkpoint %" PRIu64,
+                          info.id, c->hdr.id);
+    c->sealed = true;
+    return 0;
+}
+
+static int validate_section(apply *a, qfile *f, const savevm_section *sec)
+{
+    pkg_check *c = &a->cur;
+    if (c->sections++ == 0) {
+        connection_set_busy(a->o.conn, true);
+        c->t0 = connection_now(a->o.conn);
+        a->packaged = true;
+    }
+    if (!a->reg)
+        return qfile_fail(f, -EPROTO, "a package before the VM's shape ('%s')",
+                          VMSHAPE_IDSTR);
+    if (stopping(a))
+        return qfile_fail(f, -ECANCELED, "replication is stopping");
+    if (c->sealed)
+        return qfile_fail(f, -EINVAL,
+                          "section '%s' after the package's "
+                          "trailer",
+                          sec->idstr);
+    bool hdr = strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0;
+    if (hdr != (c->sections == 1))
+        return qfile_fail(f, -EINVAL,
+                          hdr ? "a second '%s' in one package"
+                              : "a package must open with '%s'",
+                          TRAILER_PKG_IDSTR);
+    if (hdr)
+        return validate_header(a, f, sec);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return validate_trailer(a, f, sec);
+    return registry_target_ops.section(a->reg, f, sec, SAVEVM_PASS_VALIDATE);
+}
+
+/* The loader's last word on a package before it is applied. */
+static int on_validated(void *opaque, qfile *pf)
+{
+    apply *a = opaque;
+    pkg_check *c = &a->cur;
+    if (!c->have_hdr)
+        return qfile_fail(pf, -EINVAL, "a package without '%s'",
+                          TRAILER_PKG_IDSTR);
+    if (!c->sealed)
+        return qfile_fail(pf, -EBADMSG,
+                          "checkpoint %" PRIu64 ": no trailer "
+                          "('%s') seals the package",
+                          c->hdr.id, TRAILER_IDSTR);
+    if (stopping(a))
+        return qfile_fail(pf, -ECANCELED,
+                          "replication is stopping: checkpoint "
+                          "%" PRIu64 " is not applied",
+                          c->hdr.id);
+    c->applying = true;
+    return 0;
+}
+
+static int on_package_failed(void *opaque, qfile *pf)
+{
+    apply *a = opaque;
+    if (!a->reg)
+        return -EPROTO;
+    uint64_t id = a->cur.have_hdr ? a->cur.hdr.id : 0;
+    const char *why = qfile_errmsg(pf);
+    reset_pkg(a);
+    connection_send_nack(a->o.conn, id, why);
+    pthread_mutex_lock(&a->slock);
+    a->st.refused++;
+    snprintf(a->st.last_refusal, sizeof(a->st.last_refusal), "%s", why);
+    pthread_mutex_unlock(&a->slock);
+    log_msg("refused checkpoint %" PRIu64 ", staying at %" PRIu64 ": %s", id,
+            a->last_applied, why);
+    return 0;
+}
+
+/* ---- a package: apply ---- */
+
+static int apply_section(apply *a, qfile *f, const savevm_section *sec)
+{
+    if (strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0) {
+        /* The first section: from here to the ACK the cache is in flux. */
+        if (!a->cur.held) {
+            pthread_mutex_lock(&a->cache);
+            a->cur.held = true;
+        }
+        trailer_pkg p;
+        return trailer_load_pkg(f, sec, &p);
+    }
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return trailer_skip(f, sec);
+    return registry_target_ops.section(a->reg, f, sec, SAVEVM_PASS_APPLY);
+}
+
+static void package_applied(apply *a, uint32_t bytes)
+{
+    uint64_t id = a->cur.hdr.id;
+    uint64_t took = connection_now(a->o.conn) - a->cur.t0;
+    a->last_applied = id;
+    reset_pkg(a);
+    connection_send_ack(a->o.conn, id);
+    pthread_mutex_lock(&a->slock);
+    bool first = a->st.applied++ == 0;
+    a->st.last_id = id;
+    a->st.package_bytes_last = bytes;
+    a->st.package_bytes_total += bytes;
+    sampler_add(&a->samples, took);
+    pthread_mutex_unlock(&a->slock);
+    if (first)
+        log_msg("%s: checkpoint %" PRIu64 " applied: replication is active",
+                connection_peer(a->o.conn), id);
+}
+
+/* ---- the target ---- */
+
+static int on_section(void *opaque, qfile *f, const savevm_section *sec,
+                      savevm_pass pass)
+{
+    apply *a = opaque;
+    if (pass == SAVEVM_PASS_VALIDATE)
+        return validate_section(a, f, sec);
+    if (a->cur.applying)
+        return apply_section(a, f, sec);
+    return top_section(a, f, sec);
+}
+
+static int on_command(void *opaque, savevm_cmd cmd)
+{
+    apply *a = opaque;
+    if (cmd == SAVEVM_CMD_OPEN_RETURN_PATH) {
+        a->return_path = true;
+        connection_open_return_path(a->o.conn);
+    }
+    if (cmd == SAVEVM_CMD_ENABLE_COLO)
+        a->colo = true;
+    return 0;
+}
+
+static void on_record(void *opaque, const savevm_record *rec)
+{
+    apply *a = opaque;
+    if (rec->depth != 0)
+        return;
+    connection_progress(a->o.conn);
+    if (rec->type != SAVEVM_COMMAND)
+        return;
+    if (rec->cmd == SAVEVM_CMD_PACKAGED && a->cur.applying) {
+        package_applied(a, rec->package_len);
+    } else if (rec->cmd == SAVEVM_CMD_PING) {
+        /* The loader writes the PONG right after this. */
+        connection_sent(a->o.conn);
+        pthread_mutex_lock(&a->slock);
+        a->st.pings++;
+        pthread_mutex_unlock(&a->slock);
+    }
+}
+
+static const savevm_target_ops target_ops = {
+    .section = on_section,
+    .command = on_command,
+    .observe = on_record,
+    .validated = on_validated,
+    .package_failed = on_package_failed,
+};
+
+/* ---- loading ---- */
+
+int apply_load_header(apply *a, qfile *f)
+{
+    return savevm_load_header(a->loader, f);
+}
+
+int apply_load(apply *a, qfile *f, savevm_stop *why)
+{
+    int r = savevm_load_main(a->loader, f, SAVEVM_PASS_APPLY, true, why);
+    /* A package cut off part way: nothing of it stays in flux. */
+    reset_pkg(a);
+    return r;
+}
+
+int apply_new(apply **out, const apply_opts *o)
+{
+    apply *a = calloc(1, sizeof(*a));
+    if (!a)
+        return -ENOMEM;
+    a->o = *o;
+    pthread_mutex_init(&a->cache, NULL);
+    pthread_mutex_init(&a->slock, NULL);
+    sampler_init(&a->samples);
+    savevm_loader_opts lo = {
+        .footers = true,
+        .max_depth = 1,            /* packages do not nest */
+        .max_package = UINT32_MAX, /* a full resend holds all of RAM */
+    };
+    connection_loader_opts(o->conn, &lo);
+    a->loader = savevm_loader_new(&target_ops, a, &lo);
+    if (!a->loader) {
+        apply_free(a);
+        return -ENOMEM;
+    }
+    *out = a;
+    return 0;
+}
+
+void apply_free(apply *a)
+{
+    if (!a)
+        return;
+    savevm_loader_free(a->loader);
+    pthread_mutex_destroy(&a->cache);
+    pthread_mutex_destroy(&a->slock);
+    free(a);
+}
+
+void apply_hold(apply *a)
+{
+    pthread_mutex_lock(&a->cache);
+}
+
+void apply_release(apply *a)
+{
+    pthread_mutex_unlock(&a->cache);
+}
+
+void apply_get_stats(apply *a, apply_stats *out)
+{
+    sampler_summary sum;
+    pthread_mutex_lock(&a->slock);
+    *out = a->st;
+    sampler_summarize(&a->samples, &sum);
+    pthread_mutex_unlock(&a->slock);
+    out->apply_last_ms = sum.last / 1e6;
+    out->apply_p50_ms = sum.p50 / 1e6;
+    out->apply_p99_ms = sum.p99 / 1e6;
+}

@@ -1,0 +1,84 @@
+/*
+ * apply: what the secondary does with each record of the stream
+ * (docs/replication.md, "Applying a package"), as the loader's target.
+ *
+ * The bring-up: "ftvm-vm", after OPEN_RETURN_PATH and ENABLE_COLO and only
+ * once, makes the VM (the create hook); the "ram" sections that follow are
+ * applied as they come.  Then each checkpoint package is validated whole:
+ * "ftvm-pkg" first and once, its base 0 or the last checkpoint applied,
+ * its id newer than that, every section, nothing after the "ftvm-ckpt"
+ * trailer, whose id is the header's and whose CRC covers the package.
+ * Only then is it applied, under the cache lock, and ACKed.  A package
+ * that fails is NACKed with the reason and changes nothing; the stream
+ * goes on.  After the first package, a section outside a package ends
+ * the stream: it could not be applied atomically.
+ *
+ * It loads into a registry (devstate/) and answers on a connection; it
+ * knows no VM, so that a unit test can drive it with a registry and RAM
+ * blocks of its own.  Everything runs on the receiver thread, but for
+ * apply_hold, apply_release and apply_get_stats.
+ */
+#ifndef FTVM_SECONDARY_APPLY_H
+#define FTVM_SECONDARY_APPLY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "checkpoint/qfile.h"
+#include "checkpoint/savevm.h"
+#include "devstate/registry.h"
+#include "secondary/connection.h"
+
+typedef struct apply apply;
+
+/*
+ * Makes the VM from the "ftvm-vm" section, whose body it reads from f,
+ * and gives the registry its state loads into.  0, or the error latched
+ * on f.
+ */
+typedef int (*apply_create_fn)(void *opaque, qfile *f,
+                               const savevm_section *sec, registry **reg);
+
+typedef struct apply_opts {
+    connection *conn;       /* where answers go; told of liveness */
+    apply_create_fn create;
+    void *opaque;
+} apply_opts;
+
+typedef struct apply_stats {
+    bool have_vm;               /* "ftvm-vm" made it */
+    uint64_t applied;           /* checkpoints applied */
+    uint64_t last_id;           /* the last one applied, 0 for none */
+    uint64_t refused;           /* packages answered NACK */
+    char last_refusal[512];
+    /* From a package's first section validated to its ACK, in ms. */
+    double apply_last_ms, apply_p50_ms, apply_p99_ms;
+    uint64_t package_bytes_last, package_bytes_total;
+    uint64_t pings;             /* PINGs answered */
+} apply_stats;
+
+/* 0, or -ENOMEM. */
+int apply_new(apply **out, const apply_opts *o);
+void apply_free(apply *a);
+
+/* The stream's header: magic, version, configuration.  0 or -errno. */
+int apply_load_header(apply *a, qfile *f);
+/*
+ * Records until EOF or the clean end of f.  A refused package is answered
+ * and does not stop it.  0 or the latched -errno; qfile_errmsg(f) says
+ * what and where.  The loader (which sections were started) carries over
+ * from one call to the next.
+ */
+int apply_load(apply *a, qfile *f, savevm_stop *why);
+
+/*
+ * Waits for a package being applied to finish and keeps the next one
+ * out until apply_release: the registry then holds exactly the last
+ * checkpoint applied.
+ */
+void apply_hold(apply *a);
+void apply_release(apply *a);
+
+void apply_get_stats(apply *a, apply_stats *out);
+
+#endif

@@ -1,0 +1,74 @@
+/* peer: see peer.h. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "tests/unit/peer.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+uint64_t peer_now_ns;
+
+uint64_t peer_clock(void)
+{
+    return peer_now_ns;
+}
+
+void peer_open(peer *p, uint64_t failure_timeout_ns, uint64_t heartbeat_ns,
+               uint64_t (*clock)(void))
+{
+    int sv[2];
+    char err[256];
+    memset(p, 0, sizeof(*p));
+    peer_now_ns = 1000000000u;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p->fd = sv[1];
+    p->secondary_fd = sv[0];
+    p->base = event_base_new();
+    assert_non_null(p->base);
+    connection_opts o = { .failure_timeout_ns = failure_timeout_ns,
+                          .heartbeat_ns = heartbeat_ns,
+                          .clock = clock ? clock : peer_clock };
+    int r = connection_new(&p->conn, p->base, sv[0], PEER_NAME, &o, err,
+                           sizeof(err));
+    if (r < 0)
+        fail_msg("connection_new: %s", err);
+}
+
+void peer_close(peer *p)
+{
+    connection_free(p->conn);
+    event_base_free(p->base);
+    close(p->fd);
+}
+
+int peer_next(peer *p, retpath_msg *m)
+{
+    char err[256];
+    for (;;) {
+        int n = retpath_parse(p->buf, p->len, m, err, sizeof(err));
+        if (n < 0)
+            fail_msg("%s", err);
+        if (n > 0) {
+            memmove(p->buf, p->buf + n, p->len - (size_t)n);
+            p->len -= (size_t)n;
+            return 1;
+        }
+        ssize_t got = recv(p->fd, p->buf + p->len, sizeof(p->buf) - p->len,
+                           MSG_DONTWAIT);
+        if (got == 0)
+            return -1;
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            fail_msg("recv: %s", strerror(errno));
+        }
+        p->len += (size_t)got;
+    }
+}

@@ -1,0 +1,293 @@
+/*
+ * Unit tests for secondary/connection: the primary's liveness and the
+ * return path, on a socketpair whose other end is the test's, with a
+ * clock only the test moves.  The timers are never dispatched; the tests
+ * run the checks they would run.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <linux/sockios.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "tests/unit/peer.h"
+
+#define MS 1000000u
+#define TIMEOUT (300 * MS)
+#define HEARTBEAT (50 * MS)
+
+static void open_peer(peer *p)
+{
+    peer_open(p, TIMEOUT, HEARTBEAT, NULL);
+}
+
+static connection_state state(peer *p, char *msg, size_t len)
+{
+    return connection_get_state(p->conn, NULL, msg, len);
+}
+
+/* Silence for the failure timeout ends the connection, and says so. */
+static void test_silence_times_out(void **unused)
+{
+    (void)unused;
+    peer p;
+    char msg[256];
+    retpath_msg m;
+    open_peer(&p);
+
+    peer_now_ns += TIMEOUT - 1;
+    assert_false(connection_check_silence(p.conn));
+    assert_int_equal(state(&p, msg, sizeof(msg)), CONNECTION_OPEN);
+    assert_string_equal(msg, "");
+
+    peer_now_ns += 1;
+    assert_true(connection_check_silence(p.conn));
+    uint64_t when;
+    assert_int_equal(connection_get_state(p.conn, &when, msg, sizeof(msg)),
+                     CONNECTION_SILENT);
+    assert_int_equal(when, peer_now_ns);
+    assert_non_null(strstr(msg, "nothing from " PEER_NAME " for 300 ms"));
+    /* The socket is shut down, which unblocks the receiver thread. */
+    assert_int_equal(peer_next(&p, &m), -1);
+    /* Ended once: neither a later check nor a close counts. */
+    peer_now_ns += TIMEOUT;
+    assert_false(connection_check_silence(p.conn));
+    assert_false(connection_close(p.conn, 0));
+    assert_int_equal(state(&p, NULL, 0), CONNECTION_SILENT);
+    peer_close(&p);
+}
+
+/* A record read is life. */
+static void test_progress_is_life(void **unused)
+{
+    (void)unused;
+    peer p;
+    open_peer(&p);
+
+    peer_now_ns += TIMEOUT - MS;
+    connection_progress(p.conn);
+    peer_now_ns += TIMEOUT - MS;
+    assert_false(connection_check_silence(p.conn));
+    peer_now_ns += MS;
+    assert_true(connection_check_silence(p.conn));
+    peer_close(&p);
+}
+
+/* While the receiver thread is busy (applying), silence does not count. */
+static void test_busy_is_not_silence(void **unused)
+{
+    (void)unused;
+    peer p;
+    open_peer(&p);
+
+    peer_now_ns += TIMEOUT / 2;
+    connection_set_busy(p.conn, true);
+    peer_now_ns += 10 * TIMEOUT;
+    assert_false(connection_check_silence(p.conn));
+    assert_int_equal(state(&p, NULL, 0), CONNECTION_OPEN);
+    /* Silence counts again from the end of the busy stretch. */
+    connection_set_busy(p.conn, false);
+    peer_now_ns += TIMEOUT - 1;
+    assert_false(connection_check_silence(p.conn));
+    peer_now_ns += 1;
+    assert_true(connection_check_silence(p.conn));
+    peer_close(&p);
+}
+
+/*
+ * The receiver thread stores a progress while the loop's check reads the
+ * clock: a progress later than the check's "now" must not wrap the
+ * silence around to a false timeout.
+ */
+static peer *racing;
+
+static uint64_t racing_clock(void)
+{
+    if (racing) {
+        peer *p = racing;
+        racing = NULL;
+        /* The other thread, a moment later: the clock it reads is ahead. */
+        peer_now_ns += MS;
+        connection_progress(p->conn);
+        peer_now_ns -= MS;
+    }
+    return peer_now_ns;
+}
+
+static void test_progress_during_check(void **unused)
+{
+    (void)unused;
+    peer p;
+    peer_open(&p, TIMEOUT, HEARTBEAT, racing_clock);
+    peer_now_ns += TIMEOUT / 2;
+    racing = &p;
+    assert_false(connection_check_silence(p.conn));
+    assert_null(racing);
+    assert_int_equal(state(&p, NULL, 0), CONNECTION_OPEN);
+    peer_close(&p);
+}
+
+/* HEARTBEAT goes out when nothing else did for the interval. */
+static void test_heartbeat_when_idle(void **unused)
+{
+    (void)unused;
+    peer p;
+    retpath_msg m;
+    open_peer(&p);
+
+    /* Not before OPEN_RETURN_PATH: the primary could not read it. */
+    peer_now_ns += 2 * HEARTBEAT;
+    assert_int_equal(connection_heartbeat(p.conn), HEARTBEAT);
+    assert_int_equal(peer_next(&p, &m), 0);
+
+    connection_open_return_path(p.conn);
+    assert_int_equal(connection_heartbeat(p.conn), HEARTBEAT);
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_HEARTBEAT);
+    assert_int_equal(m.value64, 1);
+    assert_int_equal(connection_heartbeats(p.conn), 1);
+
+    /* Not again within the interval: the timer is told when. */
+    peer_now_ns += 20 * MS;
+    assert_int_equal(connection_heartbeat(p.conn), HEARTBEAT - 20 * MS);
+    assert_int_equal(peer_next(&p, &m), 0);
+
+    /* An ACK is traffic: the next heartbeat is an interval after it. */
+    connection_send_ack(p.conn, 7);
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_ACK);
+    assert_int_equal(m.value64, 7);
+    peer_now_ns += HEARTBEAT - 20 * MS;
+    assert_int_equal(connection_heartbeat(p.conn), 20 * MS);
+    assert_int_equal(peer_next(&p, &m), 0);
+    peer_now_ns += 20 * MS;
+    assert_int_equal(connection_heartbeat(p.conn), HEARTBEAT);
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_HEARTBEAT);
+    assert_int_equal(m.value64, 2);
+
+    /* Once ended, the timer stops. */
+    connection_close(p.conn, -1);
+    peer_now_ns += HEARTBEAT;
+    assert_int_equal(connection_heartbeat(p.conn), 0);
+    assert_int_equal(peer_next(&p, &m), -1);
+    assert_int_equal(connection_heartbeats(p.conn), 2);
+    peer_close(&p);
+}
+
+/* What the secondary sends is no sign of life from the primary. */
+static void test_heartbeats_are_not_life(void **unused)
+{
+    (void)unused;
+    peer p;
+    open_peer(&p);
+    connection_open_return_path(p.conn);
+    for (int i = 0; i < 5; i++) {
+        peer_now_ns += HEARTBEAT;
+        connection_heartbeat(p.conn);
+        assert_false(connection_check_silence(p.conn));
+    }
+    peer_now_ns += HEARTBEAT;
+    assert_true(connection_check_silence(p.conn));
+    assert_int_equal(connection_heartbeats(p.conn), 5);
+    peer_close(&p);
+}
+
+/* A primary that leaves the return path unread is refused. */
+static void test_unread_return_path(void **unused)
+{
+    (void)unused;
+    peer p;
+    char msg[256];
+    static uint8_t junk[64 * 1024];
+    open_peer(&p);
+    connection_open_return_path(p.conn);
+    /* What the primary does not read stays in the secondary's queue. */
+    int big = 1 << 20;
+    setsockopt(p.secondary_fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    while (send(p.secondary_fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+        ;
+    int outq = 0;
+    assert_int_equal(ioctl(p.secondary_fd, SIOCOUTQ, &outq), 0);
+    assert_true(outq > 256 * 1024);
+
+    peer_now_ns += HEARTBEAT;
+    assert_int_equal(connection_heartbeat(p.conn), 0);
+    assert_int_equal(state(&p, msg, sizeof(msg)), CONNECTION_UNREAD);
+    assert_string_equal(msg, PEER_NAME " does not read its return path");
+    assert_int_equal(connection_heartbeats(p.conn), 0);
+    peer_close(&p);
+}
+
+/* Closing from this side: SHUT with its code, then the end. */
+static void test_close_sends_shut(void **unused)
+{
+    (void)unused;
+    peer p;
+    retpath_msg m;
+    open_peer(&p);
+    connection_open_return_path(p.conn);
+    assert_true(connection_close(p.conn, 2));
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_SHUT);
+    assert_int_equal(m.value32, 2);
+    assert_int_equal(peer_next(&p, &m), -1);
+    assert_int_equal(state(&p, NULL, 0), CONNECTION_CLOSED);
+    assert_false(connection_close(p.conn, 0));
+    assert_false(connection_check_silence(p.conn));
+    peer_close(&p);
+
+    /* Before OPEN_RETURN_PATH, and with no code, no SHUT. */
+    open_peer(&p);
+    assert_true(connection_close(p.conn, 1));
+    assert_int_equal(peer_next(&p, &m), -1);
+    peer_close(&p);
+    open_peer(&p);
+    connection_open_return_path(p.conn);
+    assert_true(connection_close(p.conn, -1));
+    assert_int_equal(peer_next(&p, &m), -1);
+    peer_close(&p);
+}
+
+/* The receiver thread's answers. */
+static void test_answers(void **unused)
+{
+    (void)unused;
+    peer p;
+    retpath_msg m;
+    open_peer(&p);
+    connection_send_nack(p.conn, 5, "checkpoint 5: no trailer");
+    connection_send_shut(p.conn, 1);   /* not open yet: not sent */
+    connection_open_return_path(p.conn);
+    connection_send_shut(p.conn, 1);
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_NACK);
+    assert_int_equal(m.value64, 5);
+    assert_string_equal(m.text, "checkpoint 5: no trailer");
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_SHUT);
+    assert_int_equal(m.value32, 1);
+    assert_int_equal(peer_next(&p, &m), 0);
+    peer_close(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_silence_times_out),
+        cmocka_unit_test(test_progress_is_life),
+        cmocka_unit_test(test_busy_is_not_silence),
+        cmocka_unit_test(test_progress_during_check),
+        cmocka_unit_test(test_heartbeat_when_idle),
+        cmocka_unit_test(test_heartbeats_are_not_life),
+        cmocka_unit_test(test_unread_return_path),
+        cmocka_unit_test(test_close_sends_shut),
+        cmocka_unit_test(test_answers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
