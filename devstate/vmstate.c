@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate/vmdesc.h"
+
 /* Where the walk is, for messages: "'uart' field 'fifo[3].data'". */
 typedef struct walk {
     qfile *f;
@@ -443,6 +445,38 @@ int vmstate_save(qfile *f, const vmstate_desc *d, const void *obj,
     if (qfile_error(f))
         return qfile_error(f);
     return save_struct(&w, d, obj, d->size, desc_out);
+}
+
+int vmstate_save_section(qfile *f, uint32_t section_id, const char *idstr,
+                         uint32_t instance_id, const vmstate_desc *d,
+                         const void *obj, json_t *vmdesc_devices)
+{
+    json_t *jdev = NULL;
+
+    if (vmdesc_devices &&
+        !(jdev = vmdesc_add_device(vmdesc_devices, idstr, instance_id)))
+        return qfile_fail(f, -ENOMEM, "no memory for the VM description "
+                          "of '%s'", idstr);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, section_id, idstr,
+                             instance_id, d->version);
+    if (vmstate_save(f, d, obj, jdev) == 0)
+        savevm_put_footer(f, section_id);
+    return qfile_error(f);
+}
+
+int vmstate_describe_section(json_t *vmdesc_devices, const char *idstr,
+                             uint32_t instance_id, const vmstate_desc *d,
+                             const void *obj)
+{
+    /* The bytes go nowhere; saving is how a table describes itself. */
+    qfile *scratch = qfile_open_mem(idstr);
+
+    if (!scratch)
+        return -ENOMEM;
+    int rc = vmstate_save_section(scratch, 0, idstr, instance_id, d, obj,
+                                  vmdesc_devices);
+    qfile_close(scratch);
+    return rc;
 }
 
 /* ===================================================================== */
