@@ -354,7 +354,11 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
     if (!type)
         type = "unknown";
 
-    /* ftvm's extension: the element or byte count is an earlier field's. */
+    /*
+     * ftvm's extension: the element or byte count is an earlier field's.
+     * Elements described one by one ("index") are all read with the first
+     * one's layout, so the others' objects are passed over.
+     */
     const char *from = json_string_value(json_object_get(fdesc,
                                                          "length_from"));
     if (from) {
@@ -364,10 +368,26 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
                      "range", from);
             goto fail;
         }
-        if (array_len >= 0)
+        if (index > 0) {
+            path_pop(d, mark);
+            return 0;
+        }
+        if (array_len == 0 && n > 0) {
+            /* The save it came from had none: no layout but the type's. */
+            if (strcmp(type, "struct") == 0) {
+                dec_fail(d, -ENOENT, "the description comes from a save "
+                         "with no element here, so it shows no element's "
+                         "layout");
+                goto fail;
+            }
+            size = -1;
+        }
+        if (index == 0 || array_len >= 0) {
             array_len = n;
-        else
+            index = -1;
+        } else {
             size = n;
+        }
     }
 
     json_t *val;

@@ -373,6 +373,23 @@ static void test_decode_frames_of_other_lengths(void **state)
     queue other = { .count = 3,
                     .frames = { { 0, "" }, { 9, "hijklmnop" }, { 1, "q" } } };
     saved t = save_dev(&queue_desc, &other, "q");
+    /* Each element described with its own sizes, as QEMU's reader reads. */
+    assert_json_text(s.dev,
+        "{\"name\":\"q\",\"instance_id\":0,\"vmsd_name\":\"queue\","
+        "\"version\":1,\"fields\":["
+        "{\"name\":\"count\",\"type\":\"uint32\",\"size\":4},"
+        "{\"name\":\"frames\",\"index\":0,\"type\":\"struct\","
+        "\"length_from\":\"count\",\"struct\":{\"vmsd_name\":\"frame\","
+        "\"version\":1,\"fields\":["
+        "{\"name\":\"len\",\"type\":\"uint16\",\"size\":2},"
+        "{\"name\":\"data\",\"type\":\"buffer\",\"length_from\":\"len\","
+        "\"size\":2}]},\"size\":4},"
+        "{\"name\":\"frames\",\"index\":1,\"type\":\"struct\","
+        "\"length_from\":\"count\",\"struct\":{\"vmsd_name\":\"frame\","
+        "\"version\":1,\"fields\":["
+        "{\"name\":\"len\",\"type\":\"uint16\",\"size\":2},"
+        "{\"name\":\"data\",\"type\":\"buffer\",\"length_from\":\"len\","
+        "\"size\":5}]},\"size\":7}]}");
 
     json_t *values;
     qfile *f = qfile_open_view(s.data, s.len, "in");
@@ -395,6 +412,35 @@ static void test_decode_frames_of_other_lengths(void **state)
                              "{\"len\":1,\"data\":\"71\"}]}");
     json_decref(values);
     qfile_close(f);
+
+    /*
+     * An empty queue is described as QEMU's reader reads it (one element
+     * of nothing); it decodes empty saves, and says why it cannot decode
+     * others rather than misread them.
+     */
+    queue none = { 0 };
+    saved e = save_dev(&queue_desc, &none, "q");
+    assert_json_text(e.dev,
+        "{\"name\":\"q\",\"instance_id\":0,\"vmsd_name\":\"queue\","
+        "\"version\":1,\"fields\":["
+        "{\"name\":\"count\",\"type\":\"uint32\",\"size\":4},"
+        "{\"name\":\"frames\",\"array_len\":0,\"type\":\"struct\","
+        "\"length_from\":\"count\",\"struct\":{\"vmsd_name\":\"frame\","
+        "\"version\":1,\"fields\":[]},\"size\":0}]}");
+    f = qfile_open_view(e.data, e.len, "empty");
+    assert_int_equal(vmdesc_decode(f, s.dev, &values), 0);
+    assert_true(qfile_at_eof(f));
+    assert_json_text(values, "{\"count\":0,\"frames\":[]}");
+    json_decref(values);
+    qfile_close(f);
+    f = qfile_open_view(s.data, s.len, "in");
+    assert_int_equal(vmdesc_decode(f, e.dev, &values), -ENOENT);
+    assert_non_null(strstr(qfile_errmsg(f), "field 'frames': the description "
+                                            "comes from a save with no "
+                                            "element here"));
+    qfile_close(f);
+    json_decref(e.dev);
+    free(e.data);
 
     /* A struct of fixed layout still takes exactly its described size. */
     json_t *wrong = json_deep_copy(s.dev);
