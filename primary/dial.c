@@ -13,32 +13,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/parse.h"
+
 /* A connect in progress looks at the stop flag this often. */
 #define CONNECT_SLICE_MS 20
-
-
-static int split_addr(const char *addr, char *host, size_t hlen, char *port,
-                      size_t plen)
-{
-    const char *colon;
-    if (addr[0] == '[') {
-        const char *end = strchr(addr, ']');
-        if (!end || end[1] != ':')
-            return -EINVAL;
-        snprintf(host, hlen, "%.*s", (int)(end - addr - 1), addr + 1);
-        colon = end + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon || strchr(addr, ':') != colon)
-            return -EINVAL;
-        snprintf(host, hlen, "%.*s", (int)(colon - addr), addr);
-    }
-    snprintf(port, plen, "%s", colon + 1);
-    char *end;
-    long p = strtol(port, &end, 10);
-    return *host && *end == '\0' && end != port && p > 0 && p < 65536
-               ? 0 : -EINVAL;
-}
 
 /* One address: 0 and the fd, or -errno. */
 static int try_connect(const struct addrinfo *ai, int timeout_ms,
@@ -94,12 +72,15 @@ static int try_connect(const struct addrinfo *ai, int timeout_ms,
 int dial_connect(const char *addr, int timeout_ms, const bool *stop,
                  pthread_mutex_t *lock, int *fd, char *err, size_t errlen)
 {
-    char host[256], port[16];
-    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+    char host[256], port[8];
+    uint16_t portnum;
+    if (parse_hostport(addr, host, sizeof(host), &portnum) < 0 || !*host ||
+        portnum == 0) {
         snprintf(err, errlen, "secondary '%s': expected HOST:PORT (or "
                  "[IPv6]:PORT)", addr);
         return -EINVAL;
     }
+    snprintf(port, sizeof(port), "%u", portnum);
     struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
                               .ai_flags = AI_NUMERICSERV };
     struct addrinfo *res = NULL;

@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 
 #define OUTBUF_EPOCH_LIMIT (1u << 20) /* default: 1 MiB since the last mark   \
                                        */

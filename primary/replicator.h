@@ -28,7 +28,7 @@
 
 #include "primary/outbuf.h"
 #include "primary/package.h"
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 

@@ -29,32 +29,6 @@ void vm_config_init(vm_config *c)
     c->console_fd = STDOUT_FILENO;
 }
 
-int vm_parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned shift = 0;
-
-    if (!s || *s < '0' || *s > '9')
-        return -EINVAL;
-    errno = 0;
-    unsigned long long n = strtoull(s, &end, 10);
-    if (errno)
-        return -EINVAL;
-    switch (*end) {
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case '\0': break;
-    default: return -EINVAL;
-    }
-    if (*end == 'i' || *end == 'B')
-        end += *end == 'i' && end[1] == 'B' ? 2 : 1;
-    if (*end != '\0' || n > (UINT64_MAX >> shift))
-        return -EINVAL;
-    *out = (uint64_t)n << shift;
-    return 0;
-}
-
 /* ---- the console, when nobody else takes it ---- */
 
 static int console_to_fd(void *opaque, const void *buf, size_t len)

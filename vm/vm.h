@@ -60,8 +60,6 @@ typedef struct vm_config {
 
 /* Defaults: 256 MiB, one vCPU, no network, MAC 02:46:54:56:4d:01, stdout. */
 void vm_config_init(vm_config *c);
-/* Parses "256M", "4G", "1048576" (bytes), "64K" into bytes.  0 or -EINVAL. */
-int vm_parse_size(const char *s, uint64_t *out);
 /* Whether a VM can have mem_size bytes of RAM; -EINVAL with why if not. */
 int vm_check_mem_size(uint64_t mem_size, char *err, size_t errlen);
 

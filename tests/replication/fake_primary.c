@@ -56,6 +56,7 @@
 #include "checkpoint/retpath.h"
 #include "checkpoint/savevm.h"
 #include "checkpoint/trailer.h"
+#include "daemon/parse.h"
 #include "devstate/registry.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
@@ -477,7 +478,7 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--net") == 0)
             cfg.net = argv[i + 1];
         else if (strcmp(argv[i], "--mem") == 0 &&
-                 vm_parse_size(argv[i + 1], &cfg.mem_size) == 0)
+                 parse_size(argv[i + 1], &cfg.mem_size) == 0)
             continue;
         else
             die_fail(NULL, "usage: see the comment at the top");

@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tools/control.h"
+#include "daemon/control.h"
 
 static const char *ftvmctl;
 static char dir[40], sock[80];

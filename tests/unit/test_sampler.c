@@ -1,11 +1,11 @@
-/* Unit tests for primary/sampler: last, percentiles, max over a window. */
+/* Unit tests for daemon/sampler: last, percentiles, max over a window. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 
 static void test_empty(void **state)
 {

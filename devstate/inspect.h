@@ -7,8 +7,8 @@
  * description found after the stream's EOF.  A damaged stream is shown up
  * to the damage, then the error with its offset.
  */
-#ifndef FTVM_TOOLS_INSPECT_H
-#define FTVM_TOOLS_INSPECT_H
+#ifndef FTVM_DEVSTATE_INSPECT_H
+#define FTVM_DEVSTATE_INSPECT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,5 +41,15 @@ typedef struct inspect_opts {
  */
 int inspect_show(const uint8_t *data, size_t len, const char *name,
                  const inspect_opts *opts, FILE *out);
+/*
+ * The same for the stream in the file at path ("-": stdin), mapped when
+ * it is a file and read whole when it is a pipe; desc_path, if not NULL,
+ * names the stream whose VM description decodes it (opts' desc_from is
+ * then ignored).  Returns as inspect_show, and 2 with err set when a file
+ * cannot be read.
+ */
+int inspect_file(const char *path, const char *desc_path,
+                 const inspect_opts *opts, FILE *out, char *err,
+                 size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
 /* control: see control.h. */
-#include "tools/control.h"
+#include "daemon/control.h"
 
 #include <errno.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
 /* metrics: see metrics.h. */
-#include "tools/metrics.h"
+#include "daemon/metrics.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "daemon/parse.h"
 
 struct metrics {
     struct evhttp *http;
@@ -174,21 +176,11 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
                 metrics_source_fn fn, void *opaque, char *err, size_t errlen)
 {
     char host[128];
-    const char *colon = strrchr(addr, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    size_t hlen = colon ? (size_t)(colon - addr) : 0;
-    if (!colon || end == colon + 1 || *end || port < 1 || port > 65535 ||
-        hlen >= sizeof(host)) {
+    uint16_t port;
+    if (parse_hostport(addr, host, sizeof(host), &port) < 0 || port == 0) {
         snprintf(err, errlen, "--metrics '%s': expected ADDR:PORT, e.g. "
                  "127.0.0.1:9100 or :9100", addr);
         return -EINVAL;
-    }
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        memmove(host, host + 1, hlen - 2);
-        host[hlen - 2] = '\0';
     }
     metrics *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -202,7 +194,7 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
     m->http = evhttp_new(base);
     if (!m->http ||
         evhttp_bind_socket(m->http, host[0] ? host : "0.0.0.0",
-                           (uint16_t)port) < 0) {
+                           port) < 0) {
         int e = errno ? errno : EADDRNOTAVAIL;
         snprintf(err, errlen, "--metrics %s: cannot listen: %s", addr,
                  strerror(e));

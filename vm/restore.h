@@ -8,8 +8,8 @@
  * size differs from what the user asked for, is refused before any VM
  * runs.
  */
-#ifndef FTVM_TOOLS_RESTORE_H
-#define FTVM_TOOLS_RESTORE_H
+#ifndef FTVM_VM_RESTORE_H
+#define FTVM_VM_RESTORE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,13 +2,17 @@
  * inspect: see inspect.h.  One JSON tree holds what was found; --json
  * prints it as it is, the text renderer below turns it into tables.
  */
-#include "tools/inspect.h"
+#include "devstate/inspect.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
-#include <stdlib.h>
 #include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
@@ -308,6 +312,105 @@ int inspect_show(const uint8_t *data, size_t len, const char *name,
     json_decref(in.vmdesc);
     ram_loader_free(in.ram);
     return r < 0 ? 1 : xr < 0 ? 2 : 0;
+}
+
+/* ---- input ---- */
+
+/* Reads all of fd into a malloc'd buffer (for pipes, which cannot map). */
+static uint8_t *slurp(int fd, size_t *len)
+{
+    size_t cap = 1 << 20, n = 0;
+    uint8_t *b = malloc(cap);
+    while (b) {
+        if (n == cap) {
+            uint8_t *nb = realloc(b, cap * 2);
+            if (!nb)
+                break;
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            break;
+        if (r == 0) {
+            *len = n;
+            return b;
+        }
+        n += (size_t)r;
+    }
+    free(b);
+    return NULL;
+}
+
+/* A whole input in memory: mapped when it is a file, read when a pipe. */
+typedef struct input {
+    uint8_t *data;
+    size_t len;
+    bool mapped;
+} input;
+
+static int input_open(input *in, const char *path)
+{
+    bool from_stdin = strcmp(path, "-") == 0;
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    *in = (input){ 0 };
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        in->len = (size_t)st.st_size;
+        in->data = mmap(NULL, in->len, PROT_READ, MAP_PRIVATE, fd, 0);
+        in->mapped = in->data != MAP_FAILED;
+        if (!in->mapped)
+            in->data = NULL;
+    }
+    if (!in->mapped)
+        in->data = slurp(fd, &in->len);
+    int err = errno;
+    if (!from_stdin)
+        close(fd);
+    return in->data ? 0 : -(err ? err : ENOMEM);
+}
+
+static void input_close(input *in)
+{
+    if (in->mapped)
+        munmap(in->data, in->len);
+    else
+        free(in->data);
+}
+
+int inspect_file(const char *path, const char *desc_path,
+                 const inspect_opts *opts, FILE *out, char *err,
+                 size_t errlen)
+{
+    input in, desc = { 0 };
+    inspect_opts o = *opts;
+
+    *err = '\0';
+    int r = input_open(&in, path);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(-r));
+        return 2;
+    }
+    if (desc_path) {
+        r = input_open(&desc, desc_path);
+        if (r < 0) {
+            snprintf(err, errlen, "--desc %s: %s", desc_path, strerror(-r));
+            input_close(&in);
+            return 2;
+        }
+        o.desc_from = desc.data;
+        o.desc_from_len = desc.len;
+    }
+    r = inspect_show(in.data, in.len, strcmp(path, "-") == 0 ? "stdin" : path,
+                     &o, out);
+    input_close(&in);
+    if (desc_path)
+        input_close(&desc);
+    return r;
 }
 
 /* ---- text ---- */

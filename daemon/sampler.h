@@ -7,8 +7,8 @@
  * the service does now rather than since it started; count, sum and max
  * cover every sample.  Not thread-safe: the owner locks if it must.
  */
-#ifndef FTVM_PRIMARY_SAMPLER_H
-#define FTVM_PRIMARY_SAMPLER_H
+#ifndef FTVM_DAEMON_SAMPLER_H
+#define FTVM_DAEMON_SAMPLER_H
 
 #include <stddef.h>
 #include <stdint.h>

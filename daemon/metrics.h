@@ -13,8 +13,8 @@
  *     GET /metrics     the samples
  *     GET /            a pointer to /metrics
  */
-#ifndef FTVM_TOOLS_METRICS_H
-#define FTVM_TOOLS_METRICS_H
+#ifndef FTVM_DAEMON_METRICS_H
+#define FTVM_DAEMON_METRICS_H
 
 #include <jansson.h>
 #include <stddef.h>

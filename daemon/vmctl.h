@@ -5,12 +5,12 @@
  * restore` and `ftvm secondary`; docs/control-protocol.md lists the
  * commands and their results.
  */
-#ifndef FTVM_TOOLS_VMCTL_H
-#define FTVM_TOOLS_VMCTL_H
+#ifndef FTVM_DAEMON_VMCTL_H
+#define FTVM_DAEMON_VMCTL_H
 
 #include <stdint.h>
 
-#include "tools/control.h"
+#include "daemon/control.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 

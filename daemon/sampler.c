@@ -1,5 +1,5 @@
 /* sampler: see sampler.h. */
-#include "primary/sampler.h"
+#include "daemon/sampler.h"
 
 #include <stdlib.h>
 #include <string.h>

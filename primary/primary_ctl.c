@@ -1,11 +1,11 @@
 /* primary_ctl: see primary_ctl.h; docs/replication.md lists the fields. */
-#include "tools/primary_ctl.h"
+#include "primary/primary_ctl.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/run.h"
+#include "daemon/parse.h"
 
 static double ms(uint64_t ns)
 {
@@ -25,10 +25,10 @@ static json_t *counts(const sampler_summary *s)
                      "max", (json_int_t)s->max);
 }
 
-void primary_ctl_status(void *opaque, json_t *r)
+void primary_ctl_status(replicator *rep, json_t *r)
 {
     replicator_status st;
-    replicator_get_status(opaque, &st);
+    replicator_get_status(rep, &st);
     /* vmctl's "state" is the VM's; a primary's is replication's. */
     json_t *vs = json_object_get(r, "state");
     if (vs)
@@ -83,9 +83,9 @@ void primary_ctl_status(void *opaque, json_t *r)
     json_object_set_new(r, "last_error", json_string(st.last_error));
 }
 
-int primary_ctl_can_save(void *opaque, char *err, size_t errlen)
+int primary_ctl_can_save(replicator *rep, char *err, size_t errlen)
 {
-    replicator_state s = replicator_get_state(opaque);
+    replicator_state s = replicator_get_state(rep);
     if (s != REPLICATOR_SETUP && s != REPLICATOR_ACTIVE)
         return 0;
     snprintf(err, errlen,
@@ -138,7 +138,7 @@ static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
     }
     bool off = strcmp(value, "0") == 0 || strcmp(value, "off") == 0;
     if (!(off && strcmp(key, "reconnect") == 0) &&
-        run_parse_duration(value, &ns) < 0) {
+        parse_duration(value, &ns) < 0) {
         *rc = -EINVAL;
         snprintf(err, errlen, "set %s: '%s' is not a time such as 20ms or "
                  "2s", key, value);

@@ -18,8 +18,8 @@
  * (a save) keeps its request and answers it later with control_reply*, from
  * the loop's thread.  docs/control-protocol.md lists the commands.
  */
-#ifndef FTVM_TOOLS_CONTROL_H
-#define FTVM_TOOLS_CONTROL_H
+#ifndef FTVM_DAEMON_CONTROL_H
+#define FTVM_DAEMON_CONTROL_H
 
 #include <event2/event.h>
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /* vmctl: see vmctl.h. */
-#include "tools/vmctl.h"
+#include "daemon/vmctl.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -8,8 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "vm/snapshot.h"
+#include "daemon/log.h"
 #include "vm/mono.h"
+#include "vm/snapshot.h"
 
 struct vmctl {
     vm *v;
@@ -61,7 +62,7 @@ static void on_snap_done(void *opaque, int rc, const char *path,
     if (rc < 0) {
         c->failed++;
         snprintf(c->last_error, sizeof(c->last_error), "%s", err);
-        fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
+        log_msg("checkpoint failed: %s", err);
         if (req)
             control_reply_error(req, rc, err);
         return;
@@ -69,9 +70,8 @@ static void on_snap_done(void *opaque, int rc, const char *path,
     c->ok++;
     c->last = *st;
     snprintf(c->last_path, sizeof(c->last_path), "%s", path);
-    fprintf(stderr, "ftvm: checkpoint %s: %.1f MiB in %.0f ms, guest paused "
-            "%.2f ms\n", path, st->bytes / 1048576.0, st->total_ns / 1e6,
-            st->pause_ns / 1e6);
+    log_msg("checkpoint %s: %.1f MiB in %.0f ms, guest paused %.2f ms", path,
+            st->bytes / 1048576.0, st->total_ns / 1e6, st->pause_ns / 1e6);
     if (req)
         control_reply(req, snap_json(st, path));
 }
@@ -127,7 +127,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     if (start_snap(c, SNAPSHOT_TO_DIR, c->o.checkpoint_dir, NULL, err,
                    sizeof(err)) < 0)
-        fprintf(stderr, "ftvm: checkpoint failed: %s\n", err);
+        log_msg("checkpoint failed: %s", err);
 }
 
 /* ---- control commands ---- */

@@ -1,5 +1,5 @@
 /* restore: see restore.h. */
-#include "tools/restore.h"
+#include "vm/restore.h"
 
 #include <errno.h>
 #include <fcntl.h>

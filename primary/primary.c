@@ -1,0 +1,194 @@
+/*
+ * primary: see primary.h.  The VM is created and booted with its console
+ * through output commit before the loop exists; then the replicator
+ * connects to the secondary and the vCPUs start, and the loop carries
+ * signals, network input, the control socket, metrics and replication.
+ */
+#include "primary/primary.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/exitcode.h"
+#include "daemon/log.h"
+#include "primary/outbuf.h"
+#include "primary/primary_ctl.h"
+
+typedef struct primary {
+    daemon_process *d;
+    vm *v;
+    outbuf *out;
+    replicator *rep;
+} primary;
+
+static void on_signal(void *opaque, int signo)
+{
+    primary *pm = opaque;
+
+    (void)signo;
+    vm_stop(pm->v);
+}
+
+static void on_replication_ended(void *opaque)
+{
+    primary *pm = opaque;
+
+    daemon_exit(pm->d, exitcode_vm(pm->v, daemon_signal(pm->d)));
+}
+
+static void on_stop(vm *v, void *arg)
+{
+    primary *pm = arg;
+    vm_stop_info si;
+
+    vm_get_stop_info(v, &si);
+    /*
+     * The guest ending (halt, fault) or an operator stopping it ends
+     * replication with EOF; the monitor failing is this host's failure,
+     * which the secondary is there to take over.
+     */
+    replicator_vm_stopped(pm->rep, si.reason == VM_STOP_ERROR,
+                          on_replication_ended, pm);
+}
+
+static bool may_protect(void *opaque, char *err, size_t errlen)
+{
+    primary *pm = opaque;
+
+    if (!vmctl_busy(daemon_vmctl(pm->d)))
+        return true;
+    snprintf(err, errlen, "a checkpoint to disk is being written; try "
+             "again when it is done");
+    return false;
+}
+
+/* vmctl's hooks: the replicator exists before the first command runs. */
+static void hook_status(void *opaque, json_t *result)
+{
+    primary_ctl_status(((primary *)opaque)->rep, result);
+}
+
+static int hook_can_save(void *opaque, char *err, size_t errlen)
+{
+    return primary_ctl_can_save(((primary *)opaque)->rep, err, errlen);
+}
+
+/* FTVM_TEST_CORRUPT_PACKAGE: 0, or -EINVAL after a message. */
+static int test_hooks(replicator_opts *rep)
+{
+    const char *s = getenv("FTVM_TEST_CORRUPT_PACKAGE");
+    if (!s || !*s)
+        return 0;
+    const char *p = s;
+    for (size_t i = 0; *p; i++) {
+        char *end;
+        unsigned long long n = strtoull(p, &end, 10);
+        if (i == REPLICATOR_CORRUPT_MAX || end == p || n == 0 ||
+            (*end && *end != ',')) {
+            log_msg("FTVM_TEST_CORRUPT_PACKAGE='%s': expected up to %d "
+                    "package numbers from 1, separated by commas", s,
+                    REPLICATOR_CORRUPT_MAX);
+            return -EINVAL;
+        }
+        rep->corrupt[i] = n;
+        p = *end ? end + 1 : end;
+    }
+    log_msg("TEST: package(s) %s will be damaged in flight", s);
+    return 0;
+}
+
+/* Creates and boots the VM with its console through output commit. */
+static int create_vm(primary *pm, primary_opts *o)
+{
+    char err[1024];
+
+    if (outbuf_new(&pm->out, STDOUT_FILENO) < 0) {
+        log_msg("out of memory");
+        return -ENOMEM;
+    }
+    o->vm.cfg.console_fn = outbuf_console;
+    o->vm.cfg.console_opaque = pm->out;
+    int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
+    if (r == 0)
+        r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
+    if (r < 0) {
+        log_msg("%s", err);
+        return r;
+    }
+    o->rep.shape = (vmshape){ .mem_size = o->vm.cfg.mem_size,
+                              .vcpus = o->vm.cfg.vcpus,
+                              .has_net = vm_net(pm->v) != NULL };
+    memcpy(o->rep.shape.mac, o->vm.cfg.mac, 6);
+    return 0;
+}
+
+/* Replication, the control commands, the vCPUs: 0 or -errno (logged). */
+static int start(primary *pm, primary_opts *o)
+{
+    char err[1024];
+    int r;
+
+    daemon_set_vm(pm->d, pm->v);
+    if (vm_attach(pm->v, daemon_base(pm->d), on_stop, pm) < 0) {
+        log_msg("cannot put the VM on the event loop");
+        return -ENOMEM;
+    }
+    o->rep.may_protect = may_protect;
+    o->rep.opaque = pm;
+    r = replicator_new(&pm->rep, pm->v, daemon_base(pm->d), pm->out, &o->rep,
+                       err, sizeof(err));
+    if (r < 0) {
+        log_msg("%s", err);
+        return r;
+    }
+    if (daemon_control(pm->d) &&
+        (r = primary_ctl_register(daemon_control(pm->d), pm->rep)) < 0) {
+        log_msg("cannot register the control commands: %s", strerror(-r));
+        return r;
+    }
+    r = replicator_start(pm->rep, err, sizeof(err));
+    if (r < 0) {
+        log_msg("%s (start the secondary first, or give --reconnect TIME "
+                "to start unprotected and keep trying)", err);
+        return r;
+    }
+    r = vm_start(pm->v, err, sizeof(err));
+    if (r < 0)
+        log_msg("%s", err);
+    return r;
+}
+
+int primary_run(primary_opts *o)
+{
+    primary pm = { 0 };
+    char err[1024];
+
+    if (test_hooks(&o->rep) < 0)
+        return EXITCODE_USAGE;
+    if (create_vm(&pm, o) < 0) {
+        vm_destroy(pm.v);
+        outbuf_free(pm.out);
+        return EXITCODE_SETUP;
+    }
+    vmctl_hooks hooks = { .opaque = &pm, .status = hook_status,
+                          .can_save = hook_can_save };
+    o->process.role = "primary";
+    o->process.metric_hints = primary_ctl_metric_hints;
+    o->process.vmctl.hooks = &hooks;
+    o->process.on_signal = on_signal;
+    o->process.opaque = &pm;
+    int status = EXITCODE_SETUP;
+    if (daemon_new(&pm.d, &o->process, err, sizeof(err)) < 0) {
+        log_msg("%s", err);
+        vm_destroy(pm.v);
+    } else if (start(&pm, o) == 0) {
+        status = daemon_run(pm.d);
+    }
+    replicator_free(pm.rep);
+    daemon_free(pm.d);
+    outbuf_free(pm.out);
+    return status;
+}

@@ -1,0 +1,27 @@
+/*
+ * primary_ctl: what the primary adds to a VM process's control commands
+ * (daemon/vmctl.h): checkpoint (a replication checkpoint, answered once
+ * acknowledged), set, stop-replication, attach-secondary, and the
+ * replication figures in status; the same figures as metrics.
+ */
+#ifndef FTVM_PRIMARY_PRIMARY_CTL_H
+#define FTVM_PRIMARY_PRIMARY_CTL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "daemon/control.h"
+#include "daemon/metrics.h"
+#include "primary/replicator.h"
+
+/* Registers the commands on ctl (replacing vmctl's checkpoint). */
+int primary_ctl_register(control_server *ctl, replicator *rep);
+
+/* For vmctl's hooks: status's replication fields, whether to save. */
+void primary_ctl_status(replicator *rep, json_t *status);
+int primary_ctl_can_save(replicator *rep, char *err, size_t errlen);
+
+/* Names, types and help for the metrics of status's figures. */
+extern const metrics_hint primary_ctl_metric_hints[];
+
+#endif

@@ -1,0 +1,416 @@
+/*
+ * secondary: see secondary.h.  One libevent loop in the main thread
+ * carries the listener, the receiver's reports, failover, the control
+ * socket and checkpoints to disk; secondary/standby.h decides, this file
+ * acts.
+ */
+#include "secondary/secondary.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/exitcode.h"
+#include "daemon/log.h"
+#include "secondary/failover.h"
+#include "secondary/listener.h"
+#include "secondary/receiver.h"
+#include "secondary/standby.h"
+#include "vm/mono.h"
+
+typedef struct secondary {
+    secondary_opts *o;
+    daemon_process *d;
+    listener *lis;
+    receiver *rx;
+    vm *v;
+    failover *fo;
+    standby_state state;
+    standby_request request;    /* why we stopped the receiver, if we did */
+    int request_status;
+    control_req *fo_req;        /* a failover command waiting for its answer */
+    uint64_t fo_t0;             /* detection, or the command */
+    double failover_ms;
+    uint64_t continued_from;
+    char fo_reason[640];
+} secondary;
+
+static bool applied(secondary *s)
+{
+    receiver_stats st;
+    if (!s->rx)
+        return false;
+    receiver_get_stats(s->rx, &st);
+    return st.applied > 0;
+}
+
+static const char *state_name(secondary *s)
+{
+    return standby_state_name(s->state, applied(s));
+}
+
+/* ---- failover ---- */
+
+static void on_vm_stop(vm *v, void *arg)
+{
+    secondary *s = arg;
+    daemon_exit(s->d, exitcode_vm(v, daemon_signal(s->d)));
+}
+
+static void answer_failover(secondary *s, int rc, const char *err)
+{
+    if (!s->fo_req)
+        return;
+    if (rc < 0)
+        control_reply_error(s->fo_req, rc, err);
+    else
+        control_reply(s->fo_req, json_pack("{s:f, s:I}", "failover_ms",
+                                           s->failover_ms, "continued_from",
+                                           (json_int_t)s->continued_from));
+    s->fo_req = NULL;
+}
+
+static void fail_over(secondary *s, const char *reason)
+{
+    char err[512];
+    receiver_stats st;
+    receiver_get_stats(s->rx, &st);
+    s->state = STANDBY_FAILOVER;
+    snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
+    /* Keeps a checkpoint of the cache being written out of the start. */
+    receiver_hold(s->rx);
+    int rc = failover_start(&s->fo, s->v, daemon_base(s->d),
+                            receiver_shape(s->rx)->mac, on_vm_stop, s, err,
+                            sizeof(err));
+    receiver_release(s->rx);
+    if (rc < 0) {
+        log_msg("failover failed: %s", err);
+        answer_failover(s, rc, err);
+        daemon_exit(s->d, EXITCODE_ERROR);
+        return;
+    }
+    s->failover_ms = (mono_ns() - s->fo_t0) / 1e6;
+    s->continued_from = st.last_id;
+    s->state = STANDBY_RUNNING;
+    log_msg("failover (%s): the VM runs here from checkpoint %" PRIu64 ", "
+            "%.1f ms after %s", reason, st.last_id, s->failover_ms,
+            s->fo_req ? "the command" : "detection");
+    answer_failover(s, 0, NULL);
+}
+
+/* ---- the receiver's reports ---- */
+
+static void on_vm(void *opaque, vm *v)
+{
+    secondary *s = opaque;
+    s->v = v;
+    daemon_set_vm(s->d, v);
+}
+
+static void on_end(void *opaque, receiver_end why, const char *msg)
+{
+    secondary *s = opaque;
+    const char *peer = receiver_peer(s->rx);
+    standby_decision dec = standby_on_end(&(standby_end){
+        .why = why, .have_vm = s->v != NULL, .applied = applied(s),
+        .request = s->request, .request_status = s->request_status });
+
+    switch (dec.verdict) {
+    case STANDBY_AS_REQUESTED:
+        break;
+    case STANDBY_NOT_A_PRIMARY:
+        log_msg("%s: %s; not a primary, waiting for one", peer, msg);
+        break;
+    case STANDBY_PRIMARY_STOPPED:
+        log_msg("%s: no failover", msg);
+        break;
+    case STANDBY_PRIMARY_LOST:
+        s->fo_t0 = receiver_end_ns(s->rx);
+        log_msg("the primary is lost: %s", msg);
+        break;
+    case STANDBY_NOTHING_APPLIED:
+        log_msg("the primary is lost before its first checkpoint (%s): "
+                "nothing to fail over to", msg);
+        break;
+    case STANDBY_REFUSED:
+        log_msg("replication from %s refused: %s", peer, msg);
+        break;
+    }
+    s->state = dec.next;
+    if (dec.next == STANDBY_FAILOVER)
+        fail_over(s, dec.failover_reason);
+    else if (dec.exit)
+        daemon_exit(s->d, dec.status);
+}
+
+static void on_connection(void *opaque, int fd, const char *peer)
+{
+    secondary *s = opaque;
+    char err[512];
+
+    if (s->state != STANDBY_WAITING) {
+        log_msg("refusing a connection from %s: %s", peer,
+                s->state == STANDBY_REPLICATING ? "already replicating"
+                                                : "replication is over here");
+        close(fd);
+        return;
+    }
+    /* One that ended before the bring-up; its thread is joined. */
+    receiver_free(s->rx);
+    s->rx = NULL;
+    receiver_opts o = {
+        .failure_timeout_ns = s->o->failure_ns,
+        .heartbeat_ns = s->o->heartbeat_ns,
+        .net = s->o->net,
+        .on_vm = on_vm,
+        .on_end = on_end,
+        .opaque = s,
+    };
+    if (receiver_start(&s->rx, daemon_base(s->d), fd, peer, &o, err,
+                       sizeof(err)) < 0) {
+        log_msg("%s", err);
+        return;
+    }
+    s->state = STANDBY_REPLICATING;
+    log_msg("connection from %s", peer);
+}
+
+/* ---- ending it from here ---- */
+
+/* Stops replication; then what was asked for happens (see on_end). */
+static void stop_replication(secondary *s, standby_request request,
+                             int status, int code)
+{
+    s->request = request;
+    s->request_status = status;
+    receiver_stop(s->rx, RECEIVER_END_LOCAL, code);
+}
+
+/* A signal (status 128 + it) or quit (status 0). */
+static void stop(secondary *s, int status)
+{
+    switch (standby_on_stop(s->state)) {
+    case STANDBY_STOP_VM:
+        vm_stop(s->v);
+        break;
+    case STANDBY_STOP_REPLICATION:
+        stop_replication(s, STANDBY_REQUEST_EXIT, status,
+                         RECEIVER_SHUT_LEAVING);
+        break;
+    case STANDBY_STOP_EXIT:
+        daemon_exit(s->d, status);
+        break;
+    case STANDBY_STOP_IGNORED:
+        break;
+    }
+}
+
+static void on_signal(void *opaque, int signo)
+{
+    secondary *s = opaque;
+    standby_stop what = standby_on_stop(s->state);
+    if (what == STANDBY_STOP_REPLICATION || what == STANDBY_STOP_EXIT)
+        log_msg("stopped by %s", strsignal(signo));
+    stop(s, EXITCODE_SIGNAL + signo);
+}
+
+/* ---- control: what vmctl offers, plus the secondary's own ---- */
+
+static control_outcome cmd_failover(void *opaque, control_req *req,
+                                    json_t *args, json_t **result, int *rc,
+                                    char *err, size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)args; (void)result;
+    *rc = standby_may_fail_over(s->state, applied(s), s->request, err,
+                                errlen);
+    if (*rc < 0)
+        return CONTROL_DONE;
+    log_msg("failover requested");
+    s->fo_t0 = mono_ns();
+    s->fo_req = req;
+    stop_replication(s, STANDBY_REQUEST_FAILOVER, 0, -1);
+    return CONTROL_DEFERRED;
+}
+
+static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
+                                json_t **result, int *rc, char *err,
+                                size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)req; (void)args; (void)result;
+    *rc = standby_may_stop(s->state, applied(s), s->request, err, errlen);
+    if (*rc < 0)
+        return CONTROL_DONE;
+    log_msg("stop-replication requested: no failover");
+    stop_replication(s, STANDBY_REQUEST_EXIT, EXITCODE_OK,
+                     RECEIVER_SHUT_CLEAN);
+    return CONTROL_DONE;
+}
+
+static void hook_quit(void *opaque)
+{
+    stop(opaque, EXITCODE_OK);
+}
+
+static json_t *replication_json(secondary *s)
+{
+    receiver_stats st;
+    receiver_get_stats(s->rx, &st);
+    json_t *r = json_pack(
+        "{s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I}",
+        "applied", (json_int_t)st.applied,
+        "last_id", (json_int_t)st.last_id,
+        "refused", (json_int_t)st.refused,
+        "apply_ms", "last", st.apply_last_ms, "p50", st.apply_p50_ms,
+        "p99", st.apply_p99_ms,
+        "package_bytes", "last", (json_int_t)st.package_bytes_last,
+        "total", (json_int_t)st.package_bytes_total,
+        "pings", (json_int_t)st.pings,
+        "heartbeats_sent", (json_int_t)st.heartbeats);
+    if (st.last_refusal[0])
+        json_object_set_new(r, "last_refusal",
+                            json_string(st.last_refusal));
+    if (st.since_heard_ms >= 0)
+        json_object_set_new(r, "last_heard_ms",
+                            json_integer(st.since_heard_ms));
+    return r;
+}
+
+static void hook_status(void *opaque, json_t *r)
+{
+    secondary *s = opaque;
+    json_t *vs = json_object_get(r, "state");
+    if (vs)
+        json_object_set(r, "vm_state", vs);
+    json_object_set_new(r, "state", json_string(state_name(s)));
+    /* The cache's clock is the checkpoint's until the VM runs here. */
+    if (s->state != STANDBY_RUNNING)
+        json_object_del(r, "guest_clock_s");
+    json_object_set_new(r, "listen",
+                        json_string(s->lis ? listener_address(s->lis) : ""));
+    if (s->rx) {
+        json_object_set_new(r, "primary", json_string(receiver_peer(s->rx)));
+        json_object_set_new(r, "replication", replication_json(s));
+    }
+    if (s->state == STANDBY_RUNNING)
+        json_object_set_new(r, "failover",
+                            json_pack("{s:f, s:I, s:s, s:i}", "ms",
+                                      s->failover_ms, "continued_from",
+                                      (json_int_t)s->continued_from, "reason",
+                                      s->fo_reason, "announced",
+                                      (int)failover_announced(s->fo)));
+}
+
+static int hook_can_save(void *opaque, char *err, size_t errlen)
+{
+    secondary *s = opaque;
+    return standby_may_save(s->state, applied(s), err, errlen);
+}
+
+/* The final phase of a checkpoint sees the cache between two packages. */
+static int gate_close(void *opaque, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    receiver_hold(((secondary *)opaque)->rx);
+    return 0;
+}
+
+static void gate_open(void *opaque)
+{
+    receiver_release(((secondary *)opaque)->rx);
+}
+
+static const metrics_hint metric_hints[] = {
+    {"replication.applied", "checkpoints_applied_total", METRICS_COUNTER, 0,
+     "checkpoints applied to the RAM cache and acknowledged"},
+    {"replication.refused", "checkpoints_refused_total", METRICS_COUNTER, 0,
+     "packages refused (NACK): nothing of them applied"},
+    {"replication.last_id", "last_checkpoint", METRICS_GAUGE, 0,
+     "the last checkpoint applied"},
+    {"replication.apply_ms.p99", NULL, METRICS_GAUGE, 0,
+     "99th percentile validate-and-apply time per package, recent, ms"},
+    {"replication.package_bytes.total", "package_bytes_total", METRICS_COUNTER,
+     0, "bytes of checkpoint packages applied"},
+    {"replication.pings", "pings_total", METRICS_COUNTER, 0, "PINGs answered"},
+    {"replication.heartbeats_sent", "heartbeats_sent_total", METRICS_COUNTER,
+     0, "HEARTBEATs sent to the primary"},
+    {"replication.last_heard_ms", NULL, METRICS_GAUGE, 0,
+     "ms since data last arrived from the primary"},
+    {"failover.ms", NULL, METRICS_GAUGE, 0,
+     "detection (or command) to vCPUs running, ms"},
+    {"state", NULL, METRICS_GAUGE, 0,
+     "waiting, setup, active, failover, "
+     "running or stopped"},
+    {NULL, NULL, METRICS_GAUGE, 0, NULL},
+};
+
+/* ---- the process ---- */
+
+/* The control commands and the listener: 0 or -errno (logged). */
+static int start(secondary *s)
+{
+    char err[512];
+    control_server *ctl = daemon_control(s->d);
+    int r = 0;
+
+    if (ctl) {
+        r = control_register(ctl, "failover",
+                             "run the VM here now, from the last "
+                             "checkpoint applied", cmd_failover, s);
+        if (r == 0)
+            r = control_register(ctl, "stop-replication",
+                                 "end replication without failing over "
+                                 "(SHUT 0) and exit", cmd_stop, s);
+        if (r < 0) {
+            log_msg("cannot register the control commands: %s",
+                    strerror(-r));
+            return r;
+        }
+    }
+    r = listener_new(&s->lis, daemon_base(s->d), s->o->listen,
+                     on_connection, s, err, sizeof(err));
+    if (r < 0) {
+        log_msg("%s", err);
+        return r;
+    }
+    log_msg("listening on %s", listener_address(s->lis));
+    return 0;
+}
+
+int secondary_run(secondary_opts *o)
+{
+    secondary s = { .o = o, .state = STANDBY_WAITING };
+    char err[512];
+    vmctl_hooks hooks = {
+        .opaque = &s,
+        .status = hook_status,
+        .can_save = hook_can_save,
+        .quit = hook_quit,
+        .gate = { .close = gate_close, .open = gate_open, .opaque = &s },
+    };
+
+    o->process.role = "secondary";
+    o->process.metric_hints = metric_hints;
+    o->process.vmctl.hooks = &hooks;
+    o->process.on_signal = on_signal;
+    o->process.opaque = &s;
+    if (daemon_new(&s.d, &o->process, err, sizeof(err)) < 0) {
+        log_msg("%s", err);
+        return EXITCODE_SETUP;
+    }
+    int status = EXITCODE_SETUP;
+    if (start(&s) == 0)
+        status = daemon_run(s.d);
+    answer_failover(&s, -ECANCELED, "the secondary is exiting");
+    listener_free(s.lis);
+    receiver_free(s.rx);
+    failover_free(s.fo);
+    daemon_free(s.d);
+    return status;
+}

@@ -1,0 +1,38 @@
+/*
+ * secondary: the secondary process (`ftvm secondary`), the standby end of
+ * replication (docs/replication.md).  It listens for a primary
+ * (secondary/listener.h), keeps the primary's VM as a RAM cache through
+ * the receiver (secondary/receiver.h), fails over (secondary/failover.h)
+ * when the primary dies or an operator says so, and from then on runs the
+ * VM as `ftvm run` does.  What each end of a connection leads to is
+ * decided in secondary/standby.h.
+ */
+#ifndef FTVM_SECONDARY_SECONDARY_H
+#define FTVM_SECONDARY_SECONDARY_H
+
+#include <stdint.h>
+
+#include "daemon/daemon.h"
+
+#define SECONDARY_FAILURE_TIMEOUT_NS 300000000u    /* default: 300 ms */
+#define SECONDARY_HEARTBEAT_NS 50000000u           /* default: 50 ms */
+
+typedef struct secondary_opts {
+    /* ADDR:PORT, [IPV6]:PORT or :PORT; port 0 for any (the log says). */
+    const char *listen;
+    const char *net;            /* the VM's backend after failover, or NULL */
+    uint64_t failure_ns;        /* silence after which the primary is dead */
+    uint64_t heartbeat_ns;      /* HEARTBEAT when idle this long */
+    /* --control, --metrics, checkpoints to disk of the cache, then VM. */
+    daemon_opts process;
+} secondary_opts;
+
+/*
+ * Serves until replication ends and, after a failover, until the VM
+ * stops; returns the exit status: before a failover 0 (stopped cleanly),
+ * secondary/standby.h's 3 and 4, or daemon/exitcode.h's 120 and 128+N;
+ * after one, a VM's (daemon/exitcode.h).
+ */
+int secondary_run(secondary_opts *o);
+
+#endif
