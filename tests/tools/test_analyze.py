@@ -302,6 +302,11 @@ def check_replication(path, desc, mem_size, vcpus, has_net, min_packages):
                                                     last))
         check_trailer(data, secs[-1], p["payload_offset"], hdr["id"])
         last = hdr["id"]
+    ins = cross_check(res, path, "--desc", desc)
+    check([c["checkpoint_id"] for c in ins["checkpoints"]] ==
+          [sections(res, "ftvm-pkg")[i]["fields"]["id"]
+           for i in range(len(packages))],
+          "%s: inspect's checkpoints %r" % (path, ins["checkpoints"]))
     return res
 
 

@@ -200,6 +200,27 @@ def check_sealed(ftvm, gen_streams, tmp):
           [{"checkpoint_id": 42, "bytes_covered": res["checkpoints"][0][
               "bytes_covered"], "checksum": "ok"}],
           f"sealed: exit {rc} {err} {res['checkpoints']}")
+    # A replication stream, read with that file's description: each
+    # package's trailer sums the package alone.
+    rep = os.path.join(d, "replication")
+    rc, out, err = inspect(ftvm, "--json", "--desc", path, rep)
+    rres = json.loads(out)
+    check(rc == 0 and rres["complete"] and
+          [c["checkpoint_id"] for c in rres["checkpoints"]] == [1, 2] and
+          {x["name"] for x in rres["devices"]} >=
+          {"ftvm-vm", "ftvm-pkg", "cpu", "console"},
+          f"replication: exit {rc} {err} {rres['checkpoints']} "
+          f"{rres['error']}")
+    pkg = [r for r in rres["records"] if r.get("command") == "PACKAGED"][1]
+    raw = open(rep, "rb").read()
+    rc, out, _ = inspect(ftvm, "--json", "--desc", path,
+                         flip(raw, pkg["offset"] + pkg["size"] // 2, 0x10,
+                              tmp, "replication-flipped"))
+    err = json.loads(out)["error"]
+    check(rc == 1 and err is not None and
+          "checkpoint 2: checksum mismatch" in err["message"],
+          f"replication, one bit flipped in package 2: exit {rc}, {err}")
+
     cpu = next(r for r in res["records"] if r.get("idstr") == "cpu")
     body = cpu["offset"] + 1 + 4 + 1 + 3 + 4 + 4     # after its header
     data = open(path, "rb").read()
