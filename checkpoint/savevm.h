@@ -187,7 +187,7 @@ int savevm_load_header(savevm_loader *l, qfile *f);
  * package is read through a view of its own whose running CRC (qfile_crc)
  * starts at the package's first byte in the validate pass, so that a
  * section in it can check a sum over the package (trailer_load,
- * checkpoint/trailer.h); the apply pass that follows runs no sum.
+ * devstate/trailer.h); the apply pass that follows runs no sum.
  * Returns 0 or the latched negative errno; qfile_errmsg(f) says what and
  * where.
  */

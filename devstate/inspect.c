@@ -17,7 +17,7 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 
 typedef struct inspector {
@@ -26,6 +26,11 @@ typedef struct inspector {
     json_t *records;        /* NULL: not collected (extraction pass) */
     json_t *devices;
     json_t *seals;          /* ftvm-ckpt trailers checked */
+    /*
+     * Trailers a validate pass checked, by the offset of their body: the
+     * apply pass of a package that follows runs no sum to check them by.
+     */
+    json_t *checked;
 } inspector;
 
 static json_t *find_device(const inspector *in, const savevm_section *sec)
@@ -44,6 +49,45 @@ static json_t *find_device(const inspector *in, const savevm_section *sec)
     return NULL;
 }
 
+/*
+ * A trailer at the top level is seen once, in the apply pass, with the
+ * stream's sum running; one in a package is checked in the package's
+ * validate pass, and only read in its apply pass.
+ */
+static int on_trailer(inspector *in, qfile *f, const savevm_section *sec,
+                      savevm_pass pass)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%" PRIu64, qfile_base(f) + qfile_tell(f));
+    json_t *seen = json_object_get(in->checked, key);
+    json_t *seal;
+    if (seen && pass == SAVEVM_PASS_APPLY) {
+        if (trailer_skip(f, sec) < 0)
+            return qfile_error(f);
+        seal = json_incref(seen);
+    } else {
+        trailer_info ci;
+        if (trailer_load(f, sec, &ci) < 0)
+            return qfile_error(f);
+        seal = json_pack("{s:I, s:I, s:s}", "checkpoint_id",
+                         (json_int_t)ci.id, "bytes_covered",
+                         (json_int_t)ci.covered, "checksum", "ok");
+    }
+    if (!seal)
+        return qfile_fail(f, -ENOMEM, "out of memory");
+    if (pass == SAVEVM_PASS_VALIDATE) {
+        if (!in->checked)
+            in->checked = json_object();
+        if (!in->checked || json_object_set_new(in->checked, key, seal) < 0)
+            return qfile_fail(f, -ENOMEM, "out of memory");
+    } else if (in->seals) {
+        json_array_append_new(in->seals, seal);
+    } else {
+        json_decref(seal);
+    }
+    return 0;
+}
+
 static int on_section(void *opaque, qfile *f, const savevm_section *sec,
                       savevm_pass pass)
 {
@@ -53,15 +97,8 @@ static int on_section(void *opaque, qfile *f, const savevm_section *sec,
             return qfile_fail(f, -ENOMEM, "no memory for the RAM inspector");
         return ram_load(in->ram, f, sec->version_id, pass);
     }
-    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0) {
-        trailer_info ci;
-        int r = trailer_load(f, sec, &ci);
-        if (r == 0 && pass == SAVEVM_PASS_APPLY && in->seals)
-            json_array_append_new(in->seals, json_pack(
-                "{s:I, s:I, s:s}", "checkpoint_id", (json_int_t)ci.id,
-                "bytes_covered", (json_int_t)ci.covered, "checksum", "ok"));
-        return r;
-    }
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return on_trailer(in, f, sec, pass);
     if (sec->type != SAVEVM_SECTION_FULL)
         return qfile_fail(f, -ENOTSUP,
                           "section '%s' instance %u is live state ftvm does "
@@ -145,9 +182,27 @@ static json_t *ram_summary(const ram_loader *l)
 }
 
 /* Walks the stream; fills result, returns 0 or the stream's error. */
+/*
+ * A loader over the inspector.  A replication stream's PINGs are answered
+ * on a return path; here it is a memory channel nobody reads.
+ */
+static savevm_loader *new_loader(inspector *in, qfile **pongs)
+{
+    *pongs = qfile_open_mem("return path");
+    savevm_loader_opts o = { .footers = true, .return_path = *pongs };
+    savevm_loader *l = *pongs ? savevm_loader_new(&inspect_ops, in, &o)
+                              : NULL;
+    if (!l) {
+        qfile_close(*pongs);
+        *pongs = NULL;
+    }
+    return l;
+}
+
 static int walk(inspector *in, qfile *f, json_t *result, size_t vmdesc_at)
 {
-    savevm_loader *l = savevm_loader_new(&inspect_ops, in, NULL);
+    qfile *pongs;
+    savevm_loader *l = new_loader(in, &pongs);
     if (!l)
         return qfile_fail(f, -ENOMEM, "no memory for the loader");
     int r = savevm_load_header(l, f);
@@ -179,6 +234,7 @@ static int walk(inspector *in, qfile *f, json_t *result, size_t vmdesc_at)
     }
     json_object_set_new(result, "colo", json_boolean(savevm_loader_colo(l)));
     savevm_loader_free(l);
+    qfile_close(pongs);
     return r;
 }
 
@@ -211,7 +267,8 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
     qfile *f = r == 0 ? qfile_open_view(data, len, name) : NULL;
     if (f)
         qfile_crc_start(f);
-    savevm_loader *l = f ? savevm_loader_new(&inspect_ops, &in, NULL) : NULL;
+    qfile *pongs = NULL;
+    savevm_loader *l = f ? new_loader(&in, &pongs) : NULL;
     if (r == 0 && (!f || !l))
         r = -ENOMEM;
     if (r == 0 && (r = savevm_load_header(l, f)) == 0)
@@ -242,8 +299,10 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
     }
     json_object_set_new(result, "extracted", files);
     savevm_loader_free(l);
+    qfile_close(pongs);
     qfile_close(f);
     ram_loader_free(in.ram);
+    json_decref(in.checked);
     for (size_t i = 0; blocks && i < n; i++)
         free(blocks[i].host);
     free(blocks);
@@ -310,6 +369,7 @@ int inspect_show(const uint8_t *data, size_t len, const char *name,
     }
     json_decref(res);
     json_decref(in.vmdesc);
+    json_decref(in.checked);
     ram_loader_free(in.ram);
     return r < 0 ? 1 : xr < 0 ? 2 : 0;
 }

@@ -155,21 +155,9 @@ int registry_save_devices(registry *r, qfile *f, json_t *vmdesc_devices)
         entry *e = nth(r, i);
         if (!e->desc)
             continue;
-        json_t *jdev = NULL;
-        if (vmdesc_devices) {
-            jdev = vmdesc_add_device(vmdesc_devices, e->idstr,
-                                     e->instance_id);
-            if (!jdev)
-                return qfile_fail(f, -ENOMEM,
-                                  "no memory for the VM "
-                                  "description of '%s'",
-                                  e->idstr);
-        }
-        savevm_put_section_start(f, SAVEVM_SECTION_FULL, e->section_id,
-                                 e->idstr, e->instance_id, e->desc->version);
-        if (vmstate_save(f, e->desc, e->obj, jdev) < 0)
+        if (vmstate_save_section(f, e->section_id, e->idstr, e->instance_id,
+                                 e->desc, e->obj, vmdesc_devices) < 0)
             break;
-        savevm_put_footer(f, e->section_id);
     }
     return qfile_error(f);
 }

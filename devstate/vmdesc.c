@@ -230,6 +230,28 @@ static int decode_struct(dec *d, const json_t *sdesc, json_t *out,
                          bool top);
 
 /*
+ * Whether a struct's size can differ from one save, or one element of an
+ * array, to the next: a variable-length field inside it, at any depth.
+ * The "size" the description gives is then only the first element's of
+ * the save it came with.
+ */
+static bool has_variable(const json_t *sdesc, int depth)
+{
+    size_t i;
+    json_t *fd;
+
+    if (depth > MAX_DEPTH)
+        return true;
+    json_array_foreach(json_object_get(sdesc, "fields"), i, fd) {
+        const json_t *sub = json_object_get(fd, "struct");
+        if (json_object_get(fd, "length_from") ||
+            (json_is_object(sub) && has_variable(sub, depth + 1)))
+            return true;
+    }
+    return false;
+}
+
+/*
  * A nested struct is described under "struct"; a "tmp" field (a temporary
  * struct the reference fills from the device) carries its description in
  * the field object itself.
@@ -251,7 +273,7 @@ static json_t *read_struct(dec *d, const json_t *fdesc, json_int_t size)
         return NULL;
     }
     uint64_t used = qfile_tell(d->f) - start;
-    if (size >= 0 && used != (uint64_t)size) {
+    if (size >= 0 && used != (uint64_t)size && !has_variable(sdesc, 0)) {
         dec_fail(d, -EINVAL, "struct took %" PRIu64 " bytes, the "
                  "description says %" PRId64, used, (int64_t)size);
         json_decref(obj);
@@ -332,7 +354,11 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
     if (!type)
         type = "unknown";
 
-    /* ftvm's extension: the element or byte count is an earlier field's. */
+    /*
+     * ftvm's extension: the element or byte count is an earlier field's.
+     * Elements described one by one ("index") are all read with the first
+     * one's layout, so the others' objects are passed over.
+     */
     const char *from = json_string_value(json_object_get(fdesc,
                                                          "length_from"));
     if (from) {
@@ -342,10 +368,26 @@ static int decode_field(dec *d, const json_t *fdesc, json_t *out)
                      "range", from);
             goto fail;
         }
-        if (array_len >= 0)
+        if (index > 0) {
+            path_pop(d, mark);
+            return 0;
+        }
+        if (array_len == 0 && n > 0) {
+            /* The save it came from had none: no layout but the type's. */
+            if (strcmp(type, "struct") == 0) {
+                dec_fail(d, -ENOENT, "the description comes from a save "
+                         "with no element here, so it shows no element's "
+                         "layout");
+                goto fail;
+            }
+            size = -1;
+        }
+        if (index == 0 || array_len >= 0) {
             array_len = n;
-        else
+            index = -1;
+        } else {
             size = n;
+        }
     }
 
     json_t *val;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate/vmdesc.h"
+
 /* Where the walk is, for messages: "'uart' field 'fifo[3].data'". */
 typedef struct walk {
     qfile *f;
@@ -247,7 +249,10 @@ static int save_struct(walk *w, const vmstate_desc *d, const void *obj,
 
 /*
  * The reference describes an array once, with its length, unless its
- * elements can differ in shape; a struct with subsections can.
+ * elements can differ in shape; a struct with subsections can, and so can
+ * one with a variable-length member (a queue of frames): each element is
+ * then described with its own sizes, so that a reader of the reference's
+ * rules, which reads every element as its description says, reads them.
  */
 static bool can_compress(const vmstate_field *fd)
 {
@@ -256,7 +261,7 @@ static bool can_compress(const vmstate_field *fd)
     if (fd->desc->subsections && fd->desc->subsections[0].desc)
         return false;
     for (const vmstate_field *sf = fd->desc->fields; sf && sf->name; sf++)
-        if (!can_compress(sf))
+        if (sf->count_from || !can_compress(sf))
             return false;
     return true;
 }
@@ -308,10 +313,12 @@ static json_t *desc_field_start(const vmstate_field *fd, uint64_t i,
     /*
      * A variable array is described by its length field, not by the count
      * it had in this save, so the description also decodes other saves of
-     * the same VM (a replication stream carries none of its own).
+     * the same VM (a replication stream carries none of its own): it
+     * always has array_len, or index when its elements are described one
+     * by one, and the first of those is the layout of every element.
      */
     bool varray = fd->count_from && fd->type != VMSTATE_T_VBUFFER;
-    if (n > 1 || (varray && compress))
+    if (n > 1 || varray)
         json_object_set_new(jf, compress ? "array_len" : "index",
                             json_integer((json_int_t)(compress ? n : i)));
     json_object_set_new(jf, "type", json_string(vmstate_type_name(fd->type)));
@@ -322,6 +329,27 @@ static json_t *desc_field_start(const vmstate_field *fd, uint64_t i,
         *jstruct = json_object();
         json_object_set_new(jf, "struct", *jstruct);
     }
+    return jf;
+}
+
+/*
+ * An empty variable array: "array_len": 0, "size": 0.  A struct element
+ * gets a description with no fields, since none was written: a reader of
+ * the reference's rules, which reads one element for an array_len of 0,
+ * then reads nothing, as it must.
+ */
+static json_t *desc_empty(const vmstate_field *fd)
+{
+    json_t *jstruct, *jf = desc_field_start(fd, 0, 0, true, &jstruct);
+
+    if (jstruct) {
+        json_object_set_new(jstruct, "vmsd_name",
+                            json_string(fd->desc->name));
+        json_object_set_new(jstruct, "version",
+                            json_integer(fd->desc->version));
+        json_object_set_new(jstruct, "fields", json_array());
+    }
+    json_object_set_new(jf, "size", json_integer(0));
     return jf;
 }
 
@@ -344,12 +372,9 @@ static int save_field(walk *w, const vmstate_desc *d, const vmstate_field *fd,
     }
 
     bool compress = can_compress(fd);
-    if (jfields && n == 0 && compress) {
-        /* An empty variable array is still described (see above). */
-        json_t *jstruct, *jf = desc_field_start(fd, 0, 0, true, &jstruct);
-        json_object_set_new(jf, "size", json_integer(0));
-        json_array_append_new(jfields, jf);
-    }
+    /* An empty variable array is still described (desc_field_start). */
+    if (jfields && n == 0)
+        json_array_append_new(jfields, desc_empty(fd));
     for (uint64_t i = 0; i < n && rc == 0; i++) {
         size_t emark = push_index(w, fd, i);
         json_t *jf = NULL, *jstruct = NULL;
@@ -443,6 +468,38 @@ int vmstate_save(qfile *f, const vmstate_desc *d, const void *obj,
     if (qfile_error(f))
         return qfile_error(f);
     return save_struct(&w, d, obj, d->size, desc_out);
+}
+
+int vmstate_save_section(qfile *f, uint32_t section_id, const char *idstr,
+                         uint32_t instance_id, const vmstate_desc *d,
+                         const void *obj, json_t *vmdesc_devices)
+{
+    json_t *jdev = NULL;
+
+    if (vmdesc_devices &&
+        !(jdev = vmdesc_add_device(vmdesc_devices, idstr, instance_id)))
+        return qfile_fail(f, -ENOMEM, "no memory for the VM description "
+                          "of '%s'", idstr);
+    savevm_put_section_start(f, SAVEVM_SECTION_FULL, section_id, idstr,
+                             instance_id, d->version);
+    if (vmstate_save(f, d, obj, jdev) == 0)
+        savevm_put_footer(f, section_id);
+    return qfile_error(f);
+}
+
+int vmstate_describe_section(json_t *vmdesc_devices, const char *idstr,
+                             uint32_t instance_id, const vmstate_desc *d,
+                             const void *obj)
+{
+    /* The bytes go nowhere; saving is how a table describes itself. */
+    qfile *scratch = qfile_open_mem(idstr);
+
+    if (!scratch)
+        return -ENOMEM;
+    int rc = vmstate_save_section(scratch, 0, idstr, instance_id, d, obj,
+                                  vmdesc_devices);
+    qfile_close(scratch);
+    return rc;
 }
 
 /* ===================================================================== */

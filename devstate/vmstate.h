@@ -201,6 +201,27 @@ int vmstate_save(qfile *f, const vmstate_desc *d, const void *obj,
                  json_t *desc_out);
 
 /*
+ * Writes obj as one SECTION_FULL: header (idstr, instance_id, d->version),
+ * fields and subsections, footer.  When vmdesc_devices (the "devices"
+ * array of a VM description) is given, appends the section's entry,
+ * built from the same table as the bytes.  Returns 0 or the error latched
+ * on f.
+ */
+int vmstate_save_section(qfile *f, uint32_t section_id, const char *idstr,
+                         uint32_t instance_id, const vmstate_desc *d,
+                         const void *obj, json_t *vmdesc_devices);
+
+/*
+ * Appends to vmdesc_devices the entry that vmstate_save_section() would
+ * for obj, without writing a section anywhere: for a section that a
+ * stream of another kind carries (see docs/stream-format.md, "ftvm's own
+ * sections").  Returns 0, -ENOMEM, or the error saving obj met.
+ */
+int vmstate_describe_section(json_t *vmdesc_devices, const char *idstr,
+                             uint32_t instance_id, const vmstate_desc *d,
+                             const void *obj);
+
+/*
  * Reads a state written at `version`.  VALIDATE loads into scratch copies
  * (of the object and of any pointed-to storage) and runs the check hooks;
  * obj and everything it points to stay as they were.  APPLY stores into

@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "vm/mono.h"
 #include "vm/precopy.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "daemon/log.h"
 #include "daemon/sampler.h"
 #include "vm/vmshape.h"

@@ -11,7 +11,7 @@
 
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 
 /* The block list of the "ram" START that opens every ftvm checkpoint. */

@@ -11,10 +11,11 @@
 
 #include "checkpoint/ckptfile.h"
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 #include "vm/mono.h"
 #include "vm/precopy.h"
+#include "vm/vmshape.h"
 
 struct snapshot_job {
     vm *v;
@@ -72,6 +73,26 @@ static int live_phase(snapshot_job *j, qfile *f)
     return rc < 0 ? fail(j, rc, err) : 0;
 }
 
+int snapshot_seal(qfile *f, uint32_t section_id, uint64_t id, json_t *desc)
+{
+    json_t *devices = vmdesc_devices(desc);
+    if (!devices)
+        return qfile_fail(f, -EINVAL, "the VM description has no devices");
+    if (trailer_put_desc(f, section_id, id, devices) < 0)
+        return qfile_error(f);
+    savevm_put_eof(f);
+    if (vmshape_describe(devices) < 0 || trailer_describe_pkg(devices) < 0)
+        return qfile_fail(f, -ENOMEM, "no memory for the VM description");
+    size_t len;
+    char *json = vmdesc_dump(desc, &len);
+    if (json && len <= UINT32_MAX)
+        savevm_put_vmdesc(f, json, (uint32_t)len);
+    else
+        qfile_fail(f, -ENOMEM, "cannot encode the VM description");
+    free(json);
+    return qfile_error(f);
+}
+
 /*
  * The rest, with the vCPUs out of the guest.  While they are, the last
  * dirty pages and the device state are only copied into memory; the write
@@ -117,14 +138,7 @@ static int final_copy(snapshot_job *j, qfile *f)
         const uint8_t *d = qfile_mem_data(m, &len);
         qfile_put_buf(f, d, len);
         /* Registered entries have section ids 0..count-1. */
-        trailer_put(f, (uint32_t)registry_count(reg), j->id);
-        savevm_put_eof(f);
-        char *json = vmdesc_dump(desc, &len);
-        if (json && len <= UINT32_MAX)
-            savevm_put_vmdesc(f, json, (uint32_t)len);
-        else
-            qfile_fail(f, -ENOMEM, "cannot encode the VM description");
-        free(json);
+        snapshot_seal(f, (uint32_t)registry_count(reg), j->id, desc);
         qfile_flush(f);
     }
     json_decref(desc);

@@ -22,6 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "checkpoint/qfile.h"
 #include "vm/vm.h"
 
 struct event_base;
@@ -75,6 +78,20 @@ typedef struct snapshot_req {
     unsigned keep;
     const snapshot_gate *gate; /* may be NULL; copied */
 } snapshot_req;
+
+/*
+ * The end of every checkpoint file, after its last device section: the
+ * trailer (checkpoint id, and the CRC-32 from the stream's first byte,
+ * where f's running sum must have started), EOF and the VM description.
+ * desc is the description of the sections written so far, built while
+ * they were written (registry_save_devices); the trailer's entry is added
+ * to it, and so are those of the sections a replication stream of the
+ * same VM carries besides (ftvm-vm, ftvm-pkg), so that this file's
+ * description also reads such a stream (docs/stream-format.md, "Streams
+ * without a description").  section_id is the trailer's: one above the
+ * registry's.  0, or the error latched on f.
+ */
+int snapshot_seal(qfile *f, uint32_t section_id, uint64_t id, json_t *desc);
 
 /*
  * Starts writing a checkpoint of v.  One job at a time per VM is the

@@ -4,42 +4,54 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "devstate/vmstate.h"
 #include "vm/vm.h"
+
+static const vmstate_field vmshape_fields[] = {
+    { VMSTATE_SCALAR(vmshape, mem_size) },
+    { VMSTATE_SCALAR(vmshape, vcpus) },
+    { VMSTATE_SCALAR(vmshape, has_net) },
+    { VMSTATE_BUFFER(vmshape, mac) },
+    VMSTATE_END,
+};
+
+static const vmstate_desc vmshape_desc = {
+    .name = VMSHAPE_IDSTR, .version = VMSHAPE_VERSION,
+    .minimum_version = VMSHAPE_VERSION, .size = sizeof(vmshape),
+    .fields = vmshape_fields,
+};
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s)
 {
-    savevm_put_section_start(f, SAVEVM_SECTION_FULL, section_id, VMSHAPE_IDSTR,
-                             0, VMSHAPE_VERSION);
-    qfile_put_be64(f, s->mem_size);
-    qfile_put_be32(f, s->vcpus);
-    qfile_put_u8(f, s->has_net);
-    qfile_put_buf(f, s->mac, 6);
-    savevm_put_footer(f, section_id);
+    vmstate_save_section(f, section_id, VMSHAPE_IDSTR, 0, &vmshape_desc, s,
+                         NULL);
+}
+
+int vmshape_describe(json_t *vmdesc_devices)
+{
+    const vmshape any = { .vcpus = 1 };
+
+    return vmstate_describe_section(vmdesc_devices, VMSHAPE_IDSTR, 0,
+                                    &vmshape_desc, &any);
 }
 
 int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
 {
-    if (sec->type != SAVEVM_SECTION_FULL ||
-        sec->version_id != VMSHAPE_VERSION || sec->instance_id != 0)
-        return qfile_fail(f, -EINVAL,
-                          "section '%s': expected a FULL section, "
-                          "instance 0, version %u",
-                          VMSHAPE_IDSTR, VMSHAPE_VERSION);
-    out->mem_size = qfile_get_be64(f);
-    out->vcpus = qfile_get_be32(f);
-    uint8_t net = qfile_get_u8(f);
-    qfile_get_buf(f, out->mac, 6);
-    if (qfile_error(f))
+    if (sec->type != SAVEVM_SECTION_FULL || sec->instance_id != 0)
+        return qfile_fail(f, -EINVAL, "section '%s': expected a FULL "
+                          "section of instance 0, found %s instance %" PRIu32,
+                          VMSHAPE_IDSTR, savevm_type_name(sec->type),
+                          sec->instance_id);
+    /* Into the caller's struct, which no VM uses yet: apply is safe. */
+    if (vmstate_load(f, &vmshape_desc, out, sec->version_id,
+                     SAVEVM_PASS_APPLY) < 0)
         return qfile_error(f);
     char why[160];
     if (vm_check_mem_size(out->mem_size, why, sizeof(why)) < 0)
         return qfile_fail(f, -EINVAL, "VM shape: RAM of %" PRIu64 " bytes: %s",
                           out->mem_size, why);
-    if (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS || net > 1)
-        return qfile_fail(f, -EINVAL,
-                          "VM shape: %" PRIu32 " vCPUs, network "
-                          "flag %u",
-                          out->vcpus, net);
-    out->has_net = net;
+    if (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)
+        return qfile_fail(f, -EINVAL, "VM shape: %" PRIu32 " vCPUs",
+                          out->vcpus);
     return 0;
 }

@@ -3,12 +3,15 @@
  * MAC), as the "ftvm-vm" section a primary sends first, so a secondary can
  * create a VM of the same shape before any state arrives.
  *
- * Body (big-endian): u64 RAM bytes, u32 vCPUs, u8 has a network device,
- * 6 bytes MAC.  FULL section, instance 0, version 1.
+ * Body (big-endian): u64 RAM bytes, u32 vCPUs, bool (one byte, 0 or 1)
+ * has a network device, 6 bytes MAC.  FULL section, instance 0, version
+ * 1, written and read through a vmstate table that also gives its VM
+ * description entry (docs/stream-format.md, "ftvm's own sections").
  */
 #ifndef FTVM_VM_VMSHAPE_H
 #define FTVM_VM_VMSHAPE_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,6 +29,12 @@ typedef struct vmshape {
 } vmshape;
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
+/*
+ * Appends the entry of "ftvm-vm" to vmdesc_devices without writing one:
+ * a checkpoint file describes the sections of a replication stream of the
+ * same VM, which carries no description of its own.  0 or -ENOMEM.
+ */
+int vmshape_describe(json_t *vmdesc_devices);
 /* Reads the body and checks it (sizes a VM can have); 0 or -errno. */
 int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out);
 

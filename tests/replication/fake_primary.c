@@ -55,7 +55,7 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/retpath.h"
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "daemon/parse.h"
 #include "devstate/registry.h"
 #include "vm/vm.h"

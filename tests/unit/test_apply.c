@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 #include "secondary/apply.h"
 #include "secondary/replica.h"
 #include "tests/fuzz/fixture.h"

@@ -20,7 +20,7 @@
 #include <pthread.h>
 
 #include "checkpoint/savevm.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 
 #define NDEV 4
 #define POISON 0xdeadbeefu  /* a value the devices refuse, to test checks */

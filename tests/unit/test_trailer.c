@@ -1,4 +1,4 @@
-/* Unit tests for checkpoint/trailer (checksum and package header) and
+/* Unit tests for devstate/trailer (checksum and package header) and
  * checkpoint/retpath (return-path messages). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "checkpoint/retpath.h"
-#include "checkpoint/trailer.h"
+#include "devstate/trailer.h"
 
 /* A small stream: header, some bytes in a section, the trailer. */
 static qfile *sealed_stream(uint64_t id)
@@ -74,6 +74,130 @@ static void test_trailer_roundtrip_and_damage(void **state)
                      -EBADMSG);
     assert_non_null(strstr(msg, "bytes were lost or added"));
     free(copy);
+    qfile_close(f);
+}
+
+/*
+ * Reads one section of ftvm's own from b the way the loader hands it over
+ * (header parsed, body next), with its header's version and instance
+ * replaced; returns what load() said and its message.
+ */
+static int load_altered(const uint8_t *b, size_t n, size_t skip,
+                        uint32_t version, uint32_t instance,
+                        int (*load)(qfile *, const savevm_section *, void *),
+                        char *msg, size_t msglen)
+{
+    qfile *r = qfile_open_view(b, n, "r");
+    qfile_crc_start(r);
+    qfile_skip(r, skip);
+    savevm_section sec = {.type = qfile_get_u8(r)};
+    sec.section_id = qfile_get_be32(r);
+    qfile_get_str(r, sec.idstr);
+    qfile_get_be32(r);
+    qfile_get_be32(r);
+    sec.instance_id = instance;
+    sec.version_id = version;
+    int rc = load(r, &sec, NULL);
+    snprintf(msg, msglen, "%s", qfile_errmsg(r));
+    qfile_close(r);
+    return rc;
+}
+
+static int do_trailer_load(qfile *f, const savevm_section *sec, void *unused)
+{
+    (void)unused;
+    trailer_info info;
+    return trailer_load(f, sec, &info);
+}
+
+static int do_trailer_skip(qfile *f, const savevm_section *sec, void *unused)
+{
+    (void)unused;
+    return trailer_skip(f, sec);
+}
+
+static int do_pkg_load(qfile *f, const savevm_section *sec, void *unused)
+{
+    (void)unused;
+    trailer_pkg p;
+    return trailer_load_pkg(f, sec, &p);
+}
+
+/* Versions other than 1 and instances other than 0 are refused. */
+static void test_wrong_version_or_instance(void **state)
+{
+    (void)state;
+    qfile *f = sealed_stream(42);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    const size_t at = 8 + 17 + 13 + 5;
+    int (*const loads[])(qfile *, const savevm_section *, void *) = {
+        do_trailer_load, do_trailer_skip,
+    };
+    char msg[512];
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(load_altered(b, n, at, 1, 0, loads[i], msg,
+                                      sizeof(msg)), 0);
+        assert_int_equal(load_altered(b, n, at, 2, 0, loads[i], msg,
+                                      sizeof(msg)), -ENOTSUP);
+        assert_non_null(strstr(msg, "'ftvm-ckpt': version 2 is newer than "
+                                    "1"));
+        assert_int_equal(load_altered(b, n, at, 0, 0, loads[i], msg,
+                                      sizeof(msg)), -ENOTSUP);
+        assert_non_null(strstr(msg, "'ftvm-ckpt': version 0 is older than "
+                                    "1"));
+        assert_int_equal(load_altered(b, n, at, 1, 1, loads[i], msg,
+                                      sizeof(msg)), -EINVAL);
+        assert_non_null(strstr(msg, "section 'ftvm-ckpt': expected a FULL "
+                                    "section of instance 0, found "
+                                    "SECTION_FULL instance 1"));
+    }
+    qfile_close(f);
+
+    f = qfile_open_mem("p");
+    trailer_put_pkg(f, 3, &(trailer_pkg){ .id = 2, .base = 1 });
+    b = qfile_mem_data(f, &n);
+    assert_int_equal(load_altered(b, n, 0, 1, 0, do_pkg_load, msg,
+                                  sizeof(msg)), 0);
+    assert_int_equal(load_altered(b, n, 0, 2, 0, do_pkg_load, msg,
+                                  sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 2 is newer than 1"));
+    assert_int_equal(load_altered(b, n, 0, 0, 0, do_pkg_load, msg,
+                                  sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 0 is older than 1"));
+    assert_int_equal(load_altered(b, n, 0, 1, 3, do_pkg_load, msg,
+                                  sizeof(msg)), -EINVAL);
+    qfile_close(f);
+}
+
+/* What is written is what the description says, field by field. */
+static void test_described(void **state)
+{
+    (void)state;
+    json_t *devices = json_array();
+    qfile *f = qfile_open_mem("d");
+    qfile_crc_start(f);
+    assert_int_equal(trailer_put_desc(f, 9, 5, devices), 0);
+    assert_int_equal(trailer_describe_pkg(devices), 0);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    /* Header (1 + 4 + 10 + 4 + 4), body (8 + 8 + 4), footer (5). */
+    assert_int_equal(n, 23 + 20 + 5);
+    assert_int_equal(b[23 + 7], 5);
+    char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text,
+        "[{\"name\":\"ftvm-ckpt\",\"instance_id\":0,"
+        "\"vmsd_name\":\"ftvm-ckpt\",\"version\":1,\"fields\":["
+        "{\"name\":\"id\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"covered\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"crc\",\"type\":\"uint32\",\"size\":4}]},"
+        "{\"name\":\"ftvm-pkg\",\"instance_id\":0,"
+        "\"vmsd_name\":\"ftvm-pkg\",\"version\":1,\"fields\":["
+        "{\"name\":\"id\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"base\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"flags\",\"type\":\"uint32\",\"size\":4}]}]");
+    free(text);
+    json_decref(devices);
     qfile_close(f);
 }
 
@@ -174,6 +298,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trailer_roundtrip_and_damage),
         cmocka_unit_test(test_pkg_header),
+        cmocka_unit_test(test_wrong_version_or_instance),
+        cmocka_unit_test(test_described),
         cmocka_unit_test(test_retpath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

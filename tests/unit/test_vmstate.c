@@ -694,7 +694,24 @@ static void test_subsection_version_refused(void **state)
                           msg, sizeof(msg)),
                      -ENOTSUP);
     assert_non_null(strstr(msg, "'dev/sub'"));
-    assert_non_null(strstr(msg, "version 3"));
+    assert_non_null(strstr(msg, "version 3 is outside 1..2"));
+
+    /* Below the subsection's minimum version (1) is refused as well. */
+    b.data[10 + 12] = 0;
+    dst.sub_x = 9;
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(load(&b, b.len, &dev_desc, &dst, 2,
+                              pass ? SAVEVM_PASS_APPLY : SAVEVM_PASS_VALIDATE,
+                              msg, sizeof(msg)),
+                         -ENOTSUP);
+        assert_non_null(strstr(msg, "'dev/sub'"));
+        assert_non_null(strstr(msg, "version 0 is outside 1..2"));
+        assert_int_equal(dst.sub_x, 9);
+    }
+    /* The minimum itself is read. */
+    b.data[10 + 12] = 1;
+    assert_int_equal(load_both(&b, &dev_desc, &dst, 2), 0);
+    assert_int_equal(dst.sub_x, 0);
     free(b.data);
 }
 

@@ -1,0 +1,135 @@
+/*
+ * Unit tests for vm/vmshape: the "ftvm-vm" section, its bytes, its VM
+ * description entry, and what its loader refuses.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vm/vmshape.h"
+
+static const vmshape shape = {
+    .mem_size = 64 << 20, .vcpus = 2, .has_net = true,
+    .mac = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef },
+};
+
+/* The section as vmshape_put writes it. */
+static uint8_t *put(size_t *n)
+{
+    qfile *f = qfile_open_mem("w");
+    vmshape_put(f, 7, &shape);
+    const uint8_t *b = qfile_mem_data(f, n);
+    uint8_t *copy = malloc(*n);
+    memcpy(copy, b, *n);
+    qfile_close(f);
+    return copy;
+}
+
+/* Parses the header of b, then hands its body to vmshape_load. */
+static int load(const uint8_t *b, size_t n, uint32_t version, vmshape *out,
+                char *msg, size_t msglen)
+{
+    qfile *r = qfile_open_view(b, n, "r");
+    savevm_section sec = {.type = qfile_get_u8(r)};
+    sec.section_id = qfile_get_be32(r);
+    qfile_get_str(r, sec.idstr);
+    sec.instance_id = qfile_get_be32(r);
+    qfile_get_be32(r);
+    sec.version_id = version;
+    int rc = vmshape_load(r, &sec, out);
+    if (rc == 0) {
+        assert_int_equal(qfile_get_u8(r), SAVEVM_SECTION_FOOTER);
+        assert_int_equal(qfile_get_be32(r), 7);
+        assert_true(qfile_at_eof(r));
+    }
+    snprintf(msg, msglen, "%s", qfile_errmsg(r));
+    qfile_close(r);
+    return rc;
+}
+
+static void test_bytes_and_roundtrip(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *b = put(&n);
+    static const uint8_t want[] = {
+        0x04, 0, 0, 0, 7, 7, 'f', 't', 'v', 'm', '-', 'v', 'm', 0, 0, 0, 0,
+        0, 0, 0, 1,                                 /* header, version 1 */
+        0, 0, 0, 0, 0x04, 0, 0, 0,                  /* mem_size */
+        0, 0, 0, 2,                                 /* vcpus */
+        1,                                          /* has_net */
+        0x52, 0x54, 0x00, 0xab, 0xcd, 0xef,         /* mac */
+        0x7e, 0, 0, 0, 7,                           /* footer */
+    };
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(b, want, n);
+    vmshape got;
+    char msg[256];
+    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), 0);
+    assert_memory_equal(&got.mem_size, &shape.mem_size, 8);
+    assert_int_equal(got.vcpus, 2);
+    assert_true(got.has_net);
+    assert_memory_equal(got.mac, shape.mac, 6);
+    free(b);
+}
+
+static void test_refused(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *b = put(&n);
+    vmshape got;
+    char msg[256];
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is newer than 1"));
+    assert_int_equal(load(b, n, 0, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 0 is older than 1"));
+
+    b[21 + 12] = 2;             /* has_net */
+    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "field 'has_net': bool byte 0x02"));
+    b[21 + 12] = 0;
+    b[21 + 11] = 0;             /* vcpus 0 */
+    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: 0 vCPUs"));
+    b[21 + 11] = 2;
+    b[21 + 7] = 1;              /* RAM not a multiple of 2 MiB */
+    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: RAM of"));
+    free(b);
+}
+
+/* The description entry is the table's, as a device's would be. */
+static void test_described(void **state)
+{
+    (void)state;
+    json_t *devices = json_array();
+    assert_int_equal(vmshape_describe(devices), 0);
+    char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    assert_string_equal(text,
+        "[{\"name\":\"ftvm-vm\",\"instance_id\":0,\"vmsd_name\":\"ftvm-vm\","
+        "\"version\":1,\"fields\":["
+        "{\"name\":\"mem_size\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"vcpus\",\"type\":\"uint32\",\"size\":4},"
+        "{\"name\":\"has_net\",\"type\":\"bool\",\"size\":1},"
+        "{\"name\":\"mac\",\"type\":\"buffer\",\"size\":6}]}]");
+    free(text);
+    json_decref(devices);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bytes_and_roundtrip),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_described),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
