@@ -1,5 +1,5 @@
 /*
- * ram: the RAM page codec, in the reference's "ram" section format.
+ * ram: the RAM page codec, in QEMU's "ram" section format.
  *
  * The saver turns the dirty pages of a set of RAM blocks into page records;
  * the loader checks such records and stores them into another set of blocks
@@ -34,7 +34,7 @@ enum ram_flag {
     RAM_FLAG_COMPRESS_PAGE = 0x100,
 };
 
-/* The byte after an XBZRLE header: the only encoding the reference has. */
+/* The byte after an XBZRLE header: the only encoding QEMU has. */
 #define RAM_XBZRLE_ENCODING 0x01
 
 /*

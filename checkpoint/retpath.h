@@ -5,7 +5,7 @@
  * The reference frames each message as be16 type, be16 length, payload,
  * and defines SHUT (1) and PONG (2) among others.  ftvm keeps that framing
  * and adds its replication messages in a range of its own (0x7f01 up), so
- * the reference's parser would stop at them with "unknown message" rather
+ * QEMU's parser would stop at them with "unknown message" rather
  * than misread them.  docs/replication.md has the table.
  */
 #ifndef FTVM_CHECKPOINT_RETPATH_H

@@ -249,8 +249,8 @@ static int remember_section(savevm_loader *l, qfile *f,
 /* ---- header ---- */
 
 /*
- * The reference's configuration section is a device-state record: be32
- * name length, the name, then subsections.  We read the ones the reference
+ * QEMU's configuration section is a device-state record: be32
+ * name length, the name, then subsections.  We read the ones QEMU
  * defines and refuse others, since we cannot know their length.
  */
 static int load_config_subsection(savevm_loader *l, qfile *f)

@@ -1,5 +1,5 @@
 /*
- * savevm: the framing of a checkpoint stream, in the reference's wire format.
+ * savevm: the framing of a checkpoint stream, in QEMU's wire format.
  *
  * A stream is a header, an optional configuration section, then a sequence
  * of sections (device or live state), commands (control messages such as
@@ -34,7 +34,7 @@ typedef enum savevm_type {
     SAVEVM_SECTION_FOOTER = 0x7e,
 } savevm_type;
 
-/* The reference's command numbering (2019 and later). */
+/* QEMU's command numbering (2019 and later). */
 typedef enum savevm_cmd {
     SAVEVM_CMD_INVALID = 0,
     SAVEVM_CMD_OPEN_RETURN_PATH = 1,
@@ -66,7 +66,7 @@ const char *savevm_type_name(uint8_t type);
 /* ---- writing ---- */
 
 void savevm_put_header(qfile *f);
-/* CONFIGURATION section: the machine type name, as the reference sends it. */
+/* CONFIGURATION section: the machine type name, as QEMU sends it. */
 void savevm_put_config(qfile *f, const char *machine);
 /* START or FULL: type, section id, id string, instance id, version. */
 void savevm_put_section_start(qfile *f, savevm_type type, uint32_t section_id,

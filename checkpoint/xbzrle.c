@@ -119,7 +119,7 @@ int xbzrle_encode(const uint8_t *old, const uint8_t *new, size_t len,
 
 /*
  * Reads a one- or two-byte uleb128; the caller has made sure two bytes
- * are there, as the reference's decoder does.  Longer values are refused.
+ * are there, as QEMU's decoder does.  Longer values are refused.
  */
 static int get_uleb(const uint8_t *in, size_t *v)
 {

@@ -1,5 +1,5 @@
 /*
- * xbzrle: the delta encoding the reference uses for pages it sent before.
+ * xbzrle: the delta encoding QEMU uses for pages it sent before.
  *
  * An encoding turns an old copy of a buffer into the new one.  It is a
  * sequence of pairs, each
@@ -11,7 +11,7 @@
  * with the agreeing run after the last difference left out.  Only the first
  * skip may be 0.  Lengths are at most two uleb128 bytes (14 bits), which
  * bounds a buffer to XBZRLE_MAX_LEN bytes.  Runs are maximal, so the encoding
- * of a pair of buffers is unique and matches the reference byte for byte.
+ * of a pair of buffers is unique and matches QEMU byte for byte.
  * docs/ram-format.md has a worked example.
  */
 #ifndef FTVM_CHECKPOINT_XBZRLE_H
@@ -26,7 +26,7 @@
  * Encodes the change from old to new (len bytes each) into out.  Returns
  * the encoded length (0 when the buffers are equal), or -1 when it would
  * not fit in out_max bytes or len exceeds XBZRLE_MAX_LEN.  The fit test is
- * the reference's (it keeps two bytes of headroom per run header), so both
+ * QEMU's (it keeps two bytes of headroom per run header), so both
  * sides agree on which pages go out as deltas.
  */
 int xbzrle_encode(const uint8_t *old, const uint8_t *new, size_t len,

@@ -253,7 +253,7 @@ static bool has_variable(const json_t *sdesc, int depth)
 
 /*
  * A nested struct is described under "struct"; a "tmp" field (a temporary
- * struct the reference fills from the device) carries its description in
+ * struct QEMU fills from the device) carries its description in
  * the field object itself.
  */
 static json_t *read_struct(dec *d, const json_t *fdesc, json_int_t size)

@@ -3,7 +3,7 @@
  * stream, sent after its EOF so that tools can read device state without
  * knowing the devices.
  *
- * The shape is the reference's, so its tools read ours and ours read its:
+ * The shape is QEMU's, so its tools read ours and ours read its:
  *
  *   {"page_size": 4096,
  *    "devices": [{"name": IDSTR, "instance_id": N,
@@ -53,7 +53,7 @@ json_t *vmdesc_find_at_end(const uint8_t *data, size_t len, size_t *at);
 
 /*
  * Reads one device section's body from f, guided by a device object of a
- * VM description (ours or the reference's), and returns in *values an
+ * VM description (ours or QEMU's), and returns in *values an
  * object of field name to value: integers as numbers (unsigned 64-bit
  * values above INT64_MAX as "0x..." strings), bools as booleans, buffers as
  * hex strings (long ones cut short, with their length), arrays as arrays,

@@ -251,7 +251,7 @@ static int save_struct(walk *w, const vmstate_desc *d, const void *obj,
  * The reference describes an array once, with its length, unless its
  * elements can differ in shape; a struct with subsections can, and so can
  * one with a variable-length member (a queue of frames): each element is
- * then described with its own sizes, so that a reader of the reference's
+ * then described with its own sizes, so that a reader of QEMU's
  * rules, which reads every element as its description says, reads them.
  */
 static bool can_compress(const vmstate_field *fd)
@@ -303,7 +303,7 @@ static int save_elem(walk *w, const vmstate_field *fd, const void *p,
     return qfile_error(f);
 }
 
-/* A field object in the reference's key order: name, array_len|index, type. */
+/* A field object in QEMU's key order: name, array_len|index, type. */
 static json_t *desc_field_start(const vmstate_field *fd, uint64_t i,
                                 uint64_t n, bool compress, json_t **jstruct)
 {
@@ -335,7 +335,7 @@ static json_t *desc_field_start(const vmstate_field *fd, uint64_t i,
 /*
  * An empty variable array: "array_len": 0, "size": 0.  A struct element
  * gets a description with no fields, since none was written: a reader of
- * the reference's rules, which reads one element for an array_len of 0,
+ * QEMU's rules, which reads one element for an array_len of 0,
  * then reads nothing, as it must.
  */
 static json_t *desc_empty(const vmstate_field *fd)
@@ -513,7 +513,7 @@ typedef struct scratch {
 
 /*
  * A subsection header that turned out not to belong to the struct that read
- * it goes back here for an enclosing struct (the reference peeks instead;
+ * it goes back here for an enclosing struct (QEMU peeks instead;
  * our channel peeks one byte, so we read and return).  Every read of a load
  * drains these bytes first.
  */
@@ -723,7 +723,7 @@ static const vmstate_subsection *find_sub(const vmstate_desc *d,
 /*
  * Subsections follow the fields, each announced by a marker byte.  A name
  * that is neither ours nor prefixed by our name belongs to an enclosing
- * struct (the reference's convention is "parent/child"), so it goes back.
+ * struct (QEMU's convention is "parent/child"), so it goes back.
  */
 static int load_subsections(loader *l, const vmstate_desc *d, void *obj,
                             size_t objsize)

@@ -5,7 +5,7 @@
  * migratable state, of what type, and from which version on.  The same table
  * drives saving, the two-pass load (VALIDATE on a scratch copy, then APPLY)
  * and the VM description JSON, so the three can never disagree.  The bytes
- * follow the reference's encoding: integers big-endian, bools one byte,
+ * follow QEMU's encoding: integers big-endian, bools one byte,
  * buffers raw, nested structs inline, optional parts as subsections.
  * docs/devstate.md gives the layout byte by byte.
  *
@@ -230,7 +230,7 @@ int vmstate_describe_section(json_t *vmdesc_devices, const char *idstr,
 int vmstate_load(qfile *f, const vmstate_desc *d, void *obj, uint32_t version,
                  savevm_pass pass);
 
-/* The reference's type name for a field ("uint32", "buffer", "struct"). */
+/* QEMU's type name for a field ("uint32", "buffer", "struct"). */
 const char *vmstate_type_name(vmstate_type t);
 
 #endif

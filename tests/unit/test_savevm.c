@@ -249,7 +249,7 @@ static void put_subsection_header(qfile *f, const char *name, uint32_t v)
 static void test_config_subsections(void **state)
 {
     (void)state;
-    /* The subsections the reference may append to its configuration. */
+    /* The subsections QEMU may append to its configuration. */
     qfile *f = start_stream();
     savevm_put_config(f, "pc-i440fx-7.2");
     put_subsection_header(f, "configuration/target-page-bits", 1);
@@ -855,7 +855,7 @@ static void test_vmdesc(void **state)
     qfile_close(r);
 }
 
-/* Byte layout of each writer, against the reference's encoding. */
+/* Byte layout of each writer, against QEMU's encoding. */
 static void test_wire_bytes(void **state)
 {
     (void)state;

@@ -1,6 +1,6 @@
 /*
  * Unit tests for devstate/vmdesc: the VM description vmstate_save writes, in
- * the reference's shape key by key, and the decoder reading sections back
+ * QEMU's shape key by key, and the decoder reading sections back
  * with it -- ours, and sections written the way QEMU writes its devices.
  */
 #include <stdarg.h>
@@ -218,7 +218,7 @@ static void test_shape_every_type(void **state)
     saved s = save_dev(&every_desc, &e, "every");
     assert_json_text(s.dev, expected_every_json());
 
-    /* Not needed: no "subsections" key at all, as the reference does. */
+    /* Not needed: no "subsections" key at all, as QEMU does. */
     e.sub_on = false;
     saved t = save_dev(&every_desc, &e, "every");
     assert_null(json_object_get(t.dev, "subsections"));
