@@ -204,7 +204,7 @@ void vmctl_metrics(vmctl *c, metrics_writer *w)
                     "checkpoints written to disk (save, checkpoint, "
                     "--checkpoint-every)", (double)c->ok);
     metrics_counter(w, "ftvm_disk_checkpoints_failed_total",
-                    "checkpoints to disk that failed or were refused",
+                    "checkpoints to disk that failed",
                     (double)c->failed);
     metrics_gauge(w, "ftvm_disk_checkpoint_in_progress",
                   "1 while a checkpoint to disk is being written",
