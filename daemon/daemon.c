@@ -39,9 +39,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         daemon_exit(d, EXITCODE_SIGNAL + (int)sig);
 }
 
-static json_t *metrics_source(void *opaque)
+static void collect(void *opaque, metrics_writer *w)
 {
-    return vmctl_status(opaque);
+    daemon_process *d = opaque;
+
+    metrics_info(w, "ftvm_build_info", "the ftvm version this process runs "
+                 "and its role", "version", FTVM_VERSION, "role",
+                 d->o.role ? d->o.role : "run", NULL);
+    vmctl_metrics(d->vc, w);
+    if (d->o.collect)
+        d->o.collect(d->o.opaque, w);
 }
 
 static struct event_base *new_base(void)
@@ -91,14 +98,9 @@ int daemon_new(daemon_process **out, const daemon_opts *o, char *err,
     r = vmctl_new(&d->vc, NULL, d->base, d->ctl, &d->o.vmctl, err, errlen);
     if (r < 0)
         goto fail;
-    if (o->metrics) {
-        char prefix[64];
-        snprintf(prefix, sizeof(prefix), "ftvm_%s", o->role);
-        r = metrics_new(&d->metrics, d->base, o->metrics, prefix,
-                        o->metric_hints, metrics_source, d->vc, err, errlen);
-        if (r < 0)
-            goto fail;
-    }
+    if (o->metrics && (r = metrics_new(&d->metrics, d->base, o->metrics,
+                                       collect, d, err, errlen)) < 0)
+        goto fail;
     *out = d;
     return 0;
 fail:

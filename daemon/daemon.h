@@ -33,12 +33,11 @@ struct event_base;
 typedef struct daemon_opts {
     /*
      * "run", "restore", "primary", "secondary": the control socket's
-     * greeting and status's "role"; metrics are named ftvm_ROLE_...
+     * greeting, status's "role" and ftvm_build_info's.
      */
     const char *role;
     const char *control;        /* --control PATH, or NULL */
     const char *metrics;        /* --metrics ADDR:PORT, or NULL */
-    const metrics_hint *metric_hints;   /* the role's, or NULL */
     /* Checkpoints to disk and the role's hooks (role is set from above). */
     vmctl_opts vmctl;
     /*
@@ -46,6 +45,11 @@ typedef struct daemon_opts {
      * NULL: the process exits with 128 + the signal.
      */
     void (*on_signal)(void *opaque, int signo);
+    /*
+     * The role's metric families, after the process's and the VM's
+     * (vmctl_metrics).  NULL: none.
+     */
+    metrics_collect_fn collect;
     void *opaque;
 } daemon_opts;
 

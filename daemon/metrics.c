@@ -2,184 +2,332 @@
 #include "daemon/metrics.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/log.h"
 #include "daemon/parse.h"
+
+/* A scrape is one short GET: anything bigger is not one. */
+#define METRICS_MAX_HEADERS 8192
+#define METRICS_MAX_BODY 1024
+#define METRICS_TIMEOUT_S 10
+
+struct metrics_writer {
+    char *s;
+    size_t len, cap;
+    bool nomem;
+    char err[256];      /* the first bad name */
+};
 
 struct metrics {
     struct evhttp *http;
-    char prefix[64];
-    const metrics_hint *hints;
-    metrics_source_fn fn;
+    metrics_collect_fn fn;
     void *opaque;
 };
 
-/* A growing text buffer; on allocation failure it keeps what it had. */
-typedef struct text {
-    char *s;
-    size_t len, cap;
-} text;
-
 __attribute__((format(printf, 2, 3)))
-static void put(text *t, const char *fmt, ...)
+static void put(metrics_writer *w, const char *fmt, ...)
 {
     va_list ap;
-    for (;;) {
-        size_t room = t->cap - t->len;
+    while (!w->nomem) {
+        size_t room = w->cap - w->len;
         va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? room : 0, fmt,
+        int n = vsnprintf(w->s ? w->s + w->len : NULL, w->s ? room : 0, fmt,
                           ap);
         va_end(ap);
-        if (n < 0)
-            return;
-        if (t->s && (size_t)n < room) {
-            t->len += (size_t)n;
+        if (n < 0) {
+            w->nomem = true;
             return;
         }
-        size_t cap = (t->cap ? t->cap : 4096) * 2 + (size_t)n;
-        char *s = realloc(t->s, cap);
-        if (!s)
+        if (w->s && (size_t)n < room) {
+            w->len += (size_t)n;
             return;
-        t->s = s;
-        t->cap = cap;
+        }
+        size_t cap = (w->cap ? w->cap : 4096) * 2 + (size_t)n;
+        char *s = realloc(w->s, cap);
+        if (!s) {
+            w->nomem = true;
+            return;
+        }
+        w->s = s;
+        w->cap = cap;
     }
 }
 
-/* Keys become [a-zA-Z0-9_]: a dot or dash becomes '_'. */
-static void sanitize(char *dst, size_t cap, const char *src)
+/*
+ * The shortest text that reads back as v, so that bucket bounds print the
+ * same everywhere ("0.0001", not "0.00010000000000000001").
+ */
+static void put_number(metrics_writer *w, double v)
 {
-    size_t i = 0;
-    for (; src[i] && i + 1 < cap; i++) {
-        char c = src[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                  (c >= '0' && c <= '9') || c == '_';
-        dst[i] = ok ? c : '_';
-    }
-    dst[i] = '\0';
-}
-
-static const metrics_hint *find_hint(const metrics_hint *hints,
-                                     const char *path)
-{
-    for (const metrics_hint *h = hints; h && h->path; h++)
-        if (strcmp(h->path, path) == 0)
-            return h;
-    return NULL;
-}
-
-/* Label values escape backslash, quote and newline. */
-static void put_label_value(text *t, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            put(t, "\\%c", *v);
-        else if (*v == '\n')
-            put(t, "\\n");
-        else
-            put(t, "%c", *v);
-    }
-}
-
-static void sample(text *t, const char *prefix, const metrics_hint *hints,
-                   const char *path, json_t *v)
-{
-    const metrics_hint *h = find_hint(hints, path);
-    char name[256], leaf[128];
-    sanitize(name, sizeof(name), h && h->name ? h->name : path);
-    const char *type = h && h->type == METRICS_COUNTER ? "counter" : "gauge";
-    if (h && h->help)
-        put(t, "# HELP %s_%s %s\n", prefix, name, h->help);
-    put(t, "# TYPE %s_%s %s\n", prefix, name, type);
-    if (json_is_string(v)) {
-        const char *dot = strrchr(path, '.');
-        sanitize(leaf, sizeof(leaf), dot ? dot + 1 : path);
-        put(t, "%s_%s{%s=\"", prefix, name, leaf);
-        put_label_value(t, json_string_value(v));
-        put(t, "\"} 1\n");
+    if (isnan(v)) {
+        put(w, "NaN");
         return;
     }
-    double x = json_is_boolean(v) ? (json_is_true(v) ? 1 : 0)
-                                  : json_number_value(v);
-    put(t, "%s_%s %.17g\n", prefix, name,
-        x * (h && h->scale ? h->scale : 1));
+    if (isinf(v)) {
+        put(w, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    /* Counters of bytes read better whole than as 1.5e+09. */
+    if (v == floor(v) && fabs(v) < 1e17) {
+        put(w, "%.0f", v);
+        return;
+    }
+    char buf[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    put(w, "%s", buf);
 }
 
-static void flatten(text *t, const char *prefix, const metrics_hint *hints,
-                    const char *path, json_t *v)
+/* HELP text escapes backslash and newline; label values also quotes. */
+static void put_escaped(metrics_writer *w, const char *s, bool quotes)
 {
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *x;
-        json_object_foreach(v, k, x) {
-            char sub[256];
-            snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
-            flatten(t, prefix, hints, sub, x);
-        }
-    } else if (json_is_number(v) || json_is_boolean(v) ||
-               json_is_string(v)) {
-        sample(t, prefix, hints, path, v);
+    for (; *s; s++) {
+        if (*s == '\\')
+            put(w, "\\\\");
+        else if (*s == '\n')
+            put(w, "\\n");
+        else if (*s == '"' && quotes)
+            put(w, "\\\"");
+        else
+            put(w, "%c", *s);
     }
 }
 
-char *metrics_format(const char *prefix, const metrics_hint *hints,
-                     json_t *status)
+static bool name_char(char c, bool first, bool colon)
 {
-    text t = { 0 };
-    flatten(&t, prefix, hints, "", status);
-    put(&t, "%s", "");
-    return t.s;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           (colon && c == ':') || (!first && c >= '0' && c <= '9');
+}
+
+static bool valid_name(const char *s, bool colon)
+{
+    if (!s || !*s)
+        return false;
+    for (size_t i = 0; s[i]; i++)
+        if (!name_char(s[i], i == 0, colon))
+            return false;
+    return true;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n > t && strcmp(s + n - t, tail) == 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void refuse(metrics_writer *w, const char *fmt, ...)
+{
+    if (w->err[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->err, sizeof(w->err), fmt, ap);
+    va_end(ap);
+}
+
+/* HELP and TYPE, or false (and the reason kept) for a bad name. */
+static bool family(metrics_writer *w, const char *name, const char *help,
+                   const char *type)
+{
+    if (!valid_name(name, true)) {
+        refuse(w, "'%s' is not a metric name", name ? name : "(null)");
+        return false;
+    }
+    put(w, "# HELP %s ", name);
+    put_escaped(w, help ? help : "", false);
+    put(w, "\n# TYPE %s %s\n", name, type);
+    return true;
+}
+
+static void sample(metrics_writer *w, const char *name, const char *suffix,
+                   double v)
+{
+    put(w, "%s%s ", name, suffix);
+    put_number(w, v);
+    put(w, "\n");
+}
+
+void metrics_counter(metrics_writer *w, const char *name, const char *help,
+                     double value)
+{
+    if (name && !ends_with(name, "_total")) {
+        refuse(w, "counter '%s' does not end in _total", name);
+        return;
+    }
+    if (family(w, name, help, "counter"))
+        sample(w, name, "", value);
+}
+
+void metrics_gauge(metrics_writer *w, const char *name, const char *help,
+                   double value)
+{
+    if (family(w, name, help, "gauge"))
+        sample(w, name, "", value);
+}
+
+void metrics_state(metrics_writer *w, const char *name, const char *help,
+                   const char *const *states, size_t n, const char *current)
+{
+    if (!family(w, name, help, "gauge"))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        put(w, "%s{state=\"", name);
+        put_escaped(w, states[i], true);
+        put(w, "\"} %d\n", current && strcmp(states[i], current) == 0);
+    }
+}
+
+void metrics_info(metrics_writer *w, const char *name, const char *help, ...)
+{
+    if (name && !ends_with(name, "_info")) {
+        refuse(w, "info family '%s' does not end in _info", name);
+        return;
+    }
+    if (!family(w, name, help, "gauge"))
+        return;
+    va_list ap;
+    va_start(ap, help);
+    put(w, "%s{", name);
+    const char *sep = "";
+    for (const char *k; (k = va_arg(ap, const char *)); sep = ",") {
+        const char *v = va_arg(ap, const char *);
+        if (!valid_name(k, false) || strncmp(k, "__", 2) == 0) {
+            refuse(w, "'%s' is not a label name", k);
+            break;
+        }
+        put(w, "%s%s=\"", sep, k);
+        put_escaped(w, v ? v : "", true);
+        put(w, "\"");
+    }
+    va_end(ap);
+    put(w, "} 1\n");
+}
+
+void metrics_histogram(metrics_writer *w, const char *name, const char *help,
+                       const sampler_summary *s)
+{
+    if (!s->bounds) {
+        refuse(w, "histogram '%s' has no bounds", name ? name : "(null)");
+        return;
+    }
+    if (!family(w, name, help, "histogram"))
+        return;
+    for (size_t i = 0; i < s->bounds->n; i++) {
+        put(w, "%s_bucket{le=\"", name);
+        put_number(w, (double)s->bounds->le[i] / s->bounds->per_base);
+        put(w, "\"} %llu\n",
+            (unsigned long long)sampler_cumulative(s, i));
+    }
+    put(w, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+        (unsigned long long)s->count);
+    sample(w, name, "_sum", s->sum / s->bounds->per_base);
+    sample(w, name, "_count", (double)s->count);
+}
+
+metrics_writer *metrics_writer_new(void)
+{
+    return calloc(1, sizeof(metrics_writer));
+}
+
+const char *metrics_writer_text(metrics_writer *w, const char **err)
+{
+    if (!w->err[0] && !w->nomem)
+        put(w, "%s", "");       /* an empty writer's text is "" */
+    if (w->nomem && !w->err[0])
+        snprintf(w->err, sizeof(w->err), "out of memory");
+    if (err)
+        *err = w->err[0] ? w->err : NULL;
+    return w->err[0] ? NULL : w->s;
+}
+
+void metrics_writer_free(metrics_writer *w)
+{
+    if (!w)
+        return;
+    free(w->s);
+    free(w);
+}
+
+static void scrape(metrics *m, struct evhttp_request *req)
+{
+    metrics_writer *w = metrics_writer_new();
+    const char *err = "out of memory";
+    const char *text = NULL;
+    if (w) {
+        m->fn(m->opaque, w);
+        text = metrics_writer_text(w, &err);
+    }
+    struct evbuffer *out = text ? evbuffer_new() : NULL;
+    if (out && evbuffer_add(out, text, strlen(text)) == 0) {
+        evhttp_add_header(evhttp_request_get_output_headers(req),
+                          "Content-Type",
+                          "text/plain; version=0.0.4; charset=utf-8");
+        evhttp_send_reply(req, HTTP_OK, "OK", out);
+    } else {
+        if (text)
+            err = "out of memory";
+        log_msg("metrics: cannot answer a scrape: %s", err);
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+    }
+    if (out)
+        evbuffer_free(out);
+    metrics_writer_free(w);
+}
+
+/* evhttp_send_error would drop the Allow header a 405 must carry. */
+static void refuse_request(struct evhttp_request *req, int code,
+                           const char *reason, const char *text)
+{
+    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        evhttp_send_error(req, code, reason);
+        return;
+    }
+    evhttp_add_header(hdr, "Content-Type", "text/plain; charset=utf-8");
+    if (code == 405)
+        evhttp_add_header(hdr, "Allow", "GET");
+    evbuffer_add_printf(out, "%s\n", text);
+    evhttp_send_reply(req, code, reason, out);
+    evbuffer_free(out);
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
-    metrics *m = arg;
-    const char *uri = evhttp_request_get_uri(req);
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        evhttp_send_error(req, HTTP_INTERNAL, NULL);
-        return;
-    }
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
-    if (strcmp(uri, "/metrics") == 0 ||
-               strncmp(uri, "/metrics?", 9) == 0) {
-        json_t *st = m->fn(m->opaque);
-        char *s = st ? metrics_format(m->prefix, m->hints, st) : NULL;
-        json_decref(st);
-        if (s) {
-            evhttp_add_header(hdr, "Content-Type",
-                              "text/plain; version=0.0.4; charset=utf-8");
-            evbuffer_add(out, s, strlen(s));
-            evhttp_send_reply(req, HTTP_OK, "OK", out);
-        } else {
-            evhttp_send_error(req, HTTP_INTERNAL, "no status");
-        }
-        free(s);
-    } else if (strcmp(uri, "/") == 0) {
-        evhttp_add_header(hdr, "Content-Type", "text/plain; charset=utf-8");
-        evbuffer_add_printf(out, "ftvm: metrics are at /metrics\n");
-        evhttp_send_reply(req, HTTP_OK, "OK", out);
-    } else {
-        evhttp_send_error(req, HTTP_NOTFOUND, NULL);
-    }
-    evbuffer_free(out);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || strcmp(path, "/metrics") != 0)
+        refuse_request(req, HTTP_NOTFOUND, "Not Found",
+                       "ftvm serves only GET /metrics");
+    else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
+        refuse_request(req, 405, "Method Not Allowed",
+                       "only GET /metrics");
+    else
+        scrape(arg, req);
 }
 
 int metrics_new(metrics **out, struct event_base *base, const char *addr,
-                const char *prefix, const metrics_hint *hints,
-                metrics_source_fn fn, void *opaque, char *err, size_t errlen)
+                metrics_collect_fn fn, void *opaque, char *err, size_t errlen)
 {
     char host[128];
     uint16_t port;
     if (parse_hostport(addr, host, sizeof(host), &port) < 0 || port == 0) {
-        snprintf(err, errlen, "--metrics '%s': expected ADDR:PORT, e.g. "
-                 "127.0.0.1:9100 or :9100", addr);
+        snprintf(err, errlen, "--metrics '%s': expected [ADDR]:PORT, e.g. "
+                 ":9100 (127.0.0.1) or 0.0.0.0:9100", addr);
         return -EINVAL;
     }
     metrics *m = calloc(1, sizeof(*m));
@@ -187,13 +335,16 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    snprintf(m->prefix, sizeof(m->prefix), "%s", prefix);
-    m->hints = hints;
     m->fn = fn;
     m->opaque = opaque;
     m->http = evhttp_new(base);
-    if (!m->http ||
-        evhttp_bind_socket(m->http, host[0] ? host : "0.0.0.0",
+    if (!m->http) {
+        snprintf(err, errlen, "out of memory");
+        metrics_free(m);
+        return -ENOMEM;
+    }
+    errno = 0;
+    if (evhttp_bind_socket(m->http, host[0] ? host : "127.0.0.1",
                            port) < 0) {
         int e = errno ? errno : EADDRNOTAVAIL;
         snprintf(err, errlen, "--metrics %s: cannot listen: %s", addr,
@@ -201,7 +352,15 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
         metrics_free(m);
         return -e;
     }
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET);
+    /* Every method reaches on_request, so that the answer is 405. */
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+                               EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+                               EVHTTP_REQ_PATCH);
+    evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
+    evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
+    evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);
     evhttp_set_gencb(m->http, on_request, m);
     *out = m;
     return 0;

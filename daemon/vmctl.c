@@ -192,6 +192,80 @@ json_t *vmctl_status(vmctl *c)
     return r;
 }
 
+static const char *const vm_states[] = {
+    "created", "running", "paused", "stopped",
+};
+
+void vmctl_metrics(vmctl *c, metrics_writer *w)
+{
+    metrics_gauge(w, "ftvm_uptime_seconds", "time since the process started",
+                  (mono_ns() - c->started_ns) / 1e9);
+    metrics_counter(w, "ftvm_disk_checkpoints_written_total",
+                    "checkpoints written to disk (save, checkpoint, "
+                    "--checkpoint-every)", (double)c->ok);
+    metrics_counter(w, "ftvm_disk_checkpoints_failed_total",
+                    "checkpoints to disk that failed",
+                    (double)c->failed);
+    metrics_gauge(w, "ftvm_disk_checkpoint_in_progress",
+                  "1 while a checkpoint to disk is being written",
+                  c->job != NULL);
+    if (c->ok) {
+        metrics_gauge(w, "ftvm_disk_checkpoint_last_bytes",
+                      "size of the last checkpoint written to disk",
+                      (double)c->last.bytes);
+        metrics_gauge(w, "ftvm_disk_checkpoint_last_duration_seconds",
+                      "the last checkpoint to disk, start to file renamed",
+                      c->last.total_ns / 1e9);
+        metrics_gauge(w, "ftvm_disk_checkpoint_last_pause_seconds",
+                      "how long the last checkpoint to disk paused the "
+                      "guest", c->last.pause_ns / 1e9);
+    }
+    if (!c->v)
+        return;
+    metrics_state(w, "ftvm_vm_state", "the VM's state", vm_states,
+                  sizeof(vm_states) / sizeof(vm_states[0]),
+                  state_name(vm_get_state(c->v)));
+    size_t nb;
+    ram_block *b = vm_ram_blocks(c->v, &nb);
+    uint64_t mem = 0;
+    for (size_t i = 0; i < nb; i++)
+        mem += b[i].length;
+    metrics_gauge(w, "ftvm_vm_memory_bytes", "the guest's RAM", (double)mem);
+    vm_pause_stats ps;
+    vm_get_pause_stats(c->v, &ps);
+    metrics_counter(w, "ftvm_vm_pauses_total",
+                    "times the vCPUs were stopped (checkpoints, pause)",
+                    (double)ps.pauses);
+    metrics_gauge(w, "ftvm_vm_last_pause_seconds",
+                  "the last pause, from the request until every vCPU was "
+                  "parked with its state read", ps.last_total_ns / 1e9);
+    metrics_gauge(w, "ftvm_vm_longest_pause_seconds",
+                  "the longest such pause since the VM started",
+                  ps.max_total_ns / 1e9);
+    net_dev *n = vm_net(c->v);
+    if (!n)
+        return;
+    net_stats ns;
+    net_get_stats(n, &ns);
+    metrics_counter(w, "ftvm_net_receive_frames_total",
+                    "frames queued for the guest's NIC", (double)ns.rx_frames);
+    metrics_counter(w, "ftvm_net_receive_bytes_total",
+                    "bytes of the frames queued for the guest's NIC",
+                    (double)ns.rx_bytes);
+    metrics_counter(w, "ftvm_net_receive_drop_total",
+                    "frames for the guest dropped: its receive queue full, "
+                    "or empty or oversize", (double)ns.rx_dropped);
+    metrics_counter(w, "ftvm_net_transmit_frames_total",
+                    "frames from the guest written to the network backend",
+                    (double)ns.tx_frames);
+    metrics_counter(w, "ftvm_net_transmit_bytes_total",
+                    "bytes of the frames written to the network backend",
+                    (double)ns.tx_bytes);
+    metrics_counter(w, "ftvm_net_transmit_drop_total",
+                    "frames from the guest the network backend refused",
+                    (double)ns.tx_dropped);
+}
+
 static control_outcome cmd_status(void *opaque, control_req *req, json_t *args,
                                   json_t **result, int *rc, char *err,
                                   size_t errlen)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "daemon/control.h"
+#include "daemon/metrics.h"
 #include "vm/snapshot.h"
 #include "vm/vm.h"
 
@@ -51,8 +52,14 @@ int vmctl_new(vmctl **out, vm *v, struct event_base *base, control_server *ctl,
               const vmctl_opts *o, char *err, size_t errlen);
 /* Gives the commands their VM (from the loop's thread). */
 void vmctl_set_vm(vmctl *c, vm *v);
-/* What the status command answers (a new reference): for metrics. */
+/* What the status command answers (a new reference). */
 json_t *vmctl_status(vmctl *c);
+/*
+ * The process's and its VM's metric families (docs/metrics.md): uptime,
+ * checkpoints to disk, and once there is a VM its state, pauses, RAM and
+ * network.
+ */
+void vmctl_metrics(vmctl *c, metrics_writer *w);
 /* Whether a checkpoint is being written (the caller waits before exit). */
 bool vmctl_busy(const vmctl *c);
 void vmctl_free(vmctl *c);

@@ -61,7 +61,7 @@ int outqueue_new(outqueue **out, int console_fd)
     pthread_mutex_init(&q->lock, NULL);
     pthread_mutex_init(&q->wlock, NULL);
     q->tail = &q->head;
-    sampler_init(&q->delay);
+    sampler_init(&q->delay, &sampler_ns);
     *out = q;
     return 0;
 }

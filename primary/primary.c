@@ -70,6 +70,11 @@ static void hook_status(void *opaque, json_t *result)
     primary_ctl_status(((primary *)opaque)->rep, result);
 }
 
+static void collect(void *opaque, metrics_writer *w)
+{
+    primary_ctl_metrics(((primary *)opaque)->rep, w);
+}
+
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
     return primary_ctl_can_save(((primary *)opaque)->rep, err, errlen);
@@ -154,7 +159,7 @@ int primary_run(primary_opts *o)
     vmctl_hooks hooks = { .opaque = &pm, .status = hook_status,
                           .can_save = hook_can_save };
     o->process.role = "primary";
-    o->process.metric_hints = primary_ctl_metric_hints;
+    o->process.collect = collect;
     o->process.vmctl.hooks = &hooks;
     o->process.on_signal = on_signal;
     o->process.opaque = &pm;

@@ -208,36 +208,105 @@ int primary_ctl_register(control_server *ctl, replicator *rep)
     return r;
 }
 
-const metrics_hint primary_ctl_metric_hints[] = {
-    {"checkpoint.taken", "checkpoints_taken_total", METRICS_COUNTER, 0,
-     "checkpoints taken and sent, all secondaries"},
-    {"checkpoint.acked", "checkpoints_acked_total", METRICS_COUNTER, 0,
-     "checkpoints the secondary acknowledged"},
-    {"checkpoint.full", "checkpoints_full_total", METRICS_COUNTER, 0,
-     "checkpoints sent in full after a NACK or an error"},
-    {"checkpoint.rate_per_s", NULL, METRICS_GAUGE, 0,
-     "checkpoints per second, over the last 2 s"},
-    {"nacks", "nacks_total", METRICS_COUNTER, 0,
-     "packages the secondary refused"},
-    {"package_bytes.total", "package_bytes_total", METRICS_COUNTER, 0,
-     "bytes of checkpoint packages sent"},
-    {"output.frames_refused", "frames_refused_total", METRICS_COUNTER, 0,
-     "frames refused while output commit held its maximum"},
-    {"heartbeat.pings", "pings_total", METRICS_COUNTER, 0,
-     "PINGs sent on an idle stream"},
-    {"heartbeat.pongs", "pongs_total", METRICS_COUNTER, 0, "PONGs received"},
-    {"heartbeat.received", "heartbeats_total", METRICS_COUNTER, 0,
-     "HEARTBEATs received from the secondary"},
-    {"pause_ms.p99", NULL, METRICS_GAUGE, 0,
-     "99th percentile guest pause per checkpoint, recent, ms"},
-    {"ack_ms.p99", NULL, METRICS_GAUGE, 0,
-     "99th percentile package-sent-to-ACK latency, recent, ms"},
-    {"output.commit_delay_ms.p99", NULL, METRICS_GAUGE, 0,
-     "99th percentile output-commit delay (console writes and frames), "
-     "recent, ms"},
-    {"heartbeat.last_heard_ms", NULL, METRICS_GAUGE, 0,
-     "ms since the secondary was last heard from"},
-    {"state", NULL, METRICS_GAUGE, 0,
-     "replication state: setup, active, degraded or stopped"},
-    {NULL, NULL, METRICS_GAUGE, 0, NULL},
-};
+void primary_ctl_metrics(replicator *rep, metrics_writer *w)
+{
+    if (!rep)
+        return;
+    replicator_status st;
+    replicator_get_status(rep, &st);
+    const char *states[] = {
+        replicator_state_name(REPLICATOR_SETUP),
+        replicator_state_name(REPLICATOR_ACTIVE),
+        replicator_state_name(REPLICATOR_DEGRADED),
+        replicator_state_name(REPLICATOR_STOPPED),
+    };
+    metrics_state(w, "ftvm_primary_state",
+                  "replication: setup, active, degraded (running "
+                  "unprotected) or stopped", states,
+                  sizeof(states) / sizeof(states[0]),
+                  replicator_state_name(st.state));
+    metrics_counter(w, "ftvm_primary_secondaries_total",
+                    "secondaries brought up, or tried", st.secondaries);
+    metrics_counter(w, "ftvm_primary_checkpoints_taken_total",
+                    "checkpoints taken and sent, all secondaries", st.taken);
+    metrics_counter(w, "ftvm_primary_checkpoints_acked_total",
+                    "checkpoints a secondary acknowledged", st.acked);
+    metrics_counter(w, "ftvm_primary_checkpoints_full_total",
+                    "checkpoints sent in full after a NACK or an error",
+                    st.full);
+    metrics_counter(w, "ftvm_primary_nacks_total",
+                    "packages a secondary refused", st.nacks);
+    metrics_gauge(w, "ftvm_primary_checkpoints_in_flight",
+                  "checkpoints sent and not yet acknowledged", st.in_flight);
+    metrics_gauge(w, "ftvm_primary_last_checkpoint_id",
+                  "the last checkpoint sent to this secondary", st.last_id);
+    metrics_gauge(w, "ftvm_primary_last_acked_checkpoint_id",
+                  "the last checkpoint this secondary acknowledged",
+                  st.last_acked);
+    metrics_gauge(w, "ftvm_primary_checkpoint_interval_seconds",
+                  "time between checkpoints", st.interval_ns / 1e9);
+    metrics_histogram(w, "ftvm_primary_checkpoint_pause_seconds",
+                      "how long each checkpoint paused the guest",
+                      &st.pause_ns);
+    metrics_histogram(w, "ftvm_primary_checkpoint_ack_seconds",
+                      "from a package sent to its ACK", &st.ack_ns);
+    metrics_histogram(w, "ftvm_primary_checkpoint_dirty_pages",
+                      "RAM pages a checkpoint carried", &st.pages);
+    metrics_histogram(w, "ftvm_primary_package_size_bytes",
+                      "size of each checkpoint package", &st.bytes);
+    metrics_counter(w, "ftvm_primary_package_bytes_total",
+                    "bytes of checkpoint packages sent, all secondaries",
+                    st.bytes_total);
+    const outqueue_stats *o = &st.output;
+    metrics_gauge(w, "ftvm_primary_output_holding",
+                  "1 while output waits for the checkpoint that covers it",
+                  o->holding);
+    metrics_gauge(w, "ftvm_primary_output_held_console_bytes",
+                  "console bytes held for output commit",
+                  o->held_console_bytes);
+    metrics_gauge(w, "ftvm_primary_output_held_frames",
+                  "network frames held for output commit", o->held_frames);
+    metrics_gauge(w, "ftvm_primary_output_held_frame_bytes",
+                  "bytes of the network frames held", o->held_frame_bytes);
+    metrics_counter(w, "ftvm_primary_output_console_written_bytes_total",
+                    "console bytes released to stdout",
+                    o->console_written_bytes);
+    metrics_counter(w, "ftvm_primary_output_console_dropped_bytes_total",
+                    "console bytes dropped: over the bounds, or stdout "
+                    "failed", o->console_dropped_bytes);
+    metrics_counter(w, "ftvm_primary_output_frames_sent_total",
+                    "network frames released to the network",
+                    o->frames_sent);
+    metrics_counter(w, "ftvm_primary_output_frames_refused_total",
+                    "network frames refused while output commit held its "
+                    "maximum", o->frames_refused);
+    metrics_histogram(w, "ftvm_primary_output_commit_delay_seconds",
+                      "how long console writes and frames were held before "
+                      "their release", &o->delay_ns);
+    metrics_gauge(w, "ftvm_primary_heartbeat_interval_seconds",
+                  "heartbeat interval", st.heartbeat_ns / 1e9);
+    metrics_gauge(w, "ftvm_primary_failure_timeout_seconds",
+                  "silence after which the secondary is lost",
+                  st.failure_ns / 1e9);
+    metrics_gauge(w, "ftvm_primary_reconnect_interval_seconds",
+                  "time between attempts to reach a lost secondary (0: off)",
+                  st.reconnect_ns / 1e9);
+    metrics_gauge(w, "ftvm_primary_last_heard_seconds",
+                  "time since the secondary last sent anything (0: no "
+                  "connection)", st.last_heard_ns / 1e9);
+    metrics_counter(w, "ftvm_primary_pings_total",
+                    "PINGs sent on an idle stream", st.pings);
+    metrics_counter(w, "ftvm_primary_pongs_total", "PONGs received",
+                    st.pongs);
+    metrics_counter(w, "ftvm_primary_heartbeats_received_total",
+                    "HEARTBEATs received from a secondary", st.heartbeats);
+    metrics_gauge(w, "ftvm_primary_bringup_bytes",
+                  "bytes the last bring-up sent", st.bringup.bytes);
+    metrics_gauge(w, "ftvm_primary_bringup_passes",
+                  "RAM passes of the last bring-up", st.bringup.passes);
+    metrics_gauge(w, "ftvm_primary_bringup_pages",
+                  "RAM pages the last bring-up sent", st.bringup.pages);
+    metrics_gauge(w, "ftvm_primary_bringup_duration_seconds",
+                  "how long the last bring-up took to write the VM out",
+                  st.bringup.ns / 1e9);
+}

@@ -2,7 +2,7 @@
  * primary_ctl: what the primary adds to a VM process's control commands
  * (daemon/vmctl.h): checkpoint (a replication checkpoint, answered once
  * acknowledged), set, stop-replication, attach-secondary, and the
- * replication figures in status; the same figures as metrics.
+ * replication figures in status and as metrics.
  */
 #ifndef FTVM_PRIMARY_PRIMARY_CTL_H
 #define FTVM_PRIMARY_PRIMARY_CTL_H
@@ -21,7 +21,7 @@ int primary_ctl_register(control_server *ctl, replicator *rep);
 void primary_ctl_status(replicator *rep, json_t *status);
 int primary_ctl_can_save(replicator *rep, char *err, size_t errlen);
 
-/* Names, types and help for the metrics of status's figures. */
-extern const metrics_hint primary_ctl_metric_hints[];
+/* Replication's metric families (docs/metrics.md); rep may be NULL. */
+void primary_ctl_metrics(replicator *rep, metrics_writer *w);
 
 #endif

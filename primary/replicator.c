@@ -346,10 +346,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     if (!p->o.stall_ns)
         p->o.stall_ns = DEFAULT_STALL_NS;
     p->state = REPLICATOR_DEGRADED;
-    sampler_init(&p->pause);
-    sampler_init(&p->ack);
-    sampler_init(&p->pages);
-    sampler_init(&p->bytes);
+    sampler_init(&p->pause, &sampler_ns);
+    sampler_init(&p->ack, &sampler_ns);
+    sampler_init(&p->pages, &sampler_pages);
+    sampler_init(&p->bytes, &sampler_bytes);
     p->ev_ckpt = evtimer_new(base, cycle_on_timer, p);
     p->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, p);
     p->ev_early = event_new(base, -1, 0, cycle_on_early, p);

@@ -10,6 +10,7 @@ packages=(
     zlib1g-dev libjansson-dev libevent-dev libcmocka-dev
     clang libclang-rt-14-dev             # libFuzzer target and its runtime
     python3                              # test helpers
+    python3-prometheus-client            # parses /metrics in the tests
     iproute2 iputils-ping                # network namespaces, TAP, bridges in tests
 )
 

@@ -324,7 +324,7 @@ int apply_new(apply **out, const apply_opts *o)
     a->o = *o;
     pthread_mutex_init(&a->cache, NULL);
     pthread_mutex_init(&a->slock, NULL);
-    sampler_init(&a->samples);
+    sampler_init(&a->samples, &sampler_ns);
     savevm_loader_opts lo = {
         .footers = true,
         .max_depth = 1,            /* packages do not nest */
@@ -362,12 +362,8 @@ void apply_release(apply *a)
 
 void apply_get_stats(apply *a, apply_stats *out)
 {
-    sampler_summary sum;
     pthread_mutex_lock(&a->slock);
     *out = a->st;
-    sampler_summarize(&a->samples, &sum);
+    sampler_summarize(&a->samples, &out->apply_ns);
     pthread_mutex_unlock(&a->slock);
-    out->apply_last_ms = sum.last / 1e6;
-    out->apply_p50_ms = sum.p50 / 1e6;
-    out->apply_p99_ms = sum.p99 / 1e6;
 }

@@ -27,6 +27,7 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 #include "devstate/registry.h"
+#include "daemon/sampler.h"
 #include "secondary/connection.h"
 
 typedef struct apply apply;
@@ -51,8 +52,8 @@ typedef struct apply_stats {
     uint64_t last_id;           /* the last one applied, 0 for none */
     uint64_t refused;           /* packages answered NACK */
     char last_refusal[512];
-    /* From a package's first section validated to its ACK, in ms. */
-    double apply_last_ms, apply_p50_ms, apply_p99_ms;
+    /* From a package's first section validated to its ACK. */
+    sampler_summary apply_ns;
     uint64_t package_bytes_last, package_bytes_total;
     uint64_t pings;             /* PINGs answered */
 } apply_stats;

@@ -267,8 +267,8 @@ static json_t *replication_json(secondary *s)
         "applied", (json_int_t)a->applied,
         "last_id", (json_int_t)a->last_id,
         "refused", (json_int_t)a->refused,
-        "apply_ms", "last", a->apply_last_ms, "p50", a->apply_p50_ms,
-        "p99", a->apply_p99_ms,
+        "apply_ms", "last", a->apply_ns.last / 1e6,
+        "p50", a->apply_ns.p50 / 1e6, "p99", a->apply_ns.p99 / 1e6,
         "package_bytes", "last", (json_int_t)a->package_bytes_last,
         "total", (json_int_t)a->package_bytes_total,
         "pings", (json_int_t)a->pings,
@@ -327,29 +327,59 @@ static void gate_open(void *opaque)
     receiver_release(((secondary *)opaque)->rx);
 }
 
-static const metrics_hint metric_hints[] = {
-    {"replication.applied", "checkpoints_applied_total", METRICS_COUNTER, 0,
-     "checkpoints applied to the RAM cache and acknowledged"},
-    {"replication.refused", "checkpoints_refused_total", METRICS_COUNTER, 0,
-     "packages refused (NACK): nothing of them applied"},
-    {"replication.last_id", "last_checkpoint", METRICS_GAUGE, 0,
-     "the last checkpoint applied"},
-    {"replication.apply_ms.p99", NULL, METRICS_GAUGE, 0,
-     "99th percentile validate-and-apply time per package, recent, ms"},
-    {"replication.package_bytes.total", "package_bytes_total", METRICS_COUNTER,
-     0, "bytes of checkpoint packages applied"},
-    {"replication.pings", "pings_total", METRICS_COUNTER, 0, "PINGs answered"},
-    {"replication.heartbeats_sent", "heartbeats_sent_total", METRICS_COUNTER,
-     0, "HEARTBEATs sent to the primary"},
-    {"replication.last_heard_ms", NULL, METRICS_GAUGE, 0,
-     "ms since data last arrived from the primary"},
-    {"failover.ms", NULL, METRICS_GAUGE, 0,
-     "detection (or command) to vCPUs running, ms"},
-    {"state", NULL, METRICS_GAUGE, 0,
-     "waiting, setup, active, failover, "
-     "running or stopped"},
-    {NULL, NULL, METRICS_GAUGE, 0, NULL},
-};
+/* docs/metrics.md lists these. */
+static void collect(void *opaque, metrics_writer *w)
+{
+    secondary *s = opaque;
+    const char *states[] = {
+        standby_state_name(STANDBY_WAITING, false),
+        standby_state_name(STANDBY_REPLICATING, false),
+        standby_state_name(STANDBY_REPLICATING, true),
+        standby_state_name(STANDBY_FAILOVER, false),
+        standby_state_name(STANDBY_RUNNING, false),
+        standby_state_name(STANDBY_STOPPED, false),
+    };
+    metrics_state(w, "ftvm_secondary_state",
+                  "waiting for a primary, setup, active, failover, running "
+                  "(failed over) or stopped", states,
+                  sizeof(states) / sizeof(states[0]), state_name(s));
+    /* Before a primary, the same families at zero. */
+    receiver_stats st = { .since_heard_ms = -1,
+                          .apply.apply_ns.bounds = &sampler_ns };
+    if (s->rx)
+        receiver_get_stats(s->rx, &st);
+    const apply_stats *a = &st.apply;
+    metrics_counter(w, "ftvm_secondary_checkpoints_applied_total",
+                    "checkpoints applied to the RAM cache and acknowledged",
+                    a->applied);
+    metrics_counter(w, "ftvm_secondary_checkpoints_refused_total",
+                    "packages refused (NACK): nothing of them applied",
+                    a->refused);
+    metrics_gauge(w, "ftvm_secondary_last_checkpoint_id",
+                  "the last checkpoint applied (0: none)", a->last_id);
+    metrics_histogram(w, "ftvm_secondary_apply_seconds",
+                      "from a package's first section validated to its ACK",
+                      &a->apply_ns);
+    metrics_counter(w, "ftvm_secondary_package_bytes_total",
+                    "bytes of checkpoint packages applied",
+                    a->package_bytes_total);
+    metrics_counter(w, "ftvm_secondary_pings_total", "PINGs answered",
+                    a->pings);
+    metrics_counter(w, "ftvm_secondary_heartbeats_sent_total",
+                    "HEARTBEATs sent to the primary", st.heartbeats);
+    if (st.since_heard_ms >= 0)
+        metrics_gauge(w, "ftvm_secondary_last_heard_seconds",
+                      "time since data last arrived from the primary",
+                      st.since_heard_ms / 1e3);
+    if (s->state == STANDBY_RUNNING) {
+        metrics_gauge(w, "ftvm_secondary_failover_seconds",
+                      "from the primary's loss (or the failover command) "
+                      "to the vCPUs running here", s->failover_ms / 1e3);
+        metrics_gauge(w, "ftvm_secondary_failover_checkpoint_id",
+                      "the checkpoint the VM continued from",
+                      s->continued_from);
+    }
+}
 
 /* ---- the process ---- */
 
@@ -397,7 +427,7 @@ int secondary_run(secondary_opts *o)
     };
 
     o->process.role = "secondary";
-    o->process.metric_hints = metric_hints;
+    o->process.collect = collect;
     o->process.vmctl.hooks = &hooks;
     o->process.on_signal = on_signal;
     o->process.opaque = &s;

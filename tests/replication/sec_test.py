@@ -259,7 +259,7 @@ def case_failover_kill():
     m = scrape(mport)
     for want in ("ftvm_secondary_checkpoints_applied_total 11",
                  "ftvm_secondary_checkpoints_refused_total 0",
-                 "ftvm_secondary_last_checkpoint 11",
+                 "ftvm_secondary_last_checkpoint_id 11",
                  'ftvm_secondary_state{state="active"} 1'):
         check(want in m, "metrics lack %r:\n%s" % (want, m))
     prim.go_on()
@@ -267,8 +267,8 @@ def case_failover_kill():
     check_failover(sec, prim, ref)
     m = scrape(mport)
     check('ftvm_secondary_state{state="running"} 1' in m and
-          "ftvm_secondary_failover_ms" in m, "metrics after failover:\n%s"
-          % m)
+          "ftvm_secondary_failover_seconds" in m,
+          "metrics after failover:\n%s" % m)
     sec.expect_exit(0, 30)
     ck.check_continuation(sec, ref, want_done=True,
                           exact=prim.lines_at(prim.acks()[-1][1]))

@@ -1,0 +1,552 @@
+#!/usr/bin/env python3
+"""/metrics of real ftvm processes, read with Prometheus' own parser.
+
+    test_metrics.py CASE FTVM FTVMCTL GUEST_DIR METRICS_MD
+
+Each case starts ftvm with --metrics on a free loopback port, scrapes
+/metrics over HTTP and parses it with prometheus_client.parser (Debian's
+python3-prometheus-client).  Every scrape is checked against Prometheus'
+conventions: one HELP (not empty) and one TYPE per family, counters end in
+_total, no milliseconds or precomputed percentiles, base units at the end
+of the name, histograms cumulative with +Inf equal to _count and the same
+bounds for the same unit; ftvm_build_info names the version and the role;
+every family is listed in docs/metrics.md with its type.  Then what the
+values say is checked against what the process did.
+
+  secondary    no KVM: `ftvm secondary` waiting for a primary: state
+               waiting, the replication families at zero, an empty
+               histogram, no VM families.  The endpoint: :PORT listens on
+               127.0.0.1 only; 404 for another path, 405 with Allow: GET
+               for another method, a query string ignored, oversized
+               headers refused without harm; a bad or busy --metrics
+               address exits 120 naming it
+  run          `ftvm run` of the counter guest: the VM's families; after
+               `ftvmctl save` the disk checkpoint and pause counters moved
+               and the file's size is reported
+  replication  `ftvm primary` and `ftvm secondary`, both with --metrics:
+               the primary's histograms count what its counters count
+               (pauses, pages and package sizes one per checkpoint taken,
+               bytes summing to the bytes counter), ACK round trips and
+               output-commit delays recorded; the secondary's apply
+               histogram one per checkpoint applied; stop-replication
+               shows as the primary's state
+
+Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm for run and
+replication; with FTVM_REQUIRE_KVM=1 that is a failure instead).
+"""
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    text_string_to_metric_families = None
+
+case = ftvm = ftvmctl = guests = metrics_md = tmp = None
+procs = []
+EXIT_SETUP = 120
+LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
+
+
+class Failure(Exception):
+    pass
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def check(cond, what):
+    if not cond:
+        raise Failure(what)
+
+
+def wait_until(pred, timeout, what, step=0.05):
+    """Polls pred() until it returns a true value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Failure("timed out after %.0f s waiting for %s"
+                          % (timeout, what))
+        time.sleep(step)
+
+
+def needs_kvm():
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return
+    msg = "/dev/kvm is missing or not usable by uid %d" % os.geteuid()
+    if os.environ.get("FTVM_REQUIRE_KVM") == "1":
+        raise Failure(msg + ", and FTVM_REQUIRE_KVM=1")
+    log("SKIP [%s]: %s; this case runs a VM" % (case, msg))
+    sys.exit(77)
+
+
+class Proc:
+    """A child in a process group of its own, output to files in tmp."""
+
+    def __init__(self, name, argv):
+        self.name = name
+        self.argv = argv
+        self.out_path = os.path.join(tmp, name + ".out")
+        self.err_path = os.path.join(tmp, name + ".err")
+        with open(self.out_path, "wb") as out, \
+                open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
+                                      stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        procs.append(self)
+
+    def text(self, path):
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def out(self):
+        return self.text(self.out_path)
+
+    def err(self):
+        return self.text(self.err_path)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def wait(self, timeout):
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise Failure("%s did not exit within %d s\n%s"
+                          % (self.name, timeout, self.dump()))
+
+    def dump(self):
+        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
+            self.name, " ".join(self.argv), self.out()[-2000:],
+            self.err()[-2000:])
+
+
+def kill_all():
+    for p in procs:
+        if p.p.poll() is None:
+            try:
+                os.killpg(p.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.p.wait(10)
+
+
+def ctl(sock, *args):
+    r = subprocess.run([ftvmctl, "-s", sock, *args], capture_output=True,
+                       text=True, timeout=120)
+    check(r.returncode == 0, "ftvmctl %s: exit %d: %s"
+          % (" ".join(args), r.returncode, r.stderr))
+    return r.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method="GET", path="/metrics", headers=None):
+    """(status, headers, body) of one request to 127.0.0.1:port."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, r.headers, r.read().decode()
+    finally:
+        c.close()
+
+
+def wait_metrics(port, proc):
+    """The first scrape that answers, while proc runs."""
+    def up():
+        check(proc.alive(), "%s exited (%s) before serving /metrics\n%s"
+              % (proc.name, proc.p.returncode, proc.dump()))
+        try:
+            st, _, body = request(port)
+        except OSError:
+            return None
+        check(st == 200, "GET /metrics: %d %s" % (st, body))
+        return body
+    return wait_until(up, 60, "%s's /metrics" % proc.name)
+
+
+# ---- reading a scrape ----
+
+def documented():
+    """{family name: type} from docs/metrics.md's tables."""
+    with open(metrics_md) as f:
+        rows = re.findall(r"^\| `(ftvm_[a-z0-9_]+)` \| (\w+) \|", f.read(),
+                          re.M)
+    return dict(rows)
+
+
+def raw_families(text):
+    """Checks the lines themselves: each family's HELP then TYPE, once,
+    before its samples.  {name as in TYPE: type}."""
+    types, helps, current = {}, set(), None
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            check(name not in helps, "HELP of %s twice" % name)
+            helps.add(name)
+        elif line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ")
+            check(name in helps, "TYPE of %s without its HELP first" % name)
+            check(name not in types, "TYPE of %s twice" % name)
+            types[name] = typ
+            current = name
+        elif line and not line.startswith("#"):
+            sample = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            check(current and (sample == current or
+                               sample.startswith(current + "_")),
+                  "sample %s outside its family (%s)" % (sample, current))
+    check(helps == set(types), "HELP without TYPE: %s"
+          % (helps - set(types)))
+    return types
+
+
+def check_histogram(name, fam):
+    buckets = [(s.labels["le"], s.value) for s in fam.samples
+               if s.name == name + "_bucket"]
+    count = [s.value for s in fam.samples if s.name == name + "_count"]
+    total = [s.value for s in fam.samples if s.name == name + "_sum"]
+    check(len(count) == 1 and len(total) == 1 and len(buckets) >= 2,
+          "%s: not a whole histogram: %s" % (name, fam.samples))
+    check(buckets[-1][0] == "+Inf", "%s: the last bucket is %s, not +Inf"
+          % (name, buckets[-1][0]))
+    bounds = [float(le) for le, _ in buckets]
+    check(bounds == sorted(bounds) and len(set(bounds)) == len(bounds),
+          "%s: bounds out of order: %s" % (name, bounds))
+    values = [v for _, v in buckets]
+    check(values == sorted(values), "%s: buckets not cumulative: %s"
+          % (name, buckets))
+    check(values[-1] == count[0], "%s: +Inf %s but _count %s"
+          % (name, values[-1], count[0]))
+    check(total[0] >= 0 and (count[0] > 0 or total[0] == 0),
+          "%s: _sum %s with _count %s" % (name, total[0], count[0]))
+    return [le for le, _ in buckets]
+
+
+def scrape(port, role):
+    """Scrapes, checks the conventions, returns {sample name: [(labels,
+    value)]} and the families."""
+    st, headers, text = request(port)
+    check(st == 200, "GET /metrics: %d" % st)
+    check(headers.get("Content-Type", "").startswith("text/plain; "
+                                                     "version=0.0.4"),
+          "Content-Type %r" % headers.get("Content-Type"))
+    types = raw_families(text)
+    docs = documented()
+    families = list(text_string_to_metric_families(text))
+    check(len(families) == len(types), "the parser read %d families, the "
+          "text has %d" % (len(families), len(types)))
+    by_unit = {}
+    samples = {}
+    for fam in families:
+        # The parser names a counter's family without _total.
+        name = fam.name + "_total" if fam.type == "counter" else fam.name
+        check(fam.documentation.strip(), "%s has no HELP" % name)
+        check(types.get(name) == fam.type, "%s: TYPE %s, parsed as %s"
+              % (name, types.get(name), fam.type))
+        check(fam.type in ("counter", "gauge", "histogram"),
+              "%s: type %s" % (name, fam.type))
+        check(name.startswith("ftvm_"), "%s lacks the ftvm_ prefix" % name)
+        check(not re.search(r"_(ms|msec|millis|us|ns|p50|p99|percent|kib|"
+                            r"mib|per_s)(_|$)", name),
+              "%s is not in a base unit, or is a precomputed figure" % name)
+        for unit in ("seconds", "bytes"):
+            if unit in name:
+                check(name.endswith("_" + unit) or
+                      name.endswith("_%s_total" % unit),
+                      "%s: the unit is not at the end" % name)
+        check(name in docs, "%s is not in docs/metrics.md" % name)
+        check(docs[name] == fam.type, "%s: docs/metrics.md says %s, it is "
+              "a %s" % (name, docs[name], fam.type))
+        if fam.type == "histogram":
+            les = check_histogram(name, fam)
+            unit = name.rsplit("_", 1)[1]
+            check(by_unit.setdefault(unit, les) == les,
+                  "%s: bounds differ from the other _%s histograms"
+                  % (name, unit))
+        if name.endswith("_state"):
+            ones = [s for s in fam.samples if s.value == 1]
+            check(all(s.value in (0, 1) and list(s.labels) == ["state"]
+                      for s in fam.samples) and len(ones) <= 1,
+                  "%s is not one-hot: %s" % (name, fam.samples))
+        for s in fam.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    info = samples.get("ftvm_build_info")
+    version = subprocess.run([ftvm, "--version"], capture_output=True,
+                             text=True, timeout=30).stdout.split()[-1]
+    check(info == [({"version": version, "role": role}, 1.0)],
+          "ftvm_build_info %s, expected version %s role %s"
+          % (info, version, role))
+    return samples, {f.name: f for f in families}
+
+
+def value(samples, name, **labels):
+    got = [v for lab, v in samples.get(name, []) if lab == labels]
+    check(len(got) == 1, "no single %s%s: %s" % (name, labels,
+                                                 samples.get(name)))
+    return got[0]
+
+
+def state(samples, name):
+    on = [lab["state"] for lab, v in samples.get(name, []) if v == 1]
+    return on[0] if on else None
+
+
+def listening_addresses(port):
+    """Local addresses of the sockets listening on port (from /proc)."""
+    found = []
+    for path, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            with open(path) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            addr, p = f[1].split(":")
+            if f[3] == "0A" and int(p, 16) == port:
+                found.append(addr if width == 8 else "v6:" + addr)
+    return found
+
+
+# ---- cases ----
+
+def secondary(name, *extra):
+    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0"] +
+             list(extra))
+    m = wait_until(lambda: LISTEN_RE.search(p.err()) or
+                   (not p.alive() and
+                    check(False, "%s exited\n%s" % (name, p.dump()))),
+                   30, name + " to listen")
+    return p, "%s:%s" % (m.group(1), m.group(2))
+
+
+def case_secondary():
+    port = free_port()
+    sec, _ = secondary("sec", "--metrics", ":%d" % port)
+    wait_metrics(port, sec)
+    s, fams = scrape(port, "secondary")
+    check(state(s, "ftvm_secondary_state") == "waiting",
+          "state %s" % s.get("ftvm_secondary_state"))
+    for name in ("ftvm_secondary_checkpoints_applied_total",
+                 "ftvm_secondary_checkpoints_refused_total",
+                 "ftvm_secondary_package_bytes_total",
+                 "ftvm_secondary_apply_seconds_count",
+                 "ftvm_disk_checkpoints_written_total"):
+        check(value(s, name) == 0, "%s is %s before a primary"
+              % (name, value(s, name)))
+    check("ftvm_secondary_apply_seconds" in fams, "no apply histogram")
+    check(not any(n.startswith("ftvm_vm_") for n in s),
+          "VM families without a VM: %s" % sorted(s))
+    check(value(s, "ftvm_uptime_seconds") > 0, "uptime")
+
+    # :PORT is loopback only.
+    addrs = listening_addresses(port)
+    check(addrs == ["0100007F"], ":%d listens on %s, not only 127.0.0.1"
+          % (port, addrs))
+    st, h, body = request(port, path="/")
+    check(st == 404, "GET /: %d" % st)
+    st, h, body = request(port, path="/metrics/x")
+    check(st == 404, "GET /metrics/x: %d" % st)
+    st, h, body = request(port, path="/metrics?name[]=x")
+    check(st == 200 and "ftvm_build_info" in body,
+          "GET /metrics?query: %d" % st)
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        st, h, body = request(port, method=method)
+        check(st == 405 and h.get("Allow") == "GET",
+              "%s /metrics: %d, Allow %r" % (method, st, h.get("Allow")))
+    st, h, body = request(port, headers={"X-Big": "a" * 16384})
+    check(400 <= st < 500, "16 KiB of headers: %d" % st)
+    # A client that connects and says nothing holds up nobody.
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    st, _, _ = request(port)
+    check(st == 200, "a scrape beside an idle connection: %d" % st)
+    idle.close()
+    check(sec.alive(), "the secondary died\n" + sec.dump())
+
+    # A bad address, and one already taken, are refused at start.
+    r = subprocess.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
+                        "--metrics", "nonsense"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == EXIT_SETUP and "--metrics 'nonsense'" in r.stderr,
+          "--metrics nonsense: exit %d: %s" % (r.returncode, r.stderr))
+    r = subprocess.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
+                        "--metrics", "127.0.0.1:%d" % port],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == EXIT_SETUP and str(port) in r.stderr and
+          "cannot listen" in r.stderr,
+          "--metrics on a busy port: exit %d: %s" % (r.returncode, r.stderr))
+
+    sec.p.send_signal(signal.SIGTERM)
+    sec.wait(30)
+
+
+def case_run():
+    needs_kvm()
+    port = free_port()
+    sock = os.path.join(tmp, "run.sock")
+    vm = Proc("run", [ftvm, "run", "--mem", "64M", "--control", sock,
+                      "--metrics", ":%d" % port,
+                      os.path.join(guests, "counter.elf"), "rate=50"])
+    wait_metrics(port, vm)
+    wait_until(lambda: "tick 3 " in vm.out(), 60, "the guest's tick 3")
+    s, _ = scrape(port, "run")
+    check(state(s, "ftvm_vm_state") == "running",
+          "vm state %s" % s.get("ftvm_vm_state"))
+    check(value(s, "ftvm_vm_memory_bytes") == 64 << 20, "memory %s"
+          % value(s, "ftvm_vm_memory_bytes"))
+    check(value(s, "ftvm_disk_checkpoints_written_total") == 0, "written")
+    check(not any(n.startswith(("ftvm_primary_", "ftvm_secondary_"))
+                  for n in s), "another role's families: %s" % sorted(s))
+    pauses = value(s, "ftvm_vm_pauses_total")
+
+    path = os.path.join(tmp, "a.ftvm")
+    ctl(sock, "save", path)
+    s, _ = scrape(port, "run")
+    check(value(s, "ftvm_disk_checkpoints_written_total") == 1,
+          "written %s after a save" %
+          value(s, "ftvm_disk_checkpoints_written_total"))
+    check(value(s, "ftvm_disk_checkpoint_last_bytes") ==
+          os.path.getsize(path), "last_bytes %s, the file has %d"
+          % (value(s, "ftvm_disk_checkpoint_last_bytes"),
+             os.path.getsize(path)))
+    check(value(s, "ftvm_disk_checkpoint_last_duration_seconds") >=
+          value(s, "ftvm_disk_checkpoint_last_pause_seconds") > 0,
+          "duration and pause of the save")
+    check(value(s, "ftvm_vm_pauses_total") > pauses, "the save's pause "
+          "was not counted")
+    check(value(s, "ftvm_vm_longest_pause_seconds") > 0, "longest pause")
+
+    ctl(sock, "pause")
+    s, _ = scrape(port, "run")
+    check(state(s, "ftvm_vm_state") == "paused", "state after pause: %s"
+          % s.get("ftvm_vm_state"))
+    ctl(sock, "quit")
+    check(vm.wait(30) == 0, "quit: exit %s\n%s" % (vm.p.returncode,
+                                                   vm.dump()))
+
+
+def case_replication():
+    needs_kvm()
+    sport, pport = free_port(), free_port()
+    sec, addr = secondary("sec", "--metrics", ":%d" % sport)
+    sock = os.path.join(tmp, "pri.sock")
+    pri = Proc("pri", [ftvm, "primary", "--mem", "64M", "--secondary", addr,
+                       "--control", sock, "--metrics", ":%d" % pport,
+                       os.path.join(guests, "counter.elf"), "rate=50"])
+    wait_metrics(pport, pri)
+
+    def acked(n):
+        s, _ = scrape(pport, "primary")
+        return s if value(s, "ftvm_primary_checkpoints_acked_total") >= n \
+            else None
+    s = wait_until(lambda: acked(10), 120, "10 checkpoints acknowledged")
+    wait_until(lambda: "tick 5 " in pri.out(), 60, "ticks released")
+    s, f = scrape(pport, "primary")
+    check(state(s, "ftvm_primary_state") == "active", "primary state %s"
+          % s.get("ftvm_primary_state"))
+    taken = value(s, "ftvm_primary_checkpoints_taken_total")
+    acked_n = value(s, "ftvm_primary_checkpoints_acked_total")
+    for h in ("ftvm_primary_checkpoint_pause_seconds",
+              "ftvm_primary_checkpoint_dirty_pages",
+              "ftvm_primary_package_size_bytes"):
+        check(value(s, h + "_count") == taken, "%s_count %s, %s taken"
+              % (h, value(s, h + "_count"), taken))
+    check(value(s, "ftvm_primary_package_size_bytes_sum") ==
+          value(s, "ftvm_primary_package_bytes_total"),
+          "package sizes sum to %s, the counter says %s"
+          % (value(s, "ftvm_primary_package_size_bytes_sum"),
+             value(s, "ftvm_primary_package_bytes_total")))
+    check(value(s, "ftvm_primary_checkpoint_pause_seconds_sum") > 0,
+          "no pause time")
+    ack = value(s, "ftvm_primary_checkpoint_ack_seconds_count")
+    check(1 <= ack <= acked_n, "%s ACK round trips for %s ACKs"
+          % (ack, acked_n))
+    check(value(s, "ftvm_primary_output_commit_delay_seconds_count") >= 1 and
+          value(s, "ftvm_primary_output_console_written_bytes_total") > 0,
+          "no console output released through output commit")
+    check(value(s, "ftvm_primary_checkpoint_interval_seconds") > 0,
+          "interval")
+    check(state(s, "ftvm_vm_state") == "running", "primary's VM %s"
+          % s.get("ftvm_vm_state"))
+
+    t, _ = scrape(sport, "secondary")
+    check(state(t, "ftvm_secondary_state") == "active", "secondary state %s"
+          % t.get("ftvm_secondary_state"))
+    applied = value(t, "ftvm_secondary_checkpoints_applied_total")
+    check(applied >= 10, "%s applied" % applied)
+    check(value(t, "ftvm_secondary_apply_seconds_count") == applied,
+          "apply_seconds_count %s, %s applied"
+          % (value(t, "ftvm_secondary_apply_seconds_count"), applied))
+    check(value(t, "ftvm_secondary_package_bytes_total") > 0, "bytes")
+    check(value(t, "ftvm_secondary_last_checkpoint_id") >= 10, "last id")
+    check(state(t, "ftvm_vm_state") == "created",
+          "the secondary's RAM cache is %s" % t.get("ftvm_vm_state"))
+
+    ctl(sock, "stop-replication")
+    check(sec.wait(30) == 0, "the secondary's exit\n" + sec.dump())
+    s, _ = scrape(pport, "primary")
+    check(state(s, "ftvm_primary_state") == "stopped", "after stop: %s"
+          % s.get("ftvm_primary_state"))
+    ctl(sock, "quit")
+    check(pri.wait(30) == 0, "quit: exit %s\n%s" % (pri.p.returncode,
+                                                    pri.dump()))
+
+
+CASES = {
+    "secondary": case_secondary,
+    "run": case_run,
+    "replication": case_replication,
+}
+
+
+def main():
+    global case, ftvm, ftvmctl, guests, metrics_md, tmp
+    if len(sys.argv) != 6 or sys.argv[1] not in CASES:
+        sys.stderr.write(__doc__)
+        return 2
+    case = sys.argv[1]
+    ftvm, ftvmctl, guests, metrics_md = (os.path.abspath(a)
+                                         for a in sys.argv[2:])
+    if text_string_to_metric_families is None:
+        log("FAIL [%s]: prometheus_client is missing from %s (Debian: "
+            "python3-prometheus-client; scripts/bootstrap.sh installs it)"
+            % (case, sys.executable))
+        return 1
+    tmp = tempfile.mkdtemp(prefix="ftvm-metrics-")
+    try:
+        CASES[case]()
+        for p in procs:
+            for bad in ("Sanitizer", "runtime error:"):
+                check(bad not in p.err(), "%s reported:\n%s"
+                      % (bad, p.dump()))
+        log("PASS [%s]" % case)
+        return 0
+    except Failure as e:
+        log("FAIL [%s]: %s" % (case, e))
+        for p in procs:
+            log(p.dump())
+        return 1
+    finally:
+        kill_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
