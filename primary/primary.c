@@ -72,7 +72,7 @@ static void hook_status(void *opaque, json_t *result)
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
-    return primary_ctl_can_save(((primary *)opaque)->rep, err, errlen);
+    return replicator_may_save(((primary *)opaque)->rep, err, errlen);
 }
 
 /*
