@@ -16,8 +16,9 @@
  * output epochs go on across secondaries (outqueue_begin).
  *
  * What each event leads to is decided by primary/protection.h; this
- * module carries it out.  Everything here runs on the loop's thread, which must have libevent's
- * pthreads support (evthread_use_pthreads) before its base was made.
+ * module carries it out.  Everything here runs on the loop's thread,
+ * which must have libevent's pthreads support (evthread_use_pthreads)
+ * before its base was made.
  */
 #ifndef FTVM_PRIMARY_REPLICATOR_H
 #define FTVM_PRIMARY_REPLICATOR_H
@@ -67,7 +68,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
 int replicator_start(replicator *p, char *err, size_t errlen);
 void replicator_free(replicator *p);
 
-/* Takes a checkpoint now (or as soon as the window allows). */
+/*
+ * Takes a checkpoint now (or as soon as the window allows); done is
+ * called once it is acknowledged, refused or lost.
+ */
 int replicator_checkpoint(replicator *p, protection_done_fn done,
                           void *opaque, char *err, size_t errlen);
 /*
