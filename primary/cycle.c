@@ -1,15 +1,13 @@
 /*
- * cycle: the checkpoint cycle of replicator.h: taking checkpoints (pause,
- * build, mark the output epoch, resume, seal, queue), the window of
- * unacknowledged packages, acknowledgements and refusals, and releasing
- * held output as they come.
+ * cycle: the checkpoint cycle of replicator.h: taking the checkpoints
+ * protection.h plans (pause, build, mark the output epoch, resume, seal,
+ * queue), their package buffers and the figures about them.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "primary/replicator_impl.h"
 #include "vm/mono.h"
@@ -24,7 +22,7 @@
 static qfile *pool_get(replicator *p)
 {
     if (!p->npool)
-        return qfile_open_mem(p->addr);
+        return qfile_open_mem(p->prot.addr);
     qfile *q = p->pool[--p->npool];
     qfile_mem_reset(q);
     return q;
@@ -42,48 +40,17 @@ void cycle_pool_put(replicator *p, qfile *q)
 
 /* ---- output commit ---- */
 
-void cycle_release_all(replicator *p)
-{
-    outqueue_release_all(p->out);
-    p->holding = false;
-}
-
 void cycle_early_notify(void *opaque)
 {
     replicator *p = opaque;
     event_active(p->ev_early, EV_READ, 0);
 }
 
-/* ---- requests waiting for a checkpoint ---- */
-
-void cycle_complete(replicator *p, uint64_t upto, int rc, const char *msg)
-{
-    waiter **w = &p->waiters;
-    while (*w) {
-        waiter *x = *w;
-        bool hit = rc == 0 ? x->id && x->id <= upto
-                           : upto == UINT64_MAX || x->id == upto;
-        if (!hit) {
-            w = &x->next;
-            continue;
-        }
-        *w = x->next;
-        x->fn(x->opaque, rc, x->id, msg);
-        free(x);
-    }
-}
-
 /* ---- checkpoints ---- */
 
-/*
- * The next checkpoint is due one interval after the last one started, not
- * after it ended: otherwise every checkpoint's own duration (and the
- * timer's rounding) would stretch the interval.
- */
 void cycle_arm(replicator *p)
 {
-    uint64_t now = mono_ns(), due = p->last_start_ns + p->o.interval_ns;
-    struct timeval tv = mono_tv(due > now ? due - now : 0);
+    struct timeval tv = mono_tv(protection_delay(&p->prot, mono_ns()));
     evtimer_add(p->ev_ckpt, &tv);
 }
 
@@ -117,27 +84,22 @@ double cycle_rate(const replicator *p, uint64_t now)
  */
 void cycle_take(replicator *p)
 {
-    if (!p->link || !p->ready || p->ending)
+    protection_plan pl = protection_next(&p->prot);
+    if (!pl.take)
         return;
-    if (p->nwin == REPLICATOR_WINDOW) {
-        p->due = true;
-        return;
-    }
-    p->due = false;
     evtimer_del(p->ev_ckpt);
     qfile *q = pool_get(p);
     if (!q) {
         replicator_say(p, "no memory for checkpoint %" PRIu64 "'s package",
-                       p->next_id);
-        p->last_start_ns = mono_ns();    /* retry in an interval */
+                       pl.id);
+        protection_started(&p->prot, mono_ns());    /* retry in an interval */
         cycle_arm(p);
         return;
     }
-    uint64_t id = p->next_id;
-    bool full = p->need_full;
+    uint64_t id = pl.id;
     package_stats ps;
     uint64_t t0 = mono_ns();
-    p->last_start_ns = t0;
+    protection_started(&p->prot, t0);
     vm_pause(p->v);
     if (vm_get_state(p->v) == VM_STOPPED) {
         char ignored[64];
@@ -145,10 +107,10 @@ void cycle_take(replicator *p)
         cycle_pool_put(p, q);
         return;     /* on_stop follows */
     }
-    int rc = package_build(p->v, q, id, full ? 0 : id - 1, full, &ps);
+    int rc = package_build(p->v, q, id, pl.base, pl.full, &ps);
     if (rc == 0) {
         outqueue_checkpoint(p->out, id);
-        p->holding = true;
+        protection_hold(&p->prot);
     }
     char rerr[256];
     /* Releases this checkpoint's hold; an operator's pause stays. */
@@ -161,6 +123,7 @@ void cycle_take(replicator *p)
         rc = package_seal(p->v, q, id, &ps);
     if (rc == 0 && ps.bytes > UINT32_MAX)
         rc = -EFBIG;
+    protection_act a;
     if (rc < 0) {
         char why[700];
         if (rc == -EFBIG)
@@ -171,37 +134,17 @@ void cycle_take(replicator *p)
             snprintf(why, sizeof(why), "checkpoint %" PRIu64 ": %s", id,
                      qfile_errmsg(q));
         cycle_pool_put(p, q);
-        /*
-         * The dirty bits it cleared are gone: only a full one is safe.
-         * A full one that failed would fail again, pausing the guest
-         * for a copy of all its RAM every interval: give up instead.
-         */
-        if (full) {
-            replicator_lose(p, why);
-            return;
-        }
-        replicator_say(p, "%s; sending the next checkpoint in full", why);
-        p->need_full = true;
-        cycle_arm(p);
+        a = protection_build_failed(&p->prot, &pl, why);
+        replicator_do(p, &a);
         return;
     }
     sampler_add(&p->pause, pause);
     sampler_add(&p->pages, ps.pages);
     sampler_add(&p->bytes, ps.bytes);
     rate_add(p, t0);
-    p->taken++;
     p->bytes_total += ps.bytes;
-    if (full) {
-        p->full++;
-        p->need_full = false;
-        p->last_full_id = id;
-    }
-    p->win[p->nwin++] = (flight){ .id = id };
-    p->next_id++;
-    for (waiter *w = p->waiters; w; w = w->next)
-        if (!w->id)
-            w->id = id;
-    cycle_arm(p);
+    a = protection_taken(&p->prot, &pl);
+    replicator_do(p, &a);
     channel_send_package(p->link, id, q);
 }
 
@@ -216,68 +159,5 @@ void cycle_on_early(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    replicator *p = arg;
-    if (p->state == REPLICATOR_ACTIVE || p->state == REPLICATOR_SETUP)
-        cycle_take(p);
-}
-
-/* ---- acknowledgements ---- */
-
-void cycle_ack(replicator *p, uint64_t k)
-{
-    size_t i = 0;
-    while (i < p->nwin && p->win[i].id != k)
-        i++;
-    if (i == p->nwin) {
-        char why[600];
-        snprintf(why, sizeof(why), "secondary %s acknowledged checkpoint "
-                 "%" PRIu64 ", which is not in flight", p->addr, k);
-        replicator_lose(p, why);
-        return;
-    }
-    if (p->win[i].sent_ns)
-        sampler_add(&p->ack, mono_ns() - p->win[i].sent_ns);
-    p->nwin -= i + 1;
-    memmove(p->win, p->win + i + 1, p->nwin * sizeof(p->win[0]));
-    p->acked_id = k;
-    p->acked++;
-    p->full_refusals = 0;
-    outqueue_acked(p->out, k);
-    if (p->state == REPLICATOR_SETUP) {
-        p->state = REPLICATOR_ACTIVE;
-        fprintf(stderr, "ftvm primary: protected by %s (bring-up %.1f MiB "
-                "in %.0f ms)\n", p->addr, p->bringup.bytes / 1048576.0,
-                p->bringup.ns / 1e6);
-    }
-    cycle_complete(p, k, 0, NULL);
-    if (p->due)
-        cycle_take(p);
-}
-
-void cycle_nack(replicator *p, uint64_t k, const char *text)
-{
-    p->nacks++;
-    /* Too damaged to name itself (NACK 0): packages go in order. */
-    if (k == 0 && p->nwin)
-        k = p->win[0].id;
-    size_t i = 0;
-    while (i < p->nwin && p->win[i].id <= k)
-        i++;
-    p->nwin -= i;
-    memmove(p->win, p->win + i, p->nwin * sizeof(p->win[0]));
-    char why[1400];
-    snprintf(why, sizeof(why), "secondary %s refused checkpoint %" PRIu64
-             ": %s", p->addr, k, text);
-    cycle_complete(p, k, -EBADMSG, why);
-    /* Refusals of packages that built on it are expected: ignore them. */
-    if (p->last_full_id > k)
-        return;
-    /* A full package refused twice in a row will be refused again. */
-    if (p->last_full_id == k && ++p->full_refusals >= 2) {
-        replicator_lose(p, why);
-        return;
-    }
-    replicator_say(p, "%s; sending the next checkpoint in full", why);
-    p->need_full = true;
-    cycle_take(p);
+    cycle_take(arg);
 }

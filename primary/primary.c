@@ -77,7 +77,7 @@ static void collect(void *opaque, metrics_writer *w)
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
-    return primary_ctl_can_save(((primary *)opaque)->rep, err, errlen);
+    return replicator_may_save(((primary *)opaque)->rep, err, errlen);
 }
 
 /*

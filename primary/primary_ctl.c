@@ -40,7 +40,7 @@ void primary_ctl_status(replicator *rep, json_t *r)
         json_object_del(r, "checkpoints");
     }
     json_object_set_new(r, "state",
-                        json_string(replicator_state_name(st.state)));
+                        json_string(protection_state_name(st.state)));
     json_object_set_new(r, "secondary", json_string(st.secondary));
     json_object_set_new(r, "secondaries", json_integer(st.secondaries));
     json_object_set_new(r, "checkpoint", json_pack(
@@ -92,19 +92,6 @@ void primary_ctl_status(replicator *rep, json_t *r)
         "passes", (json_int_t)st.bringup.passes,
         "pages", (json_int_t)st.bringup.pages, "ms", ms(st.bringup.ns)));
     json_object_set_new(r, "last_error", json_string(st.last_error));
-}
-
-int primary_ctl_can_save(replicator *rep, char *err, size_t errlen)
-{
-    replicator_state s = replicator_get_state(rep);
-    if (s != REPLICATOR_SETUP && s != REPLICATOR_ACTIVE)
-        return 0;
-    snprintf(err, errlen,
-             "replication is %s: a checkpoint to disk would "
-             "reset the dirty tracking it depends on; stop-replication "
-             "first (saving is allowed degraded or stopped)",
-             replicator_state_name(s));
-    return -EBUSY;
 }
 
 static void checkpoint_done(void *opaque, int rc, uint64_t id,
@@ -215,16 +202,16 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
     replicator_status st;
     replicator_get_status(rep, &st);
     const char *states[] = {
-        replicator_state_name(REPLICATOR_SETUP),
-        replicator_state_name(REPLICATOR_ACTIVE),
-        replicator_state_name(REPLICATOR_DEGRADED),
-        replicator_state_name(REPLICATOR_STOPPED),
+        protection_state_name(PROTECTION_SETUP),
+        protection_state_name(PROTECTION_ACTIVE),
+        protection_state_name(PROTECTION_DEGRADED),
+        protection_state_name(PROTECTION_STOPPED),
     };
     metrics_state(w, "ftvm_primary_state",
                   "replication: setup, active, degraded (running "
                   "unprotected) or stopped", states,
                   sizeof(states) / sizeof(states[0]),
-                  replicator_state_name(st.state));
+                  protection_state_name(st.state));
     metrics_counter(w, "ftvm_primary_secondaries_total",
                     "secondaries brought up, or tried", st.secondaries);
     metrics_counter(w, "ftvm_primary_checkpoints_taken_total",

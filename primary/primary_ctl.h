@@ -17,9 +17,8 @@
 /* Registers the commands on ctl (replacing vmctl's checkpoint). */
 int primary_ctl_register(control_server *ctl, replicator *rep);
 
-/* For vmctl's hooks: status's replication fields, whether to save. */
+/* For vmctl's status hook: status's replication fields. */
 void primary_ctl_status(replicator *rep, json_t *status);
-int primary_ctl_can_save(replicator *rep, char *err, size_t errlen);
 
 /* Replication's metric families (docs/metrics.md); rep may be NULL. */
 void primary_ctl_metrics(replicator *rep, metrics_writer *w);

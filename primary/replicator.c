@@ -1,136 +1,128 @@
 /*
- * replicator: see replicator.h.  The state machine: bringing a secondary up
- * over a link, heartbeats and failure detection, degraded mode and
- * re-protection, and the API.  The checkpoint cycle is in cycle.c, the
+ * replicator: see replicator.h.  The links to secondaries, the timers
+ * (heartbeats and failure checks, reconnecting) and the API, carrying out
+ * what protection.c decides.  Taking checkpoints is in cycle.c, the
  * link's thread in channel.c, the stream's contents in package.c.
  */
 #include "primary/replicator.h"
 
 #include <errno.h>
 #include <event2/event.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "daemon/log.h"
 #include "primary/dial.h"
 #include "primary/replicator_impl.h"
 #include "vm/mono.h"
 
-#define DEFAULT_INTERVAL_NS 50000000ull
-#define DEFAULT_HEARTBEAT_NS 50000000ull
-#define DEFAULT_FAILURE_NS 300000000ull
-#define DEFAULT_STALL_NS 10000000000ull
-
 static const channel_ops link_ops;
-
-
-const char *replicator_state_name(replicator_state s)
-{
-    switch (s) {
-    case REPLICATOR_SETUP:
-        return "setup";
-    case REPLICATOR_ACTIVE:
-        return "active";
-    case REPLICATOR_DEGRADED:
-        return "degraded";
-    case REPLICATOR_STOPPED:
-        return "stopped";
-    }
-    return "?";
-}
 
 void replicator_say(replicator *p, const char *fmt, ...)
 {
+    char msg[sizeof(p->prot.last_error)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->last_error, sizeof(p->last_error), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "ftvm primary: %s\n", p->last_error);
+    protection_note(&p->prot, msg);
+    log_msg("%s", msg);
 }
-
-/* ---- the link: bring-up, teardown ---- */
 
 static void arm_reconnect(replicator *p)
 {
-    if (!p->o.reconnect_ns || p->ending)
-        return;
-    struct timeval tv = mono_tv(p->o.reconnect_ns);
+    struct timeval tv = mono_tv(p->prot.o.reconnect_ns);
     evtimer_add(p->ev_reconnect, &tv);
 }
 
-/* Drops the current link: with EOF first (graceful) or at once. */
-static void end_link(replicator *p, bool graceful, const char *why)
+static void finish_ending(replicator *p)
 {
+    if (p->done && !p->link && !p->old) {
+        void (*done)(void *) = p->done;
+        p->done = NULL;
+        done(p->done_opaque);
+    }
+}
+
+/* Ends the current link as a says; it becomes the old one. */
+static void end_link(replicator *p, protection_end how)
+{
+    evtimer_del(p->ev_ckpt);
+    if (how == PROTECTION_DISCARD) {
+        channel_free(p->link);
+        channel_free(p->old);
+        p->link = p->old = NULL;
+        return;
+    }
     channel *l = p->link;
     p->link = NULL;
-    p->ready = false;
-    p->nwin = 0;
-    p->due = false;
-    evtimer_del(p->ev_ckpt);
-    cycle_complete(p, UINT64_MAX, -ECONNABORTED, why);
     if (!l)
         return;
     if (p->old)
         channel_free(p->old);
     p->old = l;
-    if (graceful)
-        channel_finish(l, p->o.failure_ns);
+    if (how == PROTECTION_FINISH)
+        channel_finish(l, p->prot.o.failure_ns);
     else
         channel_shutdown(l);
 }
 
-void replicator_lose(replicator *p, const char *why)
+void replicator_do(replicator *p, const protection_act *a)
 {
-    if (p->state != REPLICATOR_SETUP && p->state != REPLICATOR_ACTIVE)
-        return;
-    /* A reconnect that fails as the last one did is not news. */
-    bool again = !p->ready && strcmp(why, p->last_error) == 0;
-    snprintf(p->last_error, sizeof(p->last_error), "%s", why);
-    if (!again)
-        fprintf(stderr, "ftvm primary: %s; running unprotected (degraded)"
-                "\n", why);
-    end_link(p, false, why);
-    p->state = REPLICATOR_DEGRADED;
-    cycle_release_all(p);
-    arm_reconnect(p);
+    if (a->say)
+        log_msg("%s", a->msg);
+    if (a->end != PROTECTION_KEEP)
+        end_link(p, a->end);
+    if (a->have_ack_ns)
+        sampler_add(&p->ack, a->ack_ns);
+    if (a->release_upto)
+        outqueue_acked(p->out, a->release_upto);
+    if (a->release_all)
+        outqueue_release_all(p->out);
+    if (a->protected_now)
+        log_msg("protected by %s (bring-up %.1f MiB in %.0f ms)",
+                p->prot.addr, p->bringup.bytes / 1048576.0,
+                p->bringup.ns / 1e6);
+    for (size_t i = 0; i < a->nanswers; i++)
+        protection_answer(&p->prot, a->answers[i].upto, a->answers[i].rc,
+                          a->why);
+    if (a->reconnect)
+        arm_reconnect(p);
+    if (a->rearm)
+        cycle_arm(p);
+    if (a->ping && p->link && channel_ping(p->link, p->ping_seq + 1)) {
+        p->ping_seq++;
+        p->pings++;
+    }
+    if (a->take)
+        cycle_take(p);
+    if (a->finished)
+        finish_ending(p);
 }
+
+/* ---- the link: bring-up, teardown ---- */
 
 static int protect(replicator *p, const char *addr, int fd, char *err,
                    size_t errlen)
 {
-    if (p->o.may_protect && !p->o.may_protect(p->o.opaque, err, errlen))
+    if (p->may_protect && !p->may_protect(p->opaque, err, errlen))
         return -EBUSY;
     if (p->old) {
         channel_free(p->old);
         p->old = NULL;
     }
-    if (p->release_on_exit) {
-        p->release_on_exit = false;
-        cycle_release_all(p);
-    }
-    if (addr != p->addr)
-        snprintf(p->addr, sizeof(p->addr), "%s", addr);
-    p->next_id = 1;
-    p->acked_id = 0;
+    protection_act a = protection_begin(&p->prot, addr);
+    replicator_do(p, &a);
     outqueue_begin(p->out);
-    p->need_full = false;
-    p->last_full_id = 0;
-    p->full_refusals = 0;
-    p->nwin = 0;
-    p->due = false;
-    p->ready = false;
-    p->secondaries++;
-    p->state = REPLICATOR_SETUP;
-    int rc =
-        channel_new(&p->link, p->base, addr, fd, REPLICATOR_CONNECT_TIMEOUT_MS,
-                    &link_ops, p, err, errlen);
+    int rc = channel_new(&p->link, p->base, p->prot.addr, fd,
+                         REPLICATOR_CONNECT_TIMEOUT_MS, &link_ops, p, err,
+                         errlen);
     if (rc < 0) {
         p->link = NULL;
-        p->state = REPLICATOR_DEGRADED;
-        arm_reconnect(p);
+        a = protection_begin_failed(&p->prot);
+        replicator_do(p, &a);
     }
     return rc;
 }
@@ -141,16 +133,17 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     (void)what;
     replicator *p = arg;
     char err[512];
-    if (p->state != REPLICATOR_DEGRADED || p->ending)
+    if (!protection_may_reconnect(&p->prot))
         return;
-    if (protect(p, p->addr, -1, err, sizeof(err)) == -EBUSY)
+    if (protect(p, p->prot.addr, -1, err, sizeof(err)) == -EBUSY &&
+        protection_retries(&p->prot))
         arm_reconnect(p);
 }
 
 static int link_bringup(void *opaque, channel *l, char *err, size_t errlen)
 {
     replicator *p = opaque;
-    return package_bringup(p->v, &p->o.shape, l, &p->bringup_tmp, err, errlen);
+    return package_bringup(p->v, &p->shape, l, &p->bringup_tmp, err, errlen);
 }
 
 static void link_ready(void *opaque, channel *l)
@@ -158,9 +151,9 @@ static void link_ready(void *opaque, channel *l)
     replicator *p = opaque;
     if (l != p->link)
         return;
-    p->ready = true;
     p->bringup = p->bringup_tmp;
-    cycle_take(p);
+    protection_act a = protection_ready(&p->prot);
+    replicator_do(p, &a);
 }
 
 static void link_sent(void *opaque, channel *l, uint64_t id, qfile *pkg,
@@ -168,11 +161,14 @@ static void link_sent(void *opaque, channel *l, uint64_t id, qfile *pkg,
 {
     replicator *p = opaque;
     cycle_pool_put(p, pkg);
-    if (l != p->link)
-        return;
-    for (size_t i = 0; i < p->nwin; i++)
-        if (p->win[i].id == id)
-            p->win[i].sent_ns = sent_ns;
+    if (l == p->link)
+        protection_sent(&p->prot, id, sent_ns);
+}
+
+static void lose(replicator *p, const char *why)
+{
+    protection_act a = protection_lose(&p->prot, why);
+    replicator_do(p, &a);
 }
 
 static void link_down(void *opaque, channel *l, int rc, const char *why)
@@ -180,16 +176,7 @@ static void link_down(void *opaque, channel *l, int rc, const char *why)
     (void)rc;
     replicator *p = opaque;
     if (l == p->link)
-        replicator_lose(p, why);
-}
-
-static void finish_ending(replicator *p)
-{
-    if (p->ending && p->done && !p->link && !p->old) {
-        void (*done)(void *) = p->done;
-        p->done = NULL;
-        done(p->done_opaque);
-    }
+        lose(p, why);
 }
 
 static void link_exit(void *opaque, channel *l)
@@ -198,17 +185,15 @@ static void link_exit(void *opaque, channel *l)
     if (l == p->link) {
         /* Ended without a failure being reported: treat it as one. */
         char why[600];
-        snprintf(why, sizeof(why), "secondary %s: the link ended", p->addr);
-        replicator_lose(p, why);
+        snprintf(why, sizeof(why), "secondary %s: the link ended",
+                 p->prot.addr);
+        lose(p, why);
     }
     if (l == p->old) {
         channel_free(l);
         p->old = NULL;
-        if (p->release_on_exit && !p->link) {
-            p->release_on_exit = false;
-            cycle_release_all(p);
-        }
-        finish_ending(p);
+        protection_act a = protection_drained(&p->prot);
+        replicator_do(p, &a);
     }
 }
 
@@ -217,13 +202,13 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
     replicator *p = opaque;
     if (l != p->link)
         return;
-    char why[600];
+    protection_act a = { 0 };
     switch (m->type) {
     case RETPATH_ACK:
-        cycle_ack(p, m->value64);
+        a = protection_ack(&p->prot, m->value64, mono_ns());
         break;
     case RETPATH_NACK:
-        cycle_nack(p, m->value64, m->text);
+        a = protection_nack(&p->prot, m->value64, m->text);
         break;
     case RETPATH_HEARTBEAT:
         p->heartbeats++;
@@ -232,21 +217,10 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         p->pongs++;
         break;
     case RETPATH_SHUT:
-        if (m->value32 == 0) {
-            replicator_say(p,
-                           "secondary %s ended replication; running "
-                           "unprotected (stopped)",
-                           p->addr);
-            end_link(p, false, p->last_error);
-            p->state = REPLICATOR_STOPPED;
-            cycle_release_all(p);
-        } else {
-            snprintf(why, sizeof(why), "secondary %s ended replication "
-                     "with error %" PRIu32, p->addr, m->value32);
-            replicator_lose(p, why);
-        }
+        a = protection_shut(&p->prot, m->value32);
         break;
     }
+    replicator_do(p, &a);
 }
 
 static const channel_ops link_ops = {
@@ -269,53 +243,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     channel_times t;
     channel_get_times(p->link, &t);
-    if (!t.last_recv_ns)
-        return;     /* still connecting: that has its own timeout */
-    uint64_t now = mono_ns();
-    /*
-     * After a long stretch without the loop (a full package's pause, a
-     * slow stdout) the peer's messages may be waiting unread: let them
-     * be read before judging it.
-     */
-    uint64_t gap = now - p->last_tick_ns;
-    p->last_tick_ns = now;
-    if (gap > p->o.failure_ns / 2)
-        return;
-    char why[400];
-    if (now - t.last_recv_ns >= p->o.failure_ns) {
-        snprintf(why, sizeof(why), "secondary %s: nothing heard for %.0f ms "
-                 "(failure timeout %.0f ms)", p->addr,
-                 (now - t.last_recv_ns) / 1e6, p->o.failure_ns / 1e6);
-        replicator_lose(p, why);
-        return;
-    }
-    if (t.busy && now - t.progress_ns >= p->o.stall_ns) {
-        snprintf(why, sizeof(why), "secondary %s: a write has made no "
-                 "progress for %.1f s (stalled)", p->addr,
-                 (now - t.progress_ns) / 1e9);
-        replicator_lose(p, why);
-        return;
-    }
-    if (p->nwin && p->win[0].sent_ns &&
-        now - p->win[0].sent_ns >= p->o.stall_ns) {
-        snprintf(why, sizeof(why), "secondary %s: checkpoint %" PRIu64
-                 " unacknowledged %.1f s after it was sent (stalled)",
-                 p->addr, p->win[0].id, (now - p->win[0].sent_ns) / 1e9);
-        replicator_lose(p, why);
-        return;
-    }
-    if (!t.busy && now - t.last_sent_ns >= p->o.heartbeat_ns &&
-        channel_ping(p->link, p->ping_seq + 1)) {
-        p->ping_seq++;
-        p->pings++;
-    }
+    protection_act a = protection_tick(&p->prot, mono_ns(), &t);
+    replicator_do(p, &a);
 }
 
 static void arm_tick(replicator *p)
 {
-    uint64_t period = p->o.heartbeat_ns < p->o.failure_ns
-                          ? p->o.heartbeat_ns : p->o.failure_ns;
-    struct timeval tv = mono_tv(period / 4 ? period / 4 : 1000000);
+    struct timeval tv = mono_tv(protection_tick_period(&p->prot));
     evtimer_del(p->ev_tick);
     event_add(p->ev_tick, &tv);
 }
@@ -334,18 +268,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     p->v = v;
     p->base = base;
     p->out = output;
-    p->o = *o;
-    p->o.secondary = NULL;
-    snprintf(p->addr, sizeof(p->addr), "%s", o->secondary);
-    if (!p->o.interval_ns)
-        p->o.interval_ns = DEFAULT_INTERVAL_NS;
-    if (!p->o.heartbeat_ns)
-        p->o.heartbeat_ns = DEFAULT_HEARTBEAT_NS;
-    if (!p->o.failure_ns)
-        p->o.failure_ns = DEFAULT_FAILURE_NS;
-    if (!p->o.stall_ns)
-        p->o.stall_ns = DEFAULT_STALL_NS;
-    p->state = REPLICATOR_DEGRADED;
+    p->shape = o->shape;
+    p->may_protect = o->may_protect;
+    p->opaque = o->opaque;
+    protection_init(&p->prot, &o->timing, o->secondary);
     sampler_init(&p->pause, &sampler_ns);
     sampler_init(&p->ack, &sampler_ns);
     sampler_init(&p->pages, &sampler_pages);
@@ -370,19 +296,19 @@ int replicator_start(replicator *p, char *err, size_t errlen)
 {
     int fd;
     arm_tick(p);
-    int rc = dial_connect(p->addr, REPLICATOR_CONNECT_TIMEOUT_MS, NULL, NULL,
-                          &fd, err, errlen);
-    if (rc < 0 && !p->o.reconnect_ns)
+    int rc = dial_connect(p->prot.addr, REPLICATOR_CONNECT_TIMEOUT_MS, NULL,
+                          NULL, &fd, err, errlen);
+    if (rc < 0 && !protection_retries(&p->prot))
         return rc;
     if (rc < 0) {
         replicator_say(p,
                        "%s; starting unprotected (degraded), trying again "
                        "every %.1f s",
-                       err, p->o.reconnect_ns / 1e9);
+                       err, p->prot.o.reconnect_ns / 1e9);
         arm_reconnect(p);
         return 0;
     }
-    return protect(p, p->addr, fd, err, errlen);
+    return protect(p, p->prot.addr, fd, err, errlen);
 }
 
 void replicator_free(replicator *p)
@@ -391,7 +317,7 @@ void replicator_free(replicator *p)
         return;
     channel_free(p->link);
     channel_free(p->old);
-    cycle_complete(p, UINT64_MAX, -ECONNABORTED, "the primary is exiting");
+    protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
@@ -404,44 +330,35 @@ void replicator_free(replicator *p)
     free(p);
 }
 
-int replicator_checkpoint(replicator *p, replicator_done_fn done, void *opaque,
-                          char *err, size_t errlen)
+int replicator_checkpoint(replicator *p, protection_done_fn done,
+                          void *opaque, char *err, size_t errlen)
 {
-    if (!p->link || p->ending) {
-        snprintf(err, errlen,
-                 "not replicating (%s): no secondary to "
-                 "checkpoint to",
-                 replicator_state_name(p->state));
-        return -ENOTCONN;
-    }
-    waiter *w = calloc(1, sizeof(*w));
-    if (!w) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    *w = (waiter){ .next = p->waiters, .fn = done, .opaque = opaque };
-    p->waiters = w;
-    cycle_take(p);
-    return 0;
+    protection_act a;
+    int rc = protection_wait(&p->prot, done, opaque, &a, err, errlen);
+    if (rc == 0)
+        replicator_do(p, &a);
+    return rc;
 }
 
 int replicator_set(replicator *p, const char *key, uint64_t ns, char *err,
                    size_t errlen)
 {
+    protection_opts *o = &p->prot.o;
     if (strcmp(key, "checkpoint-interval") == 0 && ns) {
-        p->o.interval_ns = ns;
+        o->interval_ns = ns;
         if (evtimer_pending(p->ev_ckpt, NULL))
             cycle_arm(p);
     } else if (strcmp(key, "heartbeat") == 0 && ns) {
-        p->o.heartbeat_ns = ns;
+        o->heartbeat_ns = ns;
         arm_tick(p);
     } else if (strcmp(key, "failure-timeout") == 0 && ns) {
-        p->o.failure_ns = ns;
+        o->failure_ns = ns;
         arm_tick(p);
     } else if (strcmp(key, "reconnect") == 0) {
-        p->o.reconnect_ns = ns;
+        o->reconnect_ns = ns;
         evtimer_del(p->ev_reconnect);
-        if (p->state == REPLICATOR_DEGRADED)
+        if (protection_may_reconnect(&p->prot) &&
+            protection_retries(&p->prot))
             arm_reconnect(p);
     } else {
         snprintf(err, errlen, "set %s: not a setting with a value; "
@@ -454,88 +371,56 @@ int replicator_set(replicator *p, const char *key, uint64_t ns, char *err,
 
 int replicator_stop(replicator *p, char *err, size_t errlen)
 {
-    if (p->state != REPLICATOR_SETUP && p->state != REPLICATOR_ACTIVE) {
-        snprintf(err, errlen, "replication is not running (%s)",
-                 replicator_state_name(p->state));
-        return -ENOTCONN;
-    }
-    replicator_say(p,
-                   "replication to %s stopped on request; running "
-                   "unprotected (stopped)",
-                   p->addr);
-    /* Held output leaves once EOF has: until then a failover could. */
-    p->release_on_exit = p->holding;
-    end_link(p, p->ready, "replication stopped on request");
-    p->state = REPLICATOR_STOPPED;
-    if (!p->holding)
-        cycle_release_all(p);
-    return 0;
+    protection_act a;
+    int rc = protection_stop(&p->prot, &a, err, errlen);
+    if (rc == 0)
+        replicator_do(p, &a);
+    return rc;
 }
 
 int replicator_attach(replicator *p, const char *addr, char *err, size_t errlen)
 {
-    if (p->ending) {
-        snprintf(err, errlen, "the VM has stopped");
-        return -ESHUTDOWN;
-    }
-    if (p->state == REPLICATOR_SETUP || p->state == REPLICATOR_ACTIVE) {
-        snprintf(err, errlen,
-                 "already replicating to %s (%s); "
-                 "stop-replication first",
-                 p->addr, replicator_state_name(p->state));
-        return -EISCONN;
-    }
+    int rc = protection_may_attach(&p->prot, err, errlen);
+    if (rc < 0)
+        return rc;
     char host[256];
     snprintf(host, sizeof(host), "%s", addr);
     evtimer_del(p->ev_reconnect);
-    fprintf(stderr, "ftvm primary: bringing up secondary %s\n", host);
+    log_msg("bringing up secondary %s", host);
     return protect(p, host, -1, err, errlen);
 }
 
 void replicator_vm_stopped(replicator *p, bool takeover,
                            void (*done)(void *opaque), void *opaque)
 {
-    p->ending = true;
     p->done = done;
     p->done_opaque = opaque;
     evtimer_del(p->ev_ckpt);
     evtimer_del(p->ev_reconnect);
     event_del(p->ev_tick);
-    if (takeover) {
-        /* Held output belongs to state the secondary will redo. */
-        channel_free(p->link);
-        channel_free(p->old);
-        p->link = p->old = NULL;
-        cycle_complete(p, UINT64_MAX, -ECONNABORTED, "the VM failed");
-        p->state = REPLICATOR_DEGRADED;
-    } else if (p->link) {
-        p->release_on_exit = true;
-        end_link(p, p->ready, "the VM has stopped");
-        p->state = REPLICATOR_STOPPED;
-    } else if (!p->old) {
-        cycle_release_all(p);
-    }
-    finish_ending(p);
+    protection_act a = protection_vm_stopped(&p->prot, takeover);
+    replicator_do(p, &a);
 }
 
 void replicator_get_status(replicator *p, replicator_status *st)
 {
+    const protection *r = &p->prot;
     memset(st, 0, sizeof(*st));
     uint64_t now = mono_ns();
-    st->state = p->state;
-    snprintf(st->secondary, sizeof(st->secondary), "%s", p->addr);
-    st->secondaries = p->secondaries;
-    st->interval_ns = p->o.interval_ns;
-    st->heartbeat_ns = p->o.heartbeat_ns;
-    st->failure_ns = p->o.failure_ns;
-    st->reconnect_ns = p->o.reconnect_ns;
-    st->taken = p->taken;
-    st->acked = p->acked;
-    st->last_id = p->next_id ? p->next_id - 1 : 0;
-    st->last_acked = p->acked_id;
-    st->full = p->full;
-    st->nacks = p->nacks;
-    st->in_flight = p->nwin;
+    st->state = r->state;
+    snprintf(st->secondary, sizeof(st->secondary), "%s", r->addr);
+    st->secondaries = r->secondaries;
+    st->interval_ns = r->o.interval_ns;
+    st->heartbeat_ns = r->o.heartbeat_ns;
+    st->failure_ns = r->o.failure_ns;
+    st->reconnect_ns = r->o.reconnect_ns;
+    st->taken = r->taken;
+    st->acked = r->acked;
+    st->last_id = r->next_id ? r->next_id - 1 : 0;
+    st->last_acked = r->acked_id;
+    st->full = r->full;
+    st->nacks = r->nacks;
+    st->in_flight = r->nwin;
     st->rate = cycle_rate(p, now);
     sampler_summarize(&p->pause, &st->pause_ns);
     sampler_summarize(&p->ack, &st->ack_ns);
@@ -552,10 +437,10 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->heartbeats = p->heartbeats;
     st->bringup = p->bringup;
     outqueue_get_stats(p->out, &st->output);
-    snprintf(st->last_error, sizeof(st->last_error), "%s", p->last_error);
+    snprintf(st->last_error, sizeof(st->last_error), "%s", r->last_error);
 }
 
-replicator_state replicator_get_state(const replicator *p)
+int replicator_may_save(const replicator *p, char *err, size_t errlen)
 {
-    return p->state;
+    return protection_may_save(&p->prot, err, errlen);
 }

@@ -5,7 +5,7 @@
  * secondary up over a link (primary/channel.h), takes a checkpoint every
  * interval (pause, build the package in memory, mark the output epoch,
  * resume, queue the package for the link's thread), keeps at most
- * REPLICATOR_WINDOW packages unacknowledged, releases held output (console
+ * PROTECTION_WINDOW packages unacknowledged, releases held output (console
  * bytes and network frames, primary/outqueue.h) as acknowledgements
  * come, answers a NACK with a full package, sends PINGs
  * when idle and declares the secondary dead when it goes quiet, resets,
@@ -15,8 +15,10 @@
  * Checkpoint ids start at 1 with each secondary, as the protocol says;
  * output epochs go on across secondaries (outqueue_begin).
  *
- * Everything here runs on the loop's thread, which must have libevent's
- * pthreads support (evthread_use_pthreads) before its base was made.
+ * What each event leads to is decided by primary/protection.h; this
+ * module carries it out.  Everything here runs on the loop's thread,
+ * which must have libevent's pthreads support (evthread_use_pthreads)
+ * before its base was made.
  */
 #ifndef FTVM_PRIMARY_REPLICATOR_H
 #define FTVM_PRIMARY_REPLICATOR_H
@@ -26,37 +28,19 @@
 
 #include "primary/outqueue.h"
 #include "primary/package.h"
+#include "primary/protection.h"
 #include "daemon/sampler.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
 struct event_base;
 
-#define REPLICATOR_WINDOW 4        /* packages unacknowledged at most */
 #define REPLICATOR_CONNECT_TIMEOUT_MS 3000
-
-typedef enum replicator_state {
-    REPLICATOR_SETUP,    /* connecting, bring-up not yet acknowledged */
-    REPLICATOR_ACTIVE,   /* checkpoints flowing and acknowledged */
-    REPLICATOR_DEGRADED, /* the secondary is gone; running unprotected */
-    REPLICATOR_STOPPED,  /* replication stopped on request */
-} replicator_state;
-
-const char *replicator_state_name(replicator_state s);
 
 typedef struct replicator_opts {
     const char *secondary;      /* HOST:PORT */
     vmshape shape;              /* sent first, as "ftvm-vm" */
-    uint64_t interval_ns;       /* 0: 50 ms */
-    uint64_t heartbeat_ns;      /* 0: 50 ms */
-    uint64_t failure_ns;        /* 0: 300 ms */
-    uint64_t reconnect_ns;      /* 0: only replicator_attach brings one up */
-    /*
-     * A package written but not acknowledged, or a write that made no
-     * progress, for this long means a secondary that is alive but stuck
-     * (it heartbeats, so the failure timeout cannot tell).  0: 10 s.
-     */
-    uint64_t stall_ns;
+    protection_opts timing;     /* 0s: the defaults */
     /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).
@@ -85,14 +69,11 @@ int replicator_start(replicator *p, char *err, size_t errlen);
 void replicator_free(replicator *p);
 
 /*
- * Called when a checkpoint asked for is acknowledged (rc 0), refused or
- * lost with its secondary (rc < 0, err says why).
+ * Takes a checkpoint now (or as soon as the window allows); done is
+ * called once it is acknowledged, refused or lost.
  */
-typedef void (*replicator_done_fn)(void *opaque, int rc, uint64_t id,
-                                   const char *err);
-/* Takes a checkpoint now (or as soon as the window allows). */
-int replicator_checkpoint(replicator *p, replicator_done_fn done, void *opaque,
-                          char *err, size_t errlen);
+int replicator_checkpoint(replicator *p, protection_done_fn done,
+                          void *opaque, char *err, size_t errlen);
 /*
  * Changes a timing live: "checkpoint-interval", "heartbeat",
  * "failure-timeout", "reconnect" (0 turns reconnecting off).
@@ -115,7 +96,7 @@ void replicator_vm_stopped(replicator *p, bool takeover,
                            void (*done)(void *opaque), void *opaque);
 
 typedef struct replicator_status {
-    replicator_state state;
+    protection_state state;
     char secondary[256];
     uint64_t secondaries;           /* brought up (or tried) so far */
     uint64_t interval_ns, heartbeat_ns, failure_ns, reconnect_ns;
@@ -134,6 +115,7 @@ typedef struct replicator_status {
 } replicator_status;
 
 void replicator_get_status(replicator *p, replicator_status *st);
-replicator_state replicator_get_state(const replicator *p);
+/* save's check: refused while a secondary is set up or active. */
+int replicator_may_save(const replicator *p, char *err, size_t errlen);
 
 #endif

@@ -46,11 +46,16 @@ int primary_main(int argc, char **argv)
     primary_opts o = { 0 };
     const options_own own[] = {
         { "secondary", 0, OPTIONS_STRING, &o.rep.secondary },
-        { "checkpoint-interval", 0, OPTIONS_DURATION, &o.rep.interval_ns },
-        { "heartbeat", 0, OPTIONS_DURATION, &o.rep.heartbeat_ns },
-        { "failure-timeout", 0, OPTIONS_DURATION, &o.rep.failure_ns },
-        { "reconnect", 0, OPTIONS_DURATION, &o.rep.reconnect_ns },
-        { "stall-timeout", 0, OPTIONS_DURATION, &o.rep.stall_ns },
+        { "checkpoint-interval", 0, OPTIONS_DURATION,
+          &o.rep.timing.interval_ns },
+        { "heartbeat", 0, OPTIONS_DURATION,
+          &o.rep.timing.heartbeat_ns },
+        { "failure-timeout", 0, OPTIONS_DURATION,
+          &o.rep.timing.failure_ns },
+        { "reconnect", 0, OPTIONS_DURATION,
+          &o.rep.timing.reconnect_ns },
+        { "stall-timeout", 0, OPTIONS_DURATION,
+          &o.rep.timing.stall_ns },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {

@@ -1,0 +1,544 @@
+/* protection: see protection.h. */
+#include "primary/protection.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_INTERVAL_NS 50000000ull
+#define DEFAULT_HEARTBEAT_NS 50000000ull
+#define DEFAULT_FAILURE_NS 300000000ull
+#define DEFAULT_STALL_NS 10000000000ull
+
+struct protection_waiter {
+    protection_waiter *next;
+    uint64_t id;            /* 0: the next checkpoint taken */
+    protection_done_fn fn;
+    void *opaque;
+};
+
+const char *protection_state_name(protection_state s)
+{
+    switch (s) {
+    case PROTECTION_SETUP:
+        return "setup";
+    case PROTECTION_ACTIVE:
+        return "active";
+    case PROTECTION_DEGRADED:
+        return "degraded";
+    case PROTECTION_STOPPED:
+        return "stopped";
+    }
+    return "?";
+}
+
+/* A secondary is set up or active: there is a current link. */
+static bool linked(const protection *p)
+{
+    return p->state == PROTECTION_SETUP || p->state == PROTECTION_ACTIVE;
+}
+
+void protection_init(protection *p, const protection_opts *o,
+                     const char *addr)
+{
+    memset(p, 0, sizeof(*p));
+    p->o = *o;
+    if (!p->o.interval_ns)
+        p->o.interval_ns = DEFAULT_INTERVAL_NS;
+    if (!p->o.heartbeat_ns)
+        p->o.heartbeat_ns = DEFAULT_HEARTBEAT_NS;
+    if (!p->o.failure_ns)
+        p->o.failure_ns = DEFAULT_FAILURE_NS;
+    if (!p->o.stall_ns)
+        p->o.stall_ns = DEFAULT_STALL_NS;
+    snprintf(p->addr, sizeof(p->addr), "%s", addr ? addr : "");
+    p->state = PROTECTION_DEGRADED;
+}
+
+void protection_fini(protection *p, const char *msg)
+{
+    protection_answer(p, UINT64_MAX, -ECONNABORTED, msg);
+}
+
+void protection_note(protection *p, const char *msg)
+{
+    snprintf(p->last_error, sizeof(p->last_error), "%s", msg);
+}
+
+/* Logs msg and keeps it as the last error. */
+__attribute__((format(printf, 2, 3))) static void
+say(protection_act *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->msg, sizeof(a->msg), fmt, ap);
+    va_end(ap);
+    a->say = true;
+}
+
+static void answer(protection_act *a, uint64_t upto, int rc, const char *why)
+{
+    a->answers[a->nanswers].upto = upto;
+    a->answers[a->nanswers].rc = rc;
+    a->nanswers++;
+    if (why != a->why) {
+        size_t n = strnlen(why, sizeof(a->why) - 1);
+        memcpy(a->why, why, n);
+        a->why[n] = '\0';
+    }
+}
+
+bool protection_retries(const protection *p)
+{
+    return p->o.reconnect_ns && !p->ending;
+}
+
+bool protection_may_reconnect(const protection *p)
+{
+    return p->state == PROTECTION_DEGRADED && !p->ending;
+}
+
+/* Ends the current link; every waiter's checkpoint is lost with it. */
+static void end_link(protection *p, protection_act *a, protection_end how,
+                     const char *why)
+{
+    a->end = how;
+    p->ready = false;
+    p->nwin = 0;
+    p->due = false;
+    p->draining = true;
+    answer(a, UINT64_MAX, -ECONNABORTED, why);
+}
+
+static void release_all(protection *p, protection_act *a)
+{
+    a->release_all = true;
+    p->holding = false;
+}
+
+/* ---- a secondary's life ---- */
+
+protection_act protection_begin(protection *p, const char *addr)
+{
+    protection_act a = { 0 };
+    p->draining = false;
+    if (p->release_on_drain) {
+        p->release_on_drain = false;
+        release_all(p, &a);
+    }
+    if (addr != p->addr)
+        snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->next_id = 1;
+    p->acked_id = 0;
+    p->need_full = false;
+    p->last_full_id = 0;
+    p->full_refusals = 0;
+    p->nwin = 0;
+    p->due = false;
+    p->ready = false;
+    p->secondaries++;
+    p->state = PROTECTION_SETUP;
+    return a;
+}
+
+protection_act protection_begin_failed(protection *p)
+{
+    protection_act a = { 0 };
+    p->state = PROTECTION_DEGRADED;
+    a.reconnect = protection_retries(p);
+    return a;
+}
+
+protection_act protection_ready(protection *p)
+{
+    protection_act a = { 0 };
+    if (!linked(p))
+        return a;
+    p->ready = true;
+    a.take = true;
+    return a;
+}
+
+/* lose into an act that may already hold an answer (a NACK's). */
+static void lose(protection *p, protection_act *a, const char *why)
+{
+    /* A reconnect that fails as the last one did is not news. */
+    bool again = !p->ready && strcmp(why, p->last_error) == 0;
+    protection_note(p, why);
+    if (!again)
+        say(a, "%s; running unprotected (degraded)", why);
+    end_link(p, a, PROTECTION_DROP, why);
+    p->state = PROTECTION_DEGRADED;
+    release_all(p, a);
+    a->reconnect = protection_retries(p);
+}
+
+protection_act protection_lose(protection *p, const char *why)
+{
+    protection_act a = { 0 };
+    if (linked(p))
+        lose(p, &a, why);
+    return a;
+}
+
+static void finish(protection *p, protection_act *a)
+{
+    a->finished = p->ending && !linked(p) && !p->draining;
+}
+
+protection_act protection_drained(protection *p)
+{
+    protection_act a = { 0 };
+    p->draining = false;
+    if (p->release_on_drain && !linked(p)) {
+        p->release_on_drain = false;
+        release_all(p, &a);
+    }
+    finish(p, &a);
+    return a;
+}
+
+/* ---- checkpoints ---- */
+
+protection_plan protection_next(protection *p)
+{
+    protection_plan pl = { 0 };
+    if (!linked(p) || !p->ready || p->ending)
+        return pl;
+    if (p->nwin == PROTECTION_WINDOW) {
+        p->due = true;
+        return pl;
+    }
+    p->due = false;
+    pl.take = true;
+    pl.id = p->next_id;
+    pl.full = p->need_full;
+    pl.base = pl.full ? 0 : pl.id - 1;
+    return pl;
+}
+
+void protection_started(protection *p, uint64_t now)
+{
+    p->last_start_ns = now;
+}
+
+void protection_hold(protection *p)
+{
+    p->holding = true;
+}
+
+protection_act protection_build_failed(protection *p,
+                                       const protection_plan *pl,
+                                       const char *why)
+{
+    protection_act a = { 0 };
+    /*
+     * The dirty bits it cleared are gone: only a full one is safe.  A
+     * full one that failed would fail again, pausing the guest for a
+     * copy of all its RAM every interval: give up instead.
+     */
+    if (pl->full) {
+        if (linked(p))
+            lose(p, &a, why);
+        return a;
+    }
+    say(&a, "%s; sending the next checkpoint in full", why);
+    protection_note(p, a.msg);
+    p->need_full = true;
+    a.rearm = true;
+    return a;
+}
+
+protection_act protection_taken(protection *p, const protection_plan *pl)
+{
+    protection_act a = { 0 };
+    p->taken++;
+    if (pl->full) {
+        p->full++;
+        p->need_full = false;
+        p->last_full_id = pl->id;
+    }
+    p->win[p->nwin++] = (protection_flight){ .id = pl->id };
+    p->next_id = pl->id + 1;
+    for (protection_waiter *w = p->waiters; w; w = w->next)
+        if (!w->id)
+            w->id = pl->id;
+    a.rearm = true;
+    return a;
+}
+
+void protection_sent(protection *p, uint64_t id, uint64_t sent_ns)
+{
+    for (size_t i = 0; i < p->nwin; i++)
+        if (p->win[i].id == id)
+            p->win[i].sent_ns = sent_ns;
+}
+
+/*
+ * The next checkpoint is due one interval after the last one started, not
+ * after it ended: otherwise every checkpoint's own duration (and the
+ * timer's rounding) would stretch the interval.
+ */
+uint64_t protection_delay(const protection *p, uint64_t now)
+{
+    uint64_t due = p->last_start_ns + p->o.interval_ns;
+    return due > now ? due - now : 0;
+}
+
+/* ---- the return path ---- */
+
+protection_act protection_ack(protection *p, uint64_t k, uint64_t now)
+{
+    protection_act a = { 0 };
+    if (!linked(p))
+        return a;
+    size_t i = 0;
+    while (i < p->nwin && p->win[i].id != k)
+        i++;
+    if (i == p->nwin) {
+        char why[600];
+        snprintf(why, sizeof(why), "secondary %s acknowledged checkpoint "
+                 "%" PRIu64 ", which is not in flight", p->addr, k);
+        lose(p, &a, why);
+        return a;
+    }
+    if (p->win[i].sent_ns) {
+        a.have_ack_ns = true;
+        a.ack_ns = now - p->win[i].sent_ns;
+    }
+    /* Acknowledging k acknowledges everything before it. */
+    p->nwin -= i + 1;
+    memmove(p->win, p->win + i + 1, p->nwin * sizeof(p->win[0]));
+    p->acked_id = k;
+    p->acked++;
+    p->full_refusals = 0;
+    a.release_upto = k;
+    if (p->state == PROTECTION_SETUP) {
+        p->state = PROTECTION_ACTIVE;
+        a.protected_now = true;
+    }
+    answer(&a, k, 0, "");
+    a.take = p->due;
+    return a;
+}
+
+protection_act protection_nack(protection *p, uint64_t k, const char *text)
+{
+    protection_act a = { 0 };
+    if (!linked(p))
+        return a;
+    p->nacks++;
+    /* Too damaged to name itself (NACK 0): packages go in order. */
+    if (k == 0 && p->nwin)
+        k = p->win[0].id;
+    size_t i = 0;
+    while (i < p->nwin && p->win[i].id <= k)
+        i++;
+    p->nwin -= i;
+    memmove(p->win, p->win + i, p->nwin * sizeof(p->win[0]));
+    snprintf(a.why, sizeof(a.why), "secondary %s refused checkpoint %" PRIu64
+             ": %s", p->addr, k, text);
+    answer(&a, k, -EBADMSG, a.why);
+    /* Refusals of packages that built on it are expected: ignore them. */
+    if (p->last_full_id > k)
+        return a;
+    /* A full package refused twice in a row will be refused again. */
+    if (p->last_full_id == k && ++p->full_refusals >= 2) {
+        lose(p, &a, a.why);
+        return a;
+    }
+    say(&a, "%s; sending the next checkpoint in full", a.why);
+    protection_note(p, a.msg);
+    p->need_full = true;
+    a.take = true;
+    return a;
+}
+
+protection_act protection_shut(protection *p, uint32_t code)
+{
+    protection_act a = { 0 };
+    if (!linked(p))
+        return a;
+    if (code != 0) {
+        char why[600];
+        snprintf(why, sizeof(why), "secondary %s ended replication "
+                 "with error %" PRIu32, p->addr, code);
+        lose(p, &a, why);
+        return a;
+    }
+    say(&a, "secondary %s ended replication; running unprotected (stopped)",
+        p->addr);
+    protection_note(p, a.msg);
+    end_link(p, &a, PROTECTION_DROP, a.msg);
+    p->state = PROTECTION_STOPPED;
+    release_all(p, &a);
+    return a;
+}
+
+/* ---- liveness ---- */
+
+uint64_t protection_tick_period(const protection *p)
+{
+    uint64_t period = p->o.heartbeat_ns < p->o.failure_ns
+                          ? p->o.heartbeat_ns : p->o.failure_ns;
+    return period / 4 ? period / 4 : 1000000;
+}
+
+protection_act protection_tick(protection *p, uint64_t now,
+                               const channel_times *t)
+{
+    protection_act a = { 0 };
+    if (!linked(p) || !t->last_recv_ns)
+        return a;   /* still connecting: that has its own timeout */
+    /*
+     * After a long stretch without the loop (a full package's pause, a
+     * slow stdout) the peer's messages may be waiting unread: let them
+     * be read before judging it.
+     */
+    uint64_t gap = now - p->last_tick_ns;
+    p->last_tick_ns = now;
+    if (gap > p->o.failure_ns / 2)
+        return a;
+    char why[400];
+    if (now - t->last_recv_ns >= p->o.failure_ns) {
+        snprintf(why, sizeof(why), "secondary %s: nothing heard for %.0f ms "
+                 "(failure timeout %.0f ms)", p->addr,
+                 (now - t->last_recv_ns) / 1e6, p->o.failure_ns / 1e6);
+        lose(p, &a, why);
+        return a;
+    }
+    if (t->busy && now - t->progress_ns >= p->o.stall_ns) {
+        snprintf(why, sizeof(why), "secondary %s: a write has made no "
+                 "progress for %.1f s (stalled)", p->addr,
+                 (now - t->progress_ns) / 1e9);
+        lose(p, &a, why);
+        return a;
+    }
+    if (p->nwin && p->win[0].sent_ns &&
+        now - p->win[0].sent_ns >= p->o.stall_ns) {
+        snprintf(why, sizeof(why), "secondary %s: checkpoint %" PRIu64
+                 " unacknowledged %.1f s after it was sent (stalled)",
+                 p->addr, p->win[0].id, (now - p->win[0].sent_ns) / 1e9);
+        lose(p, &a, why);
+        return a;
+    }
+    a.ping = !t->busy && now - t->last_sent_ns >= p->o.heartbeat_ns;
+    return a;
+}
+
+/* ---- requests ---- */
+
+int protection_wait(protection *p, protection_done_fn fn, void *opaque,
+                    protection_act *a, char *err, size_t errlen)
+{
+    *a = (protection_act){ 0 };
+    if (!linked(p) || p->ending) {
+        snprintf(err, errlen,
+                 "not replicating (%s): no secondary to "
+                 "checkpoint to",
+                 protection_state_name(p->state));
+        return -ENOTCONN;
+    }
+    protection_waiter *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    *w = (protection_waiter){ .next = p->waiters, .fn = fn,
+                              .opaque = opaque };
+    p->waiters = w;
+    a->take = true;
+    return 0;
+}
+
+void protection_answer(protection *p, uint64_t upto, int rc, const char *msg)
+{
+    protection_waiter **w = &p->waiters;
+    while (*w) {
+        protection_waiter *x = *w;
+        bool hit = rc == 0 ? x->id && x->id <= upto
+                           : upto == UINT64_MAX || x->id == upto;
+        if (!hit) {
+            w = &x->next;
+            continue;
+        }
+        *w = x->next;
+        x->fn(x->opaque, rc, x->id, rc == 0 ? NULL : msg);
+        free(x);
+    }
+}
+
+int protection_stop(protection *p, protection_act *a, char *err,
+                    size_t errlen)
+{
+    *a = (protection_act){ 0 };
+    if (!linked(p)) {
+        snprintf(err, errlen, "replication is not running (%s)",
+                 protection_state_name(p->state));
+        return -ENOTCONN;
+    }
+    say(a, "replication to %s stopped on request; running unprotected "
+        "(stopped)", p->addr);
+    protection_note(p, a->msg);
+    /* Held output leaves once EOF has: until then a failover could. */
+    p->release_on_drain = p->holding;
+    end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
+             "replication stopped on request");
+    p->state = PROTECTION_STOPPED;
+    if (!p->holding)
+        release_all(p, a);
+    return 0;
+}
+
+int protection_may_attach(const protection *p, char *err, size_t errlen)
+{
+    if (p->ending) {
+        snprintf(err, errlen, "the VM has stopped");
+        return -ESHUTDOWN;
+    }
+    if (linked(p)) {
+        snprintf(err, errlen,
+                 "already replicating to %s (%s); "
+                 "stop-replication first",
+                 p->addr, protection_state_name(p->state));
+        return -EISCONN;
+    }
+    return 0;
+}
+
+int protection_may_save(const protection *p, char *err, size_t errlen)
+{
+    if (!linked(p))
+        return 0;
+    snprintf(err, errlen,
+             "replication is %s: a checkpoint to disk would "
+             "reset the dirty tracking it depends on; stop-replication "
+             "first (saving is allowed degraded or stopped)",
+             protection_state_name(p->state));
+    return -EBUSY;
+}
+
+protection_act protection_vm_stopped(protection *p, bool takeover)
+{
+    protection_act a = { 0 };
+    p->ending = true;
+    if (takeover) {
+        /* Held output belongs to state the secondary will redo. */
+        a.end = PROTECTION_DISCARD;
+        p->draining = false;
+        answer(&a, UINT64_MAX, -ECONNABORTED, "the VM failed");
+        p->state = PROTECTION_DEGRADED;
+    } else if (linked(p)) {
+        p->release_on_drain = true;
+        end_link(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
+                 "the VM has stopped");
+        p->state = PROTECTION_STOPPED;
+    } else if (!p->draining) {
+        release_all(p, &a);
+    }
+    finish(p, &a);
+    return a;
+}

@@ -1,0 +1,223 @@
+/*
+ * protection: the primary's replication decisions, apart from the links,
+ * the VM and the clock that replicator.c and cycle.c drive, so that unit
+ * tests can call them (docs/replication.md).
+ *
+ * One protection follows one VM across its secondaries: whether a
+ * secondary protects it (the state), the window of packages sent and not
+ * yet acknowledged, which package comes next and whether it must be full,
+ * what an ACK, a NACK, a SHUT or silence leads to, what stop-replication
+ * and the VM's end do, and the operator's requests waiting for a
+ * checkpoint.  Every input is an event, with the time where time matters;
+ * every output is a protection_act the caller carries out, in the order
+ * its fields are listed.  Nothing here reads a clock or touches a socket.
+ *
+ * Checkpoint ids start at 1 with each secondary, as the protocol says.
+ * Held output is released by checkpoint id (release_upto, the argument of
+ * outqueue_acked); turning ids into output epochs is primary/outqueue's.
+ */
+#ifndef FTVM_PRIMARY_PROTECTION_H
+#define FTVM_PRIMARY_PROTECTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "primary/channel.h"
+
+#define PROTECTION_WINDOW 4        /* packages unacknowledged at most */
+
+typedef enum protection_state {
+    PROTECTION_SETUP,    /* connecting, bring-up not yet acknowledged */
+    PROTECTION_ACTIVE,   /* checkpoints flowing and acknowledged */
+    PROTECTION_DEGRADED, /* the secondary is gone; running unprotected */
+    PROTECTION_STOPPED,  /* replication stopped on request */
+} protection_state;
+
+/* "setup", "active", "degraded", "stopped". */
+const char *protection_state_name(protection_state s);
+
+typedef struct protection_opts {
+    uint64_t interval_ns;       /* 0: 50 ms */
+    uint64_t heartbeat_ns;      /* 0: 50 ms */
+    uint64_t failure_ns;        /* 0: 300 ms */
+    uint64_t reconnect_ns;      /* 0: only an attach brings one up */
+    /*
+     * A package written but not acknowledged, or a write that made no
+     * progress, for this long means a secondary that is alive but stuck
+     * (it heartbeats, so the failure timeout cannot tell).  0: 10 s.
+     */
+    uint64_t stall_ns;
+} protection_opts;
+
+/*
+ * An operator's request waiting for a checkpoint: rc 0 once checkpoint
+ * id is acknowledged; < 0 when it is refused or lost with its secondary,
+ * err saying why.
+ */
+typedef void (*protection_done_fn)(void *opaque, int rc, uint64_t id,
+                                   const char *err);
+
+typedef struct protection_flight {
+    uint64_t id;
+    uint64_t sent_ns;       /* 0 until the link wrote it */
+} protection_flight;
+
+typedef struct protection_waiter protection_waiter;
+
+/* The state; callers read it, only protection_* functions change it. */
+typedef struct protection {
+    protection_opts o;
+    protection_state state;
+    char addr[256];             /* the secondary's, named in messages */
+    bool ready;                 /* the link's bring-up is written */
+    bool holding;               /* output is held (from checkpoint 1 on) */
+    bool draining;              /* an ended link still writes its EOF */
+    bool release_on_drain;      /* write held output once it has */
+    bool ending;                /* the VM has stopped for good */
+
+    uint64_t next_id, acked_id; /* this secondary's */
+    bool need_full;             /* the next package must be full */
+    bool due;                   /* one was asked for while the window was full */
+    uint64_t last_full_id;
+    unsigned full_refusals;     /* full packages refused since the last ACK */
+    protection_flight win[PROTECTION_WINDOW];
+    size_t nwin;
+    uint64_t last_start_ns;     /* when the last checkpoint began */
+    uint64_t last_tick_ns;      /* the last liveness check */
+    protection_waiter *waiters;
+
+    uint64_t secondaries;       /* brought up (or tried) so far */
+    uint64_t taken, acked, full, nacks;     /* all secondaries */
+    char last_error[512];
+} protection;
+
+/* How to end the current link, if at all. */
+typedef enum protection_end {
+    PROTECTION_KEEP,
+    PROTECTION_DROP,        /* shut it down at once */
+    PROTECTION_FINISH,      /* what is queued and EOF, then close */
+    PROTECTION_DISCARD,     /* free it and the draining one now, no EOF */
+} protection_end;
+
+/* What the caller does next, in this order. */
+typedef struct protection_act {
+    bool say;               /* log msg (what went wrong is in last_error) */
+    char msg[1500];
+    protection_end end;     /* the link becomes the draining one */
+    uint64_t release_upto;  /* non-0: outqueue_acked(release_upto) */
+    bool release_all;       /* outqueue_release_all: output flows unheld */
+    bool protected_now;     /* the first ACK: log "protected by" */
+    bool have_ack_ns;       /* ack_ns: an ACK's time since its package */
+    uint64_t ack_ns;        /* left the link, for the latency figures */
+    size_t nanswers;        /* protection_answer(upto, rc, why) for */
+    struct {                /* each: the waiters this decides */
+        uint64_t upto;
+        int rc;
+    } answers[2];
+    char why[1400];
+    bool reconnect;         /* arm the reconnect timer */
+    bool rearm;             /* arm the checkpoint timer (protection_delay) */
+    bool take;              /* take a checkpoint now (protection_next) */
+    bool ping;              /* send a PING */
+    bool finished;          /* the VM's end is complete: tell the owner */
+} protection_act;
+
+/* Options with the defaults filled in; degraded until protection_begin. */
+void protection_init(protection *p, const protection_opts *o,
+                     const char *addr);
+/* Answers every waiter with -ECONNABORTED and msg, and frees them. */
+void protection_fini(protection *p, const char *msg);
+
+/* ---- a secondary's life ---- */
+
+/*
+ * A secondary at addr is being brought up (the caller has checked that
+ * one may be, protection_may_attach, and frees the draining link): ids
+ * start again at 1.
+ */
+protection_act protection_begin(protection *p, const char *addr);
+/* Its link could not even be made. */
+protection_act protection_begin_failed(protection *p);
+/* The bring-up is written: checkpoints may flow. */
+protection_act protection_ready(protection *p);
+/* The secondary is gone (the link failed, reset or ended): degraded. */
+protection_act protection_lose(protection *p, const char *why);
+/* The draining link has ended. */
+protection_act protection_drained(protection *p);
+/* Whether the reconnect timer runs (set, and the VM has not ended). */
+bool protection_retries(const protection *p);
+/* Whether the reconnect timer, when it fires, brings one up. */
+bool protection_may_reconnect(const protection *p);
+/* Keeps msg as the last error, for status. */
+void protection_note(protection *p, const char *msg);
+
+/* ---- checkpoints ---- */
+
+typedef struct protection_plan {
+    bool take;              /* false: not now (none, or the window is full) */
+    uint64_t id;
+    bool full;
+    uint64_t base;          /* the package builds on this id (0: full) */
+} protection_plan;
+
+/* Whether and which checkpoint to take now; a full window makes one due. */
+protection_plan protection_next(protection *p);
+/* A planned checkpoint is starting (its interval counts from now). */
+void protection_started(protection *p, uint64_t now);
+/* It was captured and its epoch marked: output is held from now on. */
+void protection_hold(protection *p);
+/* Its package could not be made: why is for the log. */
+protection_act protection_build_failed(protection *p,
+                                       const protection_plan *pl,
+                                       const char *why);
+/* Its package goes to the link: it is in flight. */
+protection_act protection_taken(protection *p, const protection_plan *pl);
+/* The link wrote package id at sent_ns. */
+void protection_sent(protection *p, uint64_t id, uint64_t sent_ns);
+/* Ns from now until the next checkpoint is due (an interval after the
+ * last began). */
+uint64_t protection_delay(const protection *p, uint64_t now);
+
+/* ---- the return path ---- */
+
+protection_act protection_ack(protection *p, uint64_t id, uint64_t now);
+protection_act protection_nack(protection *p, uint64_t id, const char *text);
+protection_act protection_shut(protection *p, uint32_t code);
+
+/* ---- liveness ---- */
+
+/* How often protection_tick runs. */
+uint64_t protection_tick_period(const protection *p);
+/* The periodic check: silence, a stalled link, or time for a PING. */
+protection_act protection_tick(protection *p, uint64_t now,
+                               const channel_times *t);
+
+/* ---- requests ---- */
+
+/*
+ * Waits for the next checkpoint (taken now, or once the window allows):
+ * 0, or -ENOTCONN / -ENOMEM with a message.
+ */
+int protection_wait(protection *p, protection_done_fn fn, void *opaque,
+                    protection_act *a, char *err, size_t errlen);
+/* Answers waiters: rc 0, those on a checkpoint <= upto; else those on
+ * upto exactly, or all for UINT64_MAX. */
+void protection_answer(protection *p, uint64_t upto, int rc,
+                       const char *msg);
+/* stop-replication: 0 with the act, or -ENOTCONN with a message. */
+int protection_stop(protection *p, protection_act *a, char *err,
+                    size_t errlen);
+/* attach-secondary: 0, or -ESHUTDOWN / -EISCONN with a message. */
+int protection_may_attach(const protection *p, char *err, size_t errlen);
+/* A checkpoint to disk: refused (-EBUSY) while a secondary is set up or
+ * active. */
+int protection_may_save(const protection *p, char *err, size_t errlen);
+/*
+ * The VM has stopped for good.  takeover: the monitor failed, so the
+ * links are freed without EOF and held output stays held (it belongs to
+ * state the secondary will redo); otherwise replication ends with EOF.
+ */
+protection_act protection_vm_stopped(protection *p, bool takeover);
+
+#endif

@@ -1,0 +1,1047 @@
+/*
+ * Unit tests for primary/protection: the primary's replication decisions,
+ * event by event, with times the test makes up.  Bring-up to active, the
+ * window, ACK/NACK/SHUT and their refusals, silence and stalls at and
+ * just before their deadlines, stop, attach, save, the VM's end, waiters,
+ * and (with a real primary/outqueue) which output an ACK releases.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "primary/outqueue.h"
+#include "primary/protection.h"
+
+#define MS 1000000ull
+#define S (1000 * MS)
+#define INTERVAL (50 * MS)
+#define HEARTBEAT (50 * MS)
+#define FAILURE (300 * MS)
+#define STALL (10 * S)
+#define ADDR "test-secondary:1"
+
+static void init(protection *p, uint64_t reconnect_ns)
+{
+    protection_init(p, &(protection_opts){ .interval_ns = INTERVAL,
+                                           .heartbeat_ns = HEARTBEAT,
+                                           .failure_ns = FAILURE,
+                                           .stall_ns = STALL,
+                                           .reconnect_ns = reconnect_ns },
+                    ADDR);
+}
+
+static bool act_is_empty(const protection_act *a)
+{
+    return !a->say && a->end == PROTECTION_KEEP && !a->release_upto &&
+           !a->release_all && !a->protected_now && !a->have_ack_ns &&
+           !a->nanswers && !a->reconnect && !a->rearm && !a->take &&
+           !a->ping && !a->finished;
+}
+
+/* Takes the checkpoint protection plans; asserts there is one. */
+static protection_plan take(protection *p, uint64_t now)
+{
+    protection_plan pl = protection_next(p);
+    assert_true(pl.take);
+    protection_started(p, now);
+    protection_hold(p);
+    protection_act a = protection_taken(p, &pl);
+    assert_true(a.rearm);
+    return pl;
+}
+
+/* A secondary brought up (its bring-up written), nothing taken yet. */
+static void bring_up(protection *p)
+{
+    protection_act a = protection_begin(p, ADDR);
+    assert_int_equal(p->state, PROTECTION_SETUP);
+    a = protection_ready(p);
+    assert_true(a.take);
+}
+
+/* Brought up and active: checkpoint 1 taken and acknowledged. */
+static void active(protection *p)
+{
+    bring_up(p);
+    take(p, 0);
+    protection_act a = protection_ack(p, 1, 0);
+    assert_true(a.protected_now);
+    assert_int_equal(p->state, PROTECTION_ACTIVE);
+}
+
+/* The checks a loss always makes. */
+static void assert_lost(protection *p, const protection_act *a,
+                        const char *what)
+{
+    assert_int_equal(p->state, PROTECTION_DEGRADED);
+    assert_int_equal(a->end, PROTECTION_DROP);
+    assert_true(a->release_all);
+    assert_false(p->holding);
+    assert_false(p->ready);
+    assert_int_equal(p->nwin, 0);
+    assert_true(a->say);
+    assert_non_null(strstr(a->msg, what));
+    assert_non_null(strstr(a->msg, "; running unprotected (degraded)"));
+    assert_non_null(strstr(p->last_error, what));
+    /* Every waiter's checkpoint is lost with the link. */
+    assert_true(a->nanswers >= 1);
+    assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
+    assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
+    assert_false(a->take);
+}
+
+/* ---- waiters ---- */
+
+typedef struct answered {
+    int calls;
+    int rc;
+    uint64_t id;
+    char err[1500];
+} answered;
+
+static void on_done(void *opaque, int rc, uint64_t id, const char *err)
+{
+    answered *w = opaque;
+    w->calls++;
+    w->rc = rc;
+    w->id = id;
+    snprintf(w->err, sizeof(w->err), "%s", err ? err : "");
+}
+
+static void run_answers(protection *p, const protection_act *a)
+{
+    for (size_t i = 0; i < a->nanswers; i++)
+        protection_answer(p, a->answers[i].upto, a->answers[i].rc, a->why);
+}
+
+/* ---- the tests ---- */
+
+static void test_init(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_init(&p, &(protection_opts){ 0 }, ADDR);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_int_equal(p.o.interval_ns, 50 * MS);
+    assert_int_equal(p.o.heartbeat_ns, 50 * MS);
+    assert_int_equal(p.o.failure_ns, 300 * MS);
+    assert_int_equal(p.o.stall_ns, 10 * S);
+    assert_int_equal(p.o.reconnect_ns, 0);
+    assert_string_equal(p.addr, ADDR);
+    assert_false(protection_retries(&p));
+    assert_true(protection_may_reconnect(&p));
+    /* Degraded from the start: no checkpoint before a bring-up. */
+    assert_false(protection_next(&p).take);
+    assert_string_equal(protection_state_name(PROTECTION_SETUP), "setup");
+    assert_string_equal(protection_state_name(PROTECTION_ACTIVE), "active");
+    assert_string_equal(protection_state_name(PROTECTION_DEGRADED),
+                        "degraded");
+    assert_string_equal(protection_state_name(PROTECTION_STOPPED),
+                        "stopped");
+    assert_string_equal(protection_state_name((protection_state)99), "?");
+}
+
+/* Bring-up: nothing until the bring-up is written, then 1, 2, ... */
+static void test_bringup_to_active(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    protection_act a = protection_begin(&p, "elsewhere:2");
+    assert_true(act_is_empty(&a));
+    assert_string_equal(p.addr, "elsewhere:2");
+    assert_int_equal(p.state, PROTECTION_SETUP);
+    assert_int_equal(p.secondaries, 1);
+    assert_false(protection_next(&p).take);     /* not ready */
+
+    a = protection_ready(&p);
+    assert_true(a.take);
+    protection_plan pl = take(&p, 0);
+    assert_int_equal(pl.id, 1);
+    assert_false(pl.full);
+    assert_int_equal(pl.base, 0);
+    assert_true(p.holding);
+    pl = take(&p, 0);
+    assert_int_equal(pl.id, 2);
+    assert_int_equal(pl.base, 1);
+    assert_int_equal(p.nwin, 2);
+    assert_int_equal(p.taken, 2);
+
+    /* The first ACK: active, and held output up to it released. */
+    protection_sent(&p, 1, 100);
+    a = protection_ack(&p, 1, 130);
+    assert_int_equal(p.state, PROTECTION_ACTIVE);
+    assert_true(a.protected_now);
+    assert_int_equal(a.release_upto, 1);
+    assert_true(a.have_ack_ns);
+    assert_int_equal(a.ack_ns, 30);
+    assert_int_equal(p.acked_id, 1);
+    assert_int_equal(p.acked, 1);
+    assert_int_equal(p.nwin, 1);
+    assert_false(a.take);
+    assert_false(a.say);
+    /* The next is not news; one never sent has no latency. */
+    a = protection_ack(&p, 2, 200);
+    assert_false(a.protected_now);
+    assert_false(a.have_ack_ns);
+    assert_int_equal(a.release_upto, 2);
+    assert_int_equal(p.nwin, 0);
+}
+
+/* A ready message for a link no longer current changes nothing. */
+static void test_ready_when_not_linked(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    protection_act a = protection_ready(&p);
+    assert_true(act_is_empty(&a));
+    assert_false(p.ready);
+}
+
+/* At most PROTECTION_WINDOW in flight; an ACK makes room for the due one. */
+static void test_window(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    for (uint64_t k = 1; k <= PROTECTION_WINDOW; k++)
+        assert_int_equal(take(&p, 0).id, k);
+    assert_int_equal(p.nwin, PROTECTION_WINDOW);
+    assert_false(p.due);
+    protection_plan pl = protection_next(&p);
+    assert_false(pl.take);
+    assert_true(p.due);
+
+    /* ACK 2 acknowledges 1 too; the due checkpoint goes now. */
+    protection_act a = protection_ack(&p, 2, 0);
+    assert_int_equal(a.release_upto, 2);
+    assert_int_equal(p.nwin, PROTECTION_WINDOW - 2);
+    assert_int_equal(p.win[0].id, 3);
+    assert_true(a.take);
+    pl = take(&p, 0);
+    assert_int_equal(pl.id, PROTECTION_WINDOW + 1);
+    assert_int_equal(pl.base, PROTECTION_WINDOW);
+    assert_false(p.due);
+    /* One below full: one more fits, then none. */
+    assert_int_equal(p.nwin, PROTECTION_WINDOW - 1);
+    take(&p, 0);
+    assert_false(protection_next(&p).take);
+    /* Without a due one an ACK takes nothing by itself. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 1, 0);
+    assert_false(a.take);
+}
+
+/* ACKs for what is not in flight are a broken secondary: degraded. */
+static void test_ack_refusals(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    const char *not_in_flight = "which is not in flight";
+
+    /* Never sent. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 2, 0);
+    assert_lost(&p, &a, "secondary " ADDR " acknowledged checkpoint 2, "
+                "which is not in flight");
+    assert_int_equal(a.release_upto, 0);
+    assert_int_equal(p.acked, 0);
+
+    /* The same one twice. */
+    init(&p, 0);
+    active(&p);
+    a = protection_ack(&p, 1, 0);
+    assert_lost(&p, &a, not_in_flight);
+
+    /* An older one after a newer. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    take(&p, 0);
+    protection_ack(&p, 2, 0);
+    a = protection_ack(&p, 1, 0);
+    assert_lost(&p, &a, "acknowledged checkpoint 1,");
+
+    /* 0, which no package has. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 0, 0);
+    assert_lost(&p, &a, "acknowledged checkpoint 0,");
+
+    /* Degraded: an ACK is no longer anyone's; nothing changes. */
+    uint64_t acked = p.acked;
+    a = protection_ack(&p, 1, 0);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.acked, acked);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+}
+
+/* A NACK: the next package goes in full; those built on the refused
+ * one are expected to be refused too. */
+static void test_nack_then_full(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    take(&p, 0);
+    take(&p, 0);
+    protection_act a = protection_nack(&p, 2, "checksum mismatch");
+    assert_int_equal(p.nacks, 1);
+    assert_true(a.say);
+    assert_string_equal(a.msg, "secondary " ADDR " refused checkpoint 2: "
+                        "checksum mismatch; sending the next checkpoint in "
+                        "full");
+    assert_string_equal(p.last_error, a.msg);
+    assert_string_equal(a.why, "secondary " ADDR " refused checkpoint 2: "
+                        "checksum mismatch");
+    assert_int_equal(a.nanswers, 1);
+    assert_int_equal(a.answers[0].upto, 2);
+    assert_int_equal(a.answers[0].rc, -EBADMSG);
+    assert_true(a.take);
+    assert_int_equal(a.end, PROTECTION_KEEP);
+    assert_int_equal(a.release_upto, 0);
+    assert_false(a.release_all);
+    assert_int_equal(p.state, PROTECTION_SETUP);
+    /* 1 and 2 are out of the window; 3 stays. */
+    assert_int_equal(p.nwin, 1);
+    assert_int_equal(p.win[0].id, 3);
+
+    protection_plan pl = take(&p, 0);
+    assert_int_equal(pl.id, 4);
+    assert_true(pl.full);
+    assert_int_equal(pl.base, 0);
+    assert_false(p.need_full);
+    assert_int_equal(p.last_full_id, 4);
+    assert_int_equal(p.full, 1);
+    /* The next builds on the full one again. */
+    pl = take(&p, 0);
+    assert_false(pl.full);
+    assert_int_equal(pl.base, 4);
+
+    /* 3 built on 2: its refusal is expected; nothing more to do. */
+    a = protection_nack(&p, 3, "no base");
+    assert_false(a.say);
+    assert_false(a.take);
+    assert_false(p.need_full);
+    assert_int_equal(a.nanswers, 1);
+    assert_int_equal(a.answers[0].upto, 3);
+    assert_int_equal(p.nacks, 2);
+    assert_int_equal(p.win[0].id, 4);
+    a = protection_ack(&p, 4, 0);
+    assert_int_equal(a.release_upto, 4);
+}
+
+/* A full package refused twice in a row is given up on. */
+static void test_full_refused_twice(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    protection_nack(&p, 1, "bad");
+    assert_int_equal(take(&p, 0).id, 2);        /* full */
+    protection_act a = protection_nack(&p, 2, "bad");
+    assert_int_equal(p.full_refusals, 1);
+    assert_int_equal(p.state, PROTECTION_SETUP);
+    assert_true(a.take);
+    assert_true(take(&p, 0).full);              /* 3, full */
+    a = protection_nack(&p, 3, "still bad");
+    assert_int_equal(p.full_refusals, 2);
+    assert_lost(&p, &a, "secondary " ADDR " refused checkpoint 3: "
+                "still bad");
+    /* The refused one's waiter hears the refusal, the rest the loss. */
+    assert_int_equal(a.nanswers, 2);
+    assert_int_equal(a.answers[0].upto, 3);
+    assert_int_equal(a.answers[0].rc, -EBADMSG);
+
+    /* An ACK in between starts the count again. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    protection_nack(&p, 1, "bad");
+    take(&p, 0);                                /* 2, full */
+    protection_nack(&p, 2, "bad");
+    take(&p, 0);                                /* 3, full */
+    protection_ack(&p, 3, 0);
+    assert_int_equal(p.full_refusals, 0);
+    take(&p, 0);                                /* 4 */
+    protection_nack(&p, 4, "bad");
+    take(&p, 0);                                /* 5, full */
+    a = protection_nack(&p, 5, "bad");
+    assert_int_equal(p.full_refusals, 1);
+    assert_int_equal(p.state, PROTECTION_ACTIVE);
+}
+
+/* NACK 0: too damaged to name itself, so the oldest in flight. */
+static void test_nack_zero(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    take(&p, 0);
+    protection_act a = protection_nack(&p, 0, "unreadable");
+    assert_string_equal(a.why, "secondary " ADDR " refused checkpoint 1: "
+                        "unreadable");
+    assert_int_equal(a.answers[0].upto, 1);
+    assert_int_equal(p.nwin, 1);
+    assert_int_equal(p.win[0].id, 2);
+    assert_true(p.need_full);
+}
+
+/* Degraded or stopped, a NACK or SHUT is no one's: nothing happens. */
+static void test_return_path_when_not_linked(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    protection_lose(&p, "gone");
+    protection_act a = protection_nack(&p, 1, "late");
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.nacks, 0);
+    assert_false(p.need_full);
+    a = protection_shut(&p, 0);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    a = protection_lose(&p, "again");
+    assert_true(act_is_empty(&a));
+    assert_string_equal(p.last_error, "gone");
+}
+
+static void test_shut(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 5 * S);
+    active(&p);
+    take(&p, 0);
+    /* SHUT 0: the secondary ended replication; stopped, not retried. */
+    protection_act a = protection_shut(&p, 0);
+    assert_int_equal(p.state, PROTECTION_STOPPED);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_true(a.release_all);
+    assert_false(a.reconnect);
+    assert_string_equal(a.msg, "secondary " ADDR " ended replication; "
+                        "running unprotected (stopped)");
+    assert_string_equal(a.why, a.msg);
+    assert_int_equal(a.answers[0].rc, -ECONNABORTED);
+    assert_int_equal(p.nwin, 0);
+    assert_false(protection_may_reconnect(&p));
+
+    /* SHUT with an error: lost, and retried. */
+    init(&p, 5 * S);
+    active(&p);
+    a = protection_shut(&p, 3);
+    assert_lost(&p, &a, "secondary " ADDR " ended replication with "
+                "error 3");
+    assert_true(a.reconnect);
+}
+
+/* A link ending, a secondary gone: degraded, reconnecting if asked. */
+static void test_lose_and_reconnect(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    active(&p);
+    protection_act a = protection_lose(&p, "secondary x: the link ended");
+    assert_lost(&p, &a, "the link ended");
+    assert_false(a.reconnect);
+    assert_true(p.draining);
+    assert_false(protection_next(&p).take);
+
+    init(&p, 2 * S);
+    assert_true(protection_retries(&p));
+    bring_up(&p);
+    a = protection_lose(&p, "refused");
+    assert_true(a.reconnect);
+    assert_true(protection_may_reconnect(&p));
+    /* The timer's next attempt fails the same way: said once only. */
+    protection_begin(&p, p.addr);
+    assert_int_equal(p.secondaries, 2);
+    a = protection_lose(&p, "refused");
+    assert_false(a.say);
+    assert_true(a.reconnect);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    protection_begin(&p, p.addr);
+    a = protection_lose(&p, "refused differently");
+    assert_true(a.say);
+    /* The same failure once the bring-up was written is news. */
+    bring_up(&p);
+    a = protection_lose(&p, "refused differently");
+    assert_true(a.say);
+
+    /* A link that could not even be made. */
+    protection_begin(&p, p.addr);
+    a = protection_begin_failed(&p);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_true(a.reconnect);
+    assert_int_equal(a.end, PROTECTION_KEEP);
+    p.o.reconnect_ns = 0;
+    protection_begin(&p, p.addr);
+    a = protection_begin_failed(&p);
+    assert_false(a.reconnect);
+}
+
+/* Each secondary starts at 1; a new bring-up writes what waited on EOF. */
+static void test_begin_again(void **unused)
+{
+    (void)unused;
+    protection p;
+    char err[256];
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    protection_nack(&p, 2, "x");
+    protection_act a;
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_true(p.release_on_drain);
+    a = protection_begin(&p, "second:3");
+    assert_true(a.release_all);
+    assert_false(p.release_on_drain);
+    assert_false(p.draining);
+    assert_false(p.holding);
+    assert_int_equal(p.next_id, 1);
+    assert_int_equal(p.acked_id, 0);
+    assert_false(p.need_full);
+    assert_int_equal(p.last_full_id, 0);
+    assert_int_equal(p.nwin, 0);
+    assert_int_equal(p.secondaries, 2);
+    /* Totals go on across secondaries. */
+    assert_int_equal(p.taken, 2);
+    assert_int_equal(p.nacks, 1);
+    protection_ready(&p);
+    protection_plan pl = take(&p, 0);
+    assert_int_equal(pl.id, 1);
+    assert_false(pl.full);
+}
+
+/* Silence: degraded at the failure timeout exactly, not a ns before. */
+static void test_tick_silence(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    uint64_t t0 = 10 * S;
+    channel_times t = { .last_recv_ns = 0, .last_sent_ns = t0 };
+    /* Still connecting: its own timeout covers that. */
+    protection_act a = protection_tick(&p, t0, &t);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.last_tick_ns, 0);
+
+    t.last_recv_ns = t0;
+    /* The first check after a long gap only notes the time. */
+    a = protection_tick(&p, t0 + FAILURE * 2, &t);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.last_tick_ns, t0 + FAILURE * 2);
+
+    t.last_sent_ns = t0 + FAILURE - 1;      /* no PING in the way */
+    p.last_tick_ns = t0 + FAILURE - 10 * MS;
+    a = protection_tick(&p, t0 + FAILURE - 1, &t);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_SETUP);
+    a = protection_tick(&p, t0 + FAILURE, &t);
+    assert_lost(&p, &a, "secondary " ADDR ": nothing heard for 300 ms "
+                "(failure timeout 300 ms)");
+}
+
+/* A gap over half the failure timeout skips the judgement, once. */
+static void test_tick_gap(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    channel_times t = { .last_recv_ns = 1 * S, .last_sent_ns = 100 * S };
+    uint64_t now = 1 * S + 2 * FAILURE;
+    p.last_tick_ns = now - FAILURE / 2 - 1;
+    protection_act a = protection_tick(&p, now, &t);
+    assert_true(act_is_empty(&a));
+    /* Exactly half is no gap. */
+    p.last_tick_ns = now - FAILURE / 2;
+    a = protection_tick(&p, now, &t);
+    assert_lost(&p, &a, "nothing heard for 600 ms");
+}
+
+/* A write that makes no progress for the stall timeout. */
+static void test_tick_stalled_write(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    uint64_t t0 = 100 * S;
+    channel_times t = { .busy = true, .progress_ns = t0 };
+    p.last_tick_ns = t0 + STALL - 2;
+    t.last_recv_ns = t0 + STALL - 2;
+    protection_act a = protection_tick(&p, t0 + STALL - 1, &t);
+    assert_true(act_is_empty(&a));   /* and busy: no PING either */
+    a = protection_tick(&p, t0 + STALL, &t);
+    assert_lost(&p, &a, "secondary " ADDR ": a write has made no progress "
+                "for 10.0 s (stalled)");
+    /* Not busy, the same times are no stall. */
+    init(&p, 0);
+    bring_up(&p);
+    t.busy = false;
+    t.last_sent_ns = t0 + STALL;
+    p.last_tick_ns = t0 + STALL - 2;
+    a = protection_tick(&p, t0 + STALL, &t);
+    assert_true(act_is_empty(&a));
+}
+
+/* A package written and not acknowledged for the stall timeout. */
+static protection_act tick_busy(protection *p, uint64_t now)
+{
+    /* Heard from just now, writing just now: only the window can stall. */
+    channel_times t = { .last_recv_ns = now - 1, .busy = true,
+                        .progress_ns = now };
+    p->last_tick_ns = now - 1;
+    return protection_tick(p, now, &t);
+}
+
+static void test_tick_unacknowledged(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    take(&p, 0);
+    uint64_t t0 = 100 * S;
+    /* Not yet written: no stall however long. */
+    protection_act a = tick_busy(&p, t0 + 10 * STALL);
+    assert_true(act_is_empty(&a));
+    protection_sent(&p, 1, t0 + 10 * STALL);
+    protection_sent(&p, 2, t0 + 20 * STALL);
+    a = tick_busy(&p, t0 + 11 * STALL - 1);
+    assert_true(act_is_empty(&a));
+    a = tick_busy(&p, t0 + 11 * STALL);
+    assert_lost(&p, &a, "secondary " ADDR ": checkpoint 1 unacknowledged "
+                "10.0 s after it was sent (stalled)");
+}
+
+/* A PING when nothing went out for the heartbeat interval. */
+static void test_tick_ping(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    uint64_t t0 = 10 * S;
+    channel_times t = { .last_recv_ns = t0, .last_sent_ns = t0 };
+    p.last_tick_ns = t0;
+    protection_act a = protection_tick(&p, t0 + HEARTBEAT - 1, &t);
+    assert_false(a.ping);
+    a = protection_tick(&p, t0 + HEARTBEAT, &t);
+    assert_true(a.ping);
+    a.ping = false;
+    assert_true(act_is_empty(&a));
+    /* The link's thread writing is traffic enough. */
+    t.busy = true;
+    t.progress_ns = t0 + HEARTBEAT;
+    a = protection_tick(&p, t0 + HEARTBEAT + 1, &t);
+    assert_false(a.ping);
+    /* Not linked: no checks at all. */
+    protection_lose(&p, "gone");
+    t.busy = false;
+    a = protection_tick(&p, t0 + 100 * S, &t);
+    assert_true(act_is_empty(&a));
+}
+
+static void test_tick_period(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    assert_int_equal(protection_tick_period(&p), HEARTBEAT / 4);
+    p.o.failure_ns = 40 * MS;
+    assert_int_equal(protection_tick_period(&p), 10 * MS);
+    p.o.heartbeat_ns = 3;
+    assert_int_equal(protection_tick_period(&p), 1 * MS);
+}
+
+/* The next checkpoint is due an interval after the last began. */
+static void test_delay(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    protection_started(&p, 5 * S);
+    assert_int_equal(protection_delay(&p, 5 * S), INTERVAL);
+    assert_int_equal(protection_delay(&p, 5 * S + INTERVAL - 1), 1);
+    assert_int_equal(protection_delay(&p, 5 * S + INTERVAL), 0);
+    assert_int_equal(protection_delay(&p, 5 * S + INTERVAL + 1), 0);
+}
+
+/* A package that cannot be made: in full next time, unless it was. */
+static void test_build_failed(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 0);
+    bring_up(&p);
+    protection_plan pl = protection_next(&p);
+    protection_act a = protection_build_failed(&p, &pl, "checkpoint 1: x");
+    assert_true(a.say);
+    assert_string_equal(a.msg, "checkpoint 1: x; sending the next "
+                        "checkpoint in full");
+    assert_true(a.rearm);
+    assert_false(a.take);
+    assert_true(p.need_full);
+    assert_int_equal(p.taken, 0);
+    assert_int_equal(p.nwin, 0);
+    pl = protection_next(&p);
+    assert_int_equal(pl.id, 1);
+    assert_true(pl.full);
+    a = protection_build_failed(&p, &pl, "checkpoint 1: y");
+    assert_lost(&p, &a, "checkpoint 1: y");
+}
+
+/* stop-replication: EOF after what is queued, held output after EOF. */
+static void test_stop(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+    init(&p, 2 * S);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), -ENOTCONN);
+    assert_string_equal(err, "replication is not running (degraded)");
+
+    /* Before the bring-up is written: at once, nothing held. */
+    protection_begin(&p, ADDR);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_true(a.release_all);
+    assert_false(a.reconnect);
+    assert_int_equal(p.state, PROTECTION_STOPPED);
+    assert_string_equal(a.msg, "replication to " ADDR " stopped on request; "
+                        "running unprotected (stopped)");
+    assert_string_equal(a.why, "replication stopped on request");
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), -ENOTCONN);
+    assert_string_equal(err, "replication is not running (stopped)");
+
+    /* Active and holding: EOF first, output once it is out. */
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_false(a.release_all);
+    assert_true(p.holding);
+    assert_true(p.draining);
+    assert_false(protection_next(&p).take);
+    a = protection_drained(&p);
+    assert_true(a.release_all);
+    assert_false(a.finished);
+    assert_false(p.holding);
+    a = protection_drained(&p);
+    assert_false(a.release_all);
+}
+
+static void test_attach_and_save(void **unused)
+{
+    (void)unused;
+    protection p;
+    char err[256];
+    init(&p, 0);
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
+    assert_int_equal(protection_may_save(&p, err, sizeof(err)), 0);
+    protection_begin(&p, ADDR);
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EISCONN);
+    assert_string_equal(err, "already replicating to " ADDR " (setup); "
+                        "stop-replication first");
+    assert_int_equal(protection_may_save(&p, err, sizeof(err)), -EBUSY);
+    assert_non_null(strstr(err, "replication is setup: "));
+    protection_ready(&p);
+    take(&p, 0);
+    protection_ack(&p, 1, 0);
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EISCONN);
+    assert_int_equal(protection_may_save(&p, err, sizeof(err)), -EBUSY);
+    assert_non_null(strstr(err, "replication is active: "));
+    protection_act a;
+    protection_stop(&p, &a, err, sizeof(err));
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
+    assert_int_equal(protection_may_save(&p, err, sizeof(err)), 0);
+    protection_vm_stopped(&p, false);
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)),
+                     -ESHUTDOWN);
+    assert_string_equal(err, "the VM has stopped");
+}
+
+/* The VM's end: EOF and held output written, or (takeover) neither. */
+static void test_vm_stopped(void **unused)
+{
+    (void)unused;
+    protection p;
+    init(&p, 2 * S);
+    active(&p);
+    take(&p, 0);
+    protection_act a = protection_vm_stopped(&p, false);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_false(a.release_all);
+    assert_false(a.finished);
+    assert_int_equal(p.state, PROTECTION_STOPPED);
+    assert_string_equal(a.why, "the VM has stopped");
+    assert_false(protection_retries(&p));
+    assert_false(protection_may_reconnect(&p));
+    a = protection_drained(&p);
+    assert_true(a.release_all);
+    assert_true(a.finished);
+
+    /* The monitor failed: links dropped, output left for the secondary. */
+    init(&p, 2 * S);
+    active(&p);
+    take(&p, 0);
+    a = protection_vm_stopped(&p, true);
+    assert_int_equal(a.end, PROTECTION_DISCARD);
+    assert_false(a.release_all);
+    assert_true(p.holding);
+    assert_true(a.finished);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_string_equal(a.why, "the VM failed");
+    assert_false(a.reconnect);
+
+    /* Degraded, nothing draining: output written, done at once. */
+    init(&p, 0);
+    a = protection_vm_stopped(&p, false);
+    assert_true(a.release_all);
+    assert_true(a.finished);
+    assert_int_equal(a.end, PROTECTION_KEEP);
+
+    /* Stopped with the old link still draining: done once it is. */
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    char err[64];
+    protection_stop(&p, &a, err, sizeof(err));
+    a = protection_vm_stopped(&p, false);
+    assert_false(a.release_all);
+    assert_false(a.finished);
+    a = protection_drained(&p);
+    assert_true(a.release_all);
+    assert_true(a.finished);
+    /* After the end no checkpoint is taken, none waited for. */
+    answered w = { 0 };
+    assert_int_equal(protection_wait(&p, on_done, &w, &a, err, sizeof(err)),
+                     -ENOTCONN);
+}
+
+/* Requests waiting for a checkpoint, answered by ACK, NACK or loss. */
+static void test_waiters(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+    answered w1 = { 0 }, w2 = { 0 }, w3 = { 0 }, w4 = { 0 };
+    init(&p, 0);
+    assert_int_equal(protection_wait(&p, on_done, &w1, &a, err,
+                                     sizeof(err)), -ENOTCONN);
+    assert_string_equal(err, "not replicating (degraded): no secondary to "
+                        "checkpoint to");
+    assert_int_equal(w1.calls, 0);
+
+    bring_up(&p);
+    take(&p, 0);                            /* 1, before any request */
+    assert_int_equal(protection_wait(&p, on_done, &w1, &a, err,
+                                     sizeof(err)), 0);
+    assert_true(a.take);
+    take(&p, 0);                            /* 2: w1's */
+    protection_wait(&p, on_done, &w2, &a, err, sizeof(err));
+    protection_wait(&p, on_done, &w3, &a, err, sizeof(err));
+    take(&p, 0);                            /* 3: w2's and w3's */
+    protection_wait(&p, on_done, &w4, &a, err, sizeof(err));   /* none yet */
+
+    a = protection_ack(&p, 1, 0);
+    run_answers(&p, &a);
+    assert_int_equal(w1.calls, 0);
+    a = protection_ack(&p, 2, 0);
+    run_answers(&p, &a);
+    assert_int_equal(w1.calls, 1);
+    assert_int_equal(w1.rc, 0);
+    assert_int_equal(w1.id, 2);
+    assert_int_equal(w2.calls, 0);
+
+    /* A NACK answers those on that checkpoint only. */
+    a = protection_nack(&p, 3, "bad crc");
+    run_answers(&p, &a);
+    assert_int_equal(w2.calls, 1);
+    assert_int_equal(w2.rc, -EBADMSG);
+    assert_int_equal(w2.id, 3);
+    assert_string_equal(w2.err, "secondary " ADDR " refused checkpoint 3: "
+                        "bad crc");
+    assert_int_equal(w3.calls, 1);
+    assert_int_equal(w4.calls, 0);
+
+    /* A loss answers all, those not yet given a checkpoint too. */
+    a = protection_lose(&p, "secondary gone");
+    run_answers(&p, &a);
+    assert_int_equal(w4.calls, 1);
+    assert_int_equal(w4.rc, -ECONNABORTED);
+    assert_int_equal(w4.id, 0);
+    assert_string_equal(w4.err, "secondary gone");
+    assert_int_equal(w1.calls + w2.calls + w3.calls, 3);
+    assert_null(p.waiters);
+
+    /* What is still waiting when the process ends hears so. */
+    answered w5 = { 0 };
+    bring_up(&p);
+    protection_wait(&p, on_done, &w5, &a, err, sizeof(err));
+    protection_fini(&p, "the primary is exiting");
+    assert_int_equal(w5.calls, 1);
+    assert_int_equal(w5.rc, -ECONNABORTED);
+    assert_string_equal(w5.err, "the primary is exiting");
+    assert_null(p.waiters);
+}
+
+/*
+ * With a real output-commit queue: what the guest produced before
+ * checkpoint k goes out on ACK k, what it produced after stays held,
+ * with one secondary and the next.
+ */
+static void console(outqueue *q, const char *s)
+{
+    outqueue_console(q, s, strlen(s));
+}
+
+static const char *written(int fd)
+{
+    static char buf[4096];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* What replicator_do does with output, and nothing else. */
+static void release(outqueue *q, const protection_act *a)
+{
+    if (a->release_upto)
+        outqueue_acked(q, a->release_upto);
+    if (a->release_all)
+        outqueue_release_all(q);
+}
+
+static void take_marked(protection *p, outqueue *q)
+{
+    protection_plan pl = protection_next(p);
+    assert_true(pl.take);
+    outqueue_checkpoint(q, pl.id);
+    protection_hold(p);
+    protection_taken(p, &pl);
+}
+
+static void test_ack_releases_output(void **unused)
+{
+    (void)unused;
+    int fd = memfd_create("console", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    outqueue *q;
+    assert_int_equal(outqueue_new(&q, fd), 0);
+    protection p;
+    init(&p, 0);
+
+    console(q, "a");                        /* unprotected: at once */
+    protection_act a = protection_begin(&p, ADDR);
+    release(q, &a);
+    outqueue_begin(q);
+    protection_ready(&p);
+    take_marked(&p, q);                     /* 1 */
+    console(q, "b");
+    take_marked(&p, q);                     /* 2 */
+    console(q, "c");
+    take_marked(&p, q);                     /* 3 */
+    console(q, "d");
+    assert_string_equal(written(fd), "a");
+    a = protection_ack(&p, 1, 0);
+    release(q, &a);
+    assert_string_equal(written(fd), "a");  /* b came after 1 */
+    a = protection_ack(&p, 2, 0);
+    release(q, &a);
+    assert_string_equal(written(fd), "ab");
+    a = protection_ack(&p, 3, 0);
+    release(q, &a);
+    assert_string_equal(written(fd), "abc");
+
+    /* Lost: everything goes, unheld from now on. */
+    a = protection_lose(&p, "gone");
+    release(q, &a);
+    assert_string_equal(written(fd), "abcd");
+    console(q, "e");
+    assert_string_equal(written(fd), "abcde");
+
+    /* The next secondary's ids start at 1 again; the rule holds. */
+    a = protection_drained(&p);
+    release(q, &a);
+    a = protection_begin(&p, ADDR);
+    release(q, &a);
+    outqueue_begin(q);
+    protection_ready(&p);
+    take_marked(&p, q);                     /* 1 */
+    console(q, "f");
+    take_marked(&p, q);                     /* 2 */
+    a = protection_ack(&p, 1, 0);
+    release(q, &a);
+    assert_string_equal(written(fd), "abcde");
+    a = protection_ack(&p, 2, 0);
+    release(q, &a);
+    assert_string_equal(written(fd), "abcdef");
+    outqueue_free(q);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init),
+        cmocka_unit_test(test_bringup_to_active),
+        cmocka_unit_test(test_ready_when_not_linked),
+        cmocka_unit_test(test_window),
+        cmocka_unit_test(test_ack_refusals),
+        cmocka_unit_test(test_nack_then_full),
+        cmocka_unit_test(test_full_refused_twice),
+        cmocka_unit_test(test_nack_zero),
+        cmocka_unit_test(test_return_path_when_not_linked),
+        cmocka_unit_test(test_shut),
+        cmocka_unit_test(test_lose_and_reconnect),
+        cmocka_unit_test(test_begin_again),
+        cmocka_unit_test(test_tick_silence),
+        cmocka_unit_test(test_tick_gap),
+        cmocka_unit_test(test_tick_stalled_write),
+        cmocka_unit_test(test_tick_unacknowledged),
+        cmocka_unit_test(test_tick_ping),
+        cmocka_unit_test(test_tick_period),
+        cmocka_unit_test(test_delay),
+        cmocka_unit_test(test_build_failed),
+        cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_attach_and_save),
+        cmocka_unit_test(test_vm_stopped),
+        cmocka_unit_test(test_waiters),
+        cmocka_unit_test(test_ack_releases_output),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
