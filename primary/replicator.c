@@ -131,6 +131,8 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
         p->link = NULL;
         p->state = REPLICATOR_DEGRADED;
         arm_reconnect(p);
+    } else {
+        channel_set_heartbeat(p->link, p->o.heartbeat_ns);
     }
     return rc;
 }
@@ -304,11 +306,6 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         replicator_lose(p, why);
         return;
     }
-    if (!t.busy && now - t.last_sent_ns >= p->o.heartbeat_ns &&
-        channel_ping(p->link, p->ping_seq + 1)) {
-        p->ping_seq++;
-        p->pings++;
-    }
 }
 
 static void arm_tick(replicator *p)
@@ -434,6 +431,8 @@ int replicator_set(replicator *p, const char *key, uint64_t ns, char *err,
             cycle_arm(p);
     } else if (strcmp(key, "heartbeat") == 0 && ns) {
         p->o.heartbeat_ns = ns;
+        if (p->link)
+            channel_set_heartbeat(p->link, ns);
         arm_tick(p);
     } else if (strcmp(key, "failure-timeout") == 0 && ns) {
         p->o.failure_ns = ns;
@@ -546,8 +545,8 @@ void replicator_get_status(replicator *p, replicator_status *st)
         channel_times t;
         channel_get_times(p->link, &t);
         st->last_heard_ns = t.last_recv_ns ? now - t.last_recv_ns : 0;
+        st->pings = t.pings;
     }
-    st->pings = p->pings;
     st->pongs = p->pongs;
     st->heartbeats = p->heartbeats;
     st->bringup = p->bringup;

@@ -56,7 +56,6 @@ struct replicator {
     waiter *waiters;
     qfile *pool[POOL_MAX];
     size_t npool;
-    uint32_t ping_seq;
 
     struct event *ev_ckpt, *ev_tick, *ev_early, *ev_reconnect;
     uint64_t last_tick_ns;
@@ -65,7 +64,7 @@ struct replicator {
     void *done_opaque;
 
     uint64_t secondaries, taken, acked, full, nacks, bytes_total;
-    uint64_t pings, pongs, heartbeats;
+    uint64_t pongs, heartbeats;
     sampler pause, ack, pages, bytes;
     uint64_t times[RATE_N];
     size_t ntimes, tnext;
