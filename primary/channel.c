@@ -175,12 +175,18 @@ int channel_new(channel **out, struct event_base *base, const char *addr,
     pthread_mutex_init(&l->lock, NULL);
     pthread_mutex_init(&l->send_lock, NULL);
     pthread_cond_init(&l->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->hb_cond, &ca);
+    pthread_condattr_destroy(&ca);
     l->framer = qfile_open_mem(addr);
+    l->hb_framer = qfile_open_mem(addr);
     l->ev_wake = event_new(base, -1, 0, on_wake, l);
     l->ev_finish = evtimer_new(base, on_finish_timeout, l);
     if (fd >= 0)
         l->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_read, l);
-    if (!l->framer || !l->ev_wake || !l->ev_finish ||
+    if (!l->framer || !l->hb_framer || !l->ev_wake || !l->ev_finish ||
         (fd >= 0 && !l->ev_read)) {
         snprintf(err, errlen, "out of memory");
         channel_free(l);
@@ -192,6 +198,12 @@ int channel_new(channel **out, struct event_base *base, const char *addr,
         return -EAGAIN;
     }
     l->thread_started = true;
+    if (pthread_create(&l->hb_thread, NULL, channel_heartbeat_main, l) != 0) {
+        snprintf(err, errlen, "cannot start the heartbeat thread");
+        channel_free(l);
+        return -EAGAIN;
+    }
+    l->hb_started = true;
     *out = l;
     return 0;
 }
@@ -203,6 +215,7 @@ void channel_shutdown(channel *l)
     if (l->fd >= 0)
         shutdown(l->fd, SHUT_RDWR);
     pthread_cond_broadcast(&l->cond);
+    pthread_cond_broadcast(&l->hb_cond);
     pthread_mutex_unlock(&l->lock);
     stop_reading(l);
     evtimer_del(l->ev_finish);
@@ -225,6 +238,8 @@ void channel_free(channel *l)
     channel_shutdown(l);
     if (l->thread_started)
         pthread_join(l->thread, NULL);
+    if (l->hb_started)
+        pthread_join(l->hb_thread, NULL);
     if (l->ev_read)
         event_free(l->ev_read);
     if (l->ev_wake)
@@ -236,7 +251,9 @@ void channel_free(channel *l)
     if (l->fd >= 0)
         close(l->fd);
     qfile_close(l->framer);
+    qfile_close(l->hb_framer);
     pthread_cond_destroy(&l->cond);
+    pthread_cond_destroy(&l->hb_cond);
     pthread_mutex_destroy(&l->send_lock);
     pthread_mutex_destroy(&l->lock);
     free(l);
@@ -267,11 +284,6 @@ static void put_packaged(qfile *h, const item *it)
     uint8_t be[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16),
                       (uint8_t)(len >> 8), (uint8_t)len };
     savevm_put_command(h, SAVEVM_CMD_PACKAGED, 4, be);
-}
-
-static void put_ping(qfile *h, const item *it)
-{
-    savevm_put_ping(h, (uint32_t)it->id);
 }
 
 static void put_eof(qfile *h, const item *it)
@@ -321,37 +333,19 @@ void channel_send_package(channel *l, uint64_t id, qfile *pkg)
     enqueue(l, it);
 }
 
-bool channel_ping(channel *l, uint32_t value)
+void channel_set_heartbeat(channel *l, uint64_t interval_ns)
 {
-    item it = { .id = value };
-    frame(l, &it, put_ping);
-    if (!it.hdr_len || __atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED) == 0
-        || pthread_mutex_trylock(&l->send_lock) != 0)
-        return false;
     pthread_mutex_lock(&l->lock);
-    int fd = l->closing || l->finishing ? -1 : l->fd;
+    l->heartbeat_ns = interval_ns;
+    pthread_cond_broadcast(&l->hb_cond);
     pthread_mutex_unlock(&l->lock);
-    ssize_t w = fd < 0 ? -1 : send(fd, it.hdr, it.hdr_len,
-                                   MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w > 0 && (size_t)w < it.hdr_len) {
-        /* Room for some of 9 bytes but not all: finish the record. */
-        char err[256];
-        struct iovec iov = { it.hdr + w, it.hdr_len - (size_t)w };
-        if (channel_send_iov(l, &iov, 1, err, sizeof(err)) < 0)
-            w = -1;
-        else
-            w = (ssize_t)it.hdr_len;
-    }
-    if (w > 0)
-        __atomic_store_n(&l->last_sent_ns, mono_ns(), __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&l->send_lock);
-    return w > 0;
 }
 
 void channel_finish(channel *l, uint64_t timeout_ns)
 {
     pthread_mutex_lock(&l->lock);
     l->finishing = true;
+    pthread_cond_broadcast(&l->hb_cond);
     pthread_mutex_unlock(&l->lock);
     stop_reading(l);
     item *it = new_item(l, IT_EOF, 0, NULL, put_eof);
@@ -371,4 +365,5 @@ void channel_get_times(channel *l, channel_times *out)
     out->busy = __atomic_load_n(&l->busy, __ATOMIC_RELAXED);
     out->progress_ns = __atomic_load_n(&l->progress_ns, __ATOMIC_RELAXED);
     out->bytes_sent = __atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED);
+    out->pings = __atomic_load_n(&l->pings, __ATOMIC_RELAXED);
 }

@@ -5,12 +5,23 @@
  * Everything that can block on the network happens on the link's thread:
  * connecting, the bring-up (which the owner writes through channel_write from
  * its bringup callback), and every package and the final EOF the owner
- * queues; only a PING, nine bytes, is written from the loop, and never
- * waits.  The owner's event-loop thread never waits on the peer:
+ * queues.  The owner's event-loop thread never waits on the peer:
  * it queues and returns, and reads the return path without blocking
  * (return-path messages are small; the socket stays blocking for the
  * thread and reads use MSG_DONTWAIT).  Writes use MSG_NOSIGNAL, so a peer
  * that resets the connection is an error, not a SIGPIPE.
+ *
+ * Heartbeats: a third thread, the link's heartbeat thread, writes a PING
+ * (nine bytes, between two records, never waiting for the peer) whenever
+ * nothing went out for the heartbeat interval.  Neither other thread can
+ * be trusted to keep the line from going quiet: the owner's loop builds
+ * and seals each package in one go (a full one copies and sums all of the
+ * guest's RAM: hundreds of ms for 64 MiB on a slow machine, seconds for
+ * GiBs), and the sender thread is idle meanwhile, or itself busy
+ * encoding a bring-up pass.  A secondary whose failure timeout expired
+ * during such a build would fail over from a healthy primary.  So the
+ * PINGs say that the primary's process and the link are alive; that its
+ * checkpoints keep coming is what the packages themselves show.
  *
  * Life: channel_new starts the thread; the owner is told (on its loop
  * thread) when the bring-up is done (on_ready), of each return-path
@@ -83,14 +94,13 @@ int channel_write(channel *l, const void *buf, size_t len, char *err,
  */
 void channel_send_package(channel *l, uint64_t id, qfile *pkg);
 /*
- * Writes PING value now, from the loop thread, unless the link's thread
- * is writing (which is traffic enough) or nothing was written yet (the
- * stream's header comes first).  Between two of the thread's records, so
- * also during the bring-up, whose passes over RAM can be silent for
- * longer than the peer's failure timeout.  Never waits for the peer: a
- * full socket buffer skips the PING.  Returns whether it was written.
+ * The heartbeat interval (0: none), on the loop thread, at any time: a
+ * PING goes out whenever the link wrote nothing for that long, once the
+ * stream's header went out and until channel_finish or channel_shutdown.
+ * A full socket buffer (a record being written, or the peer not reading)
+ * skips it: that is traffic enough, or the stall checks' business.
  */
-bool channel_ping(channel *l, uint32_t value);
+void channel_set_heartbeat(channel *l, uint64_t interval_ns);
 /*
  * Writes what is queued and EOF, then closes; if that takes longer than
  * timeout_ns (a stalled peer) the socket is shut down.
@@ -105,6 +115,7 @@ typedef struct channel_times {
     bool busy;              /* the thread has bytes to write */
     uint64_t progress_ns;   /* ... and last wrote some at */
     uint64_t bytes_sent;
+    uint64_t pings;         /* PINGs written */
 } channel_times;
 void channel_get_times(channel *l, channel_times *out);
 

@@ -3,9 +3,10 @@
  * side: the API, reading the return path, hearing from the thread) and
  * channel_thread.c (the sender thread).  Not for other modules.
  *
- * Locking: lock guards the queue, the done list, the flags and fd;
- * send_lock is held across each record written to the socket; the times
- * are atomics.
+ * Locking: lock guards the queue, the done list, the flags, fd and the
+ * heartbeat interval; send_lock is held across each record written to the
+ * socket; the times and counts are atomics.  cond wakes the sender thread,
+ * hb_cond (on CLOCK_MONOTONIC) the heartbeat thread.
  */
 #ifndef FTVM_PRIMARY_CHANNEL_IMPL_H
 #define FTVM_PRIMARY_CHANNEL_IMPL_H
@@ -38,17 +39,20 @@ struct channel {
     int connect_timeout_ms;
     channel_ops ops;
     void *opaque;
-    pthread_t thread;
-    bool thread_started;
+    pthread_t thread, hb_thread;
+    bool thread_started, hb_started;
     struct event *ev_wake, *ev_read, *ev_finish;
     bool read_added;
     qfile *framer;          /* encodes records' framing (loop thread) */
+    qfile *hb_framer;       /* encodes PINGs (heartbeat thread) */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
+    pthread_cond_t hb_cond;
+    uint64_t heartbeat_ns;  /* 0: no PINGs */
     /*
-     * Held across each record written, so that a PING from the loop
-     * (channel_ping) falls between records, never inside one.
+     * Held across each record written, so that a PING from the heartbeat
+     * thread falls between records, never inside one.
      */
     pthread_mutex_t send_lock;
     int fd;
@@ -63,6 +67,7 @@ struct channel {
 
     /* Written by the thread, read by channel_get_times (atomics). */
     uint64_t last_recv_ns, last_sent_ns, progress_ns, bytes_sent;
+    uint64_t pings;         /* written by the heartbeat thread */
     bool busy;
 
     uint8_t rx[RX_BUF];
@@ -75,6 +80,7 @@ void channel_wake(channel *l);
 
 /* channel_thread.c */
 void *channel_thread_main(void *arg);
+void *channel_heartbeat_main(void *arg);
 /* Writes all of iov (send_lock held).  0, or -errno with a message. */
 int channel_send_iov(channel *l, struct iovec *iov, int n, char *err,
                      size_t errlen);

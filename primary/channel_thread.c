@@ -1,7 +1,8 @@
 /*
  * channel_thread: the link's sender thread (channel.h): connecting, the
  * bring-up, then every queued package and the final EOF, each record
- * written whole under send_lock.
+ * written whole under send_lock; and its heartbeat thread, which writes a
+ * PING between two records whenever the line was quiet for the interval.
  */
 #include <errno.h>
 #include <poll.h>
@@ -9,11 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "checkpoint/savevm.h"
 #include "primary/dial.h"
 #include "primary/channel_impl.h"
 #include "vm/mono.h"
+
+/* How soon a PING that found the line busy or full is tried again. */
+#define HB_RETRY_NS 5000000ull
 
 static void thread_fail(channel *l, int rc, const char *msg)
 {
@@ -212,7 +218,84 @@ void *channel_thread_main(void *arg)
         thread_fail(l, rc, err);
     pthread_mutex_lock(&l->lock);
     l->exited = true;
+    pthread_cond_broadcast(&l->hb_cond);
     pthread_mutex_unlock(&l->lock);
     channel_wake(l);
+    return NULL;
+}
+
+/* ---- the heartbeat thread ---- */
+
+/*
+ * One PING, unless a record is being written (send_lock taken: bytes are
+ * flowing, or the stall checks will judge), the stream's header has not
+ * gone out yet, or the socket has no room for it now.  Whether it went.
+ */
+static bool ping(channel *l, uint32_t value)
+{
+    if (__atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED) == 0 ||
+        pthread_mutex_trylock(&l->send_lock) != 0)
+        return false;
+    pthread_mutex_lock(&l->lock);
+    int fd = l->closing || l->finishing || l->failed ? -1 : l->fd;
+    pthread_mutex_unlock(&l->lock);
+    qfile_mem_reset(l->hb_framer);
+    savevm_put_ping(l->hb_framer, value);
+    size_t len;
+    const uint8_t *d = qfile_mem_data(l->hb_framer, &len);
+    ssize_t w = -1;
+    if (fd >= 0 && !qfile_error(l->hb_framer))
+        w = send(fd, d, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w > 0 && (size_t)w < len) {
+        /* Room for part of it: the record must be finished. */
+        char err[256];
+        struct iovec iov = { (void *)(d + w), len - (size_t)w };
+        w = channel_send_iov(l, &iov, 1, err, sizeof(err)) < 0
+                ? -1 : (ssize_t)len;
+    }
+    if (w > 0) {
+        __atomic_store_n(&l->last_sent_ns, mono_ns(), __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->pings, 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&l->send_lock);
+    return w > 0;
+}
+
+static void wait_until(channel *l, uint64_t deadline_ns)
+{
+    struct timespec ts = {
+        .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+        .tv_nsec = (long)(deadline_ns % 1000000000ull),
+    };
+    pthread_cond_timedwait(&l->hb_cond, &l->lock, &ts);
+}
+
+void *channel_heartbeat_main(void *arg)
+{
+    channel *l = arg;
+    uint32_t seq = 0;
+    pthread_mutex_lock(&l->lock);
+    while (!l->closing && !l->finishing && !l->exited) {
+        uint64_t every = l->heartbeat_ns;
+        if (!every) {
+            pthread_cond_wait(&l->hb_cond, &l->lock);
+            continue;
+        }
+        uint64_t due = __atomic_load_n(&l->last_sent_ns, __ATOMIC_RELAXED) +
+                       every;
+        uint64_t now = mono_ns();
+        if (now < due) {
+            wait_until(l, due);
+            continue;
+        }
+        pthread_mutex_unlock(&l->lock);
+        bool sent = ping(l, seq + 1);
+        pthread_mutex_lock(&l->lock);
+        if (sent)
+            seq++;
+        else if (!l->closing && !l->finishing && !l->exited)
+            wait_until(l, now + (every < HB_RETRY_NS ? every : HB_RETRY_NS));
+    }
+    pthread_mutex_unlock(&l->lock);
     return NULL;
 }

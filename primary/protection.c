@@ -425,7 +425,6 @@ protection_act protection_tick(protection *p, uint64_t now,
         lose(p, &a, why);
         return a;
     }
-    a.ping = !t->busy && now - t->last_sent_ns >= p->o.heartbeat_ns;
     return a;
 }
 

@@ -119,7 +119,6 @@ typedef struct protection_act {
     bool reconnect;         /* arm the reconnect timer */
     bool rearm;             /* arm the checkpoint timer (protection_delay) */
     bool take;              /* take a checkpoint now (protection_next) */
-    bool ping;              /* send a PING */
     bool finished;          /* the VM's end is complete: tell the owner */
 } protection_act;
 
@@ -189,7 +188,10 @@ protection_act protection_shut(protection *p, uint32_t code);
 
 /* How often protection_tick runs. */
 uint64_t protection_tick_period(const protection *p);
-/* The periodic check: silence, a stalled link, or time for a PING. */
+/*
+ * The periodic check: silence or a stalled link.  PINGs are not decided
+ * here: each link's heartbeat thread sends them (primary/channel_thread.c).
+ */
 protection_act protection_tick(protection *p, uint64_t now,
                                const channel_times *t);
 

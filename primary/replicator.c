@@ -92,10 +92,6 @@ void replicator_do(replicator *p, const protection_act *a)
         arm_reconnect(p);
     if (a->rearm)
         cycle_arm(p);
-    if (a->ping && p->link && channel_ping(p->link, p->ping_seq + 1)) {
-        p->ping_seq++;
-        p->pings++;
-    }
     if (a->take)
         cycle_take(p);
     if (a->finished)
@@ -123,6 +119,8 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
         p->link = NULL;
         a = protection_begin_failed(&p->prot);
         replicator_do(p, &a);
+    } else {
+        channel_set_heartbeat(p->link, p->prot.o.heartbeat_ns);
     }
     return rc;
 }
@@ -350,6 +348,8 @@ int replicator_set(replicator *p, const char *key, uint64_t ns, char *err,
             cycle_arm(p);
     } else if (strcmp(key, "heartbeat") == 0 && ns) {
         o->heartbeat_ns = ns;
+        if (p->link)
+            channel_set_heartbeat(p->link, ns);
         arm_tick(p);
     } else if (strcmp(key, "failure-timeout") == 0 && ns) {
         o->failure_ns = ns;
@@ -431,8 +431,8 @@ void replicator_get_status(replicator *p, replicator_status *st)
         channel_times t;
         channel_get_times(p->link, &t);
         st->last_heard_ns = t.last_recv_ns ? now - t.last_recv_ns : 0;
+        st->pings = t.pings;
     }
-    st->pings = p->pings;
     st->pongs = p->pongs;
     st->heartbeats = p->heartbeats;
     st->bringup = p->bringup;

@@ -108,7 +108,8 @@ typedef struct replicator_status {
     sampler_summary pause_ns, ack_ns, pages, bytes;
     uint64_t bytes_total;           /* packages, all secondaries */
     uint64_t last_heard_ns;         /* since the secondary last spoke */
-    uint64_t pings, pongs, heartbeats;
+    uint64_t pings;                 /* written to this secondary */
+    uint64_t pongs, heartbeats;     /* received, all secondaries */
     package_bringup_stats bringup;      /* the last one */
     outqueue_stats output;
     char last_error[512];

@@ -34,13 +34,12 @@ struct replicator {
 
     qfile *pool[POOL_MAX];
     size_t npool;
-    uint32_t ping_seq;
 
     struct event *ev_ckpt, *ev_tick, *ev_early, *ev_reconnect;
     void (*done)(void *opaque);
     void *done_opaque;
 
-    uint64_t bytes_total, pings, pongs, heartbeats;
+    uint64_t bytes_total, pongs, heartbeats;
     sampler pause, ack, pages, bytes;
     uint64_t times[RATE_N];
     size_t ntimes, tnext;

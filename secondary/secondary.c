@@ -34,6 +34,7 @@ typedef struct secondary {
     uint64_t fo_t0;             /* detection, or the command */
     double failover_ms;
     uint64_t continued_from;
+    uint64_t continued_console; /* the guest's console bytes by then */
     char fo_reason[640];
 } secondary;
 
@@ -81,6 +82,7 @@ static void fail_over(secondary *s, const char *reason)
     snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
     /* Keeps a checkpoint of the cache being written out of the start. */
     receiver_hold(s->rx);
+    s->continued_console = vm_console_bytes(s->v);
     int rc = failover_start(&s->fo, s->v, daemon_base(s->d),
                             receiver_shape(s->rx)->mac, on_vm_stop, s, err,
                             sizeof(err));
@@ -300,10 +302,12 @@ static void hook_status(void *opaque, json_t *r)
     }
     if (s->state == STANDBY_RUNNING)
         json_object_set_new(r, "failover",
-                            json_pack("{s:f, s:I, s:s, s:i}", "ms",
+                            json_pack("{s:f, s:I, s:I, s:s, s:i}", "ms",
                                       s->failover_ms, "continued_from",
-                                      (json_int_t)s->continued_from, "reason",
-                                      s->fo_reason, "announced",
+                                      (json_int_t)s->continued_from,
+                                      "console_bytes",
+                                      (json_int_t)s->continued_console,
+                                      "reason", s->fo_reason, "announced",
                                       (int)failover_announced(s->fo)));
 }
 

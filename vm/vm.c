@@ -497,3 +497,8 @@ uint64_t vm_guest_clock(vm *v)
 {
     return hc_clock_now(&v->hc);
 }
+
+uint64_t vm_console_bytes(vm *v)
+{
+    return __atomic_load_n(&v->hc.st.console_bytes, __ATOMIC_RELAXED);
+}

@@ -152,5 +152,10 @@ ram_saver *vm_ram_saver(vm *v);
 net_dev *vm_net(vm *v);
 /* The guest's monotonic clock (ns). */
 uint64_t vm_guest_clock(vm *v);
+/*
+ * Console bytes the guest has written since it booted: part of its state,
+ * so a VM loaded from a checkpoint counts what had been written by then.
+ */
+uint64_t vm_console_bytes(vm *v);
 
 #endif

@@ -75,6 +75,20 @@ kill, was below the checkpoint the secondary continued from.
   slow-link     every sendmsg of the primary delayed 40 ms (LD_PRELOAD of
                 slow_sendmsg.so, FTVM_E2E_PRELOAD): replication must become
                 and stay active (far below the 10 s stall timeout).
+  failover-slow  the secondary validates each package 400 ms late
+                (LD_PRELOAD of slow_apply.so, FTVM_SLOW_APPLY_PRELOAD), so
+                packages queue behind it; counter rate=50 in 64M,
+                --checkpoint-interval 50ms.  RUNS (default 6) failovers
+                taken in turn three ways: kill -9 of the primary; SIGSTOP
+                of it (the secondary drains what was sent, then finds it
+                silent; the primary is killed after); `ftvmctl failover` on
+                the secondary while the primary runs on.  Each time the
+                secondary's first line must be exactly the one after the
+                checkpoint it continued from: its console bytes before that
+                line (by the reference) are the console bytes the guest had
+                written at that checkpoint (failover.console_bytes), so it
+                is never the banner or `tick 1` again, and never a line
+                the consumer had already seen.
 
 Traffic: 10.78.0.2 and 10.79.0.x, only inside the namespaces made here.
 """
@@ -216,12 +230,12 @@ class Ctl:
 
 
 def spawn_secondary(name, extra=(), netns=None, listen="127.0.0.1:0",
-                    failure="1s"):
+                    failure="1s", env=None):
     """(Stream, "host:port", Ctl)."""
     sock = os.path.join(ck.tmp, name + ".sock")
     p = Stream(name, [ck.ftvm, "secondary", "--listen", listen, "--control",
                       sock, "--failure-timeout", failure] + list(extra),
-               netns=netns)
+               netns=netns, env=env)
 
     def listening():
         m = LISTEN_RE.search(p.err())
@@ -290,6 +304,15 @@ class Reference:
                                        "rate=100000", "count=%d" % count] +
                          keep)
         self.count = count
+
+    def text(self, i, args=COUNTER):
+        """Line i as a run with args prints it (the header names them)."""
+        idx, key = self.line(i)
+        if idx:
+            return "tick %d crc %s" % (idx, key)
+        ra = dict(a.split("=", 1) for a in args)
+        return "counter rate=%s count=%s %s" % (ra.get("rate", "10"),
+                                                ra.get("count", "0"), key)
 
     def line(self, i):
         if i > self.count:
@@ -911,6 +934,94 @@ def case_slow_link():
     log("active; %d checkpoints acknowledged" % st["checkpoint"]["acked"])
 
 
+# ---- failover while the secondary applies slowly ----
+
+def slow_failover_run(i, ref, how, lib):
+    sec, addr, sctl = spawn_secondary("sec%d" % i, env={
+        "LD_PRELOAD": lib, "FTVM_TEST_SLOW_APPLY_MS": "400"})
+    pri, pctl = spawn_primary("pri%d" % i, addr,
+                              extra=["--checkpoint-interval", "50ms"])
+    desc = "run %d (%s)" % (i, how)
+
+    def applied(n):
+        def ok():
+            if not sec.alive() or not pri.alive():
+                fail("%s: a process exited\n%s\n%s" % (desc, sec.dump(),
+                                                         pri.dump()))
+            s = sctl.status()
+            return s and s.get("replication", {}).get("applied", 0) >= n
+        return ok
+    # Past checkpoint 2, then a little further: packages are queued.
+    ck.wait_until(applied(2), 60, "%s: two checkpoints applied" % desc)
+    ck.wait_until(applied(2 + rng.randrange(3)), 60,
+                  "%s: more checkpoints applied" % desc)
+    acked = (pctl.status() or {}).get("checkpoint", {}).get("last_acked")
+    if how == "kill":
+        pri.signal(signal.SIGKILL)
+        pri.p.wait(10)
+        seen = pri.eof()
+    elif how == "stop":
+        pri.signal(signal.SIGSTOP)
+        seen = None
+    else:
+        seen = pri.lines()
+        r = sctl.cmd("failover")
+        check(r is not None, "%s: failover command unanswered" % desc)
+    wait_state(sctl, sec, "running", timeout=60)
+    if how == "stop":
+        # Killed before it ever ran again: what it released, it released
+        # before the stop.
+        pri.signal(signal.SIGKILL)
+        pri.p.wait(10)
+        seen = pri.eof()
+    fo = sctl.status()["failover"]
+    want = {"kill": "primary lost", "stop": "primary silent",
+            "command": "requested"}[how]
+    check(fo["reason"] == want, "%s: failover reason %r, expected %r" %
+          (desc, fo["reason"], want))
+    ck.wait_until(lambda: len(sec.lines()) >= 3 or
+                  (not sec.alive() and fail(sec.dump())), 30,
+                  "%s: 3 lines from the secondary" % desc)
+    after = sec.lines()
+    check_prefix(ref, seen, "%s: the primary's released output" % desc)
+    b = canon(after[0])[0]
+    # Exactly the line after checkpoint K: the guest had written the
+    # bytes of lines 0..b-1 by then, and not one byte more.
+    before = sum(len(ref.text(j)) + 1 for j in range(b))
+    check(before == fo["console_bytes"], "%s: the secondary's first line "
+          "is %r (index %d, %d console bytes before it), but checkpoint "
+          "%d holds a guest that had written %d bytes: it did not resume "
+          "that checkpoint\n%s" % (desc, after[0], b, before,
+                                    fo["continued_from"],
+                                    fo["console_bytes"], sec.dump()))
+    # The banner or tick 1 again, after the consumer saw it: the guest
+    # started over (the failure this case was written for).
+    check(b > 1 or len(seen) <= b, "%s: the secondary started the guest "
+          "over (%r) although the consumer had seen %d line(s) and it "
+          "continued from checkpoint %d\n%s" %
+          (desc, after[0], len(seen), fo["continued_from"], sec.dump()))
+    b2, gap = check_continues(ref, seen, after, "%s: the secondary" % desc)
+    log("%s: the consumer saw %d line(s) (ACK %s read before), the "
+        "secondary goes on at index %d from checkpoint %d, exactly; %d "
+        "held line(s) lost with the primary's unread ACKs" %
+        (desc, len(seen), acked, b, fo["continued_from"], gap))
+    stop(sec, pri)
+    sctl.close()
+    pctl.close()
+    ck.procs.remove(sec)
+    ck.procs.remove(pri)
+
+
+def case_failover_slow(runs):
+    lib = os.environ.get("FTVM_SLOW_APPLY_PRELOAD")
+    if not lib or not os.path.exists(lib):
+        ck.skip("FTVM_SLOW_APPLY_PRELOAD does not name slow_apply.so")
+    ref = Reference()
+    ways = ["kill", "stop", "command"]
+    for i in range(1, runs + 1):
+        slow_failover_run(i, ref, ways[(i - 1) % len(ways)], lib)
+
+
 # ---- main ----
 
 CASES = {
@@ -920,6 +1031,7 @@ CASES = {
     "corrupt": (case_corrupt, False),
     "stop-busy": (case_stop_busy, False),
     "slow-link": (case_slow_link, False),
+    "failover-slow": (case_failover_slow, False),
     "partition": (case_partition, "network namespaces and a veth pair"),
     "udpkv-tap": (case_udpkv_tap, "TAP devices on a bridge in a network "
                   "namespace"),
@@ -954,6 +1066,8 @@ def main():
         log("%s: FTVM_E2E_SEED=%d" % (case, seed))
         if case == "kill-primary":
             fn(runs)
+        elif case == "failover-slow":
+            fn(runs if len(sys.argv) == 6 else 6)
         else:
             fn()
         status = 0
