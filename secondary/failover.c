@@ -10,7 +10,7 @@
 #include "daemon/log.h"
 #include "vm/net.h"
 
-/* Gaps between the announce rounds, as the reference spaces them. */
+/* Gaps between the announce rounds, as QEMU spaces them. */
 static const unsigned gap_ms[FAILOVER_ANNOUNCE_ROUNDS - 1] = {50, 150, 250,
                                                               350};
 

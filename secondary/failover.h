@@ -6,7 +6,7 @@
  * vCPU and device state are those of the last checkpoint applied; nothing
  * is copied.  failover_start puts the VM on the event loop (its network
  * backend starts receiving, and on_stop is called when the guest stops), sends
- * the first of the reference's self-announce frames for the guest's MAC,
+ * the first of QEMU's self-announce frames for the guest's MAC,
  * starts the vCPUs, and sends the other four from timers on the loop, 50,
  * 150, 250 and 350 ms apart, so that switches learn the MAC's new port.
  */
@@ -37,7 +37,7 @@ unsigned failover_announced(const failover *f);
 void failover_free(failover *f);
 
 /*
- * The reference's self-announce frame: a broadcast RARP reverse request
+ * QEMU's self-announce frame: a broadcast RARP reverse request
  * (ethertype 0x8035, opcode 3) whose sender and target hardware addresses
  * are mac and whose protocol addresses are 0.  Writes FAILOVER_RARP_LEN bytes.
  */
