@@ -214,7 +214,11 @@ def only_ckpt_files(d):
 
 def case_save_restore():
     needs_kvm()
-    args = ["rate=50", "count=70"]
+    # Long enough that the first restored run is still ticking when it is
+    # saved again however slow the machine (scaled), short enough that
+    # the second runs to the end soon.
+    count = 70 + int(130 * ft.TIME_SCALE)
+    args = ["rate=50", "count=%d" % count]
     sock = os.path.join(ft.tmp, "run.sock")
     ref = Proc("reference", counter_argv(args))
     run = Proc("run", counter_argv(args, extra=["--control", sock]))
@@ -260,7 +264,7 @@ def case_save_restore():
     after2 = r1.last_tick()
     r1.kill9()
     check_continuation(r1, ref, before + 1, after + 1)
-    check(after2 < 70, "restore 1 reached the end before it was killed")
+    check(after2 < count, "restore 1 reached the end before it was killed")
     r2 = Proc("restore2", [ftvm, "restore", f2])
     rc = r2.wait(30)
     check(rc == 0, "restore 2 exited %d, expected the guest's 0\n%s" %
@@ -268,8 +272,9 @@ def case_save_restore():
     first2, last2 = check_continuation(r2, ref, before2 + 1, after2 + 1,
                                        want_done=True,
                                        exact=console_lines(f2))
-    check(last2 == 70, "restore 2 ended at tick %d" % last2)
-    log("restore 2 continues at tick %d and ends at 70" % first2)
+    check(last2 == count, "restore 2 ended at tick %d, not %d" %
+          (last2, count))
+    log("restore 2 continues at tick %d and ends at %d" % (first2, count))
     check(ref.wait(30) == 0, "the reference run failed\n" + ref.dump())
 
 
