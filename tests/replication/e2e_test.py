@@ -429,9 +429,10 @@ def kill_secondary(pri, pctl, sec, timeout_s, desc):
     sec.signal(signal.SIGKILL)
     st = wait_state(pctl, pri, "degraded", timeout_s + 2)
     ms = (time.monotonic() - t0) * 1e3
-    check(ms <= timeout_s * 1e3 + 100, "%s: degraded %.0f ms after the "
-          "kill, the failure timeout is %.0f ms" % (desc, ms,
-                                                   timeout_s * 1e3))
+    # 100 ms to notice and report it on an ordinary machine, scaled.
+    check(ms <= (timeout_s + ft.scaled(0.1)) * 1e3, "%s: degraded %.0f ms "
+          "after the kill, the failure timeout is %.0f ms" %
+          (desc, ms, timeout_s * 1e3))
     out = st["output"]
     check(not out["holding"] and out["held_bytes"] == 0 and
           out["console_held_bytes"] == 0, "%s: output still held when "
@@ -760,7 +761,7 @@ def case_partition():
         "secondary failed over after %.0f ms (failure timeout %.0f ms)" %
         (t_link * 1e3, got["p"] * 1e3, got["s"] * 1e3, timeout * 1e3))
     for side in "ps":
-        check(got[side] <= timeout + 0.3 + t_link,
+        check(got[side] <= timeout + ft.scaled(0.3) + t_link,
               "detected after %.0f ms" % (got[side] * 1e3))
     pst, sst = pctl.status(), sctl.status()
     check("nothing heard" in pst["last_error"], "primary: last_error %r" %
