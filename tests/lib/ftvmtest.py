@@ -312,7 +312,7 @@ def run_case(name, fn, prefix, describe=""):
     except Failure as e:
         print("FAIL [%s]%s: %s" % (name, describe, e), file=sys.stderr)
         for p in procs:
-            if p.name != "reference":
+            if not p.name.startswith("reference"):
                 print(p.dump(), file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
