@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 EXIT_SKIPPED = 77
 
@@ -287,8 +288,12 @@ def check_sanitizers(p):
 
 # ---- one case, start to end ----
 
+class Stopped(Exception):
+    """A signal (meson's timeout sends SIGTERM) ended the case."""
+
+
 def _on_signal(sig, frame):
-    raise SystemExit("stopped by signal %d" % sig)
+    raise Stopped("stopped by signal %d" % sig)
 
 
 def run_case(name, fn, prefix, describe=""):
@@ -309,8 +314,10 @@ def run_case(name, fn, prefix, describe=""):
         fn()
         status = 0
         log("ok: %s (%.1f s)" % (name, time.monotonic() - t))
-    except Failure as e:
+    except (Failure, Stopped) as e:
         print("FAIL [%s]%s: %s" % (name, describe, e), file=sys.stderr)
+        if isinstance(e, Stopped):      # where it was, for a timeout
+            traceback.print_exc()
         for p in procs:
             if not p.name.startswith("reference"):
                 print(p.dump(), file=sys.stderr)
