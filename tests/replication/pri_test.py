@@ -130,7 +130,13 @@ def secondary(name, *extra):
 
 def primary(name, addr, *extra, env=None, image="counter",
             args=("rate=50",)):
+    """Where the case does not time failure detection itself, the failure
+    timeout is the default (300 ms) scaled: on a slow machine the primary
+    can be kept from the CPU that long during bring-up, and would then
+    give up on a secondary it had not yet sent a byte to."""
     sock = os.path.join(ft.tmp, name + ".sock")
+    if "--failure-timeout" not in extra:
+        extra += ("--failure-timeout", "%dms" % ft.scaled(300))
     p = Proc(name, [ftvm, "primary", guest(image)] + list(args) +
              ["--mem", "64M", "--secondary", addr, "--control", sock] +
              list(extra), env=env)
