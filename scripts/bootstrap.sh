@@ -13,6 +13,11 @@ packages=(
     python3-prometheus-client            # parses /metrics in the tests
     iproute2 iputils-ping                # network namespaces, TAP, bridges in tests
 )
+# Without a usable /dev/kvm, the tests that need KVM run in a QEMU VM that
+# has it (scripts/kvm-vm.sh), which needs these.
+if ! scripts/kvm-vm.sh --check >/dev/null; then
+    packages+=(qemu-system-x86 qemu-system-data busybox-static kmod cpio)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

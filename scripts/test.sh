@@ -2,33 +2,111 @@
 # The whole test suite: bootstrap, every test, the unit tests again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then the loader's fuzzer
 # for a bounded time (FUZZ_SECONDS, default 60) on the corpus in tests/fuzz.
+#
+# The tests that need KVM (meson suite `kvm`) run with FTVM_REQUIRE_KVM=1,
+# so one that would skip for want of /dev/kvm fails instead.  Where this
+# machine has no usable /dev/kvm they run inside a QEMU VM that has one
+# (scripts/kvm-vm.sh: one emulated CPU, nested KVM), one at a time, with
+# their deadlines multiplied by FTVM_TIME_SCALE (default 5 there) and
+# meson's timeouts by as much; every other test runs here.  --vm (or
+# FTVM_TEST_VM=1) takes the VM path even where /dev/kvm works.
+#
+# The last line counts what ran, from meson's test logs:
+#     summary: N passed, M failed, S skipped
+# The exit status is non-zero if anything failed or a test that needs KVM
+# was skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+use_vm=${FTVM_TEST_VM:-0}
+case ${1:-} in
+--vm) use_vm=1 ;;
+"") ;;
+-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+*) echo "test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+esac
+
 scripts/bootstrap.sh
 
-passed=0
-failed=0
-count() {   # adds up meson's "Ok:" and "Fail:" summary lines from a log
-    local log=$1
-    passed=$((passed + $(awk '/^Ok:/ {print $2}' "$log" | tail -1)))
-    failed=$((failed + $(awk '/^Fail:/ {print $2}' "$log" | tail -1)))
-}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-status=0
+python=/usr/bin/python3     # Debian's, as meson's is; not PATH's
+logs=build/meson-logs
+passed=0 failed=0 skipped=0 kvm_skipped=0 status=0
 
-echo "== tests"
-meson test -C build --print-errorlogs 2>&1 | tee "$log" || status=1
-count "$log"
+# count LOGBASE: adds up one meson run's results from its JSON test log.
+count() {
+    local json=$logs/$1.json
+    if [ ! -s "$json" ]; then
+        echo "test.sh: no test log $json: the run did not finish" >&2
+        failed=$((failed + 1))
+        return
+    fi
+    local n
+    n=$("$python" - "$json" <<'PY'
+import json, sys
+p = f = s = ks = 0
+for line in open(sys.argv[1]):
+    t = json.loads(line)
+    suites = t["name"].split(" / ")[0]
+    r = t["result"]
+    if r in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    elif r == "SKIP":
+        s += 1
+        if "kvm" in suites.split(":", 1)[-1].split("+"):
+            ks += 1
+            print("test.sh: %s needs KVM and was skipped" % t["name"],
+                  file=sys.stderr)
+    else:
+        f += 1
+print(p, f, s, ks)
+PY
+)
+    read -r p f s ks <<<"$n"
+    passed=$((passed + p)) failed=$((failed + f))
+    skipped=$((skipped + s)) kvm_skipped=$((kvm_skipped + ks))
+}
+
+# meson_test LOGBASE ARGS...: one meson run, its log counted.
+meson_test() {
+    local base=$1
+    shift
+    rm -f "$logs/$base.json"
+    meson test -C build --print-errorlogs --logbase "$base" "$@" || status=1
+    count "$base"
+}
+
+if [ "$use_vm" = 0 ] && scripts/kvm-vm.sh --check >/dev/null; then
+    echo "== tests (/dev/kvm works here: the tests that need KVM run here)"
+    FTVM_REQUIRE_KVM=1 meson_test testlog-all
+else
+    why="no usable /dev/kvm here"
+    force=()
+    if [ "$use_vm" = 1 ]; then why="--vm"; force=(--force); fi
+    scale=${FTVM_TIME_SCALE:-5}
+    echo "== tests that need no KVM, here"
+    meson_test testlog-host --no-suite kvm
+    echo "== tests that need KVM ($why): in a QEMU VM with nested KVM" \
+         "(scripts/kvm-vm.sh), one at a time, deadlines x$scale"
+    rm -f "$logs/testlog-kvm.json"
+    start=$SECONDS
+    scripts/kvm-vm.sh "${force[@]}" --timeout "${FTVM_VM_TIMEOUT:-2400}" -- \
+        env FTVM_REQUIRE_KVM=1 FTVM_TIME_SCALE="$scale" \
+        meson test -C build --no-rebuild --print-errorlogs --suite kvm \
+            --num-processes 1 --timeout-multiplier "$scale" \
+            --logbase testlog-kvm || status=1
+    echo "== the VM's run took $((SECONDS - start)) s"
+    count testlog-kvm
+fi
 
 echo "== unit tests under ASan + UBSan"
 if [ ! -f build-san/build.ninja ]; then
     meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false
 fi
 ninja -C build-san
-meson test -C build-san --suite unit --print-errorlogs 2>&1 | tee "$log" || status=1
-count "$log"
+rm -f build-san/meson-logs/testlog-san.json
+meson test -C build-san --suite unit --print-errorlogs --logbase testlog-san ||
+    status=1
+logs=build-san/meson-logs count testlog-san
 
 echo "== fuzzing the loader for ${FUZZ_SECONDS:-60}s"
 if [ ! -f build-fuzz/build.ninja ]; then
@@ -48,5 +126,10 @@ else
 fi
 rm -rf "$newcorpus"
 
-echo "summary: $passed passed, $failed failed"
+if [ "$kvm_skipped" -gt 0 ]; then
+    echo "test.sh: $kvm_skipped test(s) that need KVM were skipped: failing"
+    status=1
+fi
+[ "$failed" -eq 0 ] || status=1
+echo "summary: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -20,6 +20,10 @@ import struct
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+
 CHILD = r'''
 import os, select, socket, struct, sys
 fd = int(sys.argv[1])
@@ -67,6 +71,7 @@ def fail(msg):
 
 
 def run(shim, value, timeout=60):
+    timeout = ft.scaled(timeout)
     a, b = socket.socketpair()
     b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
     env = dict(os.environ, LD_PRELOAD=shim, FTVM_TEST_CORRUPT_PACKAGE=value)
@@ -151,7 +156,7 @@ def main():
     for bad in ("x", "0", "3,", "1,2,3,4,5,6,7,8,9", "-1", " 3"):
         r = subprocess.run([sys.executable, "-c", "pass"], env=dict(
             os.environ, LD_PRELOAD=shim, FTVM_TEST_CORRUPT_PACKAGE=bad),
-            capture_output=True, text=True, timeout=30)
+            capture_output=True, text=True, timeout=ft.scaled(30))
         if r.returncode != 2 or "FTVM_TEST_CORRUPT_PACKAGE" not in r.stderr:
             fail("%r: exit %d, stderr %r" % (bad, r.returncode, r.stderr))
     print("PASS", flush=True)

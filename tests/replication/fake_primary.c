@@ -95,6 +95,7 @@ typedef struct fp {
     bool full_next;         /* the next package resends everything */
     uint32_t ping_seq;
     const char *console_out;
+    uint64_t flush_ns;      /* when the last flush began */
 } fp;
 
 static uint64_t now_ns(void)
@@ -251,6 +252,7 @@ static bool await_reply(fp *p, uint64_t id)
 
 static void flush(fp *p)
 {
+    p->flush_ns = now_ns();
     if (qfile_flush(p->out) < 0)
         die_fail(p, "sending: %s", qfile_errmsg(p->out));
 }
@@ -392,10 +394,14 @@ static void wait_stdin(fp *p)
     }
 }
 
-/* Silence; reports when the secondary hangs up. */
+/*
+ * Silence; reports when the secondary hangs up, timed from the start of
+ * the last flush: the secondary may have heard those bytes long before
+ * this step begins on a slow machine, never before they were sent.
+ */
 static void stall(fp *p, unsigned ms)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = p->flush_ns ? p->flush_ns : now_ns();
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += ms / 1000;

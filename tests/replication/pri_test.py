@@ -47,80 +47,33 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import check, fail, log, wait_until  # noqa: E402
 
 TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 EXIT_USAGE, EXIT_SETUP = 2, 120
 
-case = ftvm = ftvmctl = guests = tmp = None
-procs = []
+ftvm = ftvmctl = guests = None
 
 
-class Failure(Exception):
-    pass
-
-
-def log(*a):
-    print(*a, flush=True)
-
-
-def fail(msg):
-    raise Failure(msg)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def wait_until(pred, timeout, what, step=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            fail("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(step)
-
-
-class Proc:
-    """A child in its own process group, stdout and stderr to files."""
-
-    def __init__(self, name, argv, env=None):
-        self.name, self.argv = name, argv
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        e = dict(os.environ)
-        e.update(env or {})
-        with open(self.out_path, "wb") as out, \
-                open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
-                                      stdin=subprocess.DEVNULL, env=e,
-                                      start_new_session=True)
-        procs.append(self)
-
-    def out(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def err(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode(errors="replace")
+class Proc(ft.Proc):
+    """A child (ftvmtest.Proc) that may run the counter guest."""
 
     def ticks(self):
         return [int(m.group(1)) for m in
-                (TICK_RE.match(l) for l in self.out().split("\n")[:-1]) if m]
+                (TICK_RE.match(line) for line in self.lines()) if m]
 
     def last_tick(self):
         t = self.ticks()
@@ -134,36 +87,14 @@ class Proc:
             return self.last_tick() >= n
         wait_until(ok, timeout, "%s to print tick %d" % (self.name, n))
 
-    def signal(self, sig):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def wait(self, timeout=15):
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            fail("%s did not exit within %d s\n%s" %
-                 (self.name, timeout, self.dump()))
-
-    def kill9(self):
-        self.signal(signal.SIGKILL)
-        return self.p.wait(10)
-
     def dump(self):
-        out = self.out()
-        if len(out) > 2000:
-            out = "...\n" + out[-2000:]
-        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
-            self.name, " ".join(self.argv), out, self.err())
+        return ft.Proc.dump(self, 2000)
 
 
 def ctl(sock, *args, ok=True):
     """ftvmctl --json; the result, or (with ok=False) (rc, stderr)."""
     wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
-    r = subprocess.run([ftvmctl, "-s", sock, "--json"] + list(args),
+    r = ft.run([ftvmctl, "-s", sock, "--json"] + list(args),
                        capture_output=True, text=True, timeout=30)
     if not ok:
         return r.returncode, r.stderr
@@ -188,7 +119,7 @@ def guest(name):
 
 def secondary(name, *extra):
     """A real secondary on a free port: (Proc, "127.0.0.1:PORT", sock)."""
-    sock = os.path.join(tmp, name + ".sock")
+    sock = os.path.join(ft.tmp, name + ".sock")
     p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
                     "--control", sock] + list(extra))
     m = wait_until(lambda: LISTEN_RE.search(p.err()) or
@@ -199,7 +130,13 @@ def secondary(name, *extra):
 
 def primary(name, addr, *extra, env=None, image="counter",
             args=("rate=50",)):
-    sock = os.path.join(tmp, name + ".sock")
+    """Where the case does not time failure detection itself, the failure
+    timeout is the default (300 ms) scaled: on a slow machine the primary
+    can be kept from the CPU that long during bring-up, and would then
+    give up on a secondary it had not yet sent a byte to."""
+    sock = os.path.join(ft.tmp, name + ".sock")
+    if "--failure-timeout" not in extra:
+        extra += ("--failure-timeout", "%dms" % ft.scaled(300))
     p = Proc(name, [ftvm, "primary", guest(image)] + list(args) +
              ["--mem", "64M", "--secondary", addr, "--control", sock] +
              list(extra), env=env)
@@ -281,16 +218,16 @@ def case_usage():
              "unknown option"),
             ([guest("counter"), "--secondary", "x:1", "--mem", "3M"],
              "--mem")]:
-        r = subprocess.run([ftvm, "primary"] + argv, capture_output=True,
+        r = ft.run([ftvm, "primary"] + argv, capture_output=True,
                            text=True, timeout=20)
         check(r.returncode == EXIT_USAGE, "%s: exit %d, expected 2: %s" %
               (argv, r.returncode, r.stderr))
         check(what in r.stderr, "%s: stderr does not say '%s': %s" %
               (argv, what, r.stderr))
-    r = subprocess.run([ftvm, "primary", "--help"], capture_output=True,
+    r = ft.run([ftvm, "primary", "--help"], capture_output=True,
                        text=True, timeout=20)
     check(r.returncode == 0 and "--secondary" in r.stdout, "--help")
-    r = subprocess.run([ftvm, "primary", guest("counter"), "--secondary",
+    r = ft.run([ftvm, "primary", guest("counter"), "--secondary",
                         "127.0.0.1:1"], capture_output=True, text=True,
                        timeout=20, env=dict(os.environ, **corrupt_env("x")))
     check(r.returncode == EXIT_USAGE and
@@ -349,7 +286,7 @@ def case_basic():
     check("# TYPE ftvm_primary_checkpoints_taken_total counter" in text,
           "metrics: taken is not a counter")
 
-    save = os.path.join(tmp, "a.ftvm")
+    save = os.path.join(ft.tmp, "a.ftvm")
     rc, err = ctl(sock, "save", save, ok=False)
     check(rc == 1 and "stop-replication" in err,
           "save while active: %d %s" % (rc, err))
@@ -535,9 +472,10 @@ def udpkv_round_trips(sock, n, tag):
 
 
 def case_net():
-    gsock, psock = os.path.join(tmp, "g.sock"), os.path.join(tmp, "p.sock")
+    gsock = os.path.join(ft.tmp, "g.sock")
+    psock = os.path.join(ft.tmp, "p.sock")
     s, addr, ssock = secondary("sec", "--net", "dgram:%s,%s" % (
-        os.path.join(tmp, "sg.sock"), os.path.join(tmp, "sp.sock")))
+        os.path.join(ft.tmp, "sg.sock"), os.path.join(ft.tmp, "sp.sock")))
     peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     peer.bind(psock)
     p, sock = primary("pri", addr, "--net", "dgram:%s,%s" % (gsock, psock),
@@ -578,44 +516,25 @@ CASES = {
 
 
 def main():
-    global case, ftvm, ftvmctl, guests, tmp
+    global ftvm, ftvmctl, guests
     if len(sys.argv) != 5 or sys.argv[1] not in CASES:
         sys.stderr.write(__doc__)
         return 2
     case, ftvm, ftvmctl, guests = sys.argv[1:]
     fn, kvm = CASES[case]
-    if kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        log("SKIP [%s]: /dev/kvm is missing or not usable; ftvm primary "
-            "needs KVM" % case)
-        return 77
-    tmp = tempfile.mkdtemp(prefix="ftvm-pri-")
-    try:
+
+    def run():
+        if kvm:
+            ft.needs_kvm()
         fn()
-        for p in procs:
+        for p in ft.procs:
             p.signal(signal.SIGTERM)
             try:
-                p.p.wait(10)
+                p.p.wait(ft.scaled(10))
             except subprocess.TimeoutExpired:
                 pass
-            for bad in ("Sanitizer", "runtime error:"):
-                check(bad not in p.err(), "%s reported:\n%s" % (bad,
-                                                                 p.dump()))
-        log("PASS [%s]" % case)
-        return 0
-    except Failure as e:
-        log("FAIL [%s]: %s" % (case, e))
-        for p in procs:
-            log(p.dump())
-        return 1
-    finally:
-        for p in procs:
-            p.signal(signal.SIGKILL)
-        for p in procs:
-            try:
-                p.p.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
+            ft.check_sanitizers(p)
+    ft.run_case(case, run, "pri")
 
 
 if __name__ == "__main__":

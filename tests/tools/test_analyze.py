@@ -31,13 +31,9 @@ with FTVM_REQUIRE_KVM=1 that is a failure instead).
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,17 +42,12 @@ QEMU_DIR = os.path.join(HERE, "..", "qemu")
 sys.path.insert(0, HERE)
 import analyze_stream  # noqa: E402  (for rewriting descriptions only)
 
-case = ftvm = ftvmctl = gen_corpus = gen_streams = guests = tmp = None
-procs = []
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import Failure, log, needs_kvm, wait_until  # noqa: E402
+
+ftvm = ftvmctl = gen_corpus = gen_streams = guests = None
 checks = 0
-
-
-class Failure(Exception):
-    pass
-
-
-def log(*a):
-    print(*a, flush=True)
 
 
 def check(cond, what):
@@ -66,23 +57,11 @@ def check(cond, what):
         raise Failure(what)
 
 
-def wait_until(pred, timeout, what, step=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Failure("timed out after %.0f s waiting for %s"
-                          % (timeout, what))
-        time.sleep(step)
-
-
 # ---- the reader, and what it read ----
 
 def analyze(path, *opts):
     """(exit status, parsed --json output or None, stderr)."""
-    r = subprocess.run([sys.executable, ANALYZE, "--json", *opts, path],
+    r = ft.run([sys.executable, ANALYZE, "--json", *opts, path],
                        capture_output=True, text=True, timeout=300)
     return r.returncode, json.loads(r.stdout) if r.returncode == 0 else None, \
         r.stderr
@@ -154,7 +133,7 @@ def with_description(src, dst, edit):
 # ---- cross-checks with ftvm inspect ----
 
 def inspect_json(path, *opts):
-    r = subprocess.run([ftvm, "inspect", "--json", *opts, path],
+    r = ft.run([ftvm, "inspect", "--json", *opts, path],
                        capture_output=True, text=True, timeout=300)
     check(r.returncode == 0, "ftvm inspect %s: exit %d: %s"
           % (path, r.returncode, r.stderr))
@@ -311,10 +290,10 @@ def check_replication(path, desc, mem_size, vcpus, has_net, min_packages):
 
 
 def case_streams():
-    d = os.path.join(tmp, "corpus")
+    d = os.path.join(ft.tmp, "corpus")
     os.mkdir(d)
-    subprocess.run([gen_corpus, d], check=True)
-    subprocess.run([gen_streams, d], check=True)
+    ft.run([gen_corpus, d], check=True, timeout=120)
+    ft.run([gen_streams, d], check=True, timeout=120)
 
     for name in ("plain", "compressed", "xbzrle"):
         p = os.path.join(d, name)
@@ -361,7 +340,7 @@ def check_undescribed(f):
                                if x["name"] != name]
         return edit
 
-    bad = os.path.join(tmp, "bad.ftvm")
+    bad = os.path.join(ft.tmp, "bad.ftvm")
     for name in ("ftvm-ckpt", "console", "cpu"):
         with_description(f, bad, drop(name))
         read_fails(bad, "section '%s' instance 0" % name)
@@ -416,63 +395,8 @@ def check_qemu_stream(name):
 
 # ---- with KVM ----
 
-def needs_kvm():
-    if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return
-    msg = "/dev/kvm is missing or not usable by uid %d" % os.geteuid()
-    if os.environ.get("FTVM_REQUIRE_KVM") == "1":
-        raise Failure(msg + ", and FTVM_REQUIRE_KVM=1")
-    log("SKIP [%s]: %s; this case runs a VM" % (case, msg))
-    sys.exit(77)
-
-
-class Proc:
-    """A child in a process group of its own, output to files in tmp."""
-
-    def __init__(self, name, argv):
-        self.name = name
-        self.argv = argv
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        with open(self.out_path, "wb") as out, \
-                open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
-                                      stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-        procs.append(self)
-
-    def text(self, path):
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def err(self):
-        return self.text(self.err_path)
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise Failure("%s did not exit within %d s\n%s"
-                          % (self.name, timeout, self.dump()))
-
-    def dump(self):
-        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
-            self.name, " ".join(self.argv), self.text(self.out_path)[-2000:],
-            self.err()[-2000:])
-
-
-def kill_all():
-    for p in procs:
-        if p.p.poll() is None:
-            try:
-                os.killpg(p.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.p.wait(10)
-
-
 def ctl(sock, *args):
-    r = subprocess.run([ftvmctl, "-s", sock, "--json", *args],
+    r = ft.run([ftvmctl, "-s", sock, "--json", *args],
                        capture_output=True, text=True, timeout=120)
     check(r.returncode == 0, "ftvmctl %s: exit %d: %s"
           % (" ".join(args), r.returncode, r.stderr))
@@ -486,7 +410,7 @@ def wait_control(sock, proc):
                                                   proc.dump()))
         if not os.path.exists(sock):
             return None
-        r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
+        r = ft.run([ftvmctl, "-s", sock, "--json", "status"],
                            capture_output=True, text=True, timeout=30)
         return json.loads(r.stdout) if r.returncode == 0 else None
     return wait_until(up, 60, "%s's control socket" % proc.name)
@@ -500,15 +424,15 @@ def udp_port():
 
 def case_kvm_save():
     needs_kvm()
-    sock = os.path.join(tmp, "run.sock")
-    ckdir = os.path.join(tmp, "ckpt")
+    sock = os.path.join(ft.tmp, "run.sock")
+    ckdir = os.path.join(ft.tmp, "ckpt")
     os.mkdir(ckdir)
     peer = udp_port()
     local = udp_port()
     laddr = "127.0.0.1:%d" % local.getsockname()[1]
     local.close()
     net = "dgram:%s,127.0.0.1:%d" % (laddr, peer.getsockname()[1])
-    vm = Proc("run", [ftvm, "run", "--mem", "64M", "--vcpus", "2",
+    vm = ft.Proc("run", [ftvm, "run", "--mem", "64M", "--vcpus", "2",
                       "--net", net, "--control", sock, "--checkpoint-dir",
                       ckdir, os.path.join(guests, "counter.elf"),
                       "rate=50"])
@@ -522,7 +446,7 @@ def case_kvm_save():
         peer.sendto(frame, ("127.0.0.1", int(laddr.split(":")[1])))
     wait_until(lambda: ctl(sock, "status")["net"]["rx_frames"] >= 2, 30,
                "the NIC to receive two frames")
-    saved = os.path.join(tmp, "saved.ftvm")
+    saved = os.path.join(ft.tmp, "saved.ftvm")
     ctl(sock, "save", saved)
     res = check_checkpoint_file(saved, 0, min_vcpus=2)
     check(res["ram_blocks"] == {"ram0": 64 << 20},
@@ -596,10 +520,10 @@ class Recorder:
 
 def case_kvm_replication():
     needs_kvm()
-    ssock = os.path.join(tmp, "sec.sock")
-    psock = os.path.join(tmp, "pri.sock")
+    ssock = os.path.join(ft.tmp, "sec.sock")
+    psock = os.path.join(ft.tmp, "pri.sock")
     timeouts = ["--failure-timeout", "5s", "--heartbeat", "100ms"]
-    sec = Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:0",
+    sec = ft.Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:0",
                        "--control", ssock] + timeouts)
     m = wait_until(lambda: re.search(r"listening on (\S+:\d+)", sec.err()) or
                    (sec.p.poll() is not None and
@@ -607,21 +531,21 @@ def case_kvm_replication():
                    60, "the secondary to listen")
     if isinstance(m, Failure):
         raise m
-    stream = os.path.join(tmp, "stream")
+    stream = os.path.join(ft.tmp, "stream")
     proxy = Recorder(m.group(1), stream)
-    pri = Proc("pri", [ftvm, "primary", os.path.join(guests, "counter.elf"),
+    pri = ft.Proc("pri", [ftvm, "primary", os.path.join(guests, "counter.elf"),
                        "rate=50", "--mem", "64M",
                        "--secondary", proxy.addr, "--control", psock,
                        "--checkpoint-interval", "100ms"] + timeouts)
     wait_control(psock, pri)
     wait_until(lambda: ctl(psock, "status")["checkpoint"]["acked"] >= 3, 120,
                "three checkpoints acknowledged")
-    sfile = os.path.join(tmp, "secondary.ftvm")
+    sfile = os.path.join(ft.tmp, "secondary.ftvm")
     ctl(ssock, "save", sfile)
     ctl(psock, "stop-replication")
     check(sec.wait(60) == 0, "the secondary's exit status\n" + sec.dump())
     check(proxy.done.wait(60), "the primary did not close the connection")
-    pfile = os.path.join(tmp, "primary.ftvm")
+    pfile = os.path.join(ft.tmp, "primary.ftvm")
     ctl(psock, "save", pfile)
     ctl(psock, "quit")
     pri.wait(30)
@@ -643,23 +567,16 @@ CASES = {
 
 
 def main():
-    global case, ftvm, ftvmctl, gen_corpus, gen_streams, guests, tmp
+    global ftvm, ftvmctl, gen_corpus, gen_streams, guests
     if len(sys.argv) != 7 or sys.argv[1] not in CASES:
         print(__doc__, file=sys.stderr)
         return 2
     case, ftvm, ftvmctl, gen_corpus, gen_streams, guests = sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="ftvm-analyze-") as tmp:
-        try:
-            CASES[case]()
-        except Failure as e:
-            log("FAIL [%s]: %s" % (case, e))
-            for p in procs:
-                log(p.dump())
-            return 1
-        finally:
-            kill_all()
-    log("PASS [%s]: %d checks" % (case, checks))
-    return 0
+
+    def run():
+        CASES[case]()
+        log("%d checks" % checks)
+    ft.run_case(case, run, "analyze")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+
 QEMU_DIR = os.path.join(HERE, "..", "qemu")
 failures = []
 checks = 0
@@ -33,7 +36,7 @@ def check(cond, what):
 
 def inspect(ftvm, *args, stdin=None):
     p = subprocess.run([ftvm, "inspect", *args], input=stdin,
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=ft.scaled(120))
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode()
 
 

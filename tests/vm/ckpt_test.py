@@ -36,98 +36,25 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import (Failure, check, fail, kill_all, log,  # noqa: E402,F401
+                      needs_kvm, needs_root, skip, wait_until)
+
 TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.ftvm$")
 EXIT_SETUP = 120
 
-case = None
 ftvm = ftvmctl = guests = None
-tmp = None
-procs = []          # every child we started, killed at exit
-cleanups = []       # callables run at exit, last first
-
-
-class Failure(Exception):
-    pass
-
-
-def log(*a):
-    print(*a, flush=True)
-
-
-def fail(msg):
-    raise Failure(msg)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def skip(msg):
-    log("SKIP [%s]: %s" % (case, msg))
-    sys.exit(77)
-
-
-def needs_kvm():
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        skip("/dev/kvm is missing or not usable by uid %d; the VM tests "
-             "need KVM" % os.geteuid())
-
-
-def needs_root(what):
-    if os.geteuid() != 0:
-        skip("%s needs root" % what)
-
-
-def wait_until(pred, timeout, what, step=0.02):
-    """Polls pred() until it returns a true value; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            fail("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 # ---- child processes ----
 
-class Proc:
-    """A child in its own process group, stdout and stderr to files."""
-
-    def __init__(self, name, argv, netns=None):
-        self.name = name
-        self.argv = argv
-        if netns:
-            argv = ["ip", "netns", "exec", netns] + argv
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        with open(self.out_path, "wb") as out, \
-                open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
-                                      stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-        self.started = time.monotonic()
-        procs.append(self)
-
-    def out(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def err(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def lines(self):
-        """Complete lines of stdout."""
-        text = self.out()
-        return text.split("\n")[:-1]
+class Proc(ft.Proc):
+    """A child (ftvmtest.Proc) that may run the counter guest."""
 
     def ticks(self):
         """[(n, line)] of every complete tick line, in order."""
@@ -152,57 +79,12 @@ class Proc:
             return False
         wait_until(ok, timeout, "%s to print tick %d" % (self.name, n))
 
-    def alive(self):
-        return self.p.poll() is None
-
-    def signal(self, sig):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def wait(self, timeout=15):
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            fail("%s did not exit within %d s\n%s" %
-                 (self.name, timeout, self.dump()))
-
-    def kill9(self):
-        self.signal(signal.SIGKILL)
-        return self.p.wait(10)
-
-    def term(self, timeout=15):
-        self.signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-    def dump(self):
-        out = self.out()
-        if len(out) > 3000:
-            out = "...\n" + out[-3000:]
-        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
-            self.name, " ".join(self.argv), out, self.err())
-
-
-def kill_all():
-    for p in procs:
-        p.signal(signal.SIGKILL)
-    for p in procs:
-        try:
-            p.p.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-
 
 def ctl(sock, *args, as_json=False, ok=True):
     """Runs ftvmctl; (rc, stdout, stderr), or the parsed JSON with as_json."""
     argv = [ftvmctl, "-s", sock] + (["--json"] if as_json else []) + \
         list(args)
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        fail("%s timed out" % " ".join(argv))
+    r = ft.run(argv, capture_output=True, text=True, timeout=30)
     if ok and r.returncode != 0:
         fail("%s exited %d: %s%s" % (" ".join(argv), r.returncode,
                                      r.stdout, r.stderr))
@@ -223,7 +105,7 @@ def wait_control(sock, proc, timeout=20):
                  (proc.name, proc.p.returncode, proc.dump()))
         if not os.path.exists(sock):
             return None
-        r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
+        r = ft.run([ftvmctl, "-s", sock, "--json", "status"],
                            capture_output=True, text=True, timeout=30)
         return json.loads(r.stdout) if r.returncode == 0 else None
     return wait_until(ok, timeout, "%s's control socket" % proc.name)
@@ -245,7 +127,7 @@ def counter_argv(args, mem="64M", extra=()):
 
 
 def inspect_json(path):
-    r = subprocess.run([ftvm, "inspect", "--json", path],
+    r = ft.run([ftvm, "inspect", "--json", path],
                        capture_output=True, text=True, timeout=60)
     check(r.returncode == 0, "ftvm inspect --json %s exited %d: %s" %
           (path, r.returncode, r.stderr))
@@ -254,7 +136,7 @@ def inspect_json(path):
 
 def check_inspect(path):
     """ftvm inspect exits 0 and reports the checksum ok."""
-    r = subprocess.run([ftvm, "inspect", path], capture_output=True,
+    r = ft.run([ftvm, "inspect", path], capture_output=True,
                        text=True, timeout=60)
     check(r.returncode == 0, "ftvm inspect %s exited %d: %s" %
           (path, r.returncode, r.stderr))
@@ -332,15 +214,19 @@ def only_ckpt_files(d):
 
 def case_save_restore():
     needs_kvm()
-    args = ["rate=50", "count=70"]
-    sock = os.path.join(tmp, "run.sock")
+    # Long enough that the first restored run is still ticking when it is
+    # saved again however slow the machine (scaled), short enough that
+    # the second runs to the end soon.
+    count = 70 + int(130 * ft.TIME_SCALE)
+    args = ["rate=50", "count=%d" % count]
+    sock = os.path.join(ft.tmp, "run.sock")
     ref = Proc("reference", counter_argv(args))
     run = Proc("run", counter_argv(args, extra=["--control", sock]))
     wait_control(sock, run)
     run.wait_tick(8)
 
     # 1. Save while it runs, kill -9, restore in a new process.
-    f1 = os.path.join(tmp, "one.ftvm")
+    f1 = os.path.join(ft.tmp, "one.ftvm")
     before = run.last_tick()
     fields = save(sock, f1)
     after = run.last_tick()
@@ -362,7 +248,7 @@ def case_save_restore():
     check(not os.path.exists(f1 + ".tmp"), "save left %s.tmp" % f1)
     check_inspect(f1)
 
-    sock2 = os.path.join(tmp, "restore1.sock")
+    sock2 = os.path.join(ft.tmp, "restore1.sock")
     r1 = Proc("restore1", [ftvm, "restore", "--control", sock2, f1])
     wait_control(sock2, r1)
     r1.wait_tick(after + 8)
@@ -372,13 +258,13 @@ def case_save_restore():
     log("restore 1 continues at tick %d" % first)
 
     # 2. A restored VM is checkpointed again: save, kill -9, restore.
-    f2 = os.path.join(tmp, "two.ftvm")
+    f2 = os.path.join(ft.tmp, "two.ftvm")
     before2 = r1.last_tick()
     save(sock2, f2)
     after2 = r1.last_tick()
     r1.kill9()
     check_continuation(r1, ref, before + 1, after + 1)
-    check(after2 < 70, "restore 1 reached the end before it was killed")
+    check(after2 < count, "restore 1 reached the end before it was killed")
     r2 = Proc("restore2", [ftvm, "restore", f2])
     rc = r2.wait(30)
     check(rc == 0, "restore 2 exited %d, expected the guest's 0\n%s" %
@@ -386,16 +272,17 @@ def case_save_restore():
     first2, last2 = check_continuation(r2, ref, before2 + 1, after2 + 1,
                                        want_done=True,
                                        exact=console_lines(f2))
-    check(last2 == 70, "restore 2 ended at tick %d" % last2)
-    log("restore 2 continues at tick %d and ends at 70" % first2)
+    check(last2 == count, "restore 2 ended at tick %d, not %d" %
+          (last2, count))
+    log("restore 2 continues at tick %d and ends at %d" % (first2, count))
     check(ref.wait(30) == 0, "the reference run failed\n" + ref.dump())
 
 
 def case_periodic():
     needs_kvm()
     args = ["rate=50"]
-    sock = os.path.join(tmp, "run.sock")
-    ckdir = os.path.join(tmp, "ck")
+    sock = os.path.join(ft.tmp, "run.sock")
+    ckdir = os.path.join(ft.tmp, "ck")
     ref = Proc("reference", counter_argv(args))
     run = Proc("run", counter_argv(args, extra=[
         "--control", sock, "--checkpoint-dir", ckdir,
@@ -536,11 +423,11 @@ def ram_page_offsets(path, d):
 
 def case_bad_files():
     needs_kvm()
-    sock = os.path.join(tmp, "run.sock")
+    sock = os.path.join(ft.tmp, "run.sock")
     run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
     wait_control(sock, run)
     run.wait_tick(3)
-    good = os.path.join(tmp, "good.ftvm")
+    good = os.path.join(ft.tmp, "good.ftvm")
     save(sock, good)
     run.kill9()
     d = inspect_json(good)
@@ -582,9 +469,9 @@ def case_bad_files():
     add("version", data[:4] + b"\0\0\0\x09" + data[8:], ["version"])
     add("qemu", None, ["not an ftvm checkpoint"])
     add("mem", good, ["64M", "--mem 32M differs"], ["--mem", "32M"])
-    add("missing", os.path.join(tmp, "no-such.ftvm"),
+    add("missing", os.path.join(ft.tmp, "no-such.ftvm"),
         ["No such file or directory"])
-    add("directory", tmp, ["not a regular file"])
+    add("directory", ft.tmp, ["not a regular file"])
 
     qemu = os.path.join(HERE, "..", "qemu", "plain.qemu")
     failures = []
@@ -594,13 +481,13 @@ def case_bad_files():
         elif isinstance(content, str):
             path = content
         else:
-            path = os.path.join(tmp, name + ".ftvm")
+            path = os.path.join(ft.tmp, name + ".ftvm")
             with open(path, "wb") as f:
                 f.write(content)
-        csock = os.path.join(tmp, "bad.sock")
+        csock = os.path.join(ft.tmp, "bad.sock")
         t = time.monotonic()
         try:
-            r = subprocess.run([ftvm, "restore", "--control", csock] +
+            r = ft.run([ftvm, "restore", "--control", csock] +
                                extra + [path], capture_output=True,
                                text=True, timeout=30)
         except subprocess.TimeoutExpired:
@@ -640,11 +527,11 @@ def case_bad_files():
 
 def case_clock():
     needs_kvm()
-    sock = os.path.join(tmp, "run.sock")
+    sock = os.path.join(ft.tmp, "run.sock")
     run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
     wait_control(sock, run)
     run.wait_tick(25)
-    f = os.path.join(tmp, "clock.ftvm")
+    f = os.path.join(ft.tmp, "clock.ftvm")
     c0 = status(sock)["guest_clock_s"]
     save(sock, f)
     c1 = status(sock)["guest_clock_s"]
@@ -658,7 +545,7 @@ def case_clock():
           "%.3f, the guest's clock around the save" % (saved, c0, c1))
 
     time.sleep(1.0)     # a wall-clock gap the guest must not see
-    sock2 = os.path.join(tmp, "restore.sock")
+    sock2 = os.path.join(ft.tmp, "restore.sock")
     r = Proc("restore", [ftvm, "restore", "--control", sock2, f])
     s = wait_control(sock2, r)
     since = time.monotonic() - r.started
@@ -669,8 +556,10 @@ def case_clock():
           "%.6f saved" % (g, saved))
     check(g - saved <= since + 0.05, "the guest clock jumped by %.3f s, "
           "but the restored VM has existed for %.3f s" % (g - saved, since))
-    # It runs on at the wall clock's pace.
+    # It runs on at the wall clock's pace: read between two status calls
+    # bracketed by this clock, however long each call takes.
     t = time.monotonic()
+    g = status(sock2)["guest_clock_s"]
     time.sleep(0.5)
     g2 = status(sock2)["guest_clock_s"]
     dt = time.monotonic() - t
@@ -695,7 +584,7 @@ GUEST_IP = "10.77.0.2"
 
 
 def sh(*argv, ok=True, timeout=30):
-    r = subprocess.run(list(argv), capture_output=True, text=True,
+    r = ft.run(list(argv), capture_output=True, text=True,
                        timeout=timeout)
     if ok and r.returncode != 0:
         fail("%s exited %d: %s%s" % (" ".join(argv), r.returncode, r.stdout,
@@ -712,13 +601,13 @@ def make_netns():
 
     def delete():
         kill_all()      # nothing may hold the namespace or the tap
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+        ft.run(["ip", "netns", "del", ns], capture_output=True,
                        timeout=30)
-    r = subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+    r = ft.run(["ip", "netns", "add", ns], capture_output=True,
                        text=True, timeout=30)
     if r.returncode != 0:
         skip("cannot create a network namespace: %s" % r.stderr.strip())
-    cleanups.append(delete)
+    ft.cleanups.append(delete)
     ipn = ["ip", "netns", "exec", ns]
     sh(*ipn, "ip", "tuntap", "add", "dev", "ftvm-kv0", "mode", "tap")
     sh(*ipn, "ip", "addr", "add", NETNS_ADDR, "dev", "ftvm-kv0")
@@ -730,7 +619,7 @@ def make_netns():
 def kv_client(ns, *args):
     argv = ["ip", "netns", "exec", ns, sys.executable,
             os.path.join(HERE, "udpkv_client.py"), GUEST_IP] + list(args)
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    r = ft.run(argv, capture_output=True, text=True, timeout=60)
     log(r.stdout.strip())
     check(r.returncode == 0, "udpkv_client %s exited %d:\n%s%s" %
           (" ".join(args), r.returncode, r.stdout, r.stderr))
@@ -741,7 +630,7 @@ def case_udpkv_tap():
     needs_root("a TAP device in a network namespace")
     ns = make_netns()
     ping = shutil.which("ping")
-    sock = os.path.join(tmp, "run.sock")
+    sock = os.path.join(ft.tmp, "run.sock")
     image = os.path.join(guests, "udpkv.elf")
     run = Proc("run", [ftvm, "run", "--mem", "32M", "--net", "tap:ftvm-kv0",
                        "--control", sock, image, "ip=" + GUEST_IP], netns=ns)
@@ -766,10 +655,10 @@ def case_udpkv_tap():
     check(s.get("net", {}).get("rx_frames", 0) >= 100,
           "net counters %r" % s.get("net"))
 
-    f = os.path.join(tmp, "kv.ftvm")
+    f = os.path.join(ft.tmp, "kv.ftvm")
     save(sock, f)
     run.kill9()
-    sock2 = os.path.join(tmp, "restore.sock")
+    sock2 = os.path.join(ft.tmp, "restore.sock")
     r = Proc("restore", [ftvm, "restore", "--net", "tap:ftvm-kv0",
                          "--control", sock2, f], netns=ns)
     wait_control(sock2, r)
@@ -798,19 +687,19 @@ def case_disk_full():
         env = dict(os.environ, FTVM_CKPT_MNTNS="1")
         argv = ["unshare", "-m", "--propagation", "private",
                 sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(ft.tmp, ignore_errors=True)
         os.execvpe(argv[0], argv, env)
 
-    ckdir = os.path.join(tmp, "ck")
+    ckdir = os.path.join(ft.tmp, "ck")
     os.mkdir(ckdir, 0o700)
     # A 64M counter's checkpoint is ~1.3 MiB: the first fits, a second
     # beside it does not.
     sh("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "ftvm-ckpt-test",
        ckdir)
-    cleanups.append(lambda: subprocess.run(["umount", "-l", ckdir],
+    ft.cleanups.append(lambda: ft.run(["umount", "-l", ckdir],
                                            capture_output=True, timeout=30))
     args = ["rate=50"]
-    sock = os.path.join(tmp, "run.sock")
+    sock = os.path.join(ft.tmp, "run.sock")
     ref = Proc("reference", counter_argv(args))
     run = Proc("run", counter_argv(args, extra=[
         "--control", sock, "--checkpoint-dir", ckdir,
@@ -860,7 +749,7 @@ def case_disk_full():
 
 def case_quit_status():
     needs_kvm()
-    sock = os.path.join(tmp, "run.sock")
+    sock = os.path.join(ft.tmp, "run.sock")
     run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
     wait_control(sock, run)
     run.wait_tick(2)
@@ -881,42 +770,13 @@ CASES = {
 }
 
 
-def on_signal(sig, frame):
-    raise SystemExit("stopped by signal %d" % sig)
-
-
 def main():
-    global case, ftvm, ftvmctl, guests, tmp
+    global ftvm, ftvmctl, guests
     if len(sys.argv) != 5 or sys.argv[1] not in CASES:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    case = sys.argv[1]
     ftvm, ftvmctl, guests = (os.path.abspath(a) for a in sys.argv[2:])
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    tmp = tempfile.mkdtemp(prefix="ftvm-ckpt-%s-" % case)
-    status_ = 1
-    t = time.monotonic()
-    try:
-        CASES[case]()
-        status_ = 0
-        log("ok: %s (%.1f s)" % (case, time.monotonic() - t))
-    except Failure as e:
-        print("FAIL [%s]: %s" % (case, e), file=sys.stderr)
-        for p in procs:
-            if p.name != "reference":
-                print(p.dump(), file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        kill_all()
-        for c in reversed(cleanups):
-            try:
-                c()
-            except Exception as e:      # keep cleaning
-                print("cleanup: %s" % e, file=sys.stderr)
-        shutil.rmtree(tmp, ignore_errors=True)
-    sys.exit(status_)
+    ft.run_case(sys.argv[1], CASES[sys.argv[1]], "ckpt")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ def udp_payload(frame):
     return udp[8:length]
 
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+
+
 def fail(msg, proc=None):
     print("FAIL:", msg, file=sys.stderr)
     if proc:
@@ -67,7 +72,7 @@ def fail(msg, proc=None):
 
 def request(sock, proc, text, want):
     sock.send(udp_frame(text.encode()))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + ft.scaled(10)
     while time.monotonic() < deadline:
         r, _, _ = select.select([sock], [], [], 0.5)
         if not r:
@@ -83,9 +88,11 @@ def request(sock, proc, text, want):
 
 def main():
     ftvm, image = sys.argv[1], sys.argv[2]
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        print("SKIP: /dev/kvm is missing or not usable; the VM tests need KVM")
-        sys.exit(77)
+    ft.case = "net-udpkv"
+    try:
+        ft.needs_kvm()
+    except ft.Failure as e:
+        fail(str(e))
     with tempfile.TemporaryDirectory(prefix="ftvm-net-udpkv-") as tmp:
         guest_sock = os.path.join(tmp, "guest.sock")
         peer_sock = os.path.join(tmp, "peer.sock")
@@ -116,7 +123,7 @@ def main():
         request(sock, proc, "y GET key3", "y NOTFOUND\n")
         proc.send_signal(signal.SIGTERM)
         try:
-            _, err = proc.communicate(timeout=10)
+            _, err = proc.communicate(timeout=ft.scaled(10))
         except subprocess.TimeoutExpired:
             fail("the monitor ignored SIGTERM", proc)
         if proc.returncode != 128 + signal.SIGTERM:

@@ -2,8 +2,10 @@
 # Integration tests of `ftvm run` with the guest images:
 #   run_test.sh CASE FTVM GUEST_DIR
 # Each CASE runs one behaviour and exits 0 (pass), 1 (fail) or 77 (skipped:
-# no usable /dev/kvm here).  Timing is checked loosely: only that waits
-# happen at all and finish.
+# no usable /dev/kvm here; a failure instead with FTVM_REQUIRE_KVM=1).
+# Timing is checked loosely: only that waits happen at all and finish.
+# Deadlines are multiplied by FTVM_TIME_SCALE (default 1), as in
+# tests/lib/ftvmtest.py; FTVM_PYTHON is the Python to run (meson's).
 set -u
 
 case_name=$1
@@ -17,8 +19,20 @@ fail() {
     exit 1
 }
 
+python=${FTVM_PYTHON:-python3}
+
+# scaled SECONDS: a deadline for an ordinary machine, for this one.
+scaled() {
+    awk -v t="$1" -v s="${FTVM_TIME_SCALE:-1}" \
+        'BEGIN { if (s + 0 < 1) s = 1; printf "%d\n", t * s + 0.5 }'
+}
+
 needs_kvm() {
     if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+        if [ "${FTVM_REQUIRE_KVM:-}" = 1 ]; then
+            fail "/dev/kvm is missing or not usable by $(id -un), and" \
+                 "FTVM_REQUIRE_KVM=1 says this run has KVM"
+        fi
         echo "SKIP: /dev/kvm is missing or not usable by $(id -un); the" \
              "VM tests need KVM"
         exit 77
@@ -34,7 +48,7 @@ err=$tmp/err
 run() {
     local want=$1
     shift
-    timeout 60 "$ftvm" run "$@" >"$out" 2>"$err"
+    timeout "$(scaled 60)" "$ftvm" run "$@" >"$out" 2>"$err"
     status=$?
     [ "$status" -eq "$want" ] ||
         fail "ftvm run $* exited $status, expected $want"
@@ -78,7 +92,7 @@ usage)
     has_err "white space"
     # Damaged copies of hello.elf, one header field each.
     for damage in interp beyond-ram overlap filesz paddr entry phnum; do
-        python3 - "$guests/hello.elf" "$tmp/$damage.elf" "$damage" <<'PY'
+        "$python" - "$guests/hello.elf" "$tmp/$damage.elf" "$damage" <<'PY'
 import struct, sys
 src, dst, how = sys.argv[1:]
 b = bytearray(open(src, "rb").read())
@@ -156,7 +170,7 @@ poll-timeout)
     ms=$((($(date +%s%N) - start) / 1000000))
     echo "5 ticks at rate=10 took $ms ms"
     [ "$ms" -ge 350 ] || fail "finished in $ms ms: deadlines not honoured"
-    [ "$ms" -lt 30000 ] || fail "took $ms ms: a deadline was missed"
+    [ "$ms" -lt "$(scaled 30000)" ] || fail "took $ms ms: a deadline was missed"
     ;;
 bad-pointer)
     needs_kvm
@@ -223,10 +237,13 @@ bad-net)
 signal)
     needs_kvm
     # A guest that would run for ever; SIGINT stops the monitor cleanly.
-    timeout 60 "$ftvm" run "$guests/counter.elf" rate=100 >"$out" 2>"$err" &
+    timeout "$(scaled 60)" "$ftvm" run "$guests/counter.elf" rate=100 \
+        >"$out" 2>"$err" &
     pid=$!
-    for _ in $(seq 100); do
-        grep -q '^tick 5 ' "$out" && break
+    deadline=$((SECONDS + $(scaled 10)))
+    until grep -q '^tick 5 ' "$out"; do
+        [ "$SECONDS" -lt "$deadline" ] ||
+            { kill "$pid"; fail "no tick 5 within $(scaled 10) s"; }
         sleep 0.1
     done
     kill -INT "$pid"

@@ -20,7 +20,8 @@
  * 4. Incremental packages (all RAM once, then dirty pages) loaded in turn
  *    into a second VM bring it to the same point.
  *
- * Exits 77 (skipped) without /dev/kvm.
+ * Exits 77 (skipped) without /dev/kvm; 1 if FTVM_REQUIRE_KVM=1 says it must
+ * be there.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -467,6 +468,13 @@ int main(int argc, char **argv)
         return 2;
     }
     if (access("/dev/kvm", R_OK | W_OK) != 0) {
+        const char *require = getenv("FTVM_REQUIRE_KVM");
+        if (require && strcmp(require, "1") == 0) {
+            printf("FAIL: /dev/kvm is not usable here (%s), and "
+                   "FTVM_REQUIRE_KVM=1 says this run has KVM\n",
+                   strerror(errno));
+            return 1;
+        }
         printf("SKIP: /dev/kvm is not usable here (%s); the VM tests need "
                "KVM\n", strerror(errno));
         return 77;
