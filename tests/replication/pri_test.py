@@ -21,7 +21,7 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                corrupt_package.so, FTVM_CORRUPT_PRELOAD): the secondary
                refuses it, the next checkpoint goes in full, replication
                stays active
-  nack-full    =3,4,5: the full packages after the refusal are refused
+  nack-full    =3..8: the full packages after the refusal are refused
                too; after the second the primary gives up (degraded)
   secondary-dies  kill -9 of the secondary: degraded within the failure
                timeout, output flows unheld; attach-secondary to a new one
@@ -271,9 +271,13 @@ def case_basic():
 
     ctl(sock, "set", "checkpoint-interval", "20ms")
     check(status(sock)["checkpoint"]["interval_ms"] == 20, "interval")
-    time.sleep(2.2)
-    rate = status(sock)["checkpoint"]["rate_per_s"]
-    check(rate > 30, "at 20 ms, %.1f checkpoints/s" % rate)
+    # Faster than the second between checkpoints before: 25 more
+    # acknowledged (a speed is the benchmarks' business, not a test's).
+    n = status(sock)["checkpoint"]["last_acked"]
+    wait_until(lambda: status(sock)["checkpoint"]["last_acked"] >= n + 25,
+               20, "25 checkpoints at a 20 ms interval")
+    log("at 20 ms, %.1f checkpoints/s" %
+        status(sock)["checkpoint"]["rate_per_s"])
     rc, err = ctl(sock, "set", "heartbeat", "soon", ok=False)
     check(rc == 1 and "soon" in err, "set heartbeat soon: %s" % err)
 
@@ -320,16 +324,18 @@ def case_nack():
 
 
 def case_nack_full():
-    # 3 is refused; the full packages sent after it (4, then 5: the
-    # interval is long enough for no other to come between) are damaged
-    # too: a full package refused twice means giving up.
+    # 3 is refused, and so is every package after it up to 8: whichever of
+    # them go out in full (on a slow machine a delta may be built before
+    # the NACK arrives) are refused too, and a full package refused twice
+    # means giving up.
     s, addr, ssock = secondary("sec")
     p, sock = primary("pri", addr, "--checkpoint-interval", "1s",
-                      env=corrupt_env("3,4,5"))
+                      env=corrupt_env("3,4,5,6,7,8"))
     wait_state(sock, "degraded", 15)
     st = status(sock)
     check(st["nacks"] >= 3 and st["checkpoint"]["full"] == 2, str(st))
-    check("refused checkpoint 5" in st["last_error"], st["last_error"])
+    m = re.search(r"refused checkpoint (\d+)", st["last_error"])
+    check(m and 4 <= int(m.group(1)) <= 8, st["last_error"])
     check(not st["output"]["holding"], "output held when degraded")
     p.wait_tick(p.last_tick() + 3)
 
