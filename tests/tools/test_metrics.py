@@ -63,6 +63,12 @@ def ctl(sock, *args):
           % (" ".join(args), r.returncode, r.stderr))
 
 
+def quit_vm(sock, proc):
+    ctl(sock, "quit")
+    check(proc.wait(30) == 0, "quit: exit %s\n%s" % (proc.p.returncode,
+                                                     proc.dump()))
+
+
 def request(port, method="GET", path="/metrics", headers=None):
     """(status, headers, body) of one request to 127.0.0.1:port."""
     c = http.client.HTTPConnection("127.0.0.1", port,
@@ -343,9 +349,7 @@ def case_run():
     s, _ = scrape(port, "run")
     check(state(s, "ftvm_vm_state") == "paused", "state after pause: %s"
           % s.get("ftvm_vm_state"))
-    ctl(sock, "quit")
-    check(vm.wait(30) == 0, "quit: exit %s\n%s" % (vm.p.returncode,
-                                                   vm.dump()))
+    quit_vm(sock, vm)
 
 
 def case_replication():
@@ -411,9 +415,7 @@ def case_replication():
     s, _ = scrape(pport, "primary")
     check(state(s, "ftvm_primary_state") == "stopped", "after stop: %s"
           % s.get("ftvm_primary_state"))
-    ctl(sock, "quit")
-    check(pri.wait(30) == 0, "quit: exit %s\n%s" % (pri.p.returncode,
-                                                    pri.dump()))
+    quit_vm(sock, pri)
 
 
 CASES = {
