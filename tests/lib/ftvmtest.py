@@ -20,6 +20,7 @@ there (scripts/test.sh sets it where the tests that need KVM run).
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -175,6 +176,19 @@ class Proc:
             return None
         return wait_until(ok, timeout, "%s: %s" % (self.name, what))
 
+    def wait_err(self, regex, timeout, what):
+        """The first match of the compiled regex in stderr (where ftvm
+        says what it is doing, "listening on ..."); fails if the process
+        exits first or the deadline passes."""
+        def ok():
+            exited = not self.alive()     # before reading: all it wrote
+            m = regex.search(self.err())
+            if m or not exited:
+                return m
+            fail("%s exited (%s) before %s\n%s" %
+                 (self.name, self.p.returncode, what, self.dump()))
+        return wait_until(ok, timeout, "%s: %s" % (self.name, what))
+
     def alive(self):
         return self.p.poll() is None
 
@@ -278,6 +292,14 @@ def kill_all():
             p.p.wait(scaled(10))
         except subprocess.TimeoutExpired:
             pass
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago: for a child
+    that must be told its port (--metrics) rather than choose one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def check_sanitizers(p):

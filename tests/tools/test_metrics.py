@@ -37,129 +37,42 @@ replication; with FTVM_REQUIRE_KVM=1 that is a failure instead).
 import http.client
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
     text_string_to_metric_families = None
 
-case = ftvm = ftvmctl = guests = metrics_md = tmp = None
-procs = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import Proc, check, needs_kvm, wait_until  # noqa: E402
+
+ftvm = ftvmctl = guests = metrics_md = None
 EXIT_SETUP = 120
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 
 
-class Failure(Exception):
-    pass
-
-
-def log(*a):
-    print(*a, flush=True)
-
-
-def check(cond, what):
-    if not cond:
-        raise Failure(what)
-
-
-def wait_until(pred, timeout, what, step=0.05):
-    """Polls pred() until it returns a true value; fails after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Failure("timed out after %.0f s waiting for %s"
-                          % (timeout, what))
-        time.sleep(step)
-
-
-def needs_kvm():
-    if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return
-    msg = "/dev/kvm is missing or not usable by uid %d" % os.geteuid()
-    if os.environ.get("FTVM_REQUIRE_KVM") == "1":
-        raise Failure(msg + ", and FTVM_REQUIRE_KVM=1")
-    log("SKIP [%s]: %s; this case runs a VM" % (case, msg))
-    sys.exit(77)
-
-
-class Proc:
-    """A child in a process group of its own, output to files in tmp."""
-
-    def __init__(self, name, argv):
-        self.name = name
-        self.argv = argv
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        with open(self.out_path, "wb") as out, \
-                open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen(argv, stdout=out, stderr=err,
-                                      stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-        procs.append(self)
-
-    def text(self, path):
-        with open(path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def out(self):
-        return self.text(self.out_path)
-
-    def err(self):
-        return self.text(self.err_path)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise Failure("%s did not exit within %d s\n%s"
-                          % (self.name, timeout, self.dump()))
-
-    def dump(self):
-        return "--- %s: %s\n--- stdout:\n%s--- stderr:\n%s" % (
-            self.name, " ".join(self.argv), self.out()[-2000:],
-            self.err()[-2000:])
-
-
-def kill_all():
-    for p in procs:
-        if p.p.poll() is None:
-            try:
-                os.killpg(p.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.p.wait(10)
-
-
 def ctl(sock, *args):
-    r = subprocess.run([ftvmctl, "-s", sock, *args], capture_output=True,
-                       text=True, timeout=120)
+    r = ft.run([ftvmctl, "-s", sock, *args], capture_output=True,
+               text=True, timeout=120)
     check(r.returncode == 0, "ftvmctl %s: exit %d: %s"
           % (" ".join(args), r.returncode, r.stderr))
-    return r.stdout
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def quit_vm(sock, proc):
+    ctl(sock, "quit")
+    check(proc.wait(30) == 0, "quit: exit %s\n%s" % (proc.p.returncode,
+                                                     proc.dump()))
 
 
 def request(port, method="GET", path="/metrics", headers=None):
     """(status, headers, body) of one request to 127.0.0.1:port."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c = http.client.HTTPConnection("127.0.0.1", port,
+                                   timeout=ft.scaled(30))
     try:
         c.request(method, path, headers=headers or {})
         r = c.getresponse()
@@ -288,8 +201,8 @@ def scrape(port, role):
         for s in fam.samples:
             samples.setdefault(s.name, []).append((s.labels, s.value))
     info = samples.get("ftvm_build_info")
-    version = subprocess.run([ftvm, "--version"], capture_output=True,
-                             text=True, timeout=30).stdout.split()[-1]
+    version = ft.run([ftvm, "--version"], capture_output=True,
+                     text=True).stdout.split()[-1]
     check(info == [({"version": version, "role": role}, 1.0)],
           "ftvm_build_info %s, expected version %s role %s"
           % (info, version, role))
@@ -330,15 +243,12 @@ def listening_addresses(port):
 def secondary(name, *extra):
     p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0"] +
              list(extra))
-    m = wait_until(lambda: LISTEN_RE.search(p.err()) or
-                   (not p.alive() and
-                    check(False, "%s exited\n%s" % (name, p.dump()))),
-                   30, name + " to listen")
+    m = p.wait_err(LISTEN_RE, 30, "listening")
     return p, "%s:%s" % (m.group(1), m.group(2))
 
 
 def case_secondary():
-    port = free_port()
+    port = ft.free_port()
     sec, _ = secondary("sec", "--metrics", ":%d" % port)
     wait_metrics(port, sec)
     s, fams = scrape(port, "secondary")
@@ -374,38 +284,40 @@ def case_secondary():
     st, h, body = request(port, headers={"X-Big": "a" * 16384})
     check(400 <= st < 500, "16 KiB of headers: %d" % st)
     # A client that connects and says nothing holds up nobody.
-    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    idle = socket.create_connection(("127.0.0.1", port),
+                                    timeout=ft.scaled(10))
     st, _, _ = request(port)
     check(st == 200, "a scrape beside an idle connection: %d" % st)
     idle.close()
     check(sec.alive(), "the secondary died\n" + sec.dump())
 
     # A bad address, and one already taken, are refused at start.
-    r = subprocess.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                        "--metrics", "nonsense"], capture_output=True,
-                       text=True, timeout=30)
+    r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
+                "--metrics", "nonsense"], capture_output=True, text=True)
     check(r.returncode == EXIT_SETUP and "--metrics 'nonsense'" in r.stderr,
           "--metrics nonsense: exit %d: %s" % (r.returncode, r.stderr))
-    r = subprocess.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                        "--metrics", "127.0.0.1:%d" % port],
-                       capture_output=True, text=True, timeout=30)
+    r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
+                "--metrics", "127.0.0.1:%d" % port],
+               capture_output=True, text=True)
     check(r.returncode == EXIT_SETUP and str(port) in r.stderr and
           "cannot listen" in r.stderr,
           "--metrics on a busy port: exit %d: %s" % (r.returncode, r.stderr))
 
-    sec.p.send_signal(signal.SIGTERM)
-    sec.wait(30)
+    # 128+N: stopped by signal N (ftvm secondary --help).
+    check(sec.term(30) == 128 + signal.SIGTERM,
+          "the secondary's exit on SIGTERM\n" + sec.dump())
 
 
 def case_run():
     needs_kvm()
-    port = free_port()
-    sock = os.path.join(tmp, "run.sock")
+    port = ft.free_port()
+    sock = os.path.join(ft.tmp, "run.sock")
     vm = Proc("run", [ftvm, "run", "--mem", "64M", "--control", sock,
                       "--metrics", ":%d" % port,
                       os.path.join(guests, "counter.elf"), "rate=50"])
     wait_metrics(port, vm)
-    wait_until(lambda: "tick 3 " in vm.out(), 60, "the guest's tick 3")
+    vm.wait_line(lambda line: line.startswith("tick 3 "), 60,
+                 "the guest's tick 3")
     s, _ = scrape(port, "run")
     check(state(s, "ftvm_vm_state") == "running",
           "vm state %s" % s.get("ftvm_vm_state"))
@@ -416,7 +328,7 @@ def case_run():
                   for n in s), "another role's families: %s" % sorted(s))
     pauses = value(s, "ftvm_vm_pauses_total")
 
-    path = os.path.join(tmp, "a.ftvm")
+    path = os.path.join(ft.tmp, "a.ftvm")
     ctl(sock, "save", path)
     s, _ = scrape(port, "run")
     check(value(s, "ftvm_disk_checkpoints_written_total") == 1,
@@ -437,16 +349,14 @@ def case_run():
     s, _ = scrape(port, "run")
     check(state(s, "ftvm_vm_state") == "paused", "state after pause: %s"
           % s.get("ftvm_vm_state"))
-    ctl(sock, "quit")
-    check(vm.wait(30) == 0, "quit: exit %s\n%s" % (vm.p.returncode,
-                                                   vm.dump()))
+    quit_vm(sock, vm)
 
 
 def case_replication():
     needs_kvm()
-    sport, pport = free_port(), free_port()
+    sport, pport = ft.free_port(), ft.free_port()
     sec, addr = secondary("sec", "--metrics", ":%d" % sport)
-    sock = os.path.join(tmp, "pri.sock")
+    sock = os.path.join(ft.tmp, "pri.sock")
     pri = Proc("pri", [ftvm, "primary", "--mem", "64M", "--secondary", addr,
                        "--control", sock, "--metrics", ":%d" % pport,
                        os.path.join(guests, "counter.elf"), "rate=50"])
@@ -457,7 +367,8 @@ def case_replication():
         return s if value(s, "ftvm_primary_checkpoints_acked_total") >= n \
             else None
     s = wait_until(lambda: acked(10), 120, "10 checkpoints acknowledged")
-    wait_until(lambda: "tick 5 " in pri.out(), 60, "ticks released")
+    pri.wait_line(lambda line: line.startswith("tick 5 "), 60,
+                  "ticks released")
     s, f = scrape(pport, "primary")
     check(state(s, "ftvm_primary_state") == "active", "primary state %s"
           % s.get("ftvm_primary_state"))
@@ -504,9 +415,7 @@ def case_replication():
     s, _ = scrape(pport, "primary")
     check(state(s, "ftvm_primary_state") == "stopped", "after stop: %s"
           % s.get("ftvm_primary_state"))
-    ctl(sock, "quit")
-    check(pri.wait(30) == 0, "quit: exit %s\n%s" % (pri.p.returncode,
-                                                    pri.dump()))
+    quit_vm(sock, pri)
 
 
 CASES = {
@@ -517,35 +426,23 @@ CASES = {
 
 
 def main():
-    global case, ftvm, ftvmctl, guests, metrics_md, tmp
+    global ftvm, ftvmctl, guests, metrics_md
     if len(sys.argv) != 6 or sys.argv[1] not in CASES:
         sys.stderr.write(__doc__)
         return 2
     case = sys.argv[1]
     ftvm, ftvmctl, guests, metrics_md = (os.path.abspath(a)
                                          for a in sys.argv[2:])
-    if text_string_to_metric_families is None:
-        log("FAIL [%s]: prometheus_client is missing from %s (Debian: "
-            "python3-prometheus-client; scripts/bootstrap.sh installs it)"
-            % (case, sys.executable))
-        return 1
-    tmp = tempfile.mkdtemp(prefix="ftvm-metrics-")
-    try:
+
+    def run():
+        check(text_string_to_metric_families is not None,
+              "prometheus_client is missing from %s (Debian: python3-"
+              "prometheus-client; scripts/bootstrap.sh installs it)"
+              % sys.executable)
         CASES[case]()
-        for p in procs:
-            for bad in ("Sanitizer", "runtime error:"):
-                check(bad not in p.err(), "%s reported:\n%s"
-                      % (bad, p.dump()))
-        log("PASS [%s]" % case)
-        return 0
-    except Failure as e:
-        log("FAIL [%s]: %s" % (case, e))
-        for p in procs:
-            log(p.dump())
-        return 1
-    finally:
-        kill_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+        for p in ft.procs:
+            ft.check_sanitizers(p)
+    ft.run_case(case, run, "metrics")
 
 
 if __name__ == "__main__":
