@@ -356,7 +356,16 @@ static int state_check(qfile *f, const void *obj, uint32_t version)
                               "0x%" PRIx64
                               ", but this host's KVM cannot set it",
                               c->index, msr_index[i], s->msrs[i]);
-    if (!(s->sregs.efer & (1ull << 10)) || !(s->sregs.cr0 & (1ull << 31)))
+    bool long_mode = (s->sregs.efer & (1ull << 10)) &&   /* EFER.LMA */
+                     (s->sregs.cr0 & (1ull << 31));        /* CR0.PG */
+    /*
+     * Only vCPU 0 is booted into long mode; the others stay in their reset
+     * state (real mode, EFER clear) until the guest starts them, and a
+     * checkpoint of a VM with --vcpus N holds them so.
+     */
+    bool reset = c->index > 0 && !(s->sregs.cr0 & 1) &&    /* CR0.PE */
+                 !(s->sregs.efer & (1ull << 8));           /* EFER.LME */
+    if (!long_mode && !reset)
         return qfile_fail(f, -EINVAL,
                           "cpu %u: not in 64-bit mode (CR0 0x%" PRIx64
                           ", EFER 0x%" PRIx64 ")",

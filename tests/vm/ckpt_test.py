@@ -24,6 +24,8 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 namespace): failures are counted, the guest runs on, no
                 temporaries, the earlier checkpoint restores
   quit-status   `ftvmctl quit` ends the process with status 0
+  vcpus         a VM with --vcpus 2 (vCPU 1 in its reset state) is saved,
+                killed and restored, and goes on
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -759,6 +761,30 @@ def case_quit_status():
           "(122 means 'the monitor failed')" % rc)
 
 
+def case_vcpus():
+    """A VM with two vCPUs (the second never started by the guest, in its
+    reset state) is saved, killed and restored, and goes on."""
+    needs_kvm()
+    args = ["rate=50"]
+    sock = os.path.join(ft.tmp, "run.sock")
+    ref = Proc("reference", counter_argv(args, extra=["--vcpus", "2"]))
+    run = Proc("run", counter_argv(args, extra=["--vcpus", "2",
+                                                "--control", sock]))
+    wait_control(sock, run)
+    run.wait_tick(5)
+    f = os.path.join(ft.tmp, "two-cpus.ftvm")
+    before = run.last_tick()
+    save(sock, f)
+    after = run.last_tick()
+    run.kill9()
+    check_inspect(f)
+    r = Proc("restore", [ftvm, "restore", f])
+    r.wait_tick(after + 5)
+    first, _ = check_continuation(r, ref, before + 1, after + 1,
+                                  exact=console_lines(f))
+    log("a 2-vCPU VM restored, continuing at tick %d" % first)
+
+
 CASES = {
     "save-restore": case_save_restore,
     "periodic": case_periodic,
@@ -767,6 +793,7 @@ CASES = {
     "udpkv-tap": case_udpkv_tap,
     "disk-full": case_disk_full,
     "quit-status": case_quit_status,
+    "vcpus": case_vcpus,
 }
 
 
