@@ -973,8 +973,8 @@ def slow_failover_run(i, ref, how, lib):
     stop(sec, pri)
     sctl.close()
     pctl.close()
-    ck.procs.remove(sec)
-    ck.procs.remove(pri)
+    ft.procs.remove(sec)
+    ft.procs.remove(pri)
 
 
 def case_failover_slow(runs):
