@@ -118,6 +118,7 @@ newcorpus=$(mktemp -d)
 fuzzlog=build-fuzz/fuzz.log
 if ./build-fuzz/tests/fuzz/fuzz_load -max_total_time="${FUZZ_SECONDS:-60}" \
         -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix=build-fuzz/ \
         "$newcorpus" tests/fuzz/corpus >"$fuzzlog" 2>&1; then
     tail -15 "$fuzzlog"
     passed=$((passed + 1))
@@ -125,8 +126,8 @@ else
     # The report, from the sanitizer's or libFuzzer's first line on.
     sed -n '/==ERROR\|deadly signal\|ALARM\|out-of-memory/,$p' "$fuzzlog" |
         head -80
-    echo "fuzz: the loader crashed or leaked; the input is saved as" \
-         "crash-*, the whole log in $fuzzlog"
+    echo "fuzz: the loader crashed or leaked; the input is saved in" \
+         "build-fuzz/ (crash-*, leak-*, timeout-*), the whole log in $fuzzlog"
     failed=$((failed + 1))
     status=1
 fi
