@@ -4,6 +4,7 @@
  * fixture untouched whenever it reports an error.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,14 @@
 #include "tests/fuzz/fixture.h"
 
 static fixture fx;
+
+/* Says which promise the loader broke before the fuzzer reports the abort. */
+static void broken(const char *what, const qfile *f)
+{
+    fprintf(stderr, "fuzz_load: %s (the loader said: \"%s\")\n", what,
+            qfile_errmsg(f));
+    abort();
+}
 static uint8_t *snapshot[2];
 static fx_cpu cpu_before[2];
 static fx_console console_before;
@@ -40,12 +49,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* All or nothing: a refused stream changed nothing. */
         for (int i = 0; i < 2; i++)
             if (memcmp(snapshot[i], fx.mem[i], fx.blocks[i].length) != 0)
-                abort();
-        if (memcmp(cpu_before, fx.cpu, sizeof(cpu_before)) != 0 ||
-            memcmp(&console_before, &fx.console, sizeof(fx.console)) != 0)
-            abort();
+                broken(i ? "a refused stream changed the ROM block"
+                         : "a refused stream changed the RAM block", f);
+        if (memcmp(cpu_before, fx.cpu, sizeof(cpu_before)) != 0)
+            broken("a refused stream changed the vCPU state", f);
+        if (memcmp(&console_before, &fx.console, sizeof(fx.console)) != 0)
+            broken("a refused stream changed the console state", f);
         if (qfile_errmsg(f)[0] == '\0')
-            abort();
+            broken("a stream refused without a message", f);
     }
     savevm_loader_free(l);
     qfile_close(f);
