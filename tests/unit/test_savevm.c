@@ -735,7 +735,8 @@ static void test_refused_package_leaves_ram_chain(void **state)
     failed_packages = 0;
     assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
     assert_int_equal(failed_packages, 2);
-    assert_non_null(strstr(failed_msg, "RAM block \"rom\": page offset 0x8000"));
+    assert_non_null(
+        strstr(failed_msg, "RAM block \"rom\": page offset 0x8000"));
     expect_fx_unchanged(&fx, copy);
     savevm_loader_free(l);
     qfile_close(r);
