@@ -403,8 +403,9 @@ struct lblock {
 /*
  * The block a CONTINUE record refers to outlives its section: QEMU names a
  * block once and continues it in later sections.  Each pass follows its
- * own chain, so VALIDATE of a package runs ahead of what is applied; a
- * finished APPLY resets the VALIDATE chain to the applied one.
+ * own chain, so VALIDATE of a package runs ahead of what is applied;
+ * ram_loader_begin_validate restarts the VALIDATE chain from the applied
+ * one for each unit.
  */
 struct ram_loader {
     bool inspect;
@@ -496,6 +497,11 @@ void ram_loader_free(ram_loader *l)
         free(l->blocks[i]);
     free(l->blocks);
     free(l);
+}
+
+void ram_loader_begin_validate(ram_loader *l)
+{
+    l->cur[SAVEVM_PASS_VALIDATE] = l->cur[SAVEVM_PASS_APPLY];
 }
 
 size_t ram_loader_nblocks(const ram_loader *l)
@@ -801,8 +807,6 @@ int ram_load(ram_loader *l, qfile *f, uint32_t version, savevm_pass pass)
         case RAM_FLAG_EOS:
             if (hdr != RAM_FLAG_EOS)
                 break;
-            if (pass == SAVEVM_PASS_APPLY)
-                l->cur[SAVEVM_PASS_VALIDATE] = l->cur[SAVEVM_PASS_APPLY];
             return 0;
         case RAM_FLAG_MEM_SIZE:
             if (flags & RAM_FLAG_CONTINUE)

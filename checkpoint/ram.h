@@ -154,6 +154,16 @@ void ram_loader_free(ram_loader *l);
  */
 int ram_load(ram_loader *l, qfile *f, uint32_t version, savevm_pass pass);
 
+/*
+ * Each pass follows its own CONTINUE block, so VALIDATE can run ahead of
+ * APPLY over a package of several sections.  Call this before validating
+ * each unit that is applied or refused as a whole (a stream, a package):
+ * its VALIDATE pass then continues the block APPLY last stored into, not
+ * one named by a unit that was refused.  (savevm_target_ops'
+ * begin_validate is where a loader says so.)
+ */
+void ram_loader_begin_validate(ram_loader *l);
+
 /* Number of blocks the loader knows (for inspect, learned so far). */
 size_t ram_loader_nblocks(const ram_loader *l);
 /* Counts for block i, accumulated over APPLY passes.  0 or -ENOENT. */

@@ -23,13 +23,22 @@ typedef enum loop_mode {
     MODE_APPLY_CHECKED, /* apply records; validate each package before it */
 } loop_mode;
 
+/* Started sections, for PART/END lookups. */
+typedef struct started {
+    savevm_section *v;
+    size_t n, cap;
+} started;
+
+/*
+ * Each pass keeps its own table, as the RAM loader keeps its CONTINUE
+ * block: a unit's VALIDATE pass starts from what was applied (begin_unit)
+ * and runs ahead of it, so a unit that is refused leaves no trace.
+ */
 struct savevm_loader {
     savevm_target_ops ops;
     void *opaque;
     savevm_loader_opts opts;
-    savevm_section *sections; /* started sections, for PART/END lookups */
-    size_t nsections;
-    size_t cap;
+    started tab[SAVEVM_PASS_APPLY + 1];     /* indexed by savevm_pass */
     char machine[256];
     bool colo;
 };
@@ -198,7 +207,8 @@ void savevm_loader_free(savevm_loader *l)
 {
     if (!l)
         return;
-    free(l->sections);
+    for (size_t i = 0; i <= SAVEVM_PASS_APPLY; i++)
+        free(l->tab[i].v);
     free(l);
 }
 
@@ -211,18 +221,53 @@ bool savevm_loader_colo(const savevm_loader *l)
     return l->colo;
 }
 
-static savevm_section *find_section(savevm_loader *l, uint32_t id)
+static savevm_section *find_section(started *t, uint32_t id)
 {
-    for (size_t i = 0; i < l->nsections; i++)
-        if (l->sections[i].section_id == id)
-            return &l->sections[i];
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].section_id == id)
+            return &t->v[i];
     return NULL;
 }
 
-static int remember_section(savevm_loader *l, qfile *f,
-                            const savevm_section *sec)
+static int grow(started *t, size_t want)
 {
-    savevm_section *old = find_section(l, sec->section_id);
+    if (want <= t->cap)
+        return 0;
+    size_t cap = t->cap ? t->cap : 16;
+    while (cap < want)
+        cap *= 2;
+    savevm_section *n = realloc(t->v, cap * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    t->v = n;
+    t->cap = cap;
+    return 0;
+}
+
+/*
+ * A unit (a whole stream, or a package applied as it arrives) is about to
+ * be validated: its VALIDATE pass starts from what has been applied, here
+ * and in the target.
+ */
+static int begin_unit(savevm_loader *l, qfile *f)
+{
+    started *v = &l->tab[SAVEVM_PASS_VALIDATE];
+    const started *a = &l->tab[SAVEVM_PASS_APPLY];
+    if (grow(v, a->n) < 0)
+        return qfile_fail(f, -ENOMEM, "out of memory for section table");
+    if (a->n)
+        memcpy(v->v, a->v, a->n * sizeof(*a->v));
+    v->n = a->n;
+    if (l->ops.begin_validate)
+        l->ops.begin_validate(l->opaque);
+    return 0;
+}
+
+static int remember_section(savevm_loader *l, qfile *f,
+                            const savevm_section *sec, savevm_pass pass)
+{
+    started *t = &l->tab[pass];
+    savevm_section *old = find_section(t, sec->section_id);
     if (old) {
         if (strcmp(old->idstr, sec->idstr) != 0 ||
             old->instance_id != sec->instance_id)
@@ -234,15 +279,9 @@ static int remember_section(savevm_loader *l, qfile *f,
         *old = *sec;
         return 0;
     }
-    if (l->nsections == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        savevm_section *n = realloc(l->sections, cap * sizeof(*n));
-        if (!n)
-            return qfile_fail(f, -ENOMEM, "out of memory for section table");
-        l->sections = n;
-        l->cap = cap;
-    }
-    l->sections[l->nsections++] = *sec;
+    if (grow(t, t->n + 1) < 0)
+        return qfile_fail(f, -ENOMEM, "out of memory for section table");
+    t->v[t->n++] = *sec;
     return 0;
 }
 
@@ -381,12 +420,14 @@ static int load_section(savevm_loader *l, qfile *f, uint8_t type,
         sec.version_id = qfile_get_be32(f);
         if (qfile_error(f))
             return qfile_error(f);
-        if (type == SAVEVM_SECTION_START && remember_section(l, f, &sec) < 0)
+        if (type == SAVEVM_SECTION_START &&
+            remember_section(l, f, &sec, pass_of(mode)) < 0)
             return qfile_error(f);
     } else {
         if (qfile_error(f))
             return qfile_error(f);
-        const savevm_section *start = find_section(l, sec.section_id);
+        const savevm_section *start =
+            find_section(&l->tab[pass_of(mode)], sec.section_id);
         if (!start)
             return qfile_fail(f, -EINVAL,
                               "%s for section id %u, which no SECTION_START "
@@ -470,11 +511,12 @@ static int load_packaged(savevm_loader *l, qfile *f, loop_mode mode, int depth,
     qfile_crc_start(pf);
 
     int r = 0;
-    size_t sections_before = l->nsections;
     if (mode != MODE_APPLY_TRUSTED) {
-        r = package_pass(l, pf, MODE_VALIDATE, depth + 1);
-        /* Starts seen while validating become real only when applied. */
-        l->nsections = sections_before;
+        /* Inside a stream being validated, the package continues its pass. */
+        if (mode == MODE_APPLY_CHECKED)
+            r = begin_unit(l, pf);
+        if (r == 0)
+            r = package_pass(l, pf, MODE_VALIDATE, depth + 1);
         if (r == 0 && mode == MODE_APPLY_CHECKED && l->ops.validated &&
             (r = l->ops.validated(l->opaque, pf)) < 0 && !qfile_error(pf))
             qfile_fail(pf, r, "the package was refused after validation");
@@ -606,11 +648,9 @@ int savevm_load_main(savevm_loader *l, qfile *f, savevm_pass pass,
     savevm_stop dummy;
     loop_mode mode =
         pass == SAVEVM_PASS_VALIDATE ? MODE_VALIDATE : MODE_APPLY_CHECKED;
-    size_t sections_before = l->nsections;
-    int r = load_loop(l, f, mode, allow_end, 0, why ? why : &dummy);
-    if (mode == MODE_VALIDATE)
-        l->nsections = sections_before;
-    return r;
+    if (mode == MODE_VALIDATE && begin_unit(l, f) < 0)
+        return qfile_error(f);
+    return load_loop(l, f, mode, allow_end, 0, why ? why : &dummy);
 }
 
 int savevm_load_vmdesc(qfile *f, char **json, uint32_t *len)
@@ -663,9 +703,9 @@ static int load_whole(savevm_loader *l, qfile *f, loop_mode mode)
 
 int savevm_load_checked(savevm_loader *l, qfile *f)
 {
-    size_t sections_before = l->nsections;
-    int r = load_whole(l, f, MODE_VALIDATE);
-    l->nsections = sections_before;
+    int r = begin_unit(l, f);
+    if (r == 0)
+        r = load_whole(l, f, MODE_VALIDATE);
     if (r == 0 && l->ops.validated &&
         (r = l->ops.validated(l->opaque, f)) < 0 && !qfile_error(f))
         qfile_fail(f, r, "the stream was refused after validation");

@@ -148,6 +148,15 @@ typedef struct savevm_target_ops {
      * it, or returning an error, the load stops with the package's error.
      */
     int (*package_failed)(void *opaque, qfile *pf);
+    /*
+     * Optional: a unit (a whole stream in savevm_load_checked, a package in
+     * savevm_load_main's APPLY pass, or savevm_load_main's VALIDATE pass)
+     * is about to be validated.  State a target carries from one section
+     * to the next for the VALIDATE pass (the RAM codec's CONTINUE block)
+     * must restart from what has been applied: a unit refused after its
+     * validation moved that state never reached the target.
+     */
+    void (*begin_validate)(void *opaque);
 } savevm_target_ops;
 
 /* Why savevm_load_main() stopped without error. */
@@ -172,7 +181,9 @@ typedef struct savevm_loader_opts {
 
 /*
  * A loader keeps what outlives one record: which section ids were started
- * (a PART refers to its START, possibly in an earlier package).
+ * (a PART refers to its START, possibly in an earlier package).  As for
+ * begin_validate, each unit is validated against the starts applied so
+ * far, never against those of a unit that was refused.
  */
 savevm_loader *savevm_loader_new(const savevm_target_ops *ops, void *opaque,
                                  const savevm_loader_opts *opts);

@@ -156,9 +156,17 @@ static void on_record(void *opaque, const savevm_record *rec)
     json_array_append_new(in->records, r);
 }
 
+static void on_begin_validate(void *opaque)
+{
+    inspector *in = opaque;
+    if (in->ram)
+        ram_loader_begin_validate(in->ram);
+}
+
 static const savevm_target_ops inspect_ops = {
     .section = on_section,
     .observe = on_record,
+    .begin_validate = on_begin_validate,
 };
 
 static json_t *ram_summary(const ram_loader *l)

@@ -303,6 +303,18 @@ static int load_section(void *opaque, qfile *f, const savevm_section *sec,
     return vmstate_load(f, e->desc, e->obj, sec->version_id, pass);
 }
 
+static void begin_validate(void *opaque)
+{
+    registry *r = opaque;
+
+    for (size_t i = 0; i < r->n; i++) {
+        entry *e = &r->entries[i];
+        if (e->live && e->live->load_begin_validate)
+            e->live->load_begin_validate(e->opaque);
+    }
+}
+
 const savevm_target_ops registry_target_ops = {
     .section = load_section,
+    .begin_validate = begin_validate,
 };

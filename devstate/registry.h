@@ -46,6 +46,12 @@ typedef struct registry_live_ops {
     int (*save_complete)(qfile *f, void *opaque);
     /* Any of its sections' bodies, in either pass (see savevm_pass). */
     int (*load)(qfile *f, void *opaque, uint32_t version, savevm_pass pass);
+    /*
+     * Optional: a unit is about to be validated (savevm_target_ops'
+     * begin_validate); state load() keeps for its VALIDATE pass restarts
+     * from what its APPLY pass left.
+     */
+    void (*load_begin_validate)(void *opaque);
 } registry_live_ops;
 
 registry *registry_new(void);

@@ -293,12 +293,20 @@ static void on_record(void *opaque, const savevm_record *rec)
     }
 }
 
+static void on_begin_validate(void *opaque)
+{
+    apply *a = opaque;
+    if (a->reg)
+        registry_target_ops.begin_validate(a->reg);
+}
+
 static const savevm_target_ops target_ops = {
     .section = on_section,
     .command = on_command,
     .observe = on_record,
     .validated = on_validated,
     .package_failed = on_package_failed,
+    .begin_validate = on_begin_validate,
 };
 
 /* ---- loading ---- */

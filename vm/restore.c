@@ -145,9 +145,16 @@ static int rst_validated(void *opaque, qfile *f)
     return 0;
 }
 
+static void rst_begin_validate(void *opaque)
+{
+    rst_target *t = opaque;
+    registry_target_ops.begin_validate(t->reg);
+}
+
 static const savevm_target_ops rst_ops = {
     .section = rst_section,
     .validated = rst_validated,
+    .begin_validate = rst_begin_validate,
 };
 
 int restore_load(vm *v, const char *path, char *err, size_t errlen)

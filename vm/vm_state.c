@@ -64,6 +64,13 @@ static int ram_load_section(qfile *f, void *opaque, uint32_t version,
     return ram_load(v->loader, f, version, pass);
 }
 
+static void ram_begin_validate(void *opaque)
+{
+    vm *v = opaque;
+
+    ram_loader_begin_validate(v->loader);
+}
+
 static const registry_live_ops ram_ops = {
     .version = RAM_SECTION_VERSION,
     .minimum_version = RAM_SECTION_VERSION,
@@ -71,6 +78,7 @@ static const registry_live_ops ram_ops = {
     .save_iterate = ram_iterate,
     .save_complete = ram_complete,
     .load = ram_load_section,
+    .load_begin_validate = ram_begin_validate,
 };
 
 int vm_register_state(vm *v, char *err, size_t errlen)

@@ -76,6 +76,11 @@ static int live_load(qfile *f, void *opaque, uint32_t version, savevm_pass pass)
     return ram_load(((fixture *)opaque)->loader, f, version, pass);
 }
 
+static void live_begin_validate(void *opaque)
+{
+    ram_loader_begin_validate(((fixture *)opaque)->loader);
+}
+
 static const registry_live_ops ram_ops = {
     .version = RAM_SECTION_VERSION,
     .minimum_version = RAM_SECTION_VERSION,
@@ -83,6 +88,7 @@ static const registry_live_ops ram_ops = {
     .save_iterate = live_iterate,
     .save_complete = live_complete,
     .load = live_load,
+    .load_begin_validate = live_begin_validate,
 };
 
 int fx_init(fixture *fx, int compress_level, uint64_t xbzrle_cache)

@@ -1077,6 +1077,27 @@ static void test_continue_across_sections(void **state)
     assert_int_equal(tgt.b[1].host[0], 0);
     assert_int_equal(tgt.b[0].host[PS], 0x11);
 
+    /*
+     * A unit refused after its VALIDATE named pc.ram (never applied): the
+     * next unit's VALIDATE starts again from vga.vram, so a CONTINUE at
+     * 3 pages is out of range there, though it would fit pc.ram.
+     */
+    {
+        qfile *ra = qfile_open_view(a.data, a.len, "a");
+
+        assert_int_equal(ram_load(l, ra, 4, SAVEVM_PASS_VALIDATE), 0);
+        qfile_close(ra);
+    }
+    w = qfile_open_mem("d");
+    put_page_rec(w, 3 * PS | RAM_FLAG_ZERO | RAM_FLAG_CONTINUE, NULL);
+    qfile_put_u8(w, 0);
+    qfile_put_be64(w, RAM_FLAG_EOS);
+    c = take(w);
+    ram_loader_begin_validate(l);
+    assert_int_equal(load_stream(l, c), -ERANGE);
+    assert_non_null(strstr(last_msg, "\"vga.vram\": page offset 0x3000"));
+    assert_int_equal(tgt.b[0].host[3 * PS], 0);
+
     free(a.data);
     free(b.data);
     ram_loader_free(l);

@@ -21,6 +21,7 @@
 
 #include "checkpoint/savevm.h"
 #include "devstate/trailer.h"
+#include "tests/fuzz/fixture.h"
 
 #define NDEV 4
 #define POISON 0xdeadbeefu  /* a value the devices refuse, to test checks */
@@ -590,6 +591,242 @@ static void test_package_failed_hook(void **state)
 }
 
 /*
+ * Each unit (a stream, a package) is validated from the state the target
+ * has applied, never from where a refused unit's validation left it.
+ */
+
+/* A "ram" START whose body is one ZERO page record, named or CONTINUE. */
+static void put_ram_zero(qfile *f, const char *block, uint64_t offset)
+{
+    qfile_put_be64(f, offset | RAM_FLAG_ZERO | (block ? 0 : RAM_FLAG_CONTINUE));
+    if (block)
+        qfile_put_str(f, block);
+    qfile_put_u8(f, 0);
+}
+
+static void put_ram_start(qfile *f)
+{
+    savevm_put_section_start(f, SAVEVM_SECTION_START, 0, RAM_SECTION_IDSTR, 0,
+                             RAM_SECTION_VERSION);
+}
+
+static void put_ram_end(qfile *f)
+{
+    qfile_put_be64(f, RAM_FLAG_EOS);
+    savevm_put_footer(f, 0);
+}
+
+/* S1: a page of "rom" (the last block named), applied. */
+static void ram_unit_s1(qfile *f)
+{
+    put_ram_start(f);
+    put_ram_zero(f, "rom", 0x1000);
+    put_ram_end(f);
+}
+
+/* S2: names "ram0", then is refused by a section nobody registered. */
+static void ram_unit_s2(qfile *f)
+{
+    put_ram_start(f);
+    put_ram_zero(f, "ram0", 0x1000);
+    put_ram_end(f);
+    put_dev(f, 9, 0, 1);
+}
+
+/* S3: CONTINUE at 0, then CONTINUE at 32 KiB: beyond the 16 KiB "rom". */
+static void ram_unit_s3(qfile *f)
+{
+    put_ram_start(f);
+    put_ram_zero(f, NULL, 0);
+    put_ram_zero(f, NULL, 32 * 1024);
+    put_ram_end(f);
+}
+
+static int load_fx_stream(fixture *fx, void (*body)(qfile *), char *msg,
+                          size_t msglen)
+{
+    qfile *f = qfile_open_mem("s");
+    savevm_put_header(f);
+    body(f);
+    savevm_put_eof(f);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "s");
+    savevm_loader *l = savevm_loader_new(&registry_target_ops, fx->reg, NULL);
+    int rc = savevm_load_checked(l, r);
+    snprintf(msg, msglen, "%s", qfile_errmsg(r));
+    savevm_loader_free(l);
+    qfile_close(r);
+    qfile_close(f);
+    return rc;
+}
+
+static void fill_fx(fixture *fx, uint8_t **copy)
+{
+    for (int i = 0; i < 2; i++) {
+        memset(fx->mem[i], 0xa5, fx->blocks[i].length);
+        copy[i] = malloc(fx->blocks[i].length);
+        assert_non_null(copy[i]);
+    }
+}
+
+static void expect_fx_unchanged(fixture *fx, uint8_t **copy)
+{
+    for (int i = 0; i < 2; i++)
+        if (memcmp(copy[i], fx->mem[i], fx->blocks[i].length) != 0)
+            fail_msg("a refused unit changed block \"%s\"",
+                     fx->blocks[i].name);
+}
+
+static void test_refused_stream_leaves_ram_chain(void **state)
+{
+    (void)state;
+    fixture fx;
+    uint8_t *copy[2];
+    char msg[512];
+    assert_int_equal(fx_init(&fx, 0, 0), 0);
+    fill_fx(&fx, copy);
+
+    assert_int_equal(load_fx_stream(&fx, ram_unit_s1, msg, sizeof(msg)), 0);
+    assert_int_equal(fx.mem[1][0x1000], 0);
+    assert_int_equal(load_fx_stream(&fx, ram_unit_s2, msg, sizeof(msg)),
+                     -ENOENT);
+    assert_int_equal(fx.mem[0][0x1000], 0xa5);
+    for (int i = 0; i < 2; i++)
+        memcpy(copy[i], fx.mem[i], fx.blocks[i].length);
+
+    /* S3 continues "rom", the block last applied, not S2's "ram0". */
+    assert_int_equal(load_fx_stream(&fx, ram_unit_s3, msg, sizeof(msg)),
+                     -ERANGE);
+    assert_non_null(strstr(msg, "RAM block \"rom\": page offset 0x8000"));
+    expect_fx_unchanged(&fx, copy);
+    for (int i = 0; i < 2; i++)
+        free(copy[i]);
+    fx_free(&fx);
+}
+
+/* The same, as a replication receiver gets them: packages, one refused. */
+static void test_refused_package_leaves_ram_chain(void **state)
+{
+    (void)state;
+    fixture fx;
+    uint8_t *copy[2];
+    assert_int_equal(fx_init(&fx, 0, 0), 0);
+    fill_fx(&fx, copy);
+    memcpy(copy[0], fx.mem[0], fx.blocks[0].length);
+    memset(copy[1], 0xa5, fx.blocks[1].length);
+    memset(copy[1] + 0x1000, 0, RAM_PAGE_SIZE);    /* what S1 applies */
+
+    qfile *f = qfile_open_mem("live");
+    void (*units[3])(qfile *) = {ram_unit_s1, ram_unit_s2, ram_unit_s3};
+    for (int i = 0; i < 3; i++) {
+        qfile *p = qfile_open_mem("pkg");
+        units[i](p);
+        savevm_put_eof(p);
+        put_packaged_qfile(f, p);
+    }
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "live");
+    savevm_target_ops o = registry_target_ops;
+    o.package_failed = drop_package;
+    savevm_loader *l = savevm_loader_new(&o, fx.reg, NULL);
+    savevm_stop why;
+    failed_packages = 0;
+    assert_int_equal(savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why), 0);
+    assert_int_equal(failed_packages, 2);
+    assert_non_null(
+        strstr(failed_msg, "RAM block \"rom\": page offset 0x8000"));
+    expect_fx_unchanged(&fx, copy);
+    savevm_loader_free(l);
+    qfile_close(r);
+    qfile_close(f);
+    for (int i = 0; i < 2; i++)
+        free(copy[i]);
+    fx_free(&fx);
+}
+
+/* dev 0 as a START (section id 7), at a version of the caller's choice. */
+static void put_dev_start(qfile *f, savevm_type type, uint32_t version,
+                          uint32_t v)
+{
+    if (type == SAVEVM_SECTION_START)
+        savevm_put_section_start(f, type, 7, "dev", 0, version);
+    else
+        savevm_put_section_part(f, type, 7);
+    qfile_put_be32(f, v);
+    savevm_put_footer(f, 7);
+}
+
+/*
+ * The loader's own table of started sections: a refused package that
+ * restarts a section at another version must not change what a later PART
+ * of it means.
+ */
+static void test_refused_package_leaves_started_sections(void **state)
+{
+    (void)state;
+    target t = { 0 };
+    savevm_target_ops o = ops;
+    o.package_failed = drop_package;
+    savevm_loader *l = savevm_loader_new(&o, &t, NULL);
+    qfile *f = qfile_open_mem("live");
+    put_dev_start(f, SAVEVM_SECTION_START, 1, 1);
+    qfile *bad = qfile_open_mem("pkg");
+    put_dev_start(bad, SAVEVM_SECTION_START, 2, 2);   /* 'dev' refuses v2 */
+    savevm_put_eof(bad);
+    put_packaged_qfile(f, bad);
+    qfile *good = qfile_open_mem("pkg");
+    put_dev_start(good, SAVEVM_SECTION_PART, 0, 3);
+    savevm_put_eof(good);
+    put_packaged_qfile(f, good);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    qfile *r = qfile_open_view(b, n, "live");
+    savevm_stop why;
+    failed_packages = 0;
+    failed_msg[0] = '\0';
+    int rc = savevm_load_main(l, r, SAVEVM_PASS_APPLY, true, &why);
+    if (rc < 0)
+        fail_msg("%s", qfile_errmsg(r));
+    assert_int_equal(failed_packages, 1);
+    assert_non_null(strstr(failed_msg, "'dev' version 2"));
+    assert_int_equal(t.dev[0], 3);      /* the PART, at the applied v1 */
+    qfile_close(r);
+    qfile_close(f);
+    savevm_loader_free(l);
+}
+
+/*
+ * Validating a whole stream, a START inside one package is still started
+ * for the next package, as it is when the stream is applied.
+ */
+static void test_validated_packages_share_started_sections(void **state)
+{
+    (void)state;
+    qfile *f = qfile_open_mem("s");
+    savevm_put_header(f);
+    qfile *p1 = qfile_open_mem("pkg");
+    put_dev_start(p1, SAVEVM_SECTION_START, 1, 4);
+    savevm_put_eof(p1);
+    put_packaged_qfile(f, p1);
+    qfile *p2 = qfile_open_mem("pkg");
+    put_dev_start(p2, SAVEVM_SECTION_END, 0, 5);
+    savevm_put_eof(p2);
+    put_packaged_qfile(f, p2);
+    savevm_put_eof(f);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    target t = { 0 };
+    char msg[512];
+    int rc = load_bytes(b, n, &t, msg, sizeof(msg));
+    if (rc < 0)
+        fail_msg("%s", msg);
+    assert_int_equal(t.dev[0], 5);
+    qfile_close(f);
+}
+
+/*
  * A replication receiver's view of packages: each is sealed by an
  * ftvm-ckpt trailer whose sum covers the package from its first byte, and
  * the validated hook sees every package before any of it applies.
@@ -898,6 +1135,10 @@ int main(void)
         cmocka_unit_test(test_packages_on_a_live_stream),
         cmocka_unit_test(test_package_failed_hook),
         cmocka_unit_test(test_package_crc_and_validated_hook),
+        cmocka_unit_test(test_refused_stream_leaves_ram_chain),
+        cmocka_unit_test(test_refused_package_leaves_ram_chain),
+        cmocka_unit_test(test_refused_package_leaves_started_sections),
+        cmocka_unit_test(test_validated_packages_share_started_sections),
         cmocka_unit_test(test_ping_return_path_lock),
         cmocka_unit_test(test_package_limits),
         cmocka_unit_test(test_large_package_from_fd),
