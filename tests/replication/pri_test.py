@@ -118,8 +118,13 @@ def guest(name):
 
 
 def secondary(name, *extra):
-    """A real secondary on a free port: (Proc, "127.0.0.1:PORT", sock)."""
+    """A real secondary on a free port: (Proc, "127.0.0.1:PORT", sock).
+    These cases judge the primary, so the secondary's failure timeout is
+    the default scaled, as the primary's: on a slow machine the primary
+    can be kept from the CPU that long in the bring-up."""
     sock = os.path.join(ft.tmp, name + ".sock")
+    if "--failure-timeout" not in extra:
+        extra += ("--failure-timeout", "%dms" % ft.scaled(300))
     p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
                     "--control", sock] + list(extra))
     m = wait_until(lambda: LISTEN_RE.search(p.err()) or
