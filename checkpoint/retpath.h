@@ -2,7 +2,7 @@
  * retpath: messages on the return path, from the receiver of a stream
  * back to its sender.
  *
- * The reference frames each message as be16 type, be16 length, payload,
+ * QEMU frames each message as be16 type, be16 length, payload,
  * and defines SHUT (1) and PONG (2) among others.  ftvm keeps that framing
  * and adds its replication messages in a range of its own (0x7f01 up), so
  * QEMU's parser would stop at them with "unknown message" rather

@@ -147,7 +147,7 @@ static uint8_t dec_u8(dec *d)
 }
 
 /*
- * The reference names integers "uint32", "int8", and variants with the
+ * QEMU names integers "uint32", "int8", and variants with the
  * same big-endian bytes that only add a check on load: "uint32 equal"
  * (must match the loader's value) and "int32 le" (must be 0..the loader's
  * value; "le" is "less or equal", not an endianness).  Returns the width

@@ -248,7 +248,7 @@ static int save_struct(walk *w, const vmstate_desc *d, const void *obj,
                        size_t objsize, json_t *jd);
 
 /*
- * The reference describes an array once, with its length, unless its
+ * QEMU describes an array once, with its length, unless its
  * elements can differ in shape; a struct with subsections can, and so can
  * one with a variable-length member (a queue of frames): each element is
  * then described with its own sizes, so that a reader of QEMU's
