@@ -40,6 +40,16 @@ static const char *state_name(vm_state s)
     return "?";
 }
 
+static uint64_t ram_bytes(vm *v)
+{
+    size_t nb;
+    ram_block *b = vm_ram_blocks(v, &nb);
+    uint64_t mem = 0;
+    for (size_t i = 0; i < nb; i++)
+        mem += b[i].length;
+    return mem;
+}
+
 static json_t *snap_json(const snapshot_stats *st, const char *path)
 {
     return json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I}",
@@ -144,15 +154,10 @@ json_t *vmctl_status(vmctl *c)
     }
     vm_pause_stats ps;
     vm_get_pause_stats(c->v, &ps);
-    size_t nb;
-    ram_block *b = vm_ram_blocks(c->v, &nb);
-    uint64_t mem = 0;
-    for (size_t i = 0; i < nb; i++)
-        mem += b[i].length;
     json_t *r = json_pack(
         "{s:s, s:s, s:I, s:f, s:f}",
         "role", role, "state", state_name(vm_get_state(c->v)),
-        "mem_bytes", (json_int_t)mem,
+        "mem_bytes", (json_int_t)ram_bytes(c->v),
         "uptime_s", (mono_ns() - c->started_ns) / 1e9,
         "guest_clock_s", vm_guest_clock(c->v) / 1e9);
     json_object_set_new(r, "pause", json_pack(
@@ -192,12 +197,12 @@ json_t *vmctl_status(vmctl *c)
     return r;
 }
 
-static const char *const vm_states[] = {
-    "created", "running", "paused", "stopped",
-};
-
 void vmctl_metrics(vmctl *c, metrics_writer *w)
 {
+    const char *vm_states[] = {
+        state_name(VM_CREATED), state_name(VM_RUNNING),
+        state_name(VM_PAUSED), state_name(VM_STOPPED),
+    };
     metrics_gauge(w, "ftvm_uptime_seconds", "time since the process started",
                   (mono_ns() - c->started_ns) / 1e9);
     metrics_counter(w, "ftvm_disk_checkpoints_written_total",
@@ -225,12 +230,8 @@ void vmctl_metrics(vmctl *c, metrics_writer *w)
     metrics_state(w, "ftvm_vm_state", "the VM's state", vm_states,
                   sizeof(vm_states) / sizeof(vm_states[0]),
                   state_name(vm_get_state(c->v)));
-    size_t nb;
-    ram_block *b = vm_ram_blocks(c->v, &nb);
-    uint64_t mem = 0;
-    for (size_t i = 0; i < nb; i++)
-        mem += b[i].length;
-    metrics_gauge(w, "ftvm_vm_memory_bytes", "the guest's RAM", (double)mem);
+    metrics_gauge(w, "ftvm_vm_memory_bytes", "the guest's RAM",
+                  (double)ram_bytes(c->v));
     vm_pause_stats ps;
     vm_get_pause_stats(c->v, &ps);
     metrics_counter(w, "ftvm_vm_pauses_total",

@@ -201,6 +201,19 @@ static void test_bad_label(void **state)
     expect_refused("label");
 }
 
+/* A summary from a sampler given no bounds has no buckets to print. */
+static void test_histogram_no_bounds(void **state)
+{
+    (void)state;
+    sampler s;
+    sampler_summary sum;
+    sampler_init(&s, NULL);
+    sampler_add(&s, 1);
+    sampler_summarize(&s, &sum);
+    metrics_histogram(w, "ftvm_nb_seconds", "x", &sum);
+    expect_refused("no bounds");
+}
+
 static void test_special_values(void **state)
 {
     (void)state;
@@ -230,6 +243,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_name_chars, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_info, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_label, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_histogram_no_bounds, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_special_values, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
