@@ -361,9 +361,7 @@ void channel_finish(channel *l, uint64_t timeout_ns)
 void channel_get_times(channel *l, channel_times *out)
 {
     out->last_recv_ns = __atomic_load_n(&l->last_recv_ns, __ATOMIC_RELAXED);
-    out->last_sent_ns = __atomic_load_n(&l->last_sent_ns, __ATOMIC_RELAXED);
     out->busy = __atomic_load_n(&l->busy, __ATOMIC_RELAXED);
     out->progress_ns = __atomic_load_n(&l->progress_ns, __ATOMIC_RELAXED);
-    out->bytes_sent = __atomic_load_n(&l->bytes_sent, __ATOMIC_RELAXED);
     out->pings = __atomic_load_n(&l->pings, __ATOMIC_RELAXED);
 }

@@ -111,10 +111,8 @@ void channel_shutdown(channel *l);
 
 typedef struct channel_times {
     uint64_t last_recv_ns;  /* last return-path bytes (or connect) */
-    uint64_t last_sent_ns;  /* the thread last finished writing */
     bool busy;              /* the thread has bytes to write */
     uint64_t progress_ns;   /* ... and last wrote some at */
-    uint64_t bytes_sent;
     uint64_t pings;         /* PINGs written */
 } channel_times;
 void channel_get_times(channel *l, channel_times *out);

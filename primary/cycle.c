@@ -154,10 +154,3 @@ void cycle_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     cycle_take(arg);
 }
-
-void cycle_on_early(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    cycle_take(arg);
-}

@@ -69,14 +69,15 @@ void protection_note(protection *p, const char *msg)
 }
 
 /* Logs msg and keeps it as the last error. */
-__attribute__((format(printf, 2, 3))) static void
-say(protection_act *a, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+say(protection *p, protection_act *a, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(a->msg, sizeof(a->msg), fmt, ap);
     va_end(ap);
     a->say = true;
+    protection_note(p, a->msg);
 }
 
 static void answer(protection_act *a, uint64_t upto, int rc, const char *why)
@@ -167,9 +168,9 @@ static void lose(protection *p, protection_act *a, const char *why)
 {
     /* A reconnect that fails as the last one did is not news. */
     bool again = !p->ready && strcmp(why, p->last_error) == 0;
-    protection_note(p, why);
     if (!again)
-        say(a, "%s; running unprotected (degraded)", why);
+        say(p, a, "%s; running unprotected (degraded)", why);
+    protection_note(p, why);
     end_link(p, a, PROTECTION_DROP, why);
     p->state = PROTECTION_DEGRADED;
     release_all(p, a);
@@ -245,8 +246,7 @@ protection_act protection_build_failed(protection *p,
             lose(p, &a, why);
         return a;
     }
-    say(&a, "%s; sending the next checkpoint in full", why);
-    protection_note(p, a.msg);
+    say(p, &a, "%s; sending the next checkpoint in full", why);
     p->need_full = true;
     a.rearm = true;
     return a;
@@ -350,8 +350,7 @@ protection_act protection_nack(protection *p, uint64_t k, const char *text)
         lose(p, &a, a.why);
         return a;
     }
-    say(&a, "%s; sending the next checkpoint in full", a.why);
-    protection_note(p, a.msg);
+    say(p, &a, "%s; sending the next checkpoint in full", a.why);
     p->need_full = true;
     a.take = true;
     return a;
@@ -369,9 +368,8 @@ protection_act protection_shut(protection *p, uint32_t code)
         lose(p, &a, why);
         return a;
     }
-    say(&a, "secondary %s ended replication; running unprotected (stopped)",
-        p->addr);
-    protection_note(p, a.msg);
+    say(p, &a, "secondary %s ended replication; running unprotected "
+        "(stopped)", p->addr);
     end_link(p, &a, PROTECTION_DROP, a.msg);
     p->state = PROTECTION_STOPPED;
     release_all(p, &a);
@@ -479,9 +477,8 @@ int protection_stop(protection *p, protection_act *a, char *err,
                  protection_state_name(p->state));
         return -ENOTCONN;
     }
-    say(a, "replication to %s stopped on request; running unprotected "
+    say(p, a, "replication to %s stopped on request; running unprotected "
         "(stopped)", p->addr);
-    protection_note(p, a->msg);
     /* Held output leaves once EOF has: until then a failover could. */
     p->release_on_drain = p->holding;
     end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,

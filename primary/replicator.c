@@ -276,7 +276,7 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     sampler_init(&p->bytes, &sampler_bytes);
     p->ev_ckpt = evtimer_new(base, cycle_on_timer, p);
     p->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-    p->ev_early = event_new(base, -1, 0, cycle_on_early, p);
+    p->ev_early = event_new(base, -1, 0, cycle_on_timer, p);
     p->ev_reconnect = evtimer_new(base, on_reconnect, p);
     if (!p->ev_ckpt || !p->ev_tick || !p->ev_early || !p->ev_reconnect) {
         snprintf(err, errlen, "out of memory");

@@ -7,9 +7,9 @@
  * resume, queue the package for the link's thread), keeps at most
  * PROTECTION_WINDOW packages unacknowledged, releases held output (console
  * bytes and network frames, primary/outqueue.h) as acknowledgements
- * come, answers a NACK with a full package, sends PINGs
- * when idle and declares the secondary dead when it goes quiet, resets,
- * stalls or says so.  Then the VM runs on unprotected (degraded) until
+ * come, answers a NACK with a full package and declares the secondary
+ * dead when it goes quiet, resets, stalls or says so (PINGs on an idle
+ * stream are the link's heartbeat thread's).  Then the VM runs on unprotected (degraded) until
  * replicator_attach, or the reconnect timer, brings a secondary up again.
  *
  * Checkpoint ids start at 1 with each secondary, as the protocol says;

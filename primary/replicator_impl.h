@@ -59,8 +59,8 @@ void replicator_do(replicator *p, const protection_act *a);
 void cycle_take(replicator *p);
 /* (Re)arms the checkpoint timer for an interval after the last began. */
 void cycle_arm(replicator *p);
+/* The checkpoint timer, and held output passing its limit (ev_early). */
 void cycle_on_timer(evutil_socket_t fd, short what, void *arg);
-void cycle_on_early(evutil_socket_t fd, short what, void *arg);
 /* From vCPU threads: held output passed its limit. */
 void cycle_early_notify(void *opaque);
 void cycle_pool_put(replicator *p, qfile *q);

@@ -67,6 +67,13 @@ static void bring_up(protection *p)
     assert_true(a.take);
 }
 
+/* A fresh protection, no reconnecting, and a secondary brought up. */
+static void linked(protection *p)
+{
+    init(p, 0);
+    bring_up(p);
+}
+
 /* Brought up and active: checkpoint 1 taken and acknowledged. */
 static void active(protection *p)
 {
@@ -212,8 +219,7 @@ static void test_window(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     for (uint64_t k = 1; k <= PROTECTION_WINDOW; k++)
         assert_int_equal(take(&p, 0).id, k);
     assert_int_equal(p.nwin, PROTECTION_WINDOW);
@@ -237,8 +243,7 @@ static void test_window(void **unused)
     take(&p, 0);
     assert_false(protection_next(&p).take);
     /* Without a due one an ACK takes nothing by itself. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     a = protection_ack(&p, 1, 0);
     assert_false(a.take);
@@ -253,8 +258,7 @@ static void test_ack_refusals(void **unused)
     const char *not_in_flight = "which is not in flight";
 
     /* Never sent. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     a = protection_ack(&p, 2, 0);
     assert_lost(&p, &a, "secondary " ADDR " acknowledged checkpoint 2, "
@@ -269,8 +273,7 @@ static void test_ack_refusals(void **unused)
     assert_lost(&p, &a, not_in_flight);
 
     /* An older one after a newer. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     take(&p, 0);
     protection_ack(&p, 2, 0);
@@ -278,8 +281,7 @@ static void test_ack_refusals(void **unused)
     assert_lost(&p, &a, "acknowledged checkpoint 1,");
 
     /* 0, which no package has. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     a = protection_ack(&p, 0, 0);
     assert_lost(&p, &a, "acknowledged checkpoint 0,");
@@ -298,8 +300,7 @@ static void test_nack_then_full(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     take(&p, 0);
     take(&p, 0);
@@ -354,8 +355,7 @@ static void test_full_refused_twice(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     protection_nack(&p, 1, "bad");
     assert_int_equal(take(&p, 0).id, 2);        /* full */
@@ -374,8 +374,7 @@ static void test_full_refused_twice(void **unused)
     assert_int_equal(a.answers[0].rc, -EBADMSG);
 
     /* An ACK in between starts the count again. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     protection_nack(&p, 1, "bad");
     take(&p, 0);                                /* 2, full */
@@ -396,8 +395,7 @@ static void test_nack_zero(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     take(&p, 0);
     protection_act a = protection_nack(&p, 0, "unreadable");
@@ -414,8 +412,7 @@ static void test_return_path_when_not_linked(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     protection_lose(&p, "gone");
     protection_act a = protection_nack(&p, 1, "late");
@@ -543,10 +540,9 @@ static void test_tick_silence(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     uint64_t t0 = 10 * S;
-    channel_times t = { .last_recv_ns = 0, .last_sent_ns = t0 };
+    channel_times t = { .last_recv_ns = 0 };
     /* Still connecting: its own timeout covers that. */
     protection_act a = protection_tick(&p, t0, &t);
     assert_true(act_is_empty(&a));
@@ -558,7 +554,6 @@ static void test_tick_silence(void **unused)
     assert_true(act_is_empty(&a));
     assert_int_equal(p.last_tick_ns, t0 + FAILURE * 2);
 
-    t.last_sent_ns = t0 + FAILURE - 1;      /* no PING in the way */
     p.last_tick_ns = t0 + FAILURE - 10 * MS;
     a = protection_tick(&p, t0 + FAILURE - 1, &t);
     assert_true(act_is_empty(&a));
@@ -573,9 +568,8 @@ static void test_tick_gap(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
-    channel_times t = { .last_recv_ns = 1 * S, .last_sent_ns = 100 * S };
+    linked(&p);
+    channel_times t = { .last_recv_ns = 1 * S };
     uint64_t now = 1 * S + 2 * FAILURE;
     p.last_tick_ns = now - FAILURE / 2 - 1;
     protection_act a = protection_tick(&p, now, &t);
@@ -591,22 +585,19 @@ static void test_tick_stalled_write(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     uint64_t t0 = 100 * S;
     channel_times t = { .busy = true, .progress_ns = t0 };
     p.last_tick_ns = t0 + STALL - 2;
     t.last_recv_ns = t0 + STALL - 2;
     protection_act a = protection_tick(&p, t0 + STALL - 1, &t);
-    assert_true(act_is_empty(&a));   /* and busy: no PING either */
+    assert_true(act_is_empty(&a));
     a = protection_tick(&p, t0 + STALL, &t);
     assert_lost(&p, &a, "secondary " ADDR ": a write has made no progress "
                 "for 10.0 s (stalled)");
     /* Not busy, the same times are no stall. */
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     t.busy = false;
-    t.last_sent_ns = t0 + STALL;
     p.last_tick_ns = t0 + STALL - 2;
     a = protection_tick(&p, t0 + STALL, &t);
     assert_true(act_is_empty(&a));
@@ -626,8 +617,7 @@ static void test_tick_unacknowledged(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     take(&p, 0);
     take(&p, 0);
     uint64_t t0 = 100 * S;
@@ -651,10 +641,9 @@ static void test_tick_quiet(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     uint64_t t0 = 10 * S;
-    channel_times t = { .last_recv_ns = t0, .last_sent_ns = t0 };
+    channel_times t = { .last_recv_ns = t0 };
     p.last_tick_ns = t0;
     protection_act a = protection_tick(&p, t0 + 2 * HEARTBEAT, &t);
     assert_true(act_is_empty(&a));
@@ -694,8 +683,7 @@ static void test_build_failed(void **unused)
 {
     (void)unused;
     protection p;
-    init(&p, 0);
-    bring_up(&p);
+    linked(&p);
     protection_plan pl = protection_next(&p);
     protection_act a = protection_build_failed(&p, &pl, "checkpoint 1: x");
     assert_true(a.say);
