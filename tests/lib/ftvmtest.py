@@ -136,13 +136,16 @@ class Proc:
         self.err_path = os.path.join(tmp, name + ".err")
         e = dict(os.environ)
         e.update(env or {})
+        self._spawn(argv, e, stdin)
+        self.started = time.monotonic()
+        procs.append(self)
+
+    def _spawn(self, argv, env, stdin):
         with open(self.out_path, "wb") as out, \
                 open(self.err_path, "wb") as err:
             self.p = subprocess.Popen(argv, stdout=out, stderr=err,
-                                      stdin=stdin, env=e,
+                                      stdin=stdin, env=env,
                                       start_new_session=True)
-        self.started = time.monotonic()
-        procs.append(self)
 
     @staticmethod
     def _text(path):
@@ -232,25 +235,19 @@ class Stream(Proc):
     copied to the usual file, stderr goes to one."""
 
     def __init__(self, name, argv, netns=None, env=None):
-        self.name, self.argv = name, argv
-        if netns:
-            argv = ["ip", "netns", "exec", netns] + argv
-        self.out_path = os.path.join(tmp, name + ".out")
-        self.err_path = os.path.join(tmp, name + ".err")
-        e = dict(os.environ)
-        e.update(env or {})
         self._lines, self.partial = [], b""
         self._lock = threading.Lock()
         self.times = []
+        Proc.__init__(self, name, argv, netns, env)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _spawn(self, argv, env, stdin):
         open(self.out_path, "wb").close()
         with open(self.err_path, "wb") as err:
             self.p = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                                      stderr=err, stdin=subprocess.DEVNULL,
-                                      env=e, start_new_session=True)
-        self.started = time.monotonic()
-        procs.append(self)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+                                      stderr=err, stdin=stdin, env=env,
+                                      start_new_session=True)
 
     def _read(self):
         fd = self.p.stdout.fileno()

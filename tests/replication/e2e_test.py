@@ -108,7 +108,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "vm"))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import ckpt_test as ck  # noqa: E402
 import ftvmtest as ft  # noqa: E402
-from ckpt_test import check, fail, log  # noqa: E402
+from ftvmtest import check, fail, log  # noqa: E402
 
 TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
 HEAD_RE = re.compile(r"^counter rate=\d+ count=\d+ (area-kib=\d+ "
@@ -185,14 +185,8 @@ def spawn_secondary(name, extra=(), netns=None, listen="127.0.0.1:0",
     p = Stream(name, [ck.ftvm, "secondary", "--listen", listen, "--control",
                       sock, "--failure-timeout", failure] + list(extra),
                netns=netns, env=env)
-
-    def listening():
-        m = LISTEN_RE.search(p.err())
-        if not m and not p.alive():
-            fail("%s exited (%s)\n%s" % (name, p.p.returncode, p.dump()))
-        return m
-    m = ck.wait_until(listening, 10, name + " to listen")
-    ck.wait_until(lambda: os.path.exists(sock), 10, name + "'s socket")
+    m = p.wait_err(LISTEN_RE, 10, "listening")
+    ft.wait_until(lambda: os.path.exists(sock), 10, name + "'s socket")
     return p, "%s:%s" % (m.group(1), m.group(2)), Ctl(sock)
 
 
@@ -214,20 +208,25 @@ def wait_state(ctl, proc, want, timeout=10):
                  (proc.name, proc.p.returncode, want, proc.dump()))
         s = ctl.status()
         return s if s and s["state"] in want.split("|") else None
-    return ck.wait_until(ok, timeout, "%s's state %s" % (proc.name, want),
+    return ft.wait_until(ok, timeout, "%s's state %s" % (proc.name, want),
                          step=0.005)
 
 
-def stop(*ps):
-    for p in ps:
+def retire(sec, pri, sctl, pctl):
+    """Ends one run's pair of a case that runs many: both killed and
+    checked for sanitizer reports, their control connections closed, out
+    of ft.procs."""
+    for p in (sec, pri):
         p.signal(signal.SIGKILL)
-    for p in ps:
+    for p in (sec, pri):
         try:
             p.p.wait(10)
         except subprocess.TimeoutExpired:
             pass
-        for bad in ("Sanitizer", "runtime error:"):
-            check(bad not in p.err(), "%s reported:\n%s" % (bad, p.dump()))
+        ft.check_sanitizers(p)
+        ft.procs.remove(p)
+    sctl.close()
+    pctl.close()
 
 
 def ctl_cli(sock, *args):
@@ -380,7 +379,7 @@ def kill_primary_run(i, ref):
                 time.monotonic() - t_kill > 0.5:
             return "waiting"
         return None
-    what = ck.wait_until(outcome, 10, "the secondary to fail over or exit",
+    what = ft.wait_until(outcome, 10, "the secondary to fail over or exit",
                          step=0.01)
     check_prefix(ref, seen, "the primary's released output")
     desc = "run %d: %s kill at %.0f ms" % (i, phase, delay * 1e3)
@@ -408,7 +407,7 @@ def kill_primary_run(i, ref):
         fo = s["failover"]
         check(fo["reason"] == "primary lost", "failover reason %r" %
               fo["reason"])
-        ck.wait_until(lambda: len(sec.lines()) >= 5 or
+        ft.wait_until(lambda: len(sec.lines()) >= 5 or
                       (not sec.alive() and fail(sec.dump())), 10,
                       "5 lines from the secondary")
         b, gap = check_continues(ref, seen, sec.lines(), "the secondary")
@@ -421,11 +420,7 @@ def kill_primary_run(i, ref):
             "kill: %s) in %.1f ms" % (desc, len(seen), b,
                                       fo["continued_from"], acked,
                                       fo["ms"]))
-    stop(sec, pri)
-    sctl.close()
-    pctl.close()
-    ft.procs.remove(sec)
-    ft.procs.remove(pri)
+    retire(sec, pri, sctl, pctl)
 
 
 def case_kill_primary(runs):
@@ -437,7 +432,7 @@ def case_kill_primary(runs):
         bump("runs")
         try:
             kill_primary_run(i, ref)
-        except ck.Failure as e:
+        except ft.Failure as e:
             failures += 1
             bump("failures")
             if not keep_going:
@@ -498,7 +493,7 @@ def final_failover(ref, pri, pctl, sec, sctl, desc):
     seen = pri.eof()
     check_prefix(ref, seen, "the primary's released output")
     s = wait_state(sctl, sec, "running", 10)
-    ck.wait_until(lambda: len(sec.lines()) >= 5 or
+    ft.wait_until(lambda: len(sec.lines()) >= 5 or
                   (not sec.alive() and fail(sec.dump())), 10,
                   "5 lines from the secondary")
     b, gap = check_continues(ref, seen, sec.lines(), "the new secondary")
@@ -518,7 +513,7 @@ def case_secondary_kill():
         n = len(pri.lines())
         ms, before = kill_secondary(pri, pctl, sec, 0.5, "kill %d" % r)
         held = before["output"]["console_held_bytes"]
-        ck.wait_until(lambda: len(pri.lines()) >= n + 5, 5,
+        ft.wait_until(lambda: len(pri.lines()) >= n + 5, 5,
                       "the primary's ticks to go on, degraded")
         log("kill %d of the secondary: degraded in %.1f ms; %d bytes were "
             "held, %d in flight" % (r, ms, held,
@@ -559,7 +554,7 @@ def case_secondary_kill_big():
                               mem="256M")
     wait_state(pctl, pri, "active")
     # It clears its 240 MiB before its first line: seconds, under load.
-    ck.wait_until(lambda: memtouch_reports(pri.lines(), "the primary"), 20,
+    ft.wait_until(lambda: memtouch_reports(pri.lines(), "the primary"), 20,
                   "memtouch's first report")
     in_flight = 0
     for r in range(1, 5):
@@ -570,12 +565,10 @@ def case_secondary_kill_big():
                   "over before it could be seen" % 240)
             check(not st["output"]["holding"], "output held during the "
                   "bring-up: %r" % st["output"])
-            what = "during the bring-up"
         else:
             if r > 1:
                 wait_state(pctl, pri, "active", 20)
             time.sleep(rng.uniform(0.1, 0.8))
-            what = "active"
         n = len(memtouch_reports(pri.lines(), "the primary"))
         ms, before = kill_secondary(pri, pctl, sec, 1.0, "kill %d" % r)
         fl = before["checkpoint"]["in_flight"]
@@ -584,7 +577,7 @@ def case_secondary_kill_big():
         log("kill %d of the secondary (%s, %d package(s) in flight, the "
             "last of %d bytes): degraded in %.1f ms" %
             (r, before["state"], fl, before["package_bytes"]["last"], ms))
-        ck.wait_until(lambda: len(memtouch_reports(pri.lines(),
+        ft.wait_until(lambda: len(memtouch_reports(pri.lines(),
                                                    "the primary")) > n,
                       10, "memtouch to report again, degraded")
         st = pctl.status()
@@ -601,7 +594,7 @@ def case_secondary_kill_big():
     pri.p.wait(10)
     seen = memtouch_reports(pri.eof(), "the primary")
     s = wait_state(sctl, sec, "running", 10)
-    ck.wait_until(lambda: memtouch_reports(sec.lines(), "the secondary"),
+    ft.wait_until(lambda: memtouch_reports(sec.lines(), "the secondary"),
                   5, "a report from the secondary")
     mine = memtouch_reports(sec.lines(), "the secondary")
     check(not [l for l in sec.lines() if not MT_RE.match(l)],
@@ -631,7 +624,7 @@ def case_corrupt():
         st = pctl.status()
         return st if st["nacks"] >= 2 and \
             st["checkpoint"]["last_acked"] > 36 else None
-    st = ck.wait_until(past, 15, "two NACKs and acknowledgements after")
+    st = ft.wait_until(past, 15, "two NACKs and acknowledgements after")
     check(st["state"] == "active", "state %r" % st["state"])
     check(st["checkpoint"]["full"] >= 2, "full packages: %r" %
           st["checkpoint"])
@@ -660,15 +653,15 @@ def sh(*argv, ok=True):
 def netns(tag):
     """A fresh namespace, deleted at exit (with everything in it)."""
     if not shutil.which("ip"):
-        ck.skip("`ip` (iproute2) is not installed")
+        ft.skip("`ip` (iproute2) is not installed")
     ns = "ftvm-e2e-%s-%d-%04x" % (tag, os.getpid(), rng.getrandbits(16))
     r = ft.run(["ip", "netns", "add", ns], capture_output=True,
                        text=True, timeout=30)
     if r.returncode != 0:
-        ck.skip("cannot create a network namespace: %s" % r.stderr.strip())
+        ft.skip("cannot create a network namespace: %s" % r.stderr.strip())
 
     def delete():
-        ck.kill_all()       # nothing may hold the namespace or a tap
+        ft.kill_all()       # nothing may hold the namespace or a tap
         ft.run(["ip", "netns", "del", ns], capture_output=True,
                        timeout=30)
     ft.cleanups.append(delete)
@@ -678,7 +671,7 @@ def netns(tag):
 
 def case_udpkv_tap():
     if not os.path.exists("/dev/net/tun"):
-        ck.skip("/dev/net/tun is missing")
+        ft.skip("/dev/net/tun is missing")
     ns = netns("kv")
     ipn = ["ip", "-n", ns]
     sh(*ipn, "link", "add", "ftvm-br0", "type", "bridge", "stp_state", "0")
@@ -696,7 +689,7 @@ def case_udpkv_tap():
                                      GUEST_MAC, "--checkpoint-interval",
                                      "20ms"])
     wait_state(pctl, pri, "active")
-    ck.wait_until(lambda: any(l.startswith("udpkv ready ip=" + GUEST_IP)
+    ft.wait_until(lambda: any(l.startswith("udpkv ready ip=" + GUEST_IP)
                               for l in pri.lines()) or
                   (not pri.alive() and fail(pri.dump())), 20, "udpkv ready")
     salt = "%08x" % rng.getrandbits(32)
@@ -704,7 +697,7 @@ def case_udpkv_tap():
     cap = Stream("rarp", [sys.executable, os.path.join(HERE, "kvload.py"),
                           GUEST_IP, "-", "rarp", "ftvm-br0", "30"],
                  netns=ns)
-    ck.wait_until(lambda: cap.lines() or (not cap.alive() and
+    ft.wait_until(lambda: cap.lines() or (not cap.alive() and
                                           fail(cap.dump())), 10,
                   "the RARP capture")
     client = Stream("put", [sys.executable, os.path.join(HERE, "kvload.py"),
@@ -713,14 +706,14 @@ def case_udpkv_tap():
     def oks():
         return [int(l.split()[1]) for l in client.lines()
                 if l.startswith("ok ")]
-    ck.wait_until(lambda: len(oks()) >= kill_after or
+    ft.wait_until(lambda: len(oks()) >= kill_after or
                   (not client.alive() and fail(client.dump())), 30,
                   "%d PUTs answered" % kill_after)
     pri.signal(signal.SIGKILL)
     pri.p.wait(10)
     before = len(oks())
     log("killed the primary after %d PUTs were answered" % before)
-    s = wait_state(sctl, sec, "running", 10)
+    wait_state(sctl, sec, "running", 10)
     check(client.wait(60) == 0, "the client failed\n" + client.dump())
     lines = client.eof()
     acked = oks()
@@ -734,10 +727,10 @@ def case_udpkv_tap():
         r = sh("bridge", "-n", ns, "fdb", "show", "br", "ftvm-br0", ok=False)
         return [l for l in r.stdout.splitlines()
                 if l.startswith(GUEST_MAC + " ") and "dev ftvm-s0" in l]
-    ck.wait_until(learnt, 3, "the bridge to learn %s on ftvm-s0" % GUEST_MAC)
-    st = ck.wait_until(lambda: (lambda st: st if st["failover"].get(
+    ft.wait_until(learnt, 3, "the bridge to learn %s on ftvm-s0" % GUEST_MAC)
+    st = ft.wait_until(lambda: (lambda st: st if st["failover"].get(
         "announced") == 5 else None)(sctl.status()), 3, "5 announces")
-    ck.wait_until(lambda: len([l for l in cap.lines()
+    ft.wait_until(lambda: len([l for l in cap.lines()
                                if l == "rarp " + GUEST_MAC]) >= 5, 3,
                   "5 RARP announces of %s on the bridge" % GUEST_MAC)
     check(not [l for l in cap.lines()[1:] if l != "rarp " + GUEST_MAC],
@@ -793,7 +786,7 @@ def case_partition():
         if not pri.alive() or not sec.alive():
             fail("a side exited after the link went down")
         return len(got) == 2
-    ck.wait_until(both, 5, "both sides to notice the partition (%r)" % got,
+    ft.wait_until(both, 5, "both sides to notice the partition (%r)" % got,
                   step=0.005)
     log("link down (took %.0f ms); the primary degraded after %.0f ms, the "
         "secondary failed over after %.0f ms (failure timeout %.0f ms)" %
@@ -812,7 +805,7 @@ def case_partition():
     check(fo["continued_from"] >= before, "continued from %d, %d was "
           "acknowledged" % (fo["continued_from"], before))
     n = len(pri.lines())
-    ck.wait_until(lambda: len(pri.lines()) >= n + 10 and
+    ft.wait_until(lambda: len(pri.lines()) >= n + 10 and
                   len(sec.lines()) >= 10, 10, "both VMs to print 10 lines")
     check_prefix(ref, pri.lines(), "the primary's output")
     shown = len(pri.lines())
@@ -858,7 +851,7 @@ def case_stop_busy():
         st = pctl.status()
         pctl.cmd("stop-replication")
         sec.signal(signal.SIGCONT)
-        ck.wait_until(lambda: not sec.alive() or "failover (" in sec.err(),
+        ft.wait_until(lambda: not sec.alive() or "failover (" in sec.err(),
                       20, "the secondary to exit")
         rc = sec.p.poll()
         fo = "failover (" in sec.err()
@@ -868,11 +861,7 @@ def case_stop_busy():
                               "FAILED OVER" if fo else "exited %s" % rc))
         if fo or rc != 0:
             failed.append("stop %d: %s" % (r, sec.err().splitlines()[-2:]))
-        stop(sec, pri)
-        sctl.close()
-        pctl.close()
-        ft.procs.remove(sec)
-        ft.procs.remove(pri)
+        retire(sec, pri, sctl, pctl)
     check(not failed, "after stop-replication on the primary the secondary "
           "did not end cleanly (split brain):\n  " + "\n  ".join(failed))
 
@@ -886,11 +875,11 @@ def case_slow_link():
     so replication must still become active and stay so."""
     lib = os.environ.get("FTVM_E2E_PRELOAD")
     if not lib or not os.path.exists(lib):
-        ck.skip("FTVM_E2E_PRELOAD does not name slow_sendmsg.so")
+        ft.skip("FTVM_E2E_PRELOAD does not name slow_sendmsg.so")
     sec, addr, sctl = spawn_secondary("sec")
     pri, pctl = spawn_primary("pri", addr, env={
         "LD_PRELOAD": lib, "FTVM_TEST_SLOW_SENDMSG_MS": "40"})
-    ck.wait_until(lambda: (pctl.status() or {}).get("state") in
+    ft.wait_until(lambda: (pctl.status() or {}).get("state") in
                   ("active", "degraded"), 10, "active or degraded")
     time.sleep(1)
     st = pctl.status()
@@ -917,8 +906,8 @@ def slow_failover_run(i, ref, how, lib):
             return s and s.get("replication", {}).get("applied", 0) >= n
         return ok
     # Past checkpoint 2, then a little further: packages are queued.
-    ck.wait_until(applied(2), 60, "%s: two checkpoints applied" % desc)
-    ck.wait_until(applied(2 + rng.randrange(3)), 60,
+    ft.wait_until(applied(2), 60, "%s: two checkpoints applied" % desc)
+    ft.wait_until(applied(2 + rng.randrange(3)), 60,
                   "%s: more checkpoints applied" % desc)
     acked = (pctl.status() or {}).get("checkpoint", {}).get("last_acked")
     if how == "kill":
@@ -944,7 +933,7 @@ def slow_failover_run(i, ref, how, lib):
             "command": "requested"}[how]
     check(fo["reason"] == want, "%s: failover reason %r, expected %r" %
           (desc, fo["reason"], want))
-    ck.wait_until(lambda: len(sec.lines()) >= 3 or
+    ft.wait_until(lambda: len(sec.lines()) >= 3 or
                   (not sec.alive() and fail(sec.dump())), 30,
                   "%s: 3 lines from the secondary" % desc)
     after = sec.lines()
@@ -970,17 +959,13 @@ def slow_failover_run(i, ref, how, lib):
         "secondary goes on at index %d from checkpoint %d, exactly; %d "
         "held line(s) lost with the primary's unread ACKs" %
         (desc, len(seen), acked, b, fo["continued_from"], gap))
-    stop(sec, pri)
-    sctl.close()
-    pctl.close()
-    ft.procs.remove(sec)
-    ft.procs.remove(pri)
+    retire(sec, pri, sctl, pctl)
 
 
 def case_failover_slow(runs):
     lib = os.environ.get("FTVM_SLOW_APPLY_PRELOAD")
     if not lib or not os.path.exists(lib):
-        ck.skip("FTVM_SLOW_APPLY_PRELOAD does not name slow_apply.so")
+        ft.skip("FTVM_SLOW_APPLY_PRELOAD does not name slow_apply.so")
     ref = Reference()
     ways = ["kill", "stop", "command"]
     for i in range(1, runs + 1):
@@ -1017,9 +1002,9 @@ def main():
     rng.seed(seed)
 
     def run():
-        ck.needs_kvm()
+        ft.needs_kvm()
         if root:
-            ck.needs_root(root)
+            ft.needs_root(root)
         log("%s: FTVM_E2E_SEED=%d" % (case, seed))
         if case == "kill-primary":
             fn(runs)

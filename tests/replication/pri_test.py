@@ -158,14 +158,6 @@ def corrupt_env(packages):
     return {"LD_PRELOAD": lib, "FTVM_TEST_CORRUPT_PACKAGE": packages}
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def check_consecutive(ticks, what):
     for a, b in zip(ticks, ticks[1:]):
         check(b == a + 1, "%s: tick %d followed by %d" % (what, a, b))
@@ -242,7 +234,7 @@ def case_usage():
 
 
 def case_unreachable():
-    port = free_port()
+    port = ft.free_port()
     p, _ = primary("pri", "127.0.0.1:%d" % port)
     rc = p.wait(20)
     check(rc == EXIT_SETUP, "exit %s, expected 120\n%s" % (rc, p.dump()))
@@ -254,7 +246,7 @@ def case_unreachable():
 
 def case_basic():
     s, addr, ssock = secondary("sec")
-    mport = free_port()
+    mport = ft.free_port()
     p, sock = primary("pri", addr, "--metrics", "127.0.0.1:%d" % mport)
     wait_state(sock, "active")
     p.wait_tick(5)
@@ -372,11 +364,11 @@ def case_secondary_dies():
 
 
 def case_reconnect():
-    port = free_port()
+    port = ft.free_port()
     p, sock = primary("pri", "127.0.0.1:%d" % port, "--reconnect", "200ms")
     p.wait_tick(3)
     check(status(sock)["state"] == "degraded", "not degraded")
-    s = Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port])
+    Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port])
     wait_state(sock, "active", 15)
     check(p.err().count("Connection refused") <= 2,
           "every failed attempt logged:\n" + p.err())

@@ -56,7 +56,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import ckpt_test as ck  # noqa: E402
 import ftvmtest as ft  # noqa: E402
 
-from ckpt_test import check, fail, log, Proc  # noqa: E402
+from ckpt_test import Proc  # noqa: E402
+from ftvmtest import check, fail, log  # noqa: E402
 
 fake = None
 COUNTER = ["rate=50", "count=150", "area-kib=512", "pages-per-tick=8"]
@@ -87,7 +88,7 @@ class FakePrimary(Proc):
                 fail("fake primary exited (%s) before '%s'\n%s" %
                      (self.p.returncode, prefix, self.dump()))
             return None
-        return ck.wait_until(ok, timeout, "the fake primary's '%s'" % prefix)
+        return ft.wait_until(ok, timeout, "the fake primary's '%s'" % prefix)
 
     def go_on(self):
         self.p.stdin.write(b"\n")
@@ -126,15 +127,8 @@ class Secondary(Proc):
                                    "127.0.0.1:0", "--control", self.sock,
                                    "--failure-timeout", failure] +
                       list(extra))
-        self.addr = ck.wait_until(self._addr, 10, "the secondary to listen")
+        self.addr = self.wait_err(LISTEN_RE, 10, "listening").group(1)
         ck.wait_control(self.sock, self)
-
-    def _addr(self):
-        m = LISTEN_RE.search(self.err())
-        if not m and not self.alive():
-            fail("the secondary exited (%s)\n%s" % (self.p.returncode,
-                                                    self.dump()))
-        return m.group(1) if m else None
 
     def status(self):
         return ck.status(self.sock)
@@ -146,7 +140,7 @@ class Secondary(Proc):
                      (self.p.returncode, state, self.dump()))
             s = self.status()
             return s if s["state"] == state else None
-        return ck.wait_until(ok, timeout, "the secondary's state %s" % state)
+        return ft.wait_until(ok, timeout, "the secondary's state %s" % state)
 
     def expect_exit(self, rc, timeout=20):
         got = self.wait(timeout)
@@ -214,12 +208,6 @@ def case_usage():
           "--help: %d" % r.returncode)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def scrape(port):
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
                                 timeout=5) as r:
@@ -227,16 +215,16 @@ def scrape(port):
 
 
 def case_failover_kill():
-    ck.needs_kvm()
+    ft.needs_kvm()
     ref = reference()
-    mport = free_port()
+    mport = ft.free_port()
     sec = Secondary(extra=["--metrics", "127.0.0.1:%d" % mport])
     s = sec.status()
     check(s["state"] == "waiting" and s["role"] == "secondary",
           "before a primary: %r" % s)
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:10", "wait"])
     prim.wait_line("waiting")
-    s = ck.wait_until(lambda: (lambda s: s if s["replication"]["pings"] > 0
+    s = ft.wait_until(lambda: (lambda s: s if s["replication"]["pings"] > 0
                                else None)(sec.status()), 5, "a PING")
     check(s["state"] == "active", "state %s" % s["state"])
     r = s["replication"]
@@ -265,7 +253,7 @@ def case_failover_kill():
 
 
 def case_refuse():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, [
         "bringup", "ckpt:2", "corrupt", "ckpt:2", "badbase", "ckpt:1",
@@ -296,7 +284,7 @@ def case_refuse():
 
 
 def case_truncated():
-    ck.needs_kvm()
+    ft.needs_kvm()
     ref = reference()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:5",
@@ -308,7 +296,7 @@ def case_truncated():
 
 
 def case_stall():
-    ck.needs_kvm()
+    ft.needs_kvm()
     ref = reference()
     sec = Secondary(failure="300ms")
     # A small VM: its bring-up passes are short, never 300 ms of silence.
@@ -331,7 +319,7 @@ def case_stall():
 
 
 def case_garbage():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "garbage"])
     sec.expect_exit(4)
@@ -343,7 +331,7 @@ def case_garbage():
 
 
 def case_nothing():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, ["partial", "die"])
     prim.finished()
@@ -352,17 +340,17 @@ def case_nothing():
 
 
 def case_not_a_primary():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     host, port = sec.addr.rsplit(":", 1)
     socket.create_connection((host, int(port)), 5).close()
-    ck.wait_until(lambda: "not a primary" in sec.err(), 5,
+    ft.wait_until(lambda: "not a primary" in sec.err(), 5,
                   "a 'not a primary' log line")
     with socket.create_connection((host, int(port)), 5) as c:
         c.sendall(b"GET / HTTP/1.0\r\n\r\n")
         c.settimeout(5)
         check(hung_up(c), "the secondary answered an HTTP request")
-    ck.wait_until(lambda: sec.err().count("not a primary") == 2, 5,
+    ft.wait_until(lambda: sec.err().count("not a primary") == 2, 5,
                   "two 'not a primary' log lines")
     check(sec.status()["state"] == "waiting", "not waiting")
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "eof"])
@@ -371,7 +359,7 @@ def case_not_a_primary():
 
 
 def case_second():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "wait",
                                              "eof"])
@@ -388,7 +376,7 @@ def case_second():
 
 
 def case_failover_command():
-    ck.needs_kvm()
+    ft.needs_kvm()
     ref = reference()
     sec = Secondary()
     rc, _, err = ck.ctl(sec.sock, "failover", ok=False)
@@ -409,7 +397,7 @@ def case_failover_command():
 
 
 def case_stop():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "wait"])
     prim.wait_line("waiting")
@@ -420,7 +408,7 @@ def case_stop():
 
 
 def case_save():
-    ck.needs_kvm()
+    ft.needs_kvm()
     # Every tick rewrites 256 pages and prints the CRC of all 8 MiB: a page
     # torn or stale in a file shows in the restored run's next line.
     heavy = ["rate=100", "count=600", "area-kib=8192", "pages-per-tick=256"]
@@ -441,7 +429,7 @@ def case_save():
         rc, _, err = ck.ctl(sec.sock, "save", f, ok=False)
         check(rc == 0 or "already being written" in err, "save: %s" % err)
         return rc == 0
-    ck.wait_until(saved, 10, "save to succeed")
+    ft.wait_until(saved, 10, "save to succeed")
     s = sec.status()
     check(s["checkpoints"]["written"] >= 3, "checkpoints %r" %
           s["checkpoints"])
@@ -468,7 +456,7 @@ def case_save():
 
 
 def case_announce():
-    ck.needs_kvm()
+    ft.needs_kvm()
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", 0))
     ports = []
@@ -536,7 +524,7 @@ def real_primary(sec, extra=(), counter=COUNTER):
 
 
 def case_primary_kill():
-    ck.needs_kvm()
+    ft.needs_kvm()
     ref = reference()
     sec = Secondary()
     prim, _ = real_primary(sec)
@@ -558,7 +546,7 @@ def case_primary_kill():
 
 
 def case_primary_stop():
-    ck.needs_kvm()
+    ft.needs_kvm()
     sec = Secondary()
     # A counter that never ends: had it reached its count during a slow
     # bring-up, replication would end with the guest, not the command.

@@ -43,7 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import ftvmtest as ft  # noqa: E402
-from ftvmtest import (Failure, check, fail, kill_all, log,  # noqa: E402,F401
+from ftvmtest import (check, fail, kill_all, log,  # noqa: E402
                       needs_kvm, needs_root, skip, wait_until)
 
 TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
