@@ -281,6 +281,29 @@ class Stream(Proc):
         return self.lines()
 
 
+MAKE_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "..", "..", "scripts", "make-certs.sh")
+
+
+def make_certs(ca, *names, expired=False):
+    """Credentials directories for --tls-creds, made at test time by
+    scripts/make-certs.sh under the case's temporary directory: a CA named
+    ca (made on first use) and one directory per name; returns
+    {name: dir}."""
+    cadir = os.path.join(tmp, "certs-" + ca)
+    argv = ["sh", MAKE_CERTS] + (["--expired"] if expired else []) + \
+        [cadir] + list(names)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail("make-certs.sh: exit %d: %s" % (r.returncode, r.stderr))
+    return {n: os.path.join(cadir, n) for n in names}
+
+
+def tls_args(creds, peer=None):
+    """The options of one end: --tls-creds DIR [--tls-peer NAME]."""
+    return ["--tls-creds", creds] + (["--tls-peer", peer] if peer else [])
+
+
 def kill_all():
     for p in procs:
         p.signal(signal.SIGKILL)

@@ -125,6 +125,8 @@ def secondary(name, *extra):
     sock = os.path.join(ft.tmp, name + ".sock")
     if "--failure-timeout" not in extra:
         extra += ("--failure-timeout", "%dms" % ft.scaled(300))
+    if "--tls-creds" not in extra:
+        extra += ("--insecure",)
     p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
                     "--control", sock] + list(extra))
     m = wait_until(lambda: LISTEN_RE.search(p.err()) or
@@ -142,6 +144,8 @@ def primary(name, addr, *extra, env=None, image="counter",
     sock = os.path.join(ft.tmp, name + ".sock")
     if "--failure-timeout" not in extra:
         extra += ("--failure-timeout", "%dms" % ft.scaled(300))
+    if "--tls-creds" not in extra:
+        extra += ("--insecure",)
     p = Proc(name, [ftvm, "primary", guest(image)] + list(args) +
              ["--mem", "64M", "--secondary", addr, "--control", sock] +
              list(extra), env=env)
@@ -225,7 +229,8 @@ def case_usage():
                        text=True, timeout=20)
     check(r.returncode == 0 and "--secondary" in r.stdout, "--help")
     r = ft.run([ftvm, "primary", guest("counter"), "--secondary",
-                        "127.0.0.1:1"], capture_output=True, text=True,
+                        "127.0.0.1:1", "--insecure"], capture_output=True,
+                       text=True,
                        timeout=20, env=dict(os.environ, **corrupt_env("x")))
     check(r.returncode == EXIT_USAGE and
           "FTVM_TEST_CORRUPT_PACKAGE" in r.stderr,
@@ -368,7 +373,8 @@ def case_reconnect():
     p, sock = primary("pri", "127.0.0.1:%d" % port, "--reconnect", "200ms")
     p.wait_tick(3)
     check(status(sock)["state"] == "degraded", "not degraded")
-    Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port])
+    Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port,
+                 "--insecure"])
     wait_state(sock, "active", 15)
     check(p.err().count("Connection refused") <= 2,
           "every failed attempt logged:\n" + p.err())
