@@ -241,8 +241,8 @@ def listening_addresses(port):
 # ---- cases ----
 
 def secondary(name, *extra):
-    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0"] +
-             list(extra))
+    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
+                    "--insecure"] + list(extra))
     m = p.wait_err(LISTEN_RE, 30, "listening")
     return p, "%s:%s" % (m.group(1), m.group(2))
 
@@ -359,7 +359,8 @@ def case_replication():
     sock = os.path.join(ft.tmp, "pri.sock")
     pri = Proc("pri", [ftvm, "primary", "--mem", "64M", "--secondary", addr,
                        "--control", sock, "--metrics", ":%d" % pport,
-                       os.path.join(guests, "counter.elf"), "rate=50"])
+                       "--insecure", os.path.join(guests, "counter.elf"),
+                       "rate=50"])
     wait_metrics(pport, pri)
 
     def acked(n):
