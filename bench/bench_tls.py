@@ -126,7 +126,7 @@ def main():
         now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
         print(f"bench_tls: {now}, {br.machine()}, load average {load0:.2f} "
               f"at start, {load1:.2f} at end; checkpoint every "
-              f"{a.interval} ms, guest RAM {a.mem >> 20} MiB, {a.window:.0f} "
+              f"{a.interval} ms, guest RAM {a.mem} MiB, {a.window:.0f} "
               f"s windows", file=out)
         print("openssl speed -evp aes-128-gcm (1 s per size):", file=out)
         for x in aes_lines:

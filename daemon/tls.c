@@ -118,6 +118,9 @@ int tls_ctx_new(tls_ctx **out, tls_role role, const tls_opts *o, char *err,
     SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Whole records (and more) per read(2), not header then body. */
+    SSL_CTX_set_read_ahead(c->ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(c->ctx, 256 * 1024);
     /* The kernel's record layer where it has one (see docs/tls.md). */
     SSL_CTX_set_options(c->ctx, SSL_OP_ENABLE_KTLS);
     *out = c;

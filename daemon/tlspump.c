@@ -117,22 +117,30 @@ static bool step_down(pump *p)
 {
     dir *d = &p->down;
     if (d->len == 0 && !d->eof) {
-        ERR_clear_error();
-        int n = SSL_read(p->ssl, d->buf, PUMP_BUF);
-        if (n > 0) {
-            d->off = 0;
-            d->len = (size_t)n;
+        /*
+         * As many records as have come (one SSL_read gives one): fewer,
+         * larger writes to the pair.
+         */
+        d->off = 0;
+        int n;
+        do {
+            ERR_clear_error();
+            n = SSL_read(p->ssl, d->buf + d->len, (int)(PUMP_BUF - d->len));
+            if (n > 0)
+                d->len += (size_t)n;
+        } while (n > 0 && PUMP_BUF - d->len >= 16384);
+        if (n > 0)
             return true;
-        }
         int e = SSL_get_error(p->ssl, n);
         if (e == SSL_ERROR_WANT_READ) {
             p->tcp_ev |= POLLIN;
-            return false;
+            return d->len > 0;
         }
         if (e == SSL_ERROR_WANT_WRITE) {
             p->tcp_ev |= POLLOUT;
-            return false;
+            return d->len > 0;
         }
+        /* The end: what came before it still goes to the role. */
         if (e != SSL_ERROR_ZERO_RETURN) {
             unsigned long err = ERR_peek_last_error();
             /* A TCP end without close_notify: the role says what it means. */
