@@ -293,11 +293,12 @@ def case_secondary():
 
     # A bad address, and one already taken, are refused at start.
     r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                "--metrics", "nonsense"], capture_output=True, text=True)
+                "--metrics", "nonsense", "--insecure"], capture_output=True,
+               text=True)
     check(r.returncode == EXIT_SETUP and "--metrics 'nonsense'" in r.stderr,
           "--metrics nonsense: exit %d: %s" % (r.returncode, r.stderr))
     r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                "--metrics", "127.0.0.1:%d" % port],
+                "--metrics", "127.0.0.1:%d" % port, "--insecure"],
                capture_output=True, text=True)
     check(r.returncode == EXIT_SETUP and str(port) in r.stderr and
           "cannot listen" in r.stderr,
