@@ -20,7 +20,7 @@ between them.  Reading the table:
   MB/s        package bytes per second (mean package x ckpt/s)
   TLS/plain   MB/s of TLS over plaintext, rows of the same size
 
-usage: python3 bench/bench_tls.py [--quick] [--rounds N] [--window S]
+usage: python3 bench/bench_tls.py [--quick] [--sizes 1,10] [--rounds N] [--window S]
        [--interval MS] [--mem SIZE] [--build DIR] [--json FILE]
 """
 import argparse
@@ -36,9 +36,6 @@ import time
 
 import bench_repl as br
 from benchproc import on_signal, parse_size, reap_all
-
-SIZES_MIB = (1, 10)
-
 
 def aes_speed():
     """`openssl speed -evp aes-128-gcm`'s table: (lines, MB/s at 16 KiB)."""
@@ -71,6 +68,8 @@ def f2(v):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1,10",
+                    help="package sizes in MiB (default 1,10)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="plaintext/TLS pairs per size (default 2)")
     ap.add_argument("--window", type=float, default=6.0)
@@ -107,7 +106,7 @@ def main():
         aes_lines, aes_mbs = aes_speed()
         rows = []
         load0 = os.getloadavg()[0]
-        for mib in SIZES_MIB:
+        for mib in [int(x) for x in a.sizes.split(",")]:
             pages = mib * 256 * 1000 // a.interval
             for rnd in range(a.rounds):
                 for mode, sec in (("plain", None), ("tls", tls)):

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -156,6 +158,13 @@ void tlsaccept_add(tlsaccept *a, int fd, const char *peer)
         close(fd);
         return;
     }
+    /*
+     * The role sets TCP_NODELAY on what it is given, the pump's end of a
+     * socket pair: the TCP socket's is set here.  Acknowledgements are
+     * small and latency-bound; Nagle would hold them back.
+     */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sl->a = a;
     sl->fd = fd;
     sl->plain = -1;
