@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import bench_repl as br
 from benchproc import on_signal, parse_size, reap_all
@@ -50,6 +49,14 @@ def aes_speed():
     except (IndexError, ValueError):
         pass
     return lines, mbs
+
+
+def pump_speed(build, certs):
+    """bench_tlspump's lines: the pumps alone, and plain TCP."""
+    r = subprocess.run([os.path.join(build, "bench", "bench_tlspump"), certs,
+                        "512"], capture_output=True, text=True, timeout=300)
+    return [x for x in r.stdout.splitlines() if x.strip()] or \
+        ["bench_tlspump failed: " + r.stderr.strip()]
 
 
 def make_certs(workdir):
@@ -104,6 +111,8 @@ def main():
         print("openssl speed -evp aes-128-gcm ...", file=sys.stderr,
               flush=True)
         aes_lines, aes_mbs = aes_speed()
+        print("bench_tlspump ...", file=sys.stderr, flush=True)
+        pump0 = pump_speed(a.build, os.path.join(workdir, "certs"))
         rows = []
         load0 = os.getloadavg()[0]
         for mib in [int(x) for x in a.sizes.split(",")]:
@@ -120,6 +129,7 @@ def main():
                     rows.append(row)
                     if row.get("error"):
                         status = 1
+        pump1 = pump_speed(a.build, os.path.join(workdir, "certs"))
         load1 = os.getloadavg()[0]
         out = sys.stdout
         now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -129,6 +139,10 @@ def main():
               f"s windows", file=out)
         print("openssl speed -evp aes-128-gcm (1 s per size):", file=out)
         for x in aes_lines:
+            print("  " + x, file=out)
+        print("bench_tlspump 512 MiB (the two pumps alone, one writer and "
+              "one reader thread), before and after:", file=out)
+        for x in pump0 + pump1:
             print("  " + x, file=out)
         print("", file=out)
         hdr = (f"{'size':>5} {'mode':>5} {'rnd':>3} {'pkg MiB':>7} "
@@ -164,7 +178,8 @@ def main():
         if a.json:
             with open(a.json, "w") as f:
                 json.dump({"date": now, "machine": br.machine(),
-                           "aes_128_gcm": aes_lines, "rows": rows}, f,
+                           "aes_128_gcm": aes_lines,
+                           "pumps": pump0 + pump1, "rows": rows}, f,
                           indent=2)
     except KeyboardInterrupt:
         status = 130
@@ -175,5 +190,4 @@ def main():
 
 
 if __name__ == "__main__":
-    time.tzset()
     sys.exit(main())
