@@ -17,6 +17,7 @@ A case that needs KVM calls needs_kvm(): without a usable /dev/kvm it is
 skipped (exit 77), or fails where FTVM_REQUIRE_KVM=1 says KVM must be
 there (scripts/test.sh sets it where the tests that need KVM run).
 """
+import json
 import os
 import shutil
 import signal
@@ -326,6 +327,32 @@ def check_sanitizers(p):
     """Fails if the process's stderr has a sanitizer's report."""
     for bad in ("Sanitizer", "runtime error:"):
         check(bad not in p.err(), "%s reported:\n%s" % (bad, p.dump()))
+
+
+def ftvmctl_json(ftvmctl, sock, *args, ok=True):
+    """`ftvmctl -s SOCK --json ARGS` once the socket exists: the result,
+    or (with ok=False) (exit status, stderr)."""
+    wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
+    r = run([ftvmctl, "-s", sock, "--json"] + list(args),
+            capture_output=True, text=True, timeout=30)
+    if not ok:
+        return r.returncode, r.stderr
+    if r.returncode != 0:
+        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                          r.stderr))
+    return json.loads(r.stdout)
+
+
+def stop_all_checked():
+    """SIGTERM to every child still running, each given a (scaled) 10 s
+    to exit, then every child's stderr checked for sanitizer reports."""
+    for p in procs:
+        p.signal(signal.SIGTERM)
+        try:
+            p.p.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            pass
+        check_sanitizers(p)
 
 
 # ---- one case, start to end ----

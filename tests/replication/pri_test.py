@@ -44,13 +44,10 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                of the order of the interval); after stop-replication they
                go at once; no reply is lost either way
 """
-import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -93,15 +90,7 @@ class Proc(ft.Proc):
 
 def ctl(sock, *args, ok=True):
     """ftvmctl --json; the result, or (with ok=False) (rc, stderr)."""
-    wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
-    r = ft.run([ftvmctl, "-s", sock, "--json"] + list(args),
-                       capture_output=True, text=True, timeout=30)
-    if not ok:
-        return r.returncode, r.stderr
-    if r.returncode != 0:
-        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
-                                          r.stderr))
-    return json.loads(r.stdout)
+    return ft.ftvmctl_json(ftvmctl, sock, *args, ok=ok)
 
 
 def status(sock):
@@ -536,13 +525,7 @@ def main():
         if kvm:
             ft.needs_kvm()
         fn()
-        for p in ft.procs:
-            p.signal(signal.SIGTERM)
-            try:
-                p.p.wait(ft.scaled(10))
-            except subprocess.TimeoutExpired:
-                pass
-            ft.check_sanitizers(p)
+        ft.stop_all_checked()
     ft.run_case(case, run, "pri")
 
 

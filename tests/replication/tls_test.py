@@ -28,12 +28,10 @@ usage: tls_test.py CASE FTVM FTVMCTL FAKE_PRIMARY GUEST_DIR
 Every case but the secondary's half of insecure needs /dev/kvm (77
 without).
 """
-import json
 import os
 import re
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -41,7 +39,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import ftvmtest as ft  # noqa: E402
-from ftvmtest import check, fail, log  # noqa: E402
+from ftvmtest import check, log  # noqa: E402
 
 ftvm = ftvmctl = fake = guests = None
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -49,15 +47,7 @@ COUNTER = ["rate=50"]
 
 
 def ctl(sock, *args, ok=True):
-    ft.wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
-    r = ft.run([ftvmctl, "-s", sock, "--json"] + list(args),
-               capture_output=True, text=True, timeout=30)
-    if not ok:
-        return r.returncode, r.stderr
-    if r.returncode != 0:
-        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
-                                          r.stderr))
-    return json.loads(r.stdout)
+    return ft.ftvmctl_json(ftvmctl, sock, *args, ok=ok)
 
 
 def secondary(name, *extra):
@@ -322,13 +312,7 @@ def main():
 
     def run():
         CASES[case]()
-        for p in ft.procs:
-            p.signal(15)
-            try:
-                p.p.wait(ft.scaled(10))
-            except subprocess.TimeoutExpired:
-                pass
-            ft.check_sanitizers(p)
+        ft.stop_all_checked()
     ft.run_case(case, run, "tls")
 
 
