@@ -254,14 +254,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!prefix)
         init_once();
     open_secondary(&s);
-    bool seeds = fuzzcheck_seeds;
-    fuzzcheck_seeds = true;     /* the bring-up is ours: it must be applied */
     feed(&s, prefix, prefix_len, true, false);
-    fuzzcheck_seeds = seeds;
     apply_stats st;
     apply_get_stats(s.a, &st);
-    if (st.last_id != 1 || s.ended)
-        fuzzcheck_broken("fuzz_apply: the bring-up was not applied");
+    if (st.last_id != 1 || st.refused || s.ended)
+        fuzzcheck_broken("fuzz_apply: the bring-up and checkpoint 1 (the "
+                         "harness's, not the input's) were not applied: "
+                         "%s", st.last_refusal);
 
     size_t pos = 0;
     for (int k = 0; k < MAX_CHUNKS && !s.ended && size - pos >= 5; k++) {

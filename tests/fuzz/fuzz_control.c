@@ -42,11 +42,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct event_base *base;
 static control_server *ctl;
 static vmctl *vmc;
+static char dir[] = "/tmp/ftvm-fuzz-control-XXXXXX";
 static char path[108];
+
+/* The socket and its directory go with the process. */
+static void clean_up(void)
+{
+    vmctl_free(vmc);
+    control_server_free(ctl);
+    event_base_free(base);
+    rmdir(dir);
+}
 
 static void init_once(void)
 {
-    char dir[] = "/tmp/ftvm-fuzz-control-XXXXXX";
     char err[512];
     if (!mkdtemp(dir))
         fuzzcheck_broken("fuzz_control: mkdtemp: %s", strerror(errno));
@@ -58,6 +67,7 @@ static void init_once(void)
     vmctl_opts o = { .role = "secondary" };
     if (vmctl_new(&vmc, NULL, base, ctl, &o, err, sizeof(err)) < 0)
         fuzzcheck_broken("fuzz_control: %s", err);
+    atexit(clean_up);
 }
 
 /* The replies the server must give: one per non-empty line. */

@@ -13,13 +13,13 @@ extern void __sanitizer_report_error_summary(const char *summary)
 
 void fuzzcheck_broken(const char *fmt, ...)
 {
-    char line[1024];
+    char line[1024] = "SUMMARY: ";
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vsnprintf(line + 9, sizeof(line) - 9, fmt, ap);
     va_end(ap);
     if (__sanitizer_report_error_summary)
-        __sanitizer_report_error_summary(line);   /* "SUMMARY: ..." */
+        __sanitizer_report_error_summary(line);
     else
         fprintf(stderr, "%s\n", line);
     abort();

@@ -1,7 +1,7 @@
 /*
  * fuzzcheck: how a fuzz target reports what it found.  A broken promise
- * aborts, for libFuzzer to save the input; its line goes where the
- * sanitizers report (libFuzzer's -close_fd_mask=2 silences the product's
+ * aborts, for libFuzzer to save the input; its line ("SUMMARY: fuzz_...")
+ * goes where the sanitizers report (libFuzzer's -close_fd_mask=2 silences the product's
  * own logging on stderr, not that).  An input the target does not accept
  * in full is only a failure for the seeds: the replay tool sets
  * fuzzcheck_seeds while it runs them, and then exits non-zero.
