@@ -32,6 +32,7 @@
 #include "daemon/control.h"
 #include "daemon/vmctl.h"
 #include "tests/fuzz/fuzzcheck.h"
+#include "tests/fuzz/inputs.h"
 
 /* Below the server's 64 KiB line limit: what it answers does not depend
  * on how the kernel splits the bytes. */
@@ -137,8 +138,13 @@ static void check_reply(const char *line, json_t *req, size_t k)
     if (want ? !got || !json_equal(want, got) : got != NULL)
         fuzzcheck_broken("fuzz_control: reply %zu has the wrong id: %.200s",
                          k, line);
-    if (json_is_false(ok))
-        fuzzcheck_refused("fuzz_control: request %zu refused: %s", k, e);
+    /* A seed says which of its requests must fail: those with this id. */
+    bool expected = json_is_string(want) &&
+                    strcmp(json_string_value(want), CONTROL_EXPECT_ERROR) == 0;
+    if (json_is_false(ok) != expected)
+        fuzzcheck_refused("fuzz_control: request %zu %s: %s", k,
+                          expected ? "did not fail" : "failed",
+                          e ? e : line);
     json_decref(rep);
 }
 

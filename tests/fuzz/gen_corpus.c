@@ -278,6 +278,21 @@ static int seed_controls(const char *dir)
         2));
     r |= seed_control(dir, "quit", json_pack("[{s:s, s:{}, s:f}]", "cmd",
                                              "quit", "args", "id", 0.5));
+    /* What must be refused: no VM yet, no such command, malformed. */
+    const char *err = CONTROL_EXPECT_ERROR;
+    r |= seed_control(dir, "errors", json_pack(
+        "[{s:s, s:s}, {s:s, s:i, s:s}, {s:{}, s:s}, {s:i, s:s},"
+        " {s:s, s:{s:s}, s:s}, {s:s, s:{s:i}, s:s}, {s:s, s:s},"
+        " {s:s, s:s}, {s:s, s:s}]",
+        "cmd", "no-such-command", "id", err,
+        "cmd", "status", "args", 1, "id", err,
+        "args", "id", err,
+        "cmd", 7, "id", err,
+        "cmd", "save", "args", "file", "/nonexistent/vm.ftvm", "id", err,
+        "cmd", "save", "args", "file", 3, "id", err,
+        "cmd", "pause", "id", err,
+        "cmd", "resume", "id", err,
+        "cmd", "checkpoint", "id", err));
     return r;
 }
 

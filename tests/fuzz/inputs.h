@@ -19,6 +19,9 @@
  * sends them as a PACKAGED command of that length, APPLY_CHUNK_RAW as
  * they are (top-level records: PING, PACKAGED with any length, EOF,
  * sections).  The kind is taken modulo 2.
+ *
+ * fuzz_control: request lines.  In a seed, a request whose "id" is
+ * CONTROL_EXPECT_ERROR must be refused, and every other one answered ok.
  */
 #ifndef FTVM_TESTS_FUZZ_INPUTS_H
 #define FTVM_TESTS_FUZZ_INPUTS_H
@@ -40,6 +43,8 @@ enum {
     RP_LINK_BUILD_FAILED,
     RP_LINK_COUNT,
 };
+
+#define CONTROL_EXPECT_ERROR "expect-error"
 
 enum {
     APPLY_CHUNK_PACKAGE,
