@@ -11,6 +11,7 @@
  *            primary's checkpoints;
  *   control  request lines as a client writes them (jansson).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -296,7 +297,7 @@ static int seed_controls(const char *dir)
     return r;
 }
 
-/* DIR/name, made if need be. */
+/* DIR/name, made if need be, emptied: a seed dropped here goes too. */
 static const char *subdir(char *buf, size_t len, const char *dir,
                           const char *name)
 {
@@ -305,6 +306,13 @@ static const char *subdir(char *buf, size_t len, const char *dir,
         fprintf(stderr, "gen_corpus: %s: %s\n", buf, strerror(errno));
         return NULL;
     }
+    DIR *d = opendir(buf);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_type == DT_REG)
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
     return buf;
 }
 
