@@ -94,6 +94,48 @@ static char *reader_end(reader *r)
     return r->buf;
 }
 
+/* Every test has a pipe; an end the test closed is -1. */
+typedef struct fixture {
+    int rd, wr;
+} fixture;
+
+static int setup(void **state)
+{
+    int p[2];
+    fixture *fx = malloc(sizeof(*fx));
+    assert_non_null(fx);
+    assert_int_equal(pipe(p), 0);
+    *fx = (fixture){ p[0], p[1] };
+    *state = fx;
+    return 0;
+}
+
+static void close_end(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    close_end(&fx->rd);
+    close_end(&fx->wr);
+    free(fx);
+    return 0;
+}
+
+/* Waits (with a deadline that only guards against a hang) for cond. */
+#define WAIT(cond)                                                      \
+    do {                                                                \
+        uint64_t until_ = mono_ns() + DEADLINE_NS;                      \
+        while (!(cond)) {                                               \
+            assert_true(mono_ns() < until_);                            \
+            sched_yield();                                              \
+        }                                                               \
+    } while (0)
+
 static conout_stats stats(conout *c)
 {
     conout_stats st;
@@ -103,11 +145,7 @@ static conout_stats stats(conout *c)
 
 static void wait_drained(conout *c)
 {
-    uint64_t until = mono_ns() + DEADLINE_NS;
-    while (stats(c).buffered_bytes) {
-        assert_true(mono_ns() < until);
-        sched_yield();
-    }
+    WAIT(stats(c).buffered_bytes == 0);
 }
 
 /* Checks text is whole "line N\n" lines, N rising; returns the last N. */
@@ -142,20 +180,14 @@ static size_t put_line(conout *c, long n)
  */
 static void test_in_order_across_wrap(void **state)
 {
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
+    fixture *fx = *state;
     reader r;
-    reader_start(&r, p[0]);
+    reader_start(&r, fx->rd);
     conout *c;
-    assert_int_equal(conout_new(&c, p[1], 100), 0);
+    assert_int_equal(conout_new(&c, fx->wr, 100), 0);
     size_t total = 0;
     for (long i = 0; i < 5000; i++) {
-        uint64_t until = mono_ns() + DEADLINE_NS;
-        while (stats(c).buffered_bytes + 14 > 100) {
-            assert_true(mono_ns() < until);
-            sched_yield();
-        }
+        WAIT(stats(c).buffered_bytes + 14 <= 100);
         total += put_line(c, i);
     }
     wait_drained(c);
@@ -163,7 +195,7 @@ static void test_in_order_across_wrap(void **state)
     assert_int_equal(st.written_bytes, total);
     assert_int_equal(st.dropped_bytes, 0);
     conout_free(c);
-    close(p[1]);
+    close_end(&fx->wr);
     char *text = reader_end(&r);
     assert_int_equal(strlen(text), total);
     assert_int_equal(check_lines(text, 0), 4999);
@@ -173,7 +205,6 @@ static void test_in_order_across_wrap(void **state)
         assert_memory_equal(text + i * 14, want, 14);
     }
     free(text);
-    close(p[0]);
 }
 
 /*
@@ -184,15 +215,13 @@ static void test_in_order_across_wrap(void **state)
  */
 static void test_full_pipe(void **state)
 {
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    int psize = fcntl(p[1], F_SETPIPE_SZ, 4096);
+    fixture *fx = *state;
+    int psize = fcntl(fx->wr, F_SETPIPE_SZ, 4096);
     assert_true(psize >= 4096);
     conout *c;
     warnings w = { .lock = PTHREAD_MUTEX_INITIALIZER };
     uint64_t t0 = mono_ns();
-    assert_int_equal(conout_new(&c, p[1], 16384), 0);
+    assert_int_equal(conout_new(&c, fx->wr, 16384), 0);
     conout_set_warn(c, on_warn, &w);
     size_t total = 0;
     long i = 0;
@@ -207,11 +236,7 @@ static void test_full_pipe(void **state)
     assert_int_equal(st.dropped_bytes % 14, 0);
 
     char msg[400];
-    uint64_t until = mono_ns() + DEADLINE_NS;
-    while (warned(&w, msg, sizeof(msg)) == 0) {
-        assert_true(mono_ns() < until);
-        sched_yield();
-    }
+    WAIT(warned(&w, msg, sizeof(msg)) > 0);
     assert_non_null(strstr(msg, "bytes of the guest's output dropped"));
     assert_non_null(strstr(msg, "16 KiB buffer is full"));
     /* More drops: warnings come at most once per CONOUT_WARN_NS. */
@@ -222,7 +247,7 @@ static void test_full_pipe(void **state)
                 1 + (mono_ns() - t0) / CONOUT_WARN_NS);
 
     reader r;
-    reader_start(&r, p[0]);
+    reader_start(&r, fx->rd);
     wait_drained(c);
     long first_after = i;
     for (int k = 0; k < 100; k++)
@@ -231,7 +256,7 @@ static void test_full_pipe(void **state)
     st = stats(c);
     assert_int_equal(st.written_bytes + st.dropped_bytes, total);
     conout_free(c);
-    close(p[1]);
+    close_end(&fx->wr);
     char *text = reader_end(&r);
     assert_int_equal(strlen(text), st.written_bytes);
     assert_int_equal(check_lines(text, 0), i - 1);
@@ -242,7 +267,6 @@ static void test_full_pipe(void **state)
     assert_non_null(tail);
     assert_int_equal(strlen(tail), (size_t)(i - first_after) * 14);
     free(text);
-    close(p[0]);
 }
 
 /*
@@ -252,20 +276,14 @@ static void test_full_pipe(void **state)
  */
 static void test_reader_gone(void **state)
 {
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    close(p[0]);
+    fixture *fx = *state;
+    close_end(&fx->rd);
     conout *c;
     warnings w = { .lock = PTHREAD_MUTEX_INITIALIZER };
-    assert_int_equal(conout_new(&c, p[1], 0), 0);
+    assert_int_equal(conout_new(&c, fx->wr, 0), 0);
     conout_set_warn(c, on_warn, &w);
     size_t total = put_line(c, 0);
-    uint64_t until = mono_ns() + DEADLINE_NS;
-    while (stats(c).dropped_bytes < total) {
-        assert_true(mono_ns() < until);
-        sched_yield();
-    }
+    WAIT(stats(c).dropped_bytes >= total);
     for (long i = 1; i < 100; i++)
         total += put_line(c, i);
     conout_stats st = stats(c);
@@ -273,16 +291,11 @@ static void test_reader_gone(void **state)
     assert_int_equal(st.written_bytes, 0);
     assert_int_equal(st.buffered_bytes, 0);
     char msg[400];
-    until = mono_ns() + DEADLINE_NS;
-    while (warned(&w, msg, sizeof(msg)) == 0) {
-        assert_true(mono_ns() < until);
-        sched_yield();
-    }
+    WAIT(warned(&w, msg, sizeof(msg)) > 0);
     assert_non_null(strstr(msg, "failed"));
     assert_non_null(strstr(msg, strerror(EPIPE)));
     conout_free(c);
     assert_int_equal(warned(&w, NULL, 0), 1);
-    close(p[1]);
 }
 
 /*
@@ -292,29 +305,23 @@ static void test_reader_gone(void **state)
  */
 static void test_free_with_nobody_reading(void **state)
 {
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
+    fixture *fx = *state;
     conout *c;
-    assert_int_equal(conout_new(&c, p[1], 0), 0);
+    assert_int_equal(conout_new(&c, fx->wr, 0), 0);
     for (long i = 0; i < 20000; i++)
         put_line(c, i);
     assert_true(stats(c).buffered_bytes > 0);
     conout_free(c);
-    close(p[1]);
-    close(p[0]);
 }
 
 /* A write larger than the whole buffer is dropped whole, never split. */
 static void test_oversize_write(void **state)
 {
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
+    fixture *fx = *state;
     reader r;
-    reader_start(&r, p[0]);
+    reader_start(&r, fx->rd);
     conout *c;
-    assert_int_equal(conout_new(&c, p[1], 64), 0);
+    assert_int_equal(conout_new(&c, fx->wr, 64), 0);
     char big[65];
     memset(big, 'x', sizeof(big));
     conout_write(c, big, sizeof(big));
@@ -324,21 +331,22 @@ static void test_oversize_write(void **state)
     assert_int_equal(st.dropped_bytes, 65);
     assert_int_equal(st.written_bytes, 3);
     conout_free(c);
-    close(p[1]);
+    close_end(&fx->wr);
     char *text = reader_end(&r);
     assert_string_equal(text, "ok\n");
     free(text);
-    close(p[0]);
 }
+
+#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_in_order_across_wrap),
-        cmocka_unit_test(test_full_pipe),
-        cmocka_unit_test(test_reader_gone),
-        cmocka_unit_test(test_free_with_nobody_reading),
-        cmocka_unit_test(test_oversize_write),
+        T(test_in_order_across_wrap),
+        T(test_full_pipe),
+        T(test_reader_gone),
+        T(test_free_with_nobody_reading),
+        T(test_oversize_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
