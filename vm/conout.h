@@ -16,7 +16,9 @@
  * The fd's file description is left as it is (no O_NONBLOCK, which a
  * terminal shares with every process on it): the drain thread waits in
  * poll() until the fd is writable and then writes at most PIPE_BUF bytes,
- * which a pipe with room takes without blocking.
+ * which a pipe with room takes without blocking.  (A terminal stopped with
+ * ^S can still hold the thread in write(); then only it waits, and
+ * conout_free, at exit, waits for the terminal.)
  *
  * Threads: conout_write and conout_get_stats from any thread;
  * conout_set_warn before the first write; conout_free once writers are
