@@ -83,7 +83,9 @@ def case_stuck_vcpu():
                         GUEST_MAC.hex(":"), image, "ip=10.0.0.2",
                         "port=%d" % PORT],
                 env={"LD_PRELOAD": shim,
-                     "FTVM_TEST_STUCK_SENDTO_MS": str(held_ms)})
+                     "FTVM_TEST_STUCK_SENDTO_MS": str(held_ms),
+                     # a sanitizer build's ftvm takes a shim first too
+                     "ASAN_OPTIONS": "verify_asan_link_order=0"})
     p.wait_line(lambda l: l.startswith("udpkv ready"), 20, "udpkv ready")
     peer.connect(gsock)
     peer.send(udp_frame(b"1 PUT k STUCK"))
@@ -127,6 +129,8 @@ def main():
     def run():
         ft.needs_kvm()
         CASES[case]()
+        for p in ft.procs:
+            ft.check_sanitizers(p)
     ft.run_case(case, run, "pause")
 
 
