@@ -141,8 +141,8 @@ static int rst_section(void *opaque, qfile *f, const savevm_section *sec,
         return qfile_fail(f, -EBADMSG,
                           "a '%s' section that is not the checkpoint's "
                           "last record (the trailer that ends the stream "
-                          "has its body at byte %" PRIu64 "): what follows it would not be "
-                          "covered by its checksum",
+                          "has its body at byte %" PRIu64 "): what follows "
+                          "it would not be covered by its checksum",
                           TRAILER_IDSTR, t->trailer_at);
     trailer_info info;
     int r = trailer_load(f, sec, &info);
