@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/ckptfile.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
@@ -309,16 +310,17 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
             if (*c == '/')
                 *c = '_';
         snprintf(path, sizeof(path), "%s/%s", dir, fname);
-        FILE *o = fopen(path, "wb");
-        if (!o || fwrite(blocks[i].host, 1, blocks[i].length, o) !=
-                      blocks[i].length) {
-            r = -errno;
-            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
+        /* Written as checkpoints are: nothing planted in dir is followed. */
+        ckptfile_txn *t;
+        char werr[512];
+        r = ckptfile_begin_file(&t, path, werr, sizeof(werr));
+        if (r == 0) {
+            qfile_put_buf(ckptfile_stream(t), blocks[i].host,
+                          blocks[i].length);
+            r = ckptfile_commit(t, werr, sizeof(werr));
         }
-        if (o && fclose(o) != 0 && r == 0) {
-            r = -errno;
-            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
-        }
+        if (r < 0)
+            fprintf(stderr, "inspect: %s\n", werr);
         json_array_append_new(files, json_pack("{s:s, s:s}", "block",
                                                blocks[i].name, "file", path));
     }
