@@ -52,6 +52,18 @@ static bool is_stale_tmp(const char *name)
            strcmp(name + n - sl, TMP_SUFFIX) == 0;
 }
 
+/*
+ * Only regular files of this process's user are its checkpoints: in a
+ * directory others can write, a symlink or someone else's file under a
+ * checkpoint's name is neither counted, nor pruned, nor the latest.
+ */
+static bool ours(DIR *d, const char *name)
+{
+    struct stat st;
+    return fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(st.st_mode) && st.st_uid == geteuid();
+}
+
 /* Sorted sequence numbers of the checkpoints in dir (caller frees). */
 static int list_seqs(const char *dir, long long **out, size_t *n)
 {
@@ -63,7 +75,7 @@ static int list_seqs(const char *dir, long long **out, size_t *n)
     struct dirent *e;
     while ((e = readdir(d))) {
         long long s = seq_of(e->d_name);
-        if (s < 0)
+        if (s < 0 || !ours(d, e->d_name))
             continue;
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
@@ -297,7 +309,7 @@ int ckptfile_prune(const char *dir, unsigned keep)
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (!is_stale_tmp(e->d_name))
+        if (!is_stale_tmp(e->d_name) || !ours(d, e->d_name))
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         if (unlink(path) == 0)

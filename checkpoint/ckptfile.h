@@ -15,7 +15,10 @@
  * holds the final name, a symlink included, without following it.
  *
  * Files are named ckpt-NNNNNNNN.ftvm with a sequence number one above the
- * highest already in the directory, so name order is age order.
+ * highest already in the directory, so name order is age order.  Only
+ * regular files of this process's user count as checkpoints (for the
+ * numbering, pruning and the latest): a symlink or another user's file
+ * under such a name is not one.
  */
 #ifndef FTVM_CHECKPOINT_CKPTFILE_H
 #define FTVM_CHECKPOINT_CKPTFILE_H
