@@ -471,6 +471,22 @@ def case_limits():
           "127.0.0.1" % (port, addrs))
     pid = sec.p.pid
 
+    # 0. What is not an HTTP/1.x request gets 400; a bare-LF one is read.
+    for raw, want in ((b"GARBAGE\r\n\r\n", b"HTTP/1.1 400 "),
+                      (b"GET /metrics HTTP/1.0\n\n", b"HTTP/1.1 200 ")):
+        c = socket.create_connection(("127.0.0.1", port),
+                                     timeout=ft.scaled(10))
+        c.sendall(raw)
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        c.close()
+        check(got.startswith(want) and b"Connection: close" in got,
+              "%r answered %r" % (raw, got[:200]))
+
     # 1. Endless headers: the connection is cut, the process stays small.
     rss0 = rss_kib(pid)
     c = socket.create_connection(("127.0.0.1", port), timeout=ft.scaled(10))
