@@ -433,7 +433,9 @@ def ram_page_offsets(path, d):
     return offs
 
 
-def case_bad_files():
+def saved_checkpoint():
+    """The counter saved, then killed: (its Proc, the file, inspect's JSON
+    of it, its bytes, its records by idstr or type)."""
     needs_kvm()
     sock = os.path.join(ft.tmp, "run.sock")
     run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
@@ -447,6 +449,18 @@ def case_bad_files():
     rec = {}
     for r in d["records"]:
         rec.setdefault(r.get("idstr") or r["type"], []).append(r)
+    return run, good, d, data, rec
+
+
+def restores(path, run):
+    """path restores and runs on past where run stopped."""
+    r = Proc("restore", [ftvm, "restore", "--mem", "64M", path])
+    r.wait_tick(run.last_tick() + 3)
+    r.term()
+
+
+def case_bad_files():
+    run, good, d, data, rec = saved_checkpoint()
     ram = rec["ram"]
     ram_mid = ram[len(ram) // 2]
     trailer = rec["ftvm-ckpt"][0]["offset"]
@@ -532,9 +546,7 @@ def case_bad_files():
     check(not failures, "bad checkpoints:\n  " + "\n  ".join(failures))
 
     # And the good one is still good.
-    r = Proc("restore", [ftvm, "restore", "--mem", "64M", good])
-    r.wait_tick(run.last_tick() + 3)
-    r.term()
+    restores(good, run)
 
 
 def case_clock():
@@ -889,20 +901,8 @@ def trailer_section(sid, cid, covered, crc):
 
 
 def case_trailer_place():
-    needs_kvm()
     import zlib
-    sock = os.path.join(ft.tmp, "run.sock")
-    run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
-    wait_control(sock, run)
-    run.wait_tick(3)
-    good = os.path.join(ft.tmp, "good.ftvm")
-    save(sock, good)
-    run.kill9()
-    d = inspect_json(good)
-    data = open(good, "rb").read()
-    rec = {}
-    for r in d["records"]:
-        rec.setdefault(r.get("idstr") or r["type"], []).append(r)
+    run, good, d, data, rec = saved_checkpoint()
     tr = rec["ftvm-ckpt"][0]
     eof = rec["EOF"][0]["offset"]
     check(tr["offset"] + tr["size"] == eof,
@@ -957,9 +957,7 @@ def case_trailer_place():
     check(not failures, "misplaced trailers:\n  " + "\n  ".join(failures))
     # The good file is still good, to both.
     check_inspect(good)
-    r = Proc("restore", [ftvm, "restore", "--mem", "64M", good])
-    r.wait_tick(run.last_tick() + 3)
-    r.term()
+    restores(good, run)
 
 
 CASES = {
