@@ -187,8 +187,15 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
-    (void)what;     /* EOF, an error or a timeout: each ends it */
-    conn_free(arg);
+    conn *c = arg;
+    /*
+     * A client that half-closes after its request still gets the answer;
+     * any other EOF, an error or a timeout ends the connection.
+     */
+    if (c->state == CONN_ANSWERING && (what & BEV_EVENT_EOF) &&
+        (what & BEV_EVENT_READING))
+        return;
+    conn_free(c);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,

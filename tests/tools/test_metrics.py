@@ -477,6 +477,7 @@ def case_limits():
         c = socket.create_connection(("127.0.0.1", port),
                                      timeout=ft.scaled(10))
         c.sendall(raw)
+        c.shutdown(socket.SHUT_WR)      # and the answer still comes
         got = b""
         while True:
             chunk = c.recv(65536)
