@@ -60,6 +60,31 @@ static int probe_ram(const uint8_t *d, size_t len, const char *path,
     return r;
 }
 
+/*
+ * The end every checkpoint has: the VM description (returned), before it
+ * EOF, before that the trailer, whose body's offset goes in *body_at.
+ * NULL with *r and err set when the file does not end so.
+ */
+static json_t *find_end(const uint8_t *d, size_t len, const char *path,
+                        uint64_t *body_at, int *r, char *err, size_t errlen)
+{
+    size_t at;
+    json_t *desc = vmdesc_find_at_end(d, len, &at);
+    trailer_info ti;
+    char why[512];
+    if (!desc) {
+        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
+                 "description at its end (truncated?)", path);
+        *r = -EINVAL;
+    } else if (trailer_find_end(d, at, &ti, body_at, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        *r = -EBADMSG;
+        json_decref(desc);
+        desc = NULL;
+    }
+    return desc;
+}
+
 int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -87,21 +112,9 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
     }
     *out = (restore_info){ 0 };
     int r = probe_ram(d, len, path, out, err, errlen);
-    size_t at;
-    json_t *desc = r == 0 ? vmdesc_find_at_end(d, len, &at) : NULL;
-    if (r == 0 && !desc) {
-        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
-                 "description at its end (truncated?)", path);
-        r = -EINVAL;
-    }
-    trailer_info ti;
     uint64_t body_at;
-    char why[512];
-    if (r == 0 && trailer_find_end(d, at, &ti, &body_at, why,
-                                   sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        r = -EBADMSG;
-    }
+    json_t *desc = r == 0 ? find_end(d, len, path, &body_at, &r, err, errlen)
+                          : NULL;
     size_t i;
     json_t *dev;
     json_array_foreach(json_object_get(desc, "devices"), i, dev) {
@@ -200,21 +213,8 @@ int restore_load(vm *v, const char *path, char *err, size_t errlen)
         return len ? -e : -EINVAL;
     }
     rst_target t = { .reg = vm_registry(v) };
-    size_t at;
-    json_t *desc = vmdesc_find_at_end(d, len, &at);
-    trailer_info ti;
-    char why[512];
     int r = 0;
-    if (!desc) {
-        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
-                 "description at its end (truncated?)", path);
-        r = -EINVAL;
-    } else if (trailer_find_end(d, at, &ti, &t.trailer_at, why,
-                                sizeof(why)) < 0) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        r = -EBADMSG;
-    }
-    json_decref(desc);
+    json_decref(find_end(d, len, path, &t.trailer_at, &r, err, errlen));
     qfile *f = r == 0 ? qfile_open_view(d, len, path) : NULL;
     if (f)
         qfile_crc_start(f);
