@@ -354,6 +354,13 @@ static control_outcome cmd_save(void *opaque, control_req *req, json_t *args,
         snprintf(err, errlen, "save needs a file: save FILE");
         return CONTROL_DONE;
     }
+    /* This process's working directory is nobody's business but its own. */
+    if (file[0] != '/') {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "save: '%s' is not an absolute path (ftvmctl "
+                 "makes FILE absolute; a raw client must)", file);
+        return CONTROL_DONE;
+    }
     *rc = start_snap(c, SNAPSHOT_TO_FILE, file, req, err, errlen);
     return *rc < 0 ? CONTROL_DONE : CONTROL_DEFERRED;
 }
