@@ -239,9 +239,14 @@ TICK = re.compile(r"tick (\d+) crc")
 
 class Pair:
     """`ftvm secondary` on 127.0.0.1:0 and an `ftvm primary` replicating to
-    it; consoles read on threads, control sockets open."""
+    it; consoles read on threads, control sockets open.  security: each
+    end's options, {"primary": [...], "secondary": [...]}; default
+    --insecure (plaintext on loopback)."""
 
-    def __init__(self, bins, workdir, tag, guest, gargs, mib, interval_ms):
+    def __init__(self, bins, workdir, tag, guest, gargs, mib, interval_ms,
+                 security=None):
+        sec = security or {"primary": ["--insecure"],
+                           "secondary": ["--insecure"]}
         self.bins = bins
         self.tag = tag
         self.asock = os.path.join(workdir, f"{tag}-a.sock")
@@ -251,7 +256,8 @@ class Pair:
         self.a = self.b = self.actl = self.bctl = None
         self.files = [open(self.berr, "w"), open(self.aerr, "w")]
         self.b = spawn([bins["tools/ftvm"], "secondary", "--listen",
-                        "127.0.0.1:0", "--control", self.bsock],
+                        "127.0.0.1:0", "--control", self.bsock] +
+                       sec["secondary"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=self.files[0], text=True, bufsize=1)
         self.bout = Console(self.b.stdout)
@@ -262,7 +268,7 @@ class Pair:
                         bins[f"guest/{guest}.elf"]] + gargs +
                        ["--mem", f"{mib}M", "--secondary", self.addr,
                         "--checkpoint-interval", f"{interval_ms}ms",
-                        "--control", self.asock],
+                        "--control", self.asock] + sec["primary"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=self.files[1], text=True, bufsize=1)
         self.aout = Console(self.a.stdout)
@@ -386,15 +392,16 @@ def memtouch_rate(lines, t0, t1):
     return (w[-1][1] - w[0][1]) * 1000.0 / (w[-1][2] - w[0][2])
 
 
-def run_config(a, bins, workdir, guest, rate, interval):
-    tag = f"{guest}-{rate_name(rate)}-{interval}"
+def run_config(a, bins, workdir, guest, rate, interval, security=None,
+               tag=None):
+    tag = tag or f"{guest}-{rate_name(rate)}-{interval}"
     row = {"guest": guest, "rate": rate_name(rate) if guest == "memtouch"
            else f"{COUNTER_RATE}/s", "interval_ms": interval,
            "mem_mib": a.mem}
     pair = None
     try:
         pair = Pair(bins, workdir, tag, guest, guest_args(guest, rate, a.mem),
-                    a.mem, interval)
+                    a.mem, interval, security)
         # warm-up: memtouch has allocated (zeroed) its working set, then
         # a.warmup seconds more
         deadline = time.monotonic() + 30

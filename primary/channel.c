@@ -25,13 +25,18 @@ void channel_wake(channel *l)
 
 static void report_down(channel *l, int rc, const char *why)
 {
+    char msg[700];
     pthread_mutex_lock(&l->lock);
     bool tell = !l->told_failed && !l->closing && !l->finishing;
     l->told_failed = true;
     l->failed = true;
     pthread_mutex_unlock(&l->lock);
+    /* What the operator of a plaintext link most likely needs to hear. */
+    snprintf(msg, sizeof(msg), "%s%s", why, !l->heard && !l->tls
+             ? " (in plaintext, --insecure: a secondary with --tls-creds "
+               "closes such connections)" : "");
     if (tell)
-        l->ops.on_down(l->opaque, l, rc, why);
+        l->ops.on_down(l->opaque, l, rc, msg);
 }
 
 static void stop_reading(channel *l)
@@ -62,6 +67,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         __atomic_store_n(&l->last_recv_ns, mono_ns(), __ATOMIC_RELAXED);
+        l->heard = true;
         l->rx_len += (size_t)n;
         size_t off = 0;
         for (;;) {
@@ -157,8 +163,9 @@ static void on_finish_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 int channel_new(channel **out, struct event_base *base, const char *addr,
-                int fd, int connect_timeout_ms, const channel_ops *ops,
-                void *opaque, char *err, size_t errlen)
+                int fd, int connect_timeout_ms, tls_ctx *tls,
+                const channel_ops *ops, void *opaque, char *err,
+                size_t errlen)
 {
     channel *l = calloc(1, sizeof(*l));
     if (!l) {
@@ -168,6 +175,7 @@ int channel_new(channel **out, struct event_base *base, const char *addr,
     l->base = base;
     snprintf(l->addr, sizeof(l->addr), "%s", addr);
     l->connect_timeout_ms = connect_timeout_ms;
+    l->tls = tls;
     l->ops = *ops;
     l->opaque = opaque;
     l->fd = fd;
@@ -184,10 +192,11 @@ int channel_new(channel **out, struct event_base *base, const char *addr,
     l->hb_framer = qfile_open_mem(addr);
     l->ev_wake = event_new(base, -1, 0, on_wake, l);
     l->ev_finish = evtimer_new(base, on_finish_timeout, l);
-    if (fd >= 0)
+    /* Over TLS the return path is read from the pump's end (on_wake). */
+    if (fd >= 0 && !tls)
         l->ev_read = event_new(base, fd, EV_READ | EV_PERSIST, on_read, l);
     if (!l->framer || !l->hb_framer || !l->ev_wake || !l->ev_finish ||
-        (fd >= 0 && !l->ev_read)) {
+        (fd >= 0 && !tls && !l->ev_read)) {
         snprintf(err, errlen, "out of memory");
         channel_free(l);
         return -ENOMEM;

@@ -41,6 +41,7 @@
 
 #include "checkpoint/qfile.h"
 #include "checkpoint/retpath.h"
+#include "daemon/tls.h"
 
 struct event_base;
 
@@ -74,11 +75,15 @@ typedef struct channel_ops {
 
 /*
  * Starts a link to addr: over fd when it is >= 0 (already connected, now
- * the link's), else connecting on the thread.  0, or -errno + message.
+ * the link's), else connecting on the thread.  With tls, the thread first
+ * runs the TLS handshake (the secondary's certificate must name the host
+ * of addr unless tls pins another name) and the link then carries its
+ * plaintext through a pump (daemon/tlspump.h).  0, or -errno + message.
  */
 int channel_new(channel **out, struct event_base *base, const char *addr,
-                int fd, int connect_timeout_ms, const channel_ops *ops,
-                void *opaque, char *err, size_t errlen);
+                int fd, int connect_timeout_ms, tls_ctx *tls,
+                const channel_ops *ops, void *opaque, char *err,
+                size_t errlen);
 /* Ends the link at once and joins its thread; NULL is a no-op. */
 void channel_free(channel *l);
 

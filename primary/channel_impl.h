@@ -37,12 +37,14 @@ struct channel {
     struct event_base *base;
     char addr[256];
     int connect_timeout_ms;
+    tls_ctx *tls;           /* NULL: plaintext */
     channel_ops ops;
     void *opaque;
     pthread_t thread, hb_thread;
     bool thread_started, hb_started;
     struct event *ev_wake, *ev_read, *ev_finish;
     bool read_added;
+    bool heard;             /* the secondary has said something */
     qfile *framer;          /* encodes records' framing (loop thread) */
     qfile *hb_framer;       /* encodes PINGs (heartbeat thread) */
 

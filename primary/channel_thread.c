@@ -14,6 +14,9 @@
 #include <unistd.h>
 
 #include "checkpoint/savevm.h"
+#include "daemon/log.h"
+#include "daemon/parse.h"
+#include "daemon/tlspump.h"
 #include "primary/dial.h"
 #include "primary/channel_impl.h"
 #include "vm/mono.h"
@@ -102,6 +105,48 @@ static int send_item(channel *l, item *it, char *err, size_t errlen)
     return channel_send_iov(l, iov, n, err, errlen);
 }
 
+/*
+ * The TLS handshake on the connected TCP socket l->fd, then the link's fd
+ * becomes the pump's plaintext end.  The secondary's certificate must
+ * name the host of the address, as QEMU's TLS client wants it, unless
+ * --tls-peer names another.
+ */
+static int thread_tls(channel *l, char *err, size_t errlen)
+{
+    char host[256];
+    uint16_t port;
+    if (parse_hostport(l->addr, host, sizeof(host), &port) < 0)
+        snprintf(host, sizeof(host), "%s", l->addr);
+    pthread_mutex_lock(&l->lock);
+    int tcp = l->fd;
+    pthread_mutex_unlock(&l->lock);
+    char who[300];
+    snprintf(who, sizeof(who), "secondary %s", l->addr);
+    tls_session *s;
+    int rc = tls_handshake(l->tls, tcp, who, host,
+                           mono_ns() + TLS_HANDSHAKE_TIMEOUT_NS, &l->closing,
+                           &l->lock, &s, err, errlen);
+    if (rc < 0)
+        return rc;
+    char what[160];
+    tls_session_describe(s, what, sizeof(what));
+    /* The pump takes the TCP socket; fd -1 until its end replaces it. */
+    pthread_mutex_lock(&l->lock);
+    l->fd = -1;
+    pthread_mutex_unlock(&l->lock);
+    log_msg("%s: TLS handshake done (%s)", who, what);
+    int plain;
+    rc = tlspump_start(s, tcp, who, &plain, err, errlen);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&l->lock);
+    l->fd = plain;
+    if (l->closing)
+        shutdown(plain, SHUT_RDWR);
+    pthread_mutex_unlock(&l->lock);
+    return 0;
+}
+
 /* Connects (unless given an fd) and writes the bring-up. */
 static int thread_setup(channel *l, char *err, size_t errlen)
 {
@@ -122,6 +167,11 @@ static int thread_setup(channel *l, char *err, size_t errlen)
         }
         l->fd = fd;
         pthread_mutex_unlock(&l->lock);
+    }
+    if (l->tls) {
+        int rc = thread_tls(l, err, errlen);
+        if (rc < 0)
+            return rc;
     }
     uint64_t t = mono_ns();
     __atomic_store_n(&l->last_recv_ns, t, __ATOMIC_RELAXED);

@@ -138,6 +138,10 @@ static int start(primary *pm, primary_opts *o)
         return r;
     }
     r = replicator_start(pm->rep, err, sizeof(err));
+    if (r == -EPERM) {
+        log_msg("%s", err);
+        return r;
+    }
     if (r < 0) {
         log_msg("%s (start the secondary first, or give --reconnect TIME "
                 "to start unprotected and keep trying)", err);

@@ -113,8 +113,8 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
     replicator_do(p, &a);
     outqueue_begin(p->out);
     int rc = channel_new(&p->link, p->base, p->prot.addr, fd,
-                         REPLICATOR_CONNECT_TIMEOUT_MS, &link_ops, p, err,
-                         errlen);
+                         REPLICATOR_CONNECT_TIMEOUT_MS, p->tls, &link_ops, p,
+                         err, errlen);
     if (rc < 0) {
         p->link = NULL;
         a = protection_begin_failed(&p->prot);
@@ -269,7 +269,15 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     p->shape = o->shape;
     p->may_protect = o->may_protect;
     p->opaque = o->opaque;
+    p->insecure = o->tls.insecure;
     protection_init(&p->prot, &o->timing, o->secondary);
+    if (o->tls.creds) {
+        int rc = tls_ctx_new(&p->tls, TLS_CLIENT, &o->tls, err, errlen);
+        if (rc < 0) {
+            replicator_free(p);
+            return rc;
+        }
+    }
     sampler_init(&p->pause, &sampler_ns);
     sampler_init(&p->ack, &sampler_ns);
     sampler_init(&p->pages, &sampler_pages);
@@ -290,12 +298,27 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     return 0;
 }
 
+/* Plaintext goes to loopback addresses only: checked before connecting. */
+static int may_reach(replicator *p, const char *addr, char *err,
+                     size_t errlen)
+{
+    if (p->tls || tls_loopback_addr(addr))
+        return 0;
+    snprintf(err, errlen, "--insecure: secondary %s is not a loopback "
+             "address; plaintext replication is allowed on loopback only "
+             "(give --tls-creds DIR)", addr);
+    return -EPERM;
+}
+
 int replicator_start(replicator *p, char *err, size_t errlen)
 {
     int fd;
+    int rc = may_reach(p, p->prot.addr, err, errlen);
+    if (rc < 0)
+        return rc;
     arm_tick(p);
-    int rc = dial_connect(p->prot.addr, REPLICATOR_CONNECT_TIMEOUT_MS, NULL,
-                          NULL, &fd, err, errlen);
+    rc = dial_connect(p->prot.addr, REPLICATOR_CONNECT_TIMEOUT_MS, NULL,
+                      NULL, &fd, err, errlen);
     if (rc < 0 && !protection_retries(&p->prot))
         return rc;
     if (rc < 0) {
@@ -325,6 +348,7 @@ void replicator_free(replicator *p)
             event_free(evs[i]);
     while (p->npool)
         qfile_close(p->pool[--p->npool]);
+    tls_ctx_free(p->tls);
     free(p);
 }
 
@@ -381,6 +405,8 @@ int replicator_stop(replicator *p, char *err, size_t errlen)
 int replicator_attach(replicator *p, const char *addr, char *err, size_t errlen)
 {
     int rc = protection_may_attach(&p->prot, err, errlen);
+    if (rc == 0)
+        rc = may_reach(p, addr, err, errlen);
     if (rc < 0)
         return rc;
     char host[256];

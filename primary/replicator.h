@@ -23,6 +23,7 @@
 #ifndef FTVM_PRIMARY_REPLICATOR_H
 #define FTVM_PRIMARY_REPLICATOR_H
 
+#include "daemon/tls.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,6 +42,8 @@ typedef struct replicator_opts {
     const char *secondary;      /* HOST:PORT */
     vmshape shape;              /* sent first, as "ftvm-vm" */
     protection_opts timing;     /* 0s: the defaults */
+    /* --tls-creds, --tls-peer, --insecure: every secondary's (tls.h). */
+    tls_opts tls;
     /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).

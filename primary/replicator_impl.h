@@ -26,6 +26,8 @@ struct replicator {
     bool (*may_protect)(void *opaque, char *err, size_t errlen);
     void *opaque;
     protection prot;            /* every decision's state, the timings */
+    tls_ctx *tls;               /* NULL: --insecure */
+    bool insecure;
 
     channel *link;              /* the current secondary's */
     channel *old;               /* one ending, until its thread is gone */

@@ -68,22 +68,30 @@ if [ ! -w /dev/kvm ]; then
 else
     echo "ftvm and ftvmctl below are build/tools/; files and sockets go to $work"
 
+    step "Certificates: a CA, and one for each end (mutual TLS)"
+    cmd "scripts/make-certs.sh certs primary secondary"
+    scripts/make-certs.sh "$work/certs" primary secondary | sed 's/^/   /'
+
     step "Start a secondary (standby) and a primary that replicates to it"
-    cmd "ftvm secondary --listen 127.0.0.1:0 --control b.sock &      # 0: any free port"
+    cmd "ftvm secondary --listen 127.0.0.1:0 --control b.sock" \
+        "--tls-creds certs/secondary --tls-peer primary &      # 0: any free port"
     $ftvm secondary --listen 127.0.0.1:0 --control "$work/b.sock" \
+        --tls-creds "$work/certs/secondary" --tls-peer primary \
         >"$work/b.out" 2>"$work/b.err" &
     pids+=($!); sec=$!
     wait_for "$work/b.err" "listening on"
     port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/b.err")
     sed 's/^/   /' "$work/b.err"
     cmd "ftvm primary $counter rate=10 --mem 64M --secondary 127.0.0.1:$port" \
-        "--checkpoint-interval 50ms --control a.sock &"
+        "--checkpoint-interval 50ms --control a.sock" \
+        "--tls-creds certs/primary &"
     $ftvm primary $counter rate=10 --mem 64M --secondary "127.0.0.1:$port" \
         --checkpoint-interval 50ms --control "$work/a.sock" \
+        --tls-creds "$work/certs/primary" \
         >"$work/a.out" 2>"$work/a.err" &
     pids+=($!); pri=$!
     wait_for "$work/b.err" "replication is active"
-    sed 's/^/   /' "$work/a.err"; sed -n '3,$s/^/   /p' "$work/b.err"
+    sed 's/^/   /' "$work/a.err"; sed -n '2,$s/^/   /p' "$work/b.err"
 
     step "The primary's console: each tick shown once its checkpoint is on the secondary"
     cmd "tail -f a.out       # the primary's stdout, for a second"

@@ -34,6 +34,7 @@
 struct connection {
     connection_opts o;
     int fd;
+    int tcp_fd;             /* the TCP socket: fd, or the one under a pump */
     char peer[96];
     qfile *in, *rp;
     pthread_mutex_t wlock;  /* the return path */
@@ -160,7 +161,7 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
         return 0;
     int outq = 0;
     ssize_t n = -1;
-    if (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq > RP_BACKLOG_MAX)
+    if (ioctl(c->tcp_fd, SIOCOUTQ, &outq) == 0 && outq > RP_BACKLOG_MAX)
         errno = ENOBUFS;
     else
         n = send(c->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -217,7 +218,7 @@ int64_t connection_heard_ms(connection *c)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
-    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+    if (getsockopt(c->tcp_fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return -1;
     return ti.tcpi_last_data_recv;
 }
@@ -342,11 +343,14 @@ int connection_new(connection **out, struct event_base *base, int fd,
     connection *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
+        if (o->pumped)
+            close(o->tcp_fd);
         snprintf(err, errlen, "%s: out of memory", peer);
         return -ENOMEM;
     }
     c->o = *o;
     c->fd = fd;
+    c->tcp_fd = o->pumped ? o->tcp_fd : fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     pthread_mutex_init(&c->wlock, NULL);
     pthread_mutex_init(&c->slock, NULL);
@@ -395,6 +399,8 @@ void connection_free(connection *c)
     qfile_close(c->rp);
     qfile_close(c->lq);
     close(c->fd);
+    if (c->tcp_fd != c->fd)
+        close(c->tcp_fd);
     pthread_mutex_destroy(&c->wlock);
     pthread_mutex_destroy(&c->slock);
     free(c);

@@ -47,6 +47,13 @@ typedef enum connection_state {
 typedef struct connection_opts {
     uint64_t failure_timeout_ns;
     uint64_t heartbeat_ns;
+    /*
+     * fd is a TLS pump's plaintext end (daemon/tlspump.h) and tcp_fd the
+     * TCP socket under it (the connection's, closed with it): the kernel's
+     * view of arrival and of the return path's backlog is that socket's.
+     */
+    bool pumped;
+    int tcp_fd;
     /* Nanoseconds of a monotonic clock; NULL for vm/mono.h's. */
     uint64_t (*clock)(void);
 } connection_opts;

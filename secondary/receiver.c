@@ -190,6 +190,8 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
     connection_opts co = {
         .failure_timeout_ns = o->failure_timeout_ns,
         .heartbeat_ns = o->heartbeat_ns,
+        .pumped = o->pumped,
+        .tcp_fd = o->tcp_fd,
     };
     int r = connection_new(&conn, base, fd, peer, &co, err, errlen);
     if (r < 0)

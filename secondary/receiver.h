@@ -56,6 +56,9 @@ typedef struct receiver_opts {
     uint64_t failure_timeout_ns;
     uint64_t heartbeat_ns;
     const char *net;        /* backend spec for the VM, or NULL */
+    /* fd is a TLS pump's plaintext end over tcp_fd (connection_opts). */
+    bool pumped;
+    int tcp_fd;
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
     /* The receiver thread has ended (joined); receiver_free may follow. */

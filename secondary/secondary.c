@@ -15,6 +15,7 @@
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "secondary/failover.h"
+#include "daemon/tlsaccept.h"
 #include "secondary/listener.h"
 #include "secondary/receiver.h"
 #include "secondary/standby.h"
@@ -24,6 +25,8 @@ typedef struct secondary {
     secondary_opts *o;
     daemon_process *d;
     listener *lis;
+    tls_ctx *tls;
+    tlsaccept *gate;            /* handshakes before a connection counts */
     receiver *rx;
     vm *v;
     failover *fo;
@@ -147,18 +150,35 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
         daemon_exit(s->d, dec.status);
 }
 
-static void on_connection(void *opaque, int fd, const char *peer)
+/* Whether a connection may be taken now; if not it is closed. */
+static bool may_take(secondary *s, int fd, int tcp_fd, const char *peer)
+{
+    if (s->state == STANDBY_WAITING)
+        return true;
+    log_msg("refusing a connection from %s: %s", peer,
+            s->state == STANDBY_REPLICATING ? "already replicating"
+                                            : "replication is over here");
+    close(fd);
+    if (tcp_fd >= 0)
+        close(tcp_fd);
+    return false;
+}
+
+/* Accepted: authenticated first (daemon/tlsaccept.h), then on_connection. */
+static void on_accept(void *opaque, int fd, const char *peer)
+{
+    secondary *s = opaque;
+    if (may_take(s, fd, -1, peer))
+        tlsaccept_add(s->gate, fd, peer);
+}
+
+static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
 {
     secondary *s = opaque;
     char err[512];
 
-    if (s->state != STANDBY_WAITING) {
-        log_msg("refusing a connection from %s: %s", peer,
-                s->state == STANDBY_REPLICATING ? "already replicating"
-                                                : "replication is over here");
-        close(fd);
+    if (!may_take(s, fd, tcp_fd, peer))
         return;
-    }
     /* One that ended before the bring-up; its thread is joined. */
     receiver_free(s->rx);
     s->rx = NULL;
@@ -166,6 +186,8 @@ static void on_connection(void *opaque, int fd, const char *peer)
         .failure_timeout_ns = s->o->failure_ns,
         .heartbeat_ns = s->o->heartbeat_ns,
         .net = s->o->net,
+        .pumped = tcp_fd >= 0,
+        .tcp_fd = tcp_fd,
         .on_vm = on_vm,
         .on_end = on_end,
         .opaque = s,
@@ -408,13 +430,32 @@ static int start(secondary *s)
             return r;
         }
     }
-    r = listener_new(&s->lis, daemon_base(s->d), s->o->listen,
-                     on_connection, s, err, sizeof(err));
+    if (s->o->tls.insecure && !tls_loopback_addr(s->o->listen)) {
+        log_msg("--insecure: --listen %s is not a loopback address; "
+                "plaintext replication is allowed on loopback only (give "
+                "--tls-creds DIR)", s->o->listen);
+        return -EINVAL;
+    }
+    if (s->o->tls.creds) {
+        r = tls_ctx_new(&s->tls, TLS_SERVER, &s->o->tls, err, sizeof(err));
+        if (r < 0) {
+            log_msg("%s", err);
+            return r;
+        }
+    }
+    r = tlsaccept_new(&s->gate, daemon_base(s->d), s->tls,
+                      s->o->handshake_ns ? s->o->handshake_ns
+                                         : TLS_HANDSHAKE_TIMEOUT_NS,
+                      on_connection, s, err, sizeof(err));
+    if (r == 0)
+        r = listener_new(&s->lis, daemon_base(s->d), s->o->listen,
+                         on_accept, s, err, sizeof(err));
     if (r < 0) {
         log_msg("%s", err);
         return r;
     }
-    log_msg("listening on %s", listener_address(s->lis));
+    log_msg("listening on %s (%s)", listener_address(s->lis),
+            s->tls ? "mutual TLS" : "plaintext, --insecure");
     return 0;
 }
 
@@ -444,8 +485,10 @@ int secondary_run(secondary_opts *o)
         status = daemon_run(s.d);
     answer_failover(&s, -ECANCELED, "the secondary is exiting");
     listener_free(s.lis);
+    tlsaccept_free(s.gate);
     receiver_free(s.rx);
     failover_free(s.fo);
     daemon_free(s.d);
+    tls_ctx_free(s.tls);
     return status;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "daemon/daemon.h"
+#include "daemon/tls.h"
 
 #define SECONDARY_FAILURE_TIMEOUT_NS 300000000u    /* default: 300 ms */
 #define SECONDARY_HEARTBEAT_NS 50000000u           /* default: 50 ms */
@@ -23,6 +24,9 @@ typedef struct secondary_opts {
     const char *net;            /* the VM's backend after failover, or NULL */
     uint64_t failure_ns;        /* silence after which the primary is dead */
     uint64_t heartbeat_ns;      /* HEARTBEAT when idle this long */
+    /* --tls-creds, --tls-peer, --insecure (daemon/tls.h). */
+    tls_opts tls;
+    uint64_t handshake_ns;      /* a TLS handshake's deadline; 0: default */
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

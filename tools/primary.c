@@ -34,7 +34,15 @@ static const char help[] =
     "      --stall-timeout TIME\n"
     "                       a package unacknowledged, or a write stuck,\n"
     "                       this long: the secondary is dead (default\n"
-    "                       10s)\n";
+    "                       10s)\n"
+    "\n"
+    "security (docs/tls.md; one of --tls-creds and --insecure; also for\n"
+    "ftvmctl attach-secondary):\n"
+    "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
+    "                       (QEMU's tls-creds-x509 layout)\n"
+    "      --tls-peer NAME  the name the secondary's certificate must\n"
+    "                       carry (default: the host of --secondary)\n"
+    "      --insecure       plaintext, to a loopback address only\n";
 static const char help_end[] =
     "Exit status as ftvm run's: the guest's halt status, 2 bad command\n"
     "line, 120 setup failed (the secondary unreachable without\n"
@@ -56,6 +64,9 @@ int primary_main(int argc, char **argv)
           &o.rep.timing.reconnect_ns },
         { "stall-timeout", 0, OPTIONS_DURATION,
           &o.rep.timing.stall_ns },
+        { "tls-creds", 0, OPTIONS_STRING, &o.rep.tls.creds },
+        { "tls-peer", 0, OPTIONS_STRING, &o.rep.tls.peer },
+        { "insecure", 0, OPTIONS_FLAG, &o.rep.tls.insecure },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -76,6 +87,12 @@ int primary_main(int argc, char **argv)
         return EXITCODE_OK;
     if (!o.rep.secondary) {
         log_msg("no --secondary HOST:PORT given; see ftvm primary --help");
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    char err[512];
+    if (tls_opts_check(&o.rep.tls, err, sizeof(err)) < 0) {
+        log_msg("%s", err);
         free(found.guest_args);
         return EXITCODE_USAGE;
     }

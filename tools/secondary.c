@@ -29,7 +29,19 @@ static const char help[] =
     "      --failure-timeout TIME\n"
     "                       silence after which the primary is dead\n"
     "                       (default 300ms)\n"
-    "      --heartbeat TIME HEARTBEAT when idle this long (default 50ms)\n";
+    "      --heartbeat TIME HEARTBEAT when idle this long (default 50ms)\n"
+    "\n"
+    "security (docs/tls.md; one of --tls-creds and --insecure):\n"
+    "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
+    "                       (QEMU's tls-creds-x509 layout); only a\n"
+    "                       primary with a certificate of that CA is\n"
+    "                       heard\n"
+    "      --tls-peer NAME  and only one whose certificate names NAME\n"
+    "      --tls-timeout TIME\n"
+    "                       a connection's TLS handshake deadline\n"
+    "                       (default 5s; at most 4 at once)\n"
+    "      --insecure       plaintext, when --listen and the primary\n"
+    "                       are loopback addresses only\n";
 static const char help_end[] =
     "Checkpoints to disk save the RAM cache at a checkpoint boundary,\n"
     "and after a failover the running VM.\n"
@@ -54,6 +66,10 @@ int secondary_main(int argc, char **argv)
         { "net", 0, OPTIONS_STRING, &o.net },
         { "failure-timeout", 0, OPTIONS_DURATION, &o.failure_ns },
         { "heartbeat", 0, OPTIONS_DURATION, &o.heartbeat_ns },
+        { "tls-creds", 0, OPTIONS_STRING, &o.tls.creds },
+        { "tls-peer", 0, OPTIONS_STRING, &o.tls.peer },
+        { "tls-timeout", 0, OPTIONS_DURATION, &o.handshake_ns },
+        { "insecure", 0, OPTIONS_FLAG, &o.tls.insecure },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -73,6 +89,11 @@ int secondary_main(int argc, char **argv)
         return EXITCODE_OK;
     if (!o.listen) {
         log_msg("--listen ADDR:PORT is required");
+        return EXITCODE_USAGE;
+    }
+    char err[512];
+    if (tls_opts_check(&o.tls, err, sizeof(err)) < 0) {
+        log_msg("%s", err);
         return EXITCODE_USAGE;
     }
     if (o.heartbeat_ns >= o.failure_ns) {

@@ -17,6 +17,7 @@ A case that needs KVM calls needs_kvm(): without a usable /dev/kvm it is
 skipped (exit 77), or fails where FTVM_REQUIRE_KVM=1 says KVM must be
 there (scripts/test.sh sets it where the tests that need KVM run).
 """
+import json
 import os
 import shutil
 import signal
@@ -281,6 +282,29 @@ class Stream(Proc):
         return self.lines()
 
 
+MAKE_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "..", "..", "scripts", "make-certs.sh")
+
+
+def make_certs(ca, *names, expired=False):
+    """Credentials directories for --tls-creds, made at test time by
+    scripts/make-certs.sh under the case's temporary directory: a CA named
+    ca (made on first use) and one directory per name; returns
+    {name: dir}."""
+    cadir = os.path.join(tmp, "certs-" + ca)
+    argv = ["sh", MAKE_CERTS] + (["--expired"] if expired else []) + \
+        [cadir] + list(names)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail("make-certs.sh: exit %d: %s" % (r.returncode, r.stderr))
+    return {n: os.path.join(cadir, n) for n in names}
+
+
+def tls_args(creds, peer=None):
+    """The options of one end: --tls-creds DIR [--tls-peer NAME]."""
+    return ["--tls-creds", creds] + (["--tls-peer", peer] if peer else [])
+
+
 def kill_all():
     for p in procs:
         p.signal(signal.SIGKILL)
@@ -303,6 +327,32 @@ def check_sanitizers(p):
     """Fails if the process's stderr has a sanitizer's report."""
     for bad in ("Sanitizer", "runtime error:"):
         check(bad not in p.err(), "%s reported:\n%s" % (bad, p.dump()))
+
+
+def ftvmctl_json(ftvmctl, sock, *args, ok=True):
+    """`ftvmctl -s SOCK --json ARGS` once the socket exists: the result,
+    or (with ok=False) (exit status, stderr)."""
+    wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
+    r = run([ftvmctl, "-s", sock, "--json"] + list(args),
+            capture_output=True, text=True, timeout=30)
+    if not ok:
+        return r.returncode, r.stderr
+    if r.returncode != 0:
+        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                          r.stderr))
+    return json.loads(r.stdout)
+
+
+def stop_all_checked():
+    """SIGTERM to every child still running, each given a (scaled) 10 s
+    to exit, then every child's stderr checked for sanitizer reports."""
+    for p in procs:
+        p.signal(signal.SIGTERM)
+        try:
+            p.p.wait(scaled(10))
+        except subprocess.TimeoutExpired:
+            pass
+        check_sanitizers(p)
 
 
 # ---- one case, start to end ----

@@ -9,7 +9,10 @@ primary RELEASES (its stdout, a pipe read line by line) and, after a
 failover, the secondary's stdout.  Exit 0 pass, 1 fail, 77 skipped (no
 usable /dev/kvm; udpkv-tap and partition also need root).  FTVM_E2E_SEED
 fixes the random delays; FTVM_E2E_KEEP_GOING=1 counts failed runs of
-kill-primary instead of stopping at the first (soak.sh).
+kill-primary instead of stopping at the first (soak.sh).  kill-primary,
+secondary-kill and partition run their pairs over mutual TLS (certificates
+made at test time, each end pinning the other's name); the others use
+--insecure on loopback.
 
 The counter's lines are compared with an uninterrupted reference run
 (`ftvm run`, same area arguments; its tick lines do not depend on rate):
@@ -178,12 +181,26 @@ class Ctl:
         return self.cmd("status")
 
 
+# The cases whose pairs run over mutual TLS (the pairing and the failovers
+# a user relies on most, and the one across a real link); the others use
+# --insecure on loopback.  Both ends pin the other's name.
+TLS_CASES = ("kill-primary", "secondary-kill", "partition")
+creds = None        # {"primary": DIR, "secondary": DIR} in those cases
+
+
+def security(me, peer):
+    if not creds:
+        return ["--insecure"]
+    return ft.tls_args(creds[me], peer)
+
+
 def spawn_secondary(name, extra=(), netns=None, listen="127.0.0.1:0",
                     failure="1s", env=None):
     """(Stream, "host:port", Ctl)."""
     sock = os.path.join(ft.tmp, name + ".sock")
     p = Stream(name, [ck.ftvm, "secondary", "--listen", listen, "--control",
-                      sock, "--failure-timeout", failure] + list(extra),
+                      sock, "--failure-timeout", failure] +
+               security("secondary", "primary") + list(extra),
                netns=netns, env=env)
     m = p.wait_err(LISTEN_RE, 10, "listening")
     ft.wait_until(lambda: os.path.exists(sock), 10, name + "'s socket")
@@ -197,7 +214,8 @@ def spawn_primary(name, addr, image="counter", args=COUNTER, mem="64M",
                                                         image + ".elf")] +
                list(args) + ["--mem", mem, "--secondary", addr, "--control",
                              sock, "--failure-timeout", failure] +
-               list(extra), env=env, netns=netns)
+               security("primary", "secondary") + list(extra), env=env,
+               netns=netns)
     return p, Ctl(sock)
 
 
@@ -1002,9 +1020,12 @@ def main():
     rng.seed(seed)
 
     def run():
+        global creds
         ft.needs_kvm()
         if root:
             ft.needs_root(root)
+        if case in TLS_CASES:
+            creds = ft.make_certs("pair", "primary", "secondary")
         log("%s: FTVM_E2E_SEED=%d" % (case, seed))
         if case == "kill-primary":
             fn(runs)

@@ -44,13 +44,10 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                of the order of the interval); after stop-replication they
                go at once; no reply is lost either way
 """
-import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -93,15 +90,7 @@ class Proc(ft.Proc):
 
 def ctl(sock, *args, ok=True):
     """ftvmctl --json; the result, or (with ok=False) (rc, stderr)."""
-    wait_until(lambda: os.path.exists(sock), 10, "control socket " + sock)
-    r = ft.run([ftvmctl, "-s", sock, "--json"] + list(args),
-                       capture_output=True, text=True, timeout=30)
-    if not ok:
-        return r.returncode, r.stderr
-    if r.returncode != 0:
-        fail("ftvmctl %s: exit %d: %s" % (" ".join(args), r.returncode,
-                                          r.stderr))
-    return json.loads(r.stdout)
+    return ft.ftvmctl_json(ftvmctl, sock, *args, ok=ok)
 
 
 def status(sock):
@@ -125,6 +114,8 @@ def secondary(name, *extra):
     sock = os.path.join(ft.tmp, name + ".sock")
     if "--failure-timeout" not in extra:
         extra += ("--failure-timeout", "%dms" % ft.scaled(300))
+    if "--tls-creds" not in extra:
+        extra += ("--insecure",)
     p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
                     "--control", sock] + list(extra))
     m = wait_until(lambda: LISTEN_RE.search(p.err()) or
@@ -142,6 +133,8 @@ def primary(name, addr, *extra, env=None, image="counter",
     sock = os.path.join(ft.tmp, name + ".sock")
     if "--failure-timeout" not in extra:
         extra += ("--failure-timeout", "%dms" % ft.scaled(300))
+    if "--tls-creds" not in extra:
+        extra += ("--insecure",)
     p = Proc(name, [ftvm, "primary", guest(image)] + list(args) +
              ["--mem", "64M", "--secondary", addr, "--control", sock] +
              list(extra), env=env)
@@ -225,7 +218,8 @@ def case_usage():
                        text=True, timeout=20)
     check(r.returncode == 0 and "--secondary" in r.stdout, "--help")
     r = ft.run([ftvm, "primary", guest("counter"), "--secondary",
-                        "127.0.0.1:1"], capture_output=True, text=True,
+                        "127.0.0.1:1", "--insecure"], capture_output=True,
+                       text=True,
                        timeout=20, env=dict(os.environ, **corrupt_env("x")))
     check(r.returncode == EXIT_USAGE and
           "FTVM_TEST_CORRUPT_PACKAGE" in r.stderr,
@@ -368,7 +362,8 @@ def case_reconnect():
     p, sock = primary("pri", "127.0.0.1:%d" % port, "--reconnect", "200ms")
     p.wait_tick(3)
     check(status(sock)["state"] == "degraded", "not degraded")
-    Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port])
+    Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:%d" % port,
+                 "--insecure"])
     wait_state(sock, "active", 15)
     check(p.err().count("Connection refused") <= 2,
           "every failed attempt logged:\n" + p.err())
@@ -530,13 +525,7 @@ def main():
         if kvm:
             ft.needs_kvm()
         fn()
-        for p in ft.procs:
-            p.signal(signal.SIGTERM)
-            try:
-                p.p.wait(ft.scaled(10))
-            except subprocess.TimeoutExpired:
-                pass
-            ft.check_sanitizers(p)
+        ft.stop_all_checked()
     ft.run_case(case, run, "pri")
 
 

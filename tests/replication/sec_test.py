@@ -121,12 +121,13 @@ class Secondary(Proc):
     fake primary goes quiet for a whole RAM pass of its bring-up, which on
     a loaded machine can take longer than 300 ms."""
 
-    def __init__(self, name="secondary", extra=(), failure="3s"):
+    def __init__(self, name="secondary", extra=(), failure="3s",
+                 security=("--insecure",)):
         self.sock = os.path.join(ft.tmp, name + ".sock")
         Proc.__init__(self, name, [ck.ftvm, "secondary", "--listen",
                                    "127.0.0.1:0", "--control", self.sock,
                                    "--failure-timeout", failure] +
-                      list(extra))
+                      list(security) + list(extra))
         self.addr = self.wait_err(LISTEN_RE, 10, "listening").group(1)
         ck.wait_control(self.sock, self)
 
@@ -200,8 +201,22 @@ def case_usage():
     check(rc == 2 and "failure-timeout" in err, "bad time: %d %r" % (rc, err))
     rc, err = run("--listen", "127.0.0.1:0", "--bogus")
     check(rc == 2 and "--bogus" in err, "bad option: %d %r" % (rc, err))
-    rc, err = run("--listen", "nonsense")
+    rc, err = run("--listen", "nonsense", "--insecure")
     check(rc == 120 and "nonsense" in err, "bad listen: %d %r" % (rc, err))
+    rc, err = run("--listen", "127.0.0.1:0")
+    check(rc == 2 and "--tls-creds" in err and "--insecure" in err,
+          "neither --tls-creds nor --insecure: %d %r" % (rc, err))
+    rc, err = run("--listen", "127.0.0.1:0", "--insecure", "--tls-creds",
+                  ft.tmp)
+    check(rc == 2 and "exclude" in err, "both: %d %r" % (rc, err))
+    # Plaintext only on loopback: refused before anything listens.
+    for listen in (":0", "0.0.0.0:0", "[::]:0"):
+        rc, err = run("--listen", listen, "--insecure")
+        check(rc == 120 and "not a loopback address" in err,
+              "--insecure on %s: %d %r" % (listen, rc, err))
+    rc, err = run("--listen", "127.0.0.1:0", "--tls-creds",
+                  os.path.join(ft.tmp, "none"))
+    check(rc == 120 and "ca.pem" in err, "no credentials: %d %r" % (rc, err))
     r = ft.run([ck.ftvm, "secondary", "--help"], capture_output=True,
                        text=True, timeout=10)
     check(r.returncode == 0 and "--failure-timeout" in r.stdout,
@@ -517,7 +532,8 @@ def real_primary(sec, extra=(), counter=COUNTER):
     if "--failure-timeout" not in extra:
         extra = tuple(extra) + ("--failure-timeout", "%dms" % ft.scaled(300))
     p = Proc("primary", [ck.ftvm, "primary", "--mem", "64M", "--secondary",
-                         sec.addr, "--control", sock] + list(extra) +
+                         sec.addr, "--control", sock, "--insecure"] +
+             list(extra) +
              [os.path.join(ck.guests, "counter.elf")] + list(counter))
     ck.wait_control(sock, p)
     return p, sock

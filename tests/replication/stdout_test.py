@@ -49,14 +49,14 @@ def argv_run(sock, mport):
 
 def argv_secondary(sock):
     return [ftvm, "secondary", "--listen", "127.0.0.1:0", "--control", sock,
-            "--failure-timeout", "%dms" % ft.scaled(300)]
+            "--failure-timeout", "%dms" % ft.scaled(300), "--insecure"]
 
 
 def argv_primary(sock, addr, mport):
     return [ftvm, "primary", guest("counter")] + CHATTY + \
         ["--mem", "32M", "--secondary", addr, "--control", sock,
          "--metrics", "127.0.0.1:%d" % mport,
-         "--failure-timeout", "%dms" % ft.scaled(300)]
+         "--failure-timeout", "%dms" % ft.scaled(300), "--insecure"]
 
 
 # ---- a child whose stdout is a pipe read only when the test says ----

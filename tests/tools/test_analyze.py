@@ -523,8 +523,9 @@ def case_kvm_replication():
     ssock = os.path.join(ft.tmp, "sec.sock")
     psock = os.path.join(ft.tmp, "pri.sock")
     timeouts = ["--failure-timeout", "5s", "--heartbeat", "100ms"]
+    # Plaintext: the stream is recorded on its way through a proxy.
     sec = ft.Proc("sec", [ftvm, "secondary", "--listen", "127.0.0.1:0",
-                       "--control", ssock] + timeouts)
+                       "--control", ssock, "--insecure"] + timeouts)
     m = wait_until(lambda: re.search(r"listening on (\S+:\d+)", sec.err()) or
                    (sec.p.poll() is not None and
                     Failure("secondary exited\n" + sec.dump())),
@@ -536,7 +537,8 @@ def case_kvm_replication():
     pri = ft.Proc("pri", [ftvm, "primary", os.path.join(guests, "counter.elf"),
                        "rate=50", "--mem", "64M",
                        "--secondary", proxy.addr, "--control", psock,
-                       "--checkpoint-interval", "100ms"] + timeouts)
+                       "--checkpoint-interval", "100ms", "--insecure"] +
+                  timeouts)
     wait_control(psock, pri)
     wait_until(lambda: ctl(psock, "status")["checkpoint"]["acked"] >= 3, 120,
                "three checkpoints acknowledged")

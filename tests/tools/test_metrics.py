@@ -248,8 +248,8 @@ def listening_addresses(port):
 # ---- cases ----
 
 def secondary(name, *extra):
-    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0"] +
-             list(extra))
+    p = Proc(name, [ftvm, "secondary", "--listen", "127.0.0.1:0",
+                    "--insecure"] + list(extra))
     m = p.wait_err(LISTEN_RE, 30, "listening")
     return p, "%s:%s" % (m.group(1), m.group(2))
 
@@ -300,11 +300,12 @@ def case_secondary():
 
     # A bad address, and one already taken, are refused at start.
     r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                "--metrics", "nonsense"], capture_output=True, text=True)
+                "--metrics", "nonsense", "--insecure"], capture_output=True,
+               text=True)
     check(r.returncode == EXIT_SETUP and "--metrics 'nonsense'" in r.stderr,
           "--metrics nonsense: exit %d: %s" % (r.returncode, r.stderr))
     r = ft.run([ftvm, "secondary", "--listen", "127.0.0.1:0",
-                "--metrics", "127.0.0.1:%d" % port],
+                "--metrics", "127.0.0.1:%d" % port, "--insecure"],
                capture_output=True, text=True)
     check(r.returncode == EXIT_SETUP and str(port) in r.stderr and
           "cannot listen" in r.stderr,
@@ -366,7 +367,8 @@ def case_replication():
     sock = os.path.join(ft.tmp, "pri.sock")
     pri = Proc("pri", [ftvm, "primary", "--mem", "64M", "--secondary", addr,
                        "--control", sock, "--metrics", ":%d" % pport,
-                       os.path.join(guests, "counter.elf"), "rate=50"])
+                       "--insecure", os.path.join(guests, "counter.elf"),
+                       "rate=50"])
     wait_metrics(pport, pri)
 
     def acked(n):

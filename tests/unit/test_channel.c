@@ -84,7 +84,8 @@ static int setup(void **state)
     x->fd = sv[0];
     char err[256];
     assert_int_equal(channel_new(&x->l, x->base, "test-secondary", sv[1],
-                                 1000, &ops, x, err, sizeof(err)), 0);
+                                 1000, NULL, &ops, x, err, sizeof(err)),
+                     0);
     *state = x;
     return 0;
 }
