@@ -56,6 +56,9 @@ typedef struct receiver_opts {
     uint64_t failure_timeout_ns;
     uint64_t heartbeat_ns;
     const char *net;        /* backend spec for the VM, or NULL */
+    const char *vm_name;    /* the primary's VM must be this one; NULL any */
+    /* Until checkpoint 1: progress at least this often (connection.h). */
+    uint64_t setup_timeout_ns;
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
     /* The receiver thread has ended (joined); receiver_free may follow. */

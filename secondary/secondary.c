@@ -166,6 +166,8 @@ static void on_connection(void *opaque, int fd, const char *peer)
         .failure_timeout_ns = s->o->failure_ns,
         .heartbeat_ns = s->o->heartbeat_ns,
         .net = s->o->net,
+        .vm_name = s->o->vm_name,
+        .setup_timeout_ns = s->o->setup_ns,
         .on_vm = on_vm,
         .on_end = on_end,
         .opaque = s,

@@ -15,6 +15,11 @@
 #include "daemon/daemon.h"
 
 #define SECONDARY_FAILURE_TIMEOUT_NS 300000000u    /* default: 300 ms */
+/*
+ * Default --setup-timeout: until its first checkpoint is applied, a
+ * primary that sends nothing but PINGs for this long is dropped.
+ */
+#define SECONDARY_SETUP_TIMEOUT_NS 20000000000ull  /* 20 s */
 #define SECONDARY_HEARTBEAT_NS 50000000u           /* default: 50 ms */
 
 typedef struct secondary_opts {
@@ -23,6 +28,8 @@ typedef struct secondary_opts {
     const char *net;            /* the VM's backend after failover, or NULL */
     uint64_t failure_ns;        /* silence after which the primary is dead */
     uint64_t heartbeat_ns;      /* HEARTBEAT when idle this long */
+    uint64_t setup_ns;          /* progress this often until checkpoint 1 */
+    const char *vm_name;        /* the VM the primary must have; NULL any */
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "checkpoint/pairing.h"
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "primary/primary.h"
@@ -34,7 +35,10 @@ static const char help[] =
     "      --stall-timeout TIME\n"
     "                       a package unacknowledged, or a write stuck,\n"
     "                       this long: the secondary is dead (default\n"
-    "                       10s)\n";
+    "                       10s)\n"
+    "      --vm-name NAME   the VM's name, in every package and answer\n"
+    "                       ([A-Za-z0-9._-], 1 to 63; default: the\n"
+    "                       image's file name without extension)\n";
 static const char help_end[] =
     "Exit status as ftvm run's: the guest's halt status, 2 bad command\n"
     "line, 120 setup failed (the secondary unreachable without\n"
@@ -56,6 +60,7 @@ int primary_main(int argc, char **argv)
           &o.rep.timing.reconnect_ns },
         { "stall-timeout", 0, OPTIONS_DURATION,
           &o.rep.timing.stall_ns },
+        { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -76,6 +81,12 @@ int primary_main(int argc, char **argv)
         return EXITCODE_OK;
     if (!o.rep.secondary) {
         log_msg("no --secondary HOST:PORT given; see ftvm primary --help");
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    char err[160];
+    if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
+        log_msg("--vm-name: %s", err);
         free(found.guest_args);
         return EXITCODE_USAGE;
     }

@@ -4,6 +4,7 @@
  */
 #include "tools/secondary.h"
 
+#include "checkpoint/pairing.h"
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "daemon/options.h"
@@ -29,7 +30,12 @@ static const char help[] =
     "      --failure-timeout TIME\n"
     "                       silence after which the primary is dead\n"
     "                       (default 300ms)\n"
-    "      --heartbeat TIME HEARTBEAT when idle this long (default 50ms)\n";
+    "      --heartbeat TIME HEARTBEAT when idle this long (default 50ms)\n"
+    "      --setup-timeout TIME\n"
+    "                       until its first checkpoint is applied, a\n"
+    "                       primary must send more than PINGs at least\n"
+    "                       this often, or it is dropped (default 20s)\n"
+    "      --vm-name NAME   serve only a primary whose --vm-name is NAME\n";
 static const char help_end[] =
     "Checkpoints to disk save the RAM cache at a checkpoint boundary,\n"
     "and after a failover the running VM.\n"
@@ -48,12 +54,15 @@ static const char help_end[] =
 int secondary_main(int argc, char **argv)
 {
     secondary_opts o = { .failure_ns = SECONDARY_FAILURE_TIMEOUT_NS,
-                         .heartbeat_ns = SECONDARY_HEARTBEAT_NS };
+                         .heartbeat_ns = SECONDARY_HEARTBEAT_NS,
+                         .setup_ns = SECONDARY_SETUP_TIMEOUT_NS };
     const options_own own[] = {
         { "listen", 0, OPTIONS_STRING, &o.listen },
         { "net", 0, OPTIONS_STRING, &o.net },
         { "failure-timeout", 0, OPTIONS_DURATION, &o.failure_ns },
         { "heartbeat", 0, OPTIONS_DURATION, &o.heartbeat_ns },
+        { "setup-timeout", 0, OPTIONS_DURATION, &o.setup_ns },
+        { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -73,6 +82,15 @@ int secondary_main(int argc, char **argv)
         return EXITCODE_OK;
     if (!o.listen) {
         log_msg("--listen ADDR:PORT is required");
+        return EXITCODE_USAGE;
+    }
+    char err[160];
+    if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
+        log_msg("--vm-name: %s", err);
+        return EXITCODE_USAGE;
+    }
+    if (o.setup_ns == 0) {
+        log_msg("--setup-timeout must be above 0");
         return EXITCODE_USAGE;
     }
     if (o.heartbeat_ns >= o.failure_ns) {
