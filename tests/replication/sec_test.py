@@ -334,14 +334,21 @@ def case_stall():
     sec.expect_exit(0)
 
 
-def case_garbage():
+def refused_by(step):
+    """A fake primary's bring-up, two checkpoints, then step: the stream
+    is refused (SHUT 1, exit 4, no failover).  The secondary's log."""
     ft.needs_kvm()
     sec = Secondary()
-    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "garbage"])
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", step])
     sec.expect_exit(4)
     prim.finished()
     check("shut 1" in prim.lines(), "no SHUT 1:\n%s" % prim.dump())
-    err = sec.err()
+    check(not sec.ticks(), "the secondary ran the guest")
+    return sec.err()
+
+
+def case_garbage():
+    err = refused_by("garbage")
     check("127.0.0.1:" in err and "unknown record type 0x55" in err,
           "the message names neither the primary nor the problem:\n%s" % err)
 
@@ -703,17 +710,10 @@ def case_idle():
 
 
 def case_foreign():
-    ft.needs_kvm()
-    sec = Secondary()
-    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "foreign"])
-    sec.expect_exit(4)
-    prim.finished()
-    check("shut 1" in prim.lines(), "no SHUT 1:\n%s" % prim.dump())
-    err = sec.err()
+    err = refused_by("foreign")
     check("checkpoint 4 is of pairing fake/" in err and
           "a package of another pairing" in err, "log:\n" + err)
     check("refused checkpoint" not in err, "it was NACKed:\n" + err)
-    check(not sec.ticks(), "the secondary ran the guest")
 
 
 def case_vm_name():
