@@ -38,16 +38,17 @@ void pairing_default_name(const char *image, char out[PAIRING_NAME_MAX + 1])
     size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
     if (n > PAIRING_NAME_MAX)
         n = PAIRING_NAME_MAX;
+    memset(out, 0, PAIRING_NAME_MAX + 1);
     for (size_t i = 0; i < n; i++)
         out[i] = name_char(base[i]) ? base[i] : '-';
-    out[n] = '\0';
     if (n == 0)
         snprintf(out, PAIRING_NAME_MAX + 1, "%s", PAIRING_DEFAULT_NAME);
 }
 
 int pairing_draw(pairing *p, const char *name)
 {
-    char copy[sizeof(p->name)];     /* name may be p's own */
+    /* name may be p's own; NUL-padded, as it goes on the wire whole. */
+    char copy[sizeof(p->name)] = { 0 };
     snprintf(copy, sizeof(copy), "%s", name);
     memset(p, 0, sizeof(*p));
     memcpy(p->name, copy, sizeof(copy));

@@ -213,7 +213,10 @@ class FakeSecondary:
         if at < 0 or len(head) < at + 8 + SHAPE_PAIRING_AT + 16 + 64:
             return None
         at += 8 + SHAPE_PAIRING_AT
-        return head[at:at + 16], head[at + 16:at + 80].rstrip(b"\0")
+        name = head[at + 16:at + 80].rstrip(b"\0")
+        check(head[at + 16:at + 80] == name.ljust(64, b"\0"),
+              "the VM name is not NUL-padded: %r" % head[at + 16:at + 80])
+        return head[at:at + 16], name
 
     def drain(self, c):
         try:

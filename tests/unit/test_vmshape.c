@@ -169,6 +169,15 @@ static void test_default_name(void **state)
     assert_string_equal(a.name, "vm");
     b = a;
     assert_true(pairing_equal(&a, &b));
+    /* The name is NUL-padded whole: it goes on the wire as 64 bytes. */
+    memset(&b, 0xa5, sizeof(b));
+    assert_int_equal(pairing_draw(&b, "vm"), 0);
+    for (size_t i = 2; i < sizeof(b.name); i++)
+        assert_int_equal(b.name[i], 0);
+    memset(n, 0xa5, sizeof(n));
+    pairing_default_name("dir/abc.elf", n);
+    for (size_t i = 3; i < sizeof(n); i++)
+        assert_int_equal(n[i], 0);
     /* A new id for the same name, as each bring-up draws. */
     assert_int_equal(pairing_draw(&b, b.name), 0);
     assert_string_equal(b.name, "vm");
