@@ -420,6 +420,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
     uint64_t now = mono_ns();
     st->state = r->state;
     snprintf(st->secondary, sizeof(st->secondary), "%s", r->addr);
+    st->pair = p->shape.pair;
     st->secondaries = r->secondaries;
     st->interval_ns = r->o.interval_ns;
     st->heartbeat_ns = r->o.heartbeat_ns;

@@ -91,6 +91,7 @@ static int create_vm(apply *a, qfile *f, const savevm_section *sec)
                                                  : (uint32_t)bound);
     pthread_mutex_lock(&a->slock);
     a->st.have_vm = true;
+    a->st.pair = shape.pair;
     pthread_mutex_unlock(&a->slock);
     return 0;
 }

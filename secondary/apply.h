@@ -56,6 +56,7 @@ typedef struct apply_opts {
 
 typedef struct apply_stats {
     bool have_vm;               /* "ftvm-vm" made it */
+    pairing pair;               /* ... and its name and pairing id */
     uint64_t applied;           /* checkpoints applied */
     uint64_t last_id;           /* the last one applied, 0 for none */
     uint64_t refused;           /* packages answered NACK */

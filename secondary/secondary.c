@@ -283,6 +283,11 @@ static json_t *replication_json(secondary *s)
     if (st.since_heard_ms >= 0)
         json_object_set_new(r, "last_heard_ms",
                             json_integer(st.since_heard_ms));
+    if (a->have_vm) {
+        char pair[96];
+        json_object_set_new(r, "pairing", json_string(pairing_str(
+                                              &a->pair, pair, sizeof(pair))));
+    }
     return r;
 }
 
@@ -298,6 +303,8 @@ static void hook_status(void *opaque, json_t *r)
         json_object_del(r, "guest_clock_s");
     json_object_set_new(r, "listen",
                         json_string(s->lis ? listener_address(s->lis) : ""));
+    if (s->o->vm_name)
+        json_object_set_new(r, "vm_name", json_string(s->o->vm_name));
     if (s->rx) {
         json_object_set_new(r, "primary", json_string(receiver_peer(s->rx)));
         json_object_set_new(r, "replication", replication_json(s));

@@ -327,6 +327,11 @@ def case_basic():
     check(st["role"] == "primary" and st["secondary"] == addr,
           "role/secondary: %s" % st)
     check(st["vm_state"] == "running", "vm_state %s" % st["vm_state"])
+    check(st["vm_name"] == "counter" and
+          re.match(r"^counter/[0-9a-f]{8}$", st["pairing"]),
+          "vm_name %r, pairing %r" % (st["vm_name"], st["pairing"]))
+    check(status(ssock)["replication"]["pairing"] == st["pairing"],
+          "the secondary's pairing: %r" % status(ssock)["replication"])
     for k in ["checkpoint", "pause_ms", "ack_ms", "dirty_pages",
               "package_bytes", "output", "heartbeat", "nacks",
               "last_error"]:

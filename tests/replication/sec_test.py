@@ -726,8 +726,13 @@ def case_vm_name():
           "(--vm-name)" in sec.err(), "log:\n" + sec.err())
     prim.wait(ft.scaled(20))
     check(sec.status()["state"] == "waiting", "not waiting")
-    prim = FakePrimary("primary-2", sec.addr, ["bringup", "ckpt:2", "eof"],
-                       vm_name="db-7")
+    prim = FakePrimary("primary-2", sec.addr, ["bringup", "ckpt:2", "wait",
+                                               "eof"], vm_name="db-7")
+    prim.wait_line("waiting")
+    s = sec.status()
+    check(s["vm_name"] == "db-7" and
+          s["replication"]["pairing"].startswith("db-7/"), "status %r" % s)
+    prim.go_on()
     sec.expect_exit(0)
     prim.finished()
     check(len(prim.acks()) == 3, "ACKs %r" % prim.acks())
