@@ -4,11 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,9 +19,11 @@
 #define TMP_SUFFIX ".tmp"
 
 struct ckptfile_txn {
+    int dirfd;
     char dir[PATH_MAX];
-    char tmp[PATH_MAX];
-    char final[PATH_MAX];
+    char tmp[NAME_MAX + 1];     /* in dir */
+    char name[NAME_MAX + 1];    /* the final name, in dir */
+    char final[PATH_MAX];       /* dir/name, for messages and callers */
     int fd;
     qfile *f;
     uint64_t seq;
@@ -48,6 +52,18 @@ static bool is_stale_tmp(const char *name)
            strcmp(name + n - sl, TMP_SUFFIX) == 0;
 }
 
+/*
+ * Only regular files of this process's user are its checkpoints: in a
+ * directory others can write, a symlink or someone else's file under a
+ * checkpoint's name is neither counted, nor pruned, nor the latest.
+ */
+static bool ours(DIR *d, const char *name)
+{
+    struct stat st;
+    return fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(st.st_mode) && st.st_uid == geteuid();
+}
+
 /* Sorted sequence numbers of the checkpoints in dir (caller frees). */
 static int list_seqs(const char *dir, long long **out, size_t *n)
 {
@@ -59,7 +75,7 @@ static int list_seqs(const char *dir, long long **out, size_t *n)
     struct dirent *e;
     while ((e = readdir(d))) {
         long long s = seq_of(e->d_name);
-        if (s < 0)
+        if (s < 0 || !ours(d, e->d_name))
             continue;
         if (cnt == cap) {
             cap = cap ? cap * 2 : 16;
@@ -95,8 +111,8 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
-static int open_txn(ckptfile_txn **out, const char *dir, const char *final,
-                    const char *tmp, char *err, size_t errlen);
+static int open_txn(ckptfile_txn **out, const char *dir, const char *name,
+                    char *err, size_t errlen);
 
 int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
                    size_t errlen)
@@ -118,12 +134,9 @@ int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
     long long next = n ? seqs[n - 1] + 1 : 1;
     free(seqs);
 
-    char final[PATH_MAX], tmp[PATH_MAX];
-    snprintf(final, sizeof(final), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX, dir,
-             next);
-    snprintf(tmp, sizeof(tmp),
-             "%s/" TMP_PREFIX "%08lld" CKPTFILE_SUFFIX TMP_SUFFIX, dir, next);
-    r = open_txn(out, dir, final, tmp, err, errlen);
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof(name), PREFIX "%08lld" CKPTFILE_SUFFIX, next);
+    r = open_txn(out, dir, name, err, errlen);
     if (r == 0)
         (*out)->seq = (uint64_t)next;
     return r;
@@ -132,40 +145,74 @@ int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
 int ckptfile_begin_file(ckptfile_txn **out, const char *path, char *err,
                         size_t errlen)
 {
-    char dir[PATH_MAX], tmp[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
+    char dir[PATH_MAX];
+    if ((size_t)snprintf(dir, sizeof(dir), "%s", path) >= sizeof(dir)) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -ENAMETOOLONG;
+    }
     char *slash = strrchr(dir, '/');
+    const char *name = slash ? path + (slash - dir) + 1 : path;
     if (!slash)
         snprintf(dir, sizeof(dir), ".");
     else if (slash == dir)
         dir[1] = '\0';
     else
         *slash = '\0';
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s" TMP_SUFFIX, path) >=
-        sizeof(tmp)) {
-        snprintf(err, errlen, "%s: path too long", path);
-        return -ENAMETOOLONG;
+    if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+        strlen(name) > NAME_MAX) {
+        snprintf(err, errlen, "%s: not a file name", path);
+        return -EINVAL;
     }
-    return open_txn(out, dir, path, tmp, err, errlen);
+    return open_txn(out, dir, name, err, errlen);
 }
 
-static int open_txn(ckptfile_txn **out, const char *dir, const char *final,
-                    const char *tmp, char *err, size_t errlen)
+/*
+ * A name nobody can have prepared: a symlink planted under a name known in
+ * advance would otherwise make the process write guest RAM wherever it
+ * points, with the process's rights.  O_EXCL|O_NOFOLLOW refuse anything
+ * already there, link or not.
+ */
+static int create_tmp(ckptfile_txn *t)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t rnd;
+        if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+            return -errno;
+        snprintf(t->tmp, sizeof(t->tmp), TMP_PREFIX "%016" PRIx64 TMP_SUFFIX,
+                 rnd);
+        t->fd = openat(t->dirfd, t->tmp,
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                       0600);
+        if (t->fd >= 0)
+            return 0;
+        if (errno != EEXIST)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
+static int open_txn(ckptfile_txn **out, const char *dir, const char *name,
+                    char *err, size_t errlen)
 {
     ckptfile_txn *t = calloc(1, sizeof(*t));
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    t->fd = -1;
     snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    snprintf(t->final, sizeof(t->final), "%s", final);
-    snprintf(t->tmp, sizeof(t->tmp), "%s", tmp);
-    t->fd = open(t->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (t->fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "%s: %s", t->tmp, strerror(e));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    snprintf(t->final, sizeof(t->final), "%s%s%s", dir,
+             strcmp(dir, "/") == 0 ? "" : "/", name);
+    t->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = t->dirfd < 0 ? -errno : create_tmp(t);
+    if (r < 0) {
+        snprintf(err, errlen, "%s: %s", t->dirfd < 0 ? dir : t->final,
+                 strerror(-r));
+        if (t->dirfd >= 0)
+            close(t->dirfd);
         free(t);
-        return -e;
+        return r;
     }
     t->f = qfile_open_fd(t->fd, QFILE_WRITE, t->final);
     if (!t->f) {
@@ -197,7 +244,8 @@ void ckptfile_abort(ckptfile_txn *t)
     qfile_close(t->f);
     if (t->fd >= 0)
         close(t->fd);
-    unlink(t->tmp);
+    unlinkat(t->dirfd, t->tmp, 0);
+    close(t->dirfd);
     free(t);
 }
 
@@ -208,7 +256,7 @@ int ckptfile_commit(ckptfile_txn *t, char *err, size_t errlen)
         snprintf(err, errlen, "%s", qfile_errmsg(t->f));
     } else if (fsync(t->fd) < 0) {
         r = -errno;
-        snprintf(err, errlen, "%s: fsync: %s", t->tmp, strerror(-r));
+        snprintf(err, errlen, "%s: fsync: %s", t->final, strerror(-r));
     }
     if (r == 0) {
         qfile_close(t->f);
@@ -216,20 +264,25 @@ int ckptfile_commit(ckptfile_txn *t, char *err, size_t errlen)
         r = close(t->fd) < 0 ? -errno : 0;
         t->fd = -1;
         if (r < 0)
-            snprintf(err, errlen, "%s: close: %s", t->tmp, strerror(-r));
+            snprintf(err, errlen, "%s: close: %s", t->final, strerror(-r));
     }
-    if (r == 0 && rename(t->tmp, t->final) < 0) {
+    /*
+     * rename replaces whatever has the final name, a symlink included: the
+     * link is replaced, never followed, so its target is left alone.
+     */
+    if (r == 0 && renameat(t->dirfd, t->tmp, t->dirfd, t->name) < 0) {
         r = -errno;
-        snprintf(err, errlen, "rename %s to %s: %s", t->tmp, t->final,
+        snprintf(err, errlen, "%s: rename into place: %s", t->final,
                  strerror(-r));
     }
     if (r < 0) {
         ckptfile_abort(t);
         return r;
     }
-    r = fsync_dir(t->dir);
+    r = fsync(t->dirfd) < 0 ? -errno : 0;
     if (r < 0)
         snprintf(err, errlen, "%s: fsync: %s", t->dir, strerror(-r));
+    close(t->dirfd);
     free(t);
     return r;
 }
@@ -256,7 +309,7 @@ int ckptfile_prune(const char *dir, unsigned keep)
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (!is_stale_tmp(e->d_name))
+        if (!is_stale_tmp(e->d_name) || !ours(d, e->d_name))
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         if (unlink(path) == 0)

@@ -8,8 +8,17 @@
  * half-written file under a checkpoint's name.  A failed write (a full
  * disk, say) removes the temporary file and leaves the others alone.
  *
+ * The temporary file gets a random name (.ckpt-<64 random bits>.tmp) and
+ * is created with O_EXCL|O_NOFOLLOW, mode 0600: in a directory others can
+ * write, nothing planted there in advance (a symlink to /etc/shadow, say)
+ * is opened, truncated or written through.  The rename replaces whatever
+ * holds the final name, a symlink included, without following it.
+ *
  * Files are named ckpt-NNNNNNNN.ftvm with a sequence number one above the
- * highest already in the directory, so name order is age order.
+ * highest already in the directory, so name order is age order.  Only
+ * regular files of this process's user count as checkpoints (for the
+ * numbering, pruning and the latest): a symlink or another user's file
+ * under such a name is not one.
  */
 #ifndef FTVM_CHECKPOINT_CKPTFILE_H
 #define FTVM_CHECKPOINT_CKPTFILE_H
@@ -30,8 +39,8 @@ typedef struct ckptfile_txn ckptfile_txn;
 int ckptfile_begin(ckptfile_txn **out, const char *dir, char *err,
                    size_t errlen);
 /*
- * Starts a checkpoint that replaces exactly path on commit (written as
- * PATH.tmp beside it).  Same contract as ckptfile_begin.
+ * Starts a checkpoint that replaces exactly path on commit (written under
+ * a random temporary name beside it).  Same contract as ckptfile_begin.
  */
 int ckptfile_begin_file(ckptfile_txn **out, const char *path, char *err,
                         size_t errlen);

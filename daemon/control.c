@@ -282,6 +282,27 @@ static int clear_stale(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * The socket's directory, when missing, is made 0700: one only the owner
+ * can enter.  An existing directory is used as it is (its mode is the
+ * operator's choice); the socket itself is 0600 either way.
+ */
+static int socket_dir(const char *path, char *err, size_t errlen)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, errlen, "control socket %s: cannot create %s: %s",
+                 path, dir, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
 int control_server_new(control_server **out, struct event_base *base,
                        const char *path, const char *role, char *err,
                        size_t errlen)
@@ -292,7 +313,9 @@ int control_server_new(control_server **out, struct event_base *base,
                  sizeof(sun.sun_path) - 1, path);
         return -ENAMETOOLONG;
     }
-    int r = clear_stale(path, err, errlen);
+    int r = socket_dir(path, err, errlen);
+    if (r == 0)
+        r = clear_stale(path, err, errlen);
     if (r < 0)
         return r;
     /*

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -61,6 +62,39 @@ static json_t *build_args(const char *cmd, int argc, char **argv)
         }
     }
     return args;
+}
+
+/*
+ * save's file, made absolute here: the process resolves nothing in its own
+ * working directory (which is not the caller's) and refuses relative
+ * paths.  The directory must exist; the file need not.
+ */
+static int absolute_file(json_t *args)
+{
+    const char *file = json_string_value(json_object_get(args, "file"));
+    if (!file || !*file)
+        return 0;   /* the process says what is missing */
+    const char *slash = strrchr(file, '/');
+    const char *base = slash ? slash + 1 : file;
+    char dir[PATH_MAX], real[PATH_MAX];
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s",
+                 slash == file ? 1 : (int)(slash - file), file);
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        log_msg("save: '%s' names a directory, not a file", file);
+        return -1;
+    }
+    if (!realpath(dir, real)) {
+        log_msg("save: %s: directory %s: %s", file, dir, strerror(errno));
+        return -1;
+    }
+    char abs[PATH_MAX + NAME_MAX + 2];
+    snprintf(abs, sizeof(abs), "%s%s%s", real,
+             strcmp(real, "/") == 0 ? "" : "/", base);
+    json_object_set_new(args, "file", json_string(abs));
+    return 0;
 }
 
 static int connect_to(const char *path)
@@ -212,6 +246,10 @@ int ctlclient_run(const char *sock, const char *cmd, int argc, char **argv,
                   bool as_json)
 {
     json_t *args = build_args(cmd, argc, argv);
+    if (args && strcmp(cmd, "save") == 0 && absolute_file(args) < 0) {
+        json_decref(args);
+        args = NULL;
+    }
     json_t *r = args ? request(sock, cmd, args) : NULL;
     if (!r)
         return CTLCLIENT_FAILED;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "daemon/exitcode.h"
+#include "daemon/log.h"
 
 struct daemon_process {
     daemon_opts o;
@@ -123,10 +124,19 @@ vmctl *daemon_vmctl(daemon_process *d)
     return d->vc;
 }
 
+/* The console's writer's word on dropped output, rate-limited there. */
+static void console_warn(void *opaque, const char *msg)
+{
+    (void)opaque;
+    log_msg("%s", msg);
+}
+
 void daemon_set_vm(daemon_process *d, vm *v)
 {
     d->v = v;
     vmctl_set_vm(d->vc, v);
+    if (v && vm_console(v))
+        conout_set_warn(vm_console(v), console_warn, NULL);
 }
 
 int daemon_signal(const daemon_process *d)

@@ -10,7 +10,11 @@
 void log_init(const char *who);
 /* Who speaks: "ftvm" until log_init. */
 const char *log_who(void);
-/* "WHO: text\n" on stderr, written at once. */
+/*
+ * "WHO: text\n" on stderr in one write, at once, or not at all when
+ * stderr has no room now (a pipe nobody reads): logging never waits.
+ * Lines are cut at PIPE_BUF bytes.
+ */
 __attribute__((format(printf, 1, 2)))
 void log_msg(const char *fmt, ...);
 

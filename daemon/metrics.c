@@ -2,10 +2,6 @@
 #include "daemon/metrics.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,13 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/httpget.h"
 #include "daemon/log.h"
 #include "daemon/parse.h"
-
-/* A scrape is one short GET: anything bigger is not one. */
-#define METRICS_MAX_HEADERS 8192
-#define METRICS_MAX_BODY 1024
-#define METRICS_TIMEOUT_S 10
 
 struct metrics_writer {
     char *s;
@@ -29,7 +21,7 @@ struct metrics_writer {
 };
 
 struct metrics {
-    struct evhttp *http;
+    httpget *http;
     metrics_collect_fn fn;
     void *opaque;
 };
@@ -262,8 +254,10 @@ void metrics_writer_free(metrics_writer *w)
     free(w);
 }
 
-static void scrape(metrics *m, struct evhttp_request *req)
+/* The body of GET /metrics: the owner's families, written now. */
+static int scrape(void *opaque, char **body, size_t *len)
 {
+    metrics *m = opaque;
     metrics_writer *w = metrics_writer_new();
     const char *err = "out of memory";
     const char *text = NULL;
@@ -271,53 +265,32 @@ static void scrape(metrics *m, struct evhttp_request *req)
         m->fn(m->opaque, w);
         text = metrics_writer_text(w, &err);
     }
-    struct evbuffer *out = text ? evbuffer_new() : NULL;
-    if (out && evbuffer_add(out, text, strlen(text)) == 0) {
-        evhttp_add_header(evhttp_request_get_output_headers(req),
-                          "Content-Type",
-                          "text/plain; version=0.0.4; charset=utf-8");
-        evhttp_send_reply(req, HTTP_OK, "OK", out);
-    } else {
-        if (text)
-            err = "out of memory";
+    *body = text ? strdup(text) : NULL;
+    if (!*body && text)
+        err = "out of memory";
+    if (!*body)
         log_msg("metrics: cannot answer a scrape: %s", err);
-        evhttp_send_error(req, HTTP_INTERNAL, NULL);
-    }
-    if (out)
-        evbuffer_free(out);
-    metrics_writer_free(w);
-}
-
-/* evhttp_send_error would drop the Allow header a 405 must carry. */
-static void refuse_request(struct evhttp_request *req, int code,
-                           const char *reason, const char *text)
-{
-    struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        evhttp_send_error(req, code, reason);
-        return;
-    }
-    evhttp_add_header(hdr, "Content-Type", "text/plain; charset=utf-8");
-    if (code == 405)
-        evhttp_add_header(hdr, "Allow", "GET");
-    evbuffer_add_printf(out, "%s\n", text);
-    evhttp_send_reply(req, code, reason, out);
-    evbuffer_free(out);
-}
-
-static void on_request(struct evhttp_request *req, void *arg)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (!path || strcmp(path, "/metrics") != 0)
-        refuse_request(req, HTTP_NOTFOUND, "Not Found",
-                       "ftvm serves only GET /metrics");
-    else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
-        refuse_request(req, 405, "Method Not Allowed",
-                       "only GET /metrics");
     else
-        scrape(arg, req);
+        *len = strlen(*body);
+    metrics_writer_free(w);
+    return *body ? 0 : -ENOMEM;
+}
+
+/*
+ * "PORT" and ":PORT" are 127.0.0.1: an endpoint is not exposed beyond
+ * the host unless an address says so.
+ */
+static int parse_addr(const char *addr, char *host, size_t hostlen,
+                      uint16_t *port)
+{
+    long p;
+    if (parse_count(addr, 1, 65535, &p) == 0) {
+        host[0] = '\0';
+        *port = (uint16_t)p;
+        return 0;
+    }
+    return parse_hostport(addr, host, hostlen, port) < 0 || *port == 0
+               ? -EINVAL : 0;
 }
 
 int metrics_new(metrics **out, struct event_base *base, const char *addr,
@@ -325,9 +298,10 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
 {
     char host[128];
     uint16_t port;
-    if (parse_hostport(addr, host, sizeof(host), &port) < 0 || port == 0) {
-        snprintf(err, errlen, "--metrics '%s': expected [ADDR]:PORT, e.g. "
-                 ":9100 (127.0.0.1) or 0.0.0.0:9100", addr);
+    if (parse_addr(addr, host, sizeof(host), &port) < 0) {
+        snprintf(err, errlen, "--metrics '%s': expected [ADDR:]PORT, e.g. "
+                 "9100 or :9100 (127.0.0.1), 0.0.0.0:9100 or [::1]:9100",
+                 addr);
         return -EINVAL;
     }
     metrics *m = calloc(1, sizeof(*m));
@@ -337,31 +311,15 @@ int metrics_new(metrics **out, struct event_base *base, const char *addr,
     }
     m->fn = fn;
     m->opaque = opaque;
-    m->http = evhttp_new(base);
-    if (!m->http) {
-        snprintf(err, errlen, "out of memory");
-        metrics_free(m);
-        return -ENOMEM;
+    char why[256];
+    int r = httpget_new(&m->http, base, host, port, "/metrics",
+                        "text/plain; version=0.0.4; charset=utf-8", scrape,
+                        m, why, sizeof(why));
+    if (r < 0) {
+        snprintf(err, errlen, "--metrics %s: %s", addr, why);
+        free(m);
+        return r;
     }
-    errno = 0;
-    if (evhttp_bind_socket(m->http, host[0] ? host : "127.0.0.1",
-                           port) < 0) {
-        int e = errno ? errno : EADDRNOTAVAIL;
-        snprintf(err, errlen, "--metrics %s: cannot listen: %s", addr,
-                 strerror(e));
-        metrics_free(m);
-        return -e;
-    }
-    /* Every method reaches on_request, so that the answer is 405. */
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-                               EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                               EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                               EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
-                               EVHTTP_REQ_PATCH);
-    evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
-    evhttp_set_max_body_size(m->http, METRICS_MAX_BODY);
-    evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);
-    evhttp_set_gencb(m->http, on_request, m);
     *out = m;
     return 0;
 }
@@ -370,7 +328,6 @@ void metrics_free(metrics *m)
 {
     if (!m)
         return;
-    if (m->http)
-        evhttp_free(m->http);
+    httpget_free(m->http);
     free(m);
 }

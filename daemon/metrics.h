@@ -1,6 +1,6 @@
 /*
  * metrics: a Prometheus endpoint (text exposition format 0.0.4) for an
- * ftvm process, on its event loop, off unless --metrics ADDR:PORT.
+ * ftvm process, on its event loop, off unless --metrics [ADDR:]PORT.
  *
  * Each scrape asks the owner's collect function to write its families
  * with the writer calls below; every family gets its HELP and TYPE lines.
@@ -63,9 +63,9 @@ typedef struct metrics metrics;
 
 /*
  * Serves fn's families on addr: "127.0.0.1:9100", "[::1]:9100",
- * "0.0.0.0:9100" for every IPv4 address, ":9100" for 127.0.0.1 (an
- * endpoint is not exposed beyond the host unless asked for).  0, or
- * -errno with a message naming addr.
+ * "0.0.0.0:9100" for every IPv4 address, "9100" or ":9100" for 127.0.0.1
+ * (an endpoint is not exposed beyond the host unless asked for), with
+ * httpget.h's bounds.  0, or -errno with a message naming addr.
  */
 int metrics_new(metrics **out, struct event_base *base, const char *addr,
                 metrics_collect_fn fn, void *opaque, char *err,

@@ -51,9 +51,9 @@ static const char vm_help[] =
 static const char process_help[] =
     "the process:\n"
     "      --control PATH   a control socket for ftvmctl (mode 0600)\n"
-    "      --metrics [ADDR]:PORT\n"
+    "      --metrics [ADDR:]PORT\n"
     "                       Prometheus metrics at /metrics (off unless\n"
-    "                       given; :PORT is 127.0.0.1, 0.0.0.0:PORT\n"
+    "                       given; PORT is 127.0.0.1, 0.0.0.0:PORT\n"
     "                       every address; docs/metrics.md)\n";
 static const char checkpoint_help[] =
     "checkpoints to disk:\n"

@@ -177,6 +177,16 @@ json_t *vmctl_status(vmctl *c)
     if (c->last_error[0])
         json_object_set_new(ck, "last_error", json_string(c->last_error));
     json_object_set_new(r, "checkpoints", ck);
+    conout *con = vm_console(c->v);
+    if (con) {
+        conout_stats cs;
+        conout_get_stats(con, &cs);
+        json_object_set_new(r, "console", json_pack(
+            "{s:I, s:I, s:I}",
+            "written_bytes", (json_int_t)cs.written_bytes,
+            "dropped_bytes", (json_int_t)cs.dropped_bytes,
+            "buffered_bytes", (json_int_t)cs.buffered_bytes));
+    }
     net_dev *n = vm_net(c->v);
     if (n) {
         net_stats ns;
@@ -243,6 +253,21 @@ void vmctl_metrics(vmctl *c, metrics_writer *w)
     metrics_gauge(w, "ftvm_vm_longest_pause_seconds",
                   "the longest such pause since the VM started",
                   ps.max_total_ns / 1e9);
+    conout *con = vm_console(c->v);
+    if (con) {
+        conout_stats cs;
+        conout_get_stats(con, &cs);
+        metrics_counter(w, "ftvm_console_written_bytes_total",
+                        "console bytes of the guest written to stdout",
+                        (double)cs.written_bytes);
+        metrics_counter(w, "ftvm_console_dropped_bytes_total",
+                        "console bytes of the guest dropped: stdout not "
+                        "read fast enough (its buffer full), or failed",
+                        (double)cs.dropped_bytes);
+        metrics_gauge(w, "ftvm_console_buffered_bytes",
+                      "console bytes waiting for stdout to take them",
+                      (double)cs.buffered_bytes);
+    }
     net_dev *n = vm_net(c->v);
     if (!n)
         return;
@@ -292,10 +317,8 @@ static control_outcome cmd_pause(void *opaque, control_req *req, json_t *args,
                  "paused" : "stopped");
         return CONTROL_DONE;
     }
-    *rc = vm_pause(c->v);
-    if (*rc < 0)
-        snprintf(err, errlen, "pause failed: %s", strerror(-*rc));
-    else
+    *rc = vm_pause(c->v, err, errlen);
+    if (*rc == 0)
         c->user_paused = true;
     return CONTROL_DONE;
 }
@@ -329,6 +352,13 @@ static control_outcome cmd_save(void *opaque, control_req *req, json_t *args,
     if (!file || !*file) {
         *rc = -EINVAL;
         snprintf(err, errlen, "save needs a file: save FILE");
+        return CONTROL_DONE;
+    }
+    /* This process's working directory is nobody's business but its own. */
+    if (file[0] != '/') {
+        *rc = -EINVAL;
+        snprintf(err, errlen, "save: '%s' is not an absolute path (ftvmctl "
+                 "makes FILE absolute; a raw client must)", file);
         return CONTROL_DONE;
     }
     *rc = start_snap(c, SNAPSHOT_TO_FILE, file, req, err, errlen);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/ckptfile.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
@@ -31,6 +32,12 @@ typedef struct inspector {
      * apply pass of a package that follows runs no sum to check them by.
      */
     json_t *checked;
+    /*
+     * The stream at the top level, and where its EOF byte must be: a
+     * trailer there is a checkpoint file's, whose place is fixed.
+     */
+    const qfile *top;
+    size_t end;
 } inspector;
 
 static json_t *find_device(const inspector *in, const savevm_section *sec)
@@ -58,6 +65,17 @@ static int on_trailer(inspector *in, qfile *f, const savevm_section *sec,
                       savevm_pass pass)
 {
     char key[32];
+    /*
+     * A checkpoint file's trailer is its last record before EOF: one
+     * anywhere else would vouch for less than what follows it.
+     */
+    uint64_t want = trailer_body_at_end(in->end);
+    if (f == in->top && qfile_tell(f) != want)
+        return qfile_fail(f, -EBADMSG,
+                          "a '%s' section that is not the checkpoint's "
+                          "last record before EOF (its body would be at "
+                          "byte %" PRIu64 "): what follows it is not "
+                          "covered by its checksum", TRAILER_IDSTR, want);
     snprintf(key, sizeof(key), "%" PRIu64, qfile_base(f) + qfile_tell(f));
     json_t *seen = json_object_get(in->checked, key);
     json_t *seal;
@@ -292,16 +310,17 @@ static int extract_ram(const inspector *seen, const uint8_t *data,
             if (*c == '/')
                 *c = '_';
         snprintf(path, sizeof(path), "%s/%s", dir, fname);
-        FILE *o = fopen(path, "wb");
-        if (!o || fwrite(blocks[i].host, 1, blocks[i].length, o) !=
-                      blocks[i].length) {
-            r = -errno;
-            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
+        /* Written as checkpoints are: nothing planted in dir is followed. */
+        ckptfile_txn *t;
+        char werr[512];
+        r = ckptfile_begin_file(&t, path, werr, sizeof(werr));
+        if (r == 0) {
+            qfile_put_buf(ckptfile_stream(t), blocks[i].host,
+                          blocks[i].length);
+            r = ckptfile_commit(t, werr, sizeof(werr));
         }
-        if (o && fclose(o) != 0 && r == 0) {
-            r = -errno;
-            fprintf(stderr, "inspect: %s: %s\n", path, strerror(errno));
-        }
+        if (r < 0)
+            fprintf(stderr, "inspect: %s\n", werr);
         json_array_append_new(files, json_pack("{s:s, s:s}", "block",
                                                blocks[i].name, "file", path));
     }
@@ -347,6 +366,8 @@ int inspect_show(const uint8_t *data, size_t len, const char *name,
     if (!f)
         return 2;
     qfile_crc_start(f);
+    in.top = f;
+    in.end = vmdesc_at;
     int r = walk(&in, f, res, vmdesc_at);
     int xr = 0;
     if (r == 0 && opts->extract_dir && in.ram)

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "devstate/vmdesc.h"
 #include "devstate/vmstate.h"
@@ -113,6 +115,69 @@ int trailer_load(qfile *f, const savevm_section *sec, trailer_info *out)
                           "mismatch (stored %08" PRIx32 ", computed %08" PRIx32
                           "): the checkpoint is corrupt",
                           out->id, out->crc, want);
+    return 0;
+}
+
+static uint32_t be32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t be64_at(const uint8_t *p)
+{
+    return (uint64_t)be32_at(p) << 32 | be32_at(p + 4);
+}
+
+/* type, section id, counted idstr, instance, version */
+#define HDR_BYTES (1 + 4 + 1 + sizeof(TRAILER_IDSTR) - 1 + 4 + 4)
+
+uint64_t trailer_body_at_end(size_t end)
+{
+    return end < 8 + TRAILER_FILE_BYTES + 1
+               ? 0 : end - 1 - TRAILER_FILE_BYTES + HDR_BYTES;
+}
+
+int trailer_find_end(const uint8_t *d, size_t end, trailer_info *out,
+                     uint64_t *body_at, char *err, size_t errlen)
+{
+    const size_t hdr = HDR_BYTES;
+
+    if (trailer_body_at_end(end) == 0) {
+        snprintf(err, errlen, "byte %zu: the stream is too short to end "
+                 "with a checkpoint trailer and EOF", end);
+        return -EBADMSG;
+    }
+    if (d[end - 1] != SAVEVM_EOF) {
+        snprintf(err, errlen, "byte %zu: expected EOF (0x00) as the "
+                 "stream's last byte, found 0x%02x", end - 1, d[end - 1]);
+        return -EBADMSG;
+    }
+    size_t at = end - 1 - TRAILER_FILE_BYTES;
+    const uint8_t *p = d + at;
+    const uint8_t *foot = p + TRAILER_FILE_BYTES - 5;
+    if (p[0] != SAVEVM_SECTION_FULL || p[5] != strlen(TRAILER_IDSTR) ||
+        memcmp(p + 6, TRAILER_IDSTR, strlen(TRAILER_IDSTR)) != 0 ||
+        be32_at(p + hdr - 8) != 0 || be32_at(p + hdr - 4) !=
+        TRAILER_VERSION || foot[0] != SAVEVM_SECTION_FOOTER ||
+        be32_at(foot + 1) != be32_at(p + 1)) {
+        snprintf(err, errlen, "byte %zu: the last record before EOF is not "
+                 "the checkpoint's '%s' trailer: a checkpoint ends with it, "
+                 "so that its checksum covers every byte before it", at,
+                 TRAILER_IDSTR);
+        return -EBADMSG;
+    }
+    out->id = be64_at(p + hdr);
+    out->covered = be64_at(p + hdr + 8);
+    out->crc = be32_at(p + hdr + 16);
+    if (out->covered != at + hdr) {
+        snprintf(err, errlen, "byte %zu: checkpoint %" PRIu64 ": its "
+                 "checksum covers %" PRIu64 " bytes, but %zu precede it: "
+                 "bytes were lost or added", at + hdr, out->id,
+                 out->covered, at + hdr);
+        return -EBADMSG;
+    }
+    *body_at = at + hdr;
     return 0;
 }
 

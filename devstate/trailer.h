@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "checkpoint/pairing.h"
@@ -51,6 +52,29 @@ int trailer_put_desc(qfile *f, uint32_t section_id, uint64_t id,
  * byte.  0, or -EBADMSG / -EINVAL / -ENOTSUP latched on f with a message.
  */
 int trailer_load(qfile *f, const savevm_section *sec, trailer_info *out);
+/*
+ * Where a checkpoint file's trailer must sit (docs/checkpoints.md): as the
+ * last record before the stream's EOF byte, which is the byte just before
+ * end (the offset of the VM description, or the length of a stream
+ * without one).  Nothing may come between the trailer and EOF: state
+ * there would be loaded although no sum covers it.  Checks the framing at
+ * that place (a FULL "ftvm-ckpt" section, instance 0, version 1, and its
+ * footer) and that the sum claims to cover every byte before its body;
+ * the sum itself is checked by trailer_load as the stream is read.  Sets
+ * *body_at to the body's offset (where a loader calls trailer_load) and
+ * *out to the fields.  0, or -EBADMSG with a message naming the byte in
+ * err.
+ */
+#define TRAILER_FILE_BYTES 48u  /* the section, header to footer */
+int trailer_find_end(const uint8_t *d, size_t end, trailer_info *out,
+                     uint64_t *body_at, char *err, size_t errlen);
+/*
+ * The offset of that body for a stream whose end is end, or 0 when it is
+ * too short to hold a trailer: for a loader that meets a trailer and must
+ * tell whether it is the one that ends the stream.
+ */
+uint64_t trailer_body_at_end(size_t end);
+
 /*
  * Reads a trailer's body without checking the sum: for the apply pass of
  * a package, whose sum its validate pass checked (savevm.h).

@@ -100,7 +100,17 @@ void cycle_take(replicator *p)
     package_stats ps;
     uint64_t t0 = mono_ns();
     protection_started(&p->prot, t0);
-    vm_pause(p->v);
+    char perr[512];
+    if (vm_pause(p->v, perr, sizeof(perr)) < 0) {
+        /*
+         * Nothing was taken (no dirty bit cleared, no epoch marked): the
+         * same checkpoint is tried again in an interval.
+         */
+        replicator_say(p, "checkpoint %" PRIu64 " not taken: %s", id, perr);
+        cycle_pool_put(p, q);
+        cycle_arm(p);
+        return;
+    }
     if (vm_get_state(p->v) == VM_STOPPED) {
         char ignored[64];
         vm_resume(p->v, ignored, sizeof(ignored));

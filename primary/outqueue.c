@@ -1,12 +1,13 @@
 /*
  * outqueue: see outqueue.h.
  *
- * Two locks keep the output in order without making a vCPU wait on a slow
- * reader of stdout, or a slow network peer, while the loop releases: lock
- * guards the queue and the counters, wlock is held across every write to
- * the console fd and every send to the frame sink.  A writer takes wlock
- * before it drops lock, so whoever took items off the queue (or decided
- * to send through) first also sends first.
+ * Two locks keep the output in order without making a vCPU wait while
+ * the loop releases: lock guards the queue and the counters, wlock is
+ * held across every hand-over to the console sink and every send to the
+ * frame sink.  A writer takes wlock before it drops lock, so whoever took
+ * items off the queue (or decided to send through) first also sends
+ * first.  Neither sink waits for a reader (the console's is a conout, the
+ * frame sink sends without waiting), so neither lock is held long.
  */
 #include "primary/outqueue.h"
 
@@ -14,7 +15,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "vm/mono.h"
 #include "vm/net.h"
@@ -31,7 +31,8 @@ typedef struct item {
 } item;
 
 struct outqueue {
-    int fd;
+    hc_console_fn console;
+    void *console_opaque;
     outqueue_send_fn send;
     void *send_opaque;
     size_t limit_frames, limit_bytes;
@@ -50,12 +51,11 @@ struct outqueue {
     sampler delay;
 };
 
-int outqueue_new(outqueue **out, int console_fd)
+int outqueue_new(outqueue **out)
 {
     outqueue *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
-    q->fd = console_fd;
     q->limit_frames = OUTQUEUE_EPOCH_FRAMES;
     q->limit_bytes = OUTQUEUE_EPOCH_BYTES;
     pthread_mutex_init(&q->lock, NULL);
@@ -85,6 +85,14 @@ void outqueue_free(outqueue *q)
     free(q);
 }
 
+void outqueue_set_console_sink(outqueue *q, hc_console_fn fn, void *opaque)
+{
+    pthread_mutex_lock(&q->lock);
+    q->console = fn;
+    q->console_opaque = opaque;
+    pthread_mutex_unlock(&q->lock);
+}
+
 void outqueue_set_frame_sink(outqueue *q, outqueue_send_fn fn, void *opaque)
 {
     pthread_mutex_lock(&q->lock);
@@ -93,50 +101,32 @@ void outqueue_set_frame_sink(outqueue *q, outqueue_send_fn fn, void *opaque)
     pthread_mutex_unlock(&q->lock);
 }
 
-int outqueue_net_send(void *net, const void *frame, size_t len,
-                      bool may_wait)
+int outqueue_net_send(void *net, const void *frame, size_t len)
 {
-    return net_transmit(net, frame, len, may_wait);
+    return net_transmit(net, frame, len, false);
 }
 
 /* ---- sending, with wlock held ---- */
-
-/* Returns the bytes that could not be written. */
-static size_t write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return len;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* What sending a list (or one item) did, for the counters. */
 typedef struct sent {
     uint64_t console_bytes, console_lost, frames;
 } sent;
 
-/*
- * Sends one item.  *may_wait is cleared once the frame sink found no
- * room, so a release waits for a peer that does not read only once.
- */
-static int send_item(outqueue *q, const item *it, const void *data,
-                     bool *may_wait, sent *s)
+/* Sends one item. */
+static int send_item(outqueue *q, const item *it, const void *data, sent *s)
 {
     if (it->kind == ITEM_CONSOLE) {
-        s->console_bytes += it->len;
-        s->console_lost += write_all(q->fd, data, it->len);
+        if (q->console) {
+            q->console(q->console_opaque, data, it->len);
+            s->console_bytes += it->len;
+        } else {
+            s->console_lost += it->len;
+        }
         return 0;
     }
-    int rc = q->send ? q->send(q->send_opaque, data, it->len, *may_wait)
+    int rc = q->send ? q->send(q->send_opaque, data, it->len)
                      : -ENODEV;
-    if (rc == -EAGAIN)
-        *may_wait = false;
     s->frames++;
     return rc;
 }
@@ -159,10 +149,9 @@ static size_t send_list(outqueue *q, item *list)
     pthread_mutex_lock(&q->wlock);
     pthread_mutex_unlock(&q->lock);
     sent s = { 0 };
-    bool may_wait = true;
     size_t n = 0;
     for (item *it = list; it; it = it->next, n++) {
-        send_item(q, it, it->data, &may_wait, &s);
+        send_item(q, it, it->data, &s);
         it->t_ns = mono_ns() - it->t_ns;   /* now the delay */
     }
     pthread_mutex_unlock(&q->wlock);
@@ -213,11 +202,10 @@ static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
     pthread_mutex_lock(&q->lock);
     if (!q->holding) {
         item it = { .kind = kind, .len = len };
-        bool may_wait = true;
         sent s = { 0 };
         pthread_mutex_lock(&q->wlock);
         pthread_mutex_unlock(&q->lock);
-        int rc = send_item(q, &it, buf, &may_wait, &s);
+        int rc = send_item(q, &it, buf, &s);
         pthread_mutex_unlock(&q->wlock);
         pthread_mutex_lock(&q->lock);
         count_sent(q, &s);

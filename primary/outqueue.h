@@ -8,8 +8,8 @@
  * console_fn) and each frame the guest sends (outqueue_transmit, a
  * vm_config transmit_fn) to the queue on the vCPU thread that made it.
  * Not holding (no secondary yet, degraded, stopped), an item goes out at
- * once: console bytes to the console fd, frames to the frame sink (a plain
- * backend send, outqueue_net_send).  Holding, it is queued, tagged with the
+ * once: console bytes to the console sink (the VM's conout, vm/conout.h),
+ * frames to the frame sink (a backend send, outqueue_net_send).  Holding, it is queued, tagged with the
  * epoch of the last mark, and goes out in order when released.
  *
  * The rule, in checkpoint ids: outqueue_begin when a secondary is brought
@@ -29,7 +29,11 @@
  * serial line would lose them, and frames are refused with -ENOSPC (the
  * guest sees FTVM_ENOSPC and tries again) and counted.  Nothing blocks a
  * vCPU on the secondary: a vCPU waiting here could not be paused for the
- * very checkpoint that would release it.
+ * very checkpoint that would release it.  Nor does anything here wait for
+ * the world: the console sink buffers (and drops, counted, when its
+ * reader does not keep up), the frame sink sends without waiting (a peer
+ * with no room loses the frame, as on a wire), so a release on the
+ * event loop's thread takes no longer than copying.
  *
  * Items reach the world in the order the guest produced them, whatever
  * the mix of held and immediate ones.  Threads: outqueue_console and
@@ -44,6 +48,7 @@
 #include <stdint.h>
 
 #include "daemon/sampler.h"
+#include "vm/hc.h"
 
 #define OUTQUEUE_EPOCH_BYTES (1u << 20)  /* one epoch's, then early ... */
 #define OUTQUEUE_EPOCH_FRAMES 256u       /* ... checkpoint (defaults) */
@@ -53,12 +58,10 @@
 typedef struct outqueue outqueue;
 
 /*
- * Sends one frame to the network: 0, or -errno (the frame is lost, as on
- * a wire).  may_wait false: the sink must not wait for room (a release
- * already found the peer not reading).  -EAGAIN means no room.
+ * Sends one frame to the network without waiting: 0, or -errno (the frame
+ * is lost, as on a wire; -EAGAIN: no room).
  */
-typedef int (*outqueue_send_fn)(void *opaque, const void *frame, size_t len,
-                                bool may_wait);
+typedef int (*outqueue_send_fn)(void *opaque, const void *frame, size_t len);
 
 typedef struct outqueue_stats {
     bool holding;
@@ -66,23 +69,27 @@ typedef struct outqueue_stats {
     uint64_t held_items;            /* console writes and frames, now */
     uint64_t held_console_bytes;
     uint64_t held_frames, held_frame_bytes;
-    uint64_t console_written_bytes; /* reached the fd (or failed to) */
-    uint64_t console_dropped_bytes; /* over the bounds, or fd errors */
+    uint64_t console_written_bytes; /* handed to the console sink */
+    uint64_t console_dropped_bytes; /* over the bounds, or no sink */
     uint64_t frames_sent;           /* handed to the frame sink */
     uint64_t frames_refused;        /* over the bounds (-ENOSPC) */
     sampler_summary delay_ns;       /* an item's call to its release */
 } outqueue_stats;
 
-/* Console to console_fd; not holding, at epoch 0.  0 or -ENOMEM. */
-int outqueue_new(outqueue **out, int console_fd);
+/* Not holding, at epoch 0.  0 or -ENOMEM. */
+int outqueue_new(outqueue **out);
 /* Frees q; items still held are dropped (the caller releases first). */
 void outqueue_free(outqueue *q);
 
+/*
+ * Where console bytes go (before the vCPUs run), e.g. conout_console and
+ * the VM's conout; it must not wait.  Without one they are dropped.
+ */
+void outqueue_set_console_sink(outqueue *q, hc_console_fn fn, void *opaque);
 /* Where frames go (before the vCPUs run).  Without one, -ENODEV. */
 void outqueue_set_frame_sink(outqueue *q, outqueue_send_fn fn, void *opaque);
 /* The frame sink for a NIC's backend (vm/net.h): opaque is the net_dev. */
-int outqueue_net_send(void *net, const void *frame, size_t len,
-                      bool may_wait);
+int outqueue_net_send(void *net, const void *frame, size_t len);
 
 /* The hc_console_fn: opaque is the queue.  Always 0 (the guest sees none). */
 int outqueue_console(void *opaque, const void *buf, size_t len);

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
@@ -88,7 +87,7 @@ static int create_vm(primary *pm, primary_opts *o)
 {
     char err[1024];
 
-    if (outqueue_new(&pm->out, STDOUT_FILENO) < 0) {
+    if (outqueue_new(&pm->out) < 0) {
         log_msg("out of memory");
         return -ENOMEM;
     }
@@ -97,8 +96,12 @@ static int create_vm(primary *pm, primary_opts *o)
     o->vm.cfg.transmit_fn = outqueue_transmit;
     o->vm.cfg.transmit_opaque = pm->out;
     int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
-    if (r == 0)
+    if (r == 0) {
+        /* Released output goes to stdout through the VM's own writer. */
+        outqueue_set_console_sink(pm->out, conout_console,
+                                  vm_console(pm->v));
         r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
+    }
     if (r < 0) {
         log_msg("%s", err);
         return r;

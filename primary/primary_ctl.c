@@ -260,11 +260,11 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
     metrics_gauge(w, "ftvm_primary_output_held_frame_bytes",
                   "bytes of the network frames held", o->held_frame_bytes);
     metrics_counter(w, "ftvm_primary_output_console_written_bytes_total",
-                    "console bytes released to stdout",
-                    o->console_written_bytes);
+                    "console bytes released to the console's writer "
+                    "(ftvm_console_*)", o->console_written_bytes);
     metrics_counter(w, "ftvm_primary_output_console_dropped_bytes_total",
-                    "console bytes dropped: over the bounds, or stdout "
-                    "failed", o->console_dropped_bytes);
+                    "console bytes dropped while held: over the bounds",
+                    o->console_dropped_bytes);
     metrics_counter(w, "ftvm_primary_output_frames_sent_total",
                     "network frames released to the network",
                     o->frames_sent);

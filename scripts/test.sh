@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: bootstrap, every test, the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then the loader's fuzzer
-# for a bounded time (FUZZ_SECONDS, default 60) on the corpus in tests/fuzz.
+# AddressSanitizer + UndefinedBehaviorSanitizer, then each fuzz target
+# (tests/fuzz) for a bounded time (FUZZ_SECONDS each, default 30).
 #
 # The tests that need KVM (meson suite `kvm`) run with FTVM_REQUIRE_KVM=1,
 # so one that would skip for want of /dev/kvm fails instead.  Where this
@@ -108,30 +108,19 @@ meson test -C build-san --suite unit --print-errorlogs --logbase testlog-san ||
     status=1
 logs=build-san/meson-logs count testlog-san
 
-echo "== fuzzing the loader for ${FUZZ_SECONDS:-60}s"
-if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang meson setup build-fuzz -Dfuzz=true -Dtests=false \
-        -Db_sanitize=address,undefined -Db_lundef=false
-fi
-ninja -C build-fuzz
-newcorpus=$(mktemp -d)
-fuzzlog=build-fuzz/fuzz.log
-if ./build-fuzz/tests/fuzz/fuzz_load -max_total_time="${FUZZ_SECONDS:-60}" \
-        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix=build-fuzz/ \
-        "$newcorpus" tests/fuzz/corpus >"$fuzzlog" 2>&1; then
-    tail -15 "$fuzzlog"
-    passed=$((passed + 1))
-else
-    # The report, from the sanitizer's or libFuzzer's first line on.
-    sed -n '/==ERROR\|deadly signal\|ALARM\|out-of-memory/,$p' "$fuzzlog" |
-        head -80
-    echo "fuzz: the loader crashed or leaked; the input is saved in" \
-         "build-fuzz/ (crash-*, leak-*, timeout-*), the whole log in $fuzzlog"
-    failed=$((failed + 1))
-    status=1
-fi
-rm -rf "$newcorpus"
+# Each fuzz target for FUZZ_SECONDS (default 30: two minutes in all), by
+# scripts/fuzz.sh: its log, corpus and any crashing input are in
+# build-fuzz/fuzz/TARGET/, and its last line says which.
+fuzz_seconds=${FUZZ_SECONDS:-30}
+for target in $(scripts/fuzz.sh --list); do
+    echo "== fuzzing $target for ${fuzz_seconds}s"
+    if scripts/fuzz.sh "$target" "$fuzz_seconds"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        status=1
+    fi
+done
 
 if [ "$kvm_skipped" -gt 0 ]; then
     echo "test.sh: $kvm_skipped test(s) that need KVM were skipped: failing"

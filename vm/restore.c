@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -59,6 +60,31 @@ static int probe_ram(const uint8_t *d, size_t len, const char *path,
     return r;
 }
 
+/*
+ * The end every checkpoint has: the VM description (returned), before it
+ * EOF, before that the trailer, whose body's offset goes in *body_at.
+ * NULL with *r and err set when the file does not end so.
+ */
+static json_t *find_end(const uint8_t *d, size_t len, const char *path,
+                        uint64_t *body_at, int *r, char *err, size_t errlen)
+{
+    size_t at;
+    json_t *desc = vmdesc_find_at_end(d, len, &at);
+    trailer_info ti;
+    char why[512];
+    if (!desc) {
+        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
+                 "description at its end (truncated?)", path);
+        *r = -EINVAL;
+    } else if (trailer_find_end(d, at, &ti, body_at, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        *r = -EBADMSG;
+        json_decref(desc);
+        desc = NULL;
+    }
+    return desc;
+}
+
 int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -86,13 +112,9 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
     }
     *out = (restore_info){ 0 };
     int r = probe_ram(d, len, path, out, err, errlen);
-    size_t at;
-    json_t *desc = r == 0 ? vmdesc_find_at_end(d, len, &at) : NULL;
-    if (r == 0 && !desc) {
-        snprintf(err, errlen, "%s: not a complete checkpoint: no VM "
-                 "description at its end (truncated?)", path);
-        r = -EINVAL;
-    }
+    uint64_t body_at;
+    json_t *desc = r == 0 ? find_end(d, len, path, &body_at, &r, err, errlen)
+                          : NULL;
     size_t i;
     json_t *dev;
     json_array_foreach(json_object_get(desc, "devices"), i, dev) {
@@ -118,6 +140,7 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
  */
 typedef struct rst_target {
     registry *reg;
+    uint64_t trailer_at;    /* where the trailer's body must be */
     bool sealed;
 } rst_target;
 
@@ -127,6 +150,13 @@ static int rst_section(void *opaque, qfile *f, const savevm_section *sec,
     rst_target *t = opaque;
     if (strcmp(sec->idstr, TRAILER_IDSTR) != 0)
         return registry_target_ops.section(t->reg, f, sec, pass);
+    if (qfile_tell(f) != t->trailer_at)
+        return qfile_fail(f, -EBADMSG,
+                          "a '%s' section that is not the checkpoint's "
+                          "last record (the trailer that ends the stream "
+                          "has its body at byte %" PRIu64 "): what follows "
+                          "it would not be covered by its checksum",
+                          TRAILER_IDSTR, t->trailer_at);
     trailer_info info;
     int r = trailer_load(f, sec, &info);
     if (r == 0)
@@ -157,24 +187,46 @@ static const savevm_target_ops rst_ops = {
     .begin_validate = rst_begin_validate,
 };
 
+/*
+ * The file is mapped, not read: the trailer's place is found from its end
+ * before the loader starts, so a trailer anywhere else is refused where
+ * it sits, in the validate pass, before anything is applied.
+ */
 int restore_load(vm *v, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
         int e = errno;
         snprintf(err, errlen, "%s: %s", path, strerror(e));
+        if (fd >= 0)
+            close(fd);
         return -e;
     }
-    qfile *f = qfile_open_fd(fd, QFILE_READ, path);
+    size_t len = (size_t)st.st_size;
+    const uint8_t *d = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)
+                           : MAP_FAILED;
+    int e = errno;
+    close(fd);
+    if (d == MAP_FAILED) {
+        snprintf(err, errlen, "%s: %s", path, len ? strerror(e) : "empty");
+        return len ? -e : -EINVAL;
+    }
     rst_target t = { .reg = vm_registry(v) };
+    int r = 0;
+    json_decref(find_end(d, len, path, &t.trailer_at, &r, err, errlen));
+    qfile *f = r == 0 ? qfile_open_view(d, len, path) : NULL;
     if (f)
         qfile_crc_start(f);
     savevm_loader *l = f ? savevm_loader_new(&rst_ops, &t, NULL) : NULL;
-    int r = l ? savevm_load_checked(l, f) : -ENOMEM;
-    if (r < 0)
-        snprintf(err, errlen, "%s", f ? qfile_errmsg(f) : "out of memory");
+    if (r == 0) {
+        r = l ? savevm_load_checked(l, f) : -ENOMEM;
+        if (r < 0)
+            snprintf(err, errlen, "%s", f ? qfile_errmsg(f)
+                                          : "out of memory");
+    }
     savevm_loader_free(l);
     qfile_close(f);
-    close(fd);
+    munmap((void *)d, len);
     return r;
 }

@@ -110,10 +110,12 @@ static int final_copy(snapshot_job *j, qfile *f)
         return fail(j, -ENOMEM, "no memory for the checkpoint's last part");
     }
     uint64_t t0 = mono_ns();
-    if (vm_pause(j->v) < 0) {
+    char perr[512];
+    int prc = vm_pause(j->v, perr, sizeof(perr));
+    if (prc < 0) {
         json_decref(desc);
         qfile_close(m);
-        return fail(j, -EIO, "cannot pause the VM");
+        return fail(j, prc, perr);
     }
     bool stopped = vm_get_state(j->v) == VM_STOPPED;
     if (!stopped && registry_save_complete(reg, m) == 0 &&

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm/boot.h"
@@ -36,20 +37,11 @@ static int transmit_to_backend(void *opaque, const void *frame, size_t len)
     return net_transmit(opaque, frame, len, true);
 }
 
-static int console_to_fd(void *opaque, const void *buf, size_t len)
+static int console_discard(void *opaque, const void *buf, size_t len)
 {
-    int fd = *(const int *)opaque;
-    const uint8_t *p = buf;
-
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -EIO;
-        p += n;
-        len -= (size_t)n;
-    }
+    (void)opaque;
+    (void)buf;
+    (void)len;
     return 0;
 }
 
@@ -147,9 +139,18 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "vm: no memory for the devices");
         goto fail;
     }
-    v->hc.console = cfg->console_fn ? cfg->console_fn : console_to_fd;
-    v->hc.console_opaque = cfg->console_fn ? cfg->console_opaque
-                                           : &v->cfg.console_fd;
+    if (cfg->console_fd >= 0 &&
+        (rc = conout_new(&v->con, cfg->console_fd, 0)) < 0) {
+        snprintf(err, errlen, "vm: the console's writer: %s", strerror(-rc));
+        goto fail;
+    }
+    if (cfg->console_fn) {
+        v->hc.console = cfg->console_fn;
+        v->hc.console_opaque = cfg->console_opaque;
+    } else {
+        v->hc.console = v->con ? conout_console : console_discard;
+        v->hc.console_opaque = v->con;
+    }
     v->hc.transmit = cfg->transmit_fn ? cfg->transmit_fn
                                       : transmit_to_backend;
     v->hc.transmit_opaque = cfg->transmit_fn ? cfg->transmit_opaque
@@ -328,24 +329,73 @@ out:
     return rc;
 }
 
-int vm_pause(vm *v)
+/*
+ * Waits, with lock held, until every started vCPU is parked (or, with
+ * exited_only, has exited), until deadline_ns.  Whether they all were.
+ */
+static bool wait_cpus(vm *v, bool exited_only, uint64_t deadline_ns)
 {
+    struct timespec ts = {
+        .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+        .tv_nsec = (long)(deadline_ns % 1000000000ull),
+    };
+    for (;;) {
+        unsigned done = v->nexited + (exited_only ? 0 : v->nparked);
+        if (done >= v->nstarted)
+            return true;
+        if (pthread_cond_timedwait(&v->cond, &v->lock, &ts) == ETIMEDOUT) {
+            done = v->nexited + (exited_only ? 0 : v->nparked);
+            return done >= v->nstarted;
+        }
+    }
+}
+
+/* With lock held: gives the hold back and says which vCPUs are late. */
+static int pause_timed_out(vm *v, char *err, size_t errlen)
+{
+    char late[256] = "";
+    size_t k = 0;
+    for (unsigned i = 0; i < v->ncpus && k < sizeof(late) - 8; i++) {
+        const vm_cpu *vc = &v->cpus[i];
+        if (vc->started && !vc->exited && !vc->parked)
+            k += (size_t)snprintf(late + k, sizeof(late) - k, "%s%u",
+                                  k ? ", " : "", i);
+    }
+    if (--v->holds == 0 && v->state == VM_RUNNING) {
+        v->pause_req = false;
+        pthread_cond_broadcast(&v->cond);
+    }
+    snprintf(err, errlen, "vm: vCPU %s did not stop within %llu ms (held up "
+             "in the monitor); the pause was given up%s", late,
+             VM_PAUSE_TIMEOUT_NS / 1000000,
+             v->state == VM_RUNNING ? " and the VM runs on" : "");
+    return -ETIMEDOUT;
+}
+
+int vm_pause(vm *v, char *err, size_t errlen)
+{
+    int rc = 0;
+
     pthread_mutex_lock(&v->lock);
     v->holds++;
+    uint64_t t0 = hc_host_ns();
+    uint64_t deadline = t0 + VM_PAUSE_TIMEOUT_NS;
     if (v->state != VM_RUNNING) {
         /* A stopping VM's threads may still be on their way out. */
-        while (v->state == VM_STOPPED && v->nexited < v->nstarted)
-            pthread_cond_wait(&v->cond, &v->lock);
+        if (v->state == VM_STOPPED && !wait_cpus(v, true, deadline))
+            rc = pause_timed_out(v, err, errlen);
         pthread_mutex_unlock(&v->lock);
-        return 0;
+        return rc;
     }
-    uint64_t t0 = hc_host_ns();
     v->pause_req = true;
     v->pause_t0 = t0;
     pthread_cond_broadcast(&v->cond);
     vm_cpu_kick_all(v);
-    while (v->nparked + v->nexited < v->nstarted)
-        pthread_cond_wait(&v->cond, &v->lock);
+    if (!wait_cpus(v, false, deadline)) {
+        rc = pause_timed_out(v, err, errlen);
+        pthread_mutex_unlock(&v->lock);
+        return rc;
+    }
     uint64_t t1 = hc_host_ns(), exit_ns = 0;
     for (unsigned i = 0; i < v->ncpus; i++) {
         uint64_t left = __atomic_load_n(&v->cpus[i].left_ns,
@@ -422,6 +472,8 @@ void vm_destroy(vm *v)
         event_free(v->ev_net);
     if (v->notify_fd >= 0)
         close(v->notify_fd);
+    /* After the vCPUs: nothing writes to the console any more. */
+    conout_free(v->con);
     registry_free(v->reg);
     ram_saver_free(v->saver);
     ram_loader_free(v->loader);
@@ -496,6 +548,11 @@ net_dev *vm_net(vm *v)
 uint64_t vm_guest_clock(vm *v)
 {
     return hc_clock_now(&v->hc);
+}
+
+conout *vm_console(vm *v)
+{
+    return v->con;
 }
 
 uint64_t vm_console_bytes(vm *v)

@@ -36,6 +36,7 @@
 
 #include "checkpoint/ram.h"
 #include "devstate/registry.h"
+#include "vm/conout.h"
 #include "vm/hc.h"
 #include "vm/net.h"
 
@@ -44,6 +45,12 @@ struct event_base;
 #define VM_MAX_VCPUS 64
 /* The signal that kicks a vCPU thread out of KVM_RUN. */
 #define VM_KICK_SIGNAL SIGUSR1
+/*
+ * How long vm_pause waits for the vCPUs to leave the guest, which takes
+ * microseconds; a vCPU held up in the monitor longer than this must not
+ * hold the event loop that asked.
+ */
+#define VM_PAUSE_TIMEOUT_NS 2000000000ull
 
 typedef struct vm vm;
 
@@ -52,8 +59,16 @@ typedef struct vm_config {
     unsigned vcpus;             /* 1..VM_MAX_VCPUS; vCPU 0 runs the guest */
     const char *net;            /* backend spec (vm/net.h), NULL for none */
     uint8_t mac[6];             /* the guest's MAC */
-    int console_fd;             /* console output, unless console_fn */
-    hc_console_fn console_fn;   /* e.g. to hold output for output commit */
+    /*
+     * The console's fd (-1: none), written through the VM's conout
+     * (vm_console), which never makes a vCPU wait for its reader.
+     */
+    int console_fd;
+    /*
+     * Takes console bytes instead, e.g. to hold them for output commit
+     * and then hand them to vm_console.  NULL: straight to vm_console.
+     */
+    hc_console_fn console_fn;
     void *console_opaque;
     /*
      * Receives every frame the guest sends, e.g. to hold it for output
@@ -121,10 +136,13 @@ int vm_start(vm *v, char *err, size_t errlen);
  * Pauses are held: each vm_pause takes a hold (pausing the vCPUs if they
  * run) and each vm_resume releases one; the vCPUs run again only when the
  * last hold goes.  So a checkpoint's short pause never undoes an
- * operator's pause, and the other way round.  Every vm_pause must be
- * paired with a vm_resume.  Synchronous; 0 or -errno.
+ * operator's pause, and the other way round.  Every vm_pause that
+ * returns 0 must be paired with a vm_resume.  Synchronous, within
+ * VM_PAUSE_TIMEOUT_NS: when a vCPU does not stop by then, the hold is
+ * given back, the VM runs on as before, and -ETIMEDOUT is returned with
+ * a message naming the vCPUs.  0 or -errno + msg.
  */
-int vm_pause(vm *v);
+int vm_pause(vm *v, char *err, size_t errlen);
 /*
  * Releases a hold; at the last one, pushes loaded state and resumes a
  * paused VM (a created, never started VM stays as it is).  -EINVAL when
@@ -150,6 +168,8 @@ void vm_get_ram_stats(vm *v, ram_save_stats *out);
 ram_saver *vm_ram_saver(vm *v);
 /* The network device, or NULL. */
 net_dev *vm_net(vm *v);
+/* The console's writer (on vm_config.console_fd), or NULL without one. */
+conout *vm_console(vm *v);
 /* The guest's monotonic clock (ns). */
 uint64_t vm_guest_clock(vm *v);
 /*

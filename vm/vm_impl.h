@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include "vm/conout.h"
 #include "vm/gmem.h"
 #include "vm/hc.h"
 #include "vm/kvm.h"
@@ -38,6 +39,7 @@ struct vm {
     vm_cpu cpus[VM_MAX_VCPUS];
     unsigned ncpus;
     hc_dev hc;
+    conout *con;                    /* on cfg.console_fd, or NULL */
     net_dev *net;
     registry *reg;
     ram_saver *saver;

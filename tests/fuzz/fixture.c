@@ -91,6 +91,25 @@ static const registry_live_ops ram_ops = {
     .load_begin_validate = live_begin_validate,
 };
 
+void fx_fill(fixture *fx, unsigned seed)
+{
+    srand(seed);
+    for (int b = 0; b < 2; b++)
+        for (uint64_t p = 0; p < fx->blocks[b].length; p += RAM_PAGE_SIZE)
+            if (rand() % 3 == 0)
+                for (int k = 0; k < 64; k++)
+                    fx->mem[b][p + (uint64_t)(rand() % RAM_PAGE_SIZE)] =
+                        (uint8_t)rand();
+    for (int i = 0; i < 2; i++) {
+        fx->cpu[i].rip = 0x100000 + (uint64_t)i;
+        fx->cpu[i].halted = i;
+        fx->cpu[i].xsave[7] = 0x5a;
+    }
+    fx->console.seq = seed;
+    fx->console.pending_len = (uint16_t)(seed % 5);
+    memset(fx->console.pending, 'x', fx->console.pending_len);
+}
+
 int fx_init(fixture *fx, int compress_level, uint64_t xbzrle_cache)
 {
     static const uint64_t sizes[2] = { 64 * 1024, 16 * 1024 };
@@ -132,5 +151,51 @@ void fx_free(fixture *fx)
     for (int i = 0; i < 2; i++) {
         free(fx->mem[i]);
         free(fx->dirty[i]);
+    }
+}
+
+int fx_state_save(const fixture *fx, fx_state *s)
+{
+    for (int i = 0; i < 2; i++) {
+        size_t dn = ram_bitmap_longs(fx->blocks[i].length) * sizeof(long);
+        if (!s->mem[i])
+            s->mem[i] = malloc(fx->blocks[i].length);
+        if (!s->dirty[i])
+            s->dirty[i] = malloc(dn);
+        if (!s->mem[i] || !s->dirty[i])
+            return -ENOMEM;
+        memcpy(s->mem[i], fx->mem[i], fx->blocks[i].length);
+        memcpy(s->dirty[i], fx->dirty[i], dn);
+    }
+    memcpy(s->cpu, fx->cpu, sizeof(s->cpu));
+    s->console = fx->console;
+    return 0;
+}
+
+const char *fx_state_diff(const fixture *fx, const fx_state *s)
+{
+    static const char *const mem[2] = { "the RAM block 'ram0'",
+                                        "the RAM block 'rom'" };
+    static const char *const dirty[2] = { "the dirty bitmap of 'ram0'",
+                                          "the dirty bitmap of 'rom'" };
+    for (int i = 0; i < 2; i++) {
+        size_t dn = ram_bitmap_longs(fx->blocks[i].length) * sizeof(long);
+        if (memcmp(s->mem[i], fx->mem[i], fx->blocks[i].length) != 0)
+            return mem[i];
+        if (memcmp(s->dirty[i], fx->dirty[i], dn) != 0)
+            return dirty[i];
+    }
+    if (memcmp(s->cpu, fx->cpu, sizeof(s->cpu)) != 0)
+        return "the vCPU state";
+    if (memcmp(&s->console, &fx->console, sizeof(s->console)) != 0)
+        return "the console state";
+    return NULL;
+}
+
+void fx_state_free(fx_state *s)
+{
+    for (int i = 0; i < 2; i++) {
+        free(s->mem[i]);
+        free(s->dirty[i]);
     }
 }

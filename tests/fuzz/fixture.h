@@ -38,5 +38,24 @@ typedef struct fixture {
 /* Builds the fixture; compress/xbzrle configure the saver's encodings. */
 int fx_init(fixture *fx, int compress_level, uint64_t xbzrle_cache);
 void fx_free(fixture *fx);
+/*
+ * A copy of everything a load may change (RAM, dirty bitmaps, vCPUs,
+ * console), to show that a refused unit changed none of it.
+ */
+typedef struct fx_state {
+    uint8_t *mem[2];
+    unsigned long *dirty[2];
+    fx_cpu cpu[2];
+    fx_console console;
+} fx_state;
+
+/* Copies fx into s (allocated on first use; zero s before).  0 or -ENOMEM. */
+int fx_state_save(const fixture *fx, fx_state *s);
+/* What differs between fx and s ("the RAM block 'rom'"), or NULL. */
+const char *fx_state_diff(const fixture *fx, const fx_state *s);
+void fx_state_free(fx_state *s);
+
+/* Fills RAM and devices with a pattern of seed (the same every time). */
+void fx_fill(fixture *fx, unsigned seed);
 
 #endif

@@ -1,7 +1,13 @@
 /*
- * Runs the fuzz target over files without libFuzzer, so the ordinary and
- * sanitizer test builds replay the corpus (and any crash input someone
- * adds to it) on every run.
+ * Runs a fuzz target over files without libFuzzer, so the ordinary and
+ * sanitizer test builds replay the seeds (and any crash input someone
+ * adds) on every run, each file whole and cut short.
+ *
+ *     fuzz_replay_TARGET [--seeds DIR] [DIR|FILE]...
+ *
+ * --seeds DIR: each whole file in DIR must be accepted by the target (a
+ * stream that loads, a package that is applied...), not merely survive
+ * it: a seed the product's format has left behind fails the test.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -10,7 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "tests/fuzz/fuzzcheck.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static bool seeds;
 
 static int run_file(const char *path)
 {
@@ -35,7 +45,11 @@ static int run_file(const char *path)
         n += r;
     }
     fclose(f);
+    fuzzcheck_seeds = seeds;
+    if (seeds)
+        fprintf(stderr, "seed %s\n", path);
     LLVMFuzzerTestOneInput(buf, n);
+    fuzzcheck_seeds = false;
     /* Every prefix too: truncation is the commonest damage. */
     for (size_t cut = 0; cut < n; cut += 1 + cut / 64)
         LLVMFuzzerTestOneInput(buf, cut);
@@ -47,6 +61,9 @@ int main(int argc, char **argv)
 {
     int files = 0;
     for (int i = 1; i < argc; i++) {
+        seeds = strcmp(argv[i], "--seeds") == 0 && i + 1 < argc;
+        if (seeds)
+            i++;
         struct stat st;
         if (stat(argv[i], &st) < 0) {
             perror(argv[i]);

@@ -318,7 +318,7 @@ static void test_echo_held_until_ack(void **state)
     if (!host_mac_known)
         skip();
     outqueue *q;
-    assert_int_equal(outqueue_new(&q, -1), 0);
+    assert_int_equal(outqueue_new(&q), 0);
     outqueue_set_frame_sink(q, outqueue_net_send, dev);
     outqueue_begin(q);
     outqueue_checkpoint(q, 1);

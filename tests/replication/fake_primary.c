@@ -293,8 +293,9 @@ static void checkpoint(fp *p, pkg_kind kind)
         hdr.base = p->last_acked - 1;
     if (kind == PKG_FOREIGN)
         hdr.pair.id[0] ^= 0x01;
-    if (vm_pause(p->v) < 0)
-        die_fail(p, "vm_pause");
+    char perr[512];
+    if (vm_pause(p->v, perr, sizeof(perr)) < 0)
+        die_fail(p, "%s", perr);
     qfile *q = qfile_open_mem("package");
     qfile_crc_start(q);
     trailer_put_pkg(q, p->id_pkg, &hdr);
@@ -525,6 +526,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&p.rp.lock, NULL);
     pthread_cond_init(&p.rp.cond, NULL);
     cfg.console_fn = capture_write;
+    cfg.console_fd = -1;
     cfg.console_opaque = &p.con;
     if (vm_create(&p.v, &cfg, err, sizeof(err)) < 0 ||
         vm_boot(p.v, image, args, err, sizeof(err)) < 0 ||

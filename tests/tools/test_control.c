@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
@@ -90,6 +91,7 @@ static int setup(void **state)
     control_register(srv, "echo", "returns its arguments", do_echo, NULL);
     control_register(srv, "fail", "always fails", do_fail, NULL);
     control_register(srv, "later", "answers after 200 ms", do_later, NULL);
+    control_register(srv, "save", "returns its arguments", do_echo, NULL);
     return pthread_create(&loop_thread, NULL, loop_main, NULL);
 }
 
@@ -237,13 +239,80 @@ static void test_socket_in_use(void **state)
     event_base_free(b2);
 }
 
+/*
+ * save FILE reaches the process as an absolute path, resolved where
+ * ftvmctl runs: the process's own working directory means nothing to the
+ * caller.  The directory must exist; the file need not.
+ */
+static void test_save_path_resolved(void **state)
+{
+    (void)state;
+    char out[4096], real[PATH_MAX], want[PATH_MAX + 32];
+    assert_non_null(realpath(dir, real));
+    snprintf(want, sizeof(want), "\"file\": \"%s/x.ftvm\"", real);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cd %s && %s -s %s --json save x.ftvm 2>&1",
+             dir, ftvmctl, sock);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, want));
+    snprintf(cmd, sizeof(cmd), "cd %s && %s -s %s --json save "
+             "file=./x.ftvm 2>&1", dir, ftvmctl, sock);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, want));
+    /* An absolute path through a missing directory: refused here. */
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s save %s/none/x.ftvm",
+                             sock, dir), 2);
+    assert_non_null(strstr(out, "/none: No such file or directory"));
+    assert_int_equal(run_ctl(out, sizeof(out), "-s %s save %s/", sock, dir),
+                     2);
+    assert_non_null(strstr(out, "names a directory"));
+}
+
+/* A socket directory ftvm makes is 0700; an existing one is left alone. */
+static void test_socket_dir(void **state)
+{
+    (void)state;
+    char sub[80], path[120], err[256];
+    struct event_base *b2 = event_base_new();
+    control_server *s2;
+    snprintf(sub, sizeof(sub), "%s/made", dir);
+    snprintf(path, sizeof(path), "%s/ctl.sock", sub);
+    assert_int_equal(control_server_new(&s2, b2, path, "x", err,
+                                        sizeof(err)), 0);
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    control_server_free(s2);
+    assert_int_equal(chmod(sub, 0755), 0);
+    assert_int_equal(control_server_new(&s2, b2, path, "x", err,
+                                        sizeof(err)), 0);
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0755);
+    control_server_free(s2);
+    assert_int_equal(rmdir(sub), 0);
+    /* Only the last component is made. */
+    snprintf(path, sizeof(path), "%s/a/b/ctl.sock", dir);
+    assert_int_equal(control_server_new(&s2, b2, path, "x", err,
+                                        sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "cannot create"));
+    event_base_free(b2);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
         fprintf(stderr, "usage: test_control FTVMCTL\n");
         return 2;
     }
-    ftvmctl = argv[1];
+    /* Absolute, for the cases that run it in another directory. */
+    static char exe[PATH_MAX];
+    ftvmctl = realpath(argv[1], exe) ? exe : argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_socket_mode),
         cmocka_unit_test(test_table_and_json),
@@ -251,6 +320,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deferred_and_help),
         cmocka_unit_test(test_raw_protocol),
         cmocka_unit_test(test_socket_in_use),
+        cmocka_unit_test(test_save_path_resolved),
+        cmocka_unit_test(test_socket_dir),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -60,11 +60,22 @@ def check_extracted_ram(ftvm, name, sha, tmp):
     block, hashes as the independent walker's does."""
     out_dir = os.path.join(tmp, "ram-" + name)
     os.mkdir(out_dir)
+    # Symlinks planted at the names it writes are replaced, not followed.
+    victim = os.path.join(tmp, "victim-" + name)
+    with open(victim, "w") as f:
+        f.write("precious")
+    for block in sha:
+        os.symlink(victim, os.path.join(out_dir,
+                                        block.replace("/", "_") + ".bin"))
     rc, out, err = inspect(ftvm, "--json", "--extract-ram", out_dir,
                            os.path.join(QEMU_DIR, name + ".qemu"))
     check(rc == 0, f"{name}: extract exit {rc} {err}")
+    check(open(victim).read() == "precious",
+          f"{name}: extraction wrote through a planted symlink")
     files = {e["block"]: e["file"] for e in json.loads(out)["extracted"]}
     check(set(files) == set(sha), f"{name}: extracted {sorted(files)}")
+    for f in files.values():
+        check(not os.path.islink(f), f"{name}: {f} is still a symlink")
     for block, want in sha.items():
         got = hashlib.sha256(open(files[block], "rb").read()).hexdigest() \
             if block in files else None

@@ -20,6 +20,12 @@ values say is checked against what the process did.
                for another method, a query string ignored, oversized
                headers refused without harm; a bad or busy --metrics
                address exits 120 naming it
+  limits       no KVM: `--metrics PORT` listens on 127.0.0.1 only; one
+               connection sending endless headers is cut with the
+               process's RSS bounded; one dripping a header byte at a
+               time is cut once its request is overdue; of 64 idle
+               connections all but 16 are closed at once, the 16 are
+               closed after the idle timeout, and /metrics answers again
   run          `ftvm run` of the counter guest: the VM's families; after
                `ftvmctl save` the disk checkpoint and pause counters moved
                and the file's size is reported
@@ -40,6 +46,7 @@ import re
 import signal
 import socket
 import sys
+import time
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -418,8 +425,136 @@ def case_replication():
     quit_vm(sock, pri)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tcp_conns(port):
+    """Established connections to 127.0.0.1:port, from /proc."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fl = line.split()
+            if fl[3] == "01" and int(fl[1].split(":")[1], 16) == port:
+                n += 1
+    return n
+
+
+def closed_by_peer(s):
+    """True once the server has closed s (EOF or reset), without waiting."""
+    s.setblocking(False)
+    try:
+        return s.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def scrape_ok(port):
+    try:
+        return request(port)[0] == 200
+    except OSError:
+        return False
+
+
+def case_limits():
+    port = ft.free_port()
+    sec, _ = secondary("sec", "--metrics", "%d" % port)
+    wait_metrics(port, sec)
+    addrs = listening_addresses(port)
+    check(addrs == ["0100007F"], "--metrics %d listens on %s, not only "
+          "127.0.0.1" % (port, addrs))
+    pid = sec.p.pid
+
+    # 0. What is not an HTTP/1.x request gets 400; a bare-LF one is read.
+    for raw, want in ((b"GARBAGE\r\n\r\n", b"HTTP/1.1 400 "),
+                      (b"GET /metrics HTTP/1.0\n\n", b"HTTP/1.1 200 ")):
+        c = socket.create_connection(("127.0.0.1", port),
+                                     timeout=ft.scaled(10))
+        c.sendall(raw)
+        c.shutdown(socket.SHUT_WR)      # and the answer still comes
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        c.close()
+        check(got.startswith(want) and b"Connection: close" in got,
+              "%r answered %r" % (raw, got[:200]))
+
+    # 1. Endless headers: the connection is cut, the process stays small.
+    rss0 = rss_kib(pid)
+    c = socket.create_connection(("127.0.0.1", port), timeout=ft.scaled(10))
+    chunk = (b"X-Filler: " + b"a" * 1000 + b"\r\n") * 64
+    sent, cut = 0, None
+    try:
+        c.sendall(b"GET /metrics HTTP/1.1\r\n")
+        while sent < (256 << 20):
+            c.sendall(chunk)
+            sent += len(chunk)
+    except socket.timeout:
+        cut = "timeout"
+    except OSError as e:
+        cut = "closed (%s)" % e.__class__.__name__
+    c.close()
+    grew = rss_kib(pid) - rss0
+    ft.log("endless headers: %s after %d KiB sent; RSS grew %d KiB"
+           % (cut, sent >> 10, grew))
+    check(cut and cut.startswith("closed"), "a connection sending endless "
+          "headers was not closed: %s after %d KiB" % (cut, sent >> 10))
+    check(sent < (32 << 20), "%d MiB of headers went in before the cut"
+          % (sent >> 20))
+    check(grew < 8192, "RSS grew by %d KiB under endless headers" % grew)
+
+    # 2. A request dripped a byte at a time is cut once it is overdue.
+    c = socket.create_connection(("127.0.0.1", port), timeout=ft.scaled(10))
+    c.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+
+    def dripped_out():
+        try:
+            c.sendall(b"a")
+        except OSError:
+            return True
+        return closed_by_peer(c) or None
+    t0 = time.monotonic()
+    wait_until(dripped_out, 60, "a dripping connection to be cut", step=0.5)
+    ft.log("a dripping request was cut after %.1f s" % (time.monotonic() - t0))
+    c.close()
+
+    # 3. Many idle connections: 16 are kept, the others closed at once.
+    base = tcp_conns(port)
+    idle = [socket.create_connection(("127.0.0.1", port),
+                                     timeout=ft.scaled(10))
+            for _ in range(64)]
+    wait_until(lambda: sum(closed_by_peer(s) for s in idle) >= 48 or None,
+               30, "the connections over the limit to be closed")
+    kept = [s for s in idle if not closed_by_peer(s)]
+    check(len(kept) == 16, "%d idle connections kept, expected 16"
+          % len(kept))
+    check(tcp_conns(port) - base <= 2 * 16, "%d connections established"
+          % (tcp_conns(port) - base))
+    t0 = time.monotonic()
+    wait_until(lambda: all(closed_by_peer(s) for s in kept) or None, 60,
+               "the idle connections to be closed")
+    ft.log("16 idle connections closed after %.1f s"
+           % (time.monotonic() - t0))
+    wait_until(lambda: scrape_ok(port) or None, 30, "/metrics to answer")
+    for s in idle:
+        s.close()
+    check(sec.alive(), "the secondary died\n" + sec.dump())
+    check(sec.term(30) == 128 + signal.SIGTERM,
+          "the secondary's exit on SIGTERM\n" + sec.dump())
+
+
 CASES = {
     "secondary": case_secondary,
+    "limits": case_limits,
     "run": case_run,
     "replication": case_replication,
 }

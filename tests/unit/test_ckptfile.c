@@ -143,7 +143,112 @@ static void test_single_file(void **state)
     ckptfile_txn *t;
     snprintf(path, sizeof(path), "%s/missing/vm.ftvm", dir);
     assert_int_equal(ckptfile_begin_file(&t, path, err, sizeof(err)), -ENOENT);
-    assert_non_null(strstr(err, "missing/vm.ftvm.tmp"));
+    assert_non_null(strstr(err, "/missing"));
+}
+
+/* The victim a planted symlink points at: outside the writable dir. */
+static void make_victim(char *path, size_t len)
+{
+    snprintf(path, len, "%s.victim", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("precious", f);
+    fclose(f);
+}
+
+static void check_victim(const char *path)
+{
+    char buf[16] = { 0 };
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, sizeof(buf) - 1, f), 8);
+    fclose(f);
+    assert_string_equal(buf, "precious");
+    unlink(path);
+}
+
+static void plant(const char *victim, const char *name)
+{
+    char link[512];
+    snprintf(link, sizeof(link), "%s/%s", dir, name);
+    assert_int_equal(symlink(victim, link), 0);
+}
+
+static void assert_regular(const char *path, const char *content)
+{
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char buf[16] = { 0 };
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fread(buf, 1, sizeof(buf) - 1, f), strlen(content));
+    fclose(f);
+    assert_string_equal(buf, content);
+}
+
+/*
+ * Symlinks planted at every name a writer could know in advance (the
+ * final names and the temporary names earlier versions used) are never
+ * written through: the target keeps its bytes, the links are replaced.
+ */
+static void test_planted_symlinks(void **state)
+{
+    (void)state;
+    char victim[512], path[512], err[512];
+    make_victim(victim, sizeof(victim));
+    plant(victim, "ckpt-00000001.ftvm");
+    plant(victim, ".ckpt-00000001.ftvm.tmp");
+    plant(victim, ".ckpt-00000002.ftvm.tmp");
+    plant(victim, "vm.ftvm");
+    plant(victim, "vm.ftvm.tmp");
+
+    char p1[512], latest[512];
+    /* A link is not a checkpoint: not the latest, not counted. */
+    assert_int_equal(ckptfile_latest(dir, latest, sizeof(latest)), -ENOENT);
+    write_one(dir, "guest", p1);
+    /* Number 1, in place of the link (replaced, not followed). */
+    assert_non_null(strstr(p1, "/ckpt-00000001.ftvm"));
+    assert_regular(p1, "guest");
+    /* Stale temporaries that are links are left to their owner. */
+    assert_int_equal(ckptfile_prune(dir, 1), 0);
+
+    ckptfile_txn *t;
+    snprintf(path, sizeof(path), "%s/vm.ftvm", dir);
+    assert_int_equal(ckptfile_begin_file(&t, path, err, sizeof(err)), 0);
+    qfile_put_buf(ckptfile_stream(t), "ram", 3);
+    assert_int_equal(ckptfile_commit(t, err, sizeof(err)), 0);
+    assert_regular(path, "ram");
+    check_victim(victim);
+}
+
+/* Two writers of one file at once use two fresh temporaries. */
+static void test_random_temporaries(void **state)
+{
+    (void)state;
+    char path[512], err[512];
+    snprintf(path, sizeof(path), "%s/vm.ftvm", dir);
+    ckptfile_txn *a, *b;
+    assert_int_equal(ckptfile_begin_file(&a, path, err, sizeof(err)), 0);
+    assert_int_equal(ckptfile_begin_file(&b, path, err, sizeof(err)), 0);
+    assert_int_equal(count_files(dir), 2);
+    qfile_put_buf(ckptfile_stream(a), "aaa", 3);
+    qfile_put_buf(ckptfile_stream(b), "bbb", 3);
+    assert_int_equal(ckptfile_commit(a, err, sizeof(err)), 0);
+    assert_int_equal(ckptfile_commit(b, err, sizeof(err)), 0);
+    assert_regular(path, "bbb");
+    assert_int_equal(count_files(dir), 1);
+    /* A failed rename (a directory holds the name) leaves no temporary. */
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    char inner[600];
+    snprintf(inner, sizeof(inner), "%s/x", path);
+    fclose(fopen(inner, "w"));
+    assert_int_equal(ckptfile_begin_file(&a, path, err, sizeof(err)), 0);
+    assert_true(ckptfile_commit(a, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "/sub: rename into place"));
+    assert_int_equal(count_files(dir), 2);
 }
 
 static void test_bad_directory(void **state)
@@ -197,6 +302,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sequence_and_latest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_planted_symlinks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_random_temporaries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, setup,
                                         teardown),

@@ -130,6 +130,70 @@ static int do_pkg_load(qfile *f, const savevm_section *sec, void *unused)
 }
 
 /* Versions other than 1 and instances other than 0 are refused. */
+/*
+ * A checkpoint file's trailer is found only where the format puts it: the
+ * last record before EOF.  A section after it, a missing EOF, or a
+ * trailer whose sum claims to cover something else are refused, naming
+ * the byte.
+ */
+static void test_find_end(void **state)
+{
+    (void)state;
+    qfile *f = sealed_stream(7);
+    size_t n;
+    const uint8_t *b = qfile_mem_data(f, &n);
+    const size_t body = 8 + 17 + 13 + 5 + 23;
+    trailer_info info;
+    uint64_t at = 0;
+    char msg[512];
+    assert_int_equal(trailer_find_end(b, n, &info, &at, msg, sizeof(msg)),
+                     0);
+    assert_int_equal(at, body);
+    assert_int_equal(trailer_body_at_end(n), body);
+    assert_int_equal(info.id, 7);
+    assert_int_equal(info.covered, body);
+
+    /* A valid-looking section after the trailer, then EOF. */
+    qfile *g = qfile_open_mem("g");
+    qfile_put_buf(g, b, n - 1);
+    savevm_put_section_start(g, SAVEVM_SECTION_FULL, 2, "dev", 0, 1);
+    qfile_put_buf(g, "uncovered-xxx", 13);
+    savevm_put_footer(g, 2);
+    savevm_put_eof(g);
+    size_t gn;
+    const uint8_t *gb = qfile_mem_data(g, &gn);
+    assert_int_equal(trailer_find_end(gb, gn, &info, &at, msg, sizeof(msg)),
+                     -EBADMSG);
+    char want[64];
+    snprintf(want, sizeof(want), "byte %zu: ", gn - 1 - TRAILER_FILE_BYTES);
+    assert_non_null(strstr(msg, want));
+    assert_non_null(strstr(msg, "not the checkpoint's 'ftvm-ckpt' trailer"));
+
+    /* No EOF at the end. */
+    assert_int_equal(trailer_find_end(b, n - 1, &info, &at, msg,
+                                      sizeof(msg)), -EBADMSG);
+    assert_non_null(strstr(msg, "expected EOF"));
+    /* Too short for a trailer at all. */
+    assert_int_equal(trailer_find_end(b, 20, &info, &at, msg, sizeof(msg)),
+                     -EBADMSG);
+    assert_int_equal(trailer_body_at_end(20), 0);
+    /* A trailer in place whose sum claims fewer bytes than precede it. */
+    uint8_t *copy = malloc(n);
+    memcpy(copy, b, n);
+    copy[body + 8 + 7] -= 1;
+    assert_int_equal(trailer_find_end(copy, n, &info, &at, msg,
+                                      sizeof(msg)), -EBADMSG);
+    assert_non_null(strstr(msg, "bytes were lost or added"));
+    /* Its footer naming another section. */
+    memcpy(copy, b, n);
+    copy[n - 2] ^= 1;
+    assert_int_equal(trailer_find_end(copy, n, &info, &at, msg,
+                                      sizeof(msg)), -EBADMSG);
+    free(copy);
+    qfile_close(g);
+    qfile_close(f);
+}
+
 static void test_wrong_version_or_instance(void **state)
 {
     (void)state;
@@ -345,6 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trailer_roundtrip_and_damage),
         cmocka_unit_test(test_pkg_header),
+        cmocka_unit_test(test_find_end),
         cmocka_unit_test(test_wrong_version_or_instance),
         cmocka_unit_test(test_described),
         cmocka_unit_test(test_retpath),

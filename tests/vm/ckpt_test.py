@@ -26,6 +26,15 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
   quit-status   `ftvmctl quit` ends the process with status 0
   vcpus         a VM with --vcpus 2 (vCPU 1 in its reset state) is saved,
                 killed and restored, and goes on
+  files         symlinks planted in a writable directory (at the final
+                names and at the temporary names earlier versions used)
+                are never written through; a relative `save FILE` is made
+                absolute by ftvmctl, and refused when a raw client sends
+                it; a control socket's missing directory is made 0700
+  trailer-place a real checkpoint with a section after its trailer, or
+                with its trailer mid-file and a second one at the end, is
+                refused by restore (before the guest runs) and by inspect,
+                naming the byte
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -247,7 +256,8 @@ def case_save_restore():
     pause_ms, total_ms = float(fields["pause_ms"]), float(fields["total_ms"])
     check(0 < pause_ms <= total_ms, "pause_ms %s, total_ms %s" %
           (pause_ms, total_ms))
-    check(not os.path.exists(f1 + ".tmp"), "save left %s.tmp" % f1)
+    left = [n for n in os.listdir(os.path.dirname(f1)) if n.endswith(".tmp")]
+    check(not left, "save left temporaries: %r" % left)
     check_inspect(f1)
 
     sock2 = os.path.join(ft.tmp, "restore1.sock")
@@ -423,7 +433,9 @@ def ram_page_offsets(path, d):
     return offs
 
 
-def case_bad_files():
+def saved_checkpoint():
+    """The counter saved, then killed: (its Proc, the file, inspect's JSON
+    of it, its bytes, its records by idstr or type)."""
     needs_kvm()
     sock = os.path.join(ft.tmp, "run.sock")
     run = Proc("run", counter_argv(["rate=50"], extra=["--control", sock]))
@@ -437,6 +449,18 @@ def case_bad_files():
     rec = {}
     for r in d["records"]:
         rec.setdefault(r.get("idstr") or r["type"], []).append(r)
+    return run, good, d, data, rec
+
+
+def restores(path, run):
+    """path restores and runs on past where run stopped."""
+    r = Proc("restore", [ftvm, "restore", "--mem", "64M", path])
+    r.wait_tick(run.last_tick() + 3)
+    r.term()
+
+
+def case_bad_files():
+    run, good, d, data, rec = saved_checkpoint()
     ram = rec["ram"]
     ram_mid = ram[len(ram) // 2]
     trailer = rec["ftvm-ckpt"][0]["offset"]
@@ -461,7 +485,7 @@ def case_bad_files():
     add("splice-mid-ram", data[:ram_mid["offset"] + ram_mid["size"] // 2] +
         data[rec["cpu"][0]["offset"]:], ["byte "])
     add("splice-no-trailer", data[:trailer] + data[eof:],
-        ["no 'ftvm-ckpt' section"])
+        ["not the checkpoint's 'ftvm-ckpt' trailer"])
     flip = bytearray(data)
     at = pages[len(pages) // 2] + 2048
     flip[at] ^= 0x10
@@ -522,9 +546,7 @@ def case_bad_files():
     check(not failures, "bad checkpoints:\n  " + "\n  ".join(failures))
 
     # And the good one is still good.
-    r = Proc("restore", [ftvm, "restore", "--mem", "64M", good])
-    r.wait_tick(run.last_tick() + 3)
-    r.term()
+    restores(good, run)
 
 
 def case_clock():
@@ -785,6 +807,159 @@ def case_vcpus():
     log("a 2-vCPU VM restored, continuing at tick %d" % first)
 
 
+def raw_request(sock, req):
+    """One request on the control socket as a raw client sends it."""
+    import socket as so
+    c = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+    c.settimeout(30)
+    c.connect(sock)
+    c.sendall((json.dumps(req) + "\n").encode())
+    buf = b""
+    while buf.count(b"\n") < 2:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    c.close()
+    lines = buf.split(b"\n")
+    check(len(lines) >= 2, "no reply from %s: %r" % (sock, buf))
+    return json.loads(lines[1])
+
+
+def case_files():
+    needs_kvm()
+    victim = os.path.join(ft.tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious")
+    w = os.path.join(ft.tmp, "w")           # a directory anyone may write
+    os.mkdir(w)
+    os.chmod(w, 0o1777)
+    cdir = os.path.join(w, "ckpts")
+    os.mkdir(cdir)
+    os.chmod(cdir, 0o1777)
+    for name in ["vm.ftvm", "vm.ftvm.tmp", "other.ftvm.tmp"]:
+        os.symlink(victim, os.path.join(w, name))
+    for name in [".ckpt-00000001.ftvm.tmp", ".ckpt-00000002.ftvm.tmp"]:
+        os.symlink(victim, os.path.join(cdir, name))
+    sockdir = os.path.join(ft.tmp, "made")
+    sock = os.path.join(sockdir, "run.sock")
+    run = Proc("run", counter_argv(["rate=50"], extra=[
+        "--control", sock, "--checkpoint-dir", cdir]))
+    wait_control(sock, run)
+    mode = os.stat(sockdir).st_mode & 0o777
+    check(mode == 0o700, "the control socket's directory is %o, expected "
+          "700" % mode)
+    run.wait_tick(3)
+
+    # A relative path, resolved where ftvmctl runs (not where ftvm runs).
+    r = ft.run([ftvmctl, "-s", sock, "--json", "save", "vm.ftvm"], cwd=w,
+               capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "ftvmctl save vm.ftvm in %s exited %d: %s" %
+          (w, r.returncode, r.stderr))
+    got = json.loads(r.stdout)["path"]
+    target = os.path.join(os.path.realpath(w), "vm.ftvm")
+    check(got == target, "save wrote %r, expected %r" % (got, target))
+    check(not os.path.islink(target) and os.path.isfile(target),
+          "%s is not a regular file after save" % target)
+    ctl(sock, "save", os.path.join(w, "other.ftvm"))
+    ctl(sock, "checkpoint")
+    with open(victim) as f:
+        v = f.read(64)
+    check(v == "precious", "the symlinks' target was written: %r" % v[:20])
+    check_inspect(target)
+    check_inspect(os.path.join(w, "other.ftvm"))
+    ckpts = sorted(n for n in os.listdir(cdir) if n.startswith("ckpt-"))
+    check(ckpts == ["ckpt-00000001.ftvm"], "checkpoint dir: %r" % ckpts)
+    check(not os.path.islink(os.path.join(cdir, ckpts[0])),
+          "the checkpoint is a symlink")
+
+    # A raw client's relative path is refused; nothing appears anywhere.
+    before = set(os.listdir("."))
+    rep = raw_request(sock, {"cmd": "save", "args": {"file": "rel.ftvm"},
+                             "id": 1})
+    log("relative save: %r" % rep)
+    check(rep.get("ok") is False and
+          "not an absolute path" in rep.get("error", ""),
+          "a relative save was not refused: %r" % rep)
+    check(set(os.listdir(".")) == before, "files appeared in the server's "
+          "working directory: %r" % (set(os.listdir(".")) - before))
+    rep = raw_request(sock, {"cmd": "save", "args": {"file": "../x.ftvm"},
+                             "id": 2})
+    check(rep.get("ok") is False, "save ../x.ftvm: %r" % rep)
+    st = status(sock)
+    check(st["checkpoints"]["written"] == 3, "status: %r" %
+          st["checkpoints"])
+    run.term()
+
+
+def trailer_section(sid, cid, covered, crc):
+    """The bytes of an ftvm-ckpt section (docs/checkpoints.md)."""
+    name = b"ftvm-ckpt"
+    return (struct.pack(">BIB", 0x04, sid, len(name)) + name +
+            struct.pack(">IIQQI", 0, 1, cid, covered, crc) +
+            struct.pack(">BI", 0x7E, sid))
+
+
+def case_trailer_place():
+    import zlib
+    run, good, d, data, rec = saved_checkpoint()
+    tr = rec["ftvm-ckpt"][0]
+    eof = rec["EOF"][0]["offset"]
+    check(tr["offset"] + tr["size"] == eof,
+          "the trailer (%r) does not end at EOF (%d)" %
+          (tr, eof))
+    cpu = rec["cpu"][0]
+    cpu_bytes = data[cpu["offset"]:cpu["offset"] + cpu["size"]]
+    sid = struct.unpack(">I", data[tr["offset"] + 1:tr["offset"] + 5])[0]
+
+    # 1. A valid-looking section after the trailer: state no sum covers.
+    appended = data[:eof] + cpu_bytes + data[eof:]
+    # 2. That, sealed again by a second trailer at the end: the first one
+    #    still sits mid-file.
+    head = data[:eof] + cpu_bytes
+    hdr = 23
+    covered = len(head) + hdr
+    sec = trailer_section(sid + 1, 0, 0, 0)
+    crc = zlib.crc32(head + sec[:hdr]) & 0xFFFFFFFF
+    resealed = head + trailer_section(sid + 1, 0, covered, crc) + data[eof:]
+    cases = [("appended", appended, eof - 48 + len(cpu_bytes)),
+             ("resealed", resealed, tr["offset"])]
+    failures = []
+    for name, content, at in cases:
+        path = os.path.join(ft.tmp, name + ".ftvm")
+        with open(path, "wb") as f:
+            f.write(content)
+        csock = os.path.join(ft.tmp, "bad.sock")
+        r = ft.run([ftvm, "restore", "--control", csock, path],
+                   capture_output=True, text=True, timeout=60)
+        msg = r.stderr.strip()
+        log("restore %-9s %3d  %s" % (name, r.returncode, msg))
+        if r.returncode != EXIT_SETUP:
+            failures.append("restore %s: exit %d, expected %d" %
+                            (name, r.returncode, EXIT_SETUP))
+        if r.stdout or os.path.exists(csock):
+            failures.append("restore %s: the guest ran" % name)
+        if "byte %d" % at not in msg and \
+                "byte %d" % (at + hdr) not in msg:
+            failures.append("restore %s: the message names no byte %d: %s"
+                            % (name, at, msg))
+        if "trailer" not in msg:
+            failures.append("restore %s: the message does not say what is "
+                            "wrong: %s" % (name, msg))
+        r = ft.run([ftvm, "inspect", "--json", path], capture_output=True,
+                   text=True, timeout=60)
+        err = json.loads(r.stdout)["error"] if r.stdout else None
+        log("inspect %-9s %3d  %r" % (name, r.returncode, err))
+        if r.returncode != 1 or not err or \
+                "not the checkpoint's last record" not in err["message"]:
+            failures.append("inspect %s: exit %d, error %r" %
+                            (name, r.returncode, err))
+    check(not failures, "misplaced trailers:\n  " + "\n  ".join(failures))
+    # The good file is still good, to both.
+    check_inspect(good)
+    restores(good, run)
+
+
 CASES = {
     "save-restore": case_save_restore,
     "periodic": case_periodic,
@@ -794,6 +969,8 @@ CASES = {
     "disk-full": case_disk_full,
     "quit-status": case_quit_status,
     "vcpus": case_vcpus,
+    "files": case_files,
+    "trailer-place": case_trailer_place,
 }
 
 

@@ -142,6 +142,7 @@ static vm *make_vm(capture *c, const char *image, const char *args)
     vm_config_init(&cfg);
     cfg.mem_size = 64ull << 20;
     cfg.console_fn = capture_write;
+    cfg.console_fd = -1;
     cfg.console_opaque = c;
     if (vm_create(&v, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "vm_create: %s\n", err);
@@ -185,12 +186,13 @@ static void test_pause_latency(const char *memtouch)
     capture out;
     capture_init(&out);
     vm *v = make_vm(&out, memtouch, "working-set-mib=8 report-every=0");
+    char err[512];
     start(v);
     sleep_ms(100);
 
     uint64_t sum_exit = 0, sum_total = 0;
     for (int i = 0; i < MEMTOUCH_PAUSES; i++) {
-        CHECK(vm_pause(v) == 0, "vm_pause");
+        CHECK(vm_pause(v, err, sizeof(err)) == 0, "vm_pause: %s", err);
         CHECK(vm_get_state(v) == VM_PAUSED, "state after pause is %d",
               vm_get_state(v));
         vm_pause_stats ps;
@@ -215,8 +217,8 @@ static void test_pause_latency(const char *memtouch)
     CHECK(vm_get_state(v) == VM_RUNNING, "memtouch stopped: %s", si.msg);
 
     /* Pauses are held: an operator's pause outlives a checkpoint's. */
-    char err[256];
-    CHECK(vm_pause(v) == 0 && vm_pause(v) == 0, "nested vm_pause");
+    CHECK(vm_pause(v, err, sizeof(err)) == 0 &&
+          vm_pause(v, err, sizeof(err)) == 0, "nested vm_pause: %s", err);
     resume(v);
     CHECK(vm_get_state(v) == VM_PAUSED, "one resume of two pauses ran it");
     resume(v);
@@ -297,6 +299,7 @@ static char *restore_elsewhere(const char *self, const uint8_t *stream,
 
 static void test_save_restore(const char *self, const char *counter)
 {
+    char err[512];
     capture ref, a, b;
     capture_init(&ref);
     capture_init(&a);
@@ -316,7 +319,7 @@ static void test_save_restore(const char *self, const char *counter)
     char tick[32];
     snprintf(tick, sizeof(tick), "tick %d ", PAUSE_AT_TICK);
     CHECK(wait_for(va, &a, tick, 30), "no '%s' from the guest", tick);
-    CHECK(vm_pause(va) == 0, "vm_pause");
+    CHECK(vm_pause(va, err, sizeof(err)) == 0, "vm_pause: %s", err);
     char *before = capture_copy(&a);
     uint64_t clock_at_pause = vm_guest_clock(va);
 
@@ -389,6 +392,7 @@ static void test_save_restore(const char *self, const char *counter)
  */
 static void test_incremental(const char *counter)
 {
+    char err[512];
     static const int ticks[] = { 5, 10, 20, 30 };
     capture ref, a, b;
     capture_init(&ref);
@@ -412,7 +416,7 @@ static void test_incremental(const char *counter)
         char tick[32];
         snprintf(tick, sizeof(tick), "tick %d ", ticks[i]);
         CHECK(wait_for(va, &a, tick, 30), "no '%s' from the guest", tick);
-        CHECK(vm_pause(va) == 0, "vm_pause");
+        CHECK(vm_pause(va, err, sizeof(err)) == 0, "vm_pause: %s", err);
         free(before);
         before = capture_copy(&a);
 
