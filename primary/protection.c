@@ -179,6 +179,28 @@ static void lose(protection *p, protection_act *a, const char *why)
     a->reconnect = protection_retries(p);
 }
 
+/*
+ * Ends protection of a secondary that is alive and connected (it refuses
+ * everything, or answers what it cannot): with EOF, as stop-replication
+ * does, not by dropping the connection.  Dropped, a live secondary takes
+ * the primary for lost and fails over while this VM runs on: two VMs
+ * from one.  With EOF it stops.  Held output leaves once EOF has: until
+ * then the secondary could still fail over to the last checkpoint
+ * acknowledged.  Degraded, and reconnecting as after a loss.
+ */
+static void give_up(protection *p, protection_act *a, const char *why)
+{
+    say(p, a, "%s; ending replication (EOF) and running unprotected "
+        "(degraded)", why);
+    protection_note(p, why);
+    p->release_on_drain = p->holding;
+    end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP, why);
+    p->state = PROTECTION_DEGRADED;
+    if (!p->holding)
+        release_all(p, a);
+    a->reconnect = protection_retries(p);
+}
+
 protection_act protection_lose(protection *p, const char *why)
 {
     protection_act a = { 0 };
@@ -245,7 +267,7 @@ protection_act protection_build_failed(protection *p,
      */
     if (pl->full) {
         if (linked(p))
-            lose(p, &a, why);
+            give_up(p, &a, why);
         return a;
     }
     say(p, &a, "%s; sending the next checkpoint in full", why);
@@ -314,7 +336,7 @@ static bool answer_ok(protection *p, protection_act *a, const char *what,
     } else {
         return true;
     }
-    lose(p, a, why);
+    give_up(p, a, why);
     return false;
 }
 
@@ -333,7 +355,7 @@ protection_act protection_ack(protection *p, uint64_t k, const pairing *pair,
         char why[600];
         snprintf(why, sizeof(why), "secondary %s acknowledged checkpoint "
                  "%" PRIu64 ", which is not in flight", p->addr, k);
-        lose(p, &a, why);
+        give_up(p, &a, why);
         return a;
     }
     if (p->win[i].sent_ns) {
@@ -382,7 +404,7 @@ protection_act protection_nack(protection *p, uint64_t k,
         return a;
     /* A full package refused twice in a row will be refused again. */
     if (p->last_full_id == k && ++p->full_refusals >= 2) {
-        lose(p, &a, a.why);
+        give_up(p, &a, a.why);
         return a;
     }
     say(p, &a, "%s; sending the next checkpoint in full", a.why);

@@ -22,7 +22,8 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                refuses it, the next checkpoint goes in full, replication
                stays active
   nack-full    =3..8: the full packages after the refusal are refused
-               too; after the second the primary gives up (degraded)
+               too; after the second the primary gives up (degraded) with
+               EOF: the secondary stops without failing over
   secondary-dies  kill -9 of the secondary: degraded within the failure
                timeout, output flows unheld; attach-secondary to a new one
                brings it back to active
@@ -411,7 +412,13 @@ def case_nack_full():
     check(st["nacks"] >= 3 and st["checkpoint"]["full"] == 2, str(st))
     m = re.search(r"refused checkpoint (\d+)", st["last_error"])
     check(m and 4 <= int(m.group(1)) <= 8, st["last_error"])
-    check(not st["output"]["holding"], "output held when degraded")
+    # Given up with EOF: the secondary, alive, stops; it must not fail
+    # over while this VM runs on.
+    check(s.wait(ft.scaled(10)) == 0, "the secondary did not stop\n" +
+          s.dump())
+    check("no failover" in s.err(), "the secondary's log:\n" + s.err())
+    wait_until(lambda: not status(sock)["output"]["holding"], 10,
+               "output released once EOF has gone")
     p.wait_tick(p.last_tick() + 3)
 
 

@@ -126,6 +126,37 @@ static void assert_lost(protection *p, const protection_act *a,
 }
 
 /*
+ * The checks of giving up on a secondary that is alive (it answers what
+ * it cannot, or refuses everything): replication ends with EOF, not a
+ * drop, so that it stops rather than fail over; held output leaves once
+ * the EOF has (protection_drained).
+ */
+static void assert_given_up(protection *p, const protection_act *a,
+                            const char *what)
+{
+    assert_int_equal(p->state, PROTECTION_DEGRADED);
+    assert_int_equal(a->end, PROTECTION_FINISH);
+    assert_false(p->ready);
+    assert_int_equal(p->nwin, 0);
+    assert_true(a->say);
+    assert_non_null(strstr(a->msg, what));
+    assert_non_null(strstr(a->msg, "; ending replication (EOF) and running "
+                                    "unprotected (degraded)"));
+    assert_non_null(strstr(p->last_error, what));
+    assert_int_equal(a->release_upto, 0);
+    assert_true(a->nanswers >= 1);
+    assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
+    assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
+    assert_false(a->take);
+    bool held = p->holding;
+    assert_true(a->release_all == !held);
+    assert_true(p->release_on_drain == held);
+    protection_act d = protection_drained(p);
+    assert_true(d.release_all == held);
+    assert_false(p->holding);
+}
+
+/*
  * Answers no honest secondary gives (finding 4 of issue 8): for a
  * checkpoint taken but whose write has not begun, or of another pairing.
  * Each ends the link as a protocol error and releases nothing by
@@ -146,7 +177,7 @@ static void test_forged_answers(void **unused)
     active(&p);
     take(&p, 0);
     a = protection_ack(&p, 2, &test_pair, 1, 0);
-    assert_lost(&p, &a, "secondary " ADDR ": protocol error: ACK of "
+    assert_given_up(&p, &a, "secondary " ADDR ": protocol error: ACK of "
                 "checkpoint 2, which was not sent (the last sent is 1)");
     assert_int_equal(a.release_upto, 0);
     assert_int_equal(p.acked_id, 1);
@@ -157,7 +188,7 @@ static void test_forged_answers(void **unused)
     active(&p);
     take(&p, 0);
     a = protection_nack(&p, 2, &test_pair, 1, "checksum mismatch");
-    assert_lost(&p, &a, "protocol error: NACK of checkpoint 2, which was "
+    assert_given_up(&p, &a, "protocol error: NACK of checkpoint 2, which was "
                 "not sent");
     assert_false(p.need_full);
 
@@ -168,7 +199,7 @@ static void test_forged_answers(void **unused)
         active(&p);
         take(&p, 0);
         a = protection_ack(&p, 2, forged[i], 2, 0);
-        assert_lost(&p, &a, "protocol error: ACK of checkpoint 2 for "
+        assert_given_up(&p, &a, "protocol error: ACK of checkpoint 2 for "
                     "pairing ");
         assert_non_null(strstr(a.msg, i ? "for pairing wm-1/01020304, not "
                                           "vm-1/01020304"
@@ -180,7 +211,7 @@ static void test_forged_answers(void **unused)
         active(&p);
         take(&p, 0);
         a = protection_nack(&p, 2, forged[i], 2, "refused");
-        assert_lost(&p, &a, "protocol error: NACK of checkpoint 2 for "
+        assert_given_up(&p, &a, "protocol error: NACK of checkpoint 2 for "
                     "pairing ");
     }
 
@@ -200,7 +231,7 @@ static void test_forged_answers(void **unused)
     protection_ready(&p);
     take(&p, 0);
     a = protection_ack(&p, 1, &test_pair, 1, 0);
-    assert_lost(&p, &a, "for pairing vm-1/01020304, not vm-1/77020304");
+    assert_given_up(&p, &a, "for pairing vm-1/01020304, not vm-1/77020304");
     assert_int_equal(a.release_upto, 0);
 }
 
@@ -348,7 +379,7 @@ static void test_window(void **unused)
     assert_false(a.take);
 }
 
-/* ACKs for what is not in flight are a broken secondary: degraded. */
+/* ACKs for what is not in flight are a broken secondary: given up on. */
 static void test_ack_refusals(void **unused)
 {
     (void)unused;
@@ -360,7 +391,7 @@ static void test_ack_refusals(void **unused)
     linked(&p);
     take(&p, 0);
     a = ack(&p, 2, 0);
-    assert_lost(&p, &a, "secondary " ADDR ": protocol error: ACK of "
+    assert_given_up(&p, &a, "secondary " ADDR ": protocol error: ACK of "
                 "checkpoint 2, which was not sent (the last sent is 1)");
     assert_int_equal(a.release_upto, 0);
     assert_int_equal(p.acked, 0);
@@ -369,7 +400,7 @@ static void test_ack_refusals(void **unused)
     init(&p, 0);
     active(&p);
     a = ack(&p, 1, 0);
-    assert_lost(&p, &a, not_in_flight);
+    assert_given_up(&p, &a, not_in_flight);
 
     /* An older one after a newer. */
     linked(&p);
@@ -377,13 +408,13 @@ static void test_ack_refusals(void **unused)
     take(&p, 0);
     ack(&p, 2, 0);
     a = ack(&p, 1, 0);
-    assert_lost(&p, &a, "acknowledged checkpoint 1,");
+    assert_given_up(&p, &a, "acknowledged checkpoint 1,");
 
     /* 0, which no package has. */
     linked(&p);
     take(&p, 0);
     a = ack(&p, 0, 0);
-    assert_lost(&p, &a, "acknowledged checkpoint 0,");
+    assert_given_up(&p, &a, "acknowledged checkpoint 0,");
 
     /* Degraded: an ACK is no longer anyone's; nothing changes. */
     uint64_t acked = p.acked;
@@ -465,7 +496,7 @@ static void test_full_refused_twice(void **unused)
     assert_true(take(&p, 0).full);              /* 3, full */
     a = nack(&p, 3, "still bad");
     assert_int_equal(p.full_refusals, 2);
-    assert_lost(&p, &a, "secondary " ADDR " refused checkpoint 3: "
+    assert_given_up(&p, &a, "secondary " ADDR " refused checkpoint 3: "
                 "still bad");
     /* The refused one's waiter hears the refusal, the rest the loss. */
     assert_int_equal(a.nanswers, 2);
@@ -797,7 +828,7 @@ static void test_build_failed(void **unused)
     assert_int_equal(pl.id, 1);
     assert_true(pl.full);
     a = protection_build_failed(&p, &pl, "checkpoint 1: y");
-    assert_lost(&p, &a, "checkpoint 1: y");
+    assert_given_up(&p, &a, "checkpoint 1: y");
 }
 
 /* stop-replication: EOF after what is queued, held output after EOF. */
