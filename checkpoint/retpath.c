@@ -15,30 +15,36 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_be16(f, 4);
         qfile_put_be32(f, m->value32);
         break;
-    case RETPATH_ACK:
     case RETPATH_HEARTBEAT:
         qfile_put_be16(f, m->type);
         qfile_put_be16(f, 8);
         qfile_put_be64(f, m->value64);
         break;
+    case RETPATH_ACK:
     case RETPATH_NACK:
-        tl = strnlen(m->text, RETPATH_MSG_MAX - 9);
+        tl = m->type == RETPATH_NACK
+                 ? strnlen(m->text, RETPATH_MSG_MAX - RETPATH_ANSWER_LEN)
+                 : 0;
         qfile_put_be16(f, m->type);
-        qfile_put_be16(f, (uint16_t)(8 + tl));
+        qfile_put_be16(f, (uint16_t)(RETPATH_ANSWER_LEN + tl));
         qfile_put_be64(f, m->value64);
+        qfile_put_buf(f, m->pair.id, PAIRING_ID_LEN);
+        qfile_put_buf(f, m->pair.name, sizeof(m->pair.name));
         qfile_put_buf(f, m->text, tl);
         break;
     }
 }
 
-void retpath_put_ack(qfile *f, uint64_t id)
+void retpath_put_ack(qfile *f, uint64_t id, const pairing *pair)
 {
-    retpath_put(f, &(retpath_msg){ .type = RETPATH_ACK, .value64 = id });
+    retpath_put(f, &(retpath_msg){ .type = RETPATH_ACK, .value64 = id,
+                                   .pair = *pair });
 }
 
-void retpath_put_nack(qfile *f, uint64_t id, const char *why)
+void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
+                      const char *why)
 {
-    retpath_msg m = { .type = RETPATH_NACK, .value64 = id };
+    retpath_msg m = { .type = RETPATH_NACK, .value64 = id, .pair = *pair };
     snprintf(m.text, sizeof(m.text), "%s", why);
     retpath_put(f, &m);
 }
@@ -90,12 +96,14 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
     case RETPATH_PONG:
         want = 4;
         break;
-    case RETPATH_ACK:
     case RETPATH_HEARTBEAT:
         want = 8;
         break;
+    case RETPATH_ACK:
+        want = RETPATH_ANSWER_LEN;
+        break;
     case RETPATH_NACK:
-        if (n >= 8 && n <= RETPATH_MSG_MAX + 7)
+        if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_MSG_MAX)
             want = n;
         break;
     default:
@@ -116,9 +124,19 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         out->value32 = (uint32_t)be(buf + 4, 4);
     else
         out->value64 = be(buf + 4, 8);
-    if (type == RETPATH_NACK) {
-        memcpy(out->text, buf + 12, n - 8u);
-        out->text[n - 8] = '\0';
+    if (type == RETPATH_ACK || type == RETPATH_NACK) {
+        const uint8_t *p = buf + 12;
+        memcpy(out->pair.id, p, PAIRING_ID_LEN);
+        memcpy(out->pair.name, p + PAIRING_ID_LEN, sizeof(out->pair.name));
+        char why[160];
+        if (pairing_check(&out->pair, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "return path: %s: %s",
+                     retpath_type_name(type), why);
+            return -EINVAL;
+        }
+        size_t tl = n - RETPATH_ANSWER_LEN;
+        memcpy(out->text, buf + 4 + RETPATH_ANSWER_LEN, tl);
+        out->text[tl] = '\0';
     }
     return 4 + n;
 }

@@ -14,35 +14,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/pairing.h"
 #include "checkpoint/qfile.h"
 
 typedef enum retpath_type {
     RETPATH_SHUT = 1,      /* be32: 0 a clean stop, else an error */
     RETPATH_PONG = 2,      /* be32: the PING's value */
-    RETPATH_ACK = 0x7f01,  /* be64: checkpoint id applied */
-    RETPATH_NACK = 0x7f02, /* be64: checkpoint id refused; then a message */
+    RETPATH_ACK = 0x7f01,  /* be64 checkpoint id applied, the pairing */
+    RETPATH_NACK = 0x7f02, /* be64 id refused, the pairing, a message */
     RETPATH_HEARTBEAT = 0x7f03, /* be64: the receiver's sequence number */
 } retpath_type;
 
 #define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
+/* ACK's payload, and NACK's before its reason: id, pairing id, name. */
+#define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1)
 
 typedef struct retpath_msg {
     retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
     uint64_t value64;       /* ACK, NACK, HEARTBEAT */
+    pairing pair;           /* ACK, NACK: the pairing it answers */
     char text[RETPATH_MSG_MAX]; /* NACK's reason, NUL-terminated */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
-void retpath_put_ack(qfile *f, uint64_t id);
-void retpath_put_nack(qfile *f, uint64_t id, const char *why);
+void retpath_put_ack(qfile *f, uint64_t id, const pairing *pair);
+void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
+                      const char *why);
 void retpath_put_heartbeat(qfile *f, uint64_t seq);
 void retpath_put_shut(qfile *f, uint32_t code);
 
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when
- * more bytes are needed, or -EINVAL for an unknown type or a bad length
- * (with a message in err).
+ * more bytes are needed, or -EINVAL for an unknown type, a bad length or
+ * an ACK/NACK whose VM name is not one (with a message in err).  Whether
+ * the pairing is the right one is the caller's to judge.
  */
 int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
                   size_t errlen);

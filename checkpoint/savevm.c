@@ -10,6 +10,8 @@
 
 #define DEFAULT_MAX_PACKAGE (1u << 30)
 #define DEFAULT_MAX_DEPTH 4
+/* What a package's staging buffer grows by at first, and is read by. */
+#define STAGE_PIECE (1u << 20)
 #define MAX_VMDESC (64u << 20)
 
 /*
@@ -201,6 +203,11 @@ savevm_loader *savevm_loader_new(const savevm_target_ops *ops, void *opaque,
     if (!l->opts.max_depth)
         l->opts.max_depth = DEFAULT_MAX_DEPTH;
     return l;
+}
+
+void savevm_loader_set_max_package(savevm_loader *l, uint32_t max)
+{
+    l->opts.max_package = max ? max : DEFAULT_MAX_PACKAGE;
 }
 
 void savevm_loader_free(savevm_loader *l)
@@ -459,6 +466,43 @@ static int package_pass(savevm_loader *l, qfile *pf, loop_mode mode, int depth)
 }
 
 /*
+ * A package's bytes from a channel, staged in a buffer that grows with
+ * what actually arrived: the length alone is a claim (38 bytes can say
+ * 4 GiB), so the buffer is at most twice what was read, and only pages
+ * written with data are touched.  Read in pieces: a channel cut off ends
+ * the read without touching the rest.  NULL with the error latched on f.
+ */
+static uint8_t *stage(qfile *f, uint32_t len)
+{
+    uint8_t *buf = NULL;
+    size_t cap = 0, got = 0;
+    while (got < len) {
+        if (got == cap) {
+            size_t ncap = cap ? cap * 2 : STAGE_PIECE;
+            if (ncap > len)
+                ncap = len;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                qfile_fail(f, -ENOMEM, "no memory for a %u-byte package "
+                           "(%zu bytes of it arrived)", len, got);
+                return NULL;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t piece = cap - got < STAGE_PIECE ? cap - got : STAGE_PIECE;
+        qfile_get_buf(f, buf + got, piece);
+        if (qfile_error(f)) {
+            free(buf);
+            return NULL;
+        }
+        got += piece;
+    }
+    return buf;
+}
+
+/*
  * A package is a complete record sequence in a length-prefixed buffer.  It
  * is loaded from its own view, so its errors carry the outer byte offset.
  */
@@ -486,16 +530,10 @@ static int load_packaged(savevm_loader *l, qfile *f, loop_mode mode, int depth,
                           "package of %u bytes, but only %lld "
                           "bytes follow",
                           len, (long long)left);
-    if (len <= QFILE_BUF_SIZE || left >= 0) {
+    if (len <= QFILE_BUF_SIZE || left >= 0)
         bytes = qfile_get_ptr(f, len);
-    } else {
-        copy = malloc(len);
-        if (!copy)
-            return qfile_fail(f, -ENOMEM, "no memory for a %u-byte package",
-                              len);
-        qfile_get_buf(f, copy, len);
-        bytes = copy;
-    }
+    else
+        bytes = copy = stage(f, len);
     if (qfile_error(f)) {
         free(copy);
         return qfile_error(f);

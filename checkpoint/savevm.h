@@ -188,6 +188,13 @@ typedef struct savevm_loader_opts {
 savevm_loader *savevm_loader_new(const savevm_target_ops *ops, void *opaque,
                                  const savevm_loader_opts *opts);
 void savevm_loader_free(savevm_loader *l);
+/*
+ * Changes the largest PACKAGED accepted from the next one on (0 = 1 GiB):
+ * a receiver that learns what a package can hold part way (the VM's
+ * shape) tightens it then.  A package's staging buffer grows with the
+ * bytes that arrive, never to its stated length up front.
+ */
+void savevm_loader_set_max_package(savevm_loader *l, uint32_t max);
 
 /* Reads and checks magic, version and an optional CONFIGURATION section. */
 int savevm_load_header(savevm_loader *l, qfile *f);

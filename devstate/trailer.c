@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,11 @@ static const vmstate_field pkg_fields[] = {
     { VMSTATE_SCALAR(trailer_pkg, id) },
     { VMSTATE_SCALAR(trailer_pkg, base) },
     { VMSTATE_SCALAR(trailer_pkg, flags) },
+    { .name = "pairing", .type = VMSTATE_T_BUFFER,
+      .offset = offsetof(trailer_pkg, pair.id), .size = PAIRING_ID_LEN },
+    { .name = "name", .type = VMSTATE_T_BUFFER,
+      .offset = offsetof(trailer_pkg, pair.name),
+      .size = PAIRING_NAME_MAX + 1 },
     VMSTATE_END,
 };
 
@@ -200,12 +206,15 @@ int trailer_load_pkg(qfile *f, const savevm_section *sec, trailer_pkg *out)
     if (out->flags != 0)
         return qfile_fail(f, -ENOTSUP, "package header: unknown flags 0x%x",
                           out->flags);
+    char why[160];
+    if (pairing_check(&out->pair, why, sizeof(why)) < 0)
+        return qfile_fail(f, -EINVAL, "package header: %s", why);
     return 0;
 }
 
 int trailer_describe_pkg(json_t *vmdesc_devices)
 {
-    const trailer_pkg any = { .id = 1 };
+    const trailer_pkg any = { .id = 1, .pair.name = PAIRING_DEFAULT_NAME };
 
     return vmstate_describe_section(vmdesc_devices, TRAILER_PKG_IDSTR, 0,
                                     &pkg_desc, &any);

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/pairing.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 
@@ -83,15 +84,18 @@ int trailer_skip(qfile *f, const savevm_section *sec);
 /*
  * The package header: the first section of every replication package.
  * Body, big-endian: u64 checkpoint id, u64 base id (0: the package needs
- * no earlier state, e.g. a full resend), u32 flags (0).
+ * no earlier state, e.g. a full resend), u32 flags (0), 16 bytes pairing
+ * id, 64 bytes VM name (NUL-padded): the bring-up's (checkpoint/pairing.h),
+ * which the receiver compares.
  */
 #define TRAILER_PKG_IDSTR "ftvm-pkg"
-#define TRAILER_PKG_VERSION 1u
+#define TRAILER_PKG_VERSION 2u
 
 typedef struct trailer_pkg {
     uint64_t id;
     uint64_t base;
     uint32_t flags;
+    pairing pair;
 } trailer_pkg;
 
 void trailer_put_pkg(qfile *f, uint32_t section_id, const trailer_pkg *p);

@@ -46,12 +46,24 @@ static void stop_reading(channel *l)
     l->read_added = false;
 }
 
+/*
+ * What one callback reads at most before it lets the loop run: a peer
+ * that sends faster than it is read (a flood of HEARTBEATs) would
+ * otherwise keep it here, and the timers and the control socket would
+ * wait.  The event is level-triggered, so what is left is read on the
+ * loop's next round.
+ */
+#define READ_BUDGET_MSGS 256
+#define READ_BUDGET_BYTES (64 * 1024)
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     channel *l = arg;
     char why[600];
-    for (;;) {
+    unsigned msgs = 0;
+    size_t bytes = 0;
+    while (msgs < READ_BUDGET_MSGS && bytes < READ_BUDGET_BYTES) {
         ssize_t n = recv(fd, l->rx + l->rx_len, sizeof(l->rx) - l->rx_len,
                          MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
@@ -69,6 +81,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         __atomic_store_n(&l->last_recv_ns, mono_ns(), __ATOMIC_RELAXED);
         l->heard = true;
         l->rx_len += (size_t)n;
+        bytes += (size_t)n;
         size_t off = 0;
         for (;;) {
             retpath_msg m;
@@ -84,6 +97,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             if (used == 0)
                 break;
             off += (size_t)used;
+            msgs++;
             l->ops.on_msg(l->opaque, l, &m);
             if (!l->read_added)     /* the owner ended the link */
                 return;
@@ -373,4 +387,5 @@ void channel_get_times(channel *l, channel_times *out)
     out->busy = __atomic_load_n(&l->busy, __ATOMIC_RELAXED);
     out->progress_ns = __atomic_load_n(&l->progress_ns, __ATOMIC_RELAXED);
     out->pings = __atomic_load_n(&l->pings, __ATOMIC_RELAXED);
+    out->sending = __atomic_load_n(&l->sending, __ATOMIC_ACQUIRE);
 }

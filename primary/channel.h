@@ -119,6 +119,7 @@ typedef struct channel_times {
     bool busy;              /* the thread has bytes to write */
     uint64_t progress_ns;   /* ... and last wrote some at */
     uint64_t pings;         /* PINGs written */
+    uint64_t sending;       /* the last package whose write began */
 } channel_times;
 void channel_get_times(channel *l, channel_times *out);
 

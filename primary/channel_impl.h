@@ -70,6 +70,7 @@ struct channel {
     /* Written by the thread, read by channel_get_times (atomics). */
     uint64_t last_recv_ns, last_sent_ns, progress_ns, bytes_sent;
     uint64_t pings;         /* written by the heartbeat thread */
+    uint64_t sending;       /* the last package whose write began */
     bool busy;
 
     uint8_t rx[RX_BUF];

@@ -237,6 +237,9 @@ void *channel_thread_main(void *arg)
             __atomic_store_n(&l->progress_ns, mono_ns(),
                              __ATOMIC_RELAXED);
             __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
+            /* Before any byte: no honest ACK of it can come earlier. */
+            if (it->kind == IT_PACKAGE)
+                __atomic_store_n(&l->sending, it->id, __ATOMIC_RELEASE);
         }
         pthread_mutex_unlock(&l->lock);
         if (!it)

@@ -117,7 +117,8 @@ void cycle_take(replicator *p)
         cycle_pool_put(p, q);
         return;     /* on_stop follows */
     }
-    int rc = package_build(p->v, q, id, pl.base, pl.full, &ps);
+    int rc = package_build(p->v, q, &p->prot.pair, id, pl.base, pl.full,
+                           &ps);
     if (rc == 0) {
         outqueue_checkpoint(p->out, id);
         protection_hold(&p->prot);

@@ -72,8 +72,8 @@ int package_bringup(vm *v, const vmshape *shape, channel *l,
     return rc;
 }
 
-int package_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
-                  package_stats *st)
+int package_build(vm *v, qfile *q, const pairing *pair, uint64_t id,
+                  uint64_t base, bool full, package_stats *st)
 {
     registry *reg = vm_registry(v);
     uint32_t n = (uint32_t)registry_count(reg);
@@ -83,7 +83,8 @@ int package_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
         ram_mark_all_dirty(b, nb);
         ram_saver_drop_cache(vm_ram_saver(v));
     }
-    trailer_put_pkg(q, n + 1, &(trailer_pkg){.id = id, .base = base});
+    trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base,
+                                              .pair = *pair });
     if (registry_save_complete(reg, q) == 0)
         registry_save_devices(reg, q, NULL);
     ram_save_stats rs;

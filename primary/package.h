@@ -41,12 +41,13 @@ typedef struct package_stats {
 
 /*
  * Builds checkpoint id into q (an empty memory channel), v paused: the
- * package header (id, base), the RAM END section, every device.  full
+ * package header (id, base, the secondary's pairing), the RAM END
+ * section, every device.  full
  * sends every page and forgets the XBZRLE cache first.  0, or the error
  * latched on q; after an error the next package must be full.
  */
-int package_build(vm *v, qfile *q, uint64_t id, uint64_t base, bool full,
-                  package_stats *st);
+int package_build(vm *v, qfile *q, const pairing *pair, uint64_t id,
+                  uint64_t base, bool full, package_stats *st);
 /*
  * Seals what package_build left in q with the trailer (the CRC-32 of the
  * package) and EOF.  The copy in q is the package's own, so this runs

@@ -110,6 +110,12 @@ static int create_vm(primary *pm, primary_opts *o)
                               .vcpus = o->vm.cfg.vcpus,
                               .has_net = vm_net(pm->v) != NULL };
     memcpy(o->rep.shape.mac, o->vm.cfg.mac, 6);
+    /* The pairing id is drawn for each secondary (replicator.c). */
+    if (o->vm_name)
+        snprintf(o->rep.shape.pair.name, sizeof(o->rep.shape.pair.name),
+                 "%s", o->vm_name);
+    else
+        pairing_default_name(o->image, o->rep.shape.pair.name);
     return 0;
 }
 

@@ -16,6 +16,8 @@ typedef struct primary_opts {
     options_vm vm;              /* the VM's shape */
     const char *image;          /* the guest */
     const char *guest_args;     /* its arguments, space-separated */
+    /* --vm-name; NULL: the image's file name (pairing_default_name). */
+    const char *vm_name;
     daemon_opts process;        /* --control, --metrics */
     /*
      * --secondary and the timings; shape, may_protect and opaque are

@@ -42,6 +42,10 @@ void primary_ctl_status(replicator *rep, json_t *r)
     json_object_set_new(r, "state",
                         json_string(protection_state_name(st.state)));
     json_object_set_new(r, "secondary", json_string(st.secondary));
+    json_object_set_new(r, "vm_name", json_string(st.pair.name));
+    char pair[96];
+    json_object_set_new(r, "pairing",
+                        json_string(pairing_str(&st.pair, pair, sizeof(pair))));
     json_object_set_new(r, "secondaries", json_integer(st.secondaries));
     json_object_set_new(r, "checkpoint", json_pack(
         "{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",

@@ -122,7 +122,8 @@ static void release_all(protection *p, protection_act *a)
 
 /* ---- a secondary's life ---- */
 
-protection_act protection_begin(protection *p, const char *addr)
+protection_act protection_begin(protection *p, const char *addr,
+                                const pairing *pair)
 {
     protection_act a = { 0 };
     p->draining = false;
@@ -132,6 +133,7 @@ protection_act protection_begin(protection *p, const char *addr)
     }
     if (addr != p->addr)
         snprintf(p->addr, sizeof(p->addr), "%s", addr);
+    p->pair = *pair;
     p->next_id = 1;
     p->acked_id = 0;
     p->need_full = false;
@@ -174,6 +176,28 @@ static void lose(protection *p, protection_act *a, const char *why)
     end_link(p, a, PROTECTION_DROP, why);
     p->state = PROTECTION_DEGRADED;
     release_all(p, a);
+    a->reconnect = protection_retries(p);
+}
+
+/*
+ * Ends protection of a secondary that is alive and connected (it refuses
+ * everything, or answers what it cannot): with EOF, as stop-replication
+ * does, not by dropping the connection.  Dropped, a live secondary takes
+ * the primary for lost and fails over while this VM runs on: two VMs
+ * from one.  With EOF it stops.  Held output leaves once EOF has: until
+ * then the secondary could still fail over to the last checkpoint
+ * acknowledged.  Degraded, and reconnecting as after a loss.
+ */
+static void give_up(protection *p, protection_act *a, const char *why)
+{
+    say(p, a, "%s; ending replication (EOF) and running unprotected "
+        "(degraded)", why);
+    protection_note(p, why);
+    p->release_on_drain = p->holding;
+    end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP, why);
+    p->state = PROTECTION_DEGRADED;
+    if (!p->holding)
+        release_all(p, a);
     a->reconnect = protection_retries(p);
 }
 
@@ -243,7 +267,7 @@ protection_act protection_build_failed(protection *p,
      */
     if (pl->full) {
         if (linked(p))
-            lose(p, &a, why);
+            give_up(p, &a, why);
         return a;
     }
     say(p, &a, "%s; sending the next checkpoint in full", why);
@@ -290,10 +314,39 @@ uint64_t protection_delay(const protection *p, uint64_t now)
 
 /* ---- the return path ---- */
 
-protection_act protection_ack(protection *p, uint64_t k, uint64_t now)
+/*
+ * Whether an answer for checkpoint k (0: a NACK of a package too damaged
+ * to name itself) may be one: of this pairing, and for a package whose
+ * write began.  Otherwise the link ends, as for garbage.
+ */
+static bool answer_ok(protection *p, protection_act *a, const char *what,
+                      uint64_t k, const pairing *pair, uint64_t sending)
+{
+    char why[700];
+    if (!pairing_equal(pair, &p->pair)) {
+        char got[96], want[96];
+        snprintf(why, sizeof(why), "secondary %s: protocol error: %s of "
+                 "checkpoint %" PRIu64 " for pairing %s, not %s", p->addr,
+                 what, k, pairing_str(pair, got, sizeof(got)),
+                 pairing_str(&p->pair, want, sizeof(want)));
+    } else if (k > sending) {
+        snprintf(why, sizeof(why), "secondary %s: protocol error: %s of "
+                 "checkpoint %" PRIu64 ", which was not sent (the last "
+                 "sent is %" PRIu64 ")", p->addr, what, k, sending);
+    } else {
+        return true;
+    }
+    give_up(p, a, why);
+    return false;
+}
+
+protection_act protection_ack(protection *p, uint64_t k, const pairing *pair,
+                              uint64_t sending, uint64_t now)
 {
     protection_act a = { 0 };
     if (!linked(p))
+        return a;
+    if (!answer_ok(p, &a, "ACK", k, pair, sending))
         return a;
     size_t i = 0;
     while (i < p->nwin && p->win[i].id != k)
@@ -302,7 +355,7 @@ protection_act protection_ack(protection *p, uint64_t k, uint64_t now)
         char why[600];
         snprintf(why, sizeof(why), "secondary %s acknowledged checkpoint "
                  "%" PRIu64 ", which is not in flight", p->addr, k);
-        lose(p, &a, why);
+        give_up(p, &a, why);
         return a;
     }
     if (p->win[i].sent_ns) {
@@ -325,10 +378,14 @@ protection_act protection_ack(protection *p, uint64_t k, uint64_t now)
     return a;
 }
 
-protection_act protection_nack(protection *p, uint64_t k, const char *text)
+protection_act protection_nack(protection *p, uint64_t k,
+                               const pairing *pair, uint64_t sending,
+                               const char *text)
 {
     protection_act a = { 0 };
     if (!linked(p))
+        return a;
+    if (!answer_ok(p, &a, "NACK", k, pair, sending))
         return a;
     p->nacks++;
     /* Too damaged to name itself (NACK 0): packages go in order. */
@@ -347,7 +404,7 @@ protection_act protection_nack(protection *p, uint64_t k, const char *text)
         return a;
     /* A full package refused twice in a row will be refused again. */
     if (p->last_full_id == k && ++p->full_refusals >= 2) {
-        lose(p, &a, a.why);
+        give_up(p, &a, a.why);
         return a;
     }
     say(p, &a, "%s; sending the next checkpoint in full", a.why);

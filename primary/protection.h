@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/pairing.h"
 #include "primary/channel.h"
 
 #define PROTECTION_WINDOW 4        /* packages unacknowledged at most */
@@ -70,6 +71,7 @@ typedef struct protection {
     protection_opts o;
     protection_state state;
     char addr[256];             /* the secondary's, named in messages */
+    pairing pair;               /* this secondary's bring-up's */
     bool ready;                 /* the link's bring-up is written */
     bool holding;               /* output is held (from checkpoint 1 on) */
     bool draining;              /* an ended link still writes its EOF */
@@ -132,10 +134,12 @@ void protection_fini(protection *p, const char *msg);
 
 /*
  * A secondary at addr is being brought up (the caller has checked that
- * one may be, protection_may_attach, and frees the draining link): ids
- * start again at 1.
+ * one may be, protection_may_attach, and frees the draining link) with a
+ * pairing drawn for it: ids start again at 1, and every ACK and NACK must
+ * carry that pairing.
  */
-protection_act protection_begin(protection *p, const char *addr);
+protection_act protection_begin(protection *p, const char *addr,
+                                const pairing *pair);
 /* Its link could not even be made. */
 protection_act protection_begin_failed(protection *p);
 /* The bring-up is written: checkpoints may flow. */
@@ -180,8 +184,18 @@ uint64_t protection_delay(const protection *p, uint64_t now);
 
 /* ---- the return path ---- */
 
-protection_act protection_ack(protection *p, uint64_t id, uint64_t now);
-protection_act protection_nack(protection *p, uint64_t id, const char *text);
+/*
+ * An ACK or NACK of checkpoint id, carrying pair; sending is the last
+ * package whose write to the link began (channel_times).  One of another
+ * pairing, or for a checkpoint that was not sent, is a protocol error
+ * that ends the link (degraded): it is no secondary's honest answer, and
+ * acting on it could release output before its checkpoint is safe.
+ */
+protection_act protection_ack(protection *p, uint64_t id, const pairing *pair,
+                              uint64_t sending, uint64_t now);
+protection_act protection_nack(protection *p, uint64_t id,
+                               const pairing *pair, uint64_t sending,
+                               const char *text);
 protection_act protection_shut(protection *p, uint32_t code);
 
 /* ---- liveness ---- */

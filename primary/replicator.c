@@ -109,12 +109,18 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
         channel_free(p->old);
         p->old = NULL;
     }
-    protection_act a = protection_begin(&p->prot, addr);
+    /* A fresh pairing for each secondary: answers of any other are refused. */
+    int rc = pairing_draw(&p->shape.pair, p->shape.pair.name);
+    if (rc < 0) {
+        snprintf(err, errlen, "drawing a pairing id: %s", strerror(-rc));
+        return rc;
+    }
+    protection_act a = protection_begin(&p->prot, addr, &p->shape.pair);
     replicator_do(p, &a);
     outqueue_begin(p->out);
-    int rc = channel_new(&p->link, p->base, p->prot.addr, fd,
-                         REPLICATOR_CONNECT_TIMEOUT_MS, p->tls, &link_ops, p,
-                         err, errlen);
+    rc = channel_new(&p->link, p->base, p->prot.addr, fd,
+                     REPLICATOR_CONNECT_TIMEOUT_MS, p->tls, &link_ops, p, err,
+                     errlen);
     if (rc < 0) {
         p->link = NULL;
         a = protection_begin_failed(&p->prot);
@@ -201,12 +207,17 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
     if (l != p->link)
         return;
     protection_act a = { 0 };
+    channel_times t;
     switch (m->type) {
     case RETPATH_ACK:
-        a = protection_ack(&p->prot, m->value64, mono_ns());
+        channel_get_times(l, &t);
+        a = protection_ack(&p->prot, m->value64, &m->pair, t.sending,
+                           mono_ns());
         break;
     case RETPATH_NACK:
-        a = protection_nack(&p->prot, m->value64, m->text);
+        channel_get_times(l, &t);
+        a = protection_nack(&p->prot, m->value64, &m->pair, t.sending,
+                            m->text);
         break;
     case RETPATH_HEARTBEAT:
         p->heartbeats++;
@@ -435,6 +446,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
     uint64_t now = mono_ns();
     st->state = r->state;
     snprintf(st->secondary, sizeof(st->secondary), "%s", r->addr);
+    st->pair = p->shape.pair;
     st->secondaries = r->secondaries;
     st->interval_ns = r->o.interval_ns;
     st->heartbeat_ns = r->o.heartbeat_ns;

@@ -101,6 +101,7 @@ void replicator_vm_stopped(replicator *p, bool takeover,
 typedef struct replicator_status {
     protection_state state;
     char secondary[256];
+    pairing pair;                   /* the VM's name, this secondary's id */
     uint64_t secondaries;           /* brought up (or tried) so far */
     uint64_t interval_ns, heartbeat_ns, failure_ns, reconnect_ns;
     uint64_t taken, acked;          /* checkpoints, all secondaries */

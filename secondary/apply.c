@@ -20,6 +20,7 @@ typedef struct pkg_check {
     trailer_pkg hdr;
     bool sealed;
     bool applying;          /* validated; its APPLY pass is running */
+    bool foreign;           /* of another pairing: the stream is refused */
     bool held;              /* the cache mutex is ours */
     uint64_t t0;            /* when its first section was validated */
 } pkg_check;
@@ -28,6 +29,7 @@ struct apply {
     apply_opts o;
     savevm_loader *loader;
     registry *reg;          /* the VM's, once "ftvm-vm" made it */
+    vmshape shape;          /* and its shape, with the pairing */
     bool return_path;       /* OPEN_RETURN_PATH arrived */
     bool colo;              /* ENABLE_COLO arrived */
     bool packaged;          /* a package arrived: the bring-up is over */
@@ -67,16 +69,29 @@ static int create_vm(apply *a, qfile *f, const savevm_section *sec)
                           "not a replication stream: '%s' before "
                           "OPEN_RETURN_PATH and ENABLE_COLO",
                           VMSHAPE_IDSTR);
+    vmshape shape;
+    if (vmshape_load(f, sec, &shape) < 0)
+        return qfile_error(f);
+    if (a->o.vm_name && strcmp(shape.pair.name, a->o.vm_name) != 0)
+        return qfile_fail(f, -EPERM, "the primary's VM is '%s', this "
+                          "secondary serves '%s' (--vm-name)",
+                          shape.pair.name, a->o.vm_name);
     /* The primary is not silent while we are busy and not reading. */
     connection_set_busy(a->o.conn, true);
     registry *reg = NULL;
-    int r = a->o.create(a->o.opaque, f, sec, &reg);
+    int r = a->o.create(a->o.opaque, f, &shape, &reg);
     connection_set_busy(a->o.conn, false);
     if (r < 0 || qfile_error(f))
         return qfile_error(f) ? qfile_error(f) : r;
     a->reg = reg;
+    a->shape = shape;
+    uint64_t bound = vmshape_package_bound(&shape);
+    savevm_loader_set_max_package(a->loader, bound > UINT32_MAX
+                                                 ? UINT32_MAX
+                                                 : (uint32_t)bound);
     pthread_mutex_lock(&a->slock);
     a->st.have_vm = true;
+    a->st.pair = shape.pair;
     pthread_mutex_unlock(&a->slock);
     return 0;
 }
@@ -112,6 +127,16 @@ static int validate_header(apply *a, qfile *f, const savevm_section *sec)
     c->have_hdr = c->hdr.id != 0;
     if (r < 0)
         return r;
+    if (!pairing_equal(&c->hdr.pair, &a->shape.pair)) {
+        char got[96], want[96];
+        c->foreign = true;
+        return qfile_fail(f, -EPROTO,
+                          "checkpoint %" PRIu64 " is of pairing %s, not "
+                          "%s, the bring-up's: a package of another pairing",
+                          c->hdr.id, pairing_str(&c->hdr.pair, got,
+                                                 sizeof(got)),
+                          pairing_str(&a->shape.pair, want, sizeof(want)));
+    }
     if (c->hdr.base != 0 && c->hdr.base != a->last_applied)
         return qfile_fail(f, -ESTALE,
                           "checkpoint %" PRIu64 " builds on %" PRIu64
@@ -197,12 +222,13 @@ static int on_validated(void *opaque, qfile *pf)
 static int on_package_failed(void *opaque, qfile *pf)
 {
     apply *a = opaque;
-    if (!a->reg)
+    /* Not a checkpoint to refuse: the stream is not this pair's. */
+    if (!a->reg || a->cur.foreign)
         return -EPROTO;
     uint64_t id = a->cur.have_hdr ? a->cur.hdr.id : 0;
     const char *why = qfile_errmsg(pf);
     reset_pkg(a);
-    connection_send_nack(a->o.conn, id, why);
+    connection_send_nack(a->o.conn, id, &a->shape.pair, why);
     pthread_mutex_lock(&a->slock);
     a->st.refused++;
     snprintf(a->st.last_refusal, sizeof(a->st.last_refusal), "%s", why);
@@ -236,7 +262,8 @@ static void package_applied(apply *a, uint32_t bytes)
     uint64_t took = connection_now(a->o.conn) - a->cur.t0;
     a->last_applied = id;
     reset_pkg(a);
-    connection_send_ack(a->o.conn, id);
+    connection_established(a->o.conn);
+    connection_send_ack(a->o.conn, id, &a->shape.pair);
     pthread_mutex_lock(&a->slock);
     bool first = a->st.applied++ == 0;
     a->st.last_id = id;
@@ -280,6 +307,8 @@ static void on_record(void *opaque, const savevm_record *rec)
     if (rec->depth != 0)
         return;
     connection_progress(a->o.conn);
+    if (rec->type != SAVEVM_COMMAND || rec->cmd != SAVEVM_CMD_PING)
+        connection_useful(a->o.conn);
     if (rec->type != SAVEVM_COMMAND)
         return;
     if (rec->cmd == SAVEVM_CMD_PACKAGED && a->cur.applying) {
@@ -336,7 +365,7 @@ int apply_new(apply **out, const apply_opts *o)
     savevm_loader_opts lo = {
         .footers = true,
         .max_depth = 1,            /* packages do not nest */
-        .max_package = UINT32_MAX, /* a full resend holds all of RAM */
+        .max_package = APPLY_PRE_VM_MAX_PACKAGE, /* until "ftvm-vm" */
     };
     connection_loader_opts(o->conn, &lo);
     a->loader = savevm_loader_new(&target_ops, a, &lo);

@@ -29,25 +29,34 @@
 #include "devstate/registry.h"
 #include "daemon/sampler.h"
 #include "secondary/connection.h"
+#include "vm/vmshape.h"
 
 typedef struct apply apply;
 
 /*
- * Makes the VM from the "ftvm-vm" section, whose body it reads from f,
- * and gives the registry its state loads into.  0, or the error latched
- * on f.
+ * Makes the VM of the shape the "ftvm-vm" section gave and gives the
+ * registry its state loads into.  0, or the error latched on f.
  */
-typedef int (*apply_create_fn)(void *opaque, qfile *f,
-                               const savevm_section *sec, registry **reg);
+typedef int (*apply_create_fn)(void *opaque, qfile *f, const vmshape *shape,
+                               registry **reg);
 
 typedef struct apply_opts {
     connection *conn;       /* where answers go; told of liveness */
     apply_create_fn create;
     void *opaque;
+    /* The VM name the primary must have (--vm-name); NULL: any. */
+    const char *vm_name;
 } apply_opts;
+
+/*
+ * The largest package accepted before "ftvm-vm" said what a package can
+ * hold (vmshape_package_bound): none is valid then anyway.
+ */
+#define APPLY_PRE_VM_MAX_PACKAGE (1u << 20)
 
 typedef struct apply_stats {
     bool have_vm;               /* "ftvm-vm" made it */
+    pairing pair;               /* ... and its name and pairing id */
     uint64_t applied;           /* checkpoints applied */
     uint64_t last_id;           /* the last one applied, 0 for none */
     uint64_t refused;           /* packages answered NACK */

@@ -44,6 +44,8 @@ struct connection {
     int rp_open;            /* OPEN_RETURN_PATH seen: heartbeats may go */
     int busy;               /* the receiver thread is not reading */
     uint64_t progress_ns;   /* a record read, or busy ended */
+    uint64_t useful_ns;     /* a record other than PING, or busy ended */
+    int established;        /* checkpoint 1 applied */
     uint64_t last_sent_ns;
     connection_state state;
     uint64_t end_ns;
@@ -95,11 +97,23 @@ void connection_progress(connection *c)
     STORE(c->progress_ns, connection_now(c));
 }
 
+void connection_useful(connection *c)
+{
+    STORE(c->useful_ns, connection_now(c));
+}
+
+void connection_established(connection *c)
+{
+    STORE(c->established, 1);
+}
+
 void connection_set_busy(connection *c, bool busy)
 {
     /* Progress first: the check never sees idle with the old time. */
-    if (!busy)
+    if (!busy) {
         connection_progress(c);
+        connection_useful(c);
+    }
     STORE(c->busy, busy ? 1 : 0);
 }
 
@@ -119,17 +133,18 @@ static void rp_end(connection *c)
     connection_sent(c);
 }
 
-void connection_send_ack(connection *c, uint64_t id)
+void connection_send_ack(connection *c, uint64_t id, const pairing *pair)
 {
     rp_begin(c);
-    retpath_put_ack(c->rp, id);
+    retpath_put_ack(c->rp, id, pair);
     rp_end(c);
 }
 
-void connection_send_nack(connection *c, uint64_t id, const char *why)
+void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
+                          const char *why)
 {
     rp_begin(c);
-    retpath_put_nack(c->rp, id, why);
+    retpath_put_nack(c->rp, id, pair, why);
     rp_end(c);
 }
 
@@ -223,10 +238,30 @@ int64_t connection_heard_ms(connection *c)
     return ti.tcpi_last_data_recv;
 }
 
+/* Before checkpoint 1: more than PINGs, at least every setup timeout. */
+static bool check_idle(connection *c)
+{
+    if (!c->o.setup_timeout_ns || LOAD(c->established))
+        return false;
+    uint64_t useful = LOAD(c->useful_ns);
+    uint64_t now = connection_now(c);
+    uint64_t idle = now > useful ? now - useful : 0;
+    if (idle < c->o.setup_timeout_ns)
+        return false;
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s sent nothing but PINGs for %" PRIu64
+             " ms before its first checkpoint (the setup timeout is %" PRIu64
+             " ms)", c->peer, idle / 1000000u,
+             c->o.setup_timeout_ns / 1000000u);
+    return end(c, CONNECTION_IDLE, 1, msg);
+}
+
 bool connection_check_silence(connection *c)
 {
     if (LOAD(c->state) != CONNECTION_OPEN || LOAD(c->busy))
         return false;
+    if (check_idle(c))
+        return true;
     /*
      * The time of the last progress before the clock: read the other way
      * round, a progress stored in between would be later than now.
@@ -354,7 +389,7 @@ int connection_new(connection **out, struct event_base *base, int fd,
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     pthread_mutex_init(&c->wlock, NULL);
     pthread_mutex_init(&c->slock, NULL);
-    c->progress_ns = c->last_sent_ns = connection_now(c);
+    c->progress_ns = c->useful_ns = c->last_sent_ns = connection_now(c);
     int r = setup_socket(fd);
     if (r < 0) {
         snprintf(err, errlen, "%s: setting the socket up: %s", peer,

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/pairing.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 
@@ -42,6 +43,7 @@ typedef enum connection_state {
     CONNECTION_SILENT,  /* nothing from the primary for the failure timeout */
     CONNECTION_UNREAD,  /* the primary leaves its return path unread */
     CONNECTION_CLOSED,  /* this side ended it (connection_close) */
+    CONNECTION_IDLE,    /* no progress beyond PINGs during the setup */
 } connection_state;
 
 typedef struct connection_opts {
@@ -54,6 +56,14 @@ typedef struct connection_opts {
      */
     bool pumped;
     int tcp_fd;
+    /*
+     * Until connection_established: a record other than PING at least
+     * this often (time busy excepted), or the peer is dropped
+     * (CONNECTION_IDLE).  PINGs prove a process alive, not that it is
+     * a primary bringing a VM up: alone they would hold the only
+     * connection slot forever.  0: no such deadline.
+     */
+    uint64_t setup_timeout_ns;
     /* Nanoseconds of a monotonic clock; NULL for vm/mono.h's. */
     uint64_t (*clock)(void);
 } connection_opts;
@@ -86,13 +96,18 @@ void connection_open_return_path(connection *c);
  * These block while the return path is full; the loop never waits on
  * them.  SHUT goes only once the return path is open.
  */
-void connection_send_ack(connection *c, uint64_t id);
-void connection_send_nack(connection *c, uint64_t id, const char *why);
+void connection_send_ack(connection *c, uint64_t id, const pairing *pair);
+void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
+                          const char *why);
 void connection_send_shut(connection *c, uint32_t code);
 /* Something else went out on the return path (the loader's PONG). */
 void connection_sent(connection *c);
 /* A record was read: the primary is alive. */
 void connection_progress(connection *c);
+/* ... and it was more than a PING: the setup moves on. */
+void connection_useful(connection *c);
+/* The first checkpoint is applied: the setup deadline no longer runs. */
+void connection_established(connection *c);
 /*
  * Busy: the receiver thread does not read for a while (a package being
  * validated and applied, the VM being created), and the silence check
@@ -114,8 +129,9 @@ bool connection_close(connection *c, int code);
 /*
  * The failure check the loop runs every tenth of the failure timeout (5 to
  * 50 ms apart): ends the connection as CONNECTION_SILENT when nothing
- * arrived for the timeout and the receiver thread is not busy.  True when
- * it did.
+ * arrived for the timeout and the receiver thread is not busy, or, before
+ * connection_established, as CONNECTION_IDLE when nothing but PINGs came
+ * for the setup timeout.  True when it did.
  */
 bool connection_check_silence(connection *c);
 /*

@@ -53,15 +53,18 @@ static void note(receiver *rx, int what)
 /* ---- the receiver thread ---- */
 
 /* apply's create hook: the VM of the primary's shape. */
-static int make_vm(void *opaque, qfile *f, const savevm_section *sec,
+static int make_vm(void *opaque, qfile *f, const vmshape *shape,
                    registry **reg)
 {
     receiver *rx = opaque;
-    int r = replica_create(f, sec, rx->o.net, &rx->shape, &rx->v);
+    char pair[96];
+    rx->shape = *shape;
+    int r = replica_create(f, shape, rx->o.net, &rx->v);
     if (r < 0)
         return r;
-    log_msg("%s: VM of %" PRIu64 " MiB, %" PRIu32 " vCPU(s)%s created; "
+    log_msg("%s: VM %s of %" PRIu64 " MiB, %" PRIu32 " vCPU(s)%s created; "
             "receiving the bring-up", connection_peer(rx->conn),
+            pairing_str(&shape->pair, pair, sizeof(pair)),
             rx->shape.mem_size >> 20, rx->shape.vcpus,
             rx->shape.has_net ? ", with a NIC," : "");
     *reg = vm_registry(rx->v);
@@ -87,6 +90,7 @@ static receiver_end end_of_stop(receiver *rx, connection_state s)
     case CONNECTION_SILENT:
         return RECEIVER_END_TIMEOUT;
     case CONNECTION_UNREAD:
+    case CONNECTION_IDLE:
         return RECEIVER_END_PROTOCOL;
     case CONNECTION_OPEN:
     case CONNECTION_CLOSED:
@@ -192,6 +196,7 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
         .heartbeat_ns = o->heartbeat_ns,
         .pumped = o->pumped,
         .tcp_fd = o->tcp_fd,
+        .setup_timeout_ns = o->setup_timeout_ns,
     };
     int r = connection_new(&conn, base, fd, peer, &co, err, errlen);
     if (r < 0)
@@ -207,7 +212,8 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
     pthread_mutex_init(&rx->slock, NULL);
     r = apply_new(&rx->apply, &(apply_opts){ .conn = rx->conn,
                                              .create = make_vm,
-                                             .opaque = rx });
+                                             .opaque = rx,
+                                             .vm_name = o->vm_name });
     rx->ev_note = event_new(base, -1, 0, on_note, rx);
     if (r == 0 && !rx->ev_note)
         r = -ENOMEM;

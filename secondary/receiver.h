@@ -59,6 +59,9 @@ typedef struct receiver_opts {
     /* fd is a TLS pump's plaintext end over tcp_fd (connection_opts). */
     bool pumped;
     int tcp_fd;
+    const char *vm_name;    /* the primary's VM must be this one; NULL any */
+    /* Until checkpoint 1: progress at least this often (connection.h). */
+    uint64_t setup_timeout_ns;
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
     /* The receiver thread has ended (joined); receiver_free may follow. */

@@ -21,13 +21,11 @@ int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
     return 0;
 }
 
-int replica_create(qfile *f, const savevm_section *sec, const char *net,
-                   vmshape *shape, vm **out)
+int replica_create(qfile *f, const vmshape *shape, const char *net,
+                   vm **out)
 {
     vm_config cfg;
     char err[512];
-    if (vmshape_load(f, sec, shape) < 0)
-        return qfile_error(f);
     int r = replica_config(shape, net, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);

@@ -23,10 +23,10 @@ int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
                    char *err, size_t errlen);
 
 /*
- * Reads the section's shape (its body, from f), checks it and creates the
- * VM, not started.  0, or the error latched on f.
+ * Creates the VM of the shape "ftvm-vm" gave, not started.  0, or the
+ * error latched on f.
  */
-int replica_create(qfile *f, const savevm_section *sec, const char *net,
-                   vmshape *shape, vm **out);
+int replica_create(qfile *f, const vmshape *shape, const char *net,
+                   vm **out);
 
 #endif

@@ -188,6 +188,8 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .net = s->o->net,
         .pumped = tcp_fd >= 0,
         .tcp_fd = tcp_fd,
+        .vm_name = s->o->vm_name,
+        .setup_timeout_ns = s->o->setup_ns,
         .on_vm = on_vm,
         .on_end = on_end,
         .opaque = s,
@@ -303,6 +305,11 @@ static json_t *replication_json(secondary *s)
     if (st.since_heard_ms >= 0)
         json_object_set_new(r, "last_heard_ms",
                             json_integer(st.since_heard_ms));
+    if (a->have_vm) {
+        char pair[96];
+        json_object_set_new(r, "pairing", json_string(pairing_str(
+                                              &a->pair, pair, sizeof(pair))));
+    }
     return r;
 }
 
@@ -318,6 +325,8 @@ static void hook_status(void *opaque, json_t *r)
         json_object_del(r, "guest_clock_s");
     json_object_set_new(r, "listen",
                         json_string(s->lis ? listener_address(s->lis) : ""));
+    if (s->o->vm_name)
+        json_object_set_new(r, "vm_name", json_string(s->o->vm_name));
     if (s->rx) {
         json_object_set_new(r, "primary", json_string(receiver_peer(s->rx)));
         json_object_set_new(r, "replication", replication_json(s));

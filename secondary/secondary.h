@@ -16,6 +16,11 @@
 #include "daemon/tls.h"
 
 #define SECONDARY_FAILURE_TIMEOUT_NS 300000000u    /* default: 300 ms */
+/*
+ * Default --setup-timeout: until its first checkpoint is applied, a
+ * primary that sends nothing but PINGs for this long is dropped.
+ */
+#define SECONDARY_SETUP_TIMEOUT_NS 20000000000ull  /* 20 s */
 #define SECONDARY_HEARTBEAT_NS 50000000u           /* default: 50 ms */
 
 typedef struct secondary_opts {
@@ -27,6 +32,8 @@ typedef struct secondary_opts {
     /* --tls-creds, --tls-peer, --insecure (daemon/tls.h). */
     tls_opts tls;
     uint64_t handshake_ns;      /* a TLS handshake's deadline; 0: default */
+    uint64_t setup_ns;          /* progress this often until checkpoint 1 */
+    const char *vm_name;        /* the VM the primary must have; NULL any */
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 
+#include "checkpoint/pairing.h"
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "primary/primary.h"
@@ -35,6 +36,9 @@ static const char help[] =
     "                       a package unacknowledged, or a write stuck,\n"
     "                       this long: the secondary is dead (default\n"
     "                       10s)\n"
+    "      --vm-name NAME   the VM's name, in every package and answer\n"
+    "                       ([A-Za-z0-9._-], 1 to 63; default: the\n"
+    "                       image's file name without extension)\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure; also for\n"
     "ftvmctl attach-secondary):\n"
@@ -67,6 +71,7 @@ int primary_main(int argc, char **argv)
         { "tls-creds", 0, OPTIONS_STRING, &o.rep.tls.creds },
         { "tls-peer", 0, OPTIONS_STRING, &o.rep.tls.peer },
         { "insecure", 0, OPTIONS_FLAG, &o.rep.tls.insecure },
+        { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -91,6 +96,11 @@ int primary_main(int argc, char **argv)
         return EXITCODE_USAGE;
     }
     char err[512];
+    if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
+        log_msg("--vm-name: %s", err);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
     if (tls_opts_check(&o.rep.tls, err, sizeof(err)) < 0) {
         log_msg("%s", err);
         free(found.guest_args);

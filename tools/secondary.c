@@ -4,6 +4,7 @@
  */
 #include "tools/secondary.h"
 
+#include "checkpoint/pairing.h"
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "daemon/options.h"
@@ -30,6 +31,11 @@ static const char help[] =
     "                       silence after which the primary is dead\n"
     "                       (default 300ms)\n"
     "      --heartbeat TIME HEARTBEAT when idle this long (default 50ms)\n"
+    "      --setup-timeout TIME\n"
+    "                       until its first checkpoint is applied, a\n"
+    "                       primary must send more than PINGs at least\n"
+    "                       this often, or it is dropped (default 20s)\n"
+    "      --vm-name NAME   serve only a primary whose --vm-name is NAME\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure):\n"
     "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
@@ -60,7 +66,8 @@ static const char help_end[] =
 int secondary_main(int argc, char **argv)
 {
     secondary_opts o = { .failure_ns = SECONDARY_FAILURE_TIMEOUT_NS,
-                         .heartbeat_ns = SECONDARY_HEARTBEAT_NS };
+                         .heartbeat_ns = SECONDARY_HEARTBEAT_NS,
+                         .setup_ns = SECONDARY_SETUP_TIMEOUT_NS };
     const options_own own[] = {
         { "listen", 0, OPTIONS_STRING, &o.listen },
         { "net", 0, OPTIONS_STRING, &o.net },
@@ -70,6 +77,8 @@ int secondary_main(int argc, char **argv)
         { "tls-peer", 0, OPTIONS_STRING, &o.tls.peer },
         { "tls-timeout", 0, OPTIONS_DURATION, &o.handshake_ns },
         { "insecure", 0, OPTIONS_FLAG, &o.tls.insecure },
+        { "setup-timeout", 0, OPTIONS_DURATION, &o.setup_ns },
+        { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -92,6 +101,14 @@ int secondary_main(int argc, char **argv)
         return EXITCODE_USAGE;
     }
     char err[512];
+    if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
+        log_msg("--vm-name: %s", err);
+        return EXITCODE_USAGE;
+    }
+    if (o.setup_ns == 0) {
+        log_msg("--setup-timeout must be above 0");
+        return EXITCODE_USAGE;
+    }
     if (tls_opts_check(&o.tls, err, sizeof(err)) < 0) {
         log_msg("%s", err);
         return EXITCODE_USAGE;

@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 
+#include "checkpoint/ram.h"
 #include "devstate/vmstate.h"
 #include "vm/vm.h"
 
@@ -12,6 +14,10 @@ static const vmstate_field vmshape_fields[] = {
     { VMSTATE_SCALAR(vmshape, vcpus) },
     { VMSTATE_SCALAR(vmshape, has_net) },
     { VMSTATE_BUFFER(vmshape, mac) },
+    { .name = "pairing", .type = VMSTATE_T_BUFFER,
+      .offset = offsetof(vmshape, pair.id), .size = PAIRING_ID_LEN },
+    { .name = "name", .type = VMSTATE_T_BUFFER,
+      .offset = offsetof(vmshape, pair.name), .size = PAIRING_NAME_MAX + 1 },
     VMSTATE_END,
 };
 
@@ -29,10 +35,21 @@ void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s)
 
 int vmshape_describe(json_t *vmdesc_devices)
 {
-    const vmshape any = { .vcpus = 1 };
+    const vmshape any = { .vcpus = 1, .pair.name = PAIRING_DEFAULT_NAME };
 
     return vmstate_describe_section(vmdesc_devices, VMSHAPE_IDSTR, 0,
                                     &vmshape_desc, &any);
+}
+
+/* Per page: header, block name, encoding, length, zlib's worst case. */
+#define PAGE_RECORD_MAX (RAM_PAGE_SIZE + 512u)
+#define VCPU_STATE_MAX (1u << 20)
+#define DEVICES_STATE_MAX (4u << 20)
+
+uint64_t vmshape_package_bound(const vmshape *s)
+{
+    return s->mem_size / RAM_PAGE_SIZE * PAGE_RECORD_MAX +
+           (uint64_t)s->vcpus * VCPU_STATE_MAX + DEVICES_STATE_MAX;
 }
 
 int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
@@ -53,5 +70,7 @@ int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
     if (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)
         return qfile_fail(f, -EINVAL, "VM shape: %" PRIu32 " vCPUs",
                           out->vcpus);
+    if (pairing_check(&out->pair, why, sizeof(why)) < 0)
+        return qfile_fail(f, -EINVAL, "VM shape: %s", why);
     return 0;
 }

@@ -4,9 +4,10 @@
  * create a VM of the same shape before any state arrives.
  *
  * Body (big-endian): u64 RAM bytes, u32 vCPUs, bool (one byte, 0 or 1)
- * has a network device, 6 bytes MAC.  FULL section, instance 0, version
- * 1, written and read through a vmstate table that also gives its VM
- * description entry (docs/stream-format.md, "ftvm's own sections").
+ * has a network device, 6 bytes MAC, 16 bytes pairing id, 64 bytes VM
+ * name (NUL-padded; checkpoint/pairing.h).  FULL section, instance 0,
+ * version 2, written and read through a vmstate table that also gives its
+ * VM description entry (docs/stream-format.md, "ftvm's own sections").
  */
 #ifndef FTVM_VM_VMSHAPE_H
 #define FTVM_VM_VMSHAPE_H
@@ -15,17 +16,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "checkpoint/pairing.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
 
 #define VMSHAPE_IDSTR "ftvm-vm"
-#define VMSHAPE_VERSION 1u
+#define VMSHAPE_VERSION 2u
 
 typedef struct vmshape {
     uint64_t mem_size;
     uint32_t vcpus;
     bool has_net;
     uint8_t mac[6];
+    pairing pair;           /* the bring-up's: every package carries it */
 } vmshape;
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
@@ -35,7 +38,20 @@ void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
  * same VM, which carries no description of its own.  0 or -ENOMEM.
  */
 int vmshape_describe(json_t *vmdesc_devices);
-/* Reads the body and checks it (sizes a VM can have); 0 or -errno. */
+/*
+ * Reads the body and checks it (sizes a VM can have, a key-safe name);
+ * 0 or -errno.
+ */
 int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out);
+
+/*
+ * The most a replication package of a VM of this shape can hold: every
+ * page of RAM with its record header (a zlib page can come out a little
+ * larger than the page), plus a bound for device state per vCPU and for
+ * the devices (the network device's queue of received frames).  Far
+ * above what a package needs; its point is that a peer's length prefix
+ * cannot make the receiver stage more than the VM could ever send.
+ */
+uint64_t vmshape_package_bound(const vmshape *s);
 
 #endif

@@ -141,7 +141,7 @@ static void attach(run *r)
     if (protection_may_attach(&r->p, err, sizeof(err)) < 0)
         return;
     protection_state was = r->p.state;
-    protection_act a = protection_begin(&r->p, ADDR);
+    protection_act a = protection_begin(&r->p, ADDR, &rp_pair);
     r->max_sent = r->released = r->acked = 0;
     carry(r, &a, was);
     a = protection_drained(&r->p);
@@ -159,21 +159,28 @@ static void deliver(run *r, const retpath_msg *m)
     protection_act a = { 0 };
     switch (m->type) {
     case RETPATH_ACK: {
+        /* In flight on this link, and of its pairing: nothing else counts. */
         bool in_flight = false;
         for (size_t i = 0; i < p->nwin; i++)
             in_flight |= p->win[i].id == m->value64;
-        a = protection_ack(p, m->value64, r->now);
+        in_flight &= pairing_equal(&m->pair, &rp_pair);
+        /* The model sends every package as it is taken. */
+        a = protection_ack(p, m->value64, &m->pair, r->max_sent, r->now);
         if (linked && in_flight && m->value64 > r->acked)
             r->acked = m->value64;
         if (linked && !in_flight && (a.release_upto || p->state ==
                                      PROTECTION_ACTIVE))
             fuzzcheck_broken("fuzz_retpath: an ACK of checkpoint %llu, not "
-                             "in flight, was taken",
+                             "in flight or of another pairing, was taken",
                              (unsigned long long)m->value64);
         break;
     }
     case RETPATH_NACK:
-        a = protection_nack(p, m->value64, m->text);
+        a = protection_nack(p, m->value64, &m->pair, r->max_sent, m->text);
+        if (linked && !pairing_equal(&m->pair, &rp_pair) &&
+            p->state != PROTECTION_DEGRADED)
+            fuzzcheck_broken("fuzz_retpath: a NACK of another pairing did "
+                             "not end the link");
         break;
     case RETPATH_SHUT:
         a = protection_shut(p, m->value32);
@@ -221,8 +228,9 @@ static void receive(run *r, size_t n)
             fuzzcheck_broken("fuzz_retpath: %d bytes used of %zu", used,
                              r->rx_len - off);
         /* What it accepts is what the writer writes, byte for byte. */
-        if (m.type != RETPATH_NACK || !memchr(r->rx + off + 12, 0,
-                                              (size_t)used - 12)) {
+        if (m.type != RETPATH_NACK ||
+            !memchr(r->rx + off + 4 + RETPATH_ANSWER_LEN, 0,
+                    (size_t)used - 4 - RETPATH_ANSWER_LEN)) {
             qfile *q = qfile_open_mem("rp");
             retpath_put(q, &m);
             size_t qn;

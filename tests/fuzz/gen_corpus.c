@@ -203,7 +203,8 @@ static void rp_recv(rp_seed *s, const retpath_msg *m, size_t piece)
 
 static void rp_ack(rp_seed *s, uint64_t id)
 {
-    rp_recv(s, &(retpath_msg){ .type = RETPATH_ACK, .value64 = id }, 255);
+    rp_recv(s, &(retpath_msg){ .type = RETPATH_ACK, .value64 = id,
+                               .pair = rp_pair }, 255);
 }
 
 static int seed_retpath(const char *dir)
@@ -219,10 +220,12 @@ static int seed_retpath(const char *dir)
             255);
     rp_op(&s, RP_OP_TICK, 20);
     rp_op(&s, RP_OP_WAIT, -1);      /* takes checkpoint 4 */
-    rp_recv(&s, &(retpath_msg){ .type = RETPATH_ACK, .value64 = 4 }, 5);
+    rp_recv(&s, &(retpath_msg){ .type = RETPATH_ACK, .value64 = 4,
+                                .pair = rp_pair }, 5);
     /* A refusal: the next one (6) goes in full. */
     rp_op(&s, RP_OP_CHECKPOINT, -1);
-    retpath_msg nack = { .type = RETPATH_NACK, .value64 = 5 };
+    retpath_msg nack = { .type = RETPATH_NACK, .value64 = 5,
+                         .pair = rp_pair };
     snprintf(nack.text, sizeof(nack.text), "checkpoint 5: a bad CRC");
     rp_recv(&s, &nack, 255);
     rp_ack(&s, 6);
@@ -239,6 +242,16 @@ static int seed_retpath(const char *dir)
     rp_op(&s, RP_OP_CHECKPOINT, -1);
     rp_ack(&s, 1);
     rp_recv(&s, &(retpath_msg){ .type = RETPATH_SHUT, .value32 = 0 }, 3);
+    /* A third, whose answers are of another pairing, then not sent. */
+    rp_op(&s, RP_OP_LINK, RP_LINK_ATTACH);
+    rp_op(&s, RP_OP_CHECKPOINT, -1);
+    retpath_msg other = { .type = RETPATH_ACK, .value64 = 1,
+                          .pair = rp_pair };
+    other.pair.id[3] ^= 0x40;
+    rp_recv(&s, &other, 255);
+    rp_op(&s, RP_OP_LINK, RP_LINK_ATTACH);
+    rp_op(&s, RP_OP_CHECKPOINT, -1);
+    rp_ack(&s, 2);
     rp_op(&s, RP_OP_VM_STOP, 0);
     size_t n;
     const uint8_t *b = qfile_mem_data(s.q, &n);

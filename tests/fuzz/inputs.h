@@ -26,6 +26,17 @@
 #ifndef FTVM_TESTS_FUZZ_INPUTS_H
 #define FTVM_TESTS_FUZZ_INPUTS_H
 
+#include "checkpoint/pairing.h"
+
+/*
+ * fuzz_retpath's secondary: the pairing the primary drew for it, which
+ * its seeds' ACKs and NACKs carry (others end the link).
+ */
+static const pairing rp_pair = {
+    .id = { 0xf0, 0x22, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 },
+    .name = "fuzz-vm",
+};
+
 enum {
     RP_OP_CHECKPOINT,
     RP_OP_RECV,

@@ -11,6 +11,9 @@
 
 const vmshape pkgstream_shape = {
     .mem_size = 4u << 20, .vcpus = 2, .mac = { 2, 0, 0, 0, 0, 1 },
+    .pair = { .id = { 0xf0, 0x33, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                      14 },
+              .name = "fuzz-vm" },
 };
 
 static void set_dirty(fixture *fx, int b, uint64_t page)
@@ -55,7 +58,8 @@ int pkgstream_package_body(fixture *fx, qfile *q, uint64_t id,
         ram_mark_all_dirty(fx->blocks, 2);
         ram_saver_drop_cache(fx->saver);
     }
-    trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base });
+    trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base,
+                                              .pair = pkgstream_shape.pair });
     if (registry_save_complete(fx->reg, q) == 0)
         registry_save_devices(fx->reg, q, NULL);
     qfile_crc_start_mem(q);

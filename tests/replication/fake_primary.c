@@ -3,8 +3,8 @@
  * the same APIs the real one uses (vm/, devstate/ registry, checkpoint/
  * packages and trailers), and able to misbehave on purpose.
  *
- *   fake_primary [--net SPEC] [--mem SIZE] ADDR:PORT GUEST.elf 'ARGS'
- *                CONSOLE_OUT STEP...
+ *   fake_primary [--net SPEC] [--mem SIZE] [--vm-name NAME] ADDR:PORT
+ *                GUEST.elf 'ARGS' CONSOLE_OUT STEP...
  *
  * It boots GUEST in a VM of its own (console captured), connects to the
  * secondary and runs the steps in order:
@@ -18,6 +18,8 @@
  *   badbase      one checkpoint built on the one before the last ACKed
  *   unsealed     one checkpoint without its ftvm-ckpt trailer
  *   nested       one checkpoint with a package inside it
+ *   foreign      one checkpoint of another pairing id, then read SHUT and
+ *                the close (the secondary ends the stream)
  *   wait         PING every 50 ms until a line arrives on stdin
  *   stall:MS     send nothing for up to MS ms; the secondary should hang up
  *   truncate     half of the next checkpoint's package, then exit
@@ -26,6 +28,8 @@
  *   die          exit at once, as a killed primary does (also the default
  *                end of the script)
  *
+ * It draws a pairing id as the real primary does (its VM name "fake"
+ * unless --vm-name) and checks that every ACK and NACK carries it.
  * After a refused package the next checkpoint is a full one (base 0), as
  * the protocol asks.  Everything it learns goes to stdout, one line each,
  * flushed: "connected", "ack ID CONSOLE_BYTES" (the console output the
@@ -241,6 +245,9 @@ static bool await_reply(fp *p, uint64_t id)
     pthread_mutex_unlock(&p->rp.lock);
     if (!got)
         die_fail(p, "no answer to checkpoint %" PRIu64, id);
+    if (!pairing_equal(&m.pair, &p->shape.pair))
+        die_fail(p, "%s %" PRIu64 " of another pairing (%s)",
+                 retpath_type_name(m.type), m.value64, m.pair.name);
     if (m.value64 != id && m.type == RETPATH_ACK)
         die_fail(p, "ACK %" PRIu64 " for checkpoint %" PRIu64, m.value64, id);
     if (m.type == RETPATH_NACK)
@@ -264,9 +271,12 @@ typedef enum pkg_kind {
     PKG_UNSEALED,
     PKG_NESTED,
     PKG_TRUNCATED,
+    PKG_FOREIGN,
 } pkg_kind;
 
 /* One checkpoint of the paused guest, sent as kind says. */
+static void await_close(fp *p);
+
 static void checkpoint(fp *p, pkg_kind kind)
 {
     registry *reg = vm_registry(p->v);
@@ -278,8 +288,11 @@ static void checkpoint(fp *p, pkg_kind kind)
         ram_saver_drop_cache(vm_ram_saver(p->v));
     }
     trailer_pkg hdr = { .id = id, .base = p->full_next ? 0 : p->last_acked };
+    hdr.pair = p->shape.pair;
     if (kind == PKG_BADBASE)
         hdr.base = p->last_acked - 1;
+    if (kind == PKG_FOREIGN)
+        hdr.pair.id[0] ^= 0x01;
     char perr[512];
     if (vm_pause(p->v, perr, sizeof(perr)) < 0)
         die_fail(p, "%s", perr);
@@ -315,6 +328,10 @@ static void checkpoint(fp *p, pkg_kind kind)
     savevm_put_packaged(p->out, b, (uint32_t)len);
     flush(p);
     qfile_close(q);
+    if (kind == PKG_FOREIGN) {
+        await_close(p);
+        return;
+    }
     if (await_reply(p, id)) {
         if (kind != PKG_GOOD)
             die_fail(p, "checkpoint %" PRIu64 " (bad on purpose) was ACKed",
@@ -478,6 +495,7 @@ int main(int argc, char **argv)
     vm_config cfg;
     char err[512];
     int i = 1;
+    const char *vm_name = "fake";
 
     vm_config_init(&cfg);
     cfg.mem_size = 64ull << 20;
@@ -487,6 +505,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--mem") == 0 &&
                  parse_size(argv[i + 1], &cfg.mem_size) == 0)
             continue;
+        else if (strcmp(argv[i], "--vm-name") == 0 &&
+                 strlen(argv[i + 1]) <= PAIRING_NAME_MAX)
+            vm_name = argv[i + 1];
         else
             die_fail(NULL, "usage: see the comment at the top");
     }
@@ -514,6 +535,8 @@ int main(int argc, char **argv)
     p.shape = (vmshape){ .mem_size = cfg.mem_size, .vcpus = cfg.vcpus,
                          .has_net = cfg.net != NULL };
     memcpy(p.shape.mac, cfg.mac, 6);
+    if (pairing_draw(&p.shape.pair, vm_name) < 0)
+        die_fail(NULL, "getrandom");
     uint32_t n = (uint32_t)registry_count(vm_registry(p.v));
     p.id_vm = n;
     p.id_pkg = n + 1;
@@ -550,6 +573,8 @@ int main(int argc, char **argv)
             checkpoint(&p, PKG_UNSEALED);
         } else if (strcmp(s, "nested") == 0) {
             checkpoint(&p, PKG_NESTED);
+        } else if (strcmp(s, "foreign") == 0) {
+            checkpoint(&p, PKG_FOREIGN);
         } else if (strcmp(s, "wait") == 0) {
             wait_stdin(&p);
         } else if (strncmp(s, "stall:", 6) == 0) {

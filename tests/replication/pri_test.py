@@ -22,7 +22,8 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                refuses it, the next checkpoint goes in full, replication
                stays active
   nack-full    =3..8: the full packages after the refusal are refused
-               too; after the second the primary gives up (degraded)
+               too; after the second the primary gives up (degraded) with
+               EOF: the secondary stops without failing over
   secondary-dies  kill -9 of the secondary: degraded within the failure
                timeout, output flows unheld; attach-secondary to a new one
                brings it back to active
@@ -39,11 +40,23 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                repeated; at most the last epoch's, held, is lost)
   halt         the guest halts: the primary ends replication with EOF and
                exits with the guest's status; the secondary exits 0
+  flood        a fake secondary sending HEARTBEATs as fast as it can:
+               the primary's loop still runs its timers and answers
+               `status` (each within a generous deadline), and counts
+               them (issue 8, finding 6)
+  forged-unsent  a fake secondary that ACKs checkpoint 1000, with the
+               pairing the primary drew, as soon as the VM's shape
+               arrives: a protocol error that ends the link (degraded),
+               nothing counted as acknowledged (finding 4)
+  forged-pair  one that ACKs checkpoint 1 with a pairing of its own: the
+               same, naming both pairings; a real secondary then brought
+               up with attach-secondary is active (a new pairing)
   net          udpkv behind a UNIX datagram socket: with a 300 ms interval
                replies wait for their checkpoint (held frames, round trips
                of the order of the interval); after stop-replication they
                go at once; no reply is lost either way
 """
+import json
 import os
 import re
 import socket
@@ -158,10 +171,24 @@ def check_consecutive(ticks, what):
 
 # ---- a fake secondary that misbehaves ----
 
+# The payload of an ACK: be64 id, 16 bytes pairing id, 64 bytes VM name.
+ACK_LEN = 8 + 16 + 64
+# Where "ftvm-vm"'s pairing starts after its idstr: instance, version,
+# RAM size, vCPUs, NIC, MAC (vm/vmshape.h).
+SHAPE_PAIRING_AT = 4 + 4 + 8 + 4 + 1 + 6
+
+
+def ack(ckpt, pairing_id, name):
+    return struct.pack(">HHQ", 0x7f01, ACK_LEN, ckpt) + pairing_id + \
+        name.ljust(64, b"\0")
+
+
 class FakeSecondary:
     """Accepts one primary and reads (discards) its stream; mode says how
     it answers: 'silent' never, 'heartbeat' HEARTBEATs only, 'garbage'
-    an unknown return-path message."""
+    an unknown return-path message, 'flood' HEARTBEATs as fast as the
+    socket takes them, 'forged-unsent' and 'forged-pair' one ACK no
+    secondary could honestly send, once the VM's shape has arrived."""
 
     def __init__(self, mode):
         self.mode = mode
@@ -170,23 +197,71 @@ class FakeSecondary:
         self.ls.listen(1)
         self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
         self.stop = False
+        self.sent = 0           # HEARTBEATs flooded
+        self.forged = None      # (pairing id, name) the forged ACK was for
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
+    def shape(self, head):
+        """(pairing id, VM name) from "ftvm-vm" once head holds it."""
+        at = head.find(b"\x07ftvm-vm")
+        if at < 0 or len(head) < at + 8 + SHAPE_PAIRING_AT + 16 + 64:
+            return None
+        at += 8 + SHAPE_PAIRING_AT
+        name = head[at + 16:at + 80].rstrip(b"\0")
+        check(head[at + 16:at + 80] == name.ljust(64, b"\0"),
+              "the VM name is not NUL-padded: %r" % head[at + 16:at + 80])
+        return head[at:at + 16], name
+
+    def drain(self, c):
+        try:
+            while c.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+    def flood(self, c):
+        """Reads on a thread of its own, both blocking: the primary must
+        not stall on its stream while the flood goes on."""
+        threading.Thread(target=self.drain, args=(c,), daemon=True).start()
+        burst = b"".join(struct.pack(">HHQ", 0x7f03, 8, i)
+                         for i in range(4096))
+        try:
+            while not self.stop:
+                c.sendall(burst)
+                self.sent += 4096
+        except OSError:
+            pass
+        c.close()
+
     def run(self):
         c, _ = self.ls.accept()
+        if self.mode == "flood":
+            return self.flood(c)
         c.settimeout(0.05)
         seq = 0
+        head = b""
         while not self.stop:
             try:
-                if not c.recv(1 << 20):
+                data = c.recv(1 << 20)
+                if not data:
                     break
+                if self.forged is None and len(head) < 1 << 16:
+                    head += data
             except socket.timeout:
                 pass
             except OSError:
                 break
             try:
-                if self.mode == "heartbeat":
+                if self.mode.startswith("forged") and self.forged is None:
+                    got = self.shape(head)
+                    if got and self.mode == "forged-unsent":
+                        self.forged = got
+                        c.sendall(ack(1000, *got))
+                    elif got:
+                        self.forged = got
+                        c.sendall(ack(1, os.urandom(16), b"impostor"))
+                elif self.mode == "heartbeat":
                     seq += 1
                     c.sendall(struct.pack(">HHQ", 0x7f03, 8, seq))
                 elif self.mode == "garbage":
@@ -248,6 +323,11 @@ def case_basic():
     check(st["role"] == "primary" and st["secondary"] == addr,
           "role/secondary: %s" % st)
     check(st["vm_state"] == "running", "vm_state %s" % st["vm_state"])
+    check(st["vm_name"] == "counter" and
+          re.match(r"^counter/[0-9a-f]{8}$", st["pairing"]),
+          "vm_name %r, pairing %r" % (st["vm_name"], st["pairing"]))
+    check(status(ssock)["replication"]["pairing"] == st["pairing"],
+          "the secondary's pairing: %r" % status(ssock)["replication"])
     for k in ["checkpoint", "pause_ms", "ack_ms", "dirty_pages",
               "package_bytes", "output", "heartbeat", "nacks",
               "last_error"]:
@@ -327,7 +407,13 @@ def case_nack_full():
     check(st["nacks"] >= 3 and st["checkpoint"]["full"] == 2, str(st))
     m = re.search(r"refused checkpoint (\d+)", st["last_error"])
     check(m and 4 <= int(m.group(1)) <= 8, st["last_error"])
-    check(not st["output"]["holding"], "output held when degraded")
+    # Given up with EOF: the secondary, alive, stops; it must not fail
+    # over while this VM runs on.
+    check(s.wait(ft.scaled(10)) == 0, "the secondary did not stop\n" +
+          s.dump())
+    check("no failover" in s.err(), "the secondary's log:\n" + s.err())
+    wait_until(lambda: not status(sock)["output"]["holding"], 10,
+               "output released once EOF has gone")
     p.wait_tick(p.last_tick() + 3)
 
 
@@ -395,6 +481,73 @@ def case_garbage():
     wait_until(lambda: "unknown message type 0x1234" in p.err(), 10,
                "the bad message\n")
     check(status(sock)["state"] == "degraded", "not degraded")
+
+
+def case_flood():
+    f = FakeSecondary("flood")
+    # No ACK ever comes: the stall timeout must not end it first.
+    p, sock = primary("pri", f.addr, "--stall-timeout", "600s")
+    wait_until(lambda: f.sent > 100000, 20, "the flood to be under way")
+    for i in range(5):
+        t0 = time.monotonic()
+        try:
+            r = ft.run([ftvmctl, "-s", sock, "--json", "status"],
+                       capture_output=True, text=True,
+                       timeout=ft.scaled(20))
+        except subprocess.TimeoutExpired:
+            fail("status %d: no answer in %d s under the flood" %
+                 (i, ft.scaled(20)))
+        took = time.monotonic() - t0
+        check(r.returncode == 0, "status under the flood: %s" % r.stderr)
+        st = json.loads(r.stdout)
+        log("status %d under the flood: %.3f s, %d HEARTBEATs received, "
+            "%d sent" % (i, took, st["heartbeat"]["received"], f.sent))
+    check(st["heartbeat"]["received"] > 10000,
+          "%d HEARTBEATs counted" % st["heartbeat"]["received"])
+    # Never acknowledged, so still in setup; its timers ran: checkpoints
+    # were taken (up to the window) and the guest's output is held.
+    check(st["state"] == "setup", "state %s" % st["state"])
+    check(st["checkpoint"]["taken"] >= 1 and st["output"]["holding"],
+          "checkpoints %r, output %r" % (st["checkpoint"], st["output"]))
+    check(st["vm_state"] == "running", "vm_state %s" % st["vm_state"])
+    f.stop = True
+
+
+def forged(mode, want):
+    f = FakeSecondary(mode)
+    p, sock = primary("pri", f.addr)
+    wait_until(lambda: "protocol error" in p.err(), 20,
+               "the forged ACK to end the link\n" + p.dump())
+    st = status(sock)
+    check(st["state"] == "degraded", "state %s" % st["state"])
+    check(want in st["last_error"], "last_error %r, expected %r" %
+          (st["last_error"], want))
+    check(st["checkpoint"]["acked"] == 0 and
+          st["checkpoint"]["last_acked"] == 0,
+          "the forged ACK counted: %r" % st["checkpoint"])
+    check(not st["output"]["holding"], "output held while degraded")
+    n = p.last_tick()
+    p.wait_tick(n + 3)
+    return f, p, sock
+
+
+def case_forged_unsent():
+    forged("forged-unsent", "protocol error: ACK of checkpoint 1000, which "
+           "was not sent")
+
+
+def case_forged_pair():
+    f, p, sock = forged("forged-pair", "protocol error: ACK of checkpoint 1 "
+                        "for pairing impostor/")
+    name = f.forged[1].decode()
+    check(name == "counter", "the default VM name is %r" % name)
+    check(", not counter/%s" % f.forged[0][:4].hex() in p.err(),
+          "the log names the primary's pairing:\n" + p.err())
+    s, addr, ssock = secondary("sec", "--vm-name", "counter")
+    ctl(sock, "attach-secondary", addr)
+    wait_state(sock, "active", 20)
+    ctl(sock, "stop-replication")
+    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
 
 
 def case_failover():
@@ -510,6 +663,9 @@ CASES = {
     "failover": (case_failover, True),
     "halt": (case_halt, True),
     "net": (case_net, True),
+    "flood": (case_flood, True),
+    "forged-unsent": (case_forged_unsent, True),
+    "forged-pair": (case_forged_pair, True),
 }
 
 

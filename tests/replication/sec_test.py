@@ -39,9 +39,26 @@ does.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                    output stopped, never repeating a line
   primary-stop     `ftvmctl stop-replication` on the real primary: the
                    secondary exits 0 without failing over
+  huge-package     (issue 8, finding 3) the header, OPEN_RETURN_PATH,
+                   ENABLE_COLO and a PACKAGED claiming 4 GiB, then close,
+                   three times, and once followed by megabytes of data:
+                   refused at once, the peak RSS stays small, status
+                   answers; the real primary then pairs; and a SIGTERM
+                   after those bytes ends the process promptly
+  idle             (finding 2) a peer sending the header, OPEN_RETURN_PATH
+                   and PINGs as fast as they are answered is dropped at
+                   the setup timeout, not before; status answers meanwhile
+                   (PONGs are the receiver thread's, never the loop's);
+                   the real primary then pairs
+  foreign          a package of another pairing id ends the stream (SHUT
+                   1, exit 4, no failover), however good it is otherwise
+  vm-name          --vm-name: a primary of another VM is refused before its
+                   VM is made and the secondary waits on; one of the right
+                   VM pairs
 """
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -68,9 +85,10 @@ class FakePrimary(Proc):
     """fake_primary with a pipe on stdin, for its `wait` step."""
 
     def __init__(self, name, addr, steps, counter=COUNTER, net=None,
-                 mem="64M"):
+                 mem="64M", vm_name=None):
         self.console = os.path.join(ft.tmp, name + ".console")
         argv = [fake, "--mem", mem] + (["--net", net] if net else []) + \
+            (["--vm-name", vm_name] if vm_name else []) + \
             [addr, os.path.join(ck.guests, "counter.elf"), " ".join(counter),
              self.console] + list(steps)
         Proc.__init__(self, name, argv, stdin=subprocess.PIPE)
@@ -333,14 +351,21 @@ def case_stall():
     sec.expect_exit(0)
 
 
-def case_garbage():
+def refused_by(step):
+    """A fake primary's bring-up, two checkpoints, then step: the stream
+    is refused (SHUT 1, exit 4, no failover).  The secondary's log."""
     ft.needs_kvm()
     sec = Secondary()
-    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "garbage"])
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", step])
     sec.expect_exit(4)
     prim.finished()
     check("shut 1" in prim.lines(), "no SHUT 1:\n%s" % prim.dump())
-    err = sec.err()
+    check(not sec.ticks(), "the secondary ran the guest")
+    return sec.err()
+
+
+def case_garbage():
+    err = refused_by("garbage")
     check("127.0.0.1:" in err and "unknown record type 0x55" in err,
           "the message names neither the primary nor the problem:\n%s" % err)
 
@@ -578,6 +603,164 @@ def case_primary_stop():
     check(prim.wait(15) == 0, "the primary did not quit\n" + prim.dump())
 
 
+# ---- raw peers: bytes a network peer can send ----
+
+QEVM = struct.pack(">II", 0x5145564d, 3)
+
+
+def command(cmd, payload=b""):
+    return struct.pack(">BHH", 0x08, cmd, len(payload)) + payload
+
+
+OPEN_RETURN_PATH, PING, PACKAGED, ENABLE_COLO = 1, 2, 7, 8
+
+
+def peak_rss_kib(proc):
+    with open("/proc/%d/status" % proc.p.pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    fail("no VmHWM for %d" % proc.p.pid)
+
+
+def connect(sec):
+    host, port = sec.addr.rsplit(":", 1)
+    c = socket.create_connection((host, int(port)), 5)
+    c.settimeout(ft.scaled(10))
+    return c
+
+
+def pair_with_real_primary(sec):
+    """The real primary pairs (active), then stops replication: exit 0."""
+    prim, sock = real_primary(sec, counter=[a for a in COUNTER
+                                            if not a.startswith("count=")])
+    sec.wait_state("active", 30)
+    ck.ctl(sock, "stop-replication")
+    sec.expect_exit(0)
+    ck.ctl(sock, "quit")
+    check(prim.wait(15) == 0, "the primary did not quit\n" + prim.dump())
+
+
+def case_huge_package():
+    ft.needs_kvm()
+    sec = Secondary()
+    before = peak_rss_kib(sec)
+    # 27 bytes that claim a 4 GiB package.
+    claim = QEVM + command(OPEN_RETURN_PATH) + command(ENABLE_COLO) + \
+        command(PACKAGED, struct.pack(">I", 0xFFFFFFFF))
+    for i in range(3):
+        with connect(sec) as c:
+            c.sendall(claim)
+        ft.wait_until(lambda: sec.err().count("not a primary") == i + 1,
+                      ft.scaled(10), "the claim %d refused" % (i + 1))
+    # The same, with data behind it: the secondary hangs up, unread.
+    with connect(sec) as c:
+        c.sendall(claim)
+        sent = 0
+        try:
+            while sent < 64 << 20:
+                c.sendall(b"\0" * (1 << 20))
+                sent += 1 << 20
+        except OSError:
+            pass
+        check(sent < 64 << 20, "the secondary read 64 MiB of a package "
+              "it cannot accept")
+        log("the secondary hung up after %d MiB were sent" % (sent >> 20))
+    ft.wait_until(lambda: sec.err().count("not a primary") == 4,
+                  ft.scaled(10), "the fourth claim refused")
+    check("package of 4294967295 bytes exceeds the 1048576-byte limit" in
+          sec.err(), "the log does not say why:\n" + sec.err())
+    after = peak_rss_kib(sec)
+    log("peak RSS %d KiB before, %d KiB after" % (before, after))
+    check(after < before + 64 * 1024, "peak RSS grew from %d to %d KiB" %
+          (before, after))
+    check(sec.status()["state"] == "waiting", "not waiting")
+    pair_with_real_primary(sec)
+
+    # SIGTERM right behind such a claim is honoured at once.
+    sec = Secondary(name="secondary-2")
+    with connect(sec) as c:
+        c.sendall(claim)
+        sec.signal(signal.SIGTERM)
+        rc = sec.wait(ft.scaled(5))
+        check(rc == 128 + signal.SIGTERM, "exit %r after SIGTERM\n%s" %
+              (rc, sec.dump()))
+
+
+def case_idle():
+    ft.needs_kvm()
+    timeout = ft.scaled(2)
+    sec = Secondary(extra=["--setup-timeout", "%dms" % (timeout * 1000)])
+    c = connect(sec)
+    c.sendall(QEVM + command(OPEN_RETURN_PATH))
+    t0 = time.monotonic()
+    pongs = b""
+    c.settimeout(0.2)
+    n = 0
+    asked = False
+    while time.monotonic() - t0 < timeout * 3:
+        if not asked and time.monotonic() - t0 > timeout / 2:
+            asked = True
+            s = sec.status()
+            check(s["primary"].startswith("127.0.0.1:"), "status %r" % s)
+        try:
+            c.sendall(command(PING, struct.pack(">I", n)))
+        except OSError:
+            break
+        n += 1
+        try:
+            got = c.recv(4096)
+            if not got:
+                break
+            pongs += got
+        except socket.timeout:
+            pass
+        except OSError:
+            break
+    took = time.monotonic() - t0
+    c.close()
+    log("dropped %.2f s after the last useful record, %d PINGs sent" %
+        (took, n))
+    check(took >= timeout, "dropped after %.2f s, before the %d s setup "
+          "timeout" % (took, timeout))
+    check(took < timeout * 3, "still connected after %.2f s" % took)
+    check(struct.pack(">HHI", 2, 4, 0) in pongs, "no PONG 0 came back")
+    check(struct.pack(">HHI", 1, 4, 1) in pongs, "no SHUT 1 came back")
+    ft.wait_until(lambda: "sent nothing but PINGs" in sec.err(),
+                  ft.scaled(5), "the log line")
+    check(sec.status()["state"] == "waiting", "not waiting")
+    pair_with_real_primary(sec)
+
+
+def case_foreign():
+    err = refused_by("foreign")
+    check("checkpoint 4 is of pairing fake/" in err and
+          "a package of another pairing" in err, "log:\n" + err)
+    check("refused checkpoint" not in err, "it was NACKed:\n" + err)
+
+
+def case_vm_name():
+    ft.needs_kvm()
+    sec = Secondary(extra=["--vm-name", "db-7"])
+    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "eof"])
+    ft.wait_until(lambda: "not a primary" in sec.err(), ft.scaled(10),
+                  "the other VM refused")
+    check("the primary's VM is 'fake', this secondary serves 'db-7' "
+          "(--vm-name)" in sec.err(), "log:\n" + sec.err())
+    prim.wait(ft.scaled(20))
+    check(sec.status()["state"] == "waiting", "not waiting")
+    prim = FakePrimary("primary-2", sec.addr, ["bringup", "ckpt:2", "wait",
+                                               "eof"], vm_name="db-7")
+    prim.wait_line("waiting")
+    s = sec.status()
+    check(s["vm_name"] == "db-7" and
+          s["replication"]["pairing"].startswith("db-7/"), "status %r" % s)
+    prim.go_on()
+    sec.expect_exit(0)
+    prim.finished()
+    check(len(prim.acks()) == 3, "ACKs %r" % prim.acks())
+
+
 CASES = {
     "usage": case_usage,
     "failover-kill": case_failover_kill,
@@ -594,6 +777,10 @@ CASES = {
     "announce": case_announce,
     "primary-kill": case_primary_kill,
     "primary-stop": case_primary_stop,
+    "huge-package": case_huge_package,
+    "idle": case_idle,
+    "foreign": case_foreign,
+    "vm-name": case_vm_name,
 }
 
 

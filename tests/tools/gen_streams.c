@@ -84,11 +84,18 @@ static int checkpoint_file(const char *dir, fixture *fx)
     return r;
 }
 
+/* A fixed pairing: the streams are the same at every run. */
+static const pairing stream_pair = {
+    .id = { 0x0f, 0x7e, 0x57, 0x1d, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 },
+    .name = "gen-streams",
+};
+
 static void package(qfile *f, fixture *fx, uint64_t id, uint64_t base)
 {
     uint32_t n = (uint32_t)registry_count(fx->reg);
     qfile *q = qfile_open_mem("package");
-    trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base });
+    trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base,
+                                              .pair = stream_pair });
     registry_save_complete(fx->reg, q);
     registry_save_devices(fx->reg, q, NULL);
     qfile_crc_start_mem(q);
@@ -108,7 +115,8 @@ static int replication(const char *dir, fixture *fx)
     qfile *f = qfile_open_mem("replication");
     uint32_t n = (uint32_t)registry_count(fx->reg);
     vmshape shape = { .mem_size = 64 << 20, .vcpus = 2, .has_net = true,
-                      .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 } };
+                      .mac = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 },
+                      .pair = stream_pair };
     savevm_put_header(f);
     savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);

@@ -14,6 +14,11 @@
 #include <unistd.h>
 
 uint64_t peer_now_ns;
+uint64_t peer_setup_timeout_ns;
+const pairing peer_pair = {
+    .id = { 0xfe, 0xed, 0xfa, 0xce, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
+    .name = "test-vm",
+};
 
 uint64_t peer_clock(void)
 {
@@ -34,6 +39,7 @@ void peer_open(peer *p, uint64_t failure_timeout_ns, uint64_t heartbeat_ns,
     assert_non_null(p->base);
     connection_opts o = { .failure_timeout_ns = failure_timeout_ns,
                           .heartbeat_ns = heartbeat_ns,
+                          .setup_timeout_ns = peer_setup_timeout_ns,
                           .clock = clock ? clock : peer_clock };
     int r = connection_new(&p->conn, p->base, sv[0], PEER_NAME, &o, err,
                            sizeof(err));

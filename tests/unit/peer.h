@@ -25,6 +25,10 @@ typedef struct peer {
 
 /* The injected clock, in ns. */
 extern uint64_t peer_now_ns;
+/* The setup timeout peer_open gives the connection (0, none, unless set). */
+extern uint64_t peer_setup_timeout_ns;
+/* The pairing the tests' primary drew. */
+extern const pairing peer_pair;
 uint64_t peer_clock(void);
 
 /*

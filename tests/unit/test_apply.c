@@ -102,6 +102,8 @@ typedef enum pkg_kind {
     PKG_UNSEALED,           /* no "ftvm-ckpt" */
     PKG_NO_HEADER,          /* no "ftvm-pkg" */
     PKG_NESTED,             /* a package inside */
+    PKG_FOREIGN,            /* of another pairing id */
+    PKG_OTHER_NAME,         /* of another VM name */
 } pkg_kind;
 
 /* ---- both sides ---- */
@@ -232,7 +234,11 @@ static void put_package(env *e, qfile *out, pkg_kind kind, uint64_t id,
                         uint64_t base)
 {
     registry *reg = e->pri.fx.reg;
-    trailer_pkg hdr = { .id = id, .base = base };
+    trailer_pkg hdr = { .id = id, .base = base, .pair = e->shape.pair };
+    if (kind == PKG_FOREIGN)
+        hdr.pair.id[15] ^= 1;
+    if (kind == PKG_OTHER_NAME)
+        hdr.pair.name[0] = 'X';
     qfile *q = qfile_open_mem("package");
     if (base == 0) {
         /* As the primary does for a full package (primary/package.c). */
@@ -298,6 +304,7 @@ static void expect_ack(env *e, uint64_t id, uint64_t base)
                  m.text);
     assert_int_equal(m.type, RETPATH_ACK);
     assert_int_equal(m.value64, id);
+    assert_true(pairing_equal(&m.pair, &e->shape.pair));
     e->last_acked = id;
     assert_same(&e->pri, &e->sec);
 }
@@ -318,6 +325,7 @@ static void expect_nack(env *e, pkg_kind kind, uint64_t id, uint64_t base,
                  (unsigned long long)id, why);
     assert_int_equal(m.type, RETPATH_NACK);
     assert_int_equal(m.value64, nack_id);
+    assert_true(pairing_equal(&m.pair, &e->shape.pair));
     if (!strstr(m.text, why))
         fail_msg("NACK '%s' does not say '%s'", m.text, why);
     assert_same(was, &e->sec);
@@ -331,7 +339,7 @@ static void expect_nack(env *e, pkg_kind kind, uint64_t id, uint64_t base,
 
 /* ---- set-up ---- */
 
-static int create(void *opaque, qfile *f, const savevm_section *sec,
+static int create(void *opaque, qfile *f, const vmshape *shape,
                   registry **reg)
 {
     env *e = opaque;
@@ -343,14 +351,16 @@ static int create(void *opaque, qfile *f, const savevm_section *sec,
         peer_now_ns += 2 * TIMEOUT;
         assert_false(connection_check_silence(e->p.conn));
     }
-    if (vmshape_load(f, sec, &e->got) < 0)
-        return qfile_error(f);
+    e->got = *shape;
     int r = replica_config(&e->got, e->net, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
     *reg = e->sec.fx.reg;
     return 0;
 }
+
+/* The secondary's --vm-name for the next setup (NULL: any). */
+static const char *vm_name;
 
 static int setup(void **state)
 {
@@ -361,10 +371,12 @@ static int setup(void **state)
     side_init(&e->sec);
     e->n = (uint32_t)registry_count(e->pri.fx.reg);
     e->shape = (vmshape){ .mem_size = 4u << 20, .vcpus = 2,
-                          .mac = { 2, 0, 0, 0, 0, 1 } };
+                          .mac = { 2, 0, 0, 0, 0, 1 }, .pair = peer_pair };
     assert_int_equal(apply_new(&e->a, &(apply_opts){ .conn = e->p.conn,
                                                      .create = create,
-                                                     .opaque = e }), 0);
+                                                     .opaque = e,
+                                                     .vm_name = vm_name }),
+                     0);
     slow_conn = NULL;
     slow_checks = 0;
     slow_ended = false;
@@ -642,6 +654,102 @@ static void test_slow_apply_is_not_silence(void **state)
     assert_true(connection_check_silence(e->p.conn));
 }
 
+/*
+ * A package of another pairing is no checkpoint to refuse: the stream
+ * ends (a protocol error), nothing of it applied, no NACK (issue 8).
+ */
+static void test_foreign_package(void **state)
+{
+    pkg_kind kinds[] = { PKG_FOREIGN, PKG_OTHER_NAME };
+    for (int i = 0; i < 2; i++) {
+        env *e = *state;
+        char msg[512];
+        active(e);
+        side *was = copy_side(&e->sec);
+        qfile *q = qfile_open_mem("primary");
+        put_package(e, q, kinds[i], 3, 2);
+        assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+        assert_non_null(strstr(msg, "checkpoint 3 is of pairing "));
+        assert_non_null(strstr(msg, "the bring-up's: a package of another "
+                                    "pairing"));
+        retpath_msg m;
+        assert_int_equal(peer_next(&e->p, &m), 0);
+        assert_same(was, &e->sec);
+        free_copy(was);
+        apply_stats st;
+        apply_get_stats(e->a, &st);
+        assert_int_equal(st.last_id, 2);
+        assert_int_equal(st.refused, 0);
+        teardown(state);
+        setup(state);
+    }
+}
+
+/* --vm-name: a primary of another VM is refused before its VM is made. */
+static void test_vm_name(void **state)
+{
+    env *e;
+    char msg[512];
+    const char *names[] = { "other-vm", "test-vm" };
+    for (int i = 0; i < 2; i++) {
+        teardown(state);
+        vm_name = names[i];
+        setup(state);
+        vm_name = NULL;
+        e = *state;
+        qfile *q = qfile_open_mem("primary");
+        put_start(e, q);
+        int r = feed(e, q, true, msg, sizeof(msg));
+        if (i == 0) {
+            assert_int_equal(r, -EPERM);
+            assert_non_null(strstr(msg, "the primary's VM is 'test-vm', this "
+                                        "secondary serves 'other-vm' "
+                                        "(--vm-name)"));
+            assert_int_equal(e->creates, 0);
+        } else {
+            assert_int_equal(r, 0);
+            assert_int_equal(e->creates, 1);
+        }
+    }
+}
+
+/*
+ * What a PACKAGED length may claim: little before the VM's shape, then
+ * what a VM of that shape can send (finding 3 of issue 8: 38 bytes made
+ * the receiver stage 4 GiB).
+ */
+static void test_package_bound(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    uint8_t be[4];
+    qfile *q = qfile_open_mem("primary");
+    savevm_put_header(q);
+    savevm_put_command(q, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+    savevm_put_command(q, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
+    uint32_t claim = APPLY_PRE_VM_MAX_PACKAGE + 1;
+    be[0] = (uint8_t)(claim >> 24), be[1] = (uint8_t)(claim >> 16);
+    be[2] = (uint8_t)(claim >> 8), be[3] = (uint8_t)claim;
+    savevm_put_command(q, SAVEVM_CMD_PACKAGED, 4, be);
+    assert_int_equal(feed(e, q, true, msg, sizeof(msg)), -EFBIG);
+    assert_non_null(strstr(msg, "package of 1048577 bytes exceeds the "
+                                "1048576-byte limit"));
+    teardown(state);
+
+    setup(state);
+    e = *state;
+    active(e);
+    uint64_t bound = vmshape_package_bound(&e->shape);
+    assert_true(bound > e->shape.mem_size && bound < UINT32_MAX);
+    claim = (uint32_t)bound + 1;
+    be[0] = (uint8_t)(claim >> 24), be[1] = (uint8_t)(claim >> 16);
+    be[2] = (uint8_t)(claim >> 8), be[3] = (uint8_t)claim;
+    q = qfile_open_mem("primary");
+    savevm_put_command(q, SAVEVM_CMD_PACKAGED, 4, be);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EFBIG);
+    assert_non_null(strstr(msg, "-byte limit"));
+}
+
 /* A package that validated while replication stopped is not applied. */
 static void test_stopping(void **state)
 {
@@ -683,6 +791,9 @@ int main(void)
         T(test_section_outside_package),
         T(test_slow_apply_is_not_silence),
         T(test_stopping),
+        T(test_foreign_package),
+        T(test_vm_name),
+        T(test_package_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

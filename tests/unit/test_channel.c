@@ -5,7 +5,8 @@
  *
  * The link runs over a socketpair; the test reads the secondary's end.
  * The event base is never dispatched: the owner's loop is "busy" for the
- * whole test, and only the link's own threads write.
+ * whole test, and only the link's own threads write.  But for the return
+ * path's reader, whose test runs the loop one round at a time.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +36,7 @@ typedef struct fixture {
     int fd;                     /* the secondary's end */
     uint8_t *buf;
     size_t len, cap;
+    unsigned msgs;              /* return-path messages the link read */
 } fixture;
 
 /* The bring-up: just the stream's header, as a real one starts. */
@@ -53,7 +55,11 @@ static int bringup(void *opaque, channel *l, char *err, size_t errlen)
 static void on_ready(void *opaque, channel *l) { (void)opaque; (void)l; }
 static void on_msg(void *opaque, channel *l, const retpath_msg *m)
 {
-    (void)opaque; (void)l; (void)m;
+    (void)l;
+    fixture *x = opaque;
+    assert_int_equal(m->type, RETPATH_HEARTBEAT);
+    assert_int_equal(m->value64, x->msgs + 1);   /* in order, none lost */
+    x->msgs++;
 }
 static void on_sent(void *opaque, channel *l, uint64_t id, qfile *pkg,
                     uint64_t sent_ns)
@@ -247,6 +253,64 @@ static void test_pings_between_records(void **state)
     }
 }
 
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (*(unsigned *)arg)++;
+}
+
+/*
+ * A secondary that sends faster than the loop reads (finding 6 of issue
+ * 8: a flood of HEARTBEATs kept the loop in the reader, and a status
+ * call waited 5 s): each round of the loop reads a bounded share, and a
+ * timer due meanwhile runs in that round.
+ */
+static void test_reader_yields(void **state)
+{
+    fixture *x = *state;
+    enum { N = 20000 };
+    uint8_t *all = malloc(N * 12);
+    assert_non_null(all);
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t *p = all + i * 12;
+        uint64_t seq = i + 1;
+        p[0] = 0x7f, p[1] = 0x03, p[2] = 0, p[3] = 8;
+        for (int b = 0; b < 8; b++)
+            p[4 + b] = (uint8_t)(seq >> (56 - 8 * b));
+    }
+    /* As much as the socket takes now, the rest as the link reads. */
+    size_t sent = 0;
+    unsigned timer_runs = 0, rounds = 0, most = 0;
+    struct event *t = evtimer_new(x->base, on_timer, &timer_runs);
+    assert_non_null(t);
+    uint64_t t0 = mono_ns();
+    while (x->msgs < N) {
+        if (sent < N * 12) {
+            ssize_t w = send(x->fd, all + sent, N * 12 - sent, MSG_DONTWAIT);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        struct timeval zero = { 0, 0 };
+        unsigned before = x->msgs, runs = timer_runs;
+        evtimer_add(t, &zero);
+        event_base_loop(x->base, EVLOOP_ONCE);
+        unsigned read = x->msgs - before;
+        most = read > most ? read : most;
+        if (read)
+            rounds++;
+        /* The timer had its turn in the same round as the reader. */
+        assert_int_equal(timer_runs, runs + 1);
+        assert_true(mono_ns() - t0 < DEADLINE_NS);
+    }
+    /* All of them, in order (on_msg checks), over many rounds. */
+    assert_int_equal(x->msgs, N);
+    assert_true(most <= 1000);
+    assert_true(rounds >= N / 1000);
+    event_free(t);
+    free(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +319,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_heartbeat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pings_between_records, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_reader_yields, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,71 @@ static void test_silence_times_out(void **unused)
     peer_close(&p);
 }
 
+/*
+ * Until checkpoint 1, PINGs keep a peer alive but do not hold the slot:
+ * more than PINGs must come every setup timeout (finding 2 of issue 8).
+ */
+static void test_setup_needs_more_than_pings(void **unused)
+{
+    (void)unused;
+    peer p;
+    char msg[256];
+    retpath_msg m;
+    peer_setup_timeout_ns = 10 * TIMEOUT;
+    open_peer(&p);
+    peer_setup_timeout_ns = 0;
+    connection_open_return_path(p.conn);
+
+    /* PINGs (progress, nothing useful) well past the setup timeout... */
+    for (int i = 0; i < 9; i++) {
+        peer_now_ns += TIMEOUT - MS;
+        connection_progress(p.conn);
+        assert_false(connection_check_silence(p.conn));
+    }
+    /* ... but a record more than a PING starts the deadline again. */
+    connection_useful(p.conn);
+    for (int i = 0; i < 10; i++) {
+        peer_now_ns += TIMEOUT - MS;
+        connection_progress(p.conn);
+        assert_false(connection_check_silence(p.conn));
+    }
+    /* Time busy (creating the VM) is not the peer's. */
+    connection_set_busy(p.conn, true);
+    peer_now_ns += 20 * TIMEOUT;
+    assert_false(connection_check_silence(p.conn));
+    connection_set_busy(p.conn, false);
+    for (int i = 0; i < 10; i++) {
+        peer_now_ns += TIMEOUT - MS;
+        connection_progress(p.conn);
+        assert_false(connection_check_silence(p.conn));
+    }
+    peer_now_ns += 10 * MS;
+    connection_progress(p.conn);
+    assert_true(connection_check_silence(p.conn));
+    assert_int_equal(state(&p, msg, sizeof(msg)), CONNECTION_IDLE);
+    assert_non_null(strstr(msg, PEER_NAME " sent nothing but PINGs for "
+                                "3000 ms before its first checkpoint"));
+    /* It is told why (SHUT 1: refused), then the socket goes down. */
+    assert_int_equal(peer_next(&p, &m), 1);
+    assert_int_equal(m.type, RETPATH_SHUT);
+    assert_int_equal(m.value32, 1);
+    assert_int_equal(peer_next(&p, &m), -1);
+    peer_close(&p);
+
+    /* Once a checkpoint is applied, PINGs alone are enough. */
+    peer_setup_timeout_ns = 10 * TIMEOUT;
+    open_peer(&p);
+    peer_setup_timeout_ns = 0;
+    connection_established(p.conn);
+    for (int i = 0; i < 30; i++) {
+        peer_now_ns += TIMEOUT - MS;
+        connection_progress(p.conn);
+        assert_false(connection_check_silence(p.conn));
+    }
+    assert_int_equal(state(&p, NULL, 0), CONNECTION_OPEN);
+    peer_close(&p);
+}
+
 /* A record read is life. */
 static void test_progress_is_life(void **unused)
 {
@@ -158,7 +223,7 @@ static void test_heartbeat_when_idle(void **unused)
     assert_int_equal(peer_next(&p, &m), 0);
 
     /* An ACK is traffic: the next heartbeat is an interval after it. */
-    connection_send_ack(p.conn, 7);
+    connection_send_ack(p.conn, 7, &peer_pair);
     assert_int_equal(peer_next(&p, &m), 1);
     assert_int_equal(m.type, RETPATH_ACK);
     assert_int_equal(m.value64, 7);
@@ -261,13 +326,14 @@ static void test_answers(void **unused)
     peer p;
     retpath_msg m;
     open_peer(&p);
-    connection_send_nack(p.conn, 5, "checkpoint 5: no trailer");
+    connection_send_nack(p.conn, 5, &peer_pair, "checkpoint 5: no trailer");
     connection_send_shut(p.conn, 1);   /* not open yet: not sent */
     connection_open_return_path(p.conn);
     connection_send_shut(p.conn, 1);
     assert_int_equal(peer_next(&p, &m), 1);
     assert_int_equal(m.type, RETPATH_NACK);
     assert_int_equal(m.value64, 5);
+    assert_true(pairing_equal(&m.pair, &peer_pair));
     assert_string_equal(m.text, "checkpoint 5: no trailer");
     assert_int_equal(peer_next(&p, &m), 1);
     assert_int_equal(m.type, RETPATH_SHUT);
@@ -281,6 +347,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_silence_times_out),
         cmocka_unit_test(test_progress_is_life),
+        cmocka_unit_test(test_setup_needs_more_than_pings),
         cmocka_unit_test(test_busy_is_not_silence),
         cmocka_unit_test(test_progress_during_check),
         cmocka_unit_test(test_heartbeat_when_idle),

@@ -28,6 +28,26 @@
 #define STALL (10 * S)
 #define ADDR "test-secondary:1"
 
+/* The pairing drawn for the secondary of these tests. */
+static const pairing test_pair = {
+    .id = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+    .name = "vm-1",
+};
+
+/*
+ * An answer of this pairing, every package taken so far being sent (the
+ * link began writing it), as an honest secondary's would be.
+ */
+static protection_act ack(protection *p, uint64_t k, uint64_t now)
+{
+    return protection_ack(p, k, &test_pair, p->next_id - 1, now);
+}
+
+static protection_act nack(protection *p, uint64_t k, const char *text)
+{
+    return protection_nack(p, k, &test_pair, p->next_id - 1, text);
+}
+
 static void init(protection *p, uint64_t reconnect_ns)
 {
     protection_init(p, &(protection_opts){ .interval_ns = INTERVAL,
@@ -61,7 +81,7 @@ static protection_plan take(protection *p, uint64_t now)
 /* A secondary brought up (its bring-up written), nothing taken yet. */
 static void bring_up(protection *p)
 {
-    protection_act a = protection_begin(p, ADDR);
+    protection_act a = protection_begin(p, ADDR, &test_pair);
     assert_int_equal(p->state, PROTECTION_SETUP);
     a = protection_ready(p);
     assert_true(a.take);
@@ -79,7 +99,7 @@ static void active(protection *p)
 {
     bring_up(p);
     take(p, 0);
-    protection_act a = protection_ack(p, 1, 0);
+    protection_act a = ack(p, 1, 0);
     assert_true(a.protected_now);
     assert_int_equal(p->state, PROTECTION_ACTIVE);
 }
@@ -103,6 +123,116 @@ static void assert_lost(protection *p, const protection_act *a,
     assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
     assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
     assert_false(a->take);
+}
+
+/*
+ * The checks of giving up on a secondary that is alive (it answers what
+ * it cannot, or refuses everything): replication ends with EOF, not a
+ * drop, so that it stops rather than fail over; held output leaves once
+ * the EOF has (protection_drained).
+ */
+static void assert_given_up(protection *p, const protection_act *a,
+                            const char *what)
+{
+    assert_int_equal(p->state, PROTECTION_DEGRADED);
+    assert_int_equal(a->end, PROTECTION_FINISH);
+    assert_false(p->ready);
+    assert_int_equal(p->nwin, 0);
+    assert_true(a->say);
+    assert_non_null(strstr(a->msg, what));
+    assert_non_null(strstr(a->msg, "; ending replication (EOF) and running "
+                                    "unprotected (degraded)"));
+    assert_non_null(strstr(p->last_error, what));
+    assert_int_equal(a->release_upto, 0);
+    assert_true(a->nanswers >= 1);
+    assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
+    assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
+    assert_false(a->take);
+    bool held = p->holding;
+    assert_true(a->release_all == !held);
+    assert_true(p->release_on_drain == held);
+    protection_act d = protection_drained(p);
+    assert_true(d.release_all == held);
+    assert_false(p->holding);
+}
+
+/*
+ * Answers no honest secondary gives (finding 4 of issue 8): for a
+ * checkpoint taken but whose write has not begun, or of another pairing.
+ * Each ends the link as a protocol error and releases nothing by
+ * checkpoint (what degraded mode releases, it releases as unprotected).
+ */
+static void test_forged_answers(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    pairing other = test_pair;
+    other.id[7] ^= 0x80;
+    pairing renamed = test_pair;
+    renamed.name[0] = 'w';
+
+    /* Checkpoint 2 is in the window, but the link has not begun it. */
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 2, &test_pair, 1, 0);
+    assert_given_up(&p, &a, "secondary " ADDR ": protocol error: ACK of "
+                "checkpoint 2, which was not sent (the last sent is 1)");
+    assert_int_equal(a.release_upto, 0);
+    assert_int_equal(p.acked_id, 1);
+    assert_false(a.protected_now);
+
+    /* The same for a NACK: no full resend is planned. */
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    a = protection_nack(&p, 2, &test_pair, 1, "checksum mismatch");
+    assert_given_up(&p, &a, "protocol error: NACK of checkpoint 2, which was "
+                "not sent");
+    assert_false(p.need_full);
+
+    /* Sent, but answered for another pairing: ACK, then NACK. */
+    const pairing *forged[] = { &other, &renamed };
+    for (int i = 0; i < 2; i++) {
+        init(&p, 0);
+        active(&p);
+        take(&p, 0);
+        a = protection_ack(&p, 2, forged[i], 2, 0);
+        assert_given_up(&p, &a, "protocol error: ACK of checkpoint 2 for "
+                    "pairing ");
+        assert_non_null(strstr(a.msg, i ? "for pairing wm-1/01020304, not "
+                                          "vm-1/01020304"
+                                        : ", not vm-1/01020304"));
+        assert_int_equal(a.release_upto, 0);
+        assert_int_equal(p.acked_id, 1);
+
+        init(&p, 0);
+        active(&p);
+        take(&p, 0);
+        a = protection_nack(&p, 2, forged[i], 2, "refused");
+        assert_given_up(&p, &a, "protocol error: NACK of checkpoint 2 for "
+                    "pairing ");
+    }
+
+    /* A NACK 0 (a package too damaged to name itself) stays honest. */
+    init(&p, 0);
+    active(&p);
+    take(&p, 0);
+    a = protection_nack(&p, 0, &test_pair, 2, "no header");
+    assert_int_equal(p.state, PROTECTION_ACTIVE);
+    assert_true(p.need_full);
+
+    /* A new secondary has a new pairing: the old one's is refused. */
+    pairing second = test_pair;
+    second.id[0] = 0x77;
+    init(&p, 0);
+    protection_begin(&p, ADDR, &second);
+    protection_ready(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 1, &test_pair, 1, 0);
+    assert_given_up(&p, &a, "for pairing vm-1/01020304, not vm-1/77020304");
+    assert_int_equal(a.release_upto, 0);
 }
 
 /* ---- waiters ---- */
@@ -162,7 +292,7 @@ static void test_bringup_to_active(void **unused)
     (void)unused;
     protection p;
     init(&p, 0);
-    protection_act a = protection_begin(&p, "elsewhere:2");
+    protection_act a = protection_begin(&p, "elsewhere:2", &test_pair);
     assert_true(act_is_empty(&a));
     assert_string_equal(p.addr, "elsewhere:2");
     assert_int_equal(p.state, PROTECTION_SETUP);
@@ -184,7 +314,7 @@ static void test_bringup_to_active(void **unused)
 
     /* The first ACK: active, and held output up to it released. */
     protection_sent(&p, 1, 100);
-    a = protection_ack(&p, 1, 130);
+    a = ack(&p, 1, 130);
     assert_int_equal(p.state, PROTECTION_ACTIVE);
     assert_true(a.protected_now);
     assert_int_equal(a.release_upto, 1);
@@ -196,7 +326,7 @@ static void test_bringup_to_active(void **unused)
     assert_false(a.take);
     assert_false(a.say);
     /* The next is not news; one never sent has no latency. */
-    a = protection_ack(&p, 2, 200);
+    a = ack(&p, 2, 200);
     assert_false(a.protected_now);
     assert_false(a.have_ack_ns);
     assert_int_equal(a.release_upto, 2);
@@ -229,7 +359,7 @@ static void test_window(void **unused)
     assert_true(p.due);
 
     /* ACK 2 acknowledges 1 too; the due checkpoint goes now. */
-    protection_act a = protection_ack(&p, 2, 0);
+    protection_act a = ack(&p, 2, 0);
     assert_int_equal(a.release_upto, 2);
     assert_int_equal(p.nwin, PROTECTION_WINDOW - 2);
     assert_int_equal(p.win[0].id, 3);
@@ -245,11 +375,11 @@ static void test_window(void **unused)
     /* Without a due one an ACK takes nothing by itself. */
     linked(&p);
     take(&p, 0);
-    a = protection_ack(&p, 1, 0);
+    a = ack(&p, 1, 0);
     assert_false(a.take);
 }
 
-/* ACKs for what is not in flight are a broken secondary: degraded. */
+/* ACKs for what is not in flight are a broken secondary: given up on. */
 static void test_ack_refusals(void **unused)
 {
     (void)unused;
@@ -257,38 +387,38 @@ static void test_ack_refusals(void **unused)
     protection_act a;
     const char *not_in_flight = "which is not in flight";
 
-    /* Never sent. */
+    /* Never even taken. */
     linked(&p);
     take(&p, 0);
-    a = protection_ack(&p, 2, 0);
-    assert_lost(&p, &a, "secondary " ADDR " acknowledged checkpoint 2, "
-                "which is not in flight");
+    a = ack(&p, 2, 0);
+    assert_given_up(&p, &a, "secondary " ADDR ": protocol error: ACK of "
+                "checkpoint 2, which was not sent (the last sent is 1)");
     assert_int_equal(a.release_upto, 0);
     assert_int_equal(p.acked, 0);
 
     /* The same one twice. */
     init(&p, 0);
     active(&p);
-    a = protection_ack(&p, 1, 0);
-    assert_lost(&p, &a, not_in_flight);
+    a = ack(&p, 1, 0);
+    assert_given_up(&p, &a, not_in_flight);
 
     /* An older one after a newer. */
     linked(&p);
     take(&p, 0);
     take(&p, 0);
-    protection_ack(&p, 2, 0);
-    a = protection_ack(&p, 1, 0);
-    assert_lost(&p, &a, "acknowledged checkpoint 1,");
+    ack(&p, 2, 0);
+    a = ack(&p, 1, 0);
+    assert_given_up(&p, &a, "acknowledged checkpoint 1,");
 
     /* 0, which no package has. */
     linked(&p);
     take(&p, 0);
-    a = protection_ack(&p, 0, 0);
-    assert_lost(&p, &a, "acknowledged checkpoint 0,");
+    a = ack(&p, 0, 0);
+    assert_given_up(&p, &a, "acknowledged checkpoint 0,");
 
     /* Degraded: an ACK is no longer anyone's; nothing changes. */
     uint64_t acked = p.acked;
-    a = protection_ack(&p, 1, 0);
+    a = ack(&p, 1, 0);
     assert_true(act_is_empty(&a));
     assert_int_equal(p.acked, acked);
     assert_int_equal(p.state, PROTECTION_DEGRADED);
@@ -304,7 +434,7 @@ static void test_nack_then_full(void **unused)
     take(&p, 0);
     take(&p, 0);
     take(&p, 0);
-    protection_act a = protection_nack(&p, 2, "checksum mismatch");
+    protection_act a = nack(&p, 2, "checksum mismatch");
     assert_int_equal(p.nacks, 1);
     assert_true(a.say);
     assert_string_equal(a.msg, "secondary " ADDR " refused checkpoint 2: "
@@ -338,7 +468,7 @@ static void test_nack_then_full(void **unused)
     assert_int_equal(pl.base, 4);
 
     /* 3 built on 2: its refusal is expected; nothing more to do. */
-    a = protection_nack(&p, 3, "no base");
+    a = nack(&p, 3, "no base");
     assert_false(a.say);
     assert_false(a.take);
     assert_false(p.need_full);
@@ -346,7 +476,7 @@ static void test_nack_then_full(void **unused)
     assert_int_equal(a.answers[0].upto, 3);
     assert_int_equal(p.nacks, 2);
     assert_int_equal(p.win[0].id, 4);
-    a = protection_ack(&p, 4, 0);
+    a = ack(&p, 4, 0);
     assert_int_equal(a.release_upto, 4);
 }
 
@@ -357,16 +487,16 @@ static void test_full_refused_twice(void **unused)
     protection p;
     linked(&p);
     take(&p, 0);
-    protection_nack(&p, 1, "bad");
+    nack(&p, 1, "bad");
     assert_int_equal(take(&p, 0).id, 2);        /* full */
-    protection_act a = protection_nack(&p, 2, "bad");
+    protection_act a = nack(&p, 2, "bad");
     assert_int_equal(p.full_refusals, 1);
     assert_int_equal(p.state, PROTECTION_SETUP);
     assert_true(a.take);
     assert_true(take(&p, 0).full);              /* 3, full */
-    a = protection_nack(&p, 3, "still bad");
+    a = nack(&p, 3, "still bad");
     assert_int_equal(p.full_refusals, 2);
-    assert_lost(&p, &a, "secondary " ADDR " refused checkpoint 3: "
+    assert_given_up(&p, &a, "secondary " ADDR " refused checkpoint 3: "
                 "still bad");
     /* The refused one's waiter hears the refusal, the rest the loss. */
     assert_int_equal(a.nanswers, 2);
@@ -376,16 +506,16 @@ static void test_full_refused_twice(void **unused)
     /* An ACK in between starts the count again. */
     linked(&p);
     take(&p, 0);
-    protection_nack(&p, 1, "bad");
+    nack(&p, 1, "bad");
     take(&p, 0);                                /* 2, full */
-    protection_nack(&p, 2, "bad");
+    nack(&p, 2, "bad");
     take(&p, 0);                                /* 3, full */
-    protection_ack(&p, 3, 0);
+    ack(&p, 3, 0);
     assert_int_equal(p.full_refusals, 0);
     take(&p, 0);                                /* 4 */
-    protection_nack(&p, 4, "bad");
+    nack(&p, 4, "bad");
     take(&p, 0);                                /* 5, full */
-    a = protection_nack(&p, 5, "bad");
+    a = nack(&p, 5, "bad");
     assert_int_equal(p.full_refusals, 1);
     assert_int_equal(p.state, PROTECTION_ACTIVE);
 }
@@ -398,7 +528,7 @@ static void test_nack_zero(void **unused)
     linked(&p);
     take(&p, 0);
     take(&p, 0);
-    protection_act a = protection_nack(&p, 0, "unreadable");
+    protection_act a = nack(&p, 0, "unreadable");
     assert_string_equal(a.why, "secondary " ADDR " refused checkpoint 1: "
                         "unreadable");
     assert_int_equal(a.answers[0].upto, 1);
@@ -415,7 +545,7 @@ static void test_return_path_when_not_linked(void **unused)
     linked(&p);
     take(&p, 0);
     protection_lose(&p, "gone");
-    protection_act a = protection_nack(&p, 1, "late");
+    protection_act a = nack(&p, 1, "late");
     assert_true(act_is_empty(&a));
     assert_int_equal(p.nacks, 0);
     assert_false(p.need_full);
@@ -476,13 +606,13 @@ static void test_lose_and_reconnect(void **unused)
     assert_true(a.reconnect);
     assert_true(protection_may_reconnect(&p));
     /* The timer's next attempt fails the same way: said once only. */
-    protection_begin(&p, p.addr);
+    protection_begin(&p, p.addr, &test_pair);
     assert_int_equal(p.secondaries, 2);
     a = protection_lose(&p, "refused");
     assert_false(a.say);
     assert_true(a.reconnect);
     assert_int_equal(a.end, PROTECTION_DROP);
-    protection_begin(&p, p.addr);
+    protection_begin(&p, p.addr, &test_pair);
     a = protection_lose(&p, "refused differently");
     assert_true(a.say);
     /* The same failure once the bring-up was written is news. */
@@ -491,13 +621,13 @@ static void test_lose_and_reconnect(void **unused)
     assert_true(a.say);
 
     /* A link that could not even be made. */
-    protection_begin(&p, p.addr);
+    protection_begin(&p, p.addr, &test_pair);
     a = protection_begin_failed(&p);
     assert_int_equal(p.state, PROTECTION_DEGRADED);
     assert_true(a.reconnect);
     assert_int_equal(a.end, PROTECTION_KEEP);
     p.o.reconnect_ns = 0;
-    protection_begin(&p, p.addr);
+    protection_begin(&p, p.addr, &test_pair);
     a = protection_begin_failed(&p);
     assert_false(a.reconnect);
 }
@@ -511,11 +641,11 @@ static void test_begin_again(void **unused)
     init(&p, 0);
     active(&p);
     take(&p, 0);
-    protection_nack(&p, 2, "x");
+    nack(&p, 2, "x");
     protection_act a;
     assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
     assert_true(p.release_on_drain);
-    a = protection_begin(&p, "second:3");
+    a = protection_begin(&p, "second:3", &test_pair);
     assert_true(a.release_all);
     assert_false(p.release_on_drain);
     assert_false(p.draining);
@@ -698,7 +828,7 @@ static void test_build_failed(void **unused)
     assert_int_equal(pl.id, 1);
     assert_true(pl.full);
     a = protection_build_failed(&p, &pl, "checkpoint 1: y");
-    assert_lost(&p, &a, "checkpoint 1: y");
+    assert_given_up(&p, &a, "checkpoint 1: y");
 }
 
 /* stop-replication: EOF after what is queued, held output after EOF. */
@@ -713,7 +843,7 @@ static void test_stop(void **unused)
     assert_string_equal(err, "replication is not running (degraded)");
 
     /* Before the bring-up is written: at once, nothing held. */
-    protection_begin(&p, ADDR);
+    protection_begin(&p, ADDR, &test_pair);
     assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
     assert_int_equal(a.end, PROTECTION_DROP);
     assert_true(a.release_all);
@@ -751,7 +881,7 @@ static void test_attach_and_save(void **unused)
     init(&p, 0);
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
     assert_int_equal(protection_may_save(&p, err, sizeof(err)), 0);
-    protection_begin(&p, ADDR);
+    protection_begin(&p, ADDR, &test_pair);
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EISCONN);
     assert_string_equal(err, "already replicating to " ADDR " (setup); "
                         "stop-replication first");
@@ -759,7 +889,7 @@ static void test_attach_and_save(void **unused)
     assert_non_null(strstr(err, "replication is setup: "));
     protection_ready(&p);
     take(&p, 0);
-    protection_ack(&p, 1, 0);
+    ack(&p, 1, 0);
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EISCONN);
     assert_int_equal(protection_may_save(&p, err, sizeof(err)), -EBUSY);
     assert_non_null(strstr(err, "replication is active: "));
@@ -857,10 +987,10 @@ static void test_waiters(void **unused)
     take(&p, 0);                            /* 3: w2's and w3's */
     protection_wait(&p, on_done, &w4, &a, err, sizeof(err));   /* none yet */
 
-    a = protection_ack(&p, 1, 0);
+    a = ack(&p, 1, 0);
     run_answers(&p, &a);
     assert_int_equal(w1.calls, 0);
-    a = protection_ack(&p, 2, 0);
+    a = ack(&p, 2, 0);
     run_answers(&p, &a);
     assert_int_equal(w1.calls, 1);
     assert_int_equal(w1.rc, 0);
@@ -868,7 +998,7 @@ static void test_waiters(void **unused)
     assert_int_equal(w2.calls, 0);
 
     /* A NACK answers those on that checkpoint only. */
-    a = protection_nack(&p, 3, "bad crc");
+    a = nack(&p, 3, "bad crc");
     run_answers(&p, &a);
     assert_int_equal(w2.calls, 1);
     assert_int_equal(w2.rc, -EBADMSG);
@@ -955,7 +1085,7 @@ static void test_ack_releases_output(void **unused)
     init(&p, 0);
 
     console(q, "a");                        /* unprotected: at once */
-    protection_act a = protection_begin(&p, ADDR);
+    protection_act a = protection_begin(&p, ADDR, &test_pair);
     release(q, &a);
     outqueue_begin(q);
     protection_ready(&p);
@@ -966,13 +1096,13 @@ static void test_ack_releases_output(void **unused)
     take_marked(&p, q);                     /* 3 */
     console(q, "d");
     assert_string_equal(written(fd), "a");
-    a = protection_ack(&p, 1, 0);
+    a = ack(&p, 1, 0);
     release(q, &a);
     assert_string_equal(written(fd), "a");  /* b came after 1 */
-    a = protection_ack(&p, 2, 0);
+    a = ack(&p, 2, 0);
     release(q, &a);
     assert_string_equal(written(fd), "ab");
-    a = protection_ack(&p, 3, 0);
+    a = ack(&p, 3, 0);
     release(q, &a);
     assert_string_equal(written(fd), "abc");
 
@@ -986,17 +1116,17 @@ static void test_ack_releases_output(void **unused)
     /* The next secondary's ids start at 1 again; the rule holds. */
     a = protection_drained(&p);
     release(q, &a);
-    a = protection_begin(&p, ADDR);
+    a = protection_begin(&p, ADDR, &test_pair);
     release(q, &a);
     outqueue_begin(q);
     protection_ready(&p);
     take_marked(&p, q);                     /* 1 */
     console(q, "f");
     take_marked(&p, q);                     /* 2 */
-    a = protection_ack(&p, 1, 0);
+    a = ack(&p, 1, 0);
     release(q, &a);
     assert_string_equal(written(fd), "abcde");
-    a = protection_ack(&p, 2, 0);
+    a = ack(&p, 2, 0);
     release(q, &a);
     assert_string_equal(written(fd), "abcdef");
     outqueue_free(q);
@@ -1011,6 +1141,7 @@ int main(void)
         cmocka_unit_test(test_ready_when_not_linked),
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_ack_refusals),
+        cmocka_unit_test(test_forged_answers),
         cmocka_unit_test(test_nack_then_full),
         cmocka_unit_test(test_full_refused_twice),
         cmocka_unit_test(test_nack_zero),

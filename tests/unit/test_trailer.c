@@ -82,6 +82,12 @@ static void test_trailer_roundtrip_and_damage(void **state)
  * (header parsed, body next), with its header's version and instance
  * replaced; returns what load() said and its message.
  */
+/* A pairing as the primary draws them. */
+static const pairing test_pair = {
+    .id = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
+    .name = "vm-1",
+};
+
 static int load_altered(const uint8_t *b, size_t n, size_t skip,
                         uint32_t version, uint32_t instance,
                         int (*load)(qfile *, const savevm_section *, void *),
@@ -219,17 +225,19 @@ static void test_wrong_version_or_instance(void **state)
     qfile_close(f);
 
     f = qfile_open_mem("p");
-    trailer_put_pkg(f, 3, &(trailer_pkg){ .id = 2, .base = 1 });
+    trailer_put_pkg(f, 3, &(trailer_pkg){ .id = 2, .base = 1,
+                                          .pair = test_pair });
     b = qfile_mem_data(f, &n);
-    assert_int_equal(load_altered(b, n, 0, 1, 0, do_pkg_load, msg,
-                                  sizeof(msg)), 0);
     assert_int_equal(load_altered(b, n, 0, 2, 0, do_pkg_load, msg,
+                                  sizeof(msg)), 0);
+    assert_int_equal(load_altered(b, n, 0, 3, 0, do_pkg_load, msg,
                                   sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-pkg': version 2 is newer than 1"));
-    assert_int_equal(load_altered(b, n, 0, 0, 0, do_pkg_load, msg,
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 3 is newer than 2"));
+    /* Version 1 had no pairing: a package of before it is refused. */
+    assert_int_equal(load_altered(b, n, 0, 1, 0, do_pkg_load, msg,
                                   sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-pkg': version 0 is older than 1"));
-    assert_int_equal(load_altered(b, n, 0, 1, 3, do_pkg_load, msg,
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 1 is older than 2"));
+    assert_int_equal(load_altered(b, n, 0, 2, 3, do_pkg_load, msg,
                                   sizeof(msg)), -EINVAL);
     qfile_close(f);
 }
@@ -256,10 +264,12 @@ static void test_described(void **state)
         "{\"name\":\"covered\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"crc\",\"type\":\"uint32\",\"size\":4}]},"
         "{\"name\":\"ftvm-pkg\",\"instance_id\":0,"
-        "\"vmsd_name\":\"ftvm-pkg\",\"version\":1,\"fields\":["
+        "\"vmsd_name\":\"ftvm-pkg\",\"version\":2,\"fields\":["
         "{\"name\":\"id\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"base\",\"type\":\"uint64\",\"size\":8},"
-        "{\"name\":\"flags\",\"type\":\"uint32\",\"size\":4}]}]");
+        "{\"name\":\"flags\",\"type\":\"uint32\",\"size\":4},"
+        "{\"name\":\"pairing\",\"type\":\"buffer\",\"size\":16},"
+        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64}]}]");
     free(text);
     json_decref(devices);
     qfile_close(f);
@@ -268,10 +278,18 @@ static void test_described(void **state)
 static void test_pkg_header(void **state)
 {
     (void)state;
+    pairing noname = test_pair, badname = test_pair, unterminated;
+    noname.name[0] = '\0';
+    badname.name[2] = '/';
+    memset(&unterminated, 'a', sizeof(unterminated));
     const trailer_pkg cases[] = {
-        { 7, 6, 0 }, { 1, 0, 0 }, { 5, 5, 0 }, { 0, 0, 0 }, { 9, 2, 4 },
+        { 7, 6, 0, test_pair }, { 1, 0, 0, test_pair },
+        { 5, 5, 0, test_pair }, { 0, 0, 0, test_pair },
+        { 9, 2, 4, test_pair }, { 2, 1, 0, noname }, { 2, 1, 0, badname },
+        { 2, 1, 0, unterminated },
     };
-    const int want[] = { 0, 0, -EINVAL, -EINVAL, -ENOTSUP };
+    const int want[] = { 0, 0, -EINVAL, -EINVAL, -ENOTSUP, -EINVAL, -EINVAL,
+                         -EINVAL };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         qfile *f = qfile_open_mem("p");
         trailer_put_pkg(f, 3, &cases[i]);
@@ -289,6 +307,7 @@ static void test_pkg_header(void **state)
         if (want[i] == 0) {
             assert_int_equal(got.id, cases[i].id);
             assert_int_equal(got.base, cases[i].base);
+            assert_true(pairing_equal(&got.pair, &test_pair));
             assert_int_equal(qfile_get_u8(r), SAVEVM_SECTION_FOOTER);
         }
         qfile_close(r);
@@ -306,32 +325,39 @@ static void test_retpath(void **state)
 {
     (void)state;
     qfile *f = qfile_open_mem("rp");
-    retpath_put_ack(f, 0x0102030405060708ull);
-    retpath_put_nack(f, 9, "checksum mismatch");
+    retpath_put_ack(f, 0x0102030405060708ull, &test_pair);
+    retpath_put_nack(f, 9, &test_pair, "checksum mismatch");
     retpath_put_heartbeat(f, 77);
     retpath_put_shut(f, 0);
     retpath_put(f, &(retpath_msg){.type = RETPATH_PONG, .value32 = 5});
     size_t n;
     const uint8_t *b = qfile_mem_data(f, &n);
-    assert_int_equal(n, 12 + (12 + 17) + 12 + 8 + 8);
-    static const uint8_t ack[12] = { 0x7f, 0x01, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8 };
+    const size_t ackn = 4 + RETPATH_ANSWER_LEN;
+    assert_int_equal(RETPATH_ANSWER_LEN, 8 + 16 + 64);
+    assert_int_equal(n, ackn + (ackn + 17) + 12 + 8 + 8);
+    static const uint8_t ack[12] = { 0x7f, 0x01, 0, 88, 1, 2, 3, 4, 5, 6, 7,
+                                     8 };
     assert_memory_equal(b, ack, 12);
+    assert_memory_equal(b + 12, test_pair.id, 16);
+    assert_string_equal((const char *)b + 28, "vm-1");
     retpath_msg m;
     char err[256];
     size_t off = 0;
     /* Partial input asks for more, at every cut. */
-    for (size_t cut = 0; cut < 12; cut++)
+    for (size_t cut = 0; cut < ackn; cut++)
         assert_int_equal(retpath_parse(b, cut, &m, err, sizeof(err)), 0);
-    assert_int_equal(retpath_parse(b, n, &m, err, sizeof(err)), 12);
+    assert_int_equal(retpath_parse(b, n, &m, err, sizeof(err)), (int)ackn);
     assert_int_equal(m.type, RETPATH_ACK);
     assert_true(m.value64 == 0x0102030405060708ull);
-    off = 12;
+    assert_true(pairing_equal(&m.pair, &test_pair));
+    off = ackn;
     assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)),
-                     29);
+                     (int)ackn + 17);
     assert_int_equal(m.type, RETPATH_NACK);
     assert_int_equal(m.value64, 9);
+    assert_true(pairing_equal(&m.pair, &test_pair));
     assert_string_equal(m.text, "checksum mismatch");
-    off += 29;
+    off += ackn + 17;
     assert_int_equal(retpath_parse(b + off, n - off, &m, err, sizeof(err)),
                      12);
     assert_int_equal(m.type, RETPATH_HEARTBEAT);
@@ -355,6 +381,27 @@ static void test_retpath(void **state)
     assert_non_null(strstr(err, "ACK with length 4"));
     static const uint8_t longnack[] = { 0x7f, 0x02, 0xff, 0xff };
     assert_int_equal(retpath_parse(longnack, 4, &m, err, sizeof(err)), -EINVAL);
+    /* A NACK's payload is at most RETPATH_MSG_MAX; its reason is cut. */
+    char reason[2000];
+    memset(reason, 'x', sizeof(reason) - 1);
+    reason[sizeof(reason) - 1] = '\0';
+    f = qfile_open_mem("rp");
+    retpath_put_nack(f, 3, &test_pair, reason);
+    b = qfile_mem_data(f, &n);
+    assert_int_equal(n, 4 + RETPATH_MSG_MAX);
+    assert_int_equal(retpath_parse(b, n, &m, err, sizeof(err)), (int)n);
+    assert_int_equal(strlen(m.text), RETPATH_MSG_MAX - RETPATH_ANSWER_LEN);
+    /* An answer whose name is no name is refused. */
+    uint8_t bad[4 + RETPATH_ANSWER_LEN];
+    memcpy(bad, b, sizeof(bad));
+    bad[1] = 0x01;
+    bad[2] = 0;
+    bad[3] = RETPATH_ANSWER_LEN;
+    bad[4 + 8 + 16] = ' ';
+    assert_int_equal(retpath_parse(bad, sizeof(bad), &m, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "ACK: VM name"));
+    qfile_close(f);
 }
 
 int main(void)

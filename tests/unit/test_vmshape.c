@@ -18,7 +18,12 @@
 static const vmshape shape = {
     .mem_size = 64 << 20, .vcpus = 2, .has_net = true,
     .mac = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef },
+    .pair = { .id = { 0xa0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                      0xaf },
+              .name = "web-1" },
 };
+/* Where the name starts in the section's bytes. */
+#define NAME_AT (21 + 8 + 4 + 1 + 6 + 16)
 
 /* The section as vmshape_put writes it. */
 static uint8_t *put(size_t *n)
@@ -61,22 +66,28 @@ static void test_bytes_and_roundtrip(void **state)
     uint8_t *b = put(&n);
     static const uint8_t want[] = {
         0x04, 0, 0, 0, 7, 7, 'f', 't', 'v', 'm', '-', 'v', 'm', 0, 0, 0, 0,
-        0, 0, 0, 1,                                 /* header, version 1 */
+        0, 0, 0, 2,                                 /* header, version 2 */
         0, 0, 0, 0, 0x04, 0, 0, 0,                  /* mem_size */
         0, 0, 0, 2,                                 /* vcpus */
         1,                                          /* has_net */
         0x52, 0x54, 0x00, 0xab, 0xcd, 0xef,         /* mac */
+        0xa0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 0xaf, /* id */
+        'w', 'e', 'b', '-', '1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* name */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0x7e, 0, 0, 0, 7,                           /* footer */
     };
     assert_int_equal(n, sizeof(want));
     assert_memory_equal(b, want, n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), 0);
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), 0);
     assert_memory_equal(&got.mem_size, &shape.mem_size, 8);
     assert_int_equal(got.vcpus, 2);
     assert_true(got.has_net);
     assert_memory_equal(got.mac, shape.mac, 6);
+    assert_true(pairing_equal(&got.pair, &shape.pair));
     free(b);
 }
 
@@ -87,23 +98,93 @@ static void test_refused(void **state)
     uint8_t *b = put(&n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is newer than 1"));
-    assert_int_equal(load(b, n, 0, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 0 is older than 1"));
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 3 is newer than 2"));
+    /* Version 1 had no pairing: a primary of before it is refused. */
+    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 1 is older than 2"));
 
     b[21 + 12] = 2;             /* has_net */
-    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "field 'has_net': bool byte 0x02"));
     b[21 + 12] = 0;
     b[21 + 11] = 0;             /* vcpus 0 */
-    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: 0 vCPUs"));
     b[21 + 11] = 2;
     b[21 + 7] = 1;              /* RAM not a multiple of 2 MiB */
-    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: RAM of"));
+    b[21 + 7] = 0;
+    b[NAME_AT + 3] = '/';       /* a name no key may hold */
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: VM name 'web/1': only letters"));
+    b[NAME_AT] = 0;             /* none */
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: VM name '': 1 to 63"));
+    memset(b + NAME_AT, 'a', 64);   /* not terminated */
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "not NUL-terminated"));
     free(b);
+}
+
+/* What a package of a VM of a shape may claim to hold. */
+static void test_package_bound(void **state)
+{
+    (void)state;
+    vmshape s = shape;
+    uint64_t b64 = vmshape_package_bound(&s);
+    /* Every page with room for its record header, and device state. */
+    assert_true(b64 > s.mem_size + s.mem_size / 4096 * 8);
+    assert_true(b64 < s.mem_size * 2);
+    s.vcpus = 4;
+    assert_true(vmshape_package_bound(&s) > b64);
+}
+
+/* The default name, from an image's path. */
+static void test_default_name(void **state)
+{
+    (void)state;
+    char n[PAIRING_NAME_MAX + 1], err[160];
+    pairing_default_name("guests/counter.elf", n);
+    assert_string_equal(n, "counter");
+    pairing_default_name("/x/my guest+1.v2.elf", n);
+    assert_string_equal(n, "my-guest-1.v2");
+    pairing_default_name("/x/.elf", n);
+    assert_string_equal(n, ".elf");
+    pairing_default_name("", n);
+    assert_string_equal(n, PAIRING_DEFAULT_NAME);
+    char longname[200];
+    memset(longname, 'k', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    pairing_default_name(longname, n);
+    assert_int_equal(strlen(n), PAIRING_NAME_MAX);
+    assert_int_equal(pairing_check_name(n, err, sizeof(err)), 0);
+    assert_int_equal(pairing_check_name(longname, err, sizeof(err)), -EINVAL);
+    /* Two draws differ (128 random bits); both keep the name. */
+    pairing a, b;
+    assert_int_equal(pairing_draw(&a, "vm"), 0);
+    assert_int_equal(pairing_draw(&b, "vm"), 0);
+    assert_false(pairing_equal(&a, &b));
+    assert_string_equal(a.name, "vm");
+    b = a;
+    assert_true(pairing_equal(&a, &b));
+    /* The name is NUL-padded whole: it goes on the wire as 64 bytes. */
+    memset(&b, 0xa5, sizeof(b));
+    assert_int_equal(pairing_draw(&b, "vm"), 0);
+    for (size_t i = 2; i < sizeof(b.name); i++)
+        assert_int_equal(b.name[i], 0);
+    memset(n, 0xa5, sizeof(n));
+    pairing_default_name("dir/abc.elf", n);
+    for (size_t i = 3; i < sizeof(n); i++)
+        assert_int_equal(n[i], 0);
+    /* A new id for the same name, as each bring-up draws. */
+    assert_int_equal(pairing_draw(&b, b.name), 0);
+    assert_string_equal(b.name, "vm");
+    assert_false(pairing_equal(&a, &b));
+    b = a;
+    b.name[0] = 'w';
+    assert_false(pairing_equal(&a, &b));
 }
 
 /* The description entry is the table's, as a device's would be. */
@@ -115,11 +196,13 @@ static void test_described(void **state)
     char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(text,
         "[{\"name\":\"ftvm-vm\",\"instance_id\":0,\"vmsd_name\":\"ftvm-vm\","
-        "\"version\":1,\"fields\":["
+        "\"version\":2,\"fields\":["
         "{\"name\":\"mem_size\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"vcpus\",\"type\":\"uint32\",\"size\":4},"
         "{\"name\":\"has_net\",\"type\":\"bool\",\"size\":1},"
-        "{\"name\":\"mac\",\"type\":\"buffer\",\"size\":6}]}]");
+        "{\"name\":\"mac\",\"type\":\"buffer\",\"size\":6},"
+        "{\"name\":\"pairing\",\"type\":\"buffer\",\"size\":16},"
+        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64}]}]");
     free(text);
     json_decref(devices);
 }
@@ -130,6 +213,8 @@ int main(void)
         cmocka_unit_test(test_bytes_and_roundtrip),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_described),
+        cmocka_unit_test(test_package_bound),
+        cmocka_unit_test(test_default_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
