@@ -86,7 +86,21 @@ static void send_ok(conn *c, json_t *id, json_t *result)
 static void send_err(conn *c, json_t *id, const char *msg)
 {
     json_t *r = reply_base(id, false);
-    json_object_set_new(r, "error", json_string(msg));
+    json_t *text = json_string(msg);
+    if (!text) {
+        /*
+         * Not UTF-8: a message quoting the request's bytes (jansson's
+         * "near '...'", a name cut in the middle of a character).  Every
+         * refusal still says why, in ASCII.
+         */
+        char ascii[600];
+        size_t i = 0;
+        for (; msg[i] && i < sizeof(ascii) - 1; i++)
+            ascii[i] = (unsigned char)msg[i] < 0x80 ? msg[i] : '?';
+        ascii[i] = '\0';
+        text = json_string(ascii);
+    }
+    json_object_set_new(r, "error", text);
     send_json(c, r);
 }
 
