@@ -208,10 +208,12 @@ def case_refusals():
     sec2, addr2, ssock2 = secondary("sec2", *ft.tls_args(
         creds["secondary"], "primary"))
     p, _ = primary("node", addr2, *ft.tls_args(creds["other"]))
-    wait_log(sec2, r"refusing the connection .*hostname mismatch.*expected "
+    wait_log(sec2, r"refusing the connection: .*hostname mismatch.*expected "
              "peer primary", "the secondary's pin")
     never_protected(p, "node", "refused the handshake: bad certificate")
     pairs(sec2, ssock2, addr2, creds, "real2")
+    for s in (sec, sec2):
+        ft.check_peer_once(s, 2)
 
 
 def case_impostor():
@@ -225,7 +227,7 @@ def case_impostor():
     f = ft.Proc("fake", [fake, "--mem", "64M", addr,
                          os.path.join(guests, "counter.elf"), "rate=50",
                          console, "bringup", "ckpt:3", "die"])
-    wait_log(sec, "refusing the connection .*does not speak TLS",
+    wait_log(sec, "refusing the connection: .*does not speak TLS",
              "the plaintext impostor refused")
     f.wait(20)
     # A TLS client with a certificate of another CA, sending the stream's
@@ -233,7 +235,7 @@ def case_impostor():
     err = tls_client(addr, rogue["primary"], rogue["primary"], b"QEVM",
                      verify=False)
     check(err is not None, "the rogue TLS client was not refused")
-    wait_log(sec, "refusing the connection .*not signed by our CA",
+    wait_log(sec, "refusing the connection: .*not signed by our CA",
              "the rogue TLS client refused")
     check(state(ssock) == "waiting", "secondary not waiting after the "
           "impostors")
@@ -303,6 +305,7 @@ def case_dribble():
     check("VM of" not in sec.err(), "a dribbler got through")
     stop_ev.set()
     real, _ = pairs(sec, ssock, addr, creds)
+    ft.check_peer_once(sec, 6)
 
 
 def case_insecure():
