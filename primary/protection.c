@@ -190,7 +190,7 @@ static void fail_setup(protection *p, protection_act *a, protection_end how,
 {
     say(p, a, "%s; the VM was never protected, and without --reconnect "
         "it does not run unprotected: stopping it (setup failed; the "
-        "output held since checkpoint 1 is dropped, never released).  "
+        "output held since checkpoint 1 is dropped, never released). "
         "Check --tls-creds and --tls-peer against the secondary's, or "
         "give --reconnect TIME to start unprotected and keep trying", why);
     protection_note(p, why);
