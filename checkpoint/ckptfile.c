@@ -200,10 +200,23 @@ static int open_txn(ckptfile_txn **out, const char *dir, const char *name,
         return -ENOMEM;
     }
     t->fd = -1;
-    snprintf(t->dir, sizeof(t->dir), "%s", dir);
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    snprintf(t->final, sizeof(t->final), "%s%s%s", dir,
-             strcmp(dir, "/") == 0 ? "" : "/", name);
+    /*
+     * The file is made through dirfd, but its path is what callers get
+     * (to restore it, to log it): one that would not fit in PATH_MAX is
+     * refused before anything is created, not cut short.
+     */
+    if ((size_t)snprintf(t->dir, sizeof(t->dir), "%s", dir) >=
+            sizeof(t->dir) ||
+        (size_t)snprintf(t->name, sizeof(t->name), "%s", name) >=
+            sizeof(t->name) ||
+        (size_t)snprintf(t->final, sizeof(t->final), "%s%s%s", dir,
+                         strcmp(dir, "/") == 0 ? "" : "/", name) >=
+            sizeof(t->final)) {
+        snprintf(err, errlen, "checkpoint directory %s: the path of %s in "
+                 "it would be longer than %d bytes", dir, name, PATH_MAX - 1);
+        free(t);
+        return -ENAMETOOLONG;
+    }
     t->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int r = t->dirfd < 0 ? -errno : create_tmp(t);
     if (r < 0) {

@@ -15,7 +15,9 @@
 enum {
     EXITCODE_OK = 0,
     EXITCODE_USAGE = 2,         /* bad command line */
-    EXITCODE_SETUP = 120,       /* no KVM, bad image, network, sockets */
+    EXITCODE_SETUP = 120,       /* no KVM, bad image, network, sockets;
+                                   a primary never protected (no
+                                   --reconnect) */
     EXITCODE_FAULT = 121,       /* the guest broke the ABI or crashed */
     EXITCODE_ERROR = 122,       /* the monitor failed while running */
     EXITCODE_SIGNAL = 128,      /* + the signal that stopped it */

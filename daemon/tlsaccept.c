@@ -69,8 +69,9 @@ static void *handshake_main(void *arg)
                 r = -1;
         }
     }
+    /* err names the peer (tls_handshake's who, the pump's). */
     if (r < 0 && r != -ECANCELED)
-        log_msg("refusing the connection from %s: %s", sl->peer, err);
+        log_msg("refusing the connection: %s", err);
     if (r < 0) {
         shutdown(sl->fd, SHUT_RDWR);
         close(sl->fd);

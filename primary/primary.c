@@ -34,7 +34,11 @@ static void on_replication_ended(void *opaque)
 {
     primary *pm = opaque;
 
-    daemon_exit(pm->d, exitcode_vm(pm->v, daemon_signal(pm->d)));
+    /* The replicator stopped the VM: it was never protected. */
+    if (replicator_setup_failed(pm->rep))
+        daemon_exit(pm->d, EXITCODE_SETUP);
+    else
+        daemon_exit(pm->d, exitcode_vm(pm->v, daemon_signal(pm->d)));
 }
 
 static void on_stop(vm *v, void *arg)

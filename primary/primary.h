@@ -28,8 +28,9 @@ typedef struct primary_opts {
 
 /*
  * Runs the VM replicated to rep.secondary until it stops; returns the exit
- * status, as `ftvm run`'s (daemon/exitcode.h): 120 also when the
- * secondary cannot be reached at start without rep.reconnect_ns.
+ * status, as `ftvm run`'s (daemon/exitcode.h): 120 also when, without
+ * rep.reconnect_ns, the secondary cannot be reached at start or its link
+ * ends before it acknowledged a checkpoint (replicator_setup_failed).
  */
 int primary_run(primary_opts *o);
 

@@ -56,6 +56,7 @@ void protection_init(protection *p, const protection_opts *o,
         p->o.stall_ns = DEFAULT_STALL_NS;
     snprintf(p->addr, sizeof(p->addr), "%s", addr ? addr : "");
     p->state = PROTECTION_DEGRADED;
+    p->must_protect = !o->reconnect_ns;
 }
 
 void protection_fini(protection *p, const char *msg)
@@ -85,11 +86,10 @@ static void answer(protection_act *a, uint64_t upto, int rc, const char *why)
     a->answers[a->nanswers].upto = upto;
     a->answers[a->nanswers].rc = rc;
     a->nanswers++;
-    if (why != a->why) {
-        size_t n = strnlen(why, sizeof(a->why) - 1);
-        memcpy(a->why, why, n);
-        a->why[n] = '\0';
-    }
+    /* A longer why (a->msg, a NACK's text) is cut to fit. */
+    if (why != a->why)
+        snprintf(a->why, sizeof(a->why), "%.*s", (int)sizeof(a->why) - 1,
+                 why);
 }
 
 bool protection_retries(const protection *p)
@@ -99,7 +99,8 @@ bool protection_retries(const protection *p)
 
 bool protection_may_reconnect(const protection *p)
 {
-    return p->state == PROTECTION_DEGRADED && !p->ending;
+    return p->state == PROTECTION_DEGRADED && !p->ending &&
+           !p->setup_failed;
 }
 
 /* Ends the current link; every waiter's checkpoint is lost with it. */
@@ -165,9 +166,50 @@ protection_act protection_ready(protection *p)
     return a;
 }
 
+/*
+ * Whether the current link's end fails the primary's setup: the user
+ * asked for a protected VM (no --reconnect to run unprotected until a
+ * secondary protects it) and never had one.
+ */
+static bool setup_fails(const protection *p)
+{
+    return p->must_protect && p->state == PROTECTION_SETUP &&
+           !p->o.reconnect_ns;
+}
+
+/*
+ * The first secondary went before its first ACK: the VM stops and the
+ * primary exits 120, rather than run on unprotected.  Held output (from
+ * checkpoint 1 on) is never released: no checkpoint of the state that
+ * produced it was acknowledged, and a secondary that applied checkpoint 1
+ * whose ACK was lost fails over and says it again.  how ends the link:
+ * with EOF a live secondary stops instead of failing over.
+ */
+static void fail_setup(protection *p, protection_act *a, protection_end how,
+                       const char *why)
+{
+    say(p, a, "%s; the VM was never protected, and without --reconnect "
+        "it does not run unprotected: stopping it (setup failed; the "
+        "output held since checkpoint 1 is dropped, never released). "
+        "Check --tls-creds and --tls-peer against the secondary's, or "
+        "give --reconnect TIME to start unprotected and keep trying", why);
+    protection_note(p, why);
+    p->release_on_drain = false;
+    end_link(p, a, how, why);
+    p->state = PROTECTION_DEGRADED;
+    p->must_protect = false;
+    p->setup_failed = true;
+    a->setup_failed = true;
+}
+
 /* lose into an act that may already hold an answer (a NACK's). */
 static void lose(protection *p, protection_act *a, const char *why)
 {
+    if (setup_fails(p)) {
+        fail_setup(p, a, PROTECTION_DROP, why);
+        return;
+    }
+    p->must_protect = false;
     /* A reconnect that fails as the last one did is not news. */
     bool again = !p->ready && strcmp(why, p->last_error) == 0;
     if (!again)
@@ -190,6 +232,12 @@ static void lose(protection *p, protection_act *a, const char *why)
  */
 static void give_up(protection *p, protection_act *a, const char *why)
 {
+    if (setup_fails(p)) {
+        fail_setup(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
+                   why);
+        return;
+    }
+    p->must_protect = false;
     say(p, a, "%s; ending replication (EOF) and running unprotected "
         "(degraded)", why);
     protection_note(p, why);
@@ -371,6 +419,7 @@ protection_act protection_ack(protection *p, uint64_t k, const pairing *pair,
     a.release_upto = k;
     if (p->state == PROTECTION_SETUP) {
         p->state = PROTECTION_ACTIVE;
+        p->must_protect = false;
         a.protected_now = true;
     }
     answer(&a, k, 0, "");
@@ -423,6 +472,13 @@ protection_act protection_shut(protection *p, uint32_t code)
         snprintf(why, sizeof(why), "secondary %s ended replication "
                  "with error %" PRIu32, p->addr, code);
         lose(p, &a, why);
+        return a;
+    }
+    if (setup_fails(p)) {
+        char why[600];
+        snprintf(why, sizeof(why), "secondary %s ended replication",
+                 p->addr);
+        fail_setup(p, &a, PROTECTION_DROP, why);
         return a;
     }
     say(p, &a, "secondary %s ended replication; running unprotected "
@@ -536,6 +592,7 @@ int protection_stop(protection *p, protection_act *a, char *err,
     }
     say(p, a, "replication to %s stopped on request; running unprotected "
         "(stopped)", p->addr);
+    p->must_protect = false;
     /* Held output leaves once EOF has: until then a failover could. */
     p->release_on_drain = p->holding;
     end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
@@ -548,8 +605,10 @@ int protection_stop(protection *p, protection_act *a, char *err,
 
 int protection_may_attach(const protection *p, char *err, size_t errlen)
 {
-    if (p->ending) {
-        snprintf(err, errlen, "the VM has stopped");
+    if (p->ending || p->setup_failed) {
+        snprintf(err, errlen, p->ending ? "the VM has stopped"
+                 : "the VM is stopping: its first secondary never "
+                   "protected it (setup failed)");
         return -ESHUTDOWN;
     }
     if (linked(p)) {
@@ -589,7 +648,7 @@ protection_act protection_vm_stopped(protection *p, bool takeover)
         end_link(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
                  "the VM has stopped");
         p->state = PROTECTION_STOPPED;
-    } else if (!p->draining) {
+    } else if (!p->draining && !p->setup_failed) {
         release_all(p, &a);
     }
     finish(p, &a);

@@ -77,6 +77,14 @@ typedef struct protection {
     bool draining;              /* an ended link still writes its EOF */
     bool release_on_drain;      /* write held output once it has */
     bool ending;                /* the VM has stopped for good */
+    /*
+     * No --reconnect: the first secondary must protect the VM, or the
+     * primary ends (setup failed) rather than run unprotected when the
+     * user asked for protection and never had it.  Cleared by the first
+     * ACK, by stop-replication and by the first secondary's loss.
+     */
+    bool must_protect;
+    bool setup_failed;          /* it did not: the VM is being stopped */
 
     uint64_t next_id, acked_id; /* this secondary's */
     bool need_full;             /* the next package must be full */
@@ -122,9 +130,19 @@ typedef struct protection_act {
     bool rearm;             /* arm the checkpoint timer (protection_delay) */
     bool take;              /* take a checkpoint now (protection_next) */
     bool finished;          /* the VM's end is complete: tell the owner */
+    /*
+     * The first secondary went before protecting the VM, without
+     * --reconnect: stop the VM and exit 120 (setup failed).  Held output
+     * stays held and is dropped: nothing it came from was ever safe.
+     */
+    bool setup_failed;
 } protection_act;
 
-/* Options with the defaults filled in; degraded until protection_begin. */
+/*
+ * Options with the defaults filled in; degraded until protection_begin.
+ * Without o->reconnect_ns the first secondary must protect the VM
+ * (must_protect).
+ */
 void protection_init(protection *p, const protection_opts *o,
                      const char *addr);
 /* Answers every waiter with -ECONNABORTED and msg, and frees them. */
@@ -144,7 +162,11 @@ protection_act protection_begin(protection *p, const char *addr,
 protection_act protection_begin_failed(protection *p);
 /* The bring-up is written: checkpoints may flow. */
 protection_act protection_ready(protection *p);
-/* The secondary is gone (the link failed, reset or ended): degraded. */
+/*
+ * The secondary is gone (the link failed, reset or ended): degraded; or,
+ * the first one, before its first ACK and without --reconnect, setup
+ * failed (as for every other end of that secondary's link).
+ */
 protection_act protection_lose(protection *p, const char *why);
 /* The draining link has ended. */
 protection_act protection_drained(protection *p);

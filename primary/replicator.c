@@ -94,6 +94,8 @@ void replicator_do(replicator *p, const protection_act *a)
         cycle_arm(p);
     if (a->take)
         cycle_take(p);
+    if (a->setup_failed)
+        vm_stop(p->v);      /* on_stop follows, then replicator_vm_stopped */
     if (a->finished)
         finish_ending(p);
 }
@@ -476,6 +478,11 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->bringup = p->bringup;
     outqueue_get_stats(p->out, &st->output);
     snprintf(st->last_error, sizeof(st->last_error), "%s", r->last_error);
+}
+
+bool replicator_setup_failed(const replicator *p)
+{
+    return p->prot.setup_failed;
 }
 
 int replicator_may_save(const replicator *p, char *err, size_t errlen)

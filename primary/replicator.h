@@ -66,7 +66,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
 /*
  * Connects to the secondary (up to REPLICATOR_CONNECT_TIMEOUT_MS) and starts
  * the bring-up.  When it cannot be reached this fails, unless reconnect_ns is
- * set: then the VM starts degraded and the timer keeps trying.
+ * set: then the VM starts degraded and the timer keeps trying.  Without
+ * reconnect_ns, a first secondary lost before its first ACK (a refused TLS
+ * handshake, a reset, a refused bring-up) stops the VM as well:
+ * replicator_setup_failed.
  */
 int replicator_start(replicator *p, char *err, size_t errlen);
 void replicator_free(replicator *p);
@@ -120,6 +123,13 @@ typedef struct replicator_status {
 } replicator_status;
 
 void replicator_get_status(replicator *p, replicator_status *st);
+/*
+ * Whether the first secondary went before protecting the VM without
+ * reconnect_ns: the replicator stopped the VM, held output stays held,
+ * and the process exits 120 (setup failed) once replicator_vm_stopped's
+ * done is called.
+ */
+bool replicator_setup_failed(const replicator *p);
 /* save's check: refused while a secondary is set up or active. */
 int replicator_may_save(const replicator *p, char *err, size_t errlen);
 

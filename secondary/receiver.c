@@ -111,7 +111,8 @@ static void finish(receiver *rx, int r, savevm_stop why)
     if (stop != CONNECTION_OPEN) {
         end = end_of_stop(rx, stop);
         if (!msg[0])
-            snprintf(msg, sizeof(msg), "replication stopped here");
+            snprintf(msg, sizeof(msg), "replication from %s stopped here",
+                     peer);
     } else if (r == 0 && why == SAVEVM_STOP_EOF) {
         end = RECEIVER_END_EOF;
         snprintf(msg, sizeof(msg), "%s ended the stream (stop-replication)",

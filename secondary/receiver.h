@@ -64,7 +64,10 @@ typedef struct receiver_opts {
     uint64_t setup_timeout_ns;
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
-    /* The receiver thread has ended (joined); receiver_free may follow. */
+    /*
+     * The receiver thread has ended (joined); receiver_free may follow.
+     * msg says why and names the peer, once: the caller adds no address.
+     */
     void (*on_end)(void *opaque, receiver_end why, const char *msg);
     void *opaque;
 } receiver_opts;

@@ -117,7 +117,7 @@ static void on_vm(void *opaque, vm *v)
 static void on_end(void *opaque, receiver_end why, const char *msg)
 {
     secondary *s = opaque;
-    const char *peer = receiver_peer(s->rx);
+    /* msg names the peer already (receiver_opts.on_end). */
     standby_decision dec = standby_on_end(&(standby_end){
         .why = why, .have_vm = s->v != NULL, .applied = applied(s),
         .request = s->request, .request_status = s->request_status });
@@ -126,7 +126,7 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
     case STANDBY_AS_REQUESTED:
         break;
     case STANDBY_NOT_A_PRIMARY:
-        log_msg("%s: %s; not a primary, waiting for one", peer, msg);
+        log_msg("%s; not a primary, waiting for one", msg);
         break;
     case STANDBY_PRIMARY_STOPPED:
         log_msg("%s: no failover", msg);
@@ -140,7 +140,7 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
                 "nothing to fail over to", msg);
         break;
     case STANDBY_REFUSED:
-        log_msg("replication from %s refused: %s", peer, msg);
+        log_msg("replication refused: %s", msg);
         break;
     }
     s->state = dec.next;

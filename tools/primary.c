@@ -29,9 +29,11 @@ static const char help[] =
     "                       nothing heard for this long: the secondary\n"
     "                       is dead (default 300ms)\n"
     "      --reconnect TIME start, and keep running, unprotected when\n"
-    "                       the secondary is unreachable, and try it\n"
-    "                       again every TIME (default: fail at start;\n"
-    "                       later, wait for ftvmctl attach-secondary)\n"
+    "                       the secondary is unreachable or refuses, and\n"
+    "                       try it again every TIME (default: exit 120\n"
+    "                       unless the first secondary protects the VM;\n"
+    "                       a later loss waits for ftvmctl\n"
+    "                       attach-secondary)\n"
     "      --stall-timeout TIME\n"
     "                       a package unacknowledged, or a write stuck,\n"
     "                       this long: the secondary is dead (default\n"
@@ -49,8 +51,10 @@ static const char help[] =
     "      --insecure       plaintext, to a loopback address only\n";
 static const char help_end[] =
     "Exit status as ftvm run's: the guest's halt status, 2 bad command\n"
-    "line, 120 setup failed (the secondary unreachable without\n"
-    "--reconnect), 121 the guest broke the ABI, 122 the monitor failed,\n"
+    "line, 120 setup failed (without --reconnect: the secondary\n"
+    "unreachable, or its link lost before it acknowledged a checkpoint,\n"
+    "e.g. a refused TLS handshake; the VM is stopped, the output it held\n"
+    "is dropped), 121 the guest broke the ABI, 122 the monitor failed,\n"
     "128+N signal N.\n";
 
 int primary_main(int argc, char **argv)

@@ -19,6 +19,7 @@ there (scripts/test.sh sets it where the tests that need KVM run).
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -327,6 +328,20 @@ def check_sanitizers(p):
     """Fails if the process's stderr has a sanitizer's report."""
     for bad in ("Sanitizer", "runtime error:"):
         check(bad not in p.err(), "%s reported:\n%s" % (bad, p.dump()))
+
+
+def check_peer_once(p, least=1):
+    """Every line of p's stderr names a peer's HOST:PORT at most once
+    (no "ADDR: ADDR: ..."), and at least `least` lines name one."""
+    named = 0
+    for line in p.err().split("\n"):
+        addrs = re.findall(r"\b\d+\.\d+\.\d+\.\d+:\d+\b", line)
+        for a in set(addrs):
+            check(addrs.count(a) == 1, "%s names %s %d times: %r" %
+                  (p.name, a, addrs.count(a), line))
+        named += bool(addrs)
+    check(named >= least, "%s: %d line(s) name a peer, expected %d:\n%s" %
+          (p.name, named, least, p.err()))
 
 
 def ftvmctl_json(ftvmctl, sock, *args, ok=True):

@@ -29,12 +29,20 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                brings it back to active
   reconnect    --reconnect with no secondary yet: starts degraded, the
                guest runs; a secondary started later is found by itself
-  silent       a fake secondary that reads and never answers: degraded
-               after the failure timeout
-  stall        a fake secondary that heartbeats but never acknowledges:
-               degraded after --stall-timeout
+  silent       a fake secondary that reads and never answers, no
+               --reconnect: after the failure timeout the primary, never
+               protected, stops its VM and exits 120 naming the silence
+               and --reconnect
+  stall        a fake secondary that heartbeats but never acknowledges,
+               with --reconnect: degraded after --stall-timeout
   garbage      a fake secondary answering with bytes that are no return-
-               path message: degraded, naming the problem
+               path message: exit 120 (never protected), naming the
+               problem
+  never-protected  a fake secondary that heartbeats and never
+               acknowledges, then hangs up: the output the guest made
+               after checkpoint 1 is held, and when the link goes the
+               primary exits 120 without releasing any of it (stdout ends
+               where the released output ended)
   failover     kill -9 of the primary: the secondary's output continues
                the primary's (output commit: no tick the primary showed is
                repeated; at most the last epoch's, held, is lost)
@@ -46,7 +54,8 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                them (issue 8, finding 6)
   forged-unsent  a fake secondary that ACKs checkpoint 1000, with the
                pairing the primary drew, as soon as the VM's shape
-               arrives: a protocol error that ends the link (degraded),
+               arrives: a protocol error that ends the link (degraded:
+               --reconnect, with an interval longer than the case),
                nothing counted as acknowledged (finding 4)
   forged-pair  one that ACKs checkpoint 1 with a pairing of its own: the
                same, naming both pairings; a real secondary then brought
@@ -455,18 +464,50 @@ def case_reconnect():
           "every failed attempt logged:\n" + p.err())
 
 
+def never_protected(p, why):
+    """p, without --reconnect, lost its first secondary before an ACK:
+    it stops its VM and exits 120 by itself, saying why and what to do."""
+    rc = p.wait(20)
+    check(rc == EXIT_SETUP, "exit %s, expected 120\n%s" % (rc, p.dump()))
+    line = [l for l in p.err().split("\n") if "setup failed" in l]
+    check(line and why in line[0] and "never protected" in line[0] and
+          "--reconnect TIME" in line[0], "the reason or the hint is "
+          "missing:\n" + p.err())
+    check("degraded" not in p.err(), "it ran degraded:\n" + p.err())
+
+
 def case_silent():
     f = FakeSecondary("silent")
     p, sock = primary("pri", f.addr, "--failure-timeout", "400ms")
-    wait_until(lambda: "nothing heard" in p.err(), 10,
-               "the failure timeout\n")
-    check(status(sock)["state"] == "degraded", "not degraded")
-    p.wait_tick(3)
+    never_protected(p, "nothing heard")
+
+
+def case_never_protected():
+    f = FakeSecondary("heartbeat")
+    p, sock = primary("pri", f.addr, "--stall-timeout", "600s")
+    # Checkpoint 1 taken, never acknowledged: the guest's ticks since are
+    # held, and none can be released.
+    wait_until(lambda: status(sock)["output"]["console_held_bytes"] >=
+               3 * len("tick 1 crc 00000000\n"), 20,
+               "three ticks held\n" + p.dump())
+    st = status(sock)
+    check(st["state"] == "setup" and st["output"]["holding"] and
+          st["checkpoint"]["acked"] == 0, "status %r" % st)
+    written = st["output"]["console_written_bytes"]
+    f.stop = True                       # it hangs up
+    never_protected(p, "secondary %s" % f.addr)
+    out = len(p.out().encode())
+    check(out == written, "stdout has %d bytes, %d were released before the "
+          "link went: held output was %s" % (out, written, "released"
+                                             if out > written else "lost"))
+    log("%d bytes released before checkpoint 1, %d held and dropped" %
+        (written, st["output"]["console_held_bytes"]))
 
 
 def case_stall():
     f = FakeSecondary("heartbeat")
-    p, sock = primary("pri", f.addr, "--stall-timeout", "1s")
+    p, sock = primary("pri", f.addr, "--stall-timeout", "1s",
+                      "--reconnect", "600s")
     wait_until(lambda: "unacknowledged" in p.err() or
                "no progress" in p.err(), 15, "the stall timeout")
     st = status(sock)
@@ -478,9 +519,7 @@ def case_stall():
 def case_garbage():
     f = FakeSecondary("garbage")
     p, sock = primary("pri", f.addr)
-    wait_until(lambda: "unknown message type 0x1234" in p.err(), 10,
-               "the bad message\n")
-    check(status(sock)["state"] == "degraded", "not degraded")
+    never_protected(p, "unknown message type 0x1234")
 
 
 def case_flood():
@@ -515,7 +554,8 @@ def case_flood():
 
 def forged(mode, want):
     f = FakeSecondary(mode)
-    p, sock = primary("pri", f.addr)
+    # Degraded (no exit: a later attach is tested), never retried here.
+    p, sock = primary("pri", f.addr, "--reconnect", "600s")
     wait_until(lambda: "protocol error" in p.err(), 20,
                "the forged ACK to end the link\n" + p.dump())
     st = status(sock)
@@ -660,6 +700,7 @@ CASES = {
     "silent": (case_silent, True),
     "stall": (case_stall, True),
     "garbage": (case_garbage, True),
+    "never-protected": (case_never_protected, True),
     "failover": (case_failover, True),
     "halt": (case_halt, True),
     "net": (case_net, True),

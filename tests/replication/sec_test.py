@@ -361,6 +361,7 @@ def refused_by(step):
     prim.finished()
     check("shut 1" in prim.lines(), "no SHUT 1:\n%s" % prim.dump())
     check(not sec.ticks(), "the secondary ran the guest")
+    ft.check_peer_once(sec, 3)
     return sec.err()
 
 
@@ -396,6 +397,8 @@ def case_not_a_primary():
     prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:2", "eof"])
     sec.expect_exit(0)
     prim.finished()
+    # "ADDR: ADDR: byte 0: ..." once named the peer twice.
+    ft.check_peer_once(sec, 4)
 
 
 def case_second():
@@ -676,6 +679,7 @@ def case_huge_package():
           (before, after))
     check(sec.status()["state"] == "waiting", "not waiting")
     pair_with_real_primary(sec)
+    ft.check_peer_once(sec, 4)
 
     # SIGTERM right behind such a claim is honoured at once.
     sec = Secondary(name="secondary-2")
@@ -730,6 +734,7 @@ def case_idle():
                   ft.scaled(5), "the log line")
     check(sec.status()["state"] == "waiting", "not waiting")
     pair_with_real_primary(sec)
+    ft.check_peer_once(sec, 2)
 
 
 def case_foreign():

@@ -9,7 +9,9 @@ usage: tls_test.py CASE FTVM FTVMCTL FAKE_PRIMARY GUEST_DIR
              name the secondary's certificate does not carry, a plaintext
              primary (--insecure), a TLS client without a certificate, and
              a primary the secondary's --tls-peer does not name; the real
-             primary still pairs afterwards
+             primary still pairs afterwards.  Each refused primary (no
+             --reconnect) stops its VM and exits 120 with the reason and
+             what to check; one given --reconnect runs on degraded
   impostor   issue 8, finding 1: a peer without the pair's credentials
              (fake_primary in plaintext, and a TLS client of another CA
              sending the stream's first bytes) never becomes the primary:
@@ -89,6 +91,27 @@ def pairs(sec, ssock, addr, creds, name="real"):
     return p, psock
 
 
+def never_protected(p, name, why):
+    """p (no --reconnect), whose first secondary refused it, exits 120
+    (setup failed) by itself, its log naming why (on that line, or for a
+    refusal the TLS layer reported after a TLS 1.3 handshake, before it)
+    and what to check."""
+    rc = p.wait(20)
+    err = p.err()
+    check(rc == 120, "%s: exit %s, expected 120 (setup failed)\n%s" %
+          (name, rc, p.dump()))
+    at = err.find("setup failed")
+    start = err.rfind("\n", 0, at) + 1
+    line = err[start:].split("\n")[0] if at >= 0 else ""
+    check(at >= 0 and re.search(why, err[:start + len(line)]) and
+          "the VM was never protected" in line and
+          "--tls-creds and --tls-peer" in line and
+          "--reconnect TIME" in line,
+          "%s: the reason and the hint are not both said:\n%s" %
+          (name, err))
+    check("degraded" not in err, "%s: it ran degraded:\n%s" % (name, err))
+
+
 def stop(p):
     p.signal(9)
     p.p.wait(ft.scaled(10))
@@ -131,11 +154,13 @@ def case_refusals():
     sec, addr, ssock = secondary("sec", *ft.tls_args(creds["secondary"]))
     refusals = 0
 
-    def refused(sec_says, pri_says, *pri_args):
+    def refused(sec_says, pri_says, *pri_args, reconnect=False):
         nonlocal refusals
         refusals += 1
         name = "bad%d" % refusals
-        p, _ = primary(name, addr, *pri_args)
+        # A reconnect longer than the case: one attempt only.
+        extra = ("--reconnect", "600s") if reconnect else ()
+        p, psock = primary(name, addr, *(pri_args + extra))
         n = refusals
         ft.wait_until(lambda: len(re.findall("refusing the connection",
                                              sec.err())) >= n, 15,
@@ -146,11 +171,20 @@ def case_refusals():
               "expected %r" % (name, line, sec_says))
         wait_log(p, pri_says, "%s: the primary's message" % name)
         check(state(ssock) == "waiting", "%s: secondary not waiting" % name)
-        stop(p)
+        if reconnect:
+            wait_log(p, "running unprotected \\(degraded\\)",
+                     "%s: degraded" % name)
+            check(state(psock) == "degraded", "%s: not degraded" % name)
+            stop(p)
+        else:
+            never_protected(p, name, pri_says)
         log("%s refused: %s" % (name, line.strip()))
 
     refused("the peer refused the handshake: unknown CA",
             "not signed by our CA", *ft.tls_args(other["primary"]))
+    refused("the peer refused the handshake: unknown CA",
+            "not signed by our CA", *ft.tls_args(other["primary"]),
+            reconnect=True)
     refused("certificate has expired", "refused the handshake: "
             "certificate expired", *ft.tls_args(expired["old"]))
     refused("the peer refused the handshake: bad certificate",
@@ -174,11 +208,12 @@ def case_refusals():
     sec2, addr2, ssock2 = secondary("sec2", *ft.tls_args(
         creds["secondary"], "primary"))
     p, _ = primary("node", addr2, *ft.tls_args(creds["other"]))
-    wait_log(sec2, r"refusing the connection .*hostname mismatch.*expected "
+    wait_log(sec2, r"refusing the connection: .*hostname mismatch.*expected "
              "peer primary", "the secondary's pin")
-    wait_log(p, "refused the handshake: bad certificate", "the node told")
-    stop(p)
+    never_protected(p, "node", "refused the handshake: bad certificate")
     pairs(sec2, ssock2, addr2, creds, "real2")
+    for s in (sec, sec2):
+        ft.check_peer_once(s, 2)
 
 
 def case_impostor():
@@ -192,7 +227,7 @@ def case_impostor():
     f = ft.Proc("fake", [fake, "--mem", "64M", addr,
                          os.path.join(guests, "counter.elf"), "rate=50",
                          console, "bringup", "ckpt:3", "die"])
-    wait_log(sec, "refusing the connection .*does not speak TLS",
+    wait_log(sec, "refusing the connection: .*does not speak TLS",
              "the plaintext impostor refused")
     f.wait(20)
     # A TLS client with a certificate of another CA, sending the stream's
@@ -200,7 +235,7 @@ def case_impostor():
     err = tls_client(addr, rogue["primary"], rogue["primary"], b"QEVM",
                      verify=False)
     check(err is not None, "the rogue TLS client was not refused")
-    wait_log(sec, "refusing the connection .*not signed by our CA",
+    wait_log(sec, "refusing the connection: .*not signed by our CA",
              "the rogue TLS client refused")
     check(state(ssock) == "waiting", "secondary not waiting after the "
           "impostors")
@@ -270,6 +305,7 @@ def case_dribble():
     check("VM of" not in sec.err(), "a dribbler got through")
     stop_ev.set()
     real, _ = pairs(sec, ssock, addr, creds)
+    ft.check_peer_once(sec, 6)
 
 
 def case_insecure():

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,16 +36,17 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* Entries of d but . and .. (d may be as long as PATH_MAX allows). */
 static int count_files(const char *d)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", d);
-    FILE *p = popen(cmd, "r");
-    int n = -1;
-    if (p && fscanf(p, "%d", &n) != 1)
-        n = -1;
-    if (p)
-        pclose(p);
+    DIR *dp = opendir(d);
+    if (!dp)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(dp);
     return n;
 }
 
@@ -268,6 +271,48 @@ static void test_bad_directory(void **state)
 }
 
 /*
+ * A directory whose path fits in PATH_MAX but whose checkpoint's would
+ * not: refused with a message before anything is created, rather than a
+ * file whose path (ckptfile_path, for restoring and logging) is cut short.
+ */
+static void test_path_too_long(void **state)
+{
+    (void)state;
+    static char deep[PATH_MAX];
+    char part[201];
+    memset(part, 'd', sizeof(part) - 1);
+    part[sizeof(part) - 1] = '\0';
+    size_t n = (size_t)snprintf(deep, sizeof(deep), "%s", dir);
+    /* Each level made while its path fits; the last one 1 byte short of
+     * room for "/ckpt-00000001.ftvm". */
+    size_t want = PATH_MAX - strlen("/ckpt-00000001" CKPTFILE_SUFFIX);
+    while (n < want) {
+        size_t k = want - n - 1 < sizeof(part) - 1 ? want - n - 1
+                                                    : sizeof(part) - 1;
+        n += (size_t)snprintf(deep + n, sizeof(deep) - n, "/%.*s", (int)k,
+                              part);
+        assert_int_equal(mkdir(deep, 0700), 0);
+    }
+    assert_int_equal(strlen(deep), want);
+    ckptfile_txn *t = NULL;
+    char err[PATH_MAX + 256];
+    assert_int_equal(ckptfile_begin(&t, deep, err, sizeof(err)),
+                     -ENAMETOOLONG);
+    assert_null(t);
+    assert_non_null(strstr(err, "would be longer than"));
+    assert_non_null(strstr(err, "ckpt-00000001" CKPTFILE_SUFFIX));
+    assert_int_equal(count_files(deep), 0);
+    /* One byte shorter fits: the path is whole. */
+    deep[--n] = '\0';
+    assert_int_equal(mkdir(deep, 0700), 0);
+    assert_int_equal(ckptfile_begin(&t, deep, err, sizeof(err)), 0);
+    assert_int_equal(strlen(ckptfile_path(t)), PATH_MAX - 1);
+    assert_int_equal(strncmp(ckptfile_path(t), deep, n), 0);
+    ckptfile_abort(t);
+    assert_int_equal(count_files(deep), 0);
+}
+
+/*
  * A full disk: a 64 KiB tmpfs in a private mount namespace (root only).
  * The failed checkpoint disappears; the earlier one is intact.
  */
@@ -313,6 +358,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_single_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_path_too_long, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
     };
     return skips_run(tests);

@@ -63,7 +63,7 @@ static bool act_is_empty(const protection_act *a)
     return !a->say && a->end == PROTECTION_KEEP && !a->release_upto &&
            !a->release_all && !a->protected_now && !a->have_ack_ns &&
            !a->nanswers && !a->reconnect && !a->rearm && !a->take &&
-           !a->finished;
+           !a->finished && !a->setup_failed;
 }
 
 /* Takes the checkpoint protection plans; asserts there is one. */
@@ -87,10 +87,14 @@ static void bring_up(protection *p)
     assert_true(a.take);
 }
 
-/* A fresh protection, no reconnecting, and a secondary brought up. */
+/*
+ * A fresh protection reconnecting every 2 s, and a secondary brought up:
+ * losing it before its first ACK degrades.  (Without reconnecting, the
+ * first secondary's loss before then fails the setup: test_setup_failed.)
+ */
 static void linked(protection *p)
 {
-    init(p, 0);
+    init(p, 2 * S);
     bring_up(p);
 }
 
@@ -104,25 +108,39 @@ static void active(protection *p)
     assert_int_equal(p->state, PROTECTION_ACTIVE);
 }
 
-/* The checks a loss always makes. */
-static void assert_lost(protection *p, const protection_act *a,
-                        const char *what)
+/*
+ * The checks every end of a link makes: degraded, ended as end says, said
+ * (what, then the consequence), kept as the last error, every waiter's checkpoint
+ * lost with it, nothing taken.
+ */
+static void assert_ended(protection *p, const protection_act *a,
+                         protection_end end, const char *what,
+                         const char *then)
 {
     assert_int_equal(p->state, PROTECTION_DEGRADED);
-    assert_int_equal(a->end, PROTECTION_DROP);
-    assert_true(a->release_all);
-    assert_false(p->holding);
+    assert_int_equal(a->end, end);
     assert_false(p->ready);
     assert_int_equal(p->nwin, 0);
     assert_true(a->say);
     assert_non_null(strstr(a->msg, what));
-    assert_non_null(strstr(a->msg, "; running unprotected (degraded)"));
+    assert_non_null(strstr(a->msg, then));
     assert_non_null(strstr(p->last_error, what));
-    /* Every waiter's checkpoint is lost with the link. */
     assert_true(a->nanswers >= 1);
     assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
     assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
     assert_false(a->take);
+}
+
+/* The checks a loss always makes. */
+static void assert_lost(protection *p, const protection_act *a,
+                        const char *what)
+{
+    assert_ended(p, a, PROTECTION_DROP, what,
+                 "; running unprotected (degraded)");
+    assert_true(a->release_all);
+    assert_false(p->holding);
+    assert_false(a->setup_failed);
+    assert_false(p->setup_failed);
 }
 
 /*
@@ -134,20 +152,9 @@ static void assert_lost(protection *p, const protection_act *a,
 static void assert_given_up(protection *p, const protection_act *a,
                             const char *what)
 {
-    assert_int_equal(p->state, PROTECTION_DEGRADED);
-    assert_int_equal(a->end, PROTECTION_FINISH);
-    assert_false(p->ready);
-    assert_int_equal(p->nwin, 0);
-    assert_true(a->say);
-    assert_non_null(strstr(a->msg, what));
-    assert_non_null(strstr(a->msg, "; ending replication (EOF) and running "
-                                    "unprotected (degraded)"));
-    assert_non_null(strstr(p->last_error, what));
+    assert_ended(p, a, PROTECTION_FINISH, what, "; ending replication (EOF) "
+                 "and running unprotected (degraded)");
     assert_int_equal(a->release_upto, 0);
-    assert_true(a->nanswers >= 1);
-    assert_int_equal(a->answers[a->nanswers - 1].upto, UINT64_MAX);
-    assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
-    assert_false(a->take);
     bool held = p->holding;
     assert_true(a->release_all == !held);
     assert_true(p->release_on_drain == held);
@@ -226,7 +233,7 @@ static void test_forged_answers(void **unused)
     /* A new secondary has a new pairing: the old one's is refused. */
     pairing second = test_pair;
     second.id[0] = 0x77;
-    init(&p, 0);
+    init(&p, 2 * S);
     protection_begin(&p, ADDR, &second);
     protection_ready(&p);
     take(&p, 0);
@@ -275,6 +282,11 @@ static void test_init(void **unused)
     assert_string_equal(p.addr, ADDR);
     assert_false(protection_retries(&p));
     assert_true(protection_may_reconnect(&p));
+    /* No --reconnect: the first secondary must protect the VM. */
+    assert_true(p.must_protect);
+    assert_false(p.setup_failed);
+    init(&p, 2 * S);
+    assert_false(p.must_protect);
     /* Degraded from the start: no checkpoint before a bring-up. */
     assert_false(protection_next(&p).take);
     assert_string_equal(protection_state_name(PROTECTION_SETUP), "setup");
@@ -630,6 +642,183 @@ static void test_lose_and_reconnect(void **unused)
     protection_begin(&p, p.addr, &test_pair);
     a = protection_begin_failed(&p);
     assert_false(a.reconnect);
+}
+
+/*
+ * The checks of a setup that failed: the first secondary went before its
+ * first ACK, without --reconnect.  The VM is to stop, held output is never
+ * released (not now, not once the link has drained, not at the VM's end),
+ * nothing is retried or attached, and the message says why and what to do.
+ */
+static void assert_setup_failed(protection *p, const protection_act *a,
+                                protection_end end, const char *what)
+{
+    assert_ended(p, a, end, what, "; the VM was never protected, and "
+                 "without --reconnect it does not run unprotected: stopping "
+                 "it (setup failed; the output held since checkpoint 1 is "
+                 "dropped, never released)");
+    assert_true(a->setup_failed);
+    assert_true(p->setup_failed);
+    assert_false(p->must_protect);
+    assert_false(a->release_all);
+    assert_int_equal(a->release_upto, 0);
+    assert_false(p->release_on_drain);
+    assert_false(a->reconnect);
+    assert_non_null(strstr(a->msg, "Check --tls-creds and --tls-peer"));
+    assert_non_null(strstr(a->msg, "give --reconnect TIME"));
+    assert_false(protection_may_reconnect(p));
+    assert_false(protection_next(p).take);
+    char err[256];
+    assert_int_equal(protection_may_attach(p, err, sizeof(err)), -ESHUTDOWN);
+    assert_string_equal(err, "the VM is stopping: its first secondary never "
+                        "protected it (setup failed)");
+    /* The VM stops (replicator.c stops it): still nothing released. */
+    bool held = p->holding;
+    protection_act d = protection_vm_stopped(p, false);
+    assert_false(d.release_all);
+    assert_false(d.finished);           /* the old link still drains */
+    d = protection_drained(p);
+    assert_false(d.release_all);
+    assert_true(d.finished);
+    assert_true(p->holding == held);
+}
+
+/* The link has drained; the next secondary goes before an ACK: degraded. */
+static void next_one_degrades(protection *p)
+{
+    protection_drained(p);
+    protection_begin(p, ADDR, &test_pair);
+    protection_act a = protection_lose(p, "refused again");
+    assert_lost(p, &a, "refused again");
+}
+
+/* Without --reconnect, a VM never protected does not run on unprotected. */
+static void test_setup_failed(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+
+    /* The link went before the bring-up was written (a TLS refusal). */
+    init(&p, 0);
+    protection_begin(&p, ADDR, &test_pair);
+    a = protection_lose(&p, "TLS handshake with secondary " ADDR
+                        " failed: bad certificate");
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "TLS handshake with "
+                        "secondary " ADDR " failed: bad certificate");
+    assert_false(p.holding);
+
+    /* After checkpoint 1, before its ACK: held output stays held. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    take(&p, 0);
+    a = protection_lose(&p, "secondary " ADDR ": receiving: Connection "
+                        "reset by peer");
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "Connection reset");
+    assert_true(p.holding);
+
+    /* Silence before the first ACK. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    channel_times t = { .last_recv_ns = 1 * S };
+    p.last_tick_ns = 1 * S + FAILURE - 1;
+    a = protection_tick(&p, 1 * S + FAILURE, &t);
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "nothing heard for 300 ms");
+
+    /* A SHUT, clean or not, before the first ACK. */
+    init(&p, 0);
+    bring_up(&p);
+    a = protection_shut(&p, 0);
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "secondary " ADDR
+                        " ended replication");
+    init(&p, 0);
+    bring_up(&p);
+    a = protection_shut(&p, 1);
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "ended replication with "
+                        "error 1");
+
+    /*
+     * A live secondary refusing everything (its full packages twice, or
+     * answering what was not sent): EOF, so that it stops rather than
+     * fail over; the output still stays held.
+     */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    nack(&p, 1, "bad");
+    take(&p, 0);                                /* 2, full */
+    nack(&p, 2, "bad");
+    take(&p, 0);                                /* 3, full */
+    a = nack(&p, 3, "bad");
+    assert_setup_failed(&p, &a, PROTECTION_FINISH, "refused checkpoint 3");
+    assert_true(p.holding);
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    a = ack(&p, 7, 0);
+    assert_setup_failed(&p, &a, PROTECTION_FINISH, "protocol error: ACK of "
+                        "checkpoint 7");
+    /* Not even the bring-up written: dropped. */
+    init(&p, 0);
+    protection_begin(&p, ADDR, &test_pair);
+    a = protection_ack(&p, 1, &test_pair, 0, 0);
+    assert_setup_failed(&p, &a, PROTECTION_DROP, "which was not sent");
+
+    /* A full package that cannot be built, twice. */
+    init(&p, 0);
+    bring_up(&p);
+    protection_plan pl = protection_next(&p);
+    protection_build_failed(&p, &pl, "no memory");
+    pl = protection_next(&p);
+    a = protection_build_failed(&p, &pl, "no memory again");
+    assert_setup_failed(&p, &a, PROTECTION_FINISH, "no memory again");
+
+    /* Once protected, a later loss degrades, as with the next secondary. */
+    init(&p, 0);
+    active(&p);
+    assert_false(p.must_protect);
+    a = protection_lose(&p, "gone");
+    assert_lost(&p, &a, "gone");
+    next_one_degrades(&p);
+
+    /* --reconnect: degraded, retried (the old behaviour). */
+    init(&p, 2 * S);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_lose(&p, "refused");
+    assert_lost(&p, &a, "refused");
+    assert_true(a.reconnect);
+
+    /* reconnect set live before the loss: the same; and for good. */
+    init(&p, 0);
+    bring_up(&p);
+    p.o.reconnect_ns = 2 * S;                   /* replicator_set */
+    a = protection_lose(&p, "refused");
+    assert_lost(&p, &a, "refused");
+    assert_false(p.must_protect);
+    p.o.reconnect_ns = 0;
+    next_one_degrades(&p);
+
+    /* stop-replication in setup is the operator's choice: then attach. */
+    init(&p, 0);
+    protection_begin(&p, ADDR, &test_pair);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_false(a.setup_failed);
+    assert_false(p.must_protect);
+    next_one_degrades(&p);
+
+    /* The VM's own end in setup is no setup failure: output written. */
+    init(&p, 0);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_vm_stopped(&p, false);
+    assert_false(a.setup_failed);
+    assert_false(p.setup_failed);
+    a = protection_drained(&p);
+    assert_true(a.release_all);
 }
 
 /* Each secondary starts at 1; a new bring-up writes what waited on EOF. */
@@ -1148,6 +1337,7 @@ int main(void)
         cmocka_unit_test(test_return_path_when_not_linked),
         cmocka_unit_test(test_shut),
         cmocka_unit_test(test_lose_and_reconnect),
+        cmocka_unit_test(test_setup_failed),
         cmocka_unit_test(test_begin_again),
         cmocka_unit_test(test_tick_silence),
         cmocka_unit_test(test_tick_gap),

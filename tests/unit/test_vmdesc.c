@@ -104,7 +104,7 @@ static const vmstate_desc every_desc = {
     .subsections =
         (const vmstate_subsection[]){
             {&every_sub_desc, sub_needed},
-            {NULL},
+            {NULL, NULL},
         },
 };
 
@@ -276,7 +276,7 @@ static const vmstate_desc ranged_desc = {
     .subsections =
         (const vmstate_subsection[]){
             {&ranged_sub_desc, ranged_needed},
-            {NULL},
+            {NULL, NULL},
         },
 };
 

@@ -546,7 +546,7 @@ static const vmstate_desc sub_desc = {
     .subsections =
         (const vmstate_subsection[]){
             {&deep_desc, deep_needed},
-            {NULL},
+            {NULL, NULL},
         },
 };
 static const vmstate_desc dev_desc = {
@@ -558,7 +558,7 @@ static const vmstate_desc dev_desc = {
     .subsections =
         (const vmstate_subsection[]){
             {&sub_desc, sub_needed},
-            {NULL},
+            {NULL, NULL},
         },
 };
 /* The same device as a build that never heard of the subsection. */
@@ -743,7 +743,7 @@ static const vmstate_desc holder_desc = {
     .size = sizeof(holder),
     .fields = holder_fields,
     .subsections =
-        (const vmstate_subsection[]){{&holder_sub_desc, NULL}, {NULL}},
+        (const vmstate_subsection[]){{&holder_sub_desc, NULL}, {NULL, NULL}},
 };
 
 static void test_subsection_inside_nested_struct(void **state)
