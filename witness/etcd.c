@@ -1,6 +1,8 @@
 /* etcd: see etcd.h. */
 #include "witness/etcd.h"
 
+#include "witness/b64.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/dns.h>
@@ -93,74 +95,6 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- base64, as protobuf's JSON mapping carries bytes ---- */
-
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const uint8_t *p, size_t n)
-{
-    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        *o++ = b64chars[(v >> 18) & 63];
-        *o++ = b64chars[(v >> 12) & 63];
-        *o++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < n ? b64chars[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(char ch)
-{
-    const char *p = ch ? strchr(b64chars, ch) : NULL;
-    if (p)
-        return (int)(p - b64chars);
-    if (ch == '-')              /* the URL-safe alphabet, also accepted */
-        return 62;
-    if (ch == '_')
-        return 63;
-    return -1;
-}
-
-/* Decodes s into a malloc'd buffer of at most max bytes; -1 if bad. */
-static int b64_decode(const char *s, size_t max, uint8_t **out, size_t *len)
-{
-    size_t n = strlen(s);
-    while (n && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > max)
-        return -1;
-    uint8_t *buf = malloc(n / 4 * 3 + 3), *o = buf;
-    if (!buf)
-        return -1;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (uint8_t)(acc >> bits);
-        }
-    }
-    *out = buf;
-    *len = (size_t)(o - buf);
-    return 0;
 }
 
 /* ---- endpoints ---- */
@@ -625,6 +559,54 @@ static void end_attempt(etcd_req *r)
     r->answer_len = 0;
 }
 
+struct event_base *etcd_base(const etcd *c)
+{
+    return c->base;
+}
+
+size_t etcd_preferred(const etcd *c)
+{
+    return c->current;
+}
+
+const char *etcd_endpoint_url(const etcd *c, size_t i)
+{
+    return c->eps[i % c->n].url;
+}
+
+unsigned etcd_attempt_ms(const etcd *c)
+{
+    return c->attempt_ms;
+}
+
+struct evhttp_connection *etcd_http_connect(etcd *c, size_t i)
+{
+    endpoint *e = &c->eps[i % c->n];
+    struct evhttp_connection *conn =
+        evhttp_connection_base_new(c->base, c->dns, e->host, e->port);
+    if (conn) {
+        evhttp_connection_set_max_headers_size(conn, MAX_HEADERS_SIZE);
+        evhttp_connection_set_retries(conn, 0);
+    }
+    return conn;
+}
+
+int etcd_http_post(const etcd *c, size_t i, struct evhttp_connection *conn,
+                   struct evhttp_request *hr, const char *path,
+                   const char *body)
+{
+    const endpoint *e = &c->eps[i % c->n];
+    struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
+    char host[300];
+    snprintf(host, sizeof(host), strchr(e->host, ':') ? "[%s]:%u" : "%s:%u",
+             e->host, e->port);
+    evhttp_add_header(h, "Host", host);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Connection", "close");
+    evbuffer_add(evhttp_request_get_output_buffer(hr), body, strlen(body));
+    return evhttp_make_request(conn, hr, EVHTTP_REQ_POST, path);
+}
+
 static void start_attempt(etcd_req *r, uint64_t left_ns)
 {
     etcd *c = r->c;
@@ -633,14 +615,13 @@ static void start_attempt(etcd_req *r, uint64_t left_ns)
     r->attempt_over = false;
     r->have_http_error = false;
     r->http_code = 0;
-    endpoint *e = &c->eps[r->ep];
     uint64_t ms = left_ns / 1000000u + 1;
     if (ms > c->attempt_ms)
         ms = c->attempt_ms;
     struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
                           .tv_usec = (suseconds_t)(ms % 1000 * 1000) };
     event_add(r->timer, &tv);
-    r->conn = evhttp_connection_base_new(c->base, c->dns, e->host, e->port);
+    r->conn = etcd_http_connect(c, r->ep);
     struct evhttp_request *hr = r->conn ?
         evhttp_request_new(on_http_done, r) : NULL;
     if (!hr) {
@@ -651,21 +632,10 @@ static void start_attempt(etcd_req *r, uint64_t left_ns)
         return;
     }
     evhttp_connection_set_max_body_size(r->conn, ETCD_MAX_BODY);
-    evhttp_connection_set_max_headers_size(r->conn, MAX_HEADERS_SIZE);
-    evhttp_connection_set_retries(r->conn, 0);
     evhttp_request_set_error_cb(hr, on_http_error);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(hr);
-    char host[300];
-    snprintf(host, sizeof(host), strchr(e->host, ':') ? "[%s]:%u" : "%s:%u",
-             e->host, e->port);
-    evhttp_add_header(h, "Host", host);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Connection", "close");
-    evbuffer_add(evhttp_request_get_output_buffer(hr), r->body,
-                 strlen(r->body));
     r->hreq = hr;
     /* A refused connection may call on_http_done from in here. */
-    if (evhttp_make_request(r->conn, hr, EVHTTP_REQ_POST, r->path) < 0 &&
+    if (etcd_http_post(c, r->ep, r->conn, hr, r->path, r->body) < 0 &&
         !r->attempt_over) {
         r->hreq = NULL;
         r->attempt_over = true;

@@ -35,6 +35,8 @@
 #include <stdint.h>
 
 struct event_base;
+struct evhttp_connection;
+struct evhttp_request;
 
 #define ETCD_MAX_ENDPOINTS 16
 #define ETCD_MAX_KEY 1024               /* bytes of a key we send */
@@ -113,6 +115,22 @@ etcd_req *etcd_lease_revoke(etcd *c, int64_t id, etcd_cb cb, void *opaque,
                             char *err, size_t errlen);
 /* Drops a pending request; its callback is not called. */
 void etcd_cancel(etcd_req *r);
+
+/*
+ * For etcdwatch, which shares the client's loop and endpoints: the loop;
+ * the endpoint that answered last; endpoint i's URL (i modulo their
+ * number); the attempt cutoff; a new connection to endpoint i (NULL: no
+ * memory); a POST of the JSON body to path on it, as evhttp_make_request
+ * (its callbacks may run from inside, on a refused connection).
+ */
+struct event_base *etcd_base(const etcd *c);
+size_t etcd_preferred(const etcd *c);
+const char *etcd_endpoint_url(const etcd *c, size_t i);
+unsigned etcd_attempt_ms(const etcd *c);
+struct evhttp_connection *etcd_http_connect(etcd *c, size_t i);
+int etcd_http_post(const etcd *c, size_t i, struct evhttp_connection *conn,
+                   struct evhttp_request *hr, const char *path,
+                   const char *body);
 
 const char *etcd_outcome_name(etcd_outcome o);
 const char *etcd_status_name(etcd_status s);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""witness/etcd.c (through test_etcd) against a real three-member etcd
-cluster on loopback (tests/lib/etcdcluster.py), hurt between steps.
+"""witness/etcd.c and etcdwatch.c (through test_etcd) against a real
+three-member etcd cluster on loopback (tests/lib/etcdcluster.py), hurt
+between steps.
 
     etcd_test.py CASE TEST_ETCD
 
@@ -20,6 +21,12 @@ cluster on loopback (tests/lib/etcdcluster.py), hurt between steps.
                   UNKNOWN within its deadline, never WON or LOST, and get
                   fails; after SIGCONT asking again with the same value is
                   WON (fresh, or earlier if the stalled put went through)
+    watch         a watch on /ftvm/w/ sees puts and a lease's delete under
+                  it, in order, and not a key beside it; its member killed
+                  (the first endpoint, which it uses), it carries on from
+                  another member without losing or repeating an event;
+                  cancelled from its own callback, it says no more; a
+                  watch from a revision compacted away ends, saying so
     not-etcd      a refused port, a listener that never answers and a web
                   server that is not etcd come before the real endpoint:
                   the request gets past them; with only those, UNKNOWN
@@ -104,6 +111,19 @@ def case_quorum_lost():
     run("create", c.endpoints(), key, "q-other", "lost")
 
 
+def case_watch():
+    c = etcdcluster.start()
+    run("watch", c.endpoints(), str(c.procs[0].p.pid), "/ftvm/w/")
+    c.procs[0].p.wait()
+    r = etcdcluster.post(c.url(1), "/v3/kv/range", {"key": etcdcluster.b64(
+        "/ftvm/w/f")})
+    rev = int(r["header"]["revision"])
+    ft.check(etcdcluster.post(c.url(1), "/v3/kv/compaction",
+                              {"revision": str(rev)}) is not None,
+             "compaction to %d failed" % rev)
+    run("watch-old", c.endpoints([1, 2]), "/ftvm/w/", "2")
+
+
 class NotEtcd(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -134,6 +154,7 @@ CASES = {
     "lease": case_lease,
     "member-down": case_member_down,
     "quorum-lost": case_quorum_lost,
+    "watch": case_watch,
     "not-etcd": case_not_etcd,
 }
 

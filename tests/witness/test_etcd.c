@@ -1,6 +1,7 @@
 /*
- * witness/etcd.c against a real etcd cluster that etcd_test.py starts
- * (and hurts between cases); each case checks its own results.
+ * witness/etcd.c and etcdwatch.c against a real etcd cluster that
+ * etcd_test.py starts (and hurts between cases); each case checks its
+ * own results.
  *
  *     test_etcd args
  *     test_etcd race ENDPOINTS_A ENDPOINTS_B KEY
@@ -10,12 +11,15 @@
  *     test_etcd unknown ENDPOINTS KEY VALUE TIMEOUT_MS
  *     test_etcd survive ENDPOINTS DOWN_URL KEY
  *     test_etcd bogus ENDPOINT NOT_ETCD_URL KEY
+ *     test_etcd watch ENDPOINTS PID_OF_THE_FIRST PREFIX
+ *     test_etcd watch-old ENDPOINTS PREFIX REVISION   (compacted away)
  *
  * Exit 0 pass, 1 fail (saying what), 2 usage.  Waits are for conditions
  * with deadlines scaled by FTVM_TIME_SCALE; what a case gives the client
  * (its timeouts) is behaviour and is not scaled.
  */
 #include <errno.h>
+#include <signal.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -28,6 +32,7 @@
 #include <unistd.h>
 
 #include "witness/etcd.h"
+#include "witness/etcdwatch.h"
 
 #define RACERS 20       /* create attempts per client in the race */
 
@@ -509,6 +514,197 @@ static int case_bogus(const char *real, const char *not_etcd,
     return 0;
 }
 
+/* ---- watch ---- */
+
+#define MAX_SEEN 64
+
+typedef struct seen {
+    int n;
+    char what[MAX_SEEN][300];   /* "PUT key=value" or "DELETE key" */
+    int64_t rev[MAX_SEEN];
+    int breaks;
+    bool ended;
+    char err[1024];
+    etcdwatch *cancel_at_delete;    /* cancels itself on this DELETE */
+    etcdwatch *w;
+} seen;
+
+static void on_event(void *opaque, const etcdwatch_event *ev)
+{
+    seen *s = opaque;
+    if (s->n == MAX_SEEN)
+        die("more than %d events", MAX_SEEN);
+    if (s->n && ev->revision < s->rev[s->n - 1])
+        die("revision %lld after %lld", (long long)ev->revision,
+            (long long)s->rev[s->n - 1]);
+    if (ev->type == ETCDWATCH_PUT)
+        snprintf(s->what[s->n], sizeof(s->what[s->n]), "PUT %.*s=%.*s",
+                 (int)ev->key_len, (const char *)ev->key,
+                 (int)ev->value_len, (const char *)ev->value);
+    else
+        snprintf(s->what[s->n], sizeof(s->what[s->n]), "DELETE %.*s",
+                 (int)ev->key_len, (const char *)ev->key);
+    s->rev[s->n++] = ev->revision;
+    printf("event r%lld %s\n", (long long)ev->revision, s->what[s->n - 1]);
+    if (s->cancel_at_delete && ev->type == ETCDWATCH_DELETE) {
+        etcdwatch_cancel(s->cancel_at_delete);
+        s->w = NULL;
+    }
+}
+
+static void on_watch_error(void *opaque, bool ended, const char *err)
+{
+    seen *s = opaque;
+    if (s->ended)
+        die("a callback after the end");
+    s->breaks++;
+    s->ended = ended;
+    snprintf(s->err, sizeof(s->err), "%s", err);
+    printf("watch %s: %s\n", ended ? "ended" : "broke", err);
+    if (ended)
+        s->w = NULL;
+}
+
+static bool pred_live(void *arg)
+{
+    return etcdwatch_live(arg);
+}
+
+typedef struct until_n {
+    seen *s;
+    int n;
+} until_n;
+
+static bool pred_n(void *arg)
+{
+    until_n *u = arg;
+    return u->s->n >= u->n;
+}
+
+static bool pred_ended(void *arg)
+{
+    return ((seen *)arg)->ended;
+}
+
+static void wait_for(bool (*pred)(void *), void *arg, double seconds,
+                     const char *what)
+{
+    double deadline = now_s() + seconds * scale;
+    while (!pred(arg)) {
+        if (now_s() > deadline)
+            die("timed out after %.1f s waiting for %s", seconds * scale,
+                what);
+        pause_s(0.02);
+    }
+}
+
+static void expect_seen(const seen *s, int i, const char *what)
+{
+    if (s->n <= i || strcmp(s->what[i], what) != 0)
+        die("event %d: \"%s\", expected \"%s\"", i,
+            s->n > i ? s->what[i] : "(none)", what);
+}
+
+static int case_watch(const char *eps, int pid, const char *prefix)
+{
+    etcd *c = client(eps, 5000, 500);
+    seen s = { 0 };
+    char err[512], key[300], outside[300];
+    s.w = etcdwatch_new(c, prefix, 0, on_event, on_watch_error, &s, err,
+                        sizeof(err));
+    if (!s.w)
+        die("etcdwatch_new: %s", err);
+    wait_for(pred_live, s.w, 30, "the watch to be created");
+    char first[256];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(eps, ","), eps);
+    if (strcmp(etcdwatch_endpoint(s.w), first) != 0)
+        die("watching via %s, not the first endpoint %s",
+            etcdwatch_endpoint(s.w), first);
+    /* A key beside the prefix, not under it, is not seen. */
+    snprintf(outside, sizeof(outside), "%.*sx", (int)strlen(prefix) - 1,
+             prefix);
+    if (do_create(c, outside, "no", 0, 30).outcome != ETCD_WON)
+        die("create %s", outside);
+    snprintf(key, sizeof(key), "%sa", prefix);
+    if (do_create(c, key, "1", 0, 30).outcome != ETCD_WON)
+        die("create %s", key);
+    answer g = do_lease(c, 'g', 60);
+    expect_status(&g, ETCD_OK, "grant");
+    snprintf(key, sizeof(key), "%sb", prefix);
+    if (do_create(c, key, "2", g.lease, 30).outcome != ETCD_WON)
+        die("create %s", key);
+    answer rv = do_lease(c, 'r', g.lease);
+    expect_status(&rv, ETCD_OK, "revoke");
+    until_n three = { &s, 3 };
+    wait_for(pred_n, &three, 30, "three events");
+    char want[300];
+    snprintf(want, sizeof(want), "PUT %sa=1", prefix);
+    expect_seen(&s, 0, want);
+    snprintf(want, sizeof(want), "PUT %sb=2", prefix);
+    expect_seen(&s, 1, want);
+    snprintf(want, sizeof(want), "DELETE %sb", prefix);
+    expect_seen(&s, 2, want);
+    /* The watch's member dies: the watch breaks, carries on from another
+     * member, and sees what was written meanwhile, once. */
+    if (kill(pid, SIGKILL) < 0)
+        die("kill %d: %s", pid, strerror(errno));
+    snprintf(key, sizeof(key), "%sc", prefix);
+    if (do_create(c, key, "3", 0, 30).outcome != ETCD_WON)
+        die("create %s with a member down", key);
+    snprintf(key, sizeof(key), "%sd", prefix);
+    if (do_create(c, key, "4", 0, 30).outcome != ETCD_WON)
+        die("create %s with a member down", key);
+    until_n five = { &s, 5 };
+    wait_for(pred_n, &five, 30, "the events after the member died");
+    snprintf(want, sizeof(want), "PUT %sc=3", prefix);
+    expect_seen(&s, 3, want);
+    snprintf(want, sizeof(want), "PUT %sd=4", prefix);
+    expect_seen(&s, 4, want);
+    if (s.breaks < 1 || s.ended)
+        die("the watch's member died: %d breaks, ended %d", s.breaks,
+            s.ended);
+    if (strcmp(etcdwatch_endpoint(s.w), first) == 0)
+        die("still watching via the dead member");
+    /* Cancelled from inside its own event callback. */
+    s.cancel_at_delete = s.w;
+    answer g2 = do_lease(c, 'g', 60);
+    snprintf(key, sizeof(key), "%se", prefix);
+    if (do_create(c, key, "5", g2.lease, 30).outcome != ETCD_WON)
+        die("create %s", key);
+    do_lease(c, 'r', g2.lease);
+    until_n seven = { &s, 7 };
+    wait_for(pred_n, &seven, 30, "the last two events");
+    snprintf(key, sizeof(key), "%sf", prefix);
+    if (do_create(c, key, "6", 0, 30).outcome != ETCD_WON)
+        die("create %s", key);
+    pause_s(0.5);
+    if (s.n != 7)
+        die("%d events after the watch was cancelled", s.n - 7);
+    etcd_free(c);
+    return 0;
+}
+
+static int case_watch_old(const char *eps, const char *prefix, int64_t rev)
+{
+    etcd *c = client(eps, 5000, 500);
+    seen s = { 0 };
+    char err[512];
+    s.w = etcdwatch_new(c, prefix, rev, on_event, on_watch_error, &s, err,
+                        sizeof(err));
+    if (!s.w)
+        die("etcdwatch_new: %s", err);
+    wait_for(pred_ended, &s, 30, "the watch to end");
+    if (!strstr(s.err, "compacted"))
+        die("ended, but not for compaction: %s", s.err);
+    if (etcdwatch_new(c, "", 0, on_event, on_watch_error, &s, err,
+                      sizeof(err)) ||
+        etcdwatch_new(c, prefix, -1, on_event, on_watch_error, &s, err,
+                      sizeof(err)))
+        die("a bad watch was accepted");
+    etcd_free(c);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *s = getenv("FTVM_TIME_SCALE");
@@ -535,6 +731,10 @@ int main(int argc, char **argv)
                           (unsigned)atoi(argv[5]));
     else if (!strcmp(c, "survive") && argc == 5)
         rc = case_survive(argv[2], argv[3], argv[4]);
+    else if (!strcmp(c, "watch") && argc == 5)
+        rc = case_watch(argv[2], atoi(argv[3]), argv[4]);
+    else if (!strcmp(c, "watch-old") && argc == 5)
+        rc = case_watch_old(argv[2], argv[3], atoll(argv[4]));
     else if (!strcmp(c, "bogus") && argc == 5)
         rc = case_bogus(argv[2], argv[3], argv[4]);
     else
