@@ -334,8 +334,7 @@ static void on_http_done(struct evhttp_request *hr, void *arg)
 
 /* ---- reading answers ---- */
 
-/* An int64 as protobuf's JSON mapping writes it: a string, or a number. */
-static bool json_int64(json_t *j, int64_t *v)
+bool etcd_json_int64(json_t *j, int64_t *v)
 {
     if (!j) {
         *v = 0;                 /* zero values are left out */
@@ -368,7 +367,7 @@ static bool take_kv(etcd_req *r, json_t *kv)
               b64_decode(json_string_value(v), ETCD_MAX_VALUE, &r->value,
                          &len) < 0))
         return false;
-    if (!json_int64(json_object_get(kv, "lease"), &r->reply.lease))
+    if (!etcd_json_int64(json_object_get(kv, "lease"), &r->reply.lease))
         return false;
     r->reply.value = r->value ? r->value : (const uint8_t *)"";
     r->reply.value_len = len;
@@ -435,8 +434,8 @@ static verdict read_ok(etcd_req *r, json_t *j)
                      json_string_value(e));
             return VERDICT_RETRY;
         }
-        if (!json_int64(json_object_get(j, "ID"), &r->reply.lease) ||
-            !json_int64(json_object_get(j, "TTL"), &r->reply.ttl) ||
+        if (!etcd_json_int64(json_object_get(j, "ID"), &r->reply.lease) ||
+            !etcd_json_int64(json_object_get(j, "TTL"), &r->reply.ttl) ||
             r->reply.lease == 0) {
             snprintf(r->err, sizeof(r->err), "a lease grant answer "
                      "without a lease");
@@ -448,12 +447,12 @@ static verdict read_ok(etcd_req *r, json_t *j)
         /* A stream's message: {"result": {...}} or {"error": {...}}. */
         json_t *res = json_object_get(j, "result");
         if (!json_is_object(res) ||
-            !json_int64(json_object_get(res, "TTL"), &r->reply.ttl)) {
+            !etcd_json_int64(json_object_get(res, "TTL"), &r->reply.ttl)) {
             snprintf(r->err, sizeof(r->err), "a keepalive answer without "
                      "a result");
             return VERDICT_RETRY;
         }
-        json_int64(json_object_get(res, "ID"), &r->reply.lease);
+        etcd_json_int64(json_object_get(res, "ID"), &r->reply.lease);
         if (r->reply.ttl <= 0)
             r->reply.status = ETCD_NOT_FOUND;
         return VERDICT_DONE;
@@ -492,7 +491,7 @@ static verdict judge(etcd_req *r)
     json_t *res = json_object_get(j, "result");
     if (!header && json_is_object(res))
         header = json_object_get(res, "header");
-    json_int64(json_object_get(header, "revision"), &r->reply.revision);
+    etcd_json_int64(json_object_get(header, "revision"), &r->reply.revision);
     json_t *error = json_object_get(j, "error");
     verdict v;
     if (r->http_code != 200 || error) {
@@ -504,7 +503,7 @@ static verdict judge(etcd_req *r)
             code = json_object_get(error, "grpc_code");
         }
         int64_t grpc = 0;
-        json_int64(code, &grpc);
+        etcd_json_int64(code, &grpc);
         snprintf(r->err, sizeof(r->err), "HTTP %d: %s", r->http_code,
                  json_is_string(msg) ? json_string_value(msg)
                                      : "an error without a message");

@@ -37,6 +37,7 @@
 struct event_base;
 struct evhttp_connection;
 struct evhttp_request;
+struct json_t;
 
 #define ETCD_MAX_ENDPOINTS 16
 #define ETCD_MAX_KEY 1024               /* bytes of a key we send */
@@ -131,6 +132,12 @@ struct evhttp_connection *etcd_http_connect(etcd *c, size_t i);
 int etcd_http_post(const etcd *c, size_t i, struct evhttp_connection *conn,
                    struct evhttp_request *hr, const char *path,
                    const char *body);
+
+/*
+ * An int64 as protobuf's JSON mapping writes it (a decimal string, or a
+ * number; absent is 0, as zero values are left out): false if malformed.
+ */
+bool etcd_json_int64(struct json_t *j, int64_t *v);
 
 const char *etcd_outcome_name(etcd_outcome o);
 const char *etcd_status_name(etcd_status s);

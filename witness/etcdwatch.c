@@ -145,25 +145,6 @@ static void watch_free(etcdwatch *w)
     free(w);
 }
 
-static bool int64_of(json_t *j, int64_t *v)
-{
-    *v = 0;
-    if (!j)
-        return true;
-    if (json_is_integer(j)) {
-        *v = json_integer_value(j);
-        return true;
-    }
-    if (!json_is_string(j))
-        return false;
-    char *end;
-    long long x = strtoll(json_string_value(j), &end, 10);
-    if (end == json_string_value(j) || *end)
-        return false;
-    *v = x;
-    return true;
-}
-
 /* One event to the owner: false if the watch is gone or the event bad. */
 static bool deliver(etcdwatch *w, json_t *e)
 {
@@ -178,8 +159,8 @@ static bool deliver(etcdwatch *w, json_t *e)
               (!v || (json_is_string(v) &&
                       b64_decode(json_string_value(v), ETCD_MAX_VALUE,
                                  &value, &ev.value_len) == 0)) &&
-              int64_of(json_object_get(kv, "mod_revision"), &ev.revision) &&
-              int64_of(json_object_get(kv, "lease"), &ev.lease) &&
+              etcd_json_int64(json_object_get(kv, "mod_revision"), &ev.revision) &&
+              etcd_json_int64(json_object_get(kv, "lease"), &ev.lease) &&
               ev.revision > 0 &&
               (!type || !strcmp(type, "PUT") || !strcmp(type, "DELETE"));
     if (!ok) {
@@ -219,10 +200,10 @@ static bool handle(etcdwatch *w, const char *line, size_t len)
     }
     bool alive = true;
     int64_t compact = 0, hrev = 0;
-    int64_of(json_object_get(json_object_get(res, "header"), "revision"),
+    etcd_json_int64(json_object_get(json_object_get(res, "header"), "revision"),
              &hrev);
     if (json_is_true(json_object_get(res, "canceled"))) {
-        int64_of(json_object_get(res, "compact_revision"), &compact);
+        etcd_json_int64(json_object_get(res, "compact_revision"), &compact);
         const char *why = json_string_value(json_object_get(res,
                                                             "cancel_reason"));
         if (compact)
