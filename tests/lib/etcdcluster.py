@@ -1,7 +1,8 @@
 """etcdcluster: a real three-member etcd cluster on loopback, for tests.
 
     import ftvmtest as ft, etcdcluster
-    c = etcdcluster.start()          # inside ft.run_case: skips (77) without etcd
+    c = etcdcluster.start()          # inside ft.run_case: skips (77) without
+                                     # etcd, fails if FTVM_REQUIRE_ETCD=1
     c.endpoints()                    # "http://127.0.0.1:C0,http://...:C1,..."
     c.kill(1); c.stop(2); c.cont(2); c.restart(1)
 
@@ -158,8 +159,11 @@ def start(n=MEMBERS, timeout=20):
     (exit 77) when etcd is not installed."""
     binary = etcd_binary()
     if not binary:
-        ft.skip("etcd is not installed (Debian's etcd-server; "
-                "scripts/bootstrap.sh installs it)")
+        msg = ("etcd is not installed (Debian's etcd-server; "
+               "scripts/bootstrap.sh installs it)")
+        if os.environ.get("FTVM_REQUIRE_ETCD") == "1":
+            ft.fail(msg + ", and FTVM_REQUIRE_ETCD=1 says this run has it")
+        ft.skip(msg)
     c = Cluster(binary, n)
     for i in range(n):
         c.start(i)
