@@ -9,8 +9,9 @@
 Each member is `etcd` (Debian's etcd-server, installed by
 scripts/bootstrap.sh) run as an ft.Proc, so run_case kills it when the case
 ends however it ends; its data directory is under the case's temporary
-directory, which run_case removes.  Client and peer ports are ft.free_port()
-ones on 127.0.0.1.
+directory, which run_case removes.  Client and peer ports are free ones
+on 127.0.0.1, all different; a start that finds one taken meanwhile
+starts again on new ones.
 
 The members' raft timing is set for loopback: a 25 ms heartbeat and a
 250 ms election timeout instead of etcd's 100 ms / 1000 ms, so the cluster
@@ -29,6 +30,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import urllib.error
 import urllib.request
 
@@ -61,6 +63,21 @@ def post(url, path, body, timeout=2):
         return None
 
 
+def distinct_ports(n):
+    """n free loopback ports, all different: held open together while
+    chosen (ft.free_port() one at a time can return one port twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def etcd_binary():
     return shutil.which("etcd") or (
         "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None)
@@ -70,8 +87,8 @@ class Cluster:
     def __init__(self, binary, n=MEMBERS):
         self.binary = binary
         self.n = n
-        self.client = [ft.free_port() for _ in range(n)]
-        self.peer = [ft.free_port() for _ in range(n)]
+        ports = distinct_ports(2 * n)
+        self.client, self.peer = ports[:n], ports[n:]
         self.token = "ftvm-test-%d-%d" % (os.getpid(), self.client[0])
         self.procs = [None] * n
         self.starts = [0] * n
@@ -88,7 +105,7 @@ class Cluster:
 
     def start(self, i):
         """Starts (or restarts, on its existing data) member i."""
-        d = os.path.join(ft.tmp, "etcd-m%d" % i)
+        d = os.path.join(ft.tmp, "etcd-%d-m%d" % (self.client[0], i))
         argv = [self.binary, "--name", "m%d" % i, "--data-dir", d,
                 "--listen-client-urls", self.url(i),
                 "--advertise-client-urls", self.url(i),
@@ -102,7 +119,8 @@ class Cluster:
                 "--election-timeout", str(ELECTION_MS),
                 "--logger", "zap", "--log-level", "warn"]
         self.starts[i] += 1
-        self.procs[i] = ft.Proc("etcd-m%d-%d" % (i, self.starts[i]), argv)
+        self.procs[i] = ft.Proc("etcd-%d-m%d-%d" % (self.client[0], i,
+                                                    self.starts[i]), argv)
 
     def status(self, i):
         return post(self.url(i), "/v3/maintenance/status", {})
@@ -164,8 +182,20 @@ def start(n=MEMBERS, timeout=20):
         if os.environ.get("FTVM_REQUIRE_ETCD") == "1":
             ft.fail(msg + ", and FTVM_REQUIRE_ETCD=1 says this run has it")
         ft.skip(msg)
-    c = Cluster(binary, n)
-    for i in range(n):
-        c.start(i)
-    c.wait_ready(timeout=timeout)
-    return c
+    for attempt in range(3):
+        c = Cluster(binary, n)
+        for i in range(n):
+            c.start(i)
+        try:
+            c.wait_ready(timeout=timeout)
+            return c
+        except ft.Failure:
+            # Another process may have taken a port after it was chosen:
+            # then start again on new ones; any other failure is one.
+            if attempt == 2 or not any(
+                    p and "address already in use" in p.err()
+                    for p in c.procs):
+                raise
+            ft.log("an etcd port was taken meanwhile: starting again")
+            for p in c.procs:
+                p.kill9()
