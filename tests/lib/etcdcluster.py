@@ -79,8 +79,7 @@ def distinct_ports(n):
 
 
 def etcd_binary():
-    return shutil.which("etcd") or (
-        "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None)
+    return shutil.which("etcd")
 
 
 class Cluster:
