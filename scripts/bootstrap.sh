@@ -12,6 +12,7 @@ packages=(
     python3                              # test helpers
     python3-prometheus-client            # parses /metrics in the tests
     iproute2 iputils-ping                # network namespaces, TAP, bridges in tests
+    etcd-server                          # the witness's tests run a real etcd (docs/witness.md)
 )
 # Without a usable /dev/kvm, the tests that need KVM run in a QEMU VM that
 # has it (scripts/kvm-vm.sh), which needs these.
