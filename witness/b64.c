@@ -1,71 +1,55 @@
-/* b64: see b64.h. */
+/* b64: see b64.h.  The coding is OpenSSL's (EVP_EncodeBlock,
+ * EVP_DecodeBlock); this module only gives it protobuf's JSON rules. */
 #include "witness/b64.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 char *b64_encode(const uint8_t *p, size_t n)
 {
-    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-    if (!out)
+    if (n > (size_t)INT32_MAX / 4 * 3 - 3)
         return NULL;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        *o++ = chars[(v >> 18) & 63];
-        *o++ = chars[(v >> 12) & 63];
-        *o++ = i + 1 < n ? chars[(v >> 6) & 63] : '=';
-        *o++ = i + 2 < n ? chars[v & 63] : '=';
-    }
-    *o = '\0';
+    char *out = malloc((n + 2) / 3 * 4 + 1);
+    if (out)
+        EVP_EncodeBlock((unsigned char *)out, p, (int)n);
     return out;
-}
-
-static int value_of(char ch)
-{
-    const char *p = ch ? strchr(chars, ch) : NULL;
-    if (p)
-        return (int)(p - chars);
-    if (ch == '-')
-        return 62;
-    if (ch == '_')
-        return 63;
-    return -1;
 }
 
 int b64_decode(const char *s, size_t max, uint8_t **out, size_t *len)
 {
-    size_t n = strlen(s);
-    while (n && s[n - 1] == '=')
-        n--;
-    /* Four characters carry three bytes; a lone one carries none. */
-    if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > max)
+    /*
+     * Protobuf's JSON parsers take either alphabet, padded or not;
+     * OpenSSL takes the standard one, padded: translate first.  '=' may
+     * only end the text, and a lone last character carries no byte.
+     */
+    size_t n = strcspn(s, "=");
+    if (strspn(s + n, "=") != strlen(s + n) || strlen(s + n) > 2 ||
+        n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > max ||
+        n > (size_t)INT32_MAX / 2)
         return -1;
-    uint8_t *buf = malloc(n / 4 * 3 + 3), *o = buf;
-    if (!buf)
-        return -1;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = value_of(s[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (uint8_t)(acc >> bits);
-        }
+    size_t padded = (n + 3) / 4 * 4;
+    char *std = malloc(padded + 1);
+    uint8_t *buf = malloc(padded / 4 * 3 + 1);
+    int r = -1;
+    if (std && buf) {
+        for (size_t i = 0; i < n; i++)
+            std[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+        memset(std + n, '=', padded - n);
+        std[padded] = '\0';
+        /* OpenSSL would skip blanks around the text: none are base64. */
+        if (strspn(std, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789+/=") == padded)
+            r = EVP_DecodeBlock(buf, (const unsigned char *)std,
+                                (int)padded);
     }
+    free(std);
+    if (r < 0) {
+        free(buf);
+        return -1;
+    }
+    /* It decodes whole quanta: the padding's bytes are not data. */
     *out = buf;
-    *len = (size_t)(o - buf);
+    *len = (size_t)r - (padded - n);
     return 0;
 }
