@@ -48,8 +48,8 @@ void claim_key_of(char *buf, size_t len, const char *name,
 static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 int claim_new(claim **out, struct event_base *base, const char *endpoints,
-              const char *role, const char *name, uint64_t timeout_ns,
-              char *err, size_t errlen)
+              const char *role, uint64_t timeout_ns, char *err,
+              size_t errlen)
 {
     claim *c = calloc(1, sizeof(*c));
     uint8_t r[8];
@@ -80,7 +80,6 @@ int claim_new(claim **out, struct event_base *base, const char *endpoints,
         claim_free(c);
         return rc;
     }
-    snprintf(c->name, sizeof(c->name), "%s", name);
     snprintf(c->value, sizeof(c->value),
              "%s %02x%02x%02x%02x%02x%02x%02x%02x", role, r[0], r[1], r[2],
              r[3], r[4], r[5], r[6], r[7]);
@@ -171,10 +170,11 @@ static void attempt(claim *c)
     }
 }
 
-int claim_start(claim *c, uint64_t generation, claim_cb cb, void *opaque,
-                char *err, size_t errlen)
+int claim_start(claim *c, const char *name, uint64_t generation, claim_cb cb,
+                void *opaque, char *err, size_t errlen)
 {
     claim_cancel(c);
+    snprintf(c->name, sizeof(c->name), "%s", name);
     claim_key_of(c->key, sizeof(c->key), c->name, generation);
     c->generation = generation;
     c->attempts = 0;
@@ -259,13 +259,14 @@ struct json_t *claim_status(const claim *c, const char *name,
         for (size_t i = 0; i < etcd_endpoints(c->client); i++)
             json_array_append_new(eps, json_string(etcd_endpoint_url(
                                            c->client, i)));
-        name = c->name;
         state = claim_state_name(c->state);
         owner = claim_owner(c);
         err = claim_error(c);
     }
-    if (c && c->state != CLAIM_IDLE)
+    if (c && c->state != CLAIM_IDLE) {
+        name = c->name;
         generation = c->generation;
+    }
     if (name && generation)
         claim_key_of(key, sizeof(key), name, generation);
     return json_pack("{s:o, s:s?, s:I, s:s?, s:s, s:s?, s:s?, s:I}",

@@ -42,22 +42,23 @@ typedef struct claim claim;
 typedef void (*claim_cb)(void *opaque, claim_state state);
 
 /*
- * A claim object for role ("primary" or "secondary") of VM name with
- * the witness at endpoints (etcd client URLs, comma-separated); each
- * attempt's deadline timeout_ns (0: the default).  0, or -errno with a
- * message (a bad endpoint says which).
+ * A claim object for role ("primary" or "secondary") with the witness at
+ * endpoints (etcd client URLs, comma-separated); each attempt's deadline
+ * timeout_ns (0: the default).  0, or -errno with a message (a bad
+ * endpoint says which).
  */
 int claim_new(claim **out, struct event_base *base, const char *endpoints,
-              const char *role, const char *name, uint64_t timeout_ns,
-              char *err, size_t errlen);
+              const char *role, uint64_t timeout_ns, char *err,
+              size_t errlen);
 void claim_free(claim *c);
 
 /*
- * Claims generation's key; an earlier claim in flight is dropped first.
- * cb runs on each change of state.  0 or -errno (no memory) with a message.
+ * Claims VM name's generation's key (name key-safe: checkpoint/pairing.h);
+ * an earlier claim in flight is dropped first.  cb runs on each change of
+ * state.  0 or -errno (no memory) with a message.
  */
-int claim_start(claim *c, uint64_t generation, claim_cb cb, void *opaque,
-                char *err, size_t errlen);
+int claim_start(claim *c, const char *name, uint64_t generation, claim_cb cb,
+                void *opaque, char *err, size_t errlen);
 /* Stops asking; the state is IDLE again; no callback. */
 void claim_cancel(claim *c);
 
@@ -81,7 +82,8 @@ void claim_key_of(char *buf, size_t len, const char *name,
 
 /*
  * The status object "witness" (docs/witness.md): c's, or with c NULL the
- * state "none" of a role without --witness (name and generation as given).
+ * state "none" of a role without --witness; name and generation those of
+ * the pairing served (NULL, 0: none yet), unless a claim was made.
  */
 struct json_t *claim_status(const claim *c, const char *name,
                             uint64_t generation);

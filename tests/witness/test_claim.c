@@ -89,11 +89,13 @@ static void settle(side *sides, int n)
     }
 }
 
+static const char *vm_name;
+
 static void start(side *d, uint64_t g)
 {
     char err[512];
     d->last = CLAIM_CLAIMING;
-    if (claim_start(d->c, g, on_state, d, err, sizeof(err)) < 0)
+    if (claim_start(d->c, vm_name, g, on_state, d, err, sizeof(err)) < 0)
         die("claim_start: %s", err);
     if (claim_get_state(d->c) != CLAIM_CLAIMING)
         die("claim_start: state %s, not claiming",
@@ -120,12 +122,12 @@ static void check_status(const claim *c, const char *state,
 
 static void race(const char *eps, const char *name, uint64_t g)
 {
+    vm_name = name;
     side d[2] = { 0 };
     char err[512];
     const char *roles[2] = { "primary", "secondary" };
     for (int i = 0; i < 2; i++)
-        if (claim_new(&d[i].c, base, eps, roles[i], name, 0, err,
-                      sizeof(err)) < 0)
+        if (claim_new(&d[i].c, base, eps, roles[i], 0, err, sizeof(err)) < 0)
             die("claim_new: %s", err);
     if (strncmp(claim_value(d[0].c), "primary ", 8) ||
         strlen(claim_value(d[0].c)) != 8 + 16 ||
@@ -201,10 +203,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 static void wait_won(const char *eps, const char *name, uint64_t g,
                      const char *role)
 {
+    vm_name = name;
     side d = { 0 };
     char err[512];
-    if (claim_new(&d.c, base, eps, role, name, 500000000u, err,
-                  sizeof(err)) < 0)
+    if (claim_new(&d.c, base, eps, role, 500000000u, err, sizeof(err)) < 0)
         die("claim_new: %s", err);
     start(&d, g);
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &d);
