@@ -148,7 +148,6 @@ static void on_claim(void *opaque, claim_state outcome)
         daemon_exit(s->d, STANDBY_EXIT_FENCED);
         break;
     case STANDBY_CLAIM_REFUSE:
-        claim_cancel(s->witness);
         s->request = STANDBY_REQUEST_NONE;
         if (outcome == CLAIM_LOST)
             snprintf(msg, sizeof(msg), "failover refused: the witness gave "
@@ -159,6 +158,7 @@ static void on_claim(void *opaque, claim_state outcome)
             snprintf(msg, sizeof(msg), "failover refused: cannot reach the "
                      "witness (%s); --force goes live without it",
                      err ? err : "no answer");
+        claim_cancel(s->witness);       /* an operator asks again */
         log_msg("%s", msg);
         answer_failover(s, outcome == CLAIM_LOST ? -EPERM : -EAGAIN, msg);
         break;

@@ -269,9 +269,12 @@ struct json_t *claim_status(const claim *c, const char *name,
     }
     if (name && generation)
         claim_key_of(key, sizeof(key), name, generation);
-    return json_pack("{s:o, s:s?, s:I, s:s?, s:s, s:s?, s:s?, s:I}",
-                     "endpoints", eps, "vm_name", name, "generation",
-                     (json_int_t)generation, "key", key[0] ? key : NULL,
-                     "state", state, "owner", owner, "error", err,
-                     "attempts", (json_int_t)(c ? c->attempts : 0));
+    json_t *j = json_pack("{s:o, s:s?, s:I, s:s?, s:s, s:s?, s:s?, s:I}",
+                          "endpoints", eps, "vm_name", name, "generation",
+                          (json_int_t)generation, "key", key[0] ? key : NULL,
+                          "state", state, "owner", owner, "error", err,
+                          "attempts", (json_int_t)(c ? c->attempts : 0));
+    if (j && !c)
+        json_object_set_new(j, "warning", json_string(CLAIM_NO_WITNESS));
+    return j;
 }
