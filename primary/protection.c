@@ -409,10 +409,17 @@ protection_act protection_taken(protection *p, const protection_plan *pl)
 
 void protection_sent(protection *p, uint64_t id, uint64_t sent_ns)
 {
-    p->written = true;
+    if (sent_ns && linked(p))
+        p->written = true;
     for (size_t i = 0; i < p->nwin; i++)
         if (p->win[i].id == id)
             p->win[i].sent_ns = sent_ns;
+}
+
+void protection_writing(protection *p, uint64_t sending)
+{
+    if (sending && linked(p))
+        p->written = true;
 }
 
 /*
@@ -568,6 +575,7 @@ protection_act protection_tick(protection *p, uint64_t now,
                                const channel_times *t)
 {
     protection_act a = { 0 };
+    protection_writing(p, t->sending);
     if (!linked(p) || !t->last_recv_ns)
         return a;   /* still connecting: that has its own timeout */
     /*

@@ -96,7 +96,7 @@ typedef struct protection {
      */
     bool must_protect;
     bool setup_failed;          /* it did not: the VM is being stopped */
-    bool written;               /* checkpoint 1 went to this secondary */
+    bool written;               /* a package's write to it began */
     bool paused;                /* claiming without an answer: VM paused */
 
     uint64_t next_id, acked_id; /* this secondary's */
@@ -225,8 +225,16 @@ protection_act protection_build_failed(protection *p,
                                        const char *why);
 /* Its package goes to the link: it is in flight. */
 protection_act protection_taken(protection *p, const protection_plan *pl);
-/* The link wrote package id at sent_ns. */
+/* The link wrote package id at sent_ns (0: dropped unsent). */
 void protection_sent(protection *p, uint64_t id, uint64_t sent_ns);
+/*
+ * The link has begun writing package sending (channel_times.sending, 0:
+ * none yet).  From then on the secondary may hold it whole and fail over
+ * to it, even before protection_sent says so (that report comes through
+ * the loop, maybe after the link's end): with a witness, its loss is
+ * claimed.  The caller says so before reporting the link's end.
+ */
+void protection_writing(protection *p, uint64_t sending);
 /* Ns from now until the next checkpoint is due (an interval after the
  * last began). */
 uint64_t protection_delay(const protection *p, uint64_t now);

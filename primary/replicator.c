@@ -215,6 +215,11 @@ static void link_sent(void *opaque, channel *l, uint64_t id, qfile *pkg,
 
 static void lose(replicator *p, const char *why)
 {
+    if (p->link) {
+        channel_times t;
+        channel_get_times(p->link, &t);
+        protection_writing(&p->prot, t.sending);
+    }
     protection_act a = protection_lose(&p->prot, why);
     replicator_do(p, &a);
 }
@@ -270,6 +275,8 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         p->pongs++;
         break;
     case RETPATH_SHUT:
+        channel_get_times(l, &t);
+        protection_writing(&p->prot, t.sending);
         a = protection_shut(&p->prot, m->value32);
         break;
     }

@@ -1419,9 +1419,33 @@ static void test_witness_claims(void **unused)
     p.o.witness = true;
     bring_up(&p);
     take(&p, 0);
+    protection_writing(&p, 0);
+    protection_sent(&p, 1, 0);          /* dropped unsent */
     a = protection_lose(&p, "secondary " ADDR ": the link ended");
     assert_lost(&p, &a, "the link ended");
     assert_false(a.claim);
+    /*
+     * Its write began: the secondary may hold it whole although the
+     * report of the write has not come yet.
+     */
+    init(&p, 2 * S);
+    p.o.witness = true;
+    bring_up(&p);
+    take(&p, 0);
+    protection_writing(&p, 1);
+    a = protection_lose(&p, "secondary " ADDR ": the link ended");
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+    assert_true(a.claim);
+    /* ... as the liveness check finds it. */
+    init(&p, 2 * S);
+    p.o.witness = true;
+    bring_up(&p);
+    take(&p, 0);
+    t = (channel_times){ .last_recv_ns = 1, .sending = 1 };
+    p.last_tick_ns = FAILURE;
+    a = protection_tick(&p, FAILURE + 1, &t);
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+    assert_true(a.claim);
     /* ... and a new secondary starts unwritten. */
     witnessed(&p);
     protection_lose(&p, "gone");
