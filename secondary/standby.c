@@ -109,8 +109,10 @@ int standby_may_fail_over(standby_state s, bool applied,
                           standby_request request, char *err, size_t errlen)
 {
     if (s != STANDBY_REPLICATING) {
-        snprintf(err, errlen, "failover: the secondary is %s",
-                 standby_state_name(s, applied));
+        snprintf(err, errlen, "failover: the secondary is %s%s",
+                 standby_state_name(s, applied), s == STANDBY_CLAIMING
+                 ? " (waiting for the witness; failover --force goes live "
+                   "without it)" : "");
         return -EINVAL;
     }
     if (request == STANDBY_REQUEST_CLAIM) {

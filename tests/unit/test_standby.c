@@ -251,7 +251,9 @@ static void test_claim_outcomes(void **state)
     assert_int_equal(standby_may_fail_over(STANDBY_CLAIMING, true,
                                            STANDBY_REQUEST_NONE, err,
                                            sizeof(err)), -EINVAL);
-    assert_string_equal(err, "failover: the secondary is claiming");
+    assert_string_equal(err, "failover: the secondary is claiming (waiting "
+                             "for the witness; failover --force goes live "
+                             "without it)");
     /* --force: while claiming, or over an operator's claim in flight. */
     assert_int_equal(standby_may_force(STANDBY_CLAIMING, true,
                                        STANDBY_REQUEST_NONE, err,
