@@ -363,6 +363,7 @@ class Run:
     def __init__(self, net, cluster, i, ref):
         self.net, self.cluster, self.ref, self.i = net, cluster, ref, i
         self.name = "f%d-%d" % (os.getpid(), i)
+        cluster.wait_ready()        # a run before may have stopped members
         self.sec, addr, self.sctl = e2e.spawn_secondary(
             "sec%d" % i, netns=net.ns["S"], listen="10.79.0.2:0",
             failure="%dms" % (FAILURE * 1e3),
@@ -371,7 +372,7 @@ class Run:
             "pri%d" % i, addr, netns=net.ns["P"],
             failure="%dms" % (FAILURE * 1e3),
             extra=self.witness_args("P"))
-        self.acked = None
+        self.acked = self.gen = None
 
     def witness_args(self, side):
         return ["--witness", self.net.witness(self.cluster, side),
@@ -380,8 +381,11 @@ class Run:
 
     def active(self, settle):
         """Waits for the pair to be active, then `settle` seconds more;
-        notes the primary's last ACK."""
-        e2e.wait_state(self.pctl, self.pri, "active", 20)
+        notes the pairing's generation and the primary's last ACK."""
+        st = e2e.wait_state(self.pctl, self.pri, "active", 20)
+        self.gen = st["witness"]["generation"]
+        check(st["witness"]["state"] == "idle", "active, but the witness "
+              "is %r" % st["witness"])
         time.sleep(settle)
         self.note_acked()
 
@@ -396,15 +400,9 @@ class Run:
     def status(self, ctl):
         return ctl.status() or {}
 
-    def owner(self, generation=None):
-        """The owner key's value (any generation of this VM's)."""
-        g = generation
-        if g is None:
-            st = self.status(self.sctl) or self.status(self.pctl)
-            g = (st.get("witness") or {}).get("generation")
-        if g is None:
-            return None
-        return self.cluster.get("/ftvm/%s/%d/owner" % (self.name, g))
+    def owner(self):
+        """The owner key's value for the pairing the fault broke."""
+        return self.cluster.get("/ftvm/%s/%d/owner" % (self.name, self.gen))
 
     def check(self, continued_from=None):
         """The timeline of what both released, once both are done
@@ -438,12 +436,13 @@ def run_kill_primary(run):
     run.pri.eof()
     s = secondary_live(run)
     fo = s["failover"]
-    owner = run.owner(s["witness"]["generation"])
+    owner = run.owner()
     check(owner and owner.startswith("secondary "), "the secondary went "
           "live but the key holds %r" % owner)
     check(s["witness"]["state"] == "won", "witness %r" % s["witness"])
     b, gap = run.check(fo["continued_from"])
-    return "failover from %d (gap %d)" % (fo["continued_from"], gap)
+    return "secondary won", "failover from %d (gap %d)" % (
+        fo["continued_from"], gap)
 
 
 def run_stop_primary(run):
@@ -467,21 +466,24 @@ def run_stop_primary(run):
     t1 = time.monotonic()
     ft.wait_until(settled, 15, "the pair to settle after a %.0f ms stop" %
                   (d * 1e3), step=0.01)
-    return finish_contest(run, "stop %.0f ms" % (d * 1e3))
+    return finish_contest(run, "stop %.0f ms" % (d * 1e3), True)
 
 
-def finish_contest(run, what):
-    """Both were alive when the pair broke: exactly one carries on."""
+def finish_contest(run, what, quiet_ok=False):
+    """Both were alive when the pair broke: exactly one carries on, the
+    other exits; or (quiet_ok) neither noticed and the pair is active."""
     def done():
         if not run.pri.alive() or not run.sec.alive():
             return True
-        return run.status(run.pctl).get("state") == "active" and \
-            (run.status(run.pctl).get("witness") or {}).get("state") == \
-            "idle"
+        if not quiet_ok:
+            return False
+        st = run.status(run.pctl)
+        return st.get("state") == "active" and \
+            (st.get("witness") or {}).get("state") == "idle"
     ft.wait_until(done, 15, "one side to stop (%s)" % what, step=0.01)
     if run.pri.alive() and run.sec.alive():
         run.check()
-        return "%s: unnoticed, still active" % what
+        return "unnoticed", "%s: still active" % what
     if not run.pri.alive():
         rc = run.pri.p.returncode
         check(rc == EXIT_FENCED, "%s: the primary exited %s, expected %d "
@@ -489,24 +491,24 @@ def finish_contest(run, what):
         check("this copy stops" in run.pri.err(), run.pri.err())
         run.pri.eof()
         s = secondary_live(run)
-        owner = run.owner(s["witness"]["generation"])
+        owner = run.owner()
         check(owner and owner.startswith("secondary "), "key %r" % owner)
         b, gap = run.check(s["failover"]["continued_from"])
-        return "%s: the secondary won, primary exit 123, from %d (gap %d)" \
+        return "secondary won", "%s: primary exit 123, from %d (gap %d)" \
             % (what, s["failover"]["continued_from"], gap)
     rc = run.sec.p.returncode
     check(rc == EXIT_LOST, "%s: the secondary exited %s, expected %d (lost "
           "the claim)\n%s" % (what, rc, EXIT_LOST, run.sec.dump()))
     check(not run.sec.eof(), "the secondary lost but printed %r" %
           run.sec.lines()[:3])
-    st = e2e.wait_state(run.pctl, run.pri, "degraded", 10)
-    owner = run.owner(st["witness"]["generation"])
+    e2e.wait_state(run.pctl, run.pri, "degraded", 10)
+    owner = run.owner()
     check(owner and owner.startswith("primary "), "key %r" % owner)
     n = len(run.pri.lines())
     ft.wait_until(lambda: len(run.pri.lines()) >= n + 3, 10,
                   "the primary's ticks to go on, degraded")
     run.check()
-    return "%s: the primary won, secondary exit 5" % what
+    return "primary won", "%s: secondary exit 5" % what
 
 
 def run_partition(run):
@@ -556,12 +558,13 @@ def run_etcd_partition(run):
     run.net.mend("pe")
     st = e2e.wait_state(run.pctl, run.pri, "degraded", 10)
     check(st["witness"]["state"] == "won", "%r" % st["witness"])
-    owner = run.owner(st["witness"]["generation"])
+    owner = run.owner()
     check(owner and owner.startswith("primary "), "key %r" % owner)
     ft.wait_until(lambda: len(run.pri.lines()) >= n + 5, 10,
                   "the primary's ticks to go on")
     run.check()
-    return "held %d lines' worth for %.0f ms, then won" % (n, hold * 1e3)
+    return "primary won", "held after line %d for %.0f ms, then won" % (
+        n, hold * 1e3)
 
 
 def run_quorum_kill(run):
@@ -594,10 +597,11 @@ def run_quorum_kill(run):
     s = secondary_live(run, 15)
     check(run.sec.times[0] >= t_cont, "the secondary's first line "
           "arrived before the quorum came back")
-    owner = run.owner(s["witness"]["generation"])
+    owner = run.owner()
     check(owner and owner.startswith("secondary "), "key %r" % owner)
     b, gap = run.check(s["failover"]["continued_from"])
-    return "members %s stopped %.0f ms; live after, from %d (gap %d)" % (
+    return "secondary won", "members %s stopped %.0f ms; live after, " \
+        "from %d (gap %d)" % (
         stopped, hold * 1e3, s["failover"]["continued_from"], gap)
 
 
@@ -633,25 +637,16 @@ def run_claim_kill(run):
         run.pri.eof()
         run.sec.eof()
         how = "kill of the primary, then of the secondary at ~T"
-    # Whoever owns the key: the rest follows from it.
-    g = None
-    for line in (run.pri.err() + run.sec.err()).splitlines():
-        m = re.search(r"/ftvm/%s/(\d+)/owner" % re.escape(run.name), line)
-        if m:
-            g = int(m.group(1))
-
     def settled():
         return not run.pri.alive() or \
             run.status(run.pctl).get("state") == "degraded"
     ft.wait_until(settled, 15, "the primary to stop or go on", step=0.01)
-    owner = run.owner(g) if g is not None else None
+    owner = run.owner()
     if run.pri.alive():
-        st = run.status(run.pctl)
-        owner = run.owner(st["witness"]["generation"])
         check(owner and owner.startswith("primary "), "the primary went "
               "on but the key holds %r" % owner)
         run.check()
-        return "%s: the primary won" % how
+        return "primary won", how
     if run.pri.p.returncode == EXIT_FENCED:
         check(owner and owner.startswith("secondary "), "the primary was "
               "fenced but the key holds %r" % owner)
@@ -659,8 +654,9 @@ def run_claim_kill(run):
         check(owner and owner.startswith("secondary "), "the secondary "
               "released output but the key holds %r" % owner)
     run.check()
-    return "%s: key %r; the secondary released %d line(s), then died" % (
-        how, owner and owner.split()[0], len(run.sec.lines()))
+    tag = "nobody runs (key: %s)" % (owner.split()[0] if owner else "none")
+    return tag, "%s: the secondary released %d line(s), then died" % (
+        how, len(run.sec.lines()))
 
 
 RUNS = {"kill-primary": run_kill_primary, "stop-primary": run_stop_primary,
@@ -691,9 +687,12 @@ def case_faults(case, runs):
         run = None
         try:
             run = Run(net, cluster, i, ref)
-            what = RUNS[kind](run)
-            log("run %d %s: %s (%.1f s)" % (i, kind, what,
-                                            time.monotonic() - t))
+            tag, what = RUNS[kind](run)
+            row[tag] = row.get(tag, 0) + 1
+            if "(gap 0)" not in what and "(gap " in what:
+                row["gaps"] = row.get("gaps", 0) + 1
+            log("run %d %s: %s; %s (%.1f s)" % (i, kind, tag, what,
+                                                time.monotonic() - t))
         except ft.Failure as e:
             row["fail"] += 1
             if not keep_going:
@@ -709,8 +708,10 @@ def case_faults(case, runs):
             for m in range(3):
                 cluster.cont(m)
     for kind, row in sorted(table.items()):
-        log("summary: %-15s runs=%d failures=%d mean=%.1fs" %
-            (kind, row["runs"], row["fail"], row["s"] / row["runs"]))
+        tags = ", ".join("%s=%d" % (k, v) for k, v in sorted(row.items())
+                         if k not in ("runs", "fail", "s"))
+        log("summary: %-15s runs=%d failures=%d mean=%.1fs %s" %
+            (kind, row["runs"], row["fail"], row["s"] / row["runs"], tags))
     fails = sum(r["fail"] for r in table.values())
     log("summary: total runs=%d failures=%d in %.1f s" %
         (runs, fails, time.monotonic() - t0))
