@@ -47,6 +47,8 @@ and goes on, for scripts/soak-fence.sh):
                     open by a lost quorum (the P-S link cut), or the kill
                     falls near the failure timeout after a kill of the
                     primary; whoever owns the key, nothing is released twice
+  no-witness        the checker on real split brain: no --witness, the P-S
+                    link cut, both VMs run on: check_timeline must fail
   mixed             the six above in random order (the soak)
 """
 import ctypes
@@ -360,8 +362,9 @@ class Run:
     """One pair: the secondary in S, the primary in P, both with the
     witness; the counter guest; one VM name per run."""
 
-    def __init__(self, net, cluster, i, ref):
+    def __init__(self, net, cluster, i, ref, witness=True):
         self.net, self.cluster, self.ref, self.i = net, cluster, ref, i
+        self.with_witness = witness
         self.name = "f%d-%d" % (os.getpid(), i)
         cluster.wait_ready()        # a run before may have stopped members
         self.sec, addr, self.sctl = e2e.spawn_secondary(
@@ -375,6 +378,8 @@ class Run:
         self.acked = self.gen = None
 
     def witness_args(self, side):
+        if not self.with_witness:
+            return []
         return ["--witness", self.net.witness(self.cluster, side),
                 "--vm-name", self.name,
                 "--witness-timeout", "%dms" % (WITNESS_TIMEOUT * 1e3)]
@@ -384,7 +389,8 @@ class Run:
         notes the pairing's generation and the primary's last ACK."""
         st = e2e.wait_state(self.pctl, self.pri, "active", 20)
         self.gen = st["witness"]["generation"]
-        check(st["witness"]["state"] == "idle", "active, but the witness "
+        want = "idle" if self.with_witness else "none"
+        check(st["witness"]["state"] == want, "active, but the witness "
               "is %r" % st["witness"])
         time.sleep(settle)
         self.note_acked()
@@ -659,12 +665,40 @@ def run_claim_kill(run):
         how, len(run.sec.lines()))
 
 
+def case_no_witness():
+    """The checker on real split brain: without --witness, a cut P-S link
+    leaves both VMs running and releasing (issue 9's finding); the
+    timeline check must say so."""
+    net, cluster, ref = setup()
+    run = Run(net, cluster, 1, ref, witness=False)
+    warn = "no witness: a stall or a partition can leave both copies running"
+    for p in (run.pri, run.sec):
+        check(p.err().count(warn) == 1, "%s's start-up does not say, once, "
+              "%r\n%s" % (p.name, warn, p.err()))
+    run.active(rng.uniform(0.3, 1.0))
+    run.net.cut("ps")
+    e2e.wait_state(run.sctl, run.sec, "running", 10)
+    e2e.wait_state(run.pctl, run.pri, "degraded", 10)
+    n = len(run.pri.lines())
+    ft.wait_until(lambda: len(run.pri.lines()) >= n + 5 and
+                  len(run.sec.lines()) >= 5, 10, "both VMs to print")
+    try:
+        run.check()
+    except ft.Failure as e:
+        log("split brain seen by the checker: %s" % e)
+        return
+    fail("both VMs released output after the cut, and the checker passed "
+         "it:\n%r\n%r" % (run.released(run.pri)[-8:],
+                           run.released(run.sec)[:8]))
+
+
 RUNS = {"kill-primary": run_kill_primary, "stop-primary": run_stop_primary,
         "partition": run_partition, "etcd-partition": run_etcd_partition,
         "quorum-kill": run_quorum_kill, "claim-kill": run_claim_kill}
 
 
-def case_faults(case, runs):
+def setup():
+    """The namespaces, the etcd cluster, the reference run."""
     import etcdcluster
     global e2e
     import e2e_test
@@ -675,7 +709,11 @@ def case_faults(case, runs):
     # --insecure is for loopback only: these pairs meet on veth addresses.
     e2e.creds = ft.make_certs("pair", "primary", "secondary")
     cluster = etcdcluster.start(hosts=("10.80.1.1", "10.80.2.1"))
-    ref = e2e.Reference()
+    return net, cluster, e2e.Reference()
+
+
+def case_faults(case, runs):
+    net, cluster, ref = setup()
     keep_going = os.environ.get("FTVM_E2E_KEEP_GOING") == "1"
     table = {}
     t0 = time.monotonic()
@@ -729,7 +767,7 @@ def main():
         k = args.index("--runs")
         runs = int(args[k + 1])
         del args[k:k + 2]
-    cases = ["checker", "net"] + sorted(RUNS) + ["mixed"]
+    cases = ["checker", "net", "no-witness"] + sorted(RUNS) + ["mixed"]
     if len(args) != 4 or args[0] not in cases:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
@@ -748,6 +786,8 @@ def main():
             case_checker()
         elif case == "net":
             case_net()
+        elif case == "no-witness":
+            case_no_witness()
         else:
             case_faults(case, runs)
     ft.run_case(case, body, "faults", " (FTVM_E2E_SEED=%d)" % seed)
