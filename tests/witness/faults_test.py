@@ -49,6 +49,9 @@ and goes on, for scripts/soak-fence.sh):
                     primary; whoever owns the key, nothing is released twice
   no-witness        the checker on real split brain: no --witness, the P-S
                     link cut, both VMs run on: check_timeline must fail
+  udpkv             udpkv over TAP (a bridge in E reaching one in P and
+                    one in S) through a kill -9 of the primary or a cut
+                    P-S link: every PUT acknowledged reads back
   mixed             the six above in random order (the soak)
 """
 import ctypes
@@ -71,7 +74,7 @@ WITNESS_TIMEOUT = 0.5           # --witness-timeout (s)
 EXIT_FENCED, EXIT_LOST = 123, 5
 DEFAULT_RUNS = {"kill-primary": 9, "stop-primary": 9, "partition": 9,
                 "etcd-partition": 6, "quorum-kill": 7, "claim-kill": 8,
-                "mixed": 12}
+                "mixed": 12, "udpkv": 4}
 TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
 HEAD_RE = re.compile(r"^counter rate=\d+ count=\d+ (area-kib=\d+ "
                      r"pages-per-tick=\d+ crc [0-9a-f]{8})$")
@@ -288,6 +291,29 @@ class Net:
         for pair in list(self.down):
             self.mend(pair)
 
+    def add_lan(self):
+        """A client LAN for udpkv: a bridge in E (10.78.0.1, where this
+        driver runs the client) reaching a bridge in P and one in S, each
+        with the side's TAP.  Its own veths: cutting P-S leaves it."""
+        if not os.path.exists("/dev/net/tun"):
+            ft.skip("/dev/net/tun is missing")
+        e = ["ip", "-n", self.ns["E"]]
+        sh(*e, "link", "add", "ftvm-lan", "type", "bridge", "stp_state", "0")
+        sh(*e, "addr", "add", "10.78.0.1/24", "dev", "ftvm-lan")
+        sh(*e, "link", "set", "ftvm-lan", "up")
+        for k in "PS":
+            x = ["ip", "-n", self.ns[k]]
+            sh(*x, "link", "add", "ftvm-br", "type", "bridge", "stp_state",
+               "0")
+            sh(*x, "tuntap", "add", "dev", "ftvm-tap", "mode", "tap")
+            sh(*x, "link", "add", "ftvm-lan", "type", "veth", "peer", "name",
+               "ftvm-lan" + k.lower(), "netns", self.ns["E"])
+            for dev in ("ftvm-tap", "ftvm-lan"):
+                sh(*x, "link", "set", dev, "master", "ftvm-br", "up")
+            sh(*x, "link", "set", "ftvm-br", "up")
+            sh(*e, "link", "set", "ftvm-lan" + k.lower(), "master",
+               "ftvm-lan", "up")
+
     def witness(self, cluster, side):
         host = self.PAIRS["pe" if side == "P" else "se"][3]
         return cluster.endpoints(host=host)
@@ -362,7 +388,8 @@ class Run:
     """One pair: the secondary in S, the primary in P, both with the
     witness; the counter guest; one VM name per run."""
 
-    def __init__(self, net, cluster, i, ref, witness=True):
+    def __init__(self, net, cluster, i, ref, witness=True, image="counter",
+                 args=("rate=50",), mem="64M", extra=(), sec_extra=()):
         self.net, self.cluster, self.ref, self.i = net, cluster, ref, i
         self.with_witness = witness
         self.name = "f%d-%d" % (os.getpid(), i)
@@ -370,11 +397,11 @@ class Run:
         self.sec, addr, self.sctl = e2e.spawn_secondary(
             "sec%d" % i, netns=net.ns["S"], listen="10.79.0.2:0",
             failure="%dms" % (FAILURE * 1e3),
-            extra=self.witness_args("S"))
+            extra=self.witness_args("S") + list(sec_extra))
         self.pri, self.pctl = e2e.spawn_primary(
-            "pri%d" % i, addr, netns=net.ns["P"],
-            failure="%dms" % (FAILURE * 1e3),
-            extra=self.witness_args("P"))
+            "pri%d" % i, addr, netns=net.ns["P"], image=image, args=args,
+            mem=mem, failure="%dms" % (FAILURE * 1e3),
+            extra=self.witness_args("P") + list(extra))
         self.acked = self.gen = None
 
     def witness_args(self, side):
@@ -692,6 +719,67 @@ def case_no_witness():
                            run.released(run.sec)[:8]))
 
 
+GUEST_IP = "10.78.0.2"
+
+
+def case_udpkv(runs):
+    """udpkv over TAP through a kill -9 of the primary or a cut P-S link:
+    every PUT acknowledged reads back from whoever carried on."""
+    net, cluster, _ = setup()
+    net.add_lan()
+    kvload = os.path.join(HERE, "..", "replication", "kvload.py")
+    for i in range(1, runs + 1):
+        # A MAC of its own per run, and the client's ARP entry forgotten:
+        # the bridges still know the last run's MAC on the survivor's side.
+        mac = "02:00:0a:4e:%02x:02" % (i % 256)
+        sh("ip", "neigh", "flush", "dev", "ftvm-lan")
+        run = Run(net, cluster, i, None, image="udpkv", mem="32M",
+                  args=["ip=" + GUEST_IP],
+                  extra=["--net", "tap:ftvm-tap", "--mac", mac,
+                         "--checkpoint-interval", "20ms"],
+                  sec_extra=["--net", "tap:ftvm-tap"])
+        run.active(0)
+        ft.wait_until(lambda: any(l.startswith("udpkv ready")
+                                  for l in run.pri.lines()) or
+                      (not run.pri.alive() and fail(run.pri.dump())), 20,
+                      "udpkv ready")
+        salt = "%08x" % rng.getrandbits(32)
+        n, after = 120, rng.randint(10, 60)
+        client = ft.Stream("put%d" % i, [sys.executable, kvload, GUEST_IP,
+                                         salt, "put", str(n)])
+
+        def oks():
+            return [int(l.split()[1]) for l in client.lines()
+                    if l.startswith("ok ")]
+        ft.wait_until(lambda: len(oks()) >= after or
+                      (not client.alive() and fail(client.dump())), 30,
+                      "%d PUTs answered" % after)
+        how = rng.choice(["kill", "cut"])
+        if how == "kill":
+            run.pri.signal(signal.SIGKILL)
+        else:
+            run.net.cut("ps")
+        ft.wait_until(lambda: not run.pri.alive() or not run.sec.alive(),
+                      15, "one side to stop (%s)" % how)
+        check(client.wait(60) == 0, "the client failed\n" + client.dump())
+        acked = oks()
+        check(len(acked) == n, "%d of %d PUTs answered: %r" %
+              (len(acked), n, [l for l in client.lines()
+                               if not l.startswith("ok ")][:5]))
+        r = ft.run([sys.executable, kvload, GUEST_IP, salt, "get"],
+                   input="\n".join(map(str, acked)), capture_output=True,
+                   text=True, timeout=120)
+        check(r.returncode == 0, "GET after the %s:\n%s%s" %
+              (how, r.stdout[-3000:], r.stderr))
+        winner = "secondary" if run.sec.alive() else "primary"
+        check(run.owner().startswith(winner + " "), "%s carries on, the "
+              "key holds %r" % (winner, run.owner()))
+        log("run %d udpkv %s: %s carried on; %d PUTs answered (%d before), "
+            "all read back" % (i, how, winner, n, after))
+        ft.procs.remove(client)
+        run.retire()
+
+
 RUNS = {"kill-primary": run_kill_primary, "stop-primary": run_stop_primary,
         "partition": run_partition, "etcd-partition": run_etcd_partition,
         "quorum-kill": run_quorum_kill, "claim-kill": run_claim_kill}
@@ -767,7 +855,8 @@ def main():
         k = args.index("--runs")
         runs = int(args[k + 1])
         del args[k:k + 2]
-    cases = ["checker", "net", "no-witness"] + sorted(RUNS) + ["mixed"]
+    cases = ["checker", "net", "no-witness", "udpkv"] + sorted(RUNS) + \
+        ["mixed"]
     if len(args) != 4 or args[0] not in cases:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
@@ -788,6 +877,8 @@ def main():
             case_net()
         elif case == "no-witness":
             case_no_witness()
+        elif case == "udpkv":
+            case_udpkv(runs)
         else:
             case_faults(case, runs)
     ft.run_case(case, body, "faults", " (FTVM_E2E_SEED=%d)" % seed)
