@@ -2,6 +2,7 @@
 #include "checkpoint/pairing.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -45,13 +46,14 @@ void pairing_default_name(const char *image, char out[PAIRING_NAME_MAX + 1])
         snprintf(out, PAIRING_NAME_MAX + 1, "%s", PAIRING_DEFAULT_NAME);
 }
 
-int pairing_draw(pairing *p, const char *name)
+int pairing_draw(pairing *p, const char *name, uint64_t generation)
 {
     /* name may be p's own; NUL-padded, as it goes on the wire whole. */
     char copy[sizeof(p->name)] = { 0 };
     snprintf(copy, sizeof(copy), "%s", name);
     memset(p, 0, sizeof(*p));
     memcpy(p->name, copy, sizeof(copy));
+    p->generation = generation;
     size_t got = 0;
     while (got < sizeof(p->id)) {
         ssize_t r = getrandom(p->id + got, sizeof(p->id) - got, 0);
@@ -70,18 +72,23 @@ int pairing_check(const pairing *p, char *err, size_t errlen)
         snprintf(err, errlen, "VM name: not NUL-terminated");
         return -EINVAL;
     }
+    if (p->generation == 0) {
+        snprintf(err, errlen, "pairing of VM '%s': generation 0", p->name);
+        return -EINVAL;
+    }
     return pairing_check_name(p->name, err, errlen);
 }
 
 bool pairing_equal(const pairing *a, const pairing *b)
 {
     return memcmp(a->id, b->id, sizeof(a->id)) == 0 &&
+           a->generation == b->generation &&
            strncmp(a->name, b->name, sizeof(a->name)) == 0;
 }
 
 const char *pairing_str(const pairing *p, char *buf, size_t len)
 {
-    snprintf(buf, len, "%.*s/%02x%02x%02x%02x", PAIRING_NAME_MAX, p->name,
-             p->id[0], p->id[1], p->id[2], p->id[3]);
+    snprintf(buf, len, "%.*s/%02x%02x%02x%02x/g%" PRIu64, PAIRING_NAME_MAX,
+             p->name, p->id[0], p->id[1], p->id[2], p->id[3], p->generation);
     return buf;
 }

@@ -30,6 +30,7 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_be64(f, m->value64);
         qfile_put_buf(f, m->pair.id, PAIRING_ID_LEN);
         qfile_put_buf(f, m->pair.name, sizeof(m->pair.name));
+        qfile_put_be64(f, m->pair.generation);
         qfile_put_buf(f, m->text, tl);
         break;
     }
@@ -128,6 +129,8 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         const uint8_t *p = buf + 12;
         memcpy(out->pair.id, p, PAIRING_ID_LEN);
         memcpy(out->pair.name, p + PAIRING_ID_LEN, sizeof(out->pair.name));
+        out->pair.generation =
+            be(p + PAIRING_ID_LEN + sizeof(out->pair.name), 8);
         char why[160];
         if (pairing_check(&out->pair, why, sizeof(why)) < 0) {
             snprintf(err, errlen, "return path: %s: %s",

@@ -26,8 +26,9 @@ typedef enum retpath_type {
 } retpath_type;
 
 #define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
-/* ACK's payload, and NACK's before its reason: id, pairing id, name. */
-#define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1)
+/* ACK's payload, and NACK's before its reason: id, pairing id, name,
+ * generation. */
+#define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1 + 8)
 
 typedef struct retpath_msg {
     retpath_type type;

@@ -32,6 +32,8 @@ static const vmstate_field pkg_fields[] = {
     { .name = "name", .type = VMSTATE_T_BUFFER,
       .offset = offsetof(trailer_pkg, pair.name),
       .size = PAIRING_NAME_MAX + 1 },
+    { .name = "generation", .type = VMSTATE_T_U64,
+      .offset = offsetof(trailer_pkg, pair.generation), .size = 8 },
     VMSTATE_END,
 };
 
@@ -214,7 +216,8 @@ int trailer_load_pkg(qfile *f, const savevm_section *sec, trailer_pkg *out)
 
 int trailer_describe_pkg(json_t *vmdesc_devices)
 {
-    const trailer_pkg any = { .id = 1, .pair.name = PAIRING_DEFAULT_NAME };
+    const trailer_pkg any = { .id = 1, .pair.name = PAIRING_DEFAULT_NAME,
+                              .pair.generation = 1 };
 
     return vmstate_describe_section(vmdesc_devices, TRAILER_PKG_IDSTR, 0,
                                     &pkg_desc, &any);

@@ -85,11 +85,11 @@ int trailer_skip(qfile *f, const savevm_section *sec);
  * The package header: the first section of every replication package.
  * Body, big-endian: u64 checkpoint id, u64 base id (0: the package needs
  * no earlier state, e.g. a full resend), u32 flags (0), 16 bytes pairing
- * id, 64 bytes VM name (NUL-padded): the bring-up's (checkpoint/pairing.h),
- * which the receiver compares.
+ * id, 64 bytes VM name (NUL-padded), u64 generation: the bring-up's
+ * (checkpoint/pairing.h), which the receiver compares.
  */
 #define TRAILER_PKG_IDSTR "ftvm-pkg"
-#define TRAILER_PKG_VERSION 2u
+#define TRAILER_PKG_VERSION 3u
 
 typedef struct trailer_pkg {
     uint64_t id;

@@ -111,8 +111,13 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
         channel_free(p->old);
         p->old = NULL;
     }
-    /* A fresh pairing for each secondary: answers of any other are refused. */
-    int rc = pairing_draw(&p->shape.pair, p->shape.pair.name);
+    /*
+     * A fresh pairing for each secondary: answers of any other are refused.
+     * Each bring-up is the next generation (the first is 1), so that the
+     * witness decides each pairing's failure once (docs/witness.md).
+     */
+    int rc = pairing_draw(&p->shape.pair, p->shape.pair.name,
+                          p->shape.pair.generation + 1);
     if (rc < 0) {
         snprintf(err, errlen, "drawing a pairing id: %s", strerror(-rc));
         return rc;

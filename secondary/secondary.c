@@ -20,6 +20,7 @@
 #include "secondary/receiver.h"
 #include "secondary/standby.h"
 #include "vm/mono.h"
+#include "witness/claim.h"
 
 typedef struct secondary {
     secondary_opts *o;
@@ -30,6 +31,7 @@ typedef struct secondary {
     receiver *rx;
     vm *v;
     failover *fo;
+    claim *witness;             /* --witness, or NULL */
     standby_state state;
     standby_request request;    /* why we stopped the receiver, if we did */
     int request_status;
@@ -53,6 +55,17 @@ static bool applied(secondary *s)
 static const char *state_name(secondary *s)
 {
     return standby_state_name(s->state, applied(s));
+}
+
+/* The pairing of the primary served (generation 0 before its VM came). */
+static pairing served(secondary *s)
+{
+    receiver_stats st;
+    pairing none = { .generation = 0 };
+    if (!s->rx)
+        return none;
+    receiver_get_stats(s->rx, &st);
+    return st.apply.have_vm ? st.apply.pair : none;
 }
 
 /* ---- failover ---- */
@@ -82,7 +95,8 @@ static void fail_over(secondary *s, const char *reason)
     receiver_stats st;
     receiver_get_stats(s->rx, &st);
     s->state = STANDBY_FAILOVER;
-    snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
+    if (reason != s->fo_reason)
+        snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
     /* Keeps a checkpoint of the cache being written out of the start. */
     receiver_hold(s->rx);
     s->continued_console = vm_console_bytes(s->v);
@@ -105,6 +119,77 @@ static void fail_over(secondary *s, const char *reason)
     answer_failover(s, 0, NULL);
 }
 
+/* ---- the witness ---- */
+
+static void stop_replication(secondary *s, standby_request request,
+                             int status, int code);
+
+static void on_claim(void *opaque, claim_state outcome)
+{
+    secondary *s = opaque;
+    bool requested = s->state == STANDBY_REPLICATING;
+    const char *err = claim_error(s->witness);
+    char msg[512];
+
+    switch (standby_on_claim(requested, outcome)) {
+    case STANDBY_CLAIM_FAIL_OVER:
+        log_msg("the witness gave the VM to this secondary (%s)",
+                claim_key(s->witness));
+        if (requested)      /* on_end fails over once the receiver stops */
+            stop_replication(s, STANDBY_REQUEST_FAILOVER, 0, -1);
+        else
+            fail_over(s, s->fo_reason);
+        break;
+    case STANDBY_CLAIM_FENCED:
+        log_msg("the primary kept the VM (owner: %s): this secondary never "
+                "runs it", claim_owner(s->witness));
+        s->state = STANDBY_STOPPED;
+        answer_failover(s, -EPERM, "the witness gave the VM to the primary");
+        daemon_exit(s->d, STANDBY_EXIT_FENCED);
+        break;
+    case STANDBY_CLAIM_REFUSE:
+        s->request = STANDBY_REQUEST_NONE;
+        if (outcome == CLAIM_LOST)
+            snprintf(msg, sizeof(msg), "failover refused: the witness gave "
+                     "the VM to the primary (owner: %s)",
+                     claim_owner(s->witness) ? claim_owner(s->witness)
+                                             : "?");
+        else
+            snprintf(msg, sizeof(msg), "failover refused: cannot reach the "
+                     "witness (%s); --force goes live without it",
+                     err ? err : "no answer");
+        claim_cancel(s->witness);       /* an operator asks again */
+        log_msg("%s", msg);
+        answer_failover(s, outcome == CLAIM_LOST ? -EPERM : -EAGAIN, msg);
+        break;
+    case STANDBY_CLAIM_WAIT:
+        log_msg("cannot reach the witness (%s): not running the VM; asking "
+                "again every %.3g s", err ? err : "no answer",
+                (s->o->witness_timeout_ns ? s->o->witness_timeout_ns
+                                          : CLAIM_DEFAULT_TIMEOUT_NS) / 1e9);
+        break;
+    case STANDBY_CLAIM_NOTHING:
+        break;
+    }
+}
+
+/* The primary is lost: asks the witness before going live. */
+static void claim_the_vm(secondary *s, const char *reason)
+{
+    char err[512];
+    pairing p = served(s);
+    snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
+    if (claim_start(s->witness, p.name, p.generation, on_claim, s, err,
+                    sizeof(err)) < 0) {
+        /* No memory: nothing safe to do but not run the VM. */
+        log_msg("%s", err);
+        answer_failover(s, -ENOMEM, err);
+        daemon_exit(s->d, EXITCODE_ERROR);
+        return;
+    }
+    log_msg("claiming the VM from the witness (%s)", claim_key(s->witness));
+}
+
 /* ---- the receiver's reports ---- */
 
 static void on_vm(void *opaque, vm *v)
@@ -120,7 +205,8 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
     /* msg names the peer already (receiver_opts.on_end). */
     standby_decision dec = standby_on_end(&(standby_end){
         .why = why, .have_vm = s->v != NULL, .applied = applied(s),
-        .request = s->request, .request_status = s->request_status });
+        .witness = s->witness != NULL, .request = s->request,
+        .request_status = s->request_status });
 
     switch (dec.verdict) {
     case STANDBY_AS_REQUESTED:
@@ -146,6 +232,8 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
     s->state = dec.next;
     if (dec.next == STANDBY_FAILOVER)
         fail_over(s, dec.failover_reason);
+    else if (dec.next == STANDBY_CLAIMING)
+        claim_the_vm(s, dec.failover_reason);
     else if (dec.exit)
         daemon_exit(s->d, dec.status);
 }
@@ -249,16 +337,53 @@ static control_outcome cmd_failover(void *opaque, control_req *req,
                                     char *err, size_t errlen)
 {
     secondary *s = opaque;
+    json_t *jf = json_object_get(args, "force");
 
-    (void)args; (void)result;
-    *rc = standby_may_fail_over(s->state, applied(s), s->request, err,
-                                errlen);
+    (void)result;
+    if (jf && !json_is_boolean(jf)) {
+        snprintf(err, errlen, "failover: 'force' must be true or false");
+        *rc = -EINVAL;
+        return CONTROL_DONE;
+    }
+    bool force = json_is_true(jf);
+    *rc = force ? standby_may_force(s->state, applied(s), s->request, err,
+                                    errlen)
+                : standby_may_fail_over(s->state, applied(s), s->request,
+                                        err, errlen);
     if (*rc < 0)
         return CONTROL_DONE;
-    log_msg("failover requested");
+    if (s->fo_req)      /* an operator's claim in flight: --force wins */
+        answer_failover(s, -ECANCELED, "failover --force came instead");
     s->fo_t0 = mono_ns();
     s->fo_req = req;
-    stop_replication(s, STANDBY_REQUEST_FAILOVER, 0, -1);
+    if (force && s->witness) {
+        claim_cancel(s->witness);
+        log_msg("WARNING: failover --force: going live WITHOUT the "
+                "witness's agreement (%s); if the primary is alive, both "
+                "copies now run", claim_key(s->witness)[0]
+                ? claim_key(s->witness) : "nothing claimed yet");
+    } else {
+        log_msg(force ? "failover --force requested (no witness)"
+                      : "failover requested");
+    }
+    if (s->state == STANDBY_CLAIMING) {         /* force only */
+        fail_over(s, "forced");
+    } else if (s->witness && !force) {
+        /* Replication goes on until the witness says this side may. */
+        pairing p = served(s);
+        s->request = STANDBY_REQUEST_CLAIM;
+        if (claim_start(s->witness, p.name, p.generation, on_claim, s, err,
+                        errlen) < 0) {
+            s->request = STANDBY_REQUEST_NONE;
+            s->fo_req = NULL;
+            *rc = -ENOMEM;
+            return CONTROL_DONE;
+        }
+        log_msg("claiming the VM from the witness (%s)",
+                claim_key(s->witness));
+    } else {
+        stop_replication(s, STANDBY_REQUEST_FAILOVER, 0, -1);
+    }
     return CONTROL_DEFERRED;
 }
 
@@ -331,6 +456,10 @@ static void hook_status(void *opaque, json_t *r)
         json_object_set_new(r, "primary", json_string(receiver_peer(s->rx)));
         json_object_set_new(r, "replication", replication_json(s));
     }
+    pairing p = served(s);
+    json_object_set_new(r, "witness",
+                        claim_status(s->witness, p.generation ? p.name
+                                     : s->o->vm_name, p.generation));
     if (s->state == STANDBY_RUNNING)
         json_object_set_new(r, "failover",
                             json_pack("{s:f, s:I, s:I, s:s, s:i}", "ms",
@@ -370,13 +499,15 @@ static void collect(void *opaque, metrics_writer *w)
         standby_state_name(STANDBY_WAITING, false),
         standby_state_name(STANDBY_REPLICATING, false),
         standby_state_name(STANDBY_REPLICATING, true),
+        standby_state_name(STANDBY_CLAIMING, false),
         standby_state_name(STANDBY_FAILOVER, false),
         standby_state_name(STANDBY_RUNNING, false),
         standby_state_name(STANDBY_STOPPED, false),
     };
     metrics_state(w, "ftvm_secondary_state",
-                  "waiting for a primary, setup, active, failover, running "
-                  "(failed over) or stopped", states,
+                  "waiting for a primary, setup, active, claiming (asking "
+                  "the witness), failover, running (failed over) or "
+                  "stopped", states,
                   sizeof(states) / sizeof(states[0]), state_name(s));
     /* Before a primary, the same families at zero. */
     receiver_stats st = { .since_heard_ms = -1,
@@ -439,6 +570,19 @@ static int start(secondary *s)
             return r;
         }
     }
+    if (s->o->witness) {
+        r = claim_new(&s->witness, daemon_base(s->d), s->o->witness,
+                      "secondary", s->o->witness_timeout_ns, err,
+                      sizeof(err));
+        if (r < 0) {
+            log_msg("%s", err);
+            return r;
+        }
+        log_msg("witness: %s (claims as '%s')", s->o->witness,
+                claim_value(s->witness));
+    } else {
+        log_msg("%s", CLAIM_NO_WITNESS);
+    }
     if (s->o->tls.insecure && !tls_loopback_addr(s->o->listen)) {
         log_msg("--insecure: --listen %s is not a loopback address; "
                 "plaintext replication is allowed on loopback only (give "
@@ -497,6 +641,7 @@ int secondary_run(secondary_opts *o)
     tlsaccept_free(s.gate);
     receiver_free(s.rx);
     failover_free(s.fo);
+    claim_free(s.witness);
     daemon_free(s.d);
     tls_ctx_free(s.tls);
     return status;

@@ -34,6 +34,9 @@ typedef struct secondary_opts {
     uint64_t handshake_ns;      /* a TLS handshake's deadline; 0: default */
     uint64_t setup_ns;          /* progress this often until checkpoint 1 */
     const char *vm_name;        /* the VM the primary must have; NULL any */
+    /* --witness: etcd endpoints, NULL for none; --witness-timeout. */
+    const char *witness;
+    uint64_t witness_timeout_ns;
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;
@@ -42,7 +45,8 @@ typedef struct secondary_opts {
  * Serves until replication ends and, after a failover, until the VM
  * stops; returns the exit status: before a failover 0 (stopped cleanly),
  * secondary/standby.h's 3 and 4, or daemon/exitcode.h's 120 and 128+N;
- * after one, a VM's (daemon/exitcode.h).
+ * after one, a VM's (daemon/exitcode.h).  With --witness, 5 when the
+ * witness gave the VM to the primary.
  */
 int secondary_run(secondary_opts *o);
 

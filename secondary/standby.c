@@ -9,6 +9,7 @@ const char *standby_state_name(standby_state s, bool applied)
     switch (s) {
     case STANDBY_WAITING: return "waiting";
     case STANDBY_REPLICATING: return applied ? "active" : "setup";
+    case STANDBY_CLAIMING: return "claiming";
     case STANDBY_FAILOVER: return "failover";
     case STANDBY_RUNNING: return "running";
     case STANDBY_STOPPED: return "stopped";
@@ -52,6 +53,14 @@ standby_decision standby_on_end(const standby_end *e)
         /* A failover resumes the last checkpoint applied: is there one? */
         if (!e->applied)
             return stop(STANDBY_NOTHING_APPLIED, STANDBY_EXIT_NOTHING);
+        if (e->witness) {
+            /* Silent or gone is not dead: only the witness may say go. */
+            standby_decision d = fail_over(
+                STANDBY_PRIMARY_LOST, e->why == RECEIVER_END_TIMEOUT
+                                      ? "primary silent" : "primary lost");
+            d.next = STANDBY_CLAIMING;
+            return d;
+        }
         return fail_over(STANDBY_PRIMARY_LOST,
                          e->why == RECEIVER_END_TIMEOUT ? "primary silent"
                                                         : "primary lost");
@@ -60,6 +69,23 @@ standby_decision standby_on_end(const standby_end *e)
         break;
     }
     return stop(STANDBY_REFUSED, STANDBY_EXIT_REFUSED);
+}
+
+standby_claim_act standby_on_claim(bool requested, claim_state outcome)
+{
+    switch (outcome) {
+    case CLAIM_WON:
+        return STANDBY_CLAIM_FAIL_OVER;
+    case CLAIM_LOST:
+        return requested ? STANDBY_CLAIM_REFUSE : STANDBY_CLAIM_FENCED;
+    case CLAIM_UNKNOWN:
+        /* An operator is told at once; a lost primary is waited out. */
+        return requested ? STANDBY_CLAIM_REFUSE : STANDBY_CLAIM_WAIT;
+    case CLAIM_IDLE:
+    case CLAIM_CLAIMING:
+        break;
+    }
+    return STANDBY_CLAIM_NOTHING;
 }
 
 standby_stop standby_on_stop(standby_state s)
@@ -71,6 +97,7 @@ standby_stop standby_on_stop(standby_state s)
         return STANDBY_STOP_REPLICATION;
     case STANDBY_FAILOVER:
         return STANDBY_STOP_IGNORED;
+    case STANDBY_CLAIMING:      /* the VM never ran here */
     case STANDBY_WAITING:
     case STANDBY_STOPPED:
         break;
@@ -86,6 +113,10 @@ int standby_may_fail_over(standby_state s, bool applied,
                  standby_state_name(s, applied));
         return -EINVAL;
     }
+    if (request == STANDBY_REQUEST_CLAIM) {
+        snprintf(err, errlen, "failover: already asking the witness");
+        return -EAGAIN;
+    }
     if (request != STANDBY_REQUEST_NONE) {
         snprintf(err, errlen, "failover: replication is already being "
                  "stopped");
@@ -97,6 +128,16 @@ int standby_may_fail_over(standby_state s, bool applied,
         return -EAGAIN;
     }
     return 0;
+}
+
+int standby_may_force(standby_state s, bool applied, standby_request request,
+                      char *err, size_t errlen)
+{
+    if (s == STANDBY_CLAIMING)
+        return 0;
+    return standby_may_fail_over(s, applied, request == STANDBY_REQUEST_CLAIM
+                                 ? STANDBY_REQUEST_NONE : request, err,
+                                 errlen);
 }
 
 int standby_may_stop(standby_state s, bool applied, standby_request request,

@@ -8,6 +8,12 @@
  * to the end, which is a failover (the VM then runs here), a clean stop
  * (exit 0), the primary's loss before its first checkpoint (exit 3) or a
  * refused stream (exit 4).
+ *
+ * With a witness (--witness, docs/witness.md) losing the primary after
+ * checkpoint 1 is not yet a failover: the secondary claims the pairing's
+ * key first (CLAIMING) and goes live only once it has won; if the primary
+ * won, it exits 5 without ever running the VM.  An operator's failover
+ * claims too, while replication goes on; --force skips the witness.
  */
 #ifndef FTVM_SECONDARY_STANDBY_H
 #define FTVM_SECONDARY_STANDBY_H
@@ -16,6 +22,7 @@
 #include <stddef.h>
 
 #include "secondary/receiver.h"
+#include "witness/claim.h"
 
 /*
  * Exit statuses before a failover, besides 0 (replication stopped
@@ -24,17 +31,22 @@
 enum {
     STANDBY_EXIT_NOTHING = 3,   /* the primary died before checkpoint 1 */
     STANDBY_EXIT_REFUSED = 4,   /* the primary's stream was refused */
+    STANDBY_EXIT_FENCED = 5,    /* the witness gave the VM to the primary */
 };
 
 typedef enum standby_state {
     STANDBY_WAITING,        /* for a primary */
     STANDBY_REPLICATING,    /* setup, or active once a checkpoint applied */
+    STANDBY_CLAIMING,       /* the primary is lost: asking the witness */
     STANDBY_FAILOVER,       /* the RAM cache is becoming the VM */
     STANDBY_RUNNING,        /* failed over: the VM runs here */
     STANDBY_STOPPED,        /* replication is over; the process exits */
 } standby_state;
 
-/* "waiting", "setup", "active", "failover", "running", "stopped". */
+/*
+ * "waiting", "setup", "active", "claiming", "failover", "running",
+ * "stopped".
+ */
 const char *standby_state_name(standby_state s, bool applied);
 
 /* Why the process stopped the receiver itself, if it did. */
@@ -42,6 +54,7 @@ typedef enum standby_request {
     STANDBY_REQUEST_NONE,
     STANDBY_REQUEST_FAILOVER,   /* ftvmctl failover */
     STANDBY_REQUEST_EXIT,       /* stop-replication, quit, a signal */
+    STANDBY_REQUEST_CLAIM,      /* ftvmctl failover, asking the witness */
 } standby_request;
 
 /* A connection's end, as the receiver reported it. */
@@ -49,6 +62,7 @@ typedef struct standby_end {
     receiver_end why;
     bool have_vm;               /* the primary sent the VM's shape */
     bool applied;               /* at least one checkpoint was applied */
+    bool witness;               /* --witness: a loss is claimed first */
     standby_request request;
     int request_status;         /* the exit status REQUEST_EXIT asked for */
 } standby_end;
@@ -58,14 +72,14 @@ typedef enum standby_verdict {
     STANDBY_AS_REQUESTED,       /* fail over, or exit, as asked */
     STANDBY_NOT_A_PRIMARY,      /* ended before the VM: wait for another */
     STANDBY_PRIMARY_STOPPED,    /* EOF (its stop-replication): exit 0 */
-    STANDBY_PRIMARY_LOST,       /* lost or silent: fail over */
+    STANDBY_PRIMARY_LOST,       /* lost or silent: fail over (or claim) */
     STANDBY_NOTHING_APPLIED,    /* lost before checkpoint 1: exit 3 */
     STANDBY_REFUSED,            /* the stream was refused: exit 4 */
 } standby_verdict;
 
 typedef struct standby_decision {
     standby_verdict verdict;
-    standby_state next;         /* WAITING, FAILOVER or STOPPED */
+    standby_state next;         /* WAITING, CLAIMING, FAILOVER or STOPPED */
     bool exit;                  /* the process exits with status */
     int status;
     const char *failover_reason;    /* FAILOVER: for the log and status */
@@ -73,6 +87,21 @@ typedef struct standby_decision {
 
 /* What the end of the connection leads to. */
 standby_decision standby_on_end(const standby_end *e);
+
+/* What a claim's outcome (witness/claim.h) leads to. */
+typedef enum standby_claim_act {
+    STANDBY_CLAIM_FAIL_OVER,    /* won: go live (an operator's: once the
+                                   receiver has stopped) */
+    STANDBY_CLAIM_FENCED,       /* lost after the primary's loss: exit 5 */
+    STANDBY_CLAIM_REFUSE,       /* an operator's, lost or unknown: refuse
+                                   the command, replication goes on */
+    STANDBY_CLAIM_WAIT,         /* unknown after the primary's loss: stay
+                                   CLAIMING, never live, asking again */
+    STANDBY_CLAIM_NOTHING,      /* claiming: no outcome yet */
+} standby_claim_act;
+
+/* requested: the claim is an operator's failover (state REPLICATING). */
+standby_claim_act standby_on_claim(bool requested, claim_state outcome);
 
 /* What a SIGINT, SIGTERM or quit does in each state. */
 typedef enum standby_stop {
@@ -92,6 +121,13 @@ standby_stop standby_on_stop(standby_state s);
 int standby_may_fail_over(standby_state s, bool applied,
                           standby_request request, char *err,
                           size_t errlen);
+/*
+ * Whether ftvmctl failover --force may run now: while replicating (as
+ * above, an operator's claim in flight allowed) or while claiming (the
+ * witness cannot be reached).  0 or -EINVAL/-EAGAIN with the message.
+ */
+int standby_may_force(standby_state s, bool applied, standby_request request,
+                      char *err, size_t errlen);
 int standby_may_stop(standby_state s, bool applied, standby_request request,
                      char *err, size_t errlen);
 /* Whether a checkpoint to disk may be written: there is a VM to save. */

@@ -33,6 +33,8 @@ static void usage(FILE *out)
           "  -s, --socket PATH        the control socket (required; or\n"
           "                           FTVM_SOCKET)\n"
           "  -j, --json               print the raw JSON result\n"
+          "      --force              failover: go live without the\n"
+          "                           witness's agreement (force=true)\n"
           "  -h, --help               this help\n"
           "\n"
           "Options may come anywhere, as for ftvm; after `--` nothing is\n"
@@ -48,10 +50,11 @@ int main(int argc, char **argv)
         { "socket", required_argument, NULL, 's' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
+        { "force", no_argument, NULL, 'f' },
         { NULL, 0, NULL, 0 },
     };
     const char *sock = getenv("FTVM_SOCKET");
-    bool as_json = false;
+    bool as_json = false, force = false;
     int c;
 
     log_init("ftvmctl");
@@ -63,6 +66,9 @@ int main(int argc, char **argv)
             break;
         case 'j':
             as_json = true;
+            break;
+        case 'f':
+            force = true;
             break;
         case 'h':
             usage(stdout);
@@ -78,6 +84,18 @@ int main(int argc, char **argv)
                       : "no command; see ftvmctl --help");
         return CTLCLIENT_FAILED;
     }
-    return ctlclient_run(sock, argv[optind], argc - optind - 1,
-                         argv + optind + 1, as_json);
+    /* --force is the argument force=true (failover --force). */
+    int n = argc - optind - 1;
+    char **args = calloc((size_t)n + 2, sizeof(*args));
+    if (!args) {
+        log_msg("out of memory");
+        return CTLCLIENT_FAILED;
+    }
+    for (int i = 0; i < n; i++)
+        args[i] = argv[optind + 1 + i];
+    if (force)
+        args[n++] = (char *)"force=true";
+    int rc = ctlclient_run(sock, argv[optind], n, args, as_json);
+    free(args);
+    return rc;
 }

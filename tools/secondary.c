@@ -9,6 +9,7 @@
 #include "daemon/log.h"
 #include "daemon/options.h"
 #include "secondary/secondary.h"
+#include "witness/claim.h"
 
 static const char help[] =
     "usage: ftvm secondary --listen ADDR:PORT [OPTIONS]\n"
@@ -37,6 +38,18 @@ static const char help[] =
     "                       this often, or it is dropped (default 20s)\n"
     "      --vm-name NAME   serve only a primary whose --vm-name is NAME\n"
     "\n"
+    "the witness (docs/witness.md):\n"
+    "      --witness URL[,URL...]\n"
+    "                       etcd client endpoints (http://HOST:PORT):\n"
+    "                       on losing the primary, go live only after\n"
+    "                       winning its pairing's key there; without it a\n"
+    "                       stall or a partition can leave both copies\n"
+    "                       running\n"
+    "      --witness-timeout TIME\n"
+    "                       one claim attempt's deadline; with no answer\n"
+    "                       the secondary waits and asks again this often\n"
+    "                       (default 1s)\n"
+    "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure):\n"
     "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
     "                       (QEMU's tls-creds-x509 layout); only a\n"
@@ -58,6 +71,7 @@ static const char help_end[] =
     "  2    bad command line\n"
     "  3    the primary was lost before its first checkpoint\n"
     "  4    the primary's stream was refused (SHUT 1 sent)\n"
+    "  5    the witness gave the VM to the primary (fenced)\n"
     "  120  setup failed (listening, control socket)\n"
     "  128+N  stopped by signal N\n"
     "after a failover, ftvm run's: the guest's halt status, 121, 122,\n"
@@ -67,7 +81,8 @@ int secondary_main(int argc, char **argv)
 {
     secondary_opts o = { .failure_ns = SECONDARY_FAILURE_TIMEOUT_NS,
                          .heartbeat_ns = SECONDARY_HEARTBEAT_NS,
-                         .setup_ns = SECONDARY_SETUP_TIMEOUT_NS };
+                         .setup_ns = SECONDARY_SETUP_TIMEOUT_NS,
+                         .witness_timeout_ns = CLAIM_DEFAULT_TIMEOUT_NS };
     const options_own own[] = {
         { "listen", 0, OPTIONS_STRING, &o.listen },
         { "net", 0, OPTIONS_STRING, &o.net },
@@ -79,6 +94,8 @@ int secondary_main(int argc, char **argv)
         { "insecure", 0, OPTIONS_FLAG, &o.tls.insecure },
         { "setup-timeout", 0, OPTIONS_DURATION, &o.setup_ns },
         { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
+        { "witness", 0, OPTIONS_STRING, &o.witness },
+        { "witness-timeout", 0, OPTIONS_DURATION, &o.witness_timeout_ns },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -103,6 +120,10 @@ int secondary_main(int argc, char **argv)
     char err[512];
     if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
         log_msg("--vm-name: %s", err);
+        return EXITCODE_USAGE;
+    }
+    if (o.witness_timeout_ns < 1000000) {
+        log_msg("--witness-timeout must be at least 1ms");
         return EXITCODE_USAGE;
     }
     if (o.setup_ns == 0) {

@@ -18,6 +18,8 @@ static const vmstate_field vmshape_fields[] = {
       .offset = offsetof(vmshape, pair.id), .size = PAIRING_ID_LEN },
     { .name = "name", .type = VMSTATE_T_BUFFER,
       .offset = offsetof(vmshape, pair.name), .size = PAIRING_NAME_MAX + 1 },
+    { .name = "generation", .type = VMSTATE_T_U64,
+      .offset = offsetof(vmshape, pair.generation), .size = 8 },
     VMSTATE_END,
 };
 
@@ -35,7 +37,8 @@ void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s)
 
 int vmshape_describe(json_t *vmdesc_devices)
 {
-    const vmshape any = { .vcpus = 1, .pair.name = PAIRING_DEFAULT_NAME };
+    const vmshape any = { .vcpus = 1, .pair.name = PAIRING_DEFAULT_NAME,
+                          .pair.generation = 1 };
 
     return vmstate_describe_section(vmdesc_devices, VMSHAPE_IDSTR, 0,
                                     &vmshape_desc, &any);

@@ -35,6 +35,7 @@
 static const pairing rp_pair = {
     .id = { 0xf0, 0x22, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 },
     .name = "fuzz-vm",
+    .generation = 1,
 };
 
 enum {

@@ -13,7 +13,7 @@ const vmshape pkgstream_shape = {
     .mem_size = 4u << 20, .vcpus = 2, .mac = { 2, 0, 0, 0, 0, 1 },
     .pair = { .id = { 0xf0, 0x33, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
                       14 },
-              .name = "fuzz-vm" },
+              .name = "fuzz-vm", .generation = 1 },
 };
 
 static void set_dirty(fixture *fx, int b, uint64_t page)

@@ -535,7 +535,7 @@ int main(int argc, char **argv)
     p.shape = (vmshape){ .mem_size = cfg.mem_size, .vcpus = cfg.vcpus,
                          .has_net = cfg.net != NULL };
     memcpy(p.shape.mac, cfg.mac, 6);
-    if (pairing_draw(&p.shape.pair, vm_name) < 0)
+    if (pairing_draw(&p.shape.pair, vm_name, 1) < 0)
         die_fail(NULL, "getrandom");
     uint32_t n = (uint32_t)registry_count(vm_registry(p.v));
     p.id_vm = n;

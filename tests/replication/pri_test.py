@@ -180,16 +180,17 @@ def check_consecutive(ticks, what):
 
 # ---- a fake secondary that misbehaves ----
 
-# The payload of an ACK: be64 id, 16 bytes pairing id, 64 bytes VM name.
-ACK_LEN = 8 + 16 + 64
+# The payload of an ACK: be64 id, 16 bytes pairing id, 64 bytes VM name,
+# be64 generation.
+ACK_LEN = 8 + 16 + 64 + 8
 # Where "ftvm-vm"'s pairing starts after its idstr: instance, version,
 # RAM size, vCPUs, NIC, MAC (vm/vmshape.h).
 SHAPE_PAIRING_AT = 4 + 4 + 8 + 4 + 1 + 6
 
 
-def ack(ckpt, pairing_id, name):
+def ack(ckpt, pairing_id, name, generation):
     return struct.pack(">HHQ", 0x7f01, ACK_LEN, ckpt) + pairing_id + \
-        name.ljust(64, b"\0")
+        name.ljust(64, b"\0") + struct.pack(">Q", generation)
 
 
 class FakeSecondary:
@@ -207,20 +208,22 @@ class FakeSecondary:
         self.addr = "127.0.0.1:%d" % self.ls.getsockname()[1]
         self.stop = False
         self.sent = 0           # HEARTBEATs flooded
-        self.forged = None      # (pairing id, name) the forged ACK was for
+        self.forged = None      # (pairing id, name, generation) forged for
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
     def shape(self, head):
-        """(pairing id, VM name) from "ftvm-vm" once head holds it."""
+        """(pairing id, VM name, generation) from "ftvm-vm" once head
+        holds it."""
         at = head.find(b"\x07ftvm-vm")
-        if at < 0 or len(head) < at + 8 + SHAPE_PAIRING_AT + 16 + 64:
+        if at < 0 or len(head) < at + 8 + SHAPE_PAIRING_AT + 16 + 64 + 8:
             return None
         at += 8 + SHAPE_PAIRING_AT
         name = head[at + 16:at + 80].rstrip(b"\0")
         check(head[at + 16:at + 80] == name.ljust(64, b"\0"),
               "the VM name is not NUL-padded: %r" % head[at + 16:at + 80])
-        return head[at:at + 16], name
+        return (head[at:at + 16], name,
+                struct.unpack(">Q", head[at + 80:at + 88])[0])
 
     def drain(self, c):
         try:
@@ -269,7 +272,7 @@ class FakeSecondary:
                         c.sendall(ack(1000, *got))
                     elif got:
                         self.forged = got
-                        c.sendall(ack(1, os.urandom(16), b"impostor"))
+                        c.sendall(ack(1, os.urandom(16), b"impostor", got[2]))
                 elif self.mode == "heartbeat":
                     seq += 1
                     c.sendall(struct.pack(">HHQ", 0x7f03, 8, seq))
@@ -333,7 +336,7 @@ def case_basic():
           "role/secondary: %s" % st)
     check(st["vm_state"] == "running", "vm_state %s" % st["vm_state"])
     check(st["vm_name"] == "counter" and
-          re.match(r"^counter/[0-9a-f]{8}$", st["pairing"]),
+          re.match(r"^counter/[0-9a-f]{8}/g1$", st["pairing"]),
           "vm_name %r, pairing %r" % (st["vm_name"], st["pairing"]))
     check(status(ssock)["replication"]["pairing"] == st["pairing"],
           "the secondary's pairing: %r" % status(ssock)["replication"])

@@ -18,6 +18,7 @@ uint64_t peer_setup_timeout_ns;
 const pairing peer_pair = {
     .id = { 0xfe, 0xed, 0xfa, 0xce, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
     .name = "test-vm",
+    .generation = 1,
 };
 
 uint64_t peer_clock(void)

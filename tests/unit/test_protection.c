@@ -32,6 +32,7 @@
 static const pairing test_pair = {
     .id = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
     .name = "vm-1",
+    .generation = 1,
 };
 
 /*
@@ -178,6 +179,10 @@ static void test_forged_answers(void **unused)
     other.id[7] ^= 0x80;
     pairing renamed = test_pair;
     renamed.name[0] = 'w';
+    pairing older = test_pair;
+    older.generation = 0;
+    pairing newer = test_pair;
+    newer.generation = 2;
 
     /* Checkpoint 2 is in the window, but the link has not begun it. */
     init(&p, 0);
@@ -200,17 +205,19 @@ static void test_forged_answers(void **unused)
     assert_false(p.need_full);
 
     /* Sent, but answered for another pairing: ACK, then NACK. */
-    const pairing *forged[] = { &other, &renamed };
-    for (int i = 0; i < 2; i++) {
+    const pairing *forged[] = { &other, &renamed, &older, &newer };
+    const char *says[] = { ", not vm-1/01020304/g1",
+                           "for pairing wm-1/01020304/g1, not vm-1/01020304/g1",
+                           "for pairing vm-1/01020304/g0, not vm-1/01020304/g1",
+                           "for pairing vm-1/01020304/g2, not vm-1/01020304/g1" };
+    for (int i = 0; i < 4; i++) {
         init(&p, 0);
         active(&p);
         take(&p, 0);
         a = protection_ack(&p, 2, forged[i], 2, 0);
         assert_given_up(&p, &a, "protocol error: ACK of checkpoint 2 for "
                     "pairing ");
-        assert_non_null(strstr(a.msg, i ? "for pairing wm-1/01020304, not "
-                                          "vm-1/01020304"
-                                        : ", not vm-1/01020304"));
+        assert_non_null(strstr(a.msg, says[i]));
         assert_int_equal(a.release_upto, 0);
         assert_int_equal(p.acked_id, 1);
 
@@ -238,7 +245,8 @@ static void test_forged_answers(void **unused)
     protection_ready(&p);
     take(&p, 0);
     a = protection_ack(&p, 1, &test_pair, 1, 0);
-    assert_given_up(&p, &a, "for pairing vm-1/01020304, not vm-1/77020304");
+    assert_given_up(&p, &a, "for pairing vm-1/01020304/g1, not "
+                "vm-1/77020304/g1");
     assert_int_equal(a.release_upto, 0);
 }
 

@@ -170,6 +170,113 @@ static void test_commands(void **state)
     assert_string_equal(err, "the secondary is stopped: nothing to save");
 }
 
+/*
+ * With a witness, a lost or silent primary is claimed first: never a
+ * failover straight away; everything else ends as without one.
+ */
+static void test_witness_end(void **state)
+{
+    (void)state;
+    receiver_end whys[] = { RECEIVER_END_LOST, RECEIVER_END_TIMEOUT };
+    for (int i = 0; i < 2; i++) {
+        standby_decision d = standby_on_end(&(standby_end){
+            .why = whys[i], .have_vm = true, .applied = true,
+            .witness = true });
+        assert_int_equal(d.verdict, STANDBY_PRIMARY_LOST);
+        assert_int_equal(d.next, STANDBY_CLAIMING);
+        assert_false(d.exit);
+        assert_string_equal(d.failover_reason, i ? "primary silent"
+                                                 : "primary lost");
+        /* An operator's claim in flight changes nothing. */
+        d = standby_on_end(&(standby_end){
+            .why = whys[i], .have_vm = true, .applied = true,
+            .witness = true, .request = STANDBY_REQUEST_CLAIM });
+        assert_int_equal(d.next, STANDBY_CLAIMING);
+    }
+    /* Before checkpoint 1 there is nothing to claim for. */
+    standby_decision d = standby_on_end(&(standby_end){
+        .why = RECEIVER_END_LOST, .have_vm = true, .witness = true });
+    assert_int_equal(d.next, STANDBY_STOPPED);
+    assert_int_equal(d.status, STANDBY_EXIT_NOTHING);
+    /* A clean stop, a refused stream: no claim. */
+    d = standby_on_end(&(standby_end){ .why = RECEIVER_END_EOF,
+                                       .have_vm = true, .applied = true,
+                                       .witness = true });
+    assert_int_equal(d.next, STANDBY_STOPPED);
+    assert_int_equal(d.status, 0);
+    d = standby_on_end(&(standby_end){ .why = RECEIVER_END_PROTOCOL,
+                                       .have_vm = true, .applied = true,
+                                       .witness = true });
+    assert_int_equal(d.status, STANDBY_EXIT_REFUSED);
+    /* The operator's failover was won already: it fails over. */
+    d = standby_on_end(&(standby_end){
+        .why = RECEIVER_END_LOCAL, .have_vm = true, .applied = true,
+        .witness = true, .request = STANDBY_REQUEST_FAILOVER });
+    assert_int_equal(d.next, STANDBY_FAILOVER);
+}
+
+/* What each outcome of the witness leads to. */
+static void test_claim_outcomes(void **state)
+{
+    (void)state;
+    /* The primary's loss: won -> live; lost -> exit 5; unknown -> wait. */
+    assert_int_equal(standby_on_claim(false, CLAIM_WON),
+                     STANDBY_CLAIM_FAIL_OVER);
+    assert_int_equal(standby_on_claim(false, CLAIM_LOST),
+                     STANDBY_CLAIM_FENCED);
+    assert_int_equal(standby_on_claim(false, CLAIM_UNKNOWN),
+                     STANDBY_CLAIM_WAIT);
+    /* An operator's: won -> live; lost or unknown -> refused at once. */
+    assert_int_equal(standby_on_claim(true, CLAIM_WON),
+                     STANDBY_CLAIM_FAIL_OVER);
+    assert_int_equal(standby_on_claim(true, CLAIM_LOST),
+                     STANDBY_CLAIM_REFUSE);
+    assert_int_equal(standby_on_claim(true, CLAIM_UNKNOWN),
+                     STANDBY_CLAIM_REFUSE);
+    assert_int_equal(standby_on_claim(false, CLAIM_CLAIMING),
+                     STANDBY_CLAIM_NOTHING);
+    assert_int_equal(standby_on_claim(true, CLAIM_IDLE),
+                     STANDBY_CLAIM_NOTHING);
+    assert_int_equal(STANDBY_EXIT_FENCED, 5);
+
+    /* Claiming, the VM never ran here: a signal ends the process. */
+    assert_int_equal(standby_on_stop(STANDBY_CLAIMING), STANDBY_STOP_EXIT);
+
+    char err[256];
+    /* A second failover while the first asks the witness: not yet. */
+    assert_int_equal(standby_may_fail_over(STANDBY_REPLICATING, true,
+                                           STANDBY_REQUEST_CLAIM, err,
+                                           sizeof(err)), -EAGAIN);
+    assert_string_equal(err, "failover: already asking the witness");
+    assert_int_equal(standby_may_fail_over(STANDBY_CLAIMING, true,
+                                           STANDBY_REQUEST_NONE, err,
+                                           sizeof(err)), -EINVAL);
+    assert_string_equal(err, "failover: the secondary is claiming");
+    /* --force: while claiming, or over an operator's claim in flight. */
+    assert_int_equal(standby_may_force(STANDBY_CLAIMING, true,
+                                       STANDBY_REQUEST_NONE, err,
+                                       sizeof(err)), 0);
+    assert_int_equal(standby_may_force(STANDBY_REPLICATING, true,
+                                       STANDBY_REQUEST_CLAIM, err,
+                                       sizeof(err)), 0);
+    assert_int_equal(standby_may_force(STANDBY_REPLICATING, true,
+                                       STANDBY_REQUEST_NONE, err,
+                                       sizeof(err)), 0);
+    /* ... but never with nothing to go live from, nor twice. */
+    assert_int_equal(standby_may_force(STANDBY_REPLICATING, false,
+                                       STANDBY_REQUEST_NONE, err,
+                                       sizeof(err)), -EAGAIN);
+    assert_int_equal(standby_may_force(STANDBY_RUNNING, true,
+                                       STANDBY_REQUEST_NONE, err,
+                                       sizeof(err)), -EINVAL);
+    assert_int_equal(standby_may_force(STANDBY_REPLICATING, true,
+                                       STANDBY_REQUEST_FAILOVER, err,
+                                       sizeof(err)), -EAGAIN);
+    assert_int_equal(standby_may_force(STANDBY_WAITING, false,
+                                       STANDBY_REQUEST_NONE, err,
+                                       sizeof(err)), -EINVAL);
+}
+
 static void test_state_names(void **state)
 {
     (void)state;
@@ -179,6 +286,8 @@ static void test_state_names(void **state)
                         "setup");
     assert_string_equal(standby_state_name(STANDBY_REPLICATING, true),
                         "active");
+    assert_string_equal(standby_state_name(STANDBY_CLAIMING, true),
+                        "claiming");
     assert_string_equal(standby_state_name(STANDBY_FAILOVER, true),
                         "failover");
     assert_string_equal(standby_state_name(STANDBY_RUNNING, true),
@@ -196,6 +305,8 @@ int main(void)
         cmocka_unit_test(test_requested),
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_commands),
+        cmocka_unit_test(test_witness_end),
+        cmocka_unit_test(test_claim_outcomes),
         cmocka_unit_test(test_state_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,6 +86,7 @@ static void test_trailer_roundtrip_and_damage(void **state)
 static const pairing test_pair = {
     .id = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
     .name = "vm-1",
+    .generation = 0x1122334455667788ull,
 };
 
 static int load_altered(const uint8_t *b, size_t n, size_t skip,
@@ -228,16 +229,16 @@ static void test_wrong_version_or_instance(void **state)
     trailer_put_pkg(f, 3, &(trailer_pkg){ .id = 2, .base = 1,
                                           .pair = test_pair });
     b = qfile_mem_data(f, &n);
-    assert_int_equal(load_altered(b, n, 0, 2, 0, do_pkg_load, msg,
-                                  sizeof(msg)), 0);
     assert_int_equal(load_altered(b, n, 0, 3, 0, do_pkg_load, msg,
+                                  sizeof(msg)), 0);
+    assert_int_equal(load_altered(b, n, 0, 4, 0, do_pkg_load, msg,
                                   sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-pkg': version 3 is newer than 2"));
-    /* Version 1 had no pairing: a package of before it is refused. */
-    assert_int_equal(load_altered(b, n, 0, 1, 0, do_pkg_load, msg,
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 4 is newer than 3"));
+    /* Version 2 had no generation: a package of before it is refused. */
+    assert_int_equal(load_altered(b, n, 0, 2, 0, do_pkg_load, msg,
                                   sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-pkg': version 1 is older than 2"));
-    assert_int_equal(load_altered(b, n, 0, 2, 3, do_pkg_load, msg,
+    assert_non_null(strstr(msg, "'ftvm-pkg': version 2 is older than 3"));
+    assert_int_equal(load_altered(b, n, 0, 3, 3, do_pkg_load, msg,
                                   sizeof(msg)), -EINVAL);
     qfile_close(f);
 }
@@ -264,12 +265,13 @@ static void test_described(void **state)
         "{\"name\":\"covered\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"crc\",\"type\":\"uint32\",\"size\":4}]},"
         "{\"name\":\"ftvm-pkg\",\"instance_id\":0,"
-        "\"vmsd_name\":\"ftvm-pkg\",\"version\":2,\"fields\":["
+        "\"vmsd_name\":\"ftvm-pkg\",\"version\":3,\"fields\":["
         "{\"name\":\"id\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"base\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"flags\",\"type\":\"uint32\",\"size\":4},"
         "{\"name\":\"pairing\",\"type\":\"buffer\",\"size\":16},"
-        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64}]}]");
+        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64},"
+        "{\"name\":\"generation\",\"type\":\"uint64\",\"size\":8}]}]");
     free(text);
     json_decref(devices);
     qfile_close(f);
@@ -279,6 +281,8 @@ static void test_pkg_header(void **state)
 {
     (void)state;
     pairing noname = test_pair, badname = test_pair, unterminated;
+    pairing nogen = test_pair;
+    nogen.generation = 0;
     noname.name[0] = '\0';
     badname.name[2] = '/';
     memset(&unterminated, 'a', sizeof(unterminated));
@@ -286,10 +290,10 @@ static void test_pkg_header(void **state)
         { 7, 6, 0, test_pair }, { 1, 0, 0, test_pair },
         { 5, 5, 0, test_pair }, { 0, 0, 0, test_pair },
         { 9, 2, 4, test_pair }, { 2, 1, 0, noname }, { 2, 1, 0, badname },
-        { 2, 1, 0, unterminated },
+        { 2, 1, 0, unterminated }, { 2, 1, 0, nogen },
     };
     const int want[] = { 0, 0, -EINVAL, -EINVAL, -ENOTSUP, -EINVAL, -EINVAL,
-                         -EINVAL };
+                         -EINVAL, -EINVAL };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         qfile *f = qfile_open_mem("p");
         trailer_put_pkg(f, 3, &cases[i]);
@@ -333,13 +337,16 @@ static void test_retpath(void **state)
     size_t n;
     const uint8_t *b = qfile_mem_data(f, &n);
     const size_t ackn = 4 + RETPATH_ANSWER_LEN;
-    assert_int_equal(RETPATH_ANSWER_LEN, 8 + 16 + 64);
+    assert_int_equal(RETPATH_ANSWER_LEN, 8 + 16 + 64 + 8);
     assert_int_equal(n, ackn + (ackn + 17) + 12 + 8 + 8);
-    static const uint8_t ack[12] = { 0x7f, 0x01, 0, 88, 1, 2, 3, 4, 5, 6, 7,
+    static const uint8_t ack[12] = { 0x7f, 0x01, 0, 96, 1, 2, 3, 4, 5, 6, 7,
                                      8 };
     assert_memory_equal(b, ack, 12);
     assert_memory_equal(b + 12, test_pair.id, 16);
     assert_string_equal((const char *)b + 28, "vm-1");
+    static const uint8_t gen[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                    0x88 };
+    assert_memory_equal(b + 28 + 64, gen, 8);
     retpath_msg m;
     char err[256];
     size_t off = 0;

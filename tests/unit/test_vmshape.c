@@ -20,7 +20,7 @@ static const vmshape shape = {
     .mac = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef },
     .pair = { .id = { 0xa0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
                       0xaf },
-              .name = "web-1" },
+              .name = "web-1", .generation = 0x0102030405060708ull },
 };
 /* Where the name starts in the section's bytes. */
 #define NAME_AT (21 + 8 + 4 + 1 + 6 + 16)
@@ -66,7 +66,7 @@ static void test_bytes_and_roundtrip(void **state)
     uint8_t *b = put(&n);
     static const uint8_t want[] = {
         0x04, 0, 0, 0, 7, 7, 'f', 't', 'v', 'm', '-', 'v', 'm', 0, 0, 0, 0,
-        0, 0, 0, 2,                                 /* header, version 2 */
+        0, 0, 0, 3,                                 /* header, version 3 */
         0, 0, 0, 0, 0x04, 0, 0, 0,                  /* mem_size */
         0, 0, 0, 2,                                 /* vcpus */
         1,                                          /* has_net */
@@ -76,13 +76,14 @@ static void test_bytes_and_roundtrip(void **state)
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        1, 2, 3, 4, 5, 6, 7, 8,                     /* generation */
         0x7e, 0, 0, 0, 7,                           /* footer */
     };
     assert_int_equal(n, sizeof(want));
     assert_memory_equal(b, want, n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), 0);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), 0);
     assert_memory_equal(&got.mem_size, &shape.mem_size, 8);
     assert_int_equal(got.vcpus, 2);
     assert_true(got.has_net);
@@ -98,33 +99,39 @@ static void test_refused(void **state)
     uint8_t *b = put(&n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 3 is newer than 2"));
-    /* Version 1 had no pairing: a primary of before it is refused. */
-    assert_int_equal(load(b, n, 1, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 1 is older than 2"));
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 4 is newer than 3"));
+    /* Version 2 had no generation: a primary of before it is refused. */
+    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is older than 3"));
 
     b[21 + 12] = 2;             /* has_net */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "field 'has_net': bool byte 0x02"));
     b[21 + 12] = 0;
     b[21 + 11] = 0;             /* vcpus 0 */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: 0 vCPUs"));
     b[21 + 11] = 2;
     b[21 + 7] = 1;              /* RAM not a multiple of 2 MiB */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: RAM of"));
     b[21 + 7] = 0;
     b[NAME_AT + 3] = '/';       /* a name no key may hold */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name 'web/1': only letters"));
     b[NAME_AT] = 0;             /* none */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name '': 1 to 63"));
     memset(b + NAME_AT, 'a', 64);   /* not terminated */
-    assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "not NUL-terminated"));
+    memset(b + NAME_AT, 0, 64);
+    memcpy(b + NAME_AT, "web-1", 5);
+    memset(b + NAME_AT + 64, 0, 8);     /* generation 0 */
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: pairing of VM 'web-1': "
+                               "generation 0"));
     free(b);
 }
 
@@ -163,15 +170,15 @@ static void test_default_name(void **state)
     assert_int_equal(pairing_check_name(longname, err, sizeof(err)), -EINVAL);
     /* Two draws differ (128 random bits); both keep the name. */
     pairing a, b;
-    assert_int_equal(pairing_draw(&a, "vm"), 0);
-    assert_int_equal(pairing_draw(&b, "vm"), 0);
+    assert_int_equal(pairing_draw(&a, "vm", 1), 0);
+    assert_int_equal(pairing_draw(&b, "vm", 1), 0);
     assert_false(pairing_equal(&a, &b));
     assert_string_equal(a.name, "vm");
     b = a;
     assert_true(pairing_equal(&a, &b));
     /* The name is NUL-padded whole: it goes on the wire as 64 bytes. */
     memset(&b, 0xa5, sizeof(b));
-    assert_int_equal(pairing_draw(&b, "vm"), 0);
+    assert_int_equal(pairing_draw(&b, "vm", 1), 0);
     for (size_t i = 2; i < sizeof(b.name); i++)
         assert_int_equal(b.name[i], 0);
     memset(n, 0xa5, sizeof(n));
@@ -179,7 +186,7 @@ static void test_default_name(void **state)
     for (size_t i = 3; i < sizeof(n); i++)
         assert_int_equal(n[i], 0);
     /* A new id for the same name, as each bring-up draws. */
-    assert_int_equal(pairing_draw(&b, b.name), 0);
+    assert_int_equal(pairing_draw(&b, b.name, 1), 0);
     assert_string_equal(b.name, "vm");
     assert_false(pairing_equal(&a, &b));
     b = a;
@@ -196,13 +203,14 @@ static void test_described(void **state)
     char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(text,
         "[{\"name\":\"ftvm-vm\",\"instance_id\":0,\"vmsd_name\":\"ftvm-vm\","
-        "\"version\":2,\"fields\":["
+        "\"version\":3,\"fields\":["
         "{\"name\":\"mem_size\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"vcpus\",\"type\":\"uint32\",\"size\":4},"
         "{\"name\":\"has_net\",\"type\":\"bool\",\"size\":1},"
         "{\"name\":\"mac\",\"type\":\"buffer\",\"size\":6},"
         "{\"name\":\"pairing\",\"type\":\"buffer\",\"size\":16},"
-        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64}]}]");
+        "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64},"
+        "{\"name\":\"generation\",\"type\":\"uint64\",\"size\":8}]}]");
     free(text);
     json_decref(devices);
 }

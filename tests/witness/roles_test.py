@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""The roles with a witness: real `ftvm primary` and `ftvm secondary`
+(the counter guest, KVM) and a real three-member etcd cluster on loopback
+(tests/lib/etcdcluster.py).  The counter's output is checked as
+e2e_test.py checks it: what the primary released is a prefix of an
+uninterrupted run, and the secondary continues it without a repeat.
+
+    roles_test.py CASE FTVM FTVMCTL GUEST_DIR
+
+    sec-kill        kill -9 of the primary: the secondary claims
+                    /ftvm/counter/1/owner, wins (etcd holds its value) and
+                    goes live; the counter continues; status says won
+    sec-quorum      two of three etcd members SIGSTOPped, then the primary
+                    killed: the secondary does not go live (no output),
+                    its status says claiming / unknown and why, for
+                    several attempts; the members resumed, it wins and
+                    goes live, the counter continuing
+    sec-fenced      the key already holds another value (a primary that
+                    won): the primary killed, the secondary exits 5
+                    without printing a line, saying who owns the VM
+    sec-command     `ftvmctl failover` with the key held by another: refused
+                    naming the owner, replication goes on; the primary
+                    killed with two members stopped: `ftvmctl failover` is
+                    refused (claiming), `ftvmctl failover --force` goes
+                    live at once, with the warning in the log
+    no-witness      without --witness both roles say, at start-up and in
+                    status, that a stall or a partition can run both copies
+
+Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
+"""
+import os
+import re
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "replication"))
+sys.path.insert(0, os.path.join(HERE, "..", "vm"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import ckpt_test as ck  # noqa: E402
+import e2e_test as e2e  # noqa: E402
+import etcdcluster  # noqa: E402
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import check, log  # noqa: E402
+
+KEY = "/ftvm/counter/1/owner"
+NO_WITNESS = ("no witness: a stall or a partition can leave both copies "
+              "running (docs/witness.md)")
+
+
+def pair(c, extra=()):
+    """A secondary with --witness (c's endpoints) and a primary, active."""
+    sec, addr, sctl = e2e.spawn_secondary(
+        "sec", ["--witness", c.endpoints(), "--witness-timeout", "500ms"] +
+        list(extra))
+    pri, pctl = e2e.spawn_primary("pri", addr)
+    e2e.wait_state(pctl, pri, "active", 20)
+    ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= 3, 20,
+                  "three checkpoints acknowledged")
+    return sec, sctl, pri, pctl
+
+
+def kill_primary(ref, pri, pctl):
+    acked = pctl.status()["checkpoint"]["last_acked"]
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    seen = pri.eof()
+    e2e.check_prefix(ref, seen, "the primary's released output")
+    return seen, acked
+
+
+def goes_on(ref, sec, sctl, seen, acked, desc):
+    s = e2e.wait_state(sctl, sec, "running", 20)
+    ft.wait_until(lambda: len(sec.lines()) >= 5 or
+                  (not sec.alive() and ft.fail(sec.dump())), 10,
+                  "5 lines from the secondary")
+    b, gap = e2e.check_continues(ref, seen, sec.lines(), "the secondary")
+    e2e.check_gap(gap, s["failover"]["continued_from"], acked, desc)
+    log("%s: the primary released %d lines, the secondary goes on at %d "
+        "from checkpoint %d, %.1f ms after detection" %
+        (desc, len(seen), b, s["failover"]["continued_from"],
+         s["failover"]["ms"]))
+    return s
+
+
+def won(c, s, sec):
+    w = s["witness"]
+    check(w["state"] == "won" and w["key"] == KEY and w["generation"] == 1
+          and w["owner"] is None and len(w["endpoints"]) == 3,
+          "witness status %r" % w)
+    v = c.get(KEY)
+    check(v and re.match(r"^secondary [0-9a-f]{16}$", v) and
+          "claims as '%s'" % v in sec.err(),
+          "etcd holds %r\n%s" % (v, sec.err()))
+    check("the witness gave the VM to this secondary (%s)" % KEY in
+          sec.err(), sec.err())
+
+
+def case_sec_kill():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    sec, sctl, pri, pctl = pair(c)
+    st = sctl.status()
+    check(st["witness"]["state"] == "idle" and
+          st["witness"]["generation"] == 1 and st["witness"]["key"] == KEY,
+          "before: %r" % st["witness"])
+    check(st["replication"]["pairing"].endswith("/g1"), st["replication"])
+    seen, acked = kill_primary(ref, pri, pctl)
+    s = goes_on(ref, sec, sctl, seen, acked, "kill -9")
+    won(c, s, sec)
+
+
+def case_sec_quorum():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    sec, sctl, pri, pctl = pair(c)
+    for i in (1, 2):
+        c.stop(i)
+    seen, acked = kill_primary(ref, pri, pctl)
+    # Claiming, not live: several attempts, each UNKNOWN.
+    def unanswered():
+        s = e2e.wait_state(sctl, sec, "claiming", 20)
+        w = s["witness"]
+        return s if w["state"] == "unknown" and w["attempts"] >= 3 else None
+    st = ft.wait_until(unanswered, 30, "three unanswered claims")
+    check(st["state"] == "claiming" and st["witness"]["error"],
+          "status %r" % st)
+    check("cannot reach the witness" in sec.err() and
+          "not running the VM" in sec.err(), sec.err())
+    check(not sec.lines() and "failover (" not in sec.err(),
+          "the secondary went live without the witness:\n" + sec.dump())
+    r = ft.run([ck.ftvmctl, "-s", sctl.path, "status"], capture_output=True,
+               text=True, timeout=30)
+    check(re.search(r"witness\.state +unknown", r.stdout), r.stdout)
+    for i in (1, 2):
+        c.cont(i)
+    s = goes_on(ref, sec, sctl, seen, acked, "kill -9 without a quorum, "
+                "then the quorum back")
+    won(c, s, sec)
+
+
+def case_sec_fenced():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    c.put(KEY, "primary 00000000feedface")
+    sec, sctl, pri, pctl = pair(c)
+    kill_primary(ref, pri, pctl)
+    rc = sec.wait(30)
+    check(rc == 5, "the secondary exited %s, expected 5\n%s" %
+          (rc, sec.dump()))
+    check("the primary kept the VM (owner: primary 00000000feedface)" in
+          sec.err(), sec.err())
+    check(not sec.eof(), "the fenced secondary printed %r" %
+          sec.lines()[:3])
+    check(c.get(KEY) == "primary 00000000feedface", "the key changed")
+
+
+def ftvmctl(sock, *args):
+    return ft.run([ck.ftvmctl, "-s", sock] + list(args), capture_output=True,
+                  text=True, timeout=60)
+
+
+def case_sec_command():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    c.put(KEY, "primary 00000000c0ffee00")
+    sec, sctl, pri, pctl = pair(c)
+    r = ftvmctl(sctl.path, "failover")
+    check(r.returncode == 1 and "the witness gave the VM to the primary "
+          "(owner: primary 00000000c0ffee00)" in r.stderr,
+          "failover: exit %d: %s%s" % (r.returncode, r.stdout, r.stderr))
+    n = pctl.status()["checkpoint"]["last_acked"]
+    ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= n + 3,
+                  20, "replication to go on after the refusal")
+    check(sctl.status()["state"] == "active" and not sec.lines(),
+          "after the refusal: %r" % sctl.status())
+    # Now the witness cannot answer, and the primary is gone.
+    for i in (1, 2):
+        c.stop(i)
+    seen, acked = kill_primary(ref, pri, pctl)
+    e2e.wait_state(sctl, sec, "claiming", 20)
+    r = ftvmctl(sctl.path, "failover")
+    check(r.returncode == 1 and "the secondary is claiming" in r.stderr,
+          "failover while claiming: %d %s" % (r.returncode, r.stderr))
+    r = ftvmctl(sctl.path, "failover", "--force")
+    check(r.returncode == 0, "failover --force: exit %d: %s%s" %
+          (r.returncode, r.stdout, r.stderr))
+    check("WARNING: failover --force: going live WITHOUT the witness's "
+          "agreement (%s)" % KEY in sec.err(), sec.err())
+    s = goes_on(ref, sec, sctl, seen, acked, "failover --force")
+    check(s["failover"]["reason"] == "forced", s["failover"])
+    for i in (1, 2):
+        c.cont(i)
+
+
+def case_no_witness():
+    sec, addr, sctl = e2e.spawn_secondary("sec")
+    pri, pctl = e2e.spawn_primary("pri", addr)
+    e2e.wait_state(pctl, pri, "active", 20)
+    for p, ctl in ((sec, sctl), (pri, pctl)):
+        check(p.err().count(NO_WITNESS) == 1,
+              "%s's start-up:\n%s" % (p.name, p.err()))
+        w = ctl.status()["witness"]
+        check(w["state"] == "none" and w["warning"] == NO_WITNESS and
+              w["endpoints"] == [], "%s's status: %r" % (p.name, w))
+    r = ftvmctl(sctl.path, "status")
+    check("witness.warning" in r.stdout and NO_WITNESS in r.stdout,
+          r.stdout)
+
+
+CASES = {
+    "sec-kill": case_sec_kill,
+    "sec-quorum": case_sec_quorum,
+    "sec-fenced": case_sec_fenced,
+    "sec-command": case_sec_command,
+    "no-witness": case_no_witness,
+}
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    case = sys.argv[1]
+    ck.ftvm, ck.ftvmctl, ck.guests = \
+        (os.path.abspath(a) for a in sys.argv[2:5])
+
+    def run():
+        ft.needs_kvm()
+        CASES[case]()
+    ft.run_case(case, run, "roles")
+
+
+if __name__ == "__main__":
+    main()
