@@ -434,8 +434,22 @@ class Run:
         return ctl.status() or {}
 
     def owner(self):
-        """The owner key's value for the pairing the fault broke."""
-        return self.cluster.get("/ftvm/%s/%d/owner" % (self.name, self.gen))
+        """The owner key's value for the pairing the fault broke (None if
+        nobody claimed it), read from whichever member answers: one just
+        resumed may still be catching up."""
+        import etcdcluster
+        key = etcdcluster.b64("/ftvm/%s/%d/owner" % (self.name, self.gen))
+
+        def read():
+            for m in range(3):
+                r = etcdcluster.post(self.cluster.url(m), "/v3/kv/range",
+                                     {"key": key}, timeout=1)
+                if r is not None:
+                    kvs = r.get("kvs") or []
+                    return [etcdcluster.unb64(kvs[0].get("value")).decode()
+                            if kvs else None]
+            return None
+        return ft.wait_until(read, 10, "an etcd member to read " + key)[0]
 
     def check(self, continued_from=None):
         """The timeline of what both released, once both are done
@@ -822,17 +836,17 @@ def case_faults(case, runs):
         except ft.Failure as e:
             row["fail"] += 1
             if not keep_going:
-                raise
+                raise               # run_case shows every process
             log("FAIL run %d %s: %s" % (i, kind, e))
             for p in list(ft.procs):
                 if p.name.startswith(("pri", "sec")):
                     log(p.dump())
         finally:
             row["s"] += time.monotonic() - t
-            if run:
-                run.retire()
             for m in range(3):
                 cluster.cont(m)
+        if run:
+            run.retire()
     for kind, row in sorted(table.items()):
         tags = ", ".join("%s=%d" % (k, v) for k, v in sorted(row.items())
                          if k not in ("runs", "fail", "s"))
