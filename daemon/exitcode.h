@@ -20,6 +20,9 @@ enum {
                                    --reconnect) */
     EXITCODE_FAULT = 121,       /* the guest broke the ABI or crashed */
     EXITCODE_ERROR = 122,       /* the monitor failed while running */
+    EXITCODE_FENCED = 123,      /* a primary: the witness gave the VM to
+                                   the secondary; this copy stopped
+                                   without releasing its output */
     EXITCODE_SIGNAL = 128,      /* + the signal that stopped it */
 };
 

@@ -14,6 +14,7 @@
 #include "daemon/log.h"
 #include "primary/outqueue.h"
 #include "primary/primary_ctl.h"
+#include "witness/claim.h"
 
 typedef struct primary {
     daemon_process *d;
@@ -37,6 +38,9 @@ static void on_replication_ended(void *opaque)
     /* The replicator stopped the VM: it was never protected. */
     if (replicator_setup_failed(pm->rep))
         daemon_exit(pm->d, EXITCODE_SETUP);
+    /* ... or the secondary runs it now. */
+    else if (replicator_fenced(pm->rep))
+        daemon_exit(pm->d, EXITCODE_FENCED);
     else
         daemon_exit(pm->d, exitcode_vm(pm->v, daemon_signal(pm->d)));
 }
@@ -147,6 +151,11 @@ static int start(primary *pm, primary_opts *o)
         log_msg("cannot register the control commands: %s", strerror(-r));
         return r;
     }
+    if (o->rep.witness)
+        log_msg("witness: %s (claims as '%s')", o->rep.witness,
+                replicator_witness_value(pm->rep));
+    else
+        log_msg("%s", CLAIM_NO_WITNESS);
     r = replicator_start(pm->rep, err, sizeof(err));
     if (r == -EPERM) {
         log_msg("%s", err);

@@ -47,6 +47,7 @@ void primary_ctl_status(replicator *rep, json_t *r)
     json_object_set_new(r, "pairing",
                         json_string(pairing_str(&st.pair, pair, sizeof(pair))));
     json_object_set_new(r, "secondaries", json_integer(st.secondaries));
+    json_object_set_new(r, "witness", replicator_witness_status(rep));
     json_object_set_new(r, "checkpoint", json_pack(
         "{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
         "interval_ms", ms(st.interval_ns),
@@ -210,10 +211,13 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
         protection_state_name(PROTECTION_ACTIVE),
         protection_state_name(PROTECTION_DEGRADED),
         protection_state_name(PROTECTION_STOPPED),
+        protection_state_name(PROTECTION_CLAIMING),
+        protection_state_name(PROTECTION_FENCED),
     };
     metrics_state(w, "ftvm_primary_state",
                   "replication: setup, active, degraded (running "
-                  "unprotected) or stopped", states,
+                  "unprotected), stopped, claiming (asking the witness) "
+                  "or fenced", states,
                   sizeof(states) / sizeof(states[0]),
                   protection_state_name(st.state));
     metrics_counter(w, "ftvm_primary_secondaries_total",

@@ -31,6 +31,10 @@ const char *protection_state_name(protection_state s)
         return "degraded";
     case PROTECTION_STOPPED:
         return "stopped";
+    case PROTECTION_CLAIMING:
+        return "claiming";
+    case PROTECTION_FENCED:
+        return "fenced";
     }
     return "?";
 }
@@ -143,6 +147,7 @@ protection_act protection_begin(protection *p, const char *addr,
     p->nwin = 0;
     p->due = false;
     p->ready = false;
+    p->written = false;
     p->secondaries++;
     p->state = PROTECTION_SETUP;
     return a;
@@ -211,6 +216,22 @@ static void lose(protection *p, protection_act *a, const char *why)
     }
     p->must_protect = false;
     /* A reconnect that fails as the last one did is not news. */
+    if (p->o.witness && p->written) {
+        /*
+         * It may have applied checkpoint 1 and be failing over: whoever
+         * wins the key runs the VM.  Until then everything the VM
+         * produces stays held (what was acknowledged is out already:
+         * that is safe whoever wins).
+         */
+        say(p, a, "%s; asking the witness who keeps the VM (claiming "
+            "generation %" PRIu64 "); output stays held until it answers",
+            why, p->pair.generation);
+        protection_note(p, why);
+        end_link(p, a, PROTECTION_DROP, why);
+        p->state = PROTECTION_CLAIMING;
+        a->claim = true;
+        return;
+    }
     bool again = !p->ready && strcmp(why, p->last_error) == 0;
     if (!again)
         say(p, a, "%s; running unprotected (degraded)", why);
@@ -271,6 +292,50 @@ protection_act protection_drained(protection *p)
         release_all(p, &a);
     }
     finish(p, &a);
+    return a;
+}
+
+protection_act protection_claimed(protection *p, claim_state outcome,
+                                  const char *owner, const char *err)
+{
+    protection_act a = { 0 };
+    if (p->state != PROTECTION_CLAIMING)
+        return a;
+    switch (outcome) {
+    case CLAIM_WON:
+        say(p, &a, "the witness kept the VM here (generation %" PRIu64
+            "); running unprotected (degraded)", p->pair.generation);
+        p->state = PROTECTION_DEGRADED;
+        if (p->paused) {
+            p->paused = false;
+            a.resume = true;
+        }
+        if (!p->ending)
+            release_all(p, &a);
+        a.reconnect = protection_retries(p);
+        break;
+    case CLAIM_LOST:
+        say(p, &a, "the secondary took the VM over (owner: %s); this copy "
+            "stops without releasing the output it holds (fenced)",
+            owner ? owner : "?");
+        p->state = PROTECTION_FENCED;
+        p->paused = false;
+        a.fenced = !p->ending;
+        finish(p, &a);
+        break;
+    case CLAIM_UNKNOWN:
+        if (p->paused)
+            break;
+        say(p, &a, "fenced: cannot reach the witness (%s): the VM is "
+            "paused and its output held until the witness answers",
+            err ? err : "no answer");
+        p->paused = !p->ending;
+        a.pause = p->paused;
+        break;
+    case CLAIM_IDLE:
+    case CLAIM_CLAIMING:
+        break;
+    }
     return a;
 }
 
@@ -344,6 +409,7 @@ protection_act protection_taken(protection *p, const protection_plan *pl)
 
 void protection_sent(protection *p, uint64_t id, uint64_t sent_ns)
 {
+    p->written = true;
     for (size_t i = 0; i < p->nwin; i++)
         if (p->win[i].id == id)
             p->win[i].sent_ns = sent_ns;
@@ -605,11 +671,19 @@ int protection_stop(protection *p, protection_act *a, char *err,
 
 int protection_may_attach(const protection *p, char *err, size_t errlen)
 {
-    if (p->ending || p->setup_failed) {
+    if (p->ending || p->setup_failed || p->state == PROTECTION_FENCED) {
         snprintf(err, errlen, p->ending ? "the VM has stopped"
-                 : "the VM is stopping: its first secondary never "
-                   "protected it (setup failed)");
+                 : p->setup_failed
+                 ? "the VM is stopping: its first secondary never "
+                   "protected it (setup failed)"
+                 : "the VM is stopping: the witness gave it to the "
+                   "secondary (fenced)");
         return -ESHUTDOWN;
+    }
+    if (p->state == PROTECTION_CLAIMING) {
+        snprintf(err, errlen, "the witness has not yet said who keeps the "
+                 "VM (claiming): no new secondary until it has");
+        return -EBUSY;
     }
     if (linked(p)) {
         snprintf(err, errlen,
@@ -648,7 +722,10 @@ protection_act protection_vm_stopped(protection *p, bool takeover)
         end_link(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
                  "the VM has stopped");
         p->state = PROTECTION_STOPPED;
-    } else if (!p->draining && !p->setup_failed) {
+    } else if (!p->draining && !p->setup_failed &&
+               p->state != PROTECTION_CLAIMING &&
+               p->state != PROTECTION_FENCED) {
+        /* Claiming or fenced, held output may belong to the secondary. */
         release_all(p, &a);
     }
     finish(p, &a);

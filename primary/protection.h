@@ -12,6 +12,13 @@
  * every output is a protection_act the caller carries out, in the order
  * its fields are listed.  Nothing here reads a clock or touches a socket.
  *
+ * With a witness (docs/witness.md), losing a secondary that may have
+ * applied checkpoint 1 (it was written to it) is not yet degraded: the
+ * primary claims the pairing's key first (CLAIMING), holding every byte
+ * of output from then on while the VM runs.  Won: degraded as without a
+ * witness.  Lost: the VM stops and held output is never released
+ * (FENCED, exit 123).  No answer: the VM pauses until there is one.
+ *
  * Checkpoint ids start at 1 with each secondary, as the protocol says.
  * Held output is released by checkpoint id (release_upto, the argument of
  * outqueue_acked); turning ids into output epochs is primary/outqueue's.
@@ -25,6 +32,7 @@
 
 #include "checkpoint/pairing.h"
 #include "primary/channel.h"
+#include "witness/claim.h"
 
 #define PROTECTION_WINDOW 4        /* packages unacknowledged at most */
 
@@ -33,9 +41,11 @@ typedef enum protection_state {
     PROTECTION_ACTIVE,   /* checkpoints flowing and acknowledged */
     PROTECTION_DEGRADED, /* the secondary is gone; running unprotected */
     PROTECTION_STOPPED,  /* replication stopped on request */
+    PROTECTION_CLAIMING, /* the secondary is gone: asking the witness */
+    PROTECTION_FENCED,   /* the witness gave the VM to the secondary */
 } protection_state;
 
-/* "setup", "active", "degraded", "stopped". */
+/* "setup", "active", "degraded", "stopped", "claiming", "fenced". */
 const char *protection_state_name(protection_state s);
 
 typedef struct protection_opts {
@@ -49,6 +59,7 @@ typedef struct protection_opts {
      * (it heartbeats, so the failure timeout cannot tell).  0: 10 s.
      */
     uint64_t stall_ns;
+    bool witness;               /* --witness: a loss is claimed first */
 } protection_opts;
 
 /*
@@ -85,6 +96,8 @@ typedef struct protection {
      */
     bool must_protect;
     bool setup_failed;          /* it did not: the VM is being stopped */
+    bool written;               /* checkpoint 1 went to this secondary */
+    bool paused;                /* claiming without an answer: VM paused */
 
     uint64_t next_id, acked_id; /* this secondary's */
     bool need_full;             /* the next package must be full */
@@ -136,6 +149,14 @@ typedef struct protection_act {
      * stays held and is dropped: nothing it came from was ever safe.
      */
     bool setup_failed;
+    bool claim;             /* claim pair's key from the witness */
+    bool pause, resume;     /* the VM's vCPUs (claiming, no answer) */
+    /*
+     * The witness gave the VM to the secondary: stop the VM and exit 123.
+     * Held output stays held and is dropped: the secondary runs on from
+     * a state that never produced it.
+     */
+    bool fenced;
 } protection_act;
 
 /*
@@ -168,6 +189,12 @@ protection_act protection_ready(protection *p);
  * failed (as for every other end of that secondary's link).
  */
 protection_act protection_lose(protection *p, const char *why);
+/*
+ * The witness's answer to the claim a lost secondary began (witness/
+ * claim.h's states: WON, LOST, UNKNOWN; owner: LOST's value).
+ */
+protection_act protection_claimed(protection *p, claim_state outcome,
+                                  const char *owner, const char *err);
 /* The draining link has ended. */
 protection_act protection_drained(protection *p);
 /* Whether the reconnect timer runs (set, and the VM has not ended). */

@@ -69,6 +69,39 @@ static void end_link(replicator *p, protection_end how)
         channel_shutdown(l);
 }
 
+static void on_claim(void *opaque, claim_state outcome)
+{
+    replicator *p = opaque;
+    protection_act a = protection_claimed(&p->prot, outcome,
+                                          claim_owner(p->witness),
+                                          claim_error(p->witness));
+    replicator_do(p, &a);
+}
+
+static void start_claim(replicator *p)
+{
+    char err[512];
+    if (claim_start(p->witness, p->prot.pair.name, p->prot.pair.generation,
+                    on_claim, p, err, sizeof(err)) < 0) {
+        /* No memory: what is safe is what no answer means. */
+        log_msg("%s", err);
+        on_claim(p, CLAIM_UNKNOWN);
+    }
+}
+
+static void pause_vm(replicator *p, bool pause)
+{
+    char err[512];
+    if (pause == p->paused)
+        return;
+    int rc = pause ? vm_pause(p->v, err, sizeof(err))
+                   : vm_resume(p->v, err, sizeof(err));
+    if (rc < 0)     /* its output stays held either way */
+        log_msg("%s the VM: %s", pause ? "pausing" : "resuming", err);
+    else
+        p->paused = pause;
+}
+
 void replicator_do(replicator *p, const protection_act *a)
 {
     if (a->say)
@@ -94,7 +127,11 @@ void replicator_do(replicator *p, const protection_act *a)
         cycle_arm(p);
     if (a->take)
         cycle_take(p);
-    if (a->setup_failed)
+    if (a->claim)
+        start_claim(p);
+    if (a->pause || a->resume)
+        pause_vm(p, a->pause);
+    if (a->setup_failed || a->fenced)
         vm_stop(p->v);      /* on_stop follows, then replicator_vm_stopped */
     if (a->finished)
         finish_ending(p);
@@ -288,7 +325,17 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     p->may_protect = o->may_protect;
     p->opaque = o->opaque;
     p->insecure = o->tls.insecure;
-    protection_init(&p->prot, &o->timing, o->secondary);
+    protection_opts timing = o->timing;
+    timing.witness = o->witness != NULL;
+    protection_init(&p->prot, &timing, o->secondary);
+    if (o->witness) {
+        int rc = claim_new(&p->witness, base, o->witness, "primary",
+                           o->witness_timeout_ns, err, errlen);
+        if (rc < 0) {
+            replicator_free(p);
+            return rc;
+        }
+    }
     if (o->tls.creds) {
         int rc = tls_ctx_new(&p->tls, TLS_CLIENT, &o->tls, err, errlen);
         if (rc < 0) {
@@ -356,6 +403,7 @@ void replicator_free(replicator *p)
         return;
     channel_free(p->link);
     channel_free(p->old);
+    claim_free(p->witness);
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
@@ -488,6 +536,22 @@ void replicator_get_status(replicator *p, replicator_status *st)
 bool replicator_setup_failed(const replicator *p)
 {
     return p->prot.setup_failed;
+}
+
+bool replicator_fenced(const replicator *p)
+{
+    return p->prot.state == PROTECTION_FENCED;
+}
+
+struct json_t *replicator_witness_status(const replicator *p)
+{
+    return claim_status(p->witness, p->shape.pair.name,
+                        p->shape.pair.generation);
+}
+
+const char *replicator_witness_value(const replicator *p)
+{
+    return p->witness ? claim_value(p->witness) : NULL;
 }
 
 int replicator_may_save(const replicator *p, char *err, size_t errlen)

@@ -44,6 +44,9 @@ typedef struct replicator_opts {
     protection_opts timing;     /* 0s: the defaults */
     /* --tls-creds, --tls-peer, --insecure: every secondary's (tls.h). */
     tls_opts tls;
+    /* --witness (etcd endpoints) or NULL, --witness-timeout (0: 1 s). */
+    const char *witness;
+    uint64_t witness_timeout_ns;
     /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).
@@ -130,6 +133,16 @@ void replicator_get_status(replicator *p, replicator_status *st);
  * done is called.
  */
 bool replicator_setup_failed(const replicator *p);
+/*
+ * Whether the witness gave the VM to the secondary: the replicator
+ * stopped the VM, held output is never released, and the process exits
+ * 123 (EXITCODE_FENCED) once replicator_vm_stopped's done is called.
+ */
+bool replicator_fenced(const replicator *p);
+/* The status object "witness" (witness/claim.h's claim_status). */
+struct json_t *replicator_witness_status(const replicator *p);
+/* The value this primary claims with, or NULL without a witness. */
+const char *replicator_witness_value(const replicator *p);
 /* save's check: refused while a secondary is set up or active. */
 int replicator_may_save(const replicator *p, char *err, size_t errlen);
 

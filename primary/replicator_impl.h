@@ -28,6 +28,8 @@ struct replicator {
     protection prot;            /* every decision's state, the timings */
     tls_ctx *tls;               /* NULL: --insecure */
     bool insecure;
+    claim *witness;             /* --witness, or NULL */
+    bool paused;                /* a hold of the VM's while fenced */
 
     channel *link;              /* the current secondary's */
     channel *old;               /* one ending, until its thread is gone */

@@ -10,6 +10,7 @@
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "primary/primary.h"
+#include "witness/claim.h"
 
 static const char help[] =
     "usage: ftvm primary [OPTIONS] GUEST.elf [GUEST ARGS...] --secondary "
@@ -42,6 +43,20 @@ static const char help[] =
     "                       ([A-Za-z0-9._-], 1 to 63; default: the\n"
     "                       image's file name without extension)\n"
     "\n"
+    "the witness (docs/witness.md):\n"
+    "      --witness URL[,URL...]\n"
+    "                       etcd client endpoints (http://HOST:PORT): on\n"
+    "                       losing a secondary that may have applied a\n"
+    "                       checkpoint, hold all output and claim the VM\n"
+    "                       there; lost: stop (exit 123); no answer:\n"
+    "                       pause the VM until there is one; without it a\n"
+    "                       stall or a partition can leave both copies\n"
+    "                       running\n"
+    "      --witness-timeout TIME\n"
+    "                       one claim attempt's deadline, and how often\n"
+    "                       an unanswered claim is asked again (default\n"
+    "                       1s)\n"
+    "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure; also for\n"
     "ftvmctl attach-secondary):\n"
     "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
@@ -55,11 +70,12 @@ static const char help_end[] =
     "unreachable, or its link lost before it acknowledged a checkpoint,\n"
     "e.g. a refused TLS handshake; the VM is stopped, the output it held\n"
     "is dropped), 121 the guest broke the ABI, 122 the monitor failed,\n"
-    "128+N signal N.\n";
+    "123 the witness gave the VM to the secondary; this copy stopped\n"
+    "without releasing its output, 128+N signal N.\n";
 
 int primary_main(int argc, char **argv)
 {
-    primary_opts o = { 0 };
+    primary_opts o = { .rep.witness_timeout_ns = CLAIM_DEFAULT_TIMEOUT_NS };
     const options_own own[] = {
         { "secondary", 0, OPTIONS_STRING, &o.rep.secondary },
         { "checkpoint-interval", 0, OPTIONS_DURATION,
@@ -76,6 +92,9 @@ int primary_main(int argc, char **argv)
         { "tls-peer", 0, OPTIONS_STRING, &o.rep.tls.peer },
         { "insecure", 0, OPTIONS_FLAG, &o.rep.tls.insecure },
         { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
+        { "witness", 0, OPTIONS_STRING, &o.rep.witness },
+        { "witness-timeout", 0, OPTIONS_DURATION,
+          &o.rep.witness_timeout_ns },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -102,6 +121,11 @@ int primary_main(int argc, char **argv)
     char err[512];
     if (o.vm_name && pairing_check_name(o.vm_name, err, sizeof(err)) < 0) {
         log_msg("--vm-name: %s", err);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (o.rep.witness_timeout_ns < 1000000) {
+        log_msg("--witness-timeout must be at least 1ms");
         free(found.guest_args);
         return EXITCODE_USAGE;
     }

@@ -1330,6 +1330,208 @@ static void test_ack_releases_output(void **unused)
     close(fd);
 }
 
+/* ---- the witness ---- */
+
+/*
+ * With a witness, reconnecting every 2 s: active, checkpoint 2 taken and
+ * written (unacknowledged), so output is held from it on.
+ */
+static void witnessed(protection *p)
+{
+    protection_init(p, &(protection_opts){ .interval_ns = INTERVAL,
+                                           .heartbeat_ns = HEARTBEAT,
+                                           .failure_ns = FAILURE,
+                                           .stall_ns = STALL,
+                                           .reconnect_ns = 2 * S,
+                                           .witness = true }, ADDR);
+    bring_up(p);
+    take(p, 0);
+    protection_sent(p, 1, 1);
+    ack(p, 1, 2);
+    take(p, INTERVAL);
+    protection_sent(p, 2, INTERVAL + 1);
+    assert_true(p->holding);
+}
+
+/* A loss is claimed: nothing released, no reconnecting, the VM runs. */
+static void assert_claiming(protection *p, const protection_act *a,
+                            const char *what)
+{
+    assert_int_equal(p->state, PROTECTION_CLAIMING);
+    assert_true(a->claim);
+    assert_int_equal(a->end, PROTECTION_DROP);
+    assert_false(a->release_all);
+    assert_int_equal(a->release_upto, 0);
+    assert_true(p->holding);
+    assert_false(a->reconnect);
+    assert_false(a->pause);
+    assert_false(a->fenced);
+    assert_true(a->say);
+    assert_non_null(strstr(a->msg, what));
+    assert_non_null(strstr(a->msg, "asking the witness who keeps the VM "
+                                   "(claiming generation 1); output stays "
+                                   "held"));
+    assert_non_null(strstr(p->last_error, what));
+    assert_true(a->nanswers >= 1);
+    assert_int_equal(a->answers[a->nanswers - 1].rc, -ECONNABORTED);
+    assert_string_equal(protection_state_name(p->state), "claiming");
+}
+
+static void test_witness_claims(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+
+    /* Each way of losing the secondary is claimed. */
+    witnessed(&p);
+    a = protection_lose(&p, "secondary " ADDR ": the link ended");
+    assert_claiming(&p, &a, "the link ended");
+    /* While claiming: no new secondary, no checkpoint, no reconnect. */
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EBUSY);
+    assert_non_null(strstr(err, "has not yet said who keeps the VM"));
+    assert_false(protection_may_reconnect(&p));
+    assert_false(protection_next(&p).take);
+    /* A late answer of the old link changes nothing. */
+    a = ack(&p, 2, 3 * INTERVAL);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+
+    witnessed(&p);
+    a = protection_shut(&p, 1);
+    assert_claiming(&p, &a, "ended replication with error 1");
+
+    witnessed(&p);
+    channel_times t = { .last_recv_ns = INTERVAL + 1 };
+    p.last_tick_ns = INTERVAL + FAILURE;
+    a = protection_tick(&p, INTERVAL + 1 + FAILURE, &t);
+    assert_claiming(&p, &a, "nothing heard for 300 ms");
+
+    /* A clean SHUT 0 is no loss: stopped, as without a witness. */
+    witnessed(&p);
+    a = protection_shut(&p, 0);
+    assert_int_equal(p.state, PROTECTION_STOPPED);
+    assert_false(a.claim);
+
+    /* Before checkpoint 1 was written nothing can have failed over. */
+    init(&p, 2 * S);
+    p.o.witness = true;
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_lose(&p, "secondary " ADDR ": the link ended");
+    assert_lost(&p, &a, "the link ended");
+    assert_false(a.claim);
+    /* ... and a new secondary starts unwritten. */
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    protection_claimed(&p, CLAIM_WON, NULL, NULL);
+    protection_begin(&p, ADDR, &test_pair);
+    assert_false(p.written);
+}
+
+static void test_witness_won(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    a = protection_claimed(&p, CLAIM_WON, NULL, NULL);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_true(a.release_all);
+    assert_false(p.holding);
+    assert_true(a.reconnect);
+    assert_false(a.resume);
+    assert_false(a.fenced);
+    assert_non_null(strstr(a.msg, "the witness kept the VM here "
+                                  "(generation 1); running unprotected"));
+    /* An answer after that is no news. */
+    a = protection_claimed(&p, CLAIM_LOST, "secondary x", NULL);
+    assert_true(act_is_empty(&a) && !a.fenced);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+}
+
+static void test_witness_lost(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    a = protection_claimed(&p, CLAIM_LOST, "secondary 0123456789abcdef",
+                           NULL);
+    assert_int_equal(p.state, PROTECTION_FENCED);
+    assert_true(a.fenced);
+    assert_false(a.release_all);
+    assert_int_equal(a.release_upto, 0);
+    assert_false(a.reconnect);
+    assert_true(p.holding);
+    assert_non_null(strstr(a.msg, "the secondary took the VM over (owner: "
+                                  "secondary 0123456789abcdef); this copy "
+                                  "stops without releasing"));
+    assert_string_equal(protection_state_name(p.state), "fenced");
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)),
+                     -ESHUTDOWN);
+    assert_non_null(strstr(err, "fenced"));
+    /* The dropped link's end, then the VM's, release nothing. */
+    a = protection_drained(&p);
+    assert_false(a.release_all);
+    a = protection_vm_stopped(&p, false);
+    assert_false(a.release_all);
+    assert_true(a.finished);
+    assert_true(p.holding);
+}
+
+static void test_witness_unknown(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+
+    /* No answer: paused, held; asked again quietly; then won: resumed. */
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    a = protection_claimed(&p, CLAIM_UNKNOWN, NULL, "no quorum");
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+    assert_true(a.pause);
+    assert_false(a.release_all || a.fenced || a.resume);
+    assert_non_null(strstr(a.msg, "fenced: cannot reach the witness (no "
+                                  "quorum): the VM is paused"));
+    assert_non_null(strstr(p.last_error, "fenced: cannot reach the witness"));
+    a = protection_claimed(&p, CLAIM_UNKNOWN, NULL, "no quorum");
+    assert_false(a.say || a.pause || a.resume);
+    a = protection_claimed(&p, CLAIM_WON, NULL, NULL);
+    assert_true(a.resume);
+    assert_true(a.release_all);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+
+    /* No answer, then lost: stopped, still held, never resumed. */
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    protection_claimed(&p, CLAIM_UNKNOWN, NULL, "no quorum");
+    a = protection_claimed(&p, CLAIM_LOST, "secondary x", NULL);
+    assert_true(a.fenced);
+    assert_false(a.resume || a.release_all);
+
+    /* The VM ends while claiming: held output is not released. */
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    a = protection_drained(&p);
+    assert_false(a.release_all);
+    a = protection_vm_stopped(&p, false);
+    assert_false(a.release_all);
+    assert_true(a.finished);
+    /* ... and a later answer neither releases, pauses nor stops it. */
+    a = protection_claimed(&p, CLAIM_UNKNOWN, NULL, "x");
+    assert_false(a.pause);
+    a = protection_claimed(&p, CLAIM_WON, NULL, NULL);
+    assert_false(a.release_all || a.fenced);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1360,6 +1562,10 @@ int main(void)
         cmocka_unit_test(test_vm_stopped),
         cmocka_unit_test(test_waiters),
         cmocka_unit_test(test_ack_releases_output),
+        cmocka_unit_test(test_witness_claims),
+        cmocka_unit_test(test_witness_won),
+        cmocka_unit_test(test_witness_lost),
+        cmocka_unit_test(test_witness_unknown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
