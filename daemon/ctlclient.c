@@ -225,6 +225,30 @@ static json_t *request(const char *sock, const char *cmd, json_t *args)
     return r;
 }
 
+/*
+ * status's "witness" (docs/witness.md) in one line: "none: WARNING", or
+ * "STATE KEY" with the owner (lost) or the last error (unknown).
+ */
+static json_t *witness_line(json_t *w)
+{
+    const char *state = json_string_value(json_object_get(w, "state"));
+    const char *key = json_string_value(json_object_get(w, "key"));
+    const char *owner = json_string_value(json_object_get(w, "owner"));
+    const char *err = json_string_value(json_object_get(w, "error"));
+    const char *warning = json_string_value(json_object_get(w, "warning"));
+    if (!state)
+        return NULL;
+    if (strcmp(state, "none") == 0)
+        return json_sprintf("none: %s", warning ? warning : "no witness");
+    if (owner)
+        return json_sprintf("%s %s (owner: %s)", state, key ? key : "",
+                            owner);
+    if (err && strcmp(state, "unknown") == 0)
+        return json_sprintf("%s %s (cannot reach the witness: %s)", state,
+                            key ? key : "", err);
+    return json_sprintf("%s %s", state, key ? key : "(no pairing yet)");
+}
+
 static void print_result(const char *cmd, json_t *res, bool as_json)
 {
     if (as_json) {
@@ -238,7 +262,16 @@ static void print_result(const char *cmd, json_t *res, bool as_json)
                    json_string_value(json_object_get(e, "name")),
                    json_string_value(json_object_get(e, "help")));
     } else {
+        json_t *w = json_object_get(res, "witness");
+        json_t *line = strcmp(cmd, "status") == 0 && json_is_object(w)
+                       ? witness_line(w) : NULL;
+        if (line) {
+            res = json_deep_copy(res);
+            json_object_set_new(res, "witness", line);
+        }
         print_table(res, "", key_width(res, 0));
+        if (line)
+            json_decref(res);
     }
 }
 

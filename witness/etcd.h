@@ -5,7 +5,7 @@
  * libevent's HTTP client, and its callback runs later from the loop, never
  * from inside the call that made it.
  *
- * Not yet used by the primary or the secondary: docs/witness.md says what
+ * Both roles use it through witness/claim.h; docs/witness.md says what
  * exists and what is still to do.
  *
  * A client has one or more endpoints ("http://HOST:PORT[,...]", etcd's
