@@ -737,10 +737,10 @@ def case_no_witness():
     net, cluster, ref = setup()
     run = Run(net, cluster, 1, ref, witness=False)
     warn = "no witness: a stall or a partition can leave both copies running"
+    run.active(rng.uniform(0.3, 1.0))
     for p in (run.pri, run.sec):
         check(p.err().count(warn) == 1, "%s's start-up does not say, once, "
               "%r\n%s" % (p.name, warn, p.err()))
-    run.active(rng.uniform(0.3, 1.0))
     run.net.cut("ps")
     e2e.wait_state(run.sctl, run.sec, "running", 10)
     e2e.wait_state(run.pctl, run.pri, "degraded", 10)
