@@ -838,47 +838,57 @@ def setup():
     return net, cluster, e2e.Reference()
 
 
+def one_run(net, cluster, ref, case, i, table, keep_going):
+    kind = rng.choice(sorted(RUNS)) if case == "mixed" else case
+    row = table.setdefault(kind, {"runs": 0, "fail": 0, "s": 0.0})
+    row["runs"] += 1
+    t = time.monotonic()
+    run = None
+    try:
+        run = Run(net, cluster, i, ref)
+        tag, what = RUNS[kind](run)
+        row[tag] = row.get(tag, 0) + 1
+        if "(gap 0)" not in what and "(gap " in what:
+            row["gaps"] = row.get("gaps", 0) + 1
+        log("run %d %s: %s; %s (%.1f s)" % (i, kind, tag, what,
+                                            time.monotonic() - t))
+    except ft.Failure as e:
+        row["fail"] += 1
+        if not keep_going:
+            raise                   # run_case shows every process
+        log("FAIL run %d %s: %s" % (i, kind, e))
+        for p in list(ft.procs):
+            if p.name.startswith(("pri", "sec")):
+                log(p.dump())
+    finally:
+        row["s"] += time.monotonic() - t
+        for m in range(3):
+            cluster.cont(m)
+    if run:
+        run.retire()
+
+
 def case_faults(case, runs):
     net, cluster, ref = setup()
     keep_going = os.environ.get("FTVM_E2E_KEEP_GOING") == "1"
     table = {}
     t0 = time.monotonic()
-    for i in range(1, runs + 1):
-        kind = rng.choice(sorted(RUNS)) if case == "mixed" else case
-        row = table.setdefault(kind, {"runs": 0, "fail": 0, "s": 0.0})
-        row["runs"] += 1
-        t = time.monotonic()
-        run = None
-        try:
-            run = Run(net, cluster, i, ref)
-            tag, what = RUNS[kind](run)
-            row[tag] = row.get(tag, 0) + 1
-            if "(gap 0)" not in what and "(gap " in what:
-                row["gaps"] = row.get("gaps", 0) + 1
-            log("run %d %s: %s; %s (%.1f s)" % (i, kind, tag, what,
-                                                time.monotonic() - t))
-        except ft.Failure as e:
-            row["fail"] += 1
-            if not keep_going:
-                raise               # run_case shows every process
-            log("FAIL run %d %s: %s" % (i, kind, e))
-            for p in list(ft.procs):
-                if p.name.startswith(("pri", "sec")):
-                    log(p.dump())
-        finally:
-            row["s"] += time.monotonic() - t
-            for m in range(3):
-                cluster.cont(m)
-        if run:
-            run.retire()
-    for kind, row in sorted(table.items()):
-        tags = ", ".join("%s=%d" % (k, v) for k, v in sorted(row.items())
-                         if k not in ("runs", "fail", "s"))
-        log("summary: %-15s runs=%d failures=%d mean=%.1fs %s" %
-            (kind, row["runs"], row["fail"], row["s"] / row["runs"], tags))
-    fails = sum(r["fail"] for r in table.values())
-    log("summary: total runs=%d failures=%d in %.1f s" %
-        (runs, fails, time.monotonic() - t0))
+    done = 0
+    try:
+        for i in range(1, runs + 1):
+            one_run(net, cluster, ref, case, i, table, keep_going)
+            done = i
+    finally:
+        # Also when stopped (a soak cut short): what ran is reported.
+        for kind, row in sorted(table.items()):
+            tags = ", ".join("%s=%d" % (k, v) for k, v in sorted(row.items())
+                             if k not in ("runs", "fail", "s"))
+            log("summary: %-15s runs=%d failures=%d mean=%.1fs %s" %
+                (kind, row["runs"], row["fail"], row["s"] / row["runs"],
+                 tags))
+        fails = sum(r["fail"] for r in table.values())
+        log("summary: total runs=%d failures=%d in %.1f s" %
+            (done, fails, time.monotonic() - t0))
     check(fails == 0, "%d of %d runs failed" % (fails, runs))
 
 
