@@ -5,7 +5,8 @@
  * (0..255, whatever the guest halts with) when the guest ends it; the
  * statuses below can collide with a guest's choice, so the message on
  * stderr is what tells them apart.  A role may add its own below 120
- * (the secondary's 3 and 4: secondary/secondary.h).
+ * (the secondary's 3, 4 and 5, the last "the witness gave the VM to the
+ * primary (fenced)": secondary/standby.h).
  */
 #ifndef FTVM_DAEMON_EXITCODE_H
 #define FTVM_DAEMON_EXITCODE_H

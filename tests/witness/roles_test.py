@@ -326,6 +326,9 @@ def main():
     def run():
         ft.needs_kvm()
         CASES[case]()
+        for p in ft.procs:
+            if p.name in ("pri", "sec"):
+                ft.check_sanitizers(p)
     ft.run_case(case, run, "roles")
 
 
