@@ -803,6 +803,7 @@ def case_udpkv(runs):
         ft.wait_until(lambda: not run.pri.alive() or not run.sec.alive(),
                       15, "one side to stop (%s)" % how)
         check(client.wait(60) == 0, "the client failed\n" + client.dump())
+        client.eof()                # every line read, not just the first
         acked = oks()
         check(len(acked) == n, "%d of %d PUTs answered: %r" %
               (len(acked), n, [l for l in client.lines()
