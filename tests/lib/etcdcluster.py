@@ -83,9 +83,10 @@ def etcd_binary():
 
 
 class Cluster:
-    def __init__(self, binary, n=MEMBERS):
+    def __init__(self, binary, n=MEMBERS, hosts=()):
         self.binary = binary
         self.n = n
+        self.hosts = tuple(hosts)       # addresses served beside 127.0.0.1
         ports = distinct_ports(2 * n)
         self.client, self.peer = ports[:n], ports[n:]
         self.token = "ftvm-test-%d-%d" % (os.getpid(), self.client[0])
@@ -94,19 +95,21 @@ class Cluster:
         self.initial = ",".join("m%d=http://127.0.0.1:%d" % (i, self.peer[i])
                                 for i in range(n))
 
-    def url(self, i):
-        return "http://127.0.0.1:%d" % self.client[i]
+    def url(self, i, host="127.0.0.1"):
+        return "http://%s:%d" % (host, self.client[i])
 
-    def endpoints(self, members=None):
-        """URL[,URL...] of the given members (all by default), in order."""
-        return ",".join(self.url(i) for i in
+    def endpoints(self, members=None, host="127.0.0.1"):
+        """URL[,URL...] of the given members (all by default), in order,
+        on 127.0.0.1 or on one of the hosts the cluster was started with."""
+        return ",".join(self.url(i, host) for i in
                         (range(self.n) if members is None else members))
 
     def start(self, i):
         """Starts (or restarts, on its existing data) member i."""
         d = os.path.join(ft.tmp, "etcd-%d-m%d" % (self.client[0], i))
         argv = [self.binary, "--name", "m%d" % i, "--data-dir", d,
-                "--listen-client-urls", self.url(i),
+                "--listen-client-urls",
+                ",".join(self.url(i, h) for h in ("127.0.0.1",) + self.hosts),
                 "--advertise-client-urls", self.url(i),
                 "--listen-peer-urls", "http://127.0.0.1:%d" % self.peer[i],
                 "--initial-advertise-peer-urls",
@@ -171,9 +174,11 @@ class Cluster:
         return unb64(kvs[0].get("value")).decode() if kvs else None
 
 
-def start(n=MEMBERS, timeout=20):
+def start(n=MEMBERS, timeout=20, hosts=()):
     """Starts an n-member cluster and waits for its leader; skips the case
-    (exit 77) when etcd is not installed."""
+    (exit 77) when etcd is not installed.  Members also serve clients on
+    each of `hosts` (addresses in a namespace the test made, where the
+    test runs), on the same ports."""
     binary = etcd_binary()
     if not binary:
         msg = ("etcd is not installed (Debian's etcd-server; "
@@ -182,7 +187,7 @@ def start(n=MEMBERS, timeout=20):
             ft.fail(msg + ", and FTVM_REQUIRE_ETCD=1 says this run has it")
         ft.skip(msg)
     for attempt in range(3):
-        c = Cluster(binary, n)
+        c = Cluster(binary, n, hosts)
         for i in range(n):
             c.start(i)
         try:
