@@ -381,6 +381,20 @@ void channel_finish(channel *l, uint64_t timeout_ns)
     evtimer_add(l->ev_finish, &tv);
 }
 
+uint64_t channel_take_stall(channel *l, uint64_t now_ns)
+{
+    pthread_mutex_lock(&l->lock);
+    uint64_t every = l->heartbeat_ns;
+    pthread_mutex_unlock(&l->lock);
+    if (!every)
+        return 0;
+    uint64_t late = __atomic_exchange_n(&l->hb_late_ns, 0, __ATOMIC_ACQ_REL);
+    uint64_t woke = __atomic_load_n(&l->hb_wake_ns, __ATOMIC_ACQUIRE);
+    /* Not woken since the stall ended (SIGCONT wakes every thread). */
+    uint64_t quiet = woke && now_ns > woke + every ? now_ns - woke - every : 0;
+    return late > quiet ? late : quiet;
+}
+
 void channel_get_times(channel *l, channel_times *out)
 {
     out->last_recv_ns = __atomic_load_n(&l->last_recv_ns, __ATOMIC_RELAXED);

@@ -122,5 +122,15 @@ typedef struct channel_times {
     uint64_t sending;       /* the last package whose write began */
 } channel_times;
 void channel_get_times(channel *l, channel_times *out);
+/*
+ * How long, at most, this process may have sent nothing on the link
+ * because it did not run, since the last call (which it resets): how late
+ * the heartbeat thread woke, or how long it has not woken beyond its
+ * interval.  While the heartbeat thread is late, the secondary hears
+ * nothing; past its failure timeout it may have taken over, so return-
+ * path messages read after such a stall may be older than that takeover.
+ * 0 without heartbeats.
+ */
+uint64_t channel_take_stall(channel *l, uint64_t now_ns);
 
 #endif

@@ -70,6 +70,14 @@ struct channel {
     /* Written by the thread, read by channel_get_times (atomics). */
     uint64_t last_recv_ns, last_sent_ns, progress_ns, bytes_sent;
     uint64_t pings;         /* written by the heartbeat thread */
+    /*
+     * The heartbeat thread's own wake-ups (CLOCK_MONOTONIC): the last,
+     * and the most it woke late since channel_take_stall last looked.
+     * A thread that wakes seconds late was not running, and neither was
+     * anything else that could have kept the line from going quiet
+     * (SIGSTOP, a host that froze the process).
+     */
+    uint64_t hb_wake_ns, hb_late_ns;
     uint64_t sending;       /* the last package whose write began */
     bool busy;
 

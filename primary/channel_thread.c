@@ -314,6 +314,24 @@ static bool ping(channel *l, uint32_t value)
     return w > 0;
 }
 
+/*
+ * A wake-up of the heartbeat thread at now, for a wait that was due at
+ * due (0: not a timed wait's end).
+ */
+static void note_wake(channel *l, uint64_t now, uint64_t due)
+{
+    __atomic_store_n(&l->hb_wake_ns, now, __ATOMIC_RELEASE);
+    if (due && now > due) {
+        uint64_t late = now - due;
+        uint64_t seen = __atomic_load_n(&l->hb_late_ns, __ATOMIC_RELAXED);
+        while (late > seen &&
+               !__atomic_compare_exchange_n(&l->hb_late_ns, &seen, late,
+                                            false, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED))
+            ;
+    }
+}
+
 static void wait_until(channel *l, uint64_t deadline_ns)
 {
     struct timespec ts = {
@@ -337,8 +355,10 @@ void *channel_heartbeat_main(void *arg)
         uint64_t due = __atomic_load_n(&l->last_sent_ns, __ATOMIC_RELAXED) +
                        every;
         uint64_t now = mono_ns();
+        note_wake(l, now, 0);
         if (now < due) {
             wait_until(l, due);
+            note_wake(l, mono_ns(), due);
             continue;
         }
         pthread_mutex_unlock(&l->lock);
@@ -346,8 +366,11 @@ void *channel_heartbeat_main(void *arg)
         pthread_mutex_lock(&l->lock);
         if (sent)
             seq++;
-        else if (!l->closing && !l->finishing && !l->exited)
-            wait_until(l, now + (every < HB_RETRY_NS ? every : HB_RETRY_NS));
+        else if (!l->closing && !l->finishing && !l->exited) {
+            uint64_t retry = now + (every < HB_RETRY_NS ? every : HB_RETRY_NS);
+            wait_until(l, retry);
+            note_wake(l, mono_ns(), retry);
+        }
     }
     pthread_mutex_unlock(&l->lock);
     return NULL;

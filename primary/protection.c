@@ -278,6 +278,20 @@ protection_act protection_lose(protection *p, const char *why)
     return a;
 }
 
+protection_act protection_stalled(protection *p, uint64_t stall_ns)
+{
+    protection_act a = { 0 };
+    if (!p->o.witness || !linked(p) || stall_ns < p->o.failure_ns / 2)
+        return a;
+    char why[600];
+    snprintf(why, sizeof(why), "secondary %s: this process did not run for "
+             "%.0f ms (failure timeout %.0f ms): the secondary may have taken "
+             "over meanwhile, so its answers are no longer trusted", p->addr,
+             stall_ns / 1e6, p->o.failure_ns / 1e6);
+    lose(p, &a, why);
+    return a;
+}
+
 static void finish(protection *p, protection_act *a)
 {
     a->finished = p->ending && !linked(p) && !p->draining;

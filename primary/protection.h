@@ -195,6 +195,18 @@ protection_act protection_lose(protection *p, const char *why);
  */
 protection_act protection_claimed(protection *p, claim_state outcome,
                                   const char *owner, const char *err);
+/*
+ * This process did not run for stall_ns (channel_take_stall) before an
+ * ACK or NACK was read.  If the secondary could have heard nothing for
+ * its failure timeout meanwhile (a stall of half of it or more: the
+ * heartbeat interval and the network take the rest), it may have claimed
+ * the VM and gone live while the answer waited in the socket; releasing
+ * output on it now would put this copy's output after the other's.  With
+ * a witness that is a loss, claimed like any other (the answer is not
+ * acted on): an empty act when the stall is shorter, without a witness
+ * (nothing could decide it), or with no secondary.
+ */
+protection_act protection_stalled(protection *p, uint64_t stall_ns);
 /* The draining link has ended. */
 protection_act protection_drained(protection *p);
 /* Whether the reconnect timer runs (set, and the VM has not ended). */

@@ -257,6 +257,15 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         return;
     protection_act a = { 0 };
     channel_times t;
+    if (m->type == RETPATH_ACK || m->type == RETPATH_NACK) {
+        /* Read after a stall, an answer may predate a takeover. */
+        a = protection_stalled(&p->prot, channel_take_stall(l, mono_ns()));
+        if (p->prot.state != PROTECTION_SETUP &&
+            p->prot.state != PROTECTION_ACTIVE) {
+            replicator_do(p, &a);
+            return;
+        }
+    }
     switch (m->type) {
     case RETPATH_ACK:
         channel_get_times(l, &t);

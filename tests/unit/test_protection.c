@@ -1454,6 +1454,45 @@ static void test_witness_claims(void **unused)
     assert_false(p.written);
 }
 
+/*
+ * An answer read after this process stalled for half the failure timeout
+ * may predate a takeover: with a witness it is a loss, claimed, and not
+ * acted on; a shorter stall, or no witness, changes nothing.
+ */
+static void test_witness_stalled(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+
+    witnessed(&p);
+    a = protection_stalled(&p, FAILURE / 2 - 1);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_ACTIVE);
+    a = protection_stalled(&p, FAILURE / 2);
+    assert_claiming(&p, &a, "this process did not run for 150 ms");
+    assert_non_null(strstr(a.msg, "its answers are no longer trusted"));
+    /* The answer itself then changes nothing: nothing is released. */
+    a = ack(&p, 2, 3 * INTERVAL);
+    assert_true(act_is_empty(&a));
+    assert_true(p.holding);
+
+    /* Without a witness nothing could decide it: as before. */
+    witnessed(&p);
+    p.o.witness = false;
+    a = protection_stalled(&p, 10 * FAILURE);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_ACTIVE);
+
+    /* Nothing to lose: no secondary. */
+    witnessed(&p);
+    protection_lose(&p, "gone");
+    protection_claimed(&p, CLAIM_WON, NULL, NULL);
+    a = protection_stalled(&p, 10 * FAILURE);
+    assert_true(act_is_empty(&a));
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+}
+
 static void test_witness_won(void **unused)
 {
     (void)unused;
@@ -1587,6 +1626,7 @@ int main(void)
         cmocka_unit_test(test_waiters),
         cmocka_unit_test(test_ack_releases_output),
         cmocka_unit_test(test_witness_claims),
+        cmocka_unit_test(test_witness_stalled),
         cmocka_unit_test(test_witness_won),
         cmocka_unit_test(test_witness_lost),
         cmocka_unit_test(test_witness_unknown),
