@@ -3,7 +3,8 @@
  *
  * The buffer is a ring guarded by lock.  Writers only append to its free
  * part and the drain thread only takes from its head, so the thread
- * writes straight from the ring without the lock.  A write that does not
+ * writes straight from the ring without the lock.  While the ring is
+ * empty a writer first gives the fd what it takes at once (write_now).  A write that does not
  * fit whole is dropped whole: the guest writes a line per call, and a
  * reader that catches up sees whole lines with a gap, not torn ones.
  */
@@ -205,11 +206,74 @@ void conout_set_warn(conout *c, conout_warn_fn fn, void *opaque)
     pthread_mutex_unlock(&c->lock);
 }
 
+/*
+ * With the lock held and nothing buffered (so the drain thread is not
+ * writing): what the fd takes now without waiting, PIPE_BUF bytes at a
+ * time while poll says it has room.  The bytes taken, or -errno when the
+ * fd failed.  Output released on an ACK is then on the fd before the
+ * loop answers anything else: a primary killed right after it has lost
+ * nothing a client was owed, as long as its reader keeps up.
+ */
+static ssize_t write_now(conout *c, const uint8_t *p, size_t len)
+{
+    /*
+     * The caller's thread may take SIGPIPE (the drain thread blocks
+     * every signal): a reader gone must show as EPIPE here too, and its
+     * SIGPIPE must not stay pending for the thread.
+     */
+    sigset_t pipe_sig, old;
+    sigemptyset(&pipe_sig);
+    sigaddset(&pipe_sig, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_sig, &old);
+    ssize_t rc = 0;
+    size_t done = 0;
+    while (done < len) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+        if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT))
+            break;
+        size_t n = len - done < PIPE_BUF ? len - done : PIPE_BUF;
+        ssize_t w = write(c->fd, p + done, n);
+        if (w < 0 && errno != EAGAIN && errno != EINTR) {
+            rc = -errno;
+            break;
+        }
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    if (rc == -EPIPE && !sigismember(&old, SIGPIPE)) {
+        const struct timespec zero = { 0, 0 };
+        sigtimedwait(&pipe_sig, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc < 0 ? rc : (ssize_t)done;
+}
+
 void conout_write(conout *c, const void *buf, size_t len)
 {
     if (!len)
         return;
     pthread_mutex_lock(&c->lock);
+    /* Whole or not at all: what the fd leaves must fit the empty ring. */
+    if (c->len == 0 && len <= c->cap && !c->broken && !c->stopping) {
+        ssize_t w = write_now(c, buf, len);
+        if (w < 0) {
+            c->broken = true;
+            c->broken_errno = (int)-w;
+            pthread_cond_signal(&c->cond);      /* for its warning */
+        } else if (w > 0) {
+            c->written += (uint64_t)w;
+            c->progress_ns = mono_ns();
+            buf = (const uint8_t *)buf + w;
+            len -= (size_t)w;
+        }
+        if (!len || w < 0) {
+            if (w < 0)
+                c->dropped += len;
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+    }
     bool was_empty = c->len == 0;
     if (c->broken || len > c->cap - c->len) {
         c->dropped += len;

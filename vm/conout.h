@@ -2,9 +2,11 @@
  * conout: the guest console's way out to a file descriptor (stdout),
  * written so that no vCPU and no event loop ever waits for its reader.
  *
- * conout_write copies the bytes into a bounded buffer and returns; a
- * drain thread of the conout's own is the only one that writes to the fd,
- * and the only one that ever waits for it.  A reader that does not keep
+ * conout_write gives the fd what it takes at once (when nothing is
+ * buffered, and only as much as poll says it has room for), copies the
+ * rest into a bounded buffer and returns; a drain thread of the conout's
+ * own writes the buffer out, and is the only one that ever waits for the
+ * fd.  A reader that does not keep
  * up (a pipe nobody drains, a stopped terminal) fills the buffer; then a
  * write that does not fit whole is dropped whole and counted, as a serial
  * line with nobody listening loses it (the guest writes a line per call:

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -314,6 +315,15 @@ static void test_free_with_nobody_reading(void **state)
     conout_free(c);
 }
 
+/* What the pipe holds now, without waiting: the bytes, or -1. */
+static ssize_t recv_now(int fd, char *buf, size_t len)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (poll(&p, 1, 0) != 1)
+        return -1;
+    return read(fd, buf, len);
+}
+
 /* A write larger than the whole buffer is dropped whole, never split. */
 static void test_oversize_write(void **state)
 {
@@ -337,6 +347,26 @@ static void test_oversize_write(void **state)
     free(text);
 }
 
+/*
+ * With nothing buffered and room in the pipe, the bytes are on the fd
+ * when conout_write returns (output released on an ACK must not wait for
+ * the drain thread: a kill right after would lose it).
+ */
+static void test_written_at_once(void **state)
+{
+    fixture *fx = *state;
+    conout *c;
+    assert_int_equal(conout_new(&c, fx->wr, 0), 0);
+    conout_write(c, "hello\n", 6);
+    conout_stats st = stats(c);
+    assert_int_equal(st.written_bytes, 6);
+    assert_int_equal(st.buffered_bytes, 0);
+    char got[16];
+    assert_int_equal(recv_now(fx->rd, got, sizeof(got)), 6);
+    assert_memory_equal(got, "hello\n", 6);
+    conout_free(c);
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -347,6 +377,7 @@ int main(void)
         T(test_reader_gone),
         T(test_free_with_nobody_reading),
         T(test_oversize_write),
+        T(test_written_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
