@@ -26,21 +26,9 @@
 #include <time.h>
 
 #include "witness/claim.h"
+#include "evwait.h"
 
 static struct event_base *base;
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2),
-                                                     noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
 
 typedef struct side {
     claim *c;
@@ -53,7 +41,7 @@ static void on_state(void *opaque, claim_state s)
 {
     side *d = opaque;
     if (s == d->last)
-        die("a callback without a change of state (%s)",
+        evwait_die("a callback without a change of state (%s)",
             claim_state_name(s));
     d->last = s;
     d->changes++;
@@ -70,23 +58,24 @@ static bool settled(side *d)
     return d->last == CLAIM_WON || d->last == CLAIM_LOST;
 }
 
-/*
- * Runs the loop until every side has settled, or 20 s (a claim always has
- * a request or a retry pending, so the loop never runs dry).
- */
-static void settle(side *sides, int n)
+typedef struct sides {
+    side *s;
+    int n;
+} sides;
+
+static bool all_settled(void *arg)
 {
-    time_t end = time(NULL) + 20;
-    for (;;) {
-        bool all = true;
-        for (int i = 0; i < n; i++)
-            all &= settled(&sides[i]);
-        if (all)
-            break;
-        if (time(NULL) > end)
-            die("no outcome within 20 s");
-        event_base_loop(base, EVLOOP_ONCE);
-    }
+    sides *w = arg;
+    for (int i = 0; i < w->n; i++)
+        if (!settled(&w->s[i]))
+            return false;
+    return true;
+}
+
+/* Runs the loop until every side has settled, or 20 s (scaled). */
+static void settle(side *s, int n)
+{
+    evwait_until(base, all_settled, &(sides){ s, n }, 20, "an outcome");
 }
 
 static const char *vm_name;
@@ -96,9 +85,9 @@ static void start(side *d, uint64_t g)
     char err[512];
     d->last = CLAIM_CLAIMING;
     if (claim_start(d->c, vm_name, g, on_state, d, err, sizeof(err)) < 0)
-        die("claim_start: %s", err);
+        evwait_die("claim_start: %s", err);
     if (claim_get_state(d->c) != CLAIM_CLAIMING)
-        die("claim_start: state %s, not claiming",
+        evwait_die("claim_start: state %s, not claiming",
             claim_state_name(claim_get_state(d->c)));
 }
 
@@ -116,7 +105,7 @@ static void check_status(const claim *c, const char *state,
         (owner ? !json_is_string(o) || strcmp(json_string_value(o), owner)
                : !json_is_null(o)) ||
         json_array_size(json_object_get(j, "endpoints")) != 3)
-        die("status %s", json_dumps(j, JSON_COMPACT));
+        evwait_die("status %s", json_dumps(j, JSON_COMPACT));
     json_decref(j);
 }
 
@@ -128,23 +117,23 @@ static void race(const char *eps, const char *name, uint64_t g)
     const char *roles[2] = { "primary", "secondary" };
     for (int i = 0; i < 2; i++)
         if (claim_new(&d[i].c, base, eps, roles[i], 0, err, sizeof(err)) < 0)
-            die("claim_new: %s", err);
+            evwait_die("claim_new: %s", err);
     if (strncmp(claim_value(d[0].c), "primary ", 8) ||
         strlen(claim_value(d[0].c)) != 8 + 16 ||
         strncmp(claim_value(d[1].c), "secondary ", 10))
-        die("values %s, %s", claim_value(d[0].c), claim_value(d[1].c));
+        evwait_die("values %s, %s", claim_value(d[0].c), claim_value(d[1].c));
     start(&d[0], g);
     start(&d[1], g);
     settle(d, 2);
     int w = d[0].last == CLAIM_WON ? 0 : 1, l = 1 - w;
     if (d[w].last != CLAIM_WON || d[l].last != CLAIM_LOST)
-        die("outcomes %s and %s", claim_state_name(d[0].last),
+        evwait_die("outcomes %s and %s", claim_state_name(d[0].last),
             claim_state_name(d[1].last));
     if (strcmp(claim_owner(d[l].c), claim_value(d[w].c)))
-        die("the loser names %s, the winner is %s", claim_owner(d[l].c),
+        evwait_die("the loser names %s, the winner is %s", claim_owner(d[l].c),
             claim_value(d[w].c));
     if (claim_owner(d[w].c))
-        die("the winner names an owner");
+        evwait_die("the winner names an owner");
     check_status(d[w].c, "won", NULL, g);
     check_status(d[l].c, "lost", claim_value(d[w].c), g);
     printf("winner %s\n", claim_value(d[w].c));
@@ -153,35 +142,35 @@ static void race(const char *eps, const char *name, uint64_t g)
     start(&d[l], g);
     settle(d, 2);
     if (d[w].last != CLAIM_WON || d[l].last != CLAIM_LOST)
-        die("again: %s and %s", claim_state_name(d[w].last),
+        evwait_die("again: %s and %s", claim_state_name(d[w].last),
             claim_state_name(d[l].last));
     /* The next generation is undecided: the loser of g takes it. */
     start(&d[l], g + 1);
     settle(&d[l], 1);
     if (d[l].last != CLAIM_WON)
-        die("generation %" PRIu64 ": %s", g + 1, claim_state_name(d[l].last));
+        evwait_die("generation %" PRIu64 ": %s", g + 1, claim_state_name(d[l].last));
     start(&d[w], g + 1);
     settle(&d[w], 1);
     if (d[w].last != CLAIM_LOST)
-        die("generation %" PRIu64 " for the first winner: %s", g + 1,
+        evwait_die("generation %" PRIu64 " for the first winner: %s", g + 1,
             claim_state_name(d[w].last));
     /* Cancelled: idle, and no callback comes. */
     start(&d[w], g + 2);
     claim_cancel(d[w].c);
     if (claim_get_state(d[w].c) != CLAIM_IDLE)
-        die("cancelled: %s", claim_state_name(claim_get_state(d[w].c)));
+        evwait_die("cancelled: %s", claim_state_name(claim_get_state(d[w].c)));
     unsigned before = d[w].changes;
     struct timeval tv = { 1, 500000 };
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
     if (d[w].changes != before)
-        die("a cancelled claim called back");
+        evwait_die("a cancelled claim called back");
     json_t *none = claim_status(NULL, "vm", 3);
     const char *st = json_string_value(json_object_get(none, "state"));
     if (!st || strcmp(st, "none") ||
         strcmp(json_string_value(json_object_get(none, "key")),
                "/ftvm/vm/3/owner"))
-        die("no witness: %s", json_dumps(none, JSON_COMPACT));
+        evwait_die("no witness: %s", json_dumps(none, JSON_COMPACT));
     json_decref(none);
     claim_free(d[0].c);
     claim_free(d[1].c);
@@ -207,7 +196,7 @@ static void wait_won(const char *eps, const char *name, uint64_t g,
     side d = { 0 };
     char err[512];
     if (claim_new(&d.c, base, eps, role, 500000000u, err, sizeof(err)) < 0)
-        die("claim_new: %s", err);
+        evwait_die("claim_new: %s", err);
     start(&d, g);
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &d);
     struct timeval every = { 0, 20000 }, cap = { 60, 0 };
@@ -216,7 +205,7 @@ static void wait_won(const char *eps, const char *name, uint64_t g,
     event_base_dispatch(base);
     event_free(tick);
     if (d.last != CLAIM_WON)
-        die("%s (owner %s, error %s)", claim_state_name(d.last),
+        evwait_die("%s (owner %s, error %s)", claim_state_name(d.last),
             claim_owner(d.c) ? claim_owner(d.c) : "-",
             claim_error(d.c) ? claim_error(d.c) : "-");
     claim_free(d.c);

@@ -33,31 +33,13 @@
 
 #include "witness/etcd.h"
 #include "witness/etcdwatch.h"
+#include "evwait.h"
 
 #define RACERS 20       /* create attempts per client in the race */
 
 static struct event_base *base;
 static double scale = 1;
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2),
-                                                     noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* One reply, copied out of the callback. */
 typedef struct answer {
@@ -77,9 +59,9 @@ static void on_reply(void *opaque, const etcd_reply *r)
 {
     answer *a = opaque;
     if (a->done)
-        die("a callback ran twice");
+        evwait_die("a callback ran twice");
     a->done = true;
-    a->at = now_s();
+    a->at = evwait_now();
     a->status = r->status;
     a->outcome = r->outcome;
     a->earlier = r->earlier;
@@ -91,38 +73,38 @@ static void on_reply(void *opaque, const etcd_reply *r)
     snprintf(a->endpoint, sizeof(a->endpoint), "%s", r->endpoint);
     snprintf(a->err, sizeof(a->err), "%s", r->err);
     if (r->status == ETCD_FAILED && !*r->err)
-        die("a failed request without an error string");
+        evwait_die("a failed request without an error string");
     if (a->create && (r->status == ETCD_FAILED) !=
                      (r->outcome == ETCD_UNKNOWN))
-        die("status %s with outcome %s", etcd_status_name(r->status),
+        evwait_die("status %s with outcome %s", etcd_status_name(r->status),
             etcd_outcome_name(r->outcome));
+}
+
+typedef struct answers {
+    answer *a;
+    size_t n;
+} answers;
+
+static bool all_in(void *arg)
+{
+    answers *w = arg;
+    for (size_t i = 0; i < w->n; i++)
+        if (!w->a[i].done)
+            return false;
+    return true;
 }
 
 /* Runs the loop until every answer is in; fails after seconds (scaled). */
 static void wait_all(answer *a, size_t n, double seconds, const char *what)
 {
-    double deadline = now_s() + seconds * scale;
-    for (;;) {
-        size_t left = 0;
-        for (size_t i = 0; i < n; i++)
-            left += !a[i].done;
-        if (!left)
-            return;
-        if (now_s() > deadline)
-            die("%s: %zu of %zu answers missing after %.1f s", what, left,
-                n, seconds * scale);
-        struct timeval tick = { 0, 20000 };
-        event_base_loopexit(base, &tick);
-        event_base_loop(base, 0);
-    }
+    char why[256];
+    snprintf(why, sizeof(why), "%s: all %zu answers", what, n);
+    evwait_until(base, all_in, &(answers){ a, n }, seconds, why);
 }
 
 static void pause_s(double seconds)
 {
-    struct timeval tv = { (time_t)seconds,
-                          (suseconds_t)((seconds - (time_t)seconds) * 1e6) };
-    event_base_loopexit(base, &tv);
-    event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+    evwait_pause(base, seconds);
 }
 
 static etcd *client(const char *endpoints, unsigned timeout_ms,
@@ -132,14 +114,14 @@ static etcd *client(const char *endpoints, unsigned timeout_ms,
     char err[512];
     etcd_options o = { .timeout_ms = timeout_ms, .attempt_ms = attempt_ms };
     if (etcd_new(&c, base, endpoints, &o, err, sizeof(err)) < 0)
-        die("etcd_new(%s): %s", endpoints, err);
+        evwait_die("etcd_new(%s): %s", endpoints, err);
     return c;
 }
 
 static void need(etcd_req *r, const char *err)
 {
     if (!r)
-        die("a request was refused: %s", err);
+        evwait_die("a request was refused: %s", err);
 }
 
 static answer do_create(etcd *c, const char *key, const char *value,
@@ -150,7 +132,7 @@ static answer do_create(etcd *c, const char *key, const char *value,
     need(etcd_create_if_absent(c, key, value, strlen(value), lease, on_reply,
                                &a, err, sizeof(err)), err);
     if (a.done)
-        die("a callback ran from inside the call that made the request");
+        evwait_die("a callback ran from inside the call that made the request");
     wait_all(&a, 1, wait, "create_if_absent");
     return a;
 }
@@ -181,7 +163,7 @@ static answer do_lease(etcd *c, char op, int64_t arg)
 static void expect_status(const answer *a, etcd_status s, const char *what)
 {
     if (a->status != s)
-        die("%s: %s, expected %s (%s)", what, etcd_status_name(a->status),
+        evwait_die("%s: %s, expected %s (%s)", what, etcd_status_name(a->status),
             etcd_status_name(s), a->err);
 }
 
@@ -200,9 +182,9 @@ static int case_args(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         if (etcd_new(&c, base, bad[i], NULL, err, sizeof(err)) == 0)
-            die("endpoints \"%s\" accepted", bad[i]);
+            evwait_die("endpoints \"%s\" accepted", bad[i]);
         if (!*err)
-            die("endpoints \"%s\" refused without a message", bad[i]);
+            evwait_die("endpoints \"%s\" refused without a message", bad[i]);
         printf("refused \"%s\": %s\n", bad[i], err);
     }
     char many[17 * 32] = "";
@@ -210,15 +192,15 @@ static int case_args(void)
         snprintf(many + strlen(many), sizeof(many) - strlen(many),
                  "%shttp://127.0.0.1:%d", i ? "," : "", 2000 + i);
     if (etcd_new(&c, base, many, NULL, err, sizeof(err)) == 0)
-        die("17 endpoints accepted");
+        evwait_die("17 endpoints accepted");
     etcd_options o = { .timeout_ms = ETCD_MAX_TIMEOUT_MS + 1 };
     if (etcd_new(&c, base, "http://127.0.0.1:2379", &o, err,
                  sizeof(err)) == 0)
-        die("a timeout over the maximum accepted");
+        evwait_die("a timeout over the maximum accepted");
 
     c = client("http://127.0.0.1:2379,http://[::1]:2380/", 0, 0);
     if (etcd_endpoints(c) != 2)
-        die("two endpoints counted as %zu", etcd_endpoints(c));
+        evwait_die("two endpoints counted as %zu", etcd_endpoints(c));
     char big[ETCD_MAX_KEY + 2];
     memset(big, 'k', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -234,16 +216,16 @@ static int case_args(void)
         err[0] = '\0';
         if (etcd_create_if_absent(c, refused[i].key, value, refused[i].len,
                                   0, on_reply, NULL, err, sizeof(err)))
-            die("create_if_absent case %zu accepted", i);
+            evwait_die("create_if_absent case %zu accepted", i);
         if (!*err)
-            die("create_if_absent case %zu refused without a message", i);
+            evwait_die("create_if_absent case %zu refused without a message", i);
         printf("refused: %s\n", err);
     }
     if (etcd_get(c, big, on_reply, NULL, err, sizeof(err)) ||
         etcd_lease_grant(c, 0, on_reply, NULL, err, sizeof(err)) ||
         etcd_lease_keepalive(c, 0, on_reply, NULL, err, sizeof(err)) ||
         etcd_lease_revoke(c, -1, on_reply, NULL, err, sizeof(err)))
-        die("a bad key, TTL or lease id was accepted");
+        evwait_die("a bad key, TTL or lease id was accepted");
     /* A pending request cancelled, and the client freed with one pending:
      * no callback, nothing left behind (ASan would say). */
     answer a = { 0 };
@@ -254,7 +236,7 @@ static int case_args(void)
     etcd_free(c);
     pause_s(0.1);
     if (a.done)
-        die("a cancelled request's callback ran");
+        evwait_die("a cancelled request's callback ran");
     return 0;
 }
 
@@ -284,37 +266,37 @@ static int case_race(const char *eps_a, const char *eps_b, const char *key)
     for (int k = 0; k < 2 * RACERS; k++) {
         if (a[k].outcome == ETCD_WON) {
             if (winner >= 0)
-                die("both %s and %s won", values[winner], values[k]);
+                evwait_die("both %s and %s won", values[winner], values[k]);
             if (a[k].earlier || strcmp(a[k].value, values[k]) != 0)
-                die("%s won with value \"%s\" (earlier %d)", values[k],
+                evwait_die("%s won with value \"%s\" (earlier %d)", values[k],
                     a[k].value, a[k].earlier);
             winner = k;
         } else if (a[k].outcome != ETCD_LOST) {
-            die("%s: %s (%s)", values[k], etcd_outcome_name(a[k].outcome),
+            evwait_die("%s: %s (%s)", values[k], etcd_outcome_name(a[k].outcome),
                 a[k].err);
         }
     }
     if (winner < 0)
-        die("nobody won");
+        evwait_die("nobody won");
     for (int k = 0; k < 2 * RACERS; k++) {
         if (k != winner && strcmp(a[k].value, values[winner]) != 0)
-            die("%s lost to \"%s\", but %s won", values[k], a[k].value,
+            evwait_die("%s lost to \"%s\", but %s won", values[k], a[k].value,
                 values[winner]);
     }
     /* Asking again with the winner's value is a win (an earlier one);
      * with another, a loss naming the winner. */
     answer again = do_create(cb, key, values[winner], 0, 30);
     if (again.outcome != ETCD_WON || !again.earlier)
-        die("the winner asking again: %s (earlier %d)",
+        evwait_die("the winner asking again: %s (earlier %d)",
             etcd_outcome_name(again.outcome), again.earlier);
     answer late = do_create(ca, key, "late", 0, 30);
     if (late.outcome != ETCD_LOST || strcmp(late.value, values[winner]) != 0)
-        die("a late racer: %s naming \"%s\"", etcd_outcome_name(late.outcome),
+        evwait_die("a late racer: %s naming \"%s\"", etcd_outcome_name(late.outcome),
             late.value);
     answer g = do_get(ca, key);
     expect_status(&g, ETCD_OK, "get");
     if (strcmp(g.value, values[winner]) != 0)
-        die("get says \"%s\", the winner was %s", g.value, values[winner]);
+        evwait_die("get says \"%s\", the winner was %s", g.value, values[winner]);
     answer none = do_get(cb, "/ftvm-test/no-such-key");
     expect_status(&none, ETCD_NOT_FOUND, "get of a missing key");
     printf("winner %s\n", values[winner]);
@@ -330,7 +312,7 @@ static int case_create(const char *eps, const char *key, const char *value,
     answer a = do_create(c, key, value, 0, 30);
     etcd_outcome want = strcmp(expect, "won") == 0 ? ETCD_WON : ETCD_LOST;
     if (a.outcome != want)
-        die("create %s=%s: %s, expected %s (%s)", key, value,
+        evwait_die("create %s=%s: %s, expected %s (%s)", key, value,
             etcd_outcome_name(a.outcome), expect, a.err);
     printf("%s %s earlier=%d via %s\n", etcd_outcome_name(a.outcome),
            a.value, a.earlier, a.endpoint);
@@ -347,7 +329,7 @@ static int case_get(const char *eps, const char *key, const char *value)
     } else {
         expect_status(&g, ETCD_OK, "get");
         if (strcmp(g.value, value) != 0)
-            die("get %s: \"%s\", expected \"%s\"", key, g.value, value);
+            evwait_die("get %s: \"%s\", expected \"%s\"", key, g.value, value);
     }
     etcd_free(c);
     return 0;
@@ -360,41 +342,41 @@ static int case_lease(const char *eps, const char *key)
     answer g = do_lease(c, 'g', (int64_t)(scale + 0.999));
     expect_status(&g, ETCD_OK, "grant");
     if (g.lease <= 0 || g.ttl < 1)
-        die("granted lease %lld with TTL %lld", (long long)g.lease,
+        evwait_die("granted lease %lld with TTL %lld", (long long)g.lease,
             (long long)g.ttl);
     int64_t id = g.lease, ttl = g.ttl;
     answer w = do_create(c, key, "leased", id, 30);
     if (w.outcome != ETCD_WON)
-        die("create under the lease: %s (%s)", etcd_outcome_name(w.outcome),
+        evwait_die("create under the lease: %s (%s)", etcd_outcome_name(w.outcome),
             w.err);
     /* Kept alive for well over its TTL, the key stays. */
-    double until = now_s() + 2.5 * (double)ttl;
-    while (now_s() < until) {
+    double until = evwait_now() + 2.5 * (double)ttl;
+    while (evwait_now() < until) {
         answer k = do_lease(c, 'k', id);
         expect_status(&k, ETCD_OK, "keepalive");
         if (k.ttl < 1 || k.lease != id)
-            die("keepalive of %lld: lease %lld TTL %lld", (long long)id,
+            evwait_die("keepalive of %lld: lease %lld TTL %lld", (long long)id,
                 (long long)k.lease, (long long)k.ttl);
         pause_s((double)ttl / 4);
     }
     answer still = do_get(c, key);
     expect_status(&still, ETCD_OK, "the key while its lease is kept alive");
     if (still.lease != id)
-        die("the key's lease is %lld, not %lld", (long long)still.lease,
+        evwait_die("the key's lease is %lld, not %lld", (long long)still.lease,
             (long long)id);
     /* Left alone, it goes: wait for that (the leader checks expiry on
      * its own schedule). */
-    double t0 = now_s(), deadline = t0 + (double)(ttl + 10) * scale;
+    double t0 = evwait_now(), deadline = t0 + (double)(ttl + 10) * scale;
     for (;;) {
         answer x = do_get(c, key);
         if (x.status == ETCD_NOT_FOUND)
             break;
         expect_status(&x, ETCD_OK, "get while the lease runs out");
-        if (now_s() > deadline)
-            die("the key outlived its lease by %.1f s", now_s() - t0);
+        if (evwait_now() > deadline)
+            evwait_die("the key outlived its lease by %.1f s", evwait_now() - t0);
         pause_s(0.1);
     }
-    printf("the key went %.2f s after the last keepalive\n", now_s() - t0);
+    printf("the key went %.2f s after the last keepalive\n", evwait_now() - t0);
     answer gone = do_lease(c, 'k', id);
     expect_status(&gone, ETCD_NOT_FOUND, "keepalive of an expired lease");
     /* Revoked, a lease's key goes at once; revoking again finds nothing. */
@@ -402,7 +384,7 @@ static int case_lease(const char *eps, const char *key)
     expect_status(&g2, ETCD_OK, "grant");
     answer w2 = do_create(c, key, "revoked", g2.lease, 30);
     if (w2.outcome != ETCD_WON)
-        die("create under the second lease: %s",
+        evwait_die("create under the second lease: %s",
             etcd_outcome_name(w2.outcome));
     answer rv = do_lease(c, 'r', g2.lease);
     expect_status(&rv, ETCD_OK, "revoke");
@@ -418,19 +400,19 @@ static int case_unknown(const char *eps, const char *key, const char *value,
                         unsigned timeout_ms)
 {
     etcd *c = client(eps, timeout_ms, 0);
-    double t0 = now_s();
+    double t0 = evwait_now();
     answer a = do_create(c, key, value, 0, timeout_ms / 1000.0 + 30);
     double took = a.at - t0;
     if (a.outcome != ETCD_UNKNOWN)
-        die("without a quorum create_if_absent said %s (value \"%s\")",
+        evwait_die("without a quorum create_if_absent said %s (value \"%s\")",
             etcd_outcome_name(a.outcome), a.value);
     /* The deadline is the client's behaviour; the slack is the machine's. */
     if (took > timeout_ms / 1000.0 + 2 * scale)
-        die("UNKNOWN came %.2f s after a %u ms deadline", took, timeout_ms);
+        evwait_die("UNKNOWN came %.2f s after a %u ms deadline", took, timeout_ms);
     printf("unknown after %.2f s: %s\n", took, a.err);
     answer g = do_get(c, key);
     if (g.status != ETCD_FAILED)
-        die("without a quorum get said %s", etcd_status_name(g.status));
+        evwait_die("without a quorum get said %s", etcd_status_name(g.status));
     etcd_free(c);
     return 0;
 }
@@ -440,14 +422,14 @@ static int case_survive(const char *eps, const char *down, const char *key)
     etcd *c = client(eps, 5000, 1000);
     answer a = do_create(c, key, "survivor", 0, 30);
     if (a.outcome != ETCD_WON)
-        die("with one member down: %s (%s)", etcd_outcome_name(a.outcome),
+        evwait_die("with one member down: %s (%s)", etcd_outcome_name(a.outcome),
             a.err);
     if (strcmp(a.endpoint, down) == 0)
-        die("the dead member %s answered", down);
+        evwait_die("the dead member %s answered", down);
     answer g = do_get(c, key);
     expect_status(&g, ETCD_OK, "get with one member down");
     if (strcmp(g.value, "survivor") != 0)
-        die("get: \"%s\"", g.value);
+        evwait_die("get: \"%s\"", g.value);
     printf("answered by %s\n", a.endpoint);
     etcd_free(c);
     return 0;
@@ -462,7 +444,7 @@ static int closed_port(void)
     socklen_t len = sizeof(sa);
     if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
         getsockname(s, (struct sockaddr *)&sa, &len) < 0)
-        die("a socket: %s", strerror(errno));
+        evwait_die("a socket: %s", strerror(errno));
     close(s);
     return ntohs(sa.sin_port);
 }
@@ -476,7 +458,7 @@ static int silent_listener(int *port)
     if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
         listen(s, 16) < 0 ||
         getsockname(s, (struct sockaddr *)&sa, &len) < 0)
-        die("a listener: %s", strerror(errno));
+        evwait_die("a listener: %s", strerror(errno));
     *port = ntohs(sa.sin_port);
     return s;       /* never accepted: the kernel completes connections */
 }
@@ -495,21 +477,21 @@ static int case_bogus(const char *real, const char *not_etcd,
     etcd *c = client(eps, 5000, 500);
     answer a = do_create(c, key, "past-the-bogus", 0, 30);
     if (a.outcome != ETCD_WON || strcmp(a.endpoint, real) != 0)
-        die("past three bad endpoints: %s via %s (%s)",
+        evwait_die("past three bad endpoints: %s via %s (%s)",
             etcd_outcome_name(a.outcome), a.endpoint, a.err);
     etcd_free(c);
     /* Only bad ones: UNKNOWN by the deadline, never WON or LOST. */
     c = client(bad_only, 1500, 300);
-    double t0 = now_s();
+    double t0 = evwait_now();
     answer u = do_create(c, key, "nobody", 0, 30);
     if (u.outcome != ETCD_UNKNOWN)
-        die("with no etcd at all: %s", etcd_outcome_name(u.outcome));
+        evwait_die("with no etcd at all: %s", etcd_outcome_name(u.outcome));
     if (u.at - t0 > 1.5 + 2 * scale)
-        die("UNKNOWN came %.2f s after a 1500 ms deadline", u.at - t0);
+        evwait_die("UNKNOWN came %.2f s after a 1500 ms deadline", u.at - t0);
     printf("with no etcd: %s\n", u.err);
     answer k = do_lease(c, 'k', 12345);
     if (k.status != ETCD_FAILED)
-        die("keepalive with no etcd: %s", etcd_status_name(k.status));
+        evwait_die("keepalive with no etcd: %s", etcd_status_name(k.status));
     etcd_free(c);
     close(silent);
     return 0;
@@ -534,9 +516,9 @@ static void on_event(void *opaque, const etcdwatch_event *ev)
 {
     seen *s = opaque;
     if (s->n == MAX_SEEN)
-        die("more than %d events", MAX_SEEN);
+        evwait_die("more than %d events", MAX_SEEN);
     if (s->n && ev->revision < s->rev[s->n - 1])
-        die("revision %lld after %lld", (long long)ev->revision,
+        evwait_die("revision %lld after %lld", (long long)ev->revision,
             (long long)s->rev[s->n - 1]);
     if (ev->type == ETCDWATCH_PUT)
         snprintf(s->what[s->n], sizeof(s->what[s->n]), "PUT %.*s=%.*s",
@@ -557,7 +539,7 @@ static void on_watch_error(void *opaque, bool ended, const char *err)
 {
     seen *s = opaque;
     if (s->ended)
-        die("a callback after the end");
+        evwait_die("a callback after the end");
     s->breaks++;
     s->ended = ended;
     snprintf(s->err, sizeof(s->err), "%s", err);
@@ -590,19 +572,13 @@ static bool pred_ended(void *arg)
 static void wait_for(bool (*pred)(void *), void *arg, double seconds,
                      const char *what)
 {
-    double deadline = now_s() + seconds * scale;
-    while (!pred(arg)) {
-        if (now_s() > deadline)
-            die("timed out after %.1f s waiting for %s", seconds * scale,
-                what);
-        pause_s(0.02);
-    }
+    evwait_until(base, pred, arg, seconds, what);
 }
 
 static void expect_seen(const seen *s, int i, const char *what)
 {
     if (s->n <= i || strcmp(s->what[i], what) != 0)
-        die("event %d: \"%s\", expected \"%s\"", i,
+        evwait_die("event %d: \"%s\", expected \"%s\"", i,
             s->n > i ? s->what[i] : "(none)", what);
 }
 
@@ -614,26 +590,26 @@ static int case_watch(const char *eps, int pid, const char *prefix)
     s.w = etcdwatch_new(c, prefix, 0, on_event, on_watch_error, &s, err,
                         sizeof(err));
     if (!s.w)
-        die("etcdwatch_new: %s", err);
+        evwait_die("etcdwatch_new: %s", err);
     wait_for(pred_live, s.w, 30, "the watch to be created");
     char first[256];
     snprintf(first, sizeof(first), "%.*s", (int)strcspn(eps, ","), eps);
     if (strcmp(etcdwatch_endpoint(s.w), first) != 0)
-        die("watching via %s, not the first endpoint %s",
+        evwait_die("watching via %s, not the first endpoint %s",
             etcdwatch_endpoint(s.w), first);
     /* A key beside the prefix, not under it, is not seen. */
     snprintf(outside, sizeof(outside), "%.*sx", (int)strlen(prefix) - 1,
              prefix);
     if (do_create(c, outside, "no", 0, 30).outcome != ETCD_WON)
-        die("create %s", outside);
+        evwait_die("create %s", outside);
     snprintf(key, sizeof(key), "%sa", prefix);
     if (do_create(c, key, "1", 0, 30).outcome != ETCD_WON)
-        die("create %s", key);
+        evwait_die("create %s", key);
     answer g = do_lease(c, 'g', 60);
     expect_status(&g, ETCD_OK, "grant");
     snprintf(key, sizeof(key), "%sb", prefix);
     if (do_create(c, key, "2", g.lease, 30).outcome != ETCD_WON)
-        die("create %s", key);
+        evwait_die("create %s", key);
     answer rv = do_lease(c, 'r', g.lease);
     expect_status(&rv, ETCD_OK, "revoke");
     until_n three = { &s, 3 };
@@ -648,13 +624,13 @@ static int case_watch(const char *eps, int pid, const char *prefix)
     /* The watch's member dies: the watch breaks, carries on from another
      * member, and sees what was written meanwhile, once. */
     if (kill(pid, SIGKILL) < 0)
-        die("kill %d: %s", pid, strerror(errno));
+        evwait_die("kill %d: %s", pid, strerror(errno));
     snprintf(key, sizeof(key), "%sc", prefix);
     if (do_create(c, key, "3", 0, 30).outcome != ETCD_WON)
-        die("create %s with a member down", key);
+        evwait_die("create %s with a member down", key);
     snprintf(key, sizeof(key), "%sd", prefix);
     if (do_create(c, key, "4", 0, 30).outcome != ETCD_WON)
-        die("create %s with a member down", key);
+        evwait_die("create %s with a member down", key);
     until_n five = { &s, 5 };
     wait_for(pred_n, &five, 30, "the events after the member died");
     snprintf(want, sizeof(want), "PUT %sc=3", prefix);
@@ -662,25 +638,25 @@ static int case_watch(const char *eps, int pid, const char *prefix)
     snprintf(want, sizeof(want), "PUT %sd=4", prefix);
     expect_seen(&s, 4, want);
     if (s.breaks < 1 || s.ended)
-        die("the watch's member died: %d breaks, ended %d", s.breaks,
+        evwait_die("the watch's member died: %d breaks, ended %d", s.breaks,
             s.ended);
     if (strcmp(etcdwatch_endpoint(s.w), first) == 0)
-        die("still watching via the dead member");
+        evwait_die("still watching via the dead member");
     /* Cancelled from inside its own event callback. */
     s.cancel_at_delete = s.w;
     answer g2 = do_lease(c, 'g', 60);
     snprintf(key, sizeof(key), "%se", prefix);
     if (do_create(c, key, "5", g2.lease, 30).outcome != ETCD_WON)
-        die("create %s", key);
+        evwait_die("create %s", key);
     do_lease(c, 'r', g2.lease);
     until_n seven = { &s, 7 };
     wait_for(pred_n, &seven, 30, "the last two events");
     snprintf(key, sizeof(key), "%sf", prefix);
     if (do_create(c, key, "6", 0, 30).outcome != ETCD_WON)
-        die("create %s", key);
+        evwait_die("create %s", key);
     pause_s(0.5);
     if (s.n != 7)
-        die("%d events after the watch was cancelled", s.n - 7);
+        evwait_die("%d events after the watch was cancelled", s.n - 7);
     etcd_free(c);
     return 0;
 }
@@ -693,28 +669,26 @@ static int case_watch_old(const char *eps, const char *prefix, int64_t rev)
     s.w = etcdwatch_new(c, prefix, rev, on_event, on_watch_error, &s, err,
                         sizeof(err));
     if (!s.w)
-        die("etcdwatch_new: %s", err);
+        evwait_die("etcdwatch_new: %s", err);
     wait_for(pred_ended, &s, 30, "the watch to end");
     if (!strstr(s.err, "compacted"))
-        die("ended, but not for compaction: %s", s.err);
+        evwait_die("ended, but not for compaction: %s", s.err);
     if (etcdwatch_new(c, "", 0, on_event, on_watch_error, &s, err,
                       sizeof(err)) ||
         etcdwatch_new(c, prefix, -1, on_event, on_watch_error, &s, err,
                       sizeof(err)))
-        die("a bad watch was accepted");
+        evwait_die("a bad watch was accepted");
     etcd_free(c);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *s = getenv("FTVM_TIME_SCALE");
-    if (s && *s)
-        scale = atof(s) >= 1 ? atof(s) : 1;
+    scale = evwait_scale();
     setvbuf(stdout, NULL, _IOLBF, 0);
     base = event_base_new();
     if (!base)
-        die("event_base_new");
+        evwait_die("event_base_new");
     const char *c = argc > 1 ? argv[1] : "";
     int rc = 2;
     if (!strcmp(c, "args") && argc == 2)
