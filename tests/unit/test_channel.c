@@ -210,6 +210,26 @@ static void test_pings_without_the_loop(void **state)
     assert_true(t.pings >= n - 1);
 }
 
+/*
+ * The stall the owner asks about: none while the heartbeat thread keeps
+ * waking; asked as of a second later (a process that did not run for a
+ * second, its threads not yet woken), about that second less the
+ * interval; none without heartbeats.
+ */
+static void test_stall(void **state)
+{
+    fixture *x = *state;
+    assert_int_equal(channel_take_stall(x->l, mono_ns() + 1000000000ull), 0);
+    channel_set_heartbeat(x->l, 10000000);      /* 10 ms */
+    bool pkg;
+    uint64_t t0 = mono_ns();
+    while (parse(x, 0, &pkg) < 2 && mono_ns() - t0 < DEADLINE_NS)
+        pump(x, 100);
+    assert_true(channel_take_stall(x->l, mono_ns()) < 500000000ull);
+    uint64_t later = channel_take_stall(x->l, mono_ns() + 1000000000ull);
+    assert_true(later >= 900000000ull && later <= 1000000000ull);
+}
+
 /* Interval 0: the link stays quiet after the header. */
 static void test_no_heartbeat(void **state)
 {
@@ -317,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pings_without_the_loop, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_heartbeat, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pings_between_records, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reader_yields, setup, teardown),
