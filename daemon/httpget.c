@@ -272,11 +272,6 @@ int httpget_new(httpget **out, struct event_base *base, const char *host,
     return 0;
 }
 
-unsigned httpget_conns(const httpget *s)
-{
-    return s->nconns;
-}
-
 void httpget_free(httpget *s)
 {
     if (!s)

@@ -48,8 +48,6 @@ typedef struct httpget httpget;
 int httpget_new(httpget **out, struct event_base *base, const char *host,
                 uint16_t port, const char *path, const char *content_type,
                 httpget_fn fn, void *opaque, char *err, size_t errlen);
-/* The connections open now (for tests and a gauge). */
-unsigned httpget_conns(const httpget *s);
 /* Closes the listener and every connection. */
 void httpget_free(httpget *s);
 

@@ -180,16 +180,6 @@ void tlsaccept_add(tlsaccept *a, int fd, const char *peer)
     }
 }
 
-int tlsaccept_pending(tlsaccept *a)
-{
-    int n = 0;
-    pthread_mutex_lock(&a->lock);
-    for (int i = 0; i < TLSACCEPT_MAX; i++)
-        n += a->slots[i].state != SLOT_FREE;
-    pthread_mutex_unlock(&a->lock);
-    return n;
-}
-
 void tlsaccept_free(tlsaccept *a)
 {
     if (!a)

@@ -42,8 +42,6 @@ int tlsaccept_new(tlsaccept **out, struct event_base *base, tls_ctx *ctx,
                   char *err, size_t errlen);
 /* An accepted socket (now the gate's), on the loop's thread. */
 void tlsaccept_add(tlsaccept *a, int fd, const char *peer);
-/* Handshakes in progress now. */
-int tlsaccept_pending(tlsaccept *a);
 /* Cancels the handshakes in progress and joins their threads. */
 void tlsaccept_free(tlsaccept *a);
 
