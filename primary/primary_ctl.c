@@ -213,11 +213,12 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
         protection_state_name(PROTECTION_STOPPED),
         protection_state_name(PROTECTION_CLAIMING),
         protection_state_name(PROTECTION_FENCED),
+        protection_state_name(PROTECTION_SETUP_FAILED),
     };
     metrics_state(w, "ftvm_primary_state",
                   "replication: setup, active, degraded (running "
-                  "unprotected), stopped, claiming (asking the witness) "
-                  "or fenced", states,
+                  "unprotected), stopped, claiming (asking the witness), "
+                  "fenced or setup-failed", states,
                   sizeof(states) / sizeof(states[0]),
                   protection_state_name(st.state));
     metrics_counter(w, "ftvm_primary_secondaries_total",

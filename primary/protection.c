@@ -35,6 +35,8 @@ const char *protection_state_name(protection_state s)
         return "claiming";
     case PROTECTION_FENCED:
         return "fenced";
+    case PROTECTION_SETUP_FAILED:
+        return "setup-failed";
     }
     return "?";
 }
@@ -103,8 +105,7 @@ bool protection_retries(const protection *p)
 
 bool protection_may_reconnect(const protection *p)
 {
-    return p->state == PROTECTION_DEGRADED && !p->ending &&
-           !p->setup_failed;
+    return p->state == PROTECTION_DEGRADED && !p->ending;
 }
 
 /* Ends the current link; every waiter's checkpoint is lost with it. */
@@ -201,9 +202,8 @@ static void fail_setup(protection *p, protection_act *a, protection_end how,
     protection_note(p, why);
     p->release_on_drain = false;
     end_link(p, a, how, why);
-    p->state = PROTECTION_DEGRADED;
+    p->state = PROTECTION_SETUP_FAILED;
     p->must_protect = false;
-    p->setup_failed = true;
     a->setup_failed = true;
 }
 
@@ -693,9 +693,10 @@ int protection_stop(protection *p, protection_act *a, char *err,
 
 int protection_may_attach(const protection *p, char *err, size_t errlen)
 {
-    if (p->ending || p->setup_failed || p->state == PROTECTION_FENCED) {
+    if (p->ending || p->state == PROTECTION_SETUP_FAILED ||
+        p->state == PROTECTION_FENCED) {
         snprintf(err, errlen, p->ending ? "the VM has stopped"
-                 : p->setup_failed
+                 : p->state == PROTECTION_SETUP_FAILED
                  ? "the VM is stopping: its first secondary never "
                    "protected it (setup failed)"
                  : "the VM is stopping: the witness gave it to the "
@@ -744,10 +745,13 @@ protection_act protection_vm_stopped(protection *p, bool takeover)
         end_link(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
                  "the VM has stopped");
         p->state = PROTECTION_STOPPED;
-    } else if (!p->draining && !p->setup_failed &&
+    } else if (!p->draining && p->state != PROTECTION_SETUP_FAILED &&
                p->state != PROTECTION_CLAIMING &&
                p->state != PROTECTION_FENCED) {
-        /* Claiming or fenced, held output may belong to the secondary. */
+        /*
+         * Claiming or fenced, held output may belong to the secondary;
+         * setup failed, it was never safe.
+         */
         release_all(p, &a);
     }
     finish(p, &a);

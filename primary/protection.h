@@ -43,6 +43,11 @@ typedef enum protection_state {
     PROTECTION_STOPPED,  /* replication stopped on request */
     PROTECTION_CLAIMING, /* the secondary is gone: asking the witness */
     PROTECTION_FENCED,   /* the witness gave the VM to the secondary */
+    /*
+     * The first secondary went before protecting the VM, without
+     * --reconnect: the VM is being stopped (exit 120, setup failed).
+     */
+    PROTECTION_SETUP_FAILED,
 } protection_state;
 
 /* "setup", "active", "degraded", "stopped", "claiming", "fenced". */
@@ -95,7 +100,6 @@ typedef struct protection {
      * ACK, by stop-replication and by the first secondary's loss.
      */
     bool must_protect;
-    bool setup_failed;          /* it did not: the VM is being stopped */
     bool written;               /* a package's write to it began */
     bool paused;                /* claiming without an answer: VM paused */
 

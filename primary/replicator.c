@@ -551,7 +551,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
 
 bool replicator_setup_failed(const replicator *p)
 {
-    return p->prot.setup_failed;
+    return p->prot.state == PROTECTION_SETUP_FAILED;
 }
 
 bool replicator_fenced(const replicator *p)

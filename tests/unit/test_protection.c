@@ -110,15 +110,16 @@ static void active(protection *p)
 }
 
 /*
- * The checks every end of a link makes: degraded, ended as end says, said
+ * The checks every end of a link makes: in state (degraded, or setup
+ * failed), ended as end says, said
  * (what, then the consequence), kept as the last error, every waiter's checkpoint
  * lost with it, nothing taken.
  */
 static void assert_ended(protection *p, const protection_act *a,
-                         protection_end end, const char *what,
-                         const char *then)
+                         protection_state state, protection_end end,
+                         const char *what, const char *then)
 {
-    assert_int_equal(p->state, PROTECTION_DEGRADED);
+    assert_int_equal(p->state, state);
     assert_int_equal(a->end, end);
     assert_false(p->ready);
     assert_int_equal(p->nwin, 0);
@@ -136,12 +137,12 @@ static void assert_ended(protection *p, const protection_act *a,
 static void assert_lost(protection *p, const protection_act *a,
                         const char *what)
 {
-    assert_ended(p, a, PROTECTION_DROP, what,
+    assert_ended(p, a, PROTECTION_DEGRADED, PROTECTION_DROP, what,
                  "; running unprotected (degraded)");
     assert_true(a->release_all);
     assert_false(p->holding);
     assert_false(a->setup_failed);
-    assert_false(p->setup_failed);
+    assert_int_not_equal(p->state, PROTECTION_SETUP_FAILED);
 }
 
 /*
@@ -153,7 +154,8 @@ static void assert_lost(protection *p, const protection_act *a,
 static void assert_given_up(protection *p, const protection_act *a,
                             const char *what)
 {
-    assert_ended(p, a, PROTECTION_FINISH, what, "; ending replication (EOF) "
+    assert_ended(p, a, PROTECTION_DEGRADED, PROTECTION_FINISH, what,
+                 "; ending replication (EOF) "
                  "and running unprotected (degraded)");
     assert_int_equal(a->release_upto, 0);
     bool held = p->holding;
@@ -292,7 +294,7 @@ static void test_init(void **unused)
     assert_true(protection_may_reconnect(&p));
     /* No --reconnect: the first secondary must protect the VM. */
     assert_true(p.must_protect);
-    assert_false(p.setup_failed);
+    assert_int_not_equal(p.state, PROTECTION_SETUP_FAILED);
     init(&p, 2 * S);
     assert_false(p.must_protect);
     /* Degraded from the start: no checkpoint before a bring-up. */
@@ -661,12 +663,13 @@ static void test_lose_and_reconnect(void **unused)
 static void assert_setup_failed(protection *p, const protection_act *a,
                                 protection_end end, const char *what)
 {
-    assert_ended(p, a, end, what, "; the VM was never protected, and "
+    assert_ended(p, a, PROTECTION_SETUP_FAILED, end, what,
+                 "; the VM was never protected, and "
                  "without --reconnect it does not run unprotected: stopping "
                  "it (setup failed; the output held since checkpoint 1 is "
                  "dropped, never released)");
     assert_true(a->setup_failed);
-    assert_true(p->setup_failed);
+    assert_int_equal(p->state, PROTECTION_SETUP_FAILED);
     assert_false(p->must_protect);
     assert_false(a->release_all);
     assert_int_equal(a->release_upto, 0);
@@ -824,7 +827,7 @@ static void test_setup_failed(void **unused)
     take(&p, 0);
     a = protection_vm_stopped(&p, false);
     assert_false(a.setup_failed);
-    assert_false(p.setup_failed);
+    assert_int_not_equal(p.state, PROTECTION_SETUP_FAILED);
     a = protection_drained(&p);
     assert_true(a.release_all);
 }
