@@ -150,6 +150,15 @@ static void attach(run *r)
     carry(r, &a, r->p.state);
 }
 
+/*
+ * The states a lost secondary leaves: degraded, or, the first one before
+ * protecting the VM without --reconnect, setup failed.
+ */
+static bool lost_state(protection_state s)
+{
+    return s == PROTECTION_DEGRADED || s == PROTECTION_SETUP_FAILED;
+}
+
 /* One message from the secondary, as replicator.c's link_msg hands it. */
 static void deliver(run *r, const retpath_msg *m)
 {
@@ -178,7 +187,7 @@ static void deliver(run *r, const retpath_msg *m)
     case RETPATH_NACK:
         a = protection_nack(p, m->value64, &m->pair, r->max_sent, m->text);
         if (linked && !pairing_equal(&m->pair, &rp_pair) &&
-            p->state != PROTECTION_DEGRADED)
+            (p->state == PROTECTION_SETUP || p->state == PROTECTION_ACTIVE))
             fuzzcheck_broken("fuzz_retpath: a NACK of another pairing did "
                              "not end the link");
         break;
@@ -189,7 +198,7 @@ static void deliver(run *r, const retpath_msg *m)
     case RETPATH_PONG:
         break;
     }
-    if (linked && p->state == PROTECTION_DEGRADED)
+    if (linked && lost_state(p->state))
         r->lost = true;
     carry(r, &a, was);
 }
@@ -336,7 +345,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         }
     }
-    if (r.lost && r.p.state == PROTECTION_DEGRADED)
+    if (r.lost && lost_state(r.p.state))
         fuzzcheck_refused("fuzz_retpath: the secondary's messages ended the "
                           "link: %s", r.p.last_error);
     protection_fini(&r.p, "fuzz: the end");
