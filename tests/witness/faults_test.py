@@ -66,6 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "vm"))
 sys.path.insert(0, os.path.join(HERE, "..", "replication"))
+import ckpt_test as ck  # noqa: E402
+import e2e_test as e2e  # noqa: E402
 import ftvmtest as ft  # noqa: E402
 from ftvmtest import check, fail, log  # noqa: E402
 
@@ -78,14 +80,10 @@ EXIT_FENCED, EXIT_LOST = 123, 5
 DEFAULT_RUNS = {"kill-primary": 9, "stop-primary": 9, "partition": 9,
                 "etcd-partition": 7, "quorum-kill": 8, "claim-kill": 8,
                 "mixed": 12, "udpkv": 4}
-TICK_RE = re.compile(r"^tick (\d+) crc ([0-9a-f]{8})$")
-HEAD_RE = re.compile(r"^counter rate=\d+ count=\d+ (area-kib=\d+ "
-                     r"pages-per-tick=\d+ crc [0-9a-f]{8})$")
 # Two reader threads time the two pipes; a line written by the primary
 # just before the secondary's first may be read a little after it.
 ARRIVAL_SLACK = 0.05
 rng = random.Random()
-e2e = None                      # tests/replication/e2e_test.py, loaded late
 
 
 # ---- the released output, as a client of both sees it ----
@@ -93,10 +91,10 @@ e2e = None                      # tests/replication/e2e_test.py, loaded late
 def canon(line):
     """(index, key) of a counter line: 0 the header, n tick n; None for a
     line that is neither."""
-    m = TICK_RE.match(line)
+    m = e2e.TICK_RE.match(line)
     if m:
         return int(m.group(1)), m.group(2)
-    m = HEAD_RE.match(line)
+    m = e2e.HEAD_RE.match(line)
     return (0, m.group(1)) if m else None
 
 
@@ -223,12 +221,7 @@ def setns(path):
         os.close(fd)
 
 
-def sh(*argv, ok=True):
-    r = ft.run(list(argv), capture_output=True, text=True, timeout=30)
-    if ok and r.returncode != 0:
-        fail("%s exited %d: %s%s" % (" ".join(argv), r.returncode, r.stdout,
-                                     r.stderr))
-    return r
+sh = ck.sh
 
 
 class Net:
@@ -830,9 +823,6 @@ RUNS = {"kill-primary": run_kill_primary, "stop-primary": run_stop_primary,
 def setup():
     """The namespaces, the etcd cluster, the reference run."""
     import etcdcluster
-    global e2e
-    import e2e_test
-    e2e = e2e_test
     e2e.ck.ftvm, e2e.ck.ftvmctl, e2e.ck.guests = ftvm, ftvmctl, guests
     ft.needs_kvm()
     net = Net()
