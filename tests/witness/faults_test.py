@@ -74,8 +74,11 @@ from ftvmtest import check, fail, log  # noqa: E402
 # --failure-timeout of both sides (s): e2e_test's 1 s; at 500 ms a
 # bring-up on this loaded 2-core machine was given up once ("nothing
 # heard for 507 ms" before checkpoint 1).
-FAILURE = 1.0
-WITNESS_TIMEOUT = 0.5           # --witness-timeout (s)
+# Both are behaviour the processes are given, so a slow machine
+# (FTVM_TIME_SCALE) gets them longer, as e2e_test's failure timeouts.
+FAILURE_ARG = "1s"              # e2e.failure_arg scales it
+FAILURE = ft.scaled(1.0)        # what the processes are given (s)
+WITNESS_TIMEOUT = ft.scaled(0.5)  # --witness-timeout (s)
 EXIT_FENCED, EXIT_LOST = 123, 5
 DEFAULT_RUNS = {"kill-primary": 9, "stop-primary": 9, "partition": 9,
                 "etcd-partition": 7, "quorum-kill": 8, "claim-kill": 8,
@@ -405,11 +408,11 @@ class Run:
         cluster.wait_ready()        # a run before may have stopped members
         self.sec, addr, self.sctl = e2e.spawn_secondary(
             "sec%d" % i, netns=net.ns["S"], listen="10.79.0.2:0",
-            failure="%dms" % (FAILURE * 1e3),
+            failure=FAILURE_ARG,
             extra=self.witness_args("S") + list(sec_extra))
         self.pri, self.pctl = e2e.spawn_primary(
             "pri%d" % i, addr, netns=net.ns["P"], image=image, args=args,
-            mem=mem, failure="%dms" % (FAILURE * 1e3),
+            mem=mem, failure=FAILURE_ARG,
             extra=self.witness_args("P") + list(extra))
         self.acked = self.gen = None
 
@@ -418,7 +421,7 @@ class Run:
             return []
         return ["--witness", self.net.witness(self.cluster, side),
                 "--vm-name", self.name,
-                "--witness-timeout", "%dms" % (WITNESS_TIMEOUT * 1e3)]
+                "--witness-timeout", "%dms" % round(WITNESS_TIMEOUT * 1e3)]
 
     def active(self, settle):
         """Waits for the pair to be active, then `settle` seconds more;

@@ -61,7 +61,9 @@ NO_WITNESS = ("no witness: a stall or a partition can leave both copies "
 
 
 def witness(c):
-    return ["--witness", c.endpoints(), "--witness-timeout", "500ms"]
+    # Behaviour the processes are given: longer on a slow machine.
+    return ["--witness", c.endpoints(), "--witness-timeout",
+            "%dms" % round(ft.scaled(500))]
 
 
 def pair(c, extra=(), primary_witness=False):
