@@ -345,8 +345,8 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     timing.witness = o->witness != NULL;
     protection_init(&p->prot, &timing, o->secondary);
     if (o->witness) {
-        int rc = claim_new(&p->witness, base, o->witness, "primary",
-                           o->witness_timeout_ns, err, errlen);
+        int rc = claim_new(&p->witness, base, o->witness, o->witness_tls,
+                           "primary", o->witness_timeout_ns, err, errlen);
         if (rc < 0) {
             replicator_free(p);
             return rc;

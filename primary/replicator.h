@@ -47,6 +47,7 @@ typedef struct replicator_opts {
     /* --witness (etcd endpoints) or NULL, --witness-timeout (0: 1 s). */
     const char *witness;
     uint64_t witness_timeout_ns;
+    const char *witness_tls;    /* --witness-tls DIR, for https:// */
     /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).

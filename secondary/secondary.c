@@ -572,8 +572,8 @@ static int start(secondary *s)
     }
     if (s->o->witness) {
         r = claim_new(&s->witness, daemon_base(s->d), s->o->witness,
-                      "secondary", s->o->witness_timeout_ns, err,
-                      sizeof(err));
+                      s->o->witness_tls, "secondary",
+                      s->o->witness_timeout_ns, err, sizeof(err));
         if (r < 0) {
             log_msg("%s", err);
             return r;

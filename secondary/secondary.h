@@ -37,6 +37,7 @@ typedef struct secondary_opts {
     /* --witness: etcd endpoints, NULL for none; --witness-timeout. */
     const char *witness;
     uint64_t witness_timeout_ns;
+    const char *witness_tls;    /* --witness-tls DIR, for https:// */
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

@@ -45,7 +45,8 @@ static const char help[] =
     "\n"
     "the witness (docs/witness.md):\n"
     "      --witness URL[,URL...]\n"
-    "                       etcd client endpoints (http://HOST:PORT): on\n"
+    "                       etcd client endpoints (http://HOST:PORT, or\n"
+    "                       https:// with --witness-tls): on\n"
     "                       losing a secondary that may have applied a\n"
     "                       checkpoint, hold all output and claim the VM\n"
     "                       there; lost: stop (exit 123); no answer:\n"
@@ -56,6 +57,10 @@ static const char help[] =
     "                       one claim attempt's deadline, and how often\n"
     "                       an unanswered claim is asked again (default\n"
     "                       1s)\n"
+    "      --witness-tls DIR\n"
+    "                       TLS to etcd: DIR/ca.pem (the members' CA),\n"
+    "                       DIR/cert.pem + key.pem (a client certificate,\n"
+    "                       if the cluster asks for one)\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure; also for\n"
     "ftvmctl attach-secondary):\n"
@@ -95,6 +100,7 @@ int primary_main(int argc, char **argv)
         { "witness", 0, OPTIONS_STRING, &o.rep.witness },
         { "witness-timeout", 0, OPTIONS_DURATION,
           &o.rep.witness_timeout_ns },
+        { "witness-tls", 0, OPTIONS_STRING, &o.rep.witness_tls },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {

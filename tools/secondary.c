@@ -40,7 +40,8 @@ static const char help[] =
     "\n"
     "the witness (docs/witness.md):\n"
     "      --witness URL[,URL...]\n"
-    "                       etcd client endpoints (http://HOST:PORT):\n"
+    "                       etcd client endpoints (http://HOST:PORT, or\n"
+    "                       https:// with --witness-tls):\n"
     "                       on losing the primary, go live only after\n"
     "                       winning its pairing's key there; without it a\n"
     "                       stall or a partition can leave both copies\n"
@@ -49,6 +50,10 @@ static const char help[] =
     "                       one claim attempt's deadline; with no answer\n"
     "                       the secondary waits and asks again this often\n"
     "                       (default 1s)\n"
+    "      --witness-tls DIR\n"
+    "                       TLS to etcd: DIR/ca.pem (the members' CA),\n"
+    "                       DIR/cert.pem + key.pem (a client certificate,\n"
+    "                       if the cluster asks for one)\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure):\n"
     "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
@@ -96,6 +101,7 @@ int secondary_main(int argc, char **argv)
         { "vm-name", 0, OPTIONS_STRING, &o.vm_name },
         { "witness", 0, OPTIONS_STRING, &o.witness },
         { "witness-timeout", 0, OPTIONS_DURATION, &o.witness_timeout_ns },
+        { "witness-tls", 0, OPTIONS_STRING, &o.witness_tls },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {

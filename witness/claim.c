@@ -48,8 +48,8 @@ void claim_key_of(char *buf, size_t len, const char *name,
 static void on_retry(evutil_socket_t fd, short what, void *arg);
 
 int claim_new(claim **out, struct event_base *base, const char *endpoints,
-              const char *role, uint64_t timeout_ns, char *err,
-              size_t errlen)
+              const char *tls_dir, const char *role, uint64_t timeout_ns,
+              char *err, size_t errlen)
 {
     claim *c = calloc(1, sizeof(*c));
     uint8_t r[8];
@@ -73,7 +73,7 @@ int claim_new(claim **out, struct event_base *base, const char *endpoints,
         return -EINVAL;
     }
     char why[512];
-    etcd_options o = { .timeout_ms = ms };
+    etcd_options o = { .timeout_ms = ms, .tls_dir = tls_dir };
     int rc = etcd_new(&c->client, base, endpoints, &o, why, sizeof(why));
     if (rc < 0) {
         snprintf(err, errlen, "--witness: %s", why);

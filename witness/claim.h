@@ -43,13 +43,14 @@ typedef void (*claim_cb)(void *opaque, claim_state state);
 
 /*
  * A claim object for role ("primary" or "secondary") with the witness at
- * endpoints (etcd client URLs, comma-separated); each attempt's deadline
- * timeout_ns (0: the default).  0, or -errno with a message (a bad
- * endpoint says which).
+ * endpoints (etcd client URLs, comma-separated; https:// ones with the
+ * TLS credentials in tls_dir, witness/etcdtls.h, else tls_dir NULL); each
+ * attempt's deadline timeout_ns (0: the default).  0, or -errno with a
+ * message (a bad endpoint says which).
  */
 int claim_new(claim **out, struct event_base *base, const char *endpoints,
-              const char *role, uint64_t timeout_ns, char *err,
-              size_t errlen);
+              const char *tls_dir, const char *role, uint64_t timeout_ns,
+              char *err, size_t errlen);
 void claim_free(claim *c);
 
 /*

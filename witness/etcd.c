@@ -2,9 +2,11 @@
 #include "witness/etcd.h"
 
 #include "witness/b64.h"
+#include "witness/etcdtls.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -41,6 +43,7 @@ struct etcd {
     size_t n;
     size_t current;             /* the endpoint that answered last */
     unsigned timeout_ms, attempt_ms;
+    etcdtls *tls;               /* https:// endpoints, or NULL */
     etcd_req *reqs;
 };
 
@@ -100,7 +103,7 @@ static uint64_t now_ns(void)
 /* ---- endpoints ---- */
 
 static int parse_endpoint(endpoint *e, const char *url, size_t len,
-                          char *err, size_t errlen)
+                          bool tls, char *err, size_t errlen)
 {
     if (len == 0 || len >= sizeof(e->url)) {
         snprintf(err, errlen, "etcd endpoint \"%.*s\": %s", (int)(len > 64 ?
@@ -111,18 +114,25 @@ static int parse_endpoint(endpoint *e, const char *url, size_t len,
     e->url[len] = '\0';
     struct evhttp_uri *u = evhttp_uri_parse(e->url);
     const char *why = NULL;
+    const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
     if (!u)
         why = "not a URL";
-    else if (!evhttp_uri_get_scheme(u) ||
-             strcmp(evhttp_uri_get_scheme(u), "http") != 0)
-        why = "only http:// endpoints are supported (no TLS yet)";
+    else if (!scheme || (strcmp(scheme, "http") != 0 &&
+                         strcmp(scheme, "https") != 0))
+        why = "expected http://HOST:PORT or https://HOST:PORT";
+    else if (tls && strcmp(scheme, "http") == 0)
+        why = "http:// with TLS credentials (--witness-tls): give the "
+              "members' https:// URLs";
+    else if (!tls && strcmp(scheme, "https") == 0)
+        why = "https:// needs TLS credentials: --witness-tls DIR (ca.pem, "
+              "and cert.pem + key.pem for a client certificate)";
     else if (!evhttp_uri_get_host(u) || !*evhttp_uri_get_host(u))
         why = "no host";
     else if (evhttp_uri_get_userinfo(u) || evhttp_uri_get_query(u) ||
              evhttp_uri_get_fragment(u) ||
              (evhttp_uri_get_path(u) && *evhttp_uri_get_path(u) &&
               strcmp(evhttp_uri_get_path(u), "/") != 0))
-        why = "expected http://HOST:PORT and nothing else";
+        why = "expected http[s]://HOST:PORT and nothing else";
     else if (evhttp_uri_get_port(u) == 0)
         why = "port 0";
     if (why) {
@@ -160,6 +170,13 @@ int etcd_new(etcd **out, struct event_base *base, const char *endpoints,
         return -ENOMEM;
     }
     c->base = base;
+    if (opts && opts->tls_dir) {
+        int rc = etcdtls_new(&c->tls, opts->tls_dir, err, errlen);
+        if (rc < 0) {
+            free(c);
+            return rc;
+        }
+    }
     const char *p = endpoints ? endpoints : "";
     bool names = false;
     for (;;) {
@@ -167,12 +184,13 @@ int etcd_new(etcd **out, struct event_base *base, const char *endpoints,
         if (c->n == ETCD_MAX_ENDPOINTS) {
             snprintf(err, errlen, "more than %d etcd endpoints",
                      ETCD_MAX_ENDPOINTS);
-            free(c);
+            etcd_free(c);
             return -EINVAL;
         }
-        int rc = parse_endpoint(&c->eps[c->n], p, len, err, errlen);
+        int rc = parse_endpoint(&c->eps[c->n], p, len, c->tls != NULL, err,
+                                errlen);
         if (rc < 0) {
-            free(c);
+            etcd_free(c);
             return rc;
         }
         names |= !is_numeric(c->eps[c->n].host);
@@ -186,7 +204,7 @@ int etcd_new(etcd **out, struct event_base *base, const char *endpoints,
     if (t > ETCD_MAX_TIMEOUT_MS) {
         snprintf(err, errlen, "etcd timeout %u ms: at most %u", t,
                  ETCD_MAX_TIMEOUT_MS);
-        free(c);
+        etcd_free(c);
         return -EINVAL;
     }
     c->timeout_ms = t;
@@ -199,7 +217,7 @@ int etcd_new(etcd **out, struct event_base *base, const char *endpoints,
         if (!c->dns) {
             snprintf(err, errlen, "cannot set up name resolution for the "
                      "etcd endpoints (give addresses instead)");
-            free(c);
+            etcd_free(c);
             return -EINVAL;
         }
     }
@@ -258,6 +276,7 @@ void etcd_free(etcd *c)
         req_free(c->reqs);
     if (c->dns)
         evdns_base_free(c->dns, 0);
+    etcdtls_free(c->tls);
     free(c);
 }
 
@@ -472,8 +491,10 @@ static verdict judge(etcd_req *r)
         return VERDICT_RETRY;
     }
     if (r->http_code <= 0 || !r->answer) {
-        snprintf(r->err, sizeof(r->err), "%s", r->have_http_error ?
-                 http_error_name(r->http_error) :
+        char why[300] = "";
+        etcd_tls_failure(r->c, r->conn, why, sizeof(why));
+        snprintf(r->err, sizeof(r->err), "%s", *why ? why :
+                 r->have_http_error ? http_error_name(r->http_error) :
                  r->http_code > 0 ? "out of memory" :
                  "connection refused or failed");
         return VERDICT_RETRY;
@@ -581,13 +602,31 @@ unsigned etcd_attempt_ms(const etcd *c)
 struct evhttp_connection *etcd_http_connect(etcd *c, size_t i)
 {
     endpoint *e = &c->eps[i % c->n];
-    struct evhttp_connection *conn =
-        evhttp_connection_base_new(c->base, c->dns, e->host, e->port);
+    struct evhttp_connection *conn;
+    if (c->tls) {
+        struct bufferevent *bev = etcdtls_bufferevent(c->tls, c->base,
+                                                      e->host);
+        conn = bev ? evhttp_connection_base_bufferevent_new(
+                         c->base, c->dns, bev, e->host, e->port)
+                   : NULL;
+        if (bev && !conn)
+            bufferevent_free(bev);
+    } else {
+        conn = evhttp_connection_base_new(c->base, c->dns, e->host, e->port);
+    }
     if (conn) {
         evhttp_connection_set_max_headers_size(conn, MAX_HEADERS_SIZE);
         evhttp_connection_set_retries(conn, 0);
     }
     return conn;
+}
+
+void etcd_tls_failure(const etcd *c, struct evhttp_connection *conn,
+                      char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (c->tls && conn)
+        etcdtls_describe(evhttp_connection_get_bufferevent(conn), buf, len);
 }
 
 int etcd_http_post(const etcd *c, size_t i, struct evhttp_connection *conn,

@@ -9,10 +9,11 @@
  * exists and what is still to do.
  *
  * A client has one or more endpoints ("http://HOST:PORT[,...]", etcd's
- * client URLs).  Each request has a deadline (etcd_options.timeout_ms)
- * and is tried on one endpoint at a time, each attempt cut off after
- * attempt_ms; a failed attempt (refused, reset, cut off, an answer that is
- * an error, or not etcd's) moves on to the next endpoint while the
+ * client URLs; https:// ones with TLS credentials, witness/etcdtls.h).
+ * Each request has a deadline (etcd_options.timeout_ms) and is tried on
+ * one endpoint at a time, each attempt cut off after attempt_ms; a failed
+ * attempt (refused, reset, cut off, a failed TLS handshake, an answer that
+ * is an error, or not etcd's) moves on to the next endpoint while the
  * deadline allows.  The endpoint that last answered is tried first.
  *
  * The outcome of etcd_create_if_absent is one of three, and they must not
@@ -64,6 +65,11 @@ typedef enum etcd_status {
 typedef struct etcd_options {
     unsigned timeout_ms;    /* a request's deadline; 0: the default */
     unsigned attempt_ms;    /* one endpoint's; 0: timeout_ms / endpoints */
+    /*
+     * TLS credentials for https:// endpoints (witness/etcdtls.h: ca.pem,
+     * optionally cert.pem + key.pem), or NULL for http:// ones.
+     */
+    const char *tls_dir;
 } etcd_options;
 
 typedef struct etcd_reply {
@@ -132,6 +138,12 @@ struct evhttp_connection *etcd_http_connect(etcd *c, size_t i);
 int etcd_http_post(const etcd *c, size_t i, struct evhttp_connection *conn,
                    struct evhttp_request *hr, const char *path,
                    const char *body);
+/*
+ * Why conn's TLS failed, if it did and TLS knows ("" otherwise): for
+ * messages that say more than "connection failed".
+ */
+void etcd_tls_failure(const etcd *c, struct evhttp_connection *conn,
+                      char *buf, size_t len);
 
 /*
  * An int64 as protobuf's JSON mapping writes it (a decimal string, or a

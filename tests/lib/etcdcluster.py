@@ -5,6 +5,8 @@
                                      # etcd, fails if FTVM_REQUIRE_ETCD=1
     c.endpoints()                    # "http://127.0.0.1:C0,http://...:C1,..."
     c.kill(1); c.stop(2); c.cont(2); c.restart(1)
+    c = etcdcluster.start(tls=creds)  # https:// clients, client certificates
+                                      # (creds: ft.make_certs's directory)
 
 Each member is `etcd` (Debian's etcd-server, installed by
 scripts/bootstrap.sh) run as an ft.Proc, so run_case kills it when the case
@@ -31,6 +33,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import urllib.error
 import urllib.request
 
@@ -51,13 +54,15 @@ def unb64(s):
     return base64.b64decode(s or "")
 
 
-def post(url, path, body, timeout=2):
+def post(url, path, body, timeout=2, context=None):
     """POST JSON to one member's gateway; the decoded answer, or None
-    when the member does not answer well (down, stopped, no leader)."""
+    when the member does not answer well (down, stopped, no leader).
+    context: the ssl.SSLContext for an https:// url."""
     req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=ft.scaled(timeout)) as r:
+        with urllib.request.urlopen(req, timeout=ft.scaled(timeout),
+                                    context=context) as r:
             return json.loads(r.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -83,8 +88,19 @@ def etcd_binary():
 
 
 class Cluster:
-    def __init__(self, binary, n=MEMBERS, hosts=()):
+    def __init__(self, binary, n=MEMBERS, hosts=(), tls=None):
         self.binary = binary
+        # With tls (a credentials directory: ca.pem, cert.pem, key.pem),
+        # clients speak https and must present a certificate of that CA;
+        # the members among themselves stay on plain http.
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self.context = None
+        if tls:
+            self.context = ssl.create_default_context(
+                cafile=os.path.join(tls, "ca.pem"))
+            self.context.load_cert_chain(os.path.join(tls, "cert.pem"),
+                                         os.path.join(tls, "key.pem"))
         self.n = n
         self.hosts = tuple(hosts)       # addresses served beside 127.0.0.1
         ports = distinct_ports(2 * n)
@@ -96,7 +112,7 @@ class Cluster:
                                 for i in range(n))
 
     def url(self, i, host="127.0.0.1"):
-        return "http://%s:%d" % (host, self.client[i])
+        return "%s://%s:%d" % (self.scheme, host, self.client[i])
 
     def endpoints(self, members=None, host="127.0.0.1"):
         """URL[,URL...] of the given members (all by default), in order,
@@ -120,12 +136,18 @@ class Cluster:
                 "--heartbeat-interval", str(HEARTBEAT_MS),
                 "--election-timeout", str(ELECTION_MS),
                 "--logger", "zap", "--log-level", "warn"]
+        if self.tls:
+            argv += ["--cert-file", os.path.join(self.tls, "cert.pem"),
+                     "--key-file", os.path.join(self.tls, "key.pem"),
+                     "--trusted-ca-file", os.path.join(self.tls, "ca.pem"),
+                     "--client-cert-auth"]
         self.starts[i] += 1
         self.procs[i] = ft.Proc("etcd-%d-m%d-%d" % (self.client[0], i,
                                                     self.starts[i]), argv)
 
     def status(self, i):
-        return post(self.url(i), "/v3/maintenance/status", {})
+        return post(self.url(i), "/v3/maintenance/status", {},
+                    context=self.context)
 
     def leader(self, members=None):
         """The leader's id when every given member (all by default) is up
@@ -163,18 +185,20 @@ class Cluster:
     def put(self, key, value, member=0):
         """A put through the gateway (setting up a case, not checking)."""
         r = post(self.url(member), "/v3/kv/put",
-                 {"key": b64(key), "value": b64(value)})
+                 {"key": b64(key), "value": b64(value)},
+                 context=self.context)
         ft.check(r is not None, "put %s on m%d failed" % (key, member))
 
     def get(self, key, member=0):
         """The value of key read through member's gateway, or None."""
-        r = post(self.url(member), "/v3/kv/range", {"key": b64(key)})
+        r = post(self.url(member), "/v3/kv/range", {"key": b64(key)},
+                 context=self.context)
         ft.check(r is not None, "range %s on m%d failed" % (key, member))
         kvs = r.get("kvs") or []
         return unb64(kvs[0].get("value")).decode() if kvs else None
 
 
-def start(n=MEMBERS, timeout=20, hosts=()):
+def start(n=MEMBERS, timeout=20, hosts=(), tls=None):
     """Starts an n-member cluster and waits for its leader; skips the case
     (exit 77) when etcd is not installed.  Members also serve clients on
     each of `hosts` (addresses in a namespace the test made, where the
@@ -187,7 +211,7 @@ def start(n=MEMBERS, timeout=20, hosts=()):
             ft.fail(msg + ", and FTVM_REQUIRE_ETCD=1 says this run has it")
         ft.skip(msg)
     for attempt in range(3):
-        c = Cluster(binary, n, hosts)
+        c = Cluster(binary, n, hosts, tls)
         for i in range(n):
             c.start(i)
         try:

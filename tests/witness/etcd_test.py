@@ -30,12 +30,20 @@ between steps.
     not-etcd      a refused port, a listener that never answers and a web
                   server that is not etcd come before the real endpoint:
                   the request gets past them; with only those, UNKNOWN
+    tls           a cluster serving https:// and asking for client
+                  certificates: with the right CA and a client certificate,
+                  WON then LOST and get; a member's certificate of another
+                  CA, or no client certificate: UNKNOWN saying why (the
+                  certificate's verification, the member's alert);
+                  https:// without credentials and http:// with them are
+                  refused when the client is made
 
 Every case but args skips (77) when etcd is not installed.
 Exit 0 pass, 1 fail, 77 skipped.
 """
 import http.server
 import os
+import shutil
 import sys
 import threading
 
@@ -47,9 +55,13 @@ import ftvmtest as ft  # noqa: E402
 name, test_etcd = sys.argv[1], sys.argv[2]
 
 
-def run(*args, ok=True):
+def run(*args, ok=True, tls=None):
+    env = dict(os.environ)
+    env.pop("FTVM_TEST_ETCD_TLS", None)
+    if tls:
+        env["FTVM_TEST_ETCD_TLS"] = tls
     r = ft.run([test_etcd] + list(args), capture_output=True, text=True,
-               timeout=60)
+               timeout=60, env=env)
     ft.log("test_etcd %s: exit %d\n%s%s" % (args[0], r.returncode, r.stdout,
                                             r.stderr))
     if ok:
@@ -139,6 +151,41 @@ class NotEtcd(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def case_tls():
+    creds = ft.make_certs("etcd", "members", "node")
+    rogue = ft.make_certs("rogue", "node")
+    ca_only = os.path.join(ft.tmp, "ca-only")
+    os.makedirs(ca_only)
+    shutil.copy(os.path.join(creds["node"], "ca.pem"), ca_only)
+    c = etcdcluster.start(tls=creds["members"])
+    eps = c.endpoints()
+    ft.check(eps.startswith("https://"), "endpoints %s" % eps)
+    run("create", eps, "/ftvm/t/1/owner", "mine", "won", tls=creds["node"])
+    run("create", eps, "/ftvm/t/1/owner", "theirs", "lost", tls=creds["node"])
+    run("get", eps, "/ftvm/t/1/owner", "mine", tls=creds["node"])
+    ft.check(c.get("/ftvm/t/1/owner") == "mine", "the cluster's own read")
+    # The members' certificates are not of the CA we trust.
+    out = run("unknown", eps, "/ftvm/t/2/owner", "x", "1500",
+              tls=rogue["node"])
+    ft.check("certificate" in out, "no reason given: %s" % out.strip())
+    # We trust the members but have no certificate to show them.
+    out = run("unknown", eps, "/ftvm/t/2/owner", "x", "1500", tls=ca_only)
+    ft.check("TLS" in out or "certificate" in out,
+             "no reason given: %s" % out.strip())
+    ft.check(c.get("/ftvm/t/2/owner") is None, "a refused client wrote")
+    for args, tls, why in (((eps,), None, "needs TLS credentials"),
+                           ((eps.replace("https", "http"),), creds["node"],
+                            "http:// with TLS credentials")):
+        r = ft.run([test_etcd, "create", args[0], "/k", "v", "won"],
+                   capture_output=True, text=True, timeout=60,
+                   env=dict(os.environ, **({"FTVM_TEST_ETCD_TLS": tls}
+                                           if tls else {})))
+        ft.log("refused: %s" % r.stderr.strip())
+        ft.check(r.returncode != 0 and why in r.stderr,
+                 "expected a refusal saying \"%s\": exit %d, %s" % (
+                     why, r.returncode, r.stderr.strip()))
+
+
 def case_not_etcd():
     c = etcdcluster.start()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotEtcd)
@@ -156,6 +203,7 @@ CASES = {
     "quorum-lost": case_quorum_lost,
     "watch": case_watch,
     "not-etcd": case_not_etcd,
+    "tls": case_tls,
 }
 
 if name not in CASES:

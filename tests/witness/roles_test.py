@@ -37,6 +37,9 @@ uninterrupted run, and the secondary continues it without a repeat.
                     resumes and its output continues
     no-witness      without --witness both roles say, at start-up and in
                     status, that a stall or a partition can run both copies
+    tls             as sec-kill, both roles with the witness, against a
+                    cluster that serves https:// only and asks for client
+                    certificates (--witness-tls)
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -60,10 +63,14 @@ NO_WITNESS = ("no witness: a stall or a partition can leave both copies "
               "running (docs/witness.md)")
 
 
+# --witness-tls DIR for every process, when the case's cluster has TLS.
+witness_tls = []
+
+
 def witness(c):
     # Behaviour the processes are given: longer on a slow machine.
     return ["--witness", c.endpoints(), "--witness-timeout",
-            "%dms" % round(ft.scaled(500))]
+            "%dms" % round(ft.scaled(500))] + witness_tls
 
 
 def pair(c, extra=(), primary_witness=False):
@@ -238,6 +245,19 @@ def case_pri_command():
         (len(seen), b, s["failover"]["continued_from"], gap))
 
 
+def case_tls():
+    creds = ft.make_certs("etcd", "members", "node")
+    c = etcdcluster.start(tls=creds["members"])
+    witness_tls[:] = ["--witness-tls", creds["node"]]
+    ref = e2e.Reference()
+    sec, sctl, pri, pctl = pair(c, primary_witness=True)
+    check(all(e.startswith("https://") for e in
+              sctl.status()["witness"]["endpoints"]), sctl.status())
+    seen, acked = kill_primary(ref, pri, pctl)
+    s = goes_on(ref, sec, sctl, seen, acked, "kill -9, TLS to etcd")
+    won(c, s, sec)
+
+
 def case_pri_won():
     c = etcdcluster.start()
     ref = e2e.Reference()
@@ -314,6 +334,7 @@ CASES = {
     "pri-won": case_pri_won,
     "pri-quorum": case_pri_quorum,
     "no-witness": case_no_witness,
+    "tls": case_tls,
 }
 
 

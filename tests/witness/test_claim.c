@@ -116,7 +116,7 @@ static void race(const char *eps, const char *name, uint64_t g)
     char err[512];
     const char *roles[2] = { "primary", "secondary" };
     for (int i = 0; i < 2; i++)
-        if (claim_new(&d[i].c, base, eps, roles[i], 0, err, sizeof(err)) < 0)
+        if (claim_new(&d[i].c, base, eps, NULL, roles[i], 0, err, sizeof(err)) < 0)
             evwait_die("claim_new: %s", err);
     if (strncmp(claim_value(d[0].c), "primary ", 8) ||
         strlen(claim_value(d[0].c)) != 8 + 16 ||
@@ -195,7 +195,7 @@ static void wait_won(const char *eps, const char *name, uint64_t g,
     vm_name = name;
     side d = { 0 };
     char err[512];
-    if (claim_new(&d.c, base, eps, role, 500000000u, err, sizeof(err)) < 0)
+    if (claim_new(&d.c, base, eps, NULL, role, 500000000u, err, sizeof(err)) < 0)
         evwait_die("claim_new: %s", err);
     start(&d, g);
     struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, &d);

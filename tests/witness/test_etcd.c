@@ -112,7 +112,9 @@ static etcd *client(const char *endpoints, unsigned timeout_ms,
 {
     etcd *c;
     char err[512];
-    etcd_options o = { .timeout_ms = timeout_ms, .attempt_ms = attempt_ms };
+    /* etcd_test.py's tls case gives the credentials this way. */
+    etcd_options o = { .timeout_ms = timeout_ms, .attempt_ms = attempt_ms,
+                       .tls_dir = getenv("FTVM_TEST_ETCD_TLS") };
     if (etcd_new(&c, base, endpoints, &o, err, sizeof(err)) < 0)
         evwait_die("etcd_new(%s): %s", endpoints, err);
     return c;
