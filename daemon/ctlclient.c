@@ -25,6 +25,7 @@ static const struct {
     { "save", { "file" } },
     { "set", { "key", "value" } },
     { "attach-secondary", { "address" } },
+    { "protect", { "address" } },
 };
 
 /* "123" stays a number, "true"/"false" booleans, anything else a string. */
