@@ -19,6 +19,7 @@
 #include "secondary/listener.h"
 #include "secondary/receiver.h"
 #include "secondary/standby.h"
+#include "secondary/survivor.h"
 #include "vm/mono.h"
 #include "witness/claim.h"
 
@@ -31,6 +32,8 @@ typedef struct secondary {
     receiver *rx;
     vm *v;
     failover *fo;
+    survivor *sv;               /* the VM's output commit; after failover,
+                                   its replicator */
     claim *witness;             /* --witness, or NULL */
     standby_state state;
     standby_request request;    /* why we stopped the receiver, if we did */
@@ -70,12 +73,6 @@ static pairing served(secondary *s)
 
 /* ---- failover ---- */
 
-static void on_vm_stop(vm *v, void *arg)
-{
-    secondary *s = arg;
-    daemon_exit(s->d, exitcode_vm(v, daemon_signal(s->d)));
-}
-
 static void answer_failover(secondary *s, int rc, const char *err)
 {
     if (!s->fo_req)
@@ -100,9 +97,13 @@ static void fail_over(secondary *s, const char *reason)
     /* Keeps a checkpoint of the cache being written out of the start. */
     receiver_hold(s->rx);
     s->continued_console = vm_console_bytes(s->v);
-    int rc = failover_start(&s->fo, s->v, daemon_base(s->d),
-                            receiver_shape(s->rx)->mac, on_vm_stop, s, err,
+    /* A primary with no secondary yet: protect brings one up. */
+    int rc = survivor_start(s->sv, s->d, s->o, receiver_shape(s->rx), err,
                             sizeof(err));
+    if (rc == 0)
+        rc = failover_start(&s->fo, s->v, daemon_base(s->d),
+                            receiver_shape(s->rx)->mac, survivor_on_stop,
+                            s->sv, err, sizeof(err));
     receiver_release(s->rx);
     if (rc < 0) {
         log_msg("failover failed: %s", err);
@@ -196,6 +197,7 @@ static void on_vm(void *opaque, vm *v)
 {
     secondary *s = opaque;
     s->v = v;
+    survivor_vm(s->sv, v);
     daemon_set_vm(s->d, v);
 }
 
@@ -278,6 +280,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .tcp_fd = tcp_fd,
         .vm_name = s->o->vm_name,
         .setup_timeout_ns = s->o->setup_ns,
+        .output = survivor_output(s->sv),
         .on_vm = on_vm,
         .on_end = on_end,
         .opaque = s,
@@ -403,6 +406,17 @@ static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
     return CONTROL_DONE;
 }
 
+static control_outcome cmd_protect(void *opaque, control_req *req,
+                                   json_t *args, json_t **result, int *rc,
+                                   char *err, size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)req; (void)result;
+    *rc = survivor_protect(s->sv, state_name(s), args, err, errlen);
+    return CONTROL_DONE;
+}
+
 static void hook_quit(void *opaque)
 {
     stop(opaque, EXITCODE_OK);
@@ -469,12 +483,14 @@ static void hook_status(void *opaque, json_t *r)
                                       (json_int_t)s->continued_console,
                                       "reason", s->fo_reason, "announced",
                                       (int)failover_announced(s->fo)));
+    survivor_status(s->sv, r);
 }
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
     secondary *s = opaque;
-    return standby_may_save(s->state, applied(s), err, errlen);
+    int rc = standby_may_save(s->state, applied(s), err, errlen);
+    return rc < 0 ? rc : survivor_may_save(s->sv, err, errlen);
 }
 
 /* The final phase of a checkpoint sees the cache between two packages. */
@@ -545,6 +561,7 @@ static void collect(void *opaque, metrics_writer *w)
                       "the checkpoint the VM continued from",
                       s->continued_from);
     }
+    survivor_metrics(s->sv, w);
 }
 
 /* ---- the process ---- */
@@ -564,6 +581,11 @@ static int start(secondary *s)
             r = control_register(ctl, "stop-replication",
                                  "end replication without failing over "
                                  "(SHUT 0) and exit", cmd_stop, s);
+        if (r == 0)
+            r = control_register(ctl, "protect",
+                                 "protect HOST:PORT: once the VM runs "
+                                 "here, bring a new secondary up",
+                                 cmd_protect, s);
         if (r < 0) {
             log_msg("cannot register the control commands: %s",
                     strerror(-r));
@@ -629,8 +651,13 @@ int secondary_run(secondary_opts *o)
     o->process.vmctl.hooks = &hooks;
     o->process.on_signal = on_signal;
     o->process.opaque = &s;
+    if (survivor_new(&s.sv) < 0) {
+        log_msg("out of memory");
+        return EXITCODE_SETUP;
+    }
     if (daemon_new(&s.d, &o->process, err, sizeof(err)) < 0) {
         log_msg("%s", err);
+        survivor_free(s.sv);
         return EXITCODE_SETUP;
     }
     int status = EXITCODE_SETUP;
@@ -642,7 +669,9 @@ int secondary_run(secondary_opts *o)
     receiver_free(s.rx);
     failover_free(s.fo);
     claim_free(s.witness);
+    survivor_end(s.sv);
     daemon_free(s.d);
+    survivor_free(s.sv);
     tls_ctx_free(s.tls);
     return status;
 }

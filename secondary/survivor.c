@@ -1,0 +1,129 @@
+/* survivor: see survivor.h. */
+#include "secondary/survivor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "primary/outqueue.h"
+#include "primary/primary_ctl.h"
+#include "primary/protected_vm.h"
+
+struct survivor {
+    protected_vm *pv;
+    bool live;
+};
+
+int survivor_new(survivor **out)
+{
+    survivor *sv = calloc(1, sizeof(*sv));
+    if (!sv || protected_vm_new(&sv->pv) < 0) {
+        free(sv);
+        return -ENOMEM;
+    }
+    *out = sv;
+    return 0;
+}
+
+replica_output survivor_output(survivor *sv)
+{
+    vm_config cfg = { 0 };
+    protected_vm_route(sv->pv, &cfg);
+    return (replica_output){ .console_fn = cfg.console_fn,
+                             .console_opaque = cfg.console_opaque,
+                             .transmit_fn = cfg.transmit_fn,
+                             .transmit_opaque = cfg.transmit_opaque };
+}
+
+void survivor_vm(survivor *sv, vm *v)
+{
+    protected_vm_use(sv->pv, v);
+}
+
+void survivor_opts(const secondary_opts *o, const vmshape *shape,
+                   replicator_opts *out)
+{
+    *out = (replicator_opts){
+        .secondary = NULL,
+        .shape = *shape,
+        .timing = { .heartbeat_ns = o->heartbeat_ns,
+                    .failure_ns = o->failure_ns,
+                    .running = true },
+        .tls = { .creds = o->tls.creds, .insecure = o->tls.insecure },
+        .witness = o->witness,
+        .witness_timeout_ns = o->witness_timeout_ns,
+    };
+}
+
+int survivor_start(survivor *sv, daemon_process *d, const secondary_opts *o,
+                   const vmshape *shape, char *err, size_t errlen)
+{
+    replicator_opts ro;
+    survivor_opts(o, shape, &ro);
+    int r = protected_vm_protect(sv->pv, d, &ro, err, errlen);
+    if (r == 0)
+        r = replicator_start(protected_vm_replicator(sv->pv), err, errlen);
+    sv->live = r == 0;
+    return r;
+}
+
+void survivor_on_stop(vm *v, void *arg)
+{
+    protected_vm_on_stop(v, ((survivor *)arg)->pv);
+}
+
+bool survivor_live(const survivor *sv)
+{
+    return sv->live;
+}
+
+int survivor_protect(survivor *sv, const char *state, json_t *args,
+                     char *err, size_t errlen)
+{
+    if (!sv->live) {
+        snprintf(err, errlen, "this secondary is not running the VM (%s): "
+                 "protect works on a primary, or on a secondary once it "
+                 "has taken over", state);
+        return -ENOTSUP;
+    }
+    return primary_ctl_protect(protected_vm_replicator(sv->pv), "protect",
+                               args, err, errlen);
+}
+
+void survivor_status(survivor *sv, json_t *status)
+{
+    if (!sv->live)
+        return;
+    json_t *p = json_object();
+    if (!p)
+        return;
+    primary_ctl_status(protected_vm_replicator(sv->pv), p);
+    json_object_set_new(status, "protection", p);
+}
+
+void survivor_metrics(survivor *sv, metrics_writer *w)
+{
+    if (sv->live)
+        primary_ctl_metrics(protected_vm_replicator(sv->pv), w);
+}
+
+int survivor_may_save(survivor *sv, char *err, size_t errlen)
+{
+    if (!sv->live)
+        return 0;
+    return replicator_may_save(protected_vm_replicator(sv->pv), err, errlen);
+}
+
+void survivor_end(survivor *sv)
+{
+    if (sv)
+        protected_vm_end(sv->pv);
+}
+
+void survivor_free(survivor *sv)
+{
+    if (!sv)
+        return;
+    protected_vm_free(sv->pv);
+    free(sv);
+}
