@@ -27,6 +27,13 @@ has --witness; the VM's name is the image's, "counter".
                     B claims /ftvm/counter/2/owner as a primary does,
                     wins (etcd holds B's value) and runs on degraded, its
                     output continuing A's without a break
+    survivor-fenced /ftvm/counter/2/owner already holds another value:
+                    A, B; kill -9 A; protect C; kill -9 C: B claims,
+                    loses and exits 123 as a fenced primary does; what it
+                    released still continues A's
+    survivor-quit   A, B; kill -9 A; protect C; `ftvmctl quit` on B: B
+                    ends replication with EOF and exits 0, as a primary
+                    does; C does not fail over (exit 0, no output)
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -100,8 +107,9 @@ def b_takes_over(ref, c, pri, pctl, sec, sctl):
     return acked, s["failover"]["continued_from"]
 
 
-def protect_c(c, sec, sctl, certs):
-    """`ftvmctl protect C` on B: C is brought up as generation 2."""
+def protect_c(c, sec, sctl, certs, key2=None):
+    """`ftvmctl protect C` on B: C is brought up as generation 2 (nobody
+    claimed its key: it holds key2, what the case put there)."""
     c_proc, c_addr, cctl = e2e.spawn_secondary(
         "C", roles.witness(c) + ["--tls-creds", certs["c"],
                                   "--tls-peer", "secondary"])
@@ -124,7 +132,7 @@ def protect_c(c, sec, sctl, certs):
           cs["replication"]["pairing"].endswith("/g2") and
           cs["witness"]["generation"] == 2 and cs["witness"]["key"] == KEY2,
           "C: %r" % cs)
-    check(c.get(KEY2) is None, "%s holds %r before any loss" %
+    check(c.get(KEY2) == key2, "%s holds %r before any loss" %
           (KEY2, c.get(KEY2)))
     log("B protected by C at %s, generation 2" % c_addr)
     return c_proc, cctl
@@ -208,9 +216,57 @@ def case_survivor_won():
         "%d" % (b1, gap, sec.last_tick()))
 
 
+def case_survivor_fenced():
+    certs = tls()
+    c = etcdcluster.start()
+    c.put(KEY2, "secondary 00000000feedface")
+    ref = e2e.Reference()
+    pri, pctl, sec, sctl = a_and_b(c)
+    acked_a, from_b = b_takes_over(ref, c, pri, pctl, sec, sctl)
+    c_proc, cctl = protect_c(c, sec, sctl, certs,
+                             key2="secondary 00000000feedface")
+    c_proc.signal(signal.SIGKILL)
+    c_proc.p.wait(10)
+    rc = sec.wait(30)
+    check(rc == 123, "B exited %s, expected 123\n%s" % (rc, sec.dump()))
+    check("the secondary took the VM over (owner: secondary "
+          "00000000feedface)" in sec.err(), sec.err())
+    check(c.get(KEY2) == "secondary 00000000feedface", "the key changed")
+    sec.eof()
+    b1, gap = faults.check_timeline(ref.line, released(pri), released(sec),
+                                    acked_a, from_b)
+    log("B went on at %d (gap %d), lost C, lost generation 2 and exited "
+        "123 after line %d" % (b1, gap, b1 + len(sec.lines()) - 1))
+
+
+def case_survivor_quit():
+    certs = tls()
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    pri, pctl, sec, sctl = a_and_b(c)
+    acked_a, from_b = b_takes_over(ref, c, pri, pctl, sec, sctl)
+    c_proc, cctl = protect_c(c, sec, sctl, certs)
+    roles.ftvmctl(sctl.path, "quit")
+    rc = sec.wait(30)
+    check(rc == 0, "B exited %s after quit, expected 0\n%s" %
+          (rc, sec.dump()))
+    rc = c_proc.wait(30)
+    check(rc == 0 and "no failover" in c_proc.err() and
+          not c_proc.eof(), "C after B's quit: exit %s\n%s" %
+          (rc, c_proc.dump()))
+    check(c.get(KEY2) is None, "%s holds %r" % (KEY2, c.get(KEY2)))
+    sec.eof()
+    b1, gap = faults.check_timeline(ref.line, released(pri), released(sec),
+                                    acked_a, from_b)
+    log("B went on at %d (gap %d), quit while protected: EOF to C, B's "
+        "output to line %d" % (b1, gap, b1 + len(sec.lines()) - 1))
+
+
 CASES = {
     "chain": case_chain,
     "survivor-won": case_survivor_won,
+    "survivor-fenced": case_survivor_fenced,
+    "survivor-quit": case_survivor_quit,
 }
 
 
