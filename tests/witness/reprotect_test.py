@@ -34,6 +34,11 @@ has --witness; the VM's name is the image's, "counter".
     survivor-quit   A, B; kill -9 A; protect C; `ftvmctl quit` on B: B
                     ends replication with EOF and exits 0, as a primary
                     does; C does not fail over (exit 0, no output)
+    udpkv           the udpkv guest over TAP (a bridge in a network
+                    namespace made here, where etcd, the nodes and the
+                    client all run; needs root): PUTs go on through kill
+                    -9 of A, B alone, B protected by C, kill -9 of B;
+                    every PUT answered reads back from C
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -262,11 +267,92 @@ def case_survivor_quit():
         "output to line %d" % (b1, gap, b1 + len(sec.lines()) - 1))
 
 
+def case_udpkv():
+    """udpkv over TAP through the chain: every PUT answered reads back."""
+    if not os.path.exists("/dev/net/tun"):
+        ft.skip("/dev/net/tun is missing")
+    ns = e2e.netns("rp")
+    ipn = ["ip", "-n", ns]
+    e2e.sh(*ipn, "link", "add", "ftvm-br0", "type", "bridge", "stp_state",
+           "0")
+    e2e.sh(*ipn, "addr", "add", "10.78.0.1/24", "dev", "ftvm-br0")
+    for tap in ("ftvm-a0", "ftvm-b0", "ftvm-c0"):
+        e2e.sh(*ipn, "tuntap", "add", "dev", tap, "mode", "tap")
+        e2e.sh(*ipn, "link", "set", tap, "master", "ftvm-br0", "up")
+    e2e.sh(*ipn, "link", "set", "ftvm-br0", "up")
+    # Everything from here on (etcd, the nodes, the client) runs in ns,
+    # on its loopback and its bridge.
+    faults.setns("/var/run/netns/" + ns)
+    certs = tls()
+    c = etcdcluster.start()
+    w = roles.witness(c)
+    sec, addr, sctl = e2e.spawn_secondary("sec", w + ["--net", "tap:ftvm-b0"])
+    pri, pctl = e2e.spawn_primary(
+        "pri", addr, image="udpkv", mem="32M", args=["ip=" + e2e.GUEST_IP],
+        extra=w + ["--net", "tap:ftvm-a0", "--mac", e2e.GUEST_MAC,
+                   "--checkpoint-interval", "20ms"])
+    e2e.wait_state(pctl, pri, "active", 20)
+    ft.wait_until(lambda: any(l.startswith("udpkv ready ip=" + e2e.GUEST_IP)
+                              for l in pri.lines()) or
+                  (not pri.alive() and ft.fail(pri.dump())), 20,
+                  "udpkv ready")
+    salt = "%08x" % e2e.rng.getrandbits(32)
+    n = 200
+    kvload = os.path.join(HERE, "..", "replication", "kvload.py")
+    client = e2e.Stream("put", [sys.executable, kvload, e2e.GUEST_IP, salt,
+                                "put", str(n)])
+
+    def answered(k, what):
+        ft.wait_until(lambda: len(oks()) >= k or
+                      (not client.alive() and ft.fail(client.dump())), 30,
+                      "%d PUTs answered (%s)" % (k, what))
+        return len(oks())
+
+    def oks():
+        return [int(l.split()[1]) for l in client.lines()
+                if l.startswith("ok ")]
+    k1 = answered(e2e.rng.randint(15, 50), "A")
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    e2e.wait_state(sctl, sec, "running", 20)
+    protection(sctl, "degraded")
+    c_proc, c_addr, cctl = e2e.spawn_secondary(
+        "C", w + ["--tls-creds", certs["c"], "--tls-peer", "secondary",
+                  "--net", "tap:ftvm-c0"])
+    r = roles.ftvmctl(sctl.path, "protect", c_addr)
+    check(r.returncode == 0, "protect: exit %d: %s%s" %
+          (r.returncode, r.stdout, r.stderr))
+    protection(sctl, "active")
+    k2 = answered(len(oks()) + e2e.rng.randint(15, 50), "B protected by C")
+    sec.signal(signal.SIGKILL)
+    sec.p.wait(10)
+    st = e2e.wait_state(cctl, c_proc, "running", 20)
+    check(st["witness"]["state"] == "won" and
+          st["witness"]["key"] == "/ftvm/udpkv/2/owner", st["witness"])
+    check(client.wait(120) == 0, "the client failed\n" + client.dump())
+    lines = client.eof()
+    acked = oks()
+    lost = [l for l in lines if not l.startswith("ok ")]
+    check(not lost and len(acked) == n, "PUTs not answered within the "
+          "client's retries, or refused: %r (%d of %d answered)" %
+          (lost[:5], len(acked), n))
+    r = ft.run([sys.executable, kvload, e2e.GUEST_IP, salt, "get"],
+               input="\n".join(map(str, acked)), capture_output=True,
+               text=True, timeout=120)
+    check(r.returncode == 0, "GET after the second failover:\n%s%s" %
+          (r.stdout[-3000:], r.stderr))
+    log("%d PUTs answered by A, %d by B (alone, then protected by C), %d "
+        "by C; every one reads back from C (%s)" %
+        (k1, k2 - k1, n - k2, r.stdout.strip().splitlines()[-1]
+         if r.stdout.strip() else ""))
+
+
 CASES = {
     "chain": case_chain,
     "survivor-won": case_survivor_won,
     "survivor-fenced": case_survivor_fenced,
     "survivor-quit": case_survivor_quit,
+    "udpkv": case_udpkv,
 }
 
 
