@@ -137,6 +137,10 @@ def protect_c(c, sec, sctl, certs, key2=None):
           cs["replication"]["pairing"].endswith("/g2") and
           cs["witness"]["generation"] == 2 and cs["witness"]["key"] == KEY2,
           "C: %r" % cs)
+    r = roles.ftvmctl(sctl.path, "status")
+    check(re.search(r"\nwitness +won %s\n" % KEY1, r.stdout) and
+          re.search(r"\nprotection\.witness +idle %s\n" % KEY2, r.stdout),
+          "ftvmctl status on B:\n" + r.stdout)
     check(c.get(KEY2) == key2, "%s holds %r before any loss" %
           (KEY2, c.get(KEY2)))
     log("B protected by C at %s, generation 2" % c_addr)
