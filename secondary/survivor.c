@@ -52,6 +52,7 @@ void survivor_opts(const secondary_opts *o, const vmshape *shape,
         .tls = { .creds = o->tls.creds, .insecure = o->tls.insecure },
         .witness = o->witness,
         .witness_timeout_ns = o->witness_timeout_ns,
+        .witness_tls = o->witness_tls,
     };
 }
 

@@ -41,11 +41,12 @@ void survivor_vm(survivor *sv, vm *v);
 
 /*
  * The replicator's options of the survivor of a VM of shape (its pairing
- * the one taken over), from the secondary's own: --witness and
- * --witness-timeout, --tls-creds and --insecure (not --tls-peer, which
- * names the primary; the new secondary's certificate must name the host
- * protect is given), --heartbeat and --failure-timeout; the checkpoint
- * interval is the primary's default.  The one place they are made.
+ * the one taken over), from the secondary's own: --witness,
+ * --witness-timeout and --witness-tls; --tls-creds and --insecure (not
+ * --tls-peer, which names the primary: the new secondary's certificate
+ * must name the host protect is given); --heartbeat and
+ * --failure-timeout.  The checkpoint interval is the primary's default.
+ * The one place they are made.
  */
 void survivor_opts(const secondary_opts *o, const vmshape *shape,
                    replicator_opts *out);

@@ -34,6 +34,9 @@ has --witness; the VM's name is the image's, "counter".
     survivor-quit   A, B; kill -9 A; protect C; `ftvmctl quit` on B: B
                     ends replication with EOF and exits 0, as a primary
                     does; C does not fail over (exit 0, no output)
+    witness-tls     survivor-won against a cluster that serves https://
+                    only and asks for client certificates: the survivor
+                    claims with the secondary's --witness-tls
     udpkv           the udpkv guest over TAP (a bridge in a network
                     namespace made here, where etcd, the nodes and the
                     client all run; needs root): PUTs go on through kill
@@ -197,9 +200,14 @@ def case_chain():
                            b2 + len(c_tl) - 1))
 
 
-def case_survivor_won():
+def case_survivor_won(witness_tls=False):
     certs = tls()
-    c = etcdcluster.start()
+    if witness_tls:
+        etcd = ft.make_certs("etcd", "members", "node")
+        c = etcdcluster.start(tls=etcd["members"])
+        roles.witness_tls[:] = ["--witness-tls", etcd["node"]]
+    else:
+        c = etcdcluster.start()
     ref = e2e.Reference()
     pri, pctl, sec, sctl = a_and_b(c)
     acked_a, from_b = b_takes_over(ref, c, pri, pctl, sec, sctl)
@@ -218,6 +226,8 @@ def case_survivor_won():
           (p["witness"], value, v, sec.err()))
     check(not p["output"]["holding"] and p["output"]["held_bytes"] == 0 and
           st["vm_state"] == "running", "B after C's loss: %r" % st)
+    check(all(e.startswith("https://" if witness_tls else "http://")
+              for e in p["witness"]["endpoints"]), p["witness"])
     sec.wait_tick(sec.last_tick() + 10)
     b1, gap = faults.check_timeline(ref.line, released(pri), released(sec),
                                     acked_a, from_b)
@@ -357,6 +367,7 @@ CASES = {
     "survivor-fenced": case_survivor_fenced,
     "survivor-quit": case_survivor_quit,
     "udpkv": case_udpkv,
+    "witness-tls": lambda: case_survivor_won(witness_tls=True),
 }
 
 
