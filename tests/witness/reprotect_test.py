@@ -23,7 +23,9 @@ has --witness; the VM's name is the image's, "counter".
                     check_timeline, hop by hop: no repeat, no gap but the
                     lost-ACK race's, no line of an earlier node after the
                     next one's first).
-    survivor-won    A, B; kill -9 A, B goes live; protect C; kill -9 C:
+    survivor-won    A, B (with --metrics: ftvm_primary_* appear once it
+                    is live, degraded); kill -9 A, B goes live; protect C;
+                    kill -9 C:
                     B claims /ftvm/counter/2/owner as a primary does,
                     wins (etcd holds B's value) and runs on degraded, its
                     output continuing A's without a break
@@ -49,6 +51,7 @@ import os
 import re
 import signal
 import sys
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -90,10 +93,20 @@ def protection(ctl, want, timeout=20):
     return ft.wait_until(ok, timeout, "protection " + want, step=0.01)
 
 
-def a_and_b(c):
+def a_and_b(c, sec_extra=()):
     """A protected by B, three checkpoints acknowledged."""
-    sec, sctl, pri, pctl = roles.pair(c, primary_witness=True)
+    sec, sctl, pri, pctl = roles.pair(c, extra=sec_extra,
+                                      primary_witness=True)
     return pri, pctl, sec, sctl
+
+
+def metrics(port):
+    """{"family{labels}": value} of B's /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=ft.scaled(5)) as r:
+        text = r.read().decode()
+    return dict(l.rsplit(" ", 1) for l in text.splitlines()
+                if l and not l.startswith("#"))
 
 
 def b_takes_over(ref, c, pri, pctl, sec, sctl):
@@ -209,8 +222,18 @@ def case_survivor_won(witness_tls=False):
     else:
         c = etcdcluster.start()
     ref = e2e.Reference()
-    pri, pctl, sec, sctl = a_and_b(c)
+    port = ft.free_port()
+    pri, pctl, sec, sctl = a_and_b(c, ["--metrics", "127.0.0.1:%d" % port])
+    m = metrics(port)
+    check(m.get('ftvm_secondary_state{state="active"}') == "1" and
+          not [k for k in m if k.startswith("ftvm_primary_")],
+          "B's metrics while it replicates: %r" % m)
     acked_a, from_b = b_takes_over(ref, c, pri, pctl, sec, sctl)
+    m = metrics(port)
+    check(m.get('ftvm_secondary_state{state="running"}') == "1" and
+          m.get('ftvm_primary_state{state="degraded"}') == "1" and
+          m.get("ftvm_primary_secondaries_total") == "0",
+          "B's metrics once live: %r" % m)
     value = sctl.status()["protection"]["witness"]
     c_proc, cctl = protect_c(c, sec, sctl, certs)
     c_proc.signal(signal.SIGKILL)
