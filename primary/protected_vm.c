@@ -41,6 +41,8 @@ void protected_vm_use(protected_vm *p, vm *v)
     p->v = v;
     /* Released output goes to stdout through the VM's own writer. */
     outqueue_set_console_sink(p->out, conout_console, vm_console(v));
+    if (vm_net(v))
+        outqueue_set_frame_sink(p->out, outqueue_net_send, vm_net(v));
 }
 
 static bool may_protect(void *opaque, char *err, size_t errlen)

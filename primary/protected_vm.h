@@ -8,8 +8,11 @@
  *
  * The order, each before the VM's vCPUs run: protected_vm_new (the
  * queue), protected_vm_route on the VM's configuration, protected_vm_use
- * on the VM made from it, protected_vm_protect (the replicator), and
- * protected_vm_on_stop as the VM's on_stop (vm_attach).  When the VM
+ * on the VM made from it, protected_vm_on_stop as the VM's on_stop
+ * (vm_attach).  protected_vm_protect (the replicator) comes before the
+ * vCPUs run on a primary; a secondary that goes live makes it just after,
+ * off the failover's path (its output is not held until a secondary
+ * protects it, so nothing depends on the replicator before then).  When the VM
  * stops for good, replication ends as replicator_vm_stopped says and the
  * process exits as a primary does: 120 when its first secondary never
  * protected it (replicator_setup_failed), 123 when the witness gave the
@@ -33,11 +36,13 @@ int protected_vm_new(protected_vm **out);
 void protected_vm_route(protected_vm *p, vm_config *cfg);
 /*
  * v was made from a routed configuration: released console bytes go to
- * its console's writer (vm_console).  Again for a later VM replaces it.
+ * its console's writer (vm_console), frames to its NIC's backend.  Again
+ * for a later VM replaces it.
  */
 void protected_vm_use(protected_vm *p, vm *v);
 /*
- * Makes the replicator for the VM of protected_vm_use, in process d
+ * Makes the replicator for the VM of protected_vm_use (not yet running,
+ * or running with nothing held), in process d
  * (whose control socket's checkpoint to disk holds off a bring-up, see
  * replicator_opts.may_protect; o's may_protect and opaque are set here),
  * and says which witness it claims with, or that there is none.  Nothing

@@ -65,7 +65,8 @@ typedef struct replicator_opts {
 typedef struct replicator replicator;
 
 /*
- * Sets up replication of v (created, not yet started) whose console and
+ * Sets up replication of v (created, not yet started; or, a secondary
+ * that went live, running with output not held) whose console and
  * network output go through output (v's console_fn and transmit_fn);
  * frames released from it go to v's network backend.  Nothing is sent
  * before replicator_start.  0 or -errno + msg.

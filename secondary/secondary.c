@@ -97,11 +97,7 @@ static void fail_over(secondary *s, const char *reason)
     /* Keeps a checkpoint of the cache being written out of the start. */
     receiver_hold(s->rx);
     s->continued_console = vm_console_bytes(s->v);
-    /* A primary with no secondary yet: protect brings one up. */
-    int rc = survivor_start(s->sv, s->d, s->o, receiver_shape(s->rx), err,
-                            sizeof(err));
-    if (rc == 0)
-        rc = failover_start(&s->fo, s->v, daemon_base(s->d),
+    int rc = failover_start(&s->fo, s->v, daemon_base(s->d),
                             receiver_shape(s->rx)->mac, survivor_on_stop,
                             s->sv, err, sizeof(err));
     receiver_release(s->rx);
@@ -117,6 +113,8 @@ static void fail_over(secondary *s, const char *reason)
     log_msg("failover (%s): the VM runs here from checkpoint %" PRIu64 ", "
             "%.1f ms after %s", reason, st.apply.last_id, s->failover_ms,
             s->fo_req ? "the command" : "detection");
+    /* Now a primary with no secondary yet: protect brings one up. */
+    survivor_start(s->sv, s->o, receiver_shape(s->rx));
     answer_failover(s, 0, NULL);
 }
 
@@ -651,13 +649,13 @@ int secondary_run(secondary_opts *o)
     o->process.vmctl.hooks = &hooks;
     o->process.on_signal = on_signal;
     o->process.opaque = &s;
-    if (survivor_new(&s.sv) < 0) {
-        log_msg("out of memory");
-        return EXITCODE_SETUP;
-    }
     if (daemon_new(&s.d, &o->process, err, sizeof(err)) < 0) {
         log_msg("%s", err);
-        survivor_free(s.sv);
+        return EXITCODE_SETUP;
+    }
+    if (survivor_new(&s.sv, s.d) < 0) {
+        log_msg("out of memory");
+        daemon_free(s.d);
         return EXITCODE_SETUP;
     }
     int status = EXITCODE_SETUP;

@@ -5,22 +5,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "daemon/exitcode.h"
+#include "daemon/log.h"
 #include "primary/outqueue.h"
 #include "primary/primary_ctl.h"
 #include "primary/protected_vm.h"
 
 struct survivor {
+    daemon_process *d;
     protected_vm *pv;
     bool live;
+    char error[640];            /* why survivor_start could not */
 };
 
-int survivor_new(survivor **out)
+int survivor_new(survivor **out, daemon_process *d)
 {
     survivor *sv = calloc(1, sizeof(*sv));
     if (!sv || protected_vm_new(&sv->pv) < 0) {
         free(sv);
         return -ENOMEM;
     }
+    sv->d = d;
     *out = sv;
     return 0;
 }
@@ -56,21 +61,31 @@ void survivor_opts(const secondary_opts *o, const vmshape *shape,
     };
 }
 
-int survivor_start(survivor *sv, daemon_process *d, const secondary_opts *o,
-                   const vmshape *shape, char *err, size_t errlen)
+void survivor_start(survivor *sv, const secondary_opts *o,
+                    const vmshape *shape)
 {
     replicator_opts ro;
+    char err[sizeof(sv->error) - 64];
     survivor_opts(o, shape, &ro);
-    int r = protected_vm_protect(sv->pv, d, &ro, err, errlen);
+    int r = protected_vm_protect(sv->pv, sv->d, &ro, err, sizeof(err));
     if (r == 0)
-        r = replicator_start(protected_vm_replicator(sv->pv), err, errlen);
+        r = replicator_start(protected_vm_replicator(sv->pv), err,
+                             sizeof(err));
     sv->live = r == 0;
-    return r;
+    if (r < 0) {
+        snprintf(sv->error, sizeof(sv->error), "this VM cannot be "
+                 "protected: %s", err);
+        log_msg("%s; it runs on unprotected", sv->error);
+    }
 }
 
 void survivor_on_stop(vm *v, void *arg)
 {
-    protected_vm_on_stop(v, ((survivor *)arg)->pv);
+    survivor *sv = arg;
+    if (sv->live)
+        protected_vm_on_stop(v, sv->pv);
+    else
+        daemon_exit(sv->d, exitcode_vm(v, daemon_signal(sv->d)));
 }
 
 bool survivor_live(const survivor *sv)
@@ -81,6 +96,10 @@ bool survivor_live(const survivor *sv)
 int survivor_protect(survivor *sv, const char *state, json_t *args,
                      char *err, size_t errlen)
 {
+    if (sv->error[0]) {
+        snprintf(err, errlen, "%s", sv->error);
+        return -ENOTSUP;
+    }
     if (!sv->live) {
         snprintf(err, errlen, "this secondary is not running the VM (%s): "
                  "protect works on a primary, or on a secondary once it "

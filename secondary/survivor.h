@@ -32,8 +32,8 @@
 
 typedef struct survivor survivor;
 
-/* Before any VM: the output-commit queue.  0 or -ENOMEM. */
-int survivor_new(survivor **out);
+/* Before any VM, in process d: the output-commit queue.  0 or -ENOMEM. */
+int survivor_new(survivor **out, daemon_process *d);
 /* The hooks the receiver's VMs are made with. */
 replica_output survivor_output(survivor *sv);
 /* The receiver made v with them (on the loop's thread, v not running). */
@@ -51,20 +51,27 @@ void survivor_vm(survivor *sv, vm *v);
 void survivor_opts(const secondary_opts *o, const vmshape *shape,
                    replicator_opts *out);
 /*
- * The VM of survivor_vm goes live in process d: its replicator, no
- * secondary yet.  Before failover_start, which is given survivor_on_stop
- * and sv.  0 or -errno + msg.
+ * The VM of survivor_vm went live (failover_start, given
+ * survivor_on_stop and sv, has started it): its replicator, no secondary
+ * yet.  Just after the vCPUs started rather than before, so that loading
+ * the TLS credentials does not lengthen the failover: output is not held
+ * without a secondary, and the queue's sinks are set (survivor_vm).
+ * Should that fail (no memory), the VM runs on and protect says why.
  */
-int survivor_start(survivor *sv, daemon_process *d, const secondary_opts *o,
-                   const vmshape *shape, char *err, size_t errlen);
-/* The live VM's on_stop (arg: the survivor). */
+void survivor_start(survivor *sv, const secondary_opts *o,
+                    const vmshape *shape);
+/*
+ * The live VM's on_stop (arg: the survivor): the process exits as a
+ * primary's (protected_vm.h), or as ftvm run's without a replicator.
+ */
 void survivor_on_stop(vm *v, void *arg);
-/* Whether survivor_start has run. */
+/* Whether survivor_start has made the replicator. */
 bool survivor_live(const survivor *sv);
 
 /*
  * protect HOST:PORT (args' "address"); refused, naming state (the
- * secondary's), unless the VM runs here.  0 or -errno + msg.
+ * secondary's), unless the VM runs here with its replicator.  0 or
+ * -errno + msg.
  */
 int survivor_protect(survivor *sv, const char *state, json_t *args,
                      char *err, size_t errlen);

@@ -73,7 +73,7 @@ static void test_output_and_protect(void **state)
     (void)state;
     survivor *sv;
     char err[256];
-    assert_int_equal(survivor_new(&sv), 0);
+    assert_int_equal(survivor_new(&sv, NULL), 0);
     /* The receiver's VMs: output through the queue from the start. */
     replica_output out = survivor_output(sv);
     assert_ptr_equal(out.console_fn, outqueue_console);
