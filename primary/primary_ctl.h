@@ -25,6 +25,13 @@ int primary_ctl_register(control_server *ctl, replicator *rep);
 int primary_ctl_protect(replicator *rep, const char *cmd, json_t *args,
                         char *err, size_t errlen);
 
+/*
+ * set's work: args' "key" and "value" (a time; reconnect also 0 or off)
+ * given to replicator_set.  0 or -errno with a message.
+ */
+int primary_ctl_set(replicator *rep, json_t *args, char *err,
+                    size_t errlen);
+
 /* For vmctl's status hook: status's replication fields. */
 void primary_ctl_status(replicator *rep, json_t *status);
 

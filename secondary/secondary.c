@@ -395,6 +395,10 @@ static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
     secondary *s = opaque;
 
     (void)req; (void)args; (void)result;
+    /* After a failover: the replication of the VM that runs here. */
+    *rc = survivor_stop(s->sv, err, errlen);
+    if (*rc != -ENOENT)
+        return CONTROL_DONE;
     *rc = standby_may_stop(s->state, applied(s), s->request, err, errlen);
     if (*rc < 0)
         return CONTROL_DONE;
@@ -412,6 +416,17 @@ static control_outcome cmd_protect(void *opaque, control_req *req,
 
     (void)req; (void)result;
     *rc = survivor_protect(s->sv, state_name(s), args, err, errlen);
+    return CONTROL_DONE;
+}
+
+static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)req; (void)result;
+    *rc = survivor_set(s->sv, state_name(s), args, err, errlen);
     return CONTROL_DONE;
 }
 
@@ -578,7 +593,13 @@ static int start(secondary *s)
         if (r == 0)
             r = control_register(ctl, "stop-replication",
                                  "end replication without failing over "
-                                 "(SHUT 0) and exit", cmd_stop, s);
+                                 "(SHUT 0) and exit; after a failover, "
+                                 "EOF to the new secondary", cmd_stop, s);
+        if (r == 0)
+            r = control_register(ctl, "set",
+                                 "set KEY VALUE, once the VM runs here: "
+                                 "checkpoint-interval, heartbeat, "
+                                 "failure-timeout", cmd_set, s);
         if (r == 0)
             r = control_register(ctl, "protect",
                                  "protect HOST:PORT: once the VM runs "

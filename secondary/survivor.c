@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
@@ -93,8 +94,9 @@ bool survivor_live(const survivor *sv)
     return sv->live;
 }
 
-int survivor_protect(survivor *sv, const char *state, json_t *args,
-                     char *err, size_t errlen)
+/* protect's and set's refusal unless the VM runs here, protectable. */
+static int refuse(const survivor *sv, const char *cmd, const char *state,
+                  char *err, size_t errlen)
 {
     if (sv->error[0]) {
         snprintf(err, errlen, "%s", sv->error);
@@ -102,12 +104,45 @@ int survivor_protect(survivor *sv, const char *state, json_t *args,
     }
     if (!sv->live) {
         snprintf(err, errlen, "this secondary is not running the VM (%s): "
-                 "protect works on a primary, or on a secondary once it "
-                 "has taken over", state);
+                 "%s works on a primary, or on a secondary once it has "
+                 "taken over", state, cmd);
         return -ENOTSUP;
     }
+    return 0;
+}
+
+int survivor_protect(survivor *sv, const char *state, json_t *args,
+                     char *err, size_t errlen)
+{
+    int rc = refuse(sv, "protect", state, err, errlen);
+    if (rc < 0)
+        return rc;
     return primary_ctl_protect(protected_vm_replicator(sv->pv), "protect",
                                args, err, errlen);
+}
+
+int survivor_set(survivor *sv, const char *state, json_t *args, char *err,
+                 size_t errlen)
+{
+    int rc = refuse(sv, "set", state, err, errlen);
+    if (rc < 0)
+        return rc;
+    const char *key = json_string_value(json_object_get(args, "key"));
+    if (key && strcmp(key, "reconnect") == 0) {
+        snprintf(err, errlen, "set reconnect: a secondary that took over "
+                 "has no --secondary to go back to; protect HOST:PORT "
+                 "brings one up");
+        return -EINVAL;
+    }
+    return primary_ctl_set(protected_vm_replicator(sv->pv), args, err,
+                           errlen);
+}
+
+int survivor_stop(survivor *sv, char *err, size_t errlen)
+{
+    if (!sv->live)
+        return -ENOENT;
+    return replicator_stop(protected_vm_replicator(sv->pv), err, errlen);
 }
 
 void survivor_status(survivor *sv, json_t *status)

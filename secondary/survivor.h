@@ -75,6 +75,18 @@ bool survivor_live(const survivor *sv);
  */
 int survivor_protect(survivor *sv, const char *state, json_t *args,
                      char *err, size_t errlen);
+/*
+ * set KEY VALUE (checkpoint-interval, heartbeat, failure-timeout) for the
+ * live VM's replication; refused as protect is, and for reconnect (a
+ * survivor has no --secondary to go back to).
+ */
+int survivor_set(survivor *sv, const char *state, json_t *args, char *err,
+                 size_t errlen);
+/*
+ * stop-replication of the live VM's replication (EOF to its secondary,
+ * the VM runs on); -ENOENT unless live (the caller's own applies).
+ */
+int survivor_stop(survivor *sv, char *err, size_t errlen);
 /* Live: status gets "protection", the fields a primary's status has. */
 void survivor_status(survivor *sv, json_t *status);
 /* Live: the primary's metric families (ftvm_primary_*). */

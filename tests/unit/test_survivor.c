@@ -88,6 +88,14 @@ static void test_output_and_protect(void **state)
     assert_non_null(strstr(err, "this secondary is not running the VM "
                                 "(active)"));
     json_decref(args);
+    args = json_pack("{s:s, s:s}", "key", "heartbeat", "value", "20ms");
+    rc = survivor_set(sv, "waiting for a primary", args, err, sizeof(err));
+    assert_int_equal(rc, -ENOTSUP);
+    assert_non_null(strstr(err, "this secondary is not running the VM "
+                                "(waiting for a primary): set works"));
+    json_decref(args);
+    /* stop-replication stays the secondary's own. */
+    assert_int_equal(survivor_stop(sv, err, sizeof(err)), -ENOENT);
     /* Not live: status and metrics gain nothing, save is not held off. */
     json_t *st = json_object();
     survivor_status(sv, st);

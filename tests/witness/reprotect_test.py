@@ -33,9 +33,14 @@ has --witness; the VM's name is the image's, "counter".
                     A, B; kill -9 A; protect C; kill -9 C: B claims,
                     loses and exits 123 as a fenced primary does; what it
                     released still continues A's
-    survivor-quit   A, B; kill -9 A; protect C; `ftvmctl quit` on B: B
-                    ends replication with EOF and exits 0, as a primary
-                    does; C does not fail over (exit 0, no output)
+    survivor-commands
+                    `set` refused on a replicating secondary; A, B; kill
+                    -9 A; protect C; on B: `set checkpoint-interval`
+                    applies, `set reconnect` is refused;
+                    `stop-replication` ends with EOF (C exits 0 without
+                    failing over, B runs on); protect D: generation 3;
+                    `quit`: EOF, B exits 0 as a primary does, D does not
+                    fail over; no owner key was written
     witness-tls     survivor-won against a cluster that serves https://
                     only and asks for client certificates: the survivor
                     claims with the secondary's --witness-tls
@@ -281,27 +286,59 @@ def case_survivor_fenced():
         "123 after line %d" % (b1, gap, b1 + len(sec.lines()) - 1))
 
 
-def case_survivor_quit():
+def case_survivor_commands():
     certs = tls()
     c = etcdcluster.start()
     ref = e2e.Reference()
     pri, pctl, sec, sctl = a_and_b(c)
+    r = roles.ftvmctl(sctl.path, "set", "heartbeat", "20ms")
+    check(r.returncode == 1 and "this secondary is not running the VM" in
+          r.stderr, "set on a replicating secondary: %d %s" %
+          (r.returncode, r.stderr))
     acked_a, from_b = b_takes_over(ref, c, pri, pctl, sec, sctl)
     c_proc, cctl = protect_c(c, sec, sctl, certs)
+    # set, as on a primary; reconnect refused (no --secondary here).
+    e2e.ctl_cli(sctl.path, "set", "checkpoint-interval", "20ms")
+    check(sctl.status()["protection"]["checkpoint"]["interval_ms"] == 20,
+          sctl.status()["protection"]["checkpoint"])
+    r = roles.ftvmctl(sctl.path, "set", "reconnect", "1s")
+    check(r.returncode == 1 and "no --secondary to go back to" in r.stderr,
+          "set reconnect: %d %s" % (r.returncode, r.stderr))
+    # stop-replication: EOF, C stops without failing over, B runs on.
+    e2e.ctl_cli(sctl.path, "stop-replication")
+    rc = c_proc.wait(30)
+    check(rc == 0 and "no failover" in c_proc.err() and not c_proc.eof(),
+          "C after B's stop-replication: exit %s\n%s" % (rc, c_proc.dump()))
+    st = protection(sctl, "stopped")
+    check(not st["protection"]["output"]["holding"] and
+          st["vm_state"] == "running", st)
+    # Another secondary: the next generation, 3.
+    d_proc, d_addr, dctl = e2e.spawn_secondary(
+        "D", roles.witness(c) + ["--tls-creds", certs["c"],
+                                  "--tls-peer", "secondary"])
+    e2e.ctl_cli(sctl.path, "protect", d_addr)
+    p = protection(sctl, "active")["protection"]
+    check(p["pairing"].endswith("/g3") and p["secondaries"] == 2 and
+          p["witness"]["key"] == "/ftvm/counter/3/owner", p)
+    ft.wait_until(lambda: sctl.status()["protection"]["checkpoint"]
+                  ["last_acked"] >= 3, 20, "three checkpoints acknowledged "
+                  "by D")
+    # quit: EOF to D, B exits 0 as a primary does; D does not fail over.
     roles.ftvmctl(sctl.path, "quit")
     rc = sec.wait(30)
     check(rc == 0, "B exited %s after quit, expected 0\n%s" %
           (rc, sec.dump()))
-    rc = c_proc.wait(30)
-    check(rc == 0 and "no failover" in c_proc.err() and
-          not c_proc.eof(), "C after B's quit: exit %s\n%s" %
-          (rc, c_proc.dump()))
-    check(c.get(KEY2) is None, "%s holds %r" % (KEY2, c.get(KEY2)))
+    rc = d_proc.wait(30)
+    check(rc == 0 and "no failover" in d_proc.err() and not d_proc.eof(),
+          "D after B's quit: exit %s\n%s" % (rc, d_proc.dump()))
+    for k in (KEY2, "/ftvm/counter/3/owner"):
+        check(c.get(k) is None, "%s holds %r" % (k, c.get(k)))
     sec.eof()
     b1, gap = faults.check_timeline(ref.line, released(pri), released(sec),
                                     acked_a, from_b)
-    log("B went on at %d (gap %d), quit while protected: EOF to C, B's "
-        "output to line %d" % (b1, gap, b1 + len(sec.lines()) - 1))
+    log("B went on at %d (gap %d); set, stop-replication (C stopped), "
+        "protect D (generation 3), quit (D stopped); B's output to line %d"
+        % (b1, gap, b1 + len(sec.lines()) - 1))
 
 
 def case_udpkv():
@@ -388,7 +425,7 @@ CASES = {
     "chain": case_chain,
     "survivor-won": case_survivor_won,
     "survivor-fenced": case_survivor_fenced,
-    "survivor-quit": case_survivor_quit,
+    "survivor-commands": case_survivor_commands,
     "udpkv": case_udpkv,
     "witness-tls": lambda: case_survivor_won(witness_tls=True),
 }
