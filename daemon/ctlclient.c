@@ -25,6 +25,7 @@ static const struct {
     { "save", { "file" } },
     { "set", { "key", "value" } },
     { "attach-secondary", { "address" } },
+    { "protect", { "address" } },
 };
 
 /* "123" stays a number, "true"/"false" booleans, anything else a string. */
@@ -249,6 +250,15 @@ static json_t *witness_line(json_t *w)
     return json_sprintf("%s %s", state, key ? key : "(no pairing yet)");
 }
 
+/* o's "witness", if it is an object, as witness_line says. */
+static void one_line_witness(json_t *o)
+{
+    json_t *w = json_object_get(o, "witness");
+    json_t *line = json_is_object(w) ? witness_line(w) : NULL;
+    if (line)
+        json_object_set_new(o, "witness", line);
+}
+
 static void print_result(const char *cmd, json_t *res, bool as_json)
 {
     if (as_json) {
@@ -262,16 +272,16 @@ static void print_result(const char *cmd, json_t *res, bool as_json)
                    json_string_value(json_object_get(e, "name")),
                    json_string_value(json_object_get(e, "help")));
     } else {
-        json_t *w = json_object_get(res, "witness");
-        json_t *line = strcmp(cmd, "status") == 0 && json_is_object(w)
-                       ? witness_line(w) : NULL;
-        if (line) {
-            res = json_deep_copy(res);
-            json_object_set_new(res, "witness", line);
+        json_t *copy = strcmp(cmd, "status") == 0 ? json_deep_copy(res)
+                                                  : NULL;
+        if (copy) {
+            /* Its own, and a survivor's new pairing's (docs/witness.md). */
+            one_line_witness(copy);
+            one_line_witness(json_object_get(copy, "protection"));
+            res = copy;
         }
         print_table(res, "", key_width(res, 0));
-        if (line)
-            json_decref(res);
+        json_decref(copy);
     }
 }
 

@@ -1,8 +1,9 @@
 /*
  * primary: see primary.h.  The VM is created and booted with its console
- * through output commit before the loop exists; then the replicator
- * connects to the secondary and the vCPUs start, and the loop carries
- * signals, network input, the control socket, metrics and replication.
+ * through output commit (primary/protected_vm.h) before the loop exists;
+ * then the replicator connects to the secondary and the vCPUs start, and
+ * the loop carries signals, network input, the control socket, metrics
+ * and replication.
  */
 #include "primary/primary.h"
 
@@ -12,15 +13,13 @@
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
-#include "primary/outqueue.h"
 #include "primary/primary_ctl.h"
-#include "witness/claim.h"
+#include "primary/protected_vm.h"
 
 typedef struct primary {
     daemon_process *d;
     vm *v;
-    outqueue *out;
-    replicator *rep;
+    protected_vm *pv;
 } primary;
 
 static void on_signal(void *opaque, int signo)
@@ -31,60 +30,25 @@ static void on_signal(void *opaque, int signo)
     vm_stop(pm->v);
 }
 
-static void on_replication_ended(void *opaque)
+static replicator *rep(primary *pm)
 {
-    primary *pm = opaque;
-
-    /* The replicator stopped the VM: it was never protected. */
-    if (replicator_setup_failed(pm->rep))
-        daemon_exit(pm->d, EXITCODE_SETUP);
-    /* ... or the secondary runs it now. */
-    else if (replicator_fenced(pm->rep))
-        daemon_exit(pm->d, EXITCODE_FENCED);
-    else
-        daemon_exit(pm->d, exitcode_vm(pm->v, daemon_signal(pm->d)));
-}
-
-static void on_stop(vm *v, void *arg)
-{
-    primary *pm = arg;
-    vm_stop_info si;
-
-    vm_get_stop_info(v, &si);
-    /*
-     * The guest ending (halt, fault) or an operator stopping it ends
-     * replication with EOF; the monitor failing is this host's failure,
-     * which the secondary is there to take over.
-     */
-    replicator_vm_stopped(pm->rep, si.reason == VM_STOP_ERROR,
-                          on_replication_ended, pm);
-}
-
-static bool may_protect(void *opaque, char *err, size_t errlen)
-{
-    primary *pm = opaque;
-
-    if (!vmctl_busy(daemon_vmctl(pm->d)))
-        return true;
-    snprintf(err, errlen, "a checkpoint to disk is being written; try "
-             "again when it is done");
-    return false;
+    return protected_vm_replicator(pm->pv);
 }
 
 /* vmctl's hooks: the replicator exists before the first command runs. */
 static void hook_status(void *opaque, json_t *result)
 {
-    primary_ctl_status(((primary *)opaque)->rep, result);
+    primary_ctl_status(rep(opaque), result);
 }
 
 static void collect(void *opaque, metrics_writer *w)
 {
-    primary_ctl_metrics(((primary *)opaque)->rep, w);
+    primary_ctl_metrics(rep(opaque), w);
 }
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
-    return replicator_may_save(((primary *)opaque)->rep, err, errlen);
+    return replicator_may_save(rep(opaque), err, errlen);
 }
 
 /*
@@ -95,19 +59,14 @@ static int create_vm(primary *pm, primary_opts *o)
 {
     char err[1024];
 
-    if (outqueue_new(&pm->out) < 0) {
+    if (protected_vm_new(&pm->pv) < 0) {
         log_msg("out of memory");
         return -ENOMEM;
     }
-    o->vm.cfg.console_fn = outqueue_console;
-    o->vm.cfg.console_opaque = pm->out;
-    o->vm.cfg.transmit_fn = outqueue_transmit;
-    o->vm.cfg.transmit_opaque = pm->out;
+    protected_vm_route(pm->pv, &o->vm.cfg);
     int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
     if (r == 0) {
-        /* Released output goes to stdout through the VM's own writer. */
-        outqueue_set_console_sink(pm->out, conout_console,
-                                  vm_console(pm->v));
+        protected_vm_use(pm->pv, pm->v);
         r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
     }
     if (r < 0) {
@@ -134,29 +93,22 @@ static int start(primary *pm, primary_opts *o)
     int r;
 
     daemon_set_vm(pm->d, pm->v);
-    if (vm_attach(pm->v, daemon_base(pm->d), on_stop, pm) < 0) {
+    if (vm_attach(pm->v, daemon_base(pm->d), protected_vm_on_stop,
+                  pm->pv) < 0) {
         log_msg("cannot put the VM on the event loop");
         return -ENOMEM;
     }
-    o->rep.may_protect = may_protect;
-    o->rep.opaque = pm;
-    r = replicator_new(&pm->rep, pm->v, daemon_base(pm->d), pm->out, &o->rep,
-                       err, sizeof(err));
+    r = protected_vm_protect(pm->pv, pm->d, &o->rep, err, sizeof(err));
     if (r < 0) {
         log_msg("%s", err);
         return r;
     }
     if (daemon_control(pm->d) &&
-        (r = primary_ctl_register(daemon_control(pm->d), pm->rep)) < 0) {
+        (r = primary_ctl_register(daemon_control(pm->d), rep(pm))) < 0) {
         log_msg("cannot register the control commands: %s", strerror(-r));
         return r;
     }
-    if (o->rep.witness)
-        log_msg("witness: %s (claims as '%s')", o->rep.witness,
-                replicator_witness_value(pm->rep));
-    else
-        log_msg("%s", CLAIM_NO_WITNESS);
-    r = replicator_start(pm->rep, err, sizeof(err));
+    r = replicator_start(rep(pm), err, sizeof(err));
     if (r == -EPERM) {
         log_msg("%s", err);
         return r;
@@ -179,7 +131,7 @@ int primary_run(primary_opts *o)
 
     if (create_vm(&pm, o) < 0) {
         vm_destroy(pm.v);
-        outqueue_free(pm.out);
+        protected_vm_free(pm.pv);
         return EXITCODE_SETUP;
     }
     vmctl_hooks hooks = { .opaque = &pm, .status = hook_status,
@@ -196,8 +148,8 @@ int primary_run(primary_opts *o)
     } else if (start(&pm, o) == 0) {
         status = daemon_run(pm.d);
     }
-    replicator_free(pm.rep);
+    protected_vm_end(pm.pv);
     daemon_free(pm.d);
-    outqueue_free(pm.out);
+    protected_vm_free(pm.pv);
     return status;
 }

@@ -118,11 +118,9 @@ static control_outcome cmd_checkpoint(void *opaque, control_req *req,
     return *rc < 0 ? CONTROL_DONE : CONTROL_DEFERRED;
 }
 
-static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
-                               json_t **result, int *rc, char *err,
-                               size_t errlen)
+int primary_ctl_set(replicator *rep, json_t *args, char *err,
+                    size_t errlen)
 {
-    (void)req; (void)result;
     const char *key = json_string_value(json_object_get(args, "key"));
     json_t *jv = json_object_get(args, "value");
     char value[64];
@@ -134,20 +132,26 @@ static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
                  json_is_string(jv) ? json_string_value(jv) : "");
     uint64_t ns = 0;
     if (!key || !value[0]) {
-        *rc = -EINVAL;
         snprintf(err, errlen, "set needs a key and a value: set "
                  "checkpoint-interval 20ms");
-        return CONTROL_DONE;
+        return -EINVAL;
     }
     bool off = strcmp(value, "0") == 0 || strcmp(value, "off") == 0;
     if (!(off && strcmp(key, "reconnect") == 0) &&
         parse_duration(value, &ns) < 0) {
-        *rc = -EINVAL;
         snprintf(err, errlen, "set %s: '%s' is not a time such as 20ms or "
                  "2s", key, value);
-        return CONTROL_DONE;
+        return -EINVAL;
     }
-    *rc = replicator_set(opaque, key, ns, err, errlen);
+    return replicator_set(rep, key, ns, err, errlen);
+}
+
+static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
+{
+    (void)req; (void)result;
+    *rc = primary_ctl_set(opaque, args, err, errlen);
     return CONTROL_DONE;
 }
 
@@ -160,19 +164,32 @@ static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
     return CONTROL_DONE;
 }
 
+int primary_ctl_protect(replicator *rep, const char *cmd, json_t *args,
+                        char *err, size_t errlen)
+{
+    const char *addr = json_string_value(json_object_get(args, "address"));
+    if (!addr || !*addr) {
+        snprintf(err, errlen, "%s needs an address: %s HOST:PORT", cmd, cmd);
+        return -EINVAL;
+    }
+    return replicator_attach(rep, addr, err, errlen);
+}
+
+static control_outcome cmd_protect(void *opaque, control_req *req,
+                                   json_t *args, json_t **result, int *rc,
+                                   char *err, size_t errlen)
+{
+    (void)req; (void)result;
+    *rc = primary_ctl_protect(opaque, "protect", args, err, errlen);
+    return CONTROL_DONE;
+}
+
 static control_outcome cmd_attach(void *opaque, control_req *req, json_t *args,
                                   json_t **result, int *rc, char *err,
                                   size_t errlen)
 {
     (void)req; (void)result;
-    const char *addr = json_string_value(json_object_get(args, "address"));
-    if (!addr || !*addr) {
-        *rc = -EINVAL;
-        snprintf(err, errlen, "attach-secondary needs an address: "
-                 "attach-secondary HOST:PORT");
-        return CONTROL_DONE;
-    }
-    *rc = replicator_attach(opaque, addr, err, errlen);
+    *rc = primary_ctl_protect(opaque, "attach-secondary", args, err, errlen);
     return CONTROL_DONE;
 }
 
@@ -195,8 +212,13 @@ int primary_ctl_register(control_server *ctl, replicator *rep)
     if (r == 0)
         r = control_register(ctl, "attach-secondary",
                              "attach-secondary "
-                             "HOST:PORT: bring a new secondary up",
+                             "HOST:PORT: protect's older name",
                              cmd_attach, rep);
+    if (r == 0)
+        r = control_register(ctl, "protect",
+                             "protect HOST:PORT: bring a new secondary up "
+                             "(degraded or stopped only)",
+                             cmd_protect, rep);
     return r;
 }
 

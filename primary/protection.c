@@ -62,7 +62,7 @@ void protection_init(protection *p, const protection_opts *o,
         p->o.stall_ns = DEFAULT_STALL_NS;
     snprintf(p->addr, sizeof(p->addr), "%s", addr ? addr : "");
     p->state = PROTECTION_DEGRADED;
-    p->must_protect = !o->reconnect_ns;
+    p->must_protect = !o->reconnect_ns && !o->running;
 }
 
 void protection_fini(protection *p, const char *msg)

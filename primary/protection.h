@@ -65,6 +65,12 @@ typedef struct protection_opts {
      */
     uint64_t stall_ns;
     bool witness;               /* --witness: a loss is claimed first */
+    /*
+     * The VM already runs unprotected (a secondary that went live): no
+     * secondary must protect it first, so losing the first one is a loss
+     * like any other, never a failed setup.
+     */
+    bool running;
 } protection_opts;
 
 /*
@@ -165,8 +171,8 @@ typedef struct protection_act {
 
 /*
  * Options with the defaults filled in; degraded until protection_begin.
- * Without o->reconnect_ns the first secondary must protect the VM
- * (must_protect).
+ * Without o->reconnect_ns (and o->running) the first secondary must
+ * protect the VM (must_protect).
  */
 void protection_init(protection *p, const protection_opts *o,
                      const char *addr);

@@ -394,6 +394,12 @@ static int may_reach(replicator *p, const char *addr, char *err,
 int replicator_start(replicator *p, char *err, size_t errlen)
 {
     int fd;
+    if (!p->prot.addr[0]) {
+        arm_tick(p);
+        log_msg("running unprotected (degraded): no secondary yet; "
+                "`ftvmctl protect HOST:PORT` brings one up");
+        return 0;
+    }
     int rc = may_reach(p, p->prot.addr, err, errlen);
     if (rc < 0)
         return rc;

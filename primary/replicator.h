@@ -39,7 +39,13 @@ struct event_base;
 #define REPLICATOR_CONNECT_TIMEOUT_MS 3000
 
 typedef struct replicator_opts {
-    const char *secondary;      /* HOST:PORT */
+    /*
+     * HOST:PORT, or NULL for none yet: the VM starts degraded and waits
+     * for replicator_attach (with timing.running, a secondary that went
+     * live: its VM ran unprotected before, so no first secondary must
+     * protect it).
+     */
+    const char *secondary;
     vmshape shape;              /* sent first, as "ftvm-vm" */
     protection_opts timing;     /* 0s: the defaults */
     /* --tls-creds, --tls-peer, --insecure: every secondary's (tls.h). */
@@ -59,7 +65,8 @@ typedef struct replicator_opts {
 typedef struct replicator replicator;
 
 /*
- * Sets up replication of v (created, not yet started) whose console and
+ * Sets up replication of v (created, not yet started; or, a secondary
+ * that went live, running with output not held) whose console and
  * network output go through output (v's console_fn and transmit_fn);
  * frames released from it go to v's network backend.  Nothing is sent
  * before replicator_start.  0 or -errno + msg.
@@ -69,7 +76,8 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
                    size_t errlen);
 /*
  * Connects to the secondary (up to REPLICATOR_CONNECT_TIMEOUT_MS) and starts
- * the bring-up.  When it cannot be reached this fails, unless reconnect_ns is
+ * the bring-up; without one (opts.secondary NULL) it only starts the
+ * timers: degraded, no secondary yet.  When it cannot be reached this fails, unless reconnect_ns is
  * set: then the VM starts degraded and the timer keeps trying.  Without
  * reconnect_ns, a first secondary lost before its first ACK (a refused TLS
  * handshake, a reset, a refused bring-up) stops the VM as well:

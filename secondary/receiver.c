@@ -59,7 +59,7 @@ static int make_vm(void *opaque, qfile *f, const vmshape *shape,
     receiver *rx = opaque;
     char pair[96];
     rx->shape = *shape;
-    int r = replica_create(f, shape, rx->o.net, &rx->v);
+    int r = replica_create(f, shape, rx->o.net, &rx->o.output, &rx->v);
     if (r < 0)
         return r;
     log_msg("%s: VM %s of %" PRIu64 " MiB, %" PRIu32 " vCPU(s)%s created; "

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "secondary/apply.h"
+#include "secondary/replica.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
@@ -62,6 +63,8 @@ typedef struct receiver_opts {
     const char *vm_name;    /* the primary's VM must be this one; NULL any */
     /* Until checkpoint 1: progress at least this often (connection.h). */
     uint64_t setup_timeout_ns;
+    /* The VM's output hooks once it runs (replica.h). */
+    replica_output output;
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
     /*

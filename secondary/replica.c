@@ -22,13 +22,17 @@ int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
 }
 
 int replica_create(qfile *f, const vmshape *shape, const char *net,
-                   vm **out)
+                   const replica_output *output, vm **out)
 {
     vm_config cfg;
     char err[512];
     int r = replica_config(shape, net, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
+    cfg.console_fn = output->console_fn;
+    cfg.console_opaque = output->console_opaque;
+    cfg.transmit_fn = output->transmit_fn;
+    cfg.transmit_opaque = output->transmit_opaque;
     r = vm_create(out, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "creating the VM: %s", err);

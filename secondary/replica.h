@@ -11,6 +11,7 @@
 
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
+#include "vm/hc.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
@@ -23,10 +24,23 @@ int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
                    char *err, size_t errlen);
 
 /*
- * Creates the VM of the shape "ftvm-vm" gave, not started.  0, or the
- * error latched on f.
+ * Where the VM's console bytes and the frames it sends go once it runs
+ * (vm_config's hooks; NULL: straight to its console and backend): output
+ * commit, so that a VM that went live can be protected again
+ * (secondary/survivor.h).
+ */
+typedef struct replica_output {
+    hc_console_fn console_fn;
+    void *console_opaque;
+    hc_transmit_fn transmit_fn;
+    void *transmit_opaque;
+} replica_output;
+
+/*
+ * Creates the VM of the shape "ftvm-vm" gave, not started, its output
+ * through output's hooks.  0, or the error latched on f.
  */
 int replica_create(qfile *f, const vmshape *shape, const char *net,
-                   vm **out);
+                   const replica_output *output, vm **out);
 
 #endif

@@ -19,6 +19,7 @@
 #include "secondary/listener.h"
 #include "secondary/receiver.h"
 #include "secondary/standby.h"
+#include "secondary/survivor.h"
 #include "vm/mono.h"
 #include "witness/claim.h"
 
@@ -31,6 +32,8 @@ typedef struct secondary {
     receiver *rx;
     vm *v;
     failover *fo;
+    survivor *sv;               /* the VM's output commit; after failover,
+                                   its replicator */
     claim *witness;             /* --witness, or NULL */
     standby_state state;
     standby_request request;    /* why we stopped the receiver, if we did */
@@ -70,12 +73,6 @@ static pairing served(secondary *s)
 
 /* ---- failover ---- */
 
-static void on_vm_stop(vm *v, void *arg)
-{
-    secondary *s = arg;
-    daemon_exit(s->d, exitcode_vm(v, daemon_signal(s->d)));
-}
-
 static void answer_failover(secondary *s, int rc, const char *err)
 {
     if (!s->fo_req)
@@ -101,8 +98,8 @@ static void fail_over(secondary *s, const char *reason)
     receiver_hold(s->rx);
     s->continued_console = vm_console_bytes(s->v);
     int rc = failover_start(&s->fo, s->v, daemon_base(s->d),
-                            receiver_shape(s->rx)->mac, on_vm_stop, s, err,
-                            sizeof(err));
+                            receiver_shape(s->rx)->mac, survivor_on_stop,
+                            s->sv, err, sizeof(err));
     receiver_release(s->rx);
     if (rc < 0) {
         log_msg("failover failed: %s", err);
@@ -116,6 +113,8 @@ static void fail_over(secondary *s, const char *reason)
     log_msg("failover (%s): the VM runs here from checkpoint %" PRIu64 ", "
             "%.1f ms after %s", reason, st.apply.last_id, s->failover_ms,
             s->fo_req ? "the command" : "detection");
+    /* Now a primary with no secondary yet: protect brings one up. */
+    survivor_start(s->sv, s->o, receiver_shape(s->rx));
     answer_failover(s, 0, NULL);
 }
 
@@ -196,6 +195,7 @@ static void on_vm(void *opaque, vm *v)
 {
     secondary *s = opaque;
     s->v = v;
+    survivor_vm(s->sv, v);
     daemon_set_vm(s->d, v);
 }
 
@@ -278,6 +278,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .tcp_fd = tcp_fd,
         .vm_name = s->o->vm_name,
         .setup_timeout_ns = s->o->setup_ns,
+        .output = survivor_output(s->sv),
         .on_vm = on_vm,
         .on_end = on_end,
         .opaque = s,
@@ -394,12 +395,38 @@ static control_outcome cmd_stop(void *opaque, control_req *req, json_t *args,
     secondary *s = opaque;
 
     (void)req; (void)args; (void)result;
+    /* After a failover: the replication of the VM that runs here. */
+    *rc = survivor_stop(s->sv, err, errlen);
+    if (*rc != -ENOENT)
+        return CONTROL_DONE;
     *rc = standby_may_stop(s->state, applied(s), s->request, err, errlen);
     if (*rc < 0)
         return CONTROL_DONE;
     log_msg("stop-replication requested: no failover");
     stop_replication(s, STANDBY_REQUEST_EXIT, EXITCODE_OK,
                      RECEIVER_SHUT_CLEAN);
+    return CONTROL_DONE;
+}
+
+static control_outcome cmd_protect(void *opaque, control_req *req,
+                                   json_t *args, json_t **result, int *rc,
+                                   char *err, size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)req; (void)result;
+    *rc = survivor_protect(s->sv, state_name(s), args, err, errlen);
+    return CONTROL_DONE;
+}
+
+static control_outcome cmd_set(void *opaque, control_req *req, json_t *args,
+                               json_t **result, int *rc, char *err,
+                               size_t errlen)
+{
+    secondary *s = opaque;
+
+    (void)req; (void)result;
+    *rc = survivor_set(s->sv, state_name(s), args, err, errlen);
     return CONTROL_DONE;
 }
 
@@ -469,12 +496,14 @@ static void hook_status(void *opaque, json_t *r)
                                       (json_int_t)s->continued_console,
                                       "reason", s->fo_reason, "announced",
                                       (int)failover_announced(s->fo)));
+    survivor_status(s->sv, r);
 }
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
     secondary *s = opaque;
-    return standby_may_save(s->state, applied(s), err, errlen);
+    int rc = standby_may_save(s->state, applied(s), err, errlen);
+    return rc < 0 ? rc : survivor_may_save(s->sv, err, errlen);
 }
 
 /* The final phase of a checkpoint sees the cache between two packages. */
@@ -545,6 +574,7 @@ static void collect(void *opaque, metrics_writer *w)
                       "the checkpoint the VM continued from",
                       s->continued_from);
     }
+    survivor_metrics(s->sv, w);
 }
 
 /* ---- the process ---- */
@@ -563,7 +593,18 @@ static int start(secondary *s)
         if (r == 0)
             r = control_register(ctl, "stop-replication",
                                  "end replication without failing over "
-                                 "(SHUT 0) and exit", cmd_stop, s);
+                                 "(SHUT 0) and exit; after a failover, "
+                                 "EOF to the new secondary", cmd_stop, s);
+        if (r == 0)
+            r = control_register(ctl, "set",
+                                 "set KEY VALUE, once the VM runs here: "
+                                 "checkpoint-interval, heartbeat, "
+                                 "failure-timeout", cmd_set, s);
+        if (r == 0)
+            r = control_register(ctl, "protect",
+                                 "protect HOST:PORT: once the VM runs "
+                                 "here, bring a new secondary up",
+                                 cmd_protect, s);
         if (r < 0) {
             log_msg("cannot register the control commands: %s",
                     strerror(-r));
@@ -633,6 +674,11 @@ int secondary_run(secondary_opts *o)
         log_msg("%s", err);
         return EXITCODE_SETUP;
     }
+    if (survivor_new(&s.sv, s.d) < 0) {
+        log_msg("out of memory");
+        daemon_free(s.d);
+        return EXITCODE_SETUP;
+    }
     int status = EXITCODE_SETUP;
     if (start(&s) == 0)
         status = daemon_run(s.d);
@@ -642,7 +688,9 @@ int secondary_run(secondary_opts *o)
     receiver_free(s.rx);
     failover_free(s.fo);
     claim_free(s.witness);
+    survivor_end(s.sv);
     daemon_free(s.d);
+    survivor_free(s.sv);
     tls_ctx_free(s.tls);
     return status;
 }

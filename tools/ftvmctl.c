@@ -26,6 +26,8 @@ static void usage(FILE *out)
           "  status                   state, counters and timings\n"
           "  pause | resume           stop or restart the guest's vCPUs\n"
           "  save FILE                write a complete checkpoint to FILE\n"
+          "  protect HOST:PORT        a new secondary for a primary, or a\n"
+          "                           secondary that took over\n"
           "  quit                     stop the VM and the process\n"
           "Arguments of other commands go as KEY=VALUE.\n"
           "\n"

@@ -70,6 +70,16 @@ static const char help_end[] =
     "Checkpoints to disk save the RAM cache at a checkpoint boundary,\n"
     "and after a failover the running VM.\n"
     "\n"
+    "After a failover the VM's output goes through output commit and\n"
+    "`ftvmctl protect HOST:PORT` gives it a new secondary, as a\n"
+    "primary's (docs/witness.md, re-protection; `set` and\n"
+    "`stop-replication` then act on that replication): the next\n"
+    "generation of the pairing taken over, with this process's\n"
+    "--witness, --witness-timeout, --witness-tls, --tls-creds or\n"
+    "--insecure, --heartbeat and --failure-timeout (the new\n"
+    "secondary's certificate must name the host given; --tls-peer\n"
+    "names only the primary).\n"
+    "\n"
     "exit status before a failover:\n"
     "  0    replication stopped cleanly (the primary's or our\n"
     "       stop-replication, quit)\n"
@@ -79,8 +89,9 @@ static const char help_end[] =
     "  5    the witness gave the VM to the primary (fenced)\n"
     "  120  setup failed (listening, control socket)\n"
     "  128+N  stopped by signal N\n"
-    "after a failover, ftvm run's: the guest's halt status, 121, 122,\n"
-    "128+N.\n";
+    "after a failover, ftvm primary's: the guest's halt status, 121,\n"
+    "122, 128+N, and 123 when, protected again, the witness gave the\n"
+    "VM to the new secondary.\n";
 
 int secondary_main(int argc, char **argv)
 {

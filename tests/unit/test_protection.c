@@ -1598,6 +1598,65 @@ static void test_witness_unknown(void **unused)
     assert_false(a.release_all || a.fenced);
 }
 
+/*
+ * A secondary that went live (o.running, no --reconnect): degraded with
+ * no secondary yet, and its VM ran unprotected before, so losing its
+ * first secondary before the first ACK degrades instead of failing the
+ * setup; with a witness, once checkpoint 1 was written, that loss is
+ * claimed like any other.
+ */
+static void test_running(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+    protection_opts o = { .interval_ns = INTERVAL, .heartbeat_ns = HEARTBEAT,
+                          .failure_ns = FAILURE, .stall_ns = STALL,
+                          .running = true };
+
+    protection_init(&p, &o, NULL);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_string_equal(p.addr, "");
+    assert_false(p.must_protect);
+    assert_false(protection_retries(&p));
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
+
+    /* The link went before the bring-up was written. */
+    protection_begin(&p, ADDR, &test_pair);
+    a = protection_lose(&p, "TLS handshake with secondary " ADDR
+                        " failed: bad certificate");
+    assert_lost(&p, &a, "TLS handshake");
+    assert_false(a.reconnect);
+
+    /* After checkpoint 1, before its ACK. */
+    protection_init(&p, &o, NULL);
+    bring_up(&p);
+    take(&p, 0);
+    a = protection_lose(&p, "secondary " ADDR ": receiving: Connection "
+                        "reset by peer");
+    assert_lost(&p, &a, "Connection reset");
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
+
+    /* A live secondary refusing everything: EOF, degraded. */
+    protection_init(&p, &o, NULL);
+    bring_up(&p);
+    take(&p, 0);
+    a = ack(&p, 7, 0);
+    assert_given_up(&p, &a, "protocol error: ACK of checkpoint 7");
+    assert_false(a.setup_failed);
+
+    /* With a witness, checkpoint 1 written: claimed, output held. */
+    o.witness = true;
+    protection_init(&p, &o, NULL);
+    bring_up(&p);
+    take(&p, 0);
+    protection_sent(&p, 1, 1);
+    a = protection_lose(&p, "secondary " ADDR ": the link ended");
+    assert_claiming(&p, &a, "the link ended");
+    assert_false(a.setup_failed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1633,6 +1692,7 @@ int main(void)
         cmocka_unit_test(test_witness_won),
         cmocka_unit_test(test_witness_lost),
         cmocka_unit_test(test_witness_unknown),
+        cmocka_unit_test(test_running),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
