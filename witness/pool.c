@@ -1,0 +1,735 @@
+/* pool: see pool.h. */
+#include "witness/pool.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timeval tv_of(uint64_t ns)
+{
+    return (struct timeval){ (time_t)(ns / 1000000000ull),
+                             (suseconds_t)(ns % 1000000000ull / 1000) };
+}
+
+int pool_check_name(const char *name, char *err, size_t errlen)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n < 1 || n > 63 ||
+        strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._-") != n) {
+        snprintf(err, errlen, "\"%.64s\": expected 1 to 63 of "
+                 "[A-Za-z0-9._-]", name ? name : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The etcd client both sides use: its deadline in ms, at least 50. */
+static int new_client(etcd **c, struct event_base *base,
+                      const char *endpoints, uint64_t timeout_ns, char *err,
+                      size_t errlen)
+{
+    uint64_t ms = (timeout_ns ? timeout_ns : 1000000000ull) / 1000000;
+    etcd_options o = { .timeout_ms = (unsigned)(ms < 50 ? 50 : ms >
+                                                ETCD_MAX_TIMEOUT_MS ?
+                                                ETCD_MAX_TIMEOUT_MS : ms) };
+    char why[512];
+    int rc = etcd_new(c, base, endpoints, &o, why, sizeof(why));
+    if (rc < 0)
+        snprintf(err, errlen, "--witness: %s", why);
+    return rc;
+}
+
+/* ---- entries ---- */
+
+static bool copy_str(char *dst, size_t n, json_t *j, bool required)
+{
+    if (!j)
+        return !required;
+    if (!json_is_string(j) || strlen(json_string_value(j)) >= n)
+        return false;
+    snprintf(dst, n, "%s", json_string_value(j));
+    return true;
+}
+
+int pool_entry_parse(pool_entry *e, const char *key, const uint8_t *value,
+                     size_t len, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    if (strlen(key) >= sizeof(e->key) || len > POOL_MAX_VALUE) {
+        snprintf(err, errlen, "%.64s: key or value too long", key);
+        return -EINVAL;
+    }
+    snprintf(e->key, sizeof(e->key), "%s", key);
+    json_error_t je;
+    json_t *j = json_loadb((const char *)value, len, 0, &je);
+    bool ok = json_is_object(j) &&
+        copy_str(e->addr, sizeof(e->addr), json_object_get(j, "addr"),
+                 true) && e->addr[0] && strchr(e->addr, ':') &&
+        copy_str(e->vm_name, sizeof(e->vm_name),
+                 json_object_get(j, "vm_name"), false) &&
+        copy_str(e->taken_by, sizeof(e->taken_by),
+                 json_object_get(j, "taken_by"), false);
+    json_decref(j);
+    if (!ok) {
+        snprintf(err, errlen, "%s: not a standby's entry (expected "
+                 "{\"addr\":\"HOST:PORT\",...})", e->key);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+char *pool_entry_value(const pool_entry *e)
+{
+    json_t *j = json_pack("{s:s}", "addr", e->addr);
+    if (j && e->vm_name[0])
+        json_object_set_new(j, "vm_name", json_string(e->vm_name));
+    if (j && e->taken_by[0])
+        json_object_set_new(j, "taken_by", json_string(e->taken_by));
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return s;
+}
+
+bool pool_entry_fits(const pool_entry *e, const char *vm_name)
+{
+    return !e->taken_by[0] &&
+           (!e->vm_name[0] || (vm_name && strcmp(e->vm_name, vm_name) == 0));
+}
+
+/* ---- the standby ---- */
+
+struct pool_standby {
+    etcd *c;
+    struct event *timer;
+    pool_standby_opts o;
+    char pool[64], addr[POOL_ADDR_MAX], vm_name[64];
+    char key[128];
+    char *value;
+    int64_t ttl_s, lease;
+    pool_standby_state state;
+    etcd_req *req, *revoke;
+    uint64_t last_ok_ns;        /* the key put, or a keepalive answered */
+    uint64_t registrations;
+    char taken_by[POOL_TAKER_MAX];
+    char err[600];
+};
+
+const char *pool_standby_state_name(pool_standby_state s)
+{
+    switch (s) {
+    case POOL_STANDBY_OFF: return "off";
+    case POOL_STANDBY_GRANTING: return "granting";
+    case POOL_STANDBY_PUTTING: return "putting";
+    case POOL_STANDBY_REGISTERED: return "registered";
+    case POOL_STANDBY_TAKEN: return "taken";
+    }
+    return "?";
+}
+
+__attribute__((format(printf, 2, 3)))
+static void say(pool_standby *s, const char *fmt, ...)
+{
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (s->o.say)
+        s->o.say(s->o.opaque, msg);
+}
+
+static uint64_t keepalive_ns(const pool_standby *s)
+{
+    return (uint64_t)s->ttl_s * 1000000000ull / 3;
+}
+
+static void standby_step(pool_standby *s);
+
+static void standby_later(pool_standby *s, uint64_t ns)
+{
+    struct timeval tv = tv_of(ns);
+    evtimer_add(s->timer, &tv);
+}
+
+/* A request could not even be made (no memory): try again later. */
+static void standby_no_request(pool_standby *s, const char *why)
+{
+    snprintf(s->err, sizeof(s->err), "%s", why);
+    standby_later(s, POOL_RETRY_NS);
+}
+
+static void on_grant(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->req = NULL;
+    if (r->status != ETCD_OK) {
+        snprintf(s->err, sizeof(s->err), "lease grant: %s", r->err);
+        standby_later(s, POOL_RETRY_NS);
+        return;
+    }
+    s->lease = r->lease;
+    s->state = POOL_STANDBY_PUTTING;
+    standby_step(s);
+}
+
+static void on_put(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->req = NULL;
+    if (r->status != ETCD_OK) {
+        /* Maybe put: asked again with the same value, under that lease. */
+        snprintf(s->err, sizeof(s->err), "registering: %s", r->err);
+        standby_later(s, POOL_RETRY_NS);
+        return;
+    }
+    s->err[0] = '\0';
+    s->last_ok_ns = now_ns();
+    if (r->outcome == ETCD_WON) {
+        s->state = POOL_STANDBY_REGISTERED;
+        s->registrations++;
+        say(s, "standby pool %s: registered as %s (%s, lease %" PRIx64
+            ", %" PRId64 " s)", s->pool, s->key, s->addr, (uint64_t)s->lease,
+            s->ttl_s);
+    } else {
+        pool_entry e;
+        char why[300];
+        if (pool_entry_parse(&e, s->key, r->value, r->value_len, why,
+                             sizeof(why)) == 0 && e.taken_by[0]) {
+            /* A picker reserved this registration already. */
+            s->state = POOL_STANDBY_TAKEN;
+            snprintf(s->taken_by, sizeof(s->taken_by), "%s", e.taken_by);
+            say(s, "standby pool %s: %s reserved by %s", s->pool, s->key,
+                e.taken_by);
+        } else {
+            snprintf(s->err, sizeof(s->err), "%s holds another value: %.200s",
+                     s->key, r->value ? (const char *)r->value : "");
+            standby_later(s, POOL_RETRY_NS);
+            return;
+        }
+    }
+    standby_later(s, keepalive_ns(s));
+}
+
+static void on_keepalive(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->req = NULL;
+    if (r->status == ETCD_NOT_FOUND) {
+        say(s, "standby pool %s: lease %" PRIx64 " expired (%s gone): "
+            "registering again", s->pool, (uint64_t)s->lease, s->key);
+        snprintf(s->err, sizeof(s->err), "the lease expired: registering "
+                 "again");
+        s->lease = 0;
+        s->taken_by[0] = '\0';
+        s->state = POOL_STANDBY_GRANTING;
+        standby_step(s);
+        return;
+    }
+    if (r->status == ETCD_OK) {
+        s->err[0] = '\0';
+        s->last_ok_ns = now_ns();
+    } else {
+        snprintf(s->err, sizeof(s->err), "keepalive: %s", r->err);
+    }
+    standby_later(s, keepalive_ns(s));
+}
+
+/* The next request of the state, now. */
+static void standby_step(pool_standby *s)
+{
+    char why[512];
+    switch (s->state) {
+    case POOL_STANDBY_OFF:
+        return;
+    case POOL_STANDBY_GRANTING:
+        s->req = etcd_lease_grant(s->c, s->ttl_s, on_grant, s, why,
+                                  sizeof(why));
+        break;
+    case POOL_STANDBY_PUTTING:
+        s->req = etcd_create_if_absent(s->c, s->key, s->value,
+                                       strlen(s->value), s->lease, on_put, s,
+                                       why, sizeof(why));
+        break;
+    case POOL_STANDBY_REGISTERED:
+    case POOL_STANDBY_TAKEN:
+        s->req = etcd_lease_keepalive(s->c, s->lease, on_keepalive, s, why,
+                                      sizeof(why));
+        break;
+    }
+    if (!s->req)
+        standby_no_request(s, why);
+}
+
+static void on_standby_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    standby_step(arg);
+}
+
+int pool_standby_new(pool_standby **out, struct event_base *base,
+                     const pool_standby_opts *o, char *err, size_t errlen)
+{
+    const char *pool = o->pool ? o->pool : POOL_DEFAULT_NAME;
+    char why[256];
+    if (pool_check_name(pool, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--pool %s", why);
+        return -EINVAL;
+    }
+    if (!o->addr || !strchr(o->addr, ':') ||
+        strlen(o->addr) >= POOL_ADDR_MAX) {
+        snprintf(err, errlen, "the standby's address \"%.64s\": expected "
+                 "HOST:PORT", o->addr ? o->addr : "");
+        return -EINVAL;
+    }
+    if (o->vm_name && pool_check_name(o->vm_name, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--vm-name %s", why);
+        return -EINVAL;
+    }
+    int64_t ttl = o->ttl_s ? o->ttl_s : POOL_DEFAULT_TTL_S;
+    if (ttl < 1 || ttl > 3600) {
+        snprintf(err, errlen, "pool TTL %" PRId64 " s: expected 1 to 3600",
+                 ttl);
+        return -EINVAL;
+    }
+    uint8_t r[8];
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        snprintf(err, errlen, "getrandom: %s", strerror(errno));
+        return -EIO;
+    }
+    pool_standby *s = calloc(1, sizeof(*s));
+    if (!s || !(s->timer = evtimer_new(base, on_standby_timer, s))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->o = *o;
+    s->ttl_s = ttl;
+    snprintf(s->pool, sizeof(s->pool), "%s", pool);
+    snprintf(s->addr, sizeof(s->addr), "%s", o->addr);
+    snprintf(s->vm_name, sizeof(s->vm_name), "%s",
+             o->vm_name ? o->vm_name : "");
+    snprintf(s->key, sizeof(s->key), POOL_PREFIX "%s/"
+             "%02x%02x%02x%02x%02x%02x%02x%02x", pool, r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
+    pool_entry e = { 0 };
+    snprintf(e.addr, sizeof(e.addr), "%s", s->addr);
+    snprintf(e.vm_name, sizeof(e.vm_name), "%s", s->vm_name);
+    s->value = pool_entry_value(&e);
+    /* Each keepalive must be answered, or not, well within TTL/3. */
+    uint64_t t = o->timeout_ns ? o->timeout_ns : 1000000000ull;
+    if (t > keepalive_ns(s))
+        t = keepalive_ns(s);
+    int rc = s->value ? new_client(&s->c, base, o->endpoints, t, err, errlen)
+                      : -ENOMEM;
+    if (rc < 0) {
+        if (!s->value)
+            snprintf(err, errlen, "out of memory");
+        pool_standby_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void pool_standby_free(pool_standby *s)
+{
+    if (!s)
+        return;
+    etcd_cancel(s->req);
+    etcd_cancel(s->revoke);
+    if (s->timer)
+        event_free(s->timer);
+    etcd_free(s->c);
+    free(s->value);
+    free(s);
+}
+
+static void on_revoke(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->revoke = NULL;
+    if (r->status == ETCD_FAILED)
+        say(s, "standby pool %s: revoking the lease: %s (%s goes when "
+            "the lease expires)", s->pool, r->err, s->key);
+}
+
+void pool_standby_offer(pool_standby *s, bool offered)
+{
+    if (offered == (s->state != POOL_STANDBY_OFF))
+        return;
+    etcd_cancel(s->req);
+    s->req = NULL;
+    evtimer_del(s->timer);
+    s->taken_by[0] = '\0';
+    if (offered) {
+        s->state = POOL_STANDBY_GRANTING;
+        standby_step(s);
+        return;
+    }
+    s->state = POOL_STANDBY_OFF;
+    s->err[0] = '\0';
+    if (s->lease) {
+        char why[256];
+        etcd_cancel(s->revoke);
+        s->revoke = etcd_lease_revoke(s->c, s->lease, on_revoke, s, why,
+                                      sizeof(why));
+        say(s, "standby pool %s: withdrawn (%s)", s->pool, s->key);
+    }
+    s->lease = 0;
+}
+
+pool_standby_state pool_standby_get_state(const pool_standby *s)
+{
+    return s->state;
+}
+
+bool pool_standby_registered(const pool_standby *s)
+{
+    return s->state == POOL_STANDBY_REGISTERED &&
+           now_ns() - s->last_ok_ns < (uint64_t)s->ttl_s * 1000000000ull;
+}
+
+const char *pool_standby_key(const pool_standby *s)
+{
+    return s->key;
+}
+
+json_t *pool_standby_status(const pool_standby *s)
+{
+    char lease[24] = "";
+    if (s->lease)
+        snprintf(lease, sizeof(lease), "%" PRIx64, (uint64_t)s->lease);
+    const char *why = s->err[0] ? s->err : NULL;
+    if (!why && s->state == POOL_STANDBY_OFF)
+        why = "withdrawn: serving a primary";
+    else if (!why && s->state == POOL_STANDBY_REGISTERED &&
+             !pool_standby_registered(s))
+        why = "no keepalive answered within the lease's TTL";
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:s?, s:I, s:I, s:s?, "
+                     "s:s?}", "pool", s->pool, "key", s->key, "addr",
+                     s->addr, "state", pool_standby_state_name(s->state),
+                     "registered", pool_standby_registered(s), "lease",
+                     lease[0] ? lease : NULL, "ttl_s", (json_int_t)s->ttl_s,
+                     "registrations", (json_int_t)s->registrations,
+                     "taken_by", s->taken_by[0] ? s->taken_by : NULL,
+                     "error", why);
+}
+
+/* ---- picking ---- */
+
+typedef enum pick_phase {
+    PICK_IDLE,
+    PICK_LISTING,       /* pool_pick's listing */
+    PICK_RESERVING,     /* the txn in flight, or waiting to ask again */
+    PICK_LIST_ONLY,     /* pool_list's */
+} pick_phase;
+
+struct pool_picker {
+    etcd *c;
+    struct event *timer;
+    char pool[64], prefix[96];
+    pick_phase phase;
+    etcd_req *req;
+    char vm_name[64];
+    char taker[POOL_TAKER_MAX];
+    bool whole;                 /* pool_pick (list again on a lost race) */
+    unsigned rounds, attempts, listed, fit;
+    pool_entry chosen;          /* with taken_by: what the txn puts */
+    char *value;
+    pool_pick_cb cb;
+    pool_list_cb list_cb;
+    void *opaque;
+    char err[600];
+};
+
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+
+int pool_picker_new(pool_picker **out, struct event_base *base,
+                    const char *endpoints, const char *pool,
+                    uint64_t timeout_ns, char *err, size_t errlen)
+{
+    char why[256];
+    pool = pool ? pool : POOL_DEFAULT_NAME;
+    if (pool_check_name(pool, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "--pool %s", why);
+        return -EINVAL;
+    }
+    pool_picker *p = calloc(1, sizeof(*p));
+    if (!p || !(p->timer = evtimer_new(base, on_timer, p))) {
+        free(p);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    snprintf(p->pool, sizeof(p->pool), "%s", pool);
+    snprintf(p->prefix, sizeof(p->prefix), POOL_PREFIX "%s/", pool);
+    int rc = new_client(&p->c, base, endpoints, timeout_ns, err, errlen);
+    if (rc < 0) {
+        pool_picker_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void pool_pick_cancel(pool_picker *p)
+{
+    etcd_cancel(p->req);
+    p->req = NULL;
+    evtimer_del(p->timer);
+    free(p->value);
+    p->value = NULL;
+    p->phase = PICK_IDLE;
+}
+
+void pool_picker_free(pool_picker *p)
+{
+    if (!p)
+        return;
+    pool_pick_cancel(p);
+    if (p->timer)
+        event_free(p->timer);
+    etcd_free(p->c);
+    free(p);
+}
+
+static void finish(pool_picker *p, pool_pick_outcome o, bool earlier,
+                   const char *err)
+{
+    pool_pick_result r = { .outcome = o, .earlier = earlier,
+                           .listed = p->listed, .fit = p->fit, .err = err };
+    pool_entry chosen = p->chosen;
+    if (o == POOL_PICKED)
+        r.picked = &chosen;
+    pool_pick_cancel(p);
+    p->cb(p->opaque, &r);
+}
+
+static int start_list(pool_picker *p, char *err, size_t errlen);
+static void send_reserve(pool_picker *p);
+
+static void on_reserve(void *opaque, const etcd_reply *r)
+{
+    pool_picker *p = opaque;
+    p->req = NULL;
+    if (r->status != ETCD_OK) {
+        /* Maybe reserved: asked again, the same value, until we know. */
+        snprintf(p->err, sizeof(p->err), "reserving %s: %s", p->chosen.key,
+                 r->err);
+        struct timeval tv = tv_of(POOL_RETRY_NS);
+        evtimer_add(p->timer, &tv);
+        return;
+    }
+    p->err[0] = '\0';
+    if (r->outcome == ETCD_WON) {
+        finish(p, POOL_PICKED, r->earlier, NULL);
+        return;
+    }
+    /* Another picker took it, or the standby went: choose again. */
+    if (!p->whole || ++p->rounds >= POOL_MAX_ROUNDS) {
+        finish(p, POOL_EMPTY, false, NULL);
+        return;
+    }
+    char why[512];
+    if (start_list(p, why, sizeof(why)) < 0)
+        finish(p, POOL_FAILED, false, why);
+}
+
+static void send_reserve(pool_picker *p)
+{
+    char why[512];
+    p->phase = PICK_RESERVING;
+    p->attempts++;
+    p->req = etcd_put_if_unchanged(p->c, p->chosen.key,
+                                   p->chosen.mod_revision, p->value,
+                                   strlen(p->value), p->chosen.lease,
+                                   on_reserve, p, why, sizeof(why));
+    if (!p->req) {
+        snprintf(p->err, sizeof(p->err), "%s", why);
+        struct timeval tv = tv_of(POOL_RETRY_NS);
+        evtimer_add(p->timer, &tv);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    send_reserve(arg);
+}
+
+/* Reserves e: the value is e's with taken_by ours. */
+static int reserve(pool_picker *p, const pool_entry *e, char *err,
+                   size_t errlen)
+{
+    p->chosen = *e;
+    snprintf(p->chosen.taken_by, sizeof(p->chosen.taken_by), "%s",
+             p->taker);
+    free(p->value);
+    p->value = pool_entry_value(&p->chosen);
+    if (!p->value) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    send_reserve(p);
+    return 0;
+}
+
+static unsigned draw(unsigned n)
+{
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint32_t)now_ns();
+    return r % n;
+}
+
+static void on_list(void *opaque, const etcd_reply *r)
+{
+    pool_picker *p = opaque;
+    p->req = NULL;
+    static const pool_entry none;
+    pool_entry *es = NULL;
+    size_t n = 0;
+    const char *failed = r->status == ETCD_OK ? NULL : r->err;
+    if (!failed && r->nkvs && !(es = calloc(r->nkvs, sizeof(*es))))
+        failed = "out of memory";
+    char why[300];
+    for (size_t i = 0; !failed && i < r->nkvs; i++)
+        if (pool_entry_parse(&es[n], r->kvs[i].key, r->kvs[i].value,
+                             r->kvs[i].value_len, why, sizeof(why)) == 0) {
+            es[n].mod_revision = r->kvs[i].mod_revision;
+            es[n].lease = r->kvs[i].lease;
+            n++;
+        }
+    if (p->phase == PICK_LIST_ONLY) {
+        pool_list_cb cb = p->list_cb;
+        p->phase = PICK_IDLE;
+        cb(p->opaque, failed ? NULL : es ? es : &none, n, failed);
+        free(es);
+        return;
+    }
+    if (failed) {
+        free(es);
+        finish(p, POOL_FAILED, false, failed);
+        return;
+    }
+    p->listed = (unsigned)n;
+    size_t fit[POOL_MAX_LIST];
+    size_t nfit = 0;
+    for (size_t i = 0; i < n && nfit < POOL_MAX_LIST; i++)
+        if (pool_entry_fits(&es[i], p->vm_name))
+            fit[nfit++] = i;
+    p->fit = (unsigned)nfit;
+    if (!nfit) {
+        free(es);
+        finish(p, POOL_EMPTY, false, NULL);
+        return;
+    }
+    /* At random: two survivors picking at once seldom collide. */
+    int rc = reserve(p, &es[fit[draw((unsigned)nfit)]], why, sizeof(why));
+    free(es);
+    if (rc < 0)
+        finish(p, POOL_FAILED, false, why);
+}
+
+static int start_list(pool_picker *p, char *err, size_t errlen)
+{
+    p->phase = p->phase == PICK_LIST_ONLY ? PICK_LIST_ONLY : PICK_LISTING;
+    p->req = etcd_list(p->c, p->prefix, POOL_MAX_LIST, on_list, p, err,
+                       errlen);
+    if (!p->req) {
+        p->phase = PICK_IDLE;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int begin(pool_picker *p, const char *taker, void *opaque, char *err,
+                 size_t errlen)
+{
+    if (p->phase != PICK_IDLE) {
+        snprintf(err, errlen, "a pick is in flight already");
+        return -EBUSY;
+    }
+    if (taker && (!*taker || strlen(taker) >= sizeof(p->taker))) {
+        snprintf(err, errlen, "a taker's value of 1 to %d bytes",
+                 POOL_TAKER_MAX - 1);
+        return -EINVAL;
+    }
+    snprintf(p->taker, sizeof(p->taker), "%s", taker ? taker : "");
+    p->opaque = opaque;
+    p->rounds = p->attempts = p->listed = p->fit = 0;
+    p->err[0] = '\0';
+    return 0;
+}
+
+int pool_pick(pool_picker *p, const char *vm_name, const char *taker,
+              pool_pick_cb cb, void *opaque, char *err, size_t errlen)
+{
+    int rc = begin(p, taker ? taker : "", opaque, err, errlen);
+    if (rc < 0)
+        return rc;
+    snprintf(p->vm_name, sizeof(p->vm_name), "%s", vm_name ? vm_name : "");
+    p->cb = cb;
+    p->whole = true;
+    return start_list(p, err, errlen);
+}
+
+int pool_reserve(pool_picker *p, const pool_entry *e, const char *taker,
+                 pool_pick_cb cb, void *opaque, char *err, size_t errlen)
+{
+    int rc = begin(p, taker ? taker : "", opaque, err, errlen);
+    if (rc < 0)
+        return rc;
+    p->cb = cb;
+    p->whole = false;
+    p->listed = 1;
+    p->fit = 1;
+    return reserve(p, e, err, errlen);
+}
+
+int pool_list(pool_picker *p, pool_list_cb cb, void *opaque, char *err,
+              size_t errlen)
+{
+    int rc = begin(p, NULL, opaque, err, errlen);
+    if (rc < 0)
+        return rc;
+    p->list_cb = cb;
+    p->phase = PICK_LIST_ONLY;
+    return start_list(p, err, errlen);
+}
+
+bool pool_picking(const pool_picker *p)
+{
+    return p->phase != PICK_IDLE;
+}
+
+const char *pool_picker_error(const pool_picker *p)
+{
+    return p->err[0] ? p->err : NULL;
+}
+
+unsigned pool_picker_attempts(const pool_picker *p)
+{
+    return p->attempts;
+}
+
+const char *pool_picker_pool(const pool_picker *p)
+{
+    return p->pool;
+}

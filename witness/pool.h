@@ -1,0 +1,182 @@
+/*
+ * pool: the standby pool of issue 9's re-protection, in the witness's
+ * etcd (docs/witness.md, "The standby pool").
+ *
+ * A standby (`ftvm secondary --register`) puts /ftvm-pool/POOL/ID, ID
+ * drawn once per process, under a lease it keeps alive; the value names
+ * the address a primary dials, and the VM name it serves if it serves
+ * only one:
+ *     {"addr":"HOST:PORT","vm_name":"NAME"}
+ * A picker (a primary left without a secondary) lists the pool and
+ * reserves one free standby with a transaction that succeeds only if the
+ * key is unchanged since it was listed, putting the same value with
+ * "taken_by" (the picker's unique value) added, under the standby's own
+ * lease.  Two pickers never reserve one standby: the second's compare
+ * fails.  A taken standby is never offered again; the standby withdraws
+ * (revokes its lease, deleting the key) once a primary connects, and a
+ * dead one's key goes with its lease.
+ *
+ * As everywhere in the witness, an unanswered request is never taken for
+ * a success: a reservation without an answer is asked again, with the
+ * same value, until etcd says WON (maybe an earlier attempt's) or LOST.
+ * Everything runs on the owner's libevent loop; nothing blocks.
+ */
+#ifndef FTVM_WITNESS_POOL_H
+#define FTVM_WITNESS_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "witness/etcd.h"
+
+struct event_base;
+struct json_t;
+
+#define POOL_PREFIX "/ftvm-pool/"
+#define POOL_DEFAULT_NAME "default"
+#define POOL_DEFAULT_TTL_S 5
+#define POOL_MAX_LIST 64            /* standbys one listing reads */
+#define POOL_MAX_VALUE 1024         /* bytes of an entry's value */
+#define POOL_ADDR_MAX 256
+#define POOL_TAKER_MAX 256
+/* Between a retry and the next (an unanswered request, an empty pool). */
+#define POOL_RETRY_NS 1000000000ull
+/* Compare failures (others' reservations) before one pick gives up. */
+#define POOL_MAX_ROUNDS 16
+
+/* A pool name or a VM name: [A-Za-z0-9._-], 1 to 63.  0 or -EINVAL. */
+int pool_check_name(const char *name, char *err, size_t errlen);
+
+/* One entry, as listed. */
+typedef struct pool_entry {
+    char key[128];
+    char addr[POOL_ADDR_MAX];
+    char vm_name[64];               /* "": serves any VM */
+    char taken_by[POOL_TAKER_MAX];  /* "": free */
+    int64_t mod_revision, lease;
+} pool_entry;
+
+/* Parses a listed key's value: 0, or -EINVAL with why. */
+int pool_entry_parse(pool_entry *e, const char *key, const uint8_t *value,
+                     size_t len, char *err, size_t errlen);
+/* The value of e (JSON, malloc'd), or NULL: no memory. */
+char *pool_entry_value(const pool_entry *e);
+/* Whether e may serve a primary of VM vm_name. */
+bool pool_entry_fits(const pool_entry *e, const char *vm_name);
+
+/* ---- the standby's registration ---- */
+
+typedef enum pool_standby_state {
+    POOL_STANDBY_OFF,           /* not offered */
+    POOL_STANDBY_GRANTING,      /* asking for a lease */
+    POOL_STANDBY_PUTTING,       /* putting the key under it */
+    POOL_STANDBY_REGISTERED,    /* in the pool, the lease kept alive */
+    POOL_STANDBY_TAKEN,         /* a picker reserved it: no longer free */
+} pool_standby_state;
+
+const char *pool_standby_state_name(pool_standby_state s);
+
+typedef struct pool_standby_opts {
+    const char *endpoints;      /* etcd client URLs */
+    const char *pool;           /* NULL: POOL_DEFAULT_NAME */
+    const char *addr;           /* HOST:PORT a primary dials */
+    const char *vm_name;        /* the only VM served, or NULL */
+    int64_t ttl_s;              /* 0: POOL_DEFAULT_TTL_S */
+    uint64_t timeout_ns;        /* a request's deadline (capped at TTL/3) */
+    /* Changes worth a log line; may be NULL. */
+    void (*say)(void *opaque, const char *msg);
+    void *opaque;
+} pool_standby_opts;
+
+typedef struct pool_standby pool_standby;
+
+/* Not offered yet.  0, or -errno with a message. */
+int pool_standby_new(pool_standby **out, struct event_base *base,
+                     const pool_standby_opts *o, char *err, size_t errlen);
+/*
+ * Drops everything in flight; the key stays until its lease expires (as
+ * when the process is killed).
+ */
+void pool_standby_free(pool_standby *s);
+/*
+ * offered: register (a lease, the key, keepalives every TTL/3; a lost
+ * lease is granted again and the key put again); not offered: withdraw
+ * (stop, revoke the lease: the key goes).  Repeating a state does
+ * nothing.
+ */
+void pool_standby_offer(pool_standby *s, bool offered);
+pool_standby_state pool_standby_get_state(const pool_standby *s);
+/* In the pool now: the key put and its lease answered within its TTL. */
+bool pool_standby_registered(const pool_standby *s);
+const char *pool_standby_key(const pool_standby *s);
+/*
+ * The status object "pool": pool, key, addr, state, registered, lease,
+ * ttl_s, registrations, taken_by, error (docs/witness.md).
+ */
+struct json_t *pool_standby_status(const pool_standby *s);
+
+/* ---- picking ---- */
+
+typedef struct pool_picker pool_picker;
+
+typedef enum pool_pick_outcome {
+    POOL_PICKED,        /* reserved for us: result.picked */
+    POOL_EMPTY,         /* listed: no free standby fits */
+    POOL_FAILED,        /* the listing had no answer: nothing reserved */
+} pool_pick_outcome;
+
+typedef struct pool_pick_result {
+    pool_pick_outcome outcome;
+    const pool_entry *picked;       /* PICKED: taken_by is ours */
+    bool earlier;                   /* reserved by an earlier attempt */
+    unsigned listed, fit;           /* entries listed; free ones that fit */
+    const char *err;                /* FAILED: why */
+} pool_pick_result;
+
+/* Valid during the call only. */
+typedef void (*pool_pick_cb)(void *opaque, const pool_pick_result *r);
+
+int pool_picker_new(pool_picker **out, struct event_base *base,
+                    const char *endpoints, const char *pool,
+                    uint64_t timeout_ns, char *err, size_t errlen);
+void pool_picker_free(pool_picker *p);
+/*
+ * Lists the pool, chooses a free standby that fits vm_name at random and
+ * reserves it with taker (unique per reservation: "primary <hex> for
+ * NAME g<G>").  cb runs once, from the loop.  A reservation without an
+ * answer is asked again every POOL_RETRY_NS until there is one
+ * (pool_picker_error says why meanwhile); one that lost (another picker,
+ * or the standby gone) lists again.  0, or -errno with a message (bad
+ * arguments, one already in flight).
+ */
+int pool_pick(pool_picker *p, const char *vm_name, const char *taker,
+              pool_pick_cb cb, void *opaque, char *err, size_t errlen);
+/*
+ * Reserves e (as listed) with taker; cb as for pool_pick (PICKED, or
+ * EMPTY when e changed or went).  For tests and pool_pick.
+ */
+int pool_reserve(pool_picker *p, const pool_entry *e, const char *taker,
+                 pool_pick_cb cb, void *opaque, char *err, size_t errlen);
+/*
+ * Lists the pool: cb(opaque, entries, n, err) once from the loop, entries
+ * NULL and err set when there was no answer.
+ */
+typedef void (*pool_list_cb)(void *opaque, const pool_entry *entries,
+                             size_t n, const char *err);
+int pool_list(pool_picker *p, pool_list_cb cb, void *opaque, char *err,
+              size_t errlen);
+/*
+ * Drops a pick in flight (no callback).  A reservation that was asked
+ * and not answered may still hold that standby for us: it stays taken,
+ * never used, until its lease ends.
+ */
+void pool_pick_cancel(pool_picker *p);
+bool pool_picking(const pool_picker *p);
+/* The last unanswered request's error (cleared by an answer), or NULL. */
+const char *pool_picker_error(const pool_picker *p);
+/* Reservation attempts of the pick in flight, or of the last one. */
+unsigned pool_picker_attempts(const pool_picker *p);
+const char *pool_picker_pool(const pool_picker *p);
+
+#endif
