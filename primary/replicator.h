@@ -49,6 +49,12 @@ typedef struct replicator_opts {
     uint64_t witness_timeout_ns;
     const char *witness_tls;    /* --witness-tls DIR, for https:// */
     /*
+     * --standby-pool (needs witness): the pool's name, or NULL.  While
+     * degraded, a standby is picked from it and attached
+     * (primary/recruit.h).
+     */
+    const char *standby_pool;
+    /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).
      */

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""The standby pool end to end: real `ftvm primary` and `ftvm secondary`
+processes (the counter guest, KVM) and a real three-member etcd cluster on
+loopback (tests/lib/etcdcluster.py).  The counter's output is checked as
+e2e_test.py checks it (its checkers, through roles_test.py's steps).
+
+    standby_test.py CASE FTVM FTVMCTL GUEST_DIR
+
+    reprotect   S1 and S2 `--register` in one pool; the primary
+                (`--witness --standby-pool`) pairs with S1, which leaves
+                the pool; kill -9 of S1: the primary claims generation 1,
+                wins, picks S2 from the pool and brings it up (generation
+                2) with no operator; then kill -9 of the primary: S2
+                claims generation 2, wins and goes live.  What the primary
+                released across both pairings is an unbroken prefix of the
+                counter, and S2 continues it without a repeat.
+    waiting     the primary with --standby-pool and an empty pool, its
+                secondary killed: it wins its claim, runs degraded and says
+                "waiting for a standby", asking again; a standby that
+                registers then is picked and protects it (generation 2)
+
+Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
+"""
+import json
+import os
+import signal
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "replication"))
+sys.path.insert(0, os.path.join(HERE, "..", "vm"))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import ckpt_test as ck  # noqa: E402
+import e2e_test as e2e  # noqa: E402
+import etcdcluster  # noqa: E402
+import ftvmtest as ft  # noqa: E402
+import roles_test as roles  # noqa: E402
+from ftvmtest import check, log  # noqa: E402
+
+POOL = "e2e"
+
+
+def register(c):
+    # A lease the loaded machine keeps alive (keepalives every third).
+    return roles.witness(c) + ["--register", "--pool", POOL, "--pool-ttl",
+                               "%ds" % max(2, round(ft.scaled(2)))]
+
+
+def standby(c, name):
+    p, addr, ctl = e2e.spawn_secondary(name, register(c))
+    ft.wait_until(lambda: ctl.status()["pool"]["registered"], 20,
+                  name + " registered")
+    return p, addr, ctl
+
+
+def pool_entries(c):
+    prefix = "/ftvm-pool/%s/" % POOL
+    r = etcdcluster.post(c.url(0), "/v3/kv/range", {
+        "key": etcdcluster.b64(prefix),
+        "range_end": etcdcluster.b64(prefix[:-1] + "0")})
+    check(r is not None, "listing the pool failed")
+    return {etcdcluster.unb64(kv["key"]).decode():
+            json.loads(etcdcluster.unb64(kv["value"]))
+            for kv in r.get("kvs", [])}
+
+
+def primary(c, addr):
+    pri, pctl = e2e.spawn_primary(
+        "pri", addr, extra=roles.witness(c) + ["--standby-pool", "--pool",
+                                               POOL])
+    e2e.wait_state(pctl, pri, "active", 20)
+    ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= 3, 20,
+                  "three checkpoints acknowledged")
+    return pri, pctl
+
+
+def reprotected(c, pri, pctl, addr, n):
+    """The primary protected by the standby at addr, generation n."""
+    def ok():
+        s = pctl.status()
+        return s if (s["state"] == "active" and s["secondary"] == addr and
+                     s["pairing"].endswith("/g%d" % n) and
+                     s["checkpoint"]["last_acked"] >= 3) else None
+    st = ft.wait_until(ok, 30, "the primary protected by %s again" % addr)
+    sp = st["witness"]["standby_pool"]
+    check(sp["pool"] == POOL and sp["picked"] == addr and
+          sp["recruited"] >= 1 and sp["state"] == "idle",
+          "standby_pool status %r" % sp)
+    check("standby pool %s: picked /ftvm-pool/%s/" % (POOL, POOL) in
+          pri.err() and " at %s" % addr in pri.err(), pri.err())
+    return st
+
+
+def kill(p):
+    p.signal(signal.SIGKILL)
+    p.p.wait(10)
+
+
+def case_reprotect():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    s1, a1, c1 = standby(c, "s1")
+    s2, a2, c2 = standby(c, "s2")
+    check(sorted(v["addr"] for v in pool_entries(c).values()) ==
+          sorted([a1, a2]), "the pool holds %r" % pool_entries(c))
+    pri, pctl = primary(c, a1)
+    # S1 serves a primary now: out of the pool; S2 alone is offered.
+    ft.wait_until(lambda: [v["addr"] for v in pool_entries(c).values()] ==
+                  [a2], 20, "S1 out of the pool")
+    p1 = c1.status()["pool"]
+    check(not p1["registered"] and p1["state"] == "off", p1)
+    pri.wait_tick(10)
+    kill(s1)
+    before = pri.last_tick()
+    st = reprotected(c, pri, pctl, a2, 2)
+    check("the witness kept the VM here (generation 1)" in pri.err(),
+          pri.err())
+    v = c.get(roles.KEY)
+    check(v and v.startswith("primary "), "etcd holds %r for %s" %
+          (v, roles.KEY))
+    e2e.check_prefix(ref, pri.lines(), "the primary's released output")
+    s = c2.status()
+    check(s["state"] == "active" and s["replication"]["pairing"].endswith(
+        "/g2") and not s["pool"]["registered"], "S2: %r" % s)
+    # S2 is out of the pool (withdrawn once its primary came).
+    ft.wait_until(lambda: not pool_entries(c), 20, "an empty pool")
+    # Output released on S2's ACKs, on top of S1's and the degraded run's.
+    pri.wait_tick(pri.last_tick() + 20)
+    check(pctl.status()["state"] == "active" and
+          pctl.status()["secondary"] == a2, pctl.status())
+    log("ticks released: %d by S1's loss, %d now" % (before,
+                                                     pri.last_tick()))
+    log("reprotected by S2 (%s) in generation 2; the pool is empty" % a2)
+    seen, acked = roles.kill_primary(ref, pri, pctl)
+    s = roles.goes_on(ref, s2, c2, seen, acked, "S2 after the primary's "
+                      "kill -9")
+    w = s["witness"]
+    check(w["state"] == "won" and w["generation"] == 2 and
+          w["key"] == "/ftvm/counter/2/owner", "S2's witness %r" % w)
+    v = c.get("/ftvm/counter/2/owner")
+    check(v and v.startswith("secondary ") and
+          "claims as '%s'" % v in s2.err(), "etcd holds %r" % v)
+
+
+def case_waiting():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    sec, addr, sctl = e2e.spawn_secondary("sec", roles.witness(c))
+    pri, pctl = primary(c, addr)
+    kill(sec)
+
+    def waiting():
+        s = pctl.status()
+        sp = s["witness"]["standby_pool"]
+        return s if (s["state"] == "degraded" and
+                     sp["state"] == "waiting for a standby") else None
+    st = ft.wait_until(waiting, 30, "the primary waiting for a standby")
+    check("no free standby" in st["witness"]["standby_pool"]["error"], st)
+    n = pri.last_tick()
+    pri.wait_tick(n + 5)
+    check(pctl.status()["state"] == "degraded", "no standby, yet %r" %
+          pctl.status()["state"])
+    s2, a2, c2 = standby(c, "s2")
+    reprotected(c, pri, pctl, a2, 2)
+    e2e.check_prefix(ref, pri.lines(), "the primary's released output")
+
+
+CASES = {
+    "reprotect": case_reprotect,
+    "waiting": case_waiting,
+}
+
+
+def main():
+    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    case = sys.argv[1]
+    ck.ftvm, ck.ftvmctl, ck.guests = \
+        (os.path.abspath(a) for a in sys.argv[2:5])
+
+    def run():
+        ft.needs_kvm()
+        CASES[case]()
+        for p in ft.procs:
+            if p.name in ("pri", "sec", "s1", "s2"):
+                ft.check_sanitizers(p)
+    ft.run_case(case, run, "standby")
+
+
+if __name__ == "__main__":
+    main()
