@@ -403,7 +403,9 @@ static bool take_kv(etcd_req *r, json_t *kv)
               b64_decode(json_string_value(v), ETCD_MAX_VALUE, &r->value,
                          &len) < 0))
         return false;
-    if (!etcd_json_int64(json_object_get(kv, "lease"), &r->reply.lease))
+    if (!etcd_json_int64(json_object_get(kv, "lease"), &r->reply.lease) ||
+        !etcd_json_int64(json_object_get(kv, "mod_revision"),
+                         &r->reply.mod_revision))
         return false;
     r->reply.value = r->value ? r->value : (const uint8_t *)"";
     r->reply.value_len = len;

@@ -89,6 +89,7 @@ typedef struct etcd_reply {
     const uint8_t *value;       /* get; create: the owner's (WON: ours) */
     size_t value_len;
     int64_t lease;              /* grant: the new lease; get: the key's */
+    int64_t mod_revision;       /* get: the key's last change */
     int64_t ttl;                /* grant, keepalive: seconds left */
     int64_t revision;           /* the store's revision in the answer */
     const etcd_kv *kvs;         /* list: the keys, in key order */

@@ -124,6 +124,8 @@ struct pool_standby {
     pool_standby_state state;
     etcd_req *req, *revoke;
     uint64_t last_ok_ns;        /* the key put, or a keepalive answered */
+    uint64_t taken_ns;          /* when this standby found itself taken */
+    int64_t taken_rev;          /* the reservation's mod_revision */
     uint64_t registrations;
     char taken_by[POOL_TAKER_MAX];
     char err[600];
@@ -212,6 +214,8 @@ static void on_put(void *opaque, const etcd_reply *r)
                              sizeof(why)) == 0 && e.taken_by[0]) {
             /* A picker reserved this registration already. */
             s->state = POOL_STANDBY_TAKEN;
+            s->taken_ns = now_ns();
+            s->taken_rev = r->mod_revision;
             snprintf(s->taken_by, sizeof(s->taken_by), "%s", e.taken_by);
             say(s, "standby pool %s: %s reserved by %s", s->pool, s->key,
                 e.taken_by);
@@ -221,6 +225,65 @@ static void on_put(void *opaque, const etcd_reply *r)
             standby_later(s, POOL_RETRY_NS);
             return;
         }
+    }
+    standby_later(s, keepalive_ns(s));
+}
+
+static void on_reoffer(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->req = NULL;
+    if (r->status == ETCD_OK && r->outcome == ETCD_WON) {
+        say(s, "standby pool %s: reserved by %s, and no primary came for "
+            "%.0f s: offered again", s->pool, s->taken_by,
+            (double)s->o.reserve_ns / 1e9);
+        s->taken_by[0] = '\0';
+        s->state = POOL_STANDBY_REGISTERED;
+        s->registrations++;
+    } else if (r->status != ETCD_OK) {
+        snprintf(s->err, sizeof(s->err), "offering again: %s", r->err);
+    }
+    /* LOST: the key changed (re-read next round). */
+    standby_later(s, keepalive_ns(s));
+}
+
+/* What the key says after a keepalive: taken, or no longer. */
+static void on_check(void *opaque, const etcd_reply *r)
+{
+    pool_standby *s = opaque;
+    s->req = NULL;
+    pool_entry e;
+    char why[300];
+    if (r->status == ETCD_NOT_FOUND) {
+        /* Deleted behind our back, the lease alive: put it again. */
+        s->state = POOL_STANDBY_PUTTING;
+        standby_step(s);
+        return;
+    }
+    if (r->status != ETCD_OK) {
+        snprintf(s->err, sizeof(s->err), "reading %s: %s", s->key, r->err);
+    } else if (pool_entry_parse(&e, s->key, r->value, r->value_len, why,
+                                sizeof(why)) == 0 && e.taken_by[0]) {
+        if (s->state != POOL_STANDBY_TAKEN ||
+            strcmp(s->taken_by, e.taken_by) ||
+            s->taken_rev != r->mod_revision) {
+            s->state = POOL_STANDBY_TAKEN;
+            s->taken_ns = now_ns();
+            s->taken_rev = r->mod_revision;
+            snprintf(s->taken_by, sizeof(s->taken_by), "%s", e.taken_by);
+            say(s, "standby pool %s: reserved by %s", s->pool, e.taken_by);
+        } else if (now_ns() - s->taken_ns >= s->o.reserve_ns) {
+            char why2[256];
+            s->req = etcd_put_if_unchanged(s->c, s->key, s->taken_rev,
+                                           s->value, strlen(s->value),
+                                           s->lease, on_reoffer, s, why2,
+                                           sizeof(why2));
+            if (s->req)
+                return;
+        }
+    } else if (s->state == POOL_STANDBY_TAKEN) {
+        s->state = POOL_STANDBY_REGISTERED;
+        s->taken_by[0] = '\0';
     }
     standby_later(s, keepalive_ns(s));
 }
@@ -241,8 +304,12 @@ static void on_keepalive(void *opaque, const etcd_reply *r)
         return;
     }
     if (r->status == ETCD_OK) {
+        char why[256];
         s->err[0] = '\0';
         s->last_ok_ns = now_ns();
+        s->req = etcd_get(s->c, s->key, on_check, s, why, sizeof(why));
+        if (s->req)
+            return;
     } else {
         snprintf(s->err, sizeof(s->err), "keepalive: %s", r->err);
     }
@@ -319,6 +386,8 @@ int pool_standby_new(pool_standby **out, struct event_base *base,
         return -ENOMEM;
     }
     s->o = *o;
+    if (!s->o.reserve_ns)
+        s->o.reserve_ns = POOL_RESERVE_NS;
     s->ttl_s = ttl;
     snprintf(s->pool, sizeof(s->pool), "%s", pool);
     snprintf(s->addr, sizeof(s->addr), "%s", o->addr);

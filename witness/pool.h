@@ -42,6 +42,11 @@ struct json_t;
 #define POOL_TAKER_MAX 256
 /* Between a retry and the next (an unanswered request, an empty pool). */
 #define POOL_RETRY_NS 1000000000ull
+/*
+ * A standby reserved this long ago that no primary connected to offers
+ * itself again (the picker died between its reservation and its dial).
+ */
+#define POOL_RESERVE_NS 30000000000ull
 /* Compare failures (others' reservations) before one pick gives up. */
 #define POOL_MAX_ROUNDS 16
 
@@ -84,6 +89,7 @@ typedef struct pool_standby_opts {
     const char *vm_name;        /* the only VM served, or NULL */
     int64_t ttl_s;              /* 0: POOL_DEFAULT_TTL_S */
     uint64_t timeout_ns;        /* a request's deadline (capped at TTL/3) */
+    uint64_t reserve_ns;        /* 0: POOL_RESERVE_NS */
     /* Changes worth a log line; may be NULL. */
     void (*say)(void *opaque, const char *msg);
     void *opaque;
@@ -100,10 +106,12 @@ int pool_standby_new(pool_standby **out, struct event_base *base,
  */
 void pool_standby_free(pool_standby *s);
 /*
- * offered: register (a lease, the key, keepalives every TTL/3; a lost
- * lease is granted again and the key put again); not offered: withdraw
- * (stop, revoke the lease: the key goes).  Repeating a state does
- * nothing.
+ * offered: register (a lease, the key, keepalives every TTL/3, each
+ * followed by a read of the key: TAKEN once a picker reserved it; a lost
+ * lease is granted again and the key put again; a reservation unused for
+ * reserve_ns is undone, if the key is unchanged since); not offered:
+ * withdraw (stop, revoke the lease: the key goes).  Repeating a state
+ * does nothing.
  */
 void pool_standby_offer(pool_standby *s, bool offered);
 pool_standby_state pool_standby_get_state(const pool_standby *s);

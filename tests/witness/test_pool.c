@@ -98,6 +98,8 @@ static void say(void *opaque, const char *msg)
     fflush(stdout);
 }
 
+static uint64_t reserve_ns;     /* the next standby's; 0: the default */
+
 static pool_standby *standby(const char *eps, const char *pool,
                              const char *addr, const char *vm, int64_t ttl)
 {
@@ -105,6 +107,7 @@ static pool_standby *standby(const char *eps, const char *pool,
     char err[512];
     pool_standby_opts o = { .endpoints = eps, .pool = pool, .addr = addr,
                             .vm_name = vm, .ttl_s = ttl,
+                            .reserve_ns = reserve_ns,
                             .say = say, .opaque = (void *)addr };
     if (pool_standby_new(&s, base, &o, err, sizeof(err)) < 0)
         evwait_die("pool_standby_new: %s", err);
@@ -356,6 +359,13 @@ static pick pick_one(pool_picker *p, const char *vm, const char *taker)
     return k[0];
 }
 
+static bool registered(void *arg);
+
+static bool is_taken(void *arg)
+{
+    return pool_standby_get_state(arg) == POOL_STANDBY_TAKEN;
+}
+
 static void race(const char *eps, const char *pool)
 {
     pool_standby *s = standby(eps, pool, "127.0.0.1:7003", NULL, 5);
@@ -402,6 +412,33 @@ static void race(const char *eps, const char *pool)
     pick x = pick_one(p[1], "other", "primary dddd for other g2");
     if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7004"))
         evwait_die("not picked for VM other: %d %s", x.outcome, x.err);
+    /* The standby sees it was taken (status), and keeps it so. */
+    json_t *j = status_of(s);
+    if (strcmp(jstr(j, "state"), "taken") ||
+        strcmp(jstr(j, "taken_by"), takers[w]) ||
+        json_is_true(json_object_get(j, "registered")))
+        evwait_die("taken standby's status %s", json_dumps(j, JSON_COMPACT));
+    json_decref(j);
+    pool_standby_free(o);
+    /* A reservation no primary followed up: offered again after it. */
+    reserve_ns = 2000000000ull;
+    o = standby(eps, pool, "127.0.0.1:7006", NULL, 3);
+    reserve_ns = 0;
+    wait_registered(o);
+    x = pick_one(p[0], "counter", "primary ffff for counter g4");
+    if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7006"))
+        evwait_die("not picked: %d %s", x.outcome, x.err);
+    double t0 = evwait_now();
+    evwait_until(base, is_taken, o, 20, "the standby to see it was taken");
+    evwait_until(base, registered, o, 30, "offered again");
+    printf("offered again %.1f s after its reservation\n",
+           evwait_now() - t0);
+    if (evwait_now() - t0 < 1.5)
+        evwait_die("offered again after %.1f s, before its 2 s",
+                   evwait_now() - t0);
+    x = pick_one(p[1], "counter", "primary 9999 for counter g4");
+    if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7006"))
+        evwait_die("not picked again: %d %s", x.outcome, x.err);
     pool_picker_free(p[0]);
     pool_picker_free(p[1]);
     pool_standby_free(s);
