@@ -123,8 +123,8 @@ int recruit_new(recruit **out, struct event_base *base,
         return -ENOMEM;
     }
     r->o = *o;
-    int rc = pool_picker_new(&r->picker, base, o->endpoints, o->pool,
-                             o->timeout_ns, err, errlen);
+    int rc = pool_picker_new(&r->picker, base, o->endpoints, o->tls_dir,
+                             o->pool, o->timeout_ns, err, errlen);
     if (rc < 0) {
         recruit_free(r);
         return rc;

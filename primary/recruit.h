@@ -72,6 +72,7 @@ typedef int (*recruit_attach_fn)(void *opaque, const char *addr, char *err,
 
 typedef struct recruit_opts {
     const char *endpoints;      /* --witness */
+    const char *tls_dir;        /* --witness-tls, or NULL */
     const char *pool;           /* --pool: NULL "default" */
     uint64_t timeout_ns;        /* --witness-timeout */
     /* What it follows (both outlive it): the decisions, the pairing. */

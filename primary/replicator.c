@@ -343,7 +343,9 @@ static int start_recruiting(replicator *p, struct event_base *base,
                  "is in etcd)");
         return -EINVAL;
     }
-    recruit_opts ro = { .endpoints = o->witness, .pool = o->standby_pool,
+    recruit_opts ro = { .endpoints = o->witness,
+                        .tls_dir = o->witness_tls,
+                        .pool = o->standby_pool,
                         .timeout_ns = o->witness_timeout_ns,
                         .prot = &p->prot, .pair = &p->shape.pair,
                         .me = claim_value(p->witness),

@@ -55,6 +55,7 @@ int enlist_new(pool_standby **out, struct event_base *base,
         return rc;
     pool_standby_opts po = {
         .endpoints = o->witness,
+        .tls_dir = o->witness_tls,
         .pool = o->pool,
         .addr = addr,
         .vm_name = o->vm_name,

@@ -40,13 +40,14 @@ int pool_check_name(const char *name, char *err, size_t errlen)
 
 /* The etcd client both sides use: its deadline in ms, at least 50. */
 static int new_client(etcd **c, struct event_base *base,
-                      const char *endpoints, uint64_t timeout_ns, char *err,
-                      size_t errlen)
+                      const char *endpoints, const char *tls_dir,
+                      uint64_t timeout_ns, char *err, size_t errlen)
 {
     uint64_t ms = (timeout_ns ? timeout_ns : 1000000000ull) / 1000000;
     etcd_options o = { .timeout_ms = (unsigned)(ms < 50 ? 50 : ms >
                                                 ETCD_MAX_TIMEOUT_MS ?
-                                                ETCD_MAX_TIMEOUT_MS : ms) };
+                                                ETCD_MAX_TIMEOUT_MS : ms),
+                       .tls_dir = tls_dir };
     char why[512];
     int rc = etcd_new(c, base, endpoints, &o, why, sizeof(why));
     if (rc < 0)
@@ -404,7 +405,8 @@ int pool_standby_new(pool_standby **out, struct event_base *base,
     uint64_t t = o->timeout_ns ? o->timeout_ns : 1000000000ull;
     if (t > keepalive_ns(s))
         t = keepalive_ns(s);
-    int rc = s->value ? new_client(&s->c, base, o->endpoints, t, err, errlen)
+    int rc = s->value ? new_client(&s->c, base, o->endpoints, o->tls_dir, t,
+                                   err, errlen)
                       : -ENOMEM;
     if (rc < 0) {
         if (!s->value)
@@ -530,8 +532,9 @@ struct pool_picker {
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
 int pool_picker_new(pool_picker **out, struct event_base *base,
-                    const char *endpoints, const char *pool,
-                    uint64_t timeout_ns, char *err, size_t errlen)
+                    const char *endpoints, const char *tls_dir,
+                    const char *pool, uint64_t timeout_ns, char *err,
+                    size_t errlen)
 {
     char why[256];
     pool = pool ? pool : POOL_DEFAULT_NAME;
@@ -547,7 +550,8 @@ int pool_picker_new(pool_picker **out, struct event_base *base,
     }
     snprintf(p->pool, sizeof(p->pool), "%s", pool);
     snprintf(p->prefix, sizeof(p->prefix), POOL_PREFIX "%s/", pool);
-    int rc = new_client(&p->c, base, endpoints, timeout_ns, err, errlen);
+    int rc = new_client(&p->c, base, endpoints, tls_dir, timeout_ns, err,
+                        errlen);
     if (rc < 0) {
         pool_picker_free(p);
         return rc;

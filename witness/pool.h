@@ -84,6 +84,7 @@ const char *pool_standby_state_name(pool_standby_state s);
 
 typedef struct pool_standby_opts {
     const char *endpoints;      /* etcd client URLs */
+    const char *tls_dir;        /* --witness-tls for https://, or NULL */
     const char *pool;           /* NULL: POOL_DEFAULT_NAME */
     const char *addr;           /* HOST:PORT a primary dials */
     const char *vm_name;        /* the only VM served, or NULL */
@@ -145,9 +146,11 @@ typedef struct pool_pick_result {
 /* Valid during the call only. */
 typedef void (*pool_pick_cb)(void *opaque, const pool_pick_result *r);
 
+/* endpoints and tls_dir as the witness's (etcd_options.tls_dir). */
 int pool_picker_new(pool_picker **out, struct event_base *base,
-                    const char *endpoints, const char *pool,
-                    uint64_t timeout_ns, char *err, size_t errlen);
+                    const char *endpoints, const char *tls_dir,
+                    const char *pool, uint64_t timeout_ns, char *err,
+                    size_t errlen);
 void pool_picker_free(pool_picker *p);
 /*
  * Lists the pool, chooses a free standby that fits vm_name at random and

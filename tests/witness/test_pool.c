@@ -157,8 +157,8 @@ static void args(void)
                                 .pool = names[i], .addr = "127.0.0.1:1" };
         if (pool_standby_new(&s, base, &o, err, sizeof(err)) == 0 ||
             !strstr(err, "--pool") ||
-            pool_picker_new(&p, base, "http://127.0.0.1:1", names[i], 0,
-                            err, sizeof(err)) == 0)
+            pool_picker_new(&p, base, "http://127.0.0.1:1", NULL, names[i],
+                            0, err, sizeof(err)) == 0)
             evwait_die("pool name \"%s\" accepted (%s)", names[i], err);
     }
     const char *addrs[] = { NULL, "", "nocolon" };
@@ -207,8 +207,8 @@ static void args(void)
         strcmp(e2.taken_by, e.taken_by) || pool_entry_fits(&e2, "vm1"))
         evwait_die("taken entry %s", again ? again : "NULL");
     free(again);
-    if (pool_picker_new(&p, base, "http://127.0.0.1:1", NULL, 0, err,
-                        sizeof(err)) < 0)
+    if (pool_picker_new(&p, base, "http://127.0.0.1:1", NULL, NULL, 0,
+                        err, sizeof(err)) < 0)
         evwait_die("pool_picker_new: %s", err);
     if (pool_pick(p, "vm", "", NULL, NULL, err, sizeof(err)) == 0)
         evwait_die("an empty taker accepted");
@@ -336,7 +336,7 @@ static pool_picker *picker(const char *eps, const char *pool)
 {
     pool_picker *p;
     char err[512];
-    if (pool_picker_new(&p, base, eps, pool, 0, err, sizeof(err)) < 0)
+    if (pool_picker_new(&p, base, eps, NULL, pool, 0, err, sizeof(err)) < 0)
         evwait_die("pool_picker_new: %s", err);
     return p;
 }
