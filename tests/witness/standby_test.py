@@ -18,6 +18,8 @@ e2e_test.py checks it (its checkers, through roles_test.py's steps).
                 secondary killed: it wins its claim, runs degraded and says
                 "waiting for a standby", asking again; a standby that
                 registers then is picked and protects it (generation 2)
+    tls         waiting, with TLS to etcd (https:// members, a client
+                certificate: --witness-tls on every process)
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -58,7 +60,7 @@ def pool_entries(c):
     prefix = "/ftvm-pool/%s/" % POOL
     r = etcdcluster.post(c.url(0), "/v3/kv/range", {
         "key": etcdcluster.b64(prefix),
-        "range_end": etcdcluster.b64(prefix[:-1] + "0")})
+        "range_end": etcdcluster.b64(prefix[:-1] + "0")}, context=c.context)
     check(r is not None, "listing the pool failed")
     return {etcdcluster.unb64(kv["key"]).decode():
             json.loads(etcdcluster.unb64(kv["value"]))
@@ -143,8 +145,8 @@ def case_reprotect():
           "claims as '%s'" % v in s2.err(), "etcd holds %r" % v)
 
 
-def case_waiting():
-    c = etcdcluster.start()
+def case_waiting(c=None):
+    c = c or etcdcluster.start()
     ref = e2e.Reference()
     sec, addr, sctl = e2e.spawn_secondary("sec", roles.witness(c))
     pri, pctl = primary(c, addr)
@@ -164,11 +166,22 @@ def case_waiting():
     s2, a2, c2 = standby(c, "s2")
     reprotected(c, pri, pctl, a2, 2)
     e2e.check_prefix(ref, pri.lines(), "the primary's released output")
+    return pctl
+
+
+def case_tls():
+    creds = ft.make_certs("etcd", "members", "node")
+    c = etcdcluster.start(tls=creds["members"])
+    roles.witness_tls[:] = ["--witness-tls", creds["node"]]
+    pctl = case_waiting(c)
+    eps = pctl.status()["witness"]["endpoints"]
+    check(eps and all(e.startswith("https://") for e in eps), eps)
 
 
 CASES = {
     "reprotect": case_reprotect,
     "waiting": case_waiting,
+    "tls": case_tls,
 }
 
 
