@@ -310,6 +310,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     replicator *p = arg;
+    /* Also a degraded start (no secondary), which no act reports. */
+    if (p->recruit)
+        recruit_update(p->recruit);
     if (!p->link)
         return;
     channel_times t;
@@ -443,8 +446,6 @@ int replicator_start(replicator *p, char *err, size_t errlen)
                        "every %.1f s",
                        err, p->prot.o.reconnect_ns / 1e9);
         arm_reconnect(p);
-        if (p->recruit)
-            recruit_update(p->recruit);
         return 0;
     }
     return protect(p, p->prot.addr, fd, err, errlen);

@@ -18,6 +18,9 @@ e2e_test.py checks it (its checkers, through roles_test.py's steps).
                 secondary killed: it wins its claim, runs degraded and says
                 "waiting for a standby", asking again; a standby that
                 registers then is picked and protects it (generation 2)
+    start       the primary's --secondary unreachable at start, with
+                --reconnect: it starts degraded and picks a registered
+                standby at once, protected by it (generation 1)
     tls         waiting, with TLS to etcd (https:// members, a client
                 certificate: --witness-tls on every process)
 
@@ -80,8 +83,12 @@ def primary(c, addr):
 def reprotected(c, pri, pctl, addr, n):
     """The primary protected by the standby at addr, generation n."""
     def ok():
+        if not pri.alive():
+            ft.fail("the primary exited (%s)\n%s" % (pri.p.returncode,
+                                                     pri.dump()))
         s = pctl.status()
-        return s if (s["state"] == "active" and s["secondary"] == addr and
+        return s if (s and s["state"] == "active" and
+                     s["secondary"] == addr and
                      s["pairing"].endswith("/g%d" % n) and
                      s["checkpoint"]["last_acked"] >= 3) else None
     st = ft.wait_until(ok, 30, "the primary protected by %s again" % addr)
@@ -169,6 +176,20 @@ def case_waiting(c=None):
     return pctl
 
 
+def case_start():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    s2, a2, c2 = standby(c, "s2")
+    gone = "127.0.0.1:%d" % ft.free_port()      # nobody listens there
+    pri, pctl = e2e.spawn_primary(
+        "pri", gone, extra=roles.witness(c) + [
+            "--standby-pool", "--pool", POOL, "--reconnect", "60s"])
+    reprotected(c, pri, pctl, a2, 1)
+    check("starting unprotected (degraded)" in pri.err(), pri.err())
+    pri.wait_tick(pri.last_tick() + 10)
+    e2e.check_prefix(ref, pri.lines(), "the primary's released output")
+
+
 def case_tls():
     creds = ft.make_certs("etcd", "members", "node")
     c = etcdcluster.start(tls=creds["members"])
@@ -182,6 +203,7 @@ CASES = {
     "reprotect": case_reprotect,
     "waiting": case_waiting,
     "tls": case_tls,
+    "start": case_start,
 }
 
 
