@@ -213,6 +213,24 @@ static void args(void)
     if (pool_pick(p, "vm", "", NULL, NULL, err, sizeof(err)) == 0)
         evwait_die("an empty taker accepted");
     pool_picker_free(p);
+    /* The etcd calls the pool adds, refused at once (no callback). */
+    etcd *c;
+    if (etcd_new(&c, base, "http://127.0.0.1:1", NULL, err, sizeof(err)) < 0)
+        evwait_die("etcd_new: %s", err);
+    if (etcd_list(c, "/p/", 0, NULL, NULL, err, sizeof(err)) ||
+        !strstr(err, "limit") ||
+        etcd_list(c, "/p/", ETCD_MAX_LIST + 1, NULL, NULL, err,
+                  sizeof(err)) ||
+        etcd_list(c, "", 1, NULL, NULL, err, sizeof(err)) ||
+        etcd_put_if_unchanged(c, "/k", 0, "v", 1, 0, NULL, NULL, err,
+                              sizeof(err)) ||
+        !strstr(err, "mod_revision") ||
+        etcd_put_if_unchanged(c, "/k", 5, "v", 1, -1, NULL, NULL, err,
+                              sizeof(err)) ||
+        etcd_put_if_unchanged(c, "/k", 5, "", 0, 0, NULL, NULL, err,
+                              sizeof(err)))
+        evwait_die("a bad list or put-if-unchanged accepted");
+    etcd_free(c);
 }
 
 /* ---- lease ---- */
