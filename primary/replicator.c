@@ -600,11 +600,13 @@ bool replicator_fenced(const replicator *p)
 
 struct json_t *replicator_witness_status(const replicator *p)
 {
-    json_t *j = claim_status(p->witness, p->shape.pair.name,
-                             p->shape.pair.generation);
-    if (j && p->recruit)
-        json_object_set_new(j, "standby_pool", recruit_status(p->recruit));
-    return j;
+    return claim_status(p->witness, p->shape.pair.name,
+                        p->shape.pair.generation);
+}
+
+struct json_t *replicator_pool_status(const replicator *p)
+{
+    return p->recruit ? recruit_status(p->recruit) : NULL;
 }
 
 const char *replicator_witness_value(const replicator *p)

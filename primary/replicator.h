@@ -148,6 +148,8 @@ bool replicator_setup_failed(const replicator *p);
 bool replicator_fenced(const replicator *p);
 /* The status object "witness" (witness/claim.h's claim_status). */
 struct json_t *replicator_witness_status(const replicator *p);
+/* The status object "standby_pool" (recruit_status), or NULL without. */
+struct json_t *replicator_pool_status(const replicator *p);
 /* The value this primary claims with, or NULL without a witness. */
 const char *replicator_witness_value(const replicator *p);
 /* save's check: refused while a secondary is set up or active. */

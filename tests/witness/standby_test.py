@@ -92,7 +92,7 @@ def reprotected(c, pri, pctl, addr, n):
                      s["pairing"].endswith("/g%d" % n) and
                      s["checkpoint"]["last_acked"] >= 3) else None
     st = ft.wait_until(ok, 30, "the primary protected by %s again" % addr)
-    sp = st["witness"]["standby_pool"]
+    sp = st["standby_pool"]
     check(sp["pool"] == POOL and sp["picked"] == addr and
           sp["recruited"] >= 1 and sp["state"] == "idle",
           "standby_pool status %r" % sp)
@@ -161,11 +161,14 @@ def case_waiting(c=None):
 
     def waiting():
         s = pctl.status()
-        sp = s["witness"]["standby_pool"]
+        sp = s["standby_pool"]
         return s if (s["state"] == "degraded" and
                      sp["state"] == "waiting for a standby") else None
     st = ft.wait_until(waiting, 30, "the primary waiting for a standby")
-    check("no free standby" in st["witness"]["standby_pool"]["error"], st)
+    check("no free standby" in st["standby_pool"]["error"], st)
+    r = ft.run([ck.ftvmctl, "-s", pctl.path, "status"], capture_output=True,
+               text=True, timeout=30)
+    check("waiting for a standby" in r.stdout, r.stdout)
     n = pri.last_tick()
     pri.wait_tick(n + 5)
     check(pctl.status()["state"] == "degraded", "no standby, yet %r" %
