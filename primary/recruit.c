@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
-#include "witness/pool.h"
+#include "witness/poolpick.h"
 
 const char *recruit_state_name(recruit_state s)
 {
@@ -93,7 +93,7 @@ recruit_action recruit_next(recruit_state *s, recruit_event ev)
 
 struct recruit {
     recruit_opts o;
-    pool_picker *picker;
+    poolpick *picker;
     struct event *timer;
     recruit_state state;
     bool said_empty;            /* "no free standby" logged this streak */
@@ -123,7 +123,7 @@ int recruit_new(recruit **out, struct event_base *base,
         return -ENOMEM;
     }
     r->o = *o;
-    int rc = pool_picker_new(&r->picker, base, o->endpoints, o->tls_dir,
+    int rc = poolpick_new(&r->picker, base, o->endpoints, o->tls_dir,
                              o->pool, o->timeout_ns, err, errlen);
     if (rc < 0) {
         recruit_free(r);
@@ -137,17 +137,17 @@ void recruit_free(recruit *r)
 {
     if (!r)
         return;
-    pool_picker_free(r->picker);
+    poolpick_free(r->picker);
     if (r->timer)
         event_free(r->timer);
     free(r);
 }
 
-static void on_pick(void *opaque, const pool_pick_result *res)
+static void on_pick(void *opaque, const poolpick_result *res)
 {
     recruit *r = opaque;
-    const char *pool = pool_picker_pool(r->picker);
-    if (res->outcome == POOL_PICKED) {
+    const char *pool = poolpick_pool(r->picker);
+    if (res->outcome == POOLPICK_PICKED) {
         r->said_empty = false;
         r->err[0] = '\0';
         r->picks++;
@@ -158,7 +158,7 @@ static void on_pick(void *opaque, const pool_pick_result *res)
         apply(r, RECRUIT_EV_PICKED);
         return;
     }
-    if (res->outcome == POOL_FAILED)
+    if (res->outcome == POOLPICK_FAILED)
         snprintf(r->err, sizeof(r->err), "the pool: %s", res->err);
     else
         snprintf(r->err, sizeof(r->err), "no free standby (%u listed)",
@@ -176,7 +176,7 @@ static void start_pick(recruit *r)
     /* Unique per reservation: the process's value and the generation. */
     snprintf(taker, sizeof(taker), "%s for %s g%" PRIu64, r->o.me,
              r->o.pair->name, r->o.pair->generation + 1);
-    if (pool_pick(r->picker, r->o.pair->name, taker, on_pick, r, err,
+    if (poolpick_pick(r->picker, r->o.pair->name, taker, on_pick, r, err,
                   sizeof(err)) < 0) {
         snprintf(r->err, sizeof(r->err), "%s", err);
         apply(r, RECRUIT_EV_EMPTY);
@@ -189,7 +189,7 @@ static void attach(recruit *r)
     if (r->o.attach(r->o.opaque, r->picked, err, sizeof(err)) < 0) {
         snprintf(r->err, sizeof(r->err), "attaching %s: %.400s", r->picked,
                  err);
-        log_msg("standby pool %s: %s", pool_picker_pool(r->picker), r->err);
+        log_msg("standby pool %s: %s", poolpick_pool(r->picker), r->err);
         /* Still attaching: the replicator did not say it failed. */
         if (r->state == RECRUIT_ATTACHING)
             apply(r, RECRUIT_EV_ATTACH_FAILED);
@@ -214,7 +214,7 @@ static void apply(recruit *r, recruit_event ev)
         evtimer_add(r->timer, &tv);
         break;
     case RECRUIT_CANCEL:
-        pool_pick_cancel(r->picker);
+        poolpick_cancel(r->picker);
         evtimer_del(r->timer);
         break;
     case RECRUIT_DONE:
@@ -232,7 +232,7 @@ void recruit_update(recruit *r)
 json_t *recruit_status(const recruit *r)
 {
     return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s?}",
-                     "pool", pool_picker_pool(r->picker),
+                     "pool", poolpick_pool(r->picker),
                      "state", recruit_state_name(r->state),
                      "picked", r->picked[0] ? r->picked : NULL,
                      "picks", (json_int_t)r->picks,

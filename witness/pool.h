@@ -7,19 +7,15 @@
  * the address a primary dials, and the VM name it serves if it serves
  * only one:
  *     {"addr":"HOST:PORT","vm_name":"NAME"}
- * A picker (a primary left without a secondary) lists the pool and
- * reserves one free standby with a transaction that succeeds only if the
- * key is unchanged since it was listed, putting the same value with
- * "taken_by" (the picker's unique value) added, under the standby's own
- * lease.  Two pickers never reserve one standby: the second's compare
- * fails.  A taken standby is never offered again; the standby withdraws
- * (revokes its lease, deleting the key) once a primary connects, and a
- * dead one's key goes with its lease.
+ * A picker (witness/poolpick.h) reserves a free one by putting the same
+ * value with "taken_by" added.  A taken standby is never offered again;
+ * the standby withdraws (revokes its lease, deleting the key) once a
+ * primary connects, and a dead one's key goes with its lease.
  *
- * As everywhere in the witness, an unanswered request is never taken for
- * a success: a reservation without an answer is asked again, with the
- * same value, until etcd says WON (maybe an earlier attempt's) or LOST.
- * Everything runs on the owner's libevent loop; nothing blocks.
+ * This module: the names and entries both sides read, and a standby's
+ * registration.  As everywhere in the witness, an unanswered request is
+ * never taken for a success, and everything runs on the owner's libevent
+ * loop; nothing blocks.
  */
 #ifndef FTVM_WITNESS_POOL_H
 #define FTVM_WITNESS_POOL_H
@@ -47,11 +43,17 @@ struct json_t;
  * itself again (the picker died between its reservation and its dial).
  */
 #define POOL_RESERVE_NS 30000000000ull
-/* Compare failures (others' reservations) before one pick gives up. */
-#define POOL_MAX_ROUNDS 16
 
 /* A pool name or a VM name: [A-Za-z0-9._-], 1 to 63.  0 or -EINVAL. */
 int pool_check_name(const char *name, char *err, size_t errlen);
+/*
+ * The etcd client of a standby or a picker: the witness's endpoints and
+ * TLS, a request's deadline timeout_ns (0: 1 s; at least 50 ms).  0, or
+ * -errno with a message.
+ */
+int pool_client_new(etcd **c, struct event_base *base,
+                    const char *endpoints, const char *tls_dir,
+                    uint64_t timeout_ns, char *err, size_t errlen);
 
 /* One entry, as listed. */
 typedef struct pool_entry {
@@ -124,70 +126,5 @@ const char *pool_standby_key(const pool_standby *s);
  * ttl_s, registrations, taken_by, error (docs/witness.md).
  */
 struct json_t *pool_standby_status(const pool_standby *s);
-
-/* ---- picking ---- */
-
-typedef struct pool_picker pool_picker;
-
-typedef enum pool_pick_outcome {
-    POOL_PICKED,        /* reserved for us: result.picked */
-    POOL_EMPTY,         /* listed: no free standby fits */
-    POOL_FAILED,        /* the listing had no answer: nothing reserved */
-} pool_pick_outcome;
-
-typedef struct pool_pick_result {
-    pool_pick_outcome outcome;
-    const pool_entry *picked;       /* PICKED: taken_by is ours */
-    bool earlier;                   /* reserved by an earlier attempt */
-    unsigned listed, fit;           /* entries listed; free ones that fit */
-    const char *err;                /* FAILED: why */
-} pool_pick_result;
-
-/* Valid during the call only. */
-typedef void (*pool_pick_cb)(void *opaque, const pool_pick_result *r);
-
-/* endpoints and tls_dir as the witness's (etcd_options.tls_dir). */
-int pool_picker_new(pool_picker **out, struct event_base *base,
-                    const char *endpoints, const char *tls_dir,
-                    const char *pool, uint64_t timeout_ns, char *err,
-                    size_t errlen);
-void pool_picker_free(pool_picker *p);
-/*
- * Lists the pool, chooses a free standby that fits vm_name at random and
- * reserves it with taker (unique per reservation: "primary <hex> for
- * NAME g<G>").  cb runs once, from the loop.  A reservation without an
- * answer is asked again every POOL_RETRY_NS until there is one
- * (pool_picker_error says why meanwhile); one that lost (another picker,
- * or the standby gone) lists again.  0, or -errno with a message (bad
- * arguments, one already in flight).
- */
-int pool_pick(pool_picker *p, const char *vm_name, const char *taker,
-              pool_pick_cb cb, void *opaque, char *err, size_t errlen);
-/*
- * Reserves e (as listed) with taker; cb as for pool_pick (PICKED, or
- * EMPTY when e changed or went).  For tests and pool_pick.
- */
-int pool_reserve(pool_picker *p, const pool_entry *e, const char *taker,
-                 pool_pick_cb cb, void *opaque, char *err, size_t errlen);
-/*
- * Lists the pool: cb(opaque, entries, n, err) once from the loop, entries
- * NULL and err set when there was no answer.
- */
-typedef void (*pool_list_cb)(void *opaque, const pool_entry *entries,
-                             size_t n, const char *err);
-int pool_list(pool_picker *p, pool_list_cb cb, void *opaque, char *err,
-              size_t errlen);
-/*
- * Drops a pick in flight (no callback).  A reservation that was asked
- * and not answered may still hold that standby for us: it stays taken,
- * never used, until its lease ends.
- */
-void pool_pick_cancel(pool_picker *p);
-bool pool_picking(const pool_picker *p);
-/* The last unanswered request's error (cleared by an answer), or NULL. */
-const char *pool_picker_error(const pool_picker *p);
-/* Reservation attempts of the pick in flight, or of the last one. */
-unsigned pool_picker_attempts(const pool_picker *p);
-const char *pool_picker_pool(const pool_picker *p);
 
 #endif

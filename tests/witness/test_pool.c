@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "witness/etcd.h"
-#include "witness/pool.h"
+#include "witness/poolpick.h"
 #include "evwait.h"
 
 static struct event_base *base;
@@ -148,7 +148,7 @@ static void args(void)
 {
     char err[512];
     pool_standby *s;
-    pool_picker *p;
+    poolpick *p;
     const char *names[] = { "", "a/b", "has space", "x\n",
         "0123456789012345678901234567890123456789012345678901234567890123" };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -157,7 +157,7 @@ static void args(void)
                                 .pool = names[i], .addr = "127.0.0.1:1" };
         if (pool_standby_new(&s, base, &o, err, sizeof(err)) == 0 ||
             !strstr(err, "--pool") ||
-            pool_picker_new(&p, base, "http://127.0.0.1:1", NULL, names[i],
+            poolpick_new(&p, base, "http://127.0.0.1:1", NULL, names[i],
                             0, err, sizeof(err)) == 0)
             evwait_die("pool name \"%s\" accepted (%s)", names[i], err);
     }
@@ -207,12 +207,12 @@ static void args(void)
         strcmp(e2.taken_by, e.taken_by) || pool_entry_fits(&e2, "vm1"))
         evwait_die("taken entry %s", again ? again : "NULL");
     free(again);
-    if (pool_picker_new(&p, base, "http://127.0.0.1:1", NULL, NULL, 0,
+    if (poolpick_new(&p, base, "http://127.0.0.1:1", NULL, NULL, 0,
                         err, sizeof(err)) < 0)
-        evwait_die("pool_picker_new: %s", err);
-    if (pool_pick(p, "vm", "", NULL, NULL, err, sizeof(err)) == 0)
+        evwait_die("poolpick_new: %s", err);
+    if (poolpick_pick(p, "vm", "", NULL, NULL, err, sizeof(err)) == 0)
         evwait_die("an empty taker accepted");
-    pool_picker_free(p);
+    poolpick_free(p);
     /* The etcd calls the pool adds, refused at once (no callback). */
     etcd *c;
     if (etcd_new(&c, base, "http://127.0.0.1:1", NULL, err, sizeof(err)) < 0)
@@ -325,13 +325,13 @@ static void lease(const char *eps, const char *pool, int64_t ttl)
 
 typedef struct pick {
     bool done;
-    pool_pick_outcome outcome;
+    poolpick_outcome outcome;
     pool_entry picked;
     bool earlier;
     char err[600];
 } pick;
 
-static void on_pick(void *opaque, const pool_pick_result *r)
+static void on_pick(void *opaque, const poolpick_result *r)
 {
     pick *k = opaque;
     if (k->done)
@@ -350,25 +350,25 @@ static bool picks_done(void *arg)
     return k[0].done && k[1].done;
 }
 
-static pool_picker *picker(const char *eps, const char *pool)
+static poolpick *picker(const char *eps, const char *pool)
 {
-    pool_picker *p;
+    poolpick *p;
     char err[512];
-    if (pool_picker_new(&p, base, eps, NULL, pool, 0, err, sizeof(err)) < 0)
-        evwait_die("pool_picker_new: %s", err);
+    if (poolpick_new(&p, base, eps, NULL, pool, 0, err, sizeof(err)) < 0)
+        evwait_die("poolpick_new: %s", err);
     return p;
 }
 
-static void start_pick(pool_picker *p, const char *vm, const char *taker,
+static void start_pick(poolpick *p, const char *vm, const char *taker,
                        pick *k)
 {
     char err[512];
     memset(k, 0, sizeof(*k));
-    if (pool_pick(p, vm, taker, on_pick, k, err, sizeof(err)) < 0)
-        evwait_die("pool_pick: %s", err);
+    if (poolpick_pick(p, vm, taker, on_pick, k, err, sizeof(err)) < 0)
+        evwait_die("poolpick_pick: %s", err);
 }
 
-static pick pick_one(pool_picker *p, const char *vm, const char *taker)
+static pick pick_one(poolpick *p, const char *vm, const char *taker)
 {
     pick k[2];
     start_pick(p, vm, taker, &k[0]);
@@ -388,15 +388,15 @@ static void race(const char *eps, const char *pool)
 {
     pool_standby *s = standby(eps, pool, "127.0.0.1:7003", NULL, 5);
     wait_registered(s);
-    pool_picker *p[2] = { picker(eps, pool), picker(eps, pool) };
+    poolpick *p[2] = { picker(eps, pool), picker(eps, pool) };
     const char *takers[2] = { "primary aaaa for counter g2",
                               "primary bbbb for counter g2" };
     pick k[2];
     start_pick(p[0], "counter", takers[0], &k[0]);
     start_pick(p[1], "counter", takers[1], &k[1]);
     evwait_until(base, picks_done, k, 20, "both picks");
-    int w = k[0].outcome == POOL_PICKED ? 0 : 1;
-    if (k[w].outcome != POOL_PICKED || k[1 - w].outcome != POOL_EMPTY)
+    int w = k[0].outcome == POOLPICK_PICKED ? 0 : 1;
+    if (k[w].outcome != POOLPICK_PICKED || k[1 - w].outcome != POOLPICK_EMPTY)
         evwait_die("outcomes %d and %d (%s %s)", k[0].outcome, k[1].outcome,
                    k[0].err, k[1].err);
     if (strcmp(k[w].picked.addr, "127.0.0.1:7003") ||
@@ -414,7 +414,7 @@ static void race(const char *eps, const char *pool)
     printf("winner %s\n", takers[w]);
     /* Taken: not offered again, to either. */
     for (int i = 0; i < 2; i++)
-        if (pick_one(p[i], "counter", takers[i]).outcome != POOL_EMPTY)
+        if (pick_one(p[i], "counter", takers[i]).outcome != POOLPICK_EMPTY)
             evwait_die("a taken standby picked again");
     /* The standby still keeps its lease alive, marked taken. */
     evwait_pause(base, 2);
@@ -425,10 +425,11 @@ static void race(const char *eps, const char *pool)
     pool_standby *o = standby(eps, pool, "127.0.0.1:7004", "other", 5);
     wait_registered(o);
     if (pick_one(p[0], "counter", "primary cccc for counter g3").outcome !=
-        POOL_EMPTY)
+        POOLPICK_EMPTY)
         evwait_die("a standby of VM other picked for counter");
     pick x = pick_one(p[1], "other", "primary dddd for other g2");
-    if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7004"))
+    if (x.outcome != POOLPICK_PICKED ||
+        strcmp(x.picked.addr, "127.0.0.1:7004"))
         evwait_die("not picked for VM other: %d %s", x.outcome, x.err);
     /* The standby sees it was taken (status), and keeps it so. */
     json_t *j = status_of(s);
@@ -444,7 +445,8 @@ static void race(const char *eps, const char *pool)
     reserve_ns = 0;
     wait_registered(o);
     x = pick_one(p[0], "counter", "primary ffff for counter g4");
-    if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7006"))
+    if (x.outcome != POOLPICK_PICKED ||
+        strcmp(x.picked.addr, "127.0.0.1:7006"))
         evwait_die("not picked: %d %s", x.outcome, x.err);
     double t0 = evwait_now();
     evwait_until(base, is_taken, o, 20, "the standby to see it was taken");
@@ -455,10 +457,11 @@ static void race(const char *eps, const char *pool)
         evwait_die("offered again after %.1f s, before its 2 s",
                    evwait_now() - t0);
     x = pick_one(p[1], "counter", "primary 9999 for counter g4");
-    if (x.outcome != POOL_PICKED || strcmp(x.picked.addr, "127.0.0.1:7006"))
+    if (x.outcome != POOLPICK_PICKED ||
+        strcmp(x.picked.addr, "127.0.0.1:7006"))
         evwait_die("not picked again: %d %s", x.outcome, x.err);
-    pool_picker_free(p[0]);
-    pool_picker_free(p[1]);
+    poolpick_free(p[0]);
+    poolpick_free(p[1]);
     pool_standby_free(s);
     pool_standby_free(o);
 }
@@ -494,7 +497,7 @@ static bool file_exists(void *arg)
 }
 
 typedef struct watch {
-    pool_picker *p;
+    poolpick *p;
     pick *k;
     bool said;
 } watch;
@@ -504,10 +507,10 @@ static bool reserved_or_report(void *arg)
     watch *w = arg;
     if (w->k->done)
         return true;
-    if (!w->said && pool_picker_attempts(w->p) >= 3 &&
-        pool_picker_error(w->p)) {
-        printf("unknown attempts %u: %s\n", pool_picker_attempts(w->p),
-               pool_picker_error(w->p));
+    if (!w->said && poolpick_attempts(w->p) >= 3 &&
+        poolpick_error(w->p)) {
+        printf("unknown attempts %u: %s\n", poolpick_attempts(w->p),
+               poolpick_error(w->p));
         fflush(stdout);
         w->said = true;
     }
@@ -518,11 +521,11 @@ static void unknown(const char *eps, const char *pool, const char *go)
 {
     pool_standby *s = standby(eps, pool, "127.0.0.1:7005", NULL, 5);
     wait_registered(s);
-    pool_picker *p = picker(eps, pool);
+    poolpick *p = picker(eps, pool);
     listing l = { 0 };
     char err[512];
-    if (pool_list(p, on_list, &l, err, sizeof(err)) < 0)
-        evwait_die("pool_list: %s", err);
+    if (poolpick_list(p, on_list, &l, err, sizeof(err)) < 0)
+        evwait_die("poolpick_list: %s", err);
     evwait_until(base, listed, &l, 20, "the listing");
     if (l.n != 1 || strcmp(l.e.key, pool_standby_key(s)))
         evwait_die("listed %zu: %s", l.n, l.e.key);
@@ -531,17 +534,17 @@ static void unknown(const char *eps, const char *pool, const char *go)
     evwait_until(base, file_exists, (void *)go, 60, "the go file");
     pick k = { 0 };
     const char *taker = "primary eeee for counter g2";
-    if (pool_reserve(p, &l.e, taker, on_pick, &k, err, sizeof(err)) < 0)
-        evwait_die("pool_reserve: %s", err);
+    if (poolpick_reserve(p, &l.e, taker, on_pick, &k, err, sizeof(err)) < 0)
+        evwait_die("poolpick_reserve: %s", err);
     watch w = { p, &k, false };
     evwait_until(base, reserved_or_report, &w, 90, "a definite answer");
     if (!w.said)
         evwait_die("answered without the members (outcome %d)", k.outcome);
-    if (k.outcome != POOL_PICKED || strcmp(k.picked.taken_by, taker))
+    if (k.outcome != POOLPICK_PICKED || strcmp(k.picked.taken_by, taker))
         evwait_die("after the quorum came back: outcome %d %s", k.outcome,
                    k.err);
     printf("picked %s earlier=%d\n", k.picked.key, k.earlier);
-    pool_picker_free(p);
+    poolpick_free(p);
     pool_standby_free(s);
 }
 
