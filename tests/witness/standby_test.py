@@ -21,6 +21,10 @@ e2e_test.py checks it (its checkers, through roles_test.py's steps).
     start       the primary's --secondary unreachable at start, with
                 --reconnect: it starts degraded and picks a registered
                 standby at once, protected by it (generation 1)
+    two         two primaries (VMs vm-a and vm-b) lose their secondaries
+                at once with one standby in the pool: exactly one is
+                protected by it, the other waits; a second standby that
+                registers then protects the other
     tls         waiting, with TLS to etcd (https:// members, a client
                 certificate: --witness-tls on every process)
 
@@ -70,10 +74,10 @@ def pool_entries(c):
             for kv in r.get("kvs", [])}
 
 
-def primary(c, addr):
+def primary(c, addr, name="pri", extra=()):
     pri, pctl = e2e.spawn_primary(
-        "pri", addr, extra=roles.witness(c) + ["--standby-pool", "--pool",
-                                               POOL])
+        name, addr, extra=roles.witness(c) + ["--standby-pool", "--pool",
+                                              POOL] + list(extra))
     e2e.wait_state(pctl, pri, "active", 20)
     ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= 3, 20,
                   "three checkpoints acknowledged")
@@ -193,6 +197,44 @@ def case_start():
     e2e.check_prefix(ref, pri.lines(), "the primary's released output")
 
 
+def case_two():
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    pris = []
+    for n in ("a", "b"):
+        sec, addr, sctl = e2e.spawn_secondary("sec-" + n, roles.witness(c))
+        pri, pctl = primary(c, addr, "pri-" + n, ["--vm-name", "vm-" + n])
+        pris.append((pri, pctl, sec))
+    s1, a1, c1 = standby(c, "s1")
+    for _, _, sec in pris:
+        sec.signal(signal.SIGKILL)
+    # Both degraded at once, one standby: exactly one gets it.
+    def settled():
+        st = [p[1].status() for p in pris]
+        won = [s for s in st if s["state"] == "active"]
+        waiting = [s for s in st if s["state"] == "degraded" and
+                   s["standby_pool"]["state"] == "waiting for a standby"]
+        return st if len(won) == 1 and len(waiting) == 1 else None
+    st = ft.wait_until(settled, 30, "one primary protected by S1, the "
+                       "other waiting")
+    w = 0 if st[0]["state"] == "active" else 1
+    check(st[w]["secondary"] == a1 and st[w]["pairing"].endswith("/g2"),
+          st[w])
+    loser = pris[1 - w][0]
+    check("standby pool %s: no free standby" % POOL in loser.err() and
+          "picked" not in loser.err(), loser.err())
+    # The loser stays waiting while nothing is free, then gets S2.
+    pris[1 - w][0].wait_tick(pris[1 - w][0].last_tick() + 5)
+    check(pris[1 - w][1].status()["state"] == "degraded",
+          pris[1 - w][1].status())
+    s2, a2, c2 = standby(c, "s2")
+    reprotected(c, pris[1 - w][0], pris[1 - w][1], a2, 2)
+    check(pris[w][1].status()["secondary"] == a1, pris[w][1].status())
+    for pri, _, _ in pris:
+        pri.wait_tick(pri.last_tick() + 5)
+        e2e.check_prefix(ref, pri.lines(), pri.name + "'s output")
+
+
 def case_tls():
     creds = ft.make_certs("etcd", "members", "node")
     c = etcdcluster.start(tls=creds["members"])
@@ -207,6 +249,7 @@ CASES = {
     "waiting": case_waiting,
     "tls": case_tls,
     "start": case_start,
+    "two": case_two,
 }
 
 
@@ -222,7 +265,8 @@ def main():
         ft.needs_kvm()
         CASES[case]()
         for p in ft.procs:
-            if p.name in ("pri", "sec", "s1", "s2"):
+            if p.name in ("pri", "sec", "s1", "s2", "pri-a", "pri-b",
+                          "sec-a", "sec-b"):
                 ft.check_sanitizers(p)
     ft.run_case(case, run, "standby")
 
