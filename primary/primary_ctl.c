@@ -48,6 +48,9 @@ void primary_ctl_status(replicator *rep, json_t *r)
                         json_string(pairing_str(&st.pair, pair, sizeof(pair))));
     json_object_set_new(r, "secondaries", json_integer(st.secondaries));
     json_object_set_new(r, "witness", replicator_witness_status(rep));
+    json_t *pool = replicator_pool_status(rep);
+    if (pool)
+        json_object_set_new(r, "standby_pool", pool);
     json_object_set_new(r, "checkpoint", json_pack(
         "{s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
         "interval_ms", ms(st.interval_ns),

@@ -135,6 +135,8 @@ void replicator_do(replicator *p, const protection_act *a)
         vm_stop(p->v);      /* on_stop follows, then replicator_vm_stopped */
     if (a->finished)
         finish_ending(p);
+    if (p->recruit)
+        recruit_update(p->recruit);
 }
 
 /* ---- the link: bring-up, teardown ---- */
@@ -308,6 +310,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     replicator *p = arg;
+    /* Also a degraded start (no secondary), which no act reports. */
+    if (p->recruit)
+        recruit_update(p->recruit);
     if (!p->link)
         return;
     channel_times t;
@@ -324,6 +329,32 @@ static void arm_tick(replicator *p)
 }
 
 /* ---- the API ---- */
+
+static int recruit_attach(void *opaque, const char *addr, char *err,
+                          size_t errlen)
+{
+    return replicator_attach(opaque, addr, err, errlen);
+}
+
+/* --standby-pool: a degraded primary picks a standby (recruit.h). */
+static int start_recruiting(replicator *p, struct event_base *base,
+                            const replicator_opts *o, char *err,
+                            size_t errlen)
+{
+    if (!p->witness) {
+        snprintf(err, errlen, "--standby-pool needs --witness (the pool "
+                 "is in etcd)");
+        return -EINVAL;
+    }
+    recruit_opts ro = { .endpoints = o->witness,
+                        .tls_dir = o->witness_tls,
+                        .pool = o->standby_pool,
+                        .timeout_ns = o->witness_timeout_ns,
+                        .prot = &p->prot, .pair = &p->shape.pair,
+                        .me = claim_value(p->witness),
+                        .attach = recruit_attach, .opaque = p };
+    return recruit_new(&p->recruit, base, &ro, err, errlen);
+}
 
 int replicator_new(replicator **out, vm *v, struct event_base *base,
                    outqueue *output, const replicator_opts *o, char *err,
@@ -347,6 +378,13 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     if (o->witness) {
         int rc = claim_new(&p->witness, base, o->witness, o->witness_tls,
                            "primary", o->witness_timeout_ns, err, errlen);
+        if (rc < 0) {
+            replicator_free(p);
+            return rc;
+        }
+    }
+    if (o->standby_pool) {
+        int rc = start_recruiting(p, base, o, err, errlen);
         if (rc < 0) {
             replicator_free(p);
             return rc;
@@ -425,6 +463,7 @@ void replicator_free(replicator *p)
         return;
     channel_free(p->link);
     channel_free(p->old);
+    recruit_free(p->recruit);
     claim_free(p->witness);
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
@@ -569,6 +608,11 @@ struct json_t *replicator_witness_status(const replicator *p)
 {
     return claim_status(p->witness, p->shape.pair.name,
                         p->shape.pair.generation);
+}
+
+struct json_t *replicator_pool_status(const replicator *p)
+{
+    return p->recruit ? recruit_status(p->recruit) : NULL;
 }
 
 const char *replicator_witness_value(const replicator *p)

@@ -55,6 +55,12 @@ typedef struct replicator_opts {
     uint64_t witness_timeout_ns;
     const char *witness_tls;    /* --witness-tls DIR, for https:// */
     /*
+     * --standby-pool (needs witness): the pool's name, or NULL.  While
+     * degraded, a standby is picked from it and attached
+     * (primary/recruit.h).
+     */
+    const char *standby_pool;
+    /*
      * Optional: whether a secondary may be brought up now (false, with a
      * message, while a checkpoint to disk uses the dirty log).
      */
@@ -150,6 +156,8 @@ bool replicator_setup_failed(const replicator *p);
 bool replicator_fenced(const replicator *p);
 /* The status object "witness" (witness/claim.h's claim_status). */
 struct json_t *replicator_witness_status(const replicator *p);
+/* The status object "standby_pool" (recruit_status), or NULL without. */
+struct json_t *replicator_pool_status(const replicator *p);
 /* The value this primary claims with, or NULL without a witness. */
 const char *replicator_witness_value(const replicator *p);
 /* save's check: refused while a secondary is set up or active. */

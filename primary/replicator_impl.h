@@ -11,6 +11,7 @@
 
 #include "primary/channel.h"
 #include "primary/protection.h"
+#include "primary/recruit.h"
 #include "primary/replicator.h"
 
 /* Package buffers kept for reuse (no page faults in the pause). */
@@ -29,6 +30,7 @@ struct replicator {
     tls_ctx *tls;               /* NULL: --insecure */
     bool insecure;
     claim *witness;             /* --witness, or NULL */
+    recruit *recruit;           /* --standby-pool, or NULL */
     bool paused;                /* a hold of the VM's while fenced */
 
     channel *link;              /* the current secondary's */

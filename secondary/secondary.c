@@ -14,6 +14,7 @@
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
+#include "secondary/enlist.h"
 #include "secondary/failover.h"
 #include "daemon/tlsaccept.h"
 #include "secondary/listener.h"
@@ -35,6 +36,7 @@ typedef struct secondary {
     survivor *sv;               /* the VM's output commit; after failover,
                                    its replicator */
     claim *witness;             /* --witness, or NULL */
+    pool_standby *pool;         /* --register, or NULL */
     standby_state state;
     standby_request request;    /* why we stopped the receiver, if we did */
     int request_status;
@@ -189,6 +191,13 @@ static void claim_the_vm(secondary *s, const char *reason)
     log_msg("claiming the VM from the witness (%s)", claim_key(s->witness));
 }
 
+/* In the standby pool while waiting, out of it once a primary came. */
+static void enlist_update(secondary *s)
+{
+    if (s->pool)
+        pool_standby_offer(s->pool, enlist_offered(s->state));
+}
+
 /* ---- the receiver's reports ---- */
 
 static void on_vm(void *opaque, vm *v)
@@ -236,6 +245,7 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
         claim_the_vm(s, dec.failover_reason);
     else if (dec.exit)
         daemon_exit(s->d, dec.status);
+    enlist_update(s);
 }
 
 /* Whether a connection may be taken now; if not it is closed. */
@@ -290,6 +300,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
     }
     s->state = STANDBY_REPLICATING;
     log_msg("connection from %s", peer);
+    enlist_update(s);
 }
 
 /* ---- ending it from here ---- */
@@ -487,6 +498,8 @@ static void hook_status(void *opaque, json_t *r)
     json_object_set_new(r, "witness",
                         claim_status(s->witness, p.generation ? p.name
                                      : s->o->vm_name, p.generation));
+    if (s->pool)
+        json_object_set_new(r, "pool", pool_standby_status(s->pool));
     if (s->state == STANDBY_RUNNING)
         json_object_set_new(r, "failover",
                             json_pack("{s:f, s:I, s:I, s:s, s:i}", "ms",
@@ -650,6 +663,15 @@ static int start(secondary *s)
     }
     log_msg("listening on %s (%s)", listener_address(s->lis),
             s->tls ? "mutual TLS" : "plaintext, --insecure");
+    if (s->o->register_pool) {
+        r = enlist_new(&s->pool, daemon_base(s->d), s->o,
+                       listener_address(s->lis), err, sizeof(err));
+        if (r < 0) {
+            log_msg("%s", err);
+            return r;
+        }
+        enlist_update(s);
+    }
     return 0;
 }
 
@@ -689,6 +711,7 @@ int secondary_run(secondary_opts *o)
     failover_free(s.fo);
     claim_free(s.witness);
     survivor_end(s.sv);
+    pool_standby_free(s.pool);
     daemon_free(s.d);
     survivor_free(s.sv);
     tls_ctx_free(s.tls);

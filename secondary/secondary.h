@@ -38,6 +38,22 @@ typedef struct secondary_opts {
     const char *witness;
     uint64_t witness_timeout_ns;
     const char *witness_tls;    /* --witness-tls DIR, for https:// */
+    /*
+     * --register: offer this secondary in the witness's standby pool
+     * --pool (NULL: "default") while it waits for a primary, as
+     * --advertise (NULL: the listening address), under a lease of
+     * --pool-ttl (0: 5 s) kept alive (secondary/enlist.h).
+     */
+    bool register_pool;
+    const char *pool;
+    /*
+     * --standby-pool: once this secondary has taken the VM over, whenever
+     * it runs unprotected, pick a standby from the pool (--pool, NULL:
+     * "default") and bring it up (replicator_opts.standby_pool).
+     */
+    bool standby_pool;
+    const char *advertise;
+    uint64_t pool_ttl_ns;
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

@@ -11,6 +11,7 @@
 #include "primary/outqueue.h"
 #include "primary/primary_ctl.h"
 #include "primary/protected_vm.h"
+#include "witness/pool.h"
 
 struct survivor {
     daemon_process *d;
@@ -59,6 +60,8 @@ void survivor_opts(const secondary_opts *o, const vmshape *shape,
         .witness = o->witness,
         .witness_timeout_ns = o->witness_timeout_ns,
         .witness_tls = o->witness_tls,
+        .standby_pool = !o->standby_pool ? NULL
+                        : o->pool ? o->pool : POOL_DEFAULT_NAME,
     };
 }
 

@@ -11,6 +11,7 @@
 #include "daemon/log.h"
 #include "primary/primary.h"
 #include "witness/claim.h"
+#include "witness/pool.h"
 
 static const char help[] =
     "usage: ftvm primary [OPTIONS] GUEST.elf [GUEST ARGS...] --secondary "
@@ -61,6 +62,14 @@ static const char help[] =
     "                       TLS to etcd: DIR/ca.pem (the members' CA),\n"
     "                       DIR/cert.pem + key.pem (a client certificate,\n"
     "                       if the cluster asks for one)\n"
+    "      --standby-pool   whenever running unprotected (the secondary\n"
+    "                       lost and the claim won, or unreachable at\n"
+    "                       start with --reconnect), pick a standby from\n"
+    "                       the witness's pool (ftvm secondary\n"
+    "                       --register) and bring it up as the new\n"
+    "                       secondary; none free: ask again every second\n"
+    "                       (needs --witness)\n"
+    "      --pool NAME      the pool ([A-Za-z0-9._-], default \"default\")\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure; also for\n"
     "ftvmctl attach-secondary):\n"
@@ -81,6 +90,8 @@ static const char help_end[] =
 int primary_main(int argc, char **argv)
 {
     primary_opts o = { .rep.witness_timeout_ns = CLAIM_DEFAULT_TIMEOUT_NS };
+    bool standby_pool = false;
+    const char *pool = NULL;
     const options_own own[] = {
         { "secondary", 0, OPTIONS_STRING, &o.rep.secondary },
         { "checkpoint-interval", 0, OPTIONS_DURATION,
@@ -101,6 +112,8 @@ int primary_main(int argc, char **argv)
         { "witness-timeout", 0, OPTIONS_DURATION,
           &o.rep.witness_timeout_ns },
         { "witness-tls", 0, OPTIONS_STRING, &o.rep.witness_tls },
+        { "standby-pool", 0, OPTIONS_FLAG, &standby_pool },
+        { "pool", 0, OPTIONS_STRING, &pool },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -135,6 +148,23 @@ int primary_main(int argc, char **argv)
         free(found.guest_args);
         return EXITCODE_USAGE;
     }
+    if (pool && !standby_pool) {
+        log_msg("--pool goes with --standby-pool");
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (standby_pool && !o.rep.witness) {
+        log_msg("--standby-pool needs --witness (the pool is in etcd)");
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (pool && pool_check_name(pool, err, sizeof(err)) < 0) {
+        log_msg("--pool %s", err);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (standby_pool)
+        o.rep.standby_pool = pool ? pool : POOL_DEFAULT_NAME;
     if (tls_opts_check(&o.rep.tls, err, sizeof(err)) < 0) {
         log_msg("%s", err);
         free(found.guest_args);

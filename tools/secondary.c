@@ -8,6 +8,7 @@
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "daemon/options.h"
+#include "secondary/enlist.h"
 #include "secondary/secondary.h"
 #include "witness/claim.h"
 
@@ -54,6 +55,24 @@ static const char help[] =
     "                       TLS to etcd: DIR/ca.pem (the members' CA),\n"
     "                       DIR/cert.pem + key.pem (a client certificate,\n"
     "                       if the cluster asks for one)\n"
+    "      --register       while waiting for a primary, offer this\n"
+    "                       secondary in the witness's standby pool, for\n"
+    "                       a primary with --standby-pool to pick; out of\n"
+    "                       it once a primary connects (needs --witness)\n"
+    "      --standby-pool   once this secondary has taken the VM over,\n"
+    "                       whenever it runs unprotected, pick a standby\n"
+    "                       from the pool and bring it up as its own\n"
+    "                       secondary (as ftvm primary --standby-pool;\n"
+    "                       needs --witness)\n"
+    "      --pool NAME      the pool ([A-Za-z0-9._-], default \"default\")\n"
+    "                       registered in, and picked from\n"
+    "      --advertise HOST:PORT\n"
+    "                       the address primaries dial (default: the\n"
+    "                       --listen address; required when that is\n"
+    "                       every address)\n"
+    "      --pool-ttl TIME  the registration's lease, kept alive every\n"
+    "                       third of it: a standby gone for this long\n"
+    "                       leaves the pool (default 5s, whole seconds)\n"
     "\n"
     "security (docs/tls.md; one of --tls-creds and --insecure):\n"
     "      --tls-creds DIR  mutual TLS 1.3: ca.pem, cert.pem, key.pem\n"
@@ -113,6 +132,11 @@ int secondary_main(int argc, char **argv)
         { "witness", 0, OPTIONS_STRING, &o.witness },
         { "witness-timeout", 0, OPTIONS_DURATION, &o.witness_timeout_ns },
         { "witness-tls", 0, OPTIONS_STRING, &o.witness_tls },
+        { "register", 0, OPTIONS_FLAG, &o.register_pool },
+        { "standby-pool", 0, OPTIONS_FLAG, &o.standby_pool },
+        { "pool", 0, OPTIONS_STRING, &o.pool },
+        { "advertise", 0, OPTIONS_STRING, &o.advertise },
+        { "pool-ttl", 0, OPTIONS_DURATION, &o.pool_ttl_ns },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -141,6 +165,34 @@ int secondary_main(int argc, char **argv)
     }
     if (o.witness_timeout_ns < 1000000) {
         log_msg("--witness-timeout must be at least 1ms");
+        return EXITCODE_USAGE;
+    }
+    if ((o.advertise || o.pool_ttl_ns) && !o.register_pool) {
+        log_msg("--advertise and --pool-ttl go with --register");
+        return EXITCODE_USAGE;
+    }
+    if (o.pool && !o.register_pool && !o.standby_pool) {
+        log_msg("--pool goes with --register or --standby-pool");
+        return EXITCODE_USAGE;
+    }
+    if ((o.register_pool || o.standby_pool) && !o.witness) {
+        log_msg("--register and --standby-pool need --witness (the pool is "
+                "in etcd)");
+        return EXITCODE_USAGE;
+    }
+    if (o.pool && pool_check_name(o.pool, err, sizeof(err)) < 0) {
+        log_msg("--pool %s", err);
+        return EXITCODE_USAGE;
+    }
+    char addr[POOL_ADDR_MAX];
+    if (o.advertise && enlist_address(addr, sizeof(addr), o.advertise, "",
+                                      err, sizeof(err)) < 0) {
+        log_msg("%s", err);
+        return EXITCODE_USAGE;
+    }
+    if (o.pool_ttl_ns && (o.pool_ttl_ns < 1000000000ull ||
+                          o.pool_ttl_ns > 3600000000000ull)) {
+        log_msg("--pool-ttl: 1s to 1h");
         return EXITCODE_USAGE;
     }
     if (o.setup_ns == 0) {

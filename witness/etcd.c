@@ -53,6 +53,8 @@ typedef enum req_kind {
     REQ_GRANT,
     REQ_KEEPALIVE,
     REQ_REVOKE,
+    REQ_PUT_IF,
+    REQ_LIST,
 } req_kind;
 
 /* What one finished attempt means for the request. */
@@ -89,6 +91,9 @@ struct etcd_req {
     size_t answer_len;
     etcd_reply reply;
     uint8_t *value;             /* decoded reply value */
+    etcd_kv *kvs;               /* list: decoded, each key and value */
+    size_t nkvs;                /* malloc'd (freed with the request) */
+    size_t limit;               /* list: keys asked for at most */
     char err[1024];
     etcd_req *prev, *next;
 };
@@ -245,9 +250,21 @@ static void req_unlink(etcd_req *r)
     r->linked = false;
 }
 
+static void free_kvs(etcd_req *r)
+{
+    for (size_t i = 0; i < r->nkvs; i++) {
+        free((char *)r->kvs[i].key);
+        free((uint8_t *)r->kvs[i].value);
+    }
+    free(r->kvs);
+    r->kvs = NULL;
+    r->nkvs = 0;
+}
+
 static void req_free(etcd_req *r)
 {
     req_unlink(r);
+    free_kvs(r);
     /* Frees a pending evhttp request with it, without its callbacks. */
     if (r->conn)
         evhttp_connection_free(r->conn);
@@ -386,7 +403,9 @@ static bool take_kv(etcd_req *r, json_t *kv)
               b64_decode(json_string_value(v), ETCD_MAX_VALUE, &r->value,
                          &len) < 0))
         return false;
-    if (!etcd_json_int64(json_object_get(kv, "lease"), &r->reply.lease))
+    if (!etcd_json_int64(json_object_get(kv, "lease"), &r->reply.lease) ||
+        !etcd_json_int64(json_object_get(kv, "mod_revision"),
+                         &r->reply.mod_revision))
         return false;
     r->reply.value = r->value ? r->value : (const uint8_t *)"";
     r->reply.value_len = len;
@@ -414,6 +433,13 @@ static verdict read_create(etcd_req *r, json_t *j)
     if (!range)
         range = json_object_get(resp, "responseRange");
     json_t *kv = first_kv(range);
+    if (!kv && r->kind == REQ_PUT_IF && range) {
+        /* Changed, then deleted (its lease expired, or a revoke). */
+        r->reply.outcome = ETCD_LOST;
+        r->reply.value = NULL;
+        r->reply.value_len = 0;
+        return VERDICT_DONE;
+    }
     if (!kv || !take_kv(r, kv)) {
         snprintf(r->err, sizeof(r->err), "a transaction answer with "
                  "neither success nor the key's value");
@@ -429,12 +455,90 @@ static verdict read_create(etcd_req *r, json_t *j)
     return VERDICT_DONE;
 }
 
+/* s (base64) decoded, NUL-terminated, into *out; false if malformed. */
+static bool decode_str(json_t *s, size_t max, uint8_t **out, size_t *len)
+{
+    uint8_t *b = NULL;
+    *len = 0;
+    if (s && (!json_is_string(s) ||
+              b64_decode(json_string_value(s), max, &b, len) < 0))
+        return false;
+    uint8_t *z = malloc(*len + 1);
+    if (z && *len)
+        memcpy(z, b, *len);
+    free(b);
+    if (!z)
+        return false;
+    z[*len] = '\0';
+    *out = z;
+    return true;
+}
+
+static verdict read_list(etcd_req *r, json_t *j)
+{
+    json_t *kvs = json_object_get(j, "kvs");
+    size_t n = json_is_array(kvs) ? json_array_size(kvs) : 0;
+    free_kvs(r);
+    if (kvs && !json_is_array(kvs)) {
+        snprintf(r->err, sizeof(r->err), "a range answer whose kvs is not "
+                 "an array");
+        return VERDICT_RETRY;
+    }
+    /* The limit was asked for; an answer over it is cut, and says more. */
+    r->reply.more = json_is_true(json_object_get(j, "more"));
+    if (n > r->limit) {
+        n = r->limit;
+        r->reply.more = true;
+    }
+    r->kvs = n ? calloc(n, sizeof(*r->kvs)) : NULL;
+    if (n && !r->kvs) {
+        snprintf(r->err, sizeof(r->err), "out of memory");
+        return VERDICT_RETRY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *kv = json_array_get(kvs, i);
+        etcd_kv *e = &r->kvs[r->nkvs];
+        uint8_t *k = NULL, *v = NULL;
+        size_t kl, vl;
+        bool ok = json_is_object(kv) &&
+            decode_str(json_object_get(kv, "key"), ETCD_MAX_KEY, &k, &kl) &&
+            decode_str(json_object_get(kv, "value"), ETCD_MAX_VALUE, &v,
+                       &vl) &&
+            etcd_json_int64(json_object_get(kv, "mod_revision"),
+                            &e->mod_revision) &&
+            etcd_json_int64(json_object_get(kv, "lease"), &e->lease);
+        if (!ok) {
+            free(k);
+            free(v);
+            free_kvs(r);
+            snprintf(r->err, sizeof(r->err), "a malformed key-value in a "
+                     "range answer");
+            return VERDICT_RETRY;
+        }
+        if (kl == 0 || strlen((char *)k) != kl) {
+            free(k);            /* not a key anyone here wrote */
+            free(v);
+            continue;
+        }
+        e->key = (char *)k;
+        e->value = v;
+        e->value_len = vl;
+        r->nkvs++;
+    }
+    r->reply.kvs = r->kvs;
+    r->reply.nkvs = r->nkvs;
+    return VERDICT_DONE;
+}
+
 static verdict read_ok(etcd_req *r, json_t *j)
 {
     json_t *kv;
     switch (r->kind) {
     case REQ_CREATE:
+    case REQ_PUT_IF:
         return read_create(r, j);
+    case REQ_LIST:
+        return read_list(r, j);
     case REQ_GET:
         kv = first_kv(j);
         if (!kv) {
@@ -843,6 +947,90 @@ etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
     memcpy(mine, value, len);
     r->mine = mine;
     r->mine_len = len;
+    return r;
+}
+
+etcd_req *etcd_put_if_unchanged(etcd *c, const char *key,
+                                int64_t mod_revision, const void *value,
+                                size_t len, int64_t lease, etcd_cb cb,
+                                void *opaque, char *err, size_t errlen)
+{
+    if (len == 0 || len > ETCD_MAX_VALUE || !value) {
+        snprintf(err, errlen, "etcd value of %zu bytes: expected 1 to %d",
+                 len, ETCD_MAX_VALUE);
+        return NULL;
+    }
+    if (mod_revision < 1 || lease < 0) {
+        snprintf(err, errlen, "put-if-unchanged: mod_revision %" PRId64
+                 ", lease %" PRId64 ": expected a key's revision and a "
+                 "lease id or 0", mod_revision, lease);
+        return NULL;
+    }
+    char *k = key_b64(key, err, errlen);
+    if (!k)
+        return NULL;
+    char *v = b64_encode(value, len);
+    uint8_t *mine = malloc(len);
+    char leasebuf[24], revbuf[24];
+    snprintf(leasebuf, sizeof(leasebuf), "%" PRId64, lease);
+    snprintf(revbuf, sizeof(revbuf), "%" PRId64, mod_revision);
+    /* Unchanged since read; the failure branch reads what it is now. */
+    json_t *body = v && mine ? json_pack(
+        "{s:[{s:s, s:s, s:s, s:s}], s:[{s:{s:s, s:s, s:s}}],"
+        " s:[{s:{s:s}}]}",
+        "compare", "target", "MOD", "result", "EQUAL", "key", k,
+        "mod_revision", revbuf,
+        "success", "request_put", "key", k, "value", v, "lease", leasebuf,
+        "failure", "request_range", "key", k) : NULL;
+    free(k);
+    free(v);
+    etcd_req *r = req_new(c, REQ_PUT_IF, "/v3/kv/txn", body, cb, opaque,
+                          err, errlen);
+    if (!r) {
+        free(mine);
+        return NULL;
+    }
+    memcpy(mine, value, len);
+    r->mine = mine;
+    r->mine_len = len;
+    return r;
+}
+
+etcd_req *etcd_list(etcd *c, const char *prefix, size_t limit, etcd_cb cb,
+                    void *opaque, char *err, size_t errlen)
+{
+    if (limit < 1 || limit > ETCD_MAX_LIST) {
+        snprintf(err, errlen, "etcd list limit %zu: expected 1 to %d", limit,
+                 ETCD_MAX_LIST);
+        return NULL;
+    }
+    char *k = key_b64(prefix, err, errlen);
+    if (!k)
+        return NULL;
+    /* The range's end: the prefix with its last byte that is not 0xff
+     * plus one (what etcd's clientv3.WithPrefix computes). */
+    size_t n = strlen(prefix);
+    uint8_t end[ETCD_MAX_KEY];
+    memcpy(end, prefix, n);
+    while (n && end[n - 1] == 0xff)
+        n--;
+    char *e = NULL;
+    if (n) {
+        end[n - 1]++;
+        e = b64_encode(end, n);
+    } else {
+        e = b64_encode((const uint8_t *)"", 1);    /* "\0": every key */
+    }
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    json_t *body = e ? json_pack("{s:s, s:s, s:s}", "key", k, "range_end", e,
+                                 "limit", lim) : NULL;
+    free(k);
+    free(e);
+    etcd_req *r = req_new(c, REQ_LIST, "/v3/kv/range", body, cb, opaque, err,
+                          errlen);
+    if (r)
+        r->limit = limit;       /* what read_list holds the answer to */
     return r;
 }
 

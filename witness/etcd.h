@@ -44,6 +44,7 @@ struct json_t;
 #define ETCD_MAX_KEY 1024               /* bytes of a key we send */
 #define ETCD_MAX_VALUE (64 * 1024)      /* bytes of a value, either way */
 #define ETCD_MAX_BODY (1024 * 1024)     /* bytes of an answer's body */
+#define ETCD_MAX_LIST 256               /* keys one etcd_list returns */
 #define ETCD_DEFAULT_TIMEOUT_MS 2000
 #define ETCD_MAX_TIMEOUT_MS 600000
 
@@ -72,6 +73,15 @@ typedef struct etcd_options {
     const char *tls_dir;
 } etcd_options;
 
+/* One key of etcd_list's answer. */
+typedef struct etcd_kv {
+    const char *key;            /* NUL-terminated (keys with NUL skipped) */
+    const uint8_t *value;
+    size_t value_len;
+    int64_t mod_revision;       /* the key's last change */
+    int64_t lease;              /* 0: none */
+} etcd_kv;
+
 typedef struct etcd_reply {
     etcd_status status;
     etcd_outcome outcome;       /* create_if_absent only (UNKNOWN: FAILED) */
@@ -79,8 +89,12 @@ typedef struct etcd_reply {
     const uint8_t *value;       /* get; create: the owner's (WON: ours) */
     size_t value_len;
     int64_t lease;              /* grant: the new lease; get: the key's */
+    int64_t mod_revision;       /* get: the key's last change */
     int64_t ttl;                /* grant, keepalive: seconds left */
     int64_t revision;           /* the store's revision in the answer */
+    const etcd_kv *kvs;         /* list: the keys, in key order */
+    size_t nkvs;
+    bool more;                  /* list: more keys than the limit */
     const char *endpoint;       /* who answered, or was tried last */
     const char *err;            /* FAILED: what went wrong ("" otherwise) */
 } etcd_reply;
@@ -108,6 +122,24 @@ size_t etcd_endpoints(const etcd *c);
 etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
                                 size_t len, int64_t lease, etcd_cb cb,
                                 void *opaque, char *err, size_t errlen);
+/*
+ * Puts key=value (under lease) only if the key's mod_revision is still
+ * mod_revision, i.e. nobody changed or deleted it since it was read: the
+ * outcome is WON (the key holds our value: this put, or an earlier
+ * attempt of ours, reply.earlier), LOST (it changed: reply.value is its
+ * value now, NULL when it is gone) or UNKNOWN.  As for create_if_absent,
+ * value must name its writer uniquely.
+ */
+etcd_req *etcd_put_if_unchanged(etcd *c, const char *key,
+                                int64_t mod_revision, const void *value,
+                                size_t len, int64_t lease, etcd_cb cb,
+                                void *opaque, char *err, size_t errlen);
+/*
+ * The keys that begin with prefix, at most limit (1 to ETCD_MAX_LIST) of
+ * them in key order (reply.more: there are others), a linearizable read.
+ */
+etcd_req *etcd_list(etcd *c, const char *prefix, size_t limit, etcd_cb cb,
+                    void *opaque, char *err, size_t errlen);
 /* The value of key (a linearizable read: needs a quorum). */
 etcd_req *etcd_get(etcd *c, const char *key, etcd_cb cb, void *opaque,
                    char *err, size_t errlen);
