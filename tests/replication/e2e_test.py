@@ -307,12 +307,15 @@ class Reference:
             self._start(max(2 * self.count, i + 100))
         if i >= len(self.lines):
             # Read once per wait, not once per line: the checks walk
-            # every line a run printed.
+            # every line a run printed.  Line 0 (the header) has no tick
+            # to wait for: wait for the line itself.
             if self.p.last_tick() < i:
                 self.p.wait_tick(i, timeout=30)
-            self.lines = self.p.lines()
-        return canon(self.lines[i] if i < len(self.lines)
-                     else self.lines[-1])
+            self.lines = ft.wait_until(
+                lambda: (lambda ls: ls if len(ls) > i else None)(
+                    self.p.lines()), 30,
+                "line %d of the reference run" % i)
+        return canon(self.lines[i])
 
 
 def canon(line):
