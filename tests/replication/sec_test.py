@@ -331,15 +331,19 @@ def case_truncated():
 def case_stall():
     ft.needs_kvm()
     ref = reference()
-    sec = Secondary(failure="300ms")
-    # A small VM: its bring-up passes are short, never 300 ms of silence.
-    prim = FakePrimary("primary", sec.addr, ["bringup", "ckpt:3",
-                                             "stall:3000", "die"], mem="16M")
+    # 300 ms here, longer on a slow machine (a one-CPU VM can be silent
+    # that long between two passes of even a small bring-up).
+    failure = round(ft.scaled(300))
+    sec = Secondary(failure="%dms" % failure)
+    # A small VM: its bring-up passes are short, never that silent.
+    prim = FakePrimary("primary", sec.addr, [
+        "bringup", "ckpt:3", "stall:%d" % max(3000, 2 * failure + 1000),
+        "die"], mem="16M")
     line = prim.wait_line("closed", timeout=10)
     ms = float(line.split()[1])
-    check(300 <= ms < 300 + ft.scaled(0.7) * 1e3,
+    check(failure <= ms < failure + ft.scaled(0.7) * 1e3,
           "the secondary hung up %.1f ms into the "
-          "silence; the failure timeout is 300 ms" % ms)
+          "silence; the failure timeout is %d ms" % (ms, failure))
     prim.finished()
     hb = int(prim.wait_line("heartbeats").split()[1])
     check(hb >= 3, "%d heartbeats during the silence" % hb)
