@@ -232,6 +232,13 @@ def first_tick(reader):
     return int(m.group(1)) if m else None
 
 
+def silent_ms(line):
+    """The silence the secondary saw at detection ("nothing from ... for N
+    ms"), or None (an end of stream)."""
+    m = re.search(rb"nothing from \S+ for (\d+) ms", line)
+    return int(m.group(1)) if m else None
+
+
 def one_run(a, bins, workdir, tag, mode, fault, timeout_ms, endpoints):
     row = {"mode": mode, "fault": fault, "timeout_ms": timeout_ms,
            "tag": tag}
@@ -285,6 +292,7 @@ def one_run(a, bins, workdir, tag, mode, fault, timeout_ms, endpoints):
             "status_ms": get(st, "failover.ms"),
             "reason": get(st, "failover.reason"),
             "lost_line": lost[1].decode(errors="replace"),
+            "silent_ms": silent_ms(lost[1]),
             "attempts": get(st, "witness.attempts"),
             "witness_state": get(st, "witness.state"),
             "continued_from": get(st, "failover.continued_from"),
@@ -371,10 +379,11 @@ def print_table(rows, txn_new, txn_ka, a, out):
     print(f"{'mode':>7} {'fault':>5} {'T ms':>5} {'n':>3} "
           f"{'failover ms':>17} {'minus T':>13} {'txn ms':>9} "
           f"{'goal T+' + str(int(GOAL_MS)):>12}  "
-          f"{'p50 of: detect claim start output fo.ms':>40}", file=out)
+          f"{'p50 of: detect claim start output fo.ms':>40} "
+          f"{'late':>4}", file=out)
     print(f"{'':>7} {'':>5} {'':>5} {'':>3} {'p50':>5} {'p99':>5} "
           f"{'max':>5} {'p50':>6} {'max':>6} {'p50':>4} {'p99':>4} "
-          f"{'met':>12}  {'':>5}", file=out)
+          f"{'met':>12}  {'':>40} {'max':>4}", file=out)
     keys = []
     for r in rows:
         k = (r["fault"], r["timeout_ms"], r["mode"])
@@ -402,6 +411,9 @@ def print_table(rows, txn_new, txn_ka, a, out):
                 f"{f1(med([r['start_ms'] for r in good])):>5} "
                 f"{f1(med([r['output_ms'] for r in good])):>6} "
                 f"{f1(med([r['status_ms'] for r in good])):>5}")
+        late = [r["silent_ms"] - tmo for r in good
+                if r.get("silent_ms") is not None]
+        comp += f" {max(late) if late else '-':>12}"
         txt = (f"{f1(pct(txn_new, 50)):>4} {f1(pct(txn_new, 99)):>4}"
                if mode == "witness" else f"{'-':>4} {'-':>4}")
         print(f"{lead} {f1(pct(fo, 50)):>5} {f1(pct(fo, 99)):>5} "
@@ -421,7 +433,10 @@ def print_table(rows, txn_new, txn_ka, a, out):
           f"{1000.0 / a.rate:g} ms); fo.ms: the secondary's status "
           f"failover.ms (detection to running).\n"
           f"kill: kill -9, the socket closed by the kernel (no timeout).  "
-          f"stop: SIGSTOP, found by the failure timeout.", file=out)
+          f"stop: SIGSTOP, found by the failure timeout.\n"
+          f"late: the silence the secondary's log gives at detection "
+          f"('nothing from ... for N ms') - T: how late its periodic\n"
+          f"failure check found the timeout passed.", file=out)
     bad = [r for r in rows if "failover_ms" in r and r.get("first_tick")
            and r.get("released") is not None
            and r["first_tick"] > r["released"] + 1]
