@@ -433,10 +433,12 @@ def print_table(rows, txn_new, txn_ka, a, out):
           f"{1000.0 / a.rate:g} ms); fo.ms: the secondary's status "
           f"failover.ms (detection to running).\n"
           f"kill: kill -9, the socket closed by the kernel (no timeout).  "
-          f"stop: SIGSTOP, found by the failure timeout.\n"
+          f"stop: SIGSTOP, found by the failure timeout,\n"
+          f"which runs from the last message heard (up to a checkpoint "
+          f"interval before the fault): stop can fail over in less than T.\n"
           f"late: the silence the secondary's log gives at detection "
-          f"('nothing from ... for N ms') - T: how late its periodic\n"
-          f"failure check found the timeout passed.", file=out)
+          f"('nothing from ... for N ms') - T: how late its failure\n"
+          f"check found the timeout passed.", file=out)
     bad = [r for r in rows if "failover_ms" in r and r.get("first_tick")
            and r.get("released") is not None
            and r["first_tick"] > r["released"] + 1]
@@ -447,8 +449,10 @@ def print_table(rows, txn_new, txn_ka, a, out):
         print(f"note: {len(rep)} runs where the secondary repeated a tick "
               f"the primary had released", file=out)
     if bad:
-        print(f"note: {len(bad)} runs with ticks the primary never released "
-              f"and the secondary skipped (the lost-ACK race)", file=out)
+        print(f"note: {len(bad)} runs in which the secondary went on past "
+              f"the primary's last released tick (the lost-ACK race of\n"
+              f"docs/replication.md: it applied a checkpoint whose ACK the "
+              f"primary never read; those ticks are never shown)", file=out)
     for r in rows:
         if "error" in r:
             print(f"error: {r['mode']} {r['fault']} {r['timeout_ms']} ms "
