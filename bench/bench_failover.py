@@ -5,11 +5,11 @@ and the etcd transaction's latency measured in the same run (issue 9).
     python3 bench/bench_failover.py [--runs 20] [--timeouts 100,300]
                                     [--faults kill,stop] [--modes none,witness]
                                     [--rate 1000] [--interval 20] [--txns 200]
-                                    [--quick] [--json FILE]
+                                    [--tls] [--quick] [--json FILE]
 
 A real three-member etcd cluster on loopback (tests/lib/etcdcluster.py),
 and for each run a fresh `ftvm secondary` and `ftvm primary` on 127.0.0.1
-(--insecure) running the counter guest at --rate ticks per second, both
+(--insecure, or mutual TLS with --tls) running the counter guest at --rate ticks per second, both
 with --failure-timeout T, and with --witness (the cluster) or without it
 (the baseline).  Once three checkpoints are acknowledged, and after a
 random delay of up to 100 ms, the fault:
@@ -64,6 +64,7 @@ import time
 
 from benchproc import forget, kill_group, on_signal, reap_all, spawn
 from bench_repl import Ctl, get, machine, other_ftvm, parse_ms, pct
+from bench_tls import make_certs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
@@ -139,17 +140,19 @@ class Run:
     """A fresh secondary and primary on 127.0.0.1, the counter replicated."""
 
     def __init__(self, bins, workdir, tag, a, timeout_ms, witness):
+        sec = a.security or {"primary": ["--insecure"],
+                             "secondary": ["--insecure"]}
         self.tag = tag
         self.asock = os.path.join(workdir, f"{tag}-a.sock")
         self.bsock = os.path.join(workdir, f"{tag}-b.sock")
         self.a = self.b = None
-        common = ["--insecure", "--failure-timeout", f"{timeout_ms}ms",
-                  "--vm-name", tag]
+        common = ["--failure-timeout", f"{timeout_ms}ms", "--vm-name", tag]
         if witness:
             common += ["--witness", witness, "--witness-timeout",
                        f"{a.witness_timeout}ms"]
         self.b = spawn([bins["tools/ftvm"], "secondary", "--listen",
-                        "127.0.0.1:0", "--control", self.bsock] + common,
+                        "127.0.0.1:0", "--control", self.bsock] + common +
+                       sec["secondary"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, bufsize=0)
         self.bout = Reader(self.b.stdout, False)
@@ -164,7 +167,8 @@ class Run:
                         "area-kib=16", "pages-per-tick=1", "--mem", "64M",
                         "--secondary", f"127.0.0.1:{port}",
                         "--checkpoint-interval", f"{a.interval}ms",
-                        "--control", self.asock] + common,
+                        "--control", self.asock] + common +
+                       sec["primary"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, bufsize=0)
         self.aout = Reader(self.a.stdout, False)
@@ -505,6 +509,9 @@ def main():
     ap.add_argument("--txns", type=int, default=200, help="etcd "
                     "transactions of each kind, spread over the runs "
                     "(default 200)")
+    ap.add_argument("--tls", action="store_true", help="mutual TLS "
+                    "between the roles (certificates made for the run by "
+                    "scripts/make-certs.sh) instead of --insecure")
     ap.add_argument("--quick", action="store_true", help="4 runs per "
                     "configuration (about a minute)")
     ap.add_argument("--seed", type=int, help="the random delays' seed")
@@ -555,6 +562,7 @@ def main():
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copy2(os.path.join(build, p), dst)
             bins[p] = dst
+        a.security = make_certs(workdir) if a.tls else None
         load0 = os.getloadavg()
         others0 = other_ftvm()
         endpoints, cluster, leader0 = None, None, None
@@ -613,7 +621,8 @@ def main():
               f"ftvm processes: {others0} at start, {others1} at end; "
               f"{took:.0f} s", file=out)
         print(f"counter rate={a.rate} (a tick every {1000.0 / a.rate:g} ms), "
-              f"64M guest, checkpoints every {a.interval} ms, --insecure on "
+              f"64M guest, checkpoints every {a.interval} ms, "
+              f"{'mutual TLS' if a.tls else '--insecure'} on "
               f"127.0.0.1; {a.runs} runs per row, the fault after 3 "
               f"checkpoints acknowledged + 0-100 ms", file=out)
         if cluster:
