@@ -374,11 +374,15 @@ def med(xs):
 
 
 def print_table(rows, txn_new, txn_ka, a, out):
-    print(f"etcd txn (create-if-absent, member 0's gateway, from Python): "
-          f"new connection each p50 {f1(pct(txn_new, 50))} p99 "
-          f"{f1(pct(txn_new, 99))} max {f1(max(txn_new) if txn_new else None)}"
-          f" ms (n={len(txn_new)}); kept-alive p50 {f1(pct(txn_ka, 50))} "
-          f"p99 {f1(pct(txn_ka, 99))} ms (n={len(txn_ka)})", file=out)
+    if not txn_new:
+        print("etcd txn: not measured (no witness mode in this run)",
+              file=out)
+    else:
+        print(f"etcd txn (create-if-absent, member 0's gateway, from "
+              f"Python): new connection each p50 {f1(pct(txn_new, 50))} p99 "
+              f"{f1(pct(txn_new, 99))} max {f1(max(txn_new))} ms "
+              f"(n={len(txn_new)}); kept-alive p50 {f1(pct(txn_ka, 50))} "
+              f"p99 {f1(pct(txn_ka, 99))} ms (n={len(txn_ka)})", file=out)
     print("", file=out)
     print(f"{'mode':>7} {'fault':>5} {'T ms':>5} {'n':>3} "
           f"{'failover ms':>17} {'minus T':>13} {'txn ms':>9} "
@@ -466,6 +470,14 @@ def print_table(rows, txn_new, txn_ka, a, out):
 
 # ---- main ----
 
+def parse_timeout(s):
+    m = re.fullmatch(r"(\d+)(ms)?", s.strip())
+    if not m or int(m.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"bad failure timeout '{s}' "
+                                         "(ms, e.g. 300)")
+    return int(m.group(1))
+
+
 def parse_list(s, parse):
     try:
         return [parse(x) for x in s.split(",") if x.strip()]
@@ -521,7 +533,7 @@ def main():
                     help="also write every measurement to FILE as JSON")
     a = ap.parse_args()
     try:
-        a.timeouts = parse_list(a.timeouts, parse_ms)
+        a.timeouts = parse_list(a.timeouts, parse_timeout)
         a.faults = parse_list(a.faults, choice(("kill", "stop")))
         a.modes = parse_list(a.modes, choice(("none", "witness")))
     except argparse.ArgumentTypeError as e:
