@@ -276,8 +276,10 @@ def one_run(a, bins, workdir, tag, mode, fault, timeout_ms, endpoints):
         won = r.berr.wait(lambda l: b"the witness gave the VM" in l, 0.1 if
                           mode != "witness" else 5)
         live = r.berr.wait(lambda l: b"failover (" in l, 5)
-        if not lost or not live:
-            raise RuntimeError("the secondary's log lacks the failover: "
+        if not lost or not live or (mode == "witness") != bool(won):
+            raise RuntimeError("the secondary's log lacks the failover"
+                               + (" or the witness's answer" if mode ==
+                                  "witness" else "") + ": "
                                + Run.why(r.b, r.berr))
         ctl = Run._connect(r.bsock, r.b)
         st = ctl.call("status")
