@@ -253,7 +253,8 @@ def one_run(a, bins, workdir, tag, mode, fault, timeout_ms, endpoints):
         time.sleep(random.uniform(0, 0.1))
         if r.b.poll() is not None or r.bout.first():
             raise RuntimeError("the secondary went live before the fault: "
-                               + Run.why(r.b, r.berr))
+                               + Run.why(r.b, r.berr) + "; the primary: "
+                               + Run.why(r.a, r.aerr))
         t0 = time.monotonic()
         os.kill(r.a.pid, signal.SIGKILL if fault == "kill" else
                 signal.SIGSTOP)
@@ -463,6 +464,17 @@ def print_table(rows, txn_new, txn_ka, a, out):
               f"the primary's last released tick (the lost-ACK race of\n"
               f"docs/replication.md: it applied a checkpoint whose ACK the "
               f"primary never read; those ticks are never shown)", file=out)
+    for r in rows:
+        if "failover_ms" in r and \
+                r["failover_ms"] > r["timeout_ms"] + GOAL_MS:
+            late = "-" if r.get("silent_ms") is None else \
+                r["silent_ms"] - r["timeout_ms"]
+            print(f"over the goal: {r['mode']} {r['fault']} "
+                  f"{r['timeout_ms']} ms run {r['rep']}: "
+                  f"{r['failover_ms']:.1f} ms = detect {r['detect_ms']:.1f} "
+                  f"(late {late}), claim {f1(r['claim_ms'])}, start "
+                  f"{r['start_ms']:.1f}, output {r['output_ms']:.1f}",
+                  file=out)
     for r in rows:
         if "error" in r:
             print(f"error: {r['mode']} {r['fault']} {r['timeout_ms']} ms "
