@@ -9,9 +9,9 @@ and the etcd transaction's latency measured in the same run (issue 9).
 
 A real three-member etcd cluster on loopback (tests/lib/etcdcluster.py),
 and for each run a fresh `ftvm secondary` and `ftvm primary` on 127.0.0.1
-(--insecure, or mutual TLS with --tls) running the counter guest at --rate ticks per second, both
-with --failure-timeout T, and with --witness (the cluster) or without it
-(the baseline).  Once three checkpoints are acknowledged, and after a
+(--insecure, or mutual TLS with --tls) running the counter guest at
+--rate ticks per second, both with --failure-timeout T, and with
+--witness (the cluster) or without it (the baseline).  Once three checkpoints are acknowledged, and after a
 random delay of up to 100 ms, the fault:
 
   kill   kill -9 of the primary.  On one host the kernel closes its socket,
