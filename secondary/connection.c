@@ -27,6 +27,8 @@
 #define RP_BACKLOG_MAX (256 * 1024)
 /* How soon a heartbeat that could not go out is tried again. */
 #define HB_RETRY_NS 5000000u
+/* The failure check's shortest wait: libevent's timers are milliseconds. */
+#define MIN_CHECK_NS 1000000u
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
@@ -256,12 +258,10 @@ static bool check_idle(connection *c)
     return end(c, CONNECTION_IDLE, 1, msg);
 }
 
-bool connection_check_silence(connection *c)
+/* How long nothing has arrived: the later of the last record read and the
+ * kernel's last data received. */
+static uint64_t silence_ns(connection *c)
 {
-    if (LOAD(c->state) != CONNECTION_OPEN || LOAD(c->busy))
-        return false;
-    if (check_idle(c))
-        return true;
     /*
      * The time of the last progress before the clock: read the other way
      * round, a progress stored in between would be later than now.
@@ -272,6 +272,16 @@ bool connection_check_silence(connection *c)
     int64_t ms = connection_heard_ms(c);
     if (ms >= 0 && (uint64_t)ms * 1000000u < silent)
         silent = (uint64_t)ms * 1000000u;
+    return silent;
+}
+
+bool connection_check_silence(connection *c)
+{
+    if (LOAD(c->state) != CONNECTION_OPEN || LOAD(c->busy))
+        return false;
+    if (check_idle(c))
+        return true;
+    uint64_t silent = silence_ns(c);
     if (silent < c->o.failure_timeout_ns)
         return false;
     char msg[256];
@@ -334,11 +344,49 @@ void connection_stop_timers(connection *c)
     event_del(c->ev_fail);
 }
 
+/* A check every tenth of the timeout, 5 to 50 ms apart. */
+static uint64_t check_period(const connection *c)
+{
+    uint64_t every = c->o.failure_timeout_ns / 10;
+    return every < 5000000u ? 5000000u : every > 50000000u ? 50000000u
+                                                           : every;
+}
+
+uint64_t connection_next_check(connection *c)
+{
+    uint64_t every = check_period(c);
+    if (LOAD(c->state) != CONNECTION_OPEN)
+        return 0;
+    if (LOAD(c->busy))
+        return every;
+    /*
+     * Progress only moves the deadline later, so the silence now gives
+     * its earliest time: checking then, not at the next period, keeps
+     * detection within a millisecond of the timeout instead of a tenth
+     * of it.  The kernel's last-received time is in whole milliseconds
+     * (and its clock ticks), so a check can come a little early and run
+     * again: at most one more wake-up.
+     */
+    uint64_t silent = silence_ns(c);
+    uint64_t left = silent < c->o.failure_timeout_ns
+                        ? c->o.failure_timeout_ns - silent : 0;
+    if (left < MIN_CHECK_NS)
+        left = MIN_CHECK_NS;
+    return left < every ? left : every;
+}
+
 static void on_fail_check(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    connection_check_silence(arg);
+    connection *c = arg;
+    if (connection_check_silence(c))
+        return;
+    uint64_t next = connection_next_check(c);
+    if (next) {
+        struct timeval tv = mono_tv(next);
+        event_add(c->ev_fail, &tv);
+    }
 }
 
 static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
@@ -400,17 +448,14 @@ int connection_new(connection **out, struct event_base *base, int fd,
     c->rp = qfile_open_fd(fd, QFILE_WRITE, c->peer);
     c->lq = qfile_open_mem("return path");
     c->ev_hb = evtimer_new(base, on_heartbeat, c);
-    c->ev_fail = event_new(base, -1, EV_PERSIST, on_fail_check, c);
+    c->ev_fail = evtimer_new(base, on_fail_check, c);
     r = -ENOMEM;
     if (!c->in || !c->rp || !c->lq || !c->ev_hb || !c->ev_fail) {
         snprintf(err, errlen, "%s: out of memory", peer);
         goto fail;
     }
-    /* A check every tenth of the timeout, 5 to 50 ms apart. */
-    uint64_t every = c->o.failure_timeout_ns / 10;
-    every = every < 5000000u ? 5000000u : every > 50000000u ? 50000000u
-                                                              : every;
-    struct timeval hb = mono_tv(c->o.heartbeat_ns), fc = mono_tv(every);
+    struct timeval hb = mono_tv(c->o.heartbeat_ns),
+                   fc = mono_tv(check_period(c));
     if (event_add(c->ev_hb, &hb) < 0 || event_add(c->ev_fail, &fc) < 0) {
         snprintf(err, errlen, "%s: cannot start the timers", peer);
         goto fail;

@@ -127,13 +127,20 @@ void connection_hang_up(connection *c);
  */
 bool connection_close(connection *c, int code);
 /*
- * The failure check the loop runs every tenth of the failure timeout (5 to
- * 50 ms apart): ends the connection as CONNECTION_SILENT when nothing
- * arrived for the timeout and the receiver thread is not busy, or, before
- * connection_established, as CONNECTION_IDLE when nothing but PINGs came
- * for the setup timeout.  True when it did.
+ * The failure check the loop runs (see connection_next_check): ends the
+ * connection as CONNECTION_SILENT when nothing arrived for the timeout and
+ * the receiver thread is not busy, or, before connection_established, as
+ * CONNECTION_IDLE when nothing but PINGs came for the setup timeout.  True
+ * when it did.
  */
 bool connection_check_silence(connection *c);
+/*
+ * The ns until the loop should check again: when the failure timeout
+ * would pass if nothing arrives (at least 1 ms), and at most a tenth of
+ * the timeout (5 to 50 ms, which also paces the setup timeout's check);
+ * 0 once the connection ended.
+ */
+uint64_t connection_next_check(connection *c);
 /*
  * Sends a HEARTBEAT if the return path is open and nothing went out for
  * the heartbeat interval; a primary that leaves more than 256 KiB of it

@@ -63,6 +63,54 @@ static void test_silence_times_out(void **unused)
 }
 
 /*
+ * The next check falls when the timeout would pass, not a period later
+ * (detection within 1 ms of the timeout, not within a tenth of it), and
+ * never further off than a tenth of the timeout.
+ */
+static void test_next_check_at_the_deadline(void **unused)
+{
+    (void)unused;
+    peer p;
+    open_peer(&p);
+    assert_int_equal(connection_next_check(p.conn), TIMEOUT / 10);
+    peer_now_ns += TIMEOUT - 12 * MS;
+    assert_int_equal(connection_next_check(p.conn), 12 * MS);
+    peer_now_ns += 11 * MS + MS / 2;
+    assert_int_equal(connection_next_check(p.conn), MS);    /* the least */
+    assert_false(connection_check_silence(p.conn));
+    /* Progress moves the deadline. */
+    connection_progress(p.conn);
+    assert_int_equal(connection_next_check(p.conn), TIMEOUT / 10);
+    /* Busy: the receiver is not reading, nothing to time; the period. */
+    peer_now_ns += TIMEOUT - 2 * MS;
+    connection_set_busy(p.conn, true);
+    assert_int_equal(connection_next_check(p.conn), TIMEOUT / 10);
+    connection_set_busy(p.conn, false);
+    assert_int_equal(connection_next_check(p.conn), TIMEOUT / 10);
+    /* Past the timeout: at once (1 ms), and once ended, never. */
+    peer_now_ns += TIMEOUT + 5 * MS;
+    assert_int_equal(connection_next_check(p.conn), MS);
+    assert_true(connection_check_silence(p.conn));
+    assert_int_equal(connection_next_check(p.conn), 0);
+    peer_close(&p);
+}
+
+/* A short timeout's period is 5 ms at least, a long one's 50 ms at most. */
+static void test_next_check_period_bounds(void **unused)
+{
+    (void)unused;
+    peer p;
+    peer_open(&p, 20 * MS, HEARTBEAT, NULL);
+    assert_int_equal(connection_next_check(p.conn), 5 * MS);
+    peer_close(&p);
+    peer_open(&p, 2000 * MS, HEARTBEAT, NULL);
+    assert_int_equal(connection_next_check(p.conn), 50 * MS);
+    peer_now_ns += 1990 * MS;
+    assert_int_equal(connection_next_check(p.conn), 10 * MS);
+    peer_close(&p);
+}
+
+/*
  * Until checkpoint 1, PINGs keep a peer alive but do not hold the slot:
  * more than PINGs must come every setup timeout (finding 2 of issue 8).
  */
@@ -347,6 +395,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_silence_times_out),
         cmocka_unit_test(test_progress_is_life),
+        cmocka_unit_test(test_next_check_at_the_deadline),
+        cmocka_unit_test(test_next_check_period_bounds),
         cmocka_unit_test(test_setup_needs_more_than_pings),
         cmocka_unit_test(test_busy_is_not_silence),
         cmocka_unit_test(test_progress_during_check),
