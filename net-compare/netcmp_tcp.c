@@ -88,8 +88,12 @@ static bool step(netcmp *nc, netcmp_flow *fl, netcmp_held *p)
         fl->cur = p->f.seq;
         fl->has_cur = true;
     }
-    /* Bytes compared before: the guest's TCP resends its send buffer. */
-    if (plen && seq_le(p->f.seq + plen, fl->cur)) {
+    /*
+     * Bytes compared before: the guest's TCP resends its send buffer.
+     * (Only for a segment not begun: one whose units were all compared
+     * may still have its RST to meet.)
+     */
+    if (plen && p->done == 0 && seq_le(p->f.seq + plen, fl->cur)) {
         netcmp_complete(p, NETCMP_RETRANSMIT, &nc->st);
         return true;
     }
@@ -109,7 +113,7 @@ static bool step(netcmp *nc, netcmp_flow *fl, netcmp_held *p)
         fl->has_offset = true;
     }
     uint32_t sseq = s->f.seq + fl->offset;
-    if (slen && seq_le(sseq + slen, fl->cur)) {
+    if (slen && s->done == 0 && seq_le(sseq + slen, fl->cur)) {
         netcmp_consume_head(nc, fl);
         return true;
     }

@@ -342,6 +342,23 @@ static void test_fin_rst(void **state)
     put(nc, NETCMP_SECONDARY, sseg(1, 1, RST, ""), MS);
     expect_mismatch(nc, "tcp.rst");
     netcmp_free(nc);
+    /* Data and RST in one segment: the RST after the data. */
+    nc = opened(NULL);
+    frame rd = pseg(1, 1, RST | ACK, "last");
+    put(nc, NETCMP_PRIMARY, rd, MS);
+    put(nc, NETCMP_SECONDARY, sseg(1, 1, ACK, "la"), MS);
+    expect_none(nc);
+    put(nc, NETCMP_SECONDARY, sseg(3, 1, RST | ACK, "st"), MS);
+    expect_release(nc, rd, NETCMP_MATCHED);
+    expect_none(nc);
+    check_stats(nc);
+    netcmp_free(nc);
+    nc = opened(NULL);
+    put(nc, NETCMP_PRIMARY, rd, MS);
+    put(nc, NETCMP_SECONDARY, sseg(1, 1, ACK, "last"), MS);
+    put(nc, NETCMP_SECONDARY, sseg(5, 1, ACK, "more"), MS);
+    expect_mismatch(nc, "tcp.rst");
+    netcmp_free(nc);
 }
 
 /* A connection the guests open, across the wrap of sequence numbers. */
