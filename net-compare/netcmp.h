@@ -140,9 +140,9 @@ bool netcmp_tcp_offset(const netcmp *nc, const netcmp_key *key,
                        uint32_t *offset);
 /*
  * A frame from the world to the VMs, as the secondary's copy: its TCP ACK
- * number (a primary's sequence number) moved into the secondary's space,
- * the checksum fixed up.  key is the flow of the VMs' replies (the
- * frame's reversed).  Returns whether it changed the frame.
+ * number (a primary's sequence number) moved into the secondary's space
+ * by the offset of the reverse flow (the VMs' replies), the checksum
+ * fixed up incrementally.  Returns whether it changed the frame.
  */
 bool netcmp_rewrite_to_secondary(const netcmp *nc, uint8_t *frame,
                                  size_t len);
