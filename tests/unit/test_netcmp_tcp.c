@@ -385,6 +385,49 @@ static void test_outbound_wrap(void **state)
     netcmp_free(nc);
 }
 
+/* The secondary ahead, two connections interleaved, a reset keeping. */
+static void test_secondary_ahead(void **state)
+{
+    (void)state;
+    netcmp *nc;
+    assert_int_equal(netcmp_new(&nc, NULL), 0);
+    nf_host h = nf_default();
+    frame p2, s2;
+    p2.len = nf_tcp(p2.b, &h, 81, 40000, 9000, 1, SYN | ACK, 1, "", 0);
+    s2.len = nf_tcp(s2.b, &h, 81, 40000, 300, 1, SYN | ACK, 1, "", 0);
+    put(nc, NETCMP_SECONDARY, sseg(0, 1, SYN | ACK, ""), 0);
+    put(nc, NETCMP_SECONDARY, s2, 0);
+    put(nc, NETCMP_SECONDARY, sseg(1, 1, ACK, "first"), 0);
+    expect_none(nc);
+    frame p = pseg(0, 1, SYN | ACK, "");
+    put(nc, NETCMP_PRIMARY, p2, MS);
+    expect_release(nc, p2, NETCMP_MATCHED);
+    put(nc, NETCMP_PRIMARY, p, MS);
+    expect_release(nc, p, NETCMP_MATCHED);
+    frame d = pseg(1, 1, ACK, "first");
+    put(nc, NETCMP_PRIMARY, d, 2 * MS);
+    expect_release(nc, d, NETCMP_MATCHED);
+    /* A reset that keeps: the offset forgotten (the secondary is the
+       primary's copy now), the held segment compared again. */
+    frame e = pseg(6, 1, ACK, "second");
+    put(nc, NETCMP_PRIMARY, e, 3 * MS);
+    put(nc, NETCMP_SECONDARY, sseg(6, 1, ACK, "secXnd"), 3 * MS);
+    expect_mismatch(nc, "tcp.payload");
+    netcmp_reset(nc, NETCMP_RESET_KEEP, 4 * MS);
+    expect_none(nc);
+    netcmp_key k = flow_key();
+    uint32_t off;
+    assert_false(netcmp_tcp_offset(nc, &k, &off));
+    netcmp_stats st;
+    netcmp_get_stats(nc, &st);
+    assert_int_equal(st.dropped_at_reset, 1);
+    assert_int_equal(st.held_frames[0], 1);
+    put(nc, NETCMP_SECONDARY, pseg(6, 1, ACK, "second"), 5 * MS);
+    expect_release(nc, e, NETCMP_MATCHED);
+    check_stats(nc);
+    netcmp_free(nc);
+}
+
 static void test_offset_rewrite(void **state)
 {
     (void)state;
@@ -433,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_fin_rst),
         cmocka_unit_test(test_outbound_wrap),
+        cmocka_unit_test(test_secondary_ahead),
         cmocka_unit_test(test_offset_rewrite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
