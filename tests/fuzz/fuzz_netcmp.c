@@ -1,8 +1,9 @@
 /*
  * libFuzzer target: net-compare's comparator (net-compare/netcmp.h).  The
  * input is a list of events (tests/fuzz/netcmp_inputs.h): frames from
- * either VM, copies of the primary's last frame to the secondary (as is
- * or with a byte changed), time passing, checkpoints, TCP offsets.
+ * either VM, copies of the primary's last frame to the secondary (as is,
+ * with a byte changed, or as another TCP stack would cut and number
+ * it), time passing, checkpoints, TCP offsets.
  *
  * What must hold, whatever the frames: a frame is refused only for its
  * length (-EINVAL) or a bound (-ENOSPC, and then a LIMIT verdict once
@@ -247,6 +248,48 @@ static void put(run *r, netcmp_side side, const uint8_t *b, size_t len)
     verdicts(r, false);
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/*
+ * The primary's last TCP segment as the secondary's stack might send it:
+ * shifted by delta, its payload in two segments (headers copied, lengths
+ * and sequence numbers set; checksums are ignored by the rules).
+ */
+static void split(run *r, unsigned cut, uint32_t delta)
+{
+    netcmp_frame f;
+    netcmp_frame_parse(&f, r->last, r->last_len);
+    if (f.cls != NETCMP_TCP)
+        return;
+    size_t hdr = f.payload_off;
+    size_t k = cut % (f.payload_len + 1);
+    bool syn = f.tcp_flags & NETCMP_TCP_SYN;
+    /* One segment (k == 0), or SYN and the first k bytes, then the rest
+       and FIN. */
+    size_t from[2] = { 0, k }, len[2] = { k ? k : f.payload_len,
+                                          f.payload_len - k };
+    for (int i = 0; i < (k ? 2 : 1); i++) {
+        uint8_t b[NETCMP_FRAME_MAX];
+        memcpy(b, r->last, hdr);
+        memcpy(b + hdr, r->last + hdr + from[i], len[i]);
+        size_t tot = hdr - f.l3_off + len[i];
+        b[f.l3_off + 2] = (uint8_t)(tot >> 8);
+        b[f.l3_off + 3] = (uint8_t)tot;
+        put_be32(b + f.l4_off + 4,
+                 f.seq + delta + (i ? (uint32_t)(syn + k) : 0));
+        if (k)
+            b[f.l4_off + 13] &= (uint8_t)~(i ? NETCMP_TCP_SYN
+                                             : NETCMP_TCP_FIN);
+        put(r, NETCMP_SECONDARY, b, hdr + len[i]);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static run r;
@@ -321,6 +364,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc == 0 && (!netcmp_tcp_offset(r.nc, &f.key, &got) ||
                             got != off))
                 fuzzcheck_broken("fuzz_netcmp: the offset set is not kept");
+            break;
+        }
+        case NC_OP_SPLIT: {
+            int cut = next_byte(&r);
+            uint32_t delta = next_be(&r, 4);
+            split(&r, cut < 0 ? 0 : (unsigned)cut, delta);
             break;
         }
         case NC_OP_REWRITE: {

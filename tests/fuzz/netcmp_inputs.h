@@ -18,6 +18,12 @@
  *                                TCP offset (be32)
  *   NC_OP_REWRITE                the last primary frame, rewritten as
  *                                an inbound frame for the secondary
+ *   NC_OP_SPLIT cut delta32      the last primary frame, if TCP, to the
+ *                                secondary as another stack would send
+ *                                it: its sequence number plus delta32
+ *                                (be32) and its payload cut in two
+ *                                segments after cut bytes (modulo its
+ *                                length + 1; 0: one segment)
  */
 #ifndef FTVM_TESTS_FUZZ_NETCMP_INPUTS_H
 #define FTVM_TESTS_FUZZ_NETCMP_INPUTS_H
@@ -29,6 +35,7 @@ enum {
     NC_OP_RESET,
     NC_OP_OFFSET,
     NC_OP_REWRITE,
+    NC_OP_SPLIT,
     NC_OP_COUNT,
 };
 

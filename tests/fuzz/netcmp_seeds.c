@@ -1,8 +1,9 @@
 /*
  * fuzz_netcmp's seeds (netcmp_inputs.h), frames built with the unit
  * tests' builder (tests/unit/netframes.h): UDP, ARP, ICMP and malformed
- * frames matched, mismatched, timed out and over a bound; a TCP
- * connection whose two sides differ in ISN and segmentation.
+ * frames matched, mismatched, timed out and over a bound; TCP
+ * connections whose two sides differ in ISN and segmentation, written
+ * out and made by the target's SPLIT.
  */
 #include "tests/fuzz/netcmp_inputs.h"
 
@@ -165,7 +166,54 @@ static int seed_tcp(const char *dir)
     return write_seed(dir, "tcp", &s);
 }
 
+static void split(seed *s, unsigned cut, uint32_t delta)
+{
+    byte(s, NC_OP_SPLIT);
+    byte(s, cut);
+    be(s, delta, 4);
+}
+
+/* A connection the guests open, the secondary's stack cutting it. */
+static int seed_split(const char *dir)
+{
+    static seed s;
+    uint8_t f[NETFRAMES_MAX];
+    nf_host h = nf_default();
+    const uint32_t p = 0xfffffff0u, delta = 0x80000000u, c = 333;
+    size_t n;
+    n = nf_tcp(f, &h, 40001, 80, p, 0, 0x02, 29200, "", 0);
+    put(&s, 0, f, n);
+    split(&s, 0, delta);
+    /* The server's SYN-ACK, as the secondary gets it, the ACK rewritten. */
+    nf_host srv = nf_reverse(&h);
+    n = nf_tcp(f, &srv, 80, 40001, c, p + 1, 0x12, 65535, "", 0);
+    put(&s, 0, f, n);
+    op(&s, NC_OP_REWRITE, -1);
+    op(&s, NC_OP_RESET, 0);
+    n = nf_tcp(f, &h, 40001, 80, p, 0, 0x02, 29200, "", 0);
+    put(&s, 0, f, n);
+    split(&s, 0, delta);
+    /* A request across the wrap, cut in two; the ACK the secondary's
+       pure ACK lets go; the last bytes with FIN, cut before the FIN. */
+    n = nf_tcp(f, &h, 40001, 80, p + 1, c + 1, 0x18, 29200,
+               "GET /a-long-path HTTP/1.0\r\n\r\n", 29);
+    put(&s, 0, f, n);
+    split(&s, 11, delta);
+    n = nf_tcp(f, &h, 40001, 80, p + 30, c + 100, 0x10, 29200, "", 0);
+    put(&s, 0, f, n);
+    split(&s, 0, delta);
+    n = nf_tcp(f, &h, 40001, 80, p + 30, c + 100, 0x11, 29200, "bye", 3);
+    put(&s, 0, f, n);
+    split(&s, 3, delta);
+    /* The wrong shift: a position mismatch, then the checkpoint. */
+    n = nf_tcp(f, &h, 40001, 80, p + 34, c + 100, 0x10, 29200, "x", 1);
+    put(&s, 0, f, n);
+    split(&s, 0, delta + 1);
+    op(&s, NC_OP_RESET, 0);
+    return write_seed(dir, "tcp-split", &s);
+}
+
 int netcmp_seeds_write(const char *dir)
 {
-    return seed_plain(dir) | seed_tcp(dir);
+    return seed_plain(dir) | seed_tcp(dir) | seed_split(dir);
 }
