@@ -373,6 +373,63 @@ static void test_limits(void **state)
     netcmp_free(nc);
 }
 
+typedef struct diverged_seen {
+    unsigned flows, diverged;
+} diverged_seen;
+
+static void count_diverged(void *opaque, const netcmp_flow_info *fi)
+{
+    diverged_seen *d = opaque;
+    d->flows++;
+    d->diverged += fi->diverged;
+}
+
+/* TCP flows stay for their state while idle, and give way at the cap. */
+static void test_idle_flows(void **state)
+{
+    (void)state;
+    netcmp *nc = make(&(netcmp_opts){ .max_flows = 2 });
+    nf_host h = nf_default();
+    frame f[3];
+    for (uint16_t i = 0; i < 3; i++) {
+        f[i].len = nf_tcp(f[i].b, &h, (uint16_t)(80 + i), 40000, 100, 1,
+                          0x12, 1000, "", 0);
+        put(nc, NETCMP_PRIMARY, &f[i], MS);
+        put(nc, NETCMP_SECONDARY, &f[i], MS);
+        expect_release(nc, &f[i], NETCMP_MATCHED, 0);
+    }
+    netcmp_stats st;
+    netcmp_get_stats(nc, &st);
+    assert_int_equal(st.flows, 2);
+    /* One diverges; listed as such; the reset forgets every idle one. */
+    frame u = udp(9, "p", 1), v = udp(9, "s", 1);
+    put(nc, NETCMP_PRIMARY, &u, 2 * MS);
+    assert_int_equal(netcmp_put(nc, NETCMP_SECONDARY, v.b, v.len, 2 * MS), 0);
+    netcmp_verdict vd = expect_kind(nc, NETCMP_MISMATCH);
+    netcmp_verdict_done(&vd);
+    diverged_seen d = { 0 };
+    netcmp_flows(nc, count_diverged, &d);
+    assert_int_equal(d.flows, 2);
+    assert_int_equal(d.diverged, 1);
+    /* Both flows busy: a third cannot be made. */
+    frame w = udp(10, "w", 1), data;
+    data.len = nf_tcp(data.b, &h, 82, 40000, 101, 1, 0x18, 1000, "x", 1);
+    put(nc, NETCMP_PRIMARY, &data, 3 * MS);
+    assert_int_equal(netcmp_put(nc, NETCMP_PRIMARY, w.b, w.len, 3 * MS),
+                     -ENOSPC);
+    vd = expect_kind(nc, NETCMP_LIMIT);
+    assert_string_equal(vd.field, "flows");
+    netcmp_verdict_done(&vd);
+    netcmp_reset(nc, NETCMP_RESET_RELEASE, 4 * MS);
+    while (netcmp_next(nc, &vd))
+        netcmp_verdict_done(&vd);
+    netcmp_get_stats(nc, &st);
+    assert_int_equal(st.flows, 0);
+    assert_int_equal(st.resets, 1);
+    check_stats(nc);
+    netcmp_free(nc);
+}
+
 static void test_invalid(void **state)
 {
     (void)state;
@@ -434,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_mismatch),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_idle_flows),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_malformed),
     };
