@@ -377,6 +377,22 @@ void netcmp_tick(netcmp *nc, uint64_t now)
         }
 }
 
+bool netcmp_next_timeout(const netcmp *nc, uint64_t *when)
+{
+    bool any = false;
+    for (uint32_t b = 0; b < NETCMP_BUCKETS; b++)
+        for (const netcmp_flow *fl = nc->buckets[b]; fl; fl = fl->next) {
+            const netcmp_held *p = fl->q[NETCMP_PRIMARY].head;
+            if (fl->diverged || !p)
+                continue;
+            uint64_t t = p->t_wait + nc->o.timeout_ns;
+            if (!any || t < *when)
+                *when = t;
+            any = true;
+        }
+    return any;
+}
+
 void netcmp_reset(netcmp *nc, netcmp_reset_mode mode, uint64_t now)
 {
     nc->st.resets++;

@@ -108,6 +108,11 @@ int netcmp_put(netcmp *nc, netcmp_side side, const void *frame, size_t len,
 /* Time passes: a TIMEOUT verdict for each flow whose oldest held frame
    has waited compare_timeout. */
 void netcmp_tick(netcmp *nc, uint64_t now_ns);
+/*
+ * When netcmp_tick next has something to say: the earliest time a held
+ * frame times out, for the caller's timer.  false when nothing waits.
+ */
+bool netcmp_next_timeout(const netcmp *nc, uint64_t *when_ns);
 /* The next verdict into *v (to free with netcmp_verdict_done): true, or
    false when there is none. */
 bool netcmp_next(netcmp *nc, netcmp_verdict *v);

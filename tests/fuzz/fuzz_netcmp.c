@@ -12,7 +12,8 @@
  * a secondary frame that equals it by the rules, checked here apart from
  * the library's code), a TCP pure ACK or retransmission, or a checkpoint
  * that released everything; mismatch and timeout verdicts name frames
- * still held; the counters add up and agree with this model.
+ * still held; after a tick no timeout is due; the counters add up and
+ * agree with this model.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -334,6 +335,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             r.now += (uint64_t)(ms < 0 ? 0 : ms) * MS;
             netcmp_tick(r.nc, r.now);
             verdicts(&r, false);
+            uint64_t when;
+            if (netcmp_next_timeout(r.nc, &when) && when <= r.now)
+                fuzzcheck_broken("fuzz_netcmp: a timeout due at %llu "
+                                 "after a tick at %llu",
+                                 (unsigned long long)when,
+                                 (unsigned long long)r.now);
             break;
         }
         case NC_OP_RESET: {

@@ -239,9 +239,13 @@ static void test_timeout(void **state)
     (void)state;
     netcmp *nc = make(&(netcmp_opts){ .timeout_ns = 100 * MS });
     frame p = udp(1, "one", 1), p2 = udp(1, "two", 2), o = udp(2, "o", 3);
+    uint64_t when;
+    assert_false(netcmp_next_timeout(nc, &when));
     put(nc, NETCMP_PRIMARY, &p, 10 * MS);
     put(nc, NETCMP_PRIMARY, &p2, 50 * MS);
     put(nc, NETCMP_PRIMARY, &o, 60 * MS);
+    assert_true(netcmp_next_timeout(nc, &when));
+    assert_int_equal(when, 110 * MS);
     netcmp_tick(nc, 109 * MS);
     expect_none(nc);
     netcmp_tick(nc, 110 * MS);
@@ -249,14 +253,19 @@ static void test_timeout(void **state)
     assert_memory_equal(v.frame->data, p.b, p.len);
     netcmp_verdict_done(&v);
     expect_none(nc);
+    assert_true(netcmp_next_timeout(nc, &when));    /* the other flow */
+    assert_int_equal(when, 160 * MS);
     netcmp_tick(nc, 159 * MS);      /* once per flow */
     expect_none(nc);
     netcmp_tick(nc, 160 * MS);
     v = expect_kind(nc, NETCMP_TIMEOUT);
     assert_memory_equal(v.frame->data, o.b, o.len);
     netcmp_verdict_done(&v);
+    assert_false(netcmp_next_timeout(nc, &when));   /* both diverged */
     /* Kept, they wait compare_timeout again from the reset. */
     netcmp_reset(nc, NETCMP_RESET_KEEP, 200 * MS);
+    assert_true(netcmp_next_timeout(nc, &when));
+    assert_int_equal(when, 300 * MS);
     netcmp_tick(nc, 299 * MS);
     expect_none(nc);
     put(nc, NETCMP_SECONDARY, &p, 250 * MS);
