@@ -116,6 +116,9 @@ typedef struct protection {
 
     uint64_t secondaries;       /* brought up (or tried) so far */
     uint64_t taken, acked, full, nacks;     /* all secondaries */
+    /* Answers of another pairing (id, name or generation): each ended
+     * its link as a protocol error. */
+    uint64_t foreign_answers;
     char last_error[512];
 } protection;
 
@@ -132,6 +135,12 @@ typedef struct protection_act {
     bool say;               /* log msg (what went wrong is in last_error) */
     char msg[1500];
     protection_end end;     /* the link becomes the draining one */
+    /*
+     * FINISH: the secondary may be alive, so the EOF goes after a drop
+     * notice ("ftvm-drop", devstate/dropnotice.h) with this reason and
+     * why as its text: it stops rather than fail over.
+     */
+    uint32_t drop_reason;
     uint64_t release_upto;  /* non-0: outqueue_acked(release_upto) */
     bool release_all;       /* outqueue_release_all: output flows unheld */
     bool protected_now;     /* the first ACK: log "protected by" */
@@ -270,6 +279,14 @@ protection_act protection_nack(protection *p, uint64_t id,
                                const pairing *pair, uint64_t sending,
                                const char *text);
 protection_act protection_shut(protection *p, uint32_t code);
+/*
+ * The secondary refuses this pairing (REFUSE, before applying anything):
+ * its reason is logged, and the link ends as after a loss (claimed with a
+ * witness once a package's write began: the word of a peer is no proof).
+ * One of another pairing is a protocol error, as for an ACK.
+ */
+protection_act protection_refused(protection *p, uint64_t decided,
+                                  const pairing *pair, const char *text);
 
 /* ---- liveness ---- */
 

@@ -46,9 +46,26 @@ static void finish_ending(replicator *p)
     }
 }
 
-/* Ends the current link as a says; it becomes the old one. */
-static void end_link(replicator *p, protection_end how)
+/* EOF after the drop notice a says, so that the secondary stops. */
+static void finish_link(replicator *p, channel *l, const protection_act *a)
 {
+    qfile *q = qfile_open_mem("drop notice");
+    size_t len = 0;
+    const uint8_t *d = NULL;
+    if (q && package_drop(p->v, q, &p->prot.pair, a->drop_reason,
+                          a->why) == 0)
+        d = qfile_mem_data(q, &len);
+    if (d)
+        channel_finish(l, p->prot.o.failure_ns, d, len);
+    else    /* no memory: cut, rather than a bare EOF */
+        channel_shutdown(l);
+    qfile_close(q);
+}
+
+/* Ends the current link as a says; it becomes the old one. */
+static void end_link(replicator *p, const protection_act *a)
+{
+    protection_end how = a->end;
     evtimer_del(p->ev_ckpt);
     if (how == PROTECTION_DISCARD) {
         channel_free(p->link);
@@ -64,7 +81,7 @@ static void end_link(replicator *p, protection_end how)
         channel_free(p->old);
     p->old = l;
     if (how == PROTECTION_FINISH)
-        channel_finish(l, p->prot.o.failure_ns);
+        finish_link(p, l, a);
     else
         channel_shutdown(l);
 }
@@ -107,7 +124,7 @@ void replicator_do(replicator *p, const protection_act *a)
     if (a->say)
         log_msg("%s", a->msg);
     if (a->end != PROTECTION_KEEP)
-        end_link(p, a->end);
+        end_link(p, a);
     if (a->have_ack_ns)
         sampler_add(&p->ack, a->ack_ns);
     if (a->release_upto)
@@ -282,6 +299,11 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         break;
     case RETPATH_PONG:
         p->pongs++;
+        break;
+    case RETPATH_REFUSE:
+        channel_get_times(l, &t);
+        protection_writing(&p->prot, t.sending);
+        a = protection_refused(&p->prot, m->value64, &m->pair, m->text);
         break;
     case RETPATH_SHUT:
         channel_get_times(l, &t);
@@ -529,6 +551,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->last_acked = r->acked_id;
     st->full = r->full;
     st->nacks = r->nacks;
+    st->foreign_answers = r->foreign_answers;
     st->in_flight = r->nwin;
     st->rate = cycle_rate(p, now);
     sampler_summarize(&p->pause, &st->pause_ns);

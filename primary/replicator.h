@@ -113,6 +113,7 @@ typedef struct replicator_status {
     uint64_t taken, acked;          /* checkpoints, all secondaries */
     uint64_t last_id, last_acked;   /* this secondary's ids */
     uint64_t full, nacks;
+    uint64_t foreign_answers;       /* of another pairing or generation */
     uint64_t in_flight;
     double rate;                    /* checkpoints per second, recent */
     sampler_summary pause_ns, ack_ns, pages, bytes;

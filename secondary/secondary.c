@@ -228,6 +228,9 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
     case STANDBY_REFUSED:
         log_msg("replication refused: %s", msg);
         break;
+    case STANDBY_DROPPED_BY_PRIMARY:
+        log_msg("%s: the primary keeps the VM; no failover", msg);
+        break;
     }
     s->state = dec.next;
     if (dec.next == STANDBY_FAILOVER)
@@ -430,6 +433,13 @@ static json_t *replication_json(secondary *s)
     if (st.since_heard_ms >= 0)
         json_object_set_new(r, "last_heard_ms",
                             json_integer(st.since_heard_ms));
+    if (a->dropped) {
+        char rb[32];
+        json_object_set_new(r, "dropped", json_pack(
+            "{s:i, s:s, s:s}", "reason", (int)a->drop.reason, "why",
+            dropnotice_reason_name(a->drop.reason, rb, sizeof(rb)), "text",
+            a->drop.text));
+    }
     if (a->have_vm) {
         char pair[96];
         json_object_set_new(r, "pairing", json_string(pairing_str(
@@ -503,11 +513,12 @@ static void collect(void *opaque, metrics_writer *w)
         standby_state_name(STANDBY_FAILOVER, false),
         standby_state_name(STANDBY_RUNNING, false),
         standby_state_name(STANDBY_STOPPED, false),
+        standby_state_name(STANDBY_DROPPED, false),
     };
     metrics_state(w, "ftvm_secondary_state",
                   "waiting for a primary, setup, active, claiming (asking "
-                  "the witness), failover, running (failed over) or "
-                  "stopped", states,
+                  "the witness), failover, running (failed over), "
+                  "stopped or dropped (by the primary)", states,
                   sizeof(states) / sizeof(states[0]), state_name(s));
     /* Before a primary, the same families at zero. */
     receiver_stats st = { .since_heard_ms = -1,

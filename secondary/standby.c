@@ -13,6 +13,7 @@ const char *standby_state_name(standby_state s, bool applied)
     case STANDBY_FAILOVER: return "failover";
     case STANDBY_RUNNING: return "running";
     case STANDBY_STOPPED: return "stopped";
+    case STANDBY_DROPPED: return "dropped";
     }
     return "?";
 }
@@ -46,6 +47,13 @@ standby_decision standby_on_end(const standby_end *e)
     if (e->request == STANDBY_REQUEST_EXIT)
         return stop(STANDBY_AS_REQUESTED, e->request_status);
     switch (e->why) {
+    case RECEIVER_END_DROPPED: {
+        /* The primary is alive and keeps the VM: never claim it. */
+        standby_decision d = stop(STANDBY_DROPPED_BY_PRIMARY,
+                                  STANDBY_EXIT_DROPPED);
+        d.next = STANDBY_DROPPED;
+        return d;
+    }
     case RECEIVER_END_EOF:
         return stop(STANDBY_PRIMARY_STOPPED, 0);
     case RECEIVER_END_LOST:
@@ -100,6 +108,7 @@ standby_stop standby_on_stop(standby_state s)
     case STANDBY_CLAIMING:      /* the VM never ran here */
     case STANDBY_WAITING:
     case STANDBY_STOPPED:
+    case STANDBY_DROPPED:
         break;
     }
     return STANDBY_STOP_EXIT;

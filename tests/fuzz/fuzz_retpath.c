@@ -191,6 +191,15 @@ static void deliver(run *r, const retpath_msg *m)
             fuzzcheck_broken("fuzz_retpath: a NACK of another pairing did "
                              "not end the link");
         break;
+    case RETPATH_REFUSE:
+        a = protection_refused(p, m->value64, &m->pair, m->text);
+        if (linked && (p->state == PROTECTION_SETUP ||
+                       p->state == PROTECTION_ACTIVE))
+            fuzzcheck_broken("fuzz_retpath: a REFUSE did not end the link");
+        if (a.release_upto)
+            fuzzcheck_broken("fuzz_retpath: a REFUSE released output by "
+                             "checkpoint");
+        break;
     case RETPATH_SHUT:
         a = protection_shut(p, m->value32);
         break;
@@ -237,7 +246,7 @@ static void receive(run *r, size_t n)
             fuzzcheck_broken("fuzz_retpath: %d bytes used of %zu", used,
                              r->rx_len - off);
         /* What it accepts is what the writer writes, byte for byte. */
-        if (m.type != RETPATH_NACK ||
+        if ((m.type != RETPATH_NACK && m.type != RETPATH_REFUSE) ||
             !memchr(r->rx + off + 4 + RETPATH_ANSWER_LEN, 0,
                     (size_t)used - 4 - RETPATH_ANSWER_LEN)) {
             qfile *q = qfile_open_mem("rp");

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "primary/outqueue.h"
+#include "devstate/dropnotice.h"
 #include "primary/protection.h"
 
 #define MS 1000000ull
@@ -277,6 +278,80 @@ static void run_answers(protection *p, const protection_act *a)
 }
 
 /* ---- the tests ---- */
+
+/*
+ * Every link ended on purpose while the secondary may be alive (FINISH)
+ * carries a drop notice's reason; a dropped connection (DROP), or the
+ * monitor's failure (DISCARD), none.  An answer of another generation
+ * ends the link as a protocol error and is counted; a REFUSE ends it as
+ * a loss, its reason said.
+ */
+static void test_drop_reasons(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+
+    init(&p, 0);
+    active(&p);
+    a = protection_vm_stopped(&p, false);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_int_equal(a.drop_reason, DROPNOTICE_VM_STOPPED);
+    assert_string_equal(a.why, "the VM has stopped");
+
+    init(&p, 0);
+    active(&p);
+    a = protection_vm_stopped(&p, true);
+    assert_int_equal(a.end, PROTECTION_DISCARD);
+    assert_int_equal(a.drop_reason, 0);
+
+    /* Not yet written: cut at once, nothing to tell. */
+    init(&p, 2 * S);
+    protection_begin(&p, ADDR, &test_pair);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_int_equal(a.drop_reason, 0);
+
+    /* An ACK of generation 2 on a link of generation 1. */
+    pairing newer = test_pair;
+    newer.generation = 2;
+    init(&p, 2 * S);
+    active(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 2, &newer, 2, 0);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_int_equal(a.drop_reason, DROPNOTICE_GAVE_UP);
+    assert_int_equal(a.release_upto, 0);
+    assert_int_equal(p.foreign_answers, 1);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_non_null(strstr(a.msg, "protocol error: ACK of checkpoint 2 for "
+                                  "pairing vm-1/01020304/g2"));
+
+    /* A secondary that refuses the pairing: lost, its reason said. */
+    init(&p, 2 * S);
+    bring_up(&p);
+    a = protection_refused(&p, 5, &test_pair, "primary of generation 1 is "
+                           "older than generation 5 decided by the witness");
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_non_null(strstr(a.msg, "secondary " ADDR " refused this primary "
+                                  "(pairing vm-1/01020304/g1): primary of "
+                                  "generation 1 is older than generation 5"));
+    /* ... of another pairing: a protocol error, counted. */
+    init(&p, 2 * S);
+    active(&p);
+    a = protection_refused(&p, 5, &newer, "x");
+    assert_int_equal(p.foreign_answers, 1);
+    assert_int_equal(a.drop_reason, DROPNOTICE_GAVE_UP);
+    /* With a witness, once a package went, the loss is claimed. */
+    protection_init(&p, &(protection_opts){ .witness = true }, ADDR);
+    active(&p);
+    protection_sent(&p, 1, 1);
+    a = protection_refused(&p, 5, &test_pair, "stale");
+    assert_true(a.claim);
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+}
 
 static void test_init(void **unused)
 {
@@ -1061,6 +1136,8 @@ static void test_stop(void **unused)
     take(&p, 0);
     assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
     assert_int_equal(a.end, PROTECTION_FINISH);
+    /* The secondary is told it is dropped, and why, before the EOF. */
+    assert_int_equal(a.drop_reason, DROPNOTICE_STOPPED);
     assert_false(a.release_all);
     assert_true(p.holding);
     assert_true(p.draining);
@@ -1602,6 +1679,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),
+        cmocka_unit_test(test_drop_reasons),
         cmocka_unit_test(test_bringup_to_active),
         cmocka_unit_test(test_ready_when_not_linked),
         cmocka_unit_test(test_window),

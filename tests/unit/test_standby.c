@@ -174,6 +174,29 @@ static void test_commands(void **state)
  * With a witness, a lost or silent primary is claimed first: never a
  * failover straight away; everything else ends as without one.
  */
+/*
+ * The primary's drop notice: exit 6, never a claim or a failover, with or
+ * without a witness, whatever was applied; an operator's request first.
+ */
+static void test_dropped(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 8; i++) {
+        standby_decision d = standby_on_end(&(standby_end){
+            .why = RECEIVER_END_DROPPED, .have_vm = true,
+            .applied = i & 1, .witness = i & 2,
+            .request = i & 4 ? STANDBY_REQUEST_CLAIM : STANDBY_REQUEST_NONE });
+        assert_int_equal(d.verdict, STANDBY_DROPPED_BY_PRIMARY);
+        assert_int_equal(d.next, STANDBY_DROPPED);
+        assert_true(d.exit);
+        assert_int_equal(d.status, STANDBY_EXIT_DROPPED);
+        assert_int_equal(d.status, 6);
+        assert_null(d.failover_reason);
+    }
+    assert_string_equal(standby_state_name(STANDBY_DROPPED, true), "dropped");
+    assert_int_equal(standby_on_stop(STANDBY_DROPPED), STANDBY_STOP_EXIT);
+}
+
 static void test_witness_end(void **state)
 {
     (void)state;
@@ -308,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_witness_end),
+        cmocka_unit_test(test_dropped),
         cmocka_unit_test(test_claim_outcomes),
         cmocka_unit_test(test_state_names),
     };
