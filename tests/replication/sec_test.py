@@ -37,8 +37,9 @@ does.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
   primary-kill     with the real `ftvm primary`: kill -9 it; the secondary
                    carries the counter on from where the primary's (held)
                    output stopped, never repeating a line
-  primary-stop     `ftvmctl stop-replication` on the real primary: the
-                   secondary exits 0 without failing over
+  primary-stop     `ftvmctl stop-replication` on the real primary: its
+                   drop notice, then EOF: the secondary logs that it was
+                   dropped and exits 6 without failing over
   huge-package     (issue 8, finding 3) the header, OPEN_RETURN_PATH,
                    ENABLE_COLO and a PACKAGED claiming 4 GiB, then close,
                    three times, and once followed by megabytes of data:
@@ -599,8 +600,10 @@ def case_primary_stop():
     prim.wait_tick(5)
     sec.wait_state("active")
     ck.ctl(sock, "stop-replication")
-    sec.expect_exit(0)
-    check("no failover" in sec.err(), sec.err())
+    sec.expect_exit(ft.EXIT_DROPPED)
+    check("dropped by the primary: stop-replication" in sec.err() and
+          "no failover" in sec.err() and "failover (" not in sec.err(),
+          sec.err())
     prim.wait_tick(prim.last_tick() + 2)
     ck.ctl(sock, "quit")
     check(prim.wait(15) == 0, "the primary did not quit\n" + prim.dump())
@@ -634,12 +637,13 @@ def connect(sec):
 
 
 def pair_with_real_primary(sec):
-    """The real primary pairs (active), then stops replication: exit 0."""
+    """The real primary pairs (active), then stops replication: the
+    secondary is dropped (exit 6)."""
     prim, sock = real_primary(sec, counter=[a for a in COUNTER
                                             if not a.startswith("count=")])
     sec.wait_state("active", 30)
     ck.ctl(sock, "stop-replication")
-    sec.expect_exit(0)
+    sec.expect_exit(ft.EXIT_DROPPED)
     ck.ctl(sock, "quit")
     check(prim.wait(15) == 0, "the primary did not quit\n" + prim.dump())
 
