@@ -127,6 +127,16 @@ static int create_vm(primary *pm, primary_opts *o)
     return 0;
 }
 
+static int run_vm(primary *pm);
+
+/* The witness said which generations are decided: pair, then run. */
+static void on_generations(void *opaque)
+{
+    primary *pm = opaque;
+    if (run_vm(pm) < 0)
+        daemon_exit(pm->d, EXITCODE_SETUP);
+}
+
 /* Replication, the control commands, the vCPUs: 0 or -errno (logged). */
 static int start(primary *pm, primary_opts *o)
 {
@@ -156,7 +166,20 @@ static int start(primary *pm, primary_opts *o)
                 replicator_witness_value(pm->rep));
     else
         log_msg("%s", CLAIM_NO_WITNESS);
-    r = replicator_start(pm->rep, err, sizeof(err));
+    if (!o->rep.witness)
+        return run_vm(pm);
+    r = replicator_read_generations(pm->rep, on_generations, pm, err,
+                                    sizeof(err));
+    if (r < 0)
+        log_msg("%s", err);
+    return r;
+}
+
+/* Connects to the secondary, then starts the vCPUs: 0 or -errno (logged). */
+static int run_vm(primary *pm)
+{
+    char err[1024];
+    int r = replicator_start(pm->rep, err, sizeof(err));
     if (r == -EPERM) {
         log_msg("%s", err);
         return r;

@@ -369,6 +369,11 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     if (o->witness) {
         int rc = claim_new(&p->witness, base, o->witness, "primary",
                            o->witness_timeout_ns, err, errlen);
+        if (rc == 0 && generations_new(&p->gens, claim_client(p->witness),
+                                       o->witness_timeout_ns) < 0) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+        }
         if (rc < 0) {
             replicator_free(p);
             return rc;
@@ -399,6 +404,40 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
         outqueue_set_frame_sink(output, outqueue_net_send, vm_net(v));
     *out = p;
     return 0;
+}
+
+static void on_generations(void *opaque, int rc, uint64_t highest,
+                           const char *err)
+{
+    replicator *p = opaque;
+    char msg[sizeof(p->prot.last_error)];
+    if (p->prot.ending) {
+        generations_cancel(p->gens);
+        return;
+    }
+    if (rc < 0) {
+        snprintf(msg, sizeof(msg), "%s: not pairing until the witness "
+                 "answers (asking again)", err);
+        if (strcmp(msg, p->prot.last_error) != 0)   /* news only */
+            replicator_say(p, "%s", msg);
+        return;
+    }
+    /* protect() takes the next: the first pairing is highest + 1. */
+    p->shape.pair.generation = highest;
+    replicator_say(p, "the witness decided generations up to %llu for "
+                   "'%s': the first pairing is generation %llu",
+                   (unsigned long long)highest, p->shape.pair.name,
+                   (unsigned long long)highest + 1);
+    p->gens_done(p->gens_opaque);
+}
+
+int replicator_read_generations(replicator *p, void (*done)(void *opaque),
+                                void *opaque, char *err, size_t errlen)
+{
+    p->gens_done = done;
+    p->gens_opaque = opaque;
+    return generations_scan(p->gens, p->shape.pair.name, on_generations, p,
+                            err, errlen);
 }
 
 /* Plaintext goes to loopback addresses only: checked before connecting. */
@@ -441,6 +480,7 @@ void replicator_free(replicator *p)
         return;
     channel_free(p->link);
     channel_free(p->old);
+    generations_free(p->gens);
     claim_free(p->witness);
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)

@@ -12,6 +12,7 @@
 #include "primary/channel.h"
 #include "primary/protection.h"
 #include "primary/replicator.h"
+#include "witness/generations.h"
 
 /* Package buffers kept for reuse (no page faults in the pause). */
 #define POOL_MAX (PROTECTION_WINDOW + 1)
@@ -29,6 +30,9 @@ struct replicator {
     tls_ctx *tls;               /* NULL: --insecure */
     bool insecure;
     claim *witness;             /* --witness, or NULL */
+    generations *gens;          /* with it: the first generation's scan */
+    void (*gens_done)(void *opaque);
+    void *gens_opaque;
     bool paused;                /* a hold of the VM's while fenced */
 
     channel *link;              /* the current secondary's */

@@ -2,6 +2,7 @@
 #include "secondary/standby.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 const char *standby_state_name(standby_state s, bool applied)
@@ -94,6 +95,18 @@ standby_claim_act standby_on_claim(bool requested, claim_state outcome)
         break;
     }
     return STANDBY_CLAIM_NOTHING;
+}
+
+int standby_admit(uint64_t generation, uint64_t highest, char *err,
+                  size_t errlen)
+{
+    if (generation > highest)
+        return 0;
+    snprintf(err, errlen, "primary of generation %" PRIu64 " is %s "
+             "generation %" PRIu64 " decided by the witness", generation,
+             generation < highest ? "older than" : "not newer than",
+             highest);
+    return -EPERM;
 }
 
 standby_stop standby_on_stop(standby_state s)

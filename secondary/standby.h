@@ -109,6 +109,17 @@ typedef enum standby_claim_act {
 /* requested: the claim is an operator's failover (state REPLICATING). */
 standby_claim_act standby_on_claim(bool requested, claim_state outcome);
 
+/*
+ * Whether a primary of generation may be served, the witness having
+ * decided generations up to highest for its VM's name (witness/
+ * generations.h): only a newer one, since a decided generation's pairing
+ * is over and whoever runs the VM now is at least that new.  0, or -EPERM
+ * with "primary of generation G is older than (not newer than, when
+ * equal) generation H decided by the witness" in err.
+ */
+int standby_admit(uint64_t generation, uint64_t highest, char *err,
+                  size_t errlen);
+
 /* What a SIGINT, SIGTERM or quit does in each state. */
 typedef enum standby_stop {
     STANDBY_STOP_VM,            /* stop the VM; its exit status follows */

@@ -50,6 +50,7 @@ typedef enum req_kind {
     REQ_GRANT,
     REQ_KEEPALIVE,
     REQ_REVOKE,
+    REQ_KEYS,
 } req_kind;
 
 /* What one finished attempt means for the request. */
@@ -86,6 +87,8 @@ struct etcd_req {
     size_t answer_len;
     etcd_reply reply;
     uint8_t *value;             /* decoded reply value */
+    char **keys;                /* range_keys: decoded, NUL-terminated */
+    size_t nkeys, limit;
     char err[1024];
     etcd_req *prev, *next;
 };
@@ -227,9 +230,19 @@ static void req_unlink(etcd_req *r)
     r->linked = false;
 }
 
+static void free_keys(etcd_req *r)
+{
+    for (size_t i = 0; i < r->nkeys; i++)
+        free(r->keys[i]);
+    free(r->keys);
+    r->keys = NULL;
+    r->nkeys = 0;
+}
+
 static void req_free(etcd_req *r)
 {
     req_unlink(r);
+    free_keys(r);
     /* Frees a pending evhttp request with it, without its callbacks. */
     if (r->conn)
         evhttp_connection_free(r->conn);
@@ -410,6 +423,50 @@ static verdict read_create(etcd_req *r, json_t *j)
     return VERDICT_DONE;
 }
 
+/* A keys-only range answer: at most the limit asked for, each decoded. */
+static verdict read_keys(etcd_req *r, json_t *j)
+{
+    json_t *kvs = json_object_get(j, "kvs");
+    free_keys(r);
+    if (kvs && !json_is_array(kvs)) {
+        snprintf(r->err, sizeof(r->err), "a range answer whose kvs is not "
+                 "an array");
+        return VERDICT_RETRY;
+    }
+    size_t n = kvs ? json_array_size(kvs) : 0;
+    r->reply.more = json_is_true(json_object_get(j, "more")) ||
+                    n > r->limit;
+    if (n > r->limit)
+        n = r->limit;
+    r->keys = n ? calloc(n, sizeof(*r->keys)) : NULL;
+    if (n && !r->keys) {
+        snprintf(r->err, sizeof(r->err), "out of memory");
+        return VERDICT_RETRY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *k = json_object_get(json_array_get(kvs, i), "key");
+        uint8_t *b = NULL;
+        size_t len = 0;
+        if (!json_is_string(k) ||
+            b64_decode(json_string_value(k), ETCD_MAX_KEY, &b, &len) < 0) {
+            free_keys(r);
+            snprintf(r->err, sizeof(r->err), "a malformed key in a range "
+                     "answer");
+            return VERDICT_RETRY;
+        }
+        char *z = len && !memchr(b, 0, len) ? malloc(len + 1) : NULL;
+        if (z) {
+            memcpy(z, b, len);
+            z[len] = '\0';
+            r->keys[r->nkeys++] = z;
+        }
+        free(b);
+    }
+    r->reply.keys = (const char *const *)r->keys;
+    r->reply.nkeys = r->nkeys;
+    return VERDICT_DONE;
+}
+
 static verdict read_ok(etcd_req *r, json_t *j)
 {
     json_t *kv;
@@ -459,6 +516,8 @@ static verdict read_ok(etcd_req *r, json_t *j)
     }
     case REQ_REVOKE:
         return VERDICT_DONE;
+    case REQ_KEYS:
+        return read_keys(r, j);
     }
     return VERDICT_RETRY;
 }
@@ -863,4 +922,39 @@ etcd_req *etcd_lease_revoke(etcd *c, int64_t id, etcd_cb cb, void *opaque,
     return lease_ok(id, err, errlen) ?
         req_new(c, REQ_REVOKE, "/v3/lease/revoke", id_body("ID", id),
                 cb, opaque, err, errlen) : NULL;
+}
+
+etcd_req *etcd_range_keys(etcd *c, const char *from, bool after,
+                          const char *end, size_t limit, int64_t revision,
+                          etcd_cb cb, void *opaque, char *err, size_t errlen)
+{
+    size_t fn = from ? strlen(from) : 0, en = end ? strlen(end) : 0;
+    if (limit < 1 || limit > ETCD_MAX_KEYS || revision < 0 || fn == 0 ||
+        fn > ETCD_MAX_KEY || en == 0 || en > ETCD_MAX_KEY) {
+        snprintf(err, errlen, "etcd range: keys of %zu and %zu bytes, limit "
+                 "%zu, revision %" PRId64 ": expected keys of 1 to %d bytes, "
+                 "a limit of 1 to %d", fn, en, limit, revision, ETCD_MAX_KEY,
+                 ETCD_MAX_KEYS);
+        return NULL;
+    }
+    /* After from: from with a NUL byte added, the next key there can be. */
+    uint8_t buf[ETCD_MAX_KEY + 1];
+    memcpy(buf, from, fn);
+    buf[fn] = 0;
+    char *k = b64_encode(buf, fn + (after ? 1 : 0));
+    char *e = b64_encode((const uint8_t *)end, en);
+    char lim[24], rev[24];
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    snprintf(rev, sizeof(rev), "%" PRId64, revision);
+    json_t *body = k && e ? json_pack("{s:s, s:s, s:s, s:b, s:s}", "key", k,
+                                      "range_end", e, "limit", lim,
+                                      "keys_only", 1, "revision", rev)
+                          : NULL;
+    free(k);
+    free(e);
+    etcd_req *r = req_new(c, REQ_KEYS, "/v3/kv/range", body, cb, opaque, err,
+                          errlen);
+    if (r)
+        r->limit = limit;
+    return r;
 }

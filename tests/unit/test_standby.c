@@ -197,6 +197,22 @@ static void test_dropped(void **state)
     assert_int_equal(standby_on_stop(STANDBY_DROPPED), STANDBY_STOP_EXIT);
 }
 
+/* Only a primary newer than every generation the witness decided. */
+static void test_admit(void **state)
+{
+    (void)state;
+    char err[160] = "";
+    assert_int_equal(standby_admit(1, 0, err, sizeof(err)), 0);
+    assert_int_equal(standby_admit(6, 5, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(standby_admit(5, 5, err, sizeof(err)), -EPERM);
+    assert_string_equal(err, "primary of generation 5 is not newer than "
+                        "generation 5 decided by the witness");
+    assert_int_equal(standby_admit(1, 5, err, sizeof(err)), -EPERM);
+    assert_string_equal(err, "primary of generation 1 is older than "
+                        "generation 5 decided by the witness");
+}
+
 static void test_witness_end(void **state)
 {
     (void)state;
@@ -332,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_witness_end),
         cmocka_unit_test(test_dropped),
+        cmocka_unit_test(test_admit),
         cmocka_unit_test(test_claim_outcomes),
         cmocka_unit_test(test_state_names),
     };

@@ -37,6 +37,15 @@ uninterrupted run, and the secondary continues it without a repeat.
                     resumes and its output continues
     no-witness      without --witness both roles say, at start-up and in
                     status, that a stall or a partition can run both copies
+    drop            `ftvmctl stop-replication` on the primary: the
+                    secondary logs that it was dropped, exits 6, never
+                    claims (no key in etcd) nor prints; the primary runs on
+    stale           /ftvm/counter/5/owner decided: a primary without the
+                    witness (generation 1) is refused by the secondary,
+                    both logging why (the primary exits 120, the secondary
+                    waits on, nothing made); a primary with the witness
+                    starts at generation 6, is served, and after its kill
+                    -9 the secondary claims generation 6 and goes live
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -161,8 +170,9 @@ def case_sec_quorum():
 def case_sec_fenced():
     c = etcdcluster.start()
     ref = e2e.Reference()
-    c.put(KEY, "primary 00000000feedface")
+    # Decided once paired: decided before, the pairing would be refused.
     sec, sctl, pri, pctl = pair(c)
+    c.put(KEY, "primary 00000000feedface")
     kill_primary(ref, pri, pctl)
     rc = sec.wait(30)
     check(rc == 5, "the secondary exited %s, expected 5\n%s" %
@@ -182,8 +192,8 @@ def ftvmctl(sock, *args):
 def case_sec_command():
     c = etcdcluster.start()
     ref = e2e.Reference()
-    c.put(KEY, "primary 00000000c0ffee00")
     sec, sctl, pri, pctl = pair(c)
+    c.put(KEY, "primary 00000000c0ffee00")
     r = ftvmctl(sctl.path, "failover")
     check(r.returncode == 1 and "the witness gave the VM to the primary "
           "(owner: primary 00000000c0ffee00)" in r.stderr,
@@ -290,6 +300,69 @@ def case_pri_quorum():
     check(c.get(KEY).startswith("primary "), c.get(KEY))
 
 
+def case_drop():
+    """stop-replication on the primary: the secondary is told it is
+    dropped, exits 6, never claims nor goes live; the primary runs on."""
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    sec, sctl, pri, pctl = pair(c, primary_witness=True)
+    r = ftvmctl(pctl.path, "stop-replication")
+    check(r.returncode == 0, "stop-replication: %s%s" % (r.stdout, r.stderr))
+    rc = sec.wait(30)
+    check(rc == ft.EXIT_DROPPED, "the secondary exited %s, expected %d\n%s"
+          % (rc, ft.EXIT_DROPPED, sec.dump()))
+    check("dropped by the primary: stop-replication: replication stopped "
+          "on request" in sec.err() and "claiming" not in sec.err() and
+          "failover (" not in sec.err(), sec.err())
+    check(not sec.eof(), "the dropped secondary printed %r" %
+          sec.lines()[:3])
+    check(c.get(KEY) is None, "someone claimed %s: %r" % (KEY, c.get(KEY)))
+    st = e2e.wait_state(pctl, pri, "stopped", 10)
+    check(st["witness"]["state"] == "idle", st["witness"])
+    pri.wait_tick(pri.last_tick() + 5)
+    e2e.check_prefix(ref, pri.lines(), "the primary's output")
+
+
+def case_stale():
+    """Generation 5 of the VM decided: a secondary with the witness
+    refuses a primary of generation 1 (one without the witness, which
+    cannot know), both saying why; a primary with the witness starts at
+    generation 6, is served, and a failover claims generation 6."""
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    c.put("/ftvm/counter/5/owner", "secondary 00000000deadbeef")
+    c.put("/ftvm/counter/10/other", "not a generation's owner key")
+    c.put("/ftvm/counter-b/9/owner", "another VM")
+    sec, addr, sctl = e2e.spawn_secondary("sec", witness(c))
+    why = "primary of generation 1 is older than generation 5 decided by " \
+          "the witness"
+    old, octl = e2e.spawn_primary("old", addr)
+    rc = old.wait(60)
+    check(rc == 120 and why in old.err() and "refused this primary" in
+          old.err(), "the stale primary: exit %s\n%s" % (rc, old.dump()))
+    ft.wait_until(lambda: why in sec.err(), 10, "the secondary's refusal")
+    st = sctl.status()
+    check(st["state"] == "waiting" and "pairing" not in
+          st.get("replication", {}) and sec.alive(),
+          "after the refusal: %r" % st)
+    check(not sec.lines(), "the secondary printed %r" % sec.lines()[:3])
+    # With the witness the primary starts above what it decided.
+    pri, pctl = e2e.spawn_primary("pri", addr, extra=witness(c))
+    e2e.wait_state(pctl, pri, "active", 30)
+    check("the witness decided generations up to 5 for 'counter': the "
+          "first pairing is generation 6" in pri.err(), pri.err())
+    check(pctl.status()["pairing"].endswith("/g6") and
+          sctl.status()["replication"]["pairing"].endswith("/g6"),
+          "pairings %r %r" % (pctl.status()["pairing"],
+                              sctl.status()["replication"]))
+    ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= 3,
+                  20, "three checkpoints acknowledged")
+    seen, acked = kill_primary(ref, pri, pctl)
+    goes_on(ref, sec, sctl, seen, acked, "kill -9 at generation 6")
+    v = c.get("/ftvm/counter/6/owner")
+    check(v and v.startswith("secondary "), "generation 6: %r" % v)
+
+
 def case_no_witness():
     sec, addr, sctl = e2e.spawn_secondary("sec")
     pri, pctl = e2e.spawn_primary("pri", addr)
@@ -314,6 +387,8 @@ CASES = {
     "pri-won": case_pri_won,
     "pri-quorum": case_pri_quorum,
     "no-witness": case_no_witness,
+    "drop": case_drop,
+    "stale": case_stale,
 }
 
 
