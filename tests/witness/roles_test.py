@@ -46,6 +46,13 @@ uninterrupted run, and the secondary continues it without a repeat.
                     waits on, nothing made); a primary with the witness
                     starts at generation 6, is served, and after its kill
                     -9 the secondary claims generation 6 and goes live
+    start-quorum    two of three members stopped: a primary with the
+                    witness says it cannot learn the decided generations
+                    and waits (no connection, the guest not started);
+                    SIGTERM ends it (143); a secondary with the witness
+                    refuses a primary it cannot check once the setup
+                    timeout passes (the primary exits 120, both say why);
+                    the members back, a primary pairs at generation 1
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -363,6 +370,48 @@ def case_stale():
     check(v and v.startswith("secondary "), "generation 6: %r" % v)
 
 
+def case_start_quorum():
+    """A primary with the witness cannot learn the decided generations:
+    it says so and waits, never guessing (no connection, no guest); a
+    SIGTERM meanwhile ends it at once.  A secondary with the witness
+    cannot check a primary's generation: past the setup timeout it refuses
+    it, both saying why.  The members back, the next primary pairs at
+    generation 1."""
+    c = etcdcluster.start()
+    for i in (1, 2):
+        c.stop(i)
+    setup = "%dms" % round(ft.scaled(2000))
+    sec, addr, sctl = e2e.spawn_secondary(
+        "sec", witness(c) + ["--setup-timeout", setup])
+    waiting, wctl = e2e.spawn_primary("waiting", addr, extra=witness(c))
+    ft.wait_until(lambda: "not pairing until the witness answers" in
+                  waiting.err(), 30, "the primary to say it waits")
+    st = wctl.status()
+    check("not pairing until the witness answers" in st["last_error"] and
+          st["vm_state"] == "created" and not waiting.lines() and
+          st["secondaries"] == 0, "the waiting primary: %r" % st)
+    check("connection from" not in sec.err(), sec.err())
+    waiting.signal(signal.SIGTERM)
+    rc = waiting.wait(ft.scaled(10))
+    check(rc == 128 + signal.SIGTERM, "SIGTERM while waiting: exit %s\n%s"
+          % (rc, waiting.dump()))
+    # The secondary cannot check a primary (one without the witness).
+    blind, bctl = e2e.spawn_primary("blind", addr)
+    rc = blind.wait(60)
+    why = "cannot check the primary's generation with the witness within " \
+          "the setup timeout"
+    check(rc == 120 and why in blind.err(), "the unchecked primary: exit "
+          "%s\n%s" % (rc, blind.dump()))
+    check(why in sec.err() and sctl.status()["state"] == "waiting",
+          sec.dump())
+    for i in (1, 2):
+        c.cont(i)
+    pri, pctl = e2e.spawn_primary("pri", addr, extra=witness(c))
+    st = e2e.wait_state(pctl, pri, "active", 30)
+    check(st["pairing"].endswith("/g1") and "the first pairing is "
+          "generation 1" in pri.err(), "%r\n%s" % (st, pri.err()))
+
+
 def case_no_witness():
     sec, addr, sctl = e2e.spawn_secondary("sec")
     pri, pctl = e2e.spawn_primary("pri", addr)
@@ -389,6 +438,7 @@ CASES = {
     "no-witness": case_no_witness,
     "drop": case_drop,
     "stale": case_stale,
+    "start-quorum": case_start_quorum,
 }
 
 
