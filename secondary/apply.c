@@ -85,8 +85,10 @@ static int create_vm(apply *a, qfile *f, const savevm_section *sec)
         int r = a->o.admit(a->o.opaque, &shape, &decided, why, sizeof(why));
         if (r < 0) {
             connection_set_busy(a->o.conn, false);
-            /* The primary learns why before the SHUT that ends it. */
-            connection_send_refuse(a->o.conn, decided, &shape.pair, why);
+            /* The primary learns why before the SHUT that ends it (not
+             * when this side is going away: that is no refusal). */
+            if (r != -ECANCELED)
+                connection_send_refuse(a->o.conn, decided, &shape.pair, why);
             return qfile_fail(f, r, "%s", why);
         }
     }

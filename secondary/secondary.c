@@ -277,6 +277,10 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
         break;
     case STANDBY_DROPPED_BY_PRIMARY:
         log_msg("%s: the primary keeps the VM; no failover", msg);
+        /* An operator's claim in flight must not make this one go live. */
+        if (s->witness)
+            claim_cancel(s->witness);
+        answer_failover(s, -ECANCELED, "the primary dropped this secondary");
         break;
     }
     s->state = dec.next;

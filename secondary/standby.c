@@ -43,18 +43,23 @@ standby_decision standby_on_end(const standby_end *e)
         }
         return d;
     }
-    if (e->request == STANDBY_REQUEST_FAILOVER)
-        return fail_over(STANDBY_AS_REQUESTED, "requested");
     if (e->request == STANDBY_REQUEST_EXIT)
         return stop(STANDBY_AS_REQUESTED, e->request_status);
-    switch (e->why) {
-    case RECEIVER_END_DROPPED: {
-        /* The primary is alive and keeps the VM: never claim it. */
+    if (e->why == RECEIVER_END_DROPPED) {
+        /*
+         * The primary is alive and keeps the VM, and does not claim it
+         * (it ended the link on purpose): going live now, even on an
+         * operator's failover that won the witness's key, runs two.
+         */
         standby_decision d = stop(STANDBY_DROPPED_BY_PRIMARY,
                                   STANDBY_EXIT_DROPPED);
         d.next = STANDBY_DROPPED;
         return d;
     }
+    if (e->request == STANDBY_REQUEST_FAILOVER)
+        return fail_over(STANDBY_AS_REQUESTED, "requested");
+    switch (e->why) {
+    case RECEIVER_END_DROPPED:      /* decided above */
     case RECEIVER_END_EOF:
         return stop(STANDBY_PRIMARY_STOPPED, 0);
     case RECEIVER_END_LOST:

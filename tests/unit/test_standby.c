@@ -176,16 +176,18 @@ static void test_commands(void **state)
  */
 /*
  * The primary's drop notice: exit 6, never a claim or a failover, with or
- * without a witness, whatever was applied; an operator's request first.
+ * without a witness, whatever was applied, even when an operator's
+ * failover (or its claim) came meanwhile: the primary runs the VM on.
  */
 static void test_dropped(void **state)
 {
     (void)state;
-    for (int i = 0; i < 8; i++) {
+    standby_request reqs[] = { STANDBY_REQUEST_NONE, STANDBY_REQUEST_CLAIM,
+                               STANDBY_REQUEST_FAILOVER };
+    for (int i = 0; i < 12; i++) {
         standby_decision d = standby_on_end(&(standby_end){
             .why = RECEIVER_END_DROPPED, .have_vm = true,
-            .applied = i & 1, .witness = i & 2,
-            .request = i & 4 ? STANDBY_REQUEST_CLAIM : STANDBY_REQUEST_NONE });
+            .applied = i & 1, .witness = i & 2, .request = reqs[i / 4] });
         assert_int_equal(d.verdict, STANDBY_DROPPED_BY_PRIMARY);
         assert_int_equal(d.next, STANDBY_DROPPED);
         assert_true(d.exit);
