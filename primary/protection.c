@@ -107,7 +107,8 @@ bool protection_retries(const protection *p)
 
 bool protection_may_reconnect(const protection *p)
 {
-    return p->state == PROTECTION_DEGRADED && !p->ending;
+    /* Not while the last link still writes its drop notice: below. */
+    return p->state == PROTECTION_DEGRADED && !p->ending && !p->draining;
 }
 
 /*
@@ -313,6 +314,8 @@ protection_act protection_drained(protection *p)
 {
     protection_act a = { 0 };
     p->draining = false;
+    /* A reconnect that came while it drained waited for this. */
+    a.reconnect = protection_may_reconnect(p) && protection_retries(p);
     if (p->release_on_drain && !linked(p)) {
         p->release_on_drain = false;
         release_all(p, &a);
@@ -734,6 +737,17 @@ int protection_may_attach(const protection *p, char *err, size_t errlen)
     if (p->state == PROTECTION_CLAIMING) {
         snprintf(err, errlen, "the witness has not yet said who keeps the "
                  "VM (claiming): no new secondary until it has");
+        return -EBUSY;
+    }
+    if (p->draining && !linked(p)) {
+        /*
+         * Freeing that link now could cut its drop notice off: the
+         * secondary, alive, would take it for a lost primary, claim the
+         * old generation (nobody else does) and go live beside this VM.
+         */
+        snprintf(err, errlen, "the last secondary (%s) is still being told "
+                 "it is dropped (its drop notice and EOF); try again in a "
+                 "moment", p->addr);
         return -EBUSY;
     }
     if (linked(p)) {

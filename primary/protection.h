@@ -224,7 +224,10 @@ protection_act protection_stalled(protection *p, uint64_t stall_ns);
 protection_act protection_drained(protection *p);
 /* Whether the reconnect timer runs (set, and the VM has not ended). */
 bool protection_retries(const protection *p);
-/* Whether the reconnect timer, when it fires, brings one up. */
+/*
+ * Whether the reconnect timer, when it fires, brings one up: degraded,
+ * and the last link has ended (protection_drained arms it again).
+ */
 bool protection_may_reconnect(const protection *p);
 /* Keeps msg as the last error, for status. */
 void protection_note(protection *p, const char *msg);
@@ -314,7 +317,10 @@ void protection_answer(protection *p, uint64_t upto, int rc,
 /* stop-replication: 0 with the act, or -ENOTCONN with a message. */
 int protection_stop(protection *p, protection_act *a, char *err,
                     size_t errlen);
-/* attach-secondary: 0, or -ESHUTDOWN / -EISCONN with a message. */
+/*
+ * attach-secondary: 0, or -ESHUTDOWN / -EISCONN / -EBUSY (claiming, or
+ * the last link still writing its drop notice) with a message.
+ */
 int protection_may_attach(const protection *p, char *err, size_t errlen);
 /* A checkpoint to disk: refused (-EBUSY) while a secondary is set up or
  * active. */

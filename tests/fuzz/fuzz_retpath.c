@@ -138,14 +138,15 @@ static void take(run *r)
 static void attach(run *r)
 {
     char err[256];
+    /* The last link ends first: an attach waits for its drop notice. */
+    protection_act a = protection_drained(&r->p);
+    carry(r, &a, r->p.state);
     if (protection_may_attach(&r->p, err, sizeof(err)) < 0)
         return;
     protection_state was = r->p.state;
-    protection_act a = protection_begin(&r->p, ADDR, &rp_pair);
+    a = protection_begin(&r->p, ADDR, &rp_pair);
     r->max_sent = r->released = r->acked = 0;
     carry(r, &a, was);
-    a = protection_drained(&r->p);
-    carry(r, &a, r->p.state);
     a = protection_ready(&r->p);
     carry(r, &a, r->p.state);
 }

@@ -701,6 +701,10 @@ static void test_lose_and_reconnect(void **unused)
     bring_up(&p);
     a = protection_lose(&p, "refused");
     assert_true(a.reconnect);
+    /* Not until the link is gone; then the timer is armed again. */
+    assert_false(protection_may_reconnect(&p));
+    a = protection_drained(&p);
+    assert_true(a.reconnect);
     assert_true(protection_may_reconnect(&p));
     /* The timer's next attempt fails the same way: said once only. */
     protection_begin(&p, p.addr, &test_pair);
@@ -1172,6 +1176,13 @@ static void test_attach_and_save(void **unused)
     assert_non_null(strstr(err, "replication is active: "));
     protection_act a;
     protection_stop(&p, &a, err, sizeof(err));
+    /* Not while the stopped link still writes its drop notice. */
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EBUSY);
+    assert_string_equal(err, "the last secondary (" ADDR ") is still being "
+                        "told it is dropped (its drop notice and EOF); try "
+                        "again in a moment");
+    a = protection_drained(&p);
+    assert_false(a.reconnect);          /* stopped: no reconnecting */
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
     assert_int_equal(protection_may_save(&p, err, sizeof(err)), 0);
     protection_vm_stopped(&p, false);
