@@ -22,7 +22,8 @@ void retpath_put(qfile *f, const retpath_msg *m)
         break;
     case RETPATH_ACK:
     case RETPATH_NACK:
-        tl = m->type == RETPATH_NACK
+    case RETPATH_REFUSE:
+        tl = m->type != RETPATH_ACK
                  ? strnlen(m->text, RETPATH_MSG_MAX - RETPATH_ANSWER_LEN)
                  : 0;
         qfile_put_be16(f, m->type);
@@ -50,6 +51,15 @@ void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
     retpath_put(f, &m);
 }
 
+void retpath_put_refuse(qfile *f, uint64_t decided, const pairing *pair,
+                        const char *why)
+{
+    retpath_msg m = { .type = RETPATH_REFUSE, .value64 = decided,
+                      .pair = *pair };
+    snprintf(m.text, sizeof(m.text), "%s", why);
+    retpath_put(f, &m);
+}
+
 void retpath_put_heartbeat(qfile *f, uint64_t seq)
 {
     retpath_put(f, &(retpath_msg){ .type = RETPATH_HEARTBEAT, .value64 = seq });
@@ -73,6 +83,8 @@ const char *retpath_type_name(uint16_t type)
         return "NACK";
     case RETPATH_HEARTBEAT:
         return "HEARTBEAT";
+    case RETPATH_REFUSE:
+        return "REFUSE";
     }
     return NULL;
 }
@@ -104,6 +116,7 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         want = RETPATH_ANSWER_LEN;
         break;
     case RETPATH_NACK:
+    case RETPATH_REFUSE:
         if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_MSG_MAX)
             want = n;
         break;
@@ -125,7 +138,8 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         out->value32 = (uint32_t)be(buf + 4, 4);
     else
         out->value64 = be(buf + 4, 8);
-    if (type == RETPATH_ACK || type == RETPATH_NACK) {
+    if (type == RETPATH_ACK || type == RETPATH_NACK ||
+        type == RETPATH_REFUSE) {
         const uint8_t *p = buf + 12;
         memcpy(out->pair.id, p, PAIRING_ID_LEN);
         memcpy(out->pair.name, p + PAIRING_ID_LEN, sizeof(out->pair.name));

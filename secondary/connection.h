@@ -99,6 +99,9 @@ void connection_open_return_path(connection *c);
 void connection_send_ack(connection *c, uint64_t id, const pairing *pair);
 void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
                           const char *why);
+/* REFUSE: this pairing is refused (decided: the witness's generation). */
+void connection_send_refuse(connection *c, uint64_t decided,
+                            const pairing *pair, const char *why);
 void connection_send_shut(connection *c, uint32_t code);
 /* Something else went out on the return path (the loader's PONG). */
 void connection_sent(connection *c);

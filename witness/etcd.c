@@ -1091,3 +1091,38 @@ etcd_req *etcd_lease_revoke(etcd *c, int64_t id, etcd_cb cb, void *opaque,
         req_new(c, REQ_REVOKE, "/v3/lease/revoke", id_body("ID", id),
                 cb, opaque, err, errlen) : NULL;
 }
+
+etcd_req *etcd_range_keys(etcd *c, const char *from, bool after,
+                          const char *end, size_t limit, int64_t revision,
+                          etcd_cb cb, void *opaque, char *err, size_t errlen)
+{
+    size_t fn = from ? strlen(from) : 0, en = end ? strlen(end) : 0;
+    if (limit < 1 || limit > ETCD_MAX_LIST || revision < 0 || fn == 0 ||
+        fn > ETCD_MAX_KEY || en == 0 || en > ETCD_MAX_KEY) {
+        snprintf(err, errlen, "etcd range: keys of %zu and %zu bytes, limit "
+                 "%zu, revision %" PRId64 ": expected keys of 1 to %d bytes, "
+                 "a limit of 1 to %d", fn, en, limit, revision, ETCD_MAX_KEY,
+                 ETCD_MAX_LIST);
+        return NULL;
+    }
+    /* After from: from with a NUL byte added, the next key there can be. */
+    uint8_t buf[ETCD_MAX_KEY + 1];
+    memcpy(buf, from, fn);
+    buf[fn] = 0;
+    char *k = b64_encode(buf, fn + (after ? 1 : 0));
+    char *e = b64_encode((const uint8_t *)end, en);
+    char lim[24], rev[24];
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    snprintf(rev, sizeof(rev), "%" PRId64, revision);
+    json_t *body = k && e ? json_pack("{s:s, s:s, s:s, s:b, s:s}", "key", k,
+                                      "range_end", e, "limit", lim,
+                                      "keys_only", 1, "revision", rev)
+                          : NULL;
+    free(k);
+    free(e);
+    etcd_req *r = req_new(c, REQ_LIST, "/v3/kv/range", body, cb, opaque, err,
+                          errlen);
+    if (r)
+        r->limit = limit;       /* what read_list holds the answer to */
+    return r;
+}
