@@ -911,13 +911,26 @@ static char *key_b64(const char *key, char *err, size_t errlen)
     return k;
 }
 
-etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
-                                size_t len, int64_t lease, etcd_cb cb,
-                                void *opaque, char *err, size_t errlen)
+/*
+ * The two transactions of a witness: put key=value (under lease) only if
+ * target (CREATE or MOD) of the key equals revision, and otherwise read
+ * the key in the same transaction, so that the answer names who holds it
+ * (and a retry recognises our own earlier put: r->mine).
+ */
+static etcd_req *put_txn(etcd *c, req_kind kind, const char *key,
+                         const char *target, const char *field,
+                         int64_t revision, const void *value, size_t len,
+                         int64_t lease, etcd_cb cb, void *opaque, char *err,
+                         size_t errlen)
 {
     if (len == 0 || len > ETCD_MAX_VALUE || !value) {
         snprintf(err, errlen, "etcd value of %zu bytes: expected 1 to %d",
                  len, ETCD_MAX_VALUE);
+        return NULL;
+    }
+    if (lease < 0) {
+        snprintf(err, errlen, "etcd lease %" PRId64 ": expected a lease id "
+                 "or 0", lease);
         return NULL;
     }
     char *k = key_b64(key, err, errlen);
@@ -925,21 +938,20 @@ etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
         return NULL;
     char *v = b64_encode(value, len);
     uint8_t *mine = malloc(len);
-    char leasebuf[24];
+    char leasebuf[24], revbuf[24];
     snprintf(leasebuf, sizeof(leasebuf), "%" PRId64, lease);
-    /* create_revision == 0 compares true only for a key that does not
-     * exist; the failure branch reads the owner in the same transaction. */
+    snprintf(revbuf, sizeof(revbuf), "%" PRId64, revision);
     json_t *body = v && mine ? json_pack(
         "{s:[{s:s, s:s, s:s, s:s}], s:[{s:{s:s, s:s, s:s}}],"
         " s:[{s:{s:s}}]}",
-        "compare", "target", "CREATE", "result", "EQUAL", "key", k,
-        "create_revision", "0",
+        "compare", "target", target, "result", "EQUAL", "key", k,
+        field, revbuf,
         "success", "request_put", "key", k, "value", v, "lease", leasebuf,
         "failure", "request_range", "key", k) : NULL;
     free(k);
     free(v);
-    etcd_req *r = req_new(c, REQ_CREATE, "/v3/kv/txn", body, cb, opaque,
-                          err, errlen);
+    etcd_req *r = req_new(c, kind, "/v3/kv/txn", body, cb, opaque, err,
+                          errlen);
     if (!r) {
         free(mine);
         return NULL;
@@ -950,50 +962,29 @@ etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
     return r;
 }
 
+etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
+                                size_t len, int64_t lease, etcd_cb cb,
+                                void *opaque, char *err, size_t errlen)
+{
+    /* create_revision == 0 compares true only for a key that does not
+     * exist. */
+    return put_txn(c, REQ_CREATE, key, "CREATE", "create_revision", 0, value,
+                   len, lease, cb, opaque, err, errlen);
+}
+
 etcd_req *etcd_put_if_unchanged(etcd *c, const char *key,
                                 int64_t mod_revision, const void *value,
                                 size_t len, int64_t lease, etcd_cb cb,
                                 void *opaque, char *err, size_t errlen)
 {
-    if (len == 0 || len > ETCD_MAX_VALUE || !value) {
-        snprintf(err, errlen, "etcd value of %zu bytes: expected 1 to %d",
-                 len, ETCD_MAX_VALUE);
-        return NULL;
-    }
-    if (mod_revision < 1 || lease < 0) {
+    if (mod_revision < 1) {
         snprintf(err, errlen, "put-if-unchanged: mod_revision %" PRId64
-                 ", lease %" PRId64 ": expected a key's revision and a "
-                 "lease id or 0", mod_revision, lease);
+                 ": expected a key's revision", mod_revision);
         return NULL;
     }
-    char *k = key_b64(key, err, errlen);
-    if (!k)
-        return NULL;
-    char *v = b64_encode(value, len);
-    uint8_t *mine = malloc(len);
-    char leasebuf[24], revbuf[24];
-    snprintf(leasebuf, sizeof(leasebuf), "%" PRId64, lease);
-    snprintf(revbuf, sizeof(revbuf), "%" PRId64, mod_revision);
-    /* Unchanged since read; the failure branch reads what it is now. */
-    json_t *body = v && mine ? json_pack(
-        "{s:[{s:s, s:s, s:s, s:s}], s:[{s:{s:s, s:s, s:s}}],"
-        " s:[{s:{s:s}}]}",
-        "compare", "target", "MOD", "result", "EQUAL", "key", k,
-        "mod_revision", revbuf,
-        "success", "request_put", "key", k, "value", v, "lease", leasebuf,
-        "failure", "request_range", "key", k) : NULL;
-    free(k);
-    free(v);
-    etcd_req *r = req_new(c, REQ_PUT_IF, "/v3/kv/txn", body, cb, opaque,
-                          err, errlen);
-    if (!r) {
-        free(mine);
-        return NULL;
-    }
-    memcpy(mine, value, len);
-    r->mine = mine;
-    r->mine_len = len;
-    return r;
+    /* Unchanged since read. */
+    return put_txn(c, REQ_PUT_IF, key, "MOD", "mod_revision", mod_revision,
+                   value, len, lease, cb, opaque, err, errlen);
 }
 
 etcd_req *etcd_list(etcd *c, const char *prefix, size_t limit, etcd_cb cb,
