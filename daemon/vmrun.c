@@ -10,6 +10,7 @@
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
+#include "vm/pc.h"
 #include "vm/restore.h"
 
 typedef struct vmrun {
@@ -78,7 +79,12 @@ int vmrun_run(vmrun_opts *o)
 
     if (o->mode == VMRUN_BOOT) {
         r = vm_create(&run.v, &o->vm.cfg, err, sizeof(err));
-        if (r == 0)
+        if (r == 0 && o->vm.kernel)
+            r = vm_boot_kernel(run.v, o->vm.kernel, o->vm.initrd,
+                               o->vm.cmdline ? o->vm.cmdline
+                                             : PC_DEFAULT_CMDLINE,
+                               err, sizeof(err));
+        else if (r == 0)
             r = vm_boot(run.v, o->image, o->guest_args, err, sizeof(err));
     } else {
         r = restore_vm(o, &run.v, err, sizeof(err));

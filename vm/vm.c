@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "vm/boot.h"
+#include "vm/bzimage.h"
 #include "vm/elfload.h"
 #include "vm/vm_impl.h"
 
@@ -43,6 +44,15 @@ static int console_discard(void *opaque, const void *buf, size_t len)
     (void)buf;
     (void)len;
     return 0;
+}
+
+/* A Linux guest's UART output, counted as the hypercall console's is. */
+static int pc_console(void *opaque, const void *buf, size_t len)
+{
+    vm *v = opaque;
+
+    __atomic_add_fetch(&v->hc.st.console_bytes, len, __ATOMIC_RELAXED);
+    return v->hc.console(v->hc.console_opaque, buf, len);
 }
 
 /* ---- creation ---- */
@@ -91,6 +101,16 @@ static int check_config(const vm_config *cfg, char *err, size_t errlen)
                  VM_MAX_VCPUS);
         return -EINVAL;
     }
+    if (cfg->machine == VM_MACHINE_PC && cfg->mem_size > BZIMAGE_MAX_MEM) {
+        snprintf(err, errlen, "a Linux guest can have at most 3G of RAM "
+                 "for now (none above the 32-bit hole)");
+        return -EINVAL;
+    }
+    if (cfg->machine == VM_MACHINE_PC && cfg->net) {
+        snprintf(err, errlen, "a Linux guest has no network device yet "
+                 "(virtio-net: issue 11)");
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -120,13 +140,21 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
     rc = gmem_add(&v->gm, "ram0", 0, cfg->mem_size, err, errlen);
     if (rc < 0)
         goto fail;
+    /* The irqchip before the vCPUs: each gets its local APIC then. */
+    if (cfg->machine == VM_MACHINE_PC &&
+        (rc = pc_create(&v->pc, &v->kvm, pc_console, v, err, errlen)) < 0)
+        goto fail;
     for (unsigned i = 0; i < cfg->vcpus; i++) {
         v->cpus[i].v = v;
-        v->cpus[i].runnable = i == 0;
+        /* A PC's other vCPUs wait in KVM for the guest's startup IPI. */
+        v->cpus[i].runnable = i == 0 || v->pc;
         rc = vcpu_create(&v->cpus[i].c, &v->kvm, i, err, errlen);
         if (rc < 0)
             goto fail;
         v->ncpus++;
+        if (v->pc && (rc = pc_setup_vcpu(v->pc, v->cpus[i].c->fd, i,
+                                         cfg->vcpus, err, errlen)) < 0)
+            goto fail;
     }
     if (cfg->net) {
         rc = net_open(&v->net, cfg->net, err, errlen);
@@ -209,6 +237,11 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
         snprintf(err, errlen, "vm: can only boot a VM not yet started");
         return -EBUSY;
     }
+    if (v->pc) {
+        snprintf(err, errlen, "vm: a Linux VM boots a kernel, not a guest "
+                 "image");
+        return -EINVAL;
+    }
     int rc = elfload_load(image, &v->gm, BOOT_IMAGE_BASE,
                           boot_stack_top(mem) - BOOT_STACK_RESERVE, &img, err,
                           errlen);
@@ -231,6 +264,46 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
         return rc;
     v->booted = true;
     return 0;
+}
+
+int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
+                   const char *cmdline, char *err, size_t errlen)
+{
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    bzimage_boot b = { .kernel = kernel, .initrd = initrd,
+                       .cmdline = cmdline };
+
+    if (v->state != VM_CREATED || !v->pc) {
+        snprintf(err, errlen, "vm: %s", v->pc ? "can only boot a VM not yet "
+                 "started" : "only a Linux VM boots a kernel");
+        return v->pc ? -EBUSY : -EINVAL;
+    }
+    int rc = vcpu_get_sregs(v->cpus[0].c, &sregs);
+    if (rc < 0) {
+        snprintf(err, errlen, "vCPU 0: KVM_GET_SREGS: %s", strerror(-rc));
+        return rc;
+    }
+    rc = bzimage_load(&v->gm, v->cfg.mem_size, &b, &regs, &sregs, err,
+                      errlen);
+    if (rc == 0)
+        rc = pc_write_tables(v->pc, &v->gm, v->ncpus, err, errlen);
+    if (rc == 0)
+        rc = vcpu_set_boot(v->cpus[0].c, &regs, &sregs, err, errlen);
+    for (unsigned i = 0; rc == 0 && i < v->ncpus; i++)
+        rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
+    if (rc < 0)
+        return rc;
+    v->booted = true;
+    return 0;
+}
+
+int vm_check_savable(vm *v, char *err, size_t errlen)
+{
+    if (!v->pc)
+        return 0;
+    snprintf(err, errlen, "%s", PC_NO_CHECKPOINTS);
+    return -ENOTSUP;
 }
 
 /* ---- the event loop ---- */
@@ -482,6 +555,7 @@ void vm_destroy(vm *v)
         net_close(v->net);
     for (unsigned i = 0; i < v->ncpus; i++)
         vcpu_destroy(v->cpus[i].c);
+    pc_free(v->pc);
     gmem_free(&v->gm);
     if (v->kvm.vm_fd >= 0 || v->kvm.sys_fd >= 0)
         kvm_close(&v->kvm);

@@ -54,7 +54,14 @@ struct event_base;
 
 typedef struct vm vm;
 
+/* What the guest is, fixed when the VM is created. */
+typedef enum vm_machine {
+    VM_MACHINE_FTVM,    /* a freestanding guest on the hypercall ABI */
+    VM_MACHINE_PC,      /* a Linux kernel on a small PC (vm/pc.h) */
+} vm_machine;
+
 typedef struct vm_config {
+    vm_machine machine;
     uint64_t mem_size;          /* bytes; a multiple of 2 MiB, 4 MiB..64 GiB */
     unsigned vcpus;             /* 1..VM_MAX_VCPUS; vCPU 0 runs the guest */
     const char *net;            /* backend spec (vm/net.h), NULL for none */
@@ -93,7 +100,8 @@ typedef enum vm_state {
 
 typedef enum vm_stop_reason {
     VM_STOP_NONE,
-    VM_STOP_HALT,       /* the guest called FTVM_HC_HALT */
+    VM_STOP_HALT,       /* the guest called FTVM_HC_HALT, or (status 0)
+                           a Linux guest reset the machine */
     VM_STOP_FAULT,      /* the guest broke the ABI or crashed */
     VM_STOP_ERROR,      /* the monitor failed (a KVM call) */
     VM_STOP_REQUESTED,  /* vm_stop */
@@ -124,6 +132,18 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen);
  */
 int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
             size_t errlen);
+/*
+ * Loads a Linux kernel (and initrd) into a VM_MACHINE_PC VM, writes its
+ * firmware tables and sets vCPU 0 up to enter the kernel; the other
+ * vCPUs wait for the guest's startup IPIs.  0, or -errno with a message.
+ */
+int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
+                   const char *cmdline, char *err, size_t errlen);
+/*
+ * Whether the VM's state can be saved (checkpoints, replication): 0, or
+ * -ENOTSUP with the reason (a Linux guest, for now: PC_NO_CHECKPOINTS).
+ */
+int vm_check_savable(vm *v, char *err, size_t errlen);
 /*
  * Puts the VM's events on base: network input, and on_stop(v, arg) once
  * the VM has stopped (the guest halted or faulted, or vm_stop).

@@ -17,6 +17,7 @@
 #include "vm/gmem.h"
 #include "vm/hc.h"
 #include "vm/kvm.h"
+#include "vm/pc.h"
 #include "vm/vcpu.h"
 #include "vm/vm.h"
 
@@ -39,6 +40,7 @@ struct vm {
     vm_cpu cpus[VM_MAX_VCPUS];
     unsigned ncpus;
     hc_dev hc;
+    pc *pc;                         /* VM_MACHINE_PC's devices, else NULL */
     conout *con;                    /* on cfg.console_fd, or NULL */
     net_dev *net;
     registry *reg;
