@@ -212,10 +212,18 @@ pc_io_result pc_io(pc *p, uint16_t port, bool out, uint8_t *data,
 {
     pc_io_result r = PC_IO_DONE;
 
+    /*
+     * Every device here has byte registers; a wider access is to ports
+     * with nothing behind them (PCI's 0xcf8 probe, which must not reach
+     * the reset control at 0xcf9).
+     */
+    if (size != 1) {
+        if (!out)
+            memset(data, 0xff, size);
+        return PC_IO_DONE;
+    }
     pthread_mutex_lock(&p->lock);
-    /* A wider access to byte devices: each byte its own port. */
-    for (unsigned i = 0; i < size && r == PC_IO_DONE; i++)
-        r = io_byte(p, (uint16_t)(port + i), out, data + i);
+    r = io_byte(p, port, out, data);
     pthread_mutex_unlock(&p->lock);
     return r;
 }

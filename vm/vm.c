@@ -574,6 +574,11 @@ vm_state vm_get_state(vm *v)
     return s;
 }
 
+vm_machine vm_get_machine(vm *v)
+{
+    return v->cfg.machine;
+}
+
 void vm_get_stop_info(vm *v, vm_stop_info *out)
 {
     pthread_mutex_lock(&v->lock);

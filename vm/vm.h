@@ -175,6 +175,7 @@ void vm_stop(vm *v);
 void vm_destroy(vm *v);
 
 vm_state vm_get_state(vm *v);
+vm_machine vm_get_machine(vm *v);
 void vm_get_stop_info(vm *v, vm_stop_info *out);
 void vm_get_pause_stats(vm *v, vm_pause_stats *out);
 
