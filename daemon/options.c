@@ -59,7 +59,8 @@ static const char kernel_help[] =
     "                       on a small PC: 8250 console on ttyS0, MP\n"
     "                       table, in-kernel irqchip and PIT; at most 3G\n"
     "      --initrd FILE    its initramfs\n"
-    "      --cmdline STR    its command line (default: \"" PC_DEFAULT_CMDLINE "\")\n"
+    "      --cmdline STR    its command line; default:\n"
+    "                       " PC_DEFAULT_CMDLINE "\n"
     "                       the guest's reboot (reboot=k) ends the VM\n"
     "                       with status 0; no checkpoints of it yet\n";
 static const char process_help[] =

@@ -29,7 +29,13 @@ static void on_signal(void *opaque, int signo)
 static void on_stop(vm *v, void *arg)
 {
     vmrun *r = arg;
+    vm_stop_info si;
 
+    /* A Linux guest's reset ends the VM with 0: say that it was one. */
+    vm_get_stop_info(v, &si);
+    if (vm_get_machine(v) == VM_MACHINE_PC && si.reason == VM_STOP_HALT &&
+        !daemon_signal(r->d))
+        log_msg("%s", si.msg);
     daemon_exit(r->d, exitcode_vm(v, daemon_signal(r->d)));
 }
 
