@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
@@ -84,6 +85,8 @@ int vmrun_run(vmrun_opts *o)
     int r;
 
     if (o->mode == VMRUN_BOOT) {
+        if (o->vm.kernel)
+            o->vm.cfg.console_in_fd = STDIN_FILENO;
         r = vm_create(&run.v, &o->vm.cfg, err, sizeof(err));
         if (r == 0 && o->vm.kernel)
             r = vm_boot_kernel(run.v, o->vm.kernel, o->vm.initrd,

@@ -29,6 +29,7 @@ void vm_config_init(vm_config *c)
     c->vcpus = 1;
     memcpy(c->mac, mac, 6);
     c->console_fd = STDOUT_FILENO;
+    c->console_in_fd = -1;
 }
 
 /* ---- the console and the NIC's output, when nobody else takes them ---- */
@@ -329,6 +330,20 @@ static void on_net(evutil_socket_t fd, short what, void *arg)
     net_rx_pump(arg);
 }
 
+/* A PC's console input: what is there now, into the UART. */
+static void on_console_in(evutil_socket_t fd, short what, void *arg)
+{
+    vm *v = arg;
+    uint8_t buf[256];
+
+    (void)what;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0)
+        pc_console_input(v->pc, buf, (size_t)n);
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+        event_del(v->ev_con_in);    /* end of input, or it failed */
+}
+
 int vm_attach(vm *v, struct event_base *base,
               void (*on_stop)(vm *v, void *arg), void *arg)
 {
@@ -343,6 +358,17 @@ int vm_attach(vm *v, struct event_base *base,
                               on_net, v->net);
         if (!v->ev_net || event_add(v->ev_net, NULL) < 0)
             return -ENOMEM;
+    }
+    if (v->pc && v->cfg.console_in_fd >= 0) {
+        v->ev_con_in = event_new(base, v->cfg.console_in_fd,
+                                 EV_READ | EV_PERSIST, on_console_in, v);
+        if (!v->ev_con_in)
+            return -ENOMEM;
+        /* A file or /dev/null cannot be polled: then there is no input. */
+        if (event_add(v->ev_con_in, NULL) < 0) {
+            event_free(v->ev_con_in);
+            v->ev_con_in = NULL;
+        }
     }
     return 0;
 }
@@ -543,6 +569,8 @@ void vm_destroy(vm *v)
         event_free(v->ev_notify);
     if (v->ev_net)
         event_free(v->ev_net);
+    if (v->ev_con_in)
+        event_free(v->ev_con_in);
     if (v->notify_fd >= 0)
         close(v->notify_fd);
     /* After the vCPUs: nothing writes to the console any more. */

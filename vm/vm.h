@@ -72,6 +72,12 @@ typedef struct vm_config {
      */
     int console_fd;
     /*
+     * A Linux guest's console input (its UART's receive FIFO), read from
+     * the loop when readable; -1 (the default): none.  What the FIFO has
+     * no room for is lost, as on a serial line.
+     */
+    int console_in_fd;
+    /*
      * Takes console bytes instead, e.g. to hold them for output commit
      * and then hand them to vm_console.  NULL: straight to vm_console.
      */

@@ -61,7 +61,7 @@ struct vm {
     vm_pause_stats pstats;
 
     int notify_fd;                  /* eventfd: a vCPU stopped the VM */
-    struct event *ev_notify, *ev_net;
+    struct event *ev_notify, *ev_net, *ev_con_in;
     void (*on_stop)(struct vm *v, void *arg);
     void *on_stop_arg;
     bool stop_reported;             /* on_stop has been called */
