@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -344,6 +345,20 @@ static void on_console_in(evutil_socket_t fd, short what, void *arg)
         event_del(v->ev_con_in);    /* end of input, or it failed */
 }
 
+/*
+ * Whether fd is input the loop can wait for: a pipe, a socket or a
+ * terminal.  A file or /dev/null cannot be polled (epoll refuses them), so
+ * a guest run with one as stdin simply has no console input.
+ */
+static bool pollable(int fd)
+{
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return false;
+    return S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || isatty(fd);
+}
+
 int vm_attach(vm *v, struct event_base *base,
               void (*on_stop)(vm *v, void *arg), void *arg)
 {
@@ -359,16 +374,11 @@ int vm_attach(vm *v, struct event_base *base,
         if (!v->ev_net || event_add(v->ev_net, NULL) < 0)
             return -ENOMEM;
     }
-    if (v->pc && v->cfg.console_in_fd >= 0) {
+    if (v->pc && pollable(v->cfg.console_in_fd)) {
         v->ev_con_in = event_new(base, v->cfg.console_in_fd,
                                  EV_READ | EV_PERSIST, on_console_in, v);
-        if (!v->ev_con_in)
+        if (!v->ev_con_in || event_add(v->ev_con_in, NULL) < 0)
             return -ENOMEM;
-        /* A file or /dev/null cannot be polled: then there is no input. */
-        if (event_add(v->ev_con_in, NULL) < 0) {
-            event_free(v->ev_con_in);
-            v->ev_con_in = NULL;
-        }
     }
     return 0;
 }

@@ -73,8 +73,9 @@ typedef struct vm_config {
     int console_fd;
     /*
      * A Linux guest's console input (its UART's receive FIFO), read from
-     * the loop when readable; -1 (the default): none.  What the FIFO has
-     * no room for is lost, as on a serial line.
+     * the loop when readable (a pipe, socket or terminal; anything else is
+     * no input); -1 (the default): none.  What the FIFO has no room for is
+     * lost, as on a serial line.
      */
     int console_in_fd;
     /*
