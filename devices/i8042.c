@@ -5,7 +5,7 @@
 
 #define STATUS_OBF      0x01u   /* a byte waits at the data port */
 #define STATUS_SYS      0x04u   /* self-test passed */
-#define STATUS_CMD      0x08u   /* the last write was a command */
+#define STATUS_UNLOCKED 0x10u   /* the keyboard is not locked */
 
 enum {
     CMD_READ_CTR = 0x20, CMD_WRITE_CTR = 0x60, CMD_AUX_TEST = 0xa9,
@@ -29,7 +29,7 @@ static void push(i8042 *k, uint8_t b)
 uint8_t i8042_read(i8042 *k, uint16_t port)
 {
     if (port == I8042_COMMAND_PORT)
-        return STATUS_SYS | (k->out_len ? STATUS_OBF : 0);
+        return STATUS_SYS | STATUS_UNLOCKED | (k->out_len ? STATUS_OBF : 0);
     if (!k->out_len)
         return 0;
     uint8_t b = k->out[0];
