@@ -12,7 +12,8 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
   boot      --vcpus 1: the initramfs's marker on the serial console; a
             counter loop typed into the guest's shell through ftvm's stdin
             (the UART's input) runs; `ftvmctl save` is refused with the
-            message, no file is left, and the guest counts on; `ftvmctl quit`
+            message, no file is left, and the guest counts on; `ftvmctl
+            pause` stops the counter, `resume` lets it go on; `ftvmctl quit`
             ends ftvm with 0; the boot time (start -> marker) is logged
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
@@ -113,6 +114,18 @@ def case_boot():
     n = last_count(p)
     wait_until(lambda: last_count(p) >= n + 2, 30,
                "the counter going on after the refusals")
+    # Pause (every vCPU out of KVM, its state read) and resume: the
+    # machinery checkpoints will stand on; the guest stops and goes on.
+    ft.ftvmctl_json(FTVMCTL, sock, "pause")
+    st = ft.ftvmctl_json(FTVMCTL, sock, "status")
+    check(st["state"] == "paused", "state after pause: %r" % st["state"])
+    n = last_count(p)
+    time.sleep(1.5)     # a window with the guest paused: nothing may come
+    check(last_count(p) == n, "the counter went %d..%d while paused"
+          % (n, last_count(p)))
+    ft.ftvmctl_json(FTVMCTL, sock, "resume")
+    wait_until(lambda: last_count(p) >= n + 2, 30,
+               "the counter going on after resume")
     ft.ftvmctl_json(FTVMCTL, sock, "quit")
     rc = p.wait(30)
     check(rc == 0, "ftvm run exited %d after quit:\n%s" % (rc, p.err()))
