@@ -10,6 +10,7 @@
 #include "daemon/log.h"
 #include "daemon/parse.h"
 #include "vm/net.h"
+#include "vm/pc.h"
 
 /* getopt_long's codes for the groups; a command's own come after. */
 enum {
@@ -18,6 +19,7 @@ enum {
     OPT_VCPUS = 0x100, OPT_NET, OPT_MAC, OPT_COMPRESS,
     OPT_CONTROL, OPT_METRICS,
     OPT_CKDIR, OPT_CKEVERY, OPT_KEEP,
+    OPT_KERNEL, OPT_INITRD, OPT_CMDLINE,
     OPT_OWN = 0x200,
 };
 
@@ -27,6 +29,9 @@ static const struct option vm_longs[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "mac", required_argument, NULL, OPT_MAC },
     { "compress", required_argument, NULL, OPT_COMPRESS },
+    { "kernel", required_argument, NULL, OPT_KERNEL },
+    { "initrd", required_argument, NULL, OPT_INITRD },
+    { "cmdline", required_argument, NULL, OPT_CMDLINE },
 };
 static const struct option process_longs[] = {
     { "control", required_argument, NULL, OPT_CONTROL },
@@ -48,6 +53,16 @@ static const char vm_help[] =
     "                       dgram:LOCAL,REMOTE (docs/network.md)\n"
     "      --mac MAC        the guest's MAC (default 02:46:54:56:4d:01)\n"
     "      --compress N     zlib level 1-9 for checkpoint pages (0 off)\n";
+static const char kernel_help[] =
+    "a Linux guest (docs/linux-guests.md), instead of a guest image:\n"
+    "      --kernel FILE    boot this bzImage (x86 64-bit boot protocol)\n"
+    "                       on a small PC: 8250 console on ttyS0, MP\n"
+    "                       table, in-kernel irqchip and PIT; at most 3G\n"
+    "      --initrd FILE    its initramfs\n"
+    "      --cmdline STR    its command line; default:\n"
+    "                       " PC_DEFAULT_CMDLINE "\n"
+    "                       the guest's reboot (reboot=k) ends the VM\n"
+    "                       with status 0; no checkpoints of it yet\n";
 static const char process_help[] =
     "the process:\n"
     "      --control PATH   a control socket for ftvmctl (mode 0600)\n"
@@ -68,6 +83,8 @@ static void print_help(const options_command *c)
     fputs(c->help, stdout);
     if (c->vm)
         printf("\n%s", vm_help);
+    if (c->vm && c->kernel_ok)
+        printf("\n%s", kernel_help);
     if (c->process)
         printf("\n%s", process_help);
     if (c->checkpoints)
@@ -154,6 +171,24 @@ static int take_group(const options_command *c, int opt, const char *arg)
         if (r == 0)
             cfg->ram_opts.compress_level = (int)n;
         return r;
+    case OPT_KERNEL:
+    case OPT_INITRD:
+    case OPT_CMDLINE: {
+        static const char *const names[] = { "kernel", "initrd", "cmdline" };
+        const char *name = names[opt - OPT_KERNEL];
+        if (!c->kernel_ok) {
+            log_msg("--%s: only `ftvm run` boots a Linux kernel: %s", name,
+                    PC_NO_CHECKPOINTS);
+            return -EINVAL;
+        }
+        if (opt == OPT_KERNEL)
+            c->vm->kernel = arg;
+        else if (opt == OPT_INITRD)
+            c->vm->initrd = arg;
+        else
+            c->vm->cmdline = arg;
+        return 0;
+    }
     case OPT_CONTROL:
         c->process->control = arg;
         return 0;
@@ -308,11 +343,37 @@ static int check_operands(const options_command *c, int n, char **operands,
     return -EINVAL;
 }
 
+/* --kernel and what goes with it: a machine of its own, no image. */
+static int check_kernel(const options_command *c, int n, char **operands)
+{
+    options_vm *o = c->vm;
+
+    if (!o->kernel) {
+        if (o->initrd || o->cmdline) {
+            log_msg("--%s needs --kernel", o->initrd ? "initrd" : "cmdline");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (n > 0) {
+        log_msg("--kernel boots a Linux kernel: no %s as well ('%s')",
+                c->operand, operands[0]);
+        return -EINVAL;
+    }
+    if (c->checkpoints && c->checkpoints->checkpoint_dir) {
+        log_msg("--checkpoint-dir with --kernel: %s", PC_NO_CHECKPOINTS);
+        return -EINVAL;
+    }
+    o->cfg.machine = VM_MACHINE_PC;
+    return 0;
+}
+
 static void set_defaults(const options_command *c)
 {
     if (c->vm) {
         vm_config_init(&c->vm->cfg);
         c->vm->mem_given = false;
+        c->vm->kernel = c->vm->initrd = c->vm->cmdline = NULL;
     }
     if (c->process) {
         c->process->control = NULL;
@@ -366,7 +427,9 @@ int options_parse(const options_command *c, int argc, char **argv,
         log_msg("--checkpoint-every needs --checkpoint-dir");
         r = -EINVAL;
     }
-    if (r == 0)
+    if (r == 0 && c->vm)
+        r = check_kernel(c, n, operands);
+    if (r == 0 && !(c->vm && c->vm->kernel))
         r = check_operands(c, n, operands, found);
 out:
     free(longs);

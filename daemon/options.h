@@ -23,10 +23,17 @@
 #include "daemon/daemon.h"
 #include "vm/vm.h"
 
-/* --mem --vcpus --net --mac --compress: the VM's shape. */
+/*
+ * --mem --vcpus --net --mac --compress: the VM's shape; and, for a
+ * command with kernel_ok, --kernel --initrd --cmdline: a Linux guest
+ * (cfg.machine VM_MACHINE_PC) instead of a guest image.
+ */
 typedef struct options_vm {
     vm_config cfg;
     bool mem_given;         /* --mem was on the command line */
+    const char *kernel;     /* --kernel: a bzImage, or NULL */
+    const char *initrd;     /* --initrd, or NULL */
+    const char *cmdline;    /* --cmdline, or NULL */
 } options_vm;
 
 typedef enum options_kind {
@@ -59,6 +66,12 @@ typedef struct options_command {
     const options_own *own;     /* ends with a NULL name; or NULL */
     /* The groups the command takes; NULL for one it does not. */
     options_vm *vm;                 /* --mem --vcpus --net --mac --compress */
+    /*
+     * The command boots Linux kernels (--kernel instead of a guest image);
+     * without it, --kernel is refused (only `ftvm run` boots one: its
+     * state cannot be checkpointed or replicated yet).
+     */
+    bool kernel_ok;
     daemon_opts *process;           /* --control --metrics */
     vmctl_opts *checkpoints;        /* --checkpoint-dir --checkpoint-every
                                        --keep */

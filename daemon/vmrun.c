@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
+#include "vm/pc.h"
 #include "vm/restore.h"
 
 typedef struct vmrun {
@@ -28,7 +30,13 @@ static void on_signal(void *opaque, int signo)
 static void on_stop(vm *v, void *arg)
 {
     vmrun *r = arg;
+    vm_stop_info si;
 
+    /* A Linux guest's reset ends the VM with 0: say that it was one. */
+    vm_get_stop_info(v, &si);
+    if (vm_get_machine(v) == VM_MACHINE_PC && si.reason == VM_STOP_HALT &&
+        !daemon_signal(r->d))
+        log_msg("%s", si.msg);
     daemon_exit(r->d, exitcode_vm(v, daemon_signal(r->d)));
 }
 
@@ -77,8 +85,15 @@ int vmrun_run(vmrun_opts *o)
     int r;
 
     if (o->mode == VMRUN_BOOT) {
+        if (o->vm.kernel)
+            o->vm.cfg.console_in_fd = STDIN_FILENO;
         r = vm_create(&run.v, &o->vm.cfg, err, sizeof(err));
-        if (r == 0)
+        if (r == 0 && o->vm.kernel)
+            r = vm_boot_kernel(run.v, o->vm.kernel, o->vm.initrd,
+                               o->vm.cmdline ? o->vm.cmdline
+                                             : PC_DEFAULT_CMDLINE,
+                               err, sizeof(err));
+        else if (r == 0)
             r = vm_boot(run.v, o->image, o->guest_args, err, sizeof(err));
     } else {
         r = restore_vm(o, &run.v, err, sizeof(err));

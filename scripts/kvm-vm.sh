@@ -22,6 +22,9 @@
 #                    ~/.cache/ftvm-kvm-vm)
 #   --force          use a VM even where /dev/kvm works here
 #   --check          only say whether /dev/kvm works here (exit 0 if so)
+#   --prepare        only make the kernel and initramfs (if the cache has
+#                    none) and print the directory that holds them
+#                    (vmlinuz, initrd.gz); scripts/linux-guest.sh uses it
 #   -h, --help       this text
 #
 # Exit status: COMMAND's; 124 when the VM timed out; 125 when the VM could
@@ -36,7 +39,7 @@ me=kvm-vm
 die() { echo "$me: $*" >&2; exit 125; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-mem=4G timeout_s=3600 force=0 check=0
+mem=4G timeout_s=3600 force=0 check=0 prepare=0
 cache=${FTVM_KVM_VM_CACHE:-}
 while [ $# -gt 0 ]; do
     case $1 in
@@ -48,6 +51,7 @@ while [ $# -gt 0 ]; do
     --cache) [ $# -ge 2 ] || die "--cache needs a directory"; cache=$2; shift 2 ;;
     --force) force=1; shift ;;
     --check) check=1; shift ;;
+    --prepare) prepare=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     -*) echo "$me: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -65,8 +69,9 @@ if [ $check = 1 ]; then
     if kvm_works; then echo "$me: /dev/kvm works here"; exit 0; fi
     echo "$me: no usable /dev/kvm here"; exit 1
 fi
-[ $# -gt 0 ] || { echo "$me: no command given (see --help)" >&2; exit 2; }
-if [ $force = 0 ] && kvm_works; then
+[ $# -gt 0 ] || [ $prepare = 1 ] ||
+    { echo "$me: no command given (see --help)" >&2; exit 2; }
+if [ $prepare = 0 ] && [ $force = 0 ] && kvm_works; then
     exec "$@"
 fi
 
@@ -160,6 +165,10 @@ EOF
     trap - EXIT
 }
 [ -f "$cache/kernel/vmlinuz" ] && [ -f "$cache/kernel/initrd.gz" ] || make_kernel
+if [ $prepare = 1 ]; then
+    cd "$cache/kernel" && pwd -P
+    exit 0
+fi
 
 # ---- the job: a folder on the host's disk (the VM's /tmp is its own) ----
 mkdir -p "$cache/jobs"

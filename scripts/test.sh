@@ -9,7 +9,10 @@
 # (scripts/kvm-vm.sh: one emulated CPU, nested KVM), one at a time, with
 # their deadlines multiplied by FTVM_TIME_SCALE (default 5 there) and
 # meson's timeouts by as much; every other test runs here.  --vm (or
-# FTVM_TEST_VM=1) takes the VM path even where /dev/kvm works.
+# FTVM_TEST_VM=1) takes the VM path even where /dev/kvm works.  The Linux
+# guests' tests (suite `linux`, docs/linux-guests.md) need hardware KVM
+# (kvm_amd or kvm_intel): without it they run in that VM too, after the
+# kernel and initramfs are prepared here (scripts/linux-guest.sh).
 #
 # The last line counts what ran, from meson's test logs:
 #     summary: N passed, M failed, S skipped
@@ -54,7 +57,7 @@ for line in open(sys.argv[1]):
         p += 1
     elif r == "SKIP":
         s += 1
-        if "kvm" in suites.split(":", 1)[-1].split("+"):
+        if {"kvm", "linux"} & set(suites.split(":", 1)[-1].split("+")):
             ks += 1
             print("test.sh: %s needs KVM and was skipped" % t["name"],
                   file=sys.stderr)
@@ -77,27 +80,42 @@ meson_test() {
     count "$base"
 }
 
+# in_vm LOGBASE WHY SUITE...: those suites in the QEMU VM, one at a time.
+in_vm() {
+    local base=$1 why=$2 scale=${FTVM_TIME_SCALE:-5} suites=() s
+    shift 2
+    for s in "$@"; do suites+=(--suite "$s"); done
+    echo "== suite(s) $* ($why): in a QEMU VM with nested KVM" \
+         "(scripts/kvm-vm.sh), one at a time, deadlines x$scale"
+    rm -f "$logs/$base.json"
+    local start=$SECONDS
+    scripts/kvm-vm.sh --force --timeout "${FTVM_VM_TIMEOUT:-2400}" -- \
+        env FTVM_REQUIRE_KVM=1 FTVM_TIME_SCALE="$scale" \
+        meson test -C build --no-rebuild --print-errorlogs "${suites[@]}" \
+            --num-processes 1 --timeout-multiplier "$scale" \
+            --logbase "$base" || status=1
+    echo "== the VM's run took $((SECONDS - start)) s"
+    count "$base"
+}
+hw_kvm() { [ -d /sys/module/kvm_amd ] || [ -d /sys/module/kvm_intel ]; }
+# The Linux guest's kernel and initramfs, made here (the VM has no network).
+scripts/linux-guest.sh >/dev/null ||
+    echo "test.sh: scripts/linux-guest.sh failed: the linux suite will skip"
+
 if [ "$use_vm" = 0 ] && scripts/kvm-vm.sh --check >/dev/null; then
     echo "== tests (/dev/kvm works here: the tests that need KVM run here)"
-    FTVM_REQUIRE_KVM=1 meson_test testlog-all
+    if hw_kvm; then
+        FTVM_REQUIRE_KVM=1 meson_test testlog-all
+    else
+        FTVM_REQUIRE_KVM=1 meson_test testlog-all --no-suite linux
+        in_vm testlog-linux "no hardware KVM here for Linux guests" linux
+    fi
 else
     why="no usable /dev/kvm here"
-    force=()
-    if [ "$use_vm" = 1 ]; then why="--vm"; force=(--force); fi
-    scale=${FTVM_TIME_SCALE:-5}
+    if [ "$use_vm" = 1 ]; then why="--vm"; fi
     echo "== tests that need no KVM, here"
-    meson_test testlog-host --no-suite kvm
-    echo "== tests that need KVM ($why): in a QEMU VM with nested KVM" \
-         "(scripts/kvm-vm.sh), one at a time, deadlines x$scale"
-    rm -f "$logs/testlog-kvm.json"
-    start=$SECONDS
-    scripts/kvm-vm.sh "${force[@]}" --timeout "${FTVM_VM_TIMEOUT:-2400}" -- \
-        env FTVM_REQUIRE_KVM=1 FTVM_TIME_SCALE="$scale" \
-        meson test -C build --no-rebuild --print-errorlogs --suite kvm \
-            --num-processes 1 --timeout-multiplier "$scale" \
-            --logbase testlog-kvm || status=1
-    echo "== the VM's run took $((SECONDS - start)) s"
-    count testlog-kvm
+    meson_test testlog-host --no-suite kvm --no-suite linux
+    in_vm testlog-kvm "$why" kvm linux
 fi
 
 echo "== unit tests under ASan + UBSan"

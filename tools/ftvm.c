@@ -25,6 +25,8 @@ static void usage(FILE *out)
           "commands:\n"
           "  run [OPTIONS] GUEST.elf [ARGS...]\n"
           "                            run a guest image in a VM\n"
+          "  run [OPTIONS] --kernel BZIMAGE [--initrd FILE]\n"
+          "                            boot a Linux kernel in a VM\n"
           "  restore [OPTIONS] CHECKPOINT\n"
           "                            carry a VM on from a checkpoint file\n"
           "  primary [OPTIONS] GUEST.elf [ARGS...] --secondary HOST:PORT\n"

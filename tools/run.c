@@ -14,8 +14,11 @@
 
 static const char run_help[] =
     "usage: ftvm run [OPTIONS] GUEST.elf [GUEST ARGS...]\n"
+    "       ftvm run [OPTIONS] --kernel BZIMAGE [--initrd FILE] "
+    "[--cmdline STR]\n"
     "Runs a guest image in a KVM virtual machine, its console on stdout,\n"
-    "and exits with the status the guest halts with.\n";
+    "and exits with the status the guest halts with; or boots a Linux\n"
+    "kernel, its serial console on stdout, until it reboots (status 0).\n";
 static const char restore_help[] =
     "usage: ftvm restore [OPTIONS] CHECKPOINT\n"
     "Carries on a VM from a checkpoint file (ftvm run --checkpoint-dir,\n"
@@ -43,6 +46,7 @@ static int run_command(vmrun_mode mode, int argc, char **argv)
         .vm = &o.vm,
         .process = &o.process,
         .checkpoints = &o.process.vmctl,
+        .kernel_ok = mode == VMRUN_BOOT,
     };
     options_found found;
 

@@ -55,13 +55,16 @@ int precopy_run(vm *v, qfile *f, precopy_flush_fn flush, void *opaque,
 {
     uint64_t t0 = mono_ns(), ram_pages = 0;
     size_t n;
+    int rc = vm_check_savable(v, err, errlen);
+    if (rc < 0)
+        return rc;
     ram_block *b = vm_ram_blocks(v, &n);
     for (size_t i = 0; i < n; i++)
         ram_pages += b[i].length / RAM_PAGE_SIZE;
     precopy_begin(st, ram_pages);
 
     registry *reg = vm_registry(v);
-    int rc = registry_save_setup(reg, f);
+    rc = registry_save_setup(reg, f);
     if (rc < 0 || qfile_error(f))
         rc = stream_error(f, rc, err, errlen);
     if (rc == 0)

@@ -208,6 +208,9 @@ int snapshot_start(snapshot_job **out, vm *v, struct event_base *base,
         snprintf(err, errlen, "the VM has stopped: nothing to checkpoint");
         return -ESHUTDOWN;
     }
+    int rc = vm_check_savable(v, err, errlen);
+    if (rc < 0)
+        return rc;
     snapshot_job *j = calloc(1, sizeof(*j));
     if (!j) {
         snprintf(err, errlen, "out of memory");

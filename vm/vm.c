@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vm/boot.h"
+#include "vm/bzimage.h"
 #include "vm/elfload.h"
 #include "vm/vm_impl.h"
 
@@ -28,6 +30,7 @@ void vm_config_init(vm_config *c)
     c->vcpus = 1;
     memcpy(c->mac, mac, 6);
     c->console_fd = STDOUT_FILENO;
+    c->console_in_fd = -1;
 }
 
 /* ---- the console and the NIC's output, when nobody else takes them ---- */
@@ -43,6 +46,15 @@ static int console_discard(void *opaque, const void *buf, size_t len)
     (void)buf;
     (void)len;
     return 0;
+}
+
+/* A Linux guest's UART output, counted as the hypercall console's is. */
+static int pc_console(void *opaque, const void *buf, size_t len)
+{
+    vm *v = opaque;
+
+    __atomic_add_fetch(&v->hc.st.console_bytes, len, __ATOMIC_RELAXED);
+    return v->hc.console(v->hc.console_opaque, buf, len);
 }
 
 /* ---- creation ---- */
@@ -91,6 +103,16 @@ static int check_config(const vm_config *cfg, char *err, size_t errlen)
                  VM_MAX_VCPUS);
         return -EINVAL;
     }
+    if (cfg->machine == VM_MACHINE_PC && cfg->mem_size > BZIMAGE_MAX_MEM) {
+        snprintf(err, errlen, "a Linux guest can have at most 3G of RAM "
+                 "for now (none above the 32-bit hole)");
+        return -EINVAL;
+    }
+    if (cfg->machine == VM_MACHINE_PC && cfg->net) {
+        snprintf(err, errlen, "a Linux guest has no network device yet "
+                 "(virtio-net: issue 11)");
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -120,13 +142,21 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
     rc = gmem_add(&v->gm, "ram0", 0, cfg->mem_size, err, errlen);
     if (rc < 0)
         goto fail;
+    /* The irqchip before the vCPUs: each gets its local APIC then. */
+    if (cfg->machine == VM_MACHINE_PC &&
+        (rc = pc_create(&v->pc, &v->kvm, pc_console, v, err, errlen)) < 0)
+        goto fail;
     for (unsigned i = 0; i < cfg->vcpus; i++) {
         v->cpus[i].v = v;
-        v->cpus[i].runnable = i == 0;
+        /* A PC's other vCPUs wait in KVM for the guest's startup IPI. */
+        v->cpus[i].runnable = i == 0 || v->pc;
         rc = vcpu_create(&v->cpus[i].c, &v->kvm, i, err, errlen);
         if (rc < 0)
             goto fail;
         v->ncpus++;
+        if (v->pc && (rc = pc_setup_vcpu(v->pc, v->cpus[i].c->fd, i,
+                                         cfg->vcpus, err, errlen)) < 0)
+            goto fail;
     }
     if (cfg->net) {
         rc = net_open(&v->net, cfg->net, err, errlen);
@@ -209,6 +239,11 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
         snprintf(err, errlen, "vm: can only boot a VM not yet started");
         return -EBUSY;
     }
+    if (v->pc) {
+        snprintf(err, errlen, "vm: a Linux VM boots a kernel, not a guest "
+                 "image");
+        return -EINVAL;
+    }
     int rc = elfload_load(image, &v->gm, BOOT_IMAGE_BASE,
                           boot_stack_top(mem) - BOOT_STACK_RESERVE, &img, err,
                           errlen);
@@ -231,6 +266,46 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
         return rc;
     v->booted = true;
     return 0;
+}
+
+int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
+                   const char *cmdline, char *err, size_t errlen)
+{
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    bzimage_boot b = { .kernel = kernel, .initrd = initrd,
+                       .cmdline = cmdline };
+
+    if (v->state != VM_CREATED || !v->pc) {
+        snprintf(err, errlen, "vm: %s", v->pc ? "can only boot a VM not yet "
+                 "started" : "only a Linux VM boots a kernel");
+        return v->pc ? -EBUSY : -EINVAL;
+    }
+    int rc = vcpu_get_sregs(v->cpus[0].c, &sregs);
+    if (rc < 0) {
+        snprintf(err, errlen, "vCPU 0: KVM_GET_SREGS: %s", strerror(-rc));
+        return rc;
+    }
+    rc = bzimage_load(&v->gm, v->cfg.mem_size, &b, &regs, &sregs, err,
+                      errlen);
+    if (rc == 0)
+        rc = pc_write_tables(v->pc, &v->gm, v->ncpus, err, errlen);
+    if (rc == 0)
+        rc = vcpu_set_boot(v->cpus[0].c, &regs, &sregs, err, errlen);
+    for (unsigned i = 0; rc == 0 && i < v->ncpus; i++)
+        rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
+    if (rc < 0)
+        return rc;
+    v->booted = true;
+    return 0;
+}
+
+int vm_check_savable(vm *v, char *err, size_t errlen)
+{
+    if (!v->pc)
+        return 0;
+    snprintf(err, errlen, "%s", PC_NO_CHECKPOINTS);
+    return -ENOTSUP;
 }
 
 /* ---- the event loop ---- */
@@ -256,6 +331,34 @@ static void on_net(evutil_socket_t fd, short what, void *arg)
     net_rx_pump(arg);
 }
 
+/* A PC's console input: what is there now, into the UART. */
+static void on_console_in(evutil_socket_t fd, short what, void *arg)
+{
+    vm *v = arg;
+    uint8_t buf[256];
+
+    (void)what;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n > 0)
+        pc_console_input(v->pc, buf, (size_t)n);
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+        event_del(v->ev_con_in);    /* end of input, or it failed */
+}
+
+/*
+ * Whether fd is input the loop can wait for: a pipe, a socket or a
+ * terminal.  A file or /dev/null cannot be polled (epoll refuses them), so
+ * a guest run with one as stdin simply has no console input.
+ */
+static bool pollable(int fd)
+{
+    struct stat st;
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return false;
+    return S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || isatty(fd);
+}
+
 int vm_attach(vm *v, struct event_base *base,
               void (*on_stop)(vm *v, void *arg), void *arg)
 {
@@ -269,6 +372,12 @@ int vm_attach(vm *v, struct event_base *base,
         v->ev_net = event_new(base, net_fd(v->net), EV_READ | EV_PERSIST,
                               on_net, v->net);
         if (!v->ev_net || event_add(v->ev_net, NULL) < 0)
+            return -ENOMEM;
+    }
+    if (v->pc && pollable(v->cfg.console_in_fd)) {
+        v->ev_con_in = event_new(base, v->cfg.console_in_fd,
+                                 EV_READ | EV_PERSIST, on_console_in, v);
+        if (!v->ev_con_in || event_add(v->ev_con_in, NULL) < 0)
             return -ENOMEM;
     }
     return 0;
@@ -470,6 +579,8 @@ void vm_destroy(vm *v)
         event_free(v->ev_notify);
     if (v->ev_net)
         event_free(v->ev_net);
+    if (v->ev_con_in)
+        event_free(v->ev_con_in);
     if (v->notify_fd >= 0)
         close(v->notify_fd);
     /* After the vCPUs: nothing writes to the console any more. */
@@ -482,6 +593,7 @@ void vm_destroy(vm *v)
         net_close(v->net);
     for (unsigned i = 0; i < v->ncpus; i++)
         vcpu_destroy(v->cpus[i].c);
+    pc_free(v->pc);
     gmem_free(&v->gm);
     if (v->kvm.vm_fd >= 0 || v->kvm.sys_fd >= 0)
         kvm_close(&v->kvm);
@@ -498,6 +610,11 @@ vm_state vm_get_state(vm *v)
     vm_state s = v->state;
     pthread_mutex_unlock(&v->lock);
     return s;
+}
+
+vm_machine vm_get_machine(vm *v)
+{
+    return v->cfg.machine;
 }
 
 void vm_get_stop_info(vm *v, vm_stop_info *out)

@@ -54,7 +54,14 @@ struct event_base;
 
 typedef struct vm vm;
 
+/* What the guest is, fixed when the VM is created. */
+typedef enum vm_machine {
+    VM_MACHINE_FTVM,    /* a freestanding guest on the hypercall ABI */
+    VM_MACHINE_PC,      /* a Linux kernel on a small PC (vm/pc.h) */
+} vm_machine;
+
 typedef struct vm_config {
+    vm_machine machine;
     uint64_t mem_size;          /* bytes; a multiple of 2 MiB, 4 MiB..64 GiB */
     unsigned vcpus;             /* 1..VM_MAX_VCPUS; vCPU 0 runs the guest */
     const char *net;            /* backend spec (vm/net.h), NULL for none */
@@ -64,6 +71,13 @@ typedef struct vm_config {
      * (vm_console), which never makes a vCPU wait for its reader.
      */
     int console_fd;
+    /*
+     * A Linux guest's console input (its UART's receive FIFO), read from
+     * the loop when readable (a pipe, socket or terminal; anything else is
+     * no input); -1 (the default): none.  What the FIFO has no room for is
+     * lost, as on a serial line.
+     */
+    int console_in_fd;
     /*
      * Takes console bytes instead, e.g. to hold them for output commit
      * and then hand them to vm_console.  NULL: straight to vm_console.
@@ -93,7 +107,8 @@ typedef enum vm_state {
 
 typedef enum vm_stop_reason {
     VM_STOP_NONE,
-    VM_STOP_HALT,       /* the guest called FTVM_HC_HALT */
+    VM_STOP_HALT,       /* the guest called FTVM_HC_HALT, or (status 0)
+                           a Linux guest reset the machine */
     VM_STOP_FAULT,      /* the guest broke the ABI or crashed */
     VM_STOP_ERROR,      /* the monitor failed (a KVM call) */
     VM_STOP_REQUESTED,  /* vm_stop */
@@ -125,6 +140,18 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen);
 int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
             size_t errlen);
 /*
+ * Loads a Linux kernel (and initrd) into a VM_MACHINE_PC VM, writes its
+ * firmware tables and sets vCPU 0 up to enter the kernel; the other
+ * vCPUs wait for the guest's startup IPIs.  0, or -errno with a message.
+ */
+int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
+                   const char *cmdline, char *err, size_t errlen);
+/*
+ * Whether the VM's state can be saved (checkpoints, replication): 0, or
+ * -ENOTSUP with the reason (a Linux guest, for now: PC_NO_CHECKPOINTS).
+ */
+int vm_check_savable(vm *v, char *err, size_t errlen);
+/*
  * Puts the VM's events on base: network input, and on_stop(v, arg) once
  * the VM has stopped (the guest halted or faulted, or vm_stop).
  */
@@ -155,6 +182,7 @@ void vm_stop(vm *v);
 void vm_destroy(vm *v);
 
 vm_state vm_get_state(vm *v);
+vm_machine vm_get_machine(vm *v);
 void vm_get_stop_info(vm *v, vm_stop_info *out);
 void vm_get_pause_stats(vm *v, vm_pause_stats *out);
 

@@ -188,6 +188,32 @@ static bool handle_exception(vm_cpu *vc)
     return false;
 }
 
+/* The guest reset a PC (Linux's reboot): the VM ends, as a halt with 0. */
+static void pc_reset(vm_cpu *vc)
+{
+    pthread_mutex_lock(&vc->v->lock);
+    vm_stop_locked(vc->v, VM_STOP_HALT, 0, "vm: the guest reset the machine "
+                   "(vCPU %u)", vc->c->index);
+    pthread_mutex_unlock(&vc->v->lock);
+}
+
+/* Port I/O on a PC: every exit goes to its devices; a rep string too. */
+static bool handle_pc_io(vm_cpu *vc)
+{
+    struct kvm_run *run = vc->c->run;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    bool out = run->io.direction == KVM_EXIT_IO_OUT;
+
+    for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+        if (pc_io(vc->v->pc, run->io.port, out, data, run->io.size) ==
+            PC_IO_RESET) {
+            pc_reset(vc);
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool handle_io(vm_cpu *vc)
 {
     struct kvm_run *run = vc->c->run;
@@ -250,10 +276,15 @@ static bool handle_exit(vm_cpu *vc)
 
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
-        return handle_io(vc);
+        return vc->v->pc ? handle_pc_io(vc) : handle_io(vc);
     case KVM_EXIT_INTR:
         return true;
     case KVM_EXIT_MMIO:
+        if (vc->v->pc) {
+            pc_mmio(vc->v->pc, run->mmio.phys_addr, run->mmio.is_write,
+                    run->mmio.data, run->mmio.len);
+            return true;
+        }
         guest_fault(vc, "%s of %u bytes at 0x%" PRIx64 ", outside RAM, at "
                     "rip 0x%" PRIx64, run->mmio.is_write ? "write" : "read",
                     run->mmio.len, (uint64_t)run->mmio.phys_addr,

@@ -17,6 +17,7 @@
 #include "vm/gmem.h"
 #include "vm/hc.h"
 #include "vm/kvm.h"
+#include "vm/pc.h"
 #include "vm/vcpu.h"
 #include "vm/vm.h"
 
@@ -39,6 +40,7 @@ struct vm {
     vm_cpu cpus[VM_MAX_VCPUS];
     unsigned ncpus;
     hc_dev hc;
+    pc *pc;                         /* VM_MACHINE_PC's devices, else NULL */
     conout *con;                    /* on cfg.console_fd, or NULL */
     net_dev *net;
     registry *reg;
@@ -59,7 +61,7 @@ struct vm {
     vm_pause_stats pstats;
 
     int notify_fd;                  /* eventfd: a vCPU stopped the VM */
-    struct event *ev_notify, *ev_net;
+    struct event *ev_notify, *ev_net, *ev_con_in;
     void (*on_stop)(struct vm *v, void *arg);
     void *on_stop_arg;
     bool stop_reported;             /* on_stop has been called */

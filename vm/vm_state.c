@@ -16,6 +16,9 @@
 static int ram_setup(qfile *f, void *opaque)
 {
     vm *v = opaque;
+    /* Every save starts here: a Linux VM's stops before a byte of it. */
+    if (v->pc)
+        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     int rc = gmem_sync_dirty(&v->gm);
 
     if (rc < 0)
@@ -47,6 +50,8 @@ static int ram_iterate(qfile *f, void *opaque)
 
 static int ram_complete(qfile *f, void *opaque)
 {
+    if (((vm *)opaque)->pc)
+        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     int64_t n = ram_send(opaque, f, 0);
 
     return n < 0 ? (int)n : 0;
@@ -57,6 +62,8 @@ static int ram_load_section(qfile *f, void *opaque, uint32_t version,
 {
     vm *v = opaque;
 
+    if (v->pc)
+        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     if (pass == SAVEVM_PASS_APPLY && vm_get_state(v) == VM_RUNNING)
         return qfile_fail(f, -EBUSY,
                           "vm: RAM cannot be loaded into a running "

@@ -1,0 +1,115 @@
+/* mptable: see mptable.h. */
+#include "devices/mptable.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define FLOAT_SIZE  16u
+#define HEADER_SIZE 44u
+#define CPU_SIZE    20u
+#define ENTRY_SIZE  8u
+
+enum { MP_CPU = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_IOINT = 3, MP_LINT = 4 };
+enum { INT_INT = 0, INT_NMI = 1, INT_EXTINT = 3 };
+
+#define CPU_ENABLED 0x01u
+#define CPU_BSP     0x02u
+#define LAPIC_VERSION  0x14u
+#define IOAPIC_VERSION 0x11u
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    put16(p, (uint16_t)v);
+    put16(p + 2, (uint16_t)(v >> 16));
+}
+
+static uint8_t checksum(const uint8_t *p, size_t n)
+{
+    uint8_t s = 0;
+
+    while (n--)
+        s = (uint8_t)(s + *p++);
+    return (uint8_t)(0x100 - s);
+}
+
+static size_t table_size(unsigned ncpus)
+{
+    return HEADER_SIZE + ncpus * CPU_SIZE +
+           (2 + MPTABLE_ISA_IRQS + 2) * ENTRY_SIZE;
+}
+
+size_t mptable_size(unsigned ncpus)
+{
+    return FLOAT_SIZE + table_size(ncpus);
+}
+
+/* An I/O or local interrupt entry. */
+static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t kind,
+                        uint8_t src_irq, uint8_t dst_id, uint8_t dst_pin)
+{
+    p[0] = type;
+    p[1] = kind;
+    put16(p + 2, 0);        /* polarity and trigger as the bus says */
+    p[4] = 0;               /* source bus: the ISA bus, id 0 */
+    p[5] = src_irq;
+    p[6] = dst_id;
+    p[7] = dst_pin;
+    return p + ENTRY_SIZE;
+}
+
+int mptable_write(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus)
+{
+    if (ncpus < 1 || ncpus > MPTABLE_MAX_CPUS || len < mptable_size(ncpus))
+        return -EINVAL;
+    memset(buf, 0, mptable_size(ncpus));
+
+    uint8_t *fp = buf;
+    memcpy(fp, "_MP_", 4);
+    put32(fp + 4, gpa + FLOAT_SIZE);
+    fp[8] = 1;
+    fp[9] = 4;
+    fp[10] = checksum(fp, FLOAT_SIZE);
+
+    uint8_t *t = buf + FLOAT_SIZE, *p = t + HEADER_SIZE;
+    for (unsigned i = 0; i < ncpus; i++, p += CPU_SIZE) {
+        p[0] = MP_CPU;
+        p[1] = (uint8_t)i;
+        p[2] = LAPIC_VERSION;
+        p[3] = CPU_ENABLED | (i == 0 ? CPU_BSP : 0);
+        put32(p + 4, 0x600);    /* family 6: only a hint */
+        put32(p + 8, 0x201);    /* FPU, APIC */
+    }
+    p[0] = MP_BUS;
+    p[1] = 0;
+    memcpy(p + 2, "ISA   ", 6);
+    p += ENTRY_SIZE;
+    uint8_t ioapic_id = (uint8_t)ncpus;
+    p[0] = MP_IOAPIC;
+    p[1] = ioapic_id;
+    p[2] = IOAPIC_VERSION;
+    p[3] = 0x01;                /* enabled */
+    put32(p + 4, MPTABLE_IOAPIC_ADDR);
+    p += ENTRY_SIZE;
+    for (unsigned irq = 0; irq < MPTABLE_ISA_IRQS; irq++)
+        p = put_int(p, MP_IOINT, INT_INT, (uint8_t)irq, ioapic_id,
+                    (uint8_t)irq);
+    p = put_int(p, MP_LINT, INT_EXTINT, 0, 0xff, 0);
+    p = put_int(p, MP_LINT, INT_NMI, 0, 0xff, 1);
+
+    size_t tlen = table_size(ncpus);
+    memcpy(t, "PCMP", 4);
+    put16(t + 4, (uint16_t)tlen);
+    t[6] = 4;
+    memcpy(t + 8, "FTVM    ", 8);
+    memcpy(t + 16, "FTVM PC     ", 12);
+    put16(t + 34, (uint16_t)(ncpus + 2 + MPTABLE_ISA_IRQS + 2));
+    put32(t + 36, MPTABLE_LAPIC_ADDR);
+    t[7] = checksum(t, tlen);
+    return 0;
+}
