@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
     gcc binutils pkg-config meson ninja-build   # the build
     zlib1g-dev libjansson-dev libevent-dev libcmocka-dev libssl-dev openssl
+    libpcap-dev                          # net-compare's capture of mismatches
     clang libclang-rt-14-dev             # libFuzzer target and its runtime
     python3                              # test helpers
     python3-prometheus-client            # parses /metrics in the tests

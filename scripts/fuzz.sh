@@ -6,7 +6,8 @@
 #
 # TARGET is one of load (a checkpoint file), apply (the secondary's
 # per-package path), retpath (the primary's return path and replication
-# decisions), control (the control socket's JSON lines); tests/fuzz/
+# decisions), control (the control socket's JSON lines), netcmp
+# (net-compare's comparator); tests/fuzz/
 # says what each drives and checks.  A one-hour run:
 #
 #     scripts/fuzz.sh apply 3600
@@ -28,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets="load apply retpath control"
+targets="load apply retpath control netcmp"
 case ${1:-} in
 --list) echo "$targets"; exit 0 ;;
 -h|--help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'

@@ -9,7 +9,8 @@
  *            full, with PINGs and EOF between them, every RAM encoding;
  *   retpath  what a secondary answers (retpath_put_*) between the
  *            primary's checkpoints;
- *   control  request lines as a client writes them (jansson).
+ *   control  request lines as a client writes them (jansson);
+ *   netcmp   frames of both VMs and checkpoints (netcmp_seeds.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include "checkpoint/retpath.h"
 #include "tests/fuzz/fixture.h"
 #include "tests/fuzz/inputs.h"
+#include "tests/fuzz/netcmp_inputs.h"
 #include "tests/fuzz/pkgstream.h"
 
 static int write_file(const char *dir, const char *name, const uint8_t *b,
@@ -339,7 +341,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *top = argv[argc - 1];
-    char d[4][512];
+    char d[5][512];
     if (mkdir(top, 0755) < 0 && errno != EEXIST) {
         fprintf(stderr, "gen_corpus: %s: %s\n", top, strerror(errno));
         return 1;
@@ -355,7 +357,8 @@ int main(int argc, char **argv)
         const char *app = subdir(d[1], sizeof(d[1]), top, "apply");
         const char *rp = subdir(d[2], sizeof(d[2]), top, "retpath");
         const char *ctl = subdir(d[3], sizeof(d[3]), top, "control");
-        if (!app || !rp || !ctl)
+        const char *nc = subdir(d[4], sizeof(d[4]), top, "netcmp");
+        if (!app || !rp || !ctl || !nc)
             return 1;
         r |= seed_apply(app, "incremental", SEED_INCREMENTAL, 0, 0);
         r |= seed_apply(app, "full", SEED_FULL, 0, 0);
@@ -364,6 +367,7 @@ int main(int argc, char **argv)
         r |= seed_apply(app, "xbzrle", SEED_INCREMENTAL, 0, 64 * 1024);
         r |= seed_retpath(rp);
         r |= seed_controls(ctl);
+        r |= netcmp_seeds_write(nc);
     }
     if (r)
         fprintf(stderr, "gen_corpus: a seed could not be written\n");
