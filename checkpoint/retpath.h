@@ -23,6 +23,12 @@ typedef enum retpath_type {
     RETPATH_ACK = 0x7f01,  /* be64 checkpoint id applied, the pairing */
     RETPATH_NACK = 0x7f02, /* be64 id refused, the pairing, a message */
     RETPATH_HEARTBEAT = 0x7f03, /* be64: the receiver's sequence number */
+    /*
+     * COLO (docs/colo.md): be64 the checkpoint the secondary's running VM
+     * last reset to, then 1..RETPATH_COLO_DATA_MAX console bytes it wrote
+     * since (in order, continuing the previous message of that id).
+     */
+    RETPATH_COLO_CONSOLE = 0x7f10,
 } retpath_type;
 
 #define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
@@ -30,12 +36,16 @@ typedef enum retpath_type {
  * generation. */
 #define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1 + 8)
 
+#define RETPATH_COLO_DATA_MAX (RETPATH_MSG_MAX - 8)
+
 typedef struct retpath_msg {
     retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
     uint64_t value64;       /* ACK, NACK, HEARTBEAT */
     pairing pair;           /* ACK, NACK: the pairing it answers */
-    char text[RETPATH_MSG_MAX]; /* NACK's reason, NUL-terminated */
+    char text[RETPATH_MSG_MAX]; /* NACK's reason, NUL-terminated; COLO's
+                                   data (len bytes, no NUL) */
+    uint16_t len;               /* COLO_CONSOLE: bytes in text */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
@@ -44,6 +54,9 @@ void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
                       const char *why);
 void retpath_put_heartbeat(qfile *f, uint64_t seq);
 void retpath_put_shut(qfile *f, uint32_t code);
+/* len is 1..RETPATH_COLO_DATA_MAX. */
+void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
+                              size_t len);
 
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when

@@ -46,6 +46,10 @@ typedef struct apply_opts {
     void *opaque;
     /* The VM name the primary must have (--vm-name); NULL: any. */
     const char *vm_name;
+    /* Optional: checkpoint id was applied and ACKed (opaque's). */
+    void (*applied)(void *opaque, uint64_t id);
+    /* Optional: "ftvm-colo" said COLO mode (in the bring-up). */
+    void (*colo)(void *opaque);
 } apply_opts;
 
 /*
@@ -65,6 +69,7 @@ typedef struct apply_stats {
     sampler_summary apply_ns;
     uint64_t package_bytes_last, package_bytes_total;
     uint64_t pings;             /* PINGs answered */
+    bool colo;                  /* "ftvm-colo": COLO mode (docs/colo.md) */
 } apply_stats;
 
 /* 0, or -ENOMEM. */

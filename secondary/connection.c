@@ -193,6 +193,14 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
     return n < 0 ? -e : -ENOBUFS;
 }
 
+int connection_try_send(connection *c, const void *msg, size_t len)
+{
+    if (!LOAD(c->rp_open) ||
+        connection_get_state(c, NULL, NULL, 0) != CONNECTION_OPEN)
+        return -ENOTCONN;
+    return try_send(c, msg, len);
+}
+
 /* The loop's own message, put into lq: 1, 0 or -errno as try_send. */
 static int try_send_lq(connection *c)
 {
