@@ -37,6 +37,7 @@ typedef struct secondary {
     survivor *sv;               /* the VM's output commit; after failover,
                                    its replicator */
     svm *svm;                   /* COLO mode: the running copy, or NULL */
+    vm *cache;                  /* after a COLO failover: the RAM cache */
     claim *witness;             /* --witness, or NULL */
     pool_standby *pool;         /* --register, or NULL */
     standby_state state;
@@ -231,10 +232,12 @@ static void colo_fail_over(secondary *s, const char *reason,
         return;
     }
     vm *v = svm_vm(s->svm);
+    s->continued_console = vm_console_bytes(s->v);
+    s->cache = s->v;            /* kept: packages may still point at it */
+    s->v = v;
     survivor_vm(s->sv, v);
     daemon_set_vm(s->d, v);
     svm_go_live(s->svm);
-    s->continued_console = vm_console_bytes(s->v);
     s->failover_ms = (mono_ns() - s->fo_t0) / 1e6;
     s->continued_from = st->apply.last_id;
     s->state = STANDBY_RUNNING;
@@ -653,7 +656,8 @@ static void hook_status(void *opaque, json_t *r)
                                       "console_bytes",
                                       (json_int_t)s->continued_console,
                                       "reason", s->fo_reason, "announced",
-                                      (int)failover_announced(s->fo)));
+                                      s->fo ? (int)failover_announced(s->fo)
+                                            : 0));
     survivor_status(s->sv, r);
 }
 
@@ -874,6 +878,8 @@ int secondary_run(secondary_opts *o)
     survivor_end(s.sv);
     pool_standby_free(s.pool);
     daemon_free(s.d);
+    if (s.cache)
+        vm_destroy(s.cache);
     survivor_free(s.sv);
     tls_ctx_free(s.tls);
     return status;
