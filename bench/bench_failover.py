@@ -62,6 +62,7 @@ import tempfile
 import threading
 import time
 
+import benchproc  # noqa: E402
 from benchproc import forget, kill_group, on_signal, reap_all, spawn
 from bench_repl import Ctl, get, machine, other_ftvm, parse_ms, pct
 from bench_tls import make_certs
@@ -569,11 +570,7 @@ def main():
               "scripts/bootstrap.sh installs it): not run", file=sys.stderr)
         return 2
     build = os.path.abspath(a.build)
-    missing = [os.path.join(build, p) for p in PROGRAMS
-               if not os.path.exists(os.path.join(build, p))]
-    if missing:
-        print("bench_failover: not built: " + ", ".join(missing)
-              + f"; run: ninja -C {a.build}", file=sys.stderr)
+    if benchproc.missing_programs("bench_failover", build, PROGRAMS):
         return 2
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -582,12 +579,7 @@ def main():
     status = 0
     t_start = time.monotonic()
     try:
-        bins = {}
-        for p in PROGRAMS:
-            dst = os.path.join(workdir, "bin", p)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(os.path.join(build, p), dst)
-            bins[p] = dst
+        bins = benchproc.copy_programs(workdir, build, PROGRAMS)
         a.security = make_certs(workdir) if a.tls else None
         load0 = os.getloadavg()
         others0 = other_ftvm()

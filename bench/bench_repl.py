@@ -54,6 +54,7 @@ import threading
 import time
 import zlib
 
+import benchproc  # noqa: E402
 from benchproc import (CHILDREN, forget, kill_group, measure_memcpy,
                         on_signal, parse_size, reap_all, run_child,
                         size_name, spawn)
@@ -716,11 +717,7 @@ def main():
                  else "no permission") + ": not run", file=sys.stderr)
         return 2
     build = os.path.abspath(a.build)
-    missing = [os.path.join(build, p) for p in PROGRAMS
-               if not os.path.exists(os.path.join(build, p))]
-    if missing:
-        print("bench_repl: not built: " + ", ".join(missing)
-              + f"; run: ninja -C {a.build}", file=sys.stderr)
+    if benchproc.missing_programs("bench_repl", build, PROGRAMS):
         return 2
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -731,12 +728,7 @@ def main():
     t_start = time.monotonic()
     try:
         # A copy of the programs, so a rebuild during the run changes nothing.
-        bins = {}
-        for p in PROGRAMS:
-            dst = os.path.join(workdir, "bin", p)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(os.path.join(build, p), dst)
-            bins[p] = dst
+        bins = benchproc.copy_programs(workdir, build, PROGRAMS)
         print(f"bench_repl: files in {workdir}", file=sys.stderr)
         print("measuring memcpy (bench_ram) ...", file=sys.stderr, flush=True)
         mem0 = (measure_memcpy(bins["bench/bench_ram"]), measure_crc())

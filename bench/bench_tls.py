@@ -34,6 +34,7 @@ import sys
 import tempfile
 
 import bench_repl as br
+import benchproc  # noqa: E402
 from benchproc import on_signal, parse_size, reap_all
 
 def aes_speed():
@@ -101,12 +102,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="bench-tls.")
     status = 0
     try:
-        bins = {}
-        for p in br.PROGRAMS:
-            dst = os.path.join(workdir, "bin", p)
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            shutil.copy2(os.path.join(a.build, p), dst)
-            bins[p] = dst
+        bins = benchproc.copy_programs(workdir, a.build, br.PROGRAMS)
         tls = make_certs(workdir)
         print("openssl speed -evp aes-128-gcm ...", file=sys.stderr,
               flush=True)

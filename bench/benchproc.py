@@ -6,8 +6,10 @@ Standard library only."""
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 CHILDREN = []
@@ -97,3 +99,26 @@ def measure_memcpy(bench_ram):
         if len(f) >= 4 and f[0] == "memcpy":
             return float(f[3])
     raise RuntimeError(f"bench_ram gave no memcpy row (rc {rc}): {err}")
+
+
+def missing_programs(name, build, programs):
+    """Says which of programs (paths under build) are not built, with the
+    command that builds them; True when some are."""
+    missing = [os.path.join(build, p) for p in programs
+               if not os.path.exists(os.path.join(build, p))]
+    if missing:
+        print(f"{name}: not built: " + ", ".join(missing)
+              + f"; run: ninja -C {build}", file=sys.stderr)
+    return bool(missing)
+
+
+def copy_programs(workdir, build, programs):
+    """A copy of the programs under workdir/bin, so that a rebuild during
+    the run changes nothing: {program: its copy}."""
+    bins = {}
+    for p in programs:
+        dst = os.path.join(workdir, "bin", p)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(os.path.join(build, p), dst)
+        bins[p] = dst
+    return bins

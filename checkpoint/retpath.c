@@ -22,7 +22,8 @@ void retpath_put(qfile *f, const retpath_msg *m)
         break;
     case RETPATH_ACK:
     case RETPATH_NACK:
-        tl = m->type == RETPATH_NACK
+    case RETPATH_REFUSE:
+        tl = m->type != RETPATH_ACK
                  ? strnlen(m->text, RETPATH_MSG_MAX - RETPATH_ANSWER_LEN)
                  : 0;
         qfile_put_be16(f, m->type);
@@ -67,6 +68,15 @@ void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
     retpath_put(f, &m);
 }
 
+void retpath_put_refuse(qfile *f, uint64_t decided, const pairing *pair,
+                        const char *why)
+{
+    retpath_msg m = { .type = RETPATH_REFUSE, .value64 = decided,
+                      .pair = *pair };
+    snprintf(m.text, sizeof(m.text), "%s", why);
+    retpath_put(f, &m);
+}
+
 void retpath_put_heartbeat(qfile *f, uint64_t seq)
 {
     retpath_put(f, &(retpath_msg){ .type = RETPATH_HEARTBEAT, .value64 = seq });
@@ -92,6 +102,8 @@ const char *retpath_type_name(uint16_t type)
         return "HEARTBEAT";
     case RETPATH_COLO_CONSOLE:
         return "COLO_CONSOLE";
+    case RETPATH_REFUSE:
+        return "REFUSE";
     }
     return NULL;
 }
@@ -123,6 +135,7 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         want = RETPATH_ANSWER_LEN;
         break;
     case RETPATH_NACK:
+    case RETPATH_REFUSE:
         if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_MSG_MAX)
             want = n;
         break;
@@ -154,7 +167,8 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         out->value32 = (uint32_t)be(buf + 4, 4);
     else
         out->value64 = be(buf + 4, 8);
-    if (type == RETPATH_ACK || type == RETPATH_NACK) {
+    if (type == RETPATH_ACK || type == RETPATH_NACK ||
+        type == RETPATH_REFUSE) {
         const uint8_t *p = buf + 12;
         memcpy(out->pair.id, p, PAIRING_ID_LEN);
         memcpy(out->pair.name, p + PAIRING_ID_LEN, sizeof(out->pair.name));

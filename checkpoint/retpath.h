@@ -24,6 +24,12 @@ typedef enum retpath_type {
     RETPATH_NACK = 0x7f02, /* be64 id refused, the pairing, a message */
     RETPATH_HEARTBEAT = 0x7f03, /* be64: the receiver's sequence number */
     /*
+     * The receiver refuses the pairing itself (before applying anything):
+     * laid out as NACK, the be64 the highest generation the witness has
+     * decided for the VM's name, then the pairing refused and the reason.
+     */
+    RETPATH_REFUSE = 0x7f04,
+    /*
      * COLO (docs/colo.md): be64 the checkpoint the secondary's running VM
      * last reset to, then 1..RETPATH_COLO_DATA_MAX console bytes it wrote
      * since (in order, continuing the previous message of that id).
@@ -41,17 +47,19 @@ typedef enum retpath_type {
 typedef struct retpath_msg {
     retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
-    uint64_t value64;       /* ACK, NACK, HEARTBEAT */
-    pairing pair;           /* ACK, NACK: the pairing it answers */
-    char text[RETPATH_MSG_MAX]; /* NACK's reason, NUL-terminated; COLO's
-                                   data (len bytes, no NUL) */
-    uint16_t len;               /* COLO_CONSOLE: bytes in text */
+    uint64_t value64;       /* ACK, NACK, HEARTBEAT, REFUSE, COLO_CONSOLE */
+    pairing pair;           /* ACK, NACK, REFUSE: the pairing it answers */
+    /* NACK's, REFUSE's reason, NUL-terminated; COLO_CONSOLE's len bytes */
+    char text[RETPATH_MSG_MAX];
+    uint16_t len;           /* COLO_CONSOLE: bytes in text */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
 void retpath_put_ack(qfile *f, uint64_t id, const pairing *pair);
 void retpath_put_nack(qfile *f, uint64_t id, const pairing *pair,
                       const char *why);
+void retpath_put_refuse(qfile *f, uint64_t decided, const pairing *pair,
+                        const char *why);
 void retpath_put_heartbeat(qfile *f, uint64_t seq);
 void retpath_put_shut(qfile *f, uint32_t code);
 /* len is 1..RETPATH_COLO_DATA_MAX. */
@@ -61,7 +69,7 @@ void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when
  * more bytes are needed, or -EINVAL for an unknown type, a bad length or
- * an ACK/NACK whose VM name is not one (with a message in err).  Whether
+ * an ACK/NACK/REFUSE whose VM name is not one (with a message in err).  Whether
  * the pairing is the right one is the caller's to judge.
  */
 int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,

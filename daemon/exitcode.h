@@ -5,8 +5,9 @@
  * (0..255, whatever the guest halts with) when the guest ends it; the
  * statuses below can collide with a guest's choice, so the message on
  * stderr is what tells them apart.  A role may add its own below 120
- * (the secondary's 3, 4 and 5, the last "the witness gave the VM to the
- * primary (fenced)": secondary/standby.h).
+ * (the secondary's 3, 4, 5 and 6: 5 "the witness gave the VM to the
+ * primary (fenced)", 6 "the primary dropped this secondary" (ftvm-drop):
+ * secondary/standby.h).
  */
 #ifndef FTVM_DAEMON_EXITCODE_H
 #define FTVM_DAEMON_EXITCODE_H

@@ -9,7 +9,9 @@
  * unit of it met the same unit from the secondary; it is released, in
  * order, once the secondary also acknowledged as much as it does (the
  * ACK guard), so that a failover never leaves a client believing the
- * secondary VM has data it never received.
+ * secondary VM has data it never received.  The same offset moves the
+ * ACK numbers of what the world sends into the secondary's space
+ * (netcmp_rewrite_to_secondary).
  */
 #include "net-compare/netcmp_impl.h"
 
@@ -191,4 +193,45 @@ void netcmp_tcp_run(netcmp *nc, netcmp_flow *fl, uint64_t now)
     while (fl->q[NETCMP_PRIMARY].head &&
            may_go(nc, fl, fl->q[NETCMP_PRIMARY].head))
         netcmp_release_head(nc, fl, now);
+}
+
+/* RFC 1624's incremental update of a checksum for one 16-bit word. */
+static uint16_t csum_update(uint16_t sum, uint16_t old, uint16_t new)
+{
+    uint32_t c = (uint16_t)~sum + (uint32_t)(uint16_t)~old + new;
+    c = (c & 0xffff) + (c >> 16);
+    c = (c & 0xffff) + (c >> 16);
+    return (uint16_t)~c;
+}
+
+bool netcmp_rewrite_to_secondary(const netcmp *nc, uint8_t *b, size_t len)
+{
+    if (len > NETCMP_FRAME_MAX)
+        return false;
+    netcmp_frame f;
+    netcmp_frame_parse(&f, b, len);
+    if (f.cls != NETCMP_TCP || !(f.tcp_flags & NETCMP_TCP_ACK))
+        return false;
+    /* The VMs' replies: the other way round. */
+    netcmp_key k = f.key;
+    memcpy(k.ip_src, f.key.ip_dst, 4);
+    memcpy(k.ip_dst, f.key.ip_src, 4);
+    memcpy(k.port_src, f.key.port_dst, 2);
+    memcpy(k.port_dst, f.key.port_src, 2);
+    uint32_t off;
+    if (!netcmp_tcp_offset(nc, &k, &off) || off == 0)
+        return false;
+    uint32_t ack = f.ack - off;
+    uint8_t *a = b + f.l4_off + 8, *c = b + f.l4_off + 16;
+    uint16_t sum = (uint16_t)(c[0] << 8 | c[1]);
+    for (int i = 0; i < 4; i += 2) {
+        uint16_t old = (uint16_t)(a[i] << 8 | a[i + 1]);
+        uint16_t nw = (uint16_t)(ack >> (16 - 8 * i));
+        sum = csum_update(sum, old, nw);
+        a[i] = (uint8_t)(nw >> 8);
+        a[i + 1] = (uint8_t)nw;
+    }
+    c[0] = (uint8_t)(sum >> 8);
+    c[1] = (uint8_t)sum;
+    return true;
 }

@@ -132,6 +132,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
                 it->next = done;
                 done = it;
             } else {
+                free(it->notice);
                 free(it);
             }
         }
@@ -249,6 +250,7 @@ static void free_items(item *it)
     while (it) {
         item *next = it->next;
         qfile_close(it->pkg);
+        free(it->notice);
         free(it);
         it = next;
     }
@@ -364,7 +366,8 @@ void channel_set_heartbeat(channel *l, uint64_t interval_ns)
     pthread_mutex_unlock(&l->lock);
 }
 
-void channel_finish(channel *l, uint64_t timeout_ns)
+void channel_finish(channel *l, uint64_t timeout_ns, const void *notice,
+                    size_t len)
 {
     pthread_mutex_lock(&l->lock);
     l->finishing = true;
@@ -372,7 +375,17 @@ void channel_finish(channel *l, uint64_t timeout_ns)
     pthread_mutex_unlock(&l->lock);
     stop_reading(l);
     item *it = new_item(l, IT_EOF, 0, NULL, put_eof);
-    if (!it) {
+    if (it && notice && len) {
+        it->notice = malloc(len);
+        if (it->notice) {
+            memcpy(it->notice, notice, len);
+            it->notice_len = len;
+        }
+    }
+    if (!it || (notice && len && !it->notice)) {
+        /* Never EOF without the notice: a bare EOF reads as a clean end. */
+        if (it)
+            free(it);
         channel_shutdown(l);
         return;
     }

@@ -107,10 +107,12 @@ void channel_send_package(channel *l, uint64_t id, qfile *pkg);
  */
 void channel_set_heartbeat(channel *l, uint64_t interval_ns);
 /*
- * Writes what is queued and EOF, then closes; if that takes longer than
- * timeout_ns (a stalled peer) the socket is shut down.
+ * Writes what is queued, then notice (len bytes of whole records, copied;
+ * NULL for none) and EOF as one write, then closes; if that takes longer
+ * than timeout_ns (a stalled peer) the socket is shut down.
  */
-void channel_finish(channel *l, uint64_t timeout_ns);
+void channel_finish(channel *l, uint64_t timeout_ns, const void *notice,
+                    size_t len);
 /* Shuts the socket down now: the thread stops at its next write. */
 void channel_shutdown(channel *l);
 

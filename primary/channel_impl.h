@@ -31,6 +31,8 @@ typedef struct item {
     uint64_t sent_ns;
     uint8_t hdr[16];        /* the record's framing, before pkg's bytes */
     size_t hdr_len;
+    uint8_t *notice;        /* EOF: records before it (malloc'd), or NULL */
+    size_t notice_len;
 } item;
 
 struct channel {

@@ -96,7 +96,12 @@ static int send_item(channel *l, item *it, char *err, size_t errlen)
 {
     struct iovec iov[2] = { { it->hdr, it->hdr_len } };
     int n = 1;
-    if (it->kind == IT_PACKAGE) {
+    if (it->kind == IT_EOF && it->notice) {
+        /* The notice and EOF in one write: no PING falls between. */
+        iov[0] = (struct iovec){ it->notice, it->notice_len };
+        iov[1] = (struct iovec){ it->hdr, it->hdr_len };
+        n = 2;
+    } else if (it->kind == IT_PACKAGE) {
         size_t len;
         const uint8_t *d = qfile_mem_data(it->pkg, &len);
         iov[1] = (struct iovec){ (void *)d, len };
@@ -259,6 +264,7 @@ void *channel_thread_main(void *arg)
             pthread_mutex_unlock(&l->lock);
             channel_wake(l);
         } else {
+            free(it->notice);
             free(it);
         }
         if (rc == 0 && kind == IT_EOF) {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "checkpoint/savevm.h"
+#include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
 #include "vm/colosec.h"
 #include "vm/mono.h"
@@ -105,5 +106,15 @@ int package_seal(vm *v, qfile *q, uint64_t id, package_stats *st)
     trailer_put(q, n + 2, id);
     savevm_put_eof(q);
     st->bytes = qfile_tell(q);
+    return qfile_error(q);
+}
+
+int package_drop(vm *v, qfile *q, const pairing *pair, uint32_t reason,
+                 const char *text)
+{
+    uint32_t n = (uint32_t)registry_count(vm_registry(v));
+    dropnotice d;
+    dropnotice_make(&d, pair, reason, text);
+    dropnotice_put(q, n + 3, &d);
     return qfile_error(q);
 }

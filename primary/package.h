@@ -5,7 +5,7 @@
  * package (docs/replication.md, "A checkpoint").
  *
  * Section ids: the registry's entries have 0..n-1; "ftvm-vm" is n,
- * "ftvm-pkg" n+1 and "ftvm-ckpt" n+2.
+ * "ftvm-pkg" n+1, "ftvm-ckpt" n+2 and "ftvm-drop" n+3.
  */
 #ifndef FTVM_PRIMARY_PACKAGE_H
 #define FTVM_PRIMARY_PACKAGE_H
@@ -55,5 +55,13 @@ int package_build(vm *v, qfile *q, const pairing *pair, uint64_t id,
  * after the guest resumed: summing megabytes need not pause it.
  */
 int package_seal(vm *v, qfile *q, uint64_t id, package_stats *st);
+
+/*
+ * The drop notice that ends a live secondary's stream before EOF
+ * (devstate/dropnotice.h): pair's, with reason and text (cut to fit),
+ * into q (an empty memory channel).  0 or the error latched on q.
+ */
+int package_drop(vm *v, qfile *q, const pairing *pair, uint32_t reason,
+                 const char *text);
 
 #endif

@@ -86,6 +86,16 @@ static int create_vm(primary *pm, primary_opts *o)
     return 0;
 }
 
+static int run_vm(primary *pm);
+
+/* The witness said which generations are decided: pair, then run. */
+static void on_generations(void *opaque)
+{
+    primary *pm = opaque;
+    if (run_vm(pm) < 0)
+        daemon_exit(pm->d, EXITCODE_SETUP);
+}
+
 /* Replication, the control commands, the vCPUs: 0 or -errno (logged). */
 static int start(primary *pm, primary_opts *o)
 {
@@ -108,7 +118,20 @@ static int start(primary *pm, primary_opts *o)
         log_msg("cannot register the control commands: %s", strerror(-r));
         return r;
     }
-    r = replicator_start(rep(pm), err, sizeof(err));
+    if (!o->rep.witness)
+        return run_vm(pm);
+    r = replicator_read_generations(rep(pm), on_generations, pm, err,
+                                    sizeof(err));
+    if (r < 0)
+        log_msg("%s", err);
+    return r;
+}
+
+/* Connects to the secondary, then starts the vCPUs: 0 or -errno (logged). */
+static int run_vm(primary *pm)
+{
+    char err[1024];
+    int r = replicator_start(rep(pm), err, sizeof(err));
     if (r == -EPERM) {
         log_msg("%s", err);
         return r;

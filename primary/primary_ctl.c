@@ -86,6 +86,8 @@ void primary_ctl_status(replicator *rep, json_t *r)
     json_object_set_new(bytes, "total", json_integer(st.bytes_total));
     json_object_set_new(r, "package_bytes", bytes);
     json_object_set_new(r, "nacks", json_integer(st.nacks));
+    json_object_set_new(r, "foreign_answers",
+                        json_integer(st.foreign_answers));
     const outqueue_stats *o = &st.output;
     json_t *out = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:b}",

@@ -1,6 +1,8 @@
 /* protection: see protection.h. */
 #include "primary/protection.h"
 
+#include "devstate/dropnotice.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -105,19 +107,30 @@ bool protection_retries(const protection *p)
 
 bool protection_may_reconnect(const protection *p)
 {
-    return p->state == PROTECTION_DEGRADED && !p->ending;
+    /* Not while the last link still writes its drop notice: below. */
+    return p->state == PROTECTION_DEGRADED && !p->ending && !p->draining;
 }
 
-/* Ends the current link; every waiter's checkpoint is lost with it. */
-static void end_link(protection *p, protection_act *a, protection_end how,
-                     const char *why)
+/*
+ * Ends the current link; every waiter's checkpoint is lost with it.  A
+ * link finished with EOF has a live secondary: reason goes with it.
+ */
+static void end_link_for(protection *p, protection_act *a, protection_end how,
+                         uint32_t reason, const char *why)
 {
     a->end = how;
+    a->drop_reason = how == PROTECTION_FINISH ? reason : 0;
     p->ready = false;
     p->nwin = 0;
     p->due = false;
     p->draining = true;
     answer(a, UINT64_MAX, -ECONNABORTED, why);
+}
+
+static void end_link(protection *p, protection_act *a, protection_end how,
+                     const char *why)
+{
+    end_link_for(p, a, how, DROPNOTICE_GAVE_UP, why);
 }
 
 static void release_all(protection *p, protection_act *a)
@@ -301,6 +314,8 @@ protection_act protection_drained(protection *p)
 {
     protection_act a = { 0 };
     p->draining = false;
+    /* A reconnect that came while it drained waited for this. */
+    a.reconnect = protection_may_reconnect(p) && protection_retries(p);
     if (p->release_on_drain && !linked(p)) {
         p->release_on_drain = false;
         release_all(p, &a);
@@ -460,6 +475,7 @@ static bool answer_ok(protection *p, protection_act *a, const char *what,
     char why[700];
     if (!pairing_equal(pair, &p->pair)) {
         char got[96], want[96];
+        p->foreign_answers++;
         snprintf(why, sizeof(why), "secondary %s: protocol error: %s of "
                  "checkpoint %" PRIu64 " for pairing %s, not %s", p->addr,
                  what, k, pairing_str(pair, got, sizeof(got)),
@@ -576,6 +592,21 @@ protection_act protection_shut(protection *p, uint32_t code)
     return a;
 }
 
+protection_act protection_refused(protection *p, uint64_t decided,
+                                  const pairing *pair, const char *text)
+{
+    protection_act a = { 0 };
+    (void)decided;              /* the text names it */
+    if (!linked(p) || !answer_ok(p, &a, "REFUSE", 0, pair, 0))
+        return a;
+    char why[1200], ps[96];
+    snprintf(why, sizeof(why), "secondary %s refused this primary "
+             "(pairing %s): %s", p->addr,
+             pairing_str(&p->pair, ps, sizeof(ps)), text);
+    lose(p, &a, why);
+    return a;
+}
+
 /* ---- liveness ---- */
 
 uint64_t protection_tick_period(const protection *p)
@@ -683,8 +714,8 @@ int protection_stop(protection *p, protection_act *a, char *err,
     p->must_protect = false;
     /* Held output leaves once EOF has: until then a failover could. */
     p->release_on_drain = p->holding;
-    end_link(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
-             "replication stopped on request");
+    end_link_for(p, a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
+                 DROPNOTICE_STOPPED, "replication stopped on request");
     p->state = PROTECTION_STOPPED;
     if (!p->holding)
         release_all(p, a);
@@ -706,6 +737,17 @@ int protection_may_attach(const protection *p, char *err, size_t errlen)
     if (p->state == PROTECTION_CLAIMING) {
         snprintf(err, errlen, "the witness has not yet said who keeps the "
                  "VM (claiming): no new secondary until it has");
+        return -EBUSY;
+    }
+    if (p->draining && !linked(p)) {
+        /*
+         * Freeing that link now could cut its drop notice off: the
+         * secondary, alive, would take it for a lost primary, claim the
+         * old generation (nobody else does) and go live beside this VM.
+         */
+        snprintf(err, errlen, "the last secondary (%s) is still being told "
+                 "it is dropped (its drop notice and EOF); try again in a "
+                 "moment", p->addr);
         return -EBUSY;
     }
     if (linked(p)) {
@@ -742,8 +784,8 @@ protection_act protection_vm_stopped(protection *p, bool takeover)
         p->state = PROTECTION_DEGRADED;
     } else if (linked(p)) {
         p->release_on_drain = true;
-        end_link(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
-                 "the VM has stopped");
+        end_link_for(p, &a, p->ready ? PROTECTION_FINISH : PROTECTION_DROP,
+                     DROPNOTICE_VM_STOPPED, "the VM has stopped");
         p->state = PROTECTION_STOPPED;
     } else if (!p->draining && p->state != PROTECTION_SETUP_FAILED &&
                p->state != PROTECTION_CLAIMING &&

@@ -122,6 +122,9 @@ typedef struct protection {
 
     uint64_t secondaries;       /* brought up (or tried) so far */
     uint64_t taken, acked, full, nacks;     /* all secondaries */
+    /* Answers of another pairing (id, name or generation): each ended
+     * its link as a protocol error. */
+    uint64_t foreign_answers;
     char last_error[512];
 } protection;
 
@@ -138,6 +141,12 @@ typedef struct protection_act {
     bool say;               /* log msg (what went wrong is in last_error) */
     char msg[1500];
     protection_end end;     /* the link becomes the draining one */
+    /*
+     * FINISH: the secondary may be alive, so the EOF goes after a drop
+     * notice ("ftvm-drop", devstate/dropnotice.h) with this reason and
+     * why as its text: it stops rather than fail over.
+     */
+    uint32_t drop_reason;
     uint64_t release_upto;  /* non-0: outqueue_acked(release_upto) */
     bool release_all;       /* outqueue_release_all: output flows unheld */
     bool protected_now;     /* the first ACK: log "protected by" */
@@ -221,7 +230,10 @@ protection_act protection_stalled(protection *p, uint64_t stall_ns);
 protection_act protection_drained(protection *p);
 /* Whether the reconnect timer runs (set, and the VM has not ended). */
 bool protection_retries(const protection *p);
-/* Whether the reconnect timer, when it fires, brings one up. */
+/*
+ * Whether the reconnect timer, when it fires, brings one up: degraded,
+ * and the last link has ended (protection_drained arms it again).
+ */
 bool protection_may_reconnect(const protection *p);
 /* Keeps msg as the last error, for status. */
 void protection_note(protection *p, const char *msg);
@@ -276,6 +288,14 @@ protection_act protection_nack(protection *p, uint64_t id,
                                const pairing *pair, uint64_t sending,
                                const char *text);
 protection_act protection_shut(protection *p, uint32_t code);
+/*
+ * The secondary refuses this pairing (REFUSE, before applying anything):
+ * its reason is logged, and the link ends as after a loss (claimed with a
+ * witness once a package's write began: the word of a peer is no proof).
+ * One of another pairing is a protocol error, as for an ACK.
+ */
+protection_act protection_refused(protection *p, uint64_t decided,
+                                  const pairing *pair, const char *text);
 
 /* ---- liveness ---- */
 
@@ -303,7 +323,10 @@ void protection_answer(protection *p, uint64_t upto, int rc,
 /* stop-replication: 0 with the act, or -ENOTCONN with a message. */
 int protection_stop(protection *p, protection_act *a, char *err,
                     size_t errlen);
-/* attach-secondary: 0, or -ESHUTDOWN / -EISCONN with a message. */
+/*
+ * attach-secondary: 0, or -ESHUTDOWN / -EISCONN / -EBUSY (claiming, or
+ * the last link still writing its drop notice) with a message.
+ */
 int protection_may_attach(const protection *p, char *err, size_t errlen);
 /* A checkpoint to disk: refused (-EBUSY) while a secondary is set up or
  * active. */

@@ -46,9 +46,26 @@ static void finish_ending(replicator *p)
     }
 }
 
-/* Ends the current link as a says; it becomes the old one. */
-static void end_link(replicator *p, protection_end how)
+/* EOF after the drop notice a says, so that the secondary stops. */
+static void finish_link(replicator *p, channel *l, const protection_act *a)
 {
+    qfile *q = qfile_open_mem("drop notice");
+    size_t len = 0;
+    const uint8_t *d = NULL;
+    if (q && package_drop(p->v, q, &p->prot.pair, a->drop_reason,
+                          a->why) == 0)
+        d = qfile_mem_data(q, &len);
+    if (d)
+        channel_finish(l, p->prot.o.failure_ns, d, len);
+    else    /* no memory: cut, rather than a bare EOF */
+        channel_shutdown(l);
+    qfile_close(q);
+}
+
+/* Ends the current link as a says; it becomes the old one. */
+static void end_link(replicator *p, const protection_act *a)
+{
+    protection_end how = a->end;
     evtimer_del(p->ev_ckpt);
     if (how == PROTECTION_DISCARD) {
         channel_free(p->link);
@@ -64,7 +81,7 @@ static void end_link(replicator *p, protection_end how)
         channel_free(p->old);
     p->old = l;
     if (how == PROTECTION_FINISH)
-        channel_finish(l, p->prot.o.failure_ns);
+        finish_link(p, l, a);
     else
         channel_shutdown(l);
 }
@@ -107,7 +124,7 @@ void replicator_do(replicator *p, const protection_act *a)
     if (a->say)
         log_msg("%s", a->msg);
     if (a->end != PROTECTION_KEEP)
-        end_link(p, a->end);
+        end_link(p, a);
     if (a->have_ack_ns)
         sampler_add(&p->ack, a->ack_ns);
     if (a->release_upto)
@@ -315,6 +332,11 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
             colo_ask(p, colo_secondary(p->colo, m->value64, m->text, m->len,
                                        mono_ns()));
         break;
+    case RETPATH_REFUSE:
+        channel_get_times(l, &t);
+        protection_writing(&p->prot, t.sending);
+        a = protection_refused(&p->prot, m->value64, &m->pair, m->text);
+        break;
     case RETPATH_SHUT:
         channel_get_times(l, &t);
         protection_writing(&p->prot, t.sending);
@@ -408,6 +430,11 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     if (o->witness) {
         int rc = claim_new(&p->witness, base, o->witness, o->witness_tls,
                            "primary", o->witness_timeout_ns, err, errlen);
+        if (rc == 0 && generations_new(&p->gens, claim_client(p->witness),
+                                       o->witness_timeout_ns) < 0) {
+            snprintf(err, errlen, "out of memory");
+            rc = -ENOMEM;
+        }
         if (rc < 0) {
             replicator_free(p);
             return rc;
@@ -468,6 +495,45 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     return 0;
 }
 
+static void on_generations(void *opaque, int rc, uint64_t highest,
+                           const char *err)
+{
+    replicator *p = opaque;
+    char msg[sizeof(p->prot.last_error)];
+    if (p->prot.ending) {
+        generations_cancel(p->gens);
+        return;
+    }
+    if (rc < 0) {
+        snprintf(msg, sizeof(msg), "%s: not pairing until the witness "
+                 "answers (asking again)", err);
+        if (strcmp(msg, p->prot.last_error) != 0)   /* news only */
+            replicator_say(p, "%s", msg);
+        return;
+    }
+    /*
+     * protect() takes the next: the first pairing is highest + 1 (never
+     * lower than the generation a survivor continues from).
+     */
+    if (highest > p->shape.pair.generation)
+        p->shape.pair.generation = highest;
+    highest = p->shape.pair.generation;
+    replicator_say(p, "the witness decided generations up to %llu for "
+                   "'%s': the first pairing is generation %llu",
+                   (unsigned long long)highest, p->shape.pair.name,
+                   (unsigned long long)highest + 1);
+    p->gens_done(p->gens_opaque);
+}
+
+int replicator_read_generations(replicator *p, void (*done)(void *opaque),
+                                void *opaque, char *err, size_t errlen)
+{
+    p->gens_done = done;
+    p->gens_opaque = opaque;
+    return generations_scan(p->gens, p->shape.pair.name, on_generations, p,
+                            err, errlen);
+}
+
 /* Plaintext goes to loopback addresses only: checked before connecting. */
 static int may_reach(replicator *p, const char *addr, char *err,
                      size_t errlen)
@@ -515,6 +581,7 @@ void replicator_free(replicator *p)
     channel_free(p->link);
     channel_free(p->old);
     recruit_free(p->recruit);
+    generations_free(p->gens);
     claim_free(p->witness);
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
@@ -627,6 +694,7 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->last_acked = r->acked_id;
     st->full = r->full;
     st->nacks = r->nacks;
+    st->foreign_answers = r->foreign_answers;
     st->in_flight = r->nwin;
     st->rate = cycle_rate(p, now);
     sampler_summarize(&p->pause, &st->pause_ns);

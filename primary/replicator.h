@@ -100,6 +100,17 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
  */
 int replicator_start(replicator *p, char *err, size_t errlen);
 void replicator_free(replicator *p);
+/*
+ * With a witness, before replicator_start: reads the highest generation
+ * the witness has decided for the VM's name (witness/generations.h), so
+ * that the first pairing is the one after it and a restarted pair never
+ * reuses a decided generation.  Without an answer it says so (last_error,
+ * the log) and asks again every witness timeout, never guessing.  done
+ * runs from the loop once it is known (never if the VM stops first).
+ * 0, or -errno with a message.
+ */
+int replicator_read_generations(replicator *p, void (*done)(void *opaque),
+                                void *opaque, char *err, size_t errlen);
 
 /*
  * Takes a checkpoint now (or as soon as the window allows); done is
@@ -137,6 +148,7 @@ typedef struct replicator_status {
     uint64_t taken, acked;          /* checkpoints, all secondaries */
     uint64_t last_id, last_acked;   /* this secondary's ids */
     uint64_t full, nacks;
+    uint64_t foreign_answers;       /* of another pairing or generation */
     uint64_t in_flight;
     double rate;                    /* checkpoints per second, recent */
     sampler_summary pause_ns, ack_ns, pages, bytes;

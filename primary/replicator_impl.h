@@ -13,6 +13,7 @@
 #include "primary/protection.h"
 #include "primary/recruit.h"
 #include "primary/replicator.h"
+#include "witness/generations.h"
 
 /* Package buffers kept for reuse (no page faults in the pause). */
 #define POOL_MAX (PROTECTION_WINDOW + 1)
@@ -31,6 +32,9 @@ struct replicator {
     bool insecure;
     claim *witness;             /* --witness, or NULL */
     recruit *recruit;           /* --standby-pool, or NULL */
+    generations *gens;          /* with it: the first generation's scan */
+    void (*gens_done)(void *opaque);
+    void *gens_opaque;
     bool paused;                /* a hold of the VM's while fenced */
 
     channel *link;              /* the current secondary's */

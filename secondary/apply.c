@@ -34,6 +34,7 @@ struct apply {
     bool return_path;       /* OPEN_RETURN_PATH arrived */
     bool colo;              /* ENABLE_COLO arrived */
     bool packaged;          /* a package arrived: the bring-up is over */
+    bool dropped;           /* "ftvm-drop" came: only EOF may follow */
     uint64_t last_applied;
     pkg_check cur;
     pthread_mutex_t cache;  /* a package being applied; apply_hold */
@@ -79,6 +80,19 @@ static int create_vm(apply *a, qfile *f, const savevm_section *sec)
                           shape.pair.name, a->o.vm_name);
     /* The primary is not silent while we are busy and not reading. */
     connection_set_busy(a->o.conn, true);
+    if (a->o.admit) {
+        char why[400];
+        uint64_t decided = 0;
+        int r = a->o.admit(a->o.opaque, &shape, &decided, why, sizeof(why));
+        if (r < 0) {
+            connection_set_busy(a->o.conn, false);
+            /* The primary learns why before the SHUT that ends it (not
+             * when this side is going away: that is no refusal). */
+            if (r != -ECANCELED)
+                connection_send_refuse(a->o.conn, decided, &shape.pair, why);
+            return qfile_fail(f, r, "%s", why);
+        }
+    }
     registry *reg = NULL;
     int r = a->o.create(a->o.opaque, f, &shape, &reg);
     connection_set_busy(a->o.conn, false);
@@ -114,8 +128,54 @@ static int colo_section(apply *a, qfile *f, const savevm_section *sec)
     return 0;
 }
 
+/*
+ * The primary ends this secondary on purpose: kept, so that the end of
+ * the connection that follows is never taken for the primary's loss.
+ */
+static int take_drop(apply *a, qfile *f, const savevm_section *sec)
+{
+    dropnotice d;
+    if (dropnotice_load(f, sec, &d) < 0)
+        return qfile_error(f);
+    if (!pairing_equal(&d.pair, &a->shape.pair)) {
+        char got[96], want[96];
+        return qfile_fail(f, -EPROTO, "a drop notice of pairing %s, not %s, "
+                          "the bring-up's", pairing_str(&d.pair, got,
+                                                        sizeof(got)),
+                          pairing_str(&a->shape.pair, want, sizeof(want)));
+    }
+    pthread_mutex_lock(&a->slock);
+    a->st.dropped = true;
+    a->st.drop = d;
+    pthread_mutex_unlock(&a->slock);
+    a->dropped = true;
+    char rb[32];
+    log_msg("%s: dropped by the primary: %s%s%s",
+            connection_peer(a->o.conn),
+            dropnotice_reason_name(d.reason, rb, sizeof(rb)),
+            d.text[0] ? ": " : "", d.text);
+    return 0;
+}
+
+/* After "ftvm-drop" only EOF may come. */
+static int after_drop(apply *a, qfile *f)
+{
+    if (!a->dropped)
+        return 0;
+    return qfile_fail(f, -EPROTO, "a record after '%s': only EOF may "
+                      "follow it", DROPNOTICE_IDSTR);
+}
+
 static int top_section(apply *a, qfile *f, const savevm_section *sec)
 {
+    if (after_drop(a, f) < 0)
+        return qfile_error(f);
+    if (strcmp(sec->idstr, DROPNOTICE_IDSTR) == 0) {
+        if (!a->reg)
+            return qfile_fail(f, -EPROTO, "'%s' before the VM's shape "
+                              "('%s')", DROPNOTICE_IDSTR, VMSHAPE_IDSTR);
+        return take_drop(a, f, sec);
+    }
     if (strcmp(sec->idstr, VMSHAPE_IDSTR) == 0)
         return create_vm(a, f, sec);
     if (a->reg && strcmp(sec->idstr, COLOSEC_IDSTR) == 0)
@@ -197,6 +257,10 @@ static int validate_section(apply *a, qfile *f, const savevm_section *sec)
     if (!a->reg)
         return qfile_fail(f, -EPROTO, "a package before the VM's shape ('%s')",
                           VMSHAPE_IDSTR);
+    if (a->dropped) {
+        c->foreign = true;      /* not a checkpoint to answer */
+        return after_drop(a, f);
+    }
     if (stopping(a))
         return qfile_fail(f, -ECANCELED, "replication is stopping");
     if (c->sealed)
@@ -314,6 +378,8 @@ static int on_section(void *opaque, qfile *f, const savevm_section *sec,
 static int on_command(void *opaque, savevm_cmd cmd)
 {
     apply *a = opaque;
+    if (a->dropped)
+        return -EPROTO;
     if (cmd == SAVEVM_CMD_OPEN_RETURN_PATH) {
         a->return_path = true;
         connection_open_return_path(a->o.conn);

@@ -13,6 +13,11 @@
  * goes on.  After the first package, a section outside a package ends
  * the stream: it could not be applied atomically.
  *
+ * "ftvm-drop" at the top level, of the bring-up's pairing, says that the
+ * primary ended this secondary on purpose and keeps the VM: it is kept
+ * (apply_stats.dropped) and nothing but EOF may follow it.  One of
+ * another pairing ends the stream as a protocol error.
+ *
  * It loads into a registry (devstate/) and answers on a connection; it
  * knows no VM, so that a unit test can drive it with a registry and RAM
  * blocks of its own.  Everything runs on the receiver thread, but for
@@ -26,6 +31,7 @@
 
 #include "checkpoint/qfile.h"
 #include "checkpoint/savevm.h"
+#include "devstate/dropnotice.h"
 #include "devstate/registry.h"
 #include "daemon/sampler.h"
 #include "secondary/connection.h"
@@ -40,9 +46,20 @@ typedef struct apply apply;
 typedef int (*apply_create_fn)(void *opaque, qfile *f, const vmshape *shape,
                                registry **reg);
 
+/*
+ * Whether the primary of this shape may be served (the witness's check of
+ * its generation, docs/witness.md), before anything is created; may wait
+ * (this is the receiver thread).  0, or -errno with the reason in err and
+ * in *decided the generation that makes it stale (0: none known): it is
+ * sent to the primary as REFUSE and the stream ends.
+ */
+typedef int (*apply_admit_fn)(void *opaque, const vmshape *shape,
+                              uint64_t *decided, char *err, size_t errlen);
+
 typedef struct apply_opts {
     connection *conn;       /* where answers go; told of liveness */
     apply_create_fn create;
+    apply_admit_fn admit;   /* NULL: every primary of the right name */
     void *opaque;
     /* The VM name the primary must have (--vm-name); NULL: any. */
     const char *vm_name;
@@ -70,6 +87,9 @@ typedef struct apply_stats {
     uint64_t package_bytes_last, package_bytes_total;
     uint64_t pings;             /* PINGs answered */
     bool colo;                  /* "ftvm-colo": COLO mode (docs/colo.md) */
+    /* The primary's "ftvm-drop" (devstate/dropnotice.h), once it came. */
+    bool dropped;
+    dropnotice drop;
 } apply_stats;
 
 /* 0, or -ENOMEM. */

@@ -150,6 +150,14 @@ void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
     rp_end(c);
 }
 
+void connection_send_refuse(connection *c, uint64_t decided,
+                            const pairing *pair, const char *why)
+{
+    rp_begin(c);
+    retpath_put_refuse(c->rp, decided, pair, why);
+    rp_end(c);
+}
+
 void connection_send_shut(connection *c, uint32_t code)
 {
     if (!LOAD(c->rp_open))

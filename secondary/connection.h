@@ -99,6 +99,9 @@ void connection_open_return_path(connection *c);
 void connection_send_ack(connection *c, uint64_t id, const pairing *pair);
 void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
                           const char *why);
+/* REFUSE: this pairing is refused (decided: the witness's generation). */
+void connection_send_refuse(connection *c, uint64_t decided,
+                            const pairing *pair, const char *why);
 void connection_send_shut(connection *c, uint32_t code);
 /*
  * From the loop's thread: all of msg (one return-path message) or

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/log.h"
 #include "secondary/connection.h"
@@ -18,7 +19,8 @@
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
 /* What the receiver thread tells the loop. */
-enum { NOTE_VM = 1, NOTE_END = 2, NOTE_APPLIED = 4, NOTE_COLO = 8 };
+enum { NOTE_VM = 1, NOTE_END = 2, NOTE_SHAPE = 4, NOTE_APPLIED = 8,
+       NOTE_COLO = 16 };
 
 struct receiver {
     receiver_opts o;
@@ -35,7 +37,14 @@ struct receiver {
     receiver_end local_why; /* receiver_stop's; atomic */
     int notes;              /* atomic */
 
-    pthread_mutex_t slock;  /* the end */
+    /* on_shape's question and receiver_admit's answer, under slock. */
+    pthread_cond_t admit_cond;
+    bool asking, answered, admit_stop;
+    int admit_rc;
+    uint64_t admit_decided;
+    char admit_why[400];
+
+    pthread_mutex_t slock;  /* the end, the admission */
     bool ended;
     receiver_end end;
     uint64_t end_ns;
@@ -58,7 +67,9 @@ static int make_vm(void *opaque, qfile *f, const vmshape *shape,
 {
     receiver *rx = opaque;
     char pair[96];
+    pthread_mutex_lock(&rx->slock);
     rx->shape = *shape;
+    pthread_mutex_unlock(&rx->slock);
     int r = replica_create(f, shape, rx->o.net, &rx->o.output, &rx->v);
     if (r < 0)
         return r;
@@ -81,6 +92,57 @@ static void applied(void *opaque, uint64_t id)
 static void colo_mode(void *opaque)
 {
     note(opaque, NOTE_COLO);
+}
+
+/*
+ * apply's admit hook: asks the loop (on_shape) and waits for
+ * receiver_admit, or for receiver_stop.  The connection is busy
+ * meanwhile, so the setup timeout does not count the wait.
+ */
+static int admit(void *opaque, const vmshape *shape, uint64_t *decided,
+                 char *err, size_t errlen)
+{
+    receiver *rx = opaque;
+    pthread_mutex_lock(&rx->slock);
+    rx->shape = *shape;
+    rx->asking = true;
+    rx->answered = false;
+    pthread_mutex_unlock(&rx->slock);
+    note(rx, NOTE_SHAPE);
+    pthread_mutex_lock(&rx->slock);
+    while (!rx->answered && !rx->admit_stop) {
+        /* The loop may end the connection (its own checks) meanwhile. */
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 100000000;
+        if (t.tv_nsec >= 1000000000) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&rx->admit_cond, &rx->slock, &t);
+        if (connection_get_state(rx->conn, NULL, NULL, 0) != CONNECTION_OPEN)
+            break;
+    }
+    rx->asking = false;
+    int rc = rx->answered ? rx->admit_rc : -ECANCELED;
+    *decided = rx->admit_decided;
+    snprintf(err, errlen, "%s", rx->answered ? rx->admit_why
+                                             : "replication is stopping");
+    pthread_mutex_unlock(&rx->slock);
+    return rc;
+}
+
+void receiver_admit(receiver *rx, int rc, uint64_t decided, const char *why)
+{
+    pthread_mutex_lock(&rx->slock);
+    if (rx->asking && !rx->answered) {
+        rx->answered = true;
+        rx->admit_rc = rc;
+        rx->admit_decided = decided;
+        snprintf(rx->admit_why, sizeof(rx->admit_why), "%s", why ? why : "");
+        pthread_cond_broadcast(&rx->admit_cond);
+    }
+    pthread_mutex_unlock(&rx->slock);
 }
 
 /* Errors that mean the connection, not the stream, failed. */
@@ -139,6 +201,17 @@ static void finish(receiver *rx, int r, savevm_stop why)
         snprintf(msg, sizeof(msg), "%s", qfile_errmsg(in));
         connection_send_shut(rx->conn, RECEIVER_SHUT_ERROR);
     }
+    apply_stats st;
+    apply_get_stats(rx->apply, &st);
+    if (st.dropped) {
+        /* Told so: whatever came after, the primary keeps the VM. */
+        char rb[32];
+        end = RECEIVER_END_DROPPED;
+        snprintf(msg, sizeof(msg), "%s dropped this secondary (%s%s%s)",
+                 peer, dropnotice_reason_name(st.drop.reason, rb,
+                                              sizeof(rb)),
+                 st.drop.text[0] ? ": " : "", st.drop.text);
+    }
     pthread_mutex_lock(&rx->slock);
     rx->ended = true;
     rx->end = end;
@@ -169,6 +242,14 @@ static void on_note(evutil_socket_t fd, short what, void *arg)
     (void)what;
     receiver *rx = arg;
     int n = __atomic_exchange_n(&rx->notes, 0, __ATOMIC_ACQ_REL);
+    if (n & NOTE_SHAPE) {
+        pthread_mutex_lock(&rx->slock);
+        vmshape shape = rx->shape;
+        bool asking = rx->asking && !rx->answered;
+        pthread_mutex_unlock(&rx->slock);
+        if (asking)
+            rx->o.on_shape(rx->o.opaque, &shape);
+    }
     if ((n & NOTE_VM) && !rx->vm_given) {
         rx->vm_given = true;
         rx->o.on_vm(rx->o.opaque, rx->v);
@@ -198,6 +279,10 @@ void receiver_stop(receiver *rx, receiver_end why, int code)
         return;
     STORE(rx->local_why, why);
     connection_close(rx->conn, code);
+    pthread_mutex_lock(&rx->slock);
+    rx->admit_stop = true;
+    pthread_cond_broadcast(&rx->admit_cond);
+    pthread_mutex_unlock(&rx->slock);
 }
 
 /* ---- life cycle ---- */
@@ -226,8 +311,11 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
     rx->o = *o;
     rx->conn = conn;
     pthread_mutex_init(&rx->slock, NULL);
+    pthread_cond_init(&rx->admit_cond, NULL);
     r = apply_new(&rx->apply, &(apply_opts){ .conn = rx->conn,
                                              .create = make_vm,
+                                             .admit = o->on_shape ? admit
+                                                                  : NULL,
                                              .opaque = rx,
                                              .vm_name = o->vm_name,
                                              .applied = applied,
@@ -268,6 +356,7 @@ void receiver_free(receiver *rx)
     apply_free(rx->apply);
     connection_free(rx->conn);
     pthread_mutex_destroy(&rx->slock);
+    pthread_cond_destroy(&rx->admit_cond);
     free(rx);
 }
 

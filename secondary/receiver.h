@@ -42,6 +42,11 @@ typedef enum receiver_end {
     RECEIVER_END_TIMEOUT, /* nothing arrived for the failure timeout */
     RECEIVER_END_PROTOCOL, /* the stream was refused; SHUT 1 was sent */
     RECEIVER_END_LOCAL,    /* receiver_stop */
+    /*
+     * The primary said it drops this secondary ("ftvm-drop"): however the
+     * connection ended after that, the primary is alive and keeps the VM.
+     */
+    RECEIVER_END_DROPPED,
 } receiver_end;
 
 /* SHUT codes the secondary sends (docs/replication.md). */
@@ -65,6 +70,12 @@ typedef struct receiver_opts {
     uint64_t setup_timeout_ns;
     /* The VM's output hooks once it runs (replica.h). */
     replica_output output;
+    /*
+     * Optional, on the loop's thread: the primary's "ftvm-vm" came, and
+     * nothing is created (or acknowledged) until receiver_admit answers,
+     * from the loop's thread, now or later.
+     */
+    void (*on_shape)(void *opaque, const vmshape *shape);
     /* Both are called on the loop's thread.  The VM becomes the caller's. */
     void (*on_vm)(void *opaque, vm *v);
     /*
@@ -101,6 +112,13 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
  * not applied.  on_end(why) follows.  Only the first call counts.
  */
 void receiver_stop(receiver *rx, receiver_end why, int code);
+/*
+ * The answer to on_shape: rc 0 goes on; rc < 0 refuses the primary with
+ * why (sent to it as REFUSE with decided, the generation that makes it
+ * stale), and the stream ends as a protocol error.  Only the first
+ * answer to each on_shape counts.
+ */
+void receiver_admit(receiver *rx, int rc, uint64_t decided, const char *why);
 /* Joins the thread (stopping it if need be), closes the socket. */
 void receiver_free(receiver *rx);
 

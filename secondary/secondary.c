@@ -24,6 +24,7 @@
 #include "secondary/svm.h"
 #include "vm/mono.h"
 #include "witness/claim.h"
+#include "witness/generations.h"
 
 typedef struct secondary {
     secondary_opts *o;
@@ -40,6 +41,9 @@ typedef struct secondary {
     vm *cache;                  /* after a COLO failover: the RAM cache */
     claim *witness;             /* --witness, or NULL */
     pool_standby *pool;         /* --register, or NULL */
+    generations *gens;          /* with it: checks each primary's */
+    uint64_t admit_gen;         /* the generation being checked */
+    uint64_t admit_deadline;    /* when no answer refuses it */
     standby_state state;
     standby_request request;    /* why we stopped the receiver, if we did */
     int request_status;
@@ -328,6 +332,48 @@ static void enlist_update(secondary *s)
 
 /* ---- the receiver's reports ---- */
 
+/*
+ * The witness's answer about the primary's generation: it is served only
+ * if newer than every decided one (standby_admit).  No answer until the
+ * setup timeout refuses it too: its generation cannot be known to be new.
+ */
+static void on_generations(void *opaque, int rc, uint64_t highest,
+                           const char *err)
+{
+    secondary *s = opaque;
+    char why[1400];
+    if (rc < 0) {
+        if (mono_ns() < s->admit_deadline) {
+            log_msg("cannot check the primary's generation with the "
+                    "witness (%s): asking again", err);
+            return;
+        }
+        generations_cancel(s->gens);
+        snprintf(why, sizeof(why), "cannot check the primary's generation "
+                 "with the witness within the setup timeout: %s", err);
+        receiver_admit(s->rx, -EAGAIN, 0, why);
+        return;
+    }
+    rc = standby_admit(s->admit_gen, highest, why, sizeof(why));
+    if (rc == 0)
+        log_msg("the witness decided generations up to %" PRIu64 ": the "
+                "primary's %" PRIu64 " is newer", highest, s->admit_gen);
+    receiver_admit(s->rx, rc, highest, why);
+}
+
+/* The primary's "ftvm-vm": nothing is made before its generation passes. */
+static void on_shape(void *opaque, const vmshape *shape)
+{
+    secondary *s = opaque;
+    char err[256];
+    s->admit_gen = shape->pair.generation;
+    s->admit_deadline = mono_ns() + (s->o->setup_ns ? s->o->setup_ns
+                                     : SECONDARY_SETUP_TIMEOUT_NS);
+    if (generations_scan(s->gens, shape->pair.name, on_generations, s, err,
+                         sizeof(err)) < 0)
+        receiver_admit(s->rx, -ENOMEM, 0, err);
+}
+
 static void on_vm(void *opaque, vm *v)
 {
     secondary *s = opaque;
@@ -339,6 +385,7 @@ static void on_vm(void *opaque, vm *v)
 static void on_end(void *opaque, receiver_end why, const char *msg)
 {
     secondary *s = opaque;
+    generations_cancel(s->gens);
     /* msg names the peer already (receiver_opts.on_end). */
     standby_decision dec = standby_on_end(&(standby_end){
         .why = why, .have_vm = s->v != NULL, .applied = applied(s),
@@ -364,6 +411,13 @@ static void on_end(void *opaque, receiver_end why, const char *msg)
         break;
     case STANDBY_REFUSED:
         log_msg("replication refused: %s", msg);
+        break;
+    case STANDBY_DROPPED_BY_PRIMARY:
+        log_msg("%s: the primary keeps the VM; no failover", msg);
+        /* An operator's claim in flight must not make this one go live. */
+        if (s->witness)
+            claim_cancel(s->witness);
+        answer_failover(s, -ECANCELED, "the primary dropped this secondary");
         break;
     }
     s->state = dec.next;
@@ -417,6 +471,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .vm_name = s->o->vm_name,
         .setup_timeout_ns = s->o->setup_ns,
         .output = survivor_output(s->sv),
+        .on_shape = s->gens ? on_shape : NULL,
         .on_vm = on_vm,
         .on_end = on_end,
         .on_applied = on_applied,
@@ -598,6 +653,13 @@ static json_t *replication_json(secondary *s)
     if (st.since_heard_ms >= 0)
         json_object_set_new(r, "last_heard_ms",
                             json_integer(st.since_heard_ms));
+    if (a->dropped) {
+        char rb[32];
+        json_object_set_new(r, "dropped", json_pack(
+            "{s:i, s:s, s:s}", "reason", (int)a->drop.reason, "why",
+            dropnotice_reason_name(a->drop.reason, rb, sizeof(rb)), "text",
+            a->drop.text));
+    }
     if (a->have_vm) {
         char pair[96];
         json_object_set_new(r, "pairing", json_string(pairing_str(
@@ -694,11 +756,12 @@ static void collect(void *opaque, metrics_writer *w)
         standby_state_name(STANDBY_FAILOVER, false),
         standby_state_name(STANDBY_RUNNING, false),
         standby_state_name(STANDBY_STOPPED, false),
+        standby_state_name(STANDBY_DROPPED, false),
     };
     metrics_state(w, "ftvm_secondary_state",
                   "waiting for a primary, setup, active, claiming (asking "
-                  "the witness), failover, running (failed over) or "
-                  "stopped", states,
+                  "the witness), failover, running (failed over), "
+                  "stopped or dropped (by the primary)", states,
                   sizeof(states) / sizeof(states[0]), state_name(s));
     /* Before a primary, the same families at zero. */
     receiver_stats st = { .since_heard_ms = -1,
@@ -796,6 +859,14 @@ static int start(secondary *s)
             log_msg("%s", err);
             return r;
         }
+        r = generations_new(&s->gens, claim_client(s->witness),
+                            s->o->witness_timeout_ns
+                            ? s->o->witness_timeout_ns
+                            : CLAIM_DEFAULT_TIMEOUT_NS);
+        if (r < 0) {
+            log_msg("out of memory");
+            return r;
+        }
         log_msg("witness: %s (claims as '%s')", s->o->witness,
                 claim_value(s->witness));
     } else {
@@ -874,6 +945,7 @@ int secondary_run(secondary_opts *o)
     receiver_free(s.rx);
     svm_free(s.svm);
     failover_free(s.fo);
+    generations_free(s.gens);
     claim_free(s.witness);
     survivor_end(s.sv);
     pool_standby_free(s.pool);

@@ -2,6 +2,7 @@
 #include "secondary/standby.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 const char *standby_state_name(standby_state s, bool applied)
@@ -13,6 +14,7 @@ const char *standby_state_name(standby_state s, bool applied)
     case STANDBY_FAILOVER: return "failover";
     case STANDBY_RUNNING: return "running";
     case STANDBY_STOPPED: return "stopped";
+    case STANDBY_DROPPED: return "dropped";
     }
     return "?";
 }
@@ -41,11 +43,23 @@ standby_decision standby_on_end(const standby_end *e)
         }
         return d;
     }
-    if (e->request == STANDBY_REQUEST_FAILOVER)
-        return fail_over(STANDBY_AS_REQUESTED, "requested");
     if (e->request == STANDBY_REQUEST_EXIT)
         return stop(STANDBY_AS_REQUESTED, e->request_status);
+    if (e->why == RECEIVER_END_DROPPED) {
+        /*
+         * The primary is alive and keeps the VM, and does not claim it
+         * (it ended the link on purpose): going live now, even on an
+         * operator's failover that won the witness's key, runs two.
+         */
+        standby_decision d = stop(STANDBY_DROPPED_BY_PRIMARY,
+                                  STANDBY_EXIT_DROPPED);
+        d.next = STANDBY_DROPPED;
+        return d;
+    }
+    if (e->request == STANDBY_REQUEST_FAILOVER)
+        return fail_over(STANDBY_AS_REQUESTED, "requested");
     switch (e->why) {
+    case RECEIVER_END_DROPPED:      /* decided above */
     case RECEIVER_END_EOF:
         return stop(STANDBY_PRIMARY_STOPPED, 0);
     case RECEIVER_END_LOST:
@@ -88,6 +102,18 @@ standby_claim_act standby_on_claim(bool requested, claim_state outcome)
     return STANDBY_CLAIM_NOTHING;
 }
 
+int standby_admit(uint64_t generation, uint64_t highest, char *err,
+                  size_t errlen)
+{
+    if (generation > highest)
+        return 0;
+    snprintf(err, errlen, "primary of generation %" PRIu64 " is %s "
+             "generation %" PRIu64 " decided by the witness", generation,
+             generation < highest ? "older than" : "not newer than",
+             highest);
+    return -EPERM;
+}
+
 standby_stop standby_on_stop(standby_state s)
 {
     switch (s) {
@@ -100,6 +126,7 @@ standby_stop standby_on_stop(standby_state s)
     case STANDBY_CLAIMING:      /* the VM never ran here */
     case STANDBY_WAITING:
     case STANDBY_STOPPED:
+    case STANDBY_DROPPED:
         break;
     }
     return STANDBY_STOP_EXIT;

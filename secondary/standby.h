@@ -7,7 +7,8 @@
  * waits for another; once the VM exists the process serves that primary
  * to the end, which is a failover (the VM then runs here), a clean stop
  * (exit 0), the primary's loss before its first checkpoint (exit 3) or a
- * refused stream (exit 4).
+ * refused stream (exit 4), or the primary's word that it dropped this
+ * secondary (exit 6: it keeps the VM, so this one never claims it).
  *
  * With a witness (--witness, docs/witness.md) losing the primary after
  * checkpoint 1 is not yet a failover: the secondary claims the pairing's
@@ -32,6 +33,8 @@ enum {
     STANDBY_EXIT_NOTHING = 3,   /* the primary died before checkpoint 1 */
     STANDBY_EXIT_REFUSED = 4,   /* the primary's stream was refused */
     STANDBY_EXIT_FENCED = 5,    /* the witness gave the VM to the primary */
+    STANDBY_EXIT_DROPPED = 6,   /* the primary dropped this secondary
+                                   ("ftvm-drop"): it keeps the VM */
 };
 
 typedef enum standby_state {
@@ -41,11 +44,12 @@ typedef enum standby_state {
     STANDBY_FAILOVER,       /* the RAM cache is becoming the VM */
     STANDBY_RUNNING,        /* failed over: the VM runs here */
     STANDBY_STOPPED,        /* replication is over; the process exits */
+    STANDBY_DROPPED,        /* the primary dropped us; the process exits */
 } standby_state;
 
 /*
  * "waiting", "setup", "active", "claiming", "failover", "running",
- * "stopped".
+ * "stopped", "dropped".
  */
 const char *standby_state_name(standby_state s, bool applied);
 
@@ -75,11 +79,13 @@ typedef enum standby_verdict {
     STANDBY_PRIMARY_LOST,       /* lost or silent: fail over (or claim) */
     STANDBY_NOTHING_APPLIED,    /* lost before checkpoint 1: exit 3 */
     STANDBY_REFUSED,            /* the stream was refused: exit 4 */
+    STANDBY_DROPPED_BY_PRIMARY, /* "ftvm-drop": exit 6, never a failover */
 } standby_verdict;
 
 typedef struct standby_decision {
     standby_verdict verdict;
-    standby_state next;         /* WAITING, CLAIMING, FAILOVER or STOPPED */
+    standby_state next;         /* WAITING, CLAIMING, FAILOVER, STOPPED or
+                                   DROPPED */
     bool exit;                  /* the process exits with status */
     int status;
     const char *failover_reason;    /* FAILOVER: for the log and status */
@@ -102,6 +108,17 @@ typedef enum standby_claim_act {
 
 /* requested: the claim is an operator's failover (state REPLICATING). */
 standby_claim_act standby_on_claim(bool requested, claim_state outcome);
+
+/*
+ * Whether a primary of generation may be served, the witness having
+ * decided generations up to highest for its VM's name (witness/
+ * generations.h): only a newer one, since a decided generation's pairing
+ * is over and whoever runs the VM now is at least that new.  0, or -EPERM
+ * with "primary of generation G is older than (not newer than, when
+ * equal) generation H decided by the witness" in err.
+ */
+int standby_admit(uint64_t generation, uint64_t highest, char *err,
+                  size_t errlen);
 
 /* What a SIGINT, SIGTERM or quit does in each state. */
 typedef enum standby_stop {

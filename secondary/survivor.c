@@ -65,6 +65,23 @@ void survivor_opts(const secondary_opts *o, const vmshape *shape,
     };
 }
 
+static void cannot_protect(survivor *sv, const char *err)
+{
+    snprintf(sv->error, sizeof(sv->error), "this VM cannot be protected: "
+             "%.500s", err);
+    log_msg("%s; it runs on unprotected", sv->error);
+}
+
+/* Unprotected until a secondary comes (protect, or the standby pool). */
+static void start_replicator(void *opaque)
+{
+    survivor *sv = opaque;
+    char err[sizeof(sv->error) - 64];
+    if (replicator_start(protected_vm_replicator(sv->pv), err,
+                         sizeof(err)) < 0)
+        cannot_protect(sv, err);
+}
+
 void survivor_start(survivor *sv, const secondary_opts *o,
                     const vmshape *shape)
 {
@@ -72,15 +89,22 @@ void survivor_start(survivor *sv, const secondary_opts *o,
     char err[sizeof(sv->error) - 64];
     survivor_opts(o, shape, &ro);
     int r = protected_vm_protect(sv->pv, sv->d, &ro, err, sizeof(err));
-    if (r == 0)
-        r = replicator_start(protected_vm_replicator(sv->pv), err,
-                             sizeof(err));
     sv->live = r == 0;
     if (r < 0) {
-        snprintf(sv->error, sizeof(sv->error), "this VM cannot be "
-                 "protected: %s", err);
-        log_msg("%s; it runs on unprotected", sv->error);
+        cannot_protect(sv, err);
+        return;
     }
+    /*
+     * With a witness, the next pairings start above every generation it
+     * decided for this VM, as a primary's first does: one decided since
+     * this survivor's own (by a pairing it never saw) is never reused.
+     */
+    if (!o->witness)
+        start_replicator(sv);
+    else if (replicator_read_generations(protected_vm_replicator(sv->pv),
+                                         start_replicator, sv, err,
+                                         sizeof(err)) < 0)
+        cannot_protect(sv, err);
 }
 
 void survivor_on_stop(vm *v, void *arg)

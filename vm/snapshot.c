@@ -11,6 +11,7 @@
 
 #include "checkpoint/ckptfile.h"
 #include "checkpoint/savevm.h"
+#include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 #include "vm/mono.h"
@@ -83,7 +84,8 @@ int snapshot_seal(qfile *f, uint32_t section_id, uint64_t id, json_t *desc)
         return qfile_error(f);
     savevm_put_eof(f);
     if (vmshape_describe(devices) < 0 || colosec_describe(devices) < 0 ||
-        trailer_describe_pkg(devices) < 0)
+        trailer_describe_pkg(devices) < 0 ||
+        dropnotice_describe(devices) < 0)
         return qfile_fail(f, -ENOMEM, "no memory for the VM description");
     size_t len;
     char *json = vmdesc_dump(desc, &len);

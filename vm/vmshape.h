@@ -6,8 +6,10 @@
  * Body (big-endian): u64 RAM bytes, u32 vCPUs, bool (one byte, 0 or 1)
  * has a network device, 6 bytes MAC, 16 bytes pairing id, 64 bytes VM
  * name (NUL-padded), u64 generation (checkpoint/pairing.h).  FULL
- * section, instance 0, version 3, written and read through a vmstate table that also gives its
- * VM description entry (docs/stream-format.md, "ftvm's own sections").
+ * section, instance 0, version 4 (the fields of 3; a primary of 4 ends a
+ * live secondary with "ftvm-drop" and reads REFUSE), written and read
+ * through a vmstate table that also gives its VM description entry
+ * (docs/stream-format.md, "ftvm's own sections").
  */
 #ifndef FTVM_VM_VMSHAPE_H
 #define FTVM_VM_VMSHAPE_H
@@ -21,7 +23,7 @@
 #include "checkpoint/savevm.h"
 
 #define VMSHAPE_IDSTR "ftvm-vm"
-#define VMSHAPE_VERSION 3u
+#define VMSHAPE_VERSION 4u
 
 typedef struct vmshape {
     uint64_t mem_size;

@@ -39,6 +39,11 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+etcd *claim_client(const claim *c)
+{
+    return c->client;
+}
+
 void claim_key_of(char *buf, size_t len, const char *name,
                   uint64_t generation)
 {

@@ -77,6 +77,9 @@ uint64_t claim_generation(const claim *c);
 /* Requests the latest claim has made (1 + its retries). */
 uint64_t claim_attempts(const claim *c);
 
+/* The etcd client (witness/etcd.h), for the role's other requests. */
+struct etcd *claim_client(const claim *c);
+
 /* "/ftvm/NAME/G/owner" into buf. */
 void claim_key_of(char *buf, size_t len, const char *name,
                   uint64_t generation);

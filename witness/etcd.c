@@ -911,13 +911,26 @@ static char *key_b64(const char *key, char *err, size_t errlen)
     return k;
 }
 
-etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
-                                size_t len, int64_t lease, etcd_cb cb,
-                                void *opaque, char *err, size_t errlen)
+/*
+ * The two transactions of a witness: put key=value (under lease) only if
+ * target (CREATE or MOD) of the key equals revision, and otherwise read
+ * the key in the same transaction, so that the answer names who holds it
+ * (and a retry recognises our own earlier put: r->mine).
+ */
+static etcd_req *put_txn(etcd *c, req_kind kind, const char *key,
+                         const char *target, const char *field,
+                         int64_t revision, const void *value, size_t len,
+                         int64_t lease, etcd_cb cb, void *opaque, char *err,
+                         size_t errlen)
 {
     if (len == 0 || len > ETCD_MAX_VALUE || !value) {
         snprintf(err, errlen, "etcd value of %zu bytes: expected 1 to %d",
                  len, ETCD_MAX_VALUE);
+        return NULL;
+    }
+    if (lease < 0) {
+        snprintf(err, errlen, "etcd lease %" PRId64 ": expected a lease id "
+                 "or 0", lease);
         return NULL;
     }
     char *k = key_b64(key, err, errlen);
@@ -925,21 +938,20 @@ etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
         return NULL;
     char *v = b64_encode(value, len);
     uint8_t *mine = malloc(len);
-    char leasebuf[24];
+    char leasebuf[24], revbuf[24];
     snprintf(leasebuf, sizeof(leasebuf), "%" PRId64, lease);
-    /* create_revision == 0 compares true only for a key that does not
-     * exist; the failure branch reads the owner in the same transaction. */
+    snprintf(revbuf, sizeof(revbuf), "%" PRId64, revision);
     json_t *body = v && mine ? json_pack(
         "{s:[{s:s, s:s, s:s, s:s}], s:[{s:{s:s, s:s, s:s}}],"
         " s:[{s:{s:s}}]}",
-        "compare", "target", "CREATE", "result", "EQUAL", "key", k,
-        "create_revision", "0",
+        "compare", "target", target, "result", "EQUAL", "key", k,
+        field, revbuf,
         "success", "request_put", "key", k, "value", v, "lease", leasebuf,
         "failure", "request_range", "key", k) : NULL;
     free(k);
     free(v);
-    etcd_req *r = req_new(c, REQ_CREATE, "/v3/kv/txn", body, cb, opaque,
-                          err, errlen);
+    etcd_req *r = req_new(c, kind, "/v3/kv/txn", body, cb, opaque, err,
+                          errlen);
     if (!r) {
         free(mine);
         return NULL;
@@ -950,50 +962,29 @@ etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
     return r;
 }
 
+etcd_req *etcd_create_if_absent(etcd *c, const char *key, const void *value,
+                                size_t len, int64_t lease, etcd_cb cb,
+                                void *opaque, char *err, size_t errlen)
+{
+    /* create_revision == 0 compares true only for a key that does not
+     * exist. */
+    return put_txn(c, REQ_CREATE, key, "CREATE", "create_revision", 0, value,
+                   len, lease, cb, opaque, err, errlen);
+}
+
 etcd_req *etcd_put_if_unchanged(etcd *c, const char *key,
                                 int64_t mod_revision, const void *value,
                                 size_t len, int64_t lease, etcd_cb cb,
                                 void *opaque, char *err, size_t errlen)
 {
-    if (len == 0 || len > ETCD_MAX_VALUE || !value) {
-        snprintf(err, errlen, "etcd value of %zu bytes: expected 1 to %d",
-                 len, ETCD_MAX_VALUE);
-        return NULL;
-    }
-    if (mod_revision < 1 || lease < 0) {
+    if (mod_revision < 1) {
         snprintf(err, errlen, "put-if-unchanged: mod_revision %" PRId64
-                 ", lease %" PRId64 ": expected a key's revision and a "
-                 "lease id or 0", mod_revision, lease);
+                 ": expected a key's revision", mod_revision);
         return NULL;
     }
-    char *k = key_b64(key, err, errlen);
-    if (!k)
-        return NULL;
-    char *v = b64_encode(value, len);
-    uint8_t *mine = malloc(len);
-    char leasebuf[24], revbuf[24];
-    snprintf(leasebuf, sizeof(leasebuf), "%" PRId64, lease);
-    snprintf(revbuf, sizeof(revbuf), "%" PRId64, mod_revision);
-    /* Unchanged since read; the failure branch reads what it is now. */
-    json_t *body = v && mine ? json_pack(
-        "{s:[{s:s, s:s, s:s, s:s}], s:[{s:{s:s, s:s, s:s}}],"
-        " s:[{s:{s:s}}]}",
-        "compare", "target", "MOD", "result", "EQUAL", "key", k,
-        "mod_revision", revbuf,
-        "success", "request_put", "key", k, "value", v, "lease", leasebuf,
-        "failure", "request_range", "key", k) : NULL;
-    free(k);
-    free(v);
-    etcd_req *r = req_new(c, REQ_PUT_IF, "/v3/kv/txn", body, cb, opaque,
-                          err, errlen);
-    if (!r) {
-        free(mine);
-        return NULL;
-    }
-    memcpy(mine, value, len);
-    r->mine = mine;
-    r->mine_len = len;
-    return r;
+    /* Unchanged since read. */
+    return put_txn(c, REQ_PUT_IF, key, "MOD", "mod_revision", mod_revision,
+                   value, len, lease, cb, opaque, err, errlen);
 }
 
 etcd_req *etcd_list(etcd *c, const char *prefix, size_t limit, etcd_cb cb,
@@ -1090,4 +1081,39 @@ etcd_req *etcd_lease_revoke(etcd *c, int64_t id, etcd_cb cb, void *opaque,
     return lease_ok(id, err, errlen) ?
         req_new(c, REQ_REVOKE, "/v3/lease/revoke", id_body("ID", id),
                 cb, opaque, err, errlen) : NULL;
+}
+
+etcd_req *etcd_range_keys(etcd *c, const char *from, bool after,
+                          const char *end, size_t limit, int64_t revision,
+                          etcd_cb cb, void *opaque, char *err, size_t errlen)
+{
+    size_t fn = from ? strlen(from) : 0, en = end ? strlen(end) : 0;
+    if (limit < 1 || limit > ETCD_MAX_LIST || revision < 0 || fn == 0 ||
+        fn > ETCD_MAX_KEY || en == 0 || en > ETCD_MAX_KEY) {
+        snprintf(err, errlen, "etcd range: keys of %zu and %zu bytes, limit "
+                 "%zu, revision %" PRId64 ": expected keys of 1 to %d bytes, "
+                 "a limit of 1 to %d", fn, en, limit, revision, ETCD_MAX_KEY,
+                 ETCD_MAX_LIST);
+        return NULL;
+    }
+    /* After from: from with a NUL byte added, the next key there can be. */
+    uint8_t buf[ETCD_MAX_KEY + 1];
+    memcpy(buf, from, fn);
+    buf[fn] = 0;
+    char *k = b64_encode(buf, fn + (after ? 1 : 0));
+    char *e = b64_encode((const uint8_t *)end, en);
+    char lim[24], rev[24];
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    snprintf(rev, sizeof(rev), "%" PRId64, revision);
+    json_t *body = k && e ? json_pack("{s:s, s:s, s:s, s:b, s:s}", "key", k,
+                                      "range_end", e, "limit", lim,
+                                      "keys_only", 1, "revision", rev)
+                          : NULL;
+    free(k);
+    free(e);
+    etcd_req *r = req_new(c, REQ_LIST, "/v3/kv/range", body, cb, opaque, err,
+                          errlen);
+    if (r)
+        r->limit = limit;       /* what read_list holds the answer to */
+    return r;
 }

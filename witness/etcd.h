@@ -44,7 +44,8 @@ struct json_t;
 #define ETCD_MAX_KEY 1024               /* bytes of a key we send */
 #define ETCD_MAX_VALUE (64 * 1024)      /* bytes of a value, either way */
 #define ETCD_MAX_BODY (1024 * 1024)     /* bytes of an answer's body */
-#define ETCD_MAX_LIST 256               /* keys one etcd_list returns */
+#define ETCD_MAX_LIST 256               /* keys one etcd_list or
+                                           etcd_range_keys returns */
 #define ETCD_DEFAULT_TIMEOUT_MS 2000
 #define ETCD_MAX_TIMEOUT_MS 600000
 
@@ -92,9 +93,10 @@ typedef struct etcd_reply {
     int64_t mod_revision;       /* get: the key's last change */
     int64_t ttl;                /* grant, keepalive: seconds left */
     int64_t revision;           /* the store's revision in the answer */
-    const etcd_kv *kvs;         /* list: the keys, in key order */
+    const etcd_kv *kvs;         /* list, range_keys (no values): the
+                                   keys, in key order */
     size_t nkvs;
-    bool more;                  /* list: more keys than the limit */
+    bool more;                  /* list, range_keys: keys beyond the limit */
     const char *endpoint;       /* who answered, or was tried last */
     const char *err;            /* FAILED: what went wrong ("" otherwise) */
 } etcd_reply;
@@ -143,6 +145,16 @@ etcd_req *etcd_list(etcd *c, const char *prefix, size_t limit, etcd_cb cb,
 /* The value of key (a linearizable read: needs a quorum). */
 etcd_req *etcd_get(etcd *c, const char *key, etcd_cb cb, void *opaque,
                    char *err, size_t errlen);
+/*
+ * The keys (no values: reply.kvs with empty values) in [from, end), or
+ * (after) in (from, end): at most limit (1 to ETCD_MAX_LIST) of them in
+ * key order, reply.more when there are others, read at revision (0: the latest; the answer's is in
+ * reply.revision, for the next page) with a linearizable read.  Keys
+ * holding a NUL are left out.
+ */
+etcd_req *etcd_range_keys(etcd *c, const char *from, bool after,
+                          const char *end, size_t limit, int64_t revision,
+                          etcd_cb cb, void *opaque, char *err, size_t errlen);
 /* A new lease of ttl_s seconds (etcd may round it up to its minimum). */
 etcd_req *etcd_lease_grant(etcd *c, int64_t ttl_s, etcd_cb cb, void *opaque,
                            char *err, size_t errlen);

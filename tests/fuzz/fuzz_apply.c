@@ -17,7 +17,9 @@
  * refused package (or anything that did not
  * end in an ACK) leaves the RAM cache, its dirty bitmaps and the device
  * state exactly as they were; ACKed ids only grow; the ACKs and NACKs on
- * the wire are those apply counted, each readable by the primary.
+ * the wire are those apply counted, each readable by the primary; a drop
+ * notice ("ftvm-drop") is taken only of the bring-up's pairing, and no
+ * package is answered after it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -219,9 +221,20 @@ static void feed(secondary *s, const uint8_t *b, size_t n, bool header,
                              what, (unsigned long long)nacks,
                              r < 0 ? qfile_errmsg(v) : "");
     }
-    /* Not a checkpoint of this pair: the stream ends, nothing answered. */
+    /* A drop notice counts only for this pairing, and ends the checkpoints. */
+    if (now.dropped && !pairing_equal(&now.drop.pair, &pkgstream_shape.pair))
+        fuzzcheck_broken("fuzz_apply: a drop notice of another pairing was "
+                         "taken");
+    if (was.dropped && (acks || nacks))
+        fuzzcheck_broken("fuzz_apply: a package answered after the drop "
+                         "notice");
+    /*
+     * Not a checkpoint of this pair, or one after the drop notice: the
+     * stream ends, nothing answered.
+     */
     bool foreign = r == -EPROTO && !acks && !nacks &&
-                   strstr(qfile_errmsg(v), "a package of another pairing");
+                   (strstr(qfile_errmsg(v), "a package of another pairing") ||
+                    (was.dropped && strstr(qfile_errmsg(v), "a record after")));
     if (package && !foreign && (acks + nacks != 1 || r < 0))
         fuzzcheck_broken("fuzz_apply: a package answered with %llu ACK(s) "
                          "and %llu NACK(s); the stream %s%s",

@@ -138,14 +138,15 @@ static void take(run *r)
 static void attach(run *r)
 {
     char err[256];
+    /* The last link ends first: an attach waits for its drop notice. */
+    protection_act a = protection_drained(&r->p);
+    carry(r, &a, r->p.state);
     if (protection_may_attach(&r->p, err, sizeof(err)) < 0)
         return;
     protection_state was = r->p.state;
-    protection_act a = protection_begin(&r->p, ADDR, &rp_pair);
+    a = protection_begin(&r->p, ADDR, &rp_pair);
     r->max_sent = r->released = r->acked = 0;
     carry(r, &a, was);
-    a = protection_drained(&r->p);
-    carry(r, &a, r->p.state);
     a = protection_ready(&r->p);
     carry(r, &a, r->p.state);
 }
@@ -190,6 +191,15 @@ static void deliver(run *r, const retpath_msg *m)
             (p->state == PROTECTION_SETUP || p->state == PROTECTION_ACTIVE))
             fuzzcheck_broken("fuzz_retpath: a NACK of another pairing did "
                              "not end the link");
+        break;
+    case RETPATH_REFUSE:
+        a = protection_refused(p, m->value64, &m->pair, m->text);
+        if (linked && (p->state == PROTECTION_SETUP ||
+                       p->state == PROTECTION_ACTIVE))
+            fuzzcheck_broken("fuzz_retpath: a REFUSE did not end the link");
+        if (a.release_upto)
+            fuzzcheck_broken("fuzz_retpath: a REFUSE released output by "
+                             "checkpoint");
         break;
     case RETPATH_SHUT:
         a = protection_shut(p, m->value32);
@@ -238,7 +248,7 @@ static void receive(run *r, size_t n)
             fuzzcheck_broken("fuzz_retpath: %d bytes used of %zu", used,
                              r->rx_len - off);
         /* What it accepts is what the writer writes, byte for byte. */
-        if (m.type != RETPATH_NACK ||
+        if ((m.type != RETPATH_NACK && m.type != RETPATH_REFUSE) ||
             !memchr(r->rx + off + 4 + RETPATH_ANSWER_LEN, 0,
                     (size_t)used - 4 - RETPATH_ANSWER_LEN)) {
             qfile *q = qfile_open_mem("rp");

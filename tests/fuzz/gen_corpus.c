@@ -26,6 +26,7 @@
 
 #include "checkpoint/savevm.h"
 #include "checkpoint/retpath.h"
+#include "devstate/dropnotice.h"
 #include "tests/fuzz/fixture.h"
 #include "tests/fuzz/inputs.h"
 #include "tests/fuzz/netcmp_inputs.h"
@@ -128,6 +129,7 @@ typedef enum apply_seed {
     SEED_INCREMENTAL,   /* 2 on 1, 3 on 2, 4 on 3 */
     SEED_FULL,          /* 2 in full, 3 on 2 */
     SEED_RAW,           /* PING, 2 as a raw PACKAGED, 3, PING, EOF */
+    SEED_DROP,          /* 2 on 1, then the primary's drop notice, EOF */
 } apply_seed;
 
 static int seed_apply(const char *dir, const char *name, apply_seed kind,
@@ -142,6 +144,18 @@ static int seed_apply(const char *dir, const char *name, apply_seed kind,
     if (r == 0 && kind == SEED_INCREMENTAL) {
         for (uint64_t id = 2; id <= 4 && r == 0; id++)
             r = package_chunk(&fx, out, id, id - 1);
+    } else if (r == 0 && kind == SEED_DROP) {
+        r = package_chunk(&fx, out, 2, 1);
+        qfile *raw = qfile_open_mem("drop");
+        dropnotice d;
+        dropnotice_make(&d, &pkgstream_shape.pair, DROPNOTICE_STOPPED,
+                        "replication stopped on request");
+        dropnotice_put(raw, (uint32_t)registry_count(fx.reg) + 3, &d);
+        savevm_put_eof(raw);
+        size_t n;
+        const uint8_t *b = qfile_mem_data(raw, &n);
+        chunk(out, APPLY_CHUNK_RAW, b, n);
+        qfile_close(raw);
     } else if (r == 0 && kind == SEED_FULL) {
         r = package_chunk(&fx, out, 2, 0);
         if (r == 0)
@@ -251,6 +265,13 @@ static int seed_retpath(const char *dir)
                           .pair = rp_pair };
     other.pair.id[3] ^= 0x40;
     rp_recv(&s, &other, 255);
+    /* A fourth, which refuses the pairing: a newer generation decided. */
+    rp_op(&s, RP_OP_LINK, RP_LINK_ATTACH);
+    retpath_msg refuse = { .type = RETPATH_REFUSE, .value64 = 5,
+                           .pair = rp_pair };
+    snprintf(refuse.text, sizeof(refuse.text), "primary of generation 1 is "
+             "older than generation 5 decided by the witness");
+    rp_recv(&s, &refuse, 255);
     rp_op(&s, RP_OP_LINK, RP_LINK_ATTACH);
     rp_op(&s, RP_OP_CHECKPOINT, -1);
     rp_ack(&s, 2);
@@ -363,6 +384,7 @@ int main(int argc, char **argv)
         r |= seed_apply(app, "incremental", SEED_INCREMENTAL, 0, 0);
         r |= seed_apply(app, "full", SEED_FULL, 0, 0);
         r |= seed_apply(app, "raw", SEED_RAW, 0, 0);
+        r |= seed_apply(app, "drop", SEED_DROP, 0, 0);
         r |= seed_apply(app, "compressed", SEED_INCREMENTAL, 6, 0);
         r |= seed_apply(app, "xbzrle", SEED_INCREMENTAL, 0, 64 * 1024);
         r |= seed_retpath(rp);

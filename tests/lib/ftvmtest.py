@@ -31,6 +31,8 @@ import time
 import traceback
 
 EXIT_SKIPPED = 77
+# A secondary the primary dropped ("ftvm-drop"): secondary/standby.h.
+EXIT_DROPPED = 6
 
 
 def _time_scale():

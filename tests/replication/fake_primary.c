@@ -25,6 +25,10 @@
  *   truncate     half of the next checkpoint's package, then exit
  *   garbage      bytes that are no record, then read SHUT and the close
  *   eof          the stream's EOF (stop-replication), then read the close
+ *   drop         the drop notice (ftvm-drop) of its pairing and EOF, then
+ *                read the close
+ *   drop-foreign the same, of the next generation (not its pairing)
+ *   drop-cut     the drop notice, then exit without EOF
  *   die          exit at once, as a killed primary does (also the default
  *                end of the script)
  *
@@ -58,6 +62,7 @@
 
 #include "checkpoint/qfile.h"
 #include "checkpoint/retpath.h"
+#include "devstate/dropnotice.h"
 #include "checkpoint/savevm.h"
 #include "devstate/trailer.h"
 #include "daemon/parse.h"
@@ -588,6 +593,21 @@ int main(int argc, char **argv)
             flush(&p);
             await_close(&p);
         } else if (strcmp(s, "eof") == 0) {
+            savevm_put_eof(p.out);
+            flush(&p);
+            await_close(&p);
+        } else if (strncmp(s, "drop", 4) == 0) {
+            /* As primary/package.c's package_drop writes it. */
+            dropnotice d;
+            dropnotice_make(&d, &p.shape.pair, DROPNOTICE_STOPPED,
+                            "the fake primary drops you");
+            if (strcmp(s, "drop-foreign") == 0)
+                d.pair.generation++;
+            dropnotice_put(p.out, p.id_ckpt + 1, &d);
+            if (strcmp(s, "drop-cut") == 0) {
+                flush(&p);
+                finish(&p);     /* no EOF: closed as a killed one is */
+            }
             savevm_put_eof(p.out);
             flush(&p);
             await_close(&p);

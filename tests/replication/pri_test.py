@@ -15,7 +15,7 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                address, before the guest runs
   basic        active; status and metrics figures; `checkpoint` answers
                once acknowledged; `set checkpoint-interval`; save refused
-               while active; stop-replication (the secondary exits 0);
+               while active; stop-replication (the secondary exits 6, dropped);
                save allowed when stopped; quit exits 0
   nack         FTVM_TEST_CORRUPT_PACKAGE=3 (LD_PRELOAD of
                corrupt_package.so, FTVM_CORRUPT_PRELOAD): the secondary
@@ -47,7 +47,7 @@ print.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                the primary's (output commit: no tick the primary showed is
                repeated; at most the last epoch's, held, is lost)
   halt         the guest halts: the primary ends replication with EOF and
-               exits with the guest's status; the secondary exits 0
+               exits with the guest's status; the secondary exits 6 (dropped)
   flood        a fake secondary sending HEARTBEATs as fast as it can:
                the primary's loop still runs its timers and answers
                `status` (each within a generous deadline), and counts
@@ -380,7 +380,12 @@ def case_basic():
 
     ctl(sock, "stop-replication")
     check(status(sock)["state"] == "stopped", "not stopped")
-    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
+    # Told so before the EOF: exit 6 (dropped), never a failover.
+    check(s.wait(10) == ft.EXIT_DROPPED, "secondary exit status\n" +
+          s.dump())
+    check("dropped by the primary: stop-replication: replication stopped "
+          "on request" in s.err() and "failover (" not in s.err(),
+          "the secondary's log\n" + s.dump())
     check(not status(sock)["output"]["holding"], "held after stop")
     n = p.last_tick()
     p.wait_tick(n + 3)
@@ -421,8 +426,10 @@ def case_nack_full():
     check(m and 4 <= int(m.group(1)) <= 8, st["last_error"])
     # Given up with EOF: the secondary, alive, stops; it must not fail
     # over while this VM runs on.
-    check(s.wait(ft.scaled(10)) == 0, "the secondary did not stop\n" +
-          s.dump())
+    check(s.wait(ft.scaled(10)) == ft.EXIT_DROPPED,
+          "the secondary did not stop\n" + s.dump())
+    check("dropped by the primary: gave up: " in s.err(),
+          "the secondary does not say it was dropped\n" + s.dump())
     check("no failover" in s.err(), "the secondary's log:\n" + s.err())
     wait_until(lambda: not status(sock)["output"]["holding"], 10,
                "output released once EOF has gone")
@@ -568,7 +575,10 @@ def forged(mode, want):
     check(st["checkpoint"]["acked"] == 0 and
           st["checkpoint"]["last_acked"] == 0,
           "the forged ACK counted: %r" % st["checkpoint"])
-    check(not st["output"]["holding"], "output held while degraded")
+    # Held output leaves once the drop notice and EOF are out and the
+    # fake closed (the link's end, a moment after the log line).
+    wait_until(lambda: not status(sock)["output"]["holding"], 10,
+               "output released after the link's end")
     n = p.last_tick()
     p.wait_tick(n + 3)
     return f, p, sock
@@ -590,7 +600,8 @@ def case_forged_pair():
     ctl(sock, "attach-secondary", addr)
     wait_state(sock, "active", 20)
     ctl(sock, "stop-replication")
-    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
+    check(s.wait(10) == ft.EXIT_DROPPED,
+          "secondary exit status\n" + s.dump())
 
 
 def case_failover():
@@ -626,7 +637,10 @@ def case_halt():
     check(rc == 0, "exit %s\n%s" % (rc, p.dump()))
     check("counter done ticks=40" in p.out(), "output lost at halt\n" +
           p.dump())
-    check(s.wait(10) == 0, "the secondary did not end cleanly\n" + s.dump())
+    check(s.wait(10) == ft.EXIT_DROPPED,
+          "the secondary did not end cleanly\n" + s.dump())
+    check("dropped by the primary: the VM stopped" in s.err(),
+          "the secondary does not say why\n" + s.dump())
 
 
 def udpkv_round_trips(sock, n, tag):
@@ -689,7 +703,8 @@ def case_net():
     log("stopped: round trips %s ms" % " ".join("%.1f" % t for t in free))
     check(sum(free) / len(free) < 50, "replies still held after "
           "stop-replication")
-    check(s.wait(10) == 0, "secondary exit status\n" + s.dump())
+    check(s.wait(10) == ft.EXIT_DROPPED,
+          "secondary exit status\n" + s.dump())
 
 
 CASES = {

@@ -545,7 +545,8 @@ def case_kvm_replication():
     sfile = os.path.join(ft.tmp, "secondary.ftvm")
     ctl(ssock, "save", sfile)
     ctl(psock, "stop-replication")
-    check(sec.wait(60) == 0, "the secondary's exit status\n" + sec.dump())
+    check(sec.wait(60) == ft.EXIT_DROPPED, "the secondary's exit status\n" +
+          sec.dump())
     check(proxy.done.wait(60), "the primary did not close the connection")
     pfile = os.path.join(ft.tmp, "primary.ftvm")
     ctl(psock, "save", pfile)
@@ -556,6 +557,14 @@ def case_kvm_replication():
     check_checkpoint_file(pfile, 0)
     res = check_replication(stream, sfile, 64 << 20, 1, False, 3)
     check_replication(stream, pfile, 64 << 20, 1, False, 3)
+    # stop-replication: the drop notice, read by its description, then EOF.
+    top = [r for r in res["records"] if r["depth"] == 0]
+    drop = top[-2]
+    check(drop.get("name") == "ftvm-drop" and
+          drop["fields"]["reason"] == 1 and
+          drop["fields"]["generation"] == top[2]["fields"]["generation"] and
+          drop["fields"]["pairing"] == top[2]["fields"]["pairing"],
+          "the stream does not end with the drop notice: %r" % drop)
     log("captured %d bytes: %d packages" % (
         os.path.getsize(stream),
         len([r for r in res["records"] if r.get("command") == "PACKAGED"])))

@@ -420,7 +420,8 @@ def case_replication():
           "the secondary's RAM cache is %s" % t.get("ftvm_vm_state"))
 
     ctl(sock, "stop-replication")
-    check(sec.wait(30) == 0, "the secondary's exit\n" + sec.dump())
+    check(sec.wait(30) == ft.EXIT_DROPPED, "the secondary's exit\n" +
+          sec.dump())
     s, _ = scrape(pport, "primary")
     check(state(s, "ftvm_primary_state") == "stopped", "after stop: %s"
           % s.get("ftvm_primary_state"))

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
 #include "secondary/apply.h"
 #include "secondary/replica.h"
@@ -768,6 +769,222 @@ static void test_stopping(void **state)
     assert_non_null(strstr(st.last_refusal, "replication is stopping"));
 }
 
+/* ---- the primary's drop notice ---- */
+
+/* Loads q to its end; 0 or -errno + msg, and why it stopped. */
+static int feed_end(env *e, qfile *q, savevm_stop *why, char *msg,
+                    size_t len)
+{
+    size_t n;
+    const uint8_t *d = qfile_mem_data(q, &n);
+    qfile *v = qfile_open_view(d, n, "primary");
+    *why = SAVEVM_STOP_END;
+    int r = apply_load(e->a, v, why);
+    snprintf(msg, len, "%s", qfile_errmsg(v));
+    qfile_close(v);
+    qfile_close(q);
+    return r;
+}
+
+static void put_drop(env *e, qfile *q, const dropnotice *d)
+{
+    dropnotice_put(q, e->n + 3, d);
+}
+
+/* Of the bring-up's pairing: kept, then EOF ends the stream cleanly. */
+static void test_drop(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    savevm_stop why;
+    active(e);
+    dropnotice d;
+    dropnotice_make(&d, &e->shape.pair, DROPNOTICE_STOPPED,
+                    "replication stopped\non request");
+    qfile *q = qfile_open_mem("primary");
+    put_drop(e, q, &d);
+    savevm_put_eof(q);
+    assert_int_equal(feed_end(e, q, &why, msg, sizeof(msg)), 0);
+    assert_int_equal(why, SAVEVM_STOP_EOF);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_true(st.dropped);
+    assert_int_equal(st.drop.reason, DROPNOTICE_STOPPED);
+    /* A control character never reaches a log. */
+    assert_string_equal(st.drop.text, "replication stopped?on request");
+    assert_true(pairing_equal(&st.drop.pair, &e->shape.pair));
+    retpath_msg m;
+    assert_int_equal(peer_next(&e->p, &m), 0);      /* nothing answered */
+}
+
+/* After the notice only EOF: a package is not applied, nor answered. */
+static void test_drop_then_package(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    savevm_stop why;
+    active(e);
+    dropnotice d;
+    dropnotice_make(&d, &e->shape.pair, DROPNOTICE_GAVE_UP, "gave up");
+    qfile *q = qfile_open_mem("primary");
+    put_drop(e, q, &d);
+    touch(e);
+    side *was = copy_side(&e->sec);
+    put_package(e, q, PKG_GOOD, 3, 2);
+    assert_int_equal(feed_end(e, q, &why, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "a record after 'ftvm-drop'"));
+    assert_same(was, &e->sec);
+    free_copy(was);
+    retpath_msg m;
+    assert_int_equal(peer_next(&e->p, &m), 0);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_true(st.dropped);
+    assert_int_equal(st.last_id, 2);
+}
+
+/*
+ * Of another pairing (id, or generation), before the VM's shape, cut
+ * short, or with text that does not end within its bytes: the stream
+ * ends as a protocol error and nothing says dropped.
+ */
+static void test_drop_refused(void **state)
+{
+    for (int i = 0; i < 6; i++) {
+        env *e = *state;
+        char msg[512];
+        savevm_stop why;
+        if (i == 3) {
+            qfile *q = qfile_open_mem("primary");
+            put_start(e, q);
+            assert_int_equal(feed(e, q, true, msg, sizeof(msg)), 0);
+        } else {
+            active(e);
+        }
+        dropnotice d;
+        dropnotice_make(&d, &e->shape.pair, DROPNOTICE_STOPPED, "x");
+        if (i == 0)
+            d.pair.id[0] ^= 1;
+        if (i == 1)
+            d.pair.generation++;
+        if (i == 4)
+            memset(d.text, 'a', sizeof(d.text));    /* no NUL in 128 */
+        if (i == 5)
+            d.reason = 0;
+        qfile *q = qfile_open_mem("primary");
+        if (i == 3) {
+            /* Before the VM's shape: a stream of its own. */
+            qfile_close(q);
+            teardown(state);
+            setup(state);
+            e = *state;
+            q = qfile_open_mem("primary");
+            savevm_put_header(q);
+            savevm_put_command(q, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+            savevm_put_command(q, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
+            put_drop(e, q, &d);
+            assert_true(feed(e, q, true, msg, sizeof(msg)) < 0);
+            assert_non_null(strstr(msg, "'ftvm-drop' before the VM's shape"));
+        } else if (i == 2) {
+            /* Cut inside its text: the stream ends early. */
+            put_drop(e, q, &d);
+            size_t n;
+            const uint8_t *b = qfile_mem_data(q, &n);
+            qfile *cut = qfile_open_mem("primary");
+            qfile_put_buf(cut, b, n - 60);
+            qfile_close(q);
+            assert_int_equal(feed_end(e, cut, &why, msg, sizeof(msg)),
+                             -ENODATA);
+        } else {
+            put_drop(e, q, &d);
+            savevm_put_eof(q);
+            int r = feed_end(e, q, &why, msg, sizeof(msg));
+            assert_true(r < 0);
+            if (i < 2) {
+                assert_int_equal(r, -EPROTO);
+                assert_non_null(strstr(msg, "a drop notice of pairing "));
+            } else if (i == 4) {
+                assert_non_null(strstr(msg, "not NUL-terminated within "
+                                            "128 bytes"));
+            } else {
+                assert_non_null(strstr(msg, "drop notice: reason 0"));
+            }
+        }
+        apply_stats st;
+        apply_get_stats(e->a, &st);
+        assert_false(st.dropped);
+        teardown(state);
+        setup(state);
+    }
+}
+
+/* The text is bounded: a longer one is cut, NUL-padded. */
+static void test_drop_text_bound(void **state)
+{
+    (void)state;
+    char long_text[400];
+    memset(long_text, 'b', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    dropnotice d;
+    dropnotice_make(&d, &peer_pair, DROPNOTICE_GAVE_UP, long_text);
+    assert_int_equal(strlen(d.text), DROPNOTICE_TEXT_MAX);
+    char rb[32];
+    assert_string_equal(dropnotice_reason_name(2, rb, sizeof(rb)),
+                        "the VM stopped");
+    assert_string_equal(dropnotice_reason_name(77, rb, sizeof(rb)),
+                        "reason 77");
+}
+
+/* ---- admission (the witness's check of the generation) ---- */
+
+static int admit_rc;
+
+static int admit(void *opaque, const vmshape *shape, uint64_t *decided,
+                 char *err, size_t errlen)
+{
+    (void)opaque;
+    *decided = 5;
+    snprintf(err, errlen, "primary of generation %llu is older than "
+             "generation 5 decided by the witness",
+             (unsigned long long)shape->pair.generation);
+    return admit_rc;
+}
+
+/* Refused: REFUSE with the reason, nothing created; admitted: as ever. */
+static void test_admit(void **state)
+{
+    for (int i = 0; i < 2; i++) {
+        env *e = *state;
+        char msg[512];
+        apply_free(e->a);
+        admit_rc = i == 0 ? -EPERM : 0;
+        assert_int_equal(apply_new(&e->a, &(apply_opts){
+                             .conn = e->p.conn, .create = create,
+                             .admit = admit, .opaque = e }), 0);
+        qfile *q = qfile_open_mem("primary");
+        put_start(e, q);
+        int r = feed(e, q, true, msg, sizeof(msg));
+        retpath_msg m;
+        if (i == 0) {
+            assert_int_equal(r, -EPERM);
+            assert_non_null(strstr(msg, "primary of generation 1 is older "
+                                        "than generation 5 decided"));
+            assert_int_equal(e->creates, 0);
+            assert_int_equal(peer_next(&e->p, &m), 1);
+            assert_int_equal(m.type, RETPATH_REFUSE);
+            assert_int_equal(m.value64, 5);
+            assert_true(pairing_equal(&m.pair, &e->shape.pair));
+            assert_non_null(strstr(m.text, "older than generation 5"));
+        } else {
+            assert_int_equal(r, 0);
+            assert_int_equal(e->creates, 1);
+            assert_int_equal(peer_next(&e->p, &m), 0);
+        }
+        teardown(state);
+        setup(state);
+    }
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -794,6 +1011,11 @@ int main(void)
         T(test_foreign_package),
         T(test_vm_name),
         T(test_package_bound),
+        T(test_drop),
+        T(test_drop_then_package),
+        T(test_drop_refused),
+        T(test_drop_text_bound),
+        T(test_admit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "primary/outqueue.h"
+#include "devstate/dropnotice.h"
 #include "primary/protection.h"
 
 #define MS 1000000ull
@@ -277,6 +278,80 @@ static void run_answers(protection *p, const protection_act *a)
 }
 
 /* ---- the tests ---- */
+
+/*
+ * Every link ended on purpose while the secondary may be alive (FINISH)
+ * carries a drop notice's reason; a dropped connection (DROP), or the
+ * monitor's failure (DISCARD), none.  An answer of another generation
+ * ends the link as a protocol error and is counted; a REFUSE ends it as
+ * a loss, its reason said.
+ */
+static void test_drop_reasons(void **unused)
+{
+    (void)unused;
+    protection p;
+    protection_act a;
+    char err[256];
+
+    init(&p, 0);
+    active(&p);
+    a = protection_vm_stopped(&p, false);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_int_equal(a.drop_reason, DROPNOTICE_VM_STOPPED);
+    assert_string_equal(a.why, "the VM has stopped");
+
+    init(&p, 0);
+    active(&p);
+    a = protection_vm_stopped(&p, true);
+    assert_int_equal(a.end, PROTECTION_DISCARD);
+    assert_int_equal(a.drop_reason, 0);
+
+    /* Not yet written: cut at once, nothing to tell. */
+    init(&p, 2 * S);
+    protection_begin(&p, ADDR, &test_pair);
+    assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_int_equal(a.drop_reason, 0);
+
+    /* An ACK of generation 2 on a link of generation 1. */
+    pairing newer = test_pair;
+    newer.generation = 2;
+    init(&p, 2 * S);
+    active(&p);
+    take(&p, 0);
+    a = protection_ack(&p, 2, &newer, 2, 0);
+    assert_int_equal(a.end, PROTECTION_FINISH);
+    assert_int_equal(a.drop_reason, DROPNOTICE_GAVE_UP);
+    assert_int_equal(a.release_upto, 0);
+    assert_int_equal(p.foreign_answers, 1);
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_non_null(strstr(a.msg, "protocol error: ACK of checkpoint 2 for "
+                                  "pairing vm-1/01020304/g2"));
+
+    /* A secondary that refuses the pairing: lost, its reason said. */
+    init(&p, 2 * S);
+    bring_up(&p);
+    a = protection_refused(&p, 5, &test_pair, "primary of generation 1 is "
+                           "older than generation 5 decided by the witness");
+    assert_int_equal(p.state, PROTECTION_DEGRADED);
+    assert_int_equal(a.end, PROTECTION_DROP);
+    assert_non_null(strstr(a.msg, "secondary " ADDR " refused this primary "
+                                  "(pairing vm-1/01020304/g1): primary of "
+                                  "generation 1 is older than generation 5"));
+    /* ... of another pairing: a protocol error, counted. */
+    init(&p, 2 * S);
+    active(&p);
+    a = protection_refused(&p, 5, &newer, "x");
+    assert_int_equal(p.foreign_answers, 1);
+    assert_int_equal(a.drop_reason, DROPNOTICE_GAVE_UP);
+    /* With a witness, once a package went, the loss is claimed. */
+    protection_init(&p, &(protection_opts){ .witness = true }, ADDR);
+    active(&p);
+    protection_sent(&p, 1, 1);
+    a = protection_refused(&p, 5, &test_pair, "stale");
+    assert_true(a.claim);
+    assert_int_equal(p.state, PROTECTION_CLAIMING);
+}
 
 static void test_init(void **unused)
 {
@@ -625,6 +700,10 @@ static void test_lose_and_reconnect(void **unused)
     assert_true(protection_retries(&p));
     bring_up(&p);
     a = protection_lose(&p, "refused");
+    assert_true(a.reconnect);
+    /* Not until the link is gone; then the timer is armed again. */
+    assert_false(protection_may_reconnect(&p));
+    a = protection_drained(&p);
     assert_true(a.reconnect);
     assert_true(protection_may_reconnect(&p));
     /* The timer's next attempt fails the same way: said once only. */
@@ -1061,6 +1140,8 @@ static void test_stop(void **unused)
     take(&p, 0);
     assert_int_equal(protection_stop(&p, &a, err, sizeof(err)), 0);
     assert_int_equal(a.end, PROTECTION_FINISH);
+    /* The secondary is told it is dropped, and why, before the EOF. */
+    assert_int_equal(a.drop_reason, DROPNOTICE_STOPPED);
     assert_false(a.release_all);
     assert_true(p.holding);
     assert_true(p.draining);
@@ -1095,6 +1176,13 @@ static void test_attach_and_save(void **unused)
     assert_non_null(strstr(err, "replication is active: "));
     protection_act a;
     protection_stop(&p, &a, err, sizeof(err));
+    /* Not while the stopped link still writes its drop notice. */
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EBUSY);
+    assert_string_equal(err, "the last secondary (" ADDR ") is still being "
+                        "told it is dropped (its drop notice and EOF); try "
+                        "again in a moment");
+    a = protection_drained(&p);
+    assert_false(a.reconnect);          /* stopped: no reconnecting */
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
     assert_int_equal(protection_may_save(&p, err, sizeof(err)), 0);
     protection_vm_stopped(&p, false);
@@ -1636,6 +1724,9 @@ static void test_running(void **unused)
     a = protection_lose(&p, "secondary " ADDR ": receiving: Connection "
                         "reset by peer");
     assert_lost(&p, &a, "Connection reset");
+    /* Once the ended link is gone (it is shut down at once). */
+    assert_int_equal(protection_may_attach(&p, err, sizeof(err)), -EBUSY);
+    protection_drained(&p);
     assert_int_equal(protection_may_attach(&p, err, sizeof(err)), 0);
 
     /* A live secondary refusing everything: EOF, degraded. */
@@ -1661,6 +1752,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_init),
+        cmocka_unit_test(test_drop_reasons),
         cmocka_unit_test(test_bringup_to_active),
         cmocka_unit_test(test_ready_when_not_linked),
         cmocka_unit_test(test_window),

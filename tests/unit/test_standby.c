@@ -174,6 +174,47 @@ static void test_commands(void **state)
  * With a witness, a lost or silent primary is claimed first: never a
  * failover straight away; everything else ends as without one.
  */
+/*
+ * The primary's drop notice: exit 6, never a claim or a failover, with or
+ * without a witness, whatever was applied, even when an operator's
+ * failover (or its claim) came meanwhile: the primary runs the VM on.
+ */
+static void test_dropped(void **state)
+{
+    (void)state;
+    standby_request reqs[] = { STANDBY_REQUEST_NONE, STANDBY_REQUEST_CLAIM,
+                               STANDBY_REQUEST_FAILOVER };
+    for (int i = 0; i < 12; i++) {
+        standby_decision d = standby_on_end(&(standby_end){
+            .why = RECEIVER_END_DROPPED, .have_vm = true,
+            .applied = i & 1, .witness = i & 2, .request = reqs[i / 4] });
+        assert_int_equal(d.verdict, STANDBY_DROPPED_BY_PRIMARY);
+        assert_int_equal(d.next, STANDBY_DROPPED);
+        assert_true(d.exit);
+        assert_int_equal(d.status, STANDBY_EXIT_DROPPED);
+        assert_int_equal(d.status, 6);
+        assert_null(d.failover_reason);
+    }
+    assert_string_equal(standby_state_name(STANDBY_DROPPED, true), "dropped");
+    assert_int_equal(standby_on_stop(STANDBY_DROPPED), STANDBY_STOP_EXIT);
+}
+
+/* Only a primary newer than every generation the witness decided. */
+static void test_admit(void **state)
+{
+    (void)state;
+    char err[160] = "";
+    assert_int_equal(standby_admit(1, 0, err, sizeof(err)), 0);
+    assert_int_equal(standby_admit(6, 5, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(standby_admit(5, 5, err, sizeof(err)), -EPERM);
+    assert_string_equal(err, "primary of generation 5 is not newer than "
+                        "generation 5 decided by the witness");
+    assert_int_equal(standby_admit(1, 5, err, sizeof(err)), -EPERM);
+    assert_string_equal(err, "primary of generation 1 is older than "
+                        "generation 5 decided by the witness");
+}
+
 static void test_witness_end(void **state)
 {
     (void)state;
@@ -308,6 +349,8 @@ int main(void)
         cmocka_unit_test(test_stop),
         cmocka_unit_test(test_commands),
         cmocka_unit_test(test_witness_end),
+        cmocka_unit_test(test_dropped),
+        cmocka_unit_test(test_admit),
         cmocka_unit_test(test_claim_outcomes),
         cmocka_unit_test(test_state_names),
     };

@@ -66,7 +66,7 @@ static void test_bytes_and_roundtrip(void **state)
     uint8_t *b = put(&n);
     static const uint8_t want[] = {
         0x04, 0, 0, 0, 7, 7, 'f', 't', 'v', 'm', '-', 'v', 'm', 0, 0, 0, 0,
-        0, 0, 0, 3,                                 /* header, version 3 */
+        0, 0, 0, 4,                                 /* header, version 4 */
         0, 0, 0, 0, 0x04, 0, 0, 0,                  /* mem_size */
         0, 0, 0, 2,                                 /* vcpus */
         1,                                          /* has_net */
@@ -83,7 +83,7 @@ static void test_bytes_and_roundtrip(void **state)
     assert_memory_equal(b, want, n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), 0);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), 0);
     assert_memory_equal(&got.mem_size, &shape.mem_size, 8);
     assert_int_equal(got.vcpus, 2);
     assert_true(got.has_net);
@@ -99,37 +99,42 @@ static void test_refused(void **state)
     uint8_t *b = put(&n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 4 is newer than 3"));
-    /* Version 2 had no generation: a primary of before it is refused. */
+    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 5 is newer than 4"));
+    /*
+     * Version 2 had no generation; a primary of 3 ends a secondary with a
+     * bare EOF, never "ftvm-drop": both are refused.
+     */
     assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is older than 3"));
+    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is older than 4"));
+    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 3 is older than 4"));
 
     b[21 + 12] = 2;             /* has_net */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "field 'has_net': bool byte 0x02"));
     b[21 + 12] = 0;
     b[21 + 11] = 0;             /* vcpus 0 */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: 0 vCPUs"));
     b[21 + 11] = 2;
     b[21 + 7] = 1;              /* RAM not a multiple of 2 MiB */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: RAM of"));
     b[21 + 7] = 0;
     b[NAME_AT + 3] = '/';       /* a name no key may hold */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name 'web/1': only letters"));
     b[NAME_AT] = 0;             /* none */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name '': 1 to 63"));
     memset(b + NAME_AT, 'a', 64);   /* not terminated */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "not NUL-terminated"));
     memset(b + NAME_AT, 0, 64);
     memcpy(b + NAME_AT, "web-1", 5);
     memset(b + NAME_AT + 64, 0, 8);     /* generation 0 */
-    assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: pairing of VM 'web-1': "
                                "generation 0"));
     free(b);
@@ -203,7 +208,7 @@ static void test_described(void **state)
     char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(text,
         "[{\"name\":\"ftvm-vm\",\"instance_id\":0,\"vmsd_name\":\"ftvm-vm\","
-        "\"version\":3,\"fields\":["
+        "\"version\":4,\"fields\":["
         "{\"name\":\"mem_size\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"vcpus\",\"type\":\"uint32\",\"size\":4},"
         "{\"name\":\"has_net\",\"type\":\"bool\",\"size\":1},"

@@ -11,10 +11,19 @@ cluster on loopback (tests/lib/etcdcluster.py).
     quorum-lost  two of three members SIGSTOPped: the claim is UNKNOWN,
                  never WON or LOST; it keeps asking, and once the members
                  resume it is WON, and etcd holds its value
+    generations  the highest generation decided for a name
+                 (witness/generations.c): none at first; then 700 owner
+                 keys put in shuffled order (three pages of keys), the
+                 highest 700, beside keys that are not a generation's
+                 owner (another key under the name, a leading zero,
+                 another VM whose name the first's is a prefix of);
+                 with two members stopped it reports failures and keeps
+                 asking, and answers once they are back
 
 Exit 0 pass, 1 fail, 77 skipped (no etcd).
 """
 import os
+import random
 import re
 import sys
 
@@ -65,8 +74,41 @@ def case_quorum_lost():
     ft.check(v and v.startswith("secondary "), "etcd holds %r" % v)
 
 
+def case_generations():
+    c = etcdcluster.start()
+
+    def scan(want):
+        r = ft.run([test_claim, "generations", c.endpoints(), "gen-vm",
+                    str(want)], capture_output=True, text=True, timeout=90)
+        ft.log("test_claim generations: exit %d\n%s%s" %
+               (r.returncode, r.stdout[-500:], r.stderr))
+        ft.check(r.returncode == 0, "the scan did not answer %d" % want)
+    scan(0)
+    order = list(range(1, 701))
+    random.shuffle(order)
+    for g in order:
+        c.put("/ftvm/gen-vm/%d/owner" % g, "primary %016x" % g)
+    c.put("/ftvm/gen-vm/9999/other", "not an owner key")
+    c.put("/ftvm/gen-vm/07000/owner", "a leading zero")
+    c.put("/ftvm/gen-vm-b/99999/owner", "another VM")
+    c.put("/ftvm/gen-vm0", "beside the prefix")
+    scan(700)
+    for i in (1, 2):
+        c.stop(i)
+    p = ft.Proc("scan", [test_claim, "generations", c.endpoints(), "gen-vm",
+                         "700"])
+    p.wait_line(lambda ln: ln.startswith("failed "), 30, "a failure")
+    ft.check(p.alive() and "highest" not in p.out(),
+             "an answer without a quorum:\n" + p.dump())
+    for i in (1, 2):
+        c.cont(i)
+    ft.check(p.wait(60) == 0, "no answer after the quorum came back:\n" +
+             p.dump())
+
+
 CASES = {
     "race": case_race,
+    "generations": case_generations,
     "quorum-lost": case_quorum_lost,
 }
 

@@ -40,6 +40,22 @@ uninterrupted run, and the secondary continues it without a repeat.
     tls             as sec-kill, both roles with the witness, against a
                     cluster that serves https:// only and asks for client
                     certificates (--witness-tls)
+    drop            `ftvmctl stop-replication` on the primary: the
+                    secondary logs that it was dropped, exits 6, never
+                    claims (no key in etcd) nor prints; the primary runs on
+    stale           /ftvm/counter/5/owner decided: a primary without the
+                    witness (generation 1) is refused by the secondary,
+                    both logging why (the primary exits 120, the secondary
+                    waits on, nothing made); a primary with the witness
+                    starts at generation 6, is served, and after its kill
+                    -9 the secondary claims generation 6 and goes live
+    start-quorum    two of three members stopped: a primary with the
+                    witness says it cannot learn the decided generations
+                    and waits (no connection, the guest not started);
+                    SIGTERM ends it (143); a secondary with the witness
+                    refuses a primary it cannot check once the setup
+                    timeout passes (the primary exits 120, both say why);
+                    the members back, a primary pairs at generation 1
 
 Exit 0 pass, 1 fail, 77 skipped (no KVM or no etcd).
 """
@@ -168,8 +184,9 @@ def case_sec_quorum():
 def case_sec_fenced():
     c = etcdcluster.start()
     ref = e2e.Reference()
-    c.put(KEY, "primary 00000000feedface")
+    # Decided once paired: decided before, the pairing would be refused.
     sec, sctl, pri, pctl = pair(c)
+    c.put(KEY, "primary 00000000feedface")
     kill_primary(ref, pri, pctl)
     rc = sec.wait(30)
     check(rc == 5, "the secondary exited %s, expected 5\n%s" %
@@ -189,8 +206,8 @@ def ftvmctl(sock, *args):
 def case_sec_command():
     c = etcdcluster.start()
     ref = e2e.Reference()
-    c.put(KEY, "primary 00000000c0ffee00")
     sec, sctl, pri, pctl = pair(c)
+    c.put(KEY, "primary 00000000c0ffee00")
     r = ftvmctl(sctl.path, "failover")
     check(r.returncode == 1 and "the witness gave the VM to the primary "
           "(owner: primary 00000000c0ffee00)" in r.stderr,
@@ -310,6 +327,111 @@ def case_pri_quorum():
     check(c.get(KEY).startswith("primary "), c.get(KEY))
 
 
+def case_drop():
+    """stop-replication on the primary: the secondary is told it is
+    dropped, exits 6, never claims nor goes live; the primary runs on."""
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    sec, sctl, pri, pctl = pair(c, primary_witness=True)
+    r = ftvmctl(pctl.path, "stop-replication")
+    check(r.returncode == 0, "stop-replication: %s%s" % (r.stdout, r.stderr))
+    rc = sec.wait(30)
+    check(rc == ft.EXIT_DROPPED, "the secondary exited %s, expected %d\n%s"
+          % (rc, ft.EXIT_DROPPED, sec.dump()))
+    check("dropped by the primary: stop-replication: replication stopped "
+          "on request" in sec.err() and "claiming" not in sec.err() and
+          "failover (" not in sec.err(), sec.err())
+    check(not sec.eof(), "the dropped secondary printed %r" %
+          sec.lines()[:3])
+    check(c.get(KEY) is None, "someone claimed %s: %r" % (KEY, c.get(KEY)))
+    st = e2e.wait_state(pctl, pri, "stopped", 10)
+    check(st["witness"]["state"] == "idle", st["witness"])
+    pri.wait_tick(pri.last_tick() + 5)
+    e2e.check_prefix(ref, pri.lines(), "the primary's output")
+
+
+def case_stale():
+    """Generation 5 of the VM decided: a secondary with the witness
+    refuses a primary of generation 1 (one without the witness, which
+    cannot know), both saying why; a primary with the witness starts at
+    generation 6, is served, and a failover claims generation 6."""
+    c = etcdcluster.start()
+    ref = e2e.Reference()
+    c.put("/ftvm/counter/5/owner", "secondary 00000000deadbeef")
+    c.put("/ftvm/counter/10/other", "not a generation's owner key")
+    c.put("/ftvm/counter-b/9/owner", "another VM")
+    sec, addr, sctl = e2e.spawn_secondary("sec", witness(c))
+    why = "primary of generation 1 is older than generation 5 decided by " \
+          "the witness"
+    old, octl = e2e.spawn_primary("old", addr)
+    rc = old.wait(60)
+    check(rc == 120 and why in old.err() and "refused this primary" in
+          old.err(), "the stale primary: exit %s\n%s" % (rc, old.dump()))
+    ft.wait_until(lambda: why in sec.err(), 10, "the secondary's refusal")
+    st = sctl.status()
+    check(st["state"] == "waiting" and "pairing" not in
+          st.get("replication", {}) and sec.alive(),
+          "after the refusal: %r" % st)
+    check(not sec.lines(), "the secondary printed %r" % sec.lines()[:3])
+    # With the witness the primary starts above what it decided.
+    pri, pctl = e2e.spawn_primary("pri", addr, extra=witness(c))
+    e2e.wait_state(pctl, pri, "active", 30)
+    check("the witness decided generations up to 5 for 'counter': the "
+          "first pairing is generation 6" in pri.err(), pri.err())
+    check(pctl.status()["pairing"].endswith("/g6") and
+          sctl.status()["replication"]["pairing"].endswith("/g6"),
+          "pairings %r %r" % (pctl.status()["pairing"],
+                              sctl.status()["replication"]))
+    ft.wait_until(lambda: pctl.status()["checkpoint"]["last_acked"] >= 3,
+                  20, "three checkpoints acknowledged")
+    seen, acked = kill_primary(ref, pri, pctl)
+    goes_on(ref, sec, sctl, seen, acked, "kill -9 at generation 6")
+    v = c.get("/ftvm/counter/6/owner")
+    check(v and v.startswith("secondary "), "generation 6: %r" % v)
+
+
+def case_start_quorum():
+    """A primary with the witness cannot learn the decided generations:
+    it says so and waits, never guessing (no connection, no guest); a
+    SIGTERM meanwhile ends it at once.  A secondary with the witness
+    cannot check a primary's generation: past the setup timeout it refuses
+    it, both saying why.  The members back, the next primary pairs at
+    generation 1."""
+    c = etcdcluster.start()
+    for i in (1, 2):
+        c.stop(i)
+    setup = "%dms" % round(ft.scaled(2000))
+    sec, addr, sctl = e2e.spawn_secondary(
+        "sec", witness(c) + ["--setup-timeout", setup])
+    waiting, wctl = e2e.spawn_primary("waiting", addr, extra=witness(c))
+    ft.wait_until(lambda: "not pairing until the witness answers" in
+                  waiting.err(), 30, "the primary to say it waits")
+    st = wctl.status()
+    check("not pairing until the witness answers" in st["last_error"] and
+          st["vm_state"] == "created" and not waiting.lines() and
+          st["secondaries"] == 0, "the waiting primary: %r" % st)
+    check("connection from" not in sec.err(), sec.err())
+    waiting.signal(signal.SIGTERM)
+    rc = waiting.wait(ft.scaled(10))
+    check(rc == 128 + signal.SIGTERM, "SIGTERM while waiting: exit %s\n%s"
+          % (rc, waiting.dump()))
+    # The secondary cannot check a primary (one without the witness).
+    blind, bctl = e2e.spawn_primary("blind", addr)
+    rc = blind.wait(60)
+    why = "cannot check the primary's generation with the witness within " \
+          "the setup timeout"
+    check(rc == 120 and why in blind.err(), "the unchecked primary: exit "
+          "%s\n%s" % (rc, blind.dump()))
+    check(why in sec.err() and sctl.status()["state"] == "waiting",
+          sec.dump())
+    for i in (1, 2):
+        c.cont(i)
+    pri, pctl = e2e.spawn_primary("pri", addr, extra=witness(c))
+    st = e2e.wait_state(pctl, pri, "active", 30)
+    check(st["pairing"].endswith("/g1") and "the first pairing is "
+          "generation 1" in pri.err(), "%r\n%s" % (st, pri.err()))
+
+
 def case_no_witness():
     sec, addr, sctl = e2e.spawn_secondary("sec")
     pri, pctl = e2e.spawn_primary("pri", addr)
@@ -335,6 +457,9 @@ CASES = {
     "pri-quorum": case_pri_quorum,
     "no-witness": case_no_witness,
     "tls": case_tls,
+    "drop": case_drop,
+    "stale": case_stale,
+    "start-quorum": case_start_quorum,
 }
 
 

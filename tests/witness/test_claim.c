@@ -4,6 +4,7 @@
  *
  *     test_claim race ENDPOINTS NAME GENERATION
  *     test_claim wait ENDPOINTS NAME GENERATION ROLE
+ *     test_claim generations ENDPOINTS NAME HIGHEST
  *
  * race: a primary's and a secondary's claim objects claim generation G
  * at once: exactly one WON, the other LOST naming the winner's value; the
@@ -12,6 +13,9 @@
  * wait: one claim (a 500 ms attempt deadline); prints each state on stdout
  * as it comes ("state unknown", ...) and each new attempt ("attempts N")
  * and exits 0 on WON, 1 on LOST or after 60 s.
+ * generations: witness/generations.c's scan of NAME (asked again every
+ * 500 ms): prints "failed ERR" for each failure and "highest N" for the
+ * answer, and exits 0 when N is HIGHEST, 1 otherwise or after 60 s.
  *
  * Exit 0 pass, 1 fail (saying what), 2 usage.
  */
@@ -26,6 +30,7 @@
 #include <time.h>
 
 #include "witness/claim.h"
+#include "witness/generations.h"
 #include "evwait.h"
 
 static struct event_base *base;
@@ -211,6 +216,52 @@ static void wait_won(const char *eps, const char *name, uint64_t g,
     claim_free(d.c);
 }
 
+typedef struct scan {
+    bool done;
+    uint64_t highest;
+    unsigned failures;
+} scan;
+
+static void on_generations(void *opaque, int rc, uint64_t highest,
+                           const char *err)
+{
+    scan *sc = opaque;
+    if (rc < 0) {
+        sc->failures++;
+        printf("failed %s\n", err);
+    } else {
+        sc->done = true;
+        sc->highest = highest;
+        printf("highest %" PRIu64 "\n", highest);
+        event_base_loopbreak(base);
+    }
+    fflush(stdout);
+}
+
+static void scan_generations(const char *eps, const char *name,
+                             uint64_t want)
+{
+    claim *c;
+    generations *g;
+    scan sc = { 0 };
+    char err[512];
+    if (claim_new(&c, base, eps, NULL, "primary", 500000000u, err,
+                  sizeof(err)) < 0)
+        evwait_die("claim_new: %s", err);
+    if (generations_new(&g, claim_client(c), 500000000u) < 0 ||
+        generations_scan(g, name, on_generations, &sc, err, sizeof(err)) < 0)
+        evwait_die("generations: %s", err);
+    struct timeval cap = { 60, 0 };
+    event_base_loopexit(base, &cap);
+    event_base_dispatch(base);
+    if (!sc.done || sc.highest != want)
+        evwait_die("generations of %s: %s %" PRIu64 ", expected %" PRIu64,
+                   name, sc.done ? "highest" : "no answer after 60 s",
+                   sc.highest, want);
+    generations_free(g);
+    claim_free(c);
+}
+
 int main(int argc, char **argv)
 {
     base = event_base_new();
@@ -218,6 +269,8 @@ int main(int argc, char **argv)
         race(argv[2], argv[3], strtoull(argv[4], NULL, 10));
     else if (argc == 6 && !strcmp(argv[1], "wait"))
         wait_won(argv[2], argv[3], strtoull(argv[4], NULL, 10), argv[5]);
+    else if (argc == 5 && !strcmp(argv[1], "generations"))
+        scan_generations(argv[2], argv[3], strtoull(argv[4], NULL, 10));
     else {
         fprintf(stderr, "usage: see test_claim.c\n");
         return 2;
