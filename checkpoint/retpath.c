@@ -140,7 +140,7 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
             want = n;
         break;
     case RETPATH_COLO_CONSOLE:
-        if (n > 8 && n <= RETPATH_MSG_MAX)
+        if (n >= 8 && n <= RETPATH_MSG_MAX)
             want = n;
         break;
     default:

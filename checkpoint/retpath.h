@@ -31,8 +31,9 @@ typedef enum retpath_type {
     RETPATH_REFUSE = 0x7f04,
     /*
      * COLO (docs/colo.md): be64 the checkpoint the secondary's running VM
-     * last reset to, then 1..RETPATH_COLO_DATA_MAX console bytes it wrote
-     * since (in order, continuing the previous message of that id).
+     * last reset to, then 0..RETPATH_COLO_DATA_MAX console bytes it wrote
+     * since (in order, continuing the previous message of that id); none:
+     * it runs from that checkpoint now.
      */
     RETPATH_COLO_CONSOLE = 0x7f10,
 } retpath_type;
@@ -62,7 +63,7 @@ void retpath_put_refuse(qfile *f, uint64_t decided, const pairing *pair,
                         const char *why);
 void retpath_put_heartbeat(qfile *f, uint64_t seq);
 void retpath_put_shut(qfile *f, uint32_t code);
-/* len is 1..RETPATH_COLO_DATA_MAX. */
+/* len is 0..RETPATH_COLO_DATA_MAX. */
 void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
                               size_t len);
 

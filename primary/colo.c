@@ -27,6 +27,8 @@ struct colo {
     bool diverged;
     bool asked;             /* a checkpoint was asked for this epoch */
     uint64_t acked_t;       /* ACK of the epoch's checkpoint, 0 not yet */
+    uint64_t ready_t;       /* the SVM said it runs from it, 0 not yet */
+    uint64_t ckpt_t;        /* when the primary took it */
     colo_verdict want;      /* found on a vCPU thread, for colo_tick */
     side pri, sec;
     uint64_t pbase;         /* the primary's stream offset of pri.buf[0] */
@@ -119,7 +121,7 @@ static void reset_epoch(colo *c, uint64_t epoch)
 {
     c->epoch = epoch;
     c->diverged = c->asked = false;
-    c->acked_t = 0;
+    c->acked_t = c->ready_t = 0;
     c->want = COLO_OK;
     c->pri.len = c->sec.len = 0;
     c->pbase = 0;
@@ -190,8 +192,10 @@ int colo_console(void *opaque, const void *buf, size_t len)
 
 void colo_checkpoint(colo *c, uint64_t id)
 {
+    uint64_t t = mono_ns();
     pthread_mutex_lock(&c->lock);
     reset_epoch(c, id);
+    c->ckpt_t = t;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -205,10 +209,12 @@ void colo_stop(colo *c)
 colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
                             size_t len, uint64_t now)
 {
-    (void)now;
     colo_verdict v = COLO_OK;
     pthread_mutex_lock(&c->lock);
-    if (!c->epoch || id != c->epoch) {
+    if (c->epoch && id == c->epoch && len == 0) {
+        if (!c->ready_t)
+            c->ready_t = now;
+    } else if (!c->epoch || id != c->epoch) {
         c->st.ignored_bytes += len;
     } else if (!c->diverged) {
         c->st.secondary_bytes += len;
@@ -216,6 +222,26 @@ colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
     }
     pthread_mutex_unlock(&c->lock);
     return v;
+}
+
+/*
+ * Whether the oldest unmatched byte is past the timeout, counted on the
+ * SVM's time line: it runs from the checkpoint ready_t - ckpt_t later
+ * than the primary did (send, apply, ACK, reset), so it writes that byte
+ * that much later than the primary did.  Without its word, from the ACK
+ * plus COLO_READY_GRACE timeouts (an SVM that never says so must not hold
+ * output for ever).
+ */
+static bool late(const colo *c, uint64_t now)
+{
+    uint64_t t = c->chunks[0].t, from;
+    if (c->ready_t)
+        from = c->ready_t + (t > c->ckpt_t ? t - c->ckpt_t : 0);
+    else
+        from = c->acked_t + COLO_READY_GRACE * c->timeout_ns;
+    if (t > from)
+        from = t;
+    return now >= from && now - from >= c->timeout_ns;
 }
 
 colo_verdict colo_tick(colo *c, uint64_t now)
@@ -226,10 +252,8 @@ colo_verdict colo_tick(colo *c, uint64_t now)
         v = c->want;
         c->want = COLO_OK;
     } else if (c->epoch && !c->diverged && !c->asked && c->nchunks &&
-               c->acked_t && now >= c->chunks[0].t && now >= c->acked_t &&
-               now - (c->chunks[0].t > c->acked_t ? c->chunks[0].t
-                                                  : c->acked_t) >=
-                   c->timeout_ns) {
+               (c->ready_t || c->acked_t) &&
+               late(c, now)) {
         c->asked = true;
         c->st.timeouts++;
         v = COLO_CHECKPOINT_TIMEOUT;

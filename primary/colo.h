@@ -31,6 +31,8 @@
 #define COLO_DEFAULT_INTERVAL_NS 10000000000ull   /* --checkpoint-interval */
 /* Unmatched bytes kept per side; more on one side is a divergence. */
 #define COLO_MAX_PENDING (1u << 20)
+/* Timeouts after an ACK that the SVM may take to say it runs. */
+#define COLO_READY_GRACE 10u
 /* Arrival times kept for the primary's unmatched bytes (then merged). */
 #define COLO_MAX_CHUNKS 4096u
 
@@ -95,6 +97,7 @@ void colo_stop(colo *c);
  * The SVM's console bytes, tagged with checkpoint id, at now (ns).
  * Releases what matches; a mismatch asks for a checkpoint (once per
  * epoch).  Bytes of another checkpoint than the one compared are ignored.
+ * None (len 0): the SVM runs from checkpoint id now.
  */
 colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
                             size_t len, uint64_t now);
@@ -105,8 +108,10 @@ colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
  */
 void colo_acked(colo *c, uint64_t id, uint64_t now);
 /*
- * A primary byte unmatched for the timeout, counted from when it was
- * written or from its checkpoint's ACK, the later: asks once per epoch.
+ * A primary byte unmatched for the timeout, on the SVM's time line: from
+ * when the SVM said it runs from the epoch's checkpoint plus the byte's
+ * distance from that checkpoint on the primary (without that word, from
+ * the ACK plus COLO_READY_GRACE timeouts): asks once per epoch.
  */
 colo_verdict colo_tick(colo *c, uint64_t now);
 /* How often colo_tick should run. */

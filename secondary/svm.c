@@ -29,6 +29,7 @@ struct svm {
 
     pthread_mutex_t lock;   /* the console's */
     uint64_t tag;           /* the checkpoint of the last reset */
+    bool announce;          /* tell the primary it runs from tag */
     uint8_t *pend;          /* written, not yet sent */
     size_t plen, pcap;
     uint64_t console_bytes, sent_bytes, dropped_bytes;
@@ -90,7 +91,16 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     uint8_t msg[12 + RETPATH_COLO_DATA_MAX];
     bool again = false;
     pthread_mutex_lock(&s->lock);
-    while (!s->live && s->plen) {
+    if (!s->live && s->announce) {
+        put_be(msg, RETPATH_COLO_CONSOLE, 2);
+        put_be(msg + 2, 8, 2);
+        put_be(msg + 4, s->tag, 8);
+        int r = s->o.send(s->o.send_opaque, msg, 12);
+        if (r > 0)
+            s->announce = false;
+        again = r == 0;
+    }
+    while (!s->live && !s->announce && s->plen) {
         size_t n = s->plen < RETPATH_COLO_DATA_MAX ? s->plen
                                                    : RETPATH_COLO_DATA_MAX;
         put_be(msg, RETPATH_COLO_CONSOLE, 2);
@@ -181,7 +191,9 @@ static void set_tag(svm *s, uint64_t id)
     pthread_mutex_lock(&s->lock);
     s->tag = id;
     s->plen = 0;        /* the old checkpoint's: the primary is past it */
+    s->announce = true;
     pthread_mutex_unlock(&s->lock);
+    event_active(s->ev_flush, EV_READ, 0);
 }
 
 int svm_prepare(svm *s, const vmshape *shape, char *err, size_t errlen)

@@ -138,7 +138,9 @@ static void test_order_behind_ack(void **state)
 }
 
 /* Unmatched primary bytes: the timeout runs from the later of the write
- * and the ACK of the epoch's checkpoint. */
+ * and the SVM's word that it runs from the epoch's checkpoint, plus the
+ * byte's distance from the checkpoint (the SVM writes it that much after
+ * it starts). */
 static void test_timeout(void **state)
 {
     env *e = *state;
@@ -147,10 +149,15 @@ static void test_timeout(void **state)
     /* No ACK yet: the secondary is still applying. */
     assert_int_equal(colo_tick(e->c, UINT64_MAX / 2), COLO_OK);
     colo_acked(e->c, 1, t0);
-    assert_int_equal(colo_tick(e->c, t0 + 99 * MS), COLO_OK);
-    assert_int_equal(colo_tick(e->c, t0 + 100 * MS),
+    /* The SVM starting takes time: from its word on. */
+    assert_int_equal(colo_tick(e->c, t0 + 500 * MS), COLO_OK);
+    assert_int_equal(colo_secondary(e->c, 1, "", 0, t0 + 600 * MS),
+                     COLO_OK);
+    /* (Plus the write's distance from the checkpoint: microseconds.) */
+    assert_int_equal(colo_tick(e->c, t0 + 690 * MS), COLO_OK);
+    assert_int_equal(colo_tick(e->c, t0 + 750 * MS),
                      COLO_CHECKPOINT_TIMEOUT);
-    assert_int_equal(colo_tick(e->c, t0 + 300 * MS), COLO_OK);  /* once */
+    assert_int_equal(colo_tick(e->c, t0 + 900 * MS), COLO_OK);  /* once */
     colo_stats st;
     colo_get_stats(e->c, &st);
     assert_int_equal(st.timeouts, 1);
@@ -160,9 +167,20 @@ static void test_timeout(void **state)
     pri(e, "y");
     colo_acked(e->c, 1, t0);
     assert_int_equal(colo_tick(e->c, UINT64_MAX / 2), COLO_OK);
-    /* Matched in time: nothing to ask. */
+    /* An SVM that never says it runs: from the ACK, with the grace. */
     colo_acked(e->c, 2, t0);
-    assert_int_equal(sec(e, 2, "y"), COLO_OK);
+    assert_int_equal(colo_tick(e->c, t0 + COLO_READY_GRACE * 100 * MS +
+                                         99 * MS), COLO_OK);
+    assert_int_equal(colo_tick(e->c, t0 + COLO_READY_GRACE * 100 * MS +
+                                         100 * MS),
+                     COLO_CHECKPOINT_TIMEOUT);
+    /* Matched in time: nothing to ask. */
+    outqueue_checkpoint(e->q, 3);
+    colo_checkpoint(e->c, 3);
+    pri(e, "y");
+    colo_acked(e->c, 3, t0);
+    assert_int_equal(colo_secondary(e->c, 3, "", 0, t0), COLO_OK);
+    assert_int_equal(sec(e, 3, "y"), COLO_OK);
     assert_int_equal(colo_tick(e->c, UINT64_MAX / 2), COLO_OK);
 }
 
