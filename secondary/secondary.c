@@ -726,6 +726,12 @@ static void hook_status(void *opaque, json_t *r)
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
     secondary *s = opaque;
+    if (s->svm && s->state != STANDBY_RUNNING) {
+        /* Each reset clears the cache's dirty bits a save relies on. */
+        snprintf(err, errlen, "save: refused on a COLO secondary while it "
+                 "replicates (the SVM's resets use the cache's dirty log)");
+        return -EBUSY;
+    }
     int rc = standby_may_save(s->state, applied(s), err, errlen);
     return rc < 0 ? rc : survivor_may_save(s->sv, err, errlen);
 }
