@@ -153,10 +153,15 @@ static int copy_devices(svm *s, vm *cache, char *err, size_t errlen)
 }
 
 /*
- * Copies the pages either VM dirtied (all: every page) and clears both
- * bitmaps.  The pages copied.
+ * Copies the pages either VM dirtied and clears both bitmaps.  The first
+ * time (first: into an SVM that never ran) the cache's bits are every
+ * page the bring-up and the packages stored, which is every page not
+ * zero; its zero pages are not copied either, since fresh memory reads
+ * as zero already.  Touching the rest would fault in every page of both
+ * VMs (shared memory has no zero page): 400 ms for 64 MiB here.  The
+ * pages copied.
  */
-static uint64_t copy_pages(vm *cache, vm *svmv, bool all)
+static uint64_t copy_pages(vm *cache, vm *svmv, bool first)
 {
     size_t nc, ns;
     ram_block *cb = vm_ram_blocks(cache, &nc);
@@ -169,14 +174,15 @@ static uint64_t copy_pages(vm *cache, vm *svmv, bool all)
             unsigned long bits =
                 __atomic_exchange_n(&cb[i].dirty[w], 0, __ATOMIC_ACQ_REL) |
                 __atomic_exchange_n(&sb[i].dirty[w], 0, __ATOMIC_ACQ_REL);
-            if (all)
-                bits = ~0ul;
             while (bits) {
                 unsigned b = (unsigned)__builtin_ctzl(bits);
                 bits &= bits - 1;
                 uint64_t pg = (uint64_t)w * (8 * sizeof(long)) + b;
                 if (pg >= npages)
                     break;
+                if (first &&
+                    ram_page_is_zero(cb[i].host + pg * RAM_PAGE_SIZE))
+                    continue;
                 memcpy(sb[i].host + pg * RAM_PAGE_SIZE,
                        cb[i].host + pg * RAM_PAGE_SIZE, RAM_PAGE_SIZE);
                 pages++;
