@@ -50,7 +50,8 @@ void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
     retpath_msg m = { .type = RETPATH_COLO_CONSOLE, .value64 = id };
     m.len = (uint16_t)(len < RETPATH_COLO_DATA_MAX ? len
                                                    : RETPATH_COLO_DATA_MAX);
-    memcpy(m.text, buf, m.len);
+    if (m.len)
+        memcpy(m.text, buf, m.len);
     retpath_put(f, &m);
 }
 

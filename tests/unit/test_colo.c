@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "checkpoint/retpath.h"
 #include "primary/colo.h"
 #include "primary/outqueue.h"
 #include "vm/mono.h"
@@ -211,6 +212,45 @@ static void test_idle(void **state)
     assert_int_equal(colo_tick(e->c, UINT64_MAX / 2), COLO_OK);
 }
 
+/* COLO_CONSOLE on the return path: the bytes and the tag, bounds. */
+static void test_retpath(void **state)
+{
+    (void)state;
+    qfile *f = qfile_open_mem("rp");
+    static char big[RETPATH_COLO_DATA_MAX + 100];
+    memset(big, 'b', sizeof(big));
+    retpath_put_colo_console(f, 7, "tick 1\n", 7);
+    retpath_put_colo_console(f, 8, NULL, 0);            /* "runs from 8" */
+    retpath_put_colo_console(f, 9, big, sizeof(big));   /* cut to the max */
+    size_t len;
+    const uint8_t *d = qfile_mem_data(f, &len);
+    retpath_msg m;
+    char err[256];
+    int n = retpath_parse(d, len, &m, err, sizeof(err));
+    assert_int_equal(n, 4 + 8 + 7);
+    assert_int_equal(m.type, RETPATH_COLO_CONSOLE);
+    assert_int_equal(m.value64, 7);
+    assert_int_equal(m.len, 7);
+    assert_memory_equal(m.text, "tick 1\n", 7);
+    int n2 = retpath_parse(d + n, len - n, &m, err, sizeof(err));
+    assert_int_equal(n2, 12);
+    assert_int_equal(m.value64, 8);
+    assert_int_equal(m.len, 0);
+    int n3 = retpath_parse(d + n + n2, len - n - n2, &m, err, sizeof(err));
+    assert_int_equal(n3, 4 + RETPATH_MSG_MAX);
+    assert_int_equal(m.len, RETPATH_COLO_DATA_MAX);
+    assert_string_equal(retpath_type_name(RETPATH_COLO_CONSOLE),
+                        "COLO_CONSOLE");
+    /* Too short for its tag, too long for the return path: refused. */
+    const uint8_t short7[] = { 0x7f, 0x10, 0, 7, 0, 0, 0, 0, 0, 0, 1 };
+    assert_int_equal(retpath_parse(short7, sizeof(short7), &m, err,
+                                   sizeof(err)), -EINVAL);
+    const uint8_t long1025[] = { 0x7f, 0x10, 0x04, 0x01 };
+    assert_int_equal(retpath_parse(long1025, sizeof(long1025), &m, err,
+                                   sizeof(err)), -EINVAL);
+    qfile_close(f);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -235,6 +275,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle, setup, teardown),
+        cmocka_unit_test(test_retpath),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
