@@ -206,6 +206,16 @@ int connection_try_send(connection *c, const void *msg, size_t len)
     if (!LOAD(c->rp_open) ||
         connection_get_state(c, NULL, NULL, 0) != CONNECTION_OPEN)
         return -ENOTCONN;
+    /*
+     * A primary that is gone (its FIN arrived: killed, or closing) reads
+     * nothing more: what COLO would write now is kept for a failover
+     * instead of being lost in the socket.
+     */
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    if (getsockopt(c->tcp_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+        ti.tcpi_state != TCP_ESTABLISHED)
+        return -ENOTCONN;
     return try_send(c, msg, len);
 }
 

@@ -22,10 +22,12 @@ pair).
                 0.3-2.5 s after start; the secondary's SVM runs on (no
                 state load): its console continues the consumer's without a
                 duplicate; a gap is allowed in two races only, counted: up
-                to one line when the SVM runs on from a checkpoint the
-                primary had acknowledged (its bytes in flight to the
-                primary when it died), and e2e_test.py's lost-ACK race
-                (docs/colo.md, "Failover").
+                to MAX_AHEAD_LINES lines when the SVM runs on from a
+                checkpoint the primary had acknowledged (its bytes the
+                primary had received, or that were in flight, but had not
+                matched yet when it died: the SVM runs in step with the
+                primary, often a little ahead), and e2e_test.py's lost-ACK
+                race (docs/colo.md, "Failover").
   mismatch      --mode colo with --net is refused (exit 2: network COLO
                 is not built); counter noise-every=25 (a TSC line every 25 ticks, which
                 differs between the VMs): a mismatch checkpoint for each
@@ -50,6 +52,8 @@ from ftvmtest import check, log  # noqa: E402
 
 rng = random.Random()
 NOISE_RE = re.compile(r"^noise \d+$")
+# Lines (20 ms each at rate=50) the SVM may run ahead of the primary.
+MAX_AHEAD_LINES = 3
 
 
 def colo_args(interval="2s", timeout_ms=100):
@@ -137,9 +141,11 @@ def kill_run(i, ref, stats):
         e2e.check_gap(gap, cont, acked, "run %d" % i)
         stats["ack_race"] += gap > 0
     else:
-        check(gap <= 1, "run %d: %d lines lost across the failover, the "
-              "SVM continuing checkpoint %d that the primary had "
-              "acknowledged" % (i, gap, cont))
+        # The SVM's bytes the primary had but had not matched yet (the SVM
+        # a little ahead, or in flight): docs/colo.md, "Failover".
+        check(gap <= MAX_AHEAD_LINES, "run %d: %d lines lost across the "
+              "failover, the SVM continuing checkpoint %d that the primary "
+              "had acknowledged" % (i, gap, cont))
         stats["gaps"] += gap > 0
     log("run %d: kill at %.0f ms: consumer saw %d lines (checkpoint %d, %d "
         "bytes matched), the SVM goes on at %d from checkpoint %d, "
@@ -155,8 +161,8 @@ def case_kill_primary(runs):
     stats = {"gaps": 0, "ack_race": 0}
     for i in range(1, runs + 1):
         kill_run(i, ref, stats)
-    log("summary: %d runs, %d with a one-line gap, %d with the lost-ACK "
-        "race's" % (runs, stats["gaps"], stats["ack_race"]))
+    log("summary: %d runs, %d with a gap of the SVM's lead, %d with the "
+        "lost-ACK race's" % (runs, stats["gaps"], stats["ack_race"]))
 
 
 def case_mismatch():
