@@ -311,6 +311,42 @@ void svm_get_stats(svm *s, svm_stats *out)
     }
 }
 
+json_t *svm_status(svm *s)
+{
+    svm_stats vs;
+    svm_get_stats(s, &vs);
+    return json_pack(
+        "{s:b, s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I, "
+        "s:I, s:I}",
+        "svm_running", vs.running, "reset_to", (json_int_t)vs.reset_to,
+        "resets", (json_int_t)vs.resets,
+        "last_reset_pages", (json_int_t)vs.last_pages,
+        "reset_ms", "last", vs.reset_ns.last / 1e6,
+        "p50", vs.reset_ns.p50 / 1e6, "p99", vs.reset_ns.p99 / 1e6,
+        "reset_pages", "p50", (json_int_t)vs.pages.p50,
+        "p99", (json_int_t)vs.pages.p99,
+        "svm_mem_bytes", (json_int_t)vs.mem_bytes,
+        "console_bytes", (json_int_t)vs.console_bytes,
+        "sent_bytes", (json_int_t)vs.sent_bytes,
+        "dropped_bytes", (json_int_t)vs.dropped_bytes);
+}
+
+void svm_metrics(svm *s, metrics_writer *w)
+{
+    svm_stats vs;
+    svm_get_stats(s, &vs);
+    metrics_counter(w, "ftvm_secondary_colo_resets_total",
+                    "resets of the SVM to a checkpoint (COLO)", vs.resets);
+    metrics_histogram(w, "ftvm_secondary_colo_reset_seconds",
+                      "pause, copy, device load and resume of the SVM",
+                      &vs.reset_ns);
+    metrics_gauge(w, "ftvm_secondary_colo_reset_pages",
+                  "pages the last reset copied", vs.last_pages);
+    metrics_counter(w, "ftvm_secondary_colo_console_dropped_bytes_total",
+                    "SVM console bytes over the return path's bound",
+                    vs.dropped_bytes);
+}
+
 int svm_new(svm **out, const svm_opts *o)
 {
     svm *s = calloc(1, sizeof(*s));

@@ -25,6 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "daemon/metrics.h"
 #include "daemon/sampler.h"
 #include "vm/hc.h"
 #include "vm/vm.h"
@@ -91,5 +94,9 @@ vm *svm_vm(const svm *s);
 void svm_go_live(svm *s);
 
 void svm_get_stats(svm *s, svm_stats *out);
+/* The secondary's status object "colo" (docs/colo.md lists its fields). */
+json_t *svm_status(svm *s);
+/* Its metrics (docs/colo.md). */
+void svm_metrics(svm *s, metrics_writer *w);
 
 #endif
