@@ -34,7 +34,25 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_be64(f, m->pair.generation);
         qfile_put_buf(f, m->text, tl);
         break;
+    case RETPATH_COLO_CONSOLE:
+        tl = m->len < RETPATH_COLO_DATA_MAX ? m->len : RETPATH_COLO_DATA_MAX;
+        qfile_put_be16(f, m->type);
+        qfile_put_be16(f, (uint16_t)(8 + tl));
+        qfile_put_be64(f, m->value64);
+        qfile_put_buf(f, m->text, tl);
+        break;
     }
+}
+
+void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
+                              size_t len)
+{
+    retpath_msg m = { .type = RETPATH_COLO_CONSOLE, .value64 = id };
+    m.len = (uint16_t)(len < RETPATH_COLO_DATA_MAX ? len
+                                                   : RETPATH_COLO_DATA_MAX);
+    if (m.len)
+        memcpy(m.text, buf, m.len);
+    retpath_put(f, &m);
 }
 
 void retpath_put_ack(qfile *f, uint64_t id, const pairing *pair)
@@ -83,6 +101,8 @@ const char *retpath_type_name(uint16_t type)
         return "NACK";
     case RETPATH_HEARTBEAT:
         return "HEARTBEAT";
+    case RETPATH_COLO_CONSOLE:
+        return "COLO_CONSOLE";
     case RETPATH_REFUSE:
         return "REFUSE";
     }
@@ -120,6 +140,10 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_MSG_MAX)
             want = n;
         break;
+    case RETPATH_COLO_CONSOLE:
+        if (n >= 8 && n <= RETPATH_MSG_MAX)
+            want = n;
+        break;
     default:
         snprintf(err, errlen, "return path: unknown message type 0x%04x "
                  "(length %u)", type, n);
@@ -134,6 +158,12 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         return 0;
     memset(out, 0, sizeof(*out));
     out->type = (retpath_type)type;
+    if (type == RETPATH_COLO_CONSOLE) {
+        out->value64 = be(buf + 4, 8);
+        out->len = (uint16_t)(n - 8);
+        memcpy(out->text, buf + 12, out->len);
+        return 4 + n;
+    }
     if (n == 4)
         out->value32 = (uint32_t)be(buf + 4, 4);
     else

@@ -29,6 +29,13 @@ typedef enum retpath_type {
      * decided for the VM's name, then the pairing refused and the reason.
      */
     RETPATH_REFUSE = 0x7f04,
+    /*
+     * COLO (docs/colo.md): be64 the checkpoint the secondary's running VM
+     * last reset to, then 0..RETPATH_COLO_DATA_MAX console bytes it wrote
+     * since (in order, continuing the previous message of that id); none:
+     * it runs from that checkpoint now.
+     */
+    RETPATH_COLO_CONSOLE = 0x7f10,
 } retpath_type;
 
 #define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
@@ -36,12 +43,16 @@ typedef enum retpath_type {
  * generation. */
 #define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1 + 8)
 
+#define RETPATH_COLO_DATA_MAX (RETPATH_MSG_MAX - 8)
+
 typedef struct retpath_msg {
     retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
-    uint64_t value64;       /* ACK, NACK, HEARTBEAT, REFUSE */
+    uint64_t value64;       /* ACK, NACK, HEARTBEAT, REFUSE, COLO_CONSOLE */
     pairing pair;           /* ACK, NACK, REFUSE: the pairing it answers */
-    char text[RETPATH_MSG_MAX]; /* NACK's, REFUSE's reason, NUL-terminated */
+    /* NACK's, REFUSE's reason, NUL-terminated; COLO_CONSOLE's len bytes */
+    char text[RETPATH_MSG_MAX];
+    uint16_t len;           /* COLO_CONSOLE: bytes in text */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
@@ -52,6 +63,9 @@ void retpath_put_refuse(qfile *f, uint64_t decided, const pairing *pair,
                         const char *why);
 void retpath_put_heartbeat(qfile *f, uint64_t seq);
 void retpath_put_shut(qfile *f, uint32_t code);
+/* len is 0..RETPATH_COLO_DATA_MAX. */
+void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
+                              size_t len);
 
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when

@@ -7,6 +7,10 @@
  *   count=N            stop after N ticks; 0 = forever (default 0)
  *   area-kib=K         size of the memory area in KiB (default 1024, >= 4)
  *   pages-per-tick=P   pages of the area rewritten each tick (default 8)
+ *   noise-every=K      after every K-th tick, a line "noise T" with the
+ *                      CPU's time stamp counter: the one output that
+ *                      differs between two runs (0 = never, the default;
+ *                      COLO's tests use it to force a mismatch)
  *
  * Output:
  *   counter rate=10 count=0 area-kib=1024 pages-per-tick=8 crc 1a2b3c4d
@@ -63,12 +67,20 @@ static void evolve(uint64_t *area, uint64_t pages, uint64_t per_tick,
     }
 }
 
+/* The time stamp counter: differs between any two runs. */
+static uint64_t tsc(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+
 int main(int argc, char **argv)
 {
     static const char *const known[] = {
-        "rate", "count", "area-kib", "pages-per-tick", NULL,
+        "rate", "count", "area-kib", "pages-per-tick", "noise-every", NULL,
     };
-    uint64_t rate, count, area_kib, per_tick;
+    uint64_t rate, count, area_kib, per_tick, noise;
 
     if (ftvm_args_check(argc, argv, known) != 0 ||
         ftvm_arg_u64(argc, argv, "rate", 10, 1, 100000, &rate) != 0 ||
@@ -76,7 +88,9 @@ int main(int argc, char **argv)
         ftvm_arg_u64(argc, argv, "area-kib", 1024, 4, UINT32_MAX,
                      &area_kib) != 0 ||
         ftvm_arg_u64(argc, argv, "pages-per-tick", 8, 1, 1u << 20,
-                     &per_tick) != 0)
+                     &per_tick) != 0 ||
+        ftvm_arg_u64(argc, argv, "noise-every", 0, 0, UINT64_MAX,
+                     &noise) != 0)
         return 2;
 
     uint64_t bytes = area_kib * 1024;
@@ -101,6 +115,8 @@ int main(int argc, char **argv)
         evolve(area, pages, per_tick, n);
         printf("tick %lu crc %08x\n", (unsigned long)n,
                ftvm_crc32(0, area, pages * FTVM_PAGE_SIZE));
+        if (noise && n % noise == 0)
+            printf("noise %lu\n", (unsigned long)tsc());
         if (n == count)
             break;
 

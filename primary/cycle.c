@@ -121,6 +121,8 @@ void cycle_take(replicator *p)
                            &ps);
     if (rc == 0) {
         outqueue_checkpoint(p->out, id);
+        if (p->mode == COLO_MODE_COLO)
+            colo_checkpoint(p->colo, id);
         protection_hold(&p->prot);
     }
     char rerr[256];
@@ -154,14 +156,29 @@ void cycle_take(replicator *p)
     sampler_add(&p->bytes, ps.bytes);
     rate_add(p, t0);
     p->bytes_total += ps.bytes;
+    p->causes[p->cause]++;
+    p->cause = COLO_CAUSE_PERIODIC;
     a = protection_taken(&p->prot, &pl);
     replicator_do(p, &a);
     channel_send_package(p->link, id, q);
+}
+
+void cycle_take_for(replicator *p, colo_cause cause)
+{
+    p->cause = cause;
+    cycle_take(p);
 }
 
 void cycle_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    cycle_take(arg);
+    cycle_take_for(arg, COLO_CAUSE_PERIODIC);
+}
+
+void cycle_on_early(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cycle_take_for(arg, COLO_CAUSE_LIMIT);
 }

@@ -47,6 +47,8 @@ struct outqueue {
     size_t epoch_frames, epoch_bytes;   /* held with the current epoch */
     bool limit_fired;       /* on_limit called for the current epoch */
     item *head, **tail;
+    uint64_t credit_epoch;  /* outqueue_release_console's */
+    size_t credit;
     outqueue_stats st;      /* all but holding, epoch and delay_ns */
     sampler delay;
 };
@@ -163,30 +165,37 @@ static size_t send_list(outqueue *q, item *list)
     return n;
 }
 
+/* Takes the head off the queue, with its counters. */
+static item *pop_head(outqueue *q)
+{
+    item *it = q->head;
+    q->head = it->next;
+    it->next = NULL;
+    if (!q->head)
+        q->tail = &q->head;
+    q->st.held_items--;
+    if (it->kind == ITEM_CONSOLE) {
+        q->st.held_console_bytes -= it->len;
+    } else {
+        q->st.held_frames--;
+        q->st.held_frame_bytes -= it->len;
+    }
+    if (it->epoch == q->epoch) {
+        q->epoch_bytes -= it->len;
+        q->epoch_frames -= it->kind == ITEM_FRAME;
+    }
+    return it;
+}
+
 /* Takes the head of the queue while its epoch is <= upto (all: every). */
 static item *detach(outqueue *q, uint64_t upto, bool every)
 {
     item *list = NULL, **lt = &list;
     while (q->head && (every || q->head->epoch <= upto)) {
-        item *it = q->head;
-        q->head = it->next;
-        it->next = NULL;
+        item *it = pop_head(q);
         *lt = it;
         lt = &it->next;
-        q->st.held_items--;
-        if (it->kind == ITEM_CONSOLE) {
-            q->st.held_console_bytes -= it->len;
-        } else {
-            q->st.held_frames--;
-            q->st.held_frame_bytes -= it->len;
-        }
-        if (it->epoch == q->epoch) {
-            q->epoch_bytes -= it->len;
-            q->epoch_frames -= it->kind == ITEM_FRAME;
-        }
     }
-    if (!q->head)
-        q->tail = &q->head;
     return list;
 }
 
@@ -297,14 +306,63 @@ void outqueue_checkpoint(outqueue *q, uint64_t id)
     pthread_mutex_unlock(&q->lock);
 }
 
+/*
+ * Takes console bytes of the credit's epoch off the head while credit
+ * lasts, splitting an item that is released in part.
+ */
+static item *detach_credit(outqueue *q)
+{
+    item *list = NULL, **lt = &list;
+    while (q->credit && q->head && q->head->epoch == q->credit_epoch &&
+           q->head->kind == ITEM_CONSOLE) {
+        item *it = q->head;
+        if (it->len > q->credit) {
+            size_t n = q->credit;
+            item *part = malloc(sizeof(*part) + n);
+            if (!part)
+                break;      /* it goes with its ACK */
+            *part = (item){ .epoch = it->epoch, .t_ns = it->t_ns,
+                            .kind = ITEM_CONSOLE, .len = n };
+            memcpy(part->data, it->data, n);
+            memmove(it->data, it->data + n, it->len - n);
+            it->len -= n;
+            q->st.held_console_bytes -= n;
+            if (it->epoch == q->epoch)
+                q->epoch_bytes -= n;
+            q->credit = 0;
+            *lt = part;
+            break;
+        }
+        q->credit -= it->len;
+        item *one = pop_head(q);
+        *lt = one;
+        lt = &one->next;
+    }
+    return list;
+}
+
 size_t outqueue_acked(outqueue *q, uint64_t id)
 {
     if (id == 0)
         return 0;
     pthread_mutex_lock(&q->lock);
     size_t n = send_list(q, detach(q, q->base + id - 1, false));
+    n += send_list(q, detach_credit(q));
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+void outqueue_release_console(outqueue *q, uint64_t id, size_t n)
+{
+    pthread_mutex_lock(&q->lock);
+    uint64_t e = q->base + id;
+    if (e != q->credit_epoch) {
+        q->credit_epoch = e;
+        q->credit = 0;
+    }
+    q->credit += n;
+    send_list(q, detach_credit(q));
+    pthread_mutex_unlock(&q->lock);
 }
 
 size_t outqueue_release_all(outqueue *q)

@@ -119,6 +119,14 @@ void outqueue_checkpoint(outqueue *q, uint64_t id);
  * before it.  Returns the items released.
  */
 size_t outqueue_acked(outqueue *q, uint64_t id);
+/*
+ * COLO (primary/colo.h): the next n console bytes the guest wrote after
+ * checkpoint id (of the last outqueue_begin) are released now, being the
+ * same as the secondary's: at once when nothing older is held before
+ * them, else right after what is (outqueue_acked).  Credit for an older
+ * epoch is dropped: its bytes wait for their ACK.
+ */
+void outqueue_release_console(outqueue *q, uint64_t id, size_t n);
 /* Sends everything held, in order, and stops holding.  The items. */
 size_t outqueue_release_all(outqueue *q);
 

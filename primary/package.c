@@ -8,6 +8,7 @@
 #include "checkpoint/savevm.h"
 #include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
+#include "vm/colosec.h"
 #include "vm/mono.h"
 #include "vm/precopy.h"
 
@@ -38,7 +39,8 @@ static int drain(void *opaque, qfile *f, char *err, size_t errlen)
     return rc;
 }
 
-static int bringup(vm *v, const vmshape *shape, channel *l, qfile *f,
+static int bringup(vm *v, const vmshape *shape, bool colo, channel *l,
+                   qfile *f,
                    package_bringup_stats *st, char *err, size_t errlen)
 {
     uint32_t n = (uint32_t)registry_count(vm_registry(v));
@@ -46,6 +48,8 @@ static int bringup(vm *v, const vmshape *shape, channel *l, qfile *f,
     savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(f, n, shape);
+    if (colo)
+        colosec_put(f, n + 3, COLOSEC_MODE_COLO);
     drain_ctx c = { .link = l, .st = st };
     precopy_stats ps;
     char why[512];
@@ -57,7 +61,7 @@ static int bringup(vm *v, const vmshape *shape, channel *l, qfile *f,
     return rc;
 }
 
-int package_bringup(vm *v, const vmshape *shape, channel *l,
+int package_bringup(vm *v, const vmshape *shape, bool colo, channel *l,
                     package_bringup_stats *st, char *err, size_t errlen)
 {
     uint64_t t0 = mono_ns();
@@ -67,7 +71,7 @@ int package_bringup(vm *v, const vmshape *shape, channel *l,
         snprintf(err, errlen, "bring-up: out of memory");
         return -ENOMEM;
     }
-    int rc = bringup(v, shape, l, f, st, err, errlen);
+    int rc = bringup(v, shape, colo, l, f, st, err, errlen);
     qfile_close(f);
     st->ns = mono_ns() - t0;
     return rc;

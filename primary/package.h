@@ -31,7 +31,8 @@ typedef struct package_bringup_stats {
  * rule says what is left is small.  Nothing else may save v meanwhile.
  * 0, or -errno with a message.
  */
-int package_bringup(vm *v, const vmshape *shape, channel *l,
+/* colo: "ftvm-colo" follows "ftvm-vm" (vm/colosec.h). */
+int package_bringup(vm *v, const vmshape *shape, bool colo, channel *l,
                     package_bringup_stats *st, char *err, size_t errlen);
 
 typedef struct package_stats {

@@ -59,6 +59,26 @@ void primary_ctl_status(replicator *rep, json_t *r)
         "last_acked", (json_int_t)st.last_acked,
         "in_flight", (json_int_t)st.in_flight,
         "full", (json_int_t)st.full, "rate_per_s", st.rate));
+    json_t *causes = json_object();
+    for (int c = 0; c < COLO_CAUSE_N; c++)
+        json_object_set_new(causes, colo_cause_name(c),
+                            json_integer((json_int_t)st.causes[c]));
+    json_object_set_new(json_object_get(r, "checkpoint"), "causes", causes);
+    json_object_set_new(r, "mode", json_string(colo_mode_name(st.mode)));
+    if (st.mode == COLO_MODE_COLO)
+        json_object_set_new(r, "colo", json_pack(
+            "{s:f, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "compare_timeout_ms", ms(st.compare_timeout_ns),
+            "epoch", (json_int_t)st.colo.epoch,
+            "diverged", st.colo.diverged,
+            "pending_primary_bytes", (json_int_t)st.colo.pending_primary,
+            "pending_secondary_bytes",
+            (json_int_t)st.colo.pending_secondary,
+            "matched_bytes", (json_int_t)st.colo.matched_bytes,
+            "secondary_bytes", (json_int_t)st.colo.secondary_bytes,
+            "ignored_bytes", (json_int_t)st.colo.ignored_bytes,
+            "mismatches", (json_int_t)st.colo.mismatches,
+            "timeouts", (json_int_t)st.colo.timeouts));
     json_object_set_new(r, "pause_ms", timing(&st.pause_ns));
     json_object_set_new(r, "ack_ms", timing(&st.ack_ns));
     json_object_set_new(r, "dirty_pages", counts(&st.pages));
@@ -317,6 +337,28 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
     metrics_gauge(w, "ftvm_primary_last_heard_seconds",
                   "time since the secondary last sent anything (0: no "
                   "connection)", st.last_heard_ns / 1e9);
+    for (int c = 0; c < COLO_CAUSE_N; c++) {
+        char name[96], help[128];
+        snprintf(name, sizeof(name), "ftvm_primary_checkpoints_%s_total",
+                 colo_cause_name(c));
+        snprintf(help, sizeof(help), "checkpoints taken, cause: %s",
+                 colo_cause_name(c));
+        metrics_counter(w, name, help, st.causes[c]);
+    }
+    if (st.mode == COLO_MODE_COLO) {
+        metrics_counter(w, "ftvm_primary_colo_matched_bytes_total",
+                        "console bytes released by comparison (COLO)",
+                        st.colo.matched_bytes);
+        metrics_counter(w, "ftvm_primary_colo_mismatches_total",
+                        "console comparisons that diverged (COLO)",
+                        st.colo.mismatches);
+        metrics_counter(w, "ftvm_primary_colo_timeouts_total",
+                        "console bytes unmatched for the compare timeout "
+                        "(COLO)", st.colo.timeouts);
+        metrics_gauge(w, "ftvm_primary_colo_pending_bytes",
+                      "the primary's console bytes waiting for the "
+                      "secondary's (COLO)", st.colo.pending_primary);
+    }
     metrics_counter(w, "ftvm_primary_pings_total",
                     "PINGs sent on an idle stream", st.pings);
     metrics_counter(w, "ftvm_primary_pongs_total", "PONGs received",

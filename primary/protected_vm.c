@@ -12,6 +12,7 @@
 
 struct protected_vm {
     outqueue *out;
+    colo *colo;         /* in front of out's console (COLO mode compares) */
     vm *v;
     daemon_process *d;
     replicator *rep;
@@ -24,14 +25,20 @@ int protected_vm_new(protected_vm **out)
         free(p);
         return -ENOMEM;
     }
+    if (colo_new(&p->colo, p->out, 0) < 0) {
+        outqueue_free(p->out);
+        free(p);
+        return -ENOMEM;
+    }
     *out = p;
     return 0;
 }
 
 void protected_vm_route(protected_vm *p, vm_config *cfg)
 {
-    cfg->console_fn = outqueue_console;
-    cfg->console_opaque = p->out;
+    /* Into the queue through colo, which compares only in COLO mode. */
+    cfg->console_fn = colo_console;
+    cfg->console_opaque = p->colo;
     cfg->transmit_fn = outqueue_transmit;
     cfg->transmit_opaque = p->out;
 }
@@ -62,6 +69,7 @@ int protected_vm_protect(protected_vm *p, daemon_process *d,
     p->d = d;
     o->may_protect = may_protect;
     o->opaque = p;
+    o->colo = p->colo;
     int r = replicator_new(&p->rep, p->v, daemon_base(d), p->out, o, err,
                            errlen);
     if (r < 0)
@@ -125,6 +133,7 @@ void protected_vm_free(protected_vm *p)
     if (!p)
         return;
     protected_vm_end(p);
+    colo_free(p->colo);
     outqueue_free(p->out);
     free(p);
 }

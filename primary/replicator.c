@@ -129,8 +129,11 @@ void replicator_do(replicator *p, const protection_act *a)
         sampler_add(&p->ack, a->ack_ns);
     if (a->release_upto)
         outqueue_acked(p->out, a->release_upto);
-    if (a->release_all)
+    if (a->release_all) {
+        if (p->colo)
+            colo_stop(p->colo);
         outqueue_release_all(p->out);
+    }
     if (a->protected_now)
         log_msg("protected by %s (bring-up %.1f MiB in %.0f ms)",
                 p->prot.addr, p->bringup.bytes / 1048576.0,
@@ -180,6 +183,8 @@ static int protect(replicator *p, const char *addr, int fd, char *err,
     }
     protection_act a = protection_begin(&p->prot, addr, &p->shape.pair);
     replicator_do(p, &a);
+    if (p->colo)
+        colo_stop(p->colo);
     outqueue_begin(p->out);
     rc = channel_new(&p->link, p->base, p->prot.addr, fd,
                      REPLICATOR_CONNECT_TIMEOUT_MS, p->tls, &link_ops, p, err,
@@ -210,7 +215,8 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 static int link_bringup(void *opaque, channel *l, char *err, size_t errlen)
 {
     replicator *p = opaque;
-    return package_bringup(p->v, &p->shape, l, &p->bringup_tmp, err, errlen);
+    return package_bringup(p->v, &p->shape, p->mode == COLO_MODE_COLO, l,
+                           &p->bringup_tmp, err, errlen);
 }
 
 static void link_ready(void *opaque, channel *l)
@@ -269,6 +275,23 @@ static void link_exit(void *opaque, channel *l)
     }
 }
 
+/* What the comparison asked for. */
+static void colo_ask(replicator *p, colo_verdict v)
+{
+    if (v == COLO_CHECKPOINT_MISMATCH)
+        cycle_take_for(p, COLO_CAUSE_MISMATCH);
+    else if (v == COLO_CHECKPOINT_TIMEOUT)
+        cycle_take_for(p, COLO_CAUSE_TIMEOUT);
+}
+
+static void on_colo_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    replicator *p = arg;
+    colo_ask(p, colo_tick(p->colo, mono_ns()));
+}
+
 static void link_msg(void *opaque, channel *l, const retpath_msg *m)
 {
     replicator *p = opaque;
@@ -290,6 +313,8 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         channel_get_times(l, &t);
         a = protection_ack(&p->prot, m->value64, &m->pair, t.sending,
                            mono_ns());
+        if (p->mode == COLO_MODE_COLO && a.release_upto)
+            colo_acked(p->colo, m->value64, mono_ns());
         break;
     case RETPATH_NACK:
         channel_get_times(l, &t);
@@ -301,6 +326,11 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         break;
     case RETPATH_PONG:
         p->pongs++;
+        break;
+    case RETPATH_COLO_CONSOLE:
+        if (p->mode == COLO_MODE_COLO)
+            colo_ask(p, colo_secondary(p->colo, m->value64, m->text, m->len,
+                                       mono_ns()));
         break;
     case RETPATH_REFUSE:
         channel_get_times(l, &t);
@@ -430,12 +460,33 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     sampler_init(&p->bytes, &sampler_bytes);
     p->ev_ckpt = evtimer_new(base, cycle_on_timer, p);
     p->ev_tick = event_new(base, -1, EV_PERSIST, on_tick, p);
-    p->ev_early = event_new(base, -1, 0, cycle_on_timer, p);
+    p->ev_early = event_new(base, -1, 0, cycle_on_early, p);
     p->ev_reconnect = evtimer_new(base, on_reconnect, p);
     if (!p->ev_ckpt || !p->ev_tick || !p->ev_early || !p->ev_reconnect) {
         snprintf(err, errlen, "out of memory");
         replicator_free(p);
         return -ENOMEM;
+    }
+    p->mode = o->mode;
+    p->colo = o->colo;
+    p->colo_timeout_ns = o->compare_timeout_ns ? o->compare_timeout_ns
+                                               : COLO_DEFAULT_TIMEOUT_NS;
+    if (p->mode == COLO_MODE_COLO) {
+        if (!p->colo || vm_net(v)) {
+            snprintf(err, errlen, "--mode colo: %s", p->colo
+                     ? "COLO of a VM with a NIC is not built yet (console "
+                       "only; docs/colo.md)" : "no comparison");
+            replicator_free(p);
+            return -EINVAL;
+        }
+        colo_set_timeout(p->colo, p->colo_timeout_ns);
+        p->ev_colo = event_new(base, -1, EV_PERSIST, on_colo_tick, p);
+        struct timeval tv = mono_tv(colo_tick_period(p->colo));
+        if (!p->ev_colo || event_add(p->ev_colo, &tv) < 0) {
+            snprintf(err, errlen, "out of memory");
+            replicator_free(p);
+            return -ENOMEM;
+        }
     }
     outqueue_set_limit(output, 0, 0, cycle_early_notify, p);
     if (vm_net(v))
@@ -536,7 +587,7 @@ void replicator_free(replicator *p)
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
-                            p->ev_reconnect };
+                            p->ev_reconnect, p->ev_colo };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
@@ -551,8 +602,10 @@ int replicator_checkpoint(replicator *p, protection_done_fn done,
 {
     protection_act a;
     int rc = protection_wait(&p->prot, done, opaque, &a, err, errlen);
-    if (rc == 0)
+    if (rc == 0) {
+        p->cause = COLO_CAUSE_MANUAL;
         replicator_do(p, &a);
+    }
     return rc;
 }
 
@@ -659,6 +712,12 @@ void replicator_get_status(replicator *p, replicator_status *st)
     st->heartbeats = p->heartbeats;
     st->bringup = p->bringup;
     outqueue_get_stats(p->out, &st->output);
+    st->mode = p->mode;
+    memcpy(st->causes, p->causes, sizeof(st->causes));
+    if (p->mode == COLO_MODE_COLO) {
+        colo_get_stats(p->colo, &st->colo);
+        st->compare_timeout_ns = p->colo_timeout_ns;
+    }
     snprintf(st->last_error, sizeof(st->last_error), "%s", r->last_error);
 }
 

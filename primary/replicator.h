@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "primary/colo.h"
 #include "primary/outqueue.h"
 #include "primary/package.h"
 #include "primary/protection.h"
@@ -66,6 +67,14 @@ typedef struct replicator_opts {
      */
     bool (*may_protect)(void *opaque, char *err, size_t errlen);
     void *opaque;
+    /*
+     * --mode (docs/colo.md): COLO compares the console through colo
+     * (protected_vm's, which the VM's console_fn feeds); --compare-timeout
+     * (0: 100 ms).
+     */
+    colo_mode mode;
+    uint64_t compare_timeout_ns;
+    colo *colo;
 } replicator_opts;
 
 typedef struct replicator replicator;
@@ -149,6 +158,10 @@ typedef struct replicator_status {
     uint64_t pongs, heartbeats;     /* received, all secondaries */
     package_bringup_stats bringup;      /* the last one */
     outqueue_stats output;
+    colo_mode mode;
+    uint64_t compare_timeout_ns;
+    uint64_t causes[COLO_CAUSE_N];  /* checkpoints taken, by cause */
+    colo_stats colo;
     char last_error[512];
 } replicator_status;
 

@@ -49,6 +49,13 @@ struct replicator {
     void (*done)(void *opaque);
     void *done_opaque;
 
+    colo_mode mode;
+    colo *colo;                 /* the console's comparison (COLO mode) */
+    colo_cause cause;           /* of the checkpoint being asked for */
+    uint64_t colo_timeout_ns;
+    uint64_t causes[COLO_CAUSE_N];
+    struct event *ev_colo;      /* colo_tick */
+
     uint64_t bytes_total, pongs, heartbeats;
     sampler pause, ack, pages, bytes;
     uint64_t times[RATE_N];
@@ -71,6 +78,10 @@ void cycle_take(replicator *p);
 void cycle_arm(replicator *p);
 /* The checkpoint timer, and held output passing its limit (ev_early). */
 void cycle_on_timer(evutil_socket_t fd, short what, void *arg);
+/* ev_early: held output passed its limit. */
+void cycle_on_early(evutil_socket_t fd, short what, void *arg);
+/* Takes a checkpoint for cause (counted once it is taken). */
+void cycle_take_for(replicator *p, colo_cause cause);
 /* From vCPU threads: held output passed its limit. */
 void cycle_early_notify(void *opaque);
 void cycle_pool_put(replicator *p, qfile *q);

@@ -11,6 +11,7 @@
 #include "devstate/trailer.h"
 #include "daemon/log.h"
 #include "daemon/sampler.h"
+#include "vm/colosec.h"
 #include "vm/vmshape.h"
 
 /* The package being validated, then applied. */
@@ -110,6 +111,23 @@ static int create_vm(apply *a, qfile *f, const savevm_section *sec)
     return 0;
 }
 
+/* "ftvm-colo": the primary runs in COLO mode (docs/colo.md). */
+static int colo_section(apply *a, qfile *f, const savevm_section *sec)
+{
+    uint32_t mode;
+    if (a->packaged)
+        return qfile_fail(f, -EPROTO, "'%s' after the bring-up",
+                          COLOSEC_IDSTR);
+    if (colosec_load(f, sec, &mode) < 0)
+        return qfile_error(f);
+    pthread_mutex_lock(&a->slock);
+    a->st.colo = mode == COLOSEC_MODE_COLO;
+    pthread_mutex_unlock(&a->slock);
+    if (mode == COLOSEC_MODE_COLO && a->o.colo)
+        a->o.colo(a->o.opaque);
+    return 0;
+}
+
 /*
  * The primary ends this secondary on purpose: kept, so that the end of
  * the connection that follows is never taken for the primary's loss.
@@ -160,6 +178,8 @@ static int top_section(apply *a, qfile *f, const savevm_section *sec)
     }
     if (strcmp(sec->idstr, VMSHAPE_IDSTR) == 0)
         return create_vm(a, f, sec);
+    if (a->reg && strcmp(sec->idstr, COLOSEC_IDSTR) == 0)
+        return colo_section(a, f, sec);
     if (!a->reg)
         return qfile_fail(f, -EPROTO,
                           "section '%s' before the VM's shape "
@@ -338,6 +358,8 @@ static void package_applied(apply *a, uint32_t bytes)
     if (first)
         log_msg("%s: checkpoint %" PRIu64 " applied: replication is active",
                 connection_peer(a->o.conn), id);
+    if (a->o.applied)
+        a->o.applied(a->o.opaque, id);
 }
 
 /* ---- the target ---- */

@@ -63,6 +63,10 @@ typedef struct apply_opts {
     void *opaque;
     /* The VM name the primary must have (--vm-name); NULL: any. */
     const char *vm_name;
+    /* Optional: checkpoint id was applied and ACKed (opaque's). */
+    void (*applied)(void *opaque, uint64_t id);
+    /* Optional: "ftvm-colo" said COLO mode (in the bring-up). */
+    void (*colo)(void *opaque);
 } apply_opts;
 
 /*
@@ -82,6 +86,7 @@ typedef struct apply_stats {
     sampler_summary apply_ns;
     uint64_t package_bytes_last, package_bytes_total;
     uint64_t pings;             /* PINGs answered */
+    bool colo;                  /* "ftvm-colo": COLO mode (docs/colo.md) */
     /* The primary's "ftvm-drop" (devstate/dropnotice.h), once it came. */
     bool dropped;
     dropnotice drop;

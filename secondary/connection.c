@@ -201,6 +201,24 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
     return n < 0 ? -e : -ENOBUFS;
 }
 
+int connection_try_send(connection *c, const void *msg, size_t len)
+{
+    if (!LOAD(c->rp_open) ||
+        connection_get_state(c, NULL, NULL, 0) != CONNECTION_OPEN)
+        return -ENOTCONN;
+    /*
+     * A primary that is gone (its FIN arrived: killed, or closing) reads
+     * nothing more: what COLO would write now is kept for a failover
+     * instead of being lost in the socket.
+     */
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    if (getsockopt(c->tcp_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+        ti.tcpi_state != TCP_ESTABLISHED)
+        return -ENOTCONN;
+    return try_send(c, msg, len);
+}
+
 /* The loop's own message, put into lq: 1, 0 or -errno as try_send. */
 static int try_send_lq(connection *c)
 {

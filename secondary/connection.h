@@ -103,6 +103,11 @@ void connection_send_nack(connection *c, uint64_t id, const pairing *pair,
 void connection_send_refuse(connection *c, uint64_t decided,
                             const pairing *pair, const char *why);
 void connection_send_shut(connection *c, uint32_t code);
+/*
+ * From the loop's thread: all of msg (one return-path message) or
+ * nothing, without blocking.  1 sent, 0 not now, < 0 not open or failed.
+ */
+int connection_try_send(connection *c, const void *msg, size_t len);
 /* Something else went out on the return path (the loader's PONG). */
 void connection_sent(connection *c);
 /* A record was read: the primary is alive. */

@@ -19,7 +19,8 @@
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 
 /* What the receiver thread tells the loop. */
-enum { NOTE_VM = 1, NOTE_END = 2, NOTE_SHAPE = 4 };
+enum { NOTE_VM = 1, NOTE_END = 2, NOTE_SHAPE = 4, NOTE_APPLIED = 8,
+       NOTE_COLO = 16 };
 
 struct receiver {
     receiver_opts o;
@@ -80,6 +81,17 @@ static int make_vm(void *opaque, qfile *f, const vmshape *shape,
     *reg = vm_registry(rx->v);
     note(rx, NOTE_VM);
     return 0;
+}
+
+static void applied(void *opaque, uint64_t id)
+{
+    (void)id;
+    note(opaque, NOTE_APPLIED);
+}
+
+static void colo_mode(void *opaque)
+{
+    note(opaque, NOTE_COLO);
 }
 
 /*
@@ -242,6 +254,10 @@ static void on_note(evutil_socket_t fd, short what, void *arg)
         rx->vm_given = true;
         rx->o.on_vm(rx->o.opaque, rx->v);
     }
+    if ((n & NOTE_COLO) && rx->o.on_colo)
+        rx->o.on_colo(rx->o.opaque);
+    if ((n & NOTE_APPLIED) && rx->o.on_applied)
+        rx->o.on_applied(rx->o.opaque);
     if (n & NOTE_END) {
         pthread_join(rx->thread, NULL);
         rx->thread_live = false;
@@ -301,7 +317,9 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
                                              .admit = o->on_shape ? admit
                                                                   : NULL,
                                              .opaque = rx,
-                                             .vm_name = o->vm_name });
+                                             .vm_name = o->vm_name,
+                                             .applied = applied,
+                                             .colo = colo_mode });
     rx->ev_note = event_new(base, -1, 0, on_note, rx);
     if (r == 0 && !rx->ev_note)
         r = -ENOMEM;
@@ -350,6 +368,11 @@ void receiver_hold(receiver *rx)
 void receiver_release(receiver *rx)
 {
     apply_release(rx->apply);
+}
+
+int receiver_try_send(receiver *rx, const void *msg, size_t len)
+{
+    return connection_try_send(rx->conn, msg, len);
 }
 
 const char *receiver_peer(const receiver *rx)

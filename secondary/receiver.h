@@ -83,6 +83,10 @@ typedef struct receiver_opts {
      * msg says why and names the peer, once: the caller adds no address.
      */
     void (*on_end)(void *opaque, receiver_end why, const char *msg);
+    /* Optional: one or more checkpoints were applied since the last. */
+    void (*on_applied)(void *opaque);
+    /* Optional: the primary runs in COLO mode (after on_vm). */
+    void (*on_colo)(void *opaque);
     void *opaque;
 } receiver_opts;
 
@@ -126,6 +130,11 @@ void receiver_free(receiver *rx);
 void receiver_hold(receiver *rx);
 void receiver_release(receiver *rx);
 
+/*
+ * One whole return-path message from the loop's thread, without
+ * blocking (COLO's, secondary/svm.h): 1 sent, 0 not now, < 0 gone.
+ */
+int receiver_try_send(receiver *rx, const void *msg, size_t len);
 const char *receiver_peer(const receiver *rx);
 /* The primary's VM shape; valid once on_vm was called. */
 const vmshape *receiver_shape(const receiver *rx);

@@ -21,6 +21,7 @@
 #include "secondary/receiver.h"
 #include "secondary/standby.h"
 #include "secondary/survivor.h"
+#include "secondary/svm.h"
 #include "vm/mono.h"
 #include "witness/claim.h"
 #include "witness/generations.h"
@@ -36,6 +37,8 @@ typedef struct secondary {
     failover *fo;
     survivor *sv;               /* the VM's output commit; after failover,
                                    its replicator */
+    svm *svm;                   /* COLO mode: the running copy, or NULL */
+    vm *cache;                  /* after a COLO failover: the RAM cache */
     claim *witness;             /* --witness, or NULL */
     pool_standby *pool;         /* --register, or NULL */
     generations *gens;          /* with it: checks each primary's */
@@ -51,6 +54,9 @@ typedef struct secondary {
     uint64_t continued_console; /* the guest's console bytes by then */
     char fo_reason[640];
 } secondary;
+
+static void colo_fail_over(secondary *s, const char *reason,
+                           const receiver_stats *st);
 
 static bool applied(secondary *s)
 {
@@ -97,6 +103,10 @@ static void fail_over(secondary *s, const char *reason)
     char err[512];
     receiver_stats st;
     receiver_get_stats(s->rx, &st);
+    if (s->svm && svm_vm(s->svm)) {
+        colo_fail_over(s, reason, &st);
+        return;
+    }
     s->state = STANDBY_FAILOVER;
     if (reason != s->fo_reason)
         snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
@@ -120,6 +130,124 @@ static void fail_over(secondary *s, const char *reason)
             "%.1f ms after %s", reason, st.apply.last_id, s->failover_ms,
             s->fo_req ? "the command" : "detection");
     /* Now a primary with no secondary yet: protect brings one up. */
+    survivor_start(s->sv, s->o, receiver_shape(s->rx));
+    answer_failover(s, 0, NULL);
+}
+
+/* ---- COLO (secondary/svm.h, docs/colo.md) ---- */
+
+static int svm_send(void *opaque, const void *msg, size_t len)
+{
+    secondary *s = opaque;
+    return s->rx ? receiver_try_send(s->rx, msg, len) : -ENOTCONN;
+}
+
+static void svm_on_stop(vm *v, void *arg)
+{
+    secondary *s = arg;
+    if (s->state == STANDBY_RUNNING) {
+        survivor_on_stop(v, s->sv);
+        return;
+    }
+    vm_stop_info si;
+    vm_get_stop_info(v, &si);
+    log_msg("the SVM stopped (%s): nothing to compare with until the "
+            "primary's next checkpoint", si.msg);
+}
+
+static bool make_svm(secondary *s)
+{
+    if (!s->svm) {
+        replica_output live = survivor_output(s->sv);
+        svm_opts so = { .base = daemon_base(s->d), .send = svm_send,
+                        .send_opaque = s, .live_console = live.console_fn,
+                        .live_opaque = live.console_opaque,
+                        .on_stop = svm_on_stop, .stop_arg = s };
+        if (svm_new(&s->svm, &so) < 0) {
+            log_msg("COLO: out of memory for the SVM");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* COLO mode: the SVM is made ahead of checkpoint 1. */
+static void on_colo(void *opaque)
+{
+    secondary *s = opaque;
+    char err[512];
+    if (!s->rx || !s->v || !make_svm(s))
+        return;
+    if (svm_prepare(s->svm, receiver_shape(s->rx), err, sizeof(err)) < 0)
+        log_msg("COLO: the SVM: %s", err);
+    else
+        log_msg("COLO mode: the SVM (%" PRIu64 " MiB more) runs from "
+                "checkpoint 1", receiver_shape(s->rx)->mem_size >> 20);
+}
+
+/* Checkpoints were applied: the SVM is made, or reset, from the cache. */
+static void on_applied(void *opaque)
+{
+    secondary *s = opaque;
+    receiver_stats st;
+    char err[512];
+    receiver_get_stats(s->rx, &st);
+    if (!st.apply.colo || s->state != STANDBY_REPLICATING || !s->v ||
+        !make_svm(s))
+        return;
+    bool first = !svm_vm(s->svm);
+    receiver_hold(s->rx);
+    receiver_get_stats(s->rx, &st);
+    int r = svm_reset(s->svm, s->v, receiver_shape(s->rx), st.apply.last_id,
+                      err, sizeof(err));
+    receiver_release(s->rx);
+    if (r < 0)
+        log_msg("COLO: the SVM at checkpoint %" PRIu64 ": %s",
+                st.apply.last_id, err);
+    else if (first)
+        log_msg("COLO: the SVM runs from checkpoint %" PRIu64,
+                st.apply.last_id);
+}
+
+/*
+ * Failover in COLO mode: no state load, the SVM runs on (reset first to
+ * a later checkpoint applied since its last reset), its output now the
+ * world's.
+ */
+static void colo_fail_over(secondary *s, const char *reason,
+                           const receiver_stats *st)
+{
+    char err[512];
+    svm_stats ss;
+    s->state = STANDBY_FAILOVER;
+    if (reason != s->fo_reason)
+        snprintf(s->fo_reason, sizeof(s->fo_reason), "%s", reason);
+    receiver_hold(s->rx);
+    svm_get_stats(s->svm, &ss);
+    int r = 0;
+    if (ss.reset_to != st->apply.last_id)
+        r = svm_reset(s->svm, s->v, receiver_shape(s->rx), st->apply.last_id,
+                      err, sizeof(err));
+    receiver_release(s->rx);
+    if (r < 0) {
+        log_msg("failover failed: %s", err);
+        answer_failover(s, r, err);
+        daemon_exit(s->d, EXITCODE_ERROR);
+        return;
+    }
+    vm *v = svm_vm(s->svm);
+    s->continued_console = vm_console_bytes(s->v);
+    s->cache = s->v;            /* kept: packages may still point at it */
+    s->v = v;
+    survivor_vm(s->sv, v);
+    daemon_set_vm(s->d, v);
+    svm_go_live(s->svm);
+    s->failover_ms = (mono_ns() - s->fo_t0) / 1e6;
+    s->continued_from = st->apply.last_id;
+    s->state = STANDBY_RUNNING;
+    log_msg("failover (%s), COLO: the SVM runs on from checkpoint %" PRIu64
+            ", %.1f ms after %s", s->fo_reason, st->apply.last_id,
+            s->failover_ms, s->fo_req ? "the command" : "detection");
     survivor_start(s->sv, s->o, receiver_shape(s->rx));
     answer_failover(s, 0, NULL);
 }
@@ -346,6 +474,8 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .on_shape = s->gens ? on_shape : NULL,
         .on_vm = on_vm,
         .on_end = on_end,
+        .on_applied = on_applied,
+        .on_colo = on_colo,
         .opaque = s,
     };
     if (receiver_start(&s->rx, daemon_base(s->d), fd, peer, &o, err,
@@ -556,6 +686,8 @@ static void hook_status(void *opaque, json_t *r)
         json_object_set_new(r, "primary", json_string(receiver_peer(s->rx)));
         json_object_set_new(r, "replication", replication_json(s));
     }
+    if (s->svm)
+        json_object_set_new(r, "colo", svm_status(s->svm));
     pairing p = served(s);
     json_object_set_new(r, "witness",
                         claim_status(s->witness, p.generation ? p.name
@@ -570,13 +702,20 @@ static void hook_status(void *opaque, json_t *r)
                                       "console_bytes",
                                       (json_int_t)s->continued_console,
                                       "reason", s->fo_reason, "announced",
-                                      (int)failover_announced(s->fo)));
+                                      s->fo ? (int)failover_announced(s->fo)
+                                            : 0));
     survivor_status(s->sv, r);
 }
 
 static int hook_can_save(void *opaque, char *err, size_t errlen)
 {
     secondary *s = opaque;
+    if (s->svm && s->state != STANDBY_RUNNING) {
+        /* Each reset clears the cache's dirty bits a save relies on. */
+        snprintf(err, errlen, "save: refused on a COLO secondary while it "
+                 "replicates (the SVM's resets use the cache's dirty log)");
+        return -EBUSY;
+    }
     int rc = standby_may_save(s->state, applied(s), err, errlen);
     return rc < 0 ? rc : survivor_may_save(s->sv, err, errlen);
 }
@@ -650,6 +789,8 @@ static void collect(void *opaque, metrics_writer *w)
                       "the checkpoint the VM continued from",
                       s->continued_from);
     }
+    if (s->svm)
+        svm_metrics(s->svm, w);
     survivor_metrics(s->sv, w);
 }
 
@@ -779,12 +920,15 @@ int secondary_run(secondary_opts *o)
     listener_free(s.lis);
     tlsaccept_free(s.gate);
     receiver_free(s.rx);
+    svm_free(s.svm);
     failover_free(s.fo);
     generations_free(s.gens);
     claim_free(s.witness);
     survivor_end(s.sv);
     pool_standby_free(s.pool);
     daemon_free(s.d);
+    if (s.cache)
+        vm_destroy(s.cache);
     survivor_free(s.sv);
     tls_ctx_free(s.tls);
     return status;

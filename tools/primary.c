@@ -9,6 +9,7 @@
 #include "checkpoint/pairing.h"
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
+#include "primary/colo.h"
 #include "primary/primary.h"
 #include "witness/claim.h"
 #include "witness/pool.h"
@@ -24,8 +25,19 @@ static const char help[] =
     "replication:\n"
     "      --secondary HOST:PORT\n"
     "                       the secondary (required; [IPV6]:PORT)\n"
+    "      --mode checkpoint|colo\n"
+    "                       checkpoint (the default): output waits for\n"
+    "                       the next checkpoint's ACK; colo: the\n"
+    "                       secondary runs a copy of the VM, console\n"
+    "                       bytes both write alike leave at once, a\n"
+    "                       difference forces a checkpoint (docs/colo.md;\n"
+    "                       console only: not with --net yet)\n"
+    "      --compare-timeout TIME\n"
+    "                       colo: a console byte the secondary's copy has\n"
+    "                       not matched this long forces a checkpoint\n"
+    "                       (default 100ms)\n"
     "      --checkpoint-interval TIME\n"
-    "                       between checkpoints (default 50ms)\n"
+    "                       between checkpoints (default 50ms; colo 10s)\n"
     "      --heartbeat TIME PING when idle this long (default 50ms)\n"
     "      --failure-timeout TIME\n"
     "                       nothing heard for this long: the secondary\n"
@@ -96,8 +108,12 @@ int primary_main(int argc, char **argv)
     primary_opts o = { .rep.witness_timeout_ns = CLAIM_DEFAULT_TIMEOUT_NS };
     bool standby_pool = false;
     const char *pool = NULL;
+    const char *mode = NULL;
     const options_own own[] = {
         { "secondary", 0, OPTIONS_STRING, &o.rep.secondary },
+        { "mode", 0, OPTIONS_STRING, &mode },
+        { "compare-timeout", 0, OPTIONS_DURATION,
+          &o.rep.compare_timeout_ns },
         { "checkpoint-interval", 0, OPTIONS_DURATION,
           &o.rep.timing.interval_ns },
         { "heartbeat", 0, OPTIONS_DURATION,
@@ -147,6 +163,19 @@ int primary_main(int argc, char **argv)
         free(found.guest_args);
         return EXITCODE_USAGE;
     }
+    if (mode && colo_mode_parse(mode, &o.rep.mode) < 0) {
+        log_msg("--mode %s: checkpoint or colo", mode);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (o.rep.mode == COLO_MODE_COLO && o.vm.cfg.net) {
+        log_msg("--mode colo: a VM with --net is not supported yet (the "
+                "console only, docs/colo.md)");
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (o.rep.mode == COLO_MODE_COLO && !o.rep.timing.interval_ns)
+        o.rep.timing.interval_ns = COLO_DEFAULT_INTERVAL_NS;
     if (o.rep.witness_timeout_ns < 1000000) {
         log_msg("--witness-timeout must be at least 1ms");
         free(found.guest_args);

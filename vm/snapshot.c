@@ -16,6 +16,7 @@
 #include "devstate/vmdesc.h"
 #include "vm/mono.h"
 #include "vm/precopy.h"
+#include "vm/colosec.h"
 #include "vm/vmshape.h"
 
 struct snapshot_job {
@@ -82,7 +83,8 @@ int snapshot_seal(qfile *f, uint32_t section_id, uint64_t id, json_t *desc)
     if (trailer_put_desc(f, section_id, id, devices) < 0)
         return qfile_error(f);
     savevm_put_eof(f);
-    if (vmshape_describe(devices) < 0 || trailer_describe_pkg(devices) < 0 ||
+    if (vmshape_describe(devices) < 0 || colosec_describe(devices) < 0 ||
+        trailer_describe_pkg(devices) < 0 ||
         dropnotice_describe(devices) < 0)
         return qfile_fail(f, -ENOMEM, "no memory for the VM description");
     size_t len;

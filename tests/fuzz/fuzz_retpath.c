@@ -206,6 +206,7 @@ static void deliver(run *r, const retpath_msg *m)
         break;
     case RETPATH_HEARTBEAT:
     case RETPATH_PONG:
+    case RETPATH_COLO_CONSOLE:  /* colo.h's, not protection's */
         break;
     }
     if (linked && lost_state(p->state))

@@ -1,0 +1,288 @@
+/* colo: see colo.h. */
+#include "primary/colo.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vm/mono.h"
+
+typedef struct chunk {
+    uint64_t end;           /* stream offset after its last byte */
+    uint64_t t;             /* when the guest wrote it */
+} chunk;
+
+/* Unmatched bytes of one side, from stream offset base on. */
+typedef struct side {
+    uint8_t *buf;
+    size_t len, cap;
+} side;
+
+struct colo {
+    outqueue *q;
+    uint64_t timeout_ns;
+    pthread_mutex_t lock;
+    uint64_t epoch;         /* 0: not comparing */
+    bool diverged;
+    bool asked;             /* a checkpoint was asked for this epoch */
+    uint64_t acked_t;       /* ACK of the epoch's checkpoint, 0 not yet */
+    uint64_t ready_t;       /* the SVM said it runs from it, 0 not yet */
+    uint64_t ckpt_t;        /* when the primary took it */
+    colo_verdict want;      /* found on a vCPU thread, for colo_tick */
+    side pri, sec;
+    uint64_t pbase;         /* the primary's stream offset of pri.buf[0] */
+    chunk chunks[COLO_MAX_CHUNKS];
+    size_t nchunks;         /* chunks[0] is the oldest still unmatched */
+    colo_stats st;
+};
+
+const char *colo_mode_name(colo_mode m)
+{
+    return m == COLO_MODE_COLO ? "colo" : "checkpoint";
+}
+
+int colo_mode_parse(const char *s, colo_mode *out)
+{
+    if (strcmp(s, "colo") == 0)
+        *out = COLO_MODE_COLO;
+    else if (strcmp(s, "checkpoint") == 0)
+        *out = COLO_MODE_CHECKPOINT;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+const char *colo_cause_name(colo_cause c)
+{
+    static const char *const names[COLO_CAUSE_N] = {
+        "periodic", "mismatch", "timeout", "manual", "held_output_limit",
+    };
+    return c < COLO_CAUSE_N ? names[c] : "?";
+}
+
+int colo_new(colo **out, outqueue *q, uint64_t timeout_ns)
+{
+    colo *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->q = q;
+    c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return 0;
+}
+
+void colo_set_timeout(colo *c, uint64_t timeout_ns)
+{
+    pthread_mutex_lock(&c->lock);
+    c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void colo_free(colo *c)
+{
+    if (!c)
+        return;
+    free(c->pri.buf);
+    free(c->sec.buf);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* ---- with the lock held ---- */
+
+static bool side_add(side *s, const void *buf, size_t len)
+{
+    if (s->len + len > COLO_MAX_PENDING)
+        return false;
+    if (s->len + len > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + len)
+            cap *= 2;
+        uint8_t *b = realloc(s->buf, cap);
+        if (!b)
+            return false;
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, buf, len);
+    s->len += len;
+    return true;
+}
+
+static void side_drop(side *s, size_t n)
+{
+    memmove(s->buf, s->buf + n, s->len - n);
+    s->len -= n;
+}
+
+static void reset_epoch(colo *c, uint64_t epoch)
+{
+    c->epoch = epoch;
+    c->diverged = c->asked = false;
+    c->acked_t = c->ready_t = 0;
+    c->want = COLO_OK;
+    c->pri.len = c->sec.len = 0;
+    c->pbase = 0;
+    c->nchunks = 0;
+    c->st.secondary_bytes = 0;
+}
+
+/* The epoch differs: no more comparing until the next checkpoint. */
+static colo_verdict diverge(colo *c)
+{
+    c->diverged = true;
+    c->pri.len = c->sec.len = 0;
+    c->nchunks = 0;
+    if (c->asked)
+        return COLO_OK;
+    c->asked = true;
+    c->st.mismatches++;
+    return COLO_CHECKPOINT_MISMATCH;
+}
+
+/* Compares what both sides have; releases the agreeing prefix. */
+static colo_verdict match(colo *c)
+{
+    size_t n = c->pri.len < c->sec.len ? c->pri.len : c->sec.len;
+    if (n == 0)
+        return COLO_OK;
+    if (memcmp(c->pri.buf, c->sec.buf, n) != 0)
+        return diverge(c);
+    side_drop(&c->pri, n);
+    side_drop(&c->sec, n);
+    c->pbase += n;
+    size_t k = 0;
+    while (k < c->nchunks && c->chunks[k].end <= c->pbase)
+        k++;
+    memmove(c->chunks, c->chunks + k, (c->nchunks - k) * sizeof(chunk));
+    c->nchunks -= k;
+    c->st.matched_bytes += n;
+    outqueue_release_console(c->q, c->epoch, n);
+    return COLO_OK;
+}
+
+/* ---- the primary's bytes ---- */
+
+int colo_console(void *opaque, const void *buf, size_t len)
+{
+    colo *c = opaque;
+    uint64_t t = mono_ns();
+    pthread_mutex_lock(&c->lock);
+    /* Into the queue first, so a match can release it. */
+    outqueue_console(c->q, buf, len);
+    if (c->epoch && !c->diverged && len) {
+        if (!side_add(&c->pri, buf, len)) {
+            if (diverge(c) != COLO_OK)
+                c->want = COLO_CHECKPOINT_MISMATCH;
+        } else {
+            uint64_t end = c->pbase + c->pri.len;
+            if (c->nchunks == COLO_MAX_CHUNKS)
+                c->chunks[c->nchunks - 1].end = end;  /* keeps the older t */
+            else
+                c->chunks[c->nchunks++] = (chunk){ .end = end, .t = t };
+            if (match(c) != COLO_OK)
+                c->want = COLO_CHECKPOINT_MISMATCH;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+void colo_checkpoint(colo *c, uint64_t id)
+{
+    uint64_t t = mono_ns();
+    pthread_mutex_lock(&c->lock);
+    reset_epoch(c, id);
+    c->ckpt_t = t;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void colo_stop(colo *c)
+{
+    colo_checkpoint(c, 0);
+}
+
+/* ---- the loop's ---- */
+
+colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
+                            size_t len, uint64_t now)
+{
+    colo_verdict v = COLO_OK;
+    pthread_mutex_lock(&c->lock);
+    if (c->epoch && id == c->epoch && len == 0) {
+        if (!c->ready_t)
+            c->ready_t = now;
+    } else if (!c->epoch || id != c->epoch) {
+        c->st.ignored_bytes += len;
+    } else if (!c->diverged) {
+        c->st.secondary_bytes += len;
+        v = side_add(&c->sec, buf, len) ? match(c) : diverge(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+/*
+ * Whether the oldest unmatched byte is past the timeout, counted on the
+ * SVM's time line: it runs from the checkpoint ready_t - ckpt_t later
+ * than the primary did (send, apply, ACK, reset), so it writes that byte
+ * that much later than the primary did.  Without its word, from the ACK
+ * plus COLO_READY_GRACE timeouts (an SVM that never says so must not hold
+ * output for ever).
+ */
+static bool late(const colo *c, uint64_t now)
+{
+    uint64_t t = c->chunks[0].t, from;
+    if (c->ready_t)
+        from = c->ready_t + (t > c->ckpt_t ? t - c->ckpt_t : 0);
+    else
+        from = c->acked_t + COLO_READY_GRACE * c->timeout_ns;
+    if (t > from)
+        from = t;
+    return now >= from && now - from >= c->timeout_ns;
+}
+
+colo_verdict colo_tick(colo *c, uint64_t now)
+{
+    colo_verdict v = COLO_OK;
+    pthread_mutex_lock(&c->lock);
+    if (c->want != COLO_OK) {
+        v = c->want;
+        c->want = COLO_OK;
+    } else if (c->epoch && !c->diverged && !c->asked && c->nchunks &&
+               (c->ready_t || c->acked_t) &&
+               late(c, now)) {
+        c->asked = true;
+        c->st.timeouts++;
+        v = COLO_CHECKPOINT_TIMEOUT;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+void colo_acked(colo *c, uint64_t id, uint64_t now)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->epoch && id == c->epoch && !c->acked_t)
+        c->acked_t = now;
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t colo_tick_period(const colo *c)
+{
+    uint64_t p = c->timeout_ns / 4;
+    return p < 1000000 ? 1000000 : p > 10000000 ? 10000000 : p;
+}
+
+void colo_get_stats(colo *c, colo_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    *out = c->st;
+    out->epoch = c->epoch;
+    out->diverged = c->diverged;
+    out->pending_primary = c->pri.len;
+    out->pending_secondary = c->sec.len;
+    pthread_mutex_unlock(&c->lock);
+}
