@@ -469,7 +469,13 @@ class Run:
 
     def check(self, continued_from=None):
         """The timeline of what both released, once both are done
-        printing (dead, or still running: a snapshot now)."""
+        printing (dead, or still running: a snapshot now).  The checkpoint
+        the secondary went live from, once given, holds for later checks
+        of the same run (a partition checks again after the link is
+        mended: the lost-ACK race's gap is still allowed then)."""
+        if continued_from is None:
+            continued_from = getattr(self, "continued_from", None)
+        self.continued_from = continued_from
         return check_timeline(self.ref.line, self.released(self.pri),
                               self.released(self.sec), self.acked,
                               continued_from)
