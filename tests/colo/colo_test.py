@@ -52,8 +52,12 @@ from ftvmtest import check, log  # noqa: E402
 
 rng = random.Random()
 NOISE_RE = re.compile(r"^noise \d+$")
-# Lines (20 ms each at rate=50) the SVM may run ahead of the primary.
-MAX_AHEAD_LINES = 3
+# Lines (20 ms each at rate=50) the SVM may run ahead of the primary: the
+# known loss of docs/colo.md, "Failover", until the release protocol that
+# closes it is built.  The lead is the two VMs' scheduling, so a slow
+# machine's is longer (a loaded 2-core host showed 15 lines at
+# FTVM_TIME_SCALE=2): scaled like every other timing the tests allow.
+MAX_AHEAD_LINES = max(3, round(3 * ft.scaled(1.0)))
 
 
 def colo_args(interval="2s", timeout_ms=100):
