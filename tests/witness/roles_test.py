@@ -416,7 +416,11 @@ def case_start_quorum():
     check(rc == 128 + signal.SIGTERM, "SIGTERM while waiting: exit %s\n%s"
           % (rc, waiting.dump()))
     # The secondary cannot check a primary (one without the witness).
-    blind, bctl = e2e.spawn_primary("blind", addr)
+    # Its stall timeout (10 s) must not end it first: scaled, as the
+    # secondary's setup timeout is (equal in the one-CPU VM at x5).
+    blind, bctl = e2e.spawn_primary(
+        "blind", addr,
+        extra=["--stall-timeout", "%dms" % round(ft.scaled(10000) * 2)])
     rc = blind.wait(60)
     why = "cannot check the primary's generation with the witness within " \
           "the setup timeout"
