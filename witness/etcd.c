@@ -95,6 +95,7 @@ struct etcd_req {
     size_t nkvs;                /* malloc'd (freed with the request) */
     size_t limit;               /* list: keys asked for at most */
     char err[1024];
+    char tls_err[300];          /* the last TLS failure's reason, if any */
     etcd_req *prev, *next;
 };
 
@@ -597,6 +598,8 @@ static verdict judge(etcd_req *r)
     if (r->http_code <= 0 || !r->answer) {
         char why[300] = "";
         etcd_tls_failure(r->c, r->conn, why, sizeof(why));
+        if (*why)
+            snprintf(r->tls_err, sizeof(r->tls_err), "%s", why);
         snprintf(r->err, sizeof(r->err), "%s", *why ? why :
                  r->have_http_error ? http_error_name(r->http_error) :
                  r->http_code > 0 ? "out of memory" :
@@ -836,10 +839,13 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
         snprintf(last, sizeof(last), "%s", r->err);
         r->reply.status = ETCD_FAILED;
         r->reply.outcome = ETCD_UNKNOWN;
+        /* A TLS failure says more than the last attempt's cut-off. */
+        bool tls_seen = r->tls_err[0] && !strstr(last, "TLS");
         snprintf(r->err, sizeof(r->err), "no definite answer from etcd "
-                 "within %u ms (%u attempt%s; last: %.800s)", c->timeout_ms,
-                 r->attempts, r->attempts == 1 ? "" : "s",
-                 *last ? last : "none");
+                 "within %u ms (%u attempt%s; last: %.500s%s%.300s)",
+                 c->timeout_ms, r->attempts, r->attempts == 1 ? "" : "s",
+                 *last ? last : "none", tls_seen ? "; earlier, " : "",
+                 tls_seen ? r->tls_err : "");
         deliver(r);
         return;
     }
