@@ -8,8 +8,11 @@
 # machine has no usable /dev/kvm they run inside a QEMU VM that has one
 # (scripts/kvm-vm.sh: one emulated CPU, nested KVM), one at a time, with
 # their deadlines multiplied by FTVM_TIME_SCALE (default 5 there) and
-# meson's timeouts by as much; every other test runs here.  --vm (or
-# FTVM_TEST_VM=1) takes the VM path even where /dev/kvm works.  The Linux
+# meson's timeouts by as much, and the randomized fault cases
+# (tests/witness/faults_test.py) run 3 times each there instead of 4 to 9
+# (FTVM_FAULTS_RUNS), to stay within CI's time; every other test runs
+# here.  --vm (or FTVM_TEST_VM=1) takes the VM path even where /dev/kvm
+# works.  The Linux
 # guests' tests (suite `linux`, docs/linux-guests.md) need hardware KVM
 # (kvm_amd or kvm_intel): without it they run in that VM too, after the
 # kernel and initramfs are prepared here (scripts/linux-guest.sh).
@@ -91,6 +94,7 @@ in_vm() {
     local start=$SECONDS
     scripts/kvm-vm.sh --force --timeout "${FTVM_VM_TIMEOUT:-2400}" -- \
         env FTVM_REQUIRE_KVM=1 FTVM_TIME_SCALE="$scale" \
+            FTVM_FAULTS_RUNS="${FTVM_FAULTS_RUNS:-3}" \
         meson test -C build --no-rebuild --print-errorlogs "${suites[@]}" \
             --num-processes 1 --timeout-multiplier "$scale" \
             --logbase "$base" || status=1
