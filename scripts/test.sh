@@ -110,9 +110,10 @@ scripts/linux-guest.sh >/dev/null ||
 if [ "$use_vm" = 0 ] && scripts/kvm-vm.sh --check >/dev/null; then
     echo "== tests (/dev/kvm works here: the tests that need KVM run here)"
     if hw_kvm; then
-        FTVM_REQUIRE_KVM=1 meson_test testlog-all
+        FTVM_REQUIRE_KVM=1 meson_test testlog-all --no-suite linux-smp
     else
-        FTVM_REQUIRE_KVM=1 meson_test testlog-all --no-suite linux
+        FTVM_REQUIRE_KVM=1 meson_test testlog-all --no-suite linux \
+            --no-suite linux-smp
         # Three tests of under a minute each: a VM that hangs (seen under
         # heavy load on the host) is cut off well before the 2400 s.
         vm_timeout=${FTVM_VM_TIMEOUT:-900} \
@@ -122,7 +123,8 @@ else
     why="no usable /dev/kvm here"
     if [ "$use_vm" = 1 ]; then why="--vm"; fi
     echo "== tests that need no KVM, here"
-    meson_test testlog-host --no-suite kvm --no-suite linux
+    meson_test testlog-host --no-suite kvm --no-suite linux \
+        --no-suite linux-smp
     in_vm testlog-kvm "$why" kvm linux
 fi
 
