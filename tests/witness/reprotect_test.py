@@ -437,20 +437,8 @@ CASES = {
 
 
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    case = sys.argv[1]
-    ck.ftvm, ck.ftvmctl, ck.guests = \
-        (os.path.abspath(a) for a in sys.argv[2:5])
-
-    def run():
-        ft.needs_kvm()
-        CASES[case]()
-        for p in ft.procs:
-            if p.name in ("pri", "sec", "C"):
-                ft.check_sanitizers(p)
-    ft.run_case(case, run, "reprotect")
+    roles.run_kvm_cases(CASES, __doc__, "reprotect",
+                        ("pri", "sec", "C"))
 
 
 if __name__ == "__main__":

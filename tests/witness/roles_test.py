@@ -467,9 +467,12 @@ CASES = {
 }
 
 
-def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
+def run_kvm_cases(cases, doc, kind, checked):
+    """main() of the witness's KVM drivers: CASE FTVM FTVMCTL GUEST_DIR;
+    the case runs, then the processes named in checked are checked for
+    sanitizer reports."""
+    if len(sys.argv) != 5 or sys.argv[1] not in cases:
+        print(doc, file=sys.stderr)
         sys.exit(2)
     case = sys.argv[1]
     ck.ftvm, ck.ftvmctl, ck.guests = \
@@ -477,11 +480,15 @@ def main():
 
     def run():
         ft.needs_kvm()
-        CASES[case]()
+        cases[case]()
         for p in ft.procs:
-            if p.name in ("pri", "sec"):
+            if p.name in checked:
                 ft.check_sanitizers(p)
-    ft.run_case(case, run, "roles")
+    ft.run_case(case, run, kind)
+
+
+def main():
+    run_kvm_cases(CASES, __doc__, "roles", ("pri", "sec"))
 
 
 if __name__ == "__main__":

@@ -320,21 +320,9 @@ CASES = {
 
 
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    case = sys.argv[1]
-    ck.ftvm, ck.ftvmctl, ck.guests = \
-        (os.path.abspath(a) for a in sys.argv[2:5])
-
-    def run():
-        ft.needs_kvm()
-        CASES[case]()
-        for p in ft.procs:
-            if p.name in ("pri", "sec", "s1", "s2", "pri-a", "pri-b",
-                          "sec-a", "sec-b"):
-                ft.check_sanitizers(p)
-    ft.run_case(case, run, "standby")
+    roles.run_kvm_cases(CASES, __doc__, "standby",
+                        ("pri", "sec", "s1", "s2", "pri-a", "pri-b",
+                          "sec-a", "sec-b"))
 
 
 if __name__ == "__main__":
