@@ -11,18 +11,22 @@ inside the namespace they make (ip netns exec NS ...).
     colo_net_client.py IP rate [options]   open loop: PUT/GET sent at --rate
                                            for --secs whatever the replies,
                                            a summary at the end
+    colo_net_client.py IP echo [options]   no client: answers `ID OK` to
+                                           each datagram to IP:7777 for
+                                           --secs (the bench's no-VM limit)
 
 mix and kill send one request at a time (udpkv_client.Session: each try an
 id of its own), paced at --rate a second; each send and each reply is a
 JSON line on stdout, then {"e": "end"} after --linger seconds of listening
 for late replies.  The caller checks them: this script judges nothing.
-rate prints one JSON line: sent, answered, latency percentiles (ms), ids
-answered twice.  Only 10.8x.0.2 addresses (the tests' namespaces) are
-accepted.
+rate prints one JSON line: sent, answered, latency percentiles (ms) of the
+requests sent after --warmup seconds, ids answered twice.  Only 10.8x.0.y
+addresses, y 2..9 (the tests' namespaces), are accepted.
 """
 import argparse
 import os
 import re
+import socket
 import sys
 import time
 
@@ -99,7 +103,8 @@ def pct(xs, q):
 
 def rate(s, a):
     pace = Pacer(a.rate)
-    end = time.monotonic() + a.secs
+    start = time.monotonic() + a.warmup
+    end = start + a.secs
     i = 0
     while time.monotonic() < end:
         pace.wait(s)
@@ -112,21 +117,42 @@ def rate(s, a):
             s.send("g%d" % i, b"GET k%d" % (i // 2 % a.keys))
         i += 1
     s.pump(time.monotonic() + a.timeout)
-    lat = [(r[0][0] - s.sent[rid]) * 1e3 for rid, r in s.replies.items()]
+    counted = [rid for rid, t in s.sent.items() if t >= start]
+    lat = [(s.replies[rid][0][0] - s.sent[rid]) * 1e3 for rid in counted
+           if rid in s.replies]
     twice = sum(len(r) > 1 for r in s.replies.values())
     s.out = sys.stdout
-    s.emit({"e": "rate", "sent": i, "answered": len(lat), "twice": twice,
+    s.emit({"e": "rate", "sent": len(counted), "answered": len(lat),
+            "twice": twice,
             "secs": a.secs, "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99),
             "max_ms": max(lat) if lat else None})
+
+
+def echo(a):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((a.ip, PORT))
+    print("echo ready", flush=True)
+    end = time.monotonic() + a.secs
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        sock.settimeout(left)
+        try:
+            data, src = sock.recvfrom(2048)
+        except socket.timeout:
+            return
+        sock.sendto(data.partition(b" ")[0] + b" OK\n", src)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("ip")
-    ap.add_argument("mode", choices=("mix", "kill", "rate"))
+    ap.add_argument("mode", choices=("mix", "kill", "rate", "echo"))
     ap.add_argument("--rate", type=float, default=100)
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--secs", type=float, default=5)
+    ap.add_argument("--warmup", type=float, default=0)
     ap.add_argument("--keys", type=int, default=8)
     ap.add_argument("--time-every", type=int, default=0)
     ap.add_argument("--get-every", type=int, default=0)
@@ -137,10 +163,12 @@ def main():
     ap.add_argument("--linger", type=float, default=0.5)
     ap.add_argument("--salt", default="s")
     a = ap.parse_args()
-    if not re.match(r"^10\.8[0-9]\.0\.2$", a.ip) or a.rate <= 0 or \
+    if not re.match(r"^10\.8[0-9]\.0\.[2-9]$", a.ip) or a.rate <= 0 or \
             a.keys < 1 or (a.mode == "kill" and not a.stop_file):
         ap.print_usage(sys.stderr)
         return 2
+    if a.mode == "echo":
+        return echo(a)
     s = udpkv_client.Session((a.ip, PORT),
                              None if a.mode == "rate" else sys.stdout)
     {"mix": mix, "kill": kill, "rate": rate}[a.mode](s, a)
