@@ -16,7 +16,8 @@ for one id is output released twice.
             each request answered exactly once (no retry), only periodic
             checkpoints (no mismatch, no timeout), frames released by
             comparison (colo.net.matched > 0), every request mirrored to
-            the SVM (the secondary's colo.input_frames).
+            the SVM (the secondary's colo.input_frames), none dropped on
+            the way.
   mismatch  the same with a TIME (the guest's TSC: it differs between the
             VMs) every 20th request and --compare-log FILE.pcap: at least
             one mismatch checkpoint and at most one per TIME sent; each
@@ -441,6 +442,12 @@ def case_steady():
     check(get(ss, "colo.input_frames") >= len(ev.sends),
           "the secondary's SVM got %d frames, the client sent %d requests" %
           (get(ss, "colo.input_frames"), len(ev.sends)))
+    # Nothing lost on the way to the SVM: a frame it missed would be a
+    # divergence (counted as a mismatch or a timeout above).
+    check(get(net, "mirror_dropped") == 0 and
+          get(ss, "colo.input_dropped") == 0,
+          "mirrored frames dropped: primary %d, secondary %d" %
+          (get(net, "mirror_dropped"), get(ss, "colo.input_dropped")))
     check(pct(lat, 0.5) < 200, "latency p50 %.1f ms: replies waited for "
           "checkpoints" % pct(lat, 0.5))
     stop(pri)
