@@ -123,6 +123,16 @@ def load(ns, ip, a):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def alive(procs, err):
+    for p in procs:
+        if p.poll() is not None:
+            with open(err, errors="replace") as f:
+                tail = f.read()[-600:]
+            raise RuntimeError("%s exited %d:\n%s" % (" ".join(p.args[3:5]),
+                                                      p.returncode, tail))
+    return True
+
+
 def ready(path):
     def ok():
         with open(path, "rb") as f:
@@ -149,27 +159,29 @@ def one(build, tmp, ns, echo, name, extra, a, n):
             return {"config": name, "load": load(ns, ECHO_IP, a)}
         vm = ["--mem", a.mem, "--net", "tap:ftvm-p0", "--mac", GUEST_MAC,
               "--control", psock]
-        with open(out, "wb") as o:
+        err = os.path.join(tmp, "%d.err" % n)
+        with open(out, "wb") as o, open(err, "wb") as e:
             if extra is None:
                 procs.append(spawn(in_ns(ns, [ftvm, "run"] + vm +
                                          [image, "ip=" + GUEST_IP]),
-                                   stdout=o, stderr=subprocess.DEVNULL))
+                                   stdout=o, stderr=e))
             else:
                 port = 17400 + n
                 procs.append(spawn(in_ns(ns, [
                     ftvm, "secondary", "--listen", "127.0.0.1:%d" % port,
                     "--insecure", "--control", ssock, "--net",
                     "tap:ftvm-s0"]), stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL))
+                    stderr=e))
                 wait(lambda: os.path.exists(ssock), 10,
                      "the secondary's socket")
                 procs.append(spawn(in_ns(ns, [
                     ftvm, "primary", image, "ip=" + GUEST_IP,
                     "--secondary", "127.0.0.1:%d" % port, "--insecure"] +
-                    vm + extra), stdout=o, stderr=subprocess.DEVNULL))
-                wait(lambda: (status(ftvmctl, psock) or {}).get("state") ==
-                     "active", 20, "active")
-        wait(ready(out), 20, "udpkv ready")
+                    vm + extra), stdout=o, stderr=e))
+                wait(lambda: alive(procs, err) and
+                     (status(ftvmctl, psock) or {}).get("state") == "active",
+                     20, "active")
+        wait(lambda: alive(procs, err) and ready(out)(), 20, "udpkv ready")
         s0, t0 = status(ftvmctl, psock), time.monotonic()
         row = {"config": name, "load": load(ns, GUEST_IP, a)}
         s1, t1 = status(ftvmctl, psock), time.monotonic()
