@@ -128,7 +128,7 @@ def alive(procs, err):
         if p.poll() is not None:
             with open(err, errors="replace") as f:
                 tail = f.read()[-600:]
-            raise RuntimeError("%s exited %d:\n%s" % (" ".join(p.args[3:5]),
+            raise RuntimeError("ftvm %s exited %d:\n%s" % (p.args[5],
                                                       p.returncode, tail))
     return True
 
