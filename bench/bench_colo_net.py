@@ -128,8 +128,8 @@ def alive(procs, err):
         if p.poll() is not None:
             with open(err, errors="replace") as f:
                 tail = f.read()[-600:]
-            raise RuntimeError("ftvm %s exited %d:\n%s" % (p.args[5],
-                                                      p.returncode, tail))
+            raise RuntimeError("ftvm %s exited %d:\n%s" %
+                               (p.args[5], p.returncode, tail))
     return True
 
 
