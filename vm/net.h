@@ -6,8 +6,8 @@
  * `HOST:PORT` or UNIX socket paths), which wires two monitors together or
  * a test to a monitor, or nothing (`none`): a NIC whose host side another
  * device holds for now (COLO's secondary VM, docs/colo.md), which gets
- * one with net_take_backend.  Frames the guest sends go to the VM's transmit
- * hook (vm_config.transmit_fn): without one, straight to net_transmit;
+ * one with net_take_backend.  Frames the guest sends go to the VM's
+ * transmit hook (vm_config.transmit_fn): without one, to net_transmit;
  * the primary's hook holds them for output commit (primary/outqueue.h)
  * and sends them with net_transmit once released.  Frames from the host
  * wait in a bounded receive queue until the guest reads them.
@@ -39,9 +39,8 @@ typedef struct net_dev net_dev;
  * "dgram:/run/a.sock,/run/b.sock" (UNIX datagram sockets), or "none" (no
  * host side: net_fd is -1, net_rx_pump and net_rx_discard return 0,
  * net_transmit drops every frame with -ENETDOWN; the receive queue works
- * as for any backend).  On failure
- * returns a negative errno and writes a message naming the spec and the
- * cause.
+ * as for any backend).  On failure returns a negative errno and writes
+ * a message naming the spec and the cause.
  */
 int net_open(net_dev **out, const char *spec, char *err, size_t errlen);
 void net_close(net_dev *n);
@@ -115,8 +114,8 @@ bool net_rx_pending(net_dev *n);
 ssize_t net_recv(net_dev *n, void *buf, size_t cap);
 /*
  * Sends one frame (len <= NET_FRAME_MAX) to the backend ("none": dropped,
- * counted in tx_dropped, -ENETDOWN).  A datagram
- * socket waits a little for room (10 ms) when may_wait, else not at all.
+ * counted in tx_dropped, -ENETDOWN).  A datagram socket waits a little
+ * for room (10 ms) when may_wait, else not at all.
  * 0, -EINVAL for an empty or oversize frame, or the backend's error
  * (-EAGAIN: no room), counted in tx_dropped: a frame the backend refuses
  * is lost, as on a wire.

@@ -203,9 +203,9 @@ net_dev *vm_net(vm *v);
  * left with "none".  COLO's failover: the secondary VM takes the host side
  * its RAM-cache VM opened.  Call it on the loop thread of both VMs, with
  * both paused or with no vCPU able to send (the backend changes under
- * net_transmit).  0, -ENODEV (either has no NIC), -EBUSY, -ENOMEM (no
- * event: nothing moved; or the watch could not be added: moved, not
- * watched), with a message.
+ * net_transmit).  0, -ENODEV (either has no NIC), -EBUSY, -EINVAL
+ * (dst == src), -ENOMEM (no event: nothing moved; or the watch could not
+ * be added: moved, not watched), with a message.
  */
 int vm_net_take_backend(vm *dst, vm *src, char *err, size_t errlen);
 /*
