@@ -4,7 +4,9 @@
  * Two locks, so the event loop pumping frames in never waits on a vCPU
  * sending frames out: rx_lock guards the receive ring and its counters,
  * tx_lock the transmit counters.  Sends to the backend take no lock: the
- * order of the output is its caller's (primary/outqueue.c keeps it).
+ * order of the output is its caller's (primary/outqueue.c keeps it).  The
+ * backend (fd, kind, REMOTE) is read without a lock too: it changes only
+ * in net_take_backend, whose caller keeps sends and pumps out meanwhile.
  */
 #include "vm/net.h"
 
