@@ -10,7 +10,9 @@
  *                     header, OPEN_RETURN_PATH, ENABLE_COLO, ftvm-vm, RAM
  *                     START and a PART, then two PACKAGED checkpoints
  *                     (ftvm-pkg, RAM END, devices, ftvm-ckpt, EOF), a PING
- *                     between them, and EOF; no description of its own
+ *                     and two COLO input frames (ftvm-colo-in, of 60 and
+ *                     1514 bytes) between them, and EOF; no description
+ *                     of its own
  *
  * The devices are the fuzz fixture's (tests/fuzz/fixture.h): two cpus and
  * a console with a subsection, over two RAM blocks.
@@ -24,6 +26,7 @@
 #include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 #include "tests/fuzz/fixture.h"
+#include "vm/colosec.h"
 #include "vm/snapshot.h"
 #include "vm/vmshape.h"
 
@@ -125,6 +128,13 @@ static int replication(const char *dir, fixture *fx)
     registry_save_iterate(fx->reg, f);
     package(f, fx, 1, 0);
     savevm_put_ping(f, 7);
+    /* Frames the NIC received after checkpoint 1: byte i is i + len. */
+    static uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    for (size_t len = 60; len <= COLOSEC_INPUT_FRAME_MAX; len += 1454) {
+        for (size_t i = 0; i < len; i++)
+            frame[i] = (uint8_t)(i + len);
+        colosec_put_input(f, colosec_input_section_id(n), 1, frame, len);
+    }
     fill(fx, 5);
     ram_mark_all_dirty(fx->blocks, 2);
     package(f, fx, 2, 1);

@@ -319,6 +319,13 @@ def case_streams():
     check(pings == [7], "replication: PINGs %r" % pings)
     mac = sections(res, "ftvm-vm")[0]["fields"]["mac"]
     check(mac == "525400123456", "ftvm-vm: mac %s" % mac)
+    # COLO's input mirror, read by its description: 1524 bytes each.
+    frames = [s["fields"] for s in sections(res, "ftvm-colo-in")]
+    want = [{"checkpoint": 1, "len": n,
+             "frame": (bytes((i + n) & 0xff for i in range(n)) +
+                       bytes(1514 - n)).hex()} for n in (60, 1514)]
+    check(frames == want, "ftvm-colo-in: %r" % [
+        (f.get("checkpoint"), f.get("len")) for f in frames])
 
     # No description, or one without ftvm's sections: loud, named.
     read_fails(rep, "no VM description")
