@@ -1,8 +1,9 @@
 /*
  * channel_thread: the link's sender thread (channel.h): connecting, the
  * bring-up, then every queued package, the owner's records (a run of them
- * in one write) and the final EOF, each written whole under send_lock; and its heartbeat thread, which writes a
- * PING between two records whenever the line was quiet for the interval.
+ * in one write) and the final EOF, each written whole under send_lock;
+ * and its heartbeat thread, which writes a PING between two records
+ * whenever the line was quiet for the interval.
  */
 #include <errno.h>
 #include <poll.h>
