@@ -1075,6 +1075,44 @@ static void test_colo_input(void **state)
     assert_int_equal(st.refused, 0);
 }
 
+/*
+ * A COLO stream that ends in the drop notice: "ftvm-colo" and "ftvm-drop"
+ * share section id n + 3 (both FULL, which no PART or END refers to), and
+ * frames (n + 4) come between them: all taken, the drop too.
+ */
+static void test_colo_then_drop(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    savevm_stop why;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    qfile *q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    dropnotice d;
+    dropnotice_make(&d, &e->shape.pair, DROPNOTICE_STOPPED, "stopped");
+    put_drop(e, q, &d);
+    savevm_put_eof(q);
+    assert_int_equal(feed_end(e, q, &why, msg, sizeof(msg)), 0);
+    assert_int_equal(why, SAVEVM_STOP_EOF);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_true(st.colo && st.dropped);
+    assert_int_equal(st.colo_input_frames, 1);
+    /* After the notice, a frame is a record too many. */
+    teardown(state);
+    setup(state);
+    e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    q = qfile_open_mem("primary");
+    put_drop(e, q, &d);
+    put_frame(e, q, 2, 60);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "a record after 'ftvm-drop'"));
+    assert_int_equal(e->nin, 0);
+}
+
 /* A frame's damage ends the stream, naming the section. */
 static void test_colo_input_malformed(void **state)
 {
@@ -1192,6 +1230,7 @@ int main(void)
         T(test_admit),
         T(test_colo_input),
         T(test_colo_input_malformed),
+        T(test_colo_then_drop),
         T(test_colo_input_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
