@@ -6,13 +6,14 @@
  *                     START, PARTs and END, the devices, then the end every
  *                     checkpoint file has (snapshot_seal: ftvm-ckpt, EOF,
  *                     the VM description)
- *   DIR/replication   a replication stream as primary/package.c writes one:
- *                     header, OPEN_RETURN_PATH, ENABLE_COLO, ftvm-vm, RAM
- *                     START and a PART, then two PACKAGED checkpoints
- *                     (ftvm-pkg, RAM END, devices, ftvm-ckpt, EOF), a PING
- *                     and two COLO input frames (ftvm-colo-in, of 60 and
- *                     1514 bytes) between them, and EOF; no description
- *                     of its own
+ *   DIR/replication   a COLO replication stream as primary/package.c
+ *                     writes one: header, OPEN_RETURN_PATH, ENABLE_COLO,
+ *                     ftvm-vm, ftvm-colo, RAM START and a PART, then two
+ *                     PACKAGED checkpoints (ftvm-pkg, RAM END, devices,
+ *                     ftvm-ckpt, EOF), a PING and two COLO input frames
+ *                     (ftvm-colo-in, of 60 and 1514 bytes) between them,
+ *                     the drop notice (ftvm-drop, the same section id as
+ *                     ftvm-colo's) and EOF; no description of its own
  *
  * The devices are the fuzz fixture's (tests/fuzz/fixture.h): two cpus and
  * a console with a subsection, over two RAM blocks.
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "checkpoint/savevm.h"
+#include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 #include "tests/fuzz/fixture.h"
@@ -124,6 +126,7 @@ static int replication(const char *dir, fixture *fx)
     savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(f, n, &shape);
+    colosec_put(f, n + 3, COLOSEC_MODE_COLO);
     registry_save_setup(fx->reg, f);
     registry_save_iterate(fx->reg, f);
     package(f, fx, 1, 0);
@@ -138,6 +141,9 @@ static int replication(const char *dir, fixture *fx)
     fill(fx, 5);
     ram_mark_all_dirty(fx->blocks, 2);
     package(f, fx, 2, 1);
+    dropnotice d;
+    dropnotice_make(&d, &stream_pair, DROPNOTICE_STOPPED, "gen_streams");
+    dropnotice_put(f, n + 3, &d);
     savevm_put_eof(f);
     int r = write_out(dir, "replication", f);
     qfile_close(f);
