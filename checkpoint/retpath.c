@@ -24,7 +24,7 @@ void retpath_put(qfile *f, const retpath_msg *m)
     case RETPATH_NACK:
     case RETPATH_REFUSE:
         tl = m->type != RETPATH_ACK
-                 ? strnlen(m->text, RETPATH_MSG_MAX - RETPATH_ANSWER_LEN)
+                 ? strnlen(m->text, RETPATH_ANSWER_MAX - RETPATH_ANSWER_LEN)
                  : 0;
         qfile_put_be16(f, m->type);
         qfile_put_be16(f, (uint16_t)(RETPATH_ANSWER_LEN + tl));
@@ -41,6 +41,17 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_be64(f, m->value64);
         qfile_put_buf(f, m->text, tl);
         break;
+    case RETPATH_COLO_FRAME:
+        if (m->len < 1 || m->len > RETPATH_COLO_FRAME_MAX) {
+            qfile_fail(f, -EINVAL, "return path: a COLO frame of %u bytes "
+                       "(1 to %u)", m->len, RETPATH_COLO_FRAME_MAX);
+            break;
+        }
+        qfile_put_be16(f, m->type);
+        qfile_put_be16(f, (uint16_t)(8 + m->len));
+        qfile_put_be64(f, m->value64);
+        qfile_put_buf(f, m->text, m->len);
+        break;
     }
 }
 
@@ -52,6 +63,20 @@ void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
                                                    : RETPATH_COLO_DATA_MAX);
     if (m.len)
         memcpy(m.text, buf, m.len);
+    retpath_put(f, &m);
+}
+
+void retpath_put_colo_frame(qfile *f, uint64_t id, const void *frame,
+                            size_t len)
+{
+    if (len < 1 || len > RETPATH_COLO_FRAME_MAX) {
+        qfile_fail(f, -EINVAL, "return path: a COLO frame of %zu bytes "
+                   "(1 to %u)", len, RETPATH_COLO_FRAME_MAX);
+        return;
+    }
+    retpath_msg m = { .type = RETPATH_COLO_FRAME, .value64 = id,
+                      .len = (uint16_t)len };
+    memcpy(m.text, frame, len);
     retpath_put(f, &m);
 }
 
@@ -103,6 +128,8 @@ const char *retpath_type_name(uint16_t type)
         return "HEARTBEAT";
     case RETPATH_COLO_CONSOLE:
         return "COLO_CONSOLE";
+    case RETPATH_COLO_FRAME:
+        return "COLO_FRAME";
     case RETPATH_REFUSE:
         return "REFUSE";
     }
@@ -137,11 +164,15 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         break;
     case RETPATH_NACK:
     case RETPATH_REFUSE:
-        if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_MSG_MAX)
+        if (n >= RETPATH_ANSWER_LEN && n <= RETPATH_ANSWER_MAX)
             want = n;
         break;
     case RETPATH_COLO_CONSOLE:
-        if (n >= 8 && n <= RETPATH_MSG_MAX)
+        if (n >= 8 && n <= 8 + RETPATH_COLO_DATA_MAX)
+            want = n;
+        break;
+    case RETPATH_COLO_FRAME:
+        if (n >= 8 + 1 && n <= 8 + RETPATH_COLO_FRAME_MAX)
             want = n;
         break;
     default:
@@ -158,7 +189,7 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         return 0;
     memset(out, 0, sizeof(*out));
     out->type = (retpath_type)type;
-    if (type == RETPATH_COLO_CONSOLE) {
+    if (type == RETPATH_COLO_CONSOLE || type == RETPATH_COLO_FRAME) {
         out->value64 = be(buf + 4, 8);
         out->len = (uint16_t)(n - 8);
         memcpy(out->text, buf + 12, out->len);
@@ -187,3 +218,7 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
     }
     return 4 + n;
 }
+
+_Static_assert(RETPATH_MSG_MAX == 8 + RETPATH_COLO_FRAME_MAX &&
+               RETPATH_ANSWER_MAX <= RETPATH_MSG_MAX,
+               "RETPATH_MSG_MAX is the longest payload");

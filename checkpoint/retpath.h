@@ -36,23 +36,42 @@ typedef enum retpath_type {
      * it runs from that checkpoint now.
      */
     RETPATH_COLO_CONSOLE = 0x7f10,
+    /*
+     * COLO: be64 the checkpoint the secondary's running VM last reset to,
+     * then one whole frame it sent since (1..RETPATH_COLO_FRAME_MAX
+     * bytes), in the order it sent them.
+     */
+    RETPATH_COLO_FRAME = 0x7f11,
 } retpath_type;
 
-#define RETPATH_MSG_MAX 1024 /* longest payload ftvm sends or accepts */
+/* Longest payload ftvm sends or accepts: a COLO_FRAME's (8 + a frame). */
+#define RETPATH_MSG_MAX 1522
 /* ACK's payload, and NACK's before its reason: id, pairing id, name,
  * generation. */
 #define RETPATH_ANSWER_LEN (8 + PAIRING_ID_LEN + PAIRING_NAME_MAX + 1 + 8)
+/*
+ * Longest NACK or REFUSE payload, and COLO_CONSOLE's: what they were
+ * before COLO_FRAME raised RETPATH_MSG_MAX, so that their bounds (and a
+ * reason's cut) do not change with it.
+ */
+#define RETPATH_ANSWER_MAX 1024
 
-#define RETPATH_COLO_DATA_MAX (RETPATH_MSG_MAX - 8)
+#define RETPATH_COLO_DATA_MAX (RETPATH_ANSWER_MAX - 8)
+/* A whole Ethernet frame without its FCS (vm/net.h's NET_FRAME_MAX). */
+#define RETPATH_COLO_FRAME_MAX 1514
 
 typedef struct retpath_msg {
     retpath_type type;
     uint32_t value32;       /* SHUT, PONG */
-    uint64_t value64;       /* ACK, NACK, HEARTBEAT, REFUSE, COLO_CONSOLE */
+    /* ACK, NACK, HEARTBEAT, REFUSE, COLO_CONSOLE, COLO_FRAME */
+    uint64_t value64;
     pairing pair;           /* ACK, NACK, REFUSE: the pairing it answers */
-    /* NACK's, REFUSE's reason, NUL-terminated; COLO_CONSOLE's len bytes */
+    /*
+     * NACK's, REFUSE's reason, NUL-terminated; COLO_CONSOLE's and
+     * COLO_FRAME's len bytes.
+     */
     char text[RETPATH_MSG_MAX];
-    uint16_t len;           /* COLO_CONSOLE: bytes in text */
+    uint16_t len;           /* COLO_CONSOLE, COLO_FRAME: bytes in text */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
@@ -66,11 +85,18 @@ void retpath_put_shut(qfile *f, uint32_t code);
 /* len is 0..RETPATH_COLO_DATA_MAX. */
 void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
                               size_t len);
+/*
+ * len is 1..RETPATH_COLO_FRAME_MAX; anything else is the caller's bug and
+ * latches -EINVAL on f (nothing is written).
+ */
+void retpath_put_colo_frame(qfile *f, uint64_t id, const void *frame,
+                            size_t len);
 
 /*
  * Decodes one message from buf[0..len).  Returns the bytes it used, 0 when
- * more bytes are needed, or -EINVAL for an unknown type, a bad length or
- * an ACK/NACK/REFUSE whose VM name is not one (with a message in err).  Whether
+ * more bytes are needed, or -EINVAL for an unknown type, a bad length (a
+ * COLO_FRAME of no frame or one over RETPATH_COLO_FRAME_MAX, say) or an
+ * ACK/NACK/REFUSE whose VM name is not one (with a message in err).  Whether
  * the pairing is the right one is the caller's to judge.
  */
 int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,

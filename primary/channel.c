@@ -132,7 +132,9 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
                 it->next = done;
                 done = it;
             } else {
-                free(it->notice);
+                if (it->kind == IT_RECORD)
+                    l->rec_queued -= it->bytes_len;
+                free(it->bytes);
                 free(it);
             }
         }
@@ -250,7 +252,7 @@ static void free_items(item *it)
     while (it) {
         item *next = it->next;
         qfile_close(it->pkg);
-        free(it->notice);
+        free(it->bytes);
         free(it);
         it = next;
     }
@@ -358,6 +360,41 @@ void channel_send_package(channel *l, uint64_t id, qfile *pkg)
     enqueue(l, it);
 }
 
+int channel_send_record(channel *l, const void *buf, size_t len)
+{
+    if (!len)
+        return -EINVAL;
+    /* Copied first: the lock is not held across an allocation. */
+    item *it = calloc(1, sizeof(*it));
+    uint8_t *copy = it ? malloc(len) : NULL;
+    if (!copy) {
+        free(it);
+        return -ENOMEM;
+    }
+    memcpy(copy, buf, len);
+    it->kind = IT_RECORD;
+    it->bytes = copy;
+    it->bytes_len = len;
+    pthread_mutex_lock(&l->lock);
+    int rc = 0;
+    if (l->closing || l->finishing || l->failed || l->exited)
+        rc = -ECANCELED;
+    else if (len > CHANNEL_RECORDS_MAX - l->rec_queued)
+        rc = -ENOBUFS;
+    if (rc == 0) {
+        l->rec_queued += len;
+        *l->tail = it;
+        l->tail = &it->next;
+        pthread_cond_signal(&l->cond);
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (rc < 0) {
+        free(copy);
+        free(it);
+    }
+    return rc;
+}
+
 void channel_set_heartbeat(channel *l, uint64_t interval_ns)
 {
     pthread_mutex_lock(&l->lock);
@@ -376,13 +413,13 @@ void channel_finish(channel *l, uint64_t timeout_ns, const void *notice,
     stop_reading(l);
     item *it = new_item(l, IT_EOF, 0, NULL, put_eof);
     if (it && notice && len) {
-        it->notice = malloc(len);
-        if (it->notice) {
-            memcpy(it->notice, notice, len);
-            it->notice_len = len;
+        it->bytes = malloc(len);
+        if (it->bytes) {
+            memcpy(it->bytes, notice, len);
+            it->bytes_len = len;
         }
     }
-    if (!it || (notice && len && !it->notice)) {
+    if (!it || (notice && len && !it->bytes)) {
         /* Never EOF without the notice: a bare EOF reads as a clean end. */
         if (it)
             free(it);
@@ -415,4 +452,9 @@ void channel_get_times(channel *l, channel_times *out)
     out->progress_ns = __atomic_load_n(&l->progress_ns, __ATOMIC_RELAXED);
     out->pings = __atomic_load_n(&l->pings, __ATOMIC_RELAXED);
     out->sending = __atomic_load_n(&l->sending, __ATOMIC_ACQUIRE);
+    out->records = __atomic_load_n(&l->rec_sent, __ATOMIC_RELAXED);
+    out->record_bytes = __atomic_load_n(&l->rec_bytes_sent, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&l->lock);
+    out->records_queued_bytes = l->rec_queued;
+    pthread_mutex_unlock(&l->lock);
 }

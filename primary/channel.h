@@ -23,6 +23,13 @@
  * PINGs say that the primary's process and the link are alive; that its
  * checkpoints keep coming is what the packages themselves show.
  *
+ * Records (channel_send_record): whole top-level records other than
+ * packages (COLO's "ftvm-colo-in" frames, vm/colosec.h), queued in order
+ * with the packages and written whole under the same lock, so that no
+ * PING falls inside one.  At most CHANNEL_RECORDS_MAX bytes of them wait
+ * unwritten: a secondary that reads slowly makes the owner drop records,
+ * never allocate without bound.
+ *
  * Life: channel_new starts the thread; the owner is told (on its loop
  * thread) when the bring-up is done (on_ready), of each return-path
  * message (on_msg), of each package written (on_sent), and when the link
@@ -98,6 +105,21 @@ int channel_write(channel *l, const void *buf, size_t len, char *err,
  * out as COMMAND PACKAGED); the link holds pkg until on_sent.
  */
 void channel_send_package(channel *l, uint64_t id, qfile *pkg);
+
+/* The most bytes of records queued and not yet written (4 MiB). */
+#define CHANNEL_RECORDS_MAX (4u << 20)
+/*
+ * Queues, on the loop thread, a copy of len bytes of whole records (one
+ * "ftvm-colo-in" section, say: nothing of the framing is added) after
+ * everything queued so far; the thread writes them whole, between two
+ * records of its own.  Records queued before the bring-up is done wait
+ * for it and go out after it, in order.  There is no on_sent for them.
+ * 0; -ENOBUFS when they would take the bytes queued unwritten past
+ * CHANNEL_RECORDS_MAX (the caller drops them, and counts that); -ECANCELED
+ * after channel_finish or channel_shutdown, or once the link failed;
+ * -EINVAL for len 0; -ENOMEM.
+ */
+int channel_send_record(channel *l, const void *buf, size_t len);
 /*
  * The heartbeat interval (0: none), on the loop thread, at any time: a
  * PING goes out whenever the link wrote nothing for that long, once the
@@ -122,6 +144,9 @@ typedef struct channel_times {
     uint64_t progress_ns;   /* ... and last wrote some at */
     uint64_t pings;         /* PINGs written */
     uint64_t sending;       /* the last package whose write began */
+    /* channel_send_record's: written (whole), and bytes still queued */
+    uint64_t records, record_bytes;
+    uint64_t records_queued_bytes;
 } channel_times;
 void channel_get_times(channel *l, channel_times *out);
 /*

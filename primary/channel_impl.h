@@ -21,7 +21,7 @@
 
 #define RX_BUF (4 * (RETPATH_MSG_MAX + 16))
 
-typedef enum item_kind { IT_PACKAGE, IT_EOF } item_kind;
+typedef enum item_kind { IT_PACKAGE, IT_RECORD, IT_EOF } item_kind;
 
 typedef struct item {
     struct item *next;
@@ -31,8 +31,11 @@ typedef struct item {
     uint64_t sent_ns;
     uint8_t hdr[16];        /* the record's framing, before pkg's bytes */
     size_t hdr_len;
-    uint8_t *notice;        /* EOF: records before it (malloc'd), or NULL */
-    size_t notice_len;
+    /*
+     * RECORD: its bytes; EOF: the records before it, or NULL (malloc'd).
+     */
+    uint8_t *bytes;
+    size_t bytes_len;
 } item;
 
 struct channel {
@@ -82,6 +85,9 @@ struct channel {
     uint64_t hb_wake_ns, hb_late_ns;
     uint64_t sending;       /* the last package whose write began */
     bool busy;
+    /* Records: bytes queued unwritten (under lock); written (atomics). */
+    size_t rec_queued;
+    uint64_t rec_sent, rec_bytes_sent;
 
     uint8_t rx[RX_BUF];
     size_t rx_len;

@@ -1,8 +1,9 @@
 /*
  * channel_thread: the link's sender thread (channel.h): connecting, the
- * bring-up, then every queued package and the final EOF, each record
- * written whole under send_lock; and its heartbeat thread, which writes a
- * PING between two records whenever the line was quiet for the interval.
+ * bring-up, then every queued package, the owner's records (a run of them
+ * in one write) and the final EOF, each written whole under send_lock;
+ * and its heartbeat thread, which writes a PING between two records
+ * whenever the line was quiet for the interval.
  */
 #include <errno.h>
 #include <poll.h>
@@ -92,13 +93,20 @@ int channel_write(channel *l, const void *buf, size_t len, char *err,
     return rc;
 }
 
+/* Records queued back to back go out in one write of this many at most. */
+#define RECORD_BATCH 64
+
 static int send_item(channel *l, item *it, char *err, size_t errlen)
 {
-    struct iovec iov[2] = { { it->hdr, it->hdr_len } };
+    struct iovec iov[RECORD_BATCH] = { { it->hdr, it->hdr_len } };
     int n = 1;
-    if (it->kind == IT_EOF && it->notice) {
+    if (it->kind == IT_RECORD) {
+        n = 0;
+        for (item *r = it; r; r = r->next)
+            iov[n++] = (struct iovec){ r->bytes, r->bytes_len };
+    } else if (it->kind == IT_EOF && it->bytes) {
         /* The notice and EOF in one write: no PING falls between. */
-        iov[0] = (struct iovec){ it->notice, it->notice_len };
+        iov[0] = (struct iovec){ it->bytes, it->bytes_len };
         iov[1] = (struct iovec){ it->hdr, it->hdr_len };
         n = 2;
     } else if (it->kind == IT_PACKAGE) {
@@ -224,6 +232,28 @@ static void drain_until_closed(channel *l)
     }
 }
 
+/* A batch of records written (or not), and freed: room for more. */
+static void records_done(channel *l, item *chain, bool sent)
+{
+    size_t bytes = 0;
+    uint64_t n = 0;
+    while (chain) {
+        item *next = chain->next;
+        bytes += chain->bytes_len;
+        n++;
+        free(chain->bytes);
+        free(chain);
+        chain = next;
+    }
+    pthread_mutex_lock(&l->lock);
+    l->rec_queued -= bytes;
+    pthread_mutex_unlock(&l->lock);
+    if (sent) {
+        __atomic_add_fetch(&l->rec_sent, n, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&l->rec_bytes_sent, bytes, __ATOMIC_RELAXED);
+    }
+}
+
 void *channel_thread_main(void *arg)
 {
     channel *l = arg;
@@ -235,10 +265,16 @@ void *channel_thread_main(void *arg)
             pthread_cond_wait(&l->cond, &l->lock);
         item *it = l->closing ? NULL : l->head;
         if (it) {
-            l->head = it->next;
+            /* Records back to back: a batch of them, still in a chain. */
+            item *last = it;
+            for (int k = 1; it->kind == IT_RECORD && k < RECORD_BATCH &&
+                            last->next && last->next->kind == IT_RECORD;
+                 k++)
+                last = last->next;
+            l->head = last->next;
             if (!l->head)
                 l->tail = &l->head;
-            it->next = NULL;
+            last->next = NULL;
             __atomic_store_n(&l->progress_ns, mono_ns(),
                              __ATOMIC_RELAXED);
             __atomic_store_n(&l->busy, true, __ATOMIC_RELAXED);
@@ -263,8 +299,10 @@ void *channel_thread_main(void *arg)
             l->done = it;
             pthread_mutex_unlock(&l->lock);
             channel_wake(l);
+        } else if (kind == IT_RECORD) {
+            records_done(l, it, rc == 0);
         } else {
-            free(it->notice);
+            free(it->bytes);
             free(it);
         }
         if (rc == 0 && kind == IT_EOF) {

@@ -21,6 +21,7 @@ typedef struct side {
 
 struct colo {
     outqueue *q;
+    colonet *net;
     uint64_t timeout_ns;
     pthread_mutex_t lock;
     uint64_t epoch;         /* 0: not comparing */
@@ -66,8 +67,13 @@ int colo_new(colo **out, outqueue *q, uint64_t timeout_ns)
     colo *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    if (colonet_new(&c->net, q) < 0) {
+        free(c);
+        return -ENOMEM;
+    }
     c->q = q;
     c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
+    colonet_set_timeout(c->net, c->timeout_ns);
     pthread_mutex_init(&c->lock, NULL);
     *out = c;
     return 0;
@@ -78,12 +84,19 @@ void colo_set_timeout(colo *c, uint64_t timeout_ns)
     pthread_mutex_lock(&c->lock);
     c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
     pthread_mutex_unlock(&c->lock);
+    colonet_set_timeout(c->net, c->timeout_ns);
+}
+
+colonet *colo_net(colo *c)
+{
+    return c->net;
 }
 
 void colo_free(colo *c)
 {
     if (!c)
         return;
+    colonet_free(c->net);
     free(c->pri.buf);
     free(c->sec.buf);
     pthread_mutex_destroy(&c->lock);
@@ -197,11 +210,26 @@ void colo_checkpoint(colo *c, uint64_t id)
     reset_epoch(c, id);
     c->ckpt_t = t;
     pthread_mutex_unlock(&c->lock);
+    if (id)
+        colonet_checkpoint(c->net, id);
 }
 
 void colo_stop(colo *c)
 {
     colo_checkpoint(c, 0);
+    colonet_stop(c->net);
+}
+
+colo_verdict colo_secondary_frame(colo *c, uint64_t id, const void *frame,
+                                  size_t len, uint64_t now)
+{
+    switch (colonet_secondary(c->net, id, frame, len, now)) {
+    case COLONET_MISMATCH: return COLO_CHECKPOINT_MISMATCH;
+    case COLONET_TIMEOUT: return COLO_CHECKPOINT_TIMEOUT;
+    case COLONET_LIMIT: return COLO_CHECKPOINT_LIMIT;
+    case COLONET_OK: break;
+    }
+    return COLO_OK;
 }
 
 /* ---- the loop's ---- */
@@ -248,6 +276,13 @@ colo_verdict colo_tick(colo *c, uint64_t now)
 {
     colo_verdict v = COLO_OK;
     pthread_mutex_lock(&c->lock);
+    /* The SVM's lag for the frames' timeouts, as late() counts it. */
+    uint64_t lag = 0;
+    bool known = c->epoch && (c->ready_t || c->acked_t);
+    if (c->ready_t)
+        lag = c->ready_t > c->ckpt_t ? c->ready_t - c->ckpt_t : 0;
+    else if (c->acked_t)
+        lag = c->acked_t + COLO_READY_GRACE * c->timeout_ns - c->ckpt_t;
     if (c->want != COLO_OK) {
         v = c->want;
         c->want = COLO_OK;
@@ -259,6 +294,13 @@ colo_verdict colo_tick(colo *c, uint64_t now)
         v = COLO_CHECKPOINT_TIMEOUT;
     }
     pthread_mutex_unlock(&c->lock);
+    colonet_ask a = colonet_tick(c->net, now, lag, known);
+    if (v == COLO_OK && a == COLONET_MISMATCH)
+        v = COLO_CHECKPOINT_MISMATCH;
+    else if (v == COLO_OK && a == COLONET_TIMEOUT)
+        v = COLO_CHECKPOINT_TIMEOUT;
+    else if (v == COLO_OK && a == COLONET_LIMIT)
+        v = COLO_CHECKPOINT_LIMIT;
     return v;
 }
 

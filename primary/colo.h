@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "primary/colonet.h"
 #include "primary/outqueue.h"
 
 #define COLO_DEFAULT_TIMEOUT_NS 100000000ull      /* --compare-timeout */
@@ -58,6 +59,7 @@ typedef enum colo_verdict {
     COLO_OK,                /* nothing to do (maybe bytes released) */
     COLO_CHECKPOINT_MISMATCH,
     COLO_CHECKPOINT_TIMEOUT,
+    COLO_CHECKPOINT_LIMIT,  /* the frame comparator's bounds */
 } colo_verdict;
 
 typedef struct colo colo;
@@ -80,6 +82,11 @@ int colo_new(colo **out, outqueue *q, uint64_t timeout_ns);
 void colo_free(colo *c);
 /* --compare-timeout (0: the default); before comparing starts. */
 void colo_set_timeout(colo *c, uint64_t timeout_ns);
+/*
+ * The network side (primary/colonet.h): frames compared, input mirrored.
+ * colo_checkpoint, colo_stop and colo_tick drive it with the console.
+ */
+colonet *colo_net(colo *c);
 
 /* The hc_console_fn of a COLO primary: opaque is the colo. */
 int colo_console(void *opaque, const void *buf, size_t len);
@@ -101,6 +108,9 @@ void colo_stop(colo *c);
  */
 colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
                             size_t len, uint64_t now);
+/* One of the SVM's frames (COLO_FRAME), tagged with its checkpoint. */
+colo_verdict colo_secondary_frame(colo *c, uint64_t id, const void *frame,
+                                  size_t len, uint64_t now);
 /*
  * Checkpoint id is acknowledged: the secondary has it and resets its SVM
  * to it now, so from here on the timeout runs for the epoch's bytes (the

@@ -201,26 +201,34 @@ static item *detach(outqueue *q, uint64_t upto, bool every)
 
 /* ---- from the vCPUs ---- */
 
-/*
- * Sends or queues one item.  Returns 0, -ENOSPC when it is over the
- * bounds (counted here), or the frame sink's error.
- */
-static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
+/* Sends one item now; called with lock held, returns with it dropped. */
+static int send_now(outqueue *q, item_kind kind, const void *buf, size_t len,
+                    uint64_t t_ns)
 {
-    uint64_t t = mono_ns();
+    item it = { .kind = kind, .len = len };
+    sent s = { 0 };
+    pthread_mutex_lock(&q->wlock);
+    pthread_mutex_unlock(&q->lock);
+    int rc = send_item(q, &it, buf, &s);
+    pthread_mutex_unlock(&q->wlock);
     pthread_mutex_lock(&q->lock);
-    if (!q->holding) {
-        item it = { .kind = kind, .len = len };
-        sent s = { 0 };
-        pthread_mutex_lock(&q->wlock);
-        pthread_mutex_unlock(&q->lock);
-        int rc = send_item(q, &it, buf, &s);
-        pthread_mutex_unlock(&q->wlock);
-        pthread_mutex_lock(&q->lock);
-        count_sent(q, &s);
-        pthread_mutex_unlock(&q->lock);
-        return rc;
-    }
+    count_sent(q, &s);
+    if (t_ns)
+        sampler_add(&q->delay, mono_ns() - t_ns);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+/*
+ * Sends or queues one item, tagged epoch.  Returns 0, -ENOSPC when it is
+ * over the bounds (counted here), or the frame sink's error.
+ */
+static int put_tagged(outqueue *q, item_kind kind, const void *buf,
+                      size_t len, uint64_t t, uint64_t epoch, bool current)
+{
+    pthread_mutex_lock(&q->lock);
+    if (!q->holding)
+        return send_now(q, kind, buf, len, 0);
     item *it = NULL;
     if (q->st.held_items < OUTQUEUE_MAX_ITEMS &&
         q->st.held_console_bytes + q->st.held_frame_bytes + len <=
@@ -234,7 +242,9 @@ static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
         pthread_mutex_unlock(&q->lock);
         return -ENOSPC;
     }
-    *it = (item){ .epoch = q->epoch, .t_ns = t, .kind = kind, .len = len };
+    if (current)
+        epoch = q->epoch;
+    *it = (item){ .epoch = epoch, .t_ns = t, .kind = kind, .len = len };
     memcpy(it->data, buf, len);
     *q->tail = it;
     q->tail = &it->next;
@@ -244,9 +254,10 @@ static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
     } else {
         q->st.held_frames++;
         q->st.held_frame_bytes += len;
-        q->epoch_frames++;
+        q->epoch_frames += epoch == q->epoch;
     }
-    q->epoch_bytes += len;
+    if (epoch == q->epoch)
+        q->epoch_bytes += len;
     bool fire = !q->limit_fired && (q->epoch_frames >= q->limit_frames ||
                                     q->epoch_bytes >= q->limit_bytes);
     if (fire)
@@ -257,6 +268,11 @@ static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
     if (fire && fn)
         fn(arg);
     return 0;
+}
+
+static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
+{
+    return put_tagged(q, kind, buf, len, mono_ns(), 0, true);
 }
 
 int outqueue_console(void *opaque, const void *buf, size_t len)
@@ -363,6 +379,26 @@ void outqueue_release_console(outqueue *q, uint64_t id, size_t n)
     q->credit += n;
     send_list(q, detach_credit(q));
     pthread_mutex_unlock(&q->lock);
+}
+
+int outqueue_send_frame(outqueue *q, const void *frame, size_t len,
+                        uint64_t t_ns)
+{
+    if (!frame || len == 0 || len > NET_FRAME_MAX)
+        return -EINVAL;
+    pthread_mutex_lock(&q->lock);
+    return send_now(q, ITEM_FRAME, frame, len, t_ns);
+}
+
+int outqueue_hold_frame(outqueue *q, uint64_t id, const void *frame,
+                        size_t len, uint64_t t_ns)
+{
+    if (!frame || len == 0 || len > NET_FRAME_MAX)
+        return -EINVAL;
+    pthread_mutex_lock(&q->lock);
+    uint64_t e = q->base + id;
+    pthread_mutex_unlock(&q->lock);
+    return put_tagged(q, ITEM_FRAME, frame, len, t_ns, e, false);
 }
 
 size_t outqueue_release_all(outqueue *q)

@@ -127,6 +127,21 @@ size_t outqueue_acked(outqueue *q, uint64_t id);
  * epoch is dropped: its bytes wait for their ACK.
  */
 void outqueue_release_console(outqueue *q, uint64_t id, size_t n);
+/*
+ * COLO's frames (primary/colonet.h), which comparison holds itself and
+ * hands over here.  outqueue_send_frame: a frame the secondary matched
+ * (or one not compared), sent now, t_ns being when the guest sent it (for
+ * the delay); 0 or the sink's error.  outqueue_hold_frame: a frame the
+ * guest sent after checkpoint id (of the last outqueue_begin) that
+ * comparison did not release, appended for the ACK that releases that
+ * epoch (sent at once when not holding); the VM is paused, or its frames
+ * are routed past the queue, so nothing newer is in the queue before it.
+ * 0, or -ENOSPC over the bounds (the frame is lost, counted).
+ */
+int outqueue_send_frame(outqueue *q, const void *frame, size_t len,
+                        uint64_t t_ns);
+int outqueue_hold_frame(outqueue *q, uint64_t id, const void *frame,
+                        size_t len, uint64_t t_ns);
 /* Sends everything held, in order, and stops holding.  The items. */
 size_t outqueue_release_all(outqueue *q);
 

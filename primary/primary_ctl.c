@@ -79,6 +79,9 @@ void primary_ctl_status(replicator *rep, json_t *r)
             "ignored_bytes", (json_int_t)st.colo.ignored_bytes,
             "mismatches", (json_int_t)st.colo.mismatches,
             "timeouts", (json_int_t)st.colo.timeouts));
+    if (st.mode == COLO_MODE_COLO && replicator_colonet(rep))
+        json_object_set_new(json_object_get(r, "colo"), "net",
+                            colonet_status(replicator_colonet(rep)));
     json_object_set_new(r, "pause_ms", timing(&st.pause_ns));
     json_object_set_new(r, "ack_ms", timing(&st.ack_ns));
     json_object_set_new(r, "dirty_pages", counts(&st.pages));
@@ -358,6 +361,8 @@ void primary_ctl_metrics(replicator *rep, metrics_writer *w)
         metrics_gauge(w, "ftvm_primary_colo_pending_bytes",
                       "the primary's console bytes waiting for the "
                       "secondary's (COLO)", st.colo.pending_primary);
+        if (replicator_colonet(rep))
+            colonet_metrics(replicator_colonet(rep), w);
     }
     metrics_counter(w, "ftvm_primary_pings_total",
                     "PINGs sent on an idle stream", st.pings);

@@ -36,11 +36,12 @@ int protected_vm_new(protected_vm **out)
 
 void protected_vm_route(protected_vm *p, vm_config *cfg)
 {
-    /* Into the queue through colo, which compares only in COLO mode. */
+    /* Into the queue through colo and colonet, which compare only in
+       COLO mode. */
     cfg->console_fn = colo_console;
     cfg->console_opaque = p->colo;
-    cfg->transmit_fn = outqueue_transmit;
-    cfg->transmit_opaque = p->out;
+    cfg->transmit_fn = colonet_transmit;
+    cfg->transmit_opaque = colo_net(p->colo);
 }
 
 void protected_vm_use(protected_vm *p, vm *v)

@@ -14,9 +14,12 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "devstate/registry.h"
 #include "primary/dial.h"
 #include "primary/replicator_impl.h"
+#include "vm/colosec.h"
 #include "vm/mono.h"
+#include "vm/net.h"
 
 static const channel_ops link_ops;
 
@@ -282,6 +285,26 @@ static void colo_ask(replicator *p, colo_verdict v)
         cycle_take_for(p, COLO_CAUSE_MISMATCH);
     else if (v == COLO_CHECKPOINT_TIMEOUT)
         cycle_take_for(p, COLO_CAUSE_TIMEOUT);
+    else if (v == COLO_CHECKPOINT_LIMIT)
+        cycle_take_for(p, COLO_CAUSE_LIMIT);
+}
+
+/*
+ * COLO's input mirror (colonet's mirror function, on the loop thread):
+ * one frame the NIC received after checkpoint id, as an ftvm-colo-in
+ * section queued on the link after package id (docs/colo.md).
+ */
+static int mirror_frame(void *opaque, uint64_t id, const void *frame,
+                        size_t len)
+{
+    replicator *p = opaque;
+    if (!p->link)
+        return -ENOTCONN;
+    qfile_mem_reset(p->mirror_f);
+    colosec_put_input(p->mirror_f, p->colo_in_section, id, frame, len);
+    size_t n;
+    const uint8_t *d = qfile_mem_data(p->mirror_f, &n);
+    return channel_send_record(p->link, d, n);
 }
 
 static void on_colo_tick(evutil_socket_t fd, short what, void *arg)
@@ -326,6 +349,11 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         break;
     case RETPATH_PONG:
         p->pongs++;
+        break;
+    case RETPATH_COLO_FRAME:
+        if (p->mode == COLO_MODE_COLO)
+            colo_ask(p, colo_secondary_frame(p->colo, m->value64, m->text,
+                                             m->len, mono_ns()));
         break;
     case RETPATH_COLO_CONSOLE:
         if (p->mode == COLO_MODE_COLO)
@@ -472,14 +500,30 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
     p->colo_timeout_ns = o->compare_timeout_ns ? o->compare_timeout_ns
                                                : COLO_DEFAULT_TIMEOUT_NS;
     if (p->mode == COLO_MODE_COLO) {
-        if (!p->colo || vm_net(v)) {
-            snprintf(err, errlen, "--mode colo: %s", p->colo
-                     ? "COLO of a VM with a NIC is not built yet (console "
-                       "only; docs/colo.md)" : "no comparison");
+        if (!p->colo) {
+            snprintf(err, errlen, "--mode colo: no comparison");
             replicator_free(p);
             return -EINVAL;
         }
         colo_set_timeout(p->colo, p->colo_timeout_ns);
+        colonet *cn = colo_net(p->colo);
+        if (o->compare_log &&
+            colonet_set_log(cn, o->compare_log, err, errlen) < 0) {
+            replicator_free(p);
+            return -EINVAL;
+        }
+        if (vm_net(v)) {
+            p->mirror_f = qfile_open_mem("colo-in");
+            if (!p->mirror_f) {
+                snprintf(err, errlen, "out of memory");
+                replicator_free(p);
+                return -ENOMEM;
+            }
+            p->colo_in_section = colosec_input_section_id(
+                (uint32_t)registry_count(vm_registry(v)));
+            colonet_set_mirror(cn, mirror_frame, p);
+            net_set_rx_tap(vm_net(v), colonet_input, cn);
+        }
         p->ev_colo = event_new(base, -1, EV_PERSIST, on_colo_tick, p);
         struct timeval tv = mono_tv(colo_tick_period(p->colo));
         if (!p->ev_colo || event_add(p->ev_colo, &tv) < 0) {
@@ -586,6 +630,11 @@ void replicator_free(replicator *p)
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
+    if (p->mirror_f) {
+        net_set_rx_tap(vm_net(p->v), NULL, NULL);
+        colonet_set_mirror(colo_net(p->colo), NULL, NULL);
+        qfile_close(p->mirror_f);
+    }
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
                             p->ev_reconnect, p->ev_colo };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
@@ -673,6 +722,11 @@ void replicator_vm_stopped(replicator *p, bool takeover,
     event_del(p->ev_tick);
     protection_act a = protection_vm_stopped(&p->prot, takeover);
     replicator_do(p, &a);
+}
+
+colonet *replicator_colonet(const replicator *p)
+{
+    return p->mirror_f ? colo_net(p->colo) : NULL;
 }
 
 void replicator_get_status(replicator *p, replicator_status *st)

@@ -75,6 +75,8 @@ typedef struct replicator_opts {
     colo_mode mode;
     uint64_t compare_timeout_ns;
     colo *colo;
+    /* --compare-log FILE.pcap: mismatching frames (COLO with a NIC). */
+    const char *compare_log;
 } replicator_opts;
 
 typedef struct replicator replicator;
@@ -166,6 +168,8 @@ typedef struct replicator_status {
 } replicator_status;
 
 void replicator_get_status(replicator *p, replicator_status *st);
+/* COLO of a VM with a NIC: its frames' comparison; else NULL. */
+colonet *replicator_colonet(const replicator *p);
 /*
  * Whether the first secondary went before protecting the VM without
  * reconnect_ns: the replicator stopped the VM, held output stays held,

@@ -55,6 +55,8 @@ struct replicator {
     uint64_t colo_timeout_ns;
     uint64_t causes[COLO_CAUSE_N];
     struct event *ev_colo;      /* colo_tick */
+    qfile *mirror_f;            /* encodes mirrored frames (COLO, a NIC) */
+    uint32_t colo_in_section;   /* their section id */
 
     uint64_t bytes_total, pongs, heartbeats;
     sampler pause, ack, pages, bytes;

@@ -22,6 +22,7 @@ typedef struct pkg_check {
     bool sealed;
     bool applying;          /* validated; its APPLY pass is running */
     bool foreign;           /* of another pairing: the stream is refused */
+    bool stray;             /* holds what no package may: so is it */
     bool held;              /* the cache mutex is ours */
     uint64_t t0;            /* when its first section was validated */
 } pkg_check;
@@ -33,6 +34,7 @@ struct apply {
     vmshape shape;          /* and its shape, with the pairing */
     bool return_path;       /* OPEN_RETURN_PATH arrived */
     bool colo;              /* ENABLE_COLO arrived */
+    bool colo_mode;         /* "ftvm-colo" said COLO mode */
     bool packaged;          /* a package arrived: the bring-up is over */
     bool dropped;           /* "ftvm-drop" came: only EOF may follow */
     uint64_t last_applied;
@@ -120,11 +122,38 @@ static int colo_section(apply *a, qfile *f, const savevm_section *sec)
                           COLOSEC_IDSTR);
     if (colosec_load(f, sec, &mode) < 0)
         return qfile_error(f);
+    a->colo_mode = mode == COLOSEC_MODE_COLO;
     pthread_mutex_lock(&a->slock);
-    a->st.colo = mode == COLOSEC_MODE_COLO;
+    a->st.colo = a->colo_mode;
     pthread_mutex_unlock(&a->slock);
     if (mode == COLOSEC_MODE_COLO && a->o.colo)
         a->o.colo(a->o.opaque);
+    return 0;
+}
+
+/*
+ * "ftvm-colo-in": a frame the primary's NIC received, for the secondary's
+ * running VM (docs/colo.md).  Only a COLO stream carries them.
+ */
+static int colo_input(apply *a, qfile *f, const savevm_section *sec)
+{
+    if (!a->reg)
+        return qfile_fail(f, -EPROTO, "'%s' before the VM's shape ('%s')",
+                          COLOSEC_INPUT_IDSTR, VMSHAPE_IDSTR);
+    if (!a->colo_mode)
+        return qfile_fail(f, -EPROTO, "'%s' in a checkpoint-mode stream "
+                          "(its bring-up had no '%s' saying COLO)",
+                          COLOSEC_INPUT_IDSTR, COLOSEC_IDSTR);
+    uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    uint64_t id;
+    size_t len;
+    if (colosec_load_input(f, sec, &id, frame, &len) < 0)
+        return qfile_error(f);
+    pthread_mutex_lock(&a->slock);
+    a->st.colo_input_frames++;
+    pthread_mutex_unlock(&a->slock);
+    if (a->o.colo_input)
+        a->o.colo_input(a->o.opaque, id, frame, len);
     return 0;
 }
 
@@ -178,6 +207,8 @@ static int top_section(apply *a, qfile *f, const savevm_section *sec)
     }
     if (strcmp(sec->idstr, VMSHAPE_IDSTR) == 0)
         return create_vm(a, f, sec);
+    if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) == 0)
+        return colo_input(a, f, sec);
     if (a->reg && strcmp(sec->idstr, COLOSEC_IDSTR) == 0)
         return colo_section(a, f, sec);
     if (!a->reg)
@@ -268,6 +299,13 @@ static int validate_section(apply *a, qfile *f, const savevm_section *sec)
                           "section '%s' after the package's "
                           "trailer",
                           sec->idstr);
+    if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) == 0) {
+        /* Not a broken checkpoint: a primary that mixed up the two. */
+        c->stray = true;
+        return qfile_fail(f, -EPROTO, "'%s' inside a package: COLO's "
+                          "input frames go between packages",
+                          COLOSEC_INPUT_IDSTR);
+    }
     bool hdr = strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0;
     if (hdr != (c->sections == 1))
         return qfile_fail(f, -EINVAL,
@@ -306,8 +344,9 @@ static int on_validated(void *opaque, qfile *pf)
 static int on_package_failed(void *opaque, qfile *pf)
 {
     apply *a = opaque;
-    /* Not a checkpoint to refuse: the stream is not this pair's. */
-    if (!a->reg || a->cur.foreign)
+    /* Not a checkpoint to refuse: the stream is not this pair's, or is
+     * not a stream this secondary can follow. */
+    if (!a->reg || a->cur.foreign || a->cur.stray)
         return -EPROTO;
     uint64_t id = a->cur.have_hdr ? a->cur.hdr.id : 0;
     const char *why = qfile_errmsg(pf);

@@ -13,6 +13,12 @@
  * goes on.  After the first package, a section outside a package ends
  * the stream: it could not be applied atomically.
  *
+ * "ftvm-colo-in" at the top level (between packages) of a COLO stream
+ * (one whose bring-up said COLO in "ftvm-colo") is a frame the primary's
+ * NIC received: handed to the colo_input hook, in order, nothing applied.
+ * One before "ftvm-vm", in a checkpoint-mode stream or inside a package
+ * ends the stream as a protocol error (-EPROTO).
+ *
  * "ftvm-drop" at the top level, of the bring-up's pairing, says that the
  * primary ended this secondary on purpose and keeps the VM: it is kept
  * (apply_stats.dropped) and nothing but EOF may follow it.  One of
@@ -67,6 +73,12 @@ typedef struct apply_opts {
     void (*applied)(void *opaque, uint64_t id);
     /* Optional: "ftvm-colo" said COLO mode (in the bring-up). */
     void (*colo)(void *opaque);
+    /*
+     * Optional: an "ftvm-colo-in" frame of len bytes (valid during the
+     * call) that the primary's NIC received after checkpoint id.
+     */
+    void (*colo_input)(void *opaque, uint64_t id, const void *frame,
+                       size_t len);
 } apply_opts;
 
 /*
@@ -87,6 +99,7 @@ typedef struct apply_stats {
     uint64_t package_bytes_last, package_bytes_total;
     uint64_t pings;             /* PINGs answered */
     bool colo;                  /* "ftvm-colo": COLO mode (docs/colo.md) */
+    uint64_t colo_input_frames; /* "ftvm-colo-in" frames taken */
     /* The primary's "ftvm-drop" (devstate/dropnotice.h), once it came. */
     bool dropped;
     dropnotice drop;

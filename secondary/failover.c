@@ -91,6 +91,22 @@ int failover_start(failover **out, vm *v, struct event_base *base,
     return 0;
 }
 
+int failover_announce(failover **out, vm *v, struct event_base *base,
+                      const uint8_t mac[6], char *err, size_t errlen)
+{
+    failover *f = calloc(1, sizeof(*f));
+    if (!f || !(f->timer = evtimer_new(base, on_timer, f))) {
+        free(f);
+        snprintf(err, errlen, "self-announce: out of memory");
+        return -ENOMEM;
+    }
+    f->v = v;
+    failover_rarp_frame(f->frame, mac);
+    announce(f);
+    *out = f;
+    return 0;
+}
+
 unsigned failover_announced(const failover *f)
 {
     return f->ok;

@@ -32,6 +32,12 @@ typedef struct failover failover;
 int failover_start(failover **out, vm *v, struct event_base *base,
                    const uint8_t mac[6], void (*on_stop)(vm *v, void *arg),
                    void *arg, char *err, size_t errlen);
+/*
+ * The announcements alone, for a VM that already runs on base with its
+ * NIC (COLO's SVM at failover).  0, or -ENOMEM with a message.
+ */
+int failover_announce(failover **out, vm *v, struct event_base *base,
+                      const uint8_t mac[6], char *err, size_t errlen);
 /* Self-announce frames sent so far. */
 unsigned failover_announced(const failover *f);
 void failover_free(failover *f);

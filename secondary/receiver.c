@@ -94,6 +94,15 @@ static void colo_mode(void *opaque)
     note(opaque, NOTE_COLO);
 }
 
+/* apply's colo_input hook: straight to the owner, on this thread. */
+static void colo_input(void *opaque, uint64_t id, const void *frame,
+                       size_t len)
+{
+    receiver *rx = opaque;
+    if (rx->o.on_colo_input)
+        rx->o.on_colo_input(rx->o.opaque, id, frame, len);
+}
+
 /*
  * apply's admit hook: asks the loop (on_shape) and waits for
  * receiver_admit, or for receiver_stop.  The connection is busy
@@ -319,7 +328,8 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
                                              .opaque = rx,
                                              .vm_name = o->vm_name,
                                              .applied = applied,
-                                             .colo = colo_mode });
+                                             .colo = colo_mode,
+                                             .colo_input = colo_input });
     rx->ev_note = event_new(base, -1, 0, on_note, rx);
     if (r == 0 && !rx->ev_note)
         r = -ENOMEM;
@@ -403,6 +413,7 @@ void receiver_get_stats(receiver *rx, receiver_stats *out)
                  : out->apply.applied ? RECEIVER_PHASE_ACTIVE
                  : out->apply.have_vm ? RECEIVER_PHASE_SETUP
                                       : RECEIVER_PHASE_CONNECTED;
+    out->colo_input_frames = out->apply.colo_input_frames;
     out->heartbeats = connection_heartbeats(rx->conn);
     out->since_heard_ms = rx->thread_live ? connection_heard_ms(rx->conn)
                                           : -1;

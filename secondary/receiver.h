@@ -87,6 +87,15 @@ typedef struct receiver_opts {
     void (*on_applied)(void *opaque);
     /* Optional: the primary runs in COLO mode (after on_vm). */
     void (*on_colo)(void *opaque);
+    /*
+     * Optional, on the receiver thread (not the loop's): a frame the
+     * primary's NIC received after checkpoint id ("ftvm-colo-in", COLO
+     * streams only), in the order received; frame is valid during the
+     * call only.  The stream waits meanwhile: copy and return.  Frames
+     * come between packages, after on_colo.
+     */
+    void (*on_colo_input)(void *opaque, uint64_t id, const void *frame,
+                          size_t len);
     void *opaque;
 } receiver_opts;
 
@@ -95,6 +104,7 @@ typedef struct receiver_stats {
     apply_stats apply;          /* checkpoints applied and refused */
     uint64_t heartbeats;        /* HEARTBEATs sent */
     int64_t since_heard_ms;     /* since data last arrived; -1 unknown */
+    uint64_t colo_input_frames; /* "ftvm-colo-in" frames received */
 } receiver_stats;
 
 /*

@@ -162,6 +162,8 @@ static bool make_svm(secondary *s)
         svm_opts so = { .base = daemon_base(s->d), .send = svm_send,
                         .send_opaque = s, .live_console = live.console_fn,
                         .live_opaque = live.console_opaque,
+                        .live_transmit = live.transmit_fn,
+                        .live_transmit_opaque = live.transmit_opaque,
                         .on_stop = svm_on_stop, .stop_arg = s };
         if (svm_new(&s->svm, &so) < 0) {
             log_msg("COLO: out of memory for the SVM");
@@ -183,6 +185,15 @@ static void on_colo(void *opaque)
     else
         log_msg("COLO mode: the SVM (%" PRIu64 " MiB more) runs from "
                 "checkpoint 1", receiver_shape(s->rx)->mem_size >> 20);
+}
+
+/* A frame the primary's NIC received (the receiver's thread). */
+static void on_colo_input(void *opaque, uint64_t id, const void *frame,
+                          size_t len)
+{
+    secondary *s = opaque;
+    if (s->svm)
+        svm_input(s->svm, id, frame, len);
 }
 
 /* Checkpoints were applied: the SVM is made, or reset, from the cache. */
@@ -235,13 +246,20 @@ static void colo_fail_over(secondary *s, const char *reason,
         daemon_exit(s->d, EXITCODE_ERROR);
         return;
     }
-    vm *v = svm_vm(s->svm);
-    s->continued_console = vm_console_bytes(s->v);
-    s->cache = s->v;            /* kept: packages may still point at it */
+    vm *v = svm_vm(s->svm), *cache = s->v;
+    s->continued_console = vm_console_bytes(cache);
+    s->cache = cache;           /* kept: packages may still point at it */
     s->v = v;
     survivor_vm(s->sv, v);
     daemon_set_vm(s->d, v);
-    svm_go_live(s->svm);
+    /* Its NIC joins the network the cache's --net opened. */
+    if (svm_go_live(s->svm, cache, err, sizeof(err)) < 0)
+        log_msg("failover, COLO: the SVM runs without a network: %s", err);
+    else if (vm_net(v) &&
+             failover_announce(&s->fo, v, daemon_base(s->d),
+                               receiver_shape(s->rx)->mac, err,
+                               sizeof(err)) < 0)
+        log_msg("failover, COLO: %s", err);
     s->failover_ms = (mono_ns() - s->fo_t0) / 1e6;
     s->continued_from = st->apply.last_id;
     s->state = STANDBY_RUNNING;
@@ -476,6 +494,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .on_end = on_end,
         .on_applied = on_applied,
         .on_colo = on_colo,
+        .on_colo_input = on_colo_input,
         .opaque = s,
     };
     if (receiver_start(&s->rx, daemon_base(s->d), fd, peer, &o, err,

@@ -14,6 +14,7 @@
 #include "checkpoint/savevm.h"
 #include "daemon/log.h"
 #include "secondary/replica.h"
+#include "secondary/svmnet.h"
 #include "vm/mono.h"
 
 /* A return path that had no room is tried again this soon. */
@@ -25,6 +26,7 @@ struct svm {
     bool live;              /* failed over: the VM is the caller's */
     bool started;
     struct event *ev_flush;
+    svmnet *net;            /* its NIC's input and output */
     qfile *dev;             /* device state, cache to SVM (reused) */
 
     pthread_mutex_t lock;   /* the console's */
@@ -205,12 +207,13 @@ static void set_tag(svm *s, uint64_t id)
 int svm_prepare(svm *s, const vmshape *shape, char *err, size_t errlen)
 {
     vm_config cfg;
-    int r = replica_config(shape, NULL, &cfg, err, errlen);
+    /* A NIC without a host side until failover (svmnet.h). */
+    int r = replica_config(shape, "none", &cfg, err, errlen);
     if (r < 0)
         return r;
     if (shape->has_net) {
-        snprintf(err, errlen, "COLO of a VM with a NIC is not built yet");
-        return -ENOTSUP;
+        cfg.transmit_fn = svmnet_transmit;
+        cfg.transmit_opaque = s->net;
     }
     cfg.console_fn = svm_console;
     cfg.console_opaque = s;
@@ -230,6 +233,7 @@ static int create(svm *s, vm *cache, const vmshape *shape, uint64_t id,
         return r;
     s->last_pages = copy_pages(cache, s->v, true);
     r = copy_devices(s, cache, err, errlen);
+    svmnet_end_reset(s->net, s->v, id);
     if (r == 0)
         r = vm_attach(s->v, s->o.base, s->o.on_stop, s->o.stop_arg);
     set_tag(s, id);
@@ -253,12 +257,16 @@ int svm_reset(svm *s, vm *cache, const vmshape *shape, uint64_t id,
     if (!s->started) {
         r = create(s, cache, shape, id, err, errlen);
     } else {
+        svmnet_begin_reset(s->net);
         r = vm_pause(s->v, err, errlen);
-        if (r < 0)
+        if (r < 0) {
+            svmnet_end_reset(s->net, s->v, s->tag);
             return r;
+        }
         vm_sync_dirty(s->v);
         s->last_pages = copy_pages(cache, s->v, false);
         r = copy_devices(s, cache, err, errlen);
+        svmnet_end_reset(s->net, s->v, id);
         set_tag(s, id);
         char rerr[256];
         if (vm_resume(s->v, rerr, sizeof(rerr)) < 0 && r == 0) {
@@ -279,7 +287,7 @@ vm *svm_vm(const svm *s)
     return s->started ? s->v : NULL;
 }
 
-void svm_go_live(svm *s)
+int svm_go_live(svm *s, vm *cache, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->lock);
     s->live = true;
@@ -287,6 +295,13 @@ void svm_go_live(svm *s)
         s->o.live_console(s->o.live_opaque, s->pend, s->plen);
     s->plen = 0;
     pthread_mutex_unlock(&s->lock);
+    return vm_net(s->v) ? svmnet_go_live(s->net, s->v, cache, err, errlen)
+                        : 0;
+}
+
+void svm_input(svm *s, uint64_t id, const void *frame, size_t len)
+{
+    svmnet_input(s->net, id, frame, len);
 }
 
 void svm_get_stats(svm *s, svm_stats *out)
@@ -298,6 +313,7 @@ void svm_get_stats(svm *s, svm_stats *out)
     out->sent_bytes = s->sent_bytes;
     out->dropped_bytes = s->dropped_bytes;
     pthread_mutex_unlock(&s->lock);
+    svmnet_get_stats(s->net, &out->net);
     out->running = s->v && vm_get_state(s->v) == VM_RUNNING;
     out->resets = s->resets;
     out->last_pages = s->last_pages;
@@ -317,7 +333,7 @@ json_t *svm_status(svm *s)
     svm_get_stats(s, &vs);
     return json_pack(
         "{s:b, s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I, "
-        "s:I, s:I}",
+        "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "svm_running", vs.running, "reset_to", (json_int_t)vs.reset_to,
         "resets", (json_int_t)vs.resets,
         "last_reset_pages", (json_int_t)vs.last_pages,
@@ -328,7 +344,15 @@ json_t *svm_status(svm *s)
         "svm_mem_bytes", (json_int_t)vs.mem_bytes,
         "console_bytes", (json_int_t)vs.console_bytes,
         "sent_bytes", (json_int_t)vs.sent_bytes,
-        "dropped_bytes", (json_int_t)vs.dropped_bytes);
+        "dropped_bytes", (json_int_t)vs.dropped_bytes,
+        "input_frames", (json_int_t)vs.net.input_frames,
+        "input_delivered", (json_int_t)vs.net.input_delivered,
+        "input_dropped", (json_int_t)vs.net.input_dropped,
+        "output_frames", (json_int_t)vs.net.output_frames,
+        "sent_frames", (json_int_t)vs.net.sent_frames,
+        "dropped_frames", (json_int_t)vs.net.dropped_frames,
+        "live_frames", (json_int_t)vs.net.live_frames,
+        "stale_discarded", (json_int_t)vs.net.stale_discarded);
 }
 
 void svm_metrics(svm *s, metrics_writer *w)
@@ -345,6 +369,18 @@ void svm_metrics(svm *s, metrics_writer *w)
     metrics_counter(w, "ftvm_secondary_colo_console_dropped_bytes_total",
                     "SVM console bytes over the return path's bound",
                     vs.dropped_bytes);
+    metrics_counter(w, "ftvm_secondary_colo_input_frames_total",
+                    "frames the primary mirrored to the SVM",
+                    vs.net.input_frames);
+    metrics_counter(w, "ftvm_secondary_colo_input_dropped_total",
+                    "mirrored frames the SVM did not get (stale, bounds, "
+                    "a full NIC)", vs.net.input_dropped);
+    metrics_counter(w, "ftvm_secondary_colo_sent_frames_total",
+                    "SVM frames sent to the primary for comparison",
+                    vs.net.sent_frames);
+    metrics_counter(w, "ftvm_secondary_colo_dropped_frames_total",
+                    "SVM frames over the return path's bound or stale",
+                    vs.net.dropped_frames);
 }
 
 int svm_new(svm **out, const svm_opts *o)
@@ -358,7 +394,9 @@ int svm_new(svm **out, const svm_opts *o)
     sampler_init(&s->pages, &sampler_pages);
     s->ev_flush = event_new(o->base, -1, 0, on_flush, s);
     s->dev = qfile_open_mem("svm-devices");
-    if (!s->ev_flush || !s->dev) {
+    if (!s->ev_flush || !s->dev ||
+        svmnet_new(&s->net, o->base, o->send, o->send_opaque,
+                   o->live_transmit, o->live_transmit_opaque) < 0) {
         svm_free(s);
         return -ENOMEM;
     }
@@ -374,6 +412,8 @@ void svm_free(svm *s)
         vm_destroy(s->v);
     if (s->ev_flush)
         event_free(s->ev_flush);
+    /* After the VM: its vCPUs call into it. */
+    svmnet_free(s->net);
     qfile_close(s->dev);
     free(s->pend);
     pthread_mutex_destroy(&s->lock);

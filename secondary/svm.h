@@ -29,6 +29,7 @@
 
 #include "daemon/metrics.h"
 #include "daemon/sampler.h"
+#include "secondary/svmnet.h"
 #include "vm/hc.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
@@ -51,6 +52,9 @@ typedef struct svm_opts {
     /* Where console bytes go once it is the VM (svm_go_live). */
     hc_console_fn live_console;
     void *live_opaque;
+    /* Where its frames go then (a VM with a NIC). */
+    hc_transmit_fn live_transmit;
+    void *live_transmit_opaque;
     /* The SVM stopped (vm_attach's on_stop). */
     void (*on_stop)(vm *v, void *arg);
     void *stop_arg;
@@ -66,6 +70,7 @@ typedef struct svm_stats {
     uint64_t sent_bytes;        /* on the return path */
     uint64_t dropped_bytes;     /* over SVM_MAX_PENDING */
     uint64_t mem_bytes;         /* its RAM (the cache's is as much) */
+    svmnet_stats net;           /* its NIC's (a VM with one) */
 } svm_stats;
 
 int svm_new(svm **out, const svm_opts *o);
@@ -88,10 +93,17 @@ int svm_reset(svm *s, vm *cache, const vmshape *shape, uint64_t id,
 vm *svm_vm(const svm *s);
 /*
  * Failover: from now on its console goes to live_console, beginning with
- * what it wrote that was not sent to the primary.  The VM stays the
- * caller's to stop (svm_free no longer destroys it).
+ * what it wrote that was not sent to the primary; its NIC takes the
+ * cache's host side (secondary/svmnet.h).  The VM stays the caller's to
+ * stop (svm_free no longer destroys it).  0, or -errno with a message
+ * (the NIC could not take over: the SVM runs without a network).
  */
-void svm_go_live(svm *s);
+int svm_go_live(svm *s, vm *cache, char *err, size_t errlen);
+/*
+ * A frame the primary's NIC received after checkpoint id (the stream's
+ * ftvm-colo-in), for the SVM's NIC; on the receiver's thread.
+ */
+void svm_input(svm *s, uint64_t id, const void *frame, size_t len);
 
 void svm_get_stats(svm *s, svm_stats *out);
 /* The secondary's status object "colo" (docs/colo.md lists its fields). */

@@ -28,14 +28,17 @@ static const char help[] =
     "      --mode checkpoint|colo\n"
     "                       checkpoint (the default): output waits for\n"
     "                       the next checkpoint's ACK; colo: the\n"
-    "                       secondary runs a copy of the VM, console\n"
-    "                       bytes both write alike leave at once, a\n"
-    "                       difference forces a checkpoint (docs/colo.md;\n"
-    "                       console only: not with --net yet)\n"
+    "                       secondary runs a copy of the VM on the same\n"
+    "                       input, console bytes and frames both write\n"
+    "                       alike leave at once, a difference forces a\n"
+    "                       checkpoint (docs/colo.md)\n"
     "      --compare-timeout TIME\n"
-    "                       colo: a console byte the secondary's copy has\n"
-    "                       not matched this long forces a checkpoint\n"
-    "                       (default 100ms)\n"
+    "                       colo: a console byte or frame the secondary's\n"
+    "                       copy has not matched this long forces a\n"
+    "                       checkpoint (default 100ms)\n"
+    "      --compare-log FILE.pcap\n"
+    "                       colo: every pair of frames that differed, in\n"
+    "                       a capture file tshark opens (at most 64 MiB)\n"
     "      --checkpoint-interval TIME\n"
     "                       between checkpoints (default 50ms; colo 10s)\n"
     "      --heartbeat TIME PING when idle this long (default 50ms)\n"
@@ -112,6 +115,7 @@ int primary_main(int argc, char **argv)
     const options_own own[] = {
         { "secondary", 0, OPTIONS_STRING, &o.rep.secondary },
         { "mode", 0, OPTIONS_STRING, &mode },
+        { "compare-log", 0, OPTIONS_STRING, &o.rep.compare_log },
         { "compare-timeout", 0, OPTIONS_DURATION,
           &o.rep.compare_timeout_ns },
         { "checkpoint-interval", 0, OPTIONS_DURATION,
@@ -168,9 +172,8 @@ int primary_main(int argc, char **argv)
         free(found.guest_args);
         return EXITCODE_USAGE;
     }
-    if (o.rep.mode == COLO_MODE_COLO && o.vm.cfg.net) {
-        log_msg("--mode colo: a VM with --net is not supported yet (the "
-                "console only, docs/colo.md)");
+    if (o.rep.compare_log && o.rep.mode != COLO_MODE_COLO) {
+        log_msg("--compare-log goes with --mode colo");
         free(found.guest_args);
         return EXITCODE_USAGE;
     }

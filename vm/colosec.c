@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "devstate/vmstate.h"
 
@@ -20,6 +21,25 @@ static const vmstate_desc colosec_desc = {
     .name = COLOSEC_IDSTR, .version = COLOSEC_VERSION,
     .minimum_version = COLOSEC_VERSION, .size = sizeof(colosec),
     .fields = colosec_fields,
+};
+
+typedef struct colosec_in {
+    uint64_t checkpoint;
+    uint16_t len;
+    uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+} colosec_in;
+
+static const vmstate_field colosec_in_fields[] = {
+    { VMSTATE_SCALAR(colosec_in, checkpoint) },
+    { VMSTATE_SCALAR(colosec_in, len) },
+    { VMSTATE_BUFFER(colosec_in, frame) },
+    VMSTATE_END,
+};
+
+static const vmstate_desc colosec_in_desc = {
+    .name = COLOSEC_INPUT_IDSTR, .version = COLOSEC_INPUT_VERSION,
+    .minimum_version = COLOSEC_INPUT_VERSION, .size = sizeof(colosec_in),
+    .fields = colosec_in_fields,
 };
 
 void colosec_put(qfile *f, uint32_t section_id, uint32_t mode)
@@ -45,9 +65,59 @@ int colosec_load(qfile *f, const savevm_section *sec, uint32_t *mode)
     return 0;
 }
 
+uint32_t colosec_input_section_id(uint32_t registry_count)
+{
+    return registry_count + 4;
+}
+
+void colosec_put_input(qfile *f, uint32_t section_id, uint64_t id,
+                       const void *frame, size_t len)
+{
+    if (len < 1 || len > COLOSEC_INPUT_FRAME_MAX) {
+        qfile_fail(f, -EINVAL, "section '%s': a frame of %zu bytes (1 to "
+                   "%u)", COLOSEC_INPUT_IDSTR, len, COLOSEC_INPUT_FRAME_MAX);
+        return;
+    }
+    /* Zeros past the frame: nothing of this process's memory leaks. */
+    colosec_in s = { .checkpoint = id, .len = (uint16_t)len };
+    memcpy(s.frame, frame, len);
+    vmstate_save_section(f, section_id, COLOSEC_INPUT_IDSTR, 0,
+                         &colosec_in_desc, &s, NULL);
+}
+
+int colosec_load_input(qfile *f, const savevm_section *sec, uint64_t *id,
+                       void *frame, size_t *len)
+{
+    if (sec->type != SAVEVM_SECTION_FULL || sec->instance_id != 0)
+        return qfile_fail(f, -EINVAL, "section '%s': expected a FULL "
+                          "section of instance 0, found %s instance %"
+                          PRIu32, COLOSEC_INPUT_IDSTR,
+                          savevm_type_name(sec->type), sec->instance_id);
+    colosec_in s = { 0 };
+    if (vmstate_load(f, &colosec_in_desc, &s, sec->version_id,
+                     SAVEVM_PASS_APPLY) < 0)
+        return qfile_error(f);
+    if (s.len < 1 || s.len > COLOSEC_INPUT_FRAME_MAX)
+        return qfile_fail(f, -EINVAL, "section '%s': a frame of %u bytes "
+                          "(1 to %u)", COLOSEC_INPUT_IDSTR, s.len,
+                          COLOSEC_INPUT_FRAME_MAX);
+    for (size_t i = s.len; i < sizeof(s.frame); i++)
+        if (s.frame[i])
+            return qfile_fail(f, -EINVAL, "section '%s': byte %zu past "
+                              "the frame's %u is not zero",
+                              COLOSEC_INPUT_IDSTR, i, s.len);
+    *id = s.checkpoint;
+    *len = s.len;
+    memcpy(frame, s.frame, s.len);
+    return 0;
+}
+
 int colosec_describe(json_t *vmdesc_devices)
 {
     const colosec any = { .mode = COLOSEC_MODE_COLO };
-    return vmstate_describe_section(vmdesc_devices, COLOSEC_IDSTR, 0,
-                                    &colosec_desc, &any);
+    static const colosec_in any_in = { .checkpoint = 1, .len = 1 };
+    int rc = vmstate_describe_section(vmdesc_devices, COLOSEC_IDSTR, 0,
+                                      &colosec_desc, &any);
+    return rc < 0 ? rc : vmstate_describe_section(vmdesc_devices, COLOSEC_INPUT_IDSTR, 0,
+                                    &colosec_in_desc, &any_in);
 }

@@ -4,7 +4,9 @@
  * Two locks, so the event loop pumping frames in never waits on a vCPU
  * sending frames out: rx_lock guards the receive ring and its counters,
  * tx_lock the transmit counters.  Sends to the backend take no lock: the
- * order of the output is its caller's (primary/outqueue.c keeps it).
+ * order of the output is its caller's (primary/outqueue.c keeps it).  The
+ * backend (fd, kind, REMOTE) is read without a lock too: it changes only
+ * in net_take_backend, whose caller keeps sends and pumps out meanwhile.
  */
 #include "vm/net.h"
 
@@ -39,7 +41,8 @@
  */
 #define TX_WAIT_MS 10
 
-enum net_kind { NET_KIND_TAP, NET_KIND_DGRAM };
+/* NONE: a NIC with no host side yet (fd -1); see net_take_backend. */
+enum net_kind { NET_KIND_NONE, NET_KIND_TAP, NET_KIND_DGRAM };
 
 struct rx_slot {
     uint16_t len;
@@ -62,7 +65,9 @@ struct net_dev {
     size_t rx_head, rx_count;
     void (*rx_notify)(void *);
     void *rx_notify_opaque;
-    uint64_t rx_frames, rx_bytes, rx_dropped;
+    void (*rx_tap)(void *, const void *, size_t);
+    void *rx_tap_opaque;
+    uint64_t rx_frames, rx_bytes, rx_dropped, rx_discarded;
 
     pthread_mutex_t tx_lock;
     uint64_t tx_frames, tx_bytes, tx_dropped;
@@ -360,8 +365,10 @@ int net_open(net_dev **out, const char *spec, char *err, size_t errlen)
     pthread_mutex_init(&n->rx_lock, NULL);
     pthread_mutex_init(&n->tx_lock, NULL);
 
-    int rc;
-    if (strncmp(spec, "tap:", 4) == 0) {
+    int rc = 0;
+    if (strcmp(spec, "none") == 0) {
+        n->kind = NET_KIND_NONE;
+    } else if (strncmp(spec, "tap:", 4) == 0) {
         rc = open_tap(n, spec, spec + 4, err, errlen);
     } else if (strncmp(spec, "dgram:", 6) == 0) {
         rc = open_dgram(n, spec, spec + 6, err, errlen);
@@ -369,8 +376,8 @@ int net_open(net_dev **out, const char *spec, char *err, size_t errlen)
         const char *colon = strchr(spec, ':');
         int kl = colon ? (int)(colon - spec) : (int)strlen(spec);
         rc = fail(err, errlen, spec, -EINVAL,
-                  "unknown backend '%.*s' (expected tap:IFNAME or "
-                  "dgram:LOCAL,REMOTE)", kl, spec);
+                  "unknown backend '%.*s' (expected tap:IFNAME, "
+                  "dgram:LOCAL,REMOTE or none)", kl, spec);
     }
     if (rc < 0) {
         net_close(n);
@@ -433,6 +440,30 @@ int net_fd(const net_dev *n)
     return n->fd;
 }
 
+int net_take_backend(net_dev *dst, net_dev *src)
+{
+    if (!dst || !src || dst == src)
+        return -EINVAL;
+    if (dst->kind != NET_KIND_NONE)
+        return -EBUSY;
+    dst->fd = src->fd;
+    dst->kind = src->kind;
+    dst->remote = src->remote;
+    dst->remote_len = src->remote_len;
+    dst->bound_path = src->bound_path;
+    dst->bound_dev = src->bound_dev;
+    dst->bound_ino = src->bound_ino;
+
+    src->fd = -1;
+    src->kind = NET_KIND_NONE;
+    memset(&src->remote, 0, sizeof(src->remote));
+    src->remote_len = 0;
+    src->bound_path = NULL;
+    src->bound_dev = 0;
+    src->bound_ino = 0;
+    return 0;
+}
+
 /* ---- receive ---- */
 
 static bool from_remote(const net_dev *n, const struct sockaddr_storage *ss)
@@ -455,6 +486,31 @@ static bool from_remote(const net_dev *n, const struct sockaddr_storage *ss)
     return true;
 }
 
+/*
+ * Reads one frame from the backend's fd without waiting: its length (which
+ * may exceed cap - 1: the frame was cut), or -EAGAIN, -EINTR, -errno.
+ * *ok is false for a UDP datagram not from REMOTE.
+ */
+static ssize_t read_one(net_dev *n, uint8_t *buf, size_t cap, bool *ok)
+{
+    ssize_t r;
+    *ok = true;
+    if (n->kind == NET_KIND_TAP) {
+        r = read(n->fd, buf, cap);
+    } else {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        memset(&from, 0, sizeof(from));
+        r = recvfrom(n->fd, buf, cap, MSG_DONTWAIT | MSG_TRUNC,
+                     (struct sockaddr *)&from, &fl);
+        if (r >= 0)
+            *ok = from_remote(n, &from);
+    }
+    if (r >= 0)
+        return r;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
 /* Appends under rx_lock; false when the ring is full. */
 static bool rxq_append_locked(net_dev *n, const void *frame, size_t len)
 {
@@ -474,38 +530,37 @@ int net_rx_pump(net_dev *n)
     uint8_t buf[NET_FRAME_MAX + 1];
     int queued = 0, rc = 0;
 
+    if (n->kind == NET_KIND_NONE)
+        return 0;
     for (int i = 0; i < RX_PUMP_BUDGET; i++) {
-        ssize_t r;
-        bool ok = true;
-        if (n->kind == NET_KIND_TAP) {
-            r = read(n->fd, buf, sizeof(buf));
-        } else {
-            struct sockaddr_storage from;
-            socklen_t fl = sizeof(from);
-            memset(&from, 0, sizeof(from));
-            r = recvfrom(n->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC,
-                         (struct sockaddr *)&from, &fl);
-            if (r >= 0)
-                ok = from_remote(n, &from);
-        }
+        bool ok;
+        ssize_t r = read_one(n, buf, sizeof(buf), &ok);
+        if (r == -EINTR)
+            continue;
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                rc = -errno;
+            if (r != -EAGAIN)
+                rc = (int)r;
             break;
         }
         ok = ok && r > 0 && r <= NET_FRAME_MAX;
 
+        void (*tap)(void *, const void *, size_t) = NULL;
+        void *tap_opaque = NULL;
         pthread_mutex_lock(&n->rx_lock);
         if (ok && rxq_append_locked(n, buf, (size_t)r)) {
             n->rx_frames++;
             n->rx_bytes += (uint64_t)r;
             queued++;
+            tap = n->rx_tap;
+            tap_opaque = n->rx_tap_opaque;
         } else {
             n->rx_dropped++;
         }
         pthread_mutex_unlock(&n->rx_lock);
+        /* buf still holds the frame just queued: the tap sees frames in
+         * queue order without a copy and without our lock. */
+        if (tap)
+            tap(tap_opaque, buf, (size_t)r);
     }
 
     if (queued) {
@@ -525,6 +580,60 @@ void net_set_rx_notify(net_dev *n, void (*fn)(void *opaque), void *opaque)
     n->rx_notify = fn;
     n->rx_notify_opaque = opaque;
     pthread_mutex_unlock(&n->rx_lock);
+}
+
+void net_set_rx_tap(net_dev *n,
+                    void (*fn)(void *opaque, const void *frame, size_t len),
+                    void *opaque)
+{
+    pthread_mutex_lock(&n->rx_lock);
+    n->rx_tap = fn;
+    n->rx_tap_opaque = fn ? opaque : NULL;
+    pthread_mutex_unlock(&n->rx_lock);
+}
+
+int net_rx_discard(net_dev *n)
+{
+    /* Only the length matters; a TAP read cuts what does not fit. */
+    uint8_t buf[NET_FRAME_MAX + 1];
+    int dropped = 0, rc = 0;
+
+    if (n->kind == NET_KIND_NONE)
+        return 0;
+    for (int i = 0; i < RX_PUMP_BUDGET; i++) {
+        bool ok;
+        ssize_t r = read_one(n, buf, sizeof(buf), &ok);
+        if (r == -EINTR)
+            continue;
+        if (r < 0) {
+            if (r != -EAGAIN)
+                rc = (int)r;
+            break;
+        }
+        dropped++;
+    }
+    if (dropped) {
+        pthread_mutex_lock(&n->rx_lock);
+        n->rx_discarded += (uint64_t)dropped;
+        pthread_mutex_unlock(&n->rx_lock);
+    }
+    return rc < 0 && dropped == 0 ? rc : dropped;
+}
+
+int net_rx_deliver(net_dev *n, const void *frame, size_t len)
+{
+    if (!frame || len == 0 || len > NET_FRAME_MAX)
+        return -EINVAL;
+    pthread_mutex_lock(&n->rx_lock);
+    bool ok = rxq_append_locked(n, frame, len);
+    if (ok) {
+        n->rx_frames++;
+        n->rx_bytes += len;
+    } else {
+        n->rx_dropped++;
+    }
+    pthread_mutex_unlock(&n->rx_lock);
+    return ok ? 0 : -ENOSPC;
 }
 
 bool net_rx_pending(net_dev *n)
@@ -598,6 +707,13 @@ int net_transmit(net_dev *n, const void *frame, size_t len, bool may_wait)
 {
     if (!frame || len == 0 || len > NET_FRAME_MAX)
         return -EINVAL;
+    if (n->kind == NET_KIND_NONE) {
+        /* No wire: lost, as on an unplugged cable. */
+        pthread_mutex_lock(&n->tx_lock);
+        n->tx_dropped++;
+        pthread_mutex_unlock(&n->tx_lock);
+        return -ENETDOWN;
+    }
     ssize_t r;
     do {
         if (n->kind == NET_KIND_TAP)
@@ -628,6 +744,7 @@ void net_get_stats(net_dev *n, net_stats *out)
     out->rx_frames = n->rx_frames;
     out->rx_bytes = n->rx_bytes;
     out->rx_dropped = n->rx_dropped;
+    out->rx_discarded = n->rx_discarded;
     pthread_mutex_unlock(&n->rx_lock);
     pthread_mutex_lock(&n->tx_lock);
     out->tx_frames = n->tx_frames;

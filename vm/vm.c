@@ -364,11 +364,12 @@ int vm_attach(vm *v, struct event_base *base,
 {
     v->on_stop = on_stop;
     v->on_stop_arg = arg;
+    v->base = base;
     v->ev_notify = event_new(base, v->notify_fd, EV_READ | EV_PERSIST,
                              on_notify, v);
     if (!v->ev_notify || event_add(v->ev_notify, NULL) < 0)
         return -ENOMEM;
-    if (v->net) {
+    if (v->net && net_fd(v->net) >= 0) {
         v->ev_net = event_new(base, net_fd(v->net), EV_READ | EV_PERSIST,
                               on_net, v->net);
         if (!v->ev_net || event_add(v->ev_net, NULL) < 0)
@@ -381,6 +382,66 @@ int vm_attach(vm *v, struct event_base *base,
             return -ENOMEM;
     }
     return 0;
+}
+
+/* ---- the NIC's host side ---- */
+
+int vm_net_take_backend(vm *dst, vm *src, char *err, size_t errlen)
+{
+    if (!dst->net || !src->net) {
+        snprintf(err, errlen, "vm: take the network backend: the %s VM has "
+                 "no network device", dst->net ? "source" : "destination");
+        return -ENODEV;
+    }
+    if (dst == src || net_fd(dst->net) >= 0) {
+        snprintf(err, errlen, "vm: take the network backend: the "
+                 "destination VM has one already");
+        return dst == src ? -EINVAL : -EBUSY;
+    }
+    /* Everything that can fail before anything moves: the fd keeps its
+     * number across the move. */
+    int fd = net_fd(src->net);
+    struct event *ev = NULL;
+    if (dst->base && fd >= 0) {
+        ev = event_new(dst->base, fd, EV_READ | EV_PERSIST, on_net,
+                       dst->net);
+        if (!ev) {
+            snprintf(err, errlen, "vm: take the network backend: no memory "
+                     "for its event");
+            return -ENOMEM;
+        }
+    }
+    if (src->ev_net) {
+        event_free(src->ev_net);
+        src->ev_net = NULL;
+    }
+    int rc = net_take_backend(dst->net, src->net);
+    if (rc < 0) {               /* checked above; cannot happen */
+        if (ev)
+            event_free(ev);
+        snprintf(err, errlen, "vm: take the network backend: %s",
+                 strerror(-rc));
+        return rc;
+    }
+    if (ev) {
+        dst->ev_net = ev;
+        if (event_add(ev, NULL) < 0) {
+            snprintf(err, errlen, "vm: take the network backend: cannot "
+                     "watch its fd %d (the backend moved; input waits)", fd);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int vm_net_deliver(vm *v, const void *frame, size_t len)
+{
+    if (!v->net)
+        return -ENODEV;
+    int rc = net_rx_deliver(v->net, frame, len);
+    if (rc == 0)
+        rx_notify(v);
+    return rc;
 }
 
 /* ---- running ---- */

@@ -196,6 +196,26 @@ void vm_get_ram_stats(vm *v, ram_save_stats *out);
 ram_saver *vm_ram_saver(vm *v);
 /* The network device, or NULL. */
 net_dev *vm_net(vm *v);
+/*
+ * Moves src's NIC backend to dst's (net_take_backend; dst's must be
+ * "none": -EBUSY otherwise) and, if dst is attached to an event loop,
+ * watches the fd for dst from then on; src's watcher goes first, src is
+ * left with "none".  COLO's failover: the secondary VM takes the host side
+ * its RAM-cache VM opened.  Call it on the loop thread of both VMs, with
+ * both paused or with no vCPU able to send (the backend changes under
+ * net_transmit).  0, -ENODEV (either has no NIC), -EBUSY, -EINVAL
+ * (dst == src), -ENOMEM (no event: nothing moved; or the watch could not
+ * be added: moved, not watched), with a message.
+ */
+int vm_net_take_backend(vm *dst, vm *src, char *err, size_t errlen);
+/*
+ * Puts a frame into the guest NIC's receive queue as if the backend had
+ * received it and wakes a vCPU waiting for input (FTVM_HC_POLL), as a pump
+ * does.  Any thread, the VM running or paused.  0, -ENODEV (no NIC),
+ * -EINVAL (empty or over NET_FRAME_MAX), -ENOSPC (queue full; counted in
+ * rx_dropped).
+ */
+int vm_net_deliver(vm *v, const void *frame, size_t len);
 /* The console's writer (on vm_config.console_fd), or NULL without one. */
 conout *vm_console(vm *v);
 /* The guest's monotonic clock (ns). */

@@ -61,6 +61,8 @@ struct vm {
     vm_pause_stats pstats;
 
     int notify_fd;                  /* eventfd: a vCPU stopped the VM */
+    struct event_base *base;        /* vm_attach's, or NULL */
+    /* ev_net: NULL while the NIC has no host side (net_fd() < 0). */
     struct event *ev_notify, *ev_net, *ev_con_in;
     void (*on_stop)(struct vm *v, void *arg);
     void *on_stop_arg;

@@ -207,6 +207,7 @@ static void deliver(run *r, const retpath_msg *m)
     case RETPATH_HEARTBEAT:
     case RETPATH_PONG:
     case RETPATH_COLO_CONSOLE:  /* colo.h's, not protection's */
+    case RETPATH_COLO_FRAME:
         break;
     }
     if (linked && lost_state(p->state))

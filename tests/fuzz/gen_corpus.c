@@ -246,6 +246,13 @@ static int seed_retpath(const char *dir)
     rp_recv(&s, &nack, 255);
     rp_ack(&s, 6);
     rp_recv(&s, &(retpath_msg){ .type = RETPATH_PONG, .value32 = 9 }, 255);
+    /* COLO's messages (colo.h's, not protection's): the longest frame. */
+    retpath_msg frame = { .type = RETPATH_COLO_FRAME, .value64 = 6,
+                          .len = RETPATH_COLO_FRAME_MAX };
+    memset(frame.text, 0x5a, frame.len);
+    rp_recv(&s, &frame, 255);
+    rp_recv(&s, &(retpath_msg){ .type = RETPATH_COLO_CONSOLE, .value64 = 6,
+                                .len = 3, .text = "ok\n" }, 255);
     /* A window full, then acknowledged. */
     for (int i = 0; i < 5; i++)
         rp_op(&s, RP_OP_CHECKPOINT, -1);

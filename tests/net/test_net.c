@@ -723,8 +723,8 @@ static void test_bad_specs(void **state)
         int rc;
         const char *msg;
     } cases[] = {
-        { "", -EINVAL, "unknown backend '' (expected tap:IFNAME or "
-                       "dgram:LOCAL,REMOTE)" },
+        { "", -EINVAL, "unknown backend '' (expected tap:IFNAME, "
+                       "dgram:LOCAL,REMOTE or none)" },
         { "eth:foo", -EINVAL, "unknown backend 'eth'" },
         { "tap", -EINVAL, "unknown backend 'tap'" },
         { "tap:", -EINVAL, "missing interface name" },
@@ -844,6 +844,270 @@ static void test_parse_mac(void **state)
     }
 }
 
+/* ---- COLO's pieces: "none", moving a backend, discarding, the tap ---- */
+
+static void test_none_backend(void **state)
+{
+    (void)state;
+    net_dev *n;
+    open_ok(&n, "none");
+    assert_int_equal(net_fd(n), -1);
+    assert_int_equal(net_rx_pump(n), 0);
+    assert_int_equal(net_rx_discard(n), 0);
+
+    uint8_t f[NET_FRAME_MAX + 1], buf[NET_FRAME_MAX];
+    make_frame(f, sizeof(f), 7);
+    assert_int_equal(net_transmit(n, f, 60, true), -ENETDOWN);
+    assert_int_equal(net_transmit(n, f, 60, false), -ENETDOWN);
+    assert_int_equal(net_transmit(n, f, NET_FRAME_MAX + 1, true), -EINVAL);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.tx_dropped, 2);
+    assert_int_equal(st.tx_frames + st.tx_bytes, 0);
+
+    /* The receive queue is a NIC's, whatever its host side. */
+    assert_int_equal(net_rxq_push(n, f, 60), 0);
+    assert_int_equal(net_rx_deliver(n, f, 61), 0);
+    assert_int_equal(net_rx_deliver(n, f, 0), -EINVAL);
+    assert_int_equal(net_rx_deliver(n, f, NET_FRAME_MAX + 1), -EINVAL);
+    assert_true(net_rx_pending(n));
+    assert_int_equal(net_rxq_count(n), 2);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 60);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 61);
+    assert_memory_equal(buf, f, 61);
+    for (size_t i = 0; i < NET_RXQ_MAX; i++)
+        assert_int_equal(net_rx_deliver(n, f, 64), 0);
+    assert_int_equal(net_rx_deliver(n, f, 64), -ENOSPC);
+    net_get_stats(n, &st);
+    /* Delivered frames count as received; pushed ones are state. */
+    assert_int_equal(st.rx_frames, NET_RXQ_MAX + 1);
+    assert_int_equal(st.rx_bytes, 61 + NET_RXQ_MAX * 64);
+    assert_int_equal(st.rx_dropped, 1);
+    net_close(n);
+
+    /* "none" is the whole spec. */
+    char err[256];
+    assert_int_equal(net_open(&n, "none:x", err, sizeof(err)), -EINVAL);
+    assert_null(n);
+    assert_non_null(strstr(err, "unknown backend 'none'"));
+}
+
+/*
+ * The fixture's device hands its host side to a "none" device: frames
+ * then flow through the new owner only, queues and counters stay put, and
+ * (UNIX) the bound path goes with it.
+ */
+static void test_take_backend(void **state)
+{
+    fixture *fx = *state;
+    net_dev *src = fx->n, *dst;
+    open_ok(&dst, "none");
+    int fd = net_fd(src);
+    uint8_t f[NET_FRAME_MAX], buf[NET_FRAME_MAX];
+
+    make_frame(f, 60, 500);
+    assert_int_equal(net_rxq_push(src, f, 60), 0);
+    assert_int_equal(net_transmit(src, f, 60, true), 0);
+    assert_int_equal(peer_recv(fx, buf, sizeof(buf), 2000), 60);
+
+    assert_int_equal(net_take_backend(src, dst), -EBUSY);
+    assert_int_equal(net_take_backend(src, src), -EINVAL);
+    assert_int_equal(net_take_backend(dst, src), 0);
+    assert_int_equal(net_fd(dst), fd);
+    assert_int_equal(net_fd(src), -1);
+    assert_int_equal(net_rxq_count(src), 1);
+    assert_int_equal(net_rxq_count(dst), 0);
+
+    /* In: only the new owner reads. */
+    peer_send_seq(fx, 1, 70);
+    assert_int_equal(net_rx_pump(src), 0);
+    assert_int_equal(pump_until(dst, 1, 2000), 1);
+    assert_int_equal(net_recv(dst, buf, sizeof(buf)), 70);
+    assert_int_equal(frame_seq(buf), 1);
+    assert_int_equal(net_rxq_count(src), 1);
+
+    /* Out: the new owner sends to REMOTE; the old one has no wire. */
+    make_frame(f, 80, 2);
+    assert_int_equal(net_transmit(dst, f, 80, true), 0);
+    assert_int_equal(peer_recv(fx, buf, sizeof(buf), 2000), 80);
+    assert_int_equal(frame_seq(buf), 2);
+    assert_int_equal(net_transmit(src, f, 80, true), -ENETDOWN);
+    assert_int_equal(peer_recv(fx, buf, sizeof(buf), 100), -EAGAIN);
+
+    net_stats s, d;
+    net_get_stats(src, &s);
+    net_get_stats(dst, &d);
+    assert_int_equal(s.tx_frames, 1);
+    assert_int_equal(s.tx_dropped, 1);
+    assert_int_equal(s.rx_frames, 0);
+    assert_int_equal(d.tx_frames, 1);
+    assert_int_equal(d.rx_frames, 1);
+
+    /* A device with a host side takes no other, and gives nothing. */
+    net_dev *other;
+    open_ok(&other, "none");
+    assert_int_equal(net_take_backend(dst, other), -EBUSY);
+    assert_int_equal(net_fd(dst), fd);
+
+    /* The old device goes; the path (UNIX) stays with the new owner, which
+     * still receives on it, and removes it at its own close. */
+    net_close(src);
+    net_close(other);
+    fx->n = dst;
+    peer_send_seq(fx, 3, 90);
+    assert_int_equal(pump_until(dst, 1, 2000), 1);
+    assert_int_equal(net_recv(dst, buf, sizeof(buf)), 90);
+    if (fx->is_unix) {
+        struct stat st;
+        net_close(dst);
+        fx->n = NULL;
+        assert_int_equal(lstat(fx->dev_path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+    }
+}
+
+/* Moved there and back: the first owner's backend works again. */
+static void test_take_backend_back(void **state)
+{
+    fixture *fx = *state;
+    net_dev *dst;
+    open_ok(&dst, "none");
+    assert_int_equal(net_take_backend(dst, fx->n), 0);
+    assert_int_equal(net_take_backend(fx->n, dst), 0);
+    assert_int_equal(net_fd(dst), -1);
+    net_close(dst);     /* a "none" device's close touches no fd or path */
+
+    uint8_t buf[NET_FRAME_MAX];
+    peer_send_seq(fx, 4, 64);
+    assert_int_equal(pump_until(fx->n, 1, 2000), 1);
+    assert_int_equal(net_recv(fx->n, buf, sizeof(buf)), 64);
+    assert_int_equal(frame_seq(buf), 4);
+}
+
+static void test_rx_discard(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    uint8_t f[NET_FRAME_MAX], buf[NET_FRAME_MAX];
+
+    assert_int_equal(net_rx_discard(n), 0);
+    make_frame(f, 60, 900);
+    assert_int_equal(net_rxq_push(n, f, 60), 0);    /* the guest's, kept */
+
+    static uint8_t big[NET_FRAME_MAX + 100];
+    for (uint32_t seq = 0; seq < 5; seq++)
+        peer_send_seq(fx, seq, 64);
+    peer_send(fx, big, sizeof(big));
+    /* The kernel may still be delivering: count until all six are gone. */
+    int64_t end = now_ms() + 2000;
+    int total = 0;
+    while (total < 6 && now_ms() < end) {
+        struct pollfd p = { .fd = net_fd(n), .events = POLLIN };
+        if (poll(&p, 1, 20) > 0) {
+            int r = net_rx_discard(n);
+            assert_true(r >= 0);
+            total += r;
+        }
+    }
+    assert_int_equal(total, 6);
+    assert_int_equal(net_rx_discard(n), 0);
+
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_discarded, 6);
+    assert_int_equal(st.rx_frames + st.rx_dropped, 0);
+    assert_int_equal(net_rxq_count(n), 1);
+
+    /* What comes after is received as usual. */
+    peer_send_seq(fx, 5, 64);
+    assert_int_equal(pump_until(n, 2, 2000), 2);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 60);
+    assert_int_equal(frame_seq(buf), 900);
+    assert_int_equal(net_recv(n, buf, sizeof(buf)), 64);
+    assert_int_equal(frame_seq(buf), 5);
+}
+
+typedef struct tap_log {
+    net_dev *n;
+    uint32_t seqs[16];
+    size_t lens[16];
+    size_t count;
+    size_t queued_at_notify;
+    int notifies;
+} tap_log;
+
+static void on_tap(void *opaque, const void *frame, size_t len)
+{
+    tap_log *t = opaque;
+    /* Takes rx_lock: a tap called with it held would hang here. */
+    assert_true(net_rxq_count(t->n) >= 1);
+    assert_true(t->count < 16);
+    t->seqs[t->count] = len >= 18 ? frame_seq(frame) : UINT32_MAX;
+    t->lens[t->count] = len;
+    t->count++;
+}
+
+static void on_tap_notify(void *opaque)
+{
+    tap_log *t = opaque;
+    t->notifies++;
+    t->queued_at_notify = t->count;
+}
+
+/*
+ * The tap sees every frame the pump appends, in order, before the notify,
+ * and none it drops (oversize, empty, queue full) or that others put in.
+ */
+static void test_rx_tap(void **state)
+{
+    fixture *fx = *state;
+    net_dev *n = fx->n;
+    tap_log t = { .n = n };
+    net_set_rx_tap(n, on_tap, &t);
+    net_set_rx_notify(n, on_tap_notify, &t);
+
+    uint8_t f[NET_FRAME_MAX], buf[NET_FRAME_MAX];
+    static uint8_t big[NET_FRAME_MAX + 1];
+    make_frame(f, 64, 0);
+    for (size_t i = 0; i < NET_RXQ_MAX - 4; i++)
+        assert_int_equal(net_rxq_push(n, f, 64), 0);
+    assert_int_equal(net_rx_deliver(n, f, 64), 0);  /* room for 3 more */
+
+    peer_send_seq(fx, 10, 60);
+    peer_send(fx, big, sizeof(big));                /* oversize */
+    peer_send_seq(fx, 11, 61);
+    peer_send(fx, big, 0);                          /* empty */
+    peer_send_seq(fx, 12, 62);
+    peer_send_seq(fx, 13, 63);                      /* queue full */
+    peer_send_seq(fx, 14, 64);                      /* queue full */
+    pump_seen(n, 1 + 7);    /* the delivered frame counts as received */
+    assert_int_equal(t.count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(t.seqs[i], 10 + i);
+        assert_int_equal(t.lens[i], 60 + i);
+    }
+    assert_true(t.notifies >= 1);
+    assert_int_equal(t.queued_at_notify, t.count);
+    net_stats st;
+    net_get_stats(n, &st);
+    assert_int_equal(st.rx_dropped, 4);
+
+    /* The queue's tail holds what the tap saw. */
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(net_rxq_peek(n, NET_RXQ_MAX - 3 + i, buf,
+                                      sizeof(buf)), (ssize_t)(60 + i));
+        assert_int_equal(frame_seq(buf), 10 + i);
+    }
+
+    /* Removed: frames still flow, the tap hears nothing. */
+    net_rxq_clear(n);
+    net_set_rx_tap(n, NULL, &t);
+    peer_send_seq(fx, 15, 60);
+    assert_int_equal(pump_until(n, 1, 2000), 1);
+    assert_int_equal(t.count, 3);
+    net_set_rx_notify(n, NULL, NULL);
+}
+
 #define BOTH(t) \
     cmocka_unit_test_setup_teardown(t, setup_udp, teardown), \
     cmocka_unit_test_setup_teardown(t, setup_unix, teardown)
@@ -856,6 +1120,11 @@ int main(void)
         cmocka_unit_test(test_parse_mac),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_ipv6_spec),
+        cmocka_unit_test(test_none_backend),
+        BOTH(test_take_backend),
+        BOTH(test_take_backend_back),
+        BOTH(test_rx_discard),
+        BOTH(test_rx_tap),
         BOTH(test_send_recv),
         BOTH(test_send_invalid),
         BOTH(test_rxq_limit),

@@ -29,6 +29,8 @@
  *                read the close
  *   drop-foreign the same, of the next generation (not its pairing)
  *   drop-cut     the drop notice, then exit without EOF
+ *   colo-in      a COLO input frame (ftvm-colo-in) between packages of
+ *                this checkpoint-mode stream, then read SHUT and the close
  *   die          exit at once, as a killed primary does (also the default
  *                end of the script)
  *
@@ -67,6 +69,7 @@
 #include "devstate/trailer.h"
 #include "daemon/parse.h"
 #include "devstate/registry.h"
+#include "vm/colosec.h"
 #include "vm/vm.h"
 #include "vm/vmshape.h"
 
@@ -609,6 +612,14 @@ int main(int argc, char **argv)
                 finish(&p);     /* no EOF: closed as a killed one is */
             }
             savevm_put_eof(p.out);
+            flush(&p);
+            await_close(&p);
+        } else if (strcmp(s, "colo-in") == 0) {
+            /* As a COLO primary mirrors what its NIC received. */
+            static const uint8_t frame[60] = { 0xff, 0xff, 0xff, 0xff,
+                                               0xff, 0xff };
+            colosec_put_input(p.out, colosec_input_section_id(p.id_vm),
+                              1, frame, sizeof(frame));
             flush(&p);
             await_close(&p);
         } else if (strcmp(s, "die") == 0) {

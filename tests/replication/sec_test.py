@@ -59,6 +59,9 @@ does.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                    the real primary then pairs
   foreign          a package of another pairing id ends the stream (SHUT
                    1, exit 4, no failover), however good it is otherwise
+  colo-in          a COLO input frame (ftvm-colo-in) in a checkpoint-mode
+                   stream: a protocol error (SHUT 1, exit 4, no failover)
+                   naming the section
   vm-name          --vm-name: a primary of another VM is refused before its
                    VM is made and the secondary waits on; one of the right
                    VM pairs
@@ -763,6 +766,12 @@ def case_foreign():
     check("refused checkpoint" not in err, "it was NACKed:\n" + err)
 
 
+def case_colo_in():
+    err = refused_by("colo-in")
+    check("'ftvm-colo-in' in a checkpoint-mode stream" in err,
+          "log:\n" + err)
+
+
 def dropped_by(step):
     """A fake primary's bring-up, three checkpoints, then its drop notice
     (step): the secondary exits 6 without failing over, saying so."""
@@ -839,6 +848,7 @@ CASES = {
     "drop": case_drop,
     "drop-cut": case_drop_cut,
     "drop-foreign": case_drop_foreign,
+    "colo-in": case_colo_in,
 }
 
 

@@ -6,11 +6,14 @@
  *                     START, PARTs and END, the devices, then the end every
  *                     checkpoint file has (snapshot_seal: ftvm-ckpt, EOF,
  *                     the VM description)
- *   DIR/replication   a replication stream as primary/package.c writes one:
- *                     header, OPEN_RETURN_PATH, ENABLE_COLO, ftvm-vm, RAM
- *                     START and a PART, then two PACKAGED checkpoints
- *                     (ftvm-pkg, RAM END, devices, ftvm-ckpt, EOF), a PING
- *                     between them, and EOF; no description of its own
+ *   DIR/replication   a COLO replication stream as primary/package.c
+ *                     writes one: header, OPEN_RETURN_PATH, ENABLE_COLO,
+ *                     ftvm-vm, ftvm-colo, RAM START and a PART, then two
+ *                     PACKAGED checkpoints (ftvm-pkg, RAM END, devices,
+ *                     ftvm-ckpt, EOF), a PING and two COLO input frames
+ *                     (ftvm-colo-in, of 60 and 1514 bytes) between them,
+ *                     the drop notice (ftvm-drop, the same section id as
+ *                     ftvm-colo's) and EOF; no description of its own
  *
  * The devices are the fuzz fixture's (tests/fuzz/fixture.h): two cpus and
  * a console with a subsection, over two RAM blocks.
@@ -21,9 +24,11 @@
 #include <string.h>
 
 #include "checkpoint/savevm.h"
+#include "devstate/dropnotice.h"
 #include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
 #include "tests/fuzz/fixture.h"
+#include "vm/colosec.h"
 #include "vm/snapshot.h"
 #include "vm/vmshape.h"
 
@@ -121,13 +126,24 @@ static int replication(const char *dir, fixture *fx)
     savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(f, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(f, n, &shape);
+    colosec_put(f, n + 3, COLOSEC_MODE_COLO);
     registry_save_setup(fx->reg, f);
     registry_save_iterate(fx->reg, f);
     package(f, fx, 1, 0);
     savevm_put_ping(f, 7);
+    /* Frames the NIC received after checkpoint 1: byte i is i + len. */
+    static uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    for (size_t len = 60; len <= COLOSEC_INPUT_FRAME_MAX; len += 1454) {
+        for (size_t i = 0; i < len; i++)
+            frame[i] = (uint8_t)(i + len);
+        colosec_put_input(f, colosec_input_section_id(n), 1, frame, len);
+    }
     fill(fx, 5);
     ram_mark_all_dirty(fx->blocks, 2);
     package(f, fx, 2, 1);
+    dropnotice d;
+    dropnotice_make(&d, &stream_pair, DROPNOTICE_STOPPED, "gen_streams");
+    dropnotice_put(f, n + 3, &d);
     savevm_put_eof(f);
     int r = write_out(dir, "replication", f);
     qfile_close(f);

@@ -254,8 +254,10 @@ def check_replication(path, desc, mem_size, vcpus, has_net, min_packages):
     data = open(path, "rb").read()
     recs = res["records"]
     top = [r for r in recs if r["depth"] == 0]
-    kinds = [r.get("command") or r.get("name") for r in top[:4]]
-    check(kinds == ["OPEN_RETURN_PATH", "ENABLE_COLO", "ftvm-vm", "ram"],
+    kinds = [r.get("command") or r.get("name") for r in top[:5]]
+    start = ["OPEN_RETURN_PATH", "ENABLE_COLO", "ftvm-vm"]
+    check(kinds[:4] == start + ["ram"] or
+          kinds == start + ["ftvm-colo", "ram"],
           "%s: the bring-up opens with %r" % (path, kinds))
     shape = top[2]["fields"]
     check(shape["mem_size"] == mem_size and shape["vcpus"] == vcpus and
@@ -319,6 +321,25 @@ def case_streams():
     check(pings == [7], "replication: PINGs %r" % pings)
     mac = sections(res, "ftvm-vm")[0]["fields"]["mac"]
     check(mac == "525400123456", "ftvm-vm: mac %s" % mac)
+    # COLO mode, and the drop notice at the same section id (n + 3): both
+    # FULL, so the reader takes each by its own description.
+    top = [r for r in res["records"] if r["depth"] == 0]
+    names = [r.get("name") for r in top]
+    colo = sections(res, "ftvm-colo")
+    check(len(colo) == 1 and colo[0]["fields"] == {"mode": 1} and
+          names.index("ftvm-colo") == names.index("ftvm-vm") + 1,
+          "ftvm-colo: %r" % colo)
+    drop = sections(res, "ftvm-drop")
+    check(len(drop) == 1 and drop[0]["fields"]["reason"] == 1 and
+          drop[0]["section_id"] == colo[0]["section_id"] and
+          top[-2] is drop[0], "ftvm-drop: %r" % drop)
+    # COLO's input mirror, read by its description: 1524 bytes each.
+    frames = [s["fields"] for s in sections(res, "ftvm-colo-in")]
+    want = [{"checkpoint": 1, "len": n,
+             "frame": (bytes((i + n) & 0xff for i in range(n)) +
+                       bytes(1514 - n)).hex()} for n in (60, 1514)]
+    check(frames == want, "ftvm-colo-in: %r" % [
+        (f.get("checkpoint"), f.get("len")) for f in frames])
 
     # No description, or one without ftvm's sections: loud, named.
     read_fails(rep, "no VM description")

@@ -31,6 +31,7 @@
 #include "secondary/replica.h"
 #include "tests/fuzz/fixture.h"
 #include "tests/unit/peer.h"
+#include "vm/colosec.h"
 #include "vm/vmshape.h"
 
 #define MS 1000000u
@@ -91,6 +92,11 @@ typedef struct env {
     bool check_in_create;   /* run the failure check while creating */
     uint64_t last_acked;    /* the primary's view */
     unsigned touches;
+    int colo;               /* -1: no "ftvm-colo", else its mode */
+    /* The colo_input hook's calls: id, length, first byte, and the last
+     * checkpoint applied when it came. */
+    struct { uint64_t id, applied; size_t len; uint8_t first; } in[16];
+    size_t nin;
 } env;
 
 /* What kind of package to send. */
@@ -213,6 +219,8 @@ static void put_start(env *e, qfile *q)
     savevm_put_command(q, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
     savevm_put_command(q, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
     vmshape_put(q, e->n, &e->shape);
+    if (e->colo >= 0)
+        colosec_put(q, e->n + 3, (uint32_t)e->colo);
 }
 
 /* Header, commands, the VM's shape, and RAM passes until all is sent. */
@@ -360,6 +368,25 @@ static int create(void *opaque, qfile *f, const vmshape *shape,
     return 0;
 }
 
+/* apply's colo_input hook: what came, checked byte for byte. */
+static void got_frame(void *opaque, uint64_t id, const void *frame,
+                      size_t len)
+{
+    env *e = opaque;
+    const uint8_t *b = frame;
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != (uint8_t)(len + i))
+            fail_msg("frame of %zu bytes: byte %zu changed", len, i);
+    assert_true(e->nin < 16);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    e->in[e->nin].id = id;
+    e->in[e->nin].len = len;
+    e->in[e->nin].first = b[0];
+    e->in[e->nin].applied = st.last_id;
+    e->nin++;
+}
+
 /* The secondary's --vm-name for the next setup (NULL: any). */
 static const char *vm_name;
 
@@ -371,12 +398,15 @@ static int setup(void **state)
     side_init(&e->pri);
     side_init(&e->sec);
     e->n = (uint32_t)registry_count(e->pri.fx.reg);
+    e->colo = -1;
     e->shape = (vmshape){ .mem_size = 4u << 20, .vcpus = 2,
                           .mac = { 2, 0, 0, 0, 0, 1 }, .pair = peer_pair };
     assert_int_equal(apply_new(&e->a, &(apply_opts){ .conn = e->p.conn,
                                                      .create = create,
                                                      .opaque = e,
-                                                     .vm_name = vm_name }),
+                                                     .vm_name = vm_name,
+                                                     .colo_input =
+                                                         got_frame }),
                      0);
     slow_conn = NULL;
     slow_checks = 0;
@@ -985,6 +1015,188 @@ static void test_admit(void **state)
     }
 }
 
+/* ---- COLO's input frames ---- */
+
+/* A frame of len bytes, byte i being len + i, after checkpoint id. */
+static void put_frame(env *e, qfile *q, uint64_t id, size_t len)
+{
+    uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    for (size_t i = 0; i < len; i++)
+        frame[i] = (uint8_t)(len + i);
+    colosec_put_input(q, colosec_input_section_id(e->n), id, frame, len);
+}
+
+/*
+ * A COLO stream: frames between packages reach the hook in order, each
+ * between the checkpoints around it; they change nothing and need no
+ * answer.
+ */
+static void test_colo_input(void **state)
+{
+    env *e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    side *was = copy_side(&e->sec);
+    qfile *q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    put_frame(e, q, 2, COLOSEC_INPUT_FRAME_MAX);
+    put_frame(e, q, 2, 1);
+    assert_int_equal(feed(e, q, false, NULL, 0), 0);
+    retpath_msg m;
+    assert_int_equal(peer_next(&e->p, &m), 0);
+    assert_same(was, &e->sec);
+    free_copy(was);
+    q = qfile_open_mem("primary");
+    touch(e);
+    put_package(e, q, PKG_GOOD, 3, 2);
+    put_frame(e, q, 3, 100);
+    savevm_put_ping(q, 5);
+    put_frame(e, q, 3, 101);
+    assert_int_equal(feed(e, q, false, NULL, 0), 0);
+    assert_int_equal(peer_next(&e->p, &m), 1);
+    assert_int_equal(m.type, RETPATH_ACK);
+    assert_int_equal(m.value64, 3);
+    m = answer(e);                  /* the PING's, in stream order */
+    assert_int_equal(m.type, RETPATH_PONG);
+    static const struct { uint64_t id; size_t len; uint64_t applied; }
+        want[] = { { 2, 60, 2 }, { 2, 1514, 2 }, { 2, 1, 2 },
+                   { 3, 100, 3 }, { 3, 101, 3 } };
+    assert_int_equal(e->nin, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(e->in[i].id, want[i].id);
+        assert_int_equal(e->in[i].len, want[i].len);
+        assert_int_equal(e->in[i].first, (uint8_t)want[i].len);
+        assert_int_equal(e->in[i].applied, want[i].applied);
+    }
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_true(st.colo);
+    assert_int_equal(st.colo_input_frames, 5);
+    assert_int_equal(st.refused, 0);
+}
+
+/*
+ * A COLO stream that ends in the drop notice: "ftvm-colo" and "ftvm-drop"
+ * share section id n + 3 (both FULL, which no PART or END refers to), and
+ * frames (n + 4) come between them: all taken, the drop too.
+ */
+static void test_colo_then_drop(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    savevm_stop why;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    qfile *q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    dropnotice d;
+    dropnotice_make(&d, &e->shape.pair, DROPNOTICE_STOPPED, "stopped");
+    put_drop(e, q, &d);
+    savevm_put_eof(q);
+    assert_int_equal(feed_end(e, q, &why, msg, sizeof(msg)), 0);
+    assert_int_equal(why, SAVEVM_STOP_EOF);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_true(st.colo && st.dropped);
+    assert_int_equal(st.colo_input_frames, 1);
+    /* After the notice, a frame is a record too many. */
+    teardown(state);
+    setup(state);
+    e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    q = qfile_open_mem("primary");
+    put_drop(e, q, &d);
+    put_frame(e, q, 2, 60);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "a record after 'ftvm-drop'"));
+    assert_int_equal(e->nin, 0);
+}
+
+/* A frame's damage ends the stream, naming the section. */
+static void test_colo_input_malformed(void **state)
+{
+    env *e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    qfile *q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    size_t n;
+    uint8_t *d = (uint8_t *)qfile_mem_data(q, &n);
+    d[n - 5 - 1] = 1;           /* the last byte of its zero padding */
+    char msg[512];
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "section 'ftvm-colo-in': byte 1513 past"));
+    assert_int_equal(e->nin, 0);
+}
+
+/* Where no frame may be: each ends the stream as a protocol error. */
+static void test_colo_input_refused(void **state)
+{
+    env *e = *state;
+    char msg[512];
+
+    /* A checkpoint-mode stream (no "ftvm-colo"). */
+    active(e);
+    qfile *q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "'ftvm-colo-in' in a checkpoint-mode "
+                                "stream"));
+    teardown(state);
+
+    /* "ftvm-colo" saying checkpoint mode is no COLO stream either. */
+    setup(state);
+    e = *state;
+    e->colo = 0;
+    active(e);
+    q = qfile_open_mem("primary");
+    put_frame(e, q, 2, 60);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "in a checkpoint-mode stream"));
+    teardown(state);
+
+    /* Before the VM's shape. */
+    setup(state);
+    e = *state;
+    q = qfile_open_mem("primary");
+    savevm_put_header(q);
+    savevm_put_command(q, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+    savevm_put_command(q, SAVEVM_CMD_ENABLE_COLO, 0, NULL);
+    put_frame(e, q, 0, 60);
+    assert_int_equal(feed(e, q, true, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "'ftvm-colo-in' before the VM's shape"));
+    assert_int_equal(e->creates, 0);
+    teardown(state);
+
+    /* Inside a package: not NACKed as a bad checkpoint, the stream ends. */
+    setup(state);
+    e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    qfile *pkg = qfile_open_mem("package");
+    trailer_put_pkg(pkg, e->n + 1, &(trailer_pkg){ .id = 3, .base = 2,
+                                                   .pair = e->shape.pair });
+    put_frame(e, pkg, 2, 60);
+    qfile_crc_start_mem(pkg);
+    trailer_put(pkg, e->n + 2, 3);
+    savevm_put_eof(pkg);
+    size_t n;
+    const uint8_t *d = qfile_mem_data(pkg, &n);
+    q = qfile_open_mem("primary");
+    savevm_put_packaged(q, d, (uint32_t)n);
+    qfile_close(pkg);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "'ftvm-colo-in' inside a package"));
+    retpath_msg m;
+    assert_int_equal(peer_next(&e->p, &m), 0);      /* no NACK */
+    assert_int_equal(e->nin, 0);
+    apply_stats st;
+    apply_get_stats(e->a, &st);
+    assert_int_equal(st.refused, 0);
+    assert_int_equal(st.colo_input_frames, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1016,6 +1228,10 @@ int main(void)
         T(test_drop_refused),
         T(test_drop_text_bound),
         T(test_admit),
+        T(test_colo_input),
+        T(test_colo_input_malformed),
+        T(test_colo_then_drop),
+        T(test_colo_input_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /*
  * Unit tests for primary/channel: the link keeps proving the primary alive
  * while its owner's event loop does not run (as while it builds a full
- * package), and PINGs fall between records, never inside a package.
+ * package), and PINGs fall between records, never inside a package; the
+ * owner's records (channel_send_record) go out whole and in order with
+ * the packages, and at most CHANNEL_RECORDS_MAX of them wait unwritten.
  *
  * The link runs over a socketpair; the test reads the secondary's end.
  * The event base is never dispatched: the owner's loop is "busy" for the
@@ -18,6 +20,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +29,7 @@
 
 #include "checkpoint/savevm.h"
 #include "primary/channel.h"
+#include "vm/colosec.h"
 #include "vm/mono.h"
 
 #define PING_LEN 9u             /* COMMAND, be16 PING, be16 4, be32 n */
@@ -37,14 +42,32 @@ typedef struct fixture {
     uint8_t *buf;
     size_t len, cap;
     unsigned msgs;              /* return-path messages the link read */
+    /* Until released, the bring-up waits (test_records_before_ready). */
+    pthread_mutex_t hold_lock;
+    pthread_cond_t hold_cond;
+    bool hold;
 } fixture;
 
-/* The bring-up: just the stream's header, as a real one starts. */
+/*
+ * The stream's start, as a real one's: its header and OPEN_RETURN_PATH,
+ * without which a loader refuses the PINGs.
+ */
+static void put_start(qfile *f)
+{
+    savevm_put_header(f);
+    savevm_put_command(f, SAVEVM_CMD_OPEN_RETURN_PATH, 0, NULL);
+}
+
+/* The bring-up: just the stream's start. */
 static int bringup(void *opaque, channel *l, char *err, size_t errlen)
 {
-    (void)opaque;
+    fixture *x = opaque;
+    pthread_mutex_lock(&x->hold_lock);
+    while (x->hold)
+        pthread_cond_wait(&x->hold_cond, &x->hold_lock);
+    pthread_mutex_unlock(&x->hold_lock);
     qfile *f = qfile_open_mem("header");
-    savevm_put_header(f);
+    put_start(f);
     size_t len;
     const uint8_t *d = qfile_mem_data(f, &len);
     int rc = channel_write(l, d, len, err, errlen);
@@ -78,11 +101,14 @@ static const channel_ops ops = {
     .on_sent = on_sent, .on_down = on_down, .on_exit = on_exit_,
 };
 
-static int setup(void **state)
+static int setup_held(void **state, bool hold)
 {
     fixture *x = calloc(1, sizeof(*x));
     int sv[2];
     assert_non_null(x);
+    pthread_mutex_init(&x->hold_lock, NULL);
+    pthread_cond_init(&x->hold_cond, NULL);
+    x->hold = hold;
     evthread_use_pthreads();
     x->base = event_base_new();
     assert_non_null(x->base);
@@ -96,10 +122,31 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup(void **state)
+{
+    return setup_held(state, false);
+}
+
+static int setup_hold(void **state)
+{
+    return setup_held(state, true);
+}
+
+static void release_bringup(fixture *x)
+{
+    pthread_mutex_lock(&x->hold_lock);
+    x->hold = false;
+    pthread_cond_broadcast(&x->hold_cond);
+    pthread_mutex_unlock(&x->hold_lock);
+}
+
 static int teardown(void **state)
 {
     fixture *x = *state;
+    release_bringup(x);
     channel_free(x->l);
+    pthread_mutex_destroy(&x->hold_lock);
+    pthread_cond_destroy(&x->hold_cond);
     event_base_free(x->base);
     close(x->fd);
     free(x->buf);
@@ -129,7 +176,7 @@ static void pump(fixture *x, int wait_ms)
 static size_t header_len(void)
 {
     qfile *f = qfile_open_mem("header");
-    savevm_put_header(f);
+    put_start(f);
     size_t len;
     qfile_mem_data(f, &len);
     qfile_close(f);
@@ -331,6 +378,239 @@ static void test_reader_yields(void **state)
     free(all);
 }
 
+/* ---- records ---- */
+
+/* One "ftvm-colo-in" section, as the owner queues one: a frame whose
+ * checkpoint field says which it is (and whose bytes say it too). */
+static size_t colo_in(uint64_t which, uint8_t *out)
+{
+    uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    size_t len = 60 + (size_t)(which * 37) % (COLOSEC_INPUT_FRAME_MAX - 59);
+    for (size_t i = 0; i < len; i++)
+        frame[i] = (uint8_t)(which + i);
+    qfile *f = qfile_open_mem("rec");
+    colosec_put_input(f, 50, which, frame, len);
+    size_t n;
+    const uint8_t *d = qfile_mem_data(f, &n);
+    assert_int_equal(qfile_error(f), 0);
+    memcpy(out, d, n);
+    qfile_close(f);
+    return n;
+}
+
+static int queue_record(fixture *x, uint64_t which)
+{
+    uint8_t rec[COLOSEC_INPUT_SECTION_LEN];
+    size_t n = colo_in(which, rec);
+    return channel_send_record(x->l, rec, n);
+}
+
+/* A package: a nested stream of one section (id which) and EOF. */
+static void queue_package(fixture *x, uint64_t id, uint64_t which)
+{
+    uint8_t rec[COLOSEC_INPUT_SECTION_LEN];
+    size_t n = colo_in(which, rec);
+    qfile *q = qfile_open_mem("package");
+    qfile_put_buf(q, rec, n);
+    savevm_put_eof(q);
+    channel_send_package(x->l, id, q);
+}
+
+/* What a loader read: each section's id, in order, outside (and inside)
+ * packages alike; the frames are checked as they are read. */
+typedef struct seen {
+    uint64_t ids[8192];
+    size_t n;
+} seen;
+
+static int seen_section(void *opaque, qfile *f, const savevm_section *sec,
+                        savevm_pass pass)
+{
+    seen *s = opaque;
+    uint64_t id;
+    uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
+    size_t len;
+    if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) != 0)
+        return qfile_fail(f, -ENOENT, "section '%s'", sec->idstr);
+    if (colosec_load_input(f, sec, &id, frame, &len) < 0)
+        return qfile_error(f);
+    for (size_t i = 0; i < len; i++)
+        if (frame[i] != (uint8_t)(id + i))
+            return qfile_fail(f, -EINVAL, "frame %llu byte %zu changed",
+                              (unsigned long long)id, i);
+    if (pass == SAVEVM_PASS_APPLY && s->n < 8192)
+        s->ids[s->n++] = id;
+    return 0;
+}
+
+/* Reads until the link closes its side, then loads it all with savevm's
+ * own loader: PINGs anywhere but inside a record, which would fail it. */
+static void load_all(fixture *x, seen *s)
+{
+    uint64_t t0 = mono_ns();
+    for (;;) {
+        if (x->cap - x->len < 65536) {
+            x->cap = x->cap ? x->cap * 2 : 1 << 20;
+            x->buf = realloc(x->buf, x->cap);
+            assert_non_null(x->buf);
+        }
+        struct pollfd p = { .fd = x->fd, .events = POLLIN };
+        assert_true(poll(&p, 1, 100) >= 0);
+        ssize_t n = recv(x->fd, x->buf + x->len, x->cap - x->len,
+                         MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n > 0)
+            x->len += (size_t)n;
+        assert_true(mono_ns() - t0 < DEADLINE_NS);
+    }
+    static const savevm_target_ops ops_ = { .section = seen_section };
+    qfile *pongs = qfile_open_mem("return path");
+    savevm_loader *ld = savevm_loader_new(&ops_, s, &(savevm_loader_opts){
+                                              .footers = true,
+                                              .return_path = pongs });
+    qfile *r = qfile_open_view(x->buf, x->len, "stream");
+    s->n = 0;
+    savevm_stop why;
+    int rc = savevm_load_header(ld, r);
+    if (rc == 0)
+        rc = savevm_load_main(ld, r, SAVEVM_PASS_APPLY, false, &why);
+    if (rc < 0)
+        fail_msg("the stream does not load: %s", qfile_errmsg(r));
+    assert_int_equal(why, SAVEVM_STOP_EOF);
+    assert_true(qfile_at_eof(r));
+    qfile_close(r);
+    savevm_loader_free(ld);
+    qfile_close(pongs);
+}
+
+/*
+ * Records between packages, with PINGs every 1 ms: the secondary reads
+ * them in the order queued, each whole; after channel_finish, none more.
+ */
+static void test_records_in_order(void **state)
+{
+    fixture *x = *state;
+    channel_set_heartbeat(x->l, 1000000);       /* 1 ms */
+    uint64_t want[1024];
+    size_t n = 0;
+    assert_int_equal(channel_send_record(x->l, "x", 0), -EINVAL);
+    for (uint64_t k = 1; k <= 4; k++) {
+        queue_package(x, k, 1000 + k);
+        want[n++] = 1000 + k;
+        for (uint64_t r = 0; r < 100 + 30 * k; r++) {
+            uint64_t which = k * 200 + r;
+            assert_int_equal(queue_record(x, which), 0);
+            want[n++] = which;
+            if (r % 50 == 0)
+                usleep(2000);       /* let PINGs in between some */
+        }
+    }
+    channel_finish(x->l, 5000000000ull, NULL, 0);
+    assert_int_equal(queue_record(x, 1), -ECANCELED);
+    static seen s;
+    load_all(x, &s);
+    assert_int_equal(s.n, n);
+    for (size_t i = 0; i < n; i++)
+        if (s.ids[i] != want[i])
+            fail_msg("record %zu is %llu, not %llu", i,
+                     (unsigned long long)s.ids[i],
+                     (unsigned long long)want[i]);
+    channel_times t;
+    channel_get_times(x->l, &t);
+    assert_int_equal(t.records, n - 4);
+    assert_int_equal(t.records_queued_bytes, 0);
+    uint8_t rec[COLOSEC_INPUT_SECTION_LEN];
+    assert_int_equal(t.record_bytes, (n - 4) * colo_in(1, rec));
+}
+
+/* Queued before the bring-up is done: after it, in order. */
+static void test_records_before_ready(void **state)
+{
+    fixture *x = *state;
+    for (uint64_t r = 1; r <= 10; r++)
+        assert_int_equal(queue_record(x, r), 0);
+    usleep(20000);
+    pump(x, 0);
+    assert_int_equal(x->len, 0);        /* the bring-up holds them */
+    release_bringup(x);
+    queue_package(x, 1, 1000);
+    assert_int_equal(queue_record(x, 11), 0);
+    channel_finish(x->l, 5000000000ull, NULL, 0);
+    static seen s;
+    load_all(x, &s);
+    assert_int_equal(s.n, 12);
+    for (uint64_t r = 1; r <= 10; r++)
+        assert_int_equal(s.ids[r - 1], r);
+    assert_int_equal(s.ids[10], 1000);
+    assert_int_equal(s.ids[11], 11);
+}
+
+/*
+ * A secondary that does not read: records are refused (-ENOBUFS) once
+ * CHANNEL_RECORDS_MAX of them wait unwritten, and taken again as the
+ * queue drains; every one accepted arrives, none refused does.
+ */
+static void test_records_bounded(void **state)
+{
+    fixture *x = *state;
+    uint8_t rec[COLOSEC_INPUT_SECTION_LEN];
+    const size_t each = colo_in(1, rec);
+    static uint64_t want[8192];
+    size_t n = 0;
+    uint64_t which = 0;
+    int rc;
+    /*
+     * The kernel takes some, then the queue fills; topped up until the
+     * thread has been stuck in its write for 50 ms (the socket is full).
+     */
+    channel_times t;
+    uint64_t t0 = mono_ns();
+    for (;;) {
+        while ((rc = queue_record(x, ++which)) == 0) {
+            assert_true(n < 8192);
+            want[n++] = which;
+        }
+        assert_int_equal(rc, -ENOBUFS);
+        channel_get_times(x->l, &t);
+        if (t.busy && mono_ns() - t.progress_ns > 50000000ull)
+            break;
+        usleep(10000);
+        assert_true(mono_ns() - t0 < DEADLINE_NS);
+    }
+    channel_get_times(x->l, &t);
+    assert_true(t.records_queued_bytes <= CHANNEL_RECORDS_MAX);
+    assert_true(t.records_queued_bytes + each > CHANNEL_RECORDS_MAX);
+    assert_true(n >= CHANNEL_RECORDS_MAX / each);
+    /* Still full while the peer does not read. */
+    assert_int_equal(queue_record(x, ++which), -ENOBUFS);
+    /* Read some: the thread writes, the queue drains, records go again. */
+    t0 = mono_ns();
+    while ((rc = queue_record(x, ++which)) == -ENOBUFS) {
+        pump(x, 10);
+        assert_true(mono_ns() - t0 < DEADLINE_NS);
+    }
+    assert_int_equal(rc, 0);
+    want[n++] = which;
+    channel_finish(x->l, 5000000000ull, NULL, 0);
+    static seen s;
+    load_all(x, &s);
+    assert_int_equal(s.n, n);
+    assert_memory_equal(s.ids, want, n * sizeof(want[0]));
+    channel_get_times(x->l, &t);
+    assert_int_equal(t.records, n);
+    assert_int_equal(t.records_queued_bytes, 0);
+}
+
+/* A link that failed, or was shut down, takes no more. */
+static void test_records_after_shutdown(void **state)
+{
+    fixture *x = *state;
+    assert_int_equal(queue_record(x, 1), 0);
+    channel_shutdown(x->l);
+    assert_int_equal(queue_record(x, 2), -ECANCELED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +621,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pings_between_records, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reader_yields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_records_before_ready,
+                                        setup_hold, teardown),
+        cmocka_unit_test_setup_teardown(test_records_bounded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_records_after_shutdown, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

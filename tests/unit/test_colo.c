@@ -237,7 +237,7 @@ static void test_retpath(void **state)
     assert_int_equal(m.value64, 8);
     assert_int_equal(m.len, 0);
     int n3 = retpath_parse(d + n + n2, len - n - n2, &m, err, sizeof(err));
-    assert_int_equal(n3, 4 + RETPATH_MSG_MAX);
+    assert_int_equal(n3, 4 + 8 + RETPATH_COLO_DATA_MAX);
     assert_int_equal(m.len, RETPATH_COLO_DATA_MAX);
     assert_string_equal(retpath_type_name(RETPATH_COLO_CONSOLE),
                         "COLO_CONSOLE");

@@ -77,9 +77,10 @@ static void test_output_and_protect(void **state)
     assert_int_equal(survivor_new(&sv, NULL), 0);
     /* The receiver's VMs: output through the queue from the start. */
     replica_output out = survivor_output(sv);
-    /* The console through colo.h's comparison (idle outside COLO mode). */
+    /* Console and frames through colo.h's and colonet.h's comparison
+       (idle outside COLO mode). */
     assert_ptr_equal(out.console_fn, colo_console);
-    assert_ptr_equal(out.transmit_fn, outqueue_transmit);
+    assert_ptr_equal(out.transmit_fn, colonet_transmit);
     assert_non_null(out.console_opaque);
     assert_non_null(out.transmit_opaque);
 

@@ -388,16 +388,16 @@ static void test_retpath(void **state)
     assert_non_null(strstr(err, "ACK with length 4"));
     static const uint8_t longnack[] = { 0x7f, 0x02, 0xff, 0xff };
     assert_int_equal(retpath_parse(longnack, 4, &m, err, sizeof(err)), -EINVAL);
-    /* A NACK's payload is at most RETPATH_MSG_MAX; its reason is cut. */
+    /* A NACK's payload is at most RETPATH_ANSWER_MAX; its reason is cut. */
     char reason[2000];
     memset(reason, 'x', sizeof(reason) - 1);
     reason[sizeof(reason) - 1] = '\0';
     f = qfile_open_mem("rp");
     retpath_put_nack(f, 3, &test_pair, reason);
     b = qfile_mem_data(f, &n);
-    assert_int_equal(n, 4 + RETPATH_MSG_MAX);
+    assert_int_equal(n, 4 + RETPATH_ANSWER_MAX);
     assert_int_equal(retpath_parse(b, n, &m, err, sizeof(err)), (int)n);
-    assert_int_equal(strlen(m.text), RETPATH_MSG_MAX - RETPATH_ANSWER_LEN);
+    assert_int_equal(strlen(m.text), RETPATH_ANSWER_MAX - RETPATH_ANSWER_LEN);
     /* An answer whose name is no name is refused. */
     uint8_t bad[4 + RETPATH_ANSWER_LEN];
     memcpy(bad, b, sizeof(bad));
