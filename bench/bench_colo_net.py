@@ -20,6 +20,8 @@ Configurations, each a fresh VM (udpkv, --mem):
   checkpoint 50ms
   colo             --mode colo (its default interval, 10 s; deterministic
                    PUT/GET: no mismatch expected)
+  colo, TIME/100   the same with a TIME (the guest's TSC, which differs
+                   between the VMs) every 100 requests: a mismatch each
 
 Columns: the client's latency p50/p99 (send to reply), replies per second,
 checkpoints per second (the primary's status before and after) and their
@@ -58,6 +60,7 @@ CONFIGS = [
     ("checkpoint 10ms", ["--checkpoint-interval", "10ms"]),
     ("checkpoint 50ms", ["--checkpoint-interval", "50ms"]),
     ("colo", ["--mode", "colo"]),
+    ("colo, TIME/100", ["--mode", "colo"]),
 ]
 
 
@@ -111,12 +114,12 @@ def in_ns(ns, argv):
     return ["ip", "netns", "exec", ns] + argv
 
 
-def load(ns, ip, a):
+def load(ns, ip, a, extra=()):
     """The client's summary at --rate for --secs against ip."""
     r = subprocess.run(in_ns(ns, [sys.executable, CLIENT, ip, "rate",
                                   "--rate", str(a.rate), "--secs",
                                   str(a.secs), "--warmup", "1",
-                                  "--timeout", "2"]),
+                                  "--timeout", "2"] + list(extra)),
                        capture_output=True, text=True, timeout=a.secs + 60)
     if r.returncode != 0:
         raise RuntimeError("client: exit %d: %s" % (r.returncode, r.stderr))
@@ -183,7 +186,9 @@ def one(build, tmp, ns, echo, name, extra, a, n):
                      20, "active")
         wait(lambda: alive(procs, err) and ready(out)(), 20, "udpkv ready")
         s0, t0 = status(ftvmctl, psock), time.monotonic()
-        row = {"config": name, "load": load(ns, GUEST_IP, a)}
+        row = {"config": name,
+               "load": load(ns, GUEST_IP, a, ["--time-every", "100"]
+                            if "TIME" in name else [])}
         s1, t1 = status(ftvmctl, psock), time.monotonic()
     finally:
         # The secondary first: killing the primary first would fail over,

@@ -8,9 +8,10 @@ inside the namespace they make (ip netns exec NS ...).
                                            every --get-every), until
                                            --stop-file exists; then GET every
                                            key once
-    colo_net_client.py IP rate [options]   open loop: PUT/GET sent at --rate
-                                           for --secs whatever the replies,
-                                           a summary at the end
+    colo_net_client.py IP rate [options]   open loop: PUT/GET (and TIME every
+                                           --time-every) sent at --rate for
+                                           --secs whatever the replies, a
+                                           summary at the end
     colo_net_client.py IP echo [options]   no client: answers `ID OK` to
                                            each datagram to IP:7777 for
                                            --secs (the bench's no-VM limit)
@@ -110,7 +111,9 @@ def rate(s, a):
         pace.wait(s)
         # Keys written and read back in turn; a GET of a key whose PUT is
         # still held reads the older value, which is no matter here.
-        if i % 2 == 0:
+        if a.time_every and i % a.time_every == a.time_every - 1:
+            s.send("t%d" % i, b"TIME")
+        elif i % 2 == 0:
             s.send("p%d" % i, b"PUT k%d %s.%d" % (i // 2 % a.keys,
                                                   a.salt.encode(), i))
         else:
