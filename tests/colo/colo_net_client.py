@@ -5,7 +5,8 @@ inside the namespace they make (ip netns exec NS ...).
     colo_net_client.py IP mix  [options]   PUT then GET of the same key,
                                            TIME every --time-every requests
     colo_net_client.py IP kill [options]   PUT versions of --keys keys (a GET
-                                           every --get-every), until
+                                           every --get-every, a TIME every
+                                           --time-every), until
                                            --stop-file exists; then GET every
                                            key once
     colo_net_client.py IP rate [options]   open loop: PUT/GET (and TIME every
@@ -79,7 +80,9 @@ def kill(s, a):
     i = puts = gets = 0
     while not os.path.exists(a.stop_file) and time.monotonic() < end:
         pace.wait(s)
-        if a.get_every and i % a.get_every == a.get_every - 1:
+        if a.time_every and i % a.time_every == a.time_every - 1:
+            s.call("t%d" % i, b"TIME", a.timeout, a.tries)
+        elif a.get_every and i % a.get_every == a.get_every - 1:
             s.call("g%d" % i, b"GET k%d" % (gets % a.keys), a.timeout,
                    a.tries)
             gets += 1

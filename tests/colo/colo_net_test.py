@@ -27,9 +27,11 @@ for one id is output released twice.
             status counts.
   kill      RUNS times (default 20; FTVM_COLO_NET_RUNS or the argument): a
             client PUTs versions 1, 2, ... of 4 keys (a GET every 4th
-            request), the primary is killed (-9) 0.1-2 s after the first
-            reply; the secondary takes over; once 10 replies came after the
-            kill, the client GETs every key.  No id answered twice; every
+            request; in every other run a TIME every 7th, so that a kill
+            often finds a mismatch checkpoint under way and replies held
+            for its ACK), the primary is killed (-9) 0.1-2 s after the
+            first reply; the secondary takes over; once 10 replies came
+            after the kill, the client GETs every key.  No id answered twice; every
             GET (during the run and at the end) reads a version at least
             the last one acknowledged before it was sent and at most the
             last one sent before its reply came: no acknowledged PUT lost,
@@ -523,6 +525,10 @@ def check_versions(ev, salt, who):
             if a:
                 check(a[1] == "OK\n", "%s: %r answered %r" % (who, q, a[1]))
                 acked.append((a[0], key, v))
+        elif q == "TIME":
+            a = ev.answer(name)
+            check(a and re.match(r"^VALUE [0-9]+\n$", a[1]),
+                  "%s: %s TIME answered %r" % (who, name, a))
     final = {}
     for name, ss in ev.requests.items():
         q = ss[0]["q"]
@@ -552,9 +558,11 @@ def kill_run(i, stats):
     sec, sctl, pri, pctl = pair(ns, "kill%d" % i)
     stop_file = os.path.join(ft.tmp, "stop%d" % i)
     salt = "%08x" % rng.getrandbits(32)
+    time_every = 7 if i % 2 else 0
     # 0.25 s a try, 60 tries: 15 s (scaled) across the failover.
     c = client(ns, "client%d" % i, "kill", "--rate", 100, "--keys", 4,
-               "--get-every", 4, "--stop-file", stop_file, "--timeout",
+               "--get-every", 4, "--time-every", time_every,
+               "--stop-file", stop_file, "--timeout",
                ft.scaled(0.25), "--tries", 60, "--salt", salt,
                "--max-secs", ft.scaled(60), "--linger", ft.scaled(0.5))
 
@@ -590,12 +598,14 @@ def kill_run(i, stats):
     again = sum(len(ss) - 1 for ss in ev.requests.values())
     stats["retries"] += again
     stats["gap_ms"].append(gap * 1e3)
-    log("run %d: kill %.0f ms after the first reply (checkpoint %d, %d "
-        "frames matched), %d replies before, %d after; failover %.1f ms "
+    log("run %d%s: kill %.0f ms after the first reply (checkpoint %d, %d "
+        "frames matched, %d mismatches), %d replies before, %d after; "
+        "failover %.1f ms "
         "after detection; first reply after the kill in %.0f ms; %d "
         "retries; final versions %s" %
-        (i, delay * 1e3, st["checkpoint"]["last_acked"],
-         get(st, "colo.net.matched"), before, len(after),
+        (i, " (TIME)" if time_every else "", delay * 1e3,
+         st["checkpoint"]["last_acked"], get(st, "colo.net.matched"),
+         get(st, "colo.net.mismatched"), before, len(after),
          s["failover"]["ms"], gap * 1e3, again,
          " ".join("%s=%d" % kv for kv in sorted(final.items()))))
     e2e.retire(sec, pri, sctl, pctl)
