@@ -63,11 +63,14 @@ def mix(s, a):
         if a.time_every and i % a.time_every == a.time_every - 1:
             s.call("t%d" % i, b"TIME", a.timeout, a.tries)
             continue
+        # Keys named after the salt: clients running side by side (each a
+        # flow of its own) do not read each other's values.
         k = put // 2 % a.keys
         if put % 2 == 0:
-            body = b"PUT k%d %s.%d" % (k, a.salt.encode(), put)
+            body = b"PUT %sk%d %s.%d" % (a.salt.encode(), k, a.salt.encode(),
+                                         put)
         else:
-            body = b"GET k%d" % k
+            body = b"GET %sk%d" % (a.salt.encode(), k)
         s.call("%s%d" % ("p" if put % 2 == 0 else "g", i), body, a.timeout,
                a.tries)
         put += 1

@@ -12,7 +12,9 @@ id of its own, and records every send and every reply: a reply seen twice
 for one id is output released twice.
 
   steady    PUT then GET of the same key, 100 requests a second, 400 in
-            all, --checkpoint-interval 2s: every GET reads its PUT's value,
+            all, --checkpoint-interval 2s, with two more clients at 25 a
+            second and a ping beside it (flows of their own, compared
+            apart): every GET reads its PUT's value, every ping answered,
             each request answered exactly once (no retry), only periodic
             checkpoints (no mismatch, no timeout), frames released by
             comparison (colo.net.matched > 0), every request mirrored to
@@ -304,6 +306,7 @@ def client(ns, name, mode, *args):
                      [str(a) for a in args], netns=ns)
 
 
+
 class Events:
     """A client's JSON lines: its sends, the replies, grouped by request
     (an id is NAME.TRY)."""
@@ -396,13 +399,20 @@ def check_mix(ev, who):
     return times
 
 
-def run_mix(ns, name, count, time_every):
-    c = client(ns, name, "mix", "--rate", 100, "--count", count,
-               "--time-every", time_every, "--timeout", ft.scaled(1.0),
-               "--tries", 3, "--linger", ft.scaled(0.5))
-    check(c.wait(count / 100 * 3 + 30) == 0, "the client failed\n" +
-          c.dump())
+def start_mix(ns, name, count, time_every, rate=100):
+    return client(ns, name, "mix", "--rate", rate, "--count", count,
+                  "--time-every", time_every, "--timeout", ft.scaled(1.0),
+                  "--tries", 3, "--linger", ft.scaled(0.5), "--salt", name)
+
+
+def end_mix(c, count, rate=100):
+    check(c.wait(count / rate * 3 + 30) == 0, "%s failed\n%s" %
+          (c.name, c.dump()))
     return Events(c.eof())
+
+
+def run_mix(ns, name, count, time_every):
+    return end_mix(start_mix(ns, name, count, time_every), count)
 
 
 def stop(p):
@@ -415,7 +425,22 @@ def stop(p):
 def case_steady():
     ns, _ = make_net("st")
     sec, sctl, pri, pctl = pair(ns, "steady")
+    # Beside the main client, two slower ones (flows of their own, compared
+    # apart) and a ping (ICMP, its own flow too).
+    others = [start_mix(ns, "side%d" % k, 100, 0, rate=25) for k in (1, 2)]
+    ping = ft.Proc("ping", ["ping", "-c", "10", "-i", "0.3", "-W",
+                            "%d" % ft.scaled(2), GUEST_IP], netns=ns)
     ev = run_mix(ns, "mix", 400, 0)
+    requests, sends = len(ev.requests) + 10, len(ev.sends) + 10
+    for c in others:
+        e = end_mix(c, 100, rate=25)
+        e.check_once(c.name)
+        e.check_answered(c.name, retries_ok=False)
+        check_mix(e, c.name)
+        requests += len(e.requests)
+        sends += len(e.sends)
+    check(ping.wait(30) == 0, "ping failed\n" + ping.dump())
+    log(ping.lines()[-1] if ping.lines() else "ping: no output")
     st, ss = pctl.status(), sctl.status()
     net = get(st, "colo.net")
     lat = ev.latencies_ms()
@@ -437,13 +462,13 @@ def case_steady():
     # Every reply the client got left the primary one way or another.
     left = get(net, "matched") + get(net, "released_at_checkpoint") + \
         get(net, "released_uncompared")
-    check(left >= len(ev.requests), "%d frames released, %d replies "
-          "received" % (left, len(ev.requests)))
+    check(left >= requests, "%d frames released, %d replies received" %
+          (left, requests))
     check(get(net, "mismatched") == 0 and get(net, "timeouts") == 0,
           "colo.net %s" % net)
-    check(get(ss, "colo.input_frames") >= len(ev.sends),
-          "the secondary's SVM got %d frames, the client sent %d requests" %
-          (get(ss, "colo.input_frames"), len(ev.sends)))
+    check(get(ss, "colo.input_frames") >= sends,
+          "the secondary's SVM got %d frames, the clients sent %d requests" %
+          (get(ss, "colo.input_frames"), sends))
     # Nothing lost on the way to the SVM: a frame it missed would be a
     # divergence (counted as a mismatch or a timeout above).
     check(get(net, "mirror_dropped") == 0 and
