@@ -38,7 +38,8 @@ for one id is output released twice.
             the last one acknowledged before it was sent and at most the
             last one sent before its reply came: no acknowledged PUT lost,
             no value back in time.
-  pcap      the pcap reader used by mismatch, on files written here (no VM).
+  pcap      the pcap reader used by mismatch (pcapfile.py) on files
+            written here, and on one libpcap writes (no VM).
 
 Traffic: 10.81.0.x, only inside the namespaces made here.
 """
@@ -60,6 +61,7 @@ import ckpt_test as ck  # noqa: E402
 import e2e_test as e2e  # noqa: E402
 import ftvmtest as ft  # noqa: E402
 from ftvmtest import check, fail, log  # noqa: E402
+from pcapfile import read_pcap, udp_of, write_with_libpcap  # noqa: E402
 
 GUEST_IP, GUEST_MAC = "10.81.0.2", "02:00:0a:51:00:02"
 HOST_ADDR = "10.81.0.1/24"
@@ -68,69 +70,7 @@ CLIENT = os.path.join(HERE, "colo_net_client.py")
 rng = random.Random()
 
 
-# ---- pcap files (libpcap's format, read with the standard library) ----
-
-PCAP_MAGIC = {0xa1b2c3d4: 1000, 0xa1b23c4d: 1}     # -> ns per fraction unit
-
-
-def read_pcap(path):
-    """(link type, [(timestamp ns, frame bytes, original length)]) of a
-    pcap file, either byte order, microsecond or nanosecond stamps.
-    Raises ValueError on anything that is not a whole, sound file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 24:
-        raise ValueError("%s: %d bytes, shorter than the 24-byte header" %
-                         (path, len(data)))
-    for order in "<>":
-        magic = struct.unpack(order + "I", data[:4])[0]
-        if magic in PCAP_MAGIC:
-            break
-    else:
-        raise ValueError("%s: magic %s is not pcap's" % (path, data[:4].hex()))
-    unit = PCAP_MAGIC[magic]
-    major, minor, _, _, snaplen, link = struct.unpack(order + "HHiIII",
-                                                      data[4:24])
-    if (major, minor) != (2, 4):
-        raise ValueError("%s: version %d.%d, expected 2.4" % (path, major,
-                                                              minor))
-    packets, off = [], 24
-    while off < len(data):
-        if len(data) - off < 16:
-            raise ValueError("%s: a record header cut at byte %d" %
-                             (path, off))
-        sec, frac, incl, orig = struct.unpack(order + "IIII",
-                                              data[off:off + 16])
-        off += 16
-        if incl > snaplen or incl > orig:
-            raise ValueError("%s: a record of %d bytes (original %d, "
-                             "snaplen %d)" % (path, incl, orig, snaplen))
-        if frac * unit >= 1000000000:
-            raise ValueError("%s: a timestamp fraction of %d" % (path, frac))
-        if len(data) - off < incl:
-            raise ValueError("%s: a record of %d bytes cut at byte %d" %
-                             (path, incl, off))
-        packets.append((sec * 1000000000 + frac * unit,
-                        data[off:off + incl], orig))
-        off += incl
-    return link, packets
-
-
-def udp_of(frame):
-    """(source port, destination port, payload) of an Ethernet IPv4/UDP
-    frame, or None."""
-    if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00" or \
-            frame[14] >> 4 != 4 or frame[23] != 17:
-        return None
-    ihl = (frame[14] & 0xf) * 4
-    udp = frame[14 + ihl:]
-    if ihl < 20 or len(udp) < 8:
-        return None
-    sport, dport, length = struct.unpack("!HHH", udp[:6])
-    if length < 8 or length > len(udp):
-        return None
-    return sport, dport, udp[8:length]
-
+# ---- the pcap reader (pcapfile.py), tested without a VM ----
 
 def case_pcap():
     """The reader on files written here, every case it accepts or refuses:
@@ -208,38 +148,11 @@ def case_pcap():
 
 
 def libpcap_roundtrip(recs):
-    """A file written by libpcap itself (what net-compare's --compare-log
-    uses: a dead handle with nanosecond stamps, pcap_dump), read back."""
-    import ctypes
-    import ctypes.util
-    name = ctypes.util.find_library("pcap")
-    if not name:
+    """A file written by libpcap itself, read back."""
+    path = os.path.join(ft.tmp, "libpcap.pcap")
+    if not write_with_libpcap(path, recs):
         log("NOTE: no libpcap: the reader was not tried on its files")
         return
-    lib = ctypes.CDLL(name)
-
-    class Hdr(ctypes.Structure):
-        _fields_ = [("sec", ctypes.c_long), ("frac", ctypes.c_long),
-                    ("caplen", ctypes.c_uint32), ("len", ctypes.c_uint32)]
-    lib.pcap_open_dead_with_tstamp_precision.restype = ctypes.c_void_p
-    lib.pcap_open_dead_with_tstamp_precision.argtypes = [
-        ctypes.c_int, ctypes.c_int, ctypes.c_uint]
-    lib.pcap_dump_open.restype = ctypes.c_void_p
-    lib.pcap_dump_open.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    lib.pcap_dump.argtypes = [ctypes.c_void_p, ctypes.POINTER(Hdr),
-                              ctypes.c_char_p]
-    lib.pcap_dump_close.argtypes = [ctypes.c_void_p]
-    lib.pcap_close.argtypes = [ctypes.c_void_p]
-    dead = lib.pcap_open_dead_with_tstamp_precision(1, 65535, 1)  # nano
-    check(dead, "pcap_open_dead_with_tstamp_precision failed")
-    path = os.path.join(ft.tmp, "libpcap.pcap")
-    d = lib.pcap_dump_open(dead, path.encode())
-    check(d, "pcap_dump_open %s failed" % path)
-    for sec, ns, b in recs:
-        h = Hdr(sec, ns, len(b), len(b))
-        lib.pcap_dump(d, ctypes.byref(h), b)
-    lib.pcap_dump_close(d)
-    lib.pcap_close(dead)
     link, pk = read_pcap(path)
     with open(path, "rb") as f:
         magic = f.read(4)
@@ -248,6 +161,7 @@ def libpcap_roundtrip(recs):
           ((link, pk),))
     log("libpcap's own file (magic %s) read back: %d packets" %
         (magic.hex(), len(pk)))
+
 
 
 # ---- the namespace, the pair, the client ----
