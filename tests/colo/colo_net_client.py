@@ -11,7 +11,8 @@ inside the namespace they make (ip netns exec NS ...).
                                            key once
     colo_net_client.py IP rate [options]   open loop: PUT/GET (and TIME every
                                            --time-every) sent at --rate for
-                                           --secs whatever the replies, a
+                                           --secs (or until --stop-file
+                                           exists) whatever the replies, a
                                            summary at the end
     colo_net_client.py IP echo [options]   no client: answers `ID OK` to
                                            each datagram to IP:7777 for
@@ -113,17 +114,19 @@ def rate(s, a):
     start = time.monotonic() + a.warmup
     end = start + a.secs
     i = 0
-    while time.monotonic() < end:
+    while time.monotonic() < end and not (a.stop_file and
+                                          os.path.exists(a.stop_file)):
         pace.wait(s)
-        # Keys written and read back in turn; a GET of a key whose PUT is
-        # still held reads the older value, which is no matter here.
+        # Keys (named after the salt) written and read back in turn; a GET
+        # of a key whose PUT is still held reads the older value, which is
+        # no matter here.
+        key = b"%sk%d" % (a.salt.encode(), i // 2 % a.keys)
         if a.time_every and i % a.time_every == a.time_every - 1:
             s.send("t%d" % i, b"TIME")
         elif i % 2 == 0:
-            s.send("p%d" % i, b"PUT k%d %s.%d" % (i // 2 % a.keys,
-                                                  a.salt.encode(), i))
+            s.send("p%d" % i, b"PUT %s %d" % (key, i))
         else:
-            s.send("g%d" % i, b"GET k%d" % (i // 2 % a.keys))
+            s.send("g%d" % i, b"GET %s" % key)
         i += 1
     s.pump(time.monotonic() + a.timeout)
     counted = [rid for rid, t in s.sent.items() if t >= start]

@@ -33,7 +33,9 @@ for one id is output released twice.
             often finds a mismatch checkpoint under way and replies held
             for its ACK), the primary is killed (-9) 0.1-2 s after the
             first reply; the secondary takes over; once 10 replies came
-            after the kill, the client GETs every key.  No id answered twice; every
+            after the kill, the client GETs every key.  Beside it, an
+            open-loop client sends 300 PUT/GET a second, never again: none
+            of its ids may be answered twice either.  No id answered twice; every
             GET (during the run and at the end) reads a version at least
             the last one acknowledged before it was sent and at most the
             last one sent before its reply came: no acknowledged PUT lost,
@@ -504,6 +506,12 @@ def kill_run(i, stats):
                "--stop-file", stop_file, "--timeout",
                ft.scaled(0.25), "--tries", 60, "--salt", salt,
                "--max-secs", ft.scaled(60), "--linger", ft.scaled(0.5))
+    # Beside it, an open-loop client (many requests in flight, none sent
+    # again): a reply released by the primary and sent again by the
+    # survivor would show as an id answered twice.
+    burst = client(ns, "burst%d" % i, "rate", "--rate", 300, "--secs",
+                   ft.scaled(60), "--stop-file", stop_file, "--timeout",
+                   ft.scaled(1), "--salt", "b" + salt)
 
     def replies():
         return [json.loads(ln) for ln in c.lines() if '"e": "R"' in ln]
@@ -528,6 +536,11 @@ def kill_run(i, stats):
     check(c.wait(30) == 0, "the client failed\n" + c.dump())
     ev = Events(c.eof())
     who = "run %d" % i
+    check(burst.wait(30) == 0, "the open-loop client failed\n" +
+          burst.dump())
+    b = json.loads(burst.eof()[-1])
+    check(b["twice"] == 0, "%s: the open-loop client got %d replies twice: "
+          "%s" % (who, b["twice"], b))
     ev.check_once(who)
     ev.check_answered(who, retries_ok=True)
     final = check_versions(ev, salt, who)
@@ -541,14 +554,15 @@ def kill_run(i, stats):
         "frames matched, %d mismatches), %d replies before, %d after; "
         "failover %.1f ms "
         "after detection; first reply after the kill in %.0f ms; %d "
-        "retries; final versions %s" %
+        "retries; open loop: %d of %d answered; final versions %s" %
         (i, " (TIME)" if time_every else "", delay * 1e3,
          st["checkpoint"]["last_acked"], get(st, "colo.net.matched"),
          get(st, "colo.net.mismatched"), before, len(after),
-         s["failover"]["ms"], gap * 1e3, again,
+         s["failover"]["ms"], gap * 1e3, again, b["answered"], b["sent"],
          " ".join("%s=%d" % kv for kv in sorted(final.items()))))
     e2e.retire(sec, pri, sctl, pctl)
     ft.procs.remove(c)
+    ft.procs.remove(burst)
     delete()
 
 
