@@ -549,6 +549,8 @@ def kill_run(i, stats):
     gap = min(r["t"] for r in after) - t_kill
     again = sum(len(ss) - 1 for ss in ev.requests.values())
     stats["retries"] += again
+    stats["burst"] += b["sent"]
+    stats["burst_lost"] += b["sent"] - b["answered"]
     stats["gap_ms"].append(gap * 1e3)
     log("run %d%s: kill %.0f ms after the first reply (checkpoint %d, %d "
         "frames matched, %d mismatches), %d replies before, %d after; "
@@ -567,14 +569,17 @@ def kill_run(i, stats):
 
 
 def case_kill(runs):
-    stats = {"retries": 0, "gap_ms": []}
+    stats = {"retries": 0, "gap_ms": [], "burst": 0, "burst_lost": 0}
     t0 = time.monotonic()
     for i in range(1, runs + 1):
         kill_run(i, stats)
     g = sorted(stats["gap_ms"])
     log("summary: %d runs in %.0f s, %d retries; the client's wait from "
-        "the kill to the next reply p50 %.0f ms max %.0f ms" %
-        (runs, time.monotonic() - t0, stats["retries"], pct(g, 0.5), g[-1]))
+        "the kill to the next reply p50 %.0f ms max %.0f ms; open loop: %d "
+        "of %d requests never answered (lost at a failover, as a packet "
+        "is), none twice" %
+        (runs, time.monotonic() - t0, stats["retries"], pct(g, 0.5), g[-1],
+         stats["burst_lost"], stats["burst"]))
 
 
 CASES = {"steady": case_steady, "mismatch": case_mismatch,
