@@ -29,17 +29,17 @@ for one id is output released twice.
             status counts.
   kill      RUNS times (default 20; FTVM_COLO_NET_RUNS or the argument): a
             client PUTs versions 1, 2, ... of 4 keys (a GET every 4th
-            request; in every other run a TIME every 7th, so that a kill
-            often finds a mismatch checkpoint under way and replies held
-            for its ACK), the primary is killed (-9) 0.1-2 s after the
-            first reply; the secondary takes over; once 10 replies came
-            after the kill, the client GETs every key.  Beside it, an
-            open-loop client sends 300 PUT/GET a second, never again: none
-            of its ids may be answered twice either.  No id answered twice; every
-            GET (during the run and at the end) reads a version at least
-            the last one acknowledged before it was sent and at most the
-            last one sent before its reply came: no acknowledged PUT lost,
-            no value back in time.
+            request; in every other run a TIME every 7th, 14 mismatch
+            checkpoints a second, so that a kill may find one under way
+            with replies held for its ACK); beside it an open-loop client
+            sends 300 PUT/GET a second, never again (many requests in
+            flight).  The primary is killed (-9) 0.1-2 s after the first
+            reply; the secondary takes over; once 10 replies came after the
+            kill, the client GETs every key.  No id of either client
+            answered twice; every GET of the first (during the run and at
+            the end) reads a version at least the last one acknowledged
+            before it was sent and at most the last one sent before its
+            reply came: no acknowledged PUT lost, no value back in time.
   pcap      the pcap reader used by mismatch (pcapfile.py) on files
             written here, and on one libpcap writes (no VM).
 
