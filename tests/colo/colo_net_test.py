@@ -24,8 +24,15 @@ for one id is output released twice.
             requests a second each, for 5 s: frames in flight across 50
             SVM resets; still no mismatch and no timeout, every request
             answered exactly once, a reset per checkpoint.
-  mismatch  the steady case's client with a TIME (the guest's TSC: it differs between the
-            VMs) every 20th request and --compare-log FILE.pcap: at least
+  secondary two open-loop clients at 200 requests a second; the secondary
+            stopped (SIGSTOP) for three compare timeouts: a timeout
+            checkpoint, the primary stays active; then killed (-9): the
+            primary goes degraded, nothing stays held; every request
+            answered exactly once throughout (the primary's own output is
+            never lost), no mismatch.
+  mismatch  the steady case's client with a TIME (the guest's TSC: it
+            differs between the VMs) every 20th request and --compare-log
+            FILE.pcap: at least
             one mismatch checkpoint and at most one per TIME sent; each
             request answered exactly once; every pair in the pcap file is a
             TIME reply, and the client got the primary's frame of each
@@ -335,6 +342,13 @@ def run_mix(ns, name, count, time_every):
     return end_mix(start_mix(ns, name, count, time_every), count)
 
 
+def summary(rs):
+    """Open-loop clients' summaries in a line."""
+    return "; ".join("%d of %d answered, p50 %.2f ms p99 %.2f ms max %.0f ms"
+                     % (r["answered"], r["sent"], r["p50_ms"], r["p99_ms"],
+                        r["max_ms"]) for r in rs)
+
+
 def stop(p):
     p.signal(signal.SIGTERM)
     p.wait(10)
@@ -416,11 +430,9 @@ def case_resets():
     causes, net = get(st, "checkpoint.causes"), get(st, "colo.net")
     log("clients: %s; checkpoints %s; SVM resets %d (p50 %.2f ms); "
         "colo.net matched %d, released at a checkpoint %d, ignored %d" %
-        ("; ".join("%d of %d answered, p50 %.2f ms p99 %.2f ms" %
-                   (r["answered"], r["sent"], r["p50_ms"], r["p99_ms"])
-                   for r in rs), causes, get(ss, "colo.resets"), get(ss, "colo.reset_ms.p50"),
-         get(net, "matched"), get(net, "released_at_checkpoint"),
-         get(net, "ignored_frames")))
+        (summary(rs), causes, get(ss, "colo.resets"),
+         get(ss, "colo.reset_ms.p50"), get(net, "matched"),
+         get(net, "released_at_checkpoint"), get(net, "ignored_frames")))
     for r in rs:
         check(r["answered"] == r["sent"] and r["twice"] == 0,
               "a client's requests lost or answered twice: %s" % r)
@@ -433,6 +445,52 @@ def case_resets():
     check(get(ss, "colo.resets") >= get(st, "checkpoint.acked") - 1,
           "%d resets for %d checkpoints" % (get(ss, "colo.resets"),
                                              get(st, "checkpoint.acked")))
+    e2e.retire(sec, pri, sctl, pctl)
+
+
+def case_secondary():
+    ns, _ = make_net("sc")
+    sec, sctl, pri, pctl = pair(ns, "secondary")
+    secs = 4
+    cs = [client(ns, "open%d" % k, "rate", "--rate", 200, "--secs", secs,
+                 "--timeout", ft.scaled(3), "--salt", "o%d" % k)
+          for k in range(2)]
+    ft.wait_until(lambda: get(pctl.status(), "colo.net.matched") >= 50, 10,
+                  "50 frames matched")
+    # Three compare timeouts (the failure timeout is 1 s): the SVM's
+    # replies stop coming, a timeout asks for a checkpoint, which waits for
+    # the secondary too; the primary's held replies leave on its ACK.
+    stopped = ft.scaled(0.3)
+    sec.signal(signal.SIGSTOP)
+    time.sleep(stopped)
+    sec.signal(signal.SIGCONT)
+    e2e.wait_state(pctl, pri, "active")
+    ft.wait_until(lambda: get(pctl.status(), "checkpoint.causes.timeout")
+                  >= 1, 5, "a timeout checkpoint")
+    # Then the secondary dies: what the primary held for it leaves, it
+    # goes on alone.
+    time.sleep(0.5)
+    sec.signal(signal.SIGKILL)
+    e2e.wait_state(pctl, pri, "degraded")
+    rs = []
+    for c in cs:
+        check(c.wait(secs + 30) == 0, "%s failed\n%s" % (c.name, c.dump()))
+        rs.append(json.loads(c.eof()[-1]))
+    st = pctl.status()
+    log("clients: %s; checkpoints %s; colo.net timeouts %d, released at a "
+        "checkpoint %d, held %s" %
+        (summary(rs), get(st, "checkpoint.causes"),
+         get(st, "colo.net.timeouts"),
+         get(st, "colo.net.released_at_checkpoint"),
+         get(st, "colo.net.held_frames")))
+    for r in rs:
+        check(r["answered"] == r["sent"] and r["twice"] == 0,
+              "a client's requests lost or answered twice: %s" % r)
+    check(get(st, "checkpoint.causes.mismatch") == 0,
+          "mismatches: %s" % get(st, "checkpoint.causes"))
+    check(sum(get(st, "colo.net.held_frames").values()) == 0,
+          "frames still held without a secondary: %s" %
+          get(st, "colo.net.held_frames"))
     e2e.retire(sec, pri, sctl, pctl)
 
 
@@ -622,6 +680,7 @@ def case_kill(runs):
 
 
 CASES = {"steady": case_steady, "resets": case_resets,
+         "secondary": case_secondary,
          "mismatch": case_mismatch,
          "kill": case_kill, "pcap": case_pcap}
 
