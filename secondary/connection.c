@@ -39,7 +39,13 @@ struct connection {
     int tcp_fd;             /* the TCP socket: fd, or the one under a pump */
     char peer[96];
     qfile *in, *rp;
-    pthread_mutex_t wlock;  /* the return path */
+    pthread_mutex_t wlock;  /* the return path, and tail */
+    /*
+     * What a non-blocking send left of a message: written before anything
+     * else, so a partial write never breaks the return path's framing.
+     */
+    uint8_t tail[4 + RETPATH_MSG_MAX];
+    size_t tail_len;
     pthread_mutex_t slock;  /* msg */
 
     /* Shared, atomic. */
@@ -123,9 +129,26 @@ void connection_set_busy(connection *c, bool busy)
  * The receiver thread's messages block: the return path may be full while
  * the primary catches up.  Between rp_begin and rp_end, put into c->rp.
  */
+/* With wlock held: what try_send left, written first (blocking). */
+static void flush_tail(connection *c)
+{
+    size_t off = 0;
+    while (off < c->tail_len) {
+        ssize_t n = send(c->fd, c->tail + off, c->tail_len - off,
+                         MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;      /* the socket failed: the next write says so */
+        off += (size_t)n;
+    }
+    c->tail_len = 0;
+}
+
 static void rp_begin(connection *c)
 {
     pthread_mutex_lock(&c->wlock);
+    flush_tail(c);
 }
 
 static void rp_end(connection *c)
@@ -175,22 +198,49 @@ void connection_hang_up(connection *c)
 /* ---- the loop's thread ---- */
 
 /*
- * All of the message or nothing, without blocking.  1 sent, 0 not now (a
- * writer holds the lock, or the socket is full), -ENOBUFS when the
- * primary does not read (the framing could break), or the socket's
+ * A message without blocking: 1 taken (sent, or its end kept in tail for
+ * the next writer: the socket took part of it), 0 not now (a writer
+ * holds the lock, the socket is full, or an earlier tail is still
+ * waiting), -ENOBUFS when the primary does not read, or the socket's
  * error, which the receiver thread will meet as well.
  */
 static int try_send(connection *c, const uint8_t *msg, size_t len)
 {
+    if (len > sizeof(c->tail))
+        return -EINVAL;
     if (pthread_mutex_trylock(&c->wlock) != 0)
         return 0;
-    int outq = 0;
+    int outq = 0, e = 0;
     ssize_t n = -1;
+    if (c->tail_len) {
+        n = send(c->fd, c->tail, c->tail_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        e = errno;
+        if (n > 0) {
+            memmove(c->tail, c->tail + n, c->tail_len - (size_t)n);
+            c->tail_len -= (size_t)n;
+        }
+        if (c->tail_len) {
+            pthread_mutex_unlock(&c->wlock);
+            if (n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
+                return -e;
+            return 0;
+        }
+    }
+    if (len == 0) {
+        pthread_mutex_unlock(&c->wlock);
+        return 1;
+    }
+    n = -1;
     if (ioctl(c->tcp_fd, SIOCOUTQ, &outq) == 0 && outq > RP_BACKLOG_MAX)
         errno = ENOBUFS;
     else
         n = send(c->fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    int e = errno;
+    e = errno;
+    if (n > 0 && (size_t)n < len) {
+        memcpy(c->tail, msg + n, len - (size_t)n);
+        c->tail_len = len - (size_t)n;
+        n = (ssize_t)len;
+    }
     pthread_mutex_unlock(&c->wlock);
     if (n == (ssize_t)len) {
         connection_sent(c);

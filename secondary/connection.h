@@ -104,8 +104,11 @@ void connection_send_refuse(connection *c, uint64_t decided,
                             const pairing *pair, const char *why);
 void connection_send_shut(connection *c, uint32_t code);
 /*
- * From the loop's thread: all of msg (one return-path message) or
- * nothing, without blocking.  1 sent, 0 not now, < 0 not open or failed.
+ * From the loop's thread: one return-path message, without blocking.  1
+ * taken (sent; or, when the socket took only part of it, its end kept
+ * and written before anything else goes out), 0 not now (nothing of it
+ * sent), < 0 not open or failed.  len 0 only writes what a partial send
+ * left: 1 when nothing is left.
  */
 int connection_try_send(connection *c, const void *msg, size_t len);
 /* Something else went out on the return path (the loader's PONG). */

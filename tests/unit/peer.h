@@ -6,6 +6,7 @@
 #ifndef FTVM_TESTS_UNIT_PEER_H
 #define FTVM_TESTS_UNIT_PEER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,8 @@ typedef struct peer {
 extern uint64_t peer_now_ns;
 /* The setup timeout peer_open gives the connection (0, none, unless set). */
 extern uint64_t peer_setup_timeout_ns;
+/* peer_open makes a TCP pair over loopback instead of a socketpair. */
+extern bool peer_tcp;
 /* The pairing the tests' primary drew. */
 extern const pairing peer_pair;
 uint64_t peer_clock(void);
