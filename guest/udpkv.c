@@ -12,10 +12,13 @@
  *   ID PUT key value  ->  ID OK
  *   ID GET key        ->  ID VALUE value | ID NOTFOUND
  *   ID DEL key        ->  ID OK | ID NOTFOUND
+ *   ID TIME           ->  ID VALUE tsc       (decimal; differs between VMs)
+ *   ID RAND           ->  ID VALUE x         (64 bits, 16 hex digits)
  *   anything wrong    ->  ID ERR message
  *
  * Output:
- *   udpkv ready ip=10.0.0.2 port=7777 mac=52:54:00:12:34:56 mtu=1500
+ *   udpkv ready ip=10.0.0.2 port=7777 mac=52:54:00:12:34:56 mtu=1500 \
+ *       rand=rdrand|tsc                 (RAND's source: CPUID's RDRAND bit)
  *   udpkv stats frames=F arp=A ping=I requests=R dropped=D bad=B \
  *       tx_errors=T keys=K                        (every S seconds)
  *   udpkv req PEER ID VERB key -> REPLY           (with verbose=1)
@@ -29,6 +32,8 @@
 #define IDLE_POLL_NS (1ull << 40)
 
 static uint8_t rx[UDPKV_FRAME_MAX];
+/* CPUID says RDRAND is there: RAND uses it (else the TSC, mixed). */
+static bool use_rdrand;
 
 static bool printable_word(const char *s, size_t n)
 {
@@ -68,6 +73,7 @@ static void reply_str(struct reply *r, const char *s)
 struct request {
     const char *verb, *key, *val;
     size_t verb_len, key_len, val_len;
+    char num[24];           /* TIME's and RAND's value, val points here */
 };
 
 /* "-" for an absent field, so a log line always has the same words; a
@@ -96,9 +102,24 @@ static const char *execute(const char *p, size_t n, struct request *rq)
     bool is_put = vl == 3 && memcmp(p, "PUT", 3) == 0;
     bool is_get = vl == 3 && memcmp(p, "GET", 3) == 0;
     bool is_del = vl == 3 && memcmp(p, "DEL", 3) == 0;
+    bool is_time = vl == 4 && memcmp(p, "TIME", 4) == 0;
+    bool is_rand = vl == 4 && memcmp(p, "RAND", 4) == 0;
 
     if (vl == 0)
         return "ERR missing command";
+    if (is_time || is_rand) {
+        if (vl != n)
+            return "ERR extra arguments";
+        if (is_time)
+            snprintf(rq->num, sizeof(rq->num), "%lu",
+                     (unsigned long)udpkv_tsc());
+        else
+            snprintf(rq->num, sizeof(rq->num), "%016lx",
+                     (unsigned long)udpkv_random(use_rdrand));
+        rq->val = rq->num;
+        rq->val_len = strlen(rq->num);
+        return NULL;
+    }
     if (!is_put && !is_get && !is_del)
         return "ERR unknown command";
     if (vl == n)
@@ -248,6 +269,7 @@ int main(int argc, char **argv)
     }
     net.port = (uint16_t)port;
     net.verbose = verbose != 0;
+    use_rdrand = udpkv_has_rdrand();
 
     int32_t ret = ftvm_net_info(net.mac, &net.mtu);
     if (ret == FTVM_ENODEV) {
@@ -266,10 +288,11 @@ int main(int argc, char **argv)
         net.mtu = UDPKV_FRAME_MAX - 14;
 
     printf("udpkv ready ip=%u.%u.%u.%u port=%u "
-           "mac=%02x:%02x:%02x:%02x:%02x:%02x mtu=%u\n",
+           "mac=%02x:%02x:%02x:%02x:%02x:%02x mtu=%u rand=%s\n",
            net.ip >> 24, (net.ip >> 16) & 0xff, (net.ip >> 8) & 0xff,
            net.ip & 0xff, net.port, net.mac[0], net.mac[1], net.mac[2],
-           net.mac[3], net.mac[4], net.mac[5], net.mtu);
+           net.mac[3], net.mac[4], net.mac[5], net.mtu,
+           use_rdrand ? "rdrand" : "tsc");
 
     uint64_t stats_ns = stats_s * FTVM_NS_PER_SEC;
     uint64_t next_stats = ftvm_monotonic_ns() + stats_ns;

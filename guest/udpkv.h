@@ -1,7 +1,8 @@
 /*
- * udpkv's three parts: the network stack (udpkv_net.c: Ethernet, ARP,
- * IPv4, ICMP echo, UDP), the key-value store (udpkv_store.c) and the
- * request protocol with main (udpkv.c).  docs/udpkv-protocol.md has the
+ * udpkv's four parts: the network stack (udpkv_net.c: Ethernet, ARP,
+ * IPv4, ICMP echo, UDP), the key-value store (udpkv_store.c), the
+ * nondeterministic answers (udpkv_noise.c) and the request protocol with
+ * main (udpkv.c).  docs/udpkv-protocol.md has the
  * protocol byte by byte.
  */
 #ifndef FTVM_GUEST_UDPKV_H
@@ -60,5 +61,12 @@ int udpkv_store_get(const char *key, size_t klen, const char **val,
                     size_t *vlen);                      /* 0, -1 absent */
 int udpkv_store_del(const char *key, size_t klen);      /* 0, -1 absent */
 size_t udpkv_store_count(void);
+
+/* TIME and RAND: the CPU's time stamp counter, which differs between two
+ * copies of one VM; a 64-bit random number, from RDRAND when use_rdrand
+ * (udpkv_has_rdrand(): CPUID leaf 1) else the TSC mixed. */
+uint64_t udpkv_tsc(void);
+bool udpkv_has_rdrand(void);
+uint64_t udpkv_random(bool use_rdrand);
 
 #endif

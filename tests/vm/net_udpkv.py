@@ -6,12 +6,14 @@
 The monitor's network backend is a UNIX datagram socket pair in a fresh
 temporary directory; this script is the peer.  It sends Ethernet frames
 carrying IPv4/UDP requests (docs/udpkv-protocol.md), which wake the guest
-blocked in FTVM_HC_POLL, and checks the replies it writes back.  Then it
+blocked in FTVM_HC_POLL, and checks the replies it writes back (PUT, GET,
+DEL, and the nondeterministic TIME and RAND by their form).  Then it
 stops the monitor with SIGTERM and expects exit status 128 + 15.
 Exits 77 (skipped) without a usable /dev/kvm.  No traffic leaves the
 temporary directory.
 """
 import os
+import re
 import select
 import signal
 import socket
@@ -71,6 +73,7 @@ def fail(msg, proc=None):
 
 
 def request(sock, proc, text, want):
+    """Sends text, checks the reply is want (None: any); returns it."""
     sock.send(udp_frame(text.encode()))
     deadline = time.monotonic() + ft.scaled(10)
     while time.monotonic() < deadline:
@@ -80,9 +83,9 @@ def request(sock, proc, text, want):
         reply = udp_payload(sock.recv(2048))
         if reply is None:
             continue
-        if reply != want.encode():
+        if want is not None and reply != want.encode():
             fail("%r answered %r, expected %r" % (text, reply, want), proc)
-        return
+        return reply
     fail("no reply to %r" % text, proc)
 
 
@@ -107,6 +110,7 @@ def main():
         line = proc.stdout.readline().decode()
         if not line.startswith("udpkv ready"):
             fail("first line %r" % line, proc)
+        print(line.strip())
         if "mac=02:00:00:00:00:07" not in line:
             fail("the guest did not get its --mac: %r" % line, proc)
         sock.connect(guest_sock)
@@ -121,6 +125,32 @@ def main():
         print("20 GET round trips in %.1f ms" % ms)
         request(sock, proc, "x DEL key3", "x OK\n")
         request(sock, proc, "y GET key3", "y NOTFOUND\n")
+        # The nondeterministic commands: TIME the TSC (decimal, growing),
+        # RAND 16 hex digits (two in a row differ); no arguments.
+        rand_src = re.search(r" rand=(rdrand|tsc)$", line.strip())
+        if not rand_src:
+            fail("no rand= in %r" % line, proc)
+        tsc = []
+        for i in range(2):
+            r = request(sock, proc, "t%d TIME" % i, None)
+            m = re.match(rb"^t%d VALUE ([1-9][0-9]*)\n$" % i, r)
+            if not m:
+                fail("TIME answered %r" % r, proc)
+            tsc.append(int(m.group(1)))
+        if not tsc[0] < tsc[1]:
+            fail("TIME went from %d to %d" % tuple(tsc), proc)
+        rand = []
+        for i in range(2):
+            r = request(sock, proc, "r%d RAND" % i, None)
+            m = re.match(rb"^r%d VALUE ([0-9a-f]{16})\n$" % i, r)
+            if not m:
+                fail("RAND answered %r" % r, proc)
+            rand.append(m.group(1))
+        if rand[0] == rand[1]:
+            fail("RAND twice %r (%s)" % (rand[0], rand_src.group(1)), proc)
+        request(sock, proc, "e TIME now", "e ERR extra arguments\n")
+        request(sock, proc, "f RAND 1", "f ERR extra arguments\n")
+        request(sock, proc, "g time", "g ERR unknown command\n")
         proc.send_signal(signal.SIGTERM)
         try:
             _, err = proc.communicate(timeout=ft.scaled(10))
