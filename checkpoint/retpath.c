@@ -41,6 +41,12 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_be64(f, m->value64);
         qfile_put_buf(f, m->text, tl);
         break;
+    case RETPATH_COLO_RELEASED:
+        qfile_put_be16(f, m->type);
+        qfile_put_be16(f, 16);
+        qfile_put_be64(f, m->value64);
+        qfile_put_be64(f, m->offset);
+        break;
     case RETPATH_COLO_FRAME:
         if (m->len < 1 || m->len > RETPATH_COLO_FRAME_MAX) {
             qfile_fail(f, -EINVAL, "return path: a COLO frame of %u bytes "
@@ -53,6 +59,12 @@ void retpath_put(qfile *f, const retpath_msg *m)
         qfile_put_buf(f, m->text, m->len);
         break;
     }
+}
+
+void retpath_put_colo_released(qfile *f, uint64_t id, uint64_t offset)
+{
+    retpath_put(f, &(retpath_msg){ .type = RETPATH_COLO_RELEASED,
+                                   .value64 = id, .offset = offset });
 }
 
 void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
@@ -130,6 +142,8 @@ const char *retpath_type_name(uint16_t type)
         return "COLO_CONSOLE";
     case RETPATH_COLO_FRAME:
         return "COLO_FRAME";
+    case RETPATH_COLO_RELEASED:
+        return "COLO_RELEASED";
     case RETPATH_REFUSE:
         return "REFUSE";
     }
@@ -175,6 +189,9 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         if (n >= 8 + 1 && n <= 8 + RETPATH_COLO_FRAME_MAX)
             want = n;
         break;
+    case RETPATH_COLO_RELEASED:
+        want = 16;
+        break;
     default:
         snprintf(err, errlen, "return path: unknown message type 0x%04x "
                  "(length %u)", type, n);
@@ -199,6 +216,8 @@ int retpath_parse(const uint8_t *buf, size_t len, retpath_msg *out, char *err,
         out->value32 = (uint32_t)be(buf + 4, 4);
     else
         out->value64 = be(buf + 4, 8);
+    if (type == RETPATH_COLO_RELEASED)
+        out->offset = be(buf + 12, 8);
     if (type == RETPATH_ACK || type == RETPATH_NACK ||
         type == RETPATH_REFUSE) {
         const uint8_t *p = buf + 12;

@@ -42,6 +42,13 @@ typedef enum retpath_type {
      * bytes), in the order it sent them.
      */
     RETPATH_COLO_FRAME = 0x7f11,
+    /*
+     * COLO's exact release (docs/colo.md): be64 checkpoint, be64 offset:
+     * the secondary keeps that its SVM's first offset console bytes since
+     * that checkpoint are released (the stream's ftvm-colo-rel), so the
+     * primary may release them now.
+     */
+    RETPATH_COLO_RELEASED = 0x7f12,
 } retpath_type;
 
 /* Longest payload ftvm sends or accepts: a COLO_FRAME's (8 + a frame). */
@@ -72,6 +79,7 @@ typedef struct retpath_msg {
      */
     char text[RETPATH_MSG_MAX];
     uint16_t len;           /* COLO_CONSOLE, COLO_FRAME: bytes in text */
+    uint64_t offset;        /* COLO_RELEASED */
 } retpath_msg;
 
 void retpath_put(qfile *f, const retpath_msg *m);
@@ -89,6 +97,7 @@ void retpath_put_colo_console(qfile *f, uint64_t id, const void *buf,
  * len is 1..RETPATH_COLO_FRAME_MAX; anything else is the caller's bug and
  * latches -EINVAL on f (nothing is written).
  */
+void retpath_put_colo_released(qfile *f, uint64_t id, uint64_t offset);
 void retpath_put_colo_frame(qfile *f, uint64_t id, const void *frame,
                             size_t len);
 

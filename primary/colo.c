@@ -33,6 +33,14 @@ struct colo {
     colo_verdict want;      /* found on a vCPU thread, for colo_tick */
     side pri, sec;
     uint64_t pbase;         /* the primary's stream offset of pri.buf[0] */
+    /*
+     * The exact release: matched bytes (up to pbase) leave once the
+     * secondary knows (colo_release_due, colo_released): released is
+     * what left, rel_asked the offset of the record on its way.
+     */
+    uint64_t released, rel_asked;
+    void (*notify)(void *opaque);
+    void *notify_opaque;
     chunk chunks[COLO_MAX_CHUNKS];
     size_t nchunks;         /* chunks[0] is the oldest still unmatched */
     colo_stats st;
@@ -92,6 +100,53 @@ colonet *colo_net(colo *c)
     return c->net;
 }
 
+void colo_set_release_notify(colo *c, void (*fn)(void *opaque), void *opaque)
+{
+    pthread_mutex_lock(&c->lock);
+    c->notify = fn;
+    c->notify_opaque = opaque;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool colo_release_due(colo *c, uint64_t *id, uint64_t *upto)
+{
+    bool due;
+    pthread_mutex_lock(&c->lock);
+    due = c->epoch && c->rel_asked == c->released && c->pbase > c->released;
+    if (due) {
+        c->rel_asked = c->pbase;
+        *id = c->epoch;
+        *upto = c->pbase;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return due;
+}
+
+void colo_release_failed(colo *c, uint64_t id)
+{
+    pthread_mutex_lock(&c->lock);
+    if (id == c->epoch)
+        c->rel_asked = c->released;
+    pthread_mutex_unlock(&c->lock);
+}
+
+bool colo_released(colo *c, uint64_t id, uint64_t upto)
+{
+    bool more = false;
+    pthread_mutex_lock(&c->lock);
+    if (c->epoch && id == c->epoch && upto > c->released &&
+        upto <= c->rel_asked) {
+        outqueue_release_console(c->q, c->epoch,
+                                 (size_t)(upto - c->released));
+        c->st.released_bytes += upto - c->released;
+        c->released = upto;
+        c->rel_asked = upto;
+        more = c->pbase > c->released;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return more;
+}
+
 void colo_free(colo *c)
 {
     if (!c)
@@ -138,6 +193,7 @@ static void reset_epoch(colo *c, uint64_t epoch)
     c->want = COLO_OK;
     c->pri.len = c->sec.len = 0;
     c->pbase = 0;
+    c->released = c->rel_asked = 0;
     c->nchunks = 0;
     c->st.secondary_bytes = 0;
 }
@@ -172,7 +228,9 @@ static colo_verdict match(colo *c)
     memmove(c->chunks, c->chunks + k, (c->nchunks - k) * sizeof(chunk));
     c->nchunks -= k;
     c->st.matched_bytes += n;
-    outqueue_release_console(c->q, c->epoch, n);
+    /* Out once the secondary knows: its SVM then will not write them. */
+    if (c->rel_asked == c->released && c->notify)
+        c->notify(c->notify_opaque);
     return COLO_OK;
 }
 
@@ -276,6 +334,10 @@ colo_verdict colo_tick(colo *c, uint64_t now)
 {
     colo_verdict v = COLO_OK;
     pthread_mutex_lock(&c->lock);
+    /* A release record that could not be queued is tried again. */
+    if (c->epoch && c->rel_asked == c->released && c->pbase > c->released &&
+        c->notify)
+        c->notify(c->notify_opaque);
     /* The SVM's lag for the frames' timeouts, as late() counts it. */
     uint64_t lag = 0;
     bool known = c->epoch && (c->ready_t || c->acked_t);

@@ -68,7 +68,8 @@ typedef struct colo_stats {
     uint64_t epoch;             /* the checkpoint compared against, 0 none */
     bool diverged;              /* this epoch differs: waiting for the next */
     uint64_t pending_primary, pending_secondary;    /* unmatched bytes */
-    uint64_t matched_bytes;     /* released by comparison, all epochs */
+    uint64_t matched_bytes;     /* matched, all epochs */
+    uint64_t released_bytes;    /* ... and released: the secondary knew */
     uint64_t secondary_bytes;   /* the SVM's, received for the epoch */
     uint64_t ignored_bytes;     /* the SVM's, of an older checkpoint */
     uint64_t mismatches, timeouts;
@@ -87,6 +88,22 @@ void colo_set_timeout(colo *c, uint64_t timeout_ns);
  * colo_checkpoint, colo_stop and colo_tick drive it with the console.
  */
 colonet *colo_net(colo *c);
+
+/*
+ * The exact release (docs/colo.md, "Failover"): matched console bytes
+ * leave only once the secondary knows, so that its SVM, if it takes
+ * over, writes exactly what the world has not seen.  notify (from any
+ * thread, with colo's lock held: it must only wake the loop) says a
+ * record is due; the loop then takes it with colo_release_due (id, the
+ * offset to tell the secondary; one on its way at a time) and sends it
+ * ("ftvm-colo-rel"); colo_release_failed when it could not be queued;
+ * colo_released on the answer (COLO_RELEASED) releases the bytes and
+ * says whether another record is due.
+ */
+void colo_set_release_notify(colo *c, void (*fn)(void *opaque), void *opaque);
+bool colo_release_due(colo *c, uint64_t *id, uint64_t *upto);
+void colo_release_failed(colo *c, uint64_t id);
+bool colo_released(colo *c, uint64_t id, uint64_t upto);
 
 /* The hc_console_fn of a COLO primary: opaque is the colo. */
 int colo_console(void *opaque, const void *buf, size_t len);

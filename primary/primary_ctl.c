@@ -67,7 +67,7 @@ void primary_ctl_status(replicator *rep, json_t *r)
     json_object_set_new(r, "mode", json_string(colo_mode_name(st.mode)));
     if (st.mode == COLO_MODE_COLO)
         json_object_set_new(r, "colo", json_pack(
-            "{s:f, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+            "{s:f, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
             "compare_timeout_ms", ms(st.compare_timeout_ns),
             "epoch", (json_int_t)st.colo.epoch,
             "diverged", st.colo.diverged,
@@ -75,6 +75,7 @@ void primary_ctl_status(replicator *rep, json_t *r)
             "pending_secondary_bytes",
             (json_int_t)st.colo.pending_secondary,
             "matched_bytes", (json_int_t)st.colo.matched_bytes,
+            "released_bytes", (json_int_t)st.colo.released_bytes,
             "secondary_bytes", (json_int_t)st.colo.secondary_bytes,
             "ignored_bytes", (json_int_t)st.colo.ignored_bytes,
             "mismatches", (json_int_t)st.colo.mismatches,

@@ -289,6 +289,30 @@ static void colo_ask(replicator *p, colo_verdict v)
         cycle_take_for(p, COLO_CAUSE_LIMIT);
 }
 
+/* COLO's exact release: the records colo asks for (docs/colo.md). */
+static void on_colo_release(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    replicator *p = arg;
+    uint64_t id, upto;
+    if (!p->link || !colo_release_due(p->colo, &id, &upto))
+        return;
+    qfile_mem_reset(p->release_f);
+    colosec_put_release(p->release_f, p->colo_rel_section, id, upto);
+    size_t n;
+    const uint8_t *d = qfile_mem_data(p->release_f, &n);
+    if (channel_send_record(p->link, d, n) < 0)
+        colo_release_failed(p->colo, id);       /* colo_tick asks again */
+}
+
+/* colo's notify: from any thread, with colo's lock held. */
+static void colo_release_notify(void *opaque)
+{
+    replicator *p = opaque;
+    event_active(p->ev_colo_rel, EV_READ, 0);
+}
+
 /*
  * COLO's input mirror (colonet's mirror function, on the loop thread):
  * one frame the NIC received after checkpoint id, as an ftvm-colo-in
@@ -349,6 +373,11 @@ static void link_msg(void *opaque, channel *l, const retpath_msg *m)
         break;
     case RETPATH_PONG:
         p->pongs++;
+        break;
+    case RETPATH_COLO_RELEASED:
+        if (p->mode == COLO_MODE_COLO &&
+            colo_released(p->colo, m->value64, m->offset))
+            event_active(p->ev_colo_rel, EV_READ, 0);
         break;
     case RETPATH_COLO_FRAME:
         if (p->mode == COLO_MODE_COLO)
@@ -506,6 +535,16 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
             return -EINVAL;
         }
         colo_set_timeout(p->colo, p->colo_timeout_ns);
+        p->release_f = qfile_open_mem("colo-rel");
+        p->ev_colo_rel = event_new(base, -1, 0, on_colo_release, p);
+        if (!p->release_f || !p->ev_colo_rel) {
+            snprintf(err, errlen, "out of memory");
+            replicator_free(p);
+            return -ENOMEM;
+        }
+        uint32_t nreg = (uint32_t)registry_count(vm_registry(v));
+        p->colo_rel_section = colosec_release_section_id(nreg);
+        colo_set_release_notify(p->colo, colo_release_notify, p);
         colonet *cn = colo_net(p->colo);
         if (o->compare_log &&
             colonet_set_log(cn, o->compare_log, err, errlen) < 0) {
@@ -630,6 +669,12 @@ void replicator_free(replicator *p)
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
+    if (p->release_f) {
+        colo_set_release_notify(p->colo, NULL, NULL);
+        qfile_close(p->release_f);
+    }
+    if (p->ev_colo_rel)
+        event_free(p->ev_colo_rel);
     if (p->mirror_f) {
         net_set_rx_tap(vm_net(p->v), NULL, NULL);
         colonet_set_mirror(colo_net(p->colo), NULL, NULL);

@@ -132,6 +132,25 @@ static int colo_section(apply *a, qfile *f, const savevm_section *sec)
 }
 
 /*
+ * "ftvm-colo-rel": the primary is about to release console bytes its SVM
+ * wrote alike (docs/colo.md, "Failover").  COLO streams only.
+ */
+static int colo_release(apply *a, qfile *f, const savevm_section *sec)
+{
+    if (!a->reg || !a->colo_mode)
+        return qfile_fail(f, -EPROTO, "'%s' outside a COLO stream's "
+                          "replication (before '%s', or without '%s')",
+                          COLOSEC_RELEASE_IDSTR, VMSHAPE_IDSTR,
+                          COLOSEC_IDSTR);
+    uint64_t id, console;
+    if (colosec_load_release(f, sec, &id, &console) < 0)
+        return qfile_error(f);
+    if (a->o.colo_release)
+        a->o.colo_release(a->o.opaque, id, console);
+    return 0;
+}
+
+/*
  * "ftvm-colo-in": a frame the primary's NIC received, for the secondary's
  * running VM (docs/colo.md).  Only a COLO stream carries them.
  */
@@ -209,6 +228,8 @@ static int top_section(apply *a, qfile *f, const savevm_section *sec)
         return create_vm(a, f, sec);
     if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) == 0)
         return colo_input(a, f, sec);
+    if (strcmp(sec->idstr, COLOSEC_RELEASE_IDSTR) == 0)
+        return colo_release(a, f, sec);
     if (a->reg && strcmp(sec->idstr, COLOSEC_IDSTR) == 0)
         return colo_section(a, f, sec);
     if (!a->reg)
@@ -299,12 +320,12 @@ static int validate_section(apply *a, qfile *f, const savevm_section *sec)
                           "section '%s' after the package's "
                           "trailer",
                           sec->idstr);
-    if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) == 0) {
+    if (strcmp(sec->idstr, COLOSEC_INPUT_IDSTR) == 0 ||
+        strcmp(sec->idstr, COLOSEC_RELEASE_IDSTR) == 0) {
         /* Not a broken checkpoint: a primary that mixed up the two. */
         c->stray = true;
         return qfile_fail(f, -EPROTO, "'%s' inside a package: COLO's "
-                          "input frames go between packages",
-                          COLOSEC_INPUT_IDSTR);
+                          "records go between packages", sec->idstr);
     }
     bool hdr = strcmp(sec->idstr, TRAILER_PKG_IDSTR) == 0;
     if (hdr != (c->sections == 1))

@@ -79,6 +79,11 @@ typedef struct apply_opts {
      */
     void (*colo_input)(void *opaque, uint64_t id, const void *frame,
                        size_t len);
+    /*
+     * Optional: an "ftvm-colo-rel": the primary releases the first
+     * console bytes the guest wrote after checkpoint id once told.
+     */
+    void (*colo_release)(void *opaque, uint64_t id, uint64_t console);
 } apply_opts;
 
 /*

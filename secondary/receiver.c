@@ -94,6 +94,14 @@ static void colo_mode(void *opaque)
     note(opaque, NOTE_COLO);
 }
 
+/* apply's colo_release hook: straight to the owner, on this thread. */
+static void colo_release(void *opaque, uint64_t id, uint64_t console)
+{
+    receiver *rx = opaque;
+    if (rx->o.on_colo_release)
+        rx->o.on_colo_release(rx->o.opaque, id, console);
+}
+
 /* apply's colo_input hook: straight to the owner, on this thread. */
 static void colo_input(void *opaque, uint64_t id, const void *frame,
                        size_t len)
@@ -329,7 +337,8 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
                                              .vm_name = o->vm_name,
                                              .applied = applied,
                                              .colo = colo_mode,
-                                             .colo_input = colo_input });
+                                             .colo_input = colo_input,
+                                             .colo_release = colo_release });
     rx->ev_note = event_new(base, -1, 0, on_note, rx);
     if (r == 0 && !rx->ev_note)
         r = -ENOMEM;

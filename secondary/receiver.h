@@ -96,6 +96,12 @@ typedef struct receiver_opts {
      */
     void (*on_colo_input)(void *opaque, uint64_t id, const void *frame,
                           size_t len);
+    /*
+     * Optional, on the receiver thread: the primary will release the
+     * first console bytes written after checkpoint id once it hears back
+     * ("ftvm-colo-rel", docs/colo.md "Failover").
+     */
+    void (*on_colo_release)(void *opaque, uint64_t id, uint64_t console);
     void *opaque;
 } receiver_opts;
 

@@ -196,6 +196,14 @@ static void on_colo_input(void *opaque, uint64_t id, const void *frame,
         svm_input(s->svm, id, frame, len);
 }
 
+/* The primary releases console bytes once told (the receiver's thread). */
+static void on_colo_release(void *opaque, uint64_t id, uint64_t console)
+{
+    secondary *s = opaque;
+    if (s->svm)
+        svm_release(s->svm, id, console);
+}
+
 /* Checkpoints were applied: the SVM is made, or reset, from the cache. */
 static void on_applied(void *opaque)
 {
@@ -495,6 +503,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .on_applied = on_applied,
         .on_colo = on_colo,
         .on_colo_input = on_colo_input,
+        .on_colo_release = on_colo_release,
         .opaque = s,
     };
     if (receiver_start(&s->rx, daemon_base(s->d), fd, peer, &o, err,

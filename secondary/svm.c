@@ -34,6 +34,16 @@ struct svm {
     bool announce;          /* tell the primary it runs from tag */
     uint8_t *pend;          /* written, not yet sent */
     size_t plen, pcap;
+    /*
+     * Sent, and not yet known to be released by the primary (its
+     * ftvm-colo-rel): written again at failover.  kbase is the offset,
+     * since the reset, of kept[0]; answer: a COLO_RELEASED is due.
+     */
+    uint8_t *kept;
+    size_t klen, kcap;
+    uint64_t kbase;
+    bool answer;
+    uint64_t released_bytes;
     uint64_t console_bytes, sent_bytes, dropped_bytes;
 
     uint64_t resets, last_pages;
@@ -85,6 +95,26 @@ static void put_be(uint8_t *p, uint64_t v, int n)
         p[i] = (uint8_t)v;
 }
 
+/* With the lock: keeps n bytes sent, until the primary says released. */
+static bool keep(svm *s, const uint8_t *buf, size_t n)
+{
+    if (s->klen + n > SVM_MAX_PENDING)
+        return false;
+    if (s->klen + n > s->kcap) {
+        size_t cap = s->kcap ? s->kcap : 4096;
+        while (cap < s->klen + n)
+            cap *= 2;
+        uint8_t *p = realloc(s->kept, cap);
+        if (!p)
+            return false;
+        s->kept = p;
+        s->kcap = cap;
+    }
+    memcpy(s->kept + s->klen, buf, n);
+    s->klen += n;
+    return true;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -102,6 +132,16 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
             s->announce = false;
         again = r == 0;
     }
+    if (!s->live && s->answer) {
+        put_be(msg, RETPATH_COLO_RELEASED, 2);
+        put_be(msg + 2, 16, 2);
+        put_be(msg + 4, s->tag, 8);
+        put_be(msg + 12, s->kbase, 8);
+        int r = s->o.send(s->o.send_opaque, msg, 20);
+        if (r > 0)
+            s->answer = false;
+        again |= r == 0;
+    }
     while (!s->live && !s->announce && s->plen) {
         size_t n = s->plen < RETPATH_COLO_DATA_MAX ? s->plen
                                                    : RETPATH_COLO_DATA_MAX;
@@ -109,9 +149,16 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         put_be(msg + 2, 8 + n, 2);
         put_be(msg + 4, s->tag, 8);
         memcpy(msg + 12, s->pend, n);
+        /*
+         * Kept first: no room means the primary releases nothing of late
+         * (a divergence: its checkpoint resets us), so wait for it.
+         */
+        if (!keep(s, s->pend, n))
+            break;
         int r = s->o.send(s->o.send_opaque, msg, 12 + n);
         if (r <= 0) {
-            again = r == 0;     /* gone: kept for a failover */
+            s->klen -= n;
+            again |= r == 0;    /* gone: kept for a failover */
             break;
         }
         memmove(s->pend, s->pend + n, s->plen - n);
@@ -199,6 +246,9 @@ static void set_tag(svm *s, uint64_t id)
     pthread_mutex_lock(&s->lock);
     s->tag = id;
     s->plen = 0;        /* the old checkpoint's: the primary is past it */
+    s->klen = 0;
+    s->kbase = 0;
+    s->answer = false;
     s->announce = true;
     pthread_mutex_unlock(&s->lock);
     event_active(s->ev_flush, EV_READ, 0);
@@ -291,12 +341,35 @@ int svm_go_live(svm *s, vm *cache, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->lock);
     s->live = true;
+    /* What the primary may not have released, then what it never had. */
+    if (s->klen)
+        s->o.live_console(s->o.live_opaque, s->kept, s->klen);
+    s->klen = 0;
     if (s->plen)
         s->o.live_console(s->o.live_opaque, s->pend, s->plen);
     s->plen = 0;
     pthread_mutex_unlock(&s->lock);
     return vm_net(s->v) ? svmnet_go_live(s->net, s->v, cache, err, errlen)
                         : 0;
+}
+
+void svm_release(svm *s, uint64_t id, uint64_t console)
+{
+    pthread_mutex_lock(&s->lock);
+    bool ours = !s->live && id == s->tag && s->tag;
+    if (ours && console > s->kbase && console <= s->kbase + s->klen) {
+        size_t n = (size_t)(console - s->kbase);
+        memmove(s->kept, s->kept + n, s->klen - n);
+        s->klen -= n;
+        s->kbase = console;
+        s->released_bytes += n;
+    }
+    /* Answered with what is known (a repeat gets the same answer). */
+    if (ours && console <= s->kbase)
+        s->answer = true;
+    pthread_mutex_unlock(&s->lock);
+    if (ours)
+        event_active(s->ev_flush, EV_READ, 0);
 }
 
 void svm_input(svm *s, uint64_t id, const void *frame, size_t len)
@@ -312,6 +385,8 @@ void svm_get_stats(svm *s, svm_stats *out)
     out->console_bytes = s->console_bytes;
     out->sent_bytes = s->sent_bytes;
     out->dropped_bytes = s->dropped_bytes;
+    out->released_bytes = s->released_bytes;
+    out->kept_bytes = s->klen;
     pthread_mutex_unlock(&s->lock);
     svmnet_get_stats(s->net, &out->net);
     out->running = s->v && vm_get_state(s->v) == VM_RUNNING;
@@ -333,7 +408,7 @@ json_t *svm_status(svm *s)
     svm_get_stats(s, &vs);
     return json_pack(
         "{s:b, s:I, s:I, s:I, s:{s:f, s:f, s:f}, s:{s:I, s:I}, s:I, s:I, "
-        "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "svm_running", vs.running, "reset_to", (json_int_t)vs.reset_to,
         "resets", (json_int_t)vs.resets,
         "last_reset_pages", (json_int_t)vs.last_pages,
@@ -345,6 +420,8 @@ json_t *svm_status(svm *s)
         "console_bytes", (json_int_t)vs.console_bytes,
         "sent_bytes", (json_int_t)vs.sent_bytes,
         "dropped_bytes", (json_int_t)vs.dropped_bytes,
+        "released_bytes", (json_int_t)vs.released_bytes,
+        "unreleased_bytes", (json_int_t)vs.kept_bytes,
         "input_frames", (json_int_t)vs.net.input_frames,
         "input_delivered", (json_int_t)vs.net.input_delivered,
         "input_dropped", (json_int_t)vs.net.input_dropped,
@@ -416,6 +493,7 @@ void svm_free(svm *s)
     svmnet_free(s->net);
     qfile_close(s->dev);
     free(s->pend);
+    free(s->kept);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

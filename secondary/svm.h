@@ -69,6 +69,8 @@ typedef struct svm_stats {
     uint64_t console_bytes;     /* written by the SVM */
     uint64_t sent_bytes;        /* on the return path */
     uint64_t dropped_bytes;     /* over SVM_MAX_PENDING */
+    uint64_t released_bytes;    /* the primary said it releases */
+    uint64_t kept_bytes;        /* sent, not yet said released: now */
     uint64_t mem_bytes;         /* its RAM (the cache's is as much) */
     svmnet_stats net;           /* its NIC's (a VM with one) */
 } svm_stats;
@@ -104,6 +106,13 @@ int svm_go_live(svm *s, vm *cache, char *err, size_t errlen);
  * ftvm-colo-in), for the SVM's NIC; on the receiver's thread.
  */
 void svm_input(svm *s, uint64_t id, const void *frame, size_t len);
+/*
+ * The primary will release the first console bytes the guest wrote
+ * after checkpoint id once it hears back (ftvm-colo-rel): they are no
+ * longer the SVM's to write at failover; answered with COLO_RELEASED.
+ * On the receiver's thread.
+ */
+void svm_release(svm *s, uint64_t id, uint64_t console);
 
 void svm_get_stats(svm *s, svm_stats *out);
 /* The secondary's status object "colo" (docs/colo.md lists its fields). */

@@ -42,6 +42,23 @@ static const vmstate_desc colosec_in_desc = {
     .fields = colosec_in_fields,
 };
 
+typedef struct colosec_rel {
+    uint64_t checkpoint;
+    uint64_t console;
+} colosec_rel;
+
+static const vmstate_field colosec_rel_fields[] = {
+    { VMSTATE_SCALAR(colosec_rel, checkpoint) },
+    { VMSTATE_SCALAR(colosec_rel, console) },
+    VMSTATE_END,
+};
+
+static const vmstate_desc colosec_rel_desc = {
+    .name = COLOSEC_RELEASE_IDSTR, .version = COLOSEC_RELEASE_VERSION,
+    .minimum_version = COLOSEC_RELEASE_VERSION, .size = sizeof(colosec_rel),
+    .fields = colosec_rel_fields,
+};
+
 void colosec_put(qfile *f, uint32_t section_id, uint32_t mode)
 {
     colosec s = { .mode = mode };
@@ -112,12 +129,51 @@ int colosec_load_input(qfile *f, const savevm_section *sec, uint64_t *id,
     return 0;
 }
 
+uint32_t colosec_release_section_id(uint32_t registry_count)
+{
+    return registry_count + 5;
+}
+
+void colosec_put_release(qfile *f, uint32_t section_id, uint64_t id,
+                         uint64_t console)
+{
+    colosec_rel s = { .checkpoint = id, .console = console };
+    vmstate_save_section(f, section_id, COLOSEC_RELEASE_IDSTR, 0,
+                         &colosec_rel_desc, &s, NULL);
+}
+
+int colosec_load_release(qfile *f, const savevm_section *sec, uint64_t *id,
+                         uint64_t *console)
+{
+    if (sec->type != SAVEVM_SECTION_FULL || sec->instance_id != 0)
+        return qfile_fail(f, -EINVAL, "section '%s': expected a FULL "
+                          "section of instance 0, found %s instance %"
+                          PRIu32, COLOSEC_RELEASE_IDSTR,
+                          savevm_type_name(sec->type), sec->instance_id);
+    colosec_rel s = { 0 };
+    if (vmstate_load(f, &colosec_rel_desc, &s, sec->version_id,
+                     SAVEVM_PASS_APPLY) < 0)
+        return qfile_error(f);
+    if (s.checkpoint == 0)
+        return qfile_fail(f, -EINVAL, "section '%s': checkpoint 0",
+                          COLOSEC_RELEASE_IDSTR);
+    *id = s.checkpoint;
+    *console = s.console;
+    return 0;
+}
+
 int colosec_describe(json_t *vmdesc_devices)
 {
     const colosec any = { .mode = COLOSEC_MODE_COLO };
     static const colosec_in any_in = { .checkpoint = 1, .len = 1 };
+    static const colosec_rel any_rel = { .checkpoint = 1 };
     int rc = vmstate_describe_section(vmdesc_devices, COLOSEC_IDSTR, 0,
                                       &colosec_desc, &any);
-    return rc < 0 ? rc : vmstate_describe_section(vmdesc_devices, COLOSEC_INPUT_IDSTR, 0,
-                                    &colosec_in_desc, &any_in);
+    if (rc == 0)
+        rc = vmstate_describe_section(vmdesc_devices, COLOSEC_INPUT_IDSTR, 0,
+                                      &colosec_in_desc, &any_in);
+    if (rc == 0)
+        rc = vmstate_describe_section(vmdesc_devices, COLOSEC_RELEASE_IDSTR,
+                                      0, &colosec_rel_desc, &any_rel);
+    return rc;
 }

@@ -71,8 +71,27 @@ int colosec_load_input(qfile *f, const savevm_section *sec, uint64_t *id,
                        void *frame, size_t *len);
 
 /*
- * Appends the entries of "ftvm-colo" and "ftvm-colo-in" to a VM
- * description's devices (vmshape_describe's).
+ * "ftvm-colo-rel", the exact release (docs/colo.md, "Failover"): the
+ * primary is about to release the first `console` bytes the guest wrote
+ * after checkpoint `checkpoint`, which the SVM wrote alike; the secondary
+ * keeps that offset (its SVM writes only what follows it at failover) and
+ * answers COLO_RELEASED, on which the primary releases them.  Between
+ * packages, FULL, instance 0, version 1, section id n + 5; body be64
+ * checkpoint, be64 console.
+ */
+#define COLOSEC_RELEASE_IDSTR "ftvm-colo-rel"
+#define COLOSEC_RELEASE_VERSION 1u
+
+uint32_t colosec_release_section_id(uint32_t registry_count);
+void colosec_put_release(qfile *f, uint32_t section_id, uint64_t id,
+                         uint64_t console);
+/* Reads and checks it (checkpoint not 0).  0 or the error latched on f. */
+int colosec_load_release(qfile *f, const savevm_section *sec, uint64_t *id,
+                         uint64_t *console);
+
+/*
+ * Appends the entries of "ftvm-colo", "ftvm-colo-in" and "ftvm-colo-rel"
+ * to a VM description's devices (vmshape_describe's).
  */
 int colosec_describe(json_t *vmdesc_devices);
 

@@ -208,6 +208,7 @@ static void deliver(run *r, const retpath_msg *m)
     case RETPATH_PONG:
     case RETPATH_COLO_CONSOLE:  /* colo.h's, not protection's */
     case RETPATH_COLO_FRAME:
+    case RETPATH_COLO_RELEASED:
         break;
     }
     if (linked && lost_state(p->state))

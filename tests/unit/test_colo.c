@@ -68,9 +68,26 @@ static void pri(env *e, const char *s)
     colo_console(e->c, s, strlen(s));
 }
 
+/*
+ * The secondary's side of the exact release, answered at once: each
+ * record colo asks for is "kept" and answered.  The records' offsets.
+ */
+static uint64_t confirm(env *e)
+{
+    uint64_t id, upto, last = 0;
+    while (colo_release_due(e->c, &id, &upto)) {
+        last = upto;
+        colo_released(e->c, id, upto);
+    }
+    return last;
+}
+
+/* The SVM's bytes, then the release records answered. */
 static colo_verdict sec(env *e, uint64_t id, const char *s)
 {
-    return colo_secondary(e->c, id, s, strlen(s), 0);
+    colo_verdict v = colo_secondary(e->c, id, s, strlen(s), 0);
+    confirm(e);
+    return v;
 }
 
 /* Matching bytes leave at once, without an ACK; only the matched prefix. */
@@ -87,6 +104,7 @@ static void test_match_releases(void **state)
     assert_int_equal(sec(e, 1, "tick 3\n"), COLO_OK);
     assert_int_equal(nseen, 14);
     pri(e, "tick 3\n");
+    confirm(e);
     assert_string_equal(seen, "tick 1\ntick 2\ntick 3\n");
     colo_stats st;
     colo_get_stats(e->c, &st);
@@ -96,6 +114,41 @@ static void test_match_releases(void **state)
     /* Nothing left for the ACK to release twice. */
     outqueue_acked(e->q, 2);
     assert_int_equal(nseen, 21);
+}
+
+/*
+ * Matched bytes leave only once the secondary answered the release
+ * record (so its SVM will not write them at failover); one record on its
+ * way at a time; answers of another checkpoint, or beyond the record,
+ * release nothing; a record that could not be queued is asked again.
+ */
+static void test_exact_release(void **state)
+{
+    env *e = *state;
+    pri(e, "one\ntwo\n");
+    colo_secondary(e->c, 1, "one\n", 4, 0);
+    assert_int_equal(nseen, 0);                 /* matched, not released */
+    uint64_t id, upto;
+    assert_true(colo_release_due(e->c, &id, &upto));
+    assert_int_equal(id, 1);
+    assert_int_equal(upto, 4);
+    colo_secondary(e->c, 1, "two\n", 4, 0);
+    assert_false(colo_release_due(e->c, &id, &upto));   /* one at a time */
+    assert_false(colo_released(e->c, 2, 4));    /* another checkpoint */
+    assert_false(colo_released(e->c, 1, 8));    /* beyond the record */
+    assert_int_equal(nseen, 0);
+    assert_true(colo_released(e->c, 1, 4));     /* more is due */
+    assert_string_equal(seen, "one\n");
+    assert_true(colo_release_due(e->c, &id, &upto));
+    assert_int_equal(upto, 8);
+    colo_release_failed(e->c, 1);               /* the link had no room */
+    assert_true(colo_release_due(e->c, &id, &upto));
+    assert_false(colo_released(e->c, 1, 8));
+    assert_string_equal(seen, "one\ntwo\n");
+    colo_stats st;
+    colo_get_stats(e->c, &st);
+    assert_int_equal(st.matched_bytes, 8);
+    assert_int_equal(st.released_bytes, 8);
 }
 
 /* A difference asks for one checkpoint; the bytes wait for its ACK. */
@@ -267,6 +320,8 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_exact_release, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_match_releases, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),

@@ -240,9 +240,79 @@ static void test_described(void **state)
         "\"ftvm-colo-in\",\"version\":1,\"fields\":["
         "{\"name\":\"checkpoint\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"len\",\"type\":\"uint16\",\"size\":2},"
-        "{\"name\":\"frame\",\"type\":\"buffer\",\"size\":1514}]}]");
+        "{\"name\":\"frame\",\"type\":\"buffer\",\"size\":1514}]},"
+        "{\"name\":\"ftvm-colo-rel\",\"instance_id\":0,\"vmsd_name\":"
+        "\"ftvm-colo-rel\",\"version\":1,\"fields\":["
+        "{\"name\":\"checkpoint\",\"type\":\"uint64\",\"size\":8},"
+        "{\"name\":\"console\",\"type\":\"uint64\",\"size\":8}]}]");
     free(text);
     json_decref(devices);
+}
+
+/* The release record: its bytes, a round trip through a loader, and
+   checkpoint 0 or another section type refused. */
+typedef struct rel { int n; uint64_t id, console; } rel;
+
+static int on_release(void *opaque, qfile *f, const savevm_section *sec,
+                      savevm_pass pass)
+{
+    (void)pass;
+    rel *r = opaque;
+    r->n++;
+    return colosec_load_release(f, sec, &r->id, &r->console);
+}
+
+static int load_release(uint64_t id, uint64_t console, uint8_t type,
+                        rel *r, char *msg, size_t msglen)
+{
+    qfile *w = qfile_open_mem("stream");
+    savevm_put_header(w);
+    size_t at;
+    qfile_mem_data(w, &at);
+    colosec_put_release(w, colosec_release_section_id(6), id, console);
+    savevm_put_eof(w);
+    size_t len;
+    const uint8_t *d = qfile_mem_data(w, &len);
+    uint8_t *s = malloc(len);
+    memcpy(s, d, len);
+    qfile_close(w);
+    /* type, id 11, counted "ftvm-colo-rel", instance, version, 16, footer */
+    assert_int_equal(len - at, 1 + 4 + 1 + 13 + 4 + 4 + 16 + 5 + 1);
+    assert_int_equal(s[at + 4], 11);
+    s[at] = type;
+    static const savevm_target_ops rops = { .section = on_release };
+    savevm_loader *l = savevm_loader_new(&rops, r, &(savevm_loader_opts){
+                                             .footers = true });
+    qfile *q = qfile_open_view(s, len, "r");
+    int rc = savevm_load_header(l, q);
+    savevm_stop why;
+    if (rc == 0)
+        rc = savevm_load_main(l, q, SAVEVM_PASS_APPLY, false, &why);
+    snprintf(msg, msglen, "%s", qfile_errmsg(q));
+    qfile_close(q);
+    savevm_loader_free(l);
+    free(s);
+    return rc;
+}
+
+static void test_release(void **state)
+{
+    (void)state;
+    rel r = { 0 };
+    char msg[512];
+    assert_int_equal(load_release(3, 123456789012ull, SAVEVM_SECTION_FULL,
+                                  &r, msg, sizeof(msg)), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.id, 3);
+    assert_int_equal(r.console, 123456789012ull);
+    r = (rel){ 0 };
+    assert_int_equal(load_release(0, 5, SAVEVM_SECTION_FULL, &r, msg,
+                                  sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "ftvm-colo-rel"));
+    assert_non_null(strstr(msg, "checkpoint 0"));
+    assert_int_equal(load_release(1, 5, SAVEVM_SECTION_START, &r, msg,
+                                  sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "FULL"));
 }
 
 int main(void)
@@ -253,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_put_refuses),
         cmocka_unit_test(test_described),
+        cmocka_unit_test(test_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

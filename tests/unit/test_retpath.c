@@ -117,9 +117,41 @@ static void test_bounds(void **state)
     assert_non_null(strstr(err, "NACK with length 1025"));
 
     /* Unknown types are still refused, next to it as anywhere. */
-    assert_int_equal(parse_len(0x7f12, 9, err, sizeof(err)), -EINVAL);
-    assert_non_null(strstr(err, "unknown message type 0x7f12"));
-    assert_null(retpath_type_name(0x7f12));
+    assert_int_equal(parse_len(0x7f13, 9, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "unknown message type 0x7f13"));
+    assert_null(retpath_type_name(0x7f13));
+    /* COLO_RELEASED: exactly its two be64s. */
+    assert_int_equal(parse_len(RETPATH_COLO_RELEASED, 16, err, sizeof(err)),
+                     4 + 16);
+    assert_int_equal(parse_len(RETPATH_COLO_RELEASED, 15, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "COLO_RELEASED with length 15"));
+    assert_int_equal(parse_len(RETPATH_COLO_RELEASED, 17, err, sizeof(err)),
+                     -EINVAL);
+}
+
+/* COLO_RELEASED through the writer and the parser. */
+static void test_colo_released(void **state)
+{
+    (void)state;
+    qfile *f = qfile_open_mem("rp");
+    retpath_put_colo_released(f, 4, 0x0102030405060708ull);
+    size_t n;
+    const uint8_t *d = qfile_mem_data(f, &n);
+    assert_int_equal(n, 20);
+    assert_int_equal(d[0], 0x7f);
+    assert_int_equal(d[1], 0x12);
+    assert_int_equal(d[3], 16);
+    retpath_msg m;
+    char err[128];
+    assert_int_equal(retpath_parse(d, n, &m, err, sizeof(err)), 20);
+    assert_int_equal(m.type, RETPATH_COLO_RELEASED);
+    assert_int_equal(m.value64, 4);
+    assert_int_equal(m.offset, 0x0102030405060708ull);
+    assert_int_equal(retpath_parse(d, n - 1, &m, err, sizeof(err)), 0);
+    assert_string_equal(retpath_type_name(RETPATH_COLO_RELEASED),
+                        "COLO_RELEASED");
+    qfile_close(f);
 }
 
 /* The writer refuses what the reader would: no frame, or too long a one. */
@@ -146,6 +178,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_colo_released),
         cmocka_unit_test(test_put_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
