@@ -31,17 +31,6 @@
 
 #define WORDS_PER_PAGE (FTVM_PAGE_SIZE / sizeof(uint64_t))
 
-static uint64_t mix64(uint64_t x)
-{
-    /* splitmix64's finaliser: every input bit reaches every output bit. */
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
-
 static void fill_area(uint64_t *area, uint64_t words)
 {
     struct ftvm_rng rng;
@@ -55,24 +44,16 @@ static void evolve(uint64_t *area, uint64_t pages, uint64_t per_tick,
                    uint64_t n)
 {
     for (uint64_t k = 0; k < per_tick; k++) {
-        uint64_t *page = area + (mix64(n * 64 + k) % pages) * WORDS_PER_PAGE;
-        uint64_t carry = mix64(n ^ (k << 32));
+        uint64_t *page = area + (ftvm_mix64(n * 64 + k) % pages) * WORDS_PER_PAGE;
+        uint64_t carry = ftvm_mix64(n ^ (k << 32));
 
         /* Each word depends on its old value and on the words before it,
          * so a single stale byte anywhere changes the rest of the page. */
         for (uint64_t w = 0; w < WORDS_PER_PAGE; w++) {
-            carry = mix64(page[w] ^ carry);
+            carry = ftvm_mix64(page[w] ^ carry);
             page[w] = carry;
         }
     }
-}
-
-/* The time stamp counter: differs between any two runs. */
-static uint64_t tsc(void)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (uint64_t)hi << 32 | lo;
 }
 
 int main(int argc, char **argv)
@@ -116,7 +97,7 @@ int main(int argc, char **argv)
         printf("tick %lu crc %08x\n", (unsigned long)n,
                ftvm_crc32(0, area, pages * FTVM_PAGE_SIZE));
         if (noise && n % noise == 0)
-            printf("noise %lu\n", (unsigned long)tsc());
+            printf("noise %lu\n", (unsigned long)ftvm_rdtsc());
         if (n == count)
             break;
 

@@ -112,7 +112,7 @@ static const char *execute(const char *p, size_t n, struct request *rq)
             return "ERR extra arguments";
         if (is_time)
             snprintf(rq->num, sizeof(rq->num), "%lu",
-                     (unsigned long)udpkv_tsc());
+                     (unsigned long)ftvm_rdtsc());
         else
             snprintf(rq->num, sizeof(rq->num), "%016lx",
                      (unsigned long)udpkv_random(use_rdrand));

@@ -62,10 +62,9 @@ int udpkv_store_get(const char *key, size_t klen, const char **val,
 int udpkv_store_del(const char *key, size_t klen);      /* 0, -1 absent */
 size_t udpkv_store_count(void);
 
-/* TIME and RAND: the CPU's time stamp counter, which differs between two
- * copies of one VM; a 64-bit random number, from RDRAND when use_rdrand
- * (udpkv_has_rdrand(): CPUID leaf 1) else the TSC mixed. */
-uint64_t udpkv_tsc(void);
+/* RAND: a 64-bit random number, from RDRAND when use_rdrand
+ * (udpkv_has_rdrand(): CPUID leaf 1), else the time stamp counter mixed;
+ * TIME is the counter itself (ftvm_rdtsc). */
 bool udpkv_has_rdrand(void);
 uint64_t udpkv_random(bool use_rdrand);
 

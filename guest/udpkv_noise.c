@@ -9,25 +9,6 @@
 /* Intel's advice: RDRAND may come back empty under load; ten tries. */
 #define RDRAND_TRIES 10
 
-static uint64_t mix64(uint64_t x)
-{
-    /* splitmix64's finaliser: every input bit reaches every output bit. */
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
-}
-
-uint64_t udpkv_tsc(void)
-{
-    uint32_t lo, hi;
-
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    return (uint64_t)hi << 32 | lo;
-}
-
 bool udpkv_has_rdrand(void)
 {
     uint32_t a = 1, b, c = 0, d;
@@ -60,5 +41,5 @@ uint64_t udpkv_random(bool use_rdrand)
 
     if (use_rdrand && rdrand(&v))
         return v;
-    return mix64(udpkv_tsc() ^ mix64(++calls));
+    return ftvm_mix64(ftvm_rdtsc() ^ ftvm_mix64(++calls));
 }

@@ -96,6 +96,7 @@ in_vm() {
     scripts/kvm-vm.sh --force --timeout "$limit" -- \
         env FTVM_REQUIRE_KVM=1 FTVM_TIME_SCALE="$scale" \
             FTVM_FAULTS_RUNS="${FTVM_FAULTS_RUNS:-3}" \
+            FTVM_COLO_NET_RUNS="${FTVM_COLO_NET_RUNS:-5}" \
         meson test -C build --no-rebuild --print-errorlogs "${suites[@]}" \
             --num-processes 1 --timeout-multiplier "$scale" \
             --logbase "$base" || status=1

@@ -62,18 +62,28 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     announce(arg);
 }
 
-int failover_start(failover **out, vm *v, struct event_base *base,
-                   const uint8_t mac[6], void (*on_stop)(vm *v, void *arg),
-                   void *arg, char *err, size_t errlen)
+/* The announcer of v's MAC, on base, not yet announcing. */
+static failover *announcer(vm *v, struct event_base *base,
+                           const uint8_t mac[6], char *err, size_t errlen)
 {
     failover *f = calloc(1, sizeof(*f));
     if (!f || !(f->timer = evtimer_new(base, on_timer, f))) {
         free(f);
         snprintf(err, errlen, "failover: out of memory");
-        return -ENOMEM;
+        return NULL;
     }
     f->v = v;
     failover_rarp_frame(f->frame, mac);
+    return f;
+}
+
+int failover_start(failover **out, vm *v, struct event_base *base,
+                   const uint8_t mac[6], void (*on_stop)(vm *v, void *arg),
+                   void *arg, char *err, size_t errlen)
+{
+    failover *f = announcer(v, base, mac, err, errlen);
+    if (!f)
+        return -ENOMEM;
     if (vm_attach(v, base, on_stop, arg) < 0) {
         snprintf(err, errlen, "failover: cannot put the VM on the event "
                  "loop");
@@ -94,14 +104,9 @@ int failover_start(failover **out, vm *v, struct event_base *base,
 int failover_announce(failover **out, vm *v, struct event_base *base,
                       const uint8_t mac[6], char *err, size_t errlen)
 {
-    failover *f = calloc(1, sizeof(*f));
-    if (!f || !(f->timer = evtimer_new(base, on_timer, f))) {
-        free(f);
-        snprintf(err, errlen, "self-announce: out of memory");
+    failover *f = announcer(v, base, mac, err, errlen);
+    if (!f)
         return -ENOMEM;
-    }
-    f->v = v;
-    failover_rarp_frame(f->frame, mac);
     announce(f);
     *out = f;
     return 0;

@@ -523,12 +523,17 @@ static bool rxq_append_locked(net_dev *n, const void *frame, size_t len)
     return true;
 }
 
-int net_rx_pump(net_dev *n)
+/*
+ * Reads what waits on the backend, at most RX_PUMP_BUDGET frames: into
+ * the receive queue (keep: net_rx_pump), or dropped (net_rx_discard).
+ * The frames queued or dropped, or -errno when there were none.
+ */
+static int read_frames(net_dev *n, bool keep)
 {
     /* One byte over the limit is enough to tell an oversize frame: TAP
      * reads and MSG_TRUNC both report a length past it. */
     uint8_t buf[NET_FRAME_MAX + 1];
-    int queued = 0, rc = 0;
+    int handled = 0, rc = 0;
 
     if (n->kind == NET_KIND_NONE)
         return 0;
@@ -542,6 +547,10 @@ int net_rx_pump(net_dev *n)
                 rc = (int)r;
             break;
         }
+        if (!keep) {
+            handled++;
+            continue;
+        }
         ok = ok && r > 0 && r <= NET_FRAME_MAX;
 
         void (*tap)(void *, const void *, size_t) = NULL;
@@ -550,7 +559,7 @@ int net_rx_pump(net_dev *n)
         if (ok && rxq_append_locked(n, buf, (size_t)r)) {
             n->rx_frames++;
             n->rx_bytes += (uint64_t)r;
-            queued++;
+            handled++;
             tap = n->rx_tap;
             tap_opaque = n->rx_tap_opaque;
         } else {
@@ -563,15 +572,22 @@ int net_rx_pump(net_dev *n)
             tap(tap_opaque, buf, (size_t)r);
     }
 
-    if (queued) {
+    if (handled) {
         pthread_mutex_lock(&n->rx_lock);
-        void (*fn)(void *) = n->rx_notify;
+        void (*fn)(void *) = keep ? n->rx_notify : NULL;
         void *opaque = n->rx_notify_opaque;
+        if (!keep)
+            n->rx_discarded += (uint64_t)handled;
         pthread_mutex_unlock(&n->rx_lock);
         if (fn)
             fn(opaque);
     }
-    return rc < 0 && queued == 0 ? rc : queued;
+    return rc < 0 && handled == 0 ? rc : handled;
+}
+
+int net_rx_pump(net_dev *n)
+{
+    return read_frames(n, true);
 }
 
 void net_set_rx_notify(net_dev *n, void (*fn)(void *opaque), void *opaque)
@@ -594,30 +610,7 @@ void net_set_rx_tap(net_dev *n,
 
 int net_rx_discard(net_dev *n)
 {
-    /* Only the length matters; a TAP read cuts what does not fit. */
-    uint8_t buf[NET_FRAME_MAX + 1];
-    int dropped = 0, rc = 0;
-
-    if (n->kind == NET_KIND_NONE)
-        return 0;
-    for (int i = 0; i < RX_PUMP_BUDGET; i++) {
-        bool ok;
-        ssize_t r = read_one(n, buf, sizeof(buf), &ok);
-        if (r == -EINTR)
-            continue;
-        if (r < 0) {
-            if (r != -EAGAIN)
-                rc = (int)r;
-            break;
-        }
-        dropped++;
-    }
-    if (dropped) {
-        pthread_mutex_lock(&n->rx_lock);
-        n->rx_discarded += (uint64_t)dropped;
-        pthread_mutex_unlock(&n->rx_lock);
-    }
-    return rc < 0 && dropped == 0 ? rc : dropped;
+    return read_frames(n, false);
 }
 
 int net_rx_deliver(net_dev *n, const void *frame, size_t len)

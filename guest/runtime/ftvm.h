@@ -166,5 +166,9 @@ struct ftvm_rng {
 };
 void ftvm_rng_seed(struct ftvm_rng *rng, uint64_t seed);
 uint64_t ftvm_rng_next(struct ftvm_rng *rng);
+/* splitmix64's finaliser: every input bit reaches every output bit. */
+uint64_t ftvm_mix64(uint64_t x);
+/* The time stamp counter: differs between any two runs, and two VMs. */
+uint64_t ftvm_rdtsc(void);
 
 #endif

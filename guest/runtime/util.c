@@ -145,3 +145,21 @@ uint64_t ftvm_rng_next(struct ftvm_rng *rng)
     rng->state = x;
     return x * 0x2545F4914F6CDD1Dull;
 }
+
+uint64_t ftvm_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t ftvm_rdtsc(void)
+{
+    uint32_t lo, hi;
+
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
