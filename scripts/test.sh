@@ -10,7 +10,8 @@
 # their deadlines multiplied by FTVM_TIME_SCALE (default 5 there) and
 # meson's timeouts by as much, and the randomized fault cases
 # (tests/witness/faults_test.py) run 3 times each there instead of 4 to 9
-# (FTVM_FAULTS_RUNS), to stay within CI's time; every other test runs
+# (FTVM_FAULTS_RUNS) and the COLO network kills 5 times instead of 20
+# (FTVM_COLO_NET_RUNS), to stay within CI's time; every other test runs
 # here.  --vm (or FTVM_TEST_VM=1) takes the VM path even where /dev/kvm
 # works.  The Linux
 # guests' tests (suite `linux`, docs/linux-guests.md) need hardware KVM
