@@ -84,6 +84,16 @@ int failover_start(failover **out, vm *v, struct event_base *base,
     failover *f = announcer(v, base, mac, err, errlen);
     if (!f)
         return -ENOMEM;
+    /*
+     * What queued in the backend while nobody read it: copies of what
+     * the primary answered (a bridge floods until it learns the MAC).
+     */
+    if (vm_net(v)) {
+        int d = net_rx_discard(vm_net(v));
+        if (d > 0)
+            log_msg("failover: dropped %d stale frames from the network "
+                    "backend", d);
+    }
     if (vm_attach(v, base, on_stop, arg) < 0) {
         snprintf(err, errlen, "failover: cannot put the VM on the event "
                  "loop");

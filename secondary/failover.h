@@ -4,7 +4,8 @@
  *
  * By the time failover_start runs the receiver has stopped, so the VM's RAM,
  * vCPU and device state are those of the last checkpoint applied; nothing
- * is copied.  failover_start puts the VM on the event loop (its network
+ * is copied.  failover_start drops the frames that waited, unread, in the
+ * network backend, puts the VM on the event loop (its network
  * backend starts receiving, and on_stop is called when the guest stops), sends
  * the first of QEMU's self-announce frames for the guest's MAC,
  * starts the vCPUs, and sends the other four from timers on the loop, 50,

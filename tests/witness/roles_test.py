@@ -426,8 +426,11 @@ def case_start_quorum():
           "the setup timeout"
     check(rc == 120 and why in blind.err(), "the unchecked primary: exit "
           "%s\n%s" % (rc, blind.dump()))
-    check(why in sec.err() and sctl.status()["state"] == "waiting",
-          sec.dump())
+    # The primary may read the refusal before the secondary's log line
+    # about it is written: wait for it rather than read it at once.
+    ft.wait_until(lambda: why in sec.err(), ft.scaled(5),
+                  "the secondary to say why it refused")
+    check(sctl.status()["state"] == "waiting", sec.dump())
     for i in (1, 2):
         c.cont(i)
     pri, pctl = e2e.spawn_primary("pri", addr, extra=witness(c))
