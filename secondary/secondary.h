@@ -14,6 +14,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/tls.h"
+#include "primary/colo.h"
 
 #define SECONDARY_FAILURE_TIMEOUT_NS 300000000u    /* default: 300 ms */
 /*
@@ -54,6 +55,15 @@ typedef struct secondary_opts {
     bool standby_pool;
     const char *advertise;
     uint64_t pool_ttl_ns;
+    /*
+     * Replication of the VM this secondary took over (ftvmctl protect,
+     * the standby pool): --mode, --compare-timeout, --checkpoint-interval
+     * and --stall-timeout, as ftvm primary's (0: the defaults).
+     */
+    colo_mode mode;
+    uint64_t compare_timeout_ns;
+    uint64_t interval_ns;
+    uint64_t stall_ns;
     /* --control, --metrics, checkpoints to disk of the cache, then VM. */
     daemon_opts process;
 } secondary_opts;

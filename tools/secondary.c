@@ -39,6 +39,20 @@ static const char help[] =
     "                       this often, or it is dropped (default 20s)\n"
     "      --vm-name NAME   serve only a primary whose --vm-name is NAME\n"
     "\n"
+    "after a failover, replicating the VM taken over (ftvmctl protect,\n"
+    "--standby-pool), as ftvm primary's options:\n"
+    "      --mode checkpoint|colo\n"
+    "                       checkpoint (the default) or colo: the new\n"
+    "                       secondary runs a copy compared with this one\n"
+    "                       (docs/colo.md)\n"
+    "      --compare-timeout TIME\n"
+    "                       colo's (default 100ms)\n"
+    "      --checkpoint-interval TIME\n"
+    "                       between checkpoints (default 50ms; colo 10s)\n"
+    "      --stall-timeout TIME\n"
+    "                       a package unacknowledged this long: the new\n"
+    "                       secondary is dead (default 10s)\n"
+    "\n"
     "the witness (docs/witness.md):\n"
     "      --witness URL[,URL...]\n"
     "                       etcd client endpoints (http://HOST:PORT, or\n"
@@ -97,7 +111,8 @@ static const char help_end[] =
     "`stop-replication` then act on that replication): the next\n"
     "generation of the pairing taken over, with this process's\n"
     "--witness, --witness-timeout, --witness-tls, --tls-creds or\n"
-    "--insecure, --heartbeat and --failure-timeout (the new\n"
+    "--insecure, --heartbeat, --failure-timeout, --mode,\n"
+    "--compare-timeout, --checkpoint-interval and --stall-timeout (the new\n"
     "secondary's certificate must name the host given; --tls-peer\n"
     "names only the primary).\n"
     "\n"
@@ -122,6 +137,7 @@ int secondary_main(int argc, char **argv)
                          .heartbeat_ns = SECONDARY_HEARTBEAT_NS,
                          .setup_ns = SECONDARY_SETUP_TIMEOUT_NS,
                          .witness_timeout_ns = CLAIM_DEFAULT_TIMEOUT_NS };
+    const char *mode = NULL;
     const options_own own[] = {
         { "listen", 0, OPTIONS_STRING, &o.listen },
         { "net", 0, OPTIONS_STRING, &o.net },
@@ -141,6 +157,10 @@ int secondary_main(int argc, char **argv)
         { "pool", 0, OPTIONS_STRING, &o.pool },
         { "advertise", 0, OPTIONS_STRING, &o.advertise },
         { "pool-ttl", 0, OPTIONS_DURATION, &o.pool_ttl_ns },
+        { "mode", 0, OPTIONS_STRING, &mode },
+        { "compare-timeout", 0, OPTIONS_DURATION, &o.compare_timeout_ns },
+        { "checkpoint-interval", 0, OPTIONS_DURATION, &o.interval_ns },
+        { "stall-timeout", 0, OPTIONS_DURATION, &o.stall_ns },
         { NULL, 0, OPTIONS_FLAG, NULL },
     };
     const options_command c = {
@@ -207,6 +227,16 @@ int secondary_main(int argc, char **argv)
         log_msg("%s", err);
         return EXITCODE_USAGE;
     }
+    if (mode && colo_mode_parse(mode, &o.mode) < 0) {
+        log_msg("--mode %s: checkpoint or colo", mode);
+        return EXITCODE_USAGE;
+    }
+    if (o.compare_timeout_ns && o.mode != COLO_MODE_COLO) {
+        log_msg("--compare-timeout goes with --mode colo");
+        return EXITCODE_USAGE;
+    }
+    if (o.mode == COLO_MODE_COLO && !o.interval_ns)
+        o.interval_ns = COLO_DEFAULT_INTERVAL_NS;
     if (o.heartbeat_ns >= o.failure_ns) {
         log_msg("--heartbeat must be shorter than --failure-timeout");
         return EXITCODE_USAGE;

@@ -27,6 +27,10 @@ pair).
                 release record whose answer was on its way: the exact
                 release, docs/colo.md "Failover"), and e2e_test.py's
                 lost-ACK race.
+  reprotect     A, B in COLO mode; kill -9 A; `ftvmctl protect C` on B
+                (started with --mode colo): B replicates to C in COLO
+                mode, C's SVM matches B's output; kill -9 B: C goes on.
+                Never a line twice; gaps only in kill-primary's races.
   mismatch      --compare-log without --mode colo is refused (exit 2);
                 counter noise-every=25 (a TSC line every 25 ticks, which
                 differs between the VMs): a mismatch checkpoint for each
@@ -209,8 +213,69 @@ def case_mismatch():
     e2e.retire(sec, pri, sctl, pctl)
 
 
+def case_reprotect():
+    """A COLO pair A, B (B with --mode colo for what it takes over); kill
+    -9 A: B's SVM runs on; `ftvmctl protect C` on B: B replicates in COLO
+    mode to C, whose SVM runs and matches B's output (only periodic
+    checkpoints); kill -9 B: C's SVM runs on.  The console across both
+    hops: the reference's lines, never one twice, gaps only in the
+    races of kill-primary."""
+    ref = e2e.Reference()
+    sec, addr, sctl = e2e.spawn_secondary("rp-b", extra=colo_args())
+    pri, pctl = e2e.spawn_primary("rp-a", addr, extra=colo_args())
+    e2e.wait_state(pctl, pri, "active", timeout=ft.scaled(10))
+    ft.wait_until(lambda: len(pri.lines()) >= 20, ft.scaled(10),
+                  "20 lines from A")
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    seen_a = pri.eof()
+    e2e.wait_state(sctl, sec, "running", ft.scaled(10))
+    c_proc, c_addr, cctl = e2e.spawn_secondary("rp-c")
+    r = ft.run([ck.ftvmctl, "-s", sctl.path, "protect", c_addr],
+               capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "protect: exit %d: %s%s" %
+          (r.returncode, r.stdout, r.stderr))
+
+    def colo_protected():
+        s = sctl.status() or {}
+        p = s.get("protection", {})
+        return s if p.get("state") == "active" and \
+            p.get("checkpoint", {}).get("last_acked", 0) >= 1 and \
+            p.get("colo", {}).get("matched_bytes", 0) > 200 else None
+    st = ft.wait_until(colo_protected, ft.scaled(15),
+                       "B protected by C in COLO mode, output matched")
+    p = st["protection"]
+    cs = cctl.status()
+    check(p["mode"] == "colo" and p["secondary"] == c_addr and
+          cs["colo"]["svm_running"], "B %r; C %r" % (p, cs.get("colo")))
+    check(p["checkpoint"]["causes"]["mismatch"] == 0,
+          "B's checkpoints %r" % p["checkpoint"]["causes"])
+    n_b = len(sec.lines())
+    ft.wait_until(lambda: len(sec.lines()) >= n_b + 10, ft.scaled(10),
+                  "10 more lines from B, released by comparison")
+    sec.signal(signal.SIGKILL)
+    sec.p.wait(10)
+    seen_b = sec.eof()
+    s = e2e.wait_state(cctl, c_proc, "running", ft.scaled(10))
+    ft.wait_until(lambda: len(c_proc.lines()) >= 5, ft.scaled(10),
+                  "5 lines from C")
+    e2e.check_prefix(ref, seen_a, "A's released output")
+    b1, gap1 = e2e.check_continues(ref, seen_a, seen_b, "B")
+    ab = seen_a + [ref.text(i) for i in range(len(seen_a), b1)] + seen_b
+    b2, gap2 = e2e.check_continues(ref, ab, c_proc.lines(), "C")
+    for gap, who in ((gap1, "B"), (gap2, "C")):
+        check(gap <= MAX_RELEASE_RACE_LINES + 2, "%s: %d lines lost" %
+              (who, gap))
+    log("A printed 0-%d; B went on at %d (gap %d) and printed to %d, "
+        "protected by C in COLO mode (%d bytes matched); C went on at %d "
+        "(gap %d) from checkpoint %d" %
+        (len(seen_a) - 1, b1, gap1, b1 + len(seen_b) - 1,
+         p["colo"]["matched_bytes"], b2, gap2,
+         s["failover"]["continued_from"]))
+
+
 CASES = {"steady": case_steady, "kill-primary": case_kill_primary,
-         "mismatch": case_mismatch}
+         "mismatch": case_mismatch, "reprotect": case_reprotect}
 
 
 def main():
