@@ -31,7 +31,7 @@ import tempfile
 import time
 
 import benchproc
-from benchproc import kill_group, on_signal, reap_all, spawn
+from benchproc import kill_group, on_signal, reap_all, spawn, status, wait
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("tools/ftvm", "tools/ftvmctl", "guest/counter.elf")
@@ -42,22 +42,6 @@ CONFIGS = [
     ("colo", ["--mode", "colo"], []),
     ("colo, noise/100", ["--mode", "colo"], ["noise-every=100"]),
 ]
-
-
-def status(ftvmctl, sock):
-    r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
-                       capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
-def wait(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
 
 
 def one(build, tmp, name, extra, guest_args, a, port):

@@ -46,7 +46,7 @@ import tempfile
 import time
 
 import benchproc
-from benchproc import kill_group, on_signal, reap_all, spawn
+from benchproc import kill_group, on_signal, reap_all, spawn, status, wait
 from bench_repl import machine, other_ftvm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,22 +92,6 @@ def make_net(tag):
     sh("ip", "-n", echo, "link", "set", "ftvm-e1", "up")
     sh("ip", "-n", echo, "link", "set", "lo", "up")
     return ns, echo
-
-
-def status(ftvmctl, sock):
-    r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
-                       capture_output=True, text=True, timeout=10)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
-def wait(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise RuntimeError("timed out waiting for " + what)
 
 
 def in_ns(ns, argv):

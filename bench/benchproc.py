@@ -1,9 +1,11 @@
 """Shared by the benchmark drivers: child processes each in a process group
 of their own (all killed at exit, even on Ctrl-C), bounded runs, sizes on
-the command line, and memcpy bandwidth from bench_ram as a physical limit.
-Standard library only."""
+the command line, memcpy bandwidth from bench_ram as a physical limit, a
+process's `ftvmctl status` and waiting for a condition.  Standard library
+only."""
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -122,3 +124,21 @@ def copy_programs(workdir, build, programs):
         shutil.copy2(os.path.join(build, p), dst)
         bins[p] = dst
     return bins
+
+
+def status(ftvmctl, sock):
+    """`ftvmctl -s SOCK status` as a dict, or None when it fails."""
+    r = subprocess.run([ftvmctl, "-s", sock, "--json", "status"],
+                       capture_output=True, text=True, timeout=10)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def wait(pred, timeout, what):
+    """pred()'s first true value within timeout s, else RuntimeError."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise RuntimeError("timed out waiting for " + what)

@@ -6,18 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/bytebuf.h"
 #include "vm/mono.h"
 
 typedef struct chunk {
     uint64_t end;           /* stream offset after its last byte */
     uint64_t t;             /* when the guest wrote it */
 } chunk;
-
-/* Unmatched bytes of one side, from stream offset base on. */
-typedef struct side {
-    uint8_t *buf;
-    size_t len, cap;
-} side;
 
 struct colo {
     outqueue *q;
@@ -31,8 +26,8 @@ struct colo {
     uint64_t ready_t;       /* the SVM said it runs from it, 0 not yet */
     uint64_t ckpt_t;        /* when the primary took it */
     colo_verdict want;      /* found on a vCPU thread, for colo_tick */
-    side pri, sec;
-    uint64_t pbase;         /* the primary's stream offset of pri.buf[0] */
+    bytebuf pri, sec;       /* unmatched bytes of each side */
+    uint64_t pbase;         /* the primary's stream offset of pri.data[0] */
     /*
      * The exact release: matched bytes (up to pbase) leave once the
      * secondary knows (colo_release_due, colo_released): released is
@@ -75,13 +70,12 @@ int colo_new(colo **out, outqueue *q, uint64_t timeout_ns)
     colo *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    if (colonet_new(&c->net, q) < 0) {
+    c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
+    if (colonet_new(&c->net, q, c->timeout_ns) < 0) {
         free(c);
         return -ENOMEM;
     }
     c->q = q;
-    c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
-    colonet_set_timeout(c->net, c->timeout_ns);
     pthread_mutex_init(&c->lock, NULL);
     *out = c;
     return 0;
@@ -93,6 +87,12 @@ void colo_set_timeout(colo *c, uint64_t timeout_ns)
     c->timeout_ns = timeout_ns ? timeout_ns : COLO_DEFAULT_TIMEOUT_NS;
     pthread_mutex_unlock(&c->lock);
     colonet_set_timeout(c->net, c->timeout_ns);
+}
+
+/* A release record may go: none on its way, and matched bytes left. */
+static bool release_due(const colo *c)
+{
+    return c->epoch && c->rel_asked == c->released && c->pbase > c->released;
 }
 
 colonet *colo_net(colo *c)
@@ -110,9 +110,8 @@ void colo_set_release_notify(colo *c, void (*fn)(void *opaque), void *opaque)
 
 bool colo_release_due(colo *c, uint64_t *id, uint64_t *upto)
 {
-    bool due;
     pthread_mutex_lock(&c->lock);
-    due = c->epoch && c->rel_asked == c->released && c->pbase > c->released;
+    bool due = release_due(c);
     if (due) {
         c->rel_asked = c->pbase;
         *id = c->epoch;
@@ -152,38 +151,13 @@ void colo_free(colo *c)
     if (!c)
         return;
     colonet_free(c->net);
-    free(c->pri.buf);
-    free(c->sec.buf);
+    bytebuf_free(&c->pri);
+    bytebuf_free(&c->sec);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
 /* ---- with the lock held ---- */
-
-static bool side_add(side *s, const void *buf, size_t len)
-{
-    if (s->len + len > COLO_MAX_PENDING)
-        return false;
-    if (s->len + len > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + len)
-            cap *= 2;
-        uint8_t *b = realloc(s->buf, cap);
-        if (!b)
-            return false;
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, buf, len);
-    s->len += len;
-    return true;
-}
-
-static void side_drop(side *s, size_t n)
-{
-    memmove(s->buf, s->buf + n, s->len - n);
-    s->len -= n;
-}
 
 static void reset_epoch(colo *c, uint64_t epoch)
 {
@@ -217,10 +191,10 @@ static colo_verdict match(colo *c)
     size_t n = c->pri.len < c->sec.len ? c->pri.len : c->sec.len;
     if (n == 0)
         return COLO_OK;
-    if (memcmp(c->pri.buf, c->sec.buf, n) != 0)
+    if (memcmp(c->pri.data, c->sec.data, n) != 0)
         return diverge(c);
-    side_drop(&c->pri, n);
-    side_drop(&c->sec, n);
+    bytebuf_drop(&c->pri, n);
+    bytebuf_drop(&c->sec, n);
     c->pbase += n;
     size_t k = 0;
     while (k < c->nchunks && c->chunks[k].end <= c->pbase)
@@ -229,7 +203,7 @@ static colo_verdict match(colo *c)
     c->nchunks -= k;
     c->st.matched_bytes += n;
     /* Out once the secondary knows: its SVM then will not write them. */
-    if (c->rel_asked == c->released && c->notify)
+    if (release_due(c) && c->notify)
         c->notify(c->notify_opaque);
     return COLO_OK;
 }
@@ -244,7 +218,7 @@ int colo_console(void *opaque, const void *buf, size_t len)
     /* Into the queue first, so a match can release it. */
     outqueue_console(c->q, buf, len);
     if (c->epoch && !c->diverged && len) {
-        if (!side_add(&c->pri, buf, len)) {
+        if (!bytebuf_add(&c->pri, buf, len, COLO_MAX_PENDING)) {
             if (diverge(c) != COLO_OK)
                 c->want = COLO_CHECKPOINT_MISMATCH;
         } else {
@@ -268,26 +242,30 @@ void colo_checkpoint(colo *c, uint64_t id)
     reset_epoch(c, id);
     c->ckpt_t = t;
     pthread_mutex_unlock(&c->lock);
-    if (id)
-        colonet_checkpoint(c->net, id);
+    colonet_checkpoint(c->net, id);
 }
 
 void colo_stop(colo *c)
 {
     colo_checkpoint(c, 0);
-    colonet_stop(c->net);
 }
 
-colo_verdict colo_secondary_frame(colo *c, uint64_t id, const void *frame,
-                                  size_t len, uint64_t now)
+/* What the frames' comparison asks for, as a verdict. */
+static colo_verdict of_net(colonet_ask a)
 {
-    switch (colonet_secondary(c->net, id, frame, len, now)) {
+    switch (a) {
     case COLONET_MISMATCH: return COLO_CHECKPOINT_MISMATCH;
     case COLONET_TIMEOUT: return COLO_CHECKPOINT_TIMEOUT;
     case COLONET_LIMIT: return COLO_CHECKPOINT_LIMIT;
     case COLONET_OK: break;
     }
     return COLO_OK;
+}
+
+colo_verdict colo_secondary_frame(colo *c, uint64_t id, const void *frame,
+                                  size_t len, uint64_t now)
+{
+    return of_net(colonet_secondary(c->net, id, frame, len, now));
 }
 
 /* ---- the loop's ---- */
@@ -304,27 +282,39 @@ colo_verdict colo_secondary(colo *c, uint64_t id, const void *buf,
         c->st.ignored_bytes += len;
     } else if (!c->diverged) {
         c->st.secondary_bytes += len;
-        v = side_add(&c->sec, buf, len) ? match(c) : diverge(c);
+        v = bytebuf_add(&c->sec, buf, len, COLO_MAX_PENDING) ? match(c) : diverge(c);
     }
     pthread_mutex_unlock(&c->lock);
     return v;
 }
 
 /*
- * Whether the oldest unmatched byte is past the timeout, counted on the
- * SVM's time line: it runs from the checkpoint ready_t - ckpt_t later
- * than the primary did (send, apply, ACK, reset), so it writes that byte
- * that much later than the primary did.  Without its word, from the ACK
- * plus COLO_READY_GRACE timeouts (an SVM that never says so must not hold
- * output for ever).
+ * How much later than the primary the SVM runs through this epoch: it
+ * started from the checkpoint ready_t - ckpt_t later (send, apply, ACK,
+ * reset), so it writes each byte and frame that much later.  Without its
+ * word, the ACK plus COLO_READY_GRACE timeouts (an SVM that never says so
+ * must not hold output for ever).  false before the ACK: no lag known.
  */
-static bool late(const colo *c, uint64_t now)
+static bool svm_lag(const colo *c, uint64_t *lag)
 {
-    uint64_t t = c->chunks[0].t, from;
     if (c->ready_t)
-        from = c->ready_t + (t > c->ckpt_t ? t - c->ckpt_t : 0);
+        *lag = c->ready_t > c->ckpt_t ? c->ready_t - c->ckpt_t : 0;
+    else if (c->acked_t)
+        *lag = c->acked_t + COLO_READY_GRACE * c->timeout_ns - c->ckpt_t;
     else
-        from = c->acked_t + COLO_READY_GRACE * c->timeout_ns;
+        return false;
+    return true;
+}
+
+/*
+ * Whether the oldest unmatched byte is past the timeout on the SVM's time
+ * line: written at t, the SVM writes it lag later; without the SVM's word
+ * the grace counts from the checkpoint, not from the byte.
+ */
+static bool late(const colo *c, uint64_t now, uint64_t lag)
+{
+    uint64_t t = c->chunks[0].t;
+    uint64_t from = (c->ready_t ? t : c->ckpt_t) + lag;
     if (t > from)
         from = t;
     return now >= from && now - from >= c->timeout_ns;
@@ -335,35 +325,22 @@ colo_verdict colo_tick(colo *c, uint64_t now)
     colo_verdict v = COLO_OK;
     pthread_mutex_lock(&c->lock);
     /* A release record that could not be queued is tried again. */
-    if (c->epoch && c->rel_asked == c->released && c->pbase > c->released &&
-        c->notify)
+    if (release_due(c) && c->notify)
         c->notify(c->notify_opaque);
-    /* The SVM's lag for the frames' timeouts, as late() counts it. */
     uint64_t lag = 0;
-    bool known = c->epoch && (c->ready_t || c->acked_t);
-    if (c->ready_t)
-        lag = c->ready_t > c->ckpt_t ? c->ready_t - c->ckpt_t : 0;
-    else if (c->acked_t)
-        lag = c->acked_t + COLO_READY_GRACE * c->timeout_ns - c->ckpt_t;
+    bool known = c->epoch && svm_lag(c, &lag);
     if (c->want != COLO_OK) {
         v = c->want;
         c->want = COLO_OK;
-    } else if (c->epoch && !c->diverged && !c->asked && c->nchunks &&
-               (c->ready_t || c->acked_t) &&
-               late(c, now)) {
+    } else if (known && !c->diverged && !c->asked && c->nchunks &&
+               late(c, now, lag)) {
         c->asked = true;
         c->st.timeouts++;
         v = COLO_CHECKPOINT_TIMEOUT;
     }
     pthread_mutex_unlock(&c->lock);
-    colonet_ask a = colonet_tick(c->net, now, lag, known);
-    if (v == COLO_OK && a == COLONET_MISMATCH)
-        v = COLO_CHECKPOINT_MISMATCH;
-    else if (v == COLO_OK && a == COLONET_TIMEOUT)
-        v = COLO_CHECKPOINT_TIMEOUT;
-    else if (v == COLO_OK && a == COLONET_LIMIT)
-        v = COLO_CHECKPOINT_LIMIT;
-    return v;
+    colo_verdict nv = of_net(colonet_tick(c->net, now, lag, known));
+    return v != COLO_OK ? v : nv;
 }
 
 void colo_acked(colo *c, uint64_t id, uint64_t now)

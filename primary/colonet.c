@@ -18,7 +18,6 @@ struct colonet {
     outqueue *q;
     pthread_mutex_t lock;
     netcmp *nc;
-    uint64_t timeout_ns;
     uint64_t epoch;             /* 0: frames go straight to the queue */
     bool asked;                 /* a checkpoint was asked for this epoch */
     colonet_ask want;           /* found on a vCPU thread, for the tick */
@@ -26,23 +25,23 @@ struct colonet {
     void *mirror_opaque;
 #ifdef FTVM_HAVE_PCAP
     netcmp_pcap *log;
+    bool log_dirty;             /* pairs written since the last flush */
 #endif
     char *log_path;
     uint64_t ignored, mirrored, mirror_dropped, sent_failed;
     sampler latency;
 };
 
-int colonet_new(colonet **out, outqueue *q)
+int colonet_new(colonet **out, outqueue *q, uint64_t timeout_ns)
 {
     colonet *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    if (netcmp_new(&n->nc, &(netcmp_opts){ 0 }) < 0) {
+    if (netcmp_new(&n->nc, &(netcmp_opts){ .timeout_ns = timeout_ns }) < 0) {
         free(n);
         return -ENOMEM;
     }
     n->q = q;
-    n->timeout_ns = NETCMP_TIMEOUT_NS;
     pthread_mutex_init(&n->lock, NULL);
     sampler_init(&n->latency, &sampler_ns);
     *out = n;
@@ -66,11 +65,10 @@ void colonet_free(colonet *n)
 void colonet_set_timeout(colonet *n, uint64_t timeout_ns)
 {
     pthread_mutex_lock(&n->lock);
-    n->timeout_ns = timeout_ns ? timeout_ns : NETCMP_TIMEOUT_NS;
-    /* The comparator times out on the caller's time line (colonet_tick);
-       its own timeout is the same length. */
+    /* The comparator's timeout is fixed at its making: a new one (nothing
+       is compared yet).  Its times are the SVM's (colonet_tick). */
     netcmp *nc;
-    if (netcmp_new(&nc, &(netcmp_opts){ .timeout_ns = n->timeout_ns }) == 0) {
+    if (netcmp_new(&nc, &(netcmp_opts){ .timeout_ns = timeout_ns }) == 0) {
         netcmp_free(n->nc);
         n->nc = nc;
     }
@@ -158,8 +156,10 @@ static colonet_ask drain(colonet *n, bool at_checkpoint, uint64_t hold_id)
             break;
         case NETCMP_MISMATCH:
 #ifdef FTVM_HAVE_PCAP
-            if (n->log)
+            if (n->log) {
                 netcmp_pcap_write(n->log, &v, clock_offset());
+                n->log_dirty = true;
+            }
 #endif
             r = ask(n, COLONET_MISMATCH);
             break;
@@ -221,23 +221,6 @@ void colonet_checkpoint(colonet *n, uint64_t id)
     n->epoch = id;
     n->asked = false;
     n->want = COLONET_OK;
-#ifdef FTVM_HAVE_PCAP
-    if (n->log)
-        netcmp_pcap_flush(n->log);
-#endif
-    pthread_mutex_unlock(&n->lock);
-}
-
-void colonet_stop(colonet *n)
-{
-    pthread_mutex_lock(&n->lock);
-    if (n->epoch) {
-        netcmp_reset(n->nc, NETCMP_RESET_RELEASE, mono_ns());
-        drain(n, true, n->epoch);
-    }
-    n->epoch = 0;
-    n->asked = false;
-    n->want = COLONET_OK;
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -261,6 +244,13 @@ colonet_ask colonet_tick(colonet *n, uint64_t now, uint64_t lag,
 {
     colonet_ask a = COLONET_OK;
     pthread_mutex_lock(&n->lock);
+#ifdef FTVM_HAVE_PCAP
+    /* Here, not in the checkpoint's pause: a file write. */
+    if (n->log_dirty) {
+        netcmp_pcap_flush(n->log);
+        n->log_dirty = false;
+    }
+#endif
     if (n->want != COLONET_OK) {
         a = n->want;
         n->want = COLONET_OK;

@@ -74,8 +74,11 @@ typedef struct colonet_stats {
     sampler_summary latency_ns; /* matched frames: the comparison's delay */
 } colonet_stats;
 
-/* Frames into q; not comparing until colonet_checkpoint.  0 or -ENOMEM. */
-int colonet_new(colonet **out, outqueue *q);
+/*
+ * Frames into q, compared with timeout_ns (0: the default); not comparing
+ * until colonet_checkpoint.  0 or -ENOMEM.
+ */
+int colonet_new(colonet **out, outqueue *q, uint64_t timeout_ns);
 void colonet_free(colonet *n);
 /* --compare-timeout (0: the default), before comparing starts. */
 void colonet_set_timeout(colonet *n, uint64_t timeout_ns);
@@ -95,15 +98,12 @@ void colonet_input(void *opaque, const void *frame, size_t len);
 /*
  * The VM is paused for checkpoint id, after outqueue_checkpoint(id):
  * what comparison holds goes to the queue as frames of the epoch before,
- * and comparing starts over against the SVM's frames tagged id.
- */
-void colonet_checkpoint(colonet *n, uint64_t id);
-/*
- * Replication ended or a new secondary starts: what comparison holds
+ * and comparing starts over against the SVM's frames tagged id.  id 0:
+ * replication ended or a new secondary starts: what comparison holds
  * goes to the queue (still holding: the caller releases it next, in
  * order), and frames go straight to the queue again.
  */
-void colonet_stop(colonet *n);
+void colonet_checkpoint(colonet *n, uint64_t id);
 
 /* One of the SVM's frames, tagged with its checkpoint, at now. */
 colonet_ask colonet_secondary(colonet *n, uint64_t id, const void *frame,
@@ -113,7 +113,8 @@ colonet_ask colonet_secondary(colonet *n, uint64_t id, const void *frame,
  * (how much later it started from the checkpoint), so that a frame is
  * late when the SVM, not the primary, is a compare timeout past it.
  * svm_known false: the SVM has not started yet (nothing times out).
- * Also returns what a vCPU thread found (a mismatch, a limit).
+ * Also returns what a vCPU thread found (a mismatch, a limit), and
+ * flushes --compare-log's file (never during a checkpoint's pause).
  */
 colonet_ask colonet_tick(colonet *n, uint64_t now, uint64_t lag,
                          bool svm_known);

@@ -220,11 +220,13 @@ static int send_now(outqueue *q, item_kind kind, const void *buf, size_t len,
 }
 
 /*
- * Sends or queues one item, tagged epoch.  Returns 0, -ENOSPC when it is
- * over the bounds (counted here), or the frame sink's error.
+ * Sends or queues one item produced at t, tagged with the epoch of
+ * checkpoint *id (of the last outqueue_begin), or with the current epoch
+ * when id is NULL.  Returns 0, -ENOSPC when it is over the bounds
+ * (counted here), or the frame sink's error.
  */
 static int put_tagged(outqueue *q, item_kind kind, const void *buf,
-                      size_t len, uint64_t t, uint64_t epoch, bool current)
+                      size_t len, uint64_t t, const uint64_t *id)
 {
     pthread_mutex_lock(&q->lock);
     if (!q->holding)
@@ -242,8 +244,7 @@ static int put_tagged(outqueue *q, item_kind kind, const void *buf,
         pthread_mutex_unlock(&q->lock);
         return -ENOSPC;
     }
-    if (current)
-        epoch = q->epoch;
+    uint64_t epoch = id ? q->base + *id : q->epoch;
     *it = (item){ .epoch = epoch, .t_ns = t, .kind = kind, .len = len };
     memcpy(it->data, buf, len);
     *q->tail = it;
@@ -272,7 +273,7 @@ static int put_tagged(outqueue *q, item_kind kind, const void *buf,
 
 static int put(outqueue *q, item_kind kind, const void *buf, size_t len)
 {
-    return put_tagged(q, kind, buf, len, mono_ns(), 0, true);
+    return put_tagged(q, kind, buf, len, mono_ns(), NULL);
 }
 
 int outqueue_console(void *opaque, const void *buf, size_t len)
@@ -395,10 +396,7 @@ int outqueue_hold_frame(outqueue *q, uint64_t id, const void *frame,
 {
     if (!frame || len == 0 || len > NET_FRAME_MAX)
         return -EINVAL;
-    pthread_mutex_lock(&q->lock);
-    uint64_t e = q->base + id;
-    pthread_mutex_unlock(&q->lock);
-    return put_tagged(q, ITEM_FRAME, frame, len, t_ns, e, false);
+    return put_tagged(q, ITEM_FRAME, frame, len, t_ns, &id);
 }
 
 size_t outqueue_release_all(outqueue *q)

@@ -289,6 +289,24 @@ static void colo_ask(replicator *p, colo_verdict v)
         cycle_take_for(p, COLO_CAUSE_LIMIT);
 }
 
+/*
+ * Queues the COLO record just written into p->colo_f on the link, after
+ * what is queued there (channel_send_record's 0 or -errno).
+ */
+static int send_colo_record(replicator *p)
+{
+    size_t n;
+    const uint8_t *d = qfile_mem_data(p->colo_f, &n);
+    int r = qfile_error(p->colo_f);
+    return r < 0 ? r : channel_send_record(p->link, d, n);
+}
+
+/* The registry's size, from which ftvm's own section ids count. */
+static uint32_t registry_n(const replicator *p)
+{
+    return (uint32_t)registry_count(vm_registry(p->v));
+}
+
 /* COLO's exact release: the records colo asks for (docs/colo.md). */
 static void on_colo_release(evutil_socket_t fd, short what, void *arg)
 {
@@ -298,11 +316,10 @@ static void on_colo_release(evutil_socket_t fd, short what, void *arg)
     uint64_t id, upto;
     if (!p->link || !colo_release_due(p->colo, &id, &upto))
         return;
-    qfile_mem_reset(p->release_f);
-    colosec_put_release(p->release_f, p->colo_rel_section, id, upto);
-    size_t n;
-    const uint8_t *d = qfile_mem_data(p->release_f, &n);
-    if (channel_send_record(p->link, d, n) < 0)
+    qfile_mem_reset(p->colo_f);
+    colosec_put_release(p->colo_f, colosec_release_section_id(registry_n(p)),
+                        id, upto);
+    if (send_colo_record(p) < 0)
         colo_release_failed(p->colo, id);       /* colo_tick asks again */
 }
 
@@ -324,11 +341,10 @@ static int mirror_frame(void *opaque, uint64_t id, const void *frame,
     replicator *p = opaque;
     if (!p->link)
         return -ENOTCONN;
-    qfile_mem_reset(p->mirror_f);
-    colosec_put_input(p->mirror_f, p->colo_in_section, id, frame, len);
-    size_t n;
-    const uint8_t *d = qfile_mem_data(p->mirror_f, &n);
-    return channel_send_record(p->link, d, n);
+    qfile_mem_reset(p->colo_f);
+    colosec_put_input(p->colo_f, colosec_input_section_id(registry_n(p)), id,
+                      frame, len);
+    return send_colo_record(p);
 }
 
 static void on_colo_tick(evutil_socket_t fd, short what, void *arg)
@@ -535,15 +551,13 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
             return -EINVAL;
         }
         colo_set_timeout(p->colo, p->colo_timeout_ns);
-        p->release_f = qfile_open_mem("colo-rel");
+        p->colo_f = qfile_open_mem("colo-records");
         p->ev_colo_rel = event_new(base, -1, 0, on_colo_release, p);
-        if (!p->release_f || !p->ev_colo_rel) {
+        if (!p->colo_f || !p->ev_colo_rel) {
             snprintf(err, errlen, "out of memory");
             replicator_free(p);
             return -ENOMEM;
         }
-        uint32_t nreg = (uint32_t)registry_count(vm_registry(v));
-        p->colo_rel_section = colosec_release_section_id(nreg);
         colo_set_release_notify(p->colo, colo_release_notify, p);
         colonet *cn = colo_net(p->colo);
         if (o->compare_log &&
@@ -552,14 +566,6 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
             return -EINVAL;
         }
         if (vm_net(v)) {
-            p->mirror_f = qfile_open_mem("colo-in");
-            if (!p->mirror_f) {
-                snprintf(err, errlen, "out of memory");
-                replicator_free(p);
-                return -ENOMEM;
-            }
-            p->colo_in_section = colosec_input_section_id(
-                (uint32_t)registry_count(vm_registry(v)));
             colonet_set_mirror(cn, mirror_frame, p);
             net_set_rx_tap(vm_net(v), colonet_input, cn);
         }
@@ -669,17 +675,16 @@ void replicator_free(replicator *p)
     protection_fini(&p->prot, "the primary is exiting");
     if (p->out)
         outqueue_set_limit(p->out, 0, 0, NULL, NULL);
-    if (p->release_f) {
+    if (p->colo_f) {
         colo_set_release_notify(p->colo, NULL, NULL);
-        qfile_close(p->release_f);
+        if (vm_net(p->v)) {
+            net_set_rx_tap(vm_net(p->v), NULL, NULL);
+            colonet_set_mirror(colo_net(p->colo), NULL, NULL);
+        }
+        qfile_close(p->colo_f);
     }
     if (p->ev_colo_rel)
         event_free(p->ev_colo_rel);
-    if (p->mirror_f) {
-        net_set_rx_tap(vm_net(p->v), NULL, NULL);
-        colonet_set_mirror(colo_net(p->colo), NULL, NULL);
-        qfile_close(p->mirror_f);
-    }
     struct event *evs[] = { p->ev_ckpt, p->ev_tick, p->ev_early,
                             p->ev_reconnect, p->ev_colo };
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
@@ -771,7 +776,8 @@ void replicator_vm_stopped(replicator *p, bool takeover,
 
 colonet *replicator_colonet(const replicator *p)
 {
-    return p->mirror_f ? colo_net(p->colo) : NULL;
+    return p->mode == COLO_MODE_COLO && vm_net(p->v) ? colo_net(p->colo)
+                                                     : NULL;
 }
 
 void replicator_get_status(replicator *p, replicator_status *st)

@@ -55,11 +55,8 @@ struct replicator {
     uint64_t colo_timeout_ns;
     uint64_t causes[COLO_CAUSE_N];
     struct event *ev_colo;      /* colo_tick */
-    qfile *mirror_f;            /* encodes mirrored frames (COLO, a NIC) */
-    qfile *release_f;           /* encodes release records (COLO) */
-    struct event *ev_colo_rel;  /* sends them */
-    uint32_t colo_rel_section;
-    uint32_t colo_in_section;   /* their section id */
+    qfile *colo_f;              /* encodes COLO's records (loop thread) */
+    struct event *ev_colo_rel;  /* sends release records */
 
     uint64_t bytes_total, pongs, heartbeats;
     sampler pause, ack, pages, bytes;

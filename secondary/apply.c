@@ -132,16 +132,29 @@ static int colo_section(apply *a, qfile *f, const savevm_section *sec)
 }
 
 /*
+ * COLO's records between packages (ftvm-colo-in, ftvm-colo-rel) come
+ * only in a COLO stream, after the VM's shape: 0, or -EPROTO on f.
+ */
+static int colo_record_here(apply *a, qfile *f, const char *idstr)
+{
+    if (!a->reg)
+        return qfile_fail(f, -EPROTO, "'%s' before the VM's shape ('%s')",
+                          idstr, VMSHAPE_IDSTR);
+    if (!a->colo_mode)
+        return qfile_fail(f, -EPROTO, "'%s' in a checkpoint-mode stream "
+                          "(its bring-up had no '%s' saying COLO)",
+                          idstr, COLOSEC_IDSTR);
+    return 0;
+}
+
+/*
  * "ftvm-colo-rel": the primary is about to release console bytes its SVM
- * wrote alike (docs/colo.md, "Failover").  COLO streams only.
+ * wrote alike (docs/colo.md, "Failover").
  */
 static int colo_release(apply *a, qfile *f, const savevm_section *sec)
 {
-    if (!a->reg || !a->colo_mode)
-        return qfile_fail(f, -EPROTO, "'%s' outside a COLO stream's "
-                          "replication (before '%s', or without '%s')",
-                          COLOSEC_RELEASE_IDSTR, VMSHAPE_IDSTR,
-                          COLOSEC_IDSTR);
+    if (colo_record_here(a, f, COLOSEC_RELEASE_IDSTR) < 0)
+        return qfile_error(f);
     uint64_t id, console;
     if (colosec_load_release(f, sec, &id, &console) < 0)
         return qfile_error(f);
@@ -156,13 +169,8 @@ static int colo_release(apply *a, qfile *f, const savevm_section *sec)
  */
 static int colo_input(apply *a, qfile *f, const savevm_section *sec)
 {
-    if (!a->reg)
-        return qfile_fail(f, -EPROTO, "'%s' before the VM's shape ('%s')",
-                          COLOSEC_INPUT_IDSTR, VMSHAPE_IDSTR);
-    if (!a->colo_mode)
-        return qfile_fail(f, -EPROTO, "'%s' in a checkpoint-mode stream "
-                          "(its bring-up had no '%s' saying COLO)",
-                          COLOSEC_INPUT_IDSTR, COLOSEC_IDSTR);
+    if (colo_record_here(a, f, COLOSEC_INPUT_IDSTR) < 0)
+        return qfile_error(f);
     uint8_t frame[COLOSEC_INPUT_FRAME_MAX];
     uint64_t id;
     size_t len;

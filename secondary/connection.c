@@ -129,26 +129,30 @@ void connection_set_busy(connection *c, bool busy)
  * The receiver thread's messages block: the return path may be full while
  * the primary catches up.  Between rp_begin and rp_end, put into c->rp.
  */
-/* With wlock held: what try_send left, written first (blocking). */
-static void flush_tail(connection *c)
+/*
+ * With wlock held: writes what a partial send left (flags: MSG_DONTWAIT,
+ * or 0 to wait).  0 once nothing is left, else -errno (-EAGAIN: not now).
+ */
+static int write_tail(connection *c, int flags)
 {
-    size_t off = 0;
-    while (off < c->tail_len) {
-        ssize_t n = send(c->fd, c->tail + off, c->tail_len - off,
-                         MSG_NOSIGNAL);
+    while (c->tail_len) {
+        ssize_t n = send(c->fd, c->tail, c->tail_len, flags | MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            break;      /* the socket failed: the next write says so */
-        off += (size_t)n;
+            return n < 0 ? -errno : -EPIPE;
+        memmove(c->tail, c->tail + n, c->tail_len - (size_t)n);
+        c->tail_len -= (size_t)n;
     }
-    c->tail_len = 0;
+    return 0;
 }
 
 static void rp_begin(connection *c)
 {
     pthread_mutex_lock(&c->wlock);
-    flush_tail(c);
+    /* A socket that failed drops it: the next write says so. */
+    if (write_tail(c, 0) < 0)
+        c->tail_len = 0;
 }
 
 static void rp_end(connection *c)
@@ -210,27 +214,13 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
         return -EINVAL;
     if (pthread_mutex_trylock(&c->wlock) != 0)
         return 0;
+    int r = write_tail(c, MSG_DONTWAIT);
+    if (r < 0) {
+        pthread_mutex_unlock(&c->wlock);
+        return r == -EAGAIN || r == -EWOULDBLOCK ? 0 : r;
+    }
     int outq = 0, e = 0;
     ssize_t n = -1;
-    if (c->tail_len) {
-        n = send(c->fd, c->tail, c->tail_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        e = errno;
-        if (n > 0) {
-            memmove(c->tail, c->tail + n, c->tail_len - (size_t)n);
-            c->tail_len -= (size_t)n;
-        }
-        if (c->tail_len) {
-            pthread_mutex_unlock(&c->wlock);
-            if (n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR)
-                return -e;
-            return 0;
-        }
-    }
-    if (len == 0) {
-        pthread_mutex_unlock(&c->wlock);
-        return 1;
-    }
-    n = -1;
     if (ioctl(c->tcp_fd, SIOCOUTQ, &outq) == 0 && outq > RP_BACKLOG_MAX)
         errno = ENOBUFS;
     else
@@ -251,7 +241,15 @@ static int try_send(connection *c, const uint8_t *msg, size_t len)
     return n < 0 ? -e : -ENOBUFS;
 }
 
-int connection_try_send(connection *c, const void *msg, size_t len)
+/* The loop's own message, put into lq: 1, 0 or -errno as try_send. */
+static int try_send_lq(connection *c)
+{
+    size_t len;
+    const uint8_t *d = qfile_mem_data(c->lq, &len);
+    return try_send(c, d, len);
+}
+
+int connection_try_send(connection *c, const retpath_msg *m)
 {
     if (!LOAD(c->rp_open) ||
         connection_get_state(c, NULL, NULL, 0) != CONNECTION_OPEN)
@@ -266,15 +264,11 @@ int connection_try_send(connection *c, const void *msg, size_t len)
     if (getsockopt(c->tcp_fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
         ti.tcpi_state != TCP_ESTABLISHED)
         return -ENOTCONN;
-    return try_send(c, msg, len);
-}
-
-/* The loop's own message, put into lq: 1, 0 or -errno as try_send. */
-static int try_send_lq(connection *c)
-{
-    size_t len;
-    const uint8_t *d = qfile_mem_data(c->lq, &len);
-    return try_send(c, d, len);
+    qfile_mem_reset(c->lq);
+    retpath_put(c->lq, m);
+    if (qfile_error(c->lq))
+        return qfile_error(c->lq);
+    return try_send_lq(c);
 }
 
 static bool end(connection *c, connection_state why, int code,

@@ -31,6 +31,7 @@
 
 #include "checkpoint/pairing.h"
 #include "checkpoint/qfile.h"
+#include "checkpoint/retpath.h"
 #include "checkpoint/savevm.h"
 
 struct event_base;
@@ -104,13 +105,12 @@ void connection_send_refuse(connection *c, uint64_t decided,
                             const pairing *pair, const char *why);
 void connection_send_shut(connection *c, uint32_t code);
 /*
- * From the loop's thread: one return-path message, without blocking.  1
- * taken (sent; or, when the socket took only part of it, its end kept
- * and written before anything else goes out), 0 not now (nothing of it
- * sent), < 0 not open or failed.  len 0 only writes what a partial send
- * left: 1 when nothing is left.
+ * From the loop's thread: one return-path message (encoded here, with
+ * retpath_put), without blocking.  1 taken (sent; or, when the socket
+ * took only part of it, its end kept and written before anything else
+ * goes out), 0 not now (nothing of it sent), < 0 not open or failed.
  */
-int connection_try_send(connection *c, const void *msg, size_t len);
+int connection_try_send(connection *c, const retpath_msg *m);
 /* Something else went out on the return path (the loader's PONG). */
 void connection_sent(connection *c);
 /* A record was read: the primary is alive. */

@@ -389,9 +389,9 @@ void receiver_release(receiver *rx)
     apply_release(rx->apply);
 }
 
-int receiver_try_send(receiver *rx, const void *msg, size_t len)
+int receiver_try_send(receiver *rx, const retpath_msg *m)
 {
-    return connection_try_send(rx->conn, msg, len);
+    return connection_try_send(rx->conn, m);
 }
 
 const char *receiver_peer(const receiver *rx)

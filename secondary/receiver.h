@@ -150,7 +150,7 @@ void receiver_release(receiver *rx);
  * One whole return-path message from the loop's thread, without
  * blocking (COLO's, secondary/svm.h): 1 sent, 0 not now, < 0 gone.
  */
-int receiver_try_send(receiver *rx, const void *msg, size_t len);
+int receiver_try_send(receiver *rx, const retpath_msg *m);
 const char *receiver_peer(const receiver *rx);
 /* The primary's VM shape; valid once on_vm was called. */
 const vmshape *receiver_shape(const receiver *rx);

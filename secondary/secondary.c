@@ -136,10 +136,10 @@ static void fail_over(secondary *s, const char *reason)
 
 /* ---- COLO (secondary/svm.h, docs/colo.md) ---- */
 
-static int svm_send(void *opaque, const void *msg, size_t len)
+static int svm_send(void *opaque, const retpath_msg *m)
 {
     secondary *s = opaque;
-    return s->rx ? receiver_try_send(s->rx, msg, len) : -ENOTCONN;
+    return s->rx ? receiver_try_send(s->rx, m) : -ENOTCONN;
 }
 
 static void svm_on_stop(vm *v, void *arg)

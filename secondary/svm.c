@@ -12,6 +12,7 @@
 #include "checkpoint/qfile.h"
 #include "checkpoint/retpath.h"
 #include "checkpoint/savevm.h"
+#include "daemon/bytebuf.h"
 #include "daemon/log.h"
 #include "secondary/replica.h"
 #include "secondary/svmnet.h"
@@ -32,15 +33,14 @@ struct svm {
     pthread_mutex_t lock;   /* the console's */
     uint64_t tag;           /* the checkpoint of the last reset */
     bool announce;          /* tell the primary it runs from tag */
-    uint8_t *pend;          /* written, not yet sent */
-    size_t plen, pcap;
+    bytebuf pend;           /* written, not yet sent */
     /*
      * Sent, and not yet known to be released by the primary (its
      * ftvm-colo-rel): written again at failover.  kbase is the offset,
-     * since the reset, of kept[0]; answer: a COLO_RELEASED is due.
+     * since the reset, of kept's first byte; answer: a COLO_RELEASED is
+     * due.
      */
-    uint8_t *kept;
-    size_t klen, kcap;
+    bytebuf kept;
     uint64_t kbase;
     bool answer;
     uint64_t released_bytes;
@@ -63,25 +63,8 @@ static int svm_console(void *opaque, const void *buf, size_t len)
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    if (s->plen + len > SVM_MAX_PENDING) {
+    if (!bytebuf_add(&s->pend, buf, len, SVM_MAX_PENDING))
         s->dropped_bytes += len;
-    } else {
-        if (s->plen + len > s->pcap) {
-            size_t cap = s->pcap ? s->pcap : 4096;
-            while (cap < s->plen + len)
-                cap *= 2;
-            uint8_t *p = realloc(s->pend, cap);
-            if (!p) {
-                s->dropped_bytes += len;
-                pthread_mutex_unlock(&s->lock);
-                return 0;
-            }
-            s->pend = p;
-            s->pcap = cap;
-        }
-        memcpy(s->pend + s->plen, buf, len);
-        s->plen += len;
-    }
     pthread_mutex_unlock(&s->lock);
     event_active(s->ev_flush, EV_READ, 0);
     return 0;
@@ -89,80 +72,48 @@ static int svm_console(void *opaque, const void *buf, size_t len)
 
 /* ---- the return path (loop) ---- */
 
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-/* With the lock: keeps n bytes sent, until the primary says released. */
-static bool keep(svm *s, const uint8_t *buf, size_t n)
-{
-    if (s->klen + n > SVM_MAX_PENDING)
-        return false;
-    if (s->klen + n > s->kcap) {
-        size_t cap = s->kcap ? s->kcap : 4096;
-        while (cap < s->klen + n)
-            cap *= 2;
-        uint8_t *p = realloc(s->kept, cap);
-        if (!p)
-            return false;
-        s->kept = p;
-        s->kcap = cap;
-    }
-    memcpy(s->kept + s->klen, buf, n);
-    s->klen += n;
-    return true;
-}
-
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     svm *s = arg;
-    uint8_t msg[12 + RETPATH_COLO_DATA_MAX];
+    retpath_msg m;
     bool again = false;
     pthread_mutex_lock(&s->lock);
     if (!s->live && s->announce) {
-        put_be(msg, RETPATH_COLO_CONSOLE, 2);
-        put_be(msg + 2, 8, 2);
-        put_be(msg + 4, s->tag, 8);
-        int r = s->o.send(s->o.send_opaque, msg, 12);
+        m = (retpath_msg){ .type = RETPATH_COLO_CONSOLE, .value64 = s->tag };
+        int r = s->o.send(s->o.send_opaque, &m);
         if (r > 0)
             s->announce = false;
         again = r == 0;
     }
     if (!s->live && s->answer) {
-        put_be(msg, RETPATH_COLO_RELEASED, 2);
-        put_be(msg + 2, 16, 2);
-        put_be(msg + 4, s->tag, 8);
-        put_be(msg + 12, s->kbase, 8);
-        int r = s->o.send(s->o.send_opaque, msg, 20);
+        m = (retpath_msg){ .type = RETPATH_COLO_RELEASED, .value64 = s->tag,
+                           .offset = s->kbase };
+        int r = s->o.send(s->o.send_opaque, &m);
         if (r > 0)
             s->answer = false;
         again |= r == 0;
     }
-    while (!s->live && !s->announce && s->plen) {
-        size_t n = s->plen < RETPATH_COLO_DATA_MAX ? s->plen
-                                                   : RETPATH_COLO_DATA_MAX;
-        put_be(msg, RETPATH_COLO_CONSOLE, 2);
-        put_be(msg + 2, 8 + n, 2);
-        put_be(msg + 4, s->tag, 8);
-        memcpy(msg + 12, s->pend, n);
+    while (!s->live && !s->announce && s->pend.len) {
+        size_t n = s->pend.len < RETPATH_COLO_DATA_MAX ? s->pend.len
+                                                       : RETPATH_COLO_DATA_MAX;
+        m = (retpath_msg){ .type = RETPATH_COLO_CONSOLE, .value64 = s->tag,
+                           .len = (uint16_t)n };
+        memcpy(m.text, s->pend.data, n);
         /*
          * Kept first: no room means the primary releases nothing of late
          * (a divergence: its checkpoint resets us), so wait for it.
          */
-        if (!keep(s, s->pend, n))
+        if (!bytebuf_add(&s->kept, s->pend.data, n, SVM_MAX_PENDING))
             break;
-        int r = s->o.send(s->o.send_opaque, msg, 12 + n);
+        int r = s->o.send(s->o.send_opaque, &m);
         if (r <= 0) {
-            s->klen -= n;
+            s->kept.len -= n;
             again |= r == 0;    /* gone: kept for a failover */
             break;
         }
-        memmove(s->pend, s->pend + n, s->plen - n);
-        s->plen -= n;
+        bytebuf_drop(&s->pend, n);
         s->sent_bytes += n;
     }
     pthread_mutex_unlock(&s->lock);
@@ -245,8 +196,8 @@ static void set_tag(svm *s, uint64_t id)
 {
     pthread_mutex_lock(&s->lock);
     s->tag = id;
-    s->plen = 0;        /* the old checkpoint's: the primary is past it */
-    s->klen = 0;
+    /* The old checkpoint's: the primary is past them. */
+    s->pend.len = s->kept.len = 0;
     s->kbase = 0;
     s->answer = false;
     s->announce = true;
@@ -342,12 +293,12 @@ int svm_go_live(svm *s, vm *cache, char *err, size_t errlen)
     pthread_mutex_lock(&s->lock);
     s->live = true;
     /* What the primary may not have released, then what it never had. */
-    if (s->klen)
-        s->o.live_console(s->o.live_opaque, s->kept, s->klen);
-    s->klen = 0;
-    if (s->plen)
-        s->o.live_console(s->o.live_opaque, s->pend, s->plen);
-    s->plen = 0;
+    bytebuf *both[] = { &s->kept, &s->pend };
+    for (size_t i = 0; i < 2; i++) {
+        if (both[i]->len)
+            s->o.live_console(s->o.live_opaque, both[i]->data, both[i]->len);
+        both[i]->len = 0;
+    }
     pthread_mutex_unlock(&s->lock);
     return vm_net(s->v) ? svmnet_go_live(s->net, s->v, cache, err, errlen)
                         : 0;
@@ -357,10 +308,9 @@ void svm_release(svm *s, uint64_t id, uint64_t console)
 {
     pthread_mutex_lock(&s->lock);
     bool ours = !s->live && id == s->tag && s->tag;
-    if (ours && console > s->kbase && console <= s->kbase + s->klen) {
+    if (ours && console > s->kbase && console <= s->kbase + s->kept.len) {
         size_t n = (size_t)(console - s->kbase);
-        memmove(s->kept, s->kept + n, s->klen - n);
-        s->klen -= n;
+        bytebuf_drop(&s->kept, n);
         s->kbase = console;
         s->released_bytes += n;
     }
@@ -386,7 +336,7 @@ void svm_get_stats(svm *s, svm_stats *out)
     out->sent_bytes = s->sent_bytes;
     out->dropped_bytes = s->dropped_bytes;
     out->released_bytes = s->released_bytes;
-    out->kept_bytes = s->klen;
+    out->kept_bytes = s->kept.len;
     pthread_mutex_unlock(&s->lock);
     svmnet_get_stats(s->net, &out->net);
     out->running = s->v && vm_get_state(s->v) == VM_RUNNING;
@@ -492,8 +442,8 @@ void svm_free(svm *s)
     /* After the VM: its vCPUs call into it. */
     svmnet_free(s->net);
     qfile_close(s->dev);
-    free(s->pend);
-    free(s->kept);
+    bytebuf_free(&s->pend);
+    bytebuf_free(&s->kept);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

@@ -44,10 +44,10 @@ typedef struct svm svm;
 typedef struct svm_opts {
     struct event_base *base;
     /*
-     * Writes one whole return-path message without blocking: 1 sent, 0
-     * not now (tried again), < 0 the connection is gone.
+     * Writes one return-path message without blocking: 1 sent, 0 not now
+     * (tried again), < 0 the connection is gone (receiver_try_send).
      */
-    int (*send)(void *opaque, const void *msg, size_t len);
+    int (*send)(void *opaque, const retpath_msg *m);
     void *send_opaque;
     /* Where console bytes go once it is the VM (svm_go_live). */
     hc_console_fn live_console;

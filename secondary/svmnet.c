@@ -28,8 +28,7 @@ typedef struct fifo {
 } fifo;
 
 struct svmnet {
-    struct event_base *base;
-    int (*send)(void *opaque, const void *msg, size_t len);
+    int (*send)(void *opaque, const retpath_msg *m);
     void *opaque;
     hc_transmit_fn live_fn;
     void *live_opaque;
@@ -115,27 +114,20 @@ int svmnet_transmit(void *opaque, const void *data, size_t len)
     return 0;
 }
 
-static void put_be(uint8_t *p, uint64_t v, int k)
-{
-    for (int i = k - 1; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     svmnet *n = arg;
-    uint8_t msg[12 + NET_FRAME_MAX];
+    retpath_msg m;
     bool again = false;
     pthread_mutex_lock(&n->lock);
     while (!n->live && n->out.head) {
         frame *f = n->out.head;
-        put_be(msg, RETPATH_COLO_FRAME, 2);
-        put_be(msg + 2, 8 + f->len, 2);
-        put_be(msg + 4, f->id, 8);
-        memcpy(msg + 12, f->data, f->len);
-        int r = n->send(n->opaque, msg, 12 + f->len);
+        m = (retpath_msg){ .type = RETPATH_COLO_FRAME, .value64 = f->id,
+                           .len = (uint16_t)f->len };
+        memcpy(m.text, f->data, f->len);
+        int r = n->send(n->opaque, &m);
         if (r <= 0) {
             again = r == 0;     /* gone: kept for a failover */
             break;
@@ -188,7 +180,11 @@ void svmnet_begin_reset(svmnet *n)
     pthread_mutex_unlock(&n->lock);
 }
 
-/* Keeps the frames of q tagged >= id; those of id go to fn. */
+/*
+ * At a reset to id: frames of older checkpoints are dropped; input
+ * tagged id goes into the SVM's NIC now, output tagged id (sent since
+ * the reset) stays, and everything newer stays.
+ */
 static void sift(svmnet *n, fifo *q, uint64_t id, bool input)
 {
     fifo keep;
@@ -256,13 +252,12 @@ void svmnet_get_stats(svmnet *n, svmnet_stats *out)
 }
 
 int svmnet_new(svmnet **out, struct event_base *base,
-               int (*send)(void *opaque, const void *msg, size_t len),
+               int (*send)(void *opaque, const retpath_msg *m),
                void *opaque, hc_transmit_fn live, void *live_opaque)
 {
     svmnet *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    n->base = base;
     n->send = send;
     n->opaque = opaque;
     n->live_fn = live;

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/retpath.h"
 #include "vm/hc.h"
 #include "vm/vm.h"
 
@@ -53,14 +54,14 @@ typedef struct svmnet_stats {
 } svmnet_stats;
 
 /*
- * send writes one whole return-path message without blocking: 1 sent,
+ * send writes one return-path message without blocking: 1 sent,
  * 0 not now (tried again), < 0 the connection is gone (kept for a
  * failover).  live takes the SVM's frames once it is the VM (the
  * survivor's output commit, which sends them to the SVM's NIC).  0 or
  * -ENOMEM.
  */
 int svmnet_new(svmnet **out, struct event_base *base,
-               int (*send)(void *opaque, const void *msg, size_t len),
+               int (*send)(void *opaque, const retpath_msg *m),
                void *opaque, hc_transmit_fn live, void *live_opaque);
 void svmnet_free(svmnet *n);
 

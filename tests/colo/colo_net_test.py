@@ -685,32 +685,19 @@ CASES = {"steady": case_steady, "resets": case_resets,
          "kill": case_kill, "pcap": case_pcap}
 
 
-def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    case = sys.argv[1]
-    ck.ftvm, ck.ftvmctl, ck.guests = \
-        (os.path.abspath(a) for a in sys.argv[2:5])
-    runs = int(sys.argv[5] if len(sys.argv) == 6 else
-               os.environ.get("FTVM_COLO_NET_RUNS", "20"))
-    seed = int(os.environ.get("FTVM_E2E_SEED") or
-               random.SystemRandom().randrange(1 << 32))
-    rng.seed(seed)
+def needs(case):
+    """The pcap case needs nothing; the others a VM and TAP devices."""
+    if case == "pcap":
+        return
+    ft.needs_kvm()
+    ft.needs_root("TAP devices on a bridge in a network namespace")
+    if not os.path.exists("/dev/net/tun"):
+        ft.skip("/dev/net/tun is missing")
 
-    def run():
-        if case == "pcap":
-            return case_pcap()
-        ft.needs_kvm()
-        ft.needs_root("TAP devices on a bridge in a network namespace")
-        if not os.path.exists("/dev/net/tun"):
-            ft.skip("/dev/net/tun is missing")
-        log("%s: FTVM_E2E_SEED=%d" % (case, seed))
-        if case == "kill":
-            case_kill(runs)
-        else:
-            CASES[case]()
-    ft.run_case(case, run, "colo-net", " (FTVM_E2E_SEED=%d)" % seed)
+
+def main():
+    e2e.seeded_main(__doc__, CASES, "colo-net", {"kill": 20}, rng, needs,
+                    "FTVM_COLO_NET_RUNS")
 
 
 if __name__ == "__main__":

@@ -279,26 +279,8 @@ CASES = {"steady": case_steady, "kill-primary": case_kill_primary,
 
 
 def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    case = sys.argv[1]
-    ck.ftvm, ck.ftvmctl, ck.guests = \
-        (os.path.abspath(a) for a in sys.argv[2:5])
-    runs = int(sys.argv[5] if len(sys.argv) == 6 else
-               os.environ.get("FTVM_COLO_RUNS", "5"))
-    seed = int(os.environ.get("FTVM_E2E_SEED") or
-               random.SystemRandom().randrange(1 << 32))
-    rng.seed(seed)
-
-    def run():
-        ft.needs_kvm()
-        log("%s: FTVM_E2E_SEED=%d" % (case, seed))
-        if case == "kill-primary":
-            CASES[case](runs)
-        else:
-            CASES[case]()
-    ft.run_case(case, run, "colo", " (FTVM_E2E_SEED=%d)" % seed)
+    e2e.seeded_main(__doc__, CASES, "colo", {"kill-primary": 5}, rng,
+                    lambda case: ft.needs_kvm(), "FTVM_COLO_RUNS")
 
 
 if __name__ == "__main__":

@@ -1032,34 +1032,51 @@ CASES = {
 }
 
 
-def main():
-    if len(sys.argv) not in (5, 6) or sys.argv[1] not in CASES:
-        print(__doc__, file=sys.stderr)
+def seeded_main(doc, cases, kind, runs, rand, prepare=None,
+                runs_env=None):
+    """main() of the drivers whose cases draw from rand: CASE FTVM FTVMCTL
+    GUEST_DIR [RUNS], the seed FTVM_E2E_SEED or drawn (and logged).  A case
+    named in runs (case: default) is given RUNS, else $runs_env, else its
+    default; prepare(case), if given, runs first inside the case (what it
+    needs: KVM, root)."""
+    if len(sys.argv) not in (5, 6) or sys.argv[1] not in cases:
+        print(doc, file=sys.stderr)
         sys.exit(2)
     case = sys.argv[1]
     ck.ftvm, ck.ftvmctl, ck.guests = \
         (os.path.abspath(a) for a in sys.argv[2:5])
-    runs = int(sys.argv[5]) if len(sys.argv) == 6 else 20
-    fn, root = CASES[case]
+    n = None
+    if case in runs:
+        n = int(sys.argv[5] if len(sys.argv) == 6 else
+                os.environ.get(runs_env or "", "") or runs[case])
     seed = int(os.environ.get("FTVM_E2E_SEED") or
                random.SystemRandom().randrange(1 << 32))
-    rng.seed(seed)
+    rand.seed(seed)
 
     def run():
-        global creds
-        ft.needs_kvm()
-        if root:
-            ft.needs_root(root)
-        if case in TLS_CASES:
-            creds = ft.make_certs("pair", "primary", "secondary")
+        if prepare:
+            prepare(case)
         log("%s: FTVM_E2E_SEED=%d" % (case, seed))
-        if case == "kill-primary":
-            fn(runs)
-        elif case == "failover-slow":
-            fn(runs if len(sys.argv) == 6 else 6)
+        if n is None:
+            cases[case]()
         else:
-            fn()
-    ft.run_case(case, run, "e2e", " (FTVM_E2E_SEED=%d)" % seed)
+            cases[case](n)
+    ft.run_case(case, run, kind, " (FTVM_E2E_SEED=%d)" % seed)
+
+
+def prepare(case):
+    """What a case needs: KVM, root for some, the pair's certificates."""
+    global creds
+    ft.needs_kvm()
+    if CASES[case][1]:
+        ft.needs_root(CASES[case][1])
+    if case in TLS_CASES:
+        creds = ft.make_certs("pair", "primary", "secondary")
+
+
+def main():
+    seeded_main(__doc__, {k: fn for k, (fn, _) in CASES.items()}, "e2e",
+                {"kill-primary": 20, "failover-slow": 6}, rng, prepare)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ typedef struct env {
      * checkpoint applied when it came. */
     struct { uint64_t id, applied; size_t len; uint8_t first; } in[16];
     size_t nin;
+    /* The colo_release hook's calls. */
+    struct { uint64_t id, console; } rel[4];
+    size_t nrel;
 } env;
 
 /* What kind of package to send. */
@@ -387,6 +390,16 @@ static void got_frame(void *opaque, uint64_t id, const void *frame,
     e->nin++;
 }
 
+/* apply's colo_release hook. */
+static void got_release(void *opaque, uint64_t id, uint64_t console)
+{
+    env *e = opaque;
+    assert_true(e->nrel < 4);
+    e->rel[e->nrel].id = id;
+    e->rel[e->nrel].console = console;
+    e->nrel++;
+}
+
 /* The secondary's --vm-name for the next setup (NULL: any). */
 static const char *vm_name;
 
@@ -406,7 +419,9 @@ static int setup(void **state)
                                                      .opaque = e,
                                                      .vm_name = vm_name,
                                                      .colo_input =
-                                                         got_frame }),
+                                                         got_frame,
+                                                     .colo_release =
+                                                         got_release }),
                      0);
     slow_conn = NULL;
     slow_checks = 0;
@@ -1027,6 +1042,29 @@ static void put_frame(env *e, qfile *q, uint64_t id, size_t len)
 }
 
 /*
+ * The records in r (closed here) inside package 3 (on 2), sealed: a new
+ * stream to feed, as a primary that mixed the two up would send it.
+ */
+static qfile *in_package(env *e, qfile *r)
+{
+    size_t rn, n;
+    const uint8_t *rd = qfile_mem_data(r, &rn);
+    qfile *pkg = qfile_open_mem("package");
+    trailer_put_pkg(pkg, e->n + 1, &(trailer_pkg){ .id = 3, .base = 2,
+                                                   .pair = e->shape.pair });
+    qfile_put_buf(pkg, rd, rn);
+    qfile_close(r);
+    qfile_crc_start_mem(pkg);
+    trailer_put(pkg, e->n + 2, 3);
+    savevm_put_eof(pkg);
+    const uint8_t *d = qfile_mem_data(pkg, &n);
+    qfile *q = qfile_open_mem("primary");
+    savevm_put_packaged(q, d, (uint32_t)n);
+    qfile_close(pkg);
+    return q;
+}
+
+/*
  * A COLO stream: frames between packages reach the hook in order, each
  * between the checkpoints around it; they change nothing and need no
  * answer.
@@ -1174,18 +1212,9 @@ static void test_colo_input_refused(void **state)
     e = *state;
     e->colo = COLOSEC_MODE_COLO;
     active(e);
-    qfile *pkg = qfile_open_mem("package");
-    trailer_put_pkg(pkg, e->n + 1, &(trailer_pkg){ .id = 3, .base = 2,
-                                                   .pair = e->shape.pair });
-    put_frame(e, pkg, 2, 60);
-    qfile_crc_start_mem(pkg);
-    trailer_put(pkg, e->n + 2, 3);
-    savevm_put_eof(pkg);
-    size_t n;
-    const uint8_t *d = qfile_mem_data(pkg, &n);
     q = qfile_open_mem("primary");
-    savevm_put_packaged(q, d, (uint32_t)n);
-    qfile_close(pkg);
+    put_frame(e, q, 2, 60);
+    q = in_package(e, q);
     assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
     assert_non_null(strstr(msg, "'ftvm-colo-in' inside a package"));
     retpath_msg m;
@@ -1195,6 +1224,51 @@ static void test_colo_input_refused(void **state)
     apply_get_stats(e->a, &st);
     assert_int_equal(st.refused, 0);
     assert_int_equal(st.colo_input_frames, 0);
+}
+
+/*
+ * The exact release's record: in a COLO stream it reaches the hook and
+ * needs no answer from apply; in a checkpoint-mode stream, or inside a
+ * package, it ends the stream as a protocol error, never reaching it.
+ */
+static void test_colo_release(void **state)
+{
+    env *e = *state;
+    char msg[512];
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    qfile *q = qfile_open_mem("primary");
+    colosec_put_release(q, colosec_release_section_id(e->n), 2, 77);
+    assert_int_equal(feed(e, q, false, NULL, 0), 0);
+    assert_int_equal(e->nrel, 1);
+    assert_int_equal(e->rel[0].id, 2);
+    assert_int_equal(e->rel[0].console, 77);
+    retpath_msg m;
+    assert_int_equal(peer_next(&e->p, &m), 0);
+    teardown(state);
+
+    setup(state);
+    e = *state;
+    active(e);
+    q = qfile_open_mem("primary");
+    colosec_put_release(q, colosec_release_section_id(e->n), 2, 77);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "'ftvm-colo-rel' in a checkpoint-mode "
+                                "stream"));
+    assert_int_equal(e->nrel, 0);
+    teardown(state);
+
+    setup(state);
+    e = *state;
+    e->colo = COLOSEC_MODE_COLO;
+    active(e);
+    q = qfile_open_mem("primary");
+    colosec_put_release(q, colosec_release_section_id(e->n), 2, 77);
+    q = in_package(e, q);
+    assert_int_equal(feed(e, q, false, msg, sizeof(msg)), -EPROTO);
+    assert_non_null(strstr(msg, "'ftvm-colo-rel' inside a package"));
+    assert_int_equal(peer_next(&e->p, &m), 0);      /* no NACK */
+    assert_int_equal(e->nrel, 0);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1232,6 +1306,7 @@ int main(void)
         T(test_colo_input_malformed),
         T(test_colo_then_drop),
         T(test_colo_input_refused),
+        T(test_colo_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

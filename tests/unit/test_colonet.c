@@ -71,8 +71,7 @@ static int setup(void **state)
     mirror_rc = 0;
     assert_int_equal(outqueue_new(&e.q), 0);
     outqueue_set_frame_sink(e.q, sink, NULL);
-    assert_int_equal(colonet_new(&e.n, e.q), 0);
-    colonet_set_timeout(e.n, 100 * MS);
+    assert_int_equal(colonet_new(&e.n, e.q, 100 * MS), 0);
     colonet_set_mirror(e.n, mirror, NULL);
     outqueue_begin(e.q);
     outqueue_checkpoint(e.q, 1);
@@ -232,7 +231,7 @@ static void test_mirror_tags(void **state)
     colonet_get_stats(e->n, &st);
     assert_int_equal(st.mirrored_frames, 2);
     assert_int_equal(st.mirror_dropped, 1);
-    colonet_stop(e->n);
+    colonet_checkpoint(e->n, 0);     /* stop */
     mirror_rc = 0;
     colonet_input(e->n, in.b, in.len);
     assert_int_equal(nmirrored, 2);
@@ -251,7 +250,7 @@ static void test_stop_keeps_order(void **state)
     outqueue_checkpoint(e->q, 2);
     colonet_checkpoint(e->n, 2);       /* a: an epoch-1 item */
     pri(e, &b);                         /* b: held by comparison */
-    colonet_stop(e->n);
+    colonet_checkpoint(e->n, 0);     /* stop */
     assert_int_equal(nseen, 0);
     outqueue_release_all(e->q);
     assert_int_equal(nseen, 2);
@@ -315,8 +314,7 @@ static void test_compare_log(void **state)
     assert_int_equal(json_integer_value(json_object_get(
         json_object_get(j, "compare_log"), "pairs")), 1);
     json_decref(j);
-    outqueue_checkpoint(e->q, 2);
-    colonet_checkpoint(e->n, 2);        /* flushes */
+    colonet_tick(e->n, mono_ns(), 0, false);      /* flushes */
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     fseek(f, 0, SEEK_END);
