@@ -27,6 +27,10 @@
  *                 it answers WON if it had.
  * So a value must name its writer uniquely (two callers with one value
  * would both see WON).
+ *
+ * The process must ignore SIGPIPE, as ftvm's do (daemon/daemon.c): a
+ * member that closes a connection while a request or a TLS handshake is
+ * being written would otherwise kill it.
  */
 #ifndef FTVM_WITNESS_ETCD_H
 #define FTVM_WITNESS_ETCD_H

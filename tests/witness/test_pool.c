@@ -31,6 +31,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -551,6 +552,8 @@ static void unknown(const char *eps, const char *pool, const char *go)
 int main(int argc, char **argv)
 {
     char err[512];
+    /* As ftvm's processes (witness/etcd.h): a member's close is an error. */
+    signal(SIGPIPE, SIG_IGN);
     base = event_base_new();
     if (argc == 2 && strcmp(argv[1], "args") == 0) {
         args();
