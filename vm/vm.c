@@ -157,6 +157,8 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
         if (v->pc && (rc = pc_setup_vcpu(v->pc, v->cpus[i].c->fd, i,
                                          cfg->vcpus, err, errlen)) < 0)
             goto fail;
+        if (v->pc)
+            vcpu_enable_pc(v->cpus[i].c);
     }
     if (cfg->net) {
         rc = net_open(&v->net, cfg->net, err, errlen);
@@ -294,6 +296,9 @@ int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
         rc = vcpu_set_boot(v->cpus[0].c, &regs, &sregs, err, errlen);
     for (unsigned i = 0; rc == 0 && i < v->ncpus; i++)
         rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
+    /* So that a VM saved before it ever ran holds its entry state. */
+    if (rc == 0)
+        rc = pc_state_fetch(v->pc, err, errlen);
     if (rc < 0)
         return rc;
     v->booted = true;
@@ -302,9 +307,17 @@ int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
 
 int vm_check_savable(vm *v, char *err, size_t errlen)
 {
+    (void)v;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+int vm_check_replicable(vm *v, char *err, size_t errlen)
+{
     if (!v->pc)
         return 0;
-    snprintf(err, errlen, "%s", PC_NO_CHECKPOINTS);
+    snprintf(err, errlen, "%s", PC_NO_REPLICATION);
     return -ENOTSUP;
 }
 
@@ -446,9 +459,26 @@ int vm_net_deliver(vm *v, const void *frame, size_t len)
 
 /* ---- running ---- */
 
-/* Loaded state into KVM and the devices, with the lock held. */
+/*
+ * Loaded state into KVM and the devices, with the lock held.  A PC's
+ * machine state goes first: its irqchip and clock before any vCPU's
+ * LAPIC and kvmclock MSRs (pc_state_push).
+ */
 static int push_loaded(vm *v, char *err, size_t errlen)
 {
+    bool any = false;
+    for (unsigned i = 0; i < v->ncpus; i++)
+        any |= v->cpus[i].c->loaded;
+    if (v->pc && any && !pc_state_loaded(v->pc)) {
+        snprintf(err, errlen, "vm: the checkpoint has the vCPUs of a Linux "
+                 "VM but no 'pc' section (its irqchip, PIT, clock, UART)");
+        return -EINVAL;
+    }
+    if (v->pc && pc_state_loaded(v->pc)) {
+        int rc = pc_state_push(v->pc, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
     for (unsigned i = 0; i < v->ncpus; i++) {
         vcpu *c = v->cpus[i].c;
         if (!c->loaded)
@@ -584,6 +614,12 @@ int vm_pause(vm *v, char *err, size_t errlen)
     if (v->state == VM_RUNNING)
         v->state = VM_PAUSED;
     hc_clock_pause(&v->hc);
+    /* Every vCPU is out of KVM: the PC's state is still.  A failure
+     * makes the next save fail (pc_state_desc's pre_save). */
+    if (v->pc) {
+        char why[256];
+        pc_state_fetch(v->pc, why, sizeof(why));
+    }
     pthread_mutex_unlock(&v->lock);
     return 0;
 }

@@ -147,10 +147,15 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
 int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
                    const char *cmdline, char *err, size_t errlen);
 /*
- * Whether the VM's state can be saved (checkpoints, replication): 0, or
- * -ENOTSUP with the reason (a Linux guest, for now: PC_NO_CHECKPOINTS).
+ * Whether the VM's state can be saved to a checkpoint file: 0 (every VM
+ * can, a Linux VM too), or -ENOTSUP with the reason.
  */
 int vm_check_savable(vm *v, char *err, size_t errlen);
+/*
+ * Whether the VM can be replicated: 0, or -ENOTSUP with the reason (a
+ * Linux guest, for now: PC_NO_REPLICATION).
+ */
+int vm_check_replicable(vm *v, char *err, size_t errlen);
 /*
  * Puts the VM's events on base: network input, and on_stop(v, arg) once
  * the VM has stopped (the guest halted or faulted, or vm_stop).
