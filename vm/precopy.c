@@ -55,7 +55,7 @@ int precopy_run(vm *v, qfile *f, precopy_flush_fn flush, void *opaque,
 {
     uint64_t t0 = mono_ns(), ram_pages = 0;
     size_t n;
-    int rc = vm_check_replicable(v, err, errlen);
+    int rc = vm_check_savable(v, err, errlen);
     if (rc < 0)
         return rc;
     ram_block *b = vm_ram_blocks(v, &n);

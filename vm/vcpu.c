@@ -124,13 +124,27 @@ int vcpu_create(vcpu **out, kvm_vm *k, unsigned index, char *err,
     return 0;
 }
 
+static int set_msr(vcpu *c, uint32_t index, uint64_t v)
+{
+    msr_buf b = { .nmsrs = 1, .e[0] = { .index = index, .data = v } };
+
+    return ioctl(c->fd, KVM_SET_MSRS, &b) == 1 ? 0 : -EIO;
+}
+
+/*
+ * Carries only the MSRs this host's KVM both reads and takes back: some
+ * read but refuse even their own reset value (IA32_XSS on a nested KVM),
+ * and a restore must not fail on what the saving side could not set
+ * either.  Writing back a new vCPU's reset value changes nothing.
+ */
 void vcpu_enable_pc(vcpu *c)
 {
     c->pc = true;
     c->pc_msr_supported = 0;
     for (unsigned i = 0; i < VCPU_PC_NMSRS; i++) {
         uint64_t v;
-        if (get_msr(c, pc_msr_index[i], &v) == 0)
+        if (get_msr(c, pc_msr_index[i], &v) == 0 &&
+            set_msr(c, pc_msr_index[i], v) == 0)
             c->pc_msr_supported |= 1ull << i;
     }
 }

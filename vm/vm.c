@@ -313,13 +313,6 @@ int vm_check_savable(vm *v, char *err, size_t errlen)
     return 0;
 }
 
-int vm_check_replicable(vm *v, char *err, size_t errlen)
-{
-    if (!v->pc)
-        return 0;
-    snprintf(err, errlen, "%s", PC_NO_REPLICATION);
-    return -ENOTSUP;
-}
 
 /* ---- the event loop ---- */
 

@@ -147,15 +147,13 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
 int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
                    const char *cmdline, char *err, size_t errlen);
 /*
- * Whether the VM's state can be saved to a checkpoint file: 0 (every VM
- * can, a Linux VM too), or -ENOTSUP with the reason.
+ * Whether the VM's state can be saved: 0 (every VM can, a Linux VM
+ * too), or -ENOTSUP with the reason.  A Linux VM is not replicated: `ftvm
+ * primary` takes no --kernel (PC_NO_REPLICATION), and a secondary's VM,
+ * always a freestanding one, refuses a "pc" section as unknown.
  */
 int vm_check_savable(vm *v, char *err, size_t errlen);
-/*
- * Whether the VM can be replicated: 0, or -ENOTSUP with the reason (a
- * Linux guest, for now: PC_NO_REPLICATION).
- */
-int vm_check_replicable(vm *v, char *err, size_t errlen);
+
 /*
  * Puts the VM's events on base: network input, and on_stop(v, arg) once
  * the VM has stopped (the guest halted or faulted, or vm_stop).
