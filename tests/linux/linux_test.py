@@ -22,8 +22,9 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             where it was, /proc/uptime went on (no reboot: no second
             marker); the save's size, pause and time and the restore's
             time to the first answer are logged
-  ckpt-bad  (any KVM: the kernel need not get far) a Linux VM saved by
-            `ftvmctl save` restores and saves again; the file truncated,
+  ckpt-bad  (any KVM: the kernel need not get far) a Linux VM run with
+            --checkpoint-dir: `ftvmctl checkpoint`'s file restores and
+            saves again; `ftvmctl save`'s file truncated,
             its "pc" section's PIC length and its "cpu/pc" subsection's
             MP state damaged are refused (exit 120) naming what is wrong
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
@@ -264,13 +265,18 @@ def case_ckpt_bad():
     ft.needs_kvm()
     sock = os.path.join(ft.tmp, "ctl.sock")
     ckpt = os.path.join(ft.tmp, "linux.ftvm")
-    p, _ = start("linux", "shell", 1, "--control", sock,
-                 stdin=subprocess.PIPE)
+    cdir = os.path.join(ft.tmp, "ckpts")
+    os.mkdir(cdir)
+    p, _ = start("linux", "shell", 1, "--control", sock, "--checkpoint-dir",
+                 cdir, stdin=subprocess.PIPE)
     ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
+    periodic = ft.ftvmctl_json(FTVMCTL, sock, "checkpoint")["path"]
+    check(os.path.dirname(periodic) == os.path.realpath(cdir),
+          "ftvmctl checkpoint wrote %r, not into %s" % (periodic, cdir))
     p.kill9()
-    # The intact file: a Linux VM again (status), which saves again.
+    # The --checkpoint-dir one: a Linux VM again (status), which saves.
     sock2 = os.path.join(ft.tmp, "ctl2.sock")
-    r = ft.Proc("restore", [FTVM, "restore", ckpt, "--control", sock2],
+    r = ft.Proc("restore", [FTVM, "restore", periodic, "--control", sock2],
                 stdin=subprocess.PIPE)
     st = ft.ftvmctl_json(FTVMCTL, sock2, "status")
     check(st["state"] == "running", "restored: state %r" % st["state"])
