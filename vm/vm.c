@@ -313,7 +313,6 @@ int vm_check_savable(vm *v, char *err, size_t errlen)
     return 0;
 }
 
-
 /* ---- the event loop ---- */
 
 static void on_notify(evutil_socket_t fd, short what, void *arg)

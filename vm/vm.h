@@ -20,8 +20,9 @@
  * clock on from the checkpoint.
  *
  * The registry holds: "ram" (live, the RAM codec over vm_ram_blocks),
- * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt) and, with
- * a network, "ftvm-net" (MAC and receive queue).  The "ram" entry's START
+ * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt), for a
+ * Linux VM "pc" (vm/pc.h) and, with a network, "ftvm-net" (MAC and
+ * receive queue).  The "ram" entry's START
  * marks all RAM dirty (a full first copy); each PART or END section syncs
  * the dirty log and sends what changed.  Pages go out with qfile_put_iov: on
  * an fd channel, flush it before vm_resume.
