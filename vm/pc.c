@@ -287,14 +287,15 @@ int pc_state_fetch(pc *p, char *err, size_t errlen)
     struct kvm_clock_data clock = { 0 };
 
     s->fetch_error = -EIO;
+    /* First: the caller has just read the TSCs. */
+    if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+        return s->fetch_error = vm_fail(p, "KVM_GET_CLOCK", err, errlen);
     for (unsigned i = 0; i < 3; i++)
         if (ioctl(p->kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
             return s->fetch_error = vm_fail(p, "KVM_GET_IRQCHIP", err,
                                             errlen);
     if (ioctl(p->kvm->vm_fd, KVM_GET_PIT2, &pit) < 0)
         return s->fetch_error = vm_fail(p, "KVM_GET_PIT2", err, errlen);
-    if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
-        return s->fetch_error = vm_fail(p, "KVM_GET_CLOCK", err, errlen);
     memcpy(s->pic_master, &chip[0].chip.pic, sizeof(s->pic_master));
     memcpy(s->pic_slave, &chip[1].chip.pic, sizeof(s->pic_slave));
     memcpy(s->ioapic, &chip[2].chip.ioapic, sizeof(s->ioapic));
@@ -321,8 +322,7 @@ bool pc_state_loaded(const pc *p)
 /*
  * Before the vCPUs' state (vm.c pushes this first): the interrupt
  * controllers must be as they were when a LAPIC is loaded and the first
- * vCPU runs, and the clock is set before a vCPU's kvmclock MSRs make KVM
- * publish it to the guest.
+ * vCPU runs.
  */
 int pc_state_push(pc *p, char *err, size_t errlen)
 {
@@ -333,7 +333,6 @@ int pc_state_push(pc *p, char *err, size_t errlen)
         { .chip_id = KVM_IRQCHIP_IOAPIC },
     };
     struct kvm_pit_state2 pit;
-    struct kvm_clock_data clock = { .clock = s->clock };
 
     memcpy(&chip[0].chip.pic, s->pic_master, sizeof(s->pic_master));
     memcpy(&chip[1].chip.pic, s->pic_slave, sizeof(s->pic_slave));
@@ -344,8 +343,6 @@ int pc_state_push(pc *p, char *err, size_t errlen)
             return vm_fail(p, "KVM_SET_IRQCHIP", err, errlen);
     if (ioctl(p->kvm->vm_fd, KVM_SET_PIT2, &pit) < 0)
         return vm_fail(p, "KVM_SET_PIT2", err, errlen);
-    if (ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
-        return vm_fail(p, "KVM_SET_CLOCK", err, errlen);
     pthread_mutex_lock(&p->lock);
     uart8250 live = p->uart;
     p->uart = s->uart;
@@ -363,7 +360,24 @@ int pc_state_push(pc *p, char *err, size_t errlen)
      */
     uart_irq(p, p->uart.level);
     pthread_mutex_unlock(&p->lock);
-    s->loaded = false;
+    return 0;
+}
+
+/*
+ * KVM publishes the clock to the guest with the TSC it reads at the next
+ * entry (KVM_REQ_CLOCK_UPDATE), so setting it after the vCPUs' state is
+ * in time; setting it as of the TSC's moment keeps the guest's kvm-clock
+ * and TSC clocksources agreeing (a gap of milliseconds between the two
+ * made the guest's watchdog mark the TSC unstable).
+ */
+int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
+                        size_t errlen)
+{
+    struct kvm_clock_data clock = { .clock = p->st.clock + since_tsc_ns };
+
+    if (ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+        return vm_fail(p, "KVM_SET_CLOCK", err, errlen);
+    p->st.loaded = false;
     return 0;
 }
 

@@ -90,17 +90,27 @@ extern const vmstate_desc pc_state_desc;
 /* The object pc_state_desc describes, for the registry. */
 void *pc_state_obj(pc *p);
 /*
- * Reads KVM's irqchip, PIT and clock and the devices' registers into the
- * state copy; with every vCPU out of KVM_RUN.  0, or -errno with a
- * message (and the next save of the copy fails).
+ * Reads KVM's clock, irqchip and PIT and the devices' registers into the
+ * state copy; with every vCPU out of KVM_RUN, right after the vCPUs'
+ * TSCs were read (vcpu_state_refresh_tsc): the guest's kvmclock is
+ * computed from its TSC, and the two must be saved as of one moment or
+ * the guest sees them drift apart across a restore.  0, or -errno with
+ * a message (and the next save of the copy fails).
  */
 int pc_state_fetch(pc *p, char *err, size_t errlen);
 /* Whether a load filled the copy, which pc_state_push has not pushed. */
 bool pc_state_loaded(const pc *p);
 /*
  * A loaded copy into KVM and the devices, before any vCPU's state is
- * pushed or runs.  0, or -errno with a message.
+ * pushed or runs; not the clock.  0, or -errno with a message.
  */
 int pc_state_push(pc *p, char *err, size_t errlen);
+/*
+ * The loaded KVM clock, after the vCPUs' state and before they run: the
+ * saved value plus since_tsc_ns, the time since vCPU 0's TSC was set to
+ * its saved value, so that clock and TSC go on from the same moment.
+ */
+int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
+                        size_t errlen);
 
 #endif

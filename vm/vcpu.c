@@ -2,6 +2,7 @@
  * vcpu: creation, state transfer to and from KVM, the state description.
  */
 #include "vm/vcpu.h"
+#include "vm/mono.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -321,6 +322,7 @@ int vcpu_state_push(vcpu *c, char *err, size_t errlen)
         b.e[b.nmsrs++].data = s->msrs[i];
     }
     int n = ioctl(c->fd, KVM_SET_MSRS, &b);
+    c->tsc_pushed_ns = mono_ns();
     if (n != (int)b.nmsrs)
         return fail(c, err, errlen, "KVM_SET_MSRS (%d of %" PRIu32 ")", n,
                     b.nmsrs);
@@ -343,6 +345,16 @@ int vcpu_state_push(vcpu *c, char *err, size_t errlen)
     ev.flags = (ev.flags & KVM_VCPUEVENT_VALID_SMM) | EVENTS_PUSH_FLAGS;
     if (ioctl(c->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
         return fail(c, err, errlen, "KVM_SET_VCPU_EVENTS");
+    return 0;
+}
+
+int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen)
+{
+    if (!(c->msr_supported & (1u << VCPU_MSR_TSC)))
+        return 0;
+    if (get_msr(c, msr_index[VCPU_MSR_TSC],
+                &c->state.msrs[VCPU_MSR_TSC]) < 0)
+        return fail(c, err, errlen, "KVM_GET_MSRS (the TSC)");
     return 0;
 }
 

@@ -88,6 +88,7 @@ struct vcpu {
     bool pc;                        /* a PC machine's: "cpu/pc" too */
     uint64_t pc_msr_supported;      /* mask of the PC MSRs KVM can get */
     bool loaded;                    /* state was loaded; push before running */
+    uint64_t tsc_pushed_ns;         /* mono_ns when the last push set the TSC */
     vcpu_state state;
 };
 
@@ -106,6 +107,12 @@ void vcpu_enable_pc(vcpu *c);
 /* KVM's state into c->state, and back.  0 or -errno with a message. */
 int vcpu_state_fetch(vcpu *c, char *err, size_t errlen);
 int vcpu_state_push(vcpu *c, char *err, size_t errlen);
+
+/*
+ * Reads the TSC again into c->state, with the vCPU parked: just before
+ * the KVM clock is read, so that the two are saved as of one moment.
+ */
+int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen);
 
 /* Sets the entry state of a booting vCPU (registers, segments, FPU). */
 int vcpu_set_boot(vcpu *c, const struct kvm_regs *regs,

@@ -453,11 +453,12 @@ int vm_net_deliver(vm *v, const void *frame, size_t len)
 
 /*
  * Loaded state into KVM and the devices, with the lock held.  A PC's
- * machine state goes first: its irqchip and clock before any vCPU's
- * LAPIC and kvmclock MSRs (pc_state_push).
+ * machine state goes first (its irqchip before any LAPIC), its clock
+ * last, as of vCPU 0's TSC (pc_state_push_clock).
  */
 static int push_loaded(vm *v, char *err, size_t errlen)
 {
+    bool pc_loaded = v->pc && pc_state_loaded(v->pc);
     bool any = false;
     for (unsigned i = 0; i < v->ncpus; i++)
         any |= v->cpus[i].c->loaded;
@@ -466,7 +467,7 @@ static int push_loaded(vm *v, char *err, size_t errlen)
                  "VM but no 'pc' section (its irqchip, PIT, clock, UART)");
         return -EINVAL;
     }
-    if (v->pc && pc_state_loaded(v->pc)) {
+    if (pc_loaded) {
         int rc = pc_state_push(v->pc, err, errlen);
         if (rc < 0)
             return rc;
@@ -480,6 +481,13 @@ static int push_loaded(vm *v, char *err, size_t errlen)
             return rc;
         c->loaded = false;
         v->booted = true;
+    }
+    if (pc_loaded) {
+        uint64_t t = v->cpus[0].c->tsc_pushed_ns, now = hc_host_ns();
+        int rc = pc_state_push_clock(v->pc, t && t < now ? now - t : 0, err,
+                                     errlen);
+        if (rc < 0)
+            return rc;
     }
     hc_resume(&v->hc);
     return 0;
@@ -606,10 +614,17 @@ int vm_pause(vm *v, char *err, size_t errlen)
     if (v->state == VM_RUNNING)
         v->state = VM_PAUSED;
     hc_clock_pause(&v->hc);
-    /* Every vCPU is out of KVM: the PC's state is still.  A failure
-     * makes the next save fail (pc_state_desc's pre_save). */
+    /*
+     * Every vCPU is out of KVM: the PC's state is still.  The TSCs again,
+     * vCPU 0's last, then the clock, as of one moment (pc_state_fetch).
+     * A TSC that cannot be read again keeps the one read as its vCPU
+     * parked; a failure to read the rest makes the next save fail
+     * (pc_state_desc's pre_save).
+     */
     if (v->pc) {
         char why[256];
+        for (unsigned i = v->ncpus; i-- > 0;)
+            vcpu_state_refresh_tsc(v->cpus[i].c, why, sizeof(why));
         pc_state_fetch(v->pc, why, sizeof(why));
     }
     pthread_mutex_unlock(&v->lock);
