@@ -13,6 +13,7 @@
 #include "devices/i8042.h"
 #include "devices/mptable.h"
 #include "devices/uart8250.h"
+#include "vm/mono.h"
 
 /* The PCI configuration ports that do the reset of `reboot=p`. */
 #define RESET_CONTROL_PORT 0xcf9u
@@ -275,7 +276,7 @@ static int vm_fail(pc *p, const char *name, char *err, size_t errlen)
     return -e;
 }
 
-int pc_state_fetch(pc *p, char *err, size_t errlen)
+int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen)
 {
     pc_state *s = &p->st;
     struct kvm_irqchip chip[3] = {
@@ -288,8 +289,12 @@ int pc_state_fetch(pc *p, char *err, size_t errlen)
 
     s->fetch_error = -EIO;
     /* First: the caller has just read the TSCs. */
+    uint64_t t = mono_ns();
     if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
         return s->fetch_error = vm_fail(p, "KVM_GET_CLOCK", err, errlen);
+    /* As of the TSC's moment (microseconds before, more when nested). */
+    if (tsc_read_ns && tsc_read_ns < t && t - tsc_read_ns < clock.clock)
+        clock.clock -= t - tsc_read_ns;
     for (unsigned i = 0; i < 3; i++)
         if (ioctl(p->kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
             return s->fetch_error = vm_fail(p, "KVM_GET_IRQCHIP", err,

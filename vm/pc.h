@@ -94,10 +94,12 @@ void *pc_state_obj(pc *p);
  * state copy; with every vCPU out of KVM_RUN, right after the vCPUs'
  * TSCs were read (vcpu_state_refresh_tsc): the guest's kvmclock is
  * computed from its TSC, and the two must be saved as of one moment or
- * the guest sees them drift apart across a restore.  0, or -errno with
- * a message (and the next save of the copy fails).
+ * the guest sees them drift apart across a restore; tsc_read_ns (mono_ns
+ * as vCPU 0's TSC was read, 0: unknown) gives the moment, and the clock
+ * is saved as of it.  0, or -errno with a message (and the next save of
+ * the copy fails).
  */
-int pc_state_fetch(pc *p, char *err, size_t errlen);
+int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen);
 /* Whether a load filled the copy, which pc_state_push has not pushed. */
 bool pc_state_loaded(const pc *p);
 /*

@@ -321,8 +321,9 @@ int vcpu_state_push(vcpu *c, char *err, size_t errlen)
         b.e[b.nmsrs].index = msr_index[i];
         b.e[b.nmsrs++].data = s->msrs[i];
     }
-    int n = ioctl(c->fd, KVM_SET_MSRS, &b);
+    /* The TSC is the list's first: set as the call begins. */
     c->tsc_pushed_ns = mono_ns();
+    int n = ioctl(c->fd, KVM_SET_MSRS, &b);
     if (n != (int)b.nmsrs)
         return fail(c, err, errlen, "KVM_SET_MSRS (%d of %" PRIu32 ")", n,
                     b.nmsrs);
@@ -352,6 +353,7 @@ int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen)
 {
     if (!(c->msr_supported & (1u << VCPU_MSR_TSC)))
         return 0;
+    c->tsc_read_ns = mono_ns();
     if (get_msr(c, msr_index[VCPU_MSR_TSC],
                 &c->state.msrs[VCPU_MSR_TSC]) < 0)
         return fail(c, err, errlen, "KVM_GET_MSRS (the TSC)");

@@ -89,6 +89,7 @@ struct vcpu {
     uint64_t pc_msr_supported;      /* mask of the PC MSRs KVM can get */
     bool loaded;                    /* state was loaded; push before running */
     uint64_t tsc_pushed_ns;         /* mono_ns when the last push set the TSC */
+    uint64_t tsc_read_ns;           /* mono_ns when the TSC was last re-read */
     vcpu_state state;
 };
 

@@ -19,6 +19,7 @@
 #include "vm/boot.h"
 #include "vm/bzimage.h"
 #include "vm/elfload.h"
+#include "vm/mono.h"
 #include "vm/vm_impl.h"
 
 void vm_config_init(vm_config *c)
@@ -298,7 +299,7 @@ int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
         rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
     /* So that a VM saved before it ever ran holds its entry state. */
     if (rc == 0)
-        rc = pc_state_fetch(v->pc, err, errlen);
+        rc = pc_state_fetch(v->pc, 0, err, errlen);
     if (rc < 0)
         return rc;
     v->booted = true;
@@ -483,7 +484,7 @@ static int push_loaded(vm *v, char *err, size_t errlen)
         v->booted = true;
     }
     if (pc_loaded) {
-        uint64_t t = v->cpus[0].c->tsc_pushed_ns, now = hc_host_ns();
+        uint64_t t = v->cpus[0].c->tsc_pushed_ns, now = mono_ns();
         int rc = pc_state_push_clock(v->pc, t && t < now ? now - t : 0, err,
                                      errlen);
         if (rc < 0)
@@ -623,9 +624,12 @@ int vm_pause(vm *v, char *err, size_t errlen)
      */
     if (v->pc) {
         char why[256];
+        bool tsc = true;
         for (unsigned i = v->ncpus; i-- > 0;)
-            vcpu_state_refresh_tsc(v->cpus[i].c, why, sizeof(why));
-        pc_state_fetch(v->pc, why, sizeof(why));
+            tsc = vcpu_state_refresh_tsc(v->cpus[i].c, why,
+                                         sizeof(why)) == 0 && tsc;
+        pc_state_fetch(v->pc, tsc ? v->cpus[0].c->tsc_read_ns : 0, why,
+                       sizeof(why));
     }
     pthread_mutex_unlock(&v->lock);
     return 0;
