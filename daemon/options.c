@@ -62,7 +62,9 @@ static const char kernel_help[] =
     "      --cmdline STR    its command line; default:\n"
     "                       " PC_DEFAULT_CMDLINE "\n"
     "                       the guest's reboot (reboot=k) ends the VM\n"
-    "                       with status 0; no checkpoints of it yet\n";
+    "                       with status 0; checkpoints (ftvmctl save,\n"
+    "                       --checkpoint-dir) restore with `ftvm restore`;\n"
+    "                       no replication of it yet\n";
 static const char process_help[] =
     "the process:\n"
     "      --control PATH   a control socket for ftvmctl (mode 0600)\n"
@@ -177,8 +179,9 @@ static int take_group(const options_command *c, int opt, const char *arg)
         static const char *const names[] = { "kernel", "initrd", "cmdline" };
         const char *name = names[opt - OPT_KERNEL];
         if (!c->kernel_ok) {
-            log_msg("--%s: only `ftvm run` boots a Linux kernel: %s", name,
-                    PC_NO_CHECKPOINTS);
+            log_msg("--%s: only `ftvm run` boots a Linux kernel (`ftvm "
+                    "restore` takes the machine from its checkpoint; %s)",
+                    name, PC_NO_REPLICATION);
             return -EINVAL;
         }
         if (opt == OPT_KERNEL)
@@ -358,10 +361,6 @@ static int check_kernel(const options_command *c, int n, char **operands)
     if (n > 0) {
         log_msg("--kernel boots a Linux kernel: no %s as well ('%s')",
                 c->operand, operands[0]);
-        return -EINVAL;
-    }
-    if (c->checkpoints && c->checkpoints->checkpoint_dir) {
-        log_msg("--checkpoint-dir with --kernel: %s", PC_NO_CHECKPOINTS);
         return -EINVAL;
     }
     o->cfg.machine = VM_MACHINE_PC;

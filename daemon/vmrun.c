@@ -72,6 +72,10 @@ static int restore_vm(vmrun_opts *o, vm **v, char *err, size_t errlen)
     }
     o->vm.cfg.mem_size = info.mem_size;
     o->vm.cfg.vcpus = info.vcpus;
+    /* A Linux VM's console input is stdin, as for `ftvm run --kernel`. */
+    o->vm.cfg.machine = info.machine;
+    if (info.machine == VM_MACHINE_PC)
+        o->vm.cfg.console_in_fd = STDIN_FILENO;
     r = vm_create(v, &o->vm.cfg, err, errlen);
     if (r == 0)
         r = restore_load(*v, o->image, err, errlen);

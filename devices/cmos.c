@@ -1,6 +1,7 @@
 /* cmos: see cmos.h. */
 #include "devices/cmos.h"
 
+#include <errno.h>
 #include <time.h>
 
 static uint8_t bcd(int v)
@@ -41,3 +42,26 @@ void cmos_write(cmos *c, uint16_t port, uint8_t val)
     if (port == CMOS_INDEX_PORT)
         c->index = val & 0x7f;  /* bit 7 is the NMI mask */
 }
+
+/* ---- state ---- */
+
+static int state_check(qfile *f, const void *obj, uint32_t version)
+{
+    const cmos *c = obj;
+
+    (void)version;
+    if (c->index > 0x7f)
+        return qfile_fail(f, -EINVAL, "cmos: index 0x%02x; the CMOS has "
+                          "128 bytes", c->index);
+    return 0;
+}
+
+static const vmstate_field cmos_fields[] = {
+    {VMSTATE_SCALAR(cmos, index)},
+    VMSTATE_END,
+};
+
+const vmstate_desc cmos_desc = {
+    .name = "cmos", .version = 1, .minimum_version = 1,
+    .size = sizeof(cmos), .fields = cmos_fields, .check = state_check,
+};

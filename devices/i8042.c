@@ -1,6 +1,7 @@
 /* i8042: see i8042.h. */
 #include "devices/i8042.h"
 
+#include <errno.h>
 #include <string.h>
 
 #define STATUS_OBF      0x01u   /* a byte waits at the data port */
@@ -76,3 +77,31 @@ bool i8042_write(i8042 *k, uint16_t port, uint8_t val)
     }
     return false;
 }
+
+/* ---- state ---- */
+
+static int state_check(qfile *f, const void *obj, uint32_t version)
+{
+    const i8042 *k = obj;
+
+    (void)version;
+    if (k->pending != 0 && k->pending != CMD_WRITE_CTR &&
+        k->pending != CMD_WRITE_OUTPORT)
+        return qfile_fail(f, -EINVAL, "i8042: waiting for the data byte of "
+                          "command 0x%02x, which takes none", k->pending);
+    return 0;
+}
+
+static const vmstate_field i8042_fields[] = {
+    {VMSTATE_SCALAR(i8042, ctr)},
+    {VMSTATE_SCALAR(i8042, outport)},
+    {VMSTATE_SCALAR(i8042, pending)},
+    {VMSTATE_SCALAR(i8042, out_len)},
+    {VMSTATE_VBUFFER(i8042, out, out_len)},
+    VMSTATE_END,
+};
+
+const vmstate_desc i8042_desc = {
+    .name = "i8042", .version = 1, .minimum_version = 1,
+    .size = sizeof(i8042), .fields = i8042_fields, .check = state_check,
+};

@@ -10,6 +10,11 @@
  * keyboard or mouse is behind it (boot Linux with i8042.nokbd or
  * i8042.dumbkbd, i8042.noaux, i8042.nomux).
  *
+ * State (i8042_desc, "i8042" version 1): the command byte, the output
+ * port, the command waiting for its data byte, the bytes waiting for the
+ * guest.  A load refuses a waiting command the controller never waits
+ * in and more than 4 bytes.
+ *
  * Not thread-safe: the caller serialises every call.
  */
 #ifndef FTVM_DEVICES_I8042_H
@@ -17,6 +22,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "devstate/vmstate.h"
 
 #define I8042_DATA_PORT    0x60u
 #define I8042_COMMAND_PORT 0x64u
@@ -26,8 +33,10 @@ typedef struct i8042 {
     uint8_t outport;
     uint8_t pending;            /* a command waiting for its data byte */
     uint8_t out[4];             /* bytes for the guest to read */
-    unsigned out_len;
+    uint32_t out_len;
 } i8042;
+
+extern const vmstate_desc i8042_desc;
 
 void i8042_init(i8042 *k);
 uint8_t i8042_read(i8042 *k, uint16_t port);

@@ -1,6 +1,7 @@
 /* uart8250: see uart8250.h. */
 #include "devices/uart8250.h"
 
+#include <errno.h>
 #include <string.h>
 
 enum {
@@ -198,3 +199,44 @@ size_t uart8250_receive(uart8250 *u, const uint8_t *buf, size_t len)
     update_irq(u);
     return n;
 }
+
+/* ---- state ---- */
+
+static int state_check(qfile *f, const void *obj, uint32_t version)
+{
+    const uart8250 *u = obj;
+
+    (void)version;
+    if (u->rx_head >= UART8250_RX_MAX || u->rx_len > UART8250_RX_MAX)
+        return qfile_fail(f, -EINVAL, "uart8250: receive FIFO head %u, "
+                          "length %u; the ring holds %u", u->rx_head,
+                          u->rx_len, UART8250_RX_MAX);
+    if ((u->ier & ~IER_MASK) || (u->mcr & ~MCR_MASK))
+        return qfile_fail(f, -EINVAL, "uart8250: IER 0x%02x or MCR 0x%02x "
+                          "has reserved bits set", u->ier, u->mcr);
+    return 0;
+}
+
+static const vmstate_field uart8250_fields[] = {
+    {VMSTATE_SCALAR(uart8250, ier)},
+    {VMSTATE_SCALAR(uart8250, lcr)},
+    {VMSTATE_SCALAR(uart8250, mcr)},
+    {VMSTATE_SCALAR(uart8250, scr)},
+    {VMSTATE_SCALAR(uart8250, dll)},
+    {VMSTATE_SCALAR(uart8250, dlm)},
+    {VMSTATE_SCALAR(uart8250, fifo)},
+    {VMSTATE_SCALAR(uart8250, thri)},
+    {VMSTATE_SCALAR(uart8250, level)},
+    {VMSTATE_SCALAR(uart8250, rx_head)},
+    {VMSTATE_SCALAR(uart8250, rx_len)},
+    {VMSTATE_BUFFER(uart8250, rx)},
+    {VMSTATE_SCALAR(uart8250, tx_bytes)},
+    {VMSTATE_SCALAR(uart8250, rx_dropped)},
+    VMSTATE_END,
+};
+
+const vmstate_desc uart8250_desc = {
+    .name = "uart8250", .version = 1, .minimum_version = 1,
+    .size = sizeof(uart8250), .fields = uart8250_fields,
+    .check = state_check,
+};

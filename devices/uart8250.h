@@ -15,6 +15,12 @@
  * receive FIFO and reflects MCR in MSR, as the 8250 driver's probe
  * checks.  Input: uart8250_receive, up to UART8250_RX_MAX bytes queued.
  *
+ * State (uart8250_desc, "uart8250" version 1): the registers, the
+ * receive FIFO as its ring (head, length, the 256 bytes), the interrupt
+ * line's level (what KVM's irqchip was last told, so a loaded UART does
+ * not raise the line twice), the counters.  A load refuses a head or
+ * length out of the ring and reserved IER or MCR bits.
+ *
  * Not thread-safe: the caller serialises every call (vm/pc.c's lock).
  */
 #ifndef FTVM_DEVICES_UART8250_H
@@ -23,6 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "devstate/vmstate.h"
 
 #define UART8250_COM1_BASE 0x3f8u
 #define UART8250_COM1_IRQ  4u
@@ -38,13 +46,15 @@ typedef struct uart8250 {
     bool thri;                  /* THR-empty interrupt pending */
     bool level;                 /* what irq() was last told */
     uint8_t rx[UART8250_RX_MAX];
-    unsigned rx_head, rx_len;
+    uint32_t rx_head, rx_len;
     uint64_t tx_bytes, rx_dropped;
     uart8250_out_fn out;
     void *out_opaque;
     uart8250_irq_fn irq;
     void *irq_opaque;
 } uart8250;
+
+extern const vmstate_desc uart8250_desc;
 
 void uart8250_init(uart8250 *u, uart8250_out_fn out, void *out_opaque,
                    uart8250_irq_fn irq, void *irq_opaque);

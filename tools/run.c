@@ -24,7 +24,8 @@ static const char restore_help[] =
     "Carries on a VM from a checkpoint file (ftvm run --checkpoint-dir,\n"
     "ftvmctl save): RAM size and vCPUs come from the file, which is\n"
     "checked in full before the VM runs; a --mem given must match it,\n"
-    "and a VM with a NIC needs --net.\n";
+    "and a VM with a NIC needs --net.  A Linux VM's checkpoint (ftvm run\n"
+    "--kernel) says so itself: no --kernel; its console input is stdin.\n";
 static const char exit_help[] =
     "exit status: the guest's halt status (0..255), or\n"
     "  2    bad command line\n"

@@ -2,6 +2,7 @@
 #include "vm/pc.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,34 @@
 #include "devices/i8042.h"
 #include "devices/mptable.h"
 #include "devices/uart8250.h"
+#include "vm/mono.h"
 
 /* The PCI configuration ports that do the reset of `reboot=p`. */
 #define RESET_CONTROL_PORT 0xcf9u
 #define RESET_CPU          0x04u
 
+/* KVM's structs as its x86 ioctls lay them out, each with its length. */
+typedef struct pc_state {
+    uint32_t pic_master_len;
+    uint8_t pic_master[sizeof(struct kvm_pic_state)];
+    uint32_t pic_slave_len;
+    uint8_t pic_slave[sizeof(struct kvm_pic_state)];
+    uint32_t ioapic_len;
+    uint8_t ioapic[sizeof(struct kvm_ioapic_state)];
+    uint32_t pit_len;
+    uint8_t pit[sizeof(struct kvm_pit_state2)];
+    uint64_t clock;                 /* KVM_GET_CLOCK's, ns */
+    uart8250 uart;
+    i8042 kbc;
+    cmos rtc;
+    /* Not state: */
+    int fetch_error;                /* the last fetch's, 0 if it worked */
+    bool loaded;
+} pc_state;
+
 struct pc {
     kvm_vm *kvm;
+    pc_state st;
     pthread_mutex_t lock;
     uart8250 uart;
     i8042 kbc;
@@ -243,3 +265,210 @@ size_t pc_console_input(pc *p, const uint8_t *buf, size_t len)
     pthread_mutex_unlock(&p->lock);
     return n;
 }
+
+/* ---- state ---- */
+
+static int vm_fail(pc *p, const char *name, char *err, size_t errlen)
+{
+    int e = errno ? errno : EIO;
+    (void)p;
+    snprintf(err, errlen, "pc: %s: %s", name, strerror(e));
+    return -e;
+}
+
+int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen)
+{
+    pc_state *s = &p->st;
+    struct kvm_irqchip chip[3] = {
+        { .chip_id = KVM_IRQCHIP_PIC_MASTER },
+        { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+        { .chip_id = KVM_IRQCHIP_IOAPIC },
+    };
+    struct kvm_pit_state2 pit;
+    struct kvm_clock_data clock = { 0 };
+
+    s->fetch_error = -EIO;
+    /* First: the caller has just read the TSCs. */
+    uint64_t t = mono_ns();
+    if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+        return s->fetch_error = vm_fail(p, "KVM_GET_CLOCK", err, errlen);
+    /* As of the TSC's moment (microseconds before, more when nested). */
+    if (tsc_read_ns && tsc_read_ns < t && t - tsc_read_ns < clock.clock)
+        clock.clock -= t - tsc_read_ns;
+    for (unsigned i = 0; i < 3; i++)
+        if (ioctl(p->kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
+            return s->fetch_error = vm_fail(p, "KVM_GET_IRQCHIP", err,
+                                            errlen);
+    if (ioctl(p->kvm->vm_fd, KVM_GET_PIT2, &pit) < 0)
+        return s->fetch_error = vm_fail(p, "KVM_GET_PIT2", err, errlen);
+    memcpy(s->pic_master, &chip[0].chip.pic, sizeof(s->pic_master));
+    memcpy(s->pic_slave, &chip[1].chip.pic, sizeof(s->pic_slave));
+    memcpy(s->ioapic, &chip[2].chip.ioapic, sizeof(s->ioapic));
+    memcpy(s->pit, &pit, sizeof(s->pit));
+    s->pic_master_len = s->pic_slave_len = sizeof(s->pic_master);
+    s->ioapic_len = sizeof(s->ioapic);
+    s->pit_len = sizeof(s->pit);
+    s->clock = clock.clock;
+    pthread_mutex_lock(&p->lock);
+    s->uart = p->uart;
+    s->kbc = p->kbc;
+    s->rtc = p->rtc;
+    pthread_mutex_unlock(&p->lock);
+    s->fetch_error = 0;
+    s->loaded = false;
+    return 0;
+}
+
+bool pc_state_loaded(const pc *p)
+{
+    return p->st.loaded;
+}
+
+/*
+ * Before the vCPUs' state (vm.c pushes this first): the interrupt
+ * controllers must be as they were when a LAPIC is loaded and the first
+ * vCPU runs.
+ */
+int pc_state_push(pc *p, char *err, size_t errlen)
+{
+    pc_state *s = &p->st;
+    struct kvm_irqchip chip[3] = {
+        { .chip_id = KVM_IRQCHIP_PIC_MASTER },
+        { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
+        { .chip_id = KVM_IRQCHIP_IOAPIC },
+    };
+    struct kvm_pit_state2 pit;
+
+    memcpy(&chip[0].chip.pic, s->pic_master, sizeof(s->pic_master));
+    memcpy(&chip[1].chip.pic, s->pic_slave, sizeof(s->pic_slave));
+    memcpy(&chip[2].chip.ioapic, s->ioapic, sizeof(s->ioapic));
+    memcpy(&pit, s->pit, sizeof(pit));
+    for (unsigned i = 0; i < 3; i++)
+        if (ioctl(p->kvm->vm_fd, KVM_SET_IRQCHIP, &chip[i]) < 0)
+            return vm_fail(p, "KVM_SET_IRQCHIP", err, errlen);
+    if (ioctl(p->kvm->vm_fd, KVM_SET_PIT2, &pit) < 0)
+        return vm_fail(p, "KVM_SET_PIT2", err, errlen);
+    pthread_mutex_lock(&p->lock);
+    uart8250 live = p->uart;
+    p->uart = s->uart;
+    p->uart.out = live.out;
+    p->uart.out_opaque = live.out_opaque;
+    p->uart.irq = live.irq;
+    p->uart.irq_opaque = live.irq_opaque;
+    p->kbc = s->kbc;
+    p->rtc = s->rtc;
+    /*
+     * The irqchip came back with the line's level in it; drive it once
+     * more so KVM's record of this source's level agrees (a level the
+     * UART holds high would otherwise never be lowered).  At worst the
+     * guest sees one spurious UART interrupt, which its driver ignores.
+     */
+    uart_irq(p, p->uart.level);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/*
+ * KVM publishes the clock to the guest with the TSC it reads at the next
+ * entry (KVM_REQ_CLOCK_UPDATE), so setting it after the vCPUs' state is
+ * in time; setting it as of the TSC's moment keeps the guest's kvm-clock
+ * and TSC clocksources agreeing (a gap of milliseconds between the two
+ * made the guest's watchdog mark the TSC unstable).
+ */
+int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
+                        size_t errlen)
+{
+    struct kvm_clock_data clock = { .clock = p->st.clock + since_tsc_ns };
+
+    if (ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+        return vm_fail(p, "KVM_SET_CLOCK", err, errlen);
+    p->st.loaded = false;
+    return 0;
+}
+
+void *pc_state_obj(pc *p)
+{
+    return &p->st;
+}
+
+static int state_pre_save(void *copy)
+{
+    pc_state *s = copy;
+    return s->fetch_error < 0 ? s->fetch_error
+                              : s->ioapic_len ? 0 : -ENODATA;
+}
+
+static int check_len(qfile *f, const char *what, uint32_t len, size_t want)
+{
+    if (len == want)
+        return 0;
+    return qfile_fail(f, -EINVAL, "pc: %s state of %" PRIu32 " bytes; KVM's "
+                      "is %zu", what, len, want);
+}
+
+static int state_check(qfile *f, const void *obj, uint32_t version)
+{
+    const pc_state *s = obj;
+    int rc;
+
+    (void)version;
+    if ((rc = check_len(f, "PIC (master)", s->pic_master_len,
+                        sizeof(s->pic_master))) < 0 ||
+        (rc = check_len(f, "PIC (slave)", s->pic_slave_len,
+                        sizeof(s->pic_slave))) < 0 ||
+        (rc = check_len(f, "I/O APIC", s->ioapic_len,
+                        sizeof(s->ioapic))) < 0 ||
+        (rc = check_len(f, "PIT", s->pit_len, sizeof(s->pit))) < 0)
+        return rc;
+    struct kvm_ioapic_state io;
+    memcpy(&io, s->ioapic, sizeof(io));
+    if (io.base_address != 0xfec00000u)
+        return qfile_fail(f, -EINVAL, "pc: the I/O APIC at 0x%llx; this "
+                          "machine's is at 0xfec00000",
+                          (unsigned long long)io.base_address);
+    struct kvm_pit_state2 pit;
+    memcpy(&pit, s->pit, sizeof(pit));
+    for (unsigned i = 0; i < 3; i++) {
+        const struct kvm_pit_channel_state *c = &pit.channels[i];
+        /* KVM's reset leaves a channel never programmed at mode 0xff. */
+        if ((c->mode > 5 && c->mode != 0xff) || c->rw_mode > 3 ||
+            c->count > 0x10000)
+            return qfile_fail(f, -EINVAL, "pc: PIT channel %u: mode %u, "
+                              "access %u, count %u: not an 8254's", i,
+                              c->mode, c->rw_mode, c->count);
+    }
+    return 0;
+}
+
+static int state_post_load(void *obj, uint32_t version)
+{
+    pc_state *s = obj;
+
+    (void)version;
+    s->loaded = true;
+    s->fetch_error = 0;
+    return 0;
+}
+
+static const vmstate_field state_fields[] = {
+    {VMSTATE_SCALAR(pc_state, pic_master_len)},
+    {VMSTATE_VBUFFER(pc_state, pic_master, pic_master_len)},
+    {VMSTATE_SCALAR(pc_state, pic_slave_len)},
+    {VMSTATE_VBUFFER(pc_state, pic_slave, pic_slave_len)},
+    {VMSTATE_SCALAR(pc_state, ioapic_len)},
+    {VMSTATE_VBUFFER(pc_state, ioapic, ioapic_len)},
+    {VMSTATE_SCALAR(pc_state, pit_len)},
+    {VMSTATE_VBUFFER(pc_state, pit, pit_len)},
+    {VMSTATE_SCALAR(pc_state, clock)},
+    {VMSTATE_STRUCT(pc_state, uart, uart8250_desc)},
+    {VMSTATE_STRUCT(pc_state, kbc, i8042_desc)},
+    {VMSTATE_STRUCT(pc_state, rtc, cmos_desc)},
+    VMSTATE_END,
+};
+
+const vmstate_desc pc_state_desc = {
+    .name = "pc", .version = 1, .minimum_version = 1,
+    .size = sizeof(pc_state), .fields = state_fields,
+    .pre_save = state_pre_save, .check = state_check,
+    .post_load = state_post_load,
+};

@@ -11,9 +11,18 @@
  * from any vCPU thread and its console input from the loop thread; one
  * lock serialises the devices.
  *
- * Not saved: a checkpoint of a PC machine is refused before anything is
- * written (pc_saving_refused), until its state (LAPIC, irqchip, PIT,
- * MSRs, kvmclock, UART) is carried (issue 11).
+ * State ("pc", version 1, pc_state_desc): the PIC pair and the I/O APIC
+ * (KVM_GET_IRQCHIP), the PIT (KVM_GET_PIT2), each as KVM's x86 struct
+ * with its length, the KVM clock (KVM_GET_CLOCK), and the UART, keyboard
+ * controller and CMOS as their own descriptions.  It is read into a copy
+ * at every pause (pc_state_fetch), so a save never races the console
+ * input the loop thread feeds the live UART, and a load goes into that
+ * copy, pushed into KVM and the devices before the vCPUs run again
+ * (pc_state_push).  Each vCPU's LAPIC, MP state and MSRs are in its
+ * "cpu" entry (vm/vcpu.h, "cpu/pc").
+ *
+ * Replication of a PC machine is refused (PC_NO_REPLICATION) until it is
+ * tested (issue 11).
  */
 #ifndef FTVM_VM_PC_H
 #define FTVM_VM_PC_H
@@ -22,13 +31,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devstate/vmstate.h"
 #include "vm/gmem.h"
 #include "vm/hc.h"
 #include "vm/kvm.h"
 
-/* What every refusal to save, replicate or restore a PC machine says. */
-#define PC_NO_CHECKPOINTS \
-    "checkpoints of Linux guests are not supported yet (issue 11)"
+/* What every refusal to replicate a PC machine says. */
+#define PC_NO_REPLICATION \
+    "replication of Linux guests is not supported yet (issue 11)"
 
 /*
  * The kernel command line when none is given: the console on the UART,
@@ -75,5 +85,34 @@ void pc_mmio(pc *p, uint64_t addr, bool write, uint8_t *data, unsigned len);
 
 /* Console input for the guest; returns how many bytes it took. */
 size_t pc_console_input(pc *p, const uint8_t *buf, size_t len);
+
+extern const vmstate_desc pc_state_desc;
+/* The object pc_state_desc describes, for the registry. */
+void *pc_state_obj(pc *p);
+/*
+ * Reads KVM's clock, irqchip and PIT and the devices' registers into the
+ * state copy; with every vCPU out of KVM_RUN, right after the vCPUs'
+ * TSCs were read (vcpu_state_refresh_tsc): the guest's kvmclock is
+ * computed from its TSC, and the two must be saved as of one moment or
+ * the guest sees them drift apart across a restore; tsc_read_ns (mono_ns
+ * as vCPU 0's TSC was read, 0: unknown) gives the moment, and the clock
+ * is saved as of it.  0, or -errno with a message (and the next save of
+ * the copy fails).
+ */
+int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen);
+/* Whether a load filled the copy, which pc_state_push has not pushed. */
+bool pc_state_loaded(const pc *p);
+/*
+ * A loaded copy into KVM and the devices, before any vCPU's state is
+ * pushed or runs; not the clock.  0, or -errno with a message.
+ */
+int pc_state_push(pc *p, char *err, size_t errlen);
+/*
+ * The loaded KVM clock, after the vCPUs' state and before they run: the
+ * saved value plus since_tsc_ns, the time since vCPU 0's TSC was set to
+ * its saved value, so that clock and TSC go on from the same moment.
+ */
+int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
+                        size_t errlen);
 
 #endif

@@ -123,6 +123,8 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
             out->vcpus++;
         if (name && strcmp(name, "ftvm-net") == 0)
             out->has_net = true;
+        if (name && strcmp(name, "pc") == 0)
+            out->machine = VM_MACHINE_PC;
     }
     if (r == 0 && (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)) {
         snprintf(err, errlen, "%s: not an ftvm checkpoint: %u vCPUs", path,

@@ -10,6 +10,14 @@
  * XSAVE area (FPU, SSE and whatever the host saves), the MSRs a 64-bit
  * guest uses, and pending events.
  *
+ * A vCPU of the PC machine (vcpu_enable_pc) carries more, in the "cpu/pc"
+ * subsection, sent only for it, so a freestanding guest's "cpu" entry is
+ * what it always was (version 1, no subsection) and its old checkpoints
+ * load as before: the local APIC's register page (KVM_GET_LAPIC), the MP
+ * state (halted, waiting for INIT or SIPI), the debug registers and the
+ * MSRs a Linux kernel sets (kvmclock and the other paravirtual ones, TSC
+ * deadline, SPEC_CTRL, MTRRs, ...).
+ *
  * Time: the guest's TSC is carried by value.  A loaded vCPU's TSC is set
  * to the saved value when it is pushed, so the guest's TSC goes on from
  * where the checkpoint left it, just as the monotonic clock does.
@@ -44,6 +52,12 @@ enum vcpu_msr {
     VCPU_NMSRS,
 };
 
+/* The PC machine's further MSRs ("cpu/pc"), in this order on the wire. */
+#define VCPU_PC_NMSRS 42u
+
+/* KVM's local APIC register page. */
+#define VCPU_LAPIC_SIZE 1024u
+
 typedef struct vcpu vcpu;
 
 typedef struct vcpu_state {
@@ -55,6 +69,13 @@ typedef struct vcpu_state {
     uint64_t msrs[VCPU_NMSRS];
     uint32_t xsave_len;
     uint8_t xsave[VCPU_XSAVE_MAX];
+    /* "cpu/pc": a PC machine's vCPU only. */
+    uint32_t lapic_len;             /* VCPU_LAPIC_SIZE; 0: not carried */
+    uint8_t lapic[VCPU_LAPIC_SIZE];
+    uint32_t mp_state;              /* KVM_MP_STATE_* */
+    uint64_t dr[4], dr6, dr7;
+    uint64_t pc_msr_mask;           /* bit i: pc_msrs[i] is carried */
+    uint64_t pc_msrs[VCPU_PC_NMSRS];
     vcpu *owner;                    /* not state: for the check hook */
 } vcpu_state;
 
@@ -64,7 +85,11 @@ struct vcpu {
     struct kvm_run *run;
     kvm_vm *kvm;
     uint32_t msr_supported;         /* mask of vcpu_msr KVM can get/set */
+    bool pc;                        /* a PC machine's: "cpu/pc" too */
+    uint64_t pc_msr_supported;      /* mask of the PC MSRs KVM can get */
     bool loaded;                    /* state was loaded; push before running */
+    uint64_t tsc_pushed_ns;         /* mono_ns when the last push set the TSC */
+    uint64_t tsc_read_ns;           /* mono_ns when the TSC was last re-read */
     vcpu_state state;
 };
 
@@ -74,10 +99,21 @@ extern const vmstate_desc vcpu_state_desc;
 int vcpu_create(vcpu **out, kvm_vm *k, unsigned index, char *err,
                 size_t errlen);
 void vcpu_destroy(vcpu *c);
+/*
+ * Makes c a PC machine's vCPU, after its CPUID is set (which decides
+ * the MSRs KVM lets it have): its state carries "cpu/pc" from then on.
+ */
+void vcpu_enable_pc(vcpu *c);
 
 /* KVM's state into c->state, and back.  0 or -errno with a message. */
 int vcpu_state_fetch(vcpu *c, char *err, size_t errlen);
 int vcpu_state_push(vcpu *c, char *err, size_t errlen);
+
+/*
+ * Reads the TSC again into c->state, with the vCPU parked: just before
+ * the KVM clock is read, so that the two are saved as of one moment.
+ */
+int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen);
 
 /* Sets the entry state of a booting vCPU (registers, segments, FPU). */
 int vcpu_set_boot(vcpu *c, const struct kvm_regs *regs,

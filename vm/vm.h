@@ -20,8 +20,9 @@
  * clock on from the checkpoint.
  *
  * The registry holds: "ram" (live, the RAM codec over vm_ram_blocks),
- * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt) and, with
- * a network, "ftvm-net" (MAC and receive queue).  The "ram" entry's START
+ * "cpu" instance i for vCPU i, "ftvm-dev" (console, clock, halt), for a
+ * Linux VM "pc" (vm/pc.h) and, with a network, "ftvm-net" (MAC and
+ * receive queue).  The "ram" entry's START
  * marks all RAM dirty (a full first copy); each PART or END section syncs
  * the dirty log and sends what changed.  Pages go out with qfile_put_iov: on
  * an fd channel, flush it before vm_resume.
@@ -147,10 +148,13 @@ int vm_boot(vm *v, const char *image, const char *cmdline, char *err,
 int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
                    const char *cmdline, char *err, size_t errlen);
 /*
- * Whether the VM's state can be saved (checkpoints, replication): 0, or
- * -ENOTSUP with the reason (a Linux guest, for now: PC_NO_CHECKPOINTS).
+ * Whether the VM's state can be saved: 0 (every VM can, a Linux VM
+ * too), or -ENOTSUP with the reason.  A Linux VM is not replicated: `ftvm
+ * primary` takes no --kernel (PC_NO_REPLICATION), and a secondary's VM,
+ * always a freestanding one, refuses a "pc" section as unknown.
  */
 int vm_check_savable(vm *v, char *err, size_t errlen);
+
 /*
  * Puts the VM's events on base: network input, and on_stop(v, arg) once
  * the VM has stopped (the guest halted or faulted, or vm_stop).

@@ -1,6 +1,7 @@
 /*
  * vm_state: what a VM saves, as registry entries: the RAM (a live entry
- * driving the RAM codec over the dirty log), each vCPU, the devices.
+ * driving the RAM codec over the dirty log), each vCPU, the devices, and
+ * for a Linux VM its PC ("pc": irqchip, PIT, clock, UART, ...).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,9 +17,6 @@
 static int ram_setup(qfile *f, void *opaque)
 {
     vm *v = opaque;
-    /* Every save starts here: a Linux VM's stops before a byte of it. */
-    if (v->pc)
-        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     int rc = gmem_sync_dirty(&v->gm);
 
     if (rc < 0)
@@ -50,8 +48,6 @@ static int ram_iterate(qfile *f, void *opaque)
 
 static int ram_complete(qfile *f, void *opaque)
 {
-    if (((vm *)opaque)->pc)
-        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     int64_t n = ram_send(opaque, f, 0);
 
     return n < 0 ? (int)n : 0;
@@ -62,8 +58,6 @@ static int ram_load_section(qfile *f, void *opaque, uint32_t version,
 {
     vm *v = opaque;
 
-    if (v->pc)
-        return qfile_fail(f, -ENOTSUP, "%s", PC_NO_CHECKPOINTS);
     if (pass == SAVEVM_PASS_APPLY && vm_get_state(v) == VM_RUNNING)
         return qfile_fail(f, -EBUSY,
                           "vm: RAM cannot be loaded into a running "
@@ -100,15 +94,18 @@ int vm_register_state(vm *v, char *err, size_t errlen)
     if (rc >= 0)
         rc = registry_add_device(v->reg, "ftvm-dev", 0, REGISTRY_PRIO_DEFAULT,
                                  &hc_state_desc, &v->hc.st);
+    if (rc >= 0 && v->pc)
+        rc = registry_add_device(v->reg, "pc", 0, REGISTRY_PRIO_DEFAULT,
+                                 &pc_state_desc, pc_state_obj(v->pc));
     if (rc >= 0 && v->net)
         rc = registry_add_device(v->reg, "ftvm-net", 0, REGISTRY_PRIO_DEFAULT,
                                  &hc_net_state_desc, &v->hc.net_st);
     if (rc < 0) {
         const vmstate_desc *all[] = {&vcpu_state_desc, &hc_state_desc,
-                                     &hc_net_state_desc};
+                                     &hc_net_state_desc, &pc_state_desc};
         snprintf(err, errlen, "vm: registering device state: %s",
                  strerror(-rc));
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < 4; i++)
             if (vmstate_desc_verify(all[i], why, sizeof(why)) < 0)
                 snprintf(err, errlen, "vm: state description '%s': %s",
                          all[i]->name, why);
