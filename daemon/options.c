@@ -64,7 +64,9 @@ static const char kernel_help[] =
     "                       the guest's reboot (reboot=k) ends the VM\n"
     "                       with status 0; checkpoints (ftvmctl save,\n"
     "                       --checkpoint-dir) restore with `ftvm restore`;\n"
-    "                       no replication of it yet\n";
+    "                       `ftvm primary` replicates it in checkpoint\n"
+    "                       mode (the secondary takes the machine from\n"
+    "                       the stream)\n";
 static const char process_help[] =
     "the process:\n"
     "      --control PATH   a control socket for ftvmctl (mode 0600)\n"
@@ -179,9 +181,10 @@ static int take_group(const options_command *c, int opt, const char *arg)
         static const char *const names[] = { "kernel", "initrd", "cmdline" };
         const char *name = names[opt - OPT_KERNEL];
         if (!c->kernel_ok) {
-            log_msg("--%s: only `ftvm run` boots a Linux kernel (`ftvm "
-                    "restore` takes the machine from its checkpoint; %s)",
-                    name, PC_NO_REPLICATION);
+            log_msg("--%s: only `ftvm run` and `ftvm primary` boot a "
+                    "Linux kernel (`ftvm restore` takes the machine from "
+                    "its checkpoint, `ftvm secondary` from the primary's "
+                    "stream)", name);
             return -EINVAL;
         }
         if (opt == OPT_KERNEL)

@@ -68,8 +68,8 @@ typedef struct options_command {
     options_vm *vm;                 /* --mem --vcpus --net --mac --compress */
     /*
      * The command boots Linux kernels (--kernel instead of a guest image);
-     * without it, --kernel is refused (only `ftvm run` boots one: its
-     * state cannot be checkpointed or replicated yet).
+     * without it, --kernel is refused (restore and the secondary take the
+     * machine from what they load).
      */
     bool kernel_ok;
     daemon_opts *process;           /* --control --metrics */

@@ -10,11 +10,13 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/exitcode.h"
 #include "daemon/log.h"
 #include "primary/primary_ctl.h"
 #include "primary/protected_vm.h"
+#include "vm/pc.h"
 
 typedef struct primary {
     daemon_process *d;
@@ -64,10 +66,19 @@ static int create_vm(primary *pm, primary_opts *o)
         return -ENOMEM;
     }
     protected_vm_route(pm->pv, &o->vm.cfg);
+    /* A Linux guest's console input is stdin, as for `ftvm run`. */
+    if (o->vm.kernel)
+        o->vm.cfg.console_in_fd = STDIN_FILENO;
     int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
     if (r == 0) {
         protected_vm_use(pm->pv, pm->v);
-        r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
+        if (o->vm.kernel)
+            r = vm_boot_kernel(pm->v, o->vm.kernel, o->vm.initrd,
+                               o->vm.cmdline ? o->vm.cmdline
+                                             : PC_DEFAULT_CMDLINE,
+                               err, sizeof(err));
+        else
+            r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
     }
     if (r < 0) {
         log_msg("%s", err);
@@ -75,14 +86,16 @@ static int create_vm(primary *pm, primary_opts *o)
     }
     o->rep.shape = (vmshape){ .mem_size = o->vm.cfg.mem_size,
                               .vcpus = o->vm.cfg.vcpus,
-                              .has_net = vm_net(pm->v) != NULL };
+                              .has_net = vm_net(pm->v) != NULL,
+                              .machine = (uint8_t)o->vm.cfg.machine };
     memcpy(o->rep.shape.mac, o->vm.cfg.mac, 6);
     /* The pairing id is drawn for each secondary (replicator.c). */
     if (o->vm_name)
         snprintf(o->rep.shape.pair.name, sizeof(o->rep.shape.pair.name),
                  "%s", o->vm_name);
     else
-        pairing_default_name(o->image, o->rep.shape.pair.name);
+        pairing_default_name(o->vm.kernel ? o->vm.kernel : o->image,
+                             o->rep.shape.pair.name);
     return 0;
 }
 

@@ -20,6 +20,7 @@
 #include "vm/colosec.h"
 #include "vm/mono.h"
 #include "vm/net.h"
+#include "vm/pc.h"
 
 static const channel_ops link_ops;
 
@@ -485,6 +486,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
                    outqueue *output, const replicator_opts *o, char *err,
                    size_t errlen)
 {
+    if (o->mode == COLO_MODE_COLO && vm_get_machine(v) == VM_MACHINE_PC) {
+        snprintf(err, errlen, "%s", PC_NO_COLO);
+        return -ENOTSUP;
+    }
     replicator *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "out of memory");

@@ -16,6 +16,7 @@
 #include "daemon/log.h"
 #include "secondary/replica.h"
 #include "secondary/svmnet.h"
+#include "vm/pc.h"
 #include "vm/mono.h"
 
 /* A return path that had no room is tried again this soon. */
@@ -208,6 +209,10 @@ static void set_tag(svm *s, uint64_t id)
 int svm_prepare(svm *s, const vmshape *shape, char *err, size_t errlen)
 {
     vm_config cfg;
+    if (shape->machine == VM_MACHINE_PC) {
+        snprintf(err, errlen, "%s", PC_NO_COLO);
+        return -ENOTSUP;
+    }
     /* A NIC without a host side until failover (svmnet.h). */
     int r = replica_config(shape, "none", &cfg, err, errlen);
     if (r < 0)

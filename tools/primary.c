@@ -12,6 +12,7 @@
 #include "primary/colo.h"
 #include "primary/primary.h"
 #include "witness/claim.h"
+#include "vm/pc.h"
 #include "witness/pool.h"
 
 static const char help[] =
@@ -147,6 +148,7 @@ int primary_main(int argc, char **argv)
         .operand = "guest image",
         .own = own,
         .vm = &o.vm,
+        .kernel_ok = true,
         .process = &o.process,
     };
     options_found found;
@@ -169,6 +171,11 @@ int primary_main(int argc, char **argv)
     }
     if (mode && colo_mode_parse(mode, &o.rep.mode) < 0) {
         log_msg("--mode %s: checkpoint or colo", mode);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
+    if (o.rep.mode == COLO_MODE_COLO && o.vm.kernel) {
+        log_msg("--mode colo --kernel: %s", PC_NO_COLO);
         free(found.guest_args);
         return EXITCODE_USAGE;
     }

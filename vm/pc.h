@@ -21,8 +21,10 @@
  * (pc_state_push).  Each vCPU's LAPIC, MP state and MSRs are in its
  * "cpu" entry (vm/vcpu.h, "cpu/pc").
  *
- * Replication of a PC machine is refused (PC_NO_REPLICATION) until it is
- * tested (issue 11).
+ * A PC machine is replicated in checkpoint mode; COLO mode refuses it
+ * (PC_NO_COLO): the secondary's running copy is reset to each checkpoint,
+ * and pushing a PC's irqchip, clock and LAPICs into a VM that has run is
+ * not built.
  */
 #ifndef FTVM_VM_PC_H
 #define FTVM_VM_PC_H
@@ -36,9 +38,9 @@
 #include "vm/hc.h"
 #include "vm/kvm.h"
 
-/* What every refusal to replicate a PC machine says. */
-#define PC_NO_REPLICATION \
-    "replication of Linux guests is not supported yet (issue 11)"
+/* What every refusal of COLO mode for a PC machine says. */
+#define PC_NO_COLO \
+    "COLO mode for Linux guests is not supported yet (checkpoint mode is)"
 
 /*
  * The kernel command line when none is given: the console on the UART,

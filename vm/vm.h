@@ -149,9 +149,7 @@ int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
                    const char *cmdline, char *err, size_t errlen);
 /*
  * Whether the VM's state can be saved: 0 (every VM can, a Linux VM
- * too), or -ENOTSUP with the reason.  A Linux VM is not replicated: `ftvm
- * primary` takes no --kernel (PC_NO_REPLICATION), and a secondary's VM,
- * always a freestanding one, refuses a "pc" section as unknown.
+ * too), or -ENOTSUP with the reason.
  */
 int vm_check_savable(vm *v, char *err, size_t errlen);
 

@@ -7,6 +7,7 @@
 
 #include "checkpoint/ram.h"
 #include "devstate/vmstate.h"
+#include "vm/bzimage.h"
 #include "vm/vm.h"
 
 static const vmstate_field vmshape_fields[] = {
@@ -20,6 +21,7 @@ static const vmstate_field vmshape_fields[] = {
       .offset = offsetof(vmshape, pair.name), .size = PAIRING_NAME_MAX + 1 },
     { .name = "generation", .type = VMSTATE_T_U64,
       .offset = offsetof(vmshape, pair.generation), .size = 8 },
+    { VMSTATE_SCALAR(vmshape, machine) },
     VMSTATE_END,
 };
 
@@ -70,6 +72,14 @@ int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
     if (vm_check_mem_size(out->mem_size, why, sizeof(why)) < 0)
         return qfile_fail(f, -EINVAL, "VM shape: RAM of %" PRIu64 " bytes: %s",
                           out->mem_size, why);
+    if (out->machine != VM_MACHINE_FTVM && out->machine != VM_MACHINE_PC)
+        return qfile_fail(f, -EINVAL, "VM shape: machine %u (0 a "
+                          "freestanding guest, 1 a Linux guest's PC)",
+                          out->machine);
+    if (out->machine == VM_MACHINE_PC && out->mem_size > BZIMAGE_MAX_MEM)
+        return qfile_fail(f, -EINVAL, "VM shape: a Linux guest with %" PRIu64
+                          " MiB of RAM (at most %llu)", out->mem_size >> 20,
+                          BZIMAGE_MAX_MEM >> 20);
     if (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)
         return qfile_fail(f, -EINVAL, "VM shape: %" PRIu32 " vCPUs",
                           out->vcpus);

@@ -5,9 +5,11 @@
  *
  * Body (big-endian): u64 RAM bytes, u32 vCPUs, bool (one byte, 0 or 1)
  * has a network device, 6 bytes MAC, 16 bytes pairing id, 64 bytes VM
- * name (NUL-padded), u64 generation (checkpoint/pairing.h).  FULL
- * section, instance 0, version 4 (the fields of 3; a primary of 4 ends a
- * live secondary with "ftvm-drop" and reads REFUSE), written and read
+ * name (NUL-padded), u64 generation (checkpoint/pairing.h), u8 machine
+ * (0 a freestanding guest, 1 a Linux guest's PC: vm_machine).  FULL
+ * section, instance 0, version 5 (4 had no machine: a secondary of 5
+ * refuses it, as a secondary of 4 refuses 5; a primary of 4 or later
+ * ends a live secondary with "ftvm-drop" and reads REFUSE), written and read
  * through a vmstate table that also gives its VM description entry
  * (docs/stream-format.md, "ftvm's own sections").
  */
@@ -23,7 +25,7 @@
 #include "checkpoint/savevm.h"
 
 #define VMSHAPE_IDSTR "ftvm-vm"
-#define VMSHAPE_VERSION 4u
+#define VMSHAPE_VERSION 5u
 
 typedef struct vmshape {
     uint64_t mem_size;
@@ -31,6 +33,7 @@ typedef struct vmshape {
     bool has_net;
     uint8_t mac[6];
     pairing pair;           /* the bring-up's: every package carries it */
+    uint8_t machine;        /* a vm_machine, one byte on the wire */
 } vmshape;
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
