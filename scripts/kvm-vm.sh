@@ -208,6 +208,7 @@ set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 1 -m "$mem" \
     -nographic -no-reboot -nodefaults -serial stdio \
+    -monitor "unix:$job/monitor.sock,server=on,wait=off" \
     -bios /usr/share/qemu/qboot.rom \
     -kernel "$cache/kernel/vmlinuz" -initrd "$cache/kernel/initrd.gz" \
     -append "console=ttyS0 quiet loglevel=1 panic=-1 ftvm_job=$job" \
