@@ -27,7 +27,8 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             --checkpoint-dir: `ftvmctl checkpoint`'s file restores and
             saves again; `ftvmctl save`'s file truncated,
             its "pc" section's PIC length and its "cpu/pc" subsection's
-            MP state damaged are refused (exit 120) naming what is wrong
+            MP state damaged are refused (exit 120) naming what is wrong;
+            `ftvm inspect` decodes the PC's sections and each cpu/pc
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
   failover  --vcpus 1, checkpoint mode: `ftvm primary --kernel` and a
@@ -306,6 +307,18 @@ def case_ckpt_bad():
     ft.ftvmctl_json(FTVMCTL, sock2, "save", again)
     r.kill9()
     restore_refused(again + ".missing", "No such file")
+    # ftvm inspect decodes every section of a Linux VM's checkpoint
+    # through its VM description: the PC's devices and each vCPU's cpu/pc.
+    r = ft.run([FTVM, "inspect", ckpt], capture_output=True, text=True,
+               timeout=ft.scaled(60))
+    check(r.returncode == 0, "ftvm inspect exited %d: %s"
+          % (r.returncode, r.stderr))
+    for want in ("  pc (instance 0, version 1):", "    cpu/pc:",
+                 "      lapic_len: 1024", "    pic_master_len: 16",
+                 "    pit_len: ", "    uart:", "    kbc:", "    rtc:",
+                 "      pc_msr_mask: "):
+        check(want in r.stdout, "ftvm inspect does not show %r:\n%s"
+              % (want, r.stdout[-3000:]))
     with open(ckpt, "rb") as f:
         data = f.read()
     trunc = os.path.join(ft.tmp, "trunc.ftvm")
