@@ -208,10 +208,12 @@ EOF
 # emulated SVM) can leave the VM's one CPU halted with an interrupt
 # pending in its local APIC (IRR set, IF=1, nothing to wake it): the VM
 # stops dead, its QEMU at 0% CPU, until another interrupt arrives.  Seen
-# in about one run in four of the linux suite (`info registers`: HLT=1;
-# `info lapic`: IRR 236, the timer).  Any new interrupt wakes it, so when
-# QEMU has used no CPU time for 6 s (a VM running tests never idles that
-# long) a key press (a keyboard IRQ) goes in through the monitor.
+# in about one run in four of the linux suite, and several times a run
+# with a two-vCPU guest (`info registers`: HLT=1; `info lapic`: IRR 236,
+# the timer).  Any new interrupt wakes it, so when QEMU has used no CPU
+# time for 3 s (a VM running tests never idles that long; a key press
+# too many is harmless) a key press (a keyboard IRQ) goes in through the
+# monitor.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null; }
 kick() {
     python3 - "$job/monitor.sock" <<'PY' 2>/dev/null
@@ -235,11 +237,11 @@ watchdog() {
         if [ "$t" = "$last" ]; then still=$((still + 1)); else still=0; fi
         last=$t
         if [ $still -ge 3 ]; then
-            echo "$me: the VM stood still for 6 s (QEMU's lost wakeup): a key press to wake it" >&2
+            echo "$me: the VM stood still for 3 s (QEMU's lost wakeup): a key press to wake it" >&2
             kick || true
             still=0
         fi
-        sleep 2
+        sleep 1
     done
 }
 

@@ -31,11 +31,11 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             `ftvm inspect` decodes the PC's sections and each cpu/pc
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
-  failover  --vcpus 1, checkpoint mode: `ftvm primary --kernel` and a
+  failover  --vcpus 1, then 2: checkpoint mode: `ftvm primary --kernel` and a
             `ftvm secondary` on loopback; a counter typed into the
             primary's shell prints a line a second; kill -9 of the primary
             at a random moment (seeded, logged; FTVM_LINUX_RUNS runs,
-            default 1): the secondary fails over, its counter lines join
+            default 2, alternating 1 and 2 vCPUs): the secondary fails over, its counter lines join
             the primary's released ones with no duplicate and no gap (a
             gap only in the documented lost-ACK race), and a command typed
             into the secondary's stdin answers: the shell carries on; the
@@ -345,7 +345,7 @@ def counts_of(p):
     return [int(m.group(1)) for m in map(COUNT_RE.search, p.lines()) if m]
 
 
-def failover_run(i, rng):
+def failover_run(i, rng, vcpus):
     kernel, initrd = guest_files()
     ssock = os.path.join(ft.tmp, "sec%d.sock" % i)
     psock = os.path.join(ft.tmp, "pri%d.sock" % i)
@@ -359,11 +359,13 @@ def failover_run(i, rng):
     pri = ft.Proc("pri%d" % i, [FTVM, "primary", "--kernel", kernel,
                                 "--initrd", initrd, "--cmdline",
                                 CMDLINE % "shell", "--mem", "256M",
+                                "--vcpus", str(vcpus),
                                 "--secondary", "%s:%s" % m.groups(),
                                 "--control", psock, "--failure-timeout",
                                 failure, "--insecure"],
                   stdin=subprocess.PIPE)
-    check(wait_marker(pri, t0) == 1, "one vCPU expected:\n" + pri.out())
+    check(wait_marker(pri, t0) == vcpus, "%d vCPU(s) expected:\n%s"
+          % (vcpus, pri.out()))
     pri.wait_line(lambda l: "a shell on the console" in l, 30, "the shell")
     st = ft.ftvmctl_json(FTVMCTL, psock, "status")
     check(st["state"] == "active", "the primary is %r, not active"
@@ -419,9 +421,9 @@ def failover_run(i, rng):
               % (gap, last, after[0], fo["continued_from"], acked))
         log("gap of %d line: the lost-ACK race" % gap)
     ask(sec, "B%d" % i, "7*8")
-    log("run %d: the primary released counts 0..%d, the secondary went on "
-        "at %d from checkpoint %d (acked before the kill: %d), failover "
-        "%.1f ms after it decided" % (i, last, after[0],
+    log("run %d (%d vCPUs): the primary released counts 0..%d, the "
+        "secondary went on at %d from checkpoint %d (acked before the kill: "
+        "%d), failover %.1f ms after it decided" % (i, vcpus, last, after[0],
                                       fo["continued_from"], acked, fo["ms"]))
     sec.kill9()
 
@@ -431,8 +433,9 @@ def case_failover():
     seed = int(os.environ.get("FTVM_SEED", random.randrange(1 << 30)))
     log("seed %d (FTVM_SEED to repeat)" % seed)
     rng = random.Random(seed)
-    for i in range(int(os.environ.get("FTVM_LINUX_RUNS", "1"))):
-        failover_run(i, rng)
+    # Runs alternate one vCPU and two (SMP: both LAPICs, the IPIs).
+    for i in range(int(os.environ.get("FTVM_LINUX_RUNS", "2"))):
+        failover_run(i, rng, 1 + i % 2)
 
 
 CASES = {"boot": case_boot, "failover": case_failover, "smp": case_smp, "refuse": case_refuse,
