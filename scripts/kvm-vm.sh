@@ -228,7 +228,8 @@ PY
 watchdog() {
     local q="" last=-1 still=0 t
     for _ in $(seq 100); do
-        q=$(pgrep -f "qemu-system-x86_64 .*ftvm_job=$job( |\$)" | head -1)
+        # QEMU itself, not the `timeout` that runs it.
+        q=$(pgrep -f "^qemu-system-x86_64 .*ftvm_job=$job( |\$)" | head -1)
         [ -n "$q" ] && break
         sleep 0.1
     done
