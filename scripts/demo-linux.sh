@@ -98,7 +98,7 @@ note "the last line the primary released: ftvm-linux: count $last"
 wait_for "$work/b.out" "^ftvm-linux: count" 120
 
 step "The secondary runs the guest on"
-grep -E "failover|running" "$work/b.err" | sed 's/^/   /'
+grep -E "failover \(|running unprotected" "$work/b.err" | sed "s/^/   /"
 first=$(count "$work/b.out" 1p)
 grep "^ftvm-linux: count" "$work/b.out" | head -2 | sed 's/^/   /'
 if [ "$first" -eq $((last + 1)) ]; then
