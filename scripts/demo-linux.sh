@@ -32,29 +32,8 @@ ftvm=build/tools/ftvm
 ftvmctl=build/tools/ftvmctl
 set -- $(scripts/linux-guest.sh)
 kernel=$1 initrd=$2
-work=$(mktemp -d /tmp/ftvm-demo-linux.XXXXXX)
-pids=()
-cleanup() {
-    exec 3>&- 4>&- 2>/dev/null || true
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cmd() { printf '\033[2m$\033[0m %s\n' "$*"; }
-note() { printf '   %s\n' "$@"; }
-wait_for() {    # wait_for FILE PATTERN SECONDS
-    for _ in $(seq $(($3 * 10))); do
-        grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1
-    done
-    echo "demo-linux: timed out waiting for '$2' in $1; it ends with:" >&2
-    tail -n 5 "$1" "${1%.*}.err" >&2 || true
-    return 1
-}
+. scripts/demo-lib.sh
+demo_init demo-linux
 count() { sed -n 's/^ftvm-linux: count \([0-9]*\).*/\1/p' "$1" | sed -n "$2"; }
 
 step "Start a secondary, and a primary that boots Debian's kernel and replicates it"

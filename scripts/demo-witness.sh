@@ -23,26 +23,8 @@ etcd=$(command -v etcd) || {
     echo "demo-witness: etcd is not installed (scripts/bootstrap.sh installs Debian's etcd-server)" >&2
     exit 77
 }
-work=$(mktemp -d /tmp/ftvm-demo-witness.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cmd() { printf '\033[2m$\033[0m %s\n' "$*"; }
-note() { printf '   %s\n' "$@"; }
-wait_for() {    # wait_for FILE PATTERN: until a line matches (20 s at most)
-    for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-    echo "demo-witness: timed out waiting for '$2' in $1, which ends with:" >&2
-    tail -n 5 "$1" >&2 || true
-    return 1
-}
+. scripts/demo-lib.sh
+demo_init demo-witness
 # field SOCK PATH: one field of `ftvmctl --json status` (a.b.c).
 field() {
     $ftvmctl -s "$1" --json status | python3 -c '
@@ -114,7 +96,7 @@ $ftvm secondary --listen 127.0.0.1:0 "${common[@]}" --register \
     --tls-creds "$work/certs/c" --control "$work/c.sock" \
     >"$work/c.out" 2>"$work/c.err" &
 pids+=($!); nc=$!
-wait_for "$work/c.err" "registered as"
+wait_for "$work/c.err" "registered as" 20
 sed 's/^/   /' "$work/c.err"
 
 step "B: A's secondary, which picks its own secondary from the pool once it runs the VM"
@@ -124,7 +106,7 @@ $ftvm secondary --listen 127.0.0.1:0 "${common[@]}" --standby-pool \
     --tls-creds "$work/certs/b" --tls-peer a --control "$work/b.sock" \
     >"$work/b.out" 2>"$work/b.err" &
 pids+=($!); nb=$!
-wait_for "$work/b.err" "listening on"
+wait_for "$work/b.err" "listening on" 20
 bport=$(listen_port "$work/b.err")
 sed 's/^/   /' "$work/b.err"
 
@@ -135,8 +117,8 @@ $ftvm primary $counter rate=10 --mem 64M --secondary "127.0.0.1:$bport" \
     "${common[@]}" --tls-creds "$work/certs/a" --control "$work/a.sock" \
     >"$work/a.out" 2>"$work/a.err" &
 pids+=($!); na=$!
-wait_for "$work/b.err" "replication is active"
-wait_for "$work/a.out" "^tick 10 "
+wait_for "$work/b.err" "replication is active" 20
+wait_for "$work/a.out" "^tick 10 " 20
 sed 's/^/   /' "$work/a.err"
 note "A's console so far ends with: $(tail -1 "$work/a.out")"
 cmd "etcd: /ftvm-pool/ (standbys) and /ftvm/ (who owns each pairing)"
@@ -148,24 +130,24 @@ step "Kill A (kill -9), as the loss of its host would"
 cmd "kill -9 $na"
 kill -9 "$na"; wait "$na" 2>/dev/null || true
 note "A's last released line: $(tail -1 "$work/a.out")"
-wait_for "$work/b.err" "failover ("
-wait_for "$work/c.err" "replication is active"
+wait_for "$work/b.err" "failover (" 20
+wait_for "$work/c.err" "replication is active" 20
 sed -n '/claiming/,$s/^/   /p' "$work/b.err"
 note "B runs the VM and, with no operator, is protected again by C: $(field "$work/b.sock" protection.state)," \
      "secondary $(field "$work/b.sock" protection.secondary), pairing $(field "$work/b.sock" protection.pairing)"
 cmd "etcd: /ftvm/"
 etcd_keys /ftvm/
-wait_for "$work/b.out" "^tick $(( $(awk '/^tick /{n=$2} END{print n}' "$work/a.out") + 20 )) "
+wait_for "$work/b.out" "^tick $(( $(awk '/^tick /{n=$2} END{print n}' "$work/a.out") + 20 )) " 20
 
 step "Kill B (kill -9): C claims generation 2 and carries on"
 cmd "kill -9 $nb"
 kill -9 "$nb"; wait "$nb" 2>/dev/null || true
 note "B's last released line: $(tail -1 "$work/b.out")"
-wait_for "$work/c.err" "failover ("
+wait_for "$work/c.err" "failover (" 20
 sed -n '/claiming/,$s/^/   /p' "$work/c.err"
-wait_for "$work/c.out" "^tick "
+wait_for "$work/c.out" "^tick " 20
 last=$(awk '/^tick /{n=$2} END{print n}' "$work/c.out")
-wait_for "$work/c.out" "^tick $((last + 10)) "
+wait_for "$work/c.out" "^tick $((last + 10)) " 20
 cmd "etcd: /ftvm/"
 etcd_keys /ftvm/
 

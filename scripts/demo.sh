@@ -14,26 +14,8 @@ scripts/bootstrap.sh >/dev/null
 ftvm=build/tools/ftvm
 ftvmctl=build/tools/ftvmctl
 counter=build/guest/counter.elf
-work=$(mktemp -d /tmp/ftvm-demo.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-cmd() { printf '\033[2m$\033[0m %s\n' "$*"; }       # a command, as typed
-note() { printf '   %s\n' "$@"; }
-wait_for() {    # wait_for FILE PATTERN: until a line matches (10 s at most)
-    for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-    echo "demo: timed out waiting for '$2' in $1; it and its neighbours end with:" >&2
-    tail -n 5 "${1%.*}".* >&2 || true
-    return 1
-}
+. scripts/demo-lib.sh
+demo_init demo
 # status SOCK FIELD...: some fields of `ftvmctl --json status`, rounded;
 # "a.b/c" prints a.b and a.c on one line.
 status() {
