@@ -276,14 +276,21 @@ static int vm_fail(pc *p, const char *name, char *err, size_t errlen)
     return -e;
 }
 
+/* KVM's three interrupt controllers, in the order the state keeps them. */
+static void irqchip_ids(struct kvm_irqchip chip[3])
+{
+    static const uint32_t ids[3] = { KVM_IRQCHIP_PIC_MASTER,
+                                     KVM_IRQCHIP_PIC_SLAVE,
+                                     KVM_IRQCHIP_IOAPIC };
+    for (unsigned i = 0; i < 3; i++)
+        chip[i] = (struct kvm_irqchip){ .chip_id = ids[i] };
+}
+
 int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen)
 {
     pc_state *s = &p->st;
-    struct kvm_irqchip chip[3] = {
-        { .chip_id = KVM_IRQCHIP_PIC_MASTER },
-        { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
-        { .chip_id = KVM_IRQCHIP_IOAPIC },
-    };
+    struct kvm_irqchip chip[3];
+    irqchip_ids(chip);
     struct kvm_pit_state2 pit;
     struct kvm_clock_data clock = { 0 };
 
@@ -332,11 +339,8 @@ bool pc_state_loaded(const pc *p)
 int pc_state_push(pc *p, char *err, size_t errlen)
 {
     pc_state *s = &p->st;
-    struct kvm_irqchip chip[3] = {
-        { .chip_id = KVM_IRQCHIP_PIC_MASTER },
-        { .chip_id = KVM_IRQCHIP_PIC_SLAVE },
-        { .chip_id = KVM_IRQCHIP_IOAPIC },
-    };
+    struct kvm_irqchip chip[3];
+    irqchip_ids(chip);
     struct kvm_pit_state2 pit;
 
     memcpy(&chip[0].chip.pic, s->pic_master, sizeof(s->pic_master));
