@@ -15,8 +15,9 @@
  *   APIC (8, id = vCPUs), 16 I/O interrupt entries (8: ISA IRQ n -> I/O
  *   APIC pin n, as KVM's default routing wires them), two local
  *   interrupt entries (8: ExtINT on LINT0, NMI on LINT1).
- *   With PCI (mptable_write_pci): a PCI bus entry after the ISA one and
- *   an I/O interrupt entry per PCI device after the ISA interrupts.
+ *   With PCI (mptable_write_pci): the PCI bus is bus id 0 and ISA id 1
+ *   (Linux takes the MP bus id for the PCI bus number), and an I/O
+ *   interrupt entry per PCI device follows the ISA interrupts.
  * Both checksums make their structure's bytes sum to zero.
  */
 #ifndef FTVM_DEVICES_MPTABLE_H
@@ -50,9 +51,9 @@ size_t mptable_size_pci(unsigned ncpus, unsigned npci);
  */
 int mptable_write(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus);
 /*
- * The same with a PCI bus (MP bus id 1, "PCI   ", PCI bus 0) after the
- * ISA bus and, after the ISA interrupts, one I/O interrupt entry per
- * pci[i] (source bus 1, source IRQ slot << 2 for INTA#, active high and
+ * The same with a PCI bus (MP bus id 0, "PCI   ", PCI bus 0) before the
+ * ISA bus (then id 1) and, after the ISA interrupts, one I/O interrupt
+ * entry per pci[i] (source bus 0, source IRQ slot << 2 for INTA#, active high and
  * level-triggered as KVM_IRQ_LINE drives it); -EINVAL also for a slot or
  * pin out of range or more than MPTABLE_MAX_PCI_IRQS.
  */

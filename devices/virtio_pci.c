@@ -290,12 +290,14 @@ static int state_check(qfile *f, const void *obj, uint32_t version)
     char why[160];
 
     (void)version;
-    for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++)
-        if (virtq_check_state(&v->q[i], why, sizeof(why)) < 0 ||
-            v->q[i].size > v->queue_max)
-            return qfile_fail(f, -EINVAL, "%s: queue %u: %s", name, i,
-                              v->q[i].size > v->queue_max
-                                  ? "larger than the device's" : why);
+    for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
+        if (virtq_check_state(&v->q[i], why, sizeof(why)) < 0)
+            return qfile_fail(f, -EINVAL, "%s: queue %u: %s", name, i, why);
+        if (v->q[i].size > v->queue_max)
+            return qfile_fail(f, -EINVAL, "%s: queue %u: size %u; this "
+                              "device's queues have at most %u", name, i,
+                              v->q[i].size, v->queue_max);
+    }
     if (v->status & ~STATUS_MASK)
         return qfile_fail(f, -EINVAL, "%s: status 0x%02x has bits "
                           "VIRTIO 1.0 does not define", name, v->status);

@@ -27,7 +27,15 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             --checkpoint-dir: `ftvmctl checkpoint`'s file restores and
             saves again; `ftvmctl save`'s file truncated,
             its "pc" section's PIC length and its "cpu/pc" subsection's
-            MP state damaged are refused (exit 120) naming what is wrong
+            MP state damaged are refused (exit 120) naming what is wrong,
+            and so is the file restored with --net (no "pci" section)
+  net       a TAP in a network namespace the test makes, `--net tap:`:
+            the guest's virtio-net (eth0, ftvm_ip=) answers N UDP requests
+            (tests/linux/udpsvc.c) each exactly once, its counter going
+            up by one per request; `ftvmctl save`, kill -9, `ftvm restore
+            --net` of the file: the service answers again with its
+            counter carrying on; a damaged "pci" section (a queue size
+            not a power of two) is refused naming virtio-net
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
   refuse    (no VM) `ftvm primary`/`restore --kernel` exit 2 with the
@@ -36,7 +44,9 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             (exit 120, named) are refused too
 """
 import os
+import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -249,8 +259,9 @@ def case_save_restore():
     check(rc == 0, "ftvm restore exited %d after quit:\n%s" % (rc, r.err()))
 
 
-def restore_refused(path, *needles):
-    r = ft.run([FTVM, "restore", path], capture_output=True, text=True,
+def restore_refused(path, *needles, net=None):
+    r = ft.run([FTVM, "restore", path] + (["--net", net] if net else []),
+               capture_output=True, text=True,
                timeout=ft.scaled(60))
     check(r.returncode == 120 and all(s in r.stderr for s in needles),
           "ftvm restore %s: exit %d, expected 120 with %r: %s"
@@ -310,9 +321,125 @@ def case_ckpt_bad():
     sub = b"\x05\x06cpu/pc\0\0\0\x01\0\0\x04\0"
     restore_refused(damaged(data, sub, 1024 + 3, 9, "mp.ftvm"),
                     "cpu 0: MP state 9")
+    # A VM saved without a network device, restored with one: its
+    # virtio-net would have no state.
+    restore_refused(ckpt, "no 'pci' section",
+                    net="dgram:127.0.0.1:47303,127.0.0.1:47304")
 
 
-CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
+NET_NS_ADDR = "10.78.0.1/24"
+NET_GUEST = "10.78.0.2"
+NET_TAP = "ftvm-ln0"
+UDPREQ = os.path.join(HERE, "udpreq.py")
+
+
+def sh(*argv):
+    r = ft.run(list(argv), capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "%s exited %d: %s%s" % (" ".join(argv),
+                                                     r.returncode, r.stdout,
+                                                     r.stderr))
+
+
+def make_netns():
+    if os.geteuid() != 0:
+        skip("a TAP device in a network namespace needs root")
+    if not shutil.which("ip") or not os.path.exists("/dev/net/tun"):
+        skip("no `ip` (iproute2) or no /dev/net/tun")
+    ns = "ftvm-lnet-%d-%04x" % (os.getpid(), random.getrandbits(16))
+
+    def delete():
+        for p in ft.procs:
+            p.kill9()
+        ft.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    r = ft.run(["ip", "netns", "add", ns], capture_output=True, text=True,
+               timeout=30)
+    if r.returncode != 0:
+        skip("cannot create a network namespace: %s" % r.stderr.strip())
+    ft.cleanups.append(delete)
+    ipn = ["ip", "netns", "exec", ns]
+    sh(*ipn, "ip", "tuntap", "add", "dev", NET_TAP, "mode", "tap")
+    sh(*ipn, "ip", "addr", "add", NET_NS_ADDR, "dev", NET_TAP)
+    sh(*ipn, "ip", "link", "set", NET_TAP, "up")
+    sh(*ipn, "ip", "link", "set", "lo", "up")
+    return ns
+
+
+def udp_requests(ns, tag, n):
+    """n requests, one at a time; their counters, each checked answered."""
+    r = ft.run(["ip", "netns", "exec", ns, sys.executable, UDPREQ, NET_GUEST,
+                "7777", tag, str(n), str(ft.scaled(10))],
+               capture_output=True, text=True, timeout=ft.scaled(10) * n + 30)
+    check(r.returncode == 0, "udpreq %s: exit %d:\n%s%s" % (
+        tag, r.returncode, r.stdout, r.stderr))
+    rows = [l.split() for l in r.stdout.splitlines()]
+    check(len(rows) == n, "udpreq %s: %d answers of %d" % (tag, len(rows), n))
+    ms = sorted(float(x[2]) for x in rows)
+    log("udp %s: %d requests answered; round trip median %.2f ms, max %.2f "
+        "ms" % (tag, n, ms[len(ms) // 2], ms[-1]))
+    return [int(x[1]) for x in rows]
+
+
+def case_net():
+    can_boot_linux()
+    ns = make_netns()
+    kernel, initrd = guest_files()
+    sock = os.path.join(ft.tmp, "ctl.sock")
+    ckpt = os.path.join(ft.tmp, "linux-net.ftvm")
+    t0 = time.monotonic()
+    p = ft.Proc("linux", [FTVM, "run", "--kernel", kernel, "--initrd", initrd,
+                          "--cmdline", CMDLINE % ("udp ftvm_ip=%s/24" %
+                                                  NET_GUEST),
+                          "--mem", "256M", "--net", "tap:" + NET_TAP,
+                          "--control", sock], netns=ns,
+                stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    def eth0(line):
+        check("can't find device 'eth0'" not in line and
+              "virtio_net: probe" not in line,
+              "the guest has no eth0:\n" + p.out())
+        return "ftvm-linux: eth0 " + NET_GUEST in line
+    p.wait_line(eth0, 60, "eth0 configured (virtio-net found)")
+    p.wait_line(lambda l: "udpsvc: listening" in l, 60, "the UDP service")
+    c = udp_requests(ns, "a", 20)
+    check(c == list(range(1, 21)), "the counters %r: each request served "
+          "once, in order, expected 1..20" % c)
+    st = ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
+    log("save: %d bytes, guest paused %.2f ms" % (st["bytes"], st["pause_ms"]))
+    p.kill9()
+
+    t = time.monotonic()
+    sock2 = os.path.join(ft.tmp, "ctl2.sock")
+    r = ft.Proc("restore", [FTVM, "restore", ckpt, "--net", "tap:" + NET_TAP,
+                            "--control", sock2],
+                netns=ns, stdin=subprocess.PIPE)
+    # Running (its TAP attached: a request sent before is lost, and
+    # udpreq does not resend).
+    ask(r, "B", "7*8")
+    c = udp_requests(ns, "b", 5)
+    log("restore: ftvm restore started -> 5 requests answered: %.1f s"
+        % (time.monotonic() - t))
+    check(c == list(range(21, 26)), "the counters after the restore %r; "
+          "expected 21..25 (the service's count carried on)" % c)
+    check(not any(MARKER_RE.search(l) for l in r.lines()),
+          "the restored guest booted again:\n" + r.out())
+    r.kill9()
+
+    # "pci" 0, version 1: the address register (4), the bridge (7), the
+    # virtio-net function (7), feature selects (8), driver features (8),
+    # status, generation, queue select (2), ISR, level, then the receive
+    # queue's size (be16 256): 259 is no power of two.
+    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x01"
+    with open(ckpt, "rb") as f:
+        data = f.read()
+    # The file without --net: it holds a network device.
+    restore_refused(ckpt, "give --net")
+    restore_refused(damaged(data, pci_hdr, 41, 3, "queue.ftvm"),
+                    "virtio-net: queue 0: size 259",
+                    net="dgram:127.0.0.1:47301,127.0.0.1:47302")
+
+
+CASES = {"net": case_net, "boot": case_boot, "smp": case_smp,
+         "refuse": case_refuse,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
 
 

@@ -80,17 +80,19 @@ static void test_pci(void **state)
     assert_int_equal(16 + tlen, n);
     assert_int_equal(sum(t, tlen), 0);
     assert_int_equal(t[34] | t[35] << 8, 1 + 2 + 1 + 16 + 1 + 2);
-    /* The ISA bus (id 0), then the PCI bus (id 1). */
+    /* The PCI bus (id 0: Linux's PCI bus number), then ISA (id 1). */
     const uint8_t *bus = t + 44 + 20;
-    assert_memory_equal(bus + 2, "ISA   ", 6);
+    assert_int_equal(bus[1], 0);
+    assert_memory_equal(bus + 2, "PCI   ", 6);
     assert_int_equal(bus[8], 1);
     assert_int_equal(bus[9], 1);
-    assert_memory_equal(bus + 10, "PCI   ", 6);
+    assert_memory_equal(bus + 10, "ISA   ", 6);
+    assert_int_equal(bus[16 + 8 + 4], 1);       /* ISA IRQ 0 from bus 1 */
     /* After the I/O APIC and the 16 ISA entries: slot 1's INTA#. */
     const uint8_t *e = bus + 16 + 8 + 16 * 8;
     assert_int_equal(e[0], 3);
     assert_int_equal(e[2] | e[3] << 8, 0x0d);   /* active high, level */
-    assert_int_equal(e[4], 1);
+    assert_int_equal(e[4], 0);
     assert_int_equal(e[5], 1 << 2);
     assert_int_equal(e[6], 1);                  /* the I/O APIC's id */
     assert_int_equal(e[7], 16);
