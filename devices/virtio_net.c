@@ -61,11 +61,19 @@ static void transmit(virtio_net *n)
     static _Thread_local virtq_chain c;
     uint8_t frame[VIRTIO_NET_FRAME_MAX];
     bool used = false;
-    int rc;
+    int rc = 0;
 
     if (!q)
         return;
-    while ((rc = virtq_pop(q, &n->vp.mem, &c, n->why, sizeof(n->why))) > 0) {
+    /*
+     * At most a few rings' worth a kick: another vCPU refilling the ring
+     * must not keep this one (and so a pause) here forever.  The driver
+     * kicks again for what it adds after this.
+     */
+    for (unsigned budget = 4u * q->size; budget > 0; budget--) {
+        rc = virtq_pop(q, &n->vp.mem, &c, n->why, sizeof(n->why));
+        if (rc <= 0)
+            break;
         uint64_t len = c.readable > VIRTIO_NET_HDR_LEN
                            ? c.readable - VIRTIO_NET_HDR_LEN : 0;
         if (len == 0 || len > sizeof(frame)) {
