@@ -60,9 +60,9 @@ if [ ! -f "$mods/order" ]; then
     echo "$me: fetching linux-image-$kv for virtio_net's modules (once)" >&2
     mkdir -p "$cache/linux-guest"
     mwork=$(mktemp -d "$cache/linux-guest/mods.XXXXXX")
+    trap 'rm -rf "$mwork"' EXIT
     (cd "$mwork" && apt-get download -q "linux-image-$kv") \
-        >"$mwork/apt.log" 2>&1 ||
-        { rm -rf "$mwork"; die "apt-get download linux-image-$kv failed"; }
+        >"$mwork/apt.log" 2>&1 || die "apt-get download linux-image-$kv failed"
     dpkg-deb -x "$mwork"/*.deb "$mwork/x"
     depmod -b "$mwork/x" "$kv"
     mkdir -p "$mwork/mods"
@@ -76,10 +76,11 @@ if [ ! -f "$mods/order" ]; then
         done
     done
     grep -qx 'virtio_net.ko' "$mwork/mods/order" ||
-        { rm -rf "$mwork"; die "no virtio_net.ko in linux-image-$kv"; }
+        die "no virtio_net.ko in linux-image-$kv"
     rm -rf "$mods"
     mv "$mwork/mods" "$mods"
     rm -rf "$mwork"
+    trap - EXIT
 fi
 udpsvc_c=$here/../tests/linux/udpsvc.c
 cc=$(command -v cc || command -v gcc) || die "no C compiler for udpsvc"
