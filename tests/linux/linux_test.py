@@ -36,6 +36,9 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             --net` of the file: the service answers again with its
             counter carrying on; a damaged "pci" section (a queue size
             not a power of two) is refused naming virtio-net
+  net-dgram the datagram backend (UNIX sockets in the case's directory,
+            this script the peer, answering the guest's ARP): 10 UDP
+            requests in Ethernet frames each answered exactly once
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
   refuse    (no VM) `ftvm primary`/`restore --kernel` exit 2 with the
@@ -46,7 +49,10 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
 import os
 import random
 import re
+import select
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -438,7 +444,97 @@ def case_net():
                     net="dgram:127.0.0.1:47301,127.0.0.1:47302")
 
 
-CASES = {"net": case_net, "boot": case_boot, "smp": case_smp,
+DG_GUEST_MAC = bytes.fromhex("02465456de01")
+DG_PEER_MAC = bytes.fromhex("02465456de0a")
+DG_GUEST_IP = bytes([10, 79, 0, 2])
+DG_PEER_IP = bytes([10, 79, 0, 1])
+
+
+def ip_checksum(data):
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def udp_frame(payload):
+    """An Ethernet frame with IPv4/UDP from the peer's port 40000 to 7777
+    (no UDP checksum, which IPv4 allows)."""
+    udp = struct.pack("!HHHH", 40000, 7777, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17,
+                     0, DG_PEER_IP, DG_GUEST_IP)
+    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
+    return DG_GUEST_MAC + DG_PEER_MAC + b"\x08\x00" + ip + udp
+
+
+def arp_reply(frame):
+    """The answer to an ARP request for the peer's address, else None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06" or \
+            frame[20:22] != b"\x00\x01" or frame[38:42] != DG_PEER_IP:
+        return None
+    sha, spa = frame[22:28], frame[28:32]
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + DG_PEER_MAC + \
+        DG_PEER_IP + sha + spa
+    return sha + DG_PEER_MAC + b"\x08\x06" + arp
+
+
+def udp_payload(frame):
+    """The UDP payload of an IPv4/UDP frame from the guest, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17 \
+            or frame[26:30] != DG_GUEST_IP:
+        return None
+    ihl = (frame[14] & 0xF) * 4
+    udp = frame[14 + ihl:]
+    return udp[8:struct.unpack("!H", udp[4:6])[0]]
+
+
+def dgram_request(sock, rid):
+    """Sends "RID please"; answers ARP meanwhile; returns the reply's
+    words, or fails at the deadline."""
+    sock.send(udp_frame(("%s please" % rid).encode()))
+    deadline = time.monotonic() + ft.scaled(10)
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([sock], [], [], 0.5)
+        if not r:
+            continue
+        frame = sock.recv(2048)
+        reply = arp_reply(frame)
+        if reply:
+            sock.send(reply)
+            continue
+        payload = udp_payload(frame)
+        if payload is not None:
+            return payload.decode(errors="replace").split()
+    check(False, "no answer to %s in %.0f s" % (rid, ft.scaled(10)))
+
+
+def case_net_dgram():
+    can_boot_linux()
+    kernel, initrd = guest_files()
+    guest_sock = os.path.join(ft.tmp, "guest.sock")
+    peer_sock = os.path.join(ft.tmp, "peer.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(peer_sock)
+    t0 = time.monotonic()
+    p = ft.Proc("linux", [FTVM, "run", "--kernel", kernel, "--initrd", initrd,
+                          "--cmdline", CMDLINE % "udp ftvm_ip=10.79.0.2/24",
+                          "--mem", "256M", "--mac", DG_GUEST_MAC.hex(":"),
+                          "--net", "dgram:%s,%s" % (guest_sock, peer_sock)],
+                stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    p.wait_line(lambda l: "udpsvc: listening" in l, 60, "the UDP service")
+    sock.connect(guest_sock)
+    for i in range(10):
+        rid = "d-%d" % i
+        words = dgram_request(sock, rid)
+        check(words == [rid, "ok", str(i + 1)], "%s answered %r; expected "
+              "%s ok %d" % (rid, words, rid, i + 1))
+    log("dgram: 10 requests answered once each, in order")
+    p.kill9()
+    sock.close()
+
+
+CASES = {"net": case_net, "net-dgram": case_net_dgram, "boot": case_boot, "smp": case_smp,
          "refuse": case_refuse,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
 
