@@ -83,7 +83,8 @@ void virtio_pci_init(virtio_pci *v, const char *name, uint16_t type,
 
 static void update_irq(virtio_pci *v)
 {
-    bool level = v->isr != 0 && !(v->pci.command & PCI_COMMAND_INTX_DISABLE);
+    /* INTx only: no MSI to make a driver set INTX_DISABLE. */
+    bool level = v->isr != 0;
 
     if (level != v->level) {
         v->level = level;
@@ -309,8 +310,7 @@ static int state_check(qfile *f, const void *obj, uint32_t version)
         return qfile_fail(f, -EINVAL, "%s: features accepted "
                           "(0x%016" PRIx64 ") without VIRTIO_F_VERSION_1",
                           name, v->driver_features);
-    if (v->level != (v->isr != 0 &&
-                     !(v->pci.command & PCI_COMMAND_INTX_DISABLE)))
+    if (v->level != (v->isr != 0))
         return qfile_fail(f, -EINVAL, "%s: interrupt line %s with "
                           "ISR 0x%02x", name, v->level ? "high" : "low", v->isr);
     if (v->isr & ~(VIRTIO_ISR_QUEUE | VIRTIO_ISR_CONFIG))

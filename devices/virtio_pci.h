@@ -10,7 +10,8 @@
  *   0x3000  notifications (queue n at n * 4: the device's kick)
  *
  * No MSI-X: the interrupt is INTx# (pin A), level-triggered, raised while
- * the ISR has a bit set; msix_config and queue_msix_vector read 0xffff
+ * the ISR has a bit set (the command register's INTx disable is kept but
+ * not obeyed: only a driver using MSI sets it); msix_config and queue_msix_vector read 0xffff
  * (no vector) whatever is written.  Only the 32-bit little-endian accesses
  * a driver makes are decoded; other sizes read zeros and write nothing.
  *

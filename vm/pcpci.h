@@ -9,7 +9,8 @@
  *
  * Transmit runs on the vCPU thread of the guest's kick and never waits:
  * each frame goes to tx(), the VM's transmit hook (output commit on a
- * primary).  Receive: frames the backend queued (net_dev) go into the
+ * primary), called with this module's lock held: it must not wait, nor
+ * call back into the machine.  Receive: frames the backend queued (net_dev) go into the
  * guest's receive buffers when the loop's notify calls pcpci_rx, or when
  * the guest posts buffers; what finds none stays queued in the net_dev.
  * Between a pause's state fetch and the resume nothing is delivered, so
