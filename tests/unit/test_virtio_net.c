@@ -382,6 +382,53 @@ static void test_state_round_trip(void **state)
     }
 }
 
+static void test_pci_state(void **state)
+{
+    (void)state;
+    static const pci_ident id = { .vendor = 0x1b36, .device = 8,
+                                  .class_code = 0x060000 };
+    pci_func a, b;
+    pci_host h, h2;
+    char why[256] = "";
+    size_t len;
+
+    pci_func_init(&a, &id);
+    pci_func_write(&a, 0x04, 2, 0xffff);    /* only the implemented bits */
+    assert_int_equal(a.command, PCI_COMMAND_IO | PCI_COMMAND_MEMORY |
+                     PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+    pci_func_write(&a, 0x3c, 1, 16);
+    uint8_t *buf = devround_save(&pci_func_desc, &a, &len);
+    pci_func_init(&b, &id);
+    assert_int_equal(devround_load(&pci_func_desc, &b, buf, len, why,
+                                   sizeof(why)), 0);
+    assert_int_equal(b.command, a.command);
+    assert_int_equal(b.int_line, 16);
+    free(buf);
+    a.command = 0x8000;
+    buf = devround_save(&pci_func_desc, &a, &len);
+    assert_int_equal(devround_load(&pci_func_desc, &b, buf, len, why,
+                                   sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "command register 0x8000"));
+    assert_int_equal(b.int_line, 16);
+    free(buf);
+
+    pci_host_init(&h);
+    uint8_t d[4] = { 0x3c, 0x08, 0x00, 0x80 };
+    pci_host_io(&h, PCI_CONFIG_ADDRESS, true, d, 4);
+    buf = devround_save(&pci_host_desc, &h, &len);
+    pci_host_init(&h2);
+    assert_int_equal(devround_load(&pci_host_desc, &h2, buf, len, why,
+                                   sizeof(why)), 0);
+    assert_int_equal(h2.address, 0x8000083cu);
+    free(buf);
+    h.address = 0x80000003u;
+    buf = devround_save(&pci_host_desc, &h, &len);
+    assert_int_equal(devround_load(&pci_host_desc, &h2, buf, len, why,
+                                   sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "reserved bits"));
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_receive_and_transmit),
         cmocka_unit_test(test_hostile_rings),
         cmocka_unit_test(test_state_round_trip),
+        cmocka_unit_test(test_pci_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
