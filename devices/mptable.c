@@ -38,25 +38,39 @@ static uint8_t checksum(const uint8_t *p, size_t n)
     return (uint8_t)(0x100 - s);
 }
 
-static size_t table_size(unsigned ncpus)
+/* A PCI interrupt: active high (01), level-triggered (11 << 2). */
+#define PCI_IRQ_FLAGS 0x0du
+#define PCI_BUS_ID    0u
+
+/* Entries after the processors. */
+static unsigned entries(unsigned npci)
 {
-    return HEADER_SIZE + ncpus * CPU_SIZE +
-           (2 + MPTABLE_ISA_IRQS + 2) * ENTRY_SIZE;
+    return 2 + MPTABLE_ISA_IRQS + 2 + (npci ? 1 + npci : 0);
+}
+
+static size_t table_size(unsigned ncpus, unsigned npci)
+{
+    return HEADER_SIZE + ncpus * CPU_SIZE + entries(npci) * ENTRY_SIZE;
+}
+
+size_t mptable_size_pci(unsigned ncpus, unsigned npci)
+{
+    return FLOAT_SIZE + table_size(ncpus, npci);
 }
 
 size_t mptable_size(unsigned ncpus)
 {
-    return FLOAT_SIZE + table_size(ncpus);
+    return mptable_size_pci(ncpus, 0);
 }
 
 /* An I/O or local interrupt entry. */
-static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t kind,
+static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t kind, uint8_t bus,
                         uint8_t src_irq, uint8_t dst_id, uint8_t dst_pin)
 {
     p[0] = type;
     p[1] = kind;
     put16(p + 2, 0);        /* polarity and trigger as the bus says */
-    p[4] = 0;               /* source bus: the ISA bus, id 0 */
+    p[4] = bus;
     p[5] = src_irq;
     p[6] = dst_id;
     p[7] = dst_pin;
@@ -65,9 +79,20 @@ static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t kind,
 
 int mptable_write(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus)
 {
-    if (ncpus < 1 || ncpus > MPTABLE_MAX_CPUS || len < mptable_size(ncpus))
+    return mptable_write_pci(buf, len, gpa, ncpus, NULL, 0);
+}
+
+int mptable_write_pci(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus,
+                      const mptable_pci_irq *pci, unsigned npci)
+{
+    if (ncpus < 1 || ncpus > MPTABLE_MAX_CPUS ||
+        npci > MPTABLE_MAX_PCI_IRQS || len < mptable_size_pci(ncpus, npci))
         return -EINVAL;
-    memset(buf, 0, mptable_size(ncpus));
+    for (unsigned i = 0; i < npci; i++)
+        if (pci[i].slot >= 32 || pci[i].ioapic_pin < MPTABLE_ISA_IRQS ||
+            pci[i].ioapic_pin >= MPTABLE_IOAPIC_PINS)
+            return -EINVAL;
+    memset(buf, 0, mptable_size_pci(ncpus, npci));
 
     uint8_t *fp = buf;
     memcpy(fp, "_MP_", 4);
@@ -85,8 +110,19 @@ int mptable_write(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus)
         put32(p + 4, 0x600);    /* family 6: only a hint */
         put32(p + 8, 0x201);    /* FPU, APIC */
     }
+    /*
+     * Linux looks a PCI device's interrupt up by taking the MP bus id for
+     * the PCI bus number, so the PCI bus is id 0 and ISA comes after it.
+     */
+    uint8_t isa_id = npci ? 1 : 0;
+    if (npci) {
+        p[0] = MP_BUS;
+        p[1] = PCI_BUS_ID;
+        memcpy(p + 2, "PCI   ", 6);
+        p += ENTRY_SIZE;
+    }
     p[0] = MP_BUS;
-    p[1] = 0;
+    p[1] = isa_id;
     memcpy(p + 2, "ISA   ", 6);
     p += ENTRY_SIZE;
     uint8_t ioapic_id = (uint8_t)ncpus;
@@ -97,18 +133,24 @@ int mptable_write(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus)
     put32(p + 4, MPTABLE_IOAPIC_ADDR);
     p += ENTRY_SIZE;
     for (unsigned irq = 0; irq < MPTABLE_ISA_IRQS; irq++)
-        p = put_int(p, MP_IOINT, INT_INT, (uint8_t)irq, ioapic_id,
+        p = put_int(p, MP_IOINT, INT_INT, isa_id, (uint8_t)irq, ioapic_id,
                     (uint8_t)irq);
-    p = put_int(p, MP_LINT, INT_EXTINT, 0, 0xff, 0);
-    p = put_int(p, MP_LINT, INT_NMI, 0, 0xff, 1);
+    /* PCI bus 0, INTA# of a slot: source IRQ slot << 2 | (pin - 1). */
+    for (unsigned i = 0; i < npci; i++, p += ENTRY_SIZE) {
+        put_int(p, MP_IOINT, INT_INT, PCI_BUS_ID, (uint8_t)(pci[i].slot << 2),
+                ioapic_id, pci[i].ioapic_pin);
+        put16(p + 2, PCI_IRQ_FLAGS);
+    }
+    p = put_int(p, MP_LINT, INT_EXTINT, isa_id, 0, 0xff, 0);
+    p = put_int(p, MP_LINT, INT_NMI, isa_id, 0, 0xff, 1);
 
-    size_t tlen = table_size(ncpus);
+    size_t tlen = table_size(ncpus, npci);
     memcpy(t, "PCMP", 4);
     put16(t + 4, (uint16_t)tlen);
     t[6] = 4;
     memcpy(t + 8, "FTVM    ", 8);
     memcpy(t + 16, "FTVM PC     ", 12);
-    put16(t + 34, (uint16_t)(ncpus + 2 + MPTABLE_ISA_IRQS + 2));
+    put16(t + 34, (uint16_t)(ncpus + entries(npci)));
     put32(t + 36, MPTABLE_LAPIC_ADDR);
     t[7] = checksum(t, tlen);
     return 0;

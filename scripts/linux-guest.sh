@@ -16,7 +16,12 @@
 # says:
 #     reboot   reboot at once (with reboot=k, ftvm run exits 0)
 #     count    print "ftvm-linux: count I" every second, forever
+#     udp      the UDP service tests/linux/udpsvc.c on port 7777 (built
+#              static with the host's cc), then a shell on the console
 #     shell    (default) a shell on the console
+# With a network device (virtio-net: the modules virtio_net needs are
+# taken from the kernel's package, fetched once, and loaded by /init),
+# `ftvm_ip=A.B.C.D/N` gives eth0 that address and brings it up.
 #
 # Options:
 #   --cache DIR   where the files are kept (default: as scripts/kvm-vm.sh:
@@ -47,6 +52,39 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
     ldd "$busybox" 2>&1 | grep -q 'not a dynamic' ||
     die "$busybox is not static (apt-get install busybox-static)"
 
+# The modules virtio_net needs, in load order, from the kernel's package
+# (kvm-vm.sh keeps only the kernel), once per kernel version.
+kv=$(basename "$(readlink -f "$kdir")")
+mods=$cache/linux-guest/modules-$kv
+if [ ! -f "$mods/order" ]; then
+    echo "$me: fetching linux-image-$kv for virtio_net's modules (once)" >&2
+    mkdir -p "$cache/linux-guest"
+    mwork=$(mktemp -d "$cache/linux-guest/mods.XXXXXX")
+    trap 'rm -rf "$mwork"' EXIT
+    (cd "$mwork" && apt-get download -q "linux-image-$kv") \
+        >"$mwork/apt.log" 2>&1 || die "apt-get download linux-image-$kv failed"
+    dpkg-deb -x "$mwork"/*.deb "$mwork/x"
+    depmod -b "$mwork/x" "$kv"
+    mkdir -p "$mwork/mods"
+    : >"$mwork/mods/order"
+    for m in virtio_pci virtio_net; do
+        modprobe -d "$mwork/x" -S "$kv" --show-depends "$m" |
+            awk '$1 == "insmod" {print $2}' | while read -r ko; do
+            grep -qxF "$(basename "$ko")" "$mwork/mods/order" && continue
+            cp "$ko" "$mwork/mods/"
+            basename "$ko" >>"$mwork/mods/order"
+        done
+    done
+    grep -qx 'virtio_net.ko' "$mwork/mods/order" ||
+        die "no virtio_net.ko in linux-image-$kv"
+    rm -rf "$mods"
+    mv "$mwork/mods" "$mods"
+    rm -rf "$mwork"
+    trap - EXIT
+fi
+udpsvc_c=$here/../tests/linux/udpsvc.c
+cc=$(command -v cc || command -v gcc) || die "no C compiler for udpsvc"
+
 init=$(cat <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -56,7 +94,19 @@ mount -t devtmpfs dev /dev 2>/dev/null
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo "ftvm-linux: up: $cpus cpus, uptime $(cut -d' ' -f1 /proc/uptime)"
 mode=$(sed -n 's/.*ftvm_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+ip=$(sed -n 's/.*ftvm_ip=\([0-9./]*\).*/\1/p' /proc/cmdline)
+if [ -n "$ip" ]; then
+    while read -r ko; do
+        insmod "/modules/$ko" || echo "ftvm-linux: insmod $ko failed"
+    done </modules/order
+    ip link set lo up
+    ip addr add "$ip" dev eth0 && ip link set eth0 up &&
+        echo "ftvm-linux: eth0 $ip"
+fi
 case $mode in
+udp)
+    /bin/udpsvc 7777 &
+    exec setsid cttyhack sh ;;
 reboot)
     echo "ftvm-linux: rebooting"
     reboot -f ;;
@@ -70,15 +120,19 @@ esac
 INIT
 )
 # One initramfs per /init and busybox: the name says which.
-sum=$( { printf '%s' "$init"; cat "$busybox"; } | sha256sum | cut -c1-16)
+sum=$( { printf '%s' "$init"; cat "$busybox" "$udpsvc_c" "$mods"/*; } |
+      sha256sum | cut -c1-16)
 out=$cache/linux-guest/initramfs-$sum.cpio.gz
 if [ ! -f "$out" ]; then
     command -v cpio >/dev/null || die "no cpio (apt-get install cpio)"
     mkdir -p "$cache/linux-guest"
     work=$(mktemp -d "$cache/linux-guest/make.XXXXXX")
     trap 'rm -rf "$work"' EXIT
-    mkdir -p "$work"/root/{bin,proc,sys,dev}
+    mkdir -p "$work"/root/{bin,proc,sys,dev,modules}
     cp "$busybox" "$work/root/bin/busybox"
+    cp "$mods"/* "$work/root/modules/"
+    "$cc" -static -Os -o "$work/root/bin/udpsvc" "$udpsvc_c" ||
+        die "cannot build udpsvc static (libc6-dev's static libc?)"
     printf '%s\n' "$init" >"$work/root/init"
     chmod +x "$work/root/init"
     (cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -1) \

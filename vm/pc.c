@@ -14,6 +14,7 @@
 #include "devices/mptable.h"
 #include "devices/uart8250.h"
 #include "vm/mono.h"
+#include "vm/pcpci.h"
 
 /* The PCI configuration ports that do the reset of `reboot=p`. */
 #define RESET_CONTROL_PORT 0xcf9u
@@ -48,6 +49,7 @@ struct pc {
     hc_console_fn console;
     void *console_opaque;
     uint64_t irq_errors;
+    pcpci *pci;                     /* NULL: no network device, no PCI */
 };
 
 static int uart_out(void *opaque, const void *buf, size_t len)
@@ -121,10 +123,44 @@ int pc_create(pc **out, kvm_vm *k, hc_console_fn console,
     return 0;
 }
 
+int pc_add_net(pc *p, gmem *g, net_dev *net, const uint8_t mac[6],
+               pc_tx_fn tx, void *tx_opaque, char *err, size_t errlen)
+{
+    if (p->pci) {
+        snprintf(err, errlen, "pc: one network device at most");
+        return -EBUSY;
+    }
+    return pcpci_create(&p->pci, p->kvm, g, net, mac, tx, tx_opaque, err,
+                        errlen);
+}
+
+bool pc_has_net(const pc *p)
+{
+    return p->pci != NULL;
+}
+
+void *pc_net_state_obj(pc *p)
+{
+    return p->pci ? pcpci_state_obj(p->pci) : NULL;
+}
+
+void pc_net_rx(pc *p)
+{
+    if (p->pci)
+        pcpci_rx(p->pci);
+}
+
+void pc_resume(pc *p)
+{
+    if (p->pci)
+        pcpci_thaw(p->pci);
+}
+
 void pc_free(pc *p)
 {
     if (!p)
         return;
+    pcpci_free(p->pci);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -190,11 +226,14 @@ int pc_setup_vcpu(pc *p, int fd, unsigned index, unsigned ncpus, char *err,
 
 int pc_write_tables(pc *p, gmem *g, unsigned ncpus, char *err, size_t errlen)
 {
-    (void)p;
-    size_t n = mptable_size(ncpus);
+    mptable_pci_irq irq = { .slot = PCPCI_NET_SLOT,
+                            .ioapic_pin = PCPCI_IRQ };
+    unsigned npci = p->pci ? 1 : 0;
+    size_t n = mptable_size_pci(ncpus, npci);
     uint8_t *buf = gmem_ptr(g, MPTABLE_ADDR, n);
 
-    if (!buf || mptable_write(buf, n, MPTABLE_ADDR, ncpus) < 0) {
+    if (!buf ||
+        mptable_write_pci(buf, n, MPTABLE_ADDR, ncpus, &irq, npci) < 0) {
         snprintf(err, errlen, "pc: an MP table for %u vCPUs does not fit "
                  "below 1 MiB", ncpus);
         return -EINVAL;
@@ -234,6 +273,8 @@ pc_io_result pc_io(pc *p, uint16_t port, bool out, uint8_t *data,
 {
     pc_io_result r = PC_IO_DONE;
 
+    if (p->pci && pcpci_io(p->pci, port, out, data, size))
+        return PC_IO_DONE;
     /*
      * Every device here has byte registers; a wider access is to ports
      * with nothing behind them (PCI's 0xcf8 probe, which must not reach
@@ -252,8 +293,8 @@ pc_io_result pc_io(pc *p, uint16_t port, bool out, uint8_t *data,
 
 void pc_mmio(pc *p, uint64_t addr, bool write, uint8_t *data, unsigned len)
 {
-    (void)p;
-    (void)addr;
+    if (p->pci && pcpci_mmio(p->pci, addr, write, data, len))
+        return;
     if (!write)
         memset(data, 0xff, len);
 }
@@ -321,6 +362,8 @@ int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen)
     s->kbc = p->kbc;
     s->rtc = p->rtc;
     pthread_mutex_unlock(&p->lock);
+    if (p->pci)
+        pcpci_state_fetch(p->pci);
     s->fetch_error = 0;
     s->loaded = false;
     return 0;
@@ -343,6 +386,11 @@ int pc_state_push(pc *p, char *err, size_t errlen)
     irqchip_ids(chip);
     struct kvm_pit_state2 pit;
 
+    if (p->pci && !pcpci_state_loaded(p->pci)) {
+        snprintf(err, errlen, "pc: the checkpoint has no 'pci' section (the "
+                 "virtio-net device) for this VM's network device");
+        return -EINVAL;
+    }
     memcpy(&chip[0].chip.pic, s->pic_master, sizeof(s->pic_master));
     memcpy(&chip[1].chip.pic, s->pic_slave, sizeof(s->pic_slave));
     memcpy(&chip[2].chip.ioapic, s->ioapic, sizeof(s->ioapic));
@@ -369,6 +417,8 @@ int pc_state_push(pc *p, char *err, size_t errlen)
      */
     uart_irq(p, p->uart.level);
     pthread_mutex_unlock(&p->lock);
+    if (p->pci)
+        pcpci_state_push(p->pci);
     return 0;
 }
 

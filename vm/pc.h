@@ -37,6 +37,7 @@
 #include "vm/gmem.h"
 #include "vm/hc.h"
 #include "vm/kvm.h"
+#include "vm/net.h"
 
 /* What every refusal of COLO mode for a PC machine says. */
 #define PC_NO_COLO \
@@ -68,6 +69,23 @@ typedef enum pc_io_result {
 int pc_create(pc **out, kvm_vm *k, hc_console_fn console,
               void *console_opaque, char *err, size_t errlen);
 void pc_free(pc *p);
+
+typedef int (*pc_tx_fn)(void *opaque, const void *frame, size_t len);
+/*
+ * Gives the machine its network device (vm/pcpci.h: a PCI bus with a
+ * virtio-net function), before the firmware tables are written: frames
+ * the guest sends go to tx (which must not wait), frames net queued go
+ * to the guest on pc_net_rx.  0, or -errno with a message.
+ */
+int pc_add_net(pc *p, gmem *g, net_dev *net, const uint8_t mac[6],
+               pc_tx_fn tx, void *tx_opaque, char *err, size_t errlen);
+bool pc_has_net(const pc *p);
+/* The network device's state object for the registry ("pci"), or NULL. */
+void *pc_net_state_obj(pc *p);
+/* Frames arrived in net: into the guest's buffers (the loop thread). */
+void pc_net_rx(pc *p);
+/* The VM runs again: received frames flow again (stopped at a fetch). */
+void pc_resume(pc *p);
 
 /* Gives vCPU index (fd) of ncpus its CPUID: APIC id, topology. */
 int pc_setup_vcpu(pc *p, int fd, unsigned index, unsigned ncpus, char *err,

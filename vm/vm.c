@@ -41,6 +41,12 @@ static int transmit_to_backend(void *opaque, const void *frame, size_t len)
     return net_transmit(opaque, frame, len, true);
 }
 
+/* A Linux guest's NIC transmits on its vCPU thread: never wait there. */
+static int transmit_now(void *opaque, const void *frame, size_t len)
+{
+    return net_transmit(opaque, frame, len, false);
+}
+
 static int console_discard(void *opaque, const void *buf, size_t len)
 {
     (void)opaque;
@@ -64,6 +70,8 @@ static void rx_notify(void *opaque)
 {
     vm *v = opaque;
 
+    if (v->pc)
+        pc_net_rx(v->pc);
     pthread_mutex_lock(&v->lock);
     pthread_cond_broadcast(&v->cond);
     pthread_mutex_unlock(&v->lock);
@@ -107,11 +115,6 @@ static int check_config(const vm_config *cfg, char *err, size_t errlen)
     if (cfg->machine == VM_MACHINE_PC && cfg->mem_size > BZIMAGE_MAX_MEM) {
         snprintf(err, errlen, "a Linux guest can have at most 3G of RAM "
                  "for now (none above the 32-bit hole)");
-        return -EINVAL;
-    }
-    if (cfg->machine == VM_MACHINE_PC && cfg->net) {
-        snprintf(err, errlen, "a Linux guest has no network device yet "
-                 "(virtio-net: issue 11)");
         return -EINVAL;
     }
     return 0;
@@ -166,6 +169,14 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
         if (rc < 0)
             goto fail;
         net_set_rx_notify(v->net, rx_notify, v);
+        /* The same transmit hook as the hypercall NIC's, without waiting. */
+        if (v->pc &&
+            (rc = pc_add_net(v->pc, &v->gm, v->net, cfg->mac,
+                             cfg->transmit_fn ? cfg->transmit_fn
+                                              : transmit_now,
+                             cfg->transmit_fn ? cfg->transmit_opaque
+                                              : v->net, err, errlen)) < 0)
+            goto fail;
     }
     rc = hc_init(&v->hc, &v->gm, v->net, cfg->mac);
     if (rc < 0) {
@@ -514,6 +525,8 @@ int vm_start(vm *v, char *err, size_t errlen)
         goto out;
     }
     v->state = VM_RUNNING;
+    if (v->pc)
+        pc_resume(v->pc);
     if (v->hc.st.halted) {
         /* A checkpoint of a guest that had halted: it stays halted. */
         vm_stop_locked(v, VM_STOP_HALT, v->hc.st.halt_status,
@@ -659,6 +672,8 @@ int vm_resume(vm *v, char *err, size_t errlen)
     }
     v->pause_req = false;
     v->state = VM_RUNNING;
+    if (v->pc)
+        pc_resume(v->pc);
     pthread_cond_broadcast(&v->cond);
 out:
     pthread_mutex_unlock(&v->lock);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vm/pcpci.h"
 #include "vm/vm_impl.h"
 
 /* Pages one "ram" PART section sends at most (64 MiB). */
@@ -97,15 +98,19 @@ int vm_register_state(vm *v, char *err, size_t errlen)
     if (rc >= 0 && v->pc)
         rc = registry_add_device(v->reg, "pc", 0, REGISTRY_PRIO_DEFAULT,
                                  &pc_state_desc, pc_state_obj(v->pc));
+    if (rc >= 0 && v->pc && pc_has_net(v->pc))
+        rc = registry_add_device(v->reg, "pci", 0, REGISTRY_PRIO_DEFAULT,
+                                 &pcpci_state_desc, pc_net_state_obj(v->pc));
     if (rc >= 0 && v->net)
         rc = registry_add_device(v->reg, "ftvm-net", 0, REGISTRY_PRIO_DEFAULT,
                                  &hc_net_state_desc, &v->hc.net_st);
     if (rc < 0) {
         const vmstate_desc *all[] = {&vcpu_state_desc, &hc_state_desc,
-                                     &hc_net_state_desc, &pc_state_desc};
+                                     &hc_net_state_desc, &pc_state_desc,
+                                     &pcpci_state_desc};
         snprintf(err, errlen, "vm: registering device state: %s",
                  strerror(-rc));
-        for (size_t i = 0; i < 4; i++)
+        for (size_t i = 0; i < 5; i++)
             if (vmstate_desc_verify(all[i], why, sizeof(why)) < 0)
                 snprintf(err, errlen, "vm: state description '%s': %s",
                          all[i]->name, why);

@@ -27,8 +27,21 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             --checkpoint-dir: `ftvmctl checkpoint`'s file restores and
             saves again; `ftvmctl save`'s file truncated,
             its "pc" section's PIC length and its "cpu/pc" subsection's
-            MP state damaged are refused (exit 120) naming what is wrong;
+            MP state damaged are refused (exit 120) naming what is wrong,
+            and so is the file restored with --net (no "pci" section);
             `ftvm inspect` decodes the PC's sections and each cpu/pc
+  net       a TAP in a network namespace the test makes, `--net tap:`:
+            the guest's virtio-net (eth0, ftvm_ip=) answers N UDP requests
+            (tests/linux/udpsvc.c) each exactly once, its counter going
+            up by one per request; `ftvmctl pause`, a request (queued
+            by the backend), `ftvmctl save`, kill -9, `ftvm restore
+            --net` of the file: the queued request is answered, and new
+            ones, the service's counter carrying on; the file without
+            --net is refused, and a damaged "pci" section (a queue size
+            not a power of two) refused naming virtio-net
+  net-dgram the datagram backend (UNIX sockets in the case's directory,
+            this script the peer, answering the guest's ARP): 10 UDP
+            requests in Ethernet frames each answered exactly once
   smp       --vcpus 2: /init sees 2 CPUs, then reboots: ftvm exits 0
             and says the guest reset the machine
   failover  --vcpus 1, then 2: checkpoint mode: `ftvm primary --kernel` and a
@@ -50,6 +63,10 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
 import os
 import random
 import re
+import select
+import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -222,6 +239,7 @@ def case_save_restore():
     up1 = uptime(p, "1")
     n_saved = last_count(p)
     t = time.monotonic()
+    log("request queued")
     st = ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
     log("save: %d bytes, %.1f ms, guest paused %.2f ms (ftvmctl save took "
         "%.2f s)" % (st["bytes"], st["total_ms"], st["pause_ms"],
@@ -263,8 +281,9 @@ def case_save_restore():
     check(rc == 0, "ftvm restore exited %d after quit:\n%s" % (rc, r.err()))
 
 
-def restore_refused(path, *needles):
-    r = ft.run([FTVM, "restore", path], capture_output=True, text=True,
+def restore_refused(path, *needles, net=None):
+    r = ft.run([FTVM, "restore", path] + (["--net", net] if net else []),
+               capture_output=True, text=True,
                timeout=ft.scaled(60))
     check(r.returncode == 120 and all(s in r.stderr for s in needles),
           "ftvm restore %s: exit %d, expected 120 with %r: %s"
@@ -336,6 +355,229 @@ def case_ckpt_bad():
     sub = b"\x05\x06cpu/pc\0\0\0\x01\0\0\x04\0"
     restore_refused(damaged(data, sub, 1024 + 3, 9, "mp.ftvm"),
                     "cpu 0: MP state 9")
+    # A VM saved without a network device, restored with one: its
+    # virtio-net would have no state.
+    restore_refused(ckpt, "no 'pci' section",
+                    net="dgram:127.0.0.1:47303,127.0.0.1:47304")
+
+
+NET_NS_ADDR = "10.78.0.1/24"
+NET_GUEST = "10.78.0.2"
+NET_TAP = "ftvm-ln0"
+UDPREQ = os.path.join(HERE, "udpreq.py")
+
+
+def sh(*argv):
+    r = ft.run(list(argv), capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "%s exited %d: %s%s" % (" ".join(argv),
+                                                     r.returncode, r.stdout,
+                                                     r.stderr))
+
+
+def make_netns():
+    if os.geteuid() != 0:
+        skip("a TAP device in a network namespace needs root")
+    if not shutil.which("ip") or not os.path.exists("/dev/net/tun"):
+        skip("no `ip` (iproute2) or no /dev/net/tun")
+    ns = "ftvm-lnet-%d-%04x" % (os.getpid(), random.getrandbits(16))
+
+    def delete():
+        for p in ft.procs:
+            p.kill9()
+        ft.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    r = ft.run(["ip", "netns", "add", ns], capture_output=True, text=True,
+               timeout=30)
+    if r.returncode != 0:
+        skip("cannot create a network namespace: %s" % r.stderr.strip())
+    ft.cleanups.append(delete)
+    ipn = ["ip", "netns", "exec", ns]
+    sh(*ipn, "ip", "tuntap", "add", "dev", NET_TAP, "mode", "tap")
+    sh(*ipn, "ip", "addr", "add", NET_NS_ADDR, "dev", NET_TAP)
+    sh(*ipn, "ip", "link", "set", NET_TAP, "up")
+    sh(*ipn, "ip", "link", "set", "lo", "up")
+    return ns
+
+
+def udp_requests(ns, tag, n):
+    """n requests, one at a time; their counters, each checked answered."""
+    r = ft.run(["ip", "netns", "exec", ns, sys.executable, UDPREQ, NET_GUEST,
+                "7777", tag, str(n), str(ft.scaled(10))],
+               capture_output=True, text=True, timeout=ft.scaled(10) * n + 30)
+    check(r.returncode == 0, "udpreq %s: exit %d:\n%s%s" % (
+        tag, r.returncode, r.stdout, r.stderr))
+    rows = [l.split() for l in r.stdout.splitlines()]
+    check(len(rows) == n, "udpreq %s: %d answers of %d" % (tag, len(rows), n))
+    ms = sorted(float(x[2]) for x in rows)
+    log("udp %s: %d requests answered; round trip median %.2f ms, max %.2f "
+        "ms" % (tag, n, ms[len(ms) // 2], ms[-1]))
+    return [int(x[1]) for x in rows]
+
+
+def case_net():
+    can_boot_linux()
+    ns = make_netns()
+    kernel, initrd = guest_files()
+    sock = os.path.join(ft.tmp, "ctl.sock")
+    ckpt = os.path.join(ft.tmp, "linux-net.ftvm")
+    t0 = time.monotonic()
+    p = ft.Proc("linux", [FTVM, "run", "--kernel", kernel, "--initrd", initrd,
+                          "--cmdline", CMDLINE % ("udp ftvm_ip=%s/24" %
+                                                  NET_GUEST),
+                          "--mem", "256M", "--net", "tap:" + NET_TAP,
+                          "--control", sock], netns=ns,
+                stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    def eth0(line):
+        check("can't find device 'eth0'" not in line and
+              "virtio_net: probe" not in line,
+              "the guest has no eth0:\n" + p.out())
+        return "ftvm-linux: eth0 " + NET_GUEST in line
+    p.wait_line(eth0, 60, "eth0 configured (virtio-net found)")
+    p.wait_line(lambda l: "udpsvc: listening" in l, 60, "the UDP service")
+    c = udp_requests(ns, "a", 20)
+    check(c == list(range(1, 21)), "the counters %r: each request served "
+          "once, in order, expected 1..20" % c)
+    # A request arriving while the VM is paused waits in the backend's
+    # queue, which the checkpoint carries ("ftvm-net"): the restored
+    # guest answers it.
+    ft.ftvmctl_json(FTVMCTL, sock, "pause")
+    log("paused")
+    rx0 = ft.ftvmctl_json(FTVMCTL, sock, "status")["net"]["rx_frames"]
+    held = ft.Proc("udpreq-held", ["ip", "netns", "exec", ns, sys.executable,
+                                   UDPREQ, NET_GUEST, "7777", "p", "1",
+                                   str(ft.scaled(60))])
+    wait_until(lambda: ft.ftvmctl_json(FTVMCTL, sock, "status")["net"]
+               ["rx_frames"] > rx0, 30, "the paused VM's backend queueing "
+               "the request")
+    log("request queued")
+    st = ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
+    log("save: %d bytes, guest paused %.2f ms" % (st["bytes"], st["pause_ms"]))
+    p.kill9()
+
+    t = time.monotonic()
+    sock2 = os.path.join(ft.tmp, "ctl2.sock")
+    r = ft.Proc("restore", [FTVM, "restore", ckpt, "--net", "tap:" + NET_TAP,
+                            "--control", sock2],
+                netns=ns, stdin=subprocess.PIPE)
+    log("restore started")
+    rc = held.wait(70)
+    check(rc == 0 and held.out().split()[:2] == ["p-0", "21"],
+          "the request queued at the save: exit %s, %r; expected p-0 "
+          "answered with 21" % (rc, held.out()))
+    log("restore: ftvm restore started -> the queued request answered: "
+        "%.1f s" % (time.monotonic() - t))
+    # Running (its TAP attached: a request sent before is lost, and
+    # udpreq does not resend).
+    ask(r, "B", "7*8")
+    c = udp_requests(ns, "b", 5)
+    check(c == list(range(22, 27)), "the counters after the restore %r; "
+          "expected 22..26 (the service's count carried on)" % c)
+    check(not any(MARKER_RE.search(l) for l in r.lines()),
+          "the restored guest booted again:\n" + r.out())
+    r.kill9()
+
+    # "pci" 0, version 1: the address register (4), the bridge (7), the
+    # virtio-net function (7), feature selects (8), driver features (8),
+    # status, generation, queue select (2), ISR, level, then the receive
+    # queue's size (be16 256): 259 is no power of two.
+    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x01"
+    with open(ckpt, "rb") as f:
+        data = f.read()
+    # The file without --net: it holds a network device.
+    restore_refused(ckpt, "give --net")
+    restore_refused(damaged(data, pci_hdr, 41, 3, "queue.ftvm"),
+                    "virtio-net: queue 0: size 259",
+                    net="dgram:127.0.0.1:47301,127.0.0.1:47302")
+
+
+DG_GUEST_MAC = bytes.fromhex("02465456de01")
+DG_PEER_MAC = bytes.fromhex("02465456de0a")
+DG_GUEST_IP = bytes([10, 79, 0, 2])
+DG_PEER_IP = bytes([10, 79, 0, 1])
+
+
+def ip_checksum(data):
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def udp_frame(payload):
+    """An Ethernet frame with IPv4/UDP from the peer's port 40000 to 7777
+    (no UDP checksum, which IPv4 allows)."""
+    udp = struct.pack("!HHHH", 40000, 7777, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17,
+                     0, DG_PEER_IP, DG_GUEST_IP)
+    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
+    return DG_GUEST_MAC + DG_PEER_MAC + b"\x08\x00" + ip + udp
+
+
+def arp_reply(frame):
+    """The answer to an ARP request for the peer's address, else None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06" or \
+            frame[20:22] != b"\x00\x01" or frame[38:42] != DG_PEER_IP:
+        return None
+    sha, spa = frame[22:28], frame[28:32]
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + DG_PEER_MAC + \
+        DG_PEER_IP + sha + spa
+    return sha + DG_PEER_MAC + b"\x08\x06" + arp
+
+
+def udp_payload(frame):
+    """The UDP payload of an IPv4/UDP frame from the guest, or None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x00" or frame[23] != 17 \
+            or frame[26:30] != DG_GUEST_IP:
+        return None
+    ihl = (frame[14] & 0xF) * 4
+    udp = frame[14 + ihl:]
+    return udp[8:struct.unpack("!H", udp[4:6])[0]]
+
+
+def dgram_request(sock, rid):
+    """Sends "RID please"; answers ARP meanwhile; returns the reply's
+    words, or fails at the deadline."""
+    sock.send(udp_frame(("%s please" % rid).encode()))
+    deadline = time.monotonic() + ft.scaled(10)
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([sock], [], [], 0.5)
+        if not r:
+            continue
+        frame = sock.recv(2048)
+        reply = arp_reply(frame)
+        if reply:
+            sock.send(reply)
+            continue
+        payload = udp_payload(frame)
+        if payload is not None:
+            return payload.decode(errors="replace").split()
+    check(False, "no answer to %s in %.0f s" % (rid, ft.scaled(10)))
+
+
+def case_net_dgram():
+    can_boot_linux()
+    kernel, initrd = guest_files()
+    guest_sock = os.path.join(ft.tmp, "guest.sock")
+    peer_sock = os.path.join(ft.tmp, "peer.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(peer_sock)
+    t0 = time.monotonic()
+    p = ft.Proc("linux", [FTVM, "run", "--kernel", kernel, "--initrd", initrd,
+                          "--cmdline", CMDLINE % "udp ftvm_ip=10.79.0.2/24",
+                          "--mem", "256M", "--mac", DG_GUEST_MAC.hex(":"),
+                          "--net", "dgram:%s,%s" % (guest_sock, peer_sock)],
+                stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    p.wait_line(lambda l: "udpsvc: listening" in l, 60, "the UDP service")
+    sock.connect(guest_sock)
+    for i in range(10):
+        rid = "d-%d" % i
+        words = dgram_request(sock, rid)
+        check(words == [rid, "ok", str(i + 1)], "%s answered %r; expected "
+              "%s ok %d" % (rid, words, rid, i + 1))
+    log("dgram: 10 requests answered once each, in order")
+    p.kill9()
+    sock.close()
 
 
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
@@ -438,7 +680,9 @@ def case_failover():
         failover_run(i, rng, 1 + i % 2)
 
 
-CASES = {"boot": case_boot, "failover": case_failover, "smp": case_smp, "refuse": case_refuse,
+CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
+         "net": case_net, "net-dgram": case_net_dgram,
+         "failover": case_failover,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
 
 

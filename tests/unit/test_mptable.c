@@ -65,6 +65,47 @@ static void test_two_cpus(void **state)
     assert_int_equal(irq4[7], 4);
 }
 
+static void test_pci(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    mptable_pci_irq irq = { .slot = 1, .ioapic_pin = 16 };
+    size_t n = mptable_size_pci(1, 1);
+
+    assert_int_equal(n, mptable_size(1) + 16);
+    assert_int_equal(mptable_write_pci(buf, sizeof(buf), MPTABLE_ADDR, 1,
+                                       &irq, 1), 0);
+    const uint8_t *t = buf + 16;
+    size_t tlen = (size_t)(t[4] | t[5] << 8);
+    assert_int_equal(16 + tlen, n);
+    assert_int_equal(sum(t, tlen), 0);
+    assert_int_equal(t[34] | t[35] << 8, 1 + 2 + 1 + 16 + 1 + 2);
+    /* The PCI bus (id 0: Linux's PCI bus number), then ISA (id 1). */
+    const uint8_t *bus = t + 44 + 20;
+    assert_int_equal(bus[1], 0);
+    assert_memory_equal(bus + 2, "PCI   ", 6);
+    assert_int_equal(bus[8], 1);
+    assert_int_equal(bus[9], 1);
+    assert_memory_equal(bus + 10, "ISA   ", 6);
+    assert_int_equal(bus[16 + 8 + 4], 1);       /* ISA IRQ 0 from bus 1 */
+    /* After the I/O APIC and the 16 ISA entries: slot 1's INTA#. */
+    const uint8_t *e = bus + 16 + 8 + 16 * 8;
+    assert_int_equal(e[0], 3);
+    assert_int_equal(e[2] | e[3] << 8, 0x0d);   /* active high, level */
+    assert_int_equal(e[4], 0);
+    assert_int_equal(e[5], 1 << 2);
+    assert_int_equal(e[6], 1);                  /* the I/O APIC's id */
+    assert_int_equal(e[7], 16);
+    assert_int_equal(e[8], 4);                  /* then the local ones */
+    /* Pins of the ISA range and slots past 31 are refused. */
+    irq.ioapic_pin = 4;
+    assert_int_equal(mptable_write_pci(buf, sizeof(buf), 0, 1, &irq, 1),
+                     -EINVAL);
+    irq = (mptable_pci_irq){ .slot = 32, .ioapic_pin = 16 };
+    assert_int_equal(mptable_write_pci(buf, sizeof(buf), 0, 1, &irq, 1),
+                     -EINVAL);
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -83,6 +124,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_cpus),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_pci),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
