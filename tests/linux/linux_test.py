@@ -54,6 +54,17 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             into the secondary's stdin answers: the shell carries on; the
             boot, the bring-up, the checkpoint pause and package size are
             logged
+  failover-net
+            a bridge in a namespace the test makes, a TAP for each side:
+            `ftvm secondary --net tap:B` and `ftvm primary --kernel
+            --net tap:A`, the guest's UDP service (ftvm_mode=udp); a
+            client (tests/linux/udpreq.py, resending every 0.5 s) sends 60
+            requests one at a time; kill -9 of the primary after a random
+            5-25 answers: the secondary fails over and announces the MAC,
+            every request is answered, the service's counter in the
+            answers never goes back (an answer the client saw was in a
+            checkpoint the secondary had), and the secondary's shell
+            answers; logs the resends and the longest request
   refuse    (no VM) `ftvm primary --kernel --mode colo`, `ftvm restore
             --kernel` and `ftvm secondary --kernel` exit 2 with the
             message;
@@ -364,6 +375,8 @@ def case_ckpt_bad():
 NET_NS_ADDR = "10.78.0.1/24"
 NET_GUEST = "10.78.0.2"
 NET_TAP = "ftvm-ln0"
+NET_BRIDGE = "ftvm-lbr0"
+PAIR_TAPS = ("ftvm-lp0", "ftvm-ls0")     # the primary's, the secondary's
 UDPREQ = os.path.join(HERE, "udpreq.py")
 
 
@@ -374,7 +387,10 @@ def sh(*argv):
                                                      r.stderr))
 
 
-def make_netns():
+def make_netns(taps=(NET_TAP,)):
+    """A namespace with the TAP devices (up); one holds NET_NS_ADDR, more
+    are the ports of a bridge that holds it (a primary's and a
+    secondary's, as two hosts' on one segment)."""
     if os.geteuid() != 0:
         skip("a TAP device in a network namespace needs root")
     if not shutil.which("ip") or not os.path.exists("/dev/net/tun"):
@@ -391,9 +407,18 @@ def make_netns():
         skip("cannot create a network namespace: %s" % r.stderr.strip())
     ft.cleanups.append(delete)
     ipn = ["ip", "netns", "exec", ns]
-    sh(*ipn, "ip", "tuntap", "add", "dev", NET_TAP, "mode", "tap")
-    sh(*ipn, "ip", "addr", "add", NET_NS_ADDR, "dev", NET_TAP)
-    sh(*ipn, "ip", "link", "set", NET_TAP, "up")
+    for tap in taps:
+        sh(*ipn, "ip", "tuntap", "add", "dev", tap, "mode", "tap")
+        sh(*ipn, "ip", "link", "set", tap, "up")
+    holder = taps[0]
+    if len(taps) > 1:
+        holder = NET_BRIDGE
+        sh(*ipn, "ip", "link", "add", holder, "type", "bridge", "stp_state",
+           "0")
+        for tap in taps:
+            sh(*ipn, "ip", "link", "set", tap, "master", holder)
+        sh(*ipn, "ip", "link", "set", holder, "up")
+    sh(*ipn, "ip", "addr", "add", NET_NS_ADDR, "dev", holder)
     sh(*ipn, "ip", "link", "set", "lo", "up")
     return ns
 
@@ -680,9 +705,83 @@ def case_failover():
         failover_run(i, rng, 1 + i % 2)
 
 
+def case_failover_net():
+    """A Linux pair on a bridge: UDP requests answered through a failover."""
+    can_boot_linux()
+    seed = int(os.environ.get("FTVM_SEED", random.randrange(1 << 30)))
+    log("seed %d (FTVM_SEED to repeat)" % seed)
+    rng = random.Random(seed)
+    ns = make_netns(PAIR_TAPS)
+    kernel, initrd = guest_files()
+    mac = "52:54:00:4c:6e:01"
+    ssock = os.path.join(ft.tmp, "sec.sock")
+    psock = os.path.join(ft.tmp, "pri.sock")
+    failure = "%dms" % round(ft.scaled(1000))
+    sec = ft.Proc("sec", [FTVM, "secondary", "--listen", "127.0.0.1:0",
+                          "--control", ssock, "--failure-timeout", failure,
+                          "--insecure", "--net", "tap:" + PAIR_TAPS[1]],
+                  netns=ns, stdin=subprocess.PIPE)
+    m = sec.wait_err(LISTEN_RE, ft.scaled(30), "listening")
+    t0 = time.monotonic()
+    pri = ft.Proc("pri", [FTVM, "primary", "--kernel", kernel, "--initrd",
+                          initrd, "--cmdline",
+                          CMDLINE % ("udp ftvm_ip=%s/24" % NET_GUEST),
+                          "--mem", "256M", "--net", "tap:" + PAIR_TAPS[0],
+                          "--mac", mac, "--secondary", "%s:%s" % m.groups(),
+                          "--control", psock, "--failure-timeout", failure,
+                          "--insecure"], netns=ns, stdin=subprocess.PIPE)
+    wait_marker(pri, t0)
+    pri.wait_line(lambda l: "udpsvc: listening" in l, 60, "the UDP service")
+    st = ft.ftvmctl_json(FTVMCTL, psock, "status")
+    check(st["state"] == "active", "the primary is %r, not active"
+          % st["state"])
+    n = 60
+    kill_after = rng.randint(5, 25)
+    retry = ft.scaled(0.5)
+    client = ft.Proc("client", ["ip", "netns", "exec", ns, sys.executable,
+                                UDPREQ, NET_GUEST, "7777", "f", str(n),
+                                str(ft.scaled(60)), str(retry)])
+
+    def answers():
+        return [l.split() for l in client.lines()]
+    wait_until(lambda: len(answers()) >= kill_after or
+               (not client.alive() and ft.fail(client.dump())), 120,
+               "%d requests answered by the primary" % kill_after)
+    pri.kill9()
+    before = len(answers())
+    log("killed the primary after %d requests were answered" % before)
+
+    def live():
+        s = ft.ftvmctl_json(FTVMCTL, ssock, "status")
+        return s if s["state"] == "running" else None
+    s = wait_until(live, 60, "the secondary to fail over")
+    rc = client.wait(130)       # scaled: past the client's own deadline
+    rows = answers()
+    check(rc == 0 and len(rows) == n, "the client: exit %d, %d answers of "
+          "%d:\n%s" % (rc, len(rows), n, client.dump()))
+    counters = [int(r[1]) for r in rows]
+    # Each answer's counter above the one before: an answer the client
+    # saw was released only once its checkpoint was on the secondary, so
+    # the secondary's service counts on from at least there; a request
+    # served by the primary but held (the answer never released) is
+    # served again, a higher count.
+    check(all(b > a for a, b in zip(counters, counters[1:])),
+          "the service's counter went back across the failover: %r"
+          % counters)
+    resent = sum(int(r[3]) - 1 for r in rows)
+    worst = max(float(r[2]) for r in rows)
+    log("failover from checkpoint %d in %.1f ms; %d requests answered by "
+        "the primary, %d after; %d resends; the longest request took "
+        "%.0f ms; counters %d..%d" % (
+            s["failover"]["continued_from"], s["failover"]["ms"], before,
+            n - before, resent, worst, counters[0], counters[-1]))
+    check(s["failover"]["announced"] >= 1, "no self-announce sent")
+    ask(sec, "N", "6*7")
+
+
 CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
          "net": case_net, "net-dgram": case_net_dgram,
-         "failover": case_failover,
+         "failover": case_failover, "failover-net": case_failover_net,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
 
 
