@@ -31,6 +31,8 @@ typedef struct pc_state {
     uint32_t pit_len;
     uint8_t pit[sizeof(struct kvm_pit_state2)];
     uint64_t clock;                 /* KVM_GET_CLOCK's, ns */
+    uint64_t clock_tsc;             /* vCPU 0's TSC at that clock; 0: not
+                                       known (version 1) */
     uart8250 uart;
     i8042 kbc;
     cmos rtc;
@@ -327,22 +329,45 @@ static void irqchip_ids(struct kvm_irqchip chip[3])
         chip[i] = (struct kvm_irqchip){ .chip_id = ids[i] };
 }
 
-int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen)
+/*
+ * A vCPU's TSC offset (guest TSC = host TSC + offset: ftvm never scales
+ * the TSC), KVM_VCPU_TSC_OFFSET (Linux 5.16): read or written exactly,
+ * where writing the TSC MSR lands at whatever moment the ioctl runs.
+ */
+static int tsc_offset(int vcpu_fd, uint64_t *ofs, bool set)
+{
+    struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL,
+                                 .attr = KVM_VCPU_TSC_OFFSET,
+                                 .addr = (uint64_t)(uintptr_t)ofs };
+    return ioctl(vcpu_fd, set ? KVM_SET_DEVICE_ATTR : KVM_GET_DEVICE_ATTR,
+                 &a) < 0 ? -errno : 0;
+}
+
+int pc_state_fetch(pc *p, int vcpu0_fd, uint64_t tsc_read_ns, char *err,
+                   size_t errlen)
 {
     pc_state *s = &p->st;
     struct kvm_irqchip chip[3];
     irqchip_ids(chip);
     struct kvm_pit_state2 pit;
     struct kvm_clock_data clock = { 0 };
+    uint64_t ofs;
 
     s->fetch_error = -EIO;
     /* First: the caller has just read the TSCs. */
     uint64_t t = mono_ns();
     if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
         return s->fetch_error = vm_fail(p, "KVM_GET_CLOCK", err, errlen);
-    /* As of the TSC's moment (microseconds before, more when nested). */
-    if (tsc_read_ns && tsc_read_ns < t && t - tsc_read_ns < clock.clock)
+    s->clock_tsc = 0;
+    if ((clock.flags & KVM_CLOCK_HOST_TSC) &&
+        tsc_offset(vcpu0_fd, &ofs, false) == 0) {
+        /* KVM read the clock and the host's TSC together: exact. */
+        s->clock_tsc = clock.host_tsc + ofs;
+    } else if (tsc_read_ns && tsc_read_ns < t &&
+               t - tsc_read_ns < clock.clock) {
+        /* As of the TSC's moment (microseconds before, more nested). */
         clock.clock -= t - tsc_read_ns;
+    }
     for (unsigned i = 0; i < 3; i++)
         if (ioctl(p->kvm->vm_fd, KVM_GET_IRQCHIP, &chip[i]) < 0)
             return s->fetch_error = vm_fail(p, "KVM_GET_IRQCHIP", err,
@@ -429,15 +454,53 @@ int pc_state_push(pc *p, char *err, size_t errlen)
  * and TSC clocksources agreeing (a gap of milliseconds between the two
  * made the guest's watchdog mark the TSC unstable).
  */
-int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
-                        size_t errlen)
+/*
+ * Exact: the clock set to its saved value, then read back with the host
+ * TSC of that moment, and every vCPU's TSC offset set so that its TSC
+ * there is the saved one plus the clock's advance since (one rate: a
+ * guest's TSCs run together).  -ENOTSUP where KVM cannot say the host
+ * TSC or take an offset.
+ */
+static int push_clock_exact(pc *p, const int *vcpu_fds, unsigned n,
+                            char *err, size_t errlen)
 {
-    struct kvm_clock_data clock = { .clock = p->st.clock + since_tsc_ns };
+    struct kvm_clock_data c = { .clock = p->st.clock };
 
-    if (ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+    if (ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &c) < 0)
         return vm_fail(p, "KVM_SET_CLOCK", err, errlen);
-    p->st.loaded = false;
+    c = (struct kvm_clock_data){ 0 };
+    if (ioctl(p->kvm->vm_fd, KVM_GET_CLOCK, &c) < 0)
+        return vm_fail(p, "KVM_GET_CLOCK", err, errlen);
+    int khz = ioctl(vcpu_fds[0], KVM_GET_TSC_KHZ, 0);
+    if (!(c.flags & KVM_CLOCK_HOST_TSC) || khz <= 0 || c.clock < p->st.clock)
+        return -ENOTSUP;
+    uint64_t ticks = (c.clock - p->st.clock) * (uint64_t)khz / 1000000u;
+    uint64_t ofs = p->st.clock_tsc + ticks - c.host_tsc;
+    for (unsigned i = 0; i < n; i++) {
+        int rc = tsc_offset(vcpu_fds[i], &ofs, true);
+        if (rc == -ENXIO || rc == -EINVAL || rc == -ENOTTY)
+            return i == 0 ? -ENOTSUP : vm_fail(p, "KVM_VCPU_TSC_OFFSET",
+                                                err, errlen);
+        if (rc < 0)
+            return vm_fail(p, "KVM_VCPU_TSC_OFFSET", err, errlen);
+    }
     return 0;
+}
+
+int pc_state_push_clock(pc *p, const int *vcpu_fds, unsigned n,
+                        uint64_t since_tsc_ns, char *err, size_t errlen)
+{
+    int rc = p->st.clock_tsc ? push_clock_exact(p, vcpu_fds, n, err, errlen)
+                             : -ENOTSUP;
+    if (rc == -ENOTSUP) {
+        /* As of vCPU 0's TSC write, timed as its ioctl began. */
+        struct kvm_clock_data clock = { .clock = p->st.clock + since_tsc_ns };
+        rc = ioctl(p->kvm->vm_fd, KVM_SET_CLOCK, &clock) < 0
+                 ? vm_fail(p, "KVM_SET_CLOCK", err, errlen) : 0;
+    }
+    if (rc == 0)
+        p->st.loaded = false;
+    return rc;
 }
 
 void *pc_state_obj(pc *p)
@@ -514,6 +577,7 @@ static const vmstate_field state_fields[] = {
     {VMSTATE_SCALAR(pc_state, pit_len)},
     {VMSTATE_VBUFFER(pc_state, pit, pit_len)},
     {VMSTATE_SCALAR(pc_state, clock)},
+    {VMSTATE_SCALAR(pc_state, clock_tsc), .version = 2},
     {VMSTATE_STRUCT(pc_state, uart, uart8250_desc)},
     {VMSTATE_STRUCT(pc_state, kbc, i8042_desc)},
     {VMSTATE_STRUCT(pc_state, rtc, cmos_desc)},
@@ -521,7 +585,7 @@ static const vmstate_field state_fields[] = {
 };
 
 const vmstate_desc pc_state_desc = {
-    .name = "pc", .version = 1, .minimum_version = 1,
+    .name = "pc", .version = 2, .minimum_version = 1,
     .size = sizeof(pc_state), .fields = state_fields,
     .pre_save = state_pre_save, .check = state_check,
     .post_load = state_post_load,

@@ -11,7 +11,7 @@
  * from any vCPU thread and its console input from the loop thread; one
  * lock serialises the devices.
  *
- * State ("pc", version 1, pc_state_desc): the PIC pair and the I/O APIC
+ * State ("pc", version 2, pc_state_desc): the PIC pair and the I/O APIC
  * (KVM_GET_IRQCHIP), the PIT (KVM_GET_PIT2), each as KVM's x86 struct
  * with its length, the KVM clock (KVM_GET_CLOCK), and the UART, keyboard
  * controller and CMOS as their own descriptions.  It is read into a copy
@@ -114,12 +114,15 @@ void *pc_state_obj(pc *p);
  * state copy; with every vCPU out of KVM_RUN, right after the vCPUs'
  * TSCs were read (vcpu_state_refresh_tsc): the guest's kvmclock is
  * computed from its TSC, and the two must be saved as of one moment or
- * the guest sees them drift apart across a restore; tsc_read_ns (mono_ns
- * as vCPU 0's TSC was read, 0: unknown) gives the moment, and the clock
- * is saved as of it.  0, or -errno with a message (and the next save of
- * the copy fails).
+ * the guest sees them drift apart across a restore.  Where KVM reads
+ * the host's TSC with the clock (KVM_CLOCK_HOST_TSC) and gives vCPU 0's
+ * TSC offset (vcpu0_fd), vCPU 0's TSC at the clock's moment is saved with
+ * it, exactly; elsewhere tsc_read_ns (mono_ns as vCPU 0's TSC was read,
+ * 0: unknown) gives the moment, and the clock is saved as of it.  0, or
+ * -errno with a message (and the next save of the copy fails).
  */
-int pc_state_fetch(pc *p, uint64_t tsc_read_ns, char *err, size_t errlen);
+int pc_state_fetch(pc *p, int vcpu0_fd, uint64_t tsc_read_ns, char *err,
+                   size_t errlen);
 /* Whether a load filled the copy, which pc_state_push has not pushed. */
 bool pc_state_loaded(const pc *p);
 /*
@@ -128,11 +131,15 @@ bool pc_state_loaded(const pc *p);
  */
 int pc_state_push(pc *p, char *err, size_t errlen);
 /*
- * The loaded KVM clock, after the vCPUs' state and before they run: the
- * saved value plus since_tsc_ns, the time since vCPU 0's TSC was set to
- * its saved value, so that clock and TSC go on from the same moment.
+ * The loaded KVM clock, after the vCPUs' state and before they run, so
+ * that clock and TSCs go on from the same moment: with vCPU 0's TSC at
+ * the clock saved (version 2, a KVM that gives TSC offsets), the clock
+ * set and each of the n vCPUs' TSC offset set to match it exactly;
+ * otherwise the saved value plus since_tsc_ns, the time since vCPU 0's
+ * TSC was set to its saved value.  0, or -errno with a message.
  */
-int pc_state_push_clock(pc *p, uint64_t since_tsc_ns, char *err,
+int pc_state_push_clock(pc *p, const int *vcpu_fds, unsigned n,
+                        uint64_t since_tsc_ns, char *err,
                         size_t errlen);
 
 #endif

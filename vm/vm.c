@@ -310,7 +310,7 @@ int vm_boot_kernel(vm *v, const char *kernel, const char *initrd,
         rc = vcpu_state_fetch(v->cpus[i].c, err, errlen);
     /* So that a VM saved before it ever ran holds its entry state. */
     if (rc == 0)
-        rc = pc_state_fetch(v->pc, 0, err, errlen);
+        rc = pc_state_fetch(v->pc, v->cpus[0].c->fd, 0, err, errlen);
     if (rc < 0)
         return rc;
     v->booted = true;
@@ -495,9 +495,12 @@ static int push_loaded(vm *v, char *err, size_t errlen)
         v->booted = true;
     }
     if (pc_loaded) {
+        int fds[VM_MAX_VCPUS];
+        for (unsigned i = 0; i < v->ncpus; i++)
+            fds[i] = v->cpus[i].c->fd;
         uint64_t t = v->cpus[0].c->tsc_pushed_ns, now = mono_ns();
-        int rc = pc_state_push_clock(v->pc, t && t < now ? now - t : 0, err,
-                                     errlen);
+        int rc = pc_state_push_clock(v->pc, fds, v->ncpus,
+                                     t && t < now ? now - t : 0, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -641,8 +644,8 @@ int vm_pause(vm *v, char *err, size_t errlen)
         for (unsigned i = v->ncpus; i-- > 0;)
             tsc = vcpu_state_refresh_tsc(v->cpus[i].c, why,
                                          sizeof(why)) == 0 && tsc;
-        pc_state_fetch(v->pc, tsc ? v->cpus[0].c->tsc_read_ns : 0, why,
-                       sizeof(why));
+        pc_state_fetch(v->pc, v->cpus[0].c->fd,
+                       tsc ? v->cpus[0].c->tsc_read_ns : 0, why, sizeof(why));
     }
     pthread_mutex_unlock(&v->lock);
     return 0;

@@ -343,7 +343,7 @@ def case_ckpt_bad():
                timeout=ft.scaled(60))
     check(r.returncode == 0, "ftvm inspect exited %d: %s"
           % (r.returncode, r.stderr))
-    for want in ("  pc (instance 0, version 1):", "    cpu/pc:",
+    for want in ("  pc (instance 0, version 2):", "    cpu/pc:",
                  "      lapic_len: 1024", "    pic_master_len: 16",
                  "    pit_len: ", "    uart:", "    kbc:", "    rtc:",
                  "      pc_msr_mask: "):
@@ -355,10 +355,10 @@ def case_ckpt_bad():
     with open(trunc, "wb") as f:
         f.write(data[:len(data) * 2 // 3])
     restore_refused(trunc, "truncated")
-    # "pc" 0, version 1, then pic_master_len (be32 16): 17 is over its
+    # "pc" 0, version 2, then pic_master_len (be32 16): 17 is over its
     # room.  Device sections are validated before the trailer's checksum
     # is reached, so the section itself is what refuses it.
-    pc_hdr = b"\x02pc" + b"\0\0\0\0" + b"\0\0\0\x01"
+    pc_hdr = b"\x02pc" + b"\0\0\0\0" + b"\0\0\0\x02"
     restore_refused(damaged(data, pc_hdr, 3, 17, "pic.ftvm"), "'pc'",
                     "pic_master")
     # "cpu/pc" version 1, lapic_len, the LAPIC page, then mp_state (be32):
