@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "daemon/exitcode.h"
+#include "daemon/guest.h"
 #include "daemon/log.h"
-#include "vm/pc.h"
 #include "vm/restore.h"
 
 typedef struct vmrun {
@@ -72,10 +72,8 @@ static int restore_vm(vmrun_opts *o, vm **v, char *err, size_t errlen)
     }
     o->vm.cfg.mem_size = info.mem_size;
     o->vm.cfg.vcpus = info.vcpus;
-    /* A Linux VM's console input is stdin, as for `ftvm run --kernel`. */
     o->vm.cfg.machine = info.machine;
-    if (info.machine == VM_MACHINE_PC)
-        o->vm.cfg.console_in_fd = STDIN_FILENO;
+    guest_config(&o->vm.cfg);
     r = vm_create(v, &o->vm.cfg, err, errlen);
     if (r == 0)
         r = restore_load(*v, o->image, err, errlen);
@@ -89,16 +87,11 @@ int vmrun_run(vmrun_opts *o)
     int r;
 
     if (o->mode == VMRUN_BOOT) {
-        if (o->vm.kernel)
-            o->vm.cfg.console_in_fd = STDIN_FILENO;
+        guest_config(&o->vm.cfg);
         r = vm_create(&run.v, &o->vm.cfg, err, sizeof(err));
-        if (r == 0 && o->vm.kernel)
-            r = vm_boot_kernel(run.v, o->vm.kernel, o->vm.initrd,
-                               o->vm.cmdline ? o->vm.cmdline
-                                             : PC_DEFAULT_CMDLINE,
-                               err, sizeof(err));
-        else if (r == 0)
-            r = vm_boot(run.v, o->image, o->guest_args, err, sizeof(err));
+        if (r == 0)
+            r = guest_boot(run.v, &o->vm, o->image, o->guest_args, err,
+                           sizeof(err));
     } else {
         r = restore_vm(o, &run.v, err, sizeof(err));
     }

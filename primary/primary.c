@@ -10,13 +10,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "daemon/exitcode.h"
+#include "daemon/guest.h"
 #include "daemon/log.h"
 #include "primary/primary_ctl.h"
 #include "primary/protected_vm.h"
-#include "vm/pc.h"
 
 typedef struct primary {
     daemon_process *d;
@@ -66,19 +65,12 @@ static int create_vm(primary *pm, primary_opts *o)
         return -ENOMEM;
     }
     protected_vm_route(pm->pv, &o->vm.cfg);
-    /* A Linux guest's console input is stdin, as for `ftvm run`. */
-    if (o->vm.kernel)
-        o->vm.cfg.console_in_fd = STDIN_FILENO;
+    guest_config(&o->vm.cfg);
     int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
     if (r == 0) {
         protected_vm_use(pm->pv, pm->v);
-        if (o->vm.kernel)
-            r = vm_boot_kernel(pm->v, o->vm.kernel, o->vm.initrd,
-                               o->vm.cmdline ? o->vm.cmdline
-                                             : PC_DEFAULT_CMDLINE,
-                               err, sizeof(err));
-        else
-            r = vm_boot(pm->v, o->image, o->guest_args, err, sizeof(err));
+        r = guest_boot(pm->v, &o->vm, o->image, o->guest_args, err,
+                       sizeof(err));
     }
     if (r < 0) {
         log_msg("%s", err);

@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "daemon/guest.h"
 
 int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
                    char *err, size_t errlen)
@@ -31,9 +32,7 @@ int replica_create(qfile *f, const vmshape *shape, const char *net,
     int r = replica_config(shape, net, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
-    /* Once it runs, a Linux guest's console input is stdin, as for run. */
-    if (cfg.machine == VM_MACHINE_PC)
-        cfg.console_in_fd = STDIN_FILENO;
+    guest_config(&cfg);         /* read once it runs, not before */
     cfg.console_fn = output->console_fn;
     cfg.console_opaque = output->console_opaque;
     cfg.transmit_fn = output->transmit_fn;
