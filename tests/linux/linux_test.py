@@ -51,7 +51,10 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             default 2, alternating 1 and 2 vCPUs): the secondary fails over, its counter lines join
             the primary's released ones with no duplicate and no gap (a
             gap only in the documented lost-ACK race), and a command typed
-            into the secondary's stdin answers: the shell carries on; the
+            into the secondary's stdin answers: the shell carries on; in
+            the last run the survivor is protected again (`ftvmctl
+            protect C`), then killed: C goes on with the counter and its
+            shell answers; the
             boot, the bring-up, the checkpoint pause and package size are
             logged
   failover-net
@@ -612,7 +615,7 @@ def counts_of(p):
     return [int(m.group(1)) for m in map(COUNT_RE.search, p.lines()) if m]
 
 
-def failover_run(i, rng, vcpus):
+def failover_run(i, rng, vcpus, reprotect):
     kernel, initrd = guest_files()
     ssock = os.path.join(ft.tmp, "sec%d.sock" % i)
     psock = os.path.join(ft.tmp, "pri%d.sock" % i)
@@ -688,11 +691,54 @@ def failover_run(i, rng, vcpus):
               % (gap, last, after[0], fo["continued_from"], acked))
         log("gap of %d line: the lost-ACK race" % gap)
     ask(sec, "B%d" % i, "7*8")
+    if reprotect:
+        protect_again(sec, ssock, failure, after[0], rng)
     log("run %d (%d vCPUs): the primary released counts 0..%d, the "
         "secondary went on at %d from checkpoint %d (acked before the kill: "
         "%d), failover %.1f ms after it decided" % (i, vcpus, last, after[0],
                                       fo["continued_from"], acked, fo["ms"]))
     sec.kill9()
+
+
+def protect_again(b, bsock, failure, first, rng):
+    """B, now running the VM, protected by a new secondary C (`ftvmctl
+    protect`): the survivor replicates the Linux VM it took over; kill -9
+    of B, C goes on with the counter."""
+    csock = os.path.join(ft.tmp, "c.sock")
+    c = ft.Proc("c", [FTVM, "secondary", "--listen", "127.0.0.1:0",
+                      "--control", csock, "--failure-timeout", failure,
+                      "--insecure"], stdin=subprocess.PIPE)
+    m = c.wait_err(LISTEN_RE, ft.scaled(30), "listening")
+    r = ft.run([FTVMCTL, "-s", bsock, "protect", "%s:%s" % m.groups()],
+               capture_output=True, text=True, timeout=ft.scaled(30))
+    check(r.returncode == 0, "ftvmctl protect: exit %d: %s%s"
+          % (r.returncode, r.stdout, r.stderr))
+
+    def protected():
+        st = ft.ftvmctl_json(FTVMCTL, bsock, "status").get("protection", {})
+        return st if st.get("state") == "active" and \
+            st.get("checkpoint", {}).get("last_acked", 0) >= 1 else None
+    wait_until(protected, 60, "B protected by C")
+    n = len(counts_of(b)) + 1 + rng.randint(0, 2)
+    wait_until(lambda: len(counts_of(b)) >= n, 60,
+               "B's counter going on, protected")
+    b.kill9()
+    seen = counts_of(b)
+
+    def live():
+        st = ft.ftvmctl_json(FTVMCTL, csock, "status")
+        return st if st["state"] == "running" else None
+    st = wait_until(live, 60, "C to fail over")
+    wait_until(lambda: len(counts_of(c)) >= 1, 60, "the counter on C")
+    after = counts_of(c)
+    # As for B: the next line, or one more in the lost-ACK race.
+    check(seen[-1] < after[0] <= seen[-1] + 2,
+          "C went on at %d after B's last %d" % (after[0], seen[-1]))
+    ask(c, "C", "6*7")
+    log("protected again: B released counts %d..%d, C went on at %d from "
+        "checkpoint %d" % (first, seen[-1], after[0],
+                           st["failover"]["continued_from"]))
+    c.kill9()
 
 
 def case_failover():
@@ -701,8 +747,10 @@ def case_failover():
     log("seed %d (FTVM_SEED to repeat)" % seed)
     rng = random.Random(seed)
     # Runs alternate one vCPU and two (SMP: both LAPICs, the IPIs).
-    for i in range(int(os.environ.get("FTVM_LINUX_RUNS", "2"))):
-        failover_run(i, rng, 1 + i % 2)
+    # The last protects the survivor again and kills it in turn.
+    runs = int(os.environ.get("FTVM_LINUX_RUNS", "2"))
+    for i in range(runs):
+        failover_run(i, rng, 1 + i % 2, i == runs - 1)
 
 
 def case_failover_net():
