@@ -90,7 +90,16 @@ struct ldisk {
     unsigned long *vbuf;        /* validate: chunks that will have a buf */
 };
 
+/*
+ * Chunk buffers an emptied stage keeps for the next package, so staging
+ * copies into memory already faulted in (bench_disk: about twice as fast
+ * as fresh buffers); at most this many, whatever the package held.
+ */
+#define POOL_KEEP 64
+
 struct block_loader {
+    uint8_t *pool[POOL_KEEP];
+    size_t npool;
     struct ldisk *disks;
     size_t n;
     struct entry *ents;
@@ -149,7 +158,10 @@ void block_stage_drop(block_loader *l)
         struct entry *e = &l->ents[i];
 
         l->disks[e->disk].slot[e->chunk] = 0;
-        free(e->buf);
+        if (e->buf && l->npool < POOL_KEEP)
+            l->pool[l->npool++] = e->buf;
+        else
+            free(e->buf);
     }
     l->nents = 0;
     l->nbufs = 0;
@@ -167,6 +179,8 @@ void block_loader_free(block_loader *l)
             free(l->disks[i].vbuf);
         }
     }
+    while (l->npool)
+        free(l->pool[--l->npool]);
     free(l->ents);
     free(l->disks);
     free(l);
@@ -248,7 +262,7 @@ static int stage(block_loader *l, qfile *f, uint32_t di, uint64_t c,
         if (l->nbufs >= l->max_bufs)
             return qfile_fail(f, -EFBIG, "block: staging over its bound "
                               "(not validated first?)");
-        e->buf = malloc(DISK_CHUNK_SIZE);
+        e->buf = l->npool ? l->pool[--l->npool] : malloc(DISK_CHUNK_SIZE);
         if (!e->buf)
             return qfile_fail(f, -ENOMEM, "block: staging: out of memory");
         l->nbufs++;
