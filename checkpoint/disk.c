@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -86,6 +87,17 @@ int disk_open(disk **out, const char *path, bool readonly, const char *name,
     if (fstat(fd, &st) < 0) {
         rc = -errno;
         snprintf(err, errlen, "disk %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    /*
+     * As QEMU locks its images: two writers of one image (a primary and
+     * a secondary given the same path on one host) would corrupt it.
+     */
+    if (flock(fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        snprintf(err, errlen, "disk %s: %s", path, errno == EWOULDBLOCK
+                 ? "in use by another user of the image (it is locked)"
+                 : strerror(errno));
         goto fail;
     }
     rc = -EINVAL;

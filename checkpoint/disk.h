@@ -51,7 +51,9 @@ int disk_parse_spec(const char *spec, disk_spec *out, char *err,
  * Opens the image at path (read-write unless readonly) as device name
  * (1..255 bytes: the name the `block` section carries).  The file must be
  * a regular file whose size is a nonzero multiple of 512 up to
- * DISK_MAX_SIZE.  0, or -errno with the reason (naming the path) in err.
+ * DISK_MAX_SIZE.  The image is locked (flock: exclusive, or shared when
+ * readonly) while open; -EBUSY when another open holds a conflicting
+ * lock.  0, or -errno with the reason (naming the path) in err.
  */
 int disk_open(disk **out, const char *path, bool readonly, const char *name,
               char *err, size_t errlen);

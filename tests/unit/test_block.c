@@ -553,7 +553,7 @@ static void test_loader_new(void **state)
     (void)state;
     d[0] = open_ok(p, false, "disk0");
     d[1] = open_ok(diskimg_make("b.img", MIB, 0), false, "disk0");
-    ro = open_ok(p, true, "disk1");
+    ro = open_ok(diskimg_make("c.img", MIB, 0), true, "disk1");
     assert_int_equal(block_loader_new(&l, d, 2, 0), -EINVAL);
     assert_null(l);
     assert_int_equal(block_loader_new(&l, &ro, 1, 0), -EINVAL);

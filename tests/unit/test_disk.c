@@ -102,6 +102,32 @@ static void test_open_refusals(void **state)
     disk_close(d);
     d = NULL;
 
+    /* Locked: one writer, or any number of readers. */
+    p = diskimg_make("locked.img", MIB, 0);
+    d = open_ok(p, false);
+    {
+        disk *e = NULL;
+
+        assert_int_equal(disk_open(&e, p, false, "disk1", err, sizeof(err)),
+                         -EBUSY);
+        assert_non_null(strstr(err, "locked"));
+        assert_int_equal(disk_open(&e, p, true, "disk1", err, sizeof(err)),
+                         -EBUSY);
+        disk_close(d);
+        d = open_ok(p, true);
+        e = open_ok(p, true);
+        {
+            disk *w = NULL;
+
+            assert_int_equal(disk_open(&w, p, false, "disk1", err,
+                                       sizeof(err)), -EBUSY);
+            assert_null(w);
+        }
+        disk_close(e);
+        disk_close(d);
+        d = NULL;
+    }
+
     assert_int_equal(disk_open(&d, diskimg_dir(), true, "disk0", err,
                                sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "not a regular file"));
