@@ -25,51 +25,80 @@ void block_save_eos(qfile *f)
     qfile_put_be64(f, BLOCK_FLAG_EOS);
 }
 
+/* One chunk's record, read from the image now.  0 or -errno (latched). */
+static int save_chunk(qfile *f, disk *d, uint64_t c, uint8_t *scratch,
+                      block_save_stats *stats)
+{
+    int err = disk_read_chunk(d, c, scratch);
+    bool zero;
+
+    if (err)
+        return qfile_fail(f, err, "disk '%s' (%s): reading chunk %" PRIu64
+                          " at byte %" PRIu64 ": %s", disk_name(d),
+                          disk_path(d), c, c << DISK_CHUNK_BITS,
+                          strerror(-err));
+    /* The tail past a partial last chunk is zeros (disk_read_chunk). */
+    zero = disk_is_zero(scratch, disk_chunk_len(d, c));
+    qfile_put_be64(f, (c << DISK_CHUNK_BITS) | BLOCK_FLAG_DEVICE_BLOCK |
+                      (zero ? BLOCK_FLAG_ZERO_BLOCK : 0));
+    qfile_put_str(f, disk_name(d));
+    if (!zero)
+        qfile_put_buf(f, scratch, DISK_CHUNK_SIZE);
+    if (stats)
+        *(zero ? &stats->zero_chunks : &stats->data_chunks) += 1;
+    return qfile_error(f);
+}
+
 int64_t block_save(qfile *f, disk *d, const unsigned long *taken,
                    uint8_t *scratch, block_save_stats *stats)
 {
     uint64_t start = qfile_tell(f);
     uint64_t chunks = disk_chunks(d);
     int64_t sent = 0;
-    int err = 0;
 
-    for (uint64_t c = 0; c < chunks && !err; c++) {
-        uint64_t hdr = (c * DISK_CHUNK_SECTORS) << DISK_SECTOR_BITS;
-        bool zero;
-
+    for (uint64_t c = 0; c < chunks; c++) {
         if (!(taken[c / LONG_BITS] & (1UL << (c % LONG_BITS))))
             continue;
-        err = disk_read_chunk(d, c, scratch);
-        if (err) {
-            qfile_fail(f, err, "disk '%s' (%s): reading chunk %" PRIu64
-                       " at byte %" PRIu64 ": %s", disk_name(d),
-                       disk_path(d), c, c << DISK_CHUNK_BITS,
-                       strerror(-err));
-            break;
+        if (save_chunk(f, d, c, scratch, stats) < 0) {
+            /*
+             * The stream is broken; give back everything taken (sending
+             * a chunk twice is harmless, losing one is not).
+             */
+            disk_mark_dirty_bits(d, taken);
+            return qfile_error(f);
         }
-        /* The tail past a partial last chunk is zeros (disk_read_chunk). */
-        zero = disk_is_zero(scratch, disk_chunk_len(d, c));
-        qfile_put_be64(f, hdr | BLOCK_FLAG_DEVICE_BLOCK |
-                          (zero ? BLOCK_FLAG_ZERO_BLOCK : 0));
-        qfile_put_str(f, disk_name(d));
-        if (!zero)
-            qfile_put_buf(f, scratch, DISK_CHUNK_SIZE);
-        if (stats)
-            *(zero ? &stats->zero_chunks : &stats->data_chunks) += 1;
         sent++;
-        err = qfile_error(f);
-    }
-    if (err) {
-        /*
-         * The stream is broken; give back everything taken (sending a
-         * chunk twice is harmless, losing one is not).
-         */
-        disk_mark_dirty_bits(d, taken);
-        return err;
     }
     block_save_eos(f);
     if (stats)
         stats->bytes += qfile_tell(f) - start;
+    return qfile_error(f) ? qfile_error(f) : sent;
+}
+
+int64_t block_save_dirty(qfile *f, disk *d, uint8_t *scratch,
+                         uint64_t max_chunks, block_save_stats *stats)
+{
+    uint64_t start = qfile_tell(f);
+    uint64_t chunks = disk_chunks(d);
+    int64_t sent = 0;
+
+    for (uint64_t c = disk_next_dirty(d, 0); c < chunks;
+         c = disk_next_dirty(d, c + 1)) {
+        if (max_chunks && (uint64_t)sent == max_chunks)
+            break;
+        if (!disk_test_and_clear(d, c))
+            continue;
+        if (save_chunk(f, d, c, scratch, stats) < 0) {
+            disk_mark_dirty(d, c * DISK_CHUNK_SECTORS, 1);
+            return qfile_error(f);
+        }
+        sent++;
+    }
+    block_save_eos(f);
+    if (stats) {
+        stats->bytes += qfile_tell(f) - start;
+        stats->remaining = disk_dirty_count(d);
+    }
     return qfile_error(f) ? qfile_error(f) : sent;
 }
 

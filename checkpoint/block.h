@@ -39,6 +39,7 @@ typedef struct block_save_stats {
     uint64_t zero_chunks;
     uint64_t data_chunks;
     uint64_t bytes;             /* bytes written, EOS included */
+    uint64_t remaining;         /* block_save_dirty: chunks still dirty */
 } block_save_stats;
 
 /*
@@ -53,6 +54,16 @@ typedef struct block_save_stats {
  */
 int64_t block_save(qfile *f, disk *d, const unsigned long *taken,
                    uint8_t *scratch, block_save_stats *stats);
+/*
+ * A live pass (the bring-up, with the guest running): sends up to
+ * max_chunks (0 = all) of the disk's dirty chunks in order, clearing each
+ * bit just before reading its chunk, then EOS.  A write that lands after
+ * a chunk's bit was cleared sets it again, so the chunk goes in a later
+ * pass.  Returns the chunk records written, or -errno (the failed chunk
+ * is marked dirty again; the stream is broken).
+ */
+int64_t block_save_dirty(qfile *f, disk *d, uint8_t *scratch,
+                         uint64_t max_chunks, block_save_stats *stats);
 /* Only EOS: a body with nothing dirty (QEMU's START body is this). */
 void block_save_eos(qfile *f);
 

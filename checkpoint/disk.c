@@ -352,6 +352,29 @@ uint64_t disk_take_dirty(disk *d, unsigned long *out)
     return n;
 }
 
+uint64_t disk_next_dirty(const disk *d, uint64_t from)
+{
+    for (uint64_t w = from / LONG_BITS; w < d->words; w++) {
+        unsigned long v = __atomic_load_n(&d->dirty[w], __ATOMIC_ACQUIRE);
+
+        if (w == from / LONG_BITS)
+            v &= ~0UL << (from % LONG_BITS);
+        if (v)
+            return w * LONG_BITS + (uint64_t)__builtin_ctzl(v);
+    }
+    return d->chunks;
+}
+
+bool disk_test_and_clear(disk *d, uint64_t c)
+{
+    unsigned long bit = 1UL << (c % LONG_BITS);
+
+    if (c >= d->chunks)
+        return false;
+    return __atomic_fetch_and(&d->dirty[c / LONG_BITS], ~bit,
+                              __ATOMIC_ACQUIRE) & bit;
+}
+
 uint64_t disk_dirty_count(const disk *d)
 {
     uint64_t n = 0;

@@ -110,6 +110,15 @@ void disk_mark_dirty_bits(disk *d, const unsigned long *bits);
  * chunks were dirty.
  */
 uint64_t disk_take_dirty(disk *d, unsigned long *out);
+/*
+ * The first dirty chunk at or after `from`, or disk_chunks() when none;
+ * and clearing one chunk's bit, returning whether it was set.  Together,
+ * a live pass (the bring-up) that sends chunks one at a time while the
+ * guest writes: a bit cleared before its chunk is read is set again by
+ * any write that lands after, and the chunk goes again.
+ */
+uint64_t disk_next_dirty(const disk *d, uint64_t from);
+bool disk_test_and_clear(disk *d, uint64_t c);
 /* Chunks dirty now (a snapshot; writers may be adding to it). */
 uint64_t disk_dirty_count(const disk *d);
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,6 +309,91 @@ static void test_sparse(void **state)
     disk_close(dst);
     free(t);
     free(body);
+}
+
+/*
+ * The bring-up: passes of at most 3 chunks while a writer thread keeps
+ * writing, applied on the other side as they come; then the writer stops
+ * (the guest paused for the first checkpoint), one last pass sends what
+ * is still dirty, and the images are the same.
+ */
+struct scribbler {
+    disk *d;
+    int stop;
+    unsigned writes;
+};
+
+static void *scribble(void *arg)
+{
+    struct scribbler *s = arg;
+    uint64_t x = 88172645463325252ULL;
+    uint8_t sec[512];
+
+    while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memset(sec, (int)(x >> 56), sizeof(sec));
+        if (disk_write(s->d, x % disk_sectors(s->d), sec, 1) < 0)
+            abort();
+        s->writes++;
+    }
+    return NULL;
+}
+
+static void test_live_bringup(void **state)
+{
+    const char *sp = diskimg_make("live-src.img", 16 * MIB, 40);
+    const char *dp = diskimg_make("live-dst.img", 16 * MIB, 41);
+    disk *src = open_ok(sp, false, "disk0"), *dst = open_ok(dp, false,
+                                                            "disk0");
+    struct scribbler s = { .d = src };
+    block_save_stats st = { 0 };
+    block_loader *l;
+    qfile *f = qfile_open_mem("body");
+    pthread_t th;
+    int passes = 0;
+    int64_t n;
+
+    (void)state;
+    assert_int_equal(block_loader_new(&l, &dst, 1, 4 * MIB), 0);
+    disk_mark_all_dirty(src);
+    assert_int_equal(pthread_create(&th, NULL, scribble, &s), 0);
+    do {
+        const uint8_t *b;
+        size_t len;
+
+        qfile_mem_reset(f);
+        n = block_save_dirty(f, src, scratch, 3, &st);
+        assert_true(n >= 0 && n <= 3);
+        b = qfile_mem_data(f, &len);
+        assert_int_equal(load_unit(l, b, len), 0);
+        assert_int_equal(block_apply(l, false, err, sizeof(err)), 0);
+        passes++;
+    } while ((passes < 6 || st.remaining > 0) && passes < 1000);
+    __atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    qfile_mem_reset(f);
+    n = block_save_dirty(f, src, scratch, 0, &st);
+    assert_true(n >= 0);
+    {
+        const uint8_t *b;
+        size_t len;
+
+        b = qfile_mem_data(f, &len);
+        assert_int_equal(load_unit(l, b, len), 0);
+        assert_int_equal(block_apply(l, true, err, sizeof(err)), 0);
+    }
+    assert_int_equal(st.remaining, 0);
+    assert_same_files(sp, dp);
+    print_message("%d live passes, %u guest writes, %llu data and %llu "
+                  "zero chunks sent, %lld in the last pass\n", passes,
+                  s.writes, (unsigned long long)st.data_chunks,
+                  (unsigned long long)st.zero_chunks, (long long)n);
+    block_loader_free(l);
+    qfile_close(f);
+    disk_close(src);
+    disk_close(dst);
 }
 
 /* ------------------------------ refusals ------------------------------ */
@@ -776,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_dirty),
         cmocka_unit_test(test_repeats),
         cmocka_unit_test(test_sparse),
+        cmocka_unit_test(test_live_bringup),
         cmocka_unit_test(test_refuse_records),
         cmocka_unit_test(test_refuse_version),
         cmocka_unit_test(test_refuse_truncated),
