@@ -113,7 +113,9 @@ struct entry {
 };
 
 struct ldisk {
-    disk *d;
+    disk *d;                    /* NULL inspecting */
+    char name[DISK_NAME_MAX + 1];
+    uint64_t data_chunks, zero_chunks;  /* counted by APPLY passes */
     uint64_t chunks;
     uint32_t *slot;             /* per chunk: entry index + 1, 0 = none */
     unsigned long *vbuf;        /* validate: chunks that will have a buf */
@@ -129,6 +131,7 @@ struct ldisk {
 struct block_loader {
     uint8_t *pool[POOL_KEEP];
     size_t npool;
+    bool inspect;
     struct ldisk *disks;
     size_t n;
     struct entry *ents;
@@ -164,6 +167,7 @@ int block_loader_new(block_loader **out, disk *const *disks, size_t n,
         struct ldisk *ld = &l->disks[i];
 
         ld->d = disks[i];
+        snprintf(ld->name, sizeof(ld->name), "%s", disk_name(disks[i]));
         ld->chunks = disk_chunks(disks[i]);
         ld->slot = calloc(ld->chunks, sizeof(*ld->slot));
         ld->vbuf = calloc(disk_bitmap_longs(disks[i]), sizeof(*ld->vbuf));
@@ -179,6 +183,39 @@ int block_loader_new(block_loader **out, disk *const *disks, size_t n,
 nomem:
     block_loader_free(l);
     return -ENOMEM;
+}
+
+int block_loader_new_inspect(block_loader **out)
+{
+    block_loader *l = calloc(1, sizeof(*l));
+
+    *out = NULL;
+    if (!l)
+        return -ENOMEM;
+    l->disks = calloc(BLOCK_INSPECT_MAX_DISKS, sizeof(*l->disks));
+    if (!l->disks) {
+        free(l);
+        return -ENOMEM;
+    }
+    l->inspect = true;
+    *out = l;
+    return 0;
+}
+
+size_t block_loader_ndisks(const block_loader *l)
+{
+    return l->n;
+}
+
+int block_loader_counts(const block_loader *l, size_t i,
+                        block_disk_counts *out)
+{
+    if (i >= l->n)
+        return -ENOENT;
+    out->name = l->disks[i].name;
+    out->data_chunks = l->disks[i].data_chunks;
+    out->zero_chunks = l->disks[i].zero_chunks;
+    return 0;
 }
 
 void block_stage_drop(block_loader *l)
@@ -217,7 +254,7 @@ void block_loader_free(block_loader *l)
 
 void block_loader_begin_validate(block_loader *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n && !l->inspect; i++)
         memset(l->disks[i].vbuf, 0,
                disk_bitmap_longs(l->disks[i].d) * sizeof(unsigned long));
     for (size_t i = 0; i < l->nents; i++) {
@@ -234,11 +271,31 @@ static struct ldisk *find_disk(block_loader *l, const char *name,
                                uint32_t *idx)
 {
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(disk_name(l->disks[i].d), name) == 0) {
+        if (strcmp(l->disks[i].name, name) == 0) {
             *idx = (uint32_t)i;
             return &l->disks[i];
         }
     return NULL;
+}
+
+/* Inspecting: a disk learned from its first record (any pass). */
+static struct ldisk *learn_disk(block_loader *l, qfile *f, uint64_t at,
+                                const char *name, uint32_t *idx)
+{
+    struct ldisk *ld;
+
+    if (!*name)
+        return NULL;
+    if (l->n == BLOCK_INSPECT_MAX_DISKS) {
+        qfile_fail_at(f, at, -E2BIG, "block: disk '%s' would be disk %d; "
+                      "at most %d are shown", name,
+                      BLOCK_INSPECT_MAX_DISKS + 1, BLOCK_INSPECT_MAX_DISKS);
+        return NULL;
+    }
+    ld = &l->disks[l->n];
+    snprintf(ld->name, sizeof(ld->name), "%s", name);
+    *idx = (uint32_t)l->n++;
+    return ld;
 }
 
 /* The validate pass: would this record need a new buffer, and may it? */
@@ -285,6 +342,7 @@ static int stage(block_loader *l, qfile *f, uint32_t di, uint64_t c,
     }
     e->zero = zero;
     if (zero) {
+        ld->zero_chunks++;
         return 0;
     }
     if (!e->buf) {
@@ -297,6 +355,8 @@ static int stage(block_loader *l, qfile *f, uint32_t di, uint64_t c,
         l->nbufs++;
     }
     qfile_get_buf(f, e->buf, DISK_CHUNK_SIZE);
+    if (!qfile_error(f))
+        ld->data_chunks++;
     return qfile_error(f);
 }
 
@@ -315,11 +375,15 @@ static int load_chunk(block_loader *l, qfile *f, uint64_t at, uint64_t hdr,
     if (qfile_error(f))
         return qfile_error(f);
     ld = find_disk(l, name, &di);
+    if (!ld && l->inspect)
+        ld = learn_disk(l, f, at, name, &di);
+    if (qfile_error(f))
+        return qfile_error(f);
     if (!ld)
         return qfile_fail_at(f, at, -ENOENT,
                              "block: chunk at sector %" PRIu64 " is for "
                              "unknown disk '%s'", sector, name);
-    if (sector >= disk_sectors(ld->d))
+    if (ld->d && sector >= disk_sectors(ld->d))
         return qfile_fail_at(f, at, -ERANGE,
                              "block: disk '%s': sector %" PRIu64 " is "
                              "outside the disk (%" PRIu64 " sectors)",
@@ -330,6 +394,14 @@ static int load_chunk(block_loader *l, qfile *f, uint64_t at, uint64_t hdr,
                              "not start a chunk (every %u sectors)",
                              name, sector, DISK_CHUNK_SECTORS);
     c = sector / DISK_CHUNK_SECTORS;
+    if (l->inspect) {
+        /* Nothing to stage into: check the data is there, and count. */
+        if (!zero)
+            qfile_skip(f, DISK_CHUNK_SIZE);
+        if (!qfile_error(f) && pass == SAVEVM_PASS_APPLY)
+            *(zero ? &ld->zero_chunks : &ld->data_chunks) += 1;
+        return qfile_error(f);
+    }
     if (pass == SAVEVM_PASS_VALIDATE) {
         err = check_bound(l, f, ld, c, zero);
         if (!err && !zero)
@@ -416,7 +488,7 @@ int block_apply(block_loader *l, bool flush, char *err, size_t errlen)
             return rc;
         }
     }
-    for (size_t i = 0; flush && i < l->n; i++) {
+    for (size_t i = 0; flush && !l->inspect && i < l->n; i++) {
         int rc = disk_flush(l->disks[i].d);
 
         if (rc < 0) {

@@ -84,6 +84,31 @@ int block_loader_new(block_loader **out, disk *const *disks, size_t n,
 void block_loader_free(block_loader *l);
 
 /*
+ * A loader with no disks, for showing a stream (ftvm inspect): it learns
+ * each device name from its first record (at most
+ * BLOCK_INSPECT_MAX_DISKS, then -E2BIG), checks every record as far as
+ * it can without the images (flags, names, a sector where a chunk
+ * starts, the data there, EOS; not the disk's end, which the stream does
+ * not carry), counts chunks in APPLY passes and stages nothing.  A name
+ * first seen in a unit that was refused stays, with no chunks counted.
+ */
+#define BLOCK_INSPECT_MAX_DISKS 64
+int block_loader_new_inspect(block_loader **out);
+
+/* Chunks loaded per disk, as records said (repeats counted each time). */
+typedef struct block_disk_counts {
+    const char *name;           /* valid while the loader lives */
+    uint64_t data_chunks;
+    uint64_t zero_chunks;
+} block_disk_counts;
+
+/* Disks the loader knows (inspecting: learned so far). */
+size_t block_loader_ndisks(const block_loader *l);
+/* Counts for disk i, accumulated over APPLY passes.  0 or -ENOENT. */
+int block_loader_counts(const block_loader *l, size_t i,
+                        block_disk_counts *out);
+
+/*
  * Reads one block section body, records up to and including EOS; only
  * BLOCK_SECTION_VERSION is accepted.  VALIDATE checks every record and
  * stages nothing; APPLY stages the chunks (a later record of a chunk

@@ -631,6 +631,104 @@ static void test_bound(void **state)
     free(data);
 }
 
+/*
+ * Inspecting: no images, the names learned from the records, chunks
+ * counted per disk, every check that needs no image still made.
+ */
+static void test_inspect(void **state)
+{
+    const char *p = diskimg_make("i.img", SIZE, 12);
+    disk *d = open_ok(p, false, "virtio0");
+    const unsigned D = BLOCK_FLAG_DEVICE_BLOCK, Z = BLOCK_FLAG_ZERO_BLOCK;
+    block_disk_counts dc;
+    block_stage_counts sc;
+    block_loader *l;
+    unsigned long *t;
+    uint8_t *body;
+    qfile *f;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(block_loader_new_inspect(&l), 0);
+    assert_int_equal(block_loader_ndisks(l), 0);
+    memset(scratch, 0, MIB);
+    assert_int_equal(disk_write(d, 2 * 2048, scratch, 2048), 0);
+    disk_mark_all_dirty(d);
+    t = take(d);
+    body = encode(d, t, &len, NULL);
+    assert_int_equal(load_unit(l, body, len), 0);
+    free(body);
+    f = qfile_open_mem("body");
+    put_chunk(f, 1ull << 40, D | Z, "virtio1", NULL);   /* no size known */
+    put_chunk(f, 0, D, "virtio0", scratch);
+    put_chunk(f, 0, BLOCK_FLAG_EOS, NULL, NULL);
+    body = finish(f, &len);
+    assert_int_equal(load_unit(l, body, len), 0);
+    free(body);
+    assert_int_equal(block_loader_ndisks(l), 2);
+    assert_int_equal(block_loader_counts(l, 0, &dc), 0);
+    assert_string_equal(dc.name, "virtio0");
+    assert_int_equal(dc.data_chunks, 6);        /* 5, then 1 again */
+    assert_int_equal(dc.zero_chunks, 1);
+    assert_int_equal(block_loader_counts(l, 1, &dc), 0);
+    assert_string_equal(dc.name, "virtio1");
+    assert_int_equal(dc.data_chunks, 0);
+    assert_int_equal(dc.zero_chunks, 1);
+    assert_int_equal(block_loader_counts(l, 2, &dc), -ENOENT);
+    block_stage_counts_get(l, &sc);
+    assert_int_equal(sc.zero_chunks + sc.data_chunks, 0);
+    assert_int_equal(block_apply(l, true, err, sizeof(err)), 0);
+
+    /* Still refused: alignment, no name, flags, a short chunk. */
+    f = qfile_open_mem("body");
+    put_chunk(f, 1, D | Z, "virtio0", NULL);
+    put_chunk(f, 0, BLOCK_FLAG_EOS, NULL, NULL);
+    body = finish(f, &len);
+    assert_int_equal(load_unit(l, body, len), -EINVAL);
+    free(body);
+    f = qfile_open_mem("body");
+    put_chunk(f, 0, D | Z, "", NULL);
+    put_chunk(f, 0, BLOCK_FLAG_EOS, NULL, NULL);
+    body = finish(f, &len);
+    assert_int_equal(load_unit(l, body, len), -ENOENT);
+    free(body);
+    f = qfile_open_mem("body");
+    put_chunk(f, 0, D, "virtio0", NULL);
+    qfile_put_buf(f, scratch, 1000);
+    body = finish(f, &len);
+    assert_int_equal(load_unit(l, body, len), -ENODATA);
+    free(body);
+
+    /* At most BLOCK_INSPECT_MAX_DISKS names. */
+    f = qfile_open_mem("body");
+    for (int i = 2; i <= BLOCK_INSPECT_MAX_DISKS; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "d%d", i);
+        put_chunk(f, 0, D | Z, name, NULL);
+    }
+    put_chunk(f, 0, BLOCK_FLAG_EOS, NULL, NULL);
+    body = finish(f, &len);
+    assert_int_equal(load_unit(l, body, len), -E2BIG);
+    assert_non_null(strstr(err, "at most 64"));
+    assert_int_equal(block_loader_ndisks(l), BLOCK_INSPECT_MAX_DISKS);
+    free(body);
+    block_loader_free(l);
+
+    /* A loader with disks counts what it staged, too. */
+    assert_int_equal(block_loader_new(&l, &d, 1, 0), 0);
+    body = encode(d, t, &len, NULL);
+    assert_int_equal(load_unit(l, body, len), 0);
+    assert_int_equal(block_loader_counts(l, 0, &dc), 0);
+    assert_string_equal(dc.name, "virtio0");
+    assert_int_equal(dc.data_chunks, 5);
+    assert_int_equal(dc.zero_chunks, 1);
+    block_loader_free(l);
+    disk_close(d);
+    free(body);
+    free(t);
+}
+
 static void test_loader_new(void **state)
 {
     const char *p = diskimg_make("a.img", MIB, 0);
@@ -868,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_refuse_version),
         cmocka_unit_test(test_refuse_truncated),
         cmocka_unit_test(test_bound),
+        cmocka_unit_test(test_inspect),
         cmocka_unit_test(test_loader_new),
         cmocka_unit_test(test_two_disks),
         cmocka_unit_test(test_save_read_error),
