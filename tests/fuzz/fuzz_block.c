@@ -8,7 +8,9 @@
  * stages nothing; one it accepts, the APPLY pass accepts too, consuming
  * the same bytes, and stages at most the bound; block_apply then leaves
  * each chunk exactly as the last record for it in the body said (its
- * data, or zeros) and every other chunk as it was.
+ * data, or zeros) and every other chunk as it was.  An inspecting loader
+ * (no images) accepts whatever the real one accepts, and counts the same
+ * chunks per disk.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@ static char dir[4096], paths[NDISKS][4200];
 static disk *disks[NDISKS];
 static block_loader *loader;
 static uint8_t *image[NDISKS];      /* what each image holds between runs */
+static uint64_t counted[NDISKS][2]; /* the loader's counts before this run */
 
 static void cleanup(void)
 {
@@ -125,6 +128,52 @@ static size_t model_apply(const uint8_t *data, size_t size)
     }
 }
 
+static void check_inspect(const uint8_t *data, size_t used)
+{
+    block_disk_counts want, got;
+    uint64_t total = 0, seen = 0;
+    block_loader *ins;
+    qfile *f;
+
+    if (block_loader_new_inspect(&ins) < 0)
+        abort();
+    for (int pass = 0; pass < 2; pass++) {
+        f = qfile_open_view(data, used, "fuzz");
+        if (block_load(ins, f, BLOCK_SECTION_VERSION,
+                       pass ? SAVEVM_PASS_APPLY : SAVEVM_PASS_VALIDATE))
+            fuzzcheck_broken("fuzz_block: inspecting refused what the "
+                             "loader accepted: %s", qfile_errmsg(f));
+        qfile_close(f);
+    }
+    for (size_t i = 0; i < block_loader_ndisks(ins); i++) {
+        size_t j = 0;
+
+        block_loader_counts(ins, i, &got);
+        while (j < NDISKS && strcmp(names[j], got.name))
+            j++;
+        if (j == NDISKS)
+            fuzzcheck_broken("fuzz_block: inspecting learned '%s'",
+                             got.name);
+        block_loader_counts(loader, j, &want);
+        if (want.data_chunks - counted[j][0] != got.data_chunks ||
+            want.zero_chunks - counted[j][1] != got.zero_chunks)
+            fuzzcheck_broken("fuzz_block: inspecting counted otherwise");
+        total += got.data_chunks + got.zero_chunks;
+    }
+    for (size_t j = 0; j < NDISKS; j++) {
+        block_loader_counts(loader, j, &want);
+        seen += (want.data_chunks - counted[j][0]) +
+                (want.zero_chunks - counted[j][1]);
+        counted[j][0] = want.data_chunks;
+        counted[j][1] = want.zero_chunks;
+    }
+    if (seen != total)
+        fuzzcheck_broken("fuzz_block: inspecting counted %llu chunks, the "
+                         "loader %llu", (unsigned long long)total,
+                         (unsigned long long)seen);
+    block_loader_free(ins);
+}
+
 static void check_images(void)
 {
     for (int i = 0; i < NDISKS; i++) {
@@ -176,6 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          "chunks, over the bound",
                          (unsigned long long)sc.data_chunks,
                          (unsigned long long)sc.zero_chunks);
+    check_inspect(data, used);
     if (model_apply(data, used) != used)
         fuzzcheck_broken("fuzz_block: the model walked another length");
     if (block_apply(loader, false, err, sizeof(err)) < 0)
