@@ -397,6 +397,142 @@ static void test_live_bringup(void **state)
     disk_close(dst);
 }
 
+/*
+ * Through the stream's framing, as a secondary will load it: a block
+ * START in the setup, then packages whose PART bodies are validated
+ * whole before they are staged; a package with a bad record is dropped
+ * (the package_failed hook) and leaves the stage empty; each good one is
+ * applied after its load.
+ */
+static int sec_load(void *opaque, qfile *f, const savevm_section *sec,
+                    savevm_pass pass)
+{
+    if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) || sec->instance_id)
+        return qfile_fail(f, -ENOENT, "no section '%s'", sec->idstr);
+    return block_load(opaque, f, sec->version_id, pass);
+}
+
+static void sec_begin_validate(void *opaque)
+{
+    block_loader_begin_validate(opaque);
+}
+
+static int dropped;
+
+static int sec_drop(void *opaque, qfile *pf)
+{
+    (void)opaque;
+    snprintf(err, sizeof(err), "%s", qfile_errmsg(pf));
+    dropped++;
+    return 0;
+}
+
+static void load_stream(savevm_loader *sl, qfile *f, bool header)
+{
+    const uint8_t *b;
+    savevm_stop why;
+    size_t n;
+    qfile *r;
+
+    b = qfile_mem_data(f, &n);
+    r = qfile_open_view(b, n, "stream");
+    if (header)
+        assert_int_equal(savevm_load_header(sl, r), 0);
+    if (savevm_load_main(sl, r, SAVEVM_PASS_APPLY, true, &why))
+        fail_msg("%s", qfile_errmsg(r));
+    qfile_close(r);
+    qfile_mem_reset(f);
+}
+
+static void put_package(qfile *f, disk *src, const unsigned long *taken,
+                        bool bad)
+{
+    qfile *p = qfile_open_mem("pkg");
+    const uint8_t *b;
+    size_t n;
+
+    savevm_put_section_part(p, SAVEVM_SECTION_PART, 7);
+    if (bad)
+        put_chunk(p, 0, BLOCK_FLAG_DEVICE_BLOCK | BLOCK_FLAG_ZERO_BLOCK,
+                  "disk0", NULL);
+    assert_true(block_save(p, src, taken, scratch, NULL) >= 0);
+    if (bad) {
+        /* Cut the EOS off and end the body with a chunk of no disk. */
+        b = qfile_mem_data(p, &n);
+        uint8_t *copy = malloc(n - 8);
+
+        memcpy(copy, b, n - 8);
+        qfile_mem_reset(p);
+        qfile_put_buf(p, copy, n - 8);
+        free(copy);
+        put_chunk(p, 0, BLOCK_FLAG_DEVICE_BLOCK | BLOCK_FLAG_ZERO_BLOCK,
+                  "nodisk", NULL);
+        block_save_eos(p);
+    }
+    savevm_put_footer(p, 7);
+    savevm_put_eof(p);
+    b = qfile_mem_data(p, &n);
+    savevm_put_packaged(f, b, (uint32_t)n);
+    qfile_close(p);
+}
+
+static void test_packages(void **state)
+{
+    const char *sp = diskimg_make("pk-src.img", SIZE, 50);
+    const char *dp = diskimg_make("pk-dst.img", SIZE, 50);
+    disk *src = open_ok(sp, false, "disk0"), *dst = open_ok(dp, false,
+                                                            "disk0");
+    const savevm_target_ops ops = { .section = sec_load,
+                                    .begin_validate = sec_begin_validate,
+                                    .package_failed = sec_drop };
+    qfile *f = qfile_open_mem("stream");
+    block_stage_counts sc;
+    block_loader *l;
+    savevm_loader *sl;
+    unsigned long *t;
+    uint8_t sec[512];
+
+    (void)state;
+    assert_int_equal(block_loader_new(&l, &dst, 1, 0), 0);
+    sl = savevm_loader_new(&ops, l, NULL);
+    savevm_put_header(f);
+    savevm_put_section_start(f, SAVEVM_SECTION_START, 7, BLOCK_SECTION_IDSTR,
+                             0, BLOCK_SECTION_VERSION);
+    block_save_eos(f);
+    savevm_put_footer(f, 7);
+    load_stream(sl, f, true);
+
+    for (int round = 0; round < 3; round++) {
+        memset(sec, 0x30 + round, sizeof(sec));
+        assert_int_equal(disk_write(src, (uint64_t)(round * 2) * 2048 + 3,
+                                    sec, 1), 0);
+        assert_int_equal(disk_write(src, 5 * 2048, sec, 1), 0);
+        t = take(src);
+        put_package(f, src, t, round == 1);
+        load_stream(sl, f, false);
+        block_stage_counts_get(l, &sc);
+        if (round == 1) {
+            /* Dropped whole: nothing staged, the image as it was. */
+            assert_int_equal(dropped, 1);
+            assert_non_null(strstr(err, "unknown disk 'nodisk'"));
+            assert_int_equal(sc.data_chunks + sc.zero_chunks, 0);
+            /* The primary sends those chunks again with the next. */
+            disk_mark_dirty_bits(src, t);
+        } else {
+            /* Round 2 carries round 1's chunks 2 and 5 too: 2, 4, 5. */
+            assert_int_equal(sc.data_chunks, round == 0 ? 2 : 3);
+            assert_int_equal(block_apply(l, true, err, sizeof(err)), 0);
+        }
+        free(t);
+    }
+    assert_same_files(sp, dp);
+    savevm_loader_free(sl);
+    block_loader_free(l);
+    qfile_close(f);
+    disk_close(src);
+    disk_close(dst);
+}
+
 /* ------------------------------ refusals ------------------------------ */
 
 struct target {
@@ -962,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_repeats),
         cmocka_unit_test(test_sparse),
         cmocka_unit_test(test_live_bringup),
+        cmocka_unit_test(test_packages),
         cmocka_unit_test(test_refuse_records),
         cmocka_unit_test(test_refuse_version),
         cmocka_unit_test(test_refuse_truncated),
