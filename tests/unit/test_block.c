@@ -3,8 +3,9 @@
  * another and back to byte-identical files, the sparse bring-up, and every
  * way the loader refuses a body (each leaves the target image and the
  * stage as they were), the staging bound, and a write that fails for
- * want of space (a small tmpfs in a mount namespace of a child process)
- * reported with the disk, the chunk and the reason, then applied again.
+ * want of room (a small tmpfs in a mount namespace of a child process:
+ * ENOSPC; a file size limit: EFBIG) reported with the disk, the chunk and
+ * the reason, then applied again.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -998,15 +1001,23 @@ static int enter_namespace(void)
     fprintf(stderr, "child: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
     _exit(1); } } while (0)
 
-static int enospc_child(const char *dir, const uint8_t *body, size_t len,
-                        const char *src)
+/*
+ * Applies body to an 8 MiB sparse image with room for 3 MiB, expects the
+ * failure named with its reason, makes room and applies again.  The room
+ * is a 3 MiB tmpfs in a mount namespace of this child (ENOSPC), or, with
+ * fsize, a file size limit of 3 MiB (RLIMIT_FSIZE: EFBIG), which needs
+ * no privilege.
+ */
+static int full_child(const char *dir, const uint8_t *body, size_t len,
+                      const char *src, bool fsize)
 {
+    struct rlimit rl;
     char path[8192];
     disk *d = NULL;
     block_loader *l;
     int fd, rc;
 
-    if (enter_namespace() < 0 || small_fs(dir, 3, false) < 0) {
+    if (!fsize && (enter_namespace() < 0 || small_fs(dir, 3, false) < 0)) {
         fprintf(stderr, "child: no mount namespace: %s\n", strerror(errno));
         return CHILD_SKIP;
     }
@@ -1014,18 +1025,29 @@ static int enospc_child(const char *dir, const uint8_t *body, size_t len,
     fd = open(path, O_RDWR | O_CREAT, 0600);
     CHECK(fd >= 0 && ftruncate(fd, 8 * MIB) == 0);     /* sparse: fits */
     close(fd);
+    if (fsize) {
+        signal(SIGXFSZ, SIG_IGN);
+        CHECK(getrlimit(RLIMIT_FSIZE, &rl) == 0);
+        rl.rlim_cur = 3 * MIB;
+        CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+    }
     CHECK(disk_open(&d, path, false, "disk0", err, sizeof(err)) == 0);
     CHECK(block_loader_new(&l, &d, 1, 0) == 0);
     CHECK(load_unit(l, body, len) == 0);
     rc = block_apply(l, true, err, sizeof(err));
-    fprintf(stderr, "child: apply on a 3 MiB tmpfs: %s\n", err);
-    CHECK(rc == -ENOSPC);
-    CHECK(strstr(err, "No space left on device"));
+    fprintf(stderr, "child: apply with room for 3 MiB: %s\n", err);
+    CHECK(rc == (fsize ? -EFBIG : -ENOSPC));
+    CHECK(strstr(err, fsize ? "File too large" : "No space left on device"));
     CHECK(strstr(err, "disk 'disk0'") && strstr(err, path));
     CHECK(strstr(err, "writing chunk 3 at byte 3145728") ||
           strstr(err, "writing chunk 2 at byte 2097152"));
     /* The stage is kept: with room, the same apply completes. */
-    CHECK(small_fs(dir, 16, true) == 0);
+    if (fsize) {
+        rl.rlim_cur = rl.rlim_max;
+        CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0);
+    } else {
+        CHECK(small_fs(dir, 16, true) == 0);
+    }
     CHECK(block_apply(l, true, err, sizeof(err)) == 0);
     {
         size_t a, b;
@@ -1037,11 +1059,14 @@ static int enospc_child(const char *dir, const uint8_t *body, size_t len,
     }
     block_loader_free(l);
     disk_close(d);
-    umount(dir);
+    if (fsize)
+        unlink(path);
+    else
+        umount(dir);
     return 0;
 }
 
-static void test_enospc(void **state)
+static void run_full(bool fsize)
 {
     const char *sp = diskimg_make("full-src.img", 8 * MIB, 30);
     disk *src = open_ok(sp, false, "disk0");
@@ -1052,7 +1077,6 @@ static void test_enospc(void **state)
     pid_t pid;
     int status;
 
-    (void)state;
     snprintf(spath, sizeof(spath), "%s", sp);
     snprintf(dir, sizeof(dir), "%s/mnt", diskimg_dir());
     assert_int_equal(mkdir(dir, 0700), 0);
@@ -1063,7 +1087,7 @@ static void test_enospc(void **state)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(enospc_child(dir, body, len, spath));
+        _exit(full_child(dir, body, len, spath, fsize));
     assert_int_equal(waitpid(pid, &status, 0), pid);
     rmdir(dir);
     disk_close(src);
@@ -1073,6 +1097,18 @@ static void test_enospc(void **state)
     if (WEXITSTATUS(status) == CHILD_SKIP)
         skip();
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_enospc(void **state)
+{
+    (void)state;
+    run_full(false);
+}
+
+static void test_efbig(void **state)
+{
+    (void)state;
+    run_full(true);
 }
 
 static int setup(void **state)
@@ -1108,6 +1144,7 @@ int main(void)
         cmocka_unit_test(test_two_disks),
         cmocka_unit_test(test_save_read_error),
         cmocka_unit_test(test_enospc),
+        cmocka_unit_test(test_efbig),
     };
 
     return skips_status(cmocka_run_group_tests(tests, setup, teardown));
