@@ -39,10 +39,8 @@ static void cleanup(void)
     block_loader_free(loader);
     for (int i = 0; i < NDISKS; i++) {
         disk_close(disks[i]);
-        unlink(paths[i]);
         free(image[i]);
     }
-    rmdir(dir);
 }
 
 static void init(void)
@@ -70,6 +68,13 @@ static void init(void)
                       sizeof(err)) < 0)
             fuzzcheck_broken("fuzz_block: %s", err);
     }
+    /*
+     * Gone from the file system at once, open all the same: libFuzzer
+     * may end the process without running atexit.
+     */
+    for (int i = 0; i < NDISKS; i++)
+        unlink(paths[i]);
+    rmdir(dir);
     if (block_loader_new(&loader, disks, NDISKS, 2 * MIB) < 0)
         fuzzcheck_broken("fuzz_block: block_loader_new failed");
     atexit(cleanup);
