@@ -13,7 +13,8 @@ every stream ftvm writes can be read by one:
   the end of another file instead (a replication stream has none: read it
   with a checkpoint file of the same VM, docs/stream-format.md).
 - A START or FULL section names its owner (id string, instance id).  "ram"
-  instance 0 is RAM, read by its own record format; every other section
+  instance 0 is RAM and "block" instance 0 disk chunks, each read by its
+  own record format (QEMU describes neither); every other section
   is read through the description's device entry of the same name and
   instance, field by field ("type", "size", "array_len", "index",
   "struct", "subsections"), so a section the description does not list
@@ -62,6 +63,9 @@ COMMANDS = {
 RAM_ZERO, RAM_MEM_SIZE, RAM_PAGE, RAM_EOS = 0x02, 0x04, 0x08, 0x10
 RAM_CONTINUE, RAM_XBZRLE, RAM_COMPRESS = 0x20, 0x40, 0x100
 RAM_VERSION = 4
+
+BLK_DEVICE_BLOCK, BLK_EOS, BLK_PROGRESS, BLK_ZERO = 0x01, 0x02, 0x04, 0x08
+BLK_VERSION, BLK_SECTOR_BITS, BLK_CHUNK = 1, 9, 1 << 20
 
 
 class Unreadable(Exception):
@@ -275,6 +279,8 @@ class Ram:
     by encoding, EOS.  One per section id, so a block named in one PART
     is continued in the next, as QEMU's reader keeps it."""
 
+    key = "ram_pages"
+
     def __init__(self, page_size, blocks, totals):
         self.page_size = page_size
         self.blocks = blocks        # name -> length, shared by the stream
@@ -350,6 +356,53 @@ class Ram:
                 return counts
 
 
+# ---- disk chunks ----
+
+class Block:
+    """The "block" section's records (docs/disk-format.md): chunks of a
+    disk, with 1 MiB of data or none (zero), progress, EOS.  The stream
+    carries no disk sizes, so a chunk's sector is checked only for where
+    a chunk starts."""
+
+    key = "block_chunks"
+
+    def __init__(self, totals):
+        self.totals = totals        # disk -> {"data": n, "zero": n}, shared
+
+    def read(self, b, version):
+        if version != BLK_VERSION:
+            b.fail("block: version %d (QEMU's reader knows %d)"
+                   % (version, BLK_VERSION))
+        counts = {}
+        mask = (1 << BLK_SECTOR_BITS) - 1
+        while True:
+            at = b.pos
+            hdr = b.uint(8, "a block record header")
+            flags, sector = hdr & mask, hdr >> BLK_SECTOR_BITS
+            unknown = flags & ~(BLK_DEVICE_BLOCK | BLK_EOS | BLK_PROGRESS |
+                                BLK_ZERO)
+            if unknown:
+                b.fail("block: unknown flags 0x%x" % unknown, at)
+            if flags in (BLK_DEVICE_BLOCK, BLK_DEVICE_BLOCK | BLK_ZERO):
+                name = b.counted("a disk name")
+                if not name:
+                    b.fail("block: a chunk of a disk without a name", at)
+                if sector % (BLK_CHUNK >> BLK_SECTOR_BITS):
+                    b.fail("block: sector %d does not start a chunk"
+                           % sector, at)
+                kind = "zero" if flags & BLK_ZERO else "data"
+                if kind == "data":
+                    b.take(BLK_CHUNK, "a disk chunk")
+                for d in (counts, self.totals):
+                    d.setdefault(name, {"data": 0, "zero": 0})[kind] += 1
+            elif flags == BLK_PROGRESS and sector <= 100:
+                continue
+            elif hdr == BLK_EOS:
+                return counts
+            else:
+                b.fail("block: record header 0x%x is no record" % hdr, at)
+
+
 # ---- the record loop ----
 
 class Reader:
@@ -361,6 +414,7 @@ class Reader:
         self.page_size = desc.get("page_size", 4096)
         self.ram_blocks = {}
         self.ram_pages = {}
+        self.block_chunks = {}
         self.started = {}           # section id -> (name, instance, reader)
         self.records = []
         self.machine = None
@@ -416,6 +470,9 @@ class Reader:
                 reader = Ram(self.page_size, self.ram_blocks,
                              self.ram_pages)
                 rec["ram_pages"] = reader.read(b, version)
+            elif (name, instance) == ("block", 0):
+                reader = Block(self.block_chunks)
+                rec[reader.key] = reader.read(b, version)
             else:
                 dev = self.devices.get((name, instance))
                 if dev is None:
@@ -438,7 +495,7 @@ class Reader:
                        % (TYPE_NAMES[stype], sid), at)
             name, instance, reader, version = self.started[sid]
             rec.update(name=name, instance_id=instance, body_offset=b.pos)
-            rec["ram_pages"] = reader.read(b, version)
+            rec[reader.key] = reader.read(b, version)
         fat = b.pos
         if b.uint(1, "a section footer") != FOOTER:
             b.fail("section '%s': no footer where its body ends: the body is "
@@ -522,6 +579,7 @@ def analyze(path, desc_path=None, ftvm_ext=True):
         "records": r.records,
         "ram_blocks": r.ram_blocks,
         "ram_pages": r.ram_pages,
+        "block_chunks": r.block_chunks,
     }
 
 
