@@ -29,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets="load apply retpath control netcmp"
+targets="load apply retpath control netcmp block"
 case ${1:-} in
 --list) echo "$targets"; exit 0 ;;
 -h|--help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'

@@ -27,6 +27,7 @@
 #include "checkpoint/savevm.h"
 #include "checkpoint/retpath.h"
 #include "devstate/dropnotice.h"
+#include "tests/fuzz/block_seeds.h"
 #include "tests/fuzz/fixture.h"
 #include "tests/fuzz/inputs.h"
 #include "tests/fuzz/netcmp_inputs.h"
@@ -369,7 +370,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *top = argv[argc - 1];
-    char d[5][512];
+    char d[6][512];
     if (mkdir(top, 0755) < 0 && errno != EEXIST) {
         fprintf(stderr, "gen_corpus: %s: %s\n", top, strerror(errno));
         return 1;
@@ -386,7 +387,8 @@ int main(int argc, char **argv)
         const char *rp = subdir(d[2], sizeof(d[2]), top, "retpath");
         const char *ctl = subdir(d[3], sizeof(d[3]), top, "control");
         const char *nc = subdir(d[4], sizeof(d[4]), top, "netcmp");
-        if (!app || !rp || !ctl || !nc)
+        const char *blk = subdir(d[5], sizeof(d[5]), top, "block");
+        if (!app || !rp || !ctl || !nc || !blk)
             return 1;
         r |= seed_apply(app, "incremental", SEED_INCREMENTAL, 0, 0);
         r |= seed_apply(app, "full", SEED_FULL, 0, 0);
@@ -397,6 +399,7 @@ int main(int argc, char **argv)
         r |= seed_retpath(rp);
         r |= seed_controls(ctl);
         r |= netcmp_seeds_write(nc);
+        r |= block_seeds_write(blk);
     }
     if (r)
         fprintf(stderr, "gen_corpus: a seed could not be written\n");

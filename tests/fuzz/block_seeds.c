@@ -1,6 +1,6 @@
 /*
- * Writes fuzz_block's seeds into DIR with the block codec's own writer,
- * at every build, so a change of format moves them:
+ * block_seeds: fuzz_block's seeds, written with the block codec's own
+ * writer by gen_corpus at every build, so a change of format moves them:
  *
  *   eos       a body with nothing dirty
  *   bringup   block_save of a 2.5 MiB disk0 whose middle chunk is zero
@@ -15,16 +15,17 @@
 #include <unistd.h>
 
 #include "checkpoint/block.h"
+#include "tests/fuzz/block_seeds.h"
 
 #define MIB (1024u * 1024u)
 
-static void die(const char *what, const char *why)
+static int fail(const char *what, const char *why)
 {
-    fprintf(stderr, "gen_block_seeds: %s: %s\n", what, why);
-    exit(1);
+    fprintf(stderr, "gen_corpus: block seeds: %s: %s\n", what, why);
+    return 1;
 }
 
-static void write_seed(const char *dir, const char *name, qfile *f)
+static int write_seed(const char *dir, const char *name, qfile *f)
 {
     char path[4200];
     const uint8_t *b;
@@ -34,9 +35,15 @@ static void write_seed(const char *dir, const char *name, qfile *f)
     snprintf(path, sizeof(path), "%.4000s/%s", dir, name);
     b = qfile_mem_data(f, &n);
     o = fopen(path, "wb");
-    if (qfile_error(f) || !o || fwrite(b, 1, n, o) != n || fclose(o))
-        die(path, qfile_error(f) ? qfile_errmsg(f) : "cannot write");
+    int bad = qfile_error(f) || !o || fwrite(b, 1, n, o) != n;
+    if ((o && fclose(o)) || bad) {
+        int r = fail(path, qfile_error(f) ? qfile_errmsg(f)
+                                          : "cannot write");
+        qfile_close(f);
+        return r;
+    }
     qfile_close(f);
+    return 0;
 }
 
 static void put_chunk(qfile *f, uint64_t chunk, unsigned flags,
@@ -50,36 +57,40 @@ static void put_chunk(qfile *f, uint64_t chunk, unsigned flags,
         qfile_put_buf(f, data, DISK_CHUNK_SIZE);
 }
 
-int main(int argc, char **argv)
+int block_seeds_write(const char *dir)
 {
     uint8_t *buf = malloc(DISK_CHUNK_SIZE);
-    char img[4200], err[512];
+    char img[4200], err[512] = "";
     unsigned long taken[1];
     qfile *f;
     disk *d;
     FILE *o;
+    int r;
 
-    if (argc != 2 || !buf)
-        die("usage", "gen_block_seeds DIR");
-    if (mkdir(argv[1], 0755) < 0 && access(argv[1], W_OK) < 0)
-        die(argv[1], "cannot make the directory");
-
+    if (!buf)
+        return fail(dir, "out of memory");
     f = qfile_open_mem("eos");
     block_save_eos(f);
-    write_seed(argv[1], "eos", f);
+    r = write_seed(dir, "eos", f);
 
-    snprintf(img, sizeof(img), "%.4000s/.disk0.img", argv[1]);
+    snprintf(img, sizeof(img), "%.4000s/.disk0.img", dir);
     o = fopen(img, "wb");
-    for (uint32_t i = 0; i < 5 * MIB / 2; i++)
+    for (uint32_t i = 0; o && i < 5 * MIB / 2; i++)
         fputc(i / MIB == 1 ? 0 : (int)(i % 251) + 1, o);
-    if (fclose(o) || disk_open(&d, img, false, "disk0", err, sizeof(err)))
-        die(img, err);
+    if (!o || fclose(o) || disk_open(&d, img, false, "disk0", err,
+                                     sizeof(err))) {
+        free(buf);
+        return fail(img, err[0] ? err : "cannot write");
+    }
     disk_mark_all_dirty(d);
     disk_take_dirty(d, taken);
     f = qfile_open_mem("bringup");
-    if (block_save(f, d, taken, buf, NULL) != 3)
-        die("block_save", qfile_errmsg(f));
-    write_seed(argv[1], "bringup", f);
+    if (block_save(f, d, taken, buf, NULL) != 3) {
+        r |= fail("block_save", qfile_errmsg(f));
+        qfile_close(f);
+    } else {
+        r |= write_seed(dir, "bringup", f);
+    }
     disk_close(d);
     unlink(img);
 
@@ -94,7 +105,7 @@ int main(int argc, char **argv)
     put_chunk(f, 2, BLOCK_FLAG_DEVICE_BLOCK, "disk0", buf);
     qfile_put_be64(f, 100u << DISK_SECTOR_BITS | BLOCK_FLAG_PROGRESS);
     block_save_eos(f);
-    write_seed(argv[1], "mixed", f);
+    r |= write_seed(dir, "mixed", f);
     free(buf);
-    return 0;
+    return r;
 }
