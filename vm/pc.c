@@ -394,6 +394,11 @@ int pc_state_fetch(pc *p, int vcpu0_fd, uint64_t tsc_read_ns, char *err,
     return 0;
 }
 
+void pc_state_fail(pc *p, int err)
+{
+    p->st.fetch_error = err;
+}
+
 bool pc_state_loaded(const pc *p)
 {
     return p->st.loaded;

@@ -112,7 +112,7 @@ void *pc_state_obj(pc *p);
 /*
  * Reads KVM's clock, irqchip and PIT and the devices' registers into the
  * state copy; with every vCPU out of KVM_RUN, right after the vCPUs'
- * TSCs were read (vcpu_state_refresh_tsc): the guest's kvmclock is
+ * TSCs were read (vcpu_state_refresh): the guest's kvmclock is
  * computed from its TSC, and the two must be saved as of one moment or
  * the guest sees them drift apart across a restore.  Where KVM reads
  * the host's TSC with the clock (KVM_CLOCK_HOST_TSC) and gives vCPU 0's
@@ -123,6 +123,8 @@ void *pc_state_obj(pc *p);
  */
 int pc_state_fetch(pc *p, int vcpu0_fd, uint64_t tsc_read_ns, char *err,
                    size_t errlen);
+/* Marks the copy unsaveable until the next fetch (a vCPU's refresh failed). */
+void pc_state_fail(pc *p, int err);
 /* Whether a load filled the copy, which pc_state_push has not pushed. */
 bool pc_state_loaded(const pc *p);
 /*

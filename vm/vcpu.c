@@ -349,8 +349,22 @@ int vcpu_state_push(vcpu *c, char *err, size_t errlen)
     return 0;
 }
 
-int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen)
+int vcpu_state_refresh(vcpu *c, char *err, size_t errlen)
 {
+    vcpu_state *s = &c->state;
+
+    if (ioctl(c->fd, KVM_GET_VCPU_EVENTS, &s->events) < 0)
+        return fail(c, err, errlen, "KVM_GET_VCPU_EVENTS");
+    if (c->pc) {
+        struct kvm_lapic_state lapic;
+        struct kvm_mp_state mp;
+        if (ioctl(c->fd, KVM_GET_LAPIC, &lapic) < 0)
+            return fail(c, err, errlen, "KVM_GET_LAPIC");
+        memcpy(s->lapic, lapic.regs, VCPU_LAPIC_SIZE);
+        if (ioctl(c->fd, KVM_GET_MP_STATE, &mp) < 0)
+            return fail(c, err, errlen, "KVM_GET_MP_STATE");
+        s->mp_state = mp.mp_state;
+    }
     if (!(c->msr_supported & (1u << VCPU_MSR_TSC)))
         return 0;
     c->tsc_read_ns = mono_ns();

@@ -110,10 +110,16 @@ int vcpu_state_fetch(vcpu *c, char *err, size_t errlen);
 int vcpu_state_push(vcpu *c, char *err, size_t errlen);
 
 /*
- * Reads the TSC again into c->state, with the vCPU parked: just before
- * the KVM clock is read, so that the two are saved as of one moment.
+ * With every vCPU parked (a vCPU reads its state as it parks, while
+ * others may still run), reads again what another vCPU or KVM's
+ * irqchip changes under a parked one: a PC vCPU's LAPIC (an IPI, a
+ * timer interrupt in its IRR) and MP state (INIT, SIPI), the pending
+ * events (an NMI); then the TSC, just before the KVM clock is read, so
+ * that the two are saved as of one moment.  Without this a checkpoint
+ * can hold an IPI the sender sent and the target never got: an SMP
+ * guest restored from it waits for that IPI forever.
  */
-int vcpu_state_refresh_tsc(vcpu *c, char *err, size_t errlen);
+int vcpu_state_refresh(vcpu *c, char *err, size_t errlen);
 
 /* Sets the entry state of a booting vCPU (registers, segments, FPU). */
 int vcpu_set_boot(vcpu *c, const struct kvm_regs *regs,

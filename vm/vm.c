@@ -632,20 +632,22 @@ int vm_pause(vm *v, char *err, size_t errlen)
         v->state = VM_PAUSED;
     hc_clock_pause(&v->hc);
     /*
-     * Every vCPU is out of KVM: the PC's state is still.  The TSCs again,
-     * vCPU 0's last, then the clock, as of one moment (pc_state_fetch).
-     * A TSC that cannot be read again keeps the one read as its vCPU
-     * parked; a failure to read the rest makes the next save fail
-     * (pc_state_desc's pre_save).
+     * Every vCPU is out of KVM: what the others changed under each as it
+     * parked is read again, the TSCs with it, vCPU 0's last, then the
+     * PC's state and clock, as of one moment (pc_state_fetch).  A failure
+     * makes the next save fail (pc_state_desc's pre_save).
      */
     if (v->pc) {
         char why[256];
-        bool tsc = true;
+        bool ok = true;
         for (unsigned i = v->ncpus; i-- > 0;)
-            tsc = vcpu_state_refresh_tsc(v->cpus[i].c, why,
-                                         sizeof(why)) == 0 && tsc;
-        pc_state_fetch(v->pc, v->cpus[0].c->fd,
-                       tsc ? v->cpus[0].c->tsc_read_ns : 0, why, sizeof(why));
+            ok = vcpu_state_refresh(v->cpus[i].c, why, sizeof(why)) == 0 &&
+                 ok;
+        if (ok)
+            pc_state_fetch(v->pc, v->cpus[0].c->fd,
+                           v->cpus[0].c->tsc_read_ns, why, sizeof(why));
+        else
+            pc_state_fail(v->pc, -EIO);
     }
     pthread_mutex_unlock(&v->lock);
     return 0;
