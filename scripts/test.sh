@@ -127,10 +127,10 @@ if [ "$use_vm" = 0 ] && scripts/kvm-vm.sh --check >/dev/null; then
     else
         FTVM_REQUIRE_KVM=1 meson_test testlog-all --no-suite linux
         # About ten minutes of tests (a failing one can take a few more):
-        # should the VM stop making progress (kvm-vm.sh wakes it from
-        # QEMU's lost wakeup, but about one run in ten it stays busy in
-        # its kernel instead: docs/linux-guests.md), it is cut off after
-        # 1200 s and started once more (at worst about 43 minutes in all).
+        # should the VM stop making progress (kvm-vm.sh keeps QEMU's lost
+        # interrupt from stopping it: docs/linux-guests.md), it is cut
+        # off after 1200 s and started once more (at worst about 43
+        # minutes in all).
         vm_timeout=${FTVM_VM_TIMEOUT:-1200} vm_retries=1 \
             in_vm testlog-linux "no hardware KVM here for Linux guests" linux
     fi
