@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "vm/le.h"
+
 #define FLOAT_SIZE  16u
 #define HEADER_SIZE 44u
 #define CPU_SIZE    20u
@@ -16,18 +18,6 @@ enum { INT_INT = 0, INT_NMI = 1, INT_EXTINT = 3 };
 #define CPU_BSP     0x02u
 #define LAPIC_VERSION  0x14u
 #define IOAPIC_VERSION 0x11u
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)v);
-    put16(p + 2, (uint16_t)(v >> 16));
-}
 
 static uint8_t checksum(const uint8_t *p, size_t n)
 {
@@ -69,7 +59,7 @@ static uint8_t *put_int(uint8_t *p, uint8_t type, uint8_t kind, uint8_t bus,
 {
     p[0] = type;
     p[1] = kind;
-    put16(p + 2, 0);        /* polarity and trigger as the bus says */
+    le_put16(p + 2, 0);        /* polarity and trigger as the bus says */
     p[4] = bus;
     p[5] = src_irq;
     p[6] = dst_id;
@@ -96,7 +86,7 @@ int mptable_write_pci(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus,
 
     uint8_t *fp = buf;
     memcpy(fp, "_MP_", 4);
-    put32(fp + 4, gpa + FLOAT_SIZE);
+    le_put32(fp + 4, gpa + FLOAT_SIZE);
     fp[8] = 1;
     fp[9] = 4;
     fp[10] = checksum(fp, FLOAT_SIZE);
@@ -107,8 +97,8 @@ int mptable_write_pci(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus,
         p[1] = (uint8_t)i;
         p[2] = LAPIC_VERSION;
         p[3] = CPU_ENABLED | (i == 0 ? CPU_BSP : 0);
-        put32(p + 4, 0x600);    /* family 6: only a hint */
-        put32(p + 8, 0x201);    /* FPU, APIC */
+        le_put32(p + 4, 0x600);    /* family 6: only a hint */
+        le_put32(p + 8, 0x201);    /* FPU, APIC */
     }
     /*
      * Linux looks a PCI device's interrupt up by taking the MP bus id for
@@ -130,7 +120,7 @@ int mptable_write_pci(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus,
     p[1] = ioapic_id;
     p[2] = IOAPIC_VERSION;
     p[3] = 0x01;                /* enabled */
-    put32(p + 4, MPTABLE_IOAPIC_ADDR);
+    le_put32(p + 4, MPTABLE_IOAPIC_ADDR);
     p += ENTRY_SIZE;
     for (unsigned irq = 0; irq < MPTABLE_ISA_IRQS; irq++)
         p = put_int(p, MP_IOINT, INT_INT, isa_id, (uint8_t)irq, ioapic_id,
@@ -139,19 +129,19 @@ int mptable_write_pci(uint8_t *buf, size_t len, uint32_t gpa, unsigned ncpus,
     for (unsigned i = 0; i < npci; i++, p += ENTRY_SIZE) {
         put_int(p, MP_IOINT, INT_INT, PCI_BUS_ID, (uint8_t)(pci[i].slot << 2),
                 ioapic_id, pci[i].ioapic_pin);
-        put16(p + 2, PCI_IRQ_FLAGS);
+        le_put16(p + 2, PCI_IRQ_FLAGS);
     }
     p = put_int(p, MP_LINT, INT_EXTINT, isa_id, 0, 0xff, 0);
     p = put_int(p, MP_LINT, INT_NMI, isa_id, 0, 0xff, 1);
 
     size_t tlen = table_size(ncpus, npci);
     memcpy(t, "PCMP", 4);
-    put16(t + 4, (uint16_t)tlen);
+    le_put16(t + 4, (uint16_t)tlen);
     t[6] = 4;
     memcpy(t + 8, "FTVM    ", 8);
     memcpy(t + 16, "FTVM PC     ", 12);
-    put16(t + 34, (uint16_t)(ncpus + entries(npci)));
-    put32(t + 36, MPTABLE_LAPIC_ADDR);
+    le_put16(t + 34, (uint16_t)(ncpus + entries(npci)));
+    le_put32(t + 36, MPTABLE_LAPIC_ADDR);
     t[7] = checksum(t, tlen);
     return 0;
 }

@@ -6,38 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vm/le.h"
+
 #define DESC_SIZE       16u
 #define DESC_F_NEXT     1u
 #define DESC_F_WRITE    2u
 #define DESC_F_INDIRECT 4u
 #define AVAIL_F_NO_INTERRUPT 1u
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    put16(p, (uint16_t)v);
-    put16(p + 2, (uint16_t)(v >> 16));
-}
 
 void virtq_reset(virtq *q, uint16_t max)
 {
@@ -97,7 +72,7 @@ int virtq_pop(virtq *q, const virtq_mem *m, virtq_chain *c, char *why,
                  q->last_avail, q->size);
         return -EPROTO;
     }
-    uint16_t head = get16(av + 4 + 2u * (q->last_avail % q->size));
+    uint16_t head = le_get16(av + 4 + 2u * (q->last_avail % q->size));
     if (head >= q->size) {
         snprintf(why, whylen, "chain head %u in a %u-entry queue", head,
                  q->size);
@@ -114,15 +89,15 @@ int virtq_pop(virtq *q, const virtq_mem *m, virtq_chain *c, char *why,
             return -EPROTO;
         }
         const uint8_t *d = dt + DESC_SIZE * i;
-        uint16_t flags = get16(d + 12);
+        uint16_t flags = le_get16(d + 12);
         if (flags & DESC_F_INDIRECT) {
             snprintf(why, whylen, "an indirect descriptor (%u), which was "
                      "not offered", i);
             return -EPROTO;
         }
         virtq_seg *s = &c->seg[c->nseg++];
-        s->gpa = get64(d);
-        s->len = get32(d + 8);
+        s->gpa = le_get64(d);
+        s->len = le_get32(d + 8);
         s->write = flags & DESC_F_WRITE;
         if (!m->ptr(m->opaque, s->gpa, s->len)) {
             snprintf(why, whylen, "descriptor %u's buffer (0x%" PRIx64
@@ -135,7 +110,7 @@ int virtq_pop(virtq *q, const virtq_mem *m, virtq_chain *c, char *why,
             c->readable += s->len;
         if (!(flags & DESC_F_NEXT))
             break;
-        i = get16(d + 14);
+        i = le_get16(d + 14);
         if (i >= q->size) {
             snprintf(why, whylen, "descriptor %u's next is %u in a "
                      "%u-entry queue", (unsigned)(d - dt) / DESC_SIZE, i,
@@ -159,8 +134,8 @@ int virtq_push(virtq *q, const virtq_mem *m, uint16_t head, uint32_t len)
     if (!u)
         return -EPROTO;
     uint64_t at = 4 + 8ull * (q->used_idx % q->size);
-    put32(u + at, head);
-    put32(u + at + 4, len);
+    le_put32(u + at, head);
+    le_put32(u + at + 4, len);
     q->used_idx++;
     /* The element before the index that publishes it. */
     __atomic_store_n((uint16_t *)(u + 2), q->used_idx, __ATOMIC_RELEASE);
@@ -174,7 +149,7 @@ bool virtq_wants_interrupt(const virtq *q, const virtq_mem *m)
     const uint8_t *av = m->ptr(m->opaque, q->avail, avail_len(q));
 
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return !av || !(get16(av) & AVAIL_F_NO_INTERRUPT);
+    return !av || !(le_get16(av) & AVAIL_F_NO_INTERRUPT);
 }
 
 size_t virtq_read(const virtq_mem *m, const virtq_chain *c, uint64_t skip,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "include/hypercall_abi.h"
+#include "vm/le.h"
 
 #define PTE_P   0x001ull
 #define PTE_RW  0x002ull
@@ -43,16 +44,6 @@ static bool has_error_code(unsigned v)
            v == 29 || v == 30;
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    memcpy(p, &v, 2);
-}
-
 static void write_gdt(uint8_t *gdt)
 {
     static const uint64_t flat[] = {
@@ -66,19 +57,19 @@ static void write_gdt(uint8_t *gdt)
     uint64_t base = BOOT_TSS, limit = TSS_LIMIT;
 
     for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++)
-        put64(gdt + 8 * i, flat[i]);
+        le_put64(gdt + 8 * i, flat[i]);
     /* 0x30: the TSS, 64-bit busy (type 0xb), as TR holds it. */
-    put64(gdt + 0x30, (limit & 0xffff) | (base & 0xffffff) << 16 |
+    le_put64(gdt + 0x30, (limit & 0xffff) | (base & 0xffffff) << 16 |
                       0x8bull << 40 | ((limit >> 16) & 0xf) << 48 |
                       ((base >> 24) & 0xff) << 56);
-    put64(gdt + 0x38, base >> 32);
+    le_put64(gdt + 0x38, base >> 32);
 }
 
 static void write_tss(uint8_t *tss)
 {
     memset(tss, 0, TSS_LIMIT + 1);
-    put64(tss + 4, BOOT_EXC_STACK_TOP);     /* rsp0 */
-    put16(tss + 102, TSS_SIZE);             /* I/O bitmap offset */
+    le_put64(tss + 4, BOOT_EXC_STACK_TOP);     /* rsp0 */
+    le_put16(tss + 102, TSS_SIZE);             /* I/O bitmap offset */
     tss[TSS_LIMIT] = 0xff;                  /* every port allowed before it */
 }
 
@@ -110,9 +101,9 @@ static void write_idt(uint8_t *idt, uint8_t *stubs)
 
         uint64_t h = BOOT_EXC_STUBS + 16 * v;
         /* 64-bit interrupt gate, present, DPL 0. */
-        put64(idt + 16 * v, (h & 0xffff) | (uint64_t)BOOT_SEL_KCODE << 16 |
+        le_put64(idt + 16 * v, (h & 0xffff) | (uint64_t)BOOT_SEL_KCODE << 16 |
                             0x8eull << 40 | ((h >> 16) & 0xffff) << 48);
-        put64(idt + 16 * v + 8, h >> 32);
+        le_put64(idt + 16 * v + 8, h >> 32);
     }
 }
 
@@ -126,12 +117,12 @@ static void write_page_tables(gmem *g, uint64_t mem_size)
     memset(pml4, 0, RAM_PAGE_SIZE);
     memset(pdpt, 0, RAM_PAGE_SIZE);
     memset(pd, 0, gibs * RAM_PAGE_SIZE);
-    put64(pml4, BOOT_PDPT | PTE_P | PTE_RW | PTE_US);
+    le_put64(pml4, BOOT_PDPT | PTE_P | PTE_RW | PTE_US);
     for (uint64_t i = 0; i < gibs; i++)
-        put64(pdpt + 8 * i, (BOOT_PD + i * RAM_PAGE_SIZE) | PTE_P | PTE_RW |
+        le_put64(pdpt + 8 * i, (BOOT_PD + i * RAM_PAGE_SIZE) | PTE_P | PTE_RW |
                             PTE_US);
     for (uint64_t a = 0; a < mem_size; a += 2ull << 20)
-        put64(pd + 8 * (a >> 21), a | PTE_P | PTE_RW | PTE_US | PTE_PS);
+        le_put64(pd + 8 * (a >> 21), a | PTE_P | PTE_RW | PTE_US | PTE_PS);
 }
 
 static struct kvm_segment segment(uint16_t sel, bool code)

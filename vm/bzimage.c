@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "vm/le.h"
+
 /* Setup header fields (offsets in the file's first sector = zero page). */
 #define HDR_START           0x1f1u
 #define HDR_SETUP_SECTS     0x1f1u
@@ -55,28 +57,6 @@
 #define SEL_TSS             0x20u
 
 #define PAGE                4096u
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return get16(p) | (uint32_t)get16(p + 2) << 16;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* Reads all of path (at most max bytes) into malloc'd *out. */
 static int read_file(const char *path, const char *what, size_t max,
@@ -134,20 +114,20 @@ typedef struct kernel_info {
 static int check_kernel(const uint8_t *f, size_t len, const char *path,
                         kernel_info *ki, char *err, size_t errlen)
 {
-    if (len < HDR_END_MAX || get16(f + HDR_BOOT_FLAG) != 0xaa55 ||
-        get32(f + HDR_MAGIC) != MAGIC_HDRS) {
+    if (len < HDR_END_MAX || le_get16(f + HDR_BOOT_FLAG) != 0xaa55 ||
+        le_get32(f + HDR_MAGIC) != MAGIC_HDRS) {
         snprintf(err, errlen, "kernel %s: not a bzImage (no Linux boot "
                  "protocol header)", path);
         return -EINVAL;
     }
-    uint16_t version = get16(f + HDR_VERSION);
+    uint16_t version = le_get16(f + HDR_VERSION);
     if (version < MIN_VERSION) {
         snprintf(err, errlen, "kernel %s: boot protocol %u.%02u; ftvm "
                  "needs 2.12 or later (64-bit entry)", path, version >> 8,
                  version & 0xff);
         return -EINVAL;
     }
-    if (!(get16(f + HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
+    if (!(le_get16(f + HDR_XLOADFLAGS) & XLF_KERNEL_64) ||
         !(f[HDR_LOADFLAGS] & LOADED_HIGH)) {
         snprintf(err, errlen, "kernel %s: has no 64-bit entry point (a "
                  "32-bit kernel?)", path);
@@ -163,9 +143,9 @@ static int check_kernel(const uint8_t *f, size_t len, const char *path,
                  "%u setup sectors", path, len, sects);
         return -EINVAL;
     }
-    ki->init_size = get32(f + HDR_INIT_SIZE);
-    ki->initrd_max = get32(f + HDR_INITRD_ADDR_MAX);
-    ki->cmdline_size = get32(f + HDR_CMDLINE_SIZE);
+    ki->init_size = le_get32(f + HDR_INIT_SIZE);
+    ki->initrd_max = le_get32(f + HDR_INITRD_ADDR_MAX);
+    ki->cmdline_size = le_get32(f + HDR_CMDLINE_SIZE);
     return 0;
 }
 
@@ -173,29 +153,29 @@ static void add_e820(uint8_t *bp, uint64_t addr, uint64_t size, uint32_t type)
 {
     uint8_t *e = bp + BP_E820_TABLE + 20u * bp[BP_E820_ENTRIES]++;
 
-    put64(e, addr);
-    put64(e + 8, size);
-    put32(e + 16, type);
+    le_put64(e, addr);
+    le_put64(e + 8, size);
+    le_put32(e + 16, type);
 }
 
 static void write_tables(gmem *g)
 {
     uint8_t *gdt = gmem_ptr(g, GDT_ADDR, 8 * 6);
     memset(gdt, 0, 8 * 6);
-    put64(gdt + SEL_CODE, 0x00af9b000000ffffull);   /* 64-bit code, DPL 0 */
-    put64(gdt + SEL_DATA, 0x00cf93000000ffffull);   /* data, DPL 0 */
-    put64(gdt + SEL_TSS, 0x00008b0000000067ull);    /* busy 64-bit TSS */
+    le_put64(gdt + SEL_CODE, 0x00af9b000000ffffull);   /* 64-bit code, DPL 0 */
+    le_put64(gdt + SEL_DATA, 0x00cf93000000ffffull);   /* data, DPL 0 */
+    le_put64(gdt + SEL_TSS, 0x00008b0000000067ull);    /* busy 64-bit TSS */
 
     uint8_t *pml4 = gmem_ptr(g, PML4_ADDR, PAGE);
     uint8_t *pdpt = gmem_ptr(g, PDPT_ADDR, PAGE);
     uint8_t *pd = gmem_ptr(g, PD_ADDR, 4 * PAGE);
     memset(pml4, 0, PAGE);
     memset(pdpt, 0, PAGE);
-    put64(pml4, PDPT_ADDR | 0x03);
+    le_put64(pml4, PDPT_ADDR | 0x03);
     for (uint64_t i = 0; i < 4; i++)
-        put64(pdpt + 8 * i, (PD_ADDR + i * PAGE) | 0x03);
+        le_put64(pdpt + 8 * i, (PD_ADDR + i * PAGE) | 0x03);
     for (uint64_t i = 0; i < 4 * 512; i++)
-        put64(pd + 8 * i, (i << 21) | 0x83);        /* present, RW, 2 MiB */
+        le_put64(pd + 8 * i, (i << 21) | 0x83);        /* present, RW, 2 MiB */
 }
 
 static void entry_state(struct kvm_regs *regs, struct kvm_sregs *sregs)
@@ -292,12 +272,12 @@ int bzimage_load(gmem *g, uint64_t mem_size, const bzimage_boot *b,
     memset(bp, 0, BP_SIZE);
     memcpy(bp + HDR_START, kf + HDR_START, ki.hdr_end - HDR_START);
     bp[HDR_TYPE_OF_LOADER] = LOADER_UNDEFINED;
-    put32(bp + HDR_CMD_LINE_PTR, BZIMAGE_CMDLINE);
-    put32(bp + BP_EXT_CMD_LINE_PTR, 0);
-    put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)initrd_addr);
-    put32(bp + HDR_RAMDISK_SIZE, (uint32_t)rlen);
-    put32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
-    put32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)((uint64_t)rlen >> 32));
+    le_put32(bp + HDR_CMD_LINE_PTR, BZIMAGE_CMDLINE);
+    le_put32(bp + BP_EXT_CMD_LINE_PTR, 0);
+    le_put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)initrd_addr);
+    le_put32(bp + HDR_RAMDISK_SIZE, (uint32_t)rlen);
+    le_put32(bp + BP_EXT_RAMDISK_IMAGE, (uint32_t)(initrd_addr >> 32));
+    le_put32(bp + BP_EXT_RAMDISK_SIZE, (uint32_t)((uint64_t)rlen >> 32));
     add_e820(bp, 0, BZIMAGE_RESERVED_LOW, E820_RAM);
     add_e820(bp, BZIMAGE_RESERVED_LOW, BZIMAGE_KERNEL_ADDR -
              BZIMAGE_RESERVED_LOW, E820_RESERVED);
