@@ -144,8 +144,12 @@ def wait_marker(p, t0):
     return int(MARKER_RE.search(line).group(1))
 
 
+def counts_of(p):
+    return [int(m.group(1)) for m in map(COUNT_RE.search, p.lines()) if m]
+
+
 def last_count(p):
-    n = [int(m.group(1)) for m in map(COUNT_RE.search, p.lines()) if m]
+    n = counts_of(p)
     return n[-1] if n else -1
 
 
@@ -611,26 +615,37 @@ def case_net_dgram():
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 
 
-def counts_of(p):
-    return [int(m.group(1)) for m in map(COUNT_RE.search, p.lines()) if m]
+def spawn_secondary(name, failure, *extra, netns=None):
+    """`ftvm secondary` on a free loopback port, its stdin a pipe (the
+    console once it runs): (Proc, control socket, "host:port")."""
+    sock = os.path.join(ft.tmp, name + ".sock")
+    p = ft.Proc(name, [FTVM, "secondary", "--listen", "127.0.0.1:0",
+                       "--control", sock, "--failure-timeout", failure,
+                       "--insecure"] + list(extra),
+                netns=netns, stdin=subprocess.PIPE)
+    m = p.wait_err(LISTEN_RE, ft.scaled(30), "listening")
+    return p, sock, "%s:%s" % m.groups()
+
+
+def wait_running(sock, what):
+    """The status of a secondary once it runs the VM (failed over)."""
+    def live():
+        st = ft.ftvmctl_json(FTVMCTL, sock, "status")
+        return st if st["state"] == "running" else None
+    return wait_until(live, 60, what)
 
 
 def failover_run(i, rng, vcpus, reprotect):
     kernel, initrd = guest_files()
-    ssock = os.path.join(ft.tmp, "sec%d.sock" % i)
     psock = os.path.join(ft.tmp, "pri%d.sock" % i)
     failure = "%dms" % round(ft.scaled(1000))
-    sec = ft.Proc("sec%d" % i, [FTVM, "secondary", "--listen", "127.0.0.1:0",
-                                "--control", ssock, "--failure-timeout",
-                                failure, "--insecure"],
-                  stdin=subprocess.PIPE)
-    m = sec.wait_err(LISTEN_RE, ft.scaled(30), "listening")
+    sec, ssock, addr = spawn_secondary("sec%d" % i, failure)
     t0 = time.monotonic()
     pri = ft.Proc("pri%d" % i, [FTVM, "primary", "--kernel", kernel,
                                 "--initrd", initrd, "--cmdline",
                                 CMDLINE % "shell", "--mem", "256M",
                                 "--vcpus", str(vcpus),
-                                "--secondary", "%s:%s" % m.groups(),
+                                "--secondary", addr,
                                 "--control", psock, "--failure-timeout",
                                 failure, "--insecure"],
                   stdin=subprocess.PIPE)
@@ -662,10 +677,7 @@ def failover_run(i, rng, vcpus, reprotect):
     check(seen == list(range(len(seen))), "the primary's released counter "
           "is not 0..n: %r" % seen)
 
-    def live():
-        s = ft.ftvmctl_json(FTVMCTL, ssock, "status")
-        return s if s["state"] == "running" else None
-    s = wait_until(live, 60, "the secondary to fail over")
+    s = wait_running(ssock, "the secondary to fail over")
     fo = s["failover"]
     check(fo["reason"] == "primary lost", "failover reason %r"
           % fo["reason"])
@@ -704,12 +716,8 @@ def protect_again(b, bsock, failure, first, rng):
     """B, now running the VM, protected by a new secondary C (`ftvmctl
     protect`): the survivor replicates the Linux VM it took over; kill -9
     of B, C goes on with the counter."""
-    csock = os.path.join(ft.tmp, "c.sock")
-    c = ft.Proc("c", [FTVM, "secondary", "--listen", "127.0.0.1:0",
-                      "--control", csock, "--failure-timeout", failure,
-                      "--insecure"], stdin=subprocess.PIPE)
-    m = c.wait_err(LISTEN_RE, ft.scaled(30), "listening")
-    r = ft.run([FTVMCTL, "-s", bsock, "protect", "%s:%s" % m.groups()],
+    c, csock, caddr = spawn_secondary("c", failure)
+    r = ft.run([FTVMCTL, "-s", bsock, "protect", caddr],
                capture_output=True, text=True, timeout=ft.scaled(30))
     check(r.returncode == 0, "ftvmctl protect: exit %d: %s%s"
           % (r.returncode, r.stdout, r.stderr))
@@ -725,10 +733,7 @@ def protect_again(b, bsock, failure, first, rng):
     b.kill9()
     seen = counts_of(b)
 
-    def live():
-        st = ft.ftvmctl_json(FTVMCTL, csock, "status")
-        return st if st["state"] == "running" else None
-    st = wait_until(live, 60, "C to fail over")
+    st = wait_running(csock, "C to fail over")
     wait_until(lambda: len(counts_of(c)) >= 1, 60, "the counter on C")
     after = counts_of(c)
     # As for B: the next line, or one more in the lost-ACK race.
@@ -765,20 +770,16 @@ def case_failover_net():
     ns = make_netns(PAIR_TAPS)
     kernel, initrd = guest_files()
     mac = "52:54:00:4c:6e:01"
-    ssock = os.path.join(ft.tmp, "sec.sock")
     psock = os.path.join(ft.tmp, "pri.sock")
     failure = "%dms" % round(ft.scaled(1000))
-    sec = ft.Proc("sec", [FTVM, "secondary", "--listen", "127.0.0.1:0",
-                          "--control", ssock, "--failure-timeout", failure,
-                          "--insecure", "--net", "tap:" + PAIR_TAPS[1]],
-                  netns=ns, stdin=subprocess.PIPE)
-    m = sec.wait_err(LISTEN_RE, ft.scaled(30), "listening")
+    sec, ssock, addr = spawn_secondary("sec", failure, "--net",
+                                       "tap:" + PAIR_TAPS[1], netns=ns)
     t0 = time.monotonic()
     pri = ft.Proc("pri", [FTVM, "primary", "--kernel", kernel, "--initrd",
                           initrd, "--cmdline",
                           CMDLINE % ("udp ftvm_ip=%s/24" % NET_GUEST),
                           "--mem", "256M", "--net", "tap:" + PAIR_TAPS[0],
-                          "--mac", mac, "--secondary", "%s:%s" % m.groups(),
+                          "--mac", mac, "--secondary", addr,
                           "--control", psock, "--failure-timeout", failure,
                           "--insecure"], netns=ns, stdin=subprocess.PIPE)
     wait_marker(pri, t0)
@@ -802,10 +803,7 @@ def case_failover_net():
     before = len(answers())
     log("killed the primary after %d requests were answered" % before)
 
-    def live():
-        s = ft.ftvmctl_json(FTVMCTL, ssock, "status")
-        return s if s["state"] == "running" else None
-    s = wait_until(live, 60, "the secondary to fail over")
+    s = wait_running(ssock, "the secondary to fail over")
     rc = client.wait(130)       # scaled: past the client's own deadline
     rows = answers()
     check(rc == 0 and len(rows) == n, "the client: exit %d, %d answers of "
