@@ -16,7 +16,9 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "secondary/svm.h"
 #include "secondary/svmnet.h"
+#include "vm/pc.h"
 
 /* What the primary got: the COLO_FRAMEs' tags and first bytes. */
 static struct { uint64_t id; uint8_t first; uint16_t len; } got[2048];
@@ -168,9 +170,27 @@ static void test_input_waits_for_its_reset(void **state)
     assert_int_equal(st.input_frames, 3 + SVMNET_MAX_INPUT);
 }
 
+/* A COLO stream of a Linux guest's PC: refused before any VM is made. */
+static void test_svm_refuses_pc(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    svm_opts o = { .base = base, .send = send_msg };
+    svm *s;
+    assert_int_equal(svm_new(&s, &o), 0);
+    vmshape shape = { .mem_size = 64 << 20, .vcpus = 1,
+                      .machine = VM_MACHINE_PC };
+    char err[256] = "";
+    assert_int_equal(svm_prepare(s, &shape, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, PC_NO_COLO);
+    svm_free(s);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_svm_refuses_pc),
         cmocka_unit_test_setup_teardown(test_frames_tagged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_bounded_and_stale, setup,
                                         teardown),
