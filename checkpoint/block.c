@@ -371,9 +371,13 @@ static int load_chunk(block_loader *l, qfile *f, uint64_t at, uint64_t hdr,
     uint64_t c;
     int err;
 
-    qfile_get_str(f, name);
+    size_t nlen = qfile_get_str(f, name);
     if (qfile_error(f))
         return qfile_error(f);
+    /* "disk0\0..." must not pass for disk0 (a fuzzer found it did). */
+    if (strlen(name) != nlen)
+        return qfile_fail(f, -EINVAL, "block: record at byte %" PRIu64
+                          ": a device name with a NUL byte", at);
     ld = find_disk(l, name, &di);
     if (!ld && l->inspect)
         ld = learn_disk(l, f, at, name, &di);
