@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/disk.h"
 #include "checkpoint/ram.h"
 #include "devstate/registry.h"
 #include "vm/conout.h"
@@ -92,7 +93,17 @@ typedef struct vm_config {
     hc_transmit_fn transmit_fn;
     void *transmit_opaque;
     ram_save_opts ram_opts;     /* compression for the "ram" entry */
+    /*
+     * The guest's disk (checkpoint/disk.h, opened as VM_DISK_NAME), or
+     * NULL: a virtio-blk device for a Linux guest, the block hypercalls
+     * for a freestanding one, and the "block" entry that checkpoints and
+     * replicates its writes.  The caller's: it must outlive the VM.
+     */
+    disk *disk;
 } vm_config;
+
+/* The name a VM's disk has in the "block" section and in "ftvm-vm". */
+#define VM_DISK_NAME "disk0"
 
 /* Defaults: 256 MiB, one vCPU, no network, MAC 02:46:54:56:4d:01, stdout. */
 void vm_config_init(vm_config *c);
