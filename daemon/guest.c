@@ -11,6 +11,20 @@ void guest_config(vm_config *cfg)
         cfg->console_in_fd = STDIN_FILENO;
 }
 
+int guest_open_disk(options_vm *o, char *err, size_t errlen)
+{
+    if (!o->has_disk || o->cfg.disk)
+        return 0;
+    return disk_open(&o->cfg.disk, o->disk.path, o->disk.readonly,
+                     VM_DISK_NAME, err, errlen);
+}
+
+void guest_close_disk(options_vm *o)
+{
+    disk_close(o->cfg.disk);
+    o->cfg.disk = NULL;
+}
+
 int guest_boot(vm *v, const options_vm *o, const char *image,
                const char *guest_args, char *err, size_t errlen)
 {

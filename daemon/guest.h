@@ -19,6 +19,15 @@
 void guest_config(vm_config *cfg);
 
 /*
+ * Opens the image --disk named (when given) as the VM's disk, VM_DISK_NAME,
+ * and puts it in o->cfg.disk.  0, or -errno with a message naming the
+ * image (missing, in use, a bad size).  Close it with guest_close_disk
+ * once the VM is gone.
+ */
+int guest_open_disk(options_vm *o, char *err, size_t errlen);
+void guest_close_disk(options_vm *o);
+
+/*
  * Boots the created VM: the kernel of o (with the default command line
  * when none was given), or image with guest_args.  0, or -errno with a
  * message.

@@ -19,7 +19,7 @@ enum {
     OPT_VCPUS = 0x100, OPT_NET, OPT_MAC, OPT_COMPRESS,
     OPT_CONTROL, OPT_METRICS,
     OPT_CKDIR, OPT_CKEVERY, OPT_KEEP,
-    OPT_KERNEL, OPT_INITRD, OPT_CMDLINE,
+    OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_DISK,
     OPT_OWN = 0x200,
 };
 
@@ -29,6 +29,7 @@ static const struct option vm_longs[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "mac", required_argument, NULL, OPT_MAC },
     { "compress", required_argument, NULL, OPT_COMPRESS },
+    { "disk", required_argument, NULL, OPT_DISK },
     { "kernel", required_argument, NULL, OPT_KERNEL },
     { "initrd", required_argument, NULL, OPT_INITRD },
     { "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -52,7 +53,11 @@ static const char vm_help[] =
     "      --net SPEC       network backend: tap:IFNAME or\n"
     "                       dgram:LOCAL,REMOTE (docs/network.md)\n"
     "      --mac MAC        the guest's MAC (default 02:46:54:56:4d:01)\n"
-    "      --compress N     zlib level 1-9 for checkpoint pages (0 off)\n";
+    "      --compress N     zlib level 1-9 for checkpoint pages (0 off)\n"
+    "      --disk FILE[,readonly]\n"
+    "                       a raw disk image (a multiple of 512 bytes),\n"
+    "                       checkpointed and replicated with the memory\n"
+    "                       (docs/disk-format.md); locked while in use\n";
 static const char kernel_help[] =
     "a Linux guest (docs/linux-guests.md), instead of a guest image:\n"
     "      --kernel FILE    boot this bzImage (x86 64-bit boot protocol)\n"
@@ -171,6 +176,20 @@ static int take_group(const options_command *c, int opt, const char *arg)
             return bad_value("mac", arg, "six hex bytes such as "
                              "02:00:00:00:00:01");
         return 0;
+    case OPT_DISK: {
+        char why[256];
+        if (c->vm->has_disk) {
+            log_msg("--disk '%s': one disk only (--disk was given twice)",
+                    arg);
+            return -EINVAL;
+        }
+        if (disk_parse_spec(arg, &c->vm->disk, why, sizeof(why)) < 0) {
+            log_msg("%s", why);
+            return -EINVAL;
+        }
+        c->vm->has_disk = true;
+        return 0;
+    }
     case OPT_COMPRESS:
         r = take_count("compress", arg, 0, 9, "a zlib level", &n);
         if (r == 0)

@@ -24,7 +24,7 @@
 #include "vm/vm.h"
 
 /*
- * --mem --vcpus --net --mac --compress: the VM's shape; and, for a
+ * --mem --vcpus --net --mac --compress --disk: the VM's shape; and, for a
  * command with kernel_ok, --kernel --initrd --cmdline: a Linux guest
  * (cfg.machine VM_MACHINE_PC) instead of a guest image.
  */
@@ -34,6 +34,9 @@ typedef struct options_vm {
     const char *kernel;     /* --kernel: a bzImage, or NULL */
     const char *initrd;     /* --initrd, or NULL */
     const char *cmdline;    /* --cmdline, or NULL */
+    /* --disk FILE[,readonly]: parsed here, opened by guest_open_disk. */
+    bool has_disk;
+    disk_spec disk;
 } options_vm;
 
 typedef enum options_kind {

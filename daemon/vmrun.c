@@ -86,6 +86,11 @@ int vmrun_run(vmrun_opts *o)
     char err[1024];
     int r;
 
+    r = guest_open_disk(&o->vm, err, sizeof(err));
+    if (r < 0) {
+        log_msg("%s", err);
+        return EXITCODE_SETUP;
+    }
     if (o->mode == VMRUN_BOOT) {
         guest_config(&o->vm.cfg);
         r = vm_create(&run.v, &o->vm.cfg, err, sizeof(err));
@@ -98,6 +103,7 @@ int vmrun_run(vmrun_opts *o)
     if (r < 0) {
         log_msg("%s", err);
         vm_destroy(run.v);
+        guest_close_disk(&o->vm);
         return EXITCODE_SETUP;
     }
     o->process.role = o->mode == VMRUN_BOOT ? "run" : "restore";
@@ -106,6 +112,7 @@ int vmrun_run(vmrun_opts *o)
     if (daemon_new(&run.d, &o->process, err, sizeof(err)) < 0) {
         log_msg("%s", err);
         vm_destroy(run.v);
+        guest_close_disk(&o->vm);
         return EXITCODE_SETUP;
     }
     daemon_set_vm(run.d, run.v);
@@ -117,5 +124,6 @@ int vmrun_run(vmrun_opts *o)
     else
         status = daemon_run(run.d);
     daemon_free(run.d);
+    guest_close_disk(&o->vm);
     return status;
 }

@@ -66,7 +66,9 @@ static int create_vm(primary *pm, primary_opts *o)
     }
     protected_vm_route(pm->pv, &o->vm.cfg);
     guest_config(&o->vm.cfg);
-    int r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
+    int r = guest_open_disk(&o->vm, err, sizeof(err));
+    if (r == 0)
+        r = vm_create(&pm->v, &o->vm.cfg, err, sizeof(err));
     if (r == 0) {
         protected_vm_use(pm->pv, pm->v);
         r = guest_boot(pm->v, &o->vm, o->image, o->guest_args, err,
@@ -160,6 +162,7 @@ int primary_run(primary_opts *o)
     if (create_vm(&pm, o) < 0) {
         vm_destroy(pm.v);
         protected_vm_free(pm.pv);
+        guest_close_disk(&o->vm);
         return EXITCODE_SETUP;
     }
     vmctl_hooks hooks = { .opaque = &pm, .status = hook_status,
@@ -179,5 +182,6 @@ int primary_run(primary_opts *o)
     protected_vm_end(pm.pv);
     daemon_free(pm.d);
     protected_vm_free(pm.pv);
+    guest_close_disk(&o->vm);
     return status;
 }
