@@ -28,6 +28,7 @@ typedef struct registry registry;
 enum {
     REGISTRY_PRIO_DEFAULT = 0,
     REGISTRY_PRIO_RAM = 100,
+    REGISTRY_PRIO_DISK = 90,    /* "block": after RAM, before devices */
 };
 
 /*

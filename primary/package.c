@@ -87,6 +87,7 @@ int package_build(vm *v, qfile *q, const pairing *pair, uint64_t id,
         ram_block *b = vm_ram_blocks(v, &nb);
         ram_mark_all_dirty(b, nb);
         ram_saver_drop_cache(vm_ram_saver(v));
+        vm_disk_resend(v);
     }
     trailer_put_pkg(q, n + 1, &(trailer_pkg){ .id = id, .base = base,
                                               .pair = *pair });

@@ -64,6 +64,13 @@ static int create_vm(primary *pm, primary_opts *o)
         log_msg("out of memory");
         return -ENOMEM;
     }
+    if (o->vm.has_disk && o->vm.disk.readonly) {
+        /* The secondary's copy is written by the stream: never readonly. */
+        log_msg("--disk %s,readonly: a replicated disk is written by its "
+                "secondary's copy; give it without readonly",
+                o->vm.disk.path);
+        return -EINVAL;
+    }
     protected_vm_route(pm->pv, &o->vm.cfg);
     guest_config(&o->vm.cfg);
     int r = guest_open_disk(&o->vm, err, sizeof(err));
@@ -81,7 +88,10 @@ static int create_vm(primary *pm, primary_opts *o)
     o->rep.shape = (vmshape){ .mem_size = o->vm.cfg.mem_size,
                               .vcpus = o->vm.cfg.vcpus,
                               .has_net = vm_net(pm->v) != NULL,
-                              .machine = (uint8_t)o->vm.cfg.machine };
+                              .machine = (uint8_t)o->vm.cfg.machine,
+                              .disk_size = o->vm.cfg.disk
+                                               ? disk_size(o->vm.cfg.disk)
+                                               : 0 };
     memcpy(o->rep.shape.mac, o->vm.cfg.mac, 6);
     /* The pairing id is drawn for each secondary (replicator.c). */
     if (o->vm_name)

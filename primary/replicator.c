@@ -490,6 +490,10 @@ int replicator_new(replicator **out, vm *v, struct event_base *base,
         snprintf(err, errlen, "%s", PC_NO_COLO);
         return -ENOTSUP;
     }
+    if (o->mode == COLO_MODE_COLO && vm_disk(v)) {
+        snprintf(err, errlen, "%s", VM_DISK_NO_COLO);
+        return -ENOTSUP;
+    }
     replicator *p = calloc(1, sizeof(*p));
     if (!p) {
         snprintf(err, errlen, "out of memory");

@@ -38,6 +38,7 @@ struct apply {
     bool packaged;          /* a package arrived: the bring-up is over */
     bool dropped;           /* "ftvm-drop" came: only EOF may follow */
     uint64_t last_applied;
+    qfile *in;              /* apply_load's: where a failed commit ends */
     pkg_check cur;
     pthread_mutex_t cache;  /* a package being applied; apply_hold */
     pthread_mutex_t slock;  /* st, samples */
@@ -254,7 +255,13 @@ static int top_section(apply *a, qfile *f, const savevm_section *sec)
                           "section '%s' outside a package after "
                           "the bring-up: it could not be applied atomically",
                           sec->idstr);
-    return registry_target_ops.section(a->reg, f, sec, SAVEVM_PASS_APPLY);
+    int r = registry_target_ops.section(a->reg, f, sec, SAVEVM_PASS_APPLY);
+    char why[512];
+    if (r == 0 && a->o.commit &&
+        (r = a->o.commit(a->o.opaque, why, sizeof(why))) < 0)
+        return qfile_fail(f, -ENOTRECOVERABLE, "the bring-up's '%s': %s",
+                          sec->idstr, why);
+    return r;
 }
 
 /* ---- a package: validate ---- */
@@ -411,6 +418,15 @@ static int apply_section(apply *a, qfile *f, const savevm_section *sec)
 static void package_applied(apply *a, uint32_t bytes)
 {
     uint64_t id = a->cur.hdr.id;
+    char why[512];
+    if (a->o.commit && a->o.commit(a->o.opaque, why, sizeof(why)) < 0) {
+        /* Not ACKed; the stream ends on this error (the input's). */
+        qfile_fail(a->in, -ENOTRECOVERABLE, "checkpoint %" PRIu64 ": %s; "
+                   "this secondary's disk is between two checkpoints and "
+                   "it cannot take over", id, why);
+        reset_pkg(a);
+        return;
+    }
     uint64_t took = connection_now(a->o.conn) - a->cur.t0;
     a->last_applied = id;
     reset_pkg(a);
@@ -503,6 +519,7 @@ int apply_load_header(apply *a, qfile *f)
 
 int apply_load(apply *a, qfile *f, savevm_stop *why)
 {
+    a->in = f;
     int r = savevm_load_main(a->loader, f, SAVEVM_PASS_APPLY, true, why);
     /* A package cut off part way: nothing of it stays in flux. */
     reset_pkg(a);

@@ -69,6 +69,16 @@ typedef struct apply_opts {
     void *opaque;
     /* The VM name the primary must have (--vm-name); NULL: any. */
     const char *vm_name;
+    /*
+     * Optional: writes what the last unit applied staged (the disk's
+     * chunks, vm_disk_commit) once it is applied: after each section of
+     * the bring-up, and after each package's RAM and before its ACK.
+     * 0, or -errno with the reason in err.  A package whose commit fails
+     * is not ACKed and ends the stream as refused (-ENOTRECOVERABLE,
+     * SHUT 1): the copy is between two checkpoints, so this secondary
+     * must never take over.
+     */
+    int (*commit)(void *opaque, char *err, size_t errlen);
     /* Optional: checkpoint id was applied and ACKed (opaque's). */
     void (*applied)(void *opaque, uint64_t id);
     /* Optional: "ftvm-colo" said COLO mode (in the bring-up). */

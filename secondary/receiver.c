@@ -70,7 +70,8 @@ static int make_vm(void *opaque, qfile *f, const vmshape *shape,
     pthread_mutex_lock(&rx->slock);
     rx->shape = *shape;
     pthread_mutex_unlock(&rx->slock);
-    int r = replica_create(f, shape, rx->o.net, &rx->o.output, &rx->v);
+    int r = replica_create(f, shape, rx->o.net, rx->o.disk, &rx->o.output,
+                           &rx->v);
     if (r < 0)
         return r;
     log_msg("%s: VM %s of %" PRIu64 " MiB, %" PRIu32 " vCPU(s)%s created; "
@@ -81,6 +82,13 @@ static int make_vm(void *opaque, qfile *f, const vmshape *shape,
     *reg = vm_registry(rx->v);
     note(rx, NOTE_VM);
     return 0;
+}
+
+/* apply's commit hook: the disk's staged chunks into this copy. */
+static int commit_disk(void *opaque, char *err, size_t errlen)
+{
+    receiver *rx = opaque;
+    return rx->v ? vm_disk_commit(rx->v, err, errlen) : 0;
 }
 
 static void applied(void *opaque, uint64_t id)
@@ -336,6 +344,7 @@ int receiver_start(receiver **out, struct event_base *base, int fd,
                                              .opaque = rx,
                                              .vm_name = o->vm_name,
                                              .applied = applied,
+                                             .commit = commit_disk,
                                              .colo = colo_mode,
                                              .colo_input = colo_input,
                                              .colo_release = colo_release });

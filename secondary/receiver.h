@@ -62,6 +62,7 @@ typedef struct receiver_opts {
     uint64_t failure_timeout_ns;
     uint64_t heartbeat_ns;
     const char *net;        /* backend spec for the VM, or NULL */
+    const char *disk;       /* --disk: the copy of a VM's disk, or NULL */
     /* fd is a TLS pump's plaintext end over tcp_fd (connection_opts). */
     bool pumped;
     int tcp_fd;

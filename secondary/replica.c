@@ -2,17 +2,34 @@
 #include "secondary/replica.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon/guest.h"
 
-int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
-                   char *err, size_t errlen)
+int replica_config(const vmshape *shape, const char *net,
+                   const char *disk_path, vm_config *cfg, char *err,
+                   size_t errlen)
 {
     if (shape->has_net && !net) {
         snprintf(err, errlen, "the primary's VM has a network device: "
                  "start the secondary with --net");
+        return -EINVAL;
+    }
+    if (shape->disk_size && !disk_path) {
+        snprintf(err, errlen, "the primary's VM has a disk of %" PRIu64
+                 " bytes: start the secondary with --disk FILE (its copy)",
+                 shape->disk_size);
+        return -EINVAL;
+    }
+    if (!shape->disk_size && disk_path) {
+        snprintf(err, errlen, "the primary's VM has no disk, and this "
+                 "secondary was given --disk %s", disk_path);
         return -EINVAL;
     }
     vm_config_init(cfg);
@@ -24,14 +41,57 @@ int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
     return 0;
 }
 
+/*
+ * This secondary's copy of the image, made size bytes: locked before it
+ * is resized, so that an image another process has open (the primary's,
+ * given by mistake on the same host) is refused untouched.
+ */
+static int open_copy(const char *path, uint64_t size, disk **out,
+                     char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "disk %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int r = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "disk %s: %s", path,
+                 r == -EWOULDBLOCK ? "in use by another user of the image "
+                                     "(it is locked)" : strerror(-r));
+    } else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        snprintf(err, errlen, "disk %s: not a regular file", path);
+    } else if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "disk %s: making it %" PRIu64 " bytes: %s",
+                 path, size, strerror(-r));
+    }
+    close(fd);
+    if (r == 0)
+        r = disk_open(out, path, false, VM_DISK_NAME, err, errlen);
+    return r;
+}
+
 int replica_create(qfile *f, const vmshape *shape, const char *net,
-                   const replica_output *output, vm **out)
+                   const char *disk_path, const replica_output *output,
+                   vm **out)
 {
     vm_config cfg;
     char err[512];
-    int r = replica_config(shape, net, &cfg, err, sizeof(err));
+    int r = replica_config(shape, net, disk_path, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
+    if (shape->disk_size) {
+        r = open_copy(disk_path, shape->disk_size, &cfg.disk, err,
+                      sizeof(err));
+        if (r < 0)
+            return qfile_fail(f, r, "%s", err);
+        cfg.disk_owned = true;
+    }
     guest_config(&cfg);         /* read once it runs, not before */
     cfg.console_fn = output->console_fn;
     cfg.console_opaque = output->console_opaque;
@@ -40,5 +100,6 @@ int replica_create(qfile *f, const vmshape *shape, const char *net,
     r = vm_create(out, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "creating the VM: %s", err);
+    vm_disk_hold(*out);
     return 0;
 }

@@ -17,11 +17,13 @@
 
 /*
  * The configuration of a VM of that shape, its network device on the
- * backend net (--net), which a VM with a NIC requires.  0, or -EINVAL
- * with a message.
+ * backend net (--net), which a VM with a NIC requires, as one with a
+ * disk requires disk_path (--disk: this secondary's copy of the image).
+ * Nothing is opened.  0, or -EINVAL with a message.
  */
-int replica_config(const vmshape *shape, const char *net, vm_config *cfg,
-                   char *err, size_t errlen);
+int replica_config(const vmshape *shape, const char *net,
+                   const char *disk_path, vm_config *cfg, char *err,
+                   size_t errlen);
 
 /*
  * Where the VM's console bytes and the frames it sends go once it runs
@@ -38,9 +40,14 @@ typedef struct replica_output {
 
 /*
  * Creates the VM of the shape "ftvm-vm" gave, not started, its output
- * through output's hooks.  0, or the error latched on f.
+ * through output's hooks.  With a disk, disk_path is made the size of
+ * the primary's (created if missing: the bring-up overwrites it all),
+ * opened (locked) and owned by the VM, which holds what each package
+ * stages until the receiver commits it (vm_disk_hold).  0, or the error
+ * latched on f.
  */
 int replica_create(qfile *f, const vmshape *shape, const char *net,
-                   const replica_output *output, vm **out);
+                   const char *disk_path, const replica_output *output,
+                   vm **out);
 
 #endif

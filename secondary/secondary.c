@@ -492,6 +492,7 @@ static void on_connection(void *opaque, int fd, int tcp_fd, const char *peer)
         .failure_timeout_ns = s->o->failure_ns,
         .heartbeat_ns = s->o->heartbeat_ns,
         .net = s->o->net,
+        .disk = s->o->disk,
         .pumped = tcp_fd >= 0,
         .tcp_fd = tcp_fd,
         .vm_name = s->o->vm_name,

@@ -28,6 +28,7 @@ typedef struct secondary_opts {
     /* ADDR:PORT, [IPV6]:PORT or :PORT; port 0 for any (the log says). */
     const char *listen;
     const char *net;            /* the VM's backend after failover, or NULL */
+    const char *disk;           /* --disk: this secondary's image copy */
     uint64_t failure_ns;        /* silence after which the primary is dead */
     uint64_t heartbeat_ns;      /* HEARTBEAT when idle this long */
     /* --tls-creds, --tls-peer, --insecure (daemon/tls.h). */

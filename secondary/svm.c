@@ -213,8 +213,12 @@ int svm_prepare(svm *s, const vmshape *shape, char *err, size_t errlen)
         snprintf(err, errlen, "%s", PC_NO_COLO);
         return -ENOTSUP;
     }
+    if (shape->disk_size) {
+        snprintf(err, errlen, "%s", VM_DISK_NO_COLO);
+        return -ENOTSUP;
+    }
     /* A NIC without a host side until failover (svmnet.h). */
-    int r = replica_config(shape, "none", &cfg, err, errlen);
+    int r = replica_config(shape, "none", NULL, &cfg, err, errlen);
     if (r < 0)
         return r;
     if (shape->has_net) {

@@ -179,6 +179,11 @@ int primary_main(int argc, char **argv)
         free(found.guest_args);
         return EXITCODE_USAGE;
     }
+    if (o.rep.mode == COLO_MODE_COLO && o.vm.has_disk) {
+        log_msg("--mode colo --disk: %s", VM_DISK_NO_COLO);
+        free(found.guest_args);
+        return EXITCODE_USAGE;
+    }
     if (o.rep.compare_log && o.rep.mode != COLO_MODE_COLO) {
         log_msg("--compare-log goes with --mode colo");
         free(found.guest_args);

@@ -29,6 +29,11 @@ static const char help[] =
     "                       tap:IFNAME or dgram:LOCAL,REMOTE\n"
     "                       (docs/network.md); required if the VM has a\n"
     "                       NIC\n"
+    "      --disk FILE      this secondary's copy of the VM's disk,\n"
+    "                       required if it has one: made the primary's\n"
+    "                       image's size (created if missing) and\n"
+    "                       overwritten by the bring-up; its contents\n"
+    "                       always match the last checkpoint applied\n"
     "      --failure-timeout TIME\n"
     "                       silence after which the primary is dead\n"
     "                       (default 300ms)\n"
@@ -141,6 +146,7 @@ int secondary_main(int argc, char **argv)
     const options_own own[] = {
         { "listen", 0, OPTIONS_STRING, &o.listen },
         { "net", 0, OPTIONS_STRING, &o.net },
+        { "disk", 0, OPTIONS_STRING, &o.disk },
         { "failure-timeout", 0, OPTIONS_DURATION, &o.failure_ns },
         { "heartbeat", 0, OPTIONS_DURATION, &o.heartbeat_ns },
         { "tls-creds", 0, OPTIONS_STRING, &o.tls.creds },

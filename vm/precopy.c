@@ -14,11 +14,12 @@ void precopy_begin(precopy_stats *st, uint64_t ram_pages)
 }
 
 bool precopy_account(precopy_stats *st, int iterate_rc,
-                     const ram_save_stats *rs)
+                     const ram_save_stats *rs, uint64_t disk_chunks)
 {
     uint64_t taken = rs->zero_pages + rs->normal_pages +
                      rs->compressed_pages + rs->xbzrle_pages +
-                     rs->unchanged_pages;
+                     rs->unchanged_pages +
+                     disk_chunks * PRECOPY_PAGES_PER_CHUNK;
     st->passes++;
     st->pages += taken;
     st->sweep_pages += taken;
@@ -61,8 +62,14 @@ int precopy_run(vm *v, qfile *f, precopy_flush_fn flush, void *opaque,
     ram_block *b = vm_ram_blocks(v, &n);
     for (size_t i = 0; i < n; i++)
         ram_pages += b[i].length / RAM_PAGE_SIZE;
+    /* The disk's chunks count as the pages they weigh. */
+    if (vm_disk(v))
+        ram_pages += disk_chunks(vm_disk(v)) * PRECOPY_PAGES_PER_CHUNK;
     precopy_begin(st, ram_pages);
 
+    block_save_stats ds0;
+    vm_get_disk_stats(v, &ds0);
+    uint64_t disk_sent = ds0.data_chunks + ds0.zero_chunks;
     registry *reg = vm_registry(v);
     rc = registry_save_setup(reg, f);
     if (rc < 0 || qfile_error(f))
@@ -77,7 +84,11 @@ int precopy_run(vm *v, qfile *f, precopy_flush_fn flush, void *opaque,
         }
         ram_save_stats rs;
         vm_get_ram_stats(v, &rs);
-        bool over = precopy_account(st, r, &rs);
+        block_save_stats ds;
+        vm_get_disk_stats(v, &ds);
+        uint64_t chunks = ds.data_chunks + ds.zero_chunks;
+        bool over = precopy_account(st, r, &rs, chunks - disk_sent);
+        disk_sent = chunks;
         /* Out before the guest changes the pages again. */
         rc = flush(opaque, f, err, errlen);
         if (rc < 0 || over)

@@ -11,6 +11,10 @@
  * link.  The caller then pauses the VM and copies the rest (the END
  * sections and the devices).
  *
+ * A disk's chunks ("block", vm/vm_disk.c) go in the same passes, after
+ * RAM's, and count as the pages they weigh (PRECOPY_PAGES_PER_CHUNK) in
+ * the sweep and the budget: a sweep ends when both are clean.
+ *
  * The end rule.  A pass sends at most a slice of the dirty pages; a sweep
  * is the passes from one empty dirty set to the next.  The live copy ends:
  *
@@ -42,6 +46,8 @@
 
 #define PRECOPY_FINAL_PAGES 4096u   /* a sweep this small ends it (16 MiB) */
 #define PRECOPY_BUDGET_ROUNDS 8u    /* RAM size x this many pages at most */
+/* A disk chunk weighs what its bytes would as pages (1 MiB / 4 KiB). */
+#define PRECOPY_PAGES_PER_CHUNK (DISK_CHUNK_SIZE / RAM_PAGE_SIZE)
 
 typedef enum precopy_end {
     PRECOPY_RUNNING,        /* not over yet */
@@ -83,9 +89,9 @@ void precopy_begin(precopy_stats *st, uint64_t ram_pages);
 /*
  * The end rule: accounts one pass (iterate_rc from registry_save_iterate,
  * rs the RAM codec's stats for it) and says whether the live copy is over
- * (st->end says why).
+ * (st->end says why); disk_chunks is the disk chunks the pass sent.
  */
 bool precopy_account(precopy_stats *st, int iterate_rc,
-                     const ram_save_stats *rs);
+                     const ram_save_stats *rs, uint64_t disk_chunks);
 
 #endif

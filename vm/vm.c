@@ -123,18 +123,21 @@ static int check_config(const vm_config *cfg, char *err, size_t errlen)
 int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
 {
     int rc = check_config(cfg, err, errlen);
-    if (rc < 0)
-        return rc;
-    vm *v = calloc(1, sizeof(*v));
+    vm *v = rc < 0 ? NULL : calloc(1, sizeof(*v));
     if (!v) {
-        snprintf(err, errlen, "vm: no memory");
-        return -ENOMEM;
+        if (cfg->disk_owned)
+            disk_close(cfg->disk);
+        if (rc == 0)
+            snprintf(err, errlen, "vm: no memory");
+        return rc < 0 ? rc : -ENOMEM;
     }
     v->cfg = *cfg;
     v->cfg.net = NULL;
     v->notify_fd = -1;
     v->kvm.sys_fd = v->kvm.vm_fd = -1;
     if (init_sync(v) < 0) {
+        if (cfg->disk_owned)
+            disk_close(cfg->disk);
         free(v);
         snprintf(err, errlen, "vm: cannot create its lock");
         return -ENOMEM;
@@ -716,6 +719,9 @@ void vm_destroy(vm *v)
     registry_free(v->reg);
     ram_saver_free(v->saver);
     ram_loader_free(v->loader);
+    vm_disk_free(v);
+    if (v->cfg.disk_owned)
+        disk_close(v->cfg.disk);
     hc_fini(&v->hc);
     if (v->net)
         net_close(v->net);

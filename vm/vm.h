@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/block.h"
 #include "checkpoint/disk.h"
 #include "checkpoint/ram.h"
 #include "devstate/registry.h"
@@ -100,6 +101,8 @@ typedef struct vm_config {
      * replicates its writes.  The caller's: it must outlive the VM.
      */
     disk *disk;
+    bool disk_owned;            /* vm_destroy (or a failed vm_create)
+                                   closes disk */
 } vm_config;
 
 /* The name a VM's disk has in the "block" section and in "ftvm-vm". */
@@ -207,6 +210,31 @@ int vm_sync_dirty(vm *v);
 /* What the last "ram" PART or END section sent. */
 void vm_get_ram_stats(vm *v, ram_save_stats *out);
 ram_saver *vm_ram_saver(vm *v);
+
+/*
+ * The disk's "block" entry (vm/vm_disk.c).  A secondary holds what a load
+ * stages (vm_disk_hold, before any load) and writes it into its image
+ * with vm_disk_commit once the package's RAM is applied: 0, or -errno
+ * with the reason (naming the image and chunk) in err, the stage kept.
+ * Without a hold each section's chunks are written as it loads
+ * (restore).  vm_disk_drop_staged forgets what is staged.
+ * vm_disk_resend marks again the chunks of the last VM_DISK_RECENT
+ * checkpoints (a full package: docs/disk-format.md).  All no-ops without
+ * a disk.
+ */
+#define VM_DISK_RECENT 8u
+/* Why COLO mode refuses a VM with a disk (its secondary's copy runs). */
+#define VM_DISK_NO_COLO                                                     \
+    "COLO mode does not replicate a disk yet (the secondary's VM runs and " \
+    "would write its own copy); use checkpoint mode"
+/* The VM's disk (its config's), or NULL. */
+disk *vm_disk(vm *v);
+void vm_disk_hold(vm *v);
+int vm_disk_commit(vm *v, char *err, size_t errlen);
+void vm_disk_drop_staged(vm *v);
+void vm_disk_resend(vm *v);
+/* Chunks the disk's sections sent so far, and how many are dirty now. */
+void vm_get_disk_stats(vm *v, block_save_stats *out);
 /* The network device, or NULL. */
 net_dev *vm_net(vm *v);
 /*

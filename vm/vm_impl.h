@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include "checkpoint/block.h"
 #include "vm/conout.h"
 #include "vm/gmem.h"
 #include "vm/hc.h"
@@ -49,6 +50,14 @@ struct vm {
     ram_save_stats ram_stats;
     bool booted;
 
+    /* cfg.disk's "block" entry (vm_disk.c); all NULL without a disk. */
+    block_loader *bloader;          /* NULL for a readonly disk too */
+    uint8_t *disk_scratch;          /* one chunk, for the savers */
+    unsigned long *disk_recent[VM_DISK_RECENT];  /* the last ENDs' takes */
+    unsigned disk_recent_next;
+    block_save_stats disk_stats;
+    bool disk_hold;                 /* staged chunks wait for a commit */
+
     pthread_mutex_t lock;
     pthread_cond_t cond;            /* on CLOCK_MONOTONIC */
     vm_state state;
@@ -71,6 +80,10 @@ struct vm {
 
 /* vm_state.c: registers RAM, vCPUs and devices in v->reg. */
 int vm_register_state(struct vm *v, char *err, size_t errlen);
+
+/* vm_disk.c: registers the disk's "block" entry (none without one). */
+int vm_disk_register(struct vm *v, char *err, size_t errlen);
+void vm_disk_free(struct vm *v);
 
 /* vm_cpu.c */
 int vm_cpu_start(struct vm *v, vm_cpu *vc, char *err, size_t errlen);

@@ -104,6 +104,8 @@ int vm_register_state(vm *v, char *err, size_t errlen)
     if (rc >= 0 && v->net)
         rc = registry_add_device(v->reg, "ftvm-net", 0, REGISTRY_PRIO_DEFAULT,
                                  &hc_net_state_desc, &v->hc.net_st);
+    if (rc >= 0 && v->cfg.disk)
+        return vm_disk_register(v, err, errlen);
     if (rc < 0) {
         const vmstate_desc *all[] = {&vcpu_state_desc, &hc_state_desc,
                                      &hc_net_state_desc, &pc_state_desc,

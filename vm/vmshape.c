@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stddef.h>
 
+#include "checkpoint/disk.h"
 #include "checkpoint/ram.h"
 #include "devstate/vmstate.h"
 #include "vm/bzimage.h"
@@ -22,6 +23,7 @@ static const vmstate_field vmshape_fields[] = {
     { .name = "generation", .type = VMSTATE_T_U64,
       .offset = offsetof(vmshape, pair.generation), .size = 8 },
     { VMSTATE_SCALAR(vmshape, machine) },
+    { VMSTATE_SCALAR(vmshape, disk_size) },
     VMSTATE_END,
 };
 
@@ -50,11 +52,15 @@ int vmshape_describe(json_t *vmdesc_devices)
 #define PAGE_RECORD_MAX (RAM_PAGE_SIZE + 512u)
 #define VCPU_STATE_MAX (1u << 20)
 #define DEVICES_STATE_MAX (4u << 20)
+/* A block record's be64 header, name length and a name at most. */
+#define CHUNK_RECORD_HEADER (8u + 1u + 255u)
 
 uint64_t vmshape_package_bound(const vmshape *s)
 {
+    uint64_t chunks = (s->disk_size + DISK_CHUNK_SIZE - 1) / DISK_CHUNK_SIZE;
     return s->mem_size / RAM_PAGE_SIZE * PAGE_RECORD_MAX +
-           (uint64_t)s->vcpus * VCPU_STATE_MAX + DEVICES_STATE_MAX;
+           (uint64_t)s->vcpus * VCPU_STATE_MAX + DEVICES_STATE_MAX +
+           chunks * (DISK_CHUNK_SIZE + CHUNK_RECORD_HEADER);
 }
 
 int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
@@ -83,6 +89,10 @@ int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out)
     if (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)
         return qfile_fail(f, -EINVAL, "VM shape: %" PRIu32 " vCPUs",
                           out->vcpus);
+    if (out->disk_size % DISK_SECTOR_SIZE || out->disk_size > DISK_MAX_SIZE)
+        return qfile_fail(f, -EINVAL, "VM shape: a disk of %" PRIu64
+                          " bytes (a multiple of 512 up to 1 TiB)",
+                          out->disk_size);
     if (pairing_check(&out->pair, why, sizeof(why)) < 0)
         return qfile_fail(f, -EINVAL, "VM shape: %s", why);
     return 0;

@@ -6,9 +6,11 @@
  * Body (big-endian): u64 RAM bytes, u32 vCPUs, bool (one byte, 0 or 1)
  * has a network device, 6 bytes MAC, 16 bytes pairing id, 64 bytes VM
  * name (NUL-padded), u64 generation (checkpoint/pairing.h), u8 machine
- * (0 a freestanding guest, 1 a Linux guest's PC: vm_machine).  FULL
- * section, instance 0, version 5 (4 had no machine: a secondary of 5
- * refuses it, as a secondary of 4 refuses 5; a primary of 4 or later
+ * (0 a freestanding guest, 1 a Linux guest's PC: vm_machine), u64 disk
+ * bytes (0: no disk; else the "block" section's disk VM_DISK_NAME, a
+ * multiple of 512 up to DISK_MAX_SIZE).  FULL section, instance 0,
+ * version 6 (5 had no disk, 4 no machine: a secondary of 6 refuses
+ * them, as one of 5 refuses 6; a primary of 4 or later
  * ends a live secondary with "ftvm-drop" and reads REFUSE), written and read
  * through a vmstate table that also gives its VM description entry
  * (docs/stream-format.md, "ftvm's own sections").
@@ -25,7 +27,7 @@
 #include "checkpoint/savevm.h"
 
 #define VMSHAPE_IDSTR "ftvm-vm"
-#define VMSHAPE_VERSION 5u
+#define VMSHAPE_VERSION 6u
 
 typedef struct vmshape {
     uint64_t mem_size;
@@ -34,6 +36,7 @@ typedef struct vmshape {
     uint8_t mac[6];
     pairing pair;           /* the bring-up's: every package carries it */
     uint8_t machine;        /* a vm_machine, one byte on the wire */
+    uint64_t disk_size;     /* the disk's bytes; 0: none */
 } vmshape;
 
 void vmshape_put(qfile *f, uint32_t section_id, const vmshape *s);
@@ -53,7 +56,8 @@ int vmshape_load(qfile *f, const savevm_section *sec, vmshape *out);
  * The most a replication package of a VM of this shape can hold: every
  * page of RAM with its record header (a zlib page can come out a little
  * larger than the page), plus a bound for device state per vCPU and for
- * the devices (the network device's queue of received frames).  Far
+ * the devices (the network device's queue of received frames), and the
+ * disk's chunks with their headers (a package may carry each once).  Far
  * above what a package needs; its point is that a peer's length prefix
  * cannot make the receiver stage more than the VM could ever send.
  */

@@ -129,7 +129,7 @@ static int create(void *opaque, qfile *f, const vmshape *shape,
     secondary *s = opaque;
     vm_config cfg;
     char err[256];
-    int r = replica_config(shape, NULL, &cfg, err, sizeof(err));
+    int r = replica_config(shape, NULL, NULL, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
     *reg = s->fx.reg;

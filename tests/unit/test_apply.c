@@ -364,7 +364,7 @@ static int create(void *opaque, qfile *f, const vmshape *shape,
         assert_false(connection_check_silence(e->p.conn));
     }
     e->got = *shape;
-    int r = replica_config(&e->got, e->net, &cfg, err, sizeof(err));
+    int r = replica_config(&e->got, e->net, NULL, &cfg, err, sizeof(err));
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
     *reg = e->sec.fx.reg;

@@ -14,7 +14,7 @@
 static bool pass(precopy_stats *st, uint64_t normal, uint64_t remaining)
 {
     ram_save_stats rs = { .normal_pages = normal, .remaining = remaining };
-    return precopy_account(st, remaining == 0, &rs);
+    return precopy_account(st, remaining == 0, &rs, 0);
 }
 
 /*
@@ -60,10 +60,10 @@ static void test_every_page_kind_counts(void **state)
         .zero_pages = 1000, .normal_pages = 1000, .compressed_pages = 1000,
         .xbzrle_pages = 1000, .unchanged_pages = 97, .remaining = 0,
     };
-    assert_false(precopy_account(&st, 1, &rs));
+    assert_false(precopy_account(&st, 1, &rs, 0));
     assert_int_equal(st.last_sweep_pages, 4097);
     rs.unchanged_pages = 96;
-    assert_true(precopy_account(&st, 1, &rs));
+    assert_true(precopy_account(&st, 1, &rs, 0));
     assert_int_equal(st.pages, 4097 + 4096);
 }
 

@@ -23,10 +23,12 @@ static const vmshape shape = {
                       0xaf },
               .name = "web-1", .generation = 0x0102030405060708ull },
     .machine = VM_MACHINE_PC,
+    .disk_size = 64ull << 20,
 };
 /* Where the name starts in the section's bytes. */
 #define NAME_AT (21 + 8 + 4 + 1 + 6 + 16)
 #define MACHINE_AT (NAME_AT + 64 + 8)
+#define DISK_AT (MACHINE_AT + 1)
 
 /* The section as vmshape_put writes it. */
 static uint8_t *put(size_t *n)
@@ -69,7 +71,7 @@ static void test_bytes_and_roundtrip(void **state)
     uint8_t *b = put(&n);
     static const uint8_t want[] = {
         0x04, 0, 0, 0, 7, 7, 'f', 't', 'v', 'm', '-', 'v', 'm', 0, 0, 0, 0,
-        0, 0, 0, 5,                                 /* header, version 5 */
+        0, 0, 0, 6,                                 /* header, version 6 */
         0, 0, 0, 0, 0x04, 0, 0, 0,                  /* mem_size */
         0, 0, 0, 2,                                 /* vcpus */
         1,                                          /* has_net */
@@ -81,14 +83,16 @@ static void test_bytes_and_roundtrip(void **state)
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         1, 2, 3, 4, 5, 6, 7, 8,                     /* generation */
         1,                                          /* machine: PC */
+        0, 0, 0, 0, 0x04, 0, 0, 0,                  /* disk_size */
         0x7e, 0, 0, 0, 7,                           /* footer */
     };
     assert_int_equal(n, sizeof(want));
     assert_memory_equal(b, want, n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), 0);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), 0);
     assert_int_equal(got.machine, VM_MACHINE_PC);
+    assert_int_equal(got.disk_size, 64ull << 20);
     assert_memory_equal(&got.mem_size, &shape.mem_size, 8);
     assert_int_equal(got.vcpus, 2);
     assert_true(got.has_net);
@@ -104,56 +108,67 @@ static void test_refused(void **state)
     uint8_t *b = put(&n);
     vmshape got;
     char msg[256];
-    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 6 is newer than 5"));
+    assert_int_equal(load(b, n, 7, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 7 is newer than 6"));
+    /* Version 5 had no disk: a VM's disk would be left behind. */
+    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -ENOTSUP);
+    assert_non_null(strstr(msg, "'ftvm-vm': version 5 is older than 6"));
     /* Version 4 had no machine: a Linux VM's would be made freestanding. */
     assert_int_equal(load(b, n, 4, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 4 is older than 5"));
+    assert_non_null(strstr(msg, "'ftvm-vm': version 4 is older than 6"));
     /*
      * Version 2 had no generation; a primary of 3 ends a secondary with a
      * bare EOF, never "ftvm-drop": both are refused.
      */
     assert_int_equal(load(b, n, 2, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is older than 5"));
+    assert_non_null(strstr(msg, "'ftvm-vm': version 2 is older than 6"));
     assert_int_equal(load(b, n, 3, &got, msg, sizeof(msg)), -ENOTSUP);
-    assert_non_null(strstr(msg, "'ftvm-vm': version 3 is older than 5"));
+    assert_non_null(strstr(msg, "'ftvm-vm': version 3 is older than 6"));
 
     b[MACHINE_AT] = 2;          /* no such machine */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: machine 2"));
     b[MACHINE_AT] = 1;
     b[21 + 3] = 1;              /* a Linux guest with 4 GiB + 64 MiB */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "a Linux guest with 4160 MiB of RAM "
                                "(at most 3072)"));
     b[MACHINE_AT] = 0;          /* fine for a freestanding one */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), 0);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), 0);
+    b[DISK_AT + 7] = 1;         /* a disk of 64 MiB + 1 byte */
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "VM shape: a disk of 67108865 bytes"));
+    b[DISK_AT + 7] = 0;
+    b[DISK_AT + 2] = 2;         /* 2 TiB */
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
+    assert_non_null(strstr(msg, "(a multiple of 512 up to 1 TiB)"));
+    b[DISK_AT + 2] = 0;
     b[21 + 3] = 0;
     b[21 + 12] = 2;             /* has_net */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "field 'has_net': bool byte 0x02"));
     b[21 + 12] = 0;
     b[21 + 11] = 0;             /* vcpus 0 */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: 0 vCPUs"));
     b[21 + 11] = 2;
     b[21 + 7] = 1;              /* RAM not a multiple of 2 MiB */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: RAM of"));
     b[21 + 7] = 0;
     b[NAME_AT + 3] = '/';       /* a name no key may hold */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name 'web/1': only letters"));
     b[NAME_AT] = 0;             /* none */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: VM name '': 1 to 63"));
     memset(b + NAME_AT, 'a', 64);   /* not terminated */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "not NUL-terminated"));
     memset(b + NAME_AT, 0, 64);
     memcpy(b + NAME_AT, "web-1", 5);
     memset(b + NAME_AT + 64, 0, 8);     /* generation 0 */
-    assert_int_equal(load(b, n, 5, &got, msg, sizeof(msg)), -EINVAL);
+    assert_int_equal(load(b, n, 6, &got, msg, sizeof(msg)), -EINVAL);
     assert_non_null(strstr(msg, "VM shape: pairing of VM 'web-1': "
                                "generation 0"));
     free(b);
@@ -164,12 +179,17 @@ static void test_package_bound(void **state)
 {
     (void)state;
     vmshape s = shape;
+    s.disk_size = 0;
     uint64_t b64 = vmshape_package_bound(&s);
     /* Every page with room for its record header, and device state. */
     assert_true(b64 > s.mem_size + s.mem_size / 4096 * 8);
     assert_true(b64 < s.mem_size * 2);
     s.vcpus = 4;
     assert_true(vmshape_package_bound(&s) > b64);
+    /* A disk's every chunk, with its record header. */
+    s.vcpus = 2;
+    s.disk_size = 64ull << 20;
+    assert_true(vmshape_package_bound(&s) > b64 + s.disk_size + 64 * 9);
 }
 
 /* The default name, from an image's path. */
@@ -227,7 +247,7 @@ static void test_described(void **state)
     char *text = json_dumps(devices, JSON_COMPACT | JSON_PRESERVE_ORDER);
     assert_string_equal(text,
         "[{\"name\":\"ftvm-vm\",\"instance_id\":0,\"vmsd_name\":\"ftvm-vm\","
-        "\"version\":5,\"fields\":["
+        "\"version\":6,\"fields\":["
         "{\"name\":\"mem_size\",\"type\":\"uint64\",\"size\":8},"
         "{\"name\":\"vcpus\",\"type\":\"uint32\",\"size\":4},"
         "{\"name\":\"has_net\",\"type\":\"bool\",\"size\":1},"
@@ -235,7 +255,8 @@ static void test_described(void **state)
         "{\"name\":\"pairing\",\"type\":\"buffer\",\"size\":16},"
         "{\"name\":\"name\",\"type\":\"buffer\",\"size\":64},"
         "{\"name\":\"generation\",\"type\":\"uint64\",\"size\":8},"
-        "{\"name\":\"machine\",\"type\":\"uint8\",\"size\":1}]}]");
+        "{\"name\":\"machine\",\"type\":\"uint8\",\"size\":1},"
+        "{\"name\":\"disk_size\",\"type\":\"uint64\",\"size\":8}]}]");
     free(text);
     json_decref(devices);
 }

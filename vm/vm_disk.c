@@ -1,0 +1,191 @@
+/*
+ * vm_disk: the VM's disk as the "block" registry entry (QEMU's block
+ * section, checkpoint/block.h), beside "ram".
+ *
+ * Saving.  START is EOS alone, after marking every chunk dirty: a new
+ * receiver (a secondary's bring-up, a checkpoint file) has nothing, so
+ * the whole image goes, zero chunks as records without data.  PART sends
+ * up to VM_DISK_ITER_CHUNKS dirty chunks while the guest runs (clearing
+ * each bit before reading its chunk, so a write landing after goes
+ * again); END, with the vCPUs paused, takes the dirty bitmap and sends
+ * every chunk in it.  A vCPU completes a guest's write only after
+ * disk_write() marked it, so a paused VM has no write the take misses.
+ *
+ * Each END's taken bitmap is kept for the last VM_DISK_RECENT pauses: a
+ * package the secondary refused, or lost with the ones in flight behind
+ * it, carried chunks the secondary never got.  A full package (the
+ * primary's answer to a refusal) sends them again (vm_disk_resend),
+ * not the whole image: the primary never has more than
+ * PROTECTION_WINDOW packages unacknowledged, fewer than VM_DISK_RECENT.
+ *
+ * Loading.  The VALIDATE pass checks; the APPLY pass stages the chunks
+ * in memory (block_loader).  Where they go then depends on the caller:
+ * by default (restore) each section's chunks are written at once; a
+ * secondary (vm_disk_hold) keeps them staged until vm_disk_commit,
+ * which it calls once a package's RAM is applied and before its ACK,
+ * so its image moves only from one acknowledged checkpoint to the next.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint/block.h"
+#include "vm/vm_impl.h"
+
+/* Chunks one live PART section sends at most (64 MiB, as RAM's). */
+#define VM_DISK_ITER_CHUNKS 64u
+/*
+ * The most a secondary stages before a commit: a package's disk part.
+ * A package is bounded by what it says (vmshape_package_bound); this
+ * keeps a bring-up's section, which is not, from staging a whole image.
+ */
+#define VM_DISK_MAX_STAGE (1ull << 30)
+
+static int disk_setup(qfile *f, void *opaque)
+{
+    vm *v = opaque;
+
+    disk_mark_all_dirty(v->cfg.disk);
+    block_save_eos(f);
+    return qfile_error(f);
+}
+
+static int disk_iterate(qfile *f, void *opaque)
+{
+    vm *v = opaque;
+    int64_t n = block_save_dirty(f, v->cfg.disk, v->disk_scratch,
+                                 VM_DISK_ITER_CHUNKS, &v->disk_stats);
+
+    return n < 0 ? (int)n : v->disk_stats.remaining == 0;
+}
+
+static int disk_complete(qfile *f, void *opaque)
+{
+    vm *v = opaque;
+    unsigned long *taken = v->disk_recent[v->disk_recent_next];
+
+    disk_take_dirty(v->cfg.disk, taken);
+    v->disk_recent_next = (v->disk_recent_next + 1) % VM_DISK_RECENT;
+    int64_t n = block_save(f, v->cfg.disk, taken, v->disk_scratch,
+                           &v->disk_stats);
+    return n < 0 ? (int)n : 0;
+}
+
+static int disk_load(qfile *f, void *opaque, uint32_t version,
+                     savevm_pass pass)
+{
+    vm *v = opaque;
+    char err[512];
+
+    if (pass == SAVEVM_PASS_APPLY && vm_get_state(v) == VM_RUNNING)
+        return qfile_fail(f, -EBUSY, "vm: the disk cannot be loaded into "
+                          "a running VM; pause it first");
+    int rc = block_load(v->bloader, f, version, pass);
+    if (rc < 0 || pass != SAVEVM_PASS_APPLY || v->disk_hold)
+        return rc;
+    rc = block_apply(v->bloader, false, err, sizeof(err));
+    if (rc < 0)
+        return qfile_fail(f, rc, "vm: %s", err);
+    return 0;
+}
+
+static void disk_begin_validate(void *opaque)
+{
+    vm *v = opaque;
+
+    block_loader_begin_validate(v->bloader);
+}
+
+static const registry_live_ops disk_ops = {
+    .version = BLOCK_SECTION_VERSION,
+    .minimum_version = BLOCK_SECTION_VERSION,
+    .save_setup = disk_setup,
+    .save_iterate = disk_iterate,
+    .save_complete = disk_complete,
+    .load = disk_load,
+    .load_begin_validate = disk_begin_validate,
+};
+
+int vm_disk_register(vm *v, char *err, size_t errlen)
+{
+    disk *d = v->cfg.disk;
+
+    if (!d)
+        return 0;
+    if (strcmp(disk_name(d), VM_DISK_NAME) != 0) {
+        snprintf(err, errlen, "vm: the disk is named '%s', not '%s'",
+                 disk_name(d), VM_DISK_NAME);
+        return -EINVAL;
+    }
+    size_t words = disk_bitmap_longs(d);
+    v->disk_scratch = malloc(DISK_CHUNK_SIZE);
+    int rc = v->disk_scratch ? 0 : -ENOMEM;
+    for (unsigned i = 0; rc == 0 && i < VM_DISK_RECENT; i++)
+        if (!(v->disk_recent[i] = calloc(words, sizeof(unsigned long))))
+            rc = -ENOMEM;
+    /* A readonly image is sent, never loaded into. */
+    if (rc == 0 && !disk_readonly(d)) {
+        uint64_t bound = disk_size(d) < VM_DISK_MAX_STAGE
+                             ? disk_size(d) : VM_DISK_MAX_STAGE;
+        rc = block_loader_new(&v->bloader, &d, 1, bound);
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "vm: the disk's checkpoint state: %s",
+                 strerror(-rc));
+        return rc;
+    }
+    rc = registry_add_live(v->reg, BLOCK_SECTION_IDSTR, 0,
+                           REGISTRY_PRIO_DISK, &disk_ops, v);
+    if (rc < 0)
+        snprintf(err, errlen, "vm: registering the disk: %s", strerror(-rc));
+    return rc < 0 ? rc : 0;
+}
+
+void vm_disk_free(vm *v)
+{
+    block_loader_free(v->bloader);
+    free(v->disk_scratch);
+    for (unsigned i = 0; i < VM_DISK_RECENT; i++)
+        free(v->disk_recent[i]);
+}
+
+disk *vm_disk(vm *v)
+{
+    return v->cfg.disk;
+}
+
+void vm_disk_hold(vm *v)
+{
+    v->disk_hold = true;
+}
+
+int vm_disk_commit(vm *v, char *err, size_t errlen)
+{
+    if (!v->bloader)
+        return 0;
+    block_stage_counts c;
+    block_stage_counts_get(v->bloader, &c);
+    if (c.data_chunks == 0 && c.zero_chunks == 0)
+        return 0;
+    return block_apply(v->bloader, true, err, errlen);
+}
+
+void vm_disk_drop_staged(vm *v)
+{
+    if (v->bloader)
+        block_stage_drop(v->bloader);
+}
+
+void vm_disk_resend(vm *v)
+{
+    if (!v->cfg.disk)
+        return;
+    for (unsigned i = 0; i < VM_DISK_RECENT; i++)
+        disk_mark_dirty_bits(v->cfg.disk, v->disk_recent[i]);
+}
+
+void vm_get_disk_stats(vm *v, block_save_stats *out)
+{
+    *out = v->disk_stats;
+}
