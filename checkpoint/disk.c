@@ -142,6 +142,36 @@ fail:
     return rc;
 }
 
+int disk_open_resized(disk **out, const char *path, uint64_t size,
+                      const char *name, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "disk %s: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int r = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        snprintf(err, errlen, "disk %s: %s", path,
+                 r == -EBUSY ? "in use by another user of the image (it "
+                               "is locked)" : strerror(-r));
+    } else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        snprintf(err, errlen, "disk %s: not a regular file", path);
+    } else if ((uint64_t)st.st_size != size &&
+               ftruncate(fd, (off_t)size) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "disk %s: making it %" PRIu64 " bytes: %s",
+                 path, size, strerror(-r));
+    }
+    /* The lock goes with the fd; disk_open takes its own. */
+    close(fd);
+    return r < 0 ? r : disk_open(out, path, false, name, err, errlen);
+}
+
 void disk_close(disk *d)
 {
     if (!d)

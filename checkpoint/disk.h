@@ -58,6 +58,15 @@ int disk_parse_spec(const char *spec, disk_spec *out, char *err,
 int disk_open(disk **out, const char *path, bool readonly, const char *name,
               char *err, size_t errlen);
 void disk_close(disk *d);
+/*
+ * Opens the image at path read-write, made size bytes first: created
+ * (mode 0600) if missing, grown or cut if not that size.  For an image
+ * whose every byte is about to be written (a secondary's copy, a
+ * restore).  It is locked before it is resized, so an image another
+ * process has open is refused untouched (-EBUSY).  Else as disk_open.
+ */
+int disk_open_resized(disk **out, const char *path, uint64_t size,
+                      const char *name, char *err, size_t errlen);
 
 const char *disk_name(const disk *d);
 const char *disk_path(const disk *d);

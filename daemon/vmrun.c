@@ -70,6 +70,27 @@ static int restore_vm(vmrun_opts *o, vm **v, char *err, size_t errlen)
                  o->image);
         return -EINVAL;
     }
+    if (info.disk_size && !o->vm.has_disk) {
+        snprintf(err, errlen, "%s holds a VM with a disk of %s: give --disk "
+                 "FILE, where its image is written (created if missing)",
+                 o->image, fmt_size(info.disk_size, a, sizeof(a)));
+        return -EINVAL;
+    }
+    if (!info.disk_size && o->vm.has_disk) {
+        snprintf(err, errlen, "%s holds a VM without a disk: --disk %.512s "
+                 "would not be used", o->image, o->vm.disk.path);
+        return -EINVAL;
+    }
+    if (o->vm.has_disk && o->vm.disk.readonly) {
+        snprintf(err, errlen, "--disk %.512s,readonly: the restore writes the "
+                 "saved image into it", o->vm.disk.path);
+        return -EINVAL;
+    }
+    if (info.disk_size &&
+        (r = disk_open_resized(&o->vm.cfg.disk, o->vm.disk.path,
+                               info.disk_size, VM_DISK_NAME, err,
+                               errlen)) < 0)
+        return r;
     o->vm.cfg.mem_size = info.mem_size;
     o->vm.cfg.vcpus = info.vcpus;
     o->vm.cfg.machine = info.machine;
@@ -86,7 +107,7 @@ int vmrun_run(vmrun_opts *o)
     char err[1024];
     int r;
 
-    r = guest_open_disk(&o->vm, err, sizeof(err));
+    r = o->mode == VMRUN_BOOT ? guest_open_disk(&o->vm, err, sizeof(err)) : 0;
     if (r < 0) {
         log_msg("%s", err);
         return EXITCODE_SETUP;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/block.h"
 #include "checkpoint/ckptfile.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/ram.h"
@@ -24,6 +25,7 @@
 typedef struct inspector {
     json_t *vmdesc;         /* the stream's description, or NULL */
     ram_loader *ram;        /* created at the first ram section */
+    block_loader *block;    /* ... and block section */
     json_t *records;        /* NULL: not collected (extraction pass) */
     json_t *devices;
     json_t *seals;          /* ftvm-ckpt trailers checked */
@@ -115,6 +117,11 @@ static int on_section(void *opaque, qfile *f, const savevm_section *sec,
             return qfile_fail(f, -ENOMEM, "no memory for the RAM inspector");
         return ram_load(in->ram, f, sec->version_id, pass);
     }
+    if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) == 0) {
+        if (!in->block && block_loader_new_inspect(&in->block) < 0)
+            return qfile_fail(f, -ENOMEM, "no memory for the disk inspector");
+        return block_load(in->block, f, sec->version_id, pass);
+    }
     if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
         return on_trailer(in, f, sec, pass);
     if (sec->type != SAVEVM_SECTION_FULL)
@@ -179,6 +186,8 @@ static void on_begin_validate(void *opaque)
     inspector *in = opaque;
     if (in->ram)
         ram_loader_begin_validate(in->ram);
+    if (in->block)
+        block_loader_begin_validate(in->block);
 }
 
 static const savevm_target_ops inspect_ops = {
@@ -205,6 +214,22 @@ static json_t *ram_summary(const ram_loader *l)
             "xbzrle_bytes", (json_int_t)c.xbzrle_bytes));
     }
     return blocks;
+}
+
+static json_t *disk_summary(const block_loader *l)
+{
+    json_t *disks = json_array();
+    for (size_t i = 0; l && i < block_loader_ndisks(l); i++) {
+        block_disk_counts c;
+        if (block_loader_counts(l, i, &c) < 0)
+            continue;
+        json_array_append_new(disks, json_pack(
+            "{s:s, s:I, s:I, s:I}", "name", c.name, "chunk_bytes",
+            (json_int_t)DISK_CHUNK_SIZE, "data_chunks",
+            (json_int_t)c.data_chunks, "zero_chunks",
+            (json_int_t)c.zero_chunks));
+    }
+    return disks;
 }
 
 /* Walks the stream; fills result, returns 0 or the stream's error. */
@@ -380,6 +405,7 @@ int inspect_show(const uint8_t *data, size_t len, const char *name,
                         json_string(opts->desc_from ? "--desc" : "stream"));
     json_object_set_new(res, "records", in.records);
     json_object_set_new(res, "ram_blocks", ram_summary(in.ram));
+    json_object_set_new(res, "disks", disk_summary(in.block));
     json_object_set_new(res, "devices", in.devices);
     json_object_set_new(res, "checkpoints", in.seals);
     json_object_set_new(res, "error",
@@ -400,6 +426,7 @@ int inspect_show(const uint8_t *data, size_t len, const char *name,
     json_decref(in.vmdesc);
     json_decref(in.checked);
     ram_loader_free(in.ram);
+    block_loader_free(in.block);
     return r < 0 ? 1 : xr < 0 ? 2 : 0;
 }
 
@@ -617,6 +644,21 @@ static void render_ram(json_t *res, FILE *out)
             tot[0], tot[1], tot[2], tot[3], tot[4], tot[5]);
 }
 
+static void render_disks(json_t *res, FILE *out)
+{
+    json_t *disks = json_object_get(res, "disks");
+    if (json_array_size(disks) == 0)
+        return;
+    fprintf(out, "\ndisks (1 MiB chunk records, repeats counted):\n"
+            "  %-28s %12s %12s\n", "disk", "data", "zero");
+    size_t i;
+    json_t *d;
+    json_array_foreach(disks, i, d)
+        fprintf(out, "  %-28s %12" JSON_INTEGER_FORMAT " %12"
+                JSON_INTEGER_FORMAT "\n", gets(d, "name"),
+                geti(d, "data_chunks"), geti(d, "zero_chunks"));
+}
+
 static void render_text(json_t *res, FILE *out)
 {
     fprintf(out, "%s: %" JSON_INTEGER_FORMAT " bytes", gets(res, "file"),
@@ -646,6 +688,7 @@ static void render_text(json_t *res, FILE *out)
                 geti(d, "checkpoint_id"), geti(d, "bytes_covered"));
     render_records(res, out);
     render_ram(res, out);
+    render_disks(res, out);
 
     json_t *devs = json_object_get(res, "devices");
     if (json_array_size(devs) > 0)

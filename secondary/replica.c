@@ -2,13 +2,9 @@
 #include "secondary/replica.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "daemon/guest.h"
 
@@ -41,41 +37,6 @@ int replica_config(const vmshape *shape, const char *net,
     return 0;
 }
 
-/*
- * This secondary's copy of the image, made size bytes: locked before it
- * is resized, so that an image another process has open (the primary's,
- * given by mistake on the same host) is refused untouched.
- */
-static int open_copy(const char *path, uint64_t size, disk **out,
-                     char *err, size_t errlen)
-{
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        int e = errno;
-        snprintf(err, errlen, "disk %s: %s", path, strerror(e));
-        return -e;
-    }
-    struct stat st;
-    int r = 0;
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        r = -errno;
-        snprintf(err, errlen, "disk %s: %s", path,
-                 r == -EWOULDBLOCK ? "in use by another user of the image "
-                                     "(it is locked)" : strerror(-r));
-    } else if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        r = -EINVAL;
-        snprintf(err, errlen, "disk %s: not a regular file", path);
-    } else if ((uint64_t)st.st_size != size && ftruncate(fd, (off_t)size) < 0) {
-        r = -errno;
-        snprintf(err, errlen, "disk %s: making it %" PRIu64 " bytes: %s",
-                 path, size, strerror(-r));
-    }
-    close(fd);
-    if (r == 0)
-        r = disk_open(out, path, false, VM_DISK_NAME, err, errlen);
-    return r;
-}
-
 int replica_create(qfile *f, const vmshape *shape, const char *net,
                    const char *disk_path, const replica_output *output,
                    vm **out)
@@ -86,8 +47,8 @@ int replica_create(qfile *f, const vmshape *shape, const char *net,
     if (r < 0)
         return qfile_fail(f, r, "%s", err);
     if (shape->disk_size) {
-        r = open_copy(disk_path, shape->disk_size, &cfg.disk, err,
-                      sizeof(err));
+        r = disk_open_resized(&cfg.disk, disk_path, shape->disk_size,
+                              VM_DISK_NAME, err, sizeof(err));
         if (r < 0)
             return qfile_fail(f, r, "%s", err);
         cfg.disk_owned = true;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/block.h"
 #include "checkpoint/ram.h"
 #include "checkpoint/savevm.h"
 #include "devstate/trailer.h"
@@ -55,6 +56,87 @@ static int probe_ram(const uint8_t *d, size_t len, const char *path,
         }
     }
     ram_loader_free(rl);
+    savevm_loader_free(l);
+    qfile_close(f);
+    return r;
+}
+
+/*
+ * The size in "ftvm-disk", which follows the RAM and the disk's chunks:
+ * the stream is walked as restore_load's validate pass walks it, RAM and
+ * chunks counted by their codecs' inspect loaders, devices read through
+ * the file's own VM description.
+ */
+typedef struct disk_probe {
+    const json_t *desc;
+    ram_loader *ram;
+    block_loader *block;
+    vm_disk_info info;
+    bool found;
+} disk_probe;
+
+static int probe_section(void *opaque, qfile *f, const savevm_section *sec,
+                         savevm_pass pass)
+{
+    disk_probe *p = opaque;
+    if (strcmp(sec->idstr, RAM_SECTION_IDSTR) == 0)
+        return ram_load(p->ram, f, sec->version_id, pass);
+    if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) == 0)
+        return block_load(p->block, f, sec->version_id, pass);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
+        return trailer_skip(f, sec);
+    if (strcmp(sec->idstr, VM_DISK_INFO_IDSTR) == 0) {
+        if (p->found)
+            return qfile_fail(f, -EINVAL, "a second '%s'", sec->idstr);
+        p->found = true;
+        /* Into a struct of ours: its check expects what it read. */
+        vm_disk_info any = { .expect_size = 0 };
+        int r = vmstate_load(f, &vm_disk_info_desc, &any, sec->version_id,
+                             SAVEVM_PASS_APPLY);
+        p->info = any;
+        if (r == 0 && (any.size == 0 || any.size % DISK_SECTOR_SIZE ||
+                       any.size > DISK_MAX_SIZE))
+            return qfile_fail(f, -EINVAL, "'%s': a disk of %" PRIu64
+                              " bytes", sec->idstr, any.size);
+        return r;
+    }
+    const json_t *dev = vmdesc_find_device(p->desc, sec->idstr,
+                                           sec->instance_id);
+    if (!dev)
+        return qfile_fail(f, -EINVAL, "section '%s' has no VM description",
+                          sec->idstr);
+    json_t *values = NULL;
+    int r = vmdesc_decode(f, dev, &values);
+    json_decref(values);
+    return r;
+}
+
+static int probe_disk(const uint8_t *d, size_t len, const char *path,
+                      const json_t *desc, restore_info *out, char *err,
+                      size_t errlen)
+{
+    disk_probe p = { .desc = desc };
+    savevm_target_ops ops = { .section = probe_section };
+    qfile *f = qfile_open_view(d, len, path);
+    savevm_loader *l = savevm_loader_new(&ops, &p, NULL);
+    int r = f && l && ram_loader_new_inspect(&p.ram) == 0 &&
+                    block_loader_new_inspect(&p.block) == 0
+                ? 0 : -ENOMEM;
+    savevm_stop why;
+    if (r == 0 && (r = savevm_load_header(l, f)) == 0)
+        r = savevm_load_main(l, f, SAVEVM_PASS_VALIDATE, false, &why);
+    if (r < 0)
+        snprintf(err, errlen, "%s", f ? qfile_errmsg(f) : "out of memory");
+    else if (!p.found) {
+        snprintf(err, errlen, "%s: its VM has a disk ('%s'), but no '%s' "
+                 "section says its size", path, BLOCK_SECTION_IDSTR,
+                 VM_DISK_INFO_IDSTR);
+        r = -EINVAL;
+    } else {
+        out->disk_size = p.info.size;
+    }
+    block_loader_free(p.block);
+    ram_loader_free(p.ram);
     savevm_loader_free(l);
     qfile_close(f);
     return r;
@@ -117,6 +199,7 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
                           : NULL;
     size_t i;
     json_t *dev;
+    bool has_disk = false;
     json_array_foreach(json_object_get(desc, "devices"), i, dev) {
         const char *name = json_string_value(json_object_get(dev, "name"));
         if (name && strcmp(name, "cpu") == 0)
@@ -125,7 +208,11 @@ int restore_probe(const char *path, restore_info *out, char *err, size_t errlen)
             out->has_net = true;
         if (name && strcmp(name, "pc") == 0)
             out->machine = VM_MACHINE_PC;
+        if (name && strcmp(name, VM_DISK_INFO_IDSTR) == 0)
+            has_disk = true;
     }
+    if (r == 0 && has_disk)
+        r = probe_disk(d, len, path, desc, out, err, errlen);
     if (r == 0 && (out->vcpus < 1 || out->vcpus > VM_MAX_VCPUS)) {
         snprintf(err, errlen, "%s: not an ftvm checkpoint: %u vCPUs", path,
                  out->vcpus);

@@ -233,6 +233,19 @@ void vm_disk_hold(vm *v);
 int vm_disk_commit(vm *v, char *err, size_t errlen);
 void vm_disk_drop_staged(vm *v);
 void vm_disk_resend(vm *v);
+/*
+ * "ftvm-disk" (FULL, instance 0, version 1): which disk the "block"
+ * section's chunks belong to.  Body: 32 bytes name (NUL-padded), be64
+ * size in bytes.  A load refuses another name or size than the VM's
+ * disk, before any chunk is written.
+ */
+#define VM_DISK_INFO_IDSTR "ftvm-disk"
+typedef struct vm_disk_info {
+    char name[32];
+    uint64_t size;
+    uint64_t expect_size;       /* not on the wire: the VM's, for check */
+} vm_disk_info;
+extern const vmstate_desc vm_disk_info_desc;
 /* Chunks the disk's sections sent so far, and how many are dirty now. */
 void vm_get_disk_stats(vm *v, block_save_stats *out);
 /* The network device, or NULL. */

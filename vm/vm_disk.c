@@ -26,6 +26,7 @@
  * so its image moves only from one acknowledged checkpoint to the next.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,36 @@ static void disk_begin_validate(void *opaque)
     block_loader_begin_validate(v->bloader);
 }
 
+/* ---- "ftvm-disk": the disk the chunks are of ---- */
+
+static int info_check(qfile *f, const void *obj, uint32_t version)
+{
+    const vm_disk_info *i = obj;
+    (void)version;
+    if (memchr(i->name, 0, sizeof(i->name)) == NULL ||
+        strcmp(i->name, VM_DISK_NAME) != 0)
+        return qfile_fail(f, -EINVAL, "'%s': a disk not named '%s'",
+                          VM_DISK_INFO_IDSTR, VM_DISK_NAME);
+    if (i->size != i->expect_size)
+        return qfile_fail(f, -EINVAL, "'%s': the saved disk '%s' has %"
+                          PRIu64 " bytes, this VM's %" PRIu64,
+                          VM_DISK_INFO_IDSTR, VM_DISK_NAME, i->size,
+                          i->expect_size);
+    return 0;
+}
+
+static const vmstate_field info_fields[] = {
+    { VMSTATE_BUFFER(vm_disk_info, name) },
+    { VMSTATE_SCALAR(vm_disk_info, size) },
+    VMSTATE_END,
+};
+
+const vmstate_desc vm_disk_info_desc = {
+    .name = VM_DISK_INFO_IDSTR, .version = 1, .minimum_version = 1,
+    .size = sizeof(vm_disk_info), .fields = info_fields,
+    .check = info_check,
+};
+
 static const registry_live_ops disk_ops = {
     .version = BLOCK_SECTION_VERSION,
     .minimum_version = BLOCK_SECTION_VERSION,
@@ -137,6 +168,13 @@ int vm_disk_register(vm *v, char *err, size_t errlen)
     }
     rc = registry_add_live(v->reg, BLOCK_SECTION_IDSTR, 0,
                            REGISTRY_PRIO_DISK, &disk_ops, v);
+    snprintf(v->disk_info.name, sizeof(v->disk_info.name), "%s",
+             VM_DISK_NAME);
+    v->disk_info.size = v->disk_info.expect_size = disk_size(d);
+    if (rc >= 0)
+        rc = registry_add_device(v->reg, VM_DISK_INFO_IDSTR, 0,
+                                 REGISTRY_PRIO_DEFAULT, &vm_disk_info_desc,
+                                 &v->disk_info);
     if (rc < 0)
         snprintf(err, errlen, "vm: registering the disk: %s", strerror(-rc));
     return rc < 0 ? rc : 0;

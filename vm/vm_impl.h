@@ -57,6 +57,7 @@ struct vm {
     unsigned disk_recent_next;
     block_save_stats disk_stats;
     bool disk_hold;                 /* staged chunks wait for a commit */
+    vm_disk_info disk_info;         /* "ftvm-disk" */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;            /* on CLOCK_MONOTONIC */
