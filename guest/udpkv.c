@@ -6,6 +6,9 @@
  *   port=P            the UDP port served (default 7777)
  *   verbose=0|1       log every request and dropped reply (default 0)
  *   stats-every=S     print counters every S seconds; 0 = never (default 0)
+ *   persist=0|1       keep the store on the VM's disk (default 0): every
+ *                     PUT and DEL reaches the disk, flushed, before its
+ *                     reply; at boot the store is loaded from it
  *
  * It answers ARP for ip, ICMP echo (ping) and, on port P, one request per
  * datagram (docs/udpkv-protocol.md):
@@ -22,8 +25,13 @@
  *   udpkv stats frames=F arp=A ping=I requests=R dropped=D bad=B \
  *       tx_errors=T keys=K                        (every S seconds)
  *   udpkv req PEER ID VERB key -> REPLY           (with verbose=1)
+ *   udpkv persist: formatted the disk (3073 slots)        (persist=1, a
+ *   udpkv persist: loaded K keys from the disk (...)       zero disk, or
+ *                                                          one it wrote)
  * It runs until the VM is stopped; without a network device it prints
- * "udpkv: no network device" and exits 1.
+ * "udpkv: no network device" and exits 1; with persist=1 and no usable
+ * disk (none, readonly, too small, holding something else) it says which
+ * and exits 1.
  */
 #include "udpkv.h"
 
@@ -34,6 +42,8 @@
 static uint8_t rx[UDPKV_FRAME_MAX];
 /* CPUID says RDRAND is there: RAND uses it (else the TSC, mixed). */
 static bool use_rdrand;
+/* persist=1: PUT and DEL go through udpkv_disk.c. */
+static bool persist;
 
 static bool printable_word(const char *s, size_t n)
 {
@@ -144,12 +154,16 @@ static const char *execute(const char *p, size_t n, struct request *rq)
         rq->val_len = n - kl - 1;
         if (rq->val_len > UDPKV_VALUE_MAX)
             return "ERR value too long";
-        if (udpkv_store_put(p, kl, rq->val, rq->val_len) != 0)
+        if (persist)
+            return udpkv_disk_put(p, kl, rq->val, rq->val_len);
+        if (udpkv_store_put(p, kl, rq->val, rq->val_len, 0) != 0)
             return "ERR store full";
         return "OK";
     }
     if (kl != n)
         return "ERR extra arguments";
+    if (is_del && persist)
+        return udpkv_disk_del(p, kl);
     if (is_del)
         return udpkv_store_del(p, kl) == 0 ? "OK" : "NOTFOUND";
     return udpkv_store_get(p, kl, &rq->val, &rq->val_len) == 0 ? NULL
@@ -250,17 +264,18 @@ static void drain(struct udpkv_net *net)
 int main(int argc, char **argv)
 {
     static const char *const known[] = {
-        "ip", "port", "verbose", "stats-every", NULL,
+        "ip", "port", "verbose", "stats-every", "persist", NULL,
     };
     static struct udpkv_net net;
-    uint64_t port, verbose, stats_s;
+    uint64_t port, verbose, stats_s, persist_arg;
     const char *ip = ftvm_arg(argc, argv, "ip");
 
     if (ftvm_args_check(argc, argv, known) != 0 ||
         ftvm_arg_u64(argc, argv, "port", 7777, 1, 65535, &port) != 0 ||
         ftvm_arg_u64(argc, argv, "verbose", 0, 0, 1, &verbose) != 0 ||
         ftvm_arg_u64(argc, argv, "stats-every", 0, 0, 1u << 20,
-                     &stats_s) != 0)
+                     &stats_s) != 0 ||
+        ftvm_arg_u64(argc, argv, "persist", 0, 0, 1, &persist_arg) != 0)
         return 2;
     net.ip = DEFAULT_IP;
     if (ip != NULL && udpkv_parse_ip(ip, &net.ip) != 0) {
@@ -286,6 +301,9 @@ int main(int argc, char **argv)
     }
     if (net.mtu > UDPKV_FRAME_MAX - 14)
         net.mtu = UDPKV_FRAME_MAX - 14;
+    persist = persist_arg != 0;
+    if (persist && udpkv_disk_open() != 0)
+        return 1;
 
     printf("udpkv ready ip=%u.%u.%u.%u port=%u "
            "mac=%02x:%02x:%02x:%02x:%02x:%02x mtu=%u rand=%s\n",

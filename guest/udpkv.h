@@ -1,9 +1,10 @@
 /*
- * udpkv's four parts: the network stack (udpkv_net.c: Ethernet, ARP,
- * IPv4, ICMP echo, UDP), the key-value store (udpkv_store.c), the
- * nondeterministic answers (udpkv_noise.c) and the request protocol with
- * main (udpkv.c).  docs/udpkv-protocol.md has the
- * protocol byte by byte.
+ * udpkv's five parts: the network stack (udpkv_net.c: Ethernet, ARP,
+ * IPv4, ICMP echo, UDP), the key-value store (udpkv_store.c), its copy on
+ * the disk (udpkv_disk.c, with persist=1), the nondeterministic answers
+ * (udpkv_noise.c) and the request protocol with main (udpkv.c).
+ * docs/udpkv-protocol.md has the protocol and the disk layout byte by
+ * byte.
  */
 #ifndef FTVM_GUEST_UDPKV_H
 #define FTVM_GUEST_UDPKV_H
@@ -54,13 +55,30 @@ int udpkv_parse_ip(const char *s, uint32_t *ip);
 size_t udpkv_serve(const uint8_t *req, size_t len, uint8_t *out, size_t cap,
                    const char *peer, bool verbose);
 
-/* The store.  Keys are 1..UDPKV_KEY_MAX bytes, values 0..UDPKV_VALUE_MAX. */
+/*
+ * The store.  Keys are 1..UDPKV_KEY_MAX bytes, values 0..UDPKV_VALUE_MAX.
+ * Each key carries a tag for the persistence (its slot on the disk).
+ */
 int udpkv_store_put(const char *key, size_t klen, const char *val,
-                    size_t vlen);                       /* 0, -1 full */
+                    size_t vlen, uint32_t tag);         /* 0, -1 full */
+int udpkv_store_tag(const char *key, size_t klen,
+                    uint32_t *tag);                     /* 0, -1 absent */
 int udpkv_store_get(const char *key, size_t klen, const char **val,
                     size_t *vlen);                      /* 0, -1 absent */
 int udpkv_store_del(const char *key, size_t klen);      /* 0, -1 absent */
 size_t udpkv_store_count(void);
+
+/*
+ * persist=1: udpkv_disk_open checks the disk and formats it (sector 0 all
+ * zeros) or loads the store from it, printing what it did; 0, or -1 with
+ * the reason printed.  put and del change the disk (flushed) and then the
+ * store, and return the reply's status ("OK", "NOTFOUND", "ERR ...").
+ * An I/O error stops the guest with status 1.
+ */
+int udpkv_disk_open(void);
+const char *udpkv_disk_put(const char *key, size_t klen, const char *val,
+                           size_t vlen);
+const char *udpkv_disk_del(const char *key, size_t klen);
 
 /* RAND: a 64-bit random number, from RDRAND when use_rdrand
  * (udpkv_has_rdrand(): CPUID leaf 1), else the time stamp counter mixed;

@@ -13,6 +13,7 @@ _Static_assert((UDPKV_SLOTS & MASK) == 0, "slot count is a power of two");
 
 struct entry {
     uint32_t hash;
+    uint32_t tag;
     uint16_t klen;
     uint16_t vlen;
     bool used;
@@ -54,7 +55,7 @@ static uint32_t probe(const char *key, size_t klen, uint32_t h, bool *found)
 }
 
 int udpkv_store_put(const char *key, size_t klen, const char *val,
-                    size_t vlen)
+                    size_t vlen, uint32_t tag)
 {
     uint32_t h = hash_key(key, klen);
     bool found;
@@ -71,7 +72,19 @@ int udpkv_store_put(const char *key, size_t klen, const char *val,
         memcpy(e->key, key, klen);
     }
     e->vlen = (uint16_t)vlen;
+    e->tag = tag;
     memcpy(e->val, val, vlen);
+    return 0;
+}
+
+int udpkv_store_tag(const char *key, size_t klen, uint32_t *tag)
+{
+    bool found;
+    uint32_t i = probe(key, klen, hash_key(key, klen), &found);
+
+    if (!found)
+        return -1;
+    *tag = table[i].tag;
     return 0;
 }
 

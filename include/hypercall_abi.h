@@ -29,7 +29,11 @@ enum ftvm_hc_nr {
     FTVM_HC_NET_WRITE = 5,  /* send one frame */
     FTVM_HC_NET_READ = 6,   /* receive one frame */
     FTVM_HC_HALT = 7,       /* stop the VM with an exit status */
-    FTVM_HC_MAX = 8,
+    FTVM_HC_BLK_INFO = 8,   /* the disk's size and flags */
+    FTVM_HC_BLK_READ = 9,   /* read sectors into RAM */
+    FTVM_HC_BLK_WRITE = 10, /* write sectors from RAM */
+    FTVM_HC_BLK_FLUSH = 11, /* make written sectors durable */
+    FTVM_HC_MAX = 12,
 };
 
 /* Results, in the `ret` field of a struct: 0 or one of these. */
@@ -38,8 +42,11 @@ enum ftvm_hc_err {
     FTVM_EFAULT = -1,       /* an address or length outside guest RAM */
     FTVM_EINVAL = -2,       /* a bad argument (length over a limit...) */
     FTVM_EAGAIN = -3,       /* nothing to read now */
-    FTVM_ENODEV = -4,       /* no such device (no network configured) */
+    FTVM_ENODEV = -4,       /* no such device (no network, no disk) */
     FTVM_ENOSPC = -5,       /* the queue is full; try again later */
+    FTVM_EROFS = -6,        /* a write to a readonly disk */
+    FTVM_ERANGE = -7,       /* sectors outside the disk */
+    FTVM_EIO = -8,          /* the host's I/O on the disk image failed */
 };
 
 /* FTVM_HC_CONSOLE: writes len bytes at data (at most 64 KiB a call). */
@@ -98,6 +105,38 @@ struct ftvm_hc_net_read {
 /* FTVM_HC_HALT: the VM stops; the monitor exits with status & 0xff. */
 struct ftvm_hc_halt {
     uint64_t status;        /* in */
+};
+
+/* The disk: 512-byte sectors, at most FTVM_BLK_MAX_SECTORS (1 MiB) a call. */
+#define FTVM_BLK_SECTOR_SIZE 512u
+#define FTVM_BLK_MAX_SECTORS 2048u
+#define FTVM_BLK_READONLY 0x1u  /* flags: writes fail with FTVM_EROFS */
+
+/* FTVM_HC_BLK_INFO: FTVM_ENODEV (and sectors 0) without a disk. */
+struct ftvm_hc_blk_info {
+    uint64_t sectors;       /* out: the disk's size in sectors */
+    uint32_t sector_size;   /* out: FTVM_BLK_SECTOR_SIZE */
+    uint32_t max_sectors;   /* out: FTVM_BLK_MAX_SECTORS, the per-call limit */
+    uint32_t flags;         /* out: FTVM_BLK_* */
+    int32_t ret;            /* out */
+};
+
+/*
+ * FTVM_HC_BLK_READ and FTVM_HC_BLK_WRITE: count sectors (0 to
+ * max_sectors) from sector on, to or from count * 512 bytes at data.
+ * The call has completed when the guest resumes; a write is in the host's
+ * page cache (FTVM_HC_BLK_FLUSH makes it durable).
+ */
+struct ftvm_hc_blk_io {
+    uint64_t sector;        /* in */
+    uint64_t count;         /* in: sectors */
+    uint64_t data;          /* in: guest-physical address */
+    int64_t ret;            /* out */
+};
+
+/* FTVM_HC_BLK_FLUSH: every completed write is on stable storage. */
+struct ftvm_hc_blk_flush {
+    int64_t ret;            /* out */
 };
 
 /*

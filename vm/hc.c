@@ -20,13 +20,20 @@ _Static_assert(offsetof(struct ftvm_hc_net_info, mtu) == 8, "net_info mtu");
 _Static_assert(sizeof(struct ftvm_hc_net_write) == 24, "net_write struct");
 _Static_assert(sizeof(struct ftvm_hc_net_read) == 24, "net_read struct");
 _Static_assert(sizeof(struct ftvm_hc_halt) == 8, "halt struct");
+_Static_assert(sizeof(struct ftvm_hc_blk_info) == 24, "blk_info struct");
+_Static_assert(offsetof(struct ftvm_hc_blk_info, flags) == 16, "blk flags");
+_Static_assert(sizeof(struct ftvm_hc_blk_io) == 32, "blk_io struct");
+_Static_assert(sizeof(struct ftvm_hc_blk_flush) == 8, "blk_flush struct");
+_Static_assert(FTVM_BLK_SECTOR_SIZE == DISK_SECTOR_SIZE, "sector size");
 _Static_assert(sizeof(struct ftvm_boot_info) == 32, "boot info");
 
 static const char *const hc_names[FTVM_HC_MAX] = {
     [FTVM_HC_CONSOLE] = "CONSOLE", [FTVM_HC_CLOCK] = "CLOCK",
     [FTVM_HC_POLL] = "POLL", [FTVM_HC_NET_INFO] = "NET_INFO",
     [FTVM_HC_NET_WRITE] = "NET_WRITE", [FTVM_HC_NET_READ] = "NET_READ",
-    [FTVM_HC_HALT] = "HALT",
+    [FTVM_HC_HALT] = "HALT", [FTVM_HC_BLK_INFO] = "BLK_INFO",
+    [FTVM_HC_BLK_READ] = "BLK_READ", [FTVM_HC_BLK_WRITE] = "BLK_WRITE",
+    [FTVM_HC_BLK_FLUSH] = "BLK_FLUSH",
 };
 
 static const uint32_t hc_sizes[FTVM_HC_MAX] = {
@@ -37,6 +44,10 @@ static const uint32_t hc_sizes[FTVM_HC_MAX] = {
     [FTVM_HC_NET_WRITE] = sizeof(struct ftvm_hc_net_write),
     [FTVM_HC_NET_READ] = sizeof(struct ftvm_hc_net_read),
     [FTVM_HC_HALT] = sizeof(struct ftvm_hc_halt),
+    [FTVM_HC_BLK_INFO] = sizeof(struct ftvm_hc_blk_info),
+    [FTVM_HC_BLK_READ] = sizeof(struct ftvm_hc_blk_io),
+    [FTVM_HC_BLK_WRITE] = sizeof(struct ftvm_hc_blk_io),
+    [FTVM_HC_BLK_FLUSH] = sizeof(struct ftvm_hc_blk_flush),
 };
 
 static uint64_t clock_ns(clockid_t id)
@@ -173,6 +184,71 @@ static int64_t do_net_read(hc_dev *h, struct ftvm_hc_net_read *a)
     return FTVM_OK;
 }
 
+/*
+ * The block calls do their I/O right here, on the vCPU thread, with
+ * pread/pwrite/fdatasync on the local image: the image is a file of this
+ * host that no peer controls, and a call moves at most
+ * FTVM_BLK_MAX_SECTORS (1 MiB), so one exit's work is bounded.  A pause
+ * for a checkpoint waits for the call to finish like any other exit, and
+ * the call leaves nothing behind to save: its data is in RAM (marked
+ * dirty) or in the image (whose chunks disk_write marked dirty) before
+ * the guest resumes.
+ */
+static void do_blk_info(hc_dev *h, struct ftvm_hc_blk_info *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (!h->disk) {
+        a->ret = FTVM_ENODEV;
+        return;
+    }
+    a->sectors = disk_sectors(h->disk);
+    a->sector_size = FTVM_BLK_SECTOR_SIZE;
+    a->max_sectors = FTVM_BLK_MAX_SECTORS;
+    a->flags = disk_readonly(h->disk) ? FTVM_BLK_READONLY : 0;
+    a->ret = FTVM_OK;
+}
+
+static int64_t blk_errno(int rc)
+{
+    switch (rc) {
+    case 0: return FTVM_OK;
+    case -EROFS: return FTVM_EROFS;
+    case -ERANGE: return FTVM_ERANGE;
+    default: return FTVM_EIO;
+    }
+}
+
+static int64_t do_blk_io(hc_dev *h, struct ftvm_hc_blk_io *a, bool write)
+{
+    if (!h->disk)
+        return FTVM_ENODEV;
+    if (write && disk_readonly(h->disk))
+        return FTVM_EROFS;
+    if (a->count > FTVM_BLK_MAX_SECTORS)
+        return FTVM_EINVAL;
+    uint64_t sectors = disk_sectors(h->disk);
+    if (a->sector > sectors || a->count > sectors - a->sector)
+        return FTVM_ERANGE;
+    uint64_t len = a->count * FTVM_BLK_SECTOR_SIZE;
+    void *p = gmem_ptr(h->gm, a->data, len);
+    if (!p)
+        return FTVM_EFAULT;
+    if (write)
+        return blk_errno(disk_write(h->disk, a->sector, p,
+                                    (uint32_t)a->count));
+    int rc = disk_read(h->disk, a->sector, p, (uint32_t)a->count);
+    /* Even a failed read may have filled part of the buffer. */
+    gmem_mark_dirty(h->gm, a->data, len);
+    return blk_errno(rc);
+}
+
+static int64_t do_blk_flush(hc_dev *h)
+{
+    if (!h->disk)
+        return FTVM_ENODEV;
+    return disk_flush(h->disk) == 0 ? FTVM_OK : FTVM_EIO;
+}
+
 hc_outcome hc_call(hc_dev *h, unsigned nr, uint32_t arg, char *msg,
                    size_t msglen)
 {
@@ -184,6 +260,9 @@ hc_outcome hc_call(hc_dev *h, unsigned nr, uint32_t arg, char *msg,
         struct ftvm_hc_net_write net_write;
         struct ftvm_hc_net_read net_read;
         struct ftvm_hc_halt halt;
+        struct ftvm_hc_blk_info blk_info;
+        struct ftvm_hc_blk_io blk_io;
+        struct ftvm_hc_blk_flush blk_flush;
     } a;
     uint32_t size = hc_sizes[nr];
     uint8_t *p = gmem_ptr(h->gm, arg, size);
@@ -219,6 +298,16 @@ hc_outcome hc_call(hc_dev *h, unsigned nr, uint32_t arg, char *msg,
         h->st.halt_status = (uint8_t)(a.halt.status & 0xff);
         h->st.halted = true;
         return HC_HALT;
+    case FTVM_HC_BLK_INFO:
+        do_blk_info(h, &a.blk_info);
+        break;
+    case FTVM_HC_BLK_READ:
+    case FTVM_HC_BLK_WRITE:
+        a.blk_io.ret = do_blk_io(h, &a.blk_io, nr == FTVM_HC_BLK_WRITE);
+        break;
+    case FTVM_HC_BLK_FLUSH:
+        a.blk_flush.ret = do_blk_flush(h);
+        break;
     }
     memcpy(p, &a, size);
     gmem_mark_dirty(h->gm, arg, size);

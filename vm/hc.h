@@ -1,6 +1,6 @@
 /*
- * hc: the hypercall devices (console, clock, poll, network, halt) and
- * their guest-visible state.
+ * hc: the hypercall devices (console, clock, poll, network, halt, disk)
+ * and their guest-visible state.
  *
  * hc_call runs on the vCPU thread that trapped the `outl`, with the port
  * already checked to be a hypercall port of the right size and direction.
@@ -12,7 +12,9 @@
  *
  * State saved with the VM ("ftvm-dev"): console counters, the guest's
  * monotonic clock, the halt status.  With a network, "ftvm-net": the MAC
- * and the frames received but not yet read.
+ * and the frames received but not yet read.  The block calls keep none:
+ * each completes before the vCPU resumes, and the image's contents are
+ * the disk's own (checkpoint/disk.h).
  */
 #ifndef FTVM_VM_HC_H
 #define FTVM_VM_HC_H
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/disk.h"
 #include "devstate/vmstate.h"
 #include "vm/gmem.h"
 #include "include/hypercall_abi.h"
@@ -64,6 +67,7 @@ typedef struct hc_dev {
     hc_net_state net_st;
     gmem *gm;
     net_dev *net;                   /* NULL: no network device */
+    disk *disk;                     /* NULL: no disk; not owned */
     hc_console_fn console;
     void *console_opaque;
     hc_transmit_fn transmit;        /* set when net is */

@@ -204,6 +204,7 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
                                              : v->net;
     v->hc.wait = vm_cpu_poll_wait;
     v->hc.wait_opaque = v;
+    v->hc.disk = cfg->disk;
 
     rc = ram_saver_new(&v->saver, v->gm.blocks, v->gm.n, &cfg->ram_opts);
     if (rc == 0)

@@ -56,6 +56,16 @@ int64_t ftvm_net_write(const void *frame, uint64_t len);
 /* *len: in, the buffer size; out, the frame's length. */
 int64_t ftvm_net_read(void *buf, uint64_t *len);
 FTVM_NORETURN void ftvm_halt(uint64_t status);
+/*
+ * The disk: ftvm_blk_info fills *sectors and *readonly (0 and false
+ * without a disk, which is FTVM_ENODEV).  Read and write move count
+ * sectors of 512 bytes (at most FTVM_BLK_MAX_SECTORS a call) between the
+ * disk at sector and buf; flush makes every completed write durable.
+ */
+int32_t ftvm_blk_info(uint64_t *sectors, bool *readonly);
+int64_t ftvm_blk_read(uint64_t sector, void *buf, uint64_t count);
+int64_t ftvm_blk_write(uint64_t sector, const void *buf, uint64_t count);
+int64_t ftvm_blk_flush(void);
 
 /* "EFAULT" for FTVM_EFAULT and so on; "OK" for 0, "?" for anything else. */
 const char *ftvm_strerror(int64_t ret);

@@ -78,6 +78,46 @@ void ftvm_halt(uint64_t status)
         ftvm_hypercall(FTVM_HC_HALT, &a);
 }
 
+int32_t ftvm_blk_info(uint64_t *sectors, bool *readonly)
+{
+    struct ftvm_hc_blk_info a = { .ret = 0 };
+
+    ftvm_hypercall(FTVM_HC_BLK_INFO, &a);
+    *sectors = a.ret == 0 ? a.sectors : 0;
+    *readonly = a.ret == 0 && (a.flags & FTVM_BLK_READONLY);
+    return a.ret;
+}
+
+static int64_t blk_io(enum ftvm_hc_nr nr, uint64_t sector, uint64_t buf,
+                      uint64_t count)
+{
+    struct ftvm_hc_blk_io a = {
+        .sector = sector, .count = count, .data = buf, .ret = 0,
+    };
+
+    ftvm_hypercall(nr, &a);
+    return a.ret;
+}
+
+int64_t ftvm_blk_read(uint64_t sector, void *buf, uint64_t count)
+{
+    return blk_io(FTVM_HC_BLK_READ, sector, (uint64_t)(uintptr_t)buf, count);
+}
+
+int64_t ftvm_blk_write(uint64_t sector, const void *buf, uint64_t count)
+{
+    return blk_io(FTVM_HC_BLK_WRITE, sector, (uint64_t)(uintptr_t)buf,
+                  count);
+}
+
+int64_t ftvm_blk_flush(void)
+{
+    struct ftvm_hc_blk_flush a = { .ret = 0 };
+
+    ftvm_hypercall(FTVM_HC_BLK_FLUSH, &a);
+    return a.ret;
+}
+
 const char *ftvm_strerror(int64_t ret)
 {
     switch (ret) {
@@ -87,6 +127,9 @@ const char *ftvm_strerror(int64_t ret)
     case FTVM_EAGAIN: return "EAGAIN";
     case FTVM_ENODEV: return "ENODEV";
     case FTVM_ENOSPC: return "ENOSPC";
+    case FTVM_EROFS: return "EROFS";
+    case FTVM_ERANGE: return "ERANGE";
+    case FTVM_EIO: return "EIO";
     default: return "?";
     }
 }

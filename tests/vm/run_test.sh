@@ -195,7 +195,7 @@ bad-struct)
 bad-number)
     needs_kvm
     attempt bad_number nr-zero 121 "hypercall port 0x500 unknown" err
-    attempt bad_number nr-max 121 "hypercall port 0x508 unknown" err
+    attempt bad_number nr-max 121 "hypercall port 0x50c unknown" err
     attempt bad_number nr-99 121 "hypercall port 0x563 unknown" err
     attempt bad_number below-base 121 "I/O port 0x4ff, which is no device" err
     attempt bad_number serial 121 "I/O port 0x3f8, which is no device" err
