@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""A replicated disk through real failures (docs/disk-format.md).
+
+    disk_test.py CASE FTVM FTVMCTL GUEST_DIR [RUNS]
+
+The guest is disklog (guest/disklog.c): record N in sector N of its disk,
+"disklog: record N" on the console once record N is written and flushed.
+The primary runs it on an image of its own (--disk), the secondary keeps
+its copy (--disk); real processes as in e2e_test.py, whose helpers this
+uses.  Exit 0 pass, 1 fail, 77 skipped (no /dev/kvm; enospc needs root).
+FTVM_E2E_SEED fixes the random delays.
+
+What a failover must leave, on every run: the primary's released console
+is records 1..P with no gap; the secondary goes on at record b, b - 1 >=
+P (nothing a client saw is taken back; b - 1 > P only in the lost-ACK
+race e2e_test.py describes); and its image, read once the secondary is
+killed, is a valid log 1..L (tests/lib/disklog.py: no valid record after
+the first gap) with L at least the last record it printed.  A copy that
+missed a write the guest's memory had made (the disk behind the memory)
+leaves a hole below b and fails check(); one that took a write of an
+unacknowledged package would print records the memory had not reached.
+
+  kill-primary  RUNS (default 24) times: disklog rate=100, kill -9 of the
+                primary after a random delay (bring-up 0-12 ms one run in
+                ten, early 12-300 ms, steady 0.3-2 s), over mutual TLS;
+                the rule above; at least 20 of them must fail over.
+  corrupt       packages 5, 12 and 13 damaged on the wire (corrupt_package.so):
+                each NACKed, the next full package sends the chunks of
+                the refused ones again (vm_disk_resend); then kill -9 of
+                the primary: the rule above.
+  enospc        the secondary's copy on a 1.5 MiB tmpfs (a mount
+                namespace of its own): its disk write fails, it refuses
+                the stream (exit 4, "No space left on device", never a
+                failover), and the primary runs on unprotected, its log
+                still growing.
+  refuse        a secondary without --disk refuses a primary with a disk
+                (and the reverse), naming the option; --disk IMG,readonly
+                on a primary and --mode colo --disk exit 2.
+"""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import disklog  # noqa: E402
+import e2e_test as e2e  # noqa: E402
+import ftvmtest as ft  # noqa: E402
+from ftvmtest import check, log  # noqa: E402
+
+ck = e2e.ck
+DISK_SIZE = 8 << 20
+rng = random.Random()
+stats = {}
+
+
+def bump(k, n=1):
+    stats[k] = stats.get(k, 0) + n
+
+
+def image(name, size=DISK_SIZE):
+    path = os.path.join(ft.tmp, name)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def records_of(proc):
+    return disklog.console_records(proc.lines())
+
+
+def pair(i, extra_pri=(), env=None, sec_extra=(), rate=100):
+    pimg, simg = image("p%d.img" % i), os.path.join(ft.tmp, "s%d.img" % i)
+    sec, addr, sctl = e2e.spawn_secondary("sec%d" % i,
+                                          ["--disk", simg] + list(sec_extra))
+    pri, pctl = e2e.spawn_primary("pri%d" % i, addr, image="disklog",
+                                  args=["rate=%d" % rate],
+                                  extra=["--disk", pimg] + list(extra_pri),
+                                  env=env)
+    return pimg, simg, sec, addr, sctl, pri, pctl
+
+
+def check_failover(desc, pri, sec, sctl, simg, acked):
+    """The rule of the module's doc, once the secondary runs."""
+    seen = disklog.console_records(pri.eof())
+    check(seen == list(range(1, len(seen) + 1)), "%s: the primary's "
+          "released records are not 1..%d: %r" % (desc, len(seen), seen))
+    s = sctl.status()
+    fo = s["failover"]
+    ft.wait_until(lambda: len(records_of(sec)) >= 3 or
+                  (not sec.alive() and e2e.fail(sec.dump())), 10,
+                  "3 records from the secondary")
+    after = records_of(sec)
+    b = after[0]
+    check(after == list(range(b, b + len(after))), "%s: the secondary's "
+          "records are not consecutive: %r" % (desc, after[:20]))
+    check(b >= len(seen) + 1, "%s: the secondary wrote record %d again, "
+          "but the primary had released it (it released 1..%d): a "
+          "failover took back output a client saw" % (desc, b, len(seen)))
+    e2e.check_gap(b - 1 - len(seen), fo["continued_from"], acked, desc)
+    sec.signal(signal.SIGKILL)
+    sec.p.wait(10)
+    last = records_of(sec)[-1]
+    try:
+        on_disk = disklog.check(simg)
+    except disklog.DisklogError as e:
+        e2e.fail("%s: the secondary's image: %s (it went on at record %d "
+                 "after the primary released %d)" % (desc, e, b, len(seen)))
+    check(len(on_disk) >= last, "%s: the secondary printed record %d but "
+          "its image holds 1..%d" % (desc, last, len(on_disk)))
+    check(len(on_disk) <= last + 1, "%s: the secondary's image holds "
+          "1..%d, past its last record %d and the one in flight at the "
+          "kill" % (desc, len(on_disk), last))
+    return len(seen), b, len(on_disk), fo
+
+
+def kill_primary_run(i):
+    pimg, simg, sec, addr, sctl, pri, pctl = pair(i)
+    r = rng.random()
+    if r < 0.1:
+        phase, delay = "bring-up", rng.uniform(0, 0.012)
+    elif r < 0.4:
+        phase, delay = "early", rng.uniform(0.012, 0.3)
+    else:
+        phase, delay = "steady", rng.uniform(0.3, 2.0)
+    t_kill = pri.started + delay
+    acked = None
+    if phase != "bring-up":
+        time.sleep(max(0, t_kill - time.monotonic() - 0.003))
+        st = pctl.status()
+        acked = st["checkpoint"]["last_acked"] if st else None
+    else:
+        time.sleep(max(0, t_kill - time.monotonic()))
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    protected = "protected by" in pri.err()
+    desc = "run %d: %s kill at %.0f ms" % (i, phase, delay * 1e3)
+
+    def outcome():
+        if not sec.alive():
+            return "exit"
+        s = sctl.status()
+        if s and s["state"] == "running":
+            return "failover"
+        if s and s["state"] == "waiting" and \
+                time.monotonic() - t_kill > 0.5:
+            return "waiting"
+        return None
+    what = ft.wait_until(outcome, 10, "the secondary to fail over or exit",
+                         step=0.01)
+    if what == "exit":
+        rc = sec.p.returncode
+        check(rc == 3 and not protected, "%s: the secondary exited %d "
+              "(protected: %s)\n%s" % (desc, rc, protected, sec.dump()))
+        bump("exit3")
+        log("%s: before checkpoint 1 was applied: exit 3" % desc)
+    elif what == "waiting":
+        check(not protected, "%s: the secondary waits but the primary "
+              "was protected" % desc)
+        bump("before_vm")
+        log("%s: before the primary sent its VM: the secondary waits" % desc)
+    else:
+        p, b, on_disk, fo = check_failover(desc, pri, sec, sctl, simg, acked)
+        bump("failovers")
+        log("%s: the primary released records 1..%d, the secondary went "
+            "on at %d from checkpoint %d in %.1f ms; its image holds "
+            "1..%d" % (desc, p, b, fo["continued_from"], fo["ms"], on_disk))
+    e2e.retire(sec, pri, sctl, pctl)
+
+
+def case_kill_primary(runs):
+    for i in range(runs):
+        kill_primary_run(i)
+    check(stats.get("failovers", 0) >= runs * 2 // 3, "only %d failovers in "
+          "%d runs: %r" % (stats.get("failovers", 0), runs, stats))
+    log("kill-primary: %d runs: %r" % (runs, stats))
+
+
+def case_corrupt():
+    lib = os.environ.get("FTVM_CORRUPT_PRELOAD")
+    if not lib or not os.path.exists(lib):
+        e2e.fail("FTVM_CORRUPT_PRELOAD does not name corrupt_package.so "
+                 "(the meson test sets it)")
+    pimg, simg, sec, addr, sctl, pri, pctl = pair(0, env={
+        "LD_PRELOAD": lib, "FTVM_TEST_CORRUPT_PACKAGE": "5,12,13"})
+    e2e.wait_state(pctl, pri, "active")
+
+    def past():
+        st = pctl.status()
+        return st if st["nacks"] >= 3 and \
+            st["checkpoint"]["last_acked"] > 20 else None
+    st = ft.wait_until(past, 15, "three NACKs and acknowledgements after")
+    check(st["state"] == "active", "state %r" % st["state"])
+    check(pri.err().count("TEST: damaged package") == 3, pri.err())
+    rep = sctl.status()["replication"]
+    check(rep["refused"] >= 3, "the secondary refused %r" % rep)
+    time.sleep(rng.uniform(0, 0.5))
+    st = pctl.status()
+    acked = st["checkpoint"]["last_acked"] if st else None
+    pri.signal(signal.SIGKILL)
+    pri.p.wait(10)
+    e2e.wait_state(sctl, sec, "running")
+    p, b, on_disk, fo = check_failover("corrupt", pri, sec, sctl, simg,
+                                       acked)
+    log("corrupt: %d NACKs, %d full packages; the primary released 1..%d, "
+        "the secondary went on at %d; its image holds 1..%d" %
+        (st["nacks"], st["checkpoint"]["full"], p, b, on_disk))
+    e2e.retire(sec, pri, sctl, pctl)
+
+
+def case_enospc():
+    ft.needs_root("a tmpfs in a mount namespace")
+    mnt = os.path.join(ft.tmp, "small")
+    os.mkdir(mnt)
+    simg = os.path.join(mnt, "s.img")
+    pimg = image("p.img")
+    # A megabyte of data in chunk 2: the bring-up's copy fits, chunk 0
+    # (the log) does not.
+    with open(pimg, "r+b") as f:
+        f.seek(2 << 20)
+        f.write(os.urandom(1 << 20))
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o size=1536k ftvm-small "$0" && '
+            'exec "$@"', mnt]
+    sock = os.path.join(ft.tmp, "sec.sock")
+    sec = e2e.Stream("sec", wrap + [
+        ck.ftvm, "secondary", "--listen", "127.0.0.1:0", "--control", sock,
+        "--insecure", "--disk", simg, "--failure-timeout",
+        e2e.failure_arg("1s")])
+    m = sec.wait_err(e2e.LISTEN_RE, 10, "listening")
+    addr = "%s:%s" % (m.group(1), m.group(2))
+    pri, pctl = e2e.spawn_primary("pri", addr, image="disklog",
+                                  args=["rate=100"], extra=["--disk", pimg])
+    ft.wait_until(lambda: not sec.alive(), 20, "the secondary to refuse")
+    check(sec.p.returncode == 4, "the secondary exited %s, expected 4 "
+          "(the stream refused)\n%s" % (sec.p.returncode, sec.dump()))
+    check("No space left on device" in sec.err(), sec.err())
+    check("failover" not in sec.err() and not records_of(sec),
+          "the secondary took over:\n%s" % sec.dump())
+    n = len(records_of(pri))
+    ft.wait_until(lambda: len(records_of(pri)) >= n + 20 or
+                  (not pri.alive() and e2e.fail(pri.dump())), 20,
+                  "20 more records from the primary")
+    st = pctl.status()
+    check(st["state"] != "active", "the primary says %r" % st["state"])
+    check(len(disklog.check(pimg)) >= n + 20, "the primary's image")
+    log("enospc: the secondary refused (%s); the primary runs on %s, "
+        "record %d" % ([l for l in sec.err().splitlines()
+                        if "No space" in l][0], st["state"],
+                       records_of(pri)[-1]))
+
+
+def run_cmd(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def case_refuse():
+    # A primary with a disk, a secondary without.
+    pimg = image("p.img")
+    sec, addr, sctl = e2e.spawn_secondary("sec")
+    pri, pctl = e2e.spawn_primary("pri", addr, image="disklog",
+                                  extra=["--disk", pimg])
+    ft.wait_until(lambda: "start the secondary with --disk FILE" in
+                  pri.err() + sec.err(), 20, "the refusal")
+    log("no --disk on the secondary: %s" %
+        [l for l in (pri.err() + sec.err()).splitlines()
+         if "--disk FILE" in l][0])
+    e2e.retire(sec, pri, sctl, pctl)
+    # A secondary with a disk, a primary without.
+    sec, addr, sctl = e2e.spawn_secondary(
+        "sec2", ["--disk", os.path.join(ft.tmp, "s.img")])
+    pri, pctl = e2e.spawn_primary("pri2", addr)
+    ft.wait_until(lambda: "has no disk" in pri.err() + sec.err(), 20,
+                  "the refusal")
+    e2e.retire(sec, pri, sctl, pctl)
+    guest = os.path.join(ck.guests, "disklog.elf")
+    r = run_cmd([ck.ftvm, "primary", "--disk", pimg + ",readonly",
+                 "--secondary", "127.0.0.1:1", "--insecure", guest])
+    check(r.returncode == 120 or r.returncode == 2, "readonly: %d %s" %
+          (r.returncode, r.stderr))
+    check("without readonly" in r.stderr, r.stderr)
+    r = run_cmd([ck.ftvm, "primary", "--disk", pimg, "--mode", "colo",
+                 "--secondary", "127.0.0.1:1", "--insecure", guest])
+    check(r.returncode == 2 and "COLO mode does not replicate a disk" in
+          r.stderr, "colo: %d %s" % (r.returncode, r.stderr))
+
+
+CASES = {
+    "kill-primary": (case_kill_primary, False),
+    "corrupt": (case_corrupt, False),
+    "enospc": (case_enospc, "a tmpfs in a mount namespace"),
+    "refuse": (case_refuse, False),
+}
+
+
+def prepare(case):
+    ft.needs_kvm()
+    if CASES[case][1]:
+        ft.needs_root(CASES[case][1])
+    if case == "kill-primary":
+        e2e.creds = ft.make_certs("pair", "primary", "secondary")
+
+
+def main():
+    e2e.seeded_main(__doc__, {k: fn for k, (fn, _) in CASES.items()},
+                    "disk", {"kill-primary": 24}, rng, prepare)
+
+
+if __name__ == "__main__":
+    main()
