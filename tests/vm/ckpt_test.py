@@ -35,6 +35,16 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 with its trailer mid-file and a second one at the end, is
                 refused by restore (before the guest runs) and by inspect,
                 naming the byte
+  disk          disklog on --disk: save while it writes, kill -9, restore
+                --disk into a new image (created), an existing one of
+                another size (resized) and one the restored guest left:
+                each time the guest goes on after the saved record, its
+                image a valid log holding every record it printed; inspect
+                counts the disk's chunks and decodes ftvm-disk; restore
+                without --disk, with ,readonly, or --disk for a VM without
+                one is refused (120); a damaged file is refused before the
+                image is touched (its bytes unchanged, a missing one not
+                created); the newest of --checkpoint-dir's files restores
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -971,7 +981,136 @@ CASES = {
     "vcpus": case_vcpus,
     "files": case_files,
     "trailer-place": case_trailer_place,
+    "disk": case_disk,
 }
+
+
+def disklog_records(proc):
+    return [int(m.group(1)) for m in
+            (re.match(r"^disklog: record (\d+)$", l) for l in proc.lines())
+            if m]
+
+
+def wait_records(proc, n, timeout=20):
+    def ok():
+        if proc.p.poll() is not None:
+            fail("%s exited (%s) before record %d\n%s" %
+                 (proc.name, proc.p.returncode, n, proc.dump()))
+        r = disklog_records(proc)
+        return r if r and r[-1] >= n else None
+    return wait_until(ok, timeout, "%s to print record %d" % (proc.name, n))
+
+
+def restore_disk(f, img, name, saved):
+    """Restores f onto img; the guest goes on after saved records, and its
+    image, once it is killed, is a valid log past them."""
+    sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+    import disklog
+    r = Proc(name, [ftvm, "restore", "--disk", img, f])
+    got = wait_records(r, saved + 3)
+    r.kill9()
+    got = disklog_records(r)
+    check(got[0] == saved + 1 and got == list(range(got[0], got[-1] + 1)),
+          "%s: records %r after a save at %d" % (name, got[:10], saved))
+    on = disklog.check(img)
+    check(got[-1] <= len(on) <= got[-1] + 1, "%s: printed up to %d, the "
+          "image holds 1..%d" % (name, got[-1], len(on)))
+    return len(on)
+
+
+def case_disk():
+    needs_kvm()
+    size = 4 << 20
+    img = os.path.join(ft.tmp, "run.img")
+    with open(img, "wb") as fh:
+        fh.truncate(size)
+    sock = os.path.join(ft.tmp, "run.sock")
+    ckdir = os.path.join(ft.tmp, "ck")
+    run = Proc("run", [ftvm, "run", "--mem", "64M", "--disk", img,
+                       "--control", sock, "--checkpoint-dir", ckdir,
+                       os.path.join(guests, "disklog.elf"), "rate=100"])
+    wait_control(sock, run)
+    wait_records(run, 20)
+    f = os.path.join(ft.tmp, "d.ftvm")
+    save(sock, f)
+    ctl(sock, "checkpoint")
+    run.kill9()
+    # The guest's own count at the save: what the file's disk holds.
+    d = inspect_json(f)
+    disks = {x["name"]: x for x in d["disks"]}
+    check("disk0" in disks and disks["disk0"]["data_chunks"] >= 1 and
+          disks["disk0"]["data_chunks"] + disks["disk0"]["zero_chunks"] ==
+          size >> 20, "inspect's disks: %r" % d["disks"])
+    dev = [x for x in d["devices"] if x["name"] == "ftvm-disk"]
+    check(dev and dev[0]["fields"]["size"] == size, "ftvm-disk: %r" % dev)
+    txt = ft.run([ftvm, "inspect", f], capture_output=True, text=True,
+                 timeout=60).stdout
+    check(re.search(r"^  disk0 +\d+ +\d+$", txt, re.M), txt)
+
+    def saved_at(path):
+        r = Proc("probe", [ftvm, "restore", "--disk",
+                           os.path.join(ft.tmp, "probe.img"), path])
+        n = wait_records(r, 1)[0] - 1
+        r.kill9()
+        return n
+    saved = saved_at(f)
+    log("saved at record %d; inspect: %r" % (saved, disks["disk0"]))
+
+    # A new image, an existing one of another size, one already used.
+    new = os.path.join(ft.tmp, "new.img")
+    n1 = restore_disk(f, new, "restore-new", saved)
+    check(os.path.getsize(new) == size, "new image of %d bytes" %
+          os.path.getsize(new))
+    other = os.path.join(ft.tmp, "other.img")
+    with open(other, "wb") as fh:
+        fh.write(os.urandom(3 << 20))
+    restore_disk(f, other, "restore-resized", saved)
+    check(os.path.getsize(other) == size, "resized image of %d bytes" %
+          os.path.getsize(other))
+    restore_disk(f, new, "restore-again", saved)
+    log("restored three times from record %d (the first image reached "
+        "1..%d)" % (saved, n1))
+
+    # Refusals.
+    for argv, want in (
+            ([f], "give --disk FILE"),
+            (["--disk", new + ",readonly", f], "the restore writes"),
+            (["--disk", new, os.path.join(ft.tmp, "plain.ftvm")],
+             "without a disk")):
+        if "plain.ftvm" in argv[-1] and not os.path.exists(argv[-1]):
+            psock = os.path.join(ft.tmp, "plain.sock")
+            plain = Proc("plain", counter_argv(["rate=50"],
+                                               extra=["--control", psock]))
+            wait_control(psock, plain)
+            save(psock, argv[-1])
+            plain.kill9()
+        r = ft.run([ftvm, "restore"] + argv, capture_output=True, text=True,
+                   timeout=60)
+        check(r.returncode == EXIT_SETUP and want in r.stderr,
+              "restore %r: %d %s" % (argv, r.returncode, r.stderr))
+    data = bytearray(open(f, "rb").read())
+    chunk_at = data.find(b"FTVMDLOG")
+    check(chunk_at > 0, "no disklog record in the file")
+    data[chunk_at + 100] ^= 0x01
+    bad = os.path.join(ft.tmp, "bad.ftvm")
+    open(bad, "wb").write(bytes(data))
+    before = open(new, "rb").read()
+    missing = os.path.join(ft.tmp, "missing.img")
+    for target in (new, missing):
+        r = ft.run([ftvm, "restore", "--disk", target, bad],
+                   capture_output=True, text=True, timeout=60)
+        check(r.returncode == EXIT_SETUP and "checksum" in r.stderr,
+              "damaged: %d %s" % (r.returncode, r.stderr))
+    check(open(new, "rb").read() == before, "a refused restore changed the "
+          "image")
+    check(not os.path.exists(missing), "a refused restore made the image")
+
+    # The newest file of --checkpoint-dir (the on-demand checkpoint).
+    files = sorted(n for n in os.listdir(ckdir) if CKPT_RE.match(n))
+    check(files, "no checkpoint files in %s" % ckdir)
+    newest = os.path.join(ckdir, files[-1])
+    restore_disk(newest, os.path.join(ft.tmp, "dir.img"), "restore-dir",
+                 saved_at(newest))
 
 
 def main():
