@@ -141,7 +141,9 @@ static bool rec_valid(const uint8_t *r)
 /* Sequence numbers of the loaded records, to settle a key found twice. */
 static uint64_t slot_seq[SLOTS];
 
-static void load_record(const uint8_t *r, uint32_t s, uint64_t *stale)
+/* 0, or -1 when the disk holds more keys than the store takes (a disk
+ * udpkv did not write: it never keeps more than UDPKV_KEYS_MAX). */
+static int load_record(const uint8_t *r, uint32_t s, uint64_t *stale)
 {
     size_t klen = le_get(r + 4, 2), vlen = le_get(r + 6, 2);
     uint64_t rseq = le_get(r + 8, 8);
@@ -155,13 +157,18 @@ static void load_record(const uint8_t *r, uint32_t s, uint64_t *stale)
         (*stale)++;
         if (slot_seq[other] > rseq) {
             empty_slot(s);
-            return;
+            return 0;
         }
         empty_slot(other);
     }
-    udpkv_store_put(key, klen, (const char *)r + 80, vlen, s);
+    if (udpkv_store_put(key, klen, (const char *)r + 80, vlen, s) != 0) {
+        printf("udpkv: the disk holds more than %u keys (slot %u); not "
+               "loading it\n", UDPKV_KEYS_MAX, s);
+        return -1;
+    }
     slot_set(s, true);
     slot_seq[s] = rseq;
+    return 0;
 }
 
 static int load(void)
@@ -193,7 +200,8 @@ static int load(void)
                 bad++;
                 continue;
             }
-            load_record(r, s0 + i, &stale);
+            if (load_record(r, s0 + i, &stale) != 0)
+                return -1;
         }
     }
     if (stale)

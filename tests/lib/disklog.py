@@ -11,11 +11,12 @@ record N's write and flush both succeeded.
                            (raises DisklogError naming the sector)
     console_records(text)  the N of every "disklog: record N" line, in
                            order (text: a str or a list of lines)
-    check_console(path, text)
+    check_console(path, text, after=None)
                            the image's prefix after checking it against
-                           the console: the console's numbers are 1..P
-                           without gaps, continuing any "resuming after"
-                           line, and the image holds at least 1..P
+                           the console: the console's numbers run
+                           after+1..P without gaps (after: the "resuming
+                           after" line's, else the first number less one),
+                           and the image holds at least 1..P
 
 For a failover test: after kill -9 of the primary the survivor's image
 must satisfy check(), and hold every record the console printed
@@ -85,24 +86,28 @@ def console_records(text):
     return [int(m.group(1)) for m in map(_RECORD_RE.match, lines) if m]
 
 
-def check_console(path, text):
+def check_console(path, text, after=None):
     """check(path) after checking the console against it: the printed
-    numbers run without gaps (from the "resuming after" line's K + 1, or
-    1), and the image holds every one of them."""
+    numbers run without gaps from after + 1, and the image holds every
+    one of them.  after defaults to the "resuming after K" line's K, or,
+    for a console without one (a VM restored from a checkpoint, a
+    failover's survivor), the first printed number less one."""
     lines = text.split("\n") if isinstance(text, str) else text
-    start = 0
-    for line in lines:
-        m = _RESUME_RE.match(line)
-        if m:
-            start = int(m.group(1))
-            break
     printed = console_records(lines)
-    if printed != list(range(start + 1, start + 1 + len(printed))):
+    if after is None:
+        for line in lines:
+            m = _RESUME_RE.match(line)
+            if m:
+                after = int(m.group(1))
+                break
+    if after is None:
+        after = printed[0] - 1 if printed else 0
+    if printed != list(range(after + 1, after + 1 + len(printed))):
         raise DisklogError("the console's records are not %d, %d, ... in "
-                           "order: %s" % (start + 1, start + 2,
+                           "order: %s" % (after + 1, after + 2,
                                           printed[:20]))
     prefix = check(path)
-    last = printed[-1] if printed else start
+    last = printed[-1] if printed else after
     if len(prefix) < last:
         raise DisklogError("%s holds records 1..%d, but the console printed "
                            "record %d" % (path, len(prefix), last))

@@ -80,6 +80,7 @@ def run_guest(name, args, disk=None, status=0, mem="64M"):
     rc = p.wait(60)
     check(rc == status, "%s exited %d, expected %d\n%s" %
           (name, rc, status, p.dump()))
+    ft.check_sanitizers(p)
     return p
 
 
@@ -323,6 +324,18 @@ class Kv:
         fail("no reply to %r\n%s" % (text, self.p.dump()))
 
 
+def stopped(kv, status):
+    """kv's process exited with status (or was killed: None); checked for
+    sanitizer reports."""
+    if status is None:
+        kv.p.kill9()
+    else:
+        rc = kv.p.wait(30)
+        check(rc == status, "%s exited %s, expected %d\n%s" %
+              (kv.p.name, rc, status, kv.p.dump()))
+    ft.check_sanitizers(kv.p)
+
+
 def case_udpkv_persist():
     needs_kvm()
     img = image("kv.img", 8 << 20)
@@ -341,7 +354,7 @@ def case_udpkv_persist():
         kv.req("PUT timed%d %d" % (i, i), "OK\n")
     log("20 persisted PUT round trips in %.1f ms" %
         ((time.monotonic() - t) * 1000))
-    kv.p.kill9()
+    stopped(kv, None)
 
     want = {b"key%d" % i: b"value %d with spaces" % i for i in range(30)}
     want[b"key0"] = b"replaced"
@@ -360,7 +373,7 @@ def case_udpkv_persist():
     for k, v in sorted(want.items()):
         kv.req("GET " + k.decode(), "VALUE %s\n" % v.decode())
     kv.req("GET key3", "NOTFOUND\n")
-    kv.p.kill9()
+    stopped(kv, None)
 
     # What a crash can leave: a PUT's new record written but the old one
     # not yet emptied (both present: the higher sequence number wins),
@@ -384,31 +397,30 @@ def case_udpkv_persist():
     kv.req("GET key1", "VALUE newer\n")
     kv.req("GET key2", "VALUE value 2 with spaces\n")
     kv.req("GET key4", "VALUE value 4 with spaces\n")
-    kv.p.kill9()
+    stopped(kv, None)
     keys = sorted(k for k, _, _ in kv_slots(img).values())
     check(keys == sorted(want), "after the load the image holds each key "
           "once: %s" % keys)
 
     # Refusals, each before the VM serves anything, the image untouched.
     kv = Kv("nodisk", None, ["persist=1"])
-    check(kv.p.wait(30) == 1, "persist without a disk: status %s\n%s" %
-          (kv.p.p.returncode, kv.p.dump()))
+    stopped(kv, 1)
     has(kv.p, "udpkv: persist=1 needs a disk (ftvm run --disk FILE)")
     before = digest(img)
     kv = Kv("readonly", img + ",readonly", ["persist=1"])
-    check(kv.p.wait(30) == 1, "readonly: status %s" % kv.p.p.returncode)
+    stopped(kv, 1)
     has(kv.p, "udpkv: persist=1 needs a writable disk")
     check(digest(img) == before, "the readonly image changed")
     other = image("other.img", 0, b"\x01" + bytes((8 << 20) - 1))
     kv = Kv("other", other, ["persist=1"])
-    check(kv.p.wait(30) == 1, "foreign disk: status %s" % kv.p.p.returncode)
+    stopped(kv, 1)
     has(kv.p, "udpkv: the disk holds something else")
     check(digest(other) == hashlib.sha256(
         b"\x01" + bytes((8 << 20) - 1)).hexdigest(), "the foreign disk "
           "changed")
     small = image("small.img", 1 << 20)
     kv = Kv("small", small, ["persist=1"])
-    check(kv.p.wait(30) == 1, "small disk: status %s" % kv.p.p.returncode)
+    stopped(kv, 1)
     has(kv.p, "udpkv: persist=1 needs a disk of at least 9220 sectors")
 
 
