@@ -65,7 +65,8 @@ static int probe_ram(const uint8_t *d, size_t len, const char *path,
  * The size in "ftvm-disk", which follows the RAM and the disk's chunks:
  * the stream is walked as restore_load's validate pass walks it, RAM and
  * chunks counted by their codecs' inspect loaders, devices read through
- * the file's own VM description.
+ * the file's own VM description, the trailer's checksum checked.  So a
+ * damaged file is refused before its image is created or resized.
  */
 typedef struct disk_probe {
     const json_t *desc;
@@ -83,8 +84,10 @@ static int probe_section(void *opaque, qfile *f, const savevm_section *sec,
         return ram_load(p->ram, f, sec->version_id, pass);
     if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) == 0)
         return block_load(p->block, f, sec->version_id, pass);
-    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0)
-        return trailer_skip(f, sec);
+    if (strcmp(sec->idstr, TRAILER_IDSTR) == 0) {
+        trailer_info ti;
+        return trailer_load(f, sec, &ti);
+    }
     if (strcmp(sec->idstr, VM_DISK_INFO_IDSTR) == 0) {
         if (p->found)
             return qfile_fail(f, -EINVAL, "a second '%s'", sec->idstr);
@@ -123,6 +126,9 @@ static int probe_disk(const uint8_t *d, size_t len, const char *path,
                     block_loader_new_inspect(&p.block) == 0
                 ? 0 : -ENOMEM;
     savevm_stop why;
+    /* The checksum too: nothing is written before all of it is checked. */
+    if (f)
+        qfile_crc_start(f);
     if (r == 0 && (r = savevm_load_header(l, f)) == 0)
         r = savevm_load_main(l, f, SAVEVM_PASS_VALIDATE, false, &why);
     if (r < 0)
