@@ -970,21 +970,6 @@ def case_trailer_place():
     restores(good, run)
 
 
-CASES = {
-    "save-restore": case_save_restore,
-    "periodic": case_periodic,
-    "bad-files": case_bad_files,
-    "clock": case_clock,
-    "udpkv-tap": case_udpkv_tap,
-    "disk-full": case_disk_full,
-    "quit-status": case_quit_status,
-    "vcpus": case_vcpus,
-    "files": case_files,
-    "trailer-place": case_trailer_place,
-    "disk": case_disk,
-}
-
-
 def disklog_records(proc):
     return [int(m.group(1)) for m in
             (re.match(r"^disklog: record (\d+)$", l) for l in proc.lines())
@@ -1111,6 +1096,21 @@ def case_disk():
     newest = os.path.join(ckdir, files[-1])
     restore_disk(newest, os.path.join(ft.tmp, "dir.img"), "restore-dir",
                  saved_at(newest))
+
+
+CASES = {
+    "save-restore": case_save_restore,
+    "periodic": case_periodic,
+    "bad-files": case_bad_files,
+    "clock": case_clock,
+    "udpkv-tap": case_udpkv_tap,
+    "disk-full": case_disk_full,
+    "quit-status": case_quit_status,
+    "vcpus": case_vcpus,
+    "files": case_files,
+    "trailer-place": case_trailer_place,
+    "disk": case_disk,
+}
 
 
 def main():
