@@ -126,6 +126,18 @@ void primary_ctl_status(replicator *rep, json_t *r)
         "passes", (json_int_t)st.bringup.passes,
         "pages", (json_int_t)st.bringup.pages, "ms", ms(st.bringup.ns)));
     json_object_set_new(r, "last_error", json_string(st.last_error));
+    struct disk *img = vm_disk(replicator_vm(rep));
+    if (img) {
+        block_save_stats ds;
+        vm_get_disk_stats(replicator_vm(rep), &ds);
+        json_object_set_new(r, "disk", json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I}", "path", disk_path(img),
+            "bytes", (json_int_t)disk_size(img),
+            "dirty_chunks", (json_int_t)disk_dirty_count(img),
+            "data_chunks_sent", (json_int_t)ds.data_chunks,
+            "zero_chunks_sent", (json_int_t)ds.zero_chunks,
+            "bytes_sent", (json_int_t)ds.bytes));
+    }
 }
 
 static void checkpoint_done(void *opaque, int rc, uint64_t id,

@@ -865,3 +865,8 @@ int replicator_may_save(const replicator *p, char *err, size_t errlen)
 {
     return protection_may_save(&p->prot, err, errlen);
 }
+
+vm *replicator_vm(const replicator *p)
+{
+    return p->v;
+}

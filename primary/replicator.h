@@ -191,5 +191,7 @@ struct json_t *replicator_pool_status(const replicator *p);
 const char *replicator_witness_value(const replicator *p);
 /* save's check: refused while a secondary is set up or active. */
 int replicator_may_save(const replicator *p, char *err, size_t errlen);
+/* The VM it replicates. */
+vm *replicator_vm(const replicator *p);
 
 #endif
