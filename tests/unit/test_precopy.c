@@ -84,6 +84,31 @@ static void test_budget(void **state)
     assert_int_equal(st.sweeps, 0);
 }
 
+/*
+ * A disk's chunks weigh their bytes in pages: a guest that only writes
+ * its disk neither converges on RAM's clean passes nor runs forever.
+ */
+static void test_disk_chunks_count(void **state)
+{
+    (void)state;
+    precopy_stats st;
+    precopy_begin(&st, 1u << 20);
+    ram_save_stats rs = { .remaining = 0 };
+    /* RAM clean, 17 chunks sent: 4352 pages, over the final sweep. */
+    assert_false(precopy_account(&st, 1, &rs, 17));
+    assert_int_equal(st.last_sweep_pages, 17 * PRECOPY_PAGES_PER_CHUNK);
+    /* 16 chunks: 4096 pages, small enough. */
+    assert_true(precopy_account(&st, 1, &rs, 16));
+    assert_int_equal(st.end, PRECOPY_CONVERGED);
+    /* A disk that never comes clean (iterate_rc 0) meets the budget. */
+    precopy_begin(&st, 1000);
+    unsigned n = 0;
+    while (!precopy_account(&st, 0, &rs, 8))
+        n++;
+    assert_int_equal(st.end, PRECOPY_BUDGET);
+    assert_true(n < 1000 * PRECOPY_BUDGET_ROUNDS / PRECOPY_PAGES_PER_CHUNK);
+}
+
 /* Counting restarts with each run. */
 static void test_begin_resets(void **state)
 {
@@ -105,6 +130,7 @@ int main(void)
         cmocka_unit_test(test_limit_is_inclusive),
         cmocka_unit_test(test_every_page_kind_counts),
         cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_disk_chunks_count),
         cmocka_unit_test(test_begin_resets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
