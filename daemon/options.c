@@ -55,9 +55,12 @@ static const char vm_help[] =
     "      --mac MAC        the guest's MAC (default 02:46:54:56:4d:01)\n"
     "      --compress N     zlib level 1-9 for checkpoint pages (0 off)\n"
     "      --disk FILE[,readonly]\n"
-    "                       a raw disk image (a multiple of 512 bytes),\n"
-    "                       checkpointed and replicated with the memory\n"
-    "                       (docs/disk-format.md); locked while in use\n";
+    "                       a raw disk image (a multiple of 512 bytes):\n"
+    "                       virtio-blk for a Linux guest, the block\n"
+    "                       hypercalls for a guest image; checkpointed\n"
+    "                       and replicated with the memory, locked while\n"
+    "                       in use (docs/disk-format.md); `ftvm restore`\n"
+    "                       writes the saved image into FILE\n";
 static const char kernel_help[] =
     "a Linux guest (docs/linux-guests.md), instead of a guest image:\n"
     "      --kernel FILE    boot this bzImage (x86 64-bit boot protocol)\n"

@@ -197,6 +197,11 @@ def case_corrupt():
     check(pri.err().count("TEST: damaged package") == 3, pri.err())
     rep = sctl.status()["replication"]
     check(rep["refused"] >= 3, "the secondary refused %r" % rep)
+    dk = st.get("disk") or {}
+    check(dk.get("path") == pimg and dk.get("bytes") == DISK_SIZE and
+          dk.get("data_chunks_sent", 0) >= 1 and
+          dk.get("zero_chunks_sent", 0) >= DISK_SIZE >> 20,
+          "the primary's status says of its disk %r" % dk)
     time.sleep(rng.uniform(0, 0.5))
     st = pctl.status()
     acked = st["checkpoint"]["last_acked"] if st else None
