@@ -28,17 +28,18 @@ unacknowledged package would print records the memory had not reached.
                 each NACKed, the next full package sends the chunks of
                 the refused ones again (vm_disk_resend); then kill -9 of
                 the primary: the rule above.
-  enospc        the secondary's copy on a 1.5 MiB tmpfs (a mount
-                namespace of its own): its disk write fails, it refuses
-                the stream (exit 4, "No space left on device", never a
-                failover), and the primary runs on unprotected, its log
-                still growing.
+  enospc        diskwrite at 2 MiB/s, the secondary's copy on a 2.5 MiB
+                tmpfs (a mount namespace of its own): its disk write
+                fails, it refuses the stream (exit 4, "No space left on
+                device", never a failover), and the primary runs on
+                unprotected (--reconnect), its guest still writing.
   refuse        a secondary without --disk refuses a primary with a disk
                 (and the reverse), naming the option; --disk IMG,readonly
                 on a primary and --mode colo --disk exit 2.
 """
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -222,14 +223,11 @@ def case_enospc():
     os.mkdir(mnt)
     simg = os.path.join(mnt, "s.img")
     pimg = image("p.img")
-    # A megabyte of data in chunk 2: the bring-up's copy fits, chunk 0
-    # (the log) does not.
-    with open(pimg, "r+b") as f:
-        f.seek(2 << 20)
-        f.write(os.urandom(1 << 20))
+    # diskwrite fills a new 1 MiB chunk every half second: the copy's
+    # third chunk does not fit in 2.5 MiB.  --reconnect: the primary runs
+    # on unprotected even should that come before checkpoint 1's ACK.
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount -t tmpfs -o size=1536k ftvm-small "$0" && '
-            'exec "$@"', mnt]
+            'mount -t tmpfs -o size=2560k ftvm-small "$0" && exec "$@"', mnt]
     sock = os.path.join(ft.tmp, "sec.sock")
     sec = e2e.Stream("sec", wrap + [
         ck.ftvm, "secondary", "--listen", "127.0.0.1:0", "--control", sock,
@@ -237,25 +235,30 @@ def case_enospc():
         e2e.failure_arg("1s")])
     m = sec.wait_err(e2e.LISTEN_RE, 10, "listening")
     addr = "%s:%s" % (m.group(1), m.group(2))
-    pri, pctl = e2e.spawn_primary("pri", addr, image="disklog",
-                                  args=["rate=100"], extra=["--disk", pimg])
-    ft.wait_until(lambda: not sec.alive(), 20, "the secondary to refuse")
+    pri, pctl = e2e.spawn_primary(
+        "pri", addr, image="diskwrite", args=["kib-per-second=2048"],
+        extra=["--disk", pimg, "--reconnect", "%ds" % ft.scaled(60)])
+    ft.wait_until(lambda: not sec.alive(), 30, "the secondary to refuse")
     check(sec.p.returncode == 4, "the secondary exited %s, expected 4 "
           "(the stream refused)\n%s" % (sec.p.returncode, sec.dump()))
     check("No space left on device" in sec.err(), sec.err())
-    check("failover" not in sec.err() and not records_of(sec),
+    check("failover" not in sec.err() and not sec.lines(),
           "the secondary took over:\n%s" % sec.dump())
-    n = len(records_of(pri))
-    ft.wait_until(lambda: len(records_of(pri)) >= n + 20 or
+
+    def written():
+        kib = [int(x) for x in re.findall(r"^diskwrite kib=(\d+)",
+                                          "\n".join(pri.lines()), re.M)]
+        return kib[-1] if kib else 0
+    n = written()
+    ft.wait_until(lambda: written() >= n + 4096 or
                   (not pri.alive() and e2e.fail(pri.dump())), 20,
-                  "20 more records from the primary")
+                  "4 MiB more from the primary's guest")
     st = pctl.status()
     check(st["state"] != "active", "the primary says %r" % st["state"])
-    check(len(disklog.check(pimg)) >= n + 20, "the primary's image")
-    log("enospc: the secondary refused (%s); the primary runs on %s, "
-        "record %d" % ([l for l in sec.err().splitlines()
-                        if "No space" in l][0], st["state"],
-                       records_of(pri)[-1]))
+    log("enospc: the secondary refused (%s); the primary runs on %s, its "
+        "guest at %d KiB" % ([l for l in sec.err().splitlines()
+                              if "No space" in l][0], st["state"],
+                             written()))
 
 
 def run_cmd(argv):
