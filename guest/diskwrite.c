@@ -30,18 +30,6 @@
 
 static uint8_t block[MAX_BLOCK];
 
-static uint64_t due(uint64_t rate, uint64_t ns)
-{
-    return ns / FTVM_NS_PER_SEC * rate +
-           ns % FTVM_NS_PER_SEC * rate / FTVM_NS_PER_SEC;
-}
-
-static uint64_t due_at(uint64_t rate, uint64_t k)
-{
-    return k / rate * FTVM_NS_PER_SEC +
-           (k % rate * FTVM_NS_PER_SEC + rate - 1) / rate;
-}
-
 static uint64_t kib_per_second(uint64_t kib, uint64_t ns)
 {
     uint64_t ms = ns / 1000000;
@@ -94,9 +82,10 @@ int main(int argc, char **argv)
     uint64_t end_ns = seconds * FTVM_NS_PER_SEC;
     uint64_t next_report = report_ns, last_report = 0, last_kib = 0;
     uint64_t written = 0, blk = 0, round = 1, since_flush = 0;
-    uint64_t sched_start = 0, sched_blocks = 0;
     /* The rate in blocks per second, at least one. */
     uint64_t brate = rate ? (rate + bkib - 1) / bkib : 0;
+    struct ftvm_pace pace;
+    ftvm_pace_init(&pace, brate);
 
     for (;;) {
         uint64_t now = ftvm_monotonic_ns() - start;
@@ -115,15 +104,8 @@ int main(int argc, char **argv)
         if (end_ns != 0 && now >= end_ns)
             break;
 
-        uint64_t target = written + 1;
-        if (brate != 0) {
-            target = sched_blocks + due(brate, now - sched_start);
-            if (target - written > brate) {
-                sched_start = now;
-                sched_blocks = written;
-                target = written;
-            }
-        }
+        uint64_t target = brate != 0 ? ftvm_pace_target(&pace, now, written)
+                                     : written + 1;
         while (written < target) {
             fill(blk * per, round, len);
             int64_t r = ftvm_blk_write(blk * per, block, per);
@@ -146,10 +128,7 @@ int main(int argc, char **argv)
             }
         }
         if (brate != 0) {
-            uint64_t wake =
-                sched_start + due_at(brate, written + 1 - sched_blocks);
-            if (wake < now + MIN_SLEEP_NS)
-                wake = now + MIN_SLEEP_NS;
+            uint64_t wake = ftvm_pace_next(&pace, now, written, MIN_SLEEP_NS);
             if (report_ns != 0 && wake > next_report)
                 wake = next_report;
             if (end_ns != 0 && wake > end_ns)

@@ -30,21 +30,6 @@
 /* In free-running mode, how many pages between looks at the clock. */
 #define FREE_RUN_BATCH 4096
 
-/* How many of rate-per-second events are due after ns nanoseconds,
- * without overflowing 64 bits for any rate and a run of centuries. */
-static uint64_t due(uint64_t rate, uint64_t ns)
-{
-    return ns / FTVM_NS_PER_SEC * rate +
-           ns % FTVM_NS_PER_SEC * rate / FTVM_NS_PER_SEC;
-}
-
-/* The first time at which k events of rate-per-second are due, in ns. */
-static uint64_t due_at(uint64_t rate, uint64_t k)
-{
-    return k / rate * FTVM_NS_PER_SEC +
-           (k % rate * FTVM_NS_PER_SEC + rate - 1) / rate;
-}
-
 static uint64_t per_second(uint64_t pages, uint64_t ns)
 {
     uint64_t ms = ns / 1000000;
@@ -90,8 +75,8 @@ int main(int argc, char **argv)
     uint64_t next_report = report_ns;
     uint64_t last_report = 0, last_pages = 0;
     uint64_t touched = 0, page = 0, round = 1;
-    /* The rate schedule: sched_pages pages were due at sched_start. */
-    uint64_t sched_start = 0, sched_pages = 0;
+    struct ftvm_pace pace;
+    ftvm_pace_init(&pace, rate);
 
     for (;;) {
         uint64_t now = ftvm_monotonic_ns() - start;
@@ -111,18 +96,8 @@ int main(int argc, char **argv)
         if (end_ns != 0 && now >= end_ns)
             break;
 
-        uint64_t target = touched + FREE_RUN_BATCH;
-        if (rate != 0) {
-            target = sched_pages + due(rate, now - sched_start);
-            /* More than a second behind (the VM was stopped): start the
-             * schedule again from now instead of writing it all in one
-             * burst. */
-            if (target - touched > rate) {
-                sched_start = now;
-                sched_pages = touched;
-                target = touched;
-            }
-        }
+        uint64_t target = rate != 0 ? ftvm_pace_target(&pace, now, touched)
+                                    : touched + FREE_RUN_BATCH;
         while (touched < target) {
             set[page * WORDS_PER_PAGE + round % WORDS_PER_PAGE] = round;
             touched++;
@@ -133,11 +108,8 @@ int main(int argc, char **argv)
         }
 
         if (rate != 0) {
-            uint64_t wake =
-                sched_start + due_at(rate, touched + 1 - sched_pages);
+            uint64_t wake = ftvm_pace_next(&pace, now, touched, MIN_SLEEP_NS);
 
-            if (wake < now + MIN_SLEEP_NS)
-                wake = now + MIN_SLEEP_NS;
             if (report_ns != 0 && wake > next_report)
                 wake = next_report;
             if (end_ns != 0 && wake > end_ns)

@@ -82,6 +82,22 @@ uint64_t ftvm_wall_ns(void);
  * and the sleep would become a busy loop.
  */
 void ftvm_sleep_until(uint64_t deadline_ns);
+
+/*
+ * A rate schedule (runtime/pace.c): rate events per second (not 0), times
+ * in ns since the workload's start.  ftvm_pace_target says how many
+ * events should be done by now, done being how many are (it starts the
+ * schedule again, at done, when more than a second's worth behind);
+ * ftvm_pace_next when the event after done is due, at least min_ns from
+ * now.
+ */
+struct ftvm_pace {
+    uint64_t rate, start_ns, start_count;
+};
+void ftvm_pace_init(struct ftvm_pace *p, uint64_t rate);
+uint64_t ftvm_pace_target(struct ftvm_pace *p, uint64_t now, uint64_t done);
+uint64_t ftvm_pace_next(const struct ftvm_pace *p, uint64_t now,
+                        uint64_t done, uint64_t min_ns);
 void ftvm_sleep_ns(uint64_t ns);
 
 /*
