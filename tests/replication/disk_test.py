@@ -120,38 +120,11 @@ def check_failover(desc, pri, sec, sctl, simg, acked):
 
 def kill_primary_run(i):
     pimg, simg, sec, addr, sctl, pri, pctl = pair(i)
-    r = rng.random()
-    if r < 0.1:
-        phase, delay = "bring-up", rng.uniform(0, 0.012)
-    elif r < 0.4:
-        phase, delay = "early", rng.uniform(0.012, 0.3)
-    else:
-        phase, delay = "steady", rng.uniform(0.3, 2.0)
-    t_kill = pri.started + delay
-    acked = None
-    if phase != "bring-up":
-        time.sleep(max(0, t_kill - time.monotonic() - 0.003))
-        st = pctl.status()
-        acked = st["checkpoint"]["last_acked"] if st else None
-    else:
-        time.sleep(max(0, t_kill - time.monotonic()))
-    pri.signal(signal.SIGKILL)
-    pri.p.wait(10)
+    phase, delay = e2e.draw_kill(rng, bringup=0.1)
+    t_kill, acked = e2e.kill_at(pri, pctl, phase, delay)
     protected = "protected by" in pri.err()
     desc = "run %d: %s kill at %.0f ms" % (i, phase, delay * 1e3)
-
-    def outcome():
-        if not sec.alive():
-            return "exit"
-        s = sctl.status()
-        if s and s["state"] == "running":
-            return "failover"
-        if s and s["state"] == "waiting" and \
-                time.monotonic() - t_kill > 0.5:
-            return "waiting"
-        return None
-    what = ft.wait_until(outcome, 10, "the secondary to fail over or exit",
-                         step=0.01)
+    what = e2e.secondary_outcome(sec, sctl, t_kill)
     if what == "exit":
         rc = sec.p.returncode
         check(rc == 3 and not protected, "%s: the secondary exited %d "

@@ -383,16 +383,23 @@ def check_gap(gap, continued_from, acked_before, what):
 
 # ---- kill-primary ----
 
-def kill_primary_run(i, ref):
-    sec, addr, sctl = spawn_secondary("sec%d" % i)
-    r = rng.random()
-    if r < 0.25:
-        phase, delay = "bring-up", rng.uniform(0, 0.012)
-    elif r < 0.5:
-        phase, delay = "early", rng.uniform(0.012, 0.3)
-    else:
-        phase, delay = "steady", rng.uniform(0.3, 2.0)
-    pri, pctl = spawn_primary("pri%d" % i, addr)
+def draw_kill(rand, bringup=0.25):
+    """(phase, delay in s) of a kill: in the bring-up (0-12 ms: checkpoint
+    1 is acknowledged ~7 ms after start) with probability bringup, else
+    early (12-300 ms, a third of the rest) or in the steady state (0.3-2
+    s, two thirds)."""
+    r = rand.random()
+    if r < bringup:
+        return "bring-up", rand.uniform(0, 0.012)
+    if r < bringup + (1 - bringup) / 3:
+        return "early", rand.uniform(0.012, 0.3)
+    return "steady", rand.uniform(0.3, 2.0)
+
+
+def kill_at(pri, pctl, phase, delay):
+    """kill -9 of pri delay s after it started; (the time of the kill,
+    the last checkpoint it had read the ACK of just before: None in the
+    bring-up, where reading it would come too late)."""
     t_kill = pri.started + delay
     acked = None
     if phase != "bring-up":
@@ -403,12 +410,12 @@ def kill_primary_run(i, ref):
         time.sleep(max(0, t_kill - time.monotonic()))
     pri.signal(signal.SIGKILL)
     pri.p.wait(10)
-    seen = pri.eof()
-    check(not pri.partial, "the primary's released output ends in a "
-          "partial line %r" % pri.partial)
-    protected = "protected by" in pri.err()
+    return t_kill, acked
 
-    # What the secondary makes of it.
+
+def secondary_outcome(sec, sctl, t_kill):
+    """What the secondary made of its primary's kill: "exit", "failover",
+    or "waiting" (the kill came before the primary sent its VM)."""
     def outcome():
         if not sec.alive():
             return "exit"
@@ -419,8 +426,20 @@ def kill_primary_run(i, ref):
                 time.monotonic() - t_kill > 0.5:
             return "waiting"
         return None
-    what = ft.wait_until(outcome, 10, "the secondary to fail over or exit",
+    return ft.wait_until(outcome, 10, "the secondary to fail over or exit",
                          step=0.01)
+
+
+def kill_primary_run(i, ref):
+    sec, addr, sctl = spawn_secondary("sec%d" % i)
+    phase, delay = draw_kill(rng)
+    pri, pctl = spawn_primary("pri%d" % i, addr)
+    t_kill, acked = kill_at(pri, pctl, phase, delay)
+    seen = pri.eof()
+    check(not pri.partial, "the primary's released output ends in a "
+          "partial line %r" % pri.partial)
+    protected = "protected by" in pri.err()
+    what = secondary_outcome(sec, sctl, t_kill)
     check_prefix(ref, seen, "the primary's released output")
     desc = "run %d: %s kill at %.0f ms" % (i, phase, delay * 1e3)
     if what == "exit":
