@@ -45,6 +45,17 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 one is refused (120); a damaged file is refused before the
                 image is touched (its bytes unchanged, a missing one not
                 created); the newest of --checkpoint-dir's files restores
+  disk-chain    disklog on a 16 MiB disk already holding 5000 records,
+                --checkpoint-dir --keep 3, ftvmctl checkpoint: the first
+                file holds the whole image, the next two only the chunks
+                written since (delta on the one before, ids matching),
+                the fourth whole again (the chain has 3 files); save FILE
+                is whole and makes the next file whole; a middle delta
+                and the newest restore onto junk-filled images, the guest
+                going on, its log valid; a missing base, or another
+                chain's file under its name, is refused naming it before
+                the image is touched (a missing one not created); pruning
+                never leaves a file whose base is gone
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -1098,6 +1109,186 @@ def case_disk():
                  saved_at(newest))
 
 
+def disklog_fill(path, size, n):
+    """An image of size bytes holding a valid log of records 1..n (the
+    filler zero: disklog checks magic, number and CRC only)."""
+    import zlib
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for k in range(1, n + 1):
+            r = b"FTVMDLOG" + struct.pack("<Q", k) + bytes(492)
+            fh.seek(k * 512)
+            fh.write(r + struct.pack("<I", zlib.crc32(r)))
+
+
+def disk_of(path):
+    """(chunk counts, ftvm-disk fields decoded) of a checkpoint file."""
+    d = inspect_json(path)
+    disks = {x["name"]: x for x in d["disks"]}
+    check("disk0" in disks, "%s: inspect's disks %r" % (path, d["disks"]))
+    dev = [x for x in d["devices"] if x["name"] == "ftvm-disk"]
+    check(len(dev) == 1 and dev[0]["version"] == 2,
+          "%s: ftvm-disk %r" % (path, dev))
+    f = dev[0]["fields"]
+    info = {"size": f["size"], "id": f["id"], "base_id": f["base_id"],
+            "base": bytes.fromhex(f["base"]).rstrip(b"\0").decode()}
+    check(re.match(r"^[0-9a-f]{32}$", info["id"]) and
+          info["id"] != "0" * 32, "%s: ftvm-disk id %r" % (path, info))
+    return disks["disk0"], info
+
+
+def restore_chain_disk(f, img, name):
+    """Restores f onto img; the guest goes on from its saved record, and
+    its image, once it is killed, is a valid log holding every record it
+    printed.  Returns the saved record (the first printed, less one)."""
+    import disklog
+    r = Proc(name, [ftvm, "restore", "--disk", img, f])
+    wait_until(lambda: len(disklog_records(r)) >= 3 or
+               (r.p.poll() is not None and
+                fail("%s exited %s\n%s" % (name, r.p.returncode,
+                                             r.dump()))),
+               20, "%s to print 3 records" % name)
+    r.kill9()
+    got = disklog_records(r)
+    check(got == list(range(got[0], got[-1] + 1)),
+          "%s: records %r" % (name, got[:10]))
+    try:
+        on = disklog.check(img)
+    except disklog.DisklogError as e:
+        fail("%s: the image is no valid log: %s" % (name, e))
+    check(got[-1] <= len(on) <= got[-1] + 1, "%s: printed up to %d, the "
+          "image holds 1..%d" % (name, got[-1], len(on)))
+    return got[0] - 1
+
+
+def case_disk_chain():
+    needs_kvm()
+    size, prefill = 16 << 20, 5000
+    chunks = size >> 20
+    img = os.path.join(ft.tmp, "run.img")
+    # Records 1..5000 fill chunks 0 and 1 and start 2: only the first
+    # file holds chunks 0 and 1, so a restore of a later one needs it.
+    disklog_fill(img, size, prefill)
+    sock = os.path.join(ft.tmp, "run.sock")
+    ckdir = os.path.join(ft.tmp, "ck")
+    run = Proc("run", [ftvm, "run", "--mem", "64M", "--disk", img,
+                       "--control", sock, "--checkpoint-dir", ckdir,
+                       "--keep", "3",
+                       os.path.join(guests, "disklog.elf"), "rate=100"])
+    wait_control(sock, run)
+    wait_records(run, prefill + 3)
+    files = {}      # name -> (counts, info, bytes)
+
+    def bases_present():
+        names = only_ckpt_files(ckdir)
+        for n in names:
+            if n not in files:
+                files[n] = disk_of(os.path.join(ckdir, n)) + (None,)
+            b = files[n][1]["base"]
+            check(not b or b in names, "%s's base %s was pruned (left %r)"
+                  % (n, b, names))
+        check(len(names) <= 2 * 3, "%d files kept with --keep 3: %r" %
+              (len(names), names))
+        return names
+
+    def checkpoint(want_base):
+        n0 = disklog_records(run)[-1]
+        wait_records(run, n0 + 2)
+        r = ctl(sock, "checkpoint", as_json=True)
+        name = os.path.basename(r["path"])
+        counts, info = disk_of(r["path"])
+        files[name] = (counts, info, r["bytes"])
+        total = counts["data_chunks"] + counts["zero_chunks"]
+        check(r.get("disk_base", "") == info["base"], "reply %r, "
+              "ftvm-disk %r" % (r, info))
+        if want_base is None:
+            check(info["base"] == "" and info["base_id"] == "0" * 32 and
+                  total >= chunks and counts["data_chunks"] >= 3,
+                  "%s is not a whole image: %r %r" % (name, counts, info))
+        else:
+            check(info["base"] == want_base and
+                  info["base_id"] == files[want_base][1]["id"],
+                  "%s is not a delta on %s: %r" % (name, want_base, info))
+            # Only chunk 2 (3 once the log crosses 6144) was written;
+            # records repeat a chunk written again during the save.
+            check(1 <= counts["data_chunks"] and total <= 4,
+                  "%s, a delta, has %r" % (name, counts))
+        log("%s: %d bytes, disk %d data + %d zero chunks, base %r" %
+            (name, r["bytes"], counts["data_chunks"], counts["zero_chunks"],
+             info["base"]))
+        bases_present()
+        return name
+
+    c1 = checkpoint(None)
+    c2 = checkpoint(c1)
+    c3 = checkpoint(c2)
+    # The chain has 3 files (--keep 3): the next starts a new one.
+    c4 = checkpoint(None)
+    check(bases_present() == [c1, c2, c3, c4], "after a new chain: %r" %
+          only_ckpt_files(ckdir))
+    # save FILE: a whole image, and the chain breaks.
+    single = os.path.join(ft.tmp, "single.ftvm")
+    save(sock, single)
+    counts, info = disk_of(single)
+    check(info["base"] == "" and counts["data_chunks"] +
+          counts["zero_chunks"] >= chunks, "save FILE: %r %r" %
+          (counts, info))
+    c5 = checkpoint(None)
+    check(bases_present() == [c1, c2, c3, c4, c5], "kept %r" %
+          only_ckpt_files(ckdir))
+
+    # A middle delta and the chain's last, each restored into an image
+    # full of junk: every chunk comes from the chain.
+    def junk(path):
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(size))
+    mid, last = (os.path.join(ckdir, c) for c in (c2, c3))
+    a = os.path.join(ft.tmp, "mid.img")
+    junk(a)
+    s2 = restore_chain_disk(mid, a, "restore-mid")
+    b = os.path.join(ft.tmp, "last.img")
+    s3 = restore_chain_disk(last, b, "restore-last")
+    check(prefill < s2 < s3, "saved at %d (%s) and %d (%s)" %
+          (s2, c2, s3, c3))
+    log("restored %s (record %d) and %s (record %d)" % (c2, s2, c3, s3))
+
+    # A base that is missing, or another chain's file under its name.
+    miss = os.path.join(ft.tmp, "miss")
+    swap = os.path.join(ft.tmp, "swap")
+    for d in (miss, swap):
+        os.mkdir(d)
+        for c in (c2, c3):
+            shutil.copy(os.path.join(ckdir, c), d)
+    shutil.copy(os.path.join(ckdir, c4), os.path.join(swap, c1))
+    before = open(a, "rb").read()
+    missing = os.path.join(ft.tmp, "missing.img")
+    for d, want in ((miss, "No such file"), (swap, "not the file it was "
+                                              "saved on")):
+        for target in (a, missing):
+            r = ft.run([ftvm, "restore", "--disk", target,
+                        os.path.join(d, c3)], capture_output=True,
+                       text=True, timeout=60)
+            check(r.returncode == EXIT_SETUP and want in r.stderr and
+                  os.path.join(d, c1) in r.stderr,
+                  "restore with a bad base: %d %s" % (r.returncode,
+                                                      r.stderr))
+    log("refused: %s" % r.stderr.strip())
+    check(open(a, "rb").read() == before, "a refused restore changed the "
+          "image")
+    check(not os.path.exists(missing), "a refused restore made the image")
+
+    c6 = checkpoint(c5)
+    # Only c4 (whole), c5 (whole) and c6 (on c5) are still needed.
+    check(bases_present() == [c4, c5, c6], "kept %r" %
+          only_ckpt_files(ckdir))
+    s6 = restore_chain_disk(os.path.join(ckdir, c6),
+                            os.path.join(ft.tmp, "c6.img"), "restore-c6")
+    check(s6 > s3, "saved at %d" % s6)
+    whole, delta = files[c5][2], files[c6][2]
+    log("file sizes: whole %d bytes, delta %d bytes" % (whole, delta))
+    check(delta < whole, "the delta is not smaller than the whole file")
+
+
 CASES = {
     "save-restore": case_save_restore,
     "periodic": case_periodic,
@@ -1110,6 +1301,7 @@ CASES = {
     "files": case_files,
     "trailer-place": case_trailer_place,
     "disk": case_disk,
+    "disk-chain": case_disk_chain,
 }
 
 
