@@ -1213,6 +1213,13 @@ def case_disk_chain():
             # records repeat a chunk written again during the save.
             check(1 <= counts["data_chunks"] and total <= 4,
                   "%s, a delta, has %r" % (name, counts))
+        txt = ft.run([ftvm, "inspect", r["path"]], capture_output=True,
+                     text=True, timeout=60).stdout
+        want = ("the changes since %s (id %s)" % (info["base"],
+                                                  info["base_id"])
+                if info["base"] else "the whole image")
+        check("  this file %s: %s\n" % (info["id"], want) in txt,
+              "inspect %s says no %r:\n%s" % (name, want, txt[-3000:]))
         log("%s: %d bytes, disk %d data + %d zero chunks, base %r" %
             (name, r["bytes"], counts["data_chunks"], counts["zero_chunks"],
              info["base"]))
