@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "checkpoint/block.h"
 #include "vm/vm_impl.h"
@@ -344,8 +345,12 @@ int vm_disk_file_begin(vm *v, const char *dir, const char *name,
      */
     bool in_dir = dir && !v->disk_hold && strlen(name) < VM_DISK_BASE_LEN &&
                   strlen(dir) < sizeof(ch->dir) && !strchr(name, '/');
+    char base_path[sizeof(ch->dir) + VM_DISK_BASE_LEN + 1];
+    snprintf(base_path, sizeof(base_path), "%s/%s", ch->dir, ch->last);
+    /* A base someone removed would make this file unrestorable. */
     if (in_dir && ch->valid && ch->len < max_files &&
-        strcmp(dir, ch->dir) == 0 && strcmp(name, ch->last) != 0) {
+        strcmp(dir, ch->dir) == 0 && strcmp(name, ch->last) != 0 &&
+        access(base_path, F_OK) == 0) {
         memcpy(out->base_id, ch->last_id, VM_DISK_ID_LEN);
         snprintf(out->base, sizeof(out->base), "%s", ch->last);
     }

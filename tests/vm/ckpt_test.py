@@ -55,7 +55,8 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 going on, its log valid; a missing base, or another
                 chain's file under its name, is refused naming it before
                 the image is touched (a missing one not created); pruning
-                never leaves a file whose base is gone
+                never leaves a file whose base is gone; after the newest
+                file is removed by hand, the next is whole
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -1294,6 +1295,10 @@ def case_disk_chain():
     whole, delta = files[c5][2], files[c6][2]
     log("file sizes: whole %d bytes, delta %d bytes" % (whole, delta))
     check(delta < whole, "the delta is not smaller than the whole file")
+    # The chain's last file removed by hand: the next one is whole.
+    os.unlink(os.path.join(ckdir, c6))
+    del files[c6]
+    checkpoint(None)
 
 
 CASES = {
