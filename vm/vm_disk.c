@@ -7,7 +7,8 @@
  * the whole image goes, zero chunks as records without data.  PART sends
  * up to VM_DISK_ITER_CHUNKS dirty chunks while the guest runs (clearing
  * each bit before reading its chunk, so a write landing after goes
- * again); END, with the vCPUs paused, takes the dirty bitmap and sends
+ * again), and counts as caught up once at most VM_DISK_LIVE_LEFT are
+ * dirty; END, with the vCPUs paused, takes the dirty bitmap and sends
  * every chunk in it.  A vCPU completes a guest's write only after
  * disk_write() marked it, so a paused VM has no write the take misses.
  *
@@ -47,6 +48,8 @@
 
 /* Chunks one live PART section sends at most (64 MiB, as RAM's). */
 #define VM_DISK_ITER_CHUNKS 64u
+/* Dirty chunks a live pass may leave for the END (the guest paused). */
+#define VM_DISK_LIVE_LEFT 4u
 /*
  * The most a secondary stages before a commit: a package's disk part.
  * A package is bounded by what it says (vmshape_package_bound); this
@@ -90,7 +93,13 @@ static int disk_iterate(qfile *f, void *opaque)
     int64_t n = block_save_dirty(f, v->cfg.disk, v->disk_scratch,
                                  VM_DISK_ITER_CHUNKS, &v->disk_stats);
 
-    return n < 0 ? (int)n : v->disk_stats.remaining == 0;
+    /*
+     * Caught up once few chunks are left: a chunk the guest keeps writing
+     * (a log's tail) is dirty again after every pass, and sending it pass
+     * after pass until a pass happens to find it clean would put it in a
+     * file (or bring-up) many times.  The END sends what is left.
+     */
+    return n < 0 ? (int)n : v->disk_stats.remaining <= VM_DISK_LIVE_LEFT;
 }
 
 static int disk_complete(qfile *f, void *opaque)

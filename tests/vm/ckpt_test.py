@@ -1035,9 +1035,12 @@ def case_disk():
     # The guest's own count at the save: what the file's disk holds.
     d = inspect_json(f)
     disks = {x["name"]: x for x in d["disks"]}
+    # Every chunk, and the one the guest writes perhaps twice (in a live
+    # pass, and again at the end): records are counted, repeats too.
     check("disk0" in disks and disks["disk0"]["data_chunks"] >= 1 and
-          disks["disk0"]["data_chunks"] + disks["disk0"]["zero_chunks"] ==
-          size >> 20, "inspect's disks: %r" % d["disks"])
+          size >> 20 <= disks["disk0"]["data_chunks"] +
+          disks["disk0"]["zero_chunks"] <= (size >> 20) + 4,
+          "inspect's disks: %r" % d["disks"])
     dev = [x for x in d["devices"] if x["name"] == "ftvm-disk"]
     check(dev and dev[0]["fields"]["size"] == size, "ftvm-disk: %r" % dev)
     txt = ft.run([ftvm, "inspect", f], capture_output=True, text=True,
