@@ -137,36 +137,32 @@ static int base_of(void *opaque, const char *path, char *base, size_t len)
     static const size_t tails[] = { 64u << 10, 4u << 20 };
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    int found = 0;
+    json_t *desc = NULL;
     if (fd < 0 || fstat(fd, &st) < 0) {
         if (fd >= 0)
             close(fd);
         return 0;
     }
-    for (unsigned t = 0; t < 2 && !found; t++) {
+    /* The description is a few KiB: a short tail first. */
+    for (unsigned t = 0; t < 2 && !desc; t++) {
         size_t n = (uint64_t)st.st_size < tails[t] ? (size_t)st.st_size
                                                    : tails[t];
         uint8_t *buf = malloc(n ? n : 1);
         size_t at;
-        json_t *desc = NULL;
         if (buf && pread(fd, buf, n, st.st_size - (off_t)n) == (ssize_t)n)
             desc = vmdesc_find_at_end(buf, n, &at);
         free(buf);
-        if (desc) {
-            found = -1;
-            const char *b = json_string_value(json_object_get(
-                json_object_get(desc, SNAPSHOT_CHAIN_KEY), "base"));
-            if (b && *b && !strchr(b, '/') && strlen(b) < len) {
-                snprintf(base, len, "%s", b);
-                found = 1;
-            }
-        }
-        json_decref(desc);
         if ((uint64_t)st.st_size <= tails[t])
             break;
     }
     close(fd);
-    return found > 0;
+    const char *b = json_string_value(json_object_get(
+        json_object_get(desc, SNAPSHOT_CHAIN_KEY), "base"));
+    int r = b && *b && !strchr(b, '/') && strlen(b) < len;
+    if (r)
+        snprintf(base, len, "%s", b);
+    json_decref(desc);
+    return r;
 }
 
 /*

@@ -164,8 +164,6 @@ static void disk_begin_validate(void *opaque)
 
 /* ---- "ftvm-disk": the disk the chunks are of ---- */
 
-int vm_disk_info_check_chain(qfile *f, const vm_disk_info *i);
-
 static int info_check(qfile *f, const void *obj, uint32_t version)
 {
     const vm_disk_info *i = obj;
