@@ -56,7 +56,8 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 chain's file under its name, is refused naming it before
                 the image is touched (a missing one not created); pruning
                 never leaves a file whose base is gone; after the newest
-                file is removed by hand, the next is whole
+                file is removed by hand, the next is whole; a whole file
+                made version 1 (as before chains) restores
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -1141,6 +1142,36 @@ def disk_of(path):
     return disks["disk0"], info
 
 
+def disk_info_v1(src, dst):
+    """dst: src as a file written before chains, its ftvm-disk section at
+    version 1 (name and size only), its description and trailer to
+    match (the checksum recomputed), no chain hint."""
+    import zlib
+    d = open(src, "rb").read()
+    hdr = b"\x09ftvm-disk" + struct.pack(">II", 0, 2)
+    i = d.find(hdr)
+    check(i > 5 and d[i - 5] == 0x04 and d.find(hdr, i + 1) < 0,
+          "%s: no one ftvm-disk section" % src)
+    body = i + len(hdr)
+    d = d[:i] + b"\x09ftvm-disk" + struct.pack(">II", 0, 1) + \
+        d[body:body + 40] + d[body + 136:]
+    t = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1))
+    tb = t + 18
+    d = d[:tb + 8] + struct.pack(">QI", tb, zlib.crc32(d[:tb])) + \
+        d[tb + 20:]
+    at = tb + 20 + 5        # the trailer's footer, then EOF and 0x06
+    check(d[at:at + 2] == b"\x00\x06", "%s: no description after the "
+          "trailer" % src)
+    desc = json.loads(d[at + 6:])
+    desc.pop("ftvm-disk-chain")
+    for dev in desc["devices"]:
+        if dev["name"] == "ftvm-disk":
+            dev["version"] = 1
+            dev["fields"] = dev["fields"][:2]
+    js = json.dumps(desc).encode()
+    open(dst, "wb").write(d[:at + 2] + struct.pack(">I", len(js)) + js)
+
+
 def restore_chain_disk(f, img, name):
     """Restores f onto img; the guest goes on from its saved record, and
     its image, once it is killed, is a valid log holding every record it
@@ -1298,6 +1329,17 @@ def case_disk_chain():
     whole, delta = files[c5][2], files[c6][2]
     log("file sizes: whole %d bytes, delta %d bytes" % (whole, delta))
     check(delta < whole, "the delta is not smaller than the whole file")
+    # A whole file as written before chains (ftvm-disk version 1) still
+    # restores, as the whole image.
+    v1 = os.path.join(ft.tmp, "v1.ftvm")
+    disk_info_v1(os.path.join(ckdir, c5), v1)
+    dev = [x for x in inspect_json(v1)["devices"]
+           if x["name"] == "ftvm-disk"]
+    check(dev and dev[0]["version"] == 1 and "id" not in dev[0]["fields"],
+          "the version 1 copy: %r" % dev)
+    c = os.path.join(ft.tmp, "v1.img")
+    junk(c)
+    restore_chain_disk(v1, c, "restore-v1")
     # The chain's last file removed by hand: the next one is whole.
     os.unlink(os.path.join(ckdir, c6))
     del files[c6]
