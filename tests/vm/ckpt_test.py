@@ -57,7 +57,14 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 the image is touched (a missing one not created); pruning
                 never leaves a file whose base is gone; after the newest
                 file is removed by hand, the next is whole; a whole file
-                made version 1 (as before chains) restores
+                made version 1 (as before chains) restores; a file whose
+                rename fails (after its chunks were taken) makes the next
+                whole, which restores
+  disk-chain-full
+                the same on a 24 MiB tmpfs (private mount namespace):
+                a checkpoint that runs out of room fails, and the next
+                file is whole, the one after a delta on it, which
+                restores
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -1340,10 +1347,93 @@ def case_disk_chain():
     c = os.path.join(ft.tmp, "v1.img")
     junk(c)
     restore_chain_disk(v1, c, "restore-v1")
+    # A save that fails after the guest's pause (its chunks taken from
+    # the dirty bitmap): a directory under the name the file gets makes
+    # its rename fail.  The next file is whole, and restores.
+    wait_records(run, disklog_records(run)[-1] + 2)
+    seq = max(int(CKPT_RE.match(n).group(1))
+              for n in only_ckpt_files(ckdir)) + 1
+    block = os.path.join(ckdir, "ckpt-%08d.ftvm" % seq)
+    os.mkdir(block)
+    open(os.path.join(block, "x"), "w").close()
+    rc, out, err = ctl(sock, "checkpoint", ok=False)
+    check(rc != 0 and "rename into place" in err, "checkpoint over a "
+          "directory: %d %s%s" % (rc, out, err))
+    shutil.rmtree(block)
+    c7 = checkpoint(None)
+    s7 = restore_chain_disk(os.path.join(ckdir, c7),
+                            os.path.join(ft.tmp, "c7.img"), "restore-c7")
+    check(s7 > s6, "saved at %d" % s7)
     # The chain's last file removed by hand: the next one is whole.
-    os.unlink(os.path.join(ckdir, c6))
-    del files[c6]
+    os.unlink(os.path.join(ckdir, c7))
+    del files[c7]
     checkpoint(None)
+
+
+def case_disk_chain_full():
+    needs_kvm()
+    needs_root("mounting a tmpfs")
+    if os.environ.get("FTVM_CKPT_MNTNS") != "1":
+        if not shutil.which("unshare"):
+            skip("unshare (util-linux) is not installed")
+        env = dict(os.environ, FTVM_CKPT_MNTNS="1")
+        argv = ["unshare", "-m", "--propagation", "private",
+                sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+        shutil.rmtree(ft.tmp, ignore_errors=True)
+        os.execvpe(argv[0], argv, env)
+
+    size = 16 << 20
+    img = os.path.join(ft.tmp, "run.img")
+    disklog_fill(img, size, 5000)
+    ckdir = os.path.join(ft.tmp, "ck")
+    os.mkdir(ckdir, 0o700)
+    sh("mount", "-t", "tmpfs", "-o", "size=24m,mode=0700",
+       "ftvm-ckpt-test", ckdir)
+    ft.cleanups.append(lambda: ft.run(["umount", "-l", ckdir],
+                                      capture_output=True, timeout=30))
+    sock = os.path.join(ft.tmp, "run.sock")
+    run = Proc("run", [ftvm, "run", "--mem", "64M", "--disk", img,
+                       "--control", sock, "--checkpoint-dir", ckdir,
+                       "--keep", "3",
+                       os.path.join(guests, "disklog.elf"), "rate=100"])
+    wait_control(sock, run)
+    wait_records(run, 5003)
+    c1 = ctl(sock, "checkpoint", as_json=True)
+    wait_records(run, disklog_records(run)[-1] + 2)
+    c2 = ctl(sock, "checkpoint", as_json=True)
+    check(c2.get("disk_base") == os.path.basename(c1["path"]),
+          "the second file is no delta on the first: %r" % c2)
+    # Leave less room than a delta needs: the next checkpoint fails.
+    pad = os.path.join(ckdir, "pad")
+    st = os.statvfs(ckdir)
+    with open(pad, "wb") as fh:
+        fh.write(b"\1" * max(0, st.f_bavail * st.f_frsize - (512 << 10)))
+    rc, out, err = ctl(sock, "checkpoint", ok=False)
+    check(rc != 0 and "No space left" in err, "a checkpoint fitted: %d "
+          "%s%s" % (rc, out, err))
+    os.unlink(pad)
+    # The next file is whole, though its chain (2 files) is shorter than
+    # --keep, and the one after it a delta on it.
+    c3 = ctl(sock, "checkpoint", as_json=True)
+    check("disk_base" not in c3, "after a failed checkpoint: %r" % c3)
+    counts, info = disk_of(c3["path"])
+    check(info["base"] == "" and counts["data_chunks"] +
+          counts["zero_chunks"] >= size >> 20, "%r %r" % (counts, info))
+    wait_records(run, disklog_records(run)[-1] + 2)
+    c4 = ctl(sock, "checkpoint", as_json=True)
+    check(c4.get("disk_base") == os.path.basename(c3["path"]),
+          "the chain does not go on after the whole file: %r" % c4)
+    log("%s; then %s whole, %s on it" % (err.strip(),
+                                         os.path.basename(c3["path"]),
+                                         os.path.basename(c4["path"])))
+    run.kill9()
+    log("after the failure: %s whole, %s on it" %
+        (os.path.basename(c3["path"]), c4["disk_base"]))
+    target = os.path.join(ft.tmp, "r.img")
+    with open(target, "wb") as fh:
+        fh.write(os.urandom(size))
+    saved = restore_chain_disk(c4["path"], target, "restore")
+    check(saved > 5000, "saved at %d" % saved)
 
 
 CASES = {
@@ -1359,6 +1449,7 @@ CASES = {
     "trailer-place": case_trailer_place,
     "disk": case_disk,
     "disk-chain": case_disk_chain,
+    "disk-chain-full": case_disk_chain_full,
 }
 
 
