@@ -53,8 +53,9 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 is whole and makes the next file whole; a middle delta
                 and the newest restore onto junk-filled images, the guest
                 going on, its log valid; a missing base, or another
-                chain's file under its name, is refused naming it before
-                the image is touched (a missing one not created); pruning
+                chain's file under its name, or bases that go round, is
+                refused naming it before the image is touched (a missing
+                one not created); pruning
                 never leaves a file whose base is gone; after the newest
                 file is removed by hand, the next is whole; a whole file
                 made version 1 (as before chains) restores; a file whose
@@ -1149,23 +1150,40 @@ def disk_of(path):
     return disks["disk0"], info
 
 
+def reseal(d):
+    """d (a checkpoint's bytes, changed before its trailer) with its
+    trailer's checksum made to match again."""
+    import zlib
+    t = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1))
+    tb = t + 18
+    return d[:tb + 8] + struct.pack(">QI", tb, zlib.crc32(d[:tb])) + \
+        d[tb + 20:]
+
+
+def disk_info_rebase(src, dst, base, base_id):
+    """dst: src whose ftvm-disk (version 2) names another base, resealed."""
+    d = open(src, "rb").read()
+    hdr = b"\x09ftvm-disk" + struct.pack(">II", 0, 2)
+    body = d.find(hdr) + len(hdr)
+    check(body > len(hdr), "%s: no ftvm-disk section" % src)
+    d = d[:body + 56] + bytes.fromhex(base_id) + \
+        base.encode().ljust(64, b"\0") + d[body + 136:]
+    open(dst, "wb").write(reseal(d))
+
+
 def disk_info_v1(src, dst):
     """dst: src as a file written before chains, its ftvm-disk section at
     version 1 (name and size only), its description and trailer to
     match (the checksum recomputed), no chain hint."""
-    import zlib
     d = open(src, "rb").read()
     hdr = b"\x09ftvm-disk" + struct.pack(">II", 0, 2)
     i = d.find(hdr)
     check(i > 5 and d[i - 5] == 0x04 and d.find(hdr, i + 1) < 0,
           "%s: no one ftvm-disk section" % src)
     body = i + len(hdr)
-    d = d[:i] + b"\x09ftvm-disk" + struct.pack(">II", 0, 1) + \
-        d[body:body + 40] + d[body + 136:]
-    t = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1))
-    tb = t + 18
-    d = d[:tb + 8] + struct.pack(">QI", tb, zlib.crc32(d[:tb])) + \
-        d[tb + 20:]
+    d = reseal(d[:i] + b"\x09ftvm-disk" + struct.pack(">II", 0, 1) +
+               d[body:body + 40] + d[body + 136:])
+    tb = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1)) + 18
     at = tb + 20 + 5        # the trailer's footer, then EOF and 0x06
     check(d[at:at + 2] == b"\x00\x06", "%s: no description after the "
           "trailer" % src)
@@ -1321,6 +1339,19 @@ def case_disk_chain():
                   os.path.join(d, c1) in r.stderr,
                   "restore with a bad base: %d %s" % (r.returncode,
                                                       r.stderr))
+    log("refused: %s" % r.stderr.strip())
+    # Bases that go round: c2 made a delta on c3 (its id and name).
+    loop = os.path.join(ft.tmp, "loop")
+    os.mkdir(loop)
+    shutil.copy(os.path.join(ckdir, c3), loop)
+    disk_info_rebase(os.path.join(ckdir, c2), os.path.join(loop, c2), c3,
+                     files[c3][1]["id"])
+    for target in (a, missing):
+        r = ft.run([ftvm, "restore", "--disk", target,
+                    os.path.join(loop, c3)], capture_output=True, text=True,
+                   timeout=60)
+        check(r.returncode == EXIT_SETUP and "goes round" in r.stderr,
+              "restore of a loop: %d %s" % (r.returncode, r.stderr))
     log("refused: %s" % r.stderr.strip())
     check(open(a, "rb").read() == before, "a refused restore changed the "
           "image")
