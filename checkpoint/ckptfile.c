@@ -305,9 +305,12 @@ int ckptfile_prune(const char *dir, unsigned keep)
     return ckptfile_prune_chains(dir, keep, NULL, NULL);
 }
 
-/* Marks in kept[] the files the kept ones depend on, newest first. */
-static void keep_bases(const char *dir, const long long *seqs, size_t n,
-                       bool *kept, ckptfile_base_fn base_of, void *opaque)
+/*
+ * Marks in kept[] the files the kept ones depend on, newest first.  0,
+ * or base_of's error: then what a kept file needs is not known.
+ */
+static int keep_bases(const char *dir, const long long *seqs, size_t n,
+                      bool *kept, ckptfile_base_fn base_of, void *opaque)
 {
     char path[PATH_MAX], base[NAME_MAX + 1];
     for (size_t i = n; i-- > 0;) {
@@ -315,7 +318,10 @@ static void keep_bases(const char *dir, const long long *seqs, size_t n,
             continue;
         snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX,
                  dir, seqs[i]);
-        if (base_of(opaque, path, base, sizeof(base)) != 1)
+        int r = base_of(opaque, path, base, sizeof(base));
+        if (r < 0)
+            return r;
+        if (r != 1)
             continue;
         long long s = seq_of(base);
         /* Bases are older: going newest first reaches each in turn. */
@@ -323,6 +329,7 @@ static void keep_bases(const char *dir, const long long *seqs, size_t n,
             if (seqs[k] == s)
                 kept[k] = true;
     }
+    return 0;
 }
 
 int ckptfile_prune_chains(const char *dir, unsigned keep,
@@ -342,11 +349,11 @@ int ckptfile_prune_chains(const char *dir, unsigned keep,
     }
     for (size_t i = n > keep ? n - keep : 0; i < n; i++)
         kept[i] = true;
-    if (base_of)
-        keep_bases(dir, seqs, n, kept, base_of, opaque);
+    /* Unsure what a kept file needs: no checkpoint goes this time. */
+    int kr = base_of ? keep_bases(dir, seqs, n, kept, base_of, opaque) : 0;
     int removed = 0;
     char path[PATH_MAX];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; kr == 0 && i < n; i++) {
         if (kept[i])
             continue;
         snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX,
@@ -370,7 +377,7 @@ int ckptfile_prune_chains(const char *dir, unsigned keep,
         closedir(d);
     if (removed)
         fsync_dir(dir);
-    return removed;
+    return kr < 0 ? kr : removed;
 }
 
 int ckptfile_latest(const char *dir, char *out, size_t outlen)

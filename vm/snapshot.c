@@ -128,8 +128,9 @@ static json_t *chain_hint(const vm_disk_file *df)
 
 /*
  * ckptfile_prune_chains' question: the file path's base, from the hint in
- * its VM description.  A file whose description cannot be read cannot be
- * restored, so nothing needs keeping for it (0, no base).
+ * its VM description.  A file without a description (cut short) cannot
+ * be restored, so nothing needs keeping for it (0, no base); one that
+ * cannot be read now is -errno, and nothing is pruned.
  */
 static int base_of(void *opaque, const char *path, char *base, size_t len)
 {
@@ -138,27 +139,30 @@ static int base_of(void *opaque, const char *path, char *base, size_t len)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     json_t *desc = NULL;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
+    int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
     /* The description is a few KiB: a short tail first. */
-    for (unsigned t = 0; t < 2 && !desc; t++) {
+    for (unsigned t = 0; r == 0 && t < 2 && !desc; t++) {
         size_t n = (uint64_t)st.st_size < tails[t] ? (size_t)st.st_size
                                                    : tails[t];
         uint8_t *buf = malloc(n ? n : 1);
         size_t at;
-        if (buf && pread(fd, buf, n, st.st_size - (off_t)n) == (ssize_t)n)
+        if (!buf)
+            r = -ENOMEM;
+        else if (pread(fd, buf, n, st.st_size - (off_t)n) != (ssize_t)n)
+            r = -EIO;
+        else
             desc = vmdesc_find_at_end(buf, n, &at);
         free(buf);
         if ((uint64_t)st.st_size <= tails[t])
             break;
     }
-    close(fd);
+    if (fd >= 0)
+        close(fd);
+    if (r < 0)
+        return r;
     const char *b = json_string_value(json_object_get(
         json_object_get(desc, SNAPSHOT_CHAIN_KEY), "base"));
-    int r = b && *b && !strchr(b, '/') && strlen(b) < len;
+    r = b && *b && !strchr(b, '/') && strlen(b) < len;
     if (r)
         snprintf(base, len, "%s", b);
     json_decref(desc);

@@ -135,6 +135,8 @@ static int base_in_content(void *opaque, const char *path, char *base,
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
+    if (strncmp(buf, "unreadable", 10) == 0)
+        return -EIO;
     if (strncmp(buf, "base=", 5) != 0)
         return 0;
     snprintf(base, len, "%s", buf + 5);
@@ -182,6 +184,16 @@ static void test_prune_chains(void **state)
     /* Without a callback, as ckptfile_prune: the newest only. */
     assert_int_equal(ckptfile_prune_chains(dir, 1, NULL, NULL), 3);
     assert_true(present(10) && !present(9));
+    /* A kept file it cannot read: nothing goes but a stale temporary. */
+    write_one(dir, "whole", NULL);                        /* 11 */
+    write_one(dir, "unreadable", NULL);                   /* 12 */
+    char stale[512];
+    snprintf(stale, sizeof(stale), "%s/.ckpt-0123456789abcdef.tmp", dir);
+    fclose(fopen(stale, "w"));
+    assert_int_equal(ckptfile_prune_chains(dir, 1, base_in_content, &asked),
+                     -EIO);
+    assert_true(present(10) && present(11) && present(12));
+    assert_int_equal(access(stale, F_OK), -1);
 }
 
 static void test_single_file(void **state)
