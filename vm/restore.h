@@ -9,7 +9,11 @@
  * is loaded into that VM's registry, validated in full before a byte of
  * the VM changes.  A damaged, truncated or foreign file, or one whose RAM
  * size differs from what the user asked for, is refused before any VM
- * runs.
+ * runs.  A file whose disk is a delta on earlier files of its directory
+ * (docs/checkpoints.md, "Disks: chains of files") needs them: they are
+ * found and probed the same way (restore_chain_find) before the image is
+ * created, and their chunks written into it (restore_chain_write) before
+ * the file itself is loaded.
  */
 #ifndef FTVM_VM_RESTORE_H
 #define FTVM_VM_RESTORE_H
