@@ -302,6 +302,39 @@ int ckptfile_commit(ckptfile_txn *t, char *err, size_t errlen)
 
 int ckptfile_prune(const char *dir, unsigned keep)
 {
+    return ckptfile_prune_chains(dir, keep, NULL, NULL);
+}
+
+/*
+ * Marks in kept[] the files the kept ones depend on, newest first.  0,
+ * or base_of's error: then what a kept file needs is not known.
+ */
+static int keep_bases(const char *dir, const long long *seqs, size_t n,
+                      bool *kept, ckptfile_base_fn base_of, void *opaque)
+{
+    char path[PATH_MAX], base[NAME_MAX + 1];
+    for (size_t i = n; i-- > 0;) {
+        if (!kept[i])
+            continue;
+        snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX,
+                 dir, seqs[i]);
+        int r = base_of(opaque, path, base, sizeof(base));
+        if (r < 0)
+            return r;
+        if (r != 1)
+            continue;
+        long long s = seq_of(base);
+        /* Bases are older: going newest first reaches each in turn. */
+        for (size_t k = 0; s >= 0 && k < i; k++)
+            if (seqs[k] == s)
+                kept[k] = true;
+    }
+    return 0;
+}
+
+int ckptfile_prune_chains(const char *dir, unsigned keep,
+                          ckptfile_base_fn base_of, void *opaque)
+{
     if (keep < 1)
         keep = 1;
     long long *seqs;
@@ -309,14 +342,26 @@ int ckptfile_prune(const char *dir, unsigned keep)
     int r = list_seqs(dir, &seqs, &n);
     if (r < 0)
         return r;
+    bool *kept = calloc(n ? n : 1, sizeof(*kept));
+    if (!kept) {
+        free(seqs);
+        return -ENOMEM;
+    }
+    for (size_t i = n > keep ? n - keep : 0; i < n; i++)
+        kept[i] = true;
+    /* Unsure what a kept file needs: no checkpoint goes this time. */
+    int kr = base_of ? keep_bases(dir, seqs, n, kept, base_of, opaque) : 0;
     int removed = 0;
     char path[PATH_MAX];
-    for (size_t i = 0; i + keep < n; i++) {
+    for (size_t i = 0; kr == 0 && i < n; i++) {
+        if (kept[i])
+            continue;
         snprintf(path, sizeof(path), "%s/" PREFIX "%08lld" CKPTFILE_SUFFIX,
                  dir, seqs[i]);
         if (unlink(path) == 0)
             removed++;
     }
+    free(kept);
     free(seqs);
 
     DIR *d = opendir(dir);
@@ -332,7 +377,7 @@ int ckptfile_prune(const char *dir, unsigned keep)
         closedir(d);
     if (removed)
         fsync_dir(dir);
-    return removed;
+    return kr < 0 ? kr : removed;
 }
 
 int ckptfile_latest(const char *dir, char *out, size_t outlen)

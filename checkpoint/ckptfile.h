@@ -65,6 +65,19 @@ void ckptfile_abort(ckptfile_txn *t);
  * were removed, or -errno.
  */
 int ckptfile_prune(const char *dir, unsigned keep);
+/*
+ * The same, but a file one of the newest keep depends on (its base, the
+ * base's base, ...) is kept too: base_of(opaque, path, base, baselen)
+ * returns 1 with the base name of the checkpoint at path (a file name in
+ * dir), 0 when it has none, or -errno when it cannot tell (the file
+ * could not be read): then no checkpoint is removed (stale temporaries
+ * are) and that error is returned.  Only checkpoints of dir (regular
+ * files of this user named as ckptfile names them) count as bases.
+ */
+typedef int (*ckptfile_base_fn)(void *opaque, const char *path, char *base,
+                                size_t baselen);
+int ckptfile_prune_chains(const char *dir, unsigned keep,
+                          ckptfile_base_fn base_of, void *opaque);
 
 /*
  * The newest checkpoint in dir, as a path in out; -ENOENT when there is

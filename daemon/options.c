@@ -89,7 +89,11 @@ static const char checkpoint_help[] =
     "                       where checkpoints go (ftvmctl checkpoint)\n"
     "      --checkpoint-every TIME\n"
     "                       write one every TIME\n"
-    "      --keep N         keep the newest N checkpoints (default 3)\n";
+    "      --keep N         keep the newest N checkpoints (default 3)\n"
+    "                       and the files their disk needs: with --disk\n"
+    "                       a file holds the chunks written since the\n"
+    "                       one before, N at most in a chain (the first\n"
+    "                       whole), so up to 2N are kept\n";
 
 static void print_help(const options_command *c)
 {

@@ -52,7 +52,7 @@ static uint64_t ram_bytes(vm *v)
 
 static json_t *snap_json(const snapshot_stats *st, const char *path)
 {
-    return json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I}",
+    json_t *j = json_pack("{s:s, s:I, s:f, s:f, s:I, s:I, s:I}",
                      "path", path,
                      "bytes", (json_int_t)st->bytes,
                      "total_ms", st->total_ns / 1e6,
@@ -60,6 +60,10 @@ static json_t *snap_json(const snapshot_stats *st, const char *path)
                      "live_passes", (json_int_t)st->live_passes,
                      "live_pages", (json_int_t)st->live_pages,
                      "final_pages", (json_int_t)st->final_pages);
+    /* A delta's base: the file restore needs beside it. */
+    if (j && st->disk_base[0])
+        json_object_set_new(j, "disk_base", json_string(st->disk_base));
+    return j;
 }
 
 static void on_snap_done(void *opaque, int rc, const char *path,
@@ -80,8 +84,10 @@ static void on_snap_done(void *opaque, int rc, const char *path,
     c->ok++;
     c->last = *st;
     snprintf(c->last_path, sizeof(c->last_path), "%s", path);
-    log_msg("checkpoint %s: %.1f MiB in %.0f ms, guest paused %.2f ms", path,
-            st->bytes / 1048576.0, st->total_ns / 1e6, st->pause_ns / 1e6);
+    log_msg("checkpoint %s: %.1f MiB in %.0f ms, guest paused %.2f ms%s%s",
+            path, st->bytes / 1048576.0, st->total_ns / 1e6,
+            st->pause_ns / 1e6, st->disk_base[0] ? ", disk on " : "",
+            st->disk_base);
     if (req)
         control_reply(req, snap_json(st, path));
 }

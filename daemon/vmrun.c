@@ -86,10 +86,18 @@ static int restore_vm(vmrun_opts *o, vm **v, char *err, size_t errlen)
                  "saved image into it", o->vm.disk.path);
         return -EINVAL;
     }
+    /* A delta's bases are all found and checked before the image is. */
+    restore_chain chain = { 0 };
+    if (info.disk_size &&
+        (r = restore_chain_find(o->image, &info, &chain, err, errlen)) < 0)
+        return r;
     if (info.disk_size &&
         (r = disk_open_resized(&o->vm.cfg.disk, o->vm.disk.path,
                                info.disk_size, VM_DISK_NAME, err,
-                               errlen)) < 0)
+                               errlen)) == 0)
+        r = restore_chain_write(o->vm.cfg.disk, &chain, err, errlen);
+    restore_chain_free(&chain);
+    if (r < 0)
         return r;
     o->vm.cfg.mem_size = info.mem_size;
     o->vm.cfg.vcpus = info.vcpus;

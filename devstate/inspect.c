@@ -644,6 +644,36 @@ static void render_ram(json_t *res, FILE *out)
             tot[0], tot[1], tot[2], tot[3], tot[4], tot[5]);
 }
 
+/*
+ * A checkpoint file's place in a chain ("ftvm-disk" version 2, whose
+ * fields are shown below as hex): the base's name as text.
+ */
+static void render_chain(json_t *res, FILE *out)
+{
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(res, "devices"), i, d) {
+        json_t *f = json_object_get(d, "fields");
+        const char *hex = gets(f, "base");
+        if (strcmp(gets(d, "name"), "ftvm-disk") != 0 || !*gets(f, "id"))
+            continue;
+        char base[65] = "";
+        size_t n = 0;
+        unsigned b;
+        size_t len = strlen(hex);
+        while (n < 64 && 2 * n + 2 <= len &&
+               sscanf(hex + 2 * n, "%2x", &b) == 1 &&
+               b >= 0x20 && b < 0x7f)
+            base[n++] = (char)b;
+        base[n] = '\0';
+        if (*base)
+            fprintf(out, "  this file %s: the changes since %s (id %s)\n",
+                    gets(f, "id"), base, gets(f, "base_id"));
+        else
+            fprintf(out, "  this file %s: the whole image\n", gets(f, "id"));
+    }
+}
+
 static void render_disks(json_t *res, FILE *out)
 {
     json_t *disks = json_object_get(res, "disks");
@@ -657,6 +687,7 @@ static void render_disks(json_t *res, FILE *out)
         fprintf(out, "  %-28s %12" JSON_INTEGER_FORMAT " %12"
                 JSON_INTEGER_FORMAT "\n", gets(d, "name"),
                 geti(d, "data_chunks"), geti(d, "zero_chunks"));
+    render_chain(res, out);
 }
 
 static void render_text(json_t *res, FILE *out)

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -15,6 +16,9 @@
 #include "checkpoint/savevm.h"
 #include "devstate/trailer.h"
 #include "devstate/vmdesc.h"
+
+/* Chunk data staged at most while a chain's file is written (as vm_disk's). */
+#define RESTORE_MAX_STAGE (1ull << 30)
 
 /* The block list of the "ram" START that opens every ftvm checkpoint. */
 static int probe_ram(const uint8_t *d, size_t len, const char *path,
@@ -74,6 +78,10 @@ typedef struct disk_probe {
     block_loader *block;
     vm_disk_info info;
     bool found;
+    /* restore_chain_write: each block section written as it comes. */
+    block_loader *apply;
+    char *err;
+    size_t errlen;
 } disk_probe;
 
 static int probe_section(void *opaque, qfile *f, const savevm_section *sec,
@@ -82,6 +90,13 @@ static int probe_section(void *opaque, qfile *f, const savevm_section *sec,
     disk_probe *p = opaque;
     if (strcmp(sec->idstr, RAM_SECTION_IDSTR) == 0)
         return ram_load(p->ram, f, sec->version_id, pass);
+    if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) == 0 && p->apply) {
+        int r = block_load(p->apply, f, sec->version_id, pass);
+        if (r == 0 && pass == SAVEVM_PASS_APPLY &&
+            (r = block_apply(p->apply, false, p->err, p->errlen)) < 0)
+            return qfile_fail(f, r, "%s", p->err);
+        return r;
+    }
     if (strcmp(sec->idstr, BLOCK_SECTION_IDSTR) == 0)
         return block_load(p->block, f, sec->version_id, pass);
     if (strcmp(sec->idstr, TRAILER_IDSTR) == 0) {
@@ -97,6 +112,9 @@ static int probe_section(void *opaque, qfile *f, const savevm_section *sec,
         int r = vmstate_load(f, &vm_disk_info_desc, &any, sec->version_id,
                              SAVEVM_PASS_APPLY);
         p->info = any;
+        if (r == 0 && sec->version_id >= 2 &&
+            vm_disk_info_check_chain(f, &any) < 0)
+            return qfile_error(f);
         if (r == 0 && (any.size == 0 || any.size % DISK_SECTOR_SIZE ||
                        any.size > DISK_MAX_SIZE))
             return qfile_fail(f, -EINVAL, "'%s': a disk of %" PRIu64
@@ -140,6 +158,9 @@ static int probe_disk(const uint8_t *d, size_t len, const char *path,
         r = -EINVAL;
     } else {
         out->disk_size = p.info.size;
+        memcpy(out->disk_id, p.info.id, VM_DISK_ID_LEN);
+        memcpy(out->disk_base_id, p.info.base_id, VM_DISK_ID_LEN);
+        memcpy(out->disk_base, p.info.base, VM_DISK_BASE_LEN);
     }
     block_loader_free(p.block);
     ram_loader_free(p.ram);
@@ -323,5 +344,184 @@ int restore_load(vm *v, const char *path, char *err, size_t errlen)
     savevm_loader_free(l);
     qfile_close(f);
     munmap((void *)d, len);
+    return r;
+}
+
+/* ---- a delta's chain ---- */
+
+static void hex_id(const uint8_t *id, char *out)
+{
+    for (unsigned i = 0; i < VM_DISK_ID_LEN; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+void restore_chain_free(restore_chain *c)
+{
+    free(c->paths);
+    c->paths = NULL;
+    c->n = 0;
+}
+
+int restore_chain_find(const char *path, const restore_info *info,
+                       restore_chain *out, char *err, size_t errlen)
+{
+    *out = (restore_chain){ 0 };
+    out->paths = calloc(VM_DISK_CHAIN_MAX, sizeof(*out->paths));
+    uint8_t (*ids)[VM_DISK_ID_LEN] = calloc(VM_DISK_CHAIN_MAX,
+                                            sizeof(*ids));
+    if (!out->paths || !ids) {
+        free(ids);
+        restore_chain_free(out);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* Filled newest first, turned round at the end. */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[1] = '\0';
+    else
+        dir[0] = '\0';
+    snprintf(out->paths[0], sizeof(out->paths[0]), "%s", path);
+    memcpy(ids[0], info->disk_id, VM_DISK_ID_LEN);
+    restore_info cur = *info;
+    size_t n = 1;
+    int r = 0;
+    char want[2 * VM_DISK_ID_LEN + 1], got[2 * VM_DISK_ID_LEN + 1];
+    while (r == 0 && !vm_disk_id_zero(cur.disk_base_id)) {
+        const char *of = out->paths[n - 1];
+        if (n == VM_DISK_CHAIN_MAX) {
+            snprintf(err, errlen, "%s: its disk is a delta at the end of a "
+                     "chain of more than %u files; refused", path,
+                     VM_DISK_CHAIN_MAX);
+            r = -ELOOP;
+            break;
+        }
+        char *bp = out->paths[n];
+        if ((size_t)snprintf(bp, sizeof(out->paths[n]), "%s%s", dir,
+                             cur.disk_base) >= sizeof(out->paths[n])) {
+            snprintf(err, errlen, "%s: the path of its base is too long", of);
+            r = -ENAMETOOLONG;
+            break;
+        }
+        restore_info bi;
+        char why[1024];
+        r = restore_probe(bp, &bi, why, sizeof(why));
+        hex_id(cur.disk_base_id, want);
+        hex_id(bi.disk_id, got);
+        if (r < 0) {
+            snprintf(err, errlen, "%s holds only the disk's changes since "
+                     "%s, which cannot be used: %s", of, bp, why);
+        } else if (!bi.disk_size) {
+            snprintf(err, errlen, "%s holds only the disk's changes since "
+                     "%s, which has no disk", of, bp);
+            r = -EINVAL;
+        } else if (memcmp(bi.disk_id, cur.disk_base_id, VM_DISK_ID_LEN)) {
+            snprintf(err, errlen, "%s holds only the disk's changes since "
+                     "%s with id %s, but that file's id is %s: not the "
+                     "file it was saved on (another chain's?)", of, bp,
+                     want, got);
+            r = -ESTALE;
+        } else if (bi.disk_size != info->disk_size) {
+            snprintf(err, errlen, "%s: its base %s has a disk of %" PRIu64
+                     " bytes, not %" PRIu64, of, bp, bi.disk_size,
+                     info->disk_size);
+            r = -EINVAL;
+        }
+        for (size_t k = 0; r == 0 && k < n; k++)
+            if (memcmp(ids[k], bi.disk_id, VM_DISK_ID_LEN) == 0) {
+                snprintf(err, errlen, "%s: its chain of bases goes round "
+                         "(%s comes twice)", path, bp);
+                r = -ELOOP;
+            }
+        if (r == 0) {
+            memcpy(ids[n++], bi.disk_id, VM_DISK_ID_LEN);
+            cur = bi;
+        }
+    }
+    free(ids);
+    if (r < 0) {
+        restore_chain_free(out);
+        return r;
+    }
+    for (size_t i = 0; i < n / 2; i++) {
+        char t[4096];
+        memcpy(t, out->paths[i], sizeof(t));
+        memcpy(out->paths[i], out->paths[n - 1 - i], sizeof(t));
+        memcpy(out->paths[n - 1 - i], t, sizeof(t));
+    }
+    out->n = n;
+    return 0;
+}
+
+/* One file's chunks into l's disk, section by section. */
+static int write_file(block_loader *l, const char *path, char *err,
+                      size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 8) {
+        int e = fd < 0 || st.st_size >= 8 ? errno : EINVAL;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -e;
+    }
+    size_t len = (size_t)st.st_size;
+    const uint8_t *d = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (d == MAP_FAILED) {
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    uint64_t body_at;
+    int r = 0;
+    json_t *desc = find_end(d, len, path, &body_at, &r, err, errlen);
+    char aerr[512] = "";
+    disk_probe p = { .desc = desc, .apply = l, .err = aerr,
+                     .errlen = sizeof(aerr) };
+    savevm_target_ops ops = { .section = probe_section };
+    qfile *f = desc ? qfile_open_view(d, len, path) : NULL;
+    savevm_loader *sl = f ? savevm_loader_new(&ops, &p, NULL) : NULL;
+    if (desc) {
+        r = sl && ram_loader_new_inspect(&p.ram) == 0 &&
+                    block_loader_new_inspect(&p.block) == 0
+                ? 0 : -ENOMEM;
+        savevm_stop why;
+        qfile_crc_start(f);
+        /* Probed in full already: this pass writes. */
+        if (r == 0 && (r = savevm_load_header(sl, f)) == 0)
+            r = savevm_load_main(sl, f, SAVEVM_PASS_APPLY, false, &why);
+        if (r < 0)
+            snprintf(err, errlen, "%s: writing its disk's chunks: %s", path,
+                     f ? qfile_errmsg(f) : "out of memory");
+    }
+    block_loader_free(p.block);
+    ram_loader_free(p.ram);
+    savevm_loader_free(sl);
+    qfile_close(f);
+    json_decref(desc);
+    munmap((void *)d, len);
+    return r;
+}
+
+int restore_chain_write(disk *d, const restore_chain *c, char *err,
+                        size_t errlen)
+{
+    if (c->n < 2)
+        return 0;
+    block_loader *l;
+    uint64_t bound = disk_size(d) < RESTORE_MAX_STAGE ? disk_size(d)
+                                                      : RESTORE_MAX_STAGE;
+    int r = block_loader_new(&l, &d, 1, bound);
+    if (r < 0) {
+        snprintf(err, errlen, "the disk's loader: %s", strerror(-r));
+        return r;
+    }
+    for (size_t i = 0; r == 0 && i + 1 < c->n; i++)
+        r = write_file(l, c->paths[i], err, errlen);
+    block_loader_free(l);
     return r;
 }

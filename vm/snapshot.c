@@ -3,11 +3,14 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "checkpoint/ckptfile.h"
 #include "checkpoint/savevm.h"
@@ -28,6 +31,10 @@ struct snapshot_job {
     void *opaque;
     snapshot_gate gate;
     uint64_t id;            /* the trailer's checkpoint id */
+    bool in_dir;            /* a directory's file: a link of its chain */
+    char dir[4096];
+    unsigned max_chain;     /* files a chain of dir may have */
+    vm_disk_file dfile;     /* what its disk part is */
     char prune_dir[4096];   /* where to prune after a good commit */
     unsigned keep;
     int rc;
@@ -97,6 +104,71 @@ int snapshot_seal(qfile *f, uint32_t section_id, uint64_t id, json_t *desc)
     return qfile_error(f);
 }
 
+static json_t *hex_id(const uint8_t *id)
+{
+    char hex[2 * VM_DISK_ID_LEN + 1];
+    for (unsigned i = 0; i < VM_DISK_ID_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", id[i]);
+    return json_string(hex);
+}
+
+/*
+ * What "ftvm-disk" says of the chain, again in the VM description, which
+ * a reader finds from the file's end: pruning learns each file's base
+ * without walking the file.  Only a hint: restore reads "ftvm-disk".
+ */
+static json_t *chain_hint(const vm_disk_file *df)
+{
+    json_t *h = json_object();
+    json_object_set_new(h, "id", hex_id(df->id));
+    json_object_set_new(h, "base_id", hex_id(df->base_id));
+    json_object_set_new(h, "base", json_string(df->base));
+    return h;
+}
+
+/*
+ * ckptfile_prune_chains' question: the file path's base, from the hint in
+ * its VM description.  A file without a description (cut short) cannot
+ * be restored, so nothing needs keeping for it (0, no base); one that
+ * cannot be read now is -errno, and nothing is pruned.
+ */
+static int base_of(void *opaque, const char *path, char *base, size_t len)
+{
+    (void)opaque;
+    static const size_t tails[] = { 64u << 10, 4u << 20 };
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    json_t *desc = NULL;
+    int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
+    /* The description is a few KiB: a short tail first. */
+    for (unsigned t = 0; r == 0 && t < 2 && !desc; t++) {
+        size_t n = (uint64_t)st.st_size < tails[t] ? (size_t)st.st_size
+                                                   : tails[t];
+        uint8_t *buf = malloc(n ? n : 1);
+        size_t at;
+        if (!buf)
+            r = -ENOMEM;
+        else if (pread(fd, buf, n, st.st_size - (off_t)n) != (ssize_t)n)
+            r = -EIO;
+        else
+            desc = vmdesc_find_at_end(buf, n, &at);
+        free(buf);
+        if ((uint64_t)st.st_size <= tails[t])
+            break;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (r < 0)
+        return r;
+    const char *b = json_string_value(json_object_get(
+        json_object_get(desc, SNAPSHOT_CHAIN_KEY), "base"));
+    r = b && *b && !strchr(b, '/') && strlen(b) < len;
+    if (r)
+        snprintf(base, len, "%s", b);
+    json_decref(desc);
+    return r;
+}
+
 /*
  * The rest, with the vCPUs out of the guest.  While they are, the last
  * dirty pages and the device state are only copied into memory; the write
@@ -143,6 +215,9 @@ static int final_copy(snapshot_job *j, qfile *f)
         size_t len;
         const uint8_t *d = qfile_mem_data(m, &len);
         qfile_put_buf(f, d, len);
+        if (vm_disk(j->v))
+            json_object_set_new(desc, SNAPSHOT_CHAIN_KEY,
+                                chain_hint(&j->dfile));
         /* Registered entries have section ids 0..count-1. */
         snapshot_seal(f, (uint32_t)registry_count(reg), j->id, desc);
         qfile_flush(f);
@@ -172,7 +247,15 @@ static void *job_main(void *arg)
     snapshot_job *j = arg;
     uint64_t t0 = mono_ns();
     qfile *f = ckptfile_stream(j->txn);
-    if (live_phase(j, f) == 0)
+    const char *slash = strrchr(j->path, '/');
+    int dr = vm_disk_file_begin(j->v, j->in_dir ? j->dir : NULL,
+                                slash ? slash + 1 : j->path, j->max_chain,
+                                &j->dfile);
+    if (dr < 0)
+        fail(j, dr, "no random id for the disk's part of the checkpoint");
+    snprintf(j->st.disk_base, sizeof(j->st.disk_base), "%s",
+             j->dfile.base);
+    if (dr == 0 && live_phase(j, f) == 0)
         final_phase(j, f);
     j->st.bytes = qfile_tell(f);
     if (j->rc == 0) {
@@ -180,10 +263,12 @@ static void *job_main(void *arg)
         int r = ckptfile_commit(j->txn, err, sizeof(err));
         if (r < 0)
             fail(j, r, err);
-        else if (j->keep)
-            ckptfile_prune(j->prune_dir, j->keep);
+        vm_disk_file_end(j->v, r == 0);
+        if (r == 0 && j->keep)
+            ckptfile_prune_chains(j->prune_dir, j->keep, base_of, NULL);
     } else {
         ckptfile_abort(j->txn);
+        vm_disk_file_end(j->v, false);
     }
     j->txn = NULL;
     j->st.total_ns = mono_ns() - t0;
@@ -226,6 +311,14 @@ int snapshot_start(snapshot_job **out, vm *v, struct event_base *base,
     if (rq->kind == SNAPSHOT_TO_DIR && rq->keep) {
         snprintf(j->prune_dir, sizeof(j->prune_dir), "%s", rq->path);
         j->keep = rq->keep;
+    }
+    /* A chain of more files than are kept would outlive its newest. */
+    if (rq->kind == SNAPSHOT_TO_DIR &&
+        strlen(rq->path) < sizeof(j->dir)) {
+        j->in_dir = true;
+        snprintf(j->dir, sizeof(j->dir), "%s", rq->path);
+        j->max_chain = rq->keep && rq->keep < VM_DISK_CHAIN_MAX
+                           ? rq->keep : VM_DISK_CHAIN_MAX;
     }
     int r = rq->kind == SNAPSHOT_TO_DIR
                 ? ckptfile_begin(&j->txn, rq->path, err, errlen)

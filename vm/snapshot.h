@@ -36,7 +36,15 @@ typedef struct snapshot_stats {
     uint64_t live_pages;    /* dirty pages taken while the guest ran */
     uint64_t final_pages;   /* pages sent while it was paused */
     uint64_t bytes;         /* size of the checkpoint file */
+    /* A disk's delta: the file it is on ("" for the whole image). */
+    char disk_base[VM_DISK_BASE_LEN];
 } snapshot_stats;
+
+/*
+ * The key, in a checkpoint file's VM description, of its disk's place in
+ * a chain (docs/checkpoints.md, "Disks"): {"id", "base_id", "base"}.
+ */
+#define SNAPSHOT_CHAIN_KEY "ftvm-disk-chain"
 
 /*
  * Called on the loop's thread when the job ends: rc 0 and the file's path,

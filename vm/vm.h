@@ -234,18 +234,63 @@ int vm_disk_commit(vm *v, char *err, size_t errlen);
 void vm_disk_drop_staged(vm *v);
 void vm_disk_resend(vm *v);
 /*
- * "ftvm-disk" (FULL, instance 0, version 1): which disk the "block"
- * section's chunks belong to.  Body: 32 bytes name (NUL-padded), be64
- * size in bytes.  A load refuses another name or size than the VM's
- * disk, before any chunk is written.
+ * "ftvm-disk" (FULL, instance 0, version 2; 1 still loads): which disk
+ * the "block" section's chunks belong to.  Body: 32 bytes name
+ * (NUL-padded), be64 size in bytes; from version 2, the checkpoint
+ * file's 16-byte random id, its base file's id (all zero: the file holds
+ * the whole image) and the base's file name (64 bytes, NUL-padded, in
+ * the same directory; empty for a whole image).  A load refuses another
+ * name or size than the VM's disk, before any chunk is written.  Outside
+ * checkpoint files (a replication package) the ids are zero.
  */
 #define VM_DISK_INFO_IDSTR "ftvm-disk"
+#define VM_DISK_ID_LEN 16
+#define VM_DISK_BASE_LEN 64
 typedef struct vm_disk_info {
     char name[32];
     uint64_t size;
+    uint8_t id[VM_DISK_ID_LEN];
+    uint8_t base_id[VM_DISK_ID_LEN];
+    char base[VM_DISK_BASE_LEN];
     uint64_t expect_size;       /* not on the wire: the VM's, for check */
 } vm_disk_info;
 extern const vmstate_desc vm_disk_info_desc;
+/*
+ * The chain fields' rules (a base name that is a plain file name, NUL
+ * inside, given exactly when base_id is): 0, or -EINVAL latched on f.
+ */
+int vm_disk_info_check_chain(qfile *f, const vm_disk_info *i);
+/* Whether an id is all zero (a whole image; no id). */
+bool vm_disk_id_zero(const uint8_t id[VM_DISK_ID_LEN]);
+
+/*
+ * Checkpoint files as a chain (docs/checkpoints.md, "Disks").  The disk
+ * has one dirty bitmap, and a file's END take holds exactly what was
+ * written since the take before it; when that take was the previous
+ * file's (of the same directory), the file needs only those chunks.
+ * Before a save to a file starts (its "block" START not yet sent) the
+ * saver calls vm_disk_file_begin: dir NULL for a file that is no chain's
+ * link (save FILE: whole, and it breaks the chain), name the file's base
+ * name, max_files the most files a chain may have (its root included;
+ * once reached, the file is whole and starts a new one).  out says what
+ * the file will be: a delta on out->base, or whole (base_id zero).  After
+ * the save, vm_disk_file_end says whether the file is in place: only
+ * then can the next file be a delta on it.  A save that failed after its
+ * take gives the chunks back and makes the next file whole; so does any
+ * take that was not a file's (a replication package, a bring-up) or a
+ * load into the disk.  0, or -errno (no random id) with nothing begun.
+ * No-ops without a disk (out zeroed).
+ */
+/* The most files a chain has (restore refuses longer ones). */
+#define VM_DISK_CHAIN_MAX 64u
+typedef struct vm_disk_file {
+    uint8_t id[VM_DISK_ID_LEN];         /* this file's */
+    uint8_t base_id[VM_DISK_ID_LEN];    /* zero: the whole image */
+    char base[VM_DISK_BASE_LEN];
+} vm_disk_file;
+int vm_disk_file_begin(vm *v, const char *dir, const char *name,
+                       unsigned max_files, vm_disk_file *out);
+void vm_disk_file_end(vm *v, bool committed);
 /* Chunks the disk's sections sent so far, and how many are dirty now. */
 void vm_get_disk_stats(vm *v, block_save_stats *out);
 /* The network device, or NULL. */

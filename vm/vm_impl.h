@@ -34,6 +34,27 @@ typedef struct vm_cpu {
     uint64_t left_ns;       /* when KVM_RUN last returned */
 } vm_cpu;
 
+/*
+ * The chain of checkpoint files (vm_disk.c): valid while the disk's last
+ * take was the END of file last (in dir), committed; pending while a
+ * file's save runs, which must see exactly one START and one END.
+ */
+typedef struct vm_disk_chain {
+    bool valid;
+    unsigned len;                   /* files in the chain, root included */
+    char dir[4096];
+    char last[VM_DISK_BASE_LEN];
+    uint8_t last_id[VM_DISK_ID_LEN];
+    bool pending;
+    bool pending_in_dir;            /* a link of dir's chain (not save FILE) */
+    char pending_dir[4096];
+    char pending_name[VM_DISK_BASE_LEN];
+    vm_disk_file plan;              /* the pending file's */
+    unsigned setups, completes;
+    bool spoiled;                   /* the chain broke while it ran */
+    unsigned taken_slot;            /* its END's take: disk_recent[slot] */
+} vm_disk_chain;
+
 struct vm {
     vm_config cfg;
     kvm_vm kvm;
@@ -58,6 +79,7 @@ struct vm {
     block_save_stats disk_stats;
     bool disk_hold;                 /* staged chunks wait for a commit */
     vm_disk_info disk_info;         /* "ftvm-disk" */
+    vm_disk_chain chain;            /* checkpoint files as deltas */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;            /* on CLOCK_MONOTONIC */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,78 @@ static void test_prune_keeps_newest(void **state)
     char p[512];
     write_one(dir, "y", p);
     assert_non_null(strstr(p, "ckpt-00000006"));
+}
+
+/* The test's chains: a file "base=NAME" is a delta on NAME. */
+static int base_in_content(void *opaque, const char *path, char *base,
+                           size_t len)
+{
+    (*(int *)opaque)++;
+    char buf[256] = "";
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (strncmp(buf, "unreadable", 10) == 0)
+        return -EIO;
+    if (strncmp(buf, "base=", 5) != 0)
+        return 0;
+    snprintf(base, len, "%s", buf + 5);
+    return 1;
+}
+
+static bool present(unsigned seq)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/ckpt-%08u.ftvm", dir, seq);
+    return access(p, F_OK) == 0;
+}
+
+static void test_prune_chains(void **state)
+{
+    (void)state;
+    /* 1 whole, 2 on 1, 3 on 2, 4 whole, 5 on 4, 6 whole, 7 on 6. */
+    static const char *const files[] = {
+        "whole", "base=ckpt-00000001.ftvm", "base=ckpt-00000002.ftvm",
+        "whole", "base=ckpt-00000004.ftvm", "whole",
+        "base=ckpt-00000006.ftvm",
+    };
+    for (unsigned i = 0; i < 7; i++)
+        write_one(dir, files[i], NULL);
+    int asked = 0;
+    /* Newest 3: 5, 6, 7; 5 needs 4. */
+    assert_int_equal(ckptfile_prune_chains(dir, 3, base_in_content, &asked),
+                     3);
+    assert_true(asked >= 3);
+    for (unsigned s = 1; s <= 7; s++)
+        assert_int_equal(present(s), s >= 4);
+    /* Newest 1: 7, which needs 6. */
+    assert_int_equal(ckptfile_prune_chains(dir, 1, base_in_content, &asked),
+                     2);
+    for (unsigned s = 1; s <= 7; s++)
+        assert_int_equal(present(s), s >= 6);
+    /* A base that is no checkpoint of the directory keeps nothing. */
+    write_one(dir, "base=../ckpt-00000006.ftvm", NULL);   /* 8 */
+    write_one(dir, "base=ckpt-00000007.ftvm", NULL);      /* 9 */
+    write_one(dir, "base=notes.txt", NULL);               /* 10 */
+    assert_int_equal(ckptfile_prune_chains(dir, 2, base_in_content, &asked),
+                     1);
+    for (unsigned s = 6; s <= 10; s++)
+        assert_int_equal(present(s), s != 8);
+    /* Without a callback, as ckptfile_prune: the newest only. */
+    assert_int_equal(ckptfile_prune_chains(dir, 1, NULL, NULL), 3);
+    assert_true(present(10) && !present(9));
+    /* A kept file it cannot read: nothing goes but a stale temporary. */
+    write_one(dir, "whole", NULL);                        /* 11 */
+    write_one(dir, "unreadable", NULL);                   /* 12 */
+    char stale[512];
+    snprintf(stale, sizeof(stale), "%s/.ckpt-0123456789abcdef.tmp", dir);
+    fclose(fopen(stale, "w"));
+    assert_int_equal(ckptfile_prune_chains(dir, 1, base_in_content, &asked),
+                     -EIO);
+    assert_true(present(10) && present(11) && present(12));
+    assert_int_equal(access(stale, F_OK), -1);
 }
 
 static void test_single_file(void **state)
@@ -355,6 +428,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prune_keeps_newest, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_prune_chains, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_single_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_directory, setup, teardown),

@@ -45,6 +45,27 @@ what the guests print.  Exit 0 pass, 1 fail, 77 skipped (no usable
                 one is refused (120); a damaged file is refused before the
                 image is touched (its bytes unchanged, a missing one not
                 created); the newest of --checkpoint-dir's files restores
+  disk-chain    disklog on a 16 MiB disk already holding 5000 records,
+                --checkpoint-dir --keep 3, ftvmctl checkpoint: the first
+                file holds the whole image, the next two only the chunks
+                written since (delta on the one before, ids matching),
+                the fourth whole again (the chain has 3 files); save FILE
+                is whole and makes the next file whole; a middle delta
+                and the newest restore onto junk-filled images, the guest
+                going on, its log valid; a missing base, or another
+                chain's file under its name, or bases that go round, is
+                refused naming it before the image is touched (a missing
+                one not created); pruning
+                never leaves a file whose base is gone; after the newest
+                file is removed by hand, the next is whole; a whole file
+                made version 1 (as before chains) restores; a file whose
+                rename fails (after its chunks were taken) makes the next
+                whole, which restores
+  disk-chain-full
+                the same on a 24 MiB tmpfs (private mount namespace):
+                a checkpoint that runs out of room fails, and the next
+                file is whole, the one after a delta on it, which
+                restores
 
 Traffic goes only to 10.77.0.2 inside the namespace udpkv-tap creates.
 """
@@ -1023,9 +1044,12 @@ def case_disk():
     # The guest's own count at the save: what the file's disk holds.
     d = inspect_json(f)
     disks = {x["name"]: x for x in d["disks"]}
+    # Every chunk, and the one the guest writes perhaps twice (in a live
+    # pass, and again at the end): records are counted, repeats too.
     check("disk0" in disks and disks["disk0"]["data_chunks"] >= 1 and
-          disks["disk0"]["data_chunks"] + disks["disk0"]["zero_chunks"] ==
-          size >> 20, "inspect's disks: %r" % d["disks"])
+          size >> 20 <= disks["disk0"]["data_chunks"] +
+          disks["disk0"]["zero_chunks"] <= (size >> 20) + 4,
+          "inspect's disks: %r" % d["disks"])
     dev = [x for x in d["devices"] if x["name"] == "ftvm-disk"]
     check(dev and dev[0]["fields"]["size"] == size, "ftvm-disk: %r" % dev)
     txt = ft.run([ftvm, "inspect", f], capture_output=True, text=True,
@@ -1098,6 +1122,351 @@ def case_disk():
                  saved_at(newest))
 
 
+def disklog_fill(path, size, n):
+    """An image of size bytes holding a valid log of records 1..n (the
+    filler zero: disklog checks magic, number and CRC only)."""
+    import zlib
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+        for k in range(1, n + 1):
+            r = b"FTVMDLOG" + struct.pack("<Q", k) + bytes(492)
+            fh.seek(k * 512)
+            fh.write(r + struct.pack("<I", zlib.crc32(r)))
+
+
+def disk_of(path):
+    """(chunk counts, ftvm-disk fields decoded) of a checkpoint file."""
+    d = inspect_json(path)
+    disks = {x["name"]: x for x in d["disks"]}
+    check("disk0" in disks, "%s: inspect's disks %r" % (path, d["disks"]))
+    dev = [x for x in d["devices"] if x["name"] == "ftvm-disk"]
+    check(len(dev) == 1 and dev[0]["version"] == 2,
+          "%s: ftvm-disk %r" % (path, dev))
+    f = dev[0]["fields"]
+    info = {"size": f["size"], "id": f["id"], "base_id": f["base_id"],
+            "base": bytes.fromhex(f["base"]).rstrip(b"\0").decode()}
+    check(re.match(r"^[0-9a-f]{32}$", info["id"]) and
+          info["id"] != "0" * 32, "%s: ftvm-disk id %r" % (path, info))
+    return disks["disk0"], info
+
+
+def reseal(d):
+    """d (a checkpoint's bytes, changed before its trailer) with its
+    trailer's checksum made to match again."""
+    import zlib
+    t = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1))
+    tb = t + 18
+    return d[:tb + 8] + struct.pack(">QI", tb, zlib.crc32(d[:tb])) + \
+        d[tb + 20:]
+
+
+def disk_info_rebase(src, dst, base, base_id):
+    """dst: src whose ftvm-disk (version 2) names another base, resealed."""
+    d = open(src, "rb").read()
+    hdr = b"\x09ftvm-disk" + struct.pack(">II", 0, 2)
+    body = d.find(hdr) + len(hdr)
+    check(body > len(hdr), "%s: no ftvm-disk section" % src)
+    d = d[:body + 56] + bytes.fromhex(base_id) + \
+        base.encode().ljust(64, b"\0") + d[body + 136:]
+    open(dst, "wb").write(reseal(d))
+
+
+def disk_info_v1(src, dst):
+    """dst: src as a file written before chains, its ftvm-disk section at
+    version 1 (name and size only), its description and trailer to
+    match (the checksum recomputed), no chain hint."""
+    d = open(src, "rb").read()
+    hdr = b"\x09ftvm-disk" + struct.pack(">II", 0, 2)
+    i = d.find(hdr)
+    check(i > 5 and d[i - 5] == 0x04 and d.find(hdr, i + 1) < 0,
+          "%s: no one ftvm-disk section" % src)
+    body = i + len(hdr)
+    d = reseal(d[:i] + b"\x09ftvm-disk" + struct.pack(">II", 0, 1) +
+               d[body:body + 40] + d[body + 136:])
+    tb = d.rfind(b"\x09ftvm-ckpt" + struct.pack(">II", 0, 1)) + 18
+    at = tb + 20 + 5        # the trailer's footer, then EOF and 0x06
+    check(d[at:at + 2] == b"\x00\x06", "%s: no description after the "
+          "trailer" % src)
+    desc = json.loads(d[at + 6:])
+    desc.pop("ftvm-disk-chain")
+    for dev in desc["devices"]:
+        if dev["name"] == "ftvm-disk":
+            dev["version"] = 1
+            dev["fields"] = dev["fields"][:2]
+    js = json.dumps(desc).encode()
+    open(dst, "wb").write(d[:at + 2] + struct.pack(">I", len(js)) + js)
+
+
+def restore_chain_disk(f, img, name):
+    """Restores f onto img; the guest goes on from its saved record, and
+    its image, once it is killed, is a valid log holding every record it
+    printed.  Returns the saved record (the first printed, less one)."""
+    import disklog
+    r = Proc(name, [ftvm, "restore", "--disk", img, f])
+    wait_until(lambda: len(disklog_records(r)) >= 3 or
+               (r.p.poll() is not None and
+                fail("%s exited %s\n%s" % (name, r.p.returncode,
+                                             r.dump()))),
+               20, "%s to print 3 records" % name)
+    r.kill9()
+    got = disklog_records(r)
+    check(got == list(range(got[0], got[-1] + 1)),
+          "%s: records %r" % (name, got[:10]))
+    try:
+        on = disklog.check(img)
+    except disklog.DisklogError as e:
+        fail("%s: the image is no valid log: %s" % (name, e))
+    check(got[-1] <= len(on) <= got[-1] + 1, "%s: printed up to %d, the "
+          "image holds 1..%d" % (name, got[-1], len(on)))
+    return got[0] - 1
+
+
+def case_disk_chain():
+    needs_kvm()
+    size, prefill = 16 << 20, 5000
+    chunks = size >> 20
+    img = os.path.join(ft.tmp, "run.img")
+    # Records 1..5000 fill chunks 0 and 1 and start 2: only the first
+    # file holds chunks 0 and 1, so a restore of a later one needs it.
+    disklog_fill(img, size, prefill)
+    sock = os.path.join(ft.tmp, "run.sock")
+    ckdir = os.path.join(ft.tmp, "ck")
+    run = Proc("run", [ftvm, "run", "--mem", "64M", "--disk", img,
+                       "--control", sock, "--checkpoint-dir", ckdir,
+                       "--keep", "3",
+                       os.path.join(guests, "disklog.elf"), "rate=100"])
+    wait_control(sock, run)
+    wait_records(run, prefill + 3)
+    files = {}      # name -> (counts, info, bytes)
+
+    def bases_present():
+        names = only_ckpt_files(ckdir)
+        for n in names:
+            if n not in files:
+                files[n] = disk_of(os.path.join(ckdir, n)) + (None,)
+            b = files[n][1]["base"]
+            check(not b or b in names, "%s's base %s was pruned (left %r)"
+                  % (n, b, names))
+        check(len(names) <= 2 * 3, "%d files kept with --keep 3: %r" %
+              (len(names), names))
+        return names
+
+    def checkpoint(want_base):
+        n0 = disklog_records(run)[-1]
+        wait_records(run, n0 + 2)
+        r = ctl(sock, "checkpoint", as_json=True)
+        name = os.path.basename(r["path"])
+        counts, info = disk_of(r["path"])
+        files[name] = (counts, info, r["bytes"])
+        total = counts["data_chunks"] + counts["zero_chunks"]
+        check(r.get("disk_base", "") == info["base"], "reply %r, "
+              "ftvm-disk %r" % (r, info))
+        if want_base is None:
+            check(info["base"] == "" and info["base_id"] == "0" * 32 and
+                  total >= chunks and counts["data_chunks"] >= 3,
+                  "%s is not a whole image: %r %r" % (name, counts, info))
+        else:
+            check(info["base"] == want_base and
+                  info["base_id"] == files[want_base][1]["id"],
+                  "%s is not a delta on %s: %r" % (name, want_base, info))
+            # Only chunk 2 (3 once the log crosses 6144) was written;
+            # records repeat a chunk written again during the save.
+            check(1 <= counts["data_chunks"] and total <= 4,
+                  "%s, a delta, has %r" % (name, counts))
+        txt = ft.run([ftvm, "inspect", r["path"]], capture_output=True,
+                     text=True, timeout=60).stdout
+        want = ("the changes since %s (id %s)" % (info["base"],
+                                                  info["base_id"])
+                if info["base"] else "the whole image")
+        check("  this file %s: %s\n" % (info["id"], want) in txt,
+              "inspect %s says no %r:\n%s" % (name, want, txt[-3000:]))
+        log("%s: %d bytes, disk %d data + %d zero chunks, base %r" %
+            (name, r["bytes"], counts["data_chunks"], counts["zero_chunks"],
+             info["base"]))
+        bases_present()
+        return name
+
+    c1 = checkpoint(None)
+    c2 = checkpoint(c1)
+    c3 = checkpoint(c2)
+    # The chain has 3 files (--keep 3): the next starts a new one.
+    c4 = checkpoint(None)
+    check(bases_present() == [c1, c2, c3, c4], "after a new chain: %r" %
+          only_ckpt_files(ckdir))
+    # save FILE: a whole image, and the chain breaks.
+    single = os.path.join(ft.tmp, "single.ftvm")
+    save(sock, single)
+    counts, info = disk_of(single)
+    check(info["base"] == "" and counts["data_chunks"] +
+          counts["zero_chunks"] >= chunks, "save FILE: %r %r" %
+          (counts, info))
+    c5 = checkpoint(None)
+    check(bases_present() == [c1, c2, c3, c4, c5], "kept %r" %
+          only_ckpt_files(ckdir))
+
+    # A middle delta and the chain's last, each restored into an image
+    # full of junk: every chunk comes from the chain.
+    def junk(path):
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(size))
+    mid, last = (os.path.join(ckdir, c) for c in (c2, c3))
+    a = os.path.join(ft.tmp, "mid.img")
+    junk(a)
+    s2 = restore_chain_disk(mid, a, "restore-mid")
+    b = os.path.join(ft.tmp, "last.img")
+    s3 = restore_chain_disk(last, b, "restore-last")
+    check(prefill < s2 < s3, "saved at %d (%s) and %d (%s)" %
+          (s2, c2, s3, c3))
+    log("restored %s (record %d) and %s (record %d)" % (c2, s2, c3, s3))
+
+    # A base that is missing, or another chain's file under its name.
+    miss = os.path.join(ft.tmp, "miss")
+    swap = os.path.join(ft.tmp, "swap")
+    for d in (miss, swap):
+        os.mkdir(d)
+        for c in (c2, c3):
+            shutil.copy(os.path.join(ckdir, c), d)
+    shutil.copy(os.path.join(ckdir, c4), os.path.join(swap, c1))
+    before = open(a, "rb").read()
+    missing = os.path.join(ft.tmp, "missing.img")
+    for d, want in ((miss, "No such file"), (swap, "not the file it was "
+                                              "saved on")):
+        for target in (a, missing):
+            r = ft.run([ftvm, "restore", "--disk", target,
+                        os.path.join(d, c3)], capture_output=True,
+                       text=True, timeout=60)
+            check(r.returncode == EXIT_SETUP and want in r.stderr and
+                  os.path.join(d, c1) in r.stderr,
+                  "restore with a bad base: %d %s" % (r.returncode,
+                                                      r.stderr))
+    log("refused: %s" % r.stderr.strip())
+    # Bases that go round: c2 made a delta on c3 (its id and name).
+    loop = os.path.join(ft.tmp, "loop")
+    os.mkdir(loop)
+    shutil.copy(os.path.join(ckdir, c3), loop)
+    disk_info_rebase(os.path.join(ckdir, c2), os.path.join(loop, c2), c3,
+                     files[c3][1]["id"])
+    for target in (a, missing):
+        r = ft.run([ftvm, "restore", "--disk", target,
+                    os.path.join(loop, c3)], capture_output=True, text=True,
+                   timeout=60)
+        check(r.returncode == EXIT_SETUP and "goes round" in r.stderr,
+              "restore of a loop: %d %s" % (r.returncode, r.stderr))
+    log("refused: %s" % r.stderr.strip())
+    check(open(a, "rb").read() == before, "a refused restore changed the "
+          "image")
+    check(not os.path.exists(missing), "a refused restore made the image")
+
+    c6 = checkpoint(c5)
+    # Only c4 (whole), c5 (whole) and c6 (on c5) are still needed.
+    check(bases_present() == [c4, c5, c6], "kept %r" %
+          only_ckpt_files(ckdir))
+    s6 = restore_chain_disk(os.path.join(ckdir, c6),
+                            os.path.join(ft.tmp, "c6.img"), "restore-c6")
+    check(s6 > s3, "saved at %d" % s6)
+    whole, delta = files[c5][2], files[c6][2]
+    log("file sizes: whole %d bytes, delta %d bytes" % (whole, delta))
+    check(delta < whole, "the delta is not smaller than the whole file")
+    # A whole file as written before chains (ftvm-disk version 1) still
+    # restores, as the whole image.
+    v1 = os.path.join(ft.tmp, "v1.ftvm")
+    disk_info_v1(os.path.join(ckdir, c5), v1)
+    dev = [x for x in inspect_json(v1)["devices"]
+           if x["name"] == "ftvm-disk"]
+    check(dev and dev[0]["version"] == 1 and "id" not in dev[0]["fields"],
+          "the version 1 copy: %r" % dev)
+    c = os.path.join(ft.tmp, "v1.img")
+    junk(c)
+    restore_chain_disk(v1, c, "restore-v1")
+    # A save that fails after the guest's pause (its chunks taken from
+    # the dirty bitmap): a directory under the name the file gets makes
+    # its rename fail.  The next file is whole, and restores.
+    wait_records(run, disklog_records(run)[-1] + 2)
+    seq = max(int(CKPT_RE.match(n).group(1))
+              for n in only_ckpt_files(ckdir)) + 1
+    block = os.path.join(ckdir, "ckpt-%08d.ftvm" % seq)
+    os.mkdir(block)
+    open(os.path.join(block, "x"), "w").close()
+    rc, out, err = ctl(sock, "checkpoint", ok=False)
+    check(rc != 0 and "rename into place" in err, "checkpoint over a "
+          "directory: %d %s%s" % (rc, out, err))
+    shutil.rmtree(block)
+    c7 = checkpoint(None)
+    s7 = restore_chain_disk(os.path.join(ckdir, c7),
+                            os.path.join(ft.tmp, "c7.img"), "restore-c7")
+    check(s7 > s6, "saved at %d" % s7)
+    # The chain's last file removed by hand: the next one is whole.
+    os.unlink(os.path.join(ckdir, c7))
+    del files[c7]
+    checkpoint(None)
+
+
+def case_disk_chain_full():
+    needs_kvm()
+    needs_root("mounting a tmpfs")
+    if os.environ.get("FTVM_CKPT_MNTNS") != "1":
+        if not shutil.which("unshare"):
+            skip("unshare (util-linux) is not installed")
+        env = dict(os.environ, FTVM_CKPT_MNTNS="1")
+        argv = ["unshare", "-m", "--propagation", "private",
+                sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+        shutil.rmtree(ft.tmp, ignore_errors=True)
+        os.execvpe(argv[0], argv, env)
+
+    size = 16 << 20
+    img = os.path.join(ft.tmp, "run.img")
+    disklog_fill(img, size, 5000)
+    ckdir = os.path.join(ft.tmp, "ck")
+    os.mkdir(ckdir, 0o700)
+    sh("mount", "-t", "tmpfs", "-o", "size=24m,mode=0700",
+       "ftvm-ckpt-test", ckdir)
+    ft.cleanups.append(lambda: ft.run(["umount", "-l", ckdir],
+                                      capture_output=True, timeout=30))
+    sock = os.path.join(ft.tmp, "run.sock")
+    run = Proc("run", [ftvm, "run", "--mem", "64M", "--disk", img,
+                       "--control", sock, "--checkpoint-dir", ckdir,
+                       "--keep", "3",
+                       os.path.join(guests, "disklog.elf"), "rate=100"])
+    wait_control(sock, run)
+    wait_records(run, 5003)
+    c1 = ctl(sock, "checkpoint", as_json=True)
+    wait_records(run, disklog_records(run)[-1] + 2)
+    c2 = ctl(sock, "checkpoint", as_json=True)
+    check(c2.get("disk_base") == os.path.basename(c1["path"]),
+          "the second file is no delta on the first: %r" % c2)
+    # Leave less room than a delta needs: the next checkpoint fails.
+    pad = os.path.join(ckdir, "pad")
+    st = os.statvfs(ckdir)
+    with open(pad, "wb") as fh:
+        fh.write(b"\1" * max(0, st.f_bavail * st.f_frsize - (512 << 10)))
+    rc, out, err = ctl(sock, "checkpoint", ok=False)
+    check(rc != 0 and "No space left" in err, "a checkpoint fitted: %d "
+          "%s%s" % (rc, out, err))
+    os.unlink(pad)
+    # The next file is whole, though its chain (2 files) is shorter than
+    # --keep, and the one after it a delta on it.
+    c3 = ctl(sock, "checkpoint", as_json=True)
+    check("disk_base" not in c3, "after a failed checkpoint: %r" % c3)
+    counts, info = disk_of(c3["path"])
+    check(info["base"] == "" and counts["data_chunks"] +
+          counts["zero_chunks"] >= size >> 20, "%r %r" % (counts, info))
+    wait_records(run, disklog_records(run)[-1] + 2)
+    c4 = ctl(sock, "checkpoint", as_json=True)
+    check(c4.get("disk_base") == os.path.basename(c3["path"]),
+          "the chain does not go on after the whole file: %r" % c4)
+    log("%s; then %s whole, %s on it" % (err.strip(),
+                                         os.path.basename(c3["path"]),
+                                         os.path.basename(c4["path"])))
+    run.kill9()
+    log("after the failure: %s whole, %s on it" %
+        (os.path.basename(c3["path"]), c4["disk_base"]))
+    target = os.path.join(ft.tmp, "r.img")
+    with open(target, "wb") as fh:
+        fh.write(os.urandom(size))
+    saved = restore_chain_disk(c4["path"], target, "restore")
+    check(saved > 5000, "saved at %d" % saved)
+
+
 CASES = {
     "save-restore": case_save_restore,
     "periodic": case_periodic,
@@ -1110,6 +1479,8 @@ CASES = {
     "files": case_files,
     "trailer-place": case_trailer_place,
     "disk": case_disk,
+    "disk-chain": case_disk_chain,
+    "disk-chain-full": case_disk_chain_full,
 }
 
 
