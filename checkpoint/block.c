@@ -491,6 +491,13 @@ int block_apply(block_loader *l, bool flush, char *err, size_t errlen)
                      e->chunk, off, strerror(-rc));
             return rc;
         }
+        /*
+         * As the RAM loader marks the pages it applies: a checkpoint file
+         * being written meanwhile (a secondary's, live) sends the chunk
+         * again.
+         */
+        disk_mark_dirty(d, e->chunk * DISK_CHUNK_SECTORS,
+                        disk_chunk_len(d, e->chunk) / DISK_SECTOR_SIZE);
     }
     for (size_t i = 0; flush && !l->inspect && i < l->n; i++) {
         int rc = disk_flush(l->disks[i].d);

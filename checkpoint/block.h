@@ -137,7 +137,9 @@ void block_stage_counts_get(const block_loader *l, block_stage_counts *out);
 
 /*
  * Writes every staged chunk into its image (pwrite; a ZERO chunk punches
- * a hole or writes zeros) and, when all went well, empties the stage.
+ * a hole or writes zeros), marks it dirty (as the RAM loader marks the
+ * pages it applies: a checkpoint file of the image being written
+ * meanwhile sends it again) and, when all went well, empties the stage.
  * Returns 0, or -errno with "disk NAME (PATH): writing chunk C at byte
  * OFFSET: REASON" in err; the stage is then kept, so the same apply can
  * run again (every chunk is written whole, so repeating one is harmless)

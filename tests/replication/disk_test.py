@@ -33,6 +33,10 @@ unacknowledged package would print records the memory had not reached.
                 fails, it refuses the stream (exit 4, "No space left on
                 device", never a failover), and the primary runs on
                 unprotected (--reconnect), its guest still writing.
+  secondary-save  eight `ftvmctl save` on the secondary while packages keep
+                coming (256M guest, so the save's live passes overlap
+                them): each file restores to a guest that goes on after
+                its record, on a valid log holding every record before.
   refuse        a secondary without --disk refuses a primary with a disk
                 (and the reverse), naming the option; --disk IMG,readonly
                 on a primary and --mode colo --disk exit 2.
@@ -234,6 +238,40 @@ def case_enospc():
                              written()))
 
 
+def case_secondary_save():
+    """Checkpoint files of the secondary's VM while packages keep coming:
+    its copy's chunks written by a package during the file's live passes
+    are sent again, so each file's disk matches its memory."""
+    pimg, simg, sec, addr, sctl, pri, pctl = pair(0, extra_pri=["--mem",
+                                                                "256M"])
+    e2e.wait_state(pctl, pri, "active")
+    ft.wait_until(lambda: len(records_of(pri)) >= 20, 20, "20 records")
+    for k in range(8):
+        f = os.path.join(ft.tmp, "s%d.ftvm" % k)
+        e2e.ctl_cli(sctl.path, "save", f)
+        img = os.path.join(ft.tmp, "r%d.img" % k)
+        r = e2e.Stream("restore%d" % k, [ck.ftvm, "restore", "--disk", img,
+                                         f])
+        ft.wait_until(lambda: len(records_of(r)) >= 3 or
+                      (not r.alive() and e2e.fail(r.dump())), 20,
+                      "3 records from the restored VM")
+        r.signal(signal.SIGKILL)
+        r.p.wait(10)
+        got = records_of(r)
+        try:
+            on_disk = disklog.check(img)
+        except disklog.DisklogError as e:
+            e2e.fail("the secondary's file %d: %s (its guest went on at "
+                     "%d)" % (k, e, got[0]))
+        check(got[0] - 1 <= len(on_disk) and len(on_disk) >= got[-1],
+              "file %d: the guest went on at %d, printed up to %d; the "
+              "image holds 1..%d" % (k, got[0], got[-1], len(on_disk)))
+        log("the secondary's file %d: its guest goes on at record %d, "
+            "the image holds 1..%d" % (k, got[0], len(on_disk)))
+        ft.procs.remove(r)
+    e2e.retire(sec, pri, sctl, pctl)
+
+
 def run_cmd(argv):
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
@@ -274,6 +312,7 @@ CASES = {
     "corrupt": (case_corrupt, False),
     "enospc": (case_enospc, "a tmpfs in a mount namespace"),
     "refuse": (case_refuse, False),
+    "secondary-save": (case_secondary_save, False),
 }
 
 
