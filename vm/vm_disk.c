@@ -347,8 +347,9 @@ int vm_disk_file_begin(vm *v, const char *dir, const char *name,
     }
     /*
      * A name that cannot be a base is no chain's link either; nor is a
-     * secondary's file: the packages it applies write its image behind
-     * the bitmap's back.
+     * secondary's file: kept simple, each is whole (the packages it
+     * applies mark what they write, but a chain would have to follow
+     * them across commits).
      */
     bool in_dir = dir && !v->disk_hold && strlen(name) < VM_DISK_BASE_LEN &&
                   strlen(dir) < sizeof(ch->dir) && !strchr(name, '/');

@@ -143,8 +143,11 @@ static void test_round_trip_all(void **state)
     block_stage_counts_get(l, &sc);
     assert_int_equal(sc.zero_chunks + sc.data_chunks, 0);
     assert_same_files(sp, dp);
-    /* Applying wrote nothing a checkpoint would send back. */
-    assert_int_equal(disk_dirty_count(dst), 0);
+    /*
+     * Every chunk applied is marked, as the RAM loader marks its pages: a
+     * checkpoint file of the copy being written meanwhile sends it again.
+     */
+    assert_int_equal(disk_dirty_count(dst), 6);
     block_loader_free(l);
     disk_close(src);
     disk_close(dst);
