@@ -63,6 +63,12 @@ static entry *find(registry *r, const char *idstr, uint32_t instance_id)
     return NULL;
 }
 
+int registry_section_id(registry *r, const char *idstr, uint32_t instance_id)
+{
+    entry *e = find(r, idstr, instance_id);
+    return e ? (int)e->section_id : -ENOENT;
+}
+
 static uint32_t next_instance(registry *r, const char *idstr)
 {
     uint32_t next = 0;

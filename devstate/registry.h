@@ -74,6 +74,9 @@ int registry_add_live(registry *r, const char *idstr, uint32_t instance_id,
 /* Registered entries, and the instance id an entry got (for AUTO). */
 size_t registry_count(const registry *r);
 uint32_t registry_instance_id(const registry *r, int section_id);
+/* The section id of idstr/instance_id, or -ENOENT. */
+int registry_section_id(registry *r, const char *idstr,
+                        uint32_t instance_id);
 
 /* ---- saving ---- */
 

@@ -3,7 +3,8 @@
  * the same APIs the real one uses (vm/, devstate/ registry, checkpoint/
  * packages and trailers), and able to misbehave on purpose.
  *
- *   fake_primary [--net SPEC] [--mem SIZE] [--vm-name NAME] ADDR:PORT
+ *   fake_primary [--net SPEC] [--mem SIZE] [--vm-name NAME] [--disk IMG]
+ *                ADDR:PORT
  *                GUEST.elf 'ARGS' CONSOLE_OUT STEP...
  *
  * It boots GUEST in a VM of its own (console captured), connects to the
@@ -15,6 +16,9 @@
  *                to yet)
  *   ckpt:N       N checkpoints 20 ms apart, each ACKed before the next
  *   corrupt      one checkpoint with a bit flipped inside: NACK expected
+ *   baddisk      (--disk) one checkpoint, sealed, whose chunks are good
+ *                but for a last "block" record past the disk's end, as
+ *                a buggy primary could write it: NACK expected
  *   badbase      one checkpoint built on the one before the last ACKed
  *   unsealed     one checkpoint without its ftvm-ckpt trailer
  *   nested       one checkpoint with a package inside it
@@ -62,6 +66,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint/block.h"
 #include "checkpoint/qfile.h"
 #include "checkpoint/retpath.h"
 #include "devstate/dropnotice.h"
@@ -280,7 +285,28 @@ typedef enum pkg_kind {
     PKG_NESTED,
     PKG_TRUNCATED,
     PKG_FOREIGN,
+    PKG_BADDISK,
 } pkg_kind;
+
+/*
+ * A block PART whose one record is a zero chunk just past the disk's
+ * end: well framed, so only the loader's range check refuses it.
+ */
+static void put_bad_chunk(fp *p, qfile *q)
+{
+    disk *d = vm_disk(p->v);
+    int sid = registry_section_id(vm_registry(p->v), BLOCK_SECTION_IDSTR, 0);
+    if (!d || sid < 0)
+        die_fail(p, "baddisk: the VM has no disk (--disk)");
+    uint64_t sector = disk_chunks(d) * DISK_CHUNK_SECTORS;
+    savevm_put_section_part(q, SAVEVM_SECTION_PART, (uint32_t)sid);
+    qfile_put_be64(q, sector << 9 | BLOCK_FLAG_DEVICE_BLOCK |
+                          BLOCK_FLAG_ZERO_BLOCK);
+    qfile_put_u8(q, (uint8_t)strlen(VM_DISK_NAME));
+    qfile_put_buf(q, VM_DISK_NAME, strlen(VM_DISK_NAME));
+    qfile_put_be64(q, BLOCK_FLAG_EOS);
+    savevm_put_footer(q, (uint32_t)sid);
+}
 
 /* One checkpoint of the paused guest, sent as kind says. */
 static void await_close(fp *p);
@@ -309,8 +335,11 @@ static void checkpoint(fp *p, pkg_kind kind)
     trailer_put_pkg(q, p->id_pkg, &hdr);
     if (kind == PKG_NESTED)
         savevm_put_packaged(q, "\x00", 1);
-    if (registry_save_complete(reg, q) < 0 ||
-        registry_save_devices(reg, q, NULL) < 0)
+    if (registry_save_complete(reg, q) < 0)
+        die_fail(p, "saving: %s", qfile_errmsg(q));
+    if (kind == PKG_BADDISK)
+        put_bad_chunk(p, q);
+    if (registry_save_devices(reg, q, NULL) < 0)
         die_fail(p, "saving: %s", qfile_errmsg(q));
     if (kind != PKG_UNSEALED)
         trailer_put(q, p->id_ckpt, id);
@@ -513,6 +542,11 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--mem") == 0 &&
                  parse_size(argv[i + 1], &cfg.mem_size) == 0)
             continue;
+        else if (strcmp(argv[i], "--disk") == 0) {
+            if (disk_open(&cfg.disk, argv[i + 1], false, VM_DISK_NAME, err,
+                          sizeof(err)) < 0)
+                die_fail(NULL, "--disk: %s", err);
+        }
         else if (strcmp(argv[i], "--vm-name") == 0 &&
                  strlen(argv[i + 1]) <= PAIRING_NAME_MAX)
             vm_name = argv[i + 1];
@@ -541,7 +575,8 @@ int main(int argc, char **argv)
         vm_start(p.v, err, sizeof(err)) < 0)
         die_fail(NULL, "the VM: %s", err);
     p.shape = (vmshape){ .mem_size = cfg.mem_size, .vcpus = cfg.vcpus,
-                         .has_net = cfg.net != NULL };
+                         .has_net = cfg.net != NULL,
+                         .disk_size = cfg.disk ? disk_size(cfg.disk) : 0 };
     memcpy(p.shape.mac, cfg.mac, 6);
     if (pairing_draw(&p.shape.pair, vm_name, 1) < 0)
         die_fail(NULL, "getrandom");
@@ -575,6 +610,8 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(s, "corrupt") == 0) {
             checkpoint(&p, PKG_CORRUPT);
+        } else if (strcmp(s, "baddisk") == 0) {
+            checkpoint(&p, PKG_BADDISK);
         } else if (strcmp(s, "badbase") == 0) {
             checkpoint(&p, PKG_BADBASE);
         } else if (strcmp(s, "unsealed") == 0) {

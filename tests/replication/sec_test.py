@@ -17,6 +17,12 @@ does.  Exit 0 pass, 1 fail, 77 skipped (no usable /dev/kvm).
                    NACKed with their reason and change nothing; the next
                    full package is ACKed; status counts them; the primary's
                    EOF stops the secondary (exit 0, no failover)
+  bad-disk         (--disk, disklog) a sealed package whose last "block"
+                   record lies past the disk's end is NACKed naming it,
+                   and the copy is byte for byte unchanged though the
+                   package's other chunks were good; the full package
+                   after it is ACKed; a failover goes on, the copy a
+                   valid log
   truncated        the primary dies half-way through sending a package: the
                    secondary fails over from the one before
   stall            the primary goes silent: declared dead after the failure
@@ -85,6 +91,7 @@ import ftvmtest as ft  # noqa: E402
 
 from ckpt_test import Proc  # noqa: E402
 from ftvmtest import check, fail, log  # noqa: E402
+import disklog  # noqa: E402
 
 fake = None
 COUNTER = ["rate=50", "count=150", "area-kib=512", "pages-per-tick=8"]
@@ -95,12 +102,13 @@ class FakePrimary(Proc):
     """fake_primary with a pipe on stdin, for its `wait` step."""
 
     def __init__(self, name, addr, steps, counter=COUNTER, net=None,
-                 mem="64M", vm_name=None):
+                 mem="64M", vm_name=None, guest="counter", disk=None):
         self.console = os.path.join(ft.tmp, name + ".console")
         argv = [fake, "--mem", mem] + (["--net", net] if net else []) + \
             (["--vm-name", vm_name] if vm_name else []) + \
-            [addr, os.path.join(ck.guests, "counter.elf"), " ".join(counter),
-             self.console] + list(steps)
+            (["--disk", disk] if disk else []) + \
+            [addr, os.path.join(ck.guests, guest + ".elf"),
+             " ".join(counter), self.console] + list(steps)
         Proc.__init__(self, name, argv, stdin=subprocess.PIPE)
 
     def wait_line(self, prefix, timeout=20):
@@ -324,6 +332,48 @@ def case_refuse():
               for line in prim.lines()), "the fake saw no close")
     check("no failover" in sec.err(), "log:\n%s" % sec.err())
     check(not sec.ticks(), "the secondary ran the guest")
+
+
+def case_bad_disk():
+    """A package whose chunks are good but for a last record past the
+    disk's end (sealed: only the loader's check refuses it) is NACKed
+    naming the record, and nothing of it reaches the copy, not even the
+    good chunks before the bad one; the full package after it puts
+    everything right, and a failover goes on from it on a valid log."""
+    ft.needs_kvm()
+    pimg = os.path.join(ft.tmp, "p.img")
+    simg = os.path.join(ft.tmp, "s.img")
+    with open(pimg, "wb") as f:
+        f.truncate(4 << 20)
+    sec = Secondary(extra=["--disk", simg])
+    prim = FakePrimary("primary", sec.addr, [
+        "bringup", "ckpt:3", "wait", "baddisk", "wait", "ckpt:3", "die"],
+        counter=["rate=100"], guest="disklog", disk=pimg)
+    prim.wait_line("waiting")
+    before = open(simg, "rb").read()
+    n0 = len(disklog.records(simg))
+    prim.go_on()
+    ft.wait_until(lambda: prim.nacks(), 20, "the NACK")
+    nack = prim.nacks()[0]
+    check("block" in nack and "disk0" in nack, "NACK %r" % nack)
+    ft.wait_until(lambda: len([l for l in prim.lines()
+                               if l == "waiting"]) >= 2, 20, "waiting")
+    check(open(simg, "rb").read() == before, "the refused package changed "
+          "the secondary's copy")
+    check(len(disklog.records(pimg)) > n0, "the guest wrote nothing "
+          "between the two waits: the bad package held no good chunk")
+    prim.go_on()
+    prim.finished()
+    s = sec.wait_state("running")
+    check(s["failover"]["continued_from"] == prim.acks()[-1][0],
+          "continued from %r, last ACK %r" % (s["failover"], prim.acks()))
+    ft.wait_until(lambda: "disklog: record" in "".join(sec.lines()[-1:]),
+                  20, "a record from the secondary")
+    ck.ctl(sec.sock, "quit")
+    sec.expect_exit(0)
+    got = disklog.check(simg)
+    log("NACK: %s; the copy held records 1..%d, unchanged by it; after "
+        "the failover 1..%d" % (nack, n0, len(got)))
 
 
 def case_truncated():
@@ -829,6 +879,7 @@ CASES = {
     "usage": case_usage,
     "failover-kill": case_failover_kill,
     "refuse": case_refuse,
+    "bad-disk": case_bad_disk,
     "truncated": case_truncated,
     "stall": case_stall,
     "garbage": case_garbage,
