@@ -68,6 +68,17 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             answers never goes back (an answer the client saw was in a
             checkpoint the secondary had), and the secondary's shell
             answers; logs the resends and the longest request
+  disk      --disk IMG (a 64 MiB sparse image under /var/tmp): the guest
+            sees /dev/vda (virtio-blk) of 131072 sectors, makes an ext4
+            file system on it, mounts it, writes a file with a random
+            token and 4 MiB of random bytes (its sha256 noted), syncs,
+            unmounts and reboots (ftvm exits 0); on the host, e2fsck -fn
+            of the image passes and debugfs reads the token back; a
+            second boot on the same image, readonly (--disk IMG,readonly:
+            /sys/block/vda/ro is 1, a write to it fails): e2fsck -fn
+            passes in the guest, the token and the 4 MiB file's sha256
+            read back; logs dd's write (conv=fsync, through ext4) and raw
+            read rates
   refuse    (no VM) `ftvm primary --kernel --mode colo`, `ftvm restore
             --kernel` and `ftvm secondary --kernel` exit 2 with the
             message;
@@ -83,6 +94,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -297,6 +309,117 @@ def case_save_restore():
     ft.ftvmctl_json(FTVMCTL, sock2, "quit")
     rc = r.wait(30)
     check(rc == 0, "ftvm restore exited %d after quit:\n%s" % (rc, r.err()))
+
+
+def gsh(p, tag, cmd, timeout=120):
+    """Types cmd, then `echo ftvm-linux: TAG-rc $?`; its exit status (the
+    echoed command line shows `$?`, not a number)."""
+    type_line(p, "%s; echo ftvm-linux: %s-rc $?" % (cmd, tag))
+    rx = re.compile(r"ftvm-linux: %s-rc (\d+)" % re.escape(tag))
+    line = p.wait_line(rx.search, timeout, "the end of: " + cmd)
+    return int(rx.search(line).group(1))
+
+
+def sh_ok(p, tag, cmd, timeout=120):
+    rc = gsh(p, tag, cmd, timeout)
+    check(rc == 0, "`%s` exited %d in the guest:\n%s" % (cmd, rc, p.out()))
+
+
+def dd_rate(p, tag, cmd, nbytes):
+    """Runs a dd of nbytes in the guest, timed by its /proc/uptime (this
+    busybox's dd prints no summary); logs and returns its MB/s."""
+    up = "$(cut -d' ' -f1 /proc/uptime)"
+    type_line(p, "a=%s; %s 2>/dev/null; r=$?; echo ftvm-linux: %s-time $r "
+              "$a %s" % (up, cmd, tag, up))
+    rx = re.compile(r"ftvm-linux: %s-time (\d+) ([\d.]+) ([\d.]+)" % tag)
+    m = rx.search(p.wait_line(rx.search, 300, "the end of: " + cmd))
+    check(m.group(1) == "0", "`%s` exited %s in the guest:\n%s"
+          % (cmd, m.group(1), p.out()))
+    secs = max(float(m.group(3)) - float(m.group(2)), 0.01)
+    mb = nbytes / 1e6 / secs
+    log("%s: %s: %d bytes in %.2f s, %.1f MB/s" % (tag, cmd, nbytes, secs,
+                                                  mb))
+    return mb
+
+
+def disk_boot(img, name):
+    p, t0 = start(name, "disk", 1, "--disk", img, stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    line = p.wait_line(lambda l: "ftvm-linux: disk vda" in l or
+                       "ftvm-linux: no disk" in l, 60, "the disk's line")
+    check("ftvm-linux: disk vda 131072 sectors" in line,
+          "the guest's disk: %r (want 131072 sectors)\n%s" % (line, p.out()))
+    p.wait_line(lambda l: "a shell on the console" in l, 30, "the shell")
+    return p
+
+
+def case_disk():
+    can_boot_linux()
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        disk_case(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def disk_case(d):
+    img = os.path.join(d, "disk.img")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    token = "ftvm-token-%016x" % random.getrandbits(64)
+    log("image %s, token %s" % (img, token))
+
+    p = disk_boot(img, "linux-rw")
+    sh_ok(p, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(p, "mount", "mount -t ext4 /dev/vda /mnt")
+    sh_ok(p, "token", "echo %s >/mnt/hello.txt" % token)
+    sh_ok(p, "big", "dd if=/dev/urandom of=/mnt/big bs=65536 count=64 "
+          "2>/dev/null")
+    type_line(p, "echo ftvm-linux: sum-a $(sha256sum /mnt/big)")
+    rx = re.compile(r"ftvm-linux: sum-a ([0-9a-f]{64}) /mnt/big")
+    sum_a = rx.search(p.wait_line(rx.search, 60, "the file's sha256")).group(1)
+    dd_rate(p, "write", "dd if=/dev/zero of=/mnt/zero bs=1048576 count=16 "
+            "conv=fsync", 16 << 20)
+    sh_ok(p, "sync", "sync")
+    sh_ok(p, "umount", "umount /mnt")
+    type_line(p, "reboot -f")
+    rc = p.wait(120)
+    check(rc == 0, "ftvm run exited %d after the guest's reboot:\n%s"
+          % (rc, p.err()))
+
+    # The bytes are in the image, as the host's own tools read it.
+    r = ft.run(["e2fsck", "-fn", img], capture_output=True, text=True,
+               timeout=ft.scaled(120))
+    check(r.returncode == 0, "the host's e2fsck -fn of the image: exit %d\n"
+          "%s%s" % (r.returncode, r.stdout, r.stderr))
+    r = ft.run(["debugfs", "-R", "cat /hello.txt", img], capture_output=True,
+               text=True, timeout=ft.scaled(60))
+    check(r.stdout.strip() == token, "debugfs read %r from /hello.txt, "
+          "expected %r (%s)" % (r.stdout, token, r.stderr))
+
+    p = disk_boot(img + ",readonly", "linux-ro")
+    type_line(p, "echo ftvm-linux: ro $(cat /sys/block/vda/ro)")
+    p.wait_line(lambda l: "ftvm-linux: ro 1" in l, 60, "/sys/block/vda/ro")
+    sh_ok(p, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    check(gsh(p, "write", "dd if=/dev/zero of=/dev/vda bs=4096 count=1 "
+             "conv=fsync 2>/dev/null") != 0,
+          "a write to the readonly disk succeeded:\n" + p.out())
+    sh_ok(p, "mount", "mount -t ext4 -o ro /dev/vda /mnt")
+    type_line(p, "echo ftvm-linux: hello $(cat /mnt/hello.txt)")
+    p.wait_line(lambda l: "ftvm-linux: hello " + token in l, 60,
+                "the token read back")
+    type_line(p, "echo ftvm-linux: sum-b $(sha256sum /mnt/big)")
+    rx = re.compile(r"ftvm-linux: sum-b ([0-9a-f]{64}) /mnt/big")
+    sum_b = rx.search(p.wait_line(rx.search, 60, "the file's sha256")).group(1)
+    check(sum_a == sum_b, "the 4 MiB file's sha256 was %s, reads back %s"
+          % (sum_a, sum_b))
+    sh_ok(p, "umount", "umount /mnt")
+    dd_rate(p, "read", "dd if=/dev/vda of=/dev/null bs=1048576 count=64",
+            64 << 20)
+    type_line(p, "reboot -f")
+    rc = p.wait(120)
+    check(rc == 0, "ftvm run exited %d after the second reboot:\n%s"
+          % (rc, p.err()))
 
 
 def restore_refused(path, *needles, net=None):
@@ -832,7 +955,8 @@ def case_failover_net():
 CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
          "net": case_net, "net-dgram": case_net_dgram,
          "failover": case_failover, "failover-net": case_failover_net,
-         "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
+         "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad,
+         "disk": case_disk}
 
 
 def main():
