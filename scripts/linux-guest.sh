@@ -24,8 +24,8 @@
 # With a network device (virtio-net: the modules virtio_net needs are
 # taken from the kernel's package, fetched once, and loaded by /init),
 # `ftvm_ip=A.B.C.D/N` gives eth0 that address and brings it up.  The
-# same modules hold virtio_blk's and ext4's (loaded with ftvm_ip= or in
-# disk mode), and the initramfs has e2fsprogs' mke2fs (mkfs.ext4) and
+# same modules hold virtio_blk's and ext4's (loaded in disk mode, with
+# the network's), and the initramfs has e2fsprogs' mke2fs (mkfs.ext4) and
 # e2fsck from the host, with the shared libraries ldd names, so a guest
 # with --disk can make, mount and check an ext4 file system on /dev/vda.
 #
@@ -116,9 +116,15 @@ cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo "ftvm-linux: up: $cpus cpus, uptime $(cut -d' ' -f1 /proc/uptime)"
 mode=$(sed -n 's/.*ftvm_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
 ip=$(sed -n 's/.*ftvm_ip=\([0-9./]*\).*/\1/p' /proc/cmdline)
-if [ -n "$ip" ] || [ "$mode" = disk ]; then
+# The modules in order: up to virtio_net's for the network, all of them
+# (virtio_blk's and ext4's too) for the disk.
+last=
+[ -n "$ip" ] && last=virtio_net.ko
+[ "$mode" = disk ] && last=all
+if [ -n "$last" ]; then
     while read -r ko; do
         insmod "/modules/$ko" || echo "ftvm-linux: insmod $ko failed"
+        [ "$ko" = "$last" ] && break
     done </modules/order
 fi
 if [ -n "$ip" ]; then

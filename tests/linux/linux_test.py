@@ -631,11 +631,11 @@ def case_net():
           "the restored guest booted again:\n" + r.out())
     r.kill9()
 
-    # "pci" 0, version 1: the address register (4), the bridge (7), the
+    # "pci" 0, version 2: the address register (4), the bridge (7), the
     # virtio-net function (7), feature selects (8), driver features (8),
     # status, generation, queue select (2), ISR, level, then the receive
     # queue's size (be16 256): 259 is no power of two.
-    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x01"
+    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x02"
     with open(ckpt, "rb") as f:
         data = f.read()
     # The file without --net: it holds a network device.
