@@ -79,6 +79,14 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             passes in the guest, the token and the 4 MiB file's sha256
             read back; logs dd's write (conv=fsync, through ext4) and raw
             read rates
+  disk-restore
+            --disk IMG: ext4 on /dev/vda, a loop in the guest appending
+            its count to a file; `ftvmctl pause`, `save`, kill -9 (the
+            image as the pause left it: every request the guest saw
+            complete is in it, none in flight), `ftvm restore --disk
+            IMG`: the shell answers, the loop goes on, then stopped: the
+            file's lines are 0..N-1 with none missing, e2fsck -fn in the
+            guest and on the host passes
   refuse    (no VM) `ftvm primary --kernel --mode colo`, `ftvm restore
             --kernel` and `ftvm secondary --kernel` exit 2 with the
             message;
@@ -420,6 +428,75 @@ def disk_case(d):
     rc = p.wait(120)
     check(rc == 0, "ftvm run exited %d after the second reboot:\n%s"
           % (rc, p.err()))
+
+
+WROTE_RE = re.compile(r"ftvm-linux: wrote (\d+)")
+
+
+def wrote(p):
+    n = [int(m.group(1)) for m in map(WROTE_RE.search, p.lines()) if m]
+    return n[-1] if n else -1
+
+
+def case_disk_restore():
+    can_boot_linux()
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        disk_restore_case(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def disk_restore_case(d):
+    img = os.path.join(d, "disk.img")
+    ckpt = os.path.join(d, "linux.ftvm")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    sock = os.path.join(ft.tmp, "ctl.sock")
+    p, t0 = start("linux", "disk", 1, "--disk", img, "--control", sock,
+                  stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    p.wait_line(lambda l: "a shell on the console" in l, 60, "the shell")
+    sh_ok(p, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(p, "mount", "mount -t ext4 /dev/vda /mnt")
+    # Each line of /mnt/log its number, a console line every 500.
+    type_line(p, "(i=0; while :; do echo $i >>/mnt/log; i=$((i + 1)); "
+              "[ $((i % 500)) = 0 ] && echo ftvm-linux: wrote $i; done) &")
+    wait_until(lambda: wrote(p) >= 1000, 120, "the guest's writer")
+    # Paused from the save to the kill: the image stays as the checkpoint
+    # has it (a request completes before its vCPU runs on).
+    ft.ftvmctl_json(FTVMCTL, sock, "pause")
+    st = ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
+    before = wrote(p)
+    p.kill9()
+    log("saved %d bytes with the writer at %d+ lines" % (st["bytes"], before))
+
+    sock2 = os.path.join(ft.tmp, "ctl2.sock")
+    r = ft.Proc("restore", [FTVM, "restore", ckpt, "--disk", img,
+                            "--control", sock2], stdin=subprocess.PIPE)
+    ask(r, "B", "7*8", timeout=120)
+    wait_until(lambda: wrote(r) >= before + 1000, 120,
+               "the writer going on after the restore")
+    sh_ok(r, "stop", "kill %1; wait; sync")
+    type_line(r, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
+              "END {print bad + 0, NR}' /mnt/log)")
+    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
+    m = rx.search(r.wait_line(rx.search, 60, "the log's check"))
+    bad, lines = int(m.group(1)), int(m.group(2))
+    log("the log: %d lines, %d out of place" % (lines, bad))
+    check(bad == 0 and lines >= before + 1000, "/mnt/log after the restore: "
+          "%d lines, %d not their number (the writer was at %d at the save)"
+          % (lines, bad, before))
+    sh_ok(r, "umount", "umount /mnt")
+    sh_ok(r, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    type_line(r, "reboot -f")
+    rc = r.wait(120)
+    check(rc == 0, "ftvm restore exited %d after the guest's reboot:\n%s"
+          % (rc, r.err()))
+    res = ft.run(["e2fsck", "-fn", img], capture_output=True, text=True,
+                 timeout=ft.scaled(120))
+    check(res.returncode == 0, "the host's e2fsck -fn of the image: exit "
+          "%d\n%s%s" % (res.returncode, res.stdout, res.stderr))
 
 
 def restore_refused(path, *needles, net=None):
@@ -956,7 +1033,7 @@ CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
          "net": case_net, "net-dgram": case_net_dgram,
          "failover": case_failover, "failover-net": case_failover_net,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad,
-         "disk": case_disk}
+         "disk": case_disk, "disk-restore": case_disk_restore}
 
 
 def main():
