@@ -87,12 +87,21 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             IMG`: the shell answers, the loop goes on, then stopped: the
             file's lines are 0..N-1 with none missing, e2fsck -fn in the
             guest and on the host passes
+  failover-disk
+            checkpoint mode with a disk: `ftvm secondary --disk B` and
+            `ftvm primary --kernel --disk A`; ext4 on /dev/vda, a loop
+            appending its count to a file; kill -9 of the primary after
+            a random 1000-3000 lines (seeded): the secondary fails over
+            with its copy B, the loop goes on, then stopped: the file's
+            lines are 0..N-1 with none missing or out of place, e2fsck
+            -fn passes in the guest and on B from the host
   refuse    (no VM) `ftvm primary --kernel --mode colo`, `ftvm restore
             --kernel` and `ftvm secondary --kernel` exit 2 with the
             message;
             --initrd without --kernel, and a file that is no bzImage
             (exit 120, named) are refused too
 """
+import json
 import os
 import random
 import re
@@ -1029,11 +1038,77 @@ def case_failover_net():
     ask(sec, "N", "6*7")
 
 
+def case_failover_disk():
+    can_boot_linux()
+    seed = int(os.environ.get("FTVM_SEED", random.randrange(1 << 30)))
+    log("seed %d (FTVM_SEED to repeat)" % seed)
+    kill_after = random.Random(seed).randrange(1000, 3001)
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        failover_disk_case(d, kill_after)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def failover_disk_case(d, kill_after):
+    kernel, initrd = guest_files()
+    a, b = os.path.join(d, "a.img"), os.path.join(d, "b.img")
+    for img in (a, b):
+        with open(img, "wb") as f:
+            f.truncate(64 << 20)
+    psock = os.path.join(ft.tmp, "pri.sock")
+    failure = "%dms" % round(ft.scaled(1000))
+    sec, ssock, addr = spawn_secondary("sec", failure, "--disk", b)
+    t0 = time.monotonic()
+    pri = ft.Proc("pri", [FTVM, "primary", "--kernel", kernel, "--initrd",
+                          initrd, "--cmdline", CMDLINE % "disk", "--mem",
+                          "256M", "--disk", a, "--secondary", addr,
+                          "--control", psock, "--failure-timeout", failure,
+                          "--insecure"], stdin=subprocess.PIPE)
+    wait_marker(pri, t0)
+    pri.wait_line(lambda l: "a shell on the console" in l, 60, "the shell")
+    sh_ok(pri, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(pri, "mount", "mount -t ext4 /dev/vda /mnt")
+    type_line(pri, "(i=0; while :; do echo $i >>/mnt/log; i=$((i + 1)); "
+              "[ $((i % 500)) = 0 ] && echo ftvm-linux: wrote $i; done) &")
+    wait_until(lambda: wrote(pri) >= kill_after, 300, "%d lines written "
+               "on the primary" % kill_after)
+    st = ft.ftvmctl_json(FTVMCTL, psock, "status")
+    pri.kill9()
+    before = wrote(pri)
+    log("killed the primary with %d+ lines released; its status: %s"
+        % (before, json.dumps(st.get("disk", st.get("state")))))
+
+    s = wait_running(ssock, "the secondary to fail over")
+    log("failover in %.1f ms" % s["failover"]["ms"])
+    ask(sec, "B", "7*8", timeout=120)
+    wait_until(lambda: wrote(sec) >= before + 1000, 300,
+               "the writer going on after the failover")
+    sh_ok(sec, "stop", "kill %1; wait; sync")
+    type_line(sec, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
+              "END {print bad + 0, NR}' /mnt/log)")
+    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
+    m = rx.search(sec.wait_line(rx.search, 60, "the log's check"))
+    bad, lines = int(m.group(1)), int(m.group(2))
+    log("the log on the survivor: %d lines, %d out of place" % (lines, bad))
+    check(bad == 0 and lines >= before + 1000, "/mnt/log after the "
+          "failover: %d lines, %d not their number (%d+ released by the "
+          "primary)" % (lines, bad, before))
+    sh_ok(sec, "umount", "umount /mnt")
+    sh_ok(sec, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    sec.kill9()
+    res = ft.run(["e2fsck", "-fn", b], capture_output=True, text=True,
+                 timeout=ft.scaled(120))
+    check(res.returncode == 0, "the host's e2fsck -fn of the copy: exit "
+          "%d\n%s%s" % (res.returncode, res.stdout, res.stderr))
+
+
 CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
          "net": case_net, "net-dgram": case_net_dgram,
          "failover": case_failover, "failover-net": case_failover_net,
          "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad,
-         "disk": case_disk, "disk-restore": case_disk_restore}
+         "disk": case_disk, "disk-restore": case_disk_restore,
+         "failover-disk": case_failover_disk}
 
 
 def main():
