@@ -18,10 +18,16 @@
 #     count    print "ftvm-linux: count I" every second, forever
 #     udp      the UDP service tests/linux/udpsvc.c on port 7777 (built
 #              static with the host's cc), then a shell on the console
+#     disk     the modules loaded, "ftvm-linux: disk vda N sectors" (or
+#              "ftvm-linux: no disk"), then a shell on the console
 #     shell    (default) a shell on the console
 # With a network device (virtio-net: the modules virtio_net needs are
 # taken from the kernel's package, fetched once, and loaded by /init),
-# `ftvm_ip=A.B.C.D/N` gives eth0 that address and brings it up.
+# `ftvm_ip=A.B.C.D/N` gives eth0 that address and brings it up.  The
+# same modules hold virtio_blk's and ext4's (loaded in disk mode, with
+# the network's), and the initramfs has e2fsprogs' mke2fs (mkfs.ext4) and
+# e2fsck from the host, with the shared libraries ldd names, so a guest
+# with --disk can make, mount and check an ext4 file system on /dev/vda.
 #
 # Options:
 #   --cache DIR   where the files are kept (default: as scripts/kvm-vm.sh:
@@ -52,12 +58,15 @@ file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
     ldd "$busybox" 2>&1 | grep -q 'not a dynamic' ||
     die "$busybox is not static (apt-get install busybox-static)"
 
-# The modules virtio_net needs, in load order, from the kernel's package
-# (kvm-vm.sh keeps only the kernel), once per kernel version.
+# The modules virtio_net, virtio_blk and ext4 need, in load order, from
+# the kernel's package (kvm-vm.sh keeps only the kernel), once per kernel
+# version and list.  crc32c_generic first: ext4 asks the crypto API for
+# crc32c (a soft dependency modprobe does not list).
 kv=$(basename "$(readlink -f "$kdir")")
-mods=$cache/linux-guest/modules-$kv
+want="virtio_pci virtio_net virtio_blk crc32c_generic ext4"
+mods=$cache/linux-guest/modules-$kv-$(printf '%s' "$want" | sha256sum | cut -c1-8)
 if [ ! -f "$mods/order" ]; then
-    echo "$me: fetching linux-image-$kv for virtio_net's modules (once)" >&2
+    echo "$me: fetching linux-image-$kv for the guest's modules (once)" >&2
     mkdir -p "$cache/linux-guest"
     mwork=$(mktemp -d "$cache/linux-guest/mods.XXXXXX")
     trap 'rm -rf "$mwork"' EXIT
@@ -67,7 +76,7 @@ if [ ! -f "$mods/order" ]; then
     depmod -b "$mwork/x" "$kv"
     mkdir -p "$mwork/mods"
     : >"$mwork/mods/order"
-    for m in virtio_pci virtio_net; do
+    for m in $want; do
         modprobe -d "$mwork/x" -S "$kv" --show-depends "$m" |
             awk '$1 == "insmod" {print $2}' | while read -r ko; do
             grep -qxF "$(basename "$ko")" "$mwork/mods/order" && continue
@@ -75,8 +84,10 @@ if [ ! -f "$mods/order" ]; then
             basename "$ko" >>"$mwork/mods/order"
         done
     done
-    grep -qx 'virtio_net.ko' "$mwork/mods/order" ||
-        die "no virtio_net.ko in linux-image-$kv"
+    for m in virtio_net virtio_blk ext4; do
+        grep -qx "$m.ko" "$mwork/mods/order" ||
+            die "no $m.ko in linux-image-$kv"
+    done
     rm -rf "$mods"
     mv "$mwork/mods" "$mods"
     rm -rf "$mwork"
@@ -84,6 +95,16 @@ if [ ! -f "$mods/order" ]; then
 fi
 udpsvc_c=$here/../tests/linux/udpsvc.c
 cc=$(command -v cc || command -v gcc) || die "no C compiler for udpsvc"
+# e2fsprogs from the host, and every shared library they load.
+e2progs=()
+for prog in mke2fs e2fsck; do
+    path=$(PATH=/usr/sbin:/sbin:$PATH command -v "$prog") ||
+        die "no $prog (apt-get install e2fsprogs)"
+    e2progs+=("$path")
+done
+e2libs=$(ldd "${e2progs[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $3}
+                                    NF == 2 && $1 ~ /^\// {print $1}' | sort -u)
+[ -n "$e2libs" ] || die "ldd named no libraries for ${e2progs[*]}"
 
 init=$(cat <<'INIT'
 #!/bin/busybox sh
@@ -95,10 +116,18 @@ cpus=$(grep -c '^processor' /proc/cpuinfo)
 echo "ftvm-linux: up: $cpus cpus, uptime $(cut -d' ' -f1 /proc/uptime)"
 mode=$(sed -n 's/.*ftvm_mode=\([a-z]*\).*/\1/p' /proc/cmdline)
 ip=$(sed -n 's/.*ftvm_ip=\([0-9./]*\).*/\1/p' /proc/cmdline)
-if [ -n "$ip" ]; then
+# The modules in order: up to virtio_net's for the network, all of them
+# (virtio_blk's and ext4's too) for the disk.
+last=
+[ -n "$ip" ] && last=virtio_net.ko
+[ "$mode" = disk ] && last=all
+if [ -n "$last" ]; then
     while read -r ko; do
         insmod "/modules/$ko" || echo "ftvm-linux: insmod $ko failed"
+        [ "$ko" = "$last" ] && break
     done </modules/order
+fi
+if [ -n "$ip" ]; then
     ip link set lo up
     ip addr add "$ip" dev eth0 && ip link set eth0 up &&
         echo "ftvm-linux: eth0 $ip"
@@ -110,6 +139,14 @@ udp)
 reboot)
     echo "ftvm-linux: rebooting"
     reboot -f ;;
+disk)
+    if [ -r /sys/block/vda/size ]; then
+        echo "ftvm-linux: disk vda $(cat /sys/block/vda/size) sectors"
+    else
+        echo "ftvm-linux: no disk"
+    fi
+    echo "ftvm-linux: a shell on the console"
+    exec setsid cttyhack sh ;;
 count)
     i=0
     while :; do echo "ftvm-linux: count $i"; i=$((i + 1)); sleep 1; done ;;
@@ -120,7 +157,8 @@ esac
 INIT
 )
 # One initramfs per /init and busybox: the name says which.
-sum=$( { printf '%s' "$init"; cat "$busybox" "$udpsvc_c" "$mods"/*; } |
+sum=$( { printf '%s' "$init"; cat "$busybox" "$udpsvc_c" "$mods"/* \
+          "${e2progs[@]}" $e2libs; } |
       sha256sum | cut -c1-16)
 out=$cache/linux-guest/initramfs-$sum.cpio.gz
 if [ ! -f "$out" ]; then
@@ -133,6 +171,16 @@ if [ ! -f "$out" ]; then
     cp "$mods"/* "$work/root/modules/"
     "$cc" -static -Os -o "$work/root/bin/udpsvc" "$udpsvc_c" ||
         die "cannot build udpsvc static (libc6-dev's static libc?)"
+    mkdir -p "$work/root/sbin" "$work/root/etc" "$work/root/mnt"
+    for prog in "${e2progs[@]}"; do
+        cp "$prog" "$work/root/sbin/"
+    done
+    ln -s mke2fs "$work/root/sbin/mkfs.ext4"
+    for lib in $e2libs; do
+        mkdir -p "$work/root$(dirname "$lib")"
+        cp -L "$lib" "$work/root$lib"
+    done
+    [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$work/root/etc/"
     printf '%s\n' "$init" >"$work/root/init"
     chmod +x "$work/root/init"
     (cd "$work/root" && find . | cpio -o -H newc --quiet | gzip -1) \

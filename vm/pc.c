@@ -51,7 +51,7 @@ struct pc {
     hc_console_fn console;
     void *console_opaque;
     uint64_t irq_errors;
-    pcpci *pci;                     /* NULL: no network device, no PCI */
+    pcpci *pci;                     /* NULL: no network device or disk */
 };
 
 static int uart_out(void *opaque, const void *buf, size_t len)
@@ -125,25 +125,46 @@ int pc_create(pc **out, kvm_vm *k, hc_console_fn console,
     return 0;
 }
 
+/* The PCI bus, made by the first device that needs it. */
+static int need_pci(pc *p, gmem *g, char *err, size_t errlen)
+{
+    return p->pci ? 0 : pcpci_create(&p->pci, p->kvm, g, err, errlen);
+}
+
 int pc_add_net(pc *p, gmem *g, net_dev *net, const uint8_t mac[6],
                pc_tx_fn tx, void *tx_opaque, char *err, size_t errlen)
 {
-    if (p->pci) {
-        snprintf(err, errlen, "pc: one network device at most");
-        return -EBUSY;
-    }
-    return pcpci_create(&p->pci, p->kvm, g, net, mac, tx, tx_opaque, err,
-                        errlen);
+    int rc = need_pci(p, g, err, errlen);
+
+    return rc < 0 ? rc : pcpci_add_net(p->pci, net, mac, tx, tx_opaque, err,
+                                       errlen);
 }
 
-bool pc_has_net(const pc *p)
+int pc_add_blk(pc *p, gmem *g, disk *d, char *err, size_t errlen)
+{
+    int rc = need_pci(p, g, err, errlen);
+
+    return rc < 0 ? rc : pcpci_add_blk(p->pci, d, err, errlen);
+}
+
+bool pc_has_pci(const pc *p)
 {
     return p->pci != NULL;
 }
 
-void *pc_net_state_obj(pc *p)
+bool pc_has_net(const pc *p)
+{
+    return pc_has_pci(p);
+}
+
+void *pc_pci_state_obj(pc *p)
 {
     return p->pci ? pcpci_state_obj(p->pci) : NULL;
+}
+
+void *pc_net_state_obj(pc *p)
+{
+    return pc_pci_state_obj(p);
 }
 
 void pc_net_rx(pc *p)
@@ -228,14 +249,20 @@ int pc_setup_vcpu(pc *p, int fd, unsigned index, unsigned ncpus, char *err,
 
 int pc_write_tables(pc *p, gmem *g, unsigned ncpus, char *err, size_t errlen)
 {
-    mptable_pci_irq irq = { .slot = PCPCI_NET_SLOT,
-                            .ioapic_pin = PCPCI_IRQ };
-    unsigned npci = p->pci ? 1 : 0;
+    mptable_pci_irq irq[2];
+    unsigned npci = 0;
+
+    if (p->pci && pcpci_has_net(p->pci))
+        irq[npci++] = (mptable_pci_irq){ .slot = PCPCI_NET_SLOT,
+                                         .ioapic_pin = PCPCI_NET_IRQ };
+    if (p->pci && pcpci_has_blk(p->pci))
+        irq[npci++] = (mptable_pci_irq){ .slot = PCPCI_BLK_SLOT,
+                                         .ioapic_pin = PCPCI_BLK_IRQ };
     size_t n = mptable_size_pci(ncpus, npci);
     uint8_t *buf = gmem_ptr(g, MPTABLE_ADDR, n);
 
     if (!buf ||
-        mptable_write_pci(buf, n, MPTABLE_ADDR, ncpus, &irq, npci) < 0) {
+        mptable_write_pci(buf, n, MPTABLE_ADDR, ncpus, irq, npci) < 0) {
         snprintf(err, errlen, "pc: an MP table for %u vCPUs does not fit "
                  "below 1 MiB", ncpus);
         return -EINVAL;
@@ -418,7 +445,8 @@ int pc_state_push(pc *p, char *err, size_t errlen)
 
     if (p->pci && !pcpci_state_loaded(p->pci)) {
         snprintf(err, errlen, "pc: the checkpoint has no 'pci' section (the "
-                 "virtio-net device) for this VM's network device");
+                 "virtio-net and virtio-blk devices) for this VM's network "
+                 "device or disk");
         return -EINVAL;
     }
     memcpy(&chip[0].chip.pic, s->pic_master, sizeof(s->pic_master));

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/disk.h"
 #include "devstate/vmstate.h"
 #include "vm/gmem.h"
 #include "vm/hc.h"
@@ -79,8 +80,21 @@ typedef int (*pc_tx_fn)(void *opaque, const void *frame, size_t len);
  */
 int pc_add_net(pc *p, gmem *g, net_dev *net, const uint8_t mac[6],
                pc_tx_fn tx, void *tx_opaque, char *err, size_t errlen);
+/*
+ * Gives the machine its disk (vm/pcpci.h: a virtio-blk function on the
+ * PCI bus), before the firmware tables are written; the guest's requests
+ * are served on its vCPU threads.  0, or -errno with a message.
+ */
+int pc_add_blk(pc *p, gmem *g, disk *d, char *err, size_t errlen);
+/*
+ * Whether the machine has its PCI bus (a network device, a disk or both)
+ * and so the "pci" section, and that section's object for the registry
+ * (NULL without).  pc_has_net and pc_net_state_obj are the same, under
+ * the names of the bus's first device (vm_state.c's calls).
+ */
+bool pc_has_pci(const pc *p);
+void *pc_pci_state_obj(pc *p);
 bool pc_has_net(const pc *p);
-/* The network device's state object for the registry ("pci"), or NULL. */
 void *pc_net_state_obj(pc *p);
 /* Frames arrived in net: into the guest's buffers (the loop thread). */
 void pc_net_rx(pc *p);

@@ -181,6 +181,9 @@ int vm_create(vm **out, const vm_config *cfg, char *err, size_t errlen)
                                               : v->net, err, errlen)) < 0)
             goto fail;
     }
+    if (v->pc && cfg->disk &&
+        (rc = pc_add_blk(v->pc, &v->gm, cfg->disk, err, errlen)) < 0)
+        goto fail;
     rc = hc_init(&v->hc, &v->gm, v->net, cfg->mac);
     if (rc < 0) {
         snprintf(err, errlen, "vm: no memory for the devices");

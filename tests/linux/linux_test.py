@@ -68,12 +68,40 @@ useful time (this machine's kvm_pvm emulates ring-0 code: run through
             answers never goes back (an answer the client saw was in a
             checkpoint the secondary had), and the secondary's shell
             answers; logs the resends and the longest request
+  disk      --disk IMG (a 64 MiB sparse image under /var/tmp): the guest
+            sees /dev/vda (virtio-blk) of 131072 sectors, makes an ext4
+            file system on it, mounts it, writes a file with a random
+            token and 4 MiB of random bytes (its sha256 noted), syncs,
+            unmounts and reboots (ftvm exits 0); on the host, e2fsck -fn
+            of the image passes and debugfs reads the token back; a
+            second boot on the same image, readonly (--disk IMG,readonly:
+            /sys/block/vda/ro is 1, a write to it fails): e2fsck -fn
+            passes in the guest, the token and the 4 MiB file's sha256
+            read back; logs dd's write (conv=fsync, through ext4) and raw
+            read rates
+  disk-restore
+            --disk IMG: ext4 on /dev/vda, a loop in the guest appending
+            its count to a file; `ftvmctl pause`, `save`, kill -9 (the
+            image as the pause left it: every request the guest saw
+            complete is in it, none in flight), `ftvm restore --disk
+            IMG`: the shell answers, the loop goes on, then stopped: the
+            file's lines are 0..N-1 with none missing, e2fsck -fn in the
+            guest and on the host passes
+  failover-disk
+            checkpoint mode with a disk: `ftvm secondary --disk B` and
+            `ftvm primary --kernel --disk A`; ext4 on /dev/vda, a loop
+            appending its count to a file; kill -9 of the primary after
+            a random 1000-3000 lines (seeded): the secondary fails over
+            with its copy B, the loop goes on, then stopped: the file's
+            lines are 0..N-1 with none missing or out of place, e2fsck
+            -fn passes in the guest and on B from the host
   refuse    (no VM) `ftvm primary --kernel --mode colo`, `ftvm restore
             --kernel` and `ftvm secondary --kernel` exit 2 with the
             message;
             --initrd without --kernel, and a file that is no bzImage
             (exit 120, named) are refused too
 """
+import json
 import os
 import random
 import re
@@ -83,6 +111,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -299,6 +328,186 @@ def case_save_restore():
     check(rc == 0, "ftvm restore exited %d after quit:\n%s" % (rc, r.err()))
 
 
+def gsh(p, tag, cmd, timeout=120):
+    """Types cmd, then `echo ftvm-linux: TAG-rc $?`; its exit status (the
+    echoed command line shows `$?`, not a number)."""
+    type_line(p, "%s; echo ftvm-linux: %s-rc $?" % (cmd, tag))
+    rx = re.compile(r"ftvm-linux: %s-rc (\d+)" % re.escape(tag))
+    line = p.wait_line(rx.search, timeout, "the end of: " + cmd)
+    return int(rx.search(line).group(1))
+
+
+def sh_ok(p, tag, cmd, timeout=120):
+    rc = gsh(p, tag, cmd, timeout)
+    check(rc == 0, "`%s` exited %d in the guest:\n%s" % (cmd, rc, p.out()))
+
+
+def dd_rate(p, tag, cmd, nbytes):
+    """Runs a dd of nbytes in the guest, timed by its /proc/uptime (this
+    busybox's dd prints no summary); logs and returns its MB/s."""
+    up = "$(cut -d' ' -f1 /proc/uptime)"
+    type_line(p, "a=%s; %s 2>/dev/null; r=$?; echo ftvm-linux: %s-time $r "
+              "$a %s" % (up, cmd, tag, up))
+    rx = re.compile(r"ftvm-linux: %s-time (\d+) ([\d.]+) ([\d.]+)" % tag)
+    m = rx.search(p.wait_line(rx.search, 300, "the end of: " + cmd))
+    check(m.group(1) == "0", "`%s` exited %s in the guest:\n%s"
+          % (cmd, m.group(1), p.out()))
+    secs = max(float(m.group(3)) - float(m.group(2)), 0.01)
+    mb = nbytes / 1e6 / secs
+    log("%s: %s: %d bytes in %.2f s, %.1f MB/s" % (tag, cmd, nbytes, secs,
+                                                  mb))
+    return mb
+
+
+def disk_boot(img, name):
+    p, t0 = start(name, "disk", 1, "--disk", img, stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    line = p.wait_line(lambda l: "ftvm-linux: disk vda" in l or
+                       "ftvm-linux: no disk" in l, 60, "the disk's line")
+    check("ftvm-linux: disk vda 131072 sectors" in line,
+          "the guest's disk: %r (want 131072 sectors)\n%s" % (line, p.out()))
+    p.wait_line(lambda l: "a shell on the console" in l, 30, "the shell")
+    return p
+
+
+def case_disk():
+    can_boot_linux()
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        disk_case(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def disk_case(d):
+    img = os.path.join(d, "disk.img")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    token = "ftvm-token-%016x" % random.getrandbits(64)
+    log("image %s, token %s" % (img, token))
+
+    p = disk_boot(img, "linux-rw")
+    sh_ok(p, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(p, "mount", "mount -t ext4 /dev/vda /mnt")
+    sh_ok(p, "token", "echo %s >/mnt/hello.txt" % token)
+    sh_ok(p, "big", "dd if=/dev/urandom of=/mnt/big bs=65536 count=64 "
+          "2>/dev/null")
+    type_line(p, "echo ftvm-linux: sum-a $(sha256sum /mnt/big)")
+    rx = re.compile(r"ftvm-linux: sum-a ([0-9a-f]{64}) /mnt/big")
+    sum_a = rx.search(p.wait_line(rx.search, 60, "the file's sha256")).group(1)
+    dd_rate(p, "write", "dd if=/dev/zero of=/mnt/zero bs=1048576 count=16 "
+            "conv=fsync", 16 << 20)
+    sh_ok(p, "sync", "sync")
+    sh_ok(p, "umount", "umount /mnt")
+    type_line(p, "reboot -f")
+    rc = p.wait(120)
+    check(rc == 0, "ftvm run exited %d after the guest's reboot:\n%s"
+          % (rc, p.err()))
+
+    # The bytes are in the image, as the host's own tools read it.
+    r = ft.run(["e2fsck", "-fn", img], capture_output=True, text=True,
+               timeout=ft.scaled(120))
+    check(r.returncode == 0, "the host's e2fsck -fn of the image: exit %d\n"
+          "%s%s" % (r.returncode, r.stdout, r.stderr))
+    r = ft.run(["debugfs", "-R", "cat /hello.txt", img], capture_output=True,
+               text=True, timeout=ft.scaled(60))
+    check(r.stdout.strip() == token, "debugfs read %r from /hello.txt, "
+          "expected %r (%s)" % (r.stdout, token, r.stderr))
+
+    p = disk_boot(img + ",readonly", "linux-ro")
+    type_line(p, "echo ftvm-linux: ro $(cat /sys/block/vda/ro)")
+    p.wait_line(lambda l: "ftvm-linux: ro 1" in l, 60, "/sys/block/vda/ro")
+    sh_ok(p, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    check(gsh(p, "write", "dd if=/dev/zero of=/dev/vda bs=4096 count=1 "
+             "conv=fsync 2>/dev/null") != 0,
+          "a write to the readonly disk succeeded:\n" + p.out())
+    sh_ok(p, "mount", "mount -t ext4 -o ro /dev/vda /mnt")
+    type_line(p, "echo ftvm-linux: hello $(cat /mnt/hello.txt)")
+    p.wait_line(lambda l: "ftvm-linux: hello " + token in l, 60,
+                "the token read back")
+    type_line(p, "echo ftvm-linux: sum-b $(sha256sum /mnt/big)")
+    rx = re.compile(r"ftvm-linux: sum-b ([0-9a-f]{64}) /mnt/big")
+    sum_b = rx.search(p.wait_line(rx.search, 60, "the file's sha256")).group(1)
+    check(sum_a == sum_b, "the 4 MiB file's sha256 was %s, reads back %s"
+          % (sum_a, sum_b))
+    sh_ok(p, "umount", "umount /mnt")
+    dd_rate(p, "read", "dd if=/dev/vda of=/dev/null bs=1048576 count=64",
+            64 << 20)
+    type_line(p, "reboot -f")
+    rc = p.wait(120)
+    check(rc == 0, "ftvm run exited %d after the second reboot:\n%s"
+          % (rc, p.err()))
+
+
+WROTE_RE = re.compile(r"ftvm-linux: wrote (\d+)")
+
+
+def wrote(p):
+    n = [int(m.group(1)) for m in map(WROTE_RE.search, p.lines()) if m]
+    return n[-1] if n else -1
+
+
+def case_disk_restore():
+    can_boot_linux()
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        disk_restore_case(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def disk_restore_case(d):
+    img = os.path.join(d, "disk.img")
+    ckpt = os.path.join(d, "linux.ftvm")
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    sock = os.path.join(ft.tmp, "ctl.sock")
+    p, t0 = start("linux", "disk", 1, "--disk", img, "--control", sock,
+                  stdin=subprocess.PIPE)
+    wait_marker(p, t0)
+    p.wait_line(lambda l: "a shell on the console" in l, 60, "the shell")
+    sh_ok(p, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(p, "mount", "mount -t ext4 /dev/vda /mnt")
+    # Each line of /mnt/log its number, a console line every 500.
+    type_line(p, "(i=0; while :; do echo $i >>/mnt/log; i=$((i + 1)); "
+              "[ $((i % 500)) = 0 ] && echo ftvm-linux: wrote $i; done) &")
+    wait_until(lambda: wrote(p) >= 1000, 120, "the guest's writer")
+    # Paused from the save to the kill: the image stays as the checkpoint
+    # has it (a request completes before its vCPU runs on).
+    ft.ftvmctl_json(FTVMCTL, sock, "pause")
+    st = ft.ftvmctl_json(FTVMCTL, sock, "save", ckpt)
+    before = wrote(p)
+    p.kill9()
+    log("saved %d bytes with the writer at %d+ lines" % (st["bytes"], before))
+
+    sock2 = os.path.join(ft.tmp, "ctl2.sock")
+    r = ft.Proc("restore", [FTVM, "restore", ckpt, "--disk", img,
+                            "--control", sock2], stdin=subprocess.PIPE)
+    ask(r, "B", "7*8", timeout=120)
+    wait_until(lambda: wrote(r) >= before + 1000, 120,
+               "the writer going on after the restore")
+    sh_ok(r, "stop", "kill %1; wait; sync")
+    type_line(r, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
+              "END {print bad + 0, NR}' /mnt/log)")
+    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
+    m = rx.search(r.wait_line(rx.search, 60, "the log's check"))
+    bad, lines = int(m.group(1)), int(m.group(2))
+    log("the log: %d lines, %d out of place" % (lines, bad))
+    check(bad == 0 and lines >= before + 1000, "/mnt/log after the restore: "
+          "%d lines, %d not their number (the writer was at %d at the save)"
+          % (lines, bad, before))
+    sh_ok(r, "umount", "umount /mnt")
+    sh_ok(r, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    type_line(r, "reboot -f")
+    rc = r.wait(120)
+    check(rc == 0, "ftvm restore exited %d after the guest's reboot:\n%s"
+          % (rc, r.err()))
+    res = ft.run(["e2fsck", "-fn", img], capture_output=True, text=True,
+                 timeout=ft.scaled(120))
+    check(res.returncode == 0, "the host's e2fsck -fn of the image: exit "
+          "%d\n%s%s" % (res.returncode, res.stdout, res.stderr))
+
+
 def restore_refused(path, *needles, net=None):
     r = ft.run([FTVM, "restore", path] + (["--net", net] if net else []),
                capture_output=True, text=True,
@@ -508,11 +717,11 @@ def case_net():
           "the restored guest booted again:\n" + r.out())
     r.kill9()
 
-    # "pci" 0, version 1: the address register (4), the bridge (7), the
+    # "pci" 0, version 2: the address register (4), the bridge (7), the
     # virtio-net function (7), feature selects (8), driver features (8),
     # status, generation, queue select (2), ISR, level, then the receive
     # queue's size (be16 256): 259 is no power of two.
-    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x01"
+    pci_hdr = b"\x03pci" + b"\0\0\0\0" + b"\0\0\0\x02"
     with open(ckpt, "rb") as f:
         data = f.read()
     # The file without --net: it holds a network device.
@@ -829,10 +1038,77 @@ def case_failover_net():
     ask(sec, "N", "6*7")
 
 
+def case_failover_disk():
+    can_boot_linux()
+    seed = int(os.environ.get("FTVM_SEED", random.randrange(1 << 30)))
+    log("seed %d (FTVM_SEED to repeat)" % seed)
+    kill_after = random.Random(seed).randrange(1000, 3001)
+    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
+    try:
+        failover_disk_case(d, kill_after)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def failover_disk_case(d, kill_after):
+    kernel, initrd = guest_files()
+    a, b = os.path.join(d, "a.img"), os.path.join(d, "b.img")
+    for img in (a, b):
+        with open(img, "wb") as f:
+            f.truncate(64 << 20)
+    psock = os.path.join(ft.tmp, "pri.sock")
+    failure = "%dms" % round(ft.scaled(1000))
+    sec, ssock, addr = spawn_secondary("sec", failure, "--disk", b)
+    t0 = time.monotonic()
+    pri = ft.Proc("pri", [FTVM, "primary", "--kernel", kernel, "--initrd",
+                          initrd, "--cmdline", CMDLINE % "disk", "--mem",
+                          "256M", "--disk", a, "--secondary", addr,
+                          "--control", psock, "--failure-timeout", failure,
+                          "--insecure"], stdin=subprocess.PIPE)
+    wait_marker(pri, t0)
+    pri.wait_line(lambda l: "a shell on the console" in l, 60, "the shell")
+    sh_ok(pri, "mkfs", "/sbin/mkfs.ext4 -q -F /dev/vda", 300)
+    sh_ok(pri, "mount", "mount -t ext4 /dev/vda /mnt")
+    type_line(pri, "(i=0; while :; do echo $i >>/mnt/log; i=$((i + 1)); "
+              "[ $((i % 500)) = 0 ] && echo ftvm-linux: wrote $i; done) &")
+    wait_until(lambda: wrote(pri) >= kill_after, 300, "%d lines written "
+               "on the primary" % kill_after)
+    st = ft.ftvmctl_json(FTVMCTL, psock, "status")
+    pri.kill9()
+    before = wrote(pri)
+    log("killed the primary with %d+ lines released; its status: %s"
+        % (before, json.dumps(st.get("disk", st.get("state")))))
+
+    s = wait_running(ssock, "the secondary to fail over")
+    log("failover in %.1f ms" % s["failover"]["ms"])
+    ask(sec, "B", "7*8", timeout=120)
+    wait_until(lambda: wrote(sec) >= before + 1000, 300,
+               "the writer going on after the failover")
+    sh_ok(sec, "stop", "kill %1; wait; sync")
+    type_line(sec, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
+              "END {print bad + 0, NR}' /mnt/log)")
+    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
+    m = rx.search(sec.wait_line(rx.search, 60, "the log's check"))
+    bad, lines = int(m.group(1)), int(m.group(2))
+    log("the log on the survivor: %d lines, %d out of place" % (lines, bad))
+    check(bad == 0 and lines >= before + 1000, "/mnt/log after the "
+          "failover: %d lines, %d not their number (%d+ released by the "
+          "primary)" % (lines, bad, before))
+    sh_ok(sec, "umount", "umount /mnt")
+    sh_ok(sec, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    sec.kill9()
+    res = ft.run(["e2fsck", "-fn", b], capture_output=True, text=True,
+                 timeout=ft.scaled(120))
+    check(res.returncode == 0, "the host's e2fsck -fn of the copy: exit "
+          "%d\n%s%s" % (res.returncode, res.stdout, res.stderr))
+
+
 CASES = {"boot": case_boot, "smp": case_smp, "refuse": case_refuse,
          "net": case_net, "net-dgram": case_net_dgram,
          "failover": case_failover, "failover-net": case_failover_net,
-         "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad}
+         "save-restore": case_save_restore, "ckpt-bad": case_ckpt_bad,
+         "disk": case_disk, "disk-restore": case_disk_restore,
+         "failover-disk": case_failover_disk}
 
 
 def main():

@@ -106,6 +106,36 @@ static void test_pci(void **state)
                      -EINVAL);
 }
 
+/* The PC with a network device and a disk: slot 1 on pin 16, 2 on 17. */
+static void test_pci_two(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    const mptable_pci_irq irq[2] = { { .slot = 1, .ioapic_pin = 16 },
+                                     { .slot = 2, .ioapic_pin = 17 } };
+    size_t n = mptable_size_pci(2, 2);
+
+    assert_int_equal(n, mptable_size(2) + 16 + 8);
+    assert_int_equal(mptable_write_pci(buf, sizeof(buf), MPTABLE_ADDR, 2,
+                                       irq, 2), 0);
+    const uint8_t *t = buf + 16;
+    size_t tlen = (size_t)(t[4] | t[5] << 8);
+    assert_int_equal(16 + tlen, n);
+    assert_int_equal(sum(t, tlen), 0);
+    assert_int_equal(sum(buf, 16), 0);
+    assert_int_equal(t[34] | t[35] << 8, 2 + 2 + 1 + 16 + 2 + 2);
+    const uint8_t *e = t + 44 + 2 * 20 + 16 + 8 + 16 * 8;
+    for (unsigned i = 0; i < 2; i++, e += 8) {
+        assert_int_equal(e[0], 3);
+        assert_int_equal(e[2] | e[3] << 8, 0x0d);
+        assert_int_equal(e[4], 0);
+        assert_int_equal(e[5], irq[i].slot << 2);
+        assert_int_equal(e[6], 2);              /* the I/O APIC's id */
+        assert_int_equal(e[7], irq[i].ioapic_pin);
+    }
+    assert_int_equal(e[0], 4);                  /* then the local ones */
+}
+
 static void test_bounds(void **state)
 {
     (void)state;
@@ -125,6 +155,7 @@ int main(void)
         cmocka_unit_test(test_two_cpus),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_pci),
+        cmocka_unit_test(test_pci_two),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
