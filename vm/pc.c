@@ -152,19 +152,9 @@ bool pc_has_pci(const pc *p)
     return p->pci != NULL;
 }
 
-bool pc_has_net(const pc *p)
-{
-    return pc_has_pci(p);
-}
-
 void *pc_pci_state_obj(pc *p)
 {
     return p->pci ? pcpci_state_obj(p->pci) : NULL;
-}
-
-void *pc_net_state_obj(pc *p)
-{
-    return pc_pci_state_obj(p);
 }
 
 void pc_net_rx(pc *p)

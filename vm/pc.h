@@ -89,13 +89,10 @@ int pc_add_blk(pc *p, gmem *g, disk *d, char *err, size_t errlen);
 /*
  * Whether the machine has its PCI bus (a network device, a disk or both)
  * and so the "pci" section, and that section's object for the registry
- * (NULL without).  pc_has_net and pc_net_state_obj are the same, under
- * the names of the bus's first device (vm_state.c's calls).
+ * (NULL without).
  */
 bool pc_has_pci(const pc *p);
 void *pc_pci_state_obj(pc *p);
-bool pc_has_net(const pc *p);
-void *pc_net_state_obj(pc *p);
 /* Frames arrived in net: into the guest's buffers (the loop thread). */
 void pc_net_rx(pc *p);
 /* The VM runs again: received frames flow again (stopped at a fetch). */

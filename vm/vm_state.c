@@ -98,9 +98,9 @@ int vm_register_state(vm *v, char *err, size_t errlen)
     if (rc >= 0 && v->pc)
         rc = registry_add_device(v->reg, "pc", 0, REGISTRY_PRIO_DEFAULT,
                                  &pc_state_desc, pc_state_obj(v->pc));
-    if (rc >= 0 && v->pc && pc_has_net(v->pc))
+    if (rc >= 0 && v->pc && pc_has_pci(v->pc))
         rc = registry_add_device(v->reg, "pci", 0, REGISTRY_PRIO_DEFAULT,
-                                 &pcpci_state_desc, pc_net_state_obj(v->pc));
+                                 &pcpci_state_desc, pc_pci_state_obj(v->pc));
     if (rc >= 0 && v->net)
         rc = registry_add_device(v->reg, "ftvm-net", 0, REGISTRY_PRIO_DEFAULT,
                                  &hc_net_state_desc, &v->hc.net_st);
