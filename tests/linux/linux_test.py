@@ -447,6 +447,26 @@ def wrote(p):
     return n[-1] if n else -1
 
 
+def check_log_goes_on(p, before, timeout, after, why):
+    """The guest's writer (appending its count to /mnt/log on ext4) goes
+    on 1000 lines past before, is stopped, and its log is every number
+    in its place; then /mnt is unmounted and e2fsck -fn passes in the
+    guest.  after and why say when and what before was, for messages."""
+    wait_until(lambda: wrote(p) >= before + 1000, timeout,
+               "the writer going on after " + after)
+    sh_ok(p, "stop", "kill %1; wait; sync")
+    type_line(p, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
+              "END {print bad + 0, NR}' /mnt/log)")
+    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
+    m = rx.search(p.wait_line(rx.search, 60, "the log's check"))
+    bad, lines = int(m.group(1)), int(m.group(2))
+    log("the log after %s: %d lines, %d out of place" % (after, lines, bad))
+    check(bad == 0 and lines >= before + 1000, "/mnt/log after %s: %d "
+          "lines, %d not their number (%s)" % (after, lines, bad, why))
+    sh_ok(p, "umount", "umount /mnt")
+    sh_ok(p, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+
+
 def case_disk_restore():
     can_boot_linux()
     d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
@@ -484,20 +504,8 @@ def disk_restore_case(d):
     r = ft.Proc("restore", [FTVM, "restore", ckpt, "--disk", img,
                             "--control", sock2], stdin=subprocess.PIPE)
     ask(r, "B", "7*8", timeout=120)
-    wait_until(lambda: wrote(r) >= before + 1000, 120,
-               "the writer going on after the restore")
-    sh_ok(r, "stop", "kill %1; wait; sync")
-    type_line(r, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
-              "END {print bad + 0, NR}' /mnt/log)")
-    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
-    m = rx.search(r.wait_line(rx.search, 60, "the log's check"))
-    bad, lines = int(m.group(1)), int(m.group(2))
-    log("the log: %d lines, %d out of place" % (lines, bad))
-    check(bad == 0 and lines >= before + 1000, "/mnt/log after the restore: "
-          "%d lines, %d not their number (the writer was at %d at the save)"
-          % (lines, bad, before))
-    sh_ok(r, "umount", "umount /mnt")
-    sh_ok(r, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    check_log_goes_on(r, before, 120, "the restore",
+                      "the writer was at %d at the save" % before)
     type_line(r, "reboot -f")
     rc = r.wait(120)
     check(rc == 0, "ftvm restore exited %d after the guest's reboot:\n%s"
@@ -1082,20 +1090,8 @@ def failover_disk_case(d, kill_after):
     s = wait_running(ssock, "the secondary to fail over")
     log("failover in %.1f ms" % s["failover"]["ms"])
     ask(sec, "B", "7*8", timeout=120)
-    wait_until(lambda: wrote(sec) >= before + 1000, 300,
-               "the writer going on after the failover")
-    sh_ok(sec, "stop", "kill %1; wait; sync")
-    type_line(sec, "echo ftvm-linux: log $(awk 'NR - 1 != $1 {bad++} "
-              "END {print bad + 0, NR}' /mnt/log)")
-    rx = re.compile(r"ftvm-linux: log (\d+) (\d+)")
-    m = rx.search(sec.wait_line(rx.search, 60, "the log's check"))
-    bad, lines = int(m.group(1)), int(m.group(2))
-    log("the log on the survivor: %d lines, %d out of place" % (lines, bad))
-    check(bad == 0 and lines >= before + 1000, "/mnt/log after the "
-          "failover: %d lines, %d not their number (%d+ released by the "
-          "primary)" % (lines, bad, before))
-    sh_ok(sec, "umount", "umount /mnt")
-    sh_ok(sec, "fsck", "/sbin/e2fsck -fn /dev/vda", 300)
+    check_log_goes_on(sec, before, 300, "the failover",
+                      "%d+ released by the primary" % before)
     sec.kill9()
     res = ft.run(["e2fsck", "-fn", b], capture_output=True, text=True,
                  timeout=ft.scaled(120))
