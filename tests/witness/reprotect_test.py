@@ -313,9 +313,14 @@ def case_survivor_commands():
     check(rc == ft.EXIT_DROPPED and "no failover" in c_proc.err() and
           not c_proc.eof(),
           "C after B's stop-replication: exit %s\n%s" % (rc, c_proc.dump()))
-    st = protection(sctl, "stopped")
-    check(not st["protection"]["output"]["holding"] and
-          st["vm_state"] == "running", st)
+    # Held output leaves once the EOF has drained to C (until then C
+    # could still fail over), which may come just after the state.
+    protection(sctl, "stopped")
+    st = ft.wait_until(lambda: (lambda s: s if s and not s["protection"]
+                                ["output"]["holding"] else None)(
+                                    sctl.status()), 10,
+                       "B's held output released after stop-replication")
+    check(st["vm_state"] == "running", st)
     # Another secondary: the next generation, 3.
     d_proc, d_addr, dctl = e2e.spawn_secondary(
         "D", roles.witness(c) + ["--tls-creds", certs["c"],
