@@ -75,23 +75,6 @@ def measure_disk_write(d, mib=256):
         os.unlink(path)
 
 
-def wait_text(path, pattern, proc, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            with open(path) as f:
-                m = re.search(pattern, f.read())
-        except OSError:
-            m = None
-        if m:
-            return m
-        if proc.poll() is not None:
-            with open(path) as f:
-                raise RuntimeError(f"{path}: ended: {f.read()[-600:]}")
-        time.sleep(0.02)
-    raise RuntimeError(f"no '{pattern}' in {path} within {timeout} s")
-
-
 def run_rate(bins, work, rate, a):
     tag = f"r{rate}"
     pimg = os.path.join(work, f"{tag}-p.img")
@@ -106,7 +89,7 @@ def run_rate(bins, work, rate, a):
                "--control", bsock, "--insecure", "--disk", simg],
               stdin=subprocess.DEVNULL, stdout=files["b.out"],
               stderr=files["b.err"])
-    port = wait_text(files["b.err"].name, r"listening on 127\.0\.0\.1:(\d+)",
+    port = benchproc.wait_file(files["b.err"].name, r"listening on 127\.0\.0\.1:(\d+)",
                      b, 10).group(1)
     # Idle: 4 KiB/s, a write now and then (the guest must not halt).
     guest = [f"kib-per-second={rate * 1024 if rate else 4}", "block-kib=4"
@@ -118,7 +101,7 @@ def run_rate(bins, work, rate, a):
               stdin=subprocess.DEVNULL, stdout=files["a.out"],
               stderr=files["a.err"])
     try:
-        m = wait_text(files["a.err"].name, r"protected by \S+ \(bring-up "
+        m = benchproc.wait_file(files["a.err"].name, r"protected by \S+ \(bring-up "
                       r"([\d.]+ \w+) in ([\d.]+ m?s)\)", p, 120)
         bringup = f"{m.group(1)} in {m.group(2)}"
         actl = benchproc.wait(lambda: os.path.exists(asock) and Ctl(asock),

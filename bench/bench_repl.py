@@ -295,21 +295,12 @@ class Pair:
                 + ("; console: " + " | ".join(lines) if lines else ""))
 
     def _wait_file(self, path, pattern, p, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with open(path) as f:
-                    m = re.search(pattern, f.read())
-            except OSError:
-                m = None
-            if m:
-                return m.group(1) if m.groups() else True
-            if p.poll() is not None:
-                raise RuntimeError("ftvm " + ("primary" if p is self.a else
-                                               "secondary") + " ended: "
-                                   + self.why(p, path, None))
-            time.sleep(0.02)
-        raise RuntimeError(f"no '{pattern}' from {path} in {timeout} s")
+        m = benchproc.wait_file(
+            path, pattern, p, timeout,
+            ended=lambda: "ftvm " + ("primary" if p is self.a else
+                                     "secondary") + " ended: "
+            + self.why(p, path, None))
+        return m.group(1) if m.groups() else True
 
     def _connect(self, path, p):
         deadline = time.monotonic() + 10

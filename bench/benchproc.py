@@ -133,6 +133,28 @@ def status(ftvmctl, sock):
     return json.loads(r.stdout) if r.returncode == 0 else None
 
 
+def wait_file(path, pattern, proc, timeout, ended=None):
+    """The first match of pattern in the file at path (a child's stderr,
+    say) within timeout s.  RuntimeError if proc ends first (its message
+    ended(), or the file's tail) or time runs out."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                m = re.search(pattern, f.read())
+        except OSError:
+            m = None
+        if m:
+            return m
+        if proc.poll() is not None:
+            if ended:
+                raise RuntimeError(ended())
+            with open(path) as f:
+                raise RuntimeError(f"{path}: ended: {f.read()[-600:]}")
+        time.sleep(0.02)
+    raise RuntimeError(f"no '{pattern}' in {path} within {timeout} s")
+
+
 def wait(pred, timeout, what):
     """pred()'s first true value within timeout s, else RuntimeError."""
     end = time.monotonic() + timeout

@@ -217,7 +217,7 @@ ram_saver *vm_ram_saver(vm *v);
  * with vm_disk_commit once the package's RAM is applied: 0, or -errno
  * with the reason (naming the image and chunk) in err, the stage kept.
  * Without a hold each section's chunks are written as it loads
- * (restore).  vm_disk_drop_staged forgets what is staged.
+ * (restore).
  * vm_disk_resend marks again the chunks of the last VM_DISK_RECENT
  * checkpoints (a full package: docs/disk-format.md).  All no-ops without
  * a disk.
@@ -231,7 +231,6 @@ ram_saver *vm_ram_saver(vm *v);
 disk *vm_disk(vm *v);
 void vm_disk_hold(vm *v);
 int vm_disk_commit(vm *v, char *err, size_t errlen);
-void vm_disk_drop_staged(vm *v);
 void vm_disk_resend(vm *v);
 /*
  * "ftvm-disk" (FULL, instance 0, version 2; 1 still loads): which disk

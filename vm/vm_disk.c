@@ -309,12 +309,6 @@ int vm_disk_commit(vm *v, char *err, size_t errlen)
     return block_apply(v->bloader, true, err, errlen);
 }
 
-void vm_disk_drop_staged(vm *v)
-{
-    if (v->bloader)
-        block_stage_drop(v->bloader);
-}
-
 void vm_disk_resend(vm *v)
 {
     if (!v->cfg.disk)

@@ -370,13 +370,19 @@ def disk_boot(img, name):
     return p
 
 
-def case_disk():
-    can_boot_linux()
+def in_image_dir(fn):
+    """fn(d) with d a fresh directory for disk images, removed after.
+    Under /var/tmp: the nested runner's /tmp is a tmpfs of its own."""
     d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
     try:
-        disk_case(d)
+        fn(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def case_disk():
+    can_boot_linux()
+    in_image_dir(disk_case)
 
 
 def disk_case(d):
@@ -469,11 +475,7 @@ def check_log_goes_on(p, before, timeout, after, why):
 
 def case_disk_restore():
     can_boot_linux()
-    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
-    try:
-        disk_restore_case(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    in_image_dir(disk_restore_case)
 
 
 def disk_restore_case(d):
@@ -1051,11 +1053,7 @@ def case_failover_disk():
     seed = int(os.environ.get("FTVM_SEED", random.randrange(1 << 30)))
     log("seed %d (FTVM_SEED to repeat)" % seed)
     kill_after = random.Random(seed).randrange(1000, 3001)
-    d = tempfile.mkdtemp(prefix="ftvm-linux-disk-", dir="/var/tmp")
-    try:
-        failover_disk_case(d, kill_after)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    in_image_dir(lambda d: failover_disk_case(d, kill_after))
 
 
 def failover_disk_case(d, kill_after):

@@ -41,7 +41,9 @@ unacknowledged package would print records the memory had not reached.
                 by C with `ftvmctl protect`, B killed: C goes on after
                 B's last released record, its image a valid log.
   refuse        a secondary without --disk refuses a primary with a disk
-                (and the reverse), naming the option; --disk IMG,readonly
+                (and the reverse), naming the option; one given the
+                primary's own image refuses it (locked) and leaves it a
+                valid log; --disk IMG,readonly
                 on a primary and --mode colo --disk exit 2.
 """
 import os
@@ -343,6 +345,18 @@ def case_refuse():
         [l for l in (pri.err() + sec.err()).splitlines()
          if "--disk FILE" in l][0])
     e2e.retire(sec, pri, sctl, pctl)
+    # The primary's own image given to its secondary on the same host:
+    # refused (it is locked) before the secondary touches it.
+    sec, addr, sctl = e2e.spawn_secondary("sec1", ["--disk", pimg])
+    pri, pctl = e2e.spawn_primary("pri1", addr, image="disklog",
+                                  args=["rate=100"], extra=["--disk", pimg])
+    ft.wait_until(lambda: "in use by another user of the image" in
+                  sec.err(), 20, "the refusal")
+    check(not sec.lines(), "the secondary ran a VM:\n%s" % sec.dump())
+    e2e.retire(sec, pri, sctl, pctl)
+    # A valid log (check raises otherwise) holding what it printed.
+    check(len(disklog.check(pimg)) >= len(records_of(pri)),
+          "the primary's image after its secondary was refused it")
     # A secondary with a disk, a primary without.
     sec, addr, sctl = e2e.spawn_secondary(
         "sec2", ["--disk", os.path.join(ft.tmp, "s.img")])

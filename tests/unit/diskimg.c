@@ -95,3 +95,16 @@ uint8_t *diskimg_slurp(const char *path, size_t *len)
     *len = (size_t)n;
     return buf;
 }
+
+int diskimg_group_setup(void **state)
+{
+    (void)state;
+    return diskimg_setup();
+}
+
+int diskimg_group_teardown(void **state)
+{
+    (void)state;
+    diskimg_cleanup();
+    return 0;
+}

@@ -12,6 +12,9 @@
 int diskimg_setup(void);
 /* Removes every file made in it and the directory. */
 void diskimg_cleanup(void);
+/* diskimg_setup and diskimg_cleanup as a cmocka group's setup and teardown. */
+int diskimg_group_setup(void **state);
+int diskimg_group_teardown(void **state);
 /* The directory, for files a test makes itself. */
 const char *diskimg_dir(void);
 

@@ -392,19 +392,6 @@ static void test_zero(void **state)
     free(buf);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return diskimg_setup();
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    diskimg_cleanup();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,5 +405,6 @@ int main(void)
         cmocka_unit_test(test_zero),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, diskimg_group_setup,
+                                  diskimg_group_teardown);
 }

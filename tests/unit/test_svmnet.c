@@ -187,10 +187,28 @@ static void test_svm_refuses_pc(void **state)
     event_base_free(base);
 }
 
+/* Nor a COLO stream of a VM with a disk (the SVM would write its copy). */
+static void test_svm_refuses_disk(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    svm_opts o = { .base = base, .send = send_msg };
+    svm *s;
+    assert_int_equal(svm_new(&s, &o), 0);
+    vmshape shape = { .mem_size = 64 << 20, .vcpus = 1,
+                      .disk_size = 8 << 20 };
+    char err[256] = "";
+    assert_int_equal(svm_prepare(s, &shape, err, sizeof(err)), -ENOTSUP);
+    assert_string_equal(err, VM_DISK_NO_COLO);
+    svm_free(s);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_svm_refuses_pc),
+        cmocka_unit_test(test_svm_refuses_disk),
         cmocka_unit_test_setup_teardown(test_frames_tagged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frames_bounded_and_stale, setup,
                                         teardown),

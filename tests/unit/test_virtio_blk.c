@@ -796,19 +796,6 @@ static void test_pci_section(void **state)
     disk_close(d);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    return diskimg_setup();
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    diskimg_cleanup();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -819,5 +806,6 @@ int main(void)
         cmocka_unit_test(test_device_state),
         cmocka_unit_test(test_pci_section),
     };
-    return skips_status(cmocka_run_group_tests(tests, setup, teardown));
+    return skips_status(cmocka_run_group_tests(tests, diskimg_group_setup,
+                                  diskimg_group_teardown));
 }

@@ -732,18 +732,25 @@ def case_udpkv_tap():
 
 # ---- a full disk ----
 
-def case_disk_full():
+def in_private_mount_ns():
+    """Goes on in a private mount namespace (KVM and root needed), where
+    a tmpfs the case mounts dies with it: the first call runs this test
+    again under unshare, the second returns."""
     needs_kvm()
     needs_root("mounting a tmpfs")
-    if os.environ.get("FTVM_CKPT_MNTNS") != "1":
-        if not shutil.which("unshare"):
-            skip("unshare (util-linux) is not installed")
-        # Again, in a private mount namespace: the tmpfs dies with it.
-        env = dict(os.environ, FTVM_CKPT_MNTNS="1")
-        argv = ["unshare", "-m", "--propagation", "private",
-                sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
-        shutil.rmtree(ft.tmp, ignore_errors=True)
-        os.execvpe(argv[0], argv, env)
+    if os.environ.get("FTVM_CKPT_MNTNS") == "1":
+        return
+    if not shutil.which("unshare"):
+        skip("unshare (util-linux) is not installed")
+    env = dict(os.environ, FTVM_CKPT_MNTNS="1")
+    argv = ["unshare", "-m", "--propagation", "private",
+            sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
+    shutil.rmtree(ft.tmp, ignore_errors=True)
+    os.execvpe(argv[0], argv, env)
+
+
+def case_disk_full():
+    in_private_mount_ns()
 
     ckdir = os.path.join(ft.tmp, "ck")
     os.mkdir(ckdir, 0o700)
@@ -1402,16 +1409,7 @@ def case_disk_chain():
 
 
 def case_disk_chain_full():
-    needs_kvm()
-    needs_root("mounting a tmpfs")
-    if os.environ.get("FTVM_CKPT_MNTNS") != "1":
-        if not shutil.which("unshare"):
-            skip("unshare (util-linux) is not installed")
-        env = dict(os.environ, FTVM_CKPT_MNTNS="1")
-        argv = ["unshare", "-m", "--propagation", "private",
-                sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
-        shutil.rmtree(ft.tmp, ignore_errors=True)
-        os.execvpe(argv[0], argv, env)
+    in_private_mount_ns()
 
     size = 16 << 20
     img = os.path.join(ft.tmp, "run.img")
